@@ -1,0 +1,81 @@
+//! The data plane's one error type: where a failure came from and whether a retry is safe.
+
+use http::StatusCode;
+
+/// Where a failure came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorSource {
+    /// The client sent something the edge will not serve.
+    Client,
+    /// A target failed.
+    Upstream,
+    /// The edge itself failed.
+    Internal,
+}
+
+/// Why the edge answers a request itself.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EdgeError {
+    /// No rule matches the request.
+    #[error("no route matches the request")]
+    NoRoute,
+    /// The target group has no target at all.
+    #[error("target group {0} has no targets")]
+    NoTargets(String),
+    /// Connecting to the target failed; nothing was sent, so a retry is safe.
+    #[error("cannot connect to target: {0}")]
+    Connect(String),
+    /// The target failed after the request was sent.
+    #[error("target failed: {0}")]
+    Upstream(String),
+    /// The target did not answer in time.
+    #[error("target did not answer in time")]
+    Timeout,
+    /// The request cannot be forwarded as it is.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+}
+
+impl EdgeError {
+    /// Where the failure came from.
+    pub fn source_kind(&self) -> ErrorSource {
+        match self {
+            EdgeError::NoRoute | EdgeError::BadRequest(_) => ErrorSource::Client,
+            EdgeError::NoTargets(_) => ErrorSource::Internal,
+            EdgeError::Connect(_) | EdgeError::Upstream(_) | EdgeError::Timeout => {
+                ErrorSource::Upstream
+            }
+        }
+    }
+
+    /// Whether sending the same request to another target is safe whatever its method:
+    /// only when nothing reached the first one.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, EdgeError::Connect(_))
+    }
+
+    /// The status the client gets, as ALB answers: 404 without a rule, 503 without targets,
+    /// 502 when a target fails, 504 when it is too slow.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            EdgeError::NoRoute => StatusCode::NOT_FOUND,
+            EdgeError::NoTargets(_) => StatusCode::SERVICE_UNAVAILABLE,
+            EdgeError::Connect(_) | EdgeError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            EdgeError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            EdgeError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// A stable code for the JSON body and the logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EdgeError::NoRoute => "no_route",
+            EdgeError::NoTargets(_) => "no_targets",
+            EdgeError::Connect(_) => "target_unreachable",
+            EdgeError::Upstream(_) => "target_failed",
+            EdgeError::Timeout => "target_timeout",
+            EdgeError::BadRequest(_) => "bad_request",
+        }
+    }
+}

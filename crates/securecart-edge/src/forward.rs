@@ -1,0 +1,120 @@
+//! The headers of a forwarded request and of the response sent back: hop-by-hop headers are
+//! dropped (RFC 9110 section 7.6.1), `X-Forwarded-*` says who the client was, and the trace
+//! context is passed on.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+
+use crate::context::RequestContext;
+
+/// Headers that describe one connection and never travel past it.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// Removes the hop-by-hop headers, including those the `Connection` header names.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+/// Rewrites a request's headers for its target.
+pub fn prepare_request(parts: &mut Parts, context: &RequestContext, listener_port: u16) {
+    remove_hop_by_hop(&mut parts.headers);
+    // HTTP/2 clients name the host in the URI's authority; HTTP/1.1 targets need it in Host.
+    if !parts.headers.contains_key(header::HOST)
+        && let Some(authority) = parts.uri.authority()
+        && let Ok(host) = HeaderValue::from_str(authority.as_str())
+    {
+        parts.headers.insert(header::HOST, host);
+    }
+    let client_ip = context.client.ip().to_string();
+    let forwarded_for = match parts
+        .headers
+        .get(&X_FORWARDED_FOR)
+        .and_then(|value| value.to_str().ok())
+    {
+        Some(previous) => format!("{previous}, {client_ip}"),
+        None => client_ip,
+    };
+    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+        parts.headers.insert(X_FORWARDED_FOR.clone(), value);
+    }
+    parts
+        .headers
+        .insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    parts
+        .headers
+        .insert(X_FORWARDED_PORT.clone(), HeaderValue::from(listener_port));
+    if let Ok(value) = HeaderValue::from_str(&context.trace.to_string()) {
+        parts.headers.insert(TRACEPARENT.clone(), value);
+    }
+}
+
+/// The trace context the client sent, if valid.
+pub fn incoming_trace(headers: &HeaderMap) -> Option<securecart_telemetry::TraceContext> {
+    headers
+        .get(&TRACEPARENT)
+        .and_then(|value| value.to_str().ok())
+        .and_then(securecart_telemetry::TraceContext::parse)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use http::Request;
+    use securecart_telemetry::TraceContext;
+
+    use super::prepare_request;
+    use crate::context::RequestContext;
+
+    #[test]
+    fn forwarded_requests_lose_hop_by_hop_headers_and_gain_forwarding_headers() {
+        let (mut parts, ()) = Request::get("/x")
+            .header("connection", "keep-alive, x-private")
+            .header("x-private", "secret")
+            .header("keep-alive", "timeout=5")
+            .header("upgrade", "websocket")
+            .header("x-forwarded-for", "203.0.113.9")
+            .header("host", "shop.example")
+            .body(())
+            .expect("request")
+            .into_parts();
+        let client: SocketAddr = "127.9.0.7:5000".parse().expect("address");
+        let context = RequestContext::new(client, TraceContext::new_root());
+        prepare_request(&mut parts, &context, 8080);
+        for gone in ["connection", "x-private", "keep-alive", "upgrade"] {
+            assert!(
+                !parts.headers.contains_key(gone),
+                "{gone} must not be forwarded"
+            );
+        }
+        assert_eq!(parts.headers["x-forwarded-for"], "203.0.113.9, 127.9.0.7");
+        assert_eq!(parts.headers["x-forwarded-proto"], "http");
+        assert_eq!(parts.headers["x-forwarded-port"], "8080");
+        assert_eq!(parts.headers["host"], "shop.example");
+        let sent = TraceContext::parse(parts.headers["traceparent"].to_str().expect("ascii"))
+            .expect("valid");
+        assert_eq!(sent, context.trace);
+    }
+}

@@ -1,0 +1,170 @@
+//! Active health checks: one task per target asks its health path every interval and moves
+//! it between healthy and unhealthy after the configured number of consecutive results.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use securecart_telemetry::Readiness;
+use tokio::sync::watch;
+
+use crate::balancer::TargetGroup;
+use crate::metrics::EdgeMetrics;
+
+/// What a checker remembers of one target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CheckState {
+    /// Whether the target is healthy.
+    pub healthy: bool,
+    /// Consecutive passes since the last failure.
+    pub passes: u32,
+    /// Consecutive failures since the last pass.
+    pub failures: u32,
+}
+
+/// The state after one check: a pure function, tested as a table.
+pub fn next_state(
+    state: CheckState,
+    passed: bool,
+    healthy_threshold: u32,
+    unhealthy_threshold: u32,
+) -> CheckState {
+    let (passes, failures) = if passed {
+        (state.passes.saturating_add(1), 0)
+    } else {
+        (0, state.failures.saturating_add(1))
+    };
+    let healthy = if state.healthy {
+        failures < unhealthy_threshold
+    } else {
+        passes >= healthy_threshold
+    };
+    CheckState {
+        healthy,
+        passes,
+        failures,
+    }
+}
+
+/// Starts a checker for every target of every group; they stop when `stop` turns true.
+pub fn spawn_checkers(
+    groups: &Arc<[TargetGroup]>,
+    metrics: &EdgeMetrics,
+    readiness: &Readiness,
+    stop: &watch::Receiver<bool>,
+) {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    // Checks use fresh connections, so that a target that stops accepting is noticed.
+    let client: Client<HttpConnector, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build(connector);
+    for group_index in 0..groups.len() {
+        for target_index in 0..groups[group_index].targets.len() {
+            let groups = Arc::clone(groups);
+            let client = client.clone();
+            let metrics = metrics.clone();
+            let readiness = readiness.clone();
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                let mut state = CheckState::default();
+                loop {
+                    let group = &groups[group_index];
+                    let target = &group.targets[target_index];
+                    let check = &group.health_check;
+                    // A passive ejection (a failed connect on the request path) may have
+                    // marked the target down since the last check: start counting again.
+                    if state.healthy && !target.is_healthy() {
+                        state = CheckState::default();
+                    }
+                    let passed = probe(
+                        &client,
+                        target.authority.as_str(),
+                        &check.path,
+                        check.timeout,
+                    )
+                    .await;
+                    state = next_state(
+                        state,
+                        passed,
+                        check.healthy_threshold,
+                        check.unhealthy_threshold,
+                    );
+                    if target.set_healthy(state.healthy) {
+                        if state.healthy {
+                            tracing::info!(group = %group.name, target = %target.address, "target healthy");
+                        } else {
+                            tracing::warn!(group = %group.name, target = %target.address, "target unhealthy");
+                        }
+                    }
+                    metrics.set_target_health(group);
+                    readiness.set(groups.iter().all(|group| group.healthy_count() > 0));
+                    tokio::select! {
+                        () = tokio::time::sleep(check.interval) => {}
+                        _ = stop.wait_for(|stopped| *stopped) => return,
+                    }
+                }
+            });
+        }
+    }
+}
+
+async fn probe(
+    client: &Client<HttpConnector, Empty<Bytes>>,
+    authority: &str,
+    path: &str,
+    timeout: Duration,
+) -> bool {
+    let Ok(request) = Request::get(format!("http://{authority}{path}"))
+        .header(http::header::USER_AGENT, "securecart-edge-health-check")
+        .body(Empty::new())
+    else {
+        return false;
+    };
+    let check = async {
+        let response = client.request(request).await.ok()?;
+        let status = response.status();
+        // Read the body so the check measures a complete answer.
+        response.into_body().collect().await.ok()?;
+        Some(status)
+    };
+    matches!(
+        tokio::time::timeout(timeout, check).await,
+        Ok(Some(status)) if status.is_success() || status == StatusCode::NOT_MODIFIED
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CheckState, next_state};
+
+    #[test]
+    fn thresholds_move_a_target_between_states() {
+        // Thresholds: 2 passes to become healthy, 3 failures to become unhealthy.
+        let steps: &[(bool, bool)] = &[
+            // (check passed, healthy afterwards)
+            (true, false),
+            (true, true),
+            (false, true),
+            (false, true),
+            (true, true),
+            (false, true),
+            (false, true),
+            (false, false),
+            (true, false),
+            (false, false),
+            (true, false),
+            (true, true),
+        ];
+        let mut state = CheckState::default();
+        for (step, (passed, healthy)) in steps.iter().enumerate() {
+            state = next_state(state, *passed, 2, 3);
+            assert_eq!(state.healthy, *healthy, "step {step}: {state:?}");
+        }
+    }
+}

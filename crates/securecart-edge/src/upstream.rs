@@ -1,0 +1,183 @@
+//! The upstream stage: sends a request to a target of its group over pooled keep-alive
+//! connections, and tries another target when the first could not be reached.
+//!
+//! A request may go to a second target only if nothing of it reached the first (a connect
+//! failure) and it can be sent again: its body is empty or was buffered. Bodies with a
+//! declared length up to [`MAX_BUFFERED_BODY`] are buffered before forwarding, as nginx
+//! does by default; longer or chunked bodies stream through and are never retried.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Request, Response, Uri, Version};
+use http_body::Body as _;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::balancer::TargetGroup;
+use crate::context::RequestContext;
+use crate::error::EdgeError;
+use crate::metrics::EdgeMetrics;
+
+/// The body type of everything the edge sends and answers.
+pub type EdgeBody = UnsyncBoxBody<Bytes, hyper::Error>;
+
+/// The most targets one request is sent to.
+pub const MAX_ATTEMPTS: usize = 3;
+
+/// Request bodies up to this length are buffered, so that a connect failure can be retried.
+pub const MAX_BUFFERED_BODY: u64 = 64 * 1024;
+
+/// The pooled client shared by every worker thread; its pool is keyed by the target's
+/// scheme and authority.
+pub type UpstreamClient = Client<HttpConnector, EdgeBody>;
+
+/// Builds the shared client.
+pub fn client(connect_timeout: Duration) -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.set_keepalive(Some(Duration::from_secs(60)));
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(256)
+        .retry_canceled_requests(true)
+        .build(connector)
+}
+
+/// An empty body.
+pub fn empty() -> EdgeBody {
+    Empty::<Bytes>::new()
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync()
+}
+
+/// A body of bytes.
+pub fn full(bytes: Bytes) -> EdgeBody {
+    Full::new(bytes)
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync()
+}
+
+/// A request body as the upstream stage holds it.
+enum RequestBody {
+    /// Nothing to send.
+    Empty,
+    /// The whole body, read before forwarding; can be sent again.
+    Buffered(Bytes),
+    /// A body that streams to the target; sent once.
+    Streaming(Incoming),
+}
+
+impl RequestBody {
+    async fn read(body: Incoming) -> Result<Self, EdgeError> {
+        if body.is_end_stream() {
+            return Ok(RequestBody::Empty);
+        }
+        match body.size_hint().exact() {
+            Some(length) if length <= MAX_BUFFERED_BODY => {
+                let bytes = body
+                    .collect()
+                    .await
+                    .map_err(|_| EdgeError::BadRequest("the request body ended early"))?
+                    .to_bytes();
+                Ok(RequestBody::Buffered(bytes))
+            }
+            _ => Ok(RequestBody::Streaming(body)),
+        }
+    }
+
+    fn is_replayable(&self) -> bool {
+        !matches!(self, RequestBody::Streaming(_))
+    }
+
+    fn take(&mut self) -> EdgeBody {
+        match std::mem::replace(self, RequestBody::Empty) {
+            RequestBody::Empty => empty(),
+            RequestBody::Buffered(bytes) => {
+                let body = full(bytes.clone());
+                *self = RequestBody::Buffered(bytes);
+                body
+            }
+            RequestBody::Streaming(incoming) => incoming.boxed_unsync(),
+        }
+    }
+}
+
+/// Sends a prepared request to the group and returns the target's response.
+pub async fn send(
+    client: &UpstreamClient,
+    group: &TargetGroup,
+    metrics: &EdgeMetrics,
+    context: &mut RequestContext,
+    mut parts: Parts,
+    body: Incoming,
+    timeout: Duration,
+) -> Result<Response<EdgeBody>, EdgeError> {
+    if group.targets.is_empty() {
+        return Err(EdgeError::NoTargets(group.name.clone()));
+    }
+    let mut body = RequestBody::read(body).await?;
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |path_and_query| path_and_query.as_str())
+        .to_owned();
+    let mut tried = [usize::MAX; MAX_ATTEMPTS];
+    loop {
+        let attempt = context.attempts as usize;
+        let Some(index) = group.pick(&tried[..attempt]) else {
+            return Err(EdgeError::Connect(
+                "every target refused the connection".to_owned(),
+            ));
+        };
+        tried[attempt] = index;
+        context.attempts += 1;
+        let target = &group.targets[index];
+        let uri = Uri::builder()
+            .scheme("http")
+            .authority(target.authority.clone())
+            .path_and_query(path_and_query.as_str())
+            .build()
+            .map_err(|_| EdgeError::BadRequest("the request target is not a valid URI"))?;
+        let may_retry = body.is_replayable()
+            && context.attempts < MAX_ATTEMPTS as u32
+            && group.targets.len() > attempt + 1;
+        let mut request = Request::new(body.take());
+        *request.method_mut() = parts.method.clone();
+        *request.uri_mut() = uri;
+        *request.version_mut() = Version::HTTP_11;
+        *request.headers_mut() = if may_retry {
+            parts.headers.clone()
+        } else {
+            std::mem::take(&mut parts.headers)
+        };
+        match tokio::time::timeout(timeout, client.request(request)).await {
+            Err(_) => return Err(EdgeError::Timeout),
+            Ok(Ok(response)) => {
+                context.target = Some(target.address);
+                return Ok(response.map(BodyExt::boxed_unsync));
+            }
+            Ok(Err(error)) if error.is_connect() => {
+                // Passive health: a target that refuses connections leaves the rotation
+                // now; its active check brings it back once it passes again.
+                if target.set_healthy(false) {
+                    tracing::warn!(group = %group.name, target = %target.address, "target unreachable; taken out of rotation");
+                    metrics.set_target_health(group);
+                }
+                if !may_retry {
+                    return Err(EdgeError::Connect(error.to_string()));
+                }
+                metrics.retried(group);
+            }
+            Ok(Err(error)) => return Err(EdgeError::Upstream(error.to_string())),
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! The admin endpoint every component serves on its admin address: `/metrics` in the
+//! Prometheus text format and `/healthz`, which answers 200 only while the component is
+//! ready to serve. Components add their own admin routes (the edge's target health, for
+//! example) by merging a router.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+use crate::MetricsRegistry;
+
+/// Whether a component is ready; shared between the component, which sets it, and
+/// `/healthz`, which reports it.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    /// Marks the component ready or not.
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Release);
+    }
+
+    /// Whether the component is ready.
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+#[derive(Clone)]
+struct AdminState {
+    metrics: MetricsRegistry,
+    readiness: Readiness,
+}
+
+/// The admin endpoint, ready to serve.
+#[derive(Debug)]
+pub struct AdminServer {
+    listener: TcpListener,
+    router: Router,
+}
+
+impl AdminServer {
+    /// Binds the admin address. `extra` holds the component's own admin routes.
+    pub async fn bind(
+        address: SocketAddr,
+        metrics: MetricsRegistry,
+        readiness: Readiness,
+        extra: Router,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(address).await?;
+        let router = Router::new()
+            .route("/metrics", get(metrics_handler))
+            .route("/healthz", get(health_handler))
+            .with_state(AdminState { metrics, readiness })
+            .merge(extra);
+        Ok(Self { listener, router })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+async fn metrics_handler(State(state): State<AdminState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+}
+
+async fn health_handler(State(state): State<AdminState>) -> impl IntoResponse {
+    if state.readiness.is_ready() {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}

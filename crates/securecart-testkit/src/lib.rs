@@ -1,0 +1,206 @@
+//! Test support shared by the crates' integration tests: real servers on ephemeral loopback
+//! ports and a small HTTP client that returns what a test needs to assert on.
+//!
+//! Only tests depend on this crate.
+
+use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, StatusCode, Version};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// A server started for a test; it stops when dropped.
+#[derive(Debug)]
+pub struct TestServer {
+    /// Where it listens.
+    pub address: SocketAddr,
+    task: JoinHandle<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl TestServer {
+    /// Stops the server like a process that exits: the listener closes and so does every
+    /// connection, idle keep-alive ones included.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
+        self.task.abort();
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serves an axum router on an ephemeral port of `ip` (such as `127.0.0.1`).
+pub async fn serve(ip: &str, router: axum::Router) -> TestServer {
+    let listener = TcpListener::bind(format!("{ip}:0"))
+        .await
+        .expect("bind an ephemeral port");
+    let address = listener.local_addr().expect("local address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    TestServer {
+        address,
+        task,
+        stop: Some(stop),
+    }
+}
+
+/// A port that was free a moment ago on `ip`: for configurations that need a fixed port
+/// before the server that uses it starts.
+pub fn free_port(ip: &str) -> u16 {
+    let listener = StdTcpListener::bind(format!("{ip}:0")).expect("bind an ephemeral port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// What a test gets back from a request.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
+    /// The HTTP version of the response.
+    pub version: Version,
+}
+
+impl Reply {
+    /// The body as JSON; panics with the body when it is not JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|error| {
+            panic!(
+                "not JSON ({error}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+}
+
+/// An HTTP client for tests, HTTP/1.1 or HTTP/2 (prior knowledge).
+#[derive(Debug, Clone)]
+pub struct TestClient {
+    client: Client<HttpConnector, Full<Bytes>>,
+    cookie: Option<String>,
+}
+
+impl TestClient {
+    /// An HTTP/1.1 client.
+    pub fn http1() -> Self {
+        Self {
+            client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
+            cookie: None,
+        }
+    }
+
+    /// An HTTP/2 client speaking cleartext HTTP/2 from the first byte.
+    pub fn http2() -> Self {
+        Self {
+            client: Client::builder(TokioExecutor::new())
+                .http2_only(true)
+                .build(HttpConnector::new()),
+            cookie: None,
+        }
+    }
+
+    /// Sends a request; `headers` are (name, value) pairs. Keeps the session cookie the
+    /// server sets, like a browser.
+    pub async fn send(
+        &mut self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Reply {
+        let mut request = Request::builder().method(method).uri(url);
+        for (name, value) in headers {
+            request = request.header(
+                HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+                HeaderValue::from_str(value).expect("header value"),
+            );
+        }
+        if let Some(cookie) = &self.cookie {
+            request = request.header("cookie", cookie.as_str());
+        }
+        if !body.is_empty()
+            && !headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        {
+            request = request.header("content-type", "application/json");
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .expect("request");
+        let response = tokio::time::timeout(Duration::from_secs(30), self.client.request(request))
+            .await
+            .unwrap_or_else(|_| panic!("{url}: no answer in 30 s"))
+            .unwrap_or_else(|error| panic!("{url}: {error:?}"));
+        let status = response.status();
+        let version = response.version();
+        let headers = response.headers().clone();
+        if let Some(cookie) = headers
+            .get("set-cookie")
+            .and_then(|value| value.to_str().ok())
+            && let Some(pair) = cookie.split(';').next()
+        {
+            self.cookie = Some(pair.to_owned());
+        }
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        Reply {
+            status,
+            headers,
+            body,
+            version,
+        }
+    }
+
+    /// GET.
+    pub async fn get(&mut self, url: &str) -> Reply {
+        self.send(Method::GET, url, &[], "").await
+    }
+
+    /// POST with a JSON body.
+    pub async fn post(&mut self, url: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+        self.send(Method::POST, url, headers, body).await
+    }
+
+    /// Forgets the session cookie.
+    pub fn forget_cookie(&mut self) {
+        self.cookie = None;
+    }
+}

@@ -1,0 +1,236 @@
+//! The first stage: structs that mirror the topology file exactly.
+//!
+//! Every struct rejects unknown keys, every field has a doc comment, and every default is a
+//! named function so that the file's documentation and the code cannot drift apart. Nothing
+//! here is validated beyond its TOML type; [`crate::model`] turns these into the resolved
+//! model and reports what is wrong with the field's place in the file.
+
+use serde::Deserialize;
+
+/// A whole topology file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTopology {
+    /// A name for the deployment, shown by `securecart up` and `securecart status`.
+    pub name: String,
+    /// How every component logs and where it serves `/metrics`.
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
+    /// Where the shop keeps its orders, carts and catalog.
+    #[serde(default)]
+    pub store: RawStore,
+    /// The regions, each a block of addresses split into tiers.
+    pub regions: Vec<RawRegion>,
+    /// The shop's services; every region runs `replicas` of each.
+    pub services: Vec<RawService>,
+    /// The edge that every region runs on its public tier.
+    pub edge: RawEdge,
+}
+
+/// Logging and the admin endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    /// The port of every component's admin endpoint (`/metrics`, `/healthz`), on the
+    /// component's own address.
+    #[serde(default = "default_admin_port")]
+    pub admin_port: u16,
+    /// `"text"` for readable lines or `"json"` for one JSON object per line.
+    #[serde(default = "default_log_format")]
+    pub log_format: String,
+}
+
+impl Default for RawTelemetry {
+    fn default() -> Self {
+        Self {
+            admin_port: default_admin_port(),
+            log_format: default_log_format(),
+        }
+    }
+}
+
+/// The default admin port.
+pub fn default_admin_port() -> u16 {
+    9090
+}
+
+/// The default log format.
+pub fn default_log_format() -> String {
+    "text".to_owned()
+}
+
+/// The store.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// The store's engine. Only `"sqlite"` for now: one database file per region in the
+    /// data directory.
+    #[serde(default = "default_store_kind")]
+    pub kind: String,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        Self {
+            kind: default_store_kind(),
+        }
+    }
+}
+
+/// The default store engine.
+pub fn default_store_kind() -> String {
+    "sqlite".to_owned()
+}
+
+/// One region.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegion {
+    /// The region's name, such as `us-east-1`: lowercase letters, digits and dashes.
+    pub name: String,
+    /// The region's IPv4 block, such as `127.1.0.0/16`; every tier lies inside it.
+    pub cidr: String,
+    /// Where the region is, in degrees north (negative for south).
+    pub latitude: f64,
+    /// Where the region is, in degrees east (negative for west).
+    pub longitude: f64,
+    /// The region's availability zones; replicas are spread across them in order.
+    pub zones: Vec<String>,
+    /// The region's tiers, each a block inside `cidr`.
+    pub tiers: RawTiers,
+}
+
+/// The tiers of a region, like a VPC's public, private and database subnets.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTiers {
+    /// The public tier: the edge listens here.
+    pub public: String,
+    /// The private tier: the shop's service replicas listen here.
+    pub private: String,
+    /// The database tier: reserved for database servers (the SQLite store needs none).
+    pub database: String,
+}
+
+/// One of the shop's services.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawService {
+    /// Which service: `catalog`, `cart`, `checkout`, `payments` or `storefront`.
+    pub name: String,
+    /// How many replicas each region runs, spread across its zones.
+    #[serde(default = "default_replicas")]
+    pub replicas: u32,
+    /// The port every replica listens on, on its own address in the private tier.
+    #[serde(default = "default_service_port")]
+    pub port: u16,
+}
+
+/// The default number of replicas per region.
+pub fn default_replicas() -> u32 {
+    2
+}
+
+/// The default port of a service replica.
+pub fn default_service_port() -> u16 {
+    8080
+}
+
+/// The edge.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEdge {
+    /// The port of the edge's HTTP listener, on the region's public address.
+    #[serde(default = "default_edge_port")]
+    pub port: u16,
+    /// Path rules, matched by longest prefix.
+    pub routes: Vec<RawRoute>,
+    /// Target groups: a service's replicas in the edge's region, with a health check.
+    pub target_groups: Vec<RawTargetGroup>,
+}
+
+/// The default port of the edge's listener.
+pub fn default_edge_port() -> u16 {
+    8080
+}
+
+/// A path rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// The path prefix this rule matches, starting with `/`; the longest matching prefix wins.
+    pub path_prefix: String,
+    /// The name of the target group that serves matching requests.
+    pub target_group: String,
+}
+
+/// A target group.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTargetGroup {
+    /// The target group's name, used by routes and in metrics.
+    pub name: String,
+    /// The service whose replicas (in the edge's own region) are the targets.
+    pub service: String,
+    /// The active health check of every target.
+    #[serde(default)]
+    pub health_check: RawHealthCheck,
+}
+
+/// An active HTTP health check.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthCheck {
+    /// The path requested on the target's traffic port; a 2xx answer is healthy.
+    #[serde(default = "default_health_path")]
+    pub path: String,
+    /// Milliseconds between two checks of one target.
+    #[serde(default = "default_health_interval_ms")]
+    pub interval_ms: u64,
+    /// Milliseconds after which a check without an answer has failed.
+    #[serde(default = "default_health_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Consecutive successes that make an unhealthy target healthy.
+    #[serde(default = "default_healthy_threshold")]
+    pub healthy_threshold: u32,
+    /// Consecutive failures that make a healthy target unhealthy.
+    #[serde(default = "default_unhealthy_threshold")]
+    pub unhealthy_threshold: u32,
+}
+
+impl Default for RawHealthCheck {
+    fn default() -> Self {
+        Self {
+            path: default_health_path(),
+            interval_ms: default_health_interval_ms(),
+            timeout_ms: default_health_timeout_ms(),
+            healthy_threshold: default_healthy_threshold(),
+            unhealthy_threshold: default_unhealthy_threshold(),
+        }
+    }
+}
+
+/// The default health check path.
+pub fn default_health_path() -> String {
+    "/healthz".to_owned()
+}
+
+/// The default interval between health checks.
+pub fn default_health_interval_ms() -> u64 {
+    2_000
+}
+
+/// The default health check timeout.
+pub fn default_health_timeout_ms() -> u64 {
+    1_000
+}
+
+/// The default healthy threshold.
+pub fn default_healthy_threshold() -> u32 {
+    2
+}
+
+/// The default unhealthy threshold.
+pub fn default_unhealthy_threshold() -> u32 {
+    2
+}

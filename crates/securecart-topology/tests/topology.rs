@@ -1,0 +1,397 @@
+//! The topology file: every example parses, unknown keys are rejected, and every error
+//! names the file, the line and the field.
+
+use std::path::{Path, PathBuf};
+
+use securecart_topology::{Role, ServiceKind, TopologyError, parse};
+
+fn repository_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Every `*.toml` in the repository that is a topology: the default one and every file
+/// under `examples/` and `tests/` whose first key is `name`, skipping Cargo manifests.
+fn example_topologies() -> Vec<PathBuf> {
+    let root = repository_root();
+    let mut found = vec![root.join("securecart.toml")];
+    let mut directories = vec![root.join("examples"), root.join("tests")];
+    while let Some(directory) = directories.pop() {
+        let Ok(entries) = std::fs::read_dir(&directory) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() && path.file_name().is_some_and(|name| name != "node_modules") {
+                directories.push(path);
+            } else if path
+                .extension()
+                .is_some_and(|extension| extension == "toml")
+                && std::fs::read_to_string(&path).is_ok_and(|text| text.contains("[[regions]]"))
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+fn inside(net: ipnet::Ipv4Net, address: std::net::SocketAddr) -> bool {
+    matches!(address.ip(), std::net::IpAddr::V4(ip) if net.contains(&ip))
+}
+
+fn default_text() -> String {
+    std::fs::read_to_string(repository_root().join("securecart.toml")).expect("securecart.toml")
+}
+
+#[test]
+fn every_example_topology_in_the_repository_is_valid() {
+    let examples = example_topologies();
+    assert!(!examples.is_empty());
+    for path in examples {
+        let loaded = securecart_topology::load_file(&path)
+            .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+        assert!(!loaded.topology.regions.is_empty(), "{}", path.display());
+    }
+}
+
+#[test]
+fn the_default_topology_runs_two_regions_with_replicas_spread_across_zones() {
+    let loaded = parse(&default_text(), "securecart.toml").expect("valid");
+    assert!(loaded.advice.is_empty(), "{:?}", loaded.advice);
+    let topology = loaded.topology;
+    let names: Vec<&str> = topology
+        .regions
+        .iter()
+        .map(|region| region.name.as_str())
+        .collect();
+    assert_eq!(names, ["us-east-1", "eu-west-1"]);
+    let east = topology.region("us-east-1").expect("us-east-1");
+    assert_eq!(east.cidr.to_string(), "127.1.0.0/16");
+    assert_eq!(east.edge.address.to_string(), "127.1.0.1:8080");
+    assert_eq!(east.edge.admin_address.to_string(), "127.1.0.1:9090");
+    for kind in ServiceKind::ALL {
+        let replicas: Vec<_> = east.replicas_of(kind).collect();
+        assert!(replicas.len() >= 2, "{kind:?}");
+        let zones: std::collections::HashSet<&str> = replicas
+            .iter()
+            .map(|replica| replica.zone.as_str())
+            .collect();
+        assert!(zones.len() >= 2, "{kind:?} replicas share one zone");
+        for replica in replicas {
+            assert!(
+                inside(east.tiers.private, replica.address),
+                "{replica:?} not in the private tier"
+            );
+        }
+    }
+    assert!(inside(east.tiers.public, east.edge.address));
+    let eu = topology.region("eu-west-1").expect("eu-west-1");
+    assert!(
+        eu.components()
+            .all(|component| inside(eu.cidr, component.address))
+    );
+    // Every component has its own address.
+    let mut addresses: Vec<_> = topology
+        .components()
+        .map(|component| component.address)
+        .collect();
+    let count = addresses.len();
+    addresses.sort();
+    addresses.dedup();
+    assert_eq!(addresses.len(), count);
+    assert_eq!(
+        topology
+            .component("eu-west-1/edge")
+            .map(|component| component.role),
+        Some(Role::Edge)
+    );
+}
+
+/// Replaces the first occurrence of `from` in the default topology.
+fn with(from: &str, to: &str) -> String {
+    let text = default_text();
+    assert!(text.contains(from), "the default topology has no `{from}`");
+    text.replacen(from, to, 1)
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|line| line.contains(needle))
+        .expect("needle")
+        + 1
+}
+
+#[test]
+fn an_unknown_key_is_rejected_with_its_line_and_field() {
+    let text = with("admin_port = 9090", "admin_port = 9090\nadmin_prot = 1");
+    let error = parse(&text, "topology.toml").expect_err("unknown key");
+    let TopologyError::Syntax(diagnostic) = &error else {
+        panic!("expected a syntax error, got {error:?}");
+    };
+    assert_eq!(diagnostic.file, "topology.toml");
+    assert_eq!(diagnostic.line, Some(line_of(&text, "admin_prot")));
+    assert_eq!(diagnostic.field, "telemetry.admin_prot");
+    assert!(
+        diagnostic.message.contains("unknown field `admin_prot`"),
+        "{}",
+        diagnostic.message
+    );
+    let shown = error.to_string();
+    assert!(
+        shown.starts_with(&format!("topology.toml:{}:", line_of(&text, "admin_prot"))),
+        "{shown}"
+    );
+}
+
+#[test]
+fn unknown_keys_are_rejected_at_every_level() {
+    let cases = [
+        (
+            "name = \"securecart-local\"",
+            "name = \"securecart-local\"\nflavour = 1",
+            "flavour",
+        ),
+        (
+            "latitude = 38.94",
+            "latitude = 38.94\nlattitude = 1.0",
+            "regions[0].lattitude",
+        ),
+        (
+            "replicas = 2",
+            "replicas = 2\nreplica = 3",
+            "services[0].replica",
+        ),
+        (
+            "path_prefix = \"/\"",
+            "path_prefix = \"/\"\nmethod = \"GET\"",
+            "edge.routes[0].method",
+        ),
+        (
+            "healthy_threshold = 2,",
+            "healthy_threshold = 2, healthy = 1,",
+            "edge.target_groups[0].health_check.healthy",
+        ),
+    ];
+    for (from, to, field) in cases {
+        let error = parse(&with(from, to), "t.toml").expect_err(field);
+        let diagnostics = error.diagnostics();
+        assert_eq!(diagnostics.len(), 1);
+        assert_eq!(diagnostics[0].field, field, "{error}");
+        assert!(diagnostics[0].line.is_some(), "{error}");
+        assert!(diagnostics[0].message.contains("unknown field"), "{error}");
+    }
+}
+
+#[test]
+fn invalid_values_are_reported_with_field_line_and_reason() {
+    // (replace, with, field, part of the message)
+    let cases = [
+        (
+            "cidr = \"127.1.0.0/16\"",
+            "cidr = \"127.1.0.0/33\"",
+            "regions[0].cidr",
+            "not an IPv4 block",
+        ),
+        (
+            "cidr = \"127.1.0.0/16\"",
+            "cidr = \"127.1.0.5/16\"",
+            "regions[0].cidr",
+            "host bits",
+        ),
+        (
+            "cidr = \"127.2.0.0/16\"",
+            "cidr = \"127.0.0.0/8\"",
+            "regions[1].cidr",
+            "overlaps region `us-east-1`",
+        ),
+        (
+            "public = \"127.1.0.0/24\"",
+            "public = \"127.3.0.0/24\"",
+            "regions[0].tiers.public",
+            "not inside the region's block",
+        ),
+        (
+            "private = \"127.1.1.0/24\"",
+            "private = \"127.1.0.0/23\"",
+            "regions[0].tiers.private",
+            "overlaps the public tier",
+        ),
+        (
+            "private = \"127.1.1.0/24\"",
+            "private = \"127.1.1.0/30\"",
+            "regions[0].tiers.private",
+            "too few addresses",
+        ),
+        (
+            "latitude = 38.94",
+            "latitude = 138.94",
+            "regions[0].latitude",
+            "-90 to 90",
+        ),
+        (
+            "zones = [\"us-east-1a\", \"us-east-1b\"]",
+            "zones = []",
+            "regions[0].zones",
+            "at least one",
+        ),
+        (
+            "zones = [\"us-east-1a\", \"us-east-1b\"]",
+            "zones = [\"us-east-1a\", \"us-east-1a\"]",
+            "regions[0].zones[1]",
+            "listed twice",
+        ),
+        (
+            "name = \"eu-west-1\"",
+            "name = \"us-east-1\"",
+            "regions[1].name",
+            "listed twice",
+        ),
+        (
+            "name = \"eu-west-1\"",
+            "name = \"EU West\"",
+            "regions[1].name",
+            "not a region name",
+        ),
+        (
+            "name = \"storefront\"\nreplicas",
+            "name = \"shopfront\"\nreplicas",
+            "services[0].name",
+            "unknown service `shopfront`",
+        ),
+        (
+            "replicas = 2",
+            "replicas = 0",
+            "services[0].replicas",
+            "at least 1",
+        ),
+        (
+            "log_format = \"text\"",
+            "log_format = \"xml\"",
+            "telemetry.log_format",
+            "not a log format",
+        ),
+        (
+            "kind = \"sqlite\"",
+            "kind = \"oracle\"",
+            "store.kind",
+            "not a store engine",
+        ),
+        (
+            "path_prefix = \"/api/cart\"",
+            "path_prefix = \"api/cart\"",
+            "edge.routes[3].path_prefix",
+            "must start with `/`",
+        ),
+        (
+            "target_group = \"cart\"",
+            "target_group = \"carts\"",
+            "edge.routes[3].target_group",
+            "no target group is named `carts`",
+        ),
+        (
+            "service = \"cart\"",
+            "service = \"basket\"",
+            "edge.target_groups[2].service",
+            "unknown service",
+        ),
+        (
+            "interval_ms = 1000, timeout_ms = 500",
+            "interval_ms = 1000, timeout_ms = 5000",
+            "edge.target_groups[0].health_check.timeout_ms",
+            "not be longer than interval_ms",
+        ),
+        (
+            "unhealthy_threshold = 2 }",
+            "unhealthy_threshold = 0 }",
+            "edge.target_groups[0].health_check.unhealthy_threshold",
+            "from 1 to 10",
+        ),
+        (
+            "[edge]\nport = 8080",
+            "[edge]\nport = 9090",
+            "edge.port",
+            "same as telemetry.admin_port",
+        ),
+    ];
+    for (from, to, field, message) in cases {
+        let text = with(from, to);
+        let error = parse(&text, "bad.toml").expect_err(field);
+        let diagnostics = error.diagnostics();
+        let diagnostic = diagnostics
+            .iter()
+            .find(|diagnostic| diagnostic.field == field)
+            .unwrap_or_else(|| panic!("no diagnostic for {field}: {error}"));
+        assert!(
+            diagnostic.message.contains(message),
+            "{field}: {}",
+            diagnostic.message
+        );
+        assert_eq!(diagnostic.file, "bad.toml");
+        let line = diagnostic
+            .line
+            .unwrap_or_else(|| panic!("{field} has no line: {error}"));
+        let written = text.lines().nth(line - 1).expect("line exists");
+        let key = field
+            .rsplit('.')
+            .next()
+            .expect("key")
+            .split('[')
+            .next()
+            .expect("key");
+        assert!(written.contains(key), "{field}: line {line} is `{written}`");
+    }
+}
+
+#[test]
+fn a_wrong_type_names_the_field() {
+    let text = with("replicas = 2", "replicas = \"two\"");
+    let error = parse(&text, "t.toml").expect_err("wrong type");
+    let diagnostic = &error.diagnostics()[0];
+    assert_eq!(diagnostic.field, "services[0].replicas");
+    assert_eq!(diagnostic.line, Some(line_of(&text, "replicas = \"two\"")));
+}
+
+#[test]
+fn a_missing_field_is_named() {
+    let text = with("latitude = 38.94\n", "");
+    let error = parse(&text, "t.toml").expect_err("missing field");
+    let diagnostic = &error.diagnostics()[0];
+    assert!(
+        diagnostic.message.contains("missing field `latitude`"),
+        "{error}"
+    );
+    assert!(diagnostic.line.is_some(), "{error}");
+}
+
+#[test]
+fn broken_toml_is_reported_with_its_position() {
+    let error = parse("name = \"x\"\n[[regions]\n", "t.toml").expect_err("broken");
+    let diagnostic = &error.diagnostics()[0];
+    assert_eq!(diagnostic.line, Some(2), "{error}");
+}
+
+#[test]
+fn a_single_replica_or_zone_draws_advice_but_runs() {
+    let text = with("replicas = 2", "replicas = 1").replacen(
+        "zones = [\"us-east-1a\", \"us-east-1b\"]",
+        "zones = [\"us-east-1a\"]",
+        1,
+    );
+    let loaded = parse(&text, "t.toml").expect("runs");
+    let fields: Vec<&str> = loaded
+        .advice
+        .iter()
+        .map(|advice| advice.field.as_str())
+        .collect();
+    assert_eq!(fields, ["services[0].replicas", "regions[0].zones"]);
+}
+
+#[test]
+fn a_missing_file_is_a_clear_error() {
+    let error = securecart_topology::load_file(Path::new("/nonexistent/topology.toml"))
+        .expect_err("missing");
+    assert!(
+        error.to_string().contains("/nonexistent/topology.toml"),
+        "{error}"
+    );
+}

@@ -1,0 +1,103 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// SecureCart: the network of a global shop (edge, load balancing, DNS, the shop itself)
+/// in one binary and one topology file.
+#[derive(Debug, Parser)]
+#[command(name = "securecart", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a whole deployment on this machine: every component of every region.
+    Up {
+        /// The topology file; without it, the default topology compiled into the binary.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Where the stores and the state file live.
+        #[arg(long, value_name = "DIR", default_value = "data")]
+        data_dir: PathBuf,
+        /// The log format of every component; overrides the topology's.
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormatArg>,
+    },
+    /// Show every component of the deployment running from a data directory.
+    Status {
+        /// The data directory `up` was started with.
+        #[arg(long, value_name = "DIR", default_value = "data")]
+        data_dir: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate a topology file and say what is wrong with it.
+    Check {
+        /// The file; without it, the default topology compiled into the binary.
+        file: Option<PathBuf>,
+    },
+    /// Run one region's edge.
+    Edge {
+        /// The region whose edge to run.
+        #[arg(long)]
+        region: String,
+        /// The topology file; without it, the default topology.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The log format; overrides the topology's.
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormatArg>,
+    },
+    /// Run one replica of one of the shop's services.
+    Shop {
+        /// The service.
+        #[arg(value_enum)]
+        service: ServiceArg,
+        /// The region the replica belongs to.
+        #[arg(long)]
+        region: String,
+        /// Which replica, from 1.
+        #[arg(long, default_value_t = 1)]
+        replica: u32,
+        /// The topology file; without it, the default topology.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Where the region's store lives.
+        #[arg(long, value_name = "DIR", default_value = "data")]
+        data_dir: PathBuf,
+        /// The log format; overrides the topology's.
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormatArg>,
+    },
+}
+
+/// A log format on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormatArg {
+    /// Readable lines.
+    Text,
+    /// JSON lines.
+    Json,
+}
+
+/// A shop service on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServiceArg {
+    /// Products, categories, search, images.
+    Catalog,
+    /// Carts.
+    Cart,
+    /// Orders.
+    Checkout,
+    /// The simulated payment provider.
+    Payments,
+    /// Pages and assets.
+    Storefront,
+}

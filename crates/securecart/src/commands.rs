@@ -1,0 +1,352 @@
+//! The subcommands.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use securecart_supervisor::{ChildSpec, DeploymentState, Plan};
+use securecart_telemetry::LogFormat;
+use securecart_topology::{Role, Topology};
+
+use crate::cli::{Cli, Command, LogFormatArg};
+use crate::settings;
+
+/// The state file of a deployment, inside its data directory.
+fn state_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("securecart-up.json")
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
+
+/// Runs a command; the exit code says whether it succeeded.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check { file } => check(file.as_deref()),
+        Command::Status { data_dir, json } => status(&data_dir, json).await,
+        Command::Up {
+            config,
+            data_dir,
+            log_format,
+        } => up(config, &data_dir, log_format).await,
+        Command::Edge {
+            region,
+            config,
+            log_format,
+        } => {
+            securecart_supervisor::die_with_parent();
+            let loaded = settings::load_topology(config.as_deref())?;
+            securecart_telemetry::logging::init(
+                settings::log_format(&loaded.topology, log_format),
+                is_terminal(),
+            );
+            let region = settings::region(&loaded.topology, &region)?;
+            let edge = securecart_edge::Edge::bind(settings::edge_config(&loaded.topology, region))
+                .await
+                .context("cannot start the edge")?;
+            edge.serve(shutdown_signal())
+                .await
+                .context("the edge failed")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Shop {
+            service,
+            region,
+            replica,
+            config,
+            data_dir,
+            log_format,
+        } => {
+            securecart_supervisor::die_with_parent();
+            let loaded = settings::load_topology(config.as_deref())?;
+            securecart_telemetry::logging::init(
+                settings::log_format(&loaded.topology, log_format),
+                is_terminal(),
+            );
+            let region = settings::region(&loaded.topology, &region)?;
+            let shop = settings::shop_config(region, service, replica, &data_dir)?;
+            securecart_shop::run(shop, shutdown_signal())
+                .await
+                .context("the service failed")?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn is_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal()
+}
+
+fn check(file: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let name = file.map_or_else(
+        || securecart_topology::EMBEDDED_NAME.to_owned(),
+        |path| path.display().to_string(),
+    );
+    let loaded = match settings::load_topology(file) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            let mut stderr = std::io::stderr().lock();
+            match error.downcast_ref::<securecart_topology::TopologyError>() {
+                Some(topology_error) => {
+                    let diagnostics = topology_error.diagnostics();
+                    for diagnostic in &diagnostics {
+                        let _ = writeln!(stderr, "error: {diagnostic}");
+                    }
+                    let _ = writeln!(
+                        stderr,
+                        "{name}: {} error(s); the topology cannot run",
+                        diagnostics.len()
+                    );
+                }
+                None => {
+                    let _ = writeln!(stderr, "error: {error:#}");
+                }
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    for advice in &loaded.advice {
+        let _ = writeln!(stdout, "advice: {advice}");
+    }
+    let topology = &loaded.topology;
+    let _ = writeln!(
+        stdout,
+        "{name}: OK: `{}`, {} region(s), {} component(s), {} route(s), {} target group(s)",
+        topology.name,
+        topology.regions.len(),
+        topology.components().count(),
+        topology.edge.routes.len(),
+        topology.edge.target_groups.len()
+    );
+    for region in &topology.regions {
+        let _ = writeln!(
+            stdout,
+            "  {}: {} (public {}, private {}, database {}), zones {}, storefront http://{}/",
+            region.name,
+            region.cidr,
+            region.tiers.public,
+            region.tiers.private,
+            region.tiers.database,
+            region.zones.join(", "),
+            region.edge.address
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The children of `up`: every replica of every region, then every edge, so that the edges'
+/// first health checks find their targets listening.
+fn plan(
+    topology: &Topology,
+    config: Option<&Path>,
+    data_dir: &Path,
+    log_format: LogFormat,
+) -> Plan {
+    let mut common = Vec::new();
+    if let Some(config) = config {
+        common.extend(["--config".to_owned(), config.display().to_string()]);
+    }
+    common.extend([
+        "--log-format".to_owned(),
+        match log_format {
+            LogFormat::Json => "json",
+            LogFormat::Text => "text",
+        }
+        .to_owned(),
+    ]);
+    let mut children = Vec::new();
+    let components = topology
+        .regions
+        .iter()
+        .flat_map(|region| region.replicas.iter())
+        .chain(topology.regions.iter().map(|region| &region.edge));
+    for component in components {
+        let mut args = match component.role {
+            Role::Edge => vec!["edge".to_owned()],
+            Role::Service(kind) => {
+                let replica = component.name.rsplit('-').next().unwrap_or("1").to_owned();
+                vec![
+                    "shop".to_owned(),
+                    kind.as_str().to_owned(),
+                    "--replica".to_owned(),
+                    replica,
+                    "--data-dir".to_owned(),
+                    data_dir.display().to_string(),
+                ]
+            }
+        };
+        args.extend(["--region".to_owned(), component.region.clone()]);
+        args.extend(common.iter().cloned());
+        children.push(ChildSpec {
+            id: component.id(),
+            role: component.role.to_string(),
+            region: component.region.clone(),
+            zone: component.zone.clone(),
+            args,
+            address: component.address,
+            admin_address: component.admin_address,
+        });
+    }
+    Plan {
+        name: topology.name.clone(),
+        program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("securecart")),
+        children,
+        state_file: state_file(data_dir),
+        entry_points: topology
+            .regions
+            .iter()
+            .map(|region| {
+                (
+                    region.name.clone(),
+                    format!("http://{}/", region.edge.address),
+                )
+            })
+            .collect(),
+        ready_timeout: Duration::from_secs(60),
+    }
+}
+
+async fn up(
+    config: Option<PathBuf>,
+    data_dir: &Path,
+    log_format: Option<LogFormatArg>,
+) -> anyhow::Result<ExitCode> {
+    let loaded = settings::load_topology(config.as_deref())?;
+    let format = settings::log_format(&loaded.topology, log_format);
+    securecart_telemetry::logging::init(format, is_terminal());
+    for advice in &loaded.advice {
+        tracing::warn!("{advice}");
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let data_dir = data_dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve the data directory {}", data_dir.display()))?;
+    // Children run from the same working directory, but an absolute path survives a `cd`.
+    let config = match config {
+        Some(path) => Some(
+            path.canonicalize()
+                .with_context(|| format!("cannot resolve {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let plan = plan(&loaded.topology, config.as_deref(), &data_dir, format);
+    tracing::info!(components = plan.children.len(), data_dir = %data_dir.display(), "starting SecureCart");
+    securecart_supervisor::run(plan, shutdown_signal()).await?;
+    tracing::info!("every component stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn status(data_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let path = state_file(data_dir);
+    let Some(state) = securecart_supervisor::state::read(&path) else {
+        anyhow::bail!(
+            "no deployment is running from {} (no {}); start one with `securecart up --data-dir {}`",
+            data_dir.display(),
+            path.display(),
+            data_dir.display()
+        );
+    };
+    let running = securecart_supervisor::state::is_alive(state.supervisor_pid);
+    let mut probes = tokio::task::JoinSet::new();
+    for (index, component) in state.components.iter().enumerate() {
+        let admin = component.admin_address;
+        probes.spawn(async move {
+            (
+                index,
+                securecart_supervisor::probe_health(admin, Duration::from_secs(1)).await,
+            )
+        });
+    }
+    let mut healthy = vec![false; state.components.len()];
+    while let Some(Ok((index, result))) = probes.join_next().await {
+        healthy[index] = result;
+    }
+    let all_healthy = running && healthy.iter().all(|healthy| *healthy);
+    let mut stdout = std::io::stdout().lock();
+    if json {
+        let report = status_json(&state, running, &healthy);
+        let _ = writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let _ = writeln!(
+            stdout,
+            "Deployment `{}`, supervisor pid {} ({})",
+            state.name,
+            state.supervisor_pid,
+            if running {
+                "running"
+            } else {
+                "not running: stale state file"
+            }
+        );
+        let _ = writeln!(
+            stdout,
+            "{:<24} {:<11} {:<12} {:<22} {:>7} {:>8}  HEALTH",
+            "COMPONENT", "ROLE", "ZONE", "ADDRESS", "PID", "RESTARTS"
+        );
+        for (component, healthy) in state.components.iter().zip(&healthy) {
+            let _ = writeln!(
+                stdout,
+                "{:<24} {:<11} {:<12} {:<22} {:>7} {:>8}  {}",
+                component.id,
+                component.role,
+                component.zone,
+                component.address.to_string(),
+                component
+                    .pid
+                    .map_or_else(|| "-".to_owned(), |pid| pid.to_string()),
+                component.restarts,
+                if *healthy { "healthy" } else { "UNHEALTHY" }
+            );
+        }
+        for (region, url) in &state.entry_points {
+            let _ = writeln!(stdout, "Storefront of {region}: {url}");
+        }
+    }
+    Ok(if all_healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn status_json(state: &DeploymentState, running: bool, healthy: &[bool]) -> serde_json::Value {
+    serde_json::json!({
+        "name": state.name,
+        "supervisor_pid": state.supervisor_pid,
+        "running": running,
+        "healthy": running && healthy.iter().all(|healthy| *healthy),
+        "components": state.components.iter().zip(healthy).map(|(component, healthy)| serde_json::json!({
+            "id": component.id,
+            "role": component.role,
+            "region": component.region,
+            "zone": component.zone,
+            "address": component.address.to_string(),
+            "admin_address": component.admin_address.to_string(),
+            "pid": component.pid,
+            "restarts": component.restarts,
+            "healthy": healthy,
+        })).collect::<Vec<_>>(),
+        "entry_points": state.entry_points.iter().map(|(region, url)| serde_json::json!({"region": region, "url": url})).collect::<Vec<_>>(),
+    })
+}

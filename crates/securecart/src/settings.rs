@@ -1,0 +1,139 @@
+//! From the topology to the settings of each component: the only place that knows both the
+//! topology's model and the components' configuration types.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow};
+use securecart_edge::{EdgeConfig, HealthCheckConfig, Limits, RouteConfig, TargetGroupConfig};
+use securecart_shop::{ShopConfig, ShopService};
+use securecart_telemetry::LogFormat;
+use securecart_topology::{
+    EMBEDDED_NAME, Loaded, LogFormat as TopologyLogFormat, Region, ServiceKind, Topology,
+};
+
+use crate::cli::{LogFormatArg, ServiceArg};
+
+/// The default topology, compiled in from the repository's `securecart.toml`.
+pub const DEFAULT_TOPOLOGY: &str = include_str!("../../../securecart.toml");
+
+/// Loads the topology from a file, or the default one.
+pub fn load_topology(file: Option<&Path>) -> anyhow::Result<Loaded> {
+    match file {
+        Some(path) => Ok(securecart_topology::load_file(path)?),
+        None => Ok(securecart_topology::parse(DEFAULT_TOPOLOGY, EMBEDDED_NAME)?),
+    }
+}
+
+/// The log format: the command line's, else the topology's.
+pub fn log_format(topology: &Topology, flag: Option<LogFormatArg>) -> LogFormat {
+    match flag {
+        Some(LogFormatArg::Json) => LogFormat::Json,
+        Some(LogFormatArg::Text) => LogFormat::Text,
+        None => match topology.telemetry.log_format {
+            TopologyLogFormat::Json => LogFormat::Json,
+            TopologyLogFormat::Text => LogFormat::Text,
+        },
+    }
+}
+
+/// The region with this name, or an error listing the ones there are.
+pub fn region<'t>(topology: &'t Topology, name: &str) -> anyhow::Result<&'t Region> {
+    topology.region(name).ok_or_else(|| {
+        let known: Vec<&str> = topology
+            .regions
+            .iter()
+            .map(|region| region.name.as_str())
+            .collect();
+        anyhow!(
+            "the topology has no region `{name}`; it has {}",
+            known.join(", ")
+        )
+    })
+}
+
+/// The edge of a region.
+pub fn edge_config(topology: &Topology, region: &Region) -> EdgeConfig {
+    EdgeConfig {
+        region: region.name.clone(),
+        listen: region.edge.address,
+        admin: region.edge.admin_address,
+        routes: topology
+            .edge
+            .routes
+            .iter()
+            .map(|route| RouteConfig {
+                path_prefix: route.path_prefix.clone(),
+                target_group: route.target_group.clone(),
+            })
+            .collect(),
+        target_groups: topology
+            .edge
+            .target_groups
+            .iter()
+            .map(|group| TargetGroupConfig {
+                name: group.name.clone(),
+                targets: region
+                    .replicas_of(group.service)
+                    .map(|replica| replica.address)
+                    .collect(),
+                health_check: HealthCheckConfig {
+                    path: group.health_check.path.clone(),
+                    interval: group.health_check.interval,
+                    timeout: group.health_check.timeout,
+                    healthy_threshold: group.health_check.healthy_threshold,
+                    unhealthy_threshold: group.health_check.unhealthy_threshold,
+                },
+            })
+            .collect(),
+        limits: Limits::default(),
+    }
+}
+
+/// The service kind in the topology and in the shop.
+pub fn service_kinds(service: ServiceArg) -> (ServiceKind, ShopService) {
+    match service {
+        ServiceArg::Catalog => (ServiceKind::Catalog, ShopService::Catalog),
+        ServiceArg::Cart => (ServiceKind::Cart, ShopService::Cart),
+        ServiceArg::Checkout => (ServiceKind::Checkout, ShopService::Checkout),
+        ServiceArg::Payments => (ServiceKind::Payments, ShopService::Payments),
+        ServiceArg::Storefront => (ServiceKind::Storefront, ShopService::Storefront),
+    }
+}
+
+/// The store file of a region.
+pub fn store_path(data_dir: &Path, region: &str) -> PathBuf {
+    data_dir.join(region).join("shop.sqlite")
+}
+
+/// One replica of a shop service.
+pub fn shop_config(
+    region: &Region,
+    service: ServiceArg,
+    replica: u32,
+    data_dir: &Path,
+) -> anyhow::Result<ShopConfig> {
+    let (kind, shop_service) = service_kinds(service);
+    let name = format!("{}-{replica}", kind.as_str());
+    let component = region
+        .replicas_of(kind)
+        .find(|component| component.name == name)
+        .with_context(|| {
+            format!(
+                "region {} has no replica {name}; it runs {} of {}",
+                region.name,
+                region.replicas_of(kind).count(),
+                kind.as_str()
+            )
+        })?;
+    Ok(ShopConfig {
+        service: shop_service,
+        region: region.name.clone(),
+        listen: component.address,
+        admin: component.admin_address,
+        store_path: store_path(data_dir, &region.name),
+        payments: region
+            .replicas_of(ServiceKind::Payments)
+            .map(|replica| replica.address)
+            .collect(),
+    })
+}

@@ -1,0 +1,369 @@
+//! `securecart up` end to end: a whole two-region deployment from a topology file, a
+//! purchase through the edge, replicas killed under it, and a stop that leaves nothing
+//! behind.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use securecart_testkit::TestClient;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_securecart");
+
+fn repository_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A port free on `ip` a moment ago.
+fn free_port(ip: &str) -> u16 {
+    TcpListener::bind(format!("{ip}:0"))
+        .expect("bind")
+        .local_addr()
+        .expect("address")
+        .port()
+}
+
+/// The default topology moved to loopback blocks and ports of its own, so that the test
+/// never collides with a developer's `securecart up` or another test run.
+fn test_topology(directory: &Path) -> PathBuf {
+    let first = 100 + (std::process::id() % 50) as u8 * 2;
+    let second = first + 1;
+    let edge_port = free_port(&format!("127.{first}.0.1"));
+    let service_port = free_port(&format!("127.{first}.1.1"));
+    let admin_port = free_port(&format!("127.{first}.1.2"));
+    let text = std::fs::read_to_string(repository_root().join("securecart.toml"))
+        .expect("default topology")
+        .replace("127.1.", &format!("127.{first}."))
+        .replace("127.2.", &format!("127.{second}."))
+        .replace("admin_port = 9090", &format!("admin_port = {admin_port}"))
+        .replace("port = 8080", "port = SERVICE_PORT")
+        .replace(
+            "[edge]\nport = SERVICE_PORT",
+            &format!("[edge]\nport = {edge_port}"),
+        )
+        .replace("SERVICE_PORT", &service_port.to_string())
+        .replace(
+            "interval_ms = 1000, timeout_ms = 500",
+            "interval_ms = 300, timeout_ms = 250",
+        );
+    let path = directory.join("topology.toml");
+    std::fs::write(&path, text).expect("write topology");
+    path
+}
+
+async fn status(data_dir: &Path) -> Option<Value> {
+    let output = Command::new(BINARY)
+        .args(["status", "--json", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .await
+        .expect("run status");
+    serde_json::from_slice(&output.stdout).ok()
+}
+
+/// Waits until `status` says the deployment is healthy (and, if given, that a component
+/// has restarted at least that often).
+async fn wait_healthy(data_dir: &Path, up: &mut Child, restarts_of: Option<(&str, u64)>) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Ok(Some(exit)) = up.try_wait() {
+            panic!("up exited early: {exit}");
+        }
+        if let Some(report) = status(data_dir).await {
+            let restarted = restarts_of.is_none_or(|(id, at_least)| {
+                component(&report, id)["restarts"].as_u64().unwrap_or(0) >= at_least
+            });
+            if report["healthy"] == true && restarted {
+                return report;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not healthy in time: {:?}",
+            status(data_dir).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn component<'r>(report: &'r Value, id: &str) -> &'r Value {
+    report["components"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .find(|component| component["id"] == id)
+        .unwrap_or_else(|| panic!("no component {id}"))
+}
+
+fn pids(report: &Value) -> Vec<i32> {
+    report["components"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .filter_map(|component| component["pid"].as_i64())
+        .map(|pid| pid as i32)
+        .chain(report["supervisor_pid"].as_i64().map(|pid| pid as i32))
+        .collect()
+}
+
+fn is_alive(pid: i32) -> bool {
+    // A zombie is gone for our purpose: it runs nothing and holds no port.
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = state
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .trim_start()
+        .chars()
+        .next();
+    kill(Pid::from_raw(pid), None).is_ok() && state.is_some_and(|state| state != 'Z')
+}
+
+async fn wait_all_gone(pids: &[i32]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pids.iter().any(|pid| is_alive(*pid)) {
+        assert!(
+            Instant::now() < deadline,
+            "still running: {:?}",
+            pids.iter()
+                .filter(|pid| is_alive(**pid))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn start_up(config: &Path, data_dir: &Path) -> Child {
+    let mut child = Command::new(BINARY)
+        .arg("up")
+        .arg("--config")
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start up");
+    // Keep the pipes drained; show the logs when a test fails (cargo captures them).
+    for stream in [
+        child
+            .stdout
+            .take()
+            .map(|out| Box::new(out) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        child
+            .stderr
+            .take()
+            .map(|err| Box::new(err) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                #[allow(
+                    clippy::print_stdout,
+                    reason = "the test harness captures the deployment's logs and shows them when a test fails"
+                )]
+                {
+                    println!("{line}");
+                }
+            }
+        });
+    }
+    child
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_serves_a_purchase_survives_killed_replicas_and_stops_cleanly() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let config = test_topology(directory.path());
+    let data_dir = directory.path().join("data");
+    let mut up = start_up(&config, &data_dir);
+    let report = wait_healthy(&data_dir, &mut up, None).await;
+    assert_eq!(report["components"].as_array().map(Vec::len), Some(22));
+    let url = report["entry_points"][0]["url"]
+        .as_str()
+        .expect("url")
+        .trim_end_matches('/')
+        .to_owned();
+    assert_eq!(report["entry_points"][0]["region"], "us-east-1");
+
+    // Browse, add to cart, check out with an idempotency key, and repeat the checkout.
+    let mut shopper = TestClient::http1();
+    let home = shopper.get(&format!("{url}/")).await;
+    assert_eq!(home.status, 200);
+    assert!(home.text().contains("data-region=\"us-east-1\""));
+    let products = shopper
+        .get(&format!("{url}/api/catalog/products?per_page=50"))
+        .await
+        .json();
+    let product = products["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|product| product["stock"].as_i64().unwrap_or(0) >= 2)
+        .expect("a product in stock")
+        .clone();
+    let image = shopper
+        .get(&format!(
+            "{url}{}",
+            product["image_url"].as_str().expect("image url")
+        ))
+        .await;
+    assert_eq!(image.status, 200);
+    let added = shopper
+        .post(
+            &format!("{url}/api/cart/items"),
+            &[],
+            &format!(r#"{{"product_id": {}, "quantity": 2}}"#, product["id"]),
+        )
+        .await;
+    assert_eq!(added.status, 200, "{}", added.text());
+    let checkout_body = r#"{"email":"ada@example.com","name":"Ada Lovelace","address":"1 Main St","card_token":"tok_visa"}"#;
+    let key = [("idempotency-key", "e2e-order-key-0001")];
+    let first = shopper
+        .post(&format!("{url}/api/checkout"), &key, checkout_body)
+        .await;
+    assert_eq!(first.status, 201, "{}", first.text());
+    let order = first.json()["order"].clone();
+    assert_eq!(order["status"], "paid");
+    let again = shopper
+        .post(&format!("{url}/api/checkout"), &key, checkout_body)
+        .await;
+    assert_eq!(again.status, 201);
+    assert_eq!(
+        again.json()["order"]["id"],
+        order["id"],
+        "the same key returns the same order"
+    );
+    let order_url = format!(
+        "{url}/api/orders/{}",
+        order["id"].as_str().expect("order id")
+    );
+    assert_eq!(shopper.get(&order_url).await.json(), order);
+    let after = shopper
+        .get(&format!("{url}/api/catalog/products/{}", product["id"]))
+        .await
+        .json();
+    assert_eq!(
+        after["stock"],
+        product["stock"].as_i64().expect("stock") - 2,
+        "stock was taken once"
+    );
+
+    // Kill one replica of the storefront and of the catalog, and both checkouts: the edge
+    // keeps serving, and the acknowledged order is still there.
+    for id in [
+        "us-east-1/storefront-1",
+        "us-east-1/catalog-1",
+        "us-east-1/checkout-1",
+        "us-east-1/checkout-2",
+    ] {
+        let pid = component(&report, id)["pid"].as_i64().expect("pid") as i32;
+        kill(Pid::from_raw(pid), Signal::SIGKILL).expect("kill -9");
+    }
+    for round in 0..30 {
+        let page = shopper.get(&format!("{url}/")).await;
+        assert_eq!(page.status, 200, "round {round}: {}", page.text());
+        let listing = shopper
+            .get(&format!("{url}/api/catalog/products?page={}", round + 1))
+            .await;
+        assert_eq!(listing.status, 200, "round {round}: {}", listing.text());
+    }
+    let report = wait_healthy(&data_dir, &mut up, Some(("us-east-1/checkout-2", 1))).await;
+    assert!(component(&report, "us-east-1/catalog-1")["restarts"].as_u64() >= Some(1));
+    assert_eq!(
+        shopper.get(&order_url).await.json(),
+        order,
+        "the order survived kill -9"
+    );
+
+    // Stop: every process ends, the state file goes.
+    let all = pids(&report);
+    kill(
+        Pid::from_raw(up.id().expect("up pid") as i32),
+        Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let exit = tokio::time::timeout(Duration::from_secs(30), up.wait())
+        .await
+        .expect("up stops")
+        .expect("exit status");
+    assert!(exit.success(), "{exit}");
+    wait_all_gone(&all).await;
+    assert!(!data_dir.join("securecart-up.json").exists());
+
+    // Start again on the same data: the order is still there. Then kill -9 the supervisor
+    // itself: its children stop with it.
+    let mut up = start_up(&config, &data_dir);
+    let report = wait_healthy(&data_dir, &mut up, None).await;
+    assert_eq!(TestClient::http1().get(&order_url).await.json(), order);
+    let all = pids(&report);
+    up.start_kill().expect("kill -9 up");
+    let _ = up.wait().await;
+    wait_all_gone(&all).await;
+}
+
+#[tokio::test]
+async fn check_names_the_file_line_and_field_of_an_error() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let path = directory.path().join("broken.toml");
+    let text = std::fs::read_to_string(repository_root().join("securecart.toml"))
+        .expect("default topology")
+        .replacen("replicas = 2", "replicas = 0", 1);
+    std::fs::write(&path, &text).expect("write");
+    let output = Command::new(BINARY)
+        .arg("check")
+        .arg(&path)
+        .output()
+        .await
+        .expect("run check");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let line = text
+        .lines()
+        .position(|line| line.contains("replicas = 0"))
+        .expect("line")
+        + 1;
+    assert!(
+        stderr.contains(&format!("{}:{line}:", path.display()))
+            && stderr.contains("services[0].replicas: must be at least 1"),
+        "{stderr}"
+    );
+
+    let output = Command::new(BINARY)
+        .arg("check")
+        .output()
+        .await
+        .expect("run check");
+    assert!(output.status.success(), "the embedded topology is valid");
+    let missing = Command::new(BINARY)
+        .args(["check", "/nonexistent.toml"])
+        .output()
+        .await
+        .expect("run check");
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent.toml"));
+}
+
+#[tokio::test]
+async fn status_without_a_deployment_says_so() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let output = Command::new(BINARY)
+        .args(["status", "--data-dir"])
+        .arg(directory.path())
+        .output()
+        .await
+        .expect("run status");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no deployment is running"));
+}
