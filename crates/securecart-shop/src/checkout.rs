@@ -307,7 +307,7 @@ fn order_response(order: Order, replayed: bool) -> Response {
             let mut error = ApiError::new(
                 StatusCode::PAYMENT_REQUIRED,
                 "payment_declined",
-                format!("The card was declined ({code}); nothing was charged. Try another card."),
+                format!("The card was declined ({code}); nothing was charged."),
             );
             error.extra = Some(Box::new(("order", json!(order))));
             error.into_response()

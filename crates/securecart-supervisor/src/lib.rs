@@ -83,6 +83,16 @@ pub enum SupervisorError {
         /// Its pid.
         pid: u32,
     },
+    /// An address of the plan is taken by another process.
+    #[error(
+        "{address} ({id}) is already in use: is another deployment running (`securecart status`)? Stop it or use a topology with other addresses"
+    )]
+    AddressInUse {
+        /// The child that needs the address.
+        id: String,
+        /// The address.
+        address: SocketAddr,
+    },
     /// A child could not be started at all.
     #[error("cannot start {id}: {source}")]
     Spawn {
@@ -214,6 +224,7 @@ pub async fn run(plan: Plan, shutdown: impl Future<Output = ()>) -> Result<(), S
             pid: existing.supervisor_pid,
         });
     }
+    check_addresses_free(&plan)?;
     let mut running = Vec::with_capacity(plan.children.len());
     let mut result = Ok(());
     for spec in &plan.children {
@@ -242,6 +253,24 @@ pub async fn run(plan: Plan, shutdown: impl Future<Output = ()>) -> Result<(), S
     stop_all(&mut running).await;
     state::remove(&plan.state_file);
     result
+}
+
+/// Refuses to start when another process holds one of the plan's addresses: its health
+/// checks would answer for our children, and ours would crash-loop.
+fn check_addresses_free(plan: &Plan) -> Result<(), SupervisorError> {
+    for spec in &plan.children {
+        for address in [spec.address, spec.admin_address] {
+            if let Err(error) = std::net::TcpListener::bind(address)
+                && error.kind() == std::io::ErrorKind::AddrInUse
+            {
+                return Err(SupervisorError::AddressInUse {
+                    id: spec.id.clone(),
+                    address,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn supervise(
@@ -317,7 +346,8 @@ async fn supervise(
                 if !announced {
                     let mut waiting = Vec::new();
                     for entry in running.iter() {
-                        if !probe_health(entry.spec.admin_address, Duration::from_millis(500)).await {
+                        let alive = entry.pid.is_some_and(state::is_alive);
+                        if !alive || !probe_health(entry.spec.admin_address, Duration::from_millis(500)).await {
                             waiting.push(entry.spec.id.clone());
                         }
                     }

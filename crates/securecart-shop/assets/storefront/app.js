@@ -452,7 +452,7 @@
         <h1>${declined ? 'Payment declined' : 'Thank you for your order!'}</h1>
         ${declined
           ? alertHtml('The payment for this order was declined, so it was not paid and nothing was charged. Please return to checkout and try another card.')
-          : `<p>We've sent a confirmation to <strong>${esc(o.email)}</strong>.</p>`}
+          : `<p>Your order is confirmed. Keep the order number below to find it again.</p>`}
         <dl class="order-meta">
           <dt>Order</dt><dd><code id="order-id">${esc(o.id)}</code></dd>
           <dt>Status</dt><dd><span id="order-status" class="status status-${declined ? 'declined' : 'ok'}" data-status="${esc(o.status)}">${esc(o.status)}</span></dd>
