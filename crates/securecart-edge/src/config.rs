@@ -1,34 +1,39 @@
-//! What an edge needs to run: its addresses, its path rules and its target groups with the
-//! addresses of their targets. The binary derives it from the topology; the edge knows
-//! nothing of topology files.
+//! What an edge needs to run: its listeners with their rules, its admin address and its
+//! target groups with the addresses of their targets. The binary derives it from the
+//! topology (or from `securecart proxy`'s flags); the edge knows nothing of topology files.
 
 use std::net::SocketAddr;
 use std::time::Duration;
+
+use crate::actions::ActionConfig;
+use crate::rules::Rule;
 
 /// One edge.
 #[derive(Debug, Clone)]
 pub struct EdgeConfig {
     /// The region, in logs and metrics.
     pub region: String,
-    /// Where clients connect.
-    pub listen: SocketAddr,
+    /// Where clients connect, each with its rules.
+    pub listeners: Vec<ListenerConfig>,
     /// Where `/metrics`, `/healthz` and `/targets` are served.
     pub admin: SocketAddr,
-    /// Path rules.
-    pub routes: Vec<RouteConfig>,
     /// Target groups.
     pub target_groups: Vec<TargetGroupConfig>,
-    /// Limits and timeouts of the listener and the upstream client.
+    /// Limits and timeouts of the listeners and the upstream client.
     pub limits: Limits,
 }
 
-/// A path rule.
+/// A listener: an address, rules in priority order and a default action.
 #[derive(Debug, Clone)]
-pub struct RouteConfig {
-    /// The prefix it matches.
-    pub path_prefix: String,
-    /// The target group's name.
-    pub target_group: String,
+pub struct ListenerConfig {
+    /// Its name, in logs and metrics.
+    pub name: String,
+    /// Where it accepts connections.
+    pub listen: SocketAddr,
+    /// Its rules.
+    pub rules: Vec<Rule<ActionConfig>>,
+    /// What happens to a request no rule matches.
+    pub default_action: ActionConfig,
 }
 
 /// A target group.

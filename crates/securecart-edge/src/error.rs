@@ -17,9 +17,6 @@ pub enum ErrorSource {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EdgeError {
-    /// No rule matches the request.
-    #[error("no route matches the request")]
-    NoRoute,
     /// The target group has no target at all.
     #[error("target group {0} has no targets")]
     NoTargets(String),
@@ -41,7 +38,7 @@ impl EdgeError {
     /// Where the failure came from.
     pub fn source_kind(&self) -> ErrorSource {
         match self {
-            EdgeError::NoRoute | EdgeError::BadRequest(_) => ErrorSource::Client,
+            EdgeError::BadRequest(_) => ErrorSource::Client,
             EdgeError::NoTargets(_) => ErrorSource::Internal,
             EdgeError::Connect(_) | EdgeError::Upstream(_) | EdgeError::Timeout => {
                 ErrorSource::Upstream
@@ -55,11 +52,10 @@ impl EdgeError {
         matches!(self, EdgeError::Connect(_))
     }
 
-    /// The status the client gets, as ALB answers: 404 without a rule, 503 without targets,
+    /// The status the client gets, as ALB answers: 503 without targets,
     /// 502 when a target fails, 504 when it is too slow.
     pub fn status(&self) -> StatusCode {
         match self {
-            EdgeError::NoRoute => StatusCode::NOT_FOUND,
             EdgeError::NoTargets(_) => StatusCode::SERVICE_UNAVAILABLE,
             EdgeError::Connect(_) | EdgeError::Upstream(_) => StatusCode::BAD_GATEWAY,
             EdgeError::Timeout => StatusCode::GATEWAY_TIMEOUT,
@@ -70,7 +66,6 @@ impl EdgeError {
     /// A stable code for the JSON body and the logs.
     pub fn code(&self) -> &'static str {
         match self {
-            EdgeError::NoRoute => "no_route",
             EdgeError::NoTargets(_) => "no_targets",
             EdgeError::Connect(_) => "target_unreachable",
             EdgeError::Upstream(_) => "target_failed",

@@ -6,6 +6,7 @@
 //! groups with target addresses. It knows nothing of topology files or of what the targets
 //! serve.
 
+pub mod actions;
 pub mod balancer;
 pub mod config;
 pub mod context;
@@ -14,7 +15,7 @@ pub mod forward;
 pub mod health;
 pub mod metrics;
 pub mod pipeline;
-pub mod router;
+pub mod rules;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -31,26 +32,40 @@ use securecart_telemetry::{AdminServer, MetricsRegistry, Readiness};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use config::{EdgeConfig, HealthCheckConfig, Limits, RouteConfig, TargetGroupConfig};
+pub use config::{EdgeConfig, HealthCheckConfig, Limits, ListenerConfig, TargetGroupConfig};
 pub use error::EdgeError;
 
+use actions::{Action, ActionError};
 use balancer::TargetGroup;
 use metrics::EdgeMetrics;
 use pipeline::Pipeline;
-use router::PathRouter;
+use rules::{Rule, RuleError, RuleSet};
 
 /// Why an edge could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartError {
-    /// A route names a target group that does not exist.
-    #[error("route {prefix} names target group {group}, which does not exist")]
-    UnknownTargetGroup {
-        /// The route's prefix.
-        prefix: String,
-        /// The missing group.
-        group: String,
+    /// An action of a listener is not valid.
+    #[error("listener {listener}, rule {rule}: {source}")]
+    Action {
+        /// The listener.
+        listener: String,
+        /// The rule, or `default`.
+        rule: String,
+        /// What is wrong.
+        source: ActionError,
     },
+    /// The rules of a listener are not valid.
+    #[error("listener {listener}: {source}")]
+    Rules {
+        /// The listener.
+        listener: String,
+        /// What is wrong.
+        source: RuleError,
+    },
+    /// The edge has no listener.
+    #[error("an edge needs at least one listener")]
+    NoListener,
     /// An address could not be bound or served.
     #[error("{address}: {source}")]
     Listen {
@@ -64,43 +79,84 @@ pub enum StartError {
 /// An edge bound to its addresses, ready to serve.
 #[derive(Debug)]
 pub struct Edge {
-    listener: TcpListener,
+    listeners: Vec<(TcpListener, Arc<Pipeline>)>,
     admin: AdminServer,
-    pipeline: Arc<Pipeline>,
+    groups: Arc<[TargetGroup]>,
+    metrics: EdgeMetrics,
     readiness: Readiness,
+    limits: Limits,
+    region: String,
+}
+
+fn compile_listener(
+    listener: &ListenerConfig,
+    groups: &[TargetGroup],
+) -> Result<RuleSet<Action>, StartError> {
+    let group_index = |name: &str| groups.iter().position(|group| group.name == name);
+    let action_error = |rule: &str, source| StartError::Action {
+        listener: listener.name.clone(),
+        rule: rule.to_owned(),
+        source,
+    };
+    let rules = listener
+        .rules
+        .iter()
+        .map(|rule| {
+            Ok(Rule {
+                name: rule.name.clone(),
+                priority: rule.priority,
+                conditions: rule.conditions.clone(),
+                action: Action::compile(&rule.action, group_index)
+                    .map_err(|source| action_error(&rule.name, source))?,
+            })
+        })
+        .collect::<Result<Vec<_>, StartError>>()?;
+    let default_action = Action::compile(&listener.default_action, group_index)
+        .map_err(|source| action_error("default", source))?;
+    RuleSet::new(rules, default_action).map_err(|source| StartError::Rules {
+        listener: listener.name.clone(),
+        source,
+    })
 }
 
 impl Edge {
-    /// Compiles the configuration and binds the listener and the admin address.
+    /// Compiles the configuration and binds the listeners and the admin address.
     pub async fn bind(config: EdgeConfig) -> Result<Self, StartError> {
+        if config.listeners.is_empty() {
+            return Err(StartError::NoListener);
+        }
         let groups: Arc<[TargetGroup]> =
             config.target_groups.iter().map(TargetGroup::new).collect();
-        let mut rules = Vec::with_capacity(config.routes.len());
-        for route in &config.routes {
-            let index = groups
-                .iter()
-                .position(|group| group.name == route.target_group)
-                .ok_or_else(|| StartError::UnknownTargetGroup {
-                    prefix: route.path_prefix.clone(),
-                    group: route.target_group.clone(),
-                })?;
-            rules.push((route.path_prefix.clone(), index));
-        }
         let mut registry = Registry::with_prefix("securecart_edge");
         let metrics = EdgeMetrics::register(&mut registry);
         for group in groups.iter() {
             metrics.set_target_health(group);
         }
-        let listener =
-            TcpListener::bind(config.listen)
+        let client = upstream::client(config.limits.connect_timeout);
+        let mut listeners = Vec::with_capacity(config.listeners.len());
+        for listener_config in &config.listeners {
+            let rules = compile_listener(listener_config, &groups)?;
+            let listener = TcpListener::bind(listener_config.listen)
                 .await
                 .map_err(|source| StartError::Listen {
-                    address: config.listen,
+                    address: listener_config.listen,
                     source,
                 })?;
-        let listener_port = listener
-            .local_addr()
-            .map_or(config.listen.port(), |address| address.port());
+            let listener_port = listener
+                .local_addr()
+                .map_or(listener_config.listen.port(), |address| address.port());
+            let pipeline = Arc::new(Pipeline {
+                region: config.region.clone(),
+                listener: listener_config.name.clone(),
+                listener_port,
+                rules,
+                groups: Arc::clone(&groups),
+                client: client.clone(),
+                metrics: metrics.clone(),
+                limits: config.limits.clone(),
+            });
+            listeners.push((listener, pipeline));
+        }
         let readiness = Readiness::default();
         let targets_groups = Arc::clone(&groups);
         let admin_routes = axum::Router::new().route(
@@ -121,26 +177,31 @@ impl Edge {
             address: config.admin,
             source,
         })?;
-        let pipeline = Arc::new(Pipeline {
-            region: config.region,
-            listener_port,
-            router: PathRouter::new(rules),
-            groups,
-            client: upstream::client(config.limits.connect_timeout),
-            metrics,
-            limits: config.limits,
-        });
         Ok(Self {
-            listener,
+            listeners,
             admin,
-            pipeline,
+            groups,
+            metrics,
             readiness,
+            limits: config.limits,
+            region: config.region,
         })
     }
 
-    /// The address clients connect to.
+    /// The address the first listener accepts on.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.listeners.first().map_or_else(
+            || Err(std::io::Error::other("no listener")),
+            |(listener, _)| listener.local_addr(),
+        )
+    }
+
+    /// The addresses of every listener, in configuration order.
+    pub fn listener_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|(listener, _)| listener.local_addr().ok())
+            .collect()
     }
 
     /// The admin address.
@@ -155,66 +216,54 @@ impl Edge {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let Edge {
-            listener,
+            listeners,
             admin,
-            pipeline,
+            groups,
+            metrics,
             readiness,
+            limits,
+            region,
         } = self;
         let (stop_sender, stop) = watch::channel(false);
-        health::spawn_checkers(&pipeline.groups, &pipeline.metrics, &readiness, &stop);
+        health::spawn_checkers(&groups, &metrics, &readiness, &stop);
         let mut admin_stop = stop.clone();
         let admin_task = tokio::spawn(admin.serve(async move {
             let _ = admin_stop.wait_for(|stopped| *stopped).await;
         }));
-        tracing::info!(region = %pipeline.region, listen = %listener.local_addr()?, "edge serving");
 
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(pipeline.limits.header_read_timeout)
-            .max_headers(pipeline.limits.max_headers)
+            .header_read_timeout(limits.header_read_timeout)
+            .max_headers(limits.max_headers)
             .keep_alive(true);
         builder
             .http2()
             .timer(TokioTimer::new())
             .max_concurrent_streams(256);
-        let graceful = GracefulShutdown::new();
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let (stream, peer) = match accepted {
-                        Ok(accepted) => accepted,
-                        Err(error) => {
-                            // Out of file descriptors and the like: back off instead of spinning.
-                            tracing::warn!(%error, "accept failed");
-                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    pipeline.metrics.connections.inc();
-                    pipeline.metrics.connections_active.inc();
-                    let request_pipeline = Arc::clone(&pipeline);
-                    let service = service_fn(move |request| Arc::clone(&request_pipeline).handle(request, peer));
-                    let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                    let connection = graceful.watch(connection);
-                    let active = pipeline.metrics.connections_active.clone();
-                    tokio::spawn(async move {
-                        if let Err(error) = connection.await {
-                            tracing::debug!(%error, %peer, "client connection ended with an error");
-                        }
-                        active.dec();
-                    });
-                }
-                () = &mut shutdown => break,
-            }
+        let graceful = Arc::new(GracefulShutdown::new());
+        let (accepting_sender, accepting) = watch::channel(true);
+        let mut accept_tasks = Vec::with_capacity(listeners.len());
+        for (listener, pipeline) in listeners {
+            tracing::info!(%region, listener = %pipeline.listener, address = %listener.local_addr()?, "edge listening");
+            accept_tasks.push(tokio::spawn(accept_loop(
+                listener,
+                pipeline,
+                builder.clone(),
+                Arc::clone(&graceful),
+                accepting.clone(),
+            )));
         }
-        drop(listener);
+        shutdown.await;
+        let _ = accepting_sender.send(false);
+        for task in accept_tasks {
+            let _ = task.await;
+        }
         readiness.set(false);
         tracing::info!("edge draining");
-        if tokio::time::timeout(pipeline.limits.drain_timeout, graceful.shutdown())
+        let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
+        if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
             .await
             .is_err()
         {
@@ -223,6 +272,49 @@ impl Edge {
         let _ = stop_sender.send(true);
         let _ = admin_task.await;
         Ok(())
+    }
+}
+
+/// Accepts connections on one listener until `accepting` turns false, then closes it.
+async fn accept_loop(
+    listener: TcpListener,
+    pipeline: Arc<Pipeline>,
+    builder: auto::Builder<TokioExecutor>,
+    graceful: Arc<GracefulShutdown>,
+    mut accepting: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                pipeline.metrics.connections.inc();
+                pipeline.metrics.connections_active.inc();
+                let request_pipeline = Arc::clone(&pipeline);
+                let service = service_fn(move |request| Arc::clone(&request_pipeline).handle(request, peer));
+                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let connection = graceful.watch(connection);
+                let active = pipeline.metrics.connections_active.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%error, %peer, "client connection ended with an error");
+                    }
+                    active.dec();
+                });
+            }
+            () = async {
+                // The guard `wait_for` returns must not live across the other branch's awaits.
+                let _ = accepting.wait_for(|accepting| !*accepting).await;
+            } => return,
+        }
     }
 }
 

@@ -5,14 +5,17 @@
 //!    address and start time.
 //! 2. *(shield: per-client limits — a later stage)*
 //! 3. *(waf: web ACL verdict — a later stage)*
-//! 4. **router** ([`crate::router`]): the rule, and so the target group, by longest path
-//!    prefix; no rule is a 404.
-//! 5. *(cache: lookup, and store on the way back — a later stage)*
-//! 6. **forward** ([`crate::forward`]): hop-by-hop headers out, `X-Forwarded-*` and
+//! 4. **rules** ([`crate::rules`]): the listener's first matching rule, or its default
+//!    action.
+//! 5. **action** ([`crate::actions`]): a fixed response or a redirect answers here; a
+//!    forward picks its target group (by weight, or by the group stickiness cookie).
+//! 6. *(cache: lookup, and store on the way back — a later stage)*
+//! 7. **forward** ([`crate::forward`]): hop-by-hop headers out, `X-Forwarded-*` and
 //!    `traceparent` in.
-//! 7. **upstream** ([`crate::upstream`]): a target chosen by the balancer, pooled
+//! 8. **upstream** ([`crate::upstream`]): a target chosen by the balancer, pooled
 //!    connections, retry on another target when nothing reached the first.
-//! 8. **respond**: hop-by-hop headers out of the response, metrics, access log.
+//! 9. **respond**: hop-by-hop headers out of the response, the stickiness cookie, metrics,
+//!    access log.
 //!
 //! A stage that answers by itself (a 404, a 502) returns an [`EdgeError`], turned into a
 //! JSON answer here, so later stages see one shape of failure.
@@ -22,29 +25,33 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, header};
+use http::{HeaderMap, HeaderValue, Request, Response, Version, header};
 use hyper::body::Incoming;
+use rand::Rng;
 use securecart_telemetry::TraceContext;
 
+use crate::actions::{Action, Forward, GROUP_STICKINESS_COOKIE, RequestParts, redirect_location};
 use crate::balancer::TargetGroup;
 use crate::config::Limits;
 use crate::context::RequestContext;
 use crate::error::EdgeError;
 use crate::forward;
 use crate::metrics::EdgeMetrics;
-use crate::router::PathRouter;
+use crate::rules::{RequestHead, RuleSet};
 use crate::upstream::{self, EdgeBody, UpstreamClient};
 
-/// Everything the stages share; built once per configuration.
+/// One listener's pipeline: its rules, and what every listener of the edge shares.
 #[derive(Debug)]
 pub struct Pipeline {
     /// The region, in logs.
     pub region: String,
-    /// The listener's port, for `X-Forwarded-Port`.
+    /// The listener's name, in logs.
+    pub listener: String,
+    /// The listener's port, for `X-Forwarded-Port` and redirects.
     pub listener_port: u16,
-    /// The path rules.
-    pub router: PathRouter,
-    /// The target groups, indexed by the router.
+    /// The listener's compiled rules.
+    pub rules: RuleSet<Action>,
+    /// The target groups, indexed by the actions.
     pub groups: Arc<[TargetGroup]>,
     /// The pooled upstream client.
     pub client: UpstreamClient,
@@ -52,6 +59,14 @@ pub struct Pipeline {
     pub metrics: EdgeMetrics,
     /// Timeouts.
     pub limits: Limits,
+}
+
+/// What the request stages decided, for the respond stage.
+struct Outcome<'p> {
+    rule: &'p str,
+    response: Result<Response<EdgeBody>, EdgeError>,
+    /// The group to pin the client to with a cookie, and for how long.
+    stick_to: Option<(&'p str, std::time::Duration)>,
 }
 
 impl Pipeline {
@@ -68,7 +83,10 @@ impl Pipeline {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
 
-        let response = match self.proxy(&mut context, request).await {
+        let outcome = self.route(&mut context, request).await;
+
+        // Stage 9: respond.
+        let mut response = match outcome.response {
             Ok(response) => response,
             Err(error) => {
                 context.error_code = Some(error.code());
@@ -78,23 +96,26 @@ impl Pipeline {
                 error_response(&error)
             }
         };
-
-        // Stage 8: respond.
-        let mut response = response;
         forward::remove_hop_by_hop(response.headers_mut());
+        if let Some((group, duration)) = outcome.stick_to
+            && let Ok(cookie) = HeaderValue::from_str(&format!(
+                "{GROUP_STICKINESS_COOKIE}={group}; Max-Age={}; Path=/; HttpOnly; SameSite=Lax",
+                duration.as_secs()
+            ))
+        {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
         let elapsed = context.started.elapsed();
-        let route = context
-            .rule
-            .map_or("unmatched", |rule| self.router.prefix(rule));
         let status = response.status().as_u16();
-        self.metrics.http.record(route, status, elapsed);
+        self.metrics.http.record(outcome.rule, status, elapsed);
         tracing::info!(
             target: "access",
+            listener = %self.listener,
             client = %context.client,
             %method,
             %path,
             status,
-            route,
+            rule = outcome.rule,
             target = context.target.map(|target| target.to_string()).unwrap_or_default(),
             attempts = context.attempts,
             error = context.error_code.unwrap_or(""),
@@ -104,25 +125,98 @@ impl Pipeline {
         Ok(response)
     }
 
-    async fn proxy(
-        &self,
+    async fn route<'p>(
+        &'p self,
         context: &mut RequestContext,
         request: Request<Incoming>,
-    ) -> Result<Response<EdgeBody>, EdgeError> {
-        // Stage 4: router.
-        let (rule, group) = self
-            .router
-            .route(request.uri().path())
-            .ok_or(EdgeError::NoRoute)?;
-        context.rule = Some(rule);
-        let group = &self.groups[group];
+    ) -> Outcome<'p> {
+        // Stage 4: rules.
+        let Some(host) = request_host(&request) else {
+            return Outcome {
+                rule: "none",
+                response: Err(EdgeError::BadRequest(
+                    "an HTTP/1.1 request needs a Host header",
+                )),
+                stick_to: None,
+            };
+        };
+        let matched = self.rules.find(&RequestHead {
+            method: request.method(),
+            host,
+            path: request.uri().path(),
+            query: request.uri().query(),
+            headers: request.headers(),
+            client: context.client.ip(),
+        });
+        let rule = matched.rule;
 
-        // Stage 6: forward.
+        // Stage 5: action.
+        let forward = match matched.action {
+            Action::Forward(forward) => forward,
+            Action::FixedResponse {
+                status,
+                content_type,
+                body,
+            } => {
+                let mut response = Response::new(upstream::full(body.clone()));
+                *response.status_mut() = *status;
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, content_type.clone());
+                return Outcome {
+                    rule,
+                    response: Ok(response),
+                    stick_to: None,
+                };
+            }
+            Action::Redirect(redirect, status) => {
+                let location = redirect_location(
+                    redirect,
+                    &RequestParts {
+                        protocol: "http",
+                        host,
+                        port: self.listener_port,
+                        path: request.uri().path(),
+                        query: request.uri().query(),
+                    },
+                );
+                let mut response = Response::new(upstream::empty());
+                *response.status_mut() = *status;
+                match HeaderValue::from_str(&location) {
+                    Ok(location) => {
+                        response.headers_mut().insert(header::LOCATION, location);
+                    }
+                    Err(_) => {
+                        return Outcome {
+                            rule,
+                            response: Err(EdgeError::BadRequest(
+                                "the redirect target is not a valid URL",
+                            )),
+                            stick_to: None,
+                        };
+                    }
+                }
+                return Outcome {
+                    rule,
+                    response: Ok(response),
+                    stick_to: None,
+                };
+            }
+        };
+        let sticky = sticky_group(request.headers());
+        let group_index = choose_group(forward, sticky);
+        let group = &self.groups[group_index];
+        let stick_to = forward
+            .stickiness
+            .filter(|_| sticky != Some(group.name.as_str()))
+            .map(|duration| (group.name.as_str(), duration));
+
+        // Stage 7: forward.
         let (mut parts, body) = request.into_parts();
         forward::prepare_request(&mut parts, context, self.listener_port);
 
-        // Stage 7: upstream.
-        upstream::send(
+        // Stage 8: upstream.
+        let response = upstream::send(
             &self.client,
             group,
             &self.metrics,
@@ -131,14 +225,67 @@ impl Pipeline {
             body,
             self.limits.upstream_timeout,
         )
-        .await
+        .await;
+        Outcome {
+            rule,
+            response,
+            stick_to,
+        }
     }
+}
+
+fn choose_group(forward: &Forward, sticky: Option<&str>) -> usize {
+    let draw = if forward.groups.len() > 1 {
+        rand::rng().random_range(0..forward.total_weight.max(1))
+    } else {
+        0
+    };
+    forward.choose(sticky, draw)
+}
+
+/// The group named by the stickiness cookie.
+fn sticky_group(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|cookies| cookies.split(';'))
+        .filter_map(|cookie| cookie.trim().split_once('='))
+        .find(|(name, _)| *name == GROUP_STICKINESS_COOKIE)
+        .map(|(_, value)| value)
+}
+
+/// The request's host without a port: from the URI's authority (HTTP/2, absolute form) or
+/// the Host header. `None` when an HTTP/1.1 request has neither, which RFC 9112 answers
+/// with 400.
+fn request_host<B>(request: &Request<B>) -> Option<&str> {
+    if let Some(authority) = request.uri().authority() {
+        return Some(authority.host());
+    }
+    match request
+        .headers()
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+    {
+        Some(host) => Some(strip_port(host)),
+        None if request.version() == Version::HTTP_11 => None,
+        None => Some(""),
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        // An IPv6 literal: keep the brackets, drop the port.
+        return host
+            .split_once(']')
+            .map_or(host, |(address, _)| &host[..address.len() + 1]);
+    }
+    host.rsplit_once(':').map_or(host, |(name, _)| name)
 }
 
 /// The edge's own answer to a failure: JSON, like the shop's errors.
 pub fn error_response(error: &EdgeError) -> Response<EdgeBody> {
     let message = match error {
-        EdgeError::NoRoute => "No route serves this path.",
         EdgeError::NoTargets(_) => "No target can serve this request.",
         EdgeError::Connect(_) => "No target could be reached.",
         EdgeError::Upstream(_) => "The target failed to answer.",
@@ -157,4 +304,22 @@ pub fn error_response(error: &EdgeError) -> Response<EdgeBody> {
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_port;
+
+    #[test]
+    fn hosts_lose_their_port() {
+        for (host, expected) in [
+            ("shop.example", "shop.example"),
+            ("shop.example:8080", "shop.example"),
+            ("127.1.0.1:8080", "127.1.0.1"),
+            ("[::1]:8080", "[::1]"),
+            ("[::1]", "[::1]"),
+        ] {
+            assert_eq!(strip_port(host), expected);
+        }
+    }
 }

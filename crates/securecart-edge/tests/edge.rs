@@ -10,8 +10,12 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
+use securecart_edge::actions::{
+    ActionConfig, FixedResponseConfig, ForwardConfig, RedirectConfig, WeightedGroup,
+};
+use securecart_edge::rules::{Conditions, Rule};
 use securecart_edge::{
-    Edge, EdgeConfig, HealthCheckConfig, Limits, RouteConfig, TargetGroupConfig,
+    Edge, EdgeConfig, HealthCheckConfig, Limits, ListenerConfig, TargetGroupConfig,
 };
 use securecart_testkit::{TestClient, TestServer, free_port, serve};
 use tokio::sync::oneshot;
@@ -128,25 +132,60 @@ fn health_check() -> HealthCheckConfig {
     }
 }
 
+fn path_rule(priority: u32, pattern: &str, action: ActionConfig) -> Rule<ActionConfig> {
+    Rule {
+        name: format!("rule-{priority}"),
+        priority,
+        conditions: Conditions {
+            path: vec![pattern.to_owned()],
+            ..Conditions::default()
+        },
+        action,
+    }
+}
+
+fn not_found() -> ActionConfig {
+    ActionConfig::FixedResponse(FixedResponseConfig {
+        status: 404,
+        content_type: "application/json".to_owned(),
+        body: r#"{"error":{"code":"no_route"}}"#.to_owned(),
+    })
+}
+
+/// An edge whose one listener forwards `pattern` to a group of `targets` (one rule per
+/// group, in order), answering 404 otherwise.
 async fn start_edge(groups: Vec<(&str, &str, Vec<SocketAddr>)>) -> RunningEdge {
-    let mut routes = Vec::new();
+    let mut rules = Vec::new();
     let mut target_groups = Vec::new();
-    for (prefix, name, targets) in groups {
-        routes.push(RouteConfig {
-            path_prefix: prefix.to_owned(),
-            target_group: name.to_owned(),
-        });
+    for (index, (pattern, name, targets)) in groups.into_iter().enumerate() {
+        rules.push(path_rule(
+            index as u32 + 1,
+            pattern,
+            ActionConfig::forward(name),
+        ));
         target_groups.push(TargetGroupConfig {
             name: name.to_owned(),
             targets,
             health_check: health_check(),
         });
     }
+    start_edge_with(rules, not_found(), target_groups).await
+}
+
+async fn start_edge_with(
+    rules: Vec<Rule<ActionConfig>>,
+    default_action: ActionConfig,
+    target_groups: Vec<TargetGroupConfig>,
+) -> RunningEdge {
     let edge = Edge::bind(EdgeConfig {
         region: "test-1".to_owned(),
-        listen: "127.0.0.1:0".parse().expect("address"),
+        listeners: vec![ListenerConfig {
+            name: "http".to_owned(),
+            listen: "127.0.0.1:0".parse().expect("address"),
+            rules,
+            default_action,
+        }],
         admin: "127.0.0.1:0".parse().expect("address"),
-        routes,
         target_groups,
         limits: Limits {
             drain_timeout: Duration::from_secs(5),
@@ -179,7 +218,7 @@ async fn whoami(client: &mut TestClient, edge: &RunningEdge) -> String {
 async fn requests_are_spread_round_robin_over_healthy_targets() {
     let (a, _) = start_upstream("a").await;
     let (b, _) = start_upstream("b").await;
-    let edge = start_edge(vec![("/api/", "api", vec![a.address, b.address])]).await;
+    let edge = start_edge(vec![("/api/*", "api", vec![a.address, b.address])]).await;
     edge.wait_for_healthy(2).await;
     let mut client = TestClient::http1();
     let mut served = std::collections::HashMap::new();
@@ -194,7 +233,7 @@ async fn requests_are_spread_round_robin_over_healthy_targets() {
 #[tokio::test]
 async fn the_edge_tells_targets_who_the_client_was_and_continues_the_trace() {
     let (a, _) = start_upstream("a").await;
-    let edge = start_edge(vec![("/api/", "api", vec![a.address])]).await;
+    let edge = start_edge(vec![("/api/*", "api", vec![a.address])]).await;
     edge.wait_for_healthy(1).await;
     let mut client = TestClient::http1();
     let reply = client
@@ -236,7 +275,7 @@ async fn the_edge_tells_targets_who_the_client_was_and_continues_the_trace() {
 async fn a_target_that_dies_leaves_the_rotation_without_failing_requests() {
     let (a, _) = start_upstream("a").await;
     let (b, _) = start_upstream("b").await;
-    let edge = start_edge(vec![("/api/", "api", vec![a.address, b.address])]).await;
+    let edge = start_edge(vec![("/api/*", "api", vec![a.address, b.address])]).await;
     edge.wait_for_healthy(2).await;
     let mut client = TestClient::http1();
     for _ in 0..4 {
@@ -276,7 +315,7 @@ async fn a_target_that_dies_leaves_the_rotation_without_failing_requests() {
 async fn health_checks_take_a_failing_target_out_and_bring_it_back() {
     let (a, a_healthy) = start_upstream("a").await;
     let (b, _) = start_upstream("b").await;
-    let edge = start_edge(vec![("/api/", "api", vec![a.address, b.address])]).await;
+    let edge = start_edge(vec![("/api/*", "api", vec![a.address, b.address])]).await;
     edge.wait_for_healthy(2).await;
     a_healthy.store(false, Ordering::SeqCst);
     edge.wait_for_healthy(1).await;
@@ -297,14 +336,16 @@ async fn health_checks_take_a_failing_target_out_and_bring_it_back() {
 
 #[tokio::test]
 async fn the_edge_answers_itself_when_it_cannot_forward() {
-    let unused = free_port("127.0.0.1");
+    // An address no test listens on: a port freed on 127.0.0.1 could be taken by another
+    // test's server before this one connects.
+    let unused = free_port("127.66.66.66");
     let edge = start_edge(vec![
         (
-            "/api/",
+            "/api/*",
             "dead",
-            vec![format!("127.0.0.1:{unused}").parse().expect("address")],
+            vec![format!("127.66.66.66:{unused}").parse().expect("address")],
         ),
-        ("/empty/", "empty", Vec::new()),
+        ("/empty/*", "empty", Vec::new()),
     ])
     .await;
     let mut client = TestClient::http1();
@@ -329,7 +370,7 @@ async fn the_edge_answers_itself_when_it_cannot_forward() {
 #[tokio::test]
 async fn http2_clients_are_served() {
     let (a, _) = start_upstream("a").await;
-    let edge = start_edge(vec![("/api/", "api", vec![a.address])]).await;
+    let edge = start_edge(vec![("/api/*", "api", vec![a.address])]).await;
     edge.wait_for_healthy(1).await;
     let mut client = TestClient::http2();
     let reply = client.get(&format!("{}/api/whoami", edge.url)).await;
@@ -349,7 +390,7 @@ async fn http2_clients_are_served() {
 #[tokio::test]
 async fn shutdown_lets_requests_in_flight_finish() {
     let (a, _) = start_upstream("a").await;
-    let edge = start_edge(vec![("/api/", "api", vec![a.address])]).await;
+    let edge = start_edge(vec![("/api/*", "api", vec![a.address])]).await;
     edge.wait_for_healthy(1).await;
     let url = format!("{}/api/slow", edge.url);
     let in_flight = tokio::spawn(async move { TestClient::http1().get(&url).await });
@@ -366,4 +407,219 @@ async fn shutdown_lets_requests_in_flight_finish() {
         .get(edge_url.parse().expect("uri"))
         .await;
     assert!(refused.is_err(), "a stopped edge accepts no connection");
+}
+
+#[tokio::test]
+async fn rules_redirect_answer_fixed_responses_and_match_headers() {
+    let (a, _) = start_upstream("a").await;
+    let (b, _) = start_upstream("b").await;
+    let group = |name: &str, target: SocketAddr| TargetGroupConfig {
+        name: name.to_owned(),
+        targets: vec![target],
+        health_check: health_check(),
+    };
+    let rules = vec![
+        path_rule(
+            1,
+            "/old/*",
+            ActionConfig::Redirect(RedirectConfig {
+                path: "/new/#{path}".to_owned(),
+                ..RedirectConfig::default()
+            }),
+        ),
+        path_rule(
+            2,
+            "/maintenance",
+            ActionConfig::FixedResponse(FixedResponseConfig {
+                status: 503,
+                content_type: "text/plain".to_owned(),
+                body: "back soon".to_owned(),
+            }),
+        ),
+        Rule {
+            name: "beta".to_owned(),
+            priority: 3,
+            conditions: Conditions {
+                path: vec!["/api/*".to_owned()],
+                headers: vec![("x-channel".to_owned(), vec!["beta".to_owned()])],
+                ..Conditions::default()
+            },
+            action: ActionConfig::forward("b"),
+        },
+        path_rule(4, "/api/*", ActionConfig::forward("a")),
+    ];
+    let edge = start_edge_with(
+        rules,
+        not_found(),
+        vec![group("a", a.address), group("b", b.address)],
+    )
+    .await;
+    edge.wait_for_healthy(1).await;
+    let mut client = TestClient::http1();
+    let moved = client.get(&format!("{}/old/page?x=1", edge.url)).await;
+    assert_eq!(moved.status, 301);
+    let port = edge.url.rsplit(':').next().expect("port");
+    assert_eq!(
+        moved.header("location"),
+        Some(format!("http://127.0.0.1:{port}/new/old/page?x=1").as_str())
+    );
+    let fixed = client.get(&format!("{}/maintenance", edge.url)).await;
+    assert_eq!(
+        (fixed.status.as_u16(), fixed.text()),
+        (503, "back soon".to_owned())
+    );
+    assert_eq!(fixed.header("content-type"), Some("text/plain"));
+    assert_eq!(whoami(&mut client, &edge).await, "a");
+    let beta = client
+        .send(
+            hyper::Method::GET,
+            &format!("{}/api/whoami", edge.url),
+            &[("x-channel", "BETA")],
+            "",
+        )
+        .await;
+    assert_eq!(beta.json()["name"], "b");
+    assert_eq!(
+        client.get(&format!("{}/nothing", edge.url)).await.status,
+        404
+    );
+    let metrics = TestClient::http1()
+        .get(&format!("http://{}/metrics", edge.admin))
+        .await
+        .text();
+    assert!(
+        metrics.contains("securecart_edge_requests_total{route=\"beta\",code=\"200\"} 1"),
+        "{metrics}"
+    );
+    edge.shutdown().await;
+    drop((a, b));
+}
+
+#[tokio::test]
+async fn weighted_forwards_split_traffic_and_stickiness_keeps_a_client_on_its_group() {
+    let (blue, _) = start_upstream("blue").await;
+    let (green, _) = start_upstream("green").await;
+    let group = |name: &str, target: SocketAddr| TargetGroupConfig {
+        name: name.to_owned(),
+        targets: vec![target],
+        health_check: health_check(),
+    };
+    let split = |stickiness| {
+        ActionConfig::Forward(ForwardConfig {
+            target_groups: vec![
+                WeightedGroup {
+                    name: "blue".to_owned(),
+                    weight: 50,
+                },
+                WeightedGroup {
+                    name: "green".to_owned(),
+                    weight: 50,
+                },
+            ],
+            stickiness,
+        })
+    };
+    let rules = vec![
+        path_rule(1, "/api/whoami", split(None)),
+        Rule {
+            name: "sticky".to_owned(),
+            priority: 2,
+            conditions: Conditions {
+                path: vec!["/api/*".to_owned()],
+                ..Conditions::default()
+            },
+            action: split(Some(Duration::from_secs(300))),
+        },
+    ];
+    let edge = start_edge_with(
+        rules,
+        not_found(),
+        vec![group("blue", blue.address), group("green", green.address)],
+    )
+    .await;
+    for _ in 0..100 {
+        let targets = edge.targets().await;
+        if targets["target_groups"][0]["healthy"] == 1
+            && targets["target_groups"][1]["healthy"] == 1
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut client = TestClient::http1();
+    let mut served = std::collections::HashMap::new();
+    for _ in 0..200 {
+        *served.entry(whoami(&mut client, &edge).await).or_insert(0) += 1;
+    }
+    // 200 draws at 50/50: each side gets far more than 50 unless the split is broken.
+    assert!(
+        served.get("blue") > Some(&50) && served.get("green") > Some(&50),
+        "{served:?}"
+    );
+
+    // A sticky client gets a cookie naming its group and stays there.
+    let mut sticky = TestClient::http1();
+    let first = sticky
+        .send(
+            hyper::Method::GET,
+            &format!("{}/api/sticky-whoami", edge.url),
+            &[],
+            "",
+        )
+        .await;
+    let cookie = first
+        .header("set-cookie")
+        .expect("stickiness cookie")
+        .to_owned();
+    assert!(
+        cookie.starts_with("SCALBTG=") && cookie.contains("Max-Age=300"),
+        "{cookie}"
+    );
+    let group = cookie
+        .trim_start_matches("SCALBTG=")
+        .split(';')
+        .next()
+        .expect("group")
+        .to_owned();
+    for _ in 0..20 {
+        let reply = sticky.get(&format!("{}/api/whoami-sticky", edge.url)).await;
+        assert!(
+            reply.header("set-cookie").is_none(),
+            "a sticky client keeps its cookie"
+        );
+        assert_eq!(
+            reply.status, 404,
+            "the upstream has no such path, but the group is right"
+        );
+    }
+    let reply = sticky
+        .send(
+            hyper::Method::GET,
+            &format!("{}/api/whoami", edge.url),
+            &[("cookie", &format!("SCALBTG={group}"))],
+            "",
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    edge.shutdown().await;
+    drop((blue, green));
+}
+
+#[tokio::test]
+async fn an_http11_request_without_host_is_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (a, _) = start_upstream("a").await;
+    let edge = start_edge(vec![("/api/*", "api", vec![a.address])]).await;
+    let address = edge.url.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GET /api/whoami HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.expect("read");
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    edge.shutdown().await;
 }

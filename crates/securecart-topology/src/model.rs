@@ -224,24 +224,92 @@ pub struct Service {
     pub port: u16,
 }
 
-/// The edge's rules.
+/// The edge's listeners and target groups, the same in every region.
 #[derive(Debug, Clone)]
 pub struct Edge {
-    /// The listener's port.
-    pub port: u16,
-    /// Path rules, in file order.
-    pub routes: Vec<Route>,
+    /// Listeners, in file order; the first is the region's entry point.
+    pub listeners: Vec<Listener>,
     /// Target groups, in file order.
     pub target_groups: Vec<TargetGroup>,
 }
 
-/// A path rule.
+/// A listener.
 #[derive(Debug, Clone)]
-pub struct Route {
-    /// The prefix it matches.
-    pub path_prefix: String,
-    /// The target group's name.
-    pub target_group: String,
+pub struct Listener {
+    /// Its name.
+    pub name: String,
+    /// Its port on the region's edge address.
+    pub port: u16,
+    /// Its rules, in file order.
+    pub rules: Vec<ListenerRule>,
+    /// What happens when no rule matches.
+    pub default_action: RuleAction,
+}
+
+/// A listener rule.
+#[derive(Debug, Clone)]
+pub struct ListenerRule {
+    /// Its name.
+    pub name: String,
+    /// Its priority; lower is evaluated first.
+    pub priority: u32,
+    /// What must hold.
+    pub conditions: RuleConditions,
+    /// What to do.
+    pub action: RuleAction,
+}
+
+/// A rule's conditions; an empty list is no condition.
+#[derive(Debug, Clone, Default)]
+pub struct RuleConditions {
+    /// Host patterns.
+    pub host: Vec<String>,
+    /// Path patterns.
+    pub path: Vec<String>,
+    /// Methods.
+    pub method: Vec<String>,
+    /// Client address blocks.
+    pub source_ip: Vec<ipnet::IpNet>,
+    /// Header name and value patterns.
+    pub headers: Vec<(String, Vec<String>)>,
+    /// Query (key pattern, value pattern) pairs.
+    pub query: Vec<(Option<String>, String)>,
+}
+
+/// What a rule does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleAction {
+    /// Forward to target groups by weight.
+    Forward {
+        /// (group name, weight).
+        target_groups: Vec<(String, u32)>,
+        /// Group stickiness.
+        stickiness: Option<Duration>,
+    },
+    /// Redirect.
+    Redirect {
+        /// 301 or 302.
+        status: u16,
+        /// Protocol template.
+        protocol: String,
+        /// Host template.
+        host: String,
+        /// Port template.
+        port: String,
+        /// Path template.
+        path: String,
+        /// Query template.
+        query: String,
+    },
+    /// Fixed response.
+    FixedResponse {
+        /// The status.
+        status: u16,
+        /// The content type.
+        content_type: String,
+        /// The body.
+        body: String,
+    },
 }
 
 /// A target group.
@@ -388,16 +456,6 @@ pub(crate) fn resolve(raw: &RawTopology, findings: &mut Findings) -> Option<Topo
     let services = resolve_services(raw, findings);
     let edge = resolve_edge(raw, &services, findings);
 
-    if raw.edge.port == telemetry.admin_port {
-        findings.problem(
-            root.key("edge").key("port"),
-            format!(
-                "is the same as telemetry.admin_port ({}); the edge's listener and its admin endpoint share an address",
-                telemetry.admin_port
-            ),
-        );
-    }
-
     let mut regions = Vec::new();
     let mut names = HashSet::new();
     if raw.regions.is_empty() {
@@ -411,13 +469,10 @@ pub(crate) fn resolve(raw: &RawTopology, findings: &mut Findings) -> Option<Topo
                 format!("region `{}` is listed twice", raw_region.name),
             );
         }
+        // The region's entry point is the edge's first listener.
+        let entry_port = edge.listeners.first().map_or(0, |listener| listener.port);
         if let Some(region) = resolve_region(
-            raw_region,
-            &path,
-            &services,
-            &telemetry,
-            raw.edge.port,
-            findings,
+            raw_region, &path, &services, &telemetry, entry_port, findings,
         ) {
             for (other_index, other) in regions.iter().enumerate() {
                 let other: &Region = other;
@@ -514,9 +569,6 @@ fn resolve_services(raw: &RawTopology, findings: &mut Findings) -> Vec<Service> 
 
 fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings) -> Edge {
     let edge_path = FieldPath::default().key("edge");
-    if raw.edge.port == 0 {
-        findings.problem(edge_path.key("port"), "must be a port from 1 to 65535");
-    }
     let mut target_groups: Vec<TargetGroup> = Vec::new();
     for (index, raw_group) in raw.edge.target_groups.iter().enumerate() {
         let path = edge_path.key("target_groups").index(index);
@@ -560,48 +612,397 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
             health_check,
         });
     }
+    let group_names: Vec<&str> = raw
+        .edge
+        .target_groups
+        .iter()
+        .map(|group| group.name.as_str())
+        .collect();
 
-    let mut routes: Vec<Route> = Vec::new();
-    for (index, raw_route) in raw.edge.routes.iter().enumerate() {
-        let path = edge_path.key("routes").index(index);
-        if !raw_route.path_prefix.starts_with('/') {
+    let mut listeners: Vec<Listener> = Vec::new();
+    if raw.edge.listeners.is_empty() {
+        findings.problem(
+            edge_path.key("listeners"),
+            "must list at least one listener",
+        );
+    }
+    for (index, raw_listener) in raw.edge.listeners.iter().enumerate() {
+        let path = edge_path.key("listeners").index(index);
+        if !is_name(&raw_listener.name) {
             findings.problem(
-                path.key("path_prefix"),
-                format!("`{}` must start with `/`", raw_route.path_prefix),
+                path.key("name"),
+                format!(
+                    "`{}` is not a name: use lowercase letters, digits and dashes",
+                    raw_listener.name
+                ),
             );
         }
-        if routes
+        if listeners
             .iter()
-            .any(|route| route.path_prefix == raw_route.path_prefix)
+            .any(|listener| listener.name == raw_listener.name)
         {
             findings.problem(
-                path.key("path_prefix"),
-                format!("prefix `{}` already has a route", raw_route.path_prefix),
+                path.key("name"),
+                format!("listener `{}` is listed twice", raw_listener.name),
             );
         }
-        if !raw
-            .edge
-            .target_groups
+        if raw_listener.port == 0 {
+            findings.problem(path.key("port"), "must be a port from 1 to 65535");
+        } else if raw_listener.port == raw.telemetry.admin_port {
+            findings.problem(
+                path.key("port"),
+                format!(
+                    "is the same as telemetry.admin_port ({}); the edge's listeners and its admin endpoint share an address",
+                    raw.telemetry.admin_port
+                ),
+            );
+        } else if let Some(other) = listeners
             .iter()
-            .any(|group| group.name == raw_route.target_group)
+            .find(|listener| listener.port == raw_listener.port)
         {
             findings.problem(
-                path.key("target_group"),
-                format!("no target group is named `{}`", raw_route.target_group),
+                path.key("port"),
+                format!(
+                    "listener `{}` already uses port {}",
+                    other.name, raw_listener.port
+                ),
             );
         }
-        routes.push(Route {
-            path_prefix: raw_route.path_prefix.clone(),
-            target_group: raw_route.target_group.clone(),
+        let default_action = resolve_action(
+            &raw_listener.default_action.forward,
+            &raw_listener.default_action.redirect,
+            &raw_listener.default_action.fixed_response,
+            &path.key("default_action"),
+            &group_names,
+            findings,
+        );
+        if raw_listener.rules.len() > MAX_RULES_PER_LISTENER {
+            findings.problem(
+                path.key("rules"),
+                format!("a listener has at most {MAX_RULES_PER_LISTENER} rules"),
+            );
+        }
+        let mut rules: Vec<ListenerRule> = Vec::new();
+        for (rule_index, raw_rule) in raw_listener.rules.iter().enumerate() {
+            let rule_path = path.key("rules").index(rule_index);
+            if !is_name(&raw_rule.name) {
+                findings.problem(
+                    rule_path.key("name"),
+                    format!(
+                        "`{}` is not a name: use lowercase letters, digits and dashes",
+                        raw_rule.name
+                    ),
+                );
+            }
+            if rules.iter().any(|rule| rule.name == raw_rule.name) {
+                findings.problem(
+                    rule_path.key("name"),
+                    format!("rule `{}` is listed twice in this listener", raw_rule.name),
+                );
+            }
+            if !(1..=50_000).contains(&raw_rule.priority) {
+                findings.problem(rule_path.key("priority"), "must be from 1 to 50000");
+            } else if let Some(other) = rules.iter().find(|rule| rule.priority == raw_rule.priority)
+            {
+                findings.problem(
+                    rule_path.key("priority"),
+                    format!(
+                        "rule `{}` already has priority {}",
+                        other.name, raw_rule.priority
+                    ),
+                );
+            }
+            let conditions = resolve_conditions(raw_rule, &rule_path, findings);
+            let action = resolve_action(
+                &raw_rule.forward,
+                &raw_rule.redirect,
+                &raw_rule.fixed_response,
+                &rule_path,
+                &group_names,
+                findings,
+            );
+            rules.push(ListenerRule {
+                name: raw_rule.name.clone(),
+                priority: raw_rule.priority,
+                conditions,
+                action,
+            });
+        }
+        listeners.push(Listener {
+            name: raw_listener.name.clone(),
+            port: raw_listener.port,
+            rules,
+            default_action,
         });
     }
-    if raw.edge.routes.is_empty() {
-        findings.problem(edge_path.key("routes"), "must list at least one route");
-    }
     Edge {
-        port: raw.edge.port,
-        routes,
+        listeners,
         target_groups,
+    }
+}
+
+/// The most rules one listener may have: ALB's default quota.
+pub const MAX_RULES_PER_LISTENER: usize = 100;
+
+fn check_patterns(findings: &mut Findings, path: &FieldPath, patterns: &[String], is_path: bool) {
+    if patterns.len() > 5 {
+        findings.problem(path.clone(), "lists at most 5 values");
+    }
+    for (index, pattern) in patterns.iter().enumerate() {
+        if pattern.is_empty() || pattern.len() > 128 {
+            findings.problem(path.index(index), "must be from 1 to 128 characters");
+        } else if is_path && !pattern.starts_with('/') && !pattern.starts_with('*') {
+            findings.problem(
+                path.index(index),
+                format!("`{pattern}` must start with `/`"),
+            );
+        }
+    }
+}
+
+fn resolve_conditions(
+    raw: &crate::raw::RawRule,
+    path: &FieldPath,
+    findings: &mut Findings,
+) -> RuleConditions {
+    check_patterns(findings, &path.key("host"), &raw.host, false);
+    check_patterns(findings, &path.key("path"), &raw.path, true);
+    if raw.method.len() > 5 {
+        findings.problem(path.key("method"), "lists at most 5 values");
+    }
+    for (index, method) in raw.method.iter().enumerate() {
+        if method.is_empty()
+            || method.len() > 40
+            || !method
+                .bytes()
+                .all(|byte| byte.is_ascii_uppercase() || byte == b'-' || byte == b'_')
+        {
+            findings.problem(
+                path.key("method").index(index),
+                format!("`{method}` is not an HTTP method such as GET"),
+            );
+        }
+    }
+    let mut source_ip = Vec::new();
+    if raw.source_ip.len() > 5 {
+        findings.problem(path.key("source_ip"), "lists at most 5 values");
+    }
+    for (index, block) in raw.source_ip.iter().enumerate() {
+        match block.parse::<ipnet::IpNet>() {
+            Ok(net) => source_ip.push(net),
+            Err(_) => findings.problem(
+                path.key("source_ip").index(index),
+                format!("`{block}` is not a CIDR block such as 10.0.0.0/8 or 2001:db8::/32"),
+            ),
+        }
+    }
+    let mut headers = Vec::new();
+    for (name, values) in &raw.header {
+        let header_path = path.key("header").key(name);
+        let valid_name = !name.is_empty()
+            && name.len() <= 40
+            && name
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte));
+        if !valid_name {
+            findings.problem(
+                header_path.clone(),
+                format!("`{name}` is not an HTTP header name"),
+            );
+        }
+        if values.is_empty() {
+            findings.problem(header_path.clone(), "lists at least one value pattern");
+        }
+        check_patterns(findings, &header_path, values, false);
+        headers.push((name.to_ascii_lowercase(), values.clone()));
+    }
+    if raw.query.len() > 5 {
+        findings.problem(path.key("query"), "lists at most 5 values");
+    }
+    let query: Vec<(Option<String>, String)> = raw
+        .query
+        .iter()
+        .enumerate()
+        .map(|(index, condition)| {
+            if condition.value.is_empty() || condition.value.len() > 128 {
+                findings.problem(
+                    path.key("query").index(index).key("value"),
+                    "must be from 1 to 128 characters",
+                );
+            }
+            (condition.key.clone(), condition.value.clone())
+        })
+        .collect();
+    let conditions = RuleConditions {
+        host: raw.host.clone(),
+        path: raw.path.clone(),
+        method: raw.method.clone(),
+        source_ip,
+        headers,
+        query,
+    };
+    let count = [
+        !conditions.host.is_empty(),
+        !conditions.path.is_empty(),
+        !conditions.method.is_empty(),
+        !raw.source_ip.is_empty(),
+        !conditions.query.is_empty(),
+    ]
+    .into_iter()
+    .filter(|set| *set)
+    .count()
+        + conditions.headers.len();
+    if !(1..=5).contains(&count) {
+        findings.problem(
+            path.clone(),
+            format!("has {count} conditions; a rule has from 1 to 5 (host, path, method, source_ip, query, and each header)"),
+        );
+    }
+    conditions
+}
+
+fn resolve_action(
+    forward: &Option<crate::raw::RawForward>,
+    redirect: &Option<crate::raw::RawRedirect>,
+    fixed_response: &Option<crate::raw::RawFixedResponse>,
+    path: &FieldPath,
+    group_names: &[&str],
+    findings: &mut Findings,
+) -> RuleAction {
+    use crate::raw::RawForward;
+    let count = [
+        forward.is_some(),
+        redirect.is_some(),
+        fixed_response.is_some(),
+    ]
+    .into_iter()
+    .filter(|set| *set)
+    .count();
+    if count != 1 {
+        findings.problem(
+            path.clone(),
+            "needs exactly one action: forward, redirect or fixed_response",
+        );
+    }
+    if let Some(forward) = forward {
+        let forward_path = path.key("forward");
+        let (target_groups, stickiness) = match forward {
+            RawForward::Group(name) => (vec![(name.clone(), 1)], None),
+            RawForward::Weighted(weighted) => (
+                weighted
+                    .target_groups
+                    .iter()
+                    .map(|group| (group.name.clone(), group.weight))
+                    .collect::<Vec<_>>(),
+                weighted.stickiness_seconds,
+            ),
+        };
+        if !(1..=5).contains(&target_groups.len()) {
+            findings.problem(
+                forward_path.key("target_groups"),
+                "lists from 1 to 5 target groups",
+            );
+        }
+        for (index, (name, weight)) in target_groups.iter().enumerate() {
+            let group_path = match forward {
+                RawForward::Group(_) => forward_path.clone(),
+                RawForward::Weighted(_) => forward_path.key("target_groups").index(index),
+            };
+            if !group_names.contains(&name.as_str()) {
+                findings.problem(
+                    group_path.clone(),
+                    format!("no target group is named `{name}`"),
+                );
+            }
+            if *weight > 999 {
+                findings.problem(group_path.key("weight"), "must be from 0 to 999");
+            }
+        }
+        if !target_groups.is_empty() && target_groups.iter().all(|(_, weight)| *weight == 0) {
+            findings.problem(
+                forward_path.key("target_groups"),
+                "needs at least one group with a weight above 0",
+            );
+        }
+        if let Some(seconds) = stickiness
+            && !(1..=604_800).contains(&seconds)
+        {
+            findings.problem(
+                forward_path.key("stickiness_seconds"),
+                "must be from 1 to 604800 (7 days)",
+            );
+        }
+        return RuleAction::Forward {
+            target_groups,
+            stickiness: stickiness.map(Duration::from_secs),
+        };
+    }
+    if let Some(redirect) = redirect {
+        let redirect_path = path.key("redirect");
+        if !matches!(redirect.status, 301 | 302) {
+            findings.problem(redirect_path.key("status"), "must be 301 or 302");
+        }
+        if !matches!(
+            redirect.protocol.to_ascii_lowercase().as_str(),
+            "http" | "https" | "#{protocol}"
+        ) {
+            findings.problem(
+                redirect_path.key("protocol"),
+                "must be http, https or #{protocol}",
+            );
+        }
+        if !redirect.path.starts_with('/') {
+            findings.problem(redirect_path.key("path"), "must start with `/`");
+        }
+        for (key, value) in [("host", &redirect.host), ("port", &redirect.port)] {
+            if value.is_empty() {
+                findings.problem(redirect_path.key(key), "must not be empty");
+            }
+        }
+        return RuleAction::Redirect {
+            status: redirect.status,
+            protocol: redirect.protocol.to_ascii_lowercase(),
+            host: redirect.host.clone(),
+            port: redirect.port.clone(),
+            path: redirect.path.clone(),
+            query: redirect.query.clone(),
+        };
+    }
+    if let Some(fixed) = fixed_response {
+        let fixed_path = path.key("fixed_response");
+        if !matches!(fixed.status, 200..=299 | 400..=599) {
+            findings.problem(fixed_path.key("status"), "must be a 2xx, 4xx or 5xx status");
+        }
+        const CONTENT_TYPES: [&str; 5] = [
+            "text/plain",
+            "text/css",
+            "text/html",
+            "application/javascript",
+            "application/json",
+        ];
+        if !CONTENT_TYPES.contains(&fixed.content_type.as_str()) {
+            findings.problem(
+                fixed_path.key("content_type"),
+                format!(
+                    "`{}` is not one of {}",
+                    fixed.content_type,
+                    CONTENT_TYPES.join(", ")
+                ),
+            );
+        }
+        if fixed.body.len() > 1024 {
+            findings.problem(fixed_path.key("body"), "must be at most 1024 bytes");
+        }
+        return RuleAction::FixedResponse {
+            status: fixed.status,
+            content_type: fixed.content_type.clone(),
+            body: fixed.body.clone(),
+        };
+    }
+    RuleAction::FixedResponse {
+        status: 404,
+        content_type: "text/plain".to_owned(),
+        body: String::new(),
     }
 }
 

@@ -140,28 +140,193 @@ pub fn default_service_port() -> u16 {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEdge {
-    /// The port of the edge's HTTP listener, on the region's public address.
-    #[serde(default = "default_edge_port")]
-    pub port: u16,
-    /// Path rules, matched by longest prefix.
-    pub routes: Vec<RawRoute>,
+    /// The edge's listeners, each a port on the region's public address with its rules.
+    pub listeners: Vec<RawListener>,
     /// Target groups: a service's replicas in the edge's region, with a health check.
     pub target_groups: Vec<RawTargetGroup>,
 }
 
-/// The default port of the edge's listener.
-pub fn default_edge_port() -> u16 {
-    8080
-}
-
-/// A path rule.
+/// A listener, like an ALB listener: a port, rules in priority order, a default action.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRoute {
-    /// The path prefix this rule matches, starting with `/`; the longest matching prefix wins.
-    pub path_prefix: String,
-    /// The name of the target group that serves matching requests.
-    pub target_group: String,
+pub struct RawListener {
+    /// The listener's name, in logs and metrics.
+    pub name: String,
+    /// The port, on the region's public (edge) address.
+    pub port: u16,
+    /// What happens to a request that no rule matches.
+    pub default_action: RawAction,
+    /// The rules; the one with the lowest priority number among those that match wins.
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+}
+
+/// A listener rule: up to five conditions, all of which must hold, and one action.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    /// The rule's name, in logs and metrics.
+    pub name: String,
+    /// Its priority, from 1 to 50000, unique in its listener; lower is evaluated first.
+    pub priority: u32,
+    /// Host header patterns (`*` and `?` wildcards, case-insensitive); any may match.
+    #[serde(default)]
+    pub host: Vec<String>,
+    /// Path patterns (`*` and `?` wildcards, case-sensitive); any may match.
+    #[serde(default)]
+    pub path: Vec<String>,
+    /// HTTP methods, such as `GET`; any may match.
+    #[serde(default)]
+    pub method: Vec<String>,
+    /// Client address blocks (IPv4 or IPv6 CIDR); any may match.
+    #[serde(default)]
+    pub source_ip: Vec<String>,
+    /// Header name to value patterns (wildcards, case-insensitive): every header listed must
+    /// have a value matching one of its patterns.
+    #[serde(default)]
+    pub header: std::collections::BTreeMap<String, Vec<String>>,
+    /// Query parameters; any may match.
+    #[serde(default)]
+    pub query: Vec<RawQueryCondition>,
+    /// Forward to a target group (a name), or to several by weight.
+    pub forward: Option<RawForward>,
+    /// Answer with a redirect.
+    pub redirect: Option<RawRedirect>,
+    /// Answer with a fixed response.
+    pub fixed_response: Option<RawFixedResponse>,
+}
+
+/// An action: exactly one of its keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAction {
+    /// Forward to a target group (a name), or to several by weight.
+    pub forward: Option<RawForward>,
+    /// Answer with a redirect.
+    pub redirect: Option<RawRedirect>,
+    /// Answer with a fixed response.
+    pub fixed_response: Option<RawFixedResponse>,
+}
+
+/// A query condition.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueryCondition {
+    /// The parameter's name pattern; without it, any parameter's value may match.
+    pub key: Option<String>,
+    /// The value pattern.
+    pub value: String,
+}
+
+/// A forward action: one group by name, or several by weight.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawForward {
+    /// All traffic to one target group.
+    Group(String),
+    /// Traffic split by weight, optionally sticky.
+    Weighted(RawWeightedForward),
+}
+
+/// A weighted forward.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWeightedForward {
+    /// The groups, 1 to 5.
+    pub target_groups: Vec<RawWeightedGroup>,
+    /// How long (1 to 604800 seconds) a client stays on the group it was first sent to;
+    /// without it, every request is drawn by weight.
+    pub stickiness_seconds: Option<u64>,
+}
+
+/// A target group with a weight.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWeightedGroup {
+    /// The target group.
+    pub name: String,
+    /// Its weight, 0 to 999.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+/// The default weight of a target group in a forward.
+pub fn default_weight() -> u32 {
+    1
+}
+
+/// A redirect; each part may reuse the request's with `#{protocol}`, `#{host}`, `#{port}`,
+/// `#{path}` (without its leading `/`) and `#{query}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedirect {
+    /// 301 or 302.
+    #[serde(default = "default_redirect_status")]
+    pub status: u16,
+    /// `http`, `https` or `#{protocol}`.
+    #[serde(default = "default_redirect_protocol")]
+    pub protocol: String,
+    /// The host.
+    #[serde(default = "default_redirect_host")]
+    pub host: String,
+    /// The port.
+    #[serde(default = "default_redirect_port")]
+    pub port: String,
+    /// The path, starting with `/`.
+    #[serde(default = "default_redirect_path")]
+    pub path: String,
+    /// The query, without `?`.
+    #[serde(default = "default_redirect_query")]
+    pub query: String,
+}
+
+/// The default redirect status.
+pub fn default_redirect_status() -> u16 {
+    301
+}
+
+/// The default redirect protocol: the request's.
+pub fn default_redirect_protocol() -> String {
+    "#{protocol}".to_owned()
+}
+
+/// The default redirect host: the request's.
+pub fn default_redirect_host() -> String {
+    "#{host}".to_owned()
+}
+
+/// The default redirect port: the request's.
+pub fn default_redirect_port() -> String {
+    "#{port}".to_owned()
+}
+
+/// The default redirect path: the request's.
+pub fn default_redirect_path() -> String {
+    "/#{path}".to_owned()
+}
+
+/// The default redirect query: the request's.
+pub fn default_redirect_query() -> String {
+    "#{query}".to_owned()
+}
+
+/// A fixed response.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFixedResponse {
+    /// The status: 2xx, 4xx or 5xx.
+    pub status: u16,
+    /// `text/plain`, `text/css`, `text/html`, `application/javascript` or `application/json`.
+    #[serde(default = "default_content_type")]
+    pub content_type: String,
+    /// The body, at most 1024 bytes.
+    #[serde(default)]
+    pub body: String,
+}
+
+/// The default content type of a fixed response.
+pub fn default_content_type() -> String {
+    "text/plain".to_owned()
 }
 
 /// A target group.

@@ -131,11 +131,17 @@ fn check(file: Option<&Path>) -> anyhow::Result<ExitCode> {
     let topology = &loaded.topology;
     let _ = writeln!(
         stdout,
-        "{name}: OK: `{}`, {} region(s), {} component(s), {} route(s), {} target group(s)",
+        "{name}: OK: `{}`, {} region(s), {} component(s), {} listener(s) with {} rule(s), {} target group(s)",
         topology.name,
         topology.regions.len(),
         topology.components().count(),
-        topology.edge.routes.len(),
+        topology.edge.listeners.len(),
+        topology
+            .edge
+            .listeners
+            .iter()
+            .map(|listener| listener.rules.len())
+            .sum::<usize>(),
         topology.edge.target_groups.len()
     );
     for region in &topology.regions {

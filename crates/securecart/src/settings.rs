@@ -4,11 +4,18 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
-use securecart_edge::{EdgeConfig, HealthCheckConfig, Limits, RouteConfig, TargetGroupConfig};
+use std::net::SocketAddr;
+
+use securecart_edge::actions::{
+    ActionConfig, FixedResponseConfig, ForwardConfig, RedirectConfig, WeightedGroup,
+};
+use securecart_edge::rules::{Conditions, Rule};
+use securecart_edge::{EdgeConfig, HealthCheckConfig, Limits, ListenerConfig, TargetGroupConfig};
 use securecart_shop::{ShopConfig, ShopService};
 use securecart_telemetry::LogFormat;
 use securecart_topology::{
-    EMBEDDED_NAME, Loaded, LogFormat as TopologyLogFormat, Region, ServiceKind, Topology,
+    EMBEDDED_NAME, Loaded, LogFormat as TopologyLogFormat, Region, RuleAction, ServiceKind,
+    Topology,
 };
 
 use crate::cli::{LogFormatArg, ServiceArg};
@@ -55,17 +62,34 @@ pub fn region<'t>(topology: &'t Topology, name: &str) -> anyhow::Result<&'t Regi
 pub fn edge_config(topology: &Topology, region: &Region) -> EdgeConfig {
     EdgeConfig {
         region: region.name.clone(),
-        listen: region.edge.address,
-        admin: region.edge.admin_address,
-        routes: topology
+        listeners: topology
             .edge
-            .routes
+            .listeners
             .iter()
-            .map(|route| RouteConfig {
-                path_prefix: route.path_prefix.clone(),
-                target_group: route.target_group.clone(),
+            .map(|listener| ListenerConfig {
+                name: listener.name.clone(),
+                listen: SocketAddr::new(region.edge.address.ip(), listener.port),
+                rules: listener
+                    .rules
+                    .iter()
+                    .map(|rule| Rule {
+                        name: rule.name.clone(),
+                        priority: rule.priority,
+                        conditions: Conditions {
+                            host: rule.conditions.host.clone(),
+                            path: rule.conditions.path.clone(),
+                            method: rule.conditions.method.clone(),
+                            source_ip: rule.conditions.source_ip.clone(),
+                            headers: rule.conditions.headers.clone(),
+                            query: rule.conditions.query.clone(),
+                        },
+                        action: action_config(&rule.action),
+                    })
+                    .collect(),
+                default_action: action_config(&listener.default_action),
             })
             .collect(),
+        admin: region.edge.admin_address,
         target_groups: topology
             .edge
             .target_groups
@@ -86,6 +110,48 @@ pub fn edge_config(topology: &Topology, region: &Region) -> EdgeConfig {
             })
             .collect(),
         limits: Limits::default(),
+    }
+}
+
+fn action_config(action: &RuleAction) -> ActionConfig {
+    match action {
+        RuleAction::Forward {
+            target_groups,
+            stickiness,
+        } => ActionConfig::Forward(ForwardConfig {
+            target_groups: target_groups
+                .iter()
+                .map(|(name, weight)| WeightedGroup {
+                    name: name.clone(),
+                    weight: *weight,
+                })
+                .collect(),
+            stickiness: *stickiness,
+        }),
+        RuleAction::Redirect {
+            status,
+            protocol,
+            host,
+            port,
+            path,
+            query,
+        } => ActionConfig::Redirect(RedirectConfig {
+            status: *status,
+            protocol: protocol.clone(),
+            host: host.clone(),
+            port: port.clone(),
+            path: path.clone(),
+            query: query.clone(),
+        }),
+        RuleAction::FixedResponse {
+            status,
+            content_type,
+            body,
+        } => ActionConfig::FixedResponse(FixedResponseConfig {
+            status: *status,
+            content_type: content_type.clone(),
+            body: body.clone(),
+        }),
     }
 }
 

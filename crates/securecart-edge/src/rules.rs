@@ -1,0 +1,892 @@
+//! Listener rules, ALB's way: rules in priority order, each with conditions (host, path
+//! pattern, HTTP header, query string, method, source IP) and one action; the first rule
+//! whose every condition matches wins, else the listener's default action.
+//!
+//! Rules compile once into a [`RuleSet`] that does not test every rule: each rule is a bit
+//! in a 128-bit set (in priority order), a byte trie over the literal prefixes of the path
+//! patterns and a map of exact host names give the rules that can still match, and only
+//! those are evaluated, lowest priority number first. Matching allocates nothing.
+//!
+//! A pure function of (rules, request head, client address): tested as tables.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use http::{HeaderMap, HeaderName, Method};
+use ipnet::IpNet;
+
+/// The most rules one listener may have (ALB's default quota is 100).
+pub const MAX_RULES: usize = 128;
+/// The most values one condition may list.
+pub const MAX_CONDITION_VALUES: usize = 5;
+/// The longest pattern.
+pub const MAX_PATTERN_LENGTH: usize = 128;
+
+/// The conditions of a rule; an empty list is no condition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Conditions {
+    /// Host header patterns (`*` and `?`; case-insensitive); any may match.
+    pub host: Vec<String>,
+    /// Path patterns (`*` and `?`; case-sensitive; the query is not part of the path).
+    pub path: Vec<String>,
+    /// Methods (exact, case-sensitive).
+    pub method: Vec<String>,
+    /// Client address blocks.
+    pub source_ip: Vec<IpNet>,
+    /// For each header name, value patterns (case-insensitive); every header must match.
+    pub headers: Vec<(String, Vec<String>)>,
+    /// Query parameters as (key pattern, value pattern); any pair may match. A missing
+    /// key matches any key.
+    pub query: Vec<(Option<String>, String)>,
+}
+
+impl Conditions {
+    /// How many conditions are set.
+    pub fn count(&self) -> usize {
+        [
+            !self.host.is_empty(),
+            !self.path.is_empty(),
+            !self.method.is_empty(),
+            !self.source_ip.is_empty(),
+            !self.query.is_empty(),
+        ]
+        .into_iter()
+        .filter(|set| *set)
+        .count()
+            + self.headers.len()
+    }
+}
+
+/// A rule before compilation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule<A> {
+    /// Its name, in logs and metrics.
+    pub name: String,
+    /// Lower numbers are evaluated first; unique within a listener.
+    pub priority: u32,
+    /// What must hold.
+    pub conditions: Conditions,
+    /// What to do.
+    pub action: A,
+}
+
+/// Why rules cannot compile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuleError {
+    /// Too many rules.
+    #[error("a listener has at most {MAX_RULES} rules")]
+    TooManyRules,
+    /// Two rules share a priority.
+    #[error("rules {0} and {1} have the same priority")]
+    DuplicatePriority(String, String),
+    /// A rule has more conditions than ALB allows, or none.
+    #[error("rule {0}: a rule has from 1 to 5 conditions")]
+    ConditionCount(String),
+    /// A condition lists too many or no values.
+    #[error("rule {0}: a condition lists from 1 to {MAX_CONDITION_VALUES} values")]
+    ValueCount(String),
+    /// A pattern is empty, too long, or (for paths) does not start with `/`.
+    #[error("rule {rule}: pattern `{pattern}` is not valid: {reason}")]
+    Pattern {
+        /// The rule.
+        rule: String,
+        /// The pattern.
+        pattern: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A header name or method is not valid HTTP.
+    #[error("rule {rule}: `{value}` is not a valid {what}")]
+    Token {
+        /// The rule.
+        rule: String,
+        /// The value.
+        value: String,
+        /// A header name or a method.
+        what: &'static str,
+    },
+}
+
+/// A `*`/`?` pattern, prepared once.
+#[derive(Debug, Clone)]
+struct Pattern {
+    /// The pattern's bytes, lowercased when matching ignores case.
+    bytes: Box<[u8]>,
+    case_insensitive: bool,
+}
+
+impl Pattern {
+    fn new(text: &str, case_insensitive: bool) -> Self {
+        let bytes = if case_insensitive {
+            text.to_ascii_lowercase().into_bytes()
+        } else {
+            text.as_bytes().to_vec()
+        };
+        Self {
+            bytes: bytes.into_boxed_slice(),
+            case_insensitive,
+        }
+    }
+
+    fn matches(&self, text: &[u8]) -> bool {
+        glob_match(&self.bytes, text, self.case_insensitive)
+    }
+
+    /// The bytes before the first wildcard.
+    fn literal_prefix(&self) -> &[u8] {
+        let end = self
+            .bytes
+            .iter()
+            .position(|byte| matches!(byte, b'*' | b'?'))
+            .unwrap_or(self.bytes.len());
+        &self.bytes[..end]
+    }
+
+    fn is_literal(&self) -> bool {
+        self.literal_prefix().len() == self.bytes.len()
+    }
+}
+
+/// Matches `text` against a pattern where `*` is any run of bytes (also none) and `?` is
+/// one byte. Linear in practice: on a mismatch it backtracks only to the last `*`.
+pub fn glob_match(pattern: &[u8], text: &[u8], case_insensitive: bool) -> bool {
+    let equal =
+        |p: u8, t: u8| p == b'?' || p == t || (case_insensitive && p == t.to_ascii_lowercase());
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if p < pattern.len() && equal(pattern[p], text[t]) {
+            p += 1;
+            t += 1;
+        } else if let Some((star_p, star_t)) = star {
+            p = star_p + 1;
+            t = star_t + 1;
+            star = Some((star_p, star_t + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|byte| *byte == b'*')
+}
+
+#[derive(Debug, Clone)]
+struct CompiledRule {
+    host: Vec<Pattern>,
+    path: Vec<Pattern>,
+    method: Vec<Method>,
+    source_ip: Vec<IpNet>,
+    headers: Vec<(HeaderName, Vec<Pattern>)>,
+    query: Vec<(Option<Pattern>, Pattern)>,
+}
+
+/// What a request looks like to the rules.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestHead<'a> {
+    /// The method.
+    pub method: &'a Method,
+    /// The host, without a port.
+    pub host: &'a str,
+    /// The path.
+    pub path: &'a str,
+    /// The raw query, without `?`.
+    pub query: Option<&'a str>,
+    /// The headers.
+    pub headers: &'a HeaderMap,
+    /// The client's address.
+    pub client: IpAddr,
+}
+
+/// One node of the byte trie over literal path prefixes.
+#[derive(Debug, Clone, Default)]
+struct TrieNode {
+    children: Vec<(u8, u32)>,
+    /// Rules whose literal path prefix ends here.
+    rules: u128,
+}
+
+/// Rules compiled for matching.
+#[derive(Debug, Clone)]
+pub struct RuleSet<A> {
+    rules: Vec<CompiledRule>,
+    names: Vec<String>,
+    actions: Vec<A>,
+    default_action: A,
+    /// Rules without a path condition.
+    any_path: u128,
+    trie: Vec<TrieNode>,
+    /// Rules without a host condition, or with a wildcard host pattern.
+    any_host: u128,
+    /// Rules by exact (lowercase) host.
+    exact_hosts: HashMap<Box<str>, u128>,
+}
+
+/// The outcome of matching: the rule that matched (by name) or the default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Matched<'r, A> {
+    /// The rule's name, or `default`.
+    pub rule: &'r str,
+    /// The action to take.
+    pub action: &'r A,
+}
+
+fn check_values(rule: &str, count: usize) -> Result<(), RuleError> {
+    if count > MAX_CONDITION_VALUES {
+        return Err(RuleError::ValueCount(rule.to_owned()));
+    }
+    Ok(())
+}
+
+fn pattern(
+    rule: &str,
+    text: &str,
+    case_insensitive: bool,
+    is_path: bool,
+) -> Result<Pattern, RuleError> {
+    let reason = if text.is_empty() {
+        Some("it is empty")
+    } else if text.len() > MAX_PATTERN_LENGTH {
+        Some("it is longer than 128 characters")
+    } else if is_path && !text.starts_with('/') && !text.starts_with('*') {
+        Some("a path pattern starts with `/`")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(RuleError::Pattern {
+            rule: rule.to_owned(),
+            pattern: text.to_owned(),
+            reason,
+        }),
+        None => Ok(Pattern::new(text, case_insensitive)),
+    }
+}
+
+impl<A> RuleSet<A> {
+    /// Compiles rules (in any order) and the default action.
+    pub fn new(rules: Vec<Rule<A>>, default_action: A) -> Result<Self, RuleError> {
+        if rules.len() > MAX_RULES {
+            return Err(RuleError::TooManyRules);
+        }
+        let mut rules = rules;
+        rules.sort_by_key(|rule| rule.priority);
+        for pair in rules.windows(2) {
+            if pair[0].priority == pair[1].priority {
+                return Err(RuleError::DuplicatePriority(
+                    pair[0].name.clone(),
+                    pair[1].name.clone(),
+                ));
+            }
+        }
+        let mut set = RuleSet {
+            rules: Vec::with_capacity(rules.len()),
+            names: Vec::with_capacity(rules.len()),
+            actions: Vec::with_capacity(rules.len()),
+            default_action,
+            any_path: 0,
+            trie: vec![TrieNode::default()],
+            any_host: 0,
+            exact_hosts: HashMap::new(),
+        };
+        for (index, rule) in rules.into_iter().enumerate() {
+            let bit = 1u128 << index;
+            let name = rule.name.as_str();
+            let conditions = &rule.conditions;
+            if !(1..=5).contains(&conditions.count()) {
+                return Err(RuleError::ConditionCount(rule.name));
+            }
+            for count in [
+                conditions.host.len(),
+                conditions.path.len(),
+                conditions.method.len(),
+                conditions.source_ip.len(),
+                conditions.query.len(),
+            ] {
+                check_values(name, count)?;
+            }
+            let host = conditions
+                .host
+                .iter()
+                .map(|text| pattern(name, text, true, false))
+                .collect::<Result<Vec<_>, _>>()?;
+            let path = conditions
+                .path
+                .iter()
+                .map(|text| pattern(name, text, false, true))
+                .collect::<Result<Vec<_>, _>>()?;
+            let method = conditions
+                .method
+                .iter()
+                .map(|text| {
+                    Method::from_bytes(text.as_bytes()).map_err(|_| RuleError::Token {
+                        rule: name.to_owned(),
+                        value: text.clone(),
+                        what: "method",
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut headers = Vec::with_capacity(conditions.headers.len());
+            for (header, values) in &conditions.headers {
+                if values.is_empty() {
+                    return Err(RuleError::ValueCount(name.to_owned()));
+                }
+                check_values(name, values.len())?;
+                let header_name =
+                    HeaderName::from_bytes(header.as_bytes()).map_err(|_| RuleError::Token {
+                        rule: name.to_owned(),
+                        value: header.clone(),
+                        what: "header name",
+                    })?;
+                let patterns = values
+                    .iter()
+                    .map(|text| pattern(name, text, true, false))
+                    .collect::<Result<Vec<_>, _>>()?;
+                headers.push((header_name, patterns));
+            }
+            let query = conditions
+                .query
+                .iter()
+                .map(|(key, value)| {
+                    let key = key
+                        .as_deref()
+                        .map(|key| pattern(name, key, true, false))
+                        .transpose()?;
+                    Ok((key, pattern(name, value, true, false)?))
+                })
+                .collect::<Result<Vec<_>, RuleError>>()?;
+
+            if path.is_empty() {
+                set.any_path |= bit;
+            } else {
+                for pattern in &path {
+                    set.insert_prefix(pattern.literal_prefix(), bit);
+                }
+            }
+            if host.is_empty() || host.iter().any(|pattern| !pattern.is_literal()) {
+                set.any_host |= bit;
+            }
+            for pattern in host.iter().filter(|pattern| pattern.is_literal()) {
+                let key = String::from_utf8_lossy(&pattern.bytes)
+                    .into_owned()
+                    .into_boxed_str();
+                *set.exact_hosts.entry(key).or_insert(0) |= bit;
+            }
+            set.rules.push(CompiledRule {
+                host,
+                path,
+                method,
+                source_ip: conditions.source_ip.clone(),
+                headers,
+                query,
+            });
+            set.names.push(rule.name);
+            set.actions.push(rule.action);
+        }
+        Ok(set)
+    }
+
+    fn insert_prefix(&mut self, prefix: &[u8], bit: u128) {
+        let mut node = 0usize;
+        for byte in prefix {
+            let existing = self.trie[node]
+                .children
+                .iter()
+                .find(|(child_byte, _)| child_byte == byte)
+                .map(|(_, child)| *child as usize);
+            node = match existing {
+                Some(child) => child,
+                None => {
+                    self.trie.push(TrieNode::default());
+                    let child = self.trie.len() - 1;
+                    self.trie[node].children.push((*byte, child as u32));
+                    child
+                }
+            };
+        }
+        self.trie[node].rules |= bit;
+    }
+
+    /// Rules whose literal path prefix is a prefix of `path`.
+    fn path_candidates(&self, path: &[u8]) -> u128 {
+        let mut found = self.trie[0].rules;
+        let mut node = 0usize;
+        for byte in path {
+            match self.trie[node]
+                .children
+                .iter()
+                .find(|(child_byte, _)| child_byte == byte)
+            {
+                Some((_, child)) => {
+                    node = *child as usize;
+                    found |= self.trie[node].rules;
+                }
+                None => break,
+            }
+        }
+        found
+    }
+
+    fn host_candidates(&self, host: &str) -> u128 {
+        let exact = if host.bytes().any(|byte| byte.is_ascii_uppercase()) {
+            self.exact_hosts.get(host.to_ascii_lowercase().as_str())
+        } else {
+            self.exact_hosts.get(host)
+        };
+        self.any_host | exact.copied().unwrap_or(0)
+    }
+
+    /// The action for a request: the first rule (by priority) whose conditions all hold.
+    pub fn find(&self, request: &RequestHead<'_>) -> Matched<'_, A> {
+        let mut candidates = (self.any_path | self.path_candidates(request.path.as_bytes()))
+            & self.host_candidates(request.host);
+        while candidates != 0 {
+            let index = candidates.trailing_zeros() as usize;
+            candidates &= candidates - 1;
+            if self.rules[index].matches(request) {
+                return Matched {
+                    rule: &self.names[index],
+                    action: &self.actions[index],
+                };
+            }
+        }
+        Matched {
+            rule: "default",
+            action: &self.default_action,
+        }
+    }
+
+    /// Every action, the default last: for resolving what they name once.
+    pub fn actions(&self) -> impl Iterator<Item = &A> {
+        self.actions
+            .iter()
+            .chain(std::iter::once(&self.default_action))
+    }
+}
+
+impl CompiledRule {
+    fn matches(&self, request: &RequestHead<'_>) -> bool {
+        let any = |patterns: &[Pattern], text: &[u8]| {
+            patterns.is_empty() || patterns.iter().any(|p| p.matches(text))
+        };
+        any(&self.host, request.host.as_bytes())
+            && any(&self.path, request.path.as_bytes())
+            && (self.method.is_empty() || self.method.contains(request.method))
+            && (self.source_ip.is_empty() || {
+                let client = request.client.to_canonical();
+                self.source_ip.iter().any(|net| net.contains(&client))
+            })
+            && self.headers.iter().all(|(name, patterns)| {
+                request.headers.get_all(name).iter().any(|value| {
+                    patterns
+                        .iter()
+                        .any(|pattern| pattern.matches(value.as_bytes()))
+                })
+            })
+            && (self.query.is_empty() || self.query_matches(request.query.unwrap_or("")))
+    }
+
+    fn query_matches(&self, query: &str) -> bool {
+        form_urlencoded::parse(query.as_bytes()).any(|(key, value)| {
+            self.query.iter().any(|(key_pattern, value_pattern)| {
+                key_pattern
+                    .as_ref()
+                    .is_none_or(|pattern| pattern.matches(key.as_bytes()))
+                    && value_pattern.matches(value.as_bytes())
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use http::{HeaderMap, HeaderValue, Method};
+
+    use super::{Conditions, RequestHead, Rule, RuleError, RuleSet, glob_match};
+
+    #[test]
+    fn wildcards_match_like_alb() {
+        let cases = [
+            ("/api/*", "/api/", true),
+            ("/api/*", "/api/catalog/products", true),
+            ("/api/*", "/api", false),
+            ("/img/?.png", "/img/a.png", true),
+            ("/img/?.png", "/img/ab.png", false),
+            ("*.example.com", "shop.example.com", true),
+            ("*.example.com", "example.com", false),
+            ("a*b*c", "axxbyyc", true),
+            ("a*b*c", "axxbyy", false),
+            ("*", "", true),
+            ("", "", true),
+            ("**a", "bba", true),
+            ("/exact", "/exact", true),
+            ("/exact", "/exact/", false),
+        ];
+        for (pattern, text, expected) in cases {
+            assert_eq!(
+                glob_match(pattern.as_bytes(), text.as_bytes(), false),
+                expected,
+                "{pattern} ~ {text}"
+            );
+        }
+        assert!(glob_match(b"shop.example.com", b"SHOP.Example.com", true));
+        assert!(
+            !glob_match(b"/API/*", b"/api/x", false),
+            "paths are case-sensitive"
+        );
+    }
+
+    fn rule(name: &str, priority: u32, conditions: Conditions) -> Rule<String> {
+        Rule {
+            name: name.to_owned(),
+            priority,
+            conditions,
+            action: name.to_owned(),
+        }
+    }
+
+    fn request<'a>(
+        method: &'a Method,
+        host: &'a str,
+        target: &'a str,
+        headers: &'a HeaderMap,
+        client: &str,
+    ) -> RequestHead<'a> {
+        let (path, query) = match target.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (target, None),
+        };
+        RequestHead {
+            method,
+            host,
+            path,
+            query,
+            headers,
+            client: client.parse::<IpAddr>().expect("ip"),
+        }
+    }
+
+    #[test]
+    fn the_first_matching_rule_by_priority_wins() {
+        let set = RuleSet::new(
+            vec![
+                rule(
+                    "catch-all-api",
+                    50,
+                    Conditions {
+                        path: vec!["/api/*".into()],
+                        ..Conditions::default()
+                    },
+                ),
+                rule(
+                    "catalog",
+                    10,
+                    Conditions {
+                        path: vec!["/api/catalog/*".into(), "/images/*".into()],
+                        ..Conditions::default()
+                    },
+                ),
+                rule(
+                    "beta",
+                    5,
+                    Conditions {
+                        path: vec!["/api/*".into()],
+                        headers: vec![("x-channel".into(), vec!["beta*".into()])],
+                        ..Conditions::default()
+                    },
+                ),
+                rule(
+                    "admin-host",
+                    20,
+                    Conditions {
+                        host: vec!["admin.shop.example".into()],
+                        ..Conditions::default()
+                    },
+                ),
+                rule(
+                    "wild-host",
+                    30,
+                    Conditions {
+                        host: vec!["*.eu.shop.example".into()],
+                        ..Conditions::default()
+                    },
+                ),
+                rule(
+                    "writes",
+                    40,
+                    Conditions {
+                        method: vec!["POST".into(), "PUT".into()],
+                        path: vec!["/api/cart*".into()],
+                        ..Conditions::default()
+                    },
+                ),
+                rule(
+                    "office",
+                    45,
+                    Conditions {
+                        source_ip: vec![
+                            "10.0.0.0/8".parse().expect("net"),
+                            "2001:db8::/32".parse().expect("net"),
+                        ],
+                        ..Conditions::default()
+                    },
+                ),
+                rule(
+                    "v2",
+                    46,
+                    Conditions {
+                        query: vec![
+                            (Some("version".into()), "2".into()),
+                            (None, "preview".into()),
+                        ],
+                        ..Conditions::default()
+                    },
+                ),
+            ],
+            "default".to_owned(),
+        )
+        .expect("compiles");
+        let mut beta = HeaderMap::new();
+        beta.insert("x-channel", HeaderValue::from_static("BETA-2"));
+        let none = HeaderMap::new();
+        let get = Method::GET;
+        let post = Method::POST;
+        // (method, host, target, headers, client, expected rule)
+        let cases: Vec<(&Method, &str, &str, &HeaderMap, &str, &str)> = vec![
+            (
+                &get,
+                "shop.example",
+                "/api/catalog/products",
+                &none,
+                "127.0.0.1",
+                "catalog",
+            ),
+            (
+                &get,
+                "shop.example",
+                "/images/products/1.svg",
+                &none,
+                "127.0.0.1",
+                "catalog",
+            ),
+            (
+                &get,
+                "shop.example",
+                "/api/catalog/products",
+                &beta,
+                "127.0.0.1",
+                "beta",
+            ),
+            (
+                &get,
+                "shop.example",
+                "/api/orders/1",
+                &none,
+                "127.0.0.1",
+                "catch-all-api",
+            ),
+            (
+                &get,
+                "ADMIN.shop.example",
+                "/",
+                &none,
+                "127.0.0.1",
+                "admin-host",
+            ),
+            (
+                &get,
+                "fr.eu.shop.example",
+                "/",
+                &none,
+                "127.0.0.1",
+                "wild-host",
+            ),
+            (
+                &post,
+                "shop.example",
+                "/api/cart/items",
+                &none,
+                "127.0.0.1",
+                "writes",
+            ),
+            (
+                &get,
+                "shop.example",
+                "/api/cart/items",
+                &none,
+                "127.0.0.1",
+                "catch-all-api",
+            ),
+            (&get, "shop.example", "/", &none, "10.1.2.3", "office"),
+            (
+                &get,
+                "shop.example",
+                "/",
+                &none,
+                "::ffff:10.1.2.3",
+                "office",
+            ),
+            (&get, "shop.example", "/", &none, "2001:db8::7", "office"),
+            (
+                &get,
+                "shop.example",
+                "/?version=2",
+                &none,
+                "127.0.0.1",
+                "v2",
+            ),
+            (
+                &get,
+                "shop.example",
+                "/?a=1&mode=PREVIEW",
+                &none,
+                "127.0.0.1",
+                "v2",
+            ),
+            (
+                &get,
+                "shop.example",
+                "/?version=%32",
+                &none,
+                "127.0.0.1",
+                "v2",
+            ),
+            (
+                &get,
+                "shop.example",
+                "/?version=3",
+                &none,
+                "127.0.0.1",
+                "default",
+            ),
+            (&get, "shop.example", "/", &none, "127.0.0.1", "default"),
+            (
+                &get,
+                "shop.example",
+                "/API/catalog/x",
+                &none,
+                "127.0.0.1",
+                "default",
+            ),
+        ];
+        for (method, host, target, headers, client, expected) in cases {
+            let matched = set.find(&request(method, host, target, headers, client));
+            assert_eq!(
+                matched.rule, expected,
+                "{method} {host}{target} from {client}"
+            );
+            assert_eq!(matched.action, expected);
+        }
+    }
+
+    #[test]
+    fn invalid_rules_do_not_compile() {
+        let path = |pattern: &str| Conditions {
+            path: vec![pattern.to_owned()],
+            ..Conditions::default()
+        };
+        let cases = vec![
+            (
+                vec![rule("a", 1, path("/a")), rule("b", 1, path("/b"))],
+                RuleError::DuplicatePriority("a".into(), "b".into()),
+            ),
+            (
+                vec![rule("a", 1, Conditions::default())],
+                RuleError::ConditionCount("a".into()),
+            ),
+            (
+                vec![rule("a", 1, path("api"))],
+                RuleError::Pattern {
+                    rule: "a".into(),
+                    pattern: "api".into(),
+                    reason: "a path pattern starts with `/`",
+                },
+            ),
+            (
+                vec![rule(
+                    "a",
+                    1,
+                    Conditions {
+                        method: vec!["G ET".into()],
+                        ..Conditions::default()
+                    },
+                )],
+                RuleError::Token {
+                    rule: "a".into(),
+                    value: "G ET".into(),
+                    what: "method",
+                },
+            ),
+            (
+                vec![rule(
+                    "a",
+                    1,
+                    Conditions {
+                        path: vec![
+                            "/1".into(),
+                            "/2".into(),
+                            "/3".into(),
+                            "/4".into(),
+                            "/5".into(),
+                            "/6".into(),
+                        ],
+                        ..Conditions::default()
+                    },
+                )],
+                RuleError::ValueCount("a".into()),
+            ),
+        ];
+        for (rules, expected) in cases {
+            assert_eq!(RuleSet::new(rules, String::new()).err(), Some(expected));
+        }
+        let too_many: Vec<_> = (0..129)
+            .map(|index| rule(&format!("r{index}"), index, path("/x")))
+            .collect();
+        assert_eq!(
+            RuleSet::new(too_many, String::new()).err(),
+            Some(RuleError::TooManyRules)
+        );
+    }
+
+    #[test]
+    fn a_full_listener_of_rules_only_evaluates_candidates() {
+        // 128 rules on distinct prefixes: the one that matches is found, whatever its rank.
+        let rules: Vec<_> = (0..128)
+            .map(|index| {
+                rule(
+                    &format!("r{index}"),
+                    index,
+                    Conditions {
+                        path: vec![format!("/p{index}/*")],
+                        ..Conditions::default()
+                    },
+                )
+            })
+            .collect();
+        let set = RuleSet::new(rules, "default".to_owned()).expect("compiles");
+        let headers = HeaderMap::new();
+        for index in [0, 1, 64, 127] {
+            let target = format!("/p{index}/x");
+            assert_eq!(
+                set.find(&request(&Method::GET, "h", &target, &headers, "127.0.0.1"))
+                    .rule,
+                format!("r{index}")
+            );
+        }
+        assert_eq!(
+            set.find(&request(
+                &Method::GET,
+                "h",
+                "/p128/x",
+                &headers,
+                "127.0.0.1"
+            ))
+            .rule,
+            "default"
+        );
+    }
+}
