@@ -60,6 +60,8 @@ pub struct HealthCheckConfig {
     pub healthy_threshold: u32,
     /// Failures to become unhealthy.
     pub unhealthy_threshold: u32,
+    /// The status codes that pass, as ranges (ALB's matcher).
+    pub matcher: Vec<std::ops::RangeInclusive<u16>>,
 }
 
 /// Limits and timeouts.

@@ -88,7 +88,13 @@ pub fn spawn_checkers(
                         &check.path,
                         check.timeout,
                     )
-                    .await;
+                    .await
+                    .is_some_and(|status| {
+                        check
+                            .matcher
+                            .iter()
+                            .any(|codes| codes.contains(&status.as_u16()))
+                    });
                     state = next_state(
                         state,
                         passed,
@@ -119,13 +125,11 @@ async fn probe(
     authority: &str,
     path: &str,
     timeout: Duration,
-) -> bool {
-    let Ok(request) = Request::get(format!("http://{authority}{path}"))
+) -> Option<StatusCode> {
+    let request = Request::get(format!("http://{authority}{path}"))
         .header(http::header::USER_AGENT, "securecart-edge-health-check")
         .body(Empty::new())
-    else {
-        return false;
-    };
+        .ok()?;
     let check = async {
         let response = client.request(request).await.ok()?;
         let status = response.status();
@@ -133,10 +137,7 @@ async fn probe(
         response.into_body().collect().await.ok()?;
         Some(status)
     };
-    matches!(
-        tokio::time::timeout(timeout, check).await,
-        Ok(Some(status)) if status.is_success() || status == StatusCode::NOT_MODIFIED
-    )
+    tokio::time::timeout(timeout, check).await.ok().flatten()
 }
 
 #[cfg(test)]

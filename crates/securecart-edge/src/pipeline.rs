@@ -80,8 +80,9 @@ impl Pipeline {
         let trace = forward::incoming_trace(request.headers())
             .map_or_else(TraceContext::new_root, |parent| parent.child());
         let mut context = RequestContext::new(client, trace);
-        let method = request.method().clone();
-        let path = request.uri().path().to_owned();
+        // The access log's fields are copied only when the access log is on.
+        let request_line = tracing::enabled!(target: "access", tracing::Level::INFO)
+            .then(|| (request.method().clone(), request.uri().path().to_owned()));
 
         let outcome = self.route(&mut context, request).await;
 
@@ -91,7 +92,7 @@ impl Pipeline {
             Err(error) => {
                 context.error_code = Some(error.code());
                 if error.status().is_server_error() {
-                    tracing::warn!(%error, %path, trace_id = %context.trace.trace_id_hex(), "edge answered with an error");
+                    tracing::warn!(%error, rule = outcome.rule, trace_id = %context.trace.trace_id_hex(), "edge answered with an error");
                 }
                 error_response(&error)
             }
@@ -108,6 +109,7 @@ impl Pipeline {
         let elapsed = context.started.elapsed();
         let status = response.status().as_u16();
         self.metrics.http.record(outcome.rule, status, elapsed);
+        if let Some((method, path)) = request_line {
         tracing::info!(
             target: "access",
             listener = %self.listener,
@@ -122,6 +124,7 @@ impl Pipeline {
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             trace_id = %context.trace.trace_id_hex(),
         );
+        }
         Ok(response)
     }
 

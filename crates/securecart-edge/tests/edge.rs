@@ -129,6 +129,7 @@ fn health_check() -> HealthCheckConfig {
         timeout: Duration::from_millis(200),
         healthy_threshold: 1,
         unhealthy_threshold: 1,
+        matcher: vec![200..=299],
     }
 }
 

@@ -336,6 +336,32 @@ pub struct HealthCheck {
     pub healthy_threshold: u32,
     /// Failures to become unhealthy.
     pub unhealthy_threshold: u32,
+    /// The passing status codes.
+    pub matcher: Vec<std::ops::RangeInclusive<u16>>,
+}
+
+/// Parses a health check matcher such as `200`, `200,204` or `200-299`: codes and ranges
+/// from 200 to 499, as ALB allows for HTTP checks.
+pub fn parse_matcher(text: &str) -> Result<Vec<std::ops::RangeInclusive<u16>>, String> {
+    let code = |part: &str| {
+        part.trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|code| (200..=499).contains(code))
+            .ok_or_else(|| format!("`{}` is not a status code from 200 to 499", part.trim()))
+    };
+    text.split(',')
+        .map(|part| match part.split_once('-') {
+            Some((low, high)) => {
+                let (low, high) = (code(low)?, code(high)?);
+                if low > high {
+                    return Err(format!("`{}` is an empty range", part.trim()));
+                }
+                Ok(low..=high)
+            }
+            None => code(part).map(|code| code..=code),
+        })
+        .collect()
 }
 
 /// What is wrong with one field, before its place in the file is known.
@@ -1042,7 +1068,12 @@ fn resolve_health_check(
             findings.problem(path.key(key), "must be from 1 to 10");
         }
     }
+    let matcher = parse_matcher(&raw.matcher).unwrap_or_else(|message| {
+        findings.problem(path.key("matcher"), message);
+        Vec::new()
+    });
     HealthCheck {
+        matcher,
         path: raw.path.clone(),
         interval: Duration::from_millis(raw.interval_ms),
         timeout: Duration::from_millis(raw.timeout_ms),

@@ -361,6 +361,10 @@ pub struct RawHealthCheck {
     /// Consecutive failures that make a healthy target unhealthy.
     #[serde(default = "default_unhealthy_threshold")]
     pub unhealthy_threshold: u32,
+    /// The status codes that pass: codes and ranges from 200 to 499, such as `"200"`,
+    /// `"200,204"` or `"200-299"`.
+    #[serde(default = "default_matcher")]
+    pub matcher: String,
 }
 
 impl Default for RawHealthCheck {
@@ -371,6 +375,7 @@ impl Default for RawHealthCheck {
             timeout_ms: default_health_timeout_ms(),
             healthy_threshold: default_healthy_threshold(),
             unhealthy_threshold: default_unhealthy_threshold(),
+            matcher: default_matcher(),
         }
     }
 }
@@ -393,6 +398,11 @@ pub fn default_health_timeout_ms() -> u64 {
 /// The default healthy threshold.
 pub fn default_healthy_threshold() -> u32 {
     2
+}
+
+/// The default health check matcher: 200, as ALB's.
+pub fn default_matcher() -> String {
+    "200".to_owned()
 }
 
 /// The default unhealthy threshold.

@@ -396,6 +396,34 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
 }
 
 #[test]
+fn health_check_matchers_parse_codes_and_ranges() {
+    use securecart_topology::model::parse_matcher;
+    assert_eq!(parse_matcher("200"), Ok(vec![200..=200]));
+    assert_eq!(parse_matcher("200,204"), Ok(vec![200..=200, 204..=204]));
+    assert_eq!(
+        parse_matcher("200-299, 301"),
+        Ok(vec![200..=299, 301..=301])
+    );
+    for bad in ["", "199", "500", "299-200", "abc", "200-"] {
+        assert!(parse_matcher(bad).is_err(), "{bad}");
+    }
+    let text = with(
+        "unhealthy_threshold = 2 }",
+        "unhealthy_threshold = 2, matcher = \"200-599\" }",
+    );
+    let error = parse(&text, "t.toml").expect_err("invalid matcher");
+    let diagnostic = &error.diagnostics()[0];
+    assert_eq!(
+        diagnostic.field,
+        "edge.target_groups[0].health_check.matcher"
+    );
+    assert!(
+        diagnostic.message.contains("`599` is not a status code"),
+        "{error}"
+    );
+}
+
+#[test]
 fn a_wrong_type_names_the_field() {
     let text = with("replicas = 2", "replicas = \"two\"");
     let error = parse(&text, "t.toml").expect_err("wrong type");

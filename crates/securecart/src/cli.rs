@@ -55,6 +55,29 @@ pub enum Command {
         #[arg(long, value_enum)]
         log_format: Option<LogFormatArg>,
     },
+    /// Put the edge in front of existing HTTP servers without a topology file, the way
+    /// `caddy reverse-proxy` does: round robin over the upstreams, with health checks.
+    Proxy {
+        /// Where to accept clients.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// An upstream server, such as http://127.0.0.1:3000; repeat for several.
+        #[arg(long = "upstream", value_name = "URL", required = true)]
+        upstreams: Vec<String>,
+        /// Where to serve /metrics, /healthz and /targets (port 0: any free port).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+        admin: std::net::SocketAddr,
+        /// The path the health checks request on every upstream; any answer below 500
+        /// passes.
+        #[arg(long, default_value = "/")]
+        health_path: String,
+        /// Worker threads (default: one per core).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// The log format.
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormatArg,
+    },
     /// Run one replica of one of the shop's services.
     Shop {
         /// The service.

@@ -67,6 +67,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .context("the edge failed")?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Proxy {
+            listen,
+            upstreams,
+            admin,
+            health_path,
+            workers: _,
+            log_format,
+        } => {
+            securecart_telemetry::logging::init(
+                match log_format {
+                    LogFormatArg::Json => LogFormat::Json,
+                    LogFormatArg::Text => LogFormat::Text,
+                },
+                is_terminal(),
+            );
+            let config = settings::proxy_config(listen, admin, &upstreams, &health_path).await?;
+            let edge = securecart_edge::Edge::bind(config)
+                .await
+                .context("cannot start the proxy")?;
+            tracing::info!(
+                listen = %edge.local_addr()?,
+                admin = %edge.admin_addr()?,
+                upstreams = upstreams.len(),
+                "proxy ready"
+            );
+            edge.serve(shutdown_signal())
+                .await
+                .context("the proxy failed")?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Shop {
             service,
             region,

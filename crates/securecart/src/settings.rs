@@ -106,6 +106,7 @@ pub fn edge_config(topology: &Topology, region: &Region) -> EdgeConfig {
                     timeout: group.health_check.timeout,
                     healthy_threshold: group.health_check.healthy_threshold,
                     unhealthy_threshold: group.health_check.unhealthy_threshold,
+                    matcher: group.health_check.matcher.clone(),
                 },
             })
             .collect(),
@@ -153,6 +154,74 @@ fn action_config(action: &RuleAction) -> ActionConfig {
             body: body.clone(),
         }),
     }
+}
+
+/// The edge of `securecart proxy`: one listener that forwards everything to one target
+/// group of the upstreams.
+pub async fn proxy_config(
+    listen: SocketAddr,
+    admin: SocketAddr,
+    upstreams: &[String],
+    health_path: &str,
+) -> anyhow::Result<EdgeConfig> {
+    if !health_path.starts_with('/') {
+        anyhow::bail!("--health-path `{health_path}` must start with `/`");
+    }
+    let mut targets = Vec::with_capacity(upstreams.len());
+    for upstream in upstreams {
+        targets.push(upstream_address(upstream).await?);
+    }
+    Ok(EdgeConfig {
+        region: "proxy".to_owned(),
+        listeners: vec![ListenerConfig {
+            name: "proxy".to_owned(),
+            listen,
+            rules: Vec::new(),
+            default_action: ActionConfig::forward("upstreams"),
+        }],
+        admin,
+        target_groups: vec![TargetGroupConfig {
+            name: "upstreams".to_owned(),
+            targets,
+            health_check: HealthCheckConfig {
+                path: health_path.to_owned(),
+                interval: std::time::Duration::from_secs(5),
+                timeout: std::time::Duration::from_secs(2),
+                healthy_threshold: 2,
+                unhealthy_threshold: 2,
+                // An existing site may answer its health path with anything; only a server
+                // error (or no answer) counts against it.
+                matcher: vec![200..=499],
+            },
+        }],
+        limits: Limits::default(),
+    })
+}
+
+/// The address of an upstream URL such as `http://127.0.0.1:3000`.
+async fn upstream_address(url: &str) -> anyhow::Result<SocketAddr> {
+    let Some(rest) = url.strip_prefix("http://") else {
+        anyhow::bail!(
+            "--upstream `{url}`: only http:// upstreams are supported, such as http://127.0.0.1:3000"
+        );
+    };
+    let authority = rest.trim_end_matches('/');
+    if authority.is_empty() || authority.contains('/') {
+        anyhow::bail!("--upstream `{url}`: give a scheme, a host and a port, without a path");
+    }
+    let with_port = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| port.parse::<u16>().is_ok())
+    {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    };
+    tokio::net::lookup_host(&with_port)
+        .await
+        .with_context(|| format!("--upstream `{url}`: cannot resolve {with_port}"))?
+        .next()
+        .with_context(|| format!("--upstream `{url}`: {with_port} has no address"))
 }
 
 /// The service kind in the topology and in the shop.

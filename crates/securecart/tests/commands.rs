@@ -367,3 +367,70 @@ async fn status_without_a_deployment_says_so() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("no deployment is running"));
 }
+
+#[tokio::test]
+async fn proxy_puts_the_edge_in_front_of_existing_servers() {
+    let upstream = securecart_testkit::serve(
+        "127.0.0.1",
+        axum::Router::new().route(
+            "/",
+            axum::routing::get(|| async { "hello from the origin" }),
+        ),
+    )
+    .await;
+    let listen = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let mut proxy = Command::new(BINARY)
+        .args([
+            "proxy",
+            "--listen",
+            &listen,
+            "--upstream",
+            &format!("http://{}", upstream.address),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start proxy");
+    let mut client = TestClient::http1();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let reply = loop {
+        if tokio::net::TcpStream::connect(&listen).await.is_ok() {
+            break client.get(&format!("http://{listen}/")).await;
+        }
+        assert!(Instant::now() < deadline, "the proxy never listened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        (reply.status.as_u16(), reply.text()),
+        (200, "hello from the origin".to_owned())
+    );
+    kill(
+        Pid::from_raw(proxy.id().expect("pid") as i32),
+        Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let exit = tokio::time::timeout(Duration::from_secs(20), proxy.wait())
+        .await
+        .expect("stops")
+        .expect("status");
+    assert!(exit.success(), "{exit}");
+
+    for (upstream, message) in [
+        ("https://127.0.0.1:1", "only http:// upstreams"),
+        ("http://127.0.0.1:1/path", "without a path"),
+    ] {
+        let output = Command::new(BINARY)
+            .args(["proxy", "--listen", "127.0.0.1:0", "--upstream", upstream])
+            .output()
+            .await
+            .expect("run proxy");
+        assert!(!output.status.success(), "{upstream}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains(message),
+            "{upstream}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}

@@ -1,0 +1,247 @@
+#!/usr/bin/env bash
+# The edge as a reverse proxy against the proxies a user would pick instead: SecureCart's
+# `securecart proxy` beside nginx and HAProxy, all in front of the same origin, measured
+# with wrk in one run.
+#
+#   bench/proxy.sh                  # ROUNDS=3 DURATION=5 CONNECTIONS=64 by default
+#
+# Fairness on a 2-core machine: every proxy runs one worker (nginx worker_processes 1,
+# HAProxy nbthread 1, securecart --workers 1) pinned to core $PROXY_CPU; wrk and the origin
+# (nginx serving fixed answers) share the other core. Rounds are interleaved (each case runs
+# every target in turn, round after round) and medians reported, with the server's own CPU
+# time per request beside the throughput, because the load generator may saturate first.
+# Every run is bounded by DURATION; every process started here is stopped by its pid.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5}
+CONNECTIONS=${CONNECTIONS:-64}
+IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-2000}
+PROXY_CPU=${PROXY_CPU:-1}
+LOAD_CPU=${LOAD_CPU:-0}
+BASE_PORT=${BASE_PORT:-18100}
+
+ORIGIN_PORT=$BASE_PORT
+SECURECART_PORT=$((BASE_PORT + 1))
+NGINX_PORT=$((BASE_PORT + 2))
+HAPROXY_PORT=$((BASE_PORT + 3))
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+
+missing=()
+command -v nginx >/dev/null || missing+=(nginx-light)
+command -v haproxy >/dev/null || missing+=(haproxy)
+command -v wrk >/dev/null || missing+=(wrk)
+if ((${#missing[@]})); then
+  log "installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+log "building securecart (release)"
+cargo build --release -q -p securecart
+BIN=$PWD/target/release/securecart
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/securecart-bench.XXXXXX")
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  sleep 0.5
+  for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+head -c 16384 /dev/urandom | base64 -w 0 | head -c 16384 >"$WORK/16k"
+# nginx workers run as an unprivileged user: let them read the origin's file.
+chmod 755 "$WORK"
+chmod 644 "$WORK/16k"
+
+# The origin: nginx answering from memory and the page cache, on the load generator's core.
+cat >"$WORK/origin.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/origin.pid;
+error_log $WORK/origin-error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$ORIGIN_PORT;
+    location = /small { default_type text/plain; return 200 "hello, world\n"; }
+    location = /16k { default_type application/octet-stream; alias $WORK/16k; }
+  }
+}
+CONF
+
+cat >"$WORK/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log warn;
+events { worker_connections 16384; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 128; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+    }
+  }
+}
+CONF
+
+cat >"$WORK/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 8000
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+  option forwardfor
+  http-reuse always
+frontend web
+  bind 127.0.0.1:$HAPROXY_PORT
+  default_backend origin
+backend origin
+  server origin 127.0.0.1:$ORIGIN_PORT
+CONF
+
+start() { # name cpu command...
+  local name=$1 cpu=$2
+  shift 2
+  taskset -c "$cpu" "$@" >"$WORK/$name.log" 2>&1 &
+  PIDS+=($!)
+  eval "PID_$name=$!"
+}
+start origin "$LOAD_CPU" nginx -c "$WORK/origin.conf" -p "$WORK"
+start nginx "$PROXY_CPU" nginx -c "$WORK/nginx.conf" -p "$WORK"
+start haproxy "$PROXY_CPU" haproxy -f "$WORK/haproxy.cfg"
+SECURECART_LOG=warn start securecart "$PROXY_CPU" "$BIN" proxy --workers 1 \
+  --listen "127.0.0.1:$SECURECART_PORT" --upstream "http://127.0.0.1:$ORIGIN_PORT" --health-path /small
+
+for port in $ORIGIN_PORT $SECURECART_PORT $NGINX_PORT $HAPROXY_PORT; do
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$port/small" >/dev/null && break
+    sleep 0.1
+  done
+  curl -sf "http://127.0.0.1:$port/small" >/dev/null || { log "nothing answers on port $port"; cat "$WORK"/*.log >&2; exit 1; }
+done
+
+# The process whose CPU time a target costs: nginx's worker (the master only supervises).
+worker_of() { # pid -> the pid doing the work
+  local child
+  child=$(pgrep -P "$1" | head -n 1 || true)
+  echo "${child:-$1}"
+}
+CPU_origin=$(worker_of "$PID_origin")
+CPU_nginx=$(worker_of "$PID_nginx")
+CPU_haproxy=$PID_haproxy
+CPU_securecart=$PID_securecart
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+TICKS=$(getconf CLK_TCK)
+
+RESULTS=$WORK/results.tsv
+run() { # case target port path [extra wrk args]
+  local case=$1 target=$2 port=$3 path=$4
+  shift 4
+  local pid_var="CPU_$target" before after out
+  before=$(cpu_ticks "${!pid_var}")
+  out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "http://127.0.0.1:$port$path")
+  after=$(cpu_ticks "${!pid_var}")
+  python3 - "$case" "$target" "$((after - before))" "$TICKS" >>"$RESULTS" <<PY
+import re, sys
+case, target, ticks, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+out = """$out"""
+def seconds(text):
+    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0}[unit]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+total = int(re.search(r"(\d+) requests in", out).group(1))
+errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+errors += int(non2xx.group(1)) if non2xx else 0
+p50 = seconds(re.search(r"50%\s+(\S+)", out).group(1))
+p99 = seconds(re.search(r"99%\s+(\S+)", out).group(1))
+cpu_us = ticks / hz / max(total, 1) * 1e6
+print(f"{case}\t{target}\t{rps:.0f}\t{p50*1e3:.3f}\t{p99*1e3:.3f}\t{cpu_us:.2f}\t{errors}")
+PY
+}
+
+TARGETS=("origin:$ORIGIN_PORT" "securecart:$SECURECART_PORT" "nginx:$NGINX_PORT" "haproxy:$HAPROXY_PORT")
+for round in $(seq "$ROUNDS"); do
+  log "round $round of $ROUNDS"
+  for target in "${TARGETS[@]}"; do run small "${target%%:*}" "${target##*:}" /small; done
+  for target in "${TARGETS[@]}"; do run 16k "${target%%:*}" "${target##*:}" /16k; done
+  for target in "${TARGETS[@]}"; do run new-connection "${target%%:*}" "${target##*:}" /small -H "Connection: close"; done
+done
+
+# Memory per idle client connection: open many keep-alive connections that sent one
+# request each, and compare the proxy's resident memory before and after.
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+idle_memory() { # target port
+  local pid_var="CPU_$1" before after
+  before=$(rss_kib "${!pid_var}")
+  python3 - "$2" "$IDLE_CONNECTIONS" "$WORK/idle-$1.done" <<'PY' &
+import socket, sys, time, os
+port, count, done = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+sockets = []
+for _ in range(count):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET /small HTTP/1.1\r\nHost: bench\r\n\r\n")
+    sockets.append(s)
+for s in sockets:
+    s.settimeout(10)
+    s.recv(4096)
+open(done, "w").close()
+time.sleep(3)
+PY
+  local idle_pid=$!
+  for _ in $(seq 200); do [[ -e "$WORK/idle-$1.done" ]] && break; sleep 0.05; done
+  sleep 0.5
+  after=$(rss_kib "${!pid_var}")
+  wait "$idle_pid" || true
+  echo "$1	$(( (after - before) * 1024 / IDLE_CONNECTIONS ))"
+}
+MEMORY=$WORK/memory.tsv
+for target in securecart nginx haproxy; do
+  case $target in securecart) port=$SECURECART_PORT ;; nginx) port=$NGINX_PORT ;; haproxy) port=$HAPROXY_PORT ;; esac
+  idle_memory "$target" "$port" >>"$MEMORY"
+done
+
+python3 - "$RESULTS" "$MEMORY" "$ROUNDS" "$DURATION" "$CONNECTIONS" <<'PY'
+import statistics, sys
+from collections import defaultdict
+results, memory, rounds, duration, connections = sys.argv[1:6]
+rows = defaultdict(list)
+for line in open(results):
+    case, target, *values = line.rstrip("\n").split("\t")
+    rows[(case, target)].append([float(v) for v in values])
+def median(case, target, column):
+    return statistics.median(row[column] for row in rows[(case, target)])
+print(f"Medians of {rounds} interleaved rounds of {duration} s, wrk -t1 -c{connections}; one worker per proxy on its own core.\n")
+print("| case | target | req/s | p50 ms | p99 ms | server CPU µs/req | errors | securecart ÷ target (req/s) |")
+print("|---|---|---:|---:|---:|---:|---:|---:|")
+for case in ["small", "16k", "new-connection"]:
+    ours = median(case, "securecart", 0)
+    for target in ["origin", "securecart", "nginx", "haproxy"]:
+        rps = median(case, target, 0)
+        ratio = "" if target == "securecart" else f"{ours / rps:.2f}x"
+        print(f"| {case} | {target} | {rps:,.0f} | {median(case, target, 1):.2f} | {median(case, target, 2):.2f} | "
+              f"{median(case, target, 3):.1f} | {int(sum(r[4] for r in rows[(case, target)]))} | {ratio} |")
+print("\n| proxy | memory per idle client connection |")
+print("|---|---:|")
+for line in open(memory):
+    target, per_connection = line.split()
+    print(f"| {target} | {int(per_connection):,} bytes |")
+PY
