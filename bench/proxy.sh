@@ -5,6 +5,9 @@
 #
 #   bench/proxy.sh                  # ROUNDS=3 DURATION=5 CONNECTIONS=64 by default
 #
+# Cases: 13-byte answers over keep-alive connections, 16 KiB answers, a new connection per
+# request, and HTTPS (TLS 1.3, ECDSA P-256, keep-alive) with the origin behind in plain HTTP.
+#
 # Fairness on a 2-core machine: every proxy runs one worker (nginx worker_processes 1,
 # HAProxy nbthread 1, securecart --workers 1) pinned to core $PROXY_CPU; wrk and the origin
 # (nginx serving fixed answers) share the other core. Rounds are interleaved (each case runs
@@ -26,6 +29,9 @@ ORIGIN_PORT=$BASE_PORT
 SECURECART_PORT=$((BASE_PORT + 1))
 NGINX_PORT=$((BASE_PORT + 2))
 HAPROXY_PORT=$((BASE_PORT + 3))
+SECURECART_TLS_PORT=$((BASE_PORT + 4))
+NGINX_TLS_PORT=$((BASE_PORT + 5))
+HAPROXY_TLS_PORT=$((BASE_PORT + 6))
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 
@@ -54,9 +60,14 @@ cleanup() {
 trap cleanup EXIT
 
 head -c 16384 /dev/urandom | base64 -w 0 | head -c 16384 >"$WORK/16k"
+# One ECDSA P-256 certificate for every proxy's HTTPS listener.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+  -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+  -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+cat "$WORK/cert.pem" "$WORK/key.pem" >"$WORK/haproxy.pem"
 # nginx workers run as an unprivileged user: let them read the origin's file.
 chmod 755 "$WORK"
-chmod 644 "$WORK/16k"
+chmod 644 "$WORK/16k" "$WORK"/*.pem
 
 # The origin: nginx answering from memory and the page cache, on the load generator's core.
 cat >"$WORK/origin.conf" <<CONF
@@ -88,6 +99,9 @@ http {
   upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 128; }
   server {
     listen 127.0.0.1:$NGINX_PORT;
+    listen 127.0.0.1:$NGINX_TLS_PORT ssl;
+    ssl_certificate $WORK/cert.pem;
+    ssl_certificate_key $WORK/key.pem;
     location / {
       proxy_pass http://origin;
       proxy_http_version 1.1;
@@ -112,6 +126,7 @@ defaults
   http-reuse always
 frontend web
   bind 127.0.0.1:$HAPROXY_PORT
+  bind 127.0.0.1:$HAPROXY_TLS_PORT ssl crt $WORK/haproxy.pem alpn http/1.1
   default_backend origin
 backend origin
   server origin 127.0.0.1:$ORIGIN_PORT
@@ -129,13 +144,18 @@ start nginx "$PROXY_CPU" nginx -c "$WORK/nginx.conf" -p "$WORK"
 start haproxy "$PROXY_CPU" haproxy -f "$WORK/haproxy.cfg"
 SECURECART_LOG=warn start securecart "$PROXY_CPU" "$BIN" proxy --workers 1 \
   --listen "127.0.0.1:$SECURECART_PORT" --upstream "http://127.0.0.1:$ORIGIN_PORT" --health-path /small
+# The TLS listener is a second process: `securecart proxy` has one listener.
+SECURECART_LOG=warn start securecart_tls "$PROXY_CPU" "$BIN" proxy --workers 1 \
+  --listen "127.0.0.1:$SECURECART_TLS_PORT" --upstream "http://127.0.0.1:$ORIGIN_PORT" --health-path /small \
+  --tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem"
 
-for port in $ORIGIN_PORT $SECURECART_PORT $NGINX_PORT $HAPROXY_PORT; do
+for url in "http://127.0.0.1:"{$ORIGIN_PORT,$SECURECART_PORT,$NGINX_PORT,$HAPROXY_PORT}/small \
+  "https://127.0.0.1:"{$SECURECART_TLS_PORT,$NGINX_TLS_PORT,$HAPROXY_TLS_PORT}/small; do
   for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$port/small" >/dev/null && break
+    curl -sfk "$url" >/dev/null && break
     sleep 0.1
   done
-  curl -sf "http://127.0.0.1:$port/small" >/dev/null || { log "nothing answers on port $port"; cat "$WORK"/*.log >&2; exit 1; }
+  curl -sfk "$url" >/dev/null || { log "nothing answers at $url"; cat "$WORK"/*.log >&2; exit 1; }
 done
 
 # The process whose CPU time a target costs: nginx's worker (the master only supervises).
@@ -148,24 +168,32 @@ CPU_origin=$(worker_of "$PID_origin")
 CPU_nginx=$(worker_of "$PID_nginx")
 CPU_haproxy=$PID_haproxy
 CPU_securecart=$PID_securecart
+CPU_securecart_tls=$PID_securecart_tls
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 TICKS=$(getconf CLK_TCK)
 
 RESULTS=$WORK/results.tsv
 run() { # case target port path [extra wrk args]
-  local case=$1 target=$2 port=$3 path=$4
+  local case=$1 target=$2 port=$3 path=$4 scheme=http
   shift 4
   local pid_var="CPU_$target" before after out
+  if [[ $case == https ]]; then
+    scheme=https
+    [[ $target == securecart ]] && pid_var=CPU_securecart_tls
+  fi
   before=$(cpu_ticks "${!pid_var}")
-  out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "http://127.0.0.1:$port$path")
+  out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$scheme://127.0.0.1:$port$path")
   after=$(cpu_ticks "${!pid_var}")
   python3 - "$case" "$target" "$((after - before))" "$TICKS" >>"$RESULTS" <<PY
 import re, sys
 case, target, ticks, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 out = """$out"""
 def seconds(text):
-    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
-    return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0}[unit]
+    found = re.match(r"([\d.]+)(us|ms|s|m)", text)
+    if not found:
+        sys.exit(f"cannot read wrk latency {text!r} for {case} {target}:\n{out}")
+    value, unit = found.groups()
+    return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 total = int(re.search(r"(\d+) requests in", out).group(1))
 errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
@@ -184,6 +212,9 @@ for round in $(seq "$ROUNDS"); do
   for target in "${TARGETS[@]}"; do run small "${target%%:*}" "${target##*:}" /small; done
   for target in "${TARGETS[@]}"; do run 16k "${target%%:*}" "${target##*:}" /16k; done
   for target in "${TARGETS[@]}"; do run new-connection "${target%%:*}" "${target##*:}" /small -H "Connection: close"; done
+  for target in "securecart:$SECURECART_TLS_PORT" "nginx:$NGINX_TLS_PORT" "haproxy:$HAPROXY_TLS_PORT"; do
+    run https "${target%%:*}" "${target##*:}" /small
+  done
 done
 
 # Memory per idle client connection: open many keep-alive connections that sent one
@@ -232,9 +263,11 @@ def median(case, target, column):
 print(f"Medians of {rounds} interleaved rounds of {duration} s, wrk -t1 -c{connections}; one worker per proxy on its own core.\n")
 print("| case | target | req/s | p50 ms | p99 ms | server CPU µs/req | errors | securecart ÷ target (req/s) |")
 print("|---|---|---:|---:|---:|---:|---:|---:|")
-for case in ["small", "16k", "new-connection"]:
+for case in ["small", "16k", "new-connection", "https"]:
     ours = median(case, "securecart", 0)
     for target in ["origin", "securecart", "nginx", "haproxy"]:
+        if (case, target) not in rows:
+            continue
         rps = median(case, target, 0)
         ratio = "" if target == "securecart" else f"{ours / rps:.2f}x"
         print(f"| {case} | {target} | {rps:,.0f} | {median(case, target, 1):.2f} | {median(case, target, 2):.2f} | "

@@ -34,6 +34,8 @@ pub struct ListenerConfig {
     pub rules: Vec<Rule<ActionConfig>>,
     /// What happens to a request no rule matches.
     pub default_action: ActionConfig,
+    /// TLS termination (HTTPS); none for plain HTTP.
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 /// A target group.

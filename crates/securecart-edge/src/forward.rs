@@ -38,7 +38,12 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Rewrites a request's headers for its target.
-pub fn prepare_request(parts: &mut Parts, context: &RequestContext, listener_port: u16) {
+pub fn prepare_request(
+    parts: &mut Parts,
+    context: &RequestContext,
+    protocol: &'static str,
+    listener_port: u16,
+) {
     remove_hop_by_hop(&mut parts.headers);
     // HTTP/2 clients name the host in the URI's authority; HTTP/1.1 targets need it in Host.
     if !parts.headers.contains_key(header::HOST)
@@ -59,9 +64,10 @@ pub fn prepare_request(parts: &mut Parts, context: &RequestContext, listener_por
     if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
         parts.headers.insert(X_FORWARDED_FOR.clone(), value);
     }
-    parts
-        .headers
-        .insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    parts.headers.insert(
+        X_FORWARDED_PROTO.clone(),
+        HeaderValue::from_static(protocol),
+    );
     parts
         .headers
         .insert(X_FORWARDED_PORT.clone(), HeaderValue::from(listener_port));
@@ -102,7 +108,7 @@ mod tests {
             .into_parts();
         let client: SocketAddr = "127.9.0.7:5000".parse().expect("address");
         let context = RequestContext::new(client, TraceContext::new_root());
-        prepare_request(&mut parts, &context, 8080);
+        prepare_request(&mut parts, &context, "http", 8080);
         for gone in ["connection", "x-private", "keep-alive", "upgrade"] {
             assert!(
                 !parts.headers.contains_key(gone),

@@ -16,6 +16,7 @@ pub mod health;
 pub mod metrics;
 pub mod pipeline;
 pub mod rules;
+pub mod tls;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -31,6 +32,7 @@ use prometheus_client::registry::Registry;
 use securecart_telemetry::{AdminServer, MetricsRegistry, Readiness};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 pub use config::{EdgeConfig, HealthCheckConfig, Limits, ListenerConfig, TargetGroupConfig};
 pub use error::EdgeError;
@@ -66,6 +68,14 @@ pub enum StartError {
     /// The edge has no listener.
     #[error("an edge needs at least one listener")]
     NoListener,
+    /// The TLS settings of a listener are not valid.
+    #[error("listener {listener}: {source}")]
+    Tls {
+        /// The listener.
+        listener: String,
+        /// What is wrong.
+        source: tls::TlsError,
+    },
     /// An address could not be bound or served.
     #[error("{address}: {source}")]
     Listen {
@@ -77,15 +87,23 @@ pub enum StartError {
 }
 
 /// An edge bound to its addresses, ready to serve.
-#[derive(Debug)]
 pub struct Edge {
-    listeners: Vec<(TcpListener, Arc<Pipeline>)>,
+    listeners: Vec<(TcpListener, Arc<Pipeline>, Option<TlsAcceptor>)>,
     admin: AdminServer,
     groups: Arc<[TargetGroup]>,
     metrics: EdgeMetrics,
     readiness: Readiness,
     limits: Limits,
     region: String,
+}
+
+impl std::fmt::Debug for Edge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Edge")
+            .field("region", &self.region)
+            .field("listeners", &self.listener_addrs())
+            .finish_non_exhaustive()
+    }
 }
 
 fn compile_listener(
@@ -136,6 +154,15 @@ impl Edge {
         let mut listeners = Vec::with_capacity(config.listeners.len());
         for listener_config in &config.listeners {
             let rules = compile_listener(listener_config, &groups)?;
+            let acceptor = listener_config
+                .tls
+                .as_ref()
+                .map(tls::acceptor)
+                .transpose()
+                .map_err(|source| StartError::Tls {
+                    listener: listener_config.name.clone(),
+                    source,
+                })?;
             let listener = TcpListener::bind(listener_config.listen)
                 .await
                 .map_err(|source| StartError::Listen {
@@ -149,13 +176,14 @@ impl Edge {
                 region: config.region.clone(),
                 listener: listener_config.name.clone(),
                 listener_port,
+                protocol: if acceptor.is_some() { "https" } else { "http" },
                 rules,
                 groups: Arc::clone(&groups),
                 client: client.clone(),
                 metrics: metrics.clone(),
                 limits: config.limits.clone(),
             });
-            listeners.push((listener, pipeline));
+            listeners.push((listener, pipeline, acceptor));
         }
         let readiness = Readiness::default();
         let targets_groups = Arc::clone(&groups);
@@ -192,7 +220,7 @@ impl Edge {
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listeners.first().map_or_else(
             || Err(std::io::Error::other("no listener")),
-            |(listener, _)| listener.local_addr(),
+            |(listener, _, _)| listener.local_addr(),
         )
     }
 
@@ -200,7 +228,7 @@ impl Edge {
     pub fn listener_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|(listener, _)| listener.local_addr().ok())
+            .filter_map(|(listener, _, _)| listener.local_addr().ok())
             .collect()
     }
 
@@ -245,11 +273,12 @@ impl Edge {
         let graceful = Arc::new(GracefulShutdown::new());
         let (accepting_sender, accepting) = watch::channel(true);
         let mut accept_tasks = Vec::with_capacity(listeners.len());
-        for (listener, pipeline) in listeners {
-            tracing::info!(%region, listener = %pipeline.listener, address = %listener.local_addr()?, "edge listening");
+        for (listener, pipeline, acceptor) in listeners {
+            tracing::info!(%region, listener = %pipeline.listener, protocol = pipeline.protocol, address = %listener.local_addr()?, "edge listening");
             accept_tasks.push(tokio::spawn(accept_loop(
                 listener,
                 pipeline,
+                acceptor,
                 builder.clone(),
                 Arc::clone(&graceful),
                 accepting.clone(),
@@ -279,6 +308,7 @@ impl Edge {
 async fn accept_loop(
     listener: TcpListener,
     pipeline: Arc<Pipeline>,
+    acceptor: Option<TlsAcceptor>,
     builder: auto::Builder<TokioExecutor>,
     graceful: Arc<GracefulShutdown>,
     mut accepting: watch::Receiver<bool>,
@@ -298,17 +328,31 @@ async fn accept_loop(
                 let _ = stream.set_nodelay(true);
                 pipeline.metrics.connections.inc();
                 pipeline.metrics.connections_active.inc();
-                let request_pipeline = Arc::clone(&pipeline);
-                let service = service_fn(move |request| Arc::clone(&request_pipeline).handle(request, peer));
-                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let connection = graceful.watch(connection);
-                let active = pipeline.metrics.connections_active.clone();
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%error, %peer, "client connection ended with an error");
+                let pipeline = Arc::clone(&pipeline);
+                let builder = builder.clone();
+                let graceful = Arc::clone(&graceful);
+                match &acceptor {
+                    None => serve_connection(stream, peer, pipeline, &builder, &graceful),
+                    Some(acceptor) => {
+                        let acceptor = acceptor.clone();
+                        tokio::spawn(async move {
+                            // A client that never finishes its handshake is cut off like one
+                            // that never finishes its headers.
+                            let handshake = tokio::time::timeout(pipeline.limits.header_read_timeout, acceptor.accept(stream)).await;
+                            match handshake {
+                                Ok(Ok(tls)) => serve_connection(tls, peer, pipeline, &builder, &graceful),
+                                Ok(Err(error)) => {
+                                    tracing::debug!(%error, %peer, "TLS handshake failed");
+                                    pipeline.metrics.connections_active.dec();
+                                }
+                                Err(_) => {
+                                    tracing::debug!(%peer, "TLS handshake timed out");
+                                    pipeline.metrics.connections_active.dec();
+                                }
+                            }
+                        });
                     }
-                    active.dec();
-                });
+                }
             }
             () = async {
                 // The guard `wait_for` returns must not live across the other branch's awaits.
@@ -316,6 +360,30 @@ async fn accept_loop(
             } => return,
         }
     }
+}
+
+/// Serves HTTP/1.1 or HTTP/2 on an accepted connection (plain or TLS) in its own task.
+fn serve_connection<IO>(
+    io: IO,
+    peer: SocketAddr,
+    pipeline: Arc<Pipeline>,
+    builder: &auto::Builder<TokioExecutor>,
+    graceful: &GracefulShutdown,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let active = pipeline.metrics.connections_active.clone();
+    let service = service_fn(move |request| Arc::clone(&pipeline).handle(request, peer));
+    let connection = builder
+        .serve_connection(TokioIo::new(io), service)
+        .into_owned();
+    let connection = graceful.watch(connection);
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, %peer, "client connection ended with an error");
+        }
+        active.dec();
+    });
 }
 
 /// The health of every target, like ALB's DescribeTargetHealth.

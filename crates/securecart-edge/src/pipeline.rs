@@ -49,6 +49,8 @@ pub struct Pipeline {
     pub listener: String,
     /// The listener's port, for `X-Forwarded-Port` and redirects.
     pub listener_port: u16,
+    /// `http` or `https`, for `X-Forwarded-Proto` and redirects.
+    pub protocol: &'static str,
     /// The listener's compiled rules.
     pub rules: RuleSet<Action>,
     /// The target groups, indexed by the actions.
@@ -110,20 +112,20 @@ impl Pipeline {
         let status = response.status().as_u16();
         self.metrics.http.record(outcome.rule, status, elapsed);
         if let Some((method, path)) = request_line {
-        tracing::info!(
-            target: "access",
-            listener = %self.listener,
-            client = %context.client,
-            %method,
-            %path,
-            status,
-            rule = outcome.rule,
-            target = context.target.map(|target| target.to_string()).unwrap_or_default(),
-            attempts = context.attempts,
-            error = context.error_code.unwrap_or(""),
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            trace_id = %context.trace.trace_id_hex(),
-        );
+            tracing::info!(
+                target: "access",
+                listener = %self.listener,
+                client = %context.client,
+                %method,
+                %path,
+                status,
+                rule = outcome.rule,
+                target = context.target.map(|target| target.to_string()).unwrap_or_default(),
+                attempts = context.attempts,
+                error = context.error_code.unwrap_or(""),
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                trace_id = %context.trace.trace_id_hex(),
+            );
         }
         Ok(response)
     }
@@ -176,7 +178,7 @@ impl Pipeline {
                 let location = redirect_location(
                     redirect,
                     &RequestParts {
-                        protocol: "http",
+                        protocol: self.protocol,
                         host,
                         port: self.listener_port,
                         path: request.uri().path(),
@@ -216,7 +218,7 @@ impl Pipeline {
 
         // Stage 7: forward.
         let (mut parts, body) = request.into_parts();
-        forward::prepare_request(&mut parts, context, self.listener_port);
+        forward::prepare_request(&mut parts, context, self.protocol, self.listener_port);
 
         // Stage 8: upstream.
         let response = upstream::send(

@@ -185,6 +185,7 @@ async fn start_edge_with(
             listen: "127.0.0.1:0".parse().expect("address"),
             rules,
             default_action,
+            tls: None,
         }],
         admin: "127.0.0.1:0".parse().expect("address"),
         target_groups,
@@ -623,4 +624,96 @@ async fn an_http11_request_without_host_is_refused() {
     stream.read_to_string(&mut answer).await.expect("read");
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     edge.shutdown().await;
+}
+
+#[tokio::test]
+async fn https_listeners_pick_certificates_by_sni_and_speak_http2_by_alpn() {
+    use securecart_edge::tls::{TlsConfig, self_signed};
+    let (a, _) = start_upstream("a").await;
+    let shop = self_signed(&["shop.example".to_owned()]).expect("certificate");
+    let api =
+        self_signed(&["api.example".to_owned(), "*.api.example".to_owned()]).expect("certificate");
+    let edge = Edge::bind(EdgeConfig {
+        region: "test-1".to_owned(),
+        listeners: vec![ListenerConfig {
+            name: "https".to_owned(),
+            listen: "127.0.0.1:0".parse().expect("address"),
+            rules: Vec::new(),
+            default_action: ActionConfig::forward("api"),
+            tls: Some(TlsConfig {
+                certificates: vec![shop.clone(), api.clone()],
+            }),
+        }],
+        admin: "127.0.0.1:0".parse().expect("address"),
+        target_groups: vec![TargetGroupConfig {
+            name: "api".to_owned(),
+            targets: vec![a.address],
+            health_check: health_check(),
+        }],
+        limits: Limits::default(),
+    })
+    .await
+    .expect("edge binds");
+    let address = edge.local_addr().expect("address");
+    let admin = edge.admin_addr().expect("admin");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(edge.serve(async move {
+        let _ = stopped.await;
+    }));
+    let running = RunningEdge {
+        url: format!("https://{address}"),
+        admin,
+        stop: Some(stop),
+        task,
+    };
+    running.wait_for_healthy(1).await;
+
+    // Each name gets its own certificate: the client trusts only that one.
+    let http1 = securecart_testkit::tls_get(
+        address,
+        "shop.example",
+        &shop.chain,
+        "/api/whoami",
+        &[b"http/1.1"],
+        false,
+    )
+    .await
+    .expect("shop.example over TLS");
+    assert_eq!(http1.reply.status, 200);
+    assert_eq!(http1.tls_version, Some(rustls::ProtocolVersion::TLSv1_3));
+    let seen = http1.reply.json();
+    assert_eq!(seen["x-forwarded-proto"], "https");
+    assert_eq!(seen["host"], "shop.example");
+    let wildcard = securecart_testkit::tls_get(
+        address,
+        "v2.api.example",
+        &api.chain,
+        "/api/whoami",
+        &[b"h2", b"http/1.1"],
+        false,
+    )
+    .await
+    .expect("v2.api.example over TLS");
+    assert_eq!(wildcard.alpn.as_deref(), Some(&b"h2"[..]));
+    assert_eq!(wildcard.reply.version, hyper::Version::HTTP_2);
+    assert_eq!(wildcard.reply.status, 200);
+    let tls12 = securecart_testkit::tls_get(
+        address,
+        "shop.example",
+        &shop.chain,
+        "/api/whoami",
+        &[],
+        true,
+    )
+    .await
+    .expect("TLS 1.2");
+    assert_eq!(tls12.tls_version, Some(rustls::ProtocolVersion::TLSv1_2));
+    // An unknown name gets the first certificate, which the client does not trust for it.
+    let unknown =
+        securecart_testkit::tls_get(address, "unknown.example", &shop.chain, "/", &[], false).await;
+    assert!(
+        unknown.is_err(),
+        "the default certificate is not valid for another name"
+    );
+    running.shutdown().await;
 }

@@ -21,7 +21,7 @@ pub const LOG_FILTER_VARIABLE: &str = "SECURECART_LOG";
 /// harmless: the second call keeps the first subscriber.
 pub fn init(format: LogFormat, ansi: bool) {
     let filter = EnvFilter::try_from_env(LOG_FILTER_VARIABLE)
-        .unwrap_or_else(|_| EnvFilter::new("info,hyper=warn,h2=warn"));
+        .unwrap_or_else(|_| EnvFilter::new("info,hyper=warn,h2=warn,rustls=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -204,3 +204,107 @@ impl TestClient {
         self.cookie = None;
     }
 }
+
+/// What a TLS request saw: the answer, and what the handshake agreed on.
+#[derive(Debug, Clone)]
+pub struct TlsReply {
+    /// The answer.
+    pub reply: Reply,
+    /// The ALPN protocol agreed, if any.
+    pub alpn: Option<Vec<u8>>,
+    /// The TLS version agreed.
+    pub tls_version: Option<rustls::ProtocolVersion>,
+}
+
+/// One GET over TLS to `address`, sending `server_name` as SNI and trusting only the
+/// certificates in `trusted_pem`. `alpn` lists the protocols offered (`h2` makes the
+/// request HTTP/2); `tls12_only` limits the client to TLS 1.2.
+pub async fn tls_get(
+    address: SocketAddr,
+    server_name: &str,
+    trusted_pem: &[u8],
+    path: &str,
+    alpn: &[&[u8]],
+    tls12_only: bool,
+) -> Result<TlsReply, String> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in rustls_pki_types::CertificateDer::pem_slice_iter(trusted_pem) {
+        roots
+            .add(certificate.map_err(|error| error.to_string())?)
+            .map_err(|error| error.to_string())?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let versions: &[&rustls::SupportedProtocolVersion] = if tls12_only {
+        &[&rustls::version::TLS12]
+    } else {
+        &[&rustls::version::TLS13, &rustls::version::TLS12]
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .map_err(|error| error.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let name = rustls_pki_types::ServerName::try_from(server_name.to_owned())
+        .map_err(|error| error.to_string())?;
+    let tcp = tokio::net::TcpStream::connect(address)
+        .await
+        .map_err(|error| error.to_string())?;
+    let tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|error| error.to_string())?;
+    let (_, session) = tls.get_ref();
+    let agreed = session.alpn_protocol().map(<[u8]>::to_vec);
+    let tls_version = session.protocol_version();
+    let io = hyper_util::rt::TokioIo::new(tls);
+    let uri = format!("https://{server_name}{path}");
+    let response = if agreed.as_deref() == Some(b"h2") {
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .map_err(|error| error.to_string())?;
+        tokio::spawn(connection);
+        let request = Request::get(uri)
+            .body(Full::new(Bytes::new()))
+            .map_err(|error| error.to_string())?;
+        sender
+            .send_request(request)
+            .await
+            .map_err(|error| error.to_string())?
+    } else {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|error| error.to_string())?;
+        tokio::spawn(connection);
+        let request = Request::get(path)
+            .header("host", server_name)
+            .body(Full::new(Bytes::new()))
+            .map_err(|error| error.to_string())?;
+        sender
+            .send_request(request)
+            .await
+            .map_err(|error| error.to_string())?
+    };
+    let status = response.status();
+    let version = response.version();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|error| error.to_string())?
+        .to_bytes();
+    Ok(TlsReply {
+        reply: Reply {
+            status,
+            headers,
+            body,
+            version,
+        },
+        alpn: agreed,
+        tls_version,
+    })
+}

@@ -240,10 +240,24 @@ pub struct Listener {
     pub name: String,
     /// Its port on the region's edge address.
     pub port: u16,
+    /// Whether it terminates TLS.
+    pub protocol: ListenerProtocol,
+    /// For https: (certificate chain file, key file) as written in the file; empty means a
+    /// self-signed certificate.
+    pub certificates: Vec<(String, String)>,
     /// Its rules, in file order.
     pub rules: Vec<ListenerRule>,
     /// What happens when no rule matches.
     pub default_action: RuleAction,
+}
+
+/// A listener's protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerProtocol {
+    /// Plain HTTP/1.1 and h2c.
+    Http,
+    /// TLS, then HTTP/1.1 or HTTP/2 by ALPN.
+    Https,
 }
 
 /// A listener rule.
@@ -754,9 +768,42 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
                 action,
             });
         }
+        let protocol = match raw_listener.protocol.as_str() {
+            "http" => ListenerProtocol::Http,
+            "https" => ListenerProtocol::Https,
+            other => {
+                findings.problem(
+                    path.key("protocol"),
+                    format!("`{other}` is not a listener protocol; expected \"http\" or \"https\""),
+                );
+                ListenerProtocol::Http
+            }
+        };
+        if protocol == ListenerProtocol::Http && !raw_listener.certificates.is_empty() {
+            findings.problem(
+                path.key("certificates"),
+                "only an https listener has certificates",
+            );
+        }
+        for (certificate_index, certificate) in raw_listener.certificates.iter().enumerate() {
+            for (key, value) in [("cert", &certificate.cert), ("key", &certificate.key)] {
+                if value.is_empty() {
+                    findings.problem(
+                        path.key("certificates").index(certificate_index).key(key),
+                        "must name a file",
+                    );
+                }
+            }
+        }
         listeners.push(Listener {
             name: raw_listener.name.clone(),
             port: raw_listener.port,
+            protocol,
+            certificates: raw_listener
+                .certificates
+                .iter()
+                .map(|certificate| (certificate.cert.clone(), certificate.key.clone()))
+                .collect(),
             rules,
             default_action,
         });

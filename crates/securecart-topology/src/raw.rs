@@ -154,11 +154,35 @@ pub struct RawListener {
     pub name: String,
     /// The port, on the region's public (edge) address.
     pub port: u16,
+    /// `http` or `https` (TLS 1.2 and 1.3, HTTP/2 by ALPN).
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+    /// For `https`: certificate chains and their keys (PEM files, relative to the topology
+    /// file); the first is the default, and the others are chosen by SNI. Without any, the
+    /// edge makes a self-signed certificate for `localhost` and its address when it starts,
+    /// so that https works out of the box on one machine.
+    #[serde(default)]
+    pub certificates: Vec<RawCertificate>,
     /// What happens to a request that no rule matches.
     pub default_action: RawAction,
     /// The rules; the one with the lowest priority number among those that match wins.
     #[serde(default)]
     pub rules: Vec<RawRule>,
+}
+
+/// The default listener protocol.
+pub fn default_protocol() -> String {
+    "http".to_owned()
+}
+
+/// A certificate of an https listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    /// The certificate chain, leaf first (PEM).
+    pub cert: String,
+    /// The private key (PEM).
+    pub key: String,
 }
 
 /// A listener rule: up to five conditions, all of which must hold, and one action.

@@ -168,8 +168,8 @@ fn unknown_keys_are_rejected_at_every_level() {
         ),
         (
             "name = \"http\"",
-            "name = \"http\"\nprotocol = \"http\"",
-            "edge.listeners[0].protocol",
+            "name = \"http\"\nssl_policy = \"modern\"",
+            "edge.listeners[0].ssl_policy",
         ),
         (
             "healthy_threshold = 2,",

@@ -71,6 +71,12 @@ pub enum Command {
         /// passes.
         #[arg(long, default_value = "/")]
         health_path: String,
+        /// Terminate TLS with this certificate chain (PEM); needs --tls-key.
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<std::path::PathBuf>,
+        /// The private key of --tls-cert (PEM).
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<std::path::PathBuf>,
         /// Worker threads (default: one per core).
         #[arg(long)]
         workers: Option<usize>,

@@ -59,9 +59,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 is_terminal(),
             );
             let region = settings::region(&loaded.topology, &region)?;
-            let edge = securecart_edge::Edge::bind(settings::edge_config(&loaded.topology, region))
-                .await
-                .context("cannot start the edge")?;
+            let base = settings::topology_base(config.as_deref());
+            let edge = securecart_edge::Edge::bind(settings::edge_config(
+                &loaded.topology,
+                region,
+                &base,
+            )?)
+            .await
+            .context("cannot start the edge")?;
             edge.serve(shutdown_signal())
                 .await
                 .context("the edge failed")?;
@@ -72,6 +77,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             upstreams,
             admin,
             health_path,
+            tls_cert,
+            tls_key,
             workers: _,
             log_format,
         } => {
@@ -82,7 +89,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
                 is_terminal(),
             );
-            let config = settings::proxy_config(listen, admin, &upstreams, &health_path).await?;
+            let tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => Some((cert, key)),
+                _ => None,
+            };
+            let config =
+                settings::proxy_config(listen, admin, &upstreams, &health_path, tls).await?;
             let edge = securecart_edge::Edge::bind(config)
                 .await
                 .context("cannot start the proxy")?;
@@ -154,6 +166,15 @@ fn check(file: Option<&Path>) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    // What the topology names outside itself (certificate files) is checked too, as the
+    // edge will read it.
+    let base = settings::topology_base(file);
+    for region in &loaded.topology.regions {
+        if let Err(error) = settings::edge_config(&loaded.topology, region, &base) {
+            let _ = writeln!(std::io::stderr(), "error: {name}: {error:#}");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     let mut stdout = std::io::stdout().lock();
     for advice in &loaded.advice {
         let _ = writeln!(stdout, "advice: {advice}");

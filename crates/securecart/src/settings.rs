@@ -10,12 +10,13 @@ use securecart_edge::actions::{
     ActionConfig, FixedResponseConfig, ForwardConfig, RedirectConfig, WeightedGroup,
 };
 use securecart_edge::rules::{Conditions, Rule};
+use securecart_edge::tls::{CertificatePem, TlsConfig};
 use securecart_edge::{EdgeConfig, HealthCheckConfig, Limits, ListenerConfig, TargetGroupConfig};
 use securecart_shop::{ShopConfig, ShopService};
 use securecart_telemetry::LogFormat;
 use securecart_topology::{
-    EMBEDDED_NAME, Loaded, LogFormat as TopologyLogFormat, Region, RuleAction, ServiceKind,
-    Topology,
+    EMBEDDED_NAME, Listener, ListenerProtocol, Loaded, LogFormat as TopologyLogFormat, Region,
+    RuleAction, ServiceKind, Topology,
 };
 
 use crate::cli::{LogFormatArg, ServiceArg};
@@ -58,15 +59,71 @@ pub fn region<'t>(topology: &'t Topology, name: &str) -> anyhow::Result<&'t Regi
     })
 }
 
-/// The edge of a region.
-pub fn edge_config(topology: &Topology, region: &Region) -> EdgeConfig {
-    EdgeConfig {
+/// The TLS settings of an https listener: its certificate files (relative to `base`, the
+/// topology file's directory), or a self-signed certificate for `localhost` and the edge's
+/// address.
+fn tls_config(
+    listener: &Listener,
+    region: &Region,
+    base: &Path,
+) -> anyhow::Result<Option<TlsConfig>> {
+    if listener.protocol != ListenerProtocol::Https {
+        return Ok(None);
+    }
+    if listener.certificates.is_empty() {
+        let names = vec!["localhost".to_owned(), region.edge.address.ip().to_string()];
+        return Ok(Some(TlsConfig {
+            certificates: vec![securecart_edge::tls::self_signed(&names)?],
+        }));
+    }
+    let mut certificates = Vec::with_capacity(listener.certificates.len());
+    for (cert, key) in &listener.certificates {
+        let cert_path = base.join(cert);
+        let key_path = base.join(key);
+        certificates.push(CertificatePem {
+            source: cert_path.display().to_string(),
+            chain: std::fs::read(&cert_path).with_context(|| {
+                format!(
+                    "listener {}: cannot read certificate {}",
+                    listener.name,
+                    cert_path.display()
+                )
+            })?,
+            key: std::fs::read(&key_path).with_context(|| {
+                format!(
+                    "listener {}: cannot read key {}",
+                    listener.name,
+                    key_path.display()
+                )
+            })?,
+        });
+    }
+    Ok(Some(TlsConfig { certificates }))
+}
+
+/// The directory that relative paths in a topology file are resolved against.
+pub fn topology_base(file: Option<&Path>) -> PathBuf {
+    file.and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The edge of a region; certificate files are read relative to `base`.
+pub fn edge_config(
+    topology: &Topology,
+    region: &Region,
+    base: &Path,
+) -> anyhow::Result<EdgeConfig> {
+    let mut listeners = Vec::with_capacity(topology.edge.listeners.len());
+    for listener in &topology.edge.listeners {
+        listeners.push((listener, tls_config(listener, region, base)?));
+    }
+    Ok(EdgeConfig {
         region: region.name.clone(),
-        listeners: topology
-            .edge
-            .listeners
-            .iter()
-            .map(|listener| ListenerConfig {
+        listeners: listeners
+            .into_iter()
+            .map(|(listener, tls)| ListenerConfig {
+                tls,
                 name: listener.name.clone(),
                 listen: SocketAddr::new(region.edge.address.ip(), listener.port),
                 rules: listener
@@ -111,7 +168,7 @@ pub fn edge_config(topology: &Topology, region: &Region) -> EdgeConfig {
             })
             .collect(),
         limits: Limits::default(),
-    }
+    })
 }
 
 fn action_config(action: &RuleAction) -> ActionConfig {
@@ -163,7 +220,20 @@ pub async fn proxy_config(
     admin: SocketAddr,
     upstreams: &[String],
     health_path: &str,
+    tls_files: Option<(PathBuf, PathBuf)>,
 ) -> anyhow::Result<EdgeConfig> {
+    let tls = match tls_files {
+        Some((cert, key)) => Some(TlsConfig {
+            certificates: vec![CertificatePem {
+                source: cert.display().to_string(),
+                chain: std::fs::read(&cert)
+                    .with_context(|| format!("cannot read --tls-cert {}", cert.display()))?,
+                key: std::fs::read(&key)
+                    .with_context(|| format!("cannot read --tls-key {}", key.display()))?,
+            }],
+        }),
+        None => None,
+    };
     if !health_path.starts_with('/') {
         anyhow::bail!("--health-path `{health_path}` must start with `/`");
     }
@@ -178,6 +248,7 @@ pub async fn proxy_config(
             listen,
             rules: Vec::new(),
             default_action: ActionConfig::forward("upstreams"),
+            tls,
         }],
         admin,
         target_groups: vec![TargetGroupConfig {

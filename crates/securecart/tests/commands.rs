@@ -35,6 +35,7 @@ fn test_topology(directory: &Path) -> PathBuf {
     let first = 100 + (std::process::id() % 50) as u8 * 2;
     let second = first + 1;
     let edge_port = free_port(&format!("127.{first}.0.1"));
+    let https_port = free_port(&format!("127.{first}.0.1"));
     let service_port = free_port(&format!("127.{first}.1.1"));
     let admin_port = free_port(&format!("127.{first}.1.2"));
     let text = std::fs::read_to_string(repository_root().join("securecart.toml"))
@@ -42,16 +43,24 @@ fn test_topology(directory: &Path) -> PathBuf {
         .replace("127.1.", &format!("127.{first}."))
         .replace("127.2.", &format!("127.{second}."))
         .replace("admin_port = 9090", &format!("admin_port = {admin_port}"))
-        .replace("port = 8080", "port = SERVICE_PORT")
         .replace(
-            "[edge]\nport = SERVICE_PORT",
-            &format!("[edge]\nport = {edge_port}"),
+            "name = \"http\"\nport = 8080",
+            &format!("name = \"http\"\nport = {edge_port}"),
         )
-        .replace("SERVICE_PORT", &service_port.to_string())
+        .replace(
+            "name = \"https\"\nport = 8443",
+            &format!("name = \"https\"\nport = {https_port}"),
+        )
+        .replace("port = 8080", &format!("port = {service_port}"))
         .replace(
             "interval_ms = 1000, timeout_ms = 500",
             "interval_ms = 300, timeout_ms = 250",
         );
+    assert!(
+        text.contains(&format!("port = {edge_port}"))
+            && text.contains(&format!("port = {https_port}")),
+        "the listeners moved to their test ports"
+    );
     let path = directory.join("topology.toml");
     std::fs::write(&path, text).expect("write topology");
     path

@@ -1,0 +1,197 @@
+//! TLS termination with rustls (ring): TLS 1.2 and 1.3, ALPN (`h2`, `http/1.1`), and SNI
+//! over several certificates, like an ALB listener's certificate list.
+//!
+//! For each handshake the resolver picks the first certificate (in configuration order)
+//! that is valid for the client's server name, checked with webpki against the
+//! certificate's subject alternative names, and the first certificate when the client sends
+//! no name or no certificate fits.
+
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio_rustls::TlsAcceptor;
+
+/// A listener's certificates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// The certificates, the first being the default.
+    pub certificates: Vec<CertificatePem>,
+}
+
+/// A certificate chain and its private key, in PEM.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CertificatePem {
+    /// Where it came from, for errors (a file name, or `self-signed`).
+    pub source: String,
+    /// The chain, leaf first.
+    pub chain: Vec<u8>,
+    /// The private key.
+    pub key: Vec<u8>,
+}
+
+impl std::fmt::Debug for CertificatePem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key.
+        f.debug_struct("CertificatePem")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// A listener has TLS but no certificate.
+    #[error("a TLS listener needs at least one certificate")]
+    NoCertificate,
+    /// A certificate chain holds no certificate or is not PEM.
+    #[error("{0}: no PEM certificate found")]
+    NoChain(String),
+    /// A private key is missing or not PEM.
+    #[error("{0}: no PEM private key found")]
+    NoKey(String),
+    /// rustls refused the chain or the key (for example a key that does not match).
+    #[error("{source_name}: {error}")]
+    Rustls {
+        /// Where the certificate came from.
+        source_name: String,
+        /// rustls's reason.
+        error: rustls::Error,
+    },
+    /// A self-signed certificate could not be made.
+    #[error("cannot generate a self-signed certificate: {0}")]
+    Generate(String),
+}
+
+/// A self-signed certificate for `names` (DNS names or IP addresses), for listeners that
+/// must work out of the box on a machine without certificates.
+pub fn self_signed(names: &[String]) -> Result<CertificatePem, TlsError> {
+    let generated = rcgen::generate_simple_self_signed(names.to_vec())
+        .map_err(|error| TlsError::Generate(error.to_string()))?;
+    Ok(CertificatePem {
+        source: "self-signed".to_owned(),
+        chain: generated.cert.pem().into_bytes(),
+        key: generated.signing_key.serialize_pem().into_bytes(),
+    })
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Picks a certificate by server name.
+#[derive(Debug)]
+struct SniResolver {
+    certificates: Vec<Arc<CertifiedKey>>,
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let name = client_hello
+            .server_name()
+            .and_then(|name| ServerName::try_from(name).ok());
+        let fits = |certified: &&Arc<CertifiedKey>| {
+            let Some(name) = &name else { return false };
+            certified
+                .end_entity_cert()
+                .ok()
+                .and_then(|leaf| webpki::EndEntityCert::try_from(leaf).ok())
+                .is_some_and(|leaf| leaf.verify_is_valid_for_subject_name(name).is_ok())
+        };
+        self.certificates
+            .iter()
+            .find(fits)
+            .or_else(|| self.certificates.first())
+            .cloned()
+    }
+}
+
+/// The acceptor of a TLS listener.
+pub fn acceptor(config: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
+    if config.certificates.is_empty() {
+        return Err(TlsError::NoCertificate);
+    }
+    let provider = provider();
+    let mut certificates = Vec::with_capacity(config.certificates.len());
+    for pem in &config.certificates {
+        let chain = CertificateDer::pem_slice_iter(&pem.chain)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| TlsError::NoChain(pem.source.clone()))?;
+        if chain.is_empty() {
+            return Err(TlsError::NoChain(pem.source.clone()));
+        }
+        let key = PrivateKeyDer::from_pem_slice(&pem.key)
+            .map_err(|_| TlsError::NoKey(pem.source.clone()))?;
+        let certified =
+            CertifiedKey::from_der(chain, key, &provider).map_err(|error| TlsError::Rustls {
+                source_name: pem.source.clone(),
+                error,
+            })?;
+        certificates.push(Arc::new(certified));
+    }
+    let mut server = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| TlsError::Rustls {
+            source_name: "protocol versions".to_owned(),
+            error,
+        })?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(SniResolver { certificates }));
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(server)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CertificatePem, TlsConfig, TlsError, acceptor, self_signed};
+
+    #[test]
+    fn certificates_are_checked_when_the_listener_is_built() {
+        let shop = self_signed(&["shop.example".to_owned()]).expect("generate");
+        assert!(
+            acceptor(&TlsConfig {
+                certificates: vec![shop.clone()]
+            })
+            .is_ok()
+        );
+        assert!(matches!(
+            acceptor(&TlsConfig {
+                certificates: vec![]
+            }),
+            Err(TlsError::NoCertificate)
+        ));
+        let other = self_signed(&["other.example".to_owned()]).expect("generate");
+        let mismatched = CertificatePem {
+            source: "mismatched.pem".to_owned(),
+            chain: shop.chain.clone(),
+            key: other.key.clone(),
+        };
+        let error = acceptor(&TlsConfig {
+            certificates: vec![mismatched],
+        })
+        .err()
+        .expect("a key of another certificate");
+        assert!(error.to_string().starts_with("mismatched.pem:"), "{error}");
+        let not_pem = CertificatePem {
+            source: "garbage.pem".to_owned(),
+            chain: b"not a certificate".to_vec(),
+            key: shop.key.clone(),
+        };
+        assert!(matches!(
+            acceptor(&TlsConfig {
+                certificates: vec![not_pem]
+            }),
+            Err(TlsError::NoChain(_))
+        ));
+        assert!(
+            !format!("{shop:?}").contains("PRIVATE KEY"),
+            "keys are never printed"
+        );
+    }
+}
