@@ -342,6 +342,18 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "301 or 302",
         ),
         (
+            "protocol = \"https\"",
+            "protocol = \"spdy\"",
+            "edge.listeners[1].protocol",
+            "not a listener protocol",
+        ),
+        (
+            "name = \"http\"\nport = 8080",
+            "name = \"http\"\nport = 8080\ncertificates = [{ cert = \"a.pem\", key = \"a.key\" }]",
+            "edge.listeners[0].certificates",
+            "only an https listener",
+        ),
+        (
             "service = \"cart\"",
             "service = \"basket\"",
             "edge.target_groups[2].service",
