@@ -217,8 +217,9 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
-# Memory per idle client connection: open many keep-alive connections that sent one
-# request each, and compare the proxy's resident memory before and after.
+# Memory with idle client connections: open many keep-alive connections that sent one
+# request each, and read the proxy's resident memory before and after. nginx and HAProxy
+# allocate their connection tables up front, so the total matters as much as the increase.
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 idle_memory() { # target port
   local pid_var="CPU_$1" before after
@@ -242,7 +243,7 @@ PY
   sleep 0.5
   after=$(rss_kib "${!pid_var}")
   wait "$idle_pid" || true
-  echo "$1	$(( (after - before) * 1024 / IDLE_CONNECTIONS ))"
+  echo "$1	$before	$after	$(( (after - before) * 1024 / IDLE_CONNECTIONS ))"
 }
 MEMORY=$WORK/memory.tsv
 for target in securecart nginx haproxy; do
@@ -250,10 +251,10 @@ for target in securecart nginx haproxy; do
   idle_memory "$target" "$port" >>"$MEMORY"
 done
 
-python3 - "$RESULTS" "$MEMORY" "$ROUNDS" "$DURATION" "$CONNECTIONS" <<'PY'
+python3 - "$RESULTS" "$MEMORY" "$ROUNDS" "$DURATION" "$CONNECTIONS" "$IDLE_CONNECTIONS" <<'PY'
 import statistics, sys
 from collections import defaultdict
-results, memory, rounds, duration, connections = sys.argv[1:6]
+results, memory, rounds, duration, connections, idle = sys.argv[1:7]
 rows = defaultdict(list)
 for line in open(results):
     case, target, *values = line.rstrip("\n").split("\t")
@@ -272,9 +273,9 @@ for case in ["small", "16k", "new-connection", "https"]:
         ratio = "" if target == "securecart" else f"{ours / rps:.2f}x"
         print(f"| {case} | {target} | {rps:,.0f} | {median(case, target, 1):.2f} | {median(case, target, 2):.2f} | "
               f"{median(case, target, 3):.1f} | {int(sum(r[4] for r in rows[(case, target)]))} | {ratio} |")
-print("\n| proxy | memory per idle client connection |")
-print("|---|---:|")
+print(f"\n| proxy | resident memory, idle | with {idle} idle client connections | added per connection |")
+print("|---|---:|---:|---:|")
 for line in open(memory):
-    target, per_connection = line.split()
-    print(f"| {target} | {int(per_connection):,} bytes |")
+    target, before, after, per_connection = line.split()
+    print(f"| {target} | {int(before):,} KiB | {int(after):,} KiB | {int(per_connection):,} bytes |")
 PY

@@ -12,6 +12,7 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod forward;
+pub mod guard;
 pub mod health;
 pub mod metrics;
 pub mod pipeline;
@@ -182,6 +183,7 @@ impl Edge {
                 client: client.clone(),
                 metrics: metrics.clone(),
                 limits: config.limits.clone(),
+                error_log: Default::default(),
             });
             listeners.push((listener, pipeline, acceptor));
         }

@@ -3,7 +3,9 @@
 //!
 //! 1. **context** ([`crate::context`]): the request's trace (continued or new), client
 //!    address and start time.
-//! 2. *(shield: per-client limits — a later stage)*
+//! 2. **guard** ([`crate::guard`]): ambiguous framing (both `Content-Length` and
+//!    `Transfer-Encoding`, and the like) is refused with 400 and the connection closed.
+//!    *(shield: per-client limits — a later stage)*
 //! 3. *(waf: web ACL verdict — a later stage)*
 //! 4. **rules** ([`crate::rules`]): the listener's first matching rule, or its default
 //!    action.
@@ -36,6 +38,7 @@ use crate::config::Limits;
 use crate::context::RequestContext;
 use crate::error::EdgeError;
 use crate::forward;
+use crate::guard;
 use crate::metrics::EdgeMetrics;
 use crate::rules::{RequestHead, RuleSet};
 use crate::upstream::{self, EdgeBody, UpstreamClient};
@@ -61,6 +64,8 @@ pub struct Pipeline {
     pub metrics: EdgeMetrics,
     /// Timeouts.
     pub limits: Limits,
+    /// Keeps the edge's own error lines to one a second.
+    pub error_log: securecart_telemetry::logging::LogThrottle,
 }
 
 /// What the request stages decided, for the respond stage.
@@ -93,13 +98,22 @@ impl Pipeline {
             Ok(response) => response,
             Err(error) => {
                 context.error_code = Some(error.code());
-                if error.status().is_server_error() {
-                    tracing::warn!(%error, rule = outcome.rule, trace_id = %context.trace.trace_id_hex(), "edge answered with an error");
+                if error.status().is_server_error()
+                    && let Some(suppressed) = self.error_log.allow()
+                {
+                    tracing::warn!(%error, rule = outcome.rule, suppressed, trace_id = %context.trace.trace_id_hex(), "edge answered with an error");
                 }
                 error_response(&error)
             }
         };
         forward::remove_hop_by_hop(response.headers_mut());
+        if context.error_code == Some(EdgeError::BadRequest("").code()) {
+            // After a request the edge could not frame, the connection is not trusted for
+            // another one.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let Some((group, duration)) = outcome.stick_to
             && let Ok(cookie) = HeaderValue::from_str(&format!(
                 "{GROUP_STICKINESS_COOKIE}={group}; Max-Age={}; Path=/; HttpOnly; SameSite=Lax",
@@ -135,6 +149,15 @@ impl Pipeline {
         context: &mut RequestContext,
         request: Request<Incoming>,
     ) -> Outcome<'p> {
+        // Stage 2: guard (framing the targets could read differently).
+        if let Err(error) = guard::check(request.version(), request.headers()) {
+            return Outcome {
+                rule: "none",
+                response: Err(error),
+                stick_to: None,
+            };
+        }
+
         // Stage 4: rules.
         let Some(host) = request_host(&request) else {
             return Outcome {

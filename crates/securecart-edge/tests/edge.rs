@@ -717,3 +717,76 @@ async fn https_listeners_pick_certificates_by_sni_and_speak_http2_by_alpn() {
     );
     running.shutdown().await;
 }
+
+/// Sends raw bytes on a new connection and reads until the edge closes it.
+async fn raw_exchange(address: &str, bytes: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    stream.write_all(bytes.as_bytes()).await.expect("write");
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut answer))
+        .await
+        .expect("the edge closes the connection")
+        .expect("read");
+    answer
+}
+
+#[tokio::test]
+async fn ambiguous_framing_cannot_smuggle_a_request_past_the_edge() {
+    let (a, _) = start_upstream("a").await;
+    let edge = start_edge(vec![("/api/*", "api", vec![a.address])]).await;
+    edge.wait_for_healthy(1).await;
+    let address = edge.url.trim_start_matches("http://").to_owned();
+    let smuggled = "GET /api/whoami HTTP/1.1\r\nHost: shop.example\r\n\r\n";
+
+    // CL.TE: a proxy that believed Content-Length would pass the second request inside the
+    // first one's body. The edge's HTTP/1 parser (hyper) frames it by Transfer-Encoding
+    // alone, drops Content-Length, answers once and closes the connection, as RFC 9112
+    // section 6.3 requires; the target receives the request re-framed by the edge, so the
+    // two can never disagree.
+    let cl_te = format!(
+        "POST /api/echo HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"
+    );
+    let answer = raw_exchange(&address, &cl_te).await;
+    assert_eq!(
+        answer.matches("HTTP/1.1 ").count(),
+        1,
+        "one answer, then the connection closes: {answer}"
+    );
+    assert!(
+        !answer.contains("\"name\""),
+        "the smuggled request never reached a target: {answer}"
+    );
+
+    // TE.TE: two Transfer-Encoding headers that servers may read differently are refused.
+    for framing in [
+        "Transfer-Encoding: chunked\r\nTransfer-Encoding: identity",
+        "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+    ] {
+        let te_te = format!(
+            "POST /api/echo HTTP/1.1\r\nHost: shop.example\r\n{framing}\r\n\r\n0\r\n\r\n{smuggled}"
+        );
+        let answer = raw_exchange(&address, &te_te).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{framing}: {answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{answer}"
+        );
+        assert_eq!(
+            answer.matches("HTTP/1.1 ").count(),
+            1,
+            "{framing}: {answer}"
+        );
+    }
+
+    // Two different lengths are refused too (by hyper's parser).
+    let cl_cl = format!(
+        "POST /api/echo HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde{smuggled}"
+    );
+    let answer = raw_exchange(&address, &cl_cl).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(!answer.contains("\"name\""), "{answer}");
+    edge.shutdown().await;
+}
