@@ -1,15 +1,40 @@
-//! Target groups at run time: their targets, each target's health, and the choice of a
-//! target for a request.
+//! Target groups at run time: their targets, each target's health and load, and the choice
+//! of a target for a request by the group's algorithm: round robin, least outstanding
+//! requests, weighted random, or (beyond ALB) the power of two choices over peak EWMA
+//! latency, as Finagle and linkerd balance.
 //!
-//! The choice is a pure function of (cursor, health, targets already tried), tested as a
-//! table; the group only owns the atomics it reads.
+//! The choice is a pure function of (algorithm, each target's state, targets already
+//! tried, the random draws), tested as a table; the group only owns the atomics it reads.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use http::uri::Authority;
+use rand::Rng;
 
 use crate::config::{HealthCheckConfig, TargetGroupConfig};
+
+/// How a group spreads requests over its targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Algorithm {
+    /// Each target in turn.
+    #[default]
+    RoundRobin,
+    /// The target with the fewest requests in flight (ties in turn).
+    LeastOutstandingRequests,
+    /// A random target, in proportion to the targets' weights.
+    WeightedRandom,
+    /// Two random targets; the one whose peak-sensitive latency average times its requests
+    /// in flight is lower.
+    PeakEwma,
+}
+
+/// How fast a target's latency average forgets: the time constant of the decay.
+const EWMA_DECAY: Duration = Duration::from_secs(10);
+/// The latency assumed for a target that has not answered yet.
+const DEFAULT_RTT_NANOS: f64 = 1_000_000.0;
 
 /// One target.
 #[derive(Debug)]
@@ -18,7 +43,15 @@ pub struct Target {
     pub address: SocketAddr,
     /// Its address as a URI authority, built once.
     pub authority: Authority,
+    /// Its weight for weighted random.
+    pub weight: u32,
     healthy: AtomicBool,
+    /// Requests in flight; shared with the [`InFlight`] guards that live in response bodies.
+    outstanding: Arc<AtomicU32>,
+    /// The latency average in nanoseconds, as f64 bits; 0 before the first answer.
+    cost_bits: AtomicU64,
+    /// When the average was last updated, in nanoseconds since the group was built.
+    cost_updated: AtomicU64,
 }
 
 impl Target {
@@ -31,6 +64,132 @@ impl Target {
     pub fn set_healthy(&self, healthy: bool) -> bool {
         self.healthy.swap(healthy, Ordering::AcqRel) != healthy
     }
+
+    /// Requests in flight to the target.
+    pub fn outstanding(&self) -> u32 {
+        self.outstanding.load(Ordering::Relaxed)
+    }
+
+    fn cost(&self) -> f64 {
+        f64::from_bits(self.cost_bits.load(Ordering::Relaxed))
+    }
+}
+
+/// The next peak EWMA of latency: a slower answer is taken at once (the peak), a faster one
+/// is averaged in with a weight that grows with the time since the last update.
+pub fn next_cost(cost: f64, rtt_nanos: f64, elapsed: Duration) -> f64 {
+    if cost == 0.0 || rtt_nanos > cost {
+        return rtt_nanos;
+    }
+    let decay = (-elapsed.as_secs_f64() / EWMA_DECAY.as_secs_f64()).exp();
+    cost * decay + rtt_nanos * (1.0 - decay)
+}
+
+/// What the choice sees of one target.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TargetState {
+    /// Whether it passes its health checks.
+    pub healthy: bool,
+    /// Requests in flight.
+    pub outstanding: u32,
+    /// Peak EWMA latency in nanoseconds (0: unknown).
+    pub cost: f64,
+    /// Weight for weighted random.
+    pub weight: u32,
+}
+
+/// The random inputs of one choice, drawn by the caller so the choice stays pure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Draws {
+    /// The round-robin position.
+    pub start: usize,
+    /// Two random numbers.
+    pub random: [u64; 2],
+}
+
+/// The target for a request among `states`, skipping `tried`. Healthy targets are preferred;
+/// when no untried target is healthy the group fails open, as ALB does, to every untried
+/// target (health checks may be wrong, and a request that might succeed beats a certain
+/// 503). `None` when every target was tried.
+pub fn choose(
+    algorithm: Algorithm,
+    states: &[TargetState],
+    tried: &[usize],
+    draws: Draws,
+) -> Option<usize> {
+    let len = states.len();
+    if len == 0 {
+        return None;
+    }
+    let untried = |index: &usize| !tried.contains(index);
+    let any_healthy = (0..len).filter(untried).any(|index| states[index].healthy);
+    let eligible =
+        |index: usize| !tried.contains(&index) && (!any_healthy || states[index].healthy);
+    // Candidates in round-robin order from the draw's start.
+    let in_turn = (0..len)
+        .map(|offset| (draws.start + offset) % len)
+        .filter(|index| eligible(*index));
+    match algorithm {
+        Algorithm::RoundRobin => in_turn.into_iter().next(),
+        Algorithm::LeastOutstandingRequests => {
+            in_turn.min_by_key(|index| states[*index].outstanding)
+        }
+        Algorithm::WeightedRandom => {
+            let total: u64 = (0..len)
+                .filter(|index| eligible(*index))
+                .map(|index| u64::from(states[index].weight))
+                .sum();
+            if total == 0 {
+                return in_turn.into_iter().next();
+            }
+            let mut left = draws.random[0] % total;
+            (0..len).filter(|index| eligible(*index)).find(|index| {
+                let weight = u64::from(states[*index].weight);
+                if left < weight {
+                    true
+                } else {
+                    left -= weight;
+                    false
+                }
+            })
+        }
+        Algorithm::PeakEwma => {
+            let count = (0..len).filter(|index| eligible(*index)).count();
+            let nth = |n: u64| {
+                (0..len)
+                    .filter(|index| eligible(*index))
+                    .nth((n % count as u64) as usize)
+            };
+            if count == 0 {
+                return None;
+            }
+            let first = nth(draws.random[0])?;
+            // The second pick is among the others, so two distinct targets are compared.
+            let second = if count > 1 {
+                let skip = 1 + draws.random[1] % (count as u64 - 1);
+                let position = (0..len)
+                    .filter(|index| eligible(*index))
+                    .position(|index| index == first)?;
+                nth(position as u64 + skip)?
+            } else {
+                first
+            };
+            let load = |index: usize| {
+                let state = states[index];
+                let cost = if state.cost == 0.0 {
+                    DEFAULT_RTT_NANOS
+                } else {
+                    state.cost
+                };
+                cost * f64::from(state.outstanding + 1)
+            };
+            Some(if load(second) < load(first) {
+                second
+            } else {
+                first
+            })
+        }
+    }
 }
 
 /// A target group.
@@ -42,7 +201,23 @@ pub struct TargetGroup {
     pub targets: Vec<Target>,
     /// Its health check.
     pub health_check: HealthCheckConfig,
+    /// Its balancing algorithm.
+    pub algorithm: Algorithm,
     cursor: AtomicUsize,
+    epoch: Instant,
+}
+
+/// Counts a request in flight to a target until it is dropped: it travels in the response's
+/// body, so a request counts until its answer has been sent or abandoned.
+#[derive(Debug)]
+pub struct InFlight {
+    outstanding: Arc<AtomicU32>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl TargetGroup {
@@ -57,11 +232,17 @@ impl TargetGroup {
                     address: *address,
                     authority: Authority::try_from(address.to_string().as_str())
                         .unwrap_or_else(|_| Authority::from_static("invalid")),
+                    weight: 1,
                     healthy: AtomicBool::new(false),
+                    outstanding: Arc::new(AtomicU32::new(0)),
+                    cost_bits: AtomicU64::new(0),
+                    cost_updated: AtomicU64::new(0),
                 })
                 .collect(),
             health_check: config.health_check.clone(),
+            algorithm: config.algorithm,
             cursor: AtomicUsize::new(0),
+            epoch: Instant::now(),
         }
     }
 
@@ -76,46 +257,80 @@ impl TargetGroup {
     /// The next target for a request that already tried `tried`; `None` when every
     /// target was tried.
     pub fn pick(&self, tried: &[usize]) -> Option<usize> {
-        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
-        choose(
-            start,
-            self.targets.len(),
-            |index| self.targets[index].is_healthy(),
-            tried,
-        )
+        let draws = Draws {
+            start: self.cursor.fetch_add(1, Ordering::Relaxed),
+            random: match self.algorithm {
+                Algorithm::WeightedRandom | Algorithm::PeakEwma => {
+                    let mut rng = rand::rng();
+                    [rng.random(), rng.random()]
+                }
+                _ => [0, 0],
+            },
+        };
+        // A fixed-size view: groups are small, and the choice must not allocate.
+        let mut states = [TargetState {
+            healthy: false,
+            outstanding: 0,
+            cost: 0.0,
+            weight: 0,
+        }; 64];
+        let count = self.targets.len().min(states.len());
+        for (state, target) in states.iter_mut().zip(&self.targets) {
+            *state = TargetState {
+                healthy: target.is_healthy(),
+                outstanding: target.outstanding(),
+                cost: target.cost(),
+                weight: target.weight,
+            };
+        }
+        choose(self.algorithm, &states[..count], tried, draws)
     }
-}
 
-/// Round robin from `start` over the healthy targets not yet tried. When no target that was
-/// not tried is healthy, the group fails open, as ALB does: every target not yet tried is a
-/// candidate, because health checks may be wrong and a request that might succeed beats a
-/// certain 503.
-pub fn choose(
-    start: usize,
-    len: usize,
-    is_healthy: impl Fn(usize) -> bool,
-    tried: &[usize],
-) -> Option<usize> {
-    if len == 0 {
-        return None;
+    /// Counts a request in flight to a target.
+    pub fn start_request(&self, index: usize) -> InFlight {
+        let target = &self.targets[index];
+        target.outstanding.fetch_add(1, Ordering::Relaxed);
+        InFlight {
+            outstanding: Arc::clone(&target.outstanding),
+        }
     }
-    let candidates = || {
-        (0..len)
-            .map(|offset| (start + offset) % len)
-            .filter(|index| !tried.contains(index))
-    };
-    candidates()
-        .find(|index| is_healthy(*index))
-        .or_else(|| candidates().next())
+
+    /// Feeds a target's latency average with the time a request took to its response
+    /// headers.
+    pub fn observe_latency(&self, index: usize, rtt: Duration) {
+        let target = &self.targets[index];
+        let now = self.epoch.elapsed().as_nanos() as u64;
+        let last = target.cost_updated.swap(now, Ordering::Relaxed);
+        let elapsed = Duration::from_nanos(now.saturating_sub(last));
+        let cost = next_cost(target.cost(), rtt.as_nanos() as f64, elapsed);
+        target.cost_bits.store(cost.to_bits(), Ordering::Relaxed);
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::choose;
+    use std::time::Duration;
+
+    use super::{Algorithm, Draws, TargetState, choose, next_cost};
+
+    fn state(healthy: bool, outstanding: u32, cost: f64, weight: u32) -> TargetState {
+        TargetState {
+            healthy,
+            outstanding,
+            cost,
+            weight,
+        }
+    }
+
+    fn draws(start: usize, first: u64, second: u64) -> Draws {
+        Draws {
+            start,
+            random: [first, second],
+        }
+    }
 
     #[test]
     fn round_robin_skips_unhealthy_and_tried_targets_and_fails_open() {
-        // (start, health of each target, tried, expected)
         type Case<'a> = (usize, &'a [bool], &'a [usize], Option<usize>);
         let cases: &[Case<'_>] = &[
             (0, &[true, true, true], &[], Some(0)),
@@ -133,11 +348,126 @@ mod tests {
             (0, &[], &[], None),
         ];
         for (start, health, tried, expected) in cases {
-            let got = choose(*start, health.len(), |index| health[index], tried);
+            let states: Vec<_> = health
+                .iter()
+                .map(|healthy| state(*healthy, 0, 0.0, 1))
+                .collect();
+            let got = choose(Algorithm::RoundRobin, &states, tried, draws(*start, 0, 0));
             assert_eq!(
                 got, *expected,
                 "start {start}, health {health:?}, tried {tried:?}"
             );
         }
+    }
+
+    #[test]
+    fn least_outstanding_requests_picks_the_least_busy_healthy_target() {
+        let states = [
+            state(true, 5, 0.0, 1),
+            state(true, 2, 0.0, 1),
+            state(false, 0, 0.0, 1),
+            state(true, 2, 0.0, 1),
+        ];
+        // (start, tried, expected): ties go to the first in turn from the start.
+        let cases: &[(usize, &[usize], Option<usize>)] = &[
+            (0, &[], Some(1)),
+            (2, &[], Some(3)),
+            (0, &[1], Some(3)),
+            (0, &[1, 3], Some(0)),
+            (0, &[0, 1, 3], Some(2)),
+        ];
+        for (start, tried, expected) in cases {
+            assert_eq!(
+                choose(
+                    Algorithm::LeastOutstandingRequests,
+                    &states,
+                    tried,
+                    draws(*start, 0, 0)
+                ),
+                *expected,
+                "start {start}, tried {tried:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn weighted_random_follows_the_weights_of_healthy_targets() {
+        let states = [
+            state(true, 0, 0.0, 1),
+            state(true, 0, 0.0, 3),
+            state(false, 0, 0.0, 100),
+        ];
+        // Total healthy weight 4: draws 0 go to the first target, 1 to 3 to the second.
+        for (draw, expected) in [(0, 0), (1, 1), (3, 1), (4, 0), (7, 1)] {
+            assert_eq!(
+                choose(Algorithm::WeightedRandom, &states, &[], draws(0, draw, 0)),
+                Some(expected),
+                "draw {draw}"
+            );
+        }
+        assert_eq!(
+            choose(Algorithm::WeightedRandom, &states, &[1], draws(0, 3, 0)),
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn peak_ewma_prefers_the_faster_of_two_and_weighs_in_requests_in_flight() {
+        let fast = 1_000_000.0;
+        let slow = 9_000_000.0;
+        // (states, draws, expected)
+        let cases: Vec<(Vec<TargetState>, Draws, Option<usize>)> = vec![
+            // Draws pick targets 0 and 1: the faster one wins whichever is drawn first.
+            (
+                vec![state(true, 0, slow, 1), state(true, 0, fast, 1)],
+                draws(0, 0, 0),
+                Some(1),
+            ),
+            (
+                vec![state(true, 0, slow, 1), state(true, 0, fast, 1)],
+                draws(0, 1, 0),
+                Some(1),
+            ),
+            // Busy enough, the fast target loses: 1 ms × 10 in flight > 9 ms × 1.
+            (
+                vec![state(true, 0, slow, 1), state(true, 9, fast, 1)],
+                draws(0, 0, 0),
+                Some(0),
+            ),
+            // An unknown latency counts as 1 ms.
+            (
+                vec![state(true, 0, 0.0, 1), state(true, 0, slow, 1)],
+                draws(0, 1, 0),
+                Some(0),
+            ),
+            // An unhealthy target is never compared while a healthy one is left.
+            (
+                vec![state(false, 0, fast, 1), state(true, 0, slow, 1)],
+                draws(0, 0, 0),
+                Some(1),
+            ),
+            (vec![state(true, 0, fast, 1)], draws(0, 5, 7), Some(0)),
+        ];
+        for (states, draws, expected) in cases {
+            assert_eq!(
+                choose(Algorithm::PeakEwma, &states, &[], draws),
+                expected,
+                "{states:?} {draws:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_latency_average_takes_peaks_at_once_and_decays_toward_faster_answers() {
+        assert_eq!(next_cost(0.0, 5.0, Duration::ZERO), 5.0);
+        assert_eq!(
+            next_cost(5.0, 50.0, Duration::from_millis(1)),
+            50.0,
+            "a peak is taken at once"
+        );
+        let soon = next_cost(50.0, 5.0, Duration::from_millis(100));
+        let later = next_cost(50.0, 5.0, Duration::from_secs(30));
+        assert!(soon > 45.0 && soon < 50.0, "{soon}");
+        assert!(later < 8.0, "{later}");
     }
 }

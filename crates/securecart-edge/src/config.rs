@@ -47,6 +47,8 @@ pub struct TargetGroupConfig {
     pub targets: Vec<SocketAddr>,
     /// Its active health check.
     pub health_check: HealthCheckConfig,
+    /// How requests are spread over its targets.
+    pub algorithm: crate::balancer::Algorithm,
 }
 
 /// An active HTTP health check.

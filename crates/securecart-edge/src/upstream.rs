@@ -20,7 +20,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::balancer::TargetGroup;
+use crate::balancer::{InFlight, TargetGroup};
 use crate::context::RequestContext;
 use crate::error::EdgeError;
 use crate::metrics::EdgeMetrics;
@@ -111,6 +111,32 @@ impl RequestBody {
     }
 }
 
+/// A target's response body, carrying the count of its request in flight until it ends.
+struct CountedBody {
+    inner: Incoming,
+    _in_flight: InFlight,
+}
+
+impl http_body::Body for CountedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_frame(context)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Sends a prepared request to the group and returns the target's response.
 pub async fn send(
     client: &UpstreamClient,
@@ -159,11 +185,20 @@ pub async fn send(
         } else {
             std::mem::take(&mut parts.headers)
         };
+        let in_flight = group.start_request(index);
+        let sent = std::time::Instant::now();
         match tokio::time::timeout(timeout, client.request(request)).await {
             Err(_) => return Err(EdgeError::Timeout),
             Ok(Ok(response)) => {
                 context.target = Some(target.address);
-                return Ok(response.map(BodyExt::boxed_unsync));
+                group.observe_latency(index, sent.elapsed());
+                return Ok(response.map(|body| {
+                    CountedBody {
+                        inner: body,
+                        _in_flight: in_flight,
+                    }
+                    .boxed_unsync()
+                }));
             }
             Ok(Err(error)) if error.is_connect() => {
                 // Passive health: a target that refuses connections leaves the rotation

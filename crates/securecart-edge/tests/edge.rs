@@ -168,6 +168,7 @@ async fn start_edge(groups: Vec<(&str, &str, Vec<SocketAddr>)>) -> RunningEdge {
             name: name.to_owned(),
             targets,
             health_check: health_check(),
+            algorithm: Default::default(),
         });
     }
     start_edge_with(rules, not_found(), target_groups).await
@@ -419,6 +420,7 @@ async fn rules_redirect_answer_fixed_responses_and_match_headers() {
         name: name.to_owned(),
         targets: vec![target],
         health_check: health_check(),
+        algorithm: Default::default(),
     };
     let rules = vec![
         path_rule(
@@ -505,6 +507,7 @@ async fn weighted_forwards_split_traffic_and_stickiness_keeps_a_client_on_its_gr
         name: name.to_owned(),
         targets: vec![target],
         health_check: health_check(),
+        algorithm: Default::default(),
     };
     let split = |stickiness| {
         ActionConfig::Forward(ForwardConfig {
@@ -649,6 +652,7 @@ async fn https_listeners_pick_certificates_by_sni_and_speak_http2_by_alpn() {
             name: "api".to_owned(),
             targets: vec![a.address],
             health_check: health_check(),
+            algorithm: Default::default(),
         }],
         limits: Limits::default(),
     })
@@ -789,4 +793,43 @@ async fn ambiguous_framing_cannot_smuggle_a_request_past_the_edge() {
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(!answer.contains("\"name\""), "{answer}");
     edge.shutdown().await;
+}
+
+#[tokio::test]
+async fn least_outstanding_requests_sends_new_requests_away_from_a_busy_target() {
+    let (a, _) = start_upstream("a").await;
+    let (b, _) = start_upstream("b").await;
+    let group = TargetGroupConfig {
+        name: "api".to_owned(),
+        targets: vec![a.address, b.address],
+        health_check: health_check(),
+        algorithm: securecart_edge::balancer::Algorithm::LeastOutstandingRequests,
+    };
+    let edge = start_edge_with(
+        vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
+        not_found(),
+        vec![group],
+    )
+    .await;
+    edge.wait_for_healthy(2).await;
+    // One slow request occupies one target...
+    let slow_url = format!("{}/api/slow", edge.url);
+    let slow = tokio::spawn(async move { TestClient::http1().get(&slow_url).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // ...so every quick request goes to the other, where round robin would alternate.
+    let mut client = TestClient::http1();
+    let mut names = std::collections::HashSet::new();
+    for _ in 0..6 {
+        names.insert(whoami(&mut client, &edge).await);
+    }
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert_eq!(slow.await.expect("slow request").status, 200);
+    // Once the slow request is done, both targets are free again and share the load.
+    let mut names = std::collections::HashSet::new();
+    for _ in 0..6 {
+        names.insert(whoami(&mut client, &edge).await);
+    }
+    assert_eq!(names.len(), 2, "{names:?}");
+    edge.shutdown().await;
+    drop((a, b));
 }

@@ -335,6 +335,21 @@ pub struct TargetGroup {
     pub service: ServiceKind,
     /// Its health check.
     pub health_check: HealthCheck,
+    /// Its balancing algorithm.
+    pub algorithm: Algorithm,
+}
+
+/// How a target group spreads requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// Each target in turn.
+    RoundRobin,
+    /// The target with the fewest requests in flight.
+    LeastOutstandingRequests,
+    /// A random target by weight.
+    WeightedRandom,
+    /// Power of two choices over peak EWMA latency.
+    PeakEwma,
 }
 
 /// An active HTTP health check.
@@ -646,10 +661,24 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
         };
         let health_check =
             resolve_health_check(&raw_group.health_check, &path.key("health_check"), findings);
+        let algorithm = match raw_group.algorithm.as_str() {
+            "round_robin" => Algorithm::RoundRobin,
+            "least_outstanding_requests" => Algorithm::LeastOutstandingRequests,
+            "weighted_random" => Algorithm::WeightedRandom,
+            "p2c_peak_ewma" => Algorithm::PeakEwma,
+            other => {
+                findings.problem(
+                    path.key("algorithm"),
+                    format!("`{other}` is not an algorithm; expected round_robin, least_outstanding_requests, weighted_random or p2c_peak_ewma"),
+                );
+                Algorithm::RoundRobin
+            }
+        };
         target_groups.push(TargetGroup {
             name: raw_group.name.clone(),
             service,
             health_check,
+            algorithm,
         });
     }
     let group_names: Vec<&str> = raw

@@ -364,6 +364,16 @@ pub struct RawTargetGroup {
     /// The active health check of every target.
     #[serde(default)]
     pub health_check: RawHealthCheck,
+    /// How requests are spread: `round_robin`, `least_outstanding_requests`,
+    /// `weighted_random`, or `p2c_peak_ewma` (the less loaded of two random targets, by
+    /// latency average times requests in flight).
+    #[serde(default = "default_algorithm")]
+    pub algorithm: String,
+}
+
+/// The default balancing algorithm.
+pub fn default_algorithm() -> String {
+    "round_robin".to_owned()
 }
 
 /// An active HTTP health check.

@@ -342,6 +342,12 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "301 or 302",
         ),
         (
+            "algorithm = \"p2c_peak_ewma\"",
+            "algorithm = \"fastest\"",
+            "edge.target_groups[1].algorithm",
+            "not an algorithm",
+        ),
+        (
             "protocol = \"https\"",
             "protocol = \"spdy\"",
             "edge.listeners[1].protocol",

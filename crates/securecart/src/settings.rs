@@ -9,14 +9,15 @@ use std::net::SocketAddr;
 use securecart_edge::actions::{
     ActionConfig, FixedResponseConfig, ForwardConfig, RedirectConfig, WeightedGroup,
 };
+use securecart_edge::balancer::Algorithm;
 use securecart_edge::rules::{Conditions, Rule};
 use securecart_edge::tls::{CertificatePem, TlsConfig};
 use securecart_edge::{EdgeConfig, HealthCheckConfig, Limits, ListenerConfig, TargetGroupConfig};
 use securecart_shop::{ShopConfig, ShopService};
 use securecart_telemetry::LogFormat;
 use securecart_topology::{
-    EMBEDDED_NAME, Listener, ListenerProtocol, Loaded, LogFormat as TopologyLogFormat, Region,
-    RuleAction, ServiceKind, Topology,
+    Algorithm as TopologyAlgorithm, EMBEDDED_NAME, Listener, ListenerProtocol, Loaded,
+    LogFormat as TopologyLogFormat, Region, RuleAction, ServiceKind, Topology,
 };
 
 use crate::cli::{LogFormatArg, ServiceArg};
@@ -165,6 +166,14 @@ pub fn edge_config(
                     unhealthy_threshold: group.health_check.unhealthy_threshold,
                     matcher: group.health_check.matcher.clone(),
                 },
+                algorithm: match group.algorithm {
+                    TopologyAlgorithm::RoundRobin => Algorithm::RoundRobin,
+                    TopologyAlgorithm::LeastOutstandingRequests => {
+                        Algorithm::LeastOutstandingRequests
+                    }
+                    TopologyAlgorithm::WeightedRandom => Algorithm::WeightedRandom,
+                    TopologyAlgorithm::PeakEwma => Algorithm::PeakEwma,
+                },
             })
             .collect(),
         limits: Limits::default(),
@@ -264,6 +273,7 @@ pub async fn proxy_config(
                 // error (or no answer) counts against it.
                 matcher: vec![200..=499],
             },
+            algorithm: Algorithm::RoundRobin,
         }],
         limits: Limits::default(),
     })
