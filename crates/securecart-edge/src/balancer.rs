@@ -203,6 +203,8 @@ pub struct TargetGroup {
     pub health_check: HealthCheckConfig,
     /// Its balancing algorithm.
     pub algorithm: Algorithm,
+    /// The protocol spoken to its targets.
+    pub protocol: crate::config::UpstreamProtocol,
     cursor: AtomicUsize,
     epoch: Instant,
 }
@@ -241,6 +243,7 @@ impl TargetGroup {
                 .collect(),
             health_check: config.health_check.clone(),
             algorithm: config.algorithm,
+            protocol: config.protocol,
             cursor: AtomicUsize::new(0),
             epoch: Instant::now(),
         }

@@ -49,6 +49,18 @@ pub struct TargetGroupConfig {
     pub health_check: HealthCheckConfig,
     /// How requests are spread over its targets.
     pub algorithm: crate::balancer::Algorithm,
+    /// The protocol spoken to its targets.
+    pub protocol: UpstreamProtocol,
+}
+
+/// The protocol the edge speaks to a target group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 over pooled keep-alive connections.
+    #[default]
+    Http1,
+    /// Cleartext HTTP/2 (prior knowledge), many requests per connection; gRPC needs it.
+    Http2,
 }
 
 /// An active HTTP health check.

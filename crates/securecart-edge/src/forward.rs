@@ -37,6 +37,29 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// The protocol a request asks to switch to (`Upgrade` with `Connection: upgrade`, such as a
+/// WebSocket handshake); HTTP/1.1 only.
+pub fn upgrade_requested(version: http::Version, headers: &HeaderMap) -> Option<HeaderValue> {
+    if version != http::Version::HTTP_11 {
+        return None;
+    }
+    let connection_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    connection_upgrade
+        .then(|| headers.get(header::UPGRADE).cloned())
+        .flatten()
+}
+
+/// Puts back the two headers that carry a protocol switch, after the hop-by-hop ones went.
+pub fn keep_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, protocol);
+}
+
 /// Rewrites a request's headers for its target.
 pub fn prepare_request(
     parts: &mut Parts,
@@ -44,7 +67,26 @@ pub fn prepare_request(
     protocol: &'static str,
     listener_port: u16,
 ) {
+    let upgrade = upgrade_requested(parts.version, &parts.headers);
+    // `TE: trailers` is the one TE an HTTP/2 target may receive, and gRPC needs it.
+    let trailers = parts
+        .headers
+        .get(header::TE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| {
+            value
+                .split(',')
+                .any(|token| token.trim().eq_ignore_ascii_case("trailers"))
+        });
     remove_hop_by_hop(&mut parts.headers);
+    if let Some(protocol) = upgrade {
+        keep_upgrade(&mut parts.headers, protocol);
+    }
+    if trailers {
+        parts
+            .headers
+            .insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     // HTTP/2 clients name the host in the URI's authority; HTTP/1.1 targets need it in Host.
     if !parts.headers.contains_key(header::HOST)
         && let Some(authority) = parts.uri.authority()

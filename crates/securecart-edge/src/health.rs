@@ -60,14 +60,22 @@ pub fn spawn_checkers(
 ) {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    // Checks use fresh connections, so that a target that stops accepting is noticed.
-    let client: Client<HttpConnector, Empty<Bytes>> = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(0)
-        .build(connector);
+    // Checks use fresh connections, so that a target that stops accepting is noticed, and
+    // the group's own protocol, so that an HTTP/2-only target (gRPC) can pass.
+    let build = |http2: bool| -> Client<HttpConnector, Empty<Bytes>> {
+        Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .http2_only(http2)
+            .build(connector.clone())
+    };
+    let (http1_client, http2_client) = (build(false), build(true));
     for group_index in 0..groups.len() {
         for target_index in 0..groups[group_index].targets.len() {
             let groups = Arc::clone(groups);
-            let client = client.clone();
+            let client = match groups[group_index].protocol {
+                crate::config::UpstreamProtocol::Http1 => http1_client.clone(),
+                crate::config::UpstreamProtocol::Http2 => http2_client.clone(),
+            };
             let metrics = metrics.clone();
             let readiness = readiness.clone();
             let mut stop = stop.clone();

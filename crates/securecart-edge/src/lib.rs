@@ -35,7 +35,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-pub use config::{EdgeConfig, HealthCheckConfig, Limits, ListenerConfig, TargetGroupConfig};
+pub use config::{
+    EdgeConfig, HealthCheckConfig, Limits, ListenerConfig, TargetGroupConfig, UpstreamProtocol,
+};
 pub use error::EdgeError;
 
 use actions::{Action, ActionError};
@@ -151,7 +153,7 @@ impl Edge {
         for group in groups.iter() {
             metrics.set_target_health(group);
         }
-        let client = upstream::client(config.limits.connect_timeout);
+        let clients = upstream::UpstreamClients::new(config.limits.connect_timeout);
         let mut listeners = Vec::with_capacity(config.listeners.len());
         for listener_config in &config.listeners {
             let rules = compile_listener(listener_config, &groups)?;
@@ -180,7 +182,7 @@ impl Edge {
                 protocol: if acceptor.is_some() { "https" } else { "http" },
                 rules,
                 groups: Arc::clone(&groups),
-                client: client.clone(),
+                clients: clients.clone(),
                 metrics: metrics.clone(),
                 limits: config.limits.clone(),
                 error_log: Default::default(),
@@ -377,7 +379,7 @@ fn serve_connection<IO>(
     let active = pipeline.metrics.connections_active.clone();
     let service = service_fn(move |request| Arc::clone(&pipeline).handle(request, peer));
     let connection = builder
-        .serve_connection(TokioIo::new(io), service)
+        .serve_connection_with_upgrades(TokioIo::new(io), service)
         .into_owned();
     let connection = graceful.watch(connection);
     tokio::spawn(async move {

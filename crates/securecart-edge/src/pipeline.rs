@@ -41,7 +41,7 @@ use crate::forward;
 use crate::guard;
 use crate::metrics::EdgeMetrics;
 use crate::rules::{RequestHead, RuleSet};
-use crate::upstream::{self, EdgeBody, UpstreamClient};
+use crate::upstream::{self, EdgeBody, UpstreamClients};
 
 /// One listener's pipeline: its rules, and what every listener of the edge shares.
 #[derive(Debug)]
@@ -58,8 +58,8 @@ pub struct Pipeline {
     pub rules: RuleSet<Action>,
     /// The target groups, indexed by the actions.
     pub groups: Arc<[TargetGroup]>,
-    /// The pooled upstream client.
-    pub client: UpstreamClient,
+    /// The pooled upstream clients.
+    pub clients: UpstreamClients,
     /// The edge's metrics.
     pub metrics: EdgeMetrics,
     /// Timeouts.
@@ -106,7 +106,13 @@ impl Pipeline {
                 error_response(&error)
             }
         };
+        let switched = (response.status() == http::StatusCode::SWITCHING_PROTOCOLS)
+            .then(|| response.headers().get(header::UPGRADE).cloned())
+            .flatten();
         forward::remove_hop_by_hop(response.headers_mut());
+        if let Some(protocol) = switched {
+            forward::keep_upgrade(response.headers_mut(), protocol);
+        }
         if context.error_code == Some(EdgeError::BadRequest("").code()) {
             // After a request the edge could not frame, the connection is not trusted for
             // another one.
@@ -239,19 +245,23 @@ impl Pipeline {
             .filter(|_| sticky != Some(group.name.as_str()))
             .map(|duration| (group.name.as_str(), duration));
 
-        // Stage 7: forward.
+        // Stage 7: forward. A protocol switch (WebSocket) keeps the client's side of the
+        // upgrade to join it to the target's.
+        let mut request = request;
+        let client_upgrade = forward::upgrade_requested(request.version(), request.headers())
+            .map(|_| hyper::upgrade::on(&mut request));
         let (mut parts, body) = request.into_parts();
         forward::prepare_request(&mut parts, context, self.protocol, self.listener_port);
 
         // Stage 8: upstream.
         let response = upstream::send(
-            &self.client,
+            &self.clients,
             group,
             &self.metrics,
             context,
-            parts,
-            body,
+            Request::from_parts(parts, body),
             self.limits.upstream_timeout,
+            client_upgrade,
         )
         .await;
         Outcome {

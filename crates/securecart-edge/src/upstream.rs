@@ -10,7 +10,6 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::request::Parts;
 use http::{Request, Response, Uri, Version};
 use http_body::Body as _;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -21,6 +20,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::balancer::{InFlight, TargetGroup};
+use crate::config::UpstreamProtocol;
 use crate::context::RequestContext;
 use crate::error::EdgeError;
 use crate::metrics::EdgeMetrics;
@@ -38,8 +38,33 @@ pub const MAX_BUFFERED_BODY: u64 = 64 * 1024;
 /// scheme and authority.
 pub type UpstreamClient = Client<HttpConnector, EdgeBody>;
 
-/// Builds the shared client.
-pub fn client(connect_timeout: Duration) -> UpstreamClient {
+/// The shared clients: one per upstream protocol.
+#[derive(Debug, Clone)]
+pub struct UpstreamClients {
+    /// HTTP/1.1 with a keep-alive pool.
+    pub http1: UpstreamClient,
+    /// Cleartext HTTP/2, one multiplexed connection per target.
+    pub http2: UpstreamClient,
+}
+
+impl UpstreamClients {
+    /// Builds both clients.
+    pub fn new(connect_timeout: Duration) -> Self {
+        Self {
+            http1: client(connect_timeout, false),
+            http2: client(connect_timeout, true),
+        }
+    }
+
+    fn for_protocol(&self, protocol: UpstreamProtocol) -> &UpstreamClient {
+        match protocol {
+            UpstreamProtocol::Http1 => &self.http1,
+            UpstreamProtocol::Http2 => &self.http2,
+        }
+    }
+}
+
+fn client(connect_timeout: Duration, http2: bool) -> UpstreamClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(connect_timeout));
@@ -49,6 +74,7 @@ pub fn client(connect_timeout: Duration) -> UpstreamClient {
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(256)
         .retry_canceled_requests(true)
+        .http2_only(http2)
         .build(connector)
 }
 
@@ -111,6 +137,25 @@ impl RequestBody {
     }
 }
 
+/// Joins the client's and the target's connections once both have switched protocols (a
+/// WebSocket, say) and copies bytes both ways until either side closes.
+fn tunnel(client: hyper::upgrade::OnUpgrade, target: hyper::upgrade::OnUpgrade) {
+    tokio::spawn(async move {
+        let (client, target) = match tokio::try_join!(client, target) {
+            Ok(both) => both,
+            Err(error) => {
+                tracing::debug!(%error, "protocol switch failed");
+                return;
+            }
+        };
+        let mut client = hyper_util::rt::TokioIo::new(client);
+        let mut target = hyper_util::rt::TokioIo::new(target);
+        if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut target).await {
+            tracing::debug!(%error, "upgraded connection ended with an error");
+        }
+    });
+}
+
 /// A target's response body, carrying the count of its request in flight until it ends.
 struct CountedBody {
     inner: Incoming,
@@ -139,17 +184,18 @@ impl http_body::Body for CountedBody {
 
 /// Sends a prepared request to the group and returns the target's response.
 pub async fn send(
-    client: &UpstreamClient,
+    clients: &UpstreamClients,
     group: &TargetGroup,
     metrics: &EdgeMetrics,
     context: &mut RequestContext,
-    mut parts: Parts,
-    body: Incoming,
+    request: Request<Incoming>,
     timeout: Duration,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Result<Response<EdgeBody>, EdgeError> {
     if group.targets.is_empty() {
         return Err(EdgeError::NoTargets(group.name.clone()));
     }
+    let (mut parts, body) = request.into_parts();
     let mut body = RequestBody::read(body).await?;
     let path_and_query = parts
         .uri
@@ -173,13 +219,17 @@ pub async fn send(
             .path_and_query(path_and_query.as_str())
             .build()
             .map_err(|_| EdgeError::BadRequest("the request target is not a valid URI"))?;
-        let may_retry = body.is_replayable()
+        let may_retry = client_upgrade.is_none()
+            && body.is_replayable()
             && context.attempts < MAX_ATTEMPTS as u32
             && group.targets.len() > attempt + 1;
         let mut request = Request::new(body.take());
         *request.method_mut() = parts.method.clone();
         *request.uri_mut() = uri;
-        *request.version_mut() = Version::HTTP_11;
+        *request.version_mut() = match group.protocol {
+            UpstreamProtocol::Http1 => Version::HTTP_11,
+            UpstreamProtocol::Http2 => Version::HTTP_2,
+        };
         *request.headers_mut() = if may_retry {
             parts.headers.clone()
         } else {
@@ -187,11 +237,17 @@ pub async fn send(
         };
         let in_flight = group.start_request(index);
         let sent = std::time::Instant::now();
+        let client = clients.for_protocol(group.protocol);
         match tokio::time::timeout(timeout, client.request(request)).await {
             Err(_) => return Err(EdgeError::Timeout),
-            Ok(Ok(response)) => {
+            Ok(Ok(mut response)) => {
                 context.target = Some(target.address);
                 group.observe_latency(index, sent.elapsed());
+                if response.status() == http::StatusCode::SWITCHING_PROTOCOLS
+                    && let Some(client_upgrade) = client_upgrade
+                {
+                    tunnel(client_upgrade, hyper::upgrade::on(&mut response));
+                }
                 return Ok(response.map(|body| {
                     CountedBody {
                         inner: body,

@@ -75,6 +75,30 @@ async fn start_upstream(name: &'static str) -> (TestServer, Arc<AtomicBool>) {
             ),
         )
         .route(
+            "/api/echo-upgrade",
+            get(|mut request: axum::extract::Request| async move {
+                // Switch to a byte-echo protocol, as a WebSocket server switches to frames.
+                let switched = hyper::upgrade::on(&mut request);
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let Ok(upgraded) = switched.await else { return };
+                    let mut io = hyper_util::rt::TokioIo::new(upgraded);
+                    let mut buffer = [0u8; 256];
+                    while let Ok(read) = io.read(&mut buffer).await {
+                        if read == 0 || io.write_all(&buffer[..read]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                axum::http::Response::builder()
+                    .status(StatusCode::SWITCHING_PROTOCOLS)
+                    .header("connection", "upgrade")
+                    .header("upgrade", "echo")
+                    .body(axum::body::Body::empty())
+                    .expect("response")
+            }),
+        )
+        .route(
             "/api/slow",
             get(|| async {
                 tokio::time::sleep(Duration::from_millis(400)).await;
@@ -169,6 +193,7 @@ async fn start_edge(groups: Vec<(&str, &str, Vec<SocketAddr>)>) -> RunningEdge {
             targets,
             health_check: health_check(),
             algorithm: Default::default(),
+            protocol: Default::default(),
         });
     }
     start_edge_with(rules, not_found(), target_groups).await
@@ -421,6 +446,7 @@ async fn rules_redirect_answer_fixed_responses_and_match_headers() {
         targets: vec![target],
         health_check: health_check(),
         algorithm: Default::default(),
+        protocol: Default::default(),
     };
     let rules = vec![
         path_rule(
@@ -508,6 +534,7 @@ async fn weighted_forwards_split_traffic_and_stickiness_keeps_a_client_on_its_gr
         targets: vec![target],
         health_check: health_check(),
         algorithm: Default::default(),
+        protocol: Default::default(),
     };
     let split = |stickiness| {
         ActionConfig::Forward(ForwardConfig {
@@ -653,6 +680,7 @@ async fn https_listeners_pick_certificates_by_sni_and_speak_http2_by_alpn() {
             targets: vec![a.address],
             health_check: health_check(),
             algorithm: Default::default(),
+            protocol: Default::default(),
         }],
         limits: Limits::default(),
     })
@@ -804,6 +832,7 @@ async fn least_outstanding_requests_sends_new_requests_away_from_a_busy_target()
         targets: vec![a.address, b.address],
         health_check: health_check(),
         algorithm: securecart_edge::balancer::Algorithm::LeastOutstandingRequests,
+        protocol: Default::default(),
     };
     let edge = start_edge_with(
         vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
@@ -832,4 +861,145 @@ async fn least_outstanding_requests_sends_new_requests_away_from_a_busy_target()
     assert_eq!(names.len(), 2, "{names:?}");
     edge.shutdown().await;
     drop((a, b));
+}
+
+#[tokio::test]
+async fn upgraded_connections_are_tunnelled_to_the_target() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (a, _) = start_upstream("a").await;
+    let edge = start_edge(vec![("/api/*", "api", vec![a.address])]).await;
+    edge.wait_for_healthy(1).await;
+    let address = edge.url.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GET /api/echo-upgrade HTTP/1.1\r\nHost: shop.example\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+        .await
+        .expect("write");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut byte))
+            .await
+            .expect("the switch is answered")
+            .expect("read");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(
+        head.contains("upgrade: echo") && head.contains("connection: upgrade"),
+        "{head}"
+    );
+    for message in ["hello", "through the edge"] {
+        stream.write_all(message.as_bytes()).await.expect("write");
+        let mut echoed = vec![0u8; message.len()];
+        tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut echoed))
+            .await
+            .expect("echo")
+            .expect("read");
+        assert_eq!(echoed, message.as_bytes());
+    }
+    drop(stream);
+    edge.shutdown().await;
+}
+
+/// A response body of one data frame and then trailers, as a gRPC server sends.
+struct TrailerBody {
+    data: Option<bytes::Bytes>,
+    trailers: Option<HeaderMap>,
+}
+
+impl http_body::Body for TrailerBody {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        if let Some(data) = self.data.take() {
+            return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(data))));
+        }
+        std::task::Poll::Ready(
+            self.trailers
+                .take()
+                .map(|trailers| Ok(http_body::Frame::trailers(trailers))),
+        )
+    }
+}
+
+#[tokio::test]
+async fn grpc_over_http2_targets_passes_trailers_through() {
+    // An HTTP/2 target that answers like a gRPC server: a message, then grpc-status in the
+    // trailers; it insists on `te: trailers`, as gRPC servers do.
+    let target = serve(
+        "127.0.0.1",
+        Router::new().route(
+            "/echo.Echo/Say",
+            post(|headers: HeaderMap| async move {
+                let mut trailers = HeaderMap::new();
+                let te_trailers = headers.get("te").is_some_and(|value| value == "trailers");
+                trailers.insert(
+                    "grpc-status",
+                    if te_trailers {
+                        "0".parse().expect("value")
+                    } else {
+                        "3".parse().expect("value")
+                    },
+                );
+                trailers.insert("grpc-message", "ok".parse().expect("value"));
+                axum::http::Response::builder()
+                    .header("content-type", "application/grpc")
+                    .body(axum::body::Body::new(TrailerBody {
+                        data: Some(bytes::Bytes::from_static(b"\0\0\0\0\x05hello")),
+                        trailers: Some(trailers),
+                    }))
+                    .expect("response")
+            })
+            .get(|| async { "ok" }),
+        ),
+    )
+    .await;
+    let group = TargetGroupConfig {
+        name: "grpc".to_owned(),
+        targets: vec![target.address],
+        health_check: HealthCheckConfig {
+            path: "/echo.Echo/Say".to_owned(),
+            ..health_check()
+        },
+        algorithm: Default::default(),
+        protocol: securecart_edge::UpstreamProtocol::Http2,
+    };
+    let edge = start_edge_with(
+        vec![path_rule(1, "/echo.Echo/*", ActionConfig::forward("grpc"))],
+        not_found(),
+        vec![group],
+    )
+    .await;
+    edge.wait_for_healthy(1).await;
+    let mut client = TestClient::http2();
+    let reply = client
+        .send(
+            hyper::Method::POST,
+            &format!("{}/echo.Echo/Say", edge.url),
+            &[("content-type", "application/grpc"), ("te", "trailers")],
+            "\0\0\0\0\x05hello",
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.version, hyper::Version::HTTP_2);
+    assert_eq!(&reply.body[..], b"\0\0\0\0\x05hello");
+    let trailers = reply.trailers.expect("trailers reach the client");
+    assert_eq!(
+        trailers.get("grpc-status").map(|value| value.as_bytes()),
+        Some(&b"0"[..]),
+        "te: trailers reached the target"
+    );
+    assert_eq!(
+        trailers.get("grpc-message").map(|value| value.as_bytes()),
+        Some(&b"ok"[..])
+    );
+    edge.shutdown().await;
 }

@@ -82,6 +82,8 @@ pub struct Reply {
     pub body: Bytes,
     /// The HTTP version of the response.
     pub version: Version,
+    /// The trailers, if the body ended with some.
+    pub trailers: Option<HeaderMap>,
 }
 
 impl Reply {
@@ -175,17 +177,14 @@ impl TestClient {
         {
             self.cookie = Some(pair.to_owned());
         }
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
+        let collected = response.into_body().collect().await.expect("body");
+        let trailers = collected.trailers().cloned();
         Reply {
             status,
             headers,
-            body,
+            body: collected.to_bytes(),
             version,
+            trailers,
         }
     }
 
@@ -303,6 +302,7 @@ pub async fn tls_get(
             headers,
             body,
             version,
+            trailers: None,
         },
         alpn: agreed,
         tls_version,

@@ -337,6 +337,8 @@ pub struct TargetGroup {
     pub health_check: HealthCheck,
     /// Its balancing algorithm.
     pub algorithm: Algorithm,
+    /// Whether its targets speak HTTP/2 (else HTTP/1.1).
+    pub http2: bool,
 }
 
 /// How a target group spreads requests.
@@ -674,11 +676,23 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
                 Algorithm::RoundRobin
             }
         };
+        let http2 = match raw_group.protocol.as_str() {
+            "http1" => false,
+            "http2" => true,
+            other => {
+                findings.problem(
+                    path.key("protocol"),
+                    format!("`{other}` is not a target protocol; expected \"http1\" or \"http2\""),
+                );
+                false
+            }
+        };
         target_groups.push(TargetGroup {
             name: raw_group.name.clone(),
             service,
             health_check,
             algorithm,
+            http2,
         });
     }
     let group_names: Vec<&str> = raw

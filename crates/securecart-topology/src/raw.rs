@@ -369,6 +369,14 @@ pub struct RawTargetGroup {
     /// latency average times requests in flight).
     #[serde(default = "default_algorithm")]
     pub algorithm: String,
+    /// The protocol spoken to the targets: `http1`, or `http2` (cleartext, as gRPC needs).
+    #[serde(default = "default_upstream_protocol")]
+    pub protocol: String,
+}
+
+/// The default protocol to targets.
+pub fn default_upstream_protocol() -> String {
+    "http1".to_owned()
 }
 
 /// The default balancing algorithm.

@@ -343,6 +343,12 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
         ),
         (
             "algorithm = \"p2c_peak_ewma\"",
+            "algorithm = \"p2c_peak_ewma\"\nprotocol = \"http3\"",
+            "edge.target_groups[1].protocol",
+            "not a target protocol",
+        ),
+        (
+            "algorithm = \"p2c_peak_ewma\"",
             "algorithm = \"fastest\"",
             "edge.target_groups[1].algorithm",
             "not an algorithm",

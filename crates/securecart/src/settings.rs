@@ -12,7 +12,9 @@ use securecart_edge::actions::{
 use securecart_edge::balancer::Algorithm;
 use securecart_edge::rules::{Conditions, Rule};
 use securecart_edge::tls::{CertificatePem, TlsConfig};
-use securecart_edge::{EdgeConfig, HealthCheckConfig, Limits, ListenerConfig, TargetGroupConfig};
+use securecart_edge::{
+    EdgeConfig, HealthCheckConfig, Limits, ListenerConfig, TargetGroupConfig, UpstreamProtocol,
+};
 use securecart_shop::{ShopConfig, ShopService};
 use securecart_telemetry::LogFormat;
 use securecart_topology::{
@@ -174,6 +176,11 @@ pub fn edge_config(
                     TopologyAlgorithm::WeightedRandom => Algorithm::WeightedRandom,
                     TopologyAlgorithm::PeakEwma => Algorithm::PeakEwma,
                 },
+                protocol: if group.http2 {
+                    UpstreamProtocol::Http2
+                } else {
+                    UpstreamProtocol::Http1
+                },
             })
             .collect(),
         limits: Limits::default(),
@@ -274,6 +281,7 @@ pub async fn proxy_config(
                 matcher: vec![200..=499],
             },
             algorithm: Algorithm::RoundRobin,
+            protocol: UpstreamProtocol::Http1,
         }],
         limits: Limits::default(),
     })
