@@ -15,10 +15,16 @@ pub struct RequestContext {
     /// The trace this request belongs to (continued from the client's `traceparent`, or
     /// new); the edge's own span.
     pub trace: TraceContext,
-    /// The rule that matched, by its prefix index in the router.
-    pub rule: Option<usize>,
     /// The target that answered.
     pub target: Option<SocketAddr>,
+    /// When the request was (last) sent to a target.
+    pub sent_to_target: Option<Instant>,
+    /// When the target's response headers came.
+    pub target_answered: Option<Instant>,
+    /// The target's status.
+    pub target_status: Option<u16>,
+    /// The request body's length, when known.
+    pub received_bytes: u64,
     /// How many targets were tried.
     pub attempts: u32,
     /// Why the edge answered itself, if it did.
@@ -32,8 +38,11 @@ impl RequestContext {
             client,
             started: Instant::now(),
             trace,
-            rule: None,
             target: None,
+            sent_to_target: None,
+            target_answered: None,
+            target_status: None,
+            received_bytes: 0,
             attempts: 0,
             error_code: None,
         }

@@ -6,6 +6,7 @@
 //! groups with target addresses. It knows nothing of topology files or of what the targets
 //! serve.
 
+pub mod access_log;
 pub mod actions;
 pub mod balancer;
 pub mod config;

@@ -28,10 +28,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, Version, header};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use rand::Rng;
 use securecart_telemetry::TraceContext;
 
+use crate::access_log::{AccessRecord, LoggedBody};
 use crate::actions::{Action, Forward, GROUP_STICKINESS_COOKIE, RequestParts, redirect_location};
 use crate::balancer::TargetGroup;
 use crate::config::Limits;
@@ -71,9 +73,37 @@ pub struct Pipeline {
 /// What the request stages decided, for the respond stage.
 struct Outcome<'p> {
     rule: &'p str,
+    /// The target group forwarded to.
+    group: Option<&'p str>,
+    /// `forward`, `redirect` or `fixed-response`, as ALB names them.
+    action: &'static str,
+    /// A redirect's location.
+    redirect_url: Option<String>,
     response: Result<Response<EdgeBody>, EdgeError>,
     /// The group to pin the client to with a cookie, and for how long.
     stick_to: Option<(&'p str, std::time::Duration)>,
+}
+
+/// The parts of a request its access log line needs, copied before the request moves on.
+struct RequestSummary {
+    request: String,
+    user_agent: String,
+    host: String,
+    version: Version,
+}
+
+impl<'p> Outcome<'p> {
+    /// The edge refuses the request.
+    fn refused(rule: &'p str, action: &'static str, error: EdgeError) -> Self {
+        Self {
+            rule,
+            group: None,
+            action,
+            redirect_url: None,
+            response: Err(error),
+            stick_to: None,
+        }
+    }
 }
 
 impl Pipeline {
@@ -88,8 +118,8 @@ impl Pipeline {
             .map_or_else(TraceContext::new_root, |parent| parent.child());
         let mut context = RequestContext::new(client, trace);
         // The access log's fields are copied only when the access log is on.
-        let request_line = tracing::enabled!(target: "access", tracing::Level::INFO)
-            .then(|| (request.method().clone(), request.uri().path().to_owned()));
+        let logged = tracing::enabled!(target: "access", tracing::Level::INFO)
+            .then(|| self.request_summary(&request));
 
         let outcome = self.route(&mut context, request).await;
 
@@ -106,7 +136,8 @@ impl Pipeline {
                 error_response(&error)
             }
         };
-        let switched = (response.status() == http::StatusCode::SWITCHING_PROTOCOLS)
+        let switched_protocol = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+        let switched = switched_protocol
             .then(|| response.headers().get(header::UPGRADE).cloned())
             .flatten();
         forward::remove_hop_by_hop(response.headers_mut());
@@ -131,23 +162,67 @@ impl Pipeline {
         let elapsed = context.started.elapsed();
         let status = response.status().as_u16();
         self.metrics.http.record(outcome.rule, status, elapsed);
-        if let Some((method, path)) = request_line {
-            tracing::info!(
-                target: "access",
-                listener = %self.listener,
-                client = %context.client,
-                %method,
-                %path,
-                status,
-                rule = outcome.rule,
-                target = context.target.map(|target| target.to_string()).unwrap_or_default(),
-                attempts = context.attempts,
-                error = context.error_code.unwrap_or(""),
-                duration_ms = elapsed.as_secs_f64() * 1000.0,
-                trace_id = %context.trace.trace_id_hex(),
-            );
+        if let Some(summary) = logged {
+            let kind = match (switched_protocol, self.protocol, summary.version) {
+                (true, _, _) => "ws",
+                (false, "https", Version::HTTP_2) => "h2",
+                (false, "https", _) => "https",
+                (false, _, Version::HTTP_2) => "h2c",
+                _ => "http",
+            };
+            let record = AccessRecord {
+                kind,
+                listener: self.listener.clone(),
+                client: context.client,
+                target: context.target,
+                request: summary.request,
+                user_agent: summary.user_agent,
+                domain_name: summary.host,
+                matched_rule: outcome.rule.to_owned(),
+                target_group: outcome.group.unwrap_or("").to_owned(),
+                action: outcome.action,
+                redirect_url: outcome.redirect_url.unwrap_or_default(),
+                error_reason: context.error_code.unwrap_or(""),
+                elb_status_code: status,
+                target_status_code: context.target_status,
+                received_bytes: context.received_bytes,
+                trace_id: context.trace.trace_id_hex(),
+                attempts: context.attempts,
+                arrived: context.started,
+                sent_to_target: context.sent_to_target,
+                target_answered: context.target_answered,
+            };
+            response = response.map(|body| LoggedBody::new(body, record).boxed_unsync());
         }
         Ok(response)
+    }
+
+    fn request_summary(&self, request: &Request<Incoming>) -> RequestSummary {
+        let text = |name: header::HeaderName| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        let host = request_host(request).unwrap_or("").to_owned();
+        let target = request
+            .uri()
+            .path_and_query()
+            .map_or("/", |path_and_query| path_and_query.as_str());
+        RequestSummary {
+            request: format!(
+                "{} {}://{host}:{}{target} {:?}",
+                request.method(),
+                self.protocol,
+                self.listener_port,
+                request.version()
+            ),
+            user_agent: text(header::USER_AGENT),
+            host,
+            version: request.version(),
+        }
     }
 
     async fn route<'p>(
@@ -157,22 +232,16 @@ impl Pipeline {
     ) -> Outcome<'p> {
         // Stage 2: guard (framing the targets could read differently).
         if let Err(error) = guard::check(request.version(), request.headers()) {
-            return Outcome {
-                rule: "none",
-                response: Err(error),
-                stick_to: None,
-            };
+            return Outcome::refused("none", "", error);
         }
 
         // Stage 4: rules.
         let Some(host) = request_host(&request) else {
-            return Outcome {
-                rule: "none",
-                response: Err(EdgeError::BadRequest(
-                    "an HTTP/1.1 request needs a Host header",
-                )),
-                stick_to: None,
-            };
+            return Outcome::refused(
+                "none",
+                "",
+                EdgeError::BadRequest("an HTTP/1.1 request needs a Host header"),
+            );
         };
         let matched = self.rules.find(&RequestHead {
             method: request.method(),
@@ -199,6 +268,9 @@ impl Pipeline {
                     .insert(header::CONTENT_TYPE, content_type.clone());
                 return Outcome {
                     rule,
+                    group: None,
+                    action: "fixed-response",
+                    redirect_url: None,
                     response: Ok(response),
                     stick_to: None,
                 };
@@ -221,17 +293,18 @@ impl Pipeline {
                         response.headers_mut().insert(header::LOCATION, location);
                     }
                     Err(_) => {
-                        return Outcome {
+                        return Outcome::refused(
                             rule,
-                            response: Err(EdgeError::BadRequest(
-                                "the redirect target is not a valid URL",
-                            )),
-                            stick_to: None,
-                        };
+                            "redirect",
+                            EdgeError::BadRequest("the redirect target is not a valid URL"),
+                        );
                     }
                 }
                 return Outcome {
                     rule,
+                    group: None,
+                    action: "redirect",
+                    redirect_url: Some(location),
                     response: Ok(response),
                     stick_to: None,
                 };
@@ -266,6 +339,9 @@ impl Pipeline {
         .await;
         Outcome {
             rule,
+            group: Some(group.name.as_str()),
+            action: "forward",
+            redirect_url: None,
             response,
             stick_to,
         }

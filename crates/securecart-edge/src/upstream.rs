@@ -197,6 +197,15 @@ pub async fn send(
     }
     let (mut parts, body) = request.into_parts();
     let mut body = RequestBody::read(body).await?;
+    context.received_bytes = match &body {
+        RequestBody::Buffered(bytes) => bytes.len() as u64,
+        _ => parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0),
+    };
     let path_and_query = parts
         .uri
         .path_and_query()
@@ -237,11 +246,14 @@ pub async fn send(
         };
         let in_flight = group.start_request(index);
         let sent = std::time::Instant::now();
+        context.sent_to_target = Some(sent);
         let client = clients.for_protocol(group.protocol);
         match tokio::time::timeout(timeout, client.request(request)).await {
             Err(_) => return Err(EdgeError::Timeout),
             Ok(Ok(mut response)) => {
                 context.target = Some(target.address);
+                context.target_answered = Some(std::time::Instant::now());
+                context.target_status = Some(response.status().as_u16());
                 group.observe_latency(index, sent.elapsed());
                 if response.status() == http::StatusCode::SWITCHING_PROTOCOLS
                     && let Some(client_upgrade) = client_upgrade

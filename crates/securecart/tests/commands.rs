@@ -391,6 +391,8 @@ async fn proxy_puts_the_edge_in_front_of_existing_servers() {
     let mut proxy = Command::new(BINARY)
         .args([
             "proxy",
+            "--log-format",
+            "json",
             "--listen",
             &listen,
             "--upstream",
@@ -398,15 +400,23 @@ async fn proxy_puts_the_edge_in_front_of_existing_servers() {
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("start proxy");
+    let mut log = BufReader::new(proxy.stderr.take().expect("stderr")).lines();
     let mut client = TestClient::http1();
     let deadline = Instant::now() + Duration::from_secs(20);
     let reply = loop {
         if tokio::net::TcpStream::connect(&listen).await.is_ok() {
-            break client.get(&format!("http://{listen}/")).await;
+            break client
+                .send(
+                    hyper::Method::GET,
+                    &format!("http://{listen}/?q=1"),
+                    &[("user-agent", "access-log-test")],
+                    "",
+                )
+                .await;
         }
         assert!(Instant::now() < deadline, "the proxy never listened");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -415,6 +425,41 @@ async fn proxy_puts_the_edge_in_front_of_existing_servers() {
         (reply.status.as_u16(), reply.text()),
         (200, "hello from the origin".to_owned())
     );
+
+    // The access log line, in JSON, with ALB's fields.
+    let access = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(line)) = log.next_line().await {
+            if let Ok(value) = serde_json::from_str::<Value>(&line)
+                && value["user_agent"] == "access-log-test"
+            {
+                return value;
+            }
+        }
+        panic!("the proxy's log ended without the access line");
+    })
+    .await
+    .expect("an access log line");
+    assert_eq!(access["type"], "http");
+    assert_eq!(access["elb_status_code"], 200);
+    assert_eq!(access["target_status_code"], 200);
+    assert_eq!(access["sent_bytes"], "hello from the origin".len());
+    assert_eq!(access["target"], upstream.address.to_string());
+    assert_eq!(access["actions_executed"], "forward");
+    assert_eq!(access["target_group"], "upstreams");
+    let port = listen.rsplit(':').next().expect("port");
+    assert_eq!(
+        access["request"],
+        format!("GET http://127.0.0.1:{port}/?q=1 HTTP/1.1")
+    );
+    assert!(
+        access["target_processing_time"]
+            .as_f64()
+            .is_some_and(|seconds| seconds >= 0.0),
+        "{access}"
+    );
+    assert_eq!(access["trace_id"].as_str().map(str::len), Some(32));
+    // Keep draining the log so the proxy never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
     kill(
         Pid::from_raw(proxy.id().expect("pid") as i32),
         Signal::SIGTERM,

@@ -1,0 +1,182 @@
+//! The access log: one line per request with the fields of ALB's access log that apply,
+//! written when the response's body has been sent (or abandoned), so that the times and byte
+//! counts are whole. Lines go through `tracing` (target `access`): readable by default, JSON
+//! objects with `--log-format json`; the access log is off when that target is filtered out
+//! (`SECURECART_LOG=warn`), and then nothing of it is computed.
+//!
+//! | field | meaning (as ALB's) |
+//! |---|---|
+//! | `type` | `http`, `https`, `h2`, `h2c` or `ws` (an upgraded connection) |
+//! | `client`, `target` | addresses and ports |
+//! | `request_processing_time` | seconds from the request's arrival to sending it to the target |
+//! | `target_processing_time` | seconds from sending it to the target's response headers |
+//! | `response_processing_time` | seconds from the target's headers to the body's end |
+//! | `elb_status_code`, `target_status_code` | the edge's status and the target's |
+//! | `received_bytes`, `sent_bytes` | request body bytes received; response body bytes sent |
+//! | `request` | `METHOD scheme://host:port/path?query HTTP/version` |
+//! | `user_agent`, `domain_name`, `ssl_protocol` | as sent by the client |
+//! | `target_group`, `matched_rule`, `actions_executed`, `redirect_url`, `error_reason` | what the edge did |
+//! | `trace_id`, `attempts` | the W3C trace id; how many targets were tried |
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+
+use crate::upstream::EdgeBody;
+
+/// What the access log line of one request will say, gathered along the pipeline.
+#[derive(Debug)]
+pub struct AccessRecord {
+    /// `http`, `https`, `h2`, `h2c` or `ws`.
+    pub kind: &'static str,
+    /// The listener's name.
+    pub listener: String,
+    /// The client.
+    pub client: SocketAddr,
+    /// The target that answered.
+    pub target: Option<SocketAddr>,
+    /// The request line.
+    pub request: String,
+    /// The client's `User-Agent`.
+    pub user_agent: String,
+    /// The host asked for.
+    pub domain_name: String,
+    /// The rule that matched.
+    pub matched_rule: String,
+    /// The target group, if the request was forwarded.
+    pub target_group: String,
+    /// `forward`, `redirect` or `fixed-response`.
+    pub action: &'static str,
+    /// The redirect's location.
+    pub redirect_url: String,
+    /// Why the edge answered itself.
+    pub error_reason: &'static str,
+    /// The edge's status.
+    pub elb_status_code: u16,
+    /// The target's status.
+    pub target_status_code: Option<u16>,
+    /// Request body bytes.
+    pub received_bytes: u64,
+    /// The trace id.
+    pub trace_id: String,
+    /// Targets tried.
+    pub attempts: u32,
+    /// When the request arrived.
+    pub arrived: Instant,
+    /// When it was sent to the target.
+    pub sent_to_target: Option<Instant>,
+    /// When the target's response headers came.
+    pub target_answered: Option<Instant>,
+}
+
+/// A response body that writes the access log line when it ends.
+pub struct LoggedBody {
+    inner: EdgeBody,
+    record: Option<Box<AccessRecord>>,
+    sent_bytes: u64,
+}
+
+impl std::fmt::Debug for LoggedBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoggedBody")
+            .field("sent_bytes", &self.sent_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoggedBody {
+    /// Wraps a response body.
+    pub fn new(inner: EdgeBody, record: AccessRecord) -> Self {
+        Self {
+            inner,
+            record: Some(Box::new(record)),
+            sent_bytes: 0,
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(record) = self.record.take() {
+            write(&record, self.sent_bytes);
+        }
+    }
+}
+
+impl Body for LoggedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(context);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.sent_bytes += data.len() as u64;
+                }
+            }
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => this.finish(),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    /// A body dropped before its end (the client went away, or an empty body hyper never
+    /// polled) is logged with what was sent.
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+fn seconds(from: Option<Instant>, to: Option<Instant>) -> f64 {
+    match (from, to) {
+        (Some(from), Some(to)) => to.saturating_duration_since(from).as_secs_f64(),
+        // ALB writes -1 for a time that does not apply.
+        _ => -1.0,
+    }
+}
+
+fn write(record: &AccessRecord, sent_bytes: u64) {
+    let now = Instant::now();
+    tracing::info!(
+        target: "access",
+        r#type = record.kind,
+        listener = %record.listener,
+        client = %record.client,
+        target = record.target.map(|target| target.to_string()).unwrap_or_default(),
+        request_processing_time = seconds(Some(record.arrived), record.sent_to_target),
+        target_processing_time = seconds(record.sent_to_target, record.target_answered),
+        response_processing_time = seconds(record.target_answered.or(Some(record.arrived)), Some(now)),
+        elb_status_code = record.elb_status_code,
+        target_status_code = record.target_status_code.map_or(-1, i32::from),
+        received_bytes = record.received_bytes,
+        sent_bytes,
+        request = %record.request,
+        user_agent = %record.user_agent,
+        domain_name = %record.domain_name,
+        target_group = %record.target_group,
+        matched_rule = %record.matched_rule,
+        actions_executed = record.action,
+        redirect_url = %record.redirect_url,
+        error_reason = record.error_reason,
+        trace_id = %record.trace_id,
+        attempts = record.attempts,
+        "access"
+    );
+}
