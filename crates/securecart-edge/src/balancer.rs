@@ -55,6 +55,20 @@ pub struct Target {
 }
 
 impl Target {
+    /// A target that has not passed a health check yet.
+    pub fn new(address: SocketAddr) -> Self {
+        Self {
+            address,
+            authority: Authority::try_from(address.to_string().as_str())
+                .unwrap_or_else(|_| Authority::from_static("invalid")),
+            weight: 1,
+            healthy: AtomicBool::new(false),
+            outstanding: Arc::new(AtomicU32::new(0)),
+            cost_bits: AtomicU64::new(0),
+            cost_updated: AtomicU64::new(0),
+        }
+    }
+
     /// Whether the target receives traffic.
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Acquire)
@@ -197,8 +211,9 @@ pub fn choose(
 pub struct TargetGroup {
     /// Its name.
     pub name: String,
-    /// Its targets.
-    pub targets: Vec<Target>,
+    /// Its targets, shared with the group of the next configuration when they stay in it,
+    /// so that a reload keeps their health and load.
+    pub targets: Vec<Arc<Target>>,
     /// Its health check.
     pub health_check: HealthCheckConfig,
     /// Its balancing algorithm.
@@ -223,22 +238,25 @@ impl Drop for InFlight {
 }
 
 impl TargetGroup {
-    /// A group whose targets start unhealthy, as ALB's do, until their health check passes.
-    pub fn new(config: &TargetGroupConfig) -> Self {
+    /// A group whose new targets start unhealthy, as ALB's do, until their health check
+    /// passes; targets already in `previous` (a group of the same name in the configuration
+    /// being replaced) keep their state.
+    pub fn new(config: &TargetGroupConfig, previous: Option<&TargetGroup>) -> Self {
         Self {
             name: config.name.clone(),
             targets: config
                 .targets
                 .iter()
-                .map(|address| Target {
-                    address: *address,
-                    authority: Authority::try_from(address.to_string().as_str())
-                        .unwrap_or_else(|_| Authority::from_static("invalid")),
-                    weight: 1,
-                    healthy: AtomicBool::new(false),
-                    outstanding: Arc::new(AtomicU32::new(0)),
-                    cost_bits: AtomicU64::new(0),
-                    cost_updated: AtomicU64::new(0),
+                .map(|address| {
+                    previous
+                        .and_then(|group| {
+                            group
+                                .targets
+                                .iter()
+                                .find(|target| target.address == *address)
+                        })
+                        .cloned()
+                        .unwrap_or_else(|| Arc::new(Target::new(*address)))
                 })
                 .collect(),
             health_check: config.health_check.clone(),

@@ -21,6 +21,9 @@ pub struct EdgeConfig {
     pub target_groups: Vec<TargetGroupConfig>,
     /// Limits and timeouts of the listeners and the upstream client.
     pub limits: Limits,
+    /// The token the admin API's changes need (`Authorization: Bearer ...`); without one,
+    /// the admin API only reads.
+    pub admin_token: Option<String>,
 }
 
 /// A listener: an address, rules in priority order and a default action.

@@ -80,7 +80,11 @@ pub fn spawn_checkers(
             let readiness = readiness.clone();
             let mut stop = stop.clone();
             tokio::spawn(async move {
-                let mut state = CheckState::default();
+                // A target kept across a reload keeps its health.
+                let mut state = CheckState {
+                    healthy: groups[group_index].targets[target_index].is_healthy(),
+                    ..CheckState::default()
+                };
                 loop {
                     let group = &groups[group_index];
                     let target = &group.targets[target_index];

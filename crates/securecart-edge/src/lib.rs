@@ -11,6 +11,7 @@ pub mod actions;
 pub mod balancer;
 pub mod config;
 pub mod context;
+pub mod control;
 pub mod error;
 pub mod forward;
 pub mod guard;
@@ -24,8 +25,8 @@ pub mod upstream;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Json;
-use axum::routing::get;
+use arc_swap::ArcSwap;
+
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -39,6 +40,7 @@ use tokio_rustls::TlsAcceptor;
 pub use config::{
     EdgeConfig, HealthCheckConfig, Limits, ListenerConfig, TargetGroupConfig, UpstreamProtocol,
 };
+pub use control::{Control, ReloadError, describe_target_health};
 pub use error::EdgeError;
 
 use actions::{Action, ActionError};
@@ -92,12 +94,9 @@ pub enum StartError {
 
 /// An edge bound to its addresses, ready to serve.
 pub struct Edge {
-    listeners: Vec<(TcpListener, Arc<Pipeline>, Option<TlsAcceptor>)>,
+    listeners: Vec<(TcpListener, Option<TlsAcceptor>)>,
     admin: AdminServer,
-    groups: Arc<[TargetGroup]>,
-    metrics: EdgeMetrics,
-    readiness: Readiness,
-    limits: Limits,
+    control: Arc<Control>,
     region: String,
 }
 
@@ -110,7 +109,7 @@ impl std::fmt::Debug for Edge {
     }
 }
 
-fn compile_listener(
+pub(crate) fn compile_listener(
     listener: &ListenerConfig,
     groups: &[TargetGroup],
 ) -> Result<RuleSet<Action>, StartError> {
@@ -147,17 +146,12 @@ impl Edge {
         if config.listeners.is_empty() {
             return Err(StartError::NoListener);
         }
-        let groups: Arc<[TargetGroup]> =
-            config.target_groups.iter().map(TargetGroup::new).collect();
         let mut registry = Registry::with_prefix("securecart_edge");
         let metrics = EdgeMetrics::register(&mut registry);
-        for group in groups.iter() {
-            metrics.set_target_health(group);
-        }
         let clients = upstream::UpstreamClients::new(config.limits.connect_timeout);
         let mut listeners = Vec::with_capacity(config.listeners.len());
+        let mut ports = Vec::with_capacity(config.listeners.len());
         for listener_config in &config.listeners {
-            let rules = compile_listener(listener_config, &groups)?;
             let acceptor = listener_config
                 .tls
                 .as_ref()
@@ -173,59 +167,52 @@ impl Edge {
                     address: listener_config.listen,
                     source,
                 })?;
-            let listener_port = listener
-                .local_addr()
-                .map_or(listener_config.listen.port(), |address| address.port());
-            let pipeline = Arc::new(Pipeline {
-                region: config.region.clone(),
-                listener: listener_config.name.clone(),
-                listener_port,
-                protocol: if acceptor.is_some() { "https" } else { "http" },
-                rules,
-                groups: Arc::clone(&groups),
-                clients: clients.clone(),
-                metrics: metrics.clone(),
-                limits: config.limits.clone(),
-                error_log: Default::default(),
-            });
-            listeners.push((listener, pipeline, acceptor));
+            ports.push(
+                listener
+                    .local_addr()
+                    .map_or(listener_config.listen.port(), |address| address.port()),
+            );
+            listeners.push((listener, acceptor));
         }
         let readiness = Readiness::default();
-        let targets_groups = Arc::clone(&groups);
-        let admin_routes = axum::Router::new().route(
-            "/targets",
-            get(move || {
-                let groups = Arc::clone(&targets_groups);
-                async move { Json(describe_target_health(&groups)) }
-            }),
-        );
-        let admin = AdminServer::bind(
-            config.admin,
-            MetricsRegistry::new(registry),
+        let admin_address = config.admin;
+        let region = config.region.clone();
+        let control = Arc::new(Control::new(
+            config,
+            ports,
+            clients,
+            metrics,
             readiness.clone(),
-            admin_routes,
+        )?);
+        let admin = AdminServer::bind(
+            admin_address,
+            MetricsRegistry::new(registry),
+            readiness,
+            control::admin_routes(Arc::clone(&control)),
         )
         .await
         .map_err(|source| StartError::Listen {
-            address: config.admin,
+            address: admin_address,
             source,
         })?;
         Ok(Self {
             listeners,
             admin,
-            groups,
-            metrics,
-            readiness,
-            limits: config.limits,
-            region: config.region,
+            control,
+            region,
         })
+    }
+
+    /// The control plane: reloads and target registration.
+    pub fn control(&self) -> Arc<Control> {
+        Arc::clone(&self.control)
     }
 
     /// The address the first listener accepts on.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listeners.first().map_or_else(
             || Err(std::io::Error::other("no listener")),
-            |(listener, _, _)| listener.local_addr(),
+            |(listener, _)| listener.local_addr(),
         )
     }
 
@@ -233,7 +220,7 @@ impl Edge {
     pub fn listener_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|(listener, _, _)| listener.local_addr().ok())
+            .filter_map(|(listener, _)| listener.local_addr().ok())
             .collect()
     }
 
@@ -251,19 +238,16 @@ impl Edge {
         let Edge {
             listeners,
             admin,
-            groups,
-            metrics,
-            readiness,
-            limits,
+            control,
             region,
         } = self;
-        let (stop_sender, stop) = watch::channel(false);
-        health::spawn_checkers(&groups, &metrics, &readiness, &stop);
-        let mut admin_stop = stop.clone();
+        control.restart_health_checks().await;
+        let (admin_stop_sender, mut admin_stop) = watch::channel(false);
         let admin_task = tokio::spawn(admin.serve(async move {
             let _ = admin_stop.wait_for(|stopped| *stopped).await;
         }));
 
+        let limits = control.limits();
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -278,11 +262,13 @@ impl Edge {
         let graceful = Arc::new(GracefulShutdown::new());
         let (accepting_sender, accepting) = watch::channel(true);
         let mut accept_tasks = Vec::with_capacity(listeners.len());
-        for (listener, pipeline, acceptor) in listeners {
-            tracing::info!(%region, listener = %pipeline.listener, protocol = pipeline.protocol, address = %listener.local_addr()?, "edge listening");
+        for (index, (listener, acceptor)) in listeners.into_iter().enumerate() {
+            let slot = Arc::clone(&control.slots[index]);
+            tracing::info!(%region, listener = %slot.load().listener, protocol = slot.load().protocol, address = %listener.local_addr()?, "edge listening");
             accept_tasks.push(tokio::spawn(accept_loop(
                 listener,
-                pipeline,
+                slot,
+                Arc::clone(&control),
                 acceptor,
                 builder.clone(),
                 Arc::clone(&graceful),
@@ -294,7 +280,7 @@ impl Edge {
         for task in accept_tasks {
             let _ = task.await;
         }
-        readiness.set(false);
+        control.readiness.set(false);
         tracing::info!("edge draining");
         let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
         if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
@@ -303,7 +289,8 @@ impl Edge {
         {
             tracing::warn!("drain timeout: closing the connections still open");
         }
-        let _ = stop_sender.send(true);
+        control.stop_health_checks().await;
+        let _ = admin_stop_sender.send(true);
         let _ = admin_task.await;
         Ok(())
     }
@@ -312,12 +299,14 @@ impl Edge {
 /// Accepts connections on one listener until `accepting` turns false, then closes it.
 async fn accept_loop(
     listener: TcpListener,
-    pipeline: Arc<Pipeline>,
+    slot: Arc<ArcSwap<Pipeline>>,
+    control: Arc<Control>,
     acceptor: Option<TlsAcceptor>,
     builder: auto::Builder<TokioExecutor>,
     graceful: Arc<GracefulShutdown>,
     mut accepting: watch::Receiver<bool>,
 ) {
+    let handshake_timeout = control.limits().header_read_timeout;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -331,28 +320,28 @@ async fn accept_loop(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                pipeline.metrics.connections.inc();
-                pipeline.metrics.connections_active.inc();
-                let pipeline = Arc::clone(&pipeline);
+                control.metrics.connections.inc();
+                control.metrics.connections_active.inc();
+                let slot = Arc::clone(&slot);
+                let control = Arc::clone(&control);
                 let builder = builder.clone();
                 let graceful = Arc::clone(&graceful);
                 match &acceptor {
-                    None => serve_connection(stream, peer, pipeline, &builder, &graceful),
+                    None => serve_connection(stream, peer, slot, &control, &builder, &graceful),
                     Some(acceptor) => {
                         let acceptor = acceptor.clone();
                         tokio::spawn(async move {
                             // A client that never finishes its handshake is cut off like one
                             // that never finishes its headers.
-                            let handshake = tokio::time::timeout(pipeline.limits.header_read_timeout, acceptor.accept(stream)).await;
-                            match handshake {
-                                Ok(Ok(tls)) => serve_connection(tls, peer, pipeline, &builder, &graceful),
+                            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                                Ok(Ok(tls)) => serve_connection(tls, peer, slot, &control, &builder, &graceful),
                                 Ok(Err(error)) => {
                                     tracing::debug!(%error, %peer, "TLS handshake failed");
-                                    pipeline.metrics.connections_active.dec();
+                                    control.metrics.connections_active.dec();
                                 }
                                 Err(_) => {
                                     tracing::debug!(%peer, "TLS handshake timed out");
-                                    pipeline.metrics.connections_active.dec();
+                                    control.metrics.connections_active.dec();
                                 }
                             }
                         });
@@ -367,18 +356,21 @@ async fn accept_loop(
     }
 }
 
-/// Serves HTTP/1.1 or HTTP/2 on an accepted connection (plain or TLS) in its own task.
+/// Serves HTTP/1.1 or HTTP/2 on an accepted connection (plain or TLS) in its own task. Each
+/// request runs through the pipeline in force when it arrives, so a reload applies to
+/// connections already open.
 fn serve_connection<IO>(
     io: IO,
     peer: SocketAddr,
-    pipeline: Arc<Pipeline>,
+    slot: Arc<ArcSwap<Pipeline>>,
+    control: &Control,
     builder: &auto::Builder<TokioExecutor>,
     graceful: &GracefulShutdown,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let active = pipeline.metrics.connections_active.clone();
-    let service = service_fn(move |request| Arc::clone(&pipeline).handle(request, peer));
+    let active = control.metrics.connections_active.clone();
+    let service = service_fn(move |request| slot.load_full().handle(request, peer));
     let connection = builder
         .serve_connection_with_upgrades(TokioIo::new(io), service)
         .into_owned();
@@ -389,18 +381,4 @@ fn serve_connection<IO>(
         }
         active.dec();
     });
-}
-
-/// The health of every target, like ALB's DescribeTargetHealth.
-pub fn describe_target_health(groups: &[TargetGroup]) -> serde_json::Value {
-    serde_json::json!({
-        "target_groups": groups.iter().map(|group| serde_json::json!({
-            "name": group.name,
-            "healthy": group.healthy_count(),
-            "targets": group.targets.iter().map(|target| serde_json::json!({
-                "address": target.address.to_string(),
-                "state": if target.is_healthy() { "healthy" } else { "unhealthy" },
-            })).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-    })
 }

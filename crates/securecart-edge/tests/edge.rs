@@ -112,6 +112,7 @@ async fn start_upstream(name: &'static str) -> (TestServer, Arc<AtomicBool>) {
 struct RunningEdge {
     url: String,
     admin: SocketAddr,
+    control: Option<std::sync::Arc<securecart_edge::Control>>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -219,11 +220,13 @@ async fn start_edge_with(
             drain_timeout: Duration::from_secs(5),
             ..Limits::default()
         },
+        admin_token: Some(ADMIN_TOKEN.to_owned()),
     })
     .await
     .expect("edge binds");
     let url = format!("http://{}", edge.local_addr().expect("address"));
     let admin = edge.admin_addr().expect("admin address");
+    let control = edge.control();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(edge.serve(async move {
         let _ = stopped.await;
@@ -231,10 +234,13 @@ async fn start_edge_with(
     RunningEdge {
         url,
         admin,
+        control: Some(control),
         stop: Some(stop),
         task,
     }
 }
+
+const ADMIN_TOKEN: &str = "test-admin-token";
 
 async fn whoami(client: &mut TestClient, edge: &RunningEdge) -> String {
     let reply = client.get(&format!("{}/api/whoami", edge.url)).await;
@@ -683,6 +689,7 @@ async fn https_listeners_pick_certificates_by_sni_and_speak_http2_by_alpn() {
             protocol: Default::default(),
         }],
         limits: Limits::default(),
+        admin_token: None,
     })
     .await
     .expect("edge binds");
@@ -695,6 +702,7 @@ async fn https_listeners_pick_certificates_by_sni_and_speak_http2_by_alpn() {
     let running = RunningEdge {
         url: format!("https://{address}"),
         admin,
+        control: None,
         stop: Some(stop),
         task,
     };
@@ -1002,4 +1010,165 @@ async fn grpc_over_http2_targets_passes_trailers_through() {
         Some(&b"ok"[..])
     );
     edge.shutdown().await;
+}
+
+#[tokio::test]
+async fn targets_are_registered_and_deregistered_and_rules_reloaded_under_load_without_a_failed_request()
+ {
+    let (a, _) = start_upstream("a").await;
+    let (b, _) = start_upstream("b").await;
+    let edge = start_edge(vec![("/api/*", "api", vec![a.address])]).await;
+    edge.wait_for_healthy(1).await;
+    let control = edge.control.clone().expect("control");
+
+    // Steady load from two clients until told to stop; every answer is counted.
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let mut load = Vec::new();
+    for _ in 0..2 {
+        let url = format!("{}/api/whoami", edge.url);
+        let stop = std::sync::Arc::clone(&stop);
+        load.push(tokio::spawn(async move {
+            let mut client = TestClient::http1();
+            let mut served = std::collections::HashMap::<String, u32>::new();
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                let reply = client.get(&url).await;
+                if reply.status == 200 {
+                    *served
+                        .entry(reply.json()["name"].as_str().unwrap_or("").to_owned())
+                        .or_default() += 1;
+                } else {
+                    failures.push(format!("{} {}", reply.status, reply.text()));
+                }
+            }
+            (served, failures)
+        }));
+    }
+    let admin = |path: &str| format!("http://{}{path}", edge.admin);
+    let mut api = TestClient::http1();
+    let auth = ("authorization", "Bearer test-admin-token");
+
+    // Changes without the token are refused.
+    let body = format!(r#"{{"target_group":"api","address":"{}"}}"#, b.address);
+    assert_eq!(
+        api.post(&admin("/targets/register"), &[], &body)
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        api.post(
+            &admin("/targets/register"),
+            &[("authorization", "Bearer wrong")],
+            &body
+        )
+        .await
+        .status,
+        401
+    );
+    let unknown = api
+        .post(
+            &admin("/targets/register"),
+            &[auth],
+            r#"{"target_group":"nope","address":"127.0.0.1:1"}"#,
+        )
+        .await;
+    assert_eq!(unknown.status, 404);
+
+    // RegisterTargets: b joins, and takes traffic once its health check passes.
+    let registered = api.post(&admin("/targets/register"), &[auth], &body).await;
+    assert_eq!(registered.status, 200, "{}", registered.text());
+    edge.wait_for_healthy(2).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // A reload that fails to compile changes nothing; a good one applies.
+    let mut bad = control_config(a.address, b.address);
+    bad.target_groups.clear();
+    assert!(control.apply(bad).await.is_err());
+    assert_eq!(api.get(&format!("{}/new-rule", edge.url)).await.status, 404);
+    control
+        .apply(control_config(a.address, b.address))
+        .await
+        .expect("reload");
+    let reloaded = api.get(&format!("{}/new-rule", edge.url)).await;
+    assert_eq!(
+        (reloaded.status.as_u16(), reloaded.text()),
+        (200, "reloaded".to_owned())
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // DeregisterTargets: a leaves; requests in flight to it finish.
+    let body = format!(r#"{{"target_group":"api","address":"{}"}}"#, a.address);
+    let deregistered = api
+        .post(&admin("/targets/deregister"), &[auth], &body)
+        .await;
+    assert_eq!(deregistered.status, 200, "{}", deregistered.text());
+    assert_eq!(
+        deregistered.json()["target_groups"][0]["targets"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    stop.store(true, Ordering::SeqCst);
+    let mut total = std::collections::HashMap::<String, u32>::new();
+    for task in load {
+        let (served, failures) = task.await.expect("load task");
+        assert!(
+            failures.is_empty(),
+            "requests failed during the changes: {failures:?}"
+        );
+        for (name, count) in served {
+            *total.entry(name).or_default() += count;
+        }
+    }
+    assert!(
+        total.get("a").is_some_and(|count| *count > 0)
+            && total.get("b").is_some_and(|count| *count > 0),
+        "{total:?}"
+    );
+    // After the deregistration, only b answers.
+    let mut client = TestClient::http1();
+    for _ in 0..4 {
+        assert_eq!(whoami(&mut client, &edge).await, "b");
+    }
+    edge.shutdown().await;
+    drop((a, b));
+}
+
+/// The configuration of `start_edge` with both upstreams, and one more rule.
+fn control_config(a: SocketAddr, b: SocketAddr) -> EdgeConfig {
+    EdgeConfig {
+        region: "test-1".to_owned(),
+        listeners: vec![ListenerConfig {
+            name: "http".to_owned(),
+            // As configured at the start: the listener keeps its socket.
+            listen: "127.0.0.1:0".parse().expect("address"),
+            rules: vec![
+                path_rule(1, "/api/*", ActionConfig::forward("api")),
+                path_rule(
+                    2,
+                    "/new-rule",
+                    ActionConfig::FixedResponse(FixedResponseConfig {
+                        status: 200,
+                        content_type: "text/plain".to_owned(),
+                        body: "reloaded".to_owned(),
+                    }),
+                ),
+            ],
+            default_action: not_found(),
+            tls: None,
+        }],
+        admin: "127.0.0.1:0".parse().expect("address"),
+        target_groups: vec![TargetGroupConfig {
+            name: "api".to_owned(),
+            targets: vec![a, b],
+            health_check: health_check(),
+            algorithm: Default::default(),
+            protocol: Default::default(),
+        }],
+        limits: Limits::default(),
+        admin_token: Some(ADMIN_TOKEN.to_owned()),
+    }
 }

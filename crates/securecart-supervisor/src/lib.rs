@@ -69,6 +69,11 @@ pub struct Plan {
     pub entry_points: Vec<(String, String)>,
     /// How long to wait for every child to become healthy.
     pub ready_timeout: Duration,
+    /// Environment variables every child gets (such as the edges' admin token).
+    pub env: Vec<(String, String)>,
+    /// The admin token, kept in the state file for the commands that change a running
+    /// deployment.
+    pub admin_token: Option<String>,
 }
 
 /// Why `up` failed.
@@ -174,6 +179,11 @@ fn spawn(plan: &Plan, spec: &ChildSpec) -> Result<Child, SupervisorError> {
     command
         .args(&spec.args)
         .env(PARENT_PID_VARIABLE, std::process::id().to_string())
+        .envs(
+            plan.env
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str())),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -210,6 +220,7 @@ fn snapshot(plan: &Plan, running: &[Running]) -> DeploymentState {
             })
             .collect(),
         entry_points: plan.entry_points.clone(),
+        admin_token: plan.admin_token.clone(),
     }
 }
 

@@ -22,6 +22,9 @@ pub struct DeploymentState {
     pub components: Vec<ComponentState>,
     /// (region, storefront URL).
     pub entry_points: Vec<(String, String)>,
+    /// The token of the edges' admin API.
+    #[serde(default)]
+    pub admin_token: Option<String>,
 }
 
 /// One component.

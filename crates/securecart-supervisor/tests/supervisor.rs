@@ -22,6 +22,8 @@ fn plan(directory: &std::path::Path, command: &str, address: std::net::SocketAdd
         state_file: directory.join("state.json"),
         entry_points: Vec::new(),
         ready_timeout: Duration::from_secs(2),
+        env: Vec::new(),
+        admin_token: None,
     }
 }
 

@@ -38,6 +38,28 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the targets of a running deployment's edges and their health, or change them
+    /// (like ALB's DescribeTargetHealth, RegisterTargets and DeregisterTargets).
+    Targets {
+        /// The data directory `up` was started with.
+        #[arg(long, value_name = "DIR", default_value = "data", global = true)]
+        data_dir: PathBuf,
+        /// Only this region's edge (required to change targets).
+        #[arg(long, global = true)]
+        region: Option<String>,
+        /// What to change; without it, show.
+        #[command(subcommand)]
+        change: Option<TargetChange>,
+    },
+    /// Make a running deployment's edges read their topology again (as SIGHUP does).
+    Reload {
+        /// The data directory `up` was started with.
+        #[arg(long, value_name = "DIR", default_value = "data")]
+        data_dir: PathBuf,
+        /// Only this region's edge.
+        #[arg(long)]
+        region: Option<String>,
+    },
     /// Validate a topology file and say what is wrong with it.
     Check {
         /// The file; without it, the default topology compiled into the binary.
@@ -104,6 +126,25 @@ pub enum Command {
         /// The log format; overrides the topology's.
         #[arg(long, value_enum)]
         log_format: Option<LogFormatArg>,
+    },
+}
+
+/// A change to a target group.
+#[derive(Debug, Subcommand)]
+pub enum TargetChange {
+    /// Add a target to a group.
+    Register {
+        /// The target group.
+        target_group: String,
+        /// The target's address, such as 127.1.1.20:8080.
+        address: std::net::SocketAddr,
+    },
+    /// Remove a target from a group; its requests in flight finish.
+    Deregister {
+        /// The target group.
+        target_group: String,
+        /// The target's address.
+        address: std::net::SocketAddr,
     },
 }
 

@@ -10,7 +10,8 @@ use securecart_supervisor::{ChildSpec, DeploymentState, Plan};
 use securecart_telemetry::LogFormat;
 use securecart_topology::{Role, Topology};
 
-use crate::cli::{Cli, Command, LogFormatArg};
+use crate::admin_client;
+use crate::cli::{Cli, Command, LogFormatArg, TargetChange};
 use crate::settings;
 
 /// The state file of a deployment, inside its data directory.
@@ -37,11 +38,34 @@ async fn shutdown_signal() {
     }
 }
 
+/// Reloads the edge's configuration on every SIGHUP.
+async fn reload_on_hangup(control: std::sync::Arc<securecart_edge::Control>) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        tracing::warn!("cannot listen for SIGHUP; reload through the admin API");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        match control.reload().await {
+            Ok(()) => tracing::info!("reloaded on SIGHUP"),
+            Err(error) => {
+                tracing::error!(%error, "reload refused; the configuration in force stays")
+            }
+        }
+    }
+}
+
 /// Runs a command; the exit code says whether it succeeded.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check { file } => check(file.as_deref()),
         Command::Status { data_dir, json } => status(&data_dir, json).await,
+        Command::Targets {
+            data_dir,
+            region,
+            change,
+        } => targets(&data_dir, region.as_deref(), change).await,
+        Command::Reload { data_dir, region } => reload(&data_dir, region.as_deref()).await,
         Command::Up {
             config,
             data_dir,
@@ -67,6 +91,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )?)
             .await
             .context("cannot start the edge")?;
+            // A reload (SIGHUP, or POST /reload on the admin API) reads the topology again,
+            // as at the start.
+            let region_name = region.name.clone();
+            let control = edge.control();
+            control.set_reload_source(std::sync::Arc::new(move || {
+                let loaded = settings::load_topology(config.as_deref())
+                    .map_err(|error| format!("{error:#}"))?;
+                let region = settings::region(&loaded.topology, &region_name)
+                    .map_err(|error| format!("{error:#}"))?;
+                settings::edge_config(&loaded.topology, region, &base)
+                    .map_err(|error| format!("{error:#}"))
+            }));
+            tokio::spawn(reload_on_hangup(control));
             edge.serve(shutdown_signal())
                 .await
                 .context("the edge failed")?;
@@ -280,6 +317,8 @@ fn plan(
             })
             .collect(),
         ready_timeout: Duration::from_secs(60),
+        env: Vec::new(),
+        admin_token: None,
     }
 }
 
@@ -307,7 +346,13 @@ async fn up(
         ),
         None => None,
     };
-    let plan = plan(&loaded.topology, config.as_deref(), &data_dir, format);
+    let mut plan = plan(&loaded.topology, config.as_deref(), &data_dir, format);
+    // A fresh admin token for this run's edges, kept in the state file (mode 0600) for
+    // `securecart targets` and `securecart reload`.
+    let token = format!("{:032x}", rand::random::<u128>());
+    plan.env
+        .push((settings::ADMIN_TOKEN_VARIABLE.to_owned(), token.clone()));
+    plan.admin_token = Some(token);
     tracing::info!(components = plan.children.len(), data_dir = %data_dir.display(), "starting SecureCart");
     securecart_supervisor::run(plan, shutdown_signal()).await?;
     tracing::info!("every component stopped");
@@ -406,4 +451,119 @@ fn status_json(state: &DeploymentState, running: bool, healthy: &[bool]) -> serd
         })).collect::<Vec<_>>(),
         "entry_points": state.entry_points.iter().map(|(region, url)| serde_json::json!({"region": region, "url": url})).collect::<Vec<_>>(),
     })
+}
+
+/// The running deployment's state, or a clear error.
+fn running_state(data_dir: &Path) -> anyhow::Result<DeploymentState> {
+    let path = state_file(data_dir);
+    let state = securecart_supervisor::state::read(&path).with_context(|| {
+        format!(
+            "no deployment is running from {} (no {}); start one with `securecart up --data-dir {}`",
+            data_dir.display(),
+            path.display(),
+            data_dir.display()
+        )
+    })?;
+    if !securecart_supervisor::state::is_alive(state.supervisor_pid) {
+        anyhow::bail!(
+            "the deployment in {} is not running (stale state file)",
+            data_dir.display()
+        );
+    }
+    Ok(state)
+}
+
+/// The edges of the deployment, or of one region.
+fn edges<'s>(
+    state: &'s DeploymentState,
+    region: Option<&str>,
+) -> anyhow::Result<Vec<&'s securecart_supervisor::ComponentState>> {
+    let edges: Vec<_> = state
+        .components
+        .iter()
+        .filter(|component| {
+            component.role == "edge" && region.is_none_or(|region| component.region == region)
+        })
+        .collect();
+    if edges.is_empty() {
+        anyhow::bail!(
+            "the deployment has no edge in region `{}`",
+            region.unwrap_or("any")
+        );
+    }
+    Ok(edges)
+}
+
+async fn targets(
+    data_dir: &Path,
+    region: Option<&str>,
+    change: Option<TargetChange>,
+) -> anyhow::Result<ExitCode> {
+    let state = running_state(data_dir)?;
+    let token = state.admin_token.clone();
+    let mut stdout = std::io::stdout().lock();
+    if let Some(change) = change {
+        let Some(region) = region else {
+            anyhow::bail!("say which region's edge to change with --region");
+        };
+        let (path, target_group, address) = match &change {
+            TargetChange::Register {
+                target_group,
+                address,
+            } => ("/targets/register", target_group, address),
+            TargetChange::Deregister {
+                target_group,
+                address,
+            } => ("/targets/deregister", target_group, address),
+        };
+        let edge = edges(&state, Some(region))?[0];
+        let body =
+            serde_json::json!({ "target_group": target_group, "address": address }).to_string();
+        let answer = admin_client::post(edge.admin_address, path, token.as_deref(), body).await?;
+        let _ = writeln!(stdout, "{}: {path} {target_group} {address}: done", edge.id);
+        print_targets(&mut stdout, &edge.id, &answer);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for edge in edges(&state, region)? {
+        let answer = admin_client::get(edge.admin_address, "/targets").await?;
+        print_targets(&mut stdout, &edge.id, &answer);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_targets(out: &mut impl Write, edge: &str, answer: &serde_json::Value) {
+    let _ = writeln!(out, "{edge}");
+    for group in answer["target_groups"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "  {} ({} healthy)",
+            group["name"].as_str().unwrap_or(""),
+            group["healthy"]
+        );
+        for target in group["targets"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "    {:<22} {:<10} in flight {}",
+                target["address"].as_str().unwrap_or(""),
+                target["state"].as_str().unwrap_or(""),
+                target["in_flight"]
+            );
+        }
+    }
+}
+
+async fn reload(data_dir: &Path, region: Option<&str>) -> anyhow::Result<ExitCode> {
+    let state = running_state(data_dir)?;
+    let mut stdout = std::io::stdout().lock();
+    for edge in edges(&state, region)? {
+        admin_client::post(
+            edge.admin_address,
+            "/reload",
+            state.admin_token.as_deref(),
+            String::new(),
+        )
+        .await?;
+        let _ = writeln!(stdout, "{}: reloaded", edge.id);
+    }
+    Ok(ExitCode::SUCCESS)
 }

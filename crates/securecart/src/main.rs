@@ -1,6 +1,7 @@
 //! The `securecart` command. It only glues: it parses the command line, loads the topology,
 //! and hands each library crate the settings it needs.
 
+mod admin_client;
 mod cli;
 mod commands;
 mod settings;

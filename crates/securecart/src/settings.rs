@@ -184,7 +184,17 @@ pub fn edge_config(
             })
             .collect(),
         limits: Limits::default(),
+        admin_token: admin_token(),
     })
+}
+
+/// The environment variable holding the edge's admin token (`up` sets it for its edges).
+pub const ADMIN_TOKEN_VARIABLE: &str = "SECURECART_ADMIN_TOKEN";
+
+fn admin_token() -> Option<String> {
+    std::env::var(ADMIN_TOKEN_VARIABLE)
+        .ok()
+        .filter(|token| !token.is_empty())
 }
 
 fn action_config(action: &RuleAction) -> ActionConfig {
@@ -284,6 +294,7 @@ pub async fn proxy_config(
             protocol: UpstreamProtocol::Http1,
         }],
         limits: Limits::default(),
+        admin_token: admin_token(),
     })
 }
 

@@ -296,6 +296,102 @@ async fn up_serves_a_purchase_survives_killed_replicas_and_stops_cleanly() {
         "the order survived kill -9"
     );
 
+    // The edge's targets can be listed, deregistered and brought back by a reload, which
+    // reads the topology again.
+    let securecart = |args: &[&str]| {
+        let mut command = Command::new(BINARY);
+        command.args(args).arg("--data-dir").arg(&data_dir);
+        command
+    };
+    let storefront = component(&report, "us-east-1/storefront-2")["address"]
+        .as_str()
+        .expect("address")
+        .to_owned();
+    let listed = securecart(&["targets"]).output().await.expect("targets");
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&storefront));
+    let removed = securecart(&[
+        "targets",
+        "--region",
+        "us-east-1",
+        "deregister",
+        "storefront",
+        &storefront,
+    ])
+    .output()
+    .await
+    .expect("deregister");
+    assert!(
+        removed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&removed.stderr)
+    );
+    let listed = securecart(&["targets", "--region", "us-east-1"])
+        .output()
+        .await
+        .expect("targets");
+    assert!(
+        !String::from_utf8_lossy(&listed.stdout).contains(&storefront),
+        "{}",
+        String::from_utf8_lossy(&listed.stdout)
+    );
+    assert_eq!(
+        shopper.get(&format!("{url}/")).await.status,
+        200,
+        "the other replica serves"
+    );
+    let reloaded = securecart(&["reload", "--region", "us-east-1"])
+        .output()
+        .await
+        .expect("reload");
+    assert!(
+        reloaded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reloaded.stderr)
+    );
+    let listed = securecart(&["targets", "--region", "us-east-1"])
+        .output()
+        .await
+        .expect("targets");
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains(&storefront),
+        "the reload restored the topology's targets"
+    );
+
+    // SIGHUP does the same as `securecart reload`.
+    let removed = securecart(&[
+        "targets",
+        "--region",
+        "us-east-1",
+        "deregister",
+        "storefront",
+        &storefront,
+    ])
+    .output()
+    .await
+    .expect("deregister");
+    assert!(removed.status.success());
+    let edge_pid = component(&report, "us-east-1/edge")["pid"]
+        .as_i64()
+        .expect("edge pid") as i32;
+    kill(Pid::from_raw(edge_pid), Signal::SIGHUP).expect("SIGHUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = securecart(&["targets", "--region", "us-east-1"])
+            .output()
+            .await
+            .expect("targets");
+        if String::from_utf8_lossy(&listed.stdout).contains(&storefront) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "SIGHUP did not reload the edge");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // Stop: every process ends, the state file goes.
     let all = pids(&report);
     kill(

@@ -1,0 +1,383 @@
+//! The edge's control plane: the configuration in force, reloads that swap it without
+//! failing a request in flight or closing a connection, and the admin API that changes it
+//! (ALB's RegisterTargets, DeregisterTargets and DescribeTargetHealth).
+//!
+//! Each listener's pipeline sits in an [`ArcSwap`] slot that connections read once per
+//! request: a reload compiles new pipelines and swaps them in; requests already running keep
+//! the pipeline they started with. Targets that stay in a group across a reload keep their
+//! health, load and latency state; their health checks restart with the new settings.
+//!
+//! **Invariant:** a reload that fails to compile changes nothing.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use securecart_telemetry::Readiness;
+use serde::Deserialize;
+use tokio::sync::{Mutex, watch};
+
+use crate::balancer::TargetGroup;
+use crate::config::{EdgeConfig, Limits};
+use crate::metrics::EdgeMetrics;
+use crate::pipeline::Pipeline;
+use crate::upstream::UpstreamClients;
+use crate::{StartError, compile_listener, health};
+
+/// Where a reload reads the configuration from (the binary re-reads its topology file).
+pub type ReloadSource = Arc<dyn Fn() -> Result<EdgeConfig, String> + Send + Sync>;
+
+/// What the listeners' pipelines share and what a reload replaces.
+pub struct Control {
+    pub(crate) slots: Vec<Arc<ArcSwap<Pipeline>>>,
+    config: Mutex<EdgeConfig>,
+    checkers: Mutex<watch::Sender<bool>>,
+    pub(crate) clients: UpstreamClients,
+    pub(crate) metrics: EdgeMetrics,
+    pub(crate) readiness: Readiness,
+    listener_ports: Vec<u16>,
+    admin_token: Option<String>,
+    reload_source: std::sync::OnceLock<ReloadSource>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control")
+            .field("listeners", &self.slots.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a change of configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReloadError {
+    /// The new configuration does not compile.
+    #[error(transparent)]
+    Invalid(#[from] StartError),
+    /// Listeners (their number, names, addresses or TLS) cannot change without a restart.
+    #[error("listeners cannot change on reload (restart the edge to change them)")]
+    ListenersChanged,
+    /// No configuration source was given to reload from.
+    #[error("this edge has no configuration source to reload from")]
+    NoSource,
+    /// The source could not produce a configuration.
+    #[error("{0}")]
+    Source(String),
+    /// A target group named by an admin call does not exist.
+    #[error("target group `{0}` does not exist")]
+    UnknownTargetGroup(String),
+}
+
+/// Builds the target groups of `config`, reusing the targets of `previous` that stay.
+fn build_groups(config: &EdgeConfig, previous: &[TargetGroup]) -> Arc<[TargetGroup]> {
+    config
+        .target_groups
+        .iter()
+        .map(|group| TargetGroup::new(group, previous.iter().find(|old| old.name == group.name)))
+        .collect()
+}
+
+impl Control {
+    /// Compiles the first configuration.
+    pub(crate) fn new(
+        config: EdgeConfig,
+        listener_ports: Vec<u16>,
+        clients: UpstreamClients,
+        metrics: EdgeMetrics,
+        readiness: Readiness,
+    ) -> Result<Self, StartError> {
+        let groups = build_groups(&config, &[]);
+        let pipelines = Self::compile(&config, &groups, &listener_ports, &clients, &metrics)?;
+        let (stop, _) = watch::channel(false);
+        Ok(Self {
+            slots: pipelines
+                .into_iter()
+                .map(|pipeline| Arc::new(ArcSwap::from(pipeline)))
+                .collect(),
+            admin_token: config.admin_token.clone(),
+            config: Mutex::new(config),
+            checkers: Mutex::new(stop),
+            clients,
+            metrics,
+            readiness,
+            listener_ports,
+            reload_source: std::sync::OnceLock::new(),
+        })
+    }
+
+    fn compile(
+        config: &EdgeConfig,
+        groups: &Arc<[TargetGroup]>,
+        listener_ports: &[u16],
+        clients: &UpstreamClients,
+        metrics: &EdgeMetrics,
+    ) -> Result<Vec<Arc<Pipeline>>, StartError> {
+        config
+            .listeners
+            .iter()
+            .zip(listener_ports)
+            .map(|(listener, port)| {
+                Ok(Arc::new(Pipeline {
+                    region: config.region.clone(),
+                    listener: listener.name.clone(),
+                    listener_port: *port,
+                    protocol: if listener.tls.is_some() {
+                        "https"
+                    } else {
+                        "http"
+                    },
+                    rules: compile_listener(listener, groups)?,
+                    groups: Arc::clone(groups),
+                    clients: clients.clone(),
+                    metrics: metrics.clone(),
+                    limits: config.limits.clone(),
+                    error_log: Default::default(),
+                }))
+            })
+            .collect()
+    }
+
+    /// The target groups in force.
+    pub fn groups(&self) -> Arc<[TargetGroup]> {
+        self.slots.first().map_or_else(
+            || Arc::from(Vec::new()),
+            |slot| Arc::clone(&slot.load().groups),
+        )
+    }
+
+    /// The limits in force.
+    pub(crate) fn limits(&self) -> Limits {
+        self.slots
+            .first()
+            .map_or_else(Limits::default, |slot| slot.load().limits.clone())
+    }
+
+    /// Starts the health checks of the groups in force, stopping those of the configuration
+    /// before.
+    pub(crate) async fn restart_health_checks(&self) {
+        let (stop, stopped) = watch::channel(false);
+        let previous = std::mem::replace(&mut *self.checkers.lock().await, stop);
+        let _ = previous.send(true);
+        let groups = self.groups();
+        for group in groups.iter() {
+            self.metrics.set_target_health(group);
+        }
+        health::spawn_checkers(&groups, &self.metrics, &self.readiness, &stopped);
+    }
+
+    /// Stops every health check.
+    pub(crate) async fn stop_health_checks(&self) {
+        let _ = self.checkers.lock().await.send(true);
+    }
+
+    /// Replaces the configuration: listeners keep their sockets; rules, actions and target
+    /// groups are replaced. Nothing changes if the new configuration does not compile.
+    pub async fn apply(&self, config: EdgeConfig) -> Result<(), ReloadError> {
+        let mut current = self.config.lock().await;
+        let same_listeners = current.listeners.len() == config.listeners.len()
+            && current
+                .listeners
+                .iter()
+                .zip(&config.listeners)
+                .all(|(old, new)| {
+                    old.name == new.name
+                        && old.listen == new.listen
+                        && old.tls.is_some() == new.tls.is_some()
+                });
+        if !same_listeners {
+            return Err(ReloadError::ListenersChanged);
+        }
+        let groups = build_groups(&config, &self.groups());
+        let pipelines = Self::compile(
+            &config,
+            &groups,
+            &self.listener_ports,
+            &self.clients,
+            &self.metrics,
+        )?;
+        for (slot, pipeline) in self.slots.iter().zip(pipelines) {
+            slot.store(pipeline);
+        }
+        *current = config;
+        drop(current);
+        self.restart_health_checks().await;
+        tracing::info!("configuration reloaded");
+        Ok(())
+    }
+
+    /// Sets where [`Control::reload`] reads the configuration from.
+    pub fn set_reload_source(&self, source: ReloadSource) {
+        let _ = self.reload_source.set(source);
+    }
+
+    /// Reads the configuration again from its source and applies it.
+    pub async fn reload(&self) -> Result<(), ReloadError> {
+        let source = self.reload_source.get().ok_or(ReloadError::NoSource)?;
+        let config = source().map_err(ReloadError::Source)?;
+        self.apply(config).await
+    }
+
+    /// Adds a target to a group (nothing if it is already there).
+    pub async fn register(&self, group: &str, address: SocketAddr) -> Result<(), ReloadError> {
+        let mut config = self.config.lock().await.clone();
+        let target_group = config
+            .target_groups
+            .iter_mut()
+            .find(|candidate| candidate.name == group)
+            .ok_or_else(|| ReloadError::UnknownTargetGroup(group.to_owned()))?;
+        if !target_group.targets.contains(&address) {
+            target_group.targets.push(address);
+        }
+        self.apply(config).await
+    }
+
+    /// Removes a target from a group. New requests stop going to it at once; requests in
+    /// flight to it finish.
+    pub async fn deregister(&self, group: &str, address: SocketAddr) -> Result<(), ReloadError> {
+        let mut config = self.config.lock().await.clone();
+        let target_group = config
+            .target_groups
+            .iter_mut()
+            .find(|candidate| candidate.name == group)
+            .ok_or_else(|| ReloadError::UnknownTargetGroup(group.to_owned()))?;
+        target_group.targets.retain(|target| *target != address);
+        self.apply(config).await
+    }
+}
+
+/// The health of every target, like ALB's DescribeTargetHealth.
+pub fn describe_target_health(groups: &[TargetGroup]) -> serde_json::Value {
+    serde_json::json!({
+        "target_groups": groups.iter().map(|group| serde_json::json!({
+            "name": group.name,
+            "healthy": group.healthy_count(),
+            "targets": group.targets.iter().map(|target| serde_json::json!({
+                "address": target.address.to_string(),
+                "state": if target.is_healthy() { "healthy" } else { "unhealthy" },
+                "in_flight": target.outstanding(),
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// The edge's own admin routes.
+pub(crate) fn admin_routes(control: Arc<Control>) -> axum::Router {
+    axum::Router::new()
+        .route("/targets", get(describe))
+        .route("/targets/register", post(register))
+        .route("/targets/deregister", post(deregister))
+        .route("/reload", post(reload))
+        .with_state(control)
+}
+
+fn error(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response {
+    (
+        status,
+        Json(serde_json::json!({ "error": { "code": code, "message": message.to_string() } })),
+    )
+        .into_response()
+}
+
+/// Mutations need `Authorization: Bearer <token>`; an edge without a token refuses them.
+/// `Some` is the refusal to send.
+fn refusal(control: &Control, headers: &HeaderMap) -> Option<Response> {
+    let Some(token) = &control.admin_token else {
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            "admin_disabled",
+            "this edge has no admin token, so its configuration cannot be changed through the API",
+        ));
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    // Compared in constant time, so the token cannot be guessed byte by byte.
+    let matches = given.is_some_and(|given| {
+        given.len() == token.len()
+            && given
+                .bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    });
+    (!matches).then(|| {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid admin token is required",
+        )
+    })
+}
+
+fn outcome(result: Result<(), ReloadError>, control: &Control) -> Response {
+    match result {
+        Ok(()) => Json(describe_target_health(&control.groups())).into_response(),
+        Err(ReloadError::UnknownTargetGroup(group)) => error(
+            StatusCode::NOT_FOUND,
+            "unknown_target_group",
+            format!("target group `{group}` does not exist"),
+        ),
+        Err(reason) => error(StatusCode::UNPROCESSABLE_ENTITY, "rejected", reason),
+    }
+}
+
+async fn describe(State(control): State<Arc<Control>>) -> Json<serde_json::Value> {
+    Json(describe_target_health(&control.groups()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetChange {
+    target_group: String,
+    address: SocketAddr,
+}
+
+async fn register(
+    State(control): State<Arc<Control>>,
+    headers: HeaderMap,
+    body: Result<Json<TargetChange>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    if let Some(refusal) = refusal(&control, &headers) {
+        return refusal;
+    }
+    match body {
+        Ok(Json(change)) => outcome(
+            control.register(&change.target_group, change.address).await,
+            &control,
+        ),
+        Err(rejection) => error(rejection.status(), "invalid_body", rejection.body_text()),
+    }
+}
+
+async fn deregister(
+    State(control): State<Arc<Control>>,
+    headers: HeaderMap,
+    body: Result<Json<TargetChange>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    if let Some(refusal) = refusal(&control, &headers) {
+        return refusal;
+    }
+    match body {
+        Ok(Json(change)) => outcome(
+            control
+                .deregister(&change.target_group, change.address)
+                .await,
+            &control,
+        ),
+        Err(rejection) => error(rejection.status(), "invalid_body", rejection.body_text()),
+    }
+}
+
+async fn reload(State(control): State<Arc<Control>>, headers: HeaderMap) -> Response {
+    if let Some(refusal) = refusal(&control, &headers) {
+        return refusal;
+    }
+    outcome(control.reload().await, &control)
+}
