@@ -52,6 +52,20 @@ pub struct Target {
     cost_bits: AtomicU64,
     /// When the average was last updated, in nanoseconds since the group was built.
     cost_updated: AtomicU64,
+    /// Server errors in a row, for outlier ejection.
+    consecutive_errors: AtomicU32,
+    /// Until when (milliseconds since [`clock_epoch`]) the target is ejected; 0 if it is not.
+    ejected_until: AtomicU64,
+}
+
+/// A process-wide origin for the ejection deadlines, which outlive one configuration.
+fn clock_epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_millis() -> u64 {
+    clock_epoch().elapsed().as_millis() as u64
 }
 
 impl Target {
@@ -66,7 +80,15 @@ impl Target {
             outstanding: Arc::new(AtomicU32::new(0)),
             cost_bits: AtomicU64::new(0),
             cost_updated: AtomicU64::new(0),
+            consecutive_errors: AtomicU32::new(0),
+            ejected_until: AtomicU64::new(0),
         }
+    }
+
+    /// Whether the target is ejected as an outlier now; its health check may not bring it
+    /// back before the ejection ends.
+    pub fn is_ejected(&self) -> bool {
+        self.ejected_until.load(Ordering::Relaxed) > now_millis()
     }
 
     /// Whether the target receives traffic.
@@ -218,6 +240,8 @@ pub struct TargetGroup {
     pub health_check: HealthCheckConfig,
     /// Its balancing algorithm.
     pub algorithm: Algorithm,
+    /// Its passive outlier ejection.
+    pub outlier_detection: Option<crate::config::OutlierDetection>,
     /// The protocol spoken to its targets.
     pub protocol: crate::config::UpstreamProtocol,
     cursor: AtomicUsize,
@@ -261,6 +285,7 @@ impl TargetGroup {
                 .collect(),
             health_check: config.health_check.clone(),
             algorithm: config.algorithm,
+            outlier_detection: config.outlier_detection,
             protocol: config.protocol,
             cursor: AtomicUsize::new(0),
             epoch: Instant::now(),
@@ -314,6 +339,30 @@ impl TargetGroup {
         InFlight {
             outstanding: Arc::clone(&target.outstanding),
         }
+    }
+
+    /// Counts a target's answer (or refused connection, as `None`) for outlier ejection;
+    /// returns true when this answer ejected the target.
+    pub fn observe_outcome(&self, index: usize, status: Option<u16>) -> bool {
+        let Some(detection) = self.outlier_detection else {
+            return false;
+        };
+        let target = &self.targets[index];
+        if status.is_some_and(|status| status < 500) {
+            target.consecutive_errors.store(0, Ordering::Relaxed);
+            return false;
+        }
+        let errors = target.consecutive_errors.fetch_add(1, Ordering::Relaxed) + 1;
+        if errors < detection.consecutive_errors.max(1) {
+            return false;
+        }
+        target.consecutive_errors.store(0, Ordering::Relaxed);
+        target.ejected_until.store(
+            now_millis() + detection.ejection.as_millis() as u64,
+            Ordering::Relaxed,
+        );
+        target.set_healthy(false);
+        true
     }
 
     /// Feeds a target's latency average with the time a request took to its response
@@ -476,6 +525,46 @@ mod tests {
                 "{states:?} {draws:?}"
             );
         }
+    }
+
+    #[test]
+    fn consecutive_server_errors_eject_a_target() {
+        use crate::config::{HealthCheckConfig, OutlierDetection, TargetGroupConfig};
+        let group = super::TargetGroup::new(
+            &TargetGroupConfig {
+                name: "g".to_owned(),
+                targets: vec!["127.0.0.1:1".parse().expect("address")],
+                health_check: HealthCheckConfig {
+                    path: "/".to_owned(),
+                    interval: Duration::from_secs(1),
+                    timeout: Duration::from_secs(1),
+                    healthy_threshold: 1,
+                    unhealthy_threshold: 1,
+                    matcher: vec![200..=299],
+                },
+                algorithm: Algorithm::RoundRobin,
+                protocol: Default::default(),
+                outlier_detection: Some(OutlierDetection {
+                    consecutive_errors: 2,
+                    ejection: Duration::from_secs(60),
+                }),
+            },
+            None,
+        );
+        group.targets[0].set_healthy(true);
+        // (status, ejected by this answer): a success resets the count; a refused
+        // connection (None) counts as an error.
+        let steps = [
+            (Some(500), false),
+            (Some(200), false),
+            (Some(503), false),
+            (None, true),
+        ];
+        for (step, (status, ejected)) in steps.into_iter().enumerate() {
+            assert_eq!(group.observe_outcome(0, status), ejected, "step {step}");
+        }
+        assert!(group.targets[0].is_ejected());
+        assert!(!group.targets[0].is_healthy());
     }
 
     #[test]

@@ -54,6 +54,27 @@ pub struct TargetGroupConfig {
     pub algorithm: crate::balancer::Algorithm,
     /// The protocol spoken to its targets.
     pub protocol: UpstreamProtocol,
+    /// Passive outlier ejection; none turns it off.
+    pub outlier_detection: Option<OutlierDetection>,
+}
+
+/// Passive outlier ejection, as Envoy does: a target that answers with server errors too
+/// many times in a row leaves the rotation for a while, whatever its health check says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutlierDetection {
+    /// Consecutive 5xx answers (or refused connections) that eject a target.
+    pub consecutive_errors: u32,
+    /// How long an ejected target stays out before its health check may bring it back.
+    pub ejection: Duration,
+}
+
+impl Default for OutlierDetection {
+    fn default() -> Self {
+        Self {
+            consecutive_errors: 5,
+            ejection: Duration::from_secs(30),
+        }
+    }
 }
 
 /// The protocol the edge speaks to a target group.

@@ -113,6 +113,11 @@ pub fn spawn_checkers(
                         check.healthy_threshold,
                         check.unhealthy_threshold,
                     );
+                    // An ejected outlier stays out until its ejection ends, however well
+                    // it answers its health check.
+                    if state.healthy && target.is_ejected() {
+                        state = CheckState::default();
+                    }
                     if target.set_healthy(state.healthy) {
                         if state.healthy {
                             tracing::info!(group = %group.name, target = %target.address, "target healthy");

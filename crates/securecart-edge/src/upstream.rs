@@ -254,6 +254,10 @@ pub async fn send(
                 context.target = Some(target.address);
                 context.target_answered = Some(std::time::Instant::now());
                 context.target_status = Some(response.status().as_u16());
+                if group.observe_outcome(index, context.target_status) {
+                    tracing::warn!(group = %group.name, target = %target.address, "target ejected after consecutive server errors");
+                    metrics.set_target_health(group);
+                }
                 group.observe_latency(index, sent.elapsed());
                 if response.status() == http::StatusCode::SWITCHING_PROTOCOLS
                     && let Some(client_upgrade) = client_upgrade
@@ -269,6 +273,7 @@ pub async fn send(
                 }));
             }
             Ok(Err(error)) if error.is_connect() => {
+                group.observe_outcome(index, None);
                 // Passive health: a target that refuses connections leaves the rotation
                 // now; its active check brings it back once it passes again.
                 if target.set_healthy(false) {

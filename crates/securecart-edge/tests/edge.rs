@@ -75,6 +75,16 @@ async fn start_upstream(name: &'static str) -> (TestServer, Arc<AtomicBool>) {
             ),
         )
         .route(
+            "/api/maybe-fail",
+            get(|State(upstream): State<Upstream>| async move {
+                if upstream.name == "a" {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "a is broken")
+                } else {
+                    (StatusCode::OK, "fine")
+                }
+            }),
+        )
+        .route(
             "/api/echo-upgrade",
             get(|mut request: axum::extract::Request| async move {
                 // Switch to a byte-echo protocol, as a WebSocket server switches to frames.
@@ -195,6 +205,7 @@ async fn start_edge(groups: Vec<(&str, &str, Vec<SocketAddr>)>) -> RunningEdge {
             health_check: health_check(),
             algorithm: Default::default(),
             protocol: Default::default(),
+            outlier_detection: None,
         });
     }
     start_edge_with(rules, not_found(), target_groups).await
@@ -453,6 +464,7 @@ async fn rules_redirect_answer_fixed_responses_and_match_headers() {
         health_check: health_check(),
         algorithm: Default::default(),
         protocol: Default::default(),
+        outlier_detection: None,
     };
     let rules = vec![
         path_rule(
@@ -541,6 +553,7 @@ async fn weighted_forwards_split_traffic_and_stickiness_keeps_a_client_on_its_gr
         health_check: health_check(),
         algorithm: Default::default(),
         protocol: Default::default(),
+        outlier_detection: None,
     };
     let split = |stickiness| {
         ActionConfig::Forward(ForwardConfig {
@@ -687,6 +700,7 @@ async fn https_listeners_pick_certificates_by_sni_and_speak_http2_by_alpn() {
             health_check: health_check(),
             algorithm: Default::default(),
             protocol: Default::default(),
+            outlier_detection: None,
         }],
         limits: Limits::default(),
         admin_token: None,
@@ -841,6 +855,7 @@ async fn least_outstanding_requests_sends_new_requests_away_from_a_busy_target()
         health_check: health_check(),
         algorithm: securecart_edge::balancer::Algorithm::LeastOutstandingRequests,
         protocol: Default::default(),
+        outlier_detection: None,
     };
     let edge = start_edge_with(
         vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
@@ -979,6 +994,7 @@ async fn grpc_over_http2_targets_passes_trailers_through() {
         },
         algorithm: Default::default(),
         protocol: securecart_edge::UpstreamProtocol::Http2,
+        outlier_detection: None,
     };
     let edge = start_edge_with(
         vec![path_rule(1, "/echo.Echo/*", ActionConfig::forward("grpc"))],
@@ -1167,8 +1183,55 @@ fn control_config(a: SocketAddr, b: SocketAddr) -> EdgeConfig {
             health_check: health_check(),
             algorithm: Default::default(),
             protocol: Default::default(),
+            outlier_detection: None,
         }],
         limits: Limits::default(),
         admin_token: Some(ADMIN_TOKEN.to_owned()),
     }
+}
+
+#[tokio::test]
+async fn a_target_answering_server_errors_is_ejected_for_a_while() {
+    let (a, _) = start_upstream("a").await;
+    let (b, _) = start_upstream("b").await;
+    let group = TargetGroupConfig {
+        name: "api".to_owned(),
+        targets: vec![a.address, b.address],
+        health_check: health_check(),
+        algorithm: Default::default(),
+        protocol: Default::default(),
+        outlier_detection: Some(securecart_edge::config::OutlierDetection {
+            consecutive_errors: 3,
+            ejection: Duration::from_secs(60),
+        }),
+    };
+    let edge = start_edge_with(
+        vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
+        not_found(),
+        vec![group],
+    )
+    .await;
+    edge.wait_for_healthy(2).await;
+    let mut client = TestClient::http1();
+    let mut errors = 0;
+    for _ in 0..12 {
+        if client
+            .get(&format!("{}/api/maybe-fail", edge.url))
+            .await
+            .status
+            == 500
+        {
+            errors += 1;
+        }
+    }
+    // a answered 500 three times, then left the rotation: the rest went to b.
+    assert_eq!(errors, 3);
+    edge.wait_for_healthy(1).await;
+    // Its health check passes, but the ejection holds.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..4 {
+        assert_eq!(whoami(&mut client, &edge).await, "b");
+    }
+    edge.shutdown().await;
+    drop((a, b));
 }

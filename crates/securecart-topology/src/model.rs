@@ -339,6 +339,8 @@ pub struct TargetGroup {
     pub algorithm: Algorithm,
     /// Whether its targets speak HTTP/2 (else HTTP/1.1).
     pub http2: bool,
+    /// Passive outlier ejection: (consecutive errors, ejection time), if on.
+    pub outlier_detection: Option<(u32, Duration)>,
 }
 
 /// How a target group spreads requests.
@@ -687,12 +689,31 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
                 false
             }
         };
+        let outlier = &raw_group.outlier_detection;
+        if !(1..=100).contains(&outlier.consecutive_errors) {
+            findings.problem(
+                path.key("outlier_detection").key("consecutive_errors"),
+                "must be from 1 to 100",
+            );
+        }
+        if !(1..=3600).contains(&outlier.ejection_seconds) {
+            findings.problem(
+                path.key("outlier_detection").key("ejection_seconds"),
+                "must be from 1 to 3600",
+            );
+        }
         target_groups.push(TargetGroup {
             name: raw_group.name.clone(),
             service,
             health_check,
             algorithm,
             http2,
+            outlier_detection: outlier.enabled.then(|| {
+                (
+                    outlier.consecutive_errors,
+                    Duration::from_secs(outlier.ejection_seconds),
+                )
+            }),
         });
     }
     let group_names: Vec<&str> = raw

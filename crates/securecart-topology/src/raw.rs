@@ -372,6 +372,51 @@ pub struct RawTargetGroup {
     /// The protocol spoken to the targets: `http1`, or `http2` (cleartext, as gRPC needs).
     #[serde(default = "default_upstream_protocol")]
     pub protocol: String,
+    /// Passive outlier ejection: a target that answers with server errors (or refuses
+    /// connections) too many times in a row leaves the rotation for a while.
+    #[serde(default)]
+    pub outlier_detection: RawOutlierDetection,
+}
+
+/// Passive outlier ejection.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutlierDetection {
+    /// Whether it is on.
+    #[serde(default = "default_outlier_enabled")]
+    pub enabled: bool,
+    /// Consecutive 5xx answers or refused connections that eject a target, 1 to 100.
+    #[serde(default = "default_consecutive_errors")]
+    pub consecutive_errors: u32,
+    /// Seconds an ejected target stays out before its health check may bring it back,
+    /// 1 to 3600.
+    #[serde(default = "default_ejection_seconds")]
+    pub ejection_seconds: u64,
+}
+
+impl Default for RawOutlierDetection {
+    fn default() -> Self {
+        Self {
+            enabled: default_outlier_enabled(),
+            consecutive_errors: default_consecutive_errors(),
+            ejection_seconds: default_ejection_seconds(),
+        }
+    }
+}
+
+/// Outlier ejection is on by default.
+pub fn default_outlier_enabled() -> bool {
+    true
+}
+
+/// The default number of consecutive errors that eject a target (Envoy's).
+pub fn default_consecutive_errors() -> u32 {
+    5
+}
+
+/// The default ejection time (Envoy's base ejection time).
+pub fn default_ejection_seconds() -> u64 {
+    30
 }
 
 /// The default protocol to targets.

@@ -10,6 +10,7 @@ use securecart_edge::actions::{
     ActionConfig, FixedResponseConfig, ForwardConfig, RedirectConfig, WeightedGroup,
 };
 use securecart_edge::balancer::Algorithm;
+use securecart_edge::config::OutlierDetection;
 use securecart_edge::rules::{Conditions, Rule};
 use securecart_edge::tls::{CertificatePem, TlsConfig};
 use securecart_edge::{
@@ -181,6 +182,12 @@ pub fn edge_config(
                 } else {
                     UpstreamProtocol::Http1
                 },
+                outlier_detection: group
+                    .outlier_detection
+                    .map(|(consecutive_errors, ejection)| OutlierDetection {
+                        consecutive_errors,
+                        ejection,
+                    }),
             })
             .collect(),
         limits: Limits::default(),
@@ -292,6 +299,7 @@ pub async fn proxy_config(
             },
             algorithm: Algorithm::RoundRobin,
             protocol: UpstreamProtocol::Http1,
+            outlier_detection: Some(OutlierDetection::default()),
         }],
         limits: Limits::default(),
         admin_token: admin_token(),
