@@ -46,6 +46,7 @@ impl ActionConfig {
                 weight: 1,
             }],
             stickiness: None,
+            max_body_bytes: None,
         })
     }
 }
@@ -57,6 +58,8 @@ pub struct ForwardConfig {
     pub target_groups: Vec<WeightedGroup>,
     /// How long a client stays on the group it was sent to; none means no stickiness.
     pub stickiness: Option<Duration>,
+    /// The largest request body this forward accepts (more: 413); none: the listener's.
+    pub max_body_bytes: Option<u64>,
 }
 
 /// A target group and its weight.
@@ -161,6 +164,8 @@ pub struct Forward {
     pub total_weight: u32,
     /// Group stickiness.
     pub stickiness: Option<Duration>,
+    /// The largest request body.
+    pub max_body_bytes: Option<u64>,
 }
 
 impl Forward {
@@ -221,6 +226,7 @@ impl Action {
                     total_weight: groups.iter().map(|(_, weight, _)| weight).sum(),
                     groups,
                     stickiness: forward.stickiness,
+                    max_body_bytes: forward.max_body_bytes,
                 }))
             }
             ActionConfig::Redirect(redirect) => {
@@ -392,6 +398,7 @@ mod tests {
                 },
             ],
             stickiness: Some(std::time::Duration::from_secs(60)),
+            max_body_bytes: None,
         });
         let index = |name: &str| {
             ["blue", "green", "old"]
@@ -432,6 +439,7 @@ mod tests {
                     })
                     .collect(),
                 stickiness: None,
+                max_body_bytes: None,
             })
         };
         let cases = [

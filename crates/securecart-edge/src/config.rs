@@ -115,8 +115,15 @@ pub struct Limits {
     pub connect_timeout: Duration,
     /// How long in-flight requests may finish after shutdown begins.
     pub drain_timeout: Duration,
-    /// The most request headers a client may send.
+    /// The most request headers a client may send (more: 431).
     pub max_headers: usize,
+    /// The most bytes of request line and headers (more: 431); at least 8192.
+    pub max_header_bytes: usize,
+    /// The most client connections each listener holds at once; past it, new connections
+    /// wait in the kernel's accept queue until one closes.
+    pub max_connections: usize,
+    /// The largest request body (more: 413), unless a rule sets its own.
+    pub max_body_bytes: Option<u64>,
 }
 
 impl Default for Limits {
@@ -127,6 +134,9 @@ impl Default for Limits {
             connect_timeout: Duration::from_secs(2),
             drain_timeout: Duration::from_secs(10),
             max_headers: 100,
+            max_header_bytes: 16 * 1024,
+            max_connections: 10_000,
+            max_body_bytes: None,
         }
     }
 }

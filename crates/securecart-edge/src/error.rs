@@ -29,6 +29,9 @@ pub enum EdgeError {
     /// The target did not answer in time.
     #[error("target did not answer in time")]
     Timeout,
+    /// The request's body is larger than its rule allows.
+    #[error("the request body is larger than {0} bytes")]
+    BodyTooLarge(u64),
     /// The request cannot be forwarded as it is.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
@@ -38,7 +41,7 @@ impl EdgeError {
     /// Where the failure came from.
     pub fn source_kind(&self) -> ErrorSource {
         match self {
-            EdgeError::BadRequest(_) => ErrorSource::Client,
+            EdgeError::BadRequest(_) | EdgeError::BodyTooLarge(_) => ErrorSource::Client,
             EdgeError::NoTargets(_) => ErrorSource::Internal,
             EdgeError::Connect(_) | EdgeError::Upstream(_) | EdgeError::Timeout => {
                 ErrorSource::Upstream
@@ -60,6 +63,7 @@ impl EdgeError {
             EdgeError::Connect(_) | EdgeError::Upstream(_) => StatusCode::BAD_GATEWAY,
             EdgeError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             EdgeError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            EdgeError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 
@@ -71,6 +75,7 @@ impl EdgeError {
             EdgeError::Upstream(_) => "target_failed",
             EdgeError::Timeout => "target_timeout",
             EdgeError::BadRequest(_) => "bad_request",
+            EdgeError::BodyTooLarge(_) => "body_too_large",
         }
     }
 }

@@ -254,6 +254,7 @@ impl Edge {
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
             .max_headers(limits.max_headers)
+            .max_buf_size(limits.max_header_bytes.max(8192))
             .keep_alive(true);
         builder
             .http2()
@@ -306,8 +307,21 @@ async fn accept_loop(
     graceful: Arc<GracefulShutdown>,
     mut accepting: watch::Receiver<bool>,
 ) {
-    let handshake_timeout = control.limits().header_read_timeout;
+    let limits = control.limits();
+    let handshake_timeout = limits.header_read_timeout;
+    // Each connection holds a permit until it closes; without one, the listener stops
+    // accepting and new clients wait in the kernel's queue, as nginx's worker_connections.
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&permits).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            () = async {
+                let _ = accepting.wait_for(|accepting| !*accepting).await;
+            } => return,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -327,14 +341,14 @@ async fn accept_loop(
                 let builder = builder.clone();
                 let graceful = Arc::clone(&graceful);
                 match &acceptor {
-                    None => serve_connection(stream, peer, slot, &control, &builder, &graceful),
+                    None => serve_connection(stream, peer, slot, &control, &builder, &graceful, permit),
                     Some(acceptor) => {
                         let acceptor = acceptor.clone();
                         tokio::spawn(async move {
                             // A client that never finishes its handshake is cut off like one
                             // that never finishes its headers.
                             match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                                Ok(Ok(tls)) => serve_connection(tls, peer, slot, &control, &builder, &graceful),
+                                Ok(Ok(tls)) => serve_connection(tls, peer, slot, &control, &builder, &graceful, permit),
                                 Ok(Err(error)) => {
                                     tracing::debug!(%error, %peer, "TLS handshake failed");
                                     control.metrics.connections_active.dec();
@@ -366,6 +380,7 @@ fn serve_connection<IO>(
     control: &Control,
     builder: &auto::Builder<TokioExecutor>,
     graceful: &GracefulShutdown,
+    permit: tokio::sync::OwnedSemaphorePermit,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -380,5 +395,6 @@ fn serve_connection<IO>(
             tracing::debug!(%error, %peer, "client connection ended with an error");
         }
         active.dec();
+        drop(permit);
     });
 }

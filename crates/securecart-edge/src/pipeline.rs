@@ -333,8 +333,11 @@ impl Pipeline {
             &self.metrics,
             context,
             Request::from_parts(parts, body),
-            self.limits.upstream_timeout,
-            client_upgrade,
+            upstream::SendOptions {
+                timeout: self.limits.upstream_timeout,
+                client_upgrade,
+                max_body_bytes: forward.max_body_bytes.or(self.limits.max_body_bytes),
+            },
         )
         .await;
         Outcome {
@@ -405,6 +408,7 @@ pub fn error_response(error: &EdgeError) -> Response<EdgeBody> {
         EdgeError::Upstream(_) => "The target failed to answer.",
         EdgeError::Timeout => "The target did not answer in time.",
         EdgeError::BadRequest(reason) => reason,
+        EdgeError::BodyTooLarge(_) => "The request body is too large.",
     };
     let body =
         serde_json::json!({ "error": { "code": error.code(), "message": message } }).to_string();

@@ -25,8 +25,11 @@ use crate::context::RequestContext;
 use crate::error::EdgeError;
 use crate::metrics::EdgeMetrics;
 
+/// The error of a body the edge relays: hyper's, or the edge's own (a body over its limit).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// The body type of everything the edge sends and answers.
-pub type EdgeBody = UnsyncBoxBody<Bytes, hyper::Error>;
+pub type EdgeBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// The most targets one request is sent to.
 pub const MAX_ATTEMPTS: usize = 3;
@@ -100,12 +103,26 @@ enum RequestBody {
     Buffered(Bytes),
     /// A body that streams to the target; sent once.
     Streaming(Incoming),
+    /// A body of unknown length that streams to the target, cut off past a limit.
+    StreamingLimited(http_body_util::Limited<Incoming>),
 }
 
 impl RequestBody {
-    async fn read(body: Incoming) -> Result<Self, EdgeError> {
+    async fn read(body: Incoming, limit: Option<u64>) -> Result<Self, EdgeError> {
         if body.is_end_stream() {
             return Ok(RequestBody::Empty);
+        }
+        if let Some(limit) = limit {
+            match body.size_hint().exact() {
+                Some(length) if length > limit => return Err(EdgeError::BodyTooLarge(limit)),
+                None => {
+                    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+                    return Ok(RequestBody::StreamingLimited(http_body_util::Limited::new(
+                        body, limit,
+                    )));
+                }
+                Some(_) => {}
+            }
         }
         match body.size_hint().exact() {
             Some(length) if length <= MAX_BUFFERED_BODY => {
@@ -121,7 +138,7 @@ impl RequestBody {
     }
 
     fn is_replayable(&self) -> bool {
-        !matches!(self, RequestBody::Streaming(_))
+        matches!(self, RequestBody::Empty | RequestBody::Buffered(_))
     }
 
     fn take(&mut self) -> EdgeBody {
@@ -132,7 +149,10 @@ impl RequestBody {
                 *self = RequestBody::Buffered(bytes);
                 body
             }
-            RequestBody::Streaming(incoming) => incoming.boxed_unsync(),
+            RequestBody::Streaming(incoming) => incoming.map_err(BoxError::from).boxed_unsync(),
+            // Past the limit the body fails, which aborts the upstream request; `send` reports
+            // it as 413.
+            RequestBody::StreamingLimited(limited) => limited.boxed_unsync(),
         }
     }
 }
@@ -156,6 +176,18 @@ fn tunnel(client: hyper::upgrade::OnUpgrade, target: hyper::upgrade::OnUpgrade) 
     });
 }
 
+/// Whether a failed request failed because its body went over its limit.
+fn over_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(current) = source {
+        if current.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = current.source();
+    }
+    false
+}
+
 /// A target's response body, carrying the count of its request in flight until it ends.
 struct CountedBody {
     inner: Incoming,
@@ -164,13 +196,15 @@ struct CountedBody {
 
 impl http_body::Body for CountedBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: std::pin::Pin<&mut Self>,
         context: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
-        std::pin::Pin::new(&mut self.get_mut().inner).poll_frame(context)
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        std::pin::Pin::new(&mut self.get_mut().inner)
+            .poll_frame(context)
+            .map_err(BoxError::from)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -182,6 +216,17 @@ impl http_body::Body for CountedBody {
     }
 }
 
+/// How one request is sent.
+#[derive(Debug)]
+pub struct SendOptions {
+    /// How long the target may take to answer with headers.
+    pub timeout: Duration,
+    /// The client's side of a protocol switch, to join to the target's.
+    pub client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// The largest request body.
+    pub max_body_bytes: Option<u64>,
+}
+
 /// Sends a prepared request to the group and returns the target's response.
 pub async fn send(
     clients: &UpstreamClients,
@@ -189,14 +234,18 @@ pub async fn send(
     metrics: &EdgeMetrics,
     context: &mut RequestContext,
     request: Request<Incoming>,
-    timeout: Duration,
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    options: SendOptions,
 ) -> Result<Response<EdgeBody>, EdgeError> {
+    let SendOptions {
+        timeout,
+        client_upgrade,
+        max_body_bytes,
+    } = options;
     if group.targets.is_empty() {
         return Err(EdgeError::NoTargets(group.name.clone()));
     }
     let (mut parts, body) = request.into_parts();
-    let mut body = RequestBody::read(body).await?;
+    let mut body = RequestBody::read(body, max_body_bytes).await?;
     context.received_bytes = match &body {
         RequestBody::Buffered(bytes) => bytes.len() as u64,
         _ => parts
@@ -285,7 +334,14 @@ pub async fn send(
                 }
                 metrics.retried(group);
             }
-            Ok(Err(error)) => return Err(EdgeError::Upstream(error.to_string())),
+            Ok(Err(error)) => {
+                if let Some(limit) = max_body_bytes
+                    && over_limit(&error)
+                {
+                    return Err(EdgeError::BodyTooLarge(limit));
+                }
+                return Err(EdgeError::Upstream(error.to_string()));
+            }
         }
     }
 }

@@ -216,6 +216,24 @@ async fn start_edge_with(
     default_action: ActionConfig,
     target_groups: Vec<TargetGroupConfig>,
 ) -> RunningEdge {
+    start_edge_with_limits(
+        rules,
+        default_action,
+        target_groups,
+        Limits {
+            drain_timeout: Duration::from_secs(5),
+            ..Limits::default()
+        },
+    )
+    .await
+}
+
+async fn start_edge_with_limits(
+    rules: Vec<Rule<ActionConfig>>,
+    default_action: ActionConfig,
+    target_groups: Vec<TargetGroupConfig>,
+    limits: Limits,
+) -> RunningEdge {
     let edge = Edge::bind(EdgeConfig {
         region: "test-1".to_owned(),
         listeners: vec![ListenerConfig {
@@ -227,10 +245,7 @@ async fn start_edge_with(
         }],
         admin: "127.0.0.1:0".parse().expect("address"),
         target_groups,
-        limits: Limits {
-            drain_timeout: Duration::from_secs(5),
-            ..Limits::default()
-        },
+        limits,
         admin_token: Some(ADMIN_TOKEN.to_owned()),
     })
     .await
@@ -568,6 +583,7 @@ async fn weighted_forwards_split_traffic_and_stickiness_keeps_a_client_on_its_gr
                 },
             ],
             stickiness,
+            max_body_bytes: None,
         })
     };
     let rules = vec![
@@ -1234,4 +1250,131 @@ async fn a_target_answering_server_errors_is_ejected_for_a_while() {
     }
     edge.shutdown().await;
     drop((a, b));
+}
+
+#[tokio::test]
+async fn bodies_over_the_rules_limit_and_oversized_headers_are_refused() {
+    let (a, _) = start_upstream("a").await;
+    let limited = ActionConfig::Forward(ForwardConfig {
+        target_groups: vec![WeightedGroup {
+            name: "api".to_owned(),
+            weight: 1,
+        }],
+        stickiness: None,
+        max_body_bytes: Some(10),
+    });
+    let group = TargetGroupConfig {
+        name: "api".to_owned(),
+        targets: vec![a.address],
+        health_check: health_check(),
+        algorithm: Default::default(),
+        protocol: Default::default(),
+        outlier_detection: None,
+    };
+    let edge = start_edge_with(
+        vec![path_rule(1, "/api/*", limited)],
+        not_found(),
+        vec![group],
+    )
+    .await;
+    edge.wait_for_healthy(1).await;
+    let mut client = TestClient::http1();
+    let url = format!("{}/api/echo", edge.url);
+    let small = client
+        .post(&url, &[("content-type", "text/plain")], "hello")
+        .await;
+    assert_eq!(
+        (small.status.as_u16(), small.text()),
+        (200, "a:hello".to_owned())
+    );
+    let large = client
+        .post(
+            &url,
+            &[("content-type", "text/plain")],
+            "twenty bytes of body",
+        )
+        .await;
+    assert_eq!(large.status, 413);
+    assert_eq!(large.json()["error"]["code"], "body_too_large");
+
+    // A chunked body has no length up front: it is cut off when it passes the limit.
+    let address = edge.url.trim_start_matches("http://").to_owned();
+    let chunked = "POST /api/echo HTTP/1.1\r\nHost: shop.example\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n14\r\ntwenty bytes of body\r\n0\r\n\r\n";
+    let answer = raw_exchange(&address, chunked).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+
+    // Headers past 16 KiB get 431.
+    let huge = "x".repeat(20 * 1024);
+    let answer = raw_exchange(
+        &address,
+        &format!("GET /api/whoami HTTP/1.1\r\nHost: shop.example\r\nX-Huge: {huge}\r\n\r\n"),
+    )
+    .await;
+    assert!(
+        answer.starts_with("HTTP/1.1 431"),
+        "{}",
+        &answer[..answer.len().min(200)]
+    );
+    edge.shutdown().await;
+}
+
+#[tokio::test]
+async fn past_its_connection_limit_a_listener_lets_new_clients_wait() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (a, _) = start_upstream("a").await;
+    let group = TargetGroupConfig {
+        name: "api".to_owned(),
+        targets: vec![a.address],
+        health_check: health_check(),
+        algorithm: Default::default(),
+        protocol: Default::default(),
+        outlier_detection: None,
+    };
+    let limits = Limits {
+        max_connections: 2,
+        drain_timeout: Duration::from_secs(2),
+        ..Limits::default()
+    };
+    let edge = start_edge_with_limits(
+        vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
+        not_found(),
+        vec![group],
+        limits,
+    )
+    .await;
+    edge.wait_for_healthy(1).await;
+    let address = edge.url.trim_start_matches("http://").to_owned();
+    let request = b"GET /api/whoami HTTP/1.1\r\nHost: shop.example\r\n\r\n";
+    let mut first = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    let mut second = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    for stream in [&mut first, &mut second] {
+        stream.write_all(request).await.expect("write");
+        let mut buffer = [0u8; 1024];
+        let read = stream.read(&mut buffer).await.expect("read");
+        assert!(buffer[..read].starts_with(b"HTTP/1.1 200"));
+    }
+    // Two keep-alive connections hold the two permits: a third client waits.
+    let mut third = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    third.write_all(request).await.expect("write");
+    let mut buffer = [0u8; 1024];
+    let waited = tokio::time::timeout(Duration::from_millis(300), third.read(&mut buffer)).await;
+    assert!(
+        waited.is_err(),
+        "the third client was served past the limit"
+    );
+    // One closes: the third is served.
+    drop(first);
+    let read = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buffer))
+        .await
+        .expect("served once a connection closed")
+        .expect("read");
+    assert!(buffer[..read].starts_with(b"HTTP/1.1 200"));
+    drop((second, third));
+    edge.shutdown().await;
 }

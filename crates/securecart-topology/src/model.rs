@@ -299,6 +299,8 @@ pub enum RuleAction {
         target_groups: Vec<(String, u32)>,
         /// Group stickiness.
         stickiness: Option<Duration>,
+        /// The largest request body.
+        max_body_bytes: Option<u64>,
     },
     /// Redirect.
     Redirect {
@@ -817,7 +819,7 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
                 );
             }
             let conditions = resolve_conditions(raw_rule, &rule_path, findings);
-            let action = resolve_action(
+            let mut action = resolve_action(
                 &raw_rule.forward,
                 &raw_rule.redirect,
                 &raw_rule.fixed_response,
@@ -825,6 +827,13 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
                 &group_names,
                 findings,
             );
+            if let Some(limit) = raw_rule.max_body_bytes {
+                match &mut action {
+                    RuleAction::Forward { max_body_bytes, .. } => *max_body_bytes = Some(limit),
+                    _ => findings
+                        .problem(rule_path.key("max_body_bytes"), "only applies to a forward"),
+                }
+            }
             rules.push(ListenerRule {
                 name: raw_rule.name.clone(),
                 priority: raw_rule.priority,
@@ -1072,6 +1081,7 @@ fn resolve_action(
         return RuleAction::Forward {
             target_groups,
             stickiness: stickiness.map(Duration::from_secs),
+            max_body_bytes: None,
         };
     }
     if let Some(redirect) = redirect {

@@ -218,6 +218,8 @@ pub struct RawRule {
     pub redirect: Option<RawRedirect>,
     /// Answer with a fixed response.
     pub fixed_response: Option<RawFixedResponse>,
+    /// For a forward: the largest request body, in bytes; a larger one gets 413.
+    pub max_body_bytes: Option<u64>,
 }
 
 /// An action: exactly one of its keys.

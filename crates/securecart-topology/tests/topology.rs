@@ -354,6 +354,12 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "not an algorithm",
         ),
         (
+            "priority = 40\n",
+            "priority = 40\nmax_body_bytes = 10\n",
+            "edge.listeners[0].rules[3].max_body_bytes",
+            "only applies to a forward",
+        ),
+        (
             "protocol = \"https\"",
             "protocol = \"spdy\"",
             "edge.listeners[1].protocol",

@@ -209,7 +209,9 @@ fn action_config(action: &RuleAction) -> ActionConfig {
         RuleAction::Forward {
             target_groups,
             stickiness,
+            max_body_bytes,
         } => ActionConfig::Forward(ForwardConfig {
+            max_body_bytes: *max_body_bytes,
             target_groups: target_groups
                 .iter()
                 .map(|(name, weight)| WeightedGroup {
