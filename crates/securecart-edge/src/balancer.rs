@@ -242,6 +242,8 @@ pub struct TargetGroup {
     pub algorithm: Algorithm,
     /// Its passive outlier ejection.
     pub outlier_detection: Option<crate::config::OutlierDetection>,
+    /// Its metric handles.
+    pub metrics: Option<crate::metrics::GroupMetrics>,
     /// The protocol spoken to its targets.
     pub protocol: crate::config::UpstreamProtocol,
     cursor: AtomicUsize,
@@ -286,6 +288,7 @@ impl TargetGroup {
             health_check: config.health_check.clone(),
             algorithm: config.algorithm,
             outlier_detection: config.outlier_detection,
+            metrics: None,
             protocol: config.protocol,
             cursor: AtomicUsize::new(0),
             epoch: Instant::now(),

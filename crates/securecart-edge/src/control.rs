@@ -75,11 +75,20 @@ pub enum ReloadError {
 }
 
 /// Builds the target groups of `config`, reusing the targets of `previous` that stay.
-fn build_groups(config: &EdgeConfig, previous: &[TargetGroup]) -> Arc<[TargetGroup]> {
+fn build_groups(
+    config: &EdgeConfig,
+    previous: &[TargetGroup],
+    metrics: &EdgeMetrics,
+) -> Arc<[TargetGroup]> {
     config
         .target_groups
         .iter()
-        .map(|group| TargetGroup::new(group, previous.iter().find(|old| old.name == group.name)))
+        .map(|group| {
+            let mut built =
+                TargetGroup::new(group, previous.iter().find(|old| old.name == group.name));
+            built.metrics = Some(metrics.group(&group.name));
+            built
+        })
         .collect()
 }
 
@@ -92,7 +101,7 @@ impl Control {
         metrics: EdgeMetrics,
         readiness: Readiness,
     ) -> Result<Self, StartError> {
-        let groups = build_groups(&config, &[]);
+        let groups = build_groups(&config, &[], &metrics);
         let pipelines = Self::compile(&config, &groups, &listener_ports, &clients, &metrics)?;
         let (stop, _) = watch::channel(false);
         Ok(Self {
@@ -193,7 +202,7 @@ impl Control {
         if !same_listeners {
             return Err(ReloadError::ListenersChanged);
         }
-        let groups = build_groups(&config, &self.groups());
+        let groups = build_groups(&config, &self.groups(), &self.metrics);
         let pipelines = Self::compile(
             &config,
             &groups,

@@ -16,6 +16,46 @@ pub struct GroupLabels {
     pub target_group: String,
 }
 
+/// Labels of a target's answers: the group and the status class.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetResponseLabels {
+    /// The target group.
+    pub target_group: String,
+    /// `2xx`, `3xx`, `4xx` or `5xx`.
+    pub class: &'static str,
+}
+
+/// Labels of the edge's own answers (ALB's `HTTPCode_ELB_*`): the reason.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EdgeErrorLabels {
+    /// The error's code, such as `target_unreachable`.
+    pub code: &'static str,
+}
+
+/// A group's metric handles, taken once when the group is built so that recording a
+/// request allocates nothing.
+#[derive(Debug, Clone)]
+pub struct GroupMetrics {
+    /// Seconds from sending a request to the target's response headers.
+    pub response_time: prometheus_client::metrics::histogram::Histogram,
+    /// Target answers by status class: 1xx and 2xx, 3xx, 4xx, 5xx.
+    pub responses: [Counter; 4],
+}
+
+impl GroupMetrics {
+    /// Records one answer of a target.
+    pub fn record(&self, status: u16, seconds: f64) {
+        self.response_time.observe(seconds);
+        let class = match status {
+            0..=299 => 0,
+            300..=399 => 1,
+            400..=499 => 2,
+            _ => 3,
+        };
+        self.responses[class].inc();
+    }
+}
+
 /// Every metric of the edge.
 #[derive(Debug, Clone)]
 pub struct EdgeMetrics {
@@ -24,6 +64,9 @@ pub struct EdgeMetrics {
     healthy_targets: Family<GroupLabels, Gauge>,
     unhealthy_targets: Family<GroupLabels, Gauge>,
     retries: Family<GroupLabels, Counter>,
+    target_response_time: Family<GroupLabels, prometheus_client::metrics::histogram::Histogram>,
+    target_responses: Family<TargetResponseLabels, Counter>,
+    edge_errors: Family<EdgeErrorLabels, Counter>,
     /// Client connections open now.
     pub connections_active: Gauge,
     /// Client connections accepted.
@@ -38,6 +81,13 @@ impl EdgeMetrics {
             healthy_targets: Family::default(),
             unhealthy_targets: Family::default(),
             retries: Family::default(),
+            target_response_time: Family::new_with_constructor(|| {
+                prometheus_client::metrics::histogram::Histogram::new(
+                    securecart_telemetry::metrics::latency_buckets(),
+                )
+            }),
+            target_responses: Family::default(),
+            edge_errors: Family::default(),
             connections_active: Gauge::default(),
             connections: Counter::default(),
         };
@@ -50,6 +100,22 @@ impl EdgeMetrics {
             "unhealthy_targets",
             "Targets failing their health check, by target group",
             metrics.unhealthy_targets.clone(),
+        );
+        registry.register_with_unit(
+            "target_response_time",
+            "Time from sending a request to a target to its response headers, by target group",
+            prometheus_client::registry::Unit::Seconds,
+            metrics.target_response_time.clone(),
+        );
+        registry.register(
+            "target_responses",
+            "Answers of targets, by target group and status class",
+            metrics.target_responses.clone(),
+        );
+        registry.register(
+            "errors",
+            "Answers the edge made itself because it could not forward, by reason",
+            metrics.edge_errors.clone(),
         );
         registry.register(
             "upstream_retries",
@@ -81,6 +147,32 @@ impl EdgeMetrics {
         self.unhealthy_targets
             .get_or_create(&labels)
             .set((group.targets.len() - healthy) as i64);
+    }
+
+    /// The metric handles of a group.
+    pub fn group(&self, name: &str) -> GroupMetrics {
+        let labels = GroupLabels {
+            target_group: name.to_owned(),
+        };
+        let class = |class: &'static str| {
+            self.target_responses
+                .get_or_create(&TargetResponseLabels {
+                    target_group: name.to_owned(),
+                    class,
+                })
+                .clone()
+        };
+        GroupMetrics {
+            response_time: self.target_response_time.get_or_create(&labels).clone(),
+            responses: [class("2xx"), class("3xx"), class("4xx"), class("5xx")],
+        }
+    }
+
+    /// Counts an answer the edge made itself.
+    pub fn edge_error(&self, code: &'static str) {
+        self.edge_errors
+            .get_or_create(&EdgeErrorLabels { code })
+            .inc();
     }
 
     /// Counts a retry.

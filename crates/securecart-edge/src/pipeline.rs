@@ -128,6 +128,7 @@ impl Pipeline {
             Ok(response) => response,
             Err(error) => {
                 context.error_code = Some(error.code());
+                self.metrics.edge_error(error.code());
                 if error.status().is_server_error()
                     && let Some(suppressed) = self.error_log.allow()
                 {

@@ -307,7 +307,11 @@ pub async fn send(
                     tracing::warn!(group = %group.name, target = %target.address, "target ejected after consecutive server errors");
                     metrics.set_target_health(group);
                 }
-                group.observe_latency(index, sent.elapsed());
+                let elapsed = sent.elapsed();
+                group.observe_latency(index, elapsed);
+                if let Some(metrics) = &group.metrics {
+                    metrics.record(response.status().as_u16(), elapsed.as_secs_f64());
+                }
                 if response.status() == http::StatusCode::SWITCHING_PROTOCOLS
                     && let Some(client_upgrade) = client_upgrade
                 {

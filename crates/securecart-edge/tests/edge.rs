@@ -417,6 +417,18 @@ async fn the_edge_answers_itself_when_it_cannot_forward() {
     assert_eq!(unreachable.json()["error"]["code"], "target_unreachable");
     let empty = client.get(&format!("{}/empty/x", edge.url)).await;
     assert_eq!(empty.status, 503);
+    let metrics = TestClient::http1()
+        .get(&format!("http://{}/metrics", edge.admin))
+        .await
+        .text();
+    assert!(
+        metrics.contains("securecart_edge_errors_total{code=\"target_unreachable\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("securecart_edge_errors_total{code=\"no_targets\"} 1"),
+        "{metrics}"
+    );
     let health = TestClient::http1()
         .get(&format!("http://{}/healthz", edge.admin))
         .await;
@@ -552,6 +564,15 @@ async fn rules_redirect_answer_fixed_responses_and_match_headers() {
         .text();
     assert!(
         metrics.contains("securecart_edge_requests_total{route=\"beta\",code=\"200\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains("securecart_edge_target_responses_total{target_group=\"b\",class=\"2xx\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("securecart_edge_target_response_time_seconds_count{target_group=\"a\"}"),
         "{metrics}"
     );
     edge.shutdown().await;
