@@ -14,6 +14,9 @@ use http::{HeaderValue, StatusCode};
 /// The cookie that keeps a client on the target group it was first sent to.
 pub const GROUP_STICKINESS_COOKIE: &str = "SCALBTG";
 
+/// The cookie that keeps a client on the target it was first sent to.
+pub const TARGET_STICKINESS_COOKIE: &str = "SCALB";
+
 /// The content types a fixed response may have, as ALB allows.
 pub const FIXED_RESPONSE_CONTENT_TYPES: [&str; 5] = [
     "text/plain",

@@ -45,6 +45,8 @@ pub struct Target {
     pub authority: Authority,
     /// Its weight for weighted random.
     pub weight: u32,
+    /// Its opaque name in the target stickiness cookie (the address is not shown).
+    pub cookie_id: String,
     healthy: AtomicBool,
     /// Requests in flight; shared with the [`InFlight`] guards that live in response bodies.
     outstanding: Arc<AtomicU32>,
@@ -56,6 +58,8 @@ pub struct Target {
     consecutive_errors: AtomicU32,
     /// Until when (milliseconds since [`clock_epoch`]) the target is ejected; 0 if it is not.
     ejected_until: AtomicU64,
+    /// Since when (milliseconds since [`clock_epoch`]) the target is healthy.
+    healthy_since: AtomicU64,
 }
 
 /// A process-wide origin for the ejection deadlines, which outlive one configuration.
@@ -76,12 +80,22 @@ impl Target {
             authority: Authority::try_from(address.to_string().as_str())
                 .unwrap_or_else(|_| Authority::from_static("invalid")),
             weight: 1,
+            cookie_id: {
+                // FNV-1a of the address: stable across restarts, reveals nothing.
+                let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+                for byte in address.to_string().bytes() {
+                    hash ^= u64::from(byte);
+                    hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+                }
+                format!("{hash:016x}")
+            },
             healthy: AtomicBool::new(false),
             outstanding: Arc::new(AtomicU32::new(0)),
             cost_bits: AtomicU64::new(0),
             cost_updated: AtomicU64::new(0),
             consecutive_errors: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
+            healthy_since: AtomicU64::new(0),
         }
     }
 
@@ -98,7 +112,18 @@ impl Target {
 
     /// Marks the target healthy or not; returns whether that changed anything.
     pub fn set_healthy(&self, healthy: bool) -> bool {
-        self.healthy.swap(healthy, Ordering::AcqRel) != healthy
+        let changed = self.healthy.swap(healthy, Ordering::AcqRel) != healthy;
+        if changed && healthy {
+            self.healthy_since.store(now_millis(), Ordering::Relaxed);
+        }
+        changed
+    }
+
+    /// How long the target has been healthy.
+    fn healthy_for(&self) -> Duration {
+        Duration::from_millis(
+            now_millis().saturating_sub(self.healthy_since.load(Ordering::Relaxed)),
+        )
     }
 
     /// Requests in flight to the target.
@@ -132,6 +157,20 @@ pub struct TargetState {
     pub cost: f64,
     /// Weight for weighted random.
     pub weight: u32,
+    /// The share of a full target's traffic it may take now, from 0.05 to 1: below 1
+    /// during slow start, after it was registered or became healthy.
+    pub ramp: f64,
+}
+
+/// The share of traffic a target in slow start may take after `elapsed` of `slow_start`:
+/// it grows linearly, from 5% so that the target is tried at all.
+pub fn ramp(elapsed: Duration, slow_start: Option<Duration>) -> f64 {
+    match slow_start {
+        Some(window) if !window.is_zero() => {
+            (elapsed.as_secs_f64() / window.as_secs_f64()).clamp(0.05, 1.0)
+        }
+        _ => 1.0,
+    }
 }
 
 /// The random inputs of one choice, drawn by the caller so the choice stays pure.
@@ -165,22 +204,32 @@ pub fn choose(
     let in_turn = (0..len)
         .map(|offset| (draws.start + offset) % len)
         .filter(|index| eligible(*index));
+    // In slow start, a target takes a request only if the draw falls within its ramp.
+    let fraction = (draws.random[1] % 1_000_000) as f64 / 1_000_000.0;
     match algorithm {
-        Algorithm::RoundRobin => in_turn.into_iter().next(),
-        Algorithm::LeastOutstandingRequests => {
-            in_turn.min_by_key(|index| states[*index].outstanding)
+        Algorithm::RoundRobin => {
+            let first = in_turn.clone().next();
+            in_turn
+                .into_iter()
+                .find(|index| fraction < states[*index].ramp)
+                .or(first)
         }
+        Algorithm::LeastOutstandingRequests => in_turn.min_by(|a, b| {
+            let load = |index: usize| f64::from(states[index].outstanding + 1) / states[index].ramp;
+            load(*a).total_cmp(&load(*b))
+        }),
         Algorithm::WeightedRandom => {
-            let total: u64 = (0..len)
-                .filter(|index| eligible(*index))
-                .map(|index| u64::from(states[index].weight))
-                .sum();
+            // Weights in thousandths, so that a slow-start ramp scales them.
+            let scaled = |index: usize| {
+                (f64::from(states[index].weight) * states[index].ramp * 1000.0) as u64
+            };
+            let total: u64 = (0..len).filter(|index| eligible(*index)).map(scaled).sum();
             if total == 0 {
                 return in_turn.into_iter().next();
             }
             let mut left = draws.random[0] % total;
             (0..len).filter(|index| eligible(*index)).find(|index| {
-                let weight = u64::from(states[*index].weight);
+                let weight = scaled(*index);
                 if left < weight {
                     true
                 } else {
@@ -217,7 +266,7 @@ pub fn choose(
                 } else {
                     state.cost
                 };
-                cost * f64::from(state.outstanding + 1)
+                cost * f64::from(state.outstanding + 1) / state.ramp
             };
             Some(if load(second) < load(first) {
                 second
@@ -242,6 +291,10 @@ pub struct TargetGroup {
     pub algorithm: Algorithm,
     /// Its passive outlier ejection.
     pub outlier_detection: Option<crate::config::OutlierDetection>,
+    /// Its slow start window.
+    pub slow_start: Option<Duration>,
+    /// How long its stickiness cookie keeps a client on a target, if it is on.
+    pub stickiness: Option<Duration>,
     /// Its metric handles.
     pub metrics: Option<crate::metrics::GroupMetrics>,
     /// The protocol spoken to its targets.
@@ -288,6 +341,8 @@ impl TargetGroup {
             health_check: config.health_check.clone(),
             algorithm: config.algorithm,
             outlier_detection: config.outlier_detection,
+            slow_start: config.slow_start,
+            stickiness: config.stickiness,
             metrics: None,
             protocol: config.protocol,
             cursor: AtomicUsize::new(0),
@@ -308,12 +363,15 @@ impl TargetGroup {
     pub fn pick(&self, tried: &[usize]) -> Option<usize> {
         let draws = Draws {
             start: self.cursor.fetch_add(1, Ordering::Relaxed),
-            random: match self.algorithm {
-                Algorithm::WeightedRandom | Algorithm::PeakEwma => {
-                    let mut rng = rand::rng();
-                    [rng.random(), rng.random()]
-                }
-                _ => [0, 0],
+            random: if self.slow_start.is_some()
+                || matches!(
+                    self.algorithm,
+                    Algorithm::WeightedRandom | Algorithm::PeakEwma
+                ) {
+                let mut rng = rand::rng();
+                [rng.random(), rng.random()]
+            } else {
+                [0, 0]
             },
         };
         // A fixed-size view: groups are small, and the choice must not allocate.
@@ -322,6 +380,7 @@ impl TargetGroup {
             outstanding: 0,
             cost: 0.0,
             weight: 0,
+            ramp: 1.0,
         }; 64];
         let count = self.targets.len().min(states.len());
         for (state, target) in states.iter_mut().zip(&self.targets) {
@@ -330,9 +389,19 @@ impl TargetGroup {
                 outstanding: target.outstanding(),
                 cost: target.cost(),
                 weight: target.weight,
+                ramp: ramp(target.healthy_for(), self.slow_start),
             };
         }
         choose(self.algorithm, &states[..count], tried, draws)
+    }
+
+    /// The healthy target a stickiness cookie names, if the group is sticky.
+    pub fn sticky_target(&self, cookie_id: Option<&str>) -> Option<usize> {
+        self.stickiness?;
+        let cookie_id = cookie_id?;
+        self.targets.iter().position(|target| {
+            target.cookie_id == cookie_id && target.is_healthy() && !target.is_ejected()
+        })
     }
 
     /// Counts a request in flight to a target.
@@ -392,6 +461,60 @@ mod tests {
             outstanding,
             cost,
             weight,
+            ramp: 1.0,
+        }
+    }
+
+    #[test]
+    fn slow_start_ramps_a_new_targets_share_up() {
+        use super::ramp;
+        let window = Some(Duration::from_secs(100));
+        assert_eq!(ramp(Duration::from_secs(0), window), 0.05);
+        assert_eq!(ramp(Duration::from_secs(50), window), 0.5);
+        assert_eq!(ramp(Duration::from_secs(500), window), 1.0);
+        assert_eq!(ramp(Duration::from_secs(0), None), 1.0);
+        let new = TargetState {
+            ramp: 0.25,
+            ..state(true, 0, 0.0, 1)
+        };
+        let old = state(true, 0, 0.0, 1);
+        // Round robin: the new target takes its turn only when the draw falls in its ramp.
+        for (fraction, expected) in [(100_000, 0), (240_000, 0), (250_000, 1), (900_000, 1)] {
+            assert_eq!(
+                choose(
+                    Algorithm::RoundRobin,
+                    &[new, old],
+                    &[],
+                    draws(0, 0, fraction)
+                ),
+                Some(expected),
+                "{fraction}"
+            );
+        }
+        // Least outstanding: at a quarter ramp, 1 request in flight on the old target still
+        // beats none on the new one (2 < 1 / 0.25).
+        let busy_old = state(true, 1, 0.0, 1);
+        assert_eq!(
+            choose(
+                Algorithm::LeastOutstandingRequests,
+                &[new, busy_old],
+                &[],
+                draws(0, 0, 0)
+            ),
+            Some(1)
+        );
+        // Weighted random: weights 1 × 0.25 and 1 → draws below 250 of 1250 go to the new one.
+        for (draw, expected) in [(0, 0), (249, 0), (250, 1), (1249, 1)] {
+            assert_eq!(
+                choose(
+                    Algorithm::WeightedRandom,
+                    &[new, old],
+                    &[],
+                    draws(0, draw, 0)
+                ),
+                Some(expected),
+                "{draw}"
+            );
         }
     }
 
@@ -470,8 +593,8 @@ mod tests {
             state(true, 0, 0.0, 3),
             state(false, 0, 0.0, 100),
         ];
-        // Total healthy weight 4: draws 0 go to the first target, 1 to 3 to the second.
-        for (draw, expected) in [(0, 0), (1, 1), (3, 1), (4, 0), (7, 1)] {
+        // Total healthy weight 4 (in thousandths, 4000): draws below 1000 go to the first target.
+        for (draw, expected) in [(0, 0), (999, 0), (1000, 1), (3999, 1), (4000, 0), (7000, 1)] {
             assert_eq!(
                 choose(Algorithm::WeightedRandom, &states, &[], draws(0, draw, 0)),
                 Some(expected),
@@ -479,7 +602,7 @@ mod tests {
             );
         }
         assert_eq!(
-            choose(Algorithm::WeightedRandom, &states, &[1], draws(0, 3, 0)),
+            choose(Algorithm::WeightedRandom, &states, &[1], draws(0, 3000, 0)),
             Some(0)
         );
     }
@@ -551,6 +674,8 @@ mod tests {
                     consecutive_errors: 2,
                     ejection: Duration::from_secs(60),
                 }),
+                slow_start: None,
+                stickiness: None,
             },
             None,
         );

@@ -56,6 +56,11 @@ pub struct TargetGroupConfig {
     pub protocol: UpstreamProtocol,
     /// Passive outlier ejection; none turns it off.
     pub outlier_detection: Option<OutlierDetection>,
+    /// Slow start: a target that joins or recovers takes a share of traffic that grows
+    /// linearly over this window; none turns it off.
+    pub slow_start: Option<Duration>,
+    /// Target stickiness: the edge's cookie keeps a client on its target this long.
+    pub stickiness: Option<Duration>,
 }
 
 /// Passive outlier ejection, as Envoy does: a target that answers with server errors too

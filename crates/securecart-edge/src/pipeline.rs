@@ -34,7 +34,10 @@ use rand::Rng;
 use securecart_telemetry::TraceContext;
 
 use crate::access_log::{AccessRecord, LoggedBody};
-use crate::actions::{Action, Forward, GROUP_STICKINESS_COOKIE, RequestParts, redirect_location};
+use crate::actions::{
+    Action, Forward, GROUP_STICKINESS_COOKIE, RequestParts, TARGET_STICKINESS_COOKIE,
+    redirect_location,
+};
 use crate::balancer::TargetGroup;
 use crate::config::Limits;
 use crate::context::RequestContext;
@@ -82,6 +85,8 @@ struct Outcome<'p> {
     response: Result<Response<EdgeBody>, EdgeError>,
     /// The group to pin the client to with a cookie, and for how long.
     stick_to: Option<(&'p str, std::time::Duration)>,
+    /// The target to pin the client to with a cookie, and for how long.
+    stick_to_target: Option<(&'p str, std::time::Duration)>,
 }
 
 /// The parts of a request its access log line needs, copied before the request moves on.
@@ -102,6 +107,7 @@ impl<'p> Outcome<'p> {
             redirect_url: None,
             response: Err(error),
             stick_to: None,
+            stick_to_target: None,
         }
     }
 }
@@ -152,13 +158,23 @@ impl Pipeline {
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        if let Some((group, duration)) = outcome.stick_to
-            && let Ok(cookie) = HeaderValue::from_str(&format!(
-                "{GROUP_STICKINESS_COOKIE}={group}; Max-Age={}; Path=/; HttpOnly; SameSite=Lax",
-                duration.as_secs()
-            ))
+        for (name, value, duration) in [
+            outcome
+                .stick_to
+                .map(|(group, duration)| (GROUP_STICKINESS_COOKIE, group, duration)),
+            outcome
+                .stick_to_target
+                .map(|(target, duration)| (TARGET_STICKINESS_COOKIE, target, duration)),
+        ]
+        .into_iter()
+        .flatten()
         {
-            response.headers_mut().append(header::SET_COOKIE, cookie);
+            if let Ok(cookie) = HeaderValue::from_str(&format!(
+                "{name}={value}; Max-Age={}; Path=/; HttpOnly; SameSite=Lax",
+                duration.as_secs()
+            )) {
+                response.headers_mut().append(header::SET_COOKIE, cookie);
+            }
         }
         let elapsed = context.started.elapsed();
         let status = response.status().as_u16();
@@ -274,6 +290,7 @@ impl Pipeline {
                     redirect_url: None,
                     response: Ok(response),
                     stick_to: None,
+                    stick_to_target: None,
                 };
             }
             Action::Redirect(redirect, status) => {
@@ -308,10 +325,12 @@ impl Pipeline {
                     redirect_url: Some(location),
                     response: Ok(response),
                     stick_to: None,
+                    stick_to_target: None,
                 };
             }
         };
-        let sticky = sticky_group(request.headers());
+        let sticky = cookie(request.headers(), GROUP_STICKINESS_COOKIE);
+        let sticky_target = cookie(request.headers(), TARGET_STICKINESS_COOKIE).map(str::to_owned);
         let group_index = choose_group(forward, sticky);
         let group = &self.groups[group_index];
         let stick_to = forward
@@ -335,12 +354,24 @@ impl Pipeline {
             context,
             Request::from_parts(parts, body),
             upstream::SendOptions {
+                sticky_cookie: sticky_target.as_deref(),
                 timeout: self.limits.upstream_timeout,
                 client_upgrade,
                 max_body_bytes: forward.max_body_bytes.or(self.limits.max_body_bytes),
             },
         )
         .await;
+        // Target stickiness: pin the client to the target that answered, unless its cookie
+        // already does.
+        let stick_to_target = group.stickiness.and_then(|duration| {
+            let answered = context.target?;
+            let target = group
+                .targets
+                .iter()
+                .find(|target| target.address == answered)?;
+            (sticky_target.as_deref() != Some(target.cookie_id.as_str()))
+                .then_some((target.cookie_id.as_str(), duration))
+        });
         Outcome {
             rule,
             group: Some(group.name.as_str()),
@@ -348,6 +379,7 @@ impl Pipeline {
             redirect_url: None,
             response,
             stick_to,
+            stick_to_target,
         }
     }
 }
@@ -361,15 +393,15 @@ fn choose_group(forward: &Forward, sticky: Option<&str>) -> usize {
     forward.choose(sticky, draw)
 }
 
-/// The group named by the stickiness cookie.
-fn sticky_group(headers: &HeaderMap) -> Option<&str> {
+/// The value of a cookie the request carries.
+fn cookie<'h>(headers: &'h HeaderMap, wanted: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|cookies| cookies.split(';'))
         .filter_map(|cookie| cookie.trim().split_once('='))
-        .find(|(name, _)| *name == GROUP_STICKINESS_COOKIE)
+        .find(|(name, _)| *name == wanted)
         .map(|(_, value)| value)
 }
 

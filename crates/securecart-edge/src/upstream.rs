@@ -218,7 +218,9 @@ impl http_body::Body for CountedBody {
 
 /// How one request is sent.
 #[derive(Debug)]
-pub struct SendOptions {
+pub struct SendOptions<'a> {
+    /// The target a stickiness cookie names, tried first if it is healthy.
+    pub sticky_cookie: Option<&'a str>,
     /// How long the target may take to answer with headers.
     pub timeout: Duration,
     /// The client's side of a protocol switch, to join to the target's.
@@ -234,9 +236,10 @@ pub async fn send(
     metrics: &EdgeMetrics,
     context: &mut RequestContext,
     request: Request<Incoming>,
-    options: SendOptions,
+    options: SendOptions<'_>,
 ) -> Result<Response<EdgeBody>, EdgeError> {
     let SendOptions {
+        sticky_cookie,
         timeout,
         client_upgrade,
         max_body_bytes,
@@ -263,7 +266,10 @@ pub async fn send(
     let mut tried = [usize::MAX; MAX_ATTEMPTS];
     loop {
         let attempt = context.attempts as usize;
-        let Some(index) = group.pick(&tried[..attempt]) else {
+        let sticky = (attempt == 0)
+            .then(|| group.sticky_target(sticky_cookie))
+            .flatten();
+        let Some(index) = sticky.or_else(|| group.pick(&tried[..attempt])) else {
             return Err(EdgeError::Connect(
                 "every target refused the connection".to_owned(),
             ));

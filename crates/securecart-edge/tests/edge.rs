@@ -206,6 +206,8 @@ async fn start_edge(groups: Vec<(&str, &str, Vec<SocketAddr>)>) -> RunningEdge {
             algorithm: Default::default(),
             protocol: Default::default(),
             outlier_detection: None,
+            slow_start: None,
+            stickiness: None,
         });
     }
     start_edge_with(rules, not_found(), target_groups).await
@@ -492,6 +494,8 @@ async fn rules_redirect_answer_fixed_responses_and_match_headers() {
         algorithm: Default::default(),
         protocol: Default::default(),
         outlier_detection: None,
+        slow_start: None,
+        stickiness: None,
     };
     let rules = vec![
         path_rule(
@@ -590,6 +594,8 @@ async fn weighted_forwards_split_traffic_and_stickiness_keeps_a_client_on_its_gr
         algorithm: Default::default(),
         protocol: Default::default(),
         outlier_detection: None,
+        slow_start: None,
+        stickiness: None,
     };
     let split = |stickiness| {
         ActionConfig::Forward(ForwardConfig {
@@ -738,6 +744,8 @@ async fn https_listeners_pick_certificates_by_sni_and_speak_http2_by_alpn() {
             algorithm: Default::default(),
             protocol: Default::default(),
             outlier_detection: None,
+            slow_start: None,
+            stickiness: None,
         }],
         limits: Limits::default(),
         admin_token: None,
@@ -893,6 +901,8 @@ async fn least_outstanding_requests_sends_new_requests_away_from_a_busy_target()
         algorithm: securecart_edge::balancer::Algorithm::LeastOutstandingRequests,
         protocol: Default::default(),
         outlier_detection: None,
+        slow_start: None,
+        stickiness: None,
     };
     let edge = start_edge_with(
         vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
@@ -1032,6 +1042,8 @@ async fn grpc_over_http2_targets_passes_trailers_through() {
         algorithm: Default::default(),
         protocol: securecart_edge::UpstreamProtocol::Http2,
         outlier_detection: None,
+        slow_start: None,
+        stickiness: None,
     };
     let edge = start_edge_with(
         vec![path_rule(1, "/echo.Echo/*", ActionConfig::forward("grpc"))],
@@ -1221,6 +1233,8 @@ fn control_config(a: SocketAddr, b: SocketAddr) -> EdgeConfig {
             algorithm: Default::default(),
             protocol: Default::default(),
             outlier_detection: None,
+            slow_start: None,
+            stickiness: None,
         }],
         limits: Limits::default(),
         admin_token: Some(ADMIN_TOKEN.to_owned()),
@@ -1241,6 +1255,8 @@ async fn a_target_answering_server_errors_is_ejected_for_a_while() {
             consecutive_errors: 3,
             ejection: Duration::from_secs(60),
         }),
+        slow_start: None,
+        stickiness: None,
     };
     let edge = start_edge_with(
         vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
@@ -1291,6 +1307,8 @@ async fn bodies_over_the_rules_limit_and_oversized_headers_are_refused() {
         algorithm: Default::default(),
         protocol: Default::default(),
         outlier_detection: None,
+        slow_start: None,
+        stickiness: None,
     };
     let edge = start_edge_with(
         vec![path_rule(1, "/api/*", limited)],
@@ -1350,6 +1368,8 @@ async fn past_its_connection_limit_a_listener_lets_new_clients_wait() {
         algorithm: Default::default(),
         protocol: Default::default(),
         outlier_detection: None,
+        slow_start: None,
+        stickiness: None,
     };
     let limits = Limits {
         max_connections: 2,
@@ -1398,4 +1418,59 @@ async fn past_its_connection_limit_a_listener_lets_new_clients_wait() {
     assert!(buffer[..read].starts_with(b"HTTP/1.1 200"));
     drop((second, third));
     edge.shutdown().await;
+}
+
+#[tokio::test]
+async fn target_stickiness_keeps_a_client_on_its_target() {
+    let (a, _) = start_upstream("a").await;
+    let (b, _) = start_upstream("b").await;
+    let group = TargetGroupConfig {
+        name: "api".to_owned(),
+        targets: vec![a.address, b.address],
+        health_check: health_check(),
+        algorithm: Default::default(),
+        protocol: Default::default(),
+        outlier_detection: None,
+        slow_start: None,
+        stickiness: Some(Duration::from_secs(300)),
+    };
+    let edge = start_edge_with(
+        vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
+        not_found(),
+        vec![group],
+    )
+    .await;
+    edge.wait_for_healthy(2).await;
+    let mut sticky = TestClient::http1();
+    let first = sticky.get(&format!("{}/api/whoami", edge.url)).await;
+    let cookie = first
+        .header("set-cookie")
+        .expect("a stickiness cookie")
+        .to_owned();
+    assert!(
+        cookie.starts_with("SCALB=") && cookie.contains("Max-Age=300"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains(&a.address.to_string()) && !cookie.contains(&b.address.to_string()),
+        "the cookie hides the address"
+    );
+    let name = first.json()["name"].as_str().expect("name").to_owned();
+    for _ in 0..6 {
+        let reply = sticky.get(&format!("{}/api/whoami", edge.url)).await;
+        assert_eq!(reply.json()["name"], name.as_str());
+        assert!(
+            reply.header("set-cookie").is_none(),
+            "the cookie is set once"
+        );
+    }
+    // Without the cookie, round robin again.
+    let mut names = std::collections::HashSet::new();
+    for _ in 0..4 {
+        let mut fresh = TestClient::http1();
+        names.insert(whoami(&mut fresh, &edge).await);
+    }
+    assert_eq!(names.len(), 2);
+    edge.shutdown().await;
+    drop((a, b));
 }

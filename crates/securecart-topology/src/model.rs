@@ -343,6 +343,10 @@ pub struct TargetGroup {
     pub http2: bool,
     /// Passive outlier ejection: (consecutive errors, ejection time), if on.
     pub outlier_detection: Option<(u32, Duration)>,
+    /// Slow start, if on.
+    pub slow_start: Option<Duration>,
+    /// Target stickiness, if on.
+    pub stickiness: Option<Duration>,
 }
 
 /// How a target group spreads requests.
@@ -704,7 +708,24 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
                 "must be from 1 to 3600",
             );
         }
+        if raw_group.slow_start_seconds != 0 && !(30..=900).contains(&raw_group.slow_start_seconds)
+        {
+            findings.problem(
+                path.key("slow_start_seconds"),
+                "must be 0 (off) or from 30 to 900",
+            );
+        }
+        if raw_group.stickiness_seconds > 604_800 {
+            findings.problem(
+                path.key("stickiness_seconds"),
+                "must be 0 (off) or from 1 to 604800 (7 days)",
+            );
+        }
         target_groups.push(TargetGroup {
+            slow_start: (raw_group.slow_start_seconds > 0)
+                .then(|| Duration::from_secs(raw_group.slow_start_seconds)),
+            stickiness: (raw_group.stickiness_seconds > 0)
+                .then(|| Duration::from_secs(raw_group.stickiness_seconds)),
             name: raw_group.name.clone(),
             service,
             health_check,

@@ -378,6 +378,14 @@ pub struct RawTargetGroup {
     /// connections) too many times in a row leaves the rotation for a while.
     #[serde(default)]
     pub outlier_detection: RawOutlierDetection,
+    /// Slow start, in seconds (30 to 900; 0 turns it off): a target that joins or recovers
+    /// takes a share of requests that grows linearly over this time.
+    #[serde(default)]
+    pub slow_start_seconds: u64,
+    /// Target stickiness, in seconds (1 to 604800; 0 turns it off): the edge's cookie keeps a
+    /// client on the target it was first sent to, as ALB's `lb_cookie` stickiness.
+    #[serde(default)]
+    pub stickiness_seconds: u64,
 }
 
 /// Passive outlier ejection.

@@ -349,6 +349,12 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
         ),
         (
             "algorithm = \"p2c_peak_ewma\"",
+            "algorithm = \"p2c_peak_ewma\"\nslow_start_seconds = 5",
+            "edge.target_groups[1].slow_start_seconds",
+            "from 30 to 900",
+        ),
+        (
+            "algorithm = \"p2c_peak_ewma\"",
             "algorithm = \"fastest\"",
             "edge.target_groups[1].algorithm",
             "not an algorithm",

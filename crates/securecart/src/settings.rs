@@ -182,6 +182,8 @@ pub fn edge_config(
                 } else {
                     UpstreamProtocol::Http1
                 },
+                slow_start: group.slow_start,
+                stickiness: group.stickiness,
                 outlier_detection: group
                     .outlier_detection
                     .map(|(consecutive_errors, ejection)| OutlierDetection {
@@ -302,6 +304,8 @@ pub async fn proxy_config(
             algorithm: Algorithm::RoundRobin,
             protocol: UpstreamProtocol::Http1,
             outlier_detection: Some(OutlierDetection::default()),
+            slow_start: None,
+            stickiness: None,
         }],
         limits: Limits::default(),
         admin_token: admin_token(),
