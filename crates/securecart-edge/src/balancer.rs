@@ -277,6 +277,67 @@ pub fn choose(
     }
 }
 
+/// A retry budget, as Linkerd's: retries may add at most a fifth to a group's requests, and
+/// at least ten retries a second are always allowed, so that a failing target group is not
+/// hammered by retries while a quiet one can still retry.
+#[derive(Debug)]
+pub struct RetryBudget {
+    /// Fifths of a retry: each request deposits one, each retry withdraws five.
+    fifths: std::sync::atomic::AtomicI64,
+    /// The second of the last floor refill, since [`clock_epoch`].
+    refilled_second: AtomicU64,
+}
+
+/// Retries always allowed per second.
+const MIN_RETRIES_PER_SECOND: i64 = 10;
+/// The most retries a budget saves up.
+const MAX_SAVED_RETRIES: i64 = 100;
+
+impl Default for RetryBudget {
+    fn default() -> Self {
+        Self {
+            fifths: std::sync::atomic::AtomicI64::new(MIN_RETRIES_PER_SECOND * 5),
+            refilled_second: AtomicU64::new(0),
+        }
+    }
+}
+
+impl RetryBudget {
+    /// Counts a request.
+    pub fn deposit(&self) {
+        let _ = self
+            .fifths
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |fifths| {
+                (fifths < MAX_SAVED_RETRIES * 5).then_some(fifths + 1)
+            });
+    }
+
+    /// Takes one retry from the budget if it has one.
+    pub fn withdraw(&self) -> bool {
+        self.withdraw_at(now_millis() / 1000)
+    }
+
+    fn withdraw_at(&self, second: u64) -> bool {
+        // Once a second, the budget is topped up to the floor.
+        let last = self.refilled_second.load(Ordering::Relaxed);
+        if last != second
+            && self
+                .refilled_second
+                .compare_exchange(last, second, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let _ = self
+                .fifths
+                .fetch_max(MIN_RETRIES_PER_SECOND * 5, Ordering::Relaxed);
+        }
+        self.fifths
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |fifths| {
+                (fifths >= 5).then_some(fifths - 5)
+            })
+            .is_ok()
+    }
+}
+
 /// A target group.
 #[derive(Debug)]
 pub struct TargetGroup {
@@ -297,6 +358,8 @@ pub struct TargetGroup {
     pub stickiness: Option<Duration>,
     /// Its metric handles.
     pub metrics: Option<crate::metrics::GroupMetrics>,
+    /// Its retry budget.
+    pub retry_budget: RetryBudget,
     /// The protocol spoken to its targets.
     pub protocol: crate::config::UpstreamProtocol,
     cursor: AtomicUsize,
@@ -344,6 +407,7 @@ impl TargetGroup {
             slow_start: config.slow_start,
             stickiness: config.stickiness,
             metrics: None,
+            retry_budget: RetryBudget::default(),
             protocol: config.protocol,
             cursor: AtomicUsize::new(0),
             epoch: Instant::now(),
@@ -693,6 +757,20 @@ mod tests {
         }
         assert!(group.targets[0].is_ejected());
         assert!(!group.targets[0].is_healthy());
+    }
+
+    #[test]
+    fn the_retry_budget_allows_a_fifth_more_requests_and_a_floor_per_second() {
+        let budget = super::RetryBudget::default();
+        // The floor: ten retries in the first second, then none.
+        assert_eq!((0..12).filter(|_| budget.withdraw_at(1)).count(), 10);
+        // 100 requests earn 20 retries.
+        for _ in 0..100 {
+            budget.deposit();
+        }
+        assert_eq!((0..25).filter(|_| budget.withdraw_at(1)).count(), 20);
+        // A new second tops the budget up to the floor again.
+        assert_eq!((0..12).filter(|_| budget.withdraw_at(2)).count(), 10);
     }
 
     #[test]

@@ -263,6 +263,7 @@ pub async fn send(
         .path_and_query()
         .map_or("/", |path_and_query| path_and_query.as_str())
         .to_owned();
+    group.retry_budget.deposit();
     let mut tried = [usize::MAX; MAX_ATTEMPTS];
     loop {
         let attempt = context.attempts as usize;
@@ -339,7 +340,7 @@ pub async fn send(
                     tracing::warn!(group = %group.name, target = %target.address, "target unreachable; taken out of rotation");
                     metrics.set_target_health(group);
                 }
-                if !may_retry {
+                if !may_retry || !group.retry_budget.withdraw() {
                     return Err(EdgeError::Connect(error.to_string()));
                 }
                 metrics.retried(group);
