@@ -82,6 +82,23 @@ impl Default for OutlierDetection {
     }
 }
 
+impl TargetGroupConfig {
+    /// A round-robin group of HTTP/1.1 targets with outlier ejection on and neither slow
+    /// start nor stickiness; change the fields to taste.
+    pub fn new(name: &str, targets: Vec<SocketAddr>, health_check: HealthCheckConfig) -> Self {
+        Self {
+            name: name.to_owned(),
+            targets,
+            health_check,
+            algorithm: crate::balancer::Algorithm::default(),
+            protocol: UpstreamProtocol::default(),
+            outlier_detection: Some(OutlierDetection::default()),
+            slow_start: None,
+            stickiness: None,
+        }
+    }
+}
+
 /// The protocol the edge speaks to a target group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UpstreamProtocol {

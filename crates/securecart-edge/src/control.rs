@@ -234,28 +234,34 @@ impl Control {
 
     /// Adds a target to a group (nothing if it is already there).
     pub async fn register(&self, group: &str, address: SocketAddr) -> Result<(), ReloadError> {
-        let mut config = self.config.lock().await.clone();
-        let target_group = config
-            .target_groups
-            .iter_mut()
-            .find(|candidate| candidate.name == group)
-            .ok_or_else(|| ReloadError::UnknownTargetGroup(group.to_owned()))?;
-        if !target_group.targets.contains(&address) {
-            target_group.targets.push(address);
-        }
-        self.apply(config).await
+        self.edit_targets(group, |targets| {
+            if !targets.contains(&address) {
+                targets.push(address);
+            }
+        })
+        .await
     }
 
     /// Removes a target from a group. New requests stop going to it at once; requests in
     /// flight to it finish.
     pub async fn deregister(&self, group: &str, address: SocketAddr) -> Result<(), ReloadError> {
+        self.edit_targets(group, |targets| targets.retain(|target| *target != address))
+            .await
+    }
+
+    /// Applies the configuration in force with one group's targets edited.
+    async fn edit_targets(
+        &self,
+        group: &str,
+        edit: impl FnOnce(&mut Vec<SocketAddr>),
+    ) -> Result<(), ReloadError> {
         let mut config = self.config.lock().await.clone();
         let target_group = config
             .target_groups
             .iter_mut()
             .find(|candidate| candidate.name == group)
             .ok_or_else(|| ReloadError::UnknownTargetGroup(group.to_owned()))?;
-        target_group.targets.retain(|target| *target != address);
+        edit(&mut target_group.targets);
         self.apply(config).await
     }
 }

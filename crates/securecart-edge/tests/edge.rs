@@ -488,14 +488,8 @@ async fn rules_redirect_answer_fixed_responses_and_match_headers() {
     let (a, _) = start_upstream("a").await;
     let (b, _) = start_upstream("b").await;
     let group = |name: &str, target: SocketAddr| TargetGroupConfig {
-        name: name.to_owned(),
-        targets: vec![target],
-        health_check: health_check(),
-        algorithm: Default::default(),
-        protocol: Default::default(),
         outlier_detection: None,
-        slow_start: None,
-        stickiness: None,
+        ..TargetGroupConfig::new(name, vec![target], health_check())
     };
     let rules = vec![
         path_rule(
@@ -588,14 +582,8 @@ async fn weighted_forwards_split_traffic_and_stickiness_keeps_a_client_on_its_gr
     let (blue, _) = start_upstream("blue").await;
     let (green, _) = start_upstream("green").await;
     let group = |name: &str, target: SocketAddr| TargetGroupConfig {
-        name: name.to_owned(),
-        targets: vec![target],
-        health_check: health_check(),
-        algorithm: Default::default(),
-        protocol: Default::default(),
         outlier_detection: None,
-        slow_start: None,
-        stickiness: None,
+        ..TargetGroupConfig::new(name, vec![target], health_check())
     };
     let split = |stickiness| {
         ActionConfig::Forward(ForwardConfig {
@@ -738,14 +726,8 @@ async fn https_listeners_pick_certificates_by_sni_and_speak_http2_by_alpn() {
         }],
         admin: "127.0.0.1:0".parse().expect("address"),
         target_groups: vec![TargetGroupConfig {
-            name: "api".to_owned(),
-            targets: vec![a.address],
-            health_check: health_check(),
-            algorithm: Default::default(),
-            protocol: Default::default(),
             outlier_detection: None,
-            slow_start: None,
-            stickiness: None,
+            ..TargetGroupConfig::new("api", vec![a.address], health_check())
         }],
         limits: Limits::default(),
         admin_token: None,
@@ -895,14 +877,9 @@ async fn least_outstanding_requests_sends_new_requests_away_from_a_busy_target()
     let (a, _) = start_upstream("a").await;
     let (b, _) = start_upstream("b").await;
     let group = TargetGroupConfig {
-        name: "api".to_owned(),
-        targets: vec![a.address, b.address],
-        health_check: health_check(),
         algorithm: securecart_edge::balancer::Algorithm::LeastOutstandingRequests,
-        protocol: Default::default(),
         outlier_detection: None,
-        slow_start: None,
-        stickiness: None,
+        ..TargetGroupConfig::new("api", vec![a.address, b.address], health_check())
     };
     let edge = start_edge_with(
         vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
@@ -1227,14 +1204,8 @@ fn control_config(a: SocketAddr, b: SocketAddr) -> EdgeConfig {
         }],
         admin: "127.0.0.1:0".parse().expect("address"),
         target_groups: vec![TargetGroupConfig {
-            name: "api".to_owned(),
-            targets: vec![a, b],
-            health_check: health_check(),
-            algorithm: Default::default(),
-            protocol: Default::default(),
             outlier_detection: None,
-            slow_start: None,
-            stickiness: None,
+            ..TargetGroupConfig::new("api", vec![a, b], health_check())
         }],
         limits: Limits::default(),
         admin_token: Some(ADMIN_TOKEN.to_owned()),
@@ -1246,17 +1217,11 @@ async fn a_target_answering_server_errors_is_ejected_for_a_while() {
     let (a, _) = start_upstream("a").await;
     let (b, _) = start_upstream("b").await;
     let group = TargetGroupConfig {
-        name: "api".to_owned(),
-        targets: vec![a.address, b.address],
-        health_check: health_check(),
-        algorithm: Default::default(),
-        protocol: Default::default(),
         outlier_detection: Some(securecart_edge::config::OutlierDetection {
             consecutive_errors: 3,
             ejection: Duration::from_secs(60),
         }),
-        slow_start: None,
-        stickiness: None,
+        ..TargetGroupConfig::new("api", vec![a.address, b.address], health_check())
     };
     let edge = start_edge_with(
         vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
@@ -1301,14 +1266,8 @@ async fn bodies_over_the_rules_limit_and_oversized_headers_are_refused() {
         max_body_bytes: Some(10),
     });
     let group = TargetGroupConfig {
-        name: "api".to_owned(),
-        targets: vec![a.address],
-        health_check: health_check(),
-        algorithm: Default::default(),
-        protocol: Default::default(),
         outlier_detection: None,
-        slow_start: None,
-        stickiness: None,
+        ..TargetGroupConfig::new("api", vec![a.address], health_check())
     };
     let edge = start_edge_with(
         vec![path_rule(1, "/api/*", limited)],
@@ -1362,14 +1321,8 @@ async fn past_its_connection_limit_a_listener_lets_new_clients_wait() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (a, _) = start_upstream("a").await;
     let group = TargetGroupConfig {
-        name: "api".to_owned(),
-        targets: vec![a.address],
-        health_check: health_check(),
-        algorithm: Default::default(),
-        protocol: Default::default(),
         outlier_detection: None,
-        slow_start: None,
-        stickiness: None,
+        ..TargetGroupConfig::new("api", vec![a.address], health_check())
     };
     let limits = Limits {
         max_connections: 2,
@@ -1425,14 +1378,9 @@ async fn target_stickiness_keeps_a_client_on_its_target() {
     let (a, _) = start_upstream("a").await;
     let (b, _) = start_upstream("b").await;
     let group = TargetGroupConfig {
-        name: "api".to_owned(),
-        targets: vec![a.address, b.address],
-        health_check: health_check(),
-        algorithm: Default::default(),
-        protocol: Default::default(),
         outlier_detection: None,
-        slow_start: None,
         stickiness: Some(Duration::from_secs(300)),
+        ..TargetGroupConfig::new("api", vec![a.address, b.address], health_check())
     };
     let edge = start_edge_with(
         vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
