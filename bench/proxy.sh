@@ -199,8 +199,9 @@ total = int(re.search(r"(\d+) requests in", out).group(1))
 errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
 non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
 errors += int(non2xx.group(1)) if non2xx else 0
-p50 = seconds(re.search(r"50%\s+(\S+)", out).group(1))
-p99 = seconds(re.search(r"99%\s+(\S+)", out).group(1))
+# The distribution's lines only: "88.50%" in the stats above must not match.
+p50 = seconds(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
+p99 = seconds(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
 cpu_us = ticks / hz / max(total, 1) * 1e6
 print(f"{case}\t{target}\t{rps:.0f}\t{p50*1e3:.3f}\t{p99*1e3:.3f}\t{cpu_us:.2f}\t{errors}")
 PY
