@@ -1422,3 +1422,62 @@ async fn target_stickiness_keeps_a_client_on_its_target() {
     edge.shutdown().await;
     drop((a, b));
 }
+
+#[tokio::test]
+async fn slow_and_idle_clients_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (a, _) = start_upstream("a").await;
+    let limits = Limits {
+        header_read_timeout: Duration::from_millis(300),
+        drain_timeout: Duration::from_secs(2),
+        ..Limits::default()
+    };
+    let group = TargetGroupConfig::new("api", vec![a.address], health_check());
+    let edge = start_edge_with_limits(
+        vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
+        not_found(),
+        vec![group],
+        limits,
+    )
+    .await;
+    edge.wait_for_healthy(1).await;
+    let address = edge.url.trim_start_matches("http://").to_owned();
+
+    // A client that sends its headers a byte at a time, too slowly (slowloris).
+    let mut slow = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    slow.write_all(b"GET /api/whoami HTTP/1.1\r\nHo")
+        .await
+        .expect("write");
+    let mut buffer = [0u8; 512];
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match slow.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "a client slow to send its headers is cut off"
+    );
+
+    // A keep-alive connection that stays idle after its answer is closed too.
+    let mut idle = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    idle.write_all(b"GET /api/whoami HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+        .await
+        .expect("write");
+    let read = idle.read(&mut buffer).await.expect("read");
+    assert!(buffer[..read].starts_with(b"HTTP/1.1 200"));
+    let closed = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buffer)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "an idle keep-alive connection is closed"
+    );
+    edge.shutdown().await;
+}
