@@ -31,6 +31,9 @@ pub enum Algorithm {
     PeakEwma,
 }
 
+/// The most targets a group may have: the choice looks at a fixed-size view of them.
+pub const MAX_TARGETS: usize = 64;
+
 /// How fast a target's latency average forgets: the time constant of the decay.
 const EWMA_DECAY: Duration = Duration::from_secs(10);
 /// The latency assumed for a target that has not answered yet.
@@ -445,7 +448,7 @@ impl TargetGroup {
             cost: 0.0,
             weight: 0,
             ramp: 1.0,
-        }; 64];
+        }; MAX_TARGETS];
         let count = self.targets.len().min(states.len());
         for (state, target) in states.iter_mut().zip(&self.targets) {
             *state = TargetState {

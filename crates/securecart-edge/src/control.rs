@@ -127,6 +127,13 @@ impl Control {
         clients: &UpstreamClients,
         metrics: &EdgeMetrics,
     ) -> Result<Vec<Arc<Pipeline>>, StartError> {
+        if let Some(group) = config
+            .target_groups
+            .iter()
+            .find(|group| group.targets.len() > crate::balancer::MAX_TARGETS)
+        {
+            return Err(StartError::TooManyTargets(group.name.clone()));
+        }
         config
             .listeners
             .iter()
@@ -189,6 +196,20 @@ impl Control {
     /// groups are replaced. Nothing changes if the new configuration does not compile.
     pub async fn apply(&self, config: EdgeConfig) -> Result<(), ReloadError> {
         let mut current = self.config.lock().await;
+        self.apply_locked(&mut current, config)?;
+        drop(current);
+        self.restart_health_checks().await;
+        tracing::info!("configuration reloaded");
+        Ok(())
+    }
+
+    /// Swaps in a configuration while the caller holds the configuration's lock, so that two
+    /// changes never start from the same configuration and lose one another.
+    fn apply_locked(
+        &self,
+        current: &mut EdgeConfig,
+        config: EdgeConfig,
+    ) -> Result<(), ReloadError> {
         let same_listeners = current.listeners.len() == config.listeners.len()
             && current
                 .listeners
@@ -214,9 +235,6 @@ impl Control {
             slot.store(pipeline);
         }
         *current = config;
-        drop(current);
-        self.restart_health_checks().await;
-        tracing::info!("configuration reloaded");
         Ok(())
     }
 
@@ -255,14 +273,18 @@ impl Control {
         group: &str,
         edit: impl FnOnce(&mut Vec<SocketAddr>),
     ) -> Result<(), ReloadError> {
-        let mut config = self.config.lock().await.clone();
+        let mut current = self.config.lock().await;
+        let mut config = current.clone();
         let target_group = config
             .target_groups
             .iter_mut()
             .find(|candidate| candidate.name == group)
             .ok_or_else(|| ReloadError::UnknownTargetGroup(group.to_owned()))?;
         edit(&mut target_group.targets);
-        self.apply(config).await
+        self.apply_locked(&mut current, config)?;
+        drop(current);
+        self.restart_health_checks().await;
+        Ok(())
     }
 }
 

@@ -29,6 +29,9 @@ pub enum EdgeError {
     /// The target did not answer in time.
     #[error("target did not answer in time")]
     Timeout,
+    /// The client did not send its body in time.
+    #[error("the client did not send its request body in time")]
+    ClientTimeout,
     /// The request's body is larger than its rule allows.
     #[error("the request body is larger than {0} bytes")]
     BodyTooLarge(u64),
@@ -41,7 +44,9 @@ impl EdgeError {
     /// Where the failure came from.
     pub fn source_kind(&self) -> ErrorSource {
         match self {
-            EdgeError::BadRequest(_) | EdgeError::BodyTooLarge(_) => ErrorSource::Client,
+            EdgeError::BadRequest(_) | EdgeError::BodyTooLarge(_) | EdgeError::ClientTimeout => {
+                ErrorSource::Client
+            }
             EdgeError::NoTargets(_) => ErrorSource::Internal,
             EdgeError::Connect(_) | EdgeError::Upstream(_) | EdgeError::Timeout => {
                 ErrorSource::Upstream
@@ -64,6 +69,7 @@ impl EdgeError {
             EdgeError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             EdgeError::BadRequest(_) => StatusCode::BAD_REQUEST,
             EdgeError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            EdgeError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -76,6 +82,7 @@ impl EdgeError {
             EdgeError::Timeout => "target_timeout",
             EdgeError::BadRequest(_) => "bad_request",
             EdgeError::BodyTooLarge(_) => "body_too_large",
+            EdgeError::ClientTimeout => "client_timeout",
         }
     }
 }

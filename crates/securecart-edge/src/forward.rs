@@ -68,6 +68,10 @@ pub fn prepare_request(
     listener_port: u16,
 ) {
     let upgrade = upgrade_requested(parts.version, &parts.headers);
+    let host = match parts.uri.authority() {
+        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+        None => parts.headers.get(header::HOST).cloned(),
+    };
     // `TE: trailers` is the one TE an HTTP/2 target may receive, and gRPC needs it.
     let trailers = parts
         .headers
@@ -87,11 +91,10 @@ pub fn prepare_request(
             .headers
             .insert(header::TE, HeaderValue::from_static("trailers"));
     }
-    // HTTP/2 clients name the host in the URI's authority; HTTP/1.1 targets need it in Host.
-    if !parts.headers.contains_key(header::HOST)
-        && let Some(authority) = parts.uri.authority()
-        && let Ok(host) = HeaderValue::from_str(authority.as_str())
-    {
+    // The target sees the host the rules matched: the URI's authority when the request
+    // has one (HTTP/2, or an absolute-form request line, which RFC 9112 section 3.2.2 says
+    // replaces Host), else the Host header, put back even if `Connection` named it.
+    if let Some(host) = host {
         parts.headers.insert(header::HOST, host);
     }
     let client_ip = context.client.ip().to_string();
@@ -135,6 +138,55 @@ mod tests {
 
     use super::prepare_request;
     use crate::context::RequestContext;
+
+    #[test]
+    fn the_target_sees_the_host_the_rules_matched() {
+        let context = RequestContext::new(
+            "127.0.0.1:1".parse().expect("address"),
+            TraceContext::new_root(),
+        );
+        // (request target, Host header, Connection header, Host the target sees)
+        let cases = [
+            ("/x", Some("shop.example"), None, Some("shop.example")),
+            (
+                "http://www.example/x",
+                Some("admin.example"),
+                None,
+                Some("www.example"),
+            ),
+            (
+                "/x",
+                Some("shop.example"),
+                Some("host"),
+                Some("shop.example"),
+            ),
+            (
+                "http://www.example:8080/x",
+                None,
+                None,
+                Some("www.example:8080"),
+            ),
+        ];
+        for (target, host, connection, expected) in cases {
+            let mut request = Request::get(target);
+            if let Some(host) = host {
+                request = request.header("host", host);
+            }
+            if let Some(connection) = connection {
+                request = request.header("connection", connection);
+            }
+            let (mut parts, ()) = request.body(()).expect("request").into_parts();
+            prepare_request(&mut parts, &context, "http", 8080);
+            assert_eq!(
+                parts
+                    .headers
+                    .get("host")
+                    .map(|value| value.to_str().expect("ascii")),
+                expected,
+                "{target}"
+            );
+        }
+    }
 
     #[test]
     fn forwarded_requests_lose_hop_by_hop_headers_and_gain_forwarding_headers() {

@@ -74,6 +74,9 @@ pub enum StartError {
     /// The edge has no listener.
     #[error("an edge needs at least one listener")]
     NoListener,
+    /// A target group has more targets than the balancer considers.
+    #[error("target group {0} has more than 64 targets")]
+    TooManyTargets(String),
     /// The TLS settings of a listener are not valid.
     #[error("listener {listener}: {source}")]
     Tls {
@@ -283,6 +286,7 @@ impl Edge {
         }
         control.readiness.set(false);
         tracing::info!("edge draining");
+        // The accept loops, the only other holders, have ended.
         let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
         if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
             .await
@@ -339,16 +343,18 @@ async fn accept_loop(
                 let slot = Arc::clone(&slot);
                 let control = Arc::clone(&control);
                 let builder = builder.clone();
-                let graceful = Arc::clone(&graceful);
+                // Taken now, before any shutdown signal, so that a connection still in its TLS
+                // handshake when shutdown begins is drained too, and shutdown waits for it.
+                let watcher = graceful.watcher();
                 match &acceptor {
-                    None => serve_connection(stream, peer, slot, &control, &builder, &graceful, permit),
+                    None => serve_connection(stream, peer, slot, &control, &builder, watcher, permit),
                     Some(acceptor) => {
                         let acceptor = acceptor.clone();
                         tokio::spawn(async move {
                             // A client that never finishes its handshake is cut off like one
                             // that never finishes its headers.
                             match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                                Ok(Ok(tls)) => serve_connection(tls, peer, slot, &control, &builder, &graceful, permit),
+                                Ok(Ok(tls)) => serve_connection(tls, peer, slot, &control, &builder, watcher, permit),
                                 Ok(Err(error)) => {
                                     tracing::debug!(%error, %peer, "TLS handshake failed");
                                     control.metrics.connections_active.dec();
@@ -379,7 +385,7 @@ fn serve_connection<IO>(
     slot: Arc<ArcSwap<Pipeline>>,
     control: &Control,
     builder: &auto::Builder<TokioExecutor>,
-    graceful: &GracefulShutdown,
+    watcher: hyper_util::server::graceful::Watcher,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -389,7 +395,7 @@ fn serve_connection<IO>(
     let connection = builder
         .serve_connection_with_upgrades(TokioIo::new(io), service)
         .into_owned();
-    let connection = graceful.watch(connection);
+    let connection = watcher.watch(connection);
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::debug!(%error, %peer, "client connection ended with an error");

@@ -151,7 +151,8 @@ impl Pipeline {
         if let Some(protocol) = switched {
             forward::keep_upgrade(response.headers_mut(), protocol);
         }
-        if context.error_code == Some(EdgeError::BadRequest("").code()) {
+        if matches!(context.error_code, Some(code) if code == EdgeError::BadRequest("").code() || code == EdgeError::ClientTimeout.code())
+        {
             // After a request the edge could not frame, the connection is not trusted for
             // another one.
             response
@@ -356,6 +357,7 @@ impl Pipeline {
             upstream::SendOptions {
                 sticky_cookie: sticky_target.as_deref(),
                 timeout: self.limits.upstream_timeout,
+                body_timeout: self.limits.header_read_timeout,
                 client_upgrade,
                 max_body_bytes: forward.max_body_bytes.or(self.limits.max_body_bytes),
             },
@@ -442,6 +444,7 @@ pub fn error_response(error: &EdgeError) -> Response<EdgeBody> {
         EdgeError::Timeout => "The target did not answer in time.",
         EdgeError::BadRequest(reason) => reason,
         EdgeError::BodyTooLarge(_) => "The request body is too large.",
+        EdgeError::ClientTimeout => "The request body did not arrive in time.",
     };
     let body =
         serde_json::json!({ "error": { "code": error.code(), "message": message } }).to_string();

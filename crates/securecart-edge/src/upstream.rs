@@ -108,7 +108,11 @@ enum RequestBody {
 }
 
 impl RequestBody {
-    async fn read(body: Incoming, limit: Option<u64>) -> Result<Self, EdgeError> {
+    async fn read(
+        body: Incoming,
+        limit: Option<u64>,
+        timeout: Duration,
+    ) -> Result<Self, EdgeError> {
         if body.is_end_stream() {
             return Ok(RequestBody::Empty);
         }
@@ -126,9 +130,11 @@ impl RequestBody {
         }
         match body.size_hint().exact() {
             Some(length) if length <= MAX_BUFFERED_BODY => {
-                let bytes = body
-                    .collect()
+                // A client that declares a body and then stalls is cut off, as one that
+                // stalls in its headers is.
+                let bytes = tokio::time::timeout(timeout, body.collect())
                     .await
+                    .map_err(|_| EdgeError::ClientTimeout)?
                     .map_err(|_| EdgeError::BadRequest("the request body ended early"))?
                     .to_bytes();
                 Ok(RequestBody::Buffered(bytes))
@@ -223,6 +229,8 @@ pub struct SendOptions<'a> {
     pub sticky_cookie: Option<&'a str>,
     /// How long the target may take to answer with headers.
     pub timeout: Duration,
+    /// How long the client may take to send a body the edge buffers.
+    pub body_timeout: Duration,
     /// The client's side of a protocol switch, to join to the target's.
     pub client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     /// The largest request body.
@@ -240,6 +248,7 @@ pub async fn send(
 ) -> Result<Response<EdgeBody>, EdgeError> {
     let SendOptions {
         sticky_cookie,
+        body_timeout,
         timeout,
         client_upgrade,
         max_body_bytes,
@@ -248,7 +257,7 @@ pub async fn send(
         return Err(EdgeError::NoTargets(group.name.clone()));
     }
     let (mut parts, body) = request.into_parts();
-    let mut body = RequestBody::read(body, max_body_bytes).await?;
+    let mut body = RequestBody::read(body, max_body_bytes, body_timeout).await?;
     context.received_bytes = match &body {
         RequestBody::Buffered(bytes) => bytes.len() as u64,
         _ => parts

@@ -799,6 +799,19 @@ async fn https_listeners_pick_certificates_by_sni_and_speak_http2_by_alpn() {
     running.shutdown().await;
 }
 
+/// Sends raw bytes on a new connection, keeps the connection open without sending more, and
+/// reads until the edge closes it.
+async fn raw_exchange_stalling(address: &str, bytes: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    stream.write_all(bytes.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 /// Sends raw bytes on a new connection and reads until the edge closes it.
 async fn raw_exchange(address: &str, bytes: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -1464,6 +1477,14 @@ async fn slow_and_idle_clients_are_cut_off() {
         closed.is_ok(),
         "a client slow to send its headers is cut off"
     );
+
+    // A client that declares a body and stalls in it gets 408 and its connection closed.
+    let stalled = raw_exchange_stalling(
+        &address,
+        "POST /api/echo HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 10\r\n\r\nabc",
+    )
+    .await;
+    assert!(stalled.starts_with("HTTP/1.1 408"), "{stalled}");
 
     // A keep-alive connection that stays idle after its answer is closed too.
     let mut idle = tokio::net::TcpStream::connect(&address)

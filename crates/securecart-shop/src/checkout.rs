@@ -60,9 +60,13 @@ pub struct PaymentsClient {
 /// What a payment came to.
 #[derive(Debug)]
 enum PaymentError {
-    /// The provider could not be reached or was unavailable on every attempt; nothing was
-    /// charged, and the same key may be retried.
+    /// Every attempt was refused (no connection) or answered 503 (the provider's "not
+    /// processed, retry"): nothing was charged.
     Unavailable,
+    /// At least one attempt reached the provider without an answer (a timeout, a broken
+    /// connection, another 5xx): a charge may have been made. The order stays pending; the
+    /// same key again charges under the same provider key, which the provider deduplicates.
+    Unknown,
     /// The provider answered something this client does not understand.
     Protocol(String),
 }
@@ -98,6 +102,7 @@ impl PaymentsClient {
             .to_string(),
         );
         let mut backoff = Duration::from_millis(50);
+        let mut maybe_charged = false;
         for attempt in 0..PAYMENT_ATTEMPTS {
             let target =
                 self.targets[self.next.fetch_add(1, Ordering::Relaxed) % self.targets.len()];
@@ -120,20 +125,30 @@ impl PaymentsClient {
                         .map(|body| body.to_bytes())
                         .unwrap_or_default();
                     if status.is_server_error() {
+                        maybe_charged |= status != StatusCode::SERVICE_UNAVAILABLE;
                         tracing::warn!(%target, %status, attempt, "payment provider unavailable");
                     } else {
                         return parse_charge(status, &bytes);
                     }
                 }
                 Ok(Err(error)) => {
+                    // Only a refused connection proves the request never arrived.
+                    maybe_charged |= !error.is_connect();
                     tracing::warn!(%target, %error, attempt, "payment provider unreachable")
                 }
-                Err(_) => tracing::warn!(%target, attempt, "payment provider timed out"),
+                Err(_) => {
+                    maybe_charged = true;
+                    tracing::warn!(%target, attempt, "payment provider timed out")
+                }
             }
             tokio::time::sleep(backoff).await;
             backoff *= 2;
         }
-        Err(PaymentError::Unavailable)
+        Err(if maybe_charged {
+            PaymentError::Unknown
+        } else {
+            PaymentError::Unavailable
+        })
     }
 }
 
@@ -266,7 +281,11 @@ async fn checkout(
         {
             Ok(outcome) => order = state.store.complete_checkout(&order.id, outcome).await?,
             Err(error) => {
-                state.store.abandon_checkout(&order.id).await?;
+                // Only when the provider certainly charged nothing are the stock and the key
+                // released; otherwise the order stays pending for a retry of the same key.
+                if matches!(error, PaymentError::Unavailable) {
+                    state.store.abandon_checkout(&order.id).await?;
+                }
                 return Err(payment_error(error));
             }
         }
@@ -286,12 +305,21 @@ fn payment_error(error: PaymentError) -> ApiError {
             error.retry_after_seconds = Some(1);
             error
         }
+        PaymentError::Unknown => {
+            let mut error = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "payment_pending",
+                "The payment provider did not confirm the charge. Try again with the same Idempotency-Key to finish the order; nothing is charged twice.",
+            );
+            error.retry_after_seconds = Some(1);
+            error
+        }
         PaymentError::Protocol(detail) => {
             tracing::error!(%detail, "payment provider answered badly");
             ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 "payment_error",
-                "The payment provider gave an unexpected answer; nothing was charged.",
+                "The payment provider gave an unexpected answer. Try again with the same Idempotency-Key to finish the order; nothing is charged twice.",
             )
         }
     }

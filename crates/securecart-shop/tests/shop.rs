@@ -688,3 +688,84 @@ async fn the_storefront_serves_pages_and_versioned_assets() {
         404
     );
 }
+
+#[tokio::test]
+async fn an_unconfirmed_charge_keeps_the_order_pending_until_the_same_key_completes_it() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // A provider that fails with 500 (which may hide a charge) until told to recover, and
+    // then approves; it records the idempotency keys it saw.
+    let failing = Arc::new(AtomicBool::new(true));
+    let keys = Arc::new(tokio::sync::Mutex::new(Vec::<String>::new()));
+    let provider = {
+        let failing = Arc::clone(&failing);
+        let keys = Arc::clone(&keys);
+        axum::Router::new().route(
+            "/v1/charges",
+            axum::routing::post(move |headers: axum::http::HeaderMap| {
+                let failing = Arc::clone(&failing);
+                let keys = Arc::clone(&keys);
+                async move {
+                    let key = headers.get("idempotency-key").and_then(|value| value.to_str().ok()).unwrap_or("").to_owned();
+                    keys.lock().await.push(key.clone());
+                    if failing.load(Ordering::SeqCst) {
+                        return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, String::new());
+                    }
+                    let charge = serde_json::json!({
+                        "id": "ch_recovered", "idempotency_key": key, "amount_minor": 1, "currency": "USD",
+                        "card_token": "tok_visa", "status": "succeeded", "decline_code": null, "created_at": "now"
+                    });
+                    (axum::http::StatusCode::CREATED, charge.to_string())
+                }
+            }),
+        )
+    };
+    let provider = serve("127.0.0.1", provider).await;
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let database = directory.path().join("shop.sqlite");
+    let store: Arc<dyn securecart_store::Store> =
+        Arc::new(open_store(&database).await.expect("store"));
+    let state = ShopState::new(store, "test-1", vec![provider.address]);
+    let cart = start_service(ShopService::Cart, state.clone()).await;
+    let checkout = start_service(ShopService::Checkout, state).await;
+    let mut client = TestClient::http1();
+    let added = client
+        .post(
+            &Shop::url(&cart, "/api/cart/items"),
+            &[],
+            r#"{"product_id": 1, "quantity": 1}"#,
+        )
+        .await;
+    assert_eq!(added.status, 200);
+    let body =
+        r#"{"email":"ada@example.com","name":"Ada","address":"1 Main St","card_token":"tok_visa"}"#;
+    let url = Shop::url(&checkout, "/api/checkout");
+    let pending = client
+        .post(&url, &[("idempotency-key", "key-unknown-01")], body)
+        .await;
+    assert_eq!(pending.status, 503, "{}", pending.text());
+    assert_eq!(error_code(&pending), "payment_pending");
+    let count = |sql: &str| -> i64 {
+        rusqlite::Connection::open(&database)
+            .expect("open")
+            .query_row(sql, [], |row| row.get(0))
+            .expect("count")
+    };
+    assert_eq!(
+        count("SELECT count(*) FROM orders WHERE status = 'pending_payment'"),
+        1,
+        "the order waits"
+    );
+
+    failing.store(false, Ordering::SeqCst);
+    let paid = client
+        .post(&url, &[("idempotency-key", "key-unknown-01")], body)
+        .await;
+    assert_eq!(paid.status, 201, "{}", paid.text());
+    assert_eq!(paid.json()["order"]["charge_id"], "ch_recovered");
+    assert_eq!(count("SELECT count(*) FROM orders"), 1);
+    let keys = keys.lock().await;
+    assert!(
+        keys.len() > 1 && keys.iter().all(|key| *key == keys[0]),
+        "every attempt used one provider key: {keys:?}"
+    );
+}

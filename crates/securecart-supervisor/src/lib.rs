@@ -413,11 +413,26 @@ fn announce(plan: &Plan, running: &[Running]) {
     let _ = out.flush();
 }
 
-/// Sends SIGTERM to every child (in reverse start order, so the edges stop first), waits for
-/// them, and kills any that outlive the grace period.
+/// Stops the children layer by layer in reverse start order (consecutive children of one
+/// role form a layer): the edges first, and each layer only once the one before it has
+/// exited, so that an edge draining its requests still finds its services. Each layer gets
+/// SIGTERM, then SIGKILL for whoever outlives the grace period.
 async fn stop_all(running: &mut [Running]) {
+    let mut layer_end = running.len();
+    while layer_end > 0 {
+        let role = running[layer_end - 1].spec.role.clone();
+        let mut layer_start = layer_end - 1;
+        while layer_start > 0 && running[layer_start - 1].spec.role == role {
+            layer_start -= 1;
+        }
+        stop_layer(&mut running[layer_start..layer_end]).await;
+        layer_end = layer_start;
+    }
+}
+
+async fn stop_layer(layer: &mut [Running]) {
     let mut pids: HashMap<u32, String> = HashMap::new();
-    for entry in running.iter_mut().rev() {
+    for entry in layer.iter_mut() {
         entry.restart_at = None;
         if let Some(pid) = entry.pid.take() {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);

@@ -66,7 +66,19 @@ pub fn write(path: &Path, state: &DeploymentState) -> Result<(), SupervisorError
     let temporary = path.with_extension("json.tmp");
     let text = serde_json::to_string_pretty(state)
         .map_err(|error| failed(std::io::Error::other(error)))?;
-    std::fs::write(&temporary, text).map_err(failed)?;
+    // The file holds the edges' admin token: readable and writable by its owner only.
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::remove_file(&temporary);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temporary)
+            .map_err(failed)?;
+        file.write_all(text.as_bytes()).map_err(failed)?;
+    }
     std::fs::rename(&temporary, path).map_err(failed)
 }
 
