@@ -376,21 +376,43 @@ struct TargetChange {
     address: SocketAddr,
 }
 
-async fn register(
-    State(control): State<Arc<Control>>,
+/// Which change an admin call asks for.
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    Register,
+    Deregister,
+}
+
+async fn change_targets(
+    change: Change,
+    control: Arc<Control>,
     headers: HeaderMap,
     body: Result<Json<TargetChange>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     if let Some(refusal) = refusal(&control, &headers) {
         return refusal;
     }
-    match body {
-        Ok(Json(change)) => outcome(
-            control.register(&change.target_group, change.address).await,
-            &control,
-        ),
-        Err(rejection) => error(rejection.status(), "invalid_body", rejection.body_text()),
-    }
+    let Json(target) = match body {
+        Ok(body) => body,
+        Err(rejection) => return error(rejection.status(), "invalid_body", rejection.body_text()),
+    };
+    let result = match change {
+        Change::Register => control.register(&target.target_group, target.address).await,
+        Change::Deregister => {
+            control
+                .deregister(&target.target_group, target.address)
+                .await
+        }
+    };
+    outcome(result, &control)
+}
+
+async fn register(
+    State(control): State<Arc<Control>>,
+    headers: HeaderMap,
+    body: Result<Json<TargetChange>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    change_targets(Change::Register, control, headers, body).await
 }
 
 async fn deregister(
@@ -398,18 +420,7 @@ async fn deregister(
     headers: HeaderMap,
     body: Result<Json<TargetChange>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if let Some(refusal) = refusal(&control, &headers) {
-        return refusal;
-    }
-    match body {
-        Ok(Json(change)) => outcome(
-            control
-                .deregister(&change.target_group, change.address)
-                .await,
-            &control,
-        ),
-        Err(rejection) => error(rejection.status(), "invalid_body", rejection.body_text()),
-    }
+    change_targets(Change::Deregister, control, headers, body).await
 }
 
 async fn reload(State(control): State<Arc<Control>>, headers: HeaderMap) -> Response {
