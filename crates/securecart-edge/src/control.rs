@@ -140,7 +140,6 @@ impl Control {
             .zip(listener_ports)
             .map(|(listener, port)| {
                 Ok(Arc::new(Pipeline {
-                    region: config.region.clone(),
                     listener: listener.name.clone(),
                     listener_port: *port,
                     protocol: if listener.tls.is_some() {

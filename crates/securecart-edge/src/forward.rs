@@ -97,6 +97,8 @@ pub fn prepare_request(
     if let Some(host) = host {
         parts.headers.insert(header::HOST, host);
     }
+    // Header values are built from owned strings without a second copy.
+    let owned = |text: String| HeaderValue::from_maybe_shared(bytes::Bytes::from(text)).ok();
     let client_ip = context.client.ip().to_string();
     let forwarded_for = match parts
         .headers
@@ -106,7 +108,7 @@ pub fn prepare_request(
         Some(previous) => format!("{previous}, {client_ip}"),
         None => client_ip,
     };
-    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+    if let Some(value) = owned(forwarded_for) {
         parts.headers.insert(X_FORWARDED_FOR.clone(), value);
     }
     parts.headers.insert(
@@ -116,7 +118,7 @@ pub fn prepare_request(
     parts
         .headers
         .insert(X_FORWARDED_PORT.clone(), HeaderValue::from(listener_port));
-    if let Ok(value) = HeaderValue::from_str(&context.trace.to_string()) {
+    if let Some(value) = owned(context.trace.to_string()) {
         parts.headers.insert(TRACEPARENT.clone(), value);
     }
 }

@@ -51,8 +51,6 @@ use crate::upstream::{self, EdgeBody, UpstreamClients};
 /// One listener's pipeline: its rules, and what every listener of the edge shares.
 #[derive(Debug)]
 pub struct Pipeline {
-    /// The region, in logs.
-    pub region: String,
     /// The listener's name, in logs.
     pub listener: String,
     /// The listener's port, for `X-Forwarded-Port` and redirects.
@@ -138,7 +136,7 @@ impl Pipeline {
                 if error.status().is_server_error()
                     && let Some(suppressed) = self.error_log.allow()
                 {
-                    tracing::warn!(%error, rule = outcome.rule, suppressed, trace_id = %context.trace.trace_id_hex(), "edge answered with an error");
+                    tracing::warn!(%error, source = ?error.source_kind(), rule = outcome.rule, suppressed, trace_id = %context.trace.trace_id_hex(), "edge answered with an error");
                 }
                 error_response(&error)
             }
@@ -331,9 +329,10 @@ impl Pipeline {
             }
         };
         let sticky = cookie(request.headers(), GROUP_STICKINESS_COOKIE);
-        let sticky_target = cookie(request.headers(), TARGET_STICKINESS_COOKIE).map(str::to_owned);
         let group_index = choose_group(forward, sticky);
         let group = &self.groups[group_index];
+        let sticky_target =
+            group.sticky_target(cookie(request.headers(), TARGET_STICKINESS_COOKIE));
         let stick_to = forward
             .stickiness
             .filter(|_| sticky != Some(group.name.as_str()))
@@ -355,7 +354,7 @@ impl Pipeline {
             context,
             Request::from_parts(parts, body),
             upstream::SendOptions {
-                sticky_cookie: sticky_target.as_deref(),
+                sticky_target,
                 timeout: self.limits.upstream_timeout,
                 body_timeout: self.limits.header_read_timeout,
                 client_upgrade,
@@ -364,15 +363,17 @@ impl Pipeline {
         )
         .await;
         // Target stickiness: pin the client to the target that answered, unless its cookie
-        // already does.
+        // already named it.
         let stick_to_target = group.stickiness.and_then(|duration| {
             let answered = context.target?;
+            if sticky_target.is_some_and(|index| group.targets[index].address == answered) {
+                return None;
+            }
             let target = group
                 .targets
                 .iter()
                 .find(|target| target.address == answered)?;
-            (sticky_target.as_deref() != Some(target.cookie_id.as_str()))
-                .then_some((target.cookie_id.as_str(), duration))
+            Some((target.cookie_id.as_str(), duration))
         });
         Outcome {
             rule,

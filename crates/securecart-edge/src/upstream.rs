@@ -224,9 +224,9 @@ impl http_body::Body for CountedBody {
 
 /// How one request is sent.
 #[derive(Debug)]
-pub struct SendOptions<'a> {
-    /// The target a stickiness cookie names, tried first if it is healthy.
-    pub sticky_cookie: Option<&'a str>,
+pub struct SendOptions {
+    /// The target the client's stickiness cookie names (healthy), tried first.
+    pub sticky_target: Option<usize>,
     /// How long the target may take to answer with headers.
     pub timeout: Duration,
     /// How long the client may take to send a body the edge buffers.
@@ -244,10 +244,10 @@ pub async fn send(
     metrics: &EdgeMetrics,
     context: &mut RequestContext,
     request: Request<Incoming>,
-    options: SendOptions<'_>,
+    options: SendOptions,
 ) -> Result<Response<EdgeBody>, EdgeError> {
     let SendOptions {
-        sticky_cookie,
+        sticky_target,
         body_timeout,
         timeout,
         client_upgrade,
@@ -267,18 +267,17 @@ pub async fn send(
             .and_then(|value| value.parse().ok())
             .unwrap_or(0),
     };
+    // Shared bytes: cloning it per attempt copies nothing.
     let path_and_query = parts
         .uri
         .path_and_query()
-        .map_or("/", |path_and_query| path_and_query.as_str())
-        .to_owned();
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
     group.retry_budget.deposit();
     let mut tried = [usize::MAX; MAX_ATTEMPTS];
     loop {
         let attempt = context.attempts as usize;
-        let sticky = (attempt == 0)
-            .then(|| group.sticky_target(sticky_cookie))
-            .flatten();
+        let sticky = sticky_target.filter(|_| attempt == 0);
         let Some(index) = sticky.or_else(|| group.pick(&tried[..attempt])) else {
             return Err(EdgeError::Connect(
                 "every target refused the connection".to_owned(),
@@ -290,7 +289,7 @@ pub async fn send(
         let uri = Uri::builder()
             .scheme("http")
             .authority(target.authority.clone())
-            .path_and_query(path_and_query.as_str())
+            .path_and_query(path_and_query.clone())
             .build()
             .map_err(|_| EdgeError::BadRequest("the request target is not a valid URI"))?;
         let may_retry = client_upgrade.is_none()
@@ -341,26 +340,30 @@ pub async fn send(
                     .boxed_unsync()
                 }));
             }
-            Ok(Err(error)) if error.is_connect() => {
+            Ok(Err(error)) => {
+                let failure = if error.is_connect() {
+                    EdgeError::Connect(error.to_string())
+                } else if let Some(limit) = max_body_bytes
+                    && over_limit(&error)
+                {
+                    EdgeError::BodyTooLarge(limit)
+                } else {
+                    EdgeError::Upstream(error.to_string())
+                };
+                if !failure.is_retryable() {
+                    return Err(failure);
+                }
+                // Nothing reached the target. Passive health: a target that refuses
+                // connections leaves the rotation now; its active check brings it back.
                 group.observe_outcome(index, None);
-                // Passive health: a target that refuses connections leaves the rotation
-                // now; its active check brings it back once it passes again.
                 if target.set_healthy(false) {
                     tracing::warn!(group = %group.name, target = %target.address, "target unreachable; taken out of rotation");
                     metrics.set_target_health(group);
                 }
                 if !may_retry || !group.retry_budget.withdraw() {
-                    return Err(EdgeError::Connect(error.to_string()));
+                    return Err(failure);
                 }
                 metrics.retried(group);
-            }
-            Ok(Err(error)) => {
-                if let Some(limit) = max_body_bytes
-                    && over_limit(&error)
-                {
-                    return Err(EdgeError::BodyTooLarge(limit));
-                }
-                return Err(EdgeError::Upstream(error.to_string()));
             }
         }
     }

@@ -340,7 +340,8 @@ fn release_stock(
     Ok(())
 }
 
-fn random_id(prefix: &str) -> String {
+/// A new random id with a prefix, such as `ord_…`: 96 random bits in 24 hex digits.
+pub fn new_id(prefix: &str) -> String {
     format!("{prefix}{:024x}", rand::random::<u128>() >> 32)
 }
 
@@ -675,7 +676,7 @@ impl Store for SqliteStore {
 
     async fn record_charge(&self, charge: Charge) -> Result<Charge, StoreError> {
         self.write(move |transaction| {
-            let id = if charge.id.is_empty() { random_id("ch_") } else { charge.id.clone() };
+            let id = if charge.id.is_empty() { new_id("ch_") } else { charge.id.clone() };
             transaction.execute(
                 "INSERT INTO charges (id, idempotency_key, amount_minor, currency, card_token, status, decline_code)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (idempotency_key) DO NOTHING",
@@ -710,11 +711,6 @@ impl Store for SqliteStore {
         })
         .await
     }
-}
-
-/// A new random id with a prefix, such as `ord_…`; 96 random bits.
-pub fn new_id(prefix: &str) -> String {
-    random_id(prefix)
 }
 
 #[cfg(test)]

@@ -148,6 +148,24 @@ async fn wait_all_gone(pids: &[i32]) {
     }
 }
 
+/// Runs `securecart ARGS --data-dir DATA_DIR`, asserts that it succeeds, and returns its
+/// standard output.
+async fn securecart_ok(data_dir: &Path, args: &[&str]) -> String {
+    let output = Command::new(BINARY)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .await
+        .expect("run securecart");
+    assert!(
+        output.status.success(),
+        "securecart {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 fn start_up(config: &Path, data_dir: &Path) -> Child {
     let mut child = Command::new(BINARY)
         .arg("up")
@@ -298,96 +316,46 @@ async fn up_serves_a_purchase_survives_killed_replicas_and_stops_cleanly() {
 
     // The edge's targets can be listed, deregistered and brought back by a reload, which
     // reads the topology again.
-    let securecart = |args: &[&str]| {
-        let mut command = Command::new(BINARY);
-        command.args(args).arg("--data-dir").arg(&data_dir);
-        command
-    };
     let storefront = component(&report, "us-east-1/storefront-2")["address"]
         .as_str()
         .expect("address")
         .to_owned();
-    let listed = securecart(&["targets"]).output().await.expect("targets");
-    assert!(
-        listed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&listed.stderr)
-    );
-    assert!(String::from_utf8_lossy(&listed.stdout).contains(&storefront));
-    let removed = securecart(&[
+    let listed = securecart_ok(&data_dir, &["targets"]).await;
+    assert!(listed.contains(&storefront), "{listed}");
+    let deregister = [
         "targets",
         "--region",
         "us-east-1",
         "deregister",
         "storefront",
         &storefront,
-    ])
-    .output()
-    .await
-    .expect("deregister");
-    assert!(
-        removed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&removed.stderr)
-    );
-    let listed = securecart(&["targets", "--region", "us-east-1"])
-        .output()
-        .await
-        .expect("targets");
-    assert!(
-        !String::from_utf8_lossy(&listed.stdout).contains(&storefront),
-        "{}",
-        String::from_utf8_lossy(&listed.stdout)
-    );
+    ];
+    securecart_ok(&data_dir, &deregister).await;
+    let listed = securecart_ok(&data_dir, &["targets", "--region", "us-east-1"]).await;
+    assert!(!listed.contains(&storefront), "{listed}");
     assert_eq!(
         shopper.get(&format!("{url}/")).await.status,
         200,
         "the other replica serves"
     );
-    let reloaded = securecart(&["reload", "--region", "us-east-1"])
-        .output()
-        .await
-        .expect("reload");
+    securecart_ok(&data_dir, &["reload", "--region", "us-east-1"]).await;
+    let listed = securecart_ok(&data_dir, &["targets", "--region", "us-east-1"]).await;
     assert!(
-        reloaded.status.success(),
-        "{}",
-        String::from_utf8_lossy(&reloaded.stderr)
-    );
-    let listed = securecart(&["targets", "--region", "us-east-1"])
-        .output()
-        .await
-        .expect("targets");
-    assert!(
-        String::from_utf8_lossy(&listed.stdout).contains(&storefront),
+        listed.contains(&storefront),
         "the reload restored the topology's targets"
     );
 
     // SIGHUP does the same as `securecart reload`.
-    let removed = securecart(&[
-        "targets",
-        "--region",
-        "us-east-1",
-        "deregister",
-        "storefront",
-        &storefront,
-    ])
-    .output()
-    .await
-    .expect("deregister");
-    assert!(removed.status.success());
+    securecart_ok(&data_dir, &deregister).await;
     let edge_pid = component(&report, "us-east-1/edge")["pid"]
         .as_i64()
         .expect("edge pid") as i32;
     kill(Pid::from_raw(edge_pid), Signal::SIGHUP).expect("SIGHUP");
     let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let listed = securecart(&["targets", "--region", "us-east-1"])
-            .output()
-            .await
-            .expect("targets");
-        if String::from_utf8_lossy(&listed.stdout).contains(&storefront) {
-            break;
-        }
+    while !securecart_ok(&data_dir, &["targets", "--region", "us-east-1"])
+        .await
+        .contains(&storefront)
+    {
         assert!(Instant::now() < deadline, "SIGHUP did not reload the edge");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
