@@ -17,6 +17,9 @@ pub const GROUP_STICKINESS_COOKIE: &str = "SCALBTG";
 /// The cookie that keeps a client on the target it was first sent to.
 pub const TARGET_STICKINESS_COOKIE: &str = "SCALB";
 
+/// The cookie that keeps a client on the target that set its application cookie.
+pub const APP_STICKINESS_COOKIE: &str = "SCALBAPP";
+
 /// The content types a fixed response may have, as ALB allows.
 pub const FIXED_RESPONSE_CONTENT_TYPES: [&str; 5] = [
     "text/plain",

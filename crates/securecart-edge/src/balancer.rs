@@ -51,8 +51,9 @@ pub struct Target {
     /// Its opaque name in the target stickiness cookie (the address is not shown).
     pub cookie_id: String,
     healthy: AtomicBool,
-    /// Requests in flight; shared with the [`InFlight`] guards that live in response bodies.
-    outstanding: Arc<AtomicU32>,
+    /// Requests in flight and draining; shared with the [`InFlight`] guards that live in
+    /// response bodies.
+    load: Arc<Load>,
     /// The latency average in nanoseconds, as f64 bits; 0 before the first answer.
     cost_bits: AtomicU64,
     /// When the average was last updated, in nanoseconds since the group was built.
@@ -93,7 +94,7 @@ impl Target {
                 format!("{hash:016x}")
             },
             healthy: AtomicBool::new(false),
-            outstanding: Arc::new(AtomicU32::new(0)),
+            load: Arc::default(),
             cost_bits: AtomicU64::new(0),
             cost_updated: AtomicU64::new(0),
             consecutive_errors: AtomicU32::new(0),
@@ -131,7 +132,41 @@ impl Target {
 
     /// Requests in flight to the target.
     pub fn outstanding(&self) -> u32 {
-        self.outstanding.load(Ordering::Relaxed)
+        self.load.outstanding.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the target has no request in flight (a deregistered target draining, as
+    /// ALB's deregistration delay does); from then on, every request that ends wakes it.
+    pub async fn drained(&self) {
+        self.load.draining.store(true, Ordering::SeqCst);
+        loop {
+            let idle = self.load.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            // SeqCst on both sides: either the last request sees `draining`, or this load
+            // sees its decrement.
+            if self.load.outstanding.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+
+    /// Cuts off the requests still in flight to the target (the end of a deregistration
+    /// delay): those waiting for an answer fail now, response bodies at their next frame.
+    pub fn close(&self) {
+        self.load.closed.store(true, Ordering::SeqCst);
+        self.load.cut.notify_waiters();
+    }
+
+    /// Resolves when the target's requests are cut off.
+    pub async fn cut_off(&self) {
+        let cut = self.load.cut.notified();
+        tokio::pin!(cut);
+        cut.as_mut().enable();
+        if !self.load.closed.load(Ordering::SeqCst) {
+            cut.await;
+        }
     }
 
     fn cost(&self) -> f64 {
@@ -359,6 +394,10 @@ pub struct TargetGroup {
     pub slow_start: Option<Duration>,
     /// How long its stickiness cookie keeps a client on a target, if it is on.
     pub stickiness: Option<Duration>,
+    /// The application cookie its stickiness follows, if it follows one.
+    pub app_cookie: Option<String>,
+    /// How long a target leaving it may finish its requests.
+    pub deregistration_delay: Duration,
     /// Its metric handles.
     pub metrics: Option<crate::metrics::GroupMetrics>,
     /// Its retry budget.
@@ -369,16 +408,40 @@ pub struct TargetGroup {
     epoch: Instant,
 }
 
+/// A target's requests in flight, and whether it is draining.
+#[derive(Debug, Default)]
+struct Load {
+    outstanding: AtomicU32,
+    /// Set while the target drains: the last request to end wakes `idle`.
+    draining: AtomicBool,
+    idle: tokio::sync::Notify,
+    /// Set when its deregistration delay ran out: its requests are cut off, and `cut` wakes
+    /// those waiting for an answer.
+    closed: AtomicBool,
+    cut: tokio::sync::Notify,
+}
+
 /// Counts a request in flight to a target until it is dropped: it travels in the response's
 /// body, so a request counts until its answer has been sent or abandoned.
 #[derive(Debug)]
 pub struct InFlight {
-    outstanding: Arc<AtomicU32>,
+    load: Arc<Load>,
+}
+
+impl InFlight {
+    /// Whether the target's deregistration delay ran out, so this request must end.
+    pub fn is_cut_off(&self) -> bool {
+        self.load.closed.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.outstanding.fetch_sub(1, Ordering::Relaxed);
+        if self.load.outstanding.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.load.draining.load(Ordering::SeqCst)
+        {
+            self.load.idle.notify_waiters();
+        }
     }
 }
 
@@ -409,6 +472,8 @@ impl TargetGroup {
             outlier_detection: config.outlier_detection,
             slow_start: config.slow_start,
             stickiness: config.stickiness,
+            app_cookie: config.app_cookie.clone(),
+            deregistration_delay: config.deregistration_delay,
             metrics: None,
             retry_budget: RetryBudget::default(),
             protocol: config.protocol,
@@ -462,6 +527,15 @@ impl TargetGroup {
         choose(self.algorithm, &states[..count], tried, draws)
     }
 
+    /// The name of the edge's cookie that pins a client to one of the group's targets.
+    pub fn stickiness_cookie(&self) -> &'static str {
+        if self.app_cookie.is_some() {
+            crate::actions::APP_STICKINESS_COOKIE
+        } else {
+            crate::actions::TARGET_STICKINESS_COOKIE
+        }
+    }
+
     /// The healthy target a stickiness cookie names, if the group is sticky.
     pub fn sticky_target(&self, cookie_id: Option<&str>) -> Option<usize> {
         self.stickiness?;
@@ -474,9 +548,9 @@ impl TargetGroup {
     /// Counts a request in flight to a target.
     pub fn start_request(&self, index: usize) -> InFlight {
         let target = &self.targets[index];
-        target.outstanding.fetch_add(1, Ordering::Relaxed);
+        target.load.outstanding.fetch_add(1, Ordering::Relaxed);
         InFlight {
-            outstanding: Arc::clone(&target.outstanding),
+            load: Arc::clone(&target.load),
         }
     }
 
@@ -743,6 +817,8 @@ mod tests {
                 }),
                 slow_start: None,
                 stickiness: None,
+                app_cookie: None,
+                deregistration_delay: Duration::from_secs(300),
             },
             None,
         );

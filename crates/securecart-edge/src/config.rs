@@ -61,6 +61,13 @@ pub struct TargetGroupConfig {
     pub slow_start: Option<Duration>,
     /// Target stickiness: the edge's cookie keeps a client on its target this long.
     pub stickiness: Option<Duration>,
+    /// With stickiness on, the application cookie it follows: a client is pinned only once
+    /// its target set this cookie (ALB's `app_cookie`); none pins every client (`lb_cookie`).
+    pub app_cookie: Option<String>,
+    /// How long a target that leaves the group (deregistered, or gone from a reloaded
+    /// configuration) may finish its requests in flight before they are cut off; it takes
+    /// no new requests meanwhile. ALB's deregistration delay; 300 seconds by default.
+    pub deregistration_delay: Duration,
 }
 
 /// Passive outlier ejection, as Envoy does: a target that answers with server errors too
@@ -95,6 +102,8 @@ impl TargetGroupConfig {
             outlier_detection: Some(OutlierDetection::default()),
             slow_start: None,
             stickiness: None,
+            app_cookie: None,
+            deregistration_delay: Duration::from_secs(300),
         }
     }
 }

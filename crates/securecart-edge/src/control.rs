@@ -7,6 +7,11 @@
 //! the pipeline they started with. Targets that stay in a group across a reload keep their
 //! health, load and latency state; their health checks restart with the new settings.
 //!
+//! A target that leaves its group (deregistered, or gone from a reloaded configuration)
+//! drains, as with ALB's deregistration delay: it takes no new request, its requests in
+//! flight finish, and it is forgotten as soon as none is left, or cut off when the group's
+//! delay ends. DescribeTargetHealth shows it as `draining` meanwhile.
+//!
 //! **Invariant:** a reload that fails to compile changes nothing.
 
 use std::net::SocketAddr;
@@ -22,7 +27,7 @@ use securecart_telemetry::Readiness;
 use serde::Deserialize;
 use tokio::sync::{Mutex, watch};
 
-use crate::balancer::TargetGroup;
+use crate::balancer::{Target, TargetGroup};
 use crate::config::{EdgeConfig, Limits};
 use crate::metrics::EdgeMetrics;
 use crate::pipeline::Pipeline;
@@ -43,6 +48,14 @@ pub struct Control {
     listener_ports: Vec<u16>,
     admin_token: Option<String>,
     reload_source: std::sync::OnceLock<ReloadSource>,
+    draining: Arc<Mutex<Vec<Draining>>>,
+}
+
+/// A target that left its group and finishes its requests in flight.
+#[derive(Debug, Clone)]
+struct Draining {
+    group: String,
+    target: Arc<Target>,
 }
 
 impl std::fmt::Debug for Control {
@@ -117,6 +130,7 @@ impl Control {
             readiness,
             listener_ports,
             reload_source: std::sync::OnceLock::new(),
+            draining: Arc::default(),
         })
     }
 
@@ -195,20 +209,22 @@ impl Control {
     /// groups are replaced. Nothing changes if the new configuration does not compile.
     pub async fn apply(&self, config: EdgeConfig) -> Result<(), ReloadError> {
         let mut current = self.config.lock().await;
-        self.apply_locked(&mut current, config)?;
+        let previous = self.apply_locked(&mut current, config)?;
         drop(current);
+        self.drain_leavers(&previous).await;
         self.restart_health_checks().await;
         tracing::info!("configuration reloaded");
         Ok(())
     }
 
     /// Swaps in a configuration while the caller holds the configuration's lock, so that two
-    /// changes never start from the same configuration and lose one another.
+    /// changes never start from the same configuration and lose one another. Returns the
+    /// groups it replaced.
     fn apply_locked(
         &self,
         current: &mut EdgeConfig,
         config: EdgeConfig,
-    ) -> Result<(), ReloadError> {
+    ) -> Result<Arc<[TargetGroup]>, ReloadError> {
         let same_listeners = current.listeners.len() == config.listeners.len()
             && current
                 .listeners
@@ -222,7 +238,8 @@ impl Control {
         if !same_listeners {
             return Err(ReloadError::ListenersChanged);
         }
-        let groups = build_groups(&config, &self.groups(), &self.metrics);
+        let previous = self.groups();
+        let groups = build_groups(&config, &previous, &self.metrics);
         let pipelines = Self::compile(
             &config,
             &groups,
@@ -234,7 +251,53 @@ impl Control {
             slot.store(pipeline);
         }
         *current = config;
-        Ok(())
+        Ok(previous)
+    }
+
+    /// Drains every target of `previous` that is in no group now: it finishes its requests
+    /// in flight within its group's deregistration delay.
+    async fn drain_leavers(&self, previous: &[TargetGroup]) {
+        let groups = self.groups();
+        let mut draining = self.draining.lock().await;
+        for group in previous {
+            for target in &group.targets {
+                let stays = groups
+                    .iter()
+                    .any(|group| group.targets.iter().any(|kept| Arc::ptr_eq(kept, target)));
+                if stays {
+                    continue;
+                }
+                let entry = Draining {
+                    group: group.name.clone(),
+                    target: Arc::clone(target),
+                };
+                draining.push(entry.clone());
+                let list = Arc::clone(&self.draining);
+                let delay = group.deregistration_delay;
+                tokio::spawn(async move {
+                    let address = entry.target.address;
+                    if tokio::time::timeout(delay, entry.target.drained())
+                        .await
+                        .is_ok()
+                    {
+                        tracing::info!(group = %entry.group, target = %address, "target drained");
+                    } else {
+                        entry.target.close();
+                        tracing::warn!(group = %entry.group, target = %address, in_flight = entry.target.outstanding(), "deregistration delay ended; requests still in flight are cut off");
+                    }
+                    list.lock()
+                        .await
+                        .retain(|other| !Arc::ptr_eq(&other.target, &entry.target));
+                });
+            }
+        }
+    }
+
+    /// The health of every target, draining ones included, like ALB's
+    /// DescribeTargetHealth.
+    pub async fn describe(&self) -> serde_json::Value {
+        let draining = self.draining.lock().await.clone();
+        describe_target_health(&self.groups(), &draining)
     }
 
     /// Sets where [`Control::reload`] reads the configuration from.
@@ -260,7 +323,7 @@ impl Control {
     }
 
     /// Removes a target from a group. New requests stop going to it at once; requests in
-    /// flight to it finish.
+    /// flight to it finish within the group's deregistration delay.
     pub async fn deregister(&self, group: &str, address: SocketAddr) -> Result<(), ReloadError> {
         self.edit_targets(group, |targets| targets.retain(|target| *target != address))
             .await
@@ -280,26 +343,72 @@ impl Control {
             .find(|candidate| candidate.name == group)
             .ok_or_else(|| ReloadError::UnknownTargetGroup(group.to_owned()))?;
         edit(&mut target_group.targets);
-        self.apply_locked(&mut current, config)?;
+        let previous = self.apply_locked(&mut current, config)?;
         drop(current);
+        self.drain_leavers(&previous).await;
         self.restart_health_checks().await;
         Ok(())
     }
 }
 
-/// The health of every target, like ALB's DescribeTargetHealth.
-pub fn describe_target_health(groups: &[TargetGroup]) -> serde_json::Value {
-    serde_json::json!({
-        "target_groups": groups.iter().map(|group| serde_json::json!({
-            "name": group.name,
-            "healthy": group.healthy_count(),
-            "targets": group.targets.iter().map(|target| serde_json::json!({
-                "address": target.address.to_string(),
-                "state": if target.is_healthy() { "healthy" } else { "unhealthy" },
-                "in_flight": target.outstanding(),
-            })).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-    })
+/// The health of every target, like ALB's DescribeTargetHealth: `healthy`, `unhealthy`, or
+/// `draining` for one that left its group and still finishes requests.
+fn describe_target_health(groups: &[TargetGroup], draining: &[Draining]) -> serde_json::Value {
+    let target = |target: &Target, state: &str| {
+        serde_json::json!({
+            "address": target.address.to_string(),
+            "state": state,
+            "in_flight": target.outstanding(),
+        })
+    };
+    let draining_in = |name: &str| {
+        draining
+            .iter()
+            .filter(|entry| entry.group == name)
+            .map(|entry| target(&entry.target, "draining"))
+            .collect::<Vec<_>>()
+    };
+    let mut described: Vec<serde_json::Value> = groups
+        .iter()
+        .map(|group| {
+            let mut targets: Vec<_> = group
+                .targets
+                .iter()
+                .map(|each| {
+                    target(
+                        each,
+                        if each.is_healthy() {
+                            "healthy"
+                        } else {
+                            "unhealthy"
+                        },
+                    )
+                })
+                .collect();
+            targets.extend(draining_in(&group.name));
+            serde_json::json!({
+                "name": group.name,
+                "healthy": group.healthy_count(),
+                "targets": targets,
+            })
+        })
+        .collect();
+    // Groups that a reload removed, while their targets drain.
+    let mut gone: Vec<&str> = draining
+        .iter()
+        .map(|entry| entry.group.as_str())
+        .filter(|name| !groups.iter().any(|group| group.name == *name))
+        .collect();
+    gone.sort_unstable();
+    gone.dedup();
+    for name in gone {
+        described.push(serde_json::json!({
+            "name": name,
+            "healthy": 0,
+            "targets": draining_in(name),
+        }));
+    }
+    serde_json::json!({ "target_groups": described })
 }
 
 /// The edge's own admin routes.
@@ -352,9 +461,9 @@ fn refusal(control: &Control, headers: &HeaderMap) -> Option<Response> {
     })
 }
 
-fn outcome(result: Result<(), ReloadError>, control: &Control) -> Response {
+async fn outcome(result: Result<(), ReloadError>, control: &Control) -> Response {
     match result {
-        Ok(()) => Json(describe_target_health(&control.groups())).into_response(),
+        Ok(()) => Json(control.describe().await).into_response(),
         Err(ReloadError::UnknownTargetGroup(group)) => error(
             StatusCode::NOT_FOUND,
             "unknown_target_group",
@@ -365,7 +474,7 @@ fn outcome(result: Result<(), ReloadError>, control: &Control) -> Response {
 }
 
 async fn describe(State(control): State<Arc<Control>>) -> Json<serde_json::Value> {
-    Json(describe_target_health(&control.groups()))
+    Json(control.describe().await)
 }
 
 #[derive(Debug, Deserialize)]
@@ -403,7 +512,7 @@ async fn change_targets(
                 .await
         }
     };
-    outcome(result, &control)
+    outcome(result, &control).await
 }
 
 async fn register(
@@ -426,5 +535,5 @@ async fn reload(State(control): State<Arc<Control>>, headers: HeaderMap) -> Resp
     if let Some(refusal) = refusal(&control, &headers) {
         return refusal;
     }
-    outcome(control.reload().await, &control)
+    outcome(control.reload().await, &control).await
 }

@@ -40,7 +40,7 @@ use tokio_rustls::TlsAcceptor;
 pub use config::{
     EdgeConfig, HealthCheckConfig, Limits, ListenerConfig, TargetGroupConfig, UpstreamProtocol,
 };
-pub use control::{Control, ReloadError, describe_target_health};
+pub use control::{Control, ReloadError};
 pub use error::EdgeError;
 
 use actions::{Action, ActionError};

@@ -34,10 +34,7 @@ use rand::Rng;
 use securecart_telemetry::TraceContext;
 
 use crate::access_log::{AccessRecord, LoggedBody};
-use crate::actions::{
-    Action, Forward, GROUP_STICKINESS_COOKIE, RequestParts, TARGET_STICKINESS_COOKIE,
-    redirect_location,
-};
+use crate::actions::{Action, Forward, GROUP_STICKINESS_COOKIE, RequestParts, redirect_location};
 use crate::balancer::TargetGroup;
 use crate::config::Limits;
 use crate::context::RequestContext;
@@ -83,8 +80,8 @@ struct Outcome<'p> {
     response: Result<Response<EdgeBody>, EdgeError>,
     /// The group to pin the client to with a cookie, and for how long.
     stick_to: Option<(&'p str, std::time::Duration)>,
-    /// The target to pin the client to with a cookie, and for how long.
-    stick_to_target: Option<(&'p str, std::time::Duration)>,
+    /// The target to pin the client to: (cookie name, target, how long).
+    stick_to_target: Option<(&'static str, &'p str, std::time::Duration)>,
 }
 
 /// The parts of a request its access log line needs, copied before the request moves on.
@@ -161,9 +158,7 @@ impl Pipeline {
             outcome
                 .stick_to
                 .map(|(group, duration)| (GROUP_STICKINESS_COOKIE, group, duration)),
-            outcome
-                .stick_to_target
-                .map(|(target, duration)| (TARGET_STICKINESS_COOKIE, target, duration)),
+            outcome.stick_to_target,
         ]
         .into_iter()
         .flatten()
@@ -332,7 +327,7 @@ impl Pipeline {
         let group_index = choose_group(forward, sticky);
         let group = &self.groups[group_index];
         let sticky_target =
-            group.sticky_target(cookie(request.headers(), TARGET_STICKINESS_COOKIE));
+            group.sticky_target(cookie(request.headers(), group.stickiness_cookie()));
         let stick_to = forward
             .stickiness
             .filter(|_| sticky != Some(group.name.as_str()))
@@ -363,17 +358,32 @@ impl Pipeline {
         )
         .await;
         // Target stickiness: pin the client to the target that answered, unless its cookie
-        // already named it.
+        // already named it; following an application cookie, whenever the target sets that
+        // cookie (and only then), as ALB's app_cookie does.
         let stick_to_target = group.stickiness.and_then(|duration| {
             let answered = context.target?;
-            if sticky_target.is_some_and(|index| group.targets[index].address == answered) {
-                return None;
+            match &group.app_cookie {
+                Some(app_cookie) => {
+                    let headers = response.as_ref().ok()?.headers();
+                    if !sets_cookie(headers, app_cookie) {
+                        return None;
+                    }
+                }
+                None => {
+                    if sticky_target.is_some_and(|index| group.targets[index].address == answered) {
+                        return None;
+                    }
+                }
             }
             let target = group
                 .targets
                 .iter()
                 .find(|target| target.address == answered)?;
-            Some((target.cookie_id.as_str(), duration))
+            Some((
+                group.stickiness_cookie(),
+                target.cookie_id.as_str(),
+                duration,
+            ))
         });
         Outcome {
             rule,
@@ -406,6 +416,16 @@ fn cookie<'h>(headers: &'h HeaderMap, wanted: &str) -> Option<&'h str> {
         .filter_map(|cookie| cookie.trim().split_once('='))
         .find(|(name, _)| *name == wanted)
         .map(|(_, value)| value)
+}
+
+/// Whether a response sets a cookie of this name.
+fn sets_cookie(headers: &HeaderMap, wanted: &str) -> bool {
+    headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .filter_map(|cookie| cookie.split_once('='))
+        .any(|(name, _)| name.trim() == wanted)
 }
 
 /// The request's host without a port: from the URI's authority (HTTP/2, absolute form) or

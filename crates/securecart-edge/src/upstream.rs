@@ -197,7 +197,7 @@ fn over_limit(error: &(dyn std::error::Error + 'static)) -> bool {
 /// A target's response body, carrying the count of its request in flight until it ends.
 struct CountedBody {
     inner: Incoming,
-    _in_flight: InFlight,
+    in_flight: InFlight,
 }
 
 impl http_body::Body for CountedBody {
@@ -208,7 +208,13 @@ impl http_body::Body for CountedBody {
         self: std::pin::Pin<&mut Self>,
         context: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
-        std::pin::Pin::new(&mut self.get_mut().inner)
+        let this = self.get_mut();
+        if this.in_flight.is_cut_off() {
+            return std::task::Poll::Ready(Some(Err(BoxError::from(
+                "the target's deregistration delay ended",
+            ))));
+        }
+        std::pin::Pin::new(&mut this.inner)
             .poll_frame(context)
             .map_err(BoxError::from)
     }
@@ -312,7 +318,15 @@ pub async fn send(
         let sent = std::time::Instant::now();
         context.sent_to_target = Some(sent);
         let client = clients.for_protocol(group.protocol);
-        match tokio::time::timeout(timeout, client.request(request)).await {
+        let answer = tokio::select! {
+            answer = tokio::time::timeout(timeout, client.request(request)) => answer,
+            () = target.cut_off() => {
+                return Err(EdgeError::Upstream(
+                    "the target's deregistration delay ended".to_owned(),
+                ));
+            }
+        };
+        match answer {
             Err(_) => return Err(EdgeError::Timeout),
             Ok(Ok(mut response)) => {
                 context.target = Some(target.address);
@@ -335,7 +349,7 @@ pub async fn send(
                 return Ok(response.map(|body| {
                     CountedBody {
                         inner: body,
-                        _in_flight: in_flight,
+                        in_flight,
                     }
                     .boxed_unsync()
                 }));

@@ -109,6 +109,24 @@ async fn start_upstream(name: &'static str) -> (TestServer, Arc<AtomicBool>) {
             }),
         )
         .route(
+            "/api/sleep/{millis}",
+            get(
+                |axum::extract::Path(millis): axum::extract::Path<u64>| async move {
+                    tokio::time::sleep(Duration::from_millis(millis)).await;
+                    "awake"
+                },
+            ),
+        )
+        .route(
+            "/api/login",
+            get(|State(upstream): State<Upstream>| async move {
+                (
+                    [("set-cookie", "shop_session=s1; Path=/; HttpOnly")],
+                    upstream.name,
+                )
+            }),
+        )
+        .route(
             "/api/slow",
             get(|| async {
                 tokio::time::sleep(Duration::from_millis(400)).await;
@@ -208,6 +226,8 @@ async fn start_edge(groups: Vec<(&str, &str, Vec<SocketAddr>)>) -> RunningEdge {
             outlier_detection: None,
             slow_start: None,
             stickiness: None,
+            app_cookie: None,
+            deregistration_delay: Duration::from_secs(300),
         });
     }
     start_edge_with(rules, not_found(), target_groups).await
@@ -1023,8 +1043,6 @@ async fn grpc_over_http2_targets_passes_trailers_through() {
     )
     .await;
     let group = TargetGroupConfig {
-        name: "grpc".to_owned(),
-        targets: vec![target.address],
         health_check: HealthCheckConfig {
             path: "/echo.Echo/Say".to_owned(),
             ..health_check()
@@ -1032,8 +1050,7 @@ async fn grpc_over_http2_targets_passes_trailers_through() {
         algorithm: Default::default(),
         protocol: securecart_edge::UpstreamProtocol::Http2,
         outlier_detection: None,
-        slow_start: None,
-        stickiness: None,
+        ..TargetGroupConfig::new("grpc", vec![target.address], health_check())
     };
     let edge = start_edge_with(
         vec![path_rule(1, "/echo.Echo/*", ActionConfig::forward("grpc"))],
@@ -1158,12 +1175,16 @@ async fn targets_are_registered_and_deregistered_and_rules_reloaded_under_load_w
         .post(&admin("/targets/deregister"), &[auth], &body)
         .await;
     assert_eq!(deregistered.status, 200, "{}", deregistered.text());
-    assert_eq!(
-        deregistered.json()["target_groups"][0]["targets"]
-            .as_array()
-            .map(Vec::len),
-        Some(1)
-    );
+    // a may still be draining the requests it had in flight.
+    let targets = deregistered.json()["target_groups"][0]["targets"].clone();
+    let in_rotation: Vec<_> = targets
+        .as_array()
+        .expect("targets")
+        .iter()
+        .filter(|target| target["state"] != "draining")
+        .map(|target| target["address"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(in_rotation, [b.address.to_string()], "{targets}");
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     stop.store(true, Ordering::SeqCst);
@@ -1501,4 +1522,154 @@ async fn slow_and_idle_clients_are_cut_off() {
         "an idle keep-alive connection is closed"
     );
     edge.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_deregistered_target_drains_its_requests_in_flight_then_leaves() {
+    let (a, _) = start_upstream("a").await;
+    let (b, _) = start_upstream("b").await;
+    let group = TargetGroupConfig {
+        outlier_detection: None,
+        deregistration_delay: Duration::from_secs(1),
+        ..TargetGroupConfig::new("api", vec![a.address], health_check())
+    };
+    let edge = start_edge_with(
+        vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
+        not_found(),
+        vec![group],
+    )
+    .await;
+    edge.wait_for_healthy(1).await;
+    let control = edge.control.clone().expect("control");
+    control.register("api", b.address).await.expect("register");
+    edge.wait_for_healthy(2).await;
+
+    // A request in flight to a while a leaves: it finishes within the delay.
+    let sleep_on_a = |millis: u64| {
+        let url = format!("{}/api/sleep/{millis}", edge.url);
+        tokio::spawn(async move {
+            // Round robin over two targets: two requests reach each target once.
+            let mut first = TestClient::http1();
+            let mut second = TestClient::http1();
+            let (x, y) = tokio::join!(first.get(&url), second.get(&url));
+            (x.status.as_u16(), y.status.as_u16())
+        })
+    };
+    let finishing = sleep_on_a(500);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    control
+        .deregister("api", a.address)
+        .await
+        .expect("deregister");
+    let described = edge.targets().await;
+    let states: Vec<(String, String)> = described["target_groups"][0]["targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .map(|target| {
+            (
+                target["address"].as_str().unwrap_or("").to_owned(),
+                target["state"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        states.contains(&(a.address.to_string(), "draining".to_owned())),
+        "{described}"
+    );
+    // New requests go to b only while a drains.
+    let mut client = TestClient::http1();
+    for _ in 0..4 {
+        assert_eq!(whoami(&mut client, &edge).await, "b");
+    }
+    assert_eq!(finishing.await.expect("requests"), (200, 200));
+    // With nothing left in flight, a is gone before its delay ends.
+    for _ in 0..40 {
+        let described = edge.targets().await;
+        if described["target_groups"][0]["targets"]
+            .as_array()
+            .is_some_and(|targets| targets.len() == 1)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        edge.targets().await["target_groups"][0]["targets"]
+            .as_array()
+            .map(Vec::len),
+        Some(1),
+        "a drained and left"
+    );
+
+    // A request longer than the delay is cut off when the delay ends.
+    let b_group = edge.targets().await;
+    assert_eq!(
+        b_group["target_groups"][0]["targets"][0]["state"],
+        "healthy"
+    );
+    let url = format!("{}/api/sleep/5000", edge.url);
+    let long = tokio::spawn(async move {
+        let mut client = TestClient::http1();
+        client.get(&url).await.status.as_u16()
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    control.register("api", a.address).await.expect("register");
+    control
+        .deregister("api", b.address)
+        .await
+        .expect("deregister");
+    let started = std::time::Instant::now();
+    let status = long.await.expect("request");
+    // The edge answers 504 (its own error) or breaks off; never the target's 200.
+    assert_ne!(status, 200, "the request outlived the deregistration delay");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    edge.shutdown().await;
+    drop((a, b));
+}
+
+#[tokio::test]
+async fn application_cookie_stickiness_pins_a_client_once_its_target_sets_the_cookie() {
+    let (a, _) = start_upstream("a").await;
+    let (b, _) = start_upstream("b").await;
+    let group = TargetGroupConfig {
+        outlier_detection: None,
+        stickiness: Some(Duration::from_secs(120)),
+        app_cookie: Some("shop_session".to_owned()),
+        ..TargetGroupConfig::new("api", vec![a.address, b.address], health_check())
+    };
+    let edge = start_edge_with(
+        vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
+        not_found(),
+        vec![group],
+    )
+    .await;
+    edge.wait_for_healthy(2).await;
+    let mut client = TestClient::http1();
+    // Before the application sets its cookie, nothing pins the client.
+    let mut names = std::collections::HashSet::new();
+    for _ in 0..4 {
+        let reply = client.get(&format!("{}/api/whoami", edge.url)).await;
+        assert!(reply.header("set-cookie").is_none());
+        names.insert(reply.json()["name"].as_str().unwrap_or("").to_owned());
+    }
+    assert_eq!(names.len(), 2, "round robin while unpinned");
+    // The target that sets the cookie gets the client, for as long as the edge's cookie says.
+    let login = client.get(&format!("{}/api/login", edge.url)).await;
+    let pinned_to = login.text();
+    let edge_cookie = login
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find(|cookie| cookie.starts_with("SCALBAPP="))
+        .expect("the edge's application stickiness cookie")
+        .to_owned();
+    assert!(edge_cookie.contains("Max-Age=120"), "{edge_cookie}");
+    assert!(client.cookie("shop_session").is_some());
+    for _ in 0..6 {
+        assert_eq!(whoami(&mut client, &edge).await, pinned_to);
+    }
+    edge.shutdown().await;
+    drop((a, b));
 }

@@ -112,7 +112,8 @@ impl Reply {
 #[derive(Debug, Clone)]
 pub struct TestClient {
     client: Client<HttpConnector, Full<Bytes>>,
-    cookie: Option<String>,
+    /// The cookies the servers set, by name, in the order first set.
+    cookies: Vec<(String, String)>,
 }
 
 impl TestClient {
@@ -120,7 +121,7 @@ impl TestClient {
     pub fn http1() -> Self {
         Self {
             client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
-            cookie: None,
+            cookies: Vec::new(),
         }
     }
 
@@ -130,12 +131,12 @@ impl TestClient {
             client: Client::builder(TokioExecutor::new())
                 .http2_only(true)
                 .build(HttpConnector::new()),
-            cookie: None,
+            cookies: Vec::new(),
         }
     }
 
-    /// Sends a request; `headers` are (name, value) pairs. Keeps the session cookie the
-    /// server sets, like a browser.
+    /// Sends a request; `headers` are (name, value) pairs. Keeps the cookies the servers
+    /// set and sends them back, like a browser (without domains, paths or expiry).
     pub async fn send(
         &mut self,
         method: Method,
@@ -150,8 +151,13 @@ impl TestClient {
                 HeaderValue::from_str(value).expect("header value"),
             );
         }
-        if let Some(cookie) = &self.cookie {
-            request = request.header("cookie", cookie.as_str());
+        if !self.cookies.is_empty() {
+            let cookies: Vec<String> = self
+                .cookies
+                .iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect();
+            request = request.header("cookie", cookies.join("; "));
         }
         if !body.is_empty()
             && !headers
@@ -170,12 +176,27 @@ impl TestClient {
         let status = response.status();
         let version = response.version();
         let headers = response.headers().clone();
-        if let Some(cookie) = headers
-            .get("set-cookie")
-            .and_then(|value| value.to_str().ok())
-            && let Some(pair) = cookie.split(';').next()
+        for cookie in headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
         {
-            self.cookie = Some(pair.to_owned());
+            if let Some((name, value)) = cookie
+                .split(';')
+                .next()
+                .and_then(|pair| pair.split_once('='))
+            {
+                match self
+                    .cookies
+                    .iter_mut()
+                    .find(|(known, _)| known == name.trim())
+                {
+                    Some(known) => known.1 = value.trim().to_owned(),
+                    None => self
+                        .cookies
+                        .push((name.trim().to_owned(), value.trim().to_owned())),
+                }
+            }
         }
         let collected = response.into_body().collect().await.expect("body");
         let trailers = collected.trailers().cloned();
@@ -198,9 +219,17 @@ impl TestClient {
         self.send(Method::POST, url, headers, body).await
     }
 
-    /// Forgets the session cookie.
-    pub fn forget_cookie(&mut self) {
-        self.cookie = None;
+    /// Forgets every cookie.
+    pub fn forget_cookies(&mut self) {
+        self.cookies.clear();
+    }
+
+    /// The value of a cookie the servers set.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies
+            .iter()
+            .find(|(known, _)| known == name)
+            .map(|(_, value)| value.as_str())
     }
 }
 

@@ -347,6 +347,10 @@ pub struct TargetGroup {
     pub slow_start: Option<Duration>,
     /// Target stickiness, if on.
     pub stickiness: Option<Duration>,
+    /// The application cookie that stickiness follows, if it follows one.
+    pub stickiness_app_cookie: Option<String>,
+    /// How long a leaving target may finish its requests in flight.
+    pub deregistration_delay: Duration,
 }
 
 /// How a target group spreads requests.
@@ -721,11 +725,44 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
                 "must be 0 (off) or from 1 to 604800 (7 days)",
             );
         }
+        if let Some(cookie) = &raw_group.stickiness_app_cookie {
+            if raw_group.stickiness_seconds == 0 {
+                findings.problem(
+                    path.key("stickiness_app_cookie"),
+                    "needs stickiness_seconds above 0 (how long the stickiness lasts)",
+                );
+            }
+            let valid = !cookie.is_empty()
+                && cookie
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte));
+            if !valid {
+                findings.problem(
+                    path.key("stickiness_app_cookie"),
+                    format!(
+                        "`{cookie}` is not a cookie name (letters, digits and !#$%&'*+-.^_`|~)"
+                    ),
+                );
+            } else if cookie.starts_with("SCALB") {
+                findings.problem(
+                    path.key("stickiness_app_cookie"),
+                    "names starting with SCALB are the edge's own cookies",
+                );
+            }
+        }
+        if raw_group.deregistration_delay_seconds > 3600 {
+            findings.problem(
+                path.key("deregistration_delay_seconds"),
+                "must be from 0 to 3600",
+            );
+        }
         target_groups.push(TargetGroup {
             slow_start: (raw_group.slow_start_seconds > 0)
                 .then(|| Duration::from_secs(raw_group.slow_start_seconds)),
             stickiness: (raw_group.stickiness_seconds > 0)
                 .then(|| Duration::from_secs(raw_group.stickiness_seconds)),
+            stickiness_app_cookie: raw_group.stickiness_app_cookie.clone(),
+            deregistration_delay: Duration::from_secs(raw_group.deregistration_delay_seconds),
             name: raw_group.name.clone(),
             service,
             health_check,

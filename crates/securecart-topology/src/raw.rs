@@ -386,6 +386,19 @@ pub struct RawTargetGroup {
     /// client on the target it was first sent to, as ALB's `lb_cookie` stickiness.
     #[serde(default)]
     pub stickiness_seconds: u64,
+    /// With stickiness on: the name of a cookie the application sets (its session cookie,
+    /// say). The edge then pins a client only once its target has set that cookie, as ALB's
+    /// `app_cookie` stickiness does; without it, every client is pinned (`lb_cookie`).
+    #[serde(default)]
+    pub stickiness_app_cookie: Option<String>,
+    /// How long a target that leaves the group may finish its requests in flight, in
+    /// seconds (0 to 3600): ALB's deregistration delay. It takes no new requests meanwhile.
+    #[serde(default = "default_deregistration_delay_seconds")]
+    pub deregistration_delay_seconds: u64,
+}
+
+fn default_deregistration_delay_seconds() -> u64 {
+    300
 }
 
 /// Passive outlier ejection.

@@ -355,6 +355,24 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
         ),
         (
             "algorithm = \"p2c_peak_ewma\"",
+            "algorithm = \"p2c_peak_ewma\"\nstickiness_app_cookie = \"sc_session\"",
+            "edge.target_groups[1].stickiness_app_cookie",
+            "needs stickiness_seconds",
+        ),
+        (
+            "algorithm = \"p2c_peak_ewma\"",
+            "algorithm = \"p2c_peak_ewma\"\nstickiness_seconds = 60\nstickiness_app_cookie = \"a b\"",
+            "edge.target_groups[1].stickiness_app_cookie",
+            "not a cookie name",
+        ),
+        (
+            "algorithm = \"p2c_peak_ewma\"",
+            "algorithm = \"p2c_peak_ewma\"\nderegistration_delay_seconds = 7200",
+            "edge.target_groups[1].deregistration_delay_seconds",
+            "from 0 to 3600",
+        ),
+        (
+            "algorithm = \"p2c_peak_ewma\"",
             "algorithm = \"fastest\"",
             "edge.target_groups[1].algorithm",
             "not an algorithm",

@@ -99,9 +99,9 @@ pub enum Command {
         /// The private key of --tls-cert (PEM).
         #[arg(long, value_name = "FILE", requires = "tls_cert")]
         tls_key: Option<std::path::PathBuf>,
-        /// Worker threads (default: one per core).
-        #[arg(long)]
-        workers: Option<usize>,
+        /// Worker threads (default: one per core); 1 runs everything on one thread.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        workers: Option<u16>,
         /// The log format.
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormatArg,
@@ -170,4 +170,14 @@ pub enum ServiceArg {
     Payments,
     /// Pages and assets.
     Storefront,
+}
+
+impl Command {
+    /// The worker threads the command asked for, if it did.
+    pub fn workers(&self) -> Option<usize> {
+        match self {
+            Command::Proxy { workers, .. } => workers.map(usize::from),
+            _ => None,
+        }
+    }
 }

@@ -184,6 +184,8 @@ pub fn edge_config(
                 },
                 slow_start: group.slow_start,
                 stickiness: group.stickiness,
+                app_cookie: group.stickiness_app_cookie.clone(),
+                deregistration_delay: group.deregistration_delay,
                 outlier_detection: group
                     .outlier_detection
                     .map(|(consecutive_errors, ejection)| OutlierDetection {
@@ -306,6 +308,8 @@ pub async fn proxy_config(
             outlier_detection: Some(OutlierDetection::default()),
             slow_start: None,
             stickiness: None,
+            app_cookie: None,
+            deregistration_delay: std::time::Duration::from_secs(300),
         }],
         limits: Limits::default(),
         admin_token: admin_token(),
