@@ -50,6 +50,8 @@ pub struct Target {
     pub weight: u32,
     /// Its opaque name in the target stickiness cookie (the address is not shown).
     pub cookie_id: String,
+    /// Its keep-alive connections, shared with every target of the same identity.
+    pub pool: Arc<crate::pool::TargetPool>,
     healthy: AtomicBool,
     /// Requests in flight and draining; shared with the [`InFlight`] guards that live in
     /// response bodies.
@@ -78,7 +80,7 @@ fn now_millis() -> u64 {
 
 impl Target {
     /// A target that has not passed a health check yet.
-    pub fn new(address: SocketAddr) -> Self {
+    pub fn new(address: SocketAddr, pool: Arc<crate::pool::TargetPool>) -> Self {
         Self {
             address,
             authority: Authority::try_from(address.to_string().as_str())
@@ -93,6 +95,7 @@ impl Target {
                 }
                 format!("{hash:016x}")
             },
+            pool,
             healthy: AtomicBool::new(false),
             load: Arc::default(),
             cost_bits: AtomicU64::new(0),
@@ -448,8 +451,12 @@ impl Drop for InFlight {
 impl TargetGroup {
     /// A group whose new targets start unhealthy, as ALB's do, until their health check
     /// passes; targets already in `previous` (a group of the same name in the configuration
-    /// being replaced) keep their state.
-    pub fn new(config: &TargetGroupConfig, previous: Option<&TargetGroup>) -> Self {
+    /// being replaced) keep their state, unless the group's protocol changed.
+    pub fn new(
+        config: &TargetGroupConfig,
+        previous: Option<&TargetGroup>,
+        pools: &crate::pool::Pools,
+    ) -> Self {
         Self {
             name: config.name.clone(),
             targets: config
@@ -458,13 +465,18 @@ impl TargetGroup {
                 .map(|address| {
                     previous
                         .and_then(|group| {
-                            group
-                                .targets
-                                .iter()
-                                .find(|target| target.address == *address)
+                            group.targets.iter().find(|target| {
+                                target.address == *address
+                                    && target.pool.protocol() == config.protocol
+                            })
                         })
                         .cloned()
-                        .unwrap_or_else(|| Arc::new(Target::new(*address)))
+                        .unwrap_or_else(|| {
+                            Arc::new(Target::new(
+                                *address,
+                                pools.for_target(*address, config.protocol),
+                            ))
+                        })
                 })
                 .collect(),
             health_check: config.health_check.clone(),
@@ -821,6 +833,7 @@ mod tests {
                 deregistration_delay: Duration::from_secs(300),
             },
             None,
+            &crate::pool::Pools::new(Default::default()),
         );
         group.targets[0].set_healthy(true);
         // (status, ejected by this answer): a success resets the count; a refused

@@ -109,7 +109,7 @@ impl TargetGroupConfig {
 }
 
 /// The protocol the edge speaks to a target group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum UpstreamProtocol {
     /// HTTP/1.1 over pooled keep-alive connections.
     #[default]

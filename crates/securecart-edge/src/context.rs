@@ -3,13 +3,39 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use http::HeaderValue;
 use securecart_telemetry::TraceContext;
+
+/// The client of a connection, as each of its requests shows it to targets: built once
+/// per connection.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The client's address.
+    pub address: SocketAddr,
+    /// Its IP address as an `X-Forwarded-For` value.
+    pub forwarded_for: HeaderValue,
+}
+
+impl Peer {
+    /// The peer at `address`.
+    pub fn new(address: SocketAddr) -> Self {
+        Self {
+            address,
+            forwarded_for: HeaderValue::from_maybe_shared(bytes::Bytes::from(
+                address.ip().to_string(),
+            ))
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+        }
+    }
+}
 
 /// The per-request context, created when the request arrives and read by every stage.
 #[derive(Debug)]
 pub struct RequestContext {
     /// The client's address.
     pub client: SocketAddr,
+    /// The client's IP address as an `X-Forwarded-For` value.
+    pub forwarded_for: HeaderValue,
     /// When the request's headers arrived.
     pub started: Instant,
     /// The trace this request belongs to (continued from the client's `traceparent`, or
@@ -32,10 +58,16 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
-    /// The context of a request that just arrived.
+    /// The context of a request that just arrived from `client`.
     pub fn new(client: SocketAddr, trace: TraceContext) -> Self {
+        Self::for_peer(&Peer::new(client), trace)
+    }
+
+    /// The context of a request that just arrived on a connection from `peer`.
+    pub fn for_peer(peer: &Peer, trace: TraceContext) -> Self {
         Self {
-            client,
+            client: peer.address,
+            forwarded_for: peer.forwarded_for.clone(),
             started: Instant::now(),
             trace,
             target: None,

@@ -31,7 +31,7 @@ use crate::balancer::{Target, TargetGroup};
 use crate::config::{EdgeConfig, Limits};
 use crate::metrics::EdgeMetrics;
 use crate::pipeline::Pipeline;
-use crate::upstream::UpstreamClients;
+use crate::pool::Pools;
 use crate::{StartError, compile_listener, health};
 
 /// Where a reload reads the configuration from (the binary re-reads its topology file).
@@ -42,7 +42,7 @@ pub struct Control {
     pub(crate) slots: Vec<Arc<ArcSwap<Pipeline>>>,
     config: Mutex<EdgeConfig>,
     checkers: Mutex<watch::Sender<bool>>,
-    pub(crate) clients: UpstreamClients,
+    pools: Pools,
     pub(crate) metrics: EdgeMetrics,
     pub(crate) readiness: Readiness,
     listener_ports: Vec<u16>,
@@ -91,14 +91,18 @@ pub enum ReloadError {
 fn build_groups(
     config: &EdgeConfig,
     previous: &[TargetGroup],
+    pools: &Pools,
     metrics: &EdgeMetrics,
 ) -> Arc<[TargetGroup]> {
     config
         .target_groups
         .iter()
         .map(|group| {
-            let mut built =
-                TargetGroup::new(group, previous.iter().find(|old| old.name == group.name));
+            let mut built = TargetGroup::new(
+                group,
+                previous.iter().find(|old| old.name == group.name),
+                pools,
+            );
             built.metrics = Some(metrics.group(&group.name));
             built
         })
@@ -110,12 +114,12 @@ impl Control {
     pub(crate) fn new(
         config: EdgeConfig,
         listener_ports: Vec<u16>,
-        clients: UpstreamClients,
+        pools: Pools,
         metrics: EdgeMetrics,
         readiness: Readiness,
     ) -> Result<Self, StartError> {
-        let groups = build_groups(&config, &[], &metrics);
-        let pipelines = Self::compile(&config, &groups, &listener_ports, &clients, &metrics)?;
+        let groups = build_groups(&config, &[], &pools, &metrics);
+        let pipelines = Self::compile(&config, &groups, &listener_ports, &metrics)?;
         let (stop, _) = watch::channel(false);
         Ok(Self {
             slots: pipelines
@@ -125,7 +129,7 @@ impl Control {
             admin_token: config.admin_token.clone(),
             config: Mutex::new(config),
             checkers: Mutex::new(stop),
-            clients,
+            pools,
             metrics,
             readiness,
             listener_ports,
@@ -138,7 +142,6 @@ impl Control {
         config: &EdgeConfig,
         groups: &Arc<[TargetGroup]>,
         listener_ports: &[u16],
-        clients: &UpstreamClients,
         metrics: &EdgeMetrics,
     ) -> Result<Vec<Arc<Pipeline>>, StartError> {
         if let Some(group) = config
@@ -156,6 +159,7 @@ impl Control {
                 Ok(Arc::new(Pipeline {
                     listener: listener.name.clone(),
                     listener_port: *port,
+                    port_header: http::HeaderValue::from(*port),
                     protocol: if listener.tls.is_some() {
                         "https"
                     } else {
@@ -163,7 +167,6 @@ impl Control {
                     },
                     rules: compile_listener(listener, groups)?,
                     groups: Arc::clone(groups),
-                    clients: clients.clone(),
                     metrics: metrics.clone(),
                     limits: config.limits.clone(),
                     error_log: Default::default(),
@@ -239,14 +242,8 @@ impl Control {
             return Err(ReloadError::ListenersChanged);
         }
         let previous = self.groups();
-        let groups = build_groups(&config, &previous, &self.metrics);
-        let pipelines = Self::compile(
-            &config,
-            &groups,
-            &self.listener_ports,
-            &self.clients,
-            &self.metrics,
-        )?;
+        let groups = build_groups(&config, &previous, &self.pools, &self.metrics);
+        let pipelines = Self::compile(&config, &groups, &self.listener_ports, &self.metrics)?;
         for (slot, pipeline) in self.slots.iter().zip(pipelines) {
             slot.store(pipeline);
         }

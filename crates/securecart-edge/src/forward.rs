@@ -23,8 +23,17 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
+/// Whether any hop-by-hop header is present (most requests and responses have none, and
+/// skip the rest of the work).
+fn has_hop_by_hop(headers: &HeaderMap) -> bool {
+    headers.keys().any(|name| HOP_BY_HOP.contains(name))
+}
+
 /// Removes the hop-by-hop headers, including those the `Connection` header names.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    if !has_hop_by_hop(headers) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -60,13 +69,47 @@ pub fn keep_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
     headers.insert(header::UPGRADE, protocol);
 }
 
-/// Rewrites a request's headers for its target.
+/// Rewrites a request's headers for its target; `listener_port` is the listener's port as
+/// a header value.
 pub fn prepare_request(
     parts: &mut Parts,
     context: &RequestContext,
     protocol: &'static str,
-    listener_port: u16,
+    listener_port: &HeaderValue,
 ) {
+    if parts.uri.authority().is_some() || has_hop_by_hop(&parts.headers) {
+        rewrite_connection_headers(parts);
+    }
+    let forwarded_for = match parts
+        .headers
+        .get(&X_FORWARDED_FOR)
+        .and_then(|value| value.to_str().ok())
+    {
+        Some(previous) => HeaderValue::from_maybe_shared(bytes::Bytes::from(format!(
+            "{previous}, {}",
+            context.client.ip()
+        )))
+        .ok(),
+        None => Some(context.forwarded_for.clone()),
+    };
+    if let Some(value) = forwarded_for {
+        parts.headers.insert(X_FORWARDED_FOR.clone(), value);
+    }
+    parts.headers.insert(
+        X_FORWARDED_PROTO.clone(),
+        HeaderValue::from_static(protocol),
+    );
+    parts
+        .headers
+        .insert(X_FORWARDED_PORT.clone(), listener_port.clone());
+    if let Ok(value) = HeaderValue::from_bytes(&context.trace.header_bytes()) {
+        parts.headers.insert(TRACEPARENT.clone(), value);
+    }
+}
+
+/// Drops the hop-by-hop headers of a request, keeping a protocol switch and `TE: trailers`,
+/// and sets `Host` to the host the rules matched.
+fn rewrite_connection_headers(parts: &mut Parts) {
     let upgrade = upgrade_requested(parts.version, &parts.headers);
     let host = match parts.uri.authority() {
         Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
@@ -96,30 +139,6 @@ pub fn prepare_request(
     // replaces Host), else the Host header, put back even if `Connection` named it.
     if let Some(host) = host {
         parts.headers.insert(header::HOST, host);
-    }
-    // Header values are built from owned strings without a second copy.
-    let owned = |text: String| HeaderValue::from_maybe_shared(bytes::Bytes::from(text)).ok();
-    let client_ip = context.client.ip().to_string();
-    let forwarded_for = match parts
-        .headers
-        .get(&X_FORWARDED_FOR)
-        .and_then(|value| value.to_str().ok())
-    {
-        Some(previous) => format!("{previous}, {client_ip}"),
-        None => client_ip,
-    };
-    if let Some(value) = owned(forwarded_for) {
-        parts.headers.insert(X_FORWARDED_FOR.clone(), value);
-    }
-    parts.headers.insert(
-        X_FORWARDED_PROTO.clone(),
-        HeaderValue::from_static(protocol),
-    );
-    parts
-        .headers
-        .insert(X_FORWARDED_PORT.clone(), HeaderValue::from(listener_port));
-    if let Some(value) = owned(context.trace.to_string()) {
-        parts.headers.insert(TRACEPARENT.clone(), value);
     }
 }
 
@@ -178,7 +197,7 @@ mod tests {
                 request = request.header("connection", connection);
             }
             let (mut parts, ()) = request.body(()).expect("request").into_parts();
-            prepare_request(&mut parts, &context, "http", 8080);
+            prepare_request(&mut parts, &context, "http", &8080.into());
             assert_eq!(
                 parts
                     .headers
@@ -204,7 +223,7 @@ mod tests {
             .into_parts();
         let client: SocketAddr = "127.9.0.7:5000".parse().expect("address");
         let context = RequestContext::new(client, TraceContext::new_root());
-        prepare_request(&mut parts, &context, "http", 8080);
+        prepare_request(&mut parts, &context, "http", &8080.into());
         for gone in ["connection", "x-private", "keep-alive", "upgrade"] {
             assert!(
                 !parts.headers.contains_key(gone),

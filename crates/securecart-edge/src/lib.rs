@@ -18,6 +18,7 @@ pub mod guard;
 pub mod health;
 pub mod metrics;
 pub mod pipeline;
+pub mod pool;
 pub mod rules;
 pub mod tls;
 pub mod upstream;
@@ -151,7 +152,11 @@ impl Edge {
         }
         let mut registry = Registry::with_prefix("securecart_edge");
         let metrics = EdgeMetrics::register(&mut registry);
-        let clients = upstream::UpstreamClients::new(config.limits.connect_timeout);
+        let pools = pool::Pools::new(pool::PoolSettings {
+            connect_timeout: config.limits.connect_timeout,
+            ..Default::default()
+        });
+        pools.start_reaper();
         let mut listeners = Vec::with_capacity(config.listeners.len());
         let mut ports = Vec::with_capacity(config.listeners.len());
         for listener_config in &config.listeners {
@@ -183,7 +188,7 @@ impl Edge {
         let control = Arc::new(Control::new(
             config,
             ports,
-            clients,
+            pools,
             metrics,
             readiness.clone(),
         )?);
@@ -391,7 +396,8 @@ fn serve_connection<IO>(
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let active = control.metrics.connections_active.clone();
-    let service = service_fn(move |request| slot.load_full().handle(request, peer));
+    let client = Arc::new(context::Peer::new(peer));
+    let service = service_fn(move |request| slot.load_full().handle(request, Arc::clone(&client)));
     let connection = builder
         .serve_connection_with_upgrades(TokioIo::new(io), service)
         .into_owned();

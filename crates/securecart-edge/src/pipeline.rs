@@ -23,7 +23,6 @@
 //! JSON answer here, so later stages see one shape of failure.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -37,13 +36,13 @@ use crate::access_log::{AccessRecord, LoggedBody};
 use crate::actions::{Action, Forward, GROUP_STICKINESS_COOKIE, RequestParts, redirect_location};
 use crate::balancer::TargetGroup;
 use crate::config::Limits;
-use crate::context::RequestContext;
+use crate::context::{Peer, RequestContext};
 use crate::error::EdgeError;
 use crate::forward;
 use crate::guard;
 use crate::metrics::EdgeMetrics;
 use crate::rules::{RequestHead, RuleSet};
-use crate::upstream::{self, EdgeBody, UpstreamClients};
+use crate::upstream::{self, EdgeBody};
 
 /// One listener's pipeline: its rules, and what every listener of the edge shares.
 #[derive(Debug)]
@@ -52,14 +51,14 @@ pub struct Pipeline {
     pub listener: String,
     /// The listener's port, for `X-Forwarded-Port` and redirects.
     pub listener_port: u16,
+    /// The listener's port as a header value.
+    pub port_header: HeaderValue,
     /// `http` or `https`, for `X-Forwarded-Proto` and redirects.
     pub protocol: &'static str,
     /// The listener's compiled rules.
     pub rules: RuleSet<Action>,
     /// The target groups, indexed by the actions.
     pub groups: Arc<[TargetGroup]>,
-    /// The pooled upstream clients.
-    pub clients: UpstreamClients,
     /// The edge's metrics.
     pub metrics: EdgeMetrics,
     /// Timeouts.
@@ -112,12 +111,12 @@ impl Pipeline {
     pub async fn handle(
         self: Arc<Self>,
         request: Request<Incoming>,
-        client: SocketAddr,
+        peer: Arc<Peer>,
     ) -> Result<Response<EdgeBody>, Infallible> {
         // Stage 1: context.
         let trace = forward::incoming_trace(request.headers())
             .map_or_else(TraceContext::new_root, |parent| parent.child());
-        let mut context = RequestContext::new(client, trace);
+        let mut context = RequestContext::for_peer(&peer, trace);
         // The access log's fields are copied only when the access log is on.
         let logged = tracing::enabled!(target: "access", tracing::Level::INFO)
             .then(|| self.request_summary(&request));
@@ -339,11 +338,10 @@ impl Pipeline {
         let client_upgrade = forward::upgrade_requested(request.version(), request.headers())
             .map(|_| hyper::upgrade::on(&mut request));
         let (mut parts, body) = request.into_parts();
-        forward::prepare_request(&mut parts, context, self.protocol, self.listener_port);
+        forward::prepare_request(&mut parts, context, self.protocol, &self.port_header);
 
         // Stage 8: upstream.
         let response = upstream::send(
-            &self.clients,
             group,
             &self.metrics,
             context,

@@ -1,5 +1,6 @@
-//! The upstream stage: sends a request to a target of its group over pooled keep-alive
-//! connections, and tries another target when the first could not be reached.
+//! The upstream stage: sends a request to a target of its group over the target's pooled
+//! keep-alive connections ([`crate::pool`]), and tries another target when the first could
+//! not be reached.
 //!
 //! A request may go to a second target only if nothing of it reached the first (a connect
 //! failure) and it can be sent again: its body is empty or was buffered. Bodies with a
@@ -15,15 +16,13 @@ use http_body::Body as _;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::balancer::{InFlight, TargetGroup};
 use crate::config::UpstreamProtocol;
 use crate::context::RequestContext;
 use crate::error::EdgeError;
 use crate::metrics::EdgeMetrics;
+use crate::pool::{Lease, PoolError};
 
 /// The error of a body the edge relays: hyper's, or the edge's own (a body over its limit).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -36,50 +35,6 @@ pub const MAX_ATTEMPTS: usize = 3;
 
 /// Request bodies up to this length are buffered, so that a connect failure can be retried.
 pub const MAX_BUFFERED_BODY: u64 = 64 * 1024;
-
-/// The pooled client shared by every worker thread; its pool is keyed by the target's
-/// scheme and authority.
-pub type UpstreamClient = Client<HttpConnector, EdgeBody>;
-
-/// The shared clients: one per upstream protocol.
-#[derive(Debug, Clone)]
-pub struct UpstreamClients {
-    /// HTTP/1.1 with a keep-alive pool.
-    pub http1: UpstreamClient,
-    /// Cleartext HTTP/2, one multiplexed connection per target.
-    pub http2: UpstreamClient,
-}
-
-impl UpstreamClients {
-    /// Builds both clients.
-    pub fn new(connect_timeout: Duration) -> Self {
-        Self {
-            http1: client(connect_timeout, false),
-            http2: client(connect_timeout, true),
-        }
-    }
-
-    fn for_protocol(&self, protocol: UpstreamProtocol) -> &UpstreamClient {
-        match protocol {
-            UpstreamProtocol::Http1 => &self.http1,
-            UpstreamProtocol::Http2 => &self.http2,
-        }
-    }
-}
-
-fn client(connect_timeout: Duration, http2: bool) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(connect_timeout));
-    connector.set_keepalive(Some(Duration::from_secs(60)));
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(256)
-        .retry_canceled_requests(true)
-        .http2_only(http2)
-        .build(connector)
-}
 
 /// An empty body.
 pub fn empty() -> EdgeBody {
@@ -194,10 +149,26 @@ fn over_limit(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// A target's response body, carrying the count of its request in flight until it ends.
+/// A target's response body, carrying the count of its request in flight until it ends,
+/// and the lease of its connection, given back to the pool once the body was read whole.
 struct CountedBody {
     inner: Incoming,
     in_flight: InFlight,
+    lease: Option<Lease>,
+    /// Whether the body was read to its end.
+    finished: bool,
+}
+
+impl Drop for CountedBody {
+    fn drop(&mut self) {
+        if let Some(lease) = self.lease.take()
+            && (self.finished || self.inner.is_end_stream())
+        {
+            lease.give_back();
+        }
+        // A body abandoned half-read leaves its connection unusable: dropping the lease
+        // closes it.
+    }
 }
 
 impl http_body::Body for CountedBody {
@@ -214,9 +185,13 @@ impl http_body::Body for CountedBody {
                 "the target's deregistration delay ended",
             ))));
         }
-        std::pin::Pin::new(&mut this.inner)
-            .poll_frame(context)
-            .map_err(BoxError::from)
+        let frame = std::pin::Pin::new(&mut this.inner).poll_frame(context);
+        match &frame {
+            std::task::Poll::Ready(None) => this.finished = true,
+            std::task::Poll::Ready(Some(Ok(_))) => this.finished = this.inner.is_end_stream(),
+            _ => {}
+        }
+        frame.map_err(BoxError::from)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -245,7 +220,6 @@ pub struct SendOptions {
 
 /// Sends a prepared request to the group and returns the target's response.
 pub async fn send(
-    clients: &UpstreamClients,
     group: &TargetGroup,
     metrics: &EdgeMetrics,
     context: &mut RequestContext,
@@ -292,12 +266,17 @@ pub async fn send(
         tried[attempt] = index;
         context.attempts += 1;
         let target = &group.targets[index];
-        let uri = Uri::builder()
-            .scheme("http")
-            .authority(target.authority.clone())
-            .path_and_query(path_and_query.clone())
-            .build()
-            .map_err(|_| EdgeError::BadRequest("the request target is not a valid URI"))?;
+        let uri = match group.protocol {
+            // HTTP/1.1 sends the origin form (`/path?query`).
+            UpstreamProtocol::Http1 => Uri::from(path_and_query.clone()),
+            // HTTP/2 sends the scheme and authority as pseudo-headers.
+            UpstreamProtocol::Http2 => Uri::builder()
+                .scheme("http")
+                .authority(target.authority.clone())
+                .path_and_query(path_and_query.clone())
+                .build()
+                .map_err(|_| EdgeError::BadRequest("the request target is not a valid URI"))?,
+        };
         let may_retry = client_upgrade.is_none()
             && body.is_replayable()
             && context.attempts < MAX_ATTEMPTS as u32
@@ -314,12 +293,21 @@ pub async fn send(
         } else {
             std::mem::take(&mut parts.headers)
         };
+        if group.protocol == UpstreamProtocol::Http1 {
+            // An HTTP/1.0 client may have sent no Host; HTTP/1.1 needs one.
+            request
+                .headers_mut()
+                .entry(http::header::HOST)
+                .or_insert_with(|| {
+                    http::HeaderValue::from_str(target.authority.as_str())
+                        .unwrap_or_else(|_| http::HeaderValue::from_static("localhost"))
+                });
+        }
         let in_flight = group.start_request(index);
         let sent = std::time::Instant::now();
         context.sent_to_target = Some(sent);
-        let client = clients.for_protocol(group.protocol);
         let answer = tokio::select! {
-            answer = tokio::time::timeout(timeout, client.request(request)) => answer,
+            answer = tokio::time::timeout(timeout, target.pool.send(request)) => answer,
             () = target.cut_off() => {
                 return Err(EdgeError::Upstream(
                     "the target's deregistration delay ended".to_owned(),
@@ -328,7 +316,7 @@ pub async fn send(
         };
         match answer {
             Err(_) => return Err(EdgeError::Timeout),
-            Ok(Ok(mut response)) => {
+            Ok(Ok((mut response, lease))) => {
                 context.target = Some(target.address);
                 context.target_answered = Some(std::time::Instant::now());
                 context.target_status = Some(response.status().as_u16());
@@ -350,19 +338,24 @@ pub async fn send(
                     CountedBody {
                         inner: body,
                         in_flight,
+                        lease,
+                        finished: false,
                     }
                     .boxed_unsync()
                 }));
             }
             Ok(Err(error)) => {
-                let failure = if error.is_connect() {
-                    EdgeError::Connect(error.to_string())
-                } else if let Some(limit) = max_body_bytes
-                    && over_limit(&error)
-                {
-                    EdgeError::BodyTooLarge(limit)
-                } else {
-                    EdgeError::Upstream(error.to_string())
+                let failure = match error {
+                    PoolError::Connect(reason) => EdgeError::Connect(reason),
+                    PoolError::Request(error) => {
+                        if let Some(limit) = max_body_bytes
+                            && over_limit(&error)
+                        {
+                            EdgeError::BodyTooLarge(limit)
+                        } else {
+                            EdgeError::Upstream(error.to_string())
+                        }
+                    }
                 };
                 if !failure.is_retryable() {
                     return Err(failure);
