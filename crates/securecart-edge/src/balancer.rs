@@ -533,7 +533,10 @@ impl TargetGroup {
                 outstanding: target.outstanding(),
                 cost: target.cost(),
                 weight: target.weight,
-                ramp: ramp(target.healthy_for(), self.slow_start),
+                // Without slow start, no clock read.
+                ramp: self
+                    .slow_start
+                    .map_or(1.0, |_| ramp(target.healthy_for(), self.slow_start)),
             };
         }
         choose(self.algorithm, &states[..count], tried, draws)

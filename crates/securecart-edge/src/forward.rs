@@ -23,26 +23,50 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
-/// Whether any hop-by-hop header is present (most requests and responses have none, and
-/// skip the rest of the work).
+/// Which of [`HOP_BY_HOP`] a map holds, as a bit set, read in one pass over its names
+/// (most requests have none; most HTTP/1.1 responses have only `Connection`).
+fn hop_by_hop_present(headers: &HeaderMap) -> u8 {
+    headers.keys().fold(0, |present, name| {
+        HOP_BY_HOP
+            .iter()
+            .position(|hop| hop == name)
+            .map_or(present, |index| present | 1 << index)
+    })
+}
+
 fn has_hop_by_hop(headers: &HeaderMap) -> bool {
-    headers.keys().any(|name| HOP_BY_HOP.contains(name))
+    hop_by_hop_present(headers) != 0
 }
 
 /// Removes the hop-by-hop headers, including those the `Connection` header names.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    if !has_hop_by_hop(headers) {
+    let present = hop_by_hop_present(headers);
+    if present == 0 {
         return;
     }
+    // Other headers `Connection` names (`Connection: keep-alive` names none: keep-alive
+    // goes below anyway, without building a name for it).
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|token| {
+            !token.is_empty()
+                && !HOP_BY_HOP
+                    .iter()
+                    .any(|hop| hop.as_str().eq_ignore_ascii_case(token))
+        })
+        .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
         .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    for name in &named {
         headers.remove(name);
+    }
+    for (index, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << index) != 0 {
+            headers.remove(name);
+        }
     }
 }
 
