@@ -285,6 +285,8 @@ async fn checkout(
                 // released; otherwise the order stays pending for a retry of the same key.
                 if matches!(error, PaymentError::Unavailable) {
                     state.store.abandon_checkout(&order.id).await?;
+                } else {
+                    state.store.suspend_checkout(&order.id).await?;
                 }
                 return Err(payment_error(error));
             }

@@ -123,9 +123,18 @@ pub trait Store: Send + Sync + 'static {
         outcome: PaymentOutcome,
     ) -> Result<Order, StoreError>;
 
-    /// Undoes a pending order whose payment could not be attempted: releases its stock and
-    /// frees its idempotency key for a retry. A finished order is left alone.
+    /// Ends a payment attempt that certainly charged nothing (the provider was down). The
+    /// order is undone (its stock released, its idempotency key freed for a retry) only if
+    /// it is still pending, no other attempt on it is in flight (a concurrent retry of the
+    /// same key may be charging), and no attempt ended not knowing whether it charged.
+    ///
+    /// Every [`Store::begin_checkout`] of a pending order starts one attempt, which
+    /// [`Store::complete_checkout`], this, or [`Store::suspend_checkout`] ends.
     async fn abandon_checkout(&self, order_id: &str) -> Result<(), StoreError>;
+
+    /// Ends a payment attempt whose outcome is unknown: the order stays pending for a retry
+    /// of its key, and is never undone, since the provider may have charged it.
+    async fn suspend_checkout(&self, order_id: &str) -> Result<(), StoreError>;
 
     /// One order.
     async fn order(&self, id: &str) -> Result<Option<Order>, StoreError>;

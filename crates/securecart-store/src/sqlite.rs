@@ -87,6 +87,12 @@ const MIGRATIONS: &[&str] = &[
         created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
     ) STRICT;
     "#,
+    // 2: payment attempts in flight on a pending order, and whether one ended not knowing
+    // if it charged; an order is undone only when neither holds.
+    r#"
+    ALTER TABLE orders ADD COLUMN payment_attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE orders ADD COLUMN maybe_charged INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// How long a connection waits for another process's write lock before giving up.
@@ -328,6 +334,20 @@ fn product_exists(connection: &Connection, id: i64) -> Result<bool, StoreError> 
         .is_some())
 }
 
+/// Ends one payment attempt on an order; `maybe_charged` when it cannot tell whether the
+/// provider charged.
+fn end_payment_attempt(
+    transaction: &rusqlite::Transaction<'_>,
+    order_id: &str,
+    maybe_charged: bool,
+) -> Result<(), StoreError> {
+    transaction.execute(
+        "UPDATE orders SET payment_attempts = max(payment_attempts - 1, 0), maybe_charged = maybe_charged OR ?2 WHERE id = ?1",
+        params![order_id, maybe_charged],
+    )?;
+    Ok(())
+}
+
 fn release_stock(
     transaction: &rusqlite::Transaction<'_>,
     order_id: &str,
@@ -561,6 +581,11 @@ impl Store for SqliteStore {
                 if fingerprint != request.fingerprint {
                     return Err(StoreError::IdempotencyKeyReused);
                 }
+                // A retry of a pending order makes a payment attempt of its own.
+                transaction.execute(
+                    "UPDATE orders SET payment_attempts = payment_attempts + 1 WHERE id = ?1 AND status = ?2",
+                    params![order_id, OrderStatus::PendingPayment.as_str()],
+                )?;
                 let order = load_order(transaction, &order_id)?.ok_or(StoreError::UnknownOrder(order_id))?;
                 return Ok(CheckoutStart::Existing(order));
             }
@@ -584,8 +609,8 @@ impl Store for SqliteStore {
             }
             let total_minor: i64 = lines.iter().map(|line| line.unit_price_minor * line.quantity).sum();
             transaction.execute(
-                "INSERT INTO orders (id, session, idempotency_key, fingerprint, status, email, name, address, card_token, total_minor, currency)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                "INSERT INTO orders (id, session, idempotency_key, fingerprint, status, email, name, address, card_token, total_minor, currency, payment_attempts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 1)",
                 params![
                     request.order_id,
                     request.session,
@@ -620,6 +645,7 @@ impl Store for SqliteStore {
     ) -> Result<Order, StoreError> {
         let order_id = order_id.to_owned();
         self.write(move |transaction| {
+            end_payment_attempt(transaction, &order_id, false)?;
             let order = load_order(transaction, &order_id)?.ok_or_else(|| StoreError::UnknownOrder(order_id.clone()))?;
             if order.status != OrderStatus::PendingPayment {
                 return Ok(order);
@@ -651,14 +677,17 @@ impl Store for SqliteStore {
     async fn abandon_checkout(&self, order_id: &str) -> Result<(), StoreError> {
         let order_id = order_id.to_owned();
         self.write(move |transaction| {
-            let status: Option<String> = transaction
+            end_payment_attempt(transaction, &order_id, false)?;
+            // Only an order no other attempt is charging, and that no attempt may have
+            // charged, is undone.
+            let undo: Option<bool> = transaction
                 .query_row(
-                    "SELECT status FROM orders WHERE id = ?1",
-                    [&order_id],
+                    "SELECT status = ?2 AND payment_attempts = 0 AND maybe_charged = 0 FROM orders WHERE id = ?1",
+                    params![order_id, OrderStatus::PendingPayment.as_str()],
                     |row| row.get(0),
                 )
                 .optional()?;
-            if status.as_deref() != Some(OrderStatus::PendingPayment.as_str()) {
+            if undo != Some(true) {
                 return Ok(());
             }
             release_stock(transaction, &order_id)?;
@@ -666,6 +695,12 @@ impl Store for SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    async fn suspend_checkout(&self, order_id: &str) -> Result<(), StoreError> {
+        let order_id = order_id.to_owned();
+        self.write(move |transaction| end_payment_attempt(transaction, &order_id, true))
+            .await
     }
 
     async fn order(&self, id: &str) -> Result<Option<Order>, StoreError> {
