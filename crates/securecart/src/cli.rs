@@ -106,6 +106,24 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormatArg,
     },
+    /// Serve zone files as an authoritative DNS server over UDP and TCP, the way `knotd` or
+    /// `nsd` does. SIGHUP reads the files again; a file that does not load leaves the zones
+    /// in force.
+    Dns {
+        /// A zone file (RFC 1035); repeat for several zones. The zone's name comes from its
+        /// `$ORIGIN`, or from the file's name without `.zone`.
+        #[arg(long = "zone", value_name = "FILE", required = true)]
+        zones: Vec<PathBuf>,
+        /// Where to answer, UDP and TCP.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5353")]
+        listen: std::net::SocketAddr,
+        /// Worker threads (default: one per core); 1 runs everything on one thread.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        workers: Option<u16>,
+        /// The log format.
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormatArg,
+    },
     /// Run one replica of one of the shop's services.
     Shop {
         /// The service.
@@ -176,7 +194,9 @@ impl Command {
     /// The worker threads the command asked for, if it did.
     pub fn workers(&self) -> Option<usize> {
         match self {
-            Command::Proxy { workers, .. } => workers.map(usize::from),
+            Command::Proxy { workers, .. } | Command::Dns { workers, .. } => {
+                workers.map(usize::from)
+            }
             _ => None,
         }
     }

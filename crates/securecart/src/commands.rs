@@ -146,6 +146,59 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .context("the proxy failed")?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Dns {
+            zones,
+            listen,
+            workers,
+            log_format,
+        } => {
+            securecart_telemetry::logging::init(
+                match log_format {
+                    LogFormatArg::Json => LogFormat::Json,
+                    LogFormatArg::Text => LogFormat::Text,
+                },
+                is_terminal(),
+            );
+            let responder = load_zones(&zones)?;
+            let records: usize = responder
+                .catalog()
+                .zones()
+                .iter()
+                .map(securecart_dns::Zone::record_count)
+                .sum();
+            let server = securecart_dns::DnsServer::bind(listen, responder)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            tracing::info!(listen = %server.local_addr()?, zones = zones.len(), records, "dns ready");
+            let slot = server.responder();
+            tokio::spawn(async move {
+                let Ok(mut hangups) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                else {
+                    return;
+                };
+                while hangups.recv().await.is_some() {
+                    match load_zones(&zones) {
+                        Ok(responder) => {
+                            slot.store(std::sync::Arc::new(responder));
+                            tracing::info!("zones reloaded on SIGHUP");
+                        }
+                        Err(error) => {
+                            tracing::error!("reload refused; the zones in force stay: {error:#}")
+                        }
+                    }
+                }
+            });
+            let udp_workers = workers.map_or_else(
+                || std::thread::available_parallelism().map_or(1, usize::from),
+                usize::from,
+            );
+            server
+                .serve(udp_workers, shutdown_signal())
+                .await
+                .context("the DNS server failed")?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Shop {
             service,
             region,
@@ -168,6 +221,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Reads zone files into a responder; the zone's name is the file's `$ORIGIN`, or the
+/// file's name without `.zone`.
+fn load_zones(files: &[PathBuf]) -> anyhow::Result<securecart_dns::Responder> {
+    let zones = files
+        .iter()
+        .map(|file| {
+            let origin = file
+                .file_name()
+                .and_then(|name| name.to_str())
+                .map(|name| name.strip_suffix(".zone").unwrap_or(name))
+                .and_then(|name| securecart_dns::zone::Name::from_ascii(name).ok());
+            securecart_dns::Zone::from_file(file, origin).map_err(anyhow::Error::from)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let catalog = securecart_dns::Catalog::new(zones).map_err(anyhow::Error::msg)?;
+    Ok(securecart_dns::Responder::new(catalog))
 }
 
 fn is_terminal() -> bool {

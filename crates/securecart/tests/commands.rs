@@ -552,3 +552,123 @@ async fn proxy_puts_the_edge_in_front_of_existing_servers() {
         );
     }
 }
+
+/// A query for `name` A (no EDNS), built by hand.
+fn a_query(name: &str) -> Vec<u8> {
+    let mut query = vec![0x01, 0x02, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.').filter(|label| !label.is_empty()) {
+        query.push(label.len() as u8);
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 1, 0, 1]);
+    query
+}
+
+/// The response code and the address of the last (A) record of the answer, if any.
+async fn ask_a(address: &str, name: &str) -> Option<(u8, Option<[u8; 4]>)> {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.ok()?;
+    socket.send_to(&a_query(name), address).await.ok()?;
+    let mut buffer = [0u8; 512];
+    let length = tokio::time::timeout(Duration::from_millis(300), socket.recv(&mut buffer))
+        .await
+        .ok()?
+        .ok()?;
+    let answer = &buffer[..length];
+    let answers = u16::from_be_bytes([answer[6], answer[7]]);
+    let address = (answers > 0).then(|| {
+        let mut address = [0u8; 4];
+        address.copy_from_slice(&answer[length - 4..]);
+        address
+    });
+    Some((answer[3] & 0x0f, address))
+}
+
+#[tokio::test]
+async fn dns_serves_a_zone_file_and_reloads_it_on_sighup() {
+    let directory = tempfile::tempdir().expect("directory");
+    let zone = directory.path().join("shop.test.zone");
+    let text = "$TTL 300\n@ IN SOA ns1 hostmaster 1 7200 3600 1209600 60\n@ IN NS ns1\nns1 IN A 127.0.0.53\nwww IN A 127.1.0.1\n";
+    std::fs::write(&zone, text).expect("zone");
+    let listen = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let zone_arg = zone.to_str().expect("path").to_owned();
+    let mut dns = Command::new(BINARY)
+        .args([
+            "dns",
+            "--workers",
+            "1",
+            "--zone",
+            &zone_arg,
+            "--listen",
+            &listen,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start dns");
+    let mut log = BufReader::new(dns.stderr.take().expect("stderr")).lines();
+    // The zone's name comes from the file's name.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let answer = loop {
+        if let Some(answer) = ask_a(&listen, "www.shop.test").await {
+            break answer;
+        }
+        assert!(Instant::now() < deadline, "the server never answered");
+    };
+    assert_eq!(answer, (0, Some([127, 1, 0, 1])));
+    assert_eq!(
+        ask_a(&listen, "nope.shop.test").await,
+        Some((3, None)),
+        "NXDOMAIN"
+    );
+    assert_eq!(
+        ask_a(&listen, "www.example").await,
+        Some((5, None)),
+        "REFUSED"
+    );
+
+    let pid = Pid::from_raw(dns.id().expect("pid") as i32);
+    // SIGHUP reads the file again.
+    std::fs::write(&zone, text.replace("127.1.0.1", "127.2.0.1")).expect("zone");
+    kill(pid, Signal::SIGHUP).expect("SIGHUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ask_a(&listen, "www.shop.test").await != Some((0, Some([127, 2, 0, 1]))) {
+        assert!(Instant::now() < deadline, "the reload never applied");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A broken file is refused, naming its line; the zone in force stays.
+    std::fs::write(&zone, format!("{text}bad IN A 300.0.0.1\n")).expect("zone");
+    kill(pid, Signal::SIGHUP).expect("SIGHUP");
+    let refusal = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(line)) = log.next_line().await {
+            if line.contains("reload refused") {
+                return line;
+            }
+        }
+        panic!("the log ended without the refusal");
+    })
+    .await
+    .expect("a refusal in the log");
+    assert!(refusal.contains("shop.test.zone:6"), "{refusal}");
+    assert_eq!(
+        ask_a(&listen, "www.shop.test").await,
+        Some((0, Some([127, 2, 0, 1])))
+    );
+    kill(pid, Signal::SIGTERM).expect("SIGTERM");
+    let status = tokio::time::timeout(Duration::from_secs(10), dns.wait())
+        .await
+        .expect("stops")
+        .expect("status");
+    assert!(status.success(), "{status}");
+
+    // A broken file at the start: no server, and the line named.
+    let output = Command::new(BINARY)
+        .args(["dns", "--zone", &zone_arg, "--listen", &listen])
+        .output()
+        .await
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("shop.test.zone:6"), "{stderr}");
+}

@@ -1,0 +1,467 @@
+//! The answer to one question, as an authoritative server gives it (RFC 1034 section
+//! 4.3.2, RFC 2308 for negative answers, RFC 4592 for wildcards): a pure function of the
+//! zones and the question, tested as a table.
+
+use std::sync::Arc;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+
+use crate::zone::Zone;
+
+/// How many CNAME records an answer follows inside a zone.
+const MAX_CNAME_CHAIN: usize = 8;
+
+/// The zones a server answers for.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    zones: Vec<Zone>,
+}
+
+impl Catalog {
+    /// A catalog of zones; two zones of the same name are refused.
+    pub fn new(zones: Vec<Zone>) -> Result<Self, String> {
+        for (index, zone) in zones.iter().enumerate() {
+            if zones[..index]
+                .iter()
+                .any(|other| other.origin() == zone.origin())
+            {
+                return Err(format!("the zone {} is given twice", zone.origin()));
+            }
+        }
+        Ok(Self { zones })
+    }
+
+    /// The zones.
+    pub fn zones(&self) -> &[Zone] {
+        &self.zones
+    }
+
+    /// The zone `name` falls in: the one with the longest origin that contains it.
+    pub fn zone_for(&self, name: &LowerName) -> Option<&Zone> {
+        self.zones
+            .iter()
+            .filter(|zone| zone.origin().zone_of(name))
+            .max_by_key(|zone| zone.origin().num_labels())
+    }
+
+    /// Answers a question.
+    pub fn answer(&self, name: &LowerName, record_type: RecordType) -> Answer {
+        match self.zone_for(name) {
+            Some(zone) => answer_in_zone(zone, name, record_type),
+            None => Answer::refused(),
+        }
+    }
+}
+
+/// An answer's sections and code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The response code.
+    pub code: ResponseCode,
+    /// Whether the server is authoritative for the answer (not for a referral).
+    pub authoritative: bool,
+    /// The answer section.
+    pub answers: Vec<Record>,
+    /// The authority section: the SOA of a negative answer, the NS records of a referral.
+    pub authorities: Vec<Record>,
+    /// The additional section: addresses of the names the other sections point at.
+    pub additionals: Vec<Record>,
+}
+
+impl Answer {
+    /// A name in no zone of ours.
+    pub fn refused() -> Self {
+        Self {
+            code: ResponseCode::Refused,
+            authoritative: false,
+            answers: Vec::new(),
+            authorities: Vec::new(),
+            additionals: Vec::new(),
+        }
+    }
+
+    fn authoritative(code: ResponseCode) -> Self {
+        Self {
+            code,
+            authoritative: true,
+            ..Self::refused()
+        }
+    }
+}
+
+fn answer_in_zone(zone: &Zone, name: &LowerName, record_type: RecordType) -> Answer {
+    if let Some(cut) = zone.delegation_of(name) {
+        return referral(zone, &cut);
+    }
+    let mut answer = Answer::authoritative(ResponseCode::NoError);
+    let mut current = name.clone();
+    // The owner name of the records added, for synthesised (wildcard) answers.
+    let mut owner: Name = Name::from(name);
+    for _ in 0..=MAX_CNAME_CHAIN {
+        let found = lookup(zone, &current);
+        let Some((found_at, wildcard)) = found else {
+            if answer.answers.is_empty() {
+                answer.code = ResponseCode::NXDomain;
+            }
+            answer.authorities.push(zone.negative_soa());
+            return answer;
+        };
+        let synthesise = |records: &Arc<[Record]>, owner: &Name| -> Vec<Record> {
+            records
+                .iter()
+                .map(|record| {
+                    let mut record = record.clone();
+                    if wildcard {
+                        record.name = owner.clone();
+                    }
+                    record
+                })
+                .collect()
+        };
+        if record_type == RecordType::ANY {
+            let before = answer.answers.len();
+            for records in zone.rrsets_at(&found_at) {
+                answer.answers.extend(synthesise(records, &owner));
+            }
+            if answer.answers.len() == before {
+                answer.authorities.push(zone.negative_soa());
+            }
+            break;
+        }
+        if let Some(records) = zone.rrset(&found_at, record_type) {
+            answer.answers.extend(synthesise(records, &owner));
+            break;
+        }
+        if let Some(cname) = zone.rrset(&found_at, RecordType::CNAME) {
+            answer.answers.extend(synthesise(cname, &owner));
+            let Some(RData::CNAME(target)) = cname.first().map(|record| &record.data) else {
+                break;
+            };
+            let target = LowerName::new(&target.0);
+            if !zone.origin().zone_of(&target) || zone.delegation_of(&target).is_some() {
+                // Outside this zone: the client's resolver follows it.
+                break;
+            }
+            let looped = answer
+                .answers
+                .iter()
+                .any(|record| LowerName::new(&record.name) == target);
+            if looped {
+                break;
+            }
+            owner = Name::from(&target);
+            current = target;
+            continue;
+        }
+        // The name exists without records of this type: NODATA.
+        answer.authorities.push(zone.negative_soa());
+        break;
+    }
+    add_additionals(zone, &mut answer);
+    answer
+}
+
+/// The name whose records answer for `name`: itself if it exists, else the wildcard
+/// `*.<closest encloser>` if that exists (RFC 4592). The flag says a wildcard matched.
+fn lookup(zone: &Zone, name: &LowerName) -> Option<(LowerName, bool)> {
+    if zone.contains(name) {
+        return Some((name.clone(), false));
+    }
+    let mut encloser = name.base_name();
+    while !zone.contains(&encloser) {
+        if encloser.is_root() {
+            return None;
+        }
+        encloser = encloser.base_name();
+    }
+    let wildcard = Name::from_ascii("*")
+        .and_then(|star| star.append_domain(&Name::from(&encloser)))
+        .ok()?;
+    let wildcard = LowerName::new(&wildcard);
+    zone.contains(&wildcard).then_some((wildcard, true))
+}
+
+/// A referral to the zone's child at `cut`: its NS records, with the addresses of the
+/// name servers inside the zone (glue).
+fn referral(zone: &Zone, cut: &LowerName) -> Answer {
+    let mut answer = Answer {
+        code: ResponseCode::NoError,
+        authoritative: false,
+        ..Answer::refused()
+    };
+    if let Some(ns) = zone.rrset(cut, RecordType::NS) {
+        answer.authorities.extend(ns.iter().cloned());
+    }
+    add_additionals(zone, &mut answer);
+    answer
+}
+
+/// The A and AAAA records, from the zone, of the names that NS, MX and SRV records of the
+/// answer point at.
+fn add_additionals(zone: &Zone, answer: &mut Answer) {
+    let targets: Vec<LowerName> = answer
+        .answers
+        .iter()
+        .chain(&answer.authorities)
+        .filter_map(|record| match &record.data {
+            RData::NS(ns) => Some(LowerName::new(&ns.0)),
+            RData::MX(mx) => Some(LowerName::new(&mx.exchange)),
+            RData::SRV(srv) => Some(LowerName::new(&srv.target)),
+            _ => None,
+        })
+        .collect();
+    for target in targets {
+        for record_type in [RecordType::A, RecordType::AAAA] {
+            if let Some(records) = zone.rrset(&target, record_type) {
+                for record in records.iter() {
+                    if !answer.additionals.contains(record) {
+                        answer.additionals.push(record.clone());
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hickory_proto::op::ResponseCode;
+    use hickory_proto::rr::{LowerName, Name, RecordType};
+
+    use super::Catalog;
+    use crate::zone::Zone;
+
+    const ZONE: &str = "$ORIGIN shop.test.
+$TTL 300
+@         IN SOA   ns1 hostmaster 1 7200 3600 1209600 60
+@         IN NS    ns1
+@         IN MX    10 mail
+ns1       IN A     127.0.0.53
+mail      IN A     127.0.0.25
+www       IN A     127.1.0.1
+www       IN AAAA  ::1
+shop      IN CNAME www
+away      IN CNAME www.example.
+loop1     IN CNAME loop2
+loop2     IN CNAME loop1
+*.img     IN A     127.1.0.9
+a.b.c     IN TXT   \"deep\"
+sub       IN NS    ns.sub
+ns.sub    IN A     127.9.0.1
+";
+
+    fn name(text: &str) -> LowerName {
+        LowerName::new(&Name::from_ascii(text).expect("name"))
+    }
+
+    #[test]
+    fn questions_get_the_answers_an_authoritative_server_gives() {
+        let catalog = Catalog::new(vec![
+            Zone::parse(ZONE, "shop.test.zone", None, None).expect("zone"),
+        ])
+        .expect("catalog");
+        // (name, type, code, authoritative, answer types, authority types, additional count)
+        type Case = (
+            &'static str,
+            RecordType,
+            ResponseCode,
+            bool,
+            &'static [RecordType],
+            &'static [RecordType],
+            usize,
+        );
+        let cases: &[Case] = &[
+            (
+                "www.shop.test.",
+                RecordType::A,
+                ResponseCode::NoError,
+                true,
+                &[RecordType::A],
+                &[],
+                0,
+            ),
+            (
+                "WWW.Shop.Test.",
+                RecordType::AAAA,
+                ResponseCode::NoError,
+                true,
+                &[RecordType::AAAA],
+                &[],
+                0,
+            ),
+            // NODATA: the name exists, the type does not.
+            (
+                "www.shop.test.",
+                RecordType::MX,
+                ResponseCode::NoError,
+                true,
+                &[],
+                &[RecordType::SOA],
+                0,
+            ),
+            // NXDOMAIN.
+            (
+                "nope.shop.test.",
+                RecordType::A,
+                ResponseCode::NXDomain,
+                true,
+                &[],
+                &[RecordType::SOA],
+                0,
+            ),
+            // An empty non-terminal exists: NODATA, not NXDOMAIN.
+            (
+                "b.c.shop.test.",
+                RecordType::A,
+                ResponseCode::NoError,
+                true,
+                &[],
+                &[RecordType::SOA],
+                0,
+            ),
+            // CNAME followed inside the zone.
+            (
+                "shop.shop.test.",
+                RecordType::A,
+                ResponseCode::NoError,
+                true,
+                &[RecordType::CNAME, RecordType::A],
+                &[],
+                0,
+            ),
+            (
+                "shop.shop.test.",
+                RecordType::CNAME,
+                ResponseCode::NoError,
+                true,
+                &[RecordType::CNAME],
+                &[],
+                0,
+            ),
+            // CNAME out of the zone: the resolver follows it.
+            (
+                "away.shop.test.",
+                RecordType::A,
+                ResponseCode::NoError,
+                true,
+                &[RecordType::CNAME],
+                &[],
+                0,
+            ),
+            // A CNAME loop ends.
+            (
+                "loop1.shop.test.",
+                RecordType::A,
+                ResponseCode::NoError,
+                true,
+                &[RecordType::CNAME; 2],
+                &[],
+                0,
+            ),
+            // Wildcards answer for names that do not exist.
+            (
+                "cat.img.shop.test.",
+                RecordType::A,
+                ResponseCode::NoError,
+                true,
+                &[RecordType::A],
+                &[],
+                0,
+            ),
+            (
+                "cat.img.shop.test.",
+                RecordType::TXT,
+                ResponseCode::NoError,
+                true,
+                &[],
+                &[RecordType::SOA],
+                0,
+            ),
+            // MX brings its exchange's address.
+            (
+                "shop.test.",
+                RecordType::MX,
+                ResponseCode::NoError,
+                true,
+                &[RecordType::MX],
+                &[],
+                1,
+            ),
+            (
+                "shop.test.",
+                RecordType::NS,
+                ResponseCode::NoError,
+                true,
+                &[RecordType::NS],
+                &[],
+                1,
+            ),
+            // A delegated name is a referral, with glue.
+            (
+                "x.sub.shop.test.",
+                RecordType::A,
+                ResponseCode::NoError,
+                false,
+                &[],
+                &[RecordType::NS],
+                1,
+            ),
+            // Not our zone.
+            (
+                "www.example.",
+                RecordType::A,
+                ResponseCode::Refused,
+                false,
+                &[],
+                &[],
+                0,
+            ),
+        ];
+        for (qname, qtype, code, authoritative, answers, authorities, additionals) in cases {
+            let answer = catalog.answer(&name(qname), *qtype);
+            let types = |records: &[hickory_proto::rr::Record]| {
+                records
+                    .iter()
+                    .map(|record| record.record_type())
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(
+                (
+                    answer.code,
+                    answer.authoritative,
+                    types(&answer.answers),
+                    types(&answer.authorities),
+                    answer.additionals.len()
+                ),
+                (
+                    *code,
+                    *authoritative,
+                    answers.to_vec(),
+                    authorities.to_vec(),
+                    *additionals
+                ),
+                "{qname} {qtype}"
+            );
+        }
+        // A wildcard's records carry the name asked for.
+        let answer = catalog.answer(&name("cat.img.shop.test."), RecordType::A);
+        assert_eq!(answer.answers[0].name.to_ascii(), "cat.img.shop.test.");
+    }
+
+    #[test]
+    fn the_longest_zone_answers() {
+        let parent = Zone::parse(ZONE, "shop.test.zone", None, None).expect("zone");
+        let child = Zone::parse(
+            "$ORIGIN eu.shop.test.\n$TTL 60\n@ IN SOA ns1 hostmaster 1 7200 3600 1209600 60\nwww IN A 127.2.0.1\n",
+            "eu.zone",
+            None,
+            None,
+        )
+        .expect("zone");
+        let catalog = Catalog::new(vec![parent, child]).expect("catalog");
+        let answer = catalog.answer(&name("www.eu.shop.test."), RecordType::A);
+        assert_eq!(answer.answers.len(), 1);
+        assert_eq!(answer.answers[0].data.to_string(), "127.2.0.1");
+    }
+}

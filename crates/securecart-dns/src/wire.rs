@@ -1,0 +1,240 @@
+//! DNS messages in and out: a query's bytes become a response's bytes.
+//!
+//! Every query is checked before it is answered: a response is never answered; an unknown
+//! opcode gets NOTIMP, a malformed message FORMERR, an EDNS version above 0 BADVERS, a
+//! class other than IN or a name outside our zones REFUSED. A UDP answer fits the
+//! client's buffer (512 bytes without EDNS, at most [`MAX_UDP_PAYLOAD`] with it); a longer
+//! one is sent truncated (TC) so the client asks again over TCP, and an ANY question over
+//! UDP is always truncated, so the server never amplifies a spoofed query.
+//!
+//! Answers to plain questions are the same bytes every time, so they are kept: the
+//! [`Responder`] finds a query's answer by its question (read directly from the bytes,
+//! without decoding the message) and sends the stored bytes with the query's id, flags
+//! and letter case written in. Only queries it cannot read that way (EDNS options, several
+//! questions, anything odd) go through hickory-proto's decoder.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::{DNSClass, LowerName, RecordType};
+use parking_lot::RwLock;
+
+use crate::answer::Catalog;
+
+/// The largest UDP answer, whatever the client offers: the size that avoids IP
+/// fragmentation on the Internet (DNS Flag Day 2020).
+pub const MAX_UDP_PAYLOAD: u16 = 1232;
+
+/// The most answers kept; past it, new answers are computed each time.
+const MAX_KEPT_ANSWERS: usize = 100_000;
+
+/// How a query arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// UDP: answers are bounded by the client's buffer.
+    Udp,
+    /// TCP: answers up to 65,535 bytes.
+    Tcp,
+}
+
+/// Answers queries from a catalog, keeping the bytes of plain answers.
+#[derive(Debug)]
+pub struct Responder {
+    catalog: Catalog,
+    kept: RwLock<HashMap<Vec<u8>, Arc<[u8]>>>,
+}
+
+impl Responder {
+    /// A responder for a catalog.
+    pub fn new(catalog: Catalog) -> Self {
+        Self {
+            catalog,
+            kept: RwLock::default(),
+        }
+    }
+
+    /// The catalog it answers from.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The response to a query's bytes; `None` when the query gets no answer at all (it is
+    /// a response itself, or too short to carry an id).
+    pub fn respond(&self, query: &[u8], transport: Transport) -> Option<Vec<u8>> {
+        let Some(plain) = PlainQuery::read(query, transport) else {
+            return respond_slowly(&self.catalog, query, transport);
+        };
+        if let Some(kept) = self.kept.read().get(&plain.key) {
+            return Some(plain.fill(kept));
+        }
+        let response = respond_slowly(&self.catalog, query, transport)?;
+        let mut kept = self.kept.write();
+        if kept.len() < MAX_KEPT_ANSWERS {
+            kept.insert(plain.key.clone(), Arc::from(response.as_slice()));
+        }
+        Some(response)
+    }
+}
+
+/// A query of the common shape: one question, no answer records, at most an OPT record
+/// without options.
+struct PlainQuery<'q> {
+    query: &'q [u8],
+    /// Where the question ends.
+    question_end: usize,
+    /// The question in lower case, whether the query had EDNS, the answer's size limit.
+    key: Vec<u8>,
+}
+
+impl<'q> PlainQuery<'q> {
+    fn read(query: &'q [u8], transport: Transport) -> Option<Self> {
+        if query.len() < 12 || query.len() > 512 {
+            return None;
+        }
+        let flags = u16::from_be_bytes([query[2], query[3]]);
+        let count = |at: usize| u16::from_be_bytes([query[at], query[at + 1]]);
+        // A query (QR 0), opcode QUERY, one question, no answers or authorities.
+        if flags & 0xf800 != 0 || count(4) != 1 || count(6) != 0 || count(8) != 0 {
+            return None;
+        }
+        let additionals = count(10);
+        let mut at = 12;
+        loop {
+            let length = usize::from(*query.get(at)?);
+            if length == 0 {
+                at += 1;
+                break;
+            }
+            // Compression pointers or odd label types: not plain.
+            if length > 63 {
+                return None;
+            }
+            at += 1 + length;
+        }
+        let question_end = at + 4;
+        if question_end > query.len() {
+            return None;
+        }
+        let mut key = Vec::with_capacity(question_end - 12 + 4);
+        key.extend(query[12..question_end].iter().map(u8::to_ascii_lowercase));
+        match additionals {
+            0 if question_end == query.len() => {
+                key.extend_from_slice(&[0, 0, 0]);
+            }
+            // An OPT record: root owner, type 41, the payload size as class, version and
+            // flags as TTL, no options.
+            1 if query.len() == question_end + 11
+                && query[question_end] == 0
+                && query[question_end + 1..question_end + 3] == [0, 41]
+                && query[question_end + 9..question_end + 11] == [0, 0] =>
+            {
+                let payload =
+                    u16::from_be_bytes([query[question_end + 3], query[question_end + 4]]);
+                let version = query[question_end + 6];
+                let limit = match transport {
+                    Transport::Udp => payload.clamp(512, MAX_UDP_PAYLOAD),
+                    Transport::Tcp => u16::MAX,
+                };
+                key.push(1 + version);
+                key.extend_from_slice(&limit.to_be_bytes());
+            }
+            _ => return None,
+        }
+        if transport == Transport::Tcp {
+            key.push(b't');
+        }
+        Some(Self {
+            query,
+            question_end,
+            key,
+        })
+    }
+
+    /// A kept answer with this query's id, RD and CD flags and question (its letter case).
+    fn fill(&self, kept: &[u8]) -> Vec<u8> {
+        let mut response = kept.to_vec();
+        response[0] = self.query[0];
+        response[1] = self.query[1];
+        // RD (bit 0 of byte 2) and CD (bit 4 of byte 3) are copied from the query.
+        response[2] = (response[2] & !0x01) | (self.query[2] & 0x01);
+        response[3] = (response[3] & !0x10) | (self.query[3] & 0x10);
+        response[12..self.question_end].copy_from_slice(&self.query[12..self.question_end]);
+        response
+    }
+}
+
+/// The largest answer a query may get.
+fn size_limit(request: &Message, transport: Transport) -> usize {
+    match (transport, &request.edns) {
+        (Transport::Tcp, _) => usize::from(u16::MAX),
+        (Transport::Udp, Some(edns)) => usize::from(edns.max_payload().clamp(512, MAX_UDP_PAYLOAD)),
+        (Transport::Udp, None) => 512,
+    }
+}
+
+/// Answers a query by decoding it whole.
+pub fn respond_slowly(catalog: &Catalog, query: &[u8], transport: Transport) -> Option<Vec<u8>> {
+    if query.len() < 12 || query[2] & 0x80 != 0 {
+        // Too short to answer, or a response: answering it could start a loop.
+        return None;
+    }
+    let id = u16::from_be_bytes([query[0], query[1]]);
+    let op_code = OpCode::from_u8((query[2] >> 3) & 0x0f);
+    let request = match Message::from_vec(query) {
+        Ok(request) => request,
+        Err(_) => return encode(&Message::error_msg(id, op_code, ResponseCode::FormErr)),
+    };
+    if request.metadata.message_type != MessageType::Query {
+        return None;
+    }
+    let mut response = Message::response(id, request.metadata.op_code);
+    response.metadata.recursion_desired = request.metadata.recursion_desired;
+    response.metadata.checking_disabled = request.metadata.checking_disabled;
+    response.queries.clone_from(&request.queries);
+    if let Some(edns) = &request.edns {
+        let mut ours = Edns::new();
+        ours.set_max_payload(MAX_UDP_PAYLOAD).set_version(0);
+        response.set_edns(ours);
+        if edns.version() > 0 {
+            response.metadata.response_code = ResponseCode::BADVERS;
+            return encode(&response);
+        }
+    }
+    if request.metadata.op_code != OpCode::Query {
+        response.metadata.response_code = ResponseCode::NotImp;
+        return encode(&response);
+    }
+    let [question] = request.queries.as_slice() else {
+        response.metadata.response_code = ResponseCode::FormErr;
+        return encode(&response);
+    };
+    if question.query_class() != DNSClass::IN {
+        response.metadata.response_code = ResponseCode::Refused;
+        return encode(&response);
+    }
+    let record_type = question.query_type();
+    let answer = catalog.answer(&LowerName::new(question.name()), record_type);
+    response.metadata.response_code = answer.code;
+    response.metadata.authoritative = answer.authoritative;
+    if transport == Transport::Udp
+        && record_type == RecordType::ANY
+        && answer.code != ResponseCode::Refused
+    {
+        // ANY over UDP: only over TCP, where the client's address is proven.
+        response.metadata.truncation = true;
+        return encode(&response);
+    }
+    response.answers = answer.answers;
+    response.authorities = answer.authorities;
+    response.additionals = answer.additionals;
+    let bytes = response.to_vec().ok()?;
+    if bytes.len() <= size_limit(&request, transport) {
+        return Some(bytes);
+    }
+    encode(&response.truncate())
+}
+
+fn encode(message: &Message) -> Option<Vec<u8>> {
+    message.to_vec().ok()
+}

@@ -1,0 +1,300 @@
+//! Zones: the records of one domain, read from an RFC 1035 zone file (with hickory-proto's
+//! parser) and indexed for answering: by (name, type), with every name that exists (empty
+//! non-terminals included, so that NXDOMAIN and NODATA are told apart) and the delegation
+//! points below the apex.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+pub use hickory_proto::rr::Name;
+use hickory_proto::rr::{LowerName, RData, Record, RecordType};
+use hickory_proto::serialize::txt::Parser;
+
+/// A zone that cannot be served, with where the problem is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{source_name}{}: {message}", line.map(|line| format!(":{line}")).unwrap_or_default())]
+pub struct ZoneError {
+    /// The file (or other source) the zone came from.
+    pub source_name: String,
+    /// The line of the problem, when known.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// One zone, ready to answer from.
+#[derive(Debug)]
+pub struct Zone {
+    origin: LowerName,
+    soa: Record,
+    rrsets: HashMap<(LowerName, RecordType), Arc<[Record]>>,
+    /// Every owner name, and every name between an owner and the apex.
+    names: HashSet<LowerName>,
+    /// Names below the apex that carry NS records: the zone is not authoritative under
+    /// them.
+    delegations: HashSet<LowerName>,
+    /// How many records the zone holds.
+    record_count: usize,
+}
+
+impl Zone {
+    /// Reads a zone file. `origin` is the zone's name when the file has no `$ORIGIN`
+    /// (`knotd` and `nsd` take it from their configuration the same way).
+    pub fn from_file(path: &Path, origin: Option<Name>) -> Result<Self, ZoneError> {
+        let source_name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|error| ZoneError {
+            source_name: source_name.clone(),
+            line: None,
+            message: format!("cannot read the zone file: {error}"),
+        })?;
+        Self::parse(&text, &source_name, Some(path), origin)
+    }
+
+    /// Reads a zone from the text of a zone file.
+    pub fn parse(
+        text: &str,
+        source_name: &str,
+        path: Option<&Path>,
+        origin: Option<Name>,
+    ) -> Result<Self, ZoneError> {
+        let parsed = Parser::new(text, path.map(Path::to_path_buf), origin.clone()).parse();
+        let (origin, rrsets) = parsed.map_err(|error| ZoneError {
+            source_name: source_name.to_owned(),
+            line: line_of_error(text, path, origin.as_ref(), &error.to_string()),
+            message: error.to_string(),
+        })?;
+        let records = rrsets
+            .into_values()
+            .flat_map(|rrset| rrset.records_without_rrsigs().cloned().collect::<Vec<_>>())
+            .collect();
+        Self::from_records(origin, records).map_err(|message| ZoneError {
+            source_name: source_name.to_owned(),
+            line: None,
+            message,
+        })
+    }
+
+    /// A zone of `records` under `origin`; it needs one SOA record at its apex, and every
+    /// record inside it.
+    pub fn from_records(origin: Name, records: Vec<Record>) -> Result<Self, String> {
+        let apex = LowerName::new(&origin);
+        let mut grouped: HashMap<(LowerName, RecordType), Vec<Record>> = HashMap::new();
+        let mut names = HashSet::from([apex.clone()]);
+        let mut delegations = HashSet::new();
+        let record_count = records.len();
+        for record in records {
+            let owner = LowerName::new(&record.name);
+            if !apex.zone_of(&owner) {
+                return Err(format!(
+                    "{} {} is outside the zone {origin}",
+                    record.name,
+                    record.record_type()
+                ));
+            }
+            let record_type = record.record_type();
+            if record_type == RecordType::NS && owner != apex {
+                delegations.insert(owner.clone());
+            }
+            // The owner and every name between it and the apex exist.
+            let mut name = owner.clone();
+            while name != apex && names.insert(name.clone()) {
+                name = name.base_name();
+            }
+            grouped
+                .entry((owner, record_type))
+                .or_default()
+                .push(record);
+        }
+        let soa = match grouped
+            .get(&(apex.clone(), RecordType::SOA))
+            .map(Vec::as_slice)
+        {
+            Some([soa]) => soa.clone(),
+            Some(_) => return Err(format!("the zone {origin} has more than one SOA record")),
+            None => return Err(format!("the zone {origin} has no SOA record at its apex")),
+        };
+        if let Some((name, _)) = grouped.keys().find(|(name, record_type)| {
+            *record_type == RecordType::CNAME
+                && grouped
+                    .keys()
+                    .any(|(other, other_type)| other == name && *other_type != RecordType::CNAME)
+        }) {
+            return Err(format!(
+                "{name} has a CNAME record and other records; a CNAME must be alone (RFC 1034)"
+            ));
+        }
+        if let Some((name, _)) = grouped.iter().find(|((_, record_type), records)| {
+            *record_type == RecordType::CNAME && records.len() > 1
+        }) {
+            return Err(format!("{} has more than one CNAME record", name.0));
+        }
+        Ok(Self {
+            origin: apex,
+            soa,
+            rrsets: grouped
+                .into_iter()
+                .map(|(key, records)| (key, Arc::from(records)))
+                .collect(),
+            names,
+            delegations,
+            record_count,
+        })
+    }
+
+    /// The zone's name.
+    pub fn origin(&self) -> &LowerName {
+        &self.origin
+    }
+
+    /// Its SOA record.
+    pub fn soa(&self) -> &Record {
+        &self.soa
+    }
+
+    /// How many records it holds.
+    pub fn record_count(&self) -> usize {
+        self.record_count
+    }
+
+    /// The records of one name and type.
+    pub fn rrset(&self, name: &LowerName, record_type: RecordType) -> Option<&Arc<[Record]>> {
+        self.rrsets.get(&(name.clone(), record_type))
+    }
+
+    /// Every record set at a name.
+    pub fn rrsets_at<'z>(&'z self, name: &'z LowerName) -> impl Iterator<Item = &'z Arc<[Record]>> {
+        self.rrsets
+            .iter()
+            .filter(move |((owner, _), _)| owner == name)
+            .map(|(_, records)| records)
+    }
+
+    /// Whether a name exists in the zone (with records, or with names below it).
+    pub fn contains(&self, name: &LowerName) -> bool {
+        self.names.contains(name)
+    }
+
+    /// The delegation point at or above `name` (below the apex), if `name` is delegated.
+    pub fn delegation_of(&self, name: &LowerName) -> Option<LowerName> {
+        if self.delegations.is_empty() {
+            return None;
+        }
+        let mut candidate = name.clone();
+        let mut found = None;
+        while candidate != self.origin && self.origin.zone_of(&candidate) {
+            if self.delegations.contains(&candidate) {
+                // The highest delegation point wins: data under it is not ours.
+                found = Some(candidate.clone());
+            }
+            candidate = candidate.base_name();
+        }
+        found
+    }
+
+    /// The SOA record as a negative answer carries it: its TTL is the lesser of its own
+    /// and its MINIMUM field (RFC 2308).
+    pub fn negative_soa(&self) -> Record {
+        let mut soa = self.soa.clone();
+        if let RData::SOA(data) = &soa.data {
+            soa.ttl = soa.ttl.min(data.minimum);
+        }
+        soa
+    }
+}
+
+/// The line a zone file's parse error is on: the first prefix of the file (cut at line
+/// ends) that fails with the same error. Only for files small enough to parse again and
+/// again.
+fn line_of_error(
+    text: &str,
+    path: Option<&Path>,
+    origin: Option<&Name>,
+    error: &str,
+) -> Option<usize> {
+    const MAX_LINES: usize = 5_000;
+    let ends: Vec<usize> = text
+        .match_indices('\n')
+        .map(|(index, _)| index + 1)
+        .chain(std::iter::once(text.len()))
+        .take(MAX_LINES)
+        .collect();
+    ends.iter()
+        .position(|end| {
+            let prefix = &text[..*end];
+            matches!(
+                Parser::new(prefix, path.map(Path::to_path_buf), origin.cloned()).parse(),
+                Err(other) if other.to_string() == error
+            )
+        })
+        .map(|index| index + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Zone;
+
+    const ZONE: &str = "$ORIGIN shop.test.
+$TTL 300
+@       IN SOA ns1 hostmaster 1 7200 3600 1209600 60
+@       IN NS  ns1
+ns1     IN A   127.0.0.53
+www     IN A   127.1.0.1
+a.b.c   IN A   127.1.0.2
+sub     IN NS  ns.sub
+ns.sub  IN A   127.9.0.1
+";
+
+    #[test]
+    fn names_between_an_owner_and_the_apex_exist() {
+        let zone = Zone::parse(ZONE, "shop.test.zone", None, None).expect("zone");
+        let name = |text: &str| {
+            hickory_proto::rr::LowerName::new(
+                &hickory_proto::rr::Name::from_ascii(text).expect("name"),
+            )
+        };
+        assert!(zone.contains(&name("b.c.shop.test.")));
+        assert!(zone.contains(&name("c.shop.test.")));
+        assert!(!zone.contains(&name("d.shop.test.")));
+        assert_eq!(zone.record_count(), 7);
+        assert_eq!(
+            zone.delegation_of(&name("x.ns.sub.shop.test.")),
+            Some(name("sub.shop.test."))
+        );
+        assert_eq!(zone.delegation_of(&name("www.shop.test.")), None);
+        // A negative answer's SOA lives no longer than the zone's MINIMUM.
+        assert_eq!(zone.negative_soa().ttl, 60);
+    }
+
+    #[test]
+    fn broken_zones_are_refused_with_their_line() {
+        let cases = [
+            (
+                "$ORIGIN shop.test.\n$TTL 60\n@ IN SOA ns1 hostmaster 1 7200 3600 1209600 60\nwww IN A 300.1.1.1\n",
+                Some(4),
+                "address",
+            ),
+            (
+                "$ORIGIN shop.test.\n$TTL 60\nwww IN A 127.0.0.1\n",
+                None,
+                "no SOA",
+            ),
+            (
+                "$ORIGIN shop.test.\n$TTL 60\n@ IN SOA ns1 hostmaster 1 7200 3600 1209600 60\nwww IN CNAME a\nwww IN A 127.0.0.1\n",
+                None,
+                "must be alone",
+            ),
+            (
+                "$ORIGIN shop.test.\n$TTL 60\n@ IN SOA ns1 hostmaster 1 7200 3600 1209600 60\nother.example. IN A 127.0.0.1\n",
+                None,
+                "outside the zone",
+            ),
+        ];
+        for (text, line, message) in cases {
+            let error = Zone::parse(text, "bad.zone", None, None).expect_err(message);
+            assert_eq!(error.line, line, "{error}");
+            assert!(error.to_string().contains(message), "{error}");
+            assert!(error.to_string().starts_with("bad.zone"), "{error}");
+        }
+    }
+}

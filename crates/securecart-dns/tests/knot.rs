@@ -1,0 +1,201 @@
+//! A differential test: the same zone file served by Knot DNS (`knotd`, Debian's `knot`,
+//! which `scripts/test` installs) and by SecureCart gives the same answers for plain
+//! records: the same code, authority flag, answer records and kinds of authority records.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use hickory_proto::op::{Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{Name, RecordType};
+use securecart_dns::{Catalog, DnsServer, Responder, Zone};
+use tokio::net::UdpSocket;
+
+const ZONE: &str = r#"$ORIGIN shop.test.
+$TTL 300
+@         IN SOA   ns1 hostmaster 2026112501 7200 3600 1209600 60
+@         IN NS    ns1
+@         IN MX    10 mail
+@         IN TXT   "v=spf1 mx -all"
+@         IN CAA   0 issue "letsencrypt.org"
+ns1       IN A     127.0.0.53
+mail      IN A     127.0.0.25
+www       IN A     127.1.0.1
+www       IN A     127.1.0.2
+www       IN AAAA  ::1
+shop      IN CNAME www
+away      IN CNAME www.example.
+_https._tcp IN SRV 10 5 443 www
+*.img     IN A     127.1.0.9
+a.b.c     IN TXT   "deep"
+sub       IN NS    ns.sub
+ns.sub    IN A     127.9.0.1
+"#;
+
+/// Knot DNS on a free port, stopped when dropped.
+struct Knot {
+    child: Child,
+    address: SocketAddr,
+    _directory: tempfile::TempDir,
+}
+
+impl Drop for Knot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.local_addr().expect("address").port()
+}
+
+fn start_knot() -> Knot {
+    let directory = tempfile::tempdir().expect("directory");
+    let zone = directory.path().join("shop.test.zone");
+    std::fs::write(&zone, ZONE).expect("zone file");
+    let port = free_port();
+    let config = directory.path().join("knot.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "server:\n    listen: 127.0.0.1@{port}\n    rundir: {dir}\n    udp-workers: 1\n    tcp-workers: 1\n    background-workers: 1\n\
+             database:\n    storage: {dir}/db\n\
+             zone:\n  - domain: shop.test\n    file: {zone}\n    storage: {dir}\n\
+             log:\n  - target: stderr\n    any: warning\n",
+            dir = directory.path().display(),
+            zone = zone.display(),
+        ),
+    )
+    .expect("config");
+    let child = Command::new("knotd")
+        .arg("-c")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("knotd runs (scripts/test installs Debian's knot)");
+    Knot {
+        child,
+        address: SocketAddr::from(([127, 0, 0, 1], port)),
+        _directory: directory,
+    }
+}
+
+async fn ask(address: SocketAddr, name: &str, record_type: RecordType) -> Option<Message> {
+    let mut query = Message::new(7, MessageType::Query, OpCode::Query);
+    query.add_query(Query::query(
+        Name::from_ascii(name).expect("name"),
+        record_type,
+    ));
+    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    socket
+        .send_to(&query.to_vec().expect("encode"), address)
+        .await
+        .expect("send");
+    let mut buffer = vec![0u8; 4096];
+    let received = tokio::time::timeout(Duration::from_millis(300), socket.recv(&mut buffer))
+        .await
+        .ok()?
+        .ok()?;
+    Message::from_vec(&buffer[..received]).ok()
+}
+
+/// What must be the same: code, AA, the answer records as text, the authority's types.
+fn essence(message: &Message) -> (String, bool, BTreeSet<String>, BTreeSet<String>) {
+    (
+        format!("{:?}", message.metadata.response_code),
+        message.metadata.authoritative,
+        message
+            .answers
+            .iter()
+            .map(|record| {
+                format!(
+                    "{} {} {} {}",
+                    record.name.to_ascii().to_lowercase(),
+                    record.ttl,
+                    record.record_type(),
+                    record.data
+                )
+            })
+            .collect(),
+        message
+            .authorities
+            .iter()
+            .map(|record| {
+                format!(
+                    "{} {}",
+                    record.name.to_ascii().to_lowercase(),
+                    record.record_type()
+                )
+            })
+            .collect(),
+    )
+}
+
+#[tokio::test]
+async fn knot_and_securecart_give_the_same_answers_for_plain_records() {
+    let knot = start_knot();
+    let zone = Zone::parse(ZONE, "shop.test.zone", None, None).expect("zone");
+    let server = DnsServer::bind(
+        "127.0.0.1:0".parse().expect("address"),
+        Responder::new(Catalog::new(vec![zone]).expect("catalog")),
+    )
+    .await
+    .expect("binds");
+    let ours = server.local_addr().expect("address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.serve(1, async move {
+        let _ = stopped.await;
+    }));
+    // Knot loads its zone in the background.
+    let mut ready = false;
+    for _ in 0..100 {
+        if ask(knot.address, "www.shop.test.", RecordType::A)
+            .await
+            .is_some_and(|answer| !answer.answers.is_empty())
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "knotd never answered");
+
+    let questions = [
+        ("shop.test.", RecordType::SOA),
+        ("shop.test.", RecordType::NS),
+        ("shop.test.", RecordType::MX),
+        ("shop.test.", RecordType::TXT),
+        ("shop.test.", RecordType::CAA),
+        ("www.shop.test.", RecordType::A),
+        ("www.shop.test.", RecordType::AAAA),
+        ("WWW.SHOP.TEST.", RecordType::A),
+        ("www.shop.test.", RecordType::MX),
+        ("nope.shop.test.", RecordType::A),
+        ("shop.shop.test.", RecordType::A),
+        ("shop.shop.test.", RecordType::CNAME),
+        ("away.shop.test.", RecordType::A),
+        ("_https._tcp.shop.test.", RecordType::SRV),
+        ("cat.img.shop.test.", RecordType::A),
+        ("cat.img.shop.test.", RecordType::AAAA),
+        ("b.c.shop.test.", RecordType::TXT),
+        ("a.b.c.shop.test.", RecordType::TXT),
+        ("x.sub.shop.test.", RecordType::A),
+        ("sub.shop.test.", RecordType::NS),
+        ("www.example.", RecordType::A),
+    ];
+    for (name, record_type) in questions {
+        let theirs = ask(knot.address, name, record_type)
+            .await
+            .expect("knot answers");
+        let mine = ask(ours, name, record_type)
+            .await
+            .expect("securecart answers");
+        assert_eq!(essence(&mine), essence(&theirs), "{name} {record_type}");
+    }
+    stop.send(()).expect("stop");
+    task.await.expect("server stops").expect("served");
+}

@@ -1,0 +1,256 @@
+//! The server over real UDP and TCP sockets, queried with messages built by hickory-proto:
+//! answers, negative answers, refusals, malformed queries, EDNS, truncation and the TCP
+//! retry, the client's letter case, and a reload between queries.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{Name, RecordType};
+use securecart_dns::{Catalog, DnsServer, Responder, Zone};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+const ZONE: &str = r#"$ORIGIN shop.test.
+$TTL 300
+@       IN SOA ns1 hostmaster 2026112501 7200 3600 1209600 60
+@       IN NS  ns1
+ns1     IN A   127.0.0.53
+www     IN A   127.1.0.1
+www     IN AAAA ::1
+big     IN TXT "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+big     IN TXT "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+big     IN TXT "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
+"#;
+
+fn responder(zone: &str) -> Responder {
+    let zone = Zone::parse(zone, "shop.test.zone", None, None).expect("zone");
+    Responder::new(Catalog::new(vec![zone]).expect("catalog"))
+}
+
+struct Running {
+    address: SocketAddr,
+    server: Arc<arc_swap::ArcSwap<Responder>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+async fn start() -> Running {
+    let server = DnsServer::bind("127.0.0.1:0".parse().expect("address"), responder(ZONE))
+        .await
+        .expect("binds");
+    let address = server.local_addr().expect("address");
+    let slot = server.responder();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.serve(2, async move {
+        let _ = stopped.await;
+    }));
+    Running {
+        address,
+        server: slot,
+        stop,
+        task,
+    }
+}
+
+fn query(name: &str, record_type: RecordType, edns: Option<u16>) -> Message {
+    let mut message = Message::new(0x1234, MessageType::Query, OpCode::Query);
+    message.metadata.recursion_desired = true;
+    message.add_query(Query::query(
+        Name::from_ascii(name).expect("name"),
+        record_type,
+    ));
+    if let Some(payload) = edns {
+        let mut options = Edns::new();
+        options.set_max_payload(payload);
+        message.set_edns(options);
+    }
+    message
+}
+
+async fn udp(address: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    socket.send_to(bytes, address).await.expect("send");
+    let mut buffer = vec![0u8; 65_535];
+    match tokio::time::timeout(Duration::from_millis(500), socket.recv(&mut buffer)).await {
+        Ok(received) => {
+            buffer.truncate(received.expect("receive"));
+            Some(buffer)
+        }
+        Err(_) => None,
+    }
+}
+
+async fn ask_udp(address: SocketAddr, message: &Message) -> Message {
+    let bytes = udp(address, &message.to_vec().expect("encode"))
+        .await
+        .expect("an answer");
+    Message::from_vec(&bytes).expect("decodes")
+}
+
+async fn ask_tcp(address: SocketAddr, message: &Message) -> Message {
+    let mut stream = TcpStream::connect(address).await.expect("connect");
+    let bytes = message.to_vec().expect("encode");
+    let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&bytes);
+    stream.write_all(&framed).await.expect("write");
+    let mut length = [0u8; 2];
+    stream.read_exact(&mut length).await.expect("length");
+    let mut answer = vec![0u8; usize::from(u16::from_be_bytes(length))];
+    stream.read_exact(&mut answer).await.expect("answer");
+    Message::from_vec(&answer).expect("decodes")
+}
+
+#[tokio::test]
+async fn udp_and_tcp_questions_get_authoritative_answers() {
+    let running = start().await;
+    // Twice each: the second answer comes from the kept bytes and must be the same.
+    for _ in 0..2 {
+        for edns in [None, Some(1232)] {
+            let answer = ask_udp(
+                running.address,
+                &query("www.shop.test.", RecordType::A, edns),
+            )
+            .await;
+            assert_eq!(answer.metadata.id, 0x1234);
+            assert_eq!(answer.metadata.message_type, MessageType::Response);
+            assert!(answer.metadata.authoritative);
+            assert!(answer.metadata.recursion_desired, "RD is copied");
+            assert!(!answer.metadata.recursion_available);
+            assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+            assert_eq!(answer.answers.len(), 1);
+            assert_eq!(answer.answers[0].data.to_string(), "127.1.0.1");
+            assert_eq!(answer.edns.is_some(), edns.is_some(), "OPT only when asked");
+        }
+        let nxdomain = ask_udp(
+            running.address,
+            &query("nope.shop.test.", RecordType::A, None),
+        )
+        .await;
+        assert_eq!(nxdomain.metadata.response_code, ResponseCode::NXDomain);
+        assert_eq!(nxdomain.authorities.len(), 1, "the SOA");
+        let refused = ask_udp(running.address, &query("www.example.", RecordType::A, None)).await;
+        assert_eq!(refused.metadata.response_code, ResponseCode::Refused);
+        assert!(refused.answers.is_empty());
+        let tcp = ask_tcp(
+            running.address,
+            &query("www.shop.test.", RecordType::AAAA, None),
+        )
+        .await;
+        assert_eq!(tcp.answers[0].data.to_string(), "::1");
+    }
+    // The question comes back in the client's letter case (DNS 0x20), kept bytes or not.
+    for _ in 0..2 {
+        let answer = ask_udp(
+            running.address,
+            &query("WwW.sHoP.tEsT.", RecordType::A, None),
+        )
+        .await;
+        assert_eq!(answer.queries[0].name().to_ascii(), "WwW.sHoP.tEsT.");
+        assert_eq!(answer.answers.len(), 1);
+    }
+    running.stop.send(()).expect("stop");
+    running.task.await.expect("server stops").expect("served");
+}
+
+#[tokio::test]
+async fn long_answers_are_truncated_over_udp_and_whole_over_tcp() {
+    let running = start().await;
+    // 600 bytes of TXT: past 512 without EDNS, within 1232 with it.
+    let plain = ask_udp(
+        running.address,
+        &query("big.shop.test.", RecordType::TXT, None),
+    )
+    .await;
+    assert!(plain.metadata.truncation);
+    assert!(plain.answers.is_empty());
+    let edns = ask_udp(
+        running.address,
+        &query("big.shop.test.", RecordType::TXT, Some(4096)),
+    )
+    .await;
+    assert!(!edns.metadata.truncation);
+    assert_eq!(edns.answers.len(), 3);
+    let tcp = ask_tcp(
+        running.address,
+        &query("big.shop.test.", RecordType::TXT, None),
+    )
+    .await;
+    assert_eq!(tcp.answers.len(), 3);
+    // ANY over UDP never amplifies: truncated, empty; over TCP, answered.
+    let any = ask_udp(
+        running.address,
+        &query("shop.test.", RecordType::ANY, Some(4096)),
+    )
+    .await;
+    assert!(any.metadata.truncation && any.answers.is_empty());
+    let any = ask_tcp(running.address, &query("shop.test.", RecordType::ANY, None)).await;
+    assert!(any.answers.len() >= 2, "SOA and NS");
+    running.stop.send(()).expect("stop");
+    running.task.await.expect("server stops").expect("served");
+}
+
+#[tokio::test]
+async fn bad_queries_get_error_codes_and_responses_get_nothing() {
+    let running = start().await;
+    // Garbage after a header: FORMERR with the id.
+    let mut garbage = vec![0xab, 0xcd, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0];
+    garbage.extend_from_slice(&[0x40, 1, 2, 3]);
+    let answer =
+        Message::from_vec(&udp(running.address, &garbage).await.expect("answer")).expect("decodes");
+    assert_eq!(answer.metadata.id, 0xabcd);
+    assert_eq!(answer.metadata.response_code, ResponseCode::FormErr);
+    // A response is never answered, nor a message too short to have an id.
+    let mut response = query("www.shop.test.", RecordType::A, None);
+    response.metadata.message_type = MessageType::Response;
+    assert!(
+        udp(running.address, &response.to_vec().expect("encode"))
+            .await
+            .is_none()
+    );
+    assert!(udp(running.address, &[1, 2, 3]).await.is_none());
+    // Another opcode: NOTIMP.
+    let mut notify = query("shop.test.", RecordType::SOA, None);
+    notify.metadata.op_code = OpCode::Notify;
+    assert_eq!(
+        ask_udp(running.address, &notify)
+            .await
+            .metadata
+            .response_code,
+        ResponseCode::NotImp
+    );
+    // EDNS version 1: BADVERS.
+    let mut versioned = query("www.shop.test.", RecordType::A, Some(1232));
+    if let Some(edns) = versioned.edns.as_mut() {
+        edns.set_version(1);
+    }
+    let answer = ask_udp(running.address, &versioned).await;
+    // Code 16 (BADVERS; hickory decodes 16 as BADSIG, which shares it).
+    assert_eq!(u16::from(answer.metadata.response_code), 16);
+    assert!(answer.answers.is_empty());
+    running.stop.send(()).expect("stop");
+    running.task.await.expect("server stops").expect("served");
+}
+
+#[tokio::test]
+async fn a_reload_changes_answers_without_a_restart() {
+    let running = start().await;
+    let before = ask_udp(
+        running.address,
+        &query("www.shop.test.", RecordType::A, None),
+    )
+    .await;
+    assert_eq!(before.answers[0].data.to_string(), "127.1.0.1");
+    running
+        .server
+        .store(Arc::new(responder(&ZONE.replace("127.1.0.1", "127.2.0.1"))));
+    let after = ask_udp(
+        running.address,
+        &query("www.shop.test.", RecordType::A, None),
+    )
+    .await;
+    assert_eq!(after.answers[0].data.to_string(), "127.2.0.1");
+    running.stop.send(()).expect("stop");
+    running.task.await.expect("server stops").expect("served");
+}
