@@ -6,10 +6,13 @@
 //! - [`wire`]: query bytes in, response bytes out: checks, EDNS, truncation, and the kept
 //!   bytes of plain answers.
 //! - [`server`]: UDP and TCP sockets, reloads without dropping queries.
+//! - [`policy`]: Route 53's routing policies, as a pure choice among a group's records.
 //!
-//! Route 53's routing policies and health checks come next (see the project's issues).
+//! Serving policy records (from the topology), health checks and the client's location
+//! from EDNS Client Subnet come next (see the project's issues).
 
 pub mod answer;
+pub mod policy;
 pub mod server;
 pub mod wire;
 pub mod zone;
