@@ -7,15 +7,17 @@ use std::sync::Arc;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
+use crate::policy::{Candidate, ClientLocation, Environment};
 use crate::zone::Zone;
 
 /// How many CNAME records an answer follows inside a zone.
 const MAX_CNAME_CHAIN: usize = 8;
 
-/// The zones a server answers for.
+/// The zones a server answers for, and what its routing policies know of the world.
 #[derive(Debug, Default)]
 pub struct Catalog {
     zones: Vec<Zone>,
+    environment: Environment,
 }
 
 impl Catalog {
@@ -29,7 +31,22 @@ impl Catalog {
                 return Err(format!("the zone {} is given twice", zone.origin()));
             }
         }
-        Ok(Self { zones })
+        Ok(Self {
+            zones,
+            environment: Environment::default(),
+        })
+    }
+
+    /// Sets the regions' places, measured latencies and CIDR collection the routing
+    /// policies use.
+    pub fn with_environment(mut self, environment: Environment) -> Self {
+        self.environment = environment;
+        self
+    }
+
+    /// What the routing policies know of the world.
+    pub fn environment(&self) -> &Environment {
+        &self.environment
     }
 
     /// The zones.
@@ -45,13 +62,36 @@ impl Catalog {
             .max_by_key(|zone| zone.origin().num_labels())
     }
 
-    /// Answers a question.
-    pub fn answer(&self, name: &LowerName, record_type: RecordType) -> Answer {
+    /// Answers a question from a client; `seed` drives the random choices of weighted
+    /// and multivalue records.
+    pub fn answer(
+        &self,
+        name: &LowerName,
+        record_type: RecordType,
+        client: &ClientLocation,
+        seed: u64,
+    ) -> Answer {
         match self.zone_for(name) {
-            Some(zone) => answer_in_zone(zone, name, record_type),
+            Some(zone) => answer_in_zone(
+                zone,
+                name,
+                record_type,
+                &Asker {
+                    client,
+                    environment: &self.environment,
+                    seed,
+                },
+            ),
             None => Answer::refused(),
         }
     }
+}
+
+/// Who asks, for answers chosen by a routing policy.
+struct Asker<'a> {
+    client: &'a ClientLocation,
+    environment: &'a Environment,
+    seed: u64,
 }
 
 /// An answer's sections and code.
@@ -67,6 +107,11 @@ pub struct Answer {
     pub authorities: Vec<Record>,
     /// The additional section: addresses of the names the other sections point at.
     pub additionals: Vec<Record>,
+    /// Whether a routing policy chose the answer, so that it may differ by client and over
+    /// time (it is not kept).
+    pub dynamic: bool,
+    /// Why a routing policy chose what it chose.
+    pub reasons: Vec<String>,
 }
 
 impl Answer {
@@ -78,6 +123,8 @@ impl Answer {
             answers: Vec::new(),
             authorities: Vec::new(),
             additionals: Vec::new(),
+            dynamic: false,
+            reasons: Vec::new(),
         }
     }
 
@@ -90,7 +137,12 @@ impl Answer {
     }
 }
 
-fn answer_in_zone(zone: &Zone, name: &LowerName, record_type: RecordType) -> Answer {
+fn answer_in_zone(
+    zone: &Zone,
+    name: &LowerName,
+    record_type: RecordType,
+    asker: &Asker<'_>,
+) -> Answer {
     if let Some(cut) = zone.delegation_of(name) {
         return referral(zone, &cut);
     }
@@ -131,6 +183,36 @@ fn answer_in_zone(zone: &Zone, name: &LowerName, record_type: RecordType) -> Ans
         }
         if let Some(records) = zone.rrset(&found_at, record_type) {
             answer.answers.extend(synthesise(records, &owner));
+            break;
+        }
+        if let Some(group) = zone.policy_group(&found_at, record_type) {
+            let candidates: Vec<Candidate> = group
+                .members
+                .iter()
+                .map(|member| Candidate {
+                    id: member.id.clone(),
+                    policy: member.policy.clone(),
+                    healthy: member.is_healthy(),
+                })
+                .collect();
+            let choice =
+                crate::policy::choose(&candidates, asker.client, asker.environment, asker.seed);
+            answer.dynamic = true;
+            answer
+                .reasons
+                .push(format!("{owner} {record_type}: {}", choice.reason));
+            let before = answer.answers.len();
+            for index in choice.chosen {
+                for data in &group.members[index].data {
+                    answer
+                        .answers
+                        .push(Record::from_rdata(owner.clone(), group.ttl, data.clone()));
+                }
+            }
+            if answer.answers.len() == before {
+                // No record applies to this client (a geolocation group without a default).
+                answer.authorities.push(zone.negative_soa());
+            }
             break;
         }
         if let Some(cname) = zone.rrset(&found_at, RecordType::CNAME) {
@@ -419,7 +501,7 @@ ns.sub    IN A     127.9.0.1
             ),
         ];
         for (qname, qtype, code, authoritative, answers, authorities, additionals) in cases {
-            let answer = catalog.answer(&name(qname), *qtype);
+            let answer = catalog.answer(&name(qname), *qtype, &Default::default(), 0);
             let types = |records: &[hickory_proto::rr::Record]| {
                 records
                     .iter()
@@ -445,7 +527,12 @@ ns.sub    IN A     127.9.0.1
             );
         }
         // A wildcard's records carry the name asked for.
-        let answer = catalog.answer(&name("cat.img.shop.test."), RecordType::A);
+        let answer = catalog.answer(
+            &name("cat.img.shop.test."),
+            RecordType::A,
+            &Default::default(),
+            0,
+        );
         assert_eq!(answer.answers[0].name.to_ascii(), "cat.img.shop.test.");
     }
 
@@ -460,7 +547,12 @@ ns.sub    IN A     127.9.0.1
         )
         .expect("zone");
         let catalog = Catalog::new(vec![parent, child]).expect("catalog");
-        let answer = catalog.answer(&name("www.eu.shop.test."), RecordType::A);
+        let answer = catalog.answer(
+            &name("www.eu.shop.test."),
+            RecordType::A,
+            &Default::default(),
+            0,
+        );
         assert_eq!(answer.answers.len(), 1);
         assert_eq!(answer.answers[0].data.to_string(), "127.2.0.1");
     }

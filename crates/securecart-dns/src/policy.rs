@@ -93,6 +93,26 @@ pub struct Environment {
     pub latencies: Vec<(String, IpNet, f64)>,
     /// The CIDR collection: networks and their location names.
     pub cidr_locations: Vec<(IpNet, String)>,
+    /// Where networks are (latitude, longitude): the local topology's loopback blocks are
+    /// placed at their regions this way.
+    pub places: Vec<(IpNet, (f64, f64))>,
+}
+
+impl Environment {
+    /// What is known of the client at `address`: its place, from the most specific network
+    /// of [`Environment::places`] that holds it.
+    pub fn locate(&self, address: IpAddr) -> ClientLocation {
+        ClientLocation {
+            address: Some(address),
+            place: self
+                .places
+                .iter()
+                .filter(|(network, _)| network.contains(&address))
+                .max_by_key(|(network, _)| network.prefix_len())
+                .map(|(_, place)| *place),
+            ..ClientLocation::default()
+        }
+    }
 }
 
 /// One record of a group, as the choice sees it.
@@ -503,6 +523,7 @@ mod tests {
                 1.0,
             )],
             cidr_locations: Vec::new(),
+            places: Vec::new(),
         };
         let latency = |region: &str, healthy: bool| {
             candidate(

@@ -2,7 +2,7 @@
 //! reload swaps the responder; queries being answered finish with the one they started
 //! with, and no socket closes.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -135,7 +135,16 @@ fn serve_udp(socket: &std::net::UdpSocket, responder: &ArcSwap<Responder>, stop:
         let responder = responder.load();
         answers.clear();
         for (buffer, (length, client)) in buffers.iter().zip(&queries) {
-            if let Some(answer) = responder.respond(&buffer[..*length], Transport::Udp) {
+            let address = client
+                .as_sockaddr_in()
+                .map(|address| IpAddr::V4(address.ip()))
+                .or_else(|| {
+                    client
+                        .as_sockaddr_in6()
+                        .map(|address| IpAddr::V6(address.ip()))
+                })
+                .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+            if let Some(answer) = responder.respond(&buffer[..*length], Transport::Udp, address) {
                 answers.push((answer, *client));
             }
         }
@@ -188,7 +197,7 @@ async fn serve_tcp(listener: TcpListener, responder: Arc<ArcSwap<Responder>>) {
         };
         let responder = Arc::clone(&responder);
         tokio::spawn(async move {
-            if let Err(error) = serve_tcp_connection(stream, &responder).await {
+            if let Err(error) = serve_tcp_connection(stream, client.ip(), &responder).await {
                 tracing::debug!(%error, %client, "TCP connection ended");
             }
             drop(permit);
@@ -199,6 +208,7 @@ async fn serve_tcp(listener: TcpListener, responder: Arc<ArcSwap<Responder>>) {
 /// Answers the length-prefixed queries of one TCP connection in turn (RFC 7766).
 async fn serve_tcp_connection(
     mut stream: TcpStream,
+    client: IpAddr,
     responder: &ArcSwap<Responder>,
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
@@ -214,7 +224,7 @@ async fn serve_tcp_connection(
         tokio::time::timeout(TCP_IDLE_TIMEOUT, stream.read_exact(&mut query))
             .await
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-        let Some(response) = responder.load().respond(&query, Transport::Tcp) else {
+        let Some(response) = responder.load().respond(&query, Transport::Tcp, client) else {
             continue;
         };
         let Ok(response_length) = u16::try_from(response.len()) else {

@@ -14,9 +14,11 @@
 //! questions, anything odd) go through hickory-proto's decoder.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::{DNSClass, LowerName, RecordType};
 use parking_lot::RwLock;
 
@@ -59,19 +61,23 @@ impl Responder {
         &self.catalog
     }
 
-    /// The response to a query's bytes; `None` when the query gets no answer at all (it is
-    /// a response itself, or too short to carry an id).
-    pub fn respond(&self, query: &[u8], transport: Transport) -> Option<Vec<u8>> {
+    /// The response to a query's bytes from `client`; `None` when the query gets no
+    /// answer at all (it is a response itself, or too short to carry an id).
+    pub fn respond(&self, query: &[u8], transport: Transport, client: IpAddr) -> Option<Vec<u8>> {
         let Some(plain) = PlainQuery::read(query, transport) else {
-            return respond_slowly(&self.catalog, query, transport);
+            return respond_slowly(&self.catalog, query, transport, client)
+                .map(|(response, _)| response);
         };
         if let Some(kept) = self.kept.read().get(&plain.key) {
             return Some(plain.fill(kept));
         }
-        let response = respond_slowly(&self.catalog, query, transport)?;
-        let mut kept = self.kept.write();
-        if kept.len() < MAX_KEPT_ANSWERS {
-            kept.insert(plain.key.clone(), Arc::from(response.as_slice()));
+        let (response, same_for_everyone) =
+            respond_slowly(&self.catalog, query, transport, client)?;
+        if same_for_everyone {
+            let mut kept = self.kept.write();
+            if kept.len() < MAX_KEPT_ANSWERS {
+                kept.insert(plain.key.clone(), Arc::from(response.as_slice()));
+            }
         }
         Some(response)
     }
@@ -173,8 +179,23 @@ fn size_limit(request: &Message, transport: Transport) -> usize {
     }
 }
 
-/// Answers a query by decoding it whole.
-pub fn respond_slowly(catalog: &Catalog, query: &[u8], transport: Transport) -> Option<Vec<u8>> {
+/// Answers a query by decoding it whole; the flag says whether the answer is the same for
+/// every client and moment (no routing policy chose it), so it may be kept.
+pub fn respond_slowly(
+    catalog: &Catalog,
+    query: &[u8],
+    transport: Transport,
+    client: IpAddr,
+) -> Option<(Vec<u8>, bool)> {
+    respond_to(catalog, query, transport, client).map(|(response, dynamic)| (response, !dynamic))
+}
+
+fn respond_to(
+    catalog: &Catalog,
+    query: &[u8],
+    transport: Transport,
+    client: IpAddr,
+) -> Option<(Vec<u8>, bool)> {
     if query.len() < 12 || query[2] & 0x80 != 0 {
         // Too short to answer, or a response: answering it could start a loop.
         return None;
@@ -184,6 +205,20 @@ pub fn respond_slowly(catalog: &Catalog, query: &[u8], transport: Transport) -> 
     let request = match Message::from_vec(query) {
         Ok(request) => request,
         Err(_) => return encode(&Message::error_msg(id, op_code, ResponseCode::FormErr)),
+    };
+    // EDNS Client Subnet (RFC 7871): the client's network stands for the resolver's
+    // address.
+    let subnet =
+        request
+            .edns
+            .as_ref()
+            .and_then(|edns| match edns.options().get(EdnsCode::Subnet) {
+                Some(EdnsOption::Subnet(subnet)) => Some(*subnet),
+                _ => None,
+            });
+    let client = match &subnet {
+        Some(subnet) => subnet.addr(),
+        None => client,
     };
     if request.metadata.message_type != MessageType::Query {
         return None;
@@ -214,7 +249,24 @@ pub fn respond_slowly(catalog: &Catalog, query: &[u8], transport: Transport) -> 
         return encode(&response);
     }
     let record_type = question.query_type();
-    let answer = catalog.answer(&LowerName::new(question.name()), record_type);
+    let answer = catalog.answer(
+        &LowerName::new(question.name()),
+        record_type,
+        &catalog.environment().locate(client),
+        rand::random(),
+    );
+    let dynamic = answer.dynamic;
+    if let (Some(subnet), Some(edns)) = (&subnet, response.edns.as_mut()) {
+        // The answer holds for the client's whole network if a policy chose it, for
+        // everyone (scope 0) if not.
+        let scope = if dynamic { subnet.source_prefix() } else { 0 };
+        edns.options_mut()
+            .insert(EdnsOption::Subnet(ClientSubnet::new(
+                subnet.addr(),
+                subnet.source_prefix(),
+                scope,
+            )));
+    }
     response.metadata.response_code = answer.code;
     response.metadata.authoritative = answer.authoritative;
     if transport == Transport::Udp
@@ -230,11 +282,12 @@ pub fn respond_slowly(catalog: &Catalog, query: &[u8], transport: Transport) -> 
     response.additionals = answer.additionals;
     let bytes = response.to_vec().ok()?;
     if bytes.len() <= size_limit(&request, transport) {
-        return Some(bytes);
+        return Some((bytes, dynamic));
     }
-    encode(&response.truncate())
+    encode(&response.truncate()).map(|(truncated, _)| (truncated, dynamic))
 }
 
-fn encode(message: &Message) -> Option<Vec<u8>> {
-    message.to_vec().ok()
+/// A response the same for everyone.
+fn encode(message: &Message) -> Option<(Vec<u8>, bool)> {
+    message.to_vec().ok().map(|bytes| (bytes, false))
 }

@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use hickory_proto::rr::Name;
 use hickory_proto::rr::{LowerName, RData, Record, RecordType};
@@ -36,6 +37,40 @@ pub struct Zone {
     delegations: HashSet<LowerName>,
     /// How many records the zone holds.
     record_count: usize,
+    /// Record groups answered by a routing policy, by (name, type).
+    policies: HashMap<(LowerName, RecordType), PolicyGroup>,
+}
+
+/// Records of one name and type answered by a routing policy (Route 53's record sets that
+/// share a name and type, told apart by their set identifiers).
+#[derive(Debug, Clone)]
+pub struct PolicyGroup {
+    /// The TTL of its answers.
+    pub ttl: u32,
+    /// Its record sets.
+    pub members: Vec<PolicyMember>,
+}
+
+/// One record set of a policy group.
+#[derive(Debug, Clone)]
+pub struct PolicyMember {
+    /// Its set identifier.
+    pub id: String,
+    /// How it is chosen.
+    pub policy: crate::policy::Policy,
+    /// Its values, all of the group's type.
+    pub data: Vec<RData>,
+    /// Its health, kept up to date by a health check; none means always healthy.
+    pub health: Option<Arc<AtomicBool>>,
+}
+
+impl PolicyMember {
+    /// Whether it is healthy now.
+    pub fn is_healthy(&self) -> bool {
+        self.health
+            .as_ref()
+            .is_none_or(|health| health.load(Ordering::Relaxed))
+    }
 }
 
 impl Zone {
@@ -139,7 +174,62 @@ impl Zone {
             names,
             delegations,
             record_count,
+            policies: HashMap::new(),
         })
+    }
+
+    /// Adds a group of records answered by a routing policy at `name` (inside the zone);
+    /// refused where static records of that type, or a CNAME, already answer.
+    pub fn add_policy_group(
+        &mut self,
+        name: &Name,
+        record_type: RecordType,
+        group: PolicyGroup,
+    ) -> Result<(), String> {
+        let owner = LowerName::new(name);
+        if !self.origin.zone_of(&owner) {
+            return Err(format!("{name} is outside the zone {}", self.origin));
+        }
+        if self.rrsets.contains_key(&(owner.clone(), record_type)) {
+            return Err(format!(
+                "{name} {record_type} already has records in the zone; a routing policy cannot add more"
+            ));
+        }
+        if self
+            .rrsets
+            .contains_key(&(owner.clone(), RecordType::CNAME))
+        {
+            return Err(format!("{name} has a CNAME record, which must be alone"));
+        }
+        if group
+            .members
+            .iter()
+            .flat_map(|member| &member.data)
+            .any(|data| data.record_type() != record_type)
+        {
+            return Err(format!("{name} {record_type}: a value of another type"));
+        }
+        let mut each = owner.clone();
+        while each != self.origin && self.names.insert(each.clone()) {
+            each = each.base_name();
+        }
+        self.record_count += group
+            .members
+            .iter()
+            .map(|member| member.data.len())
+            .sum::<usize>();
+        self.policies.insert((owner, record_type), group);
+        Ok(())
+    }
+
+    /// The policy group of one name and type.
+    pub fn policy_group(&self, name: &LowerName, record_type: RecordType) -> Option<&PolicyGroup> {
+        self.policies.get(&(name.clone(), record_type))
+    }
+
+    /// Whether any name of the zone is answered by a routing policy.
+    pub fn has_policies(&self) -> bool {
+        !self.policies.is_empty()
     }
 
     /// The zone's name.

@@ -45,7 +45,7 @@ fn seeds() -> Vec<Vec<u8>> {
 
 fn check(responder: &Responder, input: &[u8]) {
     for transport in [Transport::Udp, Transport::Tcp] {
-        let Some(answer) = responder.respond(input, transport) else {
+        let Some(answer) = responder.respond(input, transport, [127, 0, 0, 1].into()) else {
             continue;
         };
         assert!(answer.len() >= 12, "{input:?}");

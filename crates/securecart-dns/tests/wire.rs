@@ -254,3 +254,123 @@ async fn a_reload_changes_answers_without_a_restart() {
     running.stop.send(()).expect("stop");
     running.task.await.expect("server stops").expect("served");
 }
+
+/// A zone whose `www` A records are latency records for two regions, with health flags.
+fn latency_responder(us_healthy: Arc<std::sync::atomic::AtomicBool>) -> Responder {
+    use securecart_dns::policy::{Environment, Policy};
+    use securecart_dns::zone::{PolicyGroup, PolicyMember};
+    let mut zone = Zone::parse(ZONE, "shop.test.zone", None, None).expect("zone");
+    let member = |region: &str, address: [u8; 4], health| PolicyMember {
+        id: region.to_owned(),
+        policy: Policy::Latency {
+            region: region.to_owned(),
+        },
+        data: vec![hickory_proto::rr::RData::A(
+            std::net::Ipv4Addr::from(address).into(),
+        )],
+        health,
+    };
+    zone.add_policy_group(
+        &Name::from_ascii("app.shop.test.").expect("name"),
+        RecordType::A,
+        PolicyGroup {
+            ttl: 30,
+            members: vec![
+                member("us-east-1", [127, 1, 0, 1], Some(us_healthy)),
+                member("eu-west-1", [127, 2, 0, 1], None),
+            ],
+        },
+    )
+    .expect("policy group");
+    let environment = Environment {
+        regions: vec![
+            ("us-east-1".to_owned(), (38.9, -77.0)),
+            ("eu-west-1".to_owned(), (53.3, -6.3)),
+        ],
+        places: vec![
+            ("127.1.0.0/16".parse().expect("network"), (38.9, -77.0)),
+            ("127.2.0.0/16".parse().expect("network"), (53.3, -6.3)),
+        ],
+        ..Environment::default()
+    };
+    Responder::new(
+        Catalog::new(vec![zone])
+            .expect("catalog")
+            .with_environment(environment),
+    )
+}
+
+async fn ask_from(from: &str, server: SocketAddr, message: &Message) -> Message {
+    let socket = UdpSocket::bind(format!("{from}:0")).await.expect("bind");
+    socket
+        .send_to(&message.to_vec().expect("encode"), server)
+        .await
+        .expect("send");
+    let mut buffer = vec![0u8; 4096];
+    let length = tokio::time::timeout(Duration::from_secs(2), socket.recv(&mut buffer))
+        .await
+        .expect("an answer")
+        .expect("receive");
+    Message::from_vec(&buffer[..length]).expect("decodes")
+}
+
+#[tokio::test]
+async fn latency_records_answer_each_region_with_its_own_edge_and_follow_health() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let us_healthy = Arc::new(AtomicBool::new(true));
+    let server = DnsServer::bind(
+        "127.0.0.1:0".parse().expect("address"),
+        latency_responder(Arc::clone(&us_healthy)),
+    )
+    .await
+    .expect("binds");
+    let address = server.local_addr().expect("address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.serve(1, async move {
+        let _ = stopped.await;
+    }));
+    let app = |edns| query("app.shop.test.", RecordType::A, edns);
+    let first_address = |answer: &Message| answer.answers[0].data.to_string();
+    // Twice each: a policy's answer is never kept for another client.
+    for _ in 0..2 {
+        assert_eq!(
+            first_address(&ask_from("127.1.9.9", address, &app(None)).await),
+            "127.1.0.1"
+        );
+        assert_eq!(
+            first_address(&ask_from("127.2.9.9", address, &app(None)).await),
+            "127.2.0.1"
+        );
+    }
+    // EDNS Client Subnet speaks for the client behind the resolver, and the answer's scope
+    // says it holds for that network.
+    let mut with_subnet = app(Some(1232));
+    if let Some(edns) = with_subnet.edns.as_mut() {
+        edns.options_mut()
+            .insert(hickory_proto::rr::rdata::opt::EdnsOption::Subnet(
+                hickory_proto::rr::rdata::opt::ClientSubnet::new([127, 2, 0, 0].into(), 16, 0),
+            ));
+    }
+    let answer = ask_from("127.1.9.9", address, &with_subnet).await;
+    assert_eq!(first_address(&answer), "127.2.0.1");
+    let scope = answer.edns.as_ref().and_then(|edns| {
+        match edns
+            .options()
+            .get(hickory_proto::rr::rdata::opt::EdnsCode::Subnet)
+        {
+            Some(hickory_proto::rr::rdata::opt::EdnsOption::Subnet(subnet)) => {
+                Some(subnet.scope_prefix())
+            }
+            _ => None,
+        }
+    });
+    assert_eq!(scope, Some(16));
+    // us-east-1's edge fails its health check: its clients go to eu-west-1.
+    us_healthy.store(false, Ordering::Relaxed);
+    assert_eq!(
+        first_address(&ask_from("127.1.9.9", address, &app(None)).await),
+        "127.2.0.1"
+    );
+    stop.send(()).expect("stop");
+    task.await.expect("server stops").expect("served");
+}

@@ -1,0 +1,182 @@
+//! Route 53's health checks: each runs on its own timer and keeps one flag up to date,
+//! which the answers read. HTTP checks pass on a 2xx or 3xx answer (and, with a search
+//! string, when it appears in the first 5,120 bytes of the body); TCP checks pass when a
+//! connection opens. A check changes state after `failure_threshold` results in a row
+//! that disagree with it; inverted checks report the opposite; disabled checks are
+//! always healthy; calculated checks are healthy while at least N of their children are.
+//! A new check starts healthy, as Route 53's do until their first failures.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+/// The most body bytes a string match reads, as Route 53's.
+pub const SEARCH_WINDOW: usize = 5_120;
+
+/// What a check probes.
+#[derive(Debug, Clone)]
+pub enum Probe {
+    /// An HTTP GET.
+    Http {
+        /// Where to connect.
+        address: SocketAddr,
+        /// The Host header.
+        host: String,
+        /// The path.
+        path: String,
+        /// A string the body's first 5,120 bytes must hold.
+        search: Option<String>,
+    },
+    /// A TCP connection.
+    Tcp {
+        /// Where to connect.
+        address: SocketAddr,
+    },
+    /// Healthy while at least `threshold` children are.
+    Calculated {
+        /// The children's states.
+        children: Vec<Arc<AtomicBool>>,
+        /// How many must be healthy.
+        threshold: usize,
+    },
+}
+
+/// One health check.
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    /// Its name, in logs.
+    pub name: String,
+    /// What it probes.
+    pub probe: Probe,
+    /// How often.
+    pub interval: Duration,
+    /// Results in a row that change its state.
+    pub failure_threshold: u32,
+    /// Reports the opposite of what it sees.
+    pub inverted: bool,
+    /// Always healthy, without probing.
+    pub disabled: bool,
+}
+
+impl HealthCheck {
+    /// Starts the check; it keeps `state` up to date until `stop` turns true.
+    pub fn spawn(self, state: Arc<AtomicBool>, mut stop: watch::Receiver<bool>) {
+        state.store(true, Ordering::Relaxed);
+        if self.disabled {
+            return;
+        }
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(self.interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut disagreeing = 0;
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    _ = stop.wait_for(|stop| *stop) => return,
+                }
+                let seen = self.probe().await != self.inverted;
+                let healthy = state.load(Ordering::Relaxed);
+                if seen == healthy {
+                    disagreeing = 0;
+                    continue;
+                }
+                disagreeing += 1;
+                if disagreeing >= self.failure_threshold.max(1) {
+                    disagreeing = 0;
+                    state.store(seen, Ordering::Relaxed);
+                    if seen {
+                        tracing::info!(check = %self.name, "health check passes again");
+                    } else {
+                        tracing::warn!(check = %self.name, "health check fails");
+                    }
+                }
+            }
+        });
+    }
+
+    /// One probe: whether the endpoint looks healthy (before inversion).
+    pub async fn probe(&self) -> bool {
+        // Route 53 gives a connection 4 s and an answer 2 s; the interval bounds both here.
+        let timeout = self.interval.min(Duration::from_secs(4));
+        match &self.probe {
+            Probe::Tcp { address } => {
+                matches!(
+                    tokio::time::timeout(timeout, TcpStream::connect(address)).await,
+                    Ok(Ok(_))
+                )
+            }
+            Probe::Http {
+                address,
+                host,
+                path,
+                search,
+            } => tokio::time::timeout(timeout, http_probe(*address, host, path, search.as_deref()))
+                .await
+                .unwrap_or(false),
+            Probe::Calculated {
+                children,
+                threshold,
+            } => {
+                children
+                    .iter()
+                    .filter(|child| child.load(Ordering::Relaxed))
+                    .count()
+                    >= *threshold
+            }
+        }
+    }
+}
+
+async fn http_probe(address: SocketAddr, host: &str, path: &str, search: Option<&str>) -> bool {
+    let Ok(stream) = TcpStream::connect(address).await else {
+        return false;
+    };
+    let Ok((mut sender, connection)) =
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await
+    else {
+        return false;
+    };
+    let connection = tokio::spawn(connection);
+    let request = http::Request::get(path)
+        .header(http::header::HOST, host)
+        .header(http::header::USER_AGENT, "SecureCart-Health-Check")
+        .header(http::header::CONNECTION, "close")
+        .body(Empty::new());
+    let Ok(request) = request else {
+        return false;
+    };
+    let passed = match sender.send_request(request).await {
+        Ok(response) if response.status().is_success() || response.status().is_redirection() => {
+            match search.filter(|search| !search.is_empty()) {
+                None => true,
+                Some(search) => {
+                    let mut body = response.into_body();
+                    let mut seen = Vec::with_capacity(SEARCH_WINDOW);
+                    while seen.len() < SEARCH_WINDOW {
+                        match body.frame().await {
+                            Some(Ok(frame)) => {
+                                if let Some(data) = frame.data_ref() {
+                                    let room = SEARCH_WINDOW - seen.len();
+                                    seen.extend_from_slice(&data[..data.len().min(room)]);
+                                }
+                            }
+                            _ => break,
+                        }
+                    }
+                    seen.windows(search.len())
+                        .any(|window| window == search.as_bytes())
+                }
+            }
+        }
+        _ => false,
+    };
+    connection.abort();
+    passed
+}

@@ -1,0 +1,118 @@
+//! Health checks against a real server going down and coming back.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::routing::get;
+use securecart_dns::health::{HealthCheck, Probe};
+use tokio::sync::watch;
+
+async fn wait_for(state: &AtomicBool, wanted: bool) {
+    for _ in 0..200 {
+        if state.load(Ordering::Relaxed) == wanted {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the check never became {wanted}");
+}
+
+#[tokio::test]
+async fn http_checks_follow_a_server_down_and_back_after_their_threshold() {
+    let up = Arc::new(AtomicBool::new(true));
+    let switch = Arc::clone(&up);
+    let server = securecart_testkit::serve(
+        "127.0.0.1",
+        axum::Router::new().route(
+            "/healthz",
+            get(move || {
+                let up = switch.load(Ordering::SeqCst);
+                async move {
+                    if up {
+                        (StatusCode::OK, "status: ready")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "status: draining")
+                    }
+                }
+            }),
+        ),
+    )
+    .await;
+    let (stop, stopped) = watch::channel(false);
+    let check = |search: Option<&str>, inverted: bool| HealthCheck {
+        name: "edge".to_owned(),
+        probe: Probe::Http {
+            address: server.address,
+            host: "shop.test".to_owned(),
+            path: "/healthz".to_owned(),
+            search: search.map(str::to_owned),
+        },
+        interval: Duration::from_millis(40),
+        failure_threshold: 2,
+        inverted,
+        disabled: false,
+    };
+    let plain = Arc::new(AtomicBool::new(false));
+    let searching = Arc::new(AtomicBool::new(false));
+    let missing = Arc::new(AtomicBool::new(false));
+    let inverted = Arc::new(AtomicBool::new(false));
+    check(None, false).spawn(Arc::clone(&plain), stopped.clone());
+    check(Some("ready"), false).spawn(Arc::clone(&searching), stopped.clone());
+    check(Some("absent"), false).spawn(Arc::clone(&missing), stopped.clone());
+    check(None, true).spawn(Arc::clone(&inverted), stopped.clone());
+    // A calculated check: healthy while at least 2 of its 3 children are.
+    let calculated = Arc::new(AtomicBool::new(false));
+    HealthCheck {
+        name: "two of three".to_owned(),
+        probe: Probe::Calculated {
+            children: vec![
+                Arc::clone(&plain),
+                Arc::clone(&searching),
+                Arc::clone(&missing),
+            ],
+            threshold: 2,
+        },
+        interval: Duration::from_millis(40),
+        failure_threshold: 1,
+        inverted: false,
+        disabled: false,
+    }
+    .spawn(Arc::clone(&calculated), stopped.clone());
+
+    wait_for(&missing, false).await;
+    wait_for(&inverted, false).await;
+    assert!(plain.load(Ordering::Relaxed) && searching.load(Ordering::Relaxed));
+    assert!(calculated.load(Ordering::Relaxed));
+
+    // The server goes down: the checks fail after their threshold, the inverted one passes.
+    up.store(false, Ordering::SeqCst);
+    wait_for(&plain, false).await;
+    wait_for(&searching, false).await;
+    wait_for(&inverted, true).await;
+    wait_for(&calculated, false).await;
+    // And comes back.
+    up.store(true, Ordering::SeqCst);
+    wait_for(&plain, true).await;
+    wait_for(&searching, true).await;
+    wait_for(&inverted, false).await;
+    wait_for(&calculated, true).await;
+
+    // A server that is gone fails a TCP check too.
+    let address = server.address;
+    let tcp = Arc::new(AtomicBool::new(false));
+    HealthCheck {
+        name: "tcp".to_owned(),
+        probe: Probe::Tcp { address },
+        interval: Duration::from_millis(40),
+        failure_threshold: 2,
+        inverted: false,
+        disabled: false,
+    }
+    .spawn(Arc::clone(&tcp), stopped.clone());
+    server.stop().await;
+    wait_for(&tcp, false).await;
+    wait_for(&plain, false).await;
+    stop.send(true).expect("stop");
+}
