@@ -7,12 +7,14 @@
 //!   bytes of plain answers.
 //! - [`server`]: UDP and TCP sockets, reloads without dropping queries.
 //! - [`policy`]: Route 53's routing policies, as a pure choice among a group's records.
+//! - [`config`]: a zone described in plain values (the topology's) built and its checks started.
 //! - [`health`]: Route 53's health checks (HTTP, TCP, calculated), each keeping a flag.
 //!
 //! Serving policy records (from the topology), health checks and the client's location
 //! from EDNS Client Subnet come next (see the project's issues).
 
 pub mod answer;
+pub mod config;
 pub mod health;
 pub mod policy;
 pub mod server;

@@ -8,6 +8,7 @@
 //! **API boundary:** the runtime crates never see the raw structs; they get a [`Topology`]
 //! or the per-component settings the binary derives from it.
 
+pub mod dns;
 pub mod locate;
 pub mod model;
 pub mod raw;

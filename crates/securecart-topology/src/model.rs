@@ -31,6 +31,8 @@ pub struct Topology {
     pub services: Vec<Service>,
     /// The edge's rules, the same in every region.
     pub edge: Edge,
+    /// The shop's DNS zone, if the topology has one.
+    pub dns: Option<crate::dns::Dns>,
 }
 
 /// Logging and admin endpoints.
@@ -85,12 +87,16 @@ pub struct Region {
     pub edge: Component,
     /// Every replica of every service, in file order.
     pub replicas: Vec<Component>,
+    /// The region's DNS server, when the topology has a DNS zone.
+    pub dns: Option<Component>,
 }
 
 impl Region {
-    /// The edge and then every replica.
+    /// The edge, every replica, and the DNS server if there is one.
     pub fn components(&self) -> impl Iterator<Item = &Component> {
-        std::iter::once(&self.edge).chain(self.replicas.iter())
+        std::iter::once(&self.edge)
+            .chain(self.replicas.iter())
+            .chain(self.dns.iter())
     }
 
     /// The replicas of one service.
@@ -152,6 +158,8 @@ pub enum Role {
     Edge,
     /// A replica of a shop service.
     Service(ServiceKind),
+    /// The region's DNS server.
+    Dns,
 }
 
 impl fmt::Display for Role {
@@ -159,6 +167,7 @@ impl fmt::Display for Role {
         match self {
             Role::Edge => f.write_str("edge"),
             Role::Service(kind) => f.write_str(kind.as_str()),
+            Role::Dns => f.write_str("dns"),
         }
     }
 }
@@ -434,7 +443,7 @@ pub(crate) struct Findings {
 }
 
 impl Findings {
-    fn problem(&mut self, path: FieldPath, message: impl Into<String>) {
+    pub(crate) fn problem(&mut self, path: FieldPath, message: impl Into<String>) {
         self.problems.push(Problem {
             path,
             message: message.into(),
@@ -561,6 +570,29 @@ pub(crate) fn resolve(raw: &RawTopology, findings: &mut Findings) -> Option<Topo
         }
     }
 
+    let dns = raw.dns.as_ref().and_then(|raw_dns| {
+        let dns = crate::dns::resolve_dns(raw_dns, &regions, telemetry.admin_port, findings)?;
+        for (index, region) in regions.iter_mut().enumerate() {
+            match crate::dns::dns_address(region, dns.port) {
+                Some(address) => {
+                    region.dns = Some(Component {
+                        name: "dns".to_owned(),
+                        role: Role::Dns,
+                        region: region.name.clone(),
+                        zone: region.zones.first().cloned().unwrap_or_default(),
+                        address,
+                        admin_address: SocketAddr::new(address.ip(), telemetry.admin_port),
+                    });
+                }
+                None => findings.problem(
+                    root.key("regions").index(index).key("tiers").key("public"),
+                    "has no second host address for the region's DNS server",
+                ),
+            }
+        }
+        Some(dns)
+    });
+
     if !findings.problems.is_empty() {
         return None;
     }
@@ -571,6 +603,7 @@ pub(crate) fn resolve(raw: &RawTopology, findings: &mut Findings) -> Option<Topo
         regions,
         services,
         edge,
+        dns,
     })
 }
 
@@ -1416,5 +1449,6 @@ fn resolve_region(
         },
         edge,
         replicas,
+        dns: None,
     })
 }

@@ -25,6 +25,197 @@ pub struct RawTopology {
     pub services: Vec<RawService>,
     /// The edge that every region runs on its public tier.
     pub edge: RawEdge,
+    /// The shop's DNS zone (Route 53's hosted zone), answered by a DNS server in every
+    /// region; none runs without it.
+    #[serde(default)]
+    pub dns: Option<RawDns>,
+}
+
+/// The shop's DNS zone: its records, their routing policies and their health checks.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDns {
+    /// The zone's name, such as `securecart.test`.
+    pub zone: String,
+    /// The port each region's DNS server answers on (UDP and TCP), on the second host of
+    /// the region's public tier.
+    #[serde(default = "default_dns_port")]
+    pub port: u16,
+    /// The TTL of records that give none, in seconds.
+    #[serde(default = "default_dns_ttl")]
+    pub ttl: u32,
+    /// Health checks that records name.
+    #[serde(default)]
+    pub health_checks: Vec<RawDnsHealthCheck>,
+    /// Networks by location name, for IP-based routing (Route 53's CIDR collection).
+    #[serde(default)]
+    pub cidr_locations: Vec<RawCidrLocation>,
+    /// The zone's records beside its SOA and NS records, which are made for it.
+    #[serde(default)]
+    pub records: Vec<RawDnsRecord>,
+}
+
+/// The default DNS port.
+pub fn default_dns_port() -> u16 {
+    5353
+}
+
+/// The default record TTL.
+pub fn default_dns_ttl() -> u32 {
+    60
+}
+
+/// A location of the CIDR collection.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCidrLocation {
+    /// Its name, which `ip_based` records name.
+    pub name: String,
+    /// Its networks, such as `10.0.0.0/8` or `2001:db8::/32`.
+    pub cidrs: Vec<String>,
+}
+
+/// A health check of DNS records, as Route 53's.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDnsHealthCheck {
+    /// Its name, which records name.
+    pub name: String,
+    /// `"http"`, `"tcp"` or `"calculated"`.
+    #[serde(rename = "type", default = "default_dns_check_type")]
+    pub check_type: String,
+    /// Checks a region's edge (its `/healthz`); or give `address`.
+    #[serde(default)]
+    pub edge: Option<String>,
+    /// The `host:port` to check.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// The path an HTTP check requests.
+    #[serde(default = "default_dns_check_path")]
+    pub path: String,
+    /// A string the first 5,120 bytes of an HTTP answer's body must hold.
+    #[serde(default)]
+    pub search_string: Option<String>,
+    /// Milliseconds between checks (100 to 60000).
+    #[serde(default = "default_dns_check_interval_ms")]
+    pub interval_ms: u64,
+    /// Results in a row that change the check's state (1 to 10).
+    #[serde(default = "default_dns_check_failure_threshold")]
+    pub failure_threshold: u32,
+    /// Report the opposite of what the check sees.
+    #[serde(default)]
+    pub inverted: bool,
+    /// Always healthy, without checking.
+    #[serde(default)]
+    pub disabled: bool,
+    /// A calculated check's children, by name.
+    #[serde(default)]
+    pub children: Vec<String>,
+    /// How many children a calculated check needs healthy (default: all).
+    #[serde(default)]
+    pub healthy_threshold: Option<usize>,
+}
+
+/// The default kind of DNS health check.
+pub fn default_dns_check_type() -> String {
+    "http".to_owned()
+}
+
+/// The default path of an HTTP DNS health check.
+pub fn default_dns_check_path() -> String {
+    "/healthz".to_owned()
+}
+
+/// The default interval of a DNS health check.
+pub fn default_dns_check_interval_ms() -> u64 {
+    1000
+}
+
+/// The default failure threshold of a DNS health check (Route 53's).
+pub fn default_dns_check_failure_threshold() -> u32 {
+    3
+}
+
+/// One record set of the zone, with at most one routing policy.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDnsRecord {
+    /// The name inside the zone: `@` for the apex, `www`, or a full name ending in the
+    /// zone's.
+    pub name: String,
+    /// `"A"`, `"AAAA"`, `"CNAME"` or `"TXT"`.
+    #[serde(rename = "type")]
+    pub record_type: String,
+    /// Its TTL, in seconds; the zone's `ttl` if none.
+    #[serde(default)]
+    pub ttl: Option<u32>,
+    /// Tells apart the record sets of one name and type that have a routing policy.
+    #[serde(default)]
+    pub set_identifier: Option<String>,
+    /// Its values: addresses, a name, or texts.
+    #[serde(default)]
+    pub values: Vec<String>,
+    /// An alias of a region's edge: the edge's address (A records).
+    #[serde(default)]
+    pub edge: Option<String>,
+    /// The health check whose state the record takes.
+    #[serde(default)]
+    pub health_check: Option<String>,
+    /// Weighted routing: 0 to 255.
+    #[serde(default)]
+    pub weight: Option<u8>,
+    /// Latency routing: the record's region.
+    #[serde(default)]
+    pub latency: Option<String>,
+    /// Failover routing: `"primary"` or `"secondary"`.
+    #[serde(default)]
+    pub failover: Option<String>,
+    /// Geolocation routing: `{}` for the default, or a `continent`, or a `country` (with an
+    /// optional `subdivision`).
+    #[serde(default)]
+    pub geolocation: Option<RawGeolocation>,
+    /// Geoproximity routing: a `region` or a `latitude` and `longitude`, and a `bias`.
+    #[serde(default)]
+    pub geoproximity: Option<RawGeoproximity>,
+    /// Multivalue answer routing.
+    #[serde(default)]
+    pub multivalue: bool,
+    /// IP-based routing: the location of the CIDR collection, or `"*"` for the default.
+    #[serde(default)]
+    pub ip_based: Option<String>,
+}
+
+/// A geolocation record's location.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGeolocation {
+    /// A continent code: AF, AN, AS, EU, NA, OC or SA.
+    #[serde(default)]
+    pub continent: Option<String>,
+    /// An ISO 3166-1 alpha-2 country code.
+    #[serde(default)]
+    pub country: Option<String>,
+    /// A subdivision code inside the country (a US state, say).
+    #[serde(default)]
+    pub subdivision: Option<String>,
+}
+
+/// A geoproximity record's place and bias.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGeoproximity {
+    /// A region of the topology, whose place the record takes.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Degrees north.
+    #[serde(default)]
+    pub latitude: Option<f64>,
+    /// Degrees east.
+    #[serde(default)]
+    pub longitude: Option<f64>,
+    /// -99 to 99: grows (positive) or shrinks (negative) the area the record answers.
+    #[serde(default)]
+    pub bias: i8,
 }
 
 /// Logging and the admin endpoint.

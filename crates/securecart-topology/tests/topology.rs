@@ -419,6 +419,54 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "edge.listeners[0].port",
             "same as telemetry.admin_port",
         ),
+        (
+            "zone = \"securecart.test\"",
+            "zone = \"not a zone\"",
+            "dns.zone",
+            "not a domain name",
+        ),
+        (
+            "latency = \"us-east-1\"",
+            "latency = \"mars-1\"",
+            "dns.records[0].latency",
+            "not a region",
+        ),
+        (
+            "latency = \"us-east-1\"",
+            "weight = 5\nlatency = \"us-east-1\"",
+            "dns.records[0].latency",
+            "one routing policy",
+        ),
+        (
+            "failover = \"primary\"",
+            "failover = \"first\"",
+            "dns.records[2].failover",
+            "not a failover role",
+        ),
+        (
+            "health_check = \"edge-us-east-1\"",
+            "health_check = \"nope\"",
+            "dns.records[0].health_check",
+            "not a health check",
+        ),
+        (
+            "set_identifier = \"eu-west-1\"",
+            "set_identifier = \"us-east-1\"",
+            "dns.records[1].set_identifier",
+            "used twice",
+        ),
+        (
+            "interval_ms = 1000\nfailure_threshold = 2",
+            "interval_ms = 10\nfailure_threshold = 2",
+            "dns.health_checks[0].interval_ms",
+            "from 100 to 60000",
+        ),
+        (
+            "edge = \"us-east-1\"\ninterval_ms",
+            "edge = \"pluto\"\ninterval_ms",
+            "dns.health_checks[0].edge",
+            "not a region",
+        ),
     ];
     for (from, to, field, message) in cases {
         let text = with(from, to);

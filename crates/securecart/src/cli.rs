@@ -106,23 +106,30 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormatArg,
     },
-    /// Serve zone files as an authoritative DNS server over UDP and TCP, the way `knotd` or
-    /// `nsd` does. SIGHUP reads the files again; a file that does not load leaves the zones
-    /// in force.
+    /// Run an authoritative DNS server over UDP and TCP: zone files alone (`--zone`), the
+    /// way `knotd` or `nsd` serves them, or a region's server of the topology's `[dns]`
+    /// zone (`--region`), with its routing policies and health checks. SIGHUP reads the
+    /// files again; one that does not load leaves the zones in force.
     Dns {
         /// A zone file (RFC 1035); repeat for several zones. The zone's name comes from its
         /// `$ORIGIN`, or from the file's name without `.zone`.
-        #[arg(long = "zone", value_name = "FILE", required = true)]
+        #[arg(long = "zone", value_name = "FILE", required_unless_present = "region")]
         zones: Vec<PathBuf>,
-        /// Where to answer, UDP and TCP.
+        /// Serve the topology's zone as this region's DNS server.
+        #[arg(long, conflicts_with = "zones")]
+        region: Option<String>,
+        /// The topology file for `--region`; without it, the default topology.
+        #[arg(long, value_name = "FILE", requires = "region")]
+        config: Option<PathBuf>,
+        /// Where to answer, UDP and TCP (zone files; a region answers at its address).
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5353")]
         listen: std::net::SocketAddr,
         /// Worker threads (default: one per core); 1 runs everything on one thread.
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         workers: Option<u16>,
-        /// The log format.
-        #[arg(long, value_enum, default_value = "text")]
-        log_format: LogFormatArg,
+        /// The log format; overrides the topology's.
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormatArg>,
     },
     /// Run one replica of one of the shop's services.
     Shop {

@@ -147,15 +147,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Dns {
+            region: Some(region),
+            config,
+            workers,
+            log_format,
+            ..
+        } => dns_region(&region, config.as_deref(), workers, log_format).await,
+        Command::Dns {
             zones,
             listen,
             workers,
             log_format,
+            ..
         } => {
             securecart_telemetry::logging::init(
                 match log_format {
-                    LogFormatArg::Json => LogFormat::Json,
-                    LogFormatArg::Text => LogFormat::Text,
+                    Some(LogFormatArg::Json) => LogFormat::Json,
+                    _ => LogFormat::Text,
                 },
                 is_terminal(),
             );
@@ -221,6 +229,116 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// A region's DNS server of the topology's zone: its records, routing policies and health
+/// checks, an admin endpoint for the supervisor (`/healthz`, `/metrics` with each health
+/// check's state), and SIGHUP to read the topology again.
+async fn dns_region(
+    region_name: &str,
+    config: Option<&Path>,
+    workers: Option<u16>,
+    log_format: Option<LogFormatArg>,
+) -> anyhow::Result<ExitCode> {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    use prometheus_client::metrics::family::Family;
+    use prometheus_client::metrics::gauge::Gauge;
+
+    securecart_supervisor::die_with_parent();
+    let loaded = settings::load_topology(config)?;
+    securecart_telemetry::logging::init(
+        settings::log_format(&loaded.topology, log_format),
+        is_terminal(),
+    );
+    let region = settings::region(&loaded.topology, region_name)?;
+    let component = region.dns.clone().with_context(|| {
+        format!("the topology has no [dns] section, so region {region_name} runs no DNS server")
+    })?;
+    let (stop_checks, checks) = tokio::sync::watch::channel(false);
+    let built =
+        securecart_dns::config::build(&settings::dns_zone_config(&loaded.topology)?, &checks)
+            .map_err(anyhow::Error::msg)?;
+    let check_flags = Arc::new(arc_swap::ArcSwap::from_pointee(built.checks));
+    let server = securecart_dns::DnsServer::bind(component.address, built.responder)
+        .await
+        .with_context(|| format!("cannot listen on {}", component.address))?;
+
+    let mut registry = prometheus_client::registry::Registry::with_prefix("securecart_dns");
+    let health = Family::<Vec<(String, String)>, Gauge>::default();
+    registry.register(
+        "health_check_healthy",
+        "Whether each health check passes (1) or fails (0)",
+        health.clone(),
+    );
+    let readiness = securecart_telemetry::Readiness::default();
+    readiness.set(true);
+    let admin = securecart_telemetry::AdminServer::bind(
+        component.admin_address,
+        securecart_telemetry::metrics::MetricsRegistry::new(registry),
+        readiness,
+        axum::Router::new(),
+    )
+    .await
+    .with_context(|| format!("cannot listen on {}", component.admin_address))?;
+    tokio::spawn(admin.serve(shutdown_signal()));
+    let flags = Arc::clone(&check_flags);
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            ticks.tick().await;
+            for (name, flag) in flags.load().iter() {
+                health
+                    .get_or_create(&vec![("check".to_owned(), name.clone())])
+                    .set(i64::from(flag.load(Ordering::Relaxed)));
+            }
+        }
+    });
+    tracing::info!(region = region_name, listen = %server.local_addr()?, zone = %loaded.topology.dns.as_ref().map_or("", |dns| dns.zone.as_str()), "dns ready");
+
+    let slot = server.responder();
+    let config = config.map(Path::to_path_buf);
+    tokio::spawn(async move {
+        let Ok(mut hangups) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        let mut stop_checks = stop_checks;
+        while hangups.recv().await.is_some() {
+            let (next_stop, next_checks) = tokio::sync::watch::channel(false);
+            let rebuilt = settings::load_topology(config.as_deref()).and_then(|loaded| {
+                securecart_dns::config::build(
+                    &settings::dns_zone_config(&loaded.topology)?,
+                    &next_checks,
+                )
+                .map_err(anyhow::Error::msg)
+            });
+            match rebuilt {
+                Ok(built) => {
+                    slot.store(Arc::new(built.responder));
+                    check_flags.store(Arc::new(built.checks));
+                    let _ = stop_checks.send(true);
+                    stop_checks = next_stop;
+                    tracing::info!("zone reloaded on SIGHUP");
+                }
+                Err(error) => {
+                    let _ = next_stop.send(true);
+                    tracing::error!("reload refused; the zone in force stays: {error:#}");
+                }
+            }
+        }
+    });
+    let udp_workers = workers.map_or_else(
+        || std::thread::available_parallelism().map_or(1, usize::from),
+        usize::from,
+    );
+    server
+        .serve(udp_workers, shutdown_signal())
+        .await
+        .context("the DNS server failed")?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Reads zone files into a responder; the zone's name is the file's `$ORIGIN`, or the
@@ -320,7 +438,8 @@ fn check(file: Option<&Path>) -> anyhow::Result<ExitCode> {
 }
 
 /// The children of `up`: every replica of every region, then every edge, so that the edges'
-/// first health checks find their targets listening.
+/// first health checks find their targets listening, then the DNS servers, whose health
+/// checks look at the edges.
 fn plan(
     topology: &Topology,
     config: Option<&Path>,
@@ -344,10 +463,17 @@ fn plan(
         .regions
         .iter()
         .flat_map(|region| region.replicas.iter())
-        .chain(topology.regions.iter().map(|region| &region.edge));
+        .chain(topology.regions.iter().map(|region| &region.edge))
+        .chain(
+            topology
+                .regions
+                .iter()
+                .filter_map(|region| region.dns.as_ref()),
+        );
     for component in components {
         let mut args = match component.role {
             Role::Edge => vec!["edge".to_owned()],
+            Role::Dns => vec!["dns".to_owned()],
             Role::Service(kind) => {
                 let replica = component.name.rsplit('-').next().unwrap_or("1").to_owned();
                 vec![

@@ -390,3 +390,127 @@ pub fn shop_config(
             .collect(),
     })
 }
+
+/// The topology's DNS zone, as the DNS servers serve it: every region's server is a name
+/// server of the zone, each region's loopback block is placed at the region (so latency
+/// records send a region's clients to its own edge), and the records and health checks
+/// are the topology's.
+pub fn dns_zone_config(topology: &Topology) -> anyhow::Result<securecart_dns::config::ZoneConfig> {
+    use securecart_dns::config::{CheckConfig, ProbeConfig, RecordConfig, ZoneConfig};
+    use securecart_dns::policy::{Environment, GeoLocation, Policy};
+    use securecart_topology::dns::{DnsCheckKind, DnsRouting};
+    let dns = topology
+        .dns
+        .as_ref()
+        .ok_or_else(|| anyhow!("the topology has no [dns] section"))?;
+    let place = |region: &Region| (region.location.latitude, region.location.longitude);
+    let environment = Environment {
+        regions: topology
+            .regions
+            .iter()
+            .map(|region| (region.name.clone(), place(region)))
+            .collect(),
+        latencies: Vec::new(),
+        cidr_locations: dns
+            .cidr_locations
+            .iter()
+            .flat_map(|(name, networks)| {
+                networks.iter().map(move |network| (*network, name.clone()))
+            })
+            .collect(),
+        places: topology
+            .regions
+            .iter()
+            .map(|region| (ipnet::IpNet::V4(region.cidr), place(region)))
+            .collect(),
+    };
+    let records = dns
+        .records
+        .iter()
+        .map(|record| RecordConfig {
+            name: record.name.clone(),
+            record_type: record.record_type.clone(),
+            ttl: record.ttl,
+            set_identifier: record.set_identifier.clone(),
+            policy: match &record.routing {
+                DnsRouting::Simple => None,
+                DnsRouting::Weighted(weight) => Some(Policy::Weighted { weight: *weight }),
+                DnsRouting::Latency(region) => Some(Policy::Latency {
+                    region: region.clone(),
+                }),
+                DnsRouting::Failover(primary) => Some(Policy::Failover { primary: *primary }),
+                DnsRouting::Geolocation {
+                    continent,
+                    country,
+                    subdivision,
+                } => Some(Policy::Geolocation {
+                    location: match (continent, country, subdivision) {
+                        (Some(continent), _, _) => GeoLocation::Continent(continent.clone()),
+                        (None, Some(country), Some(subdivision)) => {
+                            GeoLocation::Subdivision(country.clone(), subdivision.clone())
+                        }
+                        (None, Some(country), None) => GeoLocation::Country(country.clone()),
+                        (None, None, _) => GeoLocation::Default,
+                    },
+                }),
+                DnsRouting::Geoproximity { place, bias } => Some(Policy::Geoproximity {
+                    place: *place,
+                    bias: *bias,
+                }),
+                DnsRouting::Multivalue => Some(Policy::Multivalue),
+                DnsRouting::IpBased(location) => Some(Policy::IpBased {
+                    location: location.clone(),
+                }),
+            },
+            values: record.values.clone(),
+            health_check: record.health_check.clone(),
+        })
+        .collect();
+    let health_checks = dns
+        .health_checks
+        .iter()
+        .map(|check| CheckConfig {
+            name: check.name.clone(),
+            probe: match &check.kind {
+                DnsCheckKind::Http {
+                    address,
+                    path,
+                    search,
+                } => ProbeConfig::Http {
+                    address: *address,
+                    path: path.clone(),
+                    search: search.clone(),
+                },
+                DnsCheckKind::Tcp { address } => ProbeConfig::Tcp { address: *address },
+                DnsCheckKind::Calculated {
+                    children,
+                    threshold,
+                } => ProbeConfig::Calculated {
+                    children: children.clone(),
+                    threshold: *threshold,
+                },
+            },
+            interval: check.interval,
+            failure_threshold: check.failure_threshold,
+            inverted: check.inverted,
+            disabled: check.disabled,
+        })
+        .collect();
+    Ok(ZoneConfig {
+        origin: dns.zone.clone(),
+        name_servers: topology
+            .regions
+            .iter()
+            .filter_map(|region| {
+                region
+                    .dns
+                    .as_ref()
+                    .map(|server| (format!("ns-{}", region.name), server.address.ip()))
+            })
+            .collect(),
+        ttl: 300,
+        records,
+        health_checks,
+        environment,
+    })
+}

@@ -38,6 +38,7 @@ fn test_topology(directory: &Path) -> PathBuf {
     let https_port = free_port(&format!("127.{first}.0.1"));
     let service_port = free_port(&format!("127.{first}.1.1"));
     let admin_port = free_port(&format!("127.{first}.1.2"));
+    let dns_port = free_port(&format!("127.{first}.0.2"));
     let text = std::fs::read_to_string(repository_root().join("securecart.toml"))
         .expect("default topology")
         .replace("127.1.", &format!("127.{first}."))
@@ -52,6 +53,11 @@ fn test_topology(directory: &Path) -> PathBuf {
             &format!("name = \"https\"\nport = {https_port}"),
         )
         .replace("port = 8080", &format!("port = {service_port}"))
+        .replace("port = 5353", &format!("port = {dns_port}"))
+        .replace(
+            "interval_ms = 1000\nfailure_threshold = 2",
+            "interval_ms = 300\nfailure_threshold = 2",
+        )
         .replace(
             "interval_ms = 1000, timeout_ms = 500",
             "interval_ms = 300, timeout_ms = 250",
@@ -216,7 +222,73 @@ async fn up_serves_a_purchase_survives_killed_replicas_and_stops_cleanly() {
     let data_dir = directory.path().join("data");
     let mut up = start_up(&config, &data_dir);
     let report = wait_healthy(&data_dir, &mut up, None).await;
-    assert_eq!(report["components"].as_array().map(Vec::len), Some(22));
+    assert_eq!(report["components"].as_array().map(Vec::len), Some(24));
+
+    // The shop's zone: each region's clients get their own region's edge (latency
+    // records), from either region's DNS server.
+    let dns = |region: usize| {
+        component(
+            &report,
+            &format!("{}/dns", ["us-east-1", "eu-west-1"][region]),
+        )["address"]
+            .as_str()
+            .expect("dns address")
+            .to_owned()
+    };
+    let edge_ip = |region: usize| {
+        let address: std::net::SocketAddr = component(
+            &report,
+            &format!("{}/edge", ["us-east-1", "eu-west-1"][region]),
+        )["address"]
+            .as_str()
+            .expect("edge address")
+            .parse()
+            .expect("address");
+        match address.ip() {
+            std::net::IpAddr::V4(ip) => ip.octets(),
+            std::net::IpAddr::V6(_) => unreachable!("the topology is IPv4"),
+        }
+    };
+    let client_in = |region: usize| {
+        let [a, b, _, _] = edge_ip(region);
+        format!("{a}.{b}.9.9")
+    };
+    for server in [dns(0), dns(1)] {
+        for region in [0, 1] {
+            assert_eq!(
+                ask_a_from(&client_in(region), &server, "www.securecart.test").await,
+                Some((0, Some(edge_ip(region)))),
+                "www from region {region}'s block, asking {server}"
+            );
+        }
+    }
+    // us-east-1's edge stops answering: within the health check's interval × threshold,
+    // its clients are sent to eu-west-1, and back once it answers again.
+    let us_edge = component(&report, "us-east-1/edge")["pid"]
+        .as_i64()
+        .expect("edge pid") as i32;
+    kill(Pid::from_raw(us_edge), Signal::SIGSTOP).expect("SIGSTOP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ask_a_from(&client_in(0), &dns(0), "www.securecart.test").await
+        != Some((0, Some(edge_ip(1))))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the stopped edge stayed in the answers"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    kill(Pid::from_raw(us_edge), Signal::SIGCONT).expect("SIGCONT");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ask_a_from(&client_in(0), &dns(0), "www.securecart.test").await
+        != Some((0, Some(edge_ip(0))))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the edge never came back into the answers"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let url = report["entry_points"][0]["url"]
         .as_str()
         .expect("url")
@@ -566,7 +638,14 @@ fn a_query(name: &str) -> Vec<u8> {
 
 /// The response code and the address of the last (A) record of the answer, if any.
 async fn ask_a(address: &str, name: &str) -> Option<(u8, Option<[u8; 4]>)> {
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.ok()?;
+    ask_a_from("127.0.0.1", address, name).await
+}
+
+/// [`ask_a`] from a chosen source address.
+async fn ask_a_from(source: &str, address: &str, name: &str) -> Option<(u8, Option<[u8; 4]>)> {
+    let socket = tokio::net::UdpSocket::bind(format!("{source}:0"))
+        .await
+        .ok()?;
     socket.send_to(&a_query(name), address).await.ok()?;
     let mut buffer = [0u8; 512];
     let length = tokio::time::timeout(Duration::from_millis(300), socket.recv(&mut buffer))

@@ -1,0 +1,288 @@
+//! A zone described in plain values (what the topology says), turned into a served zone:
+//! the SOA and NS records made for it, static record sets, routing-policy groups, and the
+//! health checks their records follow, started on the runtime.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use hickory_proto::rr::rdata::{CNAME, NS, SOA, TXT};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use tokio::sync::watch;
+
+use crate::answer::Catalog;
+use crate::health::{HealthCheck, Probe};
+use crate::policy::{Environment, Policy};
+use crate::wire::Responder;
+use crate::zone::{PolicyGroup, PolicyMember, Zone};
+
+/// A zone in plain values.
+#[derive(Debug, Clone)]
+pub struct ZoneConfig {
+    /// The zone's name.
+    pub origin: String,
+    /// Its name servers: (name inside the zone, address).
+    pub name_servers: Vec<(String, IpAddr)>,
+    /// The TTL of the SOA and NS records.
+    pub ttl: u32,
+    /// Its record sets.
+    pub records: Vec<RecordConfig>,
+    /// The health checks records follow.
+    pub health_checks: Vec<CheckConfig>,
+    /// What the routing policies know of the world.
+    pub environment: Environment,
+}
+
+/// One record set.
+#[derive(Debug, Clone)]
+pub struct RecordConfig {
+    /// Its owner, fully qualified.
+    pub name: String,
+    /// `A`, `AAAA`, `CNAME` or `TXT`.
+    pub record_type: String,
+    /// Its TTL.
+    pub ttl: u32,
+    /// Its set identifier.
+    pub set_identifier: String,
+    /// Its routing policy; none for a simple record set.
+    pub policy: Option<Policy>,
+    /// Its values as text.
+    pub values: Vec<String>,
+    /// The health check it follows.
+    pub health_check: Option<String>,
+}
+
+/// A health check in plain values.
+#[derive(Debug, Clone)]
+pub struct CheckConfig {
+    /// Its name.
+    pub name: String,
+    /// What it checks.
+    pub probe: ProbeConfig,
+    /// How often.
+    pub interval: Duration,
+    /// Results in a row that change its state.
+    pub failure_threshold: u32,
+    /// Reports the opposite.
+    pub inverted: bool,
+    /// Always healthy.
+    pub disabled: bool,
+}
+
+/// What a check probes.
+#[derive(Debug, Clone)]
+pub enum ProbeConfig {
+    /// HTTP GET `path` at `address`, with an optional string to find.
+    Http {
+        /// Where.
+        address: SocketAddr,
+        /// What.
+        path: String,
+        /// The string the body must hold.
+        search: Option<String>,
+    },
+    /// A TCP connection to `address`.
+    Tcp {
+        /// Where.
+        address: SocketAddr,
+    },
+    /// Healthy while `threshold` of the named checks are.
+    Calculated {
+        /// The children.
+        children: Vec<String>,
+        /// How many must be healthy.
+        threshold: usize,
+    },
+}
+
+/// A built zone: the responder, and each health check's flag by name.
+#[derive(Debug)]
+pub struct Built {
+    /// Answers from the zone.
+    pub responder: Responder,
+    /// The health checks' states.
+    pub checks: Vec<(String, Arc<AtomicBool>)>,
+}
+
+/// Builds the zone and starts its health checks, which stop when `stop` turns true.
+pub fn build(config: &ZoneConfig, stop: &watch::Receiver<bool>) -> Result<Built, String> {
+    let origin = Name::from_ascii(&config.origin)
+        .map_err(|error| format!("`{}` is not a zone name: {error}", config.origin))?;
+    let name = |text: &str| {
+        Name::from_ascii(text).map_err(|error| format!("`{text}` is not a name: {error}"))
+    };
+    let inside = |label: &str| name(&format!("{label}.{}", config.origin));
+
+    // The health checks: every flag first, so that calculated checks find their children.
+    let flags: HashMap<&str, Arc<AtomicBool>> = config
+        .health_checks
+        .iter()
+        .map(|check| (check.name.as_str(), Arc::new(AtomicBool::new(true))))
+        .collect();
+    for check in &config.health_checks {
+        let probe = match &check.probe {
+            ProbeConfig::Http {
+                address,
+                path,
+                search,
+            } => Probe::Http {
+                address: *address,
+                host: address.ip().to_string(),
+                path: path.clone(),
+                search: search.clone(),
+            },
+            ProbeConfig::Tcp { address } => Probe::Tcp { address: *address },
+            ProbeConfig::Calculated {
+                children,
+                threshold,
+            } => Probe::Calculated {
+                children: children
+                    .iter()
+                    .map(|child| {
+                        flags
+                            .get(child.as_str())
+                            .cloned()
+                            .ok_or_else(|| format!("health check `{child}` does not exist"))
+                    })
+                    .collect::<Result<_, _>>()?,
+                threshold: *threshold,
+            },
+        };
+        HealthCheck {
+            name: check.name.clone(),
+            probe,
+            interval: check.interval,
+            failure_threshold: check.failure_threshold,
+            inverted: check.inverted,
+            disabled: check.disabled,
+        }
+        .spawn(Arc::clone(&flags[check.name.as_str()]), stop.clone());
+    }
+
+    // SOA and NS records for the zone, with the name servers' addresses.
+    let first_server = config
+        .name_servers
+        .first()
+        .map(|(server, _)| inside(server))
+        .transpose()?
+        .unwrap_or_else(|| origin.clone());
+    let mut records = vec![Record::from_rdata(
+        origin.clone(),
+        config.ttl,
+        RData::SOA(SOA::new(
+            first_server,
+            inside("hostmaster")?,
+            1,
+            3600,
+            600,
+            86_400,
+            config.ttl,
+        )),
+    )];
+    for (server, address) in &config.name_servers {
+        let server = inside(server)?;
+        records.push(Record::from_rdata(
+            origin.clone(),
+            config.ttl,
+            RData::NS(NS(server.clone())),
+        ));
+        records.push(Record::from_rdata(
+            server,
+            config.ttl,
+            address_data(*address),
+        ));
+    }
+    let mut groups: Vec<(Name, RecordType, PolicyGroup)> = Vec::new();
+    for record in &config.records {
+        let owner = name(&record.name)?;
+        let record_type = match record.record_type.as_str() {
+            "A" => RecordType::A,
+            "AAAA" => RecordType::AAAA,
+            "CNAME" => RecordType::CNAME,
+            "TXT" => RecordType::TXT,
+            other => return Err(format!("{} {other}: not a record type served", record.name)),
+        };
+        let data = record
+            .values
+            .iter()
+            .map(|value| value_data(record_type, value))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| format!("{} {}: {error}", record.name, record.record_type))?;
+        match &record.policy {
+            None => records.extend(
+                data.into_iter()
+                    .map(|data| Record::from_rdata(owner.clone(), record.ttl, data)),
+            ),
+            Some(policy) => {
+                let member = PolicyMember {
+                    id: record.set_identifier.clone(),
+                    policy: policy.clone(),
+                    data,
+                    health: match &record.health_check {
+                        Some(check) => Some(
+                            flags
+                                .get(check.as_str())
+                                .cloned()
+                                .ok_or_else(|| format!("health check `{check}` does not exist"))?,
+                        ),
+                        None => None,
+                    },
+                };
+                match groups
+                    .iter_mut()
+                    .find(|(name, kind, _)| *name == owner && *kind == record_type)
+                {
+                    Some((_, _, group)) => group.members.push(member),
+                    None => groups.push((
+                        owner.clone(),
+                        record_type,
+                        PolicyGroup {
+                            ttl: record.ttl,
+                            members: vec![member],
+                        },
+                    )),
+                }
+            }
+        }
+    }
+    let mut zone = Zone::from_records(origin, records)?;
+    for (owner, record_type, group) in groups {
+        zone.add_policy_group(&owner, record_type, group)?;
+    }
+    let catalog = Catalog::new(vec![zone])?.with_environment(config.environment.clone());
+    Ok(Built {
+        responder: Responder::new(catalog),
+        checks: config
+            .health_checks
+            .iter()
+            .map(|check| (check.name.clone(), Arc::clone(&flags[check.name.as_str()])))
+            .collect(),
+    })
+}
+
+fn address_data(address: IpAddr) -> RData {
+    match address {
+        IpAddr::V4(address) => RData::A(address.into()),
+        IpAddr::V6(address) => RData::AAAA(address.into()),
+    }
+}
+
+fn value_data(record_type: RecordType, value: &str) -> Result<RData, String> {
+    match record_type {
+        RecordType::A => value
+            .parse::<std::net::Ipv4Addr>()
+            .map(|address| RData::A(address.into()))
+            .map_err(|_| format!("`{value}` is not an IPv4 address")),
+        RecordType::AAAA => value
+            .parse::<std::net::Ipv6Addr>()
+            .map(|address| RData::AAAA(address.into()))
+            .map_err(|_| format!("`{value}` is not an IPv6 address")),
+        RecordType::CNAME => Name::from_ascii(value)
+            .map(|name| RData::CNAME(CNAME(name)))
+            .map_err(|error| format!("`{value}` is not a name: {error}")),
+        RecordType::TXT => Ok(RData::TXT(TXT::new(vec![value.to_owned()]))),
+        other => Err(format!("{other} values are not served")),
+    }
+}
