@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use hickory_proto::op::ResponseCode;
+pub use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
 use crate::policy::{Candidate, ClientLocation, Environment};

@@ -101,25 +101,26 @@ impl HealthCheck {
         });
     }
 
-    /// One probe: whether the endpoint looks healthy (before inversion).
+    /// One probe: whether the endpoint looks healthy (before inversion). As Route 53's, a
+    /// connection must open within 4 s and an HTTP answer come within 2 s after it, whatever
+    /// the interval; a slow probe delays the next.
     pub async fn probe(&self) -> bool {
-        // Route 53 gives a connection 4 s and an answer 2 s; the interval bounds both here.
-        let timeout = self.interval.min(Duration::from_secs(4));
         match &self.probe {
-            Probe::Tcp { address } => {
-                matches!(
-                    tokio::time::timeout(timeout, TcpStream::connect(address)).await,
-                    Ok(Ok(_))
-                )
-            }
+            Probe::Tcp { address } => connect(*address).await.is_some(),
             Probe::Http {
                 address,
                 host,
                 path,
                 search,
-            } => tokio::time::timeout(timeout, http_probe(*address, host, path, search.as_deref()))
+            } => match connect(*address).await {
+                Some(stream) => tokio::time::timeout(
+                    HTTP_ANSWER_TIMEOUT,
+                    http_probe(stream, host, path, search.as_deref()),
+                )
                 .await
                 .unwrap_or(false),
+                None => false,
+            },
             Probe::Calculated {
                 children,
                 threshold,
@@ -134,10 +135,20 @@ impl HealthCheck {
     }
 }
 
-async fn http_probe(address: SocketAddr, host: &str, path: &str, search: Option<&str>) -> bool {
-    let Ok(stream) = TcpStream::connect(address).await else {
-        return false;
-    };
+/// How long a health check's connection may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// How long an HTTP health check's answer may take once connected.
+const HTTP_ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
+
+async fn connect(address: SocketAddr) -> Option<TcpStream> {
+    tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
+        .await
+        .ok()?
+        .ok()
+}
+
+async fn http_probe(stream: TcpStream, host: &str, path: &str, search: Option<&str>) -> bool {
     let Ok((mut sender, connection)) =
         hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await
     else {

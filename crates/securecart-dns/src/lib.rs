@@ -8,6 +8,7 @@
 //! - [`server`]: UDP and TCP sockets, reloads without dropping queries.
 //! - [`policy`]: Route 53's routing policies, as a pure choice among a group's records.
 //! - [`config`]: a zone described in plain values (the topology's) built and its checks started.
+//! - [`geo`]: an address's country (offline registry data) and continent.
 //! - [`health`]: Route 53's health checks (HTTP, TCP, calculated), each keeping a flag.
 //!
 //! Serving policy records (from the topology), health checks and the client's location
@@ -15,6 +16,7 @@
 
 pub mod answer;
 pub mod config;
+pub mod geo;
 pub mod health;
 pub mod policy;
 pub mod server;

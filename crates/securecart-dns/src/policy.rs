@@ -100,10 +100,16 @@ pub struct Environment {
 
 impl Environment {
     /// What is known of the client at `address`: its place, from the most specific network
-    /// of [`Environment::places`] that holds it.
+    /// of [`Environment::places`] that holds it, and its country and continent from the
+    /// registries' data ([`crate::geo`]).
     pub fn locate(&self, address: IpAddr) -> ClientLocation {
+        let country = crate::geo::locate(address);
         ClientLocation {
             address: Some(address),
+            country: country.map(|(country, _)| country.to_owned()),
+            continent: country
+                .and_then(|(_, continent)| continent)
+                .map(str::to_owned),
             place: self
                 .places
                 .iter()
@@ -600,6 +606,19 @@ mod tests {
             let choice = choose(&group, &client, &Environment::default(), 0);
             assert_eq!(ids(&group, &choice.chosen), [expected], "{}", choice.reason);
         }
+        // A real address is placed by the registries' data: 1.1.1.1 is in Australia.
+        let group = vec![
+            geo("default", GeoLocation::Default, true),
+            geo("oceania", GeoLocation::Continent("OC".to_owned()), true),
+        ];
+        let sydney = Environment::default().locate("1.1.1.1".parse().expect("address"));
+        let choice = choose(&group, &sydney, &Environment::default(), 0);
+        assert_eq!(
+            ids(&group, &choice.chosen),
+            ["oceania"],
+            "{}",
+            choice.reason
+        );
         // No record for the client and no default: no answer.
         let group = vec![geo("us", GeoLocation::Country("US".to_owned()), true)];
         let choice = choose(

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub use hickory_proto::rr::Name;
-use hickory_proto::rr::{LowerName, RData, Record, RecordType};
+pub use hickory_proto::rr::{LowerName, Name, RecordType};
+use hickory_proto::rr::{RData, Record};
 use hickory_proto::serialize::txt::Parser;
 
 /// A zone that cannot be served, with where the problem is.

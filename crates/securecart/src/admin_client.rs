@@ -1,4 +1,5 @@
-//! A client of the edge's admin API, for `securecart targets` and `securecart reload`.
+//! A client of the components' admin APIs, for `securecart targets`, `securecart reload` and
+//! `securecart dns test-record`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -57,4 +58,17 @@ pub async fn post(
     body: String,
 ) -> anyhow::Result<serde_json::Value> {
     call(admin, Method::POST, path, token, body).await
+}
+
+/// GET a component's admin path as text (`/metrics`, say).
+pub async fn get_text(admin: SocketAddr, path: &str) -> anyhow::Result<String> {
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let request = Request::get(format!("http://{admin}{path}")).body(Full::new(Bytes::new()))?;
+    let response = tokio::time::timeout(Duration::from_secs(5), client.request(request))
+        .await
+        .with_context(|| format!("{admin} did not answer in time"))?
+        .with_context(|| format!("cannot reach {admin}"))?;
+    let bytes = response.into_body().collect().await?.to_bytes();
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }

@@ -110,7 +110,11 @@ pub enum Command {
     /// way `knotd` or `nsd` serves them, or a region's server of the topology's `[dns]`
     /// zone (`--region`), with its routing policies and health checks. SIGHUP reads the
     /// files again; one that does not load leaves the zones in force.
+    #[command(args_conflicts_with_subcommands = true)]
     Dns {
+        /// Ask the topology's zone a question instead of serving it.
+        #[command(subcommand)]
+        action: Option<DnsAction>,
         /// A zone file (RFC 1035); repeat for several zones. The zone's name comes from its
         /// `$ORIGIN`, or from the file's name without `.zone`.
         #[arg(long = "zone", value_name = "FILE", required_unless_present = "region")]
@@ -151,6 +155,33 @@ pub enum Command {
         /// The log format; overrides the topology's.
         #[arg(long, value_enum)]
         log_format: Option<LogFormatArg>,
+    },
+}
+
+/// What `securecart dns` can do besides serving.
+#[derive(Debug, Subcommand)]
+pub enum DnsAction {
+    /// Answer a question from the topology's zone the way a DNS server of the deployment
+    /// would, and say why (Route 53's "test DNS answer"). Health comes from the running
+    /// deployment's DNS servers; without one, every health check counts as healthy.
+    TestRecord {
+        /// The name, such as www.securecart.test.
+        name: String,
+        /// The record type, such as A.
+        #[arg(value_name = "TYPE")]
+        record_type: String,
+        /// The client's network, as EDNS Client Subnet gives it, such as 127.2.0.0/16.
+        #[arg(long, value_name = "CIDR")]
+        client_subnet: Option<ipnet::IpNet>,
+        /// The resolver's address, used when no client subnet is given.
+        #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
+        resolver_ip: std::net::IpAddr,
+        /// The topology file; without it, the default topology.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The data directory of the running deployment, for the health checks' states.
+        #[arg(long, value_name = "DIR", default_value = "data")]
+        data_dir: PathBuf,
     },
 }
 

@@ -147,6 +147,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Dns {
+            action:
+                Some(crate::cli::DnsAction::TestRecord {
+                    name,
+                    record_type,
+                    client_subnet,
+                    resolver_ip,
+                    config,
+                    data_dir,
+                }),
+            ..
+        } => {
+            test_record(
+                &name,
+                &record_type,
+                client_subnet,
+                resolver_ip,
+                config.as_deref(),
+                &data_dir,
+            )
+            .await
+        }
+        Command::Dns {
             region: Some(region),
             config,
             workers,
@@ -285,7 +307,7 @@ async fn dns_region(
     tokio::spawn(admin.serve(shutdown_signal()));
     let flags = Arc::clone(&check_flags);
     tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(Duration::from_millis(500));
+        let mut ticks = tokio::time::interval(Duration::from_millis(100));
         loop {
             ticks.tick().await;
             for (name, flag) in flags.load().iter() {
@@ -339,6 +361,113 @@ async fn dns_region(
         .await
         .context("the DNS server failed")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Answers one question from the topology's zone, with the reasons, like Route 53's test
+/// DNS answer.
+async fn test_record(
+    name: &str,
+    record_type: &str,
+    client_subnet: Option<ipnet::IpNet>,
+    resolver_ip: std::net::IpAddr,
+    config: Option<&Path>,
+    data_dir: &Path,
+) -> anyhow::Result<ExitCode> {
+    use std::sync::atomic::Ordering;
+
+    let loaded = settings::load_topology(config)?;
+    let mut zone = settings::dns_zone_config(&loaded.topology)?;
+    // No probing here: the checks' states come from the running deployment.
+    for check in &mut zone.health_checks {
+        check.disabled = true;
+    }
+    let (_stop, checks) = tokio::sync::watch::channel(false);
+    let built = securecart_dns::config::build(&zone, &checks).map_err(anyhow::Error::msg)?;
+    let live = live_health_checks(data_dir).await;
+    let mut health = Vec::new();
+    for (check, flag) in &built.checks {
+        let healthy = live.as_ref().and_then(|(_, live)| live.get(check)).copied();
+        flag.store(healthy.unwrap_or(true), Ordering::Relaxed);
+        health.push(format!(
+            "{check} {}",
+            match healthy {
+                Some(true) => "healthy",
+                Some(false) => "unhealthy",
+                None => "healthy (no running deployment says otherwise)",
+            }
+        ));
+    }
+    let record_type: securecart_dns::zone::RecordType = record_type
+        .to_ascii_uppercase()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("`{record_type}` is not a record type"))?;
+    let fqdn = if name.ends_with('.') {
+        name.to_owned()
+    } else {
+        format!("{name}.")
+    };
+    let owner = securecart_dns::zone::Name::from_ascii(&fqdn)
+        .map_err(|error| anyhow::anyhow!("`{name}` is not a name: {error}"))?;
+    let client = client_subnet.map_or(resolver_ip, |subnet| subnet.network());
+    let catalog = built.responder.catalog();
+    let answer = catalog.answer(
+        &securecart_dns::zone::LowerName::new(&owner),
+        record_type,
+        &catalog.environment().locate(client),
+        rand::random(),
+    );
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{fqdn} {record_type} from {client}{}",
+        client_subnet.map_or_else(String::new, |subnet| format!(" (client subnet {subnet})"))
+    )?;
+    let code = match answer.code {
+        securecart_dns::answer::ResponseCode::NoError => "NOERROR".to_owned(),
+        securecart_dns::answer::ResponseCode::NXDomain => "NXDOMAIN".to_owned(),
+        securecart_dns::answer::ResponseCode::Refused => "REFUSED".to_owned(),
+        other => other.to_string(),
+    };
+    writeln!(out, "response code: {code}")?;
+    for record in &answer.answers {
+        writeln!(out, "answer: {record}")?;
+    }
+    for record in &answer.authorities {
+        writeln!(out, "authority: {record}")?;
+    }
+    for reason in &answer.reasons {
+        writeln!(out, "why: {reason}")?;
+    }
+    if !health.is_empty() {
+        let source = live.map_or_else(String::new, |(server, _)| format!(" (as {server} sees it)"));
+        writeln!(out, "health{source}: {}", health.join(", "))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Each health check's state as the running deployment's DNS servers report it (the
+/// first that answers), if a deployment runs from `data_dir`.
+async fn live_health_checks(
+    data_dir: &Path,
+) -> Option<(String, std::collections::HashMap<String, bool>)> {
+    let state = securecart_supervisor::state::read(&state_file(data_dir))?;
+    for component in state
+        .components
+        .iter()
+        .filter(|component| component.role == "dns")
+    {
+        let Ok(text) = admin_client::get_text(component.admin_address, "/metrics").await else {
+            continue;
+        };
+        let states = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("securecart_dns_health_check_healthy{check=\""))
+            .filter_map(|rest| rest.split_once("\"} "))
+            .map(|(check, value)| (check.to_owned(), value.trim() == "1"))
+            .collect();
+        return Some((component.id.clone(), states));
+    }
+    None
 }
 
 /// Reads zone files into a responder; the zone's name is the file's `$ORIGIN`, or the

@@ -253,13 +253,46 @@ async fn up_serves_a_purchase_survives_killed_replicas_and_stops_cleanly() {
         let [a, b, _, _] = edge_ip(region);
         format!("{a}.{b}.9.9")
     };
+    // The DNS servers may have started checking the edges before these listened: their
+    // checks settle within interval × threshold, as `dns test-record` shows.
+    let config_arg = config.to_str().expect("path").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let tested = securecart_ok(
+            &data_dir,
+            &[
+                "dns",
+                "test-record",
+                "www.securecart.test",
+                "A",
+                "--config",
+                &config_arg,
+            ],
+        )
+        .await;
+        if tested.contains("edge-us-east-1 healthy, edge-eu-west-1 healthy") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the edges never both passed: {tested}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     for server in [dns(0), dns(1)] {
         for region in [0, 1] {
-            assert_eq!(
-                ask_a_from(&client_in(region), &server, "www.securecart.test").await,
-                Some((0, Some(edge_ip(region)))),
-                "www from region {region}'s block, asking {server}"
-            );
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let answer = ask_a_from(&client_in(region), &server, "www.securecart.test").await;
+                if answer == Some((0, Some(edge_ip(region)))) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "www from region {region}'s block, asking {server}: {answer:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
     }
     // us-east-1's edge stops answering: within the health check's interval × threshold,
@@ -276,6 +309,37 @@ async fn up_serves_a_purchase_survives_killed_replicas_and_stops_cleanly() {
             Instant::now() < deadline,
             "the stopped edge stayed in the answers"
         );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Route 53's test DNS answer says the same, and why, with the live health.
+    let [a, b, _, _] = edge_ip(0);
+    let [c, d, _, _] = edge_ip(1);
+    // (The servers' metrics, which it reads, follow the checks within a fraction of a
+    // second.)
+    let subnet = format!("{a}.{b}.0.0/16");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let tested = securecart_ok(
+            &data_dir,
+            &[
+                "dns",
+                "test-record",
+                "www.securecart.test",
+                "A",
+                "--client-subnet",
+                &subnet,
+                "--config",
+                &config_arg,
+            ],
+        )
+        .await;
+        if tested.contains(&format!("IN A {c}.{d}.0.1"))
+            && tested.contains("edge-us-east-1 unhealthy, edge-eu-west-1 healthy")
+            && tested.contains("why: www.securecart.test. A: latency")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{tested}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     kill(Pid::from_raw(us_edge), Signal::SIGCONT).expect("SIGCONT");
