@@ -181,54 +181,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             workers,
             log_format,
             ..
-        } => {
-            securecart_telemetry::logging::init(
-                match log_format {
-                    Some(LogFormatArg::Json) => LogFormat::Json,
-                    _ => LogFormat::Text,
-                },
-                is_terminal(),
-            );
-            let responder = load_zones(&zones)?;
-            let records: usize = responder
-                .catalog()
-                .zones()
-                .iter()
-                .map(securecart_dns::Zone::record_count)
-                .sum();
-            let server = securecart_dns::DnsServer::bind(listen, responder)
-                .await
-                .with_context(|| format!("cannot listen on {listen}"))?;
-            tracing::info!(listen = %server.local_addr()?, zones = zones.len(), records, "dns ready");
-            let slot = server.responder();
-            tokio::spawn(async move {
-                let Ok(mut hangups) =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-                else {
-                    return;
-                };
-                while hangups.recv().await.is_some() {
-                    match load_zones(&zones) {
-                        Ok(responder) => {
-                            slot.store(std::sync::Arc::new(responder));
-                            tracing::info!("zones reloaded on SIGHUP");
-                        }
-                        Err(error) => {
-                            tracing::error!("reload refused; the zones in force stay: {error:#}")
-                        }
-                    }
-                }
-            });
-            let udp_workers = workers.map_or_else(
-                || std::thread::available_parallelism().map_or(1, usize::from),
-                usize::from,
-            );
-            server
-                .serve(udp_workers, shutdown_signal())
-                .await
-                .context("the DNS server failed")?;
-            Ok(ExitCode::SUCCESS)
-        }
+        } => dns_zone_files(zones, listen, workers, log_format).await,
         Command::Shop {
             service,
             region,
@@ -251,6 +204,69 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Zone files served alone, the way `knotd` or `nsd` serves them; SIGHUP reads them again.
+async fn dns_zone_files(
+    zones: Vec<PathBuf>,
+    listen: std::net::SocketAddr,
+    workers: Option<u16>,
+    log_format: Option<LogFormatArg>,
+) -> anyhow::Result<ExitCode> {
+    securecart_telemetry::logging::init(
+        match log_format {
+            Some(LogFormatArg::Json) => LogFormat::Json,
+            _ => LogFormat::Text,
+        },
+        is_terminal(),
+    );
+    let responder = load_zones(&zones)?;
+    let records: usize = responder
+        .catalog()
+        .zones()
+        .iter()
+        .map(securecart_dns::Zone::record_count)
+        .sum();
+    let server = securecart_dns::DnsServer::bind(listen, responder)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(listen = %server.local_addr()?, zones = zones.len(), records, "dns ready");
+    let slot = server.responder();
+    tokio::spawn(async move {
+        let Ok(mut hangups) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            match load_zones(&zones) {
+                Ok(responder) => {
+                    slot.store(std::sync::Arc::new(responder));
+                    tracing::info!("zones reloaded on SIGHUP");
+                }
+                Err(error) => {
+                    tracing::error!("reload refused; the zones in force stay: {error:#}")
+                }
+            }
+        }
+    });
+    serve_dns(server, workers).await
+}
+
+/// Serves DNS until SIGTERM or Ctrl-C, with `workers` UDP threads (one per core by default).
+async fn serve_dns(
+    server: securecart_dns::DnsServer,
+    workers: Option<u16>,
+) -> anyhow::Result<ExitCode> {
+    let udp_workers = workers.map_or_else(
+        || std::thread::available_parallelism().map_or(1, usize::from),
+        usize::from,
+    );
+    server
+        .serve(udp_workers, shutdown_signal())
+        .await
+        .context("the DNS server failed")?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A region's DNS server of the topology's zone: its records, routing policies and health
@@ -352,15 +368,7 @@ async fn dns_region(
             }
         }
     });
-    let udp_workers = workers.map_or_else(
-        || std::thread::available_parallelism().map_or(1, usize::from),
-        usize::from,
-    );
-    server
-        .serve(udp_workers, shutdown_signal())
-        .await
-        .context("the DNS server failed")?;
-    Ok(ExitCode::SUCCESS)
+    serve_dns(server, workers).await
 }
 
 /// Answers one question from the topology's zone, with the reasons, like Route 53's test
