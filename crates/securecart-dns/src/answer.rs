@@ -71,6 +71,29 @@ impl Catalog {
         client: &ClientLocation,
         seed: u64,
     ) -> Answer {
+        self.answer_as(name, record_type, client, seed, false)
+    }
+
+    /// Answers as [`Catalog::answer`] does, with the reasons of every routing policy's
+    /// choice in [`Answer::reasons`] (for `test-record`).
+    pub fn explain(
+        &self,
+        name: &LowerName,
+        record_type: RecordType,
+        client: &ClientLocation,
+        seed: u64,
+    ) -> Answer {
+        self.answer_as(name, record_type, client, seed, true)
+    }
+
+    fn answer_as(
+        &self,
+        name: &LowerName,
+        record_type: RecordType,
+        client: &ClientLocation,
+        seed: u64,
+        explain: bool,
+    ) -> Answer {
         match self.zone_for(name) {
             Some(zone) => answer_in_zone(
                 zone,
@@ -80,6 +103,7 @@ impl Catalog {
                     client,
                     environment: &self.environment,
                     seed,
+                    explain,
                 },
             ),
             None => Answer::refused(),
@@ -92,6 +116,7 @@ struct Asker<'a> {
     client: &'a ClientLocation,
     environment: &'a Environment,
     seed: u64,
+    explain: bool,
 }
 
 /// An answer's sections and code.
@@ -195,14 +220,24 @@ fn answer_in_zone(
                     healthy: member.is_healthy(),
                 })
                 .collect();
-            let choice =
-                crate::policy::choose(&candidates, asker.client, asker.environment, asker.seed);
+            let chosen = if asker.explain {
+                let choice =
+                    crate::policy::choose(&candidates, asker.client, asker.environment, asker.seed);
+                answer
+                    .reasons
+                    .push(format!("{owner} {record_type}: {}", choice.reason));
+                choice.chosen
+            } else {
+                crate::policy::choose_quietly(
+                    &candidates,
+                    asker.client,
+                    asker.environment,
+                    asker.seed,
+                )
+            };
             answer.dynamic = true;
-            answer
-                .reasons
-                .push(format!("{owner} {record_type}: {}", choice.reason));
             let before = answer.answers.len();
-            for index in choice.chosen {
+            for index in chosen {
                 for data in &group.members[index].data {
                     answer
                         .answers

@@ -148,13 +148,34 @@ pub const MAX_MULTIVALUE: usize = 8;
 /// The mean radius of the Earth in kilometres.
 const EARTH_RADIUS_KM: f64 = 6371.0;
 
-/// Chooses the records of `group` that answer `client`.
+/// Chooses the records of `group` that answer `client`, and says why.
 pub fn choose(
     group: &[Candidate],
     client: &ClientLocation,
     environment: &Environment,
     seed: u64,
 ) -> Choice {
+    decide(group, client, environment, seed, true)
+}
+
+/// Chooses as [`choose`] does, without composing the reasons (the answering path).
+pub fn choose_quietly(
+    group: &[Candidate],
+    client: &ClientLocation,
+    environment: &Environment,
+    seed: u64,
+) -> Vec<usize> {
+    decide(group, client, environment, seed, false).chosen
+}
+
+fn decide(
+    group: &[Candidate],
+    client: &ClientLocation,
+    environment: &Environment,
+    seed: u64,
+    explain: bool,
+) -> Choice {
+    let say = |reason: &dyn Fn() -> String| if explain { reason() } else { String::new() };
     let Some(first) = group.first() else {
         return Choice {
             chosen: Vec::new(),
@@ -216,16 +237,18 @@ pub fn choose(
             };
             Choice {
                 chosen: vec![chosen],
-                reason: format!(
-                    "weighted: {} (weight {} of {total}){}{note}",
-                    group[chosen].id,
-                    weight(chosen),
-                    if zero {
-                        "; no healthy record of weight above 0, so weight-0 records count"
-                    } else {
-                        ""
-                    }
-                ),
+                reason: say(&|| {
+                    format!(
+                        "weighted: {} (weight {} of {total}){}{note}",
+                        group[chosen].id,
+                        weight(chosen),
+                        if zero {
+                            "; no healthy record of weight above 0, so weight-0 records count"
+                        } else {
+                            ""
+                        }
+                    )
+                }),
             }
         }
         Policy::Latency { .. } => {
@@ -241,11 +264,13 @@ pub fn choose(
                 .unwrap_or(0);
             Choice {
                 chosen: vec![chosen],
-                reason: format!(
-                    "latency: {} is nearest the client (estimated {:.1} ms){note}",
-                    group[chosen].id,
-                    latency(chosen)
-                ),
+                reason: say(&|| {
+                    format!(
+                        "latency: {} is nearest the client (estimated {:.1} ms){note}",
+                        group[chosen].id,
+                        latency(chosen)
+                    )
+                }),
             }
         }
         Policy::Geolocation { .. } => {
@@ -279,12 +304,14 @@ pub fn choose(
             match best {
                 Some((rank, index)) => Choice {
                     chosen: vec![index],
-                    reason: format!(
-                        "geolocation: {} matches the client's {}{note}",
-                        group[index].id,
-                        ["location by default", "continent", "country", "subdivision"]
-                            [usize::from(rank)]
-                    ),
+                    reason: say(&|| {
+                        format!(
+                            "geolocation: {} matches the client's {}{note}",
+                            group[index].id,
+                            ["location by default", "continent", "country", "subdivision"]
+                                [usize::from(rank)]
+                        )
+                    }),
                 },
                 None => Choice {
                     chosen: Vec::new(),
@@ -308,11 +335,13 @@ pub fn choose(
                 .unwrap_or(0);
             Choice {
                 chosen: vec![chosen],
-                reason: format!(
-                    "geoproximity: {} is nearest after bias ({:.0} km){note}",
-                    group[chosen].id,
-                    biased(chosen)
-                ),
+                reason: say(&|| {
+                    format!(
+                        "geoproximity: {} is nearest after bias ({:.0} km){note}",
+                        group[chosen].id,
+                        biased(chosen)
+                    )
+                }),
             }
         }
         Policy::Failover { .. } => {
@@ -335,7 +364,7 @@ pub fn choose(
             };
             Choice {
                 chosen: vec![chosen],
-                reason: format!("failover: {}: {reason}{note}", group[chosen].id),
+                reason: say(&|| format!("failover: {}: {reason}{note}", group[chosen].id)),
             }
         }
         Policy::Multivalue => {
@@ -347,10 +376,12 @@ pub fn choose(
             shuffle(&mut pool, seed);
             pool.truncate(MAX_MULTIVALUE);
             Choice {
-                reason: format!(
-                    "multivalue: {} healthy records in random order{note}",
-                    pool.len()
-                ),
+                reason: say(&|| {
+                    format!(
+                        "multivalue: {} healthy records in random order{note}",
+                        pool.len()
+                    )
+                }),
                 chosen: pool,
             }
         }
@@ -373,10 +404,12 @@ pub fn choose(
             match (matched, default) {
                 (Some(index), _) if healthy(index) => Choice {
                     chosen: vec![index],
-                    reason: format!(
-                        "IP-based: the client's address is in location {}{note}",
-                        location.unwrap_or("")
-                    ),
+                    reason: say(&|| {
+                        format!(
+                            "IP-based: the client's address is in location {}{note}",
+                            location.unwrap_or("")
+                        )
+                    }),
                 },
                 (_, Some(index)) if healthy(index) => Choice {
                     chosen: vec![index],

@@ -418,7 +418,7 @@ async fn test_record(
         .map_err(|error| anyhow::anyhow!("`{name}` is not a name: {error}"))?;
     let client = client_subnet.map_or(resolver_ip, |subnet| subnet.network());
     let catalog = built.responder.catalog();
-    let answer = catalog.answer(
+    let answer = catalog.explain(
         &securecart_dns::zone::LowerName::new(&owner),
         record_type,
         &catalog.environment().locate(client),
