@@ -74,6 +74,17 @@ impl Catalog {
         self.answer_as(name, record_type, client, seed, false)
     }
 
+    /// The policy group at (`name`, `record_type`), if there is one.
+    pub fn policy_entry(
+        &self,
+        name: &LowerName,
+        record_type: RecordType,
+    ) -> Option<Arc<crate::zone::PolicyEntry>> {
+        self.zone_for(name)?
+            .policy_entry(name, record_type)
+            .cloned()
+    }
+
     /// Answers as [`Catalog::answer`] does, with the reasons of every routing policy's
     /// choice in [`Answer::reasons`] (for `test-record`).
     pub fn explain(
@@ -137,6 +148,9 @@ pub struct Answer {
     pub dynamic: bool,
     /// Why a routing policy chose what it chose.
     pub reasons: Vec<String>,
+    /// When the question's own name and type are a policy group: the members chosen, which
+    /// alone decide the answer.
+    pub direct_choice: Option<Vec<usize>>,
 }
 
 impl Answer {
@@ -150,6 +164,7 @@ impl Answer {
             additionals: Vec::new(),
             dynamic: false,
             reasons: Vec::new(),
+            direct_choice: None,
         }
     }
 
@@ -210,17 +225,18 @@ fn answer_in_zone(
             answer.answers.extend(synthesise(records, &owner));
             break;
         }
-        if let Some(group) = zone.policy_group(&found_at, record_type) {
-            let candidates: Vec<Candidate> = group
-                .members
-                .iter()
-                .map(|member| Candidate {
-                    id: member.id.clone(),
-                    policy: member.policy.clone(),
-                    healthy: member.is_healthy(),
-                })
-                .collect();
+        if let Some(entry) = zone.policy_entry(&found_at, record_type) {
+            let (group, candidates) = (&entry.group, &entry.candidates);
             let chosen = if asker.explain {
+                let candidates: Vec<Candidate> = group
+                    .members
+                    .iter()
+                    .zip(candidates)
+                    .map(|(member, candidate)| Candidate {
+                        healthy: member.is_healthy(),
+                        ..candidate.clone()
+                    })
+                    .collect();
                 let choice =
                     crate::policy::choose(&candidates, asker.client, asker.environment, asker.seed);
                 answer
@@ -228,13 +244,12 @@ fn answer_in_zone(
                     .push(format!("{owner} {record_type}: {}", choice.reason));
                 choice.chosen
             } else {
-                crate::policy::choose_quietly(
-                    &candidates,
-                    asker.client,
-                    asker.environment,
-                    asker.seed,
-                )
+                entry.choose(asker.client, asker.environment, asker.seed)
             };
+            if found_at == *name && answer.answers.is_empty() {
+                // The question's own name and type chose: the answer is this choice's.
+                answer.direct_choice = Some(chosen.clone());
+            }
             answer.dynamic = true;
             let before = answer.answers.len();
             for index in chosen {

@@ -155,21 +155,32 @@ pub fn choose(
     environment: &Environment,
     seed: u64,
 ) -> Choice {
-    decide(group, client, environment, seed, true)
+    decide(
+        group,
+        &|index| group[index].healthy,
+        client,
+        environment,
+        seed,
+        true,
+    )
 }
 
-/// Chooses as [`choose`] does, without composing the reasons (the answering path).
+/// Chooses as [`choose`] does, without composing the reasons (the answering path), with
+/// each candidate's health from `health` rather than its `healthy` field, so that the
+/// candidates can be built once.
 pub fn choose_quietly(
     group: &[Candidate],
+    health: &dyn Fn(usize) -> bool,
     client: &ClientLocation,
     environment: &Environment,
     seed: u64,
 ) -> Vec<usize> {
-    decide(group, client, environment, seed, false).chosen
+    decide(group, health, client, environment, seed, false).chosen
 }
 
 fn decide(
     group: &[Candidate],
+    health: &dyn Fn(usize) -> bool,
     client: &ClientLocation,
     environment: &Environment,
     seed: u64,
@@ -183,8 +194,8 @@ fn decide(
         };
     };
     // No healthy record: all count as healthy (Route 53's rule).
-    let fail_open = !group.iter().any(|candidate| candidate.healthy);
-    let healthy = |index: usize| fail_open || group[index].healthy;
+    let fail_open = !(0..group.len()).any(health);
+    let healthy = |index: usize| fail_open || health(index);
     let note = if fail_open {
         "; every record is unhealthy, so all count as healthy"
     } else {

@@ -40,11 +40,31 @@ pub enum Transport {
     Tcp,
 }
 
-/// Answers queries from a catalog, keeping the bytes of plain answers.
+/// Answers queries from a catalog, keeping the bytes of plain answers, and of each choice
+/// a routing policy can make.
 #[derive(Debug)]
 pub struct Responder {
     catalog: Catalog,
     kept: RwLock<HashMap<Vec<u8>, Arc<[u8]>>>,
+    chosen: RwLock<HashMap<Vec<u8>, Arc<ChosenAnswers>>>,
+}
+
+/// The answers to one question whose name and type are a policy group, by the members
+/// chosen: a choice decides the answer's bytes, so a query costs the choice and a copy.
+#[derive(Debug)]
+struct ChosenAnswers {
+    policy: Arc<crate::zone::PolicyEntry>,
+    by_choice: RwLock<HashMap<Vec<usize>, Arc<[u8]>>>,
+}
+
+/// What answering a query produced.
+struct Responded {
+    bytes: Vec<u8>,
+    /// Whether a routing policy chose the answer.
+    dynamic: bool,
+    /// The question's name and type, and the members chosen, when a policy group at that
+    /// name and type alone decided the answer.
+    direct: Option<(LowerName, RecordType, Vec<usize>)>,
 }
 
 impl Responder {
@@ -53,6 +73,7 @@ impl Responder {
         Self {
             catalog,
             kept: RwLock::default(),
+            chosen: RwLock::default(),
         }
     }
 
@@ -71,26 +92,69 @@ impl Responder {
         if let Some(kept) = self.kept.read().get(&plain.key) {
             return Some(plain.fill(kept));
         }
-        let (response, same_for_everyone) =
-            respond_slowly(&self.catalog, query, transport, client)?;
-        if same_for_everyone {
+        let seed = rand::random();
+        let entry = self.chosen.read().get(&plain.key).cloned();
+        if let Some(entry) = entry {
+            let location = self
+                .catalog
+                .environment()
+                .locate(plain.subnet.unwrap_or(client));
+            let choice = entry
+                .policy
+                .choose(&location, self.catalog.environment(), seed);
+            if let Some(bytes) = entry.by_choice.read().get(&choice) {
+                return Some(plain.fill(bytes));
+            }
+            let responded = respond_to(&self.catalog, query, transport, client, seed)?;
+            if let Some((_, _, made)) = &responded.direct
+                && *made == choice
+            {
+                let mut by_choice = entry.by_choice.write();
+                if by_choice.len() < MAX_KEPT_ANSWERS {
+                    by_choice.insert(choice, Arc::from(responded.bytes.as_slice()));
+                }
+            }
+            return Some(responded.bytes);
+        }
+        let responded = respond_to(&self.catalog, query, transport, client, seed)?;
+        if !responded.dynamic {
             let mut kept = self.kept.write();
             if kept.len() < MAX_KEPT_ANSWERS {
-                kept.insert(plain.key.clone(), Arc::from(response.as_slice()));
+                kept.insert(plain.key.clone(), Arc::from(responded.bytes.as_slice()));
+            }
+        } else if let Some((name, record_type, choice)) = responded.direct
+            && let Some(policy) = self.catalog.policy_entry(&name, record_type)
+        {
+            let mut chosen = self.chosen.write();
+            if chosen.len() < MAX_KEPT_ANSWERS {
+                chosen.insert(
+                    plain.key.clone(),
+                    Arc::new(ChosenAnswers {
+                        policy,
+                        by_choice: RwLock::new(HashMap::from([(
+                            choice,
+                            Arc::from(responded.bytes.as_slice()),
+                        )])),
+                    }),
+                );
             }
         }
-        Some(response)
+        Some(responded.bytes)
     }
 }
 
 /// A query of the common shape: one question, no answer records, at most an OPT record
-/// without options.
+/// whose only option, if any, is EDNS Client Subnet.
 struct PlainQuery<'q> {
     query: &'q [u8],
     /// Where the question ends.
     question_end: usize,
-    /// The question in lower case, whether the query had EDNS, the answer's size limit.
+    /// The question in lower case, whether the query had EDNS, the answer's size limit,
+    /// and the client subnet's family and prefix length (not its address).
     key: Vec<u8>,
+    /// The client subnet's address, and where its bytes are in the query.
+    subnet: Option<IpAddr>,
+    subnet_bytes: std::ops::Range<usize>,
 }
 
 impl<'q> PlainQuery<'q> {
@@ -122,18 +186,23 @@ impl<'q> PlainQuery<'q> {
         if question_end > query.len() {
             return None;
         }
-        let mut key = Vec::with_capacity(question_end - 12 + 4);
+        let mut key = Vec::with_capacity(question_end - 12 + 8);
+        let mut subnet = None;
+        let mut subnet_bytes = 0..0;
         key.extend(query[12..question_end].iter().map(u8::to_ascii_lowercase));
         match additionals {
             0 if question_end == query.len() => {
                 key.extend_from_slice(&[0, 0, 0]);
             }
             // An OPT record: root owner, type 41, the payload size as class, version and
-            // flags as TTL, no options.
-            1 if query.len() == question_end + 11
+            // flags as TTL, then no option or only a client subnet.
+            1 if query.len() >= question_end + 11
                 && query[question_end] == 0
                 && query[question_end + 1..question_end + 3] == [0, 41]
-                && query[question_end + 9..question_end + 11] == [0, 0] =>
+                && usize::from(u16::from_be_bytes([
+                    query[question_end + 9],
+                    query[question_end + 10],
+                ])) == query.len() - question_end - 11 =>
             {
                 let payload =
                     u16::from_be_bytes([query[question_end + 3], query[question_end + 4]]);
@@ -144,6 +213,15 @@ impl<'q> PlainQuery<'q> {
                 };
                 key.push(1 + version);
                 key.extend_from_slice(&limit.to_be_bytes());
+                let options = &query[question_end + 11..];
+                if !options.is_empty() {
+                    let (address, at) = read_subnet(options)?;
+                    let start = question_end + 11 + at;
+                    subnet = Some(address);
+                    subnet_bytes = start..query.len();
+                    // The family and the source prefix length.
+                    key.extend_from_slice(&options[4..7]);
+                }
             }
             _ => return None,
         }
@@ -154,6 +232,8 @@ impl<'q> PlainQuery<'q> {
             query,
             question_end,
             key,
+            subnet,
+            subnet_bytes,
         })
     }
 
@@ -166,8 +246,43 @@ impl<'q> PlainQuery<'q> {
         response[2] = (response[2] & !0x01) | (self.query[2] & 0x01);
         response[3] = (response[3] & !0x10) | (self.query[3] & 0x10);
         response[12..self.question_end].copy_from_slice(&self.query[12..self.question_end]);
+        // The client subnet's address ends the answer, as the OPT record's last option.
+        let address = &self.query[self.subnet_bytes.clone()];
+        if !address.is_empty() && response.len() >= address.len() {
+            let tail = response.len() - address.len();
+            response[tail..].copy_from_slice(address);
+        }
         response
     }
+}
+
+/// A lone EDNS Client Subnet option (RFC 7871): its address, and where the address's bytes
+/// start within the options. `None` for anything else, which the full decoder handles.
+fn read_subnet(options: &[u8]) -> Option<(IpAddr, usize)> {
+    if options.len() < 8 || options[0..2] != [0, 8] {
+        return None;
+    }
+    let length = usize::from(u16::from_be_bytes([options[2], options[3]]));
+    let family = u16::from_be_bytes([options[4], options[5]]);
+    let (source, scope) = (options[6], options[7]);
+    let bytes = &options[8..];
+    if length != options.len() - 4 || scope != 0 || bytes.len() != usize::from(source).div_ceil(8) {
+        return None;
+    }
+    let address = match (family, source) {
+        (1, 0..=32) => {
+            let mut octets = [0u8; 4];
+            octets[..bytes.len()].copy_from_slice(bytes);
+            IpAddr::from(octets)
+        }
+        (2, 0..=128) => {
+            let mut octets = [0u8; 16];
+            octets[..bytes.len()].copy_from_slice(bytes);
+            IpAddr::from(octets)
+        }
+        _ => return None,
+    };
+    Some((address, 8))
 }
 
 /// The largest answer a query may get.
@@ -187,7 +302,8 @@ pub fn respond_slowly(
     transport: Transport,
     client: IpAddr,
 ) -> Option<(Vec<u8>, bool)> {
-    respond_to(catalog, query, transport, client).map(|(response, dynamic)| (response, !dynamic))
+    respond_to(catalog, query, transport, client, rand::random())
+        .map(|responded| (responded.bytes, !responded.dynamic))
 }
 
 fn respond_to(
@@ -195,7 +311,8 @@ fn respond_to(
     query: &[u8],
     transport: Transport,
     client: IpAddr,
-) -> Option<(Vec<u8>, bool)> {
+    seed: u64,
+) -> Option<Responded> {
     if query.len() < 12 || query[2] & 0x80 != 0 {
         // Too short to answer, or a response: answering it could start a loop.
         return None;
@@ -249,13 +366,18 @@ fn respond_to(
         return encode(&response);
     }
     let record_type = question.query_type();
+    let name = LowerName::new(question.name());
     let answer = catalog.answer(
-        &LowerName::new(question.name()),
+        &name,
         record_type,
         &catalog.environment().locate(client),
-        rand::random(),
+        seed,
     );
     let dynamic = answer.dynamic;
+    let direct = answer
+        .direct_choice
+        .clone()
+        .map(|choice| (name, record_type, choice));
     if let (Some(subnet), Some(edns)) = (&subnet, response.edns.as_mut()) {
         // The answer holds for the client's whole network if a policy chose it, for
         // everyone (scope 0) if not.
@@ -282,12 +404,24 @@ fn respond_to(
     response.additionals = answer.additionals;
     let bytes = response.to_vec().ok()?;
     if bytes.len() <= size_limit(&request, transport) {
-        return Some((bytes, dynamic));
+        return Some(Responded {
+            bytes,
+            dynamic,
+            direct,
+        });
     }
-    encode(&response.truncate()).map(|(truncated, _)| (truncated, dynamic))
+    encode(&response.truncate()).map(|truncated| Responded {
+        dynamic,
+        direct,
+        ..truncated
+    })
 }
 
 /// A response the same for everyone.
-fn encode(message: &Message) -> Option<(Vec<u8>, bool)> {
-    message.to_vec().ok().map(|bytes| (bytes, false))
+fn encode(message: &Message) -> Option<Responded> {
+    message.to_vec().ok().map(|bytes| Responded {
+        bytes,
+        dynamic: false,
+        direct: None,
+    })
 }

@@ -38,7 +38,7 @@ pub struct Zone {
     /// How many records the zone holds.
     record_count: usize,
     /// Record groups answered by a routing policy, by (name, type).
-    policies: HashMap<(LowerName, RecordType), PolicyGroup>,
+    policies: HashMap<(LowerName, RecordType), Arc<PolicyEntry>>,
 }
 
 /// Records of one name and type answered by a routing policy (Route 53's record sets that
@@ -49,6 +49,34 @@ pub struct PolicyGroup {
     pub ttl: u32,
     /// Its record sets.
     pub members: Vec<PolicyMember>,
+}
+
+/// A policy group as the zone keeps it: with its members as the choice sees them, built
+/// once (their health is read from the members at each choice).
+#[derive(Debug)]
+pub struct PolicyEntry {
+    /// The group.
+    pub group: PolicyGroup,
+    /// Its members as candidates of the choice.
+    pub candidates: Vec<crate::policy::Candidate>,
+}
+
+impl PolicyEntry {
+    /// The members a client gets (see [`crate::policy::choose_quietly`]).
+    pub fn choose(
+        &self,
+        client: &crate::policy::ClientLocation,
+        environment: &crate::policy::Environment,
+        seed: u64,
+    ) -> Vec<usize> {
+        crate::policy::choose_quietly(
+            &self.candidates,
+            &|index| self.group.members[index].is_healthy(),
+            client,
+            environment,
+            seed,
+        )
+    }
 }
 
 /// One record set of a policy group.
@@ -218,12 +246,36 @@ impl Zone {
             .iter()
             .map(|member| member.data.len())
             .sum::<usize>();
-        self.policies.insert((owner, record_type), group);
+        let candidates = group
+            .members
+            .iter()
+            .map(|member| crate::policy::Candidate {
+                id: member.id.clone(),
+                policy: member.policy.clone(),
+                healthy: true,
+            })
+            .collect();
+        self.policies.insert(
+            (owner, record_type),
+            Arc::new(PolicyEntry { group, candidates }),
+        );
         Ok(())
     }
 
     /// The policy group of one name and type.
     pub fn policy_group(&self, name: &LowerName, record_type: RecordType) -> Option<&PolicyGroup> {
+        self.policies
+            .get(&(name.clone(), record_type))
+            .map(|entry| &entry.group)
+    }
+
+    /// The policy group of one name and type, with its members as the choice sees them
+    /// (built once; their health is read from the members at each choice).
+    pub fn policy_entry(
+        &self,
+        name: &LowerName,
+        record_type: RecordType,
+    ) -> Option<&Arc<PolicyEntry>> {
         self.policies.get(&(name.clone(), record_type))
     }
 

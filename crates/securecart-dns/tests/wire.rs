@@ -365,6 +365,37 @@ async fn latency_records_answer_each_region_with_its_own_edge_and_follow_health(
         }
     });
     assert_eq!(scope, Some(16));
+    // Again, for both networks in turn: the kept answer of each choice carries the asking
+    // network back.
+    for _ in 0..3 {
+        for (network, expected) in [([127, 1, 0, 0], "127.1.0.1"), ([127, 2, 0, 0], "127.2.0.1")] {
+            let mut with_subnet = app(Some(1232));
+            if let Some(edns) = with_subnet.edns.as_mut() {
+                edns.options_mut()
+                    .insert(hickory_proto::rr::rdata::opt::EdnsOption::Subnet(
+                        hickory_proto::rr::rdata::opt::ClientSubnet::new(network.into(), 16, 0),
+                    ));
+            }
+            let answer = ask_from("127.1.9.9", address, &with_subnet).await;
+            assert_eq!(first_address(&answer), expected);
+            let echoed = answer.edns.as_ref().and_then(|edns| {
+                match edns
+                    .options()
+                    .get(hickory_proto::rr::rdata::opt::EdnsCode::Subnet)
+                {
+                    Some(hickory_proto::rr::rdata::opt::EdnsOption::Subnet(subnet)) => {
+                        Some((subnet.addr(), subnet.source_prefix(), subnet.scope_prefix()))
+                    }
+                    _ => None,
+                }
+            });
+            assert_eq!(
+                echoed,
+                Some((std::net::IpAddr::from(network), 16, 16)),
+                "the client subnet comes back"
+            );
+        }
+    }
     // us-east-1's edge fails its health check: its clients go to eu-west-1.
     us_healthy.store(false, Ordering::Relaxed);
     assert_eq!(
