@@ -28,6 +28,10 @@ use crate::answer::Catalog;
 /// fragmentation on the Internet (DNS Flag Day 2020).
 pub const MAX_UDP_PAYLOAD: u16 = 1232;
 
+/// The most choices kept per question: a multivalue group's orders are many; past it, the
+/// answer is computed each time.
+const MAX_KEPT_CHOICES: usize = 1_024;
+
 /// The most answers kept; past it, new answers are computed each time.
 const MAX_KEPT_ANSWERS: usize = 100_000;
 
@@ -110,7 +114,7 @@ impl Responder {
                 && *made == choice
             {
                 let mut by_choice = entry.by_choice.write();
-                if by_choice.len() < MAX_KEPT_ANSWERS {
+                if by_choice.len() < MAX_KEPT_CHOICES {
                     by_choice.insert(choice, Arc::from(responded.bytes.as_slice()));
                 }
             }
