@@ -88,6 +88,11 @@ pub enum ProbeConfig {
         /// Where.
         address: SocketAddr,
     },
+    /// An edge's target groups, from its admin endpoint at `address`.
+    EdgeTargets {
+        /// Where.
+        address: SocketAddr,
+    },
     /// Healthy while `threshold` of the named checks are.
     Calculated {
         /// The children.
@@ -134,6 +139,7 @@ pub fn build(config: &ZoneConfig, stop: &watch::Receiver<bool>) -> Result<Built,
                 search: search.clone(),
             },
             ProbeConfig::Tcp { address } => Probe::Tcp { address: *address },
+            ProbeConfig::EdgeTargets { address } => Probe::EdgeTargets { address: *address },
             ProbeConfig::Calculated {
                 children,
                 threshold,

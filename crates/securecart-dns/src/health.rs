@@ -39,6 +39,13 @@ pub enum Probe {
         /// Where to connect.
         address: SocketAddr,
     },
+    /// An edge's target groups: healthy while one of them has a healthy target, as its
+    /// admin endpoint's `/targets` says (Route 53's "evaluate target health" of a load
+    /// balancer alias).
+    EdgeTargets {
+        /// The edge's admin address.
+        address: SocketAddr,
+    },
     /// Healthy while at least `threshold` children are.
     Calculated {
         /// The children's states.
@@ -121,6 +128,14 @@ impl HealthCheck {
                 .unwrap_or(false),
                 None => false,
             },
+            Probe::EdgeTargets { address } => match connect(*address).await {
+                Some(stream) => {
+                    tokio::time::timeout(HTTP_ANSWER_TIMEOUT, targets_probe(stream, *address))
+                        .await
+                        .unwrap_or(false)
+                }
+                None => false,
+            },
             Probe::Calculated {
                 children,
                 threshold,
@@ -149,45 +164,74 @@ async fn connect(address: SocketAddr) -> Option<TcpStream> {
 }
 
 async fn http_probe(stream: TcpStream, host: &str, path: &str, search: Option<&str>) -> bool {
-    let Ok((mut sender, connection)) =
-        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await
-    else {
-        return false;
-    };
+    let search = search.filter(|search| !search.is_empty());
+    let window = if search.is_some() { SEARCH_WINDOW } else { 0 };
+    match http_get(stream, host, path, window).await {
+        Some((status, body)) if status.is_success() || status.is_redirection() => match search {
+            None => true,
+            Some(search) => body
+                .windows(search.len())
+                .any(|window| window == search.as_bytes()),
+        },
+        _ => false,
+    }
+}
+
+/// Whether an edge's `/targets` lists a group with a healthy target.
+async fn targets_probe(stream: TcpStream, address: SocketAddr) -> bool {
+    match http_get(stream, &address.to_string(), "/targets", 1 << 20).await {
+        Some((status, body)) if status.is_success() => {
+            serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|described| {
+                described["target_groups"].as_array().is_some_and(|groups| {
+                    groups
+                        .iter()
+                        .any(|group| group["healthy"].as_u64() > Some(0))
+                })
+            })
+        }
+        _ => false,
+    }
+}
+
+/// GET `path` on an open connection: the answer's status and its body's first `limit`
+/// bytes.
+async fn http_get(
+    stream: TcpStream,
+    host: &str,
+    path: &str,
+    limit: usize,
+) -> Option<(http::StatusCode, Vec<u8>)> {
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+            .await
+            .ok()?;
     let connection = tokio::spawn(connection);
     let request = http::Request::get(path)
         .header(http::header::HOST, host)
         .header(http::header::USER_AGENT, "SecureCart-Health-Check")
         .header(http::header::CONNECTION, "close")
-        .body(Empty::new());
-    let Ok(request) = request else {
-        return false;
-    };
-    let passed = match sender.send_request(request).await {
-        Ok(response) if response.status().is_success() || response.status().is_redirection() => {
-            match search.filter(|search| !search.is_empty()) {
-                None => true,
-                Some(search) => {
-                    let mut body = response.into_body();
-                    let mut seen = Vec::with_capacity(SEARCH_WINDOW);
-                    while seen.len() < SEARCH_WINDOW {
-                        match body.frame().await {
-                            Some(Ok(frame)) => {
-                                if let Some(data) = frame.data_ref() {
-                                    let room = SEARCH_WINDOW - seen.len();
-                                    seen.extend_from_slice(&data[..data.len().min(room)]);
-                                }
-                            }
-                            _ => break,
+        .body(Empty::new())
+        .ok()?;
+    let answer = match sender.send_request(request).await {
+        Ok(response) => {
+            let status = response.status();
+            let mut body = response.into_body();
+            let mut seen = Vec::new();
+            while seen.len() < limit {
+                match body.frame().await {
+                    Some(Ok(frame)) => {
+                        if let Some(data) = frame.data_ref() {
+                            let room = limit - seen.len();
+                            seen.extend_from_slice(&data[..data.len().min(room)]);
                         }
                     }
-                    seen.windows(search.len())
-                        .any(|window| window == search.as_bytes())
+                    _ => break,
                 }
             }
+            Some((status, seen))
         }
-        _ => false,
+        Err(_) => None,
     };
     connection.abort();
-    passed
+    answer
 }

@@ -116,3 +116,47 @@ async fn http_checks_follow_a_server_down_and_back_after_their_threshold() {
     wait_for(&plain, false).await;
     stop.send(true).expect("stop");
 }
+
+#[tokio::test]
+async fn an_edge_alias_takes_its_health_from_the_edges_target_groups() {
+    let healthy_targets = Arc::new(std::sync::atomic::AtomicU64::new(2));
+    let count = Arc::clone(&healthy_targets);
+    let edge_admin = securecart_testkit::serve(
+        "127.0.0.1",
+        axum::Router::new().route(
+            "/targets",
+            get(move || {
+                let healthy = count.load(Ordering::SeqCst);
+                async move {
+                    axum::Json(serde_json::json!({
+                        "target_groups": [
+                            { "name": "catalog", "healthy": 0, "targets": [] },
+                            { "name": "storefront", "healthy": healthy, "targets": [] },
+                        ]
+                    }))
+                }
+            }),
+        ),
+    )
+    .await;
+    let (stop, stopped) = watch::channel(false);
+    let state = Arc::new(AtomicBool::new(false));
+    HealthCheck {
+        name: "edge-targets".to_owned(),
+        probe: Probe::EdgeTargets {
+            address: edge_admin.address,
+        },
+        interval: Duration::from_millis(40),
+        failure_threshold: 2,
+        inverted: false,
+        disabled: false,
+    }
+    .spawn(Arc::clone(&state), stopped);
+    wait_for(&state, true).await;
+    // No group with a healthy target: the alias is unhealthy.
+    healthy_targets.store(0, Ordering::SeqCst);
+    wait_for(&state, false).await;
+    healthy_targets.store(1, Ordering::SeqCst);
+    wait_for(&state, true).await;
+    stop.send(true).expect("stop");
+}

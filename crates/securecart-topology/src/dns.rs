@@ -61,6 +61,12 @@ pub enum DnsCheckKind {
         /// Where.
         address: SocketAddr,
     },
+    /// Healthy while the edge whose admin endpoint is at `address` has a healthy target
+    /// in some target group (its `/targets`).
+    EdgeTargets {
+        /// The edge's admin address.
+        address: SocketAddr,
+    },
     /// Healthy while `threshold` of `children` are.
     Calculated {
         /// The children's names.
@@ -290,6 +296,26 @@ pub(crate) fn resolve_dns(
             );
         }
         records.push(record);
+    }
+    // The edges whose targets' health an alias evaluates get a check each.
+    for region in regions {
+        let name = edge_targets_check(&region.name);
+        if records
+            .iter()
+            .any(|record| record.health_check.as_deref() == Some(name.as_str()))
+            && !health_checks.iter().any(|check| check.name == name)
+        {
+            health_checks.push(DnsHealthCheck {
+                name,
+                kind: DnsCheckKind::EdgeTargets {
+                    address: SocketAddr::new(region.edge.address.ip(), admin_port),
+                },
+                interval: Duration::from_secs(1),
+                failure_threshold: 2,
+                inverted: false,
+                disabled: false,
+            });
+        }
     }
     let cnames: HashSet<&str> = records
         .iter()
@@ -633,6 +659,26 @@ fn resolve_record(
         ),
         (_, false) => {}
     }
+    let mut health_check = raw.health_check.clone();
+    if raw.evaluate_target_health {
+        match (&raw.edge, &raw.health_check) {
+            (Some(region), None) => health_check = Some(edge_targets_check(region)),
+            (None, _) => findings.problem(
+                path.key("evaluate_target_health"),
+                "only an edge alias (`edge`) evaluates its target's health",
+            ),
+            (Some(_), Some(_)) => findings.problem(
+                path.key("evaluate_target_health"),
+                "give either `health_check` or `evaluate_target_health`",
+            ),
+        }
+        if routing == DnsRouting::Simple {
+            findings.problem(
+                path.key("evaluate_target_health"),
+                "a simple record takes no health (Route 53's rule); give it a routing policy",
+            );
+        }
+    }
     if let Some(check) = &raw.health_check {
         if !check_names.contains(check.as_str()) {
             findings.problem(
@@ -654,8 +700,13 @@ fn resolve_record(
         set_identifier,
         routing,
         values,
-        health_check: raw.health_check.clone(),
+        health_check,
     })
+}
+
+/// The name of the implicit check of an edge alias that evaluates its target's health.
+fn edge_targets_check(region: &str) -> String {
+    format!("edge-targets-{region}")
 }
 
 /// The address of a region's DNS server: the second host of its public tier.

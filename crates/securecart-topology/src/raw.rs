@@ -158,6 +158,10 @@ pub struct RawDnsRecord {
     /// An alias of a region's edge: the edge's address (A records).
     #[serde(default)]
     pub edge: Option<String>,
+    /// With `edge`: the record is healthy while the edge has a healthy target in some
+    /// target group (Route 53's "evaluate target health" for a load balancer alias).
+    #[serde(default)]
+    pub evaluate_target_health: bool,
     /// The health check whose state the record takes.
     #[serde(default)]
     pub health_check: Option<String>,

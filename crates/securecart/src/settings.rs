@@ -482,6 +482,9 @@ pub fn dns_zone_config(topology: &Topology) -> anyhow::Result<securecart_dns::co
                     search: search.clone(),
                 },
                 DnsCheckKind::Tcp { address } => ProbeConfig::Tcp { address: *address },
+                DnsCheckKind::EdgeTargets { address } => {
+                    ProbeConfig::EdgeTargets { address: *address }
+                }
                 DnsCheckKind::Calculated {
                     children,
                     threshold,
