@@ -115,6 +115,7 @@ impl Catalog {
                     environment: &self.environment,
                     seed,
                     explain,
+                    aliases_left: MAX_CNAME_CHAIN as u8,
                 },
             ),
             None => Answer::refused(),
@@ -123,11 +124,14 @@ impl Catalog {
 }
 
 /// Who asks, for answers chosen by a routing policy.
+#[derive(Clone, Copy)]
 struct Asker<'a> {
     client: &'a ClientLocation,
     environment: &'a Environment,
     seed: u64,
     explain: bool,
+    /// How many more aliases an answer may follow.
+    aliases_left: u8,
 }
 
 /// An answer's sections and code.
@@ -227,13 +231,20 @@ fn answer_in_zone(
         }
         if let Some(entry) = zone.policy_entry(&found_at, record_type) {
             let (group, candidates) = (&entry.group, &entry.candidates);
+            let healthy = |member: &crate::zone::PolicyMember| {
+                if entry.has_aliases {
+                    zone.member_healthy(member, record_type)
+                } else {
+                    member.is_healthy()
+                }
+            };
             let chosen = if asker.explain {
                 let candidates: Vec<Candidate> = group
                     .members
                     .iter()
                     .zip(candidates)
                     .map(|(member, candidate)| Candidate {
-                        healthy: member.is_healthy(),
+                        healthy: healthy(member),
                         ..candidate.clone()
                     })
                     .collect();
@@ -243,20 +254,55 @@ fn answer_in_zone(
                     .reasons
                     .push(format!("{owner} {record_type}: {}", choice.reason));
                 choice.chosen
+            } else if entry.has_aliases {
+                crate::policy::choose_quietly(
+                    candidates,
+                    &|index| healthy(&group.members[index]),
+                    asker.client,
+                    asker.environment,
+                    asker.seed,
+                )
             } else {
                 entry.choose(asker.client, asker.environment, asker.seed)
             };
-            if found_at == *name && answer.answers.is_empty() {
+            if found_at == *name && answer.answers.is_empty() && !entry.has_aliases {
                 // The question's own name and type chose: the answer is this choice's.
                 answer.direct_choice = Some(chosen.clone());
             }
             answer.dynamic = true;
             let before = answer.answers.len();
             for index in chosen {
-                for data in &group.members[index].data {
+                let member = &group.members[index];
+                for data in &member.data {
                     answer
                         .answers
                         .push(Record::from_rdata(owner.clone(), group.ttl, data.clone()));
+                }
+                if let Some(target) = &member.alias
+                    && asker.aliases_left > 0
+                {
+                    // An alias answers with its target's records, under its own name.
+                    let target = LowerName::new(target);
+                    let aliased = answer_in_zone(
+                        zone,
+                        &target,
+                        record_type,
+                        &Asker {
+                            aliases_left: asker.aliases_left - 1,
+                            ..*asker
+                        },
+                    );
+                    answer.reasons.extend(aliased.reasons);
+                    answer.answers.extend(
+                        aliased
+                            .answers
+                            .into_iter()
+                            .filter(|record| record.record_type() == record_type)
+                            .map(|mut record| {
+                                record.name = owner.clone();
+                                record
+                            }),
+                    );
                 }
             }
             if answer.answers.len() == before {

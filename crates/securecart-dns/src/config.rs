@@ -52,6 +52,10 @@ pub struct RecordConfig {
     pub values: Vec<String>,
     /// The health check it follows.
     pub health_check: Option<String>,
+    /// Another record set of the zone whose answer stands for its values.
+    pub alias: Option<String>,
+    /// With `alias`: healthy only while the target has a healthy record.
+    pub evaluate_target_health: bool,
 }
 
 /// A health check in plain values.
@@ -216,16 +220,19 @@ pub fn build(config: &ZoneConfig, stop: &watch::Receiver<bool>) -> Result<Built,
             .map(|value| value_data(record_type, value))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|error| format!("{} {}: {error}", record.name, record.record_type))?;
-        match &record.policy {
-            None => records.extend(
+        match (&record.policy, &record.alias) {
+            (None, None) => records.extend(
                 data.into_iter()
                     .map(|data| Record::from_rdata(owner.clone(), record.ttl, data)),
             ),
-            Some(policy) => {
+            // A simple alias is a group of one, answered from its target at each query.
+            (policy, _) => {
                 let member = PolicyMember {
                     id: record.set_identifier.clone(),
-                    policy: policy.clone(),
+                    policy: policy.clone().unwrap_or(Policy::Simple),
                     data,
+                    alias: record.alias.as_deref().map(name).transpose()?,
+                    evaluate_target_health: record.evaluate_target_health,
                     health: match &record.health_check {
                         Some(check) => Some(
                             flags
@@ -290,5 +297,133 @@ fn value_data(record_type: RecordType, value: &str) -> Result<RData, String> {
             .map_err(|error| format!("`{value}` is not a name: {error}")),
         RecordType::TXT => Ok(RData::TXT(TXT::new(vec![value.to_owned()]))),
         other => Err(format!("{other} values are not served")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use hickory_proto::rr::{LowerName, Name, RecordType};
+
+    use super::{CheckConfig, ProbeConfig, RecordConfig, ZoneConfig, build};
+    use crate::policy::{Environment, Policy};
+
+    fn record(name: &str, policy: Option<Policy>, values: &[&str]) -> RecordConfig {
+        RecordConfig {
+            name: name.to_owned(),
+            record_type: "A".to_owned(),
+            ttl: 60,
+            set_identifier: String::new(),
+            policy,
+            values: values.iter().map(|value| (*value).to_owned()).collect(),
+            health_check: None,
+            alias: None,
+            evaluate_target_health: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn aliases_answer_with_their_targets_records_and_health() {
+        let latency = |region: &str, address: &str, check: &str| RecordConfig {
+            set_identifier: region.to_owned(),
+            health_check: Some(check.to_owned()),
+            ..record(
+                "www.shop.test.",
+                Some(Policy::Latency {
+                    region: region.to_owned(),
+                }),
+                &[address],
+            )
+        };
+        let disabled = |name: &str| CheckConfig {
+            name: name.to_owned(),
+            probe: ProbeConfig::Tcp {
+                address: "127.0.0.1:1".parse().expect("address"),
+            },
+            interval: Duration::from_secs(60),
+            failure_threshold: 1,
+            inverted: false,
+            disabled: true,
+        };
+        let config = ZoneConfig {
+            origin: "shop.test.".to_owned(),
+            name_servers: vec![("ns1".to_owned(), "127.0.0.53".parse().expect("address"))],
+            ttl: 300,
+            records: vec![
+                latency("us", "127.1.0.1", "us"),
+                latency("eu", "127.2.0.1", "eu"),
+                // The apex is an alias of www, as Route 53 allows where a CNAME cannot be.
+                RecordConfig {
+                    alias: Some("www.shop.test.".to_owned()),
+                    ..record("shop.test.", None, &[])
+                },
+                // Failover: the primary aliases www and evaluates its health.
+                RecordConfig {
+                    set_identifier: "primary".to_owned(),
+                    alias: Some("www.shop.test.".to_owned()),
+                    evaluate_target_health: true,
+                    ..record(
+                        "pay.shop.test.",
+                        Some(Policy::Failover { primary: true }),
+                        &[],
+                    )
+                },
+                RecordConfig {
+                    set_identifier: "secondary".to_owned(),
+                    ..record(
+                        "pay.shop.test.",
+                        Some(Policy::Failover { primary: false }),
+                        &["127.9.0.1"],
+                    )
+                },
+            ],
+            health_checks: vec![disabled("us"), disabled("eu")],
+            environment: Environment {
+                regions: vec![
+                    ("us".to_owned(), (38.9, -77.0)),
+                    ("eu".to_owned(), (53.3, -6.3)),
+                ],
+                places: vec![
+                    ("127.1.0.0/16".parse().expect("network"), (38.9, -77.0)),
+                    ("127.2.0.0/16".parse().expect("network"), (53.3, -6.3)),
+                ],
+                ..Environment::default()
+            },
+        };
+        let (_stop, stopped) = tokio::sync::watch::channel(false);
+        let built = build(&config, &stopped).expect("zone builds");
+        let catalog = built.responder.catalog();
+        let ask = |name: &str, from: &str| {
+            let answer = catalog.answer(
+                &LowerName::new(&Name::from_ascii(name).expect("name")),
+                RecordType::A,
+                &catalog.environment().locate(from.parse().expect("address")),
+                0,
+            );
+            answer
+                .answers
+                .iter()
+                .map(|record| format!("{} {}", record.name, record.data))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ask("shop.test.", "127.1.9.9"), ["shop.test. 127.1.0.1"]);
+        assert_eq!(ask("shop.test.", "127.2.9.9"), ["shop.test. 127.2.0.1"]);
+        assert_eq!(
+            ask("pay.shop.test.", "127.2.9.9"),
+            ["pay.shop.test. 127.2.0.1"]
+        );
+        // Every www record unhealthy: the alias evaluating its target fails over.
+        for (name, flag) in &built.checks {
+            assert!(name == "us" || name == "eu");
+            flag.store(false, Ordering::Relaxed);
+        }
+        assert_eq!(
+            ask("pay.shop.test.", "127.2.9.9"),
+            ["pay.shop.test. 127.9.0.1"]
+        );
+        // The apex alias evaluates nothing: www answers as if all were healthy.
+        assert_eq!(ask("shop.test.", "127.2.9.9"), ["shop.test. 127.2.0.1"]);
     }
 }

@@ -59,10 +59,13 @@ pub struct PolicyEntry {
     pub group: PolicyGroup,
     /// Its members as candidates of the choice.
     pub candidates: Vec<crate::policy::Candidate>,
+    /// Whether a member is an alias, whose answer depends on another record set.
+    pub has_aliases: bool,
 }
 
 impl PolicyEntry {
-    /// The members a client gets (see [`crate::policy::choose_quietly`]).
+    /// The members a client gets (see [`crate::policy::choose_quietly`]), for a group
+    /// without aliases (an alias's health needs its zone: [`Zone::member_healthy`]).
     pub fn choose(
         &self,
         client: &crate::policy::ClientLocation,
@@ -90,6 +93,11 @@ pub struct PolicyMember {
     pub data: Vec<RData>,
     /// Its health, kept up to date by a health check; none means always healthy.
     pub health: Option<Arc<AtomicBool>>,
+    /// An alias of another record set of the zone (same type): its answer stands for this
+    /// member's values (Route 53's alias to another record).
+    pub alias: Option<Name>,
+    /// With `alias`: healthy only while the target has a healthy record.
+    pub evaluate_target_health: bool,
 }
 
 impl PolicyMember {
@@ -237,6 +245,18 @@ impl Zone {
         {
             return Err(format!("{name} {record_type}: a value of another type"));
         }
+        if let Some(target) = group
+            .members
+            .iter()
+            .find_map(|member| member.alias.as_ref())
+        {
+            let target = LowerName::new(target);
+            if target == owner || !self.origin.zone_of(&target) {
+                return Err(format!(
+                    "{name} {record_type}: an alias must name another record set of the zone"
+                ));
+            }
+        }
         let mut each = owner.clone();
         while each != self.origin && self.names.insert(each.clone()) {
             each = each.base_name();
@@ -246,6 +266,7 @@ impl Zone {
             .iter()
             .map(|member| member.data.len())
             .sum::<usize>();
+        let has_aliases = group.members.iter().any(|member| member.alias.is_some());
         let candidates = group
             .members
             .iter()
@@ -257,7 +278,11 @@ impl Zone {
             .collect();
         self.policies.insert(
             (owner, record_type),
-            Arc::new(PolicyEntry { group, candidates }),
+            Arc::new(PolicyEntry {
+                group,
+                candidates,
+                has_aliases,
+            }),
         );
         Ok(())
     }
@@ -277,6 +302,38 @@ impl Zone {
         record_type: RecordType,
     ) -> Option<&Arc<PolicyEntry>> {
         self.policies.get(&(name.clone(), record_type))
+    }
+
+    /// Whether a member of a policy group at a `record_type` name is healthy: its own check,
+    /// and, for an alias that evaluates its target's health, a healthy record at the target.
+    pub fn member_healthy(&self, member: &PolicyMember, record_type: RecordType) -> bool {
+        self.member_healthy_within(member, record_type, 8)
+    }
+
+    fn member_healthy_within(
+        &self,
+        member: &PolicyMember,
+        record_type: RecordType,
+        depth: u8,
+    ) -> bool {
+        if !member.is_healthy() {
+            return false;
+        }
+        match (&member.alias, member.evaluate_target_health) {
+            (Some(target), true) if depth > 0 => {
+                let target = LowerName::new(target);
+                self.rrset(&target, record_type).is_some()
+                    || self
+                        .policy_entry(&target, record_type)
+                        .is_some_and(|entry| {
+                            entry.group.members.iter().any(|member| {
+                                self.member_healthy_within(member, record_type, depth - 1)
+                            })
+                        })
+            }
+            (Some(_), true) => false,
+            _ => true,
+        }
     }
 
     /// Whether any name of the zone is answered by a routing policy.

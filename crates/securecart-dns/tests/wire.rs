@@ -269,6 +269,8 @@ fn latency_responder(us_healthy: Arc<std::sync::atomic::AtomicBool>) -> Responde
             std::net::Ipv4Addr::from(address).into(),
         )],
         health,
+        alias: None,
+        evaluate_target_health: false,
     };
     zone.add_policy_group(
         &Name::from_ascii("app.shop.test.").expect("name"),

@@ -93,6 +93,10 @@ pub struct DnsRecord {
     pub values: Vec<String>,
     /// The health check it follows.
     pub health_check: Option<String>,
+    /// Another record set of the zone whose answer stands for its values, fully qualified.
+    pub alias: Option<String>,
+    /// With `alias`: healthy only while the target has a healthy record.
+    pub evaluate_target_health: bool,
 }
 
 /// A record set's routing policy.
@@ -297,6 +301,21 @@ pub(crate) fn resolve_dns(
         }
         records.push(record);
     }
+    for (index, record) in records.iter().enumerate() {
+        if let Some(target) = &record.alias
+            && !records
+                .iter()
+                .any(|other| other.name == *target && other.record_type == record.record_type)
+        {
+            findings.problem(
+                path.key("records").index(index).key("alias"),
+                format!(
+                    "no {} record of the zone is named {target}",
+                    record.record_type
+                ),
+            );
+        }
+    }
     // The edges whose targets' health an alias evaluates get a check each.
     for region in regions {
         let name = edge_targets_check(&region.name);
@@ -484,10 +503,27 @@ fn resolve_record(
             ),
         }
     }
-    if values.is_empty() {
+    let alias = raw.alias.as_ref().map(|alias| match alias.as_str() {
+        "@" => zone.to_owned(),
+        alias if alias.ends_with('.') => alias.to_ascii_lowercase(),
+        alias => format!("{}.{zone}", alias.to_ascii_lowercase()),
+    });
+    if let Some(target) = &alias {
+        if !values.is_empty() || raw.edge.is_some() {
+            findings.problem(
+                path.key("alias"),
+                "an alias takes no `values` and no `edge`",
+            );
+        } else if *target == name || !target.ends_with(zone) {
+            findings.problem(
+                path.key("alias"),
+                format!("`{target}` is not another name of the zone {zone}"),
+            );
+        }
+    } else if values.is_empty() {
         findings.problem(
             path.key("values"),
-            "needs at least one value (or an `edge`)",
+            "needs at least one value (or an `edge` or an `alias`)",
         );
     }
     for (index, value) in values.iter().enumerate() {
@@ -661,18 +697,19 @@ fn resolve_record(
     }
     let mut health_check = raw.health_check.clone();
     if raw.evaluate_target_health {
-        match (&raw.edge, &raw.health_check) {
-            (Some(region), None) => health_check = Some(edge_targets_check(region)),
-            (None, _) => findings.problem(
+        match (&raw.edge, &raw.health_check, &alias) {
+            (Some(region), None, _) => health_check = Some(edge_targets_check(region)),
+            (None, _, Some(_)) => {}
+            (None, _, None) => findings.problem(
                 path.key("evaluate_target_health"),
-                "only an edge alias (`edge`) evaluates its target's health",
+                "only an alias (`edge` or `alias`) evaluates its target's health",
             ),
-            (Some(_), Some(_)) => findings.problem(
+            (Some(_), Some(_), _) => findings.problem(
                 path.key("evaluate_target_health"),
                 "give either `health_check` or `evaluate_target_health`",
             ),
         }
-        if routing == DnsRouting::Simple {
+        if routing == DnsRouting::Simple && alias.is_none() {
             findings.problem(
                 path.key("evaluate_target_health"),
                 "a simple record takes no health (Route 53's rule); give it a routing policy",
@@ -701,6 +738,8 @@ fn resolve_record(
         routing,
         values,
         health_check,
+        evaluate_target_health: raw.evaluate_target_health && alias.is_some(),
+        alias,
     })
 }
 

@@ -158,8 +158,13 @@ pub struct RawDnsRecord {
     /// An alias of a region's edge: the edge's address (A records).
     #[serde(default)]
     pub edge: Option<String>,
+    /// An alias of another record set of the zone, of the same type (`www`, say): its
+    /// answer, as the target's routing policy gives it, stands for this record's values.
+    #[serde(default)]
+    pub alias: Option<String>,
     /// With `edge`: the record is healthy while the edge has a healthy target in some
-    /// target group (Route 53's "evaluate target health" for a load balancer alias).
+    /// target group (Route 53's "evaluate target health" for a load balancer alias). With
+    /// `alias`: while the target has a healthy record.
     #[serde(default)]
     pub evaluate_target_health: bool,
     /// The health check whose state the record takes.

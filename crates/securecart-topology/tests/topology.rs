@@ -462,6 +462,12 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "from 100 to 60000",
         ),
         (
+            "alias = \"www\"",
+            "alias = \"nowhere\"",
+            "dns.records[4].alias",
+            "no A record of the zone",
+        ),
+        (
             "health_check = \"edge-us-east-1\"",
             "health_check = \"edge-us-east-1\"\nevaluate_target_health = true",
             "dns.records[0].evaluate_target_health",

@@ -464,6 +464,8 @@ pub fn dns_zone_config(topology: &Topology) -> anyhow::Result<securecart_dns::co
             },
             values: record.values.clone(),
             health_check: record.health_check.clone(),
+            alias: record.alias.clone(),
+            evaluate_target_health: record.evaluate_target_health,
         })
         .collect();
     let health_checks = dns

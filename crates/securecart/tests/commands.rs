@@ -295,6 +295,11 @@ async fn up_serves_a_purchase_survives_killed_replicas_and_stops_cleanly() {
             }
         }
     }
+    // The apex is an alias of www: the same answer under the zone's name.
+    assert_eq!(
+        ask_a_from(&client_in(1), &dns(0), "securecart.test").await,
+        Some((0, Some(edge_ip(1))))
+    );
     // us-east-1's edge stops answering: within the health check's interval × threshold,
     // its clients are sent to eu-west-1, and back once it answers again.
     let us_edge = component(&report, "us-east-1/edge")["pid"]
