@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -25,6 +25,47 @@ pub struct DnsServer {
     udp: std::net::UdpSocket,
     tcp: TcpListener,
     responder: Arc<ArcSwap<Responder>>,
+    counts: Arc<QueryCounts>,
+}
+
+/// Queries answered, by transport and response code, and queries given no answer.
+#[derive(Debug, Default)]
+pub struct QueryCounts {
+    udp: [AtomicU64; 16],
+    tcp: [AtomicU64; 16],
+    dropped: AtomicU64,
+}
+
+impl QueryCounts {
+    fn record(&self, transport: Transport, response: Option<&[u8]>) {
+        let Some(code) = response.and_then(|response| response.get(3)) else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let by_code = match transport {
+            Transport::Udp => &self.udp,
+            Transport::Tcp => &self.tcp,
+        };
+        by_code[usize::from(code & 0x0f)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The answers so far: (transport, response code, count), for the codes seen.
+    pub fn answered(&self) -> Vec<(Transport, u8, u64)> {
+        [(Transport::Udp, &self.udp), (Transport::Tcp, &self.tcp)]
+            .into_iter()
+            .flat_map(|(transport, by_code)| {
+                (0u8..16).filter_map(move |code| {
+                    let count = by_code[usize::from(code)].load(Ordering::Relaxed);
+                    (count > 0).then_some((transport, code, count))
+                })
+            })
+            .collect()
+    }
+
+    /// Queries given no answer (responses, and messages too short to carry an id).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
 }
 
 impl DnsServer {
@@ -36,7 +77,13 @@ impl DnsServer {
             udp,
             tcp,
             responder: Arc::new(ArcSwap::from_pointee(responder)),
+            counts: Arc::default(),
         })
+    }
+
+    /// The queries answered so far.
+    pub fn query_counts(&self) -> Arc<QueryCounts> {
+        Arc::clone(&self.counts)
     }
 
     /// The address it answers on.
@@ -63,13 +110,18 @@ impl DnsServer {
             let socket = self.udp.try_clone()?;
             let responder = Arc::clone(&self.responder);
             let stop = Arc::clone(&stop);
+            let counts = Arc::clone(&self.counts);
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("dns-udp-{index}"))
-                    .spawn(move || serve_udp(&socket, &responder, &stop))?,
+                    .spawn(move || serve_udp(&socket, &responder, &counts, &stop))?,
             );
         }
-        let tcp = tokio::spawn(serve_tcp(self.tcp, Arc::clone(&self.responder)));
+        let tcp = tokio::spawn(serve_tcp(
+            self.tcp,
+            Arc::clone(&self.responder),
+            Arc::clone(&self.counts),
+        ));
         shutdown.await;
         tcp.abort();
         stop.store(true, Ordering::Relaxed);
@@ -93,7 +145,12 @@ const UDP_STOP_CHECK: Duration = Duration::from_millis(200);
 /// soon as one is there) and one `sendmmsg` sends their answers, as Knot DNS and NSD do, so
 /// that under load the system calls cost a fraction of a query each and no event loop
 /// stands between the socket and the answers.
-fn serve_udp(socket: &std::net::UdpSocket, responder: &ArcSwap<Responder>, stop: &AtomicBool) {
+fn serve_udp(
+    socket: &std::net::UdpSocket,
+    responder: &ArcSwap<Responder>,
+    counts: &QueryCounts,
+    stop: &AtomicBool,
+) {
     use std::io::{IoSlice, IoSliceMut};
     use std::os::fd::AsRawFd;
 
@@ -144,7 +201,9 @@ fn serve_udp(socket: &std::net::UdpSocket, responder: &ArcSwap<Responder>, stop:
                         .map(|address| IpAddr::V6(address.ip()))
                 })
                 .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-            if let Some(answer) = responder.respond(&buffer[..*length], Transport::Udp, address) {
+            let answer = responder.respond(&buffer[..*length], Transport::Udp, address);
+            counts.record(Transport::Udp, answer.as_deref());
+            if let Some(answer) = answer {
                 answers.push((answer, *client));
             }
         }
@@ -181,7 +240,11 @@ fn serve_udp(socket: &std::net::UdpSocket, responder: &ArcSwap<Responder>, stop:
     }
 }
 
-async fn serve_tcp(listener: TcpListener, responder: Arc<ArcSwap<Responder>>) {
+async fn serve_tcp(
+    listener: TcpListener,
+    responder: Arc<ArcSwap<Responder>>,
+    counts: Arc<QueryCounts>,
+) {
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_TCP_CONNECTIONS));
     loop {
         let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
@@ -196,8 +259,10 @@ async fn serve_tcp(listener: TcpListener, responder: Arc<ArcSwap<Responder>>) {
             }
         };
         let responder = Arc::clone(&responder);
+        let counts = Arc::clone(&counts);
         tokio::spawn(async move {
-            if let Err(error) = serve_tcp_connection(stream, client.ip(), &responder).await {
+            if let Err(error) = serve_tcp_connection(stream, client.ip(), &responder, &counts).await
+            {
                 tracing::debug!(%error, %client, "TCP connection ended");
             }
             drop(permit);
@@ -210,6 +275,7 @@ async fn serve_tcp_connection(
     mut stream: TcpStream,
     client: IpAddr,
     responder: &ArcSwap<Responder>,
+    counts: &QueryCounts,
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
     let mut query = Vec::new();
@@ -224,7 +290,9 @@ async fn serve_tcp_connection(
         tokio::time::timeout(TCP_IDLE_TIMEOUT, stream.read_exact(&mut query))
             .await
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-        let Some(response) = responder.load().respond(&query, Transport::Tcp, client) else {
+        let response = responder.load().respond(&query, Transport::Tcp, client);
+        counts.record(Transport::Tcp, response.as_deref());
+        let Some(response) = response else {
             continue;
         };
         let Ok(response_length) = u16::try_from(response.len()) else {

@@ -128,6 +128,10 @@ pub enum Command {
         /// Where to answer, UDP and TCP (zone files; a region answers at its address).
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5353")]
         listen: std::net::SocketAddr,
+        /// Where to serve /metrics and /healthz (zone files; port 0: any free port; a
+        /// region's server uses its topology address).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+        admin: std::net::SocketAddr,
         /// Worker threads (default: one per core); 1 runs everything on one thread.
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         workers: Option<u16>,

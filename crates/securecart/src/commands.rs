@@ -178,10 +178,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dns {
             zones,
             listen,
+            admin,
             workers,
             log_format,
             ..
-        } => dns_zone_files(zones, listen, workers, log_format).await,
+        } => dns_zone_files(zones, listen, admin, workers, log_format).await,
         Command::Shop {
             service,
             region,
@@ -210,6 +211,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn dns_zone_files(
     zones: Vec<PathBuf>,
     listen: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
     workers: Option<u16>,
     log_format: Option<LogFormatArg>,
 ) -> anyhow::Result<ExitCode> {
@@ -230,7 +232,8 @@ async fn dns_zone_files(
     let server = securecart_dns::DnsServer::bind(listen, responder)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    tracing::info!(listen = %server.local_addr()?, zones = zones.len(), records, "dns ready");
+    let admin = dns_admin(admin, server.query_counts(), std::sync::Arc::default()).await?;
+    tracing::info!(listen = %server.local_addr()?, %admin, zones = zones.len(), records, "dns ready");
     let slot = server.responder();
     tokio::spawn(async move {
         let Ok(mut hangups) =
@@ -269,6 +272,98 @@ async fn serve_dns(
     Ok(ExitCode::SUCCESS)
 }
 
+/// A DNS response code by its mnemonic, as dig shows it.
+fn rcode_name(code: u8) -> String {
+    match code {
+        0 => "NOERROR".to_owned(),
+        1 => "FORMERR".to_owned(),
+        2 => "SERVFAIL".to_owned(),
+        3 => "NXDOMAIN".to_owned(),
+        4 => "NOTIMP".to_owned(),
+        5 => "REFUSED".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// The health checks' states, as the DNS admin endpoint reports them (swapped on reload).
+type CheckFlags =
+    std::sync::Arc<arc_swap::ArcSwap<Vec<(String, std::sync::Arc<std::sync::atomic::AtomicBool>)>>>;
+
+/// A DNS server's admin endpoint: `/healthz`, and `/metrics` with the queries answered by
+/// transport and response code, those given no answer, and each health check's state.
+/// Returns the address it listens on.
+async fn dns_admin(
+    address: std::net::SocketAddr,
+    counts: std::sync::Arc<securecart_dns::server::QueryCounts>,
+    checks: CheckFlags,
+) -> anyhow::Result<std::net::SocketAddr> {
+    use std::sync::atomic::Ordering;
+
+    use prometheus_client::metrics::counter::Counter;
+    use prometheus_client::metrics::family::Family;
+    use prometheus_client::metrics::gauge::Gauge;
+
+    let mut registry = prometheus_client::registry::Registry::with_prefix("securecart_dns");
+    let queries = Family::<Vec<(String, String)>, Counter>::default();
+    registry.register(
+        "queries",
+        "Queries answered, by transport and response code",
+        queries.clone(),
+    );
+    let dropped = Counter::<u64>::default();
+    registry.register(
+        "queries_dropped",
+        "Queries given no answer (responses, and messages too short to carry an id)",
+        dropped.clone(),
+    );
+    let health = Family::<Vec<(String, String)>, Gauge>::default();
+    registry.register(
+        "health_check_healthy",
+        "Whether each health check passes (1) or fails (0)",
+        health.clone(),
+    );
+    let readiness = securecart_telemetry::Readiness::default();
+    readiness.set(true);
+    let admin = securecart_telemetry::AdminServer::bind(
+        address,
+        securecart_telemetry::metrics::MetricsRegistry::new(registry),
+        readiness,
+        axum::Router::new(),
+    )
+    .await
+    .with_context(|| format!("cannot listen on {address}"))?;
+    let bound = admin.local_addr()?;
+    tokio::spawn(admin.serve(shutdown_signal()));
+    // The counters follow the server's own counts, the gauges the checks' flags.
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            ticks.tick().await;
+            for (transport, code, count) in counts.answered() {
+                let counter = queries.get_or_create(&vec![
+                    (
+                        "transport".to_owned(),
+                        match transport {
+                            securecart_dns::Transport::Udp => "udp",
+                            securecart_dns::Transport::Tcp => "tcp",
+                        }
+                        .to_owned(),
+                    ),
+                    ("code".to_owned(), rcode_name(code)),
+                ]);
+                counter.inc_by(count.saturating_sub(counter.get()));
+            }
+            dropped.inc_by(counts.dropped().saturating_sub(dropped.get()));
+            for (name, flag) in checks.load().iter() {
+                health
+                    .get_or_create(&vec![("check".to_owned(), name.clone())])
+                    .set(i64::from(flag.load(Ordering::Relaxed)));
+            }
+        }
+    });
+    Ok(bound)
+}
+
 /// A region's DNS server of the topology's zone: its records, routing policies and health
 /// checks, an admin endpoint for the supervisor (`/healthz`, `/metrics` with each health
 /// check's state), and SIGHUP to read the topology again.
@@ -279,10 +374,6 @@ async fn dns_region(
     log_format: Option<LogFormatArg>,
 ) -> anyhow::Result<ExitCode> {
     use std::sync::Arc;
-    use std::sync::atomic::Ordering;
-
-    use prometheus_client::metrics::family::Family;
-    use prometheus_client::metrics::gauge::Gauge;
 
     securecart_supervisor::die_with_parent();
     let loaded = settings::load_topology(config)?;
@@ -303,36 +394,12 @@ async fn dns_region(
         .await
         .with_context(|| format!("cannot listen on {}", component.address))?;
 
-    let mut registry = prometheus_client::registry::Registry::with_prefix("securecart_dns");
-    let health = Family::<Vec<(String, String)>, Gauge>::default();
-    registry.register(
-        "health_check_healthy",
-        "Whether each health check passes (1) or fails (0)",
-        health.clone(),
-    );
-    let readiness = securecart_telemetry::Readiness::default();
-    readiness.set(true);
-    let admin = securecart_telemetry::AdminServer::bind(
+    dns_admin(
         component.admin_address,
-        securecart_telemetry::metrics::MetricsRegistry::new(registry),
-        readiness,
-        axum::Router::new(),
+        server.query_counts(),
+        Arc::clone(&check_flags),
     )
-    .await
-    .with_context(|| format!("cannot listen on {}", component.admin_address))?;
-    tokio::spawn(admin.serve(shutdown_signal()));
-    let flags = Arc::clone(&check_flags);
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(Duration::from_millis(100));
-        loop {
-            ticks.tick().await;
-            for (name, flag) in flags.load().iter() {
-                health
-                    .get_or_create(&vec![("check".to_owned(), name.clone())])
-                    .set(i64::from(flag.load(Ordering::Relaxed)));
-            }
-        }
-    });
+    .await?;
     tracing::info!(region = region_name, listen = %server.local_addr()?, zone = %loaded.topology.dns.as_ref().map_or("", |dns| dns.zone.as_str()), "dns ready");
 
     let slot = server.responder();
@@ -430,13 +497,11 @@ async fn test_record(
         "{fqdn} {record_type} from {client}{}",
         client_subnet.map_or_else(String::new, |subnet| format!(" (client subnet {subnet})"))
     )?;
-    let code = match answer.code {
-        securecart_dns::answer::ResponseCode::NoError => "NOERROR".to_owned(),
-        securecart_dns::answer::ResponseCode::NXDomain => "NXDOMAIN".to_owned(),
-        securecart_dns::answer::ResponseCode::Refused => "REFUSED".to_owned(),
-        other => other.to_string(),
-    };
-    writeln!(out, "response code: {code}")?;
+    writeln!(
+        out,
+        "response code: {}",
+        rcode_name(u16::from(answer.code) as u8)
+    )?;
     for record in &answer.answers {
         writeln!(out, "answer: {record}")?;
     }

@@ -739,6 +739,7 @@ async fn dns_serves_a_zone_file_and_reloads_it_on_sighup() {
     std::fs::write(&zone, text).expect("zone");
     let listen = format!("127.0.0.1:{}", free_port("127.0.0.1"));
     let zone_arg = zone.to_str().expect("path").to_owned();
+    let admin = format!("127.0.0.1:{}", free_port("127.0.0.1"));
     let mut dns = Command::new(BINARY)
         .args([
             "dns",
@@ -748,6 +749,8 @@ async fn dns_serves_a_zone_file_and_reloads_it_on_sighup() {
             &zone_arg,
             "--listen",
             &listen,
+            "--admin",
+            &admin,
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -775,6 +778,22 @@ async fn dns_serves_a_zone_file_and_reloads_it_on_sighup() {
         Some((5, None)),
         "REFUSED"
     );
+    // The admin endpoint counts them, by transport and code.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = TestClient::http1()
+            .get(&format!("http://{admin}/metrics"))
+            .await
+            .text();
+        if metrics.contains("securecart_dns_queries_total{transport=\"udp\",code=\"NXDOMAIN\"} 1")
+            && metrics
+                .contains("securecart_dns_queries_total{transport=\"udp\",code=\"REFUSED\"} 1")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let pid = Pid::from_raw(dns.id().expect("pid") as i32);
     // SIGHUP reads the file again.
