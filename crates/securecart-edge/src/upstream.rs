@@ -3,7 +3,8 @@
 //! not be reached.
 //!
 //! A request may go to a second target only if nothing of it reached the first (a connect
-//! failure) and it can be sent again: its body is empty or was buffered. Bodies with a
+//! failure), or its method is idempotent and its connection failed before an answer; and
+//! it can be sent again: its body is empty or was buffered. Bodies with a
 //! declared length up to [`MAX_BUFFERED_BODY`] are buffered before forwarding, as nginx
 //! does by default; longer or chunked bodies stream through and are never retried.
 
@@ -357,13 +358,18 @@ pub async fn send(
                         }
                     }
                 };
-                if !failure.is_retryable() {
+                // An idempotent request whose connection failed before an answer may be sent
+                // again (nginx's `proxy_next_upstream error`): the target may have seen it,
+                // but seeing it twice changes nothing.
+                let retryable = failure.is_retryable()
+                    || (parts.method.is_idempotent() && matches!(failure, EdgeError::Upstream(_)));
+                if !retryable {
                     return Err(failure);
                 }
-                // Nothing reached the target. Passive health: a target that refuses
-                // connections leaves the rotation now; its active check brings it back.
                 group.observe_outcome(index, None);
-                if target.set_healthy(false) {
+                // Passive health: a target that refuses connections leaves the rotation
+                // now; its active check brings it back.
+                if failure.is_retryable() && target.set_healthy(false) {
                     tracing::warn!(group = %group.name, target = %target.address, "target unreachable; taken out of rotation");
                     metrics.set_target_health(group);
                 }

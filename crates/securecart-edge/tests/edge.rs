@@ -1673,3 +1673,66 @@ async fn application_cookie_stickiness_pins_a_client_once_its_target_sets_the_co
     edge.shutdown().await;
     drop((a, b));
 }
+
+/// A target that passes its health checks but closes the connection, unanswered, on any
+/// other request: as one killed mid-request.
+async fn start_crashing_target() -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 8192];
+                let mut read = 0;
+                loop {
+                    match stream.read(&mut buffer[read..]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => read += n,
+                    }
+                    if buffer[..read]
+                        .windows(4)
+                        .any(|window| window == b"\r\n\r\n")
+                    {
+                        break;
+                    }
+                }
+                if buffer.starts_with(b"GET /healthz") {
+                    let _ = stream
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                        )
+                        .await;
+                }
+                // Anything else: closed without an answer.
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test]
+async fn an_idempotent_request_whose_target_dies_mid_request_goes_to_another_target() {
+    let crashing = start_crashing_target().await;
+    let (b, _) = start_upstream("b").await;
+    let edge = start_edge(vec![("/api/*", "api", vec![crashing, b.address])]).await;
+    edge.wait_for_healthy(2).await;
+    let mut client = TestClient::http1();
+    // Round robin sends some of these to the crashing target first: every GET succeeds.
+    for _ in 0..6 {
+        assert_eq!(whoami(&mut client, &edge).await, "b");
+    }
+    // A POST is never sent twice: the one that reached the crashing target fails.
+    let mut statuses = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        let reply = client
+            .post(&format!("{}/api/echo", edge.url), &[], "hello")
+            .await;
+        statuses.insert(reply.status.as_u16());
+    }
+    assert_eq!(statuses, [200, 502].into_iter().collect(), "{statuses:?}");
+    edge.shutdown().await;
+    drop(b);
+}

@@ -258,18 +258,7 @@ async fn up_serves_a_purchase_survives_killed_replicas_and_stops_cleanly() {
     let config_arg = config.to_str().expect("path").to_owned();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let tested = securecart_ok(
-            &data_dir,
-            &[
-                "dns",
-                "test-record",
-                "www.securecart.test",
-                "A",
-                "--config",
-                &config_arg,
-            ],
-        )
-        .await;
+        let tested = test_record(&data_dir, &config_arg, &[]).await;
         if tested.contains("edge-us-east-1 healthy, edge-eu-west-1 healthy") {
             break;
         }
@@ -281,18 +270,14 @@ async fn up_serves_a_purchase_survives_killed_replicas_and_stops_cleanly() {
     }
     for server in [dns(0), dns(1)] {
         for region in [0, 1] {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                let answer = ask_a_from(&client_in(region), &server, "www.securecart.test").await;
-                if answer == Some((0, Some(edge_ip(region)))) {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "www from region {region}'s block, asking {server}: {answer:?}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            until_answer(
+                &client_in(region),
+                &server,
+                "www.securecart.test",
+                edge_ip(region),
+                &format!("www from region {region}'s block, asking {server}"),
+            )
+            .await;
         }
     }
     // The apex is an alias of www: the same answer under the zone's name.
@@ -306,16 +291,14 @@ async fn up_serves_a_purchase_survives_killed_replicas_and_stops_cleanly() {
         .as_i64()
         .expect("edge pid") as i32;
     kill(Pid::from_raw(us_edge), Signal::SIGSTOP).expect("SIGSTOP");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while ask_a_from(&client_in(0), &dns(0), "www.securecart.test").await
-        != Some((0, Some(edge_ip(1))))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the stopped edge stayed in the answers"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_answer(
+        &client_in(0),
+        &dns(0),
+        "www.securecart.test",
+        edge_ip(1),
+        "the stopped edge stayed in the answers",
+    )
+    .await;
     // Route 53's test DNS answer says the same, and why, with the live health.
     let [a, b, _, _] = edge_ip(0);
     let [c, d, _, _] = edge_ip(1);
@@ -324,20 +307,7 @@ async fn up_serves_a_purchase_survives_killed_replicas_and_stops_cleanly() {
     let subnet = format!("{a}.{b}.0.0/16");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let tested = securecart_ok(
-            &data_dir,
-            &[
-                "dns",
-                "test-record",
-                "www.securecart.test",
-                "A",
-                "--client-subnet",
-                &subnet,
-                "--config",
-                &config_arg,
-            ],
-        )
-        .await;
+        let tested = test_record(&data_dir, &config_arg, &["--client-subnet", &subnet]).await;
         if tested.contains(&format!("IN A {c}.{d}.0.1"))
             && tested.contains("edge-us-east-1 unhealthy, edge-eu-west-1 healthy")
             && tested.contains("why: www.securecart.test. A: latency")
@@ -348,16 +318,14 @@ async fn up_serves_a_purchase_survives_killed_replicas_and_stops_cleanly() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     kill(Pid::from_raw(us_edge), Signal::SIGCONT).expect("SIGCONT");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while ask_a_from(&client_in(0), &dns(0), "www.securecart.test").await
-        != Some((0, Some(edge_ip(0))))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the edge never came back into the answers"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_answer(
+        &client_in(0),
+        &dns(0),
+        "www.securecart.test",
+        edge_ip(0),
+        "the edge never came back into the answers",
+    )
+    .await;
     let url = report["entry_points"][0]["url"]
         .as_str()
         .expect("url")
@@ -708,6 +676,34 @@ fn a_query(name: &str) -> Vec<u8> {
 /// The response code and the address of the last (A) record of the answer, if any.
 async fn ask_a(address: &str, name: &str) -> Option<(u8, Option<[u8; 4]>)> {
     ask_a_from("127.0.0.1", address, name).await
+}
+
+/// Asks `server` from `source` until the answer is `address`, for up to 10 s (health
+/// checks settle over their interval × threshold).
+async fn until_answer(source: &str, server: &str, name: &str, address: [u8; 4], what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = ask_a_from(source, server, name).await;
+        if answer == Some((0, Some(address))) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {answer:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `securecart dns test-record www.securecart.test A` against a running deployment.
+async fn test_record(data_dir: &Path, config: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "dns",
+        "test-record",
+        "www.securecart.test",
+        "A",
+        "--config",
+        config,
+    ];
+    args.extend_from_slice(extra);
+    securecart_ok(data_dir, &args).await
 }
 
 /// [`ask_a`] from a chosen source address.
