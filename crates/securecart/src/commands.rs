@@ -636,6 +636,22 @@ fn check(file: Option<&Path>) -> anyhow::Result<ExitCode> {
             region.edge.address
         );
     }
+    if let Some(dns) = &topology.dns {
+        let servers: Vec<String> = topology
+            .regions
+            .iter()
+            .filter_map(|region| region.dns.as_ref())
+            .map(|server| server.address.to_string())
+            .collect();
+        let _ = writeln!(
+            stdout,
+            "  dns: zone {}, {} record set(s), {} health check(s), servers {}",
+            dns.zone,
+            dns.records.len(),
+            dns.health_checks.len(),
+            servers.join(", ")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

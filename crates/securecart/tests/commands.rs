@@ -528,6 +528,12 @@ async fn check_names_the_file_line_and_field_of_an_error() {
         .await
         .expect("run check");
     assert!(output.status.success(), "the embedded topology is valid");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains(
+            "dns: zone securecart.test., 5 record set(s), 4 health check(s), servers 127.1.0.2:5353, 127.2.0.2:5353"
+        ),
+        "check describes the DNS zone"
+    );
     let missing = Command::new(BINARY)
         .args(["check", "/nonexistent.toml"])
         .output()
