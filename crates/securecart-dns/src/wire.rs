@@ -90,8 +90,8 @@ impl Responder {
     /// answer at all (it is a response itself, or too short to carry an id).
     pub fn respond(&self, query: &[u8], transport: Transport, client: IpAddr) -> Option<Vec<u8>> {
         let Some(plain) = PlainQuery::read(query, transport) else {
-            return respond_slowly(&self.catalog, query, transport, client)
-                .map(|(response, _)| response);
+            return respond_to(&self.catalog, query, transport, client, rand::random())
+                .map(|responded| responded.bytes);
         };
         if let Some(kept) = self.kept.read().get(&plain.key) {
             return Some(plain.fill(kept));
@@ -298,18 +298,7 @@ fn size_limit(request: &Message, transport: Transport) -> usize {
     }
 }
 
-/// Answers a query by decoding it whole; the flag says whether the answer is the same for
-/// every client and moment (no routing policy chose it), so it may be kept.
-pub fn respond_slowly(
-    catalog: &Catalog,
-    query: &[u8],
-    transport: Transport,
-    client: IpAddr,
-) -> Option<(Vec<u8>, bool)> {
-    respond_to(catalog, query, transport, client, rand::random())
-        .map(|responded| (responded.bytes, !responded.dynamic))
-}
-
+/// Answers a query by decoding it whole, with `seed` for the routing policies' draws.
 fn respond_to(
     catalog: &Catalog,
     query: &[u8],

@@ -32,6 +32,8 @@ pub struct Zone {
     rrsets: HashMap<(LowerName, RecordType), Arc<[Record]>>,
     /// Every owner name, and every name between an owner and the apex.
     names: HashSet<LowerName>,
+    /// The types of the record sets at each owner name (for ANY questions).
+    types: HashMap<LowerName, Vec<RecordType>>,
     /// Names below the apex that carry NS records: the zone is not authoritative under
     /// them.
     delegations: HashSet<LowerName>,
@@ -185,11 +187,12 @@ impl Zone {
             Some(_) => return Err(format!("the zone {origin} has more than one SOA record")),
             None => return Err(format!("the zone {origin} has no SOA record at its apex")),
         };
-        if let Some((name, _)) = grouped.keys().find(|(name, record_type)| {
-            *record_type == RecordType::CNAME
-                && grouped
-                    .keys()
-                    .any(|(other, other_type)| other == name && *other_type != RecordType::CNAME)
+        let mut types: HashMap<LowerName, Vec<RecordType>> = HashMap::new();
+        for (name, record_type) in grouped.keys() {
+            types.entry(name.clone()).or_default().push(*record_type);
+        }
+        if let Some(name) = types.iter().find_map(|(name, kinds)| {
+            (kinds.len() > 1 && kinds.contains(&RecordType::CNAME)).then_some(name)
         }) {
             return Err(format!(
                 "{name} has a CNAME record and other records; a CNAME must be alone (RFC 1034)"
@@ -208,6 +211,7 @@ impl Zone {
                 .map(|(key, records)| (key, Arc::from(records)))
                 .collect(),
             names,
+            types,
             delegations,
             record_count,
             policies: HashMap::new(),
@@ -287,13 +291,6 @@ impl Zone {
         Ok(())
     }
 
-    /// The policy group of one name and type.
-    pub fn policy_group(&self, name: &LowerName, record_type: RecordType) -> Option<&PolicyGroup> {
-        self.policies
-            .get(&(name.clone(), record_type))
-            .map(|entry| &entry.group)
-    }
-
     /// The policy group of one name and type, with its members as the choice sees them
     /// (built once; their health is read from the members at each choice).
     pub fn policy_entry(
@@ -336,11 +333,6 @@ impl Zone {
         }
     }
 
-    /// Whether any name of the zone is answered by a routing policy.
-    pub fn has_policies(&self) -> bool {
-        !self.policies.is_empty()
-    }
-
     /// The zone's name.
     pub fn origin(&self) -> &LowerName {
         &self.origin
@@ -363,10 +355,11 @@ impl Zone {
 
     /// Every record set at a name.
     pub fn rrsets_at<'z>(&'z self, name: &'z LowerName) -> impl Iterator<Item = &'z Arc<[Record]>> {
-        self.rrsets
-            .iter()
-            .filter(move |((owner, _), _)| owner == name)
-            .map(|(_, records)| records)
+        self.types
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter_map(move |record_type| self.rrset(name, *record_type))
     }
 
     /// Whether a name exists in the zone (with records, or with names below it).
