@@ -3,17 +3,16 @@
 //! health checks their records follow, started on the runtime.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 
 use hickory_proto::rr::rdata::{CNAME, NS, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tokio::sync::watch;
 
 use crate::answer::Catalog;
-use crate::health::{HealthCheck, Probe};
+use crate::health::HealthCheck;
 use crate::policy::{Environment, Policy};
 use crate::wire::Responder;
 use crate::zone::{PolicyGroup, PolicyMember, Zone};
@@ -29,8 +28,8 @@ pub struct ZoneConfig {
     pub ttl: u32,
     /// Its record sets.
     pub records: Vec<RecordConfig>,
-    /// The health checks records follow.
-    pub health_checks: Vec<CheckConfig>,
+    /// The health checks records follow; calculated ones name their children.
+    pub health_checks: Vec<HealthCheck<String>>,
     /// What the routing policies know of the world.
     pub environment: Environment,
 }
@@ -58,54 +57,6 @@ pub struct RecordConfig {
     pub evaluate_target_health: bool,
 }
 
-/// A health check in plain values.
-#[derive(Debug, Clone)]
-pub struct CheckConfig {
-    /// Its name.
-    pub name: String,
-    /// What it checks.
-    pub probe: ProbeConfig,
-    /// How often.
-    pub interval: Duration,
-    /// Results in a row that change its state.
-    pub failure_threshold: u32,
-    /// Reports the opposite.
-    pub inverted: bool,
-    /// Always healthy.
-    pub disabled: bool,
-}
-
-/// What a check probes.
-#[derive(Debug, Clone)]
-pub enum ProbeConfig {
-    /// HTTP GET `path` at `address`, with an optional string to find.
-    Http {
-        /// Where.
-        address: SocketAddr,
-        /// What.
-        path: String,
-        /// The string the body must hold.
-        search: Option<String>,
-    },
-    /// A TCP connection to `address`.
-    Tcp {
-        /// Where.
-        address: SocketAddr,
-    },
-    /// An edge's target groups, from its admin endpoint at `address`.
-    EdgeTargets {
-        /// Where.
-        address: SocketAddr,
-    },
-    /// Healthy while `threshold` of the named checks are.
-    Calculated {
-        /// The children.
-        children: Vec<String>,
-        /// How many must be healthy.
-        threshold: usize,
-    },
-}
-
 /// A built zone: the responder, and each health check's flag by name.
 #[derive(Debug)]
 pub struct Built {
@@ -131,44 +82,16 @@ pub fn build(config: &ZoneConfig, stop: &watch::Receiver<bool>) -> Result<Built,
         .map(|check| (check.name.as_str(), Arc::new(AtomicBool::new(true))))
         .collect();
     for check in &config.health_checks {
-        let probe = match &check.probe {
-            ProbeConfig::Http {
-                address,
-                path,
-                search,
-            } => Probe::Http {
-                address: *address,
-                host: address.ip().to_string(),
-                path: path.clone(),
-                search: search.clone(),
-            },
-            ProbeConfig::Tcp { address } => Probe::Tcp { address: *address },
-            ProbeConfig::EdgeTargets { address } => Probe::EdgeTargets { address: *address },
-            ProbeConfig::Calculated {
-                children,
-                threshold,
-            } => Probe::Calculated {
-                children: children
-                    .iter()
-                    .map(|child| {
-                        flags
-                            .get(child.as_str())
-                            .cloned()
-                            .ok_or_else(|| format!("health check `{child}` does not exist"))
-                    })
-                    .collect::<Result<_, _>>()?,
-                threshold: *threshold,
-            },
-        };
-        HealthCheck {
-            name: check.name.clone(),
-            probe,
-            interval: check.interval,
-            failure_threshold: check.failure_threshold,
-            inverted: check.inverted,
-            disabled: check.disabled,
-        }
-        .spawn(Arc::clone(&flags[check.name.as_str()]), stop.clone());
+        let state = Arc::clone(&flags[check.name.as_str()]);
+        check
+            .clone()
+            .with_children(|child| {
+                flags
+                    .get(child.as_str())
+                    .cloned()
+                    .ok_or_else(|| format!("health check `{child}` does not exist"))
+            })?
+            .spawn(state, stop.clone());
     }
 
     // SOA and NS records for the zone, with the name servers' addresses.
@@ -307,7 +230,8 @@ mod tests {
 
     use hickory_proto::rr::{LowerName, Name, RecordType};
 
-    use super::{CheckConfig, ProbeConfig, RecordConfig, ZoneConfig, build};
+    use super::{RecordConfig, ZoneConfig, build};
+    use crate::health::{HealthCheck, Probe};
     use crate::policy::{Environment, Policy};
 
     fn record(name: &str, policy: Option<Policy>, values: &[&str]) -> RecordConfig {
@@ -337,9 +261,9 @@ mod tests {
                 &[address],
             )
         };
-        let disabled = |name: &str| CheckConfig {
+        let disabled = |name: &str| HealthCheck {
             name: name.to_owned(),
-            probe: ProbeConfig::Tcp {
+            probe: Probe::Tcp {
                 address: "127.0.0.1:1".parse().expect("address"),
             },
             interval: Duration::from_secs(60),

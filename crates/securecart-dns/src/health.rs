@@ -20,9 +20,11 @@ use tokio::sync::watch;
 /// The most body bytes a string match reads, as Route 53's.
 pub const SEARCH_WINDOW: usize = 5_120;
 
-/// What a check probes.
+/// What a check probes. A calculated check names its children by `C`: their states when
+/// it runs, their names in a configuration ([`HealthCheck::with_children`] turns one into
+/// the other).
 #[derive(Debug, Clone)]
-pub enum Probe {
+pub enum Probe<C = Arc<AtomicBool>> {
     /// An HTTP GET.
     Http {
         /// Where to connect.
@@ -48,8 +50,8 @@ pub enum Probe {
     },
     /// Healthy while at least `threshold` children are.
     Calculated {
-        /// The children's states.
-        children: Vec<Arc<AtomicBool>>,
+        /// The children.
+        children: Vec<C>,
         /// How many must be healthy.
         threshold: usize,
     },
@@ -57,11 +59,11 @@ pub enum Probe {
 
 /// One health check.
 #[derive(Debug, Clone)]
-pub struct HealthCheck {
+pub struct HealthCheck<C = Arc<AtomicBool>> {
     /// Its name, in logs.
     pub name: String,
     /// What it probes.
-    pub probe: Probe,
+    pub probe: Probe<C>,
     /// How often.
     pub interval: Duration,
     /// Results in a row that change its state.
@@ -70,6 +72,48 @@ pub struct HealthCheck {
     pub inverted: bool,
     /// Always healthy, without probing.
     pub disabled: bool,
+}
+
+impl<C> HealthCheck<C> {
+    /// The same check with its calculated children replaced by `child`'s answer for each.
+    pub fn with_children<D, E>(
+        self,
+        mut child: impl FnMut(C) -> Result<D, E>,
+    ) -> Result<HealthCheck<D>, E> {
+        let probe = match self.probe {
+            Probe::Http {
+                address,
+                host,
+                path,
+                search,
+            } => Probe::Http {
+                address,
+                host,
+                path,
+                search,
+            },
+            Probe::Tcp { address } => Probe::Tcp { address },
+            Probe::EdgeTargets { address } => Probe::EdgeTargets { address },
+            Probe::Calculated {
+                children,
+                threshold,
+            } => Probe::Calculated {
+                children: children
+                    .into_iter()
+                    .map(&mut child)
+                    .collect::<Result<_, _>>()?,
+                threshold,
+            },
+        };
+        Ok(HealthCheck {
+            name: self.name,
+            probe,
+            interval: self.interval,
+            failure_threshold: self.failure_threshold,
+            inverted: self.inverted,
+            disabled: self.disabled,
+        })
+    }
 }
 
 impl HealthCheck {

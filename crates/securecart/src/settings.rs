@@ -396,7 +396,8 @@ pub fn shop_config(
 /// records send a region's clients to its own edge), and the records and health checks
 /// are the topology's.
 pub fn dns_zone_config(topology: &Topology) -> anyhow::Result<securecart_dns::config::ZoneConfig> {
-    use securecart_dns::config::{CheckConfig, ProbeConfig, RecordConfig, ZoneConfig};
+    use securecart_dns::config::{RecordConfig, ZoneConfig};
+    use securecart_dns::health::{HealthCheck, Probe};
     use securecart_dns::policy::{Environment, GeoLocation, Policy};
     use securecart_topology::dns::{DnsCheckKind, DnsRouting};
     let dns = topology
@@ -471,26 +472,25 @@ pub fn dns_zone_config(topology: &Topology) -> anyhow::Result<securecart_dns::co
     let health_checks = dns
         .health_checks
         .iter()
-        .map(|check| CheckConfig {
+        .map(|check| HealthCheck {
             name: check.name.clone(),
             probe: match &check.kind {
                 DnsCheckKind::Http {
                     address,
                     path,
                     search,
-                } => ProbeConfig::Http {
+                } => Probe::Http {
                     address: *address,
+                    host: address.ip().to_string(),
                     path: path.clone(),
                     search: search.clone(),
                 },
-                DnsCheckKind::Tcp { address } => ProbeConfig::Tcp { address: *address },
-                DnsCheckKind::EdgeTargets { address } => {
-                    ProbeConfig::EdgeTargets { address: *address }
-                }
+                DnsCheckKind::Tcp { address } => Probe::Tcp { address: *address },
+                DnsCheckKind::EdgeTargets { address } => Probe::EdgeTargets { address: *address },
                 DnsCheckKind::Calculated {
                     children,
                     threshold,
-                } => ProbeConfig::Calculated {
+                } => Probe::Calculated {
                     children: children.clone(),
                     threshold: *threshold,
                 },
