@@ -38,18 +38,22 @@ async fn shutdown_signal() {
     }
 }
 
-/// Reloads the edge's configuration on every SIGHUP.
-async fn reload_on_hangup(control: std::sync::Arc<securecart_edge::Control>) {
+/// Runs `reload` on every SIGHUP; a reload that fails leaves what is in force.
+async fn on_each_hangup<F, Fut>(mut reload: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
     let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
     else {
-        tracing::warn!("cannot listen for SIGHUP; reload through the admin API");
+        tracing::warn!("cannot listen for SIGHUP");
         return;
     };
     while hangups.recv().await.is_some() {
-        match control.reload().await {
+        match reload().await {
             Ok(()) => tracing::info!("reloaded on SIGHUP"),
             Err(error) => {
-                tracing::error!(%error, "reload refused; the configuration in force stays")
+                tracing::error!("reload refused; the configuration in force stays: {error:#}")
             }
         }
     }
@@ -103,7 +107,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 settings::edge_config(&loaded.topology, region, &base)
                     .map_err(|error| format!("{error:#}"))
             }));
-            tokio::spawn(reload_on_hangup(control));
+            tokio::spawn(on_each_hangup(move || {
+                let control = std::sync::Arc::clone(&control);
+                async move { control.reload().await.map_err(anyhow::Error::from) }
+            }));
             edge.serve(shutdown_signal())
                 .await
                 .context("the edge failed")?;
@@ -235,24 +242,11 @@ async fn dns_zone_files(
     let admin = dns_admin(admin, server.query_counts(), std::sync::Arc::default()).await?;
     tracing::info!(listen = %server.local_addr()?, %admin, zones = zones.len(), records, "dns ready");
     let slot = server.responder();
-    tokio::spawn(async move {
-        let Ok(mut hangups) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            return;
-        };
-        while hangups.recv().await.is_some() {
-            match load_zones(&zones) {
-                Ok(responder) => {
-                    slot.store(std::sync::Arc::new(responder));
-                    tracing::info!("zones reloaded on SIGHUP");
-                }
-                Err(error) => {
-                    tracing::error!("reload refused; the zones in force stay: {error:#}")
-                }
-            }
-        }
-    });
+    tokio::spawn(on_each_hangup(move || {
+        let reloaded =
+            load_zones(&zones).map(|responder| slot.store(std::sync::Arc::new(responder)));
+        std::future::ready(reloaded)
+    }));
     serve_dns(server, workers).await
 }
 
@@ -404,37 +398,32 @@ async fn dns_region(
 
     let slot = server.responder();
     let config = config.map(Path::to_path_buf);
-    tokio::spawn(async move {
-        let Ok(mut hangups) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            return;
-        };
-        let mut stop_checks = stop_checks;
-        while hangups.recv().await.is_some() {
-            let (next_stop, next_checks) = tokio::sync::watch::channel(false);
-            let rebuilt = settings::load_topology(config.as_deref()).and_then(|loaded| {
-                securecart_dns::config::build(
-                    &settings::dns_zone_config(&loaded.topology)?,
-                    &next_checks,
-                )
-                .map_err(anyhow::Error::msg)
-            });
-            match rebuilt {
-                Ok(built) => {
-                    slot.store(Arc::new(built.responder));
-                    check_flags.store(Arc::new(built.checks));
-                    let _ = stop_checks.send(true);
-                    stop_checks = next_stop;
-                    tracing::info!("zone reloaded on SIGHUP");
-                }
-                Err(error) => {
-                    let _ = next_stop.send(true);
-                    tracing::error!("reload refused; the zone in force stays: {error:#}");
-                }
+    let mut stop_checks = stop_checks;
+    tokio::spawn(on_each_hangup(move || {
+        // The new zone's checks start now; the old ones stop once it is in force.
+        let (next_stop, next_checks) = tokio::sync::watch::channel(false);
+        let rebuilt = settings::load_topology(config.as_deref()).and_then(|loaded| {
+            securecart_dns::config::build(
+                &settings::dns_zone_config(&loaded.topology)?,
+                &next_checks,
+            )
+            .map_err(anyhow::Error::msg)
+        });
+        let reloaded = match rebuilt {
+            Ok(built) => {
+                slot.store(Arc::new(built.responder));
+                check_flags.store(Arc::new(built.checks));
+                let _ = stop_checks.send(true);
+                stop_checks = next_stop;
+                Ok(())
             }
-        }
-    });
+            Err(error) => {
+                let _ = next_stop.send(true);
+                Err(error)
+            }
+        };
+        std::future::ready(reloaded)
+    }));
     serve_dns(server, workers).await
 }
 
