@@ -36,33 +36,15 @@ DYNAMIC_PORT=$((BASE_PORT + 4))      # securecart with policy records, on 127.20
 KNOT_GEO_PORT=$((BASE_PORT + 5))
 PDNS_LUA_PORT=$((BASE_PORT + 6))
 
-log() { printf 'bench: %s\n' "$*" >&2; }
-
-missing=()
-command -v dnsperf >/dev/null || missing+=(dnsperf)
-command -v knotd >/dev/null || missing+=(knot)
-command -v nsd >/dev/null || missing+=(nsd)
-command -v pdns_server >/dev/null || missing+=(pdns-server pdns-backend-bind)
-[[ -e /usr/lib/x86_64-linux-gnu/knot/modules-3.2/geoip.so ]] || ls /usr/lib/*/knot/modules-*/geoip.so >/dev/null 2>&1 || missing+=(knot-module-geoip)
-if ((${#missing[@]})); then
-  log "installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-log "building securecart (release)"
-cargo build --release -q -p securecart
-BIN=$PWD/target/release/securecart
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/securecart-dns-bench.XXXXXX")
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  sleep 0.5
-  for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-chmod 755 "$WORK"
+# shellcheck source=bench/common.sh
+source bench/common.sh
+need dnsperf dnsperf
+need knotd knot
+need nsd nsd
+need pdns_server pdns-server pdns-backend-bind
+need "/usr/lib/*/knot/modules-*/geoip.so" knot-module-geoip
+WORK_NAME=dns-bench
+prepare
 
 ZONE=$WORK/bench.test.zone
 python3 - "$ZONE" "$WORK/queries" "$NAMES" <<'PY'
@@ -252,22 +234,15 @@ zone:
     zonefile: "$ZONE"
 CONF
 
-start() { # name command...
-  local name=$1
-  shift
-  taskset -c "$SERVER_CPU" "$@" >"$WORK/$name.log" 2>&1 &
-  PIDS+=($!)
-  eval "PID_$name=$!"
-}
-SECURECART_LOG=warn start securecart "$BIN" dns --workers 1 --zone "$ZONE" --listen "127.0.0.1:$SECURECART_PORT"
-start knot knotd -c "$WORK/knot.conf"
-start nsd nsd -d -c "$WORK/nsd.conf"
+SECURECART_LOG=warn start securecart "$SERVER_CPU" "$BIN" dns --workers 1 --zone "$ZONE" --listen "127.0.0.1:$SECURECART_PORT"
+start knot "$SERVER_CPU" knotd -c "$WORK/knot.conf"
+start nsd "$SERVER_CPU" nsd -d -c "$WORK/nsd.conf"
 # shellcheck disable=SC2046
-start pdns $(pdns "$WORK/pdns" "$PDNS_PORT")
-SECURECART_LOG=warn start dynamic "$BIN" dns --workers 1 --region us-east-1 --config "$WORK/topology.toml"
-start knot_geo knotd -c "$WORK/knot-geo.conf"
+start pdns "$SERVER_CPU" $(pdns "$WORK/pdns" "$PDNS_PORT")
+SECURECART_LOG=warn start dynamic "$SERVER_CPU" "$BIN" dns --workers 1 --region us-east-1 --config "$WORK/topology.toml"
+start knot_geo "$SERVER_CPU" knotd -c "$WORK/knot-geo.conf"
 # shellcheck disable=SC2046
-start pdns_lua $(pdns "$WORK/pdns-lua" "$PDNS_LUA_PORT" --enable-lua-records=yes --edns-subnet-processing=yes)
+start pdns_lua "$SERVER_CPU" $(pdns "$WORK/pdns-lua" "$PDNS_LUA_PORT" --enable-lua-records=yes --edns-subnet-processing=yes)
 
 # (name, server, port, a question it answers)
 for target in "securecart 127.0.0.1 $SECURECART_PORT host1" "knot 127.0.0.1 $KNOT_PORT host1" \
@@ -293,18 +268,6 @@ for target in "dynamic 127.201.0.2 $DYNAMIC_PORT" "knot_geo 127.0.0.1 $KNOT_GEO_
   answer=$(dig +short +subnet=127.202.0.0/24 @"$server" -p "$port" s.bench.test A)
   [[ $answer == 127.2.0.1 ]] || { log "$name answers s.bench.test with '$answer' for 127.202.0.0/24"; exit 1; }
 done
-
-# CPU ticks of a process and all its descendants (NSD serves from a grandchild process).
-cpu_ticks() {
-  local total=0 child
-  # utime and stime, counted after the command name, which may hold spaces ("nsd: server 1").
-  [[ -r /proc/$1/stat ]] && total=$(sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }')
-  for child in $(pgrep -P "$1" || true); do
-    total=$((total + $(cpu_ticks "$child")))
-  done
-  echo "$total"
-}
-TICKS=$(getconf CLK_TCK)
 
 RESULTS=$WORK/results.tsv
 run() { # case target server port queries [dnsperf args]

@@ -33,31 +33,13 @@ SECURECART_TLS_PORT=$((BASE_PORT + 4))
 NGINX_TLS_PORT=$((BASE_PORT + 5))
 HAPROXY_TLS_PORT=$((BASE_PORT + 6))
 
-log() { printf 'bench: %s\n' "$*" >&2; }
-
-missing=()
-command -v nginx >/dev/null || missing+=(nginx-light)
-command -v haproxy >/dev/null || missing+=(haproxy)
-command -v wrk >/dev/null || missing+=(wrk)
-if ((${#missing[@]})); then
-  log "installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-log "building securecart (release)"
-cargo build --release -q -p securecart
-BIN=$PWD/target/release/securecart
-
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/securecart-bench.XXXXXX")
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  sleep 0.5
-  for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+# shellcheck source=bench/common.sh
+source bench/common.sh
+need nginx nginx-light
+need haproxy haproxy
+need wrk wrk
+WORK_NAME=bench
+prepare
 
 head -c 16384 /dev/urandom | base64 -w 0 | head -c 16384 >"$WORK/16k"
 # One ECDSA P-256 certificate for every proxy's HTTPS listener.
@@ -66,7 +48,6 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
   -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
 cat "$WORK/cert.pem" "$WORK/key.pem" >"$WORK/haproxy.pem"
 # nginx workers run as an unprivileged user: let them read the origin's file.
-chmod 755 "$WORK"
 chmod 644 "$WORK/16k" "$WORK"/*.pem
 
 # The origin: nginx answering from memory and the page cache, on the load generator's core.
@@ -132,13 +113,6 @@ backend origin
   server origin 127.0.0.1:$ORIGIN_PORT
 CONF
 
-start() { # name cpu command...
-  local name=$1 cpu=$2
-  shift 2
-  taskset -c "$cpu" "$@" >"$WORK/$name.log" 2>&1 &
-  PIDS+=($!)
-  eval "PID_$name=$!"
-}
 start origin "$LOAD_CPU" nginx -c "$WORK/origin.conf" -p "$WORK"
 start nginx "$PROXY_CPU" nginx -c "$WORK/nginx.conf" -p "$WORK"
 start haproxy "$PROXY_CPU" haproxy -f "$WORK/haproxy.cfg"
@@ -158,19 +132,12 @@ for url in "http://127.0.0.1:"{$ORIGIN_PORT,$SECURECART_PORT,$NGINX_PORT,$HAPROX
   curl -sfk "$url" >/dev/null || { log "nothing answers at $url"; cat "$WORK"/*.log >&2; exit 1; }
 done
 
-# The process whose CPU time a target costs: nginx's worker (the master only supervises).
-worker_of() { # pid -> the pid doing the work
-  local child
-  child=$(pgrep -P "$1" | head -n 1 || true)
-  echo "${child:-$1}"
-}
-CPU_origin=$(worker_of "$PID_origin")
-CPU_nginx=$(worker_of "$PID_nginx")
+# The processes whose CPU time a target costs (with their children: nginx's worker).
+CPU_origin=$PID_origin
+CPU_nginx=$PID_nginx
 CPU_haproxy=$PID_haproxy
 CPU_securecart=$PID_securecart
 CPU_securecart_tls=$PID_securecart_tls
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-TICKS=$(getconf CLK_TCK)
 
 RESULTS=$WORK/results.tsv
 run() { # case target port path [extra wrk args]
@@ -221,7 +188,15 @@ done
 # Memory with idle client connections: open many keep-alive connections that sent one
 # request each, and read the proxy's resident memory before and after. nginx and HAProxy
 # allocate their connection tables up front, so the total matters as much as the increase.
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+# Resident memory of a process and its children (nginx's master and worker), in KiB.
+rss_kib() {
+  local total child
+  total=$(awk '/^VmRSS:/ { print $2 }' "/proc/$1/status")
+  for child in $(pgrep -P "$1" || true); do
+    total=$((total + $(rss_kib "$child")))
+  done
+  echo "$total"
+}
 idle_memory() { # target port
   local pid_var="CPU_$1" before after
   before=$(rss_kib "${!pid_var}")
