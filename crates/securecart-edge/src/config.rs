@@ -24,6 +24,49 @@ pub struct EdgeConfig {
     /// The token the admin API's changes need (`Authorization: Bearer ...`); without one,
     /// the admin API only reads.
     pub admin_token: Option<String>,
+    /// The cache (CloudFront's role); none forwards everything.
+    pub cache: Option<CacheConfig>,
+}
+
+/// The edge's HTTP cache: one store for every listener, and the behaviours that say which
+/// paths it caches and how.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// About how many bytes of responses the memory store holds.
+    pub capacity_bytes: u64,
+    /// The largest body stored; larger ones stream through unstored.
+    pub max_object_bytes: usize,
+    /// Cache behaviours, in order: the first whose path pattern matches applies; a path
+    /// none matches is not cached.
+    pub behaviors: Vec<CacheBehavior>,
+}
+
+impl CacheConfig {
+    /// One behaviour for every path that follows the origin's headers (RFC 9111 as is),
+    /// in a store of `capacity_bytes`: what `securecart proxy --cache` runs.
+    pub fn everything(capacity_bytes: u64) -> Self {
+        Self {
+            capacity_bytes,
+            max_object_bytes: 8 * 1024 * 1024,
+            behaviors: vec![CacheBehavior {
+                name: "default".to_owned(),
+                path_pattern: "*".to_owned(),
+                policy: securecart_cache::CachePolicy::default(),
+            }],
+        }
+    }
+}
+
+/// A cache behaviour: a path pattern (`*` and `?` wildcards, as listener rules) and the
+/// policy for what it matches.
+#[derive(Debug, Clone)]
+pub struct CacheBehavior {
+    /// Its name, in metrics.
+    pub name: String,
+    /// The paths it applies to, such as `/static/*`.
+    pub path_pattern: String,
+    /// TTLs and key.
+    pub policy: securecart_cache::CachePolicy,
 }
 
 /// A listener: an address, rules in priority order and a default action.

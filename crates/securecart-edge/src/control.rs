@@ -28,6 +28,7 @@ use serde::Deserialize;
 use tokio::sync::{Mutex, watch};
 
 use crate::balancer::{Target, TargetGroup};
+use crate::cache::CacheStage;
 use crate::config::{EdgeConfig, Limits};
 use crate::metrics::EdgeMetrics;
 use crate::pipeline::Pipeline;
@@ -49,6 +50,9 @@ pub struct Control {
     admin_token: Option<String>,
     reload_source: std::sync::OnceLock<ReloadSource>,
     draining: Arc<Mutex<Vec<Draining>>>,
+    /// The cache, made by the first configuration that has one and kept across reloads
+    /// (its capacity is the first configuration's).
+    cache: std::sync::OnceLock<Arc<securecart_cache::Cache>>,
 }
 
 /// A target that left its group and finishes its requests in flight.
@@ -119,7 +123,14 @@ impl Control {
         readiness: Readiness,
     ) -> Result<Self, StartError> {
         let groups = build_groups(&config, &[], &pools, &metrics);
-        let pipelines = Self::compile(&config, &groups, &listener_ports, &metrics)?;
+        let cache = std::sync::OnceLock::new();
+        let pipelines = Self::compile(
+            &config,
+            &groups,
+            &listener_ports,
+            &metrics,
+            Self::cache_for(&cache, &config, &metrics),
+        )?;
         let (stop, _) = watch::channel(false);
         Ok(Self {
             slots: pipelines
@@ -135,7 +146,32 @@ impl Control {
             listener_ports,
             reload_source: std::sync::OnceLock::new(),
             draining: Arc::default(),
+            cache,
         })
+    }
+
+    /// The edge's cache, made now if `config` is the first to ask for one.
+    fn cache_for<'c>(
+        cache: &'c std::sync::OnceLock<Arc<securecart_cache::Cache>>,
+        config: &EdgeConfig,
+        metrics: &EdgeMetrics,
+    ) -> Option<&'c Arc<securecart_cache::Cache>> {
+        let settings = config.cache.as_ref()?;
+        Some(cache.get_or_init(|| {
+            let evictions = metrics.cache_evictions.clone();
+            Arc::new(securecart_cache::Cache::new(
+                settings.capacity_bytes,
+                settings.max_object_bytes,
+                move || {
+                    evictions.inc();
+                },
+            ))
+        }))
+    }
+
+    /// The edge's cache, if its configuration has one.
+    pub fn cache(&self) -> Option<&Arc<securecart_cache::Cache>> {
+        self.cache.get()
     }
 
     fn compile(
@@ -143,6 +179,7 @@ impl Control {
         groups: &Arc<[TargetGroup]>,
         listener_ports: &[u16],
         metrics: &EdgeMetrics,
+        cache: Option<&Arc<securecart_cache::Cache>>,
     ) -> Result<Vec<Arc<Pipeline>>, StartError> {
         if let Some(group) = config
             .target_groups
@@ -170,6 +207,9 @@ impl Control {
                     metrics: metrics.clone(),
                     limits: config.limits.clone(),
                     error_log: Default::default(),
+                    cache: cache.zip(config.cache.as_ref()).map(|(cache, settings)| {
+                        CacheStage::new(Arc::clone(cache), settings, metrics)
+                    }),
                 }))
             })
             .collect()
@@ -243,7 +283,13 @@ impl Control {
         }
         let previous = self.groups();
         let groups = build_groups(&config, &previous, &self.pools, &self.metrics);
-        let pipelines = Self::compile(&config, &groups, &self.listener_ports, &self.metrics)?;
+        let pipelines = Self::compile(
+            &config,
+            &groups,
+            &self.listener_ports,
+            &self.metrics,
+            Self::cache_for(&self.cache, &config, &self.metrics),
+        )?;
         for (slot, pipeline) in self.slots.iter().zip(pipelines) {
             slot.store(pipeline);
         }

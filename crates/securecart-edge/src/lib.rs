@@ -9,6 +9,7 @@
 pub mod access_log;
 pub mod actions;
 pub mod balancer;
+pub mod cache;
 pub mod config;
 pub mod context;
 pub mod control;
@@ -39,7 +40,8 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 pub use config::{
-    EdgeConfig, HealthCheckConfig, Limits, ListenerConfig, TargetGroupConfig, UpstreamProtocol,
+    CacheBehavior, CacheConfig, EdgeConfig, HealthCheckConfig, Limits, ListenerConfig,
+    TargetGroupConfig, UpstreamProtocol,
 };
 pub use control::{Control, ReloadError};
 pub use error::EdgeError;

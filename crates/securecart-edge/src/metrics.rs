@@ -32,6 +32,43 @@ pub struct EdgeErrorLabels {
     pub code: &'static str,
 }
 
+/// Labels of a cache behaviour's answers: the behaviour and what the cache did.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// The cache behaviour.
+    pub behavior: String,
+    /// `hit`, `miss`, `stale`, `revalidated` or `bypass`.
+    pub result: &'static str,
+}
+
+/// Labels naming a cache behaviour.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BehaviorLabels {
+    /// The cache behaviour.
+    pub behavior: String,
+}
+
+/// A cache behaviour's metric handles, taken once when the behaviour is built.
+#[derive(Debug, Clone)]
+pub struct CacheMetrics {
+    /// Answered from a fresh stored response (or a stale one the request accepted).
+    pub hit: Counter,
+    /// Fetched from the origin: nothing stored matched.
+    pub miss: Counter,
+    /// Answered from a stale stored response (stale-while-revalidate, or the origin
+    /// failing).
+    pub stale: Counter,
+    /// Answered from a stored response the origin confirmed with 304.
+    pub revalidated: Counter,
+    /// Passed through without the cache (methods other than GET and HEAD, bodies,
+    /// upgrades).
+    pub bypass: Counter,
+    /// Requests that waited for another's fetch of the same object.
+    pub coalesced: Counter,
+    /// Body bytes answered from stored responses.
+    pub bytes_served: Counter,
+}
+
 /// A group's metric handles, taken once when the group is built so that recording a
 /// request allocates nothing.
 #[derive(Debug, Clone)]
@@ -67,6 +104,11 @@ pub struct EdgeMetrics {
     target_response_time: Family<GroupLabels, prometheus_client::metrics::histogram::Histogram>,
     target_responses: Family<TargetResponseLabels, Counter>,
     edge_errors: Family<EdgeErrorLabels, Counter>,
+    cache_requests: Family<CacheLabels, Counter>,
+    cache_coalesced: Family<BehaviorLabels, Counter>,
+    cache_bytes_served: Family<BehaviorLabels, Counter>,
+    /// Stored objects evicted for room.
+    pub cache_evictions: Counter,
     /// Client connections open now.
     pub connections_active: Gauge,
     /// Client connections accepted.
@@ -88,6 +130,10 @@ impl EdgeMetrics {
             }),
             target_responses: Family::default(),
             edge_errors: Family::default(),
+            cache_requests: Family::default(),
+            cache_coalesced: Family::default(),
+            cache_bytes_served: Family::default(),
+            cache_evictions: Counter::default(),
             connections_active: Gauge::default(),
             connections: Counter::default(),
         };
@@ -121,6 +167,26 @@ impl EdgeMetrics {
             "upstream_retries",
             "Requests sent again to another target after a connect failure",
             metrics.retries.clone(),
+        );
+        registry.register(
+            "cache_requests",
+            "Requests through a cache behaviour, by what the cache did (hit ratio: hit / all)",
+            metrics.cache_requests.clone(),
+        );
+        registry.register(
+            "cache_coalesced",
+            "Requests that waited for another request's fetch of the same object",
+            metrics.cache_coalesced.clone(),
+        );
+        registry.register(
+            "cache_served_bytes",
+            "Body bytes answered from stored responses",
+            metrics.cache_bytes_served.clone(),
+        );
+        registry.register(
+            "cache_evictions",
+            "Stored objects evicted to make room",
+            metrics.cache_evictions.clone(),
         );
         registry.register(
             "connections_active",
@@ -165,6 +231,30 @@ impl EdgeMetrics {
         GroupMetrics {
             response_time: self.target_response_time.get_or_create(&labels).clone(),
             responses: [class("2xx"), class("3xx"), class("4xx"), class("5xx")],
+        }
+    }
+
+    /// The metric handles of a cache behaviour.
+    pub fn cache_behavior(&self, name: &str) -> CacheMetrics {
+        let result = |result: &'static str| {
+            self.cache_requests
+                .get_or_create(&CacheLabels {
+                    behavior: name.to_owned(),
+                    result,
+                })
+                .clone()
+        };
+        let labels = BehaviorLabels {
+            behavior: name.to_owned(),
+        };
+        CacheMetrics {
+            hit: result("hit"),
+            miss: result("miss"),
+            stale: result("stale"),
+            revalidated: result("revalidated"),
+            bypass: result("bypass"),
+            coalesced: self.cache_coalesced.get_or_create(&labels).clone(),
+            bytes_served: self.cache_bytes_served.get_or_create(&labels).clone(),
         }
     }
 

@@ -11,7 +11,8 @@
 //!    action.
 //! 5. **action** ([`crate::actions`]): a fixed response or a redirect answers here; a
 //!    forward picks its target group (by weight, or by the group stickiness cookie).
-//! 6. *(cache: lookup, and store on the way back — a later stage)*
+//! 6. **cache** ([`crate::cache`]): where a cache behaviour matches the path, an answer
+//!    from the edge's cache, or a fetch whose response is stored on its way back.
 //! 7. **forward** ([`crate::forward`]): hop-by-hop headers out, `X-Forwarded-*` and
 //!    `traceparent` in.
 //! 8. **upstream** ([`crate::upstream`]): a target chosen by the balancer, pooled
@@ -35,6 +36,7 @@ use securecart_telemetry::TraceContext;
 use crate::access_log::{AccessRecord, LoggedBody};
 use crate::actions::{Action, Forward, GROUP_STICKINESS_COOKIE, RequestParts, redirect_location};
 use crate::balancer::TargetGroup;
+use crate::cache::{self, CacheStage};
 use crate::config::Limits;
 use crate::context::{Peer, RequestContext};
 use crate::error::EdgeError;
@@ -65,6 +67,8 @@ pub struct Pipeline {
     pub limits: Limits,
     /// Keeps the edge's own error lines to one a second.
     pub error_log: securecart_telemetry::logging::LogThrottle,
+    /// The cache stage, when the edge caches.
+    pub cache: Option<CacheStage>,
 }
 
 /// What the request stages decided, for the respond stage.
@@ -332,29 +336,58 @@ impl Pipeline {
             .filter(|_| sticky != Some(group.name.as_str()))
             .map(|duration| (group.name.as_str(), duration));
 
+        // Stage 6: cache, for the paths a behaviour covers (never a protocol switch).
+        let upgrade = forward::upgrade_requested(request.version(), request.headers());
+        let cached = self
+            .cache
+            .as_ref()
+            .filter(|_| upgrade.is_none())
+            .and_then(|stage| {
+                let behavior = stage.behavior(request.uri().path())?;
+                Some((stage, behavior, host.to_owned()))
+            });
+
         // Stage 7: forward. A protocol switch (WebSocket) keeps the client's side of the
         // upgrade to join it to the target's.
         let mut request = request;
-        let client_upgrade = forward::upgrade_requested(request.version(), request.headers())
-            .map(|_| hyper::upgrade::on(&mut request));
+        let client_upgrade = upgrade.map(|_| hyper::upgrade::on(&mut request));
         let (mut parts, body) = request.into_parts();
         forward::prepare_request(&mut parts, context, self.protocol, &self.port_header);
+        let request = Request::from_parts(parts, body);
+        let max_body_bytes = forward.max_body_bytes.or(self.limits.max_body_bytes);
 
-        // Stage 8: upstream.
-        let response = upstream::send(
-            group,
-            &self.metrics,
-            context,
-            Request::from_parts(parts, body),
-            upstream::SendOptions {
-                sticky_target,
-                timeout: self.limits.upstream_timeout,
-                body_timeout: self.limits.header_read_timeout,
-                client_upgrade,
-                max_body_bytes: forward.max_body_bytes.or(self.limits.max_body_bytes),
-            },
-        )
-        .await;
+        // Stage 8: upstream (through the cache stage when it applies).
+        let response = match cached {
+            Some((stage, behavior, host)) => {
+                let origin = cache::Origin {
+                    group,
+                    groups: &self.groups,
+                    group_index,
+                    metrics: &self.metrics,
+                    sticky_target,
+                    timeout: self.limits.upstream_timeout,
+                    body_timeout: self.limits.header_read_timeout,
+                    max_body_bytes,
+                };
+                cache::handle(stage, behavior, origin, context, &host, request).await
+            }
+            None => {
+                upstream::send(
+                    group,
+                    &self.metrics,
+                    context,
+                    request,
+                    upstream::SendOptions {
+                        sticky_target,
+                        timeout: self.limits.upstream_timeout,
+                        body_timeout: self.limits.header_read_timeout,
+                        client_upgrade,
+                        max_body_bytes,
+                    },
+                )
+                .await
+            }
+        };
         // Target stickiness: pin the client to the target that answered, unless its cookie
         // already named it; following an application cookie, whenever the target sets that
         // cookie (and only then), as ALB's app_cookie does.

@@ -58,17 +58,17 @@ enum RequestBody {
     /// The whole body, read before forwarding; can be sent again.
     Buffered(Bytes),
     /// A body that streams to the target; sent once.
-    Streaming(Incoming),
+    Streaming(EdgeBody),
     /// A body of unknown length that streams to the target, cut off past a limit.
-    StreamingLimited(http_body_util::Limited<Incoming>),
+    StreamingLimited(http_body_util::Limited<EdgeBody>),
 }
 
 impl RequestBody {
-    async fn read(
-        body: Incoming,
-        limit: Option<u64>,
-        timeout: Duration,
-    ) -> Result<Self, EdgeError> {
+    async fn read<B>(body: B, limit: Option<u64>, timeout: Duration) -> Result<Self, EdgeError>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         if body.is_end_stream() {
             return Ok(RequestBody::Empty);
         }
@@ -78,7 +78,8 @@ impl RequestBody {
                 None => {
                     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
                     return Ok(RequestBody::StreamingLimited(http_body_util::Limited::new(
-                        body, limit,
+                        boxed(body),
+                        limit,
                     )));
                 }
                 Some(_) => {}
@@ -95,7 +96,7 @@ impl RequestBody {
                     .to_bytes();
                 Ok(RequestBody::Buffered(bytes))
             }
-            _ => Ok(RequestBody::Streaming(body)),
+            _ => Ok(RequestBody::Streaming(boxed(body))),
         }
     }
 
@@ -111,12 +112,20 @@ impl RequestBody {
                 *self = RequestBody::Buffered(bytes);
                 body
             }
-            RequestBody::Streaming(incoming) => incoming.map_err(BoxError::from).boxed_unsync(),
+            RequestBody::Streaming(body) => body,
             // Past the limit the body fails, which aborts the upstream request; `send` reports
             // it as 413.
             RequestBody::StreamingLimited(limited) => limited.boxed_unsync(),
         }
     }
+}
+
+fn boxed<B>(body: B) -> EdgeBody
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    body.map_err(Into::into).boxed_unsync()
 }
 
 /// Joins the client's and the target's connections once both have switched protocols (a
@@ -220,13 +229,17 @@ pub struct SendOptions {
 }
 
 /// Sends a prepared request to the group and returns the target's response.
-pub async fn send(
+pub async fn send<B>(
     group: &TargetGroup,
     metrics: &EdgeMetrics,
     context: &mut RequestContext,
-    request: Request<Incoming>,
+    request: Request<B>,
     options: SendOptions,
-) -> Result<Response<EdgeBody>, EdgeError> {
+) -> Result<Response<EdgeBody>, EdgeError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let SendOptions {
         sticky_target,
         body_timeout,

@@ -269,6 +269,7 @@ async fn start_edge_with_limits(
         target_groups,
         limits,
         admin_token: Some(ADMIN_TOKEN.to_owned()),
+        cache: None,
     })
     .await
     .expect("edge binds");
@@ -751,6 +752,7 @@ async fn https_listeners_pick_certificates_by_sni_and_speak_http2_by_alpn() {
         }],
         limits: Limits::default(),
         admin_token: None,
+        cache: None,
     })
     .await
     .expect("edge binds");
@@ -1243,6 +1245,7 @@ fn control_config(a: SocketAddr, b: SocketAddr) -> EdgeConfig {
         }],
         limits: Limits::default(),
         admin_token: Some(ADMIN_TOKEN.to_owned()),
+        cache: None,
     }
 }
 

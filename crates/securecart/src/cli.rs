@@ -102,6 +102,14 @@ pub enum Command {
         /// Worker threads (default: one per core); 1 runs everything on one thread.
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         workers: Option<u16>,
+        /// Cache what the upstreams allow (RFC 9111: their Cache-Control, Expires,
+        /// Surrogate-Control and CDN-Cache-Control decide), in memory.
+        #[arg(long)]
+        cache: bool,
+        /// The cache's memory, in MiB.
+        #[arg(long, value_name = "MIB", default_value_t = 256, requires = "cache",
+              value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+        cache_memory: u64,
         /// The log format.
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormatArg,

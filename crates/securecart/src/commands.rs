@@ -124,6 +124,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tls_cert,
             tls_key,
             workers: _,
+            cache,
+            cache_memory,
             log_format,
         } => {
             securecart_telemetry::logging::init(
@@ -137,8 +139,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (Some(cert), Some(key)) => Some((cert, key)),
                 _ => None,
             };
-            let config =
+            let mut config =
                 settings::proxy_config(listen, admin, &upstreams, &health_path, tls).await?;
+            if cache {
+                config.cache = Some(securecart_edge::CacheConfig::everything(
+                    cache_memory * 1024 * 1024,
+                ));
+            }
             let edge = securecart_edge::Edge::bind(config)
                 .await
                 .context("cannot start the proxy")?;

@@ -196,6 +196,7 @@ pub fn edge_config(
             .collect(),
         limits: Limits::default(),
         admin_token: admin_token(),
+        cache: None,
     })
 }
 
@@ -313,6 +314,7 @@ pub async fn proxy_config(
         }],
         limits: Limits::default(),
         admin_token: admin_token(),
+        cache: None,
     })
 }
 

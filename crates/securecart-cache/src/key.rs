@@ -1,0 +1,301 @@
+//! Cache keys. The primary key is the host, the path and the query string as the policy
+//! keeps it; a stored response also remembers the request headers its `Vary` names and the
+//! headers and cookies the policy adds to the key (its *variant*), and answers only
+//! requests that match them (RFC 9111 section 4.1). Invalidating a URI drops every variant
+//! under its primary key.
+
+use http::header::{self, HeaderMap, HeaderName};
+
+/// Which query parameters make the key (CloudFront's query string key settings).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum QueryKey {
+    /// The whole query string, as sent.
+    #[default]
+    All,
+    /// None: `/a?x=1` and `/a?x=2` are one object.
+    None,
+    /// Only these parameters, in name order.
+    Only(Vec<String>),
+    /// Every parameter but these, in name order.
+    AllExcept(Vec<String>),
+}
+
+/// What, besides host and path, tells objects apart.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KeyPolicy {
+    /// Query parameters.
+    pub query: QueryKey,
+    /// Request headers whose values make separate objects.
+    pub headers: Vec<HeaderName>,
+    /// Cookies whose values make separate objects.
+    pub cookies: Vec<String>,
+}
+
+impl KeyPolicy {
+    /// The primary key of a request: host, path and the kept query.
+    pub fn primary(&self, host: &str, path: &str, query: Option<&str>) -> String {
+        let mut key =
+            String::with_capacity(host.len() + path.len() + 2 + query.map_or(0, str::len));
+        key.push_str(&host.to_ascii_lowercase());
+        key.push_str(path);
+        let Some(query) = query.filter(|query| !query.is_empty()) else {
+            return key;
+        };
+        let keep = |name: &str, list: &[String]| list.iter().any(|kept| kept == name);
+        let mut kept: Vec<(&str, &str)> = match &self.query {
+            QueryKey::All => {
+                key.push('?');
+                key.push_str(query);
+                return key;
+            }
+            QueryKey::None => return key,
+            QueryKey::Only(list) => pairs(query).filter(|(name, _)| keep(name, list)).collect(),
+            QueryKey::AllExcept(list) => {
+                pairs(query).filter(|(name, _)| !keep(name, list)).collect()
+            }
+        };
+        if kept.is_empty() {
+            return key;
+        }
+        kept.sort_unstable();
+        for (index, (name, value)) in kept.into_iter().enumerate() {
+            key.push(if index == 0 { '?' } else { '&' });
+            key.push_str(name);
+            key.push('=');
+            key.push_str(value);
+        }
+        key
+    }
+}
+
+fn pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+}
+
+/// The names a response's `Vary` lists, lowercase (`HeaderName`s are).
+pub fn vary_fields(response: &HeaderMap) -> Vec<HeaderName> {
+    let mut names: Vec<HeaderName> = response
+        .get_all(header::VARY)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+        .collect();
+    names.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+    names.dedup();
+    names
+}
+
+/// Whether `Vary` contains `*`: the response never matches a later request.
+pub fn vary_is_star(response: &HeaderMap) -> bool {
+    response
+        .get_all(header::VARY)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|name| name.trim() == "*")
+}
+
+/// The request values that select one stored response among those under a primary key.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Variant {
+    headers: Vec<(HeaderName, Option<String>)>,
+    cookies: Vec<(String, Option<String>)>,
+}
+
+impl Variant {
+    /// The values of `request` that `vary` (a response's `Vary`) and the policy name.
+    pub fn capture(request: &HeaderMap, vary: &[HeaderName], policy: &KeyPolicy) -> Self {
+        let mut names: Vec<&HeaderName> = vary.iter().chain(&policy.headers).collect();
+        names.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        names.dedup();
+        Self {
+            headers: names
+                .into_iter()
+                .map(|name| (name.clone(), normalized(request, name)))
+                .collect(),
+            cookies: policy
+                .cookies
+                .iter()
+                .map(|name| (name.clone(), cookie(request, name).map(str::to_owned)))
+                .collect(),
+        }
+    }
+
+    /// Whether a new request selects this variant: every header and cookie it remembers
+    /// has the same value (or is absent from both).
+    pub fn matches(&self, request: &HeaderMap) -> bool {
+        self.headers
+            .iter()
+            .all(|(name, value)| normalized(request, name).as_deref() == value.as_deref())
+            && self
+                .cookies
+                .iter()
+                .all(|(name, value)| cookie(request, name) == value.as_deref())
+    }
+
+    /// Whether two variants remember the same fields with the same values.
+    pub fn same_as(&self, other: &Variant) -> bool {
+        self == other
+    }
+
+    /// The request headers this variant remembers, for a conditional request that must
+    /// carry them.
+    pub fn headers(&self) -> impl Iterator<Item = (&HeaderName, Option<&str>)> {
+        self.headers
+            .iter()
+            .map(|(name, value)| (name, value.as_deref()))
+    }
+}
+
+/// A field's value for comparison: its lines joined, list members trimmed (RFC 9111
+/// section 4.1 allows normalising whitespace where the field's syntax does).
+fn normalized(request: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let mut lines = request.get_all(name).iter().peekable();
+    lines.peek()?;
+    let mut value = String::new();
+    for line in lines {
+        for member in String::from_utf8_lossy(line.as_bytes()).split(',') {
+            if !value.is_empty() {
+                value.push(',');
+            }
+            value.push_str(member.trim());
+        }
+    }
+    Some(value)
+}
+
+/// The value of a cookie the request carries.
+fn cookie<'h>(request: &'h HeaderMap, wanted: &str) -> Option<&'h str> {
+    request
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|cookies| cookies.split(';'))
+        .filter_map(|cookie| cookie.trim().split_once('='))
+        .find(|(name, _)| *name == wanted)
+        .map(|(_, value)| value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).expect("a name"),
+                HeaderValue::from_str(value).expect("a value"),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn primary_keys_keep_what_the_policy_says() {
+        let only = |names: &[&str]| KeyPolicy {
+            query: QueryKey::Only(names.iter().map(|name| (*name).to_owned()).collect()),
+            ..KeyPolicy::default()
+        };
+        let cases = [
+            (KeyPolicy::default(), Some("b=2&a=1"), "shop.test/p?b=2&a=1"),
+            (KeyPolicy::default(), None, "shop.test/p"),
+            (KeyPolicy::default(), Some(""), "shop.test/p"),
+            (
+                KeyPolicy {
+                    query: QueryKey::None,
+                    ..KeyPolicy::default()
+                },
+                Some("a=1"),
+                "shop.test/p",
+            ),
+            (
+                only(&["b", "a"]),
+                Some("utm=x&b=2&a=1"),
+                "shop.test/p?a=1&b=2",
+            ),
+            (only(&["a"]), Some("utm=x"), "shop.test/p"),
+            (
+                KeyPolicy {
+                    query: QueryKey::AllExcept(vec!["utm".into()]),
+                    ..KeyPolicy::default()
+                },
+                Some("utm=x&z=1&flag"),
+                "shop.test/p?flag=&z=1",
+            ),
+        ];
+        for (policy, query, expected) in cases {
+            assert_eq!(
+                policy.primary("Shop.TEST", "/p", query),
+                expected,
+                "{policy:?} {query:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn variants_match_like_rfc_9111_section_4_1() {
+        let vary = vary_fields(&headers(&[
+            ("vary", "Accept-Language, Foo"),
+            ("vary", "foo"),
+        ]));
+        assert_eq!(
+            vary,
+            [
+                HeaderName::from_static("accept-language"),
+                HeaderName::from_static("foo")
+            ]
+        );
+        let stored = Variant::capture(
+            &headers(&[("accept-language", "en, fr"), ("foo", "1")]),
+            &vary,
+            &KeyPolicy::default(),
+        );
+        let cases: &[(&[(&str, &str)], bool)] = &[
+            (&[("accept-language", "en,fr"), ("foo", "1")], true),
+            (
+                &[
+                    ("accept-language", "en"),
+                    ("accept-language", "fr"),
+                    ("foo", "1"),
+                ],
+                true,
+            ),
+            (
+                &[("foo", "1"), ("accept-language", "en, fr"), ("bar", "x")],
+                true,
+            ),
+            (&[("accept-language", "fr, en"), ("foo", "1")], false),
+            (&[("accept-language", "en, fr")], false),
+            (&[("accept-language", "en, fr"), ("foo", "2")], false),
+        ];
+        for (request, expected) in cases {
+            assert_eq!(stored.matches(&headers(request)), *expected, "{request:?}");
+        }
+        // A header absent when stored must be absent again.
+        let without = Variant::capture(&headers(&[]), &vary, &KeyPolicy::default());
+        assert!(without.matches(&headers(&[])));
+        assert!(!without.matches(&headers(&[("foo", "1")])));
+        assert!(vary_is_star(&headers(&[("vary", "Foo"), ("vary", ", *")])));
+        assert!(!vary_is_star(&headers(&[("vary", "Foo")])));
+    }
+
+    #[test]
+    fn cookies_in_the_key() {
+        let policy = KeyPolicy {
+            cookies: vec!["currency".into()],
+            ..KeyPolicy::default()
+        };
+        let stored = Variant::capture(&headers(&[("cookie", "a=1; currency=EUR")]), &[], &policy);
+        assert!(stored.matches(&headers(&[("cookie", "currency=EUR")])));
+        assert!(!stored.matches(&headers(&[("cookie", "currency=USD")])));
+        assert!(!stored.matches(&headers(&[])));
+    }
+}

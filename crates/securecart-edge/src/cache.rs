@@ -1,0 +1,920 @@
+//! The cache stage (stage 6): CloudFront's part of the edge. A request whose path a cache
+//! behaviour matches is answered from the edge's [`Cache`] when a stored response may
+//! serve it, and otherwise fetched from its target group by the upstream stage, with the
+//! response stored on its way to the client. What may be stored, for how long and for
+//! which requests is `securecart-cache`'s decision; this module does the fetching around
+//! it:
+//!
+//! - a **hit** answers from the store, with `Age`, and a 304 when the client's own
+//!   validators match;
+//! - a **miss** goes to the origin; concurrent misses of one object wait for the first
+//!   one's fetch (coalescing), and the response streams to the client while its copy is
+//!   stored;
+//! - a **stale** response is revalidated with its validators; a 304 freshens it in place,
+//!   and when the origin cannot be reached (or fails within `stale-if-error`) the stale
+//!   copy answers, where the origin allowed it; within `stale-while-revalidate` it answers
+//!   at once and is revalidated in the background;
+//! - a successful unsafe request (POST, PUT, DELETE, ...) invalidates its URI and the
+//!   same-host URIs its `Location` and `Content-Location` name.
+//!
+//! Responses say what happened in `X-Cache` (`Hit`, `Miss`, `Stale`, `Revalidated`) and in
+//! `Server-Timing` (`cache;desc=hit`).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use securecart_cache::freshness::{self, Exchange};
+use securecart_cache::range::{self, Ranged};
+use securecart_cache::{
+    Cache, CachePolicy, FlightGuard, Join, Reuse, Stored, Variant, key, validation,
+};
+
+use crate::balancer::TargetGroup;
+use crate::config::CacheConfig;
+use crate::context::RequestContext;
+use crate::error::EdgeError;
+use crate::metrics::{CacheMetrics, EdgeMetrics};
+use crate::rules::glob_match;
+use crate::upstream::{self, BoxError, EdgeBody, SendOptions};
+
+static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+static SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
+static CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
+static SURROGATE_CAPABILITY: HeaderName = HeaderName::from_static("surrogate-capability");
+
+/// How long a coalesced request waits for another's fetch before fetching itself.
+const COALESCE_WAIT: Duration = Duration::from_secs(10);
+
+/// What the cache did for a request, as `X-Cache` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Served {
+    Hit,
+    Miss,
+    Stale,
+    Revalidated,
+}
+
+impl Served {
+    fn header(self) -> (HeaderValue, HeaderValue) {
+        let (x_cache, timing) = match self {
+            Served::Hit => ("Hit", "cache;desc=hit"),
+            Served::Miss => ("Miss", "cache;desc=miss"),
+            Served::Stale => ("Stale", "cache;desc=stale"),
+            Served::Revalidated => ("Revalidated", "cache;desc=revalidated"),
+        };
+        (
+            HeaderValue::from_static(x_cache),
+            HeaderValue::from_static(timing),
+        )
+    }
+}
+
+/// A cache behaviour, compiled.
+#[derive(Debug)]
+pub struct Behavior {
+    name: String,
+    pattern: Vec<u8>,
+    policy: CachePolicy,
+    metrics: CacheMetrics,
+}
+
+/// A listener's cache stage: the edge's cache and the behaviours in force.
+#[derive(Debug)]
+pub struct CacheStage {
+    cache: Arc<Cache>,
+    behaviors: Vec<Behavior>,
+}
+
+impl CacheStage {
+    /// The stage over `cache` with the configuration's behaviours.
+    pub fn new(cache: Arc<Cache>, config: &CacheConfig, metrics: &EdgeMetrics) -> Self {
+        Self {
+            cache,
+            behaviors: config
+                .behaviors
+                .iter()
+                .map(|behavior| Behavior {
+                    name: behavior.name.clone(),
+                    pattern: behavior.path_pattern.as_bytes().to_vec(),
+                    policy: behavior.policy.clone(),
+                    metrics: metrics.cache_behavior(&behavior.name),
+                })
+                .collect(),
+        }
+    }
+
+    /// The behaviour for a path: the first whose pattern matches.
+    pub fn behavior(&self, path: &str) -> Option<&Behavior> {
+        self.behaviors
+            .iter()
+            .find(|behavior| glob_match(&behavior.pattern, path.as_bytes(), false))
+    }
+
+    /// The behaviours' names, in order.
+    pub fn behavior_names(&self) -> impl Iterator<Item = &str> {
+        self.behaviors.iter().map(|behavior| behavior.name.as_str())
+    }
+
+    /// Drops what is stored for a URI (every variant), under the behaviour of its path.
+    fn invalidate_uri(&self, host: &str, path: &str, query: Option<&str>) {
+        if let Some(behavior) = self.behavior(path) {
+            self.cache
+                .store
+                .remove(&behavior.policy.key.primary(host, path, query));
+        }
+    }
+}
+
+/// Where the stage fetches from: the request's target group, as the upstream stage sends.
+#[derive(Debug)]
+pub struct Origin<'a> {
+    /// The target group.
+    pub group: &'a TargetGroup,
+    /// All groups and the index of `group`, for a fetch that outlives the request.
+    pub groups: &'a Arc<[TargetGroup]>,
+    /// See `groups`.
+    pub group_index: usize,
+    /// The edge's metrics.
+    pub metrics: &'a EdgeMetrics,
+    /// The target the client's stickiness cookie names.
+    pub sticky_target: Option<usize>,
+    /// How long a target may take to answer with headers.
+    pub timeout: Duration,
+    /// How long the client may take to send a body the edge buffers.
+    pub body_timeout: Duration,
+    /// The largest request body.
+    pub max_body_bytes: Option<u64>,
+}
+
+impl Origin<'_> {
+    async fn fetch<B>(
+        &self,
+        context: &mut RequestContext,
+        request: Request<B>,
+    ) -> Result<Response<EdgeBody>, EdgeError>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        upstream::send(
+            self.group,
+            self.metrics,
+            context,
+            request,
+            SendOptions {
+                sticky_target: self.sticky_target,
+                timeout: self.timeout,
+                body_timeout: self.body_timeout,
+                client_upgrade: None,
+                max_body_bytes: self.max_body_bytes,
+            },
+        )
+        .await
+    }
+}
+
+/// Runs a request through the cache behaviour `behavior` for `host`.
+pub async fn handle<B>(
+    stage: &CacheStage,
+    behavior: &Behavior,
+    origin: Origin<'_>,
+    context: &mut RequestContext,
+    host: &str,
+    request: Request<B>,
+) -> Result<Response<EdgeBody>, EdgeError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let method = request.method().clone();
+    if method == Method::GET || method == Method::HEAD {
+        if request.body().is_end_stream() {
+            return lookup(stage, behavior, origin, context, host, request).await;
+        }
+        behavior.metrics.bypass.inc();
+        return origin.fetch(context, request).await;
+    }
+    behavior.metrics.bypass.inc();
+    if matches!(method, Method::OPTIONS | Method::TRACE | Method::CONNECT) {
+        return origin.fetch(context, request).await;
+    }
+    // An unsafe method: a success changes the resource, so what is stored of it goes
+    // (RFC 9111 section 4.4), and of the resources its answer names on this host.
+    let path = request.uri().path().to_owned();
+    let query = request.uri().query().map(str::to_owned);
+    let response = origin.fetch(context, request).await?;
+    if response.status().is_success() || response.status().is_redirection() {
+        stage.invalidate_uri(host, &path, query.as_deref());
+        for name in [header::LOCATION, header::CONTENT_LOCATION] {
+            if let Some((path, query)) = response
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|location| same_host_target(location, host, &path))
+            {
+                stage.invalidate_uri(host, &path, query.as_deref());
+            }
+        }
+    }
+    Ok(response)
+}
+
+/// A GET or HEAD: from the store if it may, else from the origin.
+async fn lookup<B>(
+    stage: &CacheStage,
+    behavior: &Behavior,
+    origin: Origin<'_>,
+    context: &mut RequestContext,
+    host: &str,
+    request: Request<B>,
+) -> Result<Response<EdgeBody>, EdgeError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let request_directives = freshness::request_directives(request.headers());
+    let key: Arc<str> = Arc::from(behavior.policy.key.primary(
+        host,
+        request.uri().path(),
+        request.uri().query(),
+    ));
+    let mut waited = false;
+    let mut guard = None;
+    loop {
+        let now = SystemTime::now();
+        if let Some(stored) = stage.cache.store.lookup(&key, request.headers()) {
+            match freshness::reuse(&stored.freshness, &request_directives, now) {
+                Reuse::Fresh | Reuse::StaleAllowed => {
+                    let served = if stored.freshness.is_fresh(now) {
+                        Served::Hit
+                    } else {
+                        Served::Stale
+                    };
+                    return Ok(serve(&stored, &request, served, behavior, now));
+                }
+                Reuse::StaleWhileRevalidate => {
+                    revalidate_in_background(
+                        stage, behavior, &origin, context, &key, &stored, &request,
+                    );
+                    return Ok(serve(&stored, &request, Served::Stale, behavior, now));
+                }
+                Reuse::Revalidate if request_directives.only_if_cached => {
+                    return Ok(gateway_timeout());
+                }
+                Reuse::Revalidate => {
+                    return revalidate(stage, behavior, origin, context, key, stored, request)
+                        .await;
+                }
+            }
+        }
+        if request_directives.only_if_cached {
+            return Ok(gateway_timeout());
+        }
+        // A HEAD is forwarded as it is and its answer not stored: it does not fill the
+        // cache, so it neither leads nor waits.
+        if waited || request.method() == Method::HEAD {
+            break;
+        }
+        match stage.cache.flights.join(&key) {
+            Join::Leader(leader) => {
+                guard = Some(leader);
+                break;
+            }
+            Join::Waiter(waiter) => {
+                behavior.metrics.coalesced.inc();
+                let _ = tokio::time::timeout(COALESCE_WAIT, waiter.wait()).await;
+                waited = true;
+            }
+        }
+    }
+    behavior.metrics.miss.inc();
+    let (mut parts, body) = request.into_parts();
+    let client_headers = parts.headers.clone();
+    let path = parts.uri.path().to_owned();
+    let parts_method = parts.method.clone();
+    announce_capability(&mut parts.headers);
+    let request_time = SystemTime::now();
+    let response = origin
+        .fetch(context, Request::from_parts(parts, body))
+        .await?;
+    Ok(store_on_the_way(
+        &stage.cache,
+        behavior,
+        Fetched {
+            key,
+            host,
+            path: &path,
+            method: parts_method,
+            client_headers: &client_headers,
+            request_time,
+            guard,
+        },
+        response,
+        Served::Miss,
+    ))
+}
+
+/// What a fetch needs to store its response.
+struct Fetched<'a> {
+    key: Arc<str>,
+    host: &'a str,
+    path: &'a str,
+    method: Method,
+    client_headers: &'a HeaderMap,
+    request_time: SystemTime,
+    guard: Option<FlightGuard>,
+}
+
+/// Revalidates a stored response the request may not use as it is: conditionally when it
+/// has validators, and falls back on it when the origin fails and that is allowed.
+async fn revalidate<B>(
+    stage: &CacheStage,
+    behavior: &Behavior,
+    origin: Origin<'_>,
+    context: &mut RequestContext,
+    key: Arc<str>,
+    stored: Arc<Stored>,
+    request: Request<B>,
+) -> Result<Response<EdgeBody>, EdgeError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let request_directives = freshness::request_directives(request.headers());
+    let (mut parts, body) = request.into_parts();
+    // The client's request as it came, to answer its own conditions and to store under.
+    let mut client = Request::new(());
+    *client.method_mut() = parts.method.clone();
+    *client.headers_mut() = parts.headers.clone();
+    let client_headers = client.headers();
+    make_conditional(&mut parts.headers, &stored);
+    announce_capability(&mut parts.headers);
+    let request_time = SystemTime::now();
+    let answer = origin
+        .fetch(context, Request::from_parts(parts, body))
+        .await;
+    let now = SystemTime::now();
+    let response = match answer {
+        Ok(response) => response,
+        Err(error) => {
+            return if freshness::serve_stale_on_error(
+                &stored.freshness,
+                &request_directives,
+                false,
+                now,
+            ) {
+                Ok(serve(&stored, &client, Served::Stale, behavior, now))
+            } else {
+                Err(error)
+            };
+        }
+    };
+    if response.status() == StatusCode::NOT_MODIFIED {
+        let fresh = freshened(
+            &stored,
+            response.headers(),
+            client_headers,
+            request_time,
+            now,
+            &behavior.policy,
+        );
+        return Ok(match fresh {
+            Some(fresh) => {
+                let fresh = Arc::new(fresh);
+                stage.cache.store.replace(key, &stored, Arc::clone(&fresh));
+                serve(&fresh, &client, Served::Revalidated, behavior, now)
+            }
+            None => {
+                // The origin's new headers forbid storing: answer once with them.
+                stage.cache.store.remove(&key);
+                let headers = validation::freshen(&stored.headers, response.headers());
+                let once = Stored {
+                    headers,
+                    ..clone_stored(&stored)
+                };
+                serve(&once, &client, Served::Revalidated, behavior, now)
+            }
+        });
+    }
+    if response.status().is_server_error()
+        && freshness::serve_stale_on_error(&stored.freshness, &request_directives, true, now)
+    {
+        return Ok(serve(&stored, &client, Served::Stale, behavior, now));
+    }
+    behavior.metrics.miss.inc();
+    Ok(store_on_the_way(
+        &stage.cache,
+        behavior,
+        Fetched {
+            key,
+            host: &stored.host,
+            path: &stored.path,
+            method: client.method().clone(),
+            client_headers,
+            request_time,
+            guard: None,
+        },
+        response,
+        Served::Miss,
+    ))
+}
+
+/// Within `stale-while-revalidate`: the stale response answers now, and a request of its
+/// own, with the client's headers and the stored validators, freshens or replaces it. One
+/// revalidation per object at a time: it leads the object's fetch, and skips if another
+/// request already does.
+fn revalidate_in_background<B>(
+    stage: &CacheStage,
+    behavior: &Behavior,
+    origin: &Origin<'_>,
+    context: &RequestContext,
+    key: &Arc<str>,
+    stored: &Arc<Stored>,
+    request: &Request<B>,
+) {
+    let Join::Leader(guard) = stage.cache.flights.join(key) else {
+        return;
+    };
+    let cache = Arc::clone(&stage.cache);
+    let policy = behavior.policy.clone();
+    let groups = Arc::clone(origin.groups);
+    let group_index = origin.group_index;
+    let metrics = origin.metrics.clone();
+    let timeout = origin.timeout;
+    let key = Arc::clone(key);
+    let stored = Arc::clone(stored);
+    let mut headers = request.headers().clone();
+    let uri = request.uri().clone();
+    let mut background = RequestContext::new(context.client, context.trace.child());
+    tokio::spawn(async move {
+        let _guard = guard;
+        let client_headers = headers.clone();
+        make_conditional(&mut headers, &stored);
+        announce_capability(&mut headers);
+        let mut request = Request::new(upstream::empty());
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+        let request_time = SystemTime::now();
+        let answer = upstream::send(
+            &groups[group_index],
+            &metrics,
+            &mut background,
+            request,
+            SendOptions {
+                sticky_target: None,
+                timeout,
+                body_timeout: timeout,
+                client_upgrade: None,
+                max_body_bytes: None,
+            },
+        )
+        .await;
+        let Ok(response) = answer else {
+            return;
+        };
+        let now = SystemTime::now();
+        if response.status() == StatusCode::NOT_MODIFIED {
+            if let Some(fresh) = freshened(
+                &stored,
+                response.headers(),
+                &client_headers,
+                request_time,
+                now,
+                &policy,
+            ) {
+                cache.store.replace(key, &stored, Arc::new(fresh));
+            }
+            return;
+        }
+        if response.status().is_server_error() {
+            return;
+        }
+        let exchange = Exchange {
+            method: &Method::GET,
+            request: &client_headers,
+            status: response.status(),
+            response: response.headers(),
+            request_time,
+            response_time: now,
+        };
+        let Ok(freshness) = freshness::storable(&exchange, &policy.ttl) else {
+            return;
+        };
+        let (parts, body) = response.into_parts();
+        let Ok(collected) = tokio::time::timeout(timeout, body.collect()).await else {
+            return;
+        };
+        let Ok(body) = collected.map(http_body_util::Collected::to_bytes) else {
+            return;
+        };
+        if body.len() > cache.max_object_bytes {
+            return;
+        }
+        let mut headers = parts.headers;
+        validation::strip_unstored(&mut headers);
+        let stored = Stored {
+            status: parts.status,
+            variant: Variant::capture(&client_headers, &key::vary_fields(&headers), &policy.key),
+            tags: tags(&headers),
+            headers,
+            body,
+            freshness,
+            host: stored.host.clone(),
+            path: stored.path.clone(),
+        };
+        cache.store.insert(key, Arc::new(stored));
+    });
+}
+
+/// The stored response freshened by a 304, if it may still be stored.
+fn freshened(
+    stored: &Stored,
+    not_modified: &HeaderMap,
+    client_headers: &HeaderMap,
+    request_time: SystemTime,
+    response_time: SystemTime,
+    policy: &CachePolicy,
+) -> Option<Stored> {
+    let headers = validation::freshen(&stored.headers, not_modified);
+    let exchange = Exchange {
+        method: &Method::GET,
+        request: client_headers,
+        status: stored.status,
+        response: &headers,
+        request_time,
+        response_time,
+    };
+    let freshness = freshness::storable(&exchange, &policy.ttl).ok()?;
+    Some(Stored {
+        headers,
+        freshness,
+        tags: stored.tags.clone(),
+        ..clone_stored(stored)
+    })
+}
+
+fn clone_stored(stored: &Stored) -> Stored {
+    Stored {
+        status: stored.status,
+        headers: stored.headers.clone(),
+        body: stored.body.clone(),
+        freshness: stored.freshness,
+        variant: stored.variant.clone(),
+        host: stored.host.clone(),
+        path: stored.path.clone(),
+        tags: stored.tags.clone(),
+    }
+}
+
+/// Replaces the client's validators with the stored response's: the cache answers the
+/// client's conditions itself, from what it then holds.
+fn make_conditional(headers: &mut HeaderMap, stored: &Stored) {
+    for name in [
+        header::IF_NONE_MATCH,
+        header::IF_MODIFIED_SINCE,
+        header::IF_MATCH,
+        header::IF_UNMODIFIED_SINCE,
+        header::IF_RANGE,
+    ] {
+        headers.remove(name);
+    }
+    for (name, value) in validation::validators(&stored.headers) {
+        headers.insert(name, value);
+    }
+}
+
+/// Tells the origin a surrogate cache is before it, so that it may target directives at it
+/// in `Surrogate-Control` (`max-age=60;securecart`).
+fn announce_capability(headers: &mut HeaderMap) {
+    headers.append(
+        SURROGATE_CAPABILITY.clone(),
+        HeaderValue::from_static(concat!("securecart", "=\"Surrogate/1.0\"")),
+    );
+}
+
+/// Passes a fetched response to the client, and stores a copy if it may be stored.
+fn store_on_the_way(
+    cache: &Arc<Cache>,
+    behavior: &Behavior,
+    fetched: Fetched<'_>,
+    response: Response<EdgeBody>,
+    served: Served,
+) -> Response<EdgeBody> {
+    let response_time = SystemTime::now();
+    let exchange = Exchange {
+        method: &fetched.method,
+        request: fetched.client_headers,
+        status: response.status(),
+        response: response.headers(),
+        request_time: fetched.request_time,
+        response_time,
+    };
+    let storable = freshness::storable(&exchange, &behavior.policy.ttl).ok();
+    let fits = response
+        .body()
+        .size_hint()
+        .upper()
+        .is_none_or(|length| length <= cache.max_object_bytes as u64);
+    let (mut parts, body) = response.into_parts();
+    let body = match storable.filter(|_| fits) {
+        Some(freshness) => {
+            let mut headers = parts.headers.clone();
+            validation::strip_unstored(&mut headers);
+            let pending = Pending {
+                cache: Arc::clone(cache),
+                key: Arc::clone(&fetched.key),
+                stored: Stored {
+                    status: parts.status,
+                    variant: Variant::capture(
+                        fetched.client_headers,
+                        &key::vary_fields(&headers),
+                        &behavior.policy.key,
+                    ),
+                    tags: tags(&headers),
+                    headers,
+                    body: Bytes::new(),
+                    freshness,
+                    host: fetched.host.into(),
+                    path: fetched.path.into(),
+                },
+                _guard: fetched.guard,
+            };
+            StoringBody::new(body, pending, cache.max_object_bytes).boxed_unsync()
+        }
+        None => body,
+    };
+    for_client(&mut parts.headers, served);
+    Response::from_parts(parts, body)
+}
+
+/// The headers the client sees: the cache's own fields out, what the cache did in.
+fn for_client(headers: &mut HeaderMap, served: Served) {
+    headers.remove(&freshness::SURROGATE_CONTROL);
+    headers.remove(&SURROGATE_KEY);
+    headers.remove(&CACHE_TAG);
+    let (x_cache, timing) = served.header();
+    headers.insert(X_CACHE.clone(), x_cache);
+    headers.append(SERVER_TIMING.clone(), timing);
+}
+
+/// An answer from a stored response: the stored status, headers and body with the current
+/// `Age`, or a 304 when the client's validators match it.
+fn serve<B>(
+    stored: &Stored,
+    request: &Request<B>,
+    served: Served,
+    behavior: &Behavior,
+    now: SystemTime,
+) -> Response<EdgeBody> {
+    match served {
+        Served::Hit => behavior.metrics.hit.inc(),
+        Served::Stale => behavior.metrics.stale.inc(),
+        Served::Revalidated => behavior.metrics.revalidated.inc(),
+        Served::Miss => behavior.metrics.miss.inc(),
+    };
+    let age = stored
+        .freshness
+        .age(now)
+        .as_secs()
+        .min(securecart_cache::Seconds::MAX);
+    let mut response = if stored.status.is_success()
+        && validation::client_not_modified(request.headers(), &stored.headers)
+    {
+        let mut response = Response::new(upstream::empty());
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        *response.headers_mut() = validation::not_modified_headers(&stored.headers);
+        response
+    } else {
+        let length = stored.body.len() as u64;
+        let ranged = if stored.status == StatusCode::OK {
+            range::requested(request.headers(), &stored.headers, length)
+        } else {
+            Ranged::Whole
+        };
+        let (status, body, content_range) = match ranged {
+            Ranged::Whole => (stored.status, stored.body.clone(), None),
+            Ranged::Part(part) => (
+                StatusCode::PARTIAL_CONTENT,
+                // Within the body: `requested` keeps the range inside `length`.
+                stored.body.slice(part.start as usize..part.end as usize),
+                Some(format!("bytes {}-{}/{length}", part.start, part.end - 1)),
+            ),
+            Ranged::Unsatisfiable => (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                Bytes::new(),
+                Some(format!("bytes */{length}")),
+            ),
+        };
+        let head = request.method() == Method::HEAD;
+        if !head {
+            behavior.metrics.bytes_served.inc_by(body.len() as u64);
+        }
+        let mut response = Response::new(if head {
+            upstream::empty()
+        } else {
+            upstream::full(body.clone())
+        });
+        *response.status_mut() = status;
+        *response.headers_mut() = stored.headers.clone();
+        if let Some(content_range) = content_range
+            && let Ok(value) = HeaderValue::try_from(content_range)
+        {
+            response.headers_mut().insert(header::CONTENT_RANGE, value);
+        }
+        if !matches!(status.as_u16(), 204 | 304) {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        }
+        response
+    };
+    response
+        .headers_mut()
+        .insert(header::AGE, HeaderValue::from(age));
+    for_client(response.headers_mut(), served);
+    response
+}
+
+fn gateway_timeout() -> Response<EdgeBody> {
+    let mut response = Response::new(upstream::empty());
+    *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+    response
+}
+
+/// A response's tags, for invalidation by tag: `Surrogate-Key` (space-separated, Fastly's)
+/// and `Cache-Tag` (comma-separated, Cloudflare's).
+fn tags(headers: &HeaderMap) -> Box<[Box<str>]> {
+    let spaced = headers
+        .get_all(&SURROGATE_KEY)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(str::split_whitespace);
+    let listed = headers
+        .get_all(&CACHE_TAG)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|tag| !tag.is_empty());
+    spaced.chain(listed).map(Box::from).collect()
+}
+
+/// The path and query of a `Location` or `Content-Location` on the request's own host:
+/// absolute on the same host, or relative to the request's path; `None` elsewhere.
+fn same_host_target(
+    location: &str,
+    host: &str,
+    request_path: &str,
+) -> Option<(String, Option<String>)> {
+    let split = |target: &str| match target.split_once('?') {
+        Some((path, query)) => (path.to_owned(), Some(query.to_owned())),
+        None => (target.to_owned(), None),
+    };
+    if location.contains("://") || location.starts_with("//") {
+        let uri: http::Uri = if location.starts_with("//") {
+            format!("http:{location}").parse().ok()?
+        } else {
+            location.parse().ok()?
+        };
+        if !uri.authority()?.host().eq_ignore_ascii_case(host) {
+            return None;
+        }
+        return Some((uri.path().to_owned(), uri.query().map(str::to_owned)));
+    }
+    let location = location.split('#').next().unwrap_or_default();
+    if location.starts_with('/') {
+        return Some(split(location));
+    }
+    let directory = request_path
+        .rsplit_once('/')
+        .map_or("", |(directory, _)| directory);
+    Some(split(&format!("{directory}/{location}")))
+}
+
+/// A response on its way to be stored once its body has passed whole.
+struct Pending {
+    cache: Arc<Cache>,
+    key: Arc<str>,
+    stored: Stored,
+    /// Ends the object's fetch for coalesced requests when the copy is stored or given up
+    /// (when this is dropped).
+    _guard: Option<FlightGuard>,
+}
+
+/// A response body that copies what passes to the client, and stores the response when it
+/// ends whole (and not over the largest object size).
+struct StoringBody {
+    inner: EdgeBody,
+    pending: Option<Pending>,
+    copy: BytesMut,
+    limit: usize,
+}
+
+impl StoringBody {
+    fn new(inner: EdgeBody, pending: Pending, limit: usize) -> Self {
+        let expected = inner.size_hint().exact().map_or(0, |length| {
+            usize::try_from(length).unwrap_or(limit).min(limit)
+        });
+        let mut body = Self {
+            inner,
+            pending: Some(pending),
+            copy: BytesMut::with_capacity(expected),
+            limit,
+        };
+        // An empty body (a 204, say) may never be polled: it is whole already.
+        if body.inner.is_end_stream() {
+            body.finish();
+        }
+        body
+    }
+
+    fn finish(&mut self) {
+        if let Some(mut pending) = self.pending.take() {
+            let declared = pending
+                .stored
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.parse::<usize>().ok());
+            if declared.is_some_and(|declared| declared != self.copy.len()) {
+                return;
+            }
+            pending.stored.body = std::mem::take(&mut self.copy).freeze();
+            pending
+                .cache
+                .store
+                .insert(pending.key, Arc::new(pending.stored));
+        }
+    }
+}
+
+impl Body for StoringBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let frame = std::pin::Pin::new(&mut this.inner).poll_frame(context);
+        match &frame {
+            std::task::Poll::Ready(Some(Ok(frame))) => {
+                if this.pending.is_some() {
+                    if let Some(data) = frame.data_ref() {
+                        if this.copy.len() + data.len() > this.limit {
+                            this.pending = None;
+                            this.copy = BytesMut::new();
+                        } else {
+                            this.copy.extend_from_slice(data);
+                        }
+                    }
+                    if this.inner.is_end_stream() {
+                        this.finish();
+                    }
+                }
+            }
+            std::task::Poll::Ready(None) => this.finish(),
+            std::task::Poll::Ready(Some(Err(_))) => this.pending = None,
+            std::task::Poll::Pending => {}
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_host_target;
+
+    #[test]
+    fn locations_on_the_same_host() {
+        let cases = [
+            ("/a/b?x=1", Some(("/a/b", Some("x=1")))),
+            ("http://shop.test/c", Some(("/c", None))),
+            ("http://SHOP.test:8080/c", Some(("/c", None))),
+            ("http://other.test/c", None),
+            ("d", Some(("/dir/d", None))),
+        ];
+        for (location, expected) in cases {
+            let found = same_host_target(location, "shop.test", "/dir/page");
+            let expected = expected.map(|(path, query): (&str, Option<&str>)| {
+                (path.to_owned(), query.map(str::to_owned))
+            });
+            assert_eq!(found, expected, "{location}");
+        }
+    }
+}

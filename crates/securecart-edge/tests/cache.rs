@@ -1,0 +1,440 @@
+//! The edge's cache with a real origin that counts what reaches it: hits, revalidation
+//! with 304, coalescing of concurrent misses, invalidation by unsafe methods, ranges, large
+//! objects streaming through, stale answers when the origin fails, behaviours by path, and
+//! the cache's metrics.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use securecart_cache::{CachePolicy, Ttl};
+use securecart_edge::actions::ActionConfig;
+use securecart_edge::{
+    CacheBehavior, CacheConfig, Edge, EdgeConfig, HealthCheckConfig, Limits, ListenerConfig,
+    TargetGroupConfig,
+};
+use securecart_testkit::{TestClient, TestServer, serve};
+use tokio::sync::oneshot;
+
+/// What reached the origin, and its switches.
+#[derive(Clone, Default)]
+struct Origin {
+    requests: Arc<AtomicUsize>,
+    conditional: Arc<AtomicUsize>,
+    failing: Arc<AtomicBool>,
+}
+
+/// Counts a request that reached the origin; returns how many have.
+fn count(origin: &Origin) -> usize {
+    origin.requests.fetch_add(1, Ordering::SeqCst) + 1
+}
+
+async fn start_origin() -> (TestServer, Origin) {
+    let origin = Origin::default();
+    let router = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/static/app.js",
+            get(
+                |State(origin): State<Origin>, headers: HeaderMap| async move {
+                    count(&origin);
+                    if headers
+                        .get(header::IF_NONE_MATCH)
+                        .is_some_and(|tag| tag == "\"v1\"")
+                    {
+                        origin.conditional.fetch_add(1, Ordering::SeqCst);
+                        return (
+                            StatusCode::NOT_MODIFIED,
+                            [
+                                (header::CACHE_CONTROL, "max-age=1"),
+                                (header::ETAG, "\"v1\""),
+                            ],
+                        )
+                            .into_response();
+                    }
+                    (
+                        [
+                            (header::CACHE_CONTROL, "max-age=1"),
+                            (header::ETAG, "\"v1\""),
+                            (header::CONTENT_TYPE, "text/javascript"),
+                        ],
+                        "console.log('hello')",
+                    )
+                        .into_response()
+                },
+            ),
+        )
+        .route(
+            "/static/slow.css",
+            get(|State(origin): State<Origin>| async move {
+                count(&origin);
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                (
+                    [(header::CACHE_CONTROL, "max-age=60")],
+                    "body { color: teal }",
+                )
+            }),
+        )
+        .route(
+            "/static/item",
+            get(|State(origin): State<Origin>| async move {
+                let seen = count(&origin);
+                (
+                    [(header::CACHE_CONTROL, "max-age=60")],
+                    format!("version {seen}"),
+                )
+            })
+            .post(|State(origin): State<Origin>| async move {
+                count(&origin);
+                (
+                    StatusCode::OK,
+                    [(header::LOCATION, "/static/other")],
+                    "changed",
+                )
+            }),
+        )
+        .route(
+            "/static/other",
+            get(|State(origin): State<Origin>| async move {
+                let seen = count(&origin);
+                (
+                    [(header::CACHE_CONTROL, "max-age=60")],
+                    format!("other {seen}"),
+                )
+            }),
+        )
+        .route(
+            "/static/digits",
+            get(|State(origin): State<Origin>| async move {
+                count(&origin);
+                ([(header::CACHE_CONTROL, "max-age=60")], "0123456789")
+            }),
+        )
+        .route(
+            "/static/big",
+            get(|State(origin): State<Origin>| async move {
+                count(&origin);
+                (
+                    [(header::CACHE_CONTROL, "max-age=60")],
+                    "x".repeat(64 * 1024),
+                )
+            }),
+        )
+        .route(
+            "/static/flaky",
+            get(|State(origin): State<Origin>| async move {
+                count(&origin);
+                if origin.failing.load(Ordering::SeqCst) {
+                    return (StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
+                }
+                (
+                    [(header::CACHE_CONTROL, "max-age=1, stale-if-error=60")],
+                    "still here",
+                )
+                    .into_response()
+            }),
+        )
+        .route(
+            "/static/private",
+            get(|State(origin): State<Origin>| async move {
+                count(&origin);
+                (
+                    [(header::CACHE_CONTROL, "private, max-age=60")],
+                    "yours only",
+                )
+            }),
+        )
+        .route(
+            "/api/cart",
+            get(|State(origin): State<Origin>| async move {
+                count(&origin);
+                ([(header::CACHE_CONTROL, "max-age=60")], "a cart")
+            }),
+        )
+        .with_state(origin.clone());
+    (serve("127.0.0.1", router).await, origin)
+}
+
+struct RunningEdge {
+    url: String,
+    admin: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningEdge {
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// An edge in front of `origin` that caches `/static/*` (objects up to 16 KiB) and
+/// nothing else.
+async fn start_edge(origin: SocketAddr) -> RunningEdge {
+    let edge = Edge::bind(EdgeConfig {
+        region: "test-1".to_owned(),
+        listeners: vec![ListenerConfig {
+            name: "http".to_owned(),
+            listen: "127.0.0.1:0".parse().expect("address"),
+            rules: Vec::new(),
+            default_action: ActionConfig::forward("origin"),
+            tls: None,
+        }],
+        admin: "127.0.0.1:0".parse().expect("address"),
+        target_groups: vec![TargetGroupConfig::new(
+            "origin",
+            vec![origin],
+            HealthCheckConfig {
+                path: "/healthz".to_owned(),
+                interval: Duration::from_millis(200),
+                timeout: Duration::from_millis(500),
+                healthy_threshold: 1,
+                unhealthy_threshold: 2,
+                matcher: vec![200..=299],
+            },
+        )],
+        limits: Limits {
+            drain_timeout: Duration::from_secs(2),
+            ..Limits::default()
+        },
+        admin_token: None,
+        cache: Some(CacheConfig {
+            capacity_bytes: 16 * 1024 * 1024,
+            max_object_bytes: 16 * 1024,
+            behaviors: vec![CacheBehavior {
+                name: "static".to_owned(),
+                path_pattern: "/static/*".to_owned(),
+                policy: CachePolicy {
+                    ttl: Ttl::default(),
+                    ..CachePolicy::default()
+                },
+            }],
+        }),
+    })
+    .await
+    .expect("edge binds");
+    let url = format!("http://{}", edge.local_addr().expect("address"));
+    let admin = edge.admin_addr().expect("admin address");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(edge.serve(async move {
+        let _ = stopped.await;
+    }));
+    RunningEdge {
+        url,
+        admin,
+        stop: Some(stop),
+        task,
+    }
+}
+
+fn requests(origin: &Origin) -> usize {
+    origin.requests.load(Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn fresh_answers_come_from_the_cache_and_stale_ones_are_revalidated() {
+    let (server, origin) = start_origin().await;
+    let edge = start_edge(server.address).await;
+    let mut client = TestClient::http1();
+    let url = format!("{}/static/app.js", edge.url);
+
+    let first = client.get(&url).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.header("x-cache"), Some("Miss"));
+    let second = client.get(&url).await;
+    assert_eq!(second.header("x-cache"), Some("Hit"));
+    assert_eq!(second.text(), "console.log('hello')");
+    assert_eq!(second.header("etag"), Some("\"v1\""));
+    assert!(
+        second.header("age").is_some(),
+        "a stored answer says its age"
+    );
+    assert_eq!(requests(&origin), 1, "the hit did not reach the origin");
+
+    // The client's own validators are answered by the cache.
+    let not_modified = client
+        .send(http::Method::GET, &url, &[("if-none-match", "\"v1\"")], "")
+        .await;
+    assert_eq!(not_modified.status, 304);
+    assert_eq!(requests(&origin), 1);
+
+    // Once stale (max-age=1), it is revalidated with its ETag and freshened by the 304.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let revalidated = client.get(&url).await;
+    assert_eq!(revalidated.status, 200);
+    assert_eq!(revalidated.header("x-cache"), Some("Revalidated"));
+    assert_eq!(revalidated.text(), "console.log('hello')");
+    assert_eq!(origin.conditional.load(Ordering::SeqCst), 1);
+    assert_eq!(client.get(&url).await.header("x-cache"), Some("Hit"));
+    assert_eq!(requests(&origin), 2);
+
+    // HEAD is answered from the stored GET, without a body.
+    let head = client.send(http::Method::HEAD, &url, &[], "").await;
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    assert_eq!(head.header("x-cache"), Some("Hit"));
+
+    edge.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_misses_for_one_object_make_one_origin_request() {
+    let (server, origin) = start_origin().await;
+    let edge = start_edge(server.address).await;
+    let url = format!("{}/static/slow.css", edge.url);
+    let clients: Vec<_> = (0..20)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { TestClient::http1().get(&url).await })
+        })
+        .collect();
+    for client in clients {
+        let reply = client.await.expect("client");
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.text(), "body { color: teal }");
+    }
+    assert_eq!(
+        requests(&origin),
+        1,
+        "nineteen requests waited for the first"
+    );
+
+    let metrics = TestClient::http1()
+        .get(&format!("http://{}/metrics", edge.admin))
+        .await
+        .text();
+    let line = |result: &str| {
+        format!("securecart_edge_cache_requests_total{{behavior=\"static\",result=\"{result}\"}}")
+    };
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(value(&line("miss")), 1, "{metrics}");
+    assert_eq!(value(&line("hit")), 19, "{metrics}");
+    assert_eq!(
+        value("securecart_edge_cache_coalesced_total{behavior=\"static\"}"),
+        19,
+        "{metrics}"
+    );
+    edge.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_successful_unsafe_request_invalidates_its_uri_and_its_location() {
+    let (server, origin) = start_origin().await;
+    let edge = start_edge(server.address).await;
+    let mut client = TestClient::http1();
+    let item = format!("{}/static/item", edge.url);
+    let other = format!("{}/static/other", edge.url);
+    assert_eq!(client.get(&item).await.text(), "version 1");
+    assert_eq!(client.get(&other).await.text(), "other 2");
+    assert_eq!(client.get(&item).await.text(), "version 1");
+    assert_eq!(client.get(&other).await.text(), "other 2");
+
+    let changed = client.post(&item, &[], "new").await;
+    assert_eq!(changed.status, 200);
+    assert_eq!(client.get(&item).await.text(), "version 4");
+    assert_eq!(client.get(&other).await.text(), "other 5");
+    assert_eq!(requests(&origin), 5);
+    edge.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn ranges_are_cut_from_stored_objects() {
+    let (server, origin) = start_origin().await;
+    let edge = start_edge(server.address).await;
+    let mut client = TestClient::http1();
+    let url = format!("{}/static/digits", edge.url);
+    assert_eq!(client.get(&url).await.text(), "0123456789");
+    let part = client
+        .send(http::Method::GET, &url, &[("range", "bytes=2-4")], "")
+        .await;
+    assert_eq!(part.status, 206);
+    assert_eq!(part.text(), "234");
+    assert_eq!(part.header("content-range"), Some("bytes 2-4/10"));
+    let suffix = client
+        .send(http::Method::GET, &url, &[("range", "bytes=-3")], "")
+        .await;
+    assert_eq!(suffix.text(), "789");
+    let beyond = client
+        .send(http::Method::GET, &url, &[("range", "bytes=20-")], "")
+        .await;
+    assert_eq!(beyond.status, 416);
+    assert_eq!(beyond.header("content-range"), Some("bytes */10"));
+    assert_eq!(requests(&origin), 1);
+    edge.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn objects_over_the_size_limit_stream_through_unstored() {
+    let (server, origin) = start_origin().await;
+    let edge = start_edge(server.address).await;
+    let mut client = TestClient::http1();
+    let url = format!("{}/static/big", edge.url);
+    for _ in 0..2 {
+        let reply = client.get(&url).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body.len(), 64 * 1024);
+        assert_eq!(reply.header("x-cache"), Some("Miss"));
+    }
+    assert_eq!(requests(&origin), 2);
+    edge.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_stale_copy_answers_while_the_origin_fails_within_stale_if_error() {
+    let (server, origin) = start_origin().await;
+    let edge = start_edge(server.address).await;
+    let mut client = TestClient::http1();
+    let url = format!("{}/static/flaky", edge.url);
+    assert_eq!(client.get(&url).await.text(), "still here");
+    origin.failing.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let stale = client.get(&url).await;
+    assert_eq!(stale.status, 200);
+    assert_eq!(stale.text(), "still here");
+    assert_eq!(stale.header("x-cache"), Some("Stale"));
+    assert_eq!(requests(&origin), 2, "the origin was asked, and failed");
+    edge.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn private_answers_and_paths_outside_the_behaviours_are_not_stored() {
+    let (server, origin) = start_origin().await;
+    let edge = start_edge(server.address).await;
+    let mut client = TestClient::http1();
+    for path in ["/static/private", "/api/cart"] {
+        let url = format!("{}{path}", edge.url);
+        let before = requests(&origin);
+        client.get(&url).await;
+        let again = client.get(&url).await;
+        assert_eq!(again.status, 200);
+        assert_eq!(
+            requests(&origin),
+            before + 2,
+            "{path} reached the origin twice"
+        );
+    }
+    edge.stop().await;
+    server.stop().await;
+}
