@@ -461,6 +461,8 @@ pub(crate) fn admin_routes(control: Arc<Control>) -> axum::Router {
         .route("/targets/register", post(register))
         .route("/targets/deregister", post(deregister))
         .route("/reload", post(reload))
+        .route("/cache", get(cache_usage))
+        .route("/cache/invalidate", post(invalidate))
         .with_state(control)
 }
 
@@ -572,6 +574,85 @@ async fn deregister(
     body: Result<Json<TargetChange>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     change_targets(Change::Deregister, control, headers, body).await
+}
+
+/// What to drop from the cache: objects whose path matches a pattern (`*` and `?`
+/// wildcards, as CloudFront's invalidation paths), or that carry a tag (`Surrogate-Key`,
+/// `Cache-Tag`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Invalidation {
+    #[serde(default)]
+    paths: Vec<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+async fn invalidate(
+    State(control): State<Arc<Control>>,
+    headers: HeaderMap,
+    body: Result<Json<Invalidation>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    if let Some(refusal) = refusal(&control, &headers) {
+        return refusal;
+    }
+    let Json(invalidation) = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                rejection.body_text(),
+            );
+        }
+    };
+    if invalidation.paths.is_empty() && invalidation.tags.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "name at least one path or tag to invalidate",
+        );
+    }
+    if let Some(path) = invalidation
+        .paths
+        .iter()
+        .find(|path| !path.starts_with('/'))
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("the path `{path}` must start with `/`"),
+        );
+    }
+    let Some(cache) = control.cache() else {
+        return error(StatusCode::CONFLICT, "no_cache", "this edge has no cache");
+    };
+    let invalidated = cache.store.remove_where(|stored| {
+        invalidation.paths.iter().any(|pattern| {
+            crate::rules::glob_match(pattern.as_bytes(), stored.path.as_bytes(), false)
+        }) || stored.tags.iter().any(|tag| {
+            invalidation
+                .tags
+                .iter()
+                .any(|wanted| wanted.as_str() == tag.as_ref())
+        })
+    });
+    tracing::info!(paths = ?invalidation.paths, tags = ?invalidation.tags, invalidated, "cache invalidated");
+    Json(serde_json::json!({ "invalidated": invalidated })).into_response()
+}
+
+async fn cache_usage(State(control): State<Arc<Control>>) -> Response {
+    let Some(cache) = control.cache() else {
+        return error(StatusCode::NOT_FOUND, "no_cache", "this edge has no cache");
+    };
+    let (keys, bytes) = cache.store.usage();
+    Json(serde_json::json!({
+        "keys": keys,
+        "bytes": bytes,
+        "evictions": cache.store.evictions(),
+        "fetches_under_way": cache.flights.len(),
+    }))
+    .into_response()
 }
 
 async fn reload(State(control): State<Arc<Control>>, headers: HeaderMap) -> Response {

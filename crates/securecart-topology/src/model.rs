@@ -240,6 +240,42 @@ pub struct Edge {
     pub listeners: Vec<Listener>,
     /// Target groups, in file order.
     pub target_groups: Vec<TargetGroup>,
+    /// The cache, if the edge has one.
+    pub cache: Option<EdgeCache>,
+}
+
+/// The edge's cache.
+#[derive(Debug, Clone)]
+pub struct EdgeCache {
+    /// Memory for stored responses, in bytes.
+    pub memory_bytes: u64,
+    /// The largest body stored, in bytes.
+    pub max_object_bytes: u64,
+    /// Behaviours, in order.
+    pub behaviors: Vec<CacheBehavior>,
+}
+
+/// A cache behaviour.
+#[derive(Debug, Clone)]
+pub struct CacheBehavior {
+    /// Its name.
+    pub name: String,
+    /// The paths it applies to.
+    pub path_pattern: String,
+    /// The shortest freshness.
+    pub min_ttl: Duration,
+    /// The freshness of a response that states none.
+    pub default_ttl: Duration,
+    /// The longest freshness.
+    pub max_ttl: Duration,
+    /// Whether the origin's freshness directives count.
+    pub honour_origin: bool,
+    /// Query parameters in the key: `None` for all, else only these (empty: none).
+    pub query_strings: Option<Vec<String>>,
+    /// Request headers in the key.
+    pub headers: Vec<String>,
+    /// Cookies in the key.
+    pub cookies: Vec<String>,
 }
 
 /// A listener.
@@ -975,6 +1011,127 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
     Edge {
         listeners,
         target_groups,
+        cache: raw
+            .edge
+            .cache
+            .as_ref()
+            .map(|cache| resolve_cache(cache, &edge_path.key("cache"), findings)),
+    }
+}
+
+fn resolve_cache(
+    raw: &crate::raw::RawCache,
+    path: &FieldPath,
+    findings: &mut Findings,
+) -> EdgeCache {
+    if !(1..=1_048_576).contains(&raw.memory_mib) {
+        findings.problem(path.key("memory_mib"), "must be from 1 to 1048576");
+    }
+    if !(1..=1_048_576).contains(&raw.max_object_kib) {
+        findings.problem(path.key("max_object_kib"), "must be from 1 to 1048576");
+    }
+    if raw.behaviors.is_empty() {
+        findings.problem(
+            path.key("behaviors"),
+            "must list at least one behaviour (a path pattern to cache)",
+        );
+    }
+    let mut behaviors: Vec<CacheBehavior> = Vec::new();
+    for (index, raw_behavior) in raw.behaviors.iter().enumerate() {
+        let path = path.key("behaviors").index(index);
+        if !is_name(&raw_behavior.name) {
+            findings.problem(
+                path.key("name"),
+                format!(
+                    "`{}` is not a name: use lowercase letters, digits and dashes",
+                    raw_behavior.name
+                ),
+            );
+        }
+        if behaviors
+            .iter()
+            .any(|behavior| behavior.name == raw_behavior.name)
+        {
+            findings.problem(
+                path.key("name"),
+                format!("cache behaviour `{}` is listed twice", raw_behavior.name),
+            );
+        }
+        let pattern = &raw_behavior.path_pattern;
+        if pattern.is_empty() || pattern.len() > 255 {
+            findings.problem(path.key("path_pattern"), "must be from 1 to 255 characters");
+        } else if !pattern.starts_with('/') && pattern != "*" {
+            findings.problem(
+                path.key("path_pattern"),
+                format!("`{pattern}` must start with `/` (or be `*`, every path)"),
+            );
+        }
+        if raw_behavior.min_ttl_seconds > raw_behavior.max_ttl_seconds {
+            findings.problem(
+                path.key("min_ttl_seconds"),
+                "must not be above max_ttl_seconds",
+            );
+        }
+        if !(raw_behavior.min_ttl_seconds..=raw_behavior.max_ttl_seconds)
+            .contains(&raw_behavior.default_ttl_seconds)
+            && raw_behavior.default_ttl_seconds != 0
+        {
+            findings.problem(
+                path.key("default_ttl_seconds"),
+                "must be from min_ttl_seconds to max_ttl_seconds (or 0)",
+            );
+        }
+        if raw_behavior.max_ttl_seconds > 3_153_600_000 {
+            findings.problem(path.key("max_ttl_seconds"), "must be at most 100 years");
+        }
+        let query_strings = match &raw_behavior.query_strings {
+            crate::raw::RawQueryStrings::Keyword(keyword) if keyword == "all" => None,
+            crate::raw::RawQueryStrings::Keyword(keyword) if keyword == "none" => Some(Vec::new()),
+            crate::raw::RawQueryStrings::Keyword(keyword) => {
+                findings.problem(
+                    path.key("query_strings"),
+                    format!("`{keyword}` is not \"all\", \"none\" or a list of parameter names"),
+                );
+                None
+            }
+            crate::raw::RawQueryStrings::Only(names) => {
+                if names.is_empty() {
+                    findings.problem(
+                        path.key("query_strings"),
+                        "an empty list keeps no parameter: write \"none\"",
+                    );
+                }
+                Some(names.clone())
+            }
+        };
+        for (index, header) in raw_behavior.headers.iter().enumerate() {
+            let valid = !header.is_empty()
+                && header
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte));
+            if !valid {
+                findings.problem(
+                    path.key("headers").index(index),
+                    format!("`{header}` is not a header name"),
+                );
+            }
+        }
+        behaviors.push(CacheBehavior {
+            name: raw_behavior.name.clone(),
+            path_pattern: raw_behavior.path_pattern.clone(),
+            min_ttl: Duration::from_secs(raw_behavior.min_ttl_seconds),
+            default_ttl: Duration::from_secs(raw_behavior.default_ttl_seconds),
+            max_ttl: Duration::from_secs(raw_behavior.max_ttl_seconds),
+            honour_origin: raw_behavior.honour_origin,
+            query_strings,
+            headers: raw_behavior.headers.clone(),
+            cookies: raw_behavior.cookies.clone(),
+        });
+    }
+    EdgeCache {
+        memory_bytes: raw.memory_mib * 1024 * 1024,
+        max_object_bytes: raw.max_object_kib * 1024,
+        behaviors,
     }
 }
 

@@ -344,6 +344,97 @@ pub struct RawEdge {
     pub listeners: Vec<RawListener>,
     /// Target groups: a service's replicas in the edge's region, with a health check.
     pub target_groups: Vec<RawTargetGroup>,
+    /// The edge's cache, as CloudFront in front of the shop; without it nothing is cached.
+    #[serde(default)]
+    pub cache: Option<RawCache>,
+}
+
+/// The edge's HTTP cache: one memory store per edge, and behaviours that say which paths
+/// it caches and how (CloudFront's cache behaviours and cache policies). It follows RFC
+/// 9111: the origin's `Cache-Control`, `Expires`, `Surrogate-Control` and
+/// `CDN-Cache-Control` decide, within each behaviour's TTLs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    /// The memory for stored responses, in MiB (1 to 1048576).
+    #[serde(default = "default_cache_memory_mib")]
+    pub memory_mib: u64,
+    /// The largest body stored, in KiB (1 to 1048576); larger bodies stream through
+    /// unstored.
+    #[serde(default = "default_cache_max_object_kib")]
+    pub max_object_kib: u64,
+    /// Behaviours, in order: the first whose `path_pattern` matches a request's path
+    /// applies; a path none matches is not cached.
+    pub behaviors: Vec<RawCacheBehavior>,
+}
+
+/// The default cache memory, in MiB.
+pub fn default_cache_memory_mib() -> u64 {
+    256
+}
+
+/// The default largest stored body, in KiB.
+pub fn default_cache_max_object_kib() -> u64 {
+    8192
+}
+
+/// A cache behaviour.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCacheBehavior {
+    /// Its name, in metrics.
+    pub name: String,
+    /// The paths it applies to, such as `/images/*` (`*` and `?` wildcards).
+    pub path_pattern: String,
+    /// The shortest freshness in seconds: an origin's shorter `max-age` is raised to it.
+    #[serde(default)]
+    pub min_ttl_seconds: u64,
+    /// The freshness in seconds of a response whose origin states none (0: such responses
+    /// are only kept by RFC 9111's heuristic, from `Last-Modified`).
+    #[serde(default)]
+    pub default_ttl_seconds: u64,
+    /// The longest freshness in seconds: an origin's longer `max-age` is cut to it.
+    #[serde(default = "default_cache_max_ttl_seconds")]
+    pub max_ttl_seconds: u64,
+    /// Whether the origin's freshness directives count; when not, every storable response
+    /// is fresh for `default_ttl_seconds` (`no-store` and `private` are still respected).
+    #[serde(default = "default_true")]
+    pub honour_origin: bool,
+    /// Which query parameters make the cache key: `"all"` (the default), `"none"`, or a
+    /// list of parameter names.
+    #[serde(default)]
+    pub query_strings: RawQueryStrings,
+    /// Request headers whose values make separate objects (beyond the origin's `Vary`).
+    #[serde(default)]
+    pub headers: Vec<String>,
+    /// Cookies whose values make separate objects.
+    #[serde(default)]
+    pub cookies: Vec<String>,
+}
+
+/// The default longest freshness: a year.
+pub fn default_cache_max_ttl_seconds() -> u64 {
+    31_536_000
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The query parameters of a cache key.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawQueryStrings {
+    /// `"all"` or `"none"`.
+    Keyword(String),
+    /// Only these parameters.
+    Only(Vec<String>),
+}
+
+impl Default for RawQueryStrings {
+    fn default() -> Self {
+        RawQueryStrings::Keyword("all".to_owned())
+    }
 }
 
 /// A listener, like an ALB listener: a port, rules in priority order, a default action.

@@ -372,6 +372,42 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "from 0 to 3600",
         ),
         (
+            "memory_mib = 256",
+            "memory_mib = 0",
+            "edge.cache.memory_mib",
+            "from 1 to 1048576",
+        ),
+        (
+            "path_pattern = \"/images/*\"",
+            "path_pattern = \"images/*\"",
+            "edge.cache.behaviors[1].path_pattern",
+            "must start with `/`",
+        ),
+        (
+            "name = \"catalog\"\npath_pattern",
+            "name = \"images\"\npath_pattern",
+            "edge.cache.behaviors[2].name",
+            "listed twice",
+        ),
+        (
+            "path_pattern = \"/api/catalog/*\"",
+            "path_pattern = \"/api/catalog/*\"\nquery_strings = \"some\"",
+            "edge.cache.behaviors[2].query_strings",
+            "not \"all\"",
+        ),
+        (
+            "path_pattern = \"/static/*\"",
+            "path_pattern = \"/static/*\"\nmin_ttl_seconds = 100\nmax_ttl_seconds = 10",
+            "edge.cache.behaviors[0].min_ttl_seconds",
+            "must not be above",
+        ),
+        (
+            "path_pattern = \"/static/*\"",
+            "path_pattern = \"/static/*\"\nheaders = [\"bad header\"]",
+            "edge.cache.behaviors[0].headers[0]",
+            "not a header name",
+        ),
+        (
             "algorithm = \"p2c_peak_ewma\"",
             "algorithm = \"fastest\"",
             "edge.target_groups[1].algorithm",

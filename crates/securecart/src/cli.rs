@@ -51,6 +51,12 @@ pub enum Command {
         #[command(subcommand)]
         change: Option<TargetChange>,
     },
+    /// Work with the edges' caches.
+    Cache {
+        /// What to do.
+        #[command(subcommand)]
+        action: CacheAction,
+    },
     /// Make a running deployment's edges read their topology again (as SIGHUP does).
     Reload {
         /// The data directory `up` was started with.
@@ -213,6 +219,35 @@ pub enum TargetChange {
         target_group: String,
         /// The target's address.
         address: std::net::SocketAddr,
+    },
+}
+
+/// What `securecart cache` does.
+#[derive(Debug, Subcommand)]
+pub enum CacheAction {
+    /// Drop objects from the edges' caches by path or by tag, as CloudFront's invalidations
+    /// do: every edge of a running `up` deployment (or one region's), or one edge by its
+    /// admin address (`securecart proxy --cache`), with the token in SECURECART_ADMIN_TOKEN.
+    Invalidate {
+        /// A path pattern, such as /images/* (`*` and `?` wildcards); repeat for several.
+        #[arg(
+            long = "path",
+            value_name = "PATTERN",
+            required_unless_present = "tags"
+        )]
+        paths: Vec<String>,
+        /// A tag the origin gave objects in Surrogate-Key or Cache-Tag; repeat for several.
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
+        /// The data directory `up` was started with.
+        #[arg(long, value_name = "DIR", default_value = "data")]
+        data_dir: PathBuf,
+        /// Only this region's edge.
+        #[arg(long, conflicts_with = "admin")]
+        region: Option<String>,
+        /// One edge's admin address instead of a deployment's edges.
+        #[arg(long, value_name = "ADDR")]
+        admin: Option<std::net::SocketAddr>,
     },
 }
 

@@ -11,7 +11,7 @@ use securecart_telemetry::LogFormat;
 use securecart_topology::{Role, Topology};
 
 use crate::admin_client;
-use crate::cli::{Cli, Command, LogFormatArg, TargetChange};
+use crate::cli::{CacheAction, Cli, Command, LogFormatArg, TargetChange};
 use crate::settings;
 
 /// The state file of a deployment, inside its data directory.
@@ -70,6 +70,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             change,
         } => targets(&data_dir, region.as_deref(), change).await,
         Command::Reload { data_dir, region } => reload(&data_dir, region.as_deref()).await,
+        Command::Cache {
+            action:
+                CacheAction::Invalidate {
+                    paths,
+                    tags,
+                    data_dir,
+                    region,
+                    admin,
+                },
+        } => invalidate(&paths, &tags, &data_dir, region.as_deref(), admin).await,
         Command::Up {
             config,
             data_dir,
@@ -648,6 +658,19 @@ fn check(file: Option<&Path>) -> anyhow::Result<ExitCode> {
             servers.join(", ")
         );
     }
+    if let Some(cache) = &topology.edge.cache {
+        let behaviors: Vec<String> = cache
+            .behaviors
+            .iter()
+            .map(|behavior| format!("{} ({})", behavior.name, behavior.path_pattern))
+            .collect();
+        let _ = writeln!(
+            stdout,
+            "  cache: {} MiB at each edge, behaviours {}",
+            cache.memory_bytes / (1024 * 1024),
+            behaviors.join(", ")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -961,6 +984,52 @@ fn print_targets(out: &mut impl Write, edge: &str, answer: &serde_json::Value) {
             );
         }
     }
+}
+
+/// `securecart cache invalidate`: the paths and tags go to each edge's admin API.
+async fn invalidate(
+    paths: &[String],
+    tags: &[String],
+    data_dir: &Path,
+    region: Option<&str>,
+    admin: Option<std::net::SocketAddr>,
+) -> anyhow::Result<ExitCode> {
+    if let Some(path) = paths.iter().find(|path| !path.starts_with('/')) {
+        anyhow::bail!("--path `{path}` must start with `/`, such as /images/*");
+    }
+    let body = serde_json::json!({ "paths": paths, "tags": tags }).to_string();
+    let targets: Vec<(String, std::net::SocketAddr, Option<String>)> = match admin {
+        Some(admin) => vec![(
+            admin.to_string(),
+            admin,
+            std::env::var(settings::ADMIN_TOKEN_VARIABLE).ok(),
+        )],
+        None => {
+            let state = running_state(data_dir)?;
+            edges(&state, region)?
+                .into_iter()
+                .map(|edge| {
+                    (
+                        edge.id.clone(),
+                        edge.admin_address,
+                        state.admin_token.clone(),
+                    )
+                })
+                .collect()
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    for (name, address, token) in targets {
+        let answer =
+            admin_client::post(address, "/cache/invalidate", token.as_deref(), body.clone())
+                .await?;
+        let _ = writeln!(
+            stdout,
+            "{name}: {} objects invalidated",
+            answer["invalidated"].as_u64().unwrap_or(0)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn reload(data_dir: &Path, region: Option<&str>) -> anyhow::Result<ExitCode> {

@@ -196,8 +196,49 @@ pub fn edge_config(
             .collect(),
         limits: Limits::default(),
         admin_token: admin_token(),
-        cache: None,
+        cache: topology.edge.cache.as_ref().map(cache_config),
     })
+}
+
+/// The edge's cache from the topology's `[edge.cache]`.
+fn cache_config(cache: &securecart_topology::EdgeCache) -> securecart_edge::CacheConfig {
+    use securecart_cache::{CachePolicy, KeyPolicy, QueryKey, Ttl};
+    securecart_edge::CacheConfig {
+        capacity_bytes: cache.memory_bytes,
+        max_object_bytes: usize::try_from(cache.max_object_bytes).unwrap_or(usize::MAX),
+        behaviors: cache
+            .behaviors
+            .iter()
+            .map(|behavior| securecart_edge::CacheBehavior {
+                name: behavior.name.clone(),
+                path_pattern: behavior.path_pattern.clone(),
+                policy: CachePolicy {
+                    ttl: Ttl {
+                        min: behavior.min_ttl,
+                        default: behavior.default_ttl,
+                        max: behavior.max_ttl,
+                        honour_origin: behavior.honour_origin,
+                    },
+                    key: KeyPolicy {
+                        query: match &behavior.query_strings {
+                            None => QueryKey::All,
+                            Some(names) if names.is_empty() => QueryKey::None,
+                            Some(names) => QueryKey::Only(names.clone()),
+                        },
+                        // Validated as header names by the topology.
+                        headers: behavior
+                            .headers
+                            .iter()
+                            .filter_map(|name| {
+                                hyper::header::HeaderName::from_bytes(name.as_bytes()).ok()
+                            })
+                            .collect(),
+                        cookies: behavior.cookies.clone(),
+                    },
+                },
+            })
+            .collect(),
+    }
 }
 
 /// The environment variable holding the edge's admin token (`up` sets it for its edges).

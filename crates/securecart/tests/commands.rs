@@ -349,13 +349,13 @@ async fn up_serves_a_purchase_survives_killed_replicas_and_stops_cleanly() {
         .find(|product| product["stock"].as_i64().unwrap_or(0) >= 2)
         .expect("a product in stock")
         .clone();
-    let image = shopper
-        .get(&format!(
-            "{url}{}",
-            product["image_url"].as_str().expect("image url")
-        ))
-        .await;
+    let image_url = format!("{url}{}", product["image_url"].as_str().expect("image url"));
+    let image = shopper.get(&image_url).await;
     assert_eq!(image.status, 200);
+    // The default topology caches product images at the edge (CloudFront's role).
+    let image_again = shopper.get(&image_url).await;
+    assert_eq!(image_again.header("x-cache"), Some("Hit"));
+    assert_eq!(image_again.body, image.body);
     let added = shopper
         .post(
             &format!("{url}/api/cart/items"),
@@ -666,6 +666,104 @@ async fn proxy_puts_the_edge_in_front_of_existing_servers() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
+}
+
+#[tokio::test]
+async fn proxy_cache_answers_hits_and_is_invalidated_from_the_command_line() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let fetched = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&fetched);
+    let image = move |key: &'static str| {
+        let counter = Arc::clone(&counter);
+        axum::routing::get(move || async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            (
+                [("cache-control", "max-age=600"), ("surrogate-key", key)],
+                "<svg/>",
+            )
+        })
+    };
+    let upstream = securecart_testkit::serve(
+        "127.0.0.1",
+        axum::Router::new()
+            .route("/", axum::routing::get(|| async { "up" }))
+            .route("/img/a.svg", image("product-a images"))
+            .route("/img/b.svg", image("product-b images")),
+    )
+    .await;
+    let listen = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let admin = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let mut proxy = Command::new(BINARY)
+        .args([
+            "proxy",
+            "--cache",
+            "--listen",
+            &listen,
+            "--admin",
+            &admin,
+            "--upstream",
+        ])
+        .arg(format!("http://{}", upstream.address))
+        .env("SECURECART_ADMIN_TOKEN", "cache-test-token")
+        .env("SECURECART_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start proxy");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(&listen).await.is_err() {
+        assert!(Instant::now() < deadline, "the proxy never listened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut client = TestClient::http1();
+    let mut get = async |path: &str| {
+        let reply = client.get(&format!("http://{listen}{path}")).await;
+        assert_eq!(reply.status, 200, "{path}");
+        reply.header("x-cache").unwrap_or("").to_owned()
+    };
+    assert_eq!(get("/img/a.svg").await, "Miss");
+    assert_eq!(get("/img/a.svg").await, "Hit");
+    assert_eq!(get("/img/b.svg").await, "Miss");
+    assert_eq!(fetched.load(Ordering::SeqCst), 2);
+
+    let invalidate = async |args: &[&str], token: &str| {
+        Command::new(BINARY)
+            .args(["cache", "invalidate", "--admin", &admin])
+            .args(args)
+            .env("SECURECART_ADMIN_TOKEN", token)
+            .output()
+            .await
+            .expect("run cache invalidate")
+    };
+    let by_tag = invalidate(&["--tag", "product-a"], "cache-test-token").await;
+    assert!(by_tag.status.success(), "{by_tag:?}");
+    assert!(String::from_utf8_lossy(&by_tag.stdout).contains("1 objects invalidated"));
+    assert_eq!(get("/img/a.svg").await, "Miss");
+    assert_eq!(get("/img/b.svg").await, "Hit");
+
+    let by_path = invalidate(&["--path", "/img/*"], "cache-test-token").await;
+    assert!(String::from_utf8_lossy(&by_path.stdout).contains("2 objects invalidated"));
+    assert_eq!(get("/img/b.svg").await, "Miss");
+
+    let refused = invalidate(&["--path", "/img/*"], "wrong").await;
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("admin token"));
+    let bad = invalidate(&["--path", "img/*"], "cache-test-token").await;
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("must start with `/`"));
+
+    kill(
+        Pid::from_raw(proxy.id().expect("pid") as i32),
+        Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let exit = tokio::time::timeout(Duration::from_secs(20), proxy.wait())
+        .await
+        .expect("stops")
+        .expect("status");
+    assert!(exit.success(), "{exit}");
 }
 
 /// A query for `name` A (no EDNS), built by hand.
