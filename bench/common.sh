@@ -63,3 +63,62 @@ cpu_ticks() {
   echo "$total"
 }
 TICKS=$(getconf CLK_TCK)
+
+# measure CASE TARGET PID URL [WRK ARGS...]: one wrk run of $DURATION seconds over
+# $CONNECTIONS connections from core $LOAD_CPU against URL. Appends a line to $RESULTS:
+# case, target, requests/s, p50 ms, p99 ms, the CPU time PID (and its children) spent per
+# request in µs, and the errors wrk saw (failed requests and non-2xx/3xx answers).
+measure() {
+  local case=$1 target=$2 pid=$3 url=$4 before after out
+  shift 4
+  before=$(cpu_ticks "$pid")
+  out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$url")
+  after=$(cpu_ticks "$pid")
+  python3 - "$case" "$target" "$((after - before))" "$TICKS" "$out" >>"$RESULTS" <<'PY'
+import re, sys
+case, target, ticks, hz, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+def seconds(text):
+    found = re.match(r"([\d.]+)(us|ms|s|m)", text)
+    if not found:
+        sys.exit(f"cannot read wrk latency {text!r} for {case} {target}:\n{out}")
+    value, unit = found.groups()
+    return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+total = int(re.search(r"(\d+) requests in", out).group(1))
+errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+errors += int(non2xx.group(1)) if non2xx else 0
+# The distribution's lines only: "88.50%" in the stats above must not match.
+p50 = seconds(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
+p99 = seconds(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
+cpu_us = ticks / hz / max(total, 1) * 1e6
+print(f"{case}\t{target}\t{rps:.0f}\t{p50*1e3:.3f}\t{p99*1e3:.3f}\t{cpu_us:.2f}\t{errors}")
+PY
+}
+
+# medians_table "CASE..." "TARGET...": the medians of $RESULTS as a Markdown table, with
+# securecart's requests/s as a ratio to each other target's.
+medians_table() {
+  python3 - "$RESULTS" "$1" "$2" <<'PY'
+import statistics, sys
+from collections import defaultdict
+results, cases, targets = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
+rows = defaultdict(list)
+for line in open(results):
+    case, target, *values = line.rstrip("\n").split("\t")
+    rows[(case, target)].append([float(v) for v in values])
+def median(case, target, column):
+    return statistics.median(row[column] for row in rows[(case, target)])
+print("| case | target | req/s | p50 ms | p99 ms | server CPU µs/req | errors | securecart ÷ target (req/s) |")
+print("|---|---|---:|---:|---:|---:|---:|---:|")
+for case in cases:
+    ours = median(case, "securecart", 0) if (case, "securecart") in rows else None
+    for target in targets:
+        if (case, target) not in rows:
+            continue
+        rps = median(case, target, 0)
+        ratio = "" if target == "securecart" or ours is None else f"{ours / rps:.2f}x"
+        print(f"| {case} | {target} | {rps:,.0f} | {median(case, target, 1):.2f} | {median(case, target, 2):.2f} | "
+              f"{median(case, target, 3):.1f} | {int(sum(r[4] for r in rows[(case, target)]))} | {ratio} |")
+PY
+}

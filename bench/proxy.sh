@@ -143,35 +143,12 @@ RESULTS=$WORK/results.tsv
 run() { # case target port path [extra wrk args]
   local case=$1 target=$2 port=$3 path=$4 scheme=http
   shift 4
-  local pid_var="CPU_$target" before after out
+  local pid_var="CPU_$target"
   if [[ $case == https ]]; then
     scheme=https
     [[ $target == securecart ]] && pid_var=CPU_securecart_tls
   fi
-  before=$(cpu_ticks "${!pid_var}")
-  out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$scheme://127.0.0.1:$port$path")
-  after=$(cpu_ticks "${!pid_var}")
-  python3 - "$case" "$target" "$((after - before))" "$TICKS" >>"$RESULTS" <<PY
-import re, sys
-case, target, ticks, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-out = """$out"""
-def seconds(text):
-    found = re.match(r"([\d.]+)(us|ms|s|m)", text)
-    if not found:
-        sys.exit(f"cannot read wrk latency {text!r} for {case} {target}:\n{out}")
-    value, unit = found.groups()
-    return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-total = int(re.search(r"(\d+) requests in", out).group(1))
-errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
-non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-errors += int(non2xx.group(1)) if non2xx else 0
-# The distribution's lines only: "88.50%" in the stats above must not match.
-p50 = seconds(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
-p99 = seconds(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
-cpu_us = ticks / hz / max(total, 1) * 1e6
-print(f"{case}\t{target}\t{rps:.0f}\t{p50*1e3:.3f}\t{p99*1e3:.3f}\t{cpu_us:.2f}\t{errors}")
-PY
+  measure "$case" "$target" "${!pid_var}" "$scheme://127.0.0.1:$port$path" "$@"
 }
 
 TARGETS=("origin:$ORIGIN_PORT" "securecart:$SECURECART_PORT" "nginx:$NGINX_PORT" "haproxy:$HAPROXY_PORT")
@@ -227,28 +204,12 @@ for target in securecart nginx haproxy; do
   idle_memory "$target" "$port" >>"$MEMORY"
 done
 
-python3 - "$RESULTS" "$MEMORY" "$ROUNDS" "$DURATION" "$CONNECTIONS" "$IDLE_CONNECTIONS" <<'PY'
-import statistics, sys
-from collections import defaultdict
-results, memory, rounds, duration, connections, idle = sys.argv[1:7]
-rows = defaultdict(list)
-for line in open(results):
-    case, target, *values = line.rstrip("\n").split("\t")
-    rows[(case, target)].append([float(v) for v in values])
-def median(case, target, column):
-    return statistics.median(row[column] for row in rows[(case, target)])
-print(f"Medians of {rounds} interleaved rounds of {duration} s, wrk -t1 -c{connections}; one worker per proxy on its own core.\n")
-print("| case | target | req/s | p50 ms | p99 ms | server CPU µs/req | errors | securecart ÷ target (req/s) |")
-print("|---|---|---:|---:|---:|---:|---:|---:|")
-for case in ["small", "16k", "new-connection", "https"]:
-    ours = median(case, "securecart", 0)
-    for target in ["origin", "securecart", "nginx", "haproxy"]:
-        if (case, target) not in rows:
-            continue
-        rps = median(case, target, 0)
-        ratio = "" if target == "securecart" else f"{ours / rps:.2f}x"
-        print(f"| {case} | {target} | {rps:,.0f} | {median(case, target, 1):.2f} | {median(case, target, 2):.2f} | "
-              f"{median(case, target, 3):.1f} | {int(sum(r[4] for r in rows[(case, target)]))} | {ratio} |")
+echo "Medians of $ROUNDS interleaved rounds of $DURATION s, wrk -t1 -c$CONNECTIONS; one worker per proxy on its own core."
+echo
+medians_table "small 16k new-connection https" "origin securecart nginx haproxy"
+python3 - "$MEMORY" "$IDLE_CONNECTIONS" <<'PY'
+import sys
+memory, idle = sys.argv[1:3]
 print(f"\n| proxy | resident memory, idle | with {idle} idle client connections | added per connection |")
 print("|---|---:|---:|---:|")
 for line in open(memory):
