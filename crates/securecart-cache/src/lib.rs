@@ -9,6 +9,7 @@
 //! **API boundary:** [`Cache`] (a [`Store`] and its [`Flights`]), [`CachePolicy`], and the
 //! pure functions of [`freshness`], [`key`] and [`validation`].
 
+pub mod compress;
 pub mod directives;
 pub mod flights;
 pub mod freshness;

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use moka::notification::RemovalCause;
 
+use crate::compress::Encoding;
 use crate::freshness::Freshness;
 use crate::key::Variant;
 
@@ -17,7 +18,7 @@ use crate::key::Variant;
 pub const MAX_VARIANTS: usize = 16;
 
 /// One stored response.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Stored {
     /// Its status.
     pub status: StatusCode,
@@ -35,17 +36,38 @@ pub struct Stored {
     pub path: Box<str>,
     /// Its tags (`Surrogate-Key`, `Cache-Tag`), for invalidation by tag.
     pub tags: Box<[Box<str>]>,
+    /// Its body compressed, in the encodings clients asked for so far.
+    pub encoded: Box<[(Encoding, Bytes)]>,
 }
 
 impl Stored {
-    /// Bytes it takes, roughly: body, headers and bookkeeping.
+    /// Bytes it takes, roughly: bodies, headers and bookkeeping.
     pub fn weight(&self) -> u64 {
         let headers: usize = self
             .headers
             .iter()
             .map(|(name, value)| name.as_str().len() + value.len() + 32)
             .sum();
-        (self.body.len() + headers + self.host.len() + self.path.len() + 256) as u64
+        let encoded: usize = self.encoded.iter().map(|(_, body)| body.len()).sum();
+        (self.body.len() + encoded + headers + self.host.len() + self.path.len() + 256) as u64
+    }
+
+    /// Its body in `encoding`, if made already.
+    pub fn encoded(&self, encoding: Encoding) -> Option<&Bytes> {
+        self.encoded
+            .iter()
+            .find(|(made, _)| *made == encoding)
+            .map(|(_, body)| body)
+    }
+
+    /// A copy with its body also in `encoding`.
+    pub fn with_encoding(&self, encoding: Encoding, body: Bytes) -> Self {
+        let mut encoded = self.encoded.to_vec();
+        encoded.push((encoding, body));
+        Self {
+            encoded: encoded.into(),
+            ..self.clone()
+        }
     }
 }
 

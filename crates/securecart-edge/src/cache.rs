@@ -28,6 +28,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
+use securecart_cache::compress::{self, Encoding};
 use securecart_cache::freshness::{self, Exchange};
 use securecart_cache::range::{self, Ranged};
 use securecart_cache::{
@@ -256,12 +257,14 @@ where
                     } else {
                         Served::Stale
                     };
+                    let stored = encoded(stage, &key, stored, &request).await;
                     return Ok(serve(&stored, &request, served, behavior, now));
                 }
                 Reuse::StaleWhileRevalidate => {
                     revalidate_in_background(
                         stage, behavior, &origin, context, &key, &stored, &request,
                     );
+                    let stored = encoded(stage, &key, stored, &request).await;
                     return Ok(serve(&stored, &request, Served::Stale, behavior, now));
                 }
                 Reuse::Revalidate if request_directives.only_if_cached => {
@@ -318,6 +321,57 @@ where
         response,
         Served::Miss,
     ))
+}
+
+/// Bodies up to this size are compressed on the request's own task; larger ones on the
+/// blocking pool, so that a megabyte of brotli does not stall other connections.
+const INLINE_COMPRESSION_BYTES: usize = 64 * 1024;
+
+/// The stored response, with its body also in the encoding this request would be answered
+/// in if it is made now (once per object and encoding: the copy is stored in its place).
+async fn encoded<B>(
+    stage: &CacheStage,
+    key: &Arc<str>,
+    stored: Arc<Stored>,
+    request: &Request<B>,
+) -> Arc<Stored> {
+    let Some(encoding) = answer_encoding(&stored, request) else {
+        return stored;
+    };
+    if stored.encoded(encoding).is_some() {
+        return stored;
+    }
+    let body = stored.body.clone();
+    let compressed = if body.len() <= INLINE_COMPRESSION_BYTES {
+        encoding.compress(&body)
+    } else {
+        match tokio::task::spawn_blocking(move || encoding.compress(&body)).await {
+            Ok(compressed) => compressed,
+            Err(_) => return stored,
+        }
+    };
+    let Ok(compressed) = compressed else {
+        return stored;
+    };
+    let updated = Arc::new(stored.with_encoding(encoding, compressed));
+    stage
+        .cache
+        .store
+        .replace(Arc::clone(key), &stored, Arc::clone(&updated));
+    updated
+}
+
+/// The encoding a stored response is answered in for this request: a whole 200 of a
+/// compressible type to a GET that accepts one (ranges are cut from the identity).
+fn answer_encoding<B>(stored: &Stored, request: &Request<B>) -> Option<Encoding> {
+    if request.method() != Method::GET
+        || stored.status != StatusCode::OK
+        || request.headers().contains_key(header::RANGE)
+        || !compress::compressible(&stored.headers, stored.body.len())
+    {
+        return None;
+    }
+    compress::negotiate(request.headers())
 }
 
 /// What a fetch needs to store its response.
@@ -396,7 +450,7 @@ where
                 let headers = validation::freshen(&stored.headers, response.headers());
                 let once = Stored {
                     headers,
-                    ..clone_stored(&stored)
+                    ..Stored::clone(&stored)
                 };
                 serve(&once, &client, Served::Revalidated, behavior, now)
             }
@@ -527,6 +581,7 @@ fn revalidate_in_background<B>(
             freshness,
             host: stored.host.clone(),
             path: stored.path.clone(),
+            encoded: Box::new([]),
         };
         cache.store.insert(key, Arc::new(stored));
     });
@@ -554,22 +609,8 @@ fn freshened(
     Some(Stored {
         headers,
         freshness,
-        tags: stored.tags.clone(),
-        ..clone_stored(stored)
+        ..stored.clone()
     })
-}
-
-fn clone_stored(stored: &Stored) -> Stored {
-    Stored {
-        status: stored.status,
-        headers: stored.headers.clone(),
-        body: stored.body.clone(),
-        freshness: stored.freshness,
-        variant: stored.variant.clone(),
-        host: stored.host.clone(),
-        path: stored.path.clone(),
-        tags: stored.tags.clone(),
-    }
 }
 
 /// Replaces the client's validators with the stored response's: the cache answers the
@@ -642,6 +683,7 @@ fn store_on_the_way(
                     freshness,
                     host: fetched.host.into(),
                     path: fetched.path.into(),
+                    encoded: Box::new([]),
                 },
                 _guard: fetched.guard,
             };
@@ -649,6 +691,17 @@ fn store_on_the_way(
         }
         None => body,
     };
+    // Later hits of this object may be compressed: caches after this one must know.
+    let length = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    if parts.status == StatusCode::OK
+        && length.is_some_and(|length| compress::compressible(&parts.headers, length))
+    {
+        compress::vary_on_accept_encoding(&mut parts.headers);
+    }
     for_client(&mut parts.headers, served);
     Response::from_parts(parts, body)
 }
@@ -697,8 +750,17 @@ fn serve<B>(
         } else {
             Ranged::Whole
         };
+        let encoding =
+            answer_encoding(stored, request).filter(|encoding| stored.encoded(*encoding).is_some());
         let (status, body, content_range) = match ranged {
-            Ranged::Whole => (stored.status, stored.body.clone(), None),
+            Ranged::Whole => (
+                stored.status,
+                encoding
+                    .and_then(|encoding| stored.encoded(encoding))
+                    .unwrap_or(&stored.body)
+                    .clone(),
+                None,
+            ),
             Ranged::Part(part) => (
                 StatusCode::PARTIAL_CONTENT,
                 // Within the body: `requested` keeps the range inside `length`.
@@ -722,6 +784,18 @@ fn serve<B>(
         });
         *response.status_mut() = status;
         *response.headers_mut() = stored.headers.clone();
+        if stored.status == StatusCode::OK
+            && compress::compressible(&stored.headers, stored.body.len())
+        {
+            compress::vary_on_accept_encoding(response.headers_mut());
+        }
+        if let Some(encoding) = encoding.filter(|_| status == StatusCode::OK) {
+            response.headers_mut().insert(
+                header::CONTENT_ENCODING,
+                HeaderValue::from_static(encoding.token()),
+            );
+            compress::weaken_etag(response.headers_mut());
+        }
         if let Some(content_range) = content_range
             && let Ok(value) = HeaderValue::try_from(content_range)
         {

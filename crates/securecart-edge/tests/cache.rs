@@ -30,6 +30,9 @@ struct Origin {
     failing: Arc<AtomicBool>,
 }
 
+/// A line of a stylesheet, repeated to make a body worth compressing.
+const PAGE_CSS: &str = ".product { color: teal; margin: 0 auto; }\n";
+
 /// Counts a request that reached the origin; returns how many have.
 fn count(origin: &Origin) -> usize {
     origin.requests.fetch_add(1, Ordering::SeqCst) + 1
@@ -138,6 +141,20 @@ async fn start_origin() -> (TestServer, Origin) {
                     "still here",
                 )
                     .into_response()
+            }),
+        )
+        .route(
+            "/static/page.css",
+            get(|State(origin): State<Origin>| async move {
+                count(&origin);
+                (
+                    [
+                        (header::CACHE_CONTROL, "max-age=60"),
+                        (header::CONTENT_TYPE, "text/css"),
+                        (header::ETAG, "\"css1\""),
+                    ],
+                    PAGE_CSS.repeat(100),
+                )
             }),
         )
         .route(
@@ -435,6 +452,83 @@ async fn private_answers_and_paths_outside_the_behaviours_are_not_stored() {
             "{path} reached the origin twice"
         );
     }
+    edge.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn hits_are_compressed_in_the_best_encoding_the_client_accepts() {
+    use std::io::Read;
+    let (server, origin) = start_origin().await;
+    let edge = start_edge(server.address).await;
+    let mut client = TestClient::http1();
+    let url = format!("{}/static/page.css", edge.url);
+    let css = PAGE_CSS.repeat(100);
+    let get = |accept: &'static str| {
+        let url = url.clone();
+        async move {
+            TestClient::http1()
+                .send(http::Method::GET, &url, &[("accept-encoding", accept)], "")
+                .await
+        }
+    };
+    let miss = get("gzip, br").await;
+    assert_eq!(miss.header("x-cache"), Some("Miss"));
+    assert_eq!(
+        miss.header("content-encoding"),
+        None,
+        "a miss streams as it came"
+    );
+    assert_eq!(miss.header("vary"), Some("Accept-Encoding"));
+
+    let brotli = get("gzip, deflate, br, zstd").await;
+    assert_eq!(brotli.header("x-cache"), Some("Hit"));
+    assert_eq!(brotli.header("content-encoding"), Some("br"));
+    assert_eq!(brotli.header("vary"), Some("Accept-Encoding"));
+    assert_eq!(brotli.header("etag"), Some("W/\"css1\""));
+    assert!(brotli.body.len() < css.len() / 10);
+    let mut decoded = String::new();
+    brotli::Decompressor::new(&brotli.body[..], 4096)
+        .read_to_string(&mut decoded)
+        .expect("brotli");
+    assert_eq!(decoded, css);
+
+    let gzip = get("gzip").await;
+    assert_eq!(gzip.header("content-encoding"), Some("gzip"));
+    let mut decoded = String::new();
+    flate2::read::GzDecoder::new(&gzip.body[..])
+        .read_to_string(&mut decoded)
+        .expect("gzip");
+    assert_eq!(decoded, css);
+
+    let zstd = get("zstd;q=1, gzip;q=0.5").await;
+    assert_eq!(zstd.header("content-encoding"), Some("zstd"));
+    assert_eq!(
+        zstd::bulk::decompress(&zstd.body, css.len()).expect("zstd"),
+        css.as_bytes()
+    );
+
+    let identity = client.get(&url).await;
+    assert_eq!(identity.header("content-encoding"), None);
+    assert_eq!(identity.text(), css);
+    assert_eq!(identity.header("vary"), Some("Accept-Encoding"));
+    let part = client
+        .send(
+            http::Method::GET,
+            &url,
+            &[("accept-encoding", "br"), ("range", "bytes=0-7")],
+            "",
+        )
+        .await;
+    assert_eq!(
+        (part.status.as_u16(), part.text()),
+        (206, ".product".to_owned())
+    );
+    assert_eq!(
+        requests(&origin),
+        1,
+        "every encoding came from the one stored object"
+    );
     edge.stop().await;
     server.stop().await;
 }
