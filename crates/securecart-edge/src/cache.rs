@@ -83,6 +83,8 @@ pub struct Behavior {
     pattern: Vec<u8>,
     policy: CachePolicy,
     metrics: CacheMetrics,
+    /// The group of the origin shield its misses go through, if any.
+    shield: Option<usize>,
 }
 
 /// A listener's cache stage: the edge's cache and the behaviours in force.
@@ -93,21 +95,37 @@ pub struct CacheStage {
 }
 
 impl CacheStage {
-    /// The stage over `cache` with the configuration's behaviours.
-    pub fn new(cache: Arc<Cache>, config: &CacheConfig, metrics: &EdgeMetrics) -> Self {
-        Self {
-            cache,
-            behaviors: config
-                .behaviors
-                .iter()
-                .map(|behavior| Behavior {
+    /// The stage over `cache` with the configuration's behaviours; `Err` names a shield
+    /// group that `groups` does not have.
+    pub fn new(
+        cache: Arc<Cache>,
+        config: &CacheConfig,
+        metrics: &EdgeMetrics,
+        groups: &[TargetGroup],
+    ) -> Result<Self, (String, String)> {
+        let behaviors = config
+            .behaviors
+            .iter()
+            .map(|behavior| {
+                let shield = match &behavior.origin_shield {
+                    None => None,
+                    Some(name) => Some(
+                        groups
+                            .iter()
+                            .position(|group| &group.name == name)
+                            .ok_or_else(|| (behavior.name.clone(), name.clone()))?,
+                    ),
+                };
+                Ok(Behavior {
                     name: behavior.name.clone(),
                     pattern: behavior.path_pattern.as_bytes().to_vec(),
                     policy: behavior.policy.clone(),
                     metrics: metrics.cache_behavior(&behavior.name),
+                    shield,
                 })
-                .collect(),
-        }
+            })
+            .collect::<Result<_, (String, String)>>()?;
+        Ok(Self { cache, behaviors })
     }
 
     /// The behaviour for a path: the first whose pattern matches.
@@ -132,14 +150,13 @@ impl CacheStage {
     }
 }
 
-/// Where the stage fetches from: the request's target group, as the upstream stage sends.
+/// Where the stage fetches from: the request's target group, as the upstream stage sends,
+/// or the behaviour's origin shield before it.
 #[derive(Debug)]
 pub struct Origin<'a> {
-    /// The target group.
-    pub group: &'a TargetGroup,
-    /// All groups and the index of `group`, for a fetch that outlives the request.
+    /// Every group of the edge, for a fetch that outlives the request.
     pub groups: &'a Arc<[TargetGroup]>,
-    /// See `groups`.
+    /// The index of the request's group in `groups`.
     pub group_index: usize,
     /// The edge's metrics.
     pub metrics: &'a EdgeMetrics,
@@ -154,6 +171,7 @@ pub struct Origin<'a> {
 }
 
 impl Origin<'_> {
+    /// Passes a request the cache does not keep (with its body) to the request's group.
     async fn fetch<B>(
         &self,
         context: &mut RequestContext,
@@ -164,7 +182,7 @@ impl Origin<'_> {
         B::Error: Into<BoxError>,
     {
         upstream::send(
-            self.group,
+            &self.groups[self.group_index],
             self.metrics,
             context,
             request,
@@ -178,6 +196,95 @@ impl Origin<'_> {
         )
         .await
     }
+
+    /// Fetches what the cache may keep, through the behaviour's origin shield if it has
+    /// one.
+    async fn fetch_head(
+        &self,
+        behavior: &Behavior,
+        context: &mut RequestContext,
+        head: &Head,
+    ) -> Result<Response<EdgeBody>, EdgeError> {
+        send_head(
+            &Route {
+                groups: self.groups,
+                group: self.group_index,
+                shield: behavior.shield,
+                metrics: self.metrics,
+                timeout: self.timeout,
+                sticky_target: self.sticky_target,
+            },
+            context,
+            head,
+        )
+        .await
+    }
+}
+
+/// A request the cache fetches: GET or HEAD without a body, so it can be sent again.
+#[derive(Debug, Clone)]
+struct Head {
+    method: Method,
+    uri: http::Uri,
+    headers: HeaderMap,
+}
+
+/// Where a cacheable request goes.
+struct Route<'a> {
+    groups: &'a [TargetGroup],
+    group: usize,
+    shield: Option<usize>,
+    metrics: &'a EdgeMetrics,
+    timeout: Duration,
+    sticky_target: Option<usize>,
+}
+
+/// Sends a cacheable request: to the origin shield (another region's edge, whose cache
+/// answers for every region) when the behaviour has one, and to the request's own group
+/// when it has none or when the shield cannot be reached.
+async fn send_head(
+    route: &Route<'_>,
+    context: &mut RequestContext,
+    head: &Head,
+) -> Result<Response<EdgeBody>, EdgeError> {
+    let request = || {
+        let mut request = Request::new(upstream::empty());
+        *request.method_mut() = head.method.clone();
+        *request.uri_mut() = head.uri.clone();
+        *request.headers_mut() = head.headers.clone();
+        request
+    };
+    let options = |sticky_target| SendOptions {
+        sticky_target,
+        timeout: route.timeout,
+        body_timeout: route.timeout,
+        client_upgrade: None,
+        max_body_bytes: None,
+    };
+    if let Some(shield) = route.shield {
+        match upstream::send(
+            &route.groups[shield],
+            route.metrics,
+            context,
+            request(),
+            options(None),
+        )
+        .await
+        {
+            Err(error @ (EdgeError::Connect(_) | EdgeError::NoTargets(_))) => {
+                tracing::debug!(%error, shield = %route.groups[shield].name, "origin shield unreachable; fetching from the origin");
+            }
+            answer => return answer,
+        }
+    }
+    upstream::send(
+        &route.groups[route.group],
+        route.metrics,
+        context,
+        request(),
+        options(route.sticky_target),
+    )
+    .await
 }
 
 /// Runs a request through the cache behaviour `behavior` for `host`.
@@ -297,15 +404,18 @@ where
         }
     }
     behavior.metrics.miss.inc();
-    let (mut parts, body) = request.into_parts();
+    let (parts, _empty) = request.into_parts();
     let client_headers = parts.headers.clone();
     let path = parts.uri.path().to_owned();
     let parts_method = parts.method.clone();
-    announce_capability(&mut parts.headers);
+    let mut head = Head {
+        method: parts.method,
+        uri: parts.uri,
+        headers: parts.headers,
+    };
+    announce_capability(&mut head.headers);
     let request_time = SystemTime::now();
-    let response = origin
-        .fetch(context, Request::from_parts(parts, body))
-        .await?;
+    let response = origin.fetch_head(behavior, context, &head).await?;
     Ok(store_on_the_way(
         &stage.cache,
         behavior,
@@ -401,18 +511,21 @@ where
     B::Error: Into<BoxError>,
 {
     let request_directives = freshness::request_directives(request.headers());
-    let (mut parts, body) = request.into_parts();
+    let (parts, _empty) = request.into_parts();
     // The client's request as it came, to answer its own conditions and to store under.
     let mut client = Request::new(());
     *client.method_mut() = parts.method.clone();
     *client.headers_mut() = parts.headers.clone();
     let client_headers = client.headers();
-    make_conditional(&mut parts.headers, &stored);
-    announce_capability(&mut parts.headers);
+    let mut head = Head {
+        method: parts.method,
+        uri: parts.uri,
+        headers: parts.headers,
+    };
+    make_conditional(&mut head.headers, &stored);
+    announce_capability(&mut head.headers);
     let request_time = SystemTime::now();
-    let answer = origin
-        .fetch(context, Request::from_parts(parts, body))
-        .await;
+    let answer = origin.fetch_head(behavior, context, &head).await;
     let now = SystemTime::now();
     let response = match answer {
         Ok(response) => response,
@@ -499,6 +612,7 @@ fn revalidate_in_background<B>(
     let policy = behavior.policy.clone();
     let groups = Arc::clone(origin.groups);
     let group_index = origin.group_index;
+    let shield = behavior.shield;
     let metrics = origin.metrics.clone();
     let timeout = origin.timeout;
     let key = Arc::clone(key);
@@ -511,24 +625,21 @@ fn revalidate_in_background<B>(
         let client_headers = headers.clone();
         make_conditional(&mut headers, &stored);
         announce_capability(&mut headers);
-        let mut request = Request::new(upstream::empty());
-        *request.uri_mut() = uri;
-        *request.headers_mut() = headers;
+        let head = Head {
+            method: Method::GET,
+            uri,
+            headers,
+        };
         let request_time = SystemTime::now();
-        let answer = upstream::send(
-            &groups[group_index],
-            &metrics,
-            &mut background,
-            request,
-            SendOptions {
-                sticky_target: None,
-                timeout,
-                body_timeout: timeout,
-                client_upgrade: None,
-                max_body_bytes: None,
-            },
-        )
-        .await;
+        let route = Route {
+            groups: &groups,
+            group: group_index,
+            shield,
+            metrics: &metrics,
+            timeout,
+            sticky_target: None,
+        };
+        let answer = send_head(&route, &mut background, &head).await;
         let Ok(response) = answer else {
             return;
         };

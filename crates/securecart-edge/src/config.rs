@@ -52,6 +52,7 @@ impl CacheConfig {
                 name: "default".to_owned(),
                 path_pattern: "*".to_owned(),
                 policy: securecart_cache::CachePolicy::default(),
+                origin_shield: None,
             }],
         }
     }
@@ -67,6 +68,10 @@ pub struct CacheBehavior {
     pub path_pattern: String,
     /// TTLs and key.
     pub policy: securecart_cache::CachePolicy,
+    /// The target group its misses are fetched through first: an origin shield, another
+    /// edge whose cache answers for every edge (CloudFront's Origin Shield). The
+    /// request's own group answers when the shield cannot be reached.
+    pub origin_shield: Option<String>,
 }
 
 /// A listener: an address, rules in priority order and a default action.

@@ -207,9 +207,16 @@ impl Control {
                     metrics: metrics.clone(),
                     limits: config.limits.clone(),
                     error_log: Default::default(),
-                    cache: cache.zip(config.cache.as_ref()).map(|(cache, settings)| {
-                        CacheStage::new(Arc::clone(cache), settings, metrics)
-                    }),
+                    cache: cache
+                        .zip(config.cache.as_ref())
+                        .map(|(cache, settings)| {
+                            CacheStage::new(Arc::clone(cache), settings, metrics, groups)
+                        })
+                        .transpose()
+                        .map_err(|(behavior, group)| StartError::UnknownShield {
+                            behavior,
+                            group,
+                        })?,
                 }))
             })
             .collect()

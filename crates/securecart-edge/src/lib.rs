@@ -74,6 +74,14 @@ pub enum StartError {
         /// What is wrong.
         source: RuleError,
     },
+    /// A cache behaviour's origin shield names no target group.
+    #[error("cache behaviour {behavior}: no target group is named `{group}` (its origin shield)")]
+    UnknownShield {
+        /// The behaviour.
+        behavior: String,
+        /// The group it names.
+        group: String,
+    },
     /// The edge has no listener.
     #[error("an edge needs at least one listener")]
     NoListener,

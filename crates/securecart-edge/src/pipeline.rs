@@ -360,7 +360,6 @@ impl Pipeline {
         let response = match cached {
             Some((stage, behavior, host)) => {
                 let origin = cache::Origin {
-                    group,
                     groups: &self.groups,
                     group_index,
                     metrics: &self.metrics,

@@ -269,8 +269,10 @@ where
         .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
     group.retry_budget.deposit();
     let mut tried = [usize::MAX; MAX_ATTEMPTS];
+    // This send's attempts (the context counts every attempt of the request, which may
+    // have been sent to another group before: the cache's origin shield).
+    let mut attempt = 0;
     loop {
-        let attempt = context.attempts as usize;
         let sticky = sticky_target.filter(|_| attempt == 0);
         let Some(index) = sticky.or_else(|| group.pick(&tried[..attempt])) else {
             return Err(EdgeError::Connect(
@@ -278,6 +280,7 @@ where
             ));
         };
         tried[attempt] = index;
+        attempt += 1;
         context.attempts += 1;
         let target = &group.targets[index];
         let uri = match group.protocol {
@@ -293,8 +296,8 @@ where
         };
         let may_retry = client_upgrade.is_none()
             && body.is_replayable()
-            && context.attempts < MAX_ATTEMPTS as u32
-            && group.targets.len() > attempt + 1;
+            && attempt < MAX_ATTEMPTS
+            && group.targets.len() > attempt;
         let mut request = Request::new(body.take());
         *request.method_mut() = parts.method.clone();
         *request.uri_mut() = uri;

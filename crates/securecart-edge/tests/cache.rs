@@ -197,6 +197,27 @@ impl RunningEdge {
 /// An edge in front of `origin` that caches `/static/*` (objects up to 16 KiB) and
 /// nothing else.
 async fn start_edge(origin: SocketAddr) -> RunningEdge {
+    start_edge_shielded(origin, None).await
+}
+
+/// The same edge, fetching its misses through the edge at `shield` first.
+async fn start_edge_shielded(origin: SocketAddr, shield: Option<SocketAddr>) -> RunningEdge {
+    let health_check = HealthCheckConfig {
+        path: "/healthz".to_owned(),
+        interval: Duration::from_millis(200),
+        timeout: Duration::from_millis(500),
+        healthy_threshold: 1,
+        unhealthy_threshold: 2,
+        matcher: vec![200..=299],
+    };
+    let mut target_groups = vec![TargetGroupConfig::new(
+        "origin",
+        vec![origin],
+        health_check.clone(),
+    )];
+    if let Some(shield) = shield {
+        target_groups.push(TargetGroupConfig::new("shield", vec![shield], health_check));
+    }
     let edge = Edge::bind(EdgeConfig {
         region: "test-1".to_owned(),
         listeners: vec![ListenerConfig {
@@ -207,18 +228,7 @@ async fn start_edge(origin: SocketAddr) -> RunningEdge {
             tls: None,
         }],
         admin: "127.0.0.1:0".parse().expect("address"),
-        target_groups: vec![TargetGroupConfig::new(
-            "origin",
-            vec![origin],
-            HealthCheckConfig {
-                path: "/healthz".to_owned(),
-                interval: Duration::from_millis(200),
-                timeout: Duration::from_millis(500),
-                healthy_threshold: 1,
-                unhealthy_threshold: 2,
-                matcher: vec![200..=299],
-            },
-        )],
+        target_groups,
         limits: Limits {
             drain_timeout: Duration::from_secs(2),
             ..Limits::default()
@@ -234,6 +244,7 @@ async fn start_edge(origin: SocketAddr) -> RunningEdge {
                     ttl: Ttl::default(),
                     ..CachePolicy::default()
                 },
+                origin_shield: shield.map(|_| "shield".to_owned()),
             }],
         }),
     })
@@ -530,5 +541,52 @@ async fn hits_are_compressed_in_the_best_encoding_the_client_accepts() {
         "every encoding came from the one stored object"
     );
     edge.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_origin_shield_answers_the_misses_of_every_edge_behind_it() {
+    let (server, origin) = start_origin().await;
+    let shield = start_edge(server.address).await;
+    let shield_address: SocketAddr = shield
+        .url
+        .trim_start_matches("http://")
+        .parse()
+        .expect("address");
+    let first = start_edge_shielded(server.address, Some(shield_address)).await;
+    let second = start_edge_shielded(server.address, Some(shield_address)).await;
+    let mut client = TestClient::http1();
+    // Each edge keys by the host it was asked for: ask both with the shop's one name.
+    let get = async |client: &mut TestClient, edge: &RunningEdge, path: &str| {
+        client
+            .send(
+                http::Method::GET,
+                &format!("{}{path}", edge.url),
+                &[("host", "shop.test")],
+                "",
+            )
+            .await
+    };
+    let through_first = get(&mut client, &first, "/static/item").await;
+    assert_eq!(through_first.text(), "version 1");
+    assert_eq!(through_first.header("x-cache"), Some("Miss"));
+    let through_second = get(&mut client, &second, "/static/item").await;
+    assert_eq!(through_second.text(), "version 1", "the shield answered");
+    assert_eq!(
+        through_second.header("x-cache"),
+        Some("Miss"),
+        "the second edge's own miss"
+    );
+    assert_eq!(requests(&origin), 1, "one origin request for both edges");
+
+    // Without its shield an edge goes to the origin itself.
+    shield.stop().await;
+    assert_eq!(
+        get(&mut client, &first, "/static/other").await.text(),
+        "other 2"
+    );
+    assert_eq!(requests(&origin), 2);
+    first.stop().await;
+    second.stop().await;
     server.stop().await;
 }

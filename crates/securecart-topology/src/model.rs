@@ -276,6 +276,8 @@ pub struct CacheBehavior {
     pub headers: Vec<String>,
     /// Cookies in the key.
     pub cookies: Vec<String>,
+    /// The region whose edge the other regions' edges fetch misses through.
+    pub origin_shield: Option<String>,
 }
 
 /// A listener.
@@ -1011,16 +1013,20 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
     Edge {
         listeners,
         target_groups,
-        cache: raw
-            .edge
-            .cache
-            .as_ref()
-            .map(|cache| resolve_cache(cache, &edge_path.key("cache"), findings)),
+        cache: raw.edge.cache.as_ref().map(|cache| {
+            let regions: Vec<&str> = raw
+                .regions
+                .iter()
+                .map(|region| region.name.as_str())
+                .collect();
+            resolve_cache(cache, &regions, &edge_path.key("cache"), findings)
+        }),
     }
 }
 
 fn resolve_cache(
     raw: &crate::raw::RawCache,
+    regions: &[&str],
     path: &FieldPath,
     findings: &mut Findings,
 ) -> EdgeCache {
@@ -1104,6 +1110,14 @@ fn resolve_cache(
                 Some(names.clone())
             }
         };
+        if let Some(shield) = &raw_behavior.origin_shield
+            && !regions.contains(&shield.as_str())
+        {
+            findings.problem(
+                path.key("origin_shield"),
+                format!("no region is named `{shield}`"),
+            );
+        }
         for (index, header) in raw_behavior.headers.iter().enumerate() {
             let valid = !header.is_empty()
                 && header
@@ -1126,6 +1140,7 @@ fn resolve_cache(
             query_strings,
             headers: raw_behavior.headers.clone(),
             cookies: raw_behavior.cookies.clone(),
+            origin_shield: raw_behavior.origin_shield.clone(),
         });
     }
     EdgeCache {

@@ -410,6 +410,13 @@ pub struct RawCacheBehavior {
     /// Cookies whose values make separate objects.
     #[serde(default)]
     pub cookies: Vec<String>,
+    /// A region whose edge every other region's edge fetches this behaviour's misses
+    /// through, so that the origin sees one request per object for all regions
+    /// (CloudFront's Origin Shield). Only for what is the same in every region (assets,
+    /// images): each region's catalog has its own stock. An edge goes to its own origin
+    /// when the shield cannot be reached.
+    #[serde(default)]
+    pub origin_shield: Option<String>,
 }
 
 /// The default longest freshness: a year.

@@ -372,6 +372,12 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "from 0 to 3600",
         ),
         (
+            "origin_shield = \"us-east-1\"",
+            "origin_shield = \"mars-1\"",
+            "edge.cache.behaviors[1].origin_shield",
+            "no region is named `mars-1`",
+        ),
+        (
             "memory_mib = 256",
             "memory_mib = 0",
             "edge.cache.memory_mib",

@@ -122,6 +122,13 @@ pub fn edge_config(
     for listener in &topology.edge.listeners {
         listeners.push((listener, tls_config(listener, region, base)?));
     }
+    let mut target_groups: Vec<TargetGroupConfig> = topology
+        .edge
+        .target_groups
+        .iter()
+        .map(|group| target_group_config(group, region))
+        .collect();
+    target_groups.extend(shield_groups(topology, region));
     Ok(EdgeConfig {
         region: region.name.clone(),
         listeners: listeners
@@ -151,57 +158,116 @@ pub fn edge_config(
             })
             .collect(),
         admin: region.edge.admin_address,
-        target_groups: topology
-            .edge
-            .target_groups
-            .iter()
-            .map(|group| TargetGroupConfig {
-                name: group.name.clone(),
-                targets: region
-                    .replicas_of(group.service)
-                    .map(|replica| replica.address)
-                    .collect(),
-                health_check: HealthCheckConfig {
-                    path: group.health_check.path.clone(),
-                    interval: group.health_check.interval,
-                    timeout: group.health_check.timeout,
-                    healthy_threshold: group.health_check.healthy_threshold,
-                    unhealthy_threshold: group.health_check.unhealthy_threshold,
-                    matcher: group.health_check.matcher.clone(),
-                },
-                algorithm: match group.algorithm {
-                    TopologyAlgorithm::RoundRobin => Algorithm::RoundRobin,
-                    TopologyAlgorithm::LeastOutstandingRequests => {
-                        Algorithm::LeastOutstandingRequests
-                    }
-                    TopologyAlgorithm::WeightedRandom => Algorithm::WeightedRandom,
-                    TopologyAlgorithm::PeakEwma => Algorithm::PeakEwma,
-                },
-                protocol: if group.http2 {
-                    UpstreamProtocol::Http2
-                } else {
-                    UpstreamProtocol::Http1
-                },
-                slow_start: group.slow_start,
-                stickiness: group.stickiness,
-                app_cookie: group.stickiness_app_cookie.clone(),
-                deregistration_delay: group.deregistration_delay,
-                outlier_detection: group
-                    .outlier_detection
-                    .map(|(consecutive_errors, ejection)| OutlierDetection {
-                        consecutive_errors,
-                        ejection,
-                    }),
-            })
-            .collect(),
+        target_groups,
         limits: Limits::default(),
         admin_token: admin_token(),
-        cache: topology.edge.cache.as_ref().map(cache_config),
+        cache: topology
+            .edge
+            .cache
+            .as_ref()
+            .map(|cache| cache_config(cache, region)),
     })
 }
 
-/// The edge's cache from the topology's `[edge.cache]`.
-fn cache_config(cache: &securecart_topology::EdgeCache) -> securecart_edge::CacheConfig {
+fn target_group_config(
+    group: &securecart_topology::TargetGroup,
+    region: &Region,
+) -> TargetGroupConfig {
+    TargetGroupConfig {
+        name: group.name.clone(),
+        targets: region
+            .replicas_of(group.service)
+            .map(|replica| replica.address)
+            .collect(),
+        health_check: HealthCheckConfig {
+            path: group.health_check.path.clone(),
+            interval: group.health_check.interval,
+            timeout: group.health_check.timeout,
+            healthy_threshold: group.health_check.healthy_threshold,
+            unhealthy_threshold: group.health_check.unhealthy_threshold,
+            matcher: group.health_check.matcher.clone(),
+        },
+        algorithm: match group.algorithm {
+            TopologyAlgorithm::RoundRobin => Algorithm::RoundRobin,
+            TopologyAlgorithm::LeastOutstandingRequests => Algorithm::LeastOutstandingRequests,
+            TopologyAlgorithm::WeightedRandom => Algorithm::WeightedRandom,
+            TopologyAlgorithm::PeakEwma => Algorithm::PeakEwma,
+        },
+        protocol: if group.http2 {
+            UpstreamProtocol::Http2
+        } else {
+            UpstreamProtocol::Http1
+        },
+        slow_start: group.slow_start,
+        stickiness: group.stickiness,
+        app_cookie: group.stickiness_app_cookie.clone(),
+        deregistration_delay: group.deregistration_delay,
+        outlier_detection: group
+            .outlier_detection
+            .map(|(consecutive_errors, ejection)| OutlierDetection {
+                consecutive_errors,
+                ejection,
+            }),
+    }
+}
+
+/// The name of the target group of the origin shield in `region`.
+fn shield_group_name(region: &str) -> String {
+    format!("origin-shield-{region}")
+}
+
+/// One target group per origin shield region that `region`'s cache behaviours fetch
+/// through: that region's edge, at its first plain-HTTP listener.
+fn shield_groups(topology: &Topology, region: &Region) -> Vec<TargetGroupConfig> {
+    let Some(cache) = &topology.edge.cache else {
+        return Vec::new();
+    };
+    let Some(port) = topology
+        .edge
+        .listeners
+        .iter()
+        .find(|listener| listener.protocol == ListenerProtocol::Http)
+        .map(|listener| listener.port)
+    else {
+        return Vec::new();
+    };
+    let mut shields: Vec<&str> = cache
+        .behaviors
+        .iter()
+        .filter_map(|behavior| behavior.origin_shield.as_deref())
+        .filter(|shield| *shield != region.name)
+        .collect();
+    shields.sort_unstable();
+    shields.dedup();
+    shields
+        .into_iter()
+        .filter_map(|shield| topology.regions.iter().find(|other| other.name == shield))
+        .map(|shield| {
+            let mut group = TargetGroupConfig::new(
+                &shield_group_name(&shield.name),
+                vec![SocketAddr::new(shield.edge.address.ip(), port)],
+                HealthCheckConfig {
+                    // Answered through the shield's edge by its storefront.
+                    path: "/healthz".to_owned(),
+                    interval: std::time::Duration::from_secs(5),
+                    timeout: std::time::Duration::from_secs(2),
+                    healthy_threshold: 2,
+                    unhealthy_threshold: 2,
+                    matcher: vec![200..=499],
+                },
+            );
+            // A shield that fails is left for the request's own group, not ejected.
+            group.outlier_detection = None;
+            group
+        })
+        .collect()
+}
+
+/// The edge's cache from the topology's `[edge.cache]`, for `region`'s edge.
+fn cache_config(
+    cache: &securecart_topology::EdgeCache,
+    region: &Region,
+) -> securecart_edge::CacheConfig {
     use securecart_cache::{CachePolicy, KeyPolicy, QueryKey, Ttl};
     securecart_edge::CacheConfig {
         capacity_bytes: cache.memory_bytes,
@@ -236,6 +302,11 @@ fn cache_config(cache: &securecart_topology::EdgeCache) -> securecart_edge::Cach
                         cookies: behavior.cookies.clone(),
                     },
                 },
+                origin_shield: behavior
+                    .origin_shield
+                    .as_deref()
+                    .filter(|shield| *shield != region.name)
+                    .map(shield_group_name),
             })
             .collect(),
     }

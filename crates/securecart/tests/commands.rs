@@ -356,6 +356,28 @@ async fn up_serves_a_purchase_survives_killed_replicas_and_stops_cleanly() {
     let image_again = shopper.get(&image_url).await;
     assert_eq!(image_again.header("x-cache"), Some("Hit"));
     assert_eq!(image_again.body, image.body);
+    // eu-west-1's edge fetches images through us-east-1's (the origin shield).
+    let eu_url = report["entry_points"][1]["url"]
+        .as_str()
+        .expect("eu-west-1's url")
+        .trim_end_matches('/');
+    let image_path = product["image_url"].as_str().expect("image url");
+    let from_eu = shopper.get(&format!("{eu_url}{image_path}")).await;
+    assert_eq!(from_eu.body, image.body);
+    let eu_admin = component(&report, "eu-west-1/edge")["admin_address"]
+        .as_str()
+        .expect("admin address")
+        .to_owned();
+    let eu_metrics = shopper
+        .get(&format!("http://{eu_admin}/metrics"))
+        .await
+        .text();
+    assert!(
+        eu_metrics.lines().any(|line| line.starts_with(
+            "securecart_edge_target_responses_total{target_group=\"origin-shield-us-east-1\",class=\"2xx\"} 1"
+        )),
+        "{eu_metrics}"
+    );
     let added = shopper
         .post(
             &format!("{url}/api/cart/items"),
