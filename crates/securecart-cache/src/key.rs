@@ -144,6 +144,22 @@ impl Variant {
         self == other
     }
 
+    /// A variant from the values it remembers (as [`Variant::headers`] and
+    /// [`Variant::cookies`] list them).
+    pub fn from_parts(
+        headers: Vec<(HeaderName, Option<String>)>,
+        cookies: Vec<(String, Option<String>)>,
+    ) -> Self {
+        Self { headers, cookies }
+    }
+
+    /// The cookies this variant remembers.
+    pub fn cookies(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        self.cookies
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_deref()))
+    }
+
     /// The request headers this variant remembers, for a conditional request that must
     /// carry them.
     pub fn headers(&self) -> impl Iterator<Item = (&HeaderName, Option<&str>)> {

@@ -175,9 +175,9 @@ impl Store {
         self.entries.remove(key).is_some()
     }
 
-    /// Drops every primary key with a stored response `matches` selects, and says how many.
+    /// Drops every primary key with a stored response `matches` selects, and returns them.
     /// It visits every entry: an operator's invalidation, not a request's.
-    pub fn remove_where(&self, matches: impl Fn(&Stored) -> bool) -> usize {
+    pub fn remove_where(&self, matches: impl Fn(&Stored) -> bool) -> Vec<Arc<str>> {
         let doomed: Vec<Arc<str>> = self
             .entries
             .iter()
@@ -185,9 +185,9 @@ impl Store {
             .map(|(key, _)| Arc::clone(key.as_ref()))
             .collect();
         doomed
-            .iter()
+            .into_iter()
             .filter(|key| self.entries.remove(key.as_ref()).is_some())
-            .count()
+            .collect()
     }
 
     /// Objects evicted for room since the start.

@@ -144,7 +144,6 @@ impl CacheStage {
     fn invalidate_uri(&self, host: &str, path: &str, query: Option<&str>) {
         if let Some(behavior) = self.behavior(path) {
             self.cache
-                .store
                 .remove(&behavior.policy.key.primary(host, path, query));
         }
     }
@@ -356,7 +355,7 @@ where
     let mut guard = None;
     loop {
         let now = SystemTime::now();
-        if let Some(stored) = stage.cache.store.lookup(&key, request.headers()) {
+        if let Some(stored) = stage.cache.lookup(&key, request.headers()).await {
             match freshness::reuse(&stored.freshness, &request_directives, now) {
                 Reuse::Fresh | Reuse::StaleAllowed => {
                     let served = if stored.freshness.is_fresh(now) {
@@ -554,12 +553,12 @@ where
         return Ok(match fresh {
             Some(fresh) => {
                 let fresh = Arc::new(fresh);
-                stage.cache.store.replace(key, &stored, Arc::clone(&fresh));
+                stage.cache.replace(key, &stored, Arc::clone(&fresh));
                 serve(&fresh, &client, Served::Revalidated, behavior, now)
             }
             None => {
                 // The origin's new headers forbid storing: answer once with them.
-                stage.cache.store.remove(&key);
+                stage.cache.remove(&key);
                 let headers = validation::freshen(&stored.headers, response.headers());
                 let once = Stored {
                     headers,
@@ -653,7 +652,7 @@ fn revalidate_in_background<B>(
                 now,
                 &policy,
             ) {
-                cache.store.replace(key, &stored, Arc::new(fresh));
+                cache.replace(key, &stored, Arc::new(fresh));
             }
             return;
         }
@@ -694,7 +693,7 @@ fn revalidate_in_background<B>(
             path: stored.path.clone(),
             encoded: Box::new([]),
         };
-        cache.store.insert(key, Arc::new(stored));
+        cache.insert(key, Arc::new(stored));
     });
 }
 
@@ -1031,10 +1030,7 @@ impl StoringBody {
                 return;
             }
             pending.stored.body = std::mem::take(&mut self.copy).freeze();
-            pending
-                .cache
-                .store
-                .insert(pending.key, Arc::new(pending.stored));
+            pending.cache.insert(pending.key, Arc::new(pending.stored));
         }
     }
 }

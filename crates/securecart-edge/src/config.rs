@@ -39,6 +39,17 @@ pub struct CacheConfig {
     /// Cache behaviours, in order: the first whose path pattern matches applies; a path
     /// none matches is not cached.
     pub behaviors: Vec<CacheBehavior>,
+    /// A disk tier behind the memory, kept across restarts; none keeps memory only.
+    pub disk: Option<CacheDisk>,
+}
+
+/// The cache's disk tier.
+#[derive(Debug, Clone)]
+pub struct CacheDisk {
+    /// Where its files are (created if missing).
+    pub directory: std::path::PathBuf,
+    /// About how many bytes of files it keeps.
+    pub capacity_bytes: u64,
 }
 
 impl CacheConfig {
@@ -54,6 +65,7 @@ impl CacheConfig {
                 policy: securecart_cache::CachePolicy::default(),
                 origin_shield: None,
             }],
+            disk: None,
         }
     }
 }

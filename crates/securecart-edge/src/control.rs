@@ -129,7 +129,7 @@ impl Control {
             &groups,
             &listener_ports,
             &metrics,
-            Self::cache_for(&cache, &config, &metrics),
+            Self::cache_for(&cache, &config, &metrics)?,
         )?;
         let (stop, _) = watch::channel(false);
         Ok(Self {
@@ -155,18 +155,32 @@ impl Control {
         cache: &'c std::sync::OnceLock<Arc<securecart_cache::Cache>>,
         config: &EdgeConfig,
         metrics: &EdgeMetrics,
-    ) -> Option<&'c Arc<securecart_cache::Cache>> {
-        let settings = config.cache.as_ref()?;
-        Some(cache.get_or_init(|| {
-            let evictions = metrics.cache_evictions.clone();
-            Arc::new(securecart_cache::Cache::new(
-                settings.capacity_bytes,
-                settings.max_object_bytes,
-                move || {
-                    evictions.inc();
-                },
-            ))
-        }))
+    ) -> Result<Option<&'c Arc<securecart_cache::Cache>>, StartError> {
+        let Some(settings) = config.cache.as_ref() else {
+            return Ok(None);
+        };
+        if let Some(made) = cache.get() {
+            return Ok(Some(made));
+        }
+        let evictions = metrics.cache_evictions.clone();
+        let mut made = securecart_cache::Cache::new(
+            settings.capacity_bytes,
+            settings.max_object_bytes,
+            move || {
+                evictions.inc();
+            },
+        );
+        if let Some(disk) = &settings.disk {
+            let opened = securecart_cache::Disk::open(&disk.directory, disk.capacity_bytes)
+                .map_err(|source| StartError::CacheDisk {
+                    directory: disk.directory.clone(),
+                    source,
+                })?;
+            let (objects, bytes) = opened.usage();
+            tracing::info!(directory = %disk.directory.display(), objects, bytes, "cache disk tier opened");
+            made = made.with_disk(opened);
+        }
+        Ok(Some(cache.get_or_init(|| Arc::new(made))))
     }
 
     /// The edge's cache, if its configuration has one.
@@ -295,7 +309,7 @@ impl Control {
             &groups,
             &self.listener_ports,
             &self.metrics,
-            Self::cache_for(&self.cache, &config, &self.metrics),
+            Self::cache_for(&self.cache, &config, &self.metrics)?,
         )?;
         for (slot, pipeline) in self.slots.iter().zip(pipelines) {
             slot.store(pipeline);
@@ -634,15 +648,17 @@ async fn invalidate(
     let Some(cache) = control.cache() else {
         return error(StatusCode::CONFLICT, "no_cache", "this edge has no cache");
     };
-    let invalidated = cache.store.remove_where(|stored| {
-        invalidation.paths.iter().any(|pattern| {
-            crate::rules::glob_match(pattern.as_bytes(), stored.path.as_bytes(), false)
-        }) || stored.tags.iter().any(|tag| {
-            invalidation
-                .tags
-                .iter()
-                .any(|wanted| wanted.as_str() == tag.as_ref())
-        })
+    let invalidated = cache.remove_where(|_host, path, tags| {
+        invalidation
+            .paths
+            .iter()
+            .any(|pattern| crate::rules::glob_match(pattern.as_bytes(), path.as_bytes(), false))
+            || tags.iter().any(|tag| {
+                invalidation
+                    .tags
+                    .iter()
+                    .any(|wanted| wanted.as_str() == tag.as_ref())
+            })
     });
     tracing::info!(paths = ?invalidation.paths, tags = ?invalidation.tags, invalidated, "cache invalidated");
     Json(serde_json::json!({ "invalidated": invalidated })).into_response()
@@ -652,11 +668,10 @@ async fn cache_usage(State(control): State<Arc<Control>>) -> Response {
     let Some(cache) = control.cache() else {
         return error(StatusCode::NOT_FOUND, "no_cache", "this edge has no cache");
     };
-    let (keys, bytes) = cache.store.usage();
+    let ((keys, bytes), disk) = cache.usage();
     Json(serde_json::json!({
-        "keys": keys,
-        "bytes": bytes,
-        "evictions": cache.store.evictions(),
+        "memory": { "keys": keys, "bytes": bytes, "evictions": cache.store.evictions() },
+        "disk": disk.map(|(objects, bytes)| serde_json::json!({ "objects": objects, "bytes": bytes })),
         "fetches_under_way": cache.flights.len(),
     }))
     .into_response()

@@ -40,7 +40,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 pub use config::{
-    CacheBehavior, CacheConfig, EdgeConfig, HealthCheckConfig, Limits, ListenerConfig,
+    CacheBehavior, CacheConfig, CacheDisk, EdgeConfig, HealthCheckConfig, Limits, ListenerConfig,
     TargetGroupConfig, UpstreamProtocol,
 };
 pub use control::{Control, ReloadError};
@@ -73,6 +73,14 @@ pub enum StartError {
         listener: String,
         /// What is wrong.
         source: RuleError,
+    },
+    /// The cache's disk tier cannot be opened.
+    #[error("the cache's directory {}: {source}", directory.display())]
+    CacheDisk {
+        /// The directory.
+        directory: std::path::PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
     },
     /// A cache behaviour's origin shield names no target group.
     #[error("cache behaviour {behavior}: no target group is named `{group}` (its origin shield)")]

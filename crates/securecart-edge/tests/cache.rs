@@ -246,6 +246,7 @@ async fn start_edge_shielded(origin: SocketAddr, shield: Option<SocketAddr>) -> 
                 },
                 origin_shield: shield.map(|_| "shield".to_owned()),
             }],
+            disk: None,
         }),
     })
     .await

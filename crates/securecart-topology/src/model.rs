@@ -251,6 +251,8 @@ pub struct EdgeCache {
     pub memory_bytes: u64,
     /// The largest body stored, in bytes.
     pub max_object_bytes: u64,
+    /// The disk tier's size in bytes; 0 for none.
+    pub disk_bytes: u64,
     /// Behaviours, in order.
     pub behaviors: Vec<CacheBehavior>,
 }
@@ -1143,7 +1145,11 @@ fn resolve_cache(
             origin_shield: raw_behavior.origin_shield.clone(),
         });
     }
+    if raw.disk_mib > 16 * 1_048_576 {
+        findings.problem(path.key("disk_mib"), "must be at most 16777216 (16 TiB)");
+    }
     EdgeCache {
+        disk_bytes: raw.disk_mib * 1024 * 1024,
         memory_bytes: raw.memory_mib * 1024 * 1024,
         max_object_bytes: raw.max_object_kib * 1024,
         behaviors,

@@ -363,6 +363,11 @@ pub struct RawCache {
     /// unstored.
     #[serde(default = "default_cache_max_object_kib")]
     pub max_object_kib: u64,
+    /// A disk tier behind the memory, in MiB (0, the default, keeps memory only): objects
+    /// are also written under the data directory (`<data-dir>/<region>/edge-cache`), so a
+    /// restarted edge starts warm.
+    #[serde(default)]
+    pub disk_mib: u64,
     /// Behaviours, in order: the first whose `path_pattern` matches a request's path
     /// applies; a path none matches is not cached.
     pub behaviors: Vec<RawCacheBehavior>,

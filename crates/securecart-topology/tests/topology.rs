@@ -378,6 +378,12 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "no region is named `mars-1`",
         ),
         (
+            "disk_mib = 1024",
+            "disk_mib = 99999999",
+            "edge.cache.disk_mib",
+            "at most 16777216",
+        ),
+        (
             "memory_mib = 256",
             "memory_mib = 0",
             "edge.cache.memory_mib",

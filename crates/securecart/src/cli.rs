@@ -79,6 +79,9 @@ pub enum Command {
         /// The topology file; without it, the default topology.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// The data directory (the cache's disk tier lives under it).
+        #[arg(long, value_name = "DIR", default_value = "data")]
+        data_dir: PathBuf,
         /// The log format; overrides the topology's.
         #[arg(long, value_enum)]
         log_format: Option<LogFormatArg>,
@@ -116,6 +119,14 @@ pub enum Command {
         #[arg(long, value_name = "MIB", default_value_t = 256, requires = "cache",
               value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
         cache_memory: u64,
+        /// Also keep cached objects in files in this directory (created if missing), so
+        /// that a restarted proxy starts warm.
+        #[arg(long, value_name = "DIR", requires = "cache")]
+        cache_disk: Option<PathBuf>,
+        /// The disk tier's size, in MiB.
+        #[arg(long, value_name = "MIB", default_value_t = 1024, requires = "cache_disk",
+              value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
+        cache_disk_size: u64,
         /// The log format.
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormatArg,

@@ -88,6 +88,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Edge {
             region,
             config,
+            data_dir,
             log_format,
         } => {
             securecart_supervisor::die_with_parent();
@@ -102,6 +103,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &loaded.topology,
                 region,
                 &base,
+                &data_dir,
             )?)
             .await
             .context("cannot start the edge")?;
@@ -114,7 +116,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .map_err(|error| format!("{error:#}"))?;
                 let region = settings::region(&loaded.topology, &region_name)
                     .map_err(|error| format!("{error:#}"))?;
-                settings::edge_config(&loaded.topology, region, &base)
+                settings::edge_config(&loaded.topology, region, &base, &data_dir)
                     .map_err(|error| format!("{error:#}"))
             }));
             tokio::spawn(on_each_hangup(move || {
@@ -136,6 +138,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             workers: _,
             cache,
             cache_memory,
+            cache_disk,
+            cache_disk_size,
             log_format,
         } => {
             securecart_telemetry::logging::init(
@@ -152,9 +156,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut config =
                 settings::proxy_config(listen, admin, &upstreams, &health_path, tls).await?;
             if cache {
-                config.cache = Some(securecart_edge::CacheConfig::everything(
-                    cache_memory * 1024 * 1024,
-                ));
+                let mut settings =
+                    securecart_edge::CacheConfig::everything(cache_memory * 1024 * 1024);
+                settings.disk = cache_disk.map(|directory| securecart_edge::CacheDisk {
+                    directory,
+                    capacity_bytes: cache_disk_size * 1024 * 1024,
+                });
+                config.cache = Some(settings);
             }
             let edge = securecart_edge::Edge::bind(config)
                 .await
@@ -604,7 +612,9 @@ fn check(file: Option<&Path>) -> anyhow::Result<ExitCode> {
     // edge will read it.
     let base = settings::topology_base(file);
     for region in &loaded.topology.regions {
-        if let Err(error) = settings::edge_config(&loaded.topology, region, &base) {
+        if let Err(error) =
+            settings::edge_config(&loaded.topology, region, &base, Path::new("data"))
+        {
             let _ = writeln!(std::io::stderr(), "error: {name}: {error:#}");
             return Ok(ExitCode::FAILURE);
         }
@@ -664,9 +674,14 @@ fn check(file: Option<&Path>) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|behavior| format!("{} ({})", behavior.name, behavior.path_pattern))
             .collect();
+        let disk = if cache.disk_bytes > 0 {
+            format!(" and {} MiB on disk", cache.disk_bytes / (1024 * 1024))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             stdout,
-            "  cache: {} MiB at each edge, behaviours {}",
+            "  cache: {} MiB{disk} at each edge, behaviours {}",
             cache.memory_bytes / (1024 * 1024),
             behaviors.join(", ")
         );
@@ -709,7 +724,11 @@ fn plan(
         );
     for component in components {
         let mut args = match component.role {
-            Role::Edge => vec!["edge".to_owned()],
+            Role::Edge => vec![
+                "edge".to_owned(),
+                "--data-dir".to_owned(),
+                data_dir.display().to_string(),
+            ],
             Role::Dns => vec!["dns".to_owned()],
             Role::Service(kind) => {
                 let replica = component.name.rsplit('-').next().unwrap_or("1").to_owned();

@@ -112,11 +112,13 @@ pub fn topology_base(file: Option<&Path>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// The edge of a region; certificate files are read relative to `base`.
+/// The edge of a region; certificate files are read relative to `base`, and the cache's
+/// disk tier (if the topology asks for one) lives under `data_dir`.
 pub fn edge_config(
     topology: &Topology,
     region: &Region,
     base: &Path,
+    data_dir: &Path,
 ) -> anyhow::Result<EdgeConfig> {
     let mut listeners = Vec::with_capacity(topology.edge.listeners.len());
     for listener in &topology.edge.listeners {
@@ -165,7 +167,7 @@ pub fn edge_config(
             .edge
             .cache
             .as_ref()
-            .map(|cache| cache_config(cache, region)),
+            .map(|cache| cache_config(cache, region, data_dir)),
     })
 }
 
@@ -267,6 +269,7 @@ fn shield_groups(topology: &Topology, region: &Region) -> Vec<TargetGroupConfig>
 fn cache_config(
     cache: &securecart_topology::EdgeCache,
     region: &Region,
+    data_dir: &Path,
 ) -> securecart_edge::CacheConfig {
     use securecart_cache::{CachePolicy, KeyPolicy, QueryKey, Ttl};
     securecart_edge::CacheConfig {
@@ -309,6 +312,10 @@ fn cache_config(
                     .map(shield_group_name),
             })
             .collect(),
+        disk: (cache.disk_bytes > 0).then(|| securecart_edge::CacheDisk {
+            directory: data_dir.join(&region.name).join("edge-cache"),
+            capacity_bytes: cache.disk_bytes,
+        }),
     }
 }
 

@@ -788,6 +788,94 @@ async fn proxy_cache_answers_hits_and_is_invalidated_from_the_command_line() {
     assert!(exit.success(), "{exit}");
 }
 
+#[tokio::test]
+async fn proxy_cache_on_disk_starts_warm_after_a_restart() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let fetched = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&fetched);
+    let upstream = securecart_testkit::serve(
+        "127.0.0.1",
+        axum::Router::new()
+            .route("/", axum::routing::get(|| async { "up" }))
+            .route(
+                "/app.js",
+                axum::routing::get(move || {
+                    let counter = Arc::clone(&counter);
+                    async move {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        (
+                            [
+                                ("cache-control", "max-age=600"),
+                                ("content-type", "text/javascript"),
+                            ],
+                            "console.log('from the origin')",
+                        )
+                    }
+                }),
+            ),
+    )
+    .await;
+    let disk = tempfile::tempdir().expect("temporary directory");
+    let listen = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let start = || {
+        Command::new(BINARY)
+            .args(["proxy", "--cache", "--cache-disk"])
+            .arg(disk.path())
+            .args(["--listen", &listen, "--upstream"])
+            .arg(format!("http://{}", upstream.address))
+            .env("SECURECART_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start proxy")
+    };
+    let stop = async |mut proxy: Child| {
+        kill(
+            Pid::from_raw(proxy.id().expect("pid") as i32),
+            Signal::SIGTERM,
+        )
+        .expect("SIGTERM");
+        let exit = tokio::time::timeout(Duration::from_secs(20), proxy.wait())
+            .await
+            .expect("stops")
+            .expect("status");
+        assert!(exit.success(), "{exit}");
+    };
+    let get = async || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(&listen).await.is_err() {
+            assert!(Instant::now() < deadline, "the proxy never listened");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let reply = TestClient::http1()
+            .get(&format!("http://{listen}/app.js"))
+            .await;
+        assert_eq!(reply.text(), "console.log('from the origin')");
+        reply.header("x-cache").unwrap_or("").to_owned()
+    };
+    let proxy = start();
+    assert_eq!(get().await, "Miss");
+    // The copy is written to disk in the background.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(disk.path())
+        .expect("lists")
+        .filter_map(Result::ok)
+        .all(|entry| !entry.file_name().to_string_lossy().ends_with(".obj"))
+    {
+        assert!(Instant::now() < deadline, "nothing was written to disk");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop(proxy).await;
+
+    let proxy = start();
+    assert_eq!(get().await, "Hit", "the restarted proxy answered from disk");
+    assert_eq!(fetched.load(Ordering::SeqCst), 1);
+    stop(proxy).await;
+}
+
 /// A query for `name` A (no EDNS), built by hand.
 fn a_query(name: &str) -> Vec<u8> {
     let mut query = vec![0x01, 0x02, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
