@@ -187,7 +187,7 @@ fn normalized(request: &HeaderMap, name: &HeaderName) -> Option<String> {
 }
 
 /// The value of a cookie the request carries.
-fn cookie<'h>(request: &'h HeaderMap, wanted: &str) -> Option<&'h str> {
+pub fn cookie<'h>(request: &'h HeaderMap, wanted: &str) -> Option<&'h str> {
     request
         .get_all(header::COOKIE)
         .iter()
@@ -201,18 +201,7 @@ fn cookie<'h>(request: &'h HeaderMap, wanted: &str) -> Option<&'h str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(
-                HeaderName::from_bytes(name.as_bytes()).expect("a name"),
-                HeaderValue::from_str(value).expect("a value"),
-            );
-        }
-        map
-    }
+    use crate::test_support::headers;
 
     #[test]
     fn primary_keys_keep_what_the_policy_says() {

@@ -147,3 +147,20 @@ impl Cache {
         )
     }
 }
+
+#[cfg(test)]
+mod test_support {
+    use http::{HeaderMap, HeaderName, HeaderValue};
+
+    /// A header map from (name, value) pairs, repeated names appended in order.
+    pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).expect("a name"),
+                HeaderValue::from_str(value).expect("a value"),
+            );
+        }
+        map
+    }
+}

@@ -228,6 +228,18 @@ struct Head {
     headers: HeaderMap,
 }
 
+impl Head {
+    /// The head of a request the cache fetches (its body is empty).
+    fn of<B>(request: Request<B>) -> Self {
+        let (parts, _empty) = request.into_parts();
+        Self {
+            method: parts.method,
+            uri: parts.uri,
+            headers: parts.headers,
+        }
+    }
+}
+
 /// Where a cacheable request goes.
 struct Route<'a> {
     groups: &'a [TargetGroup],
@@ -402,16 +414,11 @@ where
             }
         }
     }
-    behavior.metrics.miss.inc();
-    let (parts, _empty) = request.into_parts();
-    let client_headers = parts.headers.clone();
-    let path = parts.uri.path().to_owned();
-    let parts_method = parts.method.clone();
-    let mut head = Head {
-        method: parts.method,
-        uri: parts.uri,
-        headers: parts.headers,
-    };
+    behavior.metrics.answered(&behavior.metrics.miss);
+    let mut head = Head::of(request);
+    let client_headers = head.headers.clone();
+    let path = head.uri.path().to_owned();
+    let parts_method = head.method.clone();
     announce_capability(&mut head.headers);
     let request_time = SystemTime::now();
     let response = origin.fetch_head(behavior, context, &head).await?;
@@ -510,17 +517,12 @@ where
     B::Error: Into<BoxError>,
 {
     let request_directives = freshness::request_directives(request.headers());
-    let (parts, _empty) = request.into_parts();
+    let mut head = Head::of(request);
     // The client's request as it came, to answer its own conditions and to store under.
     let mut client = Request::new(());
-    *client.method_mut() = parts.method.clone();
-    *client.headers_mut() = parts.headers.clone();
+    *client.method_mut() = head.method.clone();
+    *client.headers_mut() = head.headers.clone();
     let client_headers = client.headers();
-    let mut head = Head {
-        method: parts.method,
-        uri: parts.uri,
-        headers: parts.headers,
-    };
     make_conditional(&mut head.headers, &stored);
     announce_capability(&mut head.headers);
     let request_time = SystemTime::now();
@@ -573,7 +575,7 @@ where
     {
         return Ok(serve(&stored, &client, Served::Stale, behavior, now));
     }
-    behavior.metrics.miss.inc();
+    behavior.metrics.answered(&behavior.metrics.miss);
     Ok(store_on_the_way(
         &stage.cache,
         behavior,
@@ -836,10 +838,10 @@ fn serve<B>(
     now: SystemTime,
 ) -> Response<EdgeBody> {
     match served {
-        Served::Hit => behavior.metrics.hit.inc(),
-        Served::Stale => behavior.metrics.stale.inc(),
-        Served::Revalidated => behavior.metrics.revalidated.inc(),
-        Served::Miss => behavior.metrics.miss.inc(),
+        Served::Hit => behavior.metrics.answered(&behavior.metrics.hit),
+        Served::Stale => behavior.metrics.answered(&behavior.metrics.stale),
+        Served::Revalidated => behavior.metrics.answered(&behavior.metrics.revalidated),
+        Served::Miss => behavior.metrics.answered(&behavior.metrics.miss),
     };
     let age = stored
         .freshness

@@ -67,6 +67,21 @@ pub struct CacheMetrics {
     pub coalesced: Counter,
     /// Body bytes answered from stored responses.
     pub bytes_served: Counter,
+    /// Hits over every answer the cache gave (hits, misses, stale and revalidated
+    /// answers) since the start.
+    pub hit_ratio: Gauge<f64, std::sync::atomic::AtomicU64>,
+}
+
+impl CacheMetrics {
+    /// Counts one answer of the cache and updates the hit ratio.
+    pub fn answered(&self, counter: &Counter) {
+        counter.inc();
+        let hits = self.hit.get();
+        let all = hits + self.miss.get() + self.stale.get() + self.revalidated.get();
+        if all > 0 {
+            self.hit_ratio.set(hits as f64 / all as f64);
+        }
+    }
 }
 
 /// A group's metric handles, taken once when the group is built so that recording a
@@ -107,6 +122,7 @@ pub struct EdgeMetrics {
     cache_requests: Family<CacheLabels, Counter>,
     cache_coalesced: Family<BehaviorLabels, Counter>,
     cache_bytes_served: Family<BehaviorLabels, Counter>,
+    cache_hit_ratio: Family<BehaviorLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// Stored objects evicted for room.
     pub cache_evictions: Counter,
     /// Client connections open now.
@@ -133,6 +149,7 @@ impl EdgeMetrics {
             cache_requests: Family::default(),
             cache_coalesced: Family::default(),
             cache_bytes_served: Family::default(),
+            cache_hit_ratio: Family::default(),
             cache_evictions: Counter::default(),
             connections_active: Gauge::default(),
             connections: Counter::default(),
@@ -182,6 +199,11 @@ impl EdgeMetrics {
             "cache_served_bytes",
             "Body bytes answered from stored responses",
             metrics.cache_bytes_served.clone(),
+        );
+        registry.register(
+            "cache_hit_ratio",
+            "Hits over all answers of a cache behaviour (hits, misses, stale and revalidated answers) since the start",
+            metrics.cache_hit_ratio.clone(),
         );
         registry.register(
             "cache_evictions",
@@ -255,6 +277,7 @@ impl EdgeMetrics {
             bypass: result("bypass"),
             coalesced: self.cache_coalesced.get_or_create(&labels).clone(),
             bytes_served: self.cache_bytes_served.get_or_create(&labels).clone(),
+            hit_ratio: self.cache_hit_ratio.get_or_create(&labels).clone(),
         }
     }
 

@@ -45,6 +45,7 @@ use crate::guard;
 use crate::metrics::EdgeMetrics;
 use crate::rules::{RequestHead, RuleSet};
 use crate::upstream::{self, EdgeBody};
+use securecart_cache::key::cookie;
 
 /// One listener's pipeline: its rules, and what every listener of the edge shares.
 #[derive(Debug)]
@@ -434,18 +435,6 @@ fn choose_group(forward: &Forward, sticky: Option<&str>) -> usize {
         0
     };
     forward.choose(sticky, draw)
-}
-
-/// The value of a cookie the request carries.
-fn cookie<'h>(headers: &'h HeaderMap, wanted: &str) -> Option<&'h str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|cookies| cookies.split(';'))
-        .filter_map(|cookie| cookie.trim().split_once('='))
-        .find(|(name, _)| *name == wanted)
-        .map(|(_, value)| value)
 }
 
 /// Whether a response sets a cookie of this name.

@@ -16,11 +16,13 @@ use axum::routing::get;
 use securecart_cache::{CachePolicy, Ttl};
 use securecart_edge::actions::ActionConfig;
 use securecart_edge::{
-    CacheBehavior, CacheConfig, Edge, EdgeConfig, HealthCheckConfig, Limits, ListenerConfig,
+    CacheBehavior, CacheConfig, EdgeConfig, HealthCheckConfig, Limits, ListenerConfig,
     TargetGroupConfig,
 };
 use securecart_testkit::{TestClient, TestServer, serve};
-use tokio::sync::oneshot;
+
+mod common;
+use common::RunningEdge;
 
 /// What reached the origin, and its switches.
 #[derive(Clone, Default)]
@@ -178,22 +180,6 @@ async fn start_origin() -> (TestServer, Origin) {
     (serve("127.0.0.1", router).await, origin)
 }
 
-struct RunningEdge {
-    url: String,
-    admin: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl RunningEdge {
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = (&mut self.task).await;
-    }
-}
-
 /// An edge in front of `origin` that caches `/static/*` (objects up to 16 KiB) and
 /// nothing else.
 async fn start_edge(origin: SocketAddr) -> RunningEdge {
@@ -218,51 +204,41 @@ async fn start_edge_shielded(origin: SocketAddr, shield: Option<SocketAddr>) -> 
     if let Some(shield) = shield {
         target_groups.push(TargetGroupConfig::new("shield", vec![shield], health_check));
     }
-    let edge = Edge::bind(EdgeConfig {
-        region: "test-1".to_owned(),
-        listeners: vec![ListenerConfig {
-            name: "http".to_owned(),
-            listen: "127.0.0.1:0".parse().expect("address"),
-            rules: Vec::new(),
-            default_action: ActionConfig::forward("origin"),
-            tls: None,
-        }],
-        admin: "127.0.0.1:0".parse().expect("address"),
-        target_groups,
-        limits: Limits {
-            drain_timeout: Duration::from_secs(2),
-            ..Limits::default()
-        },
-        admin_token: None,
-        cache: Some(CacheConfig {
-            capacity_bytes: 16 * 1024 * 1024,
-            max_object_bytes: 16 * 1024,
-            behaviors: vec![CacheBehavior {
-                name: "static".to_owned(),
-                path_pattern: "/static/*".to_owned(),
-                policy: CachePolicy {
-                    ttl: Ttl::default(),
-                    ..CachePolicy::default()
-                },
-                origin_shield: shield.map(|_| "shield".to_owned()),
+    RunningEdge::start(
+        EdgeConfig {
+            region: "test-1".to_owned(),
+            listeners: vec![ListenerConfig {
+                name: "http".to_owned(),
+                listen: "127.0.0.1:0".parse().expect("address"),
+                rules: Vec::new(),
+                default_action: ActionConfig::forward("origin"),
+                tls: None,
             }],
-            disk: None,
-        }),
-    })
+            admin: "127.0.0.1:0".parse().expect("address"),
+            target_groups,
+            limits: Limits {
+                drain_timeout: Duration::from_secs(2),
+                ..Limits::default()
+            },
+            admin_token: None,
+            cache: Some(CacheConfig {
+                capacity_bytes: 16 * 1024 * 1024,
+                max_object_bytes: 16 * 1024,
+                behaviors: vec![CacheBehavior {
+                    name: "static".to_owned(),
+                    path_pattern: "/static/*".to_owned(),
+                    policy: CachePolicy {
+                        ttl: Ttl::default(),
+                        ..CachePolicy::default()
+                    },
+                    origin_shield: shield.map(|_| "shield".to_owned()),
+                }],
+                disk: None,
+            }),
+        },
+        "http",
+    )
     .await
-    .expect("edge binds");
-    let url = format!("http://{}", edge.local_addr().expect("address"));
-    let admin = edge.admin_addr().expect("admin address");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(edge.serve(async move {
-        let _ = stopped.await;
-    }));
-    RunningEdge {
-        url,
-        admin,
-        stop: Some(stop),
-        task,
-    }
 }
 
 fn requests(origin: &Origin) -> usize {
@@ -312,7 +288,7 @@ async fn fresh_answers_come_from_the_cache_and_stale_ones_are_revalidated() {
     assert!(head.body.is_empty());
     assert_eq!(head.header("x-cache"), Some("Hit"));
 
-    edge.stop().await;
+    edge.shutdown().await;
     server.stop().await;
 }
 
@@ -360,7 +336,13 @@ async fn concurrent_misses_for_one_object_make_one_origin_request() {
         19,
         "{metrics}"
     );
-    edge.stop().await;
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line == "securecart_edge_cache_hit_ratio{behavior=\"static\"} 0.95"),
+        "{metrics}"
+    );
+    edge.shutdown().await;
     server.stop().await;
 }
 
@@ -381,7 +363,7 @@ async fn a_successful_unsafe_request_invalidates_its_uri_and_its_location() {
     assert_eq!(client.get(&item).await.text(), "version 4");
     assert_eq!(client.get(&other).await.text(), "other 5");
     assert_eq!(requests(&origin), 5);
-    edge.stop().await;
+    edge.shutdown().await;
     server.stop().await;
 }
 
@@ -408,7 +390,7 @@ async fn ranges_are_cut_from_stored_objects() {
     assert_eq!(beyond.status, 416);
     assert_eq!(beyond.header("content-range"), Some("bytes */10"));
     assert_eq!(requests(&origin), 1);
-    edge.stop().await;
+    edge.shutdown().await;
     server.stop().await;
 }
 
@@ -425,7 +407,7 @@ async fn objects_over_the_size_limit_stream_through_unstored() {
         assert_eq!(reply.header("x-cache"), Some("Miss"));
     }
     assert_eq!(requests(&origin), 2);
-    edge.stop().await;
+    edge.shutdown().await;
     server.stop().await;
 }
 
@@ -443,7 +425,7 @@ async fn a_stale_copy_answers_while_the_origin_fails_within_stale_if_error() {
     assert_eq!(stale.text(), "still here");
     assert_eq!(stale.header("x-cache"), Some("Stale"));
     assert_eq!(requests(&origin), 2, "the origin was asked, and failed");
-    edge.stop().await;
+    edge.shutdown().await;
     server.stop().await;
 }
 
@@ -464,7 +446,7 @@ async fn private_answers_and_paths_outside_the_behaviours_are_not_stored() {
             "{path} reached the origin twice"
         );
     }
-    edge.stop().await;
+    edge.shutdown().await;
     server.stop().await;
 }
 
@@ -541,7 +523,7 @@ async fn hits_are_compressed_in_the_best_encoding_the_client_accepts() {
         1,
         "every encoding came from the one stored object"
     );
-    edge.stop().await;
+    edge.shutdown().await;
     server.stop().await;
 }
 
@@ -581,13 +563,13 @@ async fn an_origin_shield_answers_the_misses_of_every_edge_behind_it() {
     assert_eq!(requests(&origin), 1, "one origin request for both edges");
 
     // Without its shield an edge goes to the origin itself.
-    shield.stop().await;
+    shield.shutdown().await;
     assert_eq!(
         get(&mut client, &first, "/static/other").await.text(),
         "other 2"
     );
     assert_eq!(requests(&origin), 2);
-    first.stop().await;
-    second.stop().await;
+    first.shutdown().await;
+    second.shutdown().await;
     server.stop().await;
 }

@@ -14,11 +14,11 @@ use securecart_edge::actions::{
     ActionConfig, FixedResponseConfig, ForwardConfig, RedirectConfig, WeightedGroup,
 };
 use securecart_edge::rules::{Conditions, Rule};
-use securecart_edge::{
-    Edge, EdgeConfig, HealthCheckConfig, Limits, ListenerConfig, TargetGroupConfig,
-};
+use securecart_edge::{EdgeConfig, HealthCheckConfig, Limits, ListenerConfig, TargetGroupConfig};
 use securecart_testkit::{TestClient, TestServer, free_port, serve};
-use tokio::sync::oneshot;
+
+mod common;
+use common::RunningEdge;
 
 /// An upstream that says who it is, echoes what the edge sent, and has a health switch.
 #[derive(Clone)]
@@ -137,22 +137,7 @@ async fn start_upstream(name: &'static str) -> (TestServer, Arc<AtomicBool>) {
     (serve("127.0.0.1", router).await, healthy)
 }
 
-struct RunningEdge {
-    url: String,
-    admin: SocketAddr,
-    control: Option<std::sync::Arc<securecart_edge::Control>>,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
 impl RunningEdge {
-    async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
-    }
-
     async fn targets(&self) -> serde_json::Value {
         TestClient::http1()
             .get(&format!("http://{}/targets", self.admin))
@@ -256,37 +241,25 @@ async fn start_edge_with_limits(
     target_groups: Vec<TargetGroupConfig>,
     limits: Limits,
 ) -> RunningEdge {
-    let edge = Edge::bind(EdgeConfig {
-        region: "test-1".to_owned(),
-        listeners: vec![ListenerConfig {
-            name: "http".to_owned(),
-            listen: "127.0.0.1:0".parse().expect("address"),
-            rules,
-            default_action,
-            tls: None,
-        }],
-        admin: "127.0.0.1:0".parse().expect("address"),
-        target_groups,
-        limits,
-        admin_token: Some(ADMIN_TOKEN.to_owned()),
-        cache: None,
-    })
+    RunningEdge::start(
+        EdgeConfig {
+            region: "test-1".to_owned(),
+            listeners: vec![ListenerConfig {
+                name: "http".to_owned(),
+                listen: "127.0.0.1:0".parse().expect("address"),
+                rules,
+                default_action,
+                tls: None,
+            }],
+            admin: "127.0.0.1:0".parse().expect("address"),
+            target_groups,
+            limits,
+            admin_token: Some(ADMIN_TOKEN.to_owned()),
+            cache: None,
+        },
+        "http",
+    )
     .await
-    .expect("edge binds");
-    let url = format!("http://{}", edge.local_addr().expect("address"));
-    let admin = edge.admin_addr().expect("admin address");
-    let control = edge.control();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(edge.serve(async move {
-        let _ = stopped.await;
-    }));
-    RunningEdge {
-        url,
-        admin,
-        control: Some(control),
-        stop: Some(stop),
-        task,
-    }
 }
 
 const ADMIN_TOKEN: &str = "test-admin-token";
@@ -734,41 +707,35 @@ async fn https_listeners_pick_certificates_by_sni_and_speak_http2_by_alpn() {
     let shop = self_signed(&["shop.example".to_owned()]).expect("certificate");
     let api =
         self_signed(&["api.example".to_owned(), "*.api.example".to_owned()]).expect("certificate");
-    let edge = Edge::bind(EdgeConfig {
-        region: "test-1".to_owned(),
-        listeners: vec![ListenerConfig {
-            name: "https".to_owned(),
-            listen: "127.0.0.1:0".parse().expect("address"),
-            rules: Vec::new(),
-            default_action: ActionConfig::forward("api"),
-            tls: Some(TlsConfig {
-                certificates: vec![shop.clone(), api.clone()],
-            }),
-        }],
-        admin: "127.0.0.1:0".parse().expect("address"),
-        target_groups: vec![TargetGroupConfig {
-            outlier_detection: None,
-            ..TargetGroupConfig::new("api", vec![a.address], health_check())
-        }],
-        limits: Limits::default(),
-        admin_token: None,
-        cache: None,
-    })
-    .await
-    .expect("edge binds");
-    let address = edge.local_addr().expect("address");
-    let admin = edge.admin_addr().expect("admin");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(edge.serve(async move {
-        let _ = stopped.await;
-    }));
-    let running = RunningEdge {
-        url: format!("https://{address}"),
-        admin,
-        control: None,
-        stop: Some(stop),
-        task,
-    };
+    let running = RunningEdge::start(
+        EdgeConfig {
+            region: "test-1".to_owned(),
+            listeners: vec![ListenerConfig {
+                name: "https".to_owned(),
+                listen: "127.0.0.1:0".parse().expect("address"),
+                rules: Vec::new(),
+                default_action: ActionConfig::forward("api"),
+                tls: Some(TlsConfig {
+                    certificates: vec![shop.clone(), api.clone()],
+                }),
+            }],
+            admin: "127.0.0.1:0".parse().expect("address"),
+            target_groups: vec![TargetGroupConfig {
+                outlier_detection: None,
+                ..TargetGroupConfig::new("api", vec![a.address], health_check())
+            }],
+            limits: Limits::default(),
+            admin_token: None,
+            cache: None,
+        },
+        "https",
+    )
+    .await;
+    let address: SocketAddr = running
+        .url
+        .trim_start_matches("https://")
+        .parse()
+        .expect("address");
     running.wait_for_healthy(1).await;
 
     // Each name gets its own certificate: the client trusts only that one.
@@ -1093,7 +1060,7 @@ async fn targets_are_registered_and_deregistered_and_rules_reloaded_under_load_w
     let (b, _) = start_upstream("b").await;
     let edge = start_edge(vec![("/api/*", "api", vec![a.address])]).await;
     edge.wait_for_healthy(1).await;
-    let control = edge.control.clone().expect("control");
+    let control = std::sync::Arc::clone(&edge.control);
 
     // Steady load from two clients until told to stop; every answer is counted.
     let stop = std::sync::Arc::new(AtomicBool::new(false));
@@ -1543,7 +1510,7 @@ async fn a_deregistered_target_drains_its_requests_in_flight_then_leaves() {
     )
     .await;
     edge.wait_for_healthy(1).await;
-    let control = edge.control.clone().expect("control");
+    let control = std::sync::Arc::clone(&edge.control);
     control.register("api", b.address).await.expect("register");
     edge.wait_for_healthy(2).await;
 

@@ -714,24 +714,13 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
     let mut target_groups: Vec<TargetGroup> = Vec::new();
     for (index, raw_group) in raw.edge.target_groups.iter().enumerate() {
         let path = edge_path.key("target_groups").index(index);
-        if !is_name(&raw_group.name) {
-            findings.problem(
-                path.key("name"),
-                format!(
-                    "`{}` is not a name: use lowercase letters, digits and dashes",
-                    raw_group.name
-                ),
-            );
-        }
-        if target_groups
-            .iter()
-            .any(|group| group.name == raw_group.name)
-        {
-            findings.problem(
-                path.key("name"),
-                format!("target group `{}` is listed twice", raw_group.name),
-            );
-        }
+        check_name(
+            findings,
+            &path.key("name"),
+            &raw_group.name,
+            "target group",
+            target_groups.iter().map(|group| group.name.as_str()),
+        );
         let service = match raw_group.service.parse::<ServiceKind>() {
             Ok(kind) if services.iter().any(|service| service.kind == kind) => kind,
             Ok(kind) => {
@@ -865,24 +854,13 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
     }
     for (index, raw_listener) in raw.edge.listeners.iter().enumerate() {
         let path = edge_path.key("listeners").index(index);
-        if !is_name(&raw_listener.name) {
-            findings.problem(
-                path.key("name"),
-                format!(
-                    "`{}` is not a name: use lowercase letters, digits and dashes",
-                    raw_listener.name
-                ),
-            );
-        }
-        if listeners
-            .iter()
-            .any(|listener| listener.name == raw_listener.name)
-        {
-            findings.problem(
-                path.key("name"),
-                format!("listener `{}` is listed twice", raw_listener.name),
-            );
-        }
+        check_name(
+            findings,
+            &path.key("name"),
+            &raw_listener.name,
+            "listener",
+            listeners.iter().map(|listener| listener.name.as_str()),
+        );
         if raw_listener.port == 0 {
             findings.problem(path.key("port"), "must be a port from 1 to 65535");
         } else if raw_listener.port == raw.telemetry.admin_port {
@@ -922,21 +900,13 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
         let mut rules: Vec<ListenerRule> = Vec::new();
         for (rule_index, raw_rule) in raw_listener.rules.iter().enumerate() {
             let rule_path = path.key("rules").index(rule_index);
-            if !is_name(&raw_rule.name) {
-                findings.problem(
-                    rule_path.key("name"),
-                    format!(
-                        "`{}` is not a name: use lowercase letters, digits and dashes",
-                        raw_rule.name
-                    ),
-                );
-            }
-            if rules.iter().any(|rule| rule.name == raw_rule.name) {
-                findings.problem(
-                    rule_path.key("name"),
-                    format!("rule `{}` is listed twice in this listener", raw_rule.name),
-                );
-            }
+            check_name(
+                findings,
+                &rule_path.key("name"),
+                &raw_rule.name,
+                "rule (in this listener)",
+                rules.iter().map(|rule| rule.name.as_str()),
+            );
             if !(1..=50_000).contains(&raw_rule.priority) {
                 findings.problem(rule_path.key("priority"), "must be from 1 to 50000");
             } else if let Some(other) = rules.iter().find(|rule| rule.priority == raw_rule.priority)
@@ -1047,24 +1017,13 @@ fn resolve_cache(
     let mut behaviors: Vec<CacheBehavior> = Vec::new();
     for (index, raw_behavior) in raw.behaviors.iter().enumerate() {
         let path = path.key("behaviors").index(index);
-        if !is_name(&raw_behavior.name) {
-            findings.problem(
-                path.key("name"),
-                format!(
-                    "`{}` is not a name: use lowercase letters, digits and dashes",
-                    raw_behavior.name
-                ),
-            );
-        }
-        if behaviors
-            .iter()
-            .any(|behavior| behavior.name == raw_behavior.name)
-        {
-            findings.problem(
-                path.key("name"),
-                format!("cache behaviour `{}` is listed twice", raw_behavior.name),
-            );
-        }
+        check_name(
+            findings,
+            &path.key("name"),
+            &raw_behavior.name,
+            "cache behaviour",
+            behaviors.iter().map(|behavior| behavior.name.as_str()),
+        );
         let pattern = &raw_behavior.path_pattern;
         if pattern.is_empty() || pattern.len() > 255 {
             findings.problem(path.key("path_pattern"), "must be from 1 to 255 characters");
@@ -1153,6 +1112,26 @@ fn resolve_cache(
         memory_bytes: raw.memory_mib * 1024 * 1024,
         max_object_bytes: raw.max_object_kib * 1024,
         behaviors,
+    }
+}
+
+/// A name field: lowercase letters, digits and dashes, and not one of the `earlier` names
+/// of its kind (`what`, as "target group").
+fn check_name<'n>(
+    findings: &mut Findings,
+    path: &FieldPath,
+    name: &str,
+    what: &str,
+    mut earlier: impl Iterator<Item = &'n str>,
+) {
+    if !is_name(name) {
+        findings.problem(
+            path.clone(),
+            format!("`{name}` is not a name: use lowercase letters, digits and dashes"),
+        );
+    }
+    if earlier.any(|other| other == name) {
+        findings.problem(path.clone(), format!("{what} `{name}` is listed twice"));
     }
 }
 

@@ -493,16 +493,7 @@ async fn up_serves_a_purchase_survives_killed_replicas_and_stops_cleanly() {
 
     // Stop: every process ends, the state file goes.
     let all = pids(&report);
-    kill(
-        Pid::from_raw(up.id().expect("up pid") as i32),
-        Signal::SIGTERM,
-    )
-    .expect("SIGTERM");
-    let exit = tokio::time::timeout(Duration::from_secs(30), up.wait())
-        .await
-        .expect("up stops")
-        .expect("exit status");
-    assert!(exit.success(), "{exit}");
+    stop_gracefully(&mut up, Duration::from_secs(30)).await;
     wait_all_gone(&all).await;
     assert!(!data_dir.join("securecart-up.json").exists());
 
@@ -661,16 +652,7 @@ async fn proxy_puts_the_edge_in_front_of_existing_servers() {
     assert_eq!(access["trace_id"].as_str().map(str::len), Some(32));
     // Keep draining the log so the proxy never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
-    kill(
-        Pid::from_raw(proxy.id().expect("pid") as i32),
-        Signal::SIGTERM,
-    )
-    .expect("SIGTERM");
-    let exit = tokio::time::timeout(Duration::from_secs(20), proxy.wait())
-        .await
-        .expect("stops")
-        .expect("status");
-    assert!(exit.success(), "{exit}");
+    stop_gracefully(&mut proxy, Duration::from_secs(20)).await;
 
     for (upstream, message) in [
         ("https://127.0.0.1:1", "only http:// upstreams"),
@@ -735,11 +717,7 @@ async fn proxy_cache_answers_hits_and_is_invalidated_from_the_command_line() {
         .kill_on_drop(true)
         .spawn()
         .expect("start proxy");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(&listen).await.is_err() {
-        assert!(Instant::now() < deadline, "the proxy never listened");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_listening(&listen).await;
     let mut client = TestClient::http1();
     let mut get = async |path: &str| {
         let reply = client.get(&format!("http://{listen}{path}")).await;
@@ -776,16 +754,7 @@ async fn proxy_cache_answers_hits_and_is_invalidated_from_the_command_line() {
     let bad = invalidate(&["--path", "img/*"], "cache-test-token").await;
     assert!(String::from_utf8_lossy(&bad.stderr).contains("must start with `/`"));
 
-    kill(
-        Pid::from_raw(proxy.id().expect("pid") as i32),
-        Signal::SIGTERM,
-    )
-    .expect("SIGTERM");
-    let exit = tokio::time::timeout(Duration::from_secs(20), proxy.wait())
-        .await
-        .expect("stops")
-        .expect("status");
-    assert!(exit.success(), "{exit}");
+    stop_gracefully(&mut proxy, Duration::from_secs(20)).await;
 }
 
 #[tokio::test]
@@ -832,31 +801,15 @@ async fn proxy_cache_on_disk_starts_warm_after_a_restart() {
             .spawn()
             .expect("start proxy")
     };
-    let stop = async |mut proxy: Child| {
-        kill(
-            Pid::from_raw(proxy.id().expect("pid") as i32),
-            Signal::SIGTERM,
-        )
-        .expect("SIGTERM");
-        let exit = tokio::time::timeout(Duration::from_secs(20), proxy.wait())
-            .await
-            .expect("stops")
-            .expect("status");
-        assert!(exit.success(), "{exit}");
-    };
     let get = async || {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(&listen).await.is_err() {
-            assert!(Instant::now() < deadline, "the proxy never listened");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_listening(&listen).await;
         let reply = TestClient::http1()
             .get(&format!("http://{listen}/app.js"))
             .await;
         assert_eq!(reply.text(), "console.log('from the origin')");
         reply.header("x-cache").unwrap_or("").to_owned()
     };
-    let proxy = start();
+    let mut proxy = start();
     assert_eq!(get().await, "Miss");
     // The copy is written to disk in the background.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -868,12 +821,35 @@ async fn proxy_cache_on_disk_starts_warm_after_a_restart() {
         assert!(Instant::now() < deadline, "nothing was written to disk");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    stop(proxy).await;
+    stop_gracefully(&mut proxy, Duration::from_secs(20)).await;
 
-    let proxy = start();
+    let mut proxy = start();
     assert_eq!(get().await, "Hit", "the restarted proxy answered from disk");
     assert_eq!(fetched.load(Ordering::SeqCst), 1);
-    stop(proxy).await;
+    stop_gracefully(&mut proxy, Duration::from_secs(20)).await;
+}
+
+/// Sends SIGTERM to a child and asserts that it exits successfully within `within`.
+async fn stop_gracefully(child: &mut Child, within: Duration) {
+    kill(
+        Pid::from_raw(child.id().expect("pid") as i32),
+        Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let exit = tokio::time::timeout(within, child.wait())
+        .await
+        .expect("stops in time")
+        .expect("exit status");
+    assert!(exit.success(), "{exit}");
+}
+
+/// Waits until something accepts connections at `address`.
+async fn wait_listening(address: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(address).await.is_err() {
+        assert!(Instant::now() < deadline, "nothing listened at {address}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// A query for `name` A (no EDNS), built by hand.
