@@ -96,27 +96,44 @@ pub struct Environment {
     /// Where networks are (latitude, longitude): the local topology's loopback blocks are
     /// placed at their regions this way.
     pub places: Vec<(IpNet, (f64, f64))>,
+    /// A MaxMind city database, for the subdivision and coordinates of any address.
+    pub cities: Option<std::sync::Arc<crate::geo::CityDatabase>>,
 }
 
 impl Environment {
     /// What is known of the client at `address`: its place, from the most specific network
-    /// of [`Environment::places`] that holds it, and its country and continent from the
-    /// registries' data ([`crate::geo`]).
+    /// of [`Environment::places`] that holds it, else from the city database; its country,
+    /// continent and subdivision from the city database, else its country and continent
+    /// from the registries' data ([`crate::geo`]).
     pub fn locate(&self, address: IpAddr) -> ClientLocation {
-        let country = crate::geo::locate(address);
+        let city = self
+            .cities
+            .as_ref()
+            .and_then(|cities| cities.locate(address))
+            .unwrap_or_default();
+        let registries = || crate::geo::locate(address);
+        let country = city
+            .country
+            .or_else(|| registries().map(|(country, _)| country.to_owned()));
+        let continent = city.continent.or_else(|| {
+            country
+                .as_deref()
+                .and_then(crate::geo::continent_of)
+                .map(str::to_owned)
+        });
         ClientLocation {
             address: Some(address),
-            country: country.map(|(country, _)| country.to_owned()),
-            continent: country
-                .and_then(|(_, continent)| continent)
-                .map(str::to_owned),
+            country,
+            continent,
+            subdivision: city.subdivision,
+            // A place the topology gives (a region's loopback block) before the database's.
             place: self
                 .places
                 .iter()
                 .filter(|(network, _)| network.contains(&address))
                 .max_by_key(|(network, _)| network.prefix_len())
-                .map(|(_, place)| *place),
-            ..ClientLocation::default()
+                .map(|(_, place)| *place)
+                .or(city.coordinates),
         }
     }
 }
@@ -574,6 +591,7 @@ mod tests {
             )],
             cidr_locations: Vec::new(),
             places: Vec::new(),
+            cities: None,
         };
         let latency = |region: &str, healthy: bool| {
             candidate(
@@ -751,6 +769,55 @@ mod tests {
             .map(|index| candidate(&format!("r{index}"), Policy::Multivalue, false))
             .collect();
         assert_eq!(choose(&sick, &anywhere, &environment, 1).chosen.len(), 8);
+
+        // A city database places a client in its subdivision (and a topology's place for
+        // its network wins over the database's coordinates).
+        let cities = Environment {
+            cities: Some(std::sync::Arc::new(
+                crate::geo::tests_support::city_database(),
+            )),
+            places: vec![("203.0.113.128/25".parse().expect("network"), (40.0, -74.0))],
+            ..Environment::default()
+        };
+        let californian = cities.locate("203.0.113.7".parse().expect("address"));
+        assert_eq!(
+            (
+                californian.continent.as_deref(),
+                californian.country.as_deref(),
+                californian.subdivision.as_deref()
+            ),
+            (Some("NA"), Some("US"), Some("CA"))
+        );
+        assert_eq!(californian.place, Some((37.7749, -122.4194)));
+        assert_eq!(
+            cities
+                .locate("203.0.113.200".parse().expect("address"))
+                .place,
+            Some((40.0, -74.0))
+        );
+        let french = cities.locate("198.51.100.1".parse().expect("address"));
+        assert_eq!(
+            french.continent.as_deref(),
+            Some("EU"),
+            "the continent of its country"
+        );
+        let by_state = [
+            candidate(
+                "california",
+                Policy::Geolocation {
+                    location: GeoLocation::Subdivision("US".to_owned(), "CA".to_owned()),
+                },
+                true,
+            ),
+            candidate(
+                "usa",
+                Policy::Geolocation {
+                    location: GeoLocation::Country("US".to_owned()),
+                },
+                true,
+            ),
+        ];
+        assert_eq!(choose(&by_state, &californian, &cities, 1).chosen, [0]);
 
         // IP-based: the longest matching network's location, else the default.
         let environment = Environment {

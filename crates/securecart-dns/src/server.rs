@@ -28,17 +28,37 @@ pub struct DnsServer {
     counts: Arc<QueryCounts>,
 }
 
+/// The response codes counted apart: the header's sixteen and BADVERS (16).
+const CODES: usize = 17;
+
 /// Queries answered, by transport and response code, and queries given no answer.
 #[derive(Debug, Default)]
 pub struct QueryCounts {
-    udp: [AtomicU64; 16],
-    tcp: [AtomicU64; 16],
+    udp: [AtomicU64; CODES],
+    tcp: [AtomicU64; CODES],
     dropped: AtomicU64,
+}
+
+/// A response's code. The header holds its low four bits; an extended code such as
+/// BADVERS (16) has its high bits in the OPT record, and this server sends one only with
+/// the question and an OPT record without options, so only such a response is read
+/// further.
+fn response_code(response: &[u8]) -> Option<usize> {
+    let low = usize::from(response.get(3)? & 0x0f);
+    let counts = response.get(6..12)?;
+    if low != 0 || counts != [0, 0, 0, 0, 0, 1] || response.len() < 12 + 11 {
+        return Some(low);
+    }
+    let opt = &response[response.len() - 11..];
+    if opt[..3] == [0, 0, 41] && opt[9..] == [0, 0] {
+        return Some((usize::from(opt[5]) << 4 | low).min(CODES - 1));
+    }
+    Some(low)
 }
 
 impl QueryCounts {
     fn record(&self, transport: Transport, response: Option<&[u8]>) {
-        let Some(code) = response.and_then(|response| response.get(3)) else {
+        let Some(code) = response.and_then(response_code) else {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         };
@@ -46,7 +66,7 @@ impl QueryCounts {
             Transport::Udp => &self.udp,
             Transport::Tcp => &self.tcp,
         };
-        by_code[usize::from(code & 0x0f)].fetch_add(1, Ordering::Relaxed);
+        by_code[code].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The answers so far: (transport, response code, count), for the codes seen.
@@ -54,7 +74,7 @@ impl QueryCounts {
         [(Transport::Udp, &self.udp), (Transport::Tcp, &self.tcp)]
             .into_iter()
             .flat_map(|(transport, by_code)| {
-                (0u8..16).filter_map(move |code| {
+                (0..CODES as u8).filter_map(move |code| {
                     let count = by_code[usize::from(code)].load(Ordering::Relaxed);
                     (count > 0).then_some((transport, code, count))
                 })
@@ -302,5 +322,40 @@ async fn serve_tcp_connection(
         framed.extend_from_slice(&response_length.to_be_bytes());
         framed.extend_from_slice(&response);
         stream.write_all(&framed).await?;
+    }
+}
+
+#[cfg(test)]
+mod code_tests {
+    use super::response_code;
+
+    /// A response: header with `flags` and the counts, the question `a.` A IN, then `tail`.
+    fn response(flags: [u8; 2], counts: [u8; 6], tail: &[u8]) -> Vec<u8> {
+        let mut message = vec![0x01, 0x02, flags[0], flags[1], 0, 1];
+        message.extend_from_slice(&counts);
+        message.extend_from_slice(&[1, b'a', 0, 0, 1, 0, 1]);
+        message.extend_from_slice(tail);
+        message
+    }
+
+    #[test]
+    fn extended_codes_are_read_from_the_opt_record() {
+        let opt = |extended: u8| [0, 0, 41, 0x04, 0xd0, extended, 0, 0, 0, 0, 0];
+        let cases = [
+            (
+                response([0x84, 0x00], [0, 0, 0, 0, 0, 1], &opt(1)),
+                Some(16),
+            ),
+            (response([0x84, 0x00], [0, 0, 0, 0, 0, 1], &opt(0)), Some(0)),
+            (
+                response([0x84, 0x03], [0, 0, 0, 1, 0, 1], &[0; 30]),
+                Some(3),
+            ),
+            (response([0x84, 0x05], [0, 0, 0, 0, 0, 0], &[]), Some(5)),
+            (vec![0x01, 0x02, 0x84], None),
+        ];
+        for (message, expected) in cases {
+            assert_eq!(response_code(&message), expected, "{message:?}");
+        }
     }
 }

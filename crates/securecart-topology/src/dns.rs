@@ -25,6 +25,8 @@ pub struct Dns {
     pub cidr_locations: Vec<(String, Vec<IpNet>)>,
     /// Record sets.
     pub records: Vec<DnsRecord>,
+    /// A MaxMind city database, as written (relative to the topology file's directory).
+    pub geoip_database: Option<String>,
 }
 
 /// A health check.
@@ -350,12 +352,20 @@ pub(crate) fn resolve_dns(
         }
     }
 
+    if raw
+        .geoip_database
+        .as_ref()
+        .is_some_and(|file| file.trim().is_empty())
+    {
+        findings.problem(path.key("geoip_database"), "must name a MaxMind .mmdb file");
+    }
     (findings.problems.len() == before).then_some(Dns {
         zone,
         port: raw.port,
         health_checks,
         cidr_locations,
         records,
+        geoip_database: raw.geoip_database.clone(),
     })
 }
 

@@ -53,6 +53,12 @@ pub struct RawDns {
     /// The zone's records beside its SOA and NS records, which are made for it.
     #[serde(default)]
     pub records: Vec<RawDnsRecord>,
+    /// A MaxMind city database (`.mmdb`, GeoIP2 or GeoLite2 City), relative to this file:
+    /// geolocation records then match subdivisions (US states, say), and latency records
+    /// place clients at their city. Without it, clients are placed by country from the
+    /// registries' data that SecureCart ships, and by the regions' loopback blocks.
+    #[serde(default)]
+    pub geoip_database: Option<String>,
 }
 
 /// The default DNS port.

@@ -300,6 +300,7 @@ fn rcode_name(code: u8) -> String {
         3 => "NXDOMAIN".to_owned(),
         4 => "NOTIMP".to_owned(),
         5 => "REFUSED".to_owned(),
+        16 => "BADVERS".to_owned(),
         other => other.to_string(),
     }
 }
@@ -405,9 +406,11 @@ async fn dns_region(
         format!("the topology has no [dns] section, so region {region_name} runs no DNS server")
     })?;
     let (stop_checks, checks) = tokio::sync::watch::channel(false);
-    let built =
-        securecart_dns::config::build(&settings::dns_zone_config(&loaded.topology)?, &checks)
-            .map_err(anyhow::Error::msg)?;
+    let built = securecart_dns::config::build(
+        &settings::dns_zone_config(&loaded.topology, &settings::topology_base(config))?,
+        &checks,
+    )
+    .map_err(anyhow::Error::msg)?;
     let check_flags = Arc::new(arc_swap::ArcSwap::from_pointee(built.checks));
     let server = securecart_dns::DnsServer::bind(component.address, built.responder)
         .await
@@ -429,7 +432,10 @@ async fn dns_region(
         let (next_stop, next_checks) = tokio::sync::watch::channel(false);
         let rebuilt = settings::load_topology(config.as_deref()).and_then(|loaded| {
             securecart_dns::config::build(
-                &settings::dns_zone_config(&loaded.topology)?,
+                &settings::dns_zone_config(
+                    &loaded.topology,
+                    &settings::topology_base(config.as_deref()),
+                )?,
                 &next_checks,
             )
             .map_err(anyhow::Error::msg)
@@ -465,7 +471,7 @@ async fn test_record(
     use std::sync::atomic::Ordering;
 
     let loaded = settings::load_topology(config)?;
-    let mut zone = settings::dns_zone_config(&loaded.topology)?;
+    let mut zone = settings::dns_zone_config(&loaded.topology, &settings::topology_base(config))?;
     // No probing here: the checks' states come from the running deployment.
     for check in &mut zone.health_checks {
         check.disabled = true;
@@ -618,6 +624,12 @@ fn check(file: Option<&Path>) -> anyhow::Result<ExitCode> {
             let _ = writeln!(std::io::stderr(), "error: {name}: {error:#}");
             return Ok(ExitCode::FAILURE);
         }
+    }
+    if loaded.topology.dns.is_some()
+        && let Err(error) = settings::dns_zone_config(&loaded.topology, &base)
+    {
+        let _ = writeln!(std::io::stderr(), "error: {name}: {error:#}");
+        return Ok(ExitCode::FAILURE);
     }
     let mut stdout = std::io::stdout().lock();
     for advice in &loaded.advice {

@@ -516,7 +516,11 @@ pub fn shop_config(
 /// server of the zone, each region's loopback block is placed at the region (so latency
 /// records send a region's clients to its own edge), and the records and health checks
 /// are the topology's.
-pub fn dns_zone_config(topology: &Topology) -> anyhow::Result<securecart_dns::config::ZoneConfig> {
+/// The topology's DNS zone; a city database it names is read relative to `base`.
+pub fn dns_zone_config(
+    topology: &Topology,
+    base: &Path,
+) -> anyhow::Result<securecart_dns::config::ZoneConfig> {
     use securecart_dns::config::{RecordConfig, ZoneConfig};
     use securecart_dns::health::{HealthCheck, Probe};
     use securecart_dns::policy::{Environment, GeoLocation, Policy};
@@ -545,6 +549,15 @@ pub fn dns_zone_config(topology: &Topology) -> anyhow::Result<securecart_dns::co
             .iter()
             .map(|region| (ipnet::IpNet::V4(region.cidr), place(region)))
             .collect(),
+        cities: dns
+            .geoip_database
+            .as_ref()
+            .map(|file| {
+                securecart_dns::geo::CityDatabase::open(&base.join(file))
+                    .map(std::sync::Arc::new)
+                    .map_err(|error| anyhow!("dns.geoip_database: {error}"))
+            })
+            .transpose()?,
     };
     let records = dns
         .records

@@ -557,6 +557,29 @@ async fn check_names_the_file_line_and_field_of_an_error() {
 }
 
 #[tokio::test]
+async fn check_reads_the_city_database_the_dns_names() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let text = std::fs::read_to_string(repository_root().join("securecart.toml"))
+        .expect("default topology")
+        .replacen("[dns]\n", "[dns]\ngeoip_database = \"cities.mmdb\"\n", 1);
+    let file = directory.path().join("topology.toml");
+    std::fs::write(&file, text).expect("write topology");
+    std::fs::write(directory.path().join("cities.mmdb"), b"not a database").expect("write");
+    let output = Command::new(BINARY)
+        .arg("check")
+        .arg(&file)
+        .output()
+        .await
+        .expect("run check");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("dns.geoip_database") && stderr.contains("cities.mmdb"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
 async fn status_without_a_deployment_says_so() {
     let directory = tempfile::tempdir().expect("temporary directory");
     let output = Command::new(BINARY)
