@@ -126,7 +126,10 @@ impl Pipeline {
         let logged = tracing::enabled!(target: "access", tracing::Level::INFO)
             .then(|| self.request_summary(&request));
 
-        let outcome = self.route(&mut context, request).await;
+        // Boxed: hyper keeps room for one request future per connection for the
+        // connection's life, so the stages' state is allocated only while a request runs,
+        // and an idle connection holds only this function's small future.
+        let outcome = Box::pin(self.route(&mut context, request)).await;
 
         // Stage 9: respond.
         let mut response = match outcome.response {
