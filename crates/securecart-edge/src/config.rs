@@ -99,6 +99,8 @@ pub struct ListenerConfig {
     pub default_action: ActionConfig,
     /// TLS termination (HTTPS); none for plain HTTP.
     pub tls: Option<crate::tls::TlsConfig>,
+    /// The web ACL in front of its rules (AWS WAF's); none lets every request through.
+    pub waf: Option<crate::waf::WafConfig>,
 }
 
 /// A target group.

@@ -221,6 +221,7 @@ impl Control {
                     metrics: metrics.clone(),
                     limits: config.limits.clone(),
                     error_log: Default::default(),
+                    waf: listener.waf.clone(),
                     cache: cache
                         .zip(config.cache.as_ref())
                         .map(|(cache, settings)| {

@@ -38,15 +38,19 @@ pub enum EdgeError {
     /// The request cannot be forwarded as it is.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// The listener's web ACL blocked the request, by this rule (or its default action).
+    #[error("blocked by the web ACL ({0})")]
+    Blocked(String),
 }
 
 impl EdgeError {
     /// Where the failure came from.
     pub fn source_kind(&self) -> ErrorSource {
         match self {
-            EdgeError::BadRequest(_) | EdgeError::BodyTooLarge(_) | EdgeError::ClientTimeout => {
-                ErrorSource::Client
-            }
+            EdgeError::BadRequest(_)
+            | EdgeError::BodyTooLarge(_)
+            | EdgeError::ClientTimeout
+            | EdgeError::Blocked(_) => ErrorSource::Client,
             EdgeError::NoTargets(_) => ErrorSource::Internal,
             EdgeError::Connect(_) | EdgeError::Upstream(_) | EdgeError::Timeout => {
                 ErrorSource::Upstream
@@ -70,6 +74,7 @@ impl EdgeError {
             EdgeError::BadRequest(_) => StatusCode::BAD_REQUEST,
             EdgeError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             EdgeError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
+            EdgeError::Blocked(_) => StatusCode::FORBIDDEN,
         }
     }
 
@@ -83,6 +88,7 @@ impl EdgeError {
             EdgeError::BadRequest(_) => "bad_request",
             EdgeError::BodyTooLarge(_) => "body_too_large",
             EdgeError::ClientTimeout => "client_timeout",
+            EdgeError::Blocked(_) => "blocked",
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod pool;
 pub mod rules;
 pub mod tls;
 pub mod upstream;
+pub mod waf;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -41,6 +41,15 @@ pub struct CacheLabels {
     pub result: &'static str,
 }
 
+/// Labels of a web ACL match: the rule and what it did.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WafLabels {
+    /// The rule's id (`oversize` for a body past the limit that blocks).
+    pub rule: String,
+    /// `block`, `count` or `allow`.
+    pub action: &'static str,
+}
+
 /// Labels naming a cache behaviour.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BehaviorLabels {
@@ -119,6 +128,7 @@ pub struct EdgeMetrics {
     target_response_time: Family<GroupLabels, prometheus_client::metrics::histogram::Histogram>,
     target_responses: Family<TargetResponseLabels, Counter>,
     edge_errors: Family<EdgeErrorLabels, Counter>,
+    waf_matches: Family<WafLabels, Counter>,
     cache_requests: Family<CacheLabels, Counter>,
     cache_coalesced: Family<BehaviorLabels, Counter>,
     cache_bytes_served: Family<BehaviorLabels, Counter>,
@@ -146,6 +156,7 @@ impl EdgeMetrics {
             }),
             target_responses: Family::default(),
             edge_errors: Family::default(),
+            waf_matches: Family::default(),
             cache_requests: Family::default(),
             cache_coalesced: Family::default(),
             cache_bytes_served: Family::default(),
@@ -184,6 +195,11 @@ impl EdgeMetrics {
             "upstream_retries",
             "Requests sent again to another target after a connect failure",
             metrics.retries.clone(),
+        );
+        registry.register(
+            "waf_matches",
+            "Web ACL rules that matched a request, by rule and action",
+            metrics.waf_matches.clone(),
         );
         registry.register(
             "cache_requests",
@@ -254,6 +270,16 @@ impl EdgeMetrics {
             response_time: self.target_response_time.get_or_create(&labels).clone(),
             responses: [class("2xx"), class("3xx"), class("4xx"), class("5xx")],
         }
+    }
+
+    /// Counts a web ACL rule's match.
+    pub fn waf_match(&self, rule: &str, action: &'static str) {
+        self.waf_matches
+            .get_or_create(&WafLabels {
+                rule: rule.to_owned(),
+                action,
+            })
+            .inc();
     }
 
     /// The metric handles of a cache behaviour.

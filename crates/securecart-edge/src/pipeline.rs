@@ -6,7 +6,8 @@
 //! 2. **guard** ([`crate::guard`]): ambiguous framing (both `Content-Length` and
 //!    `Transfer-Encoding`, and the like) is refused with 400 and the connection closed.
 //!    *(shield: per-client limits — a later stage)*
-//! 3. *(waf: web ACL verdict — a later stage)*
+//! 3. **waf** ([`crate::waf`]): the listener's web ACL, on the head and the start of the
+//!    body; a block is answered 403.
 //! 4. **rules** ([`crate::rules`]): the listener's first matching rule, or its default
 //!    action.
 //! 5. **action** ([`crate::actions`]): a fixed response or a redirect answers here; a
@@ -70,6 +71,8 @@ pub struct Pipeline {
     pub error_log: securecart_telemetry::logging::LogThrottle,
     /// The cache stage, when the edge caches.
     pub cache: Option<CacheStage>,
+    /// The listener's web ACL, if it has one.
+    pub waf: Option<crate::waf::WafConfig>,
 }
 
 /// What the request stages decided, for the respond stage.
@@ -252,6 +255,23 @@ impl Pipeline {
         if let Err(error) = guard::check(request.version(), request.headers()) {
             return Outcome::refused("none", "", error);
         }
+
+        // Stage 3: the web ACL.
+        let request = match &self.waf {
+            None => request.map(http_body_util::Either::Left),
+            Some(waf) => match crate::waf::inspect(
+                waf,
+                request,
+                context.client.ip(),
+                self.limits.header_read_timeout,
+                &self.metrics,
+            )
+            .await
+            {
+                Ok(request) => request,
+                Err(error) => return Outcome::refused("waf", "", error),
+            },
+        };
 
         // Stage 4: rules.
         let Some(host) = request_host(&request) else {
@@ -488,6 +508,7 @@ pub fn error_response(error: &EdgeError) -> Response<EdgeBody> {
         EdgeError::BadRequest(reason) => reason,
         EdgeError::BodyTooLarge(_) => "The request body is too large.",
         EdgeError::ClientTimeout => "The request body did not arrive in time.",
+        EdgeError::Blocked(_) => "The request was blocked by the web application firewall.",
     };
     let body =
         serde_json::json!({ "error": { "code": error.code(), "message": message } }).to_string();

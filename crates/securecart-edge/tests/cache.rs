@@ -213,6 +213,7 @@ async fn start_edge_shielded(origin: SocketAddr, shield: Option<SocketAddr>) -> 
                 rules: Vec::new(),
                 default_action: ActionConfig::forward("origin"),
                 tls: None,
+                waf: None,
             }],
             admin: "127.0.0.1:0".parse().expect("address"),
             target_groups,

@@ -250,6 +250,7 @@ async fn start_edge_with_limits(
                 rules,
                 default_action,
                 tls: None,
+                waf: None,
             }],
             admin: "127.0.0.1:0".parse().expect("address"),
             target_groups,
@@ -718,6 +719,7 @@ async fn https_listeners_pick_certificates_by_sni_and_speak_http2_by_alpn() {
                 tls: Some(TlsConfig {
                     certificates: vec![shop.clone(), api.clone()],
                 }),
+                waf: None,
             }],
             admin: "127.0.0.1:0".parse().expect("address"),
             target_groups: vec![TargetGroupConfig {
@@ -1204,6 +1206,7 @@ fn control_config(a: SocketAddr, b: SocketAddr) -> EdgeConfig {
             ],
             default_action: not_found(),
             tls: None,
+            waf: None,
         }],
         admin: "127.0.0.1:0".parse().expect("address"),
         target_groups: vec![TargetGroupConfig {

@@ -123,6 +123,10 @@ pub enum Command {
         /// that a restarted proxy starts warm.
         #[arg(long, value_name = "DIR", requires = "cache")]
         cache_disk: Option<PathBuf>,
+        /// Put the managed web ACL in front of the upstreams (SQL injection, XSS, command
+        /// injection, path traversal, Log4Shell and the rest), blocking with 403.
+        #[arg(long)]
+        waf: bool,
         /// The disk tier's size, in MiB.
         #[arg(long, value_name = "MIB", default_value_t = 1024, requires = "cache_disk",
               value_parser = clap::value_parser!(u64).range(1..=16_777_216))]

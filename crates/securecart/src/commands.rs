@@ -140,6 +140,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cache_memory,
             cache_disk,
             cache_disk_size,
+            waf,
             log_format,
         } => {
             securecart_telemetry::logging::init(
@@ -163,6 +164,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     capacity_bytes: cache_disk_size * 1024 * 1024,
                 });
                 config.cache = Some(settings);
+            }
+            if waf {
+                for listener in &mut config.listeners {
+                    listener.waf = Some(securecart_edge::waf::WafConfig::managed());
+                }
             }
             let edge = securecart_edge::Edge::bind(config)
                 .await

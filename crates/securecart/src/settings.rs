@@ -157,6 +157,7 @@ pub fn edge_config(
                     })
                     .collect(),
                 default_action: action_config(&listener.default_action),
+                waf: None,
             })
             .collect(),
         admin: region.edge.admin_address,
@@ -408,6 +409,7 @@ pub async fn proxy_config(
             rules: Vec::new(),
             default_action: ActionConfig::forward("upstreams"),
             tls,
+            waf: None,
         }],
         admin,
         target_groups: vec![TargetGroupConfig {

@@ -1,0 +1,389 @@
+//! The OWASP Core Rule Set's regression tests (`tests/waf-conformance/crs-regression`, in
+//! the ftw format) through an edge with the managed web ACL in front of an upstream that
+//! answers 200 to everything. A test whose output expects CRS rule ids is an attack and
+//! should be stopped (a 4xx from the edge itself: the web ACL's 403, or a refusal of a
+//! malformed request); any other test should pass through. The runner reports, per rule
+//! family and in total, the share of attacks stopped and of other tests let through, and
+//! fails if either falls below the committed `tests/waf-conformance/baseline.json`.
+//!
+//! `SECURECART_WAF_UPDATE=1 cargo test -p securecart-edge --test crs` rewrites the
+//! baseline and `tests/waf-conformance/RESULTS.md` from the run.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use securecart_edge::actions::ActionConfig;
+use securecart_edge::waf::WafConfig;
+use securecart_edge::{EdgeConfig, HealthCheckConfig, Limits, ListenerConfig, TargetGroupConfig};
+use serde_yaml_ng::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod common;
+use common::RunningEdge;
+
+fn conformance_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/waf-conformance")
+}
+
+/// One request of a test, as bytes on the wire.
+fn raw_request(input: &Value) -> Option<Vec<u8>> {
+    if let Some(encoded) = input.get("encoded_request").and_then(Value::as_str) {
+        use base64::Engine;
+        let compact: String = encoded.split_whitespace().collect();
+        return base64::engine::general_purpose::STANDARD
+            .decode(compact.replace("\\n", ""))
+            .ok();
+    }
+    let text = |key: &str| input.get(key).and_then(Value::as_str);
+    let method = text("method").unwrap_or("GET");
+    let uri = text("uri").unwrap_or("/");
+    let version = text("version").unwrap_or("HTTP/1.1");
+    let data: Vec<u8> = match input.get("data") {
+        Some(Value::String(data)) => data.clone().into_bytes(),
+        Some(Value::Sequence(lines)) => lines
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join("\r\n")
+            .into_bytes(),
+        _ => Vec::new(),
+    };
+    let autocomplete = input
+        .get("autocomplete_headers")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    let mut request = format!("{method} {uri} {version}\r\n").into_bytes();
+    let mut has_length = false;
+    let mut has_host = false;
+    if let Some(Value::Mapping(headers)) = input.get("headers") {
+        for (name, value) in headers {
+            let name = name.as_str().unwrap_or_default();
+            let value = match value {
+                Value::String(value) => value.clone(),
+                Value::Number(number) => number.to_string(),
+                Value::Bool(flag) => flag.to_string(),
+                _ => String::new(),
+            };
+            has_length |= name.eq_ignore_ascii_case("content-length")
+                || name.eq_ignore_ascii_case("transfer-encoding");
+            has_host |= name.eq_ignore_ascii_case("host");
+            request.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        }
+    }
+    if autocomplete {
+        if !has_host {
+            request.extend_from_slice(b"Host: localhost\r\n");
+        }
+        if !has_length && !data.is_empty() {
+            request.extend_from_slice(format!("Content-Length: {}\r\n", data.len()).as_bytes());
+        }
+        request.extend_from_slice(b"Connection: close\r\n");
+    }
+    request.extend_from_slice(b"\r\n");
+    request.extend_from_slice(&data);
+    Some(request)
+}
+
+/// The status the edge answered a raw request with (0: no answer).
+async fn send(edge: SocketAddr, request: &[u8]) -> u16 {
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(edge).await.ok()?;
+        // Not half-closed after the request: hyper takes a closed read side for a client
+        // gone, and would not answer.
+        stream.write_all(request).await.ok()?;
+        let mut answer = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while !answer.windows(2).any(|pair| pair == b"\r\n") {
+            let read = stream.read(&mut buffer).await.ok()?;
+            if read == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buffer[..read]);
+        }
+        let line = String::from_utf8_lossy(&answer);
+        line.split_whitespace().nth(1)?.parse::<u16>().ok()
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(0)
+}
+
+#[derive(Default, Clone, Copy)]
+struct Tally {
+    /// Attack tests of a paranoia level 1 rule, and those stopped.
+    level_one: u32,
+    level_one_stopped: u32,
+    attacks: u32,
+    stopped: u32,
+    others: u32,
+    passed: u32,
+}
+
+/// Each CRS rule's paranoia level (rules not listed count as level 1).
+fn paranoia_levels() -> std::collections::HashMap<u64, u8> {
+    std::fs::read_to_string(conformance_dir().join("paranoia-levels.tsv"))
+        .expect("the paranoia levels")
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (id, level) = line.split_once('\t')?;
+            Some((id.parse().ok()?, level.parse().ok()?))
+        })
+        .collect()
+}
+
+fn percent(part: u32, whole: u32) -> f64 {
+    if whole == 0 {
+        return 100.0;
+    }
+    (1000.0 * f64::from(part) / f64::from(whole)).round() / 10.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crs_regression_tests_through_the_managed_web_acl() {
+    // The upstream: 200 to every method and path.
+    let upstream =
+        securecart_testkit::serve("127.0.0.1", axum::Router::new().fallback(|| async { "ok" }))
+            .await;
+    let edge = RunningEdge::start(
+        EdgeConfig {
+            region: "test-1".to_owned(),
+            listeners: vec![ListenerConfig {
+                name: "http".to_owned(),
+                listen: "127.0.0.1:0".parse().expect("address"),
+                rules: Vec::new(),
+                default_action: ActionConfig::forward("app"),
+                tls: None,
+                waf: Some(WafConfig::managed()),
+            }],
+            admin: "127.0.0.1:0".parse().expect("address"),
+            target_groups: vec![TargetGroupConfig {
+                outlier_detection: None,
+                ..TargetGroupConfig::new(
+                    "app",
+                    vec![upstream.address],
+                    HealthCheckConfig {
+                        path: "/".to_owned(),
+                        interval: Duration::from_secs(5),
+                        timeout: Duration::from_secs(1),
+                        healthy_threshold: 1,
+                        unhealthy_threshold: 3,
+                        matcher: vec![200..=499],
+                    },
+                )
+            }],
+            limits: Limits::default(),
+            admin_token: None,
+            cache: None,
+        },
+        "http",
+    )
+    .await;
+    let address: SocketAddr = edge
+        .url
+        .trim_start_matches("http://")
+        .parse()
+        .expect("address");
+
+    let levels = paranoia_levels();
+    let mut families: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut files: Vec<PathBuf> = Vec::new();
+    let root = conformance_dir().join("crs-regression/tests");
+    for folder in std::fs::read_dir(&root).expect("the CRS tests are in the repository") {
+        let folder = folder.expect("entry").path();
+        // The RESPONSE-* families judge what a server answers (data leakage): the web ACL
+        // inspects requests.
+        let requests = folder
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| name.starts_with("REQUEST-"));
+        if !folder.is_dir() || !requests {
+            continue;
+        }
+        for file in std::fs::read_dir(&folder).expect("folder") {
+            let file = file.expect("entry").path();
+            if file
+                .extension()
+                .is_some_and(|extension| extension == "yaml")
+            {
+                files.push(file);
+            }
+        }
+    }
+    files.sort();
+    assert!(files.len() > 250, "{} test files", files.len());
+    for file in files {
+        let family = file
+            .file_name()
+            .and_then(|name| name.to_str())
+            .map(|name| name[..3].to_owned())
+            .expect("a rule-numbered file");
+        let text = std::fs::read_to_string(&file).expect("readable");
+        let document: Value = serde_yaml_ng::from_str(&text)
+            .unwrap_or_else(|error| panic!("{}: {error}", file.display()));
+        let tally = families.entry(family).or_default();
+        for test in document
+            .get("tests")
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+        {
+            let stages: Vec<&Value> = test
+                .get("stages")
+                .and_then(Value::as_sequence)
+                .into_iter()
+                .flatten()
+                .collect();
+            let expected: Vec<u64> = stages
+                .iter()
+                .filter_map(|stage| {
+                    stage
+                        .get("output")
+                        .and_then(|output| output.get("log"))
+                        .and_then(|log| log.get("expect_ids"))
+                        .and_then(Value::as_sequence)
+                })
+                .flatten()
+                .filter_map(Value::as_u64)
+                .collect();
+            let attack = !expected.is_empty();
+            let level_one = expected
+                .iter()
+                .any(|id| levels.get(id).copied().unwrap_or(1) == 1);
+            let mut stopped = false;
+            for stage in &stages {
+                let Some(request) = stage.get("input").and_then(raw_request) else {
+                    continue;
+                };
+                let status = send(address, &request).await;
+                // The edge's own refusals (the web ACL's 403, a malformed request's 400
+                // and the like); the upstream answers 200.
+                if status != 200 {
+                    stopped = true;
+                }
+            }
+            if let Ok(wanted) = std::env::var("SECURECART_WAF_DEBUG")
+                && file.to_string_lossy().contains(&wanted)
+                && attack != stopped
+                && (!attack || level_one)
+            {
+                let id = test
+                    .get("test_id")
+                    .map(|id| format!("{id:?}"))
+                    .unwrap_or_default();
+                let request = stages
+                    .first()
+                    .and_then(|stage| stage.get("input"))
+                    .and_then(raw_request)
+                    .unwrap_or_default();
+                eprintln!(
+                    "{} {id} attack={attack}:\n{}\n",
+                    file.file_name()
+                        .and_then(|name| name.to_str())
+                        .unwrap_or(""),
+                    String::from_utf8_lossy(&request[..request.len().min(600)])
+                );
+            }
+            if attack {
+                tally.attacks += 1;
+                tally.stopped += u32::from(stopped);
+                if level_one {
+                    tally.level_one += 1;
+                    tally.level_one_stopped += u32::from(stopped);
+                }
+            } else {
+                tally.others += 1;
+                tally.passed += u32::from(!stopped);
+            }
+        }
+    }
+    edge.shutdown().await;
+    upstream.stop().await;
+
+    let total = families
+        .values()
+        .fold(Tally::default(), |sum, tally| Tally {
+            level_one: sum.level_one + tally.level_one,
+            level_one_stopped: sum.level_one_stopped + tally.level_one_stopped,
+            attacks: sum.attacks + tally.attacks,
+            stopped: sum.stopped + tally.stopped,
+            others: sum.others + tally.others,
+            passed: sum.passed + tally.passed,
+        });
+    let detection = percent(total.stopped, total.attacks);
+    let level_one = percent(total.level_one_stopped, total.level_one);
+    let let_through = percent(total.passed, total.others);
+    let mut report = String::from(
+        "# WAF conformance\n\nThe OWASP Core Rule Set's regression tests (`crs-regression/`, their README says \
+         which commit) sent through an edge with the managed web ACL (`WafConfig::managed()`, \
+         what `securecart proxy --waf` runs) by `crates/securecart-edge/tests/crs.rs`. An attack \
+         test (one that expects CRS rule ids) counts as stopped when the edge refused it; \
+         another test counts as let through when it reached the upstream.\n\n",
+    );
+    report.push_str(&format!(
+        "**Attacks of paranoia level 1 rules stopped: {} of {} ({level_one}%). All attacks \
+         stopped: {} of {} ({detection}%). Other tests let through: {} of {} ({let_through}%).**\n\n\
+         CRS at its default paranoia level 1 runs only level 1 rules; the tests of rules of levels \
+         2 to 4 (`paranoia-levels.tsv`) look for what those levels accept to block at the cost of \
+         false positives.\n\n",
+        total.level_one_stopped,
+        total.level_one,
+        total.stopped,
+        total.attacks,
+        total.passed,
+        total.others
+    ));
+    report.push_str(
+        "| family | level 1 attacks stopped | all attacks stopped | other tests let through |\n|---|---:|---:|---:|\n",
+    );
+    for (family, tally) in &families {
+        report.push_str(&format!(
+            "| {family} | {} / {} ({}%) | {} / {} ({}%) | {} / {} ({}%) |\n",
+            tally.level_one_stopped,
+            tally.level_one,
+            percent(tally.level_one_stopped, tally.level_one),
+            tally.stopped,
+            tally.attacks,
+            percent(tally.stopped, tally.attacks),
+            tally.passed,
+            tally.others,
+            percent(tally.passed, tally.others)
+        ));
+    }
+    eprintln!("{report}");
+    let baseline_file = conformance_dir().join("baseline.json");
+    if std::env::var_os("SECURECART_WAF_UPDATE").is_some() {
+        let baseline = serde_json::json!({
+            "level_one_attacks_stopped_percent": level_one,
+            "attacks_stopped_percent": detection,
+            "others_let_through_percent": let_through,
+        });
+        std::fs::write(&baseline_file, format!("{baseline:#}\n")).expect("write baseline");
+        std::fs::write(conformance_dir().join("RESULTS.md"), report).expect("write results");
+        return;
+    }
+    let baseline: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&baseline_file).expect("the committed baseline"),
+    )
+    .expect("baseline JSON");
+    let floor = |key: &str| baseline[key].as_f64().expect("a figure");
+    assert!(
+        level_one >= floor("level_one_attacks_stopped_percent"),
+        "detection of level 1 attacks fell to {level_one}% (committed: {}%)",
+        floor("level_one_attacks_stopped_percent")
+    );
+    assert!(
+        detection >= floor("attacks_stopped_percent"),
+        "attack detection fell to {detection}% (committed: {}%)",
+        floor("attacks_stopped_percent")
+    );
+    assert!(
+        let_through >= floor("others_let_through_percent"),
+        "other tests let through fell to {let_through}% (committed: {}%)",
+        floor("others_let_through_percent")
+    );
+}

@@ -1,0 +1,96 @@
+//! Web ACLs, as AWS WAF has them: rules in priority order, each a statement with an action
+//! (allow, block, count) and labels it adds for later rules; a default action for what no
+//! terminating rule decided.
+
+use crate::inspect::Inspection;
+use crate::statement::{Evidence, Statement};
+
+/// What a rule does when its statement matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleAction {
+    /// Let the request through, and stop.
+    Allow,
+    /// Refuse the request, and stop.
+    Block,
+    /// Record the match, and go on.
+    Count,
+}
+
+/// A rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Its stable id (managed rules: `SC-SQLI-001` and the like), in logs and metrics.
+    pub id: String,
+    /// Its priority: lower first.
+    pub priority: u32,
+    /// What it matches.
+    pub statement: Statement,
+    /// What it does then.
+    pub action: RuleAction,
+    /// Labels it adds when it matches.
+    pub labels: Vec<String>,
+}
+
+/// What a web ACL decided for a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Whether the request is blocked.
+    pub blocked: bool,
+    /// The rule that decided, if one did (else the default action).
+    pub terminating_rule: Option<String>,
+    /// Every rule that matched (counted, or the terminating one), with where.
+    pub matches: Vec<(String, RuleAction, Evidence)>,
+    /// The labels the matching rules added.
+    pub labels: Vec<String>,
+}
+
+/// A web ACL.
+#[derive(Debug, Clone)]
+pub struct WebAcl {
+    rules: Vec<Rule>,
+    default_block: bool,
+}
+
+impl WebAcl {
+    /// An ACL of `rules` (run in priority order) whose default action blocks, or allows.
+    pub fn new(mut rules: Vec<Rule>, default_block: bool) -> Self {
+        rules.sort_by_key(|rule| rule.priority);
+        Self {
+            rules,
+            default_block,
+        }
+    }
+
+    /// The rules, in the order they run.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Runs the rules on a request.
+    pub fn evaluate(&self, inspection: &Inspection<'_>) -> Verdict {
+        let mut verdict = Verdict {
+            blocked: self.default_block,
+            terminating_rule: None,
+            matches: Vec::new(),
+            labels: Vec::new(),
+        };
+        for rule in &self.rules {
+            let Some(evidence) = rule.statement.evaluate(inspection, &verdict.labels) else {
+                continue;
+            };
+            verdict.labels.extend(rule.labels.iter().cloned());
+            verdict
+                .matches
+                .push((rule.id.clone(), rule.action, evidence));
+            match rule.action {
+                RuleAction::Count => {}
+                RuleAction::Allow | RuleAction::Block => {
+                    verdict.blocked = rule.action == RuleAction::Block;
+                    verdict.terminating_rule = Some(rule.id.clone());
+                    return verdict;
+                }
+            }
+        }
+        verdict
+    }
+}

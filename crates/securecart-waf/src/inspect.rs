@@ -1,0 +1,296 @@
+//! What the WAF inspects of a request, and the parts of it a rule names (AWS WAF's
+//! `FieldToMatch`). Query arguments and form or JSON bodies are parsed once per request,
+//! whatever the number of rules.
+
+use std::net::IpAddr;
+
+use http::HeaderMap;
+
+/// A part of the request a statement inspects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Field {
+    /// The path, as sent (undecoded).
+    UriPath,
+    /// The query string, as sent.
+    QueryString,
+    /// One query argument's values (decoded), by name.
+    QueryArgument(String),
+    /// Every query argument's value (decoded).
+    AllQueryArguments,
+    /// Every query argument's name (decoded).
+    QueryArgumentNames,
+    /// One header's values, by name.
+    Header(http::HeaderName),
+    /// Every header's value.
+    AllHeaders,
+    /// Every cookie's value.
+    Cookies,
+    /// The method.
+    Method,
+    /// The body, as sent (up to the inspection limit).
+    Body,
+    /// Every value of a form (`application/x-www-form-urlencoded`) or JSON body, and the
+    /// names of a form's fields.
+    BodyFields,
+}
+
+impl Field {
+    /// Its name in logs.
+    pub fn name(&self) -> String {
+        match self {
+            Field::UriPath => "uri_path".to_owned(),
+            Field::QueryString => "query_string".to_owned(),
+            Field::QueryArgument(name) => format!("query_argument:{name}"),
+            Field::AllQueryArguments => "query_arguments".to_owned(),
+            Field::QueryArgumentNames => "query_argument_names".to_owned(),
+            Field::Header(name) => format!("header:{name}"),
+            Field::AllHeaders => "headers".to_owned(),
+            Field::Cookies => "cookies".to_owned(),
+            Field::Method => "method".to_owned(),
+            Field::Body => "body".to_owned(),
+            Field::BodyFields => "body_fields".to_owned(),
+        }
+    }
+}
+
+/// A request as the WAF sees it.
+#[derive(Debug)]
+pub struct Inspection<'a> {
+    method: &'a str,
+    path: &'a str,
+    query: &'a str,
+    arguments: Vec<(String, String)>,
+    headers: &'a HeaderMap,
+    cookies: Vec<&'a str>,
+    body: &'a [u8],
+    body_fields: Vec<String>,
+    /// Whether the body was longer than the inspection limit (only its start is here).
+    pub body_oversize: bool,
+    /// The client's address.
+    pub client: IpAddr,
+}
+
+impl<'a> Inspection<'a> {
+    /// The inspection of a request: its head, the start of its body (up to the limit), and
+    /// whether the body went past the limit.
+    pub fn new(
+        method: &'a str,
+        path: &'a str,
+        query: Option<&'a str>,
+        headers: &'a HeaderMap,
+        body: &'a [u8],
+        body_oversize: bool,
+        client: IpAddr,
+    ) -> Self {
+        let query = query.unwrap_or("");
+        let arguments = form_urlencoded::parse(query.as_bytes())
+            .map(|(name, value)| (name.into_owned(), value.into_owned()))
+            .collect();
+        let cookies = headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|cookies| cookies.split(';'))
+            .map(|cookie| {
+                cookie
+                    .split_once('=')
+                    .map_or(cookie, |(_, value)| value)
+                    .trim()
+            })
+            .collect();
+        let body_fields = body_fields(headers, body);
+        Self {
+            method,
+            path,
+            query,
+            arguments,
+            headers,
+            cookies,
+            body,
+            body_fields,
+            body_oversize,
+            client,
+        }
+    }
+
+    /// The request's headers.
+    pub fn headers(&self) -> &HeaderMap {
+        self.headers
+    }
+
+    /// Calls `each` with every value of `field` until it returns `true`; whether it did.
+    pub fn any_value(&self, field: &Field, mut each: impl FnMut(&[u8]) -> bool) -> bool {
+        match field {
+            Field::UriPath => each(self.path.as_bytes()),
+            Field::QueryString => each(self.query.as_bytes()),
+            Field::QueryArgument(name) => self
+                .arguments
+                .iter()
+                .filter(|(argument, _)| argument == name)
+                .any(|(_, value)| each(value.as_bytes())),
+            Field::AllQueryArguments => self
+                .arguments
+                .iter()
+                .any(|(_, value)| each(value.as_bytes())),
+            Field::QueryArgumentNames => {
+                self.arguments.iter().any(|(name, _)| each(name.as_bytes()))
+            }
+            Field::Header(name) => self
+                .headers
+                .get_all(name)
+                .iter()
+                .any(|value| each(value.as_bytes())),
+            Field::AllHeaders => self.headers.values().any(|value| each(value.as_bytes())),
+            Field::Cookies => self.cookies.iter().any(|value| each(value.as_bytes())),
+            Field::Method => each(self.method.as_bytes()),
+            Field::Body => !self.body.is_empty() && each(self.body),
+            Field::BodyFields => self.body_fields.iter().any(|value| each(value.as_bytes())),
+        }
+    }
+
+    /// The length of a field (for size constraints): the longest of its values.
+    pub fn size(&self, field: &Field) -> usize {
+        let mut longest = 0;
+        self.any_value(field, |value| {
+            longest = longest.max(value.len());
+            false
+        });
+        if matches!(field, Field::Body) && self.body_oversize {
+            return usize::MAX;
+        }
+        longest
+    }
+}
+
+/// The values of a form or JSON body (and a form's field names), by its content type.
+fn body_fields(headers: &HeaderMap, body: &[u8]) -> Vec<String> {
+    if body.is_empty() {
+        return Vec::new();
+    }
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| value.to_ascii_lowercase())
+        .unwrap_or_default();
+    if content_type.contains("json") {
+        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
+            let mut leaves = Vec::new();
+            json_leaves(&value, &mut leaves, 0);
+            return leaves;
+        }
+        return vec![String::from_utf8_lossy(body).into_owned()];
+    }
+    if content_type.starts_with("multipart/") {
+        return vec![String::from_utf8_lossy(body).into_owned()];
+    }
+    // Forms, and bodies without a type, are read as forms, as CRS reads them.
+    form_urlencoded::parse(body)
+        .flat_map(|(name, value)| [name.into_owned(), value.into_owned()])
+        .filter(|text| !text.is_empty())
+        .collect()
+}
+
+/// Every string, number and key of a JSON document (nesting bounded).
+fn json_leaves(value: &serde_json::Value, leaves: &mut Vec<String>, depth: usize) {
+    if depth > 32 {
+        return;
+    }
+    match value {
+        serde_json::Value::String(text) => leaves.push(text.clone()),
+        serde_json::Value::Number(number) => leaves.push(number.to_string()),
+        serde_json::Value::Array(items) => {
+            for item in items {
+                json_leaves(item, leaves, depth + 1);
+            }
+        }
+        serde_json::Value::Object(members) => {
+            for (key, item) in members {
+                leaves.push(key.clone());
+                json_leaves(item, leaves, depth + 1);
+            }
+        }
+        serde_json::Value::Bool(_) | serde_json::Value::Null => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(inspection: &Inspection<'_>, field: &Field) -> Vec<String> {
+        let mut seen = Vec::new();
+        inspection.any_value(field, |value| {
+            seen.push(String::from_utf8_lossy(value).into_owned());
+            false
+        });
+        seen
+    }
+
+    #[test]
+    fn fields_are_read_once_and_decoded() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "cookie",
+            "session=abc; theme=dark%20mode".parse().expect("value"),
+        );
+        headers.insert("content-type", "application/json".parse().expect("value"));
+        let body = br#"{"name": "O'Brien", "tags": ["<b>new</b>", 3], "nested": {"deep": "x"}}"#;
+        let inspection = Inspection::new(
+            "POST",
+            "/api/search",
+            Some("q=women%27s+shoes&page=2&q=more"),
+            &headers,
+            body,
+            false,
+            "127.0.0.1".parse().expect("address"),
+        );
+        assert_eq!(
+            values(&inspection, &Field::QueryArgument("q".to_owned())),
+            ["women's shoes", "more"]
+        );
+        assert_eq!(
+            values(&inspection, &Field::AllQueryArguments),
+            ["women's shoes", "2", "more"]
+        );
+        assert_eq!(values(&inspection, &Field::Cookies), ["abc", "dark%20mode"]);
+        assert_eq!(
+            values(&inspection, &Field::BodyFields),
+            // serde_json's maps are ordered by key.
+            [
+                "name",
+                "O'Brien",
+                "nested",
+                "deep",
+                "x",
+                "tags",
+                "<b>new</b>",
+                "3"
+            ]
+        );
+        assert_eq!(inspection.size(&Field::Body), body.len());
+
+        let mut form = HeaderMap::new();
+        form.insert(
+            "content-type",
+            "application/x-www-form-urlencoded".parse().expect("value"),
+        );
+        let inspection = Inspection::new(
+            "POST",
+            "/post",
+            None,
+            &form,
+            b"var=1234+OR+1%3D1&other=",
+            true,
+            "127.0.0.1".parse().expect("address"),
+        );
+        assert_eq!(
+            values(&inspection, &Field::BodyFields),
+            ["var", "1234 OR 1=1", "other"]
+        );
+        assert_eq!(
+            inspection.size(&Field::Body),
+            usize::MAX,
+            "oversize counts as too large"
+        );
+    }
+}

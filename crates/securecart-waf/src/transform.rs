@@ -1,0 +1,449 @@
+//! Text transformations applied to a field before it is matched, as AWS WAF's (and
+//! ModSecurity's `t:` actions that CRS relies on): attackers encode what they send, and a
+//! rule must see through the encoding.
+
+use std::borrow::Cow;
+
+/// One transformation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transform {
+    /// `%41` and `+` decoded (invalid escapes kept as they are).
+    UrlDecode,
+    /// As [`Transform::UrlDecode`], and `%u0041` too (IIS-style).
+    UrlDecodeUni,
+    /// `&lt;`, `&#60;`, `&#x3c;` and the common named entities decoded.
+    HtmlEntityDecode,
+    /// ASCII letters lowercased.
+    Lowercase,
+    /// Runs of white space (and NUL, form feed, vertical tab) made one space.
+    CompressWhitespace,
+    /// `/./`, `//` and `dir/../` resolved, as a server would.
+    NormalizePath,
+    /// As [`Transform::NormalizePath`], with `\` first made `/`.
+    NormalizePathWin,
+    /// The whole value decoded from base64, if it is base64.
+    Base64Decode,
+    /// JavaScript escapes decoded: `\x41`, `\u0041`, `\101`, `\n`.
+    JsDecode,
+    /// A command line as a shell reads it: `\`, `"`, `'` and `^` removed, `,` and `;`
+    /// made spaces, runs of spaces made one, spaces before `/` and `(` removed, lowercase.
+    CmdLine,
+    /// NUL bytes removed.
+    RemoveNulls,
+    /// C comments (`/* */`) made one space.
+    ReplaceComments,
+    /// Hex digits decoded to bytes (the whole value, if it is hex).
+    HexDecode,
+}
+
+/// Applies `transforms` in order; borrows when none changes anything.
+pub fn apply<'a>(transforms: &[Transform], input: &'a [u8]) -> Cow<'a, [u8]> {
+    let mut value = Cow::Borrowed(input);
+    for transform in transforms {
+        if let Some(changed) = transform.run(&value) {
+            value = Cow::Owned(changed);
+        }
+    }
+    value
+}
+
+impl Transform {
+    /// The transformed value, or `None` when it would not change.
+    fn run(self, input: &[u8]) -> Option<Vec<u8>> {
+        match self {
+            Transform::UrlDecode => url_decode(input, false),
+            Transform::UrlDecodeUni => url_decode(input, true),
+            Transform::HtmlEntityDecode => html_entity_decode(input),
+            Transform::Lowercase => input
+                .iter()
+                .any(u8::is_ascii_uppercase)
+                .then(|| input.to_ascii_lowercase()),
+            Transform::CompressWhitespace => compress_whitespace(input),
+            Transform::NormalizePath => normalize_path(input),
+            Transform::NormalizePathWin => {
+                let slashed: Vec<u8> = input
+                    .iter()
+                    .map(|&byte| if byte == b'\\' { b'/' } else { byte })
+                    .collect();
+                Some(normalize_path(&slashed).unwrap_or(slashed))
+            }
+            Transform::Base64Decode => {
+                use base64::Engine;
+                let trimmed = input.trim_ascii();
+                base64::engine::general_purpose::STANDARD
+                    .decode(trimmed)
+                    .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(trimmed))
+                    .ok()
+            }
+            Transform::JsDecode => js_decode(input),
+            Transform::CmdLine => Some(cmd_line(input)),
+            Transform::RemoveNulls => input
+                .contains(&0)
+                .then(|| input.iter().copied().filter(|&byte| byte != 0).collect()),
+            Transform::ReplaceComments => replace_comments(input),
+            Transform::HexDecode => hex_decode(input),
+        }
+    }
+}
+
+fn hex_value(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        b'A'..=b'F' => Some(byte - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn url_decode(input: &[u8], unicode: bool) -> Option<Vec<u8>> {
+    if !input.iter().any(|&byte| byte == b'%' || byte == b'+') {
+        return None;
+    }
+    let mut out = Vec::with_capacity(input.len());
+    let mut at = 0;
+    while at < input.len() {
+        let byte = input[at];
+        if byte == b'+' {
+            out.push(b' ');
+            at += 1;
+            continue;
+        }
+        if byte == b'%' {
+            if unicode
+                && matches!(input.get(at + 1), Some(b'u' | b'U'))
+                && let Some(digits) = input.get(at + 2..at + 6)
+                && let Some(code) = digits.iter().try_fold(0u32, |code, &digit| {
+                    Some(code << 4 | u32::from(hex_value(digit)?))
+                })
+            {
+                // Full-width ASCII (U+FF01..U+FF5E) maps to ASCII, as IIS does.
+                let code = if (0xff01..=0xff5e).contains(&code) {
+                    code - 0xfee0
+                } else {
+                    code
+                };
+                if let Some(character) = char::from_u32(code) {
+                    let mut encoded = [0u8; 4];
+                    out.extend_from_slice(character.encode_utf8(&mut encoded).as_bytes());
+                }
+                at += 6;
+                continue;
+            }
+            if let (Some(high), Some(low)) = (
+                input.get(at + 1).copied().and_then(hex_value),
+                input.get(at + 2).copied().and_then(hex_value),
+            ) {
+                out.push(high << 4 | low);
+                at += 3;
+                continue;
+            }
+        }
+        out.push(byte);
+        at += 1;
+    }
+    Some(out)
+}
+
+fn html_entity_decode(input: &[u8]) -> Option<Vec<u8>> {
+    if !input.contains(&b'&') {
+        return None;
+    }
+    const NAMED: [(&[u8], &[u8]); 10] = [
+        (b"lt", b"<"),
+        (b"gt", b">"),
+        (b"amp", b"&"),
+        (b"quot", b"\""),
+        (b"apos", b"'"),
+        (b"nbsp", b" "),
+        (b"colon", b":"),
+        (b"lpar", b"("),
+        (b"rpar", b")"),
+        (b"tab", b"\t"),
+    ];
+    let mut out = Vec::with_capacity(input.len());
+    let mut at = 0;
+    while at < input.len() {
+        if input[at] == b'&' {
+            let rest = &input[at + 1..];
+            let end = rest
+                .iter()
+                .take(12)
+                .position(|&byte| !(byte.is_ascii_alphanumeric() || byte == b'#'))
+                .unwrap_or(rest.len().min(12));
+            let name = &rest[..end];
+            // The `;` is optional, as browsers read it.
+            let consumed = end + usize::from(rest.get(end) == Some(&b';'));
+            let decoded: Option<Vec<u8>> = if let Some(number) = name.strip_prefix(b"#") {
+                let code = if let Some(hex) = number
+                    .strip_prefix(b"x")
+                    .or_else(|| number.strip_prefix(b"X"))
+                {
+                    hex.iter().try_fold(0u32, |code, &digit| {
+                        Some(code.checked_mul(16)? + u32::from(hex_value(digit)?))
+                    })
+                } else {
+                    number.iter().try_fold(0u32, |code, &digit| {
+                        digit
+                            .is_ascii_digit()
+                            .then(|| {
+                                code.checked_mul(10)
+                                    .map(|code| code + u32::from(digit - b'0'))
+                            })
+                            .flatten()
+                    })
+                };
+                code.filter(|_| number.len() > 1 || !number.is_empty())
+                    .and_then(char::from_u32)
+                    .map(|character| character.to_string().into_bytes())
+            } else {
+                NAMED
+                    .iter()
+                    .find(|(entity, _)| entity.eq_ignore_ascii_case(name))
+                    .map(|(_, text)| text.to_vec())
+            };
+            if let Some(decoded) = decoded.filter(|_| !name.is_empty()) {
+                out.extend_from_slice(&decoded);
+                at += 1 + consumed;
+                continue;
+            }
+        }
+        out.push(input[at]);
+        at += 1;
+    }
+    Some(out)
+}
+
+fn is_space(byte: u8) -> bool {
+    matches!(byte, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | 0xa0 | 0)
+}
+
+fn compress_whitespace(input: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut changed = false;
+    let mut in_space = false;
+    for &byte in input {
+        if is_space(byte) {
+            if in_space || byte != b' ' {
+                changed = true;
+            }
+            if !in_space {
+                out.push(b' ');
+            }
+            in_space = true;
+        } else {
+            out.push(byte);
+            in_space = false;
+        }
+    }
+    changed.then_some(out)
+}
+
+fn normalize_path(input: &[u8]) -> Option<Vec<u8>> {
+    if !(input.windows(2).any(|pair| pair == b"//" || pair == b"/.") || input.starts_with(b".")) {
+        return None;
+    }
+    let absolute = input.starts_with(b"/");
+    let trailing = input.ends_with(b"/");
+    let mut segments: Vec<&[u8]> = Vec::new();
+    for segment in input.split(|&byte| byte == b'/') {
+        match segment {
+            b"" | b"." => {}
+            b".." => {
+                if segments.last().is_some_and(|last| *last != b"..") {
+                    segments.pop();
+                } else if !absolute {
+                    segments.push(segment);
+                }
+            }
+            _ => segments.push(segment),
+        }
+    }
+    let mut out = Vec::with_capacity(input.len());
+    if absolute {
+        out.push(b'/');
+    }
+    out.extend_from_slice(&segments.join(&b'/'));
+    if trailing && !segments.is_empty() {
+        out.push(b'/');
+    }
+    Some(out)
+}
+
+fn js_decode(input: &[u8]) -> Option<Vec<u8>> {
+    if !input.contains(&b'\\') {
+        return None;
+    }
+    let mut out = Vec::with_capacity(input.len());
+    let mut at = 0;
+    while at < input.len() {
+        if input[at] == b'\\' && at + 1 < input.len() {
+            let next = input[at + 1];
+            let hex = |from: usize, count: usize| {
+                input.get(from..from + count).and_then(|digits| {
+                    digits.iter().try_fold(0u32, |code, &digit| {
+                        Some(code << 4 | u32::from(hex_value(digit)?))
+                    })
+                })
+            };
+            match next {
+                b'x' => {
+                    if let Some(code) = hex(at + 2, 2) {
+                        out.push(code as u8);
+                        at += 4;
+                        continue;
+                    }
+                }
+                b'u' => {
+                    if let Some(character) = hex(at + 2, 4).and_then(char::from_u32) {
+                        let mut encoded = [0u8; 4];
+                        out.extend_from_slice(character.encode_utf8(&mut encoded).as_bytes());
+                        at += 6;
+                        continue;
+                    }
+                }
+                b'0'..=b'7' => {
+                    let digits = input[at + 1..]
+                        .iter()
+                        .take(3)
+                        .take_while(|byte| (b'0'..=b'7').contains(*byte))
+                        .count();
+                    let code = input[at + 1..at + 1 + digits]
+                        .iter()
+                        .fold(0u32, |code, &digit| code * 8 + u32::from(digit - b'0'));
+                    out.push((code & 0xff) as u8);
+                    at += 1 + digits;
+                    continue;
+                }
+                _ => {
+                    out.push(match next {
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'b' => 0x08,
+                        b'f' => 0x0c,
+                        b'v' => 0x0b,
+                        other => other,
+                    });
+                    at += 2;
+                    continue;
+                }
+            }
+        }
+        out.push(input[at]);
+        at += 1;
+    }
+    Some(out)
+}
+
+fn cmd_line(input: &[u8]) -> Vec<u8> {
+    let mut out: Vec<u8> = Vec::with_capacity(input.len());
+    for &byte in input {
+        match byte {
+            b'\\' | b'"' | b'\'' | b'^' => {}
+            b',' | b';' | b' ' | b'\t' | b'\n' | b'\r' => {
+                if out.last() != Some(&b' ') {
+                    out.push(b' ');
+                }
+            }
+            b'/' | b'(' => {
+                if out.last() == Some(&b' ') {
+                    out.pop();
+                }
+                out.push(byte);
+            }
+            _ => out.push(byte.to_ascii_lowercase()),
+        }
+    }
+    out
+}
+
+fn replace_comments(input: &[u8]) -> Option<Vec<u8>> {
+    if !input.windows(2).any(|pair| pair == b"/*") {
+        return None;
+    }
+    let mut out = Vec::with_capacity(input.len());
+    let mut at = 0;
+    while at < input.len() {
+        if input[at..].starts_with(b"/*") {
+            let end = input[at + 2..]
+                .windows(2)
+                .position(|pair| pair == b"*/")
+                .map_or(input.len(), |position| at + 2 + position + 2);
+            out.push(b' ');
+            at = end;
+            continue;
+        }
+        out.push(input[at]);
+        at += 1;
+    }
+    Some(out)
+}
+
+fn hex_decode(input: &[u8]) -> Option<Vec<u8>> {
+    if input.len() < 2 || !input.len().is_multiple_of(2) {
+        return None;
+    }
+    input
+        .chunks(2)
+        .map(|pair| Some(hex_value(pair[0])? << 4 | hex_value(pair[1])?))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transformations_see_through_encodings() {
+        use Transform::*;
+        let cases: &[(&[Transform], &str, &str)] = &[
+            (&[UrlDecode], "1%27%20OR%20%271%27=%271", "1' OR '1'='1"),
+            (&[UrlDecode], "a+b%zz%4", "a b%zz%4"),
+            (&[UrlDecodeUni], "%u003cscript%uff1e", "<script>"),
+            (&[UrlDecode, UrlDecode], "%253Cscript%253E", "<script>"),
+            (
+                &[HtmlEntityDecode],
+                "&lt;img src=x onerror=&#97;lert(1)&GT;",
+                "<img src=x onerror=alert(1)>",
+            ),
+            (
+                &[HtmlEntityDecode],
+                "&#x6A;avascript&colon;x",
+                "javascript:x",
+            ),
+            (
+                &[HtmlEntityDecode],
+                "Tom &amp Jerry & co",
+                "Tom & Jerry & co",
+            ),
+            (&[Lowercase], "SeLeCt", "select"),
+            (&[CompressWhitespace], "union \t\n  select", "union select"),
+            (&[NormalizePath], "/a/./b//../../etc/passwd", "/etc/passwd"),
+            (&[NormalizePath], "a/../../b/", "../b/"),
+            (
+                &[NormalizePathWin],
+                "..\\..\\windows\\win.ini",
+                "../../windows/win.ini",
+            ),
+            (&[Base64Decode], "PHNjcmlwdD4=", "<script>"),
+            (&[JsDecode], "\\x3cscript\\u003e\\101", "<script>A"),
+            (&[CmdLine], "C^a\"t /e't'c/pa\\ss;w", "cat/etc/pass w"),
+            (&[RemoveNulls], "a\0b", "ab"),
+            (&[ReplaceComments], "UNION/**/SELECT/* x", "UNION SELECT "),
+            (&[HexDecode], "3c73", "<s"),
+            (&[HexDecode], "3c7", "3c7"),
+        ];
+        for (transforms, input, expected) in cases {
+            let output = apply(transforms, input.as_bytes());
+            assert_eq!(
+                String::from_utf8_lossy(&output),
+                *expected,
+                "{transforms:?} {input:?}"
+            );
+        }
+        assert!(matches!(
+            apply(&[UrlDecode, Lowercase], b"plain"),
+            Cow::Borrowed(_)
+        ));
+    }
+}
