@@ -181,13 +181,103 @@ fn body_fields(headers: &HeaderMap, body: &[u8]) -> Vec<String> {
         return vec![String::from_utf8_lossy(body).into_owned()];
     }
     if content_type.starts_with("multipart/") {
-        return vec![String::from_utf8_lossy(body).into_owned()];
+        // The boundary as sent (content types are case-insensitive, boundaries not).
+        let boundary = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| {
+                let at = value.to_ascii_lowercase().find("boundary=")?;
+                let boundary = value[at + "boundary=".len()..].split(';').next()?;
+                Some(boundary.trim().trim_matches('"').to_owned())
+            });
+        return match boundary {
+            Some(boundary) if !boundary.is_empty() => multipart_fields(body, &boundary),
+            _ => vec![String::from_utf8_lossy(body).into_owned()],
+        };
+    }
+    if content_type.contains("xml") {
+        return xml_fields(body);
     }
     // Forms, and bodies without a type, are read as forms, as CRS reads them.
     form_urlencoded::parse(body)
         .flat_map(|(name, value)| [name.into_owned(), value.into_owned()])
         .filter(|text| !text.is_empty())
         .collect()
+}
+
+/// The values of a multipart body's parts, and their file names.
+fn multipart_fields(body: &[u8], boundary: &str) -> Vec<String> {
+    let text = String::from_utf8_lossy(body);
+    let delimiter = format!("--{boundary}");
+    let mut fields = Vec::new();
+    for part in text.split(delimiter.as_str()).skip(1) {
+        if part.starts_with("--") {
+            break;
+        }
+        let part = part.trim_start_matches(['\r', '\n']);
+        let (head, value) = part
+            .split_once("\r\n\r\n")
+            .or_else(|| part.split_once("\n\n"))
+            .unwrap_or((part, ""));
+        for line in head.lines() {
+            if let Some(at) = line.to_ascii_lowercase().find("filename=") {
+                let name = line[at + "filename=".len()..]
+                    .split(';')
+                    .next()
+                    .unwrap_or("");
+                fields.push(name.trim().trim_matches('"').to_owned());
+            }
+        }
+        let value = value
+            .strip_suffix("\r\n")
+            .or_else(|| value.strip_suffix('\n'))
+            .unwrap_or(value);
+        if !value.is_empty() {
+            fields.push(value.to_owned());
+        }
+    }
+    fields
+}
+
+/// The text and attribute values of an XML document (not its names, which the document's
+/// schema fixes), read leniently.
+fn xml_fields(body: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(body);
+    let mut fields = Vec::new();
+    let mut rest = text.as_ref();
+    while let Some(open) = rest.find('<') {
+        let content = rest[..open].trim();
+        if !content.is_empty() {
+            fields.push(content.to_owned());
+        }
+        if let Some(cdata) = rest[open..].strip_prefix("<![CDATA[") {
+            let end = cdata.find("]]>").unwrap_or(cdata.len());
+            fields.push(cdata[..end].to_owned());
+            rest = cdata.get(end + 3..).unwrap_or("");
+            continue;
+        }
+        let Some(close) = rest[open..].find('>') else {
+            break;
+        };
+        let tag = &rest[open + 1..open + close];
+        if !tag.starts_with('?') && !tag.starts_with('!') {
+            // Attribute values: the quoted strings of the tag.
+            let mut quoted = tag;
+            while let Some(start) = quoted.find(['"', '\'']) {
+                let quote = &quoted[start..=start];
+                let after = &quoted[start + 1..];
+                let Some(end) = after.find(quote) else { break };
+                fields.push(after[..end].to_owned());
+                quoted = &after[end + 1..];
+            }
+        }
+        rest = &rest[open + close + 1..];
+    }
+    let tail = rest.trim();
+    if !tail.is_empty() {
+        fields.push(tail.to_owned());
+    }
+    fields
 }
 
 /// Every string, number and key of a JSON document (nesting bounded).
@@ -291,6 +381,28 @@ mod tests {
             inspection.size(&Field::Body),
             usize::MAX,
             "oversize counts as too large"
+        );
+
+        let client = "127.0.0.1".parse().expect("address");
+        let mut multipart = HeaderMap::new();
+        multipart.insert(
+            "content-type",
+            "multipart/form-data; boundary=XyZ".parse().expect("value"),
+        );
+        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nfirst value\r\n--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"shell.php\"\r\nContent-Type: text/plain\r\n\r\n<?php echo 1;\r\n--XyZ--\r\n";
+        let inspection = Inspection::new("POST", "/", None, &multipart, body, false, client);
+        assert_eq!(
+            values(&inspection, &Field::BodyFields),
+            ["first value", "shell.php", "<?php echo 1;"]
+        );
+
+        let mut xml = HeaderMap::new();
+        xml.insert("content-type", "application/xml".parse().expect("value"));
+        let body = b"<?xml version=\"1.0\"?><order id='7' note=\"gift\"><item>Mug</item><![CDATA[raw <b>]]></order>";
+        let inspection = Inspection::new("POST", "/", None, &xml, body, false, client);
+        assert_eq!(
+            values(&inspection, &Field::BodyFields),
+            ["7", "gift", "Mug", "raw <b>"]
         );
     }
 }

@@ -141,7 +141,7 @@ fn any_of(field: Field, strings: &[&str], transforms: &[Transform]) -> Statement
 
 use Transform::{
     CmdLine, CompressWhitespace, HtmlEntityDecode, JsDecode, Lowercase, NormalizePathWin,
-    RemoveNulls, ReplaceComments, UrlDecodeUni,
+    RemoveNulls, RemoveShellQuotes, ReplaceComments, UrlDecodeUni,
 };
 
 fn header(name: &'static str) -> Field {
@@ -239,10 +239,13 @@ fn sqli() -> Vec<(&'static str, Statement)> {
     vec![
         (
             "SC-SQLI-001",
-            over(inputs(), |field| Statement::Sqli {
-                field,
-                transforms: vec![RemoveNulls],
-            }),
+            over(
+                [inputs(), vec![header("user-agent"), header("referer")]].concat(),
+                |field| Statement::Sqli {
+                    field,
+                    transforms: vec![RemoveNulls],
+                },
+            ),
         ),
         (
             "SC-SQLI-002",
@@ -257,6 +260,16 @@ fn sqli() -> Vec<(&'static str, Statement)> {
                 regex(
                     field,
                     r"(?i)\bunion\b(?:\s|\(|/\*.*?\*/)*(?:all|distinct)?(?:\s|\()*select\b|\b(?:sleep|benchmark|pg_sleep|extractvalue|updatexml|load_file|sys_eval|dbms_pipe\.receive_message)\s*\(|\bwaitfor\s+delay\b|\binformation_schema\b|\bxp_cmdshell\b|\binto\s+(?:out|dump)file\b|\b(?:select|insert|update|delete)\b[^;]{0,100}\b(?:from|into|set)\b[^;]{0,100}\b(?:where|values|limit)\b|'\s*(?:or|and|\|\||&&)\s*'?\w*'?\s*(?:=|like|<|>)|;\s*(?:drop|truncate|alter|shutdown)\b",
+                    &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
+                )
+            }),
+        ),
+        (
+            "SC-SQLI-004",
+            over(inputs(), |field| {
+                regex(
+                    field,
+                    r"(?i)\b(?:find_in_set|group_concat|concat_ws|sqlite_\w+|pg_(?:sleep|read_file|ls_dir|client_encoding|user|database)|jsonb?_\w+|xp_\w+|dbms_\w+|utl_\w+|load_file|extractvalue|updatexml|name_const|row_count|found_rows|last_insert_id|make_set|elt|export_set|procedure\s+analyse)\s*\(|\b(?:version|database|schema|user|current_user|system_user|session_user|connection_id)\s*\(\s*\)|@@(?:version|datadir|hostname|basedir|tmpdir)\b|\b(?:information_schema|pg_catalog|pg_toast|sqlite_(?:temp_)?master|msysaccessobjects|msysobjects|master\.\.sysdatabases|northwind|tempdb|mysql\.(?:user|db))\b|::\s*jsonb?\b|'\s*(?:@>|<@)",
                     &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
                 )
             }),
@@ -282,6 +295,22 @@ fn xss() -> Vec<(&'static str, Statement)> {
                 regex(
                     field,
                     r"(?i)<\s*/?\s*(?:script|iframe|object|embed|applet|svg|math|form|base|link|meta|frameset|isindex)\b|\b(?:java|vb|live)script\s*:|\bon(?:error|load|unload|mouse\w+|focus\w*|blur|click|dblclick|submit|change|input|key\w+|toggle|animation\w+|transition\w+|pointer\w+|begin|end|hashchange|pageshow|message|wheel|scroll|drag\w*|drop|copy|cut|paste|invalid|search|select|show|start|finish)\s*=|\bsrcdoc\s*=|data\s*:\s*text/html|\bexpression\s*\(|<\s*\w+[^>]*\bstyle\s*=[^>]*(?:expression|url)\s*\(",
+                    &[
+                        UrlDecodeUni,
+                        HtmlEntityDecode,
+                        JsDecode,
+                        RemoveNulls,
+                        CompressWhitespace,
+                    ],
+                )
+            }),
+        ),
+        (
+            "SC-XSS-003",
+            over(inputs(), |field| {
+                regex(
+                    field,
+                    r"(?i)<\s*\w+\b[^>]*\b(?:on\w+|formaction|xlink:href|srcset|dynsrc|lowsrc|background|poster|action)\s*=|\b(?:eval|settimeout|setinterval|execscript|alert|prompt|confirm|atob|fromcharcode|importscripts)\s*(?:\(|`)|\b(?:window|self|top|parent|frames|globalthis|document)\s*\[\s*['\x22`]|['\x22`]\s*\+\s*['\x22`]\s*\]\s*\(|\.cookie\b[^;]{0,80};\W*(?:expires|domain)\W*=|\bhttp-equiv\W+set-cookie\b",
                     &[
                         UrlDecodeUni,
                         HtmlEntityDecode,
@@ -419,7 +448,7 @@ fn command_injection() -> Vec<(&'static str, Statement)> {
                 regex(
                     field,
                     r"(?i)(?:[;&|`\n\r]|\$\(|\|\||&&)\s*(?:/?(?:usr/)?(?:s?bin/)?)(?:cat|ls|id|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|dash|python[23]?|perl|ruby|php|chmod|chown|rm|echo|ping|nslookup|dig|telnet|ssh|scp|tftp|busybox|sleep|kill|ps|env|printenv|more|less|head|tail|nohup|xterm|gcc|awk|sed|find|grep|ifconfig|netstat|crontab|useradd|passwd|sudo|su|tar|base64|xxd|nmap|socat|mkfifo|timeout)\b",
-                    &[UrlDecodeUni, RemoveNulls],
+                    &[UrlDecodeUni, RemoveNulls, RemoveShellQuotes],
                 )
             }),
         ),
@@ -443,15 +472,31 @@ fn command_injection() -> Vec<(&'static str, Statement)> {
                 )
             }),
         ),
+        (
+            "SC-CMD-004",
+            over(fields(), |field| {
+                regex(
+                    field,
+                    r"(?i)\bfor\s+(?:/[a-z]\s+(?:\x22[^\x22]*\x22\s+)?)?%%?~?[a-z0-9]+\s+in\s*\(|\bif\s+(?:/i\s+)?(?:not\s+)?(?:exist|defined|errorlevel|cmdextversion)\b",
+                    &[UrlDecodeUni],
+                )
+            }),
+        ),
+        (
+            "SC-CMD-005",
+            over(fields(), |field| {
+                regex(
+                    field,
+                    r"\)\s*\(\s*[|&!]\s*\(?|\*\)\s*\(\s*\w+\s*[<>~]?=|\)\s*\(\s*\w+\s*=\s*\*",
+                    &[UrlDecodeUni],
+                )
+            }),
+        ),
     ]
 }
 
 fn php() -> Vec<(&'static str, Statement)> {
-    let fields = || {
-        let mut fields = inputs();
-        fields.push(Field::UriPath);
-        fields
-    };
+    let fields = || vec![Field::AllQueryArguments, Field::BodyFields, Field::UriPath];
     vec![
         (
             "SC-PHP-001",
@@ -486,6 +531,16 @@ fn php() -> Vec<(&'static str, Statement)> {
                 )
             }),
         ),
+        (
+            "SC-PHP-003",
+            over(fields(), |field| {
+                regex(
+                    field,
+                    r"\$+[A-Za-z_\x7f-\xff][\w\x7f-\xff]*\s*(?:\[[^\]]{0,40}\]\s*|\{[^}]{0,40}\}\s*)*\(|\$\{[^}]{1,80}\}\s*\(|(?i)\.(?:php\d?|phtml|phar|pht|phps)\s*$",
+                    &[UrlDecodeUni, ReplaceComments, RemoveNulls],
+                )
+            }),
+        ),
     ]
 }
 
@@ -514,6 +569,75 @@ fn java() -> Vec<(&'static str, Statement)> {
                     field,
                     r"(?i)\brequire\s*\(\s*['\x22](?:child_process|fs|net|vm|os)['\x22]\s*\)|\bprocess\.(?:mainmodule|binding|env)\b|\b__proto__\b|\bconstructor\s*\[\s*['\x22]?prototype|\bchild_process\b|\.constructor\s*\(\s*['\x22]return",
                     &[UrlDecodeUni, JsDecode],
+                )
+            }),
+        ),
+        (
+            "SC-JAVA-003",
+            over(fields(), |field| {
+                any_of(
+                    field,
+                    &[
+                        "com.opensymphony.xwork2",
+                        "org.apache.struts2",
+                        "java.lang.",
+                        "java.beans.",
+                        "java.rmi.",
+                        "java.util.prefs",
+                        "javax.naming",
+                        "javax.management",
+                        "javax.script",
+                        "sun.misc.",
+                        "sun.reflect.",
+                        "com.sun.jndi",
+                        "com.sun.rowset",
+                        "org.springframework.",
+                        "org.codehaus.groovy",
+                        "groovy.lang.",
+                        "bsh.interpreter",
+                        "org.mozilla.javascript",
+                        "freemarker.template",
+                        "org.apache.velocity",
+                        "com.thoughtworks.xstream",
+                        "org.yaml.snakeyaml",
+                        "org.hibernate.",
+                        "org.apache.xalan",
+                        "org.apache.xbean",
+                        "org.apache.commons.collections",
+                        "org.apache.commons.beanutils",
+                        "org.apache.commons.fileupload",
+                        "org.apache.tomcat",
+                        "org.apache.catalina",
+                        "org.jboss.",
+                        "net.sf.json",
+                        "jdk.jshell",
+                        "jdk.nashorn",
+                        "com.mchange.v2",
+                        "com.rometools",
+                        "org.eclipse.jetty",
+                        "weblogic.",
+                        "processbuilder",
+                        "clonetransformer",
+                        "forclosure",
+                        "instantiatefactory",
+                        "instantiatetransformer",
+                        "invokertransformer",
+                        "prototypeclonefactory",
+                        "prototypeserializationfactory",
+                        "whileclosure",
+                        "chainedtransformer",
+                        "constanttransformer",
+                        "lazymap",
+                        "templatesimpl",
+                        "jdbcrowsetimpl",
+                        "xmldecoder",
+                        "getruntime",
+                        "getclassloader",
+                        "classloader",
+                        "rO0AB",
+                        "aced0005",
+                    ],
+                    &[UrlDecodeUni, JsDecode, RemoveNulls],
                 )
             }),
         ),

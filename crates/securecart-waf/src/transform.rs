@@ -30,6 +30,9 @@ pub enum Transform {
     CmdLine,
     /// NUL bytes removed.
     RemoveNulls,
+    /// The characters a shell drops inside a word removed (`\`, `"`, `'`, `^`), so that
+    /// `c'a't` reads `cat`; separators stay.
+    RemoveShellQuotes,
     /// C comments (`/* */`) made one space.
     ReplaceComments,
     /// Hex digits decoded to bytes (the whole value, if it is hex).
@@ -77,6 +80,16 @@ impl Transform {
             }
             Transform::JsDecode => js_decode(input),
             Transform::CmdLine => Some(cmd_line(input)),
+            Transform::RemoveShellQuotes => input
+                .iter()
+                .any(|byte| matches!(byte, b'\\' | b'"' | b'\'' | b'^'))
+                .then(|| {
+                    input
+                        .iter()
+                        .copied()
+                        .filter(|byte| !matches!(byte, b'\\' | b'"' | b'\'' | b'^'))
+                        .collect()
+                }),
             Transform::RemoveNulls => input
                 .contains(&0)
                 .then(|| input.iter().copied().filter(|&byte| byte != 0).collect()),
@@ -429,6 +442,11 @@ mod tests {
             (&[JsDecode], "\\x3cscript\\u003e\\101", "<script>A"),
             (&[CmdLine], "C^a\"t /e't'c/pa\\ss;w", "cat/etc/pass w"),
             (&[RemoveNulls], "a\0b", "ab"),
+            (
+                &[RemoveShellQuotes],
+                ";c'a't /e\\tc/pa\"ss\"wd",
+                ";cat /etc/passwd",
+            ),
             (&[ReplaceComments], "UNION/**/SELECT/* x", "UNION SELECT "),
             (&[HexDecode], "3c73", "<s"),
             (&[HexDecode], "3c7", "3c7"),
