@@ -242,7 +242,31 @@ pub struct Edge {
     pub target_groups: Vec<TargetGroup>,
     /// The cache, if the edge has one.
     pub cache: Option<EdgeCache>,
+    /// The web ACL, if the edge has one.
+    pub waf: Option<EdgeWaf>,
 }
+
+/// The edge's web ACL.
+#[derive(Debug, Clone)]
+pub struct EdgeWaf {
+    /// The managed rule groups' names, in order.
+    pub managed_groups: Vec<String>,
+    /// How many bytes of a body are inspected.
+    pub body_limit: usize,
+    /// Whether a larger body blocks the request.
+    pub oversize_blocks: bool,
+}
+
+/// The managed rule groups a web ACL may name.
+pub const WAF_GROUPS: [&str; 7] = [
+    "core",
+    "sql-injection",
+    "xss",
+    "known-bad-inputs",
+    "command-injection",
+    "php",
+    "java",
+];
 
 /// The edge's cache.
 #[derive(Debug, Clone)]
@@ -993,6 +1017,53 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
                 .collect();
             resolve_cache(cache, &regions, &edge_path.key("cache"), findings)
         }),
+        waf: raw
+            .edge
+            .waf
+            .as_ref()
+            .map(|waf| resolve_waf(waf, &edge_path.key("waf"), findings)),
+    }
+}
+
+fn resolve_waf(raw: &crate::raw::RawWaf, path: &FieldPath, findings: &mut Findings) -> EdgeWaf {
+    let managed_groups = raw
+        .managed_groups
+        .clone()
+        .unwrap_or_else(|| WAF_GROUPS.iter().map(|group| (*group).to_owned()).collect());
+    for (index, group) in managed_groups.iter().enumerate() {
+        if !WAF_GROUPS.contains(&group.as_str()) {
+            findings.problem(
+                path.key("managed_groups").index(index),
+                format!(
+                    "`{group}` is not a managed rule group: {}",
+                    WAF_GROUPS.join(", ")
+                ),
+            );
+        } else if managed_groups[..index].contains(group) {
+            findings.problem(
+                path.key("managed_groups").index(index),
+                format!("`{group}` is listed twice"),
+            );
+        }
+    }
+    if !(1..=64).contains(&raw.body_inspection_kib) {
+        findings.problem(path.key("body_inspection_kib"), "must be from 1 to 64");
+    }
+    let oversize_blocks = match raw.oversize.as_str() {
+        "continue" => false,
+        "block" => true,
+        other => {
+            findings.problem(
+                path.key("oversize"),
+                format!("`{other}` is not `continue` or `block`"),
+            );
+            false
+        }
+    };
+    EdgeWaf {
+        managed_groups,
+        body_limit: usize::try_from(raw.body_inspection_kib * 1024).unwrap_or(usize::MAX),
+        oversize_blocks,
     }
 }
 

@@ -353,6 +353,35 @@ pub struct RawEdge {
     /// The edge's cache, as CloudFront in front of the shop; without it nothing is cached.
     #[serde(default)]
     pub cache: Option<RawCache>,
+    /// A web ACL in front of every listener (AWS WAF's); without it, none.
+    #[serde(default)]
+    pub waf: Option<RawWaf>,
+}
+
+/// The edge's web ACL: SecureCart's managed rule groups, blocking with 403.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWaf {
+    /// The managed rule groups, in the order they run: `core`, `sql-injection`, `xss`,
+    /// `known-bad-inputs`, `command-injection`, `php`, `java`. All of them by default.
+    #[serde(default)]
+    pub managed_groups: Option<Vec<String>>,
+    /// How much of a request body is inspected, in KiB (1 to 64).
+    #[serde(default = "default_waf_body_kib")]
+    pub body_inspection_kib: u64,
+    /// What a body larger than that does: `continue` (its start is inspected) or `block`.
+    #[serde(default = "default_waf_oversize")]
+    pub oversize: String,
+}
+
+/// The default body inspection size (AWS WAF's for ALB), in KiB.
+pub fn default_waf_body_kib() -> u64 {
+    8
+}
+
+/// By default an oversize body is inspected as far as the limit.
+pub fn default_waf_oversize() -> String {
+    "continue".to_owned()
 }
 
 /// The edge's HTTP cache: one memory store per edge, and behaviours that say which paths

@@ -378,6 +378,18 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "no region is named `mars-1`",
         ),
         (
+            "oversize = \"continue\"",
+            "oversize = \"maybe\"",
+            "edge.waf.oversize",
+            "not `continue` or `block`",
+        ),
+        (
+            "managed_groups = [\"core\",",
+            "managed_groups = [\"core\", \"ai\",",
+            "edge.waf.managed_groups[1]",
+            "not a managed rule group",
+        ),
+        (
             "disk_mib = 1024",
             "disk_mib = 99999999",
             "edge.cache.disk_mib",

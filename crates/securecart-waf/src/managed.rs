@@ -89,8 +89,14 @@ impl Group {
 
 /// The default web ACL: every managed group, blocking; what none blocks is allowed.
 pub fn default_acl() -> WebAcl {
-    let rules = Group::ALL
-        .into_iter()
+    acl(&Group::ALL)
+}
+
+/// A web ACL of these managed groups, in this order, blocking; what none blocks is
+/// allowed.
+pub fn acl(groups: &[Group]) -> WebAcl {
+    let rules = groups
+        .iter()
         .enumerate()
         .flat_map(|(index, group)| group.rules(1000 * (index as u32 + 1)))
         .collect();

@@ -686,6 +686,13 @@ fn check(file: Option<&Path>) -> anyhow::Result<ExitCode> {
             servers.join(", ")
         );
     }
+    if let Some(waf) = &topology.edge.waf {
+        let _ = writeln!(
+            stdout,
+            "  web ACL on every listener: {}",
+            waf.managed_groups.join(", ")
+        );
+    }
     if let Some(cache) = &topology.edge.cache {
         let behaviors: Vec<String> = cache
             .behaviors

@@ -124,6 +124,8 @@ pub fn edge_config(
     for listener in &topology.edge.listeners {
         listeners.push((listener, tls_config(listener, region, base)?));
     }
+    // One web ACL, compiled once, for every listener.
+    let waf = topology.edge.waf.as_ref().map(waf_config);
     let mut target_groups: Vec<TargetGroupConfig> = topology
         .edge
         .target_groups
@@ -157,7 +159,7 @@ pub fn edge_config(
                     })
                     .collect(),
                 default_action: action_config(&listener.default_action),
-                waf: None,
+                waf: waf.clone(),
             })
             .collect(),
         admin: region.edge.admin_address,
@@ -264,6 +266,22 @@ fn shield_groups(topology: &Topology, region: &Region) -> Vec<TargetGroupConfig>
             group
         })
         .collect()
+}
+
+/// The edge's web ACL from the topology's `[edge.waf]`.
+fn waf_config(waf: &securecart_topology::EdgeWaf) -> securecart_edge::waf::WafConfig {
+    use securecart_waf::managed::{Group, acl};
+    // The topology has checked the names.
+    let groups: Vec<Group> = waf
+        .managed_groups
+        .iter()
+        .filter_map(|name| Group::from_name(name))
+        .collect();
+    securecart_edge::waf::WafConfig {
+        acl: std::sync::Arc::new(acl(&groups)),
+        body_limit: waf.body_limit,
+        oversize_blocks: waf.oversize_blocks,
+    }
 }
 
 /// The edge's cache from the topology's `[edge.cache]`, for `region`'s edge.

@@ -356,6 +356,14 @@ async fn up_serves_a_purchase_survives_killed_replicas_and_stops_cleanly() {
     let image_again = shopper.get(&image_url).await;
     assert_eq!(image_again.header("x-cache"), Some("Hit"));
     assert_eq!(image_again.body, image.body);
+    // The web ACL stops an injection before any service sees it.
+    let injected = shopper
+        .get(&format!(
+            "{url}/api/catalog/products?q=1%27%20OR%20%271%27%3D%271"
+        ))
+        .await;
+    assert_eq!(injected.status, 403);
+    assert_eq!(injected.json()["error"]["code"], "blocked");
     // eu-west-1's edge fetches images through us-east-1's (the origin shield).
     let eu_url = report["entry_points"][1]["url"]
         .as_str()
