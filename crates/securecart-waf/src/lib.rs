@@ -6,6 +6,14 @@
 //! It decides; the edge's pipeline asks it (with the request's head and the start of its
 //! body) and answers for it.
 //!
+//! `libinjectionrs` was checked against the C libinjection it ports (commit 85e252a, built
+//! with gcc) on libinjection's own test inputs and corpora, 19,381 inputs: the SQL
+//! injection verdicts agree on all but 8 of 17,149 attack lines (with the same
+//! fingerprints wherever they agree), on all 421 known false positives and on every unit
+//! test input; the XSS verdicts agree on all but 14 of 1,646 (the Rust port misses those
+//! 14, which the managed XSS expressions cover). The C crate `libinjection` cannot be used
+//! here: its build script downloads the C sources.
+//!
 //! **API boundary:** [`WebAcl`] and its [`Rule`]s, [`Inspection`], [`Verdict`], and the
 //! [`managed`] groups.
 
