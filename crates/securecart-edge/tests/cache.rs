@@ -14,11 +14,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use securecart_cache::{CachePolicy, Ttl};
-use securecart_edge::actions::ActionConfig;
-use securecart_edge::{
-    CacheBehavior, CacheConfig, EdgeConfig, HealthCheckConfig, Limits, ListenerConfig,
-    TargetGroupConfig,
-};
+use securecart_edge::{CacheBehavior, CacheConfig, TargetGroupConfig};
 use securecart_testkit::{TestClient, TestServer, serve};
 
 mod common;
@@ -188,58 +184,29 @@ async fn start_edge(origin: SocketAddr) -> RunningEdge {
 
 /// The same edge, fetching its misses through the edge at `shield` first.
 async fn start_edge_shielded(origin: SocketAddr, shield: Option<SocketAddr>) -> RunningEdge {
-    let health_check = HealthCheckConfig {
-        path: "/healthz".to_owned(),
-        interval: Duration::from_millis(200),
-        timeout: Duration::from_millis(500),
-        healthy_threshold: 1,
-        unhealthy_threshold: 2,
-        matcher: vec![200..=299],
-    };
-    let mut target_groups = vec![TargetGroupConfig::new(
-        "origin",
-        vec![origin],
-        health_check.clone(),
-    )];
+    let mut config = common::one_listener("origin", vec![origin]);
     if let Some(shield) = shield {
-        target_groups.push(TargetGroupConfig::new("shield", vec![shield], health_check));
+        config.target_groups.push(TargetGroupConfig::new(
+            "shield",
+            vec![shield],
+            common::quick_health_check(),
+        ));
     }
-    RunningEdge::start(
-        EdgeConfig {
-            region: "test-1".to_owned(),
-            listeners: vec![ListenerConfig {
-                name: "http".to_owned(),
-                listen: "127.0.0.1:0".parse().expect("address"),
-                rules: Vec::new(),
-                default_action: ActionConfig::forward("origin"),
-                tls: None,
-                waf: None,
-            }],
-            admin: "127.0.0.1:0".parse().expect("address"),
-            target_groups,
-            limits: Limits {
-                drain_timeout: Duration::from_secs(2),
-                ..Limits::default()
+    config.cache = Some(CacheConfig {
+        capacity_bytes: 16 * 1024 * 1024,
+        max_object_bytes: 16 * 1024,
+        behaviors: vec![CacheBehavior {
+            name: "static".to_owned(),
+            path_pattern: "/static/*".to_owned(),
+            policy: CachePolicy {
+                ttl: Ttl::default(),
+                ..CachePolicy::default()
             },
-            admin_token: None,
-            cache: Some(CacheConfig {
-                capacity_bytes: 16 * 1024 * 1024,
-                max_object_bytes: 16 * 1024,
-                behaviors: vec![CacheBehavior {
-                    name: "static".to_owned(),
-                    path_pattern: "/static/*".to_owned(),
-                    policy: CachePolicy {
-                        ttl: Ttl::default(),
-                        ..CachePolicy::default()
-                    },
-                    origin_shield: shield.map(|_| "shield".to_owned()),
-                }],
-                disk: None,
-            }),
-        },
-        "http",
-    )
-    .await
+            origin_shield: shield.map(|_| "shield".to_owned()),
+        }],
+        disk: None,
+    });
+    RunningEdge::start(config, "http").await
 }
 
 fn requests(origin: &Origin) -> usize {

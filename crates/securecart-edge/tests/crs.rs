@@ -14,9 +14,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use securecart_edge::actions::ActionConfig;
 use securecart_edge::waf::WafConfig;
-use securecart_edge::{EdgeConfig, HealthCheckConfig, Limits, ListenerConfig, TargetGroupConfig};
 use serde_yaml_ng::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -149,40 +147,9 @@ async fn crs_regression_tests_through_the_managed_web_acl() {
     let upstream =
         securecart_testkit::serve("127.0.0.1", axum::Router::new().fallback(|| async { "ok" }))
             .await;
-    let edge = RunningEdge::start(
-        EdgeConfig {
-            region: "test-1".to_owned(),
-            listeners: vec![ListenerConfig {
-                name: "http".to_owned(),
-                listen: "127.0.0.1:0".parse().expect("address"),
-                rules: Vec::new(),
-                default_action: ActionConfig::forward("app"),
-                tls: None,
-                waf: Some(WafConfig::managed()),
-            }],
-            admin: "127.0.0.1:0".parse().expect("address"),
-            target_groups: vec![TargetGroupConfig {
-                outlier_detection: None,
-                ..TargetGroupConfig::new(
-                    "app",
-                    vec![upstream.address],
-                    HealthCheckConfig {
-                        path: "/".to_owned(),
-                        interval: Duration::from_secs(5),
-                        timeout: Duration::from_secs(1),
-                        healthy_threshold: 1,
-                        unhealthy_threshold: 3,
-                        matcher: vec![200..=499],
-                    },
-                )
-            }],
-            limits: Limits::default(),
-            admin_token: None,
-            cache: None,
-        },
-        "http",
-    )
-    .await;
+    let mut config = common::one_listener("app", vec![upstream.address]);
+    config.listeners[0].waf = Some(WafConfig::managed());
+    let edge = RunningEdge::start(config, "http").await;
     let address: SocketAddr = edge
         .url
         .trim_start_matches("http://")

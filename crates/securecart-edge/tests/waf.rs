@@ -5,11 +5,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
-use securecart_edge::actions::ActionConfig;
 use securecart_edge::waf::WafConfig;
-use securecart_edge::{EdgeConfig, HealthCheckConfig, Limits, ListenerConfig, TargetGroupConfig};
 use securecart_testkit::{TestClient, TestServer, serve};
 
 mod common;
@@ -31,37 +28,9 @@ async fn start_upstream() -> (TestServer, Arc<AtomicUsize>) {
 }
 
 async fn start_edge(upstream: SocketAddr, waf: WafConfig) -> RunningEdge {
-    RunningEdge::start(
-        EdgeConfig {
-            region: "test-1".to_owned(),
-            listeners: vec![ListenerConfig {
-                name: "http".to_owned(),
-                listen: "127.0.0.1:0".parse().expect("address"),
-                rules: Vec::new(),
-                default_action: ActionConfig::forward("app"),
-                tls: None,
-                waf: Some(waf),
-            }],
-            admin: "127.0.0.1:0".parse().expect("address"),
-            target_groups: vec![TargetGroupConfig::new(
-                "app",
-                vec![upstream],
-                HealthCheckConfig {
-                    path: "/healthz".to_owned(),
-                    interval: Duration::from_millis(200),
-                    timeout: Duration::from_millis(500),
-                    healthy_threshold: 1,
-                    unhealthy_threshold: 2,
-                    matcher: vec![200..=299],
-                },
-            )],
-            limits: Limits::default(),
-            admin_token: None,
-            cache: None,
-        },
-        "http",
-    )
-    .await
+    let mut config = common::one_listener("app", vec![upstream]);
+    config.listeners[0].waf = Some(waf);
+    RunningEdge::start(config, "http").await
 }
 
 #[tokio::test]

@@ -205,7 +205,8 @@ fn body_fields(headers: &HeaderMap, body: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// The values of a multipart body's parts, and their file names.
+/// The values of a multipart body's parts, and the names of its files (not their contents:
+/// an uploaded image is bytes, not input to parse, as CRS reads uploads).
 fn multipart_fields(body: &[u8], boundary: &str) -> Vec<String> {
     let text = String::from_utf8_lossy(body);
     let delimiter = format!("--{boundary}");
@@ -219,6 +220,7 @@ fn multipart_fields(body: &[u8], boundary: &str) -> Vec<String> {
             .split_once("\r\n\r\n")
             .or_else(|| part.split_once("\n\n"))
             .unwrap_or((part, ""));
+        let mut file = false;
         for line in head.lines() {
             if let Some(at) = line.to_ascii_lowercase().find("filename=") {
                 let name = line[at + "filename=".len()..]
@@ -226,7 +228,11 @@ fn multipart_fields(body: &[u8], boundary: &str) -> Vec<String> {
                     .next()
                     .unwrap_or("");
                 fields.push(name.trim().trim_matches('"').to_owned());
+                file = true;
             }
+        }
+        if file {
+            continue;
         }
         let value = value
             .strip_suffix("\r\n")
@@ -393,7 +399,7 @@ mod tests {
         let inspection = Inspection::new("POST", "/", None, &multipart, body, false, client);
         assert_eq!(
             values(&inspection, &Field::BodyFields),
-            ["first value", "shell.php", "<?php echo 1;"]
+            ["first value", "shell.php"]
         );
 
         let mut xml = HeaderMap::new();

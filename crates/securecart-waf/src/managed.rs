@@ -207,10 +207,9 @@ fn core() -> Vec<(&'static str, Statement)> {
         ),
         (
             "SC-CORE-003",
-            over(
-                vec![Field::UriPath, Field::QueryString, Field::BodyFields],
-                |field| any_of(field, &["\0"], &[UrlDecodeUni]),
-            ),
+            over(vec![Field::UriPath, Field::QueryString], |field| {
+                any_of(field, &["\0"], &[UrlDecodeUni])
+            }),
         ),
         (
             "SC-CORE-004",

@@ -8,8 +8,48 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use securecart_edge::{Control, Edge, EdgeConfig};
+use securecart_edge::actions::ActionConfig;
+use securecart_edge::{
+    Control, Edge, EdgeConfig, HealthCheckConfig, Limits, ListenerConfig, TargetGroupConfig,
+};
 use tokio::sync::oneshot;
+
+/// A health check of `/healthz` every 200 ms, quick to decide either way.
+pub fn quick_health_check() -> HealthCheckConfig {
+    HealthCheckConfig {
+        path: "/healthz".to_owned(),
+        interval: Duration::from_millis(200),
+        timeout: Duration::from_millis(500),
+        healthy_threshold: 1,
+        unhealthy_threshold: 2,
+        matcher: vec![200..=299],
+    }
+}
+
+/// An edge of one plain-HTTP listener on a free loopback port that forwards everything to
+/// the group `group` of `targets`, without cache, web ACL or admin token: change the fields
+/// to taste.
+pub fn one_listener(group: &str, targets: Vec<SocketAddr>) -> EdgeConfig {
+    EdgeConfig {
+        region: "test-1".to_owned(),
+        listeners: vec![ListenerConfig {
+            name: "http".to_owned(),
+            listen: "127.0.0.1:0".parse().expect("address"),
+            rules: Vec::new(),
+            default_action: ActionConfig::forward(group),
+            tls: None,
+            waf: None,
+        }],
+        admin: "127.0.0.1:0".parse().expect("address"),
+        target_groups: vec![TargetGroupConfig::new(group, targets, quick_health_check())],
+        limits: Limits {
+            drain_timeout: Duration::from_secs(2),
+            ..Limits::default()
+        },
+        admin_token: None,
+        cache: None,
+    }
+}
 
 /// An edge serving in the background.
 pub struct RunningEdge {
