@@ -2,9 +2,61 @@
 //! `FieldToMatch`). Query arguments and form or JSON bodies are parsed once per request,
 //! whatever the number of rules.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::rc::Rc;
 
 use http::HeaderMap;
+
+use crate::transform::{self, Transform};
+
+/// A value after transformations: the value itself when they changed nothing, else a copy
+/// shared by every rule that asks for the same transformations of it.
+#[derive(Debug, Clone)]
+pub enum Transformed<'v> {
+    /// Unchanged.
+    Same(&'v [u8]),
+    /// Changed.
+    Changed(Rc<[u8]>),
+}
+
+impl std::ops::Deref for Transformed<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Transformed::Same(value) => value,
+            Transformed::Changed(value) => value,
+        }
+    }
+}
+
+/// A chain of transformations as one number: four bits per transformation, and the
+/// length, so that equal chains make equal keys without an allocation.
+fn chain_key(transforms: &[Transform]) -> u64 {
+    transforms
+        .iter()
+        .fold(transforms.len() as u64, |key, transform| {
+            key.rotate_left(4) ^ (transform.index() as u64 + 1)
+        })
+}
+
+/// Values shorter than this are transformed and checked again by each rule that asks:
+/// cheaper than remembering them.
+const MEMO_FROM: usize = 256;
+
+/// A value's address and length, and a chain of transformations or a detector.
+type ValueKey = (usize, usize, u64);
+
+/// What rules share while one request is evaluated: transformed values and detector
+/// verdicts, by the address and length of the value (the request's own bytes, or a
+/// transformed copy the memo keeps alive) and the transformations or detector.
+#[derive(Debug, Default)]
+struct Memo {
+    transformed: HashMap<ValueKey, Option<Rc<[u8]>>>,
+    detected: HashMap<ValueKey, bool>,
+}
 
 /// A part of the request a statement inspects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +118,7 @@ pub struct Inspection<'a> {
     body_fields: Vec<String>,
     /// Whether the body was longer than the inspection limit (only its start is here).
     pub body_oversize: bool,
+    memo: RefCell<Memo>,
     /// The client's address.
     pub client: IpAddr,
 }
@@ -110,7 +163,53 @@ impl<'a> Inspection<'a> {
             body_fields,
             body_oversize,
             client,
+            memo: RefCell::default(),
         }
+    }
+
+    /// `value` (one of this request's values) after `transforms`, computed once per
+    /// request whatever the number of rules that ask.
+    pub fn transformed<'v>(&self, value: &'v [u8], transforms: &[Transform]) -> Transformed<'v> {
+        if transforms.is_empty() {
+            return Transformed::Same(value);
+        }
+        if value.len() < MEMO_FROM {
+            return match transform::apply(transforms, value) {
+                std::borrow::Cow::Borrowed(_) => Transformed::Same(value),
+                std::borrow::Cow::Owned(changed) => Transformed::Changed(Rc::from(changed)),
+            };
+        }
+        let key = (value.as_ptr() as usize, value.len(), chain_key(transforms));
+        if let Some(known) = self.memo.borrow().transformed.get(&key) {
+            return known
+                .clone()
+                .map_or(Transformed::Same(value), Transformed::Changed);
+        }
+        let result = match transform::apply(transforms, value) {
+            std::borrow::Cow::Borrowed(_) => None,
+            std::borrow::Cow::Owned(changed) => Some(Rc::<[u8]>::from(changed)),
+        };
+        self.memo
+            .borrow_mut()
+            .transformed
+            .insert(key, result.clone());
+        result.map_or(Transformed::Same(value), Transformed::Changed)
+    }
+
+    /// Whether `detector` (a small number naming it) finds something in `value`, asked once
+    /// per value and detector for the request. `value` must outlive the request's
+    /// evaluation: the request's own bytes, or a [`Transformed`] copy (the memo keeps it).
+    pub fn detected(&self, value: &[u8], detector: u8, detect: impl FnOnce(&[u8]) -> bool) -> bool {
+        if value.len() < MEMO_FROM {
+            return detect(value);
+        }
+        let key = (value.as_ptr() as usize, value.len(), u64::from(detector));
+        if let Some(&known) = self.memo.borrow().detected.get(&key) {
+            return known;
+        }
+        let found = detect(value);
+        self.memo.borrow_mut().detected.insert(key, found);
+        found
     }
 
     /// The request's headers.

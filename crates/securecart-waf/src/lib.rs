@@ -14,6 +14,12 @@
 //! 14, which the managed XSS expressions cover). The C crate `libinjection` cannot be used
 //! here: its build script downloads the C sources.
 //!
+//! Rules share work within one request: each long value's transformations and detector
+//! verdicts are computed once, whatever the number of rules that ask ([`Inspection`]'s
+//! memo). Each rule still scans its fields itself; merging the expressions of rules that
+//! read the same field through the same transformations into one pass is the next step
+//! for speed.
+//!
 //! **API boundary:** [`WebAcl`] and its [`Rule`]s, [`Inspection`], [`Verdict`], and the
 //! [`managed`] groups.
 

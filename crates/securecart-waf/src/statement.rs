@@ -4,7 +4,7 @@
 use ipnet::IpNet;
 
 use crate::inspect::{Field, Inspection};
-use crate::transform::{self, Transform};
+use crate::transform::Transform;
 
 /// Where a byte match looks for its string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,10 +170,16 @@ impl Statement {
                 })
             }
             Statement::Sqli { field, transforms } => find(inspection, field, transforms, |value| {
-                value.len() > 1 && libinjectionrs::detect_sqli(value).is_injection()
+                value.len() > 1
+                    && inspection.detected(value, 0, |value| {
+                        libinjectionrs::detect_sqli(value).is_injection()
+                    })
             }),
             Statement::Xss { field, transforms } => find(inspection, field, transforms, |value| {
-                value.len() > 2 && libinjectionrs::detect_xss(value).is_injection()
+                value.len() > 2
+                    && inspection.detected(value, 1, |value| {
+                        libinjectionrs::detect_xss(value).is_injection()
+                    })
             }),
             Statement::IpSet(networks) => networks
                 .iter()
@@ -228,7 +234,7 @@ fn find(
 ) -> Option<Evidence> {
     let mut evidence = None;
     inspection.any_value(field, |value| {
-        let transformed = transform::apply(transforms, value);
+        let transformed = inspection.transformed(value, transforms);
         if test(&transformed) {
             evidence = Some(Evidence::new(field, &transformed));
             true

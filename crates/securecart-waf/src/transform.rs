@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 /// One transformation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transform {
     /// `%41` and `+` decoded (invalid escapes kept as they are).
     UrlDecode,
@@ -51,6 +51,11 @@ pub fn apply<'a>(transforms: &[Transform], input: &'a [u8]) -> Cow<'a, [u8]> {
 }
 
 impl Transform {
+    /// Its position among the transformations, for keys.
+    pub fn index(self) -> u8 {
+        self as u8
+    }
+
     /// The transformed value, or `None` when it would not change.
     fn run(self, input: &[u8]) -> Option<Vec<u8>> {
         match self {
@@ -231,6 +236,14 @@ fn is_space(byte: u8) -> bool {
 }
 
 fn compress_whitespace(input: &[u8]) -> Option<Vec<u8>> {
+    // Most values have nothing to compress: find out without copying.
+    let needed = input
+        .windows(2)
+        .any(|pair| is_space(pair[0]) && is_space(pair[1]))
+        || input.iter().any(|&byte| is_space(byte) && byte != b' ');
+    if !needed {
+        return None;
+    }
     let mut out = Vec::with_capacity(input.len());
     let mut changed = false;
     let mut in_space = false;
