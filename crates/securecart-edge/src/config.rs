@@ -26,6 +26,11 @@ pub struct EdgeConfig {
     pub admin_token: Option<String>,
     /// The cache (CloudFront's role); none forwards everything.
     pub cache: Option<CacheConfig>,
+    /// Per-client limits (AWS Shield's role); none lets every client send what it will.
+    pub shield: Option<crate::shield::ShieldConfig>,
+    /// The address connections to targets leave from (a host's own public address, so
+    /// that another region's edge knows this one); none lets the system choose.
+    pub upstream_source: Option<std::net::IpAddr>,
 }
 
 /// The edge's HTTP cache: one store for every listener, and the behaviours that say which

@@ -53,6 +53,9 @@ pub struct Control {
     /// The cache, made by the first configuration that has one and kept across reloads
     /// (its capacity is the first configuration's).
     cache: std::sync::OnceLock<Arc<securecart_cache::Cache>>,
+    /// The shield in force: kept across reloads that keep its limits (and so the clients'
+    /// rates), made anew by one that changes them.
+    shield: arc_swap::ArcSwapOption<crate::shield::Shield>,
 }
 
 /// A target that left its group and finishes its requests in flight.
@@ -124,12 +127,18 @@ impl Control {
     ) -> Result<Self, StartError> {
         let groups = build_groups(&config, &[], &pools, &metrics);
         let cache = std::sync::OnceLock::new();
+        let shield = config
+            .shield
+            .clone()
+            .map(|limits| Arc::new(crate::shield::Shield::new(limits)));
+        let shield = arc_swap::ArcSwapOption::new(shield);
         let pipelines = Self::compile(
             &config,
             &groups,
             &listener_ports,
             &metrics,
             Self::cache_for(&cache, &config, &metrics)?,
+            shield.load_full(),
         )?;
         let (stop, _) = watch::channel(false);
         Ok(Self {
@@ -147,6 +156,7 @@ impl Control {
             reload_source: std::sync::OnceLock::new(),
             draining: Arc::default(),
             cache,
+            shield,
         })
     }
 
@@ -183,6 +193,11 @@ impl Control {
         Ok(Some(cache.get_or_init(|| Arc::new(made))))
     }
 
+    /// The edge's shield, if its configuration has one.
+    pub fn shield(&self) -> Option<Arc<crate::shield::Shield>> {
+        self.shield.load_full()
+    }
+
     /// The edge's cache, if its configuration has one.
     pub fn cache(&self) -> Option<&Arc<securecart_cache::Cache>> {
         self.cache.get()
@@ -194,6 +209,7 @@ impl Control {
         listener_ports: &[u16],
         metrics: &EdgeMetrics,
         cache: Option<&Arc<securecart_cache::Cache>>,
+        shield: Option<Arc<crate::shield::Shield>>,
     ) -> Result<Vec<Arc<Pipeline>>, StartError> {
         if let Some(group) = config
             .target_groups
@@ -222,6 +238,7 @@ impl Control {
                     limits: config.limits.clone(),
                     error_log: Default::default(),
                     waf: listener.waf.clone(),
+                    shield: shield.clone(),
                     cache: cache
                         .zip(config.cache.as_ref())
                         .map(|(cache, settings)| {
@@ -305,13 +322,23 @@ impl Control {
         }
         let previous = self.groups();
         let groups = build_groups(&config, &previous, &self.pools, &self.metrics);
+        let shield = if config.shield == current.shield {
+            self.shield.load_full()
+        } else {
+            config
+                .shield
+                .clone()
+                .map(|limits| Arc::new(crate::shield::Shield::new(limits)))
+        };
         let pipelines = Self::compile(
             &config,
             &groups,
             &self.listener_ports,
             &self.metrics,
             Self::cache_for(&self.cache, &config, &self.metrics)?,
+            shield.clone(),
         )?;
+        self.shield.store(shield);
         for (slot, pipeline) in self.slots.iter().zip(pipelines) {
             slot.store(pipeline);
         }
@@ -485,6 +512,7 @@ pub(crate) fn admin_routes(control: Arc<Control>) -> axum::Router {
         .route("/reload", post(reload))
         .route("/cache", get(cache_usage))
         .route("/cache/invalidate", post(invalidate))
+        .route("/shield", get(shield_state))
         .with_state(control)
 }
 
@@ -674,6 +702,24 @@ async fn cache_usage(State(control): State<Arc<Control>>) -> Response {
         "memory": { "keys": keys, "bytes": bytes, "evictions": cache.store.evictions() },
         "disk": disk.map(|(objects, bytes)| serde_json::json!({ "objects": objects, "bytes": bytes })),
         "fetches_under_way": cache.flights.len(),
+    }))
+    .into_response()
+}
+
+/// The shield's state: its requests in flight, and the floods its automatic mitigation
+/// holds back (the path, since when, the clients and the rate they are held to).
+async fn shield_state(State(control): State<Arc<Control>>) -> Response {
+    let Some(shield) = control.shield() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "no_shield",
+            "this edge has no shield",
+        );
+    };
+    Json(serde_json::json!({
+        "requests_in_flight": shield.config().max_requests_in_flight.map(|_| shield.in_flight()),
+        "automatic_mitigation": shield.config().mitigation.is_some(),
+        "floods": shield.floods(),
     }))
     .into_response()
 }

@@ -41,6 +41,16 @@ pub enum EdgeError {
     /// The listener's web ACL blocked the request, by this rule (or its default action).
     #[error("blocked by the web ACL ({0})")]
     Blocked(String),
+    /// The client sends faster than the shield allows; it may again in this many seconds.
+    #[error("rate limited for {0} s")]
+    RateLimited(u64),
+    /// A rule of the shield's automatic mitigation holds the client back for this many
+    /// seconds.
+    #[error("held back by the flood mitigation for {0} s")]
+    Mitigated(u64),
+    /// The edge has as many requests in flight as its shield allows.
+    #[error("shed: too many requests in flight")]
+    Shed,
 }
 
 impl EdgeError {
@@ -50,8 +60,10 @@ impl EdgeError {
             EdgeError::BadRequest(_)
             | EdgeError::BodyTooLarge(_)
             | EdgeError::ClientTimeout
-            | EdgeError::Blocked(_) => ErrorSource::Client,
-            EdgeError::NoTargets(_) => ErrorSource::Internal,
+            | EdgeError::Blocked(_)
+            | EdgeError::RateLimited(_)
+            | EdgeError::Mitigated(_) => ErrorSource::Client,
+            EdgeError::NoTargets(_) | EdgeError::Shed => ErrorSource::Internal,
             EdgeError::Connect(_) | EdgeError::Upstream(_) | EdgeError::Timeout => {
                 ErrorSource::Upstream
             }
@@ -75,6 +87,8 @@ impl EdgeError {
             EdgeError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             EdgeError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             EdgeError::Blocked(_) => StatusCode::FORBIDDEN,
+            EdgeError::RateLimited(_) | EdgeError::Mitigated(_) => StatusCode::TOO_MANY_REQUESTS,
+            EdgeError::Shed => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -89,6 +103,9 @@ impl EdgeError {
             EdgeError::BodyTooLarge(_) => "body_too_large",
             EdgeError::ClientTimeout => "client_timeout",
             EdgeError::Blocked(_) => "blocked",
+            EdgeError::RateLimited(_) => "rate_limited",
+            EdgeError::Mitigated(_) => "mitigated",
+            EdgeError::Shed => "shed",
         }
     }
 }

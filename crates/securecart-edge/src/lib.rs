@@ -18,9 +18,11 @@ pub mod forward;
 pub mod guard;
 pub mod health;
 pub mod metrics;
+pub mod mitigation;
 pub mod pipeline;
 pub mod pool;
 pub mod rules;
+pub mod shield;
 pub mod tls;
 pub mod upstream;
 pub mod waf;
@@ -173,6 +175,7 @@ impl Edge {
         let metrics = EdgeMetrics::register(&mut registry);
         let pools = pool::Pools::new(pool::PoolSettings {
             connect_timeout: config.limits.connect_timeout,
+            source: config.upstream_source,
             ..Default::default()
         });
         pools.start_reaper();
@@ -269,6 +272,26 @@ impl Edge {
             region,
         } = self;
         control.restart_health_checks().await;
+        // The shield closes its mitigation windows and forgets clients quiet for long
+        // enough, so that its memory follows the clients of the last minutes.
+        let ticking = Arc::downgrade(&control);
+        let shield_task = tokio::spawn(async move {
+            loop {
+                let interval = ticking
+                    .upgrade()
+                    .and_then(|control| control.shield())
+                    .map_or(std::time::Duration::from_secs(1), |shield| {
+                        shield.tick_interval()
+                    });
+                tokio::time::sleep(interval).await;
+                let Some(control) = ticking.upgrade() else {
+                    return;
+                };
+                if let Some(shield) = control.shield() {
+                    shield.tick(&control.metrics);
+                }
+            }
+        });
         let (admin_stop_sender, mut admin_stop) = watch::channel(false);
         let admin_task = tokio::spawn(admin.serve(async move {
             let _ = admin_stop.wait_for(|stopped| *stopped).await;
@@ -321,6 +344,7 @@ impl Edge {
         control.stop_health_checks().await;
         let _ = admin_stop_sender.send(true);
         let _ = admin_task.await;
+        shield_task.abort();
         Ok(())
     }
 }
@@ -361,6 +385,19 @@ async fn accept_loop(
                         continue;
                     }
                 };
+                // The shield: past its connection limit, a client's new connection closes.
+                let client_permit = match control.shield() {
+                    None => None,
+                    Some(shield) => match shield.connect(peer.ip()) {
+                        Some(client_permit) => client_permit,
+                        None => {
+                            control.metrics.edge_error("connection_limited");
+                            drop(stream);
+                            continue;
+                        }
+                    },
+                };
+                let permit = (permit, client_permit);
                 let _ = stream.set_nodelay(true);
                 control.metrics.connections.inc();
                 control.metrics.connections_active.inc();
@@ -410,7 +447,8 @@ fn serve_connection<IO>(
     control: &Control,
     builder: &auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    // Held until the connection closes: the listener's connection slot and the client's.
+    permit: impl Send + 'static,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {

@@ -139,6 +139,10 @@ pub struct EdgeMetrics {
     pub connections_active: Gauge,
     /// Client connections accepted.
     pub connections: Counter,
+    /// Floods the shield's automatic mitigation detected.
+    pub shield_floods: Counter,
+    /// Clients held back by the automatic mitigation's rules now.
+    pub shield_mitigated_clients: Gauge,
 }
 
 impl EdgeMetrics {
@@ -164,6 +168,8 @@ impl EdgeMetrics {
             cache_evictions: Counter::default(),
             connections_active: Gauge::default(),
             connections: Counter::default(),
+            shield_floods: Counter::default(),
+            shield_mitigated_clients: Gauge::default(),
         };
         registry.register(
             "healthy_targets",
@@ -235,6 +241,16 @@ impl EdgeMetrics {
             "connections",
             "Client connections accepted",
             metrics.connections.clone(),
+        );
+        registry.register(
+            "shield_floods",
+            "Floods the shield's automatic mitigation detected",
+            metrics.shield_floods.clone(),
+        );
+        registry.register(
+            "shield_mitigated_clients",
+            "Clients held back by the automatic mitigation's rules now",
+            metrics.shield_mitigated_clients.clone(),
         );
         metrics
     }

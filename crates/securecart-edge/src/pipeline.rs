@@ -4,8 +4,9 @@
 //! 1. **context** ([`crate::context`]): the request's trace (continued or new), client
 //!    address and start time.
 //! 2. **guard** ([`crate::guard`]): ambiguous framing (both `Content-Length` and
-//!    `Transfer-Encoding`, and the like) is refused with 400 and the connection closed.
-//!    *(shield: per-client limits — a later stage)*
+//!    `Transfer-Encoding`, and the like) is refused with 400 and the connection closed;
+//!    then the **shield** ([`crate::shield`]): a client past its request rate gets 429, and
+//!    past the edge's requests in flight a request that is not on a priority path gets 503.
 //! 3. **waf** ([`crate::waf`]): the listener's web ACL, on the head and the start of the
 //!    body; a block is answered 403.
 //! 4. **rules** ([`crate::rules`]): the listener's first matching rule, or its default
@@ -45,6 +46,7 @@ use crate::forward;
 use crate::guard;
 use crate::metrics::EdgeMetrics;
 use crate::rules::{RequestHead, RuleSet};
+use crate::shield::Refusal;
 use crate::upstream::{self, EdgeBody};
 use securecart_cache::key::cookie;
 
@@ -73,6 +75,8 @@ pub struct Pipeline {
     pub cache: Option<CacheStage>,
     /// The listener's web ACL, if it has one.
     pub waf: Option<crate::waf::WafConfig>,
+    /// The edge's per-client limits, if it has them.
+    pub shield: Option<Arc<crate::shield::Shield>>,
 }
 
 /// What the request stages decided, for the respond stage.
@@ -89,6 +93,11 @@ struct Outcome<'p> {
     stick_to: Option<(&'p str, std::time::Duration)>,
     /// The target to pin the client to: (cookie name, target, how long).
     stick_to_target: Option<(&'static str, &'p str, std::time::Duration)>,
+}
+
+/// Whole seconds for `Retry-After`, at least one.
+fn retry_after(wait: std::time::Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
 }
 
 /// The parts of a request its access log line needs, copied before the request moves on.
@@ -255,6 +264,24 @@ impl Pipeline {
         if let Err(error) = guard::check(request.version(), request.headers()) {
             return Outcome::refused("none", "", error);
         }
+
+        // Stage 2: the shield (the client's request rate, the edge's requests in flight).
+        // The admission is held until the answer's head is ready.
+        let _admitted = match &self.shield {
+            None => None,
+            Some(shield) => match shield.admit(context.client.ip(), request.uri().path()) {
+                Ok(admitted) => Some(admitted),
+                Err(Refusal::RateLimited(wait)) => {
+                    let error = EdgeError::RateLimited(retry_after(wait));
+                    return Outcome::refused("shield", "", error);
+                }
+                Err(Refusal::Mitigated(wait)) => {
+                    let error = EdgeError::Mitigated(retry_after(wait));
+                    return Outcome::refused("shield", "", error);
+                }
+                Err(Refusal::Shed) => return Outcome::refused("shield", "", EdgeError::Shed),
+            },
+        };
 
         // Stage 3: the web ACL.
         let request = match &self.waf {
@@ -509,6 +536,11 @@ pub fn error_response(error: &EdgeError) -> Response<EdgeBody> {
         EdgeError::BodyTooLarge(_) => "The request body is too large.",
         EdgeError::ClientTimeout => "The request body did not arrive in time.",
         EdgeError::Blocked(_) => "The request was blocked by the web application firewall.",
+        EdgeError::RateLimited(_) => "Too many requests from this address: slow down.",
+        EdgeError::Shed => "The shop is very busy: try again in a moment.",
+        EdgeError::Mitigated(_) => {
+            "This address sends far more than shoppers do and is held back: slow down."
+        }
     };
     let body =
         serde_json::json!({ "error": { "code": error.code(), "message": message } }).to_string();
@@ -521,6 +553,16 @@ pub fn error_response(error: &EdgeError) -> Response<EdgeBody> {
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let retry_after = match error {
+        EdgeError::RateLimited(seconds) | EdgeError::Mitigated(seconds) => Some(*seconds),
+        EdgeError::Shed => Some(1),
+        _ => None,
+    };
+    if let Some(seconds) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
     response
 }
 

@@ -36,6 +36,8 @@ pub struct PoolSettings {
     pub idle_timeout: Duration,
     /// The most idle connections kept per target.
     pub max_idle: usize,
+    /// The address connections leave from; none lets the system choose.
+    pub source: Option<std::net::IpAddr>,
 }
 
 impl Default for PoolSettings {
@@ -44,6 +46,7 @@ impl Default for PoolSettings {
             connect_timeout: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(60),
             max_idle: 256,
+            source: None,
         }
     }
 }
@@ -272,13 +275,23 @@ impl TargetPool {
     }
 
     async fn connect(&self) -> Result<TcpStream, PoolError> {
-        let stream = tokio::time::timeout(
-            self.settings.connect_timeout,
-            TcpStream::connect(self.address),
-        )
-        .await
-        .map_err(|_| PoolError::Connect(format!("connecting to {} timed out", self.address)))?
-        .map_err(|error| PoolError::Connect(format!("connecting to {}: {error}", self.address)))?;
+        let connecting = async {
+            let Some(source) = self.settings.source else {
+                return TcpStream::connect(self.address).await;
+            };
+            let socket = match source {
+                std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+                std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+            };
+            socket.bind(SocketAddr::new(source, 0))?;
+            socket.connect(self.address).await
+        };
+        let stream = tokio::time::timeout(self.settings.connect_timeout, connecting)
+            .await
+            .map_err(|_| PoolError::Connect(format!("connecting to {} timed out", self.address)))?
+            .map_err(|error| {
+                PoolError::Connect(format!("connecting to {}: {error}", self.address))
+            })?;
         // Requests are small writes that must leave at once.
         let _ = stream.set_nodelay(true);
         Ok(stream)

@@ -257,6 +257,8 @@ async fn start_edge_with_limits(
             limits,
             admin_token: Some(ADMIN_TOKEN.to_owned()),
             cache: None,
+            shield: None,
+            upstream_source: None,
         },
         "http",
     )
@@ -729,6 +731,8 @@ async fn https_listeners_pick_certificates_by_sni_and_speak_http2_by_alpn() {
             limits: Limits::default(),
             admin_token: None,
             cache: None,
+            shield: None,
+            upstream_source: None,
         },
         "https",
     )
@@ -1216,6 +1220,8 @@ fn control_config(a: SocketAddr, b: SocketAddr) -> EdgeConfig {
         limits: Limits::default(),
         admin_token: Some(ADMIN_TOKEN.to_owned()),
         cache: None,
+        shield: None,
+        upstream_source: None,
     }
 }
 

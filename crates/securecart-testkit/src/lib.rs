@@ -125,6 +125,17 @@ impl TestClient {
         }
     }
 
+    /// An HTTP/1.1 client whose connections leave from `source` (any 127.x.y.z), as a
+    /// client elsewhere on the network would.
+    pub fn http1_from(source: std::net::IpAddr) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_local_address(Some(source));
+        Self {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+            cookies: Vec::new(),
+        }
+    }
+
     /// An HTTP/2 client speaking cleartext HTTP/2 from the first byte.
     pub fn http2() -> Self {
         Self {

@@ -17,9 +17,9 @@ use std::fmt;
 use std::path::Path;
 
 pub use model::{
-    Algorithm, CacheBehavior, Component, Edge, EdgeCache, EdgeWaf, HealthCheck, Listener,
-    ListenerProtocol, ListenerRule, Location, LogFormat, Region, Role, RuleAction, RuleConditions,
-    Service, ServiceKind, StoreKind, TargetGroup, Telemetry, Tiers, Topology,
+    Algorithm, CacheBehavior, Component, Edge, EdgeCache, EdgeShield, EdgeWaf, HealthCheck,
+    Listener, ListenerProtocol, ListenerRule, Location, LogFormat, Region, Role, RuleAction,
+    RuleConditions, Service, ServiceKind, StoreKind, TargetGroup, Telemetry, Tiers, Topology,
 };
 
 use locate::{FieldPath, Locator};

@@ -244,6 +244,27 @@ pub struct Edge {
     pub cache: Option<EdgeCache>,
     /// The web ACL, if the edge has one.
     pub waf: Option<EdgeWaf>,
+    /// The shield, if the edge has one.
+    pub shield: Option<EdgeShield>,
+}
+
+/// The edge's shield: per-client limits and load shedding.
+#[derive(Debug, Clone)]
+pub struct EdgeShield {
+    /// Requests a client may send per second, steadily (at least 1).
+    pub requests_per_second: u32,
+    /// Requests a client may send at once above the steady rate (at least 1).
+    pub burst: u32,
+    /// Connections a client may hold open at once.
+    pub connections_per_client: u32,
+    /// Requests in flight past which new ones are shed, if any.
+    pub max_requests_in_flight: Option<usize>,
+    /// Path patterns never shed.
+    pub priority_paths: Vec<String>,
+    /// Client networks never limited nor shed.
+    pub exempt: Vec<ipnet::IpNet>,
+    /// The automatic mitigation's window and factor, if it is on.
+    pub automatic_mitigation: Option<(std::time::Duration, u32)>,
 }
 
 /// The edge's web ACL.
@@ -1022,6 +1043,76 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
             .waf
             .as_ref()
             .map(|waf| resolve_waf(waf, &edge_path.key("waf"), findings)),
+        shield: raw
+            .edge
+            .shield
+            .as_ref()
+            .map(|shield| resolve_shield(shield, &edge_path.key("shield"), findings)),
+    }
+}
+
+fn resolve_shield(
+    raw: &crate::raw::RawShield,
+    path: &FieldPath,
+    findings: &mut Findings,
+) -> EdgeShield {
+    for (field, value) in [
+        ("requests_per_second", raw.requests_per_second),
+        ("burst", raw.burst),
+        ("connections_per_client", raw.connections_per_client),
+    ] {
+        if value == 0 {
+            findings.problem(path.key(field), "must be at least 1");
+        }
+    }
+    if raw.max_requests_in_flight == Some(0) {
+        findings.problem(
+            path.key("max_requests_in_flight"),
+            "must be at least 1 (leave it out to shed nothing)",
+        );
+    }
+    for (index, pattern) in raw.priority_paths.iter().enumerate() {
+        if !pattern.starts_with('/') {
+            findings.problem(
+                path.key("priority_paths").index(index),
+                format!("`{pattern}` must start with `/`"),
+            );
+        }
+    }
+    let mut exempt = Vec::with_capacity(raw.exempt.len());
+    for (index, network) in raw.exempt.iter().enumerate() {
+        match network.parse::<ipnet::IpNet>() {
+            Ok(network) => exempt.push(network.trunc()),
+            Err(_) => findings.problem(
+                path.key("exempt").index(index),
+                format!("`{network}` is not a network (for example 203.0.113.0/24)"),
+            ),
+        }
+    }
+    if !(1..=300).contains(&raw.mitigation_window_seconds) {
+        findings.problem(
+            path.key("mitigation_window_seconds"),
+            "must be from 1 to 300",
+        );
+    }
+    if !(2..=100).contains(&raw.mitigation_factor) {
+        findings.problem(path.key("mitigation_factor"), "must be from 2 to 100");
+    }
+    EdgeShield {
+        exempt,
+        automatic_mitigation: raw.automatic_mitigation.then(|| {
+            (
+                std::time::Duration::from_secs(raw.mitigation_window_seconds.clamp(1, 300)),
+                raw.mitigation_factor.clamp(2, 100),
+            )
+        }),
+        requests_per_second: raw.requests_per_second.max(1),
+        burst: raw.burst.max(1),
+        connections_per_client: raw.connections_per_client,
+        max_requests_in_flight: raw
+            .max_requests_in_flight
+            .map(|limit| usize::try_from(limit).unwrap_or(usize::MAX)),
+        priority_paths: raw.priority_paths.clone(),
     }
 }
 

@@ -356,6 +356,82 @@ pub struct RawEdge {
     /// A web ACL in front of every listener (AWS WAF's); without it, none.
     #[serde(default)]
     pub waf: Option<RawWaf>,
+    /// Per-client limits and load shedding (AWS Shield's part); without it, none.
+    #[serde(default)]
+    pub shield: Option<RawShield>,
+}
+
+/// The edge's shield: each client address gets a request rate (a burst, then a steady
+/// rate: past it, 429 with `Retry-After`) and a number of open connections (past it, new
+/// ones are closed); the whole edge gets a number of requests in flight, past which new
+/// requests are shed with 503 unless their path has priority.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShield {
+    /// Requests a client address may send per second, steadily (an IPv6 client is its /64).
+    #[serde(default = "default_shield_requests_per_second")]
+    pub requests_per_second: u32,
+    /// Requests a client may send at once above the steady rate.
+    #[serde(default = "default_shield_burst")]
+    pub burst: u32,
+    /// Connections a client address may hold open at once.
+    #[serde(default = "default_shield_connections_per_client")]
+    pub connections_per_client: u32,
+    /// Requests the edge works on at once (until their answer's head) before it sheds new
+    /// ones with 503; none sheds nothing.
+    #[serde(default)]
+    pub max_requests_in_flight: Option<u64>,
+    /// Path patterns (`*` and `?` wildcards) never shed: health checks, and the checkouts
+    /// of shoppers already buying.
+    #[serde(default = "default_shield_priority_paths")]
+    pub priority_paths: Vec<String>,
+    /// Client networks (CIDR) the shield never limits nor sheds, such as monitors; the
+    /// other regions' edges, which fetch through this one as an origin shield, always are.
+    #[serde(default)]
+    pub exempt: Vec<String>,
+    /// Automatic mitigation (AWS Shield Advanced's): the edge learns a baseline of each
+    /// path's traffic and of its clients; when a window's traffic on a path departs from it,
+    /// the clients sending far more than shoppers do are held, on that path, to the busiest
+    /// shopper's rate until the flood ends.
+    #[serde(default)]
+    pub automatic_mitigation: bool,
+    /// The mitigation's counting window, in seconds (1 to 300).
+    #[serde(default = "default_mitigation_window_seconds")]
+    pub mitigation_window_seconds: u64,
+    /// How many times its baseline a path's traffic must be to be a flood, and a client's
+    /// to be held back (2 to 100).
+    #[serde(default = "default_mitigation_factor")]
+    pub mitigation_factor: u32,
+}
+
+/// Ten seconds: a flood is held back within about twenty.
+pub fn default_mitigation_window_seconds() -> u64 {
+    10
+}
+
+/// Five times the usual traffic.
+pub fn default_mitigation_factor() -> u32 {
+    5
+}
+
+/// A shopper's page and its assets come well within it; a flood does not.
+pub fn default_shield_requests_per_second() -> u32 {
+    50
+}
+
+/// Room for a page's assets fetched at once, twice over.
+pub fn default_shield_burst() -> u32 {
+    100
+}
+
+/// A browser opens about six; many clients behind one NAT open more.
+pub fn default_shield_connections_per_client() -> u32 {
+    128
+}
+
+/// By default, health checks are never shed.
+pub fn default_shield_priority_paths() -> Vec<String> {
+    vec!["/healthz".to_owned()]
 }
 
 /// The edge's web ACL: SecureCart's managed rule groups, blocking with 403.

@@ -390,6 +390,36 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "not a managed rule group",
         ),
         (
+            "automatic_mitigation = true",
+            "automatic_mitigation = true\nmitigation_factor = 1",
+            "edge.shield.mitigation_factor",
+            "from 2 to 100",
+        ),
+        (
+            "requests_per_second = 50",
+            "requests_per_second = 0",
+            "edge.shield.requests_per_second",
+            "at least 1",
+        ),
+        (
+            "max_requests_in_flight = 1024",
+            "max_requests_in_flight = 0",
+            "edge.shield.max_requests_in_flight",
+            "leave it out to shed nothing",
+        ),
+        (
+            "priority_paths = [\"/healthz\",",
+            "priority_paths = [\"healthz\",",
+            "edge.shield.priority_paths[0]",
+            "must start with `/`",
+        ),
+        (
+            "max_requests_in_flight = 1024",
+            "max_requests_in_flight = 1024\nexempt = [\"10.0.0.0/8\", \"nowhere\"]",
+            "edge.shield.exempt[1]",
+            "not a network",
+        ),
+        (
             "disk_mib = 1024",
             "disk_mib = 99999999",
             "edge.cache.disk_mib",

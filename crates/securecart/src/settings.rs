@@ -171,7 +171,51 @@ pub fn edge_config(
             .cache
             .as_ref()
             .map(|cache| cache_config(cache, region, data_dir)),
+        shield: topology
+            .edge
+            .shield
+            .as_ref()
+            .map(|shield| shield_config(shield, topology)),
+        // Connections to targets leave from the edge's own address, which the other
+        // regions' shields exempt.
+        upstream_source: Some(region.edge.address.ip()),
     })
+}
+
+/// The edge's shield from the topology's `[edge.shield]` (validated: its rates are not 0).
+/// Every region's edge is exempt: an edge fetches through another as an origin shield, on
+/// behalf of all its own clients.
+fn shield_config(
+    shield: &securecart_topology::EdgeShield,
+    topology: &Topology,
+) -> securecart_edge::shield::ShieldConfig {
+    let at_least_one =
+        |value: u32| std::num::NonZeroU32::new(value).unwrap_or(std::num::NonZeroU32::MIN);
+    securecart_edge::shield::ShieldConfig {
+        requests_per_second: at_least_one(shield.requests_per_second),
+        burst: at_least_one(shield.burst),
+        connections_per_client: shield.connections_per_client,
+        max_requests_in_flight: shield.max_requests_in_flight,
+        priority_paths: shield.priority_paths.clone(),
+        mitigation: shield.automatic_mitigation.map(|(window, factor)| {
+            securecart_edge::mitigation::MitigationConfig {
+                window,
+                factor,
+                ..Default::default()
+            }
+        }),
+        exempt: shield
+            .exempt
+            .iter()
+            .copied()
+            .chain(
+                topology
+                    .regions
+                    .iter()
+                    .map(|region| ipnet::IpNet::from(region.edge.address.ip())),
+            )
+            .collect(),
+    }
 }
 
 fn target_group_config(
@@ -454,6 +498,8 @@ pub async fn proxy_config(
         limits: Limits::default(),
         admin_token: admin_token(),
         cache: None,
+        shield: None,
+        upstream_source: None,
     })
 }
 

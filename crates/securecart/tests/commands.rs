@@ -426,6 +426,67 @@ async fn up_serves_a_purchase_survives_killed_replicas_and_stops_cleanly() {
         "stock was taken once"
     );
 
+    // A flood from many addresses of the region's block while another shopper buys: the
+    // shield holds each flooder to its rate (50 a second after a burst of 100), and every
+    // request of the shopper succeeds.
+    let [a, b, _, _] = edge_ip(0);
+    let (stop_flood, flooding) = tokio::sync::watch::channel(false);
+    let flooders: Vec<_> = (1..=16)
+        .map(|n| {
+            let source: std::net::IpAddr = format!("{a}.{b}.60.{n}").parse().expect("address");
+            tokio::spawn(flood(url.clone(), source, flooding.clone()))
+        })
+        .collect();
+    // Every flooder is past its burst before the shopper starts.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut buyer = TestClient::http1();
+    for path in ["/", "/static/app.js", "/api/catalog/products?per_page=50"] {
+        let reply = buyer.get(&format!("{url}{path}")).await;
+        assert_eq!(
+            reply.status,
+            200,
+            "{path} during the flood: {}",
+            reply.text()
+        );
+    }
+    let added = buyer
+        .post(
+            &format!("{url}/api/cart/items"),
+            &[],
+            &format!(r#"{{"product_id": {}, "quantity": 1}}"#, product["id"]),
+        )
+        .await;
+    assert_eq!(added.status, 200, "{}", added.text());
+    let bought = buyer
+        .post(
+            &format!("{url}/api/checkout"),
+            &[("idempotency-key", "e2e-order-during-flood")],
+            checkout_body,
+        )
+        .await;
+    assert_eq!(bought.status, 201, "{}", bought.text());
+    assert_eq!(bought.json()["order"]["status"], "paid");
+    let _ = stop_flood.send(true);
+    for flooder in flooders {
+        let (statuses, elapsed) = flooder.await.expect("flooder");
+        let served = statuses.iter().filter(|status| **status == 200).count();
+        let limited = statuses.iter().filter(|status| **status == 429).count();
+        assert_eq!(served + limited, statuses.len(), "{statuses:?}");
+        // GCRA: at most the burst, and the rate over the time the flood lasted.
+        let allowed = 100.0 + 50.0 * elapsed.as_secs_f64() + 1.0;
+        assert!(
+            served as f64 <= allowed && limited > 0,
+            "{served} served in {elapsed:?}, {limited} limited"
+        );
+    }
+    let us_admin = component(&report, "us-east-1/edge")["admin_address"]
+        .as_str()
+        .expect("admin address")
+        .to_owned();
+    let shield = buyer.get(&format!("http://{us_admin}/shield")).await.json();
+    assert_eq!(shield["automatic_mitigation"], true, "{shield}");
+    assert!(shield["requests_in_flight"].as_u64().is_some(), "{shield}");
+
     // Kill one replica of the storefront and of the catalog, and both checkouts: the edge
     // keeps serving, and the acknowledged order is still there.
     for id in [
@@ -861,6 +922,24 @@ async fn proxy_cache_on_disk_starts_warm_after_a_restart() {
 }
 
 /// Sends SIGTERM to a child and asserts that it exits successfully within `within`.
+/// GETs of the storefront's page from `source`, one after another on one keep-alive
+/// connection, until `stop` turns true (at most 20,000 of them, for at most 60 s): the
+/// statuses, and how long they took.
+async fn flood(
+    url: String,
+    source: std::net::IpAddr,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> (Vec<u16>, Duration) {
+    let mut client = TestClient::http1_from(source);
+    let started = Instant::now();
+    let mut statuses = Vec::new();
+    while !*stop.borrow() && statuses.len() < 20_000 && started.elapsed() < Duration::from_secs(60)
+    {
+        statuses.push(client.get(&format!("{url}/")).await.status.as_u16());
+    }
+    (statuses, started.elapsed())
+}
+
 async fn stop_gracefully(child: &mut Child, within: Duration) {
     kill(
         Pid::from_raw(child.id().expect("pid") as i32),

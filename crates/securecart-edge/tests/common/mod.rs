@@ -48,6 +48,8 @@ pub fn one_listener(group: &str, targets: Vec<SocketAddr>) -> EdgeConfig {
         },
         admin_token: None,
         cache: None,
+        shield: None,
+        upstream_source: None,
     }
 }
 

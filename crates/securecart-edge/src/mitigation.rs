@@ -1,0 +1,541 @@
+//! The shield's automatic mitigation, as AWS Shield Advanced's automatic application layer
+//! DDoS mitigation: the edge learns a baseline of each path's traffic and of its clients,
+//! and when a window's traffic departs from it (a flood), it adds temporary rate-based rules
+//! aimed at the clients that flood, and removes them once the flood has ended.
+//!
+//! Traffic is counted per window (10 s by default) by path key (the path's first segment:
+//! `/api`, `/static`, `/`) and by client within it. When a window closes, each path's count
+//! is compared with its baseline, an average of its calm windows:
+//!
+//! - past `factor` times the baseline (and past a floor, so quiet paths never flood), the
+//!   path is flooded: every client that sent more than `factor` times the baseline's
+//!   busiest shopper (its 99th percentile) gets a rule holding it, on that path, to the
+//!   baseline's busiest shopper's rate;
+//! - a flood ends after `calm_windows` windows back under the threshold (counting refused
+//!   requests too, so that a flood ends when it stops, not when it is held), and its rules
+//!   go with it;
+//! - only calm windows teach the baseline, so a flood never becomes normal.
+//!
+//! This module decides; [`crate::shield`] counts each request, consults the rules and closes
+//! the windows.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota};
+use parking_lot::Mutex;
+
+/// How floods are told from ordinary traffic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MitigationConfig {
+    /// The counting window.
+    pub window: Duration,
+    /// Windows that only learn, after a start, before any can be a flood.
+    pub learning_windows: u32,
+    /// How many times its baseline a window's traffic must be to be a flood.
+    pub factor: u32,
+    /// Requests a second below which a path never floods.
+    pub min_requests_per_second: u32,
+    /// Calm windows after which a flood is over.
+    pub calm_windows: u32,
+}
+
+impl Default for MitigationConfig {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(10),
+            learning_windows: 6,
+            factor: 5,
+            min_requests_per_second: 20,
+            calm_windows: 3,
+        }
+    }
+}
+
+/// The most path keys and clients per path counted in one window: past them, requests are
+/// counted in the path's total only (or under `*` for paths), so that memory stays bounded
+/// whatever an attacker sends.
+const MAX_PATHS: usize = 1024;
+const MAX_CLIENTS_PER_PATH: usize = 100_000;
+/// How much of each calm window the baseline takes in (an exponential average).
+const LEARNING_RATE: f64 = 0.3;
+
+/// The key a path's traffic is counted under: its first segment.
+pub fn path_key(path: &str) -> &str {
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    match rest.find('/') {
+        Some(end) => &path[..end + 1],
+        None => path,
+    }
+}
+
+/// A temporary rate-based rule: one client, on one path key, held to a rate.
+#[derive(Debug)]
+pub struct Rule {
+    /// The path key.
+    pub path: Box<str>,
+    /// The client (its shield key).
+    pub client: IpAddr,
+    /// Requests a second it may send there.
+    pub rate: u32,
+    limiter: DefaultDirectRateLimiter,
+}
+
+/// What closing a window changed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A path began to flood; `clients` got rules.
+    FloodStarted {
+        /// The path key.
+        path: String,
+        /// The window's requests on it.
+        requests: u64,
+        /// Its baseline, in requests per window.
+        baseline: f64,
+        /// The clients held to a rate.
+        clients: Vec<IpAddr>,
+        /// That rate, per second.
+        rate: u32,
+    },
+    /// More clients of a flood already under way got rules.
+    FloodSpread {
+        /// The path key.
+        path: String,
+        /// The clients newly held to a rate.
+        clients: Vec<IpAddr>,
+    },
+    /// A path's flood ended and its rules were removed.
+    FloodEnded {
+        /// The path key.
+        path: String,
+        /// How many rules were removed.
+        clients: usize,
+    },
+}
+
+/// A flood under way, for the admin API.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FloodView {
+    /// The path key.
+    pub path: String,
+    /// Seconds since it began.
+    pub seconds: u64,
+    /// The clients held to a rate.
+    pub clients: Vec<IpAddr>,
+    /// That rate, per second.
+    pub rate_per_second: u32,
+}
+
+#[derive(Debug, Default)]
+struct PathCounts {
+    total: u64,
+    clients: HashMap<IpAddr, u32>,
+}
+
+#[derive(Debug, Default)]
+struct Baseline {
+    /// Requests per window.
+    requests: f64,
+    /// The 99th percentile of one client's requests per window.
+    client_p99: f64,
+    flood: Option<Flood>,
+}
+
+#[derive(Debug)]
+struct Flood {
+    since: Instant,
+    calm: u32,
+    rate: u32,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    windows: u32,
+    baselines: HashMap<Box<str>, Baseline>,
+}
+
+/// The automatic mitigation's counts, baselines and rules.
+#[derive(Debug)]
+pub struct Mitigation {
+    config: MitigationConfig,
+    counts: Mutex<HashMap<Box<str>, PathCounts>>,
+    state: Mutex<State>,
+    /// The rules in force by client, read by every request while `active`.
+    rules: ArcSwap<HashMap<IpAddr, Vec<Arc<Rule>>>>,
+    active: AtomicBool,
+    clock: DefaultClock,
+}
+
+impl Mitigation {
+    /// A mitigation that has learnt nothing yet.
+    pub fn new(config: MitigationConfig) -> Self {
+        Self {
+            config,
+            counts: Mutex::default(),
+            state: Mutex::default(),
+            rules: ArcSwap::default(),
+            active: AtomicBool::new(false),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &MitigationConfig {
+        &self.config
+    }
+
+    /// Counts a request of `client` (its shield key) for `path`.
+    pub fn record(&self, client: IpAddr, path: &str) {
+        let key = path_key(path);
+        let mut counts = self.counts.lock();
+        let entry = match counts.get_mut(key) {
+            Some(entry) => entry,
+            None => {
+                let key = if counts.len() < MAX_PATHS { key } else { "*" };
+                counts.entry(key.into()).or_default()
+            }
+        };
+        entry.total += 1;
+        let room = entry.clients.len() < MAX_CLIENTS_PER_PATH;
+        match entry.clients.get_mut(&client) {
+            Some(count) => *count += 1,
+            None if room => {
+                entry.clients.insert(client, 1);
+            }
+            None => {}
+        }
+    }
+
+    /// Whether a rule holds `client` back on `path` now; if so, how long until it may send.
+    pub fn check(&self, client: IpAddr, path: &str) -> Result<(), Duration> {
+        if !self.active.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let rules = self.rules.load();
+        let Some(rules) = rules.get(&client) else {
+            return Ok(());
+        };
+        let key = path_key(path);
+        for rule in rules.iter().filter(|rule| &*rule.path == key) {
+            rule.limiter
+                .check()
+                .map_err(|not_until| not_until.wait_time_from(self.clock.now()))?;
+        }
+        Ok(())
+    }
+
+    /// The floods under way.
+    pub fn floods(&self) -> Vec<FloodView> {
+        let state = self.state.lock();
+        let rules = self.rules.load();
+        let mut floods: Vec<FloodView> = state
+            .baselines
+            .iter()
+            .filter_map(|(path, baseline)| {
+                let flood = baseline.flood.as_ref()?;
+                let mut clients: Vec<IpAddr> = rules
+                    .iter()
+                    .filter(|(_, rules)| rules.iter().any(|rule| rule.path == *path))
+                    .map(|(client, _)| *client)
+                    .collect();
+                clients.sort_unstable();
+                Some(FloodView {
+                    path: path.to_string(),
+                    seconds: flood.since.elapsed().as_secs(),
+                    clients,
+                    rate_per_second: flood.rate,
+                })
+            })
+            .collect();
+        floods.sort_by(|a, b| a.path.cmp(&b.path));
+        floods
+    }
+
+    /// The number of rules in force.
+    pub fn rule_count(&self) -> usize {
+        self.rules.load().values().map(Vec::len).sum()
+    }
+
+    /// Closes the window: compares each path with its baseline, starts and ends floods,
+    /// and learns from calm windows.
+    pub fn close_window(&self) -> Vec<Event> {
+        let counts = std::mem::take(&mut *self.counts.lock());
+        let mut state = self.state.lock();
+        state.windows = state.windows.saturating_add(1);
+        let learning = state.windows <= self.config.learning_windows;
+        let factor = f64::from(self.config.factor);
+        let floor =
+            f64::from(self.config.min_requests_per_second) * self.config.window.as_secs_f64();
+        let seconds = self.config.window.as_secs_f64().max(0.001);
+        let mut events = Vec::new();
+        let mut rules = (**self.rules.load()).clone();
+        let mut rules_changed = false;
+
+        let mut paths: Vec<Box<str>> = state.baselines.keys().cloned().collect();
+        paths.extend(
+            counts
+                .keys()
+                .filter(|path| !state.baselines.contains_key(*path))
+                .cloned(),
+        );
+        for path in paths {
+            let window = counts.get(&path);
+            let requests = window.map_or(0, |window| window.total);
+            if !state.baselines.contains_key(&path) && state.baselines.len() >= MAX_PATHS {
+                continue;
+            }
+            let baseline = state.baselines.entry(path.clone()).or_default();
+            let threshold = (factor * baseline.requests).max(floor);
+            let flooded = !learning && requests as f64 > threshold;
+            if flooded {
+                let client_threshold = (factor * baseline.client_p99).max(seconds);
+                let rate = (baseline.client_p99 / seconds).ceil().max(1.0) as u32;
+                let offending: Vec<IpAddr> = window
+                    .map(|window| {
+                        window
+                            .clients
+                            .iter()
+                            .filter(|(_, count)| f64::from(**count) > client_threshold)
+                            .map(|(client, _)| *client)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let mut added = Vec::new();
+                for client in offending {
+                    let held = rules.entry(client).or_default();
+                    if held.iter().any(|rule| rule.path == path) {
+                        continue;
+                    }
+                    let per_second = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
+                    held.push(Arc::new(Rule {
+                        path: path.clone(),
+                        client,
+                        rate,
+                        limiter: DefaultDirectRateLimiter::direct(
+                            Quota::per_second(per_second).allow_burst(per_second),
+                        ),
+                    }));
+                    added.push(client);
+                }
+                added.sort_unstable();
+                rules_changed |= !added.is_empty();
+                match &mut baseline.flood {
+                    Some(flood) => {
+                        flood.calm = 0;
+                        if !added.is_empty() {
+                            events.push(Event::FloodSpread {
+                                path: path.to_string(),
+                                clients: added,
+                            });
+                        }
+                    }
+                    None => {
+                        baseline.flood = Some(Flood {
+                            since: Instant::now(),
+                            calm: 0,
+                            rate,
+                        });
+                        events.push(Event::FloodStarted {
+                            path: path.to_string(),
+                            requests,
+                            baseline: baseline.requests,
+                            clients: added,
+                            rate,
+                        });
+                    }
+                }
+                continue;
+            }
+            if let Some(flood) = &mut baseline.flood {
+                flood.calm += 1;
+                if flood.calm >= self.config.calm_windows {
+                    baseline.flood = None;
+                    let mut removed = 0;
+                    rules.retain(|_, held| {
+                        let before = held.len();
+                        held.retain(|rule| rule.path != path);
+                        removed += before - held.len();
+                        !held.is_empty()
+                    });
+                    rules_changed |= removed > 0;
+                    events.push(Event::FloodEnded {
+                        path: path.to_string(),
+                        clients: removed,
+                    });
+                }
+                continue;
+            }
+            // A calm window teaches the baseline.
+            let p99 = window.map_or(0.0, |window| percentile_99(&window.clients));
+            baseline.requests += LEARNING_RATE * (requests as f64 - baseline.requests);
+            baseline.client_p99 += LEARNING_RATE * (p99 - baseline.client_p99);
+            if baseline.requests < 0.5 && window.is_none() {
+                state.baselines.remove(&path);
+            }
+        }
+        if rules_changed {
+            self.active.store(!rules.is_empty(), Ordering::Relaxed);
+            self.rules.store(Arc::new(rules));
+        }
+        events
+    }
+}
+
+/// The 99th percentile of the clients' counts.
+fn percentile_99(clients: &HashMap<IpAddr, u32>) -> f64 {
+    let mut counts: Vec<u32> = clients.values().copied().collect();
+    if counts.is_empty() {
+        return 0.0;
+    }
+    let rank = (counts.len() * 99).div_ceil(100).saturating_sub(1);
+    let (_, value, _) = counts.select_nth_unstable(rank);
+    f64::from(*value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(n: u8) -> IpAddr {
+        IpAddr::from([127, 0, 10, n])
+    }
+
+    fn settings() -> MitigationConfig {
+        MitigationConfig {
+            window: Duration::from_secs(10),
+            learning_windows: 3,
+            factor: 5,
+            min_requests_per_second: 1,
+            calm_windows: 2,
+        }
+    }
+
+    /// One window of `shoppers` clients sending `each` requests to `/api/...`.
+    fn shoppers(mitigation: &Mitigation, shoppers: u8, each: u32) {
+        for n in 1..=shoppers {
+            for _ in 0..each {
+                mitigation.record(client(n), "/api/catalog/products");
+            }
+        }
+    }
+
+    #[test]
+    fn path_keys_are_first_segments() {
+        for (path, key) in [
+            ("/", "/"),
+            ("/api/catalog/products", "/api"),
+            ("/api", "/api"),
+            ("/static/app.js", "/static"),
+            ("/favicon.ico", "/favicon.ico"),
+        ] {
+            assert_eq!(path_key(path), key, "{path}");
+        }
+    }
+
+    #[test]
+    fn a_flood_gets_rules_for_its_clients_only_and_they_go_when_it_ends() {
+        let mitigation = Mitigation::new(settings());
+        // Learning: ten shoppers, 20 requests each per window.
+        for _ in 0..5 {
+            shoppers(&mitigation, 10, 20);
+            assert_eq!(mitigation.close_window(), Vec::new());
+        }
+        // Twice the usual traffic is no flood.
+        shoppers(&mitigation, 20, 20);
+        assert_eq!(mitigation.close_window(), Vec::new());
+
+        // Two clients send 2,000 requests each on top of the shoppers.
+        shoppers(&mitigation, 10, 20);
+        for _ in 0..2000 {
+            mitigation.record(client(201), "/api/cart");
+            mitigation.record(client(202), "/api/checkout");
+        }
+        let events = mitigation.close_window();
+        let [
+            Event::FloodStarted {
+                path,
+                clients,
+                rate,
+                ..
+            },
+        ] = events.as_slice()
+        else {
+            panic!("{events:?}");
+        };
+        assert_eq!(path, "/api");
+        assert_eq!(clients, &[client(201), client(202)]);
+        // The busiest shopper's rate: 20 requests in 10 s, rounded up.
+        assert_eq!(*rate, 2);
+        assert_eq!(mitigation.rule_count(), 2);
+
+        // The flooders are held to it on that path; shoppers and other paths are not.
+        assert!(mitigation.check(client(201), "/api/cart").is_ok());
+        assert!(mitigation.check(client(201), "/api/cart").is_ok());
+        assert!(mitigation.check(client(201), "/api/cart").is_err());
+        assert!(mitigation.check(client(201), "/static/app.js").is_ok());
+        assert!(mitigation.check(client(1), "/api/cart").is_ok());
+        assert_eq!(
+            mitigation.floods()[0].clients,
+            vec![client(201), client(202)]
+        );
+
+        // A third flooder joins while it lasts.
+        shoppers(&mitigation, 10, 20);
+        for _ in 0..2000 {
+            mitigation.record(client(203), "/api/cart");
+        }
+        assert_eq!(
+            mitigation.close_window(),
+            vec![Event::FloodSpread {
+                path: "/api".to_owned(),
+                clients: vec![client(203)]
+            }]
+        );
+
+        // Calm windows: the flood ends after two of them, and every rule goes.
+        shoppers(&mitigation, 10, 20);
+        assert_eq!(mitigation.close_window(), Vec::new());
+        shoppers(&mitigation, 10, 20);
+        assert_eq!(
+            mitigation.close_window(),
+            vec![Event::FloodEnded {
+                path: "/api".to_owned(),
+                clients: 3
+            }]
+        );
+        assert_eq!(mitigation.rule_count(), 0);
+        assert!(mitigation.floods().is_empty());
+        for _ in 0..10 {
+            assert!(mitigation.check(client(201), "/api/cart").is_ok());
+        }
+    }
+
+    #[test]
+    fn nothing_floods_while_learning_nor_below_the_floor() {
+        let mitigation = Mitigation::new(MitigationConfig {
+            min_requests_per_second: 100,
+            ..settings()
+        });
+        // The first windows only learn, whatever comes.
+        for _ in 0..1000 {
+            mitigation.record(client(1), "/");
+        }
+        assert_eq!(mitigation.close_window(), Vec::new());
+        for _ in 0..3 {
+            shoppers(&mitigation, 1, 1);
+            mitigation.close_window();
+        }
+        // 900 requests in 10 s is a hundred times the baseline but under 100 a second.
+        for _ in 0..900 {
+            mitigation.record(client(2), "/api/x");
+        }
+        assert_eq!(mitigation.close_window(), Vec::new());
+        assert_eq!(mitigation.rule_count(), 0);
+    }
+}

@@ -1,0 +1,342 @@
+//! The shield (stage 2, with the guard): AWS Shield's part of the edge. Each client address
+//! gets a request rate (GCRA, with the `governor` crate: a burst, then a steady rate) and a
+//! number of connections; past them, its requests get 429 with `Retry-After` and its new
+//! connections are closed at once, so that one flooding client cannot take the edge from
+//! the others.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+use ipnet::IpNet;
+use parking_lot::Mutex;
+
+use crate::metrics::EdgeMetrics;
+use crate::mitigation::{Event, FloodView, Mitigation, MitigationConfig};
+use crate::rules::glob_match;
+
+/// The shield's limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShieldConfig {
+    /// Requests a client may send per second, steadily.
+    pub requests_per_second: NonZeroU32,
+    /// Requests a client may send at once above the steady rate.
+    pub burst: NonZeroU32,
+    /// Connections a client may hold open at once.
+    pub connections_per_client: u32,
+    /// Requests the whole edge works on at once (until their answer's head); past it, new
+    /// requests are shed with 503, except those on a priority path. `None`: no limit.
+    pub max_requests_in_flight: Option<usize>,
+    /// Path patterns (`*` and `?` wildcards) never shed by the in-flight limit: health
+    /// checks, and the checkouts of shoppers already buying.
+    pub priority_paths: Vec<String>,
+    /// Clients the shield never limits nor sheds: other regions' edges fetching through
+    /// this one, monitors.
+    pub exempt: Vec<IpNet>,
+    /// Automatic mitigation of floods, if on.
+    pub mitigation: Option<MitigationConfig>,
+}
+
+/// The shield's state: one rate per client, each client's open connections, and the
+/// requests in flight.
+#[derive(Debug)]
+pub struct Shield {
+    config: ShieldConfig,
+    rates: DefaultKeyedRateLimiter<IpAddr>,
+    clock: DefaultClock,
+    connections: Mutex<HashMap<IpAddr, u32>>,
+    in_flight: AtomicUsize,
+    mitigation: Option<Mitigation>,
+    last_forget: Mutex<std::time::Instant>,
+}
+
+/// Why the shield refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The client sent past its rate; it may again after this long.
+    RateLimited(Duration),
+    /// A rule of the automatic mitigation holds the client back for this long.
+    Mitigated(Duration),
+    /// The edge has as many requests in flight as it takes.
+    Shed,
+}
+
+/// A request the shield let through, counted in flight until it is dropped.
+#[derive(Debug)]
+pub struct Admitted<'s> {
+    in_flight: Option<&'s AtomicUsize>,
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        if let Some(in_flight) = self.in_flight {
+            in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A client's connection, counted until it is dropped.
+#[derive(Debug)]
+pub struct ConnectionPermit {
+    shield: Arc<Shield>,
+    client: IpAddr,
+}
+
+impl Drop for ConnectionPermit {
+    fn drop(&mut self) {
+        let mut connections = self.shield.connections.lock();
+        if let Some(count) = connections.get_mut(&self.client) {
+            *count -= 1;
+            if *count == 0 {
+                connections.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// The key a client is limited by: its address, or for IPv6 its /64, which one host
+/// usually holds whole (limiting single IPv6 addresses would let it take 2^64 rates).
+pub fn client_key(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !u128::from(u64::MAX))),
+        },
+    }
+}
+
+impl Shield {
+    /// A shield with these limits.
+    pub fn new(config: ShieldConfig) -> Self {
+        let quota = Quota::per_second(config.requests_per_second).allow_burst(config.burst);
+        Self {
+            rates: DefaultKeyedRateLimiter::keyed(quota),
+            clock: DefaultClock::default(),
+            connections: Mutex::default(),
+            in_flight: AtomicUsize::new(0),
+            mitigation: config.mitigation.clone().map(Mitigation::new),
+            last_forget: Mutex::new(std::time::Instant::now()),
+            config,
+        }
+    }
+
+    /// Its limits.
+    pub fn config(&self) -> &ShieldConfig {
+        &self.config
+    }
+
+    /// Requests in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Whether a request of `client` for `path` may go on now: within the client's rate
+    /// and any mitigation rule aimed at it, and within the edge's requests in flight unless
+    /// the path has priority. Every request is counted for the mitigation's baseline, the
+    /// refused ones too (so that a flood is seen for as long as it lasts).
+    pub fn admit(&self, client: IpAddr, path: &str) -> Result<Admitted<'_>, Refusal> {
+        if self.is_exempt(client) {
+            return Ok(Admitted { in_flight: None });
+        }
+        let key = client_key(client);
+        if let Some(mitigation) = &self.mitigation {
+            mitigation.record(key, path);
+        }
+        self.rates.check_key(&key).map_err(|not_until| {
+            Refusal::RateLimited(not_until.wait_time_from(self.clock.now()))
+        })?;
+        if let Some(mitigation) = &self.mitigation {
+            mitigation.check(key, path).map_err(Refusal::Mitigated)?;
+        }
+        let Some(limit) = self.config.max_requests_in_flight else {
+            return Ok(Admitted { in_flight: None });
+        };
+        let before = self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let admitted = Admitted {
+            in_flight: Some(&self.in_flight),
+        };
+        if before >= limit && !self.has_priority(path) {
+            return Err(Refusal::Shed);
+        }
+        Ok(admitted)
+    }
+
+    fn is_exempt(&self, client: IpAddr) -> bool {
+        self.config.exempt.iter().any(|net| net.contains(&client))
+    }
+
+    fn has_priority(&self, path: &str) -> bool {
+        self.config
+            .priority_paths
+            .iter()
+            .any(|pattern| glob_match(pattern.as_bytes(), path.as_bytes(), false))
+    }
+
+    /// A new connection of `client`, counted while the permit lives; `None` past the
+    /// client's connection limit. An exempt client's connections are not counted.
+    pub fn connect(self: &Arc<Self>, client: IpAddr) -> Option<Option<ConnectionPermit>> {
+        if self.is_exempt(client) {
+            return Some(None);
+        }
+        let client = client_key(client);
+        let mut connections = self.connections.lock();
+        let count = connections.entry(client).or_insert(0);
+        if *count >= self.config.connections_per_client {
+            return None;
+        }
+        *count += 1;
+        Some(Some(ConnectionPermit {
+            shield: Arc::clone(self),
+            client,
+        }))
+    }
+
+    /// How often the edge calls [`Shield::tick`]: each mitigation window, else a minute.
+    pub fn tick_interval(&self) -> Duration {
+        self.mitigation
+            .as_ref()
+            .map_or(Duration::from_secs(60), |mitigation| {
+                mitigation.config().window
+            })
+    }
+
+    /// Closes the mitigation's window (logging and counting the floods that start and
+    /// end), and once a minute forgets the rates of clients quiet long enough to be back
+    /// at a full burst.
+    pub fn tick(&self, metrics: &EdgeMetrics) {
+        if let Some(mitigation) = &self.mitigation {
+            for event in mitigation.close_window() {
+                match event {
+                    Event::FloodStarted {
+                        path,
+                        requests,
+                        baseline,
+                        clients,
+                        rate,
+                    } => {
+                        metrics.shield_floods.inc();
+                        tracing::warn!(
+                            path,
+                            requests,
+                            baseline = baseline.round(),
+                            clients = ?clients,
+                            rate_per_second = rate,
+                            "shield: flood detected; its clients are held to the baseline's rate"
+                        );
+                    }
+                    Event::FloodSpread { path, clients } => {
+                        tracing::warn!(path, clients = ?clients, "shield: more clients join the flood");
+                    }
+                    Event::FloodEnded { path, clients } => {
+                        tracing::info!(path, clients, "shield: flood over; its rules are removed");
+                    }
+                }
+            }
+            metrics
+                .shield_mitigated_clients
+                .set(i64::try_from(mitigation.rule_count()).unwrap_or(i64::MAX));
+        }
+        let mut last_forget = self.last_forget.lock();
+        if last_forget.elapsed() >= Duration::from_secs(60) {
+            *last_forget = std::time::Instant::now();
+            self.rates.retain_recent();
+            self.rates.shrink_to_fit();
+        }
+    }
+
+    /// The floods the automatic mitigation holds back now.
+    pub fn floods(&self) -> Vec<FloodView> {
+        self.mitigation
+            .as_ref()
+            .map(Mitigation::floods)
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(max_requests_in_flight: Option<usize>) -> ShieldConfig {
+        ShieldConfig {
+            requests_per_second: NonZeroU32::new(1).expect("nonzero"),
+            burst: NonZeroU32::new(3).expect("nonzero"),
+            connections_per_client: 2,
+            max_requests_in_flight,
+            priority_paths: vec!["/healthz".to_owned(), "/api/checkout*".to_owned()],
+            exempt: vec!["127.0.30.0/24".parse().expect("network")],
+            mitigation: None,
+        }
+    }
+
+    #[test]
+    fn a_client_past_its_burst_waits_and_others_do_not() {
+        let shield = Arc::new(Shield::new(limits(None)));
+        let flooder: IpAddr = "127.0.10.1".parse().expect("address");
+        let shopper: IpAddr = "127.0.20.1".parse().expect("address");
+        for _ in 0..3 {
+            assert!(shield.admit(flooder, "/").is_ok());
+        }
+        let Err(Refusal::RateLimited(wait)) = shield.admit(flooder, "/") else {
+            panic!("past the burst");
+        };
+        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1));
+        assert!(shield.admit(shopper, "/").is_ok(), "limits are per client");
+
+        let first = shield.connect(flooder).expect("first connection");
+        let _second = shield.connect(flooder).expect("second connection");
+        assert!(
+            shield.connect(flooder).is_none(),
+            "past the connection limit"
+        );
+        assert!(shield.connect(shopper).is_some());
+        drop(first);
+        assert!(
+            shield.connect(flooder).is_some(),
+            "a closed connection frees its place"
+        );
+
+        // An exempt client is not limited at all.
+        let edge: IpAddr = "127.0.30.1".parse().expect("address");
+        for _ in 0..10 {
+            assert!(shield.admit(edge, "/").is_ok());
+            assert!(matches!(shield.connect(edge), Some(None)));
+        }
+    }
+
+    #[test]
+    fn past_the_in_flight_limit_only_priority_paths_go_on() {
+        let shield = Shield::new(limits(Some(2)));
+        let client = |n: u8| IpAddr::from([127, 0, 10, n]);
+        let first = shield.admit(client(1), "/").expect("first");
+        let _second = shield.admit(client(2), "/").expect("second");
+        assert_eq!(shield.admit(client(3), "/").err(), Some(Refusal::Shed));
+        assert_eq!(shield.in_flight(), 2, "a shed request is not counted");
+        let checkout = shield.admit(client(4), "/api/checkout").expect("priority");
+        assert!(shield.admit(client(5), "/healthz").is_ok());
+        drop(checkout);
+        drop(first);
+        assert!(
+            shield.admit(client(6), "/").is_ok(),
+            "a finished request frees its place"
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_are_limited_by_their_64() {
+        let key = |text: &str| client_key(text.parse().expect("address"));
+        assert_eq!(key("2001:db8:1:2:3:4:5:6"), key("2001:db8:1:2::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:127.0.0.1"), key("127.0.0.1"));
+        assert_eq!(
+            key("127.0.0.1"),
+            "127.0.0.1".parse::<IpAddr>().expect("address")
+        );
+    }
+}
