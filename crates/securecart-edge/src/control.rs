@@ -322,13 +322,11 @@ impl Control {
         }
         let previous = self.groups();
         let groups = build_groups(&config, &previous, &self.pools, &self.metrics);
-        let shield = if config.shield == current.shield {
-            self.shield.load_full()
-        } else {
-            config
-                .shield
-                .clone()
-                .map(|limits| Arc::new(crate::shield::Shield::new(limits)))
+        let shield = match (self.shield.load_full(), &config.shield) {
+            (same, _) if config.shield == current.shield => same,
+            (Some(old), Some(limits)) => Some(Arc::new(old.reconfigure(limits.clone()))),
+            (None, Some(limits)) => Some(Arc::new(crate::shield::Shield::new(limits.clone()))),
+            (_, None) => None,
         };
         let pipelines = Self::compile(
             &config,
@@ -706,8 +704,9 @@ async fn cache_usage(State(control): State<Arc<Control>>) -> Response {
     .into_response()
 }
 
-/// The shield's state: its requests in flight, and the floods its automatic mitigation
-/// holds back (the path, since when, the clients and the rate they are held to).
+/// The shield's state: its requests in flight, the floods its automatic mitigation holds
+/// back (the path, since when, the clients and the rate they are held to), and the paths'
+/// baselines.
 async fn shield_state(State(control): State<Arc<Control>>) -> Response {
     let Some(shield) = control.shield() else {
         return error(
@@ -720,6 +719,7 @@ async fn shield_state(State(control): State<Arc<Control>>) -> Response {
         "requests_in_flight": shield.config().max_requests_in_flight.map(|_| shield.in_flight()),
         "automatic_mitigation": shield.config().mitigation.is_some(),
         "floods": shield.floods(),
+        "baselines": shield.baselines(),
     }))
     .into_response()
 }

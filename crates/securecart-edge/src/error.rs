@@ -1,6 +1,9 @@
 //! The data plane's one error type: where a failure came from and whether a retry is safe.
 
+use std::sync::Arc;
+
 use http::StatusCode;
+use securecart_waf::BlockResponse;
 
 /// Where a failure came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,9 +41,10 @@ pub enum EdgeError {
     /// The request cannot be forwarded as it is.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
-    /// The listener's web ACL blocked the request, by this rule (or its default action).
+    /// The listener's web ACL blocked the request, by this rule (or its default action),
+    /// with the rule's own answer if it has one.
     #[error("blocked by the web ACL ({0})")]
-    Blocked(String),
+    Blocked(String, Option<Arc<BlockResponse>>),
     /// The client sends faster than the shield allows; it may again in this many seconds.
     #[error("rate limited for {0} s")]
     RateLimited(u64),
@@ -60,7 +64,7 @@ impl EdgeError {
             EdgeError::BadRequest(_)
             | EdgeError::BodyTooLarge(_)
             | EdgeError::ClientTimeout
-            | EdgeError::Blocked(_)
+            | EdgeError::Blocked(..)
             | EdgeError::RateLimited(_)
             | EdgeError::Mitigated(_) => ErrorSource::Client,
             EdgeError::NoTargets(_) | EdgeError::Shed => ErrorSource::Internal,
@@ -86,7 +90,10 @@ impl EdgeError {
             EdgeError::BadRequest(_) => StatusCode::BAD_REQUEST,
             EdgeError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             EdgeError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
-            EdgeError::Blocked(_) => StatusCode::FORBIDDEN,
+            EdgeError::Blocked(_, None) => StatusCode::FORBIDDEN,
+            EdgeError::Blocked(_, Some(response)) => {
+                StatusCode::from_u16(response.status).unwrap_or(StatusCode::FORBIDDEN)
+            }
             EdgeError::RateLimited(_) | EdgeError::Mitigated(_) => StatusCode::TOO_MANY_REQUESTS,
             EdgeError::Shed => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -102,7 +109,7 @@ impl EdgeError {
             EdgeError::BadRequest(_) => "bad_request",
             EdgeError::BodyTooLarge(_) => "body_too_large",
             EdgeError::ClientTimeout => "client_timeout",
-            EdgeError::Blocked(_) => "blocked",
+            EdgeError::Blocked(..) => "blocked",
             EdgeError::RateLimited(_) => "rate_limited",
             EdgeError::Mitigated(_) => "mitigated",
             EdgeError::Shed => "shed",

@@ -3,18 +3,27 @@
 //! and when a window's traffic departs from it (a flood), it adds temporary rate-based rules
 //! aimed at the clients that flood, and removes them once the flood has ended.
 //!
-//! Traffic is counted per window (10 s by default) by path key (the path's first segment:
-//! `/api`, `/static`, `/`) and by client within it. When a window closes, each path's count
-//! is compared with its baseline, an average of its calm windows:
+//! Traffic is counted per window (10 s by default) by path key (the path's first segment
+//! when more follows it: `/api`, `/static`; else `/`) and by client within it. A path's
+//! first windows only teach its baseline (an exponential average of its windows, seeded by
+//! the first, with the 99th percentile of one client's requests). Once it has learnt
+//! `learning_windows` windows, each closing window is compared with the baseline:
 //!
 //! - past `factor` times the baseline (and past a floor, so quiet paths never flood), the
 //!   path is flooded: every client that sent more than `factor` times the baseline's
-//!   busiest shopper (its 99th percentile) gets a rule holding it, on that path, to the
-//!   baseline's busiest shopper's rate;
+//!   busiest shopper gets a rule holding it, on that path, to that shopper's rate;
 //! - a flood ends after `calm_windows` windows back under the threshold (counting refused
 //!   requests too, so that a flood ends when it stops, not when it is held), and its rules
 //!   go with it;
-//! - only calm windows teach the baseline, so a flood never becomes normal.
+//! - a calm window teaches the baseline, at most doubling what it adds, so that traffic
+//!   grown in steps just under the threshold cannot raise it fast; windows of a flood
+//!   teach nothing.
+//!
+//! Memory is bounded whatever clients send: at most [`MAX_PATHS`] path keys (the learnt
+//! ones keep their place from window to window; past them, traffic is counted under `*`,
+//! which gets no rules: the fixed per-client limits still hold it) and at most
+//! [`MAX_CLIENT_ENTRIES`] client counts per window (past them, requests count in their
+//! path's total only).
 //!
 //! This module decides; [`crate::shield`] counts each request, consults the rules and closes
 //! the windows.
@@ -58,20 +67,24 @@ impl Default for MitigationConfig {
     }
 }
 
-/// The most path keys and clients per path counted in one window: past them, requests are
-/// counted in the path's total only (or under `*` for paths), so that memory stays bounded
-/// whatever an attacker sends.
-const MAX_PATHS: usize = 1024;
-const MAX_CLIENTS_PER_PATH: usize = 100_000;
+/// The most path keys one window counts.
+pub const MAX_PATHS: usize = 256;
+/// The most client counts one window keeps, over every path (about 10 MB at most).
+pub const MAX_CLIENT_ENTRIES: usize = 200_000;
+/// The longest first segment that is a key of its own; longer ones count under `/`.
+const MAX_KEY_BYTES: usize = 64;
+/// The key of traffic past [`MAX_PATHS`].
+const OVERFLOW: &str = "*";
 /// How much of each calm window the baseline takes in (an exponential average).
 const LEARNING_RATE: f64 = 0.3;
 
-/// The key a path's traffic is counted under: its first segment.
+/// The key a path's traffic is counted under: its first segment when more follows it
+/// (`/api/cart` is `/api`), else `/` (so that `/a`, `/b`, `/favicon.ico` count together).
 pub fn path_key(path: &str) -> &str {
     let rest = path.strip_prefix('/').unwrap_or(path);
     match rest.find('/') {
-        Some(end) => &path[..end + 1],
-        None => path,
+        Some(end) if end > 0 && end < MAX_KEY_BYTES => &path[..end + 1],
+        _ => "/",
     }
 }
 
@@ -119,6 +132,17 @@ pub enum Event {
     },
 }
 
+/// A path's baseline, for the admin API.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BaselineView {
+    /// The path key.
+    pub path: String,
+    /// Its usual requests a second.
+    pub requests_per_second: f64,
+    /// Whether it has learnt enough windows to be watched.
+    pub learnt: bool,
+}
+
 /// A flood under way, for the admin API.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct FloodView {
@@ -144,7 +168,16 @@ struct Baseline {
     requests: f64,
     /// The 99th percentile of one client's requests per window.
     client_p99: f64,
+    /// Windows it has learnt from.
+    learnt: u32,
     flood: Option<Flood>,
+}
+
+/// One window's counts.
+#[derive(Debug, Default)]
+struct Counts {
+    paths: HashMap<Box<str>, PathCounts>,
+    client_entries: usize,
 }
 
 #[derive(Debug)]
@@ -156,7 +189,6 @@ struct Flood {
 
 #[derive(Debug, Default)]
 struct State {
-    windows: u32,
     baselines: HashMap<Box<str>, Baseline>,
 }
 
@@ -164,7 +196,7 @@ struct State {
 #[derive(Debug)]
 pub struct Mitigation {
     config: MitigationConfig,
-    counts: Mutex<HashMap<Box<str>, PathCounts>>,
+    counts: Mutex<Counts>,
     state: Mutex<State>,
     /// The rules in force by client, read by every request while `active`.
     rules: ArcSwap<HashMap<IpAddr, Vec<Arc<Rule>>>>,
@@ -194,19 +226,27 @@ impl Mitigation {
     pub fn record(&self, client: IpAddr, path: &str) {
         let key = path_key(path);
         let mut counts = self.counts.lock();
-        let entry = match counts.get_mut(key) {
+        let Counts {
+            paths,
+            client_entries,
+        } = &mut *counts;
+        let entry = match paths.get_mut(key) {
             Some(entry) => entry,
             None => {
-                let key = if counts.len() < MAX_PATHS { key } else { "*" };
-                counts.entry(key.into()).or_default()
+                let key = if paths.len() < MAX_PATHS {
+                    key
+                } else {
+                    OVERFLOW
+                };
+                paths.entry(key.into()).or_default()
             }
         };
         entry.total += 1;
-        let room = entry.clients.len() < MAX_CLIENTS_PER_PATH;
         match entry.clients.get_mut(&client) {
             Some(count) => *count += 1,
-            None if room => {
+            None if *client_entries < MAX_CLIENT_ENTRIES => {
                 entry.clients.insert(client, 1);
+                *client_entries += 1;
             }
             None => {}
         }
@@ -262,13 +302,21 @@ impl Mitigation {
         self.rules.load().values().map(Vec::len).sum()
     }
 
-    /// Closes the window: compares each path with its baseline, starts and ends floods,
-    /// and learns from calm windows.
+    /// Closes the window: compares each learnt path with its baseline, starts and ends
+    /// floods, and learns from calm windows.
     pub fn close_window(&self) -> Vec<Event> {
-        let counts = std::mem::take(&mut *self.counts.lock());
+        let counts = {
+            let mut counts = self.counts.lock();
+            let closed = std::mem::take(&mut *counts);
+            // The learnt paths keep their place in the next window, so that keys an
+            // attacker makes up cannot push them out.
+            let state = self.state.lock();
+            for path in state.baselines.keys() {
+                counts.paths.insert(path.clone(), PathCounts::default());
+            }
+            closed
+        };
         let mut state = self.state.lock();
-        state.windows = state.windows.saturating_add(1);
-        let learning = state.windows <= self.config.learning_windows;
         let factor = f64::from(self.config.factor);
         let floor =
             f64::from(self.config.min_requests_per_second) * self.config.window.as_secs_f64();
@@ -280,48 +328,42 @@ impl Mitigation {
         let mut paths: Vec<Box<str>> = state.baselines.keys().cloned().collect();
         paths.extend(
             counts
-                .keys()
-                .filter(|path| !state.baselines.contains_key(*path))
-                .cloned(),
+                .paths
+                .iter()
+                .filter(|(path, window)| {
+                    window.total > 0 && &***path != OVERFLOW && !state.baselines.contains_key(*path)
+                })
+                .map(|(path, _)| path.clone()),
         );
         for path in paths {
-            let window = counts.get(&path);
+            let window = counts.paths.get(&path);
             let requests = window.map_or(0, |window| window.total);
-            if !state.baselines.contains_key(&path) && state.baselines.len() >= MAX_PATHS {
-                continue;
-            }
+            let p99 = window.map_or(0.0, |window| percentile_99(&window.clients));
             let baseline = state.baselines.entry(path.clone()).or_default();
             let threshold = (factor * baseline.requests).max(floor);
-            let flooded = !learning && requests as f64 > threshold;
-            if flooded {
+            let watched = baseline.learnt >= self.config.learning_windows;
+            if watched && requests as f64 > threshold {
                 let client_threshold = (factor * baseline.client_p99).max(seconds);
                 let rate = (baseline.client_p99 / seconds).ceil().max(1.0) as u32;
-                let offending: Vec<IpAddr> = window
-                    .map(|window| {
-                        window
-                            .clients
-                            .iter()
-                            .filter(|(_, count)| f64::from(**count) > client_threshold)
-                            .map(|(client, _)| *client)
-                            .collect()
-                    })
-                    .unwrap_or_default();
                 let mut added = Vec::new();
-                for client in offending {
-                    let held = rules.entry(client).or_default();
+                for (client, count) in window.into_iter().flat_map(|window| &window.clients) {
+                    if f64::from(*count) <= client_threshold {
+                        continue;
+                    }
+                    let held = rules.entry(*client).or_default();
                     if held.iter().any(|rule| rule.path == path) {
                         continue;
                     }
                     let per_second = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
                     held.push(Arc::new(Rule {
                         path: path.clone(),
-                        client,
+                        client: *client,
                         rate,
                         limiter: DefaultDirectRateLimiter::direct(
                             Quota::per_second(per_second).allow_burst(per_second),
                         ),
                     }));
-                    added.push(client);
+                    added.push(*client);
                 }
                 added.sort_unstable();
                 rules_changed |= !added.is_empty();
@@ -371,11 +413,25 @@ impl Mitigation {
                 }
                 continue;
             }
-            // A calm window teaches the baseline.
-            let p99 = window.map_or(0.0, |window| percentile_99(&window.clients));
-            baseline.requests += LEARNING_RATE * (requests as f64 - baseline.requests);
-            baseline.client_p99 += LEARNING_RATE * (p99 - baseline.client_p99);
-            if baseline.requests < 0.5 && window.is_none() {
+            // A calm window teaches the baseline: the first one seeds it; once learnt, a
+            // window counts for at most twice the baseline.
+            let requests = requests as f64;
+            if baseline.learnt == 0 {
+                baseline.requests = requests;
+                baseline.client_p99 = p99;
+            } else if watched {
+                let cap = |value: f64, current: f64| value.min(2.0 * current.max(1.0));
+                baseline.requests +=
+                    LEARNING_RATE * (cap(requests, baseline.requests) - baseline.requests);
+                baseline.client_p99 +=
+                    LEARNING_RATE * (cap(p99, baseline.client_p99) - baseline.client_p99);
+            } else {
+                baseline.requests += LEARNING_RATE * (requests - baseline.requests);
+                baseline.client_p99 += LEARNING_RATE * (p99 - baseline.client_p99);
+            }
+            baseline.learnt = baseline.learnt.saturating_add(1);
+            // A path that has gone quiet gives its place back.
+            if baseline.requests < 0.5 && requests == 0.0 {
                 state.baselines.remove(&path);
             }
         }
@@ -384,6 +440,23 @@ impl Mitigation {
             self.rules.store(Arc::new(rules));
         }
         events
+    }
+
+    /// The paths it watches or learns.
+    pub fn baselines(&self) -> Vec<BaselineView> {
+        let seconds = self.config.window.as_secs_f64().max(0.001);
+        let state = self.state.lock();
+        let mut baselines: Vec<BaselineView> = state
+            .baselines
+            .iter()
+            .map(|(path, baseline)| BaselineView {
+                path: path.to_string(),
+                requests_per_second: (baseline.requests / seconds * 10.0).round() / 10.0,
+                learnt: baseline.learnt >= self.config.learning_windows,
+            })
+            .collect();
+        baselines.sort_by(|a, b| a.path.cmp(&b.path));
+        baselines
     }
 }
 
@@ -427,12 +500,17 @@ mod tests {
 
     #[test]
     fn path_keys_are_first_segments() {
+        let long = format!("/{}/x", "a".repeat(100));
         for (path, key) in [
             ("/", "/"),
             ("/api/catalog/products", "/api"),
-            ("/api", "/api"),
+            ("/api/", "/api"),
+            ("/api", "/"),
             ("/static/app.js", "/static"),
-            ("/favicon.ico", "/favicon.ico"),
+            ("/favicon.ico", "/"),
+            ("//x", "/"),
+            ("*", "/"),
+            (long.as_str(), "/"),
         ] {
             assert_eq!(path_key(path), key, "{path}");
         }
@@ -514,6 +592,41 @@ mod tests {
         for _ in 0..10 {
             assert!(mitigation.check(client(201), "/api/cart").is_ok());
         }
+    }
+
+    #[test]
+    fn a_path_is_watched_only_once_learnt_and_keeps_its_place() {
+        let mitigation = Mitigation::new(settings());
+        for _ in 0..3 {
+            shoppers(&mitigation, 10, 20);
+            mitigation.close_window();
+        }
+        // A path first seen now only teaches its baseline, however busy.
+        for _ in 0..5000 {
+            mitigation.record(client(9), "/static/app.js");
+        }
+        shoppers(&mitigation, 10, 20);
+        assert_eq!(mitigation.close_window(), Vec::new());
+        // Made-up paths take every free place in the window, but not the learnt one's.
+        for n in 0..MAX_PATHS * 2 {
+            mitigation.record(client(9), &format!("/junk-{n}/x"));
+        }
+        shoppers(&mitigation, 10, 20);
+        for _ in 0..2000 {
+            mitigation.record(client(201), "/api/cart");
+        }
+        let events = mitigation.close_window();
+        assert!(
+            matches!(events.as_slice(), [Event::FloodStarted { path, clients, .. }] if path == "/api" && clients == &[client(201)]),
+            "{events:?}"
+        );
+        // The overflow gets no rules.
+        assert!(
+            mitigation
+                .baselines()
+                .iter()
+                .all(|baseline| baseline.path != "*")
+        );
     }
 
     #[test]

@@ -525,6 +525,36 @@ fn strip_port(host: &str) -> &str {
     host.rsplit_once(':').map_or(host, |(name, _)| name)
 }
 
+/// A web ACL rule's own block answer (AWS WAF's custom response); the topology checked its
+/// status and headers.
+fn custom_response(custom: &securecart_waf::BlockResponse) -> Response<EdgeBody> {
+    let (content_type, body) = custom
+        .body
+        .as_ref()
+        .map_or(("", ""), |(content_type, body)| {
+            (content_type.as_str(), body.as_str())
+        });
+    let mut response = Response::new(upstream::full(Bytes::from(body.to_owned())));
+    *response.status_mut() =
+        http::StatusCode::from_u16(custom.status).unwrap_or(http::StatusCode::FORBIDDEN);
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(content_type) = HeaderValue::from_str(content_type)
+        && !content_type.is_empty()
+    {
+        headers.insert(header::CONTENT_TYPE, content_type);
+    }
+    for (name, value) in &custom.headers {
+        if let (Ok(name), Ok(value)) = (
+            header::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    response
+}
+
 /// The edge's own answer to a failure: JSON, like the shop's errors.
 pub fn error_response(error: &EdgeError) -> Response<EdgeBody> {
     let message = match error {
@@ -535,7 +565,8 @@ pub fn error_response(error: &EdgeError) -> Response<EdgeBody> {
         EdgeError::BadRequest(reason) => reason,
         EdgeError::BodyTooLarge(_) => "The request body is too large.",
         EdgeError::ClientTimeout => "The request body did not arrive in time.",
-        EdgeError::Blocked(_) => "The request was blocked by the web application firewall.",
+        EdgeError::Blocked(_, Some(custom)) => return custom_response(custom),
+        EdgeError::Blocked(_, None) => "The request was blocked by the web application firewall.",
         EdgeError::RateLimited(_) => "Too many requests from this address: slow down.",
         EdgeError::Shed => "The shop is very busy: try again in a moment.",
         EdgeError::Mitigated(_) => {

@@ -276,7 +276,14 @@ impl TargetPool {
 
     async fn connect(&self) -> Result<TcpStream, PoolError> {
         let connecting = async {
-            let Some(source) = self.settings.source else {
+            // The source address, if it is of the target's family. (Binding picks the
+            // local port before the destination is known, so every target shares one
+            // source's ephemeral ports: ample for pooled connections.)
+            let Some(source) = self
+                .settings
+                .source
+                .filter(|source| source.is_ipv4() == self.address.is_ipv4())
+            else {
                 return TcpStream::connect(self.address).await;
             };
             let socket = match source {

@@ -17,7 +17,7 @@ use ipnet::IpNet;
 use parking_lot::Mutex;
 
 use crate::metrics::EdgeMetrics;
-use crate::mitigation::{Event, FloodView, Mitigation, MitigationConfig};
+use crate::mitigation::{BaselineView, Event, FloodView, Mitigation, MitigationConfig};
 use crate::rules::glob_match;
 
 /// The shield's limits.
@@ -42,16 +42,17 @@ pub struct ShieldConfig {
     pub mitigation: Option<MitigationConfig>,
 }
 
-/// The shield's state: one rate per client, each client's open connections, and the
-/// requests in flight.
+/// The shield's state: one rate per client, each client's open connections, the requests
+/// in flight, and the automatic mitigation. A reload makes a new shield with
+/// [`Shield::reconfigure`], which carries the state over.
 #[derive(Debug)]
 pub struct Shield {
     config: ShieldConfig,
-    rates: DefaultKeyedRateLimiter<IpAddr>,
+    rates: Arc<DefaultKeyedRateLimiter<IpAddr>>,
     clock: DefaultClock,
-    connections: Mutex<HashMap<IpAddr, u32>>,
-    in_flight: AtomicUsize,
-    mitigation: Option<Mitigation>,
+    connections: Arc<Mutex<HashMap<IpAddr, u32>>>,
+    in_flight: Arc<AtomicUsize>,
+    mitigation: Option<Arc<Mitigation>>,
     last_forget: Mutex<std::time::Instant>,
 }
 
@@ -83,13 +84,13 @@ impl Drop for Admitted<'_> {
 /// A client's connection, counted until it is dropped.
 #[derive(Debug)]
 pub struct ConnectionPermit {
-    shield: Arc<Shield>,
+    connections: Arc<Mutex<HashMap<IpAddr, u32>>>,
     client: IpAddr,
 }
 
 impl Drop for ConnectionPermit {
     fn drop(&mut self) {
-        let mut connections = self.shield.connections.lock();
+        let mut connections = self.connections.lock();
         if let Some(count) = connections.get_mut(&self.client) {
             *count -= 1;
             if *count == 0 {
@@ -99,29 +100,62 @@ impl Drop for ConnectionPermit {
     }
 }
 
-/// The key a client is limited by: its address, or for IPv6 its /64, which one host
+/// The key a client is limited by: its address (an IPv4 address mapped into IPv6, as a
+/// dual-stack listener sees it, is the IPv4 address), or for IPv6 its /64, which one host
 /// usually holds whole (limiting single IPv6 addresses would let it take 2^64 rates).
 pub fn client_key(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V4(_) => address,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !u128::from(u64::MAX))),
-        },
+    match address.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !u128::from(u64::MAX))),
+        v4 => v4,
     }
+}
+
+fn quota(config: &ShieldConfig) -> Quota {
+    Quota::per_second(config.requests_per_second).allow_burst(config.burst)
 }
 
 impl Shield {
     /// A shield with these limits.
     pub fn new(config: ShieldConfig) -> Self {
-        let quota = Quota::per_second(config.requests_per_second).allow_burst(config.burst);
         Self {
-            rates: DefaultKeyedRateLimiter::keyed(quota),
+            rates: Arc::new(DefaultKeyedRateLimiter::keyed(quota(&config))),
             clock: DefaultClock::default(),
-            connections: Mutex::default(),
-            in_flight: AtomicUsize::new(0),
-            mitigation: config.mitigation.clone().map(Mitigation::new),
+            connections: Arc::default(),
+            in_flight: Arc::default(),
+            mitigation: config
+                .mitigation
+                .clone()
+                .map(|mitigation| Arc::new(Mitigation::new(mitigation))),
             last_forget: Mutex::new(std::time::Instant::now()),
+            config,
+        }
+    }
+
+    /// The shield with `config`'s limits that takes over from this one on a reload: open
+    /// connections and requests in flight stay counted; the clients' rates stay if the
+    /// rate and burst did not change, and the mitigation's baselines and rules if its
+    /// settings did not.
+    pub fn reconfigure(&self, config: ShieldConfig) -> Self {
+        let rates = if quota(&config) == quota(&self.config) {
+            Arc::clone(&self.rates)
+        } else {
+            Arc::new(DefaultKeyedRateLimiter::keyed(quota(&config)))
+        };
+        let mitigation = if config.mitigation == self.config.mitigation {
+            self.mitigation.clone()
+        } else {
+            config
+                .mitigation
+                .clone()
+                .map(|mitigation| Arc::new(Mitigation::new(mitigation)))
+        };
+        Self {
+            rates,
+            clock: DefaultClock::default(),
+            connections: Arc::clone(&self.connections),
+            in_flight: Arc::clone(&self.in_flight),
+            mitigation,
+            last_forget: Mutex::new(*self.last_forget.lock()),
             config,
         }
     }
@@ -136,11 +170,13 @@ impl Shield {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// Whether a request of `client` for `path` may go on now: within the client's rate
-    /// and any mitigation rule aimed at it, and within the edge's requests in flight unless
-    /// the path has priority. Every request is counted for the mitigation's baseline, the
-    /// refused ones too (so that a flood is seen for as long as it lasts).
+    /// Whether a request of `client` for `path` may go on now: within the edge's requests
+    /// in flight unless the path has priority, within the client's rate and any
+    /// mitigation rule aimed at it. Every request is counted for the mitigation's
+    /// baseline, the refused ones too (so that a flood is seen for as long as it lasts); a
+    /// shed request spends none of the client's rate.
     pub fn admit(&self, client: IpAddr, path: &str) -> Result<Admitted<'_>, Refusal> {
+        let client = client.to_canonical();
         if self.is_exempt(client) {
             return Ok(Admitted { in_flight: None });
         }
@@ -148,23 +184,41 @@ impl Shield {
         if let Some(mitigation) = &self.mitigation {
             mitigation.record(key, path);
         }
+        let limit = self
+            .config
+            .max_requests_in_flight
+            .map(|limit| (limit, self.has_priority(path)));
+        if let Some((limit, false)) = limit
+            && self.in_flight.load(Ordering::Relaxed) >= limit
+        {
+            return Err(Refusal::Shed);
+        }
         self.rates.check_key(&key).map_err(|not_until| {
             Refusal::RateLimited(not_until.wait_time_from(self.clock.now()))
         })?;
         if let Some(mitigation) = &self.mitigation {
             mitigation.check(key, path).map_err(Refusal::Mitigated)?;
         }
-        let Some(limit) = self.config.max_requests_in_flight else {
-            return Ok(Admitted { in_flight: None });
-        };
-        let before = self.in_flight.fetch_add(1, Ordering::Relaxed);
-        let admitted = Admitted {
-            in_flight: Some(&self.in_flight),
-        };
-        if before >= limit && !self.has_priority(path) {
-            return Err(Refusal::Shed);
+        match limit {
+            None => Ok(Admitted { in_flight: None }),
+            Some((_, true)) => {
+                self.in_flight.fetch_add(1, Ordering::Relaxed);
+                Ok(Admitted {
+                    in_flight: Some(&self.in_flight),
+                })
+            }
+            // Counted only if there is room, so that requests about to be shed never
+            // crowd out the ones that fit.
+            Some((limit, false)) => self
+                .in_flight
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |count| {
+                    (count < limit).then_some(count + 1)
+                })
+                .map(|_| Admitted {
+                    in_flight: Some(&self.in_flight),
+                })
+                .map_err(|_| Refusal::Shed),
         }
-        Ok(admitted)
     }
 
     fn is_exempt(&self, client: IpAddr) -> bool {
@@ -180,7 +234,8 @@ impl Shield {
 
     /// A new connection of `client`, counted while the permit lives; `None` past the
     /// client's connection limit. An exempt client's connections are not counted.
-    pub fn connect(self: &Arc<Self>, client: IpAddr) -> Option<Option<ConnectionPermit>> {
+    pub fn connect(&self, client: IpAddr) -> Option<Option<ConnectionPermit>> {
+        let client = client.to_canonical();
         if self.is_exempt(client) {
             return Some(None);
         }
@@ -192,7 +247,7 @@ impl Shield {
         }
         *count += 1;
         Some(Some(ConnectionPermit {
-            shield: Arc::clone(self),
+            connections: Arc::clone(&self.connections),
             client,
         }))
     }
@@ -254,7 +309,15 @@ impl Shield {
     pub fn floods(&self) -> Vec<FloodView> {
         self.mitigation
             .as_ref()
-            .map(Mitigation::floods)
+            .map(|mitigation| mitigation.floods())
+            .unwrap_or_default()
+    }
+
+    /// The paths the automatic mitigation watches or learns.
+    pub fn baselines(&self) -> Vec<BaselineView> {
+        self.mitigation
+            .as_ref()
+            .map(|mitigation| mitigation.baselines())
             .unwrap_or_default()
     }
 }
@@ -297,17 +360,35 @@ mod tests {
         );
         assert!(shield.connect(shopper).is_some());
         drop(first);
-        assert!(
-            shield.connect(flooder).is_some(),
-            "a closed connection frees its place"
-        );
+        let _again = shield
+            .connect(flooder)
+            .expect("a closed connection frees its place");
 
-        // An exempt client is not limited at all.
+        // An exempt client is not limited at all, also seen through a dual-stack socket.
         let edge: IpAddr = "127.0.30.1".parse().expect("address");
+        let mapped: IpAddr = "::ffff:127.0.30.1".parse().expect("address");
         for _ in 0..10 {
             assert!(shield.admit(edge, "/").is_ok());
+            assert!(shield.admit(mapped, "/").is_ok());
             assert!(matches!(shield.connect(edge), Some(None)));
         }
+
+        // A reload keeps what is counted: the flooder's connections and spent burst.
+        let reloaded = shield.reconfigure(ShieldConfig {
+            max_requests_in_flight: Some(10),
+            ..limits(None)
+        });
+        assert!(reloaded.connect(flooder).is_none(), "still at its limit");
+        assert!(matches!(
+            reloaded.admit(flooder, "/"),
+            Err(Refusal::RateLimited(_))
+        ));
+        // A new rate starts everyone afresh.
+        let faster = reloaded.reconfigure(ShieldConfig {
+            requests_per_second: NonZeroU32::new(100).expect("nonzero"),
+            ..limits(None)
+        });
+        assert!(faster.admit(flooder, "/").is_ok());
     }
 
     #[test]

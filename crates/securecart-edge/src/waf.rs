@@ -75,7 +75,7 @@ pub async fn inspect(
     let oversize = unread || read.len() > waf.body_limit;
     if oversize && waf.oversize_blocks {
         metrics.waf_match("oversize", "block");
-        return Err(EdgeError::Blocked("oversize".to_owned()));
+        return Err(EdgeError::Blocked("oversize".to_owned(), None));
     }
     let inspected = &read[..read.len().min(waf.body_limit)];
     let inspection = Inspection::new(
@@ -114,6 +114,7 @@ pub async fn inspect(
             verdict
                 .terminating_rule
                 .unwrap_or_else(|| "default".to_owned()),
+            verdict.response,
         ));
     }
     Ok(Request::from_parts(parts, body))

@@ -95,6 +95,7 @@ async fn a_client_past_its_rate_gets_429_and_others_are_served() {
     let before = reached.load(Ordering::SeqCst);
 
     let mut flooder = TestClient::http1_from(address("127.0.10.1"));
+    let started = Instant::now();
     let mut statuses = Vec::new();
     let mut refused = None;
     for _ in 0..30 {
@@ -105,8 +106,12 @@ async fn a_client_past_its_rate_gets_429_and_others_are_served() {
         }
     }
     let served = statuses.iter().filter(|status| **status == 200).count();
-    // The burst, and at most a request or two more from the rate while the 30 were sent.
-    assert!((10..=14).contains(&served), "{statuses:?}");
+    // The burst, and what the rate (5 a second) added while the 30 were sent.
+    let allowed = 10 + (5.0 * started.elapsed().as_secs_f64()).ceil() as usize;
+    assert!(
+        (10..=allowed).contains(&served) && served < 30,
+        "{statuses:?}"
+    );
     assert_eq!(served + statuses.iter().filter(|s| **s == 429).count(), 30);
     let refused = refused.expect("a refusal");
     assert_eq!(refused.json()["error"]["code"], "rate_limited");
@@ -350,8 +355,24 @@ async fn a_flood_departing_from_the_baseline_is_held_back_until_it_ends() {
         })
         .collect();
     // The edge learns their traffic for a few windows.
-    tokio::time::sleep(window * 6).await;
-    assert_eq!(shield_state(&edge).await["floods"], serde_json::json!([]));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let state = shield_state(&edge).await;
+        assert_eq!(state["floods"], serde_json::json!([]), "{state}");
+        let learnt = state["baselines"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|baseline| baseline["path"] == "/" && baseline["learnt"] == true);
+        if learnt {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the page was never learnt: {state}"
+        );
+        tokio::time::sleep(window).await;
+    }
 
     // Four clients flood the same page as fast as they can.
     let (stop_flood, flooding) = tokio::sync::watch::channel(false);
@@ -412,10 +433,12 @@ async fn a_flood_departing_from_the_baseline_is_held_back_until_it_ends() {
         assert!(statuses.iter().all(|status| *status == 200), "{statuses:?}");
     }
     let metrics = metrics(&edge).await;
-    assert!(
-        metrics.contains("securecart_edge_shield_floods_total 1"),
-        "{metrics}"
-    );
+    let floods: u64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("securecart_edge_shield_floods_total "))
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(0);
+    assert!(floods >= 1, "{metrics}");
     assert!(metrics.contains("securecart_edge_shield_mitigated_clients 0"));
     edge.shutdown().await;
 }

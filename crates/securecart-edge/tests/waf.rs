@@ -145,3 +145,109 @@ async fn oversize_bodies_follow_the_listeners_choice() {
     edge.shutdown().await;
     upstream.stop().await;
 }
+
+#[tokio::test]
+async fn the_operators_rules_run_first_with_rate_limits_and_their_own_answers() {
+    use securecart_waf::rate::{AggregateKey, RateLimit};
+    use securecart_waf::statement::Position;
+    use securecart_waf::{BlockResponse, Field, Rule, RuleAction, Statement};
+
+    let (upstream, reached) = start_upstream().await;
+    let checkout_posts = Statement::And(vec![
+        Statement::ByteMatch {
+            field: Field::Method,
+            position: Position::Exactly,
+            search: b"POST".to_vec(),
+            transforms: Vec::new(),
+        },
+        Statement::ByteMatch {
+            field: Field::UriPath,
+            position: Position::StartsWith,
+            search: b"/api/checkout".to_vec(),
+            transforms: Vec::new(),
+        },
+    ]);
+    let rules = vec![
+        // An office the shop trusts skips every later rule, the managed ones too.
+        Rule {
+            id: "office".to_owned(),
+            priority: 1,
+            statement: Statement::IpSet(vec!["127.0.40.0/24".parse().expect("network")]),
+            action: RuleAction::Allow,
+            labels: Vec::new(),
+            response: None,
+        },
+        Rule {
+            id: "card-testing".to_owned(),
+            priority: 2,
+            statement: Statement::RateBased {
+                rate: Arc::new(RateLimit::new(
+                    10,
+                    std::time::Duration::from_secs(60),
+                    vec![AggregateKey::ClientIp],
+                )),
+                scope_down: Some(Box::new(checkout_posts)),
+            },
+            action: RuleAction::Block,
+            labels: Vec::new(),
+            response: Some(Arc::new(BlockResponse {
+                status: 429,
+                headers: vec![("retry-after".to_owned(), "300".to_owned())],
+                body: Some(("text/plain".to_owned(), "Too many checkouts.".to_owned())),
+            })),
+        },
+    ];
+    let waf = WafConfig {
+        acl: Arc::new(securecart_waf::managed::acl_with(
+            rules,
+            &securecart_waf::managed::Group::ALL,
+        )),
+        ..WafConfig::managed()
+    };
+    let edge = start_edge(upstream.address, waf).await;
+    let checkout = format!("{}/api/checkout", edge.url);
+    let from = |address: &str| TestClient::http1_from(address.parse().expect("address"));
+
+    // Ten checkouts from one address pass; the eleventh gets the rule's own answer.
+    let mut bot = from("127.0.50.1");
+    for n in 1..=10 {
+        assert_eq!(
+            bot.post(&checkout, &[], "{}").await.status,
+            200,
+            "checkout {n}"
+        );
+    }
+    let refused = bot.post(&checkout, &[], "{}").await;
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.header("retry-after"), Some("300"));
+    assert_eq!(refused.header("content-type"), Some("text/plain"));
+    assert_eq!(refused.text(), "Too many checkouts.");
+    // Only checkouts are counted, and only that address's.
+    assert_eq!(bot.get(&format!("{}/products", edge.url)).await.status, 200);
+    assert_eq!(
+        from("127.0.50.2").post(&checkout, &[], "{}").await.status,
+        200
+    );
+
+    // The office's requests are allowed before the managed rules see them.
+    let injection = format!(
+        "{}/api/catalog/products?q=1%27%20OR%20%271%27%3D%271",
+        edge.url
+    );
+    assert_eq!(from("127.0.40.7").get(&injection).await.status, 200);
+    assert_eq!(from("127.0.50.3").get(&injection).await.status, 403);
+    assert_eq!(reached.load(Ordering::SeqCst), 13);
+
+    let metrics = TestClient::http1()
+        .get(&format!("http://{}/metrics", edge.admin))
+        .await
+        .text();
+    assert!(
+        metrics.contains(
+            "securecart_edge_waf_matches_total{rule=\"card-testing\",action=\"block\"} 1"
+        ),
+        "{metrics}"
+    );
+    edge.shutdown().await;
+    upstream.stop().await;
+}

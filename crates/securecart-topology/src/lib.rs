@@ -12,6 +12,7 @@ pub mod dns;
 pub mod locate;
 pub mod model;
 pub mod raw;
+pub mod waf;
 
 use std::fmt;
 use std::path::Path;

@@ -276,6 +276,8 @@ pub struct EdgeWaf {
     pub body_limit: usize,
     /// Whether a larger body blocks the request.
     pub oversize_blocks: bool,
+    /// The operator's own rules, compiled, which run before the managed groups.
+    pub rules: Vec<securecart_waf::Rule>,
 }
 
 /// The managed rule groups a web ACL may name.
@@ -1152,6 +1154,7 @@ fn resolve_waf(raw: &crate::raw::RawWaf, path: &FieldPath, findings: &mut Findin
         }
     };
     EdgeWaf {
+        rules: crate::waf::resolve_rules(&raw.rules, &path.key("rules"), findings),
         managed_groups,
         body_limit: usize::try_from(raw.body_inspection_kib * 1024).unwrap_or(usize::MAX),
         oversize_blocks,
@@ -1279,7 +1282,7 @@ fn resolve_cache(
 
 /// A name field: lowercase letters, digits and dashes, and not one of the `earlier` names
 /// of its kind (`what`, as "target group").
-fn check_name<'n>(
+pub(crate) fn check_name<'n>(
     findings: &mut Findings,
     path: &FieldPath,
     name: &str,

@@ -448,6 +448,162 @@ pub struct RawWaf {
     /// What a body larger than that does: `continue` (its start is inspected) or `block`.
     #[serde(default = "default_waf_oversize")]
     pub oversize: String,
+    /// The operator's own rules (AWS WAF's), run before the managed groups in priority
+    /// order.
+    #[serde(default)]
+    pub rules: Vec<RawWafRule>,
+}
+
+/// One of the operator's own web ACL rules.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWafRule {
+    /// Its name, which is its id in logs and metrics.
+    pub name: String,
+    /// Its place among the operator's rules: lower runs first (0 to 999).
+    pub priority: u32,
+    /// `allow` (let the request through, skipping later rules), `block`, or `count`
+    /// (log and go on).
+    pub action: String,
+    /// What a block answers instead of the edge's 403.
+    #[serde(default)]
+    pub block_response: Option<RawBlockResponse>,
+    /// Labels it adds when it matches, which later rules' `label_match` sees.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// What it matches.
+    pub statement: RawStatement,
+}
+
+/// A rule's own block answer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBlockResponse {
+    /// The status, 400 to 599.
+    pub status: u16,
+    /// Headers to add, by name.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// The body's content type (with `body`).
+    #[serde(default)]
+    pub content_type: Option<String>,
+    /// The body.
+    #[serde(default)]
+    pub body: Option<String>,
+}
+
+/// A match statement, written as a table of one key: `{ ip_set = ["203.0.113.0/24"] }`,
+/// `{ byte_match = { field = "header:user-agent", position = "contains", search = "sqlmap",
+/// transforms = ["lowercase"] } }`, `{ and = [ ..., ... ] }`, `{ not = { ... } }`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawStatement {
+    /// A string in a field, after transformations.
+    ByteMatch(RawByteMatch),
+    /// A regular expression over a field.
+    Regex(RawRegexMatch),
+    /// A field's size.
+    Size(RawSizeMatch),
+    /// SQL injection in a field.
+    Sqli(RawFieldMatch),
+    /// Cross-site scripting in a field.
+    Xss(RawFieldMatch),
+    /// The client's address in these networks (CIDR).
+    IpSet(Vec<String>),
+    /// The client's country (two-letter codes).
+    GeoMatch(Vec<String>),
+    /// A label an earlier rule added.
+    LabelMatch(String),
+    /// A key's requests past a limit over a window (a rule's own statement only).
+    RateBased(Box<RawRateBased>),
+    /// Every statement matches.
+    And(Vec<RawStatement>),
+    /// Any statement matches.
+    Or(Vec<RawStatement>),
+    /// The statement does not match.
+    Not(Box<RawStatement>),
+}
+
+/// A string in a field.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawByteMatch {
+    /// The field: `uri_path`, `query_string`, `query_argument:NAME`, `query_arguments`,
+    /// `query_argument_names`, `header:NAME`, `headers`, `cookies`, `method`, `body`,
+    /// `body_fields`.
+    pub field: String,
+    /// `exactly`, `starts_with`, `ends_with`, `contains` or `contains_word`.
+    pub position: String,
+    /// The string, as the transformations leave the field.
+    pub search: String,
+    /// Transformations applied to the field first, in order.
+    #[serde(default)]
+    pub transforms: Vec<String>,
+}
+
+/// A regular expression over a field.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegexMatch {
+    /// The field (as for `byte_match`).
+    pub field: String,
+    /// The expression (the `regex` crate's syntax, on bytes, in linear time).
+    pub pattern: String,
+    /// Transformations applied to the field first, in order.
+    #[serde(default)]
+    pub transforms: Vec<String>,
+}
+
+/// A field's size.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSizeMatch {
+    /// The field (as for `byte_match`).
+    pub field: String,
+    /// `eq`, `ne`, `lt`, `le`, `gt` or `ge`.
+    pub comparison: String,
+    /// The size, in bytes.
+    pub size: u64,
+}
+
+/// A detector over a field.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFieldMatch {
+    /// The field (as for `byte_match`).
+    pub field: String,
+    /// Transformations applied to the field first, in order.
+    #[serde(default)]
+    pub transforms: Vec<String>,
+}
+
+/// A rate-based statement.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateBased {
+    /// Requests a key may send within the window (10 to 2,000,000,000).
+    pub limit: u64,
+    /// The trailing window: 60, 120, 300 or 600 seconds.
+    #[serde(default = "default_rate_window_seconds")]
+    pub window_seconds: u64,
+    /// What requests are counted together by, combined: `ip` (the client's address),
+    /// `forwarded_ip` (the first address in `X-Forwarded-For`, or `forwarded_ip:HEADER`),
+    /// `header:NAME`.
+    #[serde(default = "default_rate_keys")]
+    pub keys: Vec<String>,
+    /// Only the requests it matches are counted.
+    #[serde(default)]
+    pub scope_down: Option<RawStatement>,
+}
+
+/// AWS WAF's default window.
+pub fn default_rate_window_seconds() -> u64 {
+    300
+}
+
+/// By default, requests are counted per client address.
+pub fn default_rate_keys() -> Vec<String> {
+    vec!["ip".to_owned()]
 }
 
 /// The default body inspection size (AWS WAF's for ALB), in KiB.

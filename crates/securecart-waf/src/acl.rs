@@ -16,6 +16,17 @@ pub enum RuleAction {
     Count,
 }
 
+/// The answer a blocking rule gives instead of the edge's 403 (AWS WAF's custom response).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockResponse {
+    /// The status (4xx or 5xx).
+    pub status: u16,
+    /// Headers to add, by name.
+    pub headers: Vec<(String, String)>,
+    /// The body, with its content type.
+    pub body: Option<(String, String)>,
+}
+
 /// A rule.
 #[derive(Debug, Clone)]
 pub struct Rule {
@@ -29,6 +40,8 @@ pub struct Rule {
     pub action: RuleAction,
     /// Labels it adds when it matches.
     pub labels: Vec<String>,
+    /// What a block answers, if not the edge's 403.
+    pub response: Option<std::sync::Arc<BlockResponse>>,
 }
 
 /// What a web ACL decided for a request.
@@ -42,6 +55,8 @@ pub struct Verdict {
     pub matches: Vec<(String, RuleAction, Evidence)>,
     /// The labels the matching rules added.
     pub labels: Vec<String>,
+    /// The terminating rule's own block answer, if it has one.
+    pub response: Option<std::sync::Arc<BlockResponse>>,
 }
 
 /// A web ACL.
@@ -52,7 +67,8 @@ pub struct WebAcl {
 }
 
 impl WebAcl {
-    /// An ACL of `rules` (run in priority order) whose default action blocks, or allows.
+    /// An ACL of `rules` (run in priority order; equal priorities in the order given)
+    /// whose default action blocks, or allows.
     pub fn new(mut rules: Vec<Rule>, default_block: bool) -> Self {
         rules.sort_by_key(|rule| rule.priority);
         Self {
@@ -73,6 +89,7 @@ impl WebAcl {
             terminating_rule: None,
             matches: Vec::new(),
             labels: Vec::new(),
+            response: None,
         };
         for rule in &self.rules {
             let Some(evidence) = rule.statement.evaluate(inspection, &verdict.labels) else {
@@ -87,6 +104,9 @@ impl WebAcl {
                 RuleAction::Allow | RuleAction::Block => {
                     verdict.blocked = rule.action == RuleAction::Block;
                     verdict.terminating_rule = Some(rule.id.clone());
+                    if verdict.blocked {
+                        verdict.response = rule.response.clone();
+                    }
                     return verdict;
                 }
             }

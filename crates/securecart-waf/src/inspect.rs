@@ -103,6 +103,34 @@ impl Field {
             Field::BodyFields => "body_fields".to_owned(),
         }
     }
+
+    /// The field of a name as [`Field::name`] writes it (`header:user-agent`,
+    /// `query_argument:q`, `body`, ...).
+    pub fn parse(name: &str) -> Option<Self> {
+        if let Some(header) = name.strip_prefix("header:") {
+            return http::HeaderName::from_bytes(header.as_bytes())
+                .ok()
+                .map(Field::Header);
+        }
+        if let Some(argument) = name.strip_prefix("query_argument:") {
+            return (!argument.is_empty()).then(|| Field::QueryArgument(argument.to_owned()));
+        }
+        Some(match name {
+            "uri_path" => Field::UriPath,
+            "query_string" => Field::QueryString,
+            "query_arguments" => Field::AllQueryArguments,
+            "query_argument_names" => Field::QueryArgumentNames,
+            "headers" => Field::AllHeaders,
+            "cookies" => Field::Cookies,
+            "method" => Field::Method,
+            "body" => Field::Body,
+            "body_fields" => Field::BodyFields,
+            _ => return None,
+        })
+    }
+
+    /// The names [`Field::parse`] reads, for messages.
+    pub const NAMES: &'static str = "uri_path, query_string, query_argument:NAME, query_arguments, query_argument_names, header:NAME, headers, cookies, method, body, body_fields";
 }
 
 /// A request as the WAF sees it.
@@ -411,6 +439,29 @@ fn json_leaves(value: &serde_json::Value, leaves: &mut Vec<String>, depth: usize
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_read_back_their_names() {
+        for name in [
+            "uri_path",
+            "query_string",
+            "query_argument:q",
+            "query_arguments",
+            "query_argument_names",
+            "header:user-agent",
+            "headers",
+            "cookies",
+            "method",
+            "body",
+            "body_fields",
+        ] {
+            let field = Field::parse(name).unwrap_or_else(|| panic!("{name}"));
+            assert_eq!(field.name(), name);
+        }
+        for bad in ["verb", "header:", "header:a b", "query_argument:", ""] {
+            assert_eq!(Field::parse(bad), None, "{bad}");
+        }
+    }
 
     fn values(inspection: &Inspection<'_>, field: &Field) -> Vec<String> {
         let mut seen = Vec::new();

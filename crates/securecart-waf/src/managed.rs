@@ -82,6 +82,7 @@ impl Group {
                 statement,
                 action: RuleAction::Block,
                 labels: vec![format!("securecart:managed:{}:{id}", self.name())],
+                response: None,
             })
             .collect()
     }
@@ -95,11 +96,22 @@ pub fn default_acl() -> WebAcl {
 /// A web ACL of these managed groups, in this order, blocking; what none blocks is
 /// allowed.
 pub fn acl(groups: &[Group]) -> WebAcl {
-    let rules = groups
-        .iter()
-        .enumerate()
-        .flat_map(|(index, group)| group.rules(1000 * (index as u32 + 1)))
-        .collect();
+    acl_with(Vec::new(), groups)
+}
+
+/// A web ACL of the operator's own `rules` (at most 999, run first, in their priority
+/// order), then these managed groups in this order; what no rule blocks is allowed.
+pub fn acl_with(mut rules: Vec<Rule>, groups: &[Group]) -> WebAcl {
+    rules.sort_by_key(|rule| rule.priority);
+    for (index, rule) in rules.iter_mut().enumerate() {
+        rule.priority = u32::try_from(index).unwrap_or(999).min(999);
+    }
+    rules.extend(
+        groups
+            .iter()
+            .enumerate()
+            .flat_map(|(index, group)| group.rules(1000 * (index as u32 + 1))),
+    );
     WebAcl::new(rules, false)
 }
 
@@ -120,18 +132,10 @@ fn over(fields: Vec<Field>, statement: impl Fn(Field) -> Statement) -> Statement
 }
 
 fn regex(field: Field, pattern: &str, transforms: &[Transform]) -> Statement {
-    Statement::Regex {
-        field,
-        // Bytes, not text: `\s`, `\w` and `(?i)` are ASCII's, and any byte may match.
-        regex: regex::bytes::RegexBuilder::new(pattern)
-            .unicode(false)
-            .build()
-            .unwrap_or_else(|error| {
-                // The patterns are this file's constants; a bad one is caught by the tests.
-                panic!("managed rule pattern {pattern:?}: {error}")
-            }),
-        transforms: transforms.to_vec(),
-    }
+    Statement::regex(field, pattern, transforms).unwrap_or_else(|error| {
+        // The patterns are this file's constants; a bad one is caught by the tests.
+        panic!("managed rule pattern {pattern:?}: {error}")
+    })
 }
 
 fn any_of(field: Field, strings: &[&str], transforms: &[Transform]) -> Statement {

@@ -99,6 +99,14 @@ pub enum Statement {
     Geo(Vec<String>),
     /// A label an earlier rule added.
     Label(String),
+    /// A key's requests past a limit over a trailing window (what is counted: the
+    /// requests the scope-down statement matches, or all).
+    RateBased {
+        /// The limit, window, keys and counts (shared by the statement's clones).
+        rate: std::sync::Arc<crate::rate::RateLimit>,
+        /// What is counted.
+        scope_down: Option<Box<Statement>>,
+    },
     /// Every statement matches.
     And(Vec<Statement>),
     /// Any statement matches.
@@ -126,6 +134,23 @@ impl Evidence {
 }
 
 impl Statement {
+    /// A regular expression statement; `pattern` is matched on bytes (`\s`, `\w` and `(?i)`
+    /// are ASCII's, and any byte may match), in linear time. The error says what is wrong
+    /// with the pattern.
+    pub fn regex(field: Field, pattern: &str, transforms: &[Transform]) -> Result<Self, String> {
+        let regex = regex::bytes::RegexBuilder::new(pattern)
+            .unicode(false)
+            // A pattern's compiled size is bounded, so that no file can ask for gigabytes.
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|error| error.to_string())?;
+        Ok(Statement::Regex {
+            field,
+            regex,
+            transforms: transforms.to_vec(),
+        })
+    }
+
     /// Whether the statement matches the request (with the labels added so far), and
     /// where.
     pub fn evaluate(&self, inspection: &Inspection<'_>, labels: &[String]) -> Option<Evidence> {
@@ -202,6 +227,16 @@ impl Statement {
                 labels.iter().any(|added| added == label).then(|| Evidence {
                     field: "label".to_owned(),
                     data: label.clone(),
+                })
+            }
+            Statement::RateBased { rate, scope_down } => {
+                if let Some(scope_down) = scope_down {
+                    scope_down.evaluate(inspection, labels)?;
+                }
+                let (over, key) = rate.hit(inspection)?;
+                over.then(|| Evidence {
+                    field: "rate".to_owned(),
+                    data: format!("{key} past {} in {} s", rate.limit, rate.window.as_secs()),
                 })
             }
             Statement::And(statements) => {

@@ -51,6 +51,32 @@ pub fn apply<'a>(transforms: &[Transform], input: &'a [u8]) -> Cow<'a, [u8]> {
 }
 
 impl Transform {
+    /// Every transformation, with its name in topology files.
+    pub const NAMED: [(&'static str, Transform); 14] = [
+        ("url_decode", Transform::UrlDecode),
+        ("url_decode_uni", Transform::UrlDecodeUni),
+        ("html_entity_decode", Transform::HtmlEntityDecode),
+        ("lowercase", Transform::Lowercase),
+        ("compress_white_space", Transform::CompressWhitespace),
+        ("normalize_path", Transform::NormalizePath),
+        ("normalize_path_win", Transform::NormalizePathWin),
+        ("base64_decode", Transform::Base64Decode),
+        ("js_decode", Transform::JsDecode),
+        ("cmd_line", Transform::CmdLine),
+        ("remove_nulls", Transform::RemoveNulls),
+        ("remove_shell_quotes", Transform::RemoveShellQuotes),
+        ("replace_comments", Transform::ReplaceComments),
+        ("hex_decode", Transform::HexDecode),
+    ];
+
+    /// The transformation of a name in [`Transform::NAMED`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::NAMED
+            .iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, transform)| *transform)
+    }
+
     /// Its position among the transformations, for keys.
     pub fn index(self) -> u8 {
         self as u8
@@ -418,6 +444,25 @@ fn hex_decode(input: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_transformation_has_one_name() {
+        let mut indices: Vec<u8> = Transform::NAMED
+            .iter()
+            .map(|(name, transform)| {
+                assert_eq!(Transform::from_name(name), Some(*transform));
+                transform.index()
+            })
+            .collect();
+        indices.sort_unstable();
+        indices.dedup();
+        // The indices are the variants' places: all of them, each once.
+        assert_eq!(
+            indices,
+            (0..Transform::NAMED.len() as u8).collect::<Vec<_>>()
+        );
+        assert_eq!(Transform::from_name("rot13"), None);
+    }
 
     #[test]
     fn transformations_see_through_encodings() {

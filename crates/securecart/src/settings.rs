@@ -314,7 +314,7 @@ fn shield_groups(topology: &Topology, region: &Region) -> Vec<TargetGroupConfig>
 
 /// The edge's web ACL from the topology's `[edge.waf]`.
 fn waf_config(waf: &securecart_topology::EdgeWaf) -> securecart_edge::waf::WafConfig {
-    use securecart_waf::managed::{Group, acl};
+    use securecart_waf::managed::{Group, acl_with};
     // The topology has checked the names.
     let groups: Vec<Group> = waf
         .managed_groups
@@ -322,7 +322,7 @@ fn waf_config(waf: &securecart_topology::EdgeWaf) -> securecart_edge::waf::WafCo
         .filter_map(|name| Group::from_name(name))
         .collect();
     securecart_edge::waf::WafConfig {
-        acl: std::sync::Arc::new(acl(&groups)),
+        acl: std::sync::Arc::new(acl_with(waf.rules.clone(), &groups)),
         body_limit: waf.body_limit,
         oversize_blocks: waf.oversize_blocks,
     }

@@ -437,7 +437,7 @@ async fn up_serves_a_purchase_survives_killed_replicas_and_stops_cleanly() {
             tokio::spawn(flood(url.clone(), source, flooding.clone()))
         })
         .collect();
-    // Every flooder is past its burst before the shopper starts.
+    // The flood is under way before the shopper starts.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut buyer = TestClient::http1();
     for path in ["/", "/static/app.js", "/api/catalog/products?per_page=50"] {
@@ -485,7 +485,6 @@ async fn up_serves_a_purchase_survives_killed_replicas_and_stops_cleanly() {
         .to_owned();
     let shield = buyer.get(&format!("http://{us_admin}/shield")).await.json();
     assert_eq!(shield["automatic_mitigation"], true, "{shield}");
-    assert!(shield["requests_in_flight"].as_u64().is_some(), "{shield}");
 
     // Kill one replica of the storefront and of the catalog, and both checkouts: the edge
     // keeps serving, and the acknowledged order is still there.
@@ -923,8 +922,8 @@ async fn proxy_cache_on_disk_starts_warm_after_a_restart() {
 
 /// Sends SIGTERM to a child and asserts that it exits successfully within `within`.
 /// GETs of the storefront's page from `source`, one after another on one keep-alive
-/// connection, until `stop` turns true (at most 20,000 of them, for at most 60 s): the
-/// statuses, and how long they took.
+/// connection, until `stop` turns true and the shield has limited it at least once (at
+/// most 20,000 of them, for at most 60 s): the statuses, and how long they took.
 async fn flood(
     url: String,
     source: std::net::IpAddr,
@@ -933,7 +932,9 @@ async fn flood(
     let mut client = TestClient::http1_from(source);
     let started = Instant::now();
     let mut statuses = Vec::new();
-    while !*stop.borrow() && statuses.len() < 20_000 && started.elapsed() < Duration::from_secs(60)
+    while !(*stop.borrow() && statuses.contains(&429))
+        && statuses.len() < 20_000
+        && started.elapsed() < Duration::from_secs(60)
     {
         statuses.push(client.get(&format!("{url}/")).await.status.as_u16());
     }

@@ -1,0 +1,415 @@
+//! The operator's own web ACL rules (`[[edge.waf.rules]]`), checked and compiled into the
+//! WAF's rules: fields, transformations, networks, countries, expressions and rate limits
+//! are read with the WAF's own names, so that a file and the engine cannot disagree, and
+//! every problem names its place in the file.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use securecart_waf::rate::{AggregateKey, RateLimit, WINDOWS};
+use securecart_waf::statement::{Comparison, Position};
+use securecart_waf::{BlockResponse, Field, Rule, RuleAction, Statement, Transform};
+
+use crate::locate::FieldPath;
+use crate::model::Findings;
+use crate::raw::{RawBlockResponse, RawStatement, RawWafRule};
+
+/// The most rules of the operator's own.
+pub const MAX_WAF_RULES: usize = 100;
+
+/// How deep `and`, `or` and `not` may nest.
+const MAX_DEPTH: usize = 5;
+
+/// Checks and compiles the operator's rules; problems go to `findings`, and a rule with one
+/// is left out.
+pub(crate) fn resolve_rules(
+    raw: &[RawWafRule],
+    path: &FieldPath,
+    findings: &mut Findings,
+) -> Vec<Rule> {
+    if raw.len() > MAX_WAF_RULES {
+        findings.problem(path.clone(), format!("at most {MAX_WAF_RULES} rules"));
+    }
+    let mut rules = Vec::with_capacity(raw.len());
+    for (index, rule) in raw.iter().enumerate() {
+        let at = path.index(index);
+        let before = findings.problems.len();
+        crate::model::check_name(
+            findings,
+            &at.key("name"),
+            &rule.name,
+            "rule",
+            raw[..index].iter().map(|earlier| earlier.name.as_str()),
+        );
+        if rule.priority > 999 {
+            findings.problem(at.key("priority"), "must be from 0 to 999");
+        } else if raw[..index]
+            .iter()
+            .any(|earlier| earlier.priority == rule.priority)
+        {
+            findings.problem(
+                at.key("priority"),
+                format!("another rule already has priority {}", rule.priority),
+            );
+        }
+        let action = match rule.action.as_str() {
+            "allow" => RuleAction::Allow,
+            "block" => RuleAction::Block,
+            "count" => RuleAction::Count,
+            other => {
+                findings.problem(
+                    at.key("action"),
+                    format!("`{other}` is not `allow`, `block` or `count`"),
+                );
+                RuleAction::Count
+            }
+        };
+        let response = match &rule.block_response {
+            Some(_) if action != RuleAction::Block => {
+                findings.problem(
+                    at.key("block_response"),
+                    "only a rule whose action is `block` answers",
+                );
+                None
+            }
+            Some(response) => block_response(response, &at.key("block_response"), findings),
+            None => None,
+        };
+        for (label_index, label) in rule.labels.iter().enumerate() {
+            if label.is_empty() || label.len() > 128 || label.chars().any(char::is_whitespace) {
+                findings.problem(
+                    at.key("labels").index(label_index),
+                    "a label is 1 to 128 characters without spaces",
+                );
+            }
+        }
+        let statement = statement(&rule.statement, &at.key("statement"), 0, findings);
+        if findings.problems.len() > before {
+            continue;
+        }
+        if let Some(statement) = statement {
+            rules.push(Rule {
+                id: rule.name.clone(),
+                priority: rule.priority,
+                statement,
+                action,
+                labels: rule.labels.clone(),
+                response: response.map(Arc::new),
+            });
+        }
+    }
+    rules
+}
+
+fn block_response(
+    raw: &RawBlockResponse,
+    path: &FieldPath,
+    findings: &mut Findings,
+) -> Option<BlockResponse> {
+    if !(400..=599).contains(&raw.status) {
+        findings.problem(path.key("status"), "must be from 400 to 599");
+    }
+    for (name, value) in &raw.headers {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            findings.problem(
+                path.key("headers").key(name),
+                format!("`{name}` is not a header name"),
+            );
+        } else if http::HeaderValue::from_str(value).is_err() {
+            findings.problem(
+                path.key("headers").key(name),
+                "is not a header value (printable ASCII)",
+            );
+        }
+    }
+    let body = match (&raw.content_type, &raw.body) {
+        (Some(content_type), Some(body)) => {
+            if http::HeaderValue::from_str(content_type).is_err() {
+                findings.problem(path.key("content_type"), "is not a header value");
+            }
+            if body.len() > 4096 {
+                findings.problem(path.key("body"), "is at most 4096 bytes");
+            }
+            Some((content_type.clone(), body.clone()))
+        }
+        (None, None) => None,
+        (None, Some(_)) => {
+            findings.problem(path.key("body"), "needs a content_type");
+            None
+        }
+        (Some(_), None) => {
+            findings.problem(path.key("content_type"), "needs a body");
+            None
+        }
+    };
+    Some(BlockResponse {
+        status: raw.status,
+        headers: raw
+            .headers
+            .iter()
+            .map(|(name, value)| (name.to_ascii_lowercase(), value.clone()))
+            .collect(),
+        body,
+    })
+}
+
+/// One statement, or `None` with its problems in `findings`.
+fn statement(
+    raw: &RawStatement,
+    path: &FieldPath,
+    depth: usize,
+    findings: &mut Findings,
+) -> Option<Statement> {
+    if depth > MAX_DEPTH {
+        findings.problem(
+            path.clone(),
+            format!("statements nest at most {MAX_DEPTH} deep"),
+        );
+        return None;
+    }
+    let nested = |list: &[RawStatement], key: &str, findings: &mut Findings| {
+        if list.is_empty() {
+            findings.problem(path.key(key), "lists at least one statement");
+        }
+        let statements: Vec<Option<Statement>> = list
+            .iter()
+            .enumerate()
+            .map(|(index, raw)| statement(raw, &path.key(key).index(index), depth + 1, findings))
+            .collect();
+        statements.into_iter().collect::<Option<Vec<_>>>()
+    };
+    match raw {
+        RawStatement::ByteMatch(raw) => {
+            let at = path.key("byte_match");
+            let field = field(&raw.field, &at.key("field"), findings);
+            let transforms = transforms(&raw.transforms, &at.key("transforms"), findings);
+            let position = match raw.position.as_str() {
+                "exactly" => Some(Position::Exactly),
+                "starts_with" => Some(Position::StartsWith),
+                "ends_with" => Some(Position::EndsWith),
+                "contains" => Some(Position::Contains),
+                "contains_word" => Some(Position::ContainsWord),
+                other => {
+                    findings.problem(
+                        at.key("position"),
+                        format!(
+                            "`{other}` is not `exactly`, `starts_with`, `ends_with`, `contains` or `contains_word`"
+                        ),
+                    );
+                    None
+                }
+            };
+            if raw.search.is_empty() || raw.search.len() > 200 {
+                findings.problem(at.key("search"), "must be from 1 to 200 bytes");
+            }
+            Some(Statement::ByteMatch {
+                field: field?,
+                position: position?,
+                search: raw.search.as_bytes().to_vec(),
+                transforms: transforms?,
+            })
+        }
+        RawStatement::Regex(raw) => {
+            let at = path.key("regex");
+            let field = field(&raw.field, &at.key("field"), findings);
+            let transforms = transforms(&raw.transforms, &at.key("transforms"), findings);
+            let (field, transforms) = (field?, transforms?);
+            match Statement::regex(field, &raw.pattern, &transforms) {
+                Ok(statement) => Some(statement),
+                Err(error) => {
+                    findings.problem(
+                        at.key("pattern"),
+                        format!("is not a regular expression: {error}"),
+                    );
+                    None
+                }
+            }
+        }
+        RawStatement::Size(raw) => {
+            let at = path.key("size");
+            let field = field(&raw.field, &at.key("field"), findings);
+            let comparison = match raw.comparison.as_str() {
+                "eq" => Some(Comparison::Eq),
+                "ne" => Some(Comparison::Ne),
+                "lt" => Some(Comparison::Lt),
+                "le" => Some(Comparison::Le),
+                "gt" => Some(Comparison::Gt),
+                "ge" => Some(Comparison::Ge),
+                other => {
+                    findings.problem(
+                        at.key("comparison"),
+                        format!("`{other}` is not `eq`, `ne`, `lt`, `le`, `gt` or `ge`"),
+                    );
+                    None
+                }
+            };
+            Some(Statement::Size {
+                field: field?,
+                comparison: comparison?,
+                size: usize::try_from(raw.size).unwrap_or(usize::MAX),
+            })
+        }
+        RawStatement::Sqli(raw) => {
+            let at = path.key("sqli");
+            let field = field(&raw.field, &at.key("field"), findings);
+            let transforms = transforms(&raw.transforms, &at.key("transforms"), findings);
+            Some(Statement::Sqli {
+                field: field?,
+                transforms: transforms?,
+            })
+        }
+        RawStatement::Xss(raw) => {
+            let at = path.key("xss");
+            let field = field(&raw.field, &at.key("field"), findings);
+            let transforms = transforms(&raw.transforms, &at.key("transforms"), findings);
+            Some(Statement::Xss {
+                field: field?,
+                transforms: transforms?,
+            })
+        }
+        RawStatement::IpSet(networks) => {
+            let at = path.key("ip_set");
+            if networks.is_empty() || networks.len() > 10_000 {
+                findings.problem(at.clone(), "lists from 1 to 10000 networks");
+            }
+            let mut parsed = Vec::with_capacity(networks.len());
+            for (index, network) in networks.iter().enumerate() {
+                match network.parse::<ipnet::IpNet>() {
+                    Ok(network) => parsed.push(network.trunc()),
+                    // A single address stands for itself.
+                    Err(_) => match network.parse::<std::net::IpAddr>() {
+                        Ok(address) => parsed.push(ipnet::IpNet::from(address)),
+                        Err(_) => findings.problem(
+                            at.index(index),
+                            format!("`{network}` is not a network (for example 203.0.113.0/24)"),
+                        ),
+                    },
+                }
+            }
+            (parsed.len() == networks.len()).then_some(Statement::IpSet(parsed))
+        }
+        RawStatement::GeoMatch(countries) => {
+            let at = path.key("geo_match");
+            if countries.is_empty() {
+                findings.problem(at.clone(), "lists at least one country");
+            }
+            let mut valid = true;
+            for (index, country) in countries.iter().enumerate() {
+                if country.len() != 2 || !country.bytes().all(|byte| byte.is_ascii_uppercase()) {
+                    findings.problem(
+                        at.index(index),
+                        format!(
+                            "`{country}` is not a two-letter country code (ISO 3166, such as `FR`)"
+                        ),
+                    );
+                    valid = false;
+                }
+            }
+            valid.then(|| Statement::Geo(countries.clone()))
+        }
+        RawStatement::LabelMatch(label) => {
+            if label.is_empty() {
+                findings.problem(path.key("label_match"), "names a label");
+                return None;
+            }
+            Some(Statement::Label(label.clone()))
+        }
+        RawStatement::RateBased(raw) => {
+            let at = path.key("rate_based");
+            if depth > 0 {
+                findings.problem(
+                    at.clone(),
+                    "a rate-based statement is a rule's own statement, not nested in another",
+                );
+            }
+            if !(10..=2_000_000_000).contains(&raw.limit) {
+                findings.problem(at.key("limit"), "must be from 10 to 2000000000");
+            }
+            if !WINDOWS.contains(&raw.window_seconds) {
+                findings.problem(at.key("window_seconds"), "must be 60, 120, 300 or 600");
+            }
+            if raw.keys.is_empty() || raw.keys.len() > 5 {
+                findings.problem(at.key("keys"), "lists from 1 to 5 keys");
+            }
+            let mut keys = Vec::with_capacity(raw.keys.len());
+            for (index, key) in raw.keys.iter().enumerate() {
+                let header = |name: &str| http::HeaderName::from_bytes(name.as_bytes()).ok();
+                let parsed = match key.as_str() {
+                    "ip" => Some(AggregateKey::ClientIp),
+                    "forwarded_ip" => Some(AggregateKey::ForwardedIp(
+                        http::HeaderName::from_static("x-forwarded-for"),
+                    )),
+                    other => match other.split_once(':') {
+                        Some(("forwarded_ip", name)) => header(name).map(AggregateKey::ForwardedIp),
+                        Some(("header", name)) => header(name).map(AggregateKey::Header),
+                        _ => None,
+                    },
+                };
+                match parsed {
+                    Some(parsed) if keys.contains(&parsed) => findings.problem(
+                        at.key("keys").index(index),
+                        format!("`{key}` is listed twice"),
+                    ),
+                    Some(parsed) => keys.push(parsed),
+                    None => findings.problem(
+                        at.key("keys").index(index),
+                        format!("`{key}` is not `ip`, `forwarded_ip`, `forwarded_ip:HEADER` or `header:NAME`"),
+                    ),
+                }
+            }
+            let scope_down = match &raw.scope_down {
+                Some(scope_down) => Some(Box::new(statement(
+                    scope_down,
+                    &at.key("scope_down"),
+                    depth + 1,
+                    findings,
+                )?)),
+                None => None,
+            };
+            Some(Statement::RateBased {
+                rate: Arc::new(RateLimit::new(
+                    raw.limit,
+                    Duration::from_secs(raw.window_seconds),
+                    keys,
+                )),
+                scope_down,
+            })
+        }
+        RawStatement::And(list) => nested(list, "and", findings).map(Statement::And),
+        RawStatement::Or(list) => nested(list, "or", findings).map(Statement::Or),
+        RawStatement::Not(inner) => statement(inner, &path.key("not"), depth + 1, findings)
+            .map(|inner| Statement::Not(Box::new(inner))),
+    }
+}
+
+fn field(name: &str, path: &FieldPath, findings: &mut Findings) -> Option<Field> {
+    let field = Field::parse(name);
+    if field.is_none() {
+        findings.problem(
+            path.clone(),
+            format!("`{name}` is not a field: {}", Field::NAMES),
+        );
+    }
+    field
+}
+
+fn transforms(
+    names: &[String],
+    path: &FieldPath,
+    findings: &mut Findings,
+) -> Option<Vec<Transform>> {
+    let mut transforms = Vec::with_capacity(names.len());
+    for (index, name) in names.iter().enumerate() {
+        match Transform::from_name(name) {
+            Some(transform) => transforms.push(transform),
+            None => findings.problem(
+                path.index(index),
+                format!(
+                    "`{name}` is not a transformation: {}",
+                    Transform::NAMED.map(|(known, _)| known).join(", ")
+                ),
+            ),
+        }
+    }
+    (transforms.len() == names.len()).then_some(transforms)
+}
