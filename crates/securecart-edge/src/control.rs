@@ -511,6 +511,7 @@ pub(crate) fn admin_routes(control: Arc<Control>) -> axum::Router {
         .route("/cache", get(cache_usage))
         .route("/cache/invalidate", post(invalidate))
         .route("/shield", get(shield_state))
+        .route("/waf/sampled", get(waf_sampled))
         .with_state(control)
 }
 
@@ -700,6 +701,26 @@ async fn cache_usage(State(control): State<Arc<Control>>) -> Response {
         "memory": { "keys": keys, "bytes": bytes, "evictions": cache.store.evictions() },
         "disk": disk.map(|(objects, bytes)| serde_json::json!({ "objects": objects, "bytes": bytes })),
         "fetches_under_way": cache.flights.len(),
+    }))
+    .into_response()
+}
+
+/// What `/waf/sampled` takes: one rule's samples, and how many.
+#[derive(Debug, serde::Deserialize)]
+struct SampledQuery {
+    rule: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The latest requests the web ACLs blocked or counted, newest first (AWS WAF's sampled
+/// requests): `?rule=ID` for one rule's, `?limit=N` for at most N (100 by default).
+async fn waf_sampled(
+    State(control): State<Arc<Control>>,
+    axum::extract::Query(query): axum::extract::Query<SampledQuery>,
+) -> Response {
+    let limit = query.limit.unwrap_or(100).min(crate::waf::MAX_SAMPLES);
+    Json(serde_json::json!({
+        "samples": control.metrics.waf_samples.latest(query.rule.as_deref(), limit),
     }))
     .into_response()
 }

@@ -143,6 +143,8 @@ pub struct EdgeMetrics {
     pub shield_floods: Counter,
     /// Clients held back by the automatic mitigation's rules now.
     pub shield_mitigated_clients: Gauge,
+    /// The latest requests the web ACLs blocked or counted.
+    pub waf_samples: crate::waf::Samples,
 }
 
 impl EdgeMetrics {
@@ -170,6 +172,7 @@ impl EdgeMetrics {
             connections: Counter::default(),
             shield_floods: Counter::default(),
             shield_mitigated_clients: Gauge::default(),
+            waf_samples: crate::waf::Samples::default(),
         };
         registry.register(
             "healthy_targets",

@@ -2,8 +2,10 @@
 //! request's head and the start of its body before any rule forwards it. A body the edge
 //! would buffer anyway (a declared length up to 64 KiB) is read first and inspected up to
 //! the inspection limit; a longer or chunked body is not read here, and counts as
-//! oversize (AWS WAF's oversize handling says whether that blocks). Every match is logged
-//! (target `waf`, with the rule ids and the matched data, shortened) and counted per rule.
+//! oversize (AWS WAF's oversize handling says whether that blocks). Every block and count
+//! is logged (target `waf`, with the rule id and the matched data, shortened and redacted),
+//! counted per rule, and kept among the latest [`MAX_SAMPLES`] samples that the admin API
+//! lists (AWS WAF's sampled requests).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -19,6 +21,111 @@ use securecart_waf::{Inspection, RuleAction, WebAcl};
 use crate::error::EdgeError;
 use crate::metrics::EdgeMetrics;
 use crate::upstream::MAX_BUFFERED_BODY;
+
+/// How many of the latest blocked or counted requests are kept for the admin API.
+pub const MAX_SAMPLES: usize = 500;
+
+/// A blocked or counted request, as the admin API lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Sample {
+    /// When, in seconds since the Unix epoch.
+    pub time: u64,
+    /// The client's address.
+    pub client: IpAddr,
+    /// The method.
+    pub method: String,
+    /// The path (at most 256 bytes of it).
+    pub path: String,
+    /// The rule that matched.
+    pub rule: String,
+    /// `block` or `count`.
+    pub action: &'static str,
+    /// Whether the request was blocked (by this rule or a later one).
+    pub blocked: bool,
+    /// The field it matched in.
+    pub field: String,
+    /// What matched there, shortened and redacted.
+    pub data: String,
+}
+
+/// The latest samples, newest last.
+#[derive(Debug, Clone, Default)]
+pub struct Samples(Arc<parking_lot::Mutex<std::collections::VecDeque<Sample>>>);
+
+impl Samples {
+    fn push(&self, sample: Sample) {
+        let mut samples = self.0.lock();
+        if samples.len() == MAX_SAMPLES {
+            samples.pop_front();
+        }
+        samples.push_back(sample);
+    }
+
+    /// The latest samples, newest first, of one rule or of all, at most `limit`.
+    pub fn latest(&self, rule: Option<&str>, limit: usize) -> Vec<Sample> {
+        self.0
+            .lock()
+            .iter()
+            .rev()
+            .filter(|sample| rule.is_none_or(|rule| sample.rule == rule))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+}
+
+/// What a log line or a sample may show of matched data: nothing of credentials (cookies,
+/// `Authorization`), and card numbers masked but for their last four digits.
+pub fn redact(field: &str, data: &str) -> String {
+    const SECRET_FIELDS: [&str; 5] = [
+        "cookies",
+        "header:cookie",
+        "header:authorization",
+        "header:proxy-authorization",
+        "header:x-api-key",
+    ];
+    if SECRET_FIELDS.contains(&field) {
+        return "REDACTED".to_owned();
+    }
+    // Runs of 13 to 19 digits, spaces and dashes allowed between them: payment cards.
+    let bytes = data.as_bytes();
+    let mut redacted = String::with_capacity(data.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes[at].is_ascii_digit() {
+            let mut end = at;
+            let mut digits = 0;
+            while end < bytes.len()
+                && (bytes[end].is_ascii_digit()
+                    || (matches!(bytes[end], b' ' | b'-')
+                        && bytes.get(end + 1).is_some_and(u8::is_ascii_digit)))
+            {
+                digits += usize::from(bytes[end].is_ascii_digit());
+                end += 1;
+            }
+            let run = &data[at..end];
+            if (13..=19).contains(&digits) {
+                let mut seen = 0;
+                for character in run.chars() {
+                    if character.is_ascii_digit() {
+                        seen += 1;
+                        redacted.push(if seen > digits - 4 { character } else { '*' });
+                    } else {
+                        redacted.push(character);
+                    }
+                }
+            } else {
+                redacted.push_str(run);
+            }
+            at = end;
+        } else {
+            let character = data[at..].chars().next().unwrap_or('\u{fffd}');
+            redacted.push(character);
+            at += character.len_utf8().max(1);
+        }
+    }
+    redacted
+}
 
 /// A request's body after the WAF stage: as it came, or read whole.
 pub type InspectedBody = Either<Incoming, Full<Bytes>>;
@@ -96,17 +203,36 @@ pub async fn inspect(
         };
         metrics.waf_match(rule, action);
         if action != "allow" {
+            let data = redact(&evidence.field, &evidence.data);
             tracing::info!(
                 target: "waf",
                 rule = %rule,
                 action,
                 field = %evidence.field,
-                data = %evidence.data.escape_debug(),
+                data = %data.escape_debug(),
                 client = %client,
                 method = %parts.method,
                 path = %parts.uri.path(),
                 "web ACL match"
             );
+            let path = parts.uri.path();
+            let mut end = path.len().min(256);
+            while !path.is_char_boundary(end) {
+                end -= 1;
+            }
+            metrics.waf_samples.push(Sample {
+                time: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |since| since.as_secs()),
+                client,
+                method: parts.method.to_string(),
+                path: path[..end].to_owned(),
+                rule: rule.clone(),
+                action,
+                blocked: verdict.blocked,
+                field: evidence.field.clone(),
+                data,
+            });
         }
     }
     if verdict.blocked {
@@ -118,4 +244,33 @@ pub async fn inspect(
         ));
     }
     Ok(Request::from_parts(parts, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn credentials_and_card_numbers_are_redacted() {
+        for (field, data, shown) in [
+            ("cookies", "session=abc' OR 1=1", "REDACTED"),
+            ("header:authorization", "Bearer <script>", "REDACTED"),
+            ("body_fields", "4111111111111111", "************1111"),
+            (
+                "body_fields",
+                "card 4111-1111-1111-1111 ok",
+                "card ****-****-****-1111 ok",
+            ),
+            ("body_fields", "4111 1111 1111 1111", "**** **** **** 1111"),
+            ("query_arguments", "1' OR '1'='1", "1' OR '1'='1"),
+            (
+                "query_arguments",
+                "order 123456789012 é",
+                "order 123456789012 é",
+            ),
+            ("uri_path", "/a-1-2-3", "/a-1-2-3"),
+        ] {
+            assert_eq!(redact(field, data), shown, "{field}: {data}");
+        }
+    }
 }

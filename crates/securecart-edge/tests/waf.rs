@@ -93,6 +93,45 @@ async fn the_managed_web_acl_blocks_attacks_before_the_target_and_lets_shoppers_
         ),
         "{metrics}"
     );
+
+    // The blocked requests are listed, newest first, with what matched; an attack in a
+    // cookie is listed without the cookie.
+    let cookie = client
+        .send(
+            http::Method::GET,
+            &format!("{}/", edge.url),
+            &[("cookie", "session=1%27%20OR%20%271%27%3D%271")],
+            "",
+        )
+        .await;
+    assert_eq!(cookie.status, 403);
+    let sampled = client
+        .get(&format!("http://{}/waf/sampled", edge.admin))
+        .await
+        .json();
+    let samples = sampled["samples"].as_array().expect("samples");
+    assert_eq!(samples[0]["field"], "cookies", "{sampled}");
+    assert_eq!(samples[0]["data"], "REDACTED");
+    assert_eq!(samples[0]["blocked"], true);
+    assert_eq!(samples[0]["path"], "/");
+    assert!(
+        samples
+            .iter()
+            .any(|sample| sample["path"] == "/api/catalog/products"
+                && sample["rule"]
+                    .as_str()
+                    .is_some_and(|rule| rule.starts_with("SC-SQLI-"))),
+        "{sampled}"
+    );
+    let rule = samples[0]["rule"].as_str().expect("rule").to_owned();
+    let one_rule = client
+        .get(&format!(
+            "http://{}/waf/sampled?rule={rule}&limit=1",
+            edge.admin
+        ))
+        .await
+        .json();
+    assert_eq!(one_rule["samples"].as_array().map(Vec::len), Some(1));
     edge.shutdown().await;
     upstream.stop().await;
 }
