@@ -215,6 +215,7 @@ async fn the_operators_rules_run_first_with_rate_limits_and_their_own_answers() 
             action: RuleAction::Allow,
             labels: Vec::new(),
             response: None,
+            score: 0,
         },
         Rule {
             id: "card-testing".to_owned(),
@@ -234,12 +235,14 @@ async fn the_operators_rules_run_first_with_rate_limits_and_their_own_answers() 
                 headers: vec![("retry-after".to_owned(), "300".to_owned())],
                 body: Some(("text/plain".to_owned(), "Too many checkouts.".to_owned())),
             })),
+            score: 0,
         },
     ];
     let waf = WafConfig {
         acl: Arc::new(securecart_waf::managed::acl_with(
             rules,
             &securecart_waf::managed::Group::ALL,
+            securecart_waf::managed::Sensitivity::default(),
         )),
         ..WafConfig::managed()
     };

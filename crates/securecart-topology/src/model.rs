@@ -278,6 +278,8 @@ pub struct EdgeWaf {
     pub oversize_blocks: bool,
     /// The operator's own rules, compiled, which run before the managed groups.
     pub rules: Vec<securecart_waf::Rule>,
+    /// The managed groups' paranoia level and anomaly threshold.
+    pub sensitivity: securecart_waf::managed::Sensitivity,
 }
 
 /// The managed rule groups a web ACL may name.
@@ -1153,8 +1155,20 @@ fn resolve_waf(raw: &crate::raw::RawWaf, path: &FieldPath, findings: &mut Findin
             false
         }
     };
+    if !(1..=4).contains(&raw.paranoia_level) {
+        findings.problem(path.key("paranoia_level"), "must be from 1 to 4");
+    }
+    if let Some(threshold) = raw.anomaly_threshold
+        && !(1..=100).contains(&threshold)
+    {
+        findings.problem(path.key("anomaly_threshold"), "must be from 1 to 100");
+    }
     EdgeWaf {
         rules: crate::waf::resolve_rules(&raw.rules, &path.key("rules"), findings),
+        sensitivity: securecart_waf::managed::Sensitivity {
+            paranoia: raw.paranoia_level.clamp(1, 4),
+            anomaly_threshold: raw.anomaly_threshold,
+        },
         managed_groups,
         body_limit: usize::try_from(raw.body_inspection_kib * 1024).unwrap_or(usize::MAX),
         oversize_blocks,

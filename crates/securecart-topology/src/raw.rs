@@ -452,6 +452,20 @@ pub struct RawWaf {
     /// order.
     #[serde(default)]
     pub rules: Vec<RawWafRule>,
+    /// The managed groups' paranoia level, 1 to 4 (the OWASP Core Rule Set's): each level
+    /// adds stricter rules, which stop more attacks and block more ordinary requests.
+    #[serde(default = "default_waf_paranoia_level")]
+    pub paranoia_level: u8,
+    /// Score anomalies as CRS does: each managed rule that matches adds its score (5 for
+    /// a critical finding, 3 or 2 for weaker signs) and a request is blocked when its score
+    /// reaches this (1 to 100; CRS's default is 5). Without it, each rule blocks by itself.
+    #[serde(default)]
+    pub anomaly_threshold: Option<u32>,
+}
+
+/// CRS's default paranoia level.
+pub fn default_waf_paranoia_level() -> u8 {
+    1
 }
 
 /// One of the operator's own web ACL rules.

@@ -95,6 +95,8 @@ pub(crate) fn resolve_rules(
                 action,
                 labels: rule.labels.clone(),
                 response: response.map(Arc::new),
+                // The operator's rules act by their action, also in an ACL that scores.
+                score: 0,
             });
         }
     }

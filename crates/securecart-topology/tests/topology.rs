@@ -444,6 +444,12 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "not a network",
         ),
         (
+            "paranoia_level = 1",
+            "paranoia_level = 5",
+            "edge.waf.paranoia_level",
+            "from 1 to 4",
+        ),
+        (
             "automatic_mitigation = true",
             "automatic_mitigation = true\nmitigation_factor = 1",
             "edge.shield.mitigation_factor",

@@ -1,6 +1,12 @@
 //! Web ACLs, as AWS WAF has them: rules in priority order, each a statement with an action
 //! (allow, block, count) and labels it adds for later rules; a default action for what no
 //! terminating rule decided.
+//!
+//! An ACL may also score anomalies, as the OWASP Core Rule Set does: a rule with a score
+//! (the managed rules: 5 for critical findings, 3 and 2 for weaker signs) adds it to the
+//! request's score when it matches instead of acting, and the request is blocked when its
+//! score reaches the threshold, so that several weak signs block together where none
+//! would alone. Rules without a score (the operator's own) act as their action says.
 
 use crate::inspect::Inspection;
 use crate::statement::{Evidence, Statement};
@@ -42,6 +48,9 @@ pub struct Rule {
     pub labels: Vec<String>,
     /// What a block answers, if not the edge's 403.
     pub response: Option<std::sync::Arc<BlockResponse>>,
+    /// What it adds to the anomaly score when it matches, in an ACL that scores (0: it
+    /// acts by its action instead).
+    pub score: u8,
 }
 
 /// What a web ACL decided for a request.
@@ -57,13 +66,20 @@ pub struct Verdict {
     pub labels: Vec<String>,
     /// The terminating rule's own block answer, if it has one.
     pub response: Option<std::sync::Arc<BlockResponse>>,
+    /// The anomaly score the matching rules added (in an ACL that scores).
+    pub score: u32,
 }
+
+/// The id of the verdict of an ACL that scores, when the score reached the threshold
+/// (CRS's 949110).
+pub const ANOMALY_RULE: &str = "SC-ANOMALY-001";
 
 /// A web ACL.
 #[derive(Debug, Clone)]
 pub struct WebAcl {
     rules: Vec<Rule>,
     default_block: bool,
+    anomaly_threshold: Option<u32>,
 }
 
 impl WebAcl {
@@ -74,7 +90,20 @@ impl WebAcl {
         Self {
             rules,
             default_block,
+            anomaly_threshold: None,
         }
+    }
+
+    /// The same ACL scoring anomalies: rules with a score add it instead of acting, and a
+    /// request whose score reaches `threshold` is blocked.
+    pub fn scoring(mut self, threshold: u32) -> Self {
+        self.anomaly_threshold = Some(threshold.max(1));
+        self
+    }
+
+    /// The anomaly threshold, if the ACL scores.
+    pub fn anomaly_threshold(&self) -> Option<u32> {
+        self.anomaly_threshold
     }
 
     /// The rules, in the order they run.
@@ -90,12 +119,20 @@ impl WebAcl {
             matches: Vec::new(),
             labels: Vec::new(),
             response: None,
+            score: 0,
         };
         for rule in &self.rules {
             let Some(evidence) = rule.statement.evaluate(inspection, &verdict.labels) else {
                 continue;
             };
             verdict.labels.extend(rule.labels.iter().cloned());
+            if self.anomaly_threshold.is_some() && rule.score > 0 {
+                verdict.score += u32::from(rule.score);
+                verdict
+                    .matches
+                    .push((rule.id.clone(), RuleAction::Count, evidence));
+                continue;
+            }
             verdict
                 .matches
                 .push((rule.id.clone(), rule.action, evidence));
@@ -110,6 +147,20 @@ impl WebAcl {
                     return verdict;
                 }
             }
+        }
+        if let Some(threshold) = self.anomaly_threshold
+            && verdict.score >= threshold
+        {
+            verdict.blocked = true;
+            verdict.terminating_rule = Some(ANOMALY_RULE.to_owned());
+            verdict.matches.push((
+                ANOMALY_RULE.to_owned(),
+                RuleAction::Block,
+                Evidence {
+                    field: "anomaly_score".to_owned(),
+                    data: format!("{} of {threshold}", verdict.score),
+                },
+            ));
         }
         verdict
     }

@@ -62,8 +62,8 @@ impl Group {
         Self::ALL.into_iter().find(|group| group.name() == name)
     }
 
-    /// Its rules, with priorities from `base` up.
-    pub fn rules(self, base: u32) -> Vec<Rule> {
+    /// Its rules up to a paranoia level (1 to 4), with priorities from `base` up.
+    pub fn rules(self, base: u32, paranoia: u8) -> Vec<Rule> {
         let specs: Vec<(&str, Statement)> = match self {
             Group::Core => core(),
             Group::Sqli => sqli(),
@@ -73,18 +73,54 @@ impl Group {
             Group::Php => php(),
             Group::Java => java(),
         };
+        // Level 1 rules are critical findings; stricter levels add what they accept to
+        // block at the cost of false positives, some only weak signs.
+        let strict = strict(self)
+            .into_iter()
+            .filter(|(_, level, _, _)| *level <= paranoia);
         specs
             .into_iter()
+            .map(|(id, statement)| (id, CRITICAL, statement))
+            .chain(strict.map(|(id, _, score, statement)| (id, score, statement)))
             .enumerate()
-            .map(|(index, (id, statement))| Rule {
+            .map(|(index, (id, score, statement))| Rule {
                 id: id.to_owned(),
                 priority: base + index as u32,
                 statement,
                 action: RuleAction::Block,
                 labels: vec![format!("securecart:managed:{}:{id}", self.name())],
                 response: None,
+                score,
             })
             .collect()
+    }
+}
+
+/// The anomaly scores of the managed rules' findings, as CRS's severities.
+const CRITICAL: u8 = 5;
+const WARNING: u8 = 3;
+const NOTICE: u8 = 2;
+
+/// How the managed groups run: up to which paranoia level (1 to 4: CRS's; each level adds
+/// stricter rules, and false positives), and whether they score anomalies (blocking at a
+/// threshold, as CRS's anomaly scoring mode) or each block by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sensitivity {
+    /// The paranoia level, 1 to 4.
+    pub paranoia: u8,
+    /// The anomaly score that blocks, if the rules score (CRS's default is 5: one critical
+    /// finding, or several weaker ones).
+    pub anomaly_threshold: Option<u32>,
+}
+
+impl Default for Sensitivity {
+    /// Paranoia level 1, each rule blocking: what the default topology and `proxy --waf`
+    /// run.
+    fn default() -> Self {
+        Self {
+            paranoia: 1,
+            anomaly_threshold: None,
+        }
     }
 }
 
@@ -96,23 +132,169 @@ pub fn default_acl() -> WebAcl {
 /// A web ACL of these managed groups, in this order, blocking; what none blocks is
 /// allowed.
 pub fn acl(groups: &[Group]) -> WebAcl {
-    acl_with(Vec::new(), groups)
+    acl_with(Vec::new(), groups, Sensitivity::default())
 }
 
 /// A web ACL of the operator's own `rules` (at most 999, run first, in their priority
-/// order), then these managed groups in this order; what no rule blocks is allowed.
-pub fn acl_with(mut rules: Vec<Rule>, groups: &[Group]) -> WebAcl {
+/// order), then these managed groups in this order at `sensitivity`; what no rule blocks
+/// is allowed.
+pub fn acl_with(mut rules: Vec<Rule>, groups: &[Group], sensitivity: Sensitivity) -> WebAcl {
     rules.sort_by_key(|rule| rule.priority);
     for (index, rule) in rules.iter_mut().enumerate() {
         rule.priority = u32::try_from(index).unwrap_or(999).min(999);
     }
     rules.extend(
-        groups
-            .iter()
-            .enumerate()
-            .flat_map(|(index, group)| group.rules(1000 * (index as u32 + 1))),
+        groups.iter().enumerate().flat_map(|(index, group)| {
+            group.rules(1000 * (index as u32 + 1), sensitivity.paranoia)
+        }),
     );
-    WebAcl::new(rules, false)
+    let acl = WebAcl::new(rules, false);
+    match sensitivity.anomaly_threshold {
+        Some(threshold) => acl.scoring(threshold),
+        None => acl,
+    }
+}
+
+/// The rules of paranoia levels 2 to 4: (id, level, score, statement).
+fn strict(group: Group) -> Vec<(&'static str, u8, u8, Statement)> {
+    // Characters SQL injection leans on (CRS 942430-942432 count them).
+    const SQL_CHARACTERS: &str = r#"[~!@#$%^&*()\-+={}\[\]|:;"'`<>]"#;
+    let special = |count: u32| {
+        format!(r#"(?:{SQL_CHARACTERS}[^~!@#$%^&*()\-+={{}}\[\]|:;"'`<>]*){{{count}}}"#)
+    };
+    match group {
+        Group::Core => vec![
+            // No Accept, no User-Agent: browsers send both (CRS 920300, 920320).
+            (
+                "SC-CORE-101",
+                2,
+                NOTICE,
+                Statement::Size {
+                    field: header("accept"),
+                    comparison: crate::statement::Comparison::Eq,
+                    size: 0,
+                },
+            ),
+            (
+                "SC-CORE-102",
+                2,
+                NOTICE,
+                Statement::Size {
+                    field: header("user-agent"),
+                    comparison: crate::statement::Comparison::Eq,
+                    size: 0,
+                },
+            ),
+            // Control characters in the path or arguments (CRS 920271).
+            (
+                "SC-CORE-103",
+                2,
+                CRITICAL,
+                over([inputs(), vec![Field::UriPath]].concat(), |field| {
+                    regex(field, r"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]", &[UrlDecodeUni])
+                }),
+            ),
+            // Bytes outside printable ASCII in the path or query (CRS 920272).
+            (
+                "SC-CORE-104",
+                3,
+                CRITICAL,
+                over(vec![Field::UriPath, Field::QueryString], |field| {
+                    regex(field, r"[^\x20-\x7e]", &[UrlDecodeUni])
+                }),
+            ),
+            // Arguments of more than letters, digits and a few separators (CRS 920273).
+            (
+                "SC-CORE-105",
+                4,
+                CRITICAL,
+                over(inputs(), |field| {
+                    regex(field, r"[^A-Za-z0-9&,\-./:=_ ]", &[])
+                }),
+            ),
+        ],
+        Group::Sqli => vec![
+            (
+                "SC-SQLI-101",
+                2,
+                WARNING,
+                over(inputs(), |field| {
+                    regex(field, &special(12), &[UrlDecodeUni])
+                }),
+            ),
+            (
+                "SC-SQLI-102",
+                3,
+                WARNING,
+                over(inputs(), |field| regex(field, &special(6), &[UrlDecodeUni])),
+            ),
+            (
+                "SC-SQLI-103",
+                4,
+                WARNING,
+                over(inputs(), |field| regex(field, &special(2), &[UrlDecodeUni])),
+            ),
+            // SQL words beside comment syntax: obfuscation (CRS 942200, 942440).
+            (
+                "SC-SQLI-104",
+                2,
+                CRITICAL,
+                over(inputs(), |field| {
+                    regex(
+                        field,
+                        r"(?i)\b(?:select|union|insert|update|delete|drop|and|or|from|where|order|group|having|exec)\b.{0,60}(?:/\*|\*/|--\s|--$|#)|(?:/\*!?|--\s|#).{0,60}\b(?:select|union|insert|update|delete|drop|from|where)\b",
+                        &[UrlDecodeUni],
+                    )
+                }),
+            ),
+        ],
+        Group::Xss => vec![
+            // Any HTML tag in an input (CRS 941320-ish).
+            (
+                "SC-XSS-101",
+                2,
+                CRITICAL,
+                over(inputs(), |field| {
+                    regex(
+                        field,
+                        r"(?i)<\s*/?\s*[a-z][a-z0-9-]*(?:\s[^>]*)?>",
+                        &[UrlDecodeUni, HtmlEntityDecode, JsDecode],
+                    )
+                }),
+            ),
+        ],
+        Group::CommandInjection => vec![
+            // A shell separator before a word: a command chained on (CRS 932200).
+            (
+                "SC-CMD-101",
+                2,
+                WARNING,
+                over(inputs(), |field| {
+                    regex(
+                        field,
+                        r"(?:[;|`]|&&|\$\(|\$\{)\s*[a-z_./\\]",
+                        &[UrlDecodeUni, CompressWhitespace],
+                    )
+                }),
+            ),
+        ],
+        Group::Java => vec![
+            // Java class names in an input (CRS 944300-ish).
+            (
+                "SC-JAVA-101",
+                2,
+                CRITICAL,
+                over(inputs(), |field| {
+                    regex(
+                        field,
+                        r"\bjavax?\.[a-z]+\.[A-Za-z]|\b(?:getRuntime|getClass|forName|newInstance|ProcessBuilder|ObjectInputStream)\b",
+                        &[UrlDecodeUni, JsDecode],
+                    )
+                }),
+            ),
+        ],
+        Group::KnownBadInputs | Group::Php => Vec::new(),
+    }
 }
 
 /// Where user input arrives: argument names and values, form and JSON body values, and
@@ -678,6 +860,74 @@ mod tests {
             "127.0.0.1".parse().expect("address"),
         );
         default_acl().evaluate(&inspection)
+    }
+
+    #[test]
+    fn paranoia_levels_add_rules_and_scores_add_up() {
+        let inspection = |query: &'static str, accept: bool| {
+            let mut headers = HeaderMap::new();
+            headers.insert("user-agent", "Mozilla/5.0".parse().expect("value"));
+            if accept {
+                headers.insert("accept", "text/html".parse().expect("value"));
+            }
+            (headers, query)
+        };
+        let acl = |paranoia, anomaly_threshold| {
+            acl_with(
+                Vec::new(),
+                &Group::ALL,
+                Sensitivity {
+                    paranoia,
+                    anomaly_threshold,
+                },
+            )
+        };
+        let judge = |acl: &WebAcl, (headers, query): (HeaderMap, &str)| {
+            let verdict = acl.evaluate(&Inspection::new(
+                "GET",
+                "/search",
+                Some(query),
+                &headers,
+                b"",
+                false,
+                "127.0.0.1".parse().expect("address"),
+            ));
+            (verdict.blocked, verdict.score)
+        };
+        // Every level's expressions compile; each level has more rules.
+        let counts: Vec<usize> = (1..=4)
+            .map(|level| acl(level, None).rules().len())
+            .collect();
+        assert!(
+            counts.windows(2).all(|pair| pair[0] < pair[1]),
+            "{counts:?}"
+        );
+
+        // A search with a few quotes and brackets passes at level 1 and 2; at level 4 its
+        // characters block it by themselves.
+        let search = "q=women%27s+shoes+(red)";
+        assert_eq!(judge(&acl(1, None), inspection(search, true)), (false, 0));
+        assert!(!judge(&acl(2, Some(5)), inspection(search, true)).0);
+        assert!(judge(&acl(4, None), inspection(search, true)).0);
+
+        // No Accept header is a notice (2): alone it does not reach 5, with a warning (a
+        // chained command, 3) it does.
+        assert_eq!(
+            judge(&acl(2, Some(5)), inspection("q=shoes", false)),
+            (false, 2)
+        );
+        assert_eq!(
+            judge(&acl(2, Some(5)), inspection("q=rock%7Croll", true)),
+            (false, 3)
+        );
+        assert_eq!(
+            judge(&acl(2, Some(5)), inspection("q=rock%7Croll", false)),
+            (true, 5)
+        );
+        // A critical finding is 5 by itself, as each rule blocking at level 1.
+        let injection = "q=1%27%20OR%20%271%27%3D%271";
+        assert!(judge(&acl(1, Some(5)), inspection(injection, true)).0);
+        assert!(judge(&acl(1, None), inspection(injection, true)).0);
     }
 
     #[test]

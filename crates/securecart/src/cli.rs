@@ -127,6 +127,16 @@ pub enum Command {
         /// injection, path traversal, Log4Shell and the rest), blocking with 403.
         #[arg(long)]
         waf: bool,
+        /// The managed rules' paranoia level, 1 to 4 (CRS's): each level adds stricter
+        /// rules, which stop more attacks and block more ordinary requests.
+        #[arg(long, value_name = "LEVEL", default_value_t = 1, requires = "waf",
+              value_parser = clap::value_parser!(u8).range(1..=4))]
+        waf_paranoia: u8,
+        /// Score anomalies as CRS does, blocking a request whose score reaches this (5: one
+        /// critical finding, or several weaker signs); without it each rule blocks.
+        #[arg(long, value_name = "SCORE", requires = "waf",
+              value_parser = clap::value_parser!(u32).range(1..=100))]
+        waf_anomaly_threshold: Option<u32>,
         /// The disk tier's size, in MiB.
         #[arg(long, value_name = "MIB", default_value_t = 1024, requires = "cache_disk",
               value_parser = clap::value_parser!(u64).range(1..=16_777_216))]

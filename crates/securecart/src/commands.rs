@@ -141,6 +141,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cache_disk,
             cache_disk_size,
             waf,
+            waf_paranoia,
+            waf_anomaly_threshold,
             log_format,
         } => {
             securecart_telemetry::logging::init(
@@ -166,8 +168,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.cache = Some(settings);
             }
             if waf {
+                let sensitivity = securecart_waf::managed::Sensitivity {
+                    paranoia: waf_paranoia,
+                    anomaly_threshold: waf_anomaly_threshold,
+                };
+                let acl = std::sync::Arc::new(securecart_waf::managed::acl_with(
+                    Vec::new(),
+                    &securecart_waf::managed::Group::ALL,
+                    sensitivity,
+                ));
                 for listener in &mut config.listeners {
-                    listener.waf = Some(securecart_edge::waf::WafConfig::managed());
+                    listener.waf = Some(securecart_edge::waf::WafConfig {
+                        acl: std::sync::Arc::clone(&acl),
+                        ..securecart_edge::waf::WafConfig::managed()
+                    });
                 }
             }
             let edge = securecart_edge::Edge::bind(config)
@@ -689,8 +703,32 @@ fn check(file: Option<&Path>) -> anyhow::Result<ExitCode> {
     if let Some(waf) = &topology.edge.waf {
         let _ = writeln!(
             stdout,
-            "  web ACL on every listener: {}",
-            waf.managed_groups.join(", ")
+            "  web ACL on every listener: {} rule(s) of the shop's own, then {} at paranoia level {}{}",
+            waf.rules.len(),
+            waf.managed_groups.join(", "),
+            waf.sensitivity.paranoia,
+            waf.sensitivity
+                .anomaly_threshold
+                .map(|threshold| format!(", scoring anomalies (threshold {threshold})"))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(shield) = &topology.edge.shield {
+        let _ = writeln!(
+            stdout,
+            "  shield: {} requests/s per client (burst {}), {} connections per client, {}{}",
+            shield.requests_per_second,
+            shield.burst,
+            shield.connections_per_client,
+            shield.max_requests_in_flight.map_or_else(
+                || "no limit on requests in flight".to_owned(),
+                |limit| format!("{limit} requests in flight")
+            ),
+            if shield.automatic_mitigation.is_some() {
+                ", automatic mitigation"
+            } else {
+                ""
+            }
         );
     }
     if let Some(cache) = &topology.edge.cache {

@@ -322,7 +322,7 @@ fn waf_config(waf: &securecart_topology::EdgeWaf) -> securecart_edge::waf::WafCo
         .filter_map(|name| Group::from_name(name))
         .collect();
     securecart_edge::waf::WafConfig {
-        acl: std::sync::Arc::new(acl_with(waf.rules.clone(), &groups)),
+        acl: std::sync::Arc::new(acl_with(waf.rules.clone(), &groups, waf.sensitivity)),
         body_limit: waf.body_limit,
         oversize_blocks: waf.oversize_blocks,
     }

@@ -764,6 +764,75 @@ async fn proxy_puts_the_edge_in_front_of_existing_servers() {
 }
 
 #[tokio::test]
+async fn proxy_waf_scores_anomalies_at_the_paranoia_level_given() {
+    let bad = Command::new(BINARY)
+        .args([
+            "proxy",
+            "--listen",
+            "127.0.0.1:1",
+            "--upstream",
+            "http://127.0.0.1:2",
+        ])
+        .args(["--waf", "--waf-paranoia", "5"])
+        .output()
+        .await
+        .expect("run proxy");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--waf-paranoia"));
+
+    let upstream = securecart_testkit::serve(
+        "127.0.0.1",
+        axum::Router::new().fallback(|| async { "from the origin" }),
+    )
+    .await;
+    let listen = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let mut proxy = Command::new(BINARY)
+        .args(["proxy", "--listen", &listen, "--upstream"])
+        .arg(format!("http://{}", upstream.address))
+        .args([
+            "--waf",
+            "--waf-paranoia",
+            "2",
+            "--waf-anomaly-threshold",
+            "5",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start proxy");
+    wait_listening(&listen).await;
+    async fn status(listen: &str, query: &str, accept: bool) -> u16 {
+        let mut headers = vec![("user-agent", "Mozilla/5.0")];
+        if accept {
+            headers.push(("accept", "text/html"));
+        }
+        TestClient::http1()
+            .send(
+                hyper::Method::GET,
+                &format!("http://{listen}/search?{query}"),
+                &headers,
+                "",
+            )
+            .await
+            .status
+            .as_u16()
+    }
+    // Two weak signs (a chained command: 3; no Accept header: 2) reach the threshold
+    // together; neither does alone. A critical finding blocks by itself.
+    assert_eq!(status(&listen, "q=rock%7Croll", true).await, 200);
+    assert_eq!(status(&listen, "q=shoes", false).await, 200);
+    assert_eq!(status(&listen, "q=rock%7Croll", false).await, 403);
+    assert_eq!(
+        status(&listen, "q=1%27%20OR%20%271%27%3D%271", true).await,
+        403
+    );
+    stop_gracefully(&mut proxy, Duration::from_secs(10)).await;
+    upstream.stop().await;
+}
+
+#[tokio::test]
 async fn proxy_cache_answers_hits_and_is_invalidated_from_the_command_line() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
