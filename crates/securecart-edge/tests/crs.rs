@@ -6,8 +6,15 @@
 //! family and in total, the share of attacks stopped and of other tests let through, and
 //! fails if either falls below the committed `tests/waf-conformance/baseline.json`.
 //!
+//! Requests are built as go-ftw, CRS's own runner, builds them: unless a test turns
+//! `autocomplete_headers` off, a body without a Content-Type is sent as a form (its
+//! unescaped keys and values escaped), multipart lines end in CRLF, and Host, Connection
+//! and Content-Length are added where missing.
+//!
 //! `SECURECART_WAF_UPDATE=1 cargo test -p securecart-edge --test crs` rewrites the
-//! baseline and `tests/waf-conformance/RESULTS.md` from the run.
+//! baseline and `tests/waf-conformance/RESULTS.md` from the run;
+//! `SECURECART_WAF_DEBUG=<part of a file name>` prints the tests of those files that
+//! went the wrong way, with the rule that stopped each.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -52,36 +59,119 @@ fn raw_request(input: &Value) -> Option<Vec<u8>> {
         .get("autocomplete_headers")
         .and_then(Value::as_bool)
         .unwrap_or(true);
-    let mut request = format!("{method} {uri} {version}\r\n").into_bytes();
-    let mut has_length = false;
-    let mut has_host = false;
-    if let Some(Value::Mapping(headers)) = input.get("headers") {
-        for (name, value) in headers {
-            let name = name.as_str().unwrap_or_default();
+    let mut headers: Vec<(String, String)> = Vec::new();
+    if let Some(Value::Mapping(mapping)) = input.get("headers") {
+        for (name, value) in mapping {
             let value = match value {
                 Value::String(value) => value.clone(),
                 Value::Number(number) => number.to_string(),
                 Value::Bool(flag) => flag.to_string(),
                 _ => String::new(),
             };
-            has_length |= name.eq_ignore_ascii_case("content-length")
-                || name.eq_ignore_ascii_case("transfer-encoding");
-            has_host |= name.eq_ignore_ascii_case("host");
-            request.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+            headers.push((name.as_str().unwrap_or_default().to_owned(), value));
+        }
+    }
+    let find = |headers: &[(String, String)], wanted: &str| {
+        headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(wanted))
+            .map(|(_, value)| value.clone())
+    };
+    // What go-ftw, CRS's test runner, does to a request unless `autocomplete_headers` is
+    // false: a body without a Content-Type is a form, whose unescaped keys and values it
+    // escapes; a multipart body's lines end in CRLF; Connection and Content-Length are
+    // added where missing.
+    let mut data = data;
+    if autocomplete && !data.is_empty() {
+        if find(&headers, "content-type").is_none() {
+            headers.push((
+                "Content-Type".to_owned(),
+                "application/x-www-form-urlencoded".to_owned(),
+            ));
+        }
+        let content_type = find(&headers, "content-type").unwrap_or_default();
+        if content_type == "application/x-www-form-urlencoded" {
+            data = escape_form(data);
+        }
+        if content_type.starts_with("multipart/form-data;") {
+            let mut crlf = Vec::with_capacity(data.len());
+            for &byte in &data {
+                if byte == b'\n' {
+                    crlf.push(b'\r');
+                }
+                crlf.push(byte);
+            }
+            data = crlf;
         }
     }
     if autocomplete {
-        if !has_host {
-            request.extend_from_slice(b"Host: localhost\r\n");
+        if find(&headers, "host").is_none() {
+            headers.push(("Host".to_owned(), "localhost".to_owned()));
         }
-        if !has_length && !data.is_empty() {
-            request.extend_from_slice(format!("Content-Length: {}\r\n", data.len()).as_bytes());
+        if find(&headers, "connection").is_none() {
+            headers.push(("Connection".to_owned(), "close".to_owned()));
         }
-        request.extend_from_slice(b"Connection: close\r\n");
+        let with_body = ["POST", "PUT", "PATCH", "DELETE"].contains(&method);
+        if (!data.is_empty() || with_body)
+            && find(&headers, "content-length").is_none()
+            && find(&headers, "transfer-encoding").is_none()
+        {
+            headers.push(("Content-Length".to_owned(), data.len().to_string()));
+        }
+    }
+    let mut request = format!("{method} {uri} {version}\r\n").into_bytes();
+    for (name, value) in &headers {
+        request.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
     }
     request.extend_from_slice(b"\r\n");
     request.extend_from_slice(&data);
     Some(request)
+}
+
+/// go-ftw's escaping of a form body: when unescaping would not change it (it is not
+/// escaped yet), each key and value is escaped as Go's `url.QueryEscape` does.
+fn escape_form(data: Vec<u8>) -> Vec<u8> {
+    let unescaped_equal = {
+        // Go's QueryUnescape: `+` is a space, `%XX` a byte, and a bad escape an error.
+        let mut same = !data.contains(&b'+');
+        let mut at = 0;
+        while same && at < data.len() {
+            if data[at] == b'%' {
+                same = false;
+            }
+            at += 1;
+        }
+        same
+    };
+    if !unescaped_equal {
+        return data;
+    }
+    let escape = |part: &[u8], out: &mut Vec<u8>| {
+        for &byte in part {
+            match byte {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    out.push(byte)
+                }
+                b' ' => out.push(b'+'),
+                _ => out.extend_from_slice(format!("%{byte:02X}").as_bytes()),
+            }
+        }
+    };
+    let mut out = Vec::with_capacity(data.len() * 2);
+    for (index, token) in data.split(|byte| *byte == b'&').enumerate() {
+        if index > 0 {
+            out.push(b'&');
+        }
+        match token.iter().position(|byte| *byte == b'=') {
+            Some(at) => {
+                escape(&token[..at], &mut out);
+                out.push(b'=');
+                escape(&token[at + 1..], &mut out);
+            }
+            None => escape(token, &mut out),
+        }
+    }
+    out
 }
 
 /// The status the edge answered a raw request with (0: no answer).
@@ -254,8 +344,18 @@ async fn run(
                     .and_then(|stage| stage.get("input"))
                     .and_then(raw_request)
                     .unwrap_or_default();
+                // The rule that stopped it, if one did.
+                let rule = if stopped {
+                    securecart_testkit::TestClient::http1()
+                        .get(&format!("http://{}/waf/sampled?limit=1", edge.admin))
+                        .await
+                        .json()["samples"][0]
+                        .to_string()
+                } else {
+                    String::new()
+                };
                 eprintln!(
-                    "{} {id} attack={attack}:\n{}\n",
+                    "{} {id} attack={attack} {rule}:\n{}\n",
                     file.file_name()
                         .and_then(|name| name.to_str())
                         .unwrap_or(""),

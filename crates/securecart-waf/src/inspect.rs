@@ -84,6 +84,8 @@ pub enum Field {
     /// Every value of a form (`application/x-www-form-urlencoded`) or JSON body, and the
     /// names of a form's fields.
     BodyFields,
+    /// The `name` and `filename` of each part of a multipart body, as sent.
+    MultipartNames,
 }
 
 impl Field {
@@ -101,6 +103,7 @@ impl Field {
             Field::Method => "method".to_owned(),
             Field::Body => "body".to_owned(),
             Field::BodyFields => "body_fields".to_owned(),
+            Field::MultipartNames => "multipart_names".to_owned(),
         }
     }
 
@@ -125,12 +128,13 @@ impl Field {
             "method" => Field::Method,
             "body" => Field::Body,
             "body_fields" => Field::BodyFields,
+            "multipart_names" => Field::MultipartNames,
             _ => return None,
         })
     }
 
     /// The names [`Field::parse`] reads, for messages.
-    pub const NAMES: &'static str = "uri_path, query_string, query_argument:NAME, query_arguments, query_argument_names, header:NAME, headers, cookies, method, body, body_fields";
+    pub const NAMES: &'static str = "uri_path, query_string, query_argument:NAME, query_arguments, query_argument_names, header:NAME, headers, cookies, method, body, body_fields, multipart_names";
 }
 
 /// A request as the WAF sees it.
@@ -144,6 +148,7 @@ pub struct Inspection<'a> {
     cookies: Vec<&'a str>,
     body: &'a [u8],
     body_fields: Vec<String>,
+    multipart_names: Vec<String>,
     /// Whether the body was longer than the inspection limit (only its start is here).
     pub body_oversize: bool,
     memo: RefCell<Memo>,
@@ -180,6 +185,9 @@ impl<'a> Inspection<'a> {
             })
             .collect();
         let body_fields = body_fields(headers, body);
+        let multipart_names = multipart_boundary(headers)
+            .map(|boundary| multipart_names(body, &boundary))
+            .unwrap_or_default();
         Self {
             method,
             path,
@@ -189,6 +197,7 @@ impl<'a> Inspection<'a> {
             cookies,
             body,
             body_fields,
+            multipart_names,
             body_oversize,
             client,
             memo: RefCell::default(),
@@ -272,6 +281,10 @@ impl<'a> Inspection<'a> {
             Field::Method => each(self.method.as_bytes()),
             Field::Body => !self.body.is_empty() && each(self.body),
             Field::BodyFields => self.body_fields.iter().any(|value| each(value.as_bytes())),
+            Field::MultipartNames => self
+                .multipart_names
+                .iter()
+                .any(|value| each(value.as_bytes())),
         }
     }
 
@@ -308,18 +321,9 @@ fn body_fields(headers: &HeaderMap, body: &[u8]) -> Vec<String> {
         return vec![String::from_utf8_lossy(body).into_owned()];
     }
     if content_type.starts_with("multipart/") {
-        // The boundary as sent (content types are case-insensitive, boundaries not).
-        let boundary = headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| {
-                let at = value.to_ascii_lowercase().find("boundary=")?;
-                let boundary = value[at + "boundary=".len()..].split(';').next()?;
-                Some(boundary.trim().trim_matches('"').to_owned())
-            });
-        return match boundary {
-            Some(boundary) if !boundary.is_empty() => multipart_fields(body, &boundary),
-            _ => vec![String::from_utf8_lossy(body).into_owned()],
+        return match multipart_boundary(headers) {
+            Some(boundary) => multipart_fields(body, &boundary),
+            None => vec![String::from_utf8_lossy(body).into_owned()],
         };
     }
     if content_type.contains("xml") {
@@ -330,6 +334,70 @@ fn body_fields(headers: &HeaderMap, body: &[u8]) -> Vec<String> {
         .flat_map(|(name, value)| [name.into_owned(), value.into_owned()])
         .filter(|text| !text.is_empty())
         .collect()
+}
+
+/// A multipart body's boundary, as sent (content types are case-insensitive, boundaries
+/// not); `None` for other bodies.
+fn multipart_boundary(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(http::header::CONTENT_TYPE)?.to_str().ok()?;
+    let lower = value.to_ascii_lowercase();
+    if !lower.trim_start().starts_with("multipart/") {
+        return None;
+    }
+    let at = lower.find("boundary=")?;
+    let boundary = value[at + "boundary=".len()..].split(';').next()?;
+    let boundary = boundary.trim().trim_matches('"');
+    (!boundary.is_empty()).then(|| boundary.to_owned())
+}
+
+/// The `name` and `filename` parameters of each part's `Content-Disposition`, quotes
+/// honoured (`name="a;b"` is `a;b`).
+fn multipart_names(body: &[u8], boundary: &str) -> Vec<String> {
+    let text = String::from_utf8_lossy(body);
+    let delimiter = format!("--{boundary}");
+    let mut names = Vec::new();
+    for part in text.split(delimiter.as_str()).skip(1) {
+        if part.starts_with("--") {
+            break;
+        }
+        let part = part.trim_start_matches(['\r', '\n']);
+        let head = part
+            .split_once("\r\n\r\n")
+            .or_else(|| part.split_once("\n\n"))
+            .map_or(part, |(head, _)| head);
+        for line in head.lines() {
+            let Some((header, parameters)) = line.split_once(':') else {
+                continue;
+            };
+            if !header.trim().eq_ignore_ascii_case("content-disposition") {
+                continue;
+            }
+            let mut rest = parameters;
+            while let Some(semicolon) = rest.find(';') {
+                rest = rest[semicolon + 1..].trim_start();
+                let Some((key, after)) = rest.split_once('=') else {
+                    break;
+                };
+                let key = key.trim().to_ascii_lowercase();
+                let after = after.trim_start();
+                let (value, remainder) = match after.strip_prefix('"') {
+                    Some(quoted) => {
+                        let end = quoted.find('"').unwrap_or(quoted.len());
+                        (&quoted[..end], quoted.get(end + 1..).unwrap_or(""))
+                    }
+                    None => {
+                        let end = after.find(';').unwrap_or(after.len());
+                        (after[..end].trim_end(), &after[end..])
+                    }
+                };
+                if key == "name" || key == "filename" {
+                    names.push(value.to_owned());
+                }
+                rest = remainder;
+            }
+        }
+    }
+    names
 }
 
 /// The values of a multipart body's parts, and the names of its files (not their contents:
@@ -441,6 +509,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn multipart_names_honour_quotes() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "content-type",
+            "multipart/form-data; boundary=XyZ".parse().expect("value"),
+        );
+        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"fi;le\"; filename=\"a=b.txt\"\r\n\r\nx\r\n--XyZ\r\ncontent-disposition: form-data; name=plain\r\n\r\ny\r\n--XyZ--\r\n";
+        let inspection = Inspection::new(
+            "POST",
+            "/",
+            None,
+            &headers,
+            body,
+            false,
+            "127.0.0.1".parse().expect("address"),
+        );
+        assert_eq!(
+            values(&inspection, &Field::MultipartNames),
+            ["fi;le", "a=b.txt", "plain"]
+        );
+    }
+
+    #[test]
     fn fields_read_back_their_names() {
         for name in [
             "uri_path",
@@ -454,6 +545,7 @@ mod tests {
             "method",
             "body",
             "body_fields",
+            "multipart_names",
         ] {
             let field = Field::parse(name).unwrap_or_else(|| panic!("{name}"));
             assert_eq!(field.name(), name);

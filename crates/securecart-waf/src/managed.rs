@@ -423,7 +423,139 @@ fn core() -> Vec<(&'static str, Statement)> {
                 },
             ),
         ),
+        // Headers no client of a shop sends: the obsolete Request-Range (CRS 920660),
+        // method overrides, `Proxy` (httpoxy), WebDAV's and compressed request bodies
+        // (CRS 920450).
+        (
+            "SC-CORE-006",
+            Statement::Or(
+                [
+                    "request-range",
+                    "content-encoding",
+                    "proxy",
+                    "lock-token",
+                    "content-range",
+                    "if",
+                    "x-http-method-override",
+                    "x-http-method",
+                    "x-method-override",
+                    "x-middleware-subrequest",
+                ]
+                .into_iter()
+                .map(present)
+                .collect(),
+            ),
+        ),
+        // A body type no form, API or browser beacon sends (CRS 920420, with text/plain
+        // allowed for `sendBeacon`), a charset no client uses (CRS 920480, with us-ascii
+        // allowed), or a Content-Type that is not one (CRS 920470).
+        (
+            "SC-CORE-007",
+            Statement::And(vec![
+                present("content-type"),
+                Statement::Not(Box::new(regex(
+                    header("content-type"),
+                    r"^\s*(?:application/(?:x-www-form-urlencoded|xml|soap\+xml|json|cloudevents\+json|cloudevents-batch\+json)|multipart/(?:form-data|related)|text/(?:xml|plain))\s*(?:;|$)",
+                    &[Lowercase],
+                ))),
+            ]),
+        ),
+        (
+            "SC-CORE-008",
+            Statement::And(vec![
+                regex(header("content-type"), r"charset", &[Lowercase]),
+                Statement::Not(Box::new(regex(
+                    header("content-type"),
+                    r#"charset\s*=\s*["']?(?:utf-8|us-ascii|iso-8859-15?|windows-1252)["']?\s*(?:;|$)"#,
+                    &[Lowercase],
+                ))),
+            ]),
+        ),
+        (
+            "SC-CORE-009",
+            Statement::And(vec![
+                present("content-type"),
+                Statement::Not(Box::new(regex(
+                    header("content-type"),
+                    r#"^[\w/.+*-]+(?:\s?;\s*(?:action|boundary|charset|component|start(?:-info)?|type|version)\s?=\s?['"\w.()+,/:=?<>@#*-]+)*$"#,
+                    &[Lowercase],
+                ))),
+            ]),
+        ),
+        // A body without a Content-Type: what is it? (CRS 920640)
+        (
+            "SC-CORE-010",
+            Statement::And(vec![
+                Statement::Size {
+                    field: Field::Body,
+                    comparison: crate::statement::Comparison::Gt,
+                    size: 0,
+                },
+                Statement::Not(Box::new(present("content-type"))),
+            ]),
+        ),
+        // An Accept-Encoding no browser sends (CRS 920520).
+        (
+            "SC-CORE-011",
+            Statement::Size {
+                field: header("accept-encoding"),
+                comparison: crate::statement::Comparison::Gt,
+                size: 100,
+            },
+        ),
+        // Files a site keeps but never serves: backups, configuration, databases, logs
+        // (CRS 920440).
+        (
+            "SC-CORE-012",
+            regex(
+                Field::UriPath,
+                r"\.(?:asa|asax|ascx|backup|bak|bat|cdx|cer|cfg|cmd|com|config|conf|cs|csproj|csr|dat|db|dbf|dll|dos|htr|htw|ida|idc|idq|inc|ini|key|licx|lnk|log|mdb|old|pass|pdb|pol|printer|pwd|rdb|resources|resx|sql|swp|sys|vb|vbs|vbproj|vsdisco|webinfo|xsd|xsx)$",
+                &[UrlDecodeUni, Lowercase],
+            ),
+        ),
+        // Quotes, `=`, `;` or `\` in a multipart part's name or file name: a trick to
+        // make parsers disagree on where a part begins (CRS 920120). A `;` that ends an
+        // HTML entity of letters (`&auml;`, as browsers send some names) is let through.
+        (
+            "SC-CORE-013",
+            regex(
+                Field::MultipartNames,
+                r#"['"=\\]|(?:^|[^&a-zA-Z])[a-zA-Z]*;"#,
+                &[],
+            ),
+        ),
+        // A body on a GET or HEAD, which servers read differently (CRS 920170).
+        (
+            "SC-CORE-014",
+            Statement::And(vec![
+                regex(Field::Method, "^(?:GET|HEAD)$", &[]),
+                Statement::Size {
+                    field: Field::Body,
+                    comparison: crate::statement::Comparison::Gt,
+                    size: 0,
+                },
+            ]),
+        ),
+        // `keep-alive` or `close` said twice in Connection (CRS 920210).
+        (
+            "SC-CORE-015",
+            regex(
+                header("connection"),
+                r"\b(?:keep-alive|close)\b.*\b(?:keep-alive|close)\b",
+                &[Lowercase],
+            ),
+        ),
+        // An editor's backup of a file (`index.php~`, CRS 920500).
+        (
+            "SC-CORE-016",
+            regex(Field::UriPath, r"\.[^./~]+~(?:/.*)?$", &[UrlDecodeUni]),
+        ),
     ]
+}
+
+/// Whether the request has the header at all (any value, also an empty one).
+fn present(name: &'static str) -> Statement {
+    regex(header(name), "^", &[])
 }
 
 fn sqli() -> Vec<(&'static str, Statement)> {
