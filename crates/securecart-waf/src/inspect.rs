@@ -216,20 +216,39 @@ impl<'a> Inspection<'a> {
                 std::borrow::Cow::Owned(changed) => Transformed::Changed(Rc::from(changed)),
             };
         }
-        let key = (value.as_ptr() as usize, value.len(), chain_key(transforms));
-        if let Some(known) = self.memo.borrow().transformed.get(&key) {
-            return known
-                .clone()
-                .map_or(Transformed::Same(value), Transformed::Changed);
-        }
-        let result = match transform::apply(transforms, value) {
-            std::borrow::Cow::Borrowed(_) => None,
-            std::borrow::Cow::Owned(changed) => Some(Rc::<[u8]>::from(changed)),
+        // Chains share their beginnings (URL decoding, then HTML entities, then ...): each
+        // step's result is remembered, and a chain starts from the longest one known.
+        let key = |steps: usize| {
+            (
+                value.as_ptr() as usize,
+                value.len(),
+                chain_key(&transforms[..steps]),
+            )
         };
-        self.memo
-            .borrow_mut()
-            .transformed
-            .insert(key, result.clone());
+        let (mut done, mut result) = {
+            let memo = self.memo.borrow();
+            (1..=transforms.len())
+                .rev()
+                .find_map(|steps| {
+                    memo.transformed
+                        .get(&key(steps))
+                        .map(|known| (steps, known.clone()))
+                })
+                .unwrap_or((0, None))
+        };
+        while done < transforms.len() {
+            let input: &[u8] = result.as_deref().unwrap_or(value);
+            if let std::borrow::Cow::Owned(changed) =
+                transform::apply(std::slice::from_ref(&transforms[done]), input)
+            {
+                result = Some(Rc::<[u8]>::from(changed));
+            }
+            done += 1;
+            self.memo
+                .borrow_mut()
+                .transformed
+                .insert(key(done), result.clone());
+        }
         result.map_or(Transformed::Same(value), Transformed::Changed)
     }
 
@@ -350,21 +369,30 @@ fn multipart_boundary(headers: &HeaderMap) -> Option<String> {
     (!boundary.is_empty()).then(|| boundary.to_owned())
 }
 
-/// The `name` and `filename` parameters of each part's `Content-Disposition`, quotes
-/// honoured (`name="a;b"` is `a;b`).
-fn multipart_names(body: &[u8], boundary: &str) -> Vec<String> {
-    let text = String::from_utf8_lossy(body);
+/// Each part of a multipart body: its head and its value.
+fn multipart_parts<'t>(text: &'t str, boundary: &str) -> Vec<(&'t str, &'t str)> {
     let delimiter = format!("--{boundary}");
-    let mut names = Vec::new();
+    let mut parts = Vec::new();
     for part in text.split(delimiter.as_str()).skip(1) {
         if part.starts_with("--") {
             break;
         }
         let part = part.trim_start_matches(['\r', '\n']);
-        let head = part
-            .split_once("\r\n\r\n")
-            .or_else(|| part.split_once("\n\n"))
-            .map_or(part, |(head, _)| head);
+        parts.push(
+            part.split_once("\r\n\r\n")
+                .or_else(|| part.split_once("\n\n"))
+                .unwrap_or((part, "")),
+        );
+    }
+    parts
+}
+
+/// The `name` and `filename` parameters of each part's `Content-Disposition`, quotes
+/// honoured (`name="a;b"` is `a;b`).
+fn multipart_names(body: &[u8], boundary: &str) -> Vec<String> {
+    let text = String::from_utf8_lossy(body);
+    let mut names = Vec::new();
+    for (head, _) in multipart_parts(&text, boundary) {
         for line in head.lines() {
             let Some((header, parameters)) = line.split_once(':') else {
                 continue;
@@ -404,17 +432,8 @@ fn multipart_names(body: &[u8], boundary: &str) -> Vec<String> {
 /// an uploaded image is bytes, not input to parse, as CRS reads uploads).
 fn multipart_fields(body: &[u8], boundary: &str) -> Vec<String> {
     let text = String::from_utf8_lossy(body);
-    let delimiter = format!("--{boundary}");
     let mut fields = Vec::new();
-    for part in text.split(delimiter.as_str()).skip(1) {
-        if part.starts_with("--") {
-            break;
-        }
-        let part = part.trim_start_matches(['\r', '\n']);
-        let (head, value) = part
-            .split_once("\r\n\r\n")
-            .or_else(|| part.split_once("\n\n"))
-            .unwrap_or((part, ""));
+    for (head, value) in multipart_parts(&text, boundary) {
         let mut file = false;
         for line in head.lines() {
             if let Some(at) = line.to_ascii_lowercase().find("filename=") {

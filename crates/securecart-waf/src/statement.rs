@@ -202,6 +202,7 @@ impl Statement {
             }),
             Statement::Xss { field, transforms } => find(inspection, field, transforms, |value| {
                 value.len() > 2
+                    && could_be_xss(value)
                     && inspection.detected(value, 1, |value| {
                         libinjectionrs::detect_xss(value).is_injection()
                     })
@@ -260,6 +261,15 @@ impl Statement {
     }
 }
 
+/// Whether libinjection's XSS detector could flag `value` at all: it flags a tag, a
+/// comment or a doctype (each opened by `<`), or an attribute's value (after `=`), in any
+/// of the five contexts it tries (`libinjection_is_xss`), so a value with neither byte is
+/// skipped. Most ordinary text has neither, and the detector tokenizes every word of it
+/// as an attribute name in the attribute contexts.
+fn could_be_xss(value: &[u8]) -> bool {
+    memchr::memchr2(b'<', b'=', value).is_some()
+}
+
 /// The first value of `field` that `test` accepts after the transformations.
 fn find(
     inspection: &Inspection<'_>,
@@ -285,19 +295,57 @@ fn matches_position(value: &[u8], search: &[u8], position: Position) -> bool {
         Position::Exactly => value == search,
         Position::StartsWith => value.starts_with(search),
         Position::EndsWith => value.ends_with(search),
-        Position::Contains => {
-            !search.is_empty() && value.windows(search.len()).any(|window| window == search)
-        }
+        Position::Contains => !search.is_empty() && memchr::memmem::find(value, search).is_some(),
         Position::ContainsWord => {
             let word = |byte: Option<&u8>| {
                 byte.is_some_and(|byte| byte.is_ascii_alphanumeric() || *byte == b'_')
             };
             !search.is_empty()
-                && value.windows(search.len()).enumerate().any(|(at, window)| {
-                    window == search
-                        && !word(at.checked_sub(1).and_then(|before| value.get(before)))
+                && memchr::memmem::find_iter(value, search).any(|at| {
+                    !word(at.checked_sub(1).and_then(|before| value.get(before)))
                         && !word(value.get(at + search.len()))
                 })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::could_be_xss;
+
+    #[test]
+    fn the_xss_detector_flags_nothing_without_a_tag_or_an_attribute_value() {
+        // Random strings of the characters XSS is made of: whatever the detector flags
+        // has `<` or `=`, so skipping the others changes no verdict.
+        let alphabet = b"<>=\"'` /!-?:;()&#[]abcdehijlmnoprstvxyz";
+        let mut seed: u64 = 0x5eed;
+        let mut flagged = 0;
+        for _ in 0..50_000 {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let length = (seed >> 59) as usize + 2;
+            let value: Vec<u8> = (0..length)
+                .map(|_| {
+                    seed = seed
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1_442_695_040_888_963_407);
+                    alphabet[(seed >> 33) as usize % alphabet.len()]
+                })
+                .collect();
+            if libinjectionrs::detect_xss(&value).is_injection() {
+                flagged += 1;
+                assert!(could_be_xss(&value), "{}", String::from_utf8_lossy(&value));
+            }
+        }
+        assert!(flagged > 100, "the sample flagged only {flagged}");
+        for text in [
+            "Lovely wool coat, warm and light (5/5!)",
+            "javascript alert(1)",
+            "onerror alert",
+        ] {
+            assert!(!could_be_xss(text.as_bytes()));
+            assert!(!libinjectionrs::detect_xss(text.as_bytes()).is_injection());
         }
     }
 }

@@ -386,24 +386,16 @@ async fn up_serves_a_purchase_survives_killed_replicas_and_stops_cleanly() {
         )),
         "{eu_metrics}"
     );
-    let added = shopper
-        .post(
-            &format!("{url}/api/cart/items"),
-            &[],
-            &format!(r#"{{"product_id": {}, "quantity": 2}}"#, product["id"]),
-        )
-        .await;
-    assert_eq!(added.status, 200, "{}", added.text());
-    let checkout_body = r#"{"email":"ada@example.com","name":"Ada Lovelace","address":"1 Main St","card_token":"tok_visa"}"#;
-    let key = [("idempotency-key", "e2e-order-key-0001")];
-    let first = shopper
-        .post(&format!("{url}/api/checkout"), &key, checkout_body)
-        .await;
+    let first = buy(&mut shopper, &url, &product, 2, "e2e-order-key-0001").await;
     assert_eq!(first.status, 201, "{}", first.text());
     let order = first.json()["order"].clone();
     assert_eq!(order["status"], "paid");
     let again = shopper
-        .post(&format!("{url}/api/checkout"), &key, checkout_body)
+        .post(
+            &format!("{url}/api/checkout"),
+            &[("idempotency-key", "e2e-order-key-0001")],
+            CHECKOUT_BODY,
+        )
         .await;
     assert_eq!(again.status, 201);
     assert_eq!(
@@ -449,21 +441,7 @@ async fn up_serves_a_purchase_survives_killed_replicas_and_stops_cleanly() {
             reply.text()
         );
     }
-    let added = buyer
-        .post(
-            &format!("{url}/api/cart/items"),
-            &[],
-            &format!(r#"{{"product_id": {}, "quantity": 1}}"#, product["id"]),
-        )
-        .await;
-    assert_eq!(added.status, 200, "{}", added.text());
-    let bought = buyer
-        .post(
-            &format!("{url}/api/checkout"),
-            &[("idempotency-key", "e2e-order-during-flood")],
-            checkout_body,
-        )
-        .await;
+    let bought = buy(&mut buyer, &url, &product, 1, "e2e-order-during-flood").await;
     assert_eq!(bought.status, 201, "{}", bought.text());
     assert_eq!(bought.json()["order"]["status"], "paid");
     let _ = stop_flood.send(true);
@@ -990,6 +968,38 @@ async fn proxy_cache_on_disk_starts_warm_after_a_restart() {
 }
 
 /// Sends SIGTERM to a child and asserts that it exits successfully within `within`.
+/// What the e2e shoppers check out with.
+const CHECKOUT_BODY: &str = r#"{"email":"ada@example.com","name":"Ada Lovelace","address":"1 Main St","card_token":"tok_visa"}"#;
+
+/// Adds `quantity` of `product` to the cart (which must succeed) and checks out with the
+/// idempotency key `key`: the checkout's answer.
+async fn buy(
+    client: &mut TestClient,
+    url: &str,
+    product: &Value,
+    quantity: u32,
+    key: &str,
+) -> securecart_testkit::Reply {
+    let added = client
+        .post(
+            &format!("{url}/api/cart/items"),
+            &[],
+            &format!(
+                r#"{{"product_id": {}, "quantity": {quantity}}}"#,
+                product["id"]
+            ),
+        )
+        .await;
+    assert_eq!(added.status, 200, "{}", added.text());
+    client
+        .post(
+            &format!("{url}/api/checkout"),
+            &[("idempotency-key", key)],
+            CHECKOUT_BODY,
+        )
+        .await
+}
+
 /// GETs of the storefront's page from `source`, one after another on one keep-alive
 /// connection, until `stop` turns true and the shield has limited it at least once (at
 /// most 20,000 of them, for at most 60 s): the statuses, and how long they took.
