@@ -15,9 +15,10 @@
 //! 14, which the managed XSS expressions cover). The C crate `libinjection` cannot be used
 //! here: its build script downloads the C sources.
 //!
-//! Rules share work within one request: each long value's transformations and detector
-//! verdicts are computed once, whatever the number of rules that ask ([`Inspection`]'s
-//! memo). Each rule still scans its fields itself; merging the expressions of rules that
+//! Rules share work within one request: each long value's transformations (chains
+//! sharing their beginnings) and detector verdicts are computed once, whatever the number
+//! of rules that ask ([`Inspection`]'s memo), and the XSS detector is skipped on values it
+//! cannot flag (without `<` or `=`). Each rule still scans its fields itself; merging the expressions of rules that
 //! read the same field through the same transformations into one pass is the next step
 //! for speed.
 //!
