@@ -20,6 +20,31 @@ pub const MAX_WAF_RULES: usize = 100;
 /// How deep `and`, `or` and `not` may nest.
 const MAX_DEPTH: usize = 5;
 
+/// The most statements the operator's rules hold together.
+const MAX_STATEMENTS: usize = 500;
+
+/// How many statements `raw` holds (counting stops past the nesting limit, which is an
+/// error of its own).
+fn count(raw: &RawStatement, depth: usize) -> usize {
+    if depth > MAX_DEPTH {
+        return 1;
+    }
+    1 + match raw {
+        RawStatement::And(list) | RawStatement::Or(list) => {
+            list.iter().map(|inner| count(inner, depth + 1)).sum()
+        }
+        RawStatement::Not(inner) => count(inner, depth + 1),
+        RawStatement::RateBased(rate) => rate
+            .scope_down
+            .as_ref()
+            .map_or(0, |inner| count(inner, depth + 1)),
+        _ => 0,
+    }
+}
+
+/// The most transformations one statement applies (AWS WAF's limit).
+const MAX_TRANSFORMS: usize = 10;
+
 /// Checks and compiles the operator's rules; problems go to `findings`, and a rule with one
 /// is left out.
 pub(crate) fn resolve_rules(
@@ -29,6 +54,15 @@ pub(crate) fn resolve_rules(
 ) -> Vec<Rule> {
     if raw.len() > MAX_WAF_RULES {
         findings.problem(path.clone(), format!("at most {MAX_WAF_RULES} rules"));
+    }
+    // Each request runs every statement: their number is bounded as AWS WAF's capacity
+    // units bound a web ACL.
+    let statements: usize = raw.iter().map(|rule| count(&rule.statement, 0)).sum();
+    if statements > MAX_STATEMENTS {
+        findings.problem(
+            path.clone(),
+            format!("the rules hold {statements} statements; at most {MAX_STATEMENTS}"),
+        );
     }
     let mut rules = Vec::with_capacity(raw.len());
     for (index, rule) in raw.iter().enumerate() {
@@ -41,6 +75,15 @@ pub(crate) fn resolve_rules(
             "rule",
             raw[..index].iter().map(|earlier| earlier.name.as_str()),
         );
+        if ["default", "oversize"].contains(&rule.name.as_str()) {
+            findings.problem(
+                at.key("name"),
+                format!(
+                    "`{}` names the web ACL's own verdicts in logs and metrics: choose another",
+                    rule.name
+                ),
+            );
+        }
         if rule.priority > 999 {
             findings.problem(at.key("priority"), "must be from 0 to 999");
         } else if raw[..index]
@@ -112,7 +155,24 @@ fn block_response(
         findings.problem(path.key("status"), "must be from 400 to 599");
     }
     for (name, value) in &raw.headers {
-        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        // Headers that frame the answer or belong to the connection are the edge's own.
+        const FRAMING: [&str; 9] = [
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "keep-alive",
+            "upgrade",
+            "te",
+            "trailer",
+            "proxy-connection",
+            "content-type",
+        ];
+        if FRAMING.contains(&name.to_ascii_lowercase().as_str()) {
+            findings.problem(
+                path.key("headers").key(name),
+                format!("`{name}` is set by the edge (use content_type for the body's type)"),
+            );
+        } else if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
             findings.problem(
                 path.key("headers").key(name),
                 format!("`{name}` is not a header name"),
@@ -297,7 +357,15 @@ fn statement(
             }
             let mut valid = true;
             for (index, country) in countries.iter().enumerate() {
-                if country.len() != 2 || !country.bytes().all(|byte| byte.is_ascii_uppercase()) {
+                if country == "UK" {
+                    findings.problem(
+                        at.index(index),
+                        "the United Kingdom's code is `GB` (ISO 3166)",
+                    );
+                    valid = false;
+                } else if country.len() != 2
+                    || !country.bytes().all(|byte| byte.is_ascii_uppercase())
+                {
                     findings.problem(
                         at.index(index),
                         format!(
@@ -400,6 +468,13 @@ fn transforms(
     path: &FieldPath,
     findings: &mut Findings,
 ) -> Option<Vec<Transform>> {
+    if names.len() > MAX_TRANSFORMS {
+        findings.problem(
+            path.clone(),
+            format!("at most {MAX_TRANSFORMS} transformations"),
+        );
+        return None;
+    }
     let mut transforms = Vec::with_capacity(names.len());
     for (index, name) in names.iter().enumerate() {
         match Transform::from_name(name) {

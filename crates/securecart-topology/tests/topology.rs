@@ -396,6 +396,24 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "not a regular expression",
         ),
         (
+            "block_response = { status = 429, headers = { \"retry-after\" = \"300\" }",
+            "block_response = { status = 429, headers = { \"content-length\" = \"3\" }",
+            "edge.waf.rules[0].block_response.headers.content-length",
+            "set by the edge",
+        ),
+        (
+            "name = \"checkout-card-testing\"",
+            "name = \"default\"",
+            "edge.waf.rules[0].name",
+            "choose another",
+        ),
+        (
+            "search = \"POST\" }",
+            "search = \"POST\", transforms = [\"lowercase\", \"lowercase\", \"lowercase\", \"lowercase\", \"lowercase\", \"lowercase\", \"lowercase\", \"lowercase\", \"lowercase\", \"lowercase\", \"lowercase\"] }",
+            "edge.waf.rules[0].statement.rate_based.scope_down.and[0].byte_match.transforms",
+            "at most 10 transformations",
+        ),
+        (
             "limit = 100, window_seconds = 300",
             "limit = 100, window_seconds = 30",
             "edge.waf.rules[0].statement.rate_based.window_seconds",

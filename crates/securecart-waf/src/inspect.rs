@@ -33,7 +33,8 @@ impl std::ops::Deref for Transformed<'_> {
 }
 
 /// A chain of transformations as one number: four bits per transformation, and the
-/// length, so that equal chains make equal keys without an allocation.
+/// length, so that equal chains make equal keys without an allocation. Unique for chains
+/// of up to 15 steps (longer ones are not remembered: see [`MAX_MEMO_CHAIN`]).
 fn chain_key(transforms: &[Transform]) -> u64 {
     transforms
         .iter()
@@ -45,6 +46,9 @@ fn chain_key(transforms: &[Transform]) -> u64 {
 /// Values shorter than this are transformed and checked again by each rule that asks:
 /// cheaper than remembering them.
 const MEMO_FROM: usize = 256;
+
+/// The longest chain [`chain_key`] tells apart; longer ones are computed each time.
+const MAX_MEMO_CHAIN: usize = 15;
 
 /// A value's address and length, and a chain of transformations or a detector.
 type ValueKey = (usize, usize, u64);
@@ -199,7 +203,9 @@ impl<'a> Inspection<'a> {
             body_fields,
             multipart_names,
             body_oversize,
-            client,
+            // An IPv4 client on a dual-stack socket is its IPv4 address, for IP sets,
+            // countries and rate keys.
+            client: client.to_canonical(),
             memo: RefCell::default(),
         }
     }
@@ -210,7 +216,7 @@ impl<'a> Inspection<'a> {
         if transforms.is_empty() {
             return Transformed::Same(value);
         }
-        if value.len() < MEMO_FROM {
+        if value.len() < MEMO_FROM || transforms.len() > MAX_MEMO_CHAIN {
             return match transform::apply(transforms, value) {
                 std::borrow::Cow::Borrowed(_) => Transformed::Same(value),
                 std::borrow::Cow::Owned(changed) => Transformed::Changed(Rc::from(changed)),

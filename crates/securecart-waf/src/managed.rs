@@ -87,7 +87,13 @@ impl Group {
                 id: id.to_owned(),
                 priority: base + index as u32,
                 statement,
-                action: RuleAction::Block,
+                // A weak sign only counts (is logged) by itself; in an ACL that scores,
+                // it adds its score like every other.
+                action: if score >= CRITICAL {
+                    RuleAction::Block
+                } else {
+                    RuleAction::Count
+                },
                 labels: vec![format!("securecart:managed:{}:{id}", self.name())],
                 response: None,
                 score,
@@ -446,16 +452,17 @@ fn core() -> Vec<(&'static str, Statement)> {
                 .collect(),
             ),
         ),
-        // A body type no form, API or browser beacon sends (CRS 920420, with text/plain
-        // allowed for `sendBeacon`), a charset no client uses (CRS 920480, with us-ascii
-        // allowed), or a Content-Type that is not one (CRS 920470).
+        // A body type no form, API or browser sends (CRS 920420, with text/plain allowed
+        // for `sendBeacon`, `+json` types for APIs and CSP reports), a charset outside
+        // Unicode and Western ones (CRS 920480, with us-ascii allowed), or a Content-Type
+        // that is not one (CRS 920470).
         (
             "SC-CORE-007",
             Statement::And(vec![
                 present("content-type"),
                 Statement::Not(Box::new(regex(
                     header("content-type"),
-                    r"^\s*(?:application/(?:x-www-form-urlencoded|xml|soap\+xml|json|cloudevents\+json|cloudevents-batch\+json)|multipart/(?:form-data|related)|text/(?:xml|plain))\s*(?:;|$)",
+                    r"^\s*(?:application/(?:x-www-form-urlencoded|xml|soap\+xml|json|[\w.-]+\+json|csp-report)|multipart/(?:form-data|related)|text/(?:xml|plain))\s*(?:;|$)",
                     &[Lowercase],
                 ))),
             ]),
@@ -466,7 +473,7 @@ fn core() -> Vec<(&'static str, Statement)> {
                 regex(header("content-type"), r"charset", &[Lowercase]),
                 Statement::Not(Box::new(regex(
                     header("content-type"),
-                    r#"charset\s*=\s*["']?(?:utf-8|us-ascii|iso-8859-15?|windows-1252)["']?\s*(?:;|$)"#,
+                    r#"charset\s*=\s*["']?(?:utf-?8|us-ascii|iso-8859-15?|windows-1252)["']?\s*(?:;|$)"#,
                     &[Lowercase],
                 ))),
             ]),
@@ -486,11 +493,7 @@ fn core() -> Vec<(&'static str, Statement)> {
         (
             "SC-CORE-010",
             Statement::And(vec![
-                Statement::Size {
-                    field: Field::Body,
-                    comparison: crate::statement::Comparison::Gt,
-                    size: 0,
-                },
+                declared_body(),
                 Statement::Not(Box::new(present("content-type"))),
             ]),
         ),
@@ -504,23 +507,24 @@ fn core() -> Vec<(&'static str, Statement)> {
             },
         ),
         // Files a site keeps but never serves: backups, configuration, databases, logs
-        // (CRS 920440).
+        // (CRS 920440, without `.com`, which ends many a path holding an e-mail address).
         (
             "SC-CORE-012",
             regex(
                 Field::UriPath,
-                r"\.(?:asa|asax|ascx|backup|bak|bat|cdx|cer|cfg|cmd|com|config|conf|cs|csproj|csr|dat|db|dbf|dll|dos|htr|htw|ida|idc|idq|inc|ini|key|licx|lnk|log|mdb|old|pass|pdb|pol|printer|pwd|rdb|resources|resx|sql|swp|sys|vb|vbs|vbproj|vsdisco|webinfo|xsd|xsx)$",
+                r"\.(?:asa|asax|ascx|backup|bak|bat|cdx|cer|cfg|cmd|config|conf|cs|csproj|csr|dat|db|dbf|dll|dos|htr|htw|ida|idc|idq|inc|ini|key|licx|lnk|log|mdb|old|pass|pdb|pol|printer|pwd|rdb|resources|resx|sql|swp|sys|vb|vbs|vbproj|vsdisco|webinfo|xsd|xsx)$",
                 &[UrlDecodeUni, Lowercase],
             ),
         ),
-        // Quotes, `=`, `;` or `\` in a multipart part's name or file name: a trick to
-        // make parsers disagree on where a part begins (CRS 920120). A `;` that ends an
-        // HTML entity of letters (`&auml;`, as browsers send some names) is let through.
+        // Double quotes, `=`, `;` or `\` in a multipart part's name or file name: a trick
+        // to make parsers disagree on where a part begins (CRS 920120). A `;` that ends an
+        // HTML entity (`&auml;`, `&#26085;`, as browsers send some names) is let through,
+        // and so are apostrophes, which ordinary file names have (`Mom's photo.jpg`).
         (
             "SC-CORE-013",
             regex(
                 Field::MultipartNames,
-                r#"['"=\\]|(?:^|[^&a-zA-Z])[a-zA-Z]*;"#,
+                r#"["=\\]|(?:^|[^&#a-zA-Z0-9])[a-zA-Z0-9]*;"#,
                 &[],
             ),
         ),
@@ -529,11 +533,7 @@ fn core() -> Vec<(&'static str, Statement)> {
             "SC-CORE-014",
             Statement::And(vec![
                 regex(Field::Method, "^(?:GET|HEAD)$", &[]),
-                Statement::Size {
-                    field: Field::Body,
-                    comparison: crate::statement::Comparison::Gt,
-                    size: 0,
-                },
+                declared_body(),
             ]),
         ),
         // `keep-alive` or `close` said twice in Connection (CRS 920210).
@@ -551,6 +551,16 @@ fn core() -> Vec<(&'static str, Statement)> {
             regex(Field::UriPath, r"\.[^./~]+~(?:/.*)?$", &[UrlDecodeUni]),
         ),
     ]
+}
+
+/// Whether the request says it has a body: a Content-Length above 0, or a
+/// Transfer-Encoding. (An HTTP/2 request whose headers do not end its stream says
+/// neither, and is not taken for one with a body.)
+fn declared_body() -> Statement {
+    Statement::Or(vec![
+        regex(header("content-length"), r"^\s*0*[1-9]", &[]),
+        present("transfer-encoding"),
+    ])
 }
 
 /// Whether the request has the header at all (any value, also an empty one).
@@ -1048,6 +1058,8 @@ mod tests {
             judge(&acl(2, Some(5)), inspection("q=shoes", false)),
             (false, 2)
         );
+        // Without scoring, a weak sign only counts.
+        assert!(!judge(&acl(2, None), inspection("q=shoes", false)).0);
         assert_eq!(
             judge(&acl(2, Some(5)), inspection("q=rock%7Croll", true)),
             (false, 3)

@@ -1,15 +1,18 @@
 //! Rate-based statements, as AWS WAF's: requests are counted per aggregation key (the client
-//! address, an address forwarded in a header, header values, or a combination) over a
-//! trailing window of 60, 120, 300 or 600 seconds; the statement matches the requests of a
-//! key whose count is past the limit, until it falls back under it. A scope-down statement
-//! limits what is counted.
+//! address, an IPv6 client by its /64; an address forwarded in a header; header values; or
+//! a combination) over a trailing window of 60, 120, 300 or 600 seconds; the statement
+//! matches the requests of a key whose count is past the limit, until it falls back under
+//! it. A scope-down statement limits what is counted.
 //!
 //! The trailing window is estimated from two fixed windows, the one under way and the one
 //! before, weighted by how much of the earlier one the trailing window still covers: two
 //! counters per key, and within a few percent of an exact count when traffic is steady.
 //! Keys are hashed (SipHash with a random key, so clients cannot aim at collisions) and at
 //! most [`MAX_KEYS`] are tracked; past that, keys idle for two windows are forgotten first,
-//! and a new key is not counted until there is room.
+//! and a new key is not counted until there is room (so that a flood of made-up keys
+//! cannot push the busy ones out: it lets new keys through uncounted instead, which the
+//! shield's per-client limits still hold). A reload that changes the rules starts the
+//! counts afresh.
 
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
@@ -92,8 +95,15 @@ impl RateLimit {
         for key in &self.keys {
             match key {
                 AggregateKey::ClientIp => {
-                    inspection.client.hash(&mut hasher);
-                    shown.push(inspection.client.to_string());
+                    // An IPv6 client is its /64, which one host usually holds whole.
+                    let client = match inspection.client {
+                        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from_bits(
+                            v6.to_bits() & !u128::from(u64::MAX),
+                        )),
+                        v4 => v4,
+                    };
+                    client.hash(&mut hasher);
+                    shown.push(client.to_string());
                 }
                 AggregateKey::ForwardedIp(header) => {
                     let address = forwarded_ip(inspection, header)?;
@@ -103,10 +113,21 @@ impl RateLimit {
                 AggregateKey::Header(header) => {
                     let value = inspection.headers().get(header)?;
                     value.as_bytes().hash(&mut hasher);
-                    shown.push(format!(
-                        "{header}:{}",
-                        String::from_utf8_lossy(&value.as_bytes()[..value.len().min(32)])
-                    ));
+                    // Credentials are counted by, never shown.
+                    let secret = [
+                        http::header::AUTHORIZATION,
+                        http::header::COOKIE,
+                        http::header::PROXY_AUTHORIZATION,
+                    ]
+                    .contains(header);
+                    shown.push(if secret {
+                        format!("{header}:REDACTED")
+                    } else {
+                        format!(
+                            "{header}:{}",
+                            String::from_utf8_lossy(&value.as_bytes()[..value.len().min(32)])
+                        )
+                    });
                 }
             }
         }
