@@ -284,22 +284,7 @@ fn strict(group: Group) -> Vec<(&'static str, u8, u8, Statement)> {
                 }),
             ),
         ],
-        Group::Java => vec![
-            // Java class names in an input (CRS 944300-ish).
-            (
-                "SC-JAVA-101",
-                2,
-                CRITICAL,
-                over(inputs(), |field| {
-                    regex(
-                        field,
-                        r"\bjavax?\.[a-z]+\.[A-Za-z]|\b(?:getRuntime|getClass|forName|newInstance|ProcessBuilder|ObjectInputStream)\b",
-                        &[UrlDecodeUni, JsDecode],
-                    )
-                }),
-            ),
-        ],
-        Group::KnownBadInputs | Group::Php => Vec::new(),
+        Group::KnownBadInputs | Group::Php | Group::Java => Vec::new(),
     }
 }
 
@@ -825,6 +810,42 @@ fn command_injection() -> Vec<(&'static str, Statement)> {
                 )
             }),
         ),
+        // Shell expressions: command and parameter substitution, process substitution,
+        // and globs that spell a path without writing it (`/etc/pa[s]swd`, CRS 932130).
+        (
+            "SC-CMD-006",
+            over(fields(), |field| {
+                regex(
+                    field,
+                    r"\$(?:\((?:.*|\(.*\))\)|\{.*\})|[<>]\(.*\)|/[0-9A-Z_a-z]*\[!?.+\]",
+                    &[UrlDecodeUni, RemoveNulls],
+                )
+            }),
+        ),
+        // PowerShell: its web and execution cmdlets, and their short aliases after a
+        // separator (CRS 932120, 932125).
+        (
+            "SC-CMD-007",
+            over(fields(), |field| {
+                regex(
+                    field,
+                    r"(?i)\b(?:invoke-(?:webrequest|expression|command|restmethod|item|wmimethod)|start-process|new-object\s+(?:net\.webclient|system\.net)|downloadstring|downloadfile|set-executionpolicy|get-wmiobject)\b|(?:^|[;&|`(])\s*(?:iwr|iex|irm|iwmi|icm|saps)\b",
+                    &[UrlDecodeUni, RemoveNulls],
+                )
+            }),
+        ),
+        // Windows `for` loops and `if` comparisons (CRS 932140), read as cmd.exe reads
+        // them.
+        (
+            "SC-CMD-008",
+            over(fields(), |field| {
+                regex(
+                    field,
+                    r"\b(?:if(?:/i)?(?: not)?(?: exist\b| defined\b| errorlevel\b| cmdextversion\b|(?: |\().*(?:\bgeq\b|\bequ\b|\bneq\b|\bleq\b|\bgtr\b|\blss\b|==))|for(?:/[dflr].*)? %+[^ ]+ in\(.*\)\s?do)",
+                    &[UrlDecodeUni, CmdLine],
+                )
+            }),
+        ),
     ]
 }
 
@@ -892,6 +913,17 @@ fn java() -> Vec<(&'static str, Statement)> {
                     field,
                     r"(?i)java\.lang\.(?:runtime|processbuilder|system|class|reflect)|\.getruntime\s*\(|\.exec\s*\(|class\.module\.classloader|\bclassloader\b|javax\.script|org\.apache\.commons\.collections|com\.sun\.org\.apache|java\.io\.(?:file|objectinputstream)|\bognl\b|#_memberaccess|@java\.|\bjava\.net\.url\b|\bjndi:|\$\{\s*(?:class|script|runtime)",
                     &[UrlDecodeUni, JsDecode, RemoveNulls],
+                )
+            }),
+        ),
+        // Java class names and reflection in an input (CRS 944130, 944300).
+        (
+            "SC-JAVA-004",
+            over(fields(), |field| {
+                regex(
+                    field,
+                    r"\bjavax?\.[a-z]+\.[A-Za-z]|\b(?:getRuntime|getClass|forName|newInstance|ProcessBuilder|ObjectInputStream)\b",
+                    &[UrlDecodeUni, JsDecode],
                 )
             }),
         ),
@@ -1103,6 +1135,10 @@ mod tests {
             ("host=example.com%3B%20uname%20-a", "SC-CMD"),
             ("host=%24(whoami)", "SC-CMD"),
             ("cmd=%7C%20powershell%20-enc%20abc", "SC-CMD"),
+            ("f=cat%20/etc/pa%5Bs%5Dswd", "SC-CMD"),
+            ("u=Invoke-WebRequest%20http://example.com/x.ps1", "SC-CMD"),
+            ("c=%26%20FOR%20%25a%20IN%20(a,b)%20DO%20cmd", "SC-CMD"),
+            ("c=java.util.HashMap", "SC-JAVA"),
             ("page=php%3A%2F%2Ffilter%2Fresource%3Dindex", "SC-PHP-001"),
             ("x=system(%27id%27)", "SC-PHP-002"),
             ("x=java.lang.Runtime.getRuntime().exec(%27id%27)", "SC-"),
