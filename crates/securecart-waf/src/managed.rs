@@ -592,6 +592,31 @@ fn sqli() -> Vec<(&'static str, Statement)> {
                 )
             }),
         ),
+        // SQL functions attackers call (CRS 942151): names no sentence uses may be
+        // followed by space before their `(`; ordinary words (`char`, `length`,
+        // `replace`...) only directly.
+        (
+            "SC-SQLI-005",
+            over(inputs(), |field| {
+                regex(
+                    field,
+                    r"(?i)\b(?:xmltype|uncompress(?:ed_length)?|ifnull|nullif|coalesce|rawtohex|hextoraw|unhex|from_base64|to_base64|aes_(?:de|en)crypt|des_(?:de|en)crypt|sha[12]|md5|crc32|soundex|substring_index|bit_(?:and|or|xor|count|length)|char_length|octet_length|utl_inaddr\.\w+|sys_context|json_(?:extract|value|query|keys|search|unquote|contains)|st_astext|polygon|multipoint|geometrycollection|linestring)\s*\(|\b(?:decode|encode|hex|char|chr|ascii|substr|substring|mid|length|lower|upper|lcase|ucase|replace|reverse|position|instr|locate|cast|convert|concat|if|iif|least|greatest|floor|ceil|rand)\(",
+                    &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
+                )
+            }),
+        ),
+        // SQL over JSON values: a quoted JSON document compared or cast (CRS 942550),
+        // in the arguments and in the path (where some APIs take their filters).
+        (
+            "SC-SQLI-006",
+            over([inputs(), vec![Field::UriPath]].concat(), |field| {
+                regex(
+                    field,
+                    r#"(?i)'\s*[\[{][^']*[\]}]\s*'\s*(?:::\s*jsonb?\b|<@|@>|->>?|#>>?|[<>]=?|=)|(?:<@|@>|->>?|#>>?)\s*'\s*[\[{$]"#,
+                    &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
+                )
+            }),
+        ),
     ]
 }
 
@@ -749,6 +774,27 @@ fn known_bad_inputs() -> Vec<(&'static str, Statement)> {
                 )
             }),
         ),
+        // A session id in the request's arguments, from another site or from nowhere: a
+        // session fixation (CRS 943110, 943120). A shop keeps its sessions in cookies.
+        (
+            "SC-KBI-006",
+            Statement::And(vec![
+                over(
+                    vec![Field::QueryArgumentNames, Field::BodyFields],
+                    |field| {
+                        regex(
+                            field,
+                            r"^(?:jsessionid|aspsessionid|asp\.net_sessionid|phpsession|phpsessid|weblogicsession|session_id|session-id|cfid|cftoken|cfsid|jservsession|jwsession)$",
+                            &[Lowercase],
+                        )
+                    },
+                ),
+                Statement::Or(vec![
+                    Statement::ForeignReferer,
+                    Statement::Not(Box::new(present("referer"))),
+                ]),
+            ]),
+        ),
     ]
 }
 
@@ -894,6 +940,26 @@ fn php() -> Vec<(&'static str, Statement)> {
                     &[UrlDecodeUni, ReplaceComments, RemoveNulls],
                 )
             }),
+        ),
+        // A PHP script uploaded: a multipart file name, or the file name headers upload
+        // scripts read (CRS 933110).
+        (
+            "SC-PHP-004",
+            over(
+                vec![
+                    Field::MultipartNames,
+                    header("x-filename"),
+                    header("x_filename"),
+                    header("x-file-name"),
+                ],
+                |field| {
+                    regex(
+                        field,
+                        r"(?i)\.ph(?:p\d*|tml|ar|ps|t|pt)\.*$",
+                        &[UrlDecodeUni],
+                    )
+                },
+            ),
         ),
     ]
 }
@@ -1139,6 +1205,9 @@ mod tests {
             ("u=Invoke-WebRequest%20http://example.com/x.ps1", "SC-CMD"),
             ("c=%26%20FOR%20%25a%20IN%20(a,b)%20DO%20cmd", "SC-CMD"),
             ("c=java.util.HashMap", "SC-JAVA"),
+            ("phpsessid=0123456789abcdef", "SC-KBI"),
+            ("q=1%20and%20xmltype(1)", "SC-SQLI"),
+            ("q=%27%7B%22a%22%3A1%7D%27%3A%3Ajsonb", "SC-SQLI"),
             ("page=php%3A%2F%2Ffilter%2Fresource%3Dindex", "SC-PHP-001"),
             ("x=system(%27id%27)", "SC-PHP-002"),
             ("x=java.lang.Runtime.getRuntime().exec(%27id%27)", "SC-"),

@@ -99,6 +99,9 @@ pub enum Statement {
     Geo(Vec<String>),
     /// A label an earlier rule added.
     Label(String),
+    /// The `Referer` names another site than the request's `Host`: its host does not end
+    /// with the Host's name (a request without either never matches).
+    ForeignReferer,
     /// A key's requests past a limit over a trailing window (what is counted: the
     /// requests the scope-down statement matches, or all).
     RateBased {
@@ -230,6 +233,37 @@ impl Statement {
                     data: label.clone(),
                 })
             }
+            Statement::ForeignReferer => {
+                let header = |name: http::header::HeaderName| {
+                    inspection
+                        .headers()
+                        .get(name)
+                        .and_then(|value| value.to_str().ok())
+                };
+                let host = header(http::header::HOST)?;
+                let host = host.rsplit_once(':').map_or(host, |(name, port)| {
+                    if port.bytes().all(|byte| byte.is_ascii_digit()) {
+                        name
+                    } else {
+                        host
+                    }
+                });
+                let referer = header(http::header::REFERER)?;
+                let after_scheme = referer.split_once("://")?.1;
+                let authority = after_scheme.split(['/', '?', '#']).next()?;
+                let authority = authority.rsplit_once('@').map_or(authority, |(_, at)| at);
+                let referer_host = authority
+                    .rsplit_once(':')
+                    .filter(|(_, port)| port.bytes().all(|byte| byte.is_ascii_digit()))
+                    .map_or(authority, |(name, _)| name);
+                (!referer_host
+                    .to_ascii_lowercase()
+                    .ends_with(&host.to_ascii_lowercase()))
+                .then(|| Evidence {
+                    field: "header:referer".to_owned(),
+                    data: referer_host.chars().take(64).collect(),
+                })
+            }
             Statement::RateBased { rate, scope_down } => {
                 if let Some(scope_down) = scope_down {
                     scope_down.evaluate(inspection, labels)?;
@@ -311,7 +345,46 @@ fn matches_position(value: &[u8], search: &[u8], position: Position) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::could_be_xss;
+    use super::{Statement, could_be_xss};
+    use crate::inspect::Inspection;
+
+    #[test]
+    fn a_referer_is_foreign_when_it_names_another_host() {
+        let foreign = |host: Option<&str>, referer: Option<&str>| {
+            let mut headers = http::HeaderMap::new();
+            if let Some(host) = host {
+                headers.insert("host", host.parse().expect("value"));
+            }
+            if let Some(referer) = referer {
+                headers.insert("referer", referer.parse().expect("value"));
+            }
+            let inspection = Inspection::new(
+                "GET",
+                "/",
+                None,
+                &headers,
+                b"",
+                false,
+                "127.0.0.1".parse().expect("address"),
+            );
+            Statement::ForeignReferer
+                .evaluate(&inspection, &[])
+                .is_some()
+        };
+        let shop = Some("shop.example:8443");
+        assert!(!foreign(shop, Some("https://shop.example/cart")));
+        assert!(!foreign(shop, Some("https://www.shop.example:8443/?q=1")));
+        assert!(foreign(shop, Some("https://shop.example.attacker.test/")));
+        assert!(foreign(
+            shop,
+            Some("http://user@attacker.test/shop.example")
+        ));
+        assert!(
+            !foreign(shop, None),
+            "no Referer is another statement's business"
+        );
+        assert!(!foreign(None, Some("https://attacker.test/")));
+    }
 
     #[test]
     fn the_xss_detector_flags_nothing_without_a_tag_or_an_attribute_value() {
