@@ -8,8 +8,10 @@
 //! score reaches the threshold, so that several weak signs block together where none
 //! would alone. Rules without a score (the operator's own) act as their action says.
 
+use std::sync::Arc;
+
 use crate::inspect::Inspection;
-use crate::statement::{Evidence, Statement};
+use crate::statement::{Evidence, Merged, Scan, Statement};
 
 /// What a rule does when its statement matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +82,8 @@ pub struct WebAcl {
     rules: Vec<Rule>,
     default_block: bool,
     anomaly_threshold: Option<u32>,
+    /// The rules' regular expressions merged by chain of transformations.
+    merged: Arc<Merged>,
 }
 
 impl WebAcl {
@@ -87,10 +91,12 @@ impl WebAcl {
     /// whose default action blocks, or allows.
     pub fn new(mut rules: Vec<Rule>, default_block: bool) -> Self {
         rules.sort_by_key(|rule| rule.priority);
+        let merged = Arc::new(Merged::new(rules.iter().map(|rule| &rule.statement)));
         Self {
             rules,
             default_block,
             anomaly_threshold: None,
+            merged,
         }
     }
 
@@ -111,6 +117,20 @@ impl WebAcl {
         &self.rules
     }
 
+    /// The same ACL with every statement scanning by itself, as without the merge (for
+    /// tests: the merge must change no verdict).
+    #[cfg(test)]
+    pub(crate) fn unmerged(mut self) -> Self {
+        self.merged = Arc::default();
+        self
+    }
+
+    /// How the ACL's expressions were merged (for tests).
+    #[cfg(test)]
+    pub(crate) fn merged(&self) -> &Merged {
+        &self.merged
+    }
+
     /// Runs the rules on a request.
     pub fn evaluate(&self, inspection: &Inspection<'_>) -> Verdict {
         let mut verdict = Verdict {
@@ -121,8 +141,12 @@ impl WebAcl {
             response: None,
             score: 0,
         };
+        let scan = Scan::new(&self.merged);
         for rule in &self.rules {
-            let Some(evidence) = rule.statement.evaluate(inspection, &verdict.labels) else {
+            let Some(evidence) =
+                rule.statement
+                    .evaluate_merged(inspection, &verdict.labels, Some(&scan))
+            else {
                 continue;
             };
             verdict.labels.extend(rule.labels.iter().cloned());

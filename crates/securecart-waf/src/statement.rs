@@ -1,9 +1,11 @@
 //! Statements: what a rule matches (AWS WAF's match statements, nested with AND, OR and
 //! NOT). A statement that matches says where, for the log.
 
+use std::collections::HashMap;
+
 use ipnet::IpNet;
 
-use crate::inspect::{Field, Inspection};
+use crate::inspect::{Field, Inspection, MAX_MEMO_CHAIN, Transformed, chain_key};
 use crate::transform::Transform;
 
 /// Where a byte match looks for its string.
@@ -49,15 +51,6 @@ pub enum Statement {
         position: Position,
         /// What (compared after the same transformations: write it as they leave it).
         search: Vec<u8>,
-        /// Applied to the field first.
-        transforms: Vec<Transform>,
-    },
-    /// Any of several strings in a field (one pass with Aho-Corasick).
-    AnyOf {
-        /// Where.
-        field: Field,
-        /// The strings.
-        searcher: aho_corasick::AhoCorasick,
         /// Applied to the field first.
         transforms: Vec<Transform>,
     },
@@ -157,6 +150,18 @@ impl Statement {
     /// Whether the statement matches the request (with the labels added so far), and
     /// where.
     pub fn evaluate(&self, inspection: &Inspection<'_>, labels: &[String]) -> Option<Evidence> {
+        self.evaluate_merged(inspection, labels, None)
+    }
+
+    /// [`Statement::evaluate`], with what one evaluation of the ACL that holds the
+    /// statement knows of its merged expressions (the ACL's merge has every regular
+    /// expression statement of this one).
+    pub(crate) fn evaluate_merged(
+        &self,
+        inspection: &Inspection<'_>,
+        labels: &[String],
+        merged: Option<&Scan<'_>>,
+    ) -> Option<Evidence> {
         match self {
             Statement::ByteMatch {
                 field,
@@ -166,18 +171,19 @@ impl Statement {
             } => find(inspection, field, transforms, |value| {
                 matches_position(value, search, *position)
             }),
-            Statement::AnyOf {
-                field,
-                searcher,
-                transforms,
-            } => find(inspection, field, transforms, |value| {
-                searcher.is_match(value)
-            }),
             Statement::Regex {
                 field,
                 regex,
                 transforms,
-            } => find(inspection, field, transforms, |value| regex.is_match(value)),
+            } => {
+                // Most requests match none of an ACL's expressions, which one scan per
+                // value and chain of transformations tells; a statement runs its own
+                // expression only where its chain's scan found something.
+                if merged.is_some_and(|merged| !merged.could_match(inspection, regex, transforms)) {
+                    return None;
+                }
+                find(inspection, field, transforms, |value| regex.is_match(value))
+            }
             Statement::Size {
                 field,
                 comparison,
@@ -197,19 +203,24 @@ impl Statement {
                     data: format!("{actual} bytes"),
                 })
             }
-            Statement::Sqli { field, transforms } => find(inspection, field, transforms, |value| {
-                value.len() > 1
-                    && inspection.detected(value, 0, |value| {
-                        libinjectionrs::detect_sqli(value).is_injection()
-                    })
-            }),
-            Statement::Xss { field, transforms } => find(inspection, field, transforms, |value| {
-                value.len() > 2
-                    && could_be_xss(value)
-                    && inspection.detected(value, 1, |value| {
-                        libinjectionrs::detect_xss(value).is_injection()
-                    })
-            }),
+            Statement::Sqli { field, transforms } => {
+                find_transformed(inspection, field, transforms, |value| {
+                    value.len() > 1
+                        && could_be_sqli(value)
+                        && inspection.detected(value, 0, |value| {
+                            libinjectionrs::detect_sqli(value).is_injection()
+                        })
+                })
+            }
+            Statement::Xss { field, transforms } => {
+                find_transformed(inspection, field, transforms, |value| {
+                    value.len() > 2
+                        && could_be_xss(value)
+                        && inspection.detected(value, 1, |value| {
+                            libinjectionrs::detect_xss(value).is_injection()
+                        })
+                })
+            }
             Statement::IpSet(networks) => networks
                 .iter()
                 .any(|network| network.contains(&inspection.client))
@@ -266,7 +277,7 @@ impl Statement {
             }
             Statement::RateBased { rate, scope_down } => {
                 if let Some(scope_down) = scope_down {
-                    scope_down.evaluate(inspection, labels)?;
+                    scope_down.evaluate_merged(inspection, labels, merged)?;
                 }
                 let (over, key) = rate.hit(inspection)?;
                 over.then(|| Evidence {
@@ -277,20 +288,22 @@ impl Statement {
             Statement::And(statements) => {
                 let mut last = None;
                 for statement in statements {
-                    last = Some(statement.evaluate(inspection, labels)?);
+                    last = Some(statement.evaluate_merged(inspection, labels, merged)?);
                 }
                 last
             }
             Statement::Or(statements) => statements
                 .iter()
-                .find_map(|statement| statement.evaluate(inspection, labels)),
-            Statement::Not(statement) => match statement.evaluate(inspection, labels) {
-                Some(_) => None,
-                None => Some(Evidence {
-                    field: "not".to_owned(),
-                    data: String::new(),
-                }),
-            },
+                .find_map(|statement| statement.evaluate_merged(inspection, labels, merged)),
+            Statement::Not(statement) => {
+                match statement.evaluate_merged(inspection, labels, merged) {
+                    Some(_) => None,
+                    None => Some(Evidence {
+                        field: "not".to_owned(),
+                        data: String::new(),
+                    }),
+                }
+            }
         }
     }
 }
@@ -304,12 +317,86 @@ fn could_be_xss(value: &[u8]) -> bool {
     memchr::memchr2(b'<', b'=', value).is_some()
 }
 
+/// Whether libinjection's SQL injection detector could flag `value` at all. It cannot
+/// flag:
+/// - a number (only digits) or a single word (a letter, then letters, digits and `_`):
+///   one token to its tokenizer, in the one context it tries without quotes, with no
+///   comment to make it parse again as MySQL; its fingerprint is that token's type, and
+///   no token alone is an injection (the test checks every word of libinjection's keyword
+///   table, a word of each type, bare words and numbers);
+/// - words and numbers separated by spaces, none of the words one libinjection knows
+///   (nor a part of a phrase it knows, such as `GROUP BY`): each is a bare word or a
+///   number, whatever its text, and no sequence of those is an injection (the test checks
+///   every sequence of up to 8).
+///
+/// Most argument names and many values (search terms, names, categories, sort orders)
+/// are such, and the detector (its keyword look-ups) is most of a benign request's WAF
+/// time.
+fn could_be_sqli(value: &[u8]) -> bool {
+    let Some((first, rest)) = value.split_first() else {
+        return false;
+    };
+    let number = |word: &[u8]| word.iter().all(u8::is_ascii_digit);
+    let word = |first: &u8, rest: &[u8]| {
+        first.is_ascii_alphabetic()
+            && rest
+                .iter()
+                .all(|byte| byte.is_ascii_alphanumeric() || *byte == b'_')
+    };
+    if number(value) || word(first, rest) {
+        return false;
+    }
+    let bare = |text: &[u8]| {
+        text.is_empty()
+            || number(text)
+            || text.split_first().is_some_and(|(first, rest)| {
+                word(first, rest) && text.len() < SQL_WORD_LIMIT && !sql_word(text)
+            })
+    };
+    !value.split(|byte| *byte == b' ').all(bare)
+}
+
+/// Words this long are bare words to libinjection, looked up in no table; the prefilter
+/// leaves them to it.
+const SQL_WORD_LIMIT: usize = 32;
+
+/// Whether libinjection's keyword table has `word` (any case), alone or as a part of a
+/// phrase.
+fn sql_word(word: &[u8]) -> bool {
+    type Words = std::collections::HashSet<&'static [u8], foldhash::fast::RandomState>;
+    static WORDS: std::sync::OnceLock<Words> = std::sync::OnceLock::new();
+    let words = WORDS.get_or_init(|| {
+        libinjectionrs::sqli::sqli_data::SQL_KEYWORDS
+            .iter()
+            .flat_map(|keyword| keyword.word.split(' '))
+            .map(str::as_bytes)
+            .collect()
+    });
+    let mut upper = [0u8; SQL_WORD_LIMIT];
+    let Some(upper) = upper.get_mut(..word.len()) else {
+        return true;
+    };
+    upper.copy_from_slice(word);
+    upper.make_ascii_uppercase();
+    words.contains(&*upper)
+}
+
 /// The first value of `field` that `test` accepts after the transformations.
 fn find(
     inspection: &Inspection<'_>,
     field: &Field,
     transforms: &[Transform],
     mut test: impl FnMut(&[u8]) -> bool,
+) -> Option<Evidence> {
+    find_transformed(inspection, field, transforms, |value| test(value))
+}
+
+/// [`find`], with the transformed value as the memo holds it.
+fn find_transformed(
+    inspection: &Inspection<'_>,
+    field: &Field,
+    transforms: &[Transform],
+    mut test: impl FnMut(&Transformed<'_>) -> bool,
 ) -> Option<Evidence> {
     let mut evidence = None;
     inspection.any_value(field, |value| {
@@ -322,6 +409,255 @@ fn find(
         }
     });
     evidence
+}
+
+/// The regular expressions of an ACL's statements, merged by chain of transformations
+/// into one set each, with the fields the chain's statements read: one scan of each of
+/// those values after the chain tells which of the expressions match any of them (see
+/// [`Scan`]). (A chain with one expression, or one longer than the memo tells apart, is
+/// not merged; neither is a set the engine would not build within its limits: its
+/// statements scan by themselves, as without a merge.)
+#[derive(Debug, Default)]
+pub(crate) struct Merged {
+    chains: Vec<MergedChain>,
+    /// Each merged statement's place: by the address of its expression's pattern (which
+    /// clones of the expression share) and its chain, the chain's index and the
+    /// expression's in the chain's set.
+    places: HashMap<(usize, u64), (usize, usize), foldhash::fast::RandomState>,
+    /// The chains whose set the engine would not build (their statements scan alone).
+    unbuilt: usize,
+    /// Every chain's expressions in one set: a value that a chain leaves as it is (most
+    /// values, for most chains) is scanned once for all of them.
+    all: Option<regex_automata::meta::Regex>,
+}
+
+#[derive(Debug)]
+struct MergedChain {
+    transforms: Vec<Transform>,
+    fields: Vec<Field>,
+    set: regex_automata::meta::Regex,
+    /// Each of the set's expressions' index in [`Merged::all`].
+    in_all: Vec<usize>,
+}
+
+/// A merged set: on bytes, ASCII classes, every pattern that matches reported (as
+/// `regex::bytes::RegexSet` builds its sets), within [`MERGED_SIZE_LIMIT`].
+fn merged_set(patterns: &[&str]) -> Option<regex_automata::meta::Regex> {
+    regex_automata::meta::Regex::builder()
+        .syntax(
+            regex_automata::util::syntax::Config::new()
+                .unicode(false)
+                .utf8(false),
+        )
+        .configure(
+            regex_automata::meta::Regex::config()
+                .match_kind(regex_automata::MatchKind::All)
+                .utf8_empty(false)
+                .which_captures(regex_automata::nfa::thompson::WhichCaptures::None)
+                .nfa_size_limit(Some(MERGED_SIZE_LIMIT))
+                .hybrid_cache_capacity(MERGED_SIZE_LIMIT),
+        )
+        .build_many(patterns)
+        .ok()
+}
+
+impl Merged {
+    /// The merged sets of every regular expression statement in `statements`.
+    pub(crate) fn new<'s>(statements: impl IntoIterator<Item = &'s Statement>) -> Self {
+        struct Gathered<'s> {
+            transforms: &'s [Transform],
+            fields: Vec<&'s Field>,
+            patterns: Vec<&'s str>,
+            /// Each statement's expression (its pattern's address) and its pattern's
+            /// index in `patterns`.
+            statements: Vec<(usize, usize)>,
+        }
+        let mut gathered: HashMap<u64, Gathered<'s>> = HashMap::new();
+        let mut stack: Vec<&Statement> = statements.into_iter().collect();
+        while let Some(statement) = stack.pop() {
+            match statement {
+                Statement::Regex {
+                    field,
+                    regex,
+                    transforms,
+                } if transforms.len() <= MAX_MEMO_CHAIN => {
+                    let chain = gathered
+                        .entry(chain_key(transforms))
+                        .or_insert_with(|| Gathered {
+                            transforms,
+                            fields: Vec::new(),
+                            patterns: Vec::new(),
+                            statements: Vec::new(),
+                        });
+                    if !chain.fields.contains(&field) {
+                        chain.fields.push(field);
+                    }
+                    let pattern = regex.as_str();
+                    let index = chain
+                        .patterns
+                        .iter()
+                        .position(|known| *known == pattern)
+                        .unwrap_or_else(|| {
+                            chain.patterns.push(pattern);
+                            chain.patterns.len() - 1
+                        });
+                    chain.statements.push((pattern.as_ptr() as usize, index));
+                }
+                Statement::RateBased {
+                    scope_down: Some(scope_down),
+                    ..
+                } => stack.push(scope_down),
+                Statement::Not(statement) => stack.push(statement),
+                Statement::And(statements) | Statement::Or(statements) => {
+                    stack.extend(statements);
+                }
+                _ => {}
+            }
+        }
+        let mut merged = Self::default();
+        let mut all: Vec<&str> = Vec::new();
+        for (key, chain) in gathered {
+            if chain.patterns.len() < 2 {
+                continue;
+            }
+            let Some(set) = merged_set(&chain.patterns) else {
+                merged.unbuilt += 1;
+                continue;
+            };
+            let index = merged.chains.len();
+            for (pattern, place) in chain.statements {
+                merged.places.insert((pattern, key), (index, place));
+            }
+            let in_all = chain
+                .patterns
+                .iter()
+                .map(|pattern| {
+                    all.iter()
+                        .position(|known| known == pattern)
+                        .unwrap_or_else(|| {
+                            all.push(pattern);
+                            all.len() - 1
+                        })
+                })
+                .collect();
+            merged.chains.push(MergedChain {
+                transforms: chain.transforms.to_vec(),
+                fields: chain.fields.into_iter().cloned().collect(),
+                set,
+                in_all,
+            });
+        }
+        if merged.chains.len() > 1 {
+            merged.all = merged_set(&all);
+        }
+        merged
+    }
+
+    /// How many statements are merged into how many sets, and how many chains could not
+    /// be (for tests).
+    #[cfg(test)]
+    pub(crate) fn counts(&self) -> (usize, usize, usize) {
+        (self.places.len(), self.chains.len(), self.unbuilt)
+    }
+}
+
+/// The compiled size a merged set may take (each expression alone may take 1 MiB), and
+/// its lazy DFA's cache.
+const MERGED_SIZE_LIMIT: usize = 16 << 20;
+
+/// What one evaluation knows of an ACL's merged expressions: for each chain, once a
+/// statement asked, which of its expressions match some value of its fields.
+#[derive(Debug)]
+pub(crate) struct Scan<'m> {
+    merged: &'m Merged,
+    found: Vec<std::cell::OnceCell<regex_automata::PatternSet>>,
+    /// Which of all the chains' expressions match a value as it is, by the value's
+    /// address and length (one of the request's own values).
+    as_is: std::cell::RefCell<
+        HashMap<(usize, usize), regex_automata::PatternSet, foldhash::fast::RandomState>,
+    >,
+}
+
+impl<'m> Scan<'m> {
+    pub(crate) fn new(merged: &'m Merged) -> Self {
+        Self {
+            merged,
+            found: (0..merged.chains.len())
+                .map(|_| std::cell::OnceCell::new())
+                .collect(),
+            as_is: std::cell::RefCell::default(),
+        }
+    }
+
+    /// Adds to `found` what `set` finds in `value`.
+    fn scan(
+        set: &regex_automata::meta::Regex,
+        value: &[u8],
+        found: &mut regex_automata::PatternSet,
+    ) {
+        // Most values match none: finding that out stops at nothing, and is cheaper than
+        // the search for every match.
+        let input = regex_automata::Input::new(value);
+        if set.is_match(input.clone()) {
+            set.which_overlapping_matches(&input, found);
+        }
+    }
+
+    /// Whether a statement's regular expression, reading through `transforms`, could
+    /// match the request: not when it is merged and its chain's scan did not find it.
+    fn could_match(
+        &self,
+        inspection: &Inspection<'_>,
+        regex: &regex::bytes::Regex,
+        transforms: &[Transform],
+    ) -> bool {
+        if self.merged.chains.is_empty() || transforms.len() > MAX_MEMO_CHAIN {
+            return true;
+        }
+        let key = (regex.as_str().as_ptr() as usize, chain_key(transforms));
+        let Some(&(index, pattern)) = self.merged.places.get(&key) else {
+            return true;
+        };
+        let chain = &self.merged.chains[index];
+        let found = self.found[index].get_or_init(|| {
+            let mut found = regex_automata::PatternSet::new(chain.set.pattern_len());
+            for field in &chain.fields {
+                inspection.any_value(field, |value| {
+                    match (
+                        inspection.transformed(value, &chain.transforms),
+                        &self.merged.all,
+                    ) {
+                        (Transformed::Same(_), Some(all)) => {
+                            let mut as_is = self.as_is.borrow_mut();
+                            let matches = as_is
+                                .entry((value.as_ptr() as usize, value.len()))
+                                .or_insert_with(|| {
+                                    let mut matches =
+                                        regex_automata::PatternSet::new(all.pattern_len());
+                                    Self::scan(all, value, &mut matches);
+                                    matches
+                                });
+                            if !matches.is_empty() {
+                                for (local, &global) in chain.in_all.iter().enumerate() {
+                                    if matches
+                                        .contains(regex_automata::PatternID::new_unchecked(global))
+                                    {
+                                        found.insert(regex_automata::PatternID::new_unchecked(
+                                            local,
+                                        ));
+                                    }
+                                }
+                            }
+                        }
+                        (transformed, _) => Self::scan(&chain.set, &transformed, &mut found),
+                    }
+                    found.is_full()
+                });
+            }
+            found
+        });
+        found.contains(regex_automata::PatternID::new_unchecked(pattern))
+    }
 }
 
 fn matches_position(value: &[u8], search: &[u8], position: Position) -> bool {
@@ -345,7 +681,7 @@ fn matches_position(value: &[u8], search: &[u8], position: Position) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{Statement, could_be_xss};
+    use super::{Statement, could_be_sqli, could_be_xss};
     use crate::inspect::Inspection;
 
     #[test]
@@ -384,6 +720,103 @@ mod tests {
             "no Referer is another statement's business"
         );
         assert!(!foreign(None, Some("https://attacker.test/")));
+    }
+
+    #[test]
+    fn the_sqli_detector_flags_no_single_word_or_number() {
+        // Every word of the detector's keyword table (each keyword, function, operator,
+        // type... it knows), in both cases: a single word is one token of that type.
+        let mut words = 0;
+        let mut types = std::collections::BTreeSet::new();
+        for keyword in libinjectionrs::sqli::sqli_data::SQL_KEYWORDS {
+            let word = keyword.word.as_bytes();
+            if could_be_sqli(word) {
+                continue;
+            }
+            words += 1;
+            types.insert(char::from(keyword.token_type));
+            for word in [word.to_vec(), word.to_ascii_lowercase()] {
+                assert!(
+                    !libinjectionrs::detect_sqli(&word).is_injection(),
+                    "{}",
+                    String::from_utf8_lossy(&word)
+                );
+            }
+        }
+        assert!(words > 500, "only {words} words of the table");
+        let types: String = types.into_iter().collect();
+        assert!(
+            "&BEUfkotv".chars().all(|kind| types.contains(kind)),
+            "the words are of the types {types}"
+        );
+        // Bare words and numbers of any length, and what the prefilter lets through.
+        for value in [
+            "women",
+            "per_page",
+            "x9_",
+            "2",
+            "24",
+            "0123456789012345678901234567890123456789",
+            "a_word_longer_than_the_thirty_two_bytes_of_a_token",
+        ] {
+            assert!(!could_be_sqli(value.as_bytes()), "{value}");
+            assert!(!libinjectionrs::detect_sqli(value.as_bytes()).is_injection());
+        }
+        for value in [
+            "1 or 1",
+            "_union",
+            "1e5",
+            "0x1f",
+            "a.b",
+            "1'",
+            "a-- ",
+            "1union",
+            "red or blue",
+            "sort by price",
+            "1  union select 2",
+            "a\tb",
+        ] {
+            assert!(could_be_sqli(value.as_bytes()), "{value}");
+        }
+    }
+
+    #[test]
+    fn the_sqli_detector_flags_no_sequence_of_bare_words_and_numbers() {
+        // Every sequence of up to 8 bare words (n) and numbers (1): the tokens a value of
+        // words libinjection does not know, and of numbers, is made of.
+        let words = [
+            "red", "wool", "coat", "size", "ada", "brien", "x9", "per_page",
+        ];
+        let numbers = ["2", "10", "0", "2026"];
+        let mut checked = 0;
+        for length in 1..=8u32 {
+            for kinds in 0..1u32 << length {
+                let value: Vec<&str> = (0..length)
+                    .map(|at| {
+                        let pick = kinds as usize * 31 + at as usize * 7;
+                        if kinds >> at & 1 == 1 {
+                            numbers[pick % numbers.len()]
+                        } else {
+                            words[pick % words.len()]
+                        }
+                    })
+                    .collect();
+                for separator in [" ", "  "] {
+                    let value = value.join(separator);
+                    assert!(!could_be_sqli(value.as_bytes()), "{value}");
+                    assert!(
+                        !libinjectionrs::detect_sqli(value.as_bytes()).is_injection(),
+                        "{value}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 2 * 510);
+        // Words of the table, and parts of its phrases, are left to the detector.
+        for value in ["red or blue", "group shoes", "shoes by size", "natural fit"] {
+            assert!(could_be_sqli(value.as_bytes()), "{value}");
+        }
     }
 
     #[test]

@@ -262,11 +262,14 @@ fn is_space(byte: u8) -> bool {
 }
 
 fn compress_whitespace(input: &[u8]) -> Option<Vec<u8>> {
-    // Most values have nothing to compress: find out without copying.
-    let needed = input
-        .windows(2)
-        .any(|pair| is_space(pair[0]) && is_space(pair[1]))
-        || input.iter().any(|&byte| is_space(byte) && byte != b' ');
+    // Most values have nothing to compress: find out without copying, in one pass.
+    let mut after_space = false;
+    let needed = input.iter().any(|&byte| {
+        let space = is_space(byte);
+        let compress = space && (after_space || byte != b' ');
+        after_space = space;
+        compress
+    });
     if !needed {
         return None;
     }
@@ -410,9 +413,7 @@ fn cmd_line(input: &[u8]) -> Vec<u8> {
 }
 
 fn replace_comments(input: &[u8]) -> Option<Vec<u8>> {
-    if !input.windows(2).any(|pair| pair == b"/*") {
-        return None;
-    }
+    memchr::memmem::find(input, b"/*")?;
     let mut out = Vec::with_capacity(input.len());
     let mut at = 0;
     while at < input.len() {

@@ -1,0 +1,87 @@
+//! The managed web ACL's own cost, without the network: microseconds per evaluation of
+//! the requests `bench/waf.sh` sends (a GET with a query string, a 2 KiB form), and of an
+//! injection. For profiling the WAF alone:
+//!
+//!     cargo run --release -p securecart-waf --example evaluate [ROUNDS]
+//!
+//! `CASE=GET` (or `POST`) runs only the cases whose name starts so, for `perf record`.
+
+use std::io::Write;
+use std::time::Instant;
+
+use securecart_waf::{Inspection, managed};
+
+fn main() {
+    let rounds: u32 = std::env::args()
+        .nth(1)
+        .and_then(|rounds| rounds.parse().ok())
+        .unwrap_or(20_000);
+    let acl = managed::default_acl();
+    let review = "Lovely wool coat, warm and light. The sleeves are a little long for me (I'm 1.60 m), but the shop's tailor fixed that. Would buy again - 5/5! ".repeat(12);
+    let form: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("email", "ada@example.com")
+        .append_pair("name", "Ada O'Brien")
+        .append_pair("address", "1 Main St, Apt 2")
+        .append_pair("city", "Springfield")
+        .append_pair("card_token", "tok_visa")
+        .append_pair("review", &review)
+        .finish()
+        .chars()
+        .take(2048)
+        .collect();
+    let mut get = http::HeaderMap::new();
+    get.insert("host", "127.0.0.1:18601".parse().expect("header"));
+    let mut post = get.clone();
+    post.insert(
+        "content-type",
+        "application/x-www-form-urlencoded".parse().expect("header"),
+    );
+    post.insert("content-length", form.len().into());
+    let query = "q=red+wool+coat&category=women&page=2&per_page=24&sort=price";
+    let cases: [(&str, &str, &str, &http::HeaderMap, &[u8]); 3] = [
+        ("GET with a query string", "GET", query, &get, b""),
+        (
+            "POST of a 2 KiB form",
+            "POST",
+            query,
+            &post,
+            form.as_bytes(),
+        ),
+        (
+            "GET with an injection",
+            "GET",
+            "q=1%27%20OR%20%271%27%3D%271",
+            &get,
+            b"",
+        ),
+    ];
+    let client = "127.0.0.1".parse().expect("address");
+    let only = std::env::var("CASE").ok();
+    for (name, method, query, headers, body) in cases {
+        if only.as_deref().is_some_and(|only| !name.starts_with(only)) {
+            continue;
+        }
+        let evaluate = || {
+            let inspection = Inspection::new(
+                method,
+                "/api/catalog/products",
+                Some(query),
+                headers,
+                body,
+                false,
+                client,
+            );
+            acl.evaluate(&inspection)
+        };
+        let blocked = evaluate().blocked;
+        let started = Instant::now();
+        for _ in 0..rounds {
+            std::hint::black_box(evaluate());
+        }
+        let each = started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);
+        let line = format!("{name}: {each:.2} µs per evaluation (blocked: {blocked})");
+        if writeln!(std::io::stdout(), "{line}").is_err() {
+            return;
+        }
+    }
+}
