@@ -432,6 +432,7 @@ async fn crs_regression_tests_through_the_managed_web_acl() {
                 Vec::new(),
                 &securecart_waf::managed::Group::ALL,
                 sensitivity,
+                &securecart_waf::managed::Overrides::default(),
             )),
             ..WafConfig::managed()
         };

@@ -243,6 +243,7 @@ async fn the_operators_rules_run_first_with_rate_limits_and_their_own_answers() 
             rules,
             &securecart_waf::managed::Group::ALL,
             securecart_waf::managed::Sensitivity::default(),
+            &securecart_waf::managed::Overrides::default(),
         )),
         ..WafConfig::managed()
     };

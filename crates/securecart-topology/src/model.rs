@@ -276,10 +276,13 @@ pub struct EdgeWaf {
     pub body_limit: usize,
     /// Whether a larger body blocks the request.
     pub oversize_blocks: bool,
-    /// The operator's own rules, compiled, which run before the managed groups.
+    /// The operator's own rules, compiled.
     pub rules: Vec<securecart_waf::Rule>,
     /// The managed groups' paranoia level and anomaly threshold.
     pub sensitivity: securecart_waf::managed::Sensitivity,
+    /// The managed groups' place among the operator's rules, and the managed rules that
+    /// only count.
+    pub overrides: securecart_waf::managed::Overrides,
 }
 
 /// The managed rule groups a web ACL may name.
@@ -1163,11 +1166,37 @@ fn resolve_waf(raw: &crate::raw::RawWaf, path: &FieldPath, findings: &mut Findin
     {
         findings.problem(path.key("anomaly_threshold"), "must be from 1 to 100");
     }
+    if raw.managed_priority.is_some_and(|priority| priority > 1000) {
+        findings.problem(path.key("managed_priority"), "must be from 0 to 1000");
+    }
+    if !raw.count_rules.is_empty() {
+        let known = securecart_waf::managed::rule_ids();
+        for (index, id) in raw.count_rules.iter().enumerate() {
+            if !known.contains(id) {
+                findings.problem(
+                    path.key("count_rules").index(index),
+                    format!(
+                        "`{id}` is not a managed rule's id (such as `SC-SQLI-003`: the WAF's \
+                         log lines and the admin API's /waf/sampled name the rules that match)"
+                    ),
+                );
+            } else if raw.count_rules[..index].contains(id) {
+                findings.problem(
+                    path.key("count_rules").index(index),
+                    format!("`{id}` is listed twice"),
+                );
+            }
+        }
+    }
     EdgeWaf {
         rules: crate::waf::resolve_rules(&raw.rules, &path.key("rules"), findings),
         sensitivity: securecart_waf::managed::Sensitivity {
             paranoia: raw.paranoia_level.clamp(1, 4),
             anomaly_threshold: raw.anomaly_threshold,
+        },
+        overrides: securecart_waf::managed::Overrides {
+            managed_priority: raw.managed_priority,
+            count: raw.count_rules.clone(),
         },
         managed_groups,
         body_limit: usize::try_from(raw.body_inspection_kib * 1024).unwrap_or(usize::MAX),

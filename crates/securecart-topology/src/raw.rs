@@ -448,10 +448,19 @@ pub struct RawWaf {
     /// What a body larger than that does: `continue` (its start is inspected) or `block`.
     #[serde(default = "default_waf_oversize")]
     pub oversize: String,
-    /// The operator's own rules (AWS WAF's), run before the managed groups in priority
-    /// order.
+    /// The operator's own rules (AWS WAF's), in priority order: before the managed groups,
+    /// or after them from `managed_priority` on.
     #[serde(default)]
     pub rules: Vec<RawWafRule>,
+    /// The managed groups' place among the operator's rules (0 to 1000): rules with a
+    /// lower priority run before them, the others after them, where a `label_match` sees
+    /// the managed rules' labels. Without it, every rule of the operator's runs before.
+    #[serde(default)]
+    pub managed_priority: Option<u32>,
+    /// Managed rules, by id (`SC-SQLI-003`), that only count: a match is logged and
+    /// labelled, and neither blocks nor scores (AWS WAF's rule action override).
+    #[serde(default)]
+    pub count_rules: Vec<String>,
     /// The managed groups' paranoia level, 1 to 4 (the OWASP Core Rule Set's): each level
     /// adds stricter rules, which stop more attacks and block more ordinary requests.
     #[serde(default = "default_waf_paranoia_level")]

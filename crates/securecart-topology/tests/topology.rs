@@ -105,6 +105,16 @@ fn the_default_topology_runs_two_regions_with_replicas_spread_across_zones() {
             .map(|component| component.role),
         Some(Role::Edge)
     );
+    let waf = topology.edge.waf.as_ref().expect("a web ACL");
+    assert_eq!(waf.overrides.managed_priority, Some(500));
+    assert!(waf.overrides.count.is_empty());
+    let counting = with(
+        "managed_priority = 500",
+        "managed_priority = 500\ncount_rules = [\"SC-SQLI-003\"]",
+    );
+    let counting = parse(&counting, "securecart.toml").expect("valid");
+    let waf = counting.topology.edge.waf.expect("a web ACL");
+    assert_eq!(waf.overrides.count, ["SC-SQLI-003"]);
 }
 
 /// Replaces the first occurrence of `from` in the default topology.
@@ -466,6 +476,24 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "paranoia_level = 5",
             "edge.waf.paranoia_level",
             "from 1 to 4",
+        ),
+        (
+            "managed_priority = 500",
+            "managed_priority = 1001",
+            "edge.waf.managed_priority",
+            "from 0 to 1000",
+        ),
+        (
+            "managed_priority = 500",
+            "managed_priority = 500\ncount_rules = [\"SC-SQLI-003\", \"SC-SQLI-999\"]",
+            "edge.waf.count_rules[1]",
+            "not a managed rule's id",
+        ),
+        (
+            "managed_priority = 500",
+            "managed_priority = 500\ncount_rules = [\"SC-XSS-001\", \"SC-XSS-001\"]",
+            "edge.waf.count_rules[1]",
+            "listed twice",
         ),
         (
             "automatic_mitigation = true",

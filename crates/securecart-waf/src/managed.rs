@@ -130,6 +130,21 @@ impl Default for Sensitivity {
     }
 }
 
+/// How an operator places and tunes the managed groups, as AWS WAF's reference to a
+/// managed rule group does: its priority among the web ACL's own rules, and rule action
+/// overrides.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// The operator's rules with a lower priority run before the managed groups, the
+    /// others after them (where a `label_match` sees the managed rules' labels). `None`:
+    /// every rule of the operator's runs before them.
+    pub managed_priority: Option<u32>,
+    /// Managed rules, by id, that only count: a match is logged and labelled, and neither
+    /// blocks nor adds to an anomaly score (AWS WAF's `Count` override, for a rule that
+    /// blocks something a shop needs; a later rule may act on its label).
+    pub count: Vec<String>,
+}
+
 /// The default web ACL: every managed group, blocking; what none blocks is allowed.
 pub fn default_acl() -> WebAcl {
     acl(&Group::ALL)
@@ -138,22 +153,64 @@ pub fn default_acl() -> WebAcl {
 /// A web ACL of these managed groups, in this order, blocking; what none blocks is
 /// allowed.
 pub fn acl(groups: &[Group]) -> WebAcl {
-    acl_with(Vec::new(), groups, Sensitivity::default())
+    acl_with(
+        Vec::new(),
+        groups,
+        Sensitivity::default(),
+        &Overrides::default(),
+    )
 }
 
-/// A web ACL of the operator's own `rules` (at most 999, run first, in their priority
-/// order), then these managed groups in this order at `sensitivity`; what no rule blocks
-/// is allowed.
-pub fn acl_with(mut rules: Vec<Rule>, groups: &[Group], sensitivity: Sensitivity) -> WebAcl {
+/// The id of every managed rule, of every group and paranoia level.
+pub fn rule_ids() -> Vec<String> {
+    Group::ALL
+        .into_iter()
+        .flat_map(|group| group.rules(0, 4))
+        .map(|rule| rule.id)
+        .collect()
+}
+
+/// A web ACL of the operator's own `rules` (at most 999, in their priority order) and of
+/// these managed groups in this order at `sensitivity`, placed and tuned by `overrides`;
+/// what no rule blocks is allowed.
+pub fn acl_with(
+    mut rules: Vec<Rule>,
+    groups: &[Group],
+    sensitivity: Sensitivity,
+    overrides: &Overrides,
+) -> WebAcl {
     rules.sort_by_key(|rule| rule.priority);
-    for (index, rule) in rules.iter_mut().enumerate() {
-        rule.priority = u32::try_from(index).unwrap_or(999).min(999);
-    }
-    rules.extend(
-        groups.iter().enumerate().flat_map(|(index, group)| {
-            group.rules(1000 * (index as u32 + 1), sensitivity.paranoia)
-        }),
-    );
+    let managed_priority = overrides.managed_priority.unwrap_or(u32::MAX);
+    let (before, after): (Vec<Rule>, Vec<Rule>) = rules
+        .into_iter()
+        .partition(|rule| rule.priority < managed_priority);
+    // Priorities: the rules before from 0, each group's from 1000 x its place, the rules
+    // after past the last group's.
+    let after_from = 1000 * (groups.len() as u32 + 1);
+    let mut rules: Vec<Rule> = before
+        .into_iter()
+        .enumerate()
+        .map(|(index, mut rule)| {
+            rule.priority = u32::try_from(index).unwrap_or(999).min(999);
+            rule
+        })
+        .collect();
+    rules.extend(groups.iter().enumerate().flat_map(|(index, group)| {
+        group
+            .rules(1000 * (index as u32 + 1), sensitivity.paranoia)
+            .into_iter()
+            .map(|mut rule| {
+                if overrides.count.contains(&rule.id) {
+                    rule.action = RuleAction::Count;
+                    rule.score = 0;
+                }
+                rule
+            })
+    }));
+    rules.extend(after.into_iter().enumerate().map(|(index, mut rule)| {
+        rule.priority = after_from + u32::try_from(index).unwrap_or(999).min(999);
+        rule
+    }));
     let acl = WebAcl::new(rules, false);
     match sensitivity.anomaly_threshold {
         Some(threshold) => acl.scoring(threshold),
@@ -1116,6 +1173,7 @@ mod tests {
                     paranoia,
                     anomaly_threshold,
                 },
+                &Overrides::default(),
             )
         };
         let judge = |acl: &WebAcl, (headers, query): (HeaderMap, &str)| {
@@ -1169,6 +1227,114 @@ mod tests {
     }
 
     #[test]
+    fn a_counted_managed_rule_logs_and_labels_and_a_later_rule_acts_on_its_label() {
+        // A shop whose support search takes sentences that read like SQL to SC-SQLI-003:
+        // it only counts, and the operator's rule after the managed groups blocks what it
+        // finds outside `/search`.
+        let label = "securecart:managed:sql-injection:SC-SQLI-003";
+        let elsewhere = Rule {
+            id: "sqli-outside-search".to_owned(),
+            priority: 600,
+            statement: Statement::And(vec![
+                Statement::Label(label.to_owned()),
+                Statement::Not(Box::new(Statement::ByteMatch {
+                    field: Field::UriPath,
+                    position: crate::statement::Position::StartsWith,
+                    search: b"/search".to_vec(),
+                    transforms: Vec::new(),
+                })),
+            ]),
+            action: RuleAction::Block,
+            labels: Vec::new(),
+            response: None,
+            score: 0,
+        };
+        let early = Rule {
+            id: "early".to_owned(),
+            priority: 10,
+            statement: Statement::Label(label.to_owned()),
+            action: RuleAction::Block,
+            labels: Vec::new(),
+            response: None,
+            score: 0,
+        };
+        let overrides = Overrides {
+            managed_priority: Some(500),
+            count: vec!["SC-SQLI-003".to_owned()],
+        };
+        let acl = acl_with(
+            vec![elsewhere, early],
+            &[Group::Sqli],
+            Sensitivity::default(),
+            &overrides,
+        );
+        let ids: Vec<&str> = acl.rules().iter().map(|rule| rule.id.as_str()).collect();
+        assert_eq!(ids.first(), Some(&"early"), "below 500: before the groups");
+        assert_eq!(ids.last(), Some(&"sqli-outside-search"), "from 500: after");
+        // The expression's words in a sentence libinjection does not flag.
+        let query = "q=update+my+address+set+in+profile+where+possible";
+        let judge = |path: &str| {
+            let headers = HeaderMap::new();
+            acl.evaluate(&Inspection::new(
+                "GET",
+                path,
+                Some(query),
+                &headers,
+                b"",
+                false,
+                "127.0.0.1".parse().expect("address"),
+            ))
+        };
+        let search = judge("/search");
+        assert!(!search.blocked, "{:?}", search.matches);
+        assert_eq!(search.matches.len(), 1, "{:?}", search.matches);
+        assert_eq!(search.matches[0].0, "SC-SQLI-003");
+        assert_eq!(search.matches[0].1, RuleAction::Count);
+        assert!(search.labels.iter().any(|added| added == label));
+        let api = judge("/api/orders");
+        assert!(api.blocked);
+        assert_eq!(api.terminating_rule.as_deref(), Some("sqli-outside-search"));
+        // Without the override, the managed rule blocks by itself; scoring, a counted
+        // rule adds nothing.
+        let plain = acl_with(
+            Vec::new(),
+            &[Group::Sqli],
+            Sensitivity::default(),
+            &Overrides::default(),
+        );
+        let verdict = plain.evaluate(&Inspection::new(
+            "GET",
+            "/search",
+            Some(query),
+            &HeaderMap::new(),
+            b"",
+            false,
+            "127.0.0.1".parse().expect("address"),
+        ));
+        assert_eq!(verdict.terminating_rule.as_deref(), Some("SC-SQLI-003"));
+        let scoring = acl_with(
+            Vec::new(),
+            &[Group::Sqli],
+            Sensitivity {
+                paranoia: 1,
+                anomaly_threshold: Some(5),
+            },
+            &overrides,
+        );
+        let verdict = scoring.evaluate(&Inspection::new(
+            "GET",
+            "/search",
+            Some(query),
+            &HeaderMap::new(),
+            b"",
+            false,
+            "127.0.0.1".parse().expect("address"),
+        ));
+        assert_eq!((verdict.blocked, verdict.score), (false, 0));
+        assert!(rule_ids().iter().any(|id| id == "SC-SQLI-003"));
+    }
+
+    #[test]
     fn merging_the_expressions_changes_no_verdict() {
         let queries = [
             "q=red+wool+coat&category=women&page=2&per_page=24&sort=price",
@@ -1204,6 +1370,7 @@ mod tests {
                     paranoia,
                     anomaly_threshold,
                 },
+                &Overrides::default(),
             );
             let (statements, sets, unbuilt) = merged.merged().counts();
             assert!(

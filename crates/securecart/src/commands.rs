@@ -176,6 +176,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Vec::new(),
                     &securecart_waf::managed::Group::ALL,
                     sensitivity,
+                    &securecart_waf::managed::Overrides::default(),
                 ));
                 for listener in &mut config.listeners {
                     listener.waf = Some(securecart_edge::waf::WafConfig {
@@ -701,16 +702,30 @@ fn check(file: Option<&Path>) -> anyhow::Result<ExitCode> {
         );
     }
     if let Some(waf) = &topology.edge.waf {
+        let managed_priority = waf.overrides.managed_priority.unwrap_or(u32::MAX);
+        let before = waf
+            .rules
+            .iter()
+            .filter(|rule| rule.priority < managed_priority)
+            .count();
         let _ = writeln!(
             stdout,
-            "  web ACL on every listener: {} rule(s) of the shop's own, then {} at paranoia level {}{}",
-            waf.rules.len(),
+            "  web ACL on every listener: {before} rule(s) of the shop's own, then {} at paranoia level {}{}{}{}",
             waf.managed_groups.join(", "),
             waf.sensitivity.paranoia,
             waf.sensitivity
                 .anomaly_threshold
                 .map(|threshold| format!(", scoring anomalies (threshold {threshold})"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            if waf.overrides.count.is_empty() {
+                String::new()
+            } else {
+                format!(" (only counting {})", waf.overrides.count.join(", "))
+            },
+            match waf.rules.len() - before {
+                0 => String::new(),
+                after => format!(", then {after} rule(s) of the shop's own"),
+            }
         );
     }
     if let Some(shield) = &topology.edge.shield {

@@ -322,7 +322,12 @@ fn waf_config(waf: &securecart_topology::EdgeWaf) -> securecart_edge::waf::WafCo
         .filter_map(|name| Group::from_name(name))
         .collect();
     securecart_edge::waf::WafConfig {
-        acl: std::sync::Arc::new(acl_with(waf.rules.clone(), &groups, waf.sensitivity)),
+        acl: std::sync::Arc::new(acl_with(
+            waf.rules.clone(),
+            &groups,
+            waf.sensitivity,
+            &waf.overrides,
+        )),
         body_limit: waf.body_limit,
         oversize_blocks: waf.oversize_blocks,
     }
