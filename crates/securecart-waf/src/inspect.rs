@@ -279,7 +279,7 @@ impl<'a> Inspection<'a> {
     /// per value and detector for the request when the value is the request's own bytes
     /// or a copy the memo keeps (two rules reading a value through different
     /// transformations that leave it as it is share one verdict).
-    pub fn detected(
+    pub(crate) fn detected(
         &self,
         value: &Transformed<'_>,
         detector: u8,

@@ -1360,24 +1360,95 @@ mod tests {
         ];
         let agents = [
             "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0",
+            "Mozilla/5.0' OR 1=1-- ",
             "sqlmap/1.7",
         ];
+        // An operator's expressions under NOT, AND and a rate-based scope-down, before and
+        // after the managed groups (each ACL with its own counts).
+        let operator = || {
+            let rule = |id: &str, priority, statement, action| Rule {
+                id: id.to_owned(),
+                priority,
+                statement,
+                action,
+                labels: vec![format!("op:{id}")],
+                response: None,
+                score: 0,
+            };
+            let expression = |field, pattern, transforms: &[Transform]| {
+                Statement::regex(field, pattern, transforms).expect("pattern")
+            };
+            vec![
+                rule(
+                    "no-browser",
+                    1,
+                    Statement::Not(Box::new(expression(
+                        header("user-agent"),
+                        "(?i)mozilla|curl",
+                        &[],
+                    ))),
+                    RuleAction::Count,
+                ),
+                rule(
+                    "shoes",
+                    2,
+                    Statement::And(vec![
+                        expression(Field::AllQueryArguments, "shoes", &[Lowercase]),
+                        expression(Field::UriPath, "^/search", &[]),
+                    ]),
+                    RuleAction::Count,
+                ),
+                rule(
+                    "reviews",
+                    3,
+                    Statement::RateBased {
+                        rate: std::sync::Arc::new(crate::rate::RateLimit::new(
+                            5,
+                            std::time::Duration::from_secs(60),
+                            vec![crate::rate::AggregateKey::ClientIp],
+                        )),
+                        scope_down: Some(Box::new(expression(
+                            Field::BodyFields,
+                            "(?i)coat|passwd",
+                            &[UrlDecodeUni],
+                        ))),
+                    },
+                    RuleAction::Block,
+                ),
+                rule(
+                    "injected-get",
+                    11,
+                    Statement::And(vec![
+                        Statement::Label("securecart:managed:sql-injection:SC-SQLI-001".into()),
+                        expression(Field::Method, "^GET$", &[]),
+                    ]),
+                    RuleAction::Count,
+                ),
+            ]
+        };
         for (paranoia, anomaly_threshold) in [(1, None), (2, Some(5)), (4, Some(5))] {
-            let merged = acl_with(
-                Vec::new(),
-                &Group::ALL,
-                Sensitivity {
-                    paranoia,
-                    anomaly_threshold,
-                },
-                &Overrides::default(),
-            );
+            let build = || {
+                acl_with(
+                    operator(),
+                    &Group::ALL,
+                    Sensitivity {
+                        paranoia,
+                        anomaly_threshold,
+                    },
+                    &Overrides {
+                        managed_priority: Some(5),
+                        count: vec!["SC-SQLI-001".to_owned()],
+                    },
+                )
+            };
+            let merged = build();
             let (statements, sets, unbuilt) = merged.merged().counts();
             assert!(
                 statements > 50 && sets > 5 && unbuilt == 0,
-                "{statements} statements in {sets} sets, {unbuilt} chains not built"
+                "{statements} statements in {sets} sets, {unbuilt} sets not built"
             );
-            let alone = merged.clone().unmerged();
+            let alone = build().unmerged();
+            let mut seen = std::collections::BTreeSet::new();
             for query in queries {
                 for form in forms {
                     for agent in agents {
@@ -1401,13 +1472,30 @@ mod tests {
                                 "127.0.0.1".parse().expect("address"),
                             )
                         };
+                        let verdict = merged.evaluate(&inspection());
                         assert_eq!(
-                            merged.evaluate(&inspection()),
+                            verdict,
                             alone.evaluate(&inspection()),
                             "level {paranoia}: {query} / {form} / {agent}"
                         );
+                        for (id, _, _) in &verdict.matches {
+                            seen.insert(id.clone());
+                        }
                     }
                 }
+            }
+            // Every operator rule matched somewhere, and so did managed rules of every
+            // group.
+            for id in ["no-browser", "shoes", "reviews", "injected-get"] {
+                assert!(seen.contains(id), "level {paranoia}: {id} never matched");
+            }
+            for family in [
+                "SC-CORE", "SC-SQLI", "SC-XSS", "SC-KBI", "SC-CMD", "SC-PHP", "SC-JAVA",
+            ] {
+                assert!(
+                    seen.iter().any(|id| id.starts_with(family)),
+                    "level {paranoia}: no {family} rule matched: {seen:?}"
+                );
             }
         }
     }
