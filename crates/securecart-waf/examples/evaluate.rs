@@ -16,7 +16,9 @@ fn main() {
         .nth(1)
         .and_then(|rounds| rounds.parse().ok())
         .unwrap_or(20_000);
+    let built = Instant::now();
     let acl = managed::default_acl();
+    let built = built.elapsed();
     let review = "Lovely wool coat, warm and light. The sleeves are a little long for me (I'm 1.60 m), but the shop's tailor fixed that. Would buy again - 5/5! ".repeat(12);
     let form: String = form_urlencoded::Serializer::new(String::new())
         .append_pair("email", "ada@example.com")
@@ -56,6 +58,10 @@ fn main() {
         ),
     ];
     let client = "127.0.0.1".parse().expect("address");
+    let line = format!("default ACL built in {:.1} ms", built.as_secs_f64() * 1e3);
+    if writeln!(std::io::stdout(), "{line}").is_err() {
+        return;
+    }
     let only = std::env::var("CASE").ok();
     for (name, method, query, headers, body) in cases {
         if only.as_deref().is_some_and(|only| !name.starts_with(only)) {

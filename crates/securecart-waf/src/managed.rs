@@ -949,7 +949,15 @@ fn command_injection() -> Vec<(&'static str, Statement)> {
 }
 
 fn php() -> Vec<(&'static str, Statement)> {
-    let fields = || vec![Field::AllQueryArguments, Field::BodyFields, Field::UriPath];
+    let fields = || {
+        vec![
+            Field::AllQueryArguments,
+            Field::QueryArgumentNames,
+            Field::BodyFields,
+            Field::Cookies,
+            Field::UriPath,
+        ]
+    };
     vec![
         (
             "SC-PHP-001",
@@ -998,24 +1006,100 @@ fn php() -> Vec<(&'static str, Statement)> {
         // scripts read (CRS 933110).
         (
             "SC-PHP-004",
-            over(
-                vec![
-                    Field::MultipartNames,
-                    header("x-filename"),
-                    header("x_filename"),
-                    header("x-file-name"),
-                ],
-                |field| {
-                    regex(
-                        field,
-                        r"(?i)\.ph(?:p\d*|tml|ar|ps|t|pt)\.*$",
-                        &[UrlDecodeUni],
-                    )
-                },
-            ),
+            over(upload_names(), |field| {
+                regex(
+                    field,
+                    r"(?i)\.ph(?:p\d*|tml|ar|ps|t|pt)\.*$",
+                    &[UrlDecodeUni],
+                )
+            }),
+        ),
+        // PHP functions an attack calls, named anywhere in a value that also has a
+        // parenthesis (CRS 933150), or called: the name, then spaces, comments or quotes,
+        // then an argument list (CRS 933160). Names that are also English words (`file`,
+        // `exp`, `ord`...) count as calls only with an empty list or one opening with a
+        // quote, a variable or a number, so that "file (pdf)" is text.
+        (
+            "SC-PHP-005",
+            over(fields(), |field| {
+                regex(
+                    field,
+                    &format!(
+                        r#"(?is)(?:{PHP_RISKY_FUNCTIONS}).*[()]|[()].*(?:{PHP_RISKY_FUNCTIONS})|\b\(?["']*(?:assert(?:_options)?|create_function|eval|exec|filegroup|fopen|fputs|image(?:gif|jpeg|png|wbmp|xbm)|is_a|intval|md5|mkdir|opendir|passthru|phpinfo|popen|printf|readfile|rtrim|strip_tags|substr|system|tmpfile|unlink|unpack|unserialize|usort){PHP_CALL_GAP}\([^)]*\)|\b\(?["']*(?:chr|exp|file|glob|ord|prev|stat){PHP_CALL_GAP}\(\s*(?:\)|["'$\d])"#
+                    ),
+                    &[UrlDecodeUni, ReplaceComments, RemoveNulls],
+                )
+            }),
+        ),
+        // PHP's own markup: an opening tag with a space or `=` after it, or at the end of
+        // the value, and the `[php]` and `{php}` tags of templates (CRS 933100).
+        (
+            "SC-PHP-006",
+            over(fields(), |field| {
+                regex(
+                    field,
+                    r"(?i)<\?(?:php\s|[\s=]|$)|\[[/\\]?php\]|\{/?php\}",
+                    &[UrlDecodeUni, RemoveNulls],
+                )
+            }),
+        ),
+        // PHP configuration set from a request (CRS 933120).
+        (
+            "SC-PHP-007",
+            over(fields(), |field| {
+                regex(
+                    field,
+                    r"(?i)\b(?:allow_url_(?:fopen|include)|auto_(?:append|prepend)_file|disable_(?:functions|classes)|open_basedir|safe_mode(?:_exec_dir)?|extension_dir|zend_extension|memory_limit|max_execution_time|max_input_time|post_max_size|upload_max_filesize|upload_tmp_dir|file_uploads|register_globals|display_(?:startup_)?errors|error_(?:log|reporting)|log_errors|html_errors|include_path|short_open_tag|expose_php|enable_dl|magic_quotes_(?:gpc|runtime)|sendmail_(?:path|from)|mail\.add_x_header|session\.(?:save_path|save_handler|serialize_handler|use_trans_sid|upload_progress\.enabled)|user_ini\.filename|cgi\.force_redirect|doc_root|user_dir|assert\.(?:active|callback)|phar\.readonly|variables_order|default_charset|output_handler|unserialize_callback_func)\s*=",
+                    &[UrlDecodeUni, ReplaceComments, RemoveNulls],
+                )
+            }),
+        ),
+        // A function called by a name built at run time: `(system)('id')` (the brackets
+        // side by side, or with a comment between: text puts a space there),
+        // `"sys"."tem"(`, `(string)"system"(`, `[system][0](ls)`, `{0}('ls')`, and a
+        // variable variable `${'name'}` (CRS 933210, 933135).
+        (
+            "SC-PHP-008",
+            over(fields(), |field| {
+                regex(
+                    field,
+                    r#"\((?:[^()]|\([^()]*\))*\)(?:["'][\w-]+["'])?(?:\s*/\*[^*]*\*/\s*)?\(|\[\s*\d+\s*\]\s*\}?\s*\(|\{\s*\d+\s*\}\s*\(|(?i)\(\s*string\s*\)\s*["'\w.{}\[\]\s]+\(|["'][\w-]*["']\s*\.\s*["'][\w-]*["'](?:\s*\.\s*["'][\w-]*["'])*\s*\(|\$\s*\{\s*\S[^{}]*\}"#,
+                    &[UrlDecodeUni, RemoveNulls],
+                )
+            }),
+        ),
+        // A PHP session file uploaded, to be read back as a session (CRS 933220).
+        (
+            "SC-PHP-009",
+            over(upload_names(), |field| {
+                regex(
+                    field,
+                    r"(?i)(?:^|[/\\])sess_[,\-0-9a-z]{20,256}$",
+                    &[UrlDecodeUni],
+                )
+            }),
         ),
     ]
 }
+
+/// The names of uploaded files: a multipart body's, and the headers upload scripts read.
+fn upload_names() -> Vec<Field> {
+    vec![
+        Field::MultipartNames,
+        header("x-filename"),
+        header("x_filename"),
+        header("x.filename"),
+        header("x-file-name"),
+    ]
+}
+
+/// What may come between a PHP function's name and its argument list: spaces, quotes,
+/// comments to the end of a line, and a closing parenthesis (`(system)(...)`).
+const PHP_CALL_GAP: &str = r#"(?:(?:#|//)[^\r\n]*[\r\n]|[\s"])*["']*\)?\s*"#;
+
+/// PHP functions an attack reaches for and no text names (CRS 933150's list, as PHP's
+/// manual names them).
+const PHP_RISKY_FUNCTIONS: &str = "__halt_compiler|apache_child_terminate|array_(?:diff_u(?:assoc|key)|filter|intersect_u(?:assoc|key)|key_exists|map|push|reduce|shift|u(?:diff(?:_u?assoc)?|intersect(?:_u?assoc)?)|values)|base64_(?:de|en)code|bson_(?:de|en)code|bz(?:decompress|open)|call_user_func(?:_array)?|call_user_method(?:_array)?|class_exists|convert_uu(?:de|en)code|curl_(?:exec|file_create|init)|debug_backtrace|dirname|error_reporting|escapeshell(?:arg|cmd)|exif_(?:imagetype|read_data|tagname|thumbnail)|fclose|file_(?:exists|get_contents|put_contents)|finfo_open|f?sockopen|ftp_(?:connect|get|nb_get|nb_put|put)|function_exists|fwrite|get_(?:cfg_var|class(?:_methods|_vars)?|current_user|defined_(?:constants|functions|vars)|meta_tags)|getcwd|getenv|getimagesize|getlastmod|getmy(?:gid|inode|pid|uid)|gz(?:compress|decode|deflate|encode|file|inflate|open|read|uncompress|write)|hash_(?:file|hmac_file|update_file)|header_register_callback|hex2bin|highlight_file|html_entity_decode|htmlentities|htmlspecialchars(?:_decode)?|image2wbmp|imagecreatefrom(?:gif|jpeg|png|wbmp|xbm|xpm)|imagegd2?|include_once|ini_(?:get(?:_all)?|set)|invokeargs|iptcembed|is_(?:array|dir|executable|file|null|numeric|object|readable|writeable|writable)|iterator_apply|json_(?:de|en)code|mb_(?:eregi?(?:_replace)?|ereg_match|ereg_replace_callback|parse_str)|md5_file|method_exists|move_uploaded_file|mysql_query|number_format|ob_(?:clean|end_clean|end_flush|flush|get_clean|get_contents|get_flush|start)|odbc_(?:connect|exec|execute|result(?:_all)?)|parse_(?:ini_file|str|url)|pcntl_(?:exec|fork)|pfsockopen|pg_(?:connect|execute|prepare|query)|php_(?:strip_whitespace|uname)|phpversion|posix_(?:getcwd|getegid|geteuid|getgid|getlogin|getpwnam|getpwuid|getuid|kill|mkfifo|mknod|ttyname|uname)|preg_(?:match(?:_all)?|replace(?:_callback(?:_array)?)?|split)|print_r|proc_(?:close|get_status|nice|open|terminate)|putenv|rawurl(?:de|en)code|read_exif_data|readdir|readgzfile|reflectionfunction|register_(?:shutdown|tick)_function|rename_function|require_once|runkit_(?:constant_(?:add|redefine)|function_(?:add|copy|redefine|rename)|method_(?:add|copy|redefine|rename))|session_(?:set_save_handler|start)|set_(?:error_handler|exception_handler|include_path|magic_quotes_runtime)|setdefaultstub|settype|sha1_file|shell_exec|show_source|simplexml_load_(?:file|string)|socket_(?:connect|create)|spl_autoload_register|sqlite_(?:array_query|create_aggregate|create_function|exec|open|popen|query|single_query|unbuffered_query)|str_(?:replace|rot13)|stream_(?:context_create|socket_client)|strip(?:c?slashes)|strlen|strpos|strrev|strto(?:lower|time|upper)|sys_get_temp_dir|u[ak]sort|ucfirst|url(?:de|en)code|var_dump|wp_(?:remote_(?:fopen|get|head|post|request)|safe_remote_(?:get|head|post|request))|zlib_decode";
 
 fn java() -> Vec<(&'static str, Statement)> {
     let fields = || {
@@ -1544,6 +1628,12 @@ mod tests {
                 "SC-JAVA-001",
             ),
             ("x=%7B%22__proto__%22%3A%7B%7D%7D", "SC-JAVA-002"),
+            ("x=FOOgzinflate()", "SC-PHP-005"),
+            ("foo=filegroup%20%23c%0d%0a%20%28blah%29", "SC-PHP-005"),
+            ("foo=%5Bphp%5Decho%20%22test%22", "SC-PHP-006"),
+            ("code=memory_limit%20%3D%20512M", "SC-PHP-007"),
+            ("x=%28sy.%28st%29.em%29%28%27uname%27%29", "SC-PHP-008"),
+            ("foo=%24%20%7B%27fdf%27%7D", "SC-PHP-008"),
         ];
         for (query, family) in cases {
             let verdict = verdict(Some(query), None, browser);
@@ -1590,6 +1680,11 @@ mod tests {
             "q=it%27s+a+50%2F50+chance",
             "q=ls+cable",
             "q=cat+toy",
+            "q=file+(pdf)",
+            "q=usb+cable+(2+pack)",
+            "q=cotton+(100%25)+(machine+washable)",
+            "q=print+(a4)+paper",
+            "q=exp+(date)",
         ];
         for query in queries {
             let verdict = verdict(Some(query), None, browser);
