@@ -376,8 +376,8 @@ fn any_of(field: Field, strings: &[&str], transforms: &[Transform]) -> Statement
 }
 
 use Transform::{
-    CmdLine, CompressWhitespace, HtmlEntityDecode, JsDecode, Lowercase, NormalizePathWin,
-    RemoveNulls, RemoveShellQuotes, ReplaceComments, UrlDecodeUni,
+    Base64Decode, CmdLine, CompressWhitespace, HtmlEntityDecode, JsDecode, Lowercase,
+    NormalizePathWin, RemoveNulls, RemoveShellQuotes, ReplaceComments, UrlDecodeUni,
 };
 
 fn header(name: &'static str) -> Field {
@@ -848,8 +848,76 @@ fn known_bad_inputs() -> Vec<(&'static str, Statement)> {
                 ]),
             ]),
         ),
+        // Server-side JavaScript: node-serialize's function marker, `eval(`, `new
+        // Function(`, `process.mainModule`, `require[`, `console.log(`, `child_process`...
+        // (CRS 934100, 934150), also base64-encoded.
+        (
+            "SC-KBI-007",
+            Statement::Or(vec![
+                over(generic(), |field| {
+                    regex(field, NODE_INJECTION, &[UrlDecodeUni, JsDecode])
+                }),
+                over(generic(), |field| {
+                    regex(
+                        field,
+                        r"_\$\$ND_FUNC\$\$_|__js_function|\beval\s*\(|new\s+Function\s*\(|\bwhile\s*\(\s*(?:true|1|!0|!!\[\])\s*\)",
+                        &[UrlDecodeUni, Base64Decode],
+                    )
+                }),
+            ]),
+        ),
+        // A loop that never ends, to hold a server's event loop (CRS 934160): a condition
+        // always true, and nothing else, in the parentheses ("while (2 left)" is text).
+        (
+            "SC-KBI-008",
+            over(generic(), |field| {
+                regex(
+                    field,
+                    r#"\bwhile\s*\([\s(]*(?:!+(?:false|null|undefined|NaN|[+-]?0|""|''|``)|(?:!!)*(?:(?:true|this|[+-]?(?:Infinity|[1-9]\d*)|new\s+[A-Za-z]\w*|window|String|Boolean|Function|Object|Array)\b|\{[^}]*\}|\[[^\]]*\]|"[^"]+"|'[^']+'|`[^`]+`))[\s)]*\)"#,
+                    &[UrlDecodeUni, JsDecode],
+                )
+            }),
+        ),
+        // A server-side request to the host itself, its containers' gateway or its
+        // cluster, named without an address (CRS 934190), or to a cloud's metadata service
+        // by name (CRS 934110).
+        (
+            "SC-KBI-009",
+            over(generic(), |field| {
+                regex(
+                    field,
+                    r"(?i)(?:^|[^\w.-])(?:localhost(?:\.localdomain)?|localhost4(?:\.localdomain4)?|ipv6-localhost|ip6-loopback|(?:host|gateway|kubernetes)\.docker\.internal|host\.containers\.internal|kubernetes\.default\.svc(?:\.cluster\.local)?|localtest\.me|lvh\.me)(?::\d+)?/|(?:^|[^\w.-])metadata\.(?:packet\.net|azure\.com|tencentyun\.com|platformequinix\.com)\b|\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\.nip\.io\b",
+                    &[UrlDecodeUni],
+                )
+            }),
+        ),
+        // Template injection: an expression with a call, an operator or a dunder in a
+        // template's braces (`{{7*7}}`, `#{7*7}`, `<%= 7*7 %>`, `{{''.__class__}}`; CRS
+        // 934200).
+        (
+            "SC-KBI-010",
+            over(generic(), |field| {
+                regex(
+                    field,
+                    r"\{\{[^}]*?(?:[(*]|__)[^}]*?\}|#\{[^}]*?(?:[(*]|__)[^}]*?\}|<%=?\s*[^%]*?(?:[(*]|__)[^%]*?%>",
+                    &[UrlDecodeUni],
+                )
+            }),
+        ),
     ]
 }
+
+/// Where the generic attacks (server-side JavaScript, template injection, requests to
+/// the host itself) are looked for: the arguments and their names, form and JSON
+/// bodies, cookies, and the path.
+fn generic() -> Vec<Field> {
+    let mut fields = inputs();
+    fields.push(Field::UriPath);
+    fields
+}
+
+/// Server-side JavaScript an injection runs (CRS 934100's signs).
+const NODE_INJECTION: &str = r#"_\$\$ND_FUNC\$\$_|__js_function|\beval\s*\(|\bnew\s+Function\s*\(|String\.fromCharCode|Module:prototype|\bfunction\s*\(\s*\)\s*\{|this\.constructor|module\.exports\s*=|\(\s*\W?child_process\W?\s*\)|constructor:constructor|\bconsole\s*(?:\.\s*(?:debug|log|error|info|trace|warn)(?:\.call)?\s*\(|\[\s*["'`](?:debug|log|error|info|trace|warn)["'`]\s*\])|\bprocess\s*(?:\.\s*(?:mainModule|binding|dlopen|kill|exit|abort|chdir|env|execPath|setuid|setgid|umask)\b|\[)|\brequire\s*\[|\brequire\s*\(\s*["'`](?:child_process|fs|net|http|os|vm)\b|Process\s*\.\s*spawn\s*\("#;
 
 fn command_injection() -> Vec<(&'static str, Statement)> {
     let fields = || {
@@ -1634,6 +1702,11 @@ mod tests {
             ("code=memory_limit%20%3D%20512M", "SC-PHP-007"),
             ("x=%28sy.%28st%29.em%29%28%27uname%27%29", "SC-PHP-008"),
             ("foo=%24%20%7B%27fdf%27%7D", "SC-PHP-008"),
+            ("foo=process%5BmainModule", "SC-KBI-007"),
+            ("foo=XyQkTkRfRlVOQyQkXwo%3D", "SC-KBI-007"),
+            ("eval=while(!0)%3B", "SC-KBI-00"),
+            ("url=host.docker.internal%2F", "SC-KBI-009"),
+            ("x=%7B%7B7*7%7D%7D", "SC-KBI-010"),
         ];
         for (query, family) in cases {
             let verdict = verdict(Some(query), None, browser);
@@ -1685,6 +1758,9 @@ mod tests {
             "q=cotton+(100%25)+(machine+washable)",
             "q=print+(a4)+paper",
             "q=exp+(date)",
+            "q=worn+every+day+while+(2+weeks)+traveling",
+            "q=localhost+coffee+mugs",
+            "q=%7B%7Bname%7D%7D+template+cards",
         ];
         for query in queries {
             let verdict = verdict(Some(query), None, browser);
