@@ -96,7 +96,7 @@ pub enum Field {
     Header(http::HeaderName),
     /// Every header's value.
     AllHeaders,
-    /// Every cookie's value.
+    /// Every cookie's name and value.
     Cookies,
     /// The method.
     Method,
@@ -193,17 +193,19 @@ impl<'a> Inspection<'a> {
         let arguments = form_urlencoded::parse(query.as_bytes())
             .map(|(name, value)| (name.into_owned(), value.into_owned()))
             .collect();
+        // Each cookie's name and value (a cookie without `=` is one text), as sent: a
+        // header that is not UTF-8 is skipped.
         let cookies = headers
             .get_all(http::header::COOKIE)
             .iter()
-            .filter_map(|value| value.to_str().ok())
+            .filter_map(|value| std::str::from_utf8(value.as_bytes()).ok())
             .flat_map(|cookies| cookies.split(';'))
-            .map(|cookie| {
-                cookie
-                    .split_once('=')
-                    .map_or(cookie, |(_, value)| value)
-                    .trim()
+            .flat_map(|cookie| match cookie.split_once('=') {
+                Some((name, value)) => [Some(name.trim()), Some(value.trim())],
+                None => [Some(cookie.trim()), None],
             })
+            .flatten()
+            .filter(|text| !text.is_empty())
             .collect();
         let body_fields = body_fields(headers, body);
         let multipart_names = multipart_boundary(headers)
@@ -638,7 +640,10 @@ mod tests {
             values(&inspection, &Field::AllQueryArguments),
             ["women's shoes", "2", "more"]
         );
-        assert_eq!(values(&inspection, &Field::Cookies), ["abc", "dark%20mode"]);
+        assert_eq!(
+            values(&inspection, &Field::Cookies),
+            ["session", "abc", "theme", "dark%20mode"]
+        );
         assert_eq!(
             values(&inspection, &Field::BodyFields),
             // serde_json's maps are ordered by key.

@@ -674,9 +674,7 @@ fn sqli() -> Vec<(&'static str, Statement)> {
 }
 
 fn xss() -> Vec<(&'static str, Statement)> {
-    let mut fields = inputs();
-    fields.push(header("referer"));
-    fields.push(header("user-agent"));
+    let fields = xss_fields();
     vec![
         (
             "SC-XSS-001",
@@ -717,8 +715,52 @@ fn xss() -> Vec<(&'static str, Statement)> {
                 )
             }),
         ),
+        // Script without a tag: an event handler written after a separator (CRS 941120),
+        // the DOM's sinks and sources and server-side includes (941180), the page's
+        // globals reached through brackets or comments (941370), script functions
+        // (941390), JSFuck's brackets (941360), script in a style's `url(` (941140), a
+        // `data:` URL opening markup (941170), and a scheme spelt out with whitespace
+        // between its letters (941210, 941220).
+        (
+            "SC-XSS-004",
+            over(without_path(xss_fields()), |field| {
+                regex(
+                    field,
+                    XSS_WITHOUT_TAGS,
+                    &[
+                        UrlDecodeUni,
+                        HtmlEntityDecode,
+                        JsDecode,
+                        RemoveNulls,
+                        CompressWhitespace,
+                    ],
+                )
+            }),
+        ),
     ]
 }
+
+/// Where XSS is looked for: the arguments and their names, form and JSON bodies,
+/// cookies, the path, and the headers a page may echo. (Tags are looked for in the path;
+/// script without tags is not, where `/docs/document.cookie` is a page's name.)
+fn xss_fields() -> Vec<Field> {
+    let mut fields = inputs();
+    fields.push(Field::UriPath);
+    fields.push(header("referer"));
+    fields.push(header("user-agent"));
+    fields
+}
+
+fn without_path(fields: Vec<Field>) -> Vec<Field> {
+    fields
+        .into_iter()
+        .filter(|field| *field != Field::UriPath)
+        .collect()
+}
+
+/// Script a request carries without a tag (see SC-XSS-004). An event handler follows a
+/// space, a quote or a separator, not a digit or a `/` (base64 text has those).
+const XSS_WITHOUT_TAGS: &str = r#"(?i)(?:^|[\s"'`;=,(])on[a-z]{3,25}[\s,;(]*=(?:[^=]|$)|\bdocument\s*\.\s*(?:cookie|domain|write(?:ln)?|location|body|queryselector(?:all)?|getelementsby\w+|getelementbyid|createelement)\b|\bwindow\s*\.\s*location\b|\.\s*(?:innerhtml|outerhtml|parentnode)\b|-moz-binding|<!--\s*#\s*(?:set|echo|exec|include|config|printenv)\b|<!\[cdata\[|\b(?:self|document|this|top|window|parent|frames|globalthis)\s*(?:/\*[^*]*\*/\s*)*\)?\s*(?:\[\s*(?:/\*[^*]*\*/\s*)*["'`]|\.\s*(?:/\*[^*]*\*/\s*)*(?:cookie|domain|location|alert|eval)\b)|\b(?:btoa|atob)\s*(?:\(|`)|\bReflect\s*\.\s*\w+\s*\.\s*(?:call|apply)\s*(?:\(|`)|(?:^|[+(\[])\s*!+\[\]|!!\[\]|\[\+!*\[\]\]|\burl\s*\(\s*["']?\s*(?:java|vb)script|(?:^|[\s"'`;=])data\s*:[^,<]{0,60},\s*<|\b(?:j\s*a\s*v\s*a|v\s*b)\s*s\s*c\s*r\s*i\s*p\s*t\s*:"#;
 
 fn known_bad_inputs() -> Vec<(&'static str, Statement)> {
     let everywhere = || {
@@ -1707,6 +1749,10 @@ mod tests {
             ("eval=while(!0)%3B", "SC-KBI-00"),
             ("url=host.docker.internal%2F", "SC-KBI-009"),
             ("x=%7B%7B7*7%7D%7D", "SC-KBI-010"),
+            ("a=%28document%29%5B%22cookie%22%5D", "SC-XSS-004"),
+            ("foo=document.querySelector(%22p%22)", "SC-XSS-004"),
+            ("a=(!%5B%5D%2B%5B%5D)%5B%2B!%2B%5B%5D%5D", "SC-XSS-004"),
+            ("%20%20onabcdefgh%3D%20=x", "SC-XSS-004"),
         ];
         for (query, family) in cases {
             let verdict = verdict(Some(query), None, browser);
@@ -1761,6 +1807,9 @@ mod tests {
             "q=worn+every+day+while+(2+weeks)+traveling",
             "q=localhost+coffee+mugs",
             "q=%7B%7Bname%7D%7D+template+cards",
+            "q=onion+rings",
+            "q=window+location+sticker",
+            "cursor=b25zYWxlPXRydWUmcGFnZT0y%3D",
         ];
         for query in queries {
             let verdict = verdict(Some(query), None, browser);

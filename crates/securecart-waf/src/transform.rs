@@ -192,7 +192,7 @@ fn html_entity_decode(input: &[u8]) -> Option<Vec<u8>> {
     if !input.contains(&b'&') {
         return None;
     }
-    const NAMED: [(&[u8], &[u8]); 10] = [
+    const NAMED: [(&[u8], &[u8]); 11] = [
         (b"lt", b"<"),
         (b"gt", b">"),
         (b"amp", b"&"),
@@ -203,6 +203,7 @@ fn html_entity_decode(input: &[u8]) -> Option<Vec<u8>> {
         (b"lpar", b"("),
         (b"rpar", b")"),
         (b"tab", b"\t"),
+        (b"newline", b"\n"),
     ];
     let mut out = Vec::with_capacity(input.len());
     let mut at = 0;
