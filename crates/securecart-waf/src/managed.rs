@@ -650,10 +650,10 @@ fn sqli() -> Vec<(&'static str, Statement)> {
         // `replace`...) only directly.
         (
             "SC-SQLI-005",
-            over(inputs(), |field| {
+            over([inputs(), vec![Field::UriPath]].concat(), |field| {
                 regex(
                     field,
-                    r"(?i)\b(?:xmltype|uncompress(?:ed_length)?|ifnull|nullif|coalesce|rawtohex|hextoraw|unhex|from_base64|to_base64|aes_(?:de|en)crypt|des_(?:de|en)crypt|sha[12]|md5|crc32|soundex|substring_index|bit_(?:and|or|xor|count|length)|char_length|octet_length|utl_inaddr\.\w+|sys_context|json_(?:extract|value|query|keys|search|unquote|contains)|st_astext|polygon|multipoint|geometrycollection|linestring)\s*\(|\b(?:decode|encode|hex|char|chr|ascii|substr|substring|mid|length|lower|upper|lcase|ucase|replace|reverse|position|instr|locate|cast|convert|concat|if|iif|least|greatest|floor|ceil|rand)\(",
+                    r"(?i)\b(?:xmltype|uncompress(?:ed_length)?|ifnull|nullif|coalesce|rawtohex|hextoraw|unhex|from_base64|to_base64|aes_(?:de|en)crypt|des_(?:de|en)crypt|sha[12]|md5|crc32|soundex|substring_index|bit_(?:and|or|xor|count|length)|char_length|octet_length|utl_inaddr\.\w+|sys_context|json_(?:extract|value|query|keys|search|unquote|contains)|st_astext|polygon|multipoint|geometrycollection|linestring|strcmp|sysdate|curdate|curtime|datediff|date_(?:add|sub|format)|from_unixtime|unix_timestamp|str_to_date|timestamp(?:add|diff)|inet6?_(?:aton|ntoa)|is_ipv[46]|uuid_short|get_lock|release_lock|master_pos_wait|regexp_(?:like|replace|substr|instr)|group_concat|bin_to_uuid|make_set|export_set)\W*\(|\b(?:decode|encode|hex|char|chr|ascii|substr|substring|mid|length|lower|upper|lcase|ucase|replace|reverse|position|instr|locate|cast|convert|concat|if|iif|least|greatest|floor|ceil|rand|insert|sin|cos|tan|cot|asin|acos|atan2?|exp|ln|log(?:2|10)?|sqrt|pow|power|round|truncate|abs|sign|mod|now|md5|sha|password|elt|field|format|lpad|rpad|ltrim|rtrim|trim|space|repeat|strcmp|count|avg|sum)[^\w\s]{0,3}\(",
                     &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
                 )
             }),
@@ -666,6 +666,44 @@ fn sqli() -> Vec<(&'static str, Statement)> {
                 regex(
                     field,
                     r#"(?i)'\s*[\[{][^']*[\]}]\s*'\s*(?:::\s*jsonb?\b|<@|@>|->>?|#>>?|[<>]=?|=)|(?:<@|@>|->>?|#>>?)\s*'\s*[\[{$]"#,
+                    &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
+                )
+            }),
+        ),
+        // NoSQL operators in arguments, their names or JSON keys: MongoDB's `$ne`,
+        // `$where`, `$regex`... (CRS 942290).
+        (
+            "SC-SQLI-007",
+            over(inputs(), |field| {
+                regex(
+                    field,
+                    r"(?i)\$(?:ne|eq|gte?|lte?|n?in|nor|not|and|x?or|all|exists|type|where|regex|text|expr|elemMatch|size|slice|mod|div|like|between|jsonSchema)\b",
+                    &[UrlDecodeUni],
+                )
+            }),
+        ),
+        // A quote that closes a string and goes on as SQL: `'x'!='y` (not `"Quote"! Next`),
+        // `admin'; --`
+        // (the first quote of the value followed by `;`), `' having`, `' union select`
+        // (CRS 942190, 942540).
+        (
+            "SC-SQLI-008",
+            over(inputs(), |field| {
+                regex(
+                    field,
+                    r#"(?i)["'`]\s*!=\s*["'`\w]|["'`]\s*!\s*["'`]|^[^'"`]*['"`]\s*;|["'`]\s*;?\s*(?:having|union\s+(?:all|distinct|select)|select)\b\s*\S|\bexec(?:ute)?\s+master\.|\bfrom\W+information_schema\W"#,
+                    &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
+                )
+            }),
+        ),
+        // SQL statements a value opens with (`1; DROP TABLE`, `/CREATE TABLE`), a column
+        // renamed before `FROM`, `REGEXP` after a string, `load_file(` (CRS 942360).
+        (
+            "SC-SQLI-009",
+            over(inputs(), |field| {
+                regex(
+                    field,
+                    r#"(?i)^[^a-z]*\s*(?:create|drop|truncate|alter|rename)\s+(?:temporary\s+)?(?:table|database|schema|user|function|procedure|view|index|trigger)\b|^[^a-z]*\s*union\s+(?:all\s+)?select\b|["'\w]\s+as\s*["'`]?\w+["'`]?\s+from\b|["'`]\s+(?:not\s+)?regexp\W|\bload_file\s*\("#,
                     &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
                 )
             }),
@@ -1753,6 +1791,10 @@ mod tests {
             ("foo=document.querySelector(%22p%22)", "SC-XSS-004"),
             ("a=(!%5B%5D%2B%5B%5D)%5B%2B!%2B%5B%5D%5D", "SC-XSS-004"),
             ("%20%20onabcdefgh%3D%20=x", "SC-XSS-004"),
+            ("pay=strcmp%28", "SC-SQLI-005"),
+            ("user%5B%24ne%5D=admin", "SC-SQLI-007"),
+            ("email=admin%40juice-sh.op%27%3B", "SC-SQLI-008"),
+            ("a=%2FCREATE+TABLE+Persons", "SC-SQLI-009"),
         ];
         for (query, family) in cases {
             let verdict = verdict(Some(query), None, browser);
@@ -1808,6 +1850,9 @@ mod tests {
             "q=localhost+coffee+mugs",
             "q=%7B%7Bname%7D%7D+template+cards",
             "q=onion+rings",
+            "q=%22Quote%22!+Next+sentence",
+            "q=5%27+10%22+tall+model",
+            "q=price+in+%24+or+%E2%82%AC",
             "q=window+location+sticker",
             "cursor=b25zYWxlPXRydWUmcGFnZT0y%3D",
         ];
