@@ -1093,6 +1093,20 @@ fn command_injection() -> Vec<(&'static str, Statement)> {
                 )
             }),
         ),
+        // Shell expansions a command is hidden in: braces listing words (`{l,-lh}s`,
+        // `{,ifconfig}`; CRS 932280), the tilde's directory stack (`~+`, `~-1`; 932270),
+        // an alias defined on the spot (932175), and a shell named by its variable or its
+        // path (`$SHELL -c`, `bin/busybox`; 932160).
+        (
+            "SC-CMD-009",
+            over(fields(), |field| {
+                regex(
+                    field,
+                    r#"\{[\w-]*,[\w,-]*\}|~[+-](?:$|\d+\b)|(?i)\balias\s+(?:[+-][a-z]*\s+)*["']?[\w-]+["']?\s*=|\$\{?(?:SHELL|BASH|0)\}?\s+-c\b|\b(?:usr/)?(?:local/)?s?bin/(?:ba|da|z|k|c|tc|fi)?sh\b|\b(?:usr/)?(?:local/)?s?bin/(?:busybox|nc|ncat|netcat|socat|curl|wget|python[\d.]*|perl|ruby|php|node|lua|tclsh|telnet|ssh|scp|sudo|su|visudo|crontab|chmod|chown|ansible\S*|chef\S*|cscli|powershell|pwsh)\b"#,
+                    &[UrlDecodeUni, RemoveNulls],
+                )
+            }),
+        ),
     ]
 }
 
@@ -1795,6 +1809,9 @@ mod tests {
             ("user%5B%24ne%5D=admin", "SC-SQLI-007"),
             ("email=admin%40juice-sh.op%27%3B", "SC-SQLI-008"),
             ("a=%2FCREATE+TABLE+Persons", "SC-SQLI-009"),
+            ("x=%7Bl%2C-lh%7Ds", "SC-CMD-009"),
+            ("rce=alias%20a=b", "SC-CMD-009"),
+            ("code=%24SHELL%20-c%20%22echo%20hi%22", "SC-CMD"),
         ];
         for (query, family) in cases {
             let verdict = verdict(Some(query), None, browser);
@@ -1850,6 +1867,9 @@ mod tests {
             "q=localhost+coffee+mugs",
             "q=%7B%7Bname%7D%7D+template+cards",
             "q=onion+rings",
+            "q=recycling+bin%2Fsorting+set",
+            "q=approx+~5+cm",
+            "q=alias+grace+novel",
             "q=%22Quote%22!+Next+sentence",
             "q=5%27+10%22+tall+model",
             "q=price+in+%24+or+%E2%82%AC",
