@@ -58,7 +58,11 @@ fn main() {
         ),
     ];
     let client = "127.0.0.1".parse().expect("address");
-    let line = format!("default ACL built in {:.1} ms", built.as_secs_f64() * 1e3);
+    let line = format!(
+        "default ACL ({} rules) built in {:.1} ms",
+        acl.rules().len(),
+        built.as_secs_f64() * 1e3
+    );
     if writeln!(std::io::stdout(), "{line}").is_err() {
         return;
     }
