@@ -91,7 +91,9 @@ impl WebAcl {
     /// whose default action blocks, or allows.
     pub fn new(mut rules: Vec<Rule>, default_block: bool) -> Self {
         rules.sort_by_key(|rule| rule.priority);
-        let merged = Arc::new(Merged::new(rules.iter().map(|rule| &rule.statement)));
+        let mut statements: Vec<&mut Statement> =
+            rules.iter_mut().map(|rule| &mut rule.statement).collect();
+        let merged = Arc::new(Merged::new(&mut statements));
         Self {
             rules,
             default_block,

@@ -1747,6 +1747,39 @@ mod tests {
     }
 
     #[test]
+    fn rules_taken_into_another_acl_are_merged_again() {
+        // The statements carry their places in the first ACL's merge; the second ACL
+        // places them anew, and an ACL whose merge is gone scans each alone.
+        let first = acl(&Group::ALL);
+        let second = WebAcl::new(first.rules().to_vec(), false);
+        let alone = first.clone().unmerged();
+        assert_eq!(first.merged().counts().0, second.merged().counts().0);
+        for query in [
+            "q=red+wool+coat",
+            "q=1%27%20OR%20%271%27%3D%271",
+            "x=%3Csvg%2Fonload%3Dalert(1)%3E",
+            "f=%2Fetc%2Fpasswd",
+            "x=FOOgzinflate()",
+        ] {
+            let headers = HeaderMap::new();
+            let inspection = || {
+                Inspection::new(
+                    "GET",
+                    "/search",
+                    Some(query),
+                    &headers,
+                    b"",
+                    false,
+                    "127.0.0.1".parse().expect("address"),
+                )
+            };
+            let verdict = alone.evaluate(&inspection());
+            assert_eq!(first.evaluate(&inspection()), verdict, "{query}");
+            assert_eq!(second.evaluate(&inspection()), verdict, "{query}");
+        }
+    }
+
+    #[test]
     fn attacks_of_every_family_are_blocked_by_their_rule() {
         let browser = "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0";
         let cases = [

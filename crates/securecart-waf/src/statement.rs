@@ -62,6 +62,9 @@ pub enum Statement {
         regex: regex::bytes::Regex,
         /// Applied to the field first.
         transforms: Vec<Transform>,
+        /// Where the web ACL holding the statement merged its expression (set by the
+        /// ACL; [`Statement::regex`] leaves it empty).
+        place: MergedPlace,
     },
     /// A field's size.
     Size {
@@ -144,6 +147,7 @@ impl Statement {
             field,
             regex,
             transforms: transforms.to_vec(),
+            place: MergedPlace::default(),
         })
     }
 
@@ -175,11 +179,12 @@ impl Statement {
                 field,
                 regex,
                 transforms,
+                place,
             } => {
                 // Most requests match none of an ACL's expressions, which one scan per
                 // value and chain of transformations tells; a statement runs its own
                 // expression only where its chain's scan found something.
-                if merged.is_some_and(|merged| !merged.could_match(inspection, regex, transforms)) {
+                if merged.is_some_and(|merged| !merged.could_match(inspection, place)) {
                     return None;
                 }
                 find(inspection, field, transforms, |value| regex.is_match(value))
@@ -412,19 +417,29 @@ fn find_transformed(
     evidence
 }
 
+/// Where an ACL merged a regular expression statement: the merge (its number), the
+/// chain's set and the expression's index in it.
+#[derive(Debug, Clone, Default)]
+pub struct MergedPlace(Option<(u64, u32, u32)>);
+
+/// The numbers of merges, so that a statement placed by one is never read by another.
+static MERGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// The regular expressions of an ACL's statements, merged by chain of transformations
 /// into one set each, with the fields the chain's statements read: one scan of each of
 /// those values after the chain tells which of the expressions match any of them (see
-/// [`Scan`]). (A chain with one expression, or one longer than the memo tells apart, is
+/// [`Scan`]). Each merged statement holds its place (its chain and index), set by the
+/// ACL, so that an evaluation finds it without a look-up. (A chain with one expression,
+/// or one longer than the memo tells apart, is
 /// not merged; neither is a set the engine would not build within its limits: its
 /// statements scan by themselves, as without a merge.)
 #[derive(Debug, Default)]
 pub(crate) struct Merged {
     chains: Vec<MergedChain>,
-    /// Each merged statement's place: by the address of its expression's pattern (which
-    /// clones of the expression share) and its chain, the chain's index and the
-    /// expression's in the chain's set.
-    places: HashMap<(usize, u64), (usize, usize), foldhash::fast::RandomState>,
+    /// This merge's number (0: none), which the statements' places name.
+    id: u64,
+    /// How many statements it placed.
+    placed: usize,
     /// The chains whose set the engine would not build (their statements scan alone).
     unbuilt: usize,
     /// Every chain's expressions in one set: a value that a chain leaves as it is (most
@@ -443,7 +458,7 @@ struct MergedChain {
 
 /// A merged set: on bytes, ASCII classes, every pattern that matches reported (as
 /// `regex::bytes::RegexSet` builds its sets), within [`MERGED_SIZE_LIMIT`].
-fn merged_set(patterns: &[&str]) -> Option<regex_automata::meta::Regex> {
+fn merged_set<P: AsRef<str>>(patterns: &[P]) -> Option<regex_automata::meta::Regex> {
     regex_automata::meta::Regex::builder()
         .syntax(
             regex_automata::util::syntax::Config::new()
@@ -462,60 +477,42 @@ fn merged_set(patterns: &[&str]) -> Option<regex_automata::meta::Regex> {
 }
 
 impl Merged {
-    /// The merged sets of every regular expression statement in `statements`.
-    pub(crate) fn new<'s>(statements: impl IntoIterator<Item = &'s Statement>) -> Self {
-        struct Gathered<'s> {
-            transforms: &'s [Transform],
-            fields: Vec<&'s Field>,
-            patterns: Vec<&'s str>,
-            /// Each statement's expression (its pattern's address) and its pattern's
-            /// index in `patterns`.
-            statements: Vec<(usize, usize)>,
+    /// The merged sets of every regular expression statement in `statements`, whose
+    /// places it sets (and clears, for a statement it does not merge).
+    pub(crate) fn new(statements: &mut [&mut Statement]) -> Self {
+        struct Gathered {
+            transforms: Vec<Transform>,
+            fields: Vec<Field>,
+            patterns: Vec<String>,
         }
-        let mut gathered: HashMap<u64, Gathered<'s>> = HashMap::new();
-        let mut stack: Vec<&Statement> = statements.into_iter().collect();
-        while let Some(statement) = stack.pop() {
-            match statement {
-                Statement::Regex {
-                    field,
-                    regex,
-                    transforms,
-                } if transforms.len() <= MAX_MEMO_CHAIN => {
-                    let chain = gathered
-                        .entry(chain_key(transforms))
-                        .or_insert_with(|| Gathered {
-                            transforms,
-                            fields: Vec::new(),
-                            patterns: Vec::new(),
-                            statements: Vec::new(),
-                        });
-                    if !chain.fields.contains(&field) {
-                        chain.fields.push(field);
-                    }
-                    let pattern = regex.as_str();
-                    let index = chain
-                        .patterns
-                        .iter()
-                        .position(|known| *known == pattern)
-                        .unwrap_or_else(|| {
-                            chain.patterns.push(pattern);
-                            chain.patterns.len() - 1
-                        });
-                    chain.statements.push((pattern.as_ptr() as usize, index));
+        let mut gathered: HashMap<u64, Gathered> = HashMap::new();
+        for statement in statements.iter_mut() {
+            each_regex(statement, &mut |field, regex, transforms, _| {
+                if transforms.len() > MAX_MEMO_CHAIN {
+                    return;
                 }
-                Statement::RateBased {
-                    scope_down: Some(scope_down),
-                    ..
-                } => stack.push(scope_down),
-                Statement::Not(statement) => stack.push(statement),
-                Statement::And(statements) | Statement::Or(statements) => {
-                    stack.extend(statements);
+                let chain = gathered
+                    .entry(chain_key(transforms))
+                    .or_insert_with(|| Gathered {
+                        transforms: transforms.to_vec(),
+                        fields: Vec::new(),
+                        patterns: Vec::new(),
+                    });
+                if !chain.fields.contains(field) {
+                    chain.fields.push(field.clone());
                 }
-                _ => {}
-            }
+                if !chain.patterns.iter().any(|known| known == regex.as_str()) {
+                    chain.patterns.push(regex.as_str().to_owned());
+                }
+            });
         }
-        let mut merged = Self::default();
-        let mut all: Vec<&str> = Vec::new();
+        let mut merged = Self {
+            id: MERGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            ..Self::default()
+        };
+        let mut index_of: HashMap<u64, usize> = HashMap::new();
+        let mut chain_patterns: Vec<Vec<String>> = Vec::new();
+        let mut all: Vec<String> = Vec::new();
         for (key, chain) in gathered {
             if chain.patterns.len() < 2 {
                 continue;
@@ -524,10 +521,7 @@ impl Merged {
                 merged.unbuilt += 1;
                 continue;
             };
-            let index = merged.chains.len();
-            for (pattern, place) in chain.statements {
-                merged.places.insert((pattern, key), (index, place));
-            }
+            index_of.insert(key, merged.chains.len());
             let in_all = chain
                 .patterns
                 .iter()
@@ -535,17 +529,18 @@ impl Merged {
                     all.iter()
                         .position(|known| known == pattern)
                         .unwrap_or_else(|| {
-                            all.push(pattern);
+                            all.push(pattern.clone());
                             all.len() - 1
                         })
                 })
                 .collect();
             merged.chains.push(MergedChain {
-                transforms: chain.transforms.to_vec(),
-                fields: chain.fields.into_iter().cloned().collect(),
+                transforms: chain.transforms,
+                fields: chain.fields,
                 set,
                 in_all,
             });
+            chain_patterns.push(chain.patterns);
         }
         if merged.chains.len() > 1 {
             merged.all = merged_set(&all);
@@ -553,6 +548,28 @@ impl Merged {
                 merged.unbuilt += 1;
             }
         }
+        let id = merged.id;
+        let mut placed = 0;
+        for statement in statements.iter_mut() {
+            each_regex(statement, &mut |_, regex, transforms, place| {
+                *place = MergedPlace(None);
+                if transforms.len() > MAX_MEMO_CHAIN {
+                    return;
+                }
+                let Some(&index) = index_of.get(&chain_key(transforms)) else {
+                    return;
+                };
+                let Some(pattern) = chain_patterns[index]
+                    .iter()
+                    .position(|known| known == regex.as_str())
+                else {
+                    return;
+                };
+                *place = MergedPlace(Some((id, index as u32, pattern as u32)));
+                placed += 1;
+            });
+        }
+        merged.placed = placed;
         merged
     }
 
@@ -560,7 +577,7 @@ impl Merged {
     /// built (a chain's, or the one of all of them; for tests).
     #[cfg(test)]
     pub(crate) fn counts(&self) -> (usize, usize, usize) {
-        (self.places.len(), self.chains.len(), self.unbuilt)
+        (self.placed, self.chains.len(), self.unbuilt)
     }
 }
 
@@ -608,19 +625,15 @@ impl<'m> Scan<'m> {
 
     /// Whether a statement's regular expression, reading through `transforms`, could
     /// match the request: not when it is merged and its chain's scan did not find it.
-    fn could_match(
-        &self,
-        inspection: &Inspection<'_>,
-        regex: &regex::bytes::Regex,
-        transforms: &[Transform],
-    ) -> bool {
-        if self.merged.chains.is_empty() || transforms.len() > MAX_MEMO_CHAIN {
-            return true;
-        }
-        let key = (regex.as_str().as_ptr() as usize, chain_key(transforms));
-        let Some(&(index, pattern)) = self.merged.places.get(&key) else {
+    fn could_match(&self, inspection: &Inspection<'_>, place: &MergedPlace) -> bool {
+        let Some((id, index, pattern)) = place.0 else {
             return true;
         };
+        // A statement placed by another merge (taken from another ACL) scans alone.
+        if id != self.merged.id {
+            return true;
+        }
+        let (index, pattern) = (index as usize, pattern as usize);
         let chain = &self.merged.chains[index];
         let found = self.found[index].get_or_init(|| {
             let mut found = regex_automata::PatternSet::new(chain.set.pattern_len());
@@ -663,6 +676,33 @@ impl<'m> Scan<'m> {
             found
         });
         found.contains(regex_automata::PatternID::new_unchecked(pattern))
+    }
+}
+
+/// Calls `each` with every regular expression statement in `statement` (through NOT,
+/// AND, OR and rate-based scope-downs): its field, expression, transformations and place.
+fn each_regex(
+    statement: &mut Statement,
+    each: &mut impl FnMut(&Field, &regex::bytes::Regex, &[Transform], &mut MergedPlace),
+) {
+    match statement {
+        Statement::Regex {
+            field,
+            regex,
+            transforms,
+            place,
+        } => each(field, regex, transforms, place),
+        Statement::RateBased {
+            scope_down: Some(scope_down),
+            ..
+        } => each_regex(scope_down, each),
+        Statement::Not(statement) => each_regex(statement, each),
+        Statement::And(statements) | Statement::Or(statements) => {
+            for statement in statements {
+                each_regex(statement, each);
+            }
+        }
+        _ => {}
     }
 }
 
