@@ -984,6 +984,36 @@ fn known_bad_inputs() -> Vec<(&'static str, Statement)> {
                 )
             }),
         ),
+        // A hidden file or directory in the path (`/.git/`, `/.env`, an AI assistant's
+        // `/.claude/` or `/.cursor/`...; CRS 930130, 930140): a shop serves none, and
+        // the well-known URIs (RFC 8615) are the one exception. (`..foo` is a name.)
+        (
+            "SC-KBI-011",
+            Statement::And(vec![
+                regex(
+                    Field::UriPath,
+                    r"(?:^|/)\.[^/.]",
+                    &[UrlDecodeUni, NormalizePathWin],
+                ),
+                Statement::Not(Box::new(regex(
+                    Field::UriPath,
+                    r"^/\.well-known/[^/]",
+                    &[UrlDecodeUni, NormalizePathWin],
+                ))),
+            ]),
+        ),
+        // The system's own files and directories named in a request (CRS 930120): the
+        // kernel's `/proc` and `/sys`, account files, and credentials' directories.
+        (
+            "SC-KBI-012",
+            over(everywhere(), |field| {
+                regex(
+                    field,
+                    r"(?i)(?:^|[/\\=\s>'\x22])(?:etc/(?:sub[ug]id-?|gshadow-?|sudoers|crontab|master\.passwd|[s]?pwd\.db|security/|ssh/ssh\w*config|shells|profile|environment)|proc/(?:self|\d+|version|cpuinfo|meminfo|interrupts|mounts|net/|cmdline|environ|sched_debug|kcore)\b|sys/(?:class|kernel|devices|module|power|firmware|block|bus|fs)\b|\.(?:docker|kube|aws|gnupg|npmrc|pgpass|netrc|git-credentials)\b)",
+                    &[UrlDecodeUni, NormalizePathWin],
+                )
+            }),
+        ),
     ]
 }
 
@@ -1780,6 +1810,42 @@ mod tests {
     }
 
     #[test]
+    fn hidden_files_are_refused_but_the_well_known_uris() {
+        let acl = default_acl();
+        let blocked = |path: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("user-agent", "Mozilla/5.0".parse().expect("value"));
+            headers.insert("accept", "*/*".parse().expect("value"));
+            acl.evaluate(&Inspection::new(
+                "GET",
+                path,
+                None,
+                &headers,
+                b"",
+                false,
+                "127.0.0.1".parse().expect("address"),
+            ))
+            .blocked
+        };
+        for path in [
+            "/.git/config",
+            "/.claude/settings.json",
+            "/app/.cursor/mcp.json",
+            "/%2Eenv",
+        ] {
+            assert!(blocked(path), "{path}");
+        }
+        for path in [
+            "/.well-known/apple-developer-merchantid-domain-association",
+            "/static/app.js",
+            "/images/coat.v2.jpg",
+            "/get/..foo",
+        ] {
+            assert!(!blocked(path), "{path}");
+        }
+    }
+
+    #[test]
     fn attacks_of_every_family_are_blocked_by_their_rule() {
         let browser = "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0";
         let cases = [
@@ -1845,6 +1911,7 @@ mod tests {
             ("x=%7Bl%2C-lh%7Ds", "SC-CMD-009"),
             ("rce=alias%20a=b", "SC-CMD-009"),
             ("code=%24SHELL%20-c%20%22echo%20hi%22", "SC-CMD"),
+            ("x=%2Fsys%2Fclass%2Fnet", "SC-KBI-012"),
         ];
         for (query, family) in cases {
             let verdict = verdict(Some(query), None, browser);
