@@ -456,12 +456,13 @@ fn core() -> Vec<(&'static str, Statement)> {
                     Field::AllQueryArguments,
                     Field::QueryArgumentNames,
                     Field::BodyFields,
+                    Field::Cookies,
                     Field::UriPath,
                 ],
                 |field| {
                     regex(
                         field,
-                        r"(?i)[\r\n]\s*(?:content-(?:type|length)|set-cookie|location|refresh|http/\d)\s*:?",
+                        r"(?i)[\r\n]\s*(?:content-(?:type|length)|set-cookie|cookie|location|refresh|http/\d|host|via|forwarded|x-forwarded-(?:for|host|server|proto)|remote-(?:addr|ip)|originating-ip|x-[\w-]+\s*:|<html|<meta)\s*:?",
                         &[UrlDecodeUni],
                     )
                 },
@@ -587,6 +588,46 @@ fn core() -> Vec<(&'static str, Statement)> {
         (
             "SC-CORE-016",
             regex(Field::UriPath, r"\.[^./~]+~(?:/.*)?$", &[UrlDecodeUni]),
+        ),
+        // A line break in the path (CRS 921190): no URL has one, and a server may split
+        // the request there.
+        (
+            "SC-CORE-017",
+            regex(Field::UriPath, r"[\r\n]", &[UrlDecodeUni]),
+        ),
+        // A request line inside an argument: request smuggling through a proxy that
+        // forwards it (CRS 921110).
+        (
+            "SC-CORE-018",
+            over(inputs(), |field| {
+                regex(
+                    field,
+                    r"(?i)\b(?:get|post|head|options|connect|put|delete|trace|track|patch|propfind|proppatch|mkcol|copy|move|lock|unlock)\s+\S+\s+http/\d",
+                    &[UrlDecodeUni, HtmlEntityDecode],
+                )
+            }),
+        ),
+        // LDAP filter injection: a value closing a filter and opening another,
+        // `x)(uid=*`, `x)|(cn=admin` (CRS 921200).
+        (
+            "SC-CORE-019",
+            over(inputs(), |field| {
+                regex(
+                    field,
+                    r"^[^:()&|!<>~]*\)\s*(?:\(\s*[\w.-]+\s*[<>~]?=|[&|!]\s*\(|\(\s*[&|!])",
+                    &[UrlDecodeUni],
+                )
+            }),
+        ),
+        // A Content-Type whose parameters name another media type, for a parser that reads
+        // the second (CRS 921421).
+        (
+            "SC-CORE-020",
+            regex(
+                header("content-type"),
+                r"(?i)^[^;]*;.*\b(?:application|text|multipart|image|audio|video)\s*/",
+                &[],
+            ),
         ),
     ]
 }
@@ -1912,6 +1953,11 @@ mod tests {
             ("rce=alias%20a=b", "SC-CMD-009"),
             ("code=%24SHELL%20-c%20%22echo%20hi%22", "SC-CMD"),
             ("x=%2Fsys%2Fclass%2Fnet", "SC-KBI-012"),
+            ("filter=value)(gidNumber%3C%3D100", "SC-CORE-019"),
+            (
+                "arg1=GET%20http%3A%2F%2Fwww.foo.bar%20HTTP%2F1.1",
+                "SC-CORE-018",
+            ),
         ];
         for (query, family) in cases {
             let verdict = verdict(Some(query), None, browser);
@@ -1967,6 +2013,9 @@ mod tests {
             "q=localhost+coffee+mugs",
             "q=%7B%7Bname%7D%7D+template+cards",
             "q=onion+rings",
+            "q=size+(M)+(fits+large)",
+            "q=smile+%3A)+(me%3Dhappy)",
+            "q=get+the+look+http+guide",
             "q=recycling+bin%2Fsorting+set",
             "q=approx+~5+cm",
             "q=alias+grace+novel",
