@@ -1358,7 +1358,7 @@ fn java() -> Vec<(&'static str, Statement)> {
             over(fields(), |field| {
                 regex(
                     field,
-                    r"\bjavax?\.[a-z]+\.[A-Za-z]|\b(?:getRuntime|getClass|forName|newInstance|ProcessBuilder|ObjectInputStream)\b",
+                    r"\bjavax?\.[a-z]+\.[A-Za-z]|\b(?:getRuntime|getClass|forName|newInstance|ProcessBuilder|ObjectInputStream)\b|\borg\.(?:apache\.commons|omg\.CORBA|springframework\.(?:context|beans|expression)|codehaus\.groovy|mozilla\.javascript)\b|\bcom\.sun\.(?:jndi|org\.apache|rowset)\b|\bsun\.(?:misc|reflect)\.|(?i:\bjava\.[\w.]*(?:runtime|processbuilder)\b)",
                     &[UrlDecodeUni, JsDecode],
                 )
             }),
@@ -1440,6 +1440,14 @@ fn java() -> Vec<(&'static str, Statement)> {
                     ],
                     &[UrlDecodeUni, JsDecode, RemoveNulls],
                 )
+            }),
+        ),
+        // A JSP page uploaded: a multipart file name, or the file name headers upload
+        // scripts read, spaces and dots after the extension included (CRS 944140).
+        (
+            "SC-JAVA-005",
+            over(upload_names(), |field| {
+                regex(field, r"(?i)\.\s*jspx?[\s.]*$", &[UrlDecodeUni])
             }),
         ),
     ]
