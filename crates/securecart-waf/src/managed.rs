@@ -1966,6 +1966,7 @@ mod tests {
                 "arg1=GET%20http%3A%2F%2Fwww.foo.bar%20HTTP%2F1.1",
                 "SC-CORE-018",
             ),
+            ("x=org.omg.CORBA", "SC-JAVA-004"),
         ];
         for (query, family) in cases {
             let verdict = verdict(Some(query), None, browser);
