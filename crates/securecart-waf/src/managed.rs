@@ -958,7 +958,7 @@ fn known_bad_inputs() -> Vec<(&'static str, Statement)> {
                     |field| {
                         regex(
                             field,
-                            r"^(?:jsessionid|aspsessionid|asp\.net_sessionid|phpsession|phpsessid|weblogicsession|session_id|session-id|cfid|cftoken|cfsid|jservsession|jwsession)$",
+                            r"^(?:json\.)?(?:jsessionid|aspsessionid|asp\.net_sessionid|phpsession|phpsessid|weblogicsession|wlsession|session_?id|session-id|_session_id|cfid|cftoken|cfsid|jservsession|jwsession|zend_session_id|play_session|rack\.session|laravel_session|_rails_session|_flask_session|ci_session|cakephp|connect\.sid|sails\.sid|koa[.:]sess|(?:__(?:secure|host)-)?next-auth\.session-token|meteor_login_token|shiny-token)$",
                             &[Lowercase],
                         )
                     },
@@ -1967,6 +1967,7 @@ mod tests {
                 "SC-CORE-018",
             ),
             ("x=org.omg.CORBA", "SC-JAVA-004"),
+            ("connect.sid=s%3Aj8jK9_xPq2", "SC-KBI-006"),
         ];
         for (query, family) in cases {
             let verdict = verdict(Some(query), None, browser);
