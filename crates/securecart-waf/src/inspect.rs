@@ -107,6 +107,9 @@ pub enum Field {
     BodyFields,
     /// The `name` and `filename` of each part of a multipart body, as sent.
     MultipartNames,
+    /// Each header line of each part of a multipart body but its `Content-Disposition`
+    /// (`Content-Type: text/plain; charset=utf-7`), as sent.
+    MultipartHeaders,
 }
 
 impl Field {
@@ -125,6 +128,7 @@ impl Field {
             Field::Body => "body".to_owned(),
             Field::BodyFields => "body_fields".to_owned(),
             Field::MultipartNames => "multipart_names".to_owned(),
+            Field::MultipartHeaders => "multipart_headers".to_owned(),
         }
     }
 
@@ -150,12 +154,13 @@ impl Field {
             "body" => Field::Body,
             "body_fields" => Field::BodyFields,
             "multipart_names" => Field::MultipartNames,
+            "multipart_headers" => Field::MultipartHeaders,
             _ => return None,
         })
     }
 
     /// The names [`Field::parse`] reads, for messages.
-    pub const NAMES: &'static str = "uri_path, query_string, query_argument:NAME, query_arguments, query_argument_names, header:NAME, headers, cookies, method, body, body_fields, multipart_names";
+    pub const NAMES: &'static str = "uri_path, query_string, query_argument:NAME, query_arguments, query_argument_names, header:NAME, headers, cookies, method, body, body_fields, multipart_names, multipart_headers";
 }
 
 /// A request as the WAF sees it.
@@ -170,6 +175,7 @@ pub struct Inspection<'a> {
     body: &'a [u8],
     body_fields: Vec<String>,
     multipart_names: Vec<String>,
+    multipart_headers: Vec<String>,
     /// Whether the body was longer than the inspection limit (only its start is here).
     pub body_oversize: bool,
     memo: RefCell<Memo>,
@@ -208,8 +214,8 @@ impl<'a> Inspection<'a> {
             .filter(|text| !text.is_empty())
             .collect();
         let body_fields = body_fields(headers, body);
-        let multipart_names = multipart_boundary(headers)
-            .map(|boundary| multipart_names(body, &boundary))
+        let (multipart_names, multipart_headers) = multipart_boundary(headers)
+            .map(|boundary| multipart_heads(body, &boundary))
             .unwrap_or_default();
         Self {
             method,
@@ -221,6 +227,7 @@ impl<'a> Inspection<'a> {
             body,
             body_fields,
             multipart_names,
+            multipart_headers,
             body_oversize,
             // An IPv4 client on a dual-stack socket is its IPv4 address, for IP sets,
             // countries and rate keys.
@@ -335,6 +342,10 @@ impl<'a> Inspection<'a> {
                 .multipart_names
                 .iter()
                 .any(|value| each(value.as_bytes())),
+            Field::MultipartHeaders => self
+                .multipart_headers
+                .iter()
+                .any(|value| each(value.as_bytes())),
         }
     }
 
@@ -419,16 +430,18 @@ fn multipart_parts<'t>(text: &'t str, boundary: &str) -> Vec<(&'t str, &'t str)>
 }
 
 /// The `name` and `filename` parameters of each part's `Content-Disposition`, quotes
-/// honoured (`name="a;b"` is `a;b`).
-fn multipart_names(body: &[u8], boundary: &str) -> Vec<String> {
+/// honoured (`name="a;b"` is `a;b`), and each part's other header lines.
+fn multipart_heads(body: &[u8], boundary: &str) -> (Vec<String>, Vec<String>) {
     let text = String::from_utf8_lossy(body);
     let mut names = Vec::new();
+    let mut others = Vec::new();
     for (head, _) in multipart_parts(&text, boundary) {
         for line in head.lines() {
             let Some((header, parameters)) = line.split_once(':') else {
                 continue;
             };
             if !header.trim().eq_ignore_ascii_case("content-disposition") {
+                others.push(line.to_owned());
                 continue;
             }
             let mut rest = parameters;
@@ -456,7 +469,7 @@ fn multipart_names(body: &[u8], boundary: &str) -> Vec<String> {
             }
         }
     }
-    names
+    (names, others)
 }
 
 /// The values of a multipart body's parts, and the names of its files (not their contents:
@@ -559,13 +572,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn multipart_names_honour_quotes() {
+    fn multipart_names_honour_quotes_and_other_headers_are_kept() {
         let mut headers = HeaderMap::new();
         headers.insert(
             "content-type",
             "multipart/form-data; boundary=XyZ".parse().expect("value"),
         );
-        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"fi;le\"; filename=\"a=b.txt\"\r\n\r\nx\r\n--XyZ\r\ncontent-disposition: form-data; name=plain\r\n\r\ny\r\n--XyZ--\r\n";
+        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"fi;le\"; filename=\"a=b.txt\"\r\nContent-Type: text/plain; charset=utf-7\r\n\r\nx\r\n--XyZ\r\ncontent-disposition: form-data; name=plain\r\n\r\ny\r\n--XyZ--\r\n";
         let inspection = Inspection::new(
             "POST",
             "/",
@@ -578,6 +591,10 @@ mod tests {
         assert_eq!(
             values(&inspection, &Field::MultipartNames),
             ["fi;le", "a=b.txt", "plain"]
+        );
+        assert_eq!(
+            values(&inspection, &Field::MultipartHeaders),
+            ["Content-Type: text/plain; charset=utf-7"]
         );
     }
 
@@ -596,6 +613,7 @@ mod tests {
             "body",
             "body_fields",
             "multipart_names",
+            "multipart_headers",
         ] {
             let field = Field::parse(name).unwrap_or_else(|| panic!("{name}"));
             assert_eq!(field.name(), name);

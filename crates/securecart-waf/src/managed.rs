@@ -629,6 +629,17 @@ fn core() -> Vec<(&'static str, Statement)> {
                 &[],
             ),
         ),
+        // A multipart part in a charset that hides text from inspection (UTF-7, UTF-16,
+        // Shift-JIS, EBCDIC...; CRS 922110), or with a Content-Transfer-Encoding, which
+        // RFC 7578 retired (CRS 922120).
+        (
+            "SC-CORE-021",
+            regex(
+                Field::MultipartHeaders,
+                r#"(?i)^\s*content-type\s*:.*\bcharset\s*=\s*"?\s*(?:utf-?(?:7|16|32)|ucs-?[24]|shift[_-]?jis|sjis|euc-|iso-2022|ibm|cp\d|ebcdic|gb|big5|koi8|x-)|^\s*content-transfer-encoding\s*:"#,
+                &[],
+            ),
+        ),
     ]
 }
 
