@@ -603,7 +603,7 @@ fn core() -> Vec<(&'static str, Statement)> {
                 regex(
                     field,
                     r"(?i)\b(?:get|post|head|options|connect|put|delete|trace|track|patch|propfind|proppatch|mkcol|copy|move|lock|unlock)\s+\S+\s+http/\d",
-                    &[UrlDecodeUni, HtmlEntityDecode],
+                    &[UrlDecodeUni],
                 )
             }),
         ),

@@ -429,10 +429,11 @@ static MERGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(
 /// into one set each, with the fields the chain's statements read: one scan of each of
 /// those values after the chain tells which of the expressions match any of them (see
 /// [`Scan`]). Each merged statement holds its place (its chain and index), set by the
-/// ACL, so that an evaluation finds it without a look-up. (A chain with one expression,
-/// or one longer than the memo tells apart, is
-/// not merged; neither is a set the engine would not build within its limits: its
-/// statements scan by themselves, as without a merge.)
+/// ACL, so that an evaluation finds it without a look-up. A chain of one expression is
+/// merged too: the set of all shares its scan of the values the chain leaves as they
+/// are. (A chain longer than the memo tells apart is not merged; neither is a set the
+/// engine would not build within its limits: its statements scan by themselves, as
+/// without a merge.)
 #[derive(Debug, Default)]
 pub(crate) struct Merged {
     chains: Vec<MergedChain>,
@@ -514,9 +515,6 @@ impl Merged {
         let mut chain_patterns: Vec<Vec<String>> = Vec::new();
         let mut all: Vec<String> = Vec::new();
         for (key, chain) in gathered {
-            if chain.patterns.len() < 2 {
-                continue;
-            }
             let Some(set) = merged_set(&chain.patterns) else {
                 merged.unbuilt += 1;
                 continue;
