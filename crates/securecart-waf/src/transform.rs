@@ -95,6 +95,9 @@ impl Transform {
             Transform::CompressWhitespace => compress_whitespace(input),
             Transform::NormalizePath => normalize_path(input),
             Transform::NormalizePathWin => {
+                if !input.contains(&b'\\') {
+                    return normalize_path(input);
+                }
                 let slashed: Vec<u8> = input
                     .iter()
                     .map(|&byte| if byte == b'\\' { b'/' } else { byte })
@@ -110,7 +113,10 @@ impl Transform {
                     .ok()
             }
             Transform::JsDecode => js_decode(input),
-            Transform::CmdLine => Some(cmd_line(input)),
+            Transform::CmdLine => {
+                let normalised = cmd_line(input);
+                (normalised != input).then_some(normalised)
+            }
             Transform::RemoveShellQuotes => input
                 .iter()
                 .any(|byte| matches!(byte, b'\\' | b'"' | b'\'' | b'^'))
@@ -464,6 +470,31 @@ mod tests {
             (0..Transform::NAMED.len() as u8).collect::<Vec<_>>()
         );
         assert_eq!(Transform::from_name("rot13"), None);
+    }
+
+    #[test]
+    fn a_value_a_transformation_leaves_as_it_is_is_not_copied() {
+        // The WAF scans a value once for every chain that leaves it as it is (see
+        // `statement::Merged`): a copy would cost a scan of its own.
+        for (name, transform) in Transform::NAMED {
+            for value in [&b"women"[..], b"red wool coat", b"2", b"/static/app.js"] {
+                if let Cow::Owned(changed) = apply(&[transform], value) {
+                    assert_ne!(changed, value, "{name} copied {value:?} unchanged");
+                }
+            }
+        }
+        assert!(matches!(
+            apply(&[Transform::CmdLine], b"women"),
+            Cow::Borrowed(_)
+        ));
+        assert!(matches!(
+            apply(&[Transform::NormalizePathWin], b"/static/app.js"),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            apply(&[Transform::NormalizePathWin], b"a\\..\\b").as_ref(),
+            b"b"
+        );
     }
 
     #[test]
