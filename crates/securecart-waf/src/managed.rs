@@ -1089,12 +1089,15 @@ fn command_injection() -> Vec<(&'static str, Statement)> {
         fields
     };
     vec![
+        // A command after a shell separator. Commands that are also English words
+        // (`more`, `head`, `find`, `id`...) after a lone `&` or `|` between spaces are
+        // text ("gifts & more") unless an option or a path follows.
         (
             "SC-CMD-001",
             over(fields(), |field| {
                 regex(
                     field,
-                    r"(?i)(?:[;&|`\n\r]|\$\(|\|\||&&)\s*(?:/?(?:usr/)?(?:s?bin/)?)(?:cat|ls|id|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|dash|python[23]?|perl|ruby|php|chmod|chown|rm|echo|ping|nslookup|dig|telnet|ssh|scp|tftp|busybox|sleep|kill|ps|env|printenv|more|less|head|tail|nohup|xterm|gcc|awk|sed|find|grep|ifconfig|netstat|crontab|useradd|passwd|sudo|su|tar|base64|xxd|nmap|socat|mkfifo|timeout)\b",
+                    r"(?i)(?:[;&|`\n\r]|\$\(|\|\||&&)\s*(?:/?(?:usr/)?(?:s?bin/)?)(?:ls|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|dash|python[23]?|perl|ruby|php|chmod|chown|nslookup|telnet|ssh|scp|tftp|busybox|printenv|nohup|xterm|gcc|awk|sed|grep|ifconfig|netstat|crontab|useradd|passwd|sudo|base64|xxd|nmap|socat|mkfifo|regedit|bcdboot|bcdedit|aptitude|apt-get|dpkg|wmic|certutil|bitsadmin|mshta|rundll32|regsvr32|cscript|wscript|vssadmin|wevtutil|schtasks|tasklist|taskkill|netsh|diskpart|whoami)\b|(?:[;`\n\r]|\$\(|\|\||&&|(?:^|\S)[&|])\s*(?:/?(?:usr/)?(?:s?bin/)?)(?:cat|id|rm|echo|ping|dig|sleep|kill|ps|env|more|less|head|tail|find|su|tar|timeout|who|reg|yum|rpm)\b|[&|]\s*(?:/?(?:usr/)?(?:s?bin/)?)(?:cat|id|rm|echo|ping|dig|sleep|kill|ps|env|more|less|head|tail|find|su|tar|timeout|who|reg|yum|rpm)\s+[-/.$~\x27\x22]",
                     &[UrlDecodeUni, RemoveNulls, RemoveShellQuotes],
                 )
             }),
@@ -1979,6 +1982,8 @@ mod tests {
             ),
             ("x=org.omg.CORBA", "SC-JAVA-004"),
             ("connect.sid=s%3Aj8jK9_xPq2", "SC-KBI-006"),
+            ("x=a%20%7C%20cat%20%2Fetc%2Fhostname", "SC-CMD"),
+            ("x=a%7Cid", "SC-CMD-001"),
         ];
         for (query, family) in cases {
             let verdict = verdict(Some(query), None, browser);
@@ -2034,6 +2039,10 @@ mod tests {
             "q=localhost+coffee+mugs",
             "q=%7B%7Bname%7D%7D+template+cards",
             "q=onion+rings",
+            "q=gifts+%26+more",
+            "q=tea+%7C+more",
+            "q=name+%26+id+bracelet",
+            "q=sale+%26+reg+price",
             "q=size+(M)+(fits+large)",
             "q=smile+%3A)+(me%3Dhappy)",
             "q=get+the+look+http+guide",
