@@ -253,27 +253,29 @@ fn strict(group: Group) -> Vec<(&'static str, u8, u8, Statement)> {
                 "SC-CORE-103",
                 2,
                 CRITICAL,
-                over([inputs(), vec![Field::UriPath]].concat(), |field| {
-                    regex(field, r"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]", &[UrlDecodeUni])
-                }),
+                regex_in(
+                    [inputs(), vec![Field::UriPath]].concat(),
+                    r"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]",
+                    &[UrlDecodeUni],
+                ),
             ),
             // Bytes outside printable ASCII in the path or query (CRS 920272).
             (
                 "SC-CORE-104",
                 3,
                 CRITICAL,
-                over(vec![Field::UriPath, Field::QueryString], |field| {
-                    regex(field, r"[^\x20-\x7e]", &[UrlDecodeUni])
-                }),
+                regex_in(
+                    vec![Field::UriPath, Field::QueryString],
+                    r"[^\x20-\x7e]",
+                    &[UrlDecodeUni],
+                ),
             ),
             // Arguments of more than letters, digits and a few separators (CRS 920273).
             (
                 "SC-CORE-105",
                 4,
                 CRITICAL,
-                over(inputs(), |field| {
-                    regex(field, r"[^A-Za-z0-9&,\-./:=_ ]", &[])
-                }),
+                regex_in(inputs(), r"[^A-Za-z0-9&,\-./:=_ ]", &[]),
             ),
         ],
         Group::Sqli => vec![
@@ -281,34 +283,30 @@ fn strict(group: Group) -> Vec<(&'static str, u8, u8, Statement)> {
                 "SC-SQLI-101",
                 2,
                 WARNING,
-                over(inputs(), |field| {
-                    regex(field, &special(12), &[UrlDecodeUni])
-                }),
+                regex_in(inputs(), &special(12), &[UrlDecodeUni]),
             ),
             (
                 "SC-SQLI-102",
                 3,
                 WARNING,
-                over(inputs(), |field| regex(field, &special(6), &[UrlDecodeUni])),
+                regex_in(inputs(), &special(6), &[UrlDecodeUni]),
             ),
             (
                 "SC-SQLI-103",
                 4,
                 WARNING,
-                over(inputs(), |field| regex(field, &special(2), &[UrlDecodeUni])),
+                regex_in(inputs(), &special(2), &[UrlDecodeUni]),
             ),
             // SQL words beside comment syntax: obfuscation (CRS 942200, 942440).
             (
                 "SC-SQLI-104",
                 2,
                 CRITICAL,
-                over(inputs(), |field| {
-                    regex(
-                        field,
-                        r"(?i)\b(?:select|union|insert|update|delete|drop|and|or|from|where|order|group|having|exec)\b.{0,60}(?:/\*|\*/|--\s|--$|#)|(?:/\*!?|--\s|#).{0,60}\b(?:select|union|insert|update|delete|drop|from|where)\b",
-                        &[UrlDecodeUni],
-                    )
-                }),
+                regex_in(
+                    inputs(),
+                    r"(?i)\b(?:select|union|insert|update|delete|drop|and|or|from|where|order|group|having|exec)\b.{0,60}(?:/\*|\*/|--\s|--$|#)|(?:/\*!?|--\s|#).{0,60}\b(?:select|union|insert|update|delete|drop|from|where)\b",
+                    &[UrlDecodeUni],
+                ),
             ),
         ],
         Group::Xss => vec![
@@ -317,13 +315,11 @@ fn strict(group: Group) -> Vec<(&'static str, u8, u8, Statement)> {
                 "SC-XSS-101",
                 2,
                 CRITICAL,
-                over(inputs(), |field| {
-                    regex(
-                        field,
-                        r"(?i)<\s*/?\s*[a-z][a-z0-9-]*(?:\s[^>]*)?>",
-                        &[UrlDecodeUni, HtmlEntityDecode, JsDecode],
-                    )
-                }),
+                regex_in(
+                    inputs(),
+                    r"(?i)<\s*/?\s*[a-z][a-z0-9-]*(?:\s[^>]*)?>",
+                    &[UrlDecodeUni, HtmlEntityDecode, JsDecode],
+                ),
             ),
         ],
         Group::CommandInjection => vec![
@@ -332,13 +328,11 @@ fn strict(group: Group) -> Vec<(&'static str, u8, u8, Statement)> {
                 "SC-CMD-101",
                 2,
                 WARNING,
-                over(inputs(), |field| {
-                    regex(
-                        field,
-                        r"(?:[;|`]|&&|\$\(|\$\{)\s*[a-z_./\\]",
-                        &[UrlDecodeUni, CompressWhitespace],
-                    )
-                }),
+                regex_in(
+                    inputs(),
+                    r"(?:[;|`]|&&|\$\(|\$\{)\s*[a-z_./\\]",
+                    &[UrlDecodeUni, CompressWhitespace],
+                ),
             ),
         ],
         Group::KnownBadInputs | Group::Php | Group::Java => Vec::new(),
@@ -359,6 +353,11 @@ fn inputs() -> Vec<Field> {
 /// One statement over several fields: any of them.
 fn over(fields: Vec<Field>, statement: impl Fn(Field) -> Statement) -> Statement {
     Statement::Or(fields.into_iter().map(statement).collect())
+}
+
+/// A regular expression over several fields: any of them.
+fn regex_in(fields: Vec<Field>, pattern: &str, transforms: &[Transform]) -> Statement {
+    over(fields, |field| regex(field, pattern, transforms))
 }
 
 fn regex(field: Field, pattern: &str, transforms: &[Transform]) -> Statement {
@@ -451,7 +450,7 @@ fn core() -> Vec<(&'static str, Statement)> {
         ),
         (
             "SC-CORE-005",
-            over(
+            regex_in(
                 vec![
                     Field::AllQueryArguments,
                     Field::QueryArgumentNames,
@@ -459,13 +458,8 @@ fn core() -> Vec<(&'static str, Statement)> {
                     Field::Cookies,
                     Field::UriPath,
                 ],
-                |field| {
-                    regex(
-                        field,
-                        r"(?i)[\r\n]\s*(?:content-(?:type|length)|set-cookie|cookie|location|refresh|http/\d|host|via|forwarded|x-forwarded-(?:for|host|server|proto)|remote-(?:addr|ip)|originating-ip|x-[\w-]+\s*:|<html|<meta)\s*:?",
-                        &[UrlDecodeUni],
-                    )
-                },
+                r"(?i)[\r\n]\s*(?:content-(?:type|length)|set-cookie|cookie|location|refresh|http/\d|host|via|forwarded|x-forwarded-(?:for|host|server|proto)|remote-(?:addr|ip)|originating-ip|x-[\w-]+\s*:|<html|<meta)\s*:?",
+                &[UrlDecodeUni],
             ),
         ),
         // Headers no client of a shop sends: the obsolete Request-Range (CRS 920660),
@@ -599,25 +593,21 @@ fn core() -> Vec<(&'static str, Statement)> {
         // forwards it (CRS 921110).
         (
             "SC-CORE-018",
-            over(inputs(), |field| {
-                regex(
-                    field,
-                    r"(?i)\b(?:get|post|head|options|connect|put|delete|trace|track|patch|propfind|proppatch|mkcol|copy|move|lock|unlock)\s+\S+\s+http/\d",
-                    &[UrlDecodeUni],
-                )
-            }),
+            regex_in(
+                inputs(),
+                r"(?i)\b(?:get|post|head|options|connect|put|delete|trace|track|patch|propfind|proppatch|mkcol|copy|move|lock|unlock)\s+\S+\s+http/\d",
+                &[UrlDecodeUni],
+            ),
         ),
         // LDAP filter injection: a value closing a filter and opening another,
         // `x)(uid=*`, `x)|(cn=admin` (CRS 921200).
         (
             "SC-CORE-019",
-            over(inputs(), |field| {
-                regex(
-                    field,
-                    r"^[^:()&|!<>~]*\)\s*(?:\(\s*[\w.-]+\s*[<>~]?=|[&|!]\s*\(|\(\s*[&|!])",
-                    &[UrlDecodeUni],
-                )
-            }),
+            regex_in(
+                inputs(),
+                r"^[^:()&|!<>~]*\)\s*(?:\(\s*[\w.-]+\s*[<>~]?=|[&|!]\s*\(|\(\s*[&|!])",
+                &[UrlDecodeUni],
+            ),
         ),
         // A Content-Type whose parameters name another media type, for a parser that reads
         // the second (CRS 921421).
@@ -679,60 +669,50 @@ fn sqli() -> Vec<(&'static str, Statement)> {
         ),
         (
             "SC-SQLI-003",
-            over(inputs(), |field| {
-                regex(
-                    field,
-                    r"(?i)\bunion\b(?:\s|\(|/\*.*?\*/)*(?:all|distinct)?(?:\s|\()*select\b|\b(?:sleep|benchmark|pg_sleep|extractvalue|updatexml|load_file|sys_eval|dbms_pipe\.receive_message)\s*\(|\bwaitfor\s+delay\b|\binformation_schema\b|\bxp_cmdshell\b|\binto\s+(?:out|dump)file\b|\b(?:select|insert|update|delete)\b[^;]{0,100}\b(?:from|into|set)\b[^;]{0,100}\b(?:where|values|limit)\b|'\s*(?:or|and|\|\||&&)\s*'?\w*'?\s*(?:=|like|<|>)|;\s*(?:drop|truncate|alter|shutdown)\b",
-                    &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
-                )
-            }),
+            regex_in(
+                inputs(),
+                r"(?i)\bunion\b(?:\s|\(|/\*.*?\*/)*(?:all|distinct)?(?:\s|\()*select\b|\b(?:sleep|benchmark|pg_sleep|extractvalue|updatexml|load_file|sys_eval|dbms_pipe\.receive_message)\s*\(|\bwaitfor\s+delay\b|\binformation_schema\b|\bxp_cmdshell\b|\binto\s+(?:out|dump)file\b|\b(?:select|insert|update|delete)\b[^;]{0,100}\b(?:from|into|set)\b[^;]{0,100}\b(?:where|values|limit)\b|'\s*(?:or|and|\|\||&&)\s*'?\w*'?\s*(?:=|like|<|>)|;\s*(?:drop|truncate|alter|shutdown)\b",
+                &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
+            ),
         ),
         (
             "SC-SQLI-004",
-            over(inputs(), |field| {
-                regex(
-                    field,
-                    r"(?i)\b(?:find_in_set|group_concat|concat_ws|sqlite_\w+|pg_(?:sleep|read_file|ls_dir|client_encoding|user|database)|jsonb?_\w+|xp_\w+|dbms_\w+|utl_\w+|load_file|extractvalue|updatexml|name_const|row_count|found_rows|last_insert_id|make_set|elt|export_set|procedure\s+analyse)\s*\(|\b(?:version|database|schema|user|current_user|system_user|session_user|connection_id)\s*\(\s*\)|@@(?:version|datadir|hostname|basedir|tmpdir)\b|\b(?:information_schema|pg_catalog|pg_toast|sqlite_(?:temp_)?master|msysaccessobjects|msysobjects|master\.\.sysdatabases|northwind|tempdb|mysql\.(?:user|db))\b|::\s*jsonb?\b|'\s*(?:@>|<@)",
-                    &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
-                )
-            }),
+            regex_in(
+                inputs(),
+                r"(?i)\b(?:find_in_set|group_concat|concat_ws|sqlite_\w+|pg_(?:sleep|read_file|ls_dir|client_encoding|user|database)|jsonb?_\w+|xp_\w+|dbms_\w+|utl_\w+|load_file|extractvalue|updatexml|name_const|row_count|found_rows|last_insert_id|make_set|elt|export_set|procedure\s+analyse)\s*\(|\b(?:version|database|schema|user|current_user|system_user|session_user|connection_id)\s*\(\s*\)|@@(?:version|datadir|hostname|basedir|tmpdir)\b|\b(?:information_schema|pg_catalog|pg_toast|sqlite_(?:temp_)?master|msysaccessobjects|msysobjects|master\.\.sysdatabases|northwind|tempdb|mysql\.(?:user|db))\b|::\s*jsonb?\b|'\s*(?:@>|<@)",
+                &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
+            ),
         ),
         // SQL functions attackers call (CRS 942151): names no sentence uses may be
         // followed by space before their `(`; ordinary words (`char`, `length`,
         // `replace`...) only directly.
         (
             "SC-SQLI-005",
-            over([inputs(), vec![Field::UriPath]].concat(), |field| {
-                regex(
-                    field,
-                    r"(?i)\b(?:xmltype|uncompress(?:ed_length)?|ifnull|nullif|coalesce|rawtohex|hextoraw|unhex|from_base64|to_base64|aes_(?:de|en)crypt|des_(?:de|en)crypt|sha[12]|md5|crc32|soundex|substring_index|bit_(?:and|or|xor|count|length)|char_length|octet_length|utl_inaddr\.\w+|sys_context|json_(?:extract|value|query|keys|search|unquote|contains)|st_astext|polygon|multipoint|geometrycollection|linestring|strcmp|sysdate|curdate|curtime|datediff|date_(?:add|sub|format)|from_unixtime|unix_timestamp|str_to_date|timestamp(?:add|diff)|inet6?_(?:aton|ntoa)|is_ipv[46]|uuid_short|get_lock|release_lock|master_pos_wait|regexp_(?:like|replace|substr|instr)|group_concat|bin_to_uuid|make_set|export_set)\W*\(|\b(?:decode|encode|hex|char|chr|ascii|substr|substring|mid|length|lower|upper|lcase|ucase|replace|reverse|position|instr|locate|cast|convert|concat|if|iif|least|greatest|floor|ceil|rand|insert|sin|cos|tan|cot|asin|acos|atan2?|exp|ln|log(?:2|10)?|sqrt|pow|power|round|truncate|abs|sign|mod|now|md5|sha|password|elt|field|format|lpad|rpad|ltrim|rtrim|trim|space|repeat|strcmp|count|avg|sum)[^\w\s]{0,3}\(",
-                    &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
-                )
-            }),
+            regex_in(
+                [inputs(), vec![Field::UriPath]].concat(),
+                r"(?i)\b(?:xmltype|uncompress(?:ed_length)?|ifnull|nullif|coalesce|rawtohex|hextoraw|unhex|from_base64|to_base64|aes_(?:de|en)crypt|des_(?:de|en)crypt|sha[12]|md5|crc32|soundex|substring_index|bit_(?:and|or|xor|count|length)|char_length|octet_length|utl_inaddr\.\w+|sys_context|json_(?:extract|value|query|keys|search|unquote|contains)|st_astext|polygon|multipoint|geometrycollection|linestring|strcmp|sysdate|curdate|curtime|datediff|date_(?:add|sub|format)|from_unixtime|unix_timestamp|str_to_date|timestamp(?:add|diff)|inet6?_(?:aton|ntoa)|is_ipv[46]|uuid_short|get_lock|release_lock|master_pos_wait|regexp_(?:like|replace|substr|instr)|group_concat|bin_to_uuid|make_set|export_set)\W*\(|\b(?:decode|encode|hex|char|chr|ascii|substr|substring|mid|length|lower|upper|lcase|ucase|replace|reverse|position|instr|locate|cast|convert|concat|if|iif|least|greatest|floor|ceil|rand|insert|sin|cos|tan|cot|asin|acos|atan2?|exp|ln|log(?:2|10)?|sqrt|pow|power|round|truncate|abs|sign|mod|now|md5|sha|password|elt|field|format|lpad|rpad|ltrim|rtrim|trim|space|repeat|strcmp|count|avg|sum)[^\w\s]{0,3}\(",
+                &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
+            ),
         ),
         // SQL over JSON values: a quoted JSON document compared or cast (CRS 942550),
         // in the arguments and in the path (where some APIs take their filters).
         (
             "SC-SQLI-006",
-            over([inputs(), vec![Field::UriPath]].concat(), |field| {
-                regex(
-                    field,
-                    r#"(?i)'\s*[\[{][^']*[\]}]\s*'\s*(?:::\s*jsonb?\b|<@|@>|->>?|#>>?|[<>]=?|=)|(?:<@|@>|->>?|#>>?)\s*'\s*[\[{$]"#,
-                    &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
-                )
-            }),
+            regex_in(
+                [inputs(), vec![Field::UriPath]].concat(),
+                r#"(?i)'\s*[\[{][^']*[\]}]\s*'\s*(?:::\s*jsonb?\b|<@|@>|->>?|#>>?|[<>]=?|=)|(?:<@|@>|->>?|#>>?)\s*'\s*[\[{$]"#,
+                &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
+            ),
         ),
         // NoSQL operators in arguments, their names or JSON keys: MongoDB's `$ne`,
         // `$where`, `$regex`... (CRS 942290).
         (
             "SC-SQLI-007",
-            over(inputs(), |field| {
-                regex(
-                    field,
-                    r"(?i)\$(?:ne|eq|gte?|lte?|n?in|nor|not|and|x?or|all|exists|type|where|regex|text|expr|elemMatch|size|slice|mod|div|like|between|jsonSchema)\b",
-                    &[UrlDecodeUni],
-                )
-            }),
+            regex_in(
+                inputs(),
+                r"(?i)\$(?:ne|eq|gte?|lte?|n?in|nor|not|and|x?or|all|exists|type|where|regex|text|expr|elemMatch|size|slice|mod|div|like|between|jsonSchema)\b",
+                &[UrlDecodeUni],
+            ),
         ),
         // A quote that closes a string and goes on as SQL: `'x'!='y` (not `"Quote"! Next`),
         // `admin'; --`
@@ -740,25 +720,21 @@ fn sqli() -> Vec<(&'static str, Statement)> {
         // (CRS 942190, 942540).
         (
             "SC-SQLI-008",
-            over(inputs(), |field| {
-                regex(
-                    field,
-                    r#"(?i)["'`]\s*!=\s*["'`\w]|["'`]\s*!\s*["'`]|^[^'"`]*['"`]\s*;|["'`]\s*;?\s*(?:having|union\s+(?:all|distinct|select)|select)\b\s*\S|\bexec(?:ute)?\s+master\.|\bfrom\W+information_schema\W"#,
-                    &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
-                )
-            }),
+            regex_in(
+                inputs(),
+                r#"(?i)["'`]\s*!=\s*["'`\w]|["'`]\s*!\s*["'`]|^[^'"`]*['"`]\s*;|["'`]\s*;?\s*(?:having|union\s+(?:all|distinct|select)|select)\b\s*\S|\bexec(?:ute)?\s+master\.|\bfrom\W+information_schema\W"#,
+                &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
+            ),
         ),
         // SQL statements a value opens with (`1; DROP TABLE`, `/CREATE TABLE`), a column
         // renamed before `FROM`, `REGEXP` after a string, `load_file(` (CRS 942360).
         (
             "SC-SQLI-009",
-            over(inputs(), |field| {
-                regex(
-                    field,
-                    r#"(?i)^[^a-z]*\s*(?:create|drop|truncate|alter|rename)\s+(?:temporary\s+)?(?:table|database|schema|user|function|procedure|view|index|trigger)\b|^[^a-z]*\s*union\s+(?:all\s+)?select\b|["'\w]\s+as\s*["'`]?\w+["'`]?\s+from\b|["'`]\s+(?:not\s+)?regexp\W|\bload_file\s*\("#,
-                    &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
-                )
-            }),
+            regex_in(
+                inputs(),
+                r#"(?i)^[^a-z]*\s*(?:create|drop|truncate|alter|rename)\s+(?:temporary\s+)?(?:table|database|schema|user|function|procedure|view|index|trigger)\b|^[^a-z]*\s*union\s+(?:all\s+)?select\b|["'\w]\s+as\s*["'`]?\w+["'`]?\s+from\b|["'`]\s+(?:not\s+)?regexp\W|\bload_file\s*\("#,
+                &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
+            ),
         ),
     ]
 }
@@ -775,35 +751,31 @@ fn xss() -> Vec<(&'static str, Statement)> {
         ),
         (
             "SC-XSS-002",
-            over(fields, |field| {
-                regex(
-                    field,
-                    r"(?i)<\s*/?\s*(?:script|iframe|object|embed|applet|svg|math|form|base|link|meta|frameset|isindex)\b|\b(?:java|vb|live)script\s*:|\bon(?:error|load|unload|mouse\w+|focus\w*|blur|click|dblclick|submit|change|input|key\w+|toggle|animation\w+|transition\w+|pointer\w+|begin|end|hashchange|pageshow|message|wheel|scroll|drag\w*|drop|copy|cut|paste|invalid|search|select|show|start|finish)\s*=|\bsrcdoc\s*=|data\s*:\s*text/html|\bexpression\s*\(|<\s*\w+[^>]*\bstyle\s*=[^>]*(?:expression|url)\s*\(",
-                    &[
-                        UrlDecodeUni,
-                        HtmlEntityDecode,
-                        JsDecode,
-                        RemoveNulls,
-                        CompressWhitespace,
-                    ],
-                )
-            }),
+            regex_in(
+                fields,
+                r"(?i)<\s*/?\s*(?:script|iframe|object|embed|applet|svg|math|form|base|link|meta|frameset|isindex)\b|\b(?:java|vb|live)script\s*:|\bon(?:error|load|unload|mouse\w+|focus\w*|blur|click|dblclick|submit|change|input|key\w+|toggle|animation\w+|transition\w+|pointer\w+|begin|end|hashchange|pageshow|message|wheel|scroll|drag\w*|drop|copy|cut|paste|invalid|search|select|show|start|finish)\s*=|\bsrcdoc\s*=|data\s*:\s*text/html|\bexpression\s*\(|<\s*\w+[^>]*\bstyle\s*=[^>]*(?:expression|url)\s*\(",
+                &[
+                    UrlDecodeUni,
+                    HtmlEntityDecode,
+                    JsDecode,
+                    RemoveNulls,
+                    CompressWhitespace,
+                ],
+            ),
         ),
         (
             "SC-XSS-003",
-            over(inputs(), |field| {
-                regex(
-                    field,
-                    r"(?i)<\s*\w+\b[^>]*\b(?:on\w+|formaction|xlink:href|srcset|dynsrc|lowsrc|background|poster|action)\s*=|\b(?:eval|settimeout|setinterval|execscript|alert|prompt|confirm|atob|fromcharcode|importscripts)\s*(?:\(|`)|\b(?:window|self|top|parent|frames|globalthis|document)\s*\[\s*['\x22`]|['\x22`]\s*\+\s*['\x22`]\s*\]\s*\(|\.cookie\b[^;]{0,80};\W*(?:expires|domain)\W*=|\bhttp-equiv\W+set-cookie\b",
-                    &[
-                        UrlDecodeUni,
-                        HtmlEntityDecode,
-                        JsDecode,
-                        RemoveNulls,
-                        CompressWhitespace,
-                    ],
-                )
-            }),
+            regex_in(
+                inputs(),
+                r"(?i)<\s*\w+\b[^>]*\b(?:on\w+|formaction|xlink:href|srcset|dynsrc|lowsrc|background|poster|action)\s*=|\b(?:eval|settimeout|setinterval|execscript|alert|prompt|confirm|atob|fromcharcode|importscripts)\s*(?:\(|`)|\b(?:window|self|top|parent|frames|globalthis|document)\s*\[\s*['\x22`]|['\x22`]\s*\+\s*['\x22`]\s*\]\s*\(|\.cookie\b[^;]{0,80};\W*(?:expires|domain)\W*=|\bhttp-equiv\W+set-cookie\b",
+                &[
+                    UrlDecodeUni,
+                    HtmlEntityDecode,
+                    JsDecode,
+                    RemoveNulls,
+                    CompressWhitespace,
+                ],
+            ),
         ),
         // Script without a tag: an event handler written after a separator (CRS 941120),
         // the DOM's sinks and sources and server-side includes (941180), the page's
@@ -813,19 +785,17 @@ fn xss() -> Vec<(&'static str, Statement)> {
         // between its letters (941210, 941220).
         (
             "SC-XSS-004",
-            over(without_path(xss_fields()), |field| {
-                regex(
-                    field,
-                    XSS_WITHOUT_TAGS,
-                    &[
-                        UrlDecodeUni,
-                        HtmlEntityDecode,
-                        JsDecode,
-                        RemoveNulls,
-                        CompressWhitespace,
-                    ],
-                )
-            }),
+            regex_in(
+                without_path(xss_fields()),
+                XSS_WITHOUT_TAGS,
+                &[
+                    UrlDecodeUni,
+                    HtmlEntityDecode,
+                    JsDecode,
+                    RemoveNulls,
+                    CompressWhitespace,
+                ],
+            ),
         ),
     ]
 }
@@ -862,13 +832,11 @@ fn known_bad_inputs() -> Vec<(&'static str, Statement)> {
     vec![
         (
             "SC-KBI-001",
-            over(everywhere(), |field| {
-                regex(
-                    field,
-                    r"(?i)\$\{(?:[^}]*\$\{)*[^}]*?(?:jndi|lower|upper|env|sys|java|date|base64|main|bundle|ctx|spring|k8s|docker|log4j|sd|web)\s*:",
-                    &[UrlDecodeUni, UrlDecodeUni, JsDecode, Lowercase],
-                )
-            }),
+            regex_in(
+                everywhere(),
+                r"(?i)\$\{(?:[^}]*\$\{)*[^}]*?(?:jndi|lower|upper|env|sys|java|date|base64|main|bundle|ctx|spring|k8s|docker|log4j|sd|web)\s*:",
+                &[UrlDecodeUni, UrlDecodeUni, JsDecode, Lowercase],
+            ),
         ),
         (
             "SC-KBI-002",
@@ -891,7 +859,7 @@ fn known_bad_inputs() -> Vec<(&'static str, Statement)> {
         ),
         (
             "SC-KBI-003",
-            over(
+            regex_in(
                 vec![
                     Field::UriPath,
                     Field::AllQueryArguments,
@@ -900,13 +868,8 @@ fn known_bad_inputs() -> Vec<(&'static str, Statement)> {
                     Field::Cookies,
                     header("referer"),
                 ],
-                |field| {
-                    regex(
-                        field,
-                        r"(?:^|[\\/])\.{2,}(?:[\\/]|$)|%(?:c0%ae|c0%af|c1%9c|e0%80%af|25(?:2e|2f|5c))",
-                        &[UrlDecodeUni, UrlDecodeUni],
-                    )
-                },
+                r"(?:^|[\\/])\.{2,}(?:[\\/]|$)|%(?:c0%ae|c0%af|c1%9c|e0%80%af|25(?:2e|2f|5c))",
+                &[UrlDecodeUni, UrlDecodeUni],
             ),
         ),
         (
@@ -951,28 +914,21 @@ fn known_bad_inputs() -> Vec<(&'static str, Statement)> {
         ),
         (
             "SC-KBI-005",
-            over(vec![Field::AllQueryArguments, Field::BodyFields], |field| {
-                regex(
-                    field,
-                    r"(?i)^\s*(?:file|ftps?|https?|gopher|dict|ldap|tftp)://(?:\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[[0-9a-f:]+\])|^\s*(?:ftps?|https?)://[^?#]*\?+\s*$|^\s*(?:file|gopher|dict|ldap|tftp|expect|jar|netdoc)://",
-                    &[UrlDecodeUni],
-                )
-            }),
+            regex_in(
+                vec![Field::AllQueryArguments, Field::BodyFields],
+                r"(?i)^\s*(?:file|ftps?|https?|gopher|dict|ldap|tftp)://(?:\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[[0-9a-f:]+\])|^\s*(?:ftps?|https?)://[^?#]*\?+\s*$|^\s*(?:file|gopher|dict|ldap|tftp|expect|jar|netdoc)://",
+                &[UrlDecodeUni],
+            ),
         ),
         // A session id in the request's arguments, from another site or from nowhere: a
         // session fixation (CRS 943110, 943120). A shop keeps its sessions in cookies.
         (
             "SC-KBI-006",
             Statement::And(vec![
-                over(
+                regex_in(
                     vec![Field::QueryArgumentNames, Field::BodyFields],
-                    |field| {
-                        regex(
-                            field,
-                            r"^(?:json\.)?(?:jsessionid|aspsessionid|asp\.net_sessionid|phpsession|phpsessid|weblogicsession|wlsession|session_?id|session-id|_session_id|cfid|cftoken|cfsid|jservsession|jwsession|zend_session_id|play_session|rack\.session|laravel_session|_rails_session|_flask_session|ci_session|cakephp|connect\.sid|sails\.sid|koa[.:]sess|(?:__(?:secure|host)-)?next-auth\.session-token|meteor_login_token|shiny-token)$",
-                            &[Lowercase],
-                        )
-                    },
+                    r"^(?:json\.)?(?:jsessionid|aspsessionid|asp\.net_sessionid|phpsession|phpsessid|weblogicsession|wlsession|session_?id|session-id|_session_id|cfid|cftoken|cfsid|jservsession|jwsession|zend_session_id|play_session|rack\.session|laravel_session|_rails_session|_flask_session|ci_session|cakephp|connect\.sid|sails\.sid|koa[.:]sess|(?:__(?:secure|host)-)?next-auth\.session-token|meteor_login_token|shiny-token)$",
+                    &[Lowercase],
                 ),
                 Statement::Or(vec![
                     Statement::ForeignReferer,
@@ -986,55 +942,45 @@ fn known_bad_inputs() -> Vec<(&'static str, Statement)> {
         (
             "SC-KBI-007",
             Statement::Or(vec![
-                over(generic(), |field| {
-                    regex(field, NODE_INJECTION, &[UrlDecodeUni, JsDecode])
-                }),
-                over(generic(), |field| {
-                    regex(
-                        field,
-                        r"_\$\$ND_FUNC\$\$_|__js_function|\beval\s*\(|new\s+Function\s*\(|\bwhile\s*\(\s*(?:true|1|!0|!!\[\])\s*\)",
-                        &[UrlDecodeUni, Base64Decode],
-                    )
-                }),
+                regex_in(generic(), NODE_INJECTION, &[UrlDecodeUni, JsDecode]),
+                regex_in(
+                    generic(),
+                    r"_\$\$ND_FUNC\$\$_|__js_function|\beval\s*\(|new\s+Function\s*\(|\bwhile\s*\(\s*(?:true|1|!0|!!\[\])\s*\)",
+                    &[UrlDecodeUni, Base64Decode],
+                ),
             ]),
         ),
         // A loop that never ends, to hold a server's event loop (CRS 934160): a condition
         // always true, and nothing else, in the parentheses ("while (2 left)" is text).
         (
             "SC-KBI-008",
-            over(generic(), |field| {
-                regex(
-                    field,
-                    r#"\bwhile\s*\([\s(]*(?:!+(?:false|null|undefined|NaN|[+-]?0|""|''|``)|(?:!!)*(?:(?:true|this|[+-]?(?:Infinity|[1-9]\d*)|new\s+[A-Za-z]\w*|window|String|Boolean|Function|Object|Array)\b|\{[^}]*\}|\[[^\]]*\]|"[^"]+"|'[^']+'|`[^`]+`))[\s)]*\)"#,
-                    &[UrlDecodeUni, JsDecode],
-                )
-            }),
+            regex_in(
+                generic(),
+                r#"\bwhile\s*\([\s(]*(?:!+(?:false|null|undefined|NaN|[+-]?0|""|''|``)|(?:!!)*(?:(?:true|this|[+-]?(?:Infinity|[1-9]\d*)|new\s+[A-Za-z]\w*|window|String|Boolean|Function|Object|Array)\b|\{[^}]*\}|\[[^\]]*\]|"[^"]+"|'[^']+'|`[^`]+`))[\s)]*\)"#,
+                &[UrlDecodeUni, JsDecode],
+            ),
         ),
         // A server-side request to the host itself, its containers' gateway or its
         // cluster, named without an address (CRS 934190), or to a cloud's metadata service
         // by name (CRS 934110).
         (
             "SC-KBI-009",
-            over(generic(), |field| {
-                regex(
-                    field,
-                    r"(?i)(?:^|[^\w.-])(?:localhost(?:\.localdomain)?|localhost4(?:\.localdomain4)?|ipv6-localhost|ip6-loopback|(?:host|gateway|kubernetes)\.docker\.internal|host\.containers\.internal|kubernetes\.default\.svc(?:\.cluster\.local)?|localtest\.me|lvh\.me)(?::\d+)?/|(?:^|[^\w.-])metadata\.(?:packet\.net|azure\.com|tencentyun\.com|platformequinix\.com)\b|\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\.nip\.io\b",
-                    &[UrlDecodeUni],
-                )
-            }),
+            regex_in(
+                generic(),
+                r"(?i)(?:^|[^\w.-])(?:localhost(?:\.localdomain)?|localhost4(?:\.localdomain4)?|ipv6-localhost|ip6-loopback|(?:host|gateway|kubernetes)\.docker\.internal|host\.containers\.internal|kubernetes\.default\.svc(?:\.cluster\.local)?|localtest\.me|lvh\.me)(?::\d+)?/|(?:^|[^\w.-])metadata\.(?:packet\.net|azure\.com|tencentyun\.com|platformequinix\.com)\b|\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\.nip\.io\b",
+                &[UrlDecodeUni],
+            ),
         ),
         // Template injection: an expression with a call, an operator or a dunder in a
         // template's braces (`{{7*7}}`, `#{7*7}`, `<%= 7*7 %>`, `{{''.__class__}}`; CRS
         // 934200).
         (
             "SC-KBI-010",
-            over(generic(), |field| {
-                regex(
-                    field,
-                    r"\{\{[^}]*?(?:[(*]|__)[^}]*?\}|#\{[^}]*?(?:[(*]|__)[^}]*?\}|<%=?\s*[^%]*?(?:[(*]|__)[^%]*?%>",
-                    &[UrlDecodeUni],
-                )
-            }),
+            regex_in(
+                generic(),
+                r"\{\{[^}]*?(?:[(*]|__)[^}]*?\}|#\{[^}]*?(?:[(*]|__)[^}]*?\}|<%=?\s*[^%]*?(?:[(*]|__)[^%]*?%>",
+                &[UrlDecodeUni],
+            ),
         ),
         // A hidden file or directory in the path (`/.git/`, `/.env`, an AI assistant's
         // `/.claude/` or `/.cursor/`...; CRS 930130, 930140): a shop serves none, and
@@ -1058,13 +1004,11 @@ fn known_bad_inputs() -> Vec<(&'static str, Statement)> {
         // kernel's `/proc` and `/sys`, account files, and credentials' directories.
         (
             "SC-KBI-012",
-            over(everywhere(), |field| {
-                regex(
-                    field,
-                    r"(?i)(?:^|[/\\=\s>'\x22])(?:etc/(?:sub[ug]id-?|gshadow-?|sudoers|crontab|master\.passwd|[s]?pwd\.db|security/|ssh/ssh\w*config|shells|profile|environment)|proc/(?:self|\d+|version|cpuinfo|meminfo|interrupts|mounts|net/|cmdline|environ|sched_debug|kcore)\b|sys/(?:class|kernel|devices|module|power|firmware|block|bus|fs)\b|\.(?:docker|kube|aws|gnupg|npmrc|pgpass|netrc|git-credentials)\b)",
-                    &[UrlDecodeUni, NormalizePathWin],
-                )
-            }),
+            regex_in(
+                everywhere(),
+                r"(?i)(?:^|[/\\=\s>'\x22])(?:etc/(?:sub[ug]id-?|gshadow-?|sudoers|crontab|master\.passwd|[s]?pwd\.db|security/|ssh/ssh\w*config|shells|profile|environment)|proc/(?:self|\d+|version|cpuinfo|meminfo|interrupts|mounts|net/|cmdline|environ|sched_debug|kcore)\b|sys/(?:class|kernel|devices|module|power|firmware|block|bus|fs)\b|\.(?:docker|kube|aws|gnupg|npmrc|pgpass|netrc|git-credentials)\b)",
+                &[UrlDecodeUni, NormalizePathWin],
+            ),
         ),
     ]
 }
@@ -1094,89 +1038,73 @@ fn command_injection() -> Vec<(&'static str, Statement)> {
         // text ("gifts & more") unless an option or a path follows.
         (
             "SC-CMD-001",
-            over(fields(), |field| {
-                regex(
-                    field,
-                    r"(?i)(?:[;&|`\n\r]|\$\(|\|\||&&)\s*(?:/?(?:usr/)?(?:s?bin/)?)(?:ls|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|dash|python[23]?|perl|ruby|php|chmod|chown|nslookup|telnet|ssh|scp|tftp|busybox|printenv|nohup|xterm|gcc|awk|sed|grep|ifconfig|netstat|crontab|useradd|passwd|sudo|base64|xxd|nmap|socat|mkfifo|regedit|bcdboot|bcdedit|aptitude|apt-get|dpkg|wmic|certutil|bitsadmin|mshta|rundll32|regsvr32|cscript|wscript|vssadmin|wevtutil|schtasks|tasklist|taskkill|netsh|diskpart|whoami)\b|(?:[;`\n\r]|\$\(|\|\||&&|(?:^|\S)[&|])\s*(?:/?(?:usr/)?(?:s?bin/)?)(?:cat|id|rm|echo|ping|dig|sleep|kill|ps|env|more|less|head|tail|find|su|tar|timeout|who|reg|yum|rpm)\b|[&|]\s*(?:/?(?:usr/)?(?:s?bin/)?)(?:cat|id|rm|echo|ping|dig|sleep|kill|ps|env|more|less|head|tail|find|su|tar|timeout|who|reg|yum|rpm)\s+[-/.$~\x27\x22]",
-                    &[UrlDecodeUni, RemoveNulls, RemoveShellQuotes],
-                )
-            }),
+            regex_in(
+                fields(),
+                r"(?i)(?:[;&|`\n\r]|\$\(|\|\||&&)\s*(?:/?(?:usr/)?(?:s?bin/)?)(?:ls|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|dash|python[23]?|perl|ruby|php|chmod|chown|nslookup|telnet|ssh|scp|tftp|busybox|printenv|nohup|xterm|gcc|awk|sed|grep|ifconfig|netstat|crontab|useradd|passwd|sudo|base64|xxd|nmap|socat|mkfifo|regedit|bcdboot|bcdedit|aptitude|apt-get|dpkg|wmic|certutil|bitsadmin|mshta|rundll32|regsvr32|cscript|wscript|vssadmin|wevtutil|schtasks|tasklist|taskkill|netsh|diskpart|whoami)\b|(?:[;`\n\r]|\$\(|\|\||&&|(?:^|\S)[&|])\s*(?:/?(?:usr/)?(?:s?bin/)?)(?:cat|id|rm|echo|ping|dig|sleep|kill|ps|env|more|less|head|tail|find|su|tar|timeout|who|reg|yum|rpm)\b|[&|]\s*(?:/?(?:usr/)?(?:s?bin/)?)(?:cat|id|rm|echo|ping|dig|sleep|kill|ps|env|more|less|head|tail|find|su|tar|timeout|who|reg|yum|rpm)\s+[-/.$~\x27\x22]",
+                &[UrlDecodeUni, RemoveNulls, RemoveShellQuotes],
+            ),
         ),
         (
             "SC-CMD-002",
-            over(fields(), |field| {
-                regex(
-                    field,
-                    r"\$\([^)]{1,200}\)|`[^`]{1,200}`|\$\{IFS\}|/bin/(?:ba|z|k|da)?sh\b|/dev/(?:tcp|udp)/|;\s*\w+\s*=\s*\$\(|\|\s*(?:ba|z)?sh\b",
-                    &[UrlDecodeUni, RemoveNulls],
-                )
-            }),
+            regex_in(
+                fields(),
+                r"\$\([^)]{1,200}\)|`[^`]{1,200}`|\$\{IFS\}|/bin/(?:ba|z|k|da)?sh\b|/dev/(?:tcp|udp)/|;\s*\w+\s*=\s*\$\(|\|\s*(?:ba|z)?sh\b",
+                &[UrlDecodeUni, RemoveNulls],
+            ),
         ),
         (
             "SC-CMD-003",
-            over(fields(), |field| {
-                regex(
-                    field,
-                    r"(?i)(?:^|[;&|`\n\r])\s*(?:cmd(?:\.exe)?\s*/[ck]|powershell(?:\.exe)?|pwsh|certutil|bitsadmin|mshta|rundll32|regsvr32|wscript|cscript|net\s+(?:user|localgroup)|ipconfig|tasklist|taskkill|systeminfo|reg\s+(?:query|add|delete)|wmic|schtasks|type\s+\S+|dir\s+\S*[\\/])",
-                    &[UrlDecodeUni, CmdLine],
-                )
-            }),
+            regex_in(
+                fields(),
+                r"(?i)(?:^|[;&|`\n\r])\s*(?:cmd(?:\.exe)?\s*/[ck]|powershell(?:\.exe)?|pwsh|certutil|bitsadmin|mshta|rundll32|regsvr32|wscript|cscript|net\s+(?:user|localgroup)|ipconfig|tasklist|taskkill|systeminfo|reg\s+(?:query|add|delete)|wmic|schtasks|type\s+\S+|dir\s+\S*[\\/])",
+                &[UrlDecodeUni, CmdLine],
+            ),
         ),
         (
             "SC-CMD-004",
-            over(fields(), |field| {
-                regex(
-                    field,
-                    r"(?i)\bfor\s+(?:/[a-z]\s+(?:\x22[^\x22]*\x22\s+)?)?%%?~?[a-z0-9]+\s+in\s*\(|\bif\s+(?:/i\s+)?(?:not\s+)?(?:exist|defined|errorlevel|cmdextversion)\b",
-                    &[UrlDecodeUni],
-                )
-            }),
+            regex_in(
+                fields(),
+                r"(?i)\bfor\s+(?:/[a-z]\s+(?:\x22[^\x22]*\x22\s+)?)?%%?~?[a-z0-9]+\s+in\s*\(|\bif\s+(?:/i\s+)?(?:not\s+)?(?:exist|defined|errorlevel|cmdextversion)\b",
+                &[UrlDecodeUni],
+            ),
         ),
         (
             "SC-CMD-005",
-            over(fields(), |field| {
-                regex(
-                    field,
-                    r"\)\s*\(\s*[|&!]\s*\(?|\*\)\s*\(\s*\w+\s*[<>~]?=|\)\s*\(\s*\w+\s*=\s*\*",
-                    &[UrlDecodeUni],
-                )
-            }),
+            regex_in(
+                fields(),
+                r"\)\s*\(\s*[|&!]\s*\(?|\*\)\s*\(\s*\w+\s*[<>~]?=|\)\s*\(\s*\w+\s*=\s*\*",
+                &[UrlDecodeUni],
+            ),
         ),
         // Shell expressions: command and parameter substitution, process substitution,
         // and globs that spell a path without writing it (`/etc/pa[s]swd`, CRS 932130).
         (
             "SC-CMD-006",
-            over(fields(), |field| {
-                regex(
-                    field,
-                    r"\$(?:\((?:.*|\(.*\))\)|\{.*\})|[<>]\(.*\)|/[0-9A-Z_a-z]*\[!?.+\]",
-                    &[UrlDecodeUni, RemoveNulls],
-                )
-            }),
+            regex_in(
+                fields(),
+                r"\$(?:\((?:.*|\(.*\))\)|\{.*\})|[<>]\(.*\)|/[0-9A-Z_a-z]*\[!?.+\]",
+                &[UrlDecodeUni, RemoveNulls],
+            ),
         ),
         // PowerShell: its web and execution cmdlets, and their short aliases after a
         // separator (CRS 932120, 932125).
         (
             "SC-CMD-007",
-            over(fields(), |field| {
-                regex(
-                    field,
-                    r"(?i)\b(?:invoke-(?:webrequest|expression|command|restmethod|item|wmimethod)|start-process|new-object\s+(?:net\.webclient|system\.net)|downloadstring|downloadfile|set-executionpolicy|get-wmiobject)\b|(?:^|[;&|`(])\s*(?:iwr|iex|irm|iwmi|icm|saps)\b",
-                    &[UrlDecodeUni, RemoveNulls],
-                )
-            }),
+            regex_in(
+                fields(),
+                r"(?i)\b(?:invoke-(?:webrequest|expression|command|restmethod|item|wmimethod)|start-process|new-object\s+(?:net\.webclient|system\.net)|downloadstring|downloadfile|set-executionpolicy|get-wmiobject)\b|(?:^|[;&|`(])\s*(?:iwr|iex|irm|iwmi|icm|saps)\b",
+                &[UrlDecodeUni, RemoveNulls],
+            ),
         ),
         // Windows `for` loops and `if` comparisons (CRS 932140), read as cmd.exe reads
         // them.
         (
             "SC-CMD-008",
-            over(fields(), |field| {
-                regex(
-                    field,
-                    r"\b(?:if(?:/i)?(?: not)?(?: exist\b| defined\b| errorlevel\b| cmdextversion\b|(?: |\().*(?:\bgeq\b|\bequ\b|\bneq\b|\bleq\b|\bgtr\b|\blss\b|==))|for(?:/[dflr].*)? %+[^ ]+ in\(.*\)\s?do)",
-                    &[UrlDecodeUni, CmdLine],
-                )
-            }),
+            regex_in(
+                fields(),
+                r"\b(?:if(?:/i)?(?: not)?(?: exist\b| defined\b| errorlevel\b| cmdextversion\b|(?: |\().*(?:\bgeq\b|\bequ\b|\bneq\b|\bleq\b|\bgtr\b|\blss\b|==))|for(?:/[dflr].*)? %+[^ ]+ in\(.*\)\s?do)",
+                &[UrlDecodeUni, CmdLine],
+            ),
         ),
         // Shell expansions a command is hidden in: braces listing words (`{l,-lh}s`,
         // `{,ifconfig}`; CRS 932280), the tilde's directory stack (`~+`, `~-1`; 932270),
@@ -1184,13 +1112,11 @@ fn command_injection() -> Vec<(&'static str, Statement)> {
         // path (`$SHELL -c`, `bin/busybox`; 932160).
         (
             "SC-CMD-009",
-            over(fields(), |field| {
-                regex(
-                    field,
-                    r#"\{[\w-]*,[\w,-]*\}|~[+-](?:$|\d+\b)|(?i)\balias\s+(?:[+-][a-z]*\s+)*["']?[\w-]+["']?\s*=|\$\{?(?:SHELL|BASH|0)\}?\s+-c\b|\b(?:usr/)?(?:local/)?s?bin/(?:ba|da|z|k|c|tc|fi)?sh\b|\b(?:usr/)?(?:local/)?s?bin/(?:busybox|nc|ncat|netcat|socat|curl|wget|python[\d.]*|perl|ruby|php|node|lua|tclsh|telnet|ssh|scp|sudo|su|visudo|crontab|chmod|chown|ansible\S*|chef\S*|cscli|powershell|pwsh)\b"#,
-                    &[UrlDecodeUni, RemoveNulls],
-                )
-            }),
+            regex_in(
+                fields(),
+                r#"\{[\w-]*,[\w,-]*\}|~[+-](?:$|\d+\b)|(?i)\balias\s+(?:[+-][a-z]*\s+)*["']?[\w-]+["']?\s*=|\$\{?(?:SHELL|BASH|0)\}?\s+-c\b|\b(?:usr/)?(?:local/)?s?bin/(?:ba|da|z|k|c|tc|fi)?sh\b|\b(?:usr/)?(?:local/)?s?bin/(?:busybox|nc|ncat|netcat|socat|curl|wget|python[\d.]*|perl|ruby|php|node|lua|tclsh|telnet|ssh|scp|sudo|su|visudo|crontab|chmod|chown|ansible\S*|chef\S*|cscli|powershell|pwsh)\b"#,
+                &[UrlDecodeUni, RemoveNulls],
+            ),
         ),
     ]
 }
@@ -1231,35 +1157,29 @@ fn php() -> Vec<(&'static str, Statement)> {
         ),
         (
             "SC-PHP-002",
-            over(fields(), |field| {
-                regex(
-                    field,
-                    r"(?i)\b(?:eval|assert|system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec|base64_decode|gzinflate|gzuncompress|str_rot13|phpinfo|file_get_contents|file_put_contents|fopen|fwrite|readfile|show_source|highlight_file|create_function|call_user_func(?:_array)?|preg_replace|unserialize|move_uploaded_file|ini_set|putenv|escapeshellcmd|symlink)\s*\(|\b(?:include|require)(?:_once)?\s*\(?\s*['\x22]?(?:https?|ftp|php|data)://|\bO:\d+:\x22[A-Za-z_\\][\w\\]*\x22:\d+:\{|\b(?:allow_url_include|allow_url_fopen|auto_prepend_file|auto_append_file|disable_functions|open_basedir|safe_mode)\s*=",
-                    &[UrlDecodeUni, ReplaceComments, RemoveNulls],
-                )
-            }),
+            regex_in(
+                fields(),
+                r"(?i)\b(?:eval|assert|system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec|base64_decode|gzinflate|gzuncompress|str_rot13|phpinfo|file_get_contents|file_put_contents|fopen|fwrite|readfile|show_source|highlight_file|create_function|call_user_func(?:_array)?|preg_replace|unserialize|move_uploaded_file|ini_set|putenv|escapeshellcmd|symlink)\s*\(|\b(?:include|require)(?:_once)?\s*\(?\s*['\x22]?(?:https?|ftp|php|data)://|\bO:\d+:\x22[A-Za-z_\\][\w\\]*\x22:\d+:\{|\b(?:allow_url_include|allow_url_fopen|auto_prepend_file|auto_append_file|disable_functions|open_basedir|safe_mode)\s*=",
+                &[UrlDecodeUni, ReplaceComments, RemoveNulls],
+            ),
         ),
         (
             "SC-PHP-003",
-            over(fields(), |field| {
-                regex(
-                    field,
-                    r"\$+[A-Za-z_\x7f-\xff][\w\x7f-\xff]*\s*(?:\[[^\]]{0,40}\]\s*|\{[^}]{0,40}\}\s*)*\(|\$\{[^}]{1,80}\}\s*\(|(?i)\.(?:php\d?|phtml|phar|pht|phps)\s*$",
-                    &[UrlDecodeUni, ReplaceComments, RemoveNulls],
-                )
-            }),
+            regex_in(
+                fields(),
+                r"\$+[A-Za-z_\x7f-\xff][\w\x7f-\xff]*\s*(?:\[[^\]]{0,40}\]\s*|\{[^}]{0,40}\}\s*)*\(|\$\{[^}]{1,80}\}\s*\(|(?i)\.(?:php\d?|phtml|phar|pht|phps)\s*$",
+                &[UrlDecodeUni, ReplaceComments, RemoveNulls],
+            ),
         ),
         // A PHP script uploaded: a multipart file name, or the file name headers upload
         // scripts read (CRS 933110).
         (
             "SC-PHP-004",
-            over(upload_names(), |field| {
-                regex(
-                    field,
-                    r"(?i)\.ph(?:p\d*|tml|ar|ps|t|pt)\.*$",
-                    &[UrlDecodeUni],
-                )
-            }),
+            regex_in(
+                upload_names(),
+                r"(?i)\.ph(?:p\d*|tml|ar|ps|t|pt)\.*$",
+                &[UrlDecodeUni],
+            ),
         ),
         // PHP functions an attack calls, named anywhere in a value that also has a
         // parenthesis (CRS 933150), or called: the name, then spaces, comments or quotes,
@@ -1268,38 +1188,32 @@ fn php() -> Vec<(&'static str, Statement)> {
         // quote, a variable or a number, so that "file (pdf)" is text.
         (
             "SC-PHP-005",
-            over(fields(), |field| {
-                regex(
-                    field,
-                    &format!(
-                        r#"(?is)(?:{PHP_RISKY_FUNCTIONS}).*[()]|[()].*(?:{PHP_RISKY_FUNCTIONS})|\b\(?["']*(?:assert(?:_options)?|create_function|eval|exec|filegroup|fopen|fputs|image(?:gif|jpeg|png|wbmp|xbm)|is_a|intval|md5|mkdir|opendir|passthru|phpinfo|popen|printf|readfile|rtrim|strip_tags|substr|system|tmpfile|unlink|unpack|unserialize|usort){PHP_CALL_GAP}\([^)]*\)|\b\(?["']*(?:chr|exp|file|glob|ord|prev|stat){PHP_CALL_GAP}\(\s*(?:\)|["'$\d])"#
-                    ),
-                    &[UrlDecodeUni, ReplaceComments, RemoveNulls],
-                )
-            }),
+            regex_in(
+                fields(),
+                &format!(
+                    r#"(?is)(?:{PHP_RISKY_FUNCTIONS}).*[()]|[()].*(?:{PHP_RISKY_FUNCTIONS})|\b\(?["']*(?:assert(?:_options)?|create_function|eval|exec|filegroup|fopen|fputs|image(?:gif|jpeg|png|wbmp|xbm)|is_a|intval|md5|mkdir|opendir|passthru|phpinfo|popen|printf|readfile|rtrim|strip_tags|substr|system|tmpfile|unlink|unpack|unserialize|usort){PHP_CALL_GAP}\([^)]*\)|\b\(?["']*(?:chr|exp|file|glob|ord|prev|stat){PHP_CALL_GAP}\(\s*(?:\)|["'$\d])"#
+                ),
+                &[UrlDecodeUni, ReplaceComments, RemoveNulls],
+            ),
         ),
         // PHP's own markup: an opening tag with a space or `=` after it, or at the end of
         // the value, and the `[php]` and `{php}` tags of templates (CRS 933100).
         (
             "SC-PHP-006",
-            over(fields(), |field| {
-                regex(
-                    field,
-                    r"(?i)<\?(?:php\s|[\s=]|$)|\[[/\\]?php\]|\{/?php\}",
-                    &[UrlDecodeUni, RemoveNulls],
-                )
-            }),
+            regex_in(
+                fields(),
+                r"(?i)<\?(?:php\s|[\s=]|$)|\[[/\\]?php\]|\{/?php\}",
+                &[UrlDecodeUni, RemoveNulls],
+            ),
         ),
         // PHP configuration set from a request (CRS 933120).
         (
             "SC-PHP-007",
-            over(fields(), |field| {
-                regex(
-                    field,
-                    r"(?i)\b(?:allow_url_(?:fopen|include)|auto_(?:append|prepend)_file|disable_(?:functions|classes)|open_basedir|safe_mode(?:_exec_dir)?|extension_dir|zend_extension|memory_limit|max_execution_time|max_input_time|post_max_size|upload_max_filesize|upload_tmp_dir|file_uploads|register_globals|display_(?:startup_)?errors|error_(?:log|reporting)|log_errors|html_errors|include_path|short_open_tag|expose_php|enable_dl|magic_quotes_(?:gpc|runtime)|sendmail_(?:path|from)|mail\.add_x_header|session\.(?:save_path|save_handler|serialize_handler|use_trans_sid|upload_progress\.enabled)|user_ini\.filename|cgi\.force_redirect|doc_root|user_dir|assert\.(?:active|callback)|phar\.readonly|variables_order|default_charset|output_handler|unserialize_callback_func)\s*=",
-                    &[UrlDecodeUni, ReplaceComments, RemoveNulls],
-                )
-            }),
+            regex_in(
+                fields(),
+                r"(?i)\b(?:allow_url_(?:fopen|include)|auto_(?:append|prepend)_file|disable_(?:functions|classes)|open_basedir|safe_mode(?:_exec_dir)?|extension_dir|zend_extension|memory_limit|max_execution_time|max_input_time|post_max_size|upload_max_filesize|upload_tmp_dir|file_uploads|register_globals|display_(?:startup_)?errors|error_(?:log|reporting)|log_errors|html_errors|include_path|short_open_tag|expose_php|enable_dl|magic_quotes_(?:gpc|runtime)|sendmail_(?:path|from)|mail\.add_x_header|session\.(?:save_path|save_handler|serialize_handler|use_trans_sid|upload_progress\.enabled)|user_ini\.filename|cgi\.force_redirect|doc_root|user_dir|assert\.(?:active|callback)|phar\.readonly|variables_order|default_charset|output_handler|unserialize_callback_func)\s*=",
+                &[UrlDecodeUni, ReplaceComments, RemoveNulls],
+            ),
         ),
         // A function called by a name built at run time: `(system)('id')` (the brackets
         // side by side, or with a comment between: text puts a space there),
@@ -1307,24 +1221,20 @@ fn php() -> Vec<(&'static str, Statement)> {
         // variable variable `${'name'}` (CRS 933210, 933135).
         (
             "SC-PHP-008",
-            over(fields(), |field| {
-                regex(
-                    field,
-                    r#"\((?:[^()]|\([^()]*\))*\)(?:["'][\w-]+["'])?(?:\s*/\*[^*]*\*/\s*)?\(|\[\s*\d+\s*\]\s*\}?\s*\(|\{\s*\d+\s*\}\s*\(|(?i)\(\s*string\s*\)\s*["'\w.{}\[\]\s]+\(|["'][\w-]*["']\s*\.\s*["'][\w-]*["'](?:\s*\.\s*["'][\w-]*["'])*\s*\(|\$\s*\{\s*\S[^{}]*\}"#,
-                    &[UrlDecodeUni, RemoveNulls],
-                )
-            }),
+            regex_in(
+                fields(),
+                r#"\((?:[^()]|\([^()]*\))*\)(?:["'][\w-]+["'])?(?:\s*/\*[^*]*\*/\s*)?\(|\[\s*\d+\s*\]\s*\}?\s*\(|\{\s*\d+\s*\}\s*\(|(?i)\(\s*string\s*\)\s*["'\w.{}\[\]\s]+\(|["'][\w-]*["']\s*\.\s*["'][\w-]*["'](?:\s*\.\s*["'][\w-]*["'])*\s*\(|\$\s*\{\s*\S[^{}]*\}"#,
+                &[UrlDecodeUni, RemoveNulls],
+            ),
         ),
         // A PHP session file uploaded, to be read back as a session (CRS 933220).
         (
             "SC-PHP-009",
-            over(upload_names(), |field| {
-                regex(
-                    field,
-                    r"(?i)(?:^|[/\\])sess_[,\-0-9a-z]{20,256}$",
-                    &[UrlDecodeUni],
-                )
-            }),
+            regex_in(
+                upload_names(),
+                r"(?i)(?:^|[/\\])sess_[,\-0-9a-z]{20,256}$",
+                &[UrlDecodeUni],
+            ),
         ),
     ]
 }
@@ -1358,34 +1268,28 @@ fn java() -> Vec<(&'static str, Statement)> {
     vec![
         (
             "SC-JAVA-001",
-            over(fields(), |field| {
-                regex(
-                    field,
-                    r"(?i)java\.lang\.(?:runtime|processbuilder|system|class|reflect)|\.getruntime\s*\(|\.exec\s*\(|class\.module\.classloader|\bclassloader\b|javax\.script|org\.apache\.commons\.collections|com\.sun\.org\.apache|java\.io\.(?:file|objectinputstream)|\bognl\b|#_memberaccess|@java\.|\bjava\.net\.url\b|\bjndi:|\$\{\s*(?:class|script|runtime)",
-                    &[UrlDecodeUni, JsDecode, RemoveNulls],
-                )
-            }),
+            regex_in(
+                fields(),
+                r"(?i)java\.lang\.(?:runtime|processbuilder|system|class|reflect)|\.getruntime\s*\(|\.exec\s*\(|class\.module\.classloader|\bclassloader\b|javax\.script|org\.apache\.commons\.collections|com\.sun\.org\.apache|java\.io\.(?:file|objectinputstream)|\bognl\b|#_memberaccess|@java\.|\bjava\.net\.url\b|\bjndi:|\$\{\s*(?:class|script|runtime)",
+                &[UrlDecodeUni, JsDecode, RemoveNulls],
+            ),
         ),
         // Java class names and reflection in an input (CRS 944130, 944300).
         (
             "SC-JAVA-004",
-            over(fields(), |field| {
-                regex(
-                    field,
-                    r"\bjavax?\.[a-z]+\.[A-Za-z]|\b(?:getRuntime|getClass|forName|newInstance|ProcessBuilder|ObjectInputStream)\b|\borg\.(?:apache\.commons|omg\.CORBA|springframework\.(?:context|beans|expression)|codehaus\.groovy|mozilla\.javascript)\b|\bcom\.sun\.(?:jndi|org\.apache|rowset)\b|\bsun\.(?:misc|reflect)\.|(?i:\bjava\.[\w.]*(?:runtime|processbuilder)\b)",
-                    &[UrlDecodeUni, JsDecode],
-                )
-            }),
+            regex_in(
+                fields(),
+                r"\bjavax?\.[a-z]+\.[A-Za-z]|\b(?:getRuntime|getClass|forName|newInstance|ProcessBuilder|ObjectInputStream)\b|\borg\.(?:apache\.commons|omg\.CORBA|springframework\.(?:context|beans|expression)|codehaus\.groovy|mozilla\.javascript)\b|\bcom\.sun\.(?:jndi|org\.apache|rowset)\b|\bsun\.(?:misc|reflect)\.|(?i:\bjava\.[\w.]*(?:runtime|processbuilder)\b)",
+                &[UrlDecodeUni, JsDecode],
+            ),
         ),
         (
             "SC-JAVA-002",
-            over(fields(), |field| {
-                regex(
-                    field,
-                    r"(?i)\brequire\s*\(\s*['\x22](?:child_process|fs|net|vm|os)['\x22]\s*\)|\bprocess\.(?:mainmodule|binding|env)\b|\b__proto__\b|\bconstructor\s*\[\s*['\x22]?prototype|\bchild_process\b|\.constructor\s*\(\s*['\x22]return",
-                    &[UrlDecodeUni, JsDecode],
-                )
-            }),
+            regex_in(
+                fields(),
+                r"(?i)\brequire\s*\(\s*['\x22](?:child_process|fs|net|vm|os)['\x22]\s*\)|\bprocess\.(?:mainmodule|binding|env)\b|\b__proto__\b|\bconstructor\s*\[\s*['\x22]?prototype|\bchild_process\b|\.constructor\s*\(\s*['\x22]return",
+                &[UrlDecodeUni, JsDecode],
+            ),
         ),
         (
             "SC-JAVA-003",
@@ -1460,9 +1364,7 @@ fn java() -> Vec<(&'static str, Statement)> {
         // scripts read, spaces and dots after the extension included (CRS 944140).
         (
             "SC-JAVA-005",
-            over(upload_names(), |field| {
-                regex(field, r"(?i)\.\s*jspx?[\s.]*$", &[UrlDecodeUni])
-            }),
+            regex_in(upload_names(), r"(?i)\.\s*jspx?[\s.]*$", &[UrlDecodeUni]),
         ),
     ]
 }
