@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use crate::inspect::Inspection;
-use crate::statement::{Evidence, Merged, Scan, Statement};
+use crate::statement::{Evidence, Merged, Opening, Scan, Statement};
 
 /// What a rule does when its statement matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +84,8 @@ pub struct WebAcl {
     anomaly_threshold: Option<u32>,
     /// The rules' regular expressions merged by chain of transformations.
     merged: Arc<Merged>,
+    /// Each rule's gate (see [`Statement::gate`]), by the rule's place.
+    gates: Arc<[Option<Vec<Opening>>]>,
 }
 
 impl WebAcl {
@@ -94,11 +96,16 @@ impl WebAcl {
         let mut statements: Vec<&mut Statement> =
             rules.iter_mut().map(|rule| &mut rule.statement).collect();
         let merged = Arc::new(Merged::new(&mut statements));
+        let gates = rules
+            .iter()
+            .map(|rule| rule.statement.gate(&merged))
+            .collect();
         Self {
             rules,
             default_block,
             anomaly_threshold: None,
             merged,
+            gates,
         }
     }
 
@@ -124,6 +131,7 @@ impl WebAcl {
     #[cfg(test)]
     pub(crate) fn unmerged(mut self) -> Self {
         self.merged = Arc::default();
+        self.gates = self.rules.iter().map(|_| None).collect();
         self
     }
 
@@ -144,7 +152,14 @@ impl WebAcl {
             score: 0,
         };
         let scan = Scan::new(&self.merged);
-        for rule in &self.rules {
+        for (rule, gate) in self.rules.iter().zip(self.gates.iter()) {
+            // Most rules read only merged expressions, and most requests match none.
+            if gate
+                .as_ref()
+                .is_some_and(|gate| !scan.opens(inspection, gate))
+            {
+                continue;
+            }
             let Some(evidence) =
                 rule.statement
                     .evaluate_merged(inspection, &verdict.labels, Some(&scan))

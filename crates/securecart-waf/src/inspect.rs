@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use http::HeaderMap;
 
-use crate::transform::{self, Transform};
+use crate::transform::{self, Traits, Transform};
 
 /// A value after transformations: the value itself when they changed nothing, else a copy
 /// shared by every rule that asks for the same transformations of it, or (a short value,
@@ -59,6 +59,10 @@ pub(crate) fn chain_key(transforms: &[Transform]) -> u64 {
 /// cheaper than remembering them.
 const MEMO_FROM: usize = 256;
 
+/// Up to this many headers, a header is found by comparing names (see
+/// [`Inspection::any_value`]).
+const FEW_HEADERS: usize = 8;
+
 /// The longest chain [`chain_key`] tells apart; longer ones are computed each time.
 pub(crate) const MAX_MEMO_CHAIN: usize = 15;
 
@@ -77,6 +81,7 @@ type MemoMap<V> = HashMap<ValueKey, V, foldhash::fast::RandomState>;
 struct Memo {
     transformed: MemoMap<Option<Rc<[u8]>>>,
     detected: MemoMap<bool>,
+    traits: MemoMap<Traits>,
 }
 
 /// A part of the request a statement inspects.
@@ -169,7 +174,8 @@ pub struct Inspection<'a> {
     method: &'a str,
     path: &'a str,
     query: &'a str,
-    arguments: Vec<(String, String)>,
+    /// Decoded: borrowed from the query where nothing needed decoding.
+    arguments: Vec<(std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)>,
     headers: &'a HeaderMap,
     cookies: Vec<&'a str>,
     body: &'a [u8],
@@ -196,9 +202,7 @@ impl<'a> Inspection<'a> {
         client: IpAddr,
     ) -> Self {
         let query = query.unwrap_or("");
-        let arguments = form_urlencoded::parse(query.as_bytes())
-            .map(|(name, value)| (name.into_owned(), value.into_owned()))
-            .collect();
+        let arguments = form_urlencoded::parse(query.as_bytes()).collect();
         // Each cookie's name and value (a cookie without `=` is one text), as sent: a
         // header that is not UTF-8 is skipped.
         let cookies = headers
@@ -239,49 +243,66 @@ impl<'a> Inspection<'a> {
     /// `value` (one of this request's values) after `transforms`, computed once per
     /// request whatever the number of rules that ask.
     pub fn transformed<'v>(&self, value: &'v [u8], transforms: &[Transform]) -> Transformed<'v> {
-        if transforms.is_empty() {
+        let traits = self.traits(value);
+        // The steps before the first that could change the value leave it as it is.
+        let Some(start) = transforms
+            .iter()
+            .position(|transform| transform.may_change(traits))
+        else {
             return Transformed::Same(value);
-        }
+        };
         if value.len() < MEMO_FROM || transforms.len() > MAX_MEMO_CHAIN {
-            return match transform::apply(transforms, value) {
+            return match transform::apply(&transforms[start..], value) {
                 std::borrow::Cow::Borrowed(_) => Transformed::Same(value),
                 std::borrow::Cow::Owned(changed) => Transformed::Own(changed),
             };
         }
-        // Chains share their beginnings (URL decoding, then HTML entities, then ...): each
-        // step's result is remembered, and a chain starts from the longest one known.
-        let key = |steps: usize| {
-            (
-                value.as_ptr() as usize,
-                value.len(),
-                chain_key(&transforms[..steps]),
-            )
-        };
-        let (mut done, mut result) = {
-            let memo = self.memo.borrow();
-            (1..=transforms.len())
-                .rev()
-                .find_map(|steps| {
-                    memo.transformed
-                        .get(&key(steps))
-                        .map(|known| (steps, known.clone()))
-                })
-                .unwrap_or((0, None))
-        };
-        while done < transforms.len() {
+        // Each step's result is remembered by the steps that could act so far (those
+        // that could not change the value as it was are left out), so that chains that
+        // come to the same steps (`lowercase` alone, and URL decoding then `lowercase`
+        // on a value with nothing to decode) share one copy, and its scans.
+        let mut result: Option<Rc<[u8]>> = None;
+        let mut steps = 0u64;
+        let mut key = 0u64;
+        for &step in &transforms[start..] {
+            if result.is_none() && !step.may_change(traits) {
+                continue;
+            }
+            steps += 1;
+            key = key.rotate_left(4) ^ (u64::from(step.index()) + 1);
+            // Up to 15 steps of 4 bits, and their count above them: unique.
+            let memo_key = (value.as_ptr() as usize, value.len(), key | steps << 60);
+            if let Some(known) = self.memo.borrow().transformed.get(&memo_key) {
+                result = known.clone();
+                continue;
+            }
             let input: &[u8] = result.as_deref().unwrap_or(value);
             if let std::borrow::Cow::Owned(changed) =
-                transform::apply(std::slice::from_ref(&transforms[done]), input)
+                transform::apply(std::slice::from_ref(&step), input)
             {
                 result = Some(Rc::<[u8]>::from(changed));
             }
-            done += 1;
             self.memo
                 .borrow_mut()
                 .transformed
-                .insert(key(done), result.clone());
+                .insert(memo_key, result.clone());
         }
         result.map_or(Transformed::Same(value), Transformed::Kept)
+    }
+
+    /// What one pass over `value` (one of this request's values) tells of the
+    /// transformations that could change it: found once per request for a long value.
+    pub(crate) fn traits(&self, value: &[u8]) -> Traits {
+        if value.len() < MEMO_FROM {
+            return Traits::of(value);
+        }
+        let key = (value.as_ptr() as usize, value.len(), 0);
+        if let Some(&known) = self.memo.borrow().traits.get(&key) {
+            return known;
+        }
+        let traits = Traits::of(value);
+        self.memo.borrow_mut().traits.insert(key, traits);
+        traits
     }
 
     /// Whether `detector` (a small number naming it) finds something in `value`, asked once
@@ -328,6 +349,12 @@ impl<'a> Inspection<'a> {
             Field::QueryArgumentNames => {
                 self.arguments.iter().any(|(name, _)| each(name.as_bytes()))
             }
+            // A rule set asks for many headers a request does not have: with few
+            // headers, comparing their names is cheaper than hashing the asked one.
+            Field::Header(name) if self.headers.len() <= FEW_HEADERS => self
+                .headers
+                .iter()
+                .any(|(header, value)| header == name && each(value.as_bytes())),
             Field::Header(name) => self
                 .headers
                 .get_all(name)

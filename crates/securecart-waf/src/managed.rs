@@ -1576,6 +1576,95 @@ mod tests {
     }
 
     #[test]
+    fn what_the_merge_skips_could_not_have_matched() {
+        // Each rule reads values that a shortcut of the merge must not skip: a value
+        // whose detectable text appears only after the chain (no `<` nor `=` before URL
+        // decoding), and values exactly as long as an expression's shortest match, read
+        // one by one because another value of their field is one the chain changes.
+        let rule = |id: &str, statement| Rule {
+            id: id.to_owned(),
+            priority: 1,
+            statement,
+            action: RuleAction::Count,
+            labels: Vec::new(),
+            response: None,
+            score: 0,
+        };
+        let expression = |field, pattern, transforms: &[Transform]| {
+            Statement::regex(field, pattern, transforms).expect("pattern")
+        };
+        let rules = || {
+            vec![
+                rule(
+                    "xss-decoded",
+                    Statement::Xss {
+                        field: header("x-note"),
+                        transforms: vec![UrlDecodeUni],
+                    },
+                ),
+                rule(
+                    "sqli-decoded",
+                    Statement::Sqli {
+                        field: header("x-note"),
+                        transforms: vec![UrlDecodeUni, HtmlEntityDecode],
+                    },
+                ),
+                rule(
+                    "shortest",
+                    expression(header("x-word"), "abc|xyzzy", &[UrlDecodeUni]),
+                ),
+                rule(
+                    "shortest-after",
+                    expression(header("x-word"), "(?i)^def$", &[UrlDecodeUni, Lowercase]),
+                ),
+            ]
+        };
+        let merged = WebAcl::new(rules(), false);
+        let alone = WebAcl::new(rules(), false).unmerged();
+        type Headers<'a> = &'a [(&'a str, &'a str)];
+        let cases: [(Headers, &[&str]); 5] = [
+            (
+                &[("x-note", "%3Cscript%3Ealert(1)%3C/script%3E")],
+                &["xss-decoded"],
+            ),
+            (
+                &[("x-note", "1&#39; OR &#39;1&#39;&#61;&#39;1")],
+                &["sqli-decoded"],
+            ),
+            (&[("x-word", "a+b"), ("x-word", "abc")], &["shortest"]),
+            (
+                &[("x-word", "a+b"), ("x-word", "D%45f")],
+                &["shortest-after"],
+            ),
+            (&[("x-word", "a+b"), ("x-word", "ab")], &[]),
+        ];
+        for (headers, expected) in cases {
+            let mut map = HeaderMap::new();
+            for (name, value) in headers {
+                map.append(
+                    http::HeaderName::from_static(name),
+                    value.parse().expect("value"),
+                );
+            }
+            let inspection = || {
+                Inspection::new(
+                    "GET",
+                    "/",
+                    None,
+                    &map,
+                    b"",
+                    false,
+                    "127.0.0.1".parse().expect("address"),
+                )
+            };
+            let verdict = merged.evaluate(&inspection());
+            assert_eq!(verdict, alone.evaluate(&inspection()), "{headers:?}");
+            let matched: Vec<&str> = verdict.matches.iter().map(|(id, ..)| id.as_str()).collect();
+            assert_eq!(matched, expected, "{headers:?}");
+        }
+    }
+
+    #[test]
     fn merging_the_expressions_changes_no_verdict() {
         let queries = [
             "q=red+wool+coat&category=women&page=2&per_page=24&sort=price",

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use ipnet::IpNet;
 
 use crate::inspect::{Field, Inspection, MAX_MEMO_CHAIN, Transformed, chain_key};
-use crate::transform::Transform;
+use crate::transform::{self, Traits, Transform};
 
 /// Where a byte match looks for its string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,6 +160,54 @@ impl Statement {
     /// [`Statement::evaluate`], with what one evaluation of the ACL that holds the
     /// statement knows of its merged expressions (the ACL's merge has every regular
     /// expression statement of this one).
+    /// What must hold of the request for the statement to match, if it can be told
+    /// cheaply: one of its merged expressions found, or a value its detector could flag
+    /// at all. A rule whose gate stays shut need not be walked. An OR needs one of its
+    /// statements' gates (so all must have one), an AND any one of its statements'; a
+    /// NOT, a rate-based statement (which counts what it sees) and the other statements
+    /// have none.
+    pub(crate) fn gate(&self, merged: &Merged) -> Option<Vec<Opening>> {
+        let detectable = |field: &Field, transforms: &[Transform], detector| {
+            let field = merged.fields.iter().position(|known| known == field)?;
+            Some(vec![Opening::Detectable {
+                field: field as u32,
+                triggers: transform::triggers(transforms),
+                detector,
+            }])
+        };
+        match self {
+            Statement::Regex {
+                place: MergedPlace(Some((id, index, pattern))),
+                ..
+            } if *id == merged.id && merged.id != 0 => Some(vec![Opening::Found {
+                chain: *index,
+                pattern: *pattern,
+            }]),
+            Statement::Sqli { field, transforms } if merged.id != 0 => {
+                detectable(field, transforms, SQLI)
+            }
+            Statement::Xss { field, transforms } if merged.id != 0 => {
+                detectable(field, transforms, XSS)
+            }
+            Statement::Or(statements) => {
+                let mut gate = Vec::new();
+                for statement in statements {
+                    for opening in statement.gate(merged)? {
+                        if !gate.contains(&opening) {
+                            gate.push(opening);
+                        }
+                    }
+                }
+                (!gate.is_empty()).then_some(gate)
+            }
+            Statement::And(statements) => statements
+                .iter()
+                .filter_map(|statement| statement.gate(merged))
+                .min_by_key(Vec::len),
+            _ => None,
+        }
+    }
+
     pub(crate) fn evaluate_merged(
         &self,
         inspection: &Inspection<'_>,
@@ -210,18 +258,16 @@ impl Statement {
             }
             Statement::Sqli { field, transforms } => {
                 find_transformed(inspection, field, transforms, |value| {
-                    value.len() > 1
-                        && could_be_sqli(value)
-                        && inspection.detected(value, 0, |value| {
+                    could_detect(SQLI, value)
+                        && inspection.detected(value, SQLI, |value| {
                             libinjectionrs::detect_sqli(value).is_injection()
                         })
                 })
             }
             Statement::Xss { field, transforms } => {
                 find_transformed(inspection, field, transforms, |value| {
-                    value.len() > 2
-                        && could_be_xss(value)
-                        && inspection.detected(value, 1, |value| {
+                    could_detect(XSS, value)
+                        && inspection.detected(value, XSS, |value| {
                             libinjectionrs::detect_xss(value).is_injection()
                         })
                 })
@@ -311,6 +357,35 @@ impl Statement {
             }
         }
     }
+}
+
+/// The detectors' numbers, as [`Inspection::detected`] and [`Opening::Detectable`]
+/// name them.
+const SQLI: u8 = 0;
+const XSS: u8 = 1;
+
+/// Whether the detector numbered `detector` could flag `value` at all (as the
+/// statements ask, before asking the detector).
+fn could_detect(detector: u8, value: &[u8]) -> bool {
+    if detector == SQLI {
+        value.len() > 1 && could_be_sqli(value)
+    } else {
+        value.len() > 2 && could_be_xss(value)
+    }
+}
+
+/// One way a statement's gate may open (see [`Statement::gate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Opening {
+    /// The merged expression `pattern` of `chain` was found.
+    Found { chain: u32, pattern: u32 },
+    /// The merge's field `field` has a value that the transformations (of these
+    /// triggers) may change, or one the detector could flag as it is.
+    Detectable {
+        field: u32,
+        triggers: Traits,
+        detector: u8,
+    },
 }
 
 /// Whether libinjection's XSS detector could flag `value` at all: it flags a tag, a
@@ -429,11 +504,24 @@ static MERGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(
 /// into one set each, with the fields the chain's statements read: one scan of each of
 /// those values after the chain tells which of the expressions match any of them (see
 /// [`Scan`]). Each merged statement holds its place (its chain and index), set by the
-/// ACL, so that an evaluation finds it without a look-up. A chain of one expression is
-/// merged too: the set of all shares its scan of the values the chain leaves as they
-/// are. (A chain longer than the memo tells apart is not merged; neither is a set the
-/// engine would not build within its limits: its statements scan by themselves, as
-/// without a merge.)
+/// ACL, so that an evaluation finds it without a look-up.
+///
+/// Most values are left as they are by most chains (a chain changes a value only where
+/// the value holds what one of its transformations acts on: see
+/// [`transform::Traits`]). Such values are scanned once, as they are, by their field's
+/// set: every expression some statement reads the field with, whatever its chain
+/// (fields read with the same expressions share one). A field's own set, rather than one
+/// of every expression, keeps an expression meant for one header (`^\s*0*[1-9]` for
+/// `Content-Length`) from matching other fields' values, which would make their scans
+/// look for every match. A value a chain changes into a copy the memo keeps is scanned
+/// by the same set, once for every chain that comes to that copy. No transformation makes
+/// a value longer, so a value shorter than a set's shortest match is not scanned.
+///
+/// (A chain longer than the memo tells apart is not merged; neither is a set the engine
+/// would not build within its limits: its statements scan by themselves, as without a
+/// merge. Nor is an expression that matches the empty text, such as `^` for "the header
+/// is there": it matches every value, so in a set it would make each scan look for
+/// every match; alone it answers at once.)
 #[derive(Debug, Default)]
 pub(crate) struct Merged {
     chains: Vec<MergedChain>,
@@ -441,19 +529,43 @@ pub(crate) struct Merged {
     id: u64,
     /// How many statements it placed.
     placed: usize,
-    /// The chains whose set the engine would not build (their statements scan alone).
+    /// The sets the engine would not build: a chain's (its statements scan alone), or a
+    /// field group's (the chains scan its values themselves).
     unbuilt: usize,
-    /// Every chain's expressions in one set: a value that a chain leaves as it is (most
-    /// values, for most chains) is scanned once for all of them.
-    all: Option<regex_automata::meta::Regex>,
+    /// Every chain's fields, each once (the chains name them by their place here).
+    fields: Vec<Field>,
+    /// Each field's group, by the field's place.
+    group_of: Vec<usize>,
+    groups: Vec<FieldGroup>,
+    /// How many distinct expressions the chains hold: the numbering the groups' and
+    /// chains' `in_all` share.
+    all: usize,
 }
 
 #[derive(Debug)]
 struct MergedChain {
     transforms: Vec<Transform>,
-    fields: Vec<Field>,
+    /// The traits of the values its transformations may change.
+    triggers: Traits,
+    /// The length of its expressions' shortest match: a shorter value cannot match after
+    /// the chain, since no transformation makes a value longer.
+    shortest: usize,
+    /// Its fields' places in [`Merged::fields`].
+    fields: Vec<usize>,
     set: regex_automata::meta::Regex,
-    /// Each of the set's expressions' index in [`Merged::all`].
+    /// Each of the set's expressions' number among all of the merge's.
+    in_all: Vec<usize>,
+}
+
+/// Fields read with the same expressions, and the set of them.
+#[derive(Debug)]
+struct FieldGroup {
+    /// `None` when the engine would not build it (or the fields are read by no
+    /// expression, only by detectors).
+    set: Option<regex_automata::meta::Regex>,
+    /// The length of the set's shortest match.
+    shortest: usize,
+    /// Each of the set's expressions' number among all of the merge's.
     in_all: Vec<usize>,
 }
 
@@ -461,11 +573,7 @@ struct MergedChain {
 /// `regex::bytes::RegexSet` builds its sets), within [`MERGED_SIZE_LIMIT`].
 fn merged_set<P: AsRef<str>>(patterns: &[P]) -> Option<regex_automata::meta::Regex> {
     regex_automata::meta::Regex::builder()
-        .syntax(
-            regex_automata::util::syntax::Config::new()
-                .unicode(false)
-                .utf8(false),
-        )
+        .syntax(merged_syntax())
         .configure(
             regex_automata::meta::Regex::config()
                 .match_kind(regex_automata::MatchKind::All)
@@ -477,6 +585,26 @@ fn merged_set<P: AsRef<str>>(patterns: &[P]) -> Option<regex_automata::meta::Reg
         .ok()
 }
 
+/// How the merged sets read their expressions.
+fn merged_syntax() -> regex_automata::util::syntax::Config {
+    regex_automata::util::syntax::Config::new()
+        .unicode(false)
+        .utf8(false)
+}
+
+/// The length of the shortest text `pattern` matches, as a merged set reads it (0 when
+/// that is unknown; `usize::MAX` when it matches nothing).
+fn shortest(pattern: &str) -> usize {
+    regex_automata::util::syntax::parse_with(pattern, &merged_syntax())
+        .map_or(Some(0), |hir| hir.properties().minimum_len())
+        .unwrap_or(usize::MAX)
+}
+
+/// Whether a statement's expression joins a merge (see [`Merged`]).
+fn mergeable(regex: &regex::bytes::Regex, transforms: &[Transform]) -> bool {
+    transforms.len() <= MAX_MEMO_CHAIN && !regex.is_match(b"")
+}
+
 impl Merged {
     /// The merged sets of every regular expression statement in `statements`, whose
     /// places it sets (and clears, for a statement it does not merge).
@@ -486,24 +614,46 @@ impl Merged {
             fields: Vec<Field>,
             patterns: Vec<String>,
         }
-        let mut gathered: HashMap<u64, Gathered> = HashMap::new();
+        // In the order met, so that a merge is built the same way each time.
+        let mut gathered: Vec<(u64, Gathered)> = Vec::new();
+        // Which expressions each field is read with.
+        let mut reads: Vec<(Field, Vec<String>)> = Vec::new();
         for statement in statements.iter_mut() {
             each_regex(statement, &mut |field, regex, transforms, _| {
-                if transforms.len() > MAX_MEMO_CHAIN {
+                if !mergeable(regex, transforms) {
                     return;
                 }
-                let chain = gathered
-                    .entry(chain_key(transforms))
-                    .or_insert_with(|| Gathered {
-                        transforms: transforms.to_vec(),
-                        fields: Vec::new(),
-                        patterns: Vec::new(),
+                let key = chain_key(transforms);
+                let at = gathered
+                    .iter()
+                    .position(|(known, _)| *known == key)
+                    .unwrap_or_else(|| {
+                        gathered.push((
+                            key,
+                            Gathered {
+                                transforms: transforms.to_vec(),
+                                fields: Vec::new(),
+                                patterns: Vec::new(),
+                            },
+                        ));
+                        gathered.len() - 1
                     });
+                let chain = &mut gathered[at].1;
                 if !chain.fields.contains(field) {
                     chain.fields.push(field.clone());
                 }
                 if !chain.patterns.iter().any(|known| known == regex.as_str()) {
                     chain.patterns.push(regex.as_str().to_owned());
+                }
+                let at = reads
+                    .iter()
+                    .position(|(known, _)| known == field)
+                    .unwrap_or_else(|| {
+                        reads.push((field.clone(), Vec::new()));
+                        reads.len() - 1
+                    });
+                if !reads[at].1.iter().any(|known| known == regex.as_str()) {
+                    reads[at].1.push(regex.as_str().to_owned());
                 }
             });
         }
@@ -514,13 +664,15 @@ impl Merged {
         let mut index_of: HashMap<u64, usize> = HashMap::new();
         let mut chain_patterns: Vec<Vec<String>> = Vec::new();
         let mut all: Vec<String> = Vec::new();
+        // Each expression's shortest match, by its number.
+        let mut shortest_of: Vec<usize> = Vec::new();
         for (key, chain) in gathered {
             let Some(set) = merged_set(&chain.patterns) else {
                 merged.unbuilt += 1;
                 continue;
             };
             index_of.insert(key, merged.chains.len());
-            let in_all = chain
+            let in_all: Vec<usize> = chain
                 .patterns
                 .iter()
                 .map(|pattern| {
@@ -528,30 +680,96 @@ impl Merged {
                         .position(|known| known == pattern)
                         .unwrap_or_else(|| {
                             all.push(pattern.clone());
+                            shortest_of.push(shortest(pattern));
                             all.len() - 1
                         })
                 })
                 .collect();
+            let fields = chain
+                .fields
+                .into_iter()
+                .map(|field| {
+                    merged
+                        .fields
+                        .iter()
+                        .position(|known| *known == field)
+                        .unwrap_or_else(|| {
+                            merged.fields.push(field);
+                            merged.fields.len() - 1
+                        })
+                })
+                .collect();
             merged.chains.push(MergedChain {
+                triggers: transform::triggers(&chain.transforms),
+                shortest: in_all
+                    .iter()
+                    .map(|&index| shortest_of[index])
+                    .min()
+                    .unwrap_or(usize::MAX),
                 transforms: chain.transforms,
-                fields: chain.fields,
+                fields,
                 set,
                 in_all,
             });
             chain_patterns.push(chain.patterns);
         }
-        if merged.chains.len() > 1 {
-            merged.all = merged_set(&all);
-            if merged.all.is_none() {
-                merged.unbuilt += 1;
-            }
+        merged.all = all.len();
+        // The fields detectors read, for their gates (see [`Statement::gate`]).
+        for statement in statements.iter() {
+            each_detector(statement, &mut |field| {
+                if !merged.fields.contains(field) {
+                    merged.fields.push(field.clone());
+                }
+            });
+        }
+        // Fields read with the same expressions share a group, whose set holds them.
+        let mut group_keys: Vec<Vec<usize>> = Vec::new();
+        for field in &merged.fields {
+            let mut read: Vec<usize> = reads
+                .iter()
+                .find(|(known, _)| known == field)
+                .map(|(_, patterns)| {
+                    patterns
+                        .iter()
+                        .filter_map(|pattern| all.iter().position(|known| known == pattern))
+                        .collect()
+                })
+                .unwrap_or_default();
+            read.sort_unstable();
+            let group = group_keys
+                .iter()
+                .position(|known| *known == read)
+                .unwrap_or_else(|| {
+                    group_keys.push(read);
+                    group_keys.len() - 1
+                });
+            merged.group_of.push(group);
+        }
+        for in_all in group_keys {
+            let patterns: Vec<&str> = in_all.iter().map(|&index| all[index].as_str()).collect();
+            let set = if patterns.is_empty() {
+                None
+            } else {
+                let set = merged_set(&patterns);
+                merged.unbuilt += usize::from(set.is_none());
+                set
+            };
+            merged.groups.push(FieldGroup {
+                set,
+                shortest: in_all
+                    .iter()
+                    .map(|&index| shortest_of[index])
+                    .min()
+                    .unwrap_or(usize::MAX),
+                in_all,
+            });
         }
         let id = merged.id;
         let mut placed = 0;
         for statement in statements.iter_mut() {
             each_regex(statement, &mut |_, regex, transforms, place| {
                 *place = MergedPlace(None);
-                if transforms.len() > MAX_MEMO_CHAIN {
+                if !mergeable(regex, transforms) {
                     return;
                 }
                 let Some(&index) = index_of.get(&chain_key(transforms)) else {
@@ -571,8 +789,8 @@ impl Merged {
         merged
     }
 
-    /// How many statements are merged into how many sets, and how many sets could not be
-    /// built (a chain's, or the one of all of them; for tests).
+    /// How many statements are merged into how many chains' sets, and how many sets
+    /// could not be built (a chain's, or a field group's; for tests).
     #[cfg(test)]
     pub(crate) fn counts(&self) -> (usize, usize, usize) {
         (self.placed, self.chains.len(), self.unbuilt)
@@ -583,17 +801,67 @@ impl Merged {
 /// lazy DFA's cache keeps the engine's default (2 MiB per set and thread at most).
 const MERGED_SIZE_LIMIT: usize = 16 << 20;
 
+/// From this length, a field's value scanned as it is is remembered (see
+/// [`Scan::field`]).
+const LONG_VALUE: usize = 256;
+
+/// Which of a merge's expressions (numbered as all of them) match something.
+type Found = regex_automata::PatternSet;
+
+/// Which expressions of a group's set match a value, by the value's address and length
+/// and the group.
+type AsIs = HashMap<(usize, usize, usize), Option<Found>, foldhash::fast::RandomState>;
+
 /// What one evaluation knows of an ACL's merged expressions: for each chain, once a
 /// statement asked, which of its expressions match some value of its fields.
 #[derive(Debug)]
 pub(crate) struct Scan<'m> {
     merged: &'m Merged,
-    found: Vec<std::cell::OnceCell<regex_automata::PatternSet>>,
-    /// Which of all the chains' expressions match a value as it is (`None`: none), by
-    /// the value's address and length (one of the request's own values).
-    as_is: std::cell::RefCell<
-        HashMap<(usize, usize), Option<regex_automata::PatternSet>, foldhash::fast::RandomState>,
-    >,
+    found: Vec<std::cell::OnceCell<ChainFound>>,
+    /// For each of the merge's fields, once a chain asked: its values' traits and which
+    /// expressions of its group match its values as they are.
+    fields: Vec<std::cell::OnceCell<FieldScan>>,
+    /// Which expressions of a group's set match a value as it is (`None`: none), by the
+    /// value's address and length (one of the request's own values) and the group.
+    as_is: std::cell::RefCell<AsIs>,
+}
+
+/// Which of a chain's expressions were found in a request (nothing is allocated until
+/// one is: most requests match none).
+#[derive(Debug, Default)]
+struct ChainFound(Option<regex_automata::PatternSet>);
+
+impl ChainFound {
+    fn contains(&self, pattern: usize) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|found| found.contains(regex_automata::PatternID::new_unchecked(pattern)))
+    }
+
+    fn is_full(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(regex_automata::PatternSet::is_full)
+    }
+
+    /// The set to add to, of a chain of `patterns` expressions.
+    fn set(&mut self, patterns: usize) -> &mut regex_automata::PatternSet {
+        self.0
+            .get_or_insert_with(|| regex_automata::PatternSet::new(patterns))
+    }
+}
+
+/// A field's values as they are, scanned by its group's set.
+#[derive(Debug)]
+struct FieldScan {
+    /// The union of its values' traits: a chain that leaves them all as they are reads
+    /// the field through [`FieldScan::matches`] alone.
+    traits: Traits,
+    /// Which expressions match one of its values (`None`: none).
+    matches: Option<Found>,
+    /// For each detector, once a gate asked: whether one of its values as it is could
+    /// be flagged by it at all (see [`could_be_sqli`]).
+    detectable: [std::cell::OnceCell<bool>; 2],
 }
 
 impl<'m> Scan<'m> {
@@ -603,21 +871,101 @@ impl<'m> Scan<'m> {
             found: (0..merged.chains.len())
                 .map(|_| std::cell::OnceCell::new())
                 .collect(),
+            fields: (0..merged.fields.len())
+                .map(|_| std::cell::OnceCell::new())
+                .collect(),
             as_is: std::cell::RefCell::default(),
         }
     }
 
     /// Adds to `found` what `set` finds in `value`.
-    fn scan(
-        set: &regex_automata::meta::Regex,
-        value: &[u8],
-        found: &mut regex_automata::PatternSet,
-    ) {
+    fn scan(set: &regex_automata::meta::Regex, value: &[u8], found: &mut ChainFound) {
         // Most values match none: finding that out stops at nothing, and is cheaper than
         // the search for every match.
         let input = regex_automata::Input::new(value);
         if set.is_match(input.clone()) {
-            set.which_overlapping_matches(&input, found);
+            set.which_overlapping_matches(&input, found.set(set.pattern_len()));
+        }
+    }
+
+    /// Which expressions of `group`'s set match `value` (`None`: none, or the group has
+    /// no set).
+    fn scan_group(&self, group: usize, value: &[u8]) -> Option<Found> {
+        let FieldGroup {
+            set: Some(set),
+            in_all,
+            shortest,
+        } = &self.merged.groups[group]
+        else {
+            return None;
+        };
+        if value.len() < *shortest {
+            return None;
+        }
+        let input = regex_automata::Input::new(value);
+        set.is_match(input.clone()).then(|| {
+            let mut local = regex_automata::PatternSet::new(set.pattern_len());
+            set.which_overlapping_matches(&input, &mut local);
+            let mut matches = Found::new(self.merged.all);
+            for pattern in local.iter() {
+                matches.insert(regex_automata::PatternID::new_unchecked(in_all[pattern]));
+            }
+            matches
+        })
+    }
+
+    /// Calls `each` with which expressions of `group`'s set match `value` (one of the
+    /// request's values, or a transformed copy the memo keeps until the evaluation
+    /// ends), scanned once per request.
+    fn as_is(&self, group: usize, value: &[u8], each: impl FnOnce(Option<&Found>)) {
+        let mut as_is = self.as_is.borrow_mut();
+        let matches = as_is
+            .entry((value.as_ptr() as usize, value.len(), group))
+            .or_insert_with(|| self.scan_group(group, value));
+        each(matches.as_ref());
+    }
+
+    /// The scan of the merge's field `index` by its group's set.
+    fn field(&self, inspection: &Inspection<'_>, index: usize) -> &FieldScan {
+        self.fields[index].get_or_init(|| {
+            let mut scan = FieldScan {
+                traits: Traits::default(),
+                matches: None,
+                detectable: Default::default(),
+            };
+            let group = self.merged.group_of[index];
+            inspection.any_value(&self.merged.fields[index], |value| {
+                scan.traits = scan.traits.union(inspection.traits(value));
+                let mut add = |matches: &Found| match &mut scan.matches {
+                    None => scan.matches = Some(matches.clone()),
+                    Some(union) => {
+                        for pattern in matches.iter() {
+                            union.insert(pattern);
+                        }
+                    }
+                };
+                // A long value is remembered, for the chains that read it one by one
+                // (when another value of the field is one they change); a short one is
+                // cheaper to scan again than to look up.
+                if value.len() >= LONG_VALUE {
+                    self.as_is(group, value, |matches| matches.map_or((), &mut add));
+                } else if let Some(matches) = self.scan_group(group, value) {
+                    add(&matches);
+                }
+                false
+            });
+            scan
+        })
+    }
+
+    /// Adds to `found` (a chain's set) the chain's expressions among `matches`.
+    fn add_found(chain: &MergedChain, matches: &Found, found: &mut ChainFound) {
+        for (local, &global) in chain.in_all.iter().enumerate() {
+            if matches.contains(regex_automata::PatternID::new_unchecked(global)) {
+                found
+                    .set(chain.in_all.len())
+                    .insert(regex_automata::PatternID::new_unchecked(local));
+            }
         }
     }
 
@@ -631,49 +979,79 @@ impl<'m> Scan<'m> {
         if id != self.merged.id {
             return true;
         }
-        let (index, pattern) = (index as usize, pattern as usize);
+        self.found(inspection, index as usize)
+            .contains(pattern as usize)
+    }
+
+    /// Whether a statement with this [`Statement::gate`] could match the request.
+    pub(crate) fn opens(&self, inspection: &Inspection<'_>, gate: &[Opening]) -> bool {
+        gate.iter().any(|opening| match *opening {
+            Opening::Found { chain, pattern } => self
+                .found(inspection, chain as usize)
+                .contains(pattern as usize),
+            Opening::Detectable {
+                field,
+                triggers,
+                detector,
+            } => {
+                let scan = self.field(inspection, field as usize);
+                // A value the chain may change is for the detector itself to judge.
+                scan.traits.meets(triggers)
+                    || *scan.detectable[usize::from(detector)].get_or_init(|| {
+                        inspection.any_value(&self.merged.fields[field as usize], |value| {
+                            could_detect(detector, value)
+                        })
+                    })
+            }
+        })
+    }
+
+    /// Which of chain `index`'s expressions match some value of its fields after it,
+    /// scanned at the first question.
+    fn found(&self, inspection: &Inspection<'_>, index: usize) -> &ChainFound {
         let chain = &self.merged.chains[index];
-        let found = self.found[index].get_or_init(|| {
-            let mut found = regex_automata::PatternSet::new(chain.set.pattern_len());
-            for field in &chain.fields {
-                inspection.any_value(field, |value| {
-                    match (
-                        inspection.transformed(value, &chain.transforms),
-                        &self.merged.all,
-                    ) {
-                        (Transformed::Same(_), Some(all)) => {
-                            let mut as_is = self.as_is.borrow_mut();
-                            let matches = as_is
-                                .entry((value.as_ptr() as usize, value.len()))
-                                .or_insert_with(|| {
-                                    let input = regex_automata::Input::new(value);
-                                    all.is_match(input.clone()).then(|| {
-                                        let mut matches =
-                                            regex_automata::PatternSet::new(all.pattern_len());
-                                        all.which_overlapping_matches(&input, &mut matches);
-                                        matches
-                                    })
-                                });
-                            if let Some(matches) = matches {
-                                for (local, &global) in chain.in_all.iter().enumerate() {
-                                    if matches
-                                        .contains(regex_automata::PatternID::new_unchecked(global))
-                                    {
-                                        found.insert(regex_automata::PatternID::new_unchecked(
-                                            local,
-                                        ));
-                                    }
-                                }
-                            }
+        self.found[index].get_or_init(|| {
+            let mut found = ChainFound::default();
+            for &field in &chain.fields {
+                if found.is_full() {
+                    break;
+                }
+                let group = self.merged.group_of[field];
+                let grouped = self.merged.groups[group].set.is_some();
+                if grouped {
+                    // Most fields' values are all left as they are by most chains: the
+                    // group's one scan of them answers for every such chain.
+                    let scan = self.field(inspection, field);
+                    if !scan.traits.meets(chain.triggers) {
+                        if let Some(matches) = &scan.matches {
+                            Self::add_found(chain, matches, &mut found);
                         }
-                        (transformed, _) => Self::scan(&chain.set, &transformed, &mut found),
+                        continue;
+                    }
+                }
+                inspection.any_value(&self.merged.fields[field], |value| {
+                    if value.len() < chain.shortest {
+                        return false;
+                    }
+                    // A value the chain leaves as it is, or turns into a copy the memo
+                    // keeps (which other chains that come to the same steps share), is
+                    // scanned once by the field's set for all of them.
+                    let transformed = inspection.transformed(value, &chain.transforms);
+                    match &transformed {
+                        Transformed::Same(_) | Transformed::Kept(_) if grouped => {
+                            self.as_is(group, &transformed, |matches| {
+                                if let Some(matches) = matches {
+                                    Self::add_found(chain, matches, &mut found);
+                                }
+                            });
+                        }
+                        _ => Self::scan(&chain.set, &transformed, &mut found),
                     }
                     found.is_full()
                 });
             }
             found
-        });
-        found.contains(regex_automata::PatternID::new_unchecked(pattern))
+        })
     }
 }
 
@@ -698,6 +1076,25 @@ fn each_regex(
         Statement::And(statements) | Statement::Or(statements) => {
             for statement in statements {
                 each_regex(statement, each);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Calls `each` with the field of every detector statement (SQL injection, XSS) in
+/// `statement`, through NOT, AND, OR and rate-based scope-downs.
+fn each_detector(statement: &Statement, each: &mut impl FnMut(&Field)) {
+    match statement {
+        Statement::Sqli { field, .. } | Statement::Xss { field, .. } => each(field),
+        Statement::RateBased {
+            scope_down: Some(scope_down),
+            ..
+        }
+        | Statement::Not(scope_down) => each_detector(scope_down, each),
+        Statement::And(statements) | Statement::Or(statements) => {
+            for statement in statements {
+                each_detector(statement, each);
             }
         }
         _ => {}

@@ -136,6 +136,187 @@ impl Transform {
     }
 }
 
+/// What one pass over a value tells of it: which bytes (and pairs of bytes) it holds that
+/// some transformation acts on. A transformation whose triggers a value lacks leaves it
+/// as it is ([`Transform::may_change`]), which is most values for most transformations:
+/// the WAF then reads the value as it is, without running the chain.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Traits(u32);
+
+impl Traits {
+    const PERCENT_PLUS: u32 = 1;
+    const AMPERSAND: u32 = 1 << 1;
+    const UPPERCASE: u32 = 1 << 2;
+    /// White space other than the space (tab, new lines, NUL, NBSP...).
+    const ODD_SPACE: u32 = 1 << 3;
+    /// A space after white space.
+    const SPACE_RUN: u32 = 1 << 4;
+    /// `//` or `/.`, or a leading `.`.
+    const PATH: u32 = 1 << 5;
+    const BACKSLASH: u32 = 1 << 6;
+    const NUL: u32 = 1 << 7;
+    /// `"`, `'` or `^`.
+    const QUOTE: u32 = 1 << 8;
+    /// `,`, `;`, tab, `\n`, `\r`.
+    const SEPARATOR: u32 = 1 << 9;
+    /// `/` or `(` after a space.
+    const SPACE_BEFORE: u32 = 1 << 10;
+    /// `/*`.
+    const COMMENT: u32 = 1 << 11;
+    /// Only bytes of base64's alphabet and ASCII white space: it may decode.
+    const MAYBE_BASE64: u32 = 1 << 12;
+    /// Only hex digits: it may decode.
+    const MAYBE_HEX: u32 = 1 << 13;
+    /// A byte neither in base64's alphabet nor ASCII white space (during the pass).
+    const NOT_BASE64: u32 = 1 << 29;
+    /// A byte that is not a hex digit (during the pass).
+    const NOT_HEX: u32 = 1 << 30;
+    /// `/`, `.`, `*`, ` ` or `(`: the pass looks at the byte before.
+    const SECOND: u32 = 1 << 31;
+
+    /// Each byte's traits on its own.
+    const OF_BYTE: [u32; 256] = {
+        let mut table = [0u32; 256];
+        let mut byte = 0;
+        while byte < 256 {
+            let b = byte as u8;
+            let mut traits = 0;
+            if b == b'%' || b == b'+' {
+                traits |= Self::PERCENT_PLUS;
+            }
+            if b == b'&' {
+                traits |= Self::AMPERSAND;
+            }
+            if b.is_ascii_uppercase() {
+                traits |= Self::UPPERCASE;
+            }
+            if is_space(b) && b != b' ' {
+                traits |= Self::ODD_SPACE;
+            }
+            if b == b'\\' {
+                traits |= Self::BACKSLASH;
+            }
+            if b == 0 {
+                traits |= Self::NUL;
+            }
+            if matches!(b, b'"' | b'\'' | b'^') {
+                traits |= Self::QUOTE;
+            }
+            if matches!(b, b',' | b';' | b'\t' | b'\n' | b'\r') {
+                traits |= Self::SEPARATOR;
+            }
+            if !(b.is_ascii_alphanumeric()
+                || matches!(b, b'+' | b'/' | b'=')
+                || b.is_ascii_whitespace())
+            {
+                traits |= Self::NOT_BASE64;
+            }
+            if !b.is_ascii_hexdigit() {
+                traits |= Self::NOT_HEX;
+            }
+            if matches!(b, b'/' | b'.' | b'*' | b' ' | b'(') {
+                traits |= Self::SECOND;
+            }
+            table[byte] = traits;
+            byte += 1;
+        }
+        table
+    };
+
+    /// The traits of `value`, in one pass.
+    pub(crate) fn of(value: &[u8]) -> Self {
+        let mut traits = if value.first() == Some(&b'.') {
+            Self::PATH
+        } else {
+            0
+        };
+        let mut previous = 0u8;
+        for &byte in value {
+            let own = Self::OF_BYTE[byte as usize];
+            traits |= own;
+            if own & Self::SECOND != 0 {
+                traits |= match (previous, byte) {
+                    (b'/', b'/' | b'.') => Self::PATH,
+                    (b'/', b'*') => Self::COMMENT,
+                    (b' ', b'/' | b'(') => Self::SPACE_BEFORE,
+                    (previous, b' ') if is_space(previous) => Self::SPACE_RUN,
+                    _ => 0,
+                };
+            }
+            previous = byte;
+        }
+        // What a byte rules out becomes what the value may be, so that a union of
+        // values' traits holds every trigger of each.
+        // (Nor does a length of 4n + 1 once trimmed, padded or not.)
+        if traits & Self::NOT_BASE64 == 0 && value.trim_ascii().len() % 4 != 1 {
+            traits |= Self::MAYBE_BASE64;
+        }
+        if traits & Self::NOT_HEX == 0 {
+            traits |= Self::MAYBE_HEX;
+        }
+        Self(traits & !(Self::NOT_BASE64 | Self::NOT_HEX | Self::SECOND))
+    }
+
+    /// The traits of both `self`'s values and `other`'s: a transformation that may change
+    /// none of them according to the union leaves each as it is.
+    pub(crate) fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// Whether the two share a trait.
+    pub(crate) fn meets(self, other: Self) -> bool {
+        self.0 & other.0 != 0
+    }
+}
+
+impl Transform {
+    /// The traits of the values it may change: a value with none of them it leaves as it
+    /// is (a test checks this against [`Transform::run`]).
+    pub(crate) fn triggers(self) -> Traits {
+        Traits(match self {
+            Transform::UrlDecode | Transform::UrlDecodeUni => Traits::PERCENT_PLUS,
+            Transform::HtmlEntityDecode => Traits::AMPERSAND,
+            Transform::Lowercase => Traits::UPPERCASE,
+            Transform::CompressWhitespace => Traits::ODD_SPACE | Traits::SPACE_RUN,
+            Transform::NormalizePath => Traits::PATH,
+            Transform::NormalizePathWin => Traits::PATH | Traits::BACKSLASH,
+            Transform::Base64Decode => Traits::MAYBE_BASE64,
+            Transform::JsDecode => Traits::BACKSLASH,
+            Transform::CmdLine => {
+                Traits::UPPERCASE
+                    | Traits::BACKSLASH
+                    | Traits::QUOTE
+                    | Traits::SEPARATOR
+                    | Traits::SPACE_RUN
+                    | Traits::SPACE_BEFORE
+            }
+            Transform::RemoveNulls => Traits::NUL,
+            Transform::RemoveShellQuotes => Traits::BACKSLASH | Traits::QUOTE,
+            Transform::ReplaceComments => Traits::COMMENT,
+            Transform::HexDecode => Traits::MAYBE_HEX,
+        })
+    }
+
+    /// Whether the transformation could change a value of these traits.
+    pub(crate) fn may_change(self, traits: Traits) -> bool {
+        traits.meets(self.triggers())
+    }
+}
+
+/// The traits of the values one of `transforms` may change.
+pub(crate) fn triggers(transforms: &[Transform]) -> Traits {
+    transforms.iter().fold(Traits::default(), |all, transform| {
+        all.union(transform.triggers())
+    })
+}
+
+/// Whether `transforms` leave every value of these traits as it is: each leaves it so,
+/// so the next sees the same value.
+#[cfg(test)]
+fn leave_as_is(transforms: &[Transform], traits: Traits) -> bool {
+    !traits.meets(triggers(transforms))
+}
+
 fn hex_value(byte: u8) -> Option<u8> {
     match byte {
         b'0'..=b'9' => Some(byte - b'0'),
@@ -264,7 +445,7 @@ fn html_entity_decode(input: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-fn is_space(byte: u8) -> bool {
+const fn is_space(byte: u8) -> bool {
     matches!(byte, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | 0xa0 | 0)
 }
 
@@ -495,6 +676,98 @@ mod tests {
             apply(&[Transform::NormalizePathWin], b"a\\..\\b").as_ref(),
             b"b"
         );
+    }
+
+    /// Every value of up to three bytes over an alphabet of each transformation's
+    /// triggers (and bytes that are none), then longer ones drawn at random: where
+    /// `may_change` says a transformation leaves a value as it is, running it must agree.
+    #[test]
+    fn what_traits_say_is_left_as_is_is_left_as_is() {
+        const ALPHABET: &[u8] = b"%+&Aa0fx /.*\\\"'^,;(\t\n\r\x0b\x0c\0\xa0#u=-";
+        let check_with = |value: &[u8], traits: Traits| {
+            for (name, transform) in Transform::NAMED {
+                if !transform.may_change(traits) {
+                    assert_eq!(
+                        transform.run(value),
+                        None,
+                        "{name} changes {value:?}, which its traits say it leaves as it is"
+                    );
+                }
+            }
+        };
+        // And no transformation makes a value longer (a value shorter than every match of
+        // a chain's expressions cannot match after it: see `statement::Merged`).
+        let check = |value: &[u8]| {
+            check_with(value, Traits::of(value));
+            for (name, transform) in Transform::NAMED {
+                if let Some(changed) = transform.run(value) {
+                    assert!(
+                        changed.len() <= value.len(),
+                        "{name} makes {value:?} longer: {changed:?}"
+                    );
+                }
+            }
+        };
+        check(b"");
+        for &a in ALPHABET {
+            check(&[a]);
+            for &b in ALPHABET {
+                check(&[a, b]);
+                for &c in ALPHABET {
+                    check(&[a, b, c]);
+                }
+            }
+        }
+        // A fixed xorshift: the same values on every run.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        // Each with the one before, as two values of a field read through their union.
+        let mut before: Vec<u8> = Vec::new();
+        for round in 0..50_000 {
+            // Every third value from base64's and hex's alphabets, which may decode.
+            let alphabet: &[u8] = if round % 3 == 0 {
+                b"Aa0f+/= "
+            } else {
+                ALPHABET
+            };
+            let length = (next() % 12) as usize + 4;
+            let value: Vec<u8> = (0..length)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            check(&value);
+            let union = Traits::of(&value).union(Traits::of(&before));
+            check_with(&value, union);
+            check_with(&before, union);
+            before = value;
+        }
+        // And what a shop sends: its traits let every chain but lowercase skip it.
+        let traits = Traits::of(b"red wool coat");
+        assert!(leave_as_is(
+            &[
+                Transform::UrlDecodeUni,
+                Transform::HtmlEntityDecode,
+                Transform::JsDecode,
+                Transform::RemoveNulls,
+                Transform::CompressWhitespace,
+                Transform::CmdLine,
+                Transform::NormalizePathWin,
+            ],
+            traits
+        ));
+        assert!(!leave_as_is(&[Transform::Lowercase], Traits::of(b"Red")));
+        // A field's values are read through their union: a value that may decode from
+        // base64 keeps that in the union with one that may not.
+        let union = Traits::of(b"not base64!").union(Traits::of(b"cGFnZQ=="));
+        assert!(!leave_as_is(&[Transform::Base64Decode], union));
+        assert!(!leave_as_is(
+            &[Transform::HexDecode],
+            Traits::of(b"x").union(Traits::of(b"3c"))
+        ));
     }
 
     #[test]
