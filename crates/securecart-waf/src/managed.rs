@@ -1580,7 +1580,9 @@ mod tests {
         // Each rule reads values that a shortcut of the merge must not skip: a value
         // whose detectable text appears only after the chain (no `<` nor `=` before URL
         // decoding), and values exactly as long as an expression's shortest match, read
-        // one by one because another value of their field is one the chain changes.
+        // one by one because another value of their field is one the chain changes, and
+        // one that an expression written for lowercased text finds only after the chain
+        // (which the merge reads blind to case, without the lowercasing).
         let rule = |id: &str, statement| Rule {
             id: id.to_owned(),
             priority: 1,
@@ -1615,7 +1617,7 @@ mod tests {
                 ),
                 rule(
                     "shortest-after",
-                    expression(header("x-word"), "(?i)^def$", &[UrlDecodeUni, Lowercase]),
+                    expression(header("x-word"), "^def$", &[UrlDecodeUni, Lowercase]),
                 ),
             ]
         };

@@ -1,6 +1,7 @@
 //! Statements: what a rule matches (AWS WAF's match statements, nested with AND, OR and
 //! NOT). A statement that matches says where, for the log.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use ipnet::IpNet;
@@ -513,9 +514,10 @@ static MERGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(
 /// (fields read with the same expressions share one). A field's own set, rather than one
 /// of every expression, keeps an expression meant for one header (`^\s*0*[1-9]` for
 /// `Content-Length`) from matching other fields' values, which would make their scans
-/// look for every match. A value a chain changes into a copy the memo keeps is scanned
-/// by the same set, once for every chain that comes to that copy. No transformation makes
-/// a value longer, so a value shorter than a set's shortest match is not scanned.
+/// look for every match. A value a chain changes is scanned by the chain's own set. No
+/// transformation makes a value longer, so a value shorter than a set's shortest match is
+/// not scanned. An expression read after a last lowercasing is merged blind to case,
+/// without the lowercasing (see [`merged_as`]).
 ///
 /// (A chain longer than the memo tells apart is not merged; neither is a set the engine
 /// would not build within its limits: its statements scan by themselves, as without a
@@ -600,6 +602,49 @@ fn shortest(pattern: &str) -> usize {
         .unwrap_or(usize::MAX)
 }
 
+/// Whether `pattern`, as a merged set reads it, is blind to ASCII case: it matches
+/// somewhere in a text exactly where it matches somewhere in the text lowercased (every
+/// letter it names, it names in both cases, as `(?i)` writes them).
+fn case_blind(pattern: &str) -> bool {
+    use regex_automata::util::syntax::parse_with;
+    use regex_syntax::hir::{Class, HirKind};
+    fn blind(hir: &regex_syntax::hir::Hir) -> bool {
+        match hir.kind() {
+            HirKind::Empty | HirKind::Look(_) => true,
+            HirKind::Literal(literal) => !literal.0.iter().any(u8::is_ascii_alphabetic),
+            HirKind::Class(Class::Bytes(class)) => {
+                let holds = |byte: u8| {
+                    class
+                        .ranges()
+                        .iter()
+                        .any(|range| (range.start()..=range.end()).contains(&byte))
+                };
+                (b'a'..=b'z').all(|lower| holds(lower) == holds(lower.to_ascii_uppercase()))
+            }
+            HirKind::Class(Class::Unicode(_)) => false,
+            HirKind::Repetition(repetition) => blind(&repetition.sub),
+            HirKind::Capture(capture) => blind(&capture.sub),
+            HirKind::Concat(hirs) | HirKind::Alternation(hirs) => hirs.iter().all(blind),
+        }
+    }
+    parse_with(pattern, &merged_syntax()).is_ok_and(|hir| blind(&hir))
+}
+
+/// The chain and expression a statement is merged as. An expression read after a last
+/// lowercasing is merged blind to case, and without the lowercasing: it finds at least
+/// what it found (whatever matches in a lowercased text matches, blind to case, in the
+/// text), and most values are then left as they are by the chain. (Unless the expression
+/// turns blindness off somewhere, `(?-i)`: then it is merged as it is.)
+fn merged_as<'s>(regex: &'s str, transforms: &'s [Transform]) -> (&'s [Transform], Cow<'s, str>) {
+    if let Some((Transform::Lowercase, before)) = transforms.split_last() {
+        let blind = format!("(?i:{regex})");
+        if case_blind(&blind) {
+            return (before, Cow::Owned(blind));
+        }
+    }
+    (transforms, Cow::Borrowed(regex))
+}
+
 /// Whether a statement's expression joins a merge (see [`Merged`]).
 fn mergeable(regex: &regex::bytes::Regex, transforms: &[Transform]) -> bool {
     transforms.len() <= MAX_MEMO_CHAIN && !regex.is_match(b"")
@@ -623,6 +668,7 @@ impl Merged {
                 if !mergeable(regex, transforms) {
                     return;
                 }
+                let (transforms, pattern) = merged_as(regex.as_str(), transforms);
                 let key = chain_key(transforms);
                 let at = gathered
                     .iter()
@@ -642,8 +688,8 @@ impl Merged {
                 if !chain.fields.contains(field) {
                     chain.fields.push(field.clone());
                 }
-                if !chain.patterns.iter().any(|known| known == regex.as_str()) {
-                    chain.patterns.push(regex.as_str().to_owned());
+                if !chain.patterns.iter().any(|known| *known == pattern) {
+                    chain.patterns.push(pattern.clone().into_owned());
                 }
                 let at = reads
                     .iter()
@@ -652,8 +698,8 @@ impl Merged {
                         reads.push((field.clone(), Vec::new()));
                         reads.len() - 1
                     });
-                if !reads[at].1.iter().any(|known| known == regex.as_str()) {
-                    reads[at].1.push(regex.as_str().to_owned());
+                if !reads[at].1.iter().any(|known| *known == pattern) {
+                    reads[at].1.push(pattern.into_owned());
                 }
             });
         }
@@ -699,14 +745,15 @@ impl Merged {
                         })
                 })
                 .collect();
+            let transforms = chain.transforms;
             merged.chains.push(MergedChain {
-                triggers: transform::triggers(&chain.transforms),
+                triggers: transform::triggers(&transforms),
                 shortest: in_all
                     .iter()
                     .map(|&index| shortest_of[index])
                     .min()
                     .unwrap_or(usize::MAX),
-                transforms: chain.transforms,
+                transforms,
                 fields,
                 set,
                 in_all,
@@ -772,12 +819,13 @@ impl Merged {
                 if !mergeable(regex, transforms) {
                     return;
                 }
+                let (transforms, pattern) = merged_as(regex.as_str(), transforms);
                 let Some(&index) = index_of.get(&chain_key(transforms)) else {
                     return;
                 };
                 let Some(pattern) = chain_patterns[index]
                     .iter()
-                    .position(|known| known == regex.as_str())
+                    .position(|known| *known == pattern)
                 else {
                     return;
                 };
@@ -915,8 +963,7 @@ impl<'m> Scan<'m> {
     }
 
     /// Calls `each` with which expressions of `group`'s set match `value` (one of the
-    /// request's values, or a transformed copy the memo keeps until the evaluation
-    /// ends), scanned once per request.
+    /// request's values), scanned once per request.
     fn as_is(&self, group: usize, value: &[u8], each: impl FnOnce(Option<&Found>)) {
         let mut as_is = self.as_is.borrow_mut();
         let matches = as_is
@@ -1033,12 +1080,12 @@ impl<'m> Scan<'m> {
                     if value.len() < chain.shortest {
                         return false;
                     }
-                    // A value the chain leaves as it is, or turns into a copy the memo
-                    // keeps (which other chains that come to the same steps share), is
-                    // scanned once by the field's set for all of them.
+                    // A value the chain leaves as it is is scanned once by the field's
+                    // set for all such chains; a changed one, by the chain's own set
+                    // (fewer expressions: a faster scan).
                     let transformed = inspection.transformed(value, &chain.transforms);
                     match &transformed {
-                        Transformed::Same(_) | Transformed::Kept(_) if grouped => {
+                        Transformed::Same(_) if grouped => {
                             self.as_is(group, &transformed, |matches| {
                                 if let Some(matches) = matches {
                                     Self::add_found(chain, matches, &mut found);
