@@ -849,16 +849,8 @@ impl Merged {
 /// lazy DFA's cache keeps the engine's default (2 MiB per set and thread at most).
 const MERGED_SIZE_LIMIT: usize = 16 << 20;
 
-/// From this length, a field's value scanned as it is is remembered (see
-/// [`Scan::field`]).
-const LONG_VALUE: usize = 256;
-
 /// Which of a merge's expressions (numbered as all of them) match something.
 type Found = regex_automata::PatternSet;
-
-/// Which expressions of a group's set match a value, by the value's address and length
-/// and the group.
-type AsIs = HashMap<(usize, usize, usize), Option<Found>, foldhash::fast::RandomState>;
 
 /// What one evaluation knows of an ACL's merged expressions: for each chain, once a
 /// statement asked, which of its expressions match some value of its fields.
@@ -869,9 +861,6 @@ pub(crate) struct Scan<'m> {
     /// For each of the merge's fields, once a chain asked: its values' traits and which
     /// expressions of its group match its values as they are.
     fields: Vec<std::cell::OnceCell<FieldScan>>,
-    /// Which expressions of a group's set match a value as it is (`None`: none), by the
-    /// value's address and length (one of the request's own values) and the group.
-    as_is: std::cell::RefCell<AsIs>,
 }
 
 /// Which of a chain's expressions were found in a request (nothing is allocated until
@@ -922,7 +911,6 @@ impl<'m> Scan<'m> {
             fields: (0..merged.fields.len())
                 .map(|_| std::cell::OnceCell::new())
                 .collect(),
-            as_is: std::cell::RefCell::default(),
         }
     }
 
@@ -962,16 +950,6 @@ impl<'m> Scan<'m> {
         })
     }
 
-    /// Calls `each` with which expressions of `group`'s set match `value` (one of the
-    /// request's values), scanned once per request.
-    fn as_is(&self, group: usize, value: &[u8], each: impl FnOnce(Option<&Found>)) {
-        let mut as_is = self.as_is.borrow_mut();
-        let matches = as_is
-            .entry((value.as_ptr() as usize, value.len(), group))
-            .or_insert_with(|| self.scan_group(group, value));
-        each(matches.as_ref());
-    }
-
     /// The scan of the merge's field `index` by its group's set.
     fn field(&self, inspection: &Inspection<'_>, index: usize) -> &FieldScan {
         self.fields[index].get_or_init(|| {
@@ -983,21 +961,15 @@ impl<'m> Scan<'m> {
             let group = self.merged.group_of[index];
             inspection.any_value(&self.merged.fields[index], |value| {
                 scan.traits = scan.traits.union(inspection.traits(value));
-                let mut add = |matches: &Found| match &mut scan.matches {
-                    None => scan.matches = Some(matches.clone()),
-                    Some(union) => {
-                        for pattern in matches.iter() {
-                            union.insert(pattern);
+                if let Some(matches) = self.scan_group(group, value) {
+                    match &mut scan.matches {
+                        None => scan.matches = Some(matches),
+                        Some(union) => {
+                            for pattern in matches.iter() {
+                                union.insert(pattern);
+                            }
                         }
                     }
-                };
-                // A long value is remembered, for the chains that read it one by one
-                // (when another value of the field is one they change); a short one is
-                // cheaper to scan again than to look up.
-                if value.len() >= LONG_VALUE {
-                    self.as_is(group, value, |matches| matches.map_or((), &mut add));
-                } else if let Some(matches) = self.scan_group(group, value) {
-                    add(&matches);
                 }
                 false
             });
@@ -1064,17 +1036,19 @@ impl<'m> Scan<'m> {
                     break;
                 }
                 let group = self.merged.group_of[field];
-                let grouped = self.merged.groups[group].set.is_some();
-                if grouped {
-                    // Most fields' values are all left as they are by most chains: the
-                    // group's one scan of them answers for every such chain.
-                    let scan = self.field(inspection, field);
-                    if !scan.traits.meets(chain.triggers) {
-                        if let Some(matches) = &scan.matches {
-                            Self::add_found(chain, matches, &mut found);
-                        }
-                        continue;
+                // Most fields' values are all left as they are by most chains: the
+                // group's one scan of them answers for every such chain.
+                let scan = self.merged.groups[group]
+                    .set
+                    .is_some()
+                    .then(|| self.field(inspection, field));
+                if let Some(scan) = scan
+                    && !scan.traits.meets(chain.triggers)
+                {
+                    if let Some(matches) = &scan.matches {
+                        Self::add_found(chain, matches, &mut found);
                     }
+                    continue;
                 }
                 inspection.any_value(&self.merged.fields[field], |value| {
                     if value.len() < chain.shortest {
@@ -1084,13 +1058,14 @@ impl<'m> Scan<'m> {
                     // set for all such chains; a changed one, by the chain's own set
                     // (fewer expressions: a faster scan).
                     let transformed = inspection.transformed(value, &chain.transforms);
-                    match &transformed {
-                        Transformed::Same(_) if grouped => {
-                            self.as_is(group, &transformed, |matches| {
-                                if let Some(matches) = matches {
-                                    Self::add_found(chain, matches, &mut found);
-                                }
-                            });
+                    match (&transformed, scan) {
+                        // What the field's values as they are match (this one's
+                        // matches, and at most some others': enough to tell where to
+                        // look).
+                        (Transformed::Same(_), Some(scan)) => {
+                            if let Some(matches) = &scan.matches {
+                                Self::add_found(chain, matches, &mut found);
+                            }
                         }
                         _ => Self::scan(&chain.set, &transformed, &mut found),
                     }
