@@ -376,7 +376,8 @@ fn any_of(field: Field, strings: &[&str], transforms: &[Transform]) -> Statement
 
 use Transform::{
     Base64Decode, CmdLine, CompressWhitespace, HtmlEntityDecode, JsDecode, Lowercase,
-    NormalizePathWin, RemoveNulls, RemoveShellQuotes, ReplaceComments, UrlDecodeUni,
+    NormalizePathWin, RemoveNulls, RemoveShellQuotes, RemoveWhitespace, ReplaceComments,
+    UrlDecodeUni,
 };
 
 fn header(name: &'static str) -> Field {
@@ -1116,6 +1117,32 @@ fn command_injection() -> Vec<(&'static str, Statement)> {
                 fields(),
                 r#"\{[\w-]*,[\w,-]*\}|~[+-](?:$|\d+\b)|(?i)\balias\s+(?:[+-][a-z]*\s+)*["']?[\w-]+["']?\s*=|\$\{?(?:SHELL|BASH|0)\}?\s+-c\b|\b(?:usr/)?(?:local/)?s?bin/(?:ba|da|z|k|c|tc|fi)?sh\b|\b(?:usr/)?(?:local/)?s?bin/(?:busybox|nc|ncat|netcat|socat|curl|wget|python[\d.]*|perl|ruby|php|node|lua|tclsh|telnet|ssh|scp|sudo|su|visudo|crontab|chmod|chown|ansible\S*|chef\S*|cscli|powershell|pwsh)\b"#,
                 &[UrlDecodeUni, RemoveNulls],
+            ),
+        ),
+        // Unix commands no shop's text names (`visudo`, `ansible-vault`, `python3.10`,
+        // `bsdtar`...) after a separator or behind a command that runs another (`time`,
+        // `nohup`, `strace`), maybe after an empty variable (`$u wget`); at the very
+        // start of a value, only with something after them (a lone `lastlog` or `uname`
+        // is a field's name). Compilers, debuggers and `curl` only with an option or a
+        // here string after them (`gdb -nx`, `c99 -wrapper`, `irb<<<`); a shell only
+        // with `-c`, after a separator or behind `time` and the like. CRS 932230,
+        // 932235, 932250, 932260.
+        (
+            "SC-CMD-010",
+            regex_in(
+                inputs(),
+                r#"(?i)(?:(?:[;&|`\n\r]|\$\(|\|\||&&)\s*(?:\$\{?\w*\}?\s+)*(?:(?:time|nohup|strace|ltrace|nice|sudo|doas|exec|xargs|env|timeout(?:\s+\d+)?)\s+)*|^\s*(?:\$\{?\w*\}?\s+)*(?:(?:time|nohup|strace|ltrace|nice|sudo|doas|exec|xargs|env|timeout(?:\s+\d+)?)\s+)+)(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:(?:ansible(?:-[a-z]+)?|chef-(?:client|run|shell|solo|vault|apply|zero)|visudo|cscli|busybox|bsdtar|cpulimit|base32|lastlog(?:in)?|rmt-(?:tar|dump)|ifconfig|whoami|uname|nslookup|netstat|nmap|socat|ncat|netcat|wget|xxd|mkfifo|crontab|useradd|python[23]\.\d+|strace|ltrace|aa-(?:disable|enforce|complain|status|exec))(?:$|[\s;|&<>()'",])|(?:c89|c99|gcc[\d.]*|gdb|perf|flock|rmt|curl|irb)(?:\s+-|\s*<<<)|(?:ba|z|k|da)?sh\s+-c\b)|^\s*(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:(?:ansible(?:-[a-z]+)?|chef-(?:client|run|shell|solo|vault|apply|zero)|visudo|cscli|busybox|bsdtar|cpulimit|base32|lastlog(?:in)?|rmt-(?:tar|dump)|ifconfig|whoami|uname|nslookup|netstat|nmap|socat|ncat|netcat|wget|xxd|mkfifo|crontab|useradd|python[23]\.\d+|strace|ltrace|aa-(?:disable|enforce|complain|status|exec))(?:\s+\S|\s*[\n;|&<>()]|\s+$)|(?:c89|c99|gcc[\d.]*|gdb|perf|flock|rmt|curl|irb)(?:\s+-|\s*<<<))"#,
+                &[UrlDecodeUni, RemoveNulls, RemoveShellQuotes],
+            ),
+        ),
+        // An upload named as a server's or a user's configuration, or a kernel file
+        // (CRS 932180), read without white space (`wp-config. php`).
+        (
+            "SC-CMD-011",
+            regex_in(
+                upload_names(),
+                r"(?i)(?:^|[/\\])(?:\.htaccess|\.htpasswd|\.htdigest|\.user\.ini|php\.ini|web\.config|wp-config|settings\.(?:php|py)|local_settings\.py|config\.(?:php|ya?ml|json|inc|ini|xml)|configuration\.php|local\.xml|(?:parameters|database|secrets)\.ya?ml|\.env(?:\.\w+)?$|\.boto|\.s3cfg|\.aws/|\.git/|\.gitconfig|\.svn/|\.hg/|\.bash_(?:history|profile|logout)|\.bashrc|\.zshrc|\.profile$|\.ssh/|authorized_keys|id_(?:rsa|dsa|ecdsa|ed25519)\b|known_hosts|\.netrc|\.npmrc|\.pgpass|\.my\.cnf|\.mysql_history|\.viminfo|(?:acpi|mtrr|buddyinfo|zoneinfo)$)",
+                &[RemoveWhitespace],
             ),
         ),
     ]
@@ -1977,6 +2004,12 @@ mod tests {
             ("connect.sid=s%3Aj8jK9_xPq2", "SC-KBI-006"),
             ("x=a%20%7C%20cat%20%2Fetc%2Fhostname", "SC-CMD"),
             ("x=a%7Cid", "SC-CMD-001"),
+            ("code=time+ifconfig%0A", "SC-CMD-010"),
+            ("code=ti%27%27me+sh+-c+whoami", "SC-CMD-010"),
+            ("test=%7C%24u%20wget%20test", "SC-CMD-010"),
+            ("arg=%3Bgcc10.1%3C%3C%3Cvoid+main%28%29%7B%7D", "SC-CMD-010"),
+            ("code=%27cscli%27+alerts+list", "SC-CMD-010"),
+            ("cmd=python3.10%20cmd", "SC-CMD-010"),
         ];
         for (query, family) in cases {
             let verdict = verdict(Some(query), None, browser);
@@ -2047,6 +2080,13 @@ mod tests {
             "q=price+in+%24+or+%E2%82%AC",
             "q=window+location+sticker",
             "cursor=b25zYWxlPXRydWUmcGFnZT0y%3D",
+            "q=time+machine",
+            "q=python+book",
+            "q=curl+cream",
+            "q=ruby+ring",
+            "uname=john+doe&format=lastlog",
+            "q=nice+shirt",
+            "q=env+friendly+bottle",
         ];
         for query in queries {
             let verdict = verdict(Some(query), None, browser);

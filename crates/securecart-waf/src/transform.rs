@@ -37,6 +37,10 @@ pub enum Transform {
     ReplaceComments,
     /// Hex digits decoded to bytes (the whole value, if it is hex).
     HexDecode,
+    /// White space (and NUL, NBSP) removed: `wp-config. php` reads `wp-config.php`.
+    /// (The last a chain key's four bits per step can tell apart: see
+    /// `inspect::chain_key`.)
+    RemoveWhitespace,
 }
 
 /// Applies `transforms` in order; borrows when none changes anything.
@@ -52,7 +56,7 @@ pub fn apply<'a>(transforms: &[Transform], input: &'a [u8]) -> Cow<'a, [u8]> {
 
 impl Transform {
     /// Every transformation, with its name in topology files.
-    pub const NAMED: [(&'static str, Transform); 14] = [
+    pub const NAMED: [(&'static str, Transform); 15] = [
         ("url_decode", Transform::UrlDecode),
         ("url_decode_uni", Transform::UrlDecodeUni),
         ("html_entity_decode", Transform::HtmlEntityDecode),
@@ -67,6 +71,7 @@ impl Transform {
         ("remove_shell_quotes", Transform::RemoveShellQuotes),
         ("replace_comments", Transform::ReplaceComments),
         ("hex_decode", Transform::HexDecode),
+        ("remove_whitespace", Transform::RemoveWhitespace),
     ];
 
     /// The transformation of a name in [`Transform::NAMED`].
@@ -132,6 +137,13 @@ impl Transform {
                 .then(|| input.iter().copied().filter(|&byte| byte != 0).collect()),
             Transform::ReplaceComments => replace_comments(input),
             Transform::HexDecode => hex_decode(input),
+            Transform::RemoveWhitespace => input.iter().any(|&byte| is_space(byte)).then(|| {
+                input
+                    .iter()
+                    .copied()
+                    .filter(|&byte| !is_space(byte))
+                    .collect()
+            }),
         }
     }
 }
@@ -167,6 +179,8 @@ impl Traits {
     const MAYBE_BASE64: u32 = 1 << 12;
     /// Only hex digits: it may decode.
     const MAYBE_HEX: u32 = 1 << 13;
+    /// White space of any kind (the space too), NUL or NBSP.
+    const SPACE: u32 = 1 << 14;
     /// A byte neither in base64's alphabet nor ASCII white space (during the pass).
     const NOT_BASE64: u32 = 1 << 29;
     /// A byte that is not a hex digit (during the pass).
@@ -192,6 +206,9 @@ impl Traits {
             }
             if is_space(b) && b != b' ' {
                 traits |= Self::ODD_SPACE;
+            }
+            if is_space(b) {
+                traits |= Self::SPACE;
             }
             if b == b'\\' {
                 traits |= Self::BACKSLASH;
@@ -294,6 +311,7 @@ impl Transform {
             Transform::RemoveShellQuotes => Traits::BACKSLASH | Traits::QUOTE,
             Transform::ReplaceComments => Traits::COMMENT,
             Transform::HexDecode => Traits::MAYBE_HEX,
+            Transform::RemoveWhitespace => Traits::SPACE,
         })
     }
 
@@ -651,6 +669,9 @@ mod tests {
             (0..Transform::NAMED.len() as u8).collect::<Vec<_>>()
         );
         assert_eq!(Transform::from_name("rot13"), None);
+        // A chain key gives each step four bits, its index plus one (see
+        // `inspect::chain_key`).
+        assert!(Transform::NAMED.len() < 16);
     }
 
     #[test]
@@ -814,6 +835,7 @@ mod tests {
             (&[ReplaceComments], "UNION/**/SELECT/* x", "UNION SELECT "),
             (&[HexDecode], "3c73", "<s"),
             (&[HexDecode], "3c7", "3c7"),
+            (&[RemoveWhitespace], "wp-config. php\t", "wp-config.php"),
         ];
         for (transforms, input, expected) in cases {
             let output = apply(transforms, input.as_bytes());
