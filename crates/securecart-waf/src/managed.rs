@@ -680,28 +680,29 @@ fn sqli() -> Vec<(&'static str, Statement)> {
             "SC-SQLI-004",
             regex_in(
                 inputs(),
-                r"(?i)\b(?:find_in_set|group_concat|concat_ws|sqlite_\w+|pg_(?:sleep|read_file|ls_dir|client_encoding|user|database)|jsonb?_\w+|xp_\w+|dbms_\w+|utl_\w+|load_file|extractvalue|updatexml|name_const|row_count|found_rows|last_insert_id|make_set|elt|export_set|procedure\s+analyse)\s*\(|\b(?:version|database|schema|user|current_user|system_user|session_user|connection_id)\s*\(\s*\)|@@(?:version|datadir|hostname|basedir|tmpdir)\b|\b(?:information_schema|pg_catalog|pg_toast|sqlite_(?:temp_)?master|msysaccessobjects|msysobjects|master\.\.sysdatabases|northwind|tempdb|mysql\.(?:user|db))\b|::\s*jsonb?\b|'\s*(?:@>|<@)",
+                r"(?i)\b(?:find_in_set|group_concat|concat_ws|sqlite_\w+|pg_(?:sleep|read_file|ls_dir|client_encoding|user|database)|jsonb?_\w+|xp_\w+|dbms_\w+|utl_\w+|load_file|extractvalue|updatexml|name_const|row_count|found_rows|last_insert_id|make_set|elt|export_set|procedure\s+analyse)\s*\(|\b(?:version|database|schema|user|current_user|system_user|session_user|connection_id)\s*\(\s*\)|@@(?:version|datadir|hostname|basedir|tmpdir)\b|\b(?:information_schema|pg_catalog|pg_toast|sqlite_(?:temp_)?master|msysaccessobjects|msysobjects|master\.\.sysdatabases|northwind|tempdb|msdb|schema_name|sysobjects|syscolumns|sysusers|pg_shadow|dba_users|all_tables|mysql\.(?:user|db))\b|::\s*jsonb?\b|'\s*(?:@>|<@)",
                 &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
             ),
         ),
-        // SQL functions attackers call (CRS 942151): names no sentence uses may be
-        // followed by space before their `(`; ordinary words (`char`, `length`,
-        // `replace`...) only directly.
+        // SQL functions attackers call (CRS 942151, 942190): names no sentence uses may
+        // be followed by space before their `(`; ordinary words (`char`, `length`,
+        // `replace`, `user`...) only directly.
         (
             "SC-SQLI-005",
             regex_in(
                 [inputs(), vec![Field::UriPath]].concat(),
-                r"(?i)\b(?:xmltype|uncompress(?:ed_length)?|ifnull|nullif|coalesce|rawtohex|hextoraw|unhex|from_base64|to_base64|aes_(?:de|en)crypt|des_(?:de|en)crypt|sha[12]|md5|crc32|soundex|substring_index|bit_(?:and|or|xor|count|length)|char_length|octet_length|utl_inaddr\.\w+|sys_context|json_(?:extract|value|query|keys|search|unquote|contains)|st_astext|polygon|multipoint|geometrycollection|linestring|strcmp|sysdate|curdate|curtime|datediff|date_(?:add|sub|format)|from_unixtime|unix_timestamp|str_to_date|timestamp(?:add|diff)|inet6?_(?:aton|ntoa)|is_ipv[46]|uuid_short|get_lock|release_lock|master_pos_wait|regexp_(?:like|replace|substr|instr)|group_concat|bin_to_uuid|make_set|export_set)\W*\(|\b(?:decode|encode|hex|char|chr|ascii|substr|substring|mid|length|lower|upper|lcase|ucase|replace|reverse|position|instr|locate|cast|convert|concat|if|iif|least|greatest|floor|ceil|rand|insert|sin|cos|tan|cot|asin|acos|atan2?|exp|ln|log(?:2|10)?|sqrt|pow|power|round|truncate|abs|sign|mod|now|md5|sha|password|elt|field|format|lpad|rpad|ltrim|rtrim|trim|space|repeat|strcmp|count|avg|sum)[^\w\s]{0,3}\(",
+                r"(?i)\b(?:xmltype|uncompress(?:ed_length)?|ifnull|nullif|coalesce|rawtohex|hextoraw|unhex|from_base64|to_base64|aes_(?:de|en)crypt|des_(?:de|en)crypt|sha[12]|md5|crc32|soundex|substring_index|bit_(?:and|or|xor|count|length)|char_length|octet_length|utl_inaddr\.\w+|sys_context|json_(?:extract|value|query|keys|search|unquote|contains)|st_astext|polygon|multipoint|geometrycollection|linestring|strcmp|sysdate|curdate|curtime|datediff|date_(?:add|sub|format)|from_unixtime|unix_timestamp|str_to_date|timestamp(?:add|diff)|inet6?_(?:aton|ntoa)|is_ipv[46]|uuid_short|get_lock|release_lock|master_pos_wait|regexp_(?:like|replace|substr|instr)|group_concat|bin_to_uuid|make_set|export_set|concat|compress|ord|database|db_name|schema_name|current_user|session_user|system_user|user_name|suser_s?name)\W*\(|\b(?:user|decode|encode|hex|char|chr|ascii|substr|substring|mid|length|lower|upper|lcase|ucase|replace|reverse|position|instr|locate|cast|convert|concat|if|iif|least|greatest|floor|ceil|rand|insert|sin|cos|tan|cot|asin|acos|atan2?|exp|ln|log(?:2|10)?|sqrt|pow|power|round|truncate|abs|sign|mod|now|md5|sha|password|elt|field|format|lpad|rpad|ltrim|rtrim|trim|space|repeat|strcmp|count|avg|sum)[^\w\s]{0,3}\(",
                 &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
             ),
         ),
-        // SQL over JSON values: a quoted JSON document compared or cast (CRS 942550),
+        // SQL over JSON values: a quoted JSON document compared, cast or asked for a key
+        // (`'{"a":"b"}' ? 'a'`; CRS 942550),
         // in the arguments and in the path (where some APIs take their filters).
         (
             "SC-SQLI-006",
             regex_in(
                 [inputs(), vec![Field::UriPath]].concat(),
-                r#"(?i)'\s*[\[{][^']*[\]}]\s*'\s*(?:::\s*jsonb?\b|<@|@>|->>?|#>>?|[<>]=?|=)|(?:<@|@>|->>?|#>>?)\s*'\s*[\[{$]"#,
+                r#"(?i)'\s*[\[{][^']*[\]}]\s*'\s*(?:::\s*jsonb?\b|<@|@>|->>?|#>>?|[<>]=?|=|\?[|&]?)|(?:<@|@>|->>?|#>>?)\s*'\s*[\[{$]"#,
                 &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
             ),
         ),
@@ -1994,6 +1995,13 @@ mod tests {
             ("body=%3C%20x%3A%20script", "SC-XSS-004"),
             ("a=%3C%3Avmlframe%20src%3D", "SC-XSS-004"),
             ("pay=strcmp%28", "SC-SQLI-005"),
+            ("x=current_user%28%0A", "SC-SQLI-005"),
+            ("x=concat+%28", "SC-SQLI-005"),
+            ("db=msdb", "SC-SQLI-004"),
+            (
+                "id=OR%20%27%7B%22a%22%3A%22b%22%7D%27%20%3F%20%27a%27",
+                "SC-SQLI-006",
+            ),
             ("user%5B%24ne%5D=admin", "SC-SQLI-007"),
             ("email=admin%40juice-sh.op%27%3B", "SC-SQLI-008"),
             ("a=%2FCREATE+TABLE+Persons", "SC-SQLI-009"),
@@ -2095,6 +2103,8 @@ mod tests {
             "q=env+friendly+bottle",
             "q=sizes+%3CS+M+L%3E",
             "q=i+%3C3+my+new+coat",
+            "q=user+(guest)+checkout",
+            "q=what+size+am+I%3F+(UK)",
         ];
         for query in queries {
             let verdict = verdict(Some(query), None, browser);
