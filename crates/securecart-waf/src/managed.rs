@@ -1203,13 +1203,13 @@ fn php() -> Vec<(&'static str, Statement)> {
             ),
         ),
         // A PHP script uploaded: a multipart file name, or the file name headers upload
-        // scripts read (CRS 933110).
+        // scripts read (CRS 933110), read without white space (`photo. php`).
         (
             "SC-PHP-004",
             regex_in(
                 upload_names(),
                 r"(?i)\.ph(?:p\d*|tml|ar|ps|t|pt)\.*$",
-                &[UrlDecodeUni],
+                &[UrlDecodeUni, RemoveWhitespace],
             ),
         ),
         // PHP functions an attack calls, named anywhere in a value that also has a
@@ -1242,19 +1242,21 @@ fn php() -> Vec<(&'static str, Statement)> {
             "SC-PHP-007",
             regex_in(
                 fields(),
-                r"(?i)\b(?:allow_url_(?:fopen|include)|auto_(?:append|prepend)_file|disable_(?:functions|classes)|open_basedir|safe_mode(?:_exec_dir)?|extension_dir|zend_extension|memory_limit|max_execution_time|max_input_time|post_max_size|upload_max_filesize|upload_tmp_dir|file_uploads|register_globals|display_(?:startup_)?errors|error_(?:log|reporting)|log_errors|html_errors|include_path|short_open_tag|expose_php|enable_dl|magic_quotes_(?:gpc|runtime)|sendmail_(?:path|from)|mail\.add_x_header|session\.(?:save_path|save_handler|serialize_handler|use_trans_sid|upload_progress\.enabled)|user_ini\.filename|cgi\.force_redirect|doc_root|user_dir|assert\.(?:active|callback)|phar\.readonly|variables_order|default_charset|output_handler|unserialize_callback_func)\s*=",
+                r"(?i)\b(?:opcache\.\w+|mbstring\.\w+|pcre\.\w+|zend\.\w+|engine|extension|precision|serialize_precision|allow_url_(?:fopen|include)|auto_(?:append|prepend)_file|disable_(?:functions|classes)|open_basedir|safe_mode(?:_exec_dir)?|extension_dir|zend_extension|memory_limit|max_execution_time|max_input_time|post_max_size|upload_max_filesize|upload_tmp_dir|file_uploads|register_globals|display_(?:startup_)?errors|error_(?:log|reporting)|log_errors|html_errors|include_path|short_open_tag|expose_php|enable_dl|magic_quotes_(?:gpc|runtime)|sendmail_(?:path|from)|mail\.add_x_header|session\.(?:save_path|save_handler|serialize_handler|use_trans_sid|upload_progress\.enabled)|user_ini\.filename|cgi\.force_redirect|doc_root|user_dir|assert\.(?:active|callback)|phar\.readonly|variables_order|default_charset|output_handler|unserialize_callback_func)\s*=",
                 &[UrlDecodeUni, ReplaceComments, RemoveNulls],
             ),
         ),
         // A function called by a name built at run time: `(system)('id')` (the brackets
         // side by side, or with a comment between: text puts a space there),
         // `"sys"."tem"(`, `(string)"system"(`, `[system][0](ls)`, `{0}('ls')`, and a
-        // variable variable `${'name'}` (CRS 933210, 933135).
+        // variable variable `${'name'}` (CRS 933210, 933135), and a function called
+        // through a variable, maybe indexed and commented (`$a[1]['d'] /**/ (17)`; CRS
+        // 933180).
         (
             "SC-PHP-008",
             regex_in(
                 fields(),
-                r#"\((?:[^()]|\([^()]*\))*\)(?:["'][\w-]+["'])?(?:\s*/\*[^*]*\*/\s*)?\(|\[\s*\d+\s*\]\s*\}?\s*\(|\{\s*\d+\s*\}\s*\(|(?i)\(\s*string\s*\)\s*["'\w.{}\[\]\s]+\(|["'][\w-]*["']\s*\.\s*["'][\w-]*["'](?:\s*\.\s*["'][\w-]*["'])*\s*\(|\$\s*\{\s*\S[^{}]*\}"#,
+                r#"\((?:[^()]|\([^()]*\))*\)(?:["'][\w-]+["'])?(?:\s*/\*[^*]*\*/\s*)?\(|\[\s*\d+\s*\]\s*\}?\s*\(|\{\s*\d+\s*\}\s*\(|(?i)\(\s*string\s*\)\s*["'\w.{}\[\]\s]+\(|["'][\w-]*["']\s*\.\s*["'][\w-]*["'](?:\s*\.\s*["'][\w-]*["'])*\s*\(|\$\s*\{\s*\S[^{}]*\}|\$+[a-zA-Z_\x7f-\xff][\w\x7f-\xff]*(?:\s|\[[^()]*\]|\{[^(){}]*\}|/\*.*?\*/|//[^\n]*\n|#[^\n]*\n)*\("#,
                 &[UrlDecodeUni, RemoveNulls],
             ),
         ),
@@ -1982,6 +1984,8 @@ mod tests {
             ("code=memory_limit%20%3D%20512M", "SC-PHP-007"),
             ("x=%28sy.%28st%29.em%29%28%27uname%27%29", "SC-PHP-008"),
             ("foo=%24%20%7B%27fdf%27%7D", "SC-PHP-008"),
+            ("foo=%24__%5B%24_%5B1%5D%5D%287%29", "SC-PHP-008"),
+            ("var=opcache.jit_max_polymorphic_calls%3d50", "SC-PHP-007"),
             ("foo=process%5BmainModule", "SC-KBI-007"),
             ("foo=XyQkTkRfRlVOQyQkXwo%3D", "SC-KBI-007"),
             ("eval=while(!0)%3B", "SC-KBI-00"),
@@ -2105,6 +2109,8 @@ mod tests {
             "q=i+%3C3+my+new+coat",
             "q=user+(guest)+checkout",
             "q=what+size+am+I%3F+(UK)",
+            "q=search+engine+tips",
+            "q=%245+(sale)+gift+card",
         ];
         for query in queries {
             let verdict = verdict(Some(query), None, browser);
