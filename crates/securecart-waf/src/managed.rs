@@ -921,7 +921,7 @@ fn known_bad_inputs() -> Vec<(&'static str, Statement)> {
             "SC-KBI-005",
             regex_in(
                 vec![Field::AllQueryArguments, Field::BodyFields],
-                r"(?i)^\s*(?:file|ftps?|https?|gopher|dict|ldap|tftp)://(?:\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[[0-9a-f:]+\])|^\s*(?:ftps?|https?)://[^?#]*\?+\s*$|^\s*(?:file|gopher|dict|ldap|tftp|expect|jar|netdoc)://",
+                r"(?i)^\s*(?:file|ftps?|https?|gopher|dict|ldap|tftp):/{0,2}(?:\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[[0-9a-f:]+\])|^\s*(?:ftps?|https?)://[^?#]*\?+\s*$|^\s*(?:file|ftps?|https?)[^?#\s/]*\?+\s*$|^\s*(?:file|gopher|dict|ldap|tftp|expect|jar|netdoc)://|^\s*data:[\w.+*-]+/[\w.+*-]+",
                 &[UrlDecodeUni],
             ),
         ),
@@ -948,10 +948,13 @@ fn known_bad_inputs() -> Vec<(&'static str, Statement)> {
             "SC-KBI-007",
             Statement::Or(vec![
                 regex_in(generic(), NODE_INJECTION, &[UrlDecodeUni, JsDecode]),
+                // Base64, maybe of JavaScript escapes or in them: one chain for the
+                // three (escapes are decoded before and after, and neither changes
+                // what has none).
                 regex_in(
                     generic(),
-                    r"_\$\$ND_FUNC\$\$_|__js_function|\beval\s*\(|new\s+Function\s*\(|\bwhile\s*\(\s*(?:true|1|!0|!!\[\])\s*\)",
-                    &[UrlDecodeUni, Base64Decode],
+                    NODE_IN_BASE64,
+                    &[UrlDecodeUni, JsDecode, Base64Decode, JsDecode],
                 ),
             ]),
         ),
@@ -961,7 +964,7 @@ fn known_bad_inputs() -> Vec<(&'static str, Statement)> {
             "SC-KBI-008",
             regex_in(
                 generic(),
-                r#"\bwhile\s*\([\s(]*(?:!+(?:false|null|undefined|NaN|[+-]?0|""|''|``)|(?:!!)*(?:(?:true|this|[+-]?(?:Infinity|[1-9]\d*)|new\s+[A-Za-z]\w*|window|String|Boolean|Function|Object|Array)\b|\{[^}]*\}|\[[^\]]*\]|"[^"]+"|'[^']+'|`[^`]+`))[\s)]*\)"#,
+                r#"\bwhile\s*\([\s(]*(?:!+\s*(?:false|null|undefined|NaN|[+-]?0|""|''|``)|(?:!!)*(?:(?:true|this|[+-]?(?:Infinity|[1-9]\d*)|new\s+[A-Za-z]\w*|window|String|Boolean|Function|Object|Array)\b|\{[^}]*\}|\[[^\]]*\]|"[^"]+"|'[^']+'|`[^`]+`))[\s)]*\)"#,
                 &[UrlDecodeUni, JsDecode],
             ),
         ),
@@ -984,7 +987,7 @@ fn known_bad_inputs() -> Vec<(&'static str, Statement)> {
             regex_in(
                 generic(),
                 r"\{\{[^}]*?(?:[(*]|__)[^}]*?\}|#\{[^}]*?(?:[(*]|__)[^}]*?\}|<%=?\s*[^%]*?(?:[(*]|__)[^%]*?%>",
-                &[UrlDecodeUni],
+                &[UrlDecodeUni, HtmlEntityDecode],
             ),
         ),
         // A hidden file or directory in the path (`/.git/`, `/.env`, an AI assistant's
@@ -1026,6 +1029,9 @@ fn generic() -> Vec<Field> {
     fields.push(Field::UriPath);
     fields
 }
+
+/// What server-side JavaScript sent in base64 gives away (SC-KBI-007).
+const NODE_IN_BASE64: &str = r"_\$\$ND_FUNC\$\$_|__js_function|\beval\s*\(|new\s+Function\s*\(|\bwhile\s*\(\s*(?:true|1|!0|!!\[\])\s*\)";
 
 /// Server-side JavaScript an injection runs (CRS 934100's signs).
 const NODE_INJECTION: &str = r#"_\$\$ND_FUNC\$\$_|__js_function|\beval\s*\(|\bnew\s+Function\s*\(|String\.fromCharCode|Module:prototype|\bfunction\s*\(\s*\)\s*\{|this\.constructor|module\.exports\s*=|\(\s*\W?child_process\W?\s*\)|constructor:constructor|\bconsole\s*(?:\.\s*(?:debug|log|error|info|trace|warn)(?:\.call)?\s*\(|\[\s*["'`](?:debug|log|error|info|trace|warn)["'`]\s*\])|\bprocess\s*(?:\.\s*(?:mainModule|binding|dlopen|kill|exit|abort|chdir|env|execPath|setuid|setgid|umask)\b|\[)|\brequire\s*\[|\brequire\s*\(\s*["'`](?:child_process|fs|net|http|os|vm)\b|Process\s*\.\s*spawn\s*\("#;
@@ -1320,7 +1326,7 @@ fn java() -> Vec<(&'static str, Statement)> {
             "SC-JAVA-002",
             regex_in(
                 fields(),
-                r"(?i)\brequire\s*\(\s*['\x22](?:child_process|fs|net|vm|os)['\x22]\s*\)|\bprocess\.(?:mainmodule|binding|env)\b|\b__proto__\b|\bconstructor\s*\[\s*['\x22]?prototype|\bchild_process\b|\.constructor\s*\(\s*['\x22]return",
+                r"(?i)\brequire\s*\(\s*['\x22](?:child_process|fs|net|vm|os)['\x22]\s*\)|\bprocess\.(?:mainmodule|binding|env)\b|\b__proto__\b|\bconstructor\s*(?:\[\s*['\x22]?|\]\s*\[\s*['\x22]?|\.\s*)prototype\b|\bchild_process\b|\.constructor\s*\(\s*['\x22]return",
                 &[UrlDecodeUni, JsDecode],
             ),
         ),
@@ -1988,6 +1994,13 @@ mod tests {
             ("var=opcache.jit_max_polymorphic_calls%3d50", "SC-PHP-007"),
             ("foo=process%5BmainModule", "SC-KBI-007"),
             ("foo=XyQkTkRfRlVOQyQkXwo%3D", "SC-KBI-007"),
+            (
+                "foo=XyQkXHUwMDRlXHUwMDQ0X0ZVTkMkJF9cdTAwNjZ1bmN0aW9uKCkK",
+                "SC-KBI-007",
+            ),
+            ("x=constructor.prototype.test", "SC-JAVA-002"),
+            ("x=http%3A127.0.0.1", "SC-KBI-005"),
+            ("x=data%3Atext%2Fplain", "SC-KBI-005"),
             ("eval=while(!0)%3B", "SC-KBI-00"),
             ("url=host.docker.internal%2F", "SC-KBI-009"),
             ("x=%7B%7B7*7%7D%7D", "SC-KBI-010"),
@@ -2111,6 +2124,8 @@ mod tests {
             "q=what+size+am+I%3F+(UK)",
             "q=search+engine+tips",
             "q=%245+(sale)+gift+card",
+            "q=file+a+claim%3F",
+            "q=what+is+https%3F",
         ];
         for query in queries {
             let verdict = verdict(Some(query), None, browser);
