@@ -631,6 +631,23 @@ fn core() -> Vec<(&'static str, Statement)> {
                 &[],
             ),
         ),
+        // Requests split or forged through their fields: a line break in an argument's
+        // name (CRS 921150), mod_proxy's `unix:` socket path before a `|` (921240), and
+        // the cookie format of RFC 2109 (`$Version=1`) that splits one cookie into two
+        // for a server and a WAF that read it differently (921250).
+        (
+            "SC-CORE-022",
+            Statement::Or(vec![
+                // (A form's names are among its values, which may hold lines.)
+                regex(Field::QueryArgumentNames, r"[\r\n]", &[]),
+                regex_in(
+                    vec![Field::QueryString, Field::UriPath],
+                    r"(?i)\bunix:[^|]*\|",
+                    &[UrlDecodeUni],
+                ),
+                regex(header("cookie"), r"^\s*\$Version\s*=", &[]),
+            ]),
+        ),
     ]
 }
 
@@ -1016,6 +1033,16 @@ fn known_bad_inputs() -> Vec<(&'static str, Statement)> {
                 everywhere(),
                 r"(?i)(?:^|[/\\=\s>'\x22])(?:etc/(?:sub[ug]id-?|gshadow-?|sudoers|crontab|master\.passwd|[s]?pwd\.db|security/|ssh/ssh\w*config|shells|profile|environment)|proc/(?:self|\d+|version|cpuinfo|meminfo|interrupts|mounts|net/|cmdline|environ|sched_debug|kcore)\b|sys/(?:class|kernel|devices|module|power|firmware|block|bus|fs)\b|\.(?:docker|kube|aws|gnupg|npmrc|pgpass|netrc|git-credentials)\b)",
                 &[UrlDecodeUni, NormalizePathWin],
+            ),
+        ),
+        // A path's dot-dots written in hex or closed by a `;` (`0x5c0x2e./`, `..;/`;
+        // CRS 930100, 930110), in any field and header.
+        (
+            "SC-KBI-013",
+            regex_in(
+                everywhere(),
+                r"(?i)(?:/|\\|0x2f|0x5c)(?:\.|0x2e)\x00?(?:\.|0x2e)\x00?(?:/|\\|0x2f|0x5c)|(?:0x2f|0x5c)(?:\.|0x2e)\x00?(?:\.|0x2e)|(?:^|[/\\;])\.\.;",
+                &[UrlDecodeUni, UrlDecodeUni],
             ),
         ),
     ]
@@ -2035,6 +2062,9 @@ mod tests {
             ("connect.sid=s%3Aj8jK9_xPq2", "SC-KBI-006"),
             ("x=a%20%7C%20cat%20%2Fetc%2Fhostname", "SC-CMD"),
             ("x=a%7Cid", "SC-CMD-001"),
+            ("parameter%0d%0a=test", "SC-CORE-022"),
+            ("unix%3AAAAAAAAAA|http://example.com/", "SC-CORE-022"),
+            ("a=..;.%5C.;%5C.", "SC-KBI-013"),
             ("code=time+ifconfig%0A", "SC-CMD-010"),
             ("code=ti%27%27me+sh+-c+whoami", "SC-CMD-010"),
             ("test=%7C%24u%20wget%20test", "SC-CMD-010"),
