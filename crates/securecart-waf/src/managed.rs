@@ -648,6 +648,30 @@ fn core() -> Vec<(&'static str, Statement)> {
                 regex(header("cookie"), r"^\s*\$Version\s*=", &[]),
             ]),
         ),
+        // Encodings a filter may read otherwise than a server: IIS's full-width `%uff..`
+        // (CRS 920260), two charsets in a body's type (920530), and an Accept header
+        // asking for a charset other than UTF-8, ISO-8859-1 or -15 and Windows-1252
+        // (`charset=CP1026`, an EBCDIC that turns the answer's text into other bytes;
+        // 920600).
+        (
+            "SC-CORE-023",
+            Statement::Or(vec![
+                regex_in(
+                    vec![Field::QueryString, Field::UriPath, Field::Body],
+                    r"(?i)%uff[0-9a-f]{2}",
+                    &[],
+                ),
+                regex(header("content-type"), r"(?i)charset.*charset", &[]),
+                regex(
+                    header("accept"),
+                    &format!(
+                        r#"(?i);\s*charset\s*=\s*"?(?:{})"#,
+                        none_of(&["utf-8", "iso-8859-1", "iso-8859-15", "windows-1252"])
+                    ),
+                    &[],
+                ),
+            ]),
+        ),
     ]
 }
 
@@ -664,6 +688,55 @@ fn declared_body() -> Statement {
 /// Whether the request has the header at all (any value, also an empty one).
 fn present(name: &'static str) -> Statement {
     regex(header(name), "^", &[])
+}
+
+/// An expression of the tokens (letters, digits, `_`, `.`, `:`, `-`) that are none of
+/// `words`, in any case: what a token starts with decides, letter by letter, so that
+/// no look-ahead is needed (the `regex` crate has none). `words` are lowercase tokens.
+fn none_of(words: &[&str]) -> String {
+    const TOKEN: &str = "abcdefghijklmnopqrstuvwxyz0123456789_.:-";
+    /// The words' remainders after a prefix: the tokens that follow it.
+    fn after(words: &[&[u8]]) -> String {
+        let mut next: Vec<u8> = words
+            .iter()
+            .filter_map(|word| word.first().copied())
+            .collect();
+        next.sort_unstable();
+        next.dedup();
+        // A character that begins no remainder ends the match: no word starts so.
+        let other: String = TOKEN
+            .bytes()
+            .filter(|byte| !next.contains(byte))
+            .map(|byte| regex::escape(&char::from(byte).to_string()))
+            .collect();
+        let mut alternatives = vec![format!("[{other}]")];
+        for byte in next {
+            let rest: Vec<&[u8]> = words
+                .iter()
+                .filter(|word| word.first() == Some(&byte))
+                .map(|word| &word[1..])
+                .collect();
+            let escaped = regex::escape(&char::from(byte).to_string());
+            if rest.iter().all(|rest| rest.is_empty()) {
+                // A whole word: any token character after it makes another token.
+                alternatives.push(format!(r"{escaped}[\w.:-]"));
+            } else {
+                alternatives.push(format!("{escaped}(?:{})", after(&rest)));
+            }
+        }
+        // The token ends before every word does (a word's prefix alone).
+        if !words.iter().any(|word| word.is_empty()) {
+            alternatives.push(r"(?:$|[^\w.:-])".to_owned());
+        }
+        alternatives.join("|")
+    }
+    let words: Vec<&[u8]> = words.iter().map(|word| word.as_bytes()).collect();
+    let expression = after(&words);
+    // The empty token is none of them, but no value either.
+    expression
+        .strip_suffix(r"|(?:$|[^\w.:-])")
+        .unwrap_or(&expression)
+        .to_owned()
 }
 
 fn sqli() -> Vec<(&'static str, Statement)> {
@@ -2086,6 +2159,35 @@ mod tests {
         assert_eq!(scanner.terminating_rule.as_deref(), Some("SC-CORE-002"));
         let posted = verdict(None, Some("var=1234+OR+1%3D1"), browser);
         assert!(posted.blocked, "form bodies are inspected");
+    }
+
+    #[test]
+    fn none_of_matches_every_token_but_its_words() {
+        // As statements build their expressions: on bytes, ASCII classes.
+        let expression = regex::bytes::RegexBuilder::new(&format!(
+            r"(?i)^(?:{})",
+            none_of(&["utf-8", "iso-8859-1", "iso-8859-15", "windows-1252"])
+        ))
+        .unicode(false)
+        .build()
+        .expect("expression");
+        for (token, other) in [
+            ("utf-8", false),
+            ("UTF-8", false),
+            ("iso-8859-1", false),
+            ("iso-8859-15", false),
+            ("Windows-1252", false),
+            ("utf-8;q=1", false),
+            ("utf", true),
+            ("utf-88", true),
+            ("iso-8859-2", true),
+            ("iso-8859-150", true),
+            ("windows-1251", true),
+            ("cp1026", true),
+            ("x", true),
+        ] {
+            assert_eq!(expression.is_match(token.as_bytes()), other, "{token}");
+        }
     }
 
     #[test]
