@@ -657,7 +657,7 @@ fn core() -> Vec<(&'static str, Statement)> {
             "SC-CORE-023",
             Statement::Or(vec![
                 regex_in(
-                    vec![Field::QueryString, Field::UriPath, Field::Body],
+                    vec![Field::QueryString, Field::UriPath],
                     r"(?i)%uff[0-9a-f]{2}",
                     &[],
                 ),
