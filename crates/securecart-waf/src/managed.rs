@@ -828,6 +828,18 @@ fn sqli() -> Vec<(&'static str, Statement)> {
                 &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
             ),
         ),
+        // SQL a value gives away without a call: `pg_sleep`, `waitfor delay` (also in a
+        // Referer; CRS 942280), `execute immediate` (942250), `declare @x` (942320), MySQL's `1.e(` and `1.e.` (942560), `union` and
+        // `select` run together (942270), and the numbers that overflow a 32-bit
+        // integer or a double (942220).
+        (
+            "SC-SQLI-010",
+            regex_in(
+                [inputs(), vec![header("referer"), header("user-agent")]].concat(),
+                r"(?i)\bpg_sleep\b|\bwaitfor\s+delay\b|\bexecute\s+immediate\b|\bdeclare\s+@\w|\b\d+\.e[.(]|unionselect|\b(?:4294967296|4294967295|2147483648|2\.2250738585072011e-308)\b",
+                &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
+            ),
+        ),
     ]
 }
 
@@ -1254,6 +1266,27 @@ fn command_injection() -> Vec<(&'static str, Statement)> {
                 r"(?i)(?:^|[/\\])(?:\.htaccess|\.htpasswd|\.htdigest|\.user\.ini|php\.ini|web\.config|wp-config|settings\.(?:php|py)|local_settings\.py|config\.(?:php|ya?ml|json|inc|ini|xml)|configuration\.php|local\.xml|(?:parameters|database|secrets)\.ya?ml|\.env(?:\.\w+)?$|\.boto|\.s3cfg|\.aws/|\.git/|\.gitconfig|\.svn/|\.hg/|\.bash_(?:history|profile|logout)|\.bashrc|\.zshrc|\.profile$|\.ssh/|authorized_keys|id_(?:rsa|dsa|ecdsa|ed25519)\b|known_hosts|\.netrc|\.npmrc|\.pgpass|\.my\.cnf|\.mysql_history|\.viminfo|(?:acpi|mtrr|buddyinfo|zoneinfo)$)",
                 &[RemoveWhitespace],
             ),
+        ),
+        // Shell syntax that URL decoding would spoil in values already decoded once
+        // (a `+` read as a space): the directory stack (`~+`, `~-2`; CRS 932270), an
+        // alias with its options (`alias +m a=b`, 932175), bash's history (`!-1!-2`,
+        // 932330) and arithmetic (`$[2+2]`, 932130), braces listing words in XML
+        // entities (932280); and Shellshock's function definition at a value's or a
+        // header's start (`() {`, 932170, 932171).
+        (
+            "SC-CMD-012",
+            Statement::Or(vec![
+                regex_in(
+                    inputs(),
+                    r#"~[+-](?:$|\d+\b)|(?i)\balias\s+(?:[+-][a-z]*\s+)*["']?[\w.-]+["']?\s*=|!-\d+!-\d+|\$\[[^\]]*\]|\{[\w-]*,[\w,-]*\}"#,
+                    &[RemoveNulls, HtmlEntityDecode],
+                ),
+                regex_in(
+                    [inputs(), vec![Field::AllHeaders]].concat(),
+                    r"^\s*\(\s*\)\s*\{",
+                    &[UrlDecodeUni],
+                ),
+            ]),
         ),
     ]
 }
@@ -2144,6 +2177,11 @@ mod tests {
             ("arg=%3Bgcc10.1%3C%3C%3Cvoid+main%28%29%7B%7D", "SC-CMD-010"),
             ("code=%27cscli%27+alerts+list", "SC-CMD-010"),
             ("cmd=python3.10%20cmd", "SC-CMD-010"),
+            ("x=%7E%2B", "SC-CMD-012"),
+            ("rce=alias+%2Bm+a%3Db", "SC-CMD"),
+            ("arg=%28%29%20%7B", "SC-CMD-012"),
+            ("var=EXECUTE%20IMMEDIATE%20%22", "SC-SQLI-010"),
+            ("pay=declare+%40b%0A", "SC-SQLI-010"),
         ];
         for (query, family) in cases {
             let verdict = verdict(Some(query), None, browser);
@@ -2258,6 +2296,9 @@ mod tests {
             "q=%245+(sale)+gift+card",
             "q=file+a+claim%3F",
             "q=what+is+https%3F",
+            "q=(smile)+like+(me)",
+            "q=reunion+-+select+a+gift+from+us",
+            "q=order+4294",
         ];
         for query in queries {
             let verdict = verdict(Some(query), None, browser);
