@@ -241,8 +241,14 @@ impl<'a> Inspection<'a> {
     }
 
     /// `value` (one of this request's values) after `transforms`, computed once per
-    /// request whatever the number of rules that ask.
-    pub fn transformed<'v>(&self, value: &'v [u8], transforms: &[Transform]) -> Transformed<'v> {
+    /// request whatever the number of rules that ask. (The memo knows values by their
+    /// address: a value that does not live as long as the inspection must not be asked
+    /// for, which is why this is the crate's own.)
+    pub(crate) fn transformed<'v>(
+        &self,
+        value: &'v [u8],
+        transforms: &[Transform],
+    ) -> Transformed<'v> {
         let traits = self.traits(value);
         // The steps before the first that could change the value leave it as it is.
         let Some(start) = transforms

@@ -1791,12 +1791,34 @@ mod tests {
                     "shortest-after",
                     expression(header("x-word"), "^def$", &[UrlDecodeUni, Lowercase]),
                 ),
+                // A repetition of what matches nothing: its syntax tree tells no
+                // shortest match, and the expression matches `/admin`.
+                rule(
+                    "shortest-unknown",
+                    expression(header("x-path"), "^/admin[a&&b]*$", &[]),
+                ),
+                // A rate-based statement counts every request it sees, whatever the
+                // expression beside it: with a limit of 1, the second request is over.
+                rule(
+                    "counted",
+                    Statement::And(vec![
+                        Statement::RateBased {
+                            rate: std::sync::Arc::new(crate::rate::RateLimit::new(
+                                1,
+                                std::time::Duration::from_secs(60),
+                                vec![crate::rate::AggregateKey::ClientIp],
+                            )),
+                            scope_down: None,
+                        },
+                        expression(header("x-word"), "zzz", &[]),
+                    ]),
+                ),
             ]
         };
         let merged = WebAcl::new(rules(), false);
         let alone = WebAcl::new(rules(), false).unmerged();
         type Headers<'a> = &'a [(&'a str, &'a str)];
-        let cases: [(Headers, &[&str]); 5] = [
+        let cases: [(Headers, &[&str]); 7] = [
             (
                 &[("x-note", "%3Cscript%3Ealert(1)%3C/script%3E")],
                 &["xss-decoded"],
@@ -1811,6 +1833,9 @@ mod tests {
                 &["shortest-after"],
             ),
             (&[("x-word", "a+b"), ("x-word", "ab")], &[]),
+            (&[("x-path", "/admin")], &["shortest-unknown"]),
+            // The rate-based rule has seen every request before: this one is over.
+            (&[("x-word", "zzz")], &["counted"]),
         ];
         for (headers, expected) in cases {
             let mut map = HeaderMap::new();

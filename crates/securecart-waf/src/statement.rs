@@ -158,15 +158,12 @@ impl Statement {
         self.evaluate_merged(inspection, labels, None)
     }
 
-    /// [`Statement::evaluate`], with what one evaluation of the ACL that holds the
-    /// statement knows of its merged expressions (the ACL's merge has every regular
-    /// expression statement of this one).
     /// What must hold of the request for the statement to match, if it can be told
     /// cheaply: one of its merged expressions found, or a value its detector could flag
     /// at all. A rule whose gate stays shut need not be walked. An OR needs one of its
-    /// statements' gates (so all must have one), an AND any one of its statements'; a
-    /// NOT, a rate-based statement (which counts what it sees) and the other statements
-    /// have none.
+    /// statements' gates (so all must have one), an AND any one of its statements' (but
+    /// none when it holds a rate-based statement, which must count every request it
+    /// sees); a NOT, a rate-based statement and the other statements have none.
     pub(crate) fn gate(&self, merged: &Merged) -> Option<Vec<Opening>> {
         let detectable = |field: &Field, transforms: &[Transform], detector| {
             let field = merged.fields.iter().position(|known| known == field)?;
@@ -201,7 +198,7 @@ impl Statement {
                 }
                 (!gate.is_empty()).then_some(gate)
             }
-            Statement::And(statements) => statements
+            Statement::And(statements) if !statements.iter().any(Statement::counts) => statements
                 .iter()
                 .filter_map(|statement| statement.gate(merged))
                 .min_by_key(Vec::len),
@@ -209,6 +206,22 @@ impl Statement {
         }
     }
 
+    /// Whether the statement holds a rate-based statement, which counts the requests it
+    /// sees, and so must see each of them.
+    fn counts(&self) -> bool {
+        match self {
+            Statement::RateBased { .. } => true,
+            Statement::Not(statement) => statement.counts(),
+            Statement::And(statements) | Statement::Or(statements) => {
+                statements.iter().any(Statement::counts)
+            }
+            _ => false,
+        }
+    }
+
+    /// [`Statement::evaluate`], with what one evaluation of the ACL that holds the
+    /// statement knows of its merged expressions (the ACL's merge has every regular
+    /// expression statement of this one).
     pub(crate) fn evaluate_merged(
         &self,
         inspection: &Inspection<'_>,
@@ -595,11 +608,14 @@ fn merged_syntax() -> regex_automata::util::syntax::Config {
 }
 
 /// The length of the shortest text `pattern` matches, as a merged set reads it (0 when
-/// that is unknown; `usize::MAX` when it matches nothing).
+/// that is unknown: the syntax tree says nothing both for an expression that matches
+/// nothing and for one that repeats, maybe zero times, something that matches nothing,
+/// such as `/admin[a&&b]*`, which matches `/admin`).
 fn shortest(pattern: &str) -> usize {
     regex_automata::util::syntax::parse_with(pattern, &merged_syntax())
-        .map_or(Some(0), |hir| hir.properties().minimum_len())
-        .unwrap_or(usize::MAX)
+        .ok()
+        .and_then(|hir| hir.properties().minimum_len())
+        .unwrap_or(0)
 }
 
 /// Whether `pattern`, as a merged set reads it, is blind to ASCII case: it matches

@@ -247,7 +247,8 @@ impl Traits {
         } else {
             0
         };
-        let mut previous = 0u8;
+        // (Not white space: a leading space follows none.)
+        let mut previous = b'a';
         for &byte in value {
             let own = Self::OF_BYTE[byte as usize];
             traits |= own;
