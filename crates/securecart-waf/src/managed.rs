@@ -901,6 +901,16 @@ fn xss() -> Vec<(&'static str, Statement)> {
                 ],
             ),
         ),
+        // A script tag in any header (CRS 941110 reads them all but the cookies, which
+        // the other rules read).
+        (
+            "SC-XSS-005",
+            regex(
+                Field::AllHeaders,
+                r"(?i)<\s*script\b[^>]*>",
+                &[UrlDecodeUni, HtmlEntityDecode],
+            ),
+        ),
     ]
 }
 
