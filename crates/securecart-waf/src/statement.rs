@@ -618,6 +618,15 @@ fn shortest(pattern: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// The shortest match of the expressions numbered `in_all`, each's in `shortest_of`.
+fn shortest_among(shortest_of: &[usize], in_all: &[usize]) -> usize {
+    in_all
+        .iter()
+        .map(|&index| shortest_of[index])
+        .min()
+        .unwrap_or(usize::MAX)
+}
+
 /// Whether `pattern`, as a merged set reads it, is blind to ASCII case: it matches
 /// somewhere in a text exactly where it matches somewhere in the text lowercased (every
 /// letter it names, it names in both cases, as `(?i)` writes them).
@@ -764,11 +773,7 @@ impl Merged {
             let transforms = chain.transforms;
             merged.chains.push(MergedChain {
                 triggers: transform::triggers(&transforms),
-                shortest: in_all
-                    .iter()
-                    .map(|&index| shortest_of[index])
-                    .min()
-                    .unwrap_or(usize::MAX),
+                shortest: shortest_among(&shortest_of, &in_all),
                 transforms,
                 fields,
                 set,
@@ -819,11 +824,7 @@ impl Merged {
             };
             merged.groups.push(FieldGroup {
                 set,
-                shortest: in_all
-                    .iter()
-                    .map(|&index| shortest_of[index])
-                    .min()
-                    .unwrap_or(usize::MAX),
+                shortest: shortest_among(&shortest_of, &in_all),
                 in_all,
             });
         }
