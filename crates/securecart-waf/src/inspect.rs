@@ -266,7 +266,7 @@ impl<'a> Inspection<'a> {
         // Each step's result is remembered by the steps that could act so far (those
         // that could not change the value as it was are left out), so that chains that
         // come to the same steps (`lowercase` alone, and URL decoding then `lowercase`
-        // on a value with nothing to decode) share one copy, and its scans.
+        // on a value with nothing to decode) share one copy.
         let mut result: Option<Rc<[u8]>> = None;
         let mut steps = 0u64;
         let mut key = 0u64;
