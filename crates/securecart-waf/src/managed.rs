@@ -1324,6 +1324,11 @@ fn php() -> Vec<(&'static str, Statement)> {
                         "php://filter",
                         "php://stdin",
                         "php://memory",
+                        "php://stdout",
+                        "php://stderr",
+                        "php://output",
+                        "php://temp",
+                        "php://fd",
                         "phar://",
                         "zlib://",
                         "glob://",
@@ -1343,11 +1348,13 @@ fn php() -> Vec<(&'static str, Statement)> {
                 &[UrlDecodeUni, ReplaceComments, RemoveNulls],
             ),
         ),
+        // PHP's superglobals named (`$_SERVER['x']`, `$GLOBALS`; CRS 933130), a function
+        // called through a variable, and a PHP file named.
         (
             "SC-PHP-003",
             regex_in(
                 fields(),
-                r"\$+[A-Za-z_\x7f-\xff][\w\x7f-\xff]*\s*(?:\[[^\]]{0,40}\]\s*|\{[^}]{0,40}\}\s*)*\(|\$\{[^}]{1,80}\}\s*\(|(?i)\.(?:php\d?|phtml|phar|pht|phps)\s*$",
+                r"\$_(?:SERVER|COOKIE|GET|POST|REQUEST|FILES|ENV|SESSION)\b|\$GLOBALS\b|\$HTTP_[A-Z_]+_VARS\b|\$+[A-Za-z_\x7f-\xff][\w\x7f-\xff]*\s*(?:\[[^\]]{0,40}\]\s*|\{[^}]{0,40}\}\s*)*\(|\$\{[^}]{1,80}\}\s*\(|(?i)\.(?:php\d?|phtml|phar|pht|phps)\s*$",
                 &[UrlDecodeUni, ReplaceComments, RemoveNulls],
             ),
         ),
@@ -1391,7 +1398,7 @@ fn php() -> Vec<(&'static str, Statement)> {
             "SC-PHP-007",
             regex_in(
                 fields(),
-                r"(?i)\b(?:opcache\.\w+|mbstring\.\w+|pcre\.\w+|zend\.\w+|engine|extension|precision|serialize_precision|allow_url_(?:fopen|include)|auto_(?:append|prepend)_file|disable_(?:functions|classes)|open_basedir|safe_mode(?:_exec_dir)?|extension_dir|zend_extension|memory_limit|max_execution_time|max_input_time|post_max_size|upload_max_filesize|upload_tmp_dir|file_uploads|register_globals|display_(?:startup_)?errors|error_(?:log|reporting)|log_errors|html_errors|include_path|short_open_tag|expose_php|enable_dl|magic_quotes_(?:gpc|runtime)|sendmail_(?:path|from)|mail\.add_x_header|session\.(?:save_path|save_handler|serialize_handler|use_trans_sid|upload_progress\.enabled)|user_ini\.filename|cgi\.force_redirect|doc_root|user_dir|assert\.(?:active|callback)|phar\.readonly|variables_order|default_charset|output_handler|unserialize_callback_func)\s*=",
+                r"(?i)\b(?:opcache\.\w+|mbstring\.\w+|pcre\.\w+|zend\.\w+|engine|extension|precision|serialize_precision|smtp(?:_port)?|unserialize_max_depth|allow_url_(?:fopen|include)|auto_(?:append|prepend)_file|disable_(?:functions|classes)|open_basedir|safe_mode(?:_exec_dir)?|extension_dir|zend_extension|memory_limit|max_execution_time|max_input_time|post_max_size|upload_max_filesize|upload_tmp_dir|file_uploads|register_globals|display_(?:startup_)?errors|error_(?:log|reporting)|log_errors|html_errors|include_path|short_open_tag|expose_php|enable_dl|magic_quotes_(?:gpc|runtime)|sendmail_(?:path|from)|mail\.add_x_header|session\.(?:save_path|save_handler|serialize_handler|use_trans_sid|upload_progress\.enabled)|user_ini\.filename|cgi\.force_redirect|doc_root|user_dir|assert\.(?:active|callback)|phar\.readonly|variables_order|default_charset|output_handler|unserialize_callback_func)\s*=",
                 &[UrlDecodeUni, ReplaceComments, RemoveNulls],
             ),
         ),
@@ -2160,6 +2167,8 @@ mod tests {
             ("foo=%24%20%7B%27fdf%27%7D", "SC-PHP-008"),
             ("foo=%24__%5B%24_%5B1%5D%5D%287%29", "SC-PHP-008"),
             ("var=opcache.jit_max_polymorphic_calls%3d50", "SC-PHP-007"),
+            ("x=$_SERVER['test'];", "SC-PHP-003"),
+            ("var=php%3A%2F%2Fstdout", "SC-PHP-001"),
             ("foo=process%5BmainModule", "SC-KBI-007"),
             ("foo=XyQkTkRfRlVOQyQkXwo%3D", "SC-KBI-007"),
             (
