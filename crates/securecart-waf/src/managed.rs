@@ -1703,7 +1703,7 @@ mod tests {
         assert_eq!(ids.last(), Some(&"sqli-outside-search"), "from 500: after");
         // The expression's words in a sentence libinjection does not flag.
         let query = "q=update+my+address+set+in+profile+where+possible";
-        let judge = |path: &str| {
+        let judge = |acl: &WebAcl, path: &str| {
             let headers = HeaderMap::new();
             acl.evaluate(&Inspection::new(
                 "GET",
@@ -1715,13 +1715,13 @@ mod tests {
                 "127.0.0.1".parse().expect("address"),
             ))
         };
-        let search = judge("/search");
+        let search = judge(&acl, "/search");
         assert!(!search.blocked, "{:?}", search.matches);
         assert_eq!(search.matches.len(), 1, "{:?}", search.matches);
         assert_eq!(search.matches[0].0, "SC-SQLI-003");
         assert_eq!(search.matches[0].1, RuleAction::Count);
         assert!(search.labels.iter().any(|added| added == label));
-        let api = judge("/api/orders");
+        let api = judge(&acl, "/api/orders");
         assert!(api.blocked);
         assert_eq!(api.terminating_rule.as_deref(), Some("sqli-outside-search"));
         // Without the override, the managed rule blocks by itself; scoring, a counted
@@ -1732,15 +1732,7 @@ mod tests {
             Sensitivity::default(),
             &Overrides::default(),
         );
-        let verdict = plain.evaluate(&Inspection::new(
-            "GET",
-            "/search",
-            Some(query),
-            &HeaderMap::new(),
-            b"",
-            false,
-            "127.0.0.1".parse().expect("address"),
-        ));
+        let verdict = judge(&plain, "/search");
         assert_eq!(verdict.terminating_rule.as_deref(), Some("SC-SQLI-003"));
         let scoring = acl_with(
             Vec::new(),
@@ -1751,15 +1743,7 @@ mod tests {
             },
             &overrides,
         );
-        let verdict = scoring.evaluate(&Inspection::new(
-            "GET",
-            "/search",
-            Some(query),
-            &HeaderMap::new(),
-            b"",
-            false,
-            "127.0.0.1".parse().expect("address"),
-        ));
+        let verdict = judge(&scoring, "/search");
         assert_eq!((verdict.blocked, verdict.score), (false, 0));
         assert!(rule_ids().iter().any(|id| id == "SC-SQLI-003"));
     }

@@ -1059,32 +1059,26 @@ impl<'m> Scan<'m> {
                     .set
                     .is_some()
                     .then(|| self.field(inspection, field));
+                // What the field's values match as they are answers for those the
+                // chain leaves so (at most it names some expressions too many: enough
+                // to tell where to look).
                 if let Some(scan) = scan
-                    && !scan.traits.meets(chain.triggers)
+                    && let Some(matches) = &scan.matches
                 {
-                    if let Some(matches) = &scan.matches {
-                        Self::add_found(chain, matches, &mut found);
-                    }
+                    Self::add_found(chain, matches, &mut found);
+                }
+                if scan.is_some_and(|scan| !scan.traits.meets(chain.triggers)) {
                     continue;
                 }
+                // Some values the chain may change: each changed one is scanned by the
+                // chain's own set (fewer expressions: a faster scan).
                 inspection.any_value(&self.merged.fields[field], |value| {
                     if value.len() < chain.shortest {
                         return false;
                     }
-                    // A value the chain leaves as it is is scanned once by the field's
-                    // set for all such chains; a changed one, by the chain's own set
-                    // (fewer expressions: a faster scan).
                     let transformed = inspection.transformed(value, &chain.transforms);
-                    match (&transformed, scan) {
-                        // What the field's values as they are match (this one's
-                        // matches, and at most some others': enough to tell where to
-                        // look).
-                        (Transformed::Same(_), Some(scan)) => {
-                            if let Some(matches) = &scan.matches {
-                                Self::add_found(chain, matches, &mut found);
-                            }
-                        }
-                        _ => Self::scan(&chain.set, &transformed, &mut found),
+                    if !matches!(transformed, Transformed::Same(_)) || scan.is_none() {
+                        Self::scan(&chain.set, &transformed, &mut found);
                     }
                     found.is_full()
                 });

@@ -329,13 +329,6 @@ pub(crate) fn triggers(transforms: &[Transform]) -> Traits {
     })
 }
 
-/// Whether `transforms` leave every value of these traits as it is: each leaves it so,
-/// so the next sees the same value.
-#[cfg(test)]
-fn leave_as_is(transforms: &[Transform], traits: Traits) -> bool {
-    !traits.meets(triggers(transforms))
-}
-
 fn hex_value(byte: u8) -> Option<u8> {
     match byte {
         b'0'..=b'9' => Some(byte - b'0'),
@@ -700,6 +693,12 @@ mod tests {
         );
     }
 
+    /// Whether `transforms` leave every value of these traits as it is (each leaves it
+    /// so, so the next sees the same value), as the merge reads them.
+    fn leaves_as_is(transforms: &[Transform], traits: Traits) -> bool {
+        !traits.meets(triggers(transforms))
+    }
+
     /// Every value of up to three bytes over an alphabet of each transformation's
     /// triggers (and bytes that are none), then longer ones drawn at random: where
     /// `may_change` says a transformation leaves a value as it is, running it must agree.
@@ -769,7 +768,7 @@ mod tests {
         }
         // And what a shop sends: its traits let every chain but lowercase skip it.
         let traits = Traits::of(b"red wool coat");
-        assert!(leave_as_is(
+        assert!(leaves_as_is(
             &[
                 Transform::UrlDecodeUni,
                 Transform::HtmlEntityDecode,
@@ -781,12 +780,12 @@ mod tests {
             ],
             traits
         ));
-        assert!(!leave_as_is(&[Transform::Lowercase], Traits::of(b"Red")));
+        assert!(!leaves_as_is(&[Transform::Lowercase], Traits::of(b"Red")));
         // A field's values are read through their union: a value that may decode from
         // base64 keeps that in the union with one that may not.
         let union = Traits::of(b"not base64!").union(Traits::of(b"cGFnZQ=="));
-        assert!(!leave_as_is(&[Transform::Base64Decode], union));
-        assert!(!leave_as_is(
+        assert!(!leaves_as_is(&[Transform::Base64Decode], union));
+        assert!(!leaves_as_is(
             &[Transform::HexDecode],
             Traits::of(b"x").union(Traits::of(b"3c"))
         ));
