@@ -424,10 +424,55 @@ fn body_fields(headers: &HeaderMap, body: &[u8]) -> Vec<String> {
         return xml_fields(body);
     }
     // Forms, and bodies without a type, are read as forms, as CRS reads them.
-    form_urlencoded::parse(body)
-        .flat_map(|(name, value)| [name.into_owned(), value.into_owned()])
+    body.split(|byte| *byte == b'&')
+        .flat_map(|pair| match memchr::memchr(b'=', pair) {
+            Some(at) => [&pair[..at], &pair[at + 1..]],
+            None => [pair, &[][..]],
+        })
         .filter(|text| !text.is_empty())
+        .map(form_decoded)
         .collect()
+}
+
+/// A form's name or value decoded as `form_urlencoded` decodes it (`+` a space, then
+/// `%41` a byte, a `%` without two hex digits kept, and bytes that are not UTF-8 made
+/// U+FFFD), in one pass rather than its three: a shop's forms are mostly text, whose
+/// every space is a `+`.
+fn form_decoded(text: &[u8]) -> String {
+    let decoded = if memchr::memchr2(b'+', b'%', text).is_none() {
+        std::borrow::Cow::Borrowed(text)
+    } else {
+        let mut decoded = Vec::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(at) = memchr::memchr2(b'+', b'%', rest) {
+            decoded.extend_from_slice(&rest[..at]);
+            let escaped = rest
+                .get(at + 1..at + 3)
+                .and_then(|digits| Some(hex_digit(digits[0])? << 4 | hex_digit(digits[1])?));
+            match (rest[at], escaped) {
+                (b'%', Some(byte)) => {
+                    decoded.push(byte);
+                    rest = &rest[at + 3..];
+                }
+                (byte, _) => {
+                    decoded.push(if byte == b'+' { b' ' } else { byte });
+                    rest = &rest[at + 1..];
+                }
+            }
+        }
+        decoded.extend_from_slice(rest);
+        std::borrow::Cow::Owned(decoded)
+    };
+    match decoded {
+        std::borrow::Cow::Borrowed(text) => String::from_utf8_lossy(text).into_owned(),
+        std::borrow::Cow::Owned(bytes) => String::from_utf8(bytes)
+            .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned()),
+    }
+}
+
+/// The value of a hex digit.
+fn hex_digit(byte: u8) -> Option<u8> {
+    char::from(byte).to_digit(16).map(|digit| digit as u8)
 }
 
 /// A multipart body's boundary, as sent (content types are case-insensitive, boundaries
@@ -653,6 +698,60 @@ mod tests {
         }
         for bad in ["verb", "header:", "header:a b", "query_argument:", ""] {
             assert_eq!(Field::parse(bad), None, "{bad}");
+        }
+    }
+
+    /// The one-pass form decoding reads every body as `form_urlencoded` does: every body
+    /// of up to 4 bytes over the bytes that matter (separators, escapes, a byte that is
+    /// not UTF-8 alone and one that starts a character), and longer ones built from
+    /// pieces.
+    #[test]
+    fn a_form_body_is_read_as_form_urlencoded_reads_it() {
+        let reference = |body: &[u8]| -> Vec<String> {
+            form_urlencoded::parse(body)
+                .flat_map(|(name, value)| [name.into_owned(), value.into_owned()])
+                .filter(|text| !text.is_empty())
+                .collect()
+        };
+        let headers = HeaderMap::new();
+        let alphabet: &[u8] = b"a+%2Bf=&\xff\xc3";
+        let mut body = Vec::new();
+        let check = |body: &[u8]| {
+            assert_eq!(body_fields(&headers, body), reference(body), "{body:?}");
+        };
+        for length in 1..=4u32 {
+            for mut number in 0..alphabet.len().pow(length) {
+                body.clear();
+                for _ in 0..length {
+                    body.push(alphabet[number % alphabet.len()]);
+                    number /= alphabet.len();
+                }
+                check(&body);
+            }
+        }
+        let pieces: [&[u8]; 10] = [
+            b"name=Ada+O%27Brien",
+            b"%C3%A9t%C3%A9",
+            b"%zz%4",
+            b"&&",
+            b"q==1",
+            b"%",
+            b"\xc3\xa9",
+            b"+%2B+",
+            b"%e2%82",
+            b"x",
+        ];
+        let mut state = 7u64;
+        for _ in 0..20_000 {
+            body.clear();
+            for _ in 0..6 {
+                // A linear congruential generator: the same bodies on every run.
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                body.extend_from_slice(pieces[(state >> 33) as usize % pieces.len()]);
+            }
+            check(&body);
         }
     }
 

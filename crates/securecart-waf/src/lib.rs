@@ -17,10 +17,12 @@
 //!
 //! Rules share work within one request:
 //! - an ACL merges its regular expressions by chain of transformations into one set each,
-//!   and all of them into one more (`statement::Merged`): a value is scanned once per
-//!   chain that changes it, and once for all the chains that leave it as it is; a
-//!   statement runs its own expression only where the scan found it (most requests match
-//!   none);
+//!   and those each group of fields is read with into one more (`statement::Merged`): a
+//!   value is scanned once per chain that changes it, and once, by its field's group, for
+//!   all the chains that leave it as it is; a statement runs its own expression only
+//!   where the scan found it (most requests match none); a set is searched from a value's
+//!   start only where the value holds none of the bytes its matches need elsewhere
+//!   (`needles`);
 //! - each long value's transformations (chains sharing their beginnings) and each
 //!   detector's verdict on a value are computed once, whatever the number of rules that
 //!   ask ([`Inspection`]'s memo);
@@ -36,6 +38,7 @@
 pub mod acl;
 pub mod inspect;
 pub mod managed;
+mod needles;
 pub mod rate;
 pub mod statement;
 pub mod transform;

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use ipnet::IpNet;
 
 use crate::inspect::{Field, Inspection, MAX_MEMO_CHAIN, Transformed, chain_key};
+use crate::needles::Needles;
 use crate::transform::{self, Traits, Transform};
 
 /// Where a byte match looks for its string.
@@ -568,6 +569,8 @@ struct MergedChain {
     /// Its fields' places in [`Merged::fields`].
     fields: Vec<usize>,
     set: regex_automata::meta::Regex,
+    /// What every match of the set holds unless it starts at the value's start.
+    needles: Option<Needles>,
     /// Each of the set's expressions' number among all of the merge's.
     in_all: Vec<usize>,
 }
@@ -578,6 +581,8 @@ struct FieldGroup {
     /// `None` when the engine would not build it (or the fields are read by no
     /// expression, only by detectors).
     set: Option<regex_automata::meta::Regex>,
+    /// What every match of the set holds unless it starts at the value's start.
+    needles: Option<Needles>,
     /// The length of the set's shortest match.
     shortest: usize,
     /// Each of the set's expressions' number among all of the merge's.
@@ -777,6 +782,7 @@ impl Merged {
                 transforms,
                 fields,
                 set,
+                needles: Needles::of(&chain.patterns, &merged_syntax()),
                 in_all,
             });
             chain_patterns.push(chain.patterns);
@@ -823,6 +829,9 @@ impl Merged {
                 set
             };
             merged.groups.push(FieldGroup {
+                needles: set
+                    .as_ref()
+                    .and_then(|_| Needles::of(&patterns, &merged_syntax())),
                 set,
                 shortest: shortest_among(&shortest_of, &in_all),
                 in_all,
@@ -932,10 +941,15 @@ impl<'m> Scan<'m> {
     }
 
     /// Adds to `found` what `set` finds in `value`.
-    fn scan(set: &regex_automata::meta::Regex, value: &[u8], found: &mut ChainFound) {
+    fn scan(
+        set: &regex_automata::meta::Regex,
+        needles: Option<&Needles>,
+        value: &[u8],
+        found: &mut ChainFound,
+    ) {
         // Most values match none: finding that out stops at nothing, and is cheaper than
         // the search for every match.
-        let input = regex_automata::Input::new(value);
+        let input = search_input(needles, value);
         if set.is_match(input.clone()) {
             set.which_overlapping_matches(&input, found.set(set.pattern_len()));
         }
@@ -946,6 +960,7 @@ impl<'m> Scan<'m> {
     fn scan_group(&self, group: usize, value: &[u8]) -> Option<Found> {
         let FieldGroup {
             set: Some(set),
+            needles,
             in_all,
             shortest,
         } = &self.merged.groups[group]
@@ -955,7 +970,7 @@ impl<'m> Scan<'m> {
         if value.len() < *shortest {
             return None;
         }
-        let input = regex_automata::Input::new(value);
+        let input = search_input(needles.as_ref(), value);
         set.is_match(input.clone()).then(|| {
             let mut local = regex_automata::PatternSet::new(set.pattern_len());
             set.which_overlapping_matches(&input, &mut local);
@@ -1078,13 +1093,24 @@ impl<'m> Scan<'m> {
                     }
                     let transformed = inspection.transformed(value, &chain.transforms);
                     if !matches!(transformed, Transformed::Same(_)) || scan.is_none() {
-                        Self::scan(&chain.set, &transformed, &mut found);
+                        Self::scan(&chain.set, chain.needles.as_ref(), &transformed, &mut found);
                     }
                     found.is_full()
                 });
             }
             found
         })
+    }
+}
+
+/// The search of a merged set in `value`: from its start only, when it holds none of the
+/// set's needles (no match can start elsewhere: see [`Needles`]).
+fn search_input<'v>(needles: Option<&Needles>, value: &'v [u8]) -> regex_automata::Input<'v> {
+    let input = regex_automata::Input::new(value);
+    if needles.is_some_and(|needles| !needles.in_value(value)) {
+        input.anchored(regex_automata::Anchored::Yes)
+    } else {
+        input
     }
 }
 

@@ -122,28 +122,13 @@ impl Transform {
                 let normalised = cmd_line(input);
                 (normalised != input).then_some(normalised)
             }
-            Transform::RemoveShellQuotes => input
-                .iter()
-                .any(|byte| matches!(byte, b'\\' | b'"' | b'\'' | b'^'))
-                .then(|| {
-                    input
-                        .iter()
-                        .copied()
-                        .filter(|byte| !matches!(byte, b'\\' | b'"' | b'\'' | b'^'))
-                        .collect()
-                }),
-            Transform::RemoveNulls => input
-                .contains(&0)
-                .then(|| input.iter().copied().filter(|&byte| byte != 0).collect()),
+            Transform::RemoveShellQuotes => {
+                without(input, |byte| matches!(byte, b'\\' | b'"' | b'\'' | b'^'))
+            }
+            Transform::RemoveNulls => without(input, |byte| byte == 0),
             Transform::ReplaceComments => replace_comments(input),
             Transform::HexDecode => hex_decode(input),
-            Transform::RemoveWhitespace => input.iter().any(|&byte| is_space(byte)).then(|| {
-                input
-                    .iter()
-                    .copied()
-                    .filter(|&byte| !is_space(byte))
-                    .collect()
-            }),
+            Transform::RemoveWhitespace => without(input, is_space),
         }
     }
 }
@@ -185,12 +170,12 @@ impl Traits {
     const NOT_BASE64: u32 = 1 << 29;
     /// A byte that is not a hex digit (during the pass).
     const NOT_HEX: u32 = 1 << 30;
-    /// `/`, `.`, `*`, ` ` or `(`: the pass looks at the byte before.
-    const SECOND: u32 = 1 << 31;
-
-    /// Each byte's traits on its own.
-    const OF_BYTE: [u32; 256] = {
-        let mut table = [0u32; 256];
+    /// Each byte's traits on its own (the low 32 bits); and, for the traits of a pair of
+    /// bytes, what the byte adds as the pair's second (bits 32 to 47) and as its first
+    /// (bits 48 to 63): a pair has the traits both halves name. One look-up per byte, and
+    /// no branch (text is full of the spaces and dots a branch would stop at).
+    const OF_BYTE: [u64; 256] = {
+        let mut table = [0u64; 256];
         let mut byte = 0;
         while byte < 256 {
             let b = byte as u8;
@@ -231,10 +216,23 @@ impl Traits {
             if !b.is_ascii_hexdigit() {
                 traits |= Self::NOT_HEX;
             }
-            if matches!(b, b'/' | b'.' | b'*' | b' ' | b'(') {
-                traits |= Self::SECOND;
-            }
-            table[byte] = traits;
+            // The pairs: `//` and `/.` (PATH), `/*` (COMMENT), a space before `/` or
+            // `(` (SPACE_BEFORE), white space before a space (SPACE_RUN).
+            let first = match b {
+                b'/' => Self::PATH | Self::COMMENT,
+                b' ' => Self::SPACE_BEFORE | Self::SPACE_RUN,
+                _ if is_space(b) => Self::SPACE_RUN,
+                _ => 0,
+            };
+            let second = match b {
+                b'/' => Self::PATH | Self::SPACE_BEFORE,
+                b'.' => Self::PATH,
+                b'*' => Self::COMMENT,
+                b'(' => Self::SPACE_BEFORE,
+                b' ' => Self::SPACE_RUN,
+                _ => 0,
+            };
+            table[byte] = traits as u64 | (second as u64) << 32 | (first as u64) << 48;
             byte += 1;
         }
         table
@@ -247,21 +245,12 @@ impl Traits {
         } else {
             0
         };
-        // (Not white space: a leading space follows none.)
-        let mut previous = b'a';
+        // What the byte before adds as a pair's first (a leading byte follows none).
+        let mut first = 0;
         for &byte in value {
-            let own = Self::OF_BYTE[byte as usize];
-            traits |= own;
-            if own & Self::SECOND != 0 {
-                traits |= match (previous, byte) {
-                    (b'/', b'/' | b'.') => Self::PATH,
-                    (b'/', b'*') => Self::COMMENT,
-                    (b' ', b'/' | b'(') => Self::SPACE_BEFORE,
-                    (previous, b' ') if is_space(previous) => Self::SPACE_RUN,
-                    _ => 0,
-                };
-            }
-            previous = byte;
+            let entry = Self::OF_BYTE[byte as usize];
+            traits |= entry as u32 | (first & (entry >> 32) as u32 & 0xffff);
+            first = (entry >> 48) as u32;
         }
         // What a byte rules out becomes what the value may be, so that a union of
         // values' traits holds every trigger of each.
@@ -272,7 +261,7 @@ impl Traits {
         if traits & Self::NOT_HEX == 0 {
             traits |= Self::MAYBE_HEX;
         }
-        Self(traits & !(Self::NOT_BASE64 | Self::NOT_HEX | Self::SECOND))
+        Self(traits & !(Self::NOT_BASE64 | Self::NOT_HEX))
     }
 
     /// The traits of both `self`'s values and `other`'s: a transformation that may change
@@ -587,6 +576,21 @@ fn js_decode(input: &[u8]) -> Option<Vec<u8>> {
         out.push(input[at]);
         at += 1;
     }
+    Some(out)
+}
+
+/// `input` without the bytes `remove` names (`None`: it has none). The runs between them
+/// are copied whole: text has few.
+fn without(input: &[u8], remove: impl Fn(u8) -> bool) -> Option<Vec<u8>> {
+    let mut rest = input;
+    let mut out: Option<Vec<u8>> = None;
+    while let Some(at) = rest.iter().position(|&byte| remove(byte)) {
+        out.get_or_insert_with(|| Vec::with_capacity(input.len()))
+            .extend_from_slice(&rest[..at]);
+        rest = &rest[at + 1..];
+    }
+    let mut out = out?;
+    out.extend_from_slice(rest);
     Some(out)
 }
 
