@@ -444,23 +444,31 @@ fn form_decoded(text: &[u8]) -> String {
     } else {
         let mut decoded = Vec::with_capacity(text.len());
         let mut rest = text;
-        while let Some(at) = memchr::memchr2(b'+', b'%', rest) {
-            decoded.extend_from_slice(&rest[..at]);
-            let escaped = rest
-                .get(at + 1..at + 3)
+        loop {
+            // Up to the next escape, each `+` a space (a loop the compiler vectorises).
+            let run = memchr::memchr(b'%', rest).unwrap_or(rest.len());
+            decoded.extend(
+                rest[..run]
+                    .iter()
+                    .map(|&byte| if byte == b'+' { b' ' } else { byte }),
+            );
+            let Some((_, after)) = rest[run..].split_first() else {
+                break;
+            };
+            let escaped = after
+                .get(..2)
                 .and_then(|digits| Some(hex_digit(digits[0])? << 4 | hex_digit(digits[1])?));
-            match (rest[at], escaped) {
-                (b'%', Some(byte)) => {
+            match escaped {
+                Some(byte) => {
                     decoded.push(byte);
-                    rest = &rest[at + 3..];
+                    rest = &after[2..];
                 }
-                (byte, _) => {
-                    decoded.push(if byte == b'+' { b' ' } else { byte });
-                    rest = &rest[at + 1..];
+                None => {
+                    decoded.push(b'%');
+                    rest = after;
                 }
             }
         }
-        decoded.extend_from_slice(rest);
         std::borrow::Cow::Owned(decoded)
     };
     match decoded {
