@@ -598,7 +598,7 @@ fn xml_fields(body: &[u8]) -> Vec<String> {
     while let Some(open) = rest.find('<') {
         let content = rest[..open].trim();
         if !content.is_empty() {
-            fields.push(content.to_owned());
+            fields.push(xml_decoded(content));
         }
         if let Some(cdata) = rest[open..].strip_prefix("<![CDATA[") {
             let end = cdata.find("]]>").unwrap_or(cdata.len());
@@ -617,7 +617,7 @@ fn xml_fields(body: &[u8]) -> Vec<String> {
                 let quote = &quoted[start..=start];
                 let after = &quoted[start + 1..];
                 let Some(end) = after.find(quote) else { break };
-                fields.push(after[..end].to_owned());
+                fields.push(xml_decoded(&after[..end]));
                 quoted = &after[end + 1..];
             }
         }
@@ -625,9 +625,52 @@ fn xml_fields(body: &[u8]) -> Vec<String> {
     }
     let tail = rest.trim();
     if !tail.is_empty() {
-        fields.push(tail.to_owned());
+        fields.push(xml_decoded(tail));
     }
     fields
+}
+
+/// XML text or an attribute's value as the application's parser reads it: the five
+/// predefined entities and character references (`&#123;`, `&#x7B;`) decoded. Anything
+/// else with a `&` (which a strict parser would refuse) is left as it is.
+fn xml_decoded(text: &str) -> String {
+    let mut decoded = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('&') {
+        decoded.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let reference = after.find(';').and_then(|end| {
+            let name = &after[..end];
+            let character = match name {
+                "lt" => '<',
+                "gt" => '>',
+                "amp" => '&',
+                "quot" => '"',
+                "apos" => '\'',
+                _ => {
+                    let number = name.strip_prefix('#')?;
+                    let code = match number.strip_prefix(['x', 'X']) {
+                        Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+                        None => number.parse().ok()?,
+                    };
+                    char::from_u32(code)?
+                }
+            };
+            Some((character, end))
+        });
+        match reference {
+            Some((character, end)) => {
+                decoded.push(character);
+                rest = &after[end + 1..];
+            }
+            None => {
+                decoded.push('&');
+                rest = after;
+            }
+        }
+    }
+    decoded.push_str(rest);
+    decoded
 }
 
 /// Every string, number and key of a JSON document (nesting bounded).
@@ -862,6 +905,14 @@ mod tests {
         assert_eq!(
             values(&inspection, &Field::BodyFields),
             ["7", "gift", "Mug", "raw <b>"]
+        );
+        // Values as the application's XML parser reads them: entities and character
+        // references decoded, other ampersands kept.
+        let body = b"<a probe=\"O:8:&quot;x&quot;:0:&#x7B;&#125;\">&lt;b&gt; &amp;amp; &copy; &#xZZ; &</a>";
+        let inspection = Inspection::new("POST", "/", None, &xml, body, false, client);
+        assert_eq!(
+            values(&inspection, &Field::BodyFields),
+            ["O:8:\"x\":0:{}", "<b> &amp; &copy; &#xZZ; &"]
         );
     }
 }

@@ -877,11 +877,14 @@ fn xss() -> Vec<(&'static str, Statement)> {
                 transforms: vec![UrlDecodeUni, HtmlEntityDecode, JsDecode, RemoveNulls],
             }),
         ),
+        // Markup that runs script: script-bearing tags, script URLs, event handlers, CSS
+        // expressions, and tags written in UTF-7 (`+ADw-script+AD4-`, for a page a
+        // browser is made to read as UTF-7; CRS 941350).
         (
             "SC-XSS-002",
             regex_in(
                 fields,
-                r"(?i)<\s*/?\s*(?:script|iframe|object|embed|applet|svg|math|form|base|link|meta|frameset|isindex)\b|\b(?:java|vb|live)script\s*:|\bon(?:error|load|unload|mouse\w+|focus\w*|blur|click|dblclick|submit|change|input|key\w+|toggle|animation\w+|transition\w+|pointer\w+|begin|end|hashchange|pageshow|message|wheel|scroll|drag\w*|drop|copy|cut|paste|invalid|search|select|show|start|finish)\s*=|\bsrcdoc\s*=|data\s*:\s*text/html|\bexpression\s*\(|<\s*\w+[^>]*\bstyle\s*=[^>]*(?:expression|url)\s*\(",
+                r"(?i)<\s*/?\s*(?:script|iframe|object|embed|applet|svg|math|form|base|link|meta|frameset|isindex)\b|\b(?:java|vb|live)script\s*:|\bon(?:error|load|unload|mouse\w+|focus\w*|blur|click|dblclick|submit|change|input|key\w+|toggle|animation\w+|transition\w+|pointer\w+|begin|end|hashchange|pageshow|message|wheel|scroll|drag\w*|drop|copy|cut|paste|invalid|search|select|show|start|finish)\s*=|\bsrcdoc\s*=|data\s*:\s*text/html|\bexpression\s*\(|<\s*\w+[^>]*\bstyle\s*=[^>]*(?:expression|url)\s*\(|\+ADw-.*(?:\+AD4-|>)|<.*\+AD4-",
                 &[
                     UrlDecodeUni,
                     HtmlEntityDecode,
