@@ -423,8 +423,16 @@ fn body_fields(headers: &HeaderMap, body: &[u8]) -> Vec<String> {
     if content_type.contains("xml") {
         return xml_fields(body);
     }
-    // Forms, and bodies without a type, are read as forms, as CRS reads them.
-    body.split(|byte| *byte == b'&')
+    // Forms, and bodies without a type, are read as forms, as CRS reads them. (The pairs
+    // found with memchr: a slice's `split` tries each byte.)
+    let mut pairs = Vec::new();
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'&', body).chain([body.len()]) {
+        pairs.push(&body[start..end]);
+        start = end + 1;
+    }
+    pairs
+        .into_iter()
         .flat_map(|pair| match memchr::memchr(b'=', pair) {
             Some(at) => [&pair[..at], &pair[at + 1..]],
             None => [pair, &[][..]],
