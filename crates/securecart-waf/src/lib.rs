@@ -44,6 +44,27 @@ pub mod statement;
 pub mod transform;
 
 pub use acl::{BlockResponse, Rule, RuleAction, Verdict, WebAcl};
+
+/// Calls `each` with every string over `alphabet` of each of the `lengths`, for
+/// tests that check a claim exhaustively.
+#[cfg(test)]
+pub(crate) fn every_string(
+    alphabet: &[u8],
+    lengths: std::ops::RangeInclusive<u32>,
+    mut each: impl FnMut(&[u8]),
+) {
+    let mut text = Vec::new();
+    for length in lengths {
+        for mut number in 0..alphabet.len().pow(length) {
+            text.clear();
+            for _ in 0..length {
+                text.push(alphabet[number % alphabet.len()]);
+                number /= alphabet.len();
+            }
+            each(&text);
+        }
+    }
+}
 pub use inspect::{Field, Inspection};
 pub use statement::{Evidence, Statement};
 pub use transform::Transform;
