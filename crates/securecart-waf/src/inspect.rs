@@ -647,7 +647,10 @@ fn xml_decoded(text: &str) -> String {
     while let Some(at) = rest.find('&') {
         decoded.push_str(&rest[..at]);
         let after = &rest[at + 1..];
-        let reference = after.find(';').and_then(|end| {
+        // A reference's name is short: its `;` is looked for among the next few bytes
+        // only, so that a text of many `&` is read in linear time.
+        let near = &after.as_bytes()[..after.len().min(12)];
+        let reference = memchr::memchr(b';', near).and_then(|end| {
             let name = &after[..end];
             let character = match name {
                 "lt" => '<',

@@ -596,12 +596,13 @@ fn core() -> Vec<(&'static str, Statement)> {
         ),
         // A request line inside an argument, maybe glued to what comes before it
         // (`barGET /a.html HTTP/1.1`): request smuggling through a proxy that forwards it
-        // (CRS 921110).
+        // (CRS 921110). Its target is a path, `*`, or an absolute URL or authority, so
+        // that "great throughput over HTTP/2" is text.
         (
             "SC-CORE-018",
             regex_in(
                 inputs(),
-                r"(?i)(?:get|post|head|options|connect|put|delete|trace|track|patch|propfind|proppatch|mkcol|copy|move|lock|unlock)\s+\S+\s+http/\d",
+                r"(?i)(?:get|post|head|options|connect|put|delete|trace|track|patch|propfind|proppatch|mkcol|copy|move|lock|unlock)\s+(?:/|\*|[a-z][\w+.-]*:)\S*\s+http/\d",
                 &[UrlDecodeUni],
             ),
         ),
@@ -882,17 +883,23 @@ fn xss() -> Vec<(&'static str, Statement)> {
         // browser is made to read as UTF-7; CRS 941350).
         (
             "SC-XSS-002",
-            regex_in(
-                fields,
-                r"(?i)<\s*/?\s*(?:script|iframe|object|embed|applet|svg|math|form|base|link|meta|frameset|isindex)\b|\b(?:java|vb|live)script\s*:|\bon(?:error|load|unload|mouse\w+|focus\w*|blur|click|dblclick|submit|change|input|key\w+|toggle|animation\w+|transition\w+|pointer\w+|begin|end|hashchange|pageshow|message|wheel|scroll|drag\w*|drop|copy|cut|paste|invalid|search|select|show|start|finish)\s*=|\bsrcdoc\s*=|data\s*:\s*text/html|\bexpression\s*\(|<\s*\w+[^>]*\bstyle\s*=[^>]*(?:expression|url)\s*\(|\+ADw-.*(?:\+AD4-|>)|<.*\+AD4-",
-                &[
-                    UrlDecodeUni,
-                    HtmlEntityDecode,
-                    JsDecode,
-                    RemoveNulls,
-                    CompressWhitespace,
-                ],
-            ),
+            Statement::Or(vec![
+                regex_in(
+                    fields.clone(),
+                    r"(?i)<\s*/?\s*(?:script|iframe|object|embed|applet|svg|math|form|base|link|meta|frameset|isindex)\b|\b(?:java|vb|live)script\s*:|\bon(?:error|load|unload|mouse\w+|focus\w*|blur|click|dblclick|submit|change|input|key\w+|toggle|animation\w+|transition\w+|pointer\w+|begin|end|hashchange|pageshow|message|wheel|scroll|drag\w*|drop|copy|cut|paste|invalid|search|select|show|start|finish)\s*=|\bsrcdoc\s*=|data\s*:\s*text/html|\bexpression\s*\(|<\s*\w+[^>]*\bstyle\s*=[^>]*(?:expression|url)\s*\(",
+                    &[
+                        UrlDecodeUni,
+                        HtmlEntityDecode,
+                        JsDecode,
+                        RemoveNulls,
+                        CompressWhitespace,
+                    ],
+                ),
+                // (In the values as they are, since URL decoding would make their `+` a
+                // space, and decoded once more, for a `+` encoded twice.)
+                regex_in(fields.clone(), UTF7_TAG, &[]),
+                regex_in(fields, UTF7_TAG, &[UrlDecodeUni]),
+            ]),
         ),
         (
             "SC-XSS-003",
@@ -944,6 +951,9 @@ fn xss() -> Vec<(&'static str, Statement)> {
 /// Where XSS is looked for: the arguments and their names, form and JSON bodies,
 /// cookies, the path, and the headers a page may echo. (Tags are looked for in the path;
 /// script without tags is not, where `/docs/document.cookie` is a page's name.)
+/// A tag's `<` or `>` in UTF-7 (`+ADw-script+AD4-`).
+const UTF7_TAG: &str = r"(?i)\+ADw-.*(?:\+AD4-|>)|<.*\+AD4-";
+
 fn xss_fields() -> Vec<Field> {
     let mut fields = inputs();
     fields.push(Field::UriPath);
@@ -1295,12 +1305,14 @@ fn command_injection() -> Vec<(&'static str, Statement)> {
         // here string after them (`gdb -nx`, `c99 -wrapper`, `irb<<<`); a shell only
         // with `-c`, after a separator or behind `time` and the like; `trap` with a
         // signal (`;trap 'rm -rf x' SIGEXIT`), and `cd` into the system's directories
-        // (`cd /;cd etc;`, whatever follows). CRS 932230, 932235, 932250, 932260.
+        // (`cd /;cd etc;`, whatever follows; a bare name such as `etc` only before a
+        // separator, so that "tapes & CD etc." is text). CRS 932230, 932235, 932250,
+        // 932260.
         (
             "SC-CMD-010",
             regex_in(
                 inputs(),
-                r#"(?i)(?:(?:[;&|`\n\r]|\$\(|\|\||&&)\s*(?:\$\{?\w*\}?\s+)*(?:(?:time|nohup|strace|ltrace|nice|sudo|doas|exec|xargs|env|timeout(?:\s+\d+)?)\s+)*|^\s*(?:\$\{?\w*\}?\s+)*(?:(?:time|nohup|strace|ltrace|nice|sudo|doas|exec|xargs|env|timeout(?:\s+\d+)?)\s+)+)(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:(?:ansible(?:-[a-z]+)?|chef-(?:client|run|shell|solo|vault|apply|zero)|visudo|cscli|busybox|bsdtar|cpulimit|base32|lastlog(?:in)?|rmt-(?:tar|dump)|ifconfig|whoami|uname|nslookup|netstat|nmap|socat|ncat|netcat|wget|xxd|mkfifo|crontab|useradd|python[23]\.\d+|strace|ltrace|aa-(?:disable|enforce|complain|status|exec))(?:$|[\s;|&<>()'",])|(?:c89|c99|gcc[\d.]*|gdb|perf|flock|rmt|curl|irb)(?:\s+-|\s*<<<)|(?:ba|z|k|da)?sh\s+-c\b|trap\s+\S.*\bsig(?:exit|int|term|hup|quit|kill|usr[12]|alrm|chld|pipe)\b|cd\s+(?:/|~|\.\.?/|(?:etc|tmp|var|usr|home|root|proc|dev|bin|opt|srv|boot|sys)\b)[^\s;|&]*\s*(?:[;&|`\n\r]|$))|^\s*(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:(?:ansible(?:-[a-z]+)?|chef-(?:client|run|shell|solo|vault|apply|zero)|visudo|cscli|busybox|bsdtar|cpulimit|base32|lastlog(?:in)?|rmt-(?:tar|dump)|ifconfig|whoami|uname|nslookup|netstat|nmap|socat|ncat|netcat|wget|xxd|mkfifo|crontab|useradd|python[23]\.\d+|strace|ltrace|aa-(?:disable|enforce|complain|status|exec))(?:\s+\S|\s*[\n;|&<>()]|\s+$)|(?:c89|c99|gcc[\d.]*|gdb|perf|flock|rmt|curl|irb)(?:\s+-|\s*<<<))"#,
+                r#"(?i)(?:(?:[;&|`\n\r]|\$\(|\|\||&&)\s*(?:\$\{?\w*\}?\s+)*(?:(?:time|nohup|strace|ltrace|nice|sudo|doas|exec|xargs|env|timeout(?:\s+\d+)?)\s+)*|^\s*(?:\$\{?\w*\}?\s+)*(?:(?:time|nohup|strace|ltrace|nice|sudo|doas|exec|xargs|env|timeout(?:\s+\d+)?)\s+)+)(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:(?:ansible(?:-[a-z]+)?|chef-(?:client|run|shell|solo|vault|apply|zero)|visudo|cscli|busybox|bsdtar|cpulimit|base32|lastlog(?:in)?|rmt-(?:tar|dump)|ifconfig|whoami|uname|nslookup|netstat|nmap|socat|ncat|netcat|wget|xxd|mkfifo|crontab|useradd|python[23]\.\d+|strace|ltrace|aa-(?:disable|enforce|complain|status|exec))(?:$|[\s;|&<>()'",])|(?:c89|c99|gcc[\d.]*|gdb|perf|flock|rmt|curl|irb)(?:\s+-|\s*<<<)|(?:ba|z|k|da)?sh\s+-c\b|trap\s+\S.*\bsig(?:exit|int|term|hup|quit|kill|usr[12]|alrm|chld|pipe)\b|cd\s+(?:(?:/|~|\.\.?/)[^\s;|&]*\s*(?:[;&|`\n\r]|$)|(?:etc|tmp|var|usr|home|root|proc|dev|bin|opt|srv|boot|sys)\b(?:/[^\s;|&]*)?\s*[;&|`\n\r]))|^\s*(?:/?(?:usr/)?(?:local/)?s?bin/)?(?:(?:ansible(?:-[a-z]+)?|chef-(?:client|run|shell|solo|vault|apply|zero)|visudo|cscli|busybox|bsdtar|cpulimit|base32|lastlog(?:in)?|rmt-(?:tar|dump)|ifconfig|whoami|uname|nslookup|netstat|nmap|socat|ncat|netcat|wget|xxd|mkfifo|crontab|useradd|python[23]\.\d+|strace|ltrace|aa-(?:disable|enforce|complain|status|exec))(?:\s+\S|\s*[\n;|&<>()]|\s+$)|(?:c89|c99|gcc[\d.]*|gdb|perf|flock|rmt|curl|irb)(?:\s+-|\s*<<<))"#,
                 &[UrlDecodeUni, RemoveNulls, RemoveShellQuotes],
             ),
         ),
@@ -2204,6 +2216,8 @@ mod tests {
             ),
             ("q=%24%26lbracejndi%3Aldap%3A%2F%2Fx%7D", "SC-KBI-001"),
             ("testarg=%5Cu0061lert", "SC-CORE-023"),
+            ("id=%2BADw-script%2BAD4-alert(1)", "SC-XSS-002"),
+            ("id=%252bADw-script%252bAD4-", "SC-XSS-002"),
             ("foo=%24%20%7B%27fdf%27%7D", "SC-PHP-008"),
             ("foo=%24__%5B%24_%5B1%5D%5D%287%29", "SC-PHP-008"),
             ("var=opcache.jit_max_polymorphic_calls%3d50", "SC-PHP-007"),
@@ -2353,6 +2367,10 @@ mod tests {
             "q=cd+player%3B+portable",
             "q=cd+%2F+dvd+rack",
             "q=%22hello%22+(world)",
+            "q=Vinyl%2C+tapes+%26+CD+etc.",
+            "q=Books%3B+CD+etc.",
+            "comment=Great+throughput+over+HTTP%2F2",
+            "comment=Fast+output+via+HTTP%2F1.1%2C+target+page+http%2F2",
             "q=%7B%7Bname%7D%7D+template+cards",
             "q=onion+rings",
             "q=gifts+%26+more",
