@@ -419,13 +419,14 @@ fn could_be_xss(value: &[u8]) -> bool {
 ///   comment to make it parse again as MySQL; its fingerprint is that token's type, and
 ///   no token alone is an injection (the test checks every word of libinjection's keyword
 ///   table, a word of each type, bare words and numbers);
-/// - words and numbers separated by spaces, none of the words one libinjection knows
-///   (nor a part of a phrase it knows, such as `GROUP BY`): each is a bare word or a
-///   number, whatever its text, and no sequence of those is an injection (the test checks
-///   every sequence of up to 8).
+/// - words and numbers separated by spaces, maybe each followed by commas (an address:
+///   `1 Main St, Apt 2`), none of the words one libinjection knows (nor a part of a phrase
+///   it knows, such as `GROUP BY`): each is a bare word, a number or a comma, whatever
+///   its text, and no sequence of those is an injection (the tests check every sequence
+///   of up to 8 words and numbers, and of up to 7 with commas).
 ///
-/// Most argument names and many values (search terms, names, categories, sort orders)
-/// are such, and the detector (its keyword look-ups) is most of a benign request's WAF
+/// Most argument names and many values (search terms, names, addresses, categories,
+/// sort orders) are such, and the detector (its keyword look-ups) is most of a benign request's WAF
 /// time. The claims hold for the tokenizer and table of the `libinjectionrs` in the lock
 /// file, which the tests check: an update must pass them again.
 fn could_be_sqli(value: &[u8]) -> bool {
@@ -449,7 +450,16 @@ fn could_be_sqli(value: &[u8]) -> bool {
                 word(first, rest) && text.len() < SQL_WORD_LIMIT && !sql_word(text)
             })
     };
-    !value.split(|byte| *byte == b' ').all(bare)
+    // A piece's trailing commas are tokens of their own.
+    let without_commas = |piece: &[u8]| -> usize {
+        piece
+            .iter()
+            .rposition(|byte| *byte != b',')
+            .map_or(0, |last| last + 1)
+    };
+    !value
+        .split(|byte| *byte == b' ')
+        .all(|piece| bare(&piece[..without_commas(piece)]))
 }
 
 /// Words this long are bare words to libinjection, looked up in no table; the prefilter
@@ -1281,7 +1291,7 @@ mod tests {
     }
 
     #[test]
-    fn the_sqli_detector_flags_no_sequence_of_bare_words_and_numbers() {
+    fn the_sqli_detector_flags_no_sequence_of_bare_words_numbers_and_commas() {
         // Every sequence of up to 8 bare words (n) and numbers (1): the tokens a value of
         // words libinjection does not know, and of numbers, is made of.
         let words = [
@@ -1313,8 +1323,46 @@ mod tests {
             }
         }
         assert_eq!(checked, 2 * 510);
+        // Every sequence of up to 7 bare words, numbers, commas after them and commas
+        // alone (`1 Main St, Apt 2`, `red , blue,,`).
+        let mut checked = 0;
+        for length in 1..=7u32 {
+            for kinds in 0..4usize.pow(length) {
+                let mut value = String::new();
+                let mut rest = kinds;
+                for at in 0..length as usize {
+                    let pick = kinds * 31 + at * 7;
+                    let token = match rest % 4 {
+                        0 => words[pick % words.len()],
+                        1 => numbers[pick % numbers.len()],
+                        _ => ",",
+                    };
+                    // A comma right after what comes before it, or apart.
+                    if !value.is_empty() && rest % 4 != 2 {
+                        value.push(' ');
+                    }
+                    value.push_str(token);
+                    rest /= 4;
+                }
+                assert!(!could_be_sqli(value.as_bytes()), "{value}");
+                assert!(
+                    !libinjectionrs::detect_sqli(value.as_bytes()).is_injection(),
+                    "{value}"
+                );
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 21_844);
         // Words of the table, and parts of its phrases, are left to the detector.
-        for value in ["red or blue", "group shoes", "shoes by size", "natural fit"] {
+        for value in [
+            "red or blue",
+            "group shoes",
+            "shoes by size",
+            "natural fit",
+            "red,blue",
+            "red, or blue",
+            ",union",
+        ] {
             assert!(could_be_sqli(value.as_bytes()), "{value}");
         }
     }
