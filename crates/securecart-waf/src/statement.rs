@@ -425,8 +425,12 @@ fn could_be_xss(value: &[u8]) -> bool {
 ///   its text, and no sequence of those is an injection (the tests check every sequence
 ///   of up to 8 words and numbers, and of up to 7 with commas).
 ///
-/// Most argument names and many values (search terms, names, addresses, categories,
-/// sort orders) are such, and the detector (its keyword look-ups) is most of a benign request's WAF
+/// - an e-mail address whose parts (between the dots, and either side of the `@`) are
+///   such words and numbers (the test checks every address of up to 2 parts before the
+///   `@` and 3 after it, over 8 parts).
+///
+/// Most argument names and many values (search terms, names, addresses, e-mail
+/// addresses, categories, sort orders) are such, and the detector (its keyword look-ups) is most of a benign request's WAF
 /// time. The claims hold for the tokenizer and table of the `libinjectionrs` in the lock
 /// file, which the tests check: an update must pass them again.
 fn could_be_sqli(value: &[u8]) -> bool {
@@ -450,6 +454,20 @@ fn could_be_sqli(value: &[u8]) -> bool {
                 word(first, rest) && text.len() < SQL_WORD_LIMIT && !sql_word(text)
             })
     };
+    // An e-mail address of plain words and numbers: `ada.lovelace@example.com`.
+    let dotted = |text: &[u8], least: usize| {
+        let mut parts = 0;
+        text.split(|byte| *byte == b'.').all(|part| {
+            parts += 1;
+            !part.is_empty() && bare(part)
+        }) && parts >= least
+    };
+    if let Some(at) = memchr::memchr(b'@', value)
+        && dotted(&value[..at], 1)
+        && dotted(&value[at + 1..], 2)
+    {
+        return false;
+    }
     // A piece's trailing commas are tokens of their own.
     let without_commas = |piece: &[u8]| -> usize {
         piece
@@ -1268,6 +1286,8 @@ mod tests {
             "24",
             "0123456789012345678901234567890123456789",
             "a_word_longer_than_the_thirty_two_bytes_of_a_token",
+            "ada@example.com",
+            "1 Main St, Apt 2",
         ] {
             assert!(!could_be_sqli(value.as_bytes()), "{value}");
             assert!(!libinjectionrs::detect_sqli(value.as_bytes()).is_injection());
@@ -1353,6 +1373,38 @@ mod tests {
             }
         }
         assert_eq!(checked, 21_844);
+        // Every e-mail address of 1 or 2 parts before the `@` and 2 or 3 after it.
+        let parts = ["ada", "x9", "a_b", "2026", "lovelace", "shop", "o", "com"];
+        let mut checked = 0;
+        for before in 1..=2u32 {
+            for after in 2..=3u32 {
+                for mut pick in 0..parts.len().pow(before + after) {
+                    let mut take = |count| {
+                        (0..count)
+                            .map(|_| {
+                                let part = parts[pick % parts.len()];
+                                pick /= parts.len();
+                                part
+                            })
+                            .collect::<Vec<_>>()
+                            .join(".")
+                    };
+                    let address = format!("{}@{}", take(before), take(after));
+                    for value in [address.clone(), address.to_ascii_uppercase()] {
+                        assert!(!could_be_sqli(value.as_bytes()), "{value}");
+                        assert!(
+                            !libinjectionrs::detect_sqli(value.as_bytes()).is_injection(),
+                            "{value}"
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            checked,
+            2 * (8usize.pow(3) + 8usize.pow(4) * 2 + 8usize.pow(5))
+        );
         // Words of the table, and parts of its phrases, are left to the detector.
         for value in [
             "red or blue",
@@ -1362,6 +1414,11 @@ mod tests {
             "red,blue",
             "red, or blue",
             ",union",
+            "ada@example",
+            "ada@union.com",
+            "a-b@example.com",
+            "ada@@example.com",
+            "ada@.com",
         ] {
             assert!(could_be_sqli(value.as_bytes()), "{value}");
         }
