@@ -27,8 +27,8 @@
 //!   detector's verdict on a value are computed once, whatever the number of rules that
 //!   ask ([`Inspection`]'s memo);
 //! - the detectors are skipped on values they cannot flag: XSS on values without `<` or
-//!   `=`, SQL injection on numbers, plain words, and addresses and e-mail addresses made
-//!   of them (see `statement::could_be_sqli`).
+//!   `=`, SQL injection on values of plain words, numbers, commas and apostrophes, and
+//!   on e-mail addresses (see `statement::could_be_sqli`).
 //!
 //! `examples/evaluate.rs` times the default ACL on `bench/waf.sh`'s requests, without the
 //! network.

@@ -412,48 +412,53 @@ fn could_be_xss(value: &[u8]) -> bool {
     memchr::memchr2(b'<', b'=', value).is_some()
 }
 
-/// Whether libinjection's SQL injection detector could flag `value` at all. It cannot
-/// flag:
+/// Whether libinjection's SQL injection detector could flag `value` at all. It flags a
+/// value only when, in one of the contexts it tries, the types of its first tokens (its
+/// fingerprint) are in its blacklist, and no blacklisted fingerprint is made only of bare
+/// words (`n`), numbers (`1`), strings (`s`) and commas (a test checks the table). So it
+/// cannot flag:
 /// - a number (only digits) or a single word (a letter, then letters, digits and `_`):
-///   one token to its tokenizer, in the one context it tries without quotes, with no
-///   comment to make it parse again as MySQL; its fingerprint is that token's type, and
-///   no token alone is an injection (the test checks every word of libinjection's keyword
-///   table, a word of each type, bare words and numbers);
-/// - words and numbers separated by spaces, maybe each followed by commas (an address:
-///   `1 Main St, Apt 2`), none of the words one libinjection knows (nor a part of a phrase
-///   it knows, such as `GROUP BY`): each is a bare word, a number or a comma, whatever
-///   its text, and no sequence of those is an injection (the tests check every sequence
-///   of up to 8 words and numbers, and of up to 7 with commas).
-///
+///   one token, and no token alone is an injection (the test checks every word of
+///   libinjection's keyword table, a word of each type, bare words and numbers);
+/// - a value of only letters, digits, `_`, spaces, commas and apostrophes whose every
+///   word (a run of letters, digits and `_`) is a number or starts with a letter, and is
+///   none libinjection knows (nor a part of a phrase it knows, such as `GROUP BY`): in
+///   each context (as it is, or as if a quote came before it) its tokens are words,
+///   numbers, commas, and strings between apostrophes (`O'Brien`, `1 Main St, Apt 2`,
+///   `red wool coat`; a test checks the fingerprints of every sequence of up to 7 such
+///   words, numbers, commas and words with apostrophes, in every context);
 /// - an e-mail address whose parts (between the dots, and either side of the `@`) are
 ///   such words and numbers (the test checks every address of up to 2 parts before the
 ///   `@` and 3 after it, over 8 parts).
 ///
 /// Most argument names and many values (search terms, names, addresses, e-mail
-/// addresses, categories, sort orders) are such, and the detector (its keyword look-ups) is most of a benign request's WAF
-/// time. The claims hold for the tokenizer and table of the `libinjectionrs` in the lock
-/// file, which the tests check: an update must pass them again.
+/// addresses, categories, sort orders) are such, and the detector (its keyword look-ups)
+/// is most of a benign request's WAF time. The claims hold for the tokenizer and table of
+/// the `libinjectionrs` in the lock file, which the tests check: an update must pass them
+/// again.
 fn could_be_sqli(value: &[u8]) -> bool {
-    let Some((first, rest)) = value.split_first() else {
-        return false;
-    };
+    let in_word = |byte: &u8| byte.is_ascii_alphanumeric() || *byte == b'_';
     let number = |word: &[u8]| word.iter().all(u8::is_ascii_digit);
-    let word = |first: &u8, rest: &[u8]| {
-        first.is_ascii_alphabetic()
-            && rest
-                .iter()
-                .all(|byte| byte.is_ascii_alphanumeric() || *byte == b'_')
+    let word = |text: &[u8]| {
+        text.split_first()
+            .is_some_and(|(first, rest)| first.is_ascii_alphabetic() && rest.iter().all(in_word))
     };
-    if number(value) || word(first, rest) {
+    // One token, whatever it is.
+    if number(value) || word(value) {
         return false;
     }
     let bare = |text: &[u8]| {
         text.is_empty()
             || number(text)
-            || text.split_first().is_some_and(|(first, rest)| {
-                word(first, rest) && text.len() < SQL_WORD_LIMIT && !sql_word(text)
-            })
+            || (word(text) && text.len() < SQL_WORD_LIMIT && !sql_word(text))
     };
+    if value
+        .iter()
+        .all(|byte| in_word(byte) || matches!(byte, b' ' | b',' | b'\''))
+        && value.split(|byte| !in_word(byte)).all(bare)
+    {
+        return false;
+    }
     // An e-mail address of plain words and numbers: `ada.lovelace@example.com`.
     let dotted = |text: &[u8], least: usize| {
         let mut parts = 0;
@@ -462,22 +467,8 @@ fn could_be_sqli(value: &[u8]) -> bool {
             !part.is_empty() && bare(part)
         }) && parts >= least
     };
-    if let Some(at) = memchr::memchr(b'@', value)
-        && dotted(&value[..at], 1)
-        && dotted(&value[at + 1..], 2)
-    {
-        return false;
-    }
-    // A piece's trailing commas are tokens of their own.
-    let without_commas = |piece: &[u8]| -> usize {
-        piece
-            .iter()
-            .rposition(|byte| *byte != b',')
-            .map_or(0, |last| last + 1)
-    };
-    !value
-        .split(|byte| *byte == b' ')
-        .all(|piece| bare(&piece[..without_commas(piece)]))
+    !memchr::memchr(b'@', value)
+        .is_some_and(|at| dotted(&value[..at], 1) && dotted(&value[at + 1..], 2))
 }
 
 /// Words this long are bare words to libinjection, looked up in no table; the prefilter
@@ -1288,6 +1279,8 @@ mod tests {
             "a_word_longer_than_the_thirty_two_bytes_of_a_token",
             "ada@example.com",
             "1 Main St, Apt 2",
+            "Ada O'Brien",
+            "it's a red,blue coat",
         ] {
             assert!(!could_be_sqli(value.as_bytes()), "{value}");
             assert!(!libinjectionrs::detect_sqli(value.as_bytes()).is_injection());
@@ -1298,7 +1291,8 @@ mod tests {
             "1e5",
             "0x1f",
             "a.b",
-            "1'",
+            "1'--",
+            "1' or '1",
             "a-- ",
             "1union",
             "red or blue",
@@ -1343,36 +1337,67 @@ mod tests {
             }
         }
         assert_eq!(checked, 2 * 510);
-        // Every sequence of up to 7 bare words, numbers, commas after them and commas
-        // alone (`1 Main St, Apt 2`, `red , blue,,`).
+        // Every sequence of up to 6 bare words, numbers, commas after them, commas alone
+        // and words with apostrophes (`1 Main St, Apt 2`, `red , blue,,`, `O'Brien's`):
+        // in every context libinjection tries, their tokens are words, numbers, strings
+        // and commas, and it flags none.
+        let quoted = [
+            "o'brien",
+            "d'angelo",
+            "shop's",
+            "it's",
+            "rock'n'roll",
+            "ma'am",
+        ];
+        // As it is, and as if a quote came before it, ANSI or MySQL (libinjection's
+        // flags: 1 << 0 no quote, 1 << 1 single, 1 << 2 double; 1 << 3 ANSI, 1 << 4
+        // MySQL).
+        let contexts = [1 | 8, 1 | 16, 2 | 8, 2 | 16, 4 | 16];
         let mut checked = 0;
-        for length in 1..=7u32 {
-            for kinds in 0..4usize.pow(length) {
+        for length in 1..=6u32 {
+            for kinds in 0..5usize.pow(length) {
                 let mut value = String::new();
                 let mut rest = kinds;
                 for at in 0..length as usize {
                     let pick = kinds * 31 + at * 7;
-                    let token = match rest % 4 {
+                    let token = match rest % 5 {
                         0 => words[pick % words.len()],
                         1 => numbers[pick % numbers.len()],
+                        4 => quoted[pick % quoted.len()],
                         _ => ",",
                     };
                     // A comma right after what comes before it, or apart.
-                    if !value.is_empty() && rest % 4 != 2 {
+                    if !value.is_empty() && rest % 5 != 2 {
                         value.push(' ');
                     }
                     value.push_str(token);
-                    rest /= 4;
+                    rest /= 5;
                 }
-                assert!(!could_be_sqli(value.as_bytes()), "{value}");
-                assert!(
-                    !libinjectionrs::detect_sqli(value.as_bytes()).is_injection(),
-                    "{value}"
-                );
-                checked += 1;
+                for value in [value.clone(), value.to_ascii_uppercase()] {
+                    assert!(!could_be_sqli(value.as_bytes()), "{value}");
+                    assert!(
+                        !libinjectionrs::detect_sqli(value.as_bytes()).is_injection(),
+                        "{value}"
+                    );
+                    for flags in contexts {
+                        let fingerprint = libinjectionrs::SqliState::new(
+                            value.as_bytes(),
+                            libinjectionrs::SqliFlags::new(flags),
+                        )
+                        .get_fingerprint();
+                        assert!(
+                            fingerprint
+                                .as_str()
+                                .bytes()
+                                .all(|kind| b"n1s,".contains(&kind)),
+                            "{value}: {fingerprint}"
+                        );
+                    }
+                    checked += 1;
+                }
             }
         }
-        assert_eq!(checked, 21_844);
+        assert_eq!(checked, 2 * 19_530);
         // Every e-mail address of 1 or 2 parts before the `@` and 2 or 3 after it.
         let parts = ["ada", "x9", "a_b", "2026", "lovelace", "shop", "o", "com"];
         let mut checked = 0;
@@ -1411,7 +1436,8 @@ mod tests {
             "group shoes",
             "shoes by size",
             "natural fit",
-            "red,blue",
+            "red;blue",
+            "O'Brien\"s",
             "red, or blue",
             ",union",
             "ada@example",
@@ -1422,6 +1448,28 @@ mod tests {
         ] {
             assert!(could_be_sqli(value.as_bytes()), "{value}");
         }
+    }
+
+    /// libinjection flags only blacklisted fingerprints, and none of those is made only
+    /// of bare words, numbers, strings and commas (what `could_be_sqli` lets by).
+    #[test]
+    fn no_blacklisted_fingerprint_is_made_of_words_numbers_strings_and_commas() {
+        let fingerprints: Vec<&str> = libinjectionrs::sqli::sqli_data::SQL_KEYWORDS
+            .iter()
+            .filter(|keyword| keyword.token_type == b'F')
+            .map(|keyword| keyword.word)
+            .collect();
+        assert!(fingerprints.len() > 8000, "{}", fingerprints.len());
+        for fingerprint in fingerprints {
+            // Written `0` and the types in capitals.
+            let types = fingerprint.strip_prefix('0').expect("a fingerprint");
+            assert!(
+                !types.bytes().all(|kind| b"N1S,".contains(&kind)),
+                "{fingerprint}"
+            );
+        }
+        // The blacklist does hold fingerprints of those types and one other.
+        assert!(libinjectionrs::sqli::blacklist::is_blacklisted("1SV"));
     }
 
     #[test]
