@@ -1348,6 +1348,13 @@ mod tests {
             "it's",
             "rock'n'roll",
             "ma'am",
+            // (The letters before a quote that make literals of MySQL and others:
+            // `n'…'`, `x'41'`, `b'01'`, `e'…'`, `q'…'`.)
+            "n'est",
+            "x'41'",
+            "b'01",
+            "e'te'",
+            "q'uest",
         ];
         // As it is, and as if a quote came before it, ANSI or MySQL (libinjection's
         // flags: 1 << 0 no quote, 1 << 1 single, 1 << 2 double; 1 << 3 ANSI, 1 << 4
