@@ -66,9 +66,23 @@ pub async fn serve(ip: &str, router: axum::Router) -> TestServer {
 
 /// A port that was free a moment ago on `ip`: for configurations that need a fixed port
 /// before the server that uses it starts.
+///
+/// It is chosen at random below the kernel's ephemeral range (Linux's starts at 32768),
+/// from which every connection takes its own port: a test that probes a port of that
+/// range before its server has bound it can connect to itself (TCP's simultaneous open
+/// on loopback), which looks like a listener, and keeps the port from the server.
 pub fn free_port(ip: &str) -> u16 {
-    let listener = StdTcpListener::bind(format!("{ip}:0")).expect("bind an ephemeral port");
-    listener.local_addr().expect("local address").port()
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new();
+    for attempt in 0..10_000u64 {
+        let mut hasher = random.build_hasher();
+        hasher.write_u64(attempt);
+        let port = 20_000 + (hasher.finish() % 12_000) as u16;
+        if StdTcpListener::bind((ip, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on {ip} between 20000 and 31999");
 }
 
 /// What a test gets back from a request.

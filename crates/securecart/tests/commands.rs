@@ -2,14 +2,13 @@
 //! purchase through the edge, replicas killed under it, and a stop that leaves nothing
 //! behind.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use securecart_testkit::TestClient;
+use securecart_testkit::{TestClient, free_port};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -18,15 +17,6 @@ const BINARY: &str = env!("CARGO_BIN_EXE_securecart");
 
 fn repository_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A port free on `ip` a moment ago.
-fn free_port(ip: &str) -> u16 {
-    TcpListener::bind(format!("{ip}:0"))
-        .expect("bind")
-        .local_addr()
-        .expect("address")
-        .port()
 }
 
 /// The default topology moved to loopback blocks and ports of its own, so that the test
