@@ -444,51 +444,13 @@ fn body_fields(headers: &HeaderMap, body: &[u8]) -> Vec<String> {
 
 /// A form's name or value decoded as `form_urlencoded` decodes it (`+` a space, then
 /// `%41` a byte, a `%` without two hex digits kept, and bytes that are not UTF-8 made
-/// U+FFFD), in one pass rather than its three: a shop's forms are mostly text, whose
-/// every space is a `+`.
+/// U+FFFD), in one pass rather than its three (see [`transform::url_decode`]).
 fn form_decoded(text: &[u8]) -> String {
-    let decoded = if memchr::memchr2(b'+', b'%', text).is_none() {
-        std::borrow::Cow::Borrowed(text)
-    } else {
-        let mut decoded = Vec::with_capacity(text.len());
-        let mut rest = text;
-        loop {
-            // Up to the next escape, each `+` a space (a loop the compiler vectorises).
-            let run = memchr::memchr(b'%', rest).unwrap_or(rest.len());
-            decoded.extend(
-                rest[..run]
-                    .iter()
-                    .map(|&byte| if byte == b'+' { b' ' } else { byte }),
-            );
-            let Some((_, after)) = rest[run..].split_first() else {
-                break;
-            };
-            let escaped = after
-                .get(..2)
-                .and_then(|digits| Some(hex_digit(digits[0])? << 4 | hex_digit(digits[1])?));
-            match escaped {
-                Some(byte) => {
-                    decoded.push(byte);
-                    rest = &after[2..];
-                }
-                None => {
-                    decoded.push(b'%');
-                    rest = after;
-                }
-            }
-        }
-        std::borrow::Cow::Owned(decoded)
-    };
-    match decoded {
-        std::borrow::Cow::Borrowed(text) => String::from_utf8_lossy(text).into_owned(),
-        std::borrow::Cow::Owned(bytes) => String::from_utf8(bytes)
+    match transform::url_decode(text, false) {
+        None => String::from_utf8_lossy(text).into_owned(),
+        Some(bytes) => String::from_utf8(bytes)
             .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned()),
     }
-}
-
-/// The value of a hex digit.
-fn hex_digit(byte: u8) -> Option<u8> {
-    char::from(byte).to_digit(16).map(|digit| digit as u8)
 }
 
 /// A multipart body's boundary, as sent (content types are case-insensitive, boundaries

@@ -425,7 +425,7 @@ fn could_be_xss(value: &[u8]) -> bool {
 ///   none libinjection knows (nor a part of a phrase it knows, such as `GROUP BY`): in
 ///   each context (as it is, or as if a quote came before it) its tokens are words,
 ///   numbers, commas, and strings between apostrophes (`O'Brien`, `1 Main St, Apt 2`,
-///   `red wool coat`; a test checks the fingerprints of every sequence of up to 7 such
+///   `red wool coat`; a test checks the fingerprints of every sequence of up to 6 such
 ///   words, numbers, commas and words with apostrophes, in every context);
 /// - an e-mail address of words and numbers, the part before the `@` starting with a
 ///   letter, and neither it nor what comes before any of its dots a word libinjection
