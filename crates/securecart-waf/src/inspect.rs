@@ -2,6 +2,7 @@
 //! `FieldToMatch`). Query arguments and form or JSON bodies are parsed once per request,
 //! whatever the number of rules.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -175,7 +176,7 @@ pub struct Inspection<'a> {
     path: &'a str,
     query: &'a str,
     /// Decoded: borrowed from the query where nothing needed decoding.
-    arguments: Vec<(std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)>,
+    arguments: Vec<(Cow<'a, str>, Cow<'a, str>)>,
     headers: &'a HeaderMap,
     cookies: Vec<&'a str>,
     body: &'a [u8],
@@ -202,7 +203,7 @@ impl<'a> Inspection<'a> {
         client: IpAddr,
     ) -> Self {
         let query = query.unwrap_or("");
-        let arguments = form_urlencoded::parse(query.as_bytes()).collect();
+        let arguments = form_pairs(query.as_bytes()).collect();
         // Each cookie's name and value (a cookie without `=` is one text), as sent: a
         // header that is not UTF-8 is skipped.
         let cookies = headers
@@ -259,8 +260,8 @@ impl<'a> Inspection<'a> {
         };
         if value.len() < MEMO_FROM || transforms.len() > MAX_MEMO_CHAIN {
             return match transform::apply(&transforms[start..], value) {
-                std::borrow::Cow::Borrowed(_) => Transformed::Same(value),
-                std::borrow::Cow::Owned(changed) => Transformed::Own(changed),
+                Cow::Borrowed(_) => Transformed::Same(value),
+                Cow::Owned(changed) => Transformed::Own(changed),
             };
         }
         // Each step's result is remembered by the steps that could act so far (those
@@ -283,9 +284,7 @@ impl<'a> Inspection<'a> {
                 continue;
             }
             let input: &[u8] = result.as_deref().unwrap_or(value);
-            if let std::borrow::Cow::Owned(changed) =
-                transform::apply(std::slice::from_ref(&step), input)
-            {
+            if let Cow::Owned(changed) = transform::apply(std::slice::from_ref(&step), input) {
                 result = Some(Rc::<[u8]>::from(changed));
             }
             self.memo
@@ -423,34 +422,42 @@ fn body_fields(headers: &HeaderMap, body: &[u8]) -> Vec<String> {
     if content_type.contains("xml") {
         return xml_fields(body);
     }
-    // Forms, and bodies without a type, are read as forms, as CRS reads them. (The pairs
-    // found with memchr: a slice's `split` tries each byte.)
-    let mut pairs = Vec::new();
-    let mut start = 0;
-    for end in memchr::memchr_iter(b'&', body).chain([body.len()]) {
-        pairs.push(&body[start..end]);
-        start = end + 1;
-    }
-    pairs
-        .into_iter()
-        .flat_map(|pair| match memchr::memchr(b'=', pair) {
-            Some(at) => [&pair[..at], &pair[at + 1..]],
-            None => [pair, &[][..]],
-        })
+    // Forms, and bodies without a type, are read as forms, as CRS reads them.
+    form_pairs(body)
+        .flat_map(|(name, value)| [name.into_owned(), value.into_owned()])
         .filter(|text| !text.is_empty())
-        .map(form_decoded)
         .collect()
 }
 
-/// A form's name or value decoded as `form_urlencoded` decodes it (`+` a space, then
-/// `%41` a byte, a `%` without two hex digits kept, and bytes that are not UTF-8 made
-/// U+FFFD), in one pass rather than its three (see [`transform::url_decode`]).
-fn form_decoded(text: &[u8]) -> String {
-    match transform::url_decode(text, false) {
-        None => String::from_utf8_lossy(text).into_owned(),
-        Some(bytes) => String::from_utf8(bytes)
-            .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned()),
+/// The names and values of a query or a form, decoded as `form_urlencoded::parse`
+/// decodes them (pairs split at `&`, empty ones skipped, a name without `=` given an
+/// empty value; `+` a space, then `%41` a byte, a `%` without two hex digits kept, and
+/// bytes that are not UTF-8 made U+FFFD), borrowed where nothing needed decoding. The
+/// separators are found with memchr and each text decoded in one pass rather than its
+/// three (see [`transform::url_decode`]): a shop's forms are mostly text, whose every
+/// space is a `+`.
+fn form_pairs(text: &[u8]) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+    fn decoded(text: &[u8]) -> Cow<'_, str> {
+        match transform::url_decode(text, false) {
+            None => String::from_utf8_lossy(text),
+            Some(bytes) => Cow::Owned(
+                String::from_utf8(bytes)
+                    .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned()),
+            ),
+        }
     }
+    memchr::memchr_iter(b'&', text)
+        .chain([text.len()])
+        .scan(0, move |start, end| {
+            let pair = &text[*start..end];
+            *start = end + 1;
+            Some(pair)
+        })
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match memchr::memchr(b'=', pair) {
+            Some(at) => (decoded(&pair[..at]), decoded(&pair[at + 1..])),
+            None => (decoded(pair), Cow::Borrowed("")),
+        })
 }
 
 /// A multipart body's boundary, as sent (content types are case-insensitive, boundaries
@@ -730,7 +737,7 @@ mod tests {
     /// not UTF-8 alone and one that starts a character), and longer ones built from
     /// pieces.
     #[test]
-    fn a_form_body_is_read_as_form_urlencoded_reads_it() {
+    fn a_query_and_a_form_body_are_read_as_form_urlencoded_reads_them() {
         let reference = |body: &[u8]| -> Vec<String> {
             form_urlencoded::parse(body)
                 .flat_map(|(name, value)| [name.into_owned(), value.into_owned()])
@@ -740,6 +747,11 @@ mod tests {
         let headers = HeaderMap::new();
         let check = |body: &[u8]| {
             assert_eq!(body_fields(&headers, body), reference(body), "{body:?}");
+            // The query's arguments, pair by pair.
+            assert!(
+                form_pairs(body).eq(form_urlencoded::parse(body)),
+                "{body:?}"
+            );
         };
         crate::every_string(b"a+%2Bf=&\xff\xc3", 1..=4, check);
         let mut body = Vec::new();
