@@ -58,7 +58,7 @@ pub(crate) fn chain_key(transforms: &[Transform]) -> u64 {
 
 /// Values shorter than this are transformed and checked again by each rule that asks:
 /// cheaper than remembering them.
-const MEMO_FROM: usize = 256;
+pub(crate) const MEMO_FROM: usize = 256;
 
 /// Up to this many headers, a header is found by comparing names (see
 /// [`Inspection::any_value`]).

@@ -273,18 +273,12 @@ impl Statement {
             }
             Statement::Sqli { field, transforms } => {
                 find_transformed(inspection, field, transforms, |value| {
-                    could_detect(SQLI, value)
-                        && inspection.detected(value, SQLI, |value| {
-                            libinjectionrs::detect_sqli(value).is_injection()
-                        })
+                    detects(inspection, value, SQLI)
                 })
             }
             Statement::Xss { field, transforms } => {
                 find_transformed(inspection, field, transforms, |value| {
-                    could_detect(XSS, value)
-                        && inspection.detected(value, XSS, |value| {
-                            libinjectionrs::detect_xss(value).is_injection()
-                        })
+                    detects(inspection, value, XSS)
                 })
             }
             Statement::IpSet(networks) => networks
@@ -389,6 +383,27 @@ fn could_detect(detector: u8, value: &[u8]) -> bool {
     }
 }
 
+/// Whether `detector` flags `value`: [`could_detect`] first, then libinjection, whose
+/// verdict the inspection remembers per value. A long value's prefilter is remembered
+/// with the verdict (walking the whole of a long text again costs more than the memo's
+/// look-up); a short one's is cheaper than the look-up, and comes before it.
+fn detects(inspection: &Inspection<'_>, value: &Transformed<'_>, detector: u8) -> bool {
+    let libinjection = |value: &[u8]| {
+        if detector == SQLI {
+            libinjectionrs::detect_sqli(value).is_injection()
+        } else {
+            libinjectionrs::detect_xss(value).is_injection()
+        }
+    };
+    if value.len() < crate::inspect::MEMO_FROM {
+        could_detect(detector, value) && inspection.detected(value, detector, libinjection)
+    } else {
+        inspection.detected(value, detector, |value| {
+            could_detect(detector, value) && libinjection(value)
+        })
+    }
+}
+
 /// One way a statement's gate may open (see [`Statement::gate`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Opening {
@@ -453,11 +468,24 @@ fn could_be_sqli(value: &[u8]) -> bool {
             || number(text)
             || (word(text) && text.len() < SQL_WORD_LIMIT && !sql_word(text))
     };
-    if value
-        .iter()
-        .all(|byte| in_word(byte) || matches!(byte, b' ' | b',' | b'\''))
-        && value.split(|byte| !in_word(byte)).all(bare)
-    {
+    // Word by word, up to the first word libinjection knows or byte outside the
+    // alphabet: in most text that is a few words in.
+    let mut rest = value;
+    let plain = loop {
+        let end = rest
+            .iter()
+            .position(|byte| !in_word(byte))
+            .unwrap_or(rest.len());
+        if !bare(&rest[..end]) {
+            break false;
+        }
+        match rest[end..].split_first() {
+            None => break true,
+            Some((b' ' | b',' | b'\'', after)) => rest = after,
+            Some(_) => break false,
+        }
+    };
+    if plain {
         return false;
     }
     // An e-mail address: `ada.lovelace@example.com`. Its tokens are the part before the
