@@ -40,6 +40,7 @@ pub mod acl;
 pub mod inspect;
 pub mod managed;
 mod needles;
+mod prefix;
 pub mod rate;
 pub mod statement;
 pub mod transform;

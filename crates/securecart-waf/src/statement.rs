@@ -8,6 +8,7 @@ use ipnet::IpNet;
 
 use crate::inspect::{Field, Inspection, MAX_MEMO_CHAIN, Transformed, chain_key};
 use crate::needles::Needles;
+use crate::prefix::PrefixSearch;
 use crate::transform::{self, Traits, Transform};
 
 /// Where a byte match looks for its string.
@@ -631,6 +632,9 @@ struct MergedChain {
     set: regex_automata::meta::Regex,
     /// What every match of the set holds unless it starts at the value's start.
     needles: Option<Needles>,
+    /// The set's search of a long value's transformation without it, when the chain
+    /// reads left to right.
+    prefix: Option<PrefixSearch>,
     /// Each of the set's expressions' number among all of the merge's.
     in_all: Vec<usize>,
 }
@@ -836,13 +840,18 @@ impl Merged {
                 })
                 .collect();
             let transforms = chain.transforms;
+            let needles = Needles::of(&chain.patterns, &merged_syntax());
+            let prefix = needles.as_ref().and_then(|needles| {
+                PrefixSearch::new(&chain.patterns, merged_syntax(), &transforms, needles)
+            });
             merged.chains.push(MergedChain {
                 triggers: transform::triggers(&transforms),
                 shortest: shortest_among(&shortest_of, &in_all),
                 transforms,
                 fields,
                 set,
-                needles: Needles::of(&chain.patterns, &merged_syntax()),
+                needles,
+                prefix,
                 in_all,
             });
             chain_patterns.push(chain.patterns);
@@ -1149,6 +1158,14 @@ impl<'m> Scan<'m> {
                 // chain's own set (fewer expressions: a faster scan).
                 inspection.any_value(&self.merged.fields[field], |value| {
                     if value.len() < chain.shortest {
+                        return false;
+                    }
+                    // A long value the chain changes may be ruled out without its copy.
+                    if let Some(prefix) = &chain.prefix
+                        && value.len() >= crate::inspect::MEMO_FROM
+                        && inspection.traits(value).meets(chain.triggers)
+                        && prefix.rules_out(value)
+                    {
                         return false;
                     }
                     let transformed = inspection.transformed(value, &chain.transforms);

@@ -309,6 +309,69 @@ impl Transform {
     pub(crate) fn may_change(self, traits: Traits) -> bool {
         traits.meets(self.triggers())
     }
+
+    /// For a transformation that reads a value from left to right, looking a few bytes
+    /// ahead at most: how many of the last bytes of what it makes of a prefix of a value
+    /// may differ from what it makes of the whole value (an escape cut in two, `%4` or
+    /// `%u004`; a space that a `/` after it removes). The rest is a prefix of the whole's
+    /// transformation (a test checks it on every split of every short text). `None` for
+    /// the others: a path's `..` takes back what came before, an entity or an octal
+    /// escape may be any length, base64 and hex decode the whole value or nothing.
+    pub(crate) fn prefix_margin(self) -> Option<usize> {
+        match self {
+            Transform::UrlDecode | Transform::UrlDecodeUni => Some(5),
+            Transform::CmdLine => Some(1),
+            Transform::Lowercase
+            | Transform::CompressWhitespace
+            | Transform::RemoveNulls
+            | Transform::RemoveShellQuotes
+            | Transform::RemoveWhitespace => Some(0),
+            Transform::HtmlEntityDecode
+            | Transform::NormalizePath
+            | Transform::NormalizePathWin
+            | Transform::Base64Decode
+            | Transform::JsDecode
+            | Transform::ReplaceComments
+            | Transform::HexDecode => None,
+        }
+    }
+
+    /// The bytes of a value that may become one of `made` in what the transformation
+    /// makes of it: each byte itself, a capital for its lowercase letter, the white
+    /// space or separators a space is made from, the `%` of any decoded byte and the `+`
+    /// of a space. Known for the transformations with a [`Transform::prefix_margin`]
+    /// (`None` for the others; a test checks it on every short text).
+    pub(crate) fn sources(self, made: &[bool; 256]) -> Option<[bool; 256]> {
+        self.prefix_margin()?;
+        let mut sources = *made;
+        let mut add = |byte: u8| sources[usize::from(byte)] = true;
+        for byte in (0..=255u8).filter(|&byte| made[usize::from(byte)]) {
+            match self {
+                Transform::UrlDecode | Transform::UrlDecodeUni => {
+                    add(b'%');
+                    if byte == b' ' {
+                        add(b'+');
+                    }
+                }
+                Transform::Lowercase if byte.is_ascii_lowercase() => {
+                    add(byte.to_ascii_uppercase());
+                }
+                Transform::CmdLine if byte.is_ascii_lowercase() => {
+                    add(byte.to_ascii_uppercase());
+                }
+                Transform::CmdLine if byte == b' ' => {
+                    b",; \t\n\r".iter().for_each(|&separator| add(separator));
+                }
+                Transform::CompressWhitespace if byte == b' ' => {
+                    (0..=255u8)
+                        .filter(|&space| is_space(space))
+                        .for_each(&mut add);
+                }
+                _ => {}
+            }
+        }
+        Some(sources)
+    }
 }
 
 /// The traits of the values one of `transforms` may change.
@@ -855,6 +918,55 @@ mod tests {
             &[Transform::HexDecode],
             Traits::of(b"x").union(Traits::of(b"3c"))
         ));
+    }
+
+    /// What a transformation with a prefix margin makes of any prefix of a text, but its
+    /// last `margin` bytes, begins what it makes of the whole text; and each byte it makes
+    /// comes from one of its sources in the text: checked on every split of every text
+    /// of up to 4 bytes over the bytes they treat apart, and of up to 6 over those of
+    /// escapes and over those of command lines.
+    #[test]
+    fn prefixes_and_sources_are_as_the_transformations_say() {
+        let mut checked = 0;
+        let alphabets: [(&[u8], u32); 3] =
+            [(b"%+4u1aB \t;/('\\\0", 4), (b"%uA4+ ", 6), (b"aB ;/(\"", 6)];
+        for ((_, transform), (alphabet, longest)) in Transform::NAMED
+            .into_iter()
+            .flat_map(|named| alphabets.map(|alphabet| (named, alphabet)))
+        {
+            let Some(margin) = transform.prefix_margin() else {
+                continue;
+            };
+            let sources: Vec<[bool; 256]> = (0..=255u8)
+                .map(|byte| {
+                    let mut made = [false; 256];
+                    made[usize::from(byte)] = true;
+                    transform.sources(&made).expect("sources")
+                })
+                .collect();
+            crate::every_string(alphabet, 0..=longest, |text| {
+                let whole = apply(&[transform], text);
+                for cut in 0..text.len() {
+                    let part = apply(&[transform], &text[..cut]);
+                    let kept = &part[..part.len().saturating_sub(margin)];
+                    assert!(
+                        whole.starts_with(kept),
+                        "{transform:?} of {:?} cut at {cut}",
+                        String::from_utf8_lossy(text)
+                    );
+                }
+                for &byte in whole.iter() {
+                    let sources = &sources[usize::from(byte)];
+                    assert!(
+                        text.iter().any(|&source| sources[usize::from(source)]),
+                        "{transform:?} made {byte:?} of {:?}",
+                        String::from_utf8_lossy(text)
+                    );
+                }
+                checked += 1;
+            });
+        }
+        assert!(checked > 1_000_000, "{checked}");
     }
 
     /// The table-driven command-line normalisation agrees with its plain reading (each
