@@ -905,7 +905,7 @@ fn xss() -> Vec<(&'static str, Statement)> {
             "SC-XSS-003",
             regex_in(
                 inputs(),
-                r"(?i)<\s*\w+\b[^>]*\b(?:on\w+|formaction|xlink:href|srcset|dynsrc|lowsrc|background|poster|action)\s*=|\b(?:eval|settimeout|setinterval|execscript|alert|prompt|confirm|atob|fromcharcode|importscripts)\s*(?:\(|`)|\b(?:window|self|top|parent|frames|globalthis|document)\s*\[\s*['\x22`]|['\x22`]\s*\+\s*['\x22`]\s*\]\s*\(|\.cookie\b[^;]{0,80};\W*(?:expires|domain)\W*=|\bhttp-equiv\W+set-cookie\b",
+                r"(?i)<\s*\w+\b[^>]*\b(?:on\w+|formaction|xlink:href|srcset|dynsrc|lowsrc|background|poster|action|pattern)\s*=|\b(?:eval|settimeout|setinterval|execscript|alert|prompt|confirm|atob|fromcharcode|importscripts)\s*(?:\(|`)|\b(?:window|self|top|parent|frames|globalthis|document)\s*\[\s*['\x22`]|['\x22`]\s*\+\s*['\x22`]\s*\]\s*\(|\.cookie\b[^;]{0,80};\W*(?:expires|domain)\W*=|\bhttp-equiv\W+set-cookie\b",
                 &[
                     UrlDecodeUni,
                     HtmlEntityDecode,
@@ -973,8 +973,12 @@ fn without_path(fields: Vec<Field>) -> Vec<Field> {
 /// space, a quote or a separator, not a digit or a `/` (base64 text has those). Also the
 /// tags a browser reads that filters miss (CRS 941160, 941200): a name spelled with
 /// spaces (`<f o r m`), behind a namespace (`< x: script`, `<v:vmlframe`), and a
-/// handler right after the bracket (`<"onload=`).
-const XSS_WITHOUT_TAGS: &str = r#"(?i)(?:^|[\s"'`;=,(])on[a-z]{3,50}[\s,;(]*=(?:[^=]|$)|\bdocument\s*\.\s*(?:cookie|domain|write(?:ln)?|location|body|queryselector(?:all)?|getelementsby\w+|getelementbyid|createelement)\b|\bwindow\s*\.\s*location\b|\.\s*(?:innerhtml|outerhtml|parentnode)\b|-moz-binding|<!--\s*#\s*(?:set|echo|exec|include|config|printenv)\b|<!\[cdata\[|\b(?:self|document|this|top|window|parent|frames|globalthis)\s*(?:/\*[^*]*\*/\s*)*\)?\s*(?:\[\s*(?:/\*[^*]*\*/\s*)*["'`]|\.\s*(?:/\*[^*]*\*/\s*)*(?:cookie|domain|location|alert|eval)\b)|\b(?:btoa|atob)\s*(?:\(|`)|\bReflect\s*\.\s*\w+\s*\.\s*(?:call|apply)\s*(?:\(|`)|(?:^|[+(\[])\s*!+\[\]|!!\[\]|\[\+!*\[\]\]|\burl\s*\(\s*["']?\s*(?:java|vb)script|(?:^|[\s"'`;=])data\s*:[^,<]{0,60},\s*<|\b(?:j\s*a\s*v\s*a|v\s*b)\s*s\s*c\s*r\s*i\s*p\s*t\s*:|<\s*(?:[a-z]\s+){3,}[a-z]\b|<\s*\w*\s*:\s*(?:script|vmlframe)\b|\bvmlframe\b|["'`\s]formaction\s*=|<\s*["'`/]+\s*on[a-z]{3,50}\s*="#;
+/// handler right after the bracket (`<"onload=`). An XML entity declared to read a
+/// file or a URL (`<!ENTITY % x SYSTEM`, CRS 941130). A tag written in US-ASCII's high
+/// half (`\xbcscript\xbe`, once escapes are decoded; 941310): 0xBC for `<`, 0xBE for `>`,
+/// each after an ASCII byte, which is never so in UTF-8 (where they only continue a
+/// character: `¼`, `ü`), so that text in any language passes.
+const XSS_WITHOUT_TAGS: &str = r#"(?i)(?:^|[\s"'`;=,(])on[a-z]{3,50}[\s,;(]*=(?:[^=]|$)|\bdocument\s*\.\s*(?:cookie|domain|write(?:ln)?|location|body|queryselector(?:all)?|getelementsby\w+|getelementbyid|createelement)\b|\bwindow\s*\.\s*location\b|\.\s*(?:innerhtml|outerhtml|parentnode)\b|-moz-binding|<!--\s*#\s*(?:set|echo|exec|include|config|printenv)\b|<!\[cdata\[|\b(?:self|document|this|top|window|parent|frames|globalthis)\s*(?:/\*[^*]*\*/\s*)*\)?\s*(?:\[\s*(?:/\*[^*]*\*/\s*)*["'`]|\.\s*(?:/\*[^*]*\*/\s*)*(?:cookie|domain|location|alert|eval)\b)|\b(?:btoa|atob)\s*(?:\(|`)|\bReflect\s*\.\s*\w+\s*\.\s*(?:call|apply)\s*(?:\(|`)|(?:^|[+(\[])\s*!+\[\]|!!\[\]|\[\+!*\[\]\]|\burl\s*\(\s*["']?\s*(?:java|vb)script|(?:^|[\s"'`;=])data\s*:[^,<]{0,60},\s*<|\b(?:j\s*a\s*v\s*a|v\s*b)\s*s\s*c\s*r\s*i\s*p\s*t\s*:|<\s*(?:[a-z]\s+){3,}[a-z]\b|<\s*\w*\s*:\s*(?:script|vmlframe)\b|\bvmlframe\b|["'`\s]formaction\s*=|<\s*["'`/]+\s*on[a-z]{3,50}\s*=|!entity\s+(?:%\s+)?\S+\s+(?:system|public)\b|(?:^|[\x00-\x7f])\xbc\s*/\s*[^\xbe>]*(?:>|[\x00-\x7f]\xbe)|<\s*/\s*[^\xbe]*[\x00-\x7f]\xbe"#;
 
 fn known_bad_inputs() -> Vec<(&'static str, Statement)> {
     let everywhere = || {
@@ -1068,6 +1072,31 @@ fn known_bad_inputs() -> Vec<(&'static str, Statement)> {
                             "id_rsa",
                             "/.aws/credentials",
                             "/.bash_history",
+                            // Compressed database dumps (CRS's list, found in the
+                            // text as CRS finds them: `.sql.z` in `backup.sql.zip`).
+                            ".sql.001",
+                            ".sql.7z",
+                            ".sql.bz",
+                            ".sql.ace",
+                            ".sql.arj",
+                            ".sql.cpio",
+                            ".sql.gz",
+                            ".sql.lha",
+                            ".sql.lz",
+                            ".sql.pa",
+                            ".sql.pea",
+                            ".sql.r0",
+                            ".sql.rar",
+                            ".sql.rev",
+                            ".sql.tar",
+                            ".sql.taz",
+                            ".sql.tbz",
+                            ".sql.tgz",
+                            ".sql.txz",
+                            ".sql.uha",
+                            ".sql.xz",
+                            ".sql.yz1",
+                            ".sql.z",
                         ],
                         &[UrlDecodeUni, UrlDecodeUni, NormalizePathWin, Lowercase],
                     )
@@ -1288,12 +1317,12 @@ fn command_injection() -> Vec<(&'static str, Statement)> {
         // Shell expansions a command is hidden in: braces listing words (`{l,-lh}s`,
         // `{,ifconfig}`; CRS 932280), the tilde's directory stack (`~+`, `~-1`; 932270),
         // an alias defined on the spot (932175), and a shell named by its variable or its
-        // path (`$SHELL -c`, `bin/busybox`; 932160).
+        // path (`$SHELL -c`, `bin/busybox`, `/bin/ab`; 932160).
         (
             "SC-CMD-009",
             regex_in(
                 fields(),
-                r#"\{[\w-]*,[\w,-]*\}|~[+-](?:$|\d+\b)|(?i)\balias\s+(?:[+-][a-z]*[+-]?\s+)*["']?[\w-]+["']?\s*=|\$\{?(?:SHELL|BASH|0)\}?\s+-c\b|\b(?:usr/)?(?:local/)?s?bin/(?:ba|da|z|k|c|tc|fi)?sh\b|\b(?:usr/)?(?:local/)?s?bin/(?:busybox|nc|ncat|netcat|socat|curl|wget|python[\d.]*|perl|ruby|php|node|lua|tclsh|telnet|ssh|scp|sudo|su|visudo|crontab|chmod|chown|ansible\S*|chef\S*|cscli|powershell|pwsh)\b"#,
+                r#"\{[\w-]*,[\w,-]*\}|~[+-](?:$|\d+\b)|(?i)\balias\s+(?:[+-][a-z]*[+-]?\s+)*["']?[\w-]+["']?\s*=|\$\{?(?:SHELL|BASH|0)\}?\s+-c\b|\b(?:usr/)?(?:local/)?s?bin/(?:ba|da|z|k|c|tc|fi)?sh\b|\b(?:usr/)?(?:local/)?s?bin/(?:busybox|nc|ncat|netcat|socat|curl|wget|python[\d.]*|perl|ruby|php|node|lua|tclsh|telnet|ssh|scp|sudo|su|visudo|crontab|chmod|chown|ansible\S*|chef\S*|cscli|powershell|pwsh|ab)\b"#,
                 &[UrlDecodeUni, RemoveNulls],
             ),
         ),
@@ -1346,6 +1375,18 @@ fn command_injection() -> Vec<(&'static str, Statement)> {
                     &[UrlDecodeUni],
                 ),
             ]),
+        ),
+        // A command that needs no arguments, alone at a value's end after a separator, a
+        // pipe, `&&`, a substitution or a leading backslash (`;set`, `|whoami`, `\ls`; CRS
+        // 932340). Not after `=` nor a lone `&`, as CRS: a Referer's `?page=last` is a
+        // shop's link, and "headset & ps" a search.
+        (
+            "SC-CMD-013",
+            regex_in(
+                [inputs(), vec![header("user-agent"), header("referer")]].concat(),
+                r#"(?i)(?:[\n\r;`{]|\|\|?|&&|^\\|\$\(\(?|\$[\[{]|[<>]\(|\(\s*\))\s*["'\\]*(?:[\w.-]*/)*["'\\]*(?:aptitude|df|dmesg|env|hostname|htop|iostat|vmstat|reboot|last|lastlog|lastlogin|ls|mysql|ps|psql|set|shutdown|su|who|whoami|whois)["']?\s*$"#,
+                &[UrlDecodeUni, RemoveNulls],
+            ),
         ),
     ]
 }
@@ -2280,6 +2321,20 @@ mod tests {
             ("arg=%28%29%20%7B", "SC-CMD-012"),
             ("var=EXECUTE%20IMMEDIATE%20%22", "SC-SQLI-010"),
             ("pay=declare+%40b%0A", "SC-SQLI-010"),
+            ("code=backup.sql.zip", "SC-KBI-004"),
+            ("cmd=%2Fbin%2Fab", "SC-CMD-009"),
+            (
+                "var=%3Cinput+pattern%3D%22%5Ea+regex%24%22%3E",
+                "SC-XSS-003",
+            ),
+            ("x=%21ENTITY%20%25%20bar%20SYSTEM", "SC-XSS-004"),
+            (
+                "test=%5Cxbctest%5Cxbetest%28%5Cxa2XSS%5Cxa2%29%5Cxbc%2Ftest%5Cxbe",
+                "SC-XSS-004",
+            ),
+            ("x=a%3Bset", "SC-CMD-013"),
+            ("payload=%5Cls", "SC-CMD-013"),
+            ("x=a%7C%7C%20whoami", "SC-CMD"),
         ];
         for (query, family) in cases {
             let verdict = verdict(Some(query), None, browser);
@@ -2373,6 +2428,15 @@ mod tests {
             "comment=Fast+output+via+HTTP%2F1.1%2C+target+page+http%2F2",
             "q=%7B%7Bname%7D%7D+template+cards",
             "q=onion+rings",
+            "q=floral+pattern",
+            "pattern=floral&sort=last",
+            "q=tea+set",
+            "q=pots+%26+pans+set",
+            "q=headset+%26+ps",
+            "q=lego+%26+set",
+            "q=%C2%BD+price+%C2%BE+sleeves",
+            "q=M%C3%BCller+%3C%2Fb%3E+%C2%BE+length",
+            "file=backup.sql",
             "q=gifts+%26+more",
             "q=tea+%7C+more",
             "q=name+%26+id+bracelet",
@@ -2440,6 +2504,33 @@ mod tests {
             None,
             &headers,
             body,
+            false,
+            "127.0.0.1".parse().expect("address"),
+        );
+        let verdict = default_acl().evaluate(&inspection);
+        assert!(!verdict.blocked, "{:?}", verdict.matches);
+        // A Referer to a catalogue's last page, cookies named like handlers, and a
+        // product description in HTML with `¾` and `ü` after a closing tag.
+        let mut headers = HeaderMap::new();
+        headers.insert("user-agent", browser.parse().expect("value"));
+        headers.insert(
+            "referer",
+            "https://shop.example/catalog?page=last"
+                .parse()
+                .expect("value"),
+        );
+        headers.insert(
+            "cookie",
+            "session=abc123; onboarding=done".parse().expect("value"),
+        );
+        headers.insert("content-type", "application/json".parse().expect("value"));
+        let body = "{\"description\":\"<p>Wool</p> \u{be} sleeves, by M\u{fc}ller\"}";
+        let inspection = Inspection::new(
+            "POST",
+            "/api/products",
+            None,
+            &headers,
+            body.as_bytes(),
             false,
             "127.0.0.1".parse().expect("address"),
         );
