@@ -552,8 +552,8 @@ pub enum RawStatement {
 #[serde(deny_unknown_fields)]
 pub struct RawByteMatch {
     /// The field: `uri_path`, `query_string`, `query_argument:NAME`, `query_arguments`,
-    /// `query_argument_names`, `header:NAME`, `headers`, `cookies`, `method`, `body`,
-    /// `body_fields`, `multipart_names`, `multipart_headers`.
+    /// `query_argument_names`, `header:NAME`, `headers`, `headers_but_credentials`,
+    /// `cookies`, `method`, `body`, `body_fields`, `multipart_names`, `multipart_headers`.
     pub field: String,
     /// `exactly`, `starts_with`, `ends_with`, `contains` or `contains_word`.
     pub position: String,

@@ -60,6 +60,14 @@ pub(crate) fn chain_key(transforms: &[Transform]) -> u64 {
 /// cheaper than remembering them.
 pub(crate) const MEMO_FROM: usize = 256;
 
+/// The headers [`Field::HeadersButCredentials`] leaves out.
+const CREDENTIALS: [http::HeaderName; 4] = [
+    http::header::COOKIE,
+    http::header::AUTHORIZATION,
+    http::header::PROXY_AUTHORIZATION,
+    http::HeaderName::from_static("x-api-key"),
+];
+
 /// Up to this many headers, a header is found by comparing names (see
 /// [`Inspection::any_value`]).
 const FEW_HEADERS: usize = 8;
@@ -102,6 +110,10 @@ pub enum Field {
     Header(http::HeaderName),
     /// Every header's value.
     AllHeaders,
+    /// Every header's value but the credentials' (`Cookie`, `Authorization`,
+    /// `Proxy-Authorization`, `X-Api-Key`): AWS WAF's headers with excluded headers, for
+    /// rules that must not read (nor log) a session or a token.
+    HeadersButCredentials,
     /// Every cookie's name and value.
     Cookies,
     /// The method.
@@ -129,6 +141,7 @@ impl Field {
             Field::QueryArgumentNames => "query_argument_names".to_owned(),
             Field::Header(name) => format!("header:{name}"),
             Field::AllHeaders => "headers".to_owned(),
+            Field::HeadersButCredentials => "headers_but_credentials".to_owned(),
             Field::Cookies => "cookies".to_owned(),
             Field::Method => "method".to_owned(),
             Field::Body => "body".to_owned(),
@@ -155,6 +168,7 @@ impl Field {
             "query_arguments" => Field::AllQueryArguments,
             "query_argument_names" => Field::QueryArgumentNames,
             "headers" => Field::AllHeaders,
+            "headers_but_credentials" => Field::HeadersButCredentials,
             "cookies" => Field::Cookies,
             "method" => Field::Method,
             "body" => Field::Body,
@@ -166,7 +180,7 @@ impl Field {
     }
 
     /// The names [`Field::parse`] reads, for messages.
-    pub const NAMES: &'static str = "uri_path, query_string, query_argument:NAME, query_arguments, query_argument_names, header:NAME, headers, cookies, method, body, body_fields, multipart_names, multipart_headers";
+    pub const NAMES: &'static str = "uri_path, query_string, query_argument:NAME, query_arguments, query_argument_names, header:NAME, headers, headers_but_credentials, cookies, method, body, body_fields, multipart_names, multipart_headers";
 }
 
 /// A request as the WAF sees it.
@@ -366,6 +380,10 @@ impl<'a> Inspection<'a> {
                 .iter()
                 .any(|value| each(value.as_bytes())),
             Field::AllHeaders => self.headers.values().any(|value| each(value.as_bytes())),
+            Field::HeadersButCredentials => self
+                .headers
+                .iter()
+                .any(|(name, value)| !CREDENTIALS.contains(name) && each(value.as_bytes())),
             Field::Cookies => self.cookies.iter().any(|value| each(value.as_bytes())),
             Field::Method => each(self.method.as_bytes()),
             Field::Body => !self.body.is_empty() && each(self.body),

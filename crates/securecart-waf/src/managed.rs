@@ -925,7 +925,7 @@ fn xss() -> Vec<(&'static str, Statement)> {
             "SC-XSS-004",
             regex_in(
                 without_path(xss_fields()),
-                XSS_WITHOUT_TAGS,
+                &format!("{EVENT_HANDLER}|{XSS_WITHOUT_TAGS}"),
                 &[
                     UrlDecodeUni,
                     HtmlEntityDecode,
@@ -942,6 +942,17 @@ fn xss() -> Vec<(&'static str, Statement)> {
             regex(
                 Field::AllHeaders,
                 r"(?i)<\s*script\b[^>]*>",
+                &[UrlDecodeUni, HtmlEntityDecode],
+            ),
+        ),
+        // An event handler after a separator in any other header than the credentials
+        // (`Remote-ip: ' onselect=alert(1) '`; CRS 941120 reads all but the cookies): a
+        // page may echo any header, and a cookie named `onboarding` is no script.
+        (
+            "SC-XSS-006",
+            regex(
+                Field::HeadersButCredentials,
+                EVENT_HANDLER,
                 &[UrlDecodeUni, HtmlEntityDecode],
             ),
         ),
@@ -969,16 +980,20 @@ fn without_path(fields: Vec<Field>) -> Vec<Field> {
         .collect()
 }
 
-/// Script a request carries without a tag (see SC-XSS-004). An event handler follows a
-/// space, a quote or a separator, not a digit or a `/` (base64 text has those). Also the
-/// tags a browser reads that filters miss (CRS 941160, 941200): a name spelled with
-/// spaces (`<f o r m`), behind a namespace (`< x: script`, `<v:vmlframe`), and a
-/// handler right after the bracket (`<"onload=`). An XML entity declared to read a
+/// An event handler (`onload=`), after a space, a quote or a separator, not a digit or a
+/// `/` (base64 text has those): CRS 941120.
+const EVENT_HANDLER: &str = r#"(?i)(?:^|[\s"'`;=,(])on[a-z]{3,50}[\s,;(]*=(?:[^=]|$)"#;
+
+/// Script a request carries without a tag (see SC-XSS-004), beside an
+/// [`EVENT_HANDLER`]. Also the tags a browser reads that filters miss (CRS 941160,
+/// 941200): a name spelled with spaces (`<f o r m`), behind a namespace (`< x: script`,
+/// `<v:vmlframe`), and a handler right after the bracket (`<"onload=`). An XML entity
+/// declared to read a
 /// file or a URL (`<!ENTITY % x SYSTEM`, CRS 941130). A tag written in US-ASCII's high
 /// half (`\xbcscript\xbe`, once escapes are decoded; 941310): 0xBC for `<`, 0xBE for `>`,
 /// each after an ASCII byte, which is never so in UTF-8 (where they only continue a
 /// character: `¼`, `ü`), so that text in any language passes.
-const XSS_WITHOUT_TAGS: &str = r#"(?i)(?:^|[\s"'`;=,(])on[a-z]{3,50}[\s,;(]*=(?:[^=]|$)|\bdocument\s*\.\s*(?:cookie|domain|write(?:ln)?|location|body|queryselector(?:all)?|getelementsby\w+|getelementbyid|createelement)\b|\bwindow\s*\.\s*location\b|\.\s*(?:innerhtml|outerhtml|parentnode)\b|-moz-binding|<!--\s*#\s*(?:set|echo|exec|include|config|printenv)\b|<!\[cdata\[|\b(?:self|document|this|top|window|parent|frames|globalthis)\s*(?:/\*[^*]*\*/\s*)*\)?\s*(?:\[\s*(?:/\*[^*]*\*/\s*)*["'`]|\.\s*(?:/\*[^*]*\*/\s*)*(?:cookie|domain|location|alert|eval)\b)|\b(?:btoa|atob)\s*(?:\(|`)|\bReflect\s*\.\s*\w+\s*\.\s*(?:call|apply)\s*(?:\(|`)|(?:^|[+(\[])\s*!+\[\]|!!\[\]|\[\+!*\[\]\]|\burl\s*\(\s*["']?\s*(?:java|vb)script|(?:^|[\s"'`;=])data\s*:[^,<]{0,60},\s*<|\b(?:j\s*a\s*v\s*a|v\s*b)\s*s\s*c\s*r\s*i\s*p\s*t\s*:|<\s*(?:[a-z]\s+){3,}[a-z]\b|<\s*\w*\s*:\s*(?:script|vmlframe)\b|\bvmlframe\b|["'`\s]formaction\s*=|<\s*["'`/]+\s*on[a-z]{3,50}\s*=|!entity\s+(?:%\s+)?\S+\s+(?:system|public)\b|(?:^|[\x00-\x7f])\xbc\s*/\s*[^\xbe>]*(?:>|[\x00-\x7f]\xbe)|<\s*/\s*[^\xbe]*[\x00-\x7f]\xbe"#;
+const XSS_WITHOUT_TAGS: &str = r#"(?i)\bdocument\s*\.\s*(?:cookie|domain|write(?:ln)?|location|body|queryselector(?:all)?|getelementsby\w+|getelementbyid|createelement)\b|\bwindow\s*\.\s*location\b|\.\s*(?:innerhtml|outerhtml|parentnode)\b|-moz-binding|<!--\s*#\s*(?:set|echo|exec|include|config|printenv)\b|<!\[cdata\[|\b(?:self|document|this|top|window|parent|frames|globalthis)\s*(?:/\*[^*]*\*/\s*)*\)?\s*(?:\[\s*(?:/\*[^*]*\*/\s*)*["'`]|\.\s*(?:/\*[^*]*\*/\s*)*(?:cookie|domain|location|alert|eval)\b)|\b(?:btoa|atob)\s*(?:\(|`)|\bReflect\s*\.\s*\w+\s*\.\s*(?:call|apply)\s*(?:\(|`)|(?:^|[+(\[])\s*!+\[\]|!!\[\]|\[\+!*\[\]\]|\burl\s*\(\s*["']?\s*(?:java|vb)script|(?:^|[\s"'`;=])data\s*:[^,<]{0,60},\s*<|\b(?:j\s*a\s*v\s*a|v\s*b)\s*s\s*c\s*r\s*i\s*p\s*t\s*:|<\s*(?:[a-z]\s+){3,}[a-z]\b|<\s*\w*\s*:\s*(?:script|vmlframe)\b|\bvmlframe\b|["'`\s]formaction\s*=|<\s*["'`/]+\s*on[a-z]{3,50}\s*=|!entity\s+(?:%\s+)?\S+\s+(?:system|public)\b|(?:^|[\x00-\x7f])\xbc\s*/\s*[^\xbe>]*(?:>|[\x00-\x7f]\xbe)|<\s*/\s*[^\xbe]*[\x00-\x7f]\xbe"#;
 
 fn known_bad_inputs() -> Vec<(&'static str, Statement)> {
     let everywhere = || {
@@ -2350,6 +2365,21 @@ mod tests {
         assert_eq!(scanner.terminating_rule.as_deref(), Some("SC-CORE-002"));
         let posted = verdict(None, Some("var=1234+OR+1%3D1"), browser);
         assert!(posted.blocked, "form bodies are inspected");
+        // An event handler in a header a page may echo.
+        let mut headers = HeaderMap::new();
+        headers.insert("user-agent", browser.parse().expect("value"));
+        headers.insert("remote-ip", "' onselect=alert(1) '".parse().expect("value"));
+        let inspection = Inspection::new(
+            "GET",
+            "/",
+            None,
+            &headers,
+            b"",
+            false,
+            "127.0.0.1".parse().expect("address"),
+        );
+        let verdict = default_acl().evaluate(&inspection);
+        assert_eq!(verdict.terminating_rule.as_deref(), Some("SC-XSS-006"));
     }
 
     #[test]
