@@ -341,6 +341,13 @@ fn strict(group: Group) -> Vec<(&'static str, u8, u8, Statement)> {
 
 /// Where user input arrives: argument names and values, form and JSON body values, and
 /// cookies.
+/// Commands that run without arguments (SC-CMD-013).
+const NO_ARGUMENTS: &str = "aptitude|df|dmesg|env|hostname|htop|iostat|vmstat|reboot|last|lastlog|lastlogin|ls|mysql|ps|psql|set|shutdown|su|who|whoami|whois";
+
+fn cmd_013_fields() -> Vec<Field> {
+    [inputs(), vec![header("user-agent"), header("referer")]].concat()
+}
+
 fn inputs() -> Vec<Field> {
     vec![
         Field::AllQueryArguments,
@@ -905,7 +912,7 @@ fn xss() -> Vec<(&'static str, Statement)> {
             "SC-XSS-003",
             regex_in(
                 inputs(),
-                r"(?i)<\s*\w+\b[^>]*\b(?:on\w+|formaction|xlink:href|srcset|dynsrc|lowsrc|background|poster|action|pattern)\s*=|\b(?:eval|settimeout|setinterval|execscript|alert|prompt|confirm|atob|fromcharcode|importscripts)\s*(?:\(|`)|\b(?:window|self|top|parent|frames|globalthis|document)\s*\[\s*['\x22`]|['\x22`]\s*\+\s*['\x22`]\s*\]\s*\(|\.cookie\b[^;]{0,80};\W*(?:expires|domain)\W*=|\bhttp-equiv\W+set-cookie\b",
+                r"(?i)<\s*\w+\b[^>]*\b(?:on\w+|formaction|xlink:href|srcset|dynsrc|lowsrc|background|poster|action)\s*=|<\s*[a-z]\w*\b[^>]*\spattern\s*=|\b(?:eval|settimeout|setinterval|execscript|alert|prompt|confirm|atob|fromcharcode|importscripts)\s*(?:\(|`)|\b(?:window|self|top|parent|frames|globalthis|document)\s*\[\s*['\x22`]|['\x22`]\s*\+\s*['\x22`]\s*\]\s*\(|\.cookie\b[^;]{0,80};\W*(?:expires|domain)\W*=|\bhttp-equiv\W+set-cookie\b",
                 &[
                     UrlDecodeUni,
                     HtmlEntityDecode,
@@ -925,7 +932,7 @@ fn xss() -> Vec<(&'static str, Statement)> {
             "SC-XSS-004",
             regex_in(
                 without_path(xss_fields()),
-                &format!("{EVENT_HANDLER}|{XSS_WITHOUT_TAGS}"),
+                XSS_WITHOUT_TAGS,
                 &[
                     UrlDecodeUni,
                     HtmlEntityDecode,
@@ -945,15 +952,17 @@ fn xss() -> Vec<(&'static str, Statement)> {
                 &[UrlDecodeUni, HtmlEntityDecode],
             ),
         ),
-        // An event handler after a separator in any other header than the credentials
+        // An event handler that runs script, in any other header than the credentials
         // (`Remote-ip: ' onselect=alert(1) '`; CRS 941120 reads all but the cookies): a
-        // page may echo any header, and a cookie named `onboarding` is no script.
+        // page may echo any header. Its value is quoted or calls something, so that
+        // `baggage: onboarding=1` and a token ending `+onXyz=` are no script; headers are
+        // read as sent, since no browser escapes them.
         (
             "SC-XSS-006",
             regex(
                 Field::HeadersButCredentials,
-                EVENT_HANDLER,
-                &[UrlDecodeUni, HtmlEntityDecode],
+                r#"(?i)(?:^|[\s"'`;,(])on[a-z]{3,50}\s*=\s*(?:["'`]|[\w$.]+\s*\()"#,
+                &[],
             ),
         ),
     ]
@@ -980,20 +989,17 @@ fn without_path(fields: Vec<Field>) -> Vec<Field> {
         .collect()
 }
 
-/// An event handler (`onload=`), after a space, a quote or a separator, not a digit or a
-/// `/` (base64 text has those): CRS 941120.
-const EVENT_HANDLER: &str = r#"(?i)(?:^|[\s"'`;=,(])on[a-z]{3,50}[\s,;(]*=(?:[^=]|$)"#;
-
-/// Script a request carries without a tag (see SC-XSS-004), beside an
-/// [`EVENT_HANDLER`]. Also the tags a browser reads that filters miss (CRS 941160,
-/// 941200): a name spelled with spaces (`<f o r m`), behind a namespace (`< x: script`,
-/// `<v:vmlframe`), and a handler right after the bracket (`<"onload=`). An XML entity
-/// declared to read a
+/// Script a request carries without a tag (see SC-XSS-004). An event handler follows a
+/// space, a quote or a separator, not a digit or a `/` (base64 text has those). Also the
+/// tags a browser reads that filters miss (CRS 941160, 941200): a name spelled with
+/// spaces (`<f o r m`), behind a namespace (`< x: script`, `<v:vmlframe`), and a
+/// handler right after the bracket (`<"onload=`). An XML entity declared to read a
 /// file or a URL (`<!ENTITY % x SYSTEM`, CRS 941130). A tag written in US-ASCII's high
-/// half (`\xbcscript\xbe`, once escapes are decoded; 941310): 0xBC for `<`, 0xBE for `>`,
-/// each after an ASCII byte, which is never so in UTF-8 (where they only continue a
-/// character: `¼`, `ü`), so that text in any language passes.
-const XSS_WITHOUT_TAGS: &str = r#"(?i)\bdocument\s*\.\s*(?:cookie|domain|write(?:ln)?|location|body|queryselector(?:all)?|getelementsby\w+|getelementbyid|createelement)\b|\bwindow\s*\.\s*location\b|\.\s*(?:innerhtml|outerhtml|parentnode)\b|-moz-binding|<!--\s*#\s*(?:set|echo|exec|include|config|printenv)\b|<!\[cdata\[|\b(?:self|document|this|top|window|parent|frames|globalthis)\s*(?:/\*[^*]*\*/\s*)*\)?\s*(?:\[\s*(?:/\*[^*]*\*/\s*)*["'`]|\.\s*(?:/\*[^*]*\*/\s*)*(?:cookie|domain|location|alert|eval)\b)|\b(?:btoa|atob)\s*(?:\(|`)|\bReflect\s*\.\s*\w+\s*\.\s*(?:call|apply)\s*(?:\(|`)|(?:^|[+(\[])\s*!+\[\]|!!\[\]|\[\+!*\[\]\]|\burl\s*\(\s*["']?\s*(?:java|vb)script|(?:^|[\s"'`;=])data\s*:[^,<]{0,60},\s*<|\b(?:j\s*a\s*v\s*a|v\s*b)\s*s\s*c\s*r\s*i\s*p\s*t\s*:|<\s*(?:[a-z]\s+){3,}[a-z]\b|<\s*\w*\s*:\s*(?:script|vmlframe)\b|\bvmlframe\b|["'`\s]formaction\s*=|<\s*["'`/]+\s*on[a-z]{3,50}\s*=|!entity\s+(?:%\s+)?\S+\s+(?:system|public)\b|(?:^|[\x00-\x7f])\xbc\s*/\s*[^\xbe>]*(?:>|[\x00-\x7f]\xbe)|<\s*/\s*[^\xbe]*[\x00-\x7f]\xbe"#;
+/// half (`\xbc/script\xbe`, once escapes are decoded; 941310): 0xBC for `<`, 0xBE for
+/// `>`, each after an ASCII byte, which is never so in UTF-8 (where they only continue a
+/// character: `¼`, `ü`), so that text in any language passes; a closing tag's name
+/// after the `/`, so that Latin-1's "¼/½" passes too.
+const XSS_WITHOUT_TAGS: &str = r#"(?i)(?:^|[\s"'`;=,(])on[a-z]{3,50}[\s,;(]*=(?:[^=]|$)|\bdocument\s*\.\s*(?:cookie|domain|write(?:ln)?|location|body|queryselector(?:all)?|getelementsby\w+|getelementbyid|createelement)\b|\bwindow\s*\.\s*location\b|\.\s*(?:innerhtml|outerhtml|parentnode)\b|-moz-binding|<!--\s*#\s*(?:set|echo|exec|include|config|printenv)\b|<!\[cdata\[|\b(?:self|document|this|top|window|parent|frames|globalthis)\s*(?:/\*[^*]*\*/\s*)*\)?\s*(?:\[\s*(?:/\*[^*]*\*/\s*)*["'`]|\.\s*(?:/\*[^*]*\*/\s*)*(?:cookie|domain|location|alert|eval)\b)|\b(?:btoa|atob)\s*(?:\(|`)|\bReflect\s*\.\s*\w+\s*\.\s*(?:call|apply)\s*(?:\(|`)|(?:^|[+(\[])\s*!+\[\]|!!\[\]|\[\+!*\[\]\]|\burl\s*\(\s*["']?\s*(?:java|vb)script|(?:^|[\s"'`;=])data\s*:[^,<]{0,60},\s*<|\b(?:j\s*a\s*v\s*a|v\s*b)\s*s\s*c\s*r\s*i\s*p\s*t\s*:|<\s*(?:[a-z]\s+){3,}[a-z]\b|<\s*\w*\s*:\s*(?:script|vmlframe)\b|\bvmlframe\b|["'`\s]formaction\s*=|<\s*["'`/]+\s*on[a-z]{3,50}\s*=|!entity\s+(?:%\s+)?\S+\s+(?:system|public)\b|(?:^|[\x00-\x7f])\xbc\s*/\s*[a-z][^\xbe>]*(?:>|[\x00-\x7f]\xbe)"#;
 
 fn known_bad_inputs() -> Vec<(&'static str, Statement)> {
     let everywhere = || {
@@ -1258,12 +1264,15 @@ fn command_injection() -> Vec<(&'static str, Statement)> {
         // A command after a shell separator (maybe in a subshell's parenthesis:
         // `&&(sh)`; CRS 932230). Commands that are also English words
         // (`more`, `head`, `find`, `id`...) after a lone `&` or `|` between spaces are
-        // text ("gifts & more") unless an option or a path follows.
+        // text ("gifts & more") unless an option or a path follows. After a line break,
+        // a Unix command only as a shell reads it, in lowercase (a line of a review or a
+        // gift message starts "More photos soon", or is signed "Ruby" or "LS"), and an
+        // English word only with an option, a path, a separator or nothing after it.
         (
             "SC-CMD-001",
             regex_in(
                 fields(),
-                r"(?i)(?:[;&|`\n\r]|\$\(|\|\||&&)\s*\(?\s*(?:/?(?:usr/)?(?:s?bin/)?)(?:ls|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|dash|python[23]?|perl|ruby|php|chmod|chown|nslookup|telnet|ssh|scp|tftp|busybox|printenv|nohup|xterm|gcc|awk|sed|grep|ifconfig|netstat|crontab|useradd|passwd|sudo|base64|xxd|nmap|socat|mkfifo|regedit|bcdboot|bcdedit|aptitude|apt-get|dpkg|wmic|certutil|bitsadmin|mshta|rundll32|regsvr32|cscript|wscript|vssadmin|wevtutil|schtasks|tasklist|taskkill|netsh|diskpart|whoami)\b|(?:[;`\n\r]|\$\(|\|\||&&|(?:^|\S)[&|])\s*(?:/?(?:usr/)?(?:s?bin/)?)(?:cat|id|rm|echo|ping|dig|sleep|kill|ps|env|more|less|head|tail|find|su|tar|timeout|who|reg|yum|rpm)\b|[&|]\s*(?:/?(?:usr/)?(?:s?bin/)?)(?:cat|id|rm|echo|ping|dig|sleep|kill|ps|env|more|less|head|tail|find|su|tar|timeout|who|reg|yum|rpm)\s+[-/.$~\x27\x22]",
+                r"(?i)(?:[;&|`]|\$\(|\|\||&&)\s*\(?\s*(?:/?(?:usr/)?(?:s?bin/)?)(?:ls|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|dash|python[23]?|perl|ruby|php|chmod|chown|nslookup|telnet|ssh|scp|tftp|busybox|printenv|nohup|xterm|gcc|awk|sed|grep|ifconfig|netstat|crontab|useradd|passwd|sudo|base64|xxd|nmap|socat|mkfifo|regedit|bcdboot|bcdedit|aptitude|apt-get|dpkg|wmic|certutil|bitsadmin|mshta|rundll32|regsvr32|cscript|wscript|vssadmin|wevtutil|schtasks|tasklist|taskkill|netsh|diskpart|whoami)\b|(?:[;`]|\$\(|\|\||&&|(?:^|\S)[&|])\s*(?:/?(?:usr/)?(?:s?bin/)?)(?:cat|id|rm|echo|ping|dig|sleep|kill|ps|env|more|less|head|tail|find|su|tar|timeout|who|reg|yum|rpm)\b|[&|]\s*(?:/?(?:usr/)?(?:s?bin/)?)(?:cat|id|rm|echo|ping|dig|sleep|kill|ps|env|more|less|head|tail|find|su|tar|timeout|who|reg|yum|rpm)\s+[-/.$~\x27\x22]|[\n\r]\s*\(?\s*(?:/?(?:usr/)?(?:s?bin/)?)(?:(?-i:ls|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|dash|python[23]?|perl|ruby|php|chmod|chown|nslookup|telnet|ssh|scp|tftp|busybox|printenv|nohup|xterm|gcc|awk|sed|grep|ifconfig|netstat|crontab|useradd|passwd|sudo|base64|xxd|nmap|socat|mkfifo|aptitude|apt-get|dpkg)|regedit|bcdboot|bcdedit|wmic|certutil|bitsadmin|mshta|rundll32|regsvr32|cscript|wscript|vssadmin|wevtutil|schtasks|tasklist|taskkill|netsh|diskpart)\b|[\n\r]\s*(?:/?(?:usr/)?(?:s?bin/)?)(?-i:cat|id|rm|echo|ping|dig|sleep|kill|ps|env|more|less|head|tail|find|su|tar|timeout|who|reg|yum|rpm)(?:\s+[-/.$~\x27\x22]|\s*(?:[;&|<>]|$))",
                 &[UrlDecodeUni, RemoveNulls, RemoveShellQuotes],
             ),
         ),
@@ -1337,7 +1346,7 @@ fn command_injection() -> Vec<(&'static str, Statement)> {
             "SC-CMD-009",
             regex_in(
                 fields(),
-                r#"\{[\w-]*,[\w,-]*\}|~[+-](?:$|\d+\b)|(?i)\balias\s+(?:[+-][a-z]*[+-]?\s+)*["']?[\w-]+["']?\s*=|\$\{?(?:SHELL|BASH|0)\}?\s+-c\b|\b(?:usr/)?(?:local/)?s?bin/(?:ba|da|z|k|c|tc|fi)?sh\b|\b(?:usr/)?(?:local/)?s?bin/(?:busybox|nc|ncat|netcat|socat|curl|wget|python[\d.]*|perl|ruby|php|node|lua|tclsh|telnet|ssh|scp|sudo|su|visudo|crontab|chmod|chown|ansible\S*|chef\S*|cscli|powershell|pwsh|ab)\b"#,
+                r#"\{[\w-]*,[\w,-]*\}|~[+-](?:$|\d+\b)|(?i)\balias\s+(?:[+-][a-z]*[+-]?\s+)*["']?[\w-]+["']?\s*=|\$\{?(?:SHELL|BASH|0)\}?\s+-c\b|\b(?:usr/)?(?:local/)?s?bin/(?:ba|da|z|k|c|tc|fi)?sh\b|\b(?:usr/)?(?:local/)?s?bin/(?:busybox|nc|ncat|netcat|socat|curl|wget|python[\d.]*|perl|ruby|php|node|lua|tclsh|telnet|ssh|scp|sudo|su|visudo|crontab|chmod|chown|ansible\S*|chef\S*|cscli|powershell|pwsh)\b|/(?:usr/)?(?:local/)?s?bin/ab\b"#,
                 &[UrlDecodeUni, RemoveNulls],
             ),
         ),
@@ -1391,17 +1400,27 @@ fn command_injection() -> Vec<(&'static str, Statement)> {
                 ),
             ]),
         ),
-        // A command that needs no arguments, alone at a value's end after a separator, a
-        // pipe, `&&`, a substitution or a leading backslash (`;set`, `|whoami`, `\ls`; CRS
-        // 932340). Not after `=` nor a lone `&`, as CRS: a Referer's `?page=last` is a
-        // shop's link, and "headset & ps" a search.
+        // A command that needs no arguments at a value's end (CRS 932340): right after a
+        // `;` or a backquote, or after `||`, `&&` or a substitution (`;set`, `a;host'name;`,
+        // `$( whoami )`), or alone after a leading backslash (`\ls`). Not after `=`, a lone
+        // `&` or `|`, a space or a line: "page=last" in a Referer, "headset & ps", "tea |
+        // set", "cups; set" and a message signed "PS" are a shop's text.
         (
             "SC-CMD-013",
-            regex_in(
-                [inputs(), vec![header("user-agent"), header("referer")]].concat(),
-                r#"(?i)(?:[\n\r;`{]|\|\|?|&&|^\\|\$\(\(?|\$[\[{]|[<>]\(|\(\s*\))\s*["'\\]*(?:[\w.-]*/)*["'\\]*(?:aptitude|df|dmesg|env|hostname|htop|iostat|vmstat|reboot|last|lastlog|lastlogin|ls|mysql|ps|psql|set|shutdown|su|who|whoami|whois)["']?\s*$"#,
-                &[UrlDecodeUni, RemoveNulls],
-            ),
+            Statement::Or(vec![
+                regex_in(
+                    cmd_013_fields(),
+                    &format!(
+                        r#"(?i)(?:[;`]|(?:\|\||&&|\$\(\(?|\$[\[{{]|[<>]\()\s*)(?:[\w.-]*/)*(?:{NO_ARGUMENTS})\s*(?:[;&|#)`].*)?$"#
+                    ),
+                    &[UrlDecodeUni, RemoveNulls, RemoveShellQuotes],
+                ),
+                regex_in(
+                    cmd_013_fields(),
+                    &format!(r#"(?i)^\\(?:{NO_ARGUMENTS})["']?\s*$"#),
+                    &[UrlDecodeUni, RemoveNulls],
+                ),
+            ]),
         ),
     ]
 }
@@ -2322,6 +2341,8 @@ mod tests {
             ("connect.sid=s%3Aj8jK9_xPq2", "SC-KBI-006"),
             ("x=a%20%7C%20cat%20%2Fetc%2Fhostname", "SC-CMD"),
             ("x=a%7Cid", "SC-CMD-001"),
+            ("x=a%0Als%20-la", "SC-CMD-001"),
+            ("x=a%0Acat%20-n%20x", "SC-CMD-001"),
             ("parameter%0d%0a=test", "SC-CORE-022"),
             ("unix%3AAAAAAAAAA|http://example.com/", "SC-CORE-022"),
             ("a=..;.%5C.;%5C.", "SC-KBI-013"),
@@ -2349,6 +2370,9 @@ mod tests {
             ),
             ("x=a%3Bset", "SC-CMD-013"),
             ("payload=%5Cls", "SC-CMD-013"),
+            ("x=a%3Bhost%27name", "SC-CMD-013"),
+            ("x=a%3Bhostname%3B", "SC-CMD-013"),
+            ("x=%24(%20whoami%20)", "SC-CMD"),
             ("x=a%7C%7C%20whoami", "SC-CMD"),
         ];
         for (query, family) in cases {
@@ -2464,6 +2488,15 @@ mod tests {
             "q=pots+%26+pans+set",
             "q=headset+%26+ps",
             "q=lego+%26+set",
+            "q=tea+%7C+set",
+            "q=cups%3B+set",
+            "q=Knife+Block+%7C+Set",
+            "msg=Happy+birthday%21%0D%0ALove%2C%0D%0ALS",
+            "msg=Love%2C%0ARuby",
+            "review=Great+coat%21%0AMore+photos+soon%0AFind+it+in+blue+too",
+            "address=Acme+Ltd%0AHead+Office%0A1+Main+St",
+            "q=Storage+Bin%2FAB-12",
+            "q=dress+%3C50+eur%2C+pattern+%3D+floral",
             "q=%C2%BD+price+%C2%BE+sleeves",
             "q=M%C3%BCller+%3C%2Fb%3E+%C2%BE+length",
             "file=backup.sql",
@@ -2545,16 +2578,21 @@ mod tests {
         headers.insert("user-agent", browser.parse().expect("value"));
         headers.insert(
             "referer",
-            "https://shop.example/catalog?page=last"
+            "https://shop.example/catalog?page=last&q=knife+%7C+set"
                 .parse()
                 .expect("value"),
         );
+        headers.insert(
+            "baggage",
+            "onboarding=1,online=true".parse().expect("value"),
+        );
+        headers.insert("x-csrf-token", "k9Zq1T0aX+onXyzq=".parse().expect("value"));
         headers.insert(
             "cookie",
             "session=abc123; onboarding=done".parse().expect("value"),
         );
         headers.insert("content-type", "application/json".parse().expect("value"));
-        let body = "{\"description\":\"<p>Wool</p> \u{be} sleeves, by M\u{fc}ller\"}";
+        let body = "{\"description\":\"<p>Wool</p> \u{be} sleeves, by M\u{fc}ller <div data-pattern=\\\"stripes\\\">\"}";
         let inspection = Inspection::new(
             "POST",
             "/api/products",
