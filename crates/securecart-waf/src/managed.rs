@@ -1284,11 +1284,14 @@ fn command_injection() -> Vec<(&'static str, Statement)> {
                 &[UrlDecodeUni, RemoveNulls],
             ),
         ),
+        // Windows commands at a value's start or after a separator (CRS 932110); `type`
+        // only with a file after it (a drive, a variable, a path or a name with an
+        // extension), since "Type C cable" is a search.
         (
             "SC-CMD-003",
             regex_in(
                 fields(),
-                r"(?i)(?:^|[;&|`\n\r])\s*(?:cmd(?:\.exe)?\s*/[ck]|powershell(?:\.exe)?|pwsh|certutil|bitsadmin|mshta|rundll32|regsvr32|wscript|cscript|net\s+(?:user|localgroup)|ipconfig|tasklist|taskkill|systeminfo|reg\s+(?:query|add|delete)|wmic|schtasks|type\s+\S+|dir\s+\S*[\\/])",
+                r"(?i)(?:^|[;&|`\n\r])\s*(?:cmd(?:\.exe)?\s*/[ck]|powershell(?:\.exe)?|pwsh|certutil|bitsadmin|mshta|rundll32|regsvr32|wscript|cscript|net\s+(?:user|localgroup)|ipconfig|tasklist|taskkill|systeminfo|reg\s+(?:query|add|delete)|wmic|schtasks|type\s+(?:[a-z]:|%|\.{0,2}/|\S*[a-z_-]\.[a-z]{2,4}\b)|dir\s+\S*[\\/])",
                 &[UrlDecodeUni, CmdLine],
             ),
         ),
@@ -2343,6 +2346,8 @@ mod tests {
             ("x=a%7Cid", "SC-CMD-001"),
             ("x=a%0Als%20-la", "SC-CMD-001"),
             ("x=a%0Acat%20-n%20x", "SC-CMD-001"),
+            ("x=type%20c%3A%5Cwindows%5Cwin.ini", "SC-"),
+            ("x=a%26type%20secrets.txt", "SC-CMD-003"),
             ("parameter%0d%0a=test", "SC-CORE-022"),
             ("unix%3AAAAAAAAAA|http://example.com/", "SC-CORE-022"),
             ("a=..;.%5C.;%5C.", "SC-KBI-013"),
@@ -2483,6 +2488,8 @@ mod tests {
             "q=%7B%7Bname%7D%7D+template+cards",
             "q=onion+rings",
             "q=floral+pattern",
+            "q=Type+C+cable",
+            "q=type+2+charger",
             "pattern=floral&sort=last",
             "q=tea+set",
             "q=pots+%26+pans+set",
