@@ -331,11 +331,8 @@ fn frequency(byte: u8) -> f64 {
 mod tests {
     use super::*;
 
-    fn syntax() -> regex_automata::util::syntax::Config {
-        regex_automata::util::syntax::Config::new()
-            .unicode(false)
-            .utf8(false)
-    }
+    /// As the merged sets read their expressions.
+    use crate::statement::merged_syntax as syntax;
 
     /// Where an expression's needles are missing from a value, the expression matches the
     /// value exactly where it matches from the value's start: checked on every value of up

@@ -152,11 +152,8 @@ mod tests {
     use super::*;
     use Transform::*;
 
-    fn syntax() -> regex_automata::util::syntax::Config {
-        regex_automata::util::syntax::Config::new()
-            .unicode(false)
-            .utf8(false)
-    }
+    /// As the merged sets read their expressions.
+    use crate::statement::merged_syntax as syntax;
 
     /// Wherever the prefix search rules a value out, the chain's set finds nothing in the
     /// value's whole transformation; checked on long values made of pieces that hide or

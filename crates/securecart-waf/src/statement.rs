@@ -674,7 +674,7 @@ fn merged_set<P: AsRef<str>>(patterns: &[P]) -> Option<regex_automata::meta::Reg
 }
 
 /// How the merged sets read their expressions.
-fn merged_syntax() -> regex_automata::util::syntax::Config {
+pub(crate) fn merged_syntax() -> regex_automata::util::syntax::Config {
     regex_automata::util::syntax::Config::new()
         .unicode(false)
         .utf8(false)
