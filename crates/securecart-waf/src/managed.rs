@@ -339,15 +339,37 @@ fn strict(group: Group) -> Vec<(&'static str, u8, u8, Statement)> {
     }
 }
 
-/// Where user input arrives: argument names and values, form and JSON body values, and
-/// cookies.
-/// Commands that run without arguments (SC-CMD-013).
-const NO_ARGUMENTS: &str = "aptitude|df|dmesg|env|hostname|htop|iostat|vmstat|reboot|last|lastlog|lastlogin|ls|mysql|ps|psql|set|shutdown|su|who|whoami|whois";
+/// Commands that run without arguments (SC-CMD-013) and are no English words or
+/// initials.
+const NO_ARGUMENTS: &str = "aptitude|dmesg|hostname|htop|iostat|vmstat|reboot|lastlog|lastlogin|mysql|psql|shutdown|whoami|whois";
+
+/// Commands that run without arguments and are also words or initials ("set", "last",
+/// "PS", "Su"...): only right after a separator.
+const NO_ARGUMENTS_WORDS: &str = "df|env|last|ls|ps|set|su|who";
+
+/// Unix and Windows commands no English text or name holds (SC-CMD-001).
+const COMMANDS: &str = "whoami|uname|wget|ncat|netcat|zsh|ksh|chmod|chown|nslookup|telnet|ssh|scp|tftp|busybox|printenv|nohup|xterm|gcc|ifconfig|netstat|crontab|useradd|passwd|sudo|base64|xxd|nmap|socat|mkfifo|regedit|bcdboot|bcdedit|aptitude|apt-get|dpkg|wmic|certutil|bitsadmin|mshta|rundll32|regsvr32|cscript|wscript|vssadmin|wevtutil|schtasks|tasklist|taskkill|netsh|diskpart";
+
+/// Commands that are also English words or names ("more", "head", "find", "Ruby",
+/// "Dash", "curl" cream, "LS" initials): after a separator with a space, only with what
+/// a shell's arguments have and text has not (SC-CMD-001).
+const COMMAND_WORDS: &str = "ls|curl|nc|bash|sh|dash|python[23]?|perl|ruby|php|awk|sed|grep|cat|id|rm|echo|ping|dig|sleep|kill|ps|env|more|less|head|tail|find|su|tar|timeout|who|reg|yum|rpm";
+
+/// What a shell's arguments have and text has not, after a command word: an option (a
+/// dash and a letter), an absolute or home-relative path, a variable, a backquote or
+/// `#` right after the word, `&&` or `||`, numbers alone (`sleep 5`, `kill -9 1`), a
+/// host or file name with a dot alone, or a redirection to a path.
+const SHELL_ARGUMENTS: &str = r"(?:\s+-[a-z]|[`#$]|\s+\$[{a-z_(]|\s+(?:\.{0,2}/|~/)\w|\s*(?:&&|\|\|)|\s+\d+(?:\s+\d+)*\s*(?:[;&|#`\n\r]|$)|\s+[\w-]+\.[\w.-]+\s*(?:[;&|#`\n\r]|$)|\s*[<>]\s*[/~$&])";
+
+/// The directories a command may be named from (`/bin/cat`, `usr/bin/id`).
+const BIN: &str = r"(?:/?(?:usr/)?(?:local/)?(?:s?bin/)?)";
 
 fn cmd_013_fields() -> Vec<Field> {
     [inputs(), vec![header("user-agent"), header("referer")]].concat()
 }
 
+/// Where user input arrives: argument names and values, form and JSON body values, and
+/// cookies.
 fn inputs() -> Vec<Field> {
     vec![
         Field::AllQueryArguments,
@@ -954,14 +976,15 @@ fn xss() -> Vec<(&'static str, Statement)> {
         ),
         // An event handler that runs script, in any other header than the credentials
         // (`Remote-ip: ' onselect=alert(1) '`; CRS 941120 reads all but the cookies): a
-        // page may echo any header. Its value is quoted or calls something, so that
-        // `baggage: onboarding=1` and a token ending `+onXyz=` are no script; headers are
-        // read as sent, since no browser escapes them.
+        // page may echo any header. Its value is quoted, a list, or calls or indexes
+        // something (or a `javascript:` URL), so that `baggage: onboarding=1` and a token
+        // ending `+onXyz=` are no script; headers are read as sent, since no browser
+        // escapes them.
         (
             "SC-XSS-006",
             regex(
                 Field::HeadersButCredentials,
-                r#"(?i)(?:^|[\s"'`;,(])on[a-z]{3,50}\s*=\s*(?:["'`]|[\w$.]+\s*\()"#,
+                r#"(?i)(?:^|[\s"'`;,(])on[a-z]{3,50}\s*=\s*(?:["'`\[]|[\w$.]+\s*[(`\[]|javascript:)"#,
                 &[],
             ),
         ),
@@ -1262,17 +1285,19 @@ fn command_injection() -> Vec<(&'static str, Statement)> {
     };
     vec![
         // A command after a shell separator (maybe in a subshell's parenthesis:
-        // `&&(sh)`; CRS 932230). Commands that are also English words
-        // (`more`, `head`, `find`, `id`...) after a lone `&` or `|` between spaces are
-        // text ("gifts & more") unless an option or a path follows. After a line break,
-        // a Unix command only as a shell reads it, in lowercase (a line of a review or a
-        // gift message starts "More photos soon", or is signed "Ruby" or "LS"), and an
-        // English word only with an option, a path, a separator or nothing after it.
+        // `&&(sh)`; CRS 932230), a line break among them. Commands that are also words or
+        // names ([`COMMAND_WORDS`]: "Diamond & Ruby", "Nice fit; more photos soon", a
+        // review's line "cat & dog love it") count right after `;`, `&`, `|` or a
+        // backquote (`;id`, `|cat /x`), after `&&`, `||` or `$(`, or after a separator
+        // and a space, or a line break, only with [`SHELL_ARGUMENTS`] after them. A
+        // command named by its path (`/bin/cat x`) counts after any separator.
         (
             "SC-CMD-001",
             regex_in(
                 fields(),
-                r"(?i)(?:[;&|`]|\$\(|\|\||&&)\s*\(?\s*(?:/?(?:usr/)?(?:s?bin/)?)(?:ls|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|dash|python[23]?|perl|ruby|php|chmod|chown|nslookup|telnet|ssh|scp|tftp|busybox|printenv|nohup|xterm|gcc|awk|sed|grep|ifconfig|netstat|crontab|useradd|passwd|sudo|base64|xxd|nmap|socat|mkfifo|regedit|bcdboot|bcdedit|aptitude|apt-get|dpkg|wmic|certutil|bitsadmin|mshta|rundll32|regsvr32|cscript|wscript|vssadmin|wevtutil|schtasks|tasklist|taskkill|netsh|diskpart|whoami)\b|(?:[;`]|\$\(|\|\||&&|(?:^|\S)[&|])\s*(?:/?(?:usr/)?(?:s?bin/)?)(?:cat|id|rm|echo|ping|dig|sleep|kill|ps|env|more|less|head|tail|find|su|tar|timeout|who|reg|yum|rpm)\b|[&|]\s*(?:/?(?:usr/)?(?:s?bin/)?)(?:cat|id|rm|echo|ping|dig|sleep|kill|ps|env|more|less|head|tail|find|su|tar|timeout|who|reg|yum|rpm)\s+(?:-\S|[/.$~\x27\x22])|[\n\r]\s*\(?\s*(?:/?(?:usr/)?(?:s?bin/)?)(?:(?-i:ls|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|dash|python[23]?|perl|ruby|php|chmod|chown|nslookup|telnet|ssh|scp|tftp|busybox|printenv|nohup|xterm|gcc|awk|sed|grep|ifconfig|netstat|crontab|useradd|passwd|sudo|base64|xxd|nmap|socat|mkfifo|aptitude|apt-get|dpkg)|regedit|bcdboot|bcdedit|wmic|certutil|bitsadmin|mshta|rundll32|regsvr32|cscript|wscript|vssadmin|wevtutil|schtasks|tasklist|taskkill|netsh|diskpart)\b|[\n\r]\s*(?:/?(?:usr/)?(?:s?bin/)?)(?-i:cat|id|rm|echo|ping|dig|sleep|kill|ps|env|more|less|head|tail|find|su|tar|timeout|who|reg|yum|rpm)(?:\s+(?:-\S|[/.$~\x27\x22])|\s*(?:[;&|<>]|$))",
+                &format!(
+                    r"(?i)(?:[;&|`\n\r]|\$\(|\|\||&&)\s*\(?\s*{BIN}(?:{COMMANDS})\b|(?:[;&|`]|(?:\$\(|\|\||&&)\s*)\(?{BIN}(?:{COMMAND_WORDS})\b|[;&|`\n\r]\s*\(?\s*{BIN}(?:{COMMAND_WORDS}){SHELL_ARGUMENTS}|(?:[;&|`\n\r]|\$\(|\|\||&&)\s*\(?\s*/(?:usr/)?(?:local/)?s?bin/\w"
+                ),
                 &[UrlDecodeUni, RemoveNulls, RemoveShellQuotes],
             ),
         ),
@@ -1284,14 +1309,15 @@ fn command_injection() -> Vec<(&'static str, Statement)> {
                 &[UrlDecodeUni, RemoveNulls],
             ),
         ),
-        // Windows commands at a value's start or after a separator (CRS 932110); `type`
-        // only with a file after it (a drive, a variable, a path or a name with an
-        // extension), since "Type C cable" is a search.
+        // Windows commands at a value's start or after `&`, `|` or a backquote (CRS
+        // 932110; command-line normalisation makes `;` and line breaks spaces); `type`
+        // only with a file after it (a drive and a path, a variable, `..`, or a name with
+        // an extension), since "Type C cable" and "Type C: fast charging" are searches.
         (
             "SC-CMD-003",
             regex_in(
                 fields(),
-                r"(?i)(?:^|[;&|`\n\r])\s*(?:cmd(?:\.exe)?\s*/[ck]|powershell(?:\.exe)?|pwsh|certutil|bitsadmin|mshta|rundll32|regsvr32|wscript|cscript|net\s+(?:user|localgroup)|ipconfig|tasklist|taskkill|systeminfo|reg\s+(?:query|add|delete)|wmic|schtasks|type\s+(?:[a-z]:|%|\.{0,2}/|\S*[a-z_-]\.[a-z]{2,4}\b)|dir\s+\S*[\\/])",
+                r"(?i)(?:^|[;&|`\n\r])\s*(?:cmd(?:\.exe)?\s*/[ck]|powershell(?:\.exe)?|pwsh|certutil|bitsadmin|mshta|rundll32|regsvr32|wscript|cscript|net\s+(?:user|localgroup)|ipconfig|tasklist|taskkill|systeminfo|reg\s+(?:query|add|delete)|wmic|schtasks|type\s+(?:[a-z]:\S|%|\.\.|\S*[a-z_-]\.[a-z][a-z0-9]{1,9}\b)|dir\s+\S*[\\/])",
                 &[UrlDecodeUni, CmdLine],
             ),
         ),
@@ -1403,24 +1429,26 @@ fn command_injection() -> Vec<(&'static str, Statement)> {
                 ),
             ]),
         ),
-        // A command that needs no arguments at a value's end (CRS 932340): right after a
-        // `;` or a backquote, or after `||`, `&&` or a substitution (`;set`, `a;host'name;`,
-        // `$( whoami )`), or alone after a leading backslash (`\ls`). Not after `=`, a lone
-        // `&` or `|`, a space or a line: "page=last" in a Referer, "headset & ps", "tea |
-        // set", "cups; set" and a message signed "PS" are a shop's text.
+        // A command that needs no arguments at a value's end or before another separator
+        // (CRS 932340): after `;`, `|`, a backquote, `||`, `&&` or a substitution
+        // (`a; hostname`, `a|reboot`, `a;host'name;`, `$( whoami )`); one that is also a
+        // word ([`NO_ARGUMENTS_WORDS`]) right after `;` or a backquote only; or alone
+        // after a leading backslash (`\ls`). Not after `=`, a lone `&`, a space or a
+        // line: "page=last" in a Referer, "headset & ps", "tea | set", "cups; set" and
+        // a message signed "PS" are a shop's text.
         (
             "SC-CMD-013",
             Statement::Or(vec![
                 regex_in(
                     cmd_013_fields(),
                     &format!(
-                        r#"(?i)(?:[;`]|(?:\|\||&&|\$\(\(?|\$[\[{{]|[<>]\()\s*)(?:[\w.-]*/)*(?:{NO_ARGUMENTS})\s*(?:[;&|#)`].*)?$"#
+                        r#"(?i)(?:(?:[;|`]|\|\||&&|\$\(\(?|\$[\[{{]|[<>]\()\s*(?:[\w.-]*/)*(?:{NO_ARGUMENTS})|(?:[;`]|(?:\|\||&&|\$\(\(?|\$[\[{{]|[<>]\()\s*)(?:[\w.-]*/)*(?:{NO_ARGUMENTS_WORDS}))\s*(?:[;&|#)`]|$)"#
                     ),
                     &[UrlDecodeUni, RemoveNulls, RemoveShellQuotes],
                 ),
                 regex_in(
                     cmd_013_fields(),
-                    &format!(r#"(?i)^\\(?:{NO_ARGUMENTS})["']?\s*$"#),
+                    &format!(r#"(?i)^\\(?:{NO_ARGUMENTS}|{NO_ARGUMENTS_WORDS})["']?\s*$"#),
                     &[UrlDecodeUni, RemoveNulls],
                 ),
             ]),
@@ -2378,6 +2406,16 @@ mod tests {
             ("x=a%3Bhost%27name", "SC-CMD-013"),
             ("x=a%3Bhostname%3B", "SC-CMD-013"),
             ("x=%24(%20whoami%20)", "SC-CMD"),
+            ("x=a%3B%20hostname", "SC-CMD-013"),
+            ("x=a%7Creboot", "SC-CMD-013"),
+            ("x=a%0Asleep%205", "SC-CMD-001"),
+            ("x=a%0Aping%20attacker.example", "SC-CMD-001"),
+            ("x=a%0Akill%209%201", "SC-CMD-001"),
+            ("x=a%0Aid%23", "SC-CMD-001"),
+            ("x=a%0Acat%24IFS/etc/passwd", "SC-"),
+            ("x=a%0A/bin/cat%20x", "SC-CMD-001"),
+            ("x=a%26type%20..%5C..%5Cwindows%5Cwin.ini", "SC-"),
+            ("x=a%26type%20notes.txt", "SC-CMD-003"),
             ("x=a%7C%7C%20whoami", "SC-CMD"),
         ];
         for (query, family) in cases {
@@ -2501,6 +2539,26 @@ mod tests {
             "msg=Happy+birthday%21%0D%0ALove%2C%0D%0ALS",
             "msg=Love%2C%0ARuby",
             "msg=Gift+note%3A%0Aps+-+open+on+the+25th",
+            "msg=love%2C%0Aruby+xx",
+            "review=great+for+my+hair%0Acurl+cream+works",
+            "address=Flat+2%0Adash+house",
+            "review=shampoo%0Ahead+%26+shoulders",
+            "review=so+soft%0Acat%3B+loves+it",
+            "msg=Happy+bday%0Aps+%3C3",
+            "review=cheap%0Aless+%2410+than+in+store",
+            "msg=note%0Aps+...+dont+peek",
+            "msg=note%0Aps+~+xoxo",
+            "review=ok%0Atail+%2F+head",
+            "msg=note%0Aps+--+open+on+the+25th",
+            "review=note%0Amore+-%3E+see+photos",
+            "q=gifts+%26+more+-50%25+off",
+            "msg=thanks%2C%0Areg",
+            "msg=chocolate+cake%0Ayum",
+            "q=Diamond+%26+Ruby+earrings",
+            "q=Gem+%26+Dash",
+            "review=Nice+fit%3B+more+photos+soon",
+            "q=Type+C%3A+fast+charging",
+            "q=USB-A+%26+Type+C%3A+60W",
             "q=gifts+%26+more+-+see+below",
             "review=Great+coat%21%0AMore+photos+soon%0AFind+it+in+blue+too",
             "address=Acme+Ltd%0AHead+Office%0A1+Main+St",
