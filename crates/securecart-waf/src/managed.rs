@@ -1290,13 +1290,16 @@ fn command_injection() -> Vec<(&'static str, Statement)> {
         // review's line "cat & dog love it") count right after `;`, `&`, `|` or a
         // backquote (`;id`, `|cat /x`), after `&&`, `||` or `$(`, or after a separator
         // and a space, or a line break, only with [`SHELL_ARGUMENTS`] after them. A
-        // command named by its path (`/bin/cat x`) counts after any separator.
+        // command named by its path (`/bin/cat x`) counts after any separator. (The path
+        // is a branch after the separator, not an expression of its own, whose rarest
+        // part, `/`, would be its needle: every review holds one, and would be copied and
+        // scanned again; a test checks the separators stay the needles.)
         (
             "SC-CMD-001",
             regex_in(
                 fields(),
                 &format!(
-                    r"(?i)(?:[;&|`\n\r]|\$\(|\|\||&&)\s*\(?\s*{BIN}(?:{COMMANDS})\b|(?:[;&|`]|(?:\$\(|\|\||&&)\s*)\(?{BIN}(?:{COMMAND_WORDS})\b|[;&|`\n\r]\s*\(?\s*{BIN}(?:{COMMAND_WORDS}){SHELL_ARGUMENTS}|(?:[;&|`\n\r]|\$\(|\|\||&&)\s*\(?\s*/(?:usr/)?(?:local/)?s?bin/\w"
+                    r"(?i)(?:[;&|`\n\r]|\$\(|\|\||&&)\s*\(?\s*(?:{BIN}(?:{COMMANDS})\b|/(?:usr/)?(?:local/)?s?bin/\w)|(?:[;&|`]|(?:\$\(|\|\||&&)\s*)\(?{BIN}(?:{COMMAND_WORDS})\b|[;&|`\n\r]\s*\(?\s*{BIN}(?:{COMMAND_WORDS}){SHELL_ARGUMENTS}"
                 ),
                 &[UrlDecodeUni, RemoveNulls, RemoveShellQuotes],
             ),

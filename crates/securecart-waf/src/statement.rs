@@ -1543,6 +1543,28 @@ mod tests {
         }
     }
 
+    /// The managed rules keep the command-line chain that removes shell quotes from
+    /// copying a shopper's review: its needles' rare bytes (separators) are none a review
+    /// holds, so its prefix search rules the review out. (A rule whose rarest part is a
+    /// common byte, such as `/` in `/bin/`, would give the chain that byte: every review
+    /// would be copied and scanned again.)
+    #[test]
+    fn the_managed_rules_rule_a_review_out_without_copying_it() {
+        let acl = crate::managed::default_acl();
+        let review = "Lovely wool coat, warm and light. The sleeves are a little long for me \
+            (I'm 1.60 m), but the shop's tailor fixed that. Would buy again - 5/5! "
+            .repeat(4);
+        let chain = acl
+            .merged()
+            .chains
+            .iter()
+            .find(|chain| chain.transforms.last() == Some(&crate::Transform::RemoveShellQuotes))
+            .expect("the shell quotes' chain");
+        let prefix = chain.prefix.as_ref().expect("a prefix search");
+        assert!(prefix.rules_out(review.as_bytes()));
+        assert!(!prefix.rules_out(format!("{review}; ls").as_bytes()));
+    }
+
     /// The detector as `detects` runs it (its state's `detect`) gives `detect_sqli`'s
     /// verdict: on every text of up to 4 bytes over SQL's signs, and on injections.
     #[test]
