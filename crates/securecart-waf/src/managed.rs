@@ -364,10 +364,6 @@ const SHELL_ARGUMENTS: &str = r"(?:\s+-[a-z]|[`#$]|\s+\$[{a-z_(]|\s+(?:\.{0,2}/|
 /// The directories a command may be named from (`/bin/cat`, `usr/bin/id`).
 const BIN: &str = r"(?:/?(?:usr/)?(?:local/)?(?:s?bin/)?)";
 
-fn cmd_013_fields() -> Vec<Field> {
-    [inputs(), vec![header("user-agent"), header("referer")]].concat()
-}
-
 /// Where user input arrives: argument names and values, form and JSON body values, and
 /// cookies.
 fn inputs() -> Vec<Field> {
@@ -1443,14 +1439,14 @@ fn command_injection() -> Vec<(&'static str, Statement)> {
             "SC-CMD-013",
             Statement::Or(vec![
                 regex_in(
-                    cmd_013_fields(),
+                    fields(),
                     &format!(
                         r#"(?i)(?:(?:[;|`]|\|\||&&|\$\(\(?|\$[\[{{]|[<>]\()\s*(?:[\w.-]*/)*(?:{NO_ARGUMENTS})|(?:[;`]|(?:\|\||&&|\$\(\(?|\$[\[{{]|[<>]\()\s*)(?:[\w.-]*/)*(?:{NO_ARGUMENTS_WORDS}))\s*(?:[;&|#)`]|$)"#
                     ),
                     &[UrlDecodeUni, RemoveNulls, RemoveShellQuotes],
                 ),
                 regex_in(
-                    cmd_013_fields(),
+                    fields(),
                     &format!(r#"(?i)^\\(?:{NO_ARGUMENTS}|{NO_ARGUMENTS_WORDS})["']?\s*$"#),
                     &[UrlDecodeUni, RemoveNulls],
                 ),
@@ -1733,16 +1729,22 @@ mod tests {
             "application/x-www-form-urlencoded".parse().expect("value"),
         );
         let body = form.unwrap_or("").as_bytes();
-        let inspection = Inspection::new(
-            if form.is_some() { "POST" } else { "GET" },
-            "/search",
-            query,
-            &headers,
-            body,
-            false,
-            "127.0.0.1".parse().expect("address"),
-        );
-        default_acl().evaluate(&inspection)
+        let method = if form.is_some() { "POST" } else { "GET" };
+        judged(method, "/search", query, &headers, body)
+    }
+
+    /// The default ACL's verdict on a request.
+    fn judged(
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> crate::Verdict {
+        let client = "127.0.0.1".parse().expect("address");
+        default_acl().evaluate(&Inspection::new(
+            method, path, query, headers, body, false, client,
+        ))
     }
 
     #[test]
@@ -2439,16 +2441,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("user-agent", browser.parse().expect("value"));
         headers.insert("remote-ip", "' onselect=alert(1) '".parse().expect("value"));
-        let inspection = Inspection::new(
-            "GET",
-            "/",
-            None,
-            &headers,
-            b"",
-            false,
-            "127.0.0.1".parse().expect("address"),
-        );
-        let verdict = default_acl().evaluate(&inspection);
+        let verdict = judged("GET", "/", None, &headers, b"");
         assert_eq!(verdict.terminating_rule.as_deref(), Some("SC-XSS-006"));
     }
 
@@ -2631,16 +2624,7 @@ mod tests {
         headers.insert("content-type", "application/json".parse().expect("value"));
         headers.insert("user-agent", browser.parse().expect("value"));
         let body = br#"{"name":"Winter coat","description":"<p>Warm <b>and</b> light.</p><ul><li>Wool</li></ul>","price_cents":12900,"tags":["women's","coats"]}"#;
-        let inspection = Inspection::new(
-            "POST",
-            "/api/cart/items",
-            None,
-            &headers,
-            body,
-            false,
-            "127.0.0.1".parse().expect("address"),
-        );
-        let verdict = default_acl().evaluate(&inspection);
+        let verdict = judged("POST", "/api/cart/items", None, &headers, body);
         assert!(!verdict.blocked, "{:?}", verdict.matches);
         // A Referer to a catalogue's last page, cookies named like handlers, and a
         // product description in HTML with `¾` and `ü` after a closing tag.
@@ -2663,16 +2647,7 @@ mod tests {
         );
         headers.insert("content-type", "application/json".parse().expect("value"));
         let body = "{\"description\":\"<p>Wool</p> \u{be} sleeves, by M\u{fc}ller <div data-pattern=\\\"stripes\\\">\"}";
-        let inspection = Inspection::new(
-            "POST",
-            "/api/products",
-            None,
-            &headers,
-            body.as_bytes(),
-            false,
-            "127.0.0.1".parse().expect("address"),
-        );
-        let verdict = default_acl().evaluate(&inspection);
+        let verdict = judged("POST", "/api/products", None, &headers, body.as_bytes());
         assert!(!verdict.blocked, "{:?}", verdict.matches);
     }
 

@@ -111,11 +111,10 @@ impl PrefixSearch {
         }
         // What the chain makes of the first bytes, each step's last bytes that the rest
         // could change left out: a prefix of what it makes of the value.
-        let mut made = std::borrow::Cow::Borrowed(&value[..PREFIX]);
+        let mut made = value[..PREFIX].to_vec();
         for (&transform, &margin) in self.transforms.iter().zip(&self.margins) {
-            let mut next = transform::apply(&[transform], &made).into_owned();
-            next.truncate(next.len().saturating_sub(margin));
-            made = std::borrow::Cow::Owned(next);
+            made = transform::apply(&[transform], &made).into_owned();
+            made.truncate(made.len().saturating_sub(margin));
         }
         self.dies_within(&made)
     }
