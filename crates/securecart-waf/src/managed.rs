@@ -364,6 +364,13 @@ const SHELL_ARGUMENTS: &str = r"(?:\s+-[a-z]|[`#$]|\s+\$[{a-z_(]|\s+(?:\.{0,2}/|
 /// The directories a command may be named from (`/bin/cat`, `usr/bin/id`).
 const BIN: &str = r"(?:/?(?:usr/)?(?:local/)?(?:s?bin/)?)";
 
+/// What ends a command word in a shell: the value's end, white space, an operator,
+/// a redirection, a quote, a comment, an expansion (`cat$u`, `cat${IFS}`), a subshell,
+/// or the bracket or brace of what it is quoted in (`@{[open F,'|ls']}` once the quotes
+/// are removed); CRS 932230 ends its short commands so. Not `=`: `&id=7` is a query
+/// string's argument (`next=/cart?cat=3&id=7`), and `id=7` an assignment in a shell.
+const COMMAND_END: &str = r#"(?:[\s&|;)(<>`'"$#,\\{}\]]|$)"#;
+
 /// Where user input arrives: argument names and values, form and JSON body values, and
 /// cookies.
 fn inputs() -> Vec<Field> {
@@ -1284,7 +1291,8 @@ fn command_injection() -> Vec<(&'static str, Statement)> {
         // `&&(sh)`; CRS 932230), a line break among them. Commands that are also words or
         // names ([`COMMAND_WORDS`]: "Diamond & Ruby", "Nice fit; more photos soon", a
         // review's line "cat & dog love it") count right after `;`, `&`, `|` or a
-        // backquote (`;id`, `|cat /x`), after `&&`, `||` or `$(`, or after a separator
+        // backquote (`;id`, `|cat /x`), after `&&`, `||` or `$(`, ended as a command
+        // word ends ([`COMMAND_END`]: not `&id=7`, a query string in a return URL), or after a separator
         // and a space, or a line break, only with [`SHELL_ARGUMENTS`] after them. A
         // command named by its path (`/bin/cat x`) counts after any separator. (The path
         // is a branch after the separator, not an expression of its own, whose rarest
@@ -1295,7 +1303,7 @@ fn command_injection() -> Vec<(&'static str, Statement)> {
             regex_in(
                 fields(),
                 &format!(
-                    r"(?i)(?:[;&|`\n\r]|\$\(|\|\||&&)\s*\(?\s*(?:{BIN}(?:{COMMANDS})\b|/(?:usr/)?(?:local/)?s?bin/\w)|(?:[;&|`]|(?:\$\(|\|\||&&)\s*)\(?{BIN}(?:{COMMAND_WORDS})\b|[;&|`\n\r]\s*\(?\s*{BIN}(?:{COMMAND_WORDS}){SHELL_ARGUMENTS}"
+                    r"(?i)(?:[;&|`\n\r]|\$\(|\|\||&&)\s*\(?\s*(?:{BIN}(?:{COMMANDS})\b|/(?:usr/)?(?:local/)?s?bin/\w)|(?:[;&|`]|(?:\$\(|\|\||&&)\s*)\(?{BIN}(?:{COMMAND_WORDS}){COMMAND_END}|[;&|`\n\r]\s*\(?\s*{BIN}(?:{COMMAND_WORDS}){SHELL_ARGUMENTS}"
                 ),
                 &[UrlDecodeUni, RemoveNulls, RemoveShellQuotes],
             ),
@@ -2377,6 +2385,11 @@ mod tests {
             ("connect.sid=s%3Aj8jK9_xPq2", "SC-KBI-006"),
             ("x=a%20%7C%20cat%20%2Fetc%2Fhostname", "SC-CMD"),
             ("x=a%7Cid", "SC-CMD-001"),
+            // A command word ended as a shell ends it (`COMMAND_END`).
+            ("x=a%3Bcat%24u%20%2Fetc%24u%2Fpasswd", "SC-CMD-001"),
+            ("x=a%26id%3C%2Fdev%2Fnull", "SC-CMD-001"),
+            ("x=a%7Cls%29", "SC-CMD-001"),
+            ("x=%40%7B%5Bopen%20F%2C%27%7Cls%27%5D%7D", "SC-CMD-001"),
             ("x=a%0Als%20-la", "SC-CMD-001"),
             ("x=a%0Acat%20-n%20x", "SC-CMD-001"),
             ("x=type%20c%3A%5Cwindows%5Cwin.ini", "SC-"),
@@ -2551,6 +2564,9 @@ mod tests {
             "msg=thanks%2C%0Areg",
             "msg=chocolate+cake%0Ayum",
             "q=Diamond+%26+Ruby+earrings",
+            "next=%2Fproducts%3Fcat%3D3%26id%3D7",
+            "return_url=https%3A%2F%2Fshop.example%2Fdashboard%3Faction%3Dedit%26id%3D123",
+            "back=%2Fsearch%3Fq%3Dmugs%26find%3Dall%26more%3D1%26env%3Dprod",
             "q=Gem+%26+Dash",
             "review=Nice+fit%3B+more+photos+soon",
             "q=Type+C%3A+fast+charging",
