@@ -897,6 +897,17 @@ fn sqli() -> Vec<(&'static str, Statement)> {
                 &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
             ),
         ),
+        // PostgreSQL's casts (`password::int`, `unistr(x)::bool`) and large-object
+        // functions (`lo_import(`, `lo_get(`), `div(23,-2)`, a procedure created or
+        // `PROCEDURE ANALYSE(`, `exec(@`, and `; declare` or `; open` (CRS 942320).
+        (
+            "SC-SQLI-011",
+            regex_in(
+                inputs(),
+                r"(?i)\bcreate\s+(?:function|procedure)\s*\w+\s*\(\s*\)\s*-|\bdiv\s*\([+-]*[\s.\d]+,[+-]*[\s.\d]+\)|\bexec\s*\(\s*@|\b(?:lo_(?:import|get)|procedure\s+analyse)\s*\(|;\s*(?:declare|open)\s+[-\w]+|::(?:bigint|bool|double\s+precision|int(?:eger)?|numeric|oid|real|text|smallint)\b",
+                &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
+            ),
+        ),
     ]
 }
 
@@ -1251,6 +1262,33 @@ fn known_bad_inputs() -> Vec<(&'static str, Statement)> {
                 &[UrlDecodeUni, NormalizePathWin],
             ),
         ),
+        // A URL given to a parameter that PHP applications known for remote file
+        // inclusion build a path of (`mosConfig_absolute_path=http://`,
+        // `_CONF[path]=https://`), or to `include(` (CRS 931110).
+        (
+            "SC-KBI-014",
+            Statement::Or(vec![
+                regex(
+                    Field::QueryString,
+                    r"(?i)(?:\binclude\s*\([^)]*|mosConfig_absolute_path|_CONF\[path\]|_SERVER\[DOCUMENT_ROOT\]|path\[docroot\]|config\[root_dir\]|GALLERY_BASEDIR|appserv_root)=(?:file|ftps?|https?)://",
+                    &[UrlDecodeUni],
+                ),
+                // In a form, the field's name and a URL among its values (the body as
+                // sent would be one more scan of all of it).
+                Statement::And(vec![
+                    regex(
+                        Field::BodyFields,
+                        r"(?i)^(?:mosConfig_absolute_path|_CONF\[path\]|_SERVER\[DOCUMENT_ROOT\]|path\[docroot\]|config\[root_dir\]|GALLERY_BASEDIR|appserv_root)$",
+                        &[UrlDecodeUni],
+                    ),
+                    regex(
+                        Field::BodyFields,
+                        r"(?i)^(?:file|ftps?|https?)://",
+                        &[UrlDecodeUni],
+                    ),
+                ]),
+            ]),
+        ),
         // A path's dot-dots written in hex or closed by a `;` (`0x5c0x2e./`, `..;/`;
         // CRS 930100, 930110), in any field and header.
         (
@@ -1496,6 +1534,14 @@ fn php() -> Vec<(&'static str, Statement)> {
                         "glob://",
                         "expect://",
                         "zip://",
+                        "bzip2://",
+                        "ogg://",
+                        "rar://",
+                        "ssh2.shell://",
+                        "ssh2.exec://",
+                        "ssh2.tunnel://",
+                        "ssh2.sftp://",
+                        "ssh2.scp://",
                         "data://text/plain",
                     ],
                     &[UrlDecodeUni],
@@ -1511,14 +1557,26 @@ fn php() -> Vec<(&'static str, Statement)> {
             ),
         ),
         // PHP's superglobals named (`$_SERVER['x']`, `$GLOBALS`; CRS 933130), a function
-        // called through a variable, and a PHP file named.
+        // called through a variable, and a PHP file named in a value.
         (
             "SC-PHP-003",
-            regex_in(
-                fields(),
-                r"\$_(?:SERVER|COOKIE|GET|POST|REQUEST|FILES|ENV|SESSION)\b|\$GLOBALS\b|\$HTTP_[A-Z_]+_VARS\b|\$+[A-Za-z_\x7f-\xff][\w\x7f-\xff]*\s*(?:\[[^\]]{0,40}\]\s*|\{[^}]{0,40}\}\s*)*\(|\$\{[^}]{1,80}\}\s*\(|(?i)\.(?:php\d?|phtml|phar|pht|phps)\s*$",
-                &[UrlDecodeUni, ReplaceComments, RemoveNulls],
-            ),
+            Statement::Or(vec![
+                regex_in(
+                    fields(),
+                    r"\$_(?:SERVER|COOKIE|GET|POST|REQUEST|FILES|ENV|SESSION)\b|\$GLOBALS\b|\$HTTP_[A-Z_]+_VARS\b|\$+[A-Za-z_\x7f-\xff][\w\x7f-\xff]*\s*(?:\[[^\]]{0,40}\]\s*|\{[^}]{0,40}\}\s*)*\(|\$\{[^}]{1,80}\}\s*\(",
+                    &[UrlDecodeUni, ReplaceComments, RemoveNulls],
+                ),
+                // A PHP file named in a value (`file=http://x/shell.php`), not in the
+                // path: a PHP shop's own pages end so (`/wp-login.php`).
+                regex_in(
+                    fields()
+                        .into_iter()
+                        .filter(|field| *field != Field::UriPath)
+                        .collect(),
+                    r"(?i)\.(?:php\d?|phtml|phar|pht|phps)\s*$",
+                    &[UrlDecodeUni, ReplaceComments, RemoveNulls],
+                ),
+            ]),
         ),
         // A PHP script uploaded: a multipart file name, or the file name headers upload
         // scripts read (CRS 933110), read without white space (`photo. php`).
@@ -2385,6 +2443,16 @@ mod tests {
             ("connect.sid=s%3Aj8jK9_xPq2", "SC-KBI-006"),
             ("x=a%20%7C%20cat%20%2Fetc%2Fhostname", "SC-CMD"),
             ("x=a%7Cid", "SC-CMD-001"),
+            ("file=compress.bzip2%3A%2F%2Ffile.bz2", "SC-PHP-001"),
+            (
+                "file=ssh2.exec%3A%2F%2Fuser%40example.com%3A22%2Fbin",
+                "SC-PHP-001",
+            ),
+            ("_CONF[path]=https%3A%2F%2Ffoo.bar", "SC-KBI-014"),
+            ("mosConfig_absolute_path=http://foo.bar", "SC-KBI-014"),
+            ("id=password%3A%3Aint", "SC-SQLI-011"),
+            ("id=div+(23.23+,+2)", "SC-SQLI-011"),
+            ("id=lo_get(16400)", "SC-SQLI-011"),
             // A command word ended as a shell ends it (`COMMAND_END`).
             ("x=a%3Bcat%24u%20%2Fetc%24u%2Fpasswd", "SC-CMD-001"),
             ("x=a%26id%3C%2Fdev%2Fnull", "SC-CMD-001"),
@@ -2450,6 +2518,19 @@ mod tests {
         assert_eq!(scanner.terminating_rule.as_deref(), Some("SC-CORE-002"));
         let posted = verdict(None, Some("var=1234+OR+1%3D1"), browser);
         assert!(posted.blocked, "form bodies are inspected");
+        // A remote inclusion posted: the parameter's name and a URL among the values.
+        let posted = verdict(
+            None,
+            Some("appserv_root=https%3A%2F%2Ffoo.bar%2Fshell.txt&go=1"),
+            browser,
+        );
+        assert_eq!(posted.terminating_rule.as_deref(), Some("SC-KBI-014"));
+        let form = verdict(
+            None,
+            Some("root=%2Fshop&site=https%3A%2F%2Fshop.example"),
+            browser,
+        );
+        assert!(!form.blocked, "{:?}", form.matches);
         // An event handler in a header a page may echo.
         let mut headers = HeaderMap::new();
         headers.insert("user-agent", browser.parse().expect("value"));
@@ -2634,6 +2715,21 @@ mod tests {
                 "{form} was blocked by {:?}",
                 verdict.matches
             );
+        }
+        // A PHP shop's own pages, behind `securecart proxy --waf`.
+        let mut headers = HeaderMap::new();
+        headers.insert("user-agent", browser.parse().expect("value"));
+        for (path, query) in [
+            ("/wp-login.php", Some("redirect_to=%2Fmy-account%2F")),
+            (
+                "/wp-admin/admin-ajax.php",
+                Some("action=get_refreshed_fragments"),
+            ),
+            ("/index.php", Some("route=product%2Fproduct&product_id=42")),
+            ("/checkout.php", None),
+        ] {
+            let verdict = judged("GET", path, query, &headers, b"");
+            assert!(!verdict.blocked, "{path} {:?}", verdict.matches);
         }
         // JSON with HTML in a product description, as an admin would post it.
         let mut headers = HeaderMap::new();
