@@ -553,7 +553,8 @@ pub enum RawStatement {
 pub struct RawByteMatch {
     /// The field: `uri_path`, `query_string`, `query_argument:NAME`, `query_arguments`,
     /// `query_argument_names`, `header:NAME`, `headers`, `headers_but_credentials`,
-    /// `cookies`, `method`, `body`, `body_fields`, `multipart_names`, `multipart_headers`.
+    /// `cookies`, `method`, `body`, `body_fields`, `body_field:NAME` (one form or multipart
+    /// field by name), `multipart_names`, `multipart_headers`.
     pub field: String,
     /// `exactly`, `starts_with`, `ends_with`, `contains` or `contains_word`.
     pub position: String,

@@ -123,6 +123,9 @@ pub enum Field {
     /// Every value of a form (`application/x-www-form-urlencoded`) or JSON body, and the
     /// names of a form's fields.
     BodyFields,
+    /// One field's values of a form or multipart body (not a file's), by name, decoded
+    /// (`_charset_`, which says how a form's other fields are encoded).
+    BodyField(String),
     /// The `name` and `filename` of each part of a multipart body, as sent.
     MultipartNames,
     /// Each header line of each part of a multipart body but its `Content-Disposition`
@@ -146,6 +149,7 @@ impl Field {
             Field::Method => "method".to_owned(),
             Field::Body => "body".to_owned(),
             Field::BodyFields => "body_fields".to_owned(),
+            Field::BodyField(name) => format!("body_field:{name}"),
             Field::MultipartNames => "multipart_names".to_owned(),
             Field::MultipartHeaders => "multipart_headers".to_owned(),
         }
@@ -161,6 +165,9 @@ impl Field {
         }
         if let Some(argument) = name.strip_prefix("query_argument:") {
             return (!argument.is_empty()).then(|| Field::QueryArgument(argument.to_owned()));
+        }
+        if let Some(field) = name.strip_prefix("body_field:") {
+            return (!field.is_empty()).then(|| Field::BodyField(field.to_owned()));
         }
         Some(match name {
             "uri_path" => Field::UriPath,
@@ -180,7 +187,7 @@ impl Field {
     }
 
     /// The names [`Field::parse`] reads, for messages.
-    pub const NAMES: &'static str = "uri_path, query_string, query_argument:NAME, query_arguments, query_argument_names, header:NAME, headers, headers_but_credentials, cookies, method, body, body_fields, multipart_names, multipart_headers";
+    pub const NAMES: &'static str = "uri_path, query_string, query_argument:NAME, query_arguments, query_argument_names, header:NAME, headers, headers_but_credentials, cookies, method, body, body_fields, body_field:NAME, multipart_names, multipart_headers";
 }
 
 /// A request as the WAF sees it.
@@ -346,6 +353,41 @@ impl<'a> Inspection<'a> {
         found
     }
 
+    /// Calls `each` with the values of the body's fields named `name` until it returns
+    /// `true`. Read from the body when a rule asks: a form's names are decoded, and only
+    /// the values of those that match (most forms have no such field).
+    fn any_body_field(&self, name: &str, mut each: impl FnMut(&[u8]) -> bool) -> bool {
+        if self.body.is_empty() {
+            return false;
+        }
+        if let Some(boundary) = multipart_boundary(self.headers) {
+            let text = String::from_utf8_lossy(self.body);
+            return multipart_parts(&text, &boundary)
+                .into_iter()
+                .any(|(head, value)| {
+                    let parameters = disposition(head);
+                    let named = parameters
+                        .iter()
+                        .any(|(key, value)| key == "name" && *value == name);
+                    let file = parameters.iter().any(|(key, _)| key == "filename");
+                    named && !file && each(part_value(value).as_bytes())
+                });
+        }
+        let content_type = self
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        // Forms, and bodies without a type, as `body_fields` reads them.
+        if content_type.contains("json") || content_type.contains("xml") {
+            return false;
+        }
+        form_pairs_raw(self.body).any(|(field, value)| {
+            form_decoded(field) == name && each(form_decoded(value).as_bytes())
+        })
+    }
+
     /// The request's headers.
     pub fn headers(&self) -> &HeaderMap {
         self.headers
@@ -388,6 +430,7 @@ impl<'a> Inspection<'a> {
             Field::Method => each(self.method.as_bytes()),
             Field::Body => !self.body.is_empty() && each(self.body),
             Field::BodyFields => self.body_fields.iter().any(|value| each(value.as_bytes())),
+            Field::BodyField(name) => self.any_body_field(name, each),
             Field::MultipartNames => self
                 .multipart_names
                 .iter()
@@ -455,15 +498,22 @@ fn body_fields(headers: &HeaderMap, body: &[u8]) -> Vec<String> {
 /// three (see [`transform::url_decode`]): a shop's forms are mostly text, whose every
 /// space is a `+`.
 fn form_pairs(text: &[u8]) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
-    fn decoded(text: &[u8]) -> Cow<'_, str> {
-        match transform::url_decode(text, false) {
-            None => String::from_utf8_lossy(text),
-            Some(bytes) => Cow::Owned(
-                String::from_utf8(bytes)
-                    .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned()),
-            ),
-        }
+    form_pairs_raw(text).map(|(name, value)| (form_decoded(name), form_decoded(value)))
+}
+
+/// A form's text decoded (see [`form_pairs`]).
+fn form_decoded(text: &[u8]) -> Cow<'_, str> {
+    match transform::url_decode(text, false) {
+        None => String::from_utf8_lossy(text),
+        Some(bytes) => Cow::Owned(
+            String::from_utf8(bytes)
+                .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned()),
+        ),
     }
+}
+
+/// A query's or a form's pairs as sent (see [`form_pairs`]).
+fn form_pairs_raw(text: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     memchr::memchr_iter(b'&', text)
         .chain([text.len()])
         .scan(0, move |start, end| {
@@ -473,8 +523,8 @@ fn form_pairs(text: &[u8]) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)>
         })
         .filter(|pair| !pair.is_empty())
         .map(|pair| match memchr::memchr(b'=', pair) {
-            Some(at) => (decoded(&pair[..at]), decoded(&pair[at + 1..])),
-            None => (decoded(pair), Cow::Borrowed("")),
+            Some(at) => (&pair[..at], &pair[at + 1..]),
+            None => (pair, &[][..]),
         })
 }
 
@@ -518,43 +568,64 @@ fn multipart_heads(body: &[u8], boundary: &str) -> (Vec<String>, Vec<String>) {
     let mut others = Vec::new();
     for (head, _) in multipart_parts(&text, boundary) {
         for line in head.lines() {
-            let Some((header, parameters)) = line.split_once(':') else {
+            let Some((header, _)) = line.split_once(':') else {
                 continue;
             };
             if !header.trim().eq_ignore_ascii_case("content-disposition") {
                 others.push(line.to_owned());
-                continue;
-            }
-            let mut rest = parameters;
-            while let Some(semicolon) = rest.find(';') {
-                rest = rest[semicolon + 1..].trim_start();
-                let Some((key, after)) = rest.split_once('=') else {
-                    break;
-                };
-                let key = key.trim().to_ascii_lowercase();
-                let after = after.trim_start();
-                let (value, remainder) = match after.strip_prefix('"') {
-                    Some(quoted) => {
-                        let end = quoted.find('"').unwrap_or(quoted.len());
-                        (&quoted[..end], quoted.get(end + 1..).unwrap_or(""))
-                    }
-                    None => {
-                        let end = after.find(';').unwrap_or(after.len());
-                        (after[..end].trim_end(), &after[end..])
-                    }
-                };
-                if key == "name" || key == "filename" {
-                    names.push(value.to_owned());
-                }
-                rest = remainder;
             }
         }
+        names.extend(
+            disposition(head)
+                .into_iter()
+                .filter(|(key, _)| key == "name" || key == "filename")
+                .map(|(_, value)| value.to_owned()),
+        );
     }
     (names, others)
 }
 
-/// The values of a multipart body's parts, and the names of its files (not their contents:
-/// an uploaded image is bytes, not input to parse, as CRS reads uploads).
+/// The parameters of a part's `Content-Disposition` (keys in lowercase), quotes honoured.
+fn disposition(head: &str) -> Vec<(String, &str)> {
+    let mut parameters = Vec::new();
+    for line in head.lines() {
+        let Some((header, mut rest)) = line.split_once(':') else {
+            continue;
+        };
+        if !header.trim().eq_ignore_ascii_case("content-disposition") {
+            continue;
+        }
+        while let Some(semicolon) = rest.find(';') {
+            rest = rest[semicolon + 1..].trim_start();
+            let Some((key, after)) = rest.split_once('=') else {
+                break;
+            };
+            let after = after.trim_start();
+            let (value, remainder) = match after.strip_prefix('"') {
+                Some(quoted) => {
+                    let end = quoted.find('"').unwrap_or(quoted.len());
+                    (&quoted[..end], quoted.get(end + 1..).unwrap_or(""))
+                }
+                None => {
+                    let end = after.find(';').unwrap_or(after.len());
+                    (after[..end].trim_end(), &after[end..])
+                }
+            };
+            parameters.push((key.trim().to_ascii_lowercase(), value));
+            rest = remainder;
+        }
+    }
+    parameters
+}
+
+/// A part's value without the line break before the next boundary.
+fn part_value(value: &str) -> &str {
+    value
+        .strip_suffix("\r\n")
+        .or_else(|| value.strip_suffix('\n'))
+        .unwrap_or(value)
+}
+
 fn multipart_fields(body: &[u8], boundary: &str) -> Vec<String> {
     let text = String::from_utf8_lossy(body);
     let mut fields = Vec::new();
@@ -573,10 +644,7 @@ fn multipart_fields(body: &[u8], boundary: &str) -> Vec<String> {
         if file {
             continue;
         }
-        let value = value
-            .strip_suffix("\r\n")
-            .or_else(|| value.strip_suffix('\n'))
-            .unwrap_or(value);
+        let value = part_value(value);
         if !value.is_empty() {
             fields.push(value.to_owned());
         }
@@ -723,6 +791,30 @@ mod tests {
             values(&inspection, &Field::MultipartHeaders),
             ["Content-Type: text/plain; charset=utf-7"]
         );
+        // A part by its name: not the file's.
+        assert_eq!(
+            values(&inspection, &Field::BodyField("plain".to_owned())),
+            ["y"]
+        );
+        assert!(values(&inspection, &Field::BodyField("fi;le".to_owned())).is_empty());
+    }
+
+    /// A form's field by name: its values decoded, the name decoded too, and nothing of
+    /// a JSON body.
+    #[test]
+    fn a_body_field_is_read_by_its_name() {
+        let client = "127.0.0.1".parse().expect("address");
+        let form = b"_charset_=utf-7&review=nice&%5Fcharset%5F=iso-8859-1&_charset_x=no";
+        let mut headers = HeaderMap::new();
+        let inspection = Inspection::new("POST", "/", None, &headers, form, false, client);
+        let field = Field::BodyField("_charset_".to_owned());
+        assert_eq!(values(&inspection, &field), ["utf-7", "iso-8859-1"]);
+        headers.insert("content-type", "application/json".parse().expect("value"));
+        let json = br#"{"_charset_":"utf-7"}"#;
+        let inspection = Inspection::new("POST", "/", None, &headers, json, false, client);
+        assert!(values(&inspection, &field).is_empty());
+        assert_eq!(Field::parse("body_field:_charset_"), Some(field));
+        assert_eq!(Field::parse("body_field:"), None);
     }
 
     #[test]

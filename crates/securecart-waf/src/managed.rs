@@ -660,14 +660,22 @@ fn core() -> Vec<(&'static str, Statement)> {
         ),
         // A multipart part in a charset that hides text from inspection (UTF-7, UTF-16,
         // Shift-JIS, EBCDIC...; CRS 922110), or with a Content-Transfer-Encoding, which
-        // RFC 7578 retired (CRS 922120).
+        // RFC 7578 retired (CRS 922120); or a form's `_charset_` field naming a charset
+        // other than [`ALLOWED_CHARSETS`] (CRS 922100).
         (
             "SC-CORE-021",
-            regex(
-                Field::MultipartHeaders,
-                r#"(?i)^\s*content-type\s*:.*\bcharset\s*=\s*"?\s*(?:utf-?(?:7|16|32)|ucs-?[24]|shift[_-]?jis|sjis|euc-|iso-2022|ibm|cp\d|ebcdic|gb|big5|koi8|x-)|^\s*content-transfer-encoding\s*:"#,
-                &[],
-            ),
+            Statement::Or(vec![
+                regex(
+                    Field::MultipartHeaders,
+                    r#"(?i)^\s*content-type\s*:.*\bcharset\s*=\s*"?\s*(?:utf-?(?:7|16|32)|ucs-?[24]|shift[_-]?jis|sjis|euc-|iso-2022|ibm|cp\d|ebcdic|gb|big5|koi8|x-)|^\s*content-transfer-encoding\s*:"#,
+                    &[],
+                ),
+                regex(
+                    Field::BodyField("_charset_".to_owned()),
+                    &format!(r"(?i)^\s*(?:{})", none_of(ALLOWED_CHARSETS)),
+                    &[],
+                ),
+            ]),
         ),
         // Requests split or forged through their fields: a line break in an argument's
         // name (CRS 921150), or one that URL decoding makes in a header, before another
@@ -721,7 +729,7 @@ fn core() -> Vec<(&'static str, Statement)> {
                     header("accept"),
                     &format!(
                         r#"(?i);\s*charset\s*=\s*"?(?:{})"#,
-                        none_of(&["utf-8", "iso-8859-1", "iso-8859-15", "windows-1252"])
+                        none_of(ALLOWED_CHARSETS)
                     ),
                     &[],
                 ),
@@ -741,6 +749,10 @@ fn declared_body() -> Statement {
         present("transfer-encoding"),
     ])
 }
+
+/// The charsets a request may say its text is in (CRS's
+/// `allowed_request_content_type_charset`).
+const ALLOWED_CHARSETS: &[&str] = &["utf-8", "iso-8859-1", "iso-8859-15", "windows-1252"];
 
 /// Whether the request has the header at all (any value, also an empty one).
 fn present(name: &'static str) -> Statement {
@@ -2518,6 +2530,11 @@ mod tests {
         assert_eq!(scanner.terminating_rule.as_deref(), Some("SC-CORE-002"));
         let posted = verdict(None, Some("var=1234+OR+1%3D1"), browser);
         assert!(posted.blocked, "form bodies are inspected");
+        // A form's `_charset_` naming a charset that hides text; the usual ones pass.
+        let posted = verdict(None, Some("_charset_=utf-7&review=%2BADw-"), browser);
+        assert_eq!(posted.terminating_rule.as_deref(), Some("SC-CORE-021"));
+        let form = verdict(None, Some("_charset_=UTF-8&name=Ada"), browser);
+        assert!(!form.blocked, "{:?}", form.matches);
         // A remote inclusion posted: the parameter's name and a URL among the values.
         let posted = verdict(
             None,
@@ -2542,13 +2559,11 @@ mod tests {
     #[test]
     fn none_of_matches_every_token_but_its_words() {
         // As statements build their expressions: on bytes, ASCII classes.
-        let expression = regex::bytes::RegexBuilder::new(&format!(
-            r"(?i)^(?:{})",
-            none_of(&["utf-8", "iso-8859-1", "iso-8859-15", "windows-1252"])
-        ))
-        .unicode(false)
-        .build()
-        .expect("expression");
+        let expression =
+            regex::bytes::RegexBuilder::new(&format!(r"(?i)^(?:{})", none_of(ALLOWED_CHARSETS)))
+                .unicode(false)
+                .build()
+                .expect("expression");
         for (token, other) in [
             ("utf-8", false),
             ("UTF-8", false),
@@ -2557,6 +2572,7 @@ mod tests {
             ("Windows-1252", false),
             ("utf-8;q=1", false),
             ("utf", true),
+            ("utf-", true),
             ("utf-88", true),
             ("iso-8859-2", true),
             ("iso-8859-150", true),
