@@ -207,6 +207,9 @@ pub struct Inspection<'a> {
     /// Whether the body was longer than the inspection limit (only its start is here).
     pub body_oversize: bool,
     memo: RefCell<Memo>,
+    /// The body's fields asked for by name, with their values: kept for the whole
+    /// evaluation, as the memo keys values by their address.
+    named: RefCell<Vec<(String, Rc<[String]>)>>,
     /// The client's address.
     pub client: IpAddr,
 }
@@ -259,6 +262,7 @@ impl<'a> Inspection<'a> {
             // countries and rate keys.
             client: client.to_canonical(),
             memo: RefCell::default(),
+            named: RefCell::default(),
         }
     }
 
@@ -354,38 +358,24 @@ impl<'a> Inspection<'a> {
     }
 
     /// Calls `each` with the values of the body's fields named `name` until it returns
-    /// `true`. Read from the body when a rule asks: a form's names are decoded, and only
-    /// the values of those that match (most forms have no such field).
+    /// `true`. Read from the body the first time a rule asks for the name (a form's
+    /// names are decoded, and only the values of those that match: most forms have no
+    /// such field), then kept.
     fn any_body_field(&self, name: &str, mut each: impl FnMut(&[u8]) -> bool) -> bool {
-        if self.body.is_empty() {
-            return false;
-        }
-        if let Some(boundary) = multipart_boundary(self.headers) {
-            let text = String::from_utf8_lossy(self.body);
-            return multipart_parts(&text, &boundary)
-                .into_iter()
-                .any(|(head, value)| {
-                    let parameters = disposition(head);
-                    let named = parameters
-                        .iter()
-                        .any(|(key, value)| key == "name" && *value == name);
-                    let file = parameters.iter().any(|(key, _)| key == "filename");
-                    named && !file && each(part_value(value).as_bytes())
-                });
-        }
-        let content_type = self
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        // Forms, and bodies without a type, as `body_fields` reads them.
-        if content_type.contains("json") || content_type.contains("xml") {
-            return false;
-        }
-        form_pairs_raw(self.body).any(|(field, value)| {
-            form_decoded(field) == name && each(form_decoded(value).as_bytes())
-        })
+        let known = self
+            .named
+            .borrow()
+            .iter()
+            .find(|(known, _)| known == name)
+            .map(|(_, values)| Rc::clone(values));
+        let values = known.unwrap_or_else(|| {
+            let values: Rc<[String]> = body_field(self.headers, self.body, name).into();
+            self.named
+                .borrow_mut()
+                .push((name.to_owned(), Rc::clone(&values)));
+            values
+        });
+        values.iter().any(|value| each(value.as_bytes()))
     }
 
     /// The request's headers.
@@ -466,6 +456,13 @@ fn body_fields(headers: &HeaderMap, body: &[u8]) -> Vec<String> {
         .and_then(|value| value.to_str().ok())
         .map(|value| value.to_ascii_lowercase())
         .unwrap_or_default();
+    // (Multipart first: a boundary may hold `json`.)
+    if content_type.trim_start().starts_with("multipart/") {
+        return match multipart_boundary(headers) {
+            Some(boundary) => multipart_fields(body, &boundary),
+            None => vec![String::from_utf8_lossy(body).into_owned()],
+        };
+    }
     if content_type.contains("json") {
         if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
             let mut leaves = Vec::new();
@@ -474,12 +471,6 @@ fn body_fields(headers: &HeaderMap, body: &[u8]) -> Vec<String> {
         }
         return vec![String::from_utf8_lossy(body).into_owned()];
     }
-    if content_type.starts_with("multipart/") {
-        return match multipart_boundary(headers) {
-            Some(boundary) => multipart_fields(body, &boundary),
-            None => vec![String::from_utf8_lossy(body).into_owned()],
-        };
-    }
     if content_type.contains("xml") {
         return xml_fields(body);
     }
@@ -487,6 +478,43 @@ fn body_fields(headers: &HeaderMap, body: &[u8]) -> Vec<String> {
     form_pairs(body)
         .flat_map(|(name, value)| [name.into_owned(), value.into_owned()])
         .filter(|text| !text.is_empty())
+        .collect()
+}
+
+/// The values of the body's fields named `name`: a form's (read as [`body_fields`] reads
+/// it) or a multipart body's parts that are not files (as [`multipart_fields`] tells
+/// them); none of other bodies.
+fn body_field(headers: &HeaderMap, body: &[u8], name: &str) -> Vec<String> {
+    if body.is_empty() {
+        return Vec::new();
+    }
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| value.to_ascii_lowercase())
+        .unwrap_or_default();
+    if content_type.trim_start().starts_with("multipart/") {
+        let Some(boundary) = multipart_boundary(headers) else {
+            return Vec::new();
+        };
+        let text = String::from_utf8_lossy(body);
+        return multipart_parts(&text, &boundary)
+            .into_iter()
+            .filter(|(head, _)| {
+                !head.to_ascii_lowercase().contains("filename=")
+                    && disposition(head)
+                        .iter()
+                        .any(|(key, value)| key == "name" && *value == name)
+            })
+            .map(|(_, value)| part_value(value).to_owned())
+            .collect();
+    }
+    if content_type.contains("json") || content_type.contains("xml") {
+        return Vec::new();
+    }
+    form_pairs_raw(body)
+        .filter(|(field, _)| form_decoded(field) == name)
+        .map(|(_, value)| form_decoded(value).into_owned())
         .collect()
 }
 
@@ -626,6 +654,8 @@ fn part_value(value: &str) -> &str {
         .unwrap_or(value)
 }
 
+/// The values of a multipart body's parts, and the names of its files (not their contents:
+/// an uploaded image is bytes, not input to parse, as CRS reads uploads).
 fn multipart_fields(body: &[u8], boundary: &str) -> Vec<String> {
     let text = String::from_utf8_lossy(body);
     let mut fields = Vec::new();

@@ -364,12 +364,14 @@ const SHELL_ARGUMENTS: &str = r"(?:\s+-[a-z]|[`#$]|\s+\$[{a-z_(]|\s+(?:\.{0,2}/|
 /// The directories a command may be named from (`/bin/cat`, `usr/bin/id`).
 const BIN: &str = r"(?:/?(?:usr/)?(?:local/)?(?:s?bin/)?)";
 
-/// What ends a command word in a shell: the value's end, white space, an operator,
-/// a redirection, a quote, a comment, an expansion (`cat$u`, `cat${IFS}`), a subshell,
-/// or the bracket or brace of what it is quoted in (`@{[open F,'|ls']}` once the quotes
-/// are removed); CRS 932230 ends its short commands so. Not `=`: `&id=7` is a query
+/// What ends a command word in a shell, after a name's extension or version if any
+/// (`ping.exe`, `nc.openbsd`, `python3.8`): the value's end, white space, an operator,
+/// a redirection, a quote, a comment, an expansion (`cat$u`, `cat${IFS}`, cmd's
+/// `%VAR:~10,-18%`), a subshell, or the bracket or brace of what it is quoted in
+/// (`@{[open F,'|ls']}` once the quotes are removed); CRS 932230 ends its short commands
+/// so. Not `=`: `&id=7` is a query
 /// string's argument (`next=/cart?cat=3&id=7`), and `id=7` an assignment in a shell.
-const COMMAND_END: &str = r#"(?:[\s&|;)(<>`'"$#,\\{}\]]|$)"#;
+const COMMAND_END: &str = r#"(?:\.[\w.-]*)?(?:[\s&|;)(<>`'"$#%,\\{}\]]|$)"#;
 
 /// Where user input arrives: argument names and values, form and JSON body values, and
 /// cookies.
@@ -672,7 +674,7 @@ fn core() -> Vec<(&'static str, Statement)> {
                 ),
                 regex(
                     Field::BodyField("_charset_".to_owned()),
-                    &format!(r"(?i)^\s*(?:{})", none_of(ALLOWED_CHARSETS)),
+                    &format!(r#"(?i)^\s*"?\s*(?:{})"#, none_of(ALLOWED_CHARSETS)),
                     &[],
                 ),
             ]),
@@ -909,14 +911,16 @@ fn sqli() -> Vec<(&'static str, Statement)> {
                 &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
             ),
         ),
-        // PostgreSQL's casts (`password::int`, `unistr(x)::bool`) and large-object
-        // functions (`lo_import(`, `lo_get(`), `div(23,-2)`, a procedure created or
-        // `PROCEDURE ANALYSE(`, `exec(@`, and `; declare` or `; open` (CRS 942320).
+        // PostgreSQL's casts (`password::int`, `unistr(x)::bool`; of a lowercase word, a
+        // parenthesis, a quote or a number: not code's `Types::TEXT`) and large-object
+        // functions (`lo_import(`, `lo_get(`), `div(23,-2)` (not Sass's `math.div(`), a
+        // procedure created or `PROCEDURE ANALYSE(`, and `exec(@` (CRS 942320; not its
+        // `; open`, which delivery notes and shop hours write, `Side gate; open 8-6`).
         (
             "SC-SQLI-011",
             regex_in(
                 inputs(),
-                r"(?i)\bcreate\s+(?:function|procedure)\s*\w+\s*\(\s*\)\s*-|\bdiv\s*\([+-]*[\s.\d]+,[+-]*[\s.\d]+\)|\bexec\s*\(\s*@|\b(?:lo_(?:import|get)|procedure\s+analyse)\s*\(|;\s*(?:declare|open)\s+[-\w]+|::(?:bigint|bool|double\s+precision|int(?:eger)?|numeric|oid|real|text|smallint)\b",
+                r#"(?i)\bcreate\s+(?:function|procedure)\s*\w+\s*\(\s*\)\s*-|(?:^|[^.\w])div\s*\([+-]*[\s.\d]+,[+-]*[\s.\d]+\)|\bexec\s*\(\s*@|\b(?:lo_(?:import|get)|procedure\s+analyse)\s*\(|(?:[)'"\d]|(?-i:\b[a-z_][a-z_\d]*))::\s*(?:bigint|bool(?:ean)?|double\s+precision|int(?:eger|[248])?|numeric|oid|real|text|smallint)\b"#,
                 &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
             ),
         ),
@@ -1177,7 +1181,7 @@ fn known_bad_inputs() -> Vec<(&'static str, Statement)> {
             "SC-KBI-005",
             regex_in(
                 vec![Field::AllQueryArguments, Field::BodyFields],
-                r"(?i)^\s*(?:file|ftps?|https?|gopher|dict|ldap|tftp):/{0,2}(?:\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[[0-9a-f:]+\])|^\s*(?:ftps?|https?)://[^?#]*\?+\s*$|^\s*(?:file|ftps?|https?)[^?#\s/]*\?+\s*$|^\s*(?:file|gopher|dict|ldap|tftp|expect|jar|netdoc)://|^\s*data:[\w.+*-]+/[\w.+*-]+",
+                r"(?i)^\s*(?:file|ftps?|https?|gopher|dict|ldap|tftp):/{0,2}(?:\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[[0-9a-f:]+\]|[0-9a-f]{0,4}:[0-9a-f]{0,4}:[0-9a-f:]*)|^\s*(?:ftps?|https?)://[^?#]*\?+\s*$|^\s*(?:file|ftps?|https?)[^?#\s/]*\?+\s*$|^\s*(?:file|gopher|dict|ldap|tftp|expect|jar|netdoc)://|^\s*data:[\w.+*-]+/[\w.+*-]+",
                 &[UrlDecodeUni],
             ),
         ),
@@ -1276,13 +1280,14 @@ fn known_bad_inputs() -> Vec<(&'static str, Statement)> {
         ),
         // A URL given to a parameter that PHP applications known for remote file
         // inclusion build a path of (`mosConfig_absolute_path=http://`,
-        // `_CONF[path]=https://`), or to `include(` (CRS 931110).
+        // `_CONF[path]=https://`; PHP reads `.` and space in a name as `_`), or to
+        // `include(` (CRS 931110).
         (
             "SC-KBI-014",
             Statement::Or(vec![
                 regex(
                     Field::QueryString,
-                    r"(?i)(?:\binclude\s*\([^)]*|mosConfig_absolute_path|_CONF\[path\]|_SERVER\[DOCUMENT_ROOT\]|path\[docroot\]|config\[root_dir\]|GALLERY_BASEDIR|appserv_root)=(?:file|ftps?|https?)://",
+                    r"(?i)(?:\binclude\s*\([^)&]*|mosConfig[._ ]absolute[._ ]path|[._ ]CONF\[path\]|[._ ]SERVER\[DOCUMENT[._ ]ROOT\]|path\[docroot\]|config\[root[._ ]dir\]|GALLERY[._ ]BASEDIR|appserv[._ ]root)=(?:file|ftps?|https?)://",
                     &[UrlDecodeUni],
                 ),
                 // In a form, the field's name and a URL among its values (the body as
@@ -1290,7 +1295,7 @@ fn known_bad_inputs() -> Vec<(&'static str, Statement)> {
                 Statement::And(vec![
                     regex(
                         Field::BodyFields,
-                        r"(?i)^(?:mosConfig_absolute_path|_CONF\[path\]|_SERVER\[DOCUMENT_ROOT\]|path\[docroot\]|config\[root_dir\]|GALLERY_BASEDIR|appserv_root)$",
+                        r"(?i)^(?:mosConfig[._ ]absolute[._ ]path|[._ ]CONF\[path\]|[._ ]SERVER\[DOCUMENT[._ ]ROOT\]|path\[docroot\]|config\[root[._ ]dir\]|GALLERY[._ ]BASEDIR|appserv[._ ]root)$",
                         &[UrlDecodeUni],
                     ),
                     regex(
@@ -1568,27 +1573,16 @@ fn php() -> Vec<(&'static str, Statement)> {
                 &[UrlDecodeUni, ReplaceComments, RemoveNulls],
             ),
         ),
-        // PHP's superglobals named (`$_SERVER['x']`, `$GLOBALS`; CRS 933130), a function
-        // called through a variable, and a PHP file named in a value.
+        // PHP's superglobals named (`$_SERVER['x']`, `$GLOBALS`; CRS 933130), and a
+        // function called through a variable. (Not a PHP file named: a PHP shop's pages
+        // end so, and its back office sends their paths, `_wp_http_referer=/x.php`.)
         (
             "SC-PHP-003",
-            Statement::Or(vec![
-                regex_in(
-                    fields(),
-                    r"\$_(?:SERVER|COOKIE|GET|POST|REQUEST|FILES|ENV|SESSION)\b|\$GLOBALS\b|\$HTTP_[A-Z_]+_VARS\b|\$+[A-Za-z_\x7f-\xff][\w\x7f-\xff]*\s*(?:\[[^\]]{0,40}\]\s*|\{[^}]{0,40}\}\s*)*\(|\$\{[^}]{1,80}\}\s*\(",
-                    &[UrlDecodeUni, ReplaceComments, RemoveNulls],
-                ),
-                // A PHP file named in a value (`file=http://x/shell.php`), not in the
-                // path: a PHP shop's own pages end so (`/wp-login.php`).
-                regex_in(
-                    fields()
-                        .into_iter()
-                        .filter(|field| *field != Field::UriPath)
-                        .collect(),
-                    r"(?i)\.(?:php\d?|phtml|phar|pht|phps)\s*$",
-                    &[UrlDecodeUni, ReplaceComments, RemoveNulls],
-                ),
-            ]),
+            regex_in(
+                fields(),
+                r"\$_(?:SERVER|COOKIE|GET|POST|REQUEST|FILES|ENV|SESSION)\b|\$GLOBALS\b|\$HTTP_[A-Z_]+_VARS\b|\$+[A-Za-z_\x7f-\xff][\w\x7f-\xff]*\s*(?:\[[^\]]{0,40}\]\s*|\{[^}]{0,40}\}\s*)*\(|\$\{[^}]{1,80}\}\s*\(",
+                &[UrlDecodeUni, ReplaceComments, RemoveNulls],
+            ),
         ),
         // A PHP script uploaded: a multipart file name, or the file name headers upload
         // scripts read (CRS 933110), read without white space (`photo. php`).
@@ -2365,6 +2359,10 @@ mod tests {
             ("file=%252e%252e%252fetc%252fpasswd", "SC-KBI-003"),
             ("file=/etc/shadow", "SC-KBI-004"),
             ("include=http%3A%2F%2F10.0.0.1%2Fshell.txt%3F", "SC-KBI-005"),
+            (
+                "src=https://2001:41d0:701:1100::29c8/gecko.php",
+                "SC-KBI-005",
+            ),
             ("host=example.com%3B%20uname%20-a", "SC-CMD"),
             ("host=%24(whoami)", "SC-CMD"),
             ("cmd=%7C%20powershell%20-enc%20abc", "SC-CMD"),
@@ -2465,6 +2463,15 @@ mod tests {
             ("id=password%3A%3Aint", "SC-SQLI-011"),
             ("id=div+(23.23+,+2)", "SC-SQLI-011"),
             ("id=lo_get(16400)", "SC-SQLI-011"),
+            ("id=1::%20int4", "SC-SQLI-011"),
+            ("id=%27a%27::boolean", "SC-SQLI-011"),
+            ("x=a%26ping.exe%20-n%2020%20127.0.0.1", "SC-CMD-001"),
+            (
+                "x=a%26ping%25CommonProgramFiles:~10,-18%25127.0.0.1",
+                "SC-CMD-001",
+            ),
+            ("x=a%3Bnc.openbsd%20-lvp%204444", "SC-CMD-001"),
+            ("mosConfig.absolute.path=http://foo.bar", "SC-KBI-014"),
             // A command word ended as a shell ends it (`COMMAND_END`).
             ("x=a%3Bcat%24u%20%2Fetc%24u%2Fpasswd", "SC-CMD-001"),
             ("x=a%26id%3C%2Fdev%2Fnull", "SC-CMD-001"),
@@ -2535,6 +2542,8 @@ mod tests {
         assert_eq!(posted.terminating_rule.as_deref(), Some("SC-CORE-021"));
         let form = verdict(None, Some("_charset_=UTF-8&name=Ada"), browser);
         assert!(!form.blocked, "{:?}", form.matches);
+        let posted = verdict(None, Some("_charset_=%22utf-7%22"), browser);
+        assert_eq!(posted.terminating_rule.as_deref(), Some("SC-CORE-021"));
         // A remote inclusion posted: the parameter's name and a URL among the values.
         let posted = verdict(
             None,
@@ -2662,6 +2671,13 @@ mod tests {
             "msg=chocolate+cake%0Ayum",
             "q=Diamond+%26+Ruby+earrings",
             "next=%2Fproducts%3Fcat%3D3%26id%3D7",
+            "_wp_http_referer=%2Fwp-admin%2Foptions-general.php&redirect_to=%2Fwp-admin%2Fedit.php",
+            "site=https%3A%2F%2Fcafe%3A8080%2Fmenu",
+            "note=Side+gate%3B+open+from+8am",
+            "hours=Mon-Fri+9-18%3B+open+Saturdays",
+            "q=kit+include+(2+pcs&back=https%3A%2F%2Fshop.example%2F",
+            "snippet=Types%3A%3ATEXT+and+ActiveModel%3A%3AType%3A%3AInteger",
+            "css=width%3A+math.div(1%2C+3)",
             "return_url=https%3A%2F%2Fshop.example%2Fdashboard%3Faction%3Dedit%26id%3D123",
             "back=%2Fsearch%3Fq%3Dmugs%26find%3Dall%26more%3D1%26env%3Dprod",
             "q=Gem+%26+Dash",
@@ -2723,6 +2739,8 @@ mod tests {
             "name=Jean-Luc+Picard&address=12+Rue+de+l%27%C3%89glise&email=jl%40example.fr",
             "comment=I+love+it%21+5%2F5+would+buy+again+%3A-%29",
             "description=Soft+%26+warm%2C+100%25+wool.+Machine+wash+%28cold%29.",
+            "description=%3Cp%3EHours%3A%26nbsp%3BOpen+daily%3C%2Fp%3E",
+            "description=Easy+clean+%26amp%3B+open+design",
         ];
         for form in forms {
             let verdict = verdict(None, Some(form), browser);
