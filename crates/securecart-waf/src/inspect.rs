@@ -446,16 +446,21 @@ impl<'a> Inspection<'a> {
     }
 }
 
+/// The request's Content-Type in lowercase (empty without one).
+fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| value.to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
 /// The values of a form or JSON body (and a form's field names), by its content type.
 fn body_fields(headers: &HeaderMap, body: &[u8]) -> Vec<String> {
     if body.is_empty() {
         return Vec::new();
     }
-    let content_type = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .map(|value| value.to_ascii_lowercase())
-        .unwrap_or_default();
+    let content_type = content_type(headers);
     // (Multipart first: a boundary may hold `json`.)
     if content_type.trim_start().starts_with("multipart/") {
         return match multipart_boundary(headers) {
@@ -488,11 +493,7 @@ fn body_field(headers: &HeaderMap, body: &[u8], name: &str) -> Vec<String> {
     if body.is_empty() {
         return Vec::new();
     }
-    let content_type = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .map(|value| value.to_ascii_lowercase())
-        .unwrap_or_default();
+    let content_type = content_type(headers);
     if content_type.trim_start().starts_with("multipart/") {
         let Some(boundary) = multipart_boundary(headers) else {
             return Vec::new();
