@@ -3,6 +3,7 @@
 # dns` beside Knot DNS, NSD and PowerDNS, measured with dnsperf in one run.
 #
 #   bench/dns.sh                    # ROUNDS=3 DURATION=5 NAMES=10000 by default
+#   RATE=60000 bench/dns.sh         # every server offered the same queries per second
 #
 # Plain records: every server serves the same zone file of NAMES hosts (A and AAAA records)
 # plus MX, TXT and a CNAME; the queries mix answers (A, AAAA, MX, TXT, CNAME), NODATA and
@@ -18,10 +19,16 @@
 # process and its children), with queries per second beside it. NSD rate-limits answers by
 # default: RRL is off here, as for the others. Rounds are interleaved and medians reported.
 # Every run is bounded by DURATION; every process started here is stopped by its pid.
+#
+# At full load a server that answers faster keeps fewer queries waiting, so each of its
+# system calls carries fewer of them and it wakes more often: its CPU per query is not
+# measured at the throughput of a slower one. RATE offers every server the same queries
+# per second (dnsperf -Q; below the slowest's full speed, it compares them at equal work).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-3}
+RATE=${RATE:-}
 DURATION=${DURATION:-5}
 NAMES=${NAMES:-10000}
 SERVER_CPU=${SERVER_CPU:-1}
@@ -282,7 +289,8 @@ run() { # case target server port queries [dnsperf args]
     esac
   fi
   before=$(cpu_ticks "${!pid_var}")
-  out=$(taskset -c "$LOAD_CPU" dnsperf -s "$server" -p "$port" -d "$queries" -l "$DURATION" -c 1 -T 1 -q 200 "$@" 2>&1)
+  # shellcheck disable=SC2086 # RATE adds two words, or none
+  out=$(taskset -c "$LOAD_CPU" dnsperf -s "$server" -p "$port" -d "$queries" -l "$DURATION" -c 1 -T 1 -q 200 ${RATE:+-Q $RATE} "$@" 2>&1)
   after=$(cpu_ticks "${!pid_var}")
   python3 - "$case" "$target" "$((after - before))" "$TICKS" >>"$RESULTS" <<PY
 import re, sys
@@ -311,16 +319,17 @@ for round in $(seq "$ROUNDS"); do
   run subnet pdns 127.0.0.1 "$PDNS_LUA_PORT" "$WORK/subnet-queries" -E "$ECS"
 done
 
-python3 - "$RESULTS" "$ROUNDS" "$DURATION" "$NAMES" <<'PY'
+python3 - "$RESULTS" "$ROUNDS" "$DURATION" "$NAMES" "$RATE" <<'PY'
 import statistics, sys
 from collections import defaultdict
-results, rounds, duration, names = sys.argv[1:5]
+results, rounds, duration, names, rate = sys.argv[1:6]
 rows = defaultdict(list)
 for line in open(results):
     case, target, qps, latency, cpu, lost = line.split("\t")
     rows[(case, target)].append((float(qps), float(latency), float(cpu), int(lost)))
 median = {key: tuple(statistics.median(r[i] for r in runs) for i in range(4)) for key, runs in rows.items()}
-print(f"Medians of {rounds} interleaved rounds of {duration} s, dnsperf -c 1 -T 1 -q 200; "
+offered = f" -Q {rate} (every server offered {int(rate):,} queries/s)" if rate else ""
+print(f"Medians of {rounds} interleaved rounds of {duration} s, dnsperf -c 1 -T 1 -q 200{offered}; "
       f"one worker per server on its own core; {names} hosts in the plain zone.\n")
 print("| case | server | queries/s | avg latency ms | server CPU µs/query | lost | securecart CPU ÷ server CPU |")
 print("|---|---|---:|---:|---:|---:|---:|")
