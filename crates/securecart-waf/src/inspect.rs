@@ -201,15 +201,11 @@ pub struct Inspection<'a> {
     headers: &'a HeaderMap,
     cookies: Vec<&'a str>,
     body: &'a [u8],
-    body_fields: Vec<String>,
-    multipart_names: Vec<String>,
-    multipart_headers: Vec<String>,
+    /// The body read once into what the fields name.
+    read: ReadBody,
     /// Whether the body was longer than the inspection limit (only its start is here).
     pub body_oversize: bool,
     memo: RefCell<Memo>,
-    /// The body's fields asked for by name, with their values: kept for the whole
-    /// evaluation, as the memo keys values by their address.
-    named: RefCell<Vec<(String, Rc<[String]>)>>,
     /// The client's address.
     pub client: IpAddr,
 }
@@ -242,10 +238,7 @@ impl<'a> Inspection<'a> {
             .flatten()
             .filter(|text| !text.is_empty())
             .collect();
-        let body_fields = body_fields(headers, body);
-        let (multipart_names, multipart_headers) = multipart_boundary(headers)
-            .map(|boundary| multipart_heads(body, &boundary))
-            .unwrap_or_default();
+        let read = read_body(headers, body);
         Self {
             method,
             path,
@@ -254,15 +247,12 @@ impl<'a> Inspection<'a> {
             headers,
             cookies,
             body,
-            body_fields,
-            multipart_names,
-            multipart_headers,
+            read,
             body_oversize,
             // An IPv4 client on a dual-stack socket is its IPv4 address, for IP sets,
             // countries and rate keys.
             client: client.to_canonical(),
             memo: RefCell::default(),
-            named: RefCell::default(),
         }
     }
 
@@ -357,27 +347,6 @@ impl<'a> Inspection<'a> {
         found
     }
 
-    /// Calls `each` with the values of the body's fields named `name` until it returns
-    /// `true`. Read from the body the first time a rule asks for the name (a form's
-    /// names are decoded, and only the values of those that match: most forms have no
-    /// such field), then kept.
-    fn any_body_field(&self, name: &str, mut each: impl FnMut(&[u8]) -> bool) -> bool {
-        let known = self
-            .named
-            .borrow()
-            .iter()
-            .find(|(known, _)| known == name)
-            .map(|(_, values)| Rc::clone(values));
-        let values = known.unwrap_or_else(|| {
-            let values: Rc<[String]> = body_field(self.headers, self.body, name).into();
-            self.named
-                .borrow_mut()
-                .push((name.to_owned(), Rc::clone(&values)));
-            values
-        });
-        values.iter().any(|value| each(value.as_bytes()))
-    }
-
     /// The request's headers.
     pub fn headers(&self) -> &HeaderMap {
         self.headers
@@ -419,16 +388,20 @@ impl<'a> Inspection<'a> {
             Field::Cookies => self.cookies.iter().any(|value| each(value.as_bytes())),
             Field::Method => each(self.method.as_bytes()),
             Field::Body => !self.body.is_empty() && each(self.body),
-            Field::BodyFields => self.body_fields.iter().any(|value| each(value.as_bytes())),
-            Field::BodyField(name) => self.any_body_field(name, each),
-            Field::MultipartNames => self
-                .multipart_names
-                .iter()
-                .any(|value| each(value.as_bytes())),
-            Field::MultipartHeaders => self
-                .multipart_headers
-                .iter()
-                .any(|value| each(value.as_bytes())),
+            Field::BodyFields => self.read.fields.iter().any(|value| each(value.as_bytes())),
+            Field::BodyField(name) => {
+                // A multipart body's names are its parts', a form's among its fields.
+                let names = if self.read.multipart {
+                    &self.read.names
+                } else {
+                    &self.read.fields
+                };
+                self.read.named.iter().any(|&(named, value)| {
+                    names[named] == *name && each(self.read.fields[value].as_bytes())
+                })
+            }
+            Field::MultipartNames => self.read.names.iter().any(|value| each(value.as_bytes())),
+            Field::MultipartHeaders => self.read.headers.iter().any(|value| each(value.as_bytes())),
         }
     }
 
@@ -455,68 +428,61 @@ fn content_type(headers: &HeaderMap) -> String {
         .unwrap_or_default()
 }
 
-/// The values of a form or JSON body (and a form's field names), by its content type.
-fn body_fields(headers: &HeaderMap, body: &[u8]) -> Vec<String> {
+/// A body as the fields read it.
+#[derive(Debug, Default)]
+struct ReadBody {
+    /// The values of a form, JSON, XML or multipart body, a form's field names and a
+    /// multipart body's file names ([`Field::BodyFields`]).
+    fields: Vec<String>,
+    /// Each named field whose value is in `fields`: the place of its name (in `names`
+    /// for a multipart body, else in `fields`) and of its value ([`Field::BodyField`]).
+    named: Vec<(usize, usize)>,
+    /// Whether the body is multipart (with a boundary).
+    multipart: bool,
+    /// A multipart body's `name` and `filename` parameters ([`Field::MultipartNames`]).
+    names: Vec<String>,
+    /// A multipart body's parts' header lines but their `Content-Disposition`
+    /// ([`Field::MultipartHeaders`]).
+    headers: Vec<String>,
+}
+
+/// The body read once, by its content type.
+fn read_body(headers: &HeaderMap, body: &[u8]) -> ReadBody {
+    let mut read = ReadBody::default();
     if body.is_empty() {
-        return Vec::new();
+        return read;
     }
     let content_type = content_type(headers);
     // (Multipart first: a boundary may hold `json`.)
     if content_type.trim_start().starts_with("multipart/") {
-        return match multipart_boundary(headers) {
-            Some(boundary) => multipart_fields(body, &boundary),
-            None => vec![String::from_utf8_lossy(body).into_owned()],
-        };
-    }
-    if content_type.contains("json") {
-        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
-            let mut leaves = Vec::new();
-            json_leaves(&value, &mut leaves, 0);
-            return leaves;
+        match multipart_boundary(headers) {
+            Some(boundary) => read_multipart(body, &boundary, &mut read),
+            None => read.fields.push(String::from_utf8_lossy(body).into_owned()),
         }
-        return vec![String::from_utf8_lossy(body).into_owned()];
+    } else if content_type.contains("json") {
+        match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(value) => json_leaves(&value, &mut read.fields, 0),
+            Err(_) => read.fields.push(String::from_utf8_lossy(body).into_owned()),
+        }
+    } else if content_type.contains("xml") {
+        read.fields = xml_fields(body);
+    } else {
+        // Forms, and bodies without a type, are read as forms, as CRS reads them. (A
+        // field without a value is no named field.)
+        for (name, value) in form_pairs(body) {
+            let name_at = (!name.is_empty()).then(|| {
+                read.fields.push(name.into_owned());
+                read.fields.len() - 1
+            });
+            if !value.is_empty() {
+                read.fields.push(value.into_owned());
+                if let Some(name_at) = name_at {
+                    read.named.push((name_at, read.fields.len() - 1));
+                }
+            }
+        }
     }
-    if content_type.contains("xml") {
-        return xml_fields(body);
-    }
-    // Forms, and bodies without a type, are read as forms, as CRS reads them.
-    form_pairs(body)
-        .flat_map(|(name, value)| [name.into_owned(), value.into_owned()])
-        .filter(|text| !text.is_empty())
-        .collect()
-}
-
-/// The values of the body's fields named `name`: a form's (read as [`body_fields`] reads
-/// it) or a multipart body's parts that are not files (as [`multipart_fields`] tells
-/// them); none of other bodies.
-fn body_field(headers: &HeaderMap, body: &[u8], name: &str) -> Vec<String> {
-    if body.is_empty() {
-        return Vec::new();
-    }
-    let content_type = content_type(headers);
-    if content_type.trim_start().starts_with("multipart/") {
-        let Some(boundary) = multipart_boundary(headers) else {
-            return Vec::new();
-        };
-        let text = String::from_utf8_lossy(body);
-        return multipart_parts(&text, &boundary)
-            .into_iter()
-            .filter(|(head, _)| {
-                !head.to_ascii_lowercase().contains("filename=")
-                    && disposition(head)
-                        .iter()
-                        .any(|(key, value)| key == "name" && *value == name)
-            })
-            .map(|(_, value)| part_value(value).to_owned())
-            .collect();
-    }
-    if content_type.contains("json") || content_type.contains("xml") {
-        return Vec::new();
-    }
-    form_pairs_raw(body)
-        .filter(|(field, _)| form_decoded(field) == name)
-        .map(|(_, value)| form_decoded(value).into_owned())
-        .collect()
+    read
 }
 
 /// The names and values of a query or a form, decoded as `form_urlencoded::parse`
@@ -589,29 +555,51 @@ fn multipart_parts<'t>(text: &'t str, boundary: &str) -> Vec<(&'t str, &'t str)>
     parts
 }
 
-/// The `name` and `filename` parameters of each part's `Content-Disposition`, quotes
-/// honoured (`name="a;b"` is `a;b`), and each part's other header lines.
-fn multipart_heads(body: &[u8], boundary: &str) -> (Vec<String>, Vec<String>) {
+/// A multipart body's parts: the `name` and `filename` parameters of each one's
+/// `Content-Disposition`, quotes honoured (`name="a;b"` is `a;b`), and its other header
+/// lines; the values of the parts that are not files, and the names of the files (not
+/// their contents: an uploaded image is bytes, not input to parse, as CRS reads uploads).
+fn read_multipart(body: &[u8], boundary: &str, read: &mut ReadBody) {
+    read.multipart = true;
     let text = String::from_utf8_lossy(body);
-    let mut names = Vec::new();
-    let mut others = Vec::new();
-    for (head, _) in multipart_parts(&text, boundary) {
+    for (head, value) in multipart_parts(&text, boundary) {
+        let mut file = false;
         for line in head.lines() {
-            let Some((header, _)) = line.split_once(':') else {
-                continue;
-            };
-            if !header.trim().eq_ignore_ascii_case("content-disposition") {
-                others.push(line.to_owned());
+            if let Some((header, _)) = line.split_once(':')
+                && !header.trim().eq_ignore_ascii_case("content-disposition")
+            {
+                read.headers.push(line.to_owned());
+            }
+            if let Some(at) = line.to_ascii_lowercase().find("filename=") {
+                let name = line[at + "filename=".len()..]
+                    .split(';')
+                    .next()
+                    .unwrap_or("");
+                read.fields.push(name.trim().trim_matches('"').to_owned());
+                file = true;
             }
         }
-        names.extend(
-            disposition(head)
-                .into_iter()
-                .filter(|(key, _)| key == "name" || key == "filename")
-                .map(|(_, value)| value.to_owned()),
-        );
+        let mut part_names = Vec::new();
+        for (key, name) in disposition(head) {
+            if key == "name" || key == "filename" {
+                read.names.push(name.to_owned());
+                if key == "name" {
+                    part_names.push(read.names.len() - 1);
+                }
+            }
+        }
+        let value = value
+            .strip_suffix("\r\n")
+            .or_else(|| value.strip_suffix('\n'))
+            .unwrap_or(value);
+        if file || value.is_empty() {
+            continue;
+        }
+        read.fields.push(value.to_owned());
+        let value_at = read.fields.len() - 1;
+        read.named
+            .extend(part_names.into_iter().map(|name_at| (name_at, value_at)));
     }
-    (names, others)
 }
 
 /// The parameters of a part's `Content-Disposition` (keys in lowercase), quotes honoured.
@@ -645,42 +633,6 @@ fn disposition(head: &str) -> Vec<(String, &str)> {
         }
     }
     parameters
-}
-
-/// A part's value without the line break before the next boundary.
-fn part_value(value: &str) -> &str {
-    value
-        .strip_suffix("\r\n")
-        .or_else(|| value.strip_suffix('\n'))
-        .unwrap_or(value)
-}
-
-/// The values of a multipart body's parts, and the names of its files (not their contents:
-/// an uploaded image is bytes, not input to parse, as CRS reads uploads).
-fn multipart_fields(body: &[u8], boundary: &str) -> Vec<String> {
-    let text = String::from_utf8_lossy(body);
-    let mut fields = Vec::new();
-    for (head, value) in multipart_parts(&text, boundary) {
-        let mut file = false;
-        for line in head.lines() {
-            if let Some(at) = line.to_ascii_lowercase().find("filename=") {
-                let name = line[at + "filename=".len()..]
-                    .split(';')
-                    .next()
-                    .unwrap_or("");
-                fields.push(name.trim().trim_matches('"').to_owned());
-                file = true;
-            }
-        }
-        if file {
-            continue;
-        }
-        let value = part_value(value);
-        if !value.is_empty() {
-            fields.push(value.to_owned());
-        }
-    }
-    fields
 }
 
 /// The text and attribute values of an XML document (not its names, which the document's
@@ -887,7 +839,11 @@ mod tests {
         };
         let headers = HeaderMap::new();
         let check = |body: &[u8]| {
-            assert_eq!(body_fields(&headers, body), reference(body), "{body:?}");
+            assert_eq!(
+                read_body(&headers, body).fields,
+                reference(body),
+                "{body:?}"
+            );
             // The query's arguments, pair by pair.
             assert!(
                 form_pairs(body).eq(form_urlencoded::parse(body)),

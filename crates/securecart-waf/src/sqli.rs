@@ -32,8 +32,8 @@ const SQL_ANSI: u32 = 1 << 3;
 const SQL_MYSQL: u32 = 1 << 4;
 
 /// The longest word the table is looked up with on the stack: longer than any of its
-/// words (a test checks), so a longer one is a bare word.
-const WORD_LIMIT: usize = 32;
+/// words (a test checks), so a longer one is a bare word, looked up in no table.
+pub(crate) const WORD_LIMIT: usize = 32;
 
 /// Whether libinjection flags `input` as SQL injection: `libinjectionrs`'s
 /// `SqliState::new(input, SqliFlags::FLAG_NONE).detect()`. Like libinjection, it reads
@@ -77,13 +77,38 @@ fn lookup(word: &[u8]) -> T {
             })
             .collect()
     });
-    let mut upper = [0u8; WORD_LIMIT];
-    let Some(upper) = upper.get_mut(..word.len()) else {
+    let Some((upper, len)) = capitals(word) else {
         return T::Bareword;
     };
-    upper.copy_from_slice(word);
-    upper.make_ascii_uppercase();
-    table.get(&*upper).copied().unwrap_or(T::Bareword)
+    table.get(&upper[..len]).copied().unwrap_or(T::Bareword)
+}
+
+/// Whether libinjection's table has `word` (any case), alone or as a part of a phrase
+/// (`GROUP` of `GROUP BY`); a word too long for the look-up counts as known (for
+/// `statement::could_be_sqli`, which then leaves the value to the detector).
+pub(crate) fn known_word(word: &[u8]) -> bool {
+    type Words = std::collections::HashSet<&'static [u8], foldhash::fast::FixedState>;
+    static WORDS: std::sync::OnceLock<Words> = std::sync::OnceLock::new();
+    let words = WORDS.get_or_init(|| {
+        sqli_data::SQL_KEYWORDS
+            .iter()
+            .flat_map(|keyword| keyword.word.split(' '))
+            .map(str::as_bytes)
+            .collect()
+    });
+    let Some((upper, len)) = capitals(word) else {
+        return true;
+    };
+    words.contains(&upper[..len])
+}
+
+/// `word` in capitals on the stack, and its length; `None` when it is longer than
+/// [`WORD_LIMIT`].
+fn capitals(word: &[u8]) -> Option<([u8; WORD_LIMIT], usize)> {
+    let mut upper = [0u8; WORD_LIMIT];
+    upper.get_mut(..word.len())?.copy_from_slice(word);
+    upper[..word.len()].make_ascii_uppercase();
+    Some((upper, word.len()))
 }
 
 /// The tokenizer's look-up.

@@ -458,6 +458,7 @@ fn could_be_xss(value: &[u8]) -> bool {
 /// (whose verdicts `sqli::is_sqli` gives), which the tests check: an update must pass
 /// them again.
 fn could_be_sqli(value: &[u8]) -> bool {
+    use crate::sqli::known_word as sql_word;
     let in_word = |byte: &u8| byte.is_ascii_alphanumeric() || *byte == b'_';
     let number = |word: &[u8]| word.iter().all(u8::is_ascii_digit);
     let word = |text: &[u8]| {
@@ -471,7 +472,7 @@ fn could_be_sqli(value: &[u8]) -> bool {
     let bare = |text: &[u8]| {
         text.is_empty()
             || number(text)
-            || (word(text) && text.len() < SQL_WORD_LIMIT && !sql_word(text))
+            || (word(text) && text.len() < crate::sqli::WORD_LIMIT && !sql_word(text))
     };
     // Word by word, up to the first word libinjection knows or byte outside the
     // alphabet: in most text that is a few words in.
@@ -515,31 +516,6 @@ fn could_be_sqli(value: &[u8]) -> bool {
         && plain(domain, 2)
         && !known_before_a_dot
         && !sql_word(name))
-}
-
-/// Words this long are bare words to libinjection, looked up in no table; the prefilter
-/// leaves them to it.
-const SQL_WORD_LIMIT: usize = 32;
-
-/// Whether libinjection's keyword table has `word` (any case), alone or as a part of a
-/// phrase.
-fn sql_word(word: &[u8]) -> bool {
-    type Words = std::collections::HashSet<&'static [u8], foldhash::fast::RandomState>;
-    static WORDS: std::sync::OnceLock<Words> = std::sync::OnceLock::new();
-    let words = WORDS.get_or_init(|| {
-        libinjectionrs::sqli::sqli_data::SQL_KEYWORDS
-            .iter()
-            .flat_map(|keyword| keyword.word.split(' '))
-            .map(str::as_bytes)
-            .collect()
-    });
-    let mut upper = [0u8; SQL_WORD_LIMIT];
-    let Some(upper) = upper.get_mut(..word.len()) else {
-        return true;
-    };
-    upper.copy_from_slice(word);
-    upper.make_ascii_uppercase();
-    words.contains(&*upper)
 }
 
 /// The first value of `field` that `test` accepts after the transformations.
