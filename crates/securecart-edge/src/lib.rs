@@ -16,6 +16,7 @@ pub mod control;
 pub mod error;
 pub mod forward;
 pub mod guard;
+pub mod h1;
 pub mod health;
 pub mod metrics;
 pub mod mitigation;
@@ -54,6 +55,9 @@ use balancer::TargetGroup;
 use metrics::EdgeMetrics;
 use pipeline::Pipeline;
 use rules::{Rule, RuleError, RuleSet};
+
+/// The most headers hyper accepts in a request when no limit is set.
+const HYPER_MAX_HEADERS: usize = 100;
 
 /// Why an edge could not start.
 #[derive(Debug, thiserror::Error)]
@@ -299,13 +303,18 @@ impl Edge {
 
         let limits = control.limits();
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
+        let mut http1 = builder.http1();
+        http1
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
-            .max_headers(limits.max_headers)
             .max_buf_size(limits.max_header_bytes.max(8192))
             .keep_alive(true);
+        // hyper's own limit is 100 headers, parsed into arrays on the stack; a limit set
+        // explicitly, even to 100, makes it build them element by element for every
+        // request.
+        if limits.max_headers != HYPER_MAX_HEADERS {
+            http1.max_headers(limits.max_headers);
+        }
         builder
             .http2()
             .timer(TokioTimer::new())

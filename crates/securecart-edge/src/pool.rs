@@ -2,30 +2,35 @@
 //! target's identity (its address and protocol), so that two groups naming one server, or a
 //! target kept across a reload, reuse the same connections.
 //!
-//! Built on hyper's connection API rather than hyper-util's pooled client: each
-//! [`crate::balancer::Target`] holds its own [`TargetPool`], so a request finds its
-//! connections without hashing a key or taking a shared lock, and an HTTP/1.1 connection
-//! goes back to its pool the moment its response body ends, where the pooled client spawns
-//! a task per request to wait for that. A connection that a target closed while idle is
-//! noticed when it is taken: a request that it never carried is sent on another one.
+//! Rather than hyper-util's pooled client: each [`crate::balancer::Target`] holds its own
+//! [`TargetPool`], so a request finds its connections without hashing a key or taking a
+//! shared lock. HTTP/1.1 is spoken by the request's own task ([`crate::h1`]), and a
+//! connection goes back to its pool the moment its answer's body ends, where the pooled
+//! client spawns a task per request to wait for that. A connection that a target closed
+//! while idle is noticed when it is taken (from the event loop's readiness, without a
+//! system call): a request that it never carried is sent on another one.
 //!
 //! HTTP/1.1 targets get a stack of idle connections (the most recently used first, so that
-//! spare ones age out); HTTP/2 targets share one multiplexed connection.
+//! spare ones age out); HTTP/2 targets share one multiplexed connection, driven by hyper.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
 
 use crate::config::UpstreamProtocol;
-use crate::upstream::EdgeBody;
+use crate::h1;
+use crate::upstream::{BoxError, EdgeBody};
 
 /// How the pools connect and how long they keep idle connections.
 #[derive(Debug, Clone, Copy)]
@@ -56,8 +61,57 @@ impl Default for PoolSettings {
 pub enum PoolError {
     /// No connection could be made: nothing reached the target.
     Connect(String),
-    /// The exchange failed on a connection.
-    Request(hyper::Error),
+    /// The exchange failed on a connection (or the request's body failed while it went).
+    Request(BoxError),
+}
+
+/// A target's answer body: read by the request's own task from an HTTP/1.1 connection
+/// ([`h1`]), or from hyper's HTTP/2 connection.
+#[derive(Debug)]
+pub enum TargetBody {
+    /// From an HTTP/1.1 target.
+    Http1(h1::ResponseBody),
+    /// From an HTTP/2 target.
+    Http2(Incoming),
+}
+
+impl TargetBody {
+    /// The target's connection after it switched protocols (`101`), for the tunnel.
+    pub fn take_switched(&mut self) -> Option<h1::Connection> {
+        match self {
+            TargetBody::Http1(body) => body.take_switched(),
+            TargetBody::Http2(_) => None,
+        }
+    }
+}
+
+impl http_body::Body for TargetBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            TargetBody::Http1(body) => Pin::new(body).poll_frame(context),
+            TargetBody::Http2(body) => Pin::new(body).poll_frame(context).map_err(BoxError::from),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            TargetBody::Http1(body) => body.is_end_stream(),
+            TargetBody::Http2(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            TargetBody::Http1(body) => body.size_hint(),
+            TargetBody::Http2(body) => body.size_hint(),
+        }
+    }
 }
 
 type Key = (SocketAddr, UpstreamProtocol);
@@ -143,33 +197,8 @@ pub struct TargetPool {
 
 #[derive(Debug)]
 struct Idle {
-    sender: http1::SendRequest<EdgeBody>,
+    connection: h1::Connection,
     since: Instant,
-}
-
-/// An HTTP/1.1 connection lent to one request; [`Lease::give_back`] returns it once the
-/// response has been read to its end.
-#[derive(Debug)]
-pub struct Lease {
-    pool: Arc<TargetPool>,
-    sender: http1::SendRequest<EdgeBody>,
-}
-
-impl Lease {
-    /// Returns the connection to its pool, to carry the next request.
-    pub fn give_back(self) {
-        let Lease { pool, mut sender } = self;
-        if sender.is_ready() {
-            pool.put(sender);
-        } else if !sender.is_closed() {
-            // The connection has not yet taken note of the response's end: wait for it.
-            tokio::spawn(async move {
-                if sender.ready().await.is_ok() {
-                    pool.put(sender);
-                }
-            });
-        }
-    }
 }
 
 impl TargetPool {
@@ -178,62 +207,44 @@ impl TargetPool {
         self.protocol
     }
 
-    /// Sends a request on a pooled connection, or a new one. An HTTP/1.1 answer comes with
-    /// the [`Lease`] of its connection, to give back when the body has been read.
+    /// Sends a request on a pooled connection, or a new one, and returns the answer. An
+    /// HTTP/1.1 connection goes back to the pool when the answer's body has been read to
+    /// its end; one whose body is dropped half-read is closed.
     pub async fn send(
         self: &Arc<Self>,
         request: Request<EdgeBody>,
-    ) -> Result<(Response<Incoming>, Option<Lease>), PoolError> {
+    ) -> Result<Response<TargetBody>, PoolError> {
         match self.protocol {
             UpstreamProtocol::Http1 => self.send_http1(request).await,
-            UpstreamProtocol::Http2 => self.send_http2(request).await.map(|answer| (answer, None)),
+            UpstreamProtocol::Http2 => Ok(self.send_http2(request).await?.map(TargetBody::Http2)),
         }
     }
 
     async fn send_http1(
         self: &Arc<Self>,
-        mut request: Request<EdgeBody>,
-    ) -> Result<(Response<Incoming>, Option<Lease>), PoolError> {
-        while let Some(mut sender) = self.take() {
-            match sender.try_send_request(request).await {
-                Ok(response) => return Ok((response, self.lease(sender))),
-                Err(mut error) => match error.take_message() {
-                    // The target closed the idle connection before the request went out:
-                    // nothing was sent, so the next connection carries it.
-                    Some(unsent) => request = unsent,
-                    None => return Err(PoolError::Request(error.into_error())),
-                },
+        request: Request<EdgeBody>,
+    ) -> Result<Response<TargetBody>, PoolError> {
+        let mut outgoing = h1::Outgoing::new(request)
+            .await
+            .map_err(PoolError::Request)?;
+        loop {
+            let mut connection = match self.take() {
+                Some(connection) => connection,
+                // Boxed: the connect future is large, and every client connection's
+                // request future would otherwise carry its size.
+                None => h1::Connection::new(Box::pin(self.connect()).await?),
+            };
+            match outgoing.send(&mut connection).await {
+                Ok((parts, framing)) => {
+                    let body = h1::ResponseBody::new(connection, self, framing);
+                    return Ok(Response::from_parts(parts, TargetBody::Http1(body)));
+                }
+                // The target closed the idle connection before the request went out:
+                // nothing was sent, so the next connection carries it.
+                Err(failure) if failure.unsent => {}
+                Err(failure) => return Err(PoolError::Request(failure.error)),
             }
         }
-        // Boxed: the connect future is large, and every client connection's request
-        // future would otherwise carry its size.
-        let mut sender = Box::pin(self.connect_http1()).await?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(PoolError::Request)?;
-        Ok((response, self.lease(sender)))
-    }
-
-    async fn connect_http1(&self) -> Result<http1::SendRequest<EdgeBody>, PoolError> {
-        let stream = self.connect().await?;
-        let (sender, connection) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(PoolError::Request)?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.with_upgrades().await {
-                tracing::debug!(%error, "upstream connection ended with an error");
-            }
-        });
-        Ok(sender)
-    }
-
-    fn lease(self: &Arc<Self>, sender: http1::SendRequest<EdgeBody>) -> Option<Lease> {
-        Some(Lease {
-            pool: Arc::clone(self),
-            sender,
-        })
     }
 
     async fn send_http2(
@@ -251,11 +262,14 @@ impl TargetPool {
             None => Box::pin(self.connect_http2()).await?,
         };
         // Waits while the connection carries as many streams as the target allows.
-        sender.ready().await.map_err(PoolError::Request)?;
+        sender
+            .ready()
+            .await
+            .map_err(|error| PoolError::Request(error.into()))?;
         sender
             .send_request(request)
             .await
-            .map_err(PoolError::Request)
+            .map_err(|error| PoolError::Request(error.into()))
     }
 
     async fn connect_http2(&self) -> Result<http2::SendRequest<EdgeBody>, PoolError> {
@@ -264,7 +278,7 @@ impl TargetPool {
             .timer(TokioTimer::new())
             .handshake(TokioIo::new(stream))
             .await
-            .map_err(PoolError::Request)?;
+            .map_err(|error| PoolError::Request(error.into()))?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "upstream HTTP/2 connection ended with an error");
@@ -304,25 +318,26 @@ impl TargetPool {
         Ok(stream)
     }
 
-    /// The most recently used idle connection that is still open and ready.
-    fn take(&self) -> Option<http1::SendRequest<EdgeBody>> {
+    /// The most recently used idle connection that is still open and has not expired.
+    fn take(&self) -> Option<h1::Connection> {
         let mut idle = self.idle.lock();
-        while let Some(Idle { sender, since }) = idle.pop_back() {
-            if sender.is_ready() && since.elapsed() < self.settings.idle_timeout {
-                return Some(sender);
+        while let Some(Idle { connection, since }) = idle.pop_back() {
+            if connection.is_usable() && since.elapsed() < self.settings.idle_timeout {
+                return Some(connection);
             }
         }
         None
     }
 
-    fn put(&self, sender: http1::SendRequest<EdgeBody>) {
+    /// Keeps a connection whose exchange ended for the next request.
+    pub(crate) fn put(&self, connection: h1::Connection) {
         let mut idle = self.idle.lock();
         if idle.len() >= self.settings.max_idle {
-            // The oldest goes: dropping its sender closes it.
+            // The oldest goes: dropping it closes it.
             idle.pop_front();
         }
         idle.push_back(Idle {
-            sender,
+            connection,
             since: Instant::now(),
         });
     }
@@ -332,7 +347,7 @@ impl TargetPool {
     fn close_expired(&self) {
         let mut idle = self.idle.lock();
         idle.retain(|entry| {
-            !entry.sender.is_closed() && entry.since.elapsed() < self.settings.idle_timeout
+            entry.connection.is_usable() && entry.since.elapsed() < self.settings.idle_timeout
         });
         let mut shared = self.shared.lock();
         if shared.as_ref().is_some_and(http2::SendRequest::is_closed) {

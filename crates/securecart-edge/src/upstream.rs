@@ -13,17 +13,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, Uri, Version};
-use http_body::Body as _;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::Incoming;
 
 use crate::balancer::{InFlight, TargetGroup};
 use crate::config::UpstreamProtocol;
 use crate::context::RequestContext;
 use crate::error::EdgeError;
 use crate::metrics::EdgeMetrics;
-use crate::pool::{Lease, PoolError};
+use crate::pool::{PoolError, TargetBody};
 
 /// The error of a body the edge relays: hyper's, or the edge's own (a body over its limit).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -130,18 +128,23 @@ where
 
 /// Joins the client's and the target's connections once both have switched protocols (a
 /// WebSocket, say) and copies bytes both ways until either side closes.
-fn tunnel(client: hyper::upgrade::OnUpgrade, target: hyper::upgrade::OnUpgrade) {
+fn tunnel(client: hyper::upgrade::OnUpgrade, target: crate::h1::Connection) {
     tokio::spawn(async move {
-        let (client, target) = match tokio::try_join!(client, target) {
-            Ok(both) => both,
+        let client = match client.await {
+            Ok(client) => client,
             Err(error) => {
                 tracing::debug!(%error, "protocol switch failed");
                 return;
             }
         };
         let mut client = hyper_util::rt::TokioIo::new(client);
-        let mut target = hyper_util::rt::TokioIo::new(target);
-        if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut target).await {
+        // What the target sent right after its switch was read with the answer's head.
+        let (mut target, early) = target.into_parts();
+        let copied = async {
+            tokio::io::AsyncWriteExt::write_all(&mut client, &early).await?;
+            tokio::io::copy_bidirectional(&mut client, &mut target).await
+        };
+        if let Err(error) = copied.await {
             tracing::debug!(%error, "upgraded connection ended with an error");
         }
     });
@@ -159,26 +162,10 @@ fn over_limit(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// A target's response body, carrying the count of its request in flight until it ends,
-/// and the lease of its connection, given back to the pool once the body was read whole.
+/// A target's response body, carrying the count of its request in flight until it ends.
 struct CountedBody {
-    inner: Incoming,
+    inner: TargetBody,
     in_flight: InFlight,
-    lease: Option<Lease>,
-    /// Whether the body was read to its end.
-    finished: bool,
-}
-
-impl Drop for CountedBody {
-    fn drop(&mut self) {
-        if let Some(lease) = self.lease.take()
-            && (self.finished || self.inner.is_end_stream())
-        {
-            lease.give_back();
-        }
-        // A body abandoned half-read leaves its connection unusable: dropping the lease
-        // closes it.
-    }
 }
 
 impl http_body::Body for CountedBody {
@@ -195,13 +182,7 @@ impl http_body::Body for CountedBody {
                 "the target's deregistration delay ended",
             ))));
         }
-        let frame = std::pin::Pin::new(&mut this.inner).poll_frame(context);
-        match &frame {
-            std::task::Poll::Ready(None) => this.finished = true,
-            std::task::Poll::Ready(Some(Ok(_))) => this.finished = this.inner.is_end_stream(),
-            _ => {}
-        }
-        frame.map_err(BoxError::from)
+        std::pin::Pin::new(&mut this.inner).poll_frame(context)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -333,7 +314,7 @@ where
         };
         match answer {
             Err(_) => return Err(EdgeError::Timeout),
-            Ok(Ok((mut response, lease))) => {
+            Ok(Ok(mut response)) => {
                 context.target = Some(target.address);
                 context.target_answered = Some(std::time::Instant::now());
                 context.target_status = Some(response.status().as_u16());
@@ -348,15 +329,14 @@ where
                 }
                 if response.status() == http::StatusCode::SWITCHING_PROTOCOLS
                     && let Some(client_upgrade) = client_upgrade
+                    && let Some(target_connection) = response.body_mut().take_switched()
                 {
-                    tunnel(client_upgrade, hyper::upgrade::on(&mut response));
+                    tunnel(client_upgrade, target_connection);
                 }
                 return Ok(response.map(|body| {
                     CountedBody {
                         inner: body,
                         in_flight,
-                        lease,
-                        finished: false,
                     }
                     .boxed_unsync()
                 }));
@@ -366,7 +346,7 @@ where
                     PoolError::Connect(reason) => EdgeError::Connect(reason),
                     PoolError::Request(error) => {
                         if let Some(limit) = max_body_bytes
-                            && over_limit(&error)
+                            && over_limit(&*error)
                         {
                             EdgeError::BodyTooLarge(limit)
                         } else {

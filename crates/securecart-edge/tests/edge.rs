@@ -1326,6 +1326,12 @@ async fn bodies_over_the_rules_limit_and_oversized_headers_are_refused() {
         "{}",
         &answer[..answer.len().min(200)]
     );
+    // So do more than 100 headers (the default limit); 100 pass (to the default action,
+    // a fixed 404: a target adds the edge's forwarding headers to its own count).
+    for (count, status) in [(100, "HTTP/1.1 404"), (101, "HTTP/1.1 431")] {
+        let answer = raw_exchange(&address, &with_headers("/elsewhere", count)).await;
+        assert!(answer.starts_with(status), "{count} headers: {answer}");
+    }
     edge.shutdown().await;
 }
 
@@ -1434,6 +1440,30 @@ async fn target_stickiness_keeps_a_client_on_its_target() {
     assert_eq!(names.len(), 2);
     edge.shutdown().await;
     drop((a, b));
+}
+
+/// A request for `path` with `count` headers (Host, filler, and Connection: close).
+fn with_headers(path: &str, count: usize) -> String {
+    let filler: String = (2..count)
+        .map(|index| format!("X-Header-{index}: {index}\r\n"))
+        .collect();
+    format!("GET {path} HTTP/1.1\r\nHost: shop.example\r\n{filler}Connection: close\r\n\r\n")
+}
+
+#[tokio::test]
+async fn a_configured_header_count_is_kept() {
+    let limits = Limits {
+        max_headers: 20,
+        drain_timeout: Duration::from_secs(2),
+        ..Limits::default()
+    };
+    let edge = start_edge_with_limits(Vec::new(), not_found(), Vec::new(), limits).await;
+    let address = edge.url.trim_start_matches("http://").to_owned();
+    for (count, status) in [(20, "HTTP/1.1 404"), (21, "HTTP/1.1 431")] {
+        let answer = raw_exchange(&address, &with_headers("/", count)).await;
+        assert!(answer.starts_with(status), "{count} headers: {answer}");
+    }
+    edge.shutdown().await;
 }
 
 #[tokio::test]

@@ -1,0 +1,827 @@
+//! HTTP/1.1 to targets, spoken by the task of the request that sends it.
+//!
+//! Written here rather than taken from hyper's `client::conn::http1`: hyper drives each
+//! client connection in a task of its own, so every forwarded request crossed two tasks
+//! (the client's connection and the target's) through a channel, a oneshot and their
+//! wakers. `perf` of the keep-alive benchmark put that connection task at a tenth of the
+//! edge's CPU time, as much as all the rest of its user-space work on the request but the
+//! pipeline. nginx, HAProxy and Pingora do as this module does: the request's own task writes
+//! the request, reads the answer's head, and hands the connection back to its pool the moment
+//! the answer's body has been read, without waking anything else. Parsing is `httparse`'s
+//! (hyper's own parser); this module holds only the framing of RFC 9112: the request's head
+//! and body (with a length, or chunked), and the answer's body (a length, chunked with its
+//! trailers, or up to the close), with interim answers skipped and a protocol switch handed
+//! over with the connection.
+//!
+//! The edge's clients are still served by hyper ([`crate::serve_connection`]); HTTP/2
+//! targets by hyper's HTTP/2 client, which multiplexes one connection.
+
+use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Response, StatusCode, Version};
+use http_body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::pool::TargetPool;
+use crate::upstream::{BoxError, EdgeBody};
+
+/// The largest head of an answer (status line and headers), and of its trailers.
+pub const MAX_HEAD: usize = 64 * 1024;
+/// The most headers an answer may carry (hyper's limit).
+const MAX_HEADERS: usize = 100;
+/// How much is read from a target at once.
+const READ_SIZE: usize = 16 * 1024;
+/// The longest line giving a chunk's size (with its extensions).
+const MAX_CHUNK_LINE: usize = 4096;
+/// A pooled connection keeps a read buffer up to this size; a larger one goes.
+const KEEP_BUFFER: usize = 32 * 1024;
+
+/// A connection to a target, with what was read from it and not yet used.
+#[derive(Debug)]
+pub struct Connection {
+    stream: TcpStream,
+    buffer: BytesMut,
+    /// Whether it carried a request before (a pooled connection the target may have
+    /// closed while it was idle).
+    reused: bool,
+}
+
+/// Why an exchange failed, and whether any of the request reached the target.
+#[derive(Debug)]
+pub struct Failure {
+    /// The cause.
+    pub error: BoxError,
+    /// Nothing was written: the request may go on another connection.
+    pub unsent: bool,
+}
+
+impl Failure {
+    fn sent(error: impl Into<BoxError>) -> Self {
+        Self {
+            error: error.into(),
+            unsent: false,
+        }
+    }
+}
+
+impl Connection {
+    /// A new connection.
+    pub fn new(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            buffer: BytesMut::new(),
+            reused: false,
+        }
+    }
+
+    /// Whether the connection, idle in its pool, may carry a request: the target has
+    /// neither closed it nor sent anything unasked. Costs no system call unless the event
+    /// loop saw the socket become readable.
+    pub fn is_usable(&self) -> bool {
+        if !self.buffer.is_empty() {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        matches!(self.stream.try_read(&mut probe), Err(error) if error.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// Readies the connection to wait in its pool.
+    fn idle(&mut self) {
+        self.reused = true;
+        if self.buffer.capacity() > KEEP_BUFFER {
+            self.buffer = BytesMut::new();
+        }
+    }
+
+    /// Reads more of the answer; `Ok(0)` when the target closed the connection.
+    async fn fill(&mut self) -> io::Result<usize> {
+        if self.buffer.len() >= MAX_HEAD {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the target's answer head is larger than 64 KiB",
+            ));
+        }
+        self.buffer.reserve(READ_SIZE);
+        self.stream.read_buf(&mut self.buffer).await
+    }
+
+    fn poll_fill(&mut self, context: &mut Context<'_>, size: usize) -> Poll<io::Result<usize>> {
+        self.buffer.reserve(size);
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), context, &mut self.buffer)
+    }
+
+    /// Writes every slice, counting what went into `written`.
+    async fn write_all(
+        &mut self,
+        slices: &mut [IoSlice<'_>],
+        written: &mut usize,
+    ) -> io::Result<()> {
+        let mut slices = slices;
+        IoSlice::advance_slices(&mut slices, 0);
+        while !slices.is_empty() {
+            let count = self.stream.write_vectored(slices).await?;
+            if count == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            *written += count;
+            IoSlice::advance_slices(&mut slices, count);
+        }
+        Ok(())
+    }
+
+    /// The connection and the bytes the target sent past the head of its protocol switch.
+    pub fn into_parts(self) -> (TcpStream, Bytes) {
+        (self.stream, self.buffer.freeze())
+    }
+}
+
+/// How a request's body is framed on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RequestFraming {
+    /// No body, and no length said.
+    None,
+    /// `Content-Length`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// A request ready to go: its head in wire form, and its body.
+#[derive(Debug)]
+pub struct Outgoing {
+    head: Vec<u8>,
+    framing: RequestFraming,
+    /// The body's first data, taken before the head is written so that both go in one
+    /// write (the whole of a buffered body).
+    first: Option<Bytes>,
+    body: Option<EdgeBody>,
+    /// Whether the request is `HEAD`, whose answer has no body.
+    head_request: bool,
+}
+
+impl Outgoing {
+    /// Writes the head of `request` (origin form, HTTP/1.1) and reads the first of its body.
+    pub async fn new(request: http::Request<EdgeBody>) -> Result<Self, BoxError> {
+        let (parts, mut body) = request.into_parts();
+        let framing = if body.is_end_stream() {
+            let said = parts.headers.contains_key(header::CONTENT_LENGTH);
+            // As hyper does: a method that carries a body says it has none.
+            if said || matches!(parts.method, Method::POST | Method::PUT | Method::PATCH) {
+                RequestFraming::Length(0)
+            } else {
+                RequestFraming::None
+            }
+        } else {
+            match body.size_hint().exact() {
+                Some(length) => RequestFraming::Length(length),
+                None => RequestFraming::Chunked,
+            }
+        };
+        let mut head = Vec::with_capacity(256);
+        head.extend_from_slice(parts.method.as_str().as_bytes());
+        head.push(b' ');
+        head.extend_from_slice(
+            parts
+                .uri
+                .path_and_query()
+                .map_or("/", http::uri::PathAndQuery::as_str)
+                .as_bytes(),
+        );
+        head.extend_from_slice(b" HTTP/1.1\r\n");
+        for (name, value) in &parts.headers {
+            // The framing is this module's to say.
+            if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+                continue;
+            }
+            head.extend_from_slice(name.as_str().as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value.as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
+        match framing {
+            RequestFraming::None => {}
+            RequestFraming::Length(length) => {
+                head.extend_from_slice(b"content-length: ");
+                head.extend_from_slice(length.to_string().as_bytes());
+                head.extend_from_slice(b"\r\n");
+            }
+            RequestFraming::Chunked => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        }
+        head.extend_from_slice(b"\r\n");
+        let mut first = None;
+        let mut rest = None;
+        if !body.is_end_stream() {
+            while let Some(frame) =
+                std::future::poll_fn(|context| Pin::new(&mut body).poll_frame(context)).await
+            {
+                if let Ok(data) = frame?.into_data()
+                    && !data.is_empty()
+                {
+                    first = Some(data);
+                    break;
+                }
+            }
+            if !body.is_end_stream() {
+                rest = Some(body);
+            }
+        }
+        Ok(Self {
+            head,
+            framing,
+            first,
+            body: rest,
+            head_request: parts.method == Method::HEAD,
+        })
+    }
+
+    /// Sends the request on `connection` and reads the head of its answer. A failure says
+    /// whether nothing went out, so that the request may be sent on another connection.
+    pub async fn send(
+        &mut self,
+        connection: &mut Connection,
+    ) -> Result<(http::response::Parts, ResponseFraming), Failure> {
+        let mut written = 0;
+        let chunk_line = match (&self.first, self.framing) {
+            (Some(first), RequestFraming::Chunked) => format!("{:x}\r\n", first.len()),
+            _ => String::new(),
+        };
+        let first = self.first.as_deref().unwrap_or_default();
+        let chunk_end: &[u8] = match self.framing {
+            RequestFraming::Chunked if self.body.is_none() && first.is_empty() => b"0\r\n\r\n",
+            RequestFraming::Chunked if self.body.is_none() => b"\r\n0\r\n\r\n",
+            RequestFraming::Chunked if !first.is_empty() => b"\r\n",
+            _ => b"",
+        };
+        let mut slices = [
+            IoSlice::new(&self.head),
+            IoSlice::new(chunk_line.as_bytes()),
+            IoSlice::new(first),
+            IoSlice::new(chunk_end),
+        ];
+        if let Err(error) = connection.write_all(&mut slices, &mut written).await {
+            return Err(Failure {
+                error: error.into(),
+                unsent: written == 0 && connection.reused,
+            });
+        }
+        if let Some(body) = self.body.take() {
+            write_body(connection, body, self.framing == RequestFraming::Chunked).await?;
+        }
+        read_head(connection, self.head_request).await
+    }
+}
+
+/// Writes the rest of a streaming body.
+async fn write_body(
+    connection: &mut Connection,
+    mut body: EdgeBody,
+    chunked: bool,
+) -> Result<(), Failure> {
+    let mut written = 0;
+    while let Some(frame) =
+        std::future::poll_fn(|context| Pin::new(&mut body).poll_frame(context)).await
+    {
+        // A body that fails (one past its limit, a client gone) fails the request.
+        let Ok(data) = frame
+            .map_err(|error| Failure {
+                error,
+                unsent: false,
+            })?
+            .into_data()
+        else {
+            // Trailers of a request are not forwarded.
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        let line = if chunked {
+            format!("{:x}\r\n", data.len())
+        } else {
+            String::new()
+        };
+        let end: &[u8] = if chunked { b"\r\n" } else { b"" };
+        let mut slices = [
+            IoSlice::new(line.as_bytes()),
+            IoSlice::new(&data),
+            IoSlice::new(end),
+        ];
+        connection
+            .write_all(&mut slices, &mut written)
+            .await
+            .map_err(Failure::sent)?;
+    }
+    if chunked {
+        connection
+            .write_all(&mut [IoSlice::new(b"0\r\n\r\n")], &mut written)
+            .await
+            .map_err(Failure::sent)?;
+    }
+    Ok(())
+}
+
+/// How an answer's body is framed (RFC 9112 section 6.3), and whether the connection may
+/// carry another request after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseFraming {
+    body: BodyFraming,
+    reusable: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyFraming {
+    /// No body: a `HEAD`, 1xx, 204 or 304 answer, or a length of zero.
+    Empty,
+    /// So many bytes are left.
+    Length(u64),
+    /// Chunked.
+    Chunked,
+    /// Up to the close of the connection.
+    Close,
+    /// A protocol switch: what follows is the new protocol's.
+    Switched,
+}
+
+fn invalid(message: &'static str) -> Failure {
+    Failure::sent(message)
+}
+
+/// Reads an answer's head, skipping interim (1xx) answers but a protocol switch.
+async fn read_head(
+    connection: &mut Connection,
+    head_request: bool,
+) -> Result<(http::response::Parts, ResponseFraming), Failure> {
+    loop {
+        let parsed = if connection.buffer.is_empty() {
+            None
+        } else {
+            let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+            let mut response = httparse::Response::new(&mut []);
+            match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+                &mut response,
+                &connection.buffer,
+                &mut headers,
+            ) {
+                Ok(httparse::Status::Complete(length)) => {
+                    let status = response.code.unwrap_or_default();
+                    let version = response.version.unwrap_or_default();
+                    let offsets: Vec<(HeaderName, std::ops::Range<usize>)> = {
+                        let base = connection.buffer.as_ptr() as usize;
+                        let mut offsets = Vec::with_capacity(response.headers.len());
+                        for field in response.headers.iter() {
+                            let name = HeaderName::from_bytes(field.name.as_bytes())
+                                .map_err(|_| invalid("the target sent an invalid header name"))?;
+                            let start = field.value.as_ptr() as usize - base;
+                            offsets.push((name, start..start + field.value.len()));
+                        }
+                        offsets
+                    };
+                    Some((length, status, version, offsets))
+                }
+                Ok(httparse::Status::Partial) => None,
+                Err(_) => return Err(invalid("the target sent an invalid answer head")),
+            }
+        };
+        let Some((length, status, version, offsets)) = parsed else {
+            match connection.fill().await {
+                Ok(0) if connection.buffer.is_empty() => {
+                    return Err(Failure::sent(
+                        "the target closed the connection without answering",
+                    ));
+                }
+                Ok(0) => return Err(invalid("the target closed the connection mid-head")),
+                Ok(_) => continue,
+                Err(error) => return Err(Failure::sent(error)),
+            }
+        };
+        let head = connection.buffer.split_to(length).freeze();
+        let status = StatusCode::from_u16(status)
+            .map_err(|_| invalid("the target sent an invalid status code"))?;
+        if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+            // `100 Continue` and the like: the final answer follows.
+            continue;
+        }
+        let mut headers = HeaderMap::with_capacity(offsets.len());
+        for (name, range) in offsets {
+            let value = HeaderValue::from_maybe_shared(head.slice(range))
+                .map_err(|_| invalid("the target sent an invalid header value"))?;
+            headers.append(name, value);
+        }
+        let (mut parts, ()) = Response::new(()).into_parts();
+        parts.status = status;
+        parts.version = if version == 0 {
+            Version::HTTP_10
+        } else {
+            Version::HTTP_11
+        };
+        let framing = response_framing(&mut headers, status, parts.version, head_request)?;
+        parts.headers = headers;
+        return Ok((parts, framing));
+    }
+}
+
+/// The framing of an answer from its headers; drops a `Content-Length` that a
+/// `Transfer-Encoding` overrides, so that it is not passed on.
+fn response_framing(
+    headers: &mut HeaderMap,
+    status: StatusCode,
+    version: Version,
+    head_request: bool,
+) -> Result<ResponseFraming, Failure> {
+    let (mut close, mut keep_alive) = (false, false);
+    each_token(headers, header::CONNECTION, |token| {
+        close |= token.eq_ignore_ascii_case("close");
+        keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+        Ok(())
+    })?;
+    let mut reusable = if version == Version::HTTP_10 {
+        keep_alive
+    } else {
+        !close
+    };
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        return Ok(ResponseFraming {
+            body: BodyFraming::Switched,
+            reusable: false,
+        });
+    }
+    let (mut codings, mut chunked) = (0, false);
+    each_token(headers, header::TRANSFER_ENCODING, |token| {
+        codings += 1;
+        chunked = token.eq_ignore_ascii_case("chunked");
+        Ok(())
+    })?;
+    let body =
+        if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+            BodyFraming::Empty
+        } else if codings > 0 {
+            // A length beside a transfer coding is not to be trusted (RFC 9112 section 6.3),
+            // nor passed on; nor is the connection after it.
+            if headers.remove(header::CONTENT_LENGTH).is_some() {
+                reusable = false;
+            }
+            if chunked {
+                BodyFraming::Chunked
+            } else {
+                reusable = false;
+                BodyFraming::Close
+            }
+        } else if headers.contains_key(header::CONTENT_LENGTH) {
+            let mut length = None;
+            each_token(headers, header::CONTENT_LENGTH, |value| {
+                let parsed: u64 = value
+                    .parse()
+                    .ok()
+                    .filter(|_| value.bytes().all(|byte| byte.is_ascii_digit()))
+                    .ok_or_else(|| invalid("the target sent an invalid Content-Length"))?;
+                if length.is_some_and(|length| length != parsed) {
+                    return Err(invalid("the target sent two different Content-Lengths"));
+                }
+                length = Some(parsed);
+                Ok(())
+            })?;
+            match length {
+                Some(0) => BodyFraming::Empty,
+                Some(length) => BodyFraming::Length(length),
+                None => return Err(invalid("the target sent an invalid Content-Length")),
+            }
+        } else {
+            reusable = false;
+            BodyFraming::Close
+        };
+    Ok(ResponseFraming { body, reusable })
+}
+
+/// Calls `each` with every comma-separated token of a header's values, trimmed; empty
+/// ones are skipped.
+fn each_token(
+    headers: &HeaderMap,
+    name: HeaderName,
+    mut each: impl FnMut(&str) -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    for value in headers.get_all(name) {
+        let text = value
+            .to_str()
+            .map_err(|_| invalid("the target sent an invalid framing header"))?;
+        for token in text
+            .split(',')
+            .map(str::trim)
+            .filter(|token| !token.is_empty())
+        {
+            each(token)?;
+        }
+    }
+    Ok(())
+}
+
+/// Where a chunked body's reading stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// At a chunk's size line.
+    Size,
+    /// In a chunk's data, with so many bytes left.
+    Data(u64),
+    /// At the line end after a chunk's data.
+    DataEnd,
+    /// After the last chunk: at the trailers, or the empty line ending the body.
+    Trailers,
+}
+
+#[derive(Debug)]
+enum Reading {
+    Length(u64),
+    Chunked(Chunk),
+    Close,
+}
+
+/// A target's answer body, read from its connection by whichever task polls it; the
+/// connection goes back to its pool when the body has been read to its end.
+#[derive(Debug)]
+pub struct ResponseBody {
+    state: State,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Read to its end (or never had a body).
+    Done,
+    /// Still on the wire.
+    Reading {
+        connection: Connection,
+        pool: Arc<TargetPool>,
+        reading: Reading,
+        reusable: bool,
+    },
+    /// A protocol switch: the connection, for the tunnel.
+    Switched(Connection),
+}
+
+impl ResponseBody {
+    /// The body of an answer whose head `send` read from `connection`; an answer with no
+    /// body gives its connection back at once.
+    pub fn new(connection: Connection, pool: &Arc<TargetPool>, framing: ResponseFraming) -> Self {
+        let reading = match framing.body {
+            BodyFraming::Empty => {
+                give_back(connection, pool, framing.reusable);
+                return Self { state: State::Done };
+            }
+            BodyFraming::Switched => {
+                return Self {
+                    state: State::Switched(connection),
+                };
+            }
+            BodyFraming::Length(length) => Reading::Length(length),
+            BodyFraming::Chunked => Reading::Chunked(Chunk::Size),
+            BodyFraming::Close => Reading::Close,
+        };
+        Self {
+            state: State::Reading {
+                connection,
+                pool: Arc::clone(pool),
+                reading,
+                reusable: framing.reusable,
+            },
+        }
+    }
+
+    /// The target's connection after a protocol switch.
+    pub fn take_switched(&mut self) -> Option<Connection> {
+        match std::mem::replace(&mut self.state, State::Done) {
+            State::Switched(connection) => Some(connection),
+            other => {
+                self.state = other;
+                None
+            }
+        }
+    }
+
+    /// Ends the body: its connection goes back to the pool if it may carry another request.
+    fn finish(&mut self) {
+        if let State::Reading {
+            connection,
+            pool,
+            reusable,
+            ..
+        } = std::mem::replace(&mut self.state, State::Done)
+        {
+            give_back(connection, &pool, reusable);
+        }
+    }
+}
+
+fn give_back(mut connection: Connection, pool: &TargetPool, reusable: bool) {
+    // Bytes past the answer's end are the target's mistake: the connection is not trusted.
+    if reusable && connection.buffer.is_empty() {
+        connection.idle();
+        pool.put(connection);
+    }
+}
+
+/// The line ending a chunk-size line, if it has been read; errors past a sane length.
+fn line_end(buffer: &[u8]) -> Result<Option<usize>, BoxError> {
+    match buffer
+        .iter()
+        .take(MAX_CHUNK_LINE)
+        .position(|&byte| byte == b'\n')
+    {
+        Some(end) => Ok(Some(end)),
+        None if buffer.len() >= MAX_CHUNK_LINE => {
+            Err("the target sent an overlong chunk line".into())
+        }
+        None => Ok(None),
+    }
+}
+
+/// A chunk's size from its line (without the line end), extensions ignored.
+fn chunk_size(line: &[u8]) -> Result<u64, BoxError> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let size = line.split(|&byte| byte == b';').next().unwrap_or_default();
+    let size = size.trim_ascii();
+    if size.is_empty() || size.len() > 16 || !size.iter().all(u8::is_ascii_hexdigit) {
+        return Err("the target sent an invalid chunk size".into());
+    }
+    let text = std::str::from_utf8(size).map_err(|_| "the target sent an invalid chunk size")?;
+    u64::from_str_radix(text, 16).map_err(|_| "the target sent an invalid chunk size".into())
+}
+
+/// Takes up to `limit` bytes of the buffer as a data frame.
+fn take(buffer: &mut BytesMut, limit: u64) -> Bytes {
+    let count = usize::try_from(limit)
+        .unwrap_or(usize::MAX)
+        .min(buffer.len());
+    buffer.split_to(count).freeze()
+}
+
+/// Parses the trailers at the start of `buffer`: their length and map, or `None` if they
+/// have not all been read.
+fn trailers(buffer: &[u8]) -> Result<Option<(usize, HeaderMap)>, BoxError> {
+    if buffer.starts_with(b"\r\n") {
+        return Ok(Some((2, HeaderMap::new())));
+    }
+    if buffer.starts_with(b"\n") {
+        return Ok(Some((1, HeaderMap::new())));
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    match httparse::parse_headers(buffer, &mut headers) {
+        Ok(httparse::Status::Complete((length, fields))) => {
+            let mut map = HeaderMap::with_capacity(fields.len());
+            for field in fields {
+                let name = HeaderName::from_bytes(field.name.as_bytes())
+                    .map_err(|_| "the target sent an invalid trailer")?;
+                let value = HeaderValue::from_bytes(field.value)
+                    .map_err(|_| "the target sent an invalid trailer")?;
+                map.append(name, value);
+            }
+            Ok(Some((length, map)))
+        }
+        Ok(httparse::Status::Partial) if buffer.len() < MAX_HEAD => Ok(None),
+        Ok(httparse::Status::Partial) => Err("the target's trailers are larger than 64 KiB".into()),
+        Err(_) => Err("the target sent invalid trailers".into()),
+    }
+}
+
+const CLOSED_EARLY: &str = "the target closed the connection before the body's end";
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            let State::Reading {
+                connection,
+                reading,
+                ..
+            } = &mut this.state
+            else {
+                return Poll::Ready(None);
+            };
+            // What the buffer holds is used first; then, if more is needed, a read.
+            let wanted = match reading {
+                Reading::Length(left) => {
+                    if !connection.buffer.is_empty() {
+                        let data = take(&mut connection.buffer, *left);
+                        *left -= data.len() as u64;
+                        if *left == 0 {
+                            this.finish();
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    usize::try_from(*left)
+                        .unwrap_or(usize::MAX)
+                        .min(READ_SIZE * 4)
+                }
+                Reading::Close => {
+                    if !connection.buffer.is_empty() {
+                        let data = connection.buffer.split().freeze();
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    READ_SIZE * 4
+                }
+                Reading::Chunked(chunk) => match *chunk {
+                    Chunk::Size => match line_end(&connection.buffer) {
+                        Err(error) => return Poll::Ready(Some(Err(self::fail(this, error)))),
+                        Ok(Some(end)) => {
+                            match chunk_size(&connection.buffer[..end]) {
+                                Ok(0) => *chunk = Chunk::Trailers,
+                                Ok(size) => *chunk = Chunk::Data(size),
+                                Err(error) => {
+                                    return Poll::Ready(Some(Err(self::fail(this, error))));
+                                }
+                            }
+                            connection.buffer.advance(end + 1);
+                            continue;
+                        }
+                        Ok(None) => READ_SIZE,
+                    },
+                    Chunk::Data(left) => {
+                        if !connection.buffer.is_empty() {
+                            let data = take(&mut connection.buffer, left);
+                            let left = left - data.len() as u64;
+                            *chunk = if left == 0 {
+                                Chunk::DataEnd
+                            } else {
+                                Chunk::Data(left)
+                            };
+                            return Poll::Ready(Some(Ok(Frame::data(data))));
+                        }
+                        usize::try_from(left)
+                            .unwrap_or(usize::MAX)
+                            .min(READ_SIZE * 4)
+                    }
+                    Chunk::DataEnd => {
+                        let buffer = &connection.buffer;
+                        if buffer.starts_with(b"\r\n") || buffer.starts_with(b"\n") {
+                            let length = if buffer[0] == b'\r' { 2 } else { 1 };
+                            connection.buffer.advance(length);
+                            *chunk = Chunk::Size;
+                            continue;
+                        }
+                        if buffer.len() >= 2 || buffer.first().is_some_and(|&byte| byte != b'\r') {
+                            let error =
+                                BoxError::from("the target sent a chunk longer than it said");
+                            return Poll::Ready(Some(Err(self::fail(this, error))));
+                        }
+                        READ_SIZE
+                    }
+                    Chunk::Trailers => match trailers(&connection.buffer) {
+                        Err(error) => return Poll::Ready(Some(Err(self::fail(this, error)))),
+                        Ok(Some((length, map))) => {
+                            connection.buffer.advance(length);
+                            this.finish();
+                            if map.is_empty() {
+                                return Poll::Ready(None);
+                            }
+                            return Poll::Ready(Some(Ok(Frame::trailers(map))));
+                        }
+                        Ok(None) => READ_SIZE,
+                    },
+                },
+            };
+            match ready!(connection.poll_fill(context, wanted)) {
+                Ok(0) => {
+                    if matches!(reading, Reading::Close) {
+                        // The end of a body that runs to the close; the connection goes.
+                        this.state = State::Done;
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Ready(Some(Err(self::fail(this, CLOSED_EARLY.into()))));
+                }
+                Ok(_) => {}
+                Err(error) => return Poll::Ready(Some(Err(self::fail(this, error.into())))),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.state, State::Done | State::Switched(_))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.state {
+            State::Done | State::Switched(_) => SizeHint::with_exact(0),
+            State::Reading {
+                reading: Reading::Length(left),
+                ..
+            } => SizeHint::with_exact(*left),
+            State::Reading { .. } => SizeHint::default(),
+        }
+    }
+}
+
+/// Drops the connection of a body that failed, and passes its error on.
+fn fail(body: &mut ResponseBody, error: BoxError) -> BoxError {
+    body.state = State::Done;
+    error
+}

@@ -1,0 +1,482 @@
+//! HTTP/1.1 to targets (`securecart_edge::h1`, through the pool that holds its connections)
+//! against a raw TCP target that answers with scripted bytes: every way an answer's body can
+//! be framed, interim answers, what makes a connection reusable, answers that must be
+//! refused, and how request bodies are framed on the way out.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use http::{Method, Request};
+use http_body_util::BodyExt;
+use parking_lot::Mutex;
+use securecart_edge::UpstreamProtocol;
+use securecart_edge::pool::{PoolError, PoolSettings, Pools, TargetPool};
+use securecart_edge::upstream::{self, EdgeBody};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A target answering each request it reads with the next of `answers`, closing the
+/// connection after an answer marked so. It records the requests it read, and counts its
+/// connections.
+struct RawTarget {
+    address: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+async fn raw_target(answers: Vec<(Vec<u8>, bool)>) -> RawTarget {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let answers = Arc::new(Mutex::new(answers.into_iter()));
+    let (counter, seen) = (Arc::clone(&accepted), Arc::clone(&requests));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let (answers, seen) = (Arc::clone(&answers), Arc::clone(&seen));
+            tokio::spawn(async move {
+                let mut stream = stream;
+                let mut buffer = Vec::new();
+                while let Some(request) = read_request(&mut stream, &mut buffer).await {
+                    seen.lock().push(request);
+                    let Some((answer, close)) = answers.lock().next() else {
+                        return;
+                    };
+                    if stream.write_all(&answer).await.is_err() || close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    RawTarget {
+        address,
+        accepted,
+        requests,
+    }
+}
+
+/// Reads one request (head, and a body framed by length or chunks) as text.
+async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<String> {
+    let head_end = loop {
+        if let Some(end) = buffer.windows(4).position(|window| window == b"\r\n\r\n") {
+            break end + 4;
+        }
+        let mut chunk = [0u8; 4096];
+        let read = stream.read(&mut chunk).await.ok()?;
+        if read == 0 {
+            return None;
+        }
+        buffer.extend_from_slice(&chunk[..read]);
+    };
+    let head = String::from_utf8_lossy(&buffer[..head_end]).to_lowercase();
+    let body_end = if head.contains("transfer-encoding: chunked") {
+        loop {
+            if let Some(end) = buffer[head_end..]
+                .windows(5)
+                .position(|window| window == b"0\r\n\r\n")
+            {
+                break head_end + end + 5;
+            }
+            let mut chunk = [0u8; 4096];
+            let read = stream.read(&mut chunk).await.ok()?;
+            if read == 0 {
+                return None;
+            }
+            buffer.extend_from_slice(&chunk[..read]);
+        }
+    } else {
+        let length: usize = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length: "))
+            .map_or(0, |value| value.trim().parse().expect("length"));
+        while buffer.len() < head_end + length {
+            let mut chunk = [0u8; 4096];
+            let read = stream.read(&mut chunk).await.ok()?;
+            if read == 0 {
+                return None;
+            }
+            buffer.extend_from_slice(&chunk[..read]);
+        }
+        head_end + length
+    };
+    let request = String::from_utf8_lossy(&buffer[..body_end]).into_owned();
+    buffer.drain(..body_end);
+    Some(request)
+}
+
+fn request(method: Method, body: EdgeBody) -> Request<EdgeBody> {
+    Request::builder()
+        .method(method)
+        .uri("/item?id=7")
+        .header("host", "target")
+        .body(body)
+        .expect("request")
+}
+
+/// What the pool made of an answer: status, headers, body and trailers, or the error.
+struct Answer {
+    status: u16,
+    headers: http::HeaderMap,
+    body: Bytes,
+    trailers: Option<http::HeaderMap>,
+}
+
+async fn exchange(pool: &Arc<TargetPool>, request: Request<EdgeBody>) -> Result<Answer, String> {
+    let response = pool.send(request).await.map_err(|error| match error {
+        PoolError::Connect(reason) => reason,
+        PoolError::Request(error) => error.to_string(),
+    })?;
+    let (parts, body) = response.into_parts();
+    let collected = body.collect().await.map_err(|error| error.to_string())?;
+    let trailers = collected.trailers().cloned();
+    Ok(Answer {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body: collected.to_bytes(),
+        trailers,
+    })
+}
+
+fn pool_for(target: &RawTarget) -> Arc<TargetPool> {
+    // Leaked: the registry holds its pools weakly, and each test keeps its pool.
+    let pools = Box::leak(Box::new(Pools::new(PoolSettings::default())));
+    pools.for_target(target.address, UpstreamProtocol::Http1)
+}
+
+/// (answer, method, status, body, a trailer, whether the next request reuses the connection)
+type Case = (
+    &'static str,
+    Method,
+    u16,
+    &'static str,
+    Option<(&'static str, &'static str)>,
+    bool,
+);
+
+#[tokio::test]
+async fn every_framing_of_an_answer_is_read_and_only_clean_ends_reuse_the_connection() {
+    let ok = |answer: &str| (answer.as_bytes().to_vec(), false);
+    let cases: Vec<Case> = vec![
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+            Method::GET,
+            200,
+            "hello",
+            None,
+            true,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;name=value\r\nhello\r\n6\r\n world\r\n0\r\nX-Checksum: abc\r\n\r\n",
+            Method::GET,
+            200,
+            "hello world",
+            Some(("x-checksum", "abc")),
+            true,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nA\r\n0123456789\r\n0\r\n\r\n",
+            Method::GET,
+            200,
+            "0123456789",
+            None,
+            true,
+        ),
+        // Interim answers are skipped.
+        (
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok",
+            Method::POST,
+            201,
+            "ok",
+            None,
+            true,
+        ),
+        (
+            "HTTP/1.1 204 No Content\r\n\r\n",
+            Method::DELETE,
+            204,
+            "",
+            None,
+            true,
+        ),
+        (
+            "HTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\n\r\n",
+            Method::GET,
+            304,
+            "",
+            None,
+            true,
+        ),
+        // A HEAD answer says the length of the body it does not carry.
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n",
+            Method::HEAD,
+            200,
+            "",
+            None,
+            true,
+        ),
+        // The target says it closes: the connection is not reused.
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbye",
+            Method::GET,
+            200,
+            "bye",
+            None,
+            false,
+        ),
+        // HTTP/1.0 closes unless it says keep-alive.
+        (
+            "HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nold",
+            Method::GET,
+            200,
+            "old",
+            None,
+            false,
+        ),
+        (
+            "HTTP/1.0 200 OK\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\nold",
+            Method::GET,
+            200,
+            "old",
+            None,
+            true,
+        ),
+        // A transfer coding overrides a length, which is not trusted further.
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+            Method::GET,
+            200,
+            "abc",
+            None,
+            false,
+        ),
+        // Repeated equal lengths are one length.
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nhi",
+            Method::GET,
+            200,
+            "hi",
+            None,
+            true,
+        ),
+    ];
+    for (answer, method, status, body, trailer, reused) in cases {
+        let target = raw_target(vec![
+            ok(answer),
+            ok("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext"),
+        ])
+        .await;
+        let pool = pool_for(&target);
+        let first = exchange(&pool, request(method.clone(), upstream::empty()))
+            .await
+            .unwrap_or_else(|error| panic!("{answer:?}: {error}"));
+        assert_eq!(first.status, status, "{answer:?}");
+        assert_eq!(first.body, body, "{answer:?}");
+        match trailer {
+            Some((name, value)) => assert_eq!(
+                first
+                    .trailers
+                    .as_ref()
+                    .and_then(|map| map.get(name))
+                    .map(|value| value.as_bytes()),
+                Some(value.as_bytes()),
+                "{answer:?}"
+            ),
+            None => assert!(first.trailers.is_none(), "{answer:?}"),
+        }
+        // The framing headers a client of the edge must not see twice.
+        if answer.contains("chunked") {
+            assert!(!first.headers.contains_key("content-length"), "{answer:?}");
+        }
+        let second = exchange(&pool, request(Method::GET, upstream::empty()))
+            .await
+            .unwrap_or_else(|error| panic!("after {answer:?}: {error}"));
+        assert_eq!(second.body, "next", "{answer:?}");
+        let connections = if reused { 1 } else { 2 };
+        assert_eq!(
+            target.accepted.load(Ordering::SeqCst),
+            connections,
+            "{answer:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_body_that_runs_to_the_close_ends_there() {
+    let target = raw_target(vec![(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the target closes".to_vec(),
+        true,
+    )])
+    .await;
+    let pool = pool_for(&target);
+    let answer = exchange(&pool, request(Method::GET, upstream::empty()))
+        .await
+        .expect("answer");
+    assert_eq!(answer.body, "until the target closes");
+    assert_eq!(pool.idle_connections(), 0);
+}
+
+#[tokio::test]
+async fn a_large_body_arrives_whole() {
+    let body: Vec<u8> = (0..1024 * 1024).map(|index| (index % 251) as u8).collect();
+    let mut answer =
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+    answer.extend_from_slice(&body);
+    let target = raw_target(vec![(answer, false)]).await;
+    let pool = pool_for(&target);
+    let received = exchange(&pool, request(Method::GET, upstream::empty()))
+        .await
+        .expect("answer");
+    assert_eq!(received.body.len(), body.len());
+    assert!(received.body == body, "the bytes arrive in order");
+    assert_eq!(pool.idle_connections(), 1);
+}
+
+#[tokio::test]
+async fn answers_that_cannot_be_framed_are_errors_and_their_connections_go() {
+    let oversized_head = format!(
+        "HTTP/1.1 200 OK\r\nX-Filler: {}\r\nContent-Length: 0\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    // (answer, what the error says)
+    let cases = [
+        ("HTTP/1.1 abc OK\r\n\r\n", "invalid answer head"),
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
+            "two different Content-Lengths",
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello",
+            "invalid Content-Length",
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+            "invalid chunk size",
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhello\r\n0\r\n\r\n",
+            "chunk longer than it said",
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+            "before the body's end",
+        ),
+        ("", "without answering"),
+        ("HTTP/1.1 200 OK\r\nContent-Len", "mid-head"),
+        (oversized_head.as_str(), "larger than 64 KiB"),
+    ];
+    for (answer, expected) in cases {
+        let target = raw_target(vec![(answer.as_bytes().to_vec(), true)]).await;
+        let pool = pool_for(&target);
+        let error = match exchange(&pool, request(Method::GET, upstream::empty())).await {
+            Ok(answer) => panic!("{expected}: answered {} {:?}", answer.status, answer.body),
+            Err(error) => error,
+        };
+        assert!(error.contains(expected), "{expected}: {error}");
+        assert_eq!(pool.idle_connections(), 0, "{expected}");
+    }
+}
+
+#[tokio::test]
+async fn request_bodies_go_with_their_length_or_in_chunks() {
+    let answer = || {
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+            false,
+        )
+    };
+    let target = raw_target(vec![answer(), answer(), answer(), answer()]).await;
+    let pool = pool_for(&target);
+
+    // A buffered body: its length.
+    exchange(
+        &pool,
+        request(Method::POST, upstream::full(Bytes::from_static(b"a=1&b=2"))),
+    )
+    .await
+    .expect("answer");
+    // A POST without a body says so.
+    exchange(&pool, request(Method::POST, upstream::empty()))
+        .await
+        .expect("answer");
+    // A GET without one says nothing.
+    exchange(&pool, request(Method::GET, upstream::empty()))
+        .await
+        .expect("answer");
+    // A body of unknown length streams in chunks.
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    let streaming = ChannelBody(receiver)
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let sending = tokio::spawn(async move {
+        for part in ["first part, ", "second part"] {
+            sender
+                .send(Bytes::from_static(part.as_bytes()))
+                .await
+                .expect("send");
+            tokio::task::yield_now().await;
+        }
+    });
+    exchange(&pool, request(Method::PUT, streaming))
+        .await
+        .expect("answer");
+    sending.await.expect("sender");
+
+    let requests = target.requests.lock().clone();
+    assert_eq!(requests.len(), 4);
+    assert!(
+        requests[0].starts_with("POST /item?id=7 HTTP/1.1\r\n"),
+        "{}",
+        requests[0]
+    );
+    assert!(
+        requests[0].contains("content-length: 7\r\n"),
+        "{}",
+        requests[0]
+    );
+    assert!(requests[0].ends_with("\r\n\r\na=1&b=2"), "{}", requests[0]);
+    assert!(
+        requests[1].contains("content-length: 0\r\n"),
+        "{}",
+        requests[1]
+    );
+    assert!(!requests[2].contains("content-length"), "{}", requests[2]);
+    assert!(
+        requests[3].contains("transfer-encoding: chunked\r\n"),
+        "{}",
+        requests[3]
+    );
+    assert!(
+        requests[3].ends_with("\r\n\r\nc\r\nfirst part, \r\nb\r\nsecond part\r\n0\r\n\r\n"),
+        "{:?}",
+        requests[3]
+    );
+    assert_eq!(
+        target.accepted.load(Ordering::SeqCst),
+        1,
+        "one connection for all"
+    );
+}
+
+/// A body of unknown length made of a channel's parts, as a client's chunked upload.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        self.get_mut()
+            .0
+            .poll_recv(context)
+            .map(|part| part.map(|part| Ok(http_body::Frame::data(part))))
+    }
+}
