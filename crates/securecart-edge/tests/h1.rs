@@ -28,6 +28,12 @@ struct RawTarget {
 }
 
 async fn raw_target(answers: Vec<(Vec<u8>, bool)>) -> RawTarget {
+    raw_target_paced(answers, false).await
+}
+
+/// A raw target that, if `paced`, writes its answers a byte at a time, each apart, so that
+/// every byte arrives in a read of its own.
+async fn raw_target_paced(answers: Vec<(Vec<u8>, bool)>, paced: bool) -> RawTarget {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -46,7 +52,12 @@ async fn raw_target(answers: Vec<(Vec<u8>, bool)>) -> RawTarget {
                     let Some((answer, close)) = answers.lock().next() else {
                         return;
                     };
-                    if stream.write_all(&answer).await.is_err() || close {
+                    let written = if paced {
+                        write_paced(&mut stream, &answer).await
+                    } else {
+                        stream.write_all(&answer).await
+                    };
+                    if written.is_err() || close {
                         return;
                     }
                 }
@@ -58,6 +69,15 @@ async fn raw_target(answers: Vec<(Vec<u8>, bool)>) -> RawTarget {
         accepted,
         requests,
     }
+}
+
+async fn write_paced(stream: &mut TcpStream, answer: &[u8]) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    for byte in answer {
+        stream.write_all(std::slice::from_ref(byte)).await?;
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    Ok(())
 }
 
 /// Reads one request (head, and a body framed by length or chunks) as text.
@@ -302,6 +322,72 @@ async fn every_framing_of_an_answer_is_read_and_only_clean_ends_reuse_the_connec
             target.accepted.load(Ordering::SeqCst),
             connections,
             "{answer:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn answers_arriving_a_byte_at_a_time_read_the_same() {
+    // Every partial state: a head, a chunk-size line, a chunk's line end and trailers cut
+    // anywhere, interim answers before the final one.
+    let answers = [
+        "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n6\r\n world\r\n0\r\nX-Checksum: abc\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world",
+    ];
+    for answer in answers {
+        let target = raw_target_paced(vec![(answer.as_bytes().to_vec(), false)], true).await;
+        let pool = pool_for(&target);
+        let received = exchange(&pool, request(Method::GET, upstream::empty()))
+            .await
+            .unwrap_or_else(|error| panic!("{answer:?}: {error}"));
+        assert_eq!(
+            (received.status, received.body.as_ref()),
+            (200, b"hello world".as_ref())
+        );
+        assert_eq!(pool.idle_connections(), 1, "{answer:?}");
+    }
+}
+
+#[tokio::test]
+async fn mangled_answers_end_in_an_answer_or_an_error() {
+    use rand::{Rng, SeedableRng};
+    let bases = [
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;n=v\r\nhello\r\n0\r\nX-A: b\r\n\r\n",
+        "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 204 No Content\r\nConnection: keep-alive\r\n\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nframes",
+    ];
+    let noise = b"\r\n:; 0123456789aAfFzZ\x00\xff\t,-";
+    let mut random = rand::rngs::StdRng::seed_from_u64(7);
+    for round in 0..400 {
+        let mut answer = bases[round % bases.len()].as_bytes().to_vec();
+        for _ in 0..random.random_range(1..4) {
+            let at = random.random_range(0..answer.len());
+            match random.random_range(0..4) {
+                0 => answer[at] = noise[random.random_range(0..noise.len())],
+                1 => answer.insert(at, noise[random.random_range(0..noise.len())]),
+                2 => {
+                    answer.remove(at);
+                }
+                _ => answer.truncate(at),
+            }
+            if answer.is_empty() {
+                break;
+            }
+        }
+        // The target closes after its answer: every exchange must end, one way or the other,
+        // and never panic.
+        let target = raw_target(vec![(answer.clone(), true)]).await;
+        let pool = pool_for(&target);
+        let ended = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            exchange(&pool, request(Method::GET, upstream::empty())),
+        )
+        .await;
+        assert!(
+            ended.is_ok(),
+            "{:?} never ended",
+            String::from_utf8_lossy(&answer)
         );
     }
 }
