@@ -4,17 +4,25 @@
 //! client connection in a task of its own, so every forwarded request crossed two tasks
 //! (the client's connection and the target's) through a channel, a oneshot and their
 //! wakers. `perf` of the keep-alive benchmark put that connection task at a tenth of the
-//! edge's CPU time, as much as all the rest of its user-space work on the request but the
-//! pipeline. nginx, HAProxy and Pingora do as this module does: the request's own task writes
-//! the request, reads the answer's head, and hands the connection back to its pool the moment
-//! the answer's body has been read, without waking anything else. Parsing is `httparse`'s
-//! (hyper's own parser); this module holds only the framing of RFC 9112: the request's head
-//! and body (with a length, or chunked), and the answer's body (a length, chunked with its
-//! trailers, or up to the close), with interim answers skipped and a protocol switch handed
-//! over with the connection.
+//! edge's CPU time; without it, a small proxied request costs 5% less. nginx, HAProxy and
+//! Pingora do as this module does: the request's own task writes the request, reads the
+//! answer's head, and hands the connection back to its pool the moment the answer's body
+//! has been read, without waking anything else. Parsing is `httparse`'s (hyper's own
+//! parser); this module holds the framing of RFC 9112:
 //!
-//! The edge's clients are still served by hyper ([`crate::serve_connection`]); HTTP/2
-//! targets by hyper's HTTP/2 client, which multiplexes one connection.
+//! - the request: its head (without `Expect`: the body goes at once), and its body with its
+//!   length (never more or less than said) or chunked. A body that streams is written while
+//!   the answer is awaited, so that a target may answer before reading all of it (a 413) or
+//!   answer as it reads;
+//! - the answer: interim (1xx) answers skipped, a protocol switch handed over with its
+//!   connection, the body framed by its length, chunks (with trailers) or the close, and
+//!   the connection kept only after an answer that ended cleanly and did not say `close`;
+//! - what a failure says of the request ([`FailureKind`]): a pooled connection that took
+//!   nothing of it, or (for an idempotent request whose body is in hand) gave nothing back,
+//!   lets it go again on another connection.
+//!
+//! The edge's clients are still served by hyper (`serve_connection` in the crate's root);
+//! HTTP/2 targets by hyper's HTTP/2 client, which multiplexes one connection.
 
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
@@ -26,7 +34,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::pool::TargetPool;
@@ -39,6 +47,8 @@ const MAX_HEADERS: usize = 100;
 /// How much is read from a target at once: enough for a 16 KiB answer and its head in one
 /// read (with 16 KiB, such an answer took three reads, and 8% more of the edge's CPU).
 const READ_SIZE: usize = 32 * 1024;
+/// The most interim (1xx) answers before a final one.
+const MAX_INTERIM: usize = 16;
 /// The longest line giving a chunk's size (with its extensions).
 const MAX_CHUNK_LINE: usize = 4096;
 /// A pooled connection keeps a read buffer up to this size; a larger one goes.
@@ -54,20 +64,43 @@ pub struct Connection {
     reused: bool,
 }
 
-/// Why an exchange failed, and whether any of the request reached the target.
+/// Why an exchange failed, and what became of the request.
 #[derive(Debug)]
 pub struct Failure {
     /// The cause.
     pub error: BoxError,
+    /// What the failure says of the request.
+    pub kind: FailureKind,
+}
+
+/// What a failed exchange says of its request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
     /// Nothing was written: the request may go on another connection.
-    pub unsent: bool,
+    Unsent,
+    /// The request went out on a pooled connection and nothing of an answer came back:
+    /// the target had most likely closed the connection while it was idle. An idempotent
+    /// request may go again on another connection.
+    NoAnswer,
+    /// The request (or part of it) reached the target, which failed to answer it.
+    Sent,
+    /// The request's own body failed (the client's upload broke off, or went past its
+    /// limit or its declared length): the target is not to blame.
+    Body,
 }
 
 impl Failure {
     fn sent(error: impl Into<BoxError>) -> Self {
         Self {
             error: error.into(),
-            unsent: false,
+            kind: FailureKind::Sent,
+        }
+    }
+
+    fn body(error: impl Into<BoxError>) -> Self {
+        Self {
+            error: error.into(),
+            kind: FailureKind::Body,
         }
     }
 }
@@ -83,8 +116,9 @@ impl Connection {
     }
 
     /// Whether the connection, idle in its pool, may carry a request: the target has
-    /// neither closed it nor sent anything unasked. Costs no system call unless the event
-    /// loop saw the socket become readable.
+    /// neither closed it nor sent anything unasked. Costs no system call unless the socket
+    /// may be readable (the event loop saw it become so, or the last read filled the
+    /// buffer).
     pub fn is_usable(&self) -> bool {
         if !self.buffer.is_empty() {
             return false;
@@ -101,46 +135,46 @@ impl Connection {
         }
     }
 
-    /// Reads more of the answer; `Ok(0)` when the target closed the connection.
-    async fn fill(&mut self) -> io::Result<usize> {
-        if self.buffer.len() >= MAX_HEAD {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "the target's answer head is larger than 64 KiB",
-            ));
-        }
-        self.buffer.reserve(READ_SIZE);
-        self.stream.read_buf(&mut self.buffer).await
-    }
-
     fn poll_fill(&mut self, context: &mut Context<'_>, size: usize) -> Poll<io::Result<usize>> {
         self.buffer.reserve(size);
         tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), context, &mut self.buffer)
-    }
-
-    /// Writes every slice, counting what went into `written`.
-    async fn write_all(
-        &mut self,
-        slices: &mut [IoSlice<'_>],
-        written: &mut usize,
-    ) -> io::Result<()> {
-        let mut slices = slices;
-        IoSlice::advance_slices(&mut slices, 0);
-        while !slices.is_empty() {
-            let count = self.stream.write_vectored(slices).await?;
-            if count == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            *written += count;
-            IoSlice::advance_slices(&mut slices, count);
-        }
-        Ok(())
     }
 
     /// The connection and the bytes the target sent past the head of its protocol switch.
     pub fn into_parts(self) -> (TcpStream, Bytes) {
         (self.stream, self.buffer.freeze())
     }
+}
+
+/// Reads more of an answer's head; `Ok(0)` when the target closed the connection.
+async fn fill(reader: &mut (impl AsyncRead + Unpin), buffer: &mut BytesMut) -> io::Result<usize> {
+    if buffer.len() >= MAX_HEAD {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the target's answer head is larger than 64 KiB",
+        ));
+    }
+    buffer.reserve(READ_SIZE);
+    reader.read_buf(buffer).await
+}
+
+/// Writes every slice, counting what went into `written`.
+async fn write_all(
+    writer: &mut (impl AsyncWrite + Unpin),
+    slices: &mut [IoSlice<'_>],
+    written: &mut usize,
+) -> io::Result<()> {
+    let mut slices = slices;
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        let count = writer.write_vectored(slices).await?;
+        if count == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        *written += count;
+        IoSlice::advance_slices(&mut slices, count);
+    }
+    Ok(())
 }
 
 /// How a request's body is framed on the wire.
@@ -162,14 +196,19 @@ pub struct Outgoing {
     /// The body's first data, taken before the head is written so that both go in one
     /// write (the whole of a buffered body).
     first: Option<Bytes>,
+    /// The rest of a body that streams.
     body: Option<EdgeBody>,
     /// Whether the request is `HEAD`, whose answer has no body.
     head_request: bool,
+    /// Whether the request may be sent again after a pooled connection failed it without
+    /// an answer: its method is idempotent and its body is all in hand.
+    replayable: bool,
 }
 
 impl Outgoing {
     /// Writes the head of `request` (origin form, HTTP/1.1) and reads the first of its body.
-    pub async fn new(request: http::Request<EdgeBody>) -> Result<Self, BoxError> {
+    /// Fails, as [`FailureKind::Body`], if the body does.
+    pub async fn new(request: http::Request<EdgeBody>) -> Result<Self, Failure> {
         let (parts, mut body) = request.into_parts();
         let framing = if body.is_end_stream() {
             let said = parts.headers.contains_key(header::CONTENT_LENGTH);
@@ -197,8 +236,12 @@ impl Outgoing {
         );
         head.extend_from_slice(b" HTTP/1.1\r\n");
         for (name, value) in &parts.headers {
-            // The framing is this module's to say.
-            if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            // The framing is this module's to say; and the body goes at once, so a target
+            // is not to wait for it (nor to take an unread body for the next request).
+            if name == header::CONTENT_LENGTH
+                || name == header::TRANSFER_ENCODING
+                || name == header::EXPECT
+            {
                 continue;
             }
             head.extend_from_slice(name.as_str().as_bytes());
@@ -222,7 +265,7 @@ impl Outgoing {
             while let Some(frame) =
                 std::future::poll_fn(|context| Pin::new(&mut body).poll_frame(context)).await
             {
-                if let Ok(data) = frame?.into_data()
+                if let Ok(data) = frame.map_err(Failure::body)?.into_data()
                     && !data.is_empty()
                 {
                     first = Some(data);
@@ -233,17 +276,38 @@ impl Outgoing {
                 rest = Some(body);
             }
         }
+        let first_length = first.as_ref().map_or(0, |first| first.len() as u64);
+        match framing {
+            RequestFraming::Length(length) if first_length > length => {
+                return Err(Failure::body(TOO_LONG));
+            }
+            RequestFraming::Length(length) if rest.is_none() && first_length < length => {
+                return Err(Failure::body(TOO_SHORT));
+            }
+            _ => {}
+        }
         Ok(Self {
             head,
             framing,
+            replayable: parts.method.is_idempotent() && rest.is_none(),
             first,
             body: rest,
             head_request: parts.method == Method::HEAD,
         })
     }
 
-    /// Sends the request on `connection` and reads the head of its answer. A failure says
-    /// whether nothing went out, so that the request may be sent on another connection.
+    /// Whether the request may go again on another connection after `failure`.
+    pub fn may_resend(&self, failure: &Failure) -> bool {
+        match failure.kind {
+            FailureKind::Unsent => true,
+            FailureKind::NoAnswer => self.replayable,
+            FailureKind::Sent | FailureKind::Body => false,
+        }
+    }
+
+    /// Sends the request on `connection` and reads the head of its answer. A body that
+    /// streams is written while the answer is awaited, so that a target may answer (a
+    /// 413, say) before it has read all of it, or answer as it reads.
     pub async fn send(
         &mut self,
         connection: &mut Connection,
@@ -266,42 +330,84 @@ impl Outgoing {
             IoSlice::new(first),
             IoSlice::new(chunk_end),
         ];
-        if let Err(error) = connection.write_all(&mut slices, &mut written).await {
+        let reused = connection.reused;
+        let (mut reader, mut writer) = connection.stream.split();
+        if let Err(error) = write_all(&mut writer, &mut slices, &mut written).await {
+            let kind = if written == 0 && reused {
+                FailureKind::Unsent
+            } else {
+                FailureKind::Sent
+            };
             return Err(Failure {
                 error: error.into(),
-                unsent: written == 0 && connection.reused,
+                kind,
             });
         }
-        if let Some(body) = self.body.take() {
-            write_body(connection, body, self.framing == RequestFraming::Chunked).await?;
+        let buffer = &mut connection.buffer;
+        let Some(body) = self.body.take() else {
+            return read_head(&mut reader, buffer, self.head_request, reused).await;
+        };
+        let left = match self.framing {
+            RequestFraming::Length(length) => Some(length - first.len() as u64),
+            _ => None,
+        };
+        let writing = write_body(&mut writer, body, left);
+        let reading = read_head(&mut reader, buffer, self.head_request, false);
+        tokio::pin!(writing, reading);
+        let mut written_whole = false;
+        let mut write_failure = None;
+        loop {
+            tokio::select! {
+                done = &mut writing, if !written_whole && write_failure.is_none() => match done {
+                    Ok(()) => written_whole = true,
+                    // The client's side failed: the target waits for the rest in vain.
+                    Err(failure) if failure.kind == FailureKind::Body => return Err(failure),
+                    // The target stopped reading (it closed): its answer may be there.
+                    Err(failure) => write_failure = Some(failure),
+                },
+                head = &mut reading => {
+                    return match head {
+                        // An answer before the whole body went: the connection is not
+                        // trusted with another request.
+                        Ok((parts, mut framing)) => {
+                            framing.reusable &= written_whole;
+                            Ok((parts, framing))
+                        }
+                        Err(failure) => Err(write_failure.unwrap_or(failure)),
+                    };
+                }
+            }
         }
-        read_head(connection, self.head_request).await
     }
 }
 
-/// Writes the rest of a streaming body.
+const TOO_LONG: &str = "the request body is longer than its declared length";
+const TOO_SHORT: &str = "the request body ended before its declared length";
+
+/// Writes the rest of a streaming body: chunked, or `left` bytes of a declared length.
 async fn write_body(
-    connection: &mut Connection,
+    writer: &mut (impl AsyncWrite + Unpin),
     mut body: EdgeBody,
-    chunked: bool,
+    mut left: Option<u64>,
 ) -> Result<(), Failure> {
+    let chunked = left.is_none();
     let mut written = 0;
     while let Some(frame) =
         std::future::poll_fn(|context| Pin::new(&mut body).poll_frame(context)).await
     {
         // A body that fails (one past its limit, a client gone) fails the request.
-        let Ok(data) = frame
-            .map_err(|error| Failure {
-                error,
-                unsent: false,
-            })?
-            .into_data()
-        else {
+        let Ok(data) = frame.map_err(Failure::body)?.into_data() else {
             // Trailers of a request are not forwarded.
             continue;
         };
         if data.is_empty() {
             continue;
+        }
+        if let Some(left) = &mut left {
+            // Never more than declared: the rest would be read as another request.
+            *left = left
+                .checked_sub(data.len() as u64)
+                .ok_or_else(|| Failure::body(TOO_LONG))?;
         }
         let line = if chunked {
             format!("{:x}\r\n", data.len())
@@ -314,18 +420,17 @@ async fn write_body(
             IoSlice::new(&data),
             IoSlice::new(end),
         ];
-        connection
-            .write_all(&mut slices, &mut written)
+        write_all(writer, &mut slices, &mut written)
             .await
             .map_err(Failure::sent)?;
     }
-    if chunked {
-        connection
-            .write_all(&mut [IoSlice::new(b"0\r\n\r\n")], &mut written)
+    match left {
+        Some(0) => Ok(()),
+        Some(_) => Err(Failure::body(TOO_SHORT)),
+        None => write_all(writer, &mut [IoSlice::new(b"0\r\n\r\n")], &mut written)
             .await
-            .map_err(Failure::sent)?;
+            .map_err(Failure::sent),
     }
-    Ok(())
 }
 
 /// How an answer's body is framed (RFC 9112 section 6.3), and whether the connection may
@@ -356,25 +461,28 @@ fn invalid(message: &'static str) -> Failure {
 
 /// Reads an answer's head, skipping interim (1xx) answers but a protocol switch.
 async fn read_head(
-    connection: &mut Connection,
+    reader: &mut (impl AsyncRead + Unpin),
+    buffer: &mut BytesMut,
     head_request: bool,
+    reused: bool,
 ) -> Result<(http::response::Parts, ResponseFraming), Failure> {
+    let mut interim = 0;
     loop {
-        let parsed = if connection.buffer.is_empty() {
+        let parsed = if buffer.is_empty() {
             None
         } else {
             let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
             let mut response = httparse::Response::new(&mut []);
             match httparse::ParserConfig::default().parse_response_with_uninit_headers(
                 &mut response,
-                &connection.buffer,
+                buffer,
                 &mut headers,
             ) {
                 Ok(httparse::Status::Complete(length)) => {
                     let status = response.code.unwrap_or_default();
                     let version = response.version.unwrap_or_default();
                     let offsets: Vec<(HeaderName, std::ops::Range<usize>)> = {
-                        let base = connection.buffer.as_ptr() as usize;
+                        let base = buffer.as_ptr() as usize;
                         let mut offsets = Vec::with_capacity(response.headers.len());
                         for field in response.headers.iter() {
                             let name = HeaderName::from_bytes(field.name.as_bytes())
@@ -391,22 +499,39 @@ async fn read_head(
             }
         };
         let Some((length, status, version, offsets)) = parsed else {
-            match connection.fill().await {
-                Ok(0) if connection.buffer.is_empty() => {
-                    return Err(Failure::sent(
-                        "the target closed the connection without answering",
+            // Nothing of an answer on a pooled connection: the target had closed it.
+            let nothing = reused && interim == 0 && buffer.is_empty();
+            let failure = |error: BoxError| Failure {
+                error,
+                kind: if nothing {
+                    FailureKind::NoAnswer
+                } else {
+                    FailureKind::Sent
+                },
+            };
+            match fill(reader, buffer).await {
+                Ok(0) if buffer.is_empty() => {
+                    return Err(failure(
+                        "the target closed the connection without answering".into(),
                     ));
                 }
                 Ok(0) => return Err(invalid("the target closed the connection mid-head")),
                 Ok(_) => continue,
-                Err(error) => return Err(Failure::sent(error)),
+                Err(error) => return Err(failure(error.into())),
             }
         };
-        let head = connection.buffer.split_to(length).freeze();
+        // The head in an allocation of its own: the header values kept from it (by the
+        // cache, say) hold only it, not the read buffer.
+        let head = Bytes::copy_from_slice(&buffer[..length]);
+        buffer.advance(length);
         let status = StatusCode::from_u16(status)
             .map_err(|_| invalid("the target sent an invalid status code"))?;
         if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
             // `100 Continue` and the like: the final answer follows.
+            interim += 1;
+            if interim > MAX_INTERIM {
+                return Err(invalid("the target sent too many interim answers"));
+            }
             continue;
         }
         let mut headers = HeaderMap::with_capacity(offsets.len());
@@ -436,17 +561,20 @@ fn response_framing(
     version: Version,
     head_request: bool,
 ) -> Result<ResponseFraming, Failure> {
+    // (A `Connection` value that is not text names nothing this needs.)
+    let tokens = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim);
     let (mut close, mut keep_alive) = (false, false);
-    each_token(headers, header::CONNECTION, |token| {
+    for token in tokens {
         close |= token.eq_ignore_ascii_case("close");
         keep_alive |= token.eq_ignore_ascii_case("keep-alive");
-        Ok(())
-    })?;
-    let mut reusable = if version == Version::HTTP_10 {
-        keep_alive
-    } else {
-        !close
-    };
+    }
+    // `close` wins over `keep-alive` (RFC 9112 section 9.3).
+    let mut reusable = !close && (version != Version::HTTP_10 || keep_alive);
     if status == StatusCode::SWITCHING_PROTOCOLS {
         return Ok(ResponseFraming {
             body: BodyFraming::Switched,
@@ -462,6 +590,11 @@ fn response_framing(
     let body =
         if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
             BodyFraming::Empty
+        } else if codings > 0 && version == Version::HTTP_10 {
+            // HTTP/1.0 has no transfer codings: the framing is faulty (RFC 9112 section 6.1).
+            return Err(invalid(
+                "the target sent an HTTP/1.0 answer with a transfer coding",
+            ));
         } else if codings > 0 {
             // A length beside a transfer coding is not to be trusted (RFC 9112 section 6.3),
             // nor passed on; nor is the connection after it.
@@ -642,21 +775,40 @@ fn line_end(buffer: &[u8]) -> Result<Option<usize>, BoxError> {
 
 /// A chunk's size from its line (without the line end), extensions ignored.
 fn chunk_size(line: &[u8]) -> Result<u64, BoxError> {
+    const INVALID: &str = "the target sent an invalid chunk size";
     let line = line.strip_suffix(b"\r").unwrap_or(line);
+    // Hex digits, then white space only before extensions (RFC 9112 section 7.1.1).
     let size = line.split(|&byte| byte == b';').next().unwrap_or_default();
-    let size = size.trim_ascii();
-    if size.is_empty() || size.len() > 16 || !size.iter().all(u8::is_ascii_hexdigit) {
-        return Err("the target sent an invalid chunk size".into());
+    let size = match size.iter().rposition(|&byte| byte != b' ' && byte != b'\t') {
+        Some(end) => &size[..=end],
+        None => return Err(INVALID.into()),
+    };
+    let digits = match size.iter().position(|&byte| byte != b'0') {
+        Some(start) => &size[start..],
+        None => return Ok(0),
+    };
+    if digits.len() > 16 || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return Err(INVALID.into());
     }
-    let text = std::str::from_utf8(size).map_err(|_| "the target sent an invalid chunk size")?;
-    u64::from_str_radix(text, 16).map_err(|_| "the target sent an invalid chunk size".into())
+    let text = std::str::from_utf8(digits).map_err(|_| INVALID)?;
+    u64::from_str_radix(text, 16).map_err(|_| INVALID.into())
 }
+
+/// Below this, a frame is copied out of the read buffer rather than shared with it, so
+/// that the buffer is reused for the next read and a small body kept (by the cache) holds
+/// only itself.
+const COPY_BELOW: usize = 8 * 1024;
 
 /// Takes up to `limit` bytes of the buffer as a data frame.
 fn take(buffer: &mut BytesMut, limit: u64) -> Bytes {
     let count = usize::try_from(limit)
         .unwrap_or(usize::MAX)
         .min(buffer.len());
+    if count < COPY_BELOW {
+        let data = Bytes::copy_from_slice(&buffer[..count]);
+        buffer.advance(count);
+        return data;
+    }
     buffer.split_to(count).freeze()
 }
 
@@ -725,7 +877,7 @@ impl Body for ResponseBody {
                 }
                 Reading::Close => {
                     if !connection.buffer.is_empty() {
-                        let data = connection.buffer.split().freeze();
+                        let data = take(&mut connection.buffer, u64::MAX);
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
                     READ_SIZE * 4

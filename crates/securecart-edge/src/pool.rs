@@ -8,7 +8,8 @@
 //! connection goes back to its pool the moment its answer's body ends, where the pooled
 //! client spawns a task per request to wait for that. A connection that a target closed
 //! while idle is noticed when it is taken (from the event loop's readiness, without a
-//! system call): a request that it never carried is sent on another one.
+//! system call); one that it closed just as a request went out gives nothing back, and an
+//! idempotent request whose body is in hand goes again on another connection.
 //!
 //! HTTP/1.1 targets get a stack of idle connections (the most recently used first, so that
 //! spare ones age out); HTTP/2 targets share one multiplexed connection, driven by hyper.
@@ -61,8 +62,20 @@ impl Default for PoolSettings {
 pub enum PoolError {
     /// No connection could be made: nothing reached the target.
     Connect(String),
-    /// The exchange failed on a connection (or the request's body failed while it went).
+    /// The exchange failed on a connection.
     Request(BoxError),
+    /// The request's own body failed (the client's upload broke off, or went past its
+    /// limit): nothing is the target's fault.
+    Body(BoxError),
+}
+
+impl From<h1::Failure> for PoolError {
+    fn from(failure: h1::Failure) -> Self {
+        match failure.kind {
+            h1::FailureKind::Body => PoolError::Body(failure.error),
+            _ => PoolError::Request(failure.error),
+        }
+    }
 }
 
 /// A target's answer body: read by the request's own task from an HTTP/1.1 connection
@@ -224,9 +237,7 @@ impl TargetPool {
         self: &Arc<Self>,
         request: Request<EdgeBody>,
     ) -> Result<Response<TargetBody>, PoolError> {
-        let mut outgoing = h1::Outgoing::new(request)
-            .await
-            .map_err(PoolError::Request)?;
+        let mut outgoing = h1::Outgoing::new(request).await.map_err(PoolError::from)?;
         loop {
             let mut connection = match self.take() {
                 Some(connection) => connection,
@@ -239,10 +250,11 @@ impl TargetPool {
                     let body = h1::ResponseBody::new(connection, self, framing);
                     return Ok(Response::from_parts(parts, TargetBody::Http1(body)));
                 }
-                // The target closed the idle connection before the request went out:
-                // nothing was sent, so the next connection carries it.
-                Err(failure) if failure.unsent => {}
-                Err(failure) => return Err(PoolError::Request(failure.error)),
+                // The target had closed the idle connection: nothing of the request went
+                // out, or (an idempotent request, its body in hand) nothing came back. The
+                // next connection carries it; a new one fails as `Sent`, so this ends.
+                Err(failure) if outgoing.may_resend(&failure) => {}
+                Err(failure) => return Err(failure.into()),
             }
         }
     }

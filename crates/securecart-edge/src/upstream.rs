@@ -344,15 +344,15 @@ where
             Ok(Err(error)) => {
                 let failure = match error {
                     PoolError::Connect(reason) => EdgeError::Connect(reason),
-                    PoolError::Request(error) => {
-                        if let Some(limit) = max_body_bytes
-                            && over_limit(&*error)
-                        {
-                            EdgeError::BodyTooLarge(limit)
-                        } else {
-                            EdgeError::Upstream(error.to_string())
-                        }
+                    PoolError::Request(error) | PoolError::Body(error)
+                        if max_body_bytes.is_some() && over_limit(&*error) =>
+                    {
+                        EdgeError::BodyTooLarge(max_body_bytes.unwrap_or_default())
                     }
+                    // The client's upload broke off: not the target's doing, and not to be
+                    // sent again.
+                    PoolError::Body(_) => EdgeError::BadRequest("the request body ended early"),
+                    PoolError::Request(error) => EdgeError::Upstream(error.to_string()),
                 };
                 // An idempotent request whose connection failed before an answer may be sent
                 // again (nginx's `proxy_next_upstream error`): the target may have seen it,

@@ -28,12 +28,27 @@ struct RawTarget {
 }
 
 async fn raw_target(answers: Vec<(Vec<u8>, bool)>) -> RawTarget {
-    raw_target_paced(answers, false).await
+    raw_target_with(answers, Pace::Whole).await
 }
 
-/// A raw target that, if `paced`, writes its answers a byte at a time, each apart, so that
-/// every byte arrives in a read of its own.
+/// How a raw target reads and answers.
+#[derive(Clone, Copy, PartialEq)]
+enum Pace {
+    /// Reads the whole request, writes the whole answer.
+    Whole,
+    /// Writes its answers a byte at a time, each apart, so that every byte arrives in a
+    /// read of its own.
+    Bytewise,
+    /// Answers once it has the request's head, without reading its body.
+    Early,
+}
+
 async fn raw_target_paced(answers: Vec<(Vec<u8>, bool)>, paced: bool) -> RawTarget {
+    let pace = if paced { Pace::Bytewise } else { Pace::Whole };
+    raw_target_with(answers, pace).await
+}
+
+async fn raw_target_with(answers: Vec<(Vec<u8>, bool)>, pace: Pace) -> RawTarget {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -47,12 +62,14 @@ async fn raw_target_paced(answers: Vec<(Vec<u8>, bool)>, paced: bool) -> RawTarg
             tokio::spawn(async move {
                 let mut stream = stream;
                 let mut buffer = Vec::new();
-                while let Some(request) = read_request(&mut stream, &mut buffer).await {
+                while let Some(request) =
+                    read_request(&mut stream, &mut buffer, pace == Pace::Early).await
+                {
                     seen.lock().push(request);
                     let Some((answer, close)) = answers.lock().next() else {
                         return;
                     };
-                    let written = if paced {
+                    let written = if pace == Pace::Bytewise {
                         write_paced(&mut stream, &answer).await
                     } else {
                         stream.write_all(&answer).await
@@ -81,7 +98,11 @@ async fn write_paced(stream: &mut TcpStream, answer: &[u8]) -> std::io::Result<(
 }
 
 /// Reads one request (head, and a body framed by length or chunks) as text.
-async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<String> {
+async fn read_request(
+    stream: &mut TcpStream,
+    buffer: &mut Vec<u8>,
+    head_only: bool,
+) -> Option<String> {
     let head_end = loop {
         if let Some(end) = buffer.windows(4).position(|window| window == b"\r\n\r\n") {
             break end + 4;
@@ -94,6 +115,9 @@ async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<St
         buffer.extend_from_slice(&chunk[..read]);
     };
     let head = String::from_utf8_lossy(&buffer[..head_end]).to_lowercase();
+    if head_only {
+        return Some(head);
+    }
     let body_end = if head.contains("transfer-encoding: chunked") {
         loop {
             if let Some(end) = buffer[head_end..]
@@ -150,6 +174,7 @@ async fn exchange(pool: &Arc<TargetPool>, request: Request<EdgeBody>) -> Result<
     let response = pool.send(request).await.map_err(|error| match error {
         PoolError::Connect(reason) => reason,
         PoolError::Request(error) => error.to_string(),
+        PoolError::Body(error) => format!("body: {error}"),
     })?;
     let (parts, body) = response.into_parts();
     let collected = body.collect().await.map_err(|error| error.to_string())?;
@@ -272,6 +297,32 @@ async fn every_framing_of_an_answer_is_read_and_only_clean_ends_reuse_the_connec
             Method::GET,
             200,
             "abc",
+            None,
+            false,
+        ),
+        // `close` wins over `keep-alive`.
+        (
+            "HTTP/1.0 200 OK\r\nContent-Length: 3\r\nConnection: keep-alive, close\r\n\r\nold",
+            Method::GET,
+            200,
+            "old",
+            None,
+            false,
+        ),
+        // Bytes past the answer's end: the connection is not trusted again.
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA",
+            Method::GET,
+            200,
+            "ok",
+            None,
+            false,
+        ),
+        (
+            "HTTP/1.1 204 No Content\r\n\r\nEXTRA",
+            Method::GET,
+            204,
+            "",
             None,
             false,
         ),
@@ -454,6 +505,14 @@ async fn answers_that_cannot_be_framed_are_errors_and_their_connections_go() {
         ),
         ("", "without answering"),
         ("HTTP/1.1 200 OK\r\nContent-Len", "mid-head"),
+        (
+            "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "HTTP/1.0 answer with a transfer coding",
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n 5\r\nhello\r\n0\r\n\r\n",
+            "invalid chunk size",
+        ),
         (oversized_head.as_str(), "larger than 64 KiB"),
     ];
     for (answer, expected) in cases {
@@ -547,6 +606,172 @@ async fn request_bodies_go_with_their_length_or_in_chunks() {
         1,
         "one connection for all"
     );
+}
+
+#[tokio::test]
+async fn a_target_that_answers_before_reading_an_upload_is_heard() {
+    // It answers 413 to the head, reads nothing more, and closes.
+    let target = raw_target_with(
+        vec![(
+            b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo long".to_vec(),
+            true,
+        )],
+        Pace::Early,
+    )
+    .await;
+    let pool = pool_for(&target);
+    let (sender, receiver) = tokio::sync::mpsc::channel(64);
+    let upload = ChannelBody(receiver)
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    // The client keeps sending, far more than the sockets hold, and never ends.
+    let sending = tokio::spawn(async move {
+        let part = Bytes::from(vec![b'x'; 64 * 1024]);
+        while sender.send(part.clone()).await.is_ok() {}
+    });
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        exchange(&pool, request(Method::PUT, upload)),
+    )
+    .await
+    .expect("the answer comes before the upload ends")
+    .expect("answer");
+    assert_eq!(
+        (answer.status, answer.body.as_ref()),
+        (413, b"too long".as_ref())
+    );
+    assert_eq!(pool.idle_connections(), 0);
+    sending.abort();
+}
+
+/// A body that says it is `said` bytes long and is `data`.
+struct MisstatedBody {
+    data: Option<Bytes>,
+    said: u64,
+}
+
+impl http_body::Body for MisstatedBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        std::task::Poll::Ready(
+            self.get_mut()
+                .data
+                .take()
+                .map(|data| Ok(http_body::Frame::data(data))),
+        )
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.said)
+    }
+}
+
+#[tokio::test]
+async fn a_body_is_never_sent_past_or_short_of_its_declared_length() {
+    let answer = || {
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+            false,
+        )
+    };
+    let target = raw_target(vec![answer(), answer()]).await;
+    let pool = pool_for(&target);
+    for (data, said, expected) in [
+        (
+            "twenty bytes of body",
+            10,
+            "longer than its declared length",
+        ),
+        ("short", 10, "ended before its declared length"),
+    ] {
+        let body = MisstatedBody {
+            data: Some(Bytes::from_static(data.as_bytes())),
+            said,
+        }
+        .map_err(|never| match never {})
+        .boxed_unsync();
+        let error = match exchange(&pool, request(Method::POST, body)).await {
+            Ok(answer) => panic!("{data}: answered {}", answer.status),
+            Err(error) => error,
+        };
+        assert!(
+            error.starts_with("body: ") && error.contains(expected),
+            "{data}: {error}"
+        );
+    }
+    assert!(
+        target.requests.lock().is_empty(),
+        "nothing reached the target"
+    );
+}
+
+#[tokio::test]
+async fn an_idempotent_request_goes_again_when_a_pooled_connection_brings_nothing_back() {
+    // The target answers a first request, then reads a second on the same connection and
+    // closes it without a word, as one whose keep-alive timeout fell as the request came.
+    let answer = |body: &str| {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    };
+    for (method, resent) in [
+        (Method::GET, true),
+        (Method::PUT, true),
+        (Method::POST, false),
+    ] {
+        let target = raw_target(vec![
+            (answer("first"), false),
+            (Vec::new(), true),
+            (answer("again"), false),
+        ])
+        .await;
+        let pool = pool_for(&target);
+        let body = || upstream::full(Bytes::from_static(b"x"));
+        let first = exchange(&pool, request(method.clone(), body()))
+            .await
+            .expect("answer");
+        assert_eq!(first.body, "first");
+        let second = exchange(&pool, request(method.clone(), body())).await;
+        if resent {
+            assert_eq!(second.expect("sent again").body, "again", "{method}");
+            assert_eq!(target.accepted.load(Ordering::SeqCst), 2, "{method}");
+        } else {
+            // A POST is not: the target may have acted on it.
+            let error = second
+                .err()
+                .unwrap_or_else(|| panic!("{method} was sent again"));
+            assert!(error.contains("without answering"), "{method}: {error}");
+            assert_eq!(target.accepted.load(Ordering::SeqCst), 1, "{method}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_protocol_switch_hands_over_its_connection_with_what_followed_the_head() {
+    let target = raw_target(vec![(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nfirst frame".to_vec(),
+        false,
+    )])
+    .await;
+    let pool = pool_for(&target);
+    let mut response = pool
+        .send(request(Method::GET, upstream::empty()))
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 101);
+    let connection = response
+        .body_mut()
+        .take_switched()
+        .expect("the target's connection");
+    let (_stream, early) = connection.into_parts();
+    assert_eq!(early, "first frame");
 }
 
 /// A body of unknown length made of a channel's parts, as a client's chunked upload.
