@@ -12,8 +12,8 @@
 //!
 //! - the request: its head (without `Expect`: the body goes at once), and its body with its
 //!   length (never more or less than said) or chunked. A body that streams is written while
-//!   the answer is awaited, so that a target may answer before reading all of it (a 413) or
-//!   answer as it reads;
+//!   the answer is awaited, so that a target may refuse it before reading all of it (a
+//!   413); other answers wait for the body to have gone;
 //! - the answer: interim (1xx) answers skipped, a protocol switch handed over with its
 //!   connection, the body framed by its length, chunks (with trailers) or the close, and
 //!   the connection kept only after an answer that ended cleanly and did not say `close`;
@@ -206,7 +206,7 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
-    /// Writes the head of `request` (origin form, HTTP/1.1) and reads the first of its body.
+    /// Builds the head of `request` (origin form, HTTP/1.1) and reads the first of its body.
     /// Fails, as [`FailureKind::Body`], if the body does.
     pub async fn new(request: http::Request<EdgeBody>) -> Result<Self, Failure> {
         let (parts, mut body) = request.into_parts();
@@ -306,8 +306,11 @@ impl Outgoing {
     }
 
     /// Sends the request on `connection` and reads the head of its answer. A body that
-    /// streams is written while the answer is awaited, so that a target may answer (a
-    /// 413, say) before it has read all of it, or answer as it reads.
+    /// streams is written while the answer is awaited, so that a target may refuse it (a
+    /// 413, say) before it has read all of it. Any other answer is returned once the body
+    /// has gone whole: a target that answers a large upload as it reads it, writing more
+    /// than the sockets hold before it has read all, waits for the edge, which waits for
+    /// the upload to go (hyper's client wrote and read at once; this one does not yet).
     pub async fn send(
         &mut self,
         connection: &mut Connection,
@@ -332,18 +335,23 @@ impl Outgoing {
         ];
         let reused = connection.reused;
         let (mut reader, mut writer) = connection.stream.split();
-        if let Err(error) = write_all(&mut writer, &mut slices, &mut written).await {
-            let kind = if written == 0 && reused {
-                FailureKind::Unsent
-            } else {
-                FailureKind::Sent
-            };
-            return Err(Failure {
-                error: error.into(),
-                kind,
-            });
-        }
         let buffer = &mut connection.buffer;
+        if let Err(error) = write_all(&mut writer, &mut slices, &mut written).await {
+            if written == 0 && reused {
+                return Err(Failure {
+                    error: error.into(),
+                    kind: FailureKind::Unsent,
+                });
+            }
+            // The target stopped reading: it may have answered first (a 413), and closed.
+            return match read_head(&mut reader, buffer, self.head_request, false).await {
+                Ok((parts, mut framing)) => {
+                    framing.reusable = false;
+                    Ok((parts, framing))
+                }
+                Err(_) => Err(Failure::sent(error)),
+            };
+        }
         let Some(body) = self.body.take() else {
             return read_head(&mut reader, buffer, self.head_request, reused).await;
         };
@@ -354,28 +362,42 @@ impl Outgoing {
         let writing = write_body(&mut writer, body, left);
         let reading = read_head(&mut reader, buffer, self.head_request, false);
         tokio::pin!(writing, reading);
-        let mut written_whole = false;
-        let mut write_failure = None;
+        // Whether the body went whole (`Some(true)`), or stopped because the target no
+        // longer read it (`Some(false)`).
+        let mut wrote = None;
+        let mut head = None;
         loop {
             tokio::select! {
-                done = &mut writing, if !written_whole && write_failure.is_none() => match done {
-                    Ok(()) => written_whole = true,
+                biased;
+                done = &mut writing, if wrote.is_none() => match done {
+                    Ok(()) => wrote = Some(true),
                     // The client's side failed: the target waits for the rest in vain.
                     Err(failure) if failure.kind == FailureKind::Body => return Err(failure),
                     // The target stopped reading (it closed): its answer may be there.
-                    Err(failure) => write_failure = Some(failure),
+                    Err(_) => wrote = Some(false),
                 },
-                head = &mut reading => {
-                    return match head {
-                        // An answer before the whole body went: the connection is not
-                        // trusted with another request.
-                        Ok((parts, mut framing)) => {
-                            framing.reusable &= written_whole;
-                            Ok((parts, framing))
-                        }
-                        Err(failure) => Err(write_failure.unwrap_or(failure)),
-                    };
+                answer = &mut reading, if head.is_none() => match answer {
+                    Ok(answer) => head = Some(answer),
+                    Err(failure) => return Err(failure),
+                },
+            }
+            match (wrote, head.take()) {
+                // An answer with the whole body sent.
+                (Some(true), Some(answer)) => return Ok(answer),
+                // An answer after the target stopped reading, or a refusal (4xx, 5xx)
+                // before it read everything: the rest of the body is not wanted, and the
+                // connection is not trusted with another request.
+                (Some(false), Some((parts, mut framing))) => {
+                    framing.reusable = false;
+                    return Ok((parts, framing));
                 }
+                (None, Some((parts, mut framing))) if parts.status.as_u16() >= 400 => {
+                    framing.reusable = false;
+                    return Ok((parts, framing));
+                }
+                // Any other early answer waits for the body to have gone whole (the target
+                // reads on), or to stop.
+                (_, answer) => head = answer,
             }
         }
     }

@@ -238,8 +238,12 @@ impl TargetPool {
         request: Request<EdgeBody>,
     ) -> Result<Response<TargetBody>, PoolError> {
         let mut outgoing = h1::Outgoing::new(request).await.map_err(PoolError::from)?;
+        // After a pooled connection gave nothing back, the request goes once more, on a new
+        // connection: a target that closes on this request is not sent it again and again.
+        let mut fresh_only = false;
         loop {
-            let mut connection = match self.take() {
+            let pooled = if fresh_only { None } else { self.take() };
+            let mut connection = match pooled {
                 Some(connection) => connection,
                 // Boxed: the connect future is large, and every client connection's
                 // request future would otherwise carry its size.
@@ -251,9 +255,12 @@ impl TargetPool {
                     return Ok(Response::from_parts(parts, TargetBody::Http1(body)));
                 }
                 // The target had closed the idle connection: nothing of the request went
-                // out, or (an idempotent request, its body in hand) nothing came back. The
-                // next connection carries it; a new one fails as `Sent`, so this ends.
-                Err(failure) if outgoing.may_resend(&failure) => {}
+                // out (the next pooled connection carries it), or (an idempotent request,
+                // its body in hand) nothing came back (a new connection carries it). A new
+                // connection's failure is `Sent`, so this ends.
+                Err(failure) if outgoing.may_resend(&failure) => {
+                    fresh_only |= failure.kind == h1::FailureKind::NoAnswer;
+                }
                 Err(failure) => return Err(failure.into()),
             }
         }

@@ -644,9 +644,9 @@ async fn a_target_that_answers_before_reading_an_upload_is_heard() {
     sending.abort();
 }
 
-/// A body that says it is `said` bytes long and is `data`.
+/// A body that says it is `said` bytes long and is `frames`.
 struct MisstatedBody {
-    data: Option<Bytes>,
+    frames: std::collections::VecDeque<Bytes>,
     said: u64,
 }
 
@@ -658,12 +658,12 @@ impl http_body::Body for MisstatedBody {
         self: std::pin::Pin<&mut Self>,
         _context: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
-        std::task::Poll::Ready(
-            self.get_mut()
-                .data
-                .take()
-                .map(|data| Ok(http_body::Frame::data(data))),
-        )
+        let frame = self.get_mut().frames.pop_front();
+        std::task::Poll::Ready(frame.map(|data| Ok(http_body::Frame::data(data))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.frames.is_empty()
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
@@ -679,35 +679,55 @@ async fn a_body_is_never_sent_past_or_short_of_its_declared_length() {
             false,
         )
     };
-    let target = raw_target(vec![answer(), answer()]).await;
-    let pool = pool_for(&target);
-    for (data, said, expected) in [
+    // (frames, what they say, the error)
+    let cases: [(&[&str], u64, &str); 4] = [
         (
-            "twenty bytes of body",
+            &["twenty bytes of body"],
             10,
             "longer than its declared length",
         ),
-        ("short", 10, "ended before its declared length"),
-    ] {
+        (&["short"], 10, "ended before its declared length"),
+        (
+            &["0123456789", "more"],
+            10,
+            "longer than its declared length",
+        ),
+        (&["01234", "56"], 10, "ended before its declared length"),
+    ];
+    for (frames, said, expected) in cases {
+        let target = raw_target(vec![answer(), answer()]).await;
+        let pool = pool_for(&target);
         let body = MisstatedBody {
-            data: Some(Bytes::from_static(data.as_bytes())),
+            frames: frames
+                .iter()
+                .map(|frame| Bytes::from_static(frame.as_bytes()))
+                .collect(),
             said,
         }
         .map_err(|never| match never {})
         .boxed_unsync();
-        let error = match exchange(&pool, request(Method::POST, body)).await {
-            Ok(answer) => panic!("{data}: answered {}", answer.status),
+        let sent = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            exchange(&pool, request(Method::POST, body)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{frames:?} never ended"));
+        let error = match sent {
+            Ok(answer) => panic!("{frames:?}: answered {}", answer.status),
             Err(error) => error,
         };
         assert!(
             error.starts_with("body: ") && error.contains(expected),
-            "{data}: {error}"
+            "{frames:?}: {error}"
         );
+        // The target never reads more than the declared length as this request's body.
+        for request in target.requests.lock().iter() {
+            assert!(
+                request.ends_with("\r\n\r\n0123456789"),
+                "{frames:?}: {request:?}"
+            );
+        }
     }
-    assert!(
-        target.requests.lock().is_empty(),
-        "nothing reached the target"
-    );
 }
 
 #[tokio::test]
