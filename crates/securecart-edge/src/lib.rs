@@ -195,7 +195,7 @@ impl Edge {
                     listener: listener_config.name.clone(),
                     source,
                 })?;
-            let listener = TcpListener::bind(listener_config.listen)
+            let listener = bind_listener(listener_config.listen)
                 .await
                 .map_err(|source| StartError::Listen {
                     address: listener_config.listen,
@@ -358,6 +358,18 @@ impl Edge {
     }
 }
 
+/// Whether an accepted connection inherits `TCP_NODELAY` from its listener, as on Linux:
+/// answers are small writes that must leave at once, and setting it on the listener saves a
+/// system call per connection.
+const NODELAY_INHERITED: bool = cfg!(target_os = "linux");
+
+/// A listener on `address`, with `TCP_NODELAY` for its connections to inherit.
+async fn bind_listener(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let listener = TcpListener::bind(address).await?;
+    socket2::SockRef::from(&listener).set_tcp_nodelay(true)?;
+    Ok(listener)
+}
+
 /// Accepts connections on one listener until `accepting` turns false, then closes it.
 async fn accept_loop(
     listener: TcpListener,
@@ -407,7 +419,9 @@ async fn accept_loop(
                     },
                 };
                 let permit = (permit, client_permit);
-                let _ = stream.set_nodelay(true);
+                if !NODELAY_INHERITED {
+                    let _ = stream.set_nodelay(true);
+                }
                 control.metrics.connections.inc();
                 control.metrics.connections_active.inc();
                 let slot = Arc::clone(&slot);
@@ -475,4 +489,25 @@ fn serve_connection<IO>(
         active.dec();
         drop(permit);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn accepted_connections_send_small_writes_at_once() {
+        let listener = super::bind_listener("127.0.0.1:0".parse().expect("address"))
+            .await
+            .expect("listen");
+        let address = listener.local_addr().expect("address");
+        let _client = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        let (accepted, _) = listener.accept().await.expect("accept");
+        if super::NODELAY_INHERITED {
+            assert!(
+                accepted.nodelay().expect("option"),
+                "inherited from the listener"
+            );
+        }
+    }
 }
