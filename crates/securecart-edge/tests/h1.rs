@@ -644,6 +644,68 @@ async fn a_target_that_answers_before_reading_an_upload_is_heard() {
     sending.abort();
 }
 
+#[tokio::test]
+async fn a_target_that_answers_early_and_reads_on_gets_the_whole_upload() {
+    // The target sends its head as soon as it has the request's, then reads the whole
+    // body (a declared 8 MiB, more than the sockets hold), then sends its body: how much
+    // it read.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let target = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.expect("accept");
+        let mut buffer = Vec::new();
+        let head = read_request(&mut stream, &mut buffer, true)
+            .await
+            .expect("head");
+        let length: usize = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length: "))
+            .and_then(|value| value.trim().parse().ok())
+            .expect("a length");
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .await
+            .expect("head");
+        let head_end = buffer
+            .windows(4)
+            .position(|window| window == b"\r\n\r\n")
+            .expect("end")
+            + 4;
+        let mut read = buffer.len() - head_end;
+        let mut chunk = vec![0u8; 64 * 1024];
+        while read < length {
+            let count = stream.read(&mut chunk).await.expect("read");
+            assert!(count > 0, "the upload stopped at {read} of {length}");
+            read += count;
+        }
+        let text = read.to_string();
+        let body = format!("{:x}\r\n{text}\r\n0\r\n\r\n", text.len());
+        stream.write_all(body.as_bytes()).await.expect("body");
+        read
+    });
+    let pools = Box::leak(Box::new(Pools::new(PoolSettings::default())));
+    let pool = pools.for_target(address, UpstreamProtocol::Http1);
+    let part = Bytes::from(vec![b'u'; 64 * 1024]);
+    let body = MisstatedBody {
+        frames: std::iter::repeat_n(part, 128).collect(),
+        said: 128 * 64 * 1024,
+    }
+    .map_err(|never| match never {})
+    .boxed_unsync();
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        exchange(&pool, request(Method::PUT, body)),
+    )
+    .await
+    .expect("no deadlock")
+    .expect("answer");
+    assert_eq!(
+        (answer.status, answer.body.as_ref()),
+        (200, b"8388608".as_ref())
+    );
+    assert_eq!(target.await.expect("target"), 8 * 1024 * 1024);
+}
+
 /// A body that says it is `said` bytes long and is `frames`.
 struct MisstatedBody {
     frames: std::collections::VecDeque<Bytes>,
