@@ -13,7 +13,7 @@
 //! - the request: its head (without `Expect`: the body goes at once), and its body with its
 //!   length (never more or less than said) or chunked. A body that streams is written while
 //!   the answer is awaited, so that a target may refuse it before reading all of it (a
-//!   413); other answers wait for the body to have gone;
+//!   413); other answers wait for the body to have gone, their own body read meanwhile;
 //! - the answer: interim (1xx) answers skipped, a protocol switch handed over with its
 //!   connection, the body framed by its length, chunks (with trailers) or the close, and
 //!   the connection kept only after an answer that ended cleanly and did not say `close`;
@@ -308,9 +308,8 @@ impl Outgoing {
     /// Sends the request on `connection` and reads the head of its answer. A body that
     /// streams is written while the answer is awaited, so that a target may refuse it (a
     /// 413, say) before it has read all of it. Any other answer is returned once the body
-    /// has gone whole: a target that answers a large upload as it reads it, writing more
-    /// than the sockets hold before it has read all, waits for the edge, which waits for
-    /// the upload to go (hyper's client wrote and read at once; this one does not yet).
+    /// has gone whole; meanwhile its body is read into the buffer (up to 16 MiB), so that a
+    /// target that answers a large upload as it reads it never waits for the edge.
     pub async fn send(
         &mut self,
         connection: &mut Connection,
@@ -360,13 +359,28 @@ impl Outgoing {
             _ => None,
         };
         let writing = write_body(&mut writer, body, left);
-        let reading = read_head(&mut reader, buffer, self.head_request, false);
-        tokio::pin!(writing, reading);
+        tokio::pin!(writing);
         // Whether the body went whole (`Some(true)`), or stopped because the target no
         // longer read it (`Some(false)`).
         let mut wrote = None;
         let mut head = None;
+        // Whether the target may send more of an early answer.
+        let mut answering = true;
         loop {
+            // Reading an answer's head, or more of an early answer's body (so that a target
+            // that answers as it reads never waits for the edge to read), starts again each
+            // time round: it works on `buffer`, which keeps what was read.
+            let want_head = head.is_none();
+            let reading = async {
+                if want_head {
+                    read_head(&mut reader, buffer, self.head_request, false)
+                        .await
+                        .map(Read::Head)
+                } else {
+                    let more = read_early(&mut reader, buffer).await;
+                    more.map(Read::More).map_err(Failure::sent)
+                }
+            };
             tokio::select! {
                 biased;
                 done = &mut writing, if wrote.is_none() => match done {
@@ -376,9 +390,10 @@ impl Outgoing {
                     // The target stopped reading (it closed): its answer may be there.
                     Err(_) => wrote = Some(false),
                 },
-                answer = &mut reading, if head.is_none() => match answer {
-                    Ok(answer) => head = Some(answer),
-                    Err(failure) => return Err(failure),
+                read = reading, if want_head || (wrote.is_none() && answering) => match read? {
+                    Read::Head(answer) => head = Some(answer),
+                    // At the target's close, the upload's end decides.
+                    Read::More(count) => answering = count > 0,
                 },
             }
             match (wrote, head.take()) {
@@ -401,6 +416,30 @@ impl Outgoing {
             }
         }
     }
+}
+
+/// What one read of [`Outgoing::send`] brought: the answer's head, or so many more bytes
+/// of an early answer's body.
+enum Read {
+    Head((http::response::Parts, ResponseFraming)),
+    More(usize),
+}
+
+/// The most of an early answer's body kept while the upload goes on.
+const MAX_EARLY_BODY: usize = 16 * 1024 * 1024;
+
+/// Reads more of an early answer's body into `buffer`; `Ok(0)` at the target's close.
+async fn read_early(
+    reader: &mut (impl AsyncRead + Unpin),
+    buffer: &mut BytesMut,
+) -> io::Result<usize> {
+    if buffer.len() >= MAX_EARLY_BODY {
+        return Err(io::Error::other(
+            "the target's answer ran more than 16 MiB ahead of the request's upload",
+        ));
+    }
+    buffer.reserve(READ_SIZE);
+    reader.read_buf(buffer).await
 }
 
 const TOO_LONG: &str = "the request body is longer than its declared length";

@@ -706,6 +706,75 @@ async fn a_target_that_answers_early_and_reads_on_gets_the_whole_upload() {
     assert_eq!(target.await.expect("target"), 8 * 1024 * 1024);
 }
 
+#[tokio::test]
+async fn a_target_that_echoes_an_upload_as_it_reads_it_is_heard_whole() {
+    // It answers at once, then sends back each piece of the body as it reads it: after
+    // a few MiB it can write no more until the edge reads, and reads no more until then.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let target = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.expect("accept");
+        let mut buffer = Vec::new();
+        let head = read_request(&mut stream, &mut buffer, true)
+            .await
+            .expect("head");
+        let length: usize = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length: "))
+            .and_then(|value| value.trim().parse().ok())
+            .expect("a length");
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .await
+            .expect("head");
+        let head_end = buffer
+            .windows(4)
+            .position(|window| window == b"\r\n\r\n")
+            .expect("end")
+            + 4;
+        let mut piece = buffer.split_off(head_end);
+        let mut echoed = 0;
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            if !piece.is_empty() {
+                let mut out = format!("{:x}\r\n", piece.len()).into_bytes();
+                out.extend_from_slice(&piece);
+                out.extend_from_slice(b"\r\n");
+                stream.write_all(&out).await.expect("echo");
+                echoed += piece.len();
+            }
+            if echoed >= length {
+                break;
+            }
+            let count = stream.read(&mut chunk).await.expect("read");
+            assert!(count > 0, "the upload stopped at {echoed} of {length}");
+            piece = chunk[..count].to_vec();
+        }
+        stream.write_all(b"0\r\n\r\n").await.expect("end");
+        echoed
+    });
+    let pools = Box::leak(Box::new(Pools::new(PoolSettings::default())));
+    let pool = pools.for_target(address, UpstreamProtocol::Http1);
+    let part = Bytes::from(vec![b'e'; 64 * 1024]);
+    let body = MisstatedBody {
+        frames: std::iter::repeat_n(part, 128).collect(),
+        said: 128 * 64 * 1024,
+    }
+    .map_err(|never| match never {})
+    .boxed_unsync();
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        exchange(&pool, request(Method::PUT, body)),
+    )
+    .await
+    .expect("no deadlock")
+    .expect("answer");
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body.len(), 8 * 1024 * 1024);
+    assert!(answer.body.iter().all(|&byte| byte == b'e'));
+    assert_eq!(target.await.expect("target"), 8 * 1024 * 1024);
+}
+
 /// A body that says it is `said` bytes long and is `frames`.
 struct MisstatedBody {
     frames: std::collections::VecDeque<Bytes>,
