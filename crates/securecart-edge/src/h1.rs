@@ -30,7 +30,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
@@ -343,11 +343,12 @@ impl Outgoing {
                 });
             }
             // The target stopped reading: it may have answered first (a 413), and closed.
-            return match read_head(&mut reader, buffer, self.head_request, false).await {
+            return match read_head(&mut reader, buffer, self.head_request, reused).await {
                 Ok((parts, mut framing)) => {
                     framing.reusable = false;
                     Ok((parts, framing))
                 }
+                Err(failure) if failure.kind == FailureKind::NoAnswer => Err(failure),
                 Err(_) => Err(Failure::sent(error)),
             };
         }
@@ -364,8 +365,10 @@ impl Outgoing {
         // longer read it (`Some(false)`).
         let mut wrote = None;
         let mut head = None;
-        // Whether the target may send more of an early answer.
-        let mut answering = true;
+        // Whether the target closed, or its connection failed, during the upload (which
+        // the answer's body meets again when it reads on). Until then, the connection is
+        // read while the upload goes: more of an early answer's body, or the close.
+        let mut ended = false;
         loop {
             // Reading an answer's head, or more of an early answer's body (so that a target
             // that answers as it reads never waits for the edge to read), starts again each
@@ -377,8 +380,7 @@ impl Outgoing {
                         .await
                         .map(Read::Head)
                 } else {
-                    let more = read_early(&mut reader, buffer).await;
-                    more.map(Read::More).map_err(Failure::sent)
+                    read_early(&mut reader, buffer).await.map(Read::More)
                 }
             };
             tokio::select! {
@@ -390,15 +392,18 @@ impl Outgoing {
                     // The target stopped reading (it closed): its answer may be there.
                     Err(_) => wrote = Some(false),
                 },
-                read = reading, if want_head || (wrote.is_none() && answering) => match read? {
+                read = reading, if want_head || (wrote.is_none() && !ended) => match read? {
                     Read::Head(answer) => head = Some(answer),
-                    // At the target's close, the upload's end decides.
-                    Read::More(count) => answering = count > 0,
+                    Read::More(More::Read) => {}
+                    Read::More(More::Ended) => ended = true,
                 },
             }
             match (wrote, head.take()) {
                 // An answer with the whole body sent.
-                (Some(true), Some(answer)) => return Ok(answer),
+                (Some(true), Some((parts, mut framing))) => {
+                    framing.reusable &= !ended;
+                    return Ok((parts, framing));
+                }
                 // An answer after the target stopped reading, or a refusal (4xx, 5xx)
                 // before it read everything: the rest of the body is not wanted, and the
                 // connection is not trusted with another request.
@@ -406,7 +411,8 @@ impl Outgoing {
                     framing.reusable = false;
                     return Ok((parts, framing));
                 }
-                (None, Some((parts, mut framing))) if parts.status.as_u16() >= 400 => {
+                // An early answer whose target then closed reads no more of the upload.
+                (None, Some((parts, mut framing))) if parts.status.as_u16() >= 400 || ended => {
                     framing.reusable = false;
                     return Ok((parts, framing));
                 }
@@ -418,28 +424,40 @@ impl Outgoing {
     }
 }
 
-/// What one read of [`Outgoing::send`] brought: the answer's head, or so many more bytes
-/// of an early answer's body.
+/// What one read of [`Outgoing::send`] brought: the answer's head, or more of an early
+/// answer's body.
 enum Read {
     Head((http::response::Parts, ResponseFraming)),
-    More(usize),
+    More(More),
+}
+
+/// What reading more of an early answer's body came to.
+enum More {
+    /// Some bytes.
+    Read,
+    /// The target's close, or a failed read: the answer's body meets it when it reads on.
+    Ended,
 }
 
 /// The most of an early answer's body kept while the upload goes on.
 const MAX_EARLY_BODY: usize = 16 * 1024 * 1024;
 
-/// Reads more of an early answer's body into `buffer`; `Ok(0)` at the target's close.
+/// Reads more of an early answer's body into `buffer`, never past [`MAX_EARLY_BODY`].
 async fn read_early(
     reader: &mut (impl AsyncRead + Unpin),
     buffer: &mut BytesMut,
-) -> io::Result<usize> {
-    if buffer.len() >= MAX_EARLY_BODY {
-        return Err(io::Error::other(
+) -> Result<More, Failure> {
+    let room = MAX_EARLY_BODY.saturating_sub(buffer.len());
+    if room == 0 {
+        return Err(Failure::sent(
             "the target's answer ran more than 16 MiB ahead of the request's upload",
         ));
     }
-    buffer.reserve(READ_SIZE);
-    reader.read_buf(buffer).await
+    buffer.reserve(READ_SIZE.min(room));
+    match reader.read_buf(&mut (&mut *buffer).limit(room)).await {
+        Ok(0) | Err(_) => Ok(More::Ended),
+        Ok(_) => Ok(More::Read),
+    }
 }
 
 const TOO_LONG: &str = "the request body is longer than its declared length";

@@ -775,6 +775,39 @@ async fn a_target_that_echoes_an_upload_as_it_reads_it_is_heard_whole() {
     assert_eq!(target.await.expect("target"), 8 * 1024 * 1024);
 }
 
+#[tokio::test]
+async fn an_early_answer_whose_target_closes_is_returned_while_the_client_still_uploads() {
+    // The target sends a redirect as soon as it has the head, and closes.
+    let target = raw_target_with(
+        vec![(
+            b"HTTP/1.1 302 Found\r\nLocation: /login\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            true,
+        )],
+        Pace::Early,
+    )
+    .await;
+    let pool = pool_for(&target);
+    // The client sends a first part, then nothing more for now.
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    sender
+        .send(Bytes::from_static(b"first part"))
+        .await
+        .expect("send");
+    let upload = ChannelBody(receiver)
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        exchange(&pool, request(Method::POST, upload)),
+    )
+    .await
+    .expect("the answer does not wait for the client")
+    .expect("answer");
+    assert_eq!(answer.status, 302);
+    assert_eq!(pool.idle_connections(), 0);
+    drop(sender);
+}
+
 /// A body that says it is `said` bytes long and is `frames`.
 struct MisstatedBody {
     frames: std::collections::VecDeque<Bytes>,
