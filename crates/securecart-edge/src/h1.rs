@@ -308,8 +308,9 @@ impl Outgoing {
     /// Sends the request on `connection` and reads the head of its answer. A body that
     /// streams is written while the answer is awaited, so that a target may refuse it (a
     /// 413, say) before it has read all of it. Any other answer is returned once the body
-    /// has gone whole; meanwhile its body is read into the buffer (up to 16 MiB), so that a
-    /// target that answers a large upload as it reads it never waits for the edge.
+    /// has gone whole, or the target closed; meanwhile its body is read into the buffer (up
+    /// to 16 MiB, past which the request fails), so that a target that answers a large
+    /// upload as it reads it never waits for the edge.
     pub async fn send(
         &mut self,
         connection: &mut Connection,
