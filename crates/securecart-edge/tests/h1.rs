@@ -644,6 +644,51 @@ async fn a_target_that_answers_before_reading_an_upload_is_heard() {
     sending.abort();
 }
 
+/// Takes a connection, reads a request's head, and answers at once with the head of a
+/// chunked 200: the stream, the body bytes read with the head, and the body's length.
+async fn answer_at_once(listener: &TcpListener) -> (TcpStream, Vec<u8>, usize) {
+    let (mut stream, _) = listener.accept().await.expect("accept");
+    let mut buffer = Vec::new();
+    let head = read_request(&mut stream, &mut buffer, true)
+        .await
+        .expect("head");
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length: "))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("a length");
+    stream
+        .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .await
+        .expect("head");
+    let head_end = buffer
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .expect("end")
+        + 4;
+    (stream, buffer.split_off(head_end), length)
+}
+
+/// PUTs 8 MiB of `byte` to the target at `address`, and fails if that takes 10 s.
+async fn upload_8_mib(address: SocketAddr, byte: u8) -> Answer {
+    let pools = Box::leak(Box::new(Pools::new(PoolSettings::default())));
+    let pool = pools.for_target(address, UpstreamProtocol::Http1);
+    let part = Bytes::from(vec![byte; 64 * 1024]);
+    let body = MisstatedBody {
+        frames: std::iter::repeat_n(part, 128).collect(),
+        said: 128 * 64 * 1024,
+    }
+    .map_err(|never| match never {})
+    .boxed_unsync();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        exchange(&pool, request(Method::PUT, body)),
+    )
+    .await
+    .expect("no deadlock")
+    .expect("answer")
+}
+
 #[tokio::test]
 async fn a_target_that_answers_early_and_reads_on_gets_the_whole_upload() {
     // The target sends its head as soon as it has the request's, then reads the whole
@@ -652,26 +697,8 @@ async fn a_target_that_answers_early_and_reads_on_gets_the_whole_upload() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
     let target = tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.expect("accept");
-        let mut buffer = Vec::new();
-        let head = read_request(&mut stream, &mut buffer, true)
-            .await
-            .expect("head");
-        let length: usize = head
-            .lines()
-            .find_map(|line| line.strip_prefix("content-length: "))
-            .and_then(|value| value.trim().parse().ok())
-            .expect("a length");
-        stream
-            .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-            .await
-            .expect("head");
-        let head_end = buffer
-            .windows(4)
-            .position(|window| window == b"\r\n\r\n")
-            .expect("end")
-            + 4;
-        let mut read = buffer.len() - head_end;
+        let (mut stream, early, length) = answer_at_once(&listener).await;
+        let mut read = early.len();
         let mut chunk = vec![0u8; 64 * 1024];
         while read < length {
             let count = stream.read(&mut chunk).await.expect("read");
@@ -683,22 +710,7 @@ async fn a_target_that_answers_early_and_reads_on_gets_the_whole_upload() {
         stream.write_all(body.as_bytes()).await.expect("body");
         read
     });
-    let pools = Box::leak(Box::new(Pools::new(PoolSettings::default())));
-    let pool = pools.for_target(address, UpstreamProtocol::Http1);
-    let part = Bytes::from(vec![b'u'; 64 * 1024]);
-    let body = MisstatedBody {
-        frames: std::iter::repeat_n(part, 128).collect(),
-        said: 128 * 64 * 1024,
-    }
-    .map_err(|never| match never {})
-    .boxed_unsync();
-    let answer = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        exchange(&pool, request(Method::PUT, body)),
-    )
-    .await
-    .expect("no deadlock")
-    .expect("answer");
+    let answer = upload_8_mib(address, b'u').await;
     assert_eq!(
         (answer.status, answer.body.as_ref()),
         (200, b"8388608".as_ref())
@@ -713,26 +725,8 @@ async fn a_target_that_echoes_an_upload_as_it_reads_it_is_heard_whole() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
     let target = tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.expect("accept");
-        let mut buffer = Vec::new();
-        let head = read_request(&mut stream, &mut buffer, true)
-            .await
-            .expect("head");
-        let length: usize = head
-            .lines()
-            .find_map(|line| line.strip_prefix("content-length: "))
-            .and_then(|value| value.trim().parse().ok())
-            .expect("a length");
-        stream
-            .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-            .await
-            .expect("head");
-        let head_end = buffer
-            .windows(4)
-            .position(|window| window == b"\r\n\r\n")
-            .expect("end")
-            + 4;
-        let mut piece = buffer.split_off(head_end);
+        let (mut stream, early, length) = answer_at_once(&listener).await;
+        let mut piece = early;
         let mut echoed = 0;
         let mut chunk = vec![0u8; 64 * 1024];
         loop {
@@ -753,22 +747,7 @@ async fn a_target_that_echoes_an_upload_as_it_reads_it_is_heard_whole() {
         stream.write_all(b"0\r\n\r\n").await.expect("end");
         echoed
     });
-    let pools = Box::leak(Box::new(Pools::new(PoolSettings::default())));
-    let pool = pools.for_target(address, UpstreamProtocol::Http1);
-    let part = Bytes::from(vec![b'e'; 64 * 1024]);
-    let body = MisstatedBody {
-        frames: std::iter::repeat_n(part, 128).collect(),
-        said: 128 * 64 * 1024,
-    }
-    .map_err(|never| match never {})
-    .boxed_unsync();
-    let answer = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        exchange(&pool, request(Method::PUT, body)),
-    )
-    .await
-    .expect("no deadlock")
-    .expect("answer");
+    let answer = upload_8_mib(address, b'e').await;
     assert_eq!(answer.status, 200);
     assert_eq!(answer.body.len(), 8 * 1024 * 1024);
     assert!(answer.body.iter().all(|&byte| byte == b'e'));
