@@ -38,6 +38,17 @@ fn has_hop_by_hop(headers: &HeaderMap) -> bool {
     hop_by_hop_present(headers) != 0
 }
 
+/// The options the `Connection` headers name, trimmed (a value that is not text names
+/// none).
+pub(crate) fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+}
+
 /// Removes the hop-by-hop headers, including those the `Connection` header names.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let present = hop_by_hop_present(headers);
@@ -46,12 +57,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
     // Other headers `Connection` names (`Connection: keep-alive` names none: keep-alive
     // goes below anyway, without building a name for it).
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim)
+    let named: Vec<HeaderName> = connection_tokens(headers)
         .filter(|token| {
             !token.is_empty()
                 && !HOP_BY_HOP
@@ -76,12 +82,8 @@ pub fn upgrade_requested(version: http::Version, headers: &HeaderMap) -> Option<
     if version != http::Version::HTTP_11 {
         return None;
     }
-    let connection_upgrade = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    let connection_upgrade =
+        connection_tokens(headers).any(|token| token.eq_ignore_ascii_case("upgrade"));
     connection_upgrade
         .then(|| headers.get(header::UPGRADE).cloned())
         .flatten()

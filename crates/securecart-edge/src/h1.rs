@@ -641,15 +641,8 @@ fn response_framing(
     version: Version,
     head_request: bool,
 ) -> Result<ResponseFraming, Failure> {
-    // (A `Connection` value that is not text names nothing this needs.)
-    let tokens = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim);
     let (mut close, mut keep_alive) = (false, false);
-    for token in tokens {
+    for token in crate::forward::connection_tokens(headers) {
         close |= token.eq_ignore_ascii_case("close");
         keep_alive |= token.eq_ignore_ascii_case("keep-alive");
     }

@@ -342,17 +342,22 @@ where
                 }));
             }
             Ok(Err(error)) => {
-                let failure = match error {
-                    PoolError::Connect(reason) => EdgeError::Connect(reason),
-                    PoolError::Request(error) | PoolError::Body(error)
-                        if max_body_bytes.is_some() && over_limit(&*error) =>
-                    {
-                        EdgeError::BodyTooLarge(max_body_bytes.unwrap_or_default())
+                // A body past its limit fails the request wherever it is noticed.
+                let too_large = match &error {
+                    PoolError::Request(error) | PoolError::Body(error) => {
+                        max_body_bytes.filter(|_| over_limit(&**error))
                     }
+                    PoolError::Connect(_) => None,
+                };
+                let failure = match (error, too_large) {
+                    (_, Some(limit)) => EdgeError::BodyTooLarge(limit),
+                    (PoolError::Connect(reason), None) => EdgeError::Connect(reason),
                     // The client's upload broke off: not the target's doing, and not to be
                     // sent again.
-                    PoolError::Body(_) => EdgeError::BadRequest("the request body ended early"),
-                    PoolError::Request(error) => EdgeError::Upstream(error.to_string()),
+                    (PoolError::Body(_), None) => {
+                        EdgeError::BadRequest("the request body ended early")
+                    }
+                    (PoolError::Request(error), None) => EdgeError::Upstream(error.to_string()),
                 };
                 // An idempotent request whose connection failed before an answer may be sent
                 // again (nginx's `proxy_next_upstream error`): the target may have seen it,
