@@ -419,15 +419,6 @@ impl<'a> Inspection<'a> {
     }
 }
 
-/// The request's Content-Type in lowercase (empty without one).
-fn content_type(headers: &HeaderMap) -> String {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .map(|value| value.to_ascii_lowercase())
-        .unwrap_or_default()
-}
-
 /// A body as the fields read it.
 #[derive(Debug, Default)]
 struct ReadBody {
@@ -452,10 +443,15 @@ fn read_body(headers: &HeaderMap, body: &[u8]) -> ReadBody {
     if body.is_empty() {
         return read;
     }
-    let content_type = content_type(headers);
+    // The Content-Type as sent (empty without one), and in lowercase.
+    let sent = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let content_type = sent.to_ascii_lowercase();
     // (Multipart first: a boundary may hold `json`.)
     if content_type.trim_start().starts_with("multipart/") {
-        match multipart_boundary(headers) {
+        match multipart_boundary(sent, &content_type) {
             Some(boundary) => read_multipart(body, &boundary, &mut read),
             None => read.fields.push(String::from_utf8_lossy(body).into_owned()),
         }
@@ -523,16 +519,11 @@ fn form_pairs_raw(text: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
         })
 }
 
-/// A multipart body's boundary, as sent (content types are case-insensitive, boundaries
-/// not); `None` for other bodies.
-fn multipart_boundary(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(http::header::CONTENT_TYPE)?.to_str().ok()?;
-    let lower = value.to_ascii_lowercase();
-    if !lower.trim_start().starts_with("multipart/") {
-        return None;
-    }
+/// A multipart Content-Type's boundary, as `sent` (content types are case-insensitive,
+/// boundaries not; `lower` is `sent` in lowercase).
+fn multipart_boundary(sent: &str, lower: &str) -> Option<String> {
     let at = lower.find("boundary=")?;
-    let boundary = value[at + "boundary=".len()..].split(';').next()?;
+    let boundary = sent[at + "boundary=".len()..].split(';').next()?;
     let boundary = boundary.trim().trim_matches('"');
     (!boundary.is_empty()).then(|| boundary.to_owned())
 }

@@ -373,6 +373,10 @@ const BIN: &str = r"(?:/?(?:usr/)?(?:local/)?(?:s?bin/)?)";
 /// string's argument (`next=/cart?cat=3&id=7`), and `id=7` an assignment in a shell.
 const COMMAND_END: &str = r#"(?:\.[\w.-]*)?(?:[\s&|;)(<>`'"$#%,\\{}\]]|$)"#;
 
+/// Parameters that PHP applications known for remote file inclusion build a path of
+/// (PHP reads `.` and space in a name as `_`; CRS 931110).
+const RFI_PARAMETERS: &str = r"mosConfig[._ ]absolute[._ ]path|[._ ]CONF\[path\]|[._ ]SERVER\[DOCUMENT[._ ]ROOT\]|path\[docroot\]|config\[root[._ ]dir\]|GALLERY[._ ]BASEDIR|appserv[._ ]root";
+
 /// Where user input arrives: argument names and values, form and JSON body values, and
 /// cookies.
 fn inputs() -> Vec<Field> {
@@ -1287,7 +1291,9 @@ fn known_bad_inputs() -> Vec<(&'static str, Statement)> {
             Statement::Or(vec![
                 regex(
                     Field::QueryString,
-                    r"(?i)(?:\binclude\s*\([^)&]*|mosConfig[._ ]absolute[._ ]path|[._ ]CONF\[path\]|[._ ]SERVER\[DOCUMENT[._ ]ROOT\]|path\[docroot\]|config\[root[._ ]dir\]|GALLERY[._ ]BASEDIR|appserv[._ ]root)=(?:file|ftps?|https?)://",
+                    &format!(
+                        r"(?i)(?:\binclude\s*\([^)&]*|{RFI_PARAMETERS})=(?:file|ftps?|https?)://"
+                    ),
                     &[UrlDecodeUni],
                 ),
                 // In a form, the field's name and a URL among its values (the body as
@@ -1295,7 +1301,7 @@ fn known_bad_inputs() -> Vec<(&'static str, Statement)> {
                 Statement::And(vec![
                     regex(
                         Field::BodyFields,
-                        r"(?i)^(?:mosConfig[._ ]absolute[._ ]path|[._ ]CONF\[path\]|[._ ]SERVER\[DOCUMENT[._ ]ROOT\]|path\[docroot\]|config\[root[._ ]dir\]|GALLERY[._ ]BASEDIR|appserv[._ ]root)$",
+                        &format!(r"(?i)^(?:{RFI_PARAMETERS})$"),
                         &[UrlDecodeUni],
                     ),
                     regex(
