@@ -137,8 +137,8 @@ impl Body for LoggedBody {
 }
 
 impl Drop for LoggedBody {
-    /// A body dropped before its end (the client went away, or an empty body hyper never
-    /// polled) is logged with what was sent.
+    /// A body dropped before its end (the client went away, or a body the server never polled:
+    /// after `HEAD`, 204 or 304) is logged with what was sent.
     fn drop(&mut self) {
         self.finish();
     }

@@ -206,8 +206,8 @@ pub struct HealthCheckConfig {
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// How long a client may take to send a request's headers; also how long a keep-alive
-    /// connection may stay idle between requests (hyper starts the timer when it waits for
-    /// the next request), which cuts off slow and idle clients alike.
+    /// connection may stay idle between requests (the timer starts when the connection waits
+    /// for the next request), which cuts off slow and idle clients alike.
     pub header_read_timeout: Duration,
     /// How long a target may take to answer with headers.
     pub upstream_timeout: Duration,

@@ -2,12 +2,12 @@
 //! target could read it differently from the edge (request smuggling, RFC 9112 section
 //! 6.1 and 6.3) or because it breaks HTTP/1.1's framing rules.
 //!
-//! hyper's HTTP/1 parser already refuses differing `Content-Length` values and unknown
-//! transfer codings, and a request with both `Content-Length` and `Transfer-Encoding`
-//! reaches us framed by `Transfer-Encoding` alone, its `Content-Length` dropped and its
-//! connection marked to close after the answer (the RFC's other allowed behaviour). The
-//! checks below refuse what is left: repeated or non-`chunked` codings, and repeated
-//! `Host` or `Content-Length` headers. A refused request's connection is closed.
+//! The edge's HTTP/1 server (`server.rs`) already refuses differing `Content-Length`
+//! values, a transfer coding from an HTTP/1.0 client and codings that do not end in
+//! `chunked`. It frames a request with both `Content-Length` and `Transfer-Encoding` by the
+//! latter and leaves both headers for the checks below, which refuse it (as nginx does)
+//! and what else is ambiguous: repeated or non-`chunked` codings, and repeated `Host` or
+//! `Content-Length` headers. A refused request's connection is closed.
 //!
 //! A pure function of the request head, tested as a table.
 

@@ -21,8 +21,9 @@
 //!   nothing of it, or (for an idempotent request whose body is in hand) gave nothing back,
 //!   lets it go again on another connection.
 //!
-//! The edge's clients are still served by hyper (`serve_connection` in the crate's root);
-//! HTTP/2 targets by hyper's HTTP/2 client, which multiplexes one connection.
+//! The edge's HTTP/1.1 clients are served the same way (`server.rs`), which shares this
+//! module's body framing ([`Reading::decode`]); HTTP/2 targets are reached through hyper's
+//! HTTP/2 client, which multiplexes one connection.
 
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
@@ -730,7 +731,7 @@ fn each_token(
 
 /// Where a chunked body's reading stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Chunk {
+pub(crate) enum Chunk {
     /// At a chunk's size line.
     Size,
     /// In a chunk's data, with so many bytes left.
@@ -742,7 +743,7 @@ enum Chunk {
 }
 
 #[derive(Debug)]
-enum Reading {
+pub(crate) enum Reading {
     Length(u64),
     Chunked(Chunk),
     Close,
@@ -831,25 +832,36 @@ fn give_back(mut connection: Connection, pool: &TargetPool, reusable: bool) {
     }
 }
 
-/// The line ending a chunk-size line, if it has been read; errors past a sane length.
+/// The line ending a chunk-size line, if it has been read; errors past a sane length, and
+/// on a line that does not end with CRLF: parsers that end lines differently (at a bare LF,
+/// or a bare CR) would not agree on where the body ends, which is how requests are
+/// smuggled past proxies.
 fn line_end(buffer: &[u8]) -> Result<Option<usize>, BoxError> {
     match buffer
         .iter()
         .take(MAX_CHUNK_LINE)
         .position(|&byte| byte == b'\n')
     {
-        Some(end) => Ok(Some(end)),
-        None if buffer.len() >= MAX_CHUNK_LINE => {
-            Err("the target sent an overlong chunk line".into())
+        Some(end) if end == 0 || buffer[end - 1] != b'\r' => {
+            Err("a chunk line that does not end with CRLF".into())
         }
+        Some(end) => Ok(Some(end)),
+        None if buffer.len() >= MAX_CHUNK_LINE => Err("an overlong chunk line".into()),
         None => Ok(None),
     }
 }
 
 /// A chunk's size from its line (without the line end), extensions ignored.
 fn chunk_size(line: &[u8]) -> Result<u64, BoxError> {
-    const INVALID: &str = "the target sent an invalid chunk size";
+    const INVALID: &str = "an invalid chunk size";
     let line = line.strip_suffix(b"\r").unwrap_or(line);
+    // No control characters (a bare CR among them) in the size or its extensions.
+    if line
+        .iter()
+        .any(|&byte| (byte < b' ' && byte != b'\t') || byte == 0x7f)
+    {
+        return Err(INVALID.into());
+    }
     // Hex digits, then white space only before extensions (RFC 9112 section 7.1.1).
     let size = line.split(|&byte| byte == b';').next().unwrap_or_default();
     let size = match size.iter().rposition(|&byte| byte != b' ' && byte != b'\t') {
@@ -900,20 +912,117 @@ fn trailers(buffer: &[u8]) -> Result<Option<(usize, HeaderMap)>, BoxError> {
             let mut map = HeaderMap::with_capacity(fields.len());
             for field in fields {
                 let name = HeaderName::from_bytes(field.name.as_bytes())
-                    .map_err(|_| "the target sent an invalid trailer")?;
-                let value = HeaderValue::from_bytes(field.value)
-                    .map_err(|_| "the target sent an invalid trailer")?;
+                    .map_err(|_| "an invalid trailer")?;
+                let value =
+                    HeaderValue::from_bytes(field.value).map_err(|_| "an invalid trailer")?;
                 map.append(name, value);
             }
             Ok(Some((length, map)))
         }
         Ok(httparse::Status::Partial) if buffer.len() < MAX_HEAD => Ok(None),
-        Ok(httparse::Status::Partial) => Err("the target's trailers are larger than 64 KiB".into()),
-        Err(_) => Err("the target sent invalid trailers".into()),
+        Ok(httparse::Status::Partial) => Err("trailers larger than 64 KiB".into()),
+        Err(_) => Err("invalid trailers".into()),
     }
 }
 
 const CLOSED_EARLY: &str = "the target closed the connection before the body's end";
+
+/// What [`Reading::decode`] found in a buffer.
+#[derive(Debug)]
+pub(crate) enum Decoded {
+    /// Body data; `true` if it ends the body.
+    Data(Bytes, bool),
+    /// The trailers, which end the body.
+    Trailers(HeaderMap),
+    /// The body's end.
+    End,
+    /// More must be read first: about so many bytes.
+    More(usize),
+}
+
+impl Reading {
+    /// Decodes the body's next part from what `buffer` holds, consuming what it uses. The
+    /// framing of RFC 9112 section 6 and 7.1, shared by answers from targets and requests
+    /// from clients.
+    pub(crate) fn decode(&mut self, buffer: &mut BytesMut) -> Result<Decoded, BoxError> {
+        loop {
+            return Ok(match self {
+                Reading::Length(0) => Decoded::End,
+                Reading::Length(left) => {
+                    if buffer.is_empty() {
+                        return Ok(Decoded::More(
+                            usize::try_from(*left)
+                                .unwrap_or(usize::MAX)
+                                .min(READ_SIZE * 4),
+                        ));
+                    }
+                    let data = take(buffer, *left);
+                    *left -= data.len() as u64;
+                    Decoded::Data(data, *left == 0)
+                }
+                Reading::Close => {
+                    if buffer.is_empty() {
+                        return Ok(Decoded::More(READ_SIZE * 4));
+                    }
+                    Decoded::Data(take(buffer, u64::MAX), false)
+                }
+                Reading::Chunked(chunk) => match *chunk {
+                    Chunk::Size => match line_end(buffer)? {
+                        Some(end) => {
+                            *chunk = match chunk_size(&buffer[..end])? {
+                                0 => Chunk::Trailers,
+                                size => Chunk::Data(size),
+                            };
+                            buffer.advance(end + 1);
+                            continue;
+                        }
+                        None => Decoded::More(READ_SIZE),
+                    },
+                    Chunk::Data(left) => {
+                        if buffer.is_empty() {
+                            return Ok(Decoded::More(
+                                usize::try_from(left)
+                                    .unwrap_or(usize::MAX)
+                                    .min(READ_SIZE * 4),
+                            ));
+                        }
+                        let data = take(buffer, left);
+                        let left = left - data.len() as u64;
+                        *chunk = if left == 0 {
+                            Chunk::DataEnd
+                        } else {
+                            Chunk::Data(left)
+                        };
+                        Decoded::Data(data, false)
+                    }
+                    Chunk::DataEnd => {
+                        if buffer.starts_with(b"\r\n") {
+                            buffer.advance(2);
+                            *chunk = Chunk::Size;
+                            continue;
+                        }
+                        if buffer.len() >= 2 || buffer.first().is_some_and(|&byte| byte != b'\r') {
+                            return Err("a chunk was longer than it said".into());
+                        }
+                        Decoded::More(READ_SIZE)
+                    }
+                    Chunk::Trailers => match trailers(buffer)? {
+                        Some((length, map)) => {
+                            buffer.advance(length);
+                            *self = Reading::Length(0);
+                            if map.is_empty() {
+                                Decoded::End
+                            } else {
+                                Decoded::Trailers(map)
+                            }
+                        }
+                        None => Decoded::More(READ_SIZE),
+                    },
+                },
+            });
+        }
+    }
+}
 
 impl Body for ResponseBody {
     type Data = Bytes;
@@ -934,86 +1043,23 @@ impl Body for ResponseBody {
                 return Poll::Ready(None);
             };
             // What the buffer holds is used first; then, if more is needed, a read.
-            let wanted = match reading {
-                Reading::Length(left) => {
-                    if !connection.buffer.is_empty() {
-                        let data = take(&mut connection.buffer, *left);
-                        *left -= data.len() as u64;
-                        if *left == 0 {
-                            this.finish();
-                        }
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
+            let wanted = match reading.decode(&mut connection.buffer) {
+                Err(error) => return Poll::Ready(Some(Err(self::fail(this, error)))),
+                Ok(Decoded::Data(data, last)) => {
+                    if last {
+                        this.finish();
                     }
-                    usize::try_from(*left)
-                        .unwrap_or(usize::MAX)
-                        .min(READ_SIZE * 4)
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
-                Reading::Close => {
-                    if !connection.buffer.is_empty() {
-                        let data = take(&mut connection.buffer, u64::MAX);
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
-                    }
-                    READ_SIZE * 4
+                Ok(Decoded::Trailers(map)) => {
+                    this.finish();
+                    return Poll::Ready(Some(Ok(Frame::trailers(map))));
                 }
-                Reading::Chunked(chunk) => match *chunk {
-                    Chunk::Size => match line_end(&connection.buffer) {
-                        Err(error) => return Poll::Ready(Some(Err(self::fail(this, error)))),
-                        Ok(Some(end)) => {
-                            match chunk_size(&connection.buffer[..end]) {
-                                Ok(0) => *chunk = Chunk::Trailers,
-                                Ok(size) => *chunk = Chunk::Data(size),
-                                Err(error) => {
-                                    return Poll::Ready(Some(Err(self::fail(this, error))));
-                                }
-                            }
-                            connection.buffer.advance(end + 1);
-                            continue;
-                        }
-                        Ok(None) => READ_SIZE,
-                    },
-                    Chunk::Data(left) => {
-                        if !connection.buffer.is_empty() {
-                            let data = take(&mut connection.buffer, left);
-                            let left = left - data.len() as u64;
-                            *chunk = if left == 0 {
-                                Chunk::DataEnd
-                            } else {
-                                Chunk::Data(left)
-                            };
-                            return Poll::Ready(Some(Ok(Frame::data(data))));
-                        }
-                        usize::try_from(left)
-                            .unwrap_or(usize::MAX)
-                            .min(READ_SIZE * 4)
-                    }
-                    Chunk::DataEnd => {
-                        let buffer = &connection.buffer;
-                        if buffer.starts_with(b"\r\n") || buffer.starts_with(b"\n") {
-                            let length = if buffer[0] == b'\r' { 2 } else { 1 };
-                            connection.buffer.advance(length);
-                            *chunk = Chunk::Size;
-                            continue;
-                        }
-                        if buffer.len() >= 2 || buffer.first().is_some_and(|&byte| byte != b'\r') {
-                            let error =
-                                BoxError::from("the target sent a chunk longer than it said");
-                            return Poll::Ready(Some(Err(self::fail(this, error))));
-                        }
-                        READ_SIZE
-                    }
-                    Chunk::Trailers => match trailers(&connection.buffer) {
-                        Err(error) => return Poll::Ready(Some(Err(self::fail(this, error)))),
-                        Ok(Some((length, map))) => {
-                            connection.buffer.advance(length);
-                            this.finish();
-                            if map.is_empty() {
-                                return Poll::Ready(None);
-                            }
-                            return Poll::Ready(Some(Ok(Frame::trailers(map))));
-                        }
-                        Ok(None) => READ_SIZE,
-                    },
-                },
+                Ok(Decoded::End) => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Ok(Decoded::More(wanted)) => wanted,
             };
             match ready!(connection.poll_fill(context, wanted)) {
                 Ok(0) => {

@@ -23,6 +23,7 @@ pub mod mitigation;
 pub mod pipeline;
 pub mod pool;
 pub mod rules;
+pub mod server;
 pub mod shield;
 pub mod tls;
 pub mod upstream;
@@ -33,10 +34,6 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use prometheus_client::registry::Registry;
 use securecart_telemetry::{AdminServer, MetricsRegistry, Readiness};
 use tokio::net::TcpListener;
@@ -55,9 +52,6 @@ use balancer::TargetGroup;
 use metrics::EdgeMetrics;
 use pipeline::Pipeline;
 use rules::{Rule, RuleError, RuleSet};
-
-/// The most headers hyper accepts in a request when no limit is set.
-const HYPER_MAX_HEADERS: usize = 100;
 
 /// Why an edge could not start.
 #[derive(Debug, thiserror::Error)]
@@ -302,24 +296,14 @@ impl Edge {
         }));
 
         let limits = control.limits();
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        let mut http1 = builder.http1();
-        http1
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .max_buf_size(limits.max_header_bytes.max(8192))
-            .keep_alive(true);
-        // hyper's own limit is 100 headers, parsed into arrays on the stack; a limit set
-        // explicitly, even to 100, makes it build them element by element for every
-        // request.
-        if limits.max_headers != HYPER_MAX_HEADERS {
-            http1.max_headers(limits.max_headers);
-        }
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(256);
-        let graceful = Arc::new(GracefulShutdown::new());
+        let settings = server::Settings {
+            header_read_timeout: limits.header_read_timeout,
+            max_headers: limits.max_headers,
+            max_head_bytes: limits.max_header_bytes.max(8192),
+        };
+        // Every connection holds a receiver until it closes: the sender learns when the
+        // last one has.
+        let (draining_sender, draining) = watch::channel(false);
         let (accepting_sender, accepting) = watch::channel(true);
         let mut accept_tasks = Vec::with_capacity(listeners.len());
         for (index, (listener, acceptor)) in listeners.into_iter().enumerate() {
@@ -330,11 +314,12 @@ impl Edge {
                 slot,
                 Arc::clone(&control),
                 acceptor,
-                builder.clone(),
-                Arc::clone(&graceful),
+                settings,
+                draining.clone(),
                 accepting.clone(),
             )));
         }
+        drop(draining);
         shutdown.await;
         let _ = accepting_sender.send(false);
         for task in accept_tasks {
@@ -342,9 +327,8 @@ impl Edge {
         }
         control.readiness.set(false);
         tracing::info!("edge draining");
-        // The accept loops, the only other holders, have ended.
-        let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
-        if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
+        draining_sender.send_replace(true);
+        if tokio::time::timeout(limits.drain_timeout, draining_sender.closed())
             .await
             .is_err()
         {
@@ -376,8 +360,8 @@ async fn accept_loop(
     slot: Arc<ArcSwap<Pipeline>>,
     control: Arc<Control>,
     acceptor: Option<TlsAcceptor>,
-    builder: auto::Builder<TokioExecutor>,
-    graceful: Arc<GracefulShutdown>,
+    settings: server::Settings,
+    draining: server::Draining,
     mut accepting: watch::Receiver<bool>,
 ) {
     let limits = control.limits();
@@ -426,19 +410,21 @@ async fn accept_loop(
                 control.metrics.connections_active.inc();
                 let slot = Arc::clone(&slot);
                 let control = Arc::clone(&control);
-                let builder = builder.clone();
                 // Taken now, before any shutdown signal, so that a connection still in its TLS
                 // handshake when shutdown begins is drained too, and shutdown waits for it.
-                let watcher = graceful.watcher();
+                let draining = draining.clone();
                 match &acceptor {
-                    None => serve_connection(stream, peer, slot, &control, &builder, watcher, permit),
+                    None => serve_connection(Box::new(stream), false, peer, slot, &control, settings, draining, permit),
                     Some(acceptor) => {
                         let acceptor = acceptor.clone();
                         tokio::spawn(async move {
                             // A client that never finishes its handshake is cut off like one
                             // that never finishes its headers.
                             match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                                Ok(Ok(tls)) => serve_connection(tls, peer, slot, &control, &builder, watcher, permit),
+                                Ok(Ok(tls)) => {
+                                    let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                                    serve_connection(Box::new(tls), http2, peer, slot, &control, settings, draining, permit);
+                                }
                                 Ok(Err(error)) => {
                                     tracing::debug!(%error, %peer, "TLS handshake failed");
                                     control.metrics.connections_active.dec();
@@ -460,32 +446,26 @@ async fn accept_loop(
     }
 }
 
-/// Serves HTTP/1.1 or HTTP/2 on an accepted connection (plain or TLS) in its own task. Each
-/// request runs through the pipeline in force when it arrives, so a reload applies to
-/// connections already open.
-fn serve_connection<IO>(
-    io: IO,
+/// Serves HTTP/1.1 or HTTP/2 on an accepted connection (plain or TLS) in its own task;
+/// `http2` if ALPN chose it. Each request runs through the pipeline in force when it
+/// arrives, so a reload applies to connections already open.
+#[allow(clippy::too_many_arguments)]
+fn serve_connection(
+    stream: Box<dyn server::Stream>,
+    http2: bool,
     peer: SocketAddr,
     slot: Arc<ArcSwap<Pipeline>>,
     control: &Control,
-    builder: &auto::Builder<TokioExecutor>,
-    watcher: hyper_util::server::graceful::Watcher,
+    settings: server::Settings,
+    draining: server::Draining,
     // Held until the connection closes: the listener's connection slot and the client's.
     permit: impl Send + 'static,
-) where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
+) {
     let active = control.metrics.connections_active.clone();
     let client = Arc::new(context::Peer::new(peer));
-    let service = service_fn(move |request| slot.load_full().handle(request, Arc::clone(&client)));
-    let connection = builder
-        .serve_connection_with_upgrades(TokioIo::new(io), service)
-        .into_owned();
-    let connection = watcher.watch(connection);
+    let service = move |request| slot.load_full().handle(request, Arc::clone(&client));
     tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::debug!(%error, %peer, "client connection ended with an error");
-        }
+        server::serve(stream, http2, settings, service, draining).await;
         active.dec();
         drop(permit);
     });

@@ -25,13 +25,11 @@
 //! A stage that answers by itself (a 404, a 502) returns an [`EdgeError`], turned into a
 //! JSON answer here, so later stages see one shape of failure.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, Version, header};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use rand::Rng;
 use securecart_telemetry::TraceContext;
 
@@ -46,6 +44,7 @@ use crate::forward;
 use crate::guard;
 use crate::metrics::EdgeMetrics;
 use crate::rules::{RequestHead, RuleSet};
+use crate::server::ClientBody;
 use crate::shield::Refusal;
 use crate::upstream::{self, EdgeBody};
 use securecart_cache::key::cookie;
@@ -127,9 +126,9 @@ impl Pipeline {
     /// Runs one request through every stage. Never fails: every failure is an answer.
     pub async fn handle(
         self: Arc<Self>,
-        request: Request<Incoming>,
+        request: Request<ClientBody>,
         peer: Arc<Peer>,
-    ) -> Result<Response<EdgeBody>, Infallible> {
+    ) -> Response<EdgeBody> {
         // Stage 1: context.
         let trace = forward::incoming_trace(request.headers())
             .map_or_else(TraceContext::new_root, |parent| parent.child());
@@ -138,7 +137,7 @@ impl Pipeline {
         let logged = tracing::enabled!(target: "access", tracing::Level::INFO)
             .then(|| self.request_summary(&request));
 
-        // Boxed: hyper keeps room for one request future per connection for the
+        // Boxed: a connection's task is as large as its largest state, kept for the
         // connection's life, so the stages' state is allocated only while a request runs,
         // and an idle connection holds only this function's small future.
         let outcome = Box::pin(self.route(&mut context, request)).await;
@@ -224,10 +223,10 @@ impl Pipeline {
             };
             response = response.map(|body| LoggedBody::new(body, record).boxed_unsync());
         }
-        Ok(response)
+        response
     }
 
-    fn request_summary(&self, request: &Request<Incoming>) -> RequestSummary {
+    fn request_summary(&self, request: &Request<ClientBody>) -> RequestSummary {
         let text = |name: header::HeaderName| {
             request
                 .headers()
@@ -258,7 +257,7 @@ impl Pipeline {
     async fn route<'p>(
         &'p self,
         context: &mut RequestContext,
-        request: Request<Incoming>,
+        request: Request<ClientBody>,
     ) -> Outcome<'p> {
         // Stage 2: guard (framing the targets could read differently).
         if let Err(error) = guard::check(request.version(), request.headers()) {
@@ -401,7 +400,11 @@ impl Pipeline {
         // Stage 7: forward. A protocol switch (WebSocket) keeps the client's side of the
         // upgrade to join it to the target's.
         let mut request = request;
-        let client_upgrade = upgrade.map(|_| hyper::upgrade::on(&mut request));
+        let client_upgrade = upgrade.and_then(|_| {
+            request
+                .extensions_mut()
+                .remove::<crate::server::OnUpgrade>()
+        });
         let (mut parts, body) = request.into_parts();
         forward::prepare_request(&mut parts, context, self.protocol, &self.port_header);
         let request = Request::from_parts(parts, body);

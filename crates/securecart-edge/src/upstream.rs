@@ -128,20 +128,23 @@ where
 
 /// Joins the client's and the target's connections once both have switched protocols (a
 /// WebSocket, say) and copies bytes both ways until either side closes.
-fn tunnel(client: hyper::upgrade::OnUpgrade, target: crate::h1::Connection) {
+fn tunnel(client: crate::server::OnUpgrade, target: crate::h1::Connection) {
     tokio::spawn(async move {
-        let client = match client.await {
+        let crate::server::Upgraded {
+            stream: mut client,
+            early: client_early,
+        } = match client.wait().await {
             Ok(client) => client,
             Err(error) => {
                 tracing::debug!(%error, "protocol switch failed");
                 return;
             }
         };
-        let mut client = hyper_util::rt::TokioIo::new(client);
-        // What the target sent right after its switch was read with the answer's head.
-        let (mut target, early) = target.into_parts();
+        // What either side sent right after the switch was read with its head.
+        let (mut target, target_early) = target.into_parts();
         let copied = async {
-            tokio::io::AsyncWriteExt::write_all(&mut client, &early).await?;
+            tokio::io::AsyncWriteExt::write_all(&mut target, &client_early).await?;
+            tokio::io::AsyncWriteExt::write_all(&mut client, &target_early).await?;
             tokio::io::copy_bidirectional(&mut client, &mut target).await
         };
         if let Err(error) = copied.await {
@@ -204,7 +207,7 @@ pub struct SendOptions {
     /// How long the client may take to send a body the edge buffers.
     pub body_timeout: Duration,
     /// The client's side of a protocol switch, to join to the target's.
-    pub client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    pub client_upgrade: Option<crate::server::OnUpgrade>,
     /// The largest request body.
     pub max_body_bytes: Option<u64>,
 }

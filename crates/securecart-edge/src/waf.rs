@@ -15,11 +15,11 @@ use bytes::Bytes;
 use http::Request;
 use http_body::Body as _;
 use http_body_util::{BodyExt, Either, Full};
-use hyper::body::Incoming;
 use securecart_waf::{Inspection, RuleAction, WebAcl};
 
 use crate::error::EdgeError;
 use crate::metrics::EdgeMetrics;
+use crate::server::ClientBody;
 use crate::upstream::MAX_BUFFERED_BODY;
 
 /// How many of the latest blocked or counted requests are kept for the admin API.
@@ -128,7 +128,7 @@ pub fn redact(field: &str, data: &str) -> String {
 }
 
 /// A request's body after the WAF stage: as it came, or read whole.
-pub type InspectedBody = Either<Incoming, Full<Bytes>>;
+pub type InspectedBody = Either<ClientBody, Full<Bytes>>;
 
 /// A listener's web ACL and how it reads bodies.
 #[derive(Debug, Clone)]
@@ -157,7 +157,7 @@ impl WafConfig {
 /// Runs the web ACL on a request: the request to go on with, or why it is refused.
 pub async fn inspect(
     waf: &WafConfig,
-    request: Request<Incoming>,
+    request: Request<ClientBody>,
     client: IpAddr,
     body_timeout: Duration,
     metrics: &EdgeMetrics,

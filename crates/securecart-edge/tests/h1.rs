@@ -497,7 +497,7 @@ async fn answers_that_cannot_be_framed_are_errors_and_their_connections_go() {
         ),
         (
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhello\r\n0\r\n\r\n",
-            "chunk longer than it said",
+            "chunk was longer than it said",
         ),
         (
             "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",

@@ -1,0 +1,1287 @@
+//! HTTP/1.1 from clients, served by each connection's own task; HTTP/2 handed to hyper.
+//!
+//! Written here rather than taken from hyper's server (`hyper_util`'s `auto` builder), for
+//! what hyper's HTTP/1 server costs per connection and per request and offers no option to
+//! change:
+//!
+//! - memory: hyper keeps an 8 KiB read buffer and an 8 KiB write buffer for a connection's
+//!   whole life, so 2,000 idle keep-alive clients held 38 MB. Here an idle plain connection
+//!   holds no buffer: it waits for the socket to become readable, and only then takes one;
+//! - system calls: `hyper_util` reads the first 24 bytes of a connection alone, to tell
+//!   HTTP/2's preface from HTTP/1, and hyper shuts a connection down before closing it;
+//!   here the first read takes the whole request, and a closed connection is only closed;
+//! - per request: hyper's dispatcher, its head encoder and its body channel. Here the task
+//!   parses the head with `httparse` (hyper's own parser), runs the pipeline, and writes the
+//!   answer's head and its first data in one `writev`.
+//!
+//! What it holds to (RFC 9112, and what hyper did before it):
+//!
+//! - the head: at most [`Settings::max_headers`] headers (more: 431) and
+//!   [`Settings::max_head_bytes`] bytes (more: 431), read within the header read timeout,
+//!   which starts when the connection waits for a request (so it also closes idle
+//!   keep-alive connections). A timeout in the middle of a head is answered with 408; an
+//!   idle connection is closed without a word. A head that is not HTTP/1.x is answered 400;
+//! - the body: framed by `Transfer-Encoding: chunked` (when it is the last coding; chunk
+//!   lines end with CRLF and nothing else) or by `Content-Length` (differing values: 400);
+//!   no framing, no body. `Expect: 100-continue` is answered when the body is first read,
+//!   unless the answer has begun. The guard stage refuses what is ambiguous;
+//! - the answer: one `Content-Length`, the pipeline's (a body that says otherwise ends the
+//!   connection) or the body's exact size, else chunked (HTTP/1.1) or up to the close
+//!   (HTTP/1.0, and a TLS connection then says `close_notify`). Trailers go to clients
+//!   that asked for them (`TE: trailers`). No body after `HEAD`, 1xx, 204 and 304, and no
+//!   length after 1xx and 204. A `Date` is added when missing;
+//! - keep-alive: as HTTP/1.1 and HTTP/1.0 say (`close` wins), and not after an answer
+//!   whose request body was left unread (unless the buffer held all of it), after
+//!   `Connection: close` on either side, or once draining began; requests pipelined behind
+//!   each other are answered in order, and empty lines between them skipped;
+//! - a protocol switch (`101`) hands the connection, with any bytes read past the head, to
+//!   the request's [`OnUpgrade`].
+//!
+//! A connection that opens with HTTP/2's preface (cleartext with prior knowledge), or that
+//! chose `h2` by ALPN, is served by hyper's HTTP/2 server.
+//!
+//! Not done (hyper did both): a client that closes its connection while its request is
+//! forwarded does not cancel the request (nothing reads the socket until the answer is
+//! written, which then fails); and a request body still held elsewhere when its answer is
+//! done (by hyper's HTTP/2 client, for an HTTP/2 target that answered before the upload
+//! ended) keeps the socket open outside the connection's task, which has ended.
+
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::{oneshot, watch};
+
+use crate::h1::{Chunk, Decoded, Reading};
+use crate::upstream::{BoxError, EdgeBody};
+
+/// HTTP/2's connection preface (RFC 9113 section 3.4).
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// How much a connection reads at once for a request's head.
+const HEAD_READ: usize = 8 * 1024;
+/// How much it reads at once for a request's body, at most.
+const BODY_READ: usize = 64 * 1024;
+/// The most headers parsed on the stack; a larger limit takes an allocation per request.
+const STACK_HEADERS: usize = 100;
+/// `100 Continue`, sent when a body the client waits to send is first read.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// The server's limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// How long a client may take to send a request's head, from when the connection waits
+    /// for it.
+    pub header_read_timeout: Duration,
+    /// The most headers in a request.
+    pub max_headers: usize,
+    /// The most bytes of a request's head (request line and headers).
+    pub max_head_bytes: usize,
+}
+
+/// A client connection: a plain socket or a TLS session on one.
+pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {
+    /// Waits, without a buffer, until the connection has something to read; `false` if it
+    /// cannot tell without reading (TLS), so that the caller reads at once.
+    fn poll_idle(&mut self, context: &mut Context<'_>) -> Poll<io::Result<bool>>;
+
+    /// Whether closing says so on the wire first (TLS's `close_notify`, without which a
+    /// client cannot tell a body that runs to the close from a cut one); a plain socket's
+    /// close needs no shutdown before it.
+    fn announces_close(&self) -> bool {
+        false
+    }
+}
+
+impl Stream for TcpStream {
+    fn poll_idle(&mut self, context: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        self.poll_read_ready(context).map_ok(|()| true)
+    }
+}
+
+impl Stream for tokio_rustls::server::TlsStream<TcpStream> {
+    fn poll_idle(&mut self, _context: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        Poll::Ready(Ok(false))
+    }
+
+    fn announces_close(&self) -> bool {
+        true
+    }
+}
+
+/// A request's body as the pipeline reads it, from either server.
+#[derive(Debug)]
+pub enum ClientBody {
+    /// From this module's HTTP/1.1 server.
+    Http1(RequestBody),
+    /// From hyper's HTTP/2 server.
+    Http2(Incoming),
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ClientBody::Http1(body) => Pin::new(body).poll_frame(context),
+            ClientBody::Http2(body) => Pin::new(body).poll_frame(context).map_err(BoxError::from),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Http1(body) => body.is_end_stream(),
+            ClientBody::Http2(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::Http1(body) => body.size_hint(),
+            ClientBody::Http2(body) => body.size_hint(),
+        }
+    }
+}
+
+/// The client's side of a protocol switch, found in the extensions of an HTTP/1.1 request
+/// that asks for one: resolves once the edge has sent its `101`. (Shared, as request
+/// extensions must be `Clone`; the first to wait has it.)
+#[derive(Debug, Clone)]
+pub struct OnUpgrade(Arc<Mutex<Option<oneshot::Receiver<Upgraded>>>>);
+
+impl OnUpgrade {
+    /// The switched connection, once the `101` went out.
+    pub async fn wait(self) -> Result<Upgraded, BoxError> {
+        let receiver = self
+            .0
+            .lock()
+            .take()
+            .ok_or("the protocol switch was already taken")?;
+        receiver
+            .await
+            .map_err(|_| "the client's connection closed before switching protocols".into())
+    }
+}
+
+/// A client connection after a protocol switch, with what the client sent past its
+/// request's head.
+pub struct Upgraded {
+    /// The connection.
+    pub stream: Box<dyn Stream>,
+    /// Bytes already read from it.
+    pub early: Bytes,
+}
+
+impl std::fmt::Debug for Upgraded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upgraded")
+            .field("early", &self.early.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A connection's socket and what was read from it and not yet used.
+struct Wire {
+    stream: Box<dyn Stream>,
+    buffer: BytesMut,
+    /// The current request's body, while some of it is unread.
+    body: Option<Reading>,
+    /// How much of `100 Continue` is still to be written before the body is read.
+    continue_left: usize,
+}
+
+impl Wire {
+    fn poll_fill(&mut self, context: &mut Context<'_>, size: usize) -> Poll<io::Result<usize>> {
+        if self.buffer.capacity() == 0 {
+            self.buffer = spare::take();
+        }
+        self.buffer.reserve(size);
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), context, &mut self.buffer)
+    }
+
+    fn poll_write_vectored(
+        &mut self,
+        context: &mut Context<'_>,
+        slices: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(context, slices)
+    }
+}
+
+/// The wire, owned by the connection's task, or shared with a request body that reads it.
+enum Held {
+    Own(Wire),
+    Shared(Arc<Mutex<Wire>>),
+}
+
+impl Held {
+    fn with<R>(&mut self, action: impl FnOnce(&mut Wire) -> R) -> R {
+        match self {
+            Held::Own(wire) => action(wire),
+            Held::Shared(shared) => action(&mut shared.lock()),
+        }
+    }
+
+    /// The wire back in the task's hands once the body no longer holds it; `None` if the
+    /// body still does.
+    fn reclaim(self) -> Option<Wire> {
+        match self {
+            Held::Own(wire) => Some(wire),
+            Held::Shared(shared) => Some(Arc::try_unwrap(shared).ok()?.into_inner()),
+        }
+    }
+}
+
+/// The body of a request read by this server.
+#[derive(Debug)]
+pub struct RequestBody {
+    wire: Option<Arc<Mutex<Wire>>>,
+    /// The bytes still to come, if the body has a length.
+    left: Option<u64>,
+}
+
+impl std::fmt::Debug for Wire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wire")
+            .field("buffered", &self.buffer.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RequestBody {
+    fn empty() -> Self {
+        Self {
+            wire: None,
+            left: Some(0),
+        }
+    }
+}
+
+const CLOSED_EARLY: &str = "the client closed the connection before the body's end";
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let Some(shared) = &this.wire else {
+            return Poll::Ready(None);
+        };
+        let mut guard = shared.lock();
+        let wire = &mut *guard;
+        let frame = loop {
+            let Some(reading) = &mut wire.body else {
+                break None;
+            };
+            let wanted = match reading.decode(&mut wire.buffer) {
+                Err(error) => {
+                    // The wire's body stays unfinished: the connection is not reused.
+                    drop(guard);
+                    this.wire = None;
+                    return Poll::Ready(Some(Err(error)));
+                }
+                Ok(Decoded::Data(data, last)) => {
+                    if last {
+                        wire.body = None;
+                    }
+                    break Some(Frame::data(data));
+                }
+                Ok(Decoded::Trailers(map)) => {
+                    wire.body = None;
+                    break Some(Frame::trailers(map));
+                }
+                Ok(Decoded::End) => {
+                    wire.body = None;
+                    break None;
+                }
+                Ok(Decoded::More(wanted)) => wanted.min(BODY_READ),
+            };
+            // The client waits for `100 Continue` before it sends the body.
+            while wire.continue_left > 0 {
+                let sent = &CONTINUE[CONTINUE.len() - wire.continue_left..];
+                match ready!(wire.poll_write_vectored(context, &[IoSlice::new(sent)])) {
+                    Ok(0) => return Poll::Ready(Some(Err(CLOSED_EARLY.into()))),
+                    Ok(written) => wire.continue_left -= written,
+                    Err(error) => return Poll::Ready(Some(Err(error.into()))),
+                }
+            }
+            match ready!(wire.poll_fill(context, wanted)) {
+                Ok(0) => return Poll::Ready(Some(Err(CLOSED_EARLY.into()))),
+                Ok(_) => {}
+                Err(error) => return Poll::Ready(Some(Err(error.into()))),
+            }
+        };
+        let ended = wire.body.is_none();
+        drop(guard);
+        if let (Some(left), Some(data)) =
+            (this.left.as_mut(), frame.as_ref().and_then(Frame::data_ref))
+        {
+            *left = left.saturating_sub(data.len() as u64);
+        }
+        if ended {
+            this.wire = None;
+            this.left = Some(0);
+        }
+        Poll::Ready(frame.map(Ok))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.wire.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.left {
+            Some(left) => SizeHint::with_exact(left),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+/// A connection's part in draining: it holds a receiver until it closes, so the server
+/// knows when the last one has.
+pub type Draining = watch::Receiver<bool>;
+
+/// Serves a client connection until it closes: HTTP/1.1 here, HTTP/2 by hyper when the
+/// connection starts with HTTP/2's preface or `http2` is set (ALPN chose it).
+pub async fn serve<S, F>(
+    stream: Box<dyn Stream>,
+    http2: bool,
+    settings: Settings,
+    service: S,
+    mut draining: Draining,
+) where
+    S: Fn(Request<ClientBody>) -> F + Send + Sync + Clone + 'static,
+    F: Future<Output = Response<EdgeBody>> + Send + 'static,
+{
+    // Boxed, here and below: a task is as large as its largest state, and hyper's HTTP/2
+    // connection would make every HTTP/1.1 connection's task as large as its own.
+    if http2 {
+        Box::pin(serve_http2(stream, Bytes::new(), service, draining)).await;
+        return;
+    }
+    let mut connection = Connection {
+        wire: Wire {
+            stream,
+            buffer: BytesMut::new(),
+            body: None,
+            continue_left: 0,
+        },
+        settings,
+    };
+    // HTTP/2 with prior knowledge opens with its preface; any HTTP/1 request differs from
+    // it within its first bytes, so telling them apart costs no read of its own.
+    match connection.read_preface(&mut draining).await {
+        Preface::Http1 => {}
+        Preface::Http2 => {
+            let Wire { stream, buffer, .. } = connection.wire;
+            Box::pin(serve_http2(stream, buffer.freeze(), service, draining)).await;
+            return;
+        }
+        Preface::Closed => return,
+    }
+    connection.serve(&service, &mut draining).await;
+}
+
+async fn serve_http2<S, F>(
+    stream: Box<dyn Stream>,
+    early: Bytes,
+    service: S,
+    mut draining: Draining,
+) where
+    S: Fn(Request<ClientBody>) -> F + Send + Sync + Clone + 'static,
+    F: Future<Output = Response<EdgeBody>> + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let answer = service(request.map(ClientBody::Http2));
+        async move { Ok::<_, std::convert::Infallible>(answer.await) }
+    });
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder.timer(TokioTimer::new()).max_concurrent_streams(256);
+    let stream = Rewind { early, stream };
+    let mut connection = pin!(builder.serve_connection(TokioIo::new(stream), service));
+    let finished = tokio::select! {
+        finished = connection.as_mut() => finished,
+        () = async {
+            let _ = draining.wait_for(|draining| *draining).await;
+        } => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = finished {
+        tracing::debug!(%error, "HTTP/2 client connection ended with an error");
+    }
+}
+
+/// A stream with bytes already read from it put back in front.
+struct Rewind {
+    early: Bytes,
+    stream: Box<dyn Stream>,
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.early.is_empty() {
+            let count = self.early.len().min(buffer.remaining());
+            buffer.put_slice(&self.early[..count]);
+            self.early.advance(count);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.stream).poll_read(context, buffer)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(context, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        slices: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(context, slices)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(context)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(context)
+    }
+}
+
+enum Preface {
+    Http1,
+    Http2,
+    Closed,
+}
+
+/// Why a request's head could not be had.
+enum HeadError {
+    /// The connection closed, or stayed idle too long, between requests: close quietly.
+    Closed,
+    /// Answer with this status, then close.
+    Refuse(StatusCode),
+}
+
+/// What the connection's task knows of the request in flight.
+struct Exchange {
+    http10: bool,
+    head_request: bool,
+    keep_alive: bool,
+    trailers: bool,
+    upgrade: Option<oneshot::Sender<Upgraded>>,
+}
+
+struct Connection {
+    wire: Wire,
+    settings: Settings,
+}
+
+impl Connection {
+    async fn read_preface(&mut self, draining: &mut Draining) -> Preface {
+        let wire = &mut self.wire;
+        let timeout = self.settings.header_read_timeout;
+        let read = async {
+            // A connection that has sent nothing yet holds no buffer either.
+            if poll_fn(|context| wire.stream.poll_idle(context))
+                .await
+                .is_err()
+            {
+                return Preface::Closed;
+            }
+            loop {
+                let have = wire.buffer.len().min(PREFACE.len());
+                if wire.buffer[..have] != PREFACE[..have] {
+                    return Preface::Http1;
+                }
+                if have == PREFACE.len() {
+                    return Preface::Http2;
+                }
+                match poll_fn(|context| wire.poll_fill(context, HEAD_READ)).await {
+                    Ok(0) | Err(_) => return Preface::Closed,
+                    Ok(_) => {}
+                }
+            }
+        };
+        tokio::select! {
+            biased;
+            preface = tokio::time::timeout(timeout, read) => preface.unwrap_or(Preface::Closed),
+            () = async {
+                let _ = draining.wait_for(|draining| *draining).await;
+            } => Preface::Closed,
+        }
+    }
+
+    async fn serve<S, F>(mut self, service: &S, draining: &mut Draining)
+    where
+        S: Fn(Request<ClientBody>) -> F,
+        F: Future<Output = Response<EdgeBody>>,
+    {
+        loop {
+            skip_blank_lines(&mut self.wire.buffer);
+            let head = tokio::select! {
+                biased;
+                head = tokio::time::timeout(self.settings.header_read_timeout, self.read_head()) => match head {
+                    Ok(head) => head,
+                    // Mid-head, the client is told; between requests, the connection just closes.
+                    Err(_) if self.wire.buffer.is_empty() => Err(HeadError::Closed),
+                    Err(_) => Err(HeadError::Refuse(StatusCode::REQUEST_TIMEOUT)),
+                },
+                // Draining closes a connection that waits for a request.
+                () = async {
+                    let _ = draining.wait_for(|draining| *draining).await;
+                }, if self.wire.buffer.is_empty() => Err(HeadError::Closed),
+            };
+            let (request, exchange) = match head {
+                Ok(head) => head,
+                Err(HeadError::Closed) => return,
+                Err(HeadError::Refuse(status)) => {
+                    self.refuse(status).await;
+                    return;
+                }
+            };
+            let has_body = self.wire.body.is_some();
+            let (request, mut held) = if has_body {
+                let shared = Arc::new(Mutex::new(self.wire));
+                let left = match &shared.lock().body {
+                    Some(Reading::Length(length)) => Some(*length),
+                    _ => None,
+                };
+                let body = RequestBody {
+                    wire: Some(Arc::clone(&shared)),
+                    left,
+                };
+                (
+                    request.map(|()| ClientBody::Http1(body)),
+                    Held::Shared(shared),
+                )
+            } else {
+                (
+                    request.map(|()| ClientBody::Http1(RequestBody::empty())),
+                    Held::Own(self.wire),
+                )
+            };
+            let response = service(request).await;
+            let draining_now = *draining.borrow();
+            let outcome = respond(&mut held, response, &exchange, draining_now).await;
+            // The wire is back in this task's hands unless the body is still held (by
+            // hyper's HTTP/2 client, say); then the connection just closes.
+            let Some(mut wire) = held.reclaim() else {
+                return;
+            };
+            let body_read = discard_buffered_body(&mut wire);
+            match outcome {
+                Ok(Next::KeepAlive) if body_read => {}
+                Ok(Next::KeepAlive | Next::Close) => {
+                    if !body_read {
+                        linger(wire).await;
+                    } else if wire.stream.announces_close() {
+                        let stream = &mut wire.stream;
+                        let _ = tokio::time::timeout(
+                            Duration::from_secs(1),
+                            poll_fn(|context| Pin::new(&mut *stream).poll_shutdown(context)),
+                        )
+                        .await;
+                    }
+                    return;
+                }
+                Err(_) => return,
+                Ok(Next::Switched) => {
+                    if let Some(upgrade) = exchange.upgrade {
+                        let early = std::mem::take(&mut wire.buffer).freeze();
+                        let _ = upgrade.send(Upgraded {
+                            stream: wire.stream,
+                            early,
+                        });
+                    }
+                    return;
+                }
+            }
+            self.wire = wire;
+        }
+    }
+
+    /// Reads and parses the next request's head; sets the wire's body framing.
+    async fn read_head(&mut self) -> Result<(Request<()>, Exchange), HeadError> {
+        loop {
+            skip_blank_lines(&mut self.wire.buffer);
+            if !self.wire.buffer.is_empty()
+                && let Some(parsed) = self.parse_head()?
+            {
+                return Ok(parsed);
+            }
+            if self.wire.buffer.len() >= self.settings.max_head_bytes {
+                return Err(HeadError::Refuse(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                ));
+            }
+            if self.wire.buffer.is_empty() {
+                // Idle: no buffer is held while the connection waits, where the socket
+                // can say it is readable without one.
+                spare::give(std::mem::take(&mut self.wire.buffer));
+                let wire = &mut self.wire;
+                match poll_fn(|context| wire.stream.poll_idle(context)).await {
+                    Ok(_) => {}
+                    Err(_) => return Err(HeadError::Closed),
+                }
+            }
+            let wire = &mut self.wire;
+            let wanted = HEAD_READ.min(self.settings.max_head_bytes - wire.buffer.len());
+            match poll_fn(|context| wire.poll_fill(context, wanted)).await {
+                Ok(0) if wire.buffer.is_empty() => return Err(HeadError::Closed),
+                // A head cut short by the close: nobody is left to answer.
+                Ok(0) | Err(_) => return Err(HeadError::Closed),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    fn parse_head(&mut self) -> Result<Option<(Request<()>, Exchange)>, HeadError> {
+        let bad = || HeadError::Refuse(StatusCode::BAD_REQUEST);
+        let max_headers = self.settings.max_headers;
+        let mut stack = [const { MaybeUninit::uninit() }; STACK_HEADERS];
+        let mut heap = Vec::new();
+        let headers: &mut [MaybeUninit<httparse::Header<'_>>] = if max_headers <= STACK_HEADERS {
+            &mut stack[..max_headers]
+        } else {
+            heap.resize_with(max_headers, MaybeUninit::uninit);
+            &mut heap
+        };
+        let buffer = &self.wire.buffer;
+        let mut parsed = httparse::Request::new(&mut []);
+        let length = match httparse::ParserConfig::default().parse_request_with_uninit_headers(
+            &mut parsed,
+            buffer,
+            headers,
+        ) {
+            Ok(httparse::Status::Complete(length)) if length <= self.settings.max_head_bytes => {
+                length
+            }
+            // Whole, but larger than allowed (it came in one large read).
+            Ok(httparse::Status::Complete(_)) => {
+                return Err(HeadError::Refuse(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                ));
+            }
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(HeadError::Refuse(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                ));
+            }
+            Err(_) => return Err(bad()),
+        };
+        // The head in an allocation of its own, which the header values share: what is
+        // kept of them does not hold the read buffer.
+        let head = Bytes::copy_from_slice(&buffer[..length]);
+        let base = buffer.as_ptr() as usize;
+        let slice = |part: &[u8]| {
+            let start = part.as_ptr() as usize - base;
+            head.slice(start..start + part.len())
+        };
+        let method =
+            Method::from_bytes(parsed.method.unwrap_or_default().as_bytes()).map_err(|_| bad())?;
+        let path = parsed.path.unwrap_or_default();
+        let uri = Uri::from_maybe_shared(slice(path.as_bytes())).map_err(|_| {
+            if path.len() > usize::from(u16::MAX) - 1 {
+                HeadError::Refuse(StatusCode::URI_TOO_LONG)
+            } else {
+                bad()
+            }
+        })?;
+        let version = match parsed.version {
+            Some(0) => Version::HTTP_10,
+            _ => Version::HTTP_11,
+        };
+        let mut map = HeaderMap::with_capacity(parsed.headers.len());
+        for field in parsed.headers.iter() {
+            let name = HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| bad())?;
+            let value = HeaderValue::from_maybe_shared(slice(field.value)).map_err(|_| bad())?;
+            map.append(name, value);
+        }
+        self.wire.buffer.advance(length);
+
+        let body = request_framing(&map, version).ok_or_else(bad)?;
+        let expects = body.is_some()
+            && version == Version::HTTP_11
+            && map
+                .get(header::EXPECT)
+                .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        // Sent only if the client is still waiting when the body is first read.
+        self.wire.continue_left = if expects && self.wire.buffer.is_empty() {
+            CONTINUE.len()
+        } else {
+            0
+        };
+        if body.is_none() && self.wire.buffer.is_empty() {
+            // Nothing more to read until the answer is out: the buffer serves others.
+            spare::give(std::mem::take(&mut self.wire.buffer));
+        }
+        self.wire.body = body;
+        let (mut close, mut asks_keep_alive, mut upgrade) = (false, false, false);
+        for token in crate::forward::connection_tokens(&map) {
+            close |= token.eq_ignore_ascii_case("close");
+            asks_keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+            upgrade |= token.eq_ignore_ascii_case("upgrade") && version == Version::HTTP_11;
+        }
+        // `close` wins over `keep-alive`, as in `h1.rs`.
+        let keep_alive = !close && (version == Version::HTTP_11 || asks_keep_alive);
+        let trailers = map
+            .get_all(header::TE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(|coding| coding.trim().eq_ignore_ascii_case("trailers"));
+        let mut request = Request::new(());
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        *request.version_mut() = version;
+        *request.headers_mut() = map;
+        let upgrade = (upgrade && request.headers().contains_key(header::UPGRADE)).then(|| {
+            let (sender, receiver) = oneshot::channel();
+            request
+                .extensions_mut()
+                .insert(OnUpgrade(Arc::new(Mutex::new(Some(receiver)))));
+            sender
+        });
+        let exchange = Exchange {
+            http10: version == Version::HTTP_10,
+            head_request: request.method() == Method::HEAD,
+            keep_alive,
+            trailers,
+            upgrade,
+        };
+        Ok(Some((request, exchange)))
+    }
+
+    /// Answers a request the server itself refuses, and closes.
+    async fn refuse(self, status: StatusCode) {
+        let head = format!(
+            "HTTP/1.1 {} {}\r\ncontent-length: 0\r\nconnection: close\r\ndate: {}\r\n\r\n",
+            status.as_str(),
+            status.canonical_reason().unwrap_or(""),
+            httpdate::fmt_http_date(std::time::SystemTime::now()),
+        );
+        let mut held = Held::Own(self.wire);
+        if write_all(&mut held, &mut [IoSlice::new(head.as_bytes())])
+            .await
+            .is_ok()
+            && let Held::Own(wire) = held
+        {
+            linger(wire).await;
+        }
+    }
+}
+
+/// Drops the empty lines a client may send between requests (RFC 9112 section 2.2).
+fn skip_blank_lines(buffer: &mut BytesMut) {
+    while buffer.starts_with(b"\r\n") || buffer.starts_with(b"\n") {
+        let length = if buffer[0] == b'\r' { 2 } else { 1 };
+        buffer.advance(length);
+    }
+}
+
+/// How a request's body is framed (RFC 9112 section 6.3): `None` for no body, and `Err`
+/// (as `None` of the outer option) for framing the server cannot read.
+fn request_framing(headers: &HeaderMap, version: Version) -> Option<Option<Reading>> {
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        if version == Version::HTTP_10 {
+            return None;
+        }
+        // Chunked must be the last coding; the guard refuses any other.
+        let last = headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .next_back()
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.rsplit(',').next())
+            .map(str::trim);
+        return match last {
+            Some(coding) if coding.eq_ignore_ascii_case("chunked") => {
+                Some(Some(Reading::Chunked(Chunk::Size)))
+            }
+            _ => None,
+        };
+    }
+    let mut length = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        for part in value.to_str().ok()?.split(',') {
+            let part = part.trim();
+            if part.is_empty() || !part.bytes().all(|byte| byte.is_ascii_digit()) {
+                return None;
+            }
+            let parsed: u64 = part.parse().ok()?;
+            if length.is_some_and(|length| length != parsed) {
+                return None;
+            }
+            length = Some(parsed);
+        }
+    }
+    Some(match length {
+        None | Some(0) => None,
+        Some(length) => Some(Reading::Length(length)),
+    })
+}
+
+/// Closes a connection whose client may still be sending (a request refused before its
+/// body was read): the write side first, then what arrives is read and dropped for a
+/// while, so that the kernel does not reset the connection (and with it the answer not yet
+/// read) on unread data. nginx's `lingering_close`, bounded in time and bytes.
+async fn linger(mut wire: Wire) {
+    const LINGER: Duration = Duration::from_secs(2);
+    const LINGER_BYTES: usize = 1024 * 1024;
+    let stream = &mut wire.stream;
+    let drained = async {
+        if poll_fn(|context| Pin::new(&mut *stream).poll_shutdown(context))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let mut scratch = BytesMut::with_capacity(4096);
+        let mut dropped = 0;
+        while dropped < LINGER_BYTES {
+            scratch.clear();
+            match poll_fn(|context| {
+                tokio_util::io::poll_read_buf(Pin::new(&mut *stream), context, &mut scratch)
+            })
+            .await
+            {
+                Ok(0) | Err(_) => return,
+                Ok(read) => dropped += read,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drained).await;
+}
+
+/// Drops what is left of an unread request body if the buffer holds all of it, so that the
+/// connection may carry the next request; `false` if more of it is still to come.
+fn discard_buffered_body(wire: &mut Wire) -> bool {
+    while let Some(reading) = &mut wire.body {
+        match reading.decode(&mut wire.buffer) {
+            Ok(Decoded::Data(_, false)) => {}
+            Ok(Decoded::Data(_, true) | Decoded::Trailers(_) | Decoded::End) => wire.body = None,
+            Ok(Decoded::More(_)) | Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// What the connection does after an answer.
+#[derive(Debug, Clone, Copy)]
+enum Next {
+    KeepAlive,
+    Close,
+    Switched,
+}
+
+/// How the answer's body goes on the wire.
+enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+    Close,
+}
+
+/// An answer's head on the wire, and what it says of the body and the connection.
+struct AnswerHead {
+    head: Vec<u8>,
+    framing: Framing,
+    keep_alive: bool,
+    switched: bool,
+}
+
+/// The head of an answer: its status line, its headers but the framing ones, which follow
+/// the framing chosen here (one `Content-Length`, or chunks), and `Connection` and `Date`
+/// where needed.
+fn answer_head(
+    parts: http::response::Parts,
+    hint: Option<u64>,
+    exchange: &Exchange,
+    draining: bool,
+) -> AnswerHead {
+    let status = parts.status;
+    let switched = status == StatusCode::SWITCHING_PROTOCOLS && exchange.upgrade.is_some();
+    let mut keep_alive = exchange.keep_alive && !draining;
+    let (mut says_close, mut says_keep_alive) = (false, false);
+    for token in crate::forward::connection_tokens(&parts.headers) {
+        says_close |= token.eq_ignore_ascii_case("close");
+        says_keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+    }
+    keep_alive &= !says_close;
+    let bodiless = status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    let framing = if bodiless || exchange.head_request {
+        Framing::None
+    } else if let Some(length) = declared {
+        Framing::Length(length)
+    } else if let Some(length) = hint {
+        Framing::Length(length)
+    } else if exchange.http10 {
+        // An HTTP/1.0 client reads no chunks: the body runs to the close.
+        Framing::Close
+    } else {
+        Framing::Chunked
+    };
+    if matches!(framing, Framing::Close) || (status == StatusCode::SWITCHING_PROTOCOLS && !switched)
+    {
+        keep_alive = false;
+    }
+
+    let mut head = Vec::with_capacity(256);
+    head.extend_from_slice(b"HTTP/1.1 ");
+    head.extend_from_slice(status.as_str().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes());
+    head.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        // The framing headers are written below, once, from the framing.
+        if name == header::TRANSFER_ENCODING || name == header::CONTENT_LENGTH {
+            continue;
+        }
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    // After `HEAD` and with a 304, the length the body would have had, as the target said.
+    let length = match framing {
+        Framing::Length(length) => Some(length),
+        Framing::None if exchange.head_request || status == StatusCode::NOT_MODIFIED => declared,
+        _ => None,
+    };
+    if let Some(length) = length {
+        head.extend_from_slice(b"content-length: ");
+        head.extend_from_slice(length.to_string().as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    if matches!(framing, Framing::Chunked) {
+        head.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    if !switched {
+        if !keep_alive && !says_close {
+            head.extend_from_slice(b"connection: close\r\n");
+        } else if keep_alive && exchange.http10 && !says_keep_alive {
+            // An HTTP/1.0 client keeps the connection only if the answer says so.
+            head.extend_from_slice(b"connection: keep-alive\r\n");
+        }
+    }
+    if !parts.headers.contains_key(header::DATE) {
+        head.extend_from_slice(b"date: ");
+        date::with(|date| head.extend_from_slice(date));
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    AnswerHead {
+        head,
+        framing,
+        keep_alive,
+        switched,
+    }
+}
+
+/// Writes an answer: its head, and its body as its framing says.
+async fn respond(
+    held: &mut Held,
+    response: Response<EdgeBody>,
+    exchange: &Exchange,
+    draining: bool,
+) -> io::Result<Next> {
+    let (parts, mut body) = response.into_parts();
+    let hint = body.size_hint().exact();
+    // Built by a function of its own, so that the answer's parts are not kept across the
+    // writes below: the connection's task is as large as its largest state.
+    let AnswerHead {
+        head,
+        framing,
+        keep_alive,
+        switched,
+    } = answer_head(parts, hint, exchange, draining);
+    // A `100 Continue` not sent yet is not sent at all: the answer has begun. One begun
+    // is finished first.
+    let continuing = held.with(|wire| {
+        let left = std::mem::take(&mut wire.continue_left);
+        (left < CONTINUE.len()).then_some(left)
+    });
+    if let Some(left) = continuing.filter(|&left| left > 0) {
+        write_all(
+            held,
+            &mut [IoSlice::new(&CONTINUE[CONTINUE.len() - left..])],
+        )
+        .await?;
+    }
+    let next = if switched {
+        Next::Switched
+    } else if keep_alive {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    };
+
+    if matches!(framing, Framing::None) {
+        drop(body);
+        write_all(held, &mut [IoSlice::new(&head)]).await?;
+        flush(held).await?;
+        return Ok(next);
+    }
+
+    // The head waits for the body's first data if it is there at once, to go in one write.
+    let mut head = Some(head);
+    let mut written: u64 = 0;
+    loop {
+        let frame = if head.is_some() {
+            match poll_fn(|context| Poll::Ready(Pin::new(&mut body).poll_frame(context))).await {
+                Poll::Ready(frame) => frame,
+                Poll::Pending => {
+                    let head = head.take().unwrap_or_default();
+                    write_all(held, &mut [IoSlice::new(&head)]).await?;
+                    flush(held).await?;
+                    continue;
+                }
+            }
+        } else {
+            poll_fn(|context| Pin::new(&mut body).poll_frame(context)).await
+        };
+        let head_bytes = head.take().unwrap_or_default();
+        let frame = match frame {
+            None => None,
+            Some(Ok(frame)) => Some(frame),
+            Some(Err(error)) => {
+                // The answer cannot be finished: the client must see it cut short.
+                let _ = write_all(held, &mut [IoSlice::new(&head_bytes)]).await;
+                return Err(io::Error::other(error));
+            }
+        };
+        match frame {
+            None => {
+                let end: &[u8] = match framing {
+                    Framing::Chunked => b"0\r\n\r\n",
+                    _ => b"",
+                };
+                end_body(held, &head_bytes, end, &framing, written).await?;
+                return Ok(next);
+            }
+            Some(frame) => match frame.into_data() {
+                Ok(data) => {
+                    written += data.len() as u64;
+                    match framing {
+                        Framing::Chunked => {
+                            if data.is_empty() {
+                                write_all(held, &mut [IoSlice::new(&head_bytes)]).await?;
+                                continue;
+                            }
+                            let size = format!("{:x}\r\n", data.len());
+                            let end: &[u8] = if body.is_end_stream() {
+                                b"\r\n0\r\n\r\n"
+                            } else {
+                                b"\r\n"
+                            };
+                            write_all(
+                                held,
+                                &mut [
+                                    IoSlice::new(&head_bytes),
+                                    IoSlice::new(size.as_bytes()),
+                                    IoSlice::new(&data),
+                                    IoSlice::new(end),
+                                ],
+                            )
+                            .await?;
+                            if body.is_end_stream() {
+                                flush(held).await?;
+                                return Ok(next);
+                            }
+                        }
+                        Framing::Length(length) => {
+                            if written > length {
+                                let _ = write_all(held, &mut [IoSlice::new(&head_bytes)]).await;
+                                return Err(io::Error::other(
+                                    "the answer's body was longer than its length",
+                                ));
+                            }
+                            write_all(held, &mut [IoSlice::new(&head_bytes), IoSlice::new(&data)])
+                                .await?;
+                            if written == length && body.is_end_stream() {
+                                flush(held).await?;
+                                return Ok(next);
+                            }
+                        }
+                        Framing::Close | Framing::None => {
+                            write_all(held, &mut [IoSlice::new(&head_bytes), IoSlice::new(&data)])
+                                .await?;
+                        }
+                    }
+                    flush(held).await?;
+                }
+                Err(frame) => {
+                    // Trailers end the body; a chunked answer carries them to a client that
+                    // asked for them.
+                    let mut end = Vec::from(&b"0\r\n"[..]);
+                    if let Some(trailers) = frame.trailers_ref().filter(|_| exchange.trailers) {
+                        for (name, value) in trailers {
+                            end.extend_from_slice(name.as_str().as_bytes());
+                            end.extend_from_slice(b": ");
+                            end.extend_from_slice(value.as_bytes());
+                            end.extend_from_slice(b"\r\n");
+                        }
+                    }
+                    end.extend_from_slice(b"\r\n");
+                    let end: &[u8] = if matches!(framing, Framing::Chunked) {
+                        &end
+                    } else {
+                        b""
+                    };
+                    end_body(held, &head_bytes, end, &framing, written).await?;
+                    return Ok(next);
+                }
+            },
+        }
+    }
+}
+
+/// Writes what ends an answer's body (after the head, if it has not gone yet), and checks
+/// that a body of declared length was that long.
+async fn end_body(
+    held: &mut Held,
+    head: &[u8],
+    end: &[u8],
+    framing: &Framing,
+    written: u64,
+) -> io::Result<()> {
+    write_all(held, &mut [IoSlice::new(head), IoSlice::new(end)]).await?;
+    flush(held).await?;
+    match *framing {
+        Framing::Length(length) if written != length => Err(io::Error::other(
+            "the answer's body was shorter than its length",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Writes every slice, skipping empty ones.
+async fn write_all(held: &mut Held, slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+    let mut slices = slices;
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        let count =
+            poll_fn(|context| held.with(|wire| wire.poll_write_vectored(context, slices))).await?;
+        if count == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut slices, count);
+    }
+    Ok(())
+}
+
+async fn flush(held: &mut Held) -> io::Result<()> {
+    poll_fn(|context| held.with(|wire| Pin::new(&mut wire.stream).poll_flush(context))).await
+}
+
+/// Read buffers, handed from connection to connection within a thread: a connection holds
+/// one only while it reads, and one freed buffer per request would cost an allocation
+/// and a free (8 KiB is past the allocator's per-thread caches) for each.
+mod spare {
+    use std::cell::RefCell;
+
+    use bytes::BytesMut;
+
+    /// The most spare buffers a thread keeps.
+    const KEPT: usize = 64;
+    /// A buffer that grew past this (a large head or body read) is not kept.
+    const LARGEST_KEPT: usize = super::BODY_READ;
+
+    thread_local! {
+        static SPARE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub(super) fn take() -> BytesMut {
+        SPARE
+            .with(|spare| spare.borrow_mut().pop())
+            .unwrap_or_else(|| BytesMut::with_capacity(super::HEAD_READ))
+    }
+
+    pub(super) fn give(mut buffer: BytesMut) {
+        if buffer.capacity() == 0 || buffer.capacity() > LARGEST_KEPT {
+            return;
+        }
+        buffer.clear();
+        SPARE.with(|spare| {
+            let mut spare = spare.borrow_mut();
+            if spare.len() < KEPT {
+                spare.push(buffer);
+            }
+        });
+    }
+}
+
+/// The `Date` header's value, formatted once a second per thread.
+mod date {
+    use std::cell::RefCell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    thread_local! {
+        static CACHED: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
+    }
+
+    pub(super) fn with<R>(action: impl FnOnce(&[u8]) -> R) -> R {
+        let now = SystemTime::now();
+        let second = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        CACHED.with(|cached| {
+            let mut cached = cached.borrow_mut();
+            if cached.0 != second {
+                let text = httpdate::fmt_http_date(now);
+                if text.len() == 29 {
+                    cached.1.copy_from_slice(text.as_bytes());
+                    cached.0 = second;
+                } else {
+                    return action(text.as_bytes());
+                }
+            }
+            action(&cached.1)
+        })
+    }
+}

@@ -1,0 +1,397 @@
+//! The edge's HTTP/1.1 server as clients see it on the wire: pipelining, HTTP/1.0,
+//! chunked and `Expect: 100-continue` uploads, answers without bodies, answers of unknown
+//! length, heads it refuses, and bodies it does not read.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use securecart_edge::actions::{ActionConfig, FixedResponseConfig};
+use securecart_edge::rules::{Conditions, Rule};
+use securecart_testkit::{TestServer, serve};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+mod common;
+use common::RunningEdge;
+
+/// A target that echoes bodies, streams an answer of unknown length, and has no content.
+async fn start_target() -> TestServer {
+    let router = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/hello", get(|| async { "hello" }))
+        .route("/echo", post(|body: String| async move { body }))
+        .route(
+            "/stream",
+            get(|| async { Body::new(Parts(vec!["one ", "two ", "three"])) }),
+        )
+        .route("/nothing", get(|| async { StatusCode::NO_CONTENT }));
+    serve("127.0.0.1", router).await
+}
+
+/// A body of several frames and no length, sent in order.
+struct Parts(Vec<&'static str>);
+
+impl http_body::Body for Parts {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        if self.0.is_empty() {
+            return std::task::Poll::Ready(None);
+        }
+        let part = self.0.remove(0);
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(bytes::Bytes::from_static(
+            part.as_bytes(),
+        )))))
+    }
+}
+
+/// An edge forwarding everything but `/fixed` (answered by the edge itself, unread body
+/// and all) to the target.
+async fn start_edge(target: &TestServer, limits: securecart_edge::Limits) -> RunningEdge {
+    let mut config = common::one_listener("site", vec![target.address]);
+    config.listeners[0].rules = vec![Rule {
+        name: "fixed".to_owned(),
+        priority: 1,
+        conditions: Conditions {
+            path: vec!["/fixed".to_owned()],
+            ..Conditions::default()
+        },
+        action: ActionConfig::FixedResponse(FixedResponseConfig {
+            status: 200,
+            content_type: "text/plain".to_owned(),
+            body: "fixed".to_owned(),
+        }),
+    }];
+    config.limits = limits;
+    let edge = RunningEdge::start(config, "http").await;
+    // The target is healthy once its first check passed.
+    for _ in 0..100 {
+        if raw(
+            &edge,
+            "GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .starts_with("HTTP/1.1 200")
+        {
+            return edge;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the target never became healthy");
+}
+
+fn address(edge: &RunningEdge) -> String {
+    edge.url.trim_start_matches("http://").to_owned()
+}
+
+/// Sends `bytes` on a new connection and reads until the edge closes it (at most 10 s).
+async fn raw(edge: &RunningEdge, bytes: &str) -> String {
+    let mut stream = TcpStream::connect(address(edge)).await.expect("connect");
+    stream.write_all(bytes.as_bytes()).await.expect("write");
+    read_to_close(&mut stream).await
+}
+
+async fn read_to_close(stream: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("the edge closes the connection")
+        .expect("read");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Reads one answer whose body has a `Content-Length` (or none), leaving the connection
+/// open.
+async fn read_answer(stream: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    let mut byte = [0u8; 1];
+    while !answer.ends_with(b"\r\n\r\n") {
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte))
+            .await
+            .expect("an answer")
+            .expect("read");
+        assert_eq!(
+            read,
+            1,
+            "closed mid-head: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        answer.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length: "))
+        .map_or(0, |length| length.trim().parse::<usize>().expect("length"));
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await.expect("body");
+    answer.extend_from_slice(&body);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+fn limits() -> securecart_edge::Limits {
+    securecart_edge::Limits {
+        drain_timeout: Duration::from_secs(2),
+        header_read_timeout: Duration::from_secs(2),
+        ..securecart_edge::Limits::default()
+    }
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let target = start_target().await;
+    let edge = start_edge(&target, limits()).await;
+    let answer = raw(
+        &edge,
+        "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n\
+         POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\nsecond\r\n\
+         POST /fixed HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nunred\
+         GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let bodies: Vec<&str> = answer
+        .split("HTTP/1.1 ")
+        .skip(1)
+        .map(|answer| answer.split("\r\n\r\n").nth(1).unwrap_or(""))
+        .collect();
+    // The empty line a client left after a body is skipped; the body the edge did not
+    // read was wholly in its buffer: it was skipped, and the connection carried the next
+    // request.
+    assert_eq!(bodies, ["hello", "second", "fixed", "hello"], "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().ends_with("hello")
+            && answer.to_ascii_lowercase().contains("connection: close"),
+        "the last request closed the connection: {answer}"
+    );
+    edge.shutdown().await;
+}
+
+#[tokio::test]
+async fn http10_clients_keep_connections_only_when_they_ask_and_get_no_chunks() {
+    let target = start_target().await;
+    let edge = start_edge(&target, limits()).await;
+
+    // An answer of unknown length goes chunked to an HTTP/1.1 client...
+    let chunked = raw(
+        &edge,
+        "GET /stream HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        chunked
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{chunked}"
+    );
+    assert!(chunked.ends_with("0\r\n\r\n"), "{chunked}");
+    // ...and up to the close to an HTTP/1.0 one.
+    let closed = raw(&edge, "GET /stream HTTP/1.0\r\nHost: t\r\n\r\n").await;
+    let lower = closed.to_ascii_lowercase();
+    assert!(closed.starts_with("HTTP/1.1 200"), "{closed}");
+    assert!(!lower.contains("transfer-encoding"), "{closed}");
+    assert!(lower.contains("connection: close"), "{closed}");
+    assert!(closed.ends_with("\r\n\r\none two three"), "{closed}");
+
+    // `close` wins over `keep-alive`.
+    let closed = raw(
+        &edge,
+        "GET /hello HTTP/1.0\r\nHost: t\r\nConnection: close, keep-alive\r\n\r\n",
+    )
+    .await;
+    assert!(
+        closed.to_ascii_lowercase().contains("connection: close"),
+        "{closed}"
+    );
+
+    // An HTTP/1.0 client that asks for keep-alive is told so, and may send another request.
+    let mut stream = TcpStream::connect(address(&edge)).await.expect("connect");
+    stream
+        .write_all(b"GET /hello HTTP/1.0\r\nHost: t\r\nConnection: keep-alive\r\n\r\n")
+        .await
+        .expect("write");
+    let first = read_answer(&mut stream).await;
+    assert!(
+        first
+            .to_ascii_lowercase()
+            .contains("connection: keep-alive"),
+        "{first}"
+    );
+    assert!(first.ends_with("hello"), "{first}");
+    stream
+        .write_all(b"GET /hello HTTP/1.0\r\nHost: t\r\n\r\n")
+        .await
+        .expect("write");
+    let second = read_to_close(&mut stream).await;
+    assert!(
+        second.starts_with("HTTP/1.1 200") && second.ends_with("hello"),
+        "{second}"
+    );
+    edge.shutdown().await;
+}
+
+#[tokio::test]
+async fn chunked_uploads_and_expect_continue_reach_the_target() {
+    let target = start_target().await;
+    let edge = start_edge(&target, limits()).await;
+
+    // Chunks, with an extension and trailers, arrive as one body.
+    let answer = raw(
+        &edge,
+        "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+         4;note=x\r\nwool\r\n5\r\n coat\r\n0\r\nX-Checksum: 1\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("wool coat"), "{answer}");
+
+    // A client that waits for `100 Continue` gets it, then its answer.
+    let mut stream = TcpStream::connect(address(&edge)).await.expect("connect");
+    stream
+        .write_all(
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .await
+        .expect("write");
+    let interim = read_answer(&mut stream).await;
+    assert_eq!(interim, "HTTP/1.1 100 Continue\r\n\r\n");
+    stream.write_all(b"hello").await.expect("write");
+    let answer = read_answer(&mut stream).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("hello"),
+        "{answer}"
+    );
+
+    // A chunk longer than it says is refused, and so are chunk lines that do not end with
+    // CRLF (a parser that ends lines elsewhere would see another body: smuggling), and the
+    // connection closes.
+    for chunks in [
+        "2\r\nhello\r\n0\r\n\r\n",
+        "5;a\nhello\r\n0\r\n\r\n",
+        "5\nhello\r\n0\r\n\r\n",
+        "5;a\rb\r\nhello\r\n0\r\n\r\n",
+        "5\r\nhello\n0\r\n\r\n",
+    ] {
+        let answer = raw(
+            &edge,
+            &format!(
+                "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n{chunks}"
+            ),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{chunks:?}: {answer}");
+    }
+    edge.shutdown().await;
+}
+
+#[tokio::test]
+async fn answers_without_bodies_keep_the_connection() {
+    let target = start_target().await;
+    let edge = start_edge(&target, limits()).await;
+    let answer = raw(
+        &edge,
+        "HEAD /hello HTTP/1.1\r\nHost: t\r\n\r\n\
+         GET /nothing HTTP/1.1\r\nHost: t\r\n\r\n\
+         GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let answers: Vec<&str> = answer.split("HTTP/1.1 ").skip(1).collect();
+    assert_eq!(answers.len(), 3, "{answer}");
+    // HEAD: the length of the body a GET would have, and no body.
+    assert!(answers[0].starts_with("200"), "{answer}");
+    assert!(
+        answers[0]
+            .to_ascii_lowercase()
+            .contains("content-length: 5"),
+        "{answer}"
+    );
+    assert!(answers[0].ends_with("\r\n\r\n"), "{answer}");
+    // 204: neither a length nor chunks.
+    assert!(answers[1].starts_with("204"), "{answer}");
+    let no_content = answers[1].to_ascii_lowercase();
+    assert!(
+        !no_content.contains("content-length") && !no_content.contains("transfer-encoding"),
+        "{answer}"
+    );
+    assert!(answers[2].ends_with("hello"), "{answer}");
+    edge.shutdown().await;
+}
+
+#[tokio::test]
+async fn heads_that_cannot_be_read_are_refused() {
+    let target = start_target().await;
+    let edge = start_edge(&target, limits()).await;
+    for (request, status) in [
+        ("GET /hello HTTP/1.1\r\nHost t\r\n\r\n", "400"),
+        ("GET /hello HTTP/2.0\r\nHost: t\r\n\r\n", "400"),
+        (
+            "GET /hello HTTP/1.1\r\nHost: t\r\nContent-Length: abc\r\n\r\n",
+            "400",
+        ),
+        (
+            "GET /hello HTTP/1.1\r\nHost: t\r\nContent-Length: 1, 2\r\n\r\n",
+            "400",
+        ),
+        (
+            "POST /echo HTTP/1.0\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "400",
+        ),
+        (
+            "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "400",
+        ),
+        ("G\u{1}T /hello HTTP/1.1\r\nHost: t\r\n\r\n", "400"),
+    ] {
+        let answer = raw(&edge, request).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{request:?}: {answer}"
+        );
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{request:?}: {answer}"
+        );
+    }
+
+    // A head begun and not finished within the header read timeout gets 408.
+    let mut stream = TcpStream::connect(address(&edge)).await.expect("connect");
+    stream
+        .write_all(b"GET /hello HTTP/1.1\r\nHo")
+        .await
+        .expect("write");
+    let answer = read_to_close(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    edge.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refused_upload_still_gets_its_answer() {
+    let target = start_target().await;
+    let mut limits = limits();
+    limits.max_body_bytes = Some(1024);
+    let edge = start_edge(&target, limits).await;
+    // The client sends a large body the edge refuses without reading: the edge answers,
+    // then reads and drops what keeps coming until the client stops, so that the answer is
+    // not lost to a reset of the connection.
+    let mut stream = TcpStream::connect(address(&edge)).await.expect("connect");
+    stream
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4000000\r\n\r\n")
+        .await
+        .expect("write");
+    let chunk = vec![b'x'; 64 * 1024];
+    for _ in 0..32 {
+        if stream.write_all(&chunk).await.is_err() {
+            break;
+        }
+    }
+    let _ = stream.shutdown().await;
+    let answer = read_to_close(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    edge.shutdown().await;
+}
