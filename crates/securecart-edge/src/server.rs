@@ -28,7 +28,7 @@
 //! - the answer: one `Content-Length`, the pipeline's (a body that says otherwise ends the
 //!   connection) or the body's exact size, else chunked (HTTP/1.1) or up to the close
 //!   (HTTP/1.0, and a TLS connection then says `close_notify`). Trailers go to clients
-//!   that asked for them (`TE: trailers`). No body after `HEAD`, 1xx, 204 and 304, and no
+//!   that asked for them (`TE: trailers`), but fields that frame, route or authenticate. No body after `HEAD`, 1xx, 204 and 304, and no
 //!   length after 1xx and 204. A `Date` is added when missing;
 //! - keep-alive: as HTTP/1.1 and HTTP/1.0 say (`close` wins), and not after an answer
 //!   whose request body was left unread (unless the buffer held all of it), after
@@ -40,11 +40,12 @@
 //! A connection that opens with HTTP/2's preface (cleartext with prior knowledge), or that
 //! chose `h2` by ALPN, is served by hyper's HTTP/2 server.
 //!
-//! Not done (hyper did both): a client that closes its connection while its request is
-//! forwarded does not cancel the request (nothing reads the socket until the answer is
-//! written, which then fails); and a request body still held elsewhere when its answer is
-//! done (by hyper's HTTP/2 client, for an HTTP/2 target that answered before the upload
-//! ended) keeps the socket open outside the connection's task, which has ended.
+//! A client that closes its plain connection while its request (without a body) is
+//! forwarded cancels it: the socket is watched for readability meanwhile, which costs no
+//! system call until something arrives. Not done: a request body still held elsewhere
+//! when its answer is done (by hyper's HTTP/2 client, for an HTTP/2 target that answered
+//! before the upload ended) keeps the socket open outside the connection's task, which has
+//! ended (hyper waited for it).
 
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
@@ -103,11 +104,32 @@ pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {
     fn announces_close(&self) -> bool {
         false
     }
+
+    /// Whether the client closed the connection while its request is forwarded: `true` on
+    /// its close, `false` once it sent more (a pipelined request), pending until either;
+    /// pending for good where it cannot tell without reading (TLS).
+    fn poll_closed(&mut self, _context: &mut Context<'_>) -> Poll<bool> {
+        Poll::Pending
+    }
 }
 
 impl Stream for TcpStream {
     fn poll_idle(&mut self, context: &mut Context<'_>) -> Poll<io::Result<bool>> {
         self.poll_read_ready(context).map_ok(|()| true)
+    }
+
+    fn poll_closed(&mut self, context: &mut Context<'_>) -> Poll<bool> {
+        // No system call until the socket becomes readable: the read of the request's head
+        // left it marked as drained.
+        if ready!(self.poll_read_ready(context)).is_err() {
+            return Poll::Ready(true);
+        }
+        let mut byte = [0u8; 1];
+        let mut peeked = ReadBuf::new(&mut byte);
+        match ready!(self.poll_peek(context, &mut peeked)) {
+            Ok(0) | Err(_) => Poll::Ready(true),
+            Ok(_) => Poll::Ready(false),
+        }
     }
 }
 
@@ -597,7 +619,25 @@ impl Connection {
                     Held::Own(self.wire),
                 )
             };
-            let response = service(request).await;
+            let response = if has_body {
+                service(request).await
+            } else {
+                // A client that goes away while its request is forwarded cancels it (the
+                // target's connection closes with it), as hyper did. One with a body is
+                // reading it meanwhile, and learns of the close there.
+                let answered = pin!(service(request));
+                let closed = async {
+                    if !poll_fn(|context| held.with(|wire| wire.stream.poll_closed(context))).await
+                    {
+                        std::future::pending::<()>().await;
+                    }
+                };
+                tokio::select! {
+                    biased;
+                    response = answered => response,
+                    () = closed => return,
+                }
+            };
             let draining_now = *draining.borrow();
             let outcome = respond(&mut held, response, &exchange, draining_now).await;
             // The wire is back in this task's hands unless the body is still held (by
@@ -1157,10 +1197,14 @@ async fn respond(
                 }
                 Err(frame) => {
                     // Trailers end the body; a chunked answer carries them to a client that
-                    // asked for them.
+                    // asked for them, but those that framing, routing, authentication or
+                    // caching would read (RFC 9110 section 6.5.1).
                     let mut end = Vec::from(&b"0\r\n"[..]);
                     if let Some(trailers) = frame.trailers_ref().filter(|_| exchange.trailers) {
                         for (name, value) in trailers {
+                            if !allowed_in_trailers(name) {
+                                continue;
+                            }
                             end.extend_from_slice(name.as_str().as_bytes());
                             end.extend_from_slice(b": ");
                             end.extend_from_slice(value.as_bytes());
@@ -1179,6 +1223,26 @@ async fn respond(
             },
         }
     }
+}
+
+/// Whether a field may travel in trailers: not those that frame or route the message,
+/// authenticate it, or say how to store or decode it (hyper's list).
+fn allowed_in_trailers(name: &HeaderName) -> bool {
+    ![
+        header::AUTHORIZATION,
+        header::CACHE_CONTROL,
+        header::CONTENT_ENCODING,
+        header::CONTENT_LENGTH,
+        header::CONTENT_RANGE,
+        header::CONTENT_TYPE,
+        header::HOST,
+        header::MAX_FORWARDS,
+        header::SET_COOKIE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::TE,
+    ]
+    .contains(name)
 }
 
 /// Writes what ends an answer's body (after the head, if it has not gone yet), and checks

@@ -2,6 +2,8 @@
 //! chunked and `Expect: 100-continue` uploads, answers without bodies, answers of unknown
 //! length, heads it refuses, and bodies it does not read.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -52,10 +54,41 @@ impl http_body::Body for Parts {
     }
 }
 
+/// A target that answers every request on a connection with `answer`, as raw bytes.
+async fn start_raw_target(
+    answer: &'static str,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                while let Ok(read) = stream.read(&mut buffer).await {
+                    if read == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buffer[..read]);
+                    while let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                        request.drain(..end + 4);
+                        if stream.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (address, task)
+}
+
 /// An edge forwarding everything but `/fixed` (answered by the edge itself, unread body
 /// and all) to the target.
-async fn start_edge(target: &TestServer, limits: securecart_edge::Limits) -> RunningEdge {
-    let mut config = common::one_listener("site", vec![target.address]);
+async fn start_edge(target: std::net::SocketAddr, limits: securecart_edge::Limits) -> RunningEdge {
+    let mut config = common::one_listener("site", vec![target]);
     config.listeners[0].rules = vec![Rule {
         name: "fixed".to_owned(),
         priority: 1,
@@ -147,7 +180,7 @@ fn limits() -> securecart_edge::Limits {
 #[tokio::test]
 async fn pipelined_requests_are_answered_in_order() {
     let target = start_target().await;
-    let edge = start_edge(&target, limits()).await;
+    let edge = start_edge(target.address, limits()).await;
     let answer = raw(
         &edge,
         "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n\
@@ -176,7 +209,7 @@ async fn pipelined_requests_are_answered_in_order() {
 #[tokio::test]
 async fn http10_clients_keep_connections_only_when_they_ask_and_get_no_chunks() {
     let target = start_target().await;
-    let edge = start_edge(&target, limits()).await;
+    let edge = start_edge(target.address, limits()).await;
 
     // An answer of unknown length goes chunked to an HTTP/1.1 client...
     let chunked = raw(
@@ -239,7 +272,7 @@ async fn http10_clients_keep_connections_only_when_they_ask_and_get_no_chunks() 
 #[tokio::test]
 async fn chunked_uploads_and_expect_continue_reach_the_target() {
     let target = start_target().await;
-    let edge = start_edge(&target, limits()).await;
+    let edge = start_edge(target.address, limits()).await;
 
     // Chunks, with an extension and trailers, arrive as one body.
     let answer = raw(
@@ -291,9 +324,38 @@ async fn chunked_uploads_and_expect_continue_reach_the_target() {
 }
 
 #[tokio::test]
+async fn trailers_reach_clients_that_ask_for_them() {
+    let (target, task) = start_raw_target(
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+         4\r\ndata\r\n0\r\nX-Checksum: 7\r\nContent-Length: 99\r\n\r\n",
+    )
+    .await;
+    let edge = start_edge(target, limits()).await;
+    let answer = raw(
+        &edge,
+        "GET /trailers HTTP/1.1\r\nHost: t\r\nTE: trailers\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    // The checksum comes after the last chunk; a length there would be a second framing,
+    // and is dropped.
+    assert!(
+        answer.ends_with("\r\n0\r\nx-checksum: 7\r\n\r\n"),
+        "{answer:?}"
+    );
+    let without = raw(
+        &edge,
+        "GET /trailers HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(without.ends_with("data\r\n0\r\n\r\n"), "{without:?}");
+    edge.shutdown().await;
+    task.abort();
+}
+
+#[tokio::test]
 async fn answers_without_bodies_keep_the_connection() {
     let target = start_target().await;
-    let edge = start_edge(&target, limits()).await;
+    let edge = start_edge(target.address, limits()).await;
     let answer = raw(
         &edge,
         "HEAD /hello HTTP/1.1\r\nHost: t\r\n\r\n\
@@ -326,7 +388,7 @@ async fn answers_without_bodies_keep_the_connection() {
 #[tokio::test]
 async fn heads_that_cannot_be_read_are_refused() {
     let target = start_target().await;
-    let edge = start_edge(&target, limits()).await;
+    let edge = start_edge(target.address, limits()).await;
     for (request, status) in [
         ("GET /hello HTTP/1.1\r\nHost t\r\n\r\n", "400"),
         ("GET /hello HTTP/2.0\r\nHost: t\r\n\r\n", "400"),
@@ -375,7 +437,7 @@ async fn a_refused_upload_still_gets_its_answer() {
     let target = start_target().await;
     let mut limits = limits();
     limits.max_body_bytes = Some(1024);
-    let edge = start_edge(&target, limits).await;
+    let edge = start_edge(target.address, limits).await;
     // The client sends a large body the edge refuses without reading: the edge answers,
     // then reads and drops what keeps coming until the client stops, so that the answer is
     // not lost to a reset of the connection.
@@ -394,4 +456,55 @@ async fn a_refused_upload_still_gets_its_answer() {
     let answer = read_to_close(&mut stream).await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     edge.shutdown().await;
+}
+
+/// Sets its flag when dropped before its request finished.
+struct CancelledIfDropped(Arc<AtomicBool>, bool);
+
+impl Drop for CancelledIfDropped {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_cancels_its_forwarded_request() {
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&cancelled);
+    let router = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/hello", get(|| async { "hello" }))
+        .route(
+            "/sleep",
+            get(move || {
+                let guard = CancelledIfDropped(Arc::clone(&flag), false);
+                async move {
+                    let mut guard = guard;
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    guard.1 = true;
+                    "slept"
+                }
+            }),
+        );
+    let target = serve("127.0.0.1", router).await;
+    let edge = start_edge(target.address, limits()).await;
+    let mut stream = TcpStream::connect(address(&edge)).await.expect("connect");
+    stream
+        .write_all(b"GET /sleep HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(stream);
+    // The edge drops the forwarded request, its target connection with it, and the target
+    // drops its handler.
+    for _ in 0..40 {
+        if cancelled.load(Ordering::SeqCst) {
+            edge.shutdown().await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the target's handler ran on after its client went away");
 }
