@@ -903,12 +903,20 @@ fn trailers(buffer: &[u8]) -> Result<Option<(usize, HeaderMap)>, BoxError> {
     if buffer.starts_with(b"\r\n") {
         return Ok(Some((2, HeaderMap::new())));
     }
-    if buffer.starts_with(b"\n") {
-        return Ok(Some((1, HeaderMap::new())));
+    // Lines end with CRLF here too, as in `line_end`.
+    if buffer.first() == Some(&b'\n') || buffer.starts_with(b"\r") && buffer.get(1).is_some() {
+        return Err("trailers whose lines do not end with CRLF".into());
     }
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     match httparse::parse_headers(buffer, &mut headers) {
         Ok(httparse::Status::Complete((length, fields))) => {
+            let bare_lf = buffer[..length]
+                .iter()
+                .enumerate()
+                .any(|(at, &byte)| byte == b'\n' && (at == 0 || buffer[at - 1] != b'\r'));
+            if bare_lf {
+                return Err("trailers whose lines do not end with CRLF".into());
+            }
             let mut map = HeaderMap::with_capacity(fields.len());
             for field in fields {
                 let name = HeaderName::from_bytes(field.name.as_bytes())

@@ -409,6 +409,9 @@ pub async fn serve<S, F>(
             continue_left: 0,
         },
         settings,
+        // The first request's head is due within the timeout from the accept, preface
+        // included.
+        first_deadline: Some(tokio::time::Instant::now() + settings.header_read_timeout),
     };
     // HTTP/2 with prior knowledge opens with its preface; any HTTP/1 request differs from
     // it within its first bytes, so telling them apart costs no read of its own.
@@ -533,12 +536,15 @@ struct Exchange {
 struct Connection {
     wire: Wire,
     settings: Settings,
+    first_deadline: Option<tokio::time::Instant>,
 }
 
 impl Connection {
     async fn read_preface(&mut self, draining: &mut Draining) -> Preface {
         let wire = &mut self.wire;
-        let timeout = self.settings.header_read_timeout;
+        let deadline = self
+            .first_deadline
+            .unwrap_or_else(|| tokio::time::Instant::now() + self.settings.header_read_timeout);
         let read = async {
             // A connection that has sent nothing yet holds no buffer either.
             if poll_fn(|context| wire.stream.poll_idle(context))
@@ -563,7 +569,7 @@ impl Connection {
         };
         tokio::select! {
             biased;
-            preface = tokio::time::timeout(timeout, read) => preface.unwrap_or(Preface::Closed),
+            preface = tokio::time::timeout_at(deadline, read) => preface.unwrap_or(Preface::Closed),
             () = async {
                 let _ = draining.wait_for(|draining| *draining).await;
             } => Preface::Closed,
@@ -577,9 +583,13 @@ impl Connection {
     {
         loop {
             skip_blank_lines(&mut self.wire.buffer);
+            let deadline = self
+                .first_deadline
+                .take()
+                .unwrap_or_else(|| tokio::time::Instant::now() + self.settings.header_read_timeout);
             let head = tokio::select! {
                 biased;
-                head = tokio::time::timeout(self.settings.header_read_timeout, self.read_head()) => match head {
+                head = tokio::time::timeout_at(deadline, self.read_head()) => match head {
                     Ok(head) => head,
                     // Mid-head, the client is told; between requests, the connection just closes.
                     Err(_) if self.wire.buffer.is_empty() => Err(HeadError::Closed),
@@ -619,7 +629,10 @@ impl Connection {
                     Held::Own(self.wire),
                 )
             };
-            let response = if has_body {
+            // (Not with bytes already buffered: a pipelined request, after which a client
+            // may half-close and still wait for its answers, as hyper allowed.)
+            let watch = !has_body && held.with(|wire| wire.buffer.is_empty());
+            let response = if !watch {
                 service(request).await
             } else {
                 // A client that goes away while its request is forwarded cancels it (the
@@ -1151,6 +1164,7 @@ async fn respond(
                         Framing::Chunked => {
                             if data.is_empty() {
                                 write_all(held, &mut [IoSlice::new(&head_bytes)]).await?;
+                                flush(held).await?;
                                 continue;
                             }
                             let size = format!("{:x}\r\n", data.len());

@@ -203,6 +203,22 @@ async fn pipelined_requests_are_answered_in_order() {
             && answer.to_ascii_lowercase().contains("connection: close"),
         "the last request closed the connection: {answer}"
     );
+
+    // A client that pipelines and then closes its sending side gets the answers to the
+    // requests it sent before its last; the close abandons the last one (its target's
+    // request is cancelled), as with hyper's and nginx's defaults: a server cannot tell a
+    // closed connection from a half-closed one.
+    let mut stream = TcpStream::connect(address(&edge)).await.expect("connect");
+    stream
+        .write_all(
+            b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n\
+              GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .expect("write");
+    stream.shutdown().await.expect("half-close");
+    let answer = read_to_close(&mut stream).await;
+    assert_eq!(answer.matches("HTTP/1.1 200").count(), 1, "{answer}");
     edge.shutdown().await;
 }
 
@@ -310,6 +326,8 @@ async fn chunked_uploads_and_expect_continue_reach_the_target() {
         "5\nhello\r\n0\r\n\r\n",
         "5;a\rb\r\nhello\r\n0\r\n\r\n",
         "5\r\nhello\n0\r\n\r\n",
+        "5\r\nhello\r\n0\r\n\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n",
+        "5\r\nhello\r\n0\r\nX-Checksum: 1\n\r\n",
     ] {
         let answer = raw(
             &edge,
