@@ -526,3 +526,59 @@ async fn a_client_that_goes_away_cancels_its_forwarded_request() {
     }
     panic!("the target's handler ran on after its client went away");
 }
+
+#[tokio::test]
+async fn mangled_requests_end_in_an_answer_or_a_close_and_the_edge_serves_on() {
+    use rand::{Rng, SeedableRng};
+    let target = start_target().await;
+    let edge = start_edge(target.address, limits()).await;
+    let bases = [
+        "GET /hello?q=1 HTTP/1.1\r\nHost: t\r\nAccept: */*\r\n\r\n",
+        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello",
+        "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5;n=v\r\nhello\r\n0\r\nX-A: b\r\n\r\n",
+        "GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n",
+        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\nhi",
+    ];
+    let noise = b"\r\n:; 0123456789aAfFzZ\x00\xff\t,-/?%";
+    let mut random = rand::rngs::StdRng::seed_from_u64(11);
+    for round in 0..300 {
+        let mut request = bases[round % bases.len()].as_bytes().to_vec();
+        for _ in 0..random.random_range(1..4) {
+            let at = random.random_range(0..request.len());
+            match random.random_range(0..4) {
+                0 => request[at] = noise[random.random_range(0..noise.len())],
+                1 => request.insert(at, noise[random.random_range(0..noise.len())]),
+                2 => {
+                    request.remove(at);
+                }
+                _ => request.truncate(at),
+            }
+            if request.is_empty() {
+                break;
+            }
+        }
+        // The client sends its bytes and closes its side: every exchange ends, with
+        // answers that each begin with a status line, or with a close.
+        let mut stream = TcpStream::connect(address(&edge)).await.expect("connect");
+        stream.write_all(&request).await.expect("write");
+        let _ = stream.shutdown().await;
+        let mut answer = Vec::new();
+        let ended =
+            tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+        let shown = String::from_utf8_lossy(&request).into_owned();
+        assert!(ended.is_ok(), "{shown:?} never ended");
+        assert!(
+            answer.is_empty() || answer.starts_with(b"HTTP/1.1 "),
+            "{shown:?}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    // And the edge still answers.
+    let answer = raw(
+        &edge,
+        "GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.ends_with("hello"), "{answer}");
+    edge.shutdown().await;
+}

@@ -5,6 +5,9 @@
 //!     cargo run --release -p securecart-waf --example evaluate [ROUNDS]
 //!
 //! `CASE=GET` (or `POST`) runs only the cases whose name starts so, for `perf record`.
+//! `EVICT=KIB` writes that many KiB of other memory between evaluations (outside the
+//! timing), as a server's network work does to the caches: the evaluation as the edge
+//! sees it, its tables no longer in the CPU's caches.
 
 use std::io::Write;
 use std::time::Instant;
@@ -67,6 +70,11 @@ fn main() {
         return;
     }
     let only = std::env::var("CASE").ok();
+    let evict: usize = std::env::var("EVICT")
+        .ok()
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or(0);
+    let mut other = vec![0u8; evict * 1024];
     for (name, method, query, headers, body) in cases {
         if only.as_deref().is_some_and(|only| !name.starts_with(only)) {
             continue;
@@ -84,11 +92,19 @@ fn main() {
             acl.evaluate(&inspection)
         };
         let blocked = evaluate().blocked;
-        let started = Instant::now();
+        let mut spent = std::time::Duration::ZERO;
         for _ in 0..rounds {
+            if !other.is_empty() {
+                other
+                    .iter_mut()
+                    .for_each(|byte| *byte = byte.wrapping_add(1));
+                std::hint::black_box(&other);
+            }
+            let started = Instant::now();
             std::hint::black_box(evaluate());
+            spent += started.elapsed();
         }
-        let each = started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);
+        let each = spent.as_secs_f64() * 1e6 / f64::from(rounds);
         let line = format!("{name}: {each:.2} µs per evaluation (blocked: {blocked})");
         if writeln!(std::io::stdout(), "{line}").is_err() {
             return;
