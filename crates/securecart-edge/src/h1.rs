@@ -938,10 +938,8 @@ const CLOSED_EARLY: &str = "the target closed the connection before the body's e
 /// What [`Reading::decode`] found in a buffer.
 #[derive(Debug)]
 pub(crate) enum Decoded {
-    /// Body data; `true` if it ends the body.
-    Data(Bytes, bool),
-    /// The trailers, which end the body.
-    Trailers(HeaderMap),
+    /// A frame of the body (data, or the trailers); `true` if it ends the body.
+    Frame(Frame<Bytes>, bool),
     /// The body's end.
     End,
     /// More must be read first: about so many bytes.
@@ -966,13 +964,13 @@ impl Reading {
                     }
                     let data = take(buffer, *left);
                     *left -= data.len() as u64;
-                    Decoded::Data(data, *left == 0)
+                    Decoded::Frame(Frame::data(data), *left == 0)
                 }
                 Reading::Close => {
                     if buffer.is_empty() {
                         return Ok(Decoded::More(READ_SIZE * 4));
                     }
-                    Decoded::Data(take(buffer, u64::MAX), false)
+                    Decoded::Frame(Frame::data(take(buffer, u64::MAX)), false)
                 }
                 Reading::Chunked(chunk) => match *chunk {
                     Chunk::Size => match line_end(buffer)? {
@@ -1001,7 +999,7 @@ impl Reading {
                         } else {
                             Chunk::Data(left)
                         };
-                        Decoded::Data(data, false)
+                        Decoded::Frame(Frame::data(data), false)
                     }
                     Chunk::DataEnd => {
                         if buffer.starts_with(b"\r\n") {
@@ -1021,7 +1019,7 @@ impl Reading {
                             if map.is_empty() {
                                 Decoded::End
                             } else {
-                                Decoded::Trailers(map)
+                                Decoded::Frame(Frame::trailers(map), true)
                             }
                         }
                         None => Decoded::More(READ_SIZE),
@@ -1053,15 +1051,11 @@ impl Body for ResponseBody {
             // What the buffer holds is used first; then, if more is needed, a read.
             let wanted = match reading.decode(&mut connection.buffer) {
                 Err(error) => return Poll::Ready(Some(Err(self::fail(this, error)))),
-                Ok(Decoded::Data(data, last)) => {
-                    if last {
+                Ok(Decoded::Frame(frame, ended)) => {
+                    if ended {
                         this.finish();
                     }
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                Ok(Decoded::Trailers(map)) => {
-                    this.finish();
-                    return Poll::Ready(Some(Ok(Frame::trailers(map))));
+                    return Poll::Ready(Some(Ok(frame)));
                 }
                 Ok(Decoded::End) => {
                     this.finish();

@@ -16,12 +16,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Weak};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http2;
@@ -79,51 +76,14 @@ impl From<h1::Failure> for PoolError {
 }
 
 /// A target's answer body: read by the request's own task from an HTTP/1.1 connection
-/// ([`h1`]), or from hyper's HTTP/2 connection.
-#[derive(Debug)]
-pub enum TargetBody {
-    /// From an HTTP/1.1 target.
-    Http1(h1::ResponseBody),
-    /// From an HTTP/2 target.
-    Http2(Incoming),
-}
+/// ([`h1`], left), or from hyper's HTTP/2 connection (right).
+pub type TargetBody = http_body_util::Either<h1::ResponseBody, Incoming>;
 
-impl TargetBody {
-    /// The target's connection after it switched protocols (`101`), for the tunnel.
-    pub fn take_switched(&mut self) -> Option<h1::Connection> {
-        match self {
-            TargetBody::Http1(body) => body.take_switched(),
-            TargetBody::Http2(_) => None,
-        }
-    }
-}
-
-impl http_body::Body for TargetBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        context: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            TargetBody::Http1(body) => Pin::new(body).poll_frame(context),
-            TargetBody::Http2(body) => Pin::new(body).poll_frame(context).map_err(BoxError::from),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            TargetBody::Http1(body) => body.is_end_stream(),
-            TargetBody::Http2(body) => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        match self {
-            TargetBody::Http1(body) => body.size_hint(),
-            TargetBody::Http2(body) => body.size_hint(),
-        }
+/// The target's connection after it switched protocols (`101`), for the tunnel.
+pub fn take_switched(body: &mut TargetBody) -> Option<h1::Connection> {
+    match body {
+        http_body_util::Either::Left(body) => body.take_switched(),
+        http_body_util::Either::Right(_) => None,
     }
 }
 
@@ -229,7 +189,10 @@ impl TargetPool {
     ) -> Result<Response<TargetBody>, PoolError> {
         match self.protocol {
             UpstreamProtocol::Http1 => self.send_http1(request).await,
-            UpstreamProtocol::Http2 => Ok(self.send_http2(request).await?.map(TargetBody::Http2)),
+            UpstreamProtocol::Http2 => Ok(self
+                .send_http2(request)
+                .await?
+                .map(http_body_util::Either::Right)),
         }
     }
 
@@ -252,7 +215,10 @@ impl TargetPool {
             match outgoing.send(&mut connection).await {
                 Ok((parts, framing)) => {
                     let body = h1::ResponseBody::new(connection, self, framing);
-                    return Ok(Response::from_parts(parts, TargetBody::Http1(body)));
+                    return Ok(Response::from_parts(
+                        parts,
+                        http_body_util::Either::Left(body),
+                    ));
                 }
                 // The target had closed the idle connection: nothing of the request went
                 // out (the next pooled connection carries it), or (an idempotent request,

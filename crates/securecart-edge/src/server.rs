@@ -48,7 +48,7 @@
 //! ended (hyper waited for it).
 
 use std::future::poll_fn;
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, Write as _};
 use std::mem::MaybeUninit;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
@@ -59,6 +59,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use parking_lot::Mutex;
@@ -143,43 +144,9 @@ impl Stream for tokio_rustls::server::TlsStream<TcpStream> {
     }
 }
 
-/// A request's body as the pipeline reads it, from either server.
-#[derive(Debug)]
-pub enum ClientBody {
-    /// From this module's HTTP/1.1 server.
-    Http1(RequestBody),
-    /// From hyper's HTTP/2 server.
-    Http2(Incoming),
-}
-
-impl Body for ClientBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        context: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            ClientBody::Http1(body) => Pin::new(body).poll_frame(context),
-            ClientBody::Http2(body) => Pin::new(body).poll_frame(context).map_err(BoxError::from),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            ClientBody::Http1(body) => body.is_end_stream(),
-            ClientBody::Http2(body) => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            ClientBody::Http1(body) => body.size_hint(),
-            ClientBody::Http2(body) => body.size_hint(),
-        }
-    }
-}
+/// A request's body as the pipeline reads it: from this module's HTTP/1.1 server (left),
+/// or from hyper's HTTP/2 server (right).
+pub type ClientBody = Either<RequestBody, Incoming>;
 
 /// The client's side of a protocol switch, found in the extensions of an HTTP/1.1 request
 /// that asks for one: resolves once the edge has sent its `101`. (Shared, as request
@@ -246,6 +213,14 @@ impl Wire {
     }
 }
 
+impl std::fmt::Debug for Wire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wire")
+            .field("buffered", &self.buffer.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// The wire, owned by the connection's task, or shared with a request body that reads it.
 enum Held {
     Own(Wire),
@@ -270,29 +245,11 @@ impl Held {
     }
 }
 
-/// The body of a request read by this server.
+/// The body of a request read by this server: the connection's wire while some of the
+/// body is unread, else nothing.
 #[derive(Debug)]
 pub struct RequestBody {
     wire: Option<Arc<Mutex<Wire>>>,
-    /// The bytes still to come, if the body has a length.
-    left: Option<u64>,
-}
-
-impl std::fmt::Debug for Wire {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Wire")
-            .field("buffered", &self.buffer.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl RequestBody {
-    fn empty() -> Self {
-        Self {
-            wire: None,
-            left: Some(0),
-        }
-    }
 }
 
 const CLOSED_EARLY: &str = "the client closed the connection before the body's end";
@@ -322,15 +279,11 @@ impl Body for RequestBody {
                     this.wire = None;
                     return Poll::Ready(Some(Err(error)));
                 }
-                Ok(Decoded::Data(data, last)) => {
-                    if last {
+                Ok(Decoded::Frame(frame, ended)) => {
+                    if ended {
                         wire.body = None;
                     }
-                    break Some(Frame::data(data));
-                }
-                Ok(Decoded::Trailers(map)) => {
-                    wire.body = None;
-                    break Some(Frame::trailers(map));
+                    break Some(frame);
                 }
                 Ok(Decoded::End) => {
                     wire.body = None;
@@ -355,14 +308,8 @@ impl Body for RequestBody {
         };
         let ended = wire.body.is_none();
         drop(guard);
-        if let (Some(left), Some(data)) =
-            (this.left.as_mut(), frame.as_ref().and_then(Frame::data_ref))
-        {
-            *left = left.saturating_sub(data.len() as u64);
-        }
         if ended {
             this.wire = None;
-            this.left = Some(0);
         }
         Poll::Ready(frame.map(Ok))
     }
@@ -372,9 +319,13 @@ impl Body for RequestBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self.left {
-            Some(left) => SizeHint::with_exact(left),
-            None => SizeHint::default(),
+        let Some(shared) = &self.wire else {
+            return SizeHint::with_exact(0);
+        };
+        match &shared.lock().body {
+            Some(Reading::Length(left)) => SizeHint::with_exact(*left),
+            Some(_) => SizeHint::default(),
+            None => SizeHint::with_exact(0),
         }
     }
 }
@@ -437,7 +388,7 @@ async fn serve_http2<S, F>(
     F: Future<Output = Response<EdgeBody>> + Send + 'static,
 {
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-        let answer = service(request.map(ClientBody::Http2));
+        let answer = service(request.map(Either::Right));
         async move { Ok::<_, std::convert::Infallible>(answer.await) }
     });
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
@@ -611,23 +562,13 @@ impl Connection {
             let has_body = self.wire.body.is_some();
             let (request, mut held) = if has_body {
                 let shared = Arc::new(Mutex::new(self.wire));
-                let left = match &shared.lock().body {
-                    Some(Reading::Length(length)) => Some(*length),
-                    _ => None,
-                };
                 let body = RequestBody {
                     wire: Some(Arc::clone(&shared)),
-                    left,
                 };
-                (
-                    request.map(|()| ClientBody::Http1(body)),
-                    Held::Shared(shared),
-                )
+                (request.map(|()| Either::Left(body)), Held::Shared(shared))
             } else {
-                (
-                    request.map(|()| ClientBody::Http1(RequestBody::empty())),
-                    Held::Own(self.wire),
-                )
+                let body = RequestBody { wire: None };
+                (request.map(|()| Either::Left(body)), Held::Own(self.wire))
             };
             // (Not with bytes already buffered: a pipelined request, after which a client
             // may half-close and still wait for its answers, as hyper allowed.)
@@ -790,7 +731,7 @@ impl Connection {
         }
         self.wire.buffer.advance(length);
 
-        let body = request_framing(&map, version).ok_or_else(bad)?;
+        let body = request_framing(&map, version).map_err(|Unframed| bad())?;
         let expects = body.is_some()
             && version == Version::HTTP_11
             && map
@@ -845,14 +786,17 @@ impl Connection {
 
     /// Answers a request the server itself refuses, and closes.
     async fn refuse(self, status: StatusCode) {
-        let head = format!(
-            "HTTP/1.1 {} {}\r\ncontent-length: 0\r\nconnection: close\r\ndate: {}\r\n\r\n",
+        let mut head = Vec::with_capacity(128);
+        let _ = write!(
+            head,
+            "HTTP/1.1 {} {}\r\ncontent-length: 0\r\nconnection: close\r\ndate: ",
             status.as_str(),
             status.canonical_reason().unwrap_or(""),
-            httpdate::fmt_http_date(std::time::SystemTime::now()),
         );
+        date::with(|date| head.extend_from_slice(date));
+        head.extend_from_slice(b"\r\n\r\n");
         let mut held = Held::Own(self.wire);
-        if write_all(&mut held, &mut [IoSlice::new(head.as_bytes())])
+        if write_all(&mut held, &mut [IoSlice::new(&head)])
             .await
             .is_ok()
             && let Held::Own(wire) = held
@@ -870,12 +814,14 @@ fn skip_blank_lines(buffer: &mut BytesMut) {
     }
 }
 
-/// How a request's body is framed (RFC 9112 section 6.3): `None` for no body, and `Err`
-/// (as `None` of the outer option) for framing the server cannot read.
-fn request_framing(headers: &HeaderMap, version: Version) -> Option<Option<Reading>> {
+/// A request whose body's framing the server cannot read (answered 400).
+struct Unframed;
+
+/// How a request's body is framed (RFC 9112 section 6.3): `None` for no body.
+fn request_framing(headers: &HeaderMap, version: Version) -> Result<Option<Reading>, Unframed> {
     if headers.contains_key(header::TRANSFER_ENCODING) {
         if version == Version::HTTP_10 {
-            return None;
+            return Err(Unframed);
         }
         // Chunked must be the last coding; the guard refuses any other.
         let last = headers
@@ -887,29 +833,26 @@ fn request_framing(headers: &HeaderMap, version: Version) -> Option<Option<Readi
             .map(str::trim);
         return match last {
             Some(coding) if coding.eq_ignore_ascii_case("chunked") => {
-                Some(Some(Reading::Chunked(Chunk::Size)))
+                Ok(Some(Reading::Chunked(Chunk::Size)))
             }
-            _ => None,
+            _ => Err(Unframed),
         };
     }
     let mut length = None;
     for value in headers.get_all(header::CONTENT_LENGTH) {
-        for part in value.to_str().ok()?.split(',') {
+        for part in value.to_str().map_err(|_| Unframed)?.split(',') {
             let part = part.trim();
             if part.is_empty() || !part.bytes().all(|byte| byte.is_ascii_digit()) {
-                return None;
+                return Err(Unframed);
             }
-            let parsed: u64 = part.parse().ok()?;
+            let parsed: u64 = part.parse().map_err(|_| Unframed)?;
             if length.is_some_and(|length| length != parsed) {
-                return None;
+                return Err(Unframed);
             }
             length = Some(parsed);
         }
     }
-    Some(match length {
-        None | Some(0) => None,
-        Some(length) => Some(Reading::Length(length)),
-    })
+    Ok(length.filter(|&length| length > 0).map(Reading::Length))
 }
 
 /// Closes a connection whose client may still be sending (a request refused before its
@@ -949,8 +892,8 @@ async fn linger(mut wire: Wire) {
 fn discard_buffered_body(wire: &mut Wire) -> bool {
     while let Some(reading) = &mut wire.body {
         match reading.decode(&mut wire.buffer) {
-            Ok(Decoded::Data(_, false)) => {}
-            Ok(Decoded::Data(_, true) | Decoded::Trailers(_) | Decoded::End) => wire.body = None,
+            Ok(Decoded::Frame(_, false)) => {}
+            Ok(Decoded::Frame(_, true) | Decoded::End) => wire.body = None,
             Ok(Decoded::More(_)) | Err(_) => return false,
         }
     }
@@ -1047,9 +990,7 @@ fn answer_head(
         _ => None,
     };
     if let Some(length) = length {
-        head.extend_from_slice(b"content-length: ");
-        head.extend_from_slice(length.to_string().as_bytes());
-        head.extend_from_slice(b"\r\n");
+        let _ = write!(head, "content-length: {length}\r\n");
     }
     if matches!(framing, Framing::Chunked) {
         head.extend_from_slice(b"transfer-encoding: chunked\r\n");
@@ -1167,7 +1108,14 @@ async fn respond(
                                 flush(held).await?;
                                 continue;
                             }
-                            let size = format!("{:x}\r\n", data.len());
+                            // The chunk's size line, on the stack: at most 16 hex digits.
+                            let mut line = [0u8; 18];
+                            let unused = {
+                                let mut free = &mut line[..];
+                                let _ = write!(free, "{:x}\r\n", data.len());
+                                free.len()
+                            };
+                            let size = &line[..line.len() - unused];
                             let end: &[u8] = if body.is_end_stream() {
                                 b"\r\n0\r\n\r\n"
                             } else {
@@ -1177,7 +1125,7 @@ async fn respond(
                                 held,
                                 &mut [
                                     IoSlice::new(&head_bytes),
-                                    IoSlice::new(size.as_bytes()),
+                                    IoSlice::new(size),
                                     IoSlice::new(&data),
                                     IoSlice::new(end),
                                 ],

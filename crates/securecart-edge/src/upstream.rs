@@ -332,7 +332,7 @@ where
                 }
                 if response.status() == http::StatusCode::SWITCHING_PROTOCOLS
                     && let Some(client_upgrade) = client_upgrade
-                    && let Some(target_connection) = response.body_mut().take_switched()
+                    && let Some(target_connection) = crate::pool::take_switched(response.body_mut())
                 {
                     tunnel(client_upgrade, target_connection);
                 }

@@ -18,6 +18,8 @@ use securecart_edge::upstream::{self, EdgeBody};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+mod common;
+
 /// A target answering each request it reads with the next of `answers`, closing the
 /// connection after an answer marked so. It records the requests it read, and counts its
 /// connections.
@@ -401,7 +403,7 @@ async fn answers_arriving_a_byte_at_a_time_read_the_same() {
 
 #[tokio::test]
 async fn mangled_answers_end_in_an_answer_or_an_error() {
-    use rand::{Rng, SeedableRng};
+    use rand::SeedableRng;
     let bases = [
         "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;n=v\r\nhello\r\n0\r\nX-A: b\r\n\r\n",
@@ -412,20 +414,7 @@ async fn mangled_answers_end_in_an_answer_or_an_error() {
     let mut random = rand::rngs::StdRng::seed_from_u64(7);
     for round in 0..400 {
         let mut answer = bases[round % bases.len()].as_bytes().to_vec();
-        for _ in 0..random.random_range(1..4) {
-            let at = random.random_range(0..answer.len());
-            match random.random_range(0..4) {
-                0 => answer[at] = noise[random.random_range(0..noise.len())],
-                1 => answer.insert(at, noise[random.random_range(0..noise.len())]),
-                2 => {
-                    answer.remove(at);
-                }
-                _ => answer.truncate(at),
-            }
-            if answer.is_empty() {
-                break;
-            }
-        }
+        common::mangle(&mut answer, &mut random, noise);
         // The target closes after its answer: every exchange must end, one way or the other,
         // and never panic.
         let target = raw_target(vec![(answer.clone(), true)]).await;
@@ -929,10 +918,8 @@ async fn a_protocol_switch_hands_over_its_connection_with_what_followed_the_head
         .await
         .expect("answer");
     assert_eq!(response.status(), 101);
-    let connection = response
-        .body_mut()
-        .take_switched()
-        .expect("the target's connection");
+    let connection =
+        securecart_edge::pool::take_switched(response.body_mut()).expect("the target's connection");
     let (_stream, early) = connection.into_parts();
     assert_eq!(early, "first frame");
 }

@@ -93,3 +93,22 @@ impl RunningEdge {
         let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
     }
 }
+
+/// Mangles `bytes` for robustness tests: one to three changes, each a byte replaced by
+/// one of `noise`, one of `noise` inserted, a byte removed, or the rest cut off.
+pub fn mangle(bytes: &mut Vec<u8>, random: &mut impl rand::Rng, noise: &[u8]) {
+    for _ in 0..random.random_range(1..4) {
+        if bytes.is_empty() {
+            return;
+        }
+        let at = random.random_range(0..bytes.len());
+        match random.random_range(0..4) {
+            0 => bytes[at] = noise[random.random_range(0..noise.len())],
+            1 => bytes.insert(at, noise[random.random_range(0..noise.len())]),
+            2 => {
+                bytes.remove(at);
+            }
+            _ => bytes.truncate(at),
+        }
+    }
+}
