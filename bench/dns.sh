@@ -46,6 +46,7 @@ PDNS_LUA_PORT=$((BASE_PORT + 6))
 # shellcheck source=bench/common.sh
 source bench/common.sh
 need dnsperf dnsperf
+need dig dnsutils
 need knotd knot
 need nsd nsd
 need pdns_server pdns-server pdns-backend-bind
