@@ -36,6 +36,7 @@ source bench/common.sh
 need nginx nginx-light
 need varnishd varnish
 need wrk wrk
+need curl curl
 WORK_NAME=cache
 prepare
 

@@ -15,6 +15,10 @@ need() {
     command -v "$probe" >/dev/null || MISSING+=("$@")
   fi
 }
+# What these shared functions use themselves: CPU time of a process tree (`pgrep`) and
+# the results' tables (`python3`).
+need pgrep procps
+need python3 python3
 
 # Installs what is missing, builds securecart (BIN), makes the work directory (WORK) and
 # stops every process started with `start` when the script exits.

@@ -38,6 +38,8 @@ source bench/common.sh
 need nginx nginx-light
 need haproxy haproxy
 need wrk wrk
+need curl curl
+need openssl openssl
 WORK_NAME=bench
 prepare
 

@@ -36,6 +36,7 @@ need nginx nginx-light
 need /usr/lib/nginx/modules/ngx_http_modsecurity_module.so libnginx-mod-http-modsecurity
 need /usr/share/modsecurity-crs/rules modsecurity-crs
 need wrk wrk
+need curl curl
 WORK_NAME=waf
 prepare
 
