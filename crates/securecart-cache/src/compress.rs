@@ -64,12 +64,7 @@ pub fn negotiate(request: &HeaderMap) -> Option<Encoding> {
     let mut best: Option<(u16, Encoding)> = None;
     let mut wildcard: Option<u16> = None;
     let mut refused: Vec<Encoding> = Vec::new();
-    for member in request
-        .get_all(header::ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-    {
+    for member in crate::directives::list_members(request, header::ACCEPT_ENCODING) {
         let mut parts = member.split(';');
         let coding = parts.next().unwrap_or("").trim().to_ascii_lowercase();
         let quality = parts
@@ -139,12 +134,8 @@ pub fn compressible(headers: &HeaderMap, length: usize) -> bool {
     {
         return false;
     }
-    let no_transform = headers
-        .get_all(header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|directive| directive.trim().eq_ignore_ascii_case("no-transform"));
+    let no_transform = crate::directives::list_members(headers, header::CACHE_CONTROL)
+        .any(|directive| directive.eq_ignore_ascii_case("no-transform"));
     if no_transform {
         return false;
     }
@@ -178,15 +169,8 @@ pub fn compressible(headers: &HeaderMap, length: usize) -> bool {
 
 /// Adds `Accept-Encoding` to a response's `Vary`, unless it is there.
 pub fn vary_on_accept_encoding(headers: &mut HeaderMap) {
-    let listed = headers
-        .get_all(header::VARY)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|name| {
-            let name = name.trim();
-            name == "*" || name.eq_ignore_ascii_case("accept-encoding")
-        });
+    let listed = crate::directives::list_members(headers, header::VARY)
+        .any(|name| name == "*" || name.eq_ignore_ascii_case("accept-encoding"));
     if !listed {
         headers.append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     }

@@ -9,7 +9,22 @@
 //! directive [`Seconds::Invalid`], which callers treat as "stale": RFC 9111 section 4.2.1
 //! allows that choice for conflicting values, and it never serves what it should not.
 
-use http::HeaderValue;
+use http::header::AsHeaderName;
+use http::{HeaderMap, HeaderValue};
+
+/// The members of a comma-separated list field (RFC 9110 section 5.6.1) over all of its
+/// lines, trimmed, empty ones skipped (as recipients must); a line that is not text holds
+/// none. Commas inside quoted strings are not told apart: the fields read this way
+/// (`Connection`, `Vary`, `TE`, `Accept-Encoding`, `Pragma`, `Cache-Tag`) hold tokens.
+pub fn list_members<K: AsHeaderName>(headers: &HeaderMap, name: K) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|member| !member.is_empty())
+}
 
 /// A directive's delta-seconds value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -320,6 +335,20 @@ fn is_tchar(byte: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn list_members_span_lines_trimmed_without_empty_ones_or_non_text() {
+        let mut headers = HeaderMap::new();
+        for line in [&b" gzip , br"[..], b",,zstd;q=0.5,", b"\xffbad, x", b""] {
+            headers.append(
+                http::header::ACCEPT_ENCODING,
+                HeaderValue::from_bytes(line).expect("value"),
+            );
+        }
+        let members: Vec<&str> = list_members(&headers, http::header::ACCEPT_ENCODING).collect();
+        assert_eq!(members, ["gzip", "br", "zstd;q=0.5"]);
+        assert_eq!(list_members(&headers, http::header::VARY).count(), 0);
+    }
 
     fn parse(lines: &[&str]) -> Directives {
         let values: Vec<HeaderValue> = lines

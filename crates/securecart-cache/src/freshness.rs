@@ -107,12 +107,8 @@ pub fn response_directives(headers: &HeaderMap) -> (Directives, bool) {
 pub fn request_directives(headers: &HeaderMap) -> Directives {
     let mut directives = Directives::parse(headers.get_all(header::CACHE_CONTROL));
     if !headers.contains_key(header::CACHE_CONTROL)
-        && headers
-            .get_all(header::PRAGMA)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .any(|token| token.trim().eq_ignore_ascii_case("no-cache"))
+        && crate::directives::list_members(headers, header::PRAGMA)
+            .any(|token| token.eq_ignore_ascii_case("no-cache"))
     {
         directives.no_cache = true;
         directives.present = true;

@@ -77,13 +77,7 @@ fn pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
 
 /// The names a response's `Vary` lists, lowercase (`HeaderName`s are).
 pub fn vary_fields(response: &HeaderMap) -> Vec<HeaderName> {
-    let mut names: Vec<HeaderName> = response
-        .get_all(header::VARY)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim)
-        .filter(|name| !name.is_empty())
+    let mut names: Vec<HeaderName> = crate::directives::list_members(response, header::VARY)
         .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .collect();
     names.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
@@ -93,12 +87,7 @@ pub fn vary_fields(response: &HeaderMap) -> Vec<HeaderName> {
 
 /// Whether `Vary` contains `*`: the response never matches a later request.
 pub fn vary_is_star(response: &HeaderMap) -> bool {
-    response
-        .get_all(header::VARY)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|name| name.trim() == "*")
+    crate::directives::list_members(response, header::VARY).any(|name| name == "*")
 }
 
 /// The request values that select one stored response among those under a primary key.

@@ -33,12 +33,8 @@ const KEPT_FROM_STORED: [HeaderName; 5] = [
 /// Removes what a cache must not store: hop-by-hop headers, those `Connection` names, and
 /// proxy credentials.
 pub fn strip_unstored(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+    let named: Vec<HeaderName> = crate::directives::list_members(headers, header::CONNECTION)
+        .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
         .collect();
     for name in named.iter().chain(&NOT_STORED) {
         headers.remove(name);

@@ -941,13 +941,7 @@ fn tags(headers: &HeaderMap) -> Box<[Box<str>]> {
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(str::split_whitespace);
-    let listed = headers
-        .get_all(&CACHE_TAG)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim)
-        .filter(|tag| !tag.is_empty());
+    let listed = securecart_cache::directives::list_members(headers, &CACHE_TAG);
     spaced.chain(listed).map(Box::from).collect()
 }
 

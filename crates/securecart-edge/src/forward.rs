@@ -41,12 +41,7 @@ fn has_hop_by_hop(headers: &HeaderMap) -> bool {
 /// The options the `Connection` headers name, trimmed (a value that is not text names
 /// none).
 pub(crate) fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim)
+    securecart_cache::directives::list_members(headers, header::CONNECTION)
 }
 
 /// Removes the hop-by-hop headers, including those the `Connection` header names.

@@ -756,12 +756,8 @@ impl Connection {
         }
         // `close` wins over `keep-alive`, as in `h1.rs`.
         let keep_alive = !close && (version == Version::HTTP_11 || asks_keep_alive);
-        let trailers = map
-            .get_all(header::TE)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .any(|coding| coding.trim().eq_ignore_ascii_case("trailers"));
+        let trailers = securecart_cache::directives::list_members(&map, header::TE)
+            .any(|coding| coding.eq_ignore_ascii_case("trailers"));
         let mut request = Request::new(());
         *request.method_mut() = method;
         *request.uri_mut() = uri;
