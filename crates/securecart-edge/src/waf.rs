@@ -144,10 +144,17 @@ pub struct WafConfig {
 
 impl WafConfig {
     /// The default ACL (every managed group), an 8 KiB body limit, oversize inspected as
-    /// far as it goes: what `securecart proxy --waf` runs.
+    /// far as it goes.
     pub fn managed() -> Self {
+        Self::with_acl(Arc::new(securecart_waf::managed::default_acl()))
+    }
+
+    /// `acl`, with an 8 KiB body limit, oversize inspected as far as it goes: what
+    /// `securecart proxy --waf` runs, with the managed groups at the paranoia level it
+    /// is given.
+    pub fn with_acl(acl: Arc<WebAcl>) -> Self {
         Self {
-            acl: Arc::new(securecart_waf::managed::default_acl()),
+            acl,
             body_limit: 8 * 1024,
             oversize_blocks: false,
         }

@@ -238,15 +238,12 @@ async fn the_operators_rules_run_first_with_rate_limits_and_their_own_answers() 
             score: 0,
         },
     ];
-    let waf = WafConfig {
-        acl: Arc::new(securecart_waf::managed::acl_with(
-            rules,
-            &securecart_waf::managed::Group::ALL,
-            securecart_waf::managed::Sensitivity::default(),
-            &securecart_waf::managed::Overrides::default(),
-        )),
-        ..WafConfig::managed()
-    };
+    let waf = WafConfig::with_acl(Arc::new(securecart_waf::managed::acl_with(
+        rules,
+        &securecart_waf::managed::Group::ALL,
+        securecart_waf::managed::Sensitivity::default(),
+        &securecart_waf::managed::Overrides::default(),
+    )));
     let edge = start_edge(upstream.address, waf).await;
     let checkout = format!("{}/api/checkout", edge.url);
     let from = |address: &str| TestClient::http1_from(address.parse().expect("address"));

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use crate::inspect::Inspection;
-use crate::statement::{Evidence, Merged, Opening, Scan, Statement};
+use crate::statement::{Evidence, Gate, Merged, Scan, Statement};
 
 /// What a rule does when its statement matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +85,7 @@ pub struct WebAcl {
     /// The rules' regular expressions merged by chain of transformations.
     merged: Arc<Merged>,
     /// Each rule's gate (see [`Statement::gate`]), by the rule's place.
-    gates: Arc<[Option<Vec<Opening>>]>,
+    gates: Arc<[Option<Gate>]>,
 }
 
 impl WebAcl {
@@ -98,7 +98,7 @@ impl WebAcl {
         let merged = Arc::new(Merged::new(&mut statements));
         let gates = rules
             .iter()
-            .map(|rule| rule.statement.gate(&merged))
+            .map(|rule| rule.statement.gate(&merged).map(Gate::new))
             .collect();
         Self {
             rules,

@@ -223,7 +223,13 @@ impl<'a> Inspection<'a> {
         client: IpAddr,
     ) -> Self {
         let query = query.unwrap_or("");
-        let arguments = form_pairs(query.as_bytes()).collect();
+        // Sized once: a pair per `&`, and one more (collecting a filtered iterator would
+        // grow the vector, and copy it, past four pairs).
+        let mut arguments = Vec::new();
+        if !query.is_empty() {
+            arguments.reserve_exact(memchr::memchr_iter(b'&', query.as_bytes()).count() + 1);
+            arguments.extend(form_pairs(query.as_bytes()));
+        }
         // Each cookie's name and value (a cookie without `=` is one text), as sent: a
         // header that is not UTF-8 is skipped.
         let cookies = headers
@@ -265,7 +271,16 @@ impl<'a> Inspection<'a> {
         value: &'v [u8],
         transforms: &[Transform],
     ) -> Transformed<'v> {
-        let traits = self.traits(value);
+        self.transformed_as(value, self.traits(value), transforms)
+    }
+
+    /// [`Inspection::transformed`], for a value whose traits are known.
+    pub(crate) fn transformed_as<'v>(
+        &self,
+        value: &'v [u8],
+        traits: Traits,
+        transforms: &[Transform],
+    ) -> Transformed<'v> {
         // The steps before the first that could change the value leave it as it is.
         let Some(start) = transforms
             .iter()

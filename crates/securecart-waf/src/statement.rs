@@ -422,6 +422,28 @@ pub(crate) enum Opening {
     },
 }
 
+/// A rule's gate (see [`Statement::gate`]), as evaluations read it: its openings, and,
+/// when they all wait on merged expressions of chains numbered below 64, those chains as
+/// bits. Most requests find nothing in most chains, and a gate whose chains have all
+/// been scanned and found nothing is shut without a look at each of its openings.
+#[derive(Debug)]
+pub(crate) struct Gate {
+    openings: Vec<Opening>,
+    chains: Option<u64>,
+}
+
+impl Gate {
+    pub(crate) fn new(openings: Vec<Opening>) -> Self {
+        let chains = openings
+            .iter()
+            .try_fold(0u64, |chains, opening| match *opening {
+                Opening::Found { chain, .. } if chain < u64::BITS => Some(chains | 1 << chain),
+                _ => None,
+            });
+        Self { openings, chains }
+    }
+}
+
 /// Whether libinjection's XSS detector could flag `value` at all: it flags a tag, a
 /// comment or a doctype (each opened by `<`), or an attribute's value (after `=`), in any
 /// of the five contexts it tries (`libinjection_is_xss`), so a value with neither byte is
@@ -594,6 +616,9 @@ pub(crate) struct Merged {
     /// Each field's group, by the field's place.
     group_of: Vec<usize>,
     groups: Vec<FieldGroup>,
+    /// The fields (of the first 64) whose group has no set, as bits: no scan tells of
+    /// their values, which the chains read themselves.
+    unscanned: u64,
     /// How many distinct expressions the chains hold: the numbering the groups' and
     /// chains' `in_all` share.
     all: usize,
@@ -609,6 +634,8 @@ struct MergedChain {
     shortest: usize,
     /// Its fields' places in [`Merged::fields`].
     fields: Vec<usize>,
+    /// The same places as bits, when they are all below 64 (see [`Scan::found`]).
+    field_bits: Option<u64>,
     set: regex_automata::meta::Regex,
     /// What every match of the set holds unless it starts at the value's start.
     needles: Option<Needles>,
@@ -829,6 +856,7 @@ impl Merged {
                 shortest: shortest_among(&shortest_of, &in_all),
                 transforms,
                 fields,
+                field_bits: None,
                 set,
                 needles,
                 prefix,
@@ -886,6 +914,15 @@ impl Merged {
                 in_all,
             });
         }
+        merged.unscanned = (0..merged.fields.len().min(64))
+            .filter(|&field| merged.groups[merged.group_of[field]].set.is_none())
+            .fold(0, |bits, field| bits | 1 << field);
+        for chain in &mut merged.chains {
+            chain.field_bits = chain
+                .fields
+                .iter()
+                .try_fold(0u64, |bits, &field| (field < 64).then(|| bits | 1 << field));
+        }
         let id = merged.id;
         let mut placed = 0;
         for statement in statements.iter_mut() {
@@ -936,6 +973,18 @@ pub(crate) struct Scan<'m> {
     /// For each of the merge's fields, once a chain asked: its values' traits and which
     /// expressions of its group match its values as they are.
     fields: Vec<std::cell::OnceCell<FieldScan>>,
+    /// Each scanned field's values' traits, in the order the field gives its values (see
+    /// [`FieldScan::values`]): the chains that read the field read them here rather than
+    /// walking each value again.
+    value_traits: std::cell::RefCell<Vec<Traits>>,
+    /// The chains (numbered below 64) scanned and found to match nothing, as bits.
+    found_nothing: std::cell::Cell<u64>,
+    /// Of the scanned fields numbered below 64, as bits: those scanned, those whose
+    /// values as they are match some expression of their group, and, for each trait
+    /// (by its bit), those with a value that has it.
+    scanned: std::cell::Cell<u64>,
+    matched: std::cell::Cell<u64>,
+    with_trait: [std::cell::Cell<u64>; Traits::BITS],
 }
 
 /// Which of a chain's expressions were found in a request (nothing is allocated until
@@ -969,6 +1018,8 @@ struct FieldScan {
     /// The union of its values' traits: a chain that leaves them all as they are reads
     /// the field through [`FieldScan::matches`] alone.
     traits: Traits,
+    /// Where each value's own traits are in [`Scan::value_traits`].
+    values: std::ops::Range<usize>,
     /// Which expressions match one of its values (`None`: none).
     matches: Option<Found>,
     /// For each detector, once a gate asked: whether one of its values as it is could
@@ -986,6 +1037,11 @@ impl<'m> Scan<'m> {
             fields: (0..merged.fields.len())
                 .map(|_| std::cell::OnceCell::new())
                 .collect(),
+            value_traits: std::cell::RefCell::new(Vec::with_capacity(32)),
+            found_nothing: std::cell::Cell::new(0),
+            scanned: std::cell::Cell::new(0),
+            matched: std::cell::Cell::new(0),
+            with_trait: Default::default(),
         }
     }
 
@@ -1034,14 +1090,19 @@ impl<'m> Scan<'m> {
     /// The scan of the merge's field `index` by its group's set.
     fn field(&self, inspection: &Inspection<'_>, index: usize) -> &FieldScan {
         self.fields[index].get_or_init(|| {
+            let mut value_traits = self.value_traits.borrow_mut();
+            let start = value_traits.len();
             let mut scan = FieldScan {
                 traits: Traits::default(),
+                values: start..start,
                 matches: None,
                 detectable: Default::default(),
             };
             let group = self.merged.group_of[index];
             inspection.any_value(&self.merged.fields[index], |value| {
-                scan.traits = scan.traits.union(inspection.traits(value));
+                let traits = inspection.traits(value);
+                value_traits.push(traits);
+                scan.traits = scan.traits.union(traits);
                 if let Some(matches) = self.scan_group(group, value) {
                     match &mut scan.matches {
                         None => scan.matches = Some(matches),
@@ -1054,8 +1115,39 @@ impl<'m> Scan<'m> {
                 }
                 false
             });
+            scan.values.end = value_traits.len();
+            if index < 64 {
+                let bit = 1 << index;
+                self.scanned.set(self.scanned.get() | bit);
+                if scan.matches.is_some() {
+                    self.matched.set(self.matched.get() | bit);
+                }
+                for each in scan.traits.bits() {
+                    let with = &self.with_trait[each as usize];
+                    with.set(with.get() | bit);
+                }
+            }
             scan
         })
+    }
+
+    /// Whether some field of `chain` could add to what it finds: one whose values as
+    /// they are match some of the merge's expressions, one with a value the chain may
+    /// change, or one no group scans (`true` when that is not told by bits).
+    fn chain_may_find(&self, inspection: &Inspection<'_>, chain: &MergedChain) -> bool {
+        let Some(fields) = chain.field_bits else {
+            return true;
+        };
+        let mut unscanned = fields & !self.merged.unscanned & !self.scanned.get();
+        while unscanned != 0 {
+            self.field(inspection, unscanned.trailing_zeros() as usize);
+            unscanned &= unscanned - 1;
+        }
+        let changed = chain
+            .triggers
+            .bits()
+            .fold(0, |bits, each| bits | self.with_trait[each as usize].get());
+        fields & (self.matched.get() | changed | self.merged.unscanned) != 0
     }
 
     /// Adds to `found` (a chain's set) the chain's expressions among `matches`.
@@ -1084,8 +1176,14 @@ impl<'m> Scan<'m> {
     }
 
     /// Whether a statement with this [`Statement::gate`] could match the request.
-    pub(crate) fn opens(&self, inspection: &Inspection<'_>, gate: &[Opening]) -> bool {
-        gate.iter().any(|opening| match *opening {
+    pub(crate) fn opens(&self, inspection: &Inspection<'_>, gate: &Gate) -> bool {
+        if gate
+            .chains
+            .is_some_and(|chains| chains & !self.found_nothing.get() == 0)
+        {
+            return false;
+        }
+        gate.openings.iter().any(|opening| match *opening {
             Opening::Found { chain, pattern } => self
                 .found(inspection, chain as usize)
                 .contains(pattern as usize),
@@ -1112,7 +1210,13 @@ impl<'m> Scan<'m> {
         let chain = &self.merged.chains[index];
         self.found[index].get_or_init(|| {
             let mut found = ChainFound::default();
-            for &field in &chain.fields {
+            // Most chains find nothing in most requests, which the fields' scans tell.
+            let fields = if self.chain_may_find(inspection, chain) {
+                chain.fields.as_slice()
+            } else {
+                &[]
+            };
+            for &field in fields {
                 if found.is_full() {
                     break;
                 }
@@ -1135,25 +1239,38 @@ impl<'m> Scan<'m> {
                     continue;
                 }
                 // Some values the chain may change: each changed one is scanned by the
-                // chain's own set (fewer expressions: a faster scan).
+                // chain's own set (fewer expressions: a faster scan). The field's scan
+                // kept each value's traits, in the order `any_value` gives them again.
+                let value_traits = self.value_traits.borrow();
+                let mut known = scan.map(|scan| value_traits[scan.values.clone()].iter());
                 inspection.any_value(&self.merged.fields[field], |value| {
+                    let traits = match known.as_mut().and_then(Iterator::next) {
+                        // A value the chain leaves as it is: the field's scan answered.
+                        Some(traits) if !traits.meets(chain.triggers) => return false,
+                        Some(&traits) => traits,
+                        None => inspection.traits(value),
+                    };
                     if value.len() < chain.shortest {
                         return false;
                     }
                     // A long value the chain changes may be ruled out without its copy.
                     if let Some(prefix) = &chain.prefix
                         && value.len() >= crate::inspect::MEMO_FROM
-                        && inspection.traits(value).meets(chain.triggers)
+                        && traits.meets(chain.triggers)
                         && prefix.rules_out(value)
                     {
                         return false;
                     }
-                    let transformed = inspection.transformed(value, &chain.transforms);
+                    let transformed = inspection.transformed_as(value, traits, &chain.transforms);
                     if !matches!(transformed, Transformed::Same(_)) || scan.is_none() {
                         Self::scan(&chain.set, chain.needles.as_ref(), &transformed, &mut found);
                     }
                     found.is_full()
                 });
+            }
+            if found.0.is_none() && index < u64::BITS as usize {
+                self.found_nothing
+                    .set(self.found_nothing.get() | 1 << index);
             }
             found
         })

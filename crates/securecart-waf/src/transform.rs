@@ -140,6 +140,8 @@ impl Transform {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Traits(u32);
 
+const _: () = assert!(Traits::SPACE == 1 << (Traits::BITS - 1));
+
 impl Traits {
     const PERCENT_PLUS: u32 = 1;
     const AMPERSAND: u32 = 1 << 1;
@@ -273,6 +275,21 @@ impl Traits {
     /// Whether the two share a trait.
     pub(crate) fn meets(self, other: Self) -> bool {
         self.0 & other.0 != 0
+    }
+
+    /// How many traits there are: each is one of the low bits (the last is `SPACE`).
+    pub(crate) const BITS: usize = 15;
+
+    /// Each of its traits, as its bit's number (below [`Traits::BITS`]).
+    pub(crate) fn bits(self) -> impl Iterator<Item = u32> {
+        let mut bits = self.0;
+        std::iter::from_fn(move || {
+            (bits != 0).then(|| {
+                let bit = bits.trailing_zeros();
+                bits &= bits - 1;
+                bit
+            })
+        })
     }
 }
 

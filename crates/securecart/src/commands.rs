@@ -179,10 +179,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     &securecart_waf::managed::Overrides::default(),
                 ));
                 for listener in &mut config.listeners {
-                    listener.waf = Some(securecart_edge::waf::WafConfig {
-                        acl: std::sync::Arc::clone(&acl),
-                        ..securecart_edge::waf::WafConfig::managed()
-                    });
+                    listener.waf = Some(securecart_edge::waf::WafConfig::with_acl(
+                        std::sync::Arc::clone(&acl),
+                    ));
                 }
             }
             let edge = securecart_edge::Edge::bind(config)
