@@ -376,11 +376,16 @@ impl Pipeline {
                 };
             }
         };
-        let sticky = cookie(request.headers(), GROUP_STICKINESS_COOKIE);
+        // The stickiness cookies are read only where stickiness is on (most rules have
+        // none, and each look walks the request's headers).
+        let sticky = forward
+            .stickiness
+            .and_then(|_| cookie(request.headers(), GROUP_STICKINESS_COOKIE));
         let group_index = choose_group(forward, sticky);
         let group = &self.groups[group_index];
-        let sticky_target =
-            group.sticky_target(cookie(request.headers(), group.stickiness_cookie()));
+        let sticky_target = group.stickiness.and_then(|_| {
+            group.sticky_target(cookie(request.headers(), group.stickiness_cookie()))
+        });
         let stick_to = forward
             .stickiness
             .filter(|_| sticky != Some(group.name.as_str()))

@@ -723,7 +723,8 @@ impl Connection {
             Some(0) => Version::HTTP_10,
             _ => Version::HTTP_11,
         };
-        let mut map = HeaderMap::with_capacity(parsed.headers.len());
+        let mut map =
+            HeaderMap::with_capacity(parsed.headers.len() + crate::forward::ADDED_HEADERS);
         for field in parsed.headers.iter() {
             let name = HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| bad())?;
             let value = HeaderValue::from_maybe_shared(slice(field.value)).map_err(|_| bad())?;

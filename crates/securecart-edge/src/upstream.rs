@@ -318,14 +318,15 @@ where
         match answer {
             Err(_) => return Err(EdgeError::Timeout),
             Ok(Ok(mut response)) => {
+                let answered = std::time::Instant::now();
                 context.target = Some(target.address);
-                context.target_answered = Some(std::time::Instant::now());
+                context.target_answered = Some(answered);
                 context.target_status = Some(response.status().as_u16());
                 if group.observe_outcome(index, context.target_status) {
                     tracing::warn!(group = %group.name, target = %target.address, "target ejected after consecutive server errors");
                     metrics.set_target_health(group);
                 }
-                let elapsed = sent.elapsed();
+                let elapsed = answered.duration_since(sent);
                 group.observe_latency(index, elapsed);
                 if let Some(metrics) = &group.metrics {
                     metrics.record(response.status().as_u16(), elapsed.as_secs_f64());
