@@ -562,24 +562,34 @@ async fn read_head(
                 Ok(httparse::Status::Complete(length)) => {
                     let status = response.code.unwrap_or_default();
                     let version = response.version.unwrap_or_default();
-                    let offsets: Vec<(HeaderName, std::ops::Range<usize>)> = {
-                        let base = buffer.as_ptr() as usize;
-                        let mut offsets = Vec::with_capacity(response.headers.len());
-                        for field in response.headers.iter() {
-                            let name = HeaderName::from_bytes(field.name.as_bytes())
-                                .map_err(|_| invalid("the target sent an invalid header name"))?;
-                            let start = field.value.as_ptr() as usize - base;
-                            offsets.push((name, start..start + field.value.len()));
+                    // The head in an allocation of its own: the header values kept from
+                    // it (by the cache, say) hold only it, not the read buffer.
+                    let head = Bytes::copy_from_slice(&buffer[..length]);
+                    let base = buffer.as_ptr() as usize;
+                    let mut headers = HeaderMap::with_capacity(response.headers.len());
+                    // An invalid value fails a final answer only (an interim one is
+                    // skipped, values and all).
+                    let mut invalid_value = false;
+                    for field in response.headers.iter() {
+                        let name = HeaderName::from_bytes(field.name.as_bytes())
+                            .map_err(|_| invalid("the target sent an invalid header name"))?;
+                        let start = field.value.as_ptr() as usize - base;
+                        match HeaderValue::from_maybe_shared(
+                            head.slice(start..start + field.value.len()),
+                        ) {
+                            Ok(value) => {
+                                headers.append(name, value);
+                            }
+                            Err(_) => invalid_value = true,
                         }
-                        offsets
-                    };
-                    Some((length, status, version, offsets))
+                    }
+                    Some((length, status, version, headers, invalid_value))
                 }
                 Ok(httparse::Status::Partial) => None,
                 Err(_) => return Err(invalid("the target sent an invalid answer head")),
             }
         };
-        let Some((length, status, version, offsets)) = parsed else {
+        let Some((length, status, version, mut headers, invalid_value)) = parsed else {
             // Nothing of an answer on a pooled connection: the target had closed it.
             let nothing = reused && interim == 0 && buffer.is_empty();
             let failure = |error: BoxError| Failure {
@@ -601,9 +611,6 @@ async fn read_head(
                 Err(error) => return Err(failure(error.into())),
             }
         };
-        // The head in an allocation of its own: the header values kept from it (by the
-        // cache, say) hold only it, not the read buffer.
-        let head = Bytes::copy_from_slice(&buffer[..length]);
         buffer.advance(length);
         let status = StatusCode::from_u16(status)
             .map_err(|_| invalid("the target sent an invalid status code"))?;
@@ -615,11 +622,8 @@ async fn read_head(
             }
             continue;
         }
-        let mut headers = HeaderMap::with_capacity(offsets.len());
-        for (name, range) in offsets {
-            let value = HeaderValue::from_maybe_shared(head.slice(range))
-                .map_err(|_| invalid("the target sent an invalid header value"))?;
-            headers.append(name, value);
+        if invalid_value {
+            return Err(invalid("the target sent an invalid header value"));
         }
         let (mut parts, ()) = Response::new(()).into_parts();
         parts.status = status;
