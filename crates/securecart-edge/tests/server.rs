@@ -29,7 +29,16 @@ async fn start_target() -> TestServer {
             "/stream",
             get(|| async { Body::new(Parts(vec!["one ", "two ", "three"])) }),
         )
-        .route("/nothing", get(|| async { StatusCode::NO_CONTENT }));
+        .route("/nothing", get(|| async { StatusCode::NO_CONTENT }))
+        .route(
+            "/host",
+            get(|headers: axum::http::HeaderMap| async move {
+                headers
+                    .get(axum::http::header::HOST)
+                    .map(|host| String::from_utf8_lossy(host.as_bytes()).into_owned())
+                    .unwrap_or_default()
+            }),
+        );
     serve("127.0.0.1", router).await
 }
 
@@ -175,6 +184,23 @@ fn limits() -> securecart_edge::Limits {
         header_read_timeout: Duration::from_secs(2),
         ..securecart_edge::Limits::default()
     }
+}
+
+/// A request without a Host (HTTP/1.0 may leave it out) reaches an HTTP/1.1 target with
+/// one, the target's address; a client's Host reaches it as the client sent it.
+#[tokio::test]
+async fn a_request_without_a_host_reaches_the_target_with_one() {
+    let target = start_target().await;
+    let edge = start_edge(target.address, limits()).await;
+    let answer = raw(&edge, "GET /host HTTP/1.0\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.ends_with(&format!("\r\n\r\n{}", target.address)),
+        "{answer}"
+    );
+    let answer = raw(&edge, "GET /host HTTP/1.0\r\nHost: shop.test\r\n\r\n").await;
+    assert!(answer.ends_with("\r\n\r\nshop.test"), "{answer}");
+    edge.shutdown().await;
 }
 
 #[tokio::test]
