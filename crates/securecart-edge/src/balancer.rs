@@ -34,6 +34,9 @@ pub enum Algorithm {
 /// The most targets a group may have: the choice looks at a fixed-size view of them.
 pub const MAX_TARGETS: usize = 64;
 
+/// Up to this many targets, a pick fills a small view of their states.
+const FEW_TARGETS: usize = 8;
+
 /// How fast a target's latency average forgets: the time constant of the decay.
 const EWMA_DECAY: Duration = Duration::from_secs(10);
 /// The latency assumed for a target that has not answered yet.
@@ -518,14 +521,25 @@ impl TargetGroup {
                 [0, 0]
             },
         };
-        // A fixed-size view: groups are small, and the choice must not allocate.
+        // Most groups have a few targets: a view of eight is 256 bytes to fill, where one
+        // of `MAX_TARGETS` is 2 KiB, written (and through the data cache) on every request.
+        if self.targets.len() <= FEW_TARGETS {
+            self.pick_among::<FEW_TARGETS>(tried, draws)
+        } else {
+            self.pick_among::<MAX_TARGETS>(tried, draws)
+        }
+    }
+
+    /// [`TargetGroup::pick`] with a view of the first `N` targets' states: a fixed size,
+    /// since the choice must not allocate.
+    fn pick_among<const N: usize>(&self, tried: &[usize], draws: Draws) -> Option<usize> {
         let mut states = [TargetState {
             healthy: false,
             outstanding: 0,
             cost: 0.0,
             weight: 0,
             ramp: 1.0,
-        }; MAX_TARGETS];
+        }; N];
         let count = self.targets.len().min(states.len());
         for (state, target) in states.iter_mut().zip(&self.targets) {
             *state = TargetState {
