@@ -9,8 +9,11 @@
 #
 #   bench/instructions.sh                 # REQUESTS=1000 by default
 #
-# Counts are repeatable to a few instructions whatever else the machine does, so a change
-# to the edge's request path can be measured where wrk's rounds differ by more than it.
+# Instruction counts move by well under 1% from run to run whatever else the machine does
+# (cache misses move more), so a change to the edge's request path can be measured where
+# wrk's rounds differ by more than it. securecart also runs its health checks (a request
+# to the origin every 5 s), of which the longer run holds a few more: some tens of
+# instructions per request in its figure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -110,16 +113,28 @@ run() {
   PIDS+=("$pid")
   local ready=""
   for _ in $(seq 200); do
-    if curl -sf -o /dev/null "http://127.0.0.1:$PROXY_PORT/small"; then
+    if curl -sf --max-time 2 -o /dev/null "http://127.0.0.1:$PROXY_PORT/small"; then
       ready=yes
       break
     fi
     sleep 0.2
   done
   [[ -n $ready ]] || { log "$name did not answer"; cat "$WORK/$name-$count.log" >&2; exit 1; }
-  python3 "$WORK/client.py" "$PROXY_PORT" "$count"
+  timeout 600 python3 "$WORK/client.py" "$PROXY_PORT" "$count"
   kill -TERM "$pid"
+  # Bounded: a proxy that does not stop within a minute is killed (and its counts lost).
+  for _ in $(seq 600); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
   wait "$pid" || true
+  # Stopped: no longer for the cleanup at exit, which might find its pid reused.
+  local kept=() other
+  for other in "${PIDS[@]}"; do
+    [[ $other == "$pid" ]] || kept+=("$other")
+  done
+  PIDS=("${kept[@]}")
 }
 
 for count in "$REQUESTS" $((3 * REQUESTS)); do

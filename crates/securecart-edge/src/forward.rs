@@ -134,6 +134,12 @@ pub fn prepare_request(
     }
 }
 
+/// Whether a request's `TE` names `trailers`, on any of its lines.
+pub fn asks_for_trailers(headers: &HeaderMap) -> bool {
+    securecart_cache::directives::list_members(headers, header::TE)
+        .any(|coding| coding.eq_ignore_ascii_case("trailers"))
+}
+
 /// Drops the hop-by-hop headers of a request, keeping a protocol switch and `TE: trailers`,
 /// and sets `Host` to the host the rules matched.
 fn rewrite_connection_headers(parts: &mut Parts) {
@@ -143,8 +149,7 @@ fn rewrite_connection_headers(parts: &mut Parts) {
         None => parts.headers.get(header::HOST).cloned(),
     };
     // `TE: trailers` is the one TE an HTTP/2 target may receive, and gRPC needs it.
-    let trailers = securecart_cache::directives::list_members(&parts.headers, header::TE)
-        .any(|token| token.eq_ignore_ascii_case("trailers"));
+    let trailers = asks_for_trailers(&parts.headers);
     remove_hop_by_hop(&mut parts.headers);
     if let Some(protocol) = upgrade {
         keep_upgrade(&mut parts.headers, protocol);
@@ -226,6 +231,43 @@ mod tests {
                 expected,
                 "{target}"
             );
+        }
+    }
+
+    /// `TE` is hop-by-hop but for `trailers`, which is kept wherever the client's lines
+    /// name it among other codings; a header map sized for the request's headers and
+    /// [`super::ADDED_HEADERS`] holds the forwarded request without growing.
+    #[test]
+    fn te_trailers_is_kept_from_any_line_and_forwarding_fits_the_map() {
+        let context = RequestContext::new(
+            "127.0.0.1:1".parse().expect("address"),
+            TraceContext::new_root(),
+        );
+        for (lines, kept) in [
+            (&["gzip", "trailers"][..], true),
+            (&["gzip, trailers"][..], true),
+            (&["gzip"][..], false),
+        ] {
+            let mut request = Request::get("/x")
+                .header("host", "shop.example")
+                .header("connection", "te");
+            for line in lines {
+                request = request.header("te", *line);
+            }
+            let (mut parts, ()) = request.body(()).expect("request").into_parts();
+            let mut headers =
+                http::HeaderMap::with_capacity(parts.headers.len() + super::ADDED_HEADERS);
+            headers.extend(parts.headers.drain());
+            let capacity = headers.capacity();
+            parts.headers = headers;
+            prepare_request(&mut parts, &context, "http", &8080.into());
+            let te: Vec<_> = parts.headers.get_all("te").iter().collect();
+            if kept {
+                assert_eq!(te, ["trailers"], "{lines:?}");
+            } else {
+                assert!(te.is_empty(), "{lines:?}");
+            }
+            assert_eq!(parts.headers.capacity(), capacity, "{lines:?}");
         }
     }
 

@@ -566,7 +566,7 @@ async fn read_head(
                     // it (by the cache, say) hold only it, not the read buffer.
                     let head = Bytes::copy_from_slice(&buffer[..length]);
                     let base = buffer.as_ptr() as usize;
-                    let mut headers = HeaderMap::with_capacity(response.headers.len());
+                    let mut map = HeaderMap::with_capacity(response.headers.len());
                     // An invalid value fails a final answer only (an interim one is
                     // skipped, values and all).
                     let mut invalid_value = false;
@@ -578,12 +578,12 @@ async fn read_head(
                             head.slice(start..start + field.value.len()),
                         ) {
                             Ok(value) => {
-                                headers.append(name, value);
+                                map.append(name, value);
                             }
                             Err(_) => invalid_value = true,
                         }
                     }
-                    Some((length, status, version, headers, invalid_value))
+                    Some((length, status, version, map, invalid_value))
                 }
                 Ok(httparse::Status::Partial) => None,
                 Err(_) => return Err(invalid("the target sent an invalid answer head")),

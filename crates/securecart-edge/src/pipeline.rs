@@ -377,7 +377,7 @@ impl Pipeline {
             }
         };
         // The stickiness cookies are read only where stickiness is on (most rules have
-        // none, and each look walks the request's headers).
+        // none, and each look finds the Cookie header and walks its pairs).
         let sticky = forward
             .stickiness
             .and_then(|_| cookie(request.headers(), GROUP_STICKINESS_COOKIE));

@@ -757,8 +757,7 @@ impl Connection {
         }
         // `close` wins over `keep-alive`, as in `h1.rs`.
         let keep_alive = !close && (version == Version::HTTP_11 || asks_keep_alive);
-        let trailers = securecart_cache::directives::list_members(&map, header::TE)
-            .any(|coding| coding.eq_ignore_ascii_case("trailers"));
+        let trailers = crate::forward::asks_for_trailers(&map);
         let mut request = Request::new(());
         *request.method_mut() = method;
         *request.uri_mut() = uri;

@@ -224,10 +224,12 @@ impl<'a> Inspection<'a> {
     ) -> Self {
         let query = query.unwrap_or("");
         // Sized once: a pair per `&`, and one more (collecting a filtered iterator would
-        // grow the vector, and copy it, past four pairs).
+        // grow the vector, and copy it, past four pairs); at most 64 ahead, since a query
+        // of nothing but `&` holds no pairs.
         let mut arguments = Vec::new();
         if !query.is_empty() {
-            arguments.reserve_exact(memchr::memchr_iter(b'&', query.as_bytes()).count() + 1);
+            let pairs = memchr::memchr_iter(b'&', query.as_bytes()).count() + 1;
+            arguments.reserve_exact(pairs.min(64));
             arguments.extend(form_pairs(query.as_bytes()));
         }
         // Each cookie's name and value (a cookie without `=` is one text), as sent: a

@@ -616,8 +616,8 @@ pub(crate) struct Merged {
     /// Each field's group, by the field's place.
     group_of: Vec<usize>,
     groups: Vec<FieldGroup>,
-    /// The fields (of the first 64) whose group has no set, as bits: no scan tells of
-    /// their values, which the chains read themselves.
+    /// The fields (of the first 64) whose group has no set, as bits: no scan tells which
+    /// expressions their values match, and the chains read their values themselves.
     unscanned: u64,
     /// How many distinct expressions the chains hold: the numbering the groups' and
     /// chains' `in_all` share.
@@ -1241,6 +1241,8 @@ impl<'m> Scan<'m> {
                 // Some values the chain may change: each changed one is scanned by the
                 // chain's own set (fewer expressions: a faster scan). The field's scan
                 // kept each value's traits, in the order `any_value` gives them again.
+                // (Borrowed while the values are walked: nothing in the walk may scan a
+                // field, which would borrow them mutably.)
                 let value_traits = self.value_traits.borrow();
                 let mut known = scan.map(|scan| value_traits[scan.values.clone()].iter());
                 inspection.any_value(&self.merged.fields[field], |value| {

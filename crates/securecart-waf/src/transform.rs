@@ -140,7 +140,25 @@ impl Transform {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Traits(u32);
 
-const _: () = assert!(Traits::SPACE == 1 << (Traits::BITS - 1));
+// Every trait is one of the low `Traits::BITS` bits, and each of those bits is a trait.
+const _: () = assert!(
+    Traits::PERCENT_PLUS
+        | Traits::AMPERSAND
+        | Traits::UPPERCASE
+        | Traits::ODD_SPACE
+        | Traits::SPACE_RUN
+        | Traits::PATH
+        | Traits::BACKSLASH
+        | Traits::NUL
+        | Traits::QUOTE
+        | Traits::SEPARATOR
+        | Traits::SPACE_BEFORE
+        | Traits::COMMENT
+        | Traits::MAYBE_BASE64
+        | Traits::MAYBE_HEX
+        | Traits::SPACE
+        == (1 << Traits::BITS) - 1
+);
 
 impl Traits {
     const PERCENT_PLUS: u32 = 1;
@@ -277,7 +295,8 @@ impl Traits {
         self.0 & other.0 != 0
     }
 
-    /// How many traits there are: each is one of the low bits (the last is `SPACE`).
+    /// How many traits there are: each is one of the low bits (a test at compile time
+    /// checks that they are all of them).
     pub(crate) const BITS: usize = 15;
 
     /// Each of its traits, as its bit's number (below [`Traits::BITS`]).
