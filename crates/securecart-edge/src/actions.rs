@@ -175,6 +175,13 @@ pub struct Forward {
 }
 
 impl Forward {
+    /// The group a request's stickiness cookie names, when the rule's groups are sticky
+    /// (only then is the cookie read).
+    pub fn sticky_group<'h>(&self, request: &'h http::HeaderMap) -> Option<&'h str> {
+        self.stickiness?;
+        securecart_cache::key::cookie(request, GROUP_STICKINESS_COOKIE)
+    }
+
     /// The group for a request: the one its stickiness cookie names (if it still takes new
     /// clients), else one drawn by weight from `draw` (0 ≤ draw < total weight).
     pub fn choose(&self, sticky_group: Option<&str>, draw: u32) -> usize {

@@ -565,10 +565,11 @@ impl TargetGroup {
         }
     }
 
-    /// The healthy target a stickiness cookie names, if the group is sticky.
-    pub fn sticky_target(&self, cookie_id: Option<&str>) -> Option<usize> {
+    /// The healthy target a request's stickiness cookie names, if the group is sticky
+    /// (only then is the cookie read).
+    pub fn sticky_target(&self, request: &http::HeaderMap) -> Option<usize> {
         self.stickiness?;
-        let cookie_id = cookie_id?;
+        let cookie_id = securecart_cache::key::cookie(request, self.stickiness_cookie())?;
         self.targets.iter().position(|target| {
             target.cookie_id == cookie_id && target.is_healthy() && !target.is_ejected()
         })

@@ -47,7 +47,6 @@ use crate::rules::{RequestHead, RuleSet};
 use crate::server::ClientBody;
 use crate::shield::Refusal;
 use crate::upstream::{self, EdgeBody};
-use securecart_cache::key::cookie;
 
 /// One listener's pipeline: its rules, and what every listener of the edge shares.
 #[derive(Debug)]
@@ -376,16 +375,10 @@ impl Pipeline {
                 };
             }
         };
-        // The stickiness cookies are read only where stickiness is on (most rules have
-        // none, and each look finds the Cookie header and walks its pairs).
-        let sticky = forward
-            .stickiness
-            .and_then(|_| cookie(request.headers(), GROUP_STICKINESS_COOKIE));
+        let sticky = forward.sticky_group(request.headers());
         let group_index = choose_group(forward, sticky);
         let group = &self.groups[group_index];
-        let sticky_target = group.stickiness.and_then(|_| {
-            group.sticky_target(cookie(request.headers(), group.stickiness_cookie()))
-        });
+        let sticky_target = group.sticky_target(request.headers());
         let stick_to = forward
             .stickiness
             .filter(|_| sticky != Some(group.name.as_str()))
