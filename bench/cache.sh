@@ -49,16 +49,10 @@ chmod 755 "$WORK/objects"
 chmod 644 "$WORK"/objects/*
 chown -R www-data "$WORK/nginx-cache" 2>/dev/null || chmod 777 "$WORK/nginx-cache"
 
-cat >"$WORK/origin.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $WORK/origin.pid;
-error_log $WORK/origin-error.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
+{
+  nginx_start origin 8192
+  cat <<CONF
   sendfile on;
-  keepalive_requests 1000000;
   server {
     listen 127.0.0.1:$ORIGIN_PORT;
     root $WORK/objects;
@@ -67,17 +61,12 @@ http {
   }
 }
 CONF
+} >"$WORK/origin.conf"
 
-cat >"$WORK/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log warn;
-events { worker_connections 16384; }
-http {
-  access_log off;
+{
+  nginx_start nginx 16384
+  cat <<CONF
   sendfile on;
-  keepalive_requests 1000000;
   proxy_cache_path $WORK/nginx-cache levels=1:2 keys_zone=bench:64m max_size=1g inactive=1h use_temp_path=off;
   upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 128; }
   server {
@@ -93,6 +82,7 @@ http {
   }
 }
 CONF
+} >"$WORK/nginx.conf"
 
 start origin "$LOAD_CPU" nginx -c "$WORK/origin.conf" -p "$WORK"
 start nginx "$PROXY_CPU" nginx -c "$WORK/nginx.conf" -p "$WORK"

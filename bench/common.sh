@@ -45,6 +45,19 @@ cleanup() {
   rm -rf "$WORK"
 }
 
+# nginx_start NAME CONNECTIONS [DIRECTIVE...]: what every nginx configuration here begins
+# with, up to inside its `http` block: one worker in the foreground, its pid and error log
+# in $WORK under NAME, CONNECTIONS per worker, no access log, a million requests per
+# connection. The DIRECTIVEs (`load_module ...;`, `master_process off;`) come first. The
+# caller writes the rest of the `http` block and its closing brace.
+nginx_start() {
+  local name=$1 connections=$2
+  shift 2
+  printf '%s\n' "$@" "worker_processes 1;" "daemon off;" "pid $WORK/$name.pid;" \
+    "error_log $WORK/$name-error.log warn;" "events { worker_connections $connections; }" \
+    "http {" "  access_log off;" "  keepalive_requests 1000000;"
+}
+
 # start NAME CPU COMMAND...: runs COMMAND pinned to CPU, its output in $WORK/NAME.log and
 # its pid in PID_NAME.
 start() {

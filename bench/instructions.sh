@@ -31,32 +31,20 @@ need curl curl
 WORK_NAME=instructions
 prepare
 
-cat >"$WORK/origin.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $WORK/origin.pid;
-error_log $WORK/origin-error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
+{
+  nginx_start origin 1024
+  cat <<CONF
   server {
     listen 127.0.0.1:$ORIGIN_PORT;
     location = /small { default_type text/plain; return 200 "hello, world\n"; }
   }
 }
 CONF
+} >"$WORK/origin.conf"
 # nginx in one process (no master), so that cachegrind sees the worker's requests.
-cat >"$WORK/nginx.conf" <<CONF
-worker_processes 1;
-master_process off;
-daemon off;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
+{
+  nginx_start nginx 1024 "master_process off;"
+  cat <<CONF
   upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 16; }
   server {
     listen 127.0.0.1:$PROXY_PORT;
@@ -69,6 +57,7 @@ http {
   }
 }
 CONF
+} >"$WORK/nginx.conf"
 cat >"$WORK/haproxy.cfg" <<CONF
 global
   nbthread 1

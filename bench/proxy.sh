@@ -53,15 +53,9 @@ cat "$WORK/cert.pem" "$WORK/key.pem" >"$WORK/haproxy.pem"
 chmod 644 "$WORK/16k" "$WORK"/*.pem
 
 # The origin: nginx answering from memory and the page cache, on the load generator's core.
-cat >"$WORK/origin.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $WORK/origin.pid;
-error_log $WORK/origin-error.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
+{
+  nginx_start origin 8192
+  cat <<CONF
   server {
     listen 127.0.0.1:$ORIGIN_PORT;
     location = /small { default_type text/plain; return 200 "hello, world\n"; }
@@ -69,16 +63,11 @@ http {
   }
 }
 CONF
+} >"$WORK/origin.conf"
 
-cat >"$WORK/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log warn;
-events { worker_connections 16384; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
+{
+  nginx_start nginx 16384
+  cat <<CONF
   upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 128; }
   server {
     listen 127.0.0.1:$NGINX_PORT;
@@ -94,6 +83,7 @@ http {
   }
 }
 CONF
+} >"$WORK/nginx.conf"
 
 cat >"$WORK/haproxy.cfg" <<CONF
 global

@@ -40,15 +40,9 @@ need curl curl
 WORK_NAME=waf
 prepare
 
-cat >"$WORK/origin.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $WORK/origin.pid;
-error_log $WORK/origin-error.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
+{
+  nginx_start origin 8192
+  cat <<CONF
   client_body_buffer_size 64k;
   server {
     listen 127.0.0.1:$ORIGIN_PORT;
@@ -56,6 +50,7 @@ http {
   }
 }
 CONF
+} >"$WORK/origin.conf"
 
 # ModSecurity v3 with CRS at its default paranoia level 1, blocking (anomaly scoring).
 cat >"$WORK/modsec.conf" <<CONF
@@ -74,16 +69,9 @@ Include /etc/modsecurity/crs/crs-setup.conf
 Include /usr/share/modsecurity-crs/rules/*.conf
 CONF
 
-cat >"$WORK/nginx.conf" <<CONF
-load_module /usr/lib/nginx/modules/ngx_http_modsecurity_module.so;
-worker_processes 1;
-daemon off;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log warn;
-events { worker_connections 16384; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
+{
+  nginx_start nginx 16384 "load_module /usr/lib/nginx/modules/ngx_http_modsecurity_module.so;"
+  cat <<CONF
   client_body_buffer_size 64k;
   upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 128; }
   server {
@@ -98,6 +86,7 @@ http {
   }
 }
 CONF
+} >"$WORK/nginx.conf"
 
 # A benign 2 KiB form: a checkout's fields and a product review.
 python3 - "$WORK/form" <<'PY'
