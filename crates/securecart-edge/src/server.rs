@@ -352,6 +352,10 @@ pub async fn serve<S, F>(
         Box::pin(serve_http2(stream, Bytes::new(), service, draining)).await;
         return;
     }
+    // The first request's head is due within the timeout from the accept, preface
+    // included.
+    let first_deadline = tokio::time::Instant::now() + settings.header_read_timeout;
+    let mut head_timer = pin!(tokio::time::sleep_until(first_deadline));
     let mut connection = Connection {
         wire: Wire {
             stream,
@@ -360,13 +364,14 @@ pub async fn serve<S, F>(
             continue_left: 0,
         },
         settings,
-        // The first request's head is due within the timeout from the accept, preface
-        // included.
-        first_deadline: Some(tokio::time::Instant::now() + settings.header_read_timeout),
+        first_deadline: Some(first_deadline),
     };
     // HTTP/2 with prior knowledge opens with its preface; any HTTP/1 request differs from
     // it within its first bytes, so telling them apart costs no read of its own.
-    match connection.read_preface(&mut draining).await {
+    match connection
+        .read_preface(&mut draining, head_timer.as_mut())
+        .await
+    {
         Preface::Http1 => {}
         Preface::Http2 => {
             let Wire { stream, buffer, .. } = connection.wire;
@@ -375,7 +380,24 @@ pub async fn serve<S, F>(
         }
         Preface::Closed => return,
     }
-    connection.serve(&service, &mut draining).await;
+    connection.serve(&service, &mut draining, head_timer).await;
+}
+
+/// Waits until `deadline` on a connection's one timer for request heads, which stays
+/// registered at the deadline it was set to: a later deadline is taken up only when the
+/// timer fires before it. Each request's head thus waits without registering a timer and
+/// removing it again (tokio's timer wheel, behind a lock), as `timeout_at` would.
+async fn head_due(mut timer: Pin<&mut tokio::time::Sleep>, deadline: tokio::time::Instant) {
+    if timer.deadline() > deadline {
+        timer.as_mut().reset(deadline);
+    }
+    loop {
+        timer.as_mut().await;
+        if timer.deadline() >= deadline {
+            return;
+        }
+        timer.as_mut().reset(deadline);
+    }
 }
 
 async fn serve_http2<S, F>(
@@ -491,7 +513,11 @@ struct Connection {
 }
 
 impl Connection {
-    async fn read_preface(&mut self, draining: &mut Draining) -> Preface {
+    async fn read_preface(
+        &mut self,
+        draining: &mut Draining,
+        head_timer: Pin<&mut tokio::time::Sleep>,
+    ) -> Preface {
         let wire = &mut self.wire;
         let deadline = self
             .first_deadline
@@ -520,15 +546,20 @@ impl Connection {
         };
         tokio::select! {
             biased;
-            preface = tokio::time::timeout_at(deadline, read) => preface.unwrap_or(Preface::Closed),
+            preface = read => preface,
+            () = head_due(head_timer, deadline) => Preface::Closed,
             () = async {
                 let _ = draining.wait_for(|draining| *draining).await;
             } => Preface::Closed,
         }
     }
 
-    async fn serve<S, F>(mut self, service: &S, draining: &mut Draining)
-    where
+    async fn serve<S, F>(
+        mut self,
+        service: &S,
+        draining: &mut Draining,
+        mut head_timer: Pin<&mut tokio::time::Sleep>,
+    ) where
         S: Fn(Request<ClientBody>) -> F,
         F: Future<Output = Response<EdgeBody>>,
     {
@@ -540,11 +571,12 @@ impl Connection {
                 .unwrap_or_else(|| tokio::time::Instant::now() + self.settings.header_read_timeout);
             let head = tokio::select! {
                 biased;
-                head = tokio::time::timeout_at(deadline, self.read_head()) => match head {
-                    Ok(head) => head,
-                    // Mid-head, the client is told; between requests, the connection just closes.
-                    Err(_) if self.wire.buffer.is_empty() => Err(HeadError::Closed),
-                    Err(_) => Err(HeadError::Refuse(StatusCode::REQUEST_TIMEOUT)),
+                head = self.read_head() => head,
+                // Mid-head, the client is told; between requests, the connection just closes.
+                () = head_due(head_timer.as_mut(), deadline) => if self.wire.buffer.is_empty() {
+                    Err(HeadError::Closed)
+                } else {
+                    Err(HeadError::Refuse(StatusCode::REQUEST_TIMEOUT))
                 },
                 // Draining closes a connection that waits for a request.
                 () = async {

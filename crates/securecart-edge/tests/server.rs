@@ -595,3 +595,38 @@ async fn mangled_requests_end_in_an_answer_or_a_close_and_the_edge_serves_on() {
     assert!(answer.ends_with("hello"), "{answer}");
     edge.shutdown().await;
 }
+
+/// Each request's head gets the whole header read timeout, counted from when the edge
+/// waits for it, however long the connection has been open: the connection's one timer
+/// (set at the accept) moves to each later deadline when it fires, mid-head or between
+/// requests; and a connection that then goes idle is still closed.
+#[tokio::test]
+async fn each_request_on_a_connection_gets_the_whole_header_timeout() {
+    let target = start_target().await;
+    let edge = start_edge(
+        target.address,
+        securecart_edge::Limits {
+            header_read_timeout: Duration::from_secs(1),
+            ..limits()
+        },
+    )
+    .await;
+    let mut stream = TcpStream::connect(address(&edge)).await.expect("connect");
+    // Six requests 300 ms apart, each head sent in two halves 150 ms apart: 2.7 s in all,
+    // past the deadline of the first request (1 s after the accept), which fires while
+    // the fourth waits.
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stream.write_all(b"GET /hello HT").await.expect("write");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        stream
+            .write_all(b"TP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .expect("write");
+        let answer = read_answer(&mut stream).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    // Idle now: closed once its timeout passes.
+    assert_eq!(read_to_close(&mut stream).await, "");
+    edge.shutdown().await;
+}
