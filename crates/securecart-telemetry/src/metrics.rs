@@ -1,7 +1,8 @@
 //! Prometheus metrics: a registry per component and the request metrics every HTTP server
 //! of SecureCart records.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -60,6 +61,17 @@ pub fn latency_buckets() -> impl Iterator<Item = f64> {
 pub struct HttpMetrics {
     requests: Family<RequestLabels, Counter>,
     duration: Family<RouteLabels, Histogram>,
+    /// Each route's series, found in the families once: a request is then recorded without
+    /// building the families' owned labels (two allocations) and looking them up.
+    routes: Arc<RwLock<HashMap<Box<str>, RouteSeries>>>,
+}
+
+/// One route's latency histogram and its counters by status code (a route answers with
+/// few codes: they are looked through in turn).
+#[derive(Debug)]
+struct RouteSeries {
+    duration: Histogram,
+    codes: RwLock<Vec<(u16, Counter)>>,
 }
 
 impl HttpMetrics {
@@ -81,22 +93,59 @@ impl HttpMetrics {
             Unit::Seconds,
             duration.clone(),
         );
-        Self { requests, duration }
+        Self {
+            requests,
+            duration,
+            routes: Arc::default(),
+        }
     }
 
     /// Records one answered request.
     pub fn record(&self, route: &str, code: u16, elapsed: Duration) {
-        self.requests
+        {
+            let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(series) = routes.get(route) {
+                self.record_in(series, route, code, elapsed);
+                return;
+            }
+        }
+        let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
+        let series = routes.entry(route.into()).or_insert_with(|| RouteSeries {
+            duration: self
+                .duration
+                .get_or_create(&RouteLabels {
+                    route: route.to_owned(),
+                })
+                .clone(),
+            codes: RwLock::default(),
+        });
+        self.record_in(series, route, code, elapsed);
+    }
+
+    fn record_in(&self, series: &RouteSeries, route: &str, code: u16, elapsed: Duration) {
+        series.duration.observe(elapsed.as_secs_f64());
+        {
+            let codes = series.codes.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some((_, counter)) = codes.iter().find(|(known, _)| *known == code) {
+                counter.inc();
+                return;
+            }
+        }
+        let mut codes = series.codes.write().unwrap_or_else(PoisonError::into_inner);
+        // Another thread may have added it meanwhile.
+        if let Some((_, counter)) = codes.iter().find(|(known, _)| *known == code) {
+            counter.inc();
+            return;
+        }
+        let counter = self
+            .requests
             .get_or_create(&RequestLabels {
                 route: route.to_owned(),
                 code,
             })
-            .inc();
-        self.duration
-            .get_or_create(&RouteLabels {
-                route: route.to_owned(),
-            })
-            .observe(elapsed.as_secs_f64());
+            .clone();
+        counter.inc();
+        codes.push((code, counter));
     }
 }
 
@@ -113,14 +162,26 @@ mod tests {
         let mut registry = Registry::with_prefix("securecart_shop");
         let metrics = HttpMetrics::register(&mut registry);
         metrics.record("/api/cart", 200, Duration::from_millis(3));
-        metrics.record("/api/cart", 200, Duration::from_millis(5));
+        metrics
+            .clone()
+            .record("/api/cart", 200, Duration::from_millis(5));
+        metrics.record("/api/cart", 404, Duration::from_millis(1));
+        metrics.record("/api/orders", 200, Duration::from_millis(1));
         let text = MetricsRegistry::new(registry).encode();
         assert!(
             text.contains("securecart_shop_requests_total{route=\"/api/cart\",code=\"200\"} 2"),
             "{text}"
         );
         assert!(
-            text.contains("securecart_shop_request_duration_seconds_count{route=\"/api/cart\"} 2"),
+            text.contains("securecart_shop_requests_total{route=\"/api/cart\",code=\"404\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("securecart_shop_requests_total{route=\"/api/orders\",code=\"200\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("securecart_shop_request_duration_seconds_count{route=\"/api/cart\"} 3"),
             "{text}"
         );
     }
