@@ -609,8 +609,13 @@ impl TargetGroup {
     }
 
     /// Feeds a target's latency average with the time a request took to its response
-    /// headers.
+    /// headers. Only the peak EWMA algorithm reads the average, so other groups keep none
+    /// (and spare the clock read and the exponential); one that a reload switches to it
+    /// starts from each target's first answer, as a new target does.
     pub fn observe_latency(&self, index: usize, rtt: Duration) {
+        if self.algorithm != Algorithm::PeakEwma {
+            return;
+        }
         let target = &self.targets[index];
         let now = self.epoch.elapsed().as_nanos() as u64;
         let last = target.cost_updated.swap(now, Ordering::Relaxed);
@@ -824,31 +829,55 @@ mod tests {
         }
     }
 
+    fn group_config(algorithm: Algorithm) -> crate::config::TargetGroupConfig {
+        use crate::config::{HealthCheckConfig, TargetGroupConfig};
+        TargetGroupConfig {
+            name: "g".to_owned(),
+            targets: vec!["127.0.0.1:1".parse().expect("address")],
+            health_check: HealthCheckConfig {
+                path: "/".to_owned(),
+                interval: Duration::from_secs(1),
+                timeout: Duration::from_secs(1),
+                healthy_threshold: 1,
+                unhealthy_threshold: 1,
+                matcher: vec![200..=299],
+            },
+            algorithm,
+            protocol: Default::default(),
+            outlier_detection: None,
+            slow_start: None,
+            stickiness: None,
+            app_cookie: None,
+            deregistration_delay: Duration::from_secs(300),
+        }
+    }
+
+    #[test]
+    fn only_a_peak_ewma_group_keeps_latency_averages() {
+        let pools = crate::pool::Pools::new(Default::default());
+        for (algorithm, kept) in [
+            (Algorithm::PeakEwma, true),
+            (Algorithm::RoundRobin, false),
+            (Algorithm::LeastOutstandingRequests, false),
+            (Algorithm::WeightedRandom, false),
+        ] {
+            let group = super::TargetGroup::new(&group_config(algorithm), None, &pools);
+            group.observe_latency(0, Duration::from_millis(3));
+            let cost = group.targets[0].cost();
+            assert_eq!(cost == 3e6, kept, "{algorithm:?}: {cost}");
+        }
+    }
+
     #[test]
     fn consecutive_server_errors_eject_a_target() {
-        use crate::config::{HealthCheckConfig, OutlierDetection, TargetGroupConfig};
+        use crate::config::{OutlierDetection, TargetGroupConfig};
         let group = super::TargetGroup::new(
             &TargetGroupConfig {
-                name: "g".to_owned(),
-                targets: vec!["127.0.0.1:1".parse().expect("address")],
-                health_check: HealthCheckConfig {
-                    path: "/".to_owned(),
-                    interval: Duration::from_secs(1),
-                    timeout: Duration::from_secs(1),
-                    healthy_threshold: 1,
-                    unhealthy_threshold: 1,
-                    matcher: vec![200..=299],
-                },
-                algorithm: Algorithm::RoundRobin,
-                protocol: Default::default(),
                 outlier_detection: Some(OutlierDetection {
                     consecutive_errors: 2,
                     ejection: Duration::from_secs(60),
                 }),
-                slow_start: None,
-                stickiness: None,
-                app_cookie: None,
-                deregistration_delay: Duration::from_secs(300),
+                ..group_config(Algorithm::RoundRobin)
             },
             None,
             &crate::pool::Pools::new(Default::default()),
