@@ -563,6 +563,13 @@ impl Connection {
         S: Fn(Request<ClientBody>) -> F,
         F: Future<Output = Response<EdgeBody>>,
     {
+        // Draining closes a connection that waits for a request: one wait for the
+        // connection's life, whose waker stays registered with the channel across requests
+        // (a wait per request would register and unregister one each time).
+        let mut drain_watch = draining.clone();
+        let mut drained = pin!(async move {
+            let _ = drain_watch.wait_for(|draining| *draining).await;
+        });
         loop {
             skip_blank_lines(&mut self.wire.buffer);
             let deadline = self
@@ -578,10 +585,8 @@ impl Connection {
                 } else {
                     Err(HeadError::Refuse(StatusCode::REQUEST_TIMEOUT))
                 },
-                // Draining closes a connection that waits for a request.
-                () = async {
-                    let _ = draining.wait_for(|draining| *draining).await;
-                }, if self.wire.buffer.is_empty() => Err(HeadError::Closed),
+                // (Polled only until it ends: then the connection closes.)
+                () = &mut drained, if self.wire.buffer.is_empty() => Err(HeadError::Closed),
             };
             let (request, exchange) = match head {
                 Ok(head) => head,

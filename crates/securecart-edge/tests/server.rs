@@ -630,3 +630,32 @@ async fn each_request_on_a_connection_gets_the_whole_header_timeout() {
     assert_eq!(read_to_close(&mut stream).await, "");
     edge.shutdown().await;
 }
+
+/// When the edge drains, a keep-alive connection waiting for its next request is closed at
+/// once, after any number of requests, rather than at its header timeout or when the drain
+/// times out.
+#[tokio::test]
+async fn draining_closes_a_connection_that_waits_for_its_next_request() {
+    let target = start_target().await;
+    let edge = start_edge(
+        target.address,
+        securecart_edge::Limits {
+            header_read_timeout: Duration::from_secs(600),
+            drain_timeout: Duration::from_secs(600),
+            ..limits()
+        },
+    )
+    .await;
+    let mut stream = TcpStream::connect(address(&edge)).await.expect("connect");
+    for _ in 0..3 {
+        stream
+            .write_all(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .expect("write");
+        let answer = read_answer(&mut stream).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    let shutdown = tokio::spawn(edge.shutdown());
+    assert_eq!(read_to_close(&mut stream).await, "");
+    shutdown.await.expect("shutdown");
+}
