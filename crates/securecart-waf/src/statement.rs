@@ -133,6 +133,20 @@ impl Evidence {
             data: String::from_utf8_lossy(&value[..value.len().min(64)]).into_owned(),
         }
     }
+
+    /// `made()` where the evidence is wanted; else an empty one, which allocates nothing
+    /// (a statement within an AND but its last, or within a NOT, matches for nothing to
+    /// show).
+    fn if_wanted(wanted: bool, made: impl FnOnce() -> Self) -> Self {
+        if wanted {
+            made()
+        } else {
+            Self {
+                field: String::new(),
+                data: String::new(),
+            }
+        }
+    }
 }
 
 impl Statement {
@@ -230,13 +244,25 @@ impl Statement {
         labels: &[String],
         merged: Option<&Scan<'_>>,
     ) -> Option<Evidence> {
+        self.matches(inspection, labels, merged, true)
+    }
+
+    /// [`Statement::evaluate_merged`], with the evidence only if `wanted` (else an empty
+    /// one when the statement matches).
+    fn matches(
+        &self,
+        inspection: &Inspection<'_>,
+        labels: &[String],
+        merged: Option<&Scan<'_>>,
+        wanted: bool,
+    ) -> Option<Evidence> {
         match self {
             Statement::ByteMatch {
                 field,
                 position,
                 search,
                 transforms,
-            } => find(inspection, field, transforms, |value| {
+            } => find(inspection, field, transforms, wanted, |value| {
                 matches_position(value, search, *position)
             }),
             Statement::Regex {
@@ -251,7 +277,9 @@ impl Statement {
                 if merged.is_some_and(|merged| !merged.could_match(inspection, place)) {
                     return None;
                 }
-                find(inspection, field, transforms, |value| regex.is_match(value))
+                find(inspection, field, transforms, wanted, |value| {
+                    regex.is_match(value)
+                })
             }
             Statement::Size {
                 field,
@@ -267,44 +295,50 @@ impl Statement {
                     Comparison::Gt => actual > *size,
                     Comparison::Ge => actual >= *size,
                 };
-                holds.then(|| Evidence {
-                    field: field.name(),
-                    data: format!("{actual} bytes"),
+                holds.then(|| {
+                    Evidence::if_wanted(wanted, || Evidence {
+                        field: field.name(),
+                        data: format!("{actual} bytes"),
+                    })
                 })
             }
             Statement::Sqli { field, transforms } => {
-                find_transformed(inspection, field, transforms, |value| {
+                find_transformed(inspection, field, transforms, wanted, |value| {
                     detects(inspection, value, SQLI)
                 })
             }
             Statement::Xss { field, transforms } => {
-                find_transformed(inspection, field, transforms, |value| {
+                find_transformed(inspection, field, transforms, wanted, |value| {
                     detects(inspection, value, XSS)
                 })
             }
             Statement::IpSet(networks) => networks
                 .iter()
                 .any(|network| network.contains(&inspection.client))
-                .then(|| Evidence {
-                    field: "client".to_owned(),
-                    data: inspection.client.to_string(),
+                .then(|| {
+                    Evidence::if_wanted(wanted, || Evidence {
+                        field: "client".to_owned(),
+                        data: inspection.client.to_string(),
+                    })
                 }),
             Statement::Geo(countries) => {
                 let country = iptocc::country_code(inspection.client)?;
                 countries
                     .iter()
-                    .any(|wanted| wanted.eq_ignore_ascii_case(country))
-                    .then(|| Evidence {
-                        field: "client_country".to_owned(),
-                        data: country.to_owned(),
+                    .any(|listed| listed.eq_ignore_ascii_case(country))
+                    .then(|| {
+                        Evidence::if_wanted(wanted, || Evidence {
+                            field: "client_country".to_owned(),
+                            data: country.to_owned(),
+                        })
                     })
             }
-            Statement::Label(label) => {
-                labels.iter().any(|added| added == label).then(|| Evidence {
+            Statement::Label(label) => labels.iter().any(|added| added == label).then(|| {
+                Evidence::if_wanted(wanted, || Evidence {
                     field: "label".to_owned(),
                     data: label.clone(),
                 })
-            }
+            }),
             Statement::ForeignReferer => {
                 let header = |name: http::header::HeaderName| {
                     inspection
@@ -331,40 +365,44 @@ impl Statement {
                 (!referer_host
                     .to_ascii_lowercase()
                     .ends_with(&host.to_ascii_lowercase()))
-                .then(|| Evidence {
-                    field: "header:referer".to_owned(),
-                    data: referer_host.chars().take(64).collect(),
+                .then(|| {
+                    Evidence::if_wanted(wanted, || Evidence {
+                        field: "header:referer".to_owned(),
+                        data: referer_host.chars().take(64).collect(),
+                    })
                 })
             }
             Statement::RateBased { rate, scope_down } => {
                 if let Some(scope_down) = scope_down {
-                    scope_down.evaluate_merged(inspection, labels, merged)?;
+                    scope_down.matches(inspection, labels, merged, false)?;
                 }
                 let (over, key) = rate.hit(inspection)?;
-                over.then(|| Evidence {
-                    field: "rate".to_owned(),
-                    data: format!("{key} past {} in {} s", rate.limit, rate.window.as_secs()),
+                over.then(|| {
+                    Evidence::if_wanted(wanted, || Evidence {
+                        field: "rate".to_owned(),
+                        data: format!("{key} past {} in {} s", rate.limit, rate.window.as_secs()),
+                    })
                 })
             }
+            // The last statement's evidence is the AND's.
             Statement::And(statements) => {
-                let mut last = None;
-                for statement in statements {
-                    last = Some(statement.evaluate_merged(inspection, labels, merged)?);
+                let (last, before) = statements.split_last()?;
+                for statement in before {
+                    statement.matches(inspection, labels, merged, false)?;
                 }
-                last
+                last.matches(inspection, labels, merged, wanted)
             }
             Statement::Or(statements) => statements
                 .iter()
-                .find_map(|statement| statement.evaluate_merged(inspection, labels, merged)),
-            Statement::Not(statement) => {
-                match statement.evaluate_merged(inspection, labels, merged) {
-                    Some(_) => None,
-                    None => Some(Evidence {
-                        field: "not".to_owned(),
-                        data: String::new(),
-                    }),
-                }
-            }
+                .find_map(|statement| statement.matches(inspection, labels, merged, wanted)),
+            Statement::Not(statement) => match statement.matches(inspection, labels, merged, false)
+            {
+                Some(_) => None,
+                None => Some(Evidence::if_wanted(wanted, || Evidence {
+                    field: "not".to_owned(),
+                    data: String::new(),
+                })),
+            },
         }
     }
 }
@@ -545,9 +583,10 @@ fn find(
     inspection: &Inspection<'_>,
     field: &Field,
     transforms: &[Transform],
+    wanted: bool,
     mut test: impl FnMut(&[u8]) -> bool,
 ) -> Option<Evidence> {
-    find_transformed(inspection, field, transforms, |value| test(value))
+    find_transformed(inspection, field, transforms, wanted, |value| test(value))
 }
 
 /// [`find`], with the transformed value as the memo holds it.
@@ -555,13 +594,16 @@ fn find_transformed(
     inspection: &Inspection<'_>,
     field: &Field,
     transforms: &[Transform],
+    wanted: bool,
     mut test: impl FnMut(&Transformed<'_>) -> bool,
 ) -> Option<Evidence> {
     let mut evidence = None;
     inspection.any_value(field, |value| {
         let transformed = inspection.transformed(value, transforms);
         if test(&transformed) {
-            evidence = Some(Evidence::new(field, &transformed));
+            evidence = Some(Evidence::if_wanted(wanted, || {
+                Evidence::new(field, &transformed)
+            }));
             true
         } else {
             false
