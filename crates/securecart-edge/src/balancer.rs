@@ -831,24 +831,18 @@ mod tests {
 
     fn group_config(algorithm: Algorithm) -> crate::config::TargetGroupConfig {
         use crate::config::{HealthCheckConfig, TargetGroupConfig};
+        let health_check = HealthCheckConfig {
+            path: "/".to_owned(),
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            healthy_threshold: 1,
+            unhealthy_threshold: 1,
+            matcher: vec![200..=299],
+        };
+        let targets = vec!["127.0.0.1:1".parse().expect("address")];
         TargetGroupConfig {
-            name: "g".to_owned(),
-            targets: vec!["127.0.0.1:1".parse().expect("address")],
-            health_check: HealthCheckConfig {
-                path: "/".to_owned(),
-                interval: Duration::from_secs(1),
-                timeout: Duration::from_secs(1),
-                healthy_threshold: 1,
-                unhealthy_threshold: 1,
-                matcher: vec![200..=299],
-            },
             algorithm,
-            protocol: Default::default(),
-            outlier_detection: None,
-            slow_start: None,
-            stickiness: None,
-            app_cookie: None,
-            deregistration_delay: Duration::from_secs(300),
+            ..TargetGroupConfig::new("g", targets, health_check)
         }
     }
 
