@@ -610,8 +610,10 @@ impl TargetGroup {
 
     /// Feeds a target's latency average with the time a request took to its response
     /// headers. Only the peak EWMA algorithm reads the average, so other groups keep none
-    /// (and spare the clock read and the exponential); one that a reload switches to it
-    /// starts from each target's first answer, as a new target does.
+    /// (and spare the clock read and the exponential). A group that a reload switches to
+    /// it starts from the averages its targets had (a target kept across the reload keeps
+    /// its own, however old: the first answers after a long pause weigh in fully), or, for
+    /// a target never averaged, from its first answer.
     pub fn observe_latency(&self, index: usize, rtt: Duration) {
         if self.algorithm != Algorithm::PeakEwma {
             return;

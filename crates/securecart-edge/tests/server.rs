@@ -596,10 +596,10 @@ async fn mangled_requests_end_in_an_answer_or_a_close_and_the_edge_serves_on() {
     edge.shutdown().await;
 }
 
-/// Each request's head gets the whole header read timeout, counted from when the edge
-/// waits for it, however long the connection has been open: the connection's one timer
-/// (set at the accept) moves to each later deadline when it fires, mid-head or between
-/// requests; and a connection that then goes idle is still closed.
+/// Each request's head gets the header read timeout counted from when the edge waits for
+/// it, however long the connection has been open: the connection's one timer (set at the
+/// accept) moves to the request's own deadline when it fires before it, mid-head or
+/// between requests; and a connection that then goes idle is still closed.
 #[tokio::test]
 async fn each_request_on_a_connection_gets_the_whole_header_timeout() {
     let target = start_target().await;
@@ -612,19 +612,30 @@ async fn each_request_on_a_connection_gets_the_whole_header_timeout() {
     )
     .await;
     let mut stream = TcpStream::connect(address(&edge)).await.expect("connect");
-    // Six requests 300 ms apart, each head sent in two halves 150 ms apart: 2.7 s in all,
-    // past the deadline of the first request (1 s after the accept), which fires while
-    // the fourth waits.
-    for _ in 0..6 {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        stream.write_all(b"GET /hello HT").await.expect("write");
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        stream
-            .write_all(b"TP/1.1\r\nHost: t\r\n\r\n")
-            .await
-            .expect("write");
+    // Each request's head is complete 600 ms after the edge begins to wait for it, and the
+    // timer, still at the deadline before, fires 400 ms into each wait: during a head sent
+    // in two halves 600 ms apart (even requests), or while the connection is idle before
+    // a head sent whole (odd ones). 3.6 s in all.
+    for request in 0..6 {
+        if request % 2 == 0 {
+            stream.write_all(b"GET /hello HT").await.expect("write");
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            stream
+                .write_all(b"TP/1.1\r\nHost: t\r\n\r\n")
+                .await
+                .expect("write");
+        } else {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            stream
+                .write_all(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+                .await
+                .expect("write");
+        }
         let answer = read_answer(&mut stream).await;
-        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "request {request}: {answer}"
+        );
     }
     // Idle now: closed once its timeout passes.
     assert_eq!(read_to_close(&mut stream).await, "");

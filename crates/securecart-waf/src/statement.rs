@@ -135,8 +135,8 @@ impl Evidence {
     }
 
     /// `made()` where the evidence is wanted; else an empty one, which allocates nothing
-    /// (a statement within an AND but its last, or within a NOT, matches for nothing to
-    /// show).
+    /// (a statement within an AND but its last, within a NOT, or a rate-based statement's
+    /// scope-down matches for nothing to show).
     fn if_wanted(wanted: bool, made: impl FnOnce() -> Self) -> Self {
         if wanted {
             made()
