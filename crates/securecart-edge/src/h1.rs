@@ -63,6 +63,8 @@ pub struct Connection {
     /// Whether it carried a request before (a pooled connection the target may have
     /// closed while it was idle).
     reused: bool,
+    /// The connection's one timer for its answers' heads (see `crate::timer`).
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
 }
 
 /// Why an exchange failed, and what became of the request.
@@ -88,6 +90,8 @@ pub enum FailureKind {
     /// The request's own body failed (the client's upload broke off, or went past its
     /// limit or its declared length): the target is not to blame.
     Body,
+    /// No answer's head came by the deadline.
+    TimedOut,
 }
 
 impl Failure {
@@ -113,6 +117,7 @@ impl Connection {
             stream,
             buffer: BytesMut::new(),
             reused: false,
+            timer: crate::timer::unset(),
         }
     }
 
@@ -302,7 +307,7 @@ impl Outgoing {
         match failure.kind {
             FailureKind::Unsent => true,
             FailureKind::NoAnswer => self.replayable,
-            FailureKind::Sent | FailureKind::Body => false,
+            FailureKind::Sent | FailureKind::Body | FailureKind::TimedOut => false,
         }
     }
 
@@ -311,10 +316,34 @@ impl Outgoing {
     /// 413, say) before it has read all of it. Any other answer is returned once the body
     /// has gone whole, or the target closed; meanwhile its body is read into the buffer (up
     /// to 16 MiB, past which the request fails), so that a target that answers a large
-    /// upload as it reads it never waits for the edge.
+    /// upload as it reads it never waits for the edge. Fails as [`FailureKind::TimedOut`]
+    /// if the answer's head has not come by `deadline`.
     pub async fn send(
         &mut self,
         connection: &mut Connection,
+        deadline: tokio::time::Instant,
+    ) -> Result<(http::response::Parts, ResponseFraming), Failure> {
+        let Connection {
+            stream,
+            buffer,
+            reused,
+            timer,
+        } = connection;
+        tokio::select! {
+            biased;
+            sent = self.exchange(stream, buffer, *reused) => sent,
+            () = crate::timer::until(timer.as_mut(), deadline) => Err(Failure {
+                error: "no answer by the target's timeout".into(),
+                kind: FailureKind::TimedOut,
+            }),
+        }
+    }
+
+    async fn exchange(
+        &mut self,
+        stream: &mut TcpStream,
+        buffer: &mut BytesMut,
+        reused: bool,
     ) -> Result<(http::response::Parts, ResponseFraming), Failure> {
         let mut written = 0;
         let chunk_line = match (&self.first, self.framing) {
@@ -334,9 +363,7 @@ impl Outgoing {
             IoSlice::new(first),
             IoSlice::new(chunk_end),
         ];
-        let reused = connection.reused;
-        let (mut reader, mut writer) = connection.stream.split();
-        let buffer = &mut connection.buffer;
+        let (mut reader, mut writer) = stream.split();
         if let Err(error) = write_all(&mut writer, &mut slices, &mut written).await {
             if written == 0 && reused {
                 return Err(Failure {

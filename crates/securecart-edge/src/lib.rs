@@ -25,6 +25,7 @@ pub mod pool;
 pub mod rules;
 pub mod server;
 pub mod shield;
+mod timer;
 pub mod tls;
 pub mod upstream;
 pub mod waf;

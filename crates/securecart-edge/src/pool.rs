@@ -64,12 +64,15 @@ pub enum PoolError {
     /// The request's own body failed (the client's upload broke off, or went past its
     /// limit): nothing is the target's fault.
     Body(BoxError),
+    /// No answer's head came by the deadline.
+    Timeout,
 }
 
 impl From<h1::Failure> for PoolError {
     fn from(failure: h1::Failure) -> Self {
         match failure.kind {
             h1::FailureKind::Body => PoolError::Body(failure.error),
+            h1::FailureKind::TimedOut => PoolError::Timeout,
             _ => PoolError::Request(failure.error),
         }
     }
@@ -180,27 +183,43 @@ impl TargetPool {
         self.protocol
     }
 
-    /// Sends a request on a pooled connection, or a new one, and returns the answer. An
-    /// HTTP/1.1 connection goes back to the pool when the answer's body has been read to
-    /// its end; one whose body is dropped half-read is closed.
+    /// Sends a request on a pooled connection, or a new one, and returns the answer, whose
+    /// head must come by `deadline` ([`PoolError::Timeout`] otherwise). An HTTP/1.1
+    /// connection goes back to the pool when the answer's body has been read to its end;
+    /// one whose body is dropped half-read is closed.
     pub async fn send(
         self: &Arc<Self>,
         request: Request<EdgeBody>,
+        deadline: tokio::time::Instant,
     ) -> Result<Response<TargetBody>, PoolError> {
         match self.protocol {
-            UpstreamProtocol::Http1 => self.send_http1(request).await,
-            UpstreamProtocol::Http2 => Ok(self
-                .send_http2(request)
-                .await?
-                .map(http_body_util::Either::Right)),
+            UpstreamProtocol::Http1 => self.send_http1(request, deadline).await,
+            UpstreamProtocol::Http2 => {
+                let answer = tokio::time::timeout_at(deadline, self.send_http2(request))
+                    .await
+                    .map_err(|_| PoolError::Timeout)??;
+                Ok(answer.map(http_body_util::Either::Right))
+            }
         }
     }
 
+    /// The HTTP/1.1 exchange waits for the answer on the connection's own timer, which
+    /// stays with it from request to request (`crate::timer`); the body's first read and
+    /// a new connection, which most requests do not wait for, on timers of their own.
     async fn send_http1(
         self: &Arc<Self>,
         request: Request<EdgeBody>,
+        deadline: tokio::time::Instant,
     ) -> Result<Response<TargetBody>, PoolError> {
-        let mut outgoing = h1::Outgoing::new(request).await.map_err(PoolError::from)?;
+        // (Without a body, nothing to wait for: no timer.)
+        let outgoing = if http_body::Body::is_end_stream(request.body()) {
+            h1::Outgoing::new(request).await
+        } else {
+            tokio::time::timeout_at(deadline, h1::Outgoing::new(request))
+                .await
+                .map_err(|_| PoolError::Timeout)?
+        };
+        let mut outgoing = outgoing.map_err(PoolError::from)?;
         // After a pooled connection gave nothing back, the request goes once more, on a new
         // connection: a target that closes on this request is not sent it again and again.
         let mut fresh_only = false;
@@ -210,9 +229,13 @@ impl TargetPool {
                 Some(connection) => connection,
                 // Boxed: the connect future is large, and every client connection's
                 // request future would otherwise carry its size.
-                None => h1::Connection::new(Box::pin(self.connect()).await?),
+                None => h1::Connection::new(
+                    tokio::time::timeout_at(deadline, Box::pin(self.connect()))
+                        .await
+                        .map_err(|_| PoolError::Timeout)??,
+                ),
             };
-            match outgoing.send(&mut connection).await {
+            match outgoing.send(&mut connection, deadline).await {
                 Ok((parts, framing)) => {
                     let body = h1::ResponseBody::new(connection, self, framing);
                     return Ok(Response::from_parts(

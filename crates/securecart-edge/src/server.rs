@@ -355,6 +355,7 @@ pub async fn serve<S, F>(
     // The first request's head is due within the timeout from the accept, preface
     // included.
     let first_deadline = tokio::time::Instant::now() + settings.header_read_timeout;
+    // The connection's one timer for its request heads (see `crate::timer`).
     let mut head_timer = pin!(tokio::time::sleep_until(first_deadline));
     let mut connection = Connection {
         wire: Wire {
@@ -381,23 +382,6 @@ pub async fn serve<S, F>(
         Preface::Closed => return,
     }
     connection.serve(&service, &mut draining, head_timer).await;
-}
-
-/// Waits until `deadline` on a connection's one timer for request heads, which stays
-/// registered at the deadline it was set to: a later deadline is taken up only when the
-/// timer fires before it. Each request's head thus waits without registering a timer and
-/// removing it again (tokio's timer wheel, behind a lock), as `timeout_at` would.
-async fn head_due(mut timer: Pin<&mut tokio::time::Sleep>, deadline: tokio::time::Instant) {
-    if timer.deadline() > deadline {
-        timer.as_mut().reset(deadline);
-    }
-    loop {
-        timer.as_mut().await;
-        if timer.deadline() >= deadline {
-            return;
-        }
-        timer.as_mut().reset(deadline);
-    }
 }
 
 async fn serve_http2<S, F>(
@@ -547,7 +531,7 @@ impl Connection {
         tokio::select! {
             biased;
             preface = read => preface,
-            () = head_due(head_timer, deadline) => Preface::Closed,
+            () = crate::timer::until(head_timer, deadline) => Preface::Closed,
             () = async {
                 let _ = draining.wait_for(|draining| *draining).await;
             } => Preface::Closed,
@@ -580,7 +564,7 @@ impl Connection {
                 biased;
                 head = self.read_head() => head,
                 // Mid-head, the client is told; between requests, the connection just closes.
-                () = head_due(head_timer.as_mut(), deadline) => if self.wire.buffer.is_empty() {
+                () = crate::timer::until(head_timer.as_mut(), deadline) => if self.wire.buffer.is_empty() {
                     Err(HeadError::Closed)
                 } else {
                     Err(HeadError::Refuse(StatusCode::REQUEST_TIMEOUT))

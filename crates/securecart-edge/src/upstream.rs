@@ -307,8 +307,9 @@ where
         let in_flight = group.start_request(index);
         let sent = std::time::Instant::now();
         context.sent_to_target = Some(sent);
+        let deadline = tokio::time::Instant::from_std(sent) + timeout;
         let answer = tokio::select! {
-            answer = tokio::time::timeout(timeout, target.pool.send(request)) => answer,
+            answer = target.pool.send(request, deadline) => answer,
             () = target.cut_off() => {
                 return Err(EdgeError::Upstream(
                     "the target's deregistration delay ended".to_owned(),
@@ -316,8 +317,8 @@ where
             }
         };
         match answer {
-            Err(_) => return Err(EdgeError::Timeout),
-            Ok(Ok(mut response)) => {
+            Err(PoolError::Timeout) => return Err(EdgeError::Timeout),
+            Ok(mut response) => {
                 let answered = std::time::Instant::now();
                 context.target = Some(target.address);
                 context.target_answered = Some(answered);
@@ -345,13 +346,13 @@ where
                     .boxed_unsync()
                 }));
             }
-            Ok(Err(error)) => {
+            Err(error) => {
                 // A body past its limit fails the request wherever it is noticed.
                 let too_large = match &error {
                     PoolError::Request(error) | PoolError::Body(error) => {
                         max_body_bytes.filter(|_| over_limit(&**error))
                     }
-                    PoolError::Connect(_) => None,
+                    PoolError::Connect(_) | PoolError::Timeout => None,
                 };
                 let failure = match (error, too_large) {
                     (_, Some(limit)) => EdgeError::BodyTooLarge(limit),
@@ -362,6 +363,7 @@ where
                         EdgeError::BadRequest("the request body ended early")
                     }
                     (PoolError::Request(error), None) => EdgeError::Upstream(error.to_string()),
+                    (PoolError::Timeout, None) => EdgeError::Timeout,
                 };
                 // An idempotent request whose connection failed before an answer may be sent
                 // again (nginx's `proxy_next_upstream error`): the target may have seen it,

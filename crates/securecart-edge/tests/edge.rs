@@ -1536,6 +1536,41 @@ async fn slow_and_idle_clients_are_cut_off() {
     edge.shutdown().await;
 }
 
+/// A target slower than the upstream timeout gets the client a 504 from the edge, while
+/// answers within it go on over the same pooled connection, however many it carried.
+#[tokio::test]
+async fn a_target_slower_than_the_upstream_timeout_gets_a_504() {
+    let (a, _) = start_upstream("a").await;
+    let limits = Limits {
+        upstream_timeout: Duration::from_millis(500),
+        ..Limits::default()
+    };
+    let group = TargetGroupConfig {
+        outlier_detection: None,
+        ..TargetGroupConfig::new("api", vec![a.address], health_check())
+    };
+    let edge = start_edge_with_limits(
+        vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
+        not_found(),
+        vec![group],
+        limits,
+    )
+    .await;
+    edge.wait_for_healthy(1).await;
+    let mut client = TestClient::http1();
+    // Answers 300 ms late, each within its 500 ms: 1.5 s in all.
+    for request in 0..5 {
+        let reply = client.get(&format!("{}/api/sleep/300", edge.url)).await;
+        assert_eq!(reply.status, 200, "request {request}");
+    }
+    let reply = client.get(&format!("{}/api/sleep/3000", edge.url)).await;
+    assert_eq!(reply.status, 504, "{}", reply.text());
+    assert!(reply.text().contains("target_timeout"), "{}", reply.text());
+    let reply = client.get(&format!("{}/api/sleep/10", edge.url)).await;
+    assert_eq!(reply.status, 200);
+    edge.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_deregistered_target_drains_its_requests_in_flight_then_leaves() {
     let (a, _) = start_upstream("a").await;

@@ -173,11 +173,16 @@ struct Answer {
 }
 
 async fn exchange(pool: &Arc<TargetPool>, request: Request<EdgeBody>) -> Result<Answer, String> {
-    let response = pool.send(request).await.map_err(|error| match error {
-        PoolError::Connect(reason) => reason,
-        PoolError::Request(error) => error.to_string(),
-        PoolError::Body(error) => format!("body: {error}"),
-    })?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let response = pool
+        .send(request, deadline)
+        .await
+        .map_err(|error| match error {
+            PoolError::Connect(reason) => reason,
+            PoolError::Request(error) => error.to_string(),
+            PoolError::Body(error) => format!("body: {error}"),
+            PoolError::Timeout => "timed out".to_owned(),
+        })?;
     let (parts, body) = response.into_parts();
     let collected = body.collect().await.map_err(|error| error.to_string())?;
     let trailers = collected.trailers().cloned();
@@ -914,7 +919,10 @@ async fn a_protocol_switch_hands_over_its_connection_with_what_followed_the_head
     .await;
     let pool = pool_for(&target);
     let mut response = pool
-        .send(request(Method::GET, upstream::empty()))
+        .send(
+            request(Method::GET, upstream::empty()),
+            tokio::time::Instant::now() + std::time::Duration::from_secs(30),
+        )
         .await
         .expect("answer");
     assert_eq!(response.status(), 101);

@@ -49,12 +49,19 @@ async fn start_target(delay: Duration, idle_timeout: Duration) -> (SocketAddr, A
 }
 
 async fn get(pool: &Arc<TargetPool>) -> Result<String, PoolError> {
+    get_within(pool, Duration::from_secs(30)).await
+}
+
+/// A GET whose answer's head must come within `timeout`.
+async fn get_within(pool: &Arc<TargetPool>, timeout: Duration) -> Result<String, PoolError> {
     let request = Request::builder()
         .uri("/")
         .header("host", "target")
         .body(upstream::empty())
         .expect("request");
-    let response = pool.send(request).await?;
+    let response = pool
+        .send(request, tokio::time::Instant::now() + timeout)
+        .await?;
     // Read to its end, the body gives its connection back.
     let body = response
         .into_body()
@@ -133,7 +140,13 @@ async fn a_body_abandoned_half_read_closes_its_connection() {
         .header("host", "target")
         .body(upstream::empty())
         .expect("request");
-    let response = pool.send(request).await.expect("answer");
+    let response = pool
+        .send(
+            request,
+            tokio::time::Instant::now() + Duration::from_secs(30),
+        )
+        .await
+        .expect("answer");
     // The body is dropped unread, as when a client goes away.
     drop(response);
     assert_eq!(pool.idle_connections(), 0);
@@ -150,4 +163,29 @@ async fn a_target_that_refuses_connections_is_a_connect_error() {
     let pools = Pools::new(PoolSettings::default());
     let pool = pools.for_target(closed, UpstreamProtocol::Http1);
     assert!(matches!(get(&pool).await, Err(PoolError::Connect(_))));
+}
+
+/// Each request on a pooled connection gets its whole timeout from when it is sent, however
+/// long the connection has carried others: the connection's one timer (see the edge's
+/// `timer.rs`) moves to each later deadline when it fires before it. A target that answers
+/// too late times the request out, and its connection is not reused.
+#[tokio::test]
+async fn each_request_on_a_pooled_connection_gets_its_whole_timeout() {
+    let (address, accepted) =
+        start_target(Duration::from_millis(300), Duration::from_secs(30)).await;
+    let pools = Pools::new(PoolSettings::default());
+    let pool = pools.for_target(address, UpstreamProtocol::Http1);
+    // Six answers 300 ms after their requests, each given 500 ms: 1.8 s in all on one
+    // connection, whose timer, still at the deadline before, fires 200 ms into each wait.
+    for request in 0..6 {
+        let answer = get_within(&pool, Duration::from_millis(500)).await;
+        assert_eq!(answer.expect("answer"), "hello", "request {request}");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection, reused");
+    // An answer later than its timeout.
+    let answer = get_within(&pool, Duration::from_millis(100)).await;
+    assert!(matches!(answer, Err(PoolError::Timeout)), "{answer:?}");
+    // The timed-out connection is not reused: the next request opens another.
+    assert_eq!(get(&pool).await.expect("answer"), "hello");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
