@@ -1,7 +1,13 @@
 //! A timer kept for a connection's life (a client's, for its request heads; a target's,
 //! for its answers' heads), moved to a wait's later deadline only when it fires before
-//! it. A wait then registers nothing with tokio's timer wheel (behind a lock), where a
-//! `timeout_at` per wait registers a timer and removes it again.
+//! it. Most waits then register nothing with tokio's timer wheel (behind a lock), where a
+//! `timeout_at` per wait registers a timer and removes it again: the timer is registered
+//! by its first wait, when it fires (about once per timeout while the connection is
+//! busy), and when a wait's deadline is earlier than the timer's.
+//!
+//! A timer keeps the waker of the last task that waited on it until it fires: a pooled
+//! target connection's timer thus holds the last request's client task (its allocation)
+//! up to the upstream timeout after that request, one task per pooled connection at most.
 
 use std::pin::Pin;
 

@@ -352,6 +352,7 @@ where
                     PoolError::Request(error) | PoolError::Body(error) => {
                         max_body_bytes.filter(|_| over_limit(&**error))
                     }
+                    // (A timeout returned above.)
                     PoolError::Connect(_) | PoolError::Timeout => None,
                 };
                 let failure = match (error, too_large) {

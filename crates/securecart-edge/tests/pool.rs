@@ -167,22 +167,31 @@ async fn a_target_that_refuses_connections_is_a_connect_error() {
 
 /// Each request on a pooled connection gets its whole timeout from when it is sent, however
 /// long the connection has carried others: the connection's one timer (see the edge's
-/// `timer.rs`) moves to each later deadline when it fires before it. A target that answers
-/// too late times the request out, and its connection is not reused.
+/// `timer.rs`) moves to each later deadline when it fires before it, and to an earlier one
+/// at once. A target that answers too late times the request out, and its connection is
+/// not reused.
 #[tokio::test]
 async fn each_request_on_a_pooled_connection_gets_its_whole_timeout() {
     let (address, accepted) =
-        start_target(Duration::from_millis(300), Duration::from_secs(30)).await;
+        start_target(Duration::from_millis(400), Duration::from_secs(30)).await;
     let pools = Pools::new(PoolSettings::default());
     let pool = pools.for_target(address, UpstreamProtocol::Http1);
-    // Six answers 300 ms after their requests, each given 500 ms: 1.8 s in all on one
-    // connection, whose timer, still at the deadline before, fires 200 ms into each wait.
+    // Six answers 400 ms after their requests, each given 700 ms: 2.4 s in all on one
+    // connection, whose timer, still at the deadline before, fires 300 ms into each wait
+    // but the first.
     for request in 0..6 {
-        let answer = get_within(&pool, Duration::from_millis(500)).await;
+        let answer = get_within(&pool, Duration::from_millis(700)).await;
         assert_eq!(answer.expect("answer"), "hello", "request {request}");
     }
+    // One given 3 s leaves the timer 2.6 s ahead; the next, given 100 ms, needs it
+    // brought back, or the answer would come (at 400 ms) before the timer fires.
+    assert_eq!(
+        get_within(&pool, Duration::from_secs(3))
+            .await
+            .expect("answer"),
+        "hello"
+    );
     assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection, reused");
-    // An answer later than its timeout.
     let answer = get_within(&pool, Duration::from_millis(100)).await;
     assert!(matches!(answer, Err(PoolError::Timeout)), "{answer:?}");
     // The timed-out connection is not reused: the next request opens another.
