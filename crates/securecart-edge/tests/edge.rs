@@ -265,6 +265,24 @@ async fn start_edge_with_limits(
     .await
 }
 
+/// An edge forwarding `/api/*` to one target (without outlier detection) within `limits`,
+/// once the target is healthy.
+async fn start_api_edge(target: SocketAddr, limits: Limits) -> RunningEdge {
+    let group = TargetGroupConfig {
+        outlier_detection: None,
+        ..TargetGroupConfig::new("api", vec![target], health_check())
+    };
+    let edge = start_edge_with_limits(
+        vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
+        not_found(),
+        vec![group],
+        limits,
+    )
+    .await;
+    edge.wait_for_healthy(1).await;
+    edge
+}
+
 const ADMIN_TOKEN: &str = "test-admin-token";
 
 async fn whoami(client: &mut TestClient, edge: &RunningEdge) -> String {
@@ -1342,23 +1360,12 @@ async fn bodies_over_the_rules_limit_and_oversized_headers_are_refused() {
 async fn past_its_connection_limit_a_listener_lets_new_clients_wait() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (a, _) = start_upstream("a").await;
-    let group = TargetGroupConfig {
-        outlier_detection: None,
-        ..TargetGroupConfig::new("api", vec![a.address], health_check())
-    };
     let limits = Limits {
         max_connections: 2,
         drain_timeout: Duration::from_secs(2),
         ..Limits::default()
     };
-    let edge = start_edge_with_limits(
-        vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
-        not_found(),
-        vec![group],
-        limits,
-    )
-    .await;
-    edge.wait_for_healthy(1).await;
+    let edge = start_api_edge(a.address, limits).await;
     let address = edge.url.trim_start_matches("http://").to_owned();
     let request = b"GET /api/whoami HTTP/1.1\r\nHost: shop.example\r\n\r\n";
     let mut first = tokio::net::TcpStream::connect(&address)
@@ -1478,15 +1485,7 @@ async fn slow_and_idle_clients_are_cut_off() {
         drain_timeout: Duration::from_secs(2),
         ..Limits::default()
     };
-    let group = TargetGroupConfig::new("api", vec![a.address], health_check());
-    let edge = start_edge_with_limits(
-        vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
-        not_found(),
-        vec![group],
-        limits,
-    )
-    .await;
-    edge.wait_for_healthy(1).await;
+    let edge = start_api_edge(a.address, limits).await;
     let address = edge.url.trim_start_matches("http://").to_owned();
 
     // A client that sends its headers a byte at a time, too slowly (slowloris).
@@ -1546,18 +1545,7 @@ async fn a_target_slower_than_the_upstream_timeout_gets_a_504() {
         upstream_timeout: Duration::from_millis(700),
         ..Limits::default()
     };
-    let group = TargetGroupConfig {
-        outlier_detection: None,
-        ..TargetGroupConfig::new("api", vec![a.address], health_check())
-    };
-    let edge = start_edge_with_limits(
-        vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
-        not_found(),
-        vec![group],
-        limits,
-    )
-    .await;
-    edge.wait_for_healthy(1).await;
+    let edge = start_api_edge(a.address, limits).await;
     let mut client = TestClient::http1();
     // Answers 400 ms late, each within its 700 ms: 2 s in all.
     for request in 0..5 {
