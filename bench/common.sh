@@ -58,6 +58,37 @@ nginx_start() {
     "http {" "  access_log off;" "  keepalive_requests 1000000;"
 }
 
+# nginx_proxy_location: the location every nginx reverse proxy here has, in front of an
+# `upstream origin` block: keep-alive to the origin, the client's address in
+# X-Forwarded-For (as the edge and HAProxy's `option forwardfor` send it).
+nginx_proxy_location() {
+  cat <<'CONF'
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    }
+CONF
+}
+
+# haproxy_proxy MAXCONN ORIGIN_PORT BIND...: HAProxy's configuration as the same reverse
+# proxy (one thread, keep-alive both ways, connections to the origin reused), listening on
+# each BIND (`ADDRESS:PORT` and its options).
+haproxy_proxy() {
+  local maxconn=$1 origin=$2 bind
+  shift 2
+  printf '%s
+' global "  nbthread 1" "  maxconn $maxconn" defaults "  mode http" \
+    "  timeout connect 2s" "  timeout client 30s" "  timeout server 30s" \
+    "  option http-keep-alive" "  option forwardfor" "  http-reuse always" "frontend web"
+  for bind in "$@"; do
+    echo "  bind $bind"
+  done
+  printf '%s
+' "  default_backend origin" "backend origin" "  server origin 127.0.0.1:$origin"
+}
+
 # start NAME CPU COMMAND...: runs COMMAND pinned to CPU, its output in $WORK/NAME.log and
 # its pid in PID_NAME.
 start() {

@@ -48,34 +48,12 @@ CONF
   upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 16; }
   server {
     listen 127.0.0.1:$PROXY_PORT;
-    location / {
-      proxy_pass http://origin;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-    }
-  }
-}
 CONF
+  nginx_proxy_location
+  echo "  }"
+  echo "}"
 } >"$WORK/nginx.conf"
-cat >"$WORK/haproxy.cfg" <<CONF
-global
-  nbthread 1
-  maxconn 1000
-defaults
-  mode http
-  timeout connect 2s
-  timeout client 30s
-  timeout server 30s
-  option http-keep-alive
-  option forwardfor
-  http-reuse always
-frontend web
-  bind 127.0.0.1:$PROXY_PORT
-  default_backend origin
-backend origin
-  server origin 127.0.0.1:$ORIGIN_PORT
-CONF
+haproxy_proxy 1000 "$ORIGIN_PORT" "127.0.0.1:$PROXY_PORT" >"$WORK/haproxy.cfg"
 cat >"$WORK/client.py" <<'PY'
 import http.client, sys
 port, count = int(sys.argv[1]), int(sys.argv[2])

@@ -74,36 +74,14 @@ CONF
     listen 127.0.0.1:$NGINX_TLS_PORT ssl;
     ssl_certificate $WORK/cert.pem;
     ssl_certificate_key $WORK/key.pem;
-    location / {
-      proxy_pass http://origin;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-    }
-  }
-}
 CONF
+  nginx_proxy_location
+  echo "  }"
+  echo "}"
 } >"$WORK/nginx.conf"
 
-cat >"$WORK/haproxy.cfg" <<CONF
-global
-  nbthread 1
-  maxconn 8000
-defaults
-  mode http
-  timeout connect 2s
-  timeout client 30s
-  timeout server 30s
-  option http-keep-alive
-  option forwardfor
-  http-reuse always
-frontend web
-  bind 127.0.0.1:$HAPROXY_PORT
-  bind 127.0.0.1:$HAPROXY_TLS_PORT ssl crt $WORK/haproxy.pem alpn http/1.1
-  default_backend origin
-backend origin
-  server origin 127.0.0.1:$ORIGIN_PORT
-CONF
+haproxy_proxy 8000 "$ORIGIN_PORT" "127.0.0.1:$HAPROXY_PORT" \
+  "127.0.0.1:$HAPROXY_TLS_PORT ssl crt $WORK/haproxy.pem alpn http/1.1" >"$WORK/haproxy.cfg"
 
 start origin "$LOAD_CPU" nginx -c "$WORK/origin.conf" -p "$WORK"
 start nginx "$PROXY_CPU" nginx -c "$WORK/nginx.conf" -p "$WORK"

@@ -352,11 +352,12 @@ pub async fn serve<S, F>(
         Box::pin(serve_http2(stream, Bytes::new(), service, draining)).await;
         return;
     }
-    // The first request's head is due within the timeout from the accept, preface
-    // included.
-    let first_deadline = tokio::time::Instant::now() + settings.header_read_timeout;
-    // The connection's one timer for its request heads (see `crate::timer`).
-    let mut head_timer = pin!(tokio::time::sleep_until(first_deadline));
+    // The connection's one timer for its request heads (see `crate::timer`), set to the
+    // first request's deadline: its head is due within the timeout from the accept,
+    // preface included.
+    let mut head_timer = pin!(tokio::time::sleep_until(
+        tokio::time::Instant::now() + settings.header_read_timeout
+    ));
     let mut connection = Connection {
         wire: Wire {
             stream,
@@ -365,7 +366,6 @@ pub async fn serve<S, F>(
             continue_left: 0,
         },
         settings,
-        first_deadline: Some(first_deadline),
     };
     // HTTP/2 with prior knowledge opens with its preface; any HTTP/1 request differs from
     // it within its first bytes, so telling them apart costs no read of its own.
@@ -493,7 +493,6 @@ struct Exchange {
 struct Connection {
     wire: Wire,
     settings: Settings,
-    first_deadline: Option<tokio::time::Instant>,
 }
 
 impl Connection {
@@ -503,9 +502,8 @@ impl Connection {
         head_timer: Pin<&mut tokio::time::Sleep>,
     ) -> Preface {
         let wire = &mut self.wire;
-        let deadline = self
-            .first_deadline
-            .unwrap_or_else(|| tokio::time::Instant::now() + self.settings.header_read_timeout);
+        // The first request's deadline, which the timer was set to.
+        let deadline = head_timer.deadline();
         let read = async {
             // A connection that has sent nothing yet holds no buffer either.
             if poll_fn(|context| wire.stream.poll_idle(context))
@@ -554,10 +552,12 @@ impl Connection {
         let mut drained = pin!(async move {
             let _ = drain_watch.wait_for(|draining| *draining).await;
         });
+        // The first request's deadline is the one the timer was set to at the accept (the
+        // preface's wait, which ended before it, left it there).
+        let mut first_deadline = Some(head_timer.deadline());
         loop {
             skip_blank_lines(&mut self.wire.buffer);
-            let deadline = self
-                .first_deadline
+            let deadline = first_deadline
                 .take()
                 .unwrap_or_else(|| tokio::time::Instant::now() + self.settings.header_read_timeout);
             let head = tokio::select! {
