@@ -112,19 +112,32 @@ cpu_ticks() {
 }
 TICKS=$(getconf CLK_TCK)
 
+# core_ticks CPU: the busy and the total clock ticks of core CPU so far (/proc/stat: user to
+# steal, where guest time is already in user; all but idle and iowait are busy), as
+# "BUSY TOTAL".
+core_ticks() {
+  awk -v cpu="cpu$1" '$1 == cpu { total = 0; for (i = 2; i <= 9; i++) total += $i; print total - $5 - $6, total }' /proc/stat
+}
+
 # measure CASE TARGET PID URL [WRK ARGS...]: one wrk run of $DURATION seconds over
 # $CONNECTIONS connections from core $LOAD_CPU against URL. Appends a line to $RESULTS:
 # case, target, requests/s, p50 ms, p99 ms, the CPU time PID (and its children) spent per
-# request in µs, and the errors wrk saw (failed requests and non-2xx/3xx answers).
+# request in µs, the errors wrk saw (failed requests and non-2xx/3xx answers), and how busy
+# core $LOAD_CPU was, in percent: near 100, wrk (and what shares its core) set the rate, not
+# the server.
 measure() {
-  local case=$1 target=$2 pid=$3 url=$4 before after out
+  local case=$1 target=$2 pid=$3 url=$4 before after load_before load_after out
   shift 4
   before=$(cpu_ticks "$pid")
+  load_before=$(core_ticks "$LOAD_CPU")
   out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$url")
+  load_after=$(core_ticks "$LOAD_CPU")
   after=$(cpu_ticks "$pid")
-  python3 - "$case" "$target" "$((after - before))" "$TICKS" "$out" >>"$RESULTS" <<'PY'
+  python3 - "$case" "$target" "$((after - before))" "$TICKS" "$out" $load_before $load_after >>"$RESULTS" <<'PY'
 import re, sys
 case, target, ticks, hz, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+busy_before, total_before, busy_after, total_after = map(int, sys.argv[6:10])
+load_busy = 100 * (busy_after - busy_before) / max(total_after - total_before, 1)
 def seconds(text):
     found = re.match(r"([\d.]+)(us|ms|s|m)", text)
     if not found:
@@ -140,7 +153,7 @@ errors += int(non2xx.group(1)) if non2xx else 0
 p50 = seconds(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
 p99 = seconds(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
 cpu_us = ticks / hz / max(total, 1) * 1e6
-print(f"{case}\t{target}\t{rps:.0f}\t{p50*1e3:.3f}\t{p99*1e3:.3f}\t{cpu_us:.2f}\t{errors}")
+print(f"{case}\t{target}\t{rps:.0f}\t{p50*1e3:.3f}\t{p99*1e3:.3f}\t{cpu_us:.2f}\t{errors}\t{load_busy:.0f}")
 PY
 }
 
@@ -157,8 +170,8 @@ for line in open(results):
     rows[(case, target)].append([float(v) for v in values])
 def median(case, target, column):
     return statistics.median(row[column] for row in rows[(case, target)])
-print("| case | target | req/s | p50 ms | p99 ms | server CPU µs/req | errors | securecart ÷ target (req/s) |")
-print("|---|---|---:|---:|---:|---:|---:|---:|")
+print("| case | target | req/s | p50 ms | p99 ms | server CPU µs/req | errors | load core busy | securecart ÷ target (req/s) |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
 for case in cases:
     ours = median(case, "securecart", 0) if (case, "securecart") in rows else None
     for target in targets:
@@ -167,6 +180,7 @@ for case in cases:
         rps = median(case, target, 0)
         ratio = "" if target == "securecart" or ours is None else f"{ours / rps:.2f}x"
         print(f"| {case} | {target} | {rps:,.0f} | {median(case, target, 1):.2f} | {median(case, target, 2):.2f} | "
-              f"{median(case, target, 3):.1f} | {int(sum(r[4] for r in rows[(case, target)]))} | {ratio} |")
+              f"{median(case, target, 3):.1f} | {int(sum(r[4] for r in rows[(case, target)]))} | "
+              f"{median(case, target, 5):.0f}% | {ratio} |")
 PY
 }
