@@ -59,8 +59,10 @@ nginx_start() {
 }
 
 # nginx_proxy_location: the location every nginx reverse proxy here has, in front of an
-# `upstream origin` block: keep-alive to the origin, the client's address in
-# X-Forwarded-For (as the edge and HAProxy's `option forwardfor` send it).
+# `upstream origin` block: keep-alive to the origin, and the client's address, scheme and
+# port in X-Forwarded-For, -Proto and -Port, as the edge (and ALB) add them to each request.
+# The edge also adds a `traceparent`, which the peers are not asked for: nginx's own request
+# id (`$request_id`) calls getpid() three times per request, through OpenSSL's RAND_bytes.
 nginx_proxy_location() {
   cat <<'CONF'
     location / {
@@ -68,13 +70,16 @@ nginx_proxy_location() {
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Forwarded-Port $server_port;
     }
 CONF
 }
 
 # haproxy_proxy MAXCONN ORIGIN_PORT BIND...: HAProxy's configuration as the same reverse
-# proxy (one thread, keep-alive both ways, connections to the origin reused), listening on
-# each BIND (`ADDRESS:PORT` and its options).
+# proxy (one thread, keep-alive both ways, connections to the origin reused, the same
+# headers added to each request as nginx_proxy_location's), listening on each BIND
+# (`ADDRESS:PORT` and its options).
 haproxy_proxy() {
   local maxconn=$1 origin=$2 bind
   shift 2
@@ -86,7 +91,10 @@ haproxy_proxy() {
     echo "  bind $bind"
   done
   printf '%s
-' "  default_backend origin" "backend origin" "  server origin 127.0.0.1:$origin"
+' "  http-request set-header X-Forwarded-Proto https if { ssl_fc }" \
+    "  http-request set-header X-Forwarded-Proto http if !{ ssl_fc }" \
+    "  http-request set-header X-Forwarded-Port %[dst_port]" \
+    "  default_backend origin" "backend origin" "  server origin 127.0.0.1:$origin"
 }
 
 # start NAME CPU COMMAND...: runs COMMAND pinned to CPU, its output in $WORK/NAME.log and
