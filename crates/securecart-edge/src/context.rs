@@ -1,6 +1,6 @@
 //! What the pipeline knows about one request as it moves through the stages.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use http::HeaderValue;
@@ -21,12 +21,38 @@ impl Peer {
     pub fn new(address: SocketAddr) -> Self {
         Self {
             address,
-            forwarded_for: HeaderValue::from_maybe_shared(bytes::Bytes::from(
-                address.ip().to_string(),
-            ))
-            .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            forwarded_for: ip_text(address.ip()),
         }
     }
+}
+
+/// `ip` as text, in a header value. An IPv4 address is written by hand: `Display` goes
+/// through the formatter's padding machinery, about 2,500 instructions, a twentieth of what
+/// a request on a new connection costs the edge in user space.
+fn ip_text(ip: IpAddr) -> HeaderValue {
+    let IpAddr::V4(ip) = ip else {
+        return HeaderValue::from_maybe_shared(bytes::Bytes::from(ip.to_string()))
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+    };
+    let mut text = [0u8; 15];
+    let mut length = 0;
+    for (index, octet) in ip.octets().into_iter().enumerate() {
+        if index > 0 {
+            text[length] = b'.';
+            length += 1;
+        }
+        if octet >= 100 {
+            text[length] = b'0' + octet / 100;
+            length += 1;
+        }
+        if octet >= 10 {
+            text[length] = b'0' + octet / 10 % 10;
+            length += 1;
+        }
+        text[length] = b'0' + octet % 10;
+        length += 1;
+    }
+    HeaderValue::from_bytes(&text[..length]).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 /// The per-request context, created when the request arrives and read by every stage.
@@ -77,6 +103,29 @@ impl RequestContext {
             received_bytes: 0,
             attempts: 0,
             error_code: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_address_reads_as_display_writes_it() {
+        for address in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "255.255.255.255",
+            "10.0.100.9",
+            "192.168.1.20",
+            "1.23.45.199",
+            "::1",
+            "2001:db8::8:800:200c:417a",
+            "::ffff:192.0.2.128",
+        ] {
+            let ip: IpAddr = address.parse().expect("address");
+            assert_eq!(ip_text(ip), ip.to_string().as_str(), "{address}");
         }
     }
 }
