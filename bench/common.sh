@@ -124,15 +124,17 @@ TICKS=$(getconf CLK_TCK)
 # steal, where guest time is already in user; all but idle and iowait are busy), as
 # "BUSY TOTAL".
 core_ticks() {
-  awk -v cpu="cpu$1" '$1 == cpu { total = 0; for (i = 2; i <= 9; i++) total += $i; print total - $5 - $6, total }' /proc/stat
+  # printf with %.0f: mawk prints numbers past 2^31 in exponent form (after months of uptime).
+  awk -v cpu="cpu$1" '$1 == cpu { total = 0; for (i = 2; i <= 9; i++) total += $i; printf "%.0f %.0f\n", total - $5 - $6, total }' /proc/stat
 }
 
 # measure CASE TARGET PID URL [WRK ARGS...]: one wrk run of $DURATION seconds over
 # $CONNECTIONS connections from core $LOAD_CPU against URL. Appends a line to $RESULTS:
 # case, target, requests/s, p50 ms, p99 ms, the CPU time PID (and its children) spent per
 # request in µs, the errors wrk saw (failed requests and non-2xx/3xx answers), and how busy
-# core $LOAD_CPU was, in percent: near 100, wrk (and what shares its core) set the rate, not
-# the server.
+# core $LOAD_CPU was, in percent: near 100, wrk (and what shares its core) may be what
+# limits the rate; the server's CPU per request times the rate tells how busy its own core
+# was.
 measure() {
   local case=$1 target=$2 pid=$3 url=$4 before after load_before load_after out
   shift 4

@@ -27,8 +27,9 @@ impl Peer {
 }
 
 /// `ip` as text, in a header value. An IPv4 address is written by hand: `Display` goes
-/// through the formatter's padding machinery, about 2,500 instructions, a twentieth of what
-/// a request on a new connection costs the edge in user space.
+/// through the formatter's padding machinery, which took about 2,500 instructions; by hand,
+/// a request on a new connection costs the edge 43,191 instructions in user space instead
+/// of 44,660 (callgrind).
 fn ip_text(ip: IpAddr) -> HeaderValue {
     let IpAddr::V4(ip) = ip else {
         return HeaderValue::from_maybe_shared(bytes::Bytes::from(ip.to_string()))
@@ -126,6 +127,10 @@ mod tests {
         ] {
             let ip: IpAddr = address.parse().expect("address");
             assert_eq!(ip_text(ip), ip.to_string().as_str(), "{address}");
+        }
+        for octet in 0..=u8::MAX {
+            let ip = IpAddr::from([octet, 255 - octet, octet / 2, 7]);
+            assert_eq!(ip_text(ip), ip.to_string().as_str(), "{ip}");
         }
     }
 }
