@@ -22,6 +22,8 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+/// The field the `close` connection option names (a reserved name, RFC 9110 section 18.4).
+static CLOSE: HeaderName = HeaderName::from_static("close");
 
 /// Which of [`HOP_BY_HOP`] a map holds, as a bit set, read in one pass over its names
 /// (most requests have none; most HTTP/1.1 responses have only `Connection`).
@@ -51,9 +53,16 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         return;
     }
     // Other headers `Connection` names (`Connection: keep-alive` names none: keep-alive
-    // goes below anyway, without building a name for it).
+    // goes below anyway, without building a name for it; nor does `close`, the option most
+    // clients that want one request per connection send, which would otherwise cost a name
+    // and a vector per request).
+    let mut close = false;
     let named: Vec<HeaderName> = connection_tokens(headers)
         .filter(|token| {
+            if token.eq_ignore_ascii_case("close") {
+                close = true;
+                return false;
+            }
             !token.is_empty()
                 && !HOP_BY_HOP
                     .iter()
@@ -63,6 +72,9 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         .collect();
     for name in &named {
         headers.remove(name);
+    }
+    if close {
+        headers.remove(&CLOSE);
     }
     for (index, name) in HOP_BY_HOP.iter().enumerate() {
         if present & (1 << index) != 0 {
@@ -180,9 +192,10 @@ mod tests {
     use std::net::SocketAddr;
 
     use http::Request;
+    use http::header::{self, HeaderMap, HeaderName, HeaderValue};
     use securecart_telemetry::TraceContext;
 
-    use super::prepare_request;
+    use super::{prepare_request, remove_hop_by_hop};
     use crate::context::RequestContext;
 
     #[test]
@@ -268,6 +281,27 @@ mod tests {
                 assert!(te.is_empty(), "{lines:?}");
             }
             assert_eq!(parts.headers.capacity(), capacity, "{lines:?}");
+        }
+    }
+
+    #[test]
+    fn the_headers_connection_names_are_removed_whatever_their_case() {
+        for (connection, named) in [
+            ("close", "close"),
+            ("Close, X-Private", "x-private"),
+            ("keep-alive, CLOSE", "close"),
+            ("close, x-private", "x-private"),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONNECTION, HeaderValue::from_static(connection));
+            headers.insert(
+                HeaderName::from_bytes(named.as_bytes()).expect("name"),
+                HeaderValue::from_static("x"),
+            );
+            headers.insert("x-kept", HeaderValue::from_static("y"));
+            remove_hop_by_hop(&mut headers);
+            let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+            assert_eq!(left, ["x-kept"], "Connection: {connection}");
         }
     }
 
