@@ -55,7 +55,9 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // Other headers `Connection` names (`Connection: keep-alive` names none: keep-alive
     // goes below anyway, without building a name for it; nor does `close`, the option most
     // clients that want one request per connection send, which would otherwise cost a name
-    // and a vector per request).
+    // and a vector per request). Removing each named header by its name as text, from a
+    // copy of `Connection`'s lines, would build no name for any option, but cost more on
+    // the usual lines, `keep-alive` and `close` (callgrind, 2026-11-27).
     let mut close = false;
     let named: Vec<HeaderName> = connection_tokens(headers)
         .filter(|token| {
@@ -287,13 +289,15 @@ mod tests {
     #[test]
     fn the_headers_connection_names_are_removed_whatever_their_case() {
         for (connection, named) in [
-            ("close", "close"),
-            ("Close, X-Private", "x-private"),
-            ("keep-alive, CLOSE", "close"),
-            ("close, x-private", "x-private"),
+            (&["close"][..], "close"),
+            (&["Close, X-Private"], "x-private"),
+            (&["keep-alive, CLOSE"], "close"),
+            (&["close", " , x-private"], "x-private"),
         ] {
             let mut headers = HeaderMap::new();
-            headers.insert(header::CONNECTION, HeaderValue::from_static(connection));
+            for line in connection {
+                headers.append(header::CONNECTION, HeaderValue::from_static(line));
+            }
             headers.insert(
                 HeaderName::from_bytes(named.as_bytes()).expect("name"),
                 HeaderValue::from_static("x"),
@@ -301,7 +305,7 @@ mod tests {
             headers.insert("x-kept", HeaderValue::from_static("y"));
             remove_hop_by_hop(&mut headers);
             let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
-            assert_eq!(left, ["x-kept"], "Connection: {connection}");
+            assert_eq!(left, ["x-kept"], "Connection: {connection:?}");
         }
     }
 
