@@ -58,20 +58,36 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // and a vector per request). Removing each named header by its name as text, from a
     // copy of `Connection`'s lines, would build no name for any option, but cost more on
     // the usual lines, `keep-alive` and `close` (callgrind, 2026-11-27).
-    let mut close = false;
-    let named: Vec<HeaderName> = connection_tokens(headers)
-        .filter(|token| {
-            if token.eq_ignore_ascii_case("close") {
-                close = true;
-                return false;
-            }
-            !token.is_empty()
-                && !HOP_BY_HOP
-                    .iter()
-                    .any(|hop| hop.as_str().eq_ignore_ascii_case(token))
-        })
-        .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
-        .collect();
+    // The usual line, a lone `keep-alive` (most HTTP/1.1 answers) or `close`, is taken
+    // whole, not split into options.
+    let lone = {
+        let mut lines = headers.get_all(header::CONNECTION).iter();
+        match (lines.next(), lines.next()) {
+            (Some(line), None) => Some(line.as_bytes()),
+            _ => None,
+        }
+    };
+    let (close, named) = match lone {
+        Some(line) if line.eq_ignore_ascii_case(b"keep-alive") => (false, Vec::new()),
+        Some(line) if line.eq_ignore_ascii_case(b"close") => (true, Vec::new()),
+        _ => {
+            let mut close = false;
+            let named: Vec<HeaderName> = connection_tokens(headers)
+                .filter(|token| {
+                    if token.eq_ignore_ascii_case("close") {
+                        close = true;
+                        return false;
+                    }
+                    !token.is_empty()
+                        && !HOP_BY_HOP
+                            .iter()
+                            .any(|hop| hop.as_str().eq_ignore_ascii_case(token))
+                })
+                .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
+                .collect();
+            (close, named)
+        }
+    };
     for name in &named {
         headers.remove(name);
     }
@@ -290,6 +306,8 @@ mod tests {
     fn the_headers_connection_names_are_removed_whatever_their_case() {
         for (connection, named) in [
             (&["close"][..], "close"),
+            (&["Keep-Alive"], "keep-alive"),
+            (&["keep-alive"], "proxy-connection"),
             (&["Close, X-Private"], "x-private"),
             (&["keep-alive, CLOSE"], "close"),
             (&["close", " , x-private"], "x-private"),
