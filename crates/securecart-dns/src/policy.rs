@@ -55,6 +55,17 @@ pub enum Policy {
     },
 }
 
+impl Policy {
+    /// Whether the choice reads where the client is: simple, weighted, failover and
+    /// multivalue records are chosen the same for everyone.
+    pub fn locates(&self) -> bool {
+        !matches!(
+            self,
+            Self::Simple | Self::Weighted { .. } | Self::Failover { .. } | Self::Multivalue
+        )
+    }
+}
+
 /// A geolocation record's location.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GeoLocation {
@@ -513,6 +524,71 @@ mod tests {
             id: id.to_owned(),
             policy,
             healthy,
+        }
+    }
+
+    #[test]
+    fn only_policies_that_read_the_clients_place_locate_it() {
+        // The responder places the client only for these; the others must choose the same
+        // for every client.
+        let far = ClientLocation {
+            address: Some("203.0.113.9".parse().expect("address")),
+            continent: Some("OC".to_owned()),
+            country: Some("AU".to_owned()),
+            subdivision: None,
+            place: Some((-33.9, 151.2)),
+        };
+        let unplaced = ClientLocation {
+            address: far.address,
+            ..ClientLocation::default()
+        };
+        let cases = [
+            (Policy::Simple, false),
+            (Policy::Weighted { weight: 3 }, false),
+            (Policy::Failover { primary: true }, false),
+            (Policy::Multivalue, false),
+            (
+                Policy::Latency {
+                    region: "us-east-1".to_owned(),
+                },
+                true,
+            ),
+            (
+                Policy::Geolocation {
+                    location: GeoLocation::Default,
+                },
+                true,
+            ),
+            (
+                Policy::Geoproximity {
+                    place: (0.0, 0.0),
+                    bias: 0,
+                },
+                true,
+            ),
+            (
+                Policy::IpBased {
+                    location: "*".to_owned(),
+                },
+                true,
+            ),
+        ];
+        for (policy, locates) in cases {
+            assert_eq!(policy.locates(), locates, "{policy:?}");
+            if !locates {
+                let group = [
+                    candidate("a", policy.clone(), true),
+                    candidate("b", policy.clone(), true),
+                ];
+                for seed in 0..20 {
+                    let environment = Environment::default();
+                    assert_eq!(
+                        choose(&group, &far, &environment, seed).chosen,
+                        choose(&group, &unplaced, &environment, seed).chosen,
+                        "{policy:?}"
+                    );
+                }
+            }
         }
     }
 

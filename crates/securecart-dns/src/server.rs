@@ -183,7 +183,10 @@ fn serve_udp(
     let mut receiving = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
     let mut sending = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
     let mut queries: Vec<(usize, SockaddrStorage)> = Vec::with_capacity(BATCH);
-    let mut answers: Vec<(Vec<u8>, SockaddrStorage)> = Vec::with_capacity(BATCH);
+    // Each query's answer is written into the buffer of its place in the batch, kept
+    // from one batch to the next; `answers` lists those to send, and to whom.
+    let mut written: Vec<Vec<u8>> = vec![Vec::new(); BATCH];
+    let mut answers: Vec<(usize, SockaddrStorage)> = Vec::with_capacity(BATCH);
     while !stop.load(Ordering::Relaxed) {
         queries.clear();
         {
@@ -211,7 +214,7 @@ fn serve_udp(
         }
         let responder = responder.load();
         answers.clear();
-        for (buffer, (length, client)) in buffers.iter().zip(&queries) {
+        for (slot, (buffer, (length, client))) in buffers.iter().zip(&queries).enumerate() {
             let address = client
                 .as_sockaddr_in()
                 .map(|address| IpAddr::V4(address.ip()))
@@ -221,10 +224,12 @@ fn serve_udp(
                         .map(|address| IpAddr::V6(address.ip()))
                 })
                 .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-            let answer = responder.respond(&buffer[..*length], Transport::Udp, address);
-            counts.record(Transport::Udp, answer.as_deref());
-            if let Some(answer) = answer {
-                answers.push((answer, *client));
+            let answer = &mut written[slot];
+            let answered =
+                responder.respond_into(&buffer[..*length], Transport::Udp, address, answer);
+            counts.record(Transport::Udp, answered.then_some(answer.as_slice()));
+            if answered {
+                answers.push((slot, *client));
             }
         }
         let mut sent = 0;
@@ -232,7 +237,7 @@ fn serve_udp(
             let pending = &answers[sent..];
             let slices: Vec<[IoSlice<'_>; 1]> = pending
                 .iter()
-                .map(|(answer, _)| [IoSlice::new(answer)])
+                .map(|&(slot, _)| [IoSlice::new(&written[slot])])
                 .collect();
             let addresses: Vec<Option<SockaddrStorage>> =
                 pending.iter().map(|(_, client)| Some(*client)).collect();

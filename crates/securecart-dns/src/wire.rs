@@ -13,7 +13,9 @@
 //! and letter case written in. Only queries it cannot read that way (EDNS options, several
 //! questions, anything odd) go through hickory-proto's decoder.
 
-use std::collections::HashMap;
+use std::borrow::Borrow;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -49,9 +51,55 @@ pub enum Transport {
 #[derive(Debug)]
 pub struct Responder {
     catalog: Catalog,
-    kept: RwLock<HashMap<Vec<u8>, Arc<[u8]>>>,
-    chosen: RwLock<HashMap<Vec<u8>, Arc<ChosenAnswers>>>,
+    kept: RwLock<HashSet<Kept, Hashing>>,
+    chosen: RwLock<HashMap<Box<[u8]>, Arc<ChosenAnswers>, Hashing>>,
 }
+
+/// The kept answers' hashing: foldhash, seeded per process (the keys are questions that
+/// clients choose), which costs less than the standard library's SipHash.
+type Hashing = foldhash::fast::RandomState;
+
+/// A kept answer and its question's key, in one allocation: a look-up compares the key
+/// and copies the answer from adjacent memory. It is found by its key (`Borrow<[u8]>`,
+/// with the key's hash).
+#[derive(Debug)]
+struct Kept {
+    key_length: usize,
+    bytes: Box<[u8]>,
+}
+
+impl Kept {
+    fn new(key: &[u8], answer: &[u8]) -> Self {
+        Self {
+            key_length: key.len(),
+            bytes: [key, answer].concat().into_boxed_slice(),
+        }
+    }
+
+    fn answer(&self) -> &[u8] {
+        &self.bytes[self.key_length..]
+    }
+}
+
+impl Borrow<[u8]> for Kept {
+    fn borrow(&self) -> &[u8] {
+        &self.bytes[..self.key_length]
+    }
+}
+
+impl Hash for Kept {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        Borrow::<[u8]>::borrow(self).hash(state);
+    }
+}
+
+impl PartialEq for Kept {
+    fn eq(&self, other: &Self) -> bool {
+        Borrow::<[u8]>::borrow(self) == Borrow::<[u8]>::borrow(other)
+    }
+}
+
+impl Eq for Kept {}
 
 /// The answers to one question whose name and type are a policy group, by the members
 /// chosen: a choice decides the answer's bytes, so a query costs the choice and a copy.
@@ -76,8 +124,8 @@ impl Responder {
     pub fn new(catalog: Catalog) -> Self {
         Self {
             catalog,
-            kept: RwLock::default(),
-            chosen: RwLock::default(),
+            kept: RwLock::new(HashSet::with_hasher(Hashing::default())),
+            chosen: RwLock::new(HashMap::with_hasher(Hashing::default())),
         }
     }
 
@@ -89,27 +137,50 @@ impl Responder {
     /// The response to a query's bytes from `client`; `None` when the query gets no
     /// answer at all (it is a response itself, or too short to carry an id).
     pub fn respond(&self, query: &[u8], transport: Transport, client: IpAddr) -> Option<Vec<u8>> {
+        let mut response = Vec::new();
+        self.respond_into(query, transport, client, &mut response)
+            .then_some(response)
+    }
+
+    /// [`Responder::respond`] into `response` (emptied first), so that a server answering
+    /// many queries reuses its buffers; `false` when the query gets no answer.
+    pub fn respond_into(
+        &self,
+        query: &[u8],
+        transport: Transport,
+        client: IpAddr,
+        response: &mut Vec<u8>,
+    ) -> bool {
+        response.clear();
         let Some(plain) = PlainQuery::read(query, transport) else {
-            return respond_to(&self.catalog, query, transport, client, rand::random())
-                .map(|responded| responded.bytes);
+            return self.computed(query, transport, client, rand::random(), response);
         };
-        if let Some(kept) = self.kept.read().get(&plain.key) {
-            return Some(plain.fill(kept));
+        if let Some(kept) = self.kept.read().get(plain.key()) {
+            plain.fill(kept.answer(), response);
+            return true;
         }
         let seed = rand::random();
-        let entry = self.chosen.read().get(&plain.key).cloned();
+        let entry = self.chosen.read().get(plain.key()).cloned();
         if let Some(entry) = entry {
-            let location = self
-                .catalog
-                .environment()
-                .locate(plain.subnet.unwrap_or(client));
-            let choice = entry
-                .policy
-                .choose(&location, self.catalog.environment(), seed);
+            let address = plain.subnet.unwrap_or(client);
+            let environment = self.catalog.environment();
+            // Weighted, failover and multivalue records need not know where the client is.
+            let location = if entry.policy.locates {
+                environment.locate(address)
+            } else {
+                crate::policy::ClientLocation {
+                    address: Some(address),
+                    ..Default::default()
+                }
+            };
+            let choice = entry.policy.choose(&location, environment, seed);
             if let Some(bytes) = entry.by_choice.read().get(&choice) {
-                return Some(plain.fill(bytes));
+                plain.fill(bytes, response);
+                return true;
             }
-            let responded = respond_to(&self.catalog, query, transport, client, seed)?;
+            let Some(responded) = respond_to(&self.catalog, query, transport, client, seed) else {
+                return false;
+            };
             if let Some((_, _, made)) = &responded.direct
                 && *made == choice
             {
@@ -118,13 +189,16 @@ impl Responder {
                     by_choice.insert(choice, Arc::from(responded.bytes.as_slice()));
                 }
             }
-            return Some(responded.bytes);
+            *response = responded.bytes;
+            return true;
         }
-        let responded = respond_to(&self.catalog, query, transport, client, seed)?;
+        let Some(responded) = respond_to(&self.catalog, query, transport, client, seed) else {
+            return false;
+        };
         if !responded.dynamic {
             let mut kept = self.kept.write();
             if kept.len() < MAX_KEPT_ANSWERS {
-                kept.insert(plain.key.clone(), Arc::from(responded.bytes.as_slice()));
+                kept.insert(Kept::new(plain.key(), &responded.bytes));
             }
         } else if let Some((name, record_type, choice)) = responded.direct
             && let Some(policy) = self.catalog.policy_entry(&name, record_type)
@@ -132,7 +206,7 @@ impl Responder {
             let mut chosen = self.chosen.write();
             if chosen.len() < MAX_KEPT_ANSWERS {
                 chosen.insert(
-                    plain.key.clone(),
+                    plain.key().into(),
                     Arc::new(ChosenAnswers {
                         policy,
                         by_choice: RwLock::new(HashMap::from([(
@@ -143,9 +217,33 @@ impl Responder {
                 );
             }
         }
-        Some(responded.bytes)
+        *response = responded.bytes;
+        true
+    }
+
+    /// The answer through the full decoder.
+    fn computed(
+        &self,
+        query: &[u8],
+        transport: Transport,
+        client: IpAddr,
+        seed: u64,
+        response: &mut Vec<u8>,
+    ) -> bool {
+        match respond_to(&self.catalog, query, transport, client, seed) {
+            Some(responded) => {
+                *response = responded.bytes;
+                true
+            }
+            None => false,
+        }
     }
 }
+
+/// The longest key a plain query has: its question (a name of at most 255 bytes, its type
+/// and class), the EDNS flag and size limit (3 bytes), a client subnet's family and
+/// prefix length (3), and the transport's mark (1).
+const MAX_KEY: usize = 255 + 4 + 3 + 3 + 1;
 
 /// A query of the common shape: one question, no answer records, at most an OPT record
 /// whose only option, if any, is EDNS Client Subnet.
@@ -154,8 +252,10 @@ struct PlainQuery<'q> {
     /// Where the question ends.
     question_end: usize,
     /// The question in lower case, whether the query had EDNS, the answer's size limit,
-    /// and the client subnet's family and prefix length (not its address).
-    key: Vec<u8>,
+    /// and the client subnet's family and prefix length (not its address); the first
+    /// `key_length` bytes (on the stack: most queries are answered without allocating).
+    key: [u8; MAX_KEY],
+    key_length: usize,
     /// The client subnet's address, and where its bytes are in the query.
     subnet: Option<IpAddr>,
     subnet_bytes: std::ops::Range<usize>,
@@ -187,13 +287,20 @@ impl<'q> PlainQuery<'q> {
             at += 1 + length;
         }
         let question_end = at + 4;
-        if question_end > query.len() {
+        // A name longer than 255 bytes is the full decoder's to refuse.
+        if question_end > query.len() || question_end - 12 > 255 + 4 {
             return None;
         }
-        let mut key = Vec::with_capacity(question_end - 12 + 8);
+        let mut key = KeyWriter {
+            bytes: [0; MAX_KEY],
+            length: 0,
+        };
         let mut subnet = None;
         let mut subnet_bytes = 0..0;
-        key.extend(query[12..question_end].iter().map(u8::to_ascii_lowercase));
+        for (into, byte) in key.bytes.iter_mut().zip(&query[12..question_end]) {
+            *into = byte.to_ascii_lowercase();
+        }
+        key.length = question_end - 12;
         match additionals {
             0 if question_end == query.len() => {
                 key.extend_from_slice(&[0, 0, 0]);
@@ -235,15 +342,21 @@ impl<'q> PlainQuery<'q> {
         Some(Self {
             query,
             question_end,
-            key,
+            key: key.bytes,
+            key_length: key.length,
             subnet,
             subnet_bytes,
         })
     }
 
-    /// A kept answer with this query's id, RD and CD flags and question (its letter case).
-    fn fill(&self, kept: &[u8]) -> Vec<u8> {
-        let mut response = kept.to_vec();
+    fn key(&self) -> &[u8] {
+        &self.key[..self.key_length]
+    }
+
+    /// A kept answer with this query's id, RD and CD flags and question (its letter case),
+    /// into `response` (empty).
+    fn fill(&self, kept: &[u8], response: &mut Vec<u8>) {
+        response.extend_from_slice(kept);
         response[0] = self.query[0];
         response[1] = self.query[1];
         // RD (bit 0 of byte 2) and CD (bit 4 of byte 3) are copied from the query.
@@ -256,7 +369,24 @@ impl<'q> PlainQuery<'q> {
             let tail = response.len() - address.len();
             response[tail..].copy_from_slice(address);
         }
-        response
+    }
+}
+
+/// A key being written: at most [`MAX_KEY`] bytes, which the checks before each write
+/// guarantee (a question of at most 259 bytes, then at most 7 more).
+struct KeyWriter {
+    bytes: [u8; MAX_KEY],
+    length: usize,
+}
+
+impl KeyWriter {
+    fn extend_from_slice(&mut self, more: &[u8]) {
+        self.bytes[self.length..self.length + more.len()].copy_from_slice(more);
+        self.length += more.len();
+    }
+
+    fn push(&mut self, byte: u8) {
+        self.extend_from_slice(&[byte]);
     }
 }
 

@@ -63,6 +63,9 @@ pub struct PolicyEntry {
     pub candidates: Vec<crate::policy::Candidate>,
     /// Whether a member is an alias, whose answer depends on another record set.
     pub has_aliases: bool,
+    /// Whether its policy reads where the client is (latency, geolocation,
+    /// geoproximity, IP-based); the others choose without placing it.
+    pub locates: bool,
 }
 
 impl PolicyEntry {
@@ -271,6 +274,7 @@ impl Zone {
             .map(|member| member.data.len())
             .sum::<usize>();
         let has_aliases = group.members.iter().any(|member| member.alias.is_some());
+        let locates = group.members.iter().any(|member| member.policy.locates());
         let candidates = group
             .members
             .iter()
@@ -286,6 +290,7 @@ impl Zone {
                 group,
                 candidates,
                 has_aliases,
+                locates,
             }),
         );
         Ok(())

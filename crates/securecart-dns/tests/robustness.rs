@@ -59,6 +59,37 @@ fn check(responder: &Responder, input: &[u8]) {
             );
         }
         Message::from_vec(&answer).unwrap_or_else(|error| panic!("{error}: {input:?}"));
+        // The same answer written into a buffer that held a longer one (as a server's
+        // worker reuses its buffers).
+        let mut reused = vec![0xaa; 700];
+        assert!(responder.respond_into(input, transport, [127, 0, 0, 1].into(), &mut reused));
+        assert_eq!(reused, answer, "{input:?}");
+    }
+}
+
+#[test]
+fn a_name_longer_than_255_bytes_is_a_format_error() {
+    let zone = Zone::parse(ZONE, "shop.test.zone", None, None).expect("zone");
+    let responder = Responder::new(Catalog::new(vec![zone]).expect("catalog"));
+    // Five labels of 63 bytes (320 bytes of name), A IN, and an OPT record with a client
+    // subnet (127.202.0.0/24): the longest question the common shape could hold, and more.
+    let mut query = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1];
+    for _ in 0..5 {
+        query.push(63);
+        query.extend([b'a'; 63]);
+    }
+    query.extend([0, 0, 1, 0, 1]);
+    query.extend([0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 11]);
+    query.extend([0, 8, 0, 7, 0, 1, 24, 0, 127, 202, 0]);
+    for transport in [Transport::Udp, Transport::Tcp] {
+        // Twice: nothing of it is kept.
+        for _ in 0..2 {
+            let answer = responder
+                .respond(&query, transport, [127, 0, 0, 1].into())
+                .expect("an answer");
+            assert_eq!(answer[..2], [0x12, 0x34]);
+            assert_eq!(answer[3] & 0x0f, 1, "FORMERR over {transport:?}");
+        }
     }
 }
 
