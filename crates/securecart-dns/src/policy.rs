@@ -56,12 +56,14 @@ pub enum Policy {
 }
 
 impl Policy {
-    /// Whether the choice reads where the client is: simple, weighted, failover and
-    /// multivalue records are chosen the same for everyone.
+    /// Whether the choice reads where the client is (its place, country, continent or
+    /// subdivision): latency, geolocation and geoproximity records. IP-based records read
+    /// only its address; simple, weighted, failover and multivalue records choose the
+    /// same for everyone.
     pub fn locates(&self) -> bool {
-        !matches!(
+        matches!(
             self,
-            Self::Simple | Self::Weighted { .. } | Self::Failover { .. } | Self::Multivalue
+            Self::Latency { .. } | Self::Geolocation { .. } | Self::Geoproximity { .. }
         )
     }
 }
@@ -530,7 +532,7 @@ mod tests {
     #[test]
     fn only_policies_that_read_the_clients_place_locate_it() {
         // The responder places the client only for these; the others must choose the same
-        // for every client.
+        // for every client at one address.
         let far = ClientLocation {
             address: Some("203.0.113.9".parse().expect("address")),
             continent: Some("OC".to_owned()),
@@ -570,7 +572,7 @@ mod tests {
                 Policy::IpBased {
                     location: "*".to_owned(),
                 },
-                true,
+                false,
             ),
         ];
         for (policy, locates) in cases {

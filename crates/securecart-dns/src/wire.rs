@@ -164,7 +164,8 @@ impl Responder {
         if let Some(entry) = entry {
             let address = plain.subnet.unwrap_or(client);
             let environment = self.catalog.environment();
-            // Weighted, failover and multivalue records need not know where the client is.
+            // Weighted, failover, multivalue and IP-based records need not know where the
+            // client is (IP-based ones read its address alone).
             let location = if entry.policy.locates {
                 environment.locate(address)
             } else {
@@ -317,12 +318,15 @@ impl<'q> PlainQuery<'q> {
             {
                 let payload =
                     u16::from_be_bytes([query[question_end + 3], query[question_end + 4]]);
-                let version = query[question_end + 6];
+                // A version above 0 is answered BADVERS by the full decoder.
+                if query[question_end + 6] != 0 {
+                    return None;
+                }
                 let limit = match transport {
                     Transport::Udp => payload.clamp(512, MAX_UDP_PAYLOAD),
                     Transport::Tcp => u16::MAX,
                 };
-                key.push(1 + version);
+                key.push(1);
                 key.extend_from_slice(&limit.to_be_bytes());
                 let options = &query[question_end + 11..];
                 if !options.is_empty() {

@@ -64,7 +64,7 @@ pub struct PolicyEntry {
     /// Whether a member is an alias, whose answer depends on another record set.
     pub has_aliases: bool,
     /// Whether its policy reads where the client is (latency, geolocation,
-    /// geoproximity, IP-based); the others choose without placing it.
+    /// geoproximity); the others choose from its address at most, without placing it.
     pub locates: bool,
 }
 

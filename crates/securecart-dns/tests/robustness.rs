@@ -72,7 +72,7 @@ fn a_name_longer_than_255_bytes_is_a_format_error() {
     let zone = Zone::parse(ZONE, "shop.test.zone", None, None).expect("zone");
     let responder = Responder::new(Catalog::new(vec![zone]).expect("catalog"));
     // Five labels of 63 bytes (320 bytes of name), A IN, and an OPT record with a client
-    // subnet (127.202.0.0/24): the longest question the common shape could hold, and more.
+    // subnet (127.202.0.0/24): a question past the longest a kept answer's key holds.
     let mut query = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1];
     for _ in 0..5 {
         query.push(63);

@@ -465,9 +465,10 @@ fn serve_connection(
     let active = control.metrics.connections_active.clone();
     let client = Arc::new(context::Peer::new(peer));
     let service = move |request| slot.load_full().handle(request, Arc::clone(&client));
-    // The connection's future is built in the task's own allocation on its first poll:
-    // spawned whole, its several kilobytes would be copied at each step of the spawn
-    // (about 2,000 instructions a connection); this small future is copied instead.
+    // The connection's future is built in an allocation of its own on the task's first
+    // poll: spawned whole, its several kilobytes would be copied at each step of the
+    // spawn (about 1,700 instructions of copies a connection, 1,100 net of the
+    // allocation); this small future is copied instead.
     tokio::spawn(async move {
         Box::pin(server::serve(stream, http2, settings, service, draining)).await;
         active.dec();

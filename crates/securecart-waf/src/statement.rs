@@ -652,7 +652,8 @@ pub(crate) struct Merged {
     /// How many statements it placed.
     placed: usize,
     /// The sets the engine would not build: a chain's (its statements scan alone), or a
-    /// field group's (the chains scan its values themselves).
+    /// field group's (the chains scan its values themselves; see [`share_sets`] for the
+    /// groups that share one).
     unbuilt: usize,
     /// Every chain's fields, each once (the chains name them by their place here).
     fields: Vec<Field>,
@@ -708,8 +709,8 @@ struct FieldGroup {
 
 /// A set of expressions that one or more field groups scan their values with.
 #[derive(Debug)]
-struct SharedSet {
-    set: regex_automata::meta::Regex,
+struct SharedSet<R = regex_automata::meta::Regex> {
+    set: R,
     /// Each of the set's expressions' number among all of the merge's.
     in_all: Vec<usize>,
 }
@@ -719,13 +720,18 @@ struct SharedSet {
 const SHARE_FROM: f64 = 0.75;
 
 /// Field groups that read mostly the same expressions (by their numbers among all of a
-/// merge's), gathered to share one set: the arguments' names and values, the body's
-/// fields and the cookies each read 52 to 57 of the default ACL's expressions, most of
-/// them the same. One set of them all is built and kept once, not four times: the
-/// default ACL builds in 190 ms rather than 255, and `examples/evaluate.rs` peaks at
-/// 34 MB rather than 42 (each set keeps a lazy DFA of its own per thread). A scan costs
-/// what it did (the values walk as many states as before, in one DFA rather than
-/// several). Returns each shared set's expressions (sorted) and each group's set.
+/// merge's), gathered to share one set. In the default ACL the arguments' names and
+/// values, the body's fields and the cookies each read 52 to 57 expressions, most of
+/// them the same, and the path, the user agent, the referer and all headers 13 to 35
+/// of those: eight groups share one set of 68, built and kept once rather than eight
+/// times. The default ACL builds in 190 ms rather than 255, and `examples/evaluate.rs`
+/// peaks at 34 MB rather than 42 (each set keeps a lazy DFA of its own per thread). The
+/// benchmark's GET and form cost what they did to evaluate (their values walk as many
+/// states, in one DFA rather than several; a match of another group's expression costs
+/// a search for the matches, which the group then drops). A group joins a set that
+/// already holds [`SHARE_FROM`] of its expressions, the larger groups placed first, so
+/// a set may grow by each group that joins it. Returns each shared set's expressions
+/// (sorted) and each group's set.
 fn share_sets(groups: &[Vec<usize>]) -> (Vec<Vec<usize>>, Vec<usize>) {
     let mut order: Vec<usize> = (0..groups.len()).collect();
     order.sort_by_key(|&group| std::cmp::Reverse(groups[group].len()));
@@ -756,6 +762,73 @@ fn share_sets(groups: &[Vec<usize>]) -> (Vec<Vec<usize>>, Vec<usize>) {
     }
     (shared, set_of)
 }
+
+/// Each field group's set (see [`share_sets`]), built by `build` from the expressions'
+/// texts (`all`, by number), and which of its matches are the group's own (`None`: all
+/// of them), with the group's expressions; and how many sets would not build. A shared
+/// set too large to build leaves each of its groups to build a set of its own, as
+/// without sharing.
+fn group_sets<R>(
+    groups: Vec<Vec<usize>>,
+    all: &[String],
+    build: impl Fn(&[&str]) -> Option<R>,
+) -> (GroupSets<R>, usize) {
+    let texts = |in_all: &[usize]| -> Vec<&str> {
+        in_all.iter().map(|&index| all[index].as_str()).collect()
+    };
+    let (shared, set_of) = share_sets(&groups);
+    let members = |set: usize| set_of.iter().filter(|&&of| of == set).count();
+    let mut unbuilt = 0;
+    let sets: Vec<Option<Arc<SharedSet<R>>>> = shared
+        .into_iter()
+        .enumerate()
+        .map(|(at, in_all)| {
+            if in_all.is_empty() {
+                return None;
+            }
+            let set = build(&texts(&in_all));
+            // The groups of a shared set that would not build try their own below.
+            if set.is_none() && members(at) == 1 {
+                unbuilt += 1;
+            }
+            set.map(|set| Arc::new(SharedSet { set, in_all }))
+        })
+        .collect();
+    let groups = groups
+        .into_iter()
+        .enumerate()
+        .map(|(group, in_all)| {
+            let set = sets[set_of[group]].clone().or_else(|| {
+                if in_all.is_empty() || members(set_of[group]) == 1 {
+                    return None;
+                }
+                let set = build(&texts(&in_all));
+                unbuilt += usize::from(set.is_none());
+                set.map(|set| {
+                    Arc::new(SharedSet {
+                        set,
+                        in_all: in_all.clone(),
+                    })
+                })
+            });
+            let own = set
+                .as_ref()
+                .filter(|set| set.in_all.len() > in_all.len())
+                .map(|_| {
+                    let mut own = Found::new(all.len());
+                    for &pattern in &in_all {
+                        own.insert(regex_automata::PatternID::new_unchecked(pattern));
+                    }
+                    own
+                });
+            (set, own, in_all)
+        })
+        .collect();
+    (groups, unbuilt)
+}
+
+/// Each group's set, the group's own matches among its set's, and its expressions.
+type GroupSets<R> = Vec<(Option<Arc<SharedSet<R>>>, Option<Found>, Vec<usize>)>;
 
 /// A merged set: on bytes, ASCII classes, every pattern that matches reported (as
 /// `regex::bytes::RegexSet` builds its sets), within [`MERGED_SIZE_LIMIT`].
@@ -993,41 +1066,22 @@ impl Merged {
                 });
             merged.group_of.push(group);
         }
-        let (shared, set_of) = share_sets(&group_keys);
-        let sets: Vec<Option<Arc<SharedSet>>> = shared
+        let (groups, unbuilt) = group_sets(group_keys, &all, |patterns| merged_set(patterns));
+        merged.groups = groups
             .into_iter()
-            .map(|in_all| {
+            .map(|(set, own, in_all)| {
                 let patterns: Vec<&str> = in_all.iter().map(|&index| all[index].as_str()).collect();
-                if patterns.is_empty() {
-                    return None;
+                FieldGroup {
+                    needles: set
+                        .as_ref()
+                        .and_then(|_| Needles::of(&patterns, &merged_syntax())),
+                    set,
+                    shortest: shortest_among(&shortest_of, &in_all),
+                    own,
                 }
-                let set = merged_set(&patterns);
-                merged.unbuilt += usize::from(set.is_none());
-                set.map(|set| Arc::new(SharedSet { set, in_all }))
             })
             .collect();
-        for (group, in_all) in group_keys.into_iter().enumerate() {
-            let set = sets[set_of[group]].clone();
-            let patterns: Vec<&str> = in_all.iter().map(|&index| all[index].as_str()).collect();
-            let own = set
-                .as_ref()
-                .filter(|set| set.in_all.len() > in_all.len())
-                .map(|_| {
-                    let mut own = Found::new(all.len());
-                    for &pattern in &in_all {
-                        own.insert(regex_automata::PatternID::new_unchecked(pattern));
-                    }
-                    own
-                });
-            merged.groups.push(FieldGroup {
-                needles: set
-                    .as_ref()
-                    .and_then(|_| Needles::of(&patterns, &merged_syntax())),
-                set,
-                shortest: shortest_among(&shortest_of, &in_all),
-                own,
-            });
-        }
+        merged.unbuilt += unbuilt;
         merged.unscanned = (0..merged.fields.len().min(64))
             .filter(|&field| merged.groups[merged.group_of[field]].set.is_none())
             .fold(0, |bits, field| bits | 1 << field);
@@ -1478,8 +1532,61 @@ fn matches_position(value: &[u8], search: &[u8], position: Position) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{Statement, could_be_sqli, could_be_xss, share_sets};
+    use super::{Statement, could_be_sqli, could_be_xss, group_sets, share_sets};
     use crate::inspect::Inspection;
+
+    #[test]
+    fn a_shared_set_too_large_to_build_leaves_its_groups_their_own() {
+        let all: Vec<String> = (0..6).map(|number| format!("e{number}")).collect();
+        // A "set" is its expressions' texts; an engine that builds at most four.
+        let build = |texts: &[&str]| (texts.len() <= 4).then(|| texts.join(" "));
+        let groups = vec![vec![0, 1, 2, 3], vec![0, 1, 2, 4], vec![5], vec![]];
+        let (built, unbuilt) = group_sets(groups, &all, build);
+        let sets: Vec<Option<String>> = built
+            .iter()
+            .map(|(set, _, _)| set.as_ref().map(|set| set.set.clone()))
+            .collect();
+        assert_eq!(
+            sets,
+            [
+                Some("e0 e1 e2 e3".to_owned()),
+                Some("e0 e1 e2 e4".to_owned()),
+                Some("e5".to_owned()),
+                None
+            ]
+        );
+        // Each group's set is its own: no match of it is another group's.
+        assert!(built.iter().all(|(_, own, _)| own.is_none()));
+        assert_eq!(unbuilt, 0);
+
+        // With an engine that builds five, the first two share a set, each keeping its own
+        // matches of it.
+        let build = |texts: &[&str]| (texts.len() <= 5).then(|| texts.join(" "));
+        let groups = vec![vec![0, 1, 2, 3], vec![0, 1, 2, 4], vec![5]];
+        let (built, unbuilt) = group_sets(groups, &all, build);
+        let (first, second) = (&built[0], &built[1]);
+        assert_eq!(
+            first.0.as_ref().map(|set| set.set.as_str()),
+            Some("e0 e1 e2 e3 e4")
+        );
+        assert!(std::sync::Arc::ptr_eq(
+            first.0.as_ref().expect("set"),
+            second.0.as_ref().expect("set")
+        ));
+        let own = |found: &Option<super::Found>, pattern: usize| {
+            found.as_ref().is_some_and(|found| {
+                found.contains(regex_automata::PatternID::new_unchecked(pattern))
+            })
+        };
+        assert!(own(&first.1, 3) && !own(&first.1, 4));
+        assert!(own(&second.1, 4) && !own(&second.1, 3));
+        assert_eq!(unbuilt, 0);
+
+        // A group alone whose set would not build counts once.
+        let build = |texts: &[&str]| (texts.len() <= 1).then(|| texts.join(" "));
+        let (_, unbuilt) = group_sets(vec![vec![0, 1], vec![5]], &all, build);
+        assert_eq!(unbuilt, 1);
+    }
 
     #[test]
     fn groups_that_read_mostly_the_same_expressions_share_a_set() {
@@ -1492,7 +1599,7 @@ mod tests {
                 &[&[1, 2, 3, 4, 5]],
                 &[0, 0],
             ),
-            // Half of the smaller one is elsewhere: two sets.
+            // Half of the second one's expressions are not the first's: two sets.
             (
                 &[&[1, 2, 3, 4], &[3, 4, 8, 9]],
                 &[&[1, 2, 3, 4], &[3, 4, 8, 9]],
