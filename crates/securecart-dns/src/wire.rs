@@ -153,7 +153,10 @@ impl Responder {
     ) -> bool {
         response.clear();
         let Some(plain) = PlainQuery::read(query, transport) else {
-            return self.computed(query, transport, client, rand::random(), response);
+            let responded = respond_to(&self.catalog, query, transport, client, rand::random());
+            return responded
+                .map(|responded| *response = responded.bytes)
+                .is_some();
         };
         if let Some(kept) = self.kept.read().get(plain.key()) {
             plain.fill(kept.answer(), response);
@@ -221,24 +224,6 @@ impl Responder {
         *response = responded.bytes;
         true
     }
-
-    /// The answer through the full decoder.
-    fn computed(
-        &self,
-        query: &[u8],
-        transport: Transport,
-        client: IpAddr,
-        seed: u64,
-        response: &mut Vec<u8>,
-    ) -> bool {
-        match respond_to(&self.catalog, query, transport, client, seed) {
-            Some(responded) => {
-                *response = responded.bytes;
-                true
-            }
-            None => false,
-        }
-    }
 }
 
 /// The longest key a plain query has: its question (a name of at most 255 bytes, its type
@@ -253,10 +238,9 @@ struct PlainQuery<'q> {
     /// Where the question ends.
     question_end: usize,
     /// The question in lower case, whether the query had EDNS, the answer's size limit,
-    /// and the client subnet's family and prefix length (not its address); the first
-    /// `key_length` bytes (on the stack: most queries are answered without allocating).
-    key: [u8; MAX_KEY],
-    key_length: usize,
+    /// and the client subnet's family and prefix length (not its address), on the stack:
+    /// most queries are answered without allocating.
+    key: Key,
     /// The client subnet's address, and where its bytes are in the query.
     subnet: Option<IpAddr>,
     subnet_bytes: std::ops::Range<usize>,
@@ -292,7 +276,7 @@ impl<'q> PlainQuery<'q> {
         if question_end > query.len() || question_end - 12 > 255 + 4 {
             return None;
         }
-        let mut key = KeyWriter {
+        let mut key = Key {
             bytes: [0; MAX_KEY],
             length: 0,
         };
@@ -346,15 +330,14 @@ impl<'q> PlainQuery<'q> {
         Some(Self {
             query,
             question_end,
-            key: key.bytes,
-            key_length: key.length,
+            key,
             subnet,
             subnet_bytes,
         })
     }
 
     fn key(&self) -> &[u8] {
-        &self.key[..self.key_length]
+        &self.key.bytes[..self.key.length]
     }
 
     /// A kept answer with this query's id, RD and CD flags and question (its letter case),
@@ -376,14 +359,14 @@ impl<'q> PlainQuery<'q> {
     }
 }
 
-/// A key being written: at most [`MAX_KEY`] bytes, which the checks before each write
+/// A plain query's key: at most [`MAX_KEY`] bytes, which the checks before each write
 /// guarantee (a question of at most 259 bytes, then at most 7 more).
-struct KeyWriter {
+struct Key {
     bytes: [u8; MAX_KEY],
     length: usize,
 }
 
-impl KeyWriter {
+impl Key {
     fn extend_from_slice(&mut self, more: &[u8]) {
         self.bytes[self.length..self.length + more.len()].copy_from_slice(more);
         self.length += more.len();
