@@ -535,3 +535,155 @@ fn encode(message: &Message) -> Option<Responded> {
         direct: None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+    use hickory_proto::rr::{Name, RecordType};
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::{Responder, Transport, respond_to};
+    use crate::answer::Catalog;
+    use crate::zone::Zone;
+
+    const ZONE: &str = "$ORIGIN shop.test.
+$TTL 300
+@       IN SOA ns1 hostmaster 1 7200 3600 1209600 60
+@       IN NS  ns1
+@       IN MX  10 mail
+@       IN TXT \"v=spf1 mx -all\"
+ns1     IN A   127.0.0.53
+mail    IN A   127.0.0.25
+www     IN A   127.1.0.1
+www     IN AAAA ::1
+shop    IN CNAME www
+away    IN CNAME www.example.
+*.img   IN A   127.1.0.9
+sub     IN NS  ns.sub
+ns.sub  IN A   127.9.0.1
+";
+
+    /// A query as a resolver sends it, with what varies between two queries that share a
+    /// kept answer chosen at random: the id, the flags a response copies (RD, CD) and some
+    /// it does not (AD, the reserved Z bit), the name's letter case (DNS 0x20), EDNS's
+    /// payload size and DO flag, and a client subnet's address bits.
+    fn query(rng: &mut StdRng, name: &str, record_type: RecordType) -> Vec<u8> {
+        let mut message = Message::new(rng.random(), MessageType::Query, OpCode::Query);
+        let name: String = name
+            .chars()
+            .map(|letter| {
+                if rng.random_bool(0.5) {
+                    letter.to_ascii_uppercase()
+                } else {
+                    letter
+                }
+            })
+            .collect();
+        message.add_query(Query::query(
+            Name::from_ascii(&name).expect("name"),
+            record_type,
+        ));
+        if rng.random_bool(0.7) {
+            let mut edns = Edns::new();
+            edns.set_max_payload([512, 1232, 1400, 4096][rng.random_range(0..4)]);
+            edns.set_dnssec_ok(rng.random_bool(0.3));
+            if rng.random_bool(0.5) {
+                let (address, prefix): (IpAddr, u8) = if rng.random_bool(0.5) {
+                    ([127, rng.random(), rng.random(), 0].into(), 24)
+                } else {
+                    let mut octets = [0u8; 16];
+                    octets[..7].copy_from_slice(&rng.random::<[u8; 7]>());
+                    (octets.into(), 56)
+                };
+                edns.options_mut()
+                    .insert(EdnsOption::Subnet(ClientSubnet::new(address, prefix, 0)));
+            }
+            message.set_edns(edns);
+        }
+        let mut bytes = message.to_vec().expect("encode");
+        // RD, then AD, CD and the reserved Z bit.
+        bytes[2] = (bytes[2] & !0x01) | u8::from(rng.random_bool(0.5));
+        bytes[3] &= !0x70;
+        for (bit, chance) in [(0x20, 0.2), (0x10, 0.5), (0x40, 0.1)] {
+            if rng.random_bool(chance) {
+                bytes[3] |= bit;
+            }
+        }
+        // Now and then, bits no resolver sets: a response code in the query, an extended
+        // one in its OPT record, and the OPT record's other flags.
+        if rng.random_bool(0.1) {
+            bytes[3] |= rng.random_range(1..16);
+        }
+        let question_end = question_end(&bytes);
+        if bytes.len() > question_end && rng.random_bool(0.2) {
+            let at = question_end + [5, 7, 8][rng.random_range(0..3)];
+            bytes[at] = rng.random();
+        }
+        bytes
+    }
+
+    /// Where a query's question ends (its name, a plain one, then type and class).
+    fn question_end(query: &[u8]) -> usize {
+        12 + query[12..]
+            .iter()
+            .position(|&byte| byte == 0)
+            .expect("a name")
+            + 5
+    }
+
+    /// An answer from the kept bytes is the one the full decoder would write: a responder
+    /// answers every query after others that share its kept answer, and its answer is
+    /// compared with the full decoder's for the same bytes.
+    #[test]
+    fn a_kept_answer_is_the_answer_the_full_decoder_writes() {
+        let zone = Zone::parse(ZONE, "shop.test.zone", None, None).expect("zone");
+        let responder = Responder::new(Catalog::new(vec![zone]).expect("catalog"));
+        let mut rng = StdRng::seed_from_u64(0x0ca5e);
+        let questions = [
+            ("www.shop.test.", RecordType::A),
+            ("www.shop.test.", RecordType::AAAA),
+            ("www.shop.test.", RecordType::MX),
+            ("shop.shop.test.", RecordType::A),
+            ("away.shop.test.", RecordType::A),
+            ("x.img.shop.test.", RecordType::A),
+            ("nope.shop.test.", RecordType::A),
+            ("shop.test.", RecordType::TXT),
+            ("shop.test.", RecordType::ANY),
+            ("deep.sub.shop.test.", RecordType::A),
+            ("elsewhere.test.", RecordType::A),
+        ];
+        let client: IpAddr = [127, 0, 0, 1].into();
+        for round in 0..4_000 {
+            let (name, record_type) = questions[round % questions.len()];
+            let query = query(&mut rng, name, record_type);
+            for transport in [Transport::Udp, Transport::Tcp] {
+                let full = respond_to(responder.catalog(), &query, transport, client, 0)
+                    .expect("an answer")
+                    .bytes;
+                let answered = responder
+                    .respond(&query, transport, client)
+                    .expect("an answer");
+                // The same header and question, byte for byte (the question in the
+                // query's letter case), and the same records: the name compression may
+                // differ, since a kept answer was written for a question in other case.
+                let question_end = question_end(&query);
+                assert_eq!(
+                    answered[..question_end],
+                    full[..question_end],
+                    "{transport:?} {:?}",
+                    Message::from_vec(&query)
+                );
+                assert_eq!(
+                    Message::from_vec(&answered).expect("a message"),
+                    Message::from_vec(&full).expect("a message"),
+                    "{transport:?} {:?}",
+                    Message::from_vec(&query)
+                );
+            }
+        }
+    }
+}
