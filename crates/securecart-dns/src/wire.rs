@@ -593,7 +593,7 @@ ns.sub  IN A   127.9.0.1
             edns.set_dnssec_ok(rng.random_bool(0.3));
             if rng.random_bool(0.5) {
                 let (address, prefix): (IpAddr, u8) = if rng.random_bool(0.5) {
-                    ([127, rng.random(), rng.random(), 0].into(), 24)
+                    ([127, rng.random_range(0..4), rng.random(), 0].into(), 24)
                 } else {
                     let mut octets = [0u8; 16];
                     octets[..7].copy_from_slice(&rng.random::<[u8; 7]>());
@@ -626,6 +626,55 @@ ns.sub  IN A   127.9.0.1
         bytes
     }
 
+    /// The zone above, with latency records at `app` for two regions placed in
+    /// 127.1.0.0/16 and 127.2.0.0/16: answers a routing policy chooses are kept too, by
+    /// question and choice.
+    fn responder() -> Responder {
+        use crate::policy::{Environment, Policy};
+        use crate::zone::{PolicyGroup, PolicyMember};
+        let mut zone = Zone::parse(ZONE, "shop.test.zone", None, None).expect("zone");
+        let member = |region: &str, address: [u8; 4]| PolicyMember {
+            id: region.to_owned(),
+            policy: Policy::Latency {
+                region: region.to_owned(),
+            },
+            data: vec![hickory_proto::rr::RData::A(
+                std::net::Ipv4Addr::from(address).into(),
+            )],
+            health: None,
+            alias: None,
+            evaluate_target_health: false,
+        };
+        zone.add_policy_group(
+            &Name::from_ascii("app.shop.test.").expect("name"),
+            RecordType::A,
+            PolicyGroup {
+                ttl: 30,
+                members: vec![
+                    member("us-east-1", [127, 1, 0, 1]),
+                    member("eu-west-1", [127, 2, 0, 1]),
+                ],
+            },
+        )
+        .expect("policy group");
+        let environment = Environment {
+            regions: vec![
+                ("us-east-1".to_owned(), (38.9, -77.0)),
+                ("eu-west-1".to_owned(), (53.3, -6.3)),
+            ],
+            places: vec![
+                ("127.1.0.0/16".parse().expect("network"), (38.9, -77.0)),
+                ("127.2.0.0/16".parse().expect("network"), (53.3, -6.3)),
+            ],
+            ..Environment::default()
+        };
+        Responder::new(
+            Catalog::new(vec![zone])
+                .expect("catalog")
+                .with_environment(environment),
+        )
+    }
+
     /// Where a query's question ends (its name, a plain one, then type and class).
     fn question_end(query: &[u8]) -> usize {
         12 + query[12..]
@@ -636,12 +685,12 @@ ns.sub  IN A   127.9.0.1
     }
 
     /// An answer from the kept bytes is the one the full decoder would write: a responder
-    /// answers every query after others that share its kept answer, and its answer is
-    /// compared with the full decoder's for the same bytes.
+    /// answers every query after others that share its kept answer (a plain one, or one a
+    /// latency policy chose for the client's place), and its answer is compared with the
+    /// full decoder's for the same bytes and client.
     #[test]
     fn a_kept_answer_is_the_answer_the_full_decoder_writes() {
-        let zone = Zone::parse(ZONE, "shop.test.zone", None, None).expect("zone");
-        let responder = Responder::new(Catalog::new(vec![zone]).expect("catalog"));
+        let responder = responder();
         let mut rng = StdRng::seed_from_u64(0x0ca5e);
         let questions = [
             ("www.shop.test.", RecordType::A),
@@ -655,11 +704,17 @@ ns.sub  IN A   127.9.0.1
             ("shop.test.", RecordType::ANY),
             ("deep.sub.shop.test.", RecordType::A),
             ("elsewhere.test.", RecordType::A),
+            ("app.shop.test.", RecordType::A),
         ];
-        let client: IpAddr = [127, 0, 0, 1].into();
+        let clients: [IpAddr; 3] = [
+            [127, 0, 0, 1].into(),
+            [127, 1, 0, 9].into(),
+            [127, 2, 0, 9].into(),
+        ];
         for round in 0..4_000 {
             let (name, record_type) = questions[round % questions.len()];
             let query = query(&mut rng, name, record_type);
+            let client = clients[rng.random_range(0..clients.len())];
             for transport in [Transport::Udp, Transport::Tcp] {
                 let full = respond_to(responder.catalog(), &query, transport, client, 0)
                     .expect("an answer")
