@@ -470,9 +470,12 @@ fn serve_connection(
     // poll: spawned whole, its several kilobytes would be copied at each step of the
     // spawn (about 1,700 instructions of copies a connection, 1,100 net of the
     // allocation); this small future is copied instead, and the connection's is built
-    // in its allocation (see `boxed`).
+    // in its allocation (see `boxed.rs`).
     tokio::spawn(async move {
-        boxed::boxed(|| server::serve(stream, http2, settings, service, draining)).await;
+        crate::boxed::box_future_in_place(|| {
+            server::serve(stream, http2, settings, service, draining)
+        })
+        .await;
         active.dec();
         drop(permit);
     });

@@ -139,7 +139,7 @@ impl Pipeline {
         // Boxed: a connection's task is as large as its largest state, kept for the
         // connection's life, so the stages' state is allocated only while a request runs,
         // and an idle connection holds only this function's small future.
-        let outcome = crate::boxed::boxed(|| self.route(&mut context, request)).await;
+        let outcome = crate::boxed::box_future_in_place(|| self.route(&mut context, request)).await;
 
         // Stage 9: respond.
         let mut response = match outcome.response {
@@ -421,9 +421,9 @@ impl Pipeline {
                     max_body_bytes,
                 };
                 // Boxed: the cache stage's future is the largest of the stages' (about 7 KB),
-                // and the route future, allocated and moved for every request, would
-                // otherwise be as large for requests that never reach it.
-                crate::boxed::boxed(|| {
+                // and the route future, allocated for every request, would otherwise be as
+                // large for requests that never reach it.
+                crate::boxed::box_future_in_place(|| {
                     cache::handle(stage, behavior, origin, context, &host, request)
                 })
                 .await

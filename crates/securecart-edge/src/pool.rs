@@ -230,9 +230,12 @@ impl TargetPool {
                 // Boxed: the connect future is large, and every client connection's
                 // request future would otherwise carry its size.
                 None => h1::Connection::new(
-                    tokio::time::timeout_at(deadline, crate::boxed::boxed(|| self.connect()))
-                        .await
-                        .map_err(|_| PoolError::Timeout)??,
+                    tokio::time::timeout_at(
+                        deadline,
+                        crate::boxed::box_future_in_place(|| self.connect()),
+                    )
+                    .await
+                    .map_err(|_| PoolError::Timeout)??,
                 ),
             };
             match outgoing.send(&mut connection, deadline).await {
@@ -267,7 +270,7 @@ impl TargetPool {
             .cloned();
         let mut sender = match shared {
             Some(sender) => sender,
-            None => crate::boxed::boxed(|| self.connect_http2()).await?,
+            None => crate::boxed::box_future_in_place(|| self.connect_http2()).await?,
         };
         // Waits while the connection carries as many streams as the target allows.
         sender

@@ -349,7 +349,8 @@ pub async fn serve<S, F>(
     // Boxed, here and below: a task is as large as its largest state, and hyper's HTTP/2
     // connection would make every HTTP/1.1 connection's task as large as its own.
     if http2 {
-        crate::boxed::boxed(|| serve_http2(stream, Bytes::new(), service, draining)).await;
+        crate::boxed::box_future_in_place(|| serve_http2(stream, Bytes::new(), service, draining))
+            .await;
         return;
     }
     // The connection's one timer for its request heads (see `crate::timer`), set to the
@@ -376,7 +377,10 @@ pub async fn serve<S, F>(
         Preface::Http1 => {}
         Preface::Http2 => {
             let Wire { stream, buffer, .. } = connection.wire;
-            crate::boxed::boxed(|| serve_http2(stream, buffer.freeze(), service, draining)).await;
+            crate::boxed::box_future_in_place(|| {
+                serve_http2(stream, buffer.freeze(), service, draining)
+            })
+            .await;
             return;
         }
         Preface::Closed => return,
