@@ -403,14 +403,15 @@ fn add_additionals(zone: &Zone, answer: &mut Answer) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use hickory_proto::op::ResponseCode;
     use hickory_proto::rr::{LowerName, Name, RecordType};
 
     use super::Catalog;
     use crate::zone::Zone;
 
-    const ZONE: &str = "$ORIGIN shop.test.
+    /// A zone with every kind of name an answer can be about (the wire tests read it too).
+    pub(crate) const ZONE: &str = "$ORIGIN shop.test.
 $TTL 300
 @         IN SOA   ns1 hostmaster 1 7200 3600 1209600 60
 @         IN NS    ns1

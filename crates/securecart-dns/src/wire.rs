@@ -548,32 +548,16 @@ mod tests {
 
     use super::{PlainQuery, Responder, Transport, respond_to};
     use crate::answer::Catalog;
+    use crate::answer::tests::ZONE;
     use crate::zone::Zone;
 
-    const ZONE: &str = "$ORIGIN shop.test.
-$TTL 300
-@       IN SOA ns1 hostmaster 1 7200 3600 1209600 60
-@       IN NS  ns1
-@       IN MX  10 mail
-@       IN TXT \"v=spf1 mx -all\"
-ns1     IN A   127.0.0.53
-mail    IN A   127.0.0.25
-www     IN A   127.1.0.1
-www     IN AAAA ::1
-shop    IN CNAME www
-away    IN CNAME www.example.
-*.img   IN A   127.1.0.9
-sub     IN NS  ns.sub
-ns.sub  IN A   127.9.0.1
-";
-
-    /// Forty addresses: an answer longer than 512 bytes, truncated over UDP for a client
-    /// that allows no more.
+    /// The answer tests' zone, with a TXT record at the apex and forty addresses: an
+    /// answer longer than 512 bytes, truncated over UDP for a client that allows no more.
     fn zone() -> String {
         let many: String = (1..=40)
             .map(|host| format!("many    IN A   127.3.0.{host}\n"))
             .collect();
-        format!("{ZONE}{many}")
+        format!("{ZONE}@ IN TXT \"v=spf1 mx -all\"\n{many}")
     }
 
     /// A query as a resolver sends it, with what varies between two queries that share a
@@ -709,6 +693,8 @@ ns.sub  IN A   127.9.0.1
             ("www.shop.test.", RecordType::MX),
             ("shop.shop.test.", RecordType::A),
             ("away.shop.test.", RecordType::A),
+            ("loop1.shop.test.", RecordType::A),
+            ("a.b.c.shop.test.", RecordType::TXT),
             ("x.img.shop.test.", RecordType::A),
             ("nope.shop.test.", RecordType::A),
             ("shop.test.", RecordType::TXT),
