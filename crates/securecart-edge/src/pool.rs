@@ -187,18 +187,24 @@ impl TargetPool {
     /// head must come by `deadline` ([`PoolError::Timeout`] otherwise). An HTTP/1.1
     /// connection goes back to the pool when the answer's body has been read to its end;
     /// one whose body is dropped half-read is closed.
-    pub async fn send(
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps a second copy of each argument it moves (rust-lang/rust#62958)"
+    )]
+    pub fn send(
         self: &Arc<Self>,
         request: Request<EdgeBody>,
         deadline: tokio::time::Instant,
-    ) -> Result<Response<TargetBody>, PoolError> {
-        match self.protocol {
-            UpstreamProtocol::Http1 => self.send_http1(request, deadline).await,
-            UpstreamProtocol::Http2 => {
-                let answer = tokio::time::timeout_at(deadline, self.send_http2(request))
-                    .await
-                    .map_err(|_| PoolError::Timeout)??;
-                Ok(answer.map(http_body_util::Either::Right))
+    ) -> impl Future<Output = Result<Response<TargetBody>, PoolError>> {
+        async move {
+            match self.protocol {
+                UpstreamProtocol::Http1 => self.send_http1(request, deadline).await,
+                UpstreamProtocol::Http2 => {
+                    let answer = tokio::time::timeout_at(deadline, self.send_http2(request))
+                        .await
+                        .map_err(|_| PoolError::Timeout)??;
+                    Ok(answer.map(http_body_util::Either::Right))
+                }
             }
         }
     }
@@ -206,54 +212,60 @@ impl TargetPool {
     /// The HTTP/1.1 exchange waits for the answer on the connection's own timer, which
     /// stays with it from request to request (`crate::timer`); the body's first read and
     /// a new connection, which most requests do not wait for, on timers of their own.
-    async fn send_http1(
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps a second copy of each argument it moves (rust-lang/rust#62958)"
+    )]
+    fn send_http1(
         self: &Arc<Self>,
         request: Request<EdgeBody>,
         deadline: tokio::time::Instant,
-    ) -> Result<Response<TargetBody>, PoolError> {
-        // (Without a body, nothing to wait for: no timer.)
-        let outgoing = if http_body::Body::is_end_stream(request.body()) {
-            h1::Outgoing::new(request).await
-        } else {
-            tokio::time::timeout_at(deadline, h1::Outgoing::new(request))
-                .await
-                .map_err(|_| PoolError::Timeout)?
-        };
-        let mut outgoing = outgoing.map_err(PoolError::from)?;
-        // After a pooled connection gave nothing back, the request goes once more, on a new
-        // connection: a target that closes on this request is not sent it again and again.
-        let mut fresh_only = false;
-        loop {
-            let pooled = if fresh_only { None } else { self.take() };
-            let mut connection = match pooled {
-                Some(connection) => connection,
-                // Boxed: the connect future is large, and every client connection's
-                // request future would otherwise carry its size.
-                None => h1::Connection::new(
-                    tokio::time::timeout_at(
-                        deadline,
-                        crate::boxed::box_future_in_place(|| self.connect()),
-                    )
+    ) -> impl Future<Output = Result<Response<TargetBody>, PoolError>> {
+        async move {
+            // (Without a body, nothing to wait for: no timer.)
+            let outgoing = if http_body::Body::is_end_stream(request.body()) {
+                h1::Outgoing::new(request).await
+            } else {
+                tokio::time::timeout_at(deadline, h1::Outgoing::new(request))
                     .await
-                    .map_err(|_| PoolError::Timeout)??,
-                ),
+                    .map_err(|_| PoolError::Timeout)?
             };
-            match outgoing.send(&mut connection, deadline).await {
-                Ok((parts, framing)) => {
-                    let body = h1::ResponseBody::new(connection, self, framing);
-                    return Ok(Response::from_parts(
-                        parts,
-                        http_body_util::Either::Left(body),
-                    ));
+            let mut outgoing = outgoing.map_err(PoolError::from)?;
+            // After a pooled connection gave nothing back, the request goes once more, on a new
+            // connection: a target that closes on this request is not sent it again and again.
+            let mut fresh_only = false;
+            loop {
+                let pooled = if fresh_only { None } else { self.take() };
+                let mut connection = match pooled {
+                    Some(connection) => connection,
+                    // Boxed: the connect future is large, and every client connection's
+                    // request future would otherwise carry its size.
+                    None => h1::Connection::new(
+                        tokio::time::timeout_at(
+                            deadline,
+                            crate::boxed::box_future_in_place(|| self.connect()),
+                        )
+                        .await
+                        .map_err(|_| PoolError::Timeout)??,
+                    ),
+                };
+                match outgoing.send(&mut connection, deadline).await {
+                    Ok((parts, framing)) => {
+                        let body = h1::ResponseBody::new(connection, self, framing);
+                        return Ok(Response::from_parts(
+                            parts,
+                            http_body_util::Either::Left(body),
+                        ));
+                    }
+                    // The target had closed the idle connection: nothing of the request went
+                    // out (the next pooled connection carries it), or (an idempotent request,
+                    // its body in hand) nothing came back (a new connection carries it). A new
+                    // connection's failure is `Sent`, so this ends.
+                    Err(failure) if outgoing.may_resend(&failure) => {
+                        fresh_only |= failure.kind == h1::FailureKind::NoAnswer;
+                    }
+                    Err(failure) => return Err(failure.into()),
                 }
-                // The target had closed the idle connection: nothing of the request went
-                // out (the next pooled connection carries it), or (an idempotent request,
-                // its body in hand) nothing came back (a new connection carries it). A new
-                // connection's failure is `Sent`, so this ends.
-                Err(failure) if outgoing.may_resend(&failure) => {
-                    fresh_only |= failure.kind == h1::FailureKind::NoAnswer;
-                }
-                Err(failure) => return Err(failure.into()),
             }
         }
     }

@@ -213,178 +213,186 @@ pub struct SendOptions {
 }
 
 /// Sends a prepared request to the group and returns the target's response.
-pub async fn send<B>(
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn keeps a second copy of each argument it moves (rust-lang/rust#62958)"
+)]
+pub fn send<B>(
     group: &TargetGroup,
     metrics: &EdgeMetrics,
     context: &mut RequestContext,
     request: Request<B>,
     options: SendOptions,
-) -> Result<Response<EdgeBody>, EdgeError>
+) -> impl Future<Output = Result<Response<EdgeBody>, EdgeError>>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let SendOptions {
-        sticky_target,
-        body_timeout,
-        timeout,
-        client_upgrade,
-        max_body_bytes,
-    } = options;
-    if group.targets.is_empty() {
-        return Err(EdgeError::NoTargets(group.name.clone()));
-    }
-    let (mut parts, body) = request.into_parts();
-    let mut body = RequestBody::read(body, max_body_bytes, body_timeout).await?;
-    context.received_bytes = match &body {
-        RequestBody::Buffered(bytes) => bytes.len() as u64,
-        _ => parts
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.parse().ok())
-            .unwrap_or(0),
-    };
-    // Shared bytes: cloning it per attempt copies nothing.
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-    group.retry_budget.deposit();
-    let mut tried = [usize::MAX; MAX_ATTEMPTS];
-    // This send's attempts (the context counts every attempt of the request, which may
-    // have been sent to another group before: the cache's origin shield).
-    let mut attempt = 0;
-    loop {
-        let sticky = sticky_target.filter(|_| attempt == 0);
-        let Some(index) = sticky.or_else(|| group.pick(&tried[..attempt])) else {
-            return Err(EdgeError::Connect(
-                "every target refused the connection".to_owned(),
-            ));
-        };
-        tried[attempt] = index;
-        attempt += 1;
-        context.attempts += 1;
-        let target = &group.targets[index];
-        let uri = match group.protocol {
-            // HTTP/1.1 sends the origin form (`/path?query`).
-            UpstreamProtocol::Http1 => Uri::from(path_and_query.clone()),
-            // HTTP/2 sends the scheme and authority as pseudo-headers.
-            UpstreamProtocol::Http2 => Uri::builder()
-                .scheme("http")
-                .authority(target.authority.clone())
-                .path_and_query(path_and_query.clone())
-                .build()
-                .map_err(|_| EdgeError::BadRequest("the request target is not a valid URI"))?,
-        };
-        let may_retry = client_upgrade.is_none()
-            && body.is_replayable()
-            && attempt < MAX_ATTEMPTS
-            && group.targets.len() > attempt;
-        let mut request = Request::new(body.take());
-        *request.method_mut() = parts.method.clone();
-        *request.uri_mut() = uri;
-        *request.version_mut() = match group.protocol {
-            UpstreamProtocol::Http1 => Version::HTTP_11,
-            UpstreamProtocol::Http2 => Version::HTTP_2,
-        };
-        *request.headers_mut() = if may_retry {
-            parts.headers.clone()
-        } else {
-            std::mem::take(&mut parts.headers)
-        };
-        // An HTTP/1.0 client may have sent no Host; HTTP/1.1 needs one. (Not through
-        // `entry`, which makes room for one more header first: a map sized for its headers
-        // would grow, and rehash, though the Host is there.)
-        if group.protocol == UpstreamProtocol::Http1
-            && !request.headers().contains_key(http::header::HOST)
-        {
-            let host = http::HeaderValue::from_str(target.authority.as_str())
-                .unwrap_or_else(|_| http::HeaderValue::from_static("localhost"));
-            request.headers_mut().insert(http::header::HOST, host);
+    async move {
+        let SendOptions {
+            sticky_target,
+            body_timeout,
+            timeout,
+            client_upgrade,
+            max_body_bytes,
+        } = options;
+        if group.targets.is_empty() {
+            return Err(EdgeError::NoTargets(group.name.clone()));
         }
-        let in_flight = group.start_request(index);
-        let sent = std::time::Instant::now();
-        context.sent_to_target = Some(sent);
-        let deadline = tokio::time::Instant::from_std(sent) + timeout;
-        let answer = tokio::select! {
-            answer = target.pool.send(request, deadline) => answer,
-            () = target.cut_off() => {
-                return Err(EdgeError::Upstream(
-                    "the target's deregistration delay ended".to_owned(),
-                ));
-            }
+        let (mut parts, body) = request.into_parts();
+        let mut body = RequestBody::read(body, max_body_bytes, body_timeout).await?;
+        context.received_bytes = match &body {
+            RequestBody::Buffered(bytes) => bytes.len() as u64,
+            _ => parts
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(0),
         };
-        match answer {
-            Err(PoolError::Timeout) => return Err(EdgeError::Timeout),
-            Ok(mut response) => {
-                let answered = std::time::Instant::now();
-                context.target = Some(target.address);
-                context.target_answered = Some(answered);
-                context.target_status = Some(response.status().as_u16());
-                if group.observe_outcome(index, context.target_status) {
-                    tracing::warn!(group = %group.name, target = %target.address, "target ejected after consecutive server errors");
-                    metrics.set_target_health(group);
-                }
-                let elapsed = answered.duration_since(sent);
-                group.observe_latency(index, elapsed);
-                if let Some(metrics) = &group.metrics {
-                    metrics.record(response.status().as_u16(), elapsed.as_secs_f64());
-                }
-                if response.status() == http::StatusCode::SWITCHING_PROTOCOLS
-                    && let Some(client_upgrade) = client_upgrade
-                    && let Some(target_connection) = crate::pool::take_switched(response.body_mut())
-                {
-                    tunnel(client_upgrade, target_connection);
-                }
-                return Ok(response.map(|body| {
-                    CountedBody {
-                        inner: body,
-                        in_flight,
-                    }
-                    .boxed_unsync()
-                }));
+        // Shared bytes: cloning it per attempt copies nothing.
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        group.retry_budget.deposit();
+        let mut tried = [usize::MAX; MAX_ATTEMPTS];
+        // This send's attempts (the context counts every attempt of the request, which may
+        // have been sent to another group before: the cache's origin shield).
+        let mut attempt = 0;
+        loop {
+            let sticky = sticky_target.filter(|_| attempt == 0);
+            let Some(index) = sticky.or_else(|| group.pick(&tried[..attempt])) else {
+                return Err(EdgeError::Connect(
+                    "every target refused the connection".to_owned(),
+                ));
+            };
+            tried[attempt] = index;
+            attempt += 1;
+            context.attempts += 1;
+            let target = &group.targets[index];
+            let uri = match group.protocol {
+                // HTTP/1.1 sends the origin form (`/path?query`).
+                UpstreamProtocol::Http1 => Uri::from(path_and_query.clone()),
+                // HTTP/2 sends the scheme and authority as pseudo-headers.
+                UpstreamProtocol::Http2 => Uri::builder()
+                    .scheme("http")
+                    .authority(target.authority.clone())
+                    .path_and_query(path_and_query.clone())
+                    .build()
+                    .map_err(|_| EdgeError::BadRequest("the request target is not a valid URI"))?,
+            };
+            let may_retry = client_upgrade.is_none()
+                && body.is_replayable()
+                && attempt < MAX_ATTEMPTS
+                && group.targets.len() > attempt;
+            let mut request = Request::new(body.take());
+            *request.method_mut() = parts.method.clone();
+            *request.uri_mut() = uri;
+            *request.version_mut() = match group.protocol {
+                UpstreamProtocol::Http1 => Version::HTTP_11,
+                UpstreamProtocol::Http2 => Version::HTTP_2,
+            };
+            *request.headers_mut() = if may_retry {
+                parts.headers.clone()
+            } else {
+                std::mem::take(&mut parts.headers)
+            };
+            // An HTTP/1.0 client may have sent no Host; HTTP/1.1 needs one. (Not through
+            // `entry`, which makes room for one more header first: a map sized for its headers
+            // would grow, and rehash, though the Host is there.)
+            if group.protocol == UpstreamProtocol::Http1
+                && !request.headers().contains_key(http::header::HOST)
+            {
+                let host = http::HeaderValue::from_str(target.authority.as_str())
+                    .unwrap_or_else(|_| http::HeaderValue::from_static("localhost"));
+                request.headers_mut().insert(http::header::HOST, host);
             }
-            Err(error) => {
-                // A body past its limit fails the request wherever it is noticed.
-                let too_large = match &error {
-                    PoolError::Request(error) | PoolError::Body(error) => {
-                        max_body_bytes.filter(|_| over_limit(&**error))
+            let in_flight = group.start_request(index);
+            let sent = std::time::Instant::now();
+            context.sent_to_target = Some(sent);
+            let deadline = tokio::time::Instant::from_std(sent) + timeout;
+            let answer = tokio::select! {
+                answer = target.pool.send(request, deadline) => answer,
+                () = target.cut_off() => {
+                    return Err(EdgeError::Upstream(
+                        "the target's deregistration delay ended".to_owned(),
+                    ));
+                }
+            };
+            match answer {
+                Err(PoolError::Timeout) => return Err(EdgeError::Timeout),
+                Ok(mut response) => {
+                    let answered = std::time::Instant::now();
+                    context.target = Some(target.address);
+                    context.target_answered = Some(answered);
+                    context.target_status = Some(response.status().as_u16());
+                    if group.observe_outcome(index, context.target_status) {
+                        tracing::warn!(group = %group.name, target = %target.address, "target ejected after consecutive server errors");
+                        metrics.set_target_health(group);
                     }
-                    // (A timeout returned above.)
-                    PoolError::Connect(_) | PoolError::Timeout => None,
-                };
-                let failure = match (error, too_large) {
-                    (_, Some(limit)) => EdgeError::BodyTooLarge(limit),
-                    (PoolError::Connect(reason), None) => EdgeError::Connect(reason),
-                    // The client's upload broke off: not the target's doing, and not to be
-                    // sent again.
-                    (PoolError::Body(_), None) => {
-                        EdgeError::BadRequest("the request body ended early")
+                    let elapsed = answered.duration_since(sent);
+                    group.observe_latency(index, elapsed);
+                    if let Some(metrics) = &group.metrics {
+                        metrics.record(response.status().as_u16(), elapsed.as_secs_f64());
                     }
-                    (PoolError::Request(error), None) => EdgeError::Upstream(error.to_string()),
-                    (PoolError::Timeout, None) => EdgeError::Timeout,
-                };
-                // An idempotent request whose connection failed before an answer may be sent
-                // again (nginx's `proxy_next_upstream error`): the target may have seen it,
-                // but seeing it twice changes nothing.
-                let retryable = failure.is_retryable()
-                    || (parts.method.is_idempotent() && matches!(failure, EdgeError::Upstream(_)));
-                if !retryable {
-                    return Err(failure);
+                    if response.status() == http::StatusCode::SWITCHING_PROTOCOLS
+                        && let Some(client_upgrade) = client_upgrade
+                        && let Some(target_connection) =
+                            crate::pool::take_switched(response.body_mut())
+                    {
+                        tunnel(client_upgrade, target_connection);
+                    }
+                    return Ok(response.map(|body| {
+                        CountedBody {
+                            inner: body,
+                            in_flight,
+                        }
+                        .boxed_unsync()
+                    }));
                 }
-                group.observe_outcome(index, None);
-                // Passive health: a target that refuses connections leaves the rotation
-                // now; its active check brings it back.
-                if failure.is_retryable() && target.set_healthy(false) {
-                    tracing::warn!(group = %group.name, target = %target.address, "target unreachable; taken out of rotation");
-                    metrics.set_target_health(group);
+                Err(error) => {
+                    // A body past its limit fails the request wherever it is noticed.
+                    let too_large = match &error {
+                        PoolError::Request(error) | PoolError::Body(error) => {
+                            max_body_bytes.filter(|_| over_limit(&**error))
+                        }
+                        // (A timeout returned above.)
+                        PoolError::Connect(_) | PoolError::Timeout => None,
+                    };
+                    let failure = match (error, too_large) {
+                        (_, Some(limit)) => EdgeError::BodyTooLarge(limit),
+                        (PoolError::Connect(reason), None) => EdgeError::Connect(reason),
+                        // The client's upload broke off: not the target's doing, and not to be
+                        // sent again.
+                        (PoolError::Body(_), None) => {
+                            EdgeError::BadRequest("the request body ended early")
+                        }
+                        (PoolError::Request(error), None) => EdgeError::Upstream(error.to_string()),
+                        (PoolError::Timeout, None) => EdgeError::Timeout,
+                    };
+                    // An idempotent request whose connection failed before an answer may be sent
+                    // again (nginx's `proxy_next_upstream error`): the target may have seen it,
+                    // but seeing it twice changes nothing.
+                    let retryable = failure.is_retryable()
+                        || (parts.method.is_idempotent()
+                            && matches!(failure, EdgeError::Upstream(_)));
+                    if !retryable {
+                        return Err(failure);
+                    }
+                    group.observe_outcome(index, None);
+                    // Passive health: a target that refuses connections leaves the rotation
+                    // now; its active check brings it back.
+                    if failure.is_retryable() && target.set_healthy(false) {
+                        tracing::warn!(group = %group.name, target = %target.address, "target unreachable; taken out of rotation");
+                        metrics.set_target_health(group);
+                    }
+                    if !may_retry || !group.retry_budget.withdraw() {
+                        return Err(failure);
+                    }
+                    metrics.retried(group);
                 }
-                if !may_retry || !group.retry_budget.withdraw() {
-                    return Err(failure);
-                }
-                metrics.retried(group);
             }
         }
     }
