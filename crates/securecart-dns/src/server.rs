@@ -88,11 +88,32 @@ impl QueryCounts {
     }
 }
 
+/// Answers over UDP leave with the don't-fragment bit and are sized by the interface's
+/// MTU, never by a path MTU an ICMP message claims (`IP_PMTUDISC_PROBE`), as RFC 9715
+/// recommends: nobody can make the server fragment its answers, so no forged fragment can
+/// be spliced into one. An answer is at most [`MAX_UDP_PAYLOAD`] bytes (1,232, the size
+/// RFC 9715 names), which fits the paths DNS uses; where a path is narrower still, the
+/// answer is lost rather than fragmented, and resolvers ask again over TCP or for less.
+/// The kernel also skips the IP identifier it draws for each datagram it may fragment.
+///
+/// [`MAX_UDP_PAYLOAD`]: crate::wire::MAX_UDP_PAYLOAD
+fn send_unfragmented(socket: &std::net::UdpSocket) -> std::io::Result<()> {
+    use rustix::net::sockopt::{
+        Ipv4PathMtuDiscovery, Ipv6PathMtuDiscovery, set_ip_mtu_discover, set_ipv6_mtu_discover,
+    };
+    match socket.local_addr()? {
+        SocketAddr::V4(_) => set_ip_mtu_discover(socket, Ipv4PathMtuDiscovery::PROBE)?,
+        SocketAddr::V6(_) => set_ipv6_mtu_discover(socket, Ipv6PathMtuDiscovery::PROBE)?,
+    }
+    Ok(())
+}
+
 impl DnsServer {
     /// Binds UDP and TCP on `address` (port 0: a free port, the same for both).
     pub async fn bind(address: SocketAddr, responder: Responder) -> std::io::Result<Self> {
         let tcp = TcpListener::bind(address).await?;
         let udp = std::net::UdpSocket::bind(tcp.local_addr()?)?;
+        send_unfragmented(&udp)?;
         Ok(Self {
             udp,
             tcp,
@@ -362,5 +383,29 @@ mod code_tests {
         for (message, expected) in cases {
             assert_eq!(response_code(&message), expected, "{message:?}");
         }
+    }
+
+    /// UDP answers are sent with the don't-fragment bit, by the interface's MTU, over
+    /// IPv4 and IPv6 alike.
+    #[test]
+    fn udp_sockets_send_answers_unfragmented() {
+        use rustix::net::sockopt::{
+            Ipv4PathMtuDiscovery, Ipv6PathMtuDiscovery, ip_mtu_discover, ipv6_mtu_discover,
+        };
+        let v4 = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        super::send_unfragmented(&v4).expect("set");
+        assert_eq!(
+            ip_mtu_discover(&v4).expect("get"),
+            Ipv4PathMtuDiscovery::PROBE
+        );
+        // (Where the machine has IPv6.)
+        let Ok(v6) = std::net::UdpSocket::bind("[::1]:0") else {
+            return;
+        };
+        super::send_unfragmented(&v6).expect("set");
+        assert_eq!(
+            ipv6_mtu_discover(&v6).expect("get"),
+            Ipv6PathMtuDiscovery::PROBE
+        );
     }
 }
