@@ -95,6 +95,8 @@ impl QueryCounts {
 /// RFC 9715 names), which fits the paths DNS uses; where a path is narrower still, the
 /// answer is lost rather than fragmented, and resolvers ask again over TCP or for less.
 /// The kernel also skips the IP identifier it draws for each datagram it may fragment.
+/// An IPv6 socket takes both options: bound to `[::]`, it answers IPv4 clients too, and
+/// their datagrams follow the IPv4 one.
 ///
 /// [`MAX_UDP_PAYLOAD`]: crate::wire::MAX_UDP_PAYLOAD
 fn send_unfragmented(socket: &std::net::UdpSocket) -> std::io::Result<()> {
@@ -103,7 +105,10 @@ fn send_unfragmented(socket: &std::net::UdpSocket) -> std::io::Result<()> {
     };
     match socket.local_addr()? {
         SocketAddr::V4(_) => set_ip_mtu_discover(socket, Ipv4PathMtuDiscovery::PROBE)?,
-        SocketAddr::V6(_) => set_ipv6_mtu_discover(socket, Ipv6PathMtuDiscovery::PROBE)?,
+        SocketAddr::V6(_) => {
+            set_ipv6_mtu_discover(socket, Ipv6PathMtuDiscovery::PROBE)?;
+            set_ip_mtu_discover(socket, Ipv4PathMtuDiscovery::PROBE)?;
+        }
     }
     Ok(())
 }
@@ -386,7 +391,7 @@ mod code_tests {
     }
 
     /// UDP answers are sent with the don't-fragment bit, by the interface's MTU, over
-    /// IPv4 and IPv6 alike.
+    /// IPv4 and IPv6 alike, and to IPv4 clients of a dual-stack IPv6 socket.
     #[test]
     fn udp_sockets_send_answers_unfragmented() {
         use rustix::net::sockopt::{
@@ -406,6 +411,10 @@ mod code_tests {
         assert_eq!(
             ipv6_mtu_discover(&v6).expect("get"),
             Ipv6PathMtuDiscovery::PROBE
+        );
+        assert_eq!(
+            ip_mtu_discover(&v6).expect("get"),
+            Ipv4PathMtuDiscovery::PROBE
         );
     }
 }
