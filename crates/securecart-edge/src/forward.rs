@@ -25,6 +25,36 @@ static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 /// The field the `close` connection option names (a reserved name, RFC 9110 section 18.4).
 static CLOSE: HeaderName = HeaderName::from_static("close");
 
+/// The headers that frame an HTTP/1.1 message or say what becomes of its connection, as
+/// bits that a head's parser sets while it reads each name ([`framing_header`]): a head
+/// without one of them (most requests have none, most answers only `Connection` and
+/// `Content-Length`) is framed without looking it up in the header map, where each
+/// look-up hashes the name and walks a probe (about 100 instructions each, callgrind).
+pub(crate) mod framing {
+    pub const CONNECTION: u8 = 1;
+    pub const CONTENT_LENGTH: u8 = 1 << 1;
+    pub const TRANSFER_ENCODING: u8 = 1 << 2;
+    pub const TE: u8 = 1 << 3;
+    pub const UPGRADE: u8 = 1 << 4;
+    pub const EXPECT: u8 = 1 << 5;
+}
+
+/// The [`framing`] bit of a header's name, or 0. (The names are standard ones, which a
+/// `HeaderName` holds as a number: each comparison is one of numbers.)
+pub(crate) fn framing_header(name: &HeaderName) -> u8 {
+    [
+        (header::CONNECTION, framing::CONNECTION),
+        (header::CONTENT_LENGTH, framing::CONTENT_LENGTH),
+        (header::TRANSFER_ENCODING, framing::TRANSFER_ENCODING),
+        (header::TE, framing::TE),
+        (header::UPGRADE, framing::UPGRADE),
+        (header::EXPECT, framing::EXPECT),
+    ]
+    .iter()
+    .find(|(framing, _)| framing == name)
+    .map_or(0, |&(_, bit)| bit)
+}
+
 /// Which of [`HOP_BY_HOP`] a map holds, as a bit set, read in one pass over its names
 /// (most requests have none; most HTTP/1.1 responses have only `Connection`).
 fn hop_by_hop_present(headers: &HeaderMap) -> u8 {
@@ -256,6 +286,31 @@ mod tests {
                 expected,
                 "{target}"
             );
+        }
+    }
+
+    /// The framing headers are told from their names as the wire spells them, and no
+    /// other header is taken for one.
+    #[test]
+    fn framing_headers_are_told_by_name_in_any_case() {
+        use super::{framing, framing_header};
+        let cases: [(&str, u8); 12] = [
+            ("Connection", framing::CONNECTION),
+            ("content-length", framing::CONTENT_LENGTH),
+            ("TRANSFER-ENCODING", framing::TRANSFER_ENCODING),
+            ("te", framing::TE),
+            ("Upgrade", framing::UPGRADE),
+            ("Expect", framing::EXPECT),
+            ("host", 0),
+            ("content-type", 0),
+            ("x-te", 0),
+            ("content-lengths", 0),
+            ("keep-alive", 0),
+            ("x-forwarded-for", 0),
+        ];
+        for (name, bit) in cases {
+            let name = HeaderName::from_bytes(name.as_bytes()).expect("name");
+            assert_eq!(framing_header(&name), bit, "{name}");
         }
     }
 

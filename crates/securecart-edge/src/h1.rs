@@ -38,6 +38,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::forward::framing;
 use crate::pool::TargetPool;
 use crate::upstream::{BoxError, EdgeBody};
 
@@ -597,9 +598,12 @@ async fn read_head(
                     // An invalid value fails a final answer only (an interim one is
                     // skipped, values and all).
                     let mut invalid_value = false;
+                    // Which of the headers that frame the answer it has.
+                    let mut present = 0;
                     for field in response.headers.iter() {
                         let name = HeaderName::from_bytes(field.name.as_bytes())
                             .map_err(|_| invalid("the target sent an invalid header name"))?;
+                        present |= crate::forward::framing_header(&name);
                         let start = field.value.as_ptr() as usize - base;
                         match HeaderValue::from_maybe_shared(
                             head.slice(start..start + field.value.len()),
@@ -610,13 +614,13 @@ async fn read_head(
                             Err(_) => invalid_value = true,
                         }
                     }
-                    Some((length, status, version, map, invalid_value))
+                    Some((length, status, version, map, present, invalid_value))
                 }
                 Ok(httparse::Status::Partial) => None,
                 Err(_) => return Err(invalid("the target sent an invalid answer head")),
             }
         };
-        let Some((length, status, version, mut headers, invalid_value)) = parsed else {
+        let Some((length, status, version, mut headers, present, invalid_value)) = parsed else {
             // Nothing of an answer on a pooled connection: the target had closed it.
             let nothing = reused && interim == 0 && buffer.is_empty();
             let failure = |error: BoxError| Failure {
@@ -659,24 +663,28 @@ async fn read_head(
         } else {
             Version::HTTP_11
         };
-        let framing = response_framing(&mut headers, status, parts.version, head_request)?;
+        let framing = response_framing(&mut headers, present, status, parts.version, head_request)?;
         parts.headers = headers;
         return Ok((parts, framing));
     }
 }
 
-/// The framing of an answer from its headers; drops a `Content-Length` that a
-/// `Transfer-Encoding` overrides, so that it is not passed on.
+/// The framing of an answer from its headers, of which `present` says which framing ones
+/// it has (see `forward::framing`); drops a `Content-Length` that a `Transfer-Encoding`
+/// overrides, so that it is not passed on.
 fn response_framing(
     headers: &mut HeaderMap,
+    present: u8,
     status: StatusCode,
     version: Version,
     head_request: bool,
 ) -> Result<ResponseFraming, Failure> {
     let (mut close, mut keep_alive) = (false, false);
-    for token in crate::forward::connection_tokens(headers) {
-        close |= token.eq_ignore_ascii_case("close");
-        keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+    if present & framing::CONNECTION != 0 {
+        for token in crate::forward::connection_tokens(headers) {
+            close |= token.eq_ignore_ascii_case("close");
+            keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+        }
     }
     // `close` wins over `keep-alive` (RFC 9112 section 9.3).
     let mut reusable = !close && (version != Version::HTTP_10 || keep_alive);
@@ -687,11 +695,13 @@ fn response_framing(
         });
     }
     let (mut codings, mut chunked) = (0, false);
-    each_token(headers, header::TRANSFER_ENCODING, |token| {
-        codings += 1;
-        chunked = token.eq_ignore_ascii_case("chunked");
-        Ok(())
-    })?;
+    if present & framing::TRANSFER_ENCODING != 0 {
+        each_token(headers, header::TRANSFER_ENCODING, |token| {
+            codings += 1;
+            chunked = token.eq_ignore_ascii_case("chunked");
+            Ok(())
+        })?;
+    }
     let body =
         if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
             BodyFraming::Empty
@@ -712,7 +722,7 @@ fn response_framing(
                 reusable = false;
                 BodyFraming::Close
             }
-        } else if headers.contains_key(header::CONTENT_LENGTH) {
+        } else if present & framing::CONTENT_LENGTH != 0 {
             let mut length = None;
             each_token(headers, header::CONTENT_LENGTH, |value| {
                 let parsed: u64 = value

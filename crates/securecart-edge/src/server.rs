@@ -67,6 +67,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 
+use crate::forward::framing;
 use crate::h1::{Chunk, Decoded, Reading};
 use crate::upstream::{BoxError, EdgeBody};
 
@@ -750,16 +751,20 @@ impl Connection {
         };
         let mut map =
             HeaderMap::with_capacity(parsed.headers.len() + crate::forward::ADDED_HEADERS);
+        // Which of the headers that frame the request it has (see `forward::framing`).
+        let mut present = 0;
         for field in parsed.headers.iter() {
             let name = HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| bad())?;
+            present |= crate::forward::framing_header(&name);
             let value = HeaderValue::from_maybe_shared(slice(field.value)).map_err(|_| bad())?;
             map.append(name, value);
         }
         self.wire.buffer.advance(length);
 
-        let body = request_framing(&map, version).map_err(|Unframed| bad())?;
+        let body = request_framing(&map, version, present).map_err(|Unframed| bad())?;
         let expects = body.is_some()
             && version == Version::HTTP_11
+            && present & framing::EXPECT != 0
             && map
                 .get(header::EXPECT)
                 .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
@@ -775,20 +780,22 @@ impl Connection {
         }
         self.wire.body = body;
         let (mut close, mut asks_keep_alive, mut upgrade) = (false, false, false);
-        for token in crate::forward::connection_tokens(&map) {
-            close |= token.eq_ignore_ascii_case("close");
-            asks_keep_alive |= token.eq_ignore_ascii_case("keep-alive");
-            upgrade |= token.eq_ignore_ascii_case("upgrade") && version == Version::HTTP_11;
+        if present & framing::CONNECTION != 0 {
+            for token in crate::forward::connection_tokens(&map) {
+                close |= token.eq_ignore_ascii_case("close");
+                asks_keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+                upgrade |= token.eq_ignore_ascii_case("upgrade") && version == Version::HTTP_11;
+            }
         }
         // `close` wins over `keep-alive`, as in `h1.rs`.
         let keep_alive = !close && (version == Version::HTTP_11 || asks_keep_alive);
-        let trailers = crate::forward::asks_for_trailers(&map);
+        let trailers = present & framing::TE != 0 && crate::forward::asks_for_trailers(&map);
         let mut request = Request::new(());
         *request.method_mut() = method;
         *request.uri_mut() = uri;
         *request.version_mut() = version;
         *request.headers_mut() = map;
-        let upgrade = (upgrade && request.headers().contains_key(header::UPGRADE)).then(|| {
+        let upgrade = (upgrade && present & framing::UPGRADE != 0).then(|| {
             let (sender, receiver) = oneshot::channel();
             request
                 .extensions_mut()
@@ -838,9 +845,17 @@ fn skip_blank_lines(buffer: &mut BytesMut) {
 /// A request whose body's framing the server cannot read (answered 400).
 struct Unframed;
 
-/// How a request's body is framed (RFC 9112 section 6.3): `None` for no body.
-fn request_framing(headers: &HeaderMap, version: Version) -> Result<Option<Reading>, Unframed> {
-    if headers.contains_key(header::TRANSFER_ENCODING) {
+/// How a request's body is framed (RFC 9112 section 6.3): `None` for no body. `present`
+/// says which of the framing headers the request has (see `forward::framing`).
+fn request_framing(
+    headers: &HeaderMap,
+    version: Version,
+    present: u8,
+) -> Result<Option<Reading>, Unframed> {
+    if present & (framing::TRANSFER_ENCODING | framing::CONTENT_LENGTH) == 0 {
+        return Ok(None);
+    }
+    if present & framing::TRANSFER_ENCODING != 0 {
         if version == Version::HTTP_10 {
             return Err(Unframed);
         }
