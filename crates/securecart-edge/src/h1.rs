@@ -598,12 +598,12 @@ async fn read_head(
                     // An invalid value fails a final answer only (an interim one is
                     // skipped, values and all).
                     let mut invalid_value = false;
-                    // Which of the headers that frame the answer it has.
-                    let mut present = 0;
+                    // What the headers that frame the answer say.
+                    let mut seen = FramingHeaders::new();
                     for field in response.headers.iter() {
                         let name = HeaderName::from_bytes(field.name.as_bytes())
                             .map_err(|_| invalid("the target sent an invalid header name"))?;
-                        present |= crate::forward::framing_header(&name);
+                        seen.read(crate::forward::framing_header(&name), field.value);
                         let start = field.value.as_ptr() as usize - base;
                         match HeaderValue::from_maybe_shared(
                             head.slice(start..start + field.value.len()),
@@ -614,13 +614,13 @@ async fn read_head(
                             Err(_) => invalid_value = true,
                         }
                     }
-                    Some((length, status, version, map, present, invalid_value))
+                    Some((length, status, version, map, seen, invalid_value))
                 }
                 Ok(httparse::Status::Partial) => None,
                 Err(_) => return Err(invalid("the target sent an invalid answer head")),
             }
         };
-        let Some((length, status, version, mut headers, present, invalid_value)) = parsed else {
+        let Some((length, status, version, mut headers, seen, invalid_value)) = parsed else {
             // Nothing of an answer on a pooled connection: the target had closed it.
             let nothing = reused && interim == 0 && buffer.is_empty();
             let failure = |error: BoxError| Failure {
@@ -663,29 +663,98 @@ async fn read_head(
         } else {
             Version::HTTP_11
         };
-        let framing = response_framing(&mut headers, present, status, parts.version, head_request)?;
+        let framing = response_framing(&mut headers, &seen, status, parts.version, head_request)?;
         parts.headers = headers;
         return Ok((parts, framing));
     }
 }
 
-/// The framing of an answer from its headers, of which `present` says which framing ones
-/// it has (see `forward::framing`); drops a `Content-Length` that a `Transfer-Encoding`
-/// overrides, so that it is not passed on.
+/// What an answer's framing headers say, read from their lines as its head is parsed, so
+/// that framing it looks nothing up in its header map (most answers have `Connection`
+/// and `Content-Length` only; see `forward::framing`).
+struct FramingHeaders {
+    /// Which of them the answer has, as `forward::framing` bits.
+    present: u8,
+    /// Whether `Connection` names `close`, and `keep-alive`.
+    close: bool,
+    keep_alive: bool,
+    /// What `Content-Length` says (`None`: only empty lines), or the first fault found in
+    /// its lines.
+    length: Result<Option<u64>, &'static str>,
+}
+
+impl FramingHeaders {
+    fn new() -> Self {
+        Self {
+            present: 0,
+            close: false,
+            keep_alive: false,
+            length: Ok(None),
+        }
+    }
+
+    /// Notes a header line of the framing header `bit` (0 for any other header).
+    fn read(&mut self, bit: u8, value: &[u8]) {
+        if bit == 0 {
+            return;
+        }
+        self.present |= bit;
+        // Lines of text only, as `HeaderValue::to_str` takes them.
+        let text = value
+            .iter()
+            .all(|&byte| byte == b'\t' || (b' '..0x7f).contains(&byte));
+        let tokens = value
+            .split(|&byte| byte == b',')
+            .map(<[u8]>::trim_ascii)
+            .filter(|token| !token.is_empty());
+        match bit {
+            // A line that is not text names no option, as in `forward::connection_tokens`.
+            framing::CONNECTION if text => {
+                for token in tokens {
+                    self.close |= token.eq_ignore_ascii_case(b"close");
+                    self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+                }
+            }
+            framing::CONTENT_LENGTH => {
+                let Ok(mut length) = self.length else {
+                    return;
+                };
+                if !text {
+                    self.length = Err("the target sent an invalid framing header");
+                    return;
+                }
+                for token in tokens {
+                    let parsed = std::str::from_utf8(token)
+                        .ok()
+                        .filter(|_| token.iter().all(u8::is_ascii_digit))
+                        .and_then(|digits| digits.parse::<u64>().ok());
+                    let Some(parsed) = parsed else {
+                        self.length = Err("the target sent an invalid Content-Length");
+                        return;
+                    };
+                    if length.is_some_and(|length| length != parsed) {
+                        self.length = Err("the target sent two different Content-Lengths");
+                        return;
+                    }
+                    length = Some(parsed);
+                }
+                self.length = Ok(length);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The framing of an answer from what its framing headers say; drops a `Content-Length`
+/// that a `Transfer-Encoding` overrides, so that it is not passed on.
 fn response_framing(
     headers: &mut HeaderMap,
-    present: u8,
+    seen: &FramingHeaders,
     status: StatusCode,
     version: Version,
     head_request: bool,
 ) -> Result<ResponseFraming, Failure> {
-    let (mut close, mut keep_alive) = (false, false);
-    if present & framing::CONNECTION != 0 {
-        for token in crate::forward::connection_tokens(headers) {
-            close |= token.eq_ignore_ascii_case("close");
-            keep_alive |= token.eq_ignore_ascii_case("keep-alive");
-        }
-    }
+    let (close, keep_alive) = (seen.close, seen.keep_alive);
     // `close` wins over `keep-alive` (RFC 9112 section 9.3).
     let mut reusable = !close && (version != Version::HTTP_10 || keep_alive);
     if status == StatusCode::SWITCHING_PROTOCOLS {
@@ -695,7 +764,7 @@ fn response_framing(
         });
     }
     let (mut codings, mut chunked) = (0, false);
-    if present & framing::TRANSFER_ENCODING != 0 {
+    if seen.present & framing::TRANSFER_ENCODING != 0 {
         each_token(headers, header::TRANSFER_ENCODING, |token| {
             codings += 1;
             chunked = token.eq_ignore_ascii_case("chunked");
@@ -722,21 +791,8 @@ fn response_framing(
                 reusable = false;
                 BodyFraming::Close
             }
-        } else if present & framing::CONTENT_LENGTH != 0 {
-            let mut length = None;
-            each_token(headers, header::CONTENT_LENGTH, |value| {
-                let parsed: u64 = value
-                    .parse()
-                    .ok()
-                    .filter(|_| value.bytes().all(|byte| byte.is_ascii_digit()))
-                    .ok_or_else(|| invalid("the target sent an invalid Content-Length"))?;
-                if length.is_some_and(|length| length != parsed) {
-                    return Err(invalid("the target sent two different Content-Lengths"));
-                }
-                length = Some(parsed);
-                Ok(())
-            })?;
-            match length {
+        } else if seen.present & framing::CONTENT_LENGTH != 0 {
+            match seen.length.map_err(invalid)? {
                 Some(0) => BodyFraming::Empty,
                 Some(length) => BodyFraming::Length(length),
                 None => return Err(invalid("the target sent an invalid Content-Length")),
@@ -1139,4 +1195,99 @@ impl Body for ResponseBody {
 fn fail(body: &mut ResponseBody, error: BoxError) -> BoxError {
     body.state = State::Done;
     error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{FramingHeaders, framing};
+
+    /// What an answer's `Connection` and `Content-Length` lines say, read from the lines
+    /// as the header map's look-ups read them before: options split at commas and
+    /// trimmed, a line that is not text naming none; lengths of digits only, one value
+    /// however often repeated, and the first fault kept.
+    #[test]
+    fn framing_lines_read_as_the_header_map_reads_them() {
+        type Case<'a> = (
+            &'a [(u8, &'a [u8])],
+            bool,
+            bool,
+            Result<Option<u64>, &'a str>,
+        );
+        let (connection, length) = (framing::CONNECTION, framing::CONTENT_LENGTH);
+        let cases: &[Case<'_>] = &[
+            (&[(connection, b"keep-alive")], false, true, Ok(None)),
+            (&[(connection, b" Close ")], true, false, Ok(None)),
+            (
+                &[(connection, b"Keep-Alive, upgrade,,close")],
+                true,
+                true,
+                Ok(None),
+            ),
+            (
+                &[(connection, b"keep-alive"), (connection, b"close")],
+                true,
+                true,
+                Ok(None),
+            ),
+            (&[(connection, b"close \xff")], false, false, Ok(None)),
+            (&[(0, b"close"), (0, b"12")], false, false, Ok(None)),
+            (&[(length, b"5")], false, false, Ok(Some(5))),
+            (
+                &[(length, b"5, 5"), (length, b"5")],
+                false,
+                false,
+                Ok(Some(5)),
+            ),
+            (&[(length, b"")], false, false, Ok(None)),
+            (&[(length, b"5"), (length, b"6")], false, false, Err("two")),
+            (
+                &[(length, b"5, 6"), (length, b"x")],
+                false,
+                false,
+                Err("two"),
+            ),
+            (
+                &[(length, b"+5")],
+                false,
+                false,
+                Err("invalid Content-Length"),
+            ),
+            (
+                &[(length, b"5 5")],
+                false,
+                false,
+                Err("invalid Content-Length"),
+            ),
+            (
+                &[(length, b"18446744073709551616")],
+                false,
+                false,
+                Err("invalid Content-Length"),
+            ),
+            (
+                &[(length, b"5\xff")],
+                false,
+                false,
+                Err("invalid framing header"),
+            ),
+        ];
+        for (lines, close, keep_alive, expected) in cases {
+            let mut seen = FramingHeaders::new();
+            for (bit, value) in *lines {
+                seen.read(*bit, value);
+            }
+            let present = lines.iter().fold(0, |present, (bit, _)| present | bit);
+            assert_eq!(seen.present, present, "{lines:?}");
+            assert_eq!(
+                (seen.close, seen.keep_alive),
+                (*close, *keep_alive),
+                "{lines:?}"
+            );
+            match (seen.length, expected) {
+                (Ok(length), Ok(expected)) => assert_eq!(length, *expected, "{lines:?}"),
+                (Err(fault), Err(expected)) => assert!(fault.contains(expected), "{lines:?}"),
+                (length, _) => panic!("{lines:?}: {length:?}"),
+            }
+        }
+    }
 }
