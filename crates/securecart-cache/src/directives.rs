@@ -16,14 +16,17 @@ use http::{HeaderMap, HeaderValue};
 /// lines, trimmed, empty ones skipped (as recipients must); a line that is not text holds
 /// none. Commas inside quoted strings are not told apart: the fields read this way
 /// (`Connection`, `Vary`, `TE`, `Accept-Encoding`, `Pragma`, `Cache-Tag`) hold tokens.
+/// (Text lines are ASCII: they are split and trimmed as bytes, which costs a fraction of
+/// `str::split`'s searcher and `str::trim`'s Unicode tables on these short lines.)
 pub fn list_members<K: AsHeaderName>(headers: &HeaderMap, name: K) -> impl Iterator<Item = &str> {
     headers
         .get_all(name)
         .iter()
         .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim)
+        .flat_map(|value| value.as_bytes().split(|&byte| byte == b','))
+        .map(<[u8]>::trim_ascii)
         .filter(|member| !member.is_empty())
+        .filter_map(|member| std::str::from_utf8(member).ok())
 }
 
 /// A directive's delta-seconds value.

@@ -131,11 +131,12 @@ pub fn upgrade_requested(version: http::Version, headers: &HeaderMap) -> Option<
     if version != http::Version::HTTP_11 {
         return None;
     }
-    let connection_upgrade =
-        connection_tokens(headers).any(|token| token.eq_ignore_ascii_case("upgrade"));
-    connection_upgrade
-        .then(|| headers.get(header::UPGRADE).cloned())
-        .flatten()
+    // `Upgrade` first: one look-up rules out most requests, which have none, where
+    // `Connection` (`close`, say) would be split into its options.
+    let protocol = headers.get(header::UPGRADE)?;
+    connection_tokens(headers)
+        .any(|token| token.eq_ignore_ascii_case("upgrade"))
+        .then(|| protocol.clone())
 }
 
 /// Puts back the two headers that carry a protocol switch, after the hop-by-hop ones went.
