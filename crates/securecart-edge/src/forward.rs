@@ -51,7 +51,7 @@ pub(crate) fn framing_header(name: &HeaderName) -> u8 {
         (header::EXPECT, framing::EXPECT),
     ]
     .iter()
-    .find(|(framing, _)| framing == name)
+    .find(|(known, _)| known == name)
     .map_or(0, |&(_, bit)| bit)
 }
 
@@ -313,6 +313,12 @@ mod tests {
             let name = HeaderName::from_bytes(name.as_bytes()).expect("name");
             assert_eq!(framing_header(&name), bit, "{name}");
         }
+        // Six headers, six bits of their own.
+        let bits = cases.iter().fold(0u8, |bits, (_, bit)| {
+            assert_eq!(bits & bit, 0, "a bit shared");
+            bits | bit
+        });
+        assert_eq!(bits.count_ones(), 6);
     }
 
     /// `TE` is hop-by-hop but for `trailers`, which is kept wherever the client's lines

@@ -670,16 +670,17 @@ async fn read_head(
 }
 
 /// What an answer's framing headers say, read from their lines as its head is parsed, so
-/// that framing it looks nothing up in its header map (most answers have `Connection`
-/// and `Content-Length` only; see `forward::framing`).
+/// that an answer without `Transfer-Encoding` (most have `Connection` and
+/// `Content-Length` only; see `forward::framing`) is framed with no look-up in its header
+/// map. A transfer coding is read from the map, which rarely holds one.
 struct FramingHeaders {
     /// Which of them the answer has, as `forward::framing` bits.
     present: u8,
     /// Whether `Connection` names `close`, and `keep-alive`.
     close: bool,
     keep_alive: bool,
-    /// What `Content-Length` says (`None`: only empty lines), or the first fault found in
-    /// its lines.
+    /// What `Content-Length` says (`None`: no line, or only empty ones), or the first
+    /// fault found in its lines.
     length: Result<Option<u64>, &'static str>,
 }
 
@@ -1270,6 +1271,8 @@ mod tests {
                 false,
                 Err("invalid framing header"),
             ),
+            (&[(connection, b"keep-alive,\tclose")], true, true, Ok(None)),
+            (&[(length, b"5,\t5\t")], false, false, Ok(Some(5))),
         ];
         for (lines, close, keep_alive, expected) in cases {
             let mut seen = FramingHeaders::new();
