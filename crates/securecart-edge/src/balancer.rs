@@ -167,9 +167,10 @@ impl Target {
 
     /// Resolves when the target's requests are cut off.
     pub async fn cut_off(&self) {
+        // A `Notified` receives every `notify_waiters` from its creation on, polled or not
+        // (tokio's documentation), so the flag is read after it is made and it registers
+        // once, at its first poll (an `enable` first would take the waiters' lock twice).
         let cut = self.load.cut.notified();
-        tokio::pin!(cut);
-        cut.as_mut().enable();
         if !self.load.closed.load(Ordering::SeqCst) {
             cut.await;
         }
