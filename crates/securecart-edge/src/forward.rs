@@ -55,19 +55,17 @@ pub(crate) fn framing_header(name: &HeaderName) -> u8 {
     .map_or(0, |&(_, bit)| bit)
 }
 
-/// Which of [`HOP_BY_HOP`] a map holds, as a bit set, read in one pass over its names
-/// (most requests have none; most HTTP/1.1 responses have only `Connection`).
-fn hop_by_hop_present(headers: &HeaderMap) -> u8 {
-    headers.keys().fold(0, |present, name| {
-        HOP_BY_HOP
-            .iter()
-            .position(|hop| hop == name)
-            .map_or(present, |index| present | 1 << index)
-    })
+/// The bit of `name` in a set of [`HOP_BY_HOP`] headers (0: not hop-by-hop).
+fn hop_by_hop_bit(name: &HeaderName) -> u8 {
+    HOP_BY_HOP
+        .iter()
+        .position(|hop| hop == name)
+        .map_or(0, |index| 1 << index)
 }
 
+/// Whether a map holds a hop-by-hop header (most requests hold none).
 fn has_hop_by_hop(headers: &HeaderMap) -> bool {
-    hop_by_hop_present(headers) != 0
+    headers.keys().any(|name| hop_by_hop_bit(name) != 0)
 }
 
 /// The options the `Connection` headers name, trimmed (a value that is not text names
@@ -78,7 +76,18 @@ pub(crate) fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &st
 
 /// Removes the hop-by-hop headers, including those the `Connection` header names.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let present = hop_by_hop_present(headers);
+    // One pass over the lines: which hop-by-hop headers there are, and `Connection`'s
+    // line when it has one only.
+    let (mut present, mut connection_lines, mut lone) = (0, 0, None);
+    for (name, value) in headers.iter() {
+        let bit = hop_by_hop_bit(name);
+        present |= bit;
+        // (`Connection` is the first of `HOP_BY_HOP`.)
+        if bit == 1 {
+            connection_lines += 1;
+            lone = Some(value.as_bytes());
+        }
+    }
     if present == 0 {
         return;
     }
@@ -89,13 +98,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // and a name per request. (Removing each named header by its name as text instead,
     // from a copy of `Connection`'s lines, built no name for any option but cost more on
     // those usual lines: callgrind, 2026-11-27.)
-    let lone = {
-        let mut lines = headers.get_all(header::CONNECTION).iter();
-        match (lines.next(), lines.next()) {
-            (Some(line), None) => Some(line.as_bytes()),
-            _ => None,
-        }
-    };
+    let lone = lone.filter(|_| connection_lines == 1);
     let (close, named) = match lone {
         Some(line) if line.eq_ignore_ascii_case(b"keep-alive") => (false, Vec::new()),
         Some(line) if line.eq_ignore_ascii_case(b"close") => (true, Vec::new()),
@@ -367,6 +370,7 @@ mod tests {
             (&["Close, X-Private"], "x-private"),
             (&["keep-alive, CLOSE"], "close"),
             (&["close", " , x-private"], "x-private"),
+            (&["x-private", "keep-alive"], "x-private"),
         ] {
             let mut headers = HeaderMap::new();
             for line in connection {
