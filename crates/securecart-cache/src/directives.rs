@@ -16,17 +16,22 @@ use http::{HeaderMap, HeaderValue};
 /// lines, trimmed, empty ones skipped (as recipients must); a line that is not text holds
 /// none. Commas inside quoted strings are not told apart: the fields read this way
 /// (`Connection`, `Vary`, `TE`, `Accept-Encoding`, `Pragma`, `Cache-Tag`) hold tokens.
-/// (Text lines are ASCII: they are split and trimmed as bytes, which costs a fraction of
-/// `str::split`'s searcher and `str::trim`'s Unicode tables on these short lines.)
+/// (Text lines are ASCII: they are split by a character set, which tests each character,
+/// and trimmed of ASCII space: a fraction of what `str::split(',')`'s searcher and
+/// `str::trim`'s Unicode tables cost on these short lines.)
 pub fn list_members<K: AsHeaderName>(headers: &HeaderMap, name: K) -> impl Iterator<Item = &str> {
     headers
         .get_all(name)
         .iter()
         .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.as_bytes().split(|&byte| byte == b','))
-        .map(<[u8]>::trim_ascii)
+        .flat_map(line_members)
+}
+
+/// The members of one line of a list field, as [`list_members`] reads each line.
+pub fn line_members(line: &str) -> impl Iterator<Item = &str> {
+    line.split([','])
+        .map(str::trim_ascii)
         .filter(|member| !member.is_empty())
-        .filter_map(|member| std::str::from_utf8(member).ok())
 }
 
 /// A directive's delta-seconds value.

@@ -7,7 +7,8 @@ use http::request::Parts;
 
 use crate::context::RequestContext;
 
-/// Headers that describe one connection and never travel past it.
+/// Headers that describe one connection and never travel past it (`Connection` first:
+/// [`CONNECTION_BIT`] is its bit in a set of them).
 const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -55,6 +56,9 @@ pub(crate) fn framing_header(name: &HeaderName) -> u8 {
     .map_or(0, |&(_, bit)| bit)
 }
 
+/// `Connection`'s bit in a set of [`HOP_BY_HOP`] headers.
+const CONNECTION_BIT: u8 = 1;
+
 /// The bit of `name` in a set of [`HOP_BY_HOP`] headers (0: not hop-by-hop).
 fn hop_by_hop_bit(name: &HeaderName) -> u8 {
     HOP_BY_HOP
@@ -82,8 +86,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for (name, value) in headers.iter() {
         let bit = hop_by_hop_bit(name);
         present |= bit;
-        // (`Connection` is the first of `HOP_BY_HOP`.)
-        if bit == 1 {
+        if bit == CONNECTION_BIT {
             connection_lines += 1;
             lone = Some(value.as_bytes());
         }
@@ -363,6 +366,10 @@ mod tests {
 
     #[test]
     fn the_headers_connection_names_are_removed_whatever_their_case() {
+        assert_eq!(
+            super::hop_by_hop_bit(&header::CONNECTION),
+            super::CONNECTION_BIT
+        );
         for (connection, named) in [
             (&["close"][..], "close"),
             (&["Keep-Alive"], "keep-alive"),

@@ -35,6 +35,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
+use securecart_cache::directives::line_members;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -603,12 +604,12 @@ async fn read_head(
                     for field in response.headers.iter() {
                         let name = HeaderName::from_bytes(field.name.as_bytes())
                             .map_err(|_| invalid("the target sent an invalid header name"))?;
-                        seen.read(crate::forward::framing_header(&name), field.value);
                         let start = field.value.as_ptr() as usize - base;
                         match HeaderValue::from_maybe_shared(
                             head.slice(start..start + field.value.len()),
                         ) {
                             Ok(value) => {
+                                seen.read(crate::forward::framing_header(&name), &value);
                                 map.append(name, value);
                             }
                             Err(_) => invalid_value = true,
@@ -694,40 +695,35 @@ impl FramingHeaders {
         }
     }
 
-    /// Notes a header line of the framing header `bit` (0 for any other header).
-    fn read(&mut self, bit: u8, value: &[u8]) {
+    /// Notes a header line of the framing header `bit` (0 for any other header), read
+    /// as the header map's look-ups read it: a line that is not text (`to_str`) names no
+    /// `Connection` option and makes `Content-Length` invalid; options and lengths are
+    /// the line's list members (`directives::line_members`). (An answer with a value the
+    /// header map refuses fails before it is framed: such lines are not read.)
+    fn read(&mut self, bit: u8, value: &HeaderValue) {
         if bit == 0 {
             return;
         }
         self.present |= bit;
-        // Lines of text only, as `HeaderValue::to_str` takes them.
-        let text = value
-            .iter()
-            .all(|&byte| byte == b'\t' || (b' '..0x7f).contains(&byte));
-        let tokens = value
-            .split(|&byte| byte == b',')
-            .map(<[u8]>::trim_ascii)
-            .filter(|token| !token.is_empty());
-        match bit {
-            // A line that is not text names no option, as in `forward::connection_tokens`.
-            framing::CONNECTION if text => {
-                for token in tokens {
-                    self.close |= token.eq_ignore_ascii_case(b"close");
-                    self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+        let text = value.to_str().ok();
+        match (bit, text) {
+            (framing::CONNECTION, Some(text)) => {
+                for token in line_members(text) {
+                    self.close |= token.eq_ignore_ascii_case("close");
+                    self.keep_alive |= token.eq_ignore_ascii_case("keep-alive");
                 }
             }
-            framing::CONTENT_LENGTH => {
+            (framing::CONTENT_LENGTH, text) => {
                 let Ok(mut length) = self.length else {
                     return;
                 };
-                if !text {
+                let Some(text) = text else {
                     self.length = Err("the target sent an invalid framing header");
                     return;
-                }
-                for token in tokens {
-                    let parsed = std::str::from_utf8(token)
-                        .ok()
-                        .filter(|_| token.iter().all(u8::is_ascii_digit))
+                };
+                for token in line_members(text) {
+                    let parsed = Some(token)
+                        .filter(|token| token.bytes().all(|byte| byte.is_ascii_digit()))
                         .and_then(|digits| digits.parse::<u64>().ok());
                     let Some(parsed) = parsed else {
                         self.length = Err("the target sent an invalid Content-Length");
@@ -1200,6 +1196,8 @@ fn fail(body: &mut ResponseBody, error: BoxError) -> BoxError {
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderValue;
+
     use super::{FramingHeaders, framing};
 
     /// What an answer's `Connection` and `Content-Length` lines say, read from the lines
@@ -1277,7 +1275,7 @@ mod tests {
         for (lines, close, keep_alive, expected) in cases {
             let mut seen = FramingHeaders::new();
             for (bit, value) in *lines {
-                seen.read(*bit, value);
+                seen.read(*bit, &HeaderValue::from_bytes(value).expect("value"));
             }
             let present = lines.iter().fold(0, |present, (bit, _)| present | bit);
             assert_eq!(seen.present, present, "{lines:?}");
