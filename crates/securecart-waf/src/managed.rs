@@ -1826,6 +1826,72 @@ mod tests {
     }
 
     #[test]
+    fn evaluations_on_one_thread_do_not_see_each_others_scans() {
+        // Each evaluation's scan takes the buffers the thread's last one left (see
+        // `statement::ScanBuffers`): what an injection matched, or another ACL's merge,
+        // must not carry over.
+        let strict = acl_with(
+            Vec::new(),
+            &Group::ALL,
+            Sensitivity {
+                paranoia: 4,
+                anomaly_threshold: None,
+            },
+            &Overrides::default(),
+        );
+        let acls = [default_acl(), strict];
+        let mut headers = HeaderMap::new();
+        headers.insert("user-agent", "Mozilla/5.0".parse().expect("value"));
+        let queries = [
+            "q=1%27%20OR%20%271%27%3D%271",
+            "q=red+wool+coat&page=2",
+            "q=%3Cscript%3Ealert(1)%3C/script%3E",
+            "q=shoes",
+        ];
+        let judge = |acl: &WebAcl, query: &str| {
+            let verdict = acl.evaluate(&Inspection::new(
+                "GET",
+                "/search",
+                Some(query),
+                &headers,
+                b"",
+                false,
+                "127.0.0.1".parse().expect("address"),
+            ));
+            (verdict.blocked, verdict.terminating_rule)
+        };
+        // Each request judged on a thread of its own, with no scan before it.
+        let alone: Vec<Vec<(bool, Option<String>)>> = std::thread::scope(|threads| {
+            let judge = &judge;
+            acls.iter()
+                .map(|acl| {
+                    queries
+                        .iter()
+                        .map(|query| threads.spawn(move || judge(acl, query)))
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .map(|thread| thread.join().expect("judged"))
+                        .collect()
+                })
+                .collect()
+        });
+        assert!(alone[0][0].0, "the injection is blocked");
+        assert_eq!(alone[0][1], (false, None), "the search passes");
+        // The same requests, both ACLs in turn, on this one thread, twice.
+        for _ in 0..2 {
+            for (at, query) in queries.iter().enumerate() {
+                for (which, acl) in acls.iter().enumerate() {
+                    assert_eq!(
+                        judge(acl, query),
+                        alone[which][at],
+                        "{query} by ACL {which}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn paranoia_levels_add_rules_and_scores_add_up() {
         let inspection = |query: &'static str, accept: bool| {
             let mut headers = HeaderMap::new();

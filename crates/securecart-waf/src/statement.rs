@@ -1153,6 +1153,60 @@ pub(crate) struct Scan<'m> {
     scanned: std::cell::Cell<u64>,
     matched: std::cell::Cell<u64>,
     with_trait: [std::cell::Cell<u64>; Traits::BITS],
+    /// What a group's set finds in one value, before its own expressions are taken.
+    scratch: std::cell::RefCell<Option<regex_automata::PatternSet>>,
+}
+
+/// A [`Scan`]'s buffers, emptied and kept by each thread for its next evaluation: a scan
+/// needs a cell per chain and per field of its merge, which for the default ACL take
+/// more than a kilobyte, and glibc serves an allocation of that size from its shared
+/// bins, consolidating its small freed chunks first, at every evaluation.
+struct ScanBuffers {
+    found: Vec<std::cell::OnceCell<ChainFound>>,
+    fields: Vec<std::cell::OnceCell<FieldScan>>,
+    value_traits: Vec<Traits>,
+    scratch: Option<regex_automata::PatternSet>,
+}
+
+impl ScanBuffers {
+    const EMPTY: Self = Self {
+        found: Vec::new(),
+        fields: Vec::new(),
+        value_traits: Vec::new(),
+        scratch: None,
+    };
+
+    /// More values' traits than this are not kept for the next scan (a request with
+    /// thousands of arguments would hold on to their room).
+    const MOST_VALUES_KEPT: usize = 1024;
+}
+
+thread_local! {
+    static SPARE_SCAN: std::cell::Cell<ScanBuffers> = const {
+        std::cell::Cell::new(ScanBuffers::EMPTY)
+    };
+}
+
+impl Drop for Scan<'_> {
+    fn drop(&mut self) {
+        let mut found = std::mem::take(&mut self.found);
+        let mut fields = std::mem::take(&mut self.fields);
+        let mut value_traits = self.value_traits.take();
+        found.clear();
+        fields.clear();
+        value_traits.clear();
+        if value_traits.capacity() > ScanBuffers::MOST_VALUES_KEPT {
+            value_traits = Vec::new();
+        }
+        let buffers = ScanBuffers {
+            found,
+            fields,
+            value_traits,
+            scratch: self.scratch.take(),
+        };
+        // (Not kept when the thread is ending.)
+        let _ = SPARE_SCAN.try_with(|spare| spare.set(buffers));
+    }
 }
 
 /// Which of a chain's expressions were found in a request (nothing is allocated until
@@ -1197,19 +1251,28 @@ struct FieldScan {
 
 impl<'m> Scan<'m> {
     pub(crate) fn new(merged: &'m Merged) -> Self {
+        // The buffers the thread's last scan left, empty (none when the thread is
+        // ending, or when another scan on it is under way).
+        let ScanBuffers {
+            mut found,
+            mut fields,
+            value_traits,
+            scratch,
+        } = SPARE_SCAN
+            .try_with(|spare| spare.replace(ScanBuffers::EMPTY))
+            .unwrap_or(ScanBuffers::EMPTY);
+        found.resize_with(merged.chains.len(), std::cell::OnceCell::new);
+        fields.resize_with(merged.fields.len(), std::cell::OnceCell::new);
         Self {
             merged,
-            found: (0..merged.chains.len())
-                .map(|_| std::cell::OnceCell::new())
-                .collect(),
-            fields: (0..merged.fields.len())
-                .map(|_| std::cell::OnceCell::new())
-                .collect(),
-            value_traits: std::cell::RefCell::new(Vec::with_capacity(32)),
+            found,
+            fields,
+            value_traits: std::cell::RefCell::new(value_traits),
             found_nothing: std::cell::Cell::new(0),
             scanned: std::cell::Cell::new(0),
             matched: std::cell::Cell::new(0),
             with_trait: Default::default(),
+            scratch: std::cell::RefCell::new(scratch),
         }
     }
 
@@ -1250,8 +1313,15 @@ impl<'m> Scan<'m> {
         if !set.is_match(input.clone()) {
             return None;
         }
-        let mut local = regex_automata::PatternSet::new(set.pattern_len());
-        set.which_overlapping_matches(&input, &mut local);
+        let mut scratch = self.scratch.borrow_mut();
+        let local = match &mut *scratch {
+            Some(local) if local.capacity() >= set.pattern_len() => {
+                local.clear();
+                local
+            }
+            unfit => unfit.insert(regex_automata::PatternSet::new(set.pattern_len())),
+        };
+        set.which_overlapping_matches(&input, local);
         let mut matches = Found::new(self.merged.all);
         for pattern in local.iter() {
             let pattern = regex_automata::PatternID::new_unchecked(in_all[pattern]);
