@@ -4,6 +4,12 @@
 //!
 //!     cargo run --release -p securecart-waf --example evaluate [ROUNDS]
 //!
+//! Two more cases send a different 2 KiB form each time, whose review is words (a shop's,
+//! some of them SQL's too, at random) or random printable bytes: such text leads the regex
+//! engine's lazy DFAs to states they have not built yet, which the benchmark's review,
+//! one sentence said over and over, does not (see `src/setsearch.rs`). The last case is
+//! the benchmark's form again, after them.
+//!
 //! `CASE=GET` (or `POST`) runs only the cases whose name starts so, for `perf record`.
 //! `EVICT=KIB` writes that many KiB of other memory between evaluations (outside the
 //! timing), as a server's network work does to the caches: the evaluation as the edge
@@ -13,6 +19,16 @@ use std::io::Write;
 use std::time::Instant;
 
 use securecart_waf::{Inspection, managed};
+
+/// A case: its name, the request's method, query and headers, and the bodies it sends in
+/// turn.
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a http::HeaderMap,
+    Vec<&'a [u8]>,
+);
 
 fn main() {
     let rounds: u32 = std::env::args()
@@ -43,21 +59,76 @@ fn main() {
     );
     post.insert("content-length", form.len().into());
     let query = "q=red+wool+coat&category=women&page=2&per_page=24&sort=price";
-    let cases: [(&str, &str, &str, &http::HeaderMap, &[u8]); 3] = [
-        ("GET with a query string", "GET", query, &get, b""),
+    // Forms of varied reviews, a different one for each of 256 evaluations in turn.
+    let mut seed = 42u64;
+    let mut random = move |below: usize| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) as usize % below
+    };
+    const WORDS: [&str; 24] = [
+        "the", "coat", "is", "warm", "and", "light", "but", "sleeves", "long", "for", "me",
+        "would", "buy", "again", "from", "update", "order", "table", "size", "colour", "my",
+        "shop", "select", "with",
+    ];
+    let mut varied = |printable: bool| -> Vec<Vec<u8>> {
+        (0..256)
+            .map(|_| {
+                let mut review = String::new();
+                while review.len() < 2000 {
+                    if printable {
+                        review.push(char::from(b' ' + random(95) as u8));
+                    } else {
+                        review.push_str(WORDS[random(WORDS.len())]);
+                        review.push(if random(9) == 0 { ',' } else { ' ' });
+                    }
+                }
+                form_urlencoded::Serializer::new(String::new())
+                    .append_pair("review", &review)
+                    .finish()
+                    .into_bytes()
+            })
+            .collect()
+    };
+    let words = varied(false);
+    let printable = varied(true);
+    let cases: [Case<'_>; 6] = [
+        ("GET with a query string", "GET", query, &get, vec![b""]),
         (
             "POST of a 2 KiB form",
             "POST",
             query,
             &post,
-            form.as_bytes(),
+            vec![form.as_bytes()],
         ),
         (
             "GET with an injection",
             "GET",
             "q=1%27%20OR%20%271%27%3D%271",
             &get,
-            b"",
+            vec![b""],
+        ),
+        (
+            "POST of 2 KiB forms of varied words",
+            "POST",
+            "",
+            &post,
+            words.iter().map(Vec::as_slice).collect(),
+        ),
+        (
+            "POST of 2 KiB forms of random printable bytes",
+            "POST",
+            "",
+            &post,
+            printable.iter().map(Vec::as_slice).collect(),
+        ),
+        (
+            "POST of a 2 KiB form, after those",
+            "POST",
+            query,
+            &post,
+            vec![form.as_bytes()],
         ),
     ];
     let client = "127.0.0.1".parse().expect("address");
@@ -75,25 +146,27 @@ fn main() {
         .and_then(|kib| kib.parse().ok())
         .unwrap_or(0);
     let mut other = vec![0u8; evict * 1024];
-    for (name, method, query, headers, body) in cases {
+    for (name, method, query, headers, bodies) in cases {
         if only.as_deref().is_some_and(|only| !name.starts_with(only)) {
             continue;
         }
-        let evaluate = || {
+        let evaluate = |round: u32| {
             let inspection = Inspection::new(
                 method,
                 "/api/catalog/products",
                 Some(query),
                 headers,
-                body,
+                bodies[round as usize % bodies.len()],
                 false,
                 client,
             );
             acl.evaluate(&inspection)
         };
-        let blocked = evaluate().blocked;
+        let blocked = (0..bodies.len() as u32)
+            .filter(|&round| evaluate(round).blocked)
+            .count();
         let mut spent = std::time::Duration::ZERO;
-        for _ in 0..rounds {
+        for round in 0..rounds {
             if !other.is_empty() {
                 other
                     .iter_mut()
@@ -101,11 +174,17 @@ fn main() {
                 std::hint::black_box(&other);
             }
             let started = Instant::now();
-            std::hint::black_box(evaluate());
+            std::hint::black_box(evaluate(round));
             spent += started.elapsed();
         }
         let each = spent.as_secs_f64() * 1e6 / f64::from(rounds);
-        let line = format!("{name}: {each:.2} µs per evaluation (blocked: {blocked})");
+        let line = match bodies.len() {
+            1 => format!(
+                "{name}: {each:.2} µs per evaluation (blocked: {})",
+                blocked == 1
+            ),
+            all => format!("{name}: {each:.2} µs per evaluation ({blocked} of {all} blocked)"),
+        };
         if writeln!(std::io::stdout(), "{line}").is_err() {
             return;
         }

@@ -45,6 +45,7 @@ pub mod managed;
 mod needles;
 mod prefix;
 pub mod rate;
+mod setsearch;
 pub mod sqli;
 pub mod statement;
 pub mod transform;

@@ -10,6 +10,7 @@ use ipnet::IpNet;
 use crate::inspect::{Field, Inspection, MAX_MEMO_CHAIN, Transformed, chain_key};
 use crate::needles::Needles;
 use crate::prefix::PrefixSearch;
+use crate::setsearch::SetSearch;
 use crate::transform::{self, Traits, Transform};
 
 /// Where a byte match looks for its string.
@@ -680,7 +681,7 @@ struct MergedChain {
     fields: Vec<usize>,
     /// The same places as bits, when they are all below 64 (see [`Scan::found`]).
     field_bits: Option<u64>,
-    set: regex_automata::meta::Regex,
+    set: SetSearch,
     /// What every match of the set holds unless it starts at the value's start.
     needles: Option<Needles>,
     /// The set's search of a long value's transformation without it, when the chain
@@ -709,7 +710,7 @@ struct FieldGroup {
 
 /// A set of expressions that one or more field groups scan their values with.
 #[derive(Debug)]
-struct SharedSet<R = regex_automata::meta::Regex> {
+struct SharedSet<R = SetSearch> {
     set: R,
     /// Each of the set's expressions' number among all of the merge's.
     in_all: Vec<usize>,
@@ -832,18 +833,8 @@ type GroupSets<R> = Vec<(Option<Arc<SharedSet<R>>>, Option<Found>, Vec<usize>)>;
 
 /// A merged set: on bytes, ASCII classes, every pattern that matches reported (as
 /// `regex::bytes::RegexSet` builds its sets), within [`MERGED_SIZE_LIMIT`].
-fn merged_set<P: AsRef<str>>(patterns: &[P]) -> Option<regex_automata::meta::Regex> {
-    regex_automata::meta::Regex::builder()
-        .syntax(merged_syntax())
-        .configure(
-            regex_automata::meta::Regex::config()
-                .match_kind(regex_automata::MatchKind::All)
-                .utf8_empty(false)
-                .which_captures(regex_automata::nfa::thompson::WhichCaptures::None)
-                .nfa_size_limit(Some(MERGED_SIZE_LIMIT)),
-        )
-        .build_many(patterns)
-        .ok()
+fn merged_set<P: AsRef<str>>(patterns: &[P]) -> Option<SetSearch> {
+    SetSearch::new(patterns, merged_syntax(), MERGED_SIZE_LIMIT)
 }
 
 /// How the merged sets read their expressions.
@@ -905,15 +896,79 @@ fn case_blind(pattern: &str) -> bool {
 /// lowercasing is merged blind to case, and without the lowercasing: it finds at least
 /// what it found (whatever matches in a lowercased text matches, blind to case, in the
 /// text), and most values are then left as they are by the chain. (Unless the expression
-/// turns blindness off somewhere, `(?-i)`: then it is merged as it is.)
+/// turns blindness off somewhere, `(?-i)`: then it is merged as it is.) Its long counted
+/// repetitions are merged unbounded (see [`loosened`]).
 fn merged_as<'s>(regex: &'s str, transforms: &'s [Transform]) -> (&'s [Transform], Cow<'s, str>) {
     if let Some((Transform::Lowercase, before)) = transforms.split_last() {
         let blind = format!("(?i:{regex})");
         if case_blind(&blind) {
-            return (before, Cow::Owned(blind));
+            return (before, loosened(Cow::Owned(blind)));
         }
     }
-    (transforms, Cow::Borrowed(regex))
+    (transforms, loosened(Cow::Borrowed(regex)))
+}
+
+/// A counted repetition of more than this many is merged unbounded (see [`loosened`]).
+const MOST_MERGED_COUNT: u32 = 16;
+
+/// `pattern` with each counted repetition of more than [`MOST_MERGED_COUNT`] unbounded
+/// (`[^;]{0,100}` as `[^;]{0,}`): what it matches and more, for a merged set, whose
+/// findings only open the way to a statement's own expression.
+///
+/// A lazy DFA follows a counted repetition with a state for each count of each of its
+/// starts under way. In a set of many expressions, text that starts such repetitions
+/// over and over (`select` ... `from` in `\bselect\b[^;]{0,100}\bfrom\b`, which any
+/// text can hold) makes a new state of nearly every byte: the engine's cache fills,
+/// and after a few clears it gives the search up to its NFA simulation, a thousand times
+/// slower. Measured on 2026-11-27 with the default ACL: 20 ms to evaluate a 2 KiB form
+/// of shop and SQL words, 80 ms for 8 KiB, against 15 µs for a review of plain text.
+fn loosened(pattern: Cow<'_, str>) -> Cow<'_, str> {
+    use regex_syntax::hir::{Capture, Hir, HirKind, Repetition};
+    fn loosen(hir: &Hir) -> Option<Hir> {
+        match hir.kind() {
+            HirKind::Repetition(repetition) => {
+                let long = repetition
+                    .max
+                    .is_some_and(|max| max > MOST_MERGED_COUNT && max > repetition.min);
+                let sub = loosen(&repetition.sub);
+                (long || sub.is_some()).then(|| {
+                    Hir::repetition(Repetition {
+                        max: if long { None } else { repetition.max },
+                        sub: Box::new(sub.unwrap_or_else(|| (*repetition.sub).clone())),
+                        ..*repetition
+                    })
+                })
+            }
+            HirKind::Capture(capture) => loosen(&capture.sub).map(|sub| {
+                Hir::capture(Capture {
+                    index: capture.index,
+                    name: capture.name.clone(),
+                    sub: Box::new(sub),
+                })
+            }),
+            HirKind::Concat(parts) => loosen_all(parts).map(Hir::concat),
+            HirKind::Alternation(branches) => loosen_all(branches).map(Hir::alternation),
+            HirKind::Empty | HirKind::Literal(_) | HirKind::Class(_) | HirKind::Look(_) => None,
+        }
+    }
+    fn loosen_all(hirs: &[Hir]) -> Option<Vec<Hir>> {
+        let loosened: Vec<Option<Hir>> = hirs.iter().map(loosen).collect();
+        loosened.iter().any(Option::is_some).then(|| {
+            loosened
+                .into_iter()
+                .zip(hirs)
+                .map(|(loosened, hir)| loosened.unwrap_or_else(|| hir.clone()))
+                .collect()
+        })
+    }
+    match regex_automata::util::syntax::parse_with(&pattern, &merged_syntax())
+        .ok()
+        .as_ref()
+        .and_then(loosen)
+    {
+        Some(hir) => Cow::Owned(hir.to_string()),
+        None => pattern,
+    }
 }
 
 /// Whether a statement's expression joins a merge (see [`Merged`]).
@@ -1153,7 +1208,8 @@ pub(crate) struct Scan<'m> {
     scanned: std::cell::Cell<u64>,
     matched: std::cell::Cell<u64>,
     with_trait: [std::cell::Cell<u64>; Traits::BITS],
-    /// What a group's set finds in one value, before its own expressions are taken.
+    /// What a set finds in one value (before a group's own expressions are taken, or
+    /// before a chain adds them to what it found).
     scratch: std::cell::RefCell<Option<regex_automata::PatternSet>>,
 }
 
@@ -1278,17 +1334,37 @@ impl<'m> Scan<'m> {
 
     /// Adds to `found` what `set` finds in `value`.
     fn scan(
-        set: &regex_automata::meta::Regex,
+        &self,
+        set: &SetSearch,
         needles: Option<&Needles>,
         value: &[u8],
         found: &mut ChainFound,
     ) {
-        // Most values match none: finding that out stops at nothing, and is cheaper than
-        // the search for every match.
         let input = search_input(needles, value);
-        if set.is_match(input.clone()) {
-            set.which_overlapping_matches(&input, found.set(set.pattern_len()));
+        let mut scratch = self.scratch.borrow_mut();
+        let matched = Self::scratch_for(&mut scratch, set);
+        if set.search(&input, matched) {
+            let found = found.set(set.pattern_len());
+            for pattern in matched.iter() {
+                found.insert(pattern);
+            }
         }
+    }
+
+    /// The scratch set, empty, for `set`'s expressions.
+    fn scratch_for<'s>(
+        scratch: &'s mut Option<regex_automata::PatternSet>,
+        set: &SetSearch,
+    ) -> &'s mut regex_automata::PatternSet {
+        if scratch
+            .as_ref()
+            .is_none_or(|local| local.capacity() < set.pattern_len())
+        {
+            *scratch = Some(regex_automata::PatternSet::new(set.pattern_len()));
+        }
+        let local = scratch.as_mut().expect("made above");
+        local.clear();
+        local
     }
 
     /// Which expressions of `group`'s set match `value` (`None`: none, or the group has
@@ -1310,18 +1386,11 @@ impl<'m> Scan<'m> {
         // starts past the value's start needs one of them.
         let input = search_input(needles.as_ref(), value);
         let SharedSet { set, in_all } = &**shared;
-        if !set.is_match(input.clone()) {
+        let mut scratch = self.scratch.borrow_mut();
+        let local = Self::scratch_for(&mut scratch, set);
+        if !set.search(&input, local) {
             return None;
         }
-        let mut scratch = self.scratch.borrow_mut();
-        let local = match &mut *scratch {
-            Some(local) if local.capacity() >= set.pattern_len() => {
-                local.clear();
-                local
-            }
-            unfit => unfit.insert(regex_automata::PatternSet::new(set.pattern_len())),
-        };
-        set.which_overlapping_matches(&input, local);
         let mut matches = Found::new(self.merged.all);
         for pattern in local.iter() {
             let pattern = regex_automata::PatternID::new_unchecked(in_all[pattern]);
@@ -1510,7 +1579,7 @@ impl<'m> Scan<'m> {
                     }
                     let transformed = inspection.transformed_as(value, traits, &chain.transforms);
                     if !matches!(transformed, Transformed::Same(_)) || scan.is_none() {
-                        Self::scan(&chain.set, chain.needles.as_ref(), &transformed, &mut found);
+                        self.scan(&chain.set, chain.needles.as_ref(), &transformed, &mut found);
                     }
                     found.is_full()
                 });
@@ -1602,8 +1671,72 @@ fn matches_position(value: &[u8], search: &[u8], position: Position) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{Statement, could_be_sqli, could_be_xss, group_sets, share_sets};
+    use super::{Statement, could_be_sqli, could_be_xss, group_sets, loosened, share_sets};
     use crate::inspect::Inspection;
+    use std::borrow::Cow;
+
+    #[test]
+    fn long_counts_are_merged_unbounded_and_match_at_least_what_they_did() {
+        let select = r"(?i)\bselect\b[^;]{0,100}\bfrom\b";
+        let cases = [
+            (select, true),
+            (r"on[a-z]{3,50}=", true),
+            (r"`[^`]{1,200}`", true),
+            (r"(?:x[^)]{0,40}\))+", true),
+            // Short counts and exact ones stay: they cost the DFA little.
+            (r"\d{1,3}\.\d{1,3}", false),
+            (r"[0-9a-f]{64}", false),
+            (r"a+b*", false),
+        ];
+        for (pattern, changes) in cases {
+            let merged = loosened(Cow::Borrowed(pattern));
+            assert_eq!(
+                matches!(merged, Cow::Owned(_)),
+                changes,
+                "{pattern} as {merged}"
+            );
+            let bytes = |pattern: &str| {
+                regex::bytes::RegexBuilder::new(pattern)
+                    .unicode(false)
+                    .build()
+                    .expect("compiles")
+            };
+            let (exact, loose) = (bytes(pattern), bytes(&merged));
+            let texts: [&[u8]; 7] = [
+                b"SELECT name FROM users",
+                b"select a lot of things, many more than a hundred bytes of them, before the one word that ends it all at last: from",
+                b"onmouseover=",
+                b"`id`",
+                b"x1)x2)",
+                b"10.0",
+                b"aab",
+            ];
+            for text in texts {
+                assert!(
+                    !exact.is_match(text) || loose.is_match(text),
+                    "{merged} misses {}",
+                    String::from_utf8_lossy(text)
+                );
+            }
+            if changes {
+                assert!(
+                    !merged.contains("100") && !merged.contains("200"),
+                    "{merged}"
+                );
+            }
+        }
+        // The long text's `from` is more than 100 bytes after its `select`: only the
+        // loosened expression finds it (the statement's own expression then says no).
+        let far = b"select a lot of things, many more than a hundred bytes of them, before the one word that ends it all at last: from";
+        let bytes = |pattern: &str| {
+            regex::bytes::RegexBuilder::new(pattern)
+                .unicode(false)
+                .build()
+                .expect("compiles")
+        };
+        assert!(!bytes(select).is_match(far));
+        assert!(bytes(&loosened(Cow::Borrowed(select))).is_match(far));
+    }
 
     #[test]
     fn a_shared_set_too_large_to_build_leaves_its_groups_their_own() {
