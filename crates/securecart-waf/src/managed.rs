@@ -837,7 +837,7 @@ fn sqli() -> Vec<(&'static str, Statement)> {
             "SC-SQLI-003",
             regex_in(
                 inputs(),
-                r"(?i)\bunion\b(?:\s|\(|/\*.*?\*/)*(?:all|distinct)?(?:\s|\()*select\b|\b(?:sleep|benchmark|pg_sleep|extractvalue|updatexml|load_file|sys_eval|dbms_pipe\.receive_message)\s*\(|\bwaitfor\s+delay\b|\binformation_schema\b|\bxp_cmdshell\b|\binto\s+(?:out|dump)file\b|\b(?:select|insert|update|delete)\b[^;]{0,100}\b(?:from|into|set)\b[^;]{0,100}\b(?:where|values|limit)\b|'\s*(?:or|and|\|\||&&)\s*'?\w*'?\s*(?:=|like|<|>)|;\s*(?:drop|truncate|alter|shutdown)\b",
+                r#"(?i)\bunion\b(?:\s|\(|/\*.*?\*/)*(?:all|distinct)?(?:\s|\()*select\b|\b(?:sleep|benchmark|pg_sleep|extractvalue|updatexml|load_file|sys_eval|dbms_pipe\.receive_message)\s*\(|\bwaitfor\s+delay\b|\binformation_schema\b|\bxp_cmdshell\b|\binto\s+(?:out|dump)file\b|\b(?:select|insert|update|delete)\b[^;]{0,100}\b(?:from|into|set)\b[^;]{0,100}\b(?:where\s*[\w.'"`()]+\s*(?:[=<>!]|like\s*['"]|in\s*\(|between\s+[\w'"]+\s+and\b|rlike\b|regexp\b)|values\s*(?:\(|$)|limit\s+\d)|'\s*(?:or|and|\|\||&&)\s*'?\w*'?\s*(?:=|like|<|>)|;\s*(?:drop|truncate|alter|shutdown)\b"#,
                 &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
             ),
         ),
@@ -1964,9 +1964,9 @@ mod tests {
 
     #[test]
     fn a_counted_managed_rule_logs_and_labels_and_a_later_rule_acts_on_its_label() {
-        // A shop whose support search takes sentences that read like SQL to SC-SQLI-003:
-        // it only counts, and the operator's rule after the managed groups blocks what it
-        // finds outside `/search`.
+        // A shop whose search takes text that reads like SQL to SC-SQLI-003 (it sells
+        // books on SQL): the rule only counts, and the operator's rule after the managed
+        // groups blocks what it finds outside `/search`.
         let label = "securecart:managed:sql-injection:SC-SQLI-003";
         let elsewhere = Rule {
             id: "sqli-outside-search".to_owned(),
@@ -2007,8 +2007,8 @@ mod tests {
         let ids: Vec<&str> = acl.rules().iter().map(|rule| rule.id.as_str()).collect();
         assert_eq!(ids.first(), Some(&"early"), "below 500: before the groups");
         assert_eq!(ids.last(), Some(&"sqli-outside-search"), "from 500: after");
-        // The expression's words in a sentence libinjection does not flag.
-        let query = "q=update+my+address+set+in+profile+where+possible";
+        // A search for a book on SQL, which libinjection does not flag.
+        let query = "q=book%3A+select+name+from+products+where+price+%3E+10";
         let judge = |acl: &WebAcl, path: &str| {
             let headers = HeaderMap::new();
             acl.evaluate(&Inspection::new(
@@ -2677,6 +2677,11 @@ mod tests {
             "q=100%25+cotton",
             "q=size+10+%2F+11",
             "q=select+a+size+from+the+list",
+            "review=Select+the+size+from+the+chart+where+it+says+your+chest+size.",
+            "review=I+had+to+update+my+order+from+last+week%2C+where+the+colour+was+wrong.",
+            "review=Delete+the+old+app+from+your+phone%2C+then+select+a+new+one+from+the+list+where+it+says+Shop.",
+            "review=Insert+the+batteries+into+the+remote+and+set+the+timer%2C+where+needed.",
+            "review=Select+from+the+range+where+you+like+the+blue+best.",
             "q=drop+earrings",
             "q=union+jack+mug",
             "q=C%2B%2B+book",
