@@ -856,7 +856,7 @@ fn sqli() -> Vec<(&'static str, Statement)> {
             "SC-SQLI-005",
             regex_in(
                 [inputs(), vec![Field::UriPath]].concat(),
-                r"(?i)\b(?:xmltype|uncompress(?:ed_length)?|ifnull|nullif|coalesce|rawtohex|hextoraw|unhex|from_base64|to_base64|aes_(?:de|en)crypt|des_(?:de|en)crypt|sha[12]|md5|crc32|soundex|substring_index|bit_(?:and|or|xor|count|length)|char_length|octet_length|utl_inaddr\.\w+|sys_context|json_(?:extract|value|query|keys|search|unquote|contains)|st_astext|polygon|multipoint|geometrycollection|linestring|strcmp|sysdate|curdate|curtime|datediff|date_(?:add|sub|format)|from_unixtime|unix_timestamp|str_to_date|timestamp(?:add|diff)|inet6?_(?:aton|ntoa)|is_ipv[46]|uuid_short|get_lock|release_lock|master_pos_wait|regexp_(?:like|replace|substr|instr)|group_concat|bin_to_uuid|make_set|export_set|concat|compress|ord|database|db_name|schema_name|current_user|session_user|system_user|user_name|suser_s?name)\W*\(|\b(?:user|decode|encode|hex|char|chr|ascii|substr|substring|mid|length|lower|upper|lcase|ucase|replace|reverse|position|instr|locate|cast|convert|concat|if|iif|least|greatest|floor|ceil|rand|insert|sin|cos|tan|cot|asin|acos|atan2?|exp|ln|log(?:2|10)?|sqrt|pow|power|round|truncate|abs|sign|mod|now|md5|sha|password|elt|field|format|lpad|rpad|ltrim|rtrim|trim|space|repeat|strcmp|count|avg|sum)[^\w\s]{0,3}\(",
+                r"(?i)\b(?:xmltype|uncompress(?:ed_length)?|ifnull|nullif|coalesce|rawtohex|hextoraw|unhex|from_base64|to_base64|aes_(?:de|en)crypt|des_(?:de|en)crypt|sha[12]|md5|crc32|soundex|substring_index|bit_(?:and|or|xor|count|length)|char_length|octet_length|utl_inaddr\.\w+|sys_context|json_(?:extract|value|query|keys|search|unquote|contains)|st_astext|polygon|multipoint|geometrycollection|linestring|strcmp|sysdate|curdate|curtime|datediff|date_(?:add|sub|format)|from_unixtime|unix_timestamp|str_to_date|timestamp(?:add|diff)|inet6?_(?:aton|ntoa)|is_ipv[46]|uuid_short|get_lock|release_lock|master_pos_wait|regexp_(?:like|replace|substr|instr)|group_concat|bin_to_uuid|make_set|export_set|concat|compress|ord|db_name|schema_name|current_user|session_user|system_user|user_name|suser_s?name)\W*\(|\bdatabase(?:[^\w\s]{0,3}\(|\s*\(\s*(?:\)|$))|\b(?:user|decode|encode|hex|char|chr|ascii|substr|substring|mid|length|lower|upper|lcase|ucase|replace|reverse|position|instr|locate|cast|convert|concat|if|iif|least|greatest|floor|ceil|rand|insert|sin|cos|tan|cot|asin|acos|atan2?|exp|ln|log(?:2|10)?|sqrt|pow|power|round|truncate|abs|sign|mod|now|md5|sha|password|elt|field|format|lpad|rpad|ltrim|rtrim|trim|space|repeat|strcmp|count|avg|sum)[^\w\s]{0,3}\(",
                 &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
             ),
         ),
@@ -899,7 +899,7 @@ fn sqli() -> Vec<(&'static str, Statement)> {
             "SC-SQLI-009",
             regex_in(
                 inputs(),
-                r#"(?i)^[^a-z]*\s*(?:create|drop|truncate|alter|rename)\s+(?:temporary\s+)?(?:table|database|schema|user|function|procedure|view|index|trigger)\b|^[^a-z]*\s*union\s+(?:all\s+)?select\b|["'\w]\s+as\s*["'`]?\w+["'`]?\s+from\b|["'`]\s+(?:not\s+)?regexp\W|\bload_file\s*\("#,
+                r#"(?i)^[^a-z]*\s*(?:create|drop|truncate|alter|rename)\s+(?:temporary\s+)?(?:table|database|schema|user|function|procedure|view|index|trigger)\b|^[^a-z]*\s*union\s+(?:all\s+)?select\b|["'`)\]*\d]\s+as\s*["'`]?\w+["'`]?\s+from\b|["'`]\s+(?:not\s+)?regexp\W|\bload_file\s*\("#,
                 &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
             ),
         ),
@@ -1575,7 +1575,7 @@ fn php() -> Vec<(&'static str, Statement)> {
             "SC-PHP-002",
             regex_in(
                 fields(),
-                r"(?i)\b(?:eval|assert|system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec|base64_decode|gzinflate|gzuncompress|str_rot13|phpinfo|file_get_contents|file_put_contents|fopen|fwrite|readfile|show_source|highlight_file|create_function|call_user_func(?:_array)?|preg_replace|unserialize|move_uploaded_file|ini_set|putenv|escapeshellcmd|symlink)\s*\(|\b(?:include|require)(?:_once)?\s*\(?\s*['\x22]?(?:https?|ftp|php|data)://|\bO:\d+:\x22[A-Za-z_\\][\w\\]*\x22:\d+:\{|\b(?:allow_url_include|allow_url_fopen|auto_prepend_file|auto_append_file|disable_functions|open_basedir|safe_mode)\s*=",
+                r"(?i)\b(?:eval|assert|system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec|base64_decode|gzinflate|gzuncompress|str_rot13|phpinfo|file_get_contents|file_put_contents|fopen|fwrite|readfile|show_source|highlight_file|create_function|call_user_func(?:_array)?|preg_replace|unserialize|move_uploaded_file|ini_set|putenv|escapeshellcmd|symlink)\s*\(\s*(?:[^\s\w]|\w+\s*\()|\b(?:include|require)(?:_once)?\s*\(?\s*['\x22]?(?:https?|ftp|php|data)://|\bO:\d+:\x22[A-Za-z_\\][\w\\]*\x22:\d+:\{|\b(?:allow_url_include|allow_url_fopen|auto_prepend_file|auto_append_file|disable_functions|open_basedir|safe_mode)\s*=",
                 &[UrlDecodeUni, ReplaceComments, RemoveNulls],
             ),
         ),
@@ -1610,7 +1610,7 @@ fn php() -> Vec<(&'static str, Statement)> {
             regex_in(
                 fields(),
                 &format!(
-                    r#"(?is)(?:{PHP_RISKY_FUNCTIONS}).*[()]|[()].*(?:{PHP_RISKY_FUNCTIONS})|\b\(?["']*(?:assert(?:_options)?|create_function|eval|exec|filegroup|fopen|fputs|image(?:gif|jpeg|png|wbmp|xbm)|is_a|intval|md5|mkdir|opendir|passthru|phpinfo|popen|printf|readfile|rtrim|strip_tags|substr|system|tmpfile|unlink|unpack|unserialize|usort){PHP_CALL_GAP}\([^)]*\)|\b\(?["']*(?:chr|exp|file|glob|ord|prev|stat){PHP_CALL_GAP}\(\s*(?:\)|["'$\d])"#
+                    r#"(?is)(?:{PHP_RISKY_FUNCTIONS}).*[()]|[()].*(?:{PHP_RISKY_FUNCTIONS})|\b\(?["']*(?:{PHP_CALLED})(?:(?:(?:#|//)[^\r\n]*[\r\n]|")*["']*\)?|(?:\s*(?:#|//)[^\r\n]*[\r\n]|[^\S ]|\s\s){PHP_CALL_GAP})\([^)]*\)|\b\(?["']*(?:{PHP_CALLED}){PHP_CALL_GAP}\(\s*(?:\)|(?:["'$\d`@\[(]|\w+\s*\()[^)]*\))|\b\(?["']*(?:chr|exp|file|glob|ord|prev|stat){PHP_CALL_GAP}\(\s*(?:\)|["'$\d])"#
                 ),
                 &[UrlDecodeUni, ReplaceComments, RemoveNulls],
             ),
@@ -1675,6 +1675,13 @@ fn upload_names() -> Vec<Field> {
 
 /// What may come between a PHP function's name and its argument list: spaces, quotes,
 /// comments to the end of a line, and a closing parenthesis (`(system)(...)`).
+/// PHP functions SC-PHP-005 looks for calls of (CRS 933160's): with anything between the
+/// brackets when the bracket follows the name at once, or after a comment or white space
+/// other than one space; after one space (as prose puts one between a word and a bracket:
+/// "a heating system (gas or electric)"), only with code between them (a quote, a
+/// variable, a number, another call, or nothing).
+const PHP_CALLED: &str = "assert(?:_options)?|create_function|eval|exec|filegroup|fopen|fputs|image(?:gif|jpeg|png|wbmp|xbm)|is_a|intval|md5|mkdir|opendir|passthru|phpinfo|popen|printf|readfile|rtrim|strip_tags|substr|system|tmpfile|unlink|unpack|unserialize|usort";
+
 const PHP_CALL_GAP: &str = r#"(?:(?:#|//)[^\r\n]*[\r\n]|[\s"])*["']*\)?\s*"#;
 
 /// PHP functions an attack reaches for and no text names (CRS 933150's list, as PHP's
@@ -2677,6 +2684,10 @@ mod tests {
             "q=100%25+cotton",
             "q=size+10+%2F+11",
             "q=select+a+size+from+the+list",
+            "review=Works+with+any+heating+system+%28gas+or+electric%29.",
+            "review=Keeps+all+my+recipes+in+one+database+%28about+300+of+them%29.",
+            "review=Bought+two+as+gifts+from+the+Christmas+list.",
+            "review=Made+of+fibres+such+as+wool+from+New+Zealand.",
             "review=Select+the+size+from+the+chart+where+it+says+your+chest+size.",
             "review=I+had+to+update+my+order+from+last+week%2C+where+the+colour+was+wrong.",
             "review=Delete+the+old+app+from+your+phone%2C+then+select+a+new+one+from+the+list+where+it+says+Shop.",
