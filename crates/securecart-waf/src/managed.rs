@@ -1818,6 +1818,20 @@ mod tests {
         judged(method, "/search", query, &headers, body)
     }
 
+    /// `acl`'s verdict on a GET of `/search` with `query`.
+    fn searched(acl: &WebAcl, headers: &HeaderMap, query: &str) -> crate::Verdict {
+        let client = "127.0.0.1".parse().expect("address");
+        acl.evaluate(&Inspection::new(
+            "GET",
+            "/search",
+            Some(query),
+            headers,
+            b"",
+            false,
+            client,
+        ))
+    }
+
     /// The default ACL's verdict on a request.
     fn judged(
         method: &str,
@@ -1856,15 +1870,7 @@ mod tests {
             "q=shoes",
         ];
         let judge = |acl: &WebAcl, query: &str| {
-            let verdict = acl.evaluate(&Inspection::new(
-                "GET",
-                "/search",
-                Some(query),
-                &headers,
-                b"",
-                false,
-                "127.0.0.1".parse().expect("address"),
-            ));
+            let verdict = searched(acl, &headers, query);
             (verdict.blocked, verdict.terminating_rule)
         };
         // Each request judged on a thread of its own, with no scan before it.
@@ -1920,15 +1926,7 @@ mod tests {
             )
         };
         let judge = |acl: &WebAcl, (headers, query): (HeaderMap, &str)| {
-            let verdict = acl.evaluate(&Inspection::new(
-                "GET",
-                "/search",
-                Some(query),
-                &headers,
-                b"",
-                false,
-                "127.0.0.1".parse().expect("address"),
-            ));
+            let verdict = searched(acl, &headers, query);
             (verdict.blocked, verdict.score)
         };
         // Every level's expressions compile; each level has more rules.
