@@ -1678,6 +1678,12 @@ mod tests {
     #[test]
     fn long_counts_are_merged_unbounded_and_match_at_least_what_they_did() {
         let select = r"(?i)\bselect\b[^;]{0,100}\bfrom\b";
+        let bytes = |pattern: &str| {
+            regex::bytes::RegexBuilder::new(pattern)
+                .unicode(false)
+                .build()
+                .expect("compiles")
+        };
         let cases = [
             (select, true),
             (r"on[a-z]{3,50}=", true),
@@ -1695,12 +1701,6 @@ mod tests {
                 changes,
                 "{pattern} as {merged}"
             );
-            let bytes = |pattern: &str| {
-                regex::bytes::RegexBuilder::new(pattern)
-                    .unicode(false)
-                    .build()
-                    .expect("compiles")
-            };
             let (exact, loose) = (bytes(pattern), bytes(&merged));
             let texts: [&[u8]; 7] = [
                 b"SELECT name FROM users",
@@ -1728,12 +1728,6 @@ mod tests {
         // The long text's `from` is more than 100 bytes after its `select`: only the
         // loosened expression finds it (the statement's own expression then says no).
         let far = b"select a lot of things, many more than a hundred bytes of them, before the one word that ends it all at last: from";
-        let bytes = |pattern: &str| {
-            regex::bytes::RegexBuilder::new(pattern)
-                .unicode(false)
-                .build()
-                .expect("compiles")
-        };
         assert!(!bytes(select).is_match(far));
         assert!(bytes(&loosened(Cow::Borrowed(select))).is_match(far));
     }
