@@ -837,7 +837,7 @@ fn sqli() -> Vec<(&'static str, Statement)> {
             "SC-SQLI-003",
             regex_in(
                 inputs(),
-                r#"(?i)\bunion\b(?:\s|\(|/\*.*?\*/)*(?:all|distinct)?(?:\s|\()*select\b|\b(?:sleep|benchmark|pg_sleep|extractvalue|updatexml|load_file|sys_eval|dbms_pipe\.receive_message)\s*\(|\bwaitfor\s+delay\b|\binformation_schema\b|\bxp_cmdshell\b|\binto\s+(?:out|dump)file\b|\b(?:select|insert|update|delete)\b[^;]{0,100}\b(?:from|into|set)\b[^;]{0,100}\b(?:where\s*[\w.'"`()]+\s*(?:[=<>!]|like\s*['"]|in\s*\(|between\s+[\w'"]+\s+and\b|rlike\b|regexp\b)|values\s*(?:\(|$)|limit\s+\d)|'\s*(?:or|and|\|\||&&)\s*'?\w*'?\s*(?:=|like|<|>)|;\s*(?:drop|truncate|alter|shutdown)\b"#,
+                r#"(?i)\bunion\b(?:\s|\(|/\*.*?\*/)*(?:all|distinct)?(?:\s|\()*select\b|\b(?:sleep|benchmark|pg_sleep|extractvalue|updatexml|load_file|sys_eval|dbms_pipe\.receive_message)\s*\(|\bwaitfor\s+delay\b|\binformation_schema\b|\bxp_cmdshell\b|\binto\s+(?:out|dump)file\b|\b(?:select|insert|update|delete)\b[^;]{0,100}\b(?:from|into|set)\b[^;]{0,100}\b(?:where\s*[\w.'"`()]+\s*(?:[=<>!]|like\s*['"]|in\s*\(|between\s+[\w'"]+\s+and\b|is\s+(?:not\s+)?null\b|rlike\b|regexp\b)|where\s+(?:\d+\s*(?:$|--|#|/\*)|(?:not\s+)?exists\s*\()|values\s*(?:\(|$)|limit\s+\d)|'\s*(?:or|and|\|\||&&)\s*'?\w*'?\s*(?:=|like|<|>)|;\s*(?:drop|truncate|alter|shutdown)\b"#,
                 &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
             ),
         ),
@@ -899,7 +899,7 @@ fn sqli() -> Vec<(&'static str, Statement)> {
             "SC-SQLI-009",
             regex_in(
                 inputs(),
-                r#"(?i)^[^a-z]*\s*(?:create|drop|truncate|alter|rename)\s+(?:temporary\s+)?(?:table|database|schema|user|function|procedure|view|index|trigger)\b|^[^a-z]*\s*union\s+(?:all\s+)?select\b|["'`)\]*\d]\s+as\s*["'`]?\w+["'`]?\s+from\b|["'`]\s+(?:not\s+)?regexp\W|\bload_file\s*\("#,
+                r#"(?i)^[^a-z]*\s*(?:create|drop|truncate|alter|rename)\s+(?:temporary\s+)?(?:table|database|schema|user|function|procedure|view|index|trigger)\b|^[^a-z]*\s*union\s+(?:all\s+)?select\b|["'`)\]*\d]\s+as\s*["'`]?\w+["'`]?\s+from\b|\bselect\b[^;]{0,100}\w\s+as\s*["'`]?\w+["'`]?\s+from\b|["'`]\s+(?:not\s+)?regexp\W|\bload_file\s*\("#,
                 &[UrlDecodeUni, ReplaceComments, CompressWhitespace],
             ),
         ),
@@ -1575,7 +1575,7 @@ fn php() -> Vec<(&'static str, Statement)> {
             "SC-PHP-002",
             regex_in(
                 fields(),
-                r"(?i)\b(?:eval|assert|system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec|base64_decode|gzinflate|gzuncompress|str_rot13|phpinfo|file_get_contents|file_put_contents|fopen|fwrite|readfile|show_source|highlight_file|create_function|call_user_func(?:_array)?|preg_replace|unserialize|move_uploaded_file|ini_set|putenv|escapeshellcmd|symlink)\s*\(\s*(?:[^\s\w]|\w+\s*\()|\b(?:include|require)(?:_once)?\s*\(?\s*['\x22]?(?:https?|ftp|php|data)://|\bO:\d+:\x22[A-Za-z_\\][\w\\]*\x22:\d+:\{|\b(?:allow_url_include|allow_url_fopen|auto_prepend_file|auto_append_file|disable_functions|open_basedir|safe_mode)\s*=",
+                r"(?i)\b(?:eval|assert|system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec|base64_decode|gzinflate|gzuncompress|str_rot13|phpinfo|file_get_contents|file_put_contents|fopen|fwrite|readfile|show_source|highlight_file|create_function|call_user_func(?:_array)?|preg_replace|unserialize|move_uploaded_file|ini_set|putenv|escapeshellcmd|symlink)(?:[^\S ]\s*|\s\s+)?\(|\b(?:eval|assert|system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec|base64_decode|gzinflate|gzuncompress|str_rot13|phpinfo|file_get_contents|file_put_contents|fopen|fwrite|readfile|show_source|highlight_file|create_function|call_user_func(?:_array)?|preg_replace|unserialize|move_uploaded_file|ini_set|putenv|escapeshellcmd|symlink) \(\s*(?:[^\s\w]|\w+\s*\(|\))|\b(?:include|require)(?:_once)?\s*\(?\s*['\x22]?(?:https?|ftp|php|data)://|\bO:\d+:\x22[A-Za-z_\\][\w\\]*\x22:\d+:\{|\b(?:allow_url_include|allow_url_fopen|auto_prepend_file|auto_append_file|disable_functions|open_basedir|safe_mode)\s*=",
                 &[UrlDecodeUni, ReplaceComments, RemoveNulls],
             ),
         ),
@@ -2517,6 +2517,18 @@ mod tests {
             ("user%5B%24ne%5D=admin", "SC-SQLI-007"),
             ("email=admin%40juice-sh.op%27%3B", "SC-SQLI-008"),
             ("a=%2FCREATE+TABLE+Persons", "SC-SQLI-009"),
+            // Forms the rules kept when they were made to let prose through.
+            ("q=select+password+as+p+from+users", "SC-SQLI"),
+            ("q=delete+from+users+where+1", "SC-SQLI"),
+            (
+                "q=update+users+set+role%3Dadmin+where+id+is+null",
+                "SC-SQLI",
+            ),
+            ("q=select+x+from+t+where+not+exists+(select+1)", "SC-SQLI"),
+            ("x=system(id)", "SC-PHP"),
+            ("x=readfile(__FILE__)", "SC-PHP"),
+            ("x=readfile%20%20(__FILE__)", "SC-PHP"),
+            ("x=system%20(%27id%27)", "SC-PHP"),
             ("x=%7Bl%2C-lh%7Ds", "SC-CMD-009"),
             ("rce=alias%20a=b", "SC-CMD-009"),
             ("code=%24SHELL%20-c%20%22echo%20hi%22", "SC-CMD"),

@@ -31,7 +31,8 @@ use regex_automata::{Input, MatchKind, PatternID, PatternSet};
 /// The most expressions of a part.
 const PART: usize = 4;
 
-/// The cache each thread's lazy DFA of a whole set may fill before it is cleared: twice
+/// The cache a lazy DFA of a whole set may fill before it is cleared (there is one cache
+/// per thread searching at once: a thread takes its own, or one kept for others): twice
 /// the regex engine's default, for the states of a shop's varied text (reviews of
 /// thousands of different words settled in about 1 MiB for the default ACL's largest
 /// set).
@@ -41,10 +42,10 @@ const CACHE_CAPACITY: usize = 4 << 20;
 /// gives up (see the module's documentation).
 const MIN_BYTES_PER_STATE: usize = 100;
 
-/// How many searches a thread's DFA gives up before its cache is emptied.
+/// How many searches a cache's DFA gives up before the cache is emptied.
 const GIVE_UPS_BEFORE_RESET: u32 = 256;
 
-/// A thread's lazy DFA cache, and how many searches gave up since it was emptied.
+/// A lazy DFA cache, and how many searches gave up since it was emptied.
 struct Lazy {
     cache: Cache,
     gave_up: u32,
