@@ -234,24 +234,66 @@ mod tests {
         assert_eq!(found(&search, b"a plain review"), Vec::<usize>::new());
     }
 
-    /// Text that makes a new state of nearly every byte: the whole set's DFA gives up on
-    /// it, and the parts find its matches all the same.
-    #[test]
-    fn text_the_whole_gives_up_on_is_searched_in_parts() {
-        // Each expression follows a count of its own: their states multiply.
-        let patterns: Vec<String> = (b'a'..=b'h')
-            .map(|letter| format!("{}[^;]{{0,60}}{}", letter as char, letter as char))
-            .collect();
-        let search = SetSearch::new(&patterns, syntax(), 8 << 20).expect("built");
-        let mut seed = 7u64;
-        let text: Vec<u8> = (0..100_000)
+    /// Letters at random, from `seed`.
+    fn letters(seed: u64, length: usize) -> Vec<u8> {
+        let mut seed = seed;
+        (0..length)
             .map(|_| {
                 seed = seed
                     .wrapping_mul(6364136223846793005)
                     .wrapping_add(1442695040888963407);
                 b"abcdefghijklmnopqrstuvwxyz"[(seed >> 33) as usize % 26]
             })
-            .collect();
+            .collect()
+    }
+
+    /// Expressions that each follow a count of their own: their states multiply. Each
+    /// ends with `end`.
+    fn counting(end: Option<char>) -> Vec<String> {
+        (b'a'..=b'h')
+            .map(|letter| {
+                let letter = char::from(letter);
+                format!("{letter}[^;]{{0,60}}{}", end.unwrap_or(letter))
+            })
+            .collect()
+    }
+
+    /// After an attack, the whole set's DFA gives up at once on what needs a new state
+    /// (its cache is full), until enough searches gave up: then its cache is emptied, and
+    /// ordinary text is walked by it again.
+    #[test]
+    fn the_cache_is_emptied_after_enough_give_ups() {
+        // Nothing matches: every search walks its whole text.
+        let search = SetSearch::new(&counting(Some('#')), syntax(), 8 << 20).expect("built");
+        let mut found = PatternSet::new(search.pattern_len());
+        search.search(&Input::new(&letters(7, 100_000)[..]), &mut found);
+        {
+            let lazy = search.caches.get();
+            assert_eq!(lazy.gave_up, 1);
+            assert!(lazy.cache.memory_usage() > CACHE_CAPACITY / 2);
+        }
+        for seed in 1..u64::from(GIVE_UPS_BEFORE_RESET) {
+            let gave_up = search.caches.get().gave_up;
+            assert_eq!(gave_up, seed as u32, "each search of new text gives up");
+            search.search(&Input::new(&letters(1000 + seed, 40)[..]), &mut found);
+        }
+        let mut lazy = search.caches.get();
+        assert_eq!(lazy.gave_up, 0);
+        assert!(lazy.cache.memory_usage() < CACHE_CAPACITY / 2);
+        assert!(
+            search
+                .whole
+                .try_search_fwd(&mut lazy.cache, &Input::new("a plain review"))
+                .is_ok()
+        );
+    }
+
+    /// Text that makes a new state of nearly every byte: the whole set's DFA gives up on
+    /// it, and the parts find its matches all the same.
+    #[test]
+    fn text_the_whole_gives_up_on_is_searched_in_parts() {
+        let search = SetSearch::new(&counting(None), syntax(), 8 << 20).expect("built");
+        let text = letters(7, 100_000);
         let mut cache = search.whole.create_cache();
         let input = Input::new(&text[..]);
         assert!(
