@@ -1575,7 +1575,9 @@ fn php() -> Vec<(&'static str, Statement)> {
             "SC-PHP-002",
             regex_in(
                 fields(),
-                r"(?i)\b(?:eval|assert|system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec|base64_decode|gzinflate|gzuncompress|str_rot13|phpinfo|file_get_contents|file_put_contents|fopen|fwrite|readfile|show_source|highlight_file|create_function|call_user_func(?:_array)?|preg_replace|unserialize|move_uploaded_file|ini_set|putenv|escapeshellcmd|symlink)(?:[^\S ]\s*|\s\s+)?\(|\b(?:eval|assert|system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec|base64_decode|gzinflate|gzuncompress|str_rot13|phpinfo|file_get_contents|file_put_contents|fopen|fwrite|readfile|show_source|highlight_file|create_function|call_user_func(?:_array)?|preg_replace|unserialize|move_uploaded_file|ini_set|putenv|escapeshellcmd|symlink) \(\s*(?:[^\s\w]|\w+\s*\(|\))|\b(?:include|require)(?:_once)?\s*\(?\s*['\x22]?(?:https?|ftp|php|data)://|\bO:\d+:\x22[A-Za-z_\\][\w\\]*\x22:\d+:\{|\b(?:allow_url_include|allow_url_fopen|auto_prepend_file|auto_append_file|disable_functions|open_basedir|safe_mode)\s*=",
+                &format!(
+                    r#"(?i)\b(?:{PHP_EXECUTING})(?:[^\S ]\s*|\s\s+)?\(|\b(?:{PHP_EXECUTING}) \(\s*(?:[^\s\w]|\w+\s*\(|\))|\b(?:include|require)(?:_once)?\s*\(?\s*['\x22]?(?:https?|ftp|php|data)://|\bO:\d+:\x22[A-Za-z_\\][\w\\]*\x22:\d+:\{{|\b(?:allow_url_include|allow_url_fopen|auto_prepend_file|auto_append_file|disable_functions|open_basedir|safe_mode)\s*="#
+                ),
                 &[UrlDecodeUni, ReplaceComments, RemoveNulls],
             ),
         ),
@@ -1673,8 +1675,12 @@ fn upload_names() -> Vec<Field> {
     ]
 }
 
-/// What may come between a PHP function's name and its argument list: spaces, quotes,
-/// comments to the end of a line, and a closing parenthesis (`(system)(...)`).
+/// PHP functions that run code, commands or files, which SC-PHP-002 looks for calls of:
+/// the bracket right after the name, or after white space other than one space, with
+/// anything between the brackets; after one space (as prose writes "the operating system
+/// (if any)"), with code between them (a quote, a variable, another call, or nothing).
+const PHP_EXECUTING: &str = "eval|assert|system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec|base64_decode|gzinflate|gzuncompress|str_rot13|phpinfo|file_get_contents|file_put_contents|fopen|fwrite|readfile|show_source|highlight_file|create_function|call_user_func(?:_array)?|preg_replace|unserialize|move_uploaded_file|ini_set|putenv|escapeshellcmd|symlink";
+
 /// PHP functions SC-PHP-005 looks for calls of (CRS 933160's): with anything between the
 /// brackets when the bracket follows the name at once, or after a comment or white space
 /// other than one space; after one space (as prose puts one between a word and a bracket:
@@ -1682,6 +1688,8 @@ fn upload_names() -> Vec<Field> {
 /// variable, a number, another call, or nothing).
 const PHP_CALLED: &str = "assert(?:_options)?|create_function|eval|exec|filegroup|fopen|fputs|image(?:gif|jpeg|png|wbmp|xbm)|is_a|intval|md5|mkdir|opendir|passthru|phpinfo|popen|printf|readfile|rtrim|strip_tags|substr|system|tmpfile|unlink|unpack|unserialize|usort";
 
+/// What may come between a PHP function's name and its argument list: spaces, quotes,
+/// comments to the end of a line, and a closing parenthesis (`(system)(...)`).
 const PHP_CALL_GAP: &str = r#"(?:(?:#|//)[^\r\n]*[\r\n]|[\s"])*["']*\)?\s*"#;
 
 /// PHP functions an attack reaches for and no text names (CRS 933150's list, as PHP's

@@ -22,13 +22,11 @@ use regex_automata::util::pool::Pool;
 use regex_automata::{Anchored, Input, MatchKind};
 
 use crate::needles::{self, Needles};
+use crate::setsearch::NewCache;
 use crate::transform::{self, Transform};
 
 /// How many of a value's first bytes the chain is run on.
 const PREFIX: usize = 64;
-
-type NewCache =
-    Box<dyn Fn() -> Cache + Send + Sync + std::panic::UnwindSafe + std::panic::RefUnwindSafe>;
 
 /// A chain's set, searched from the start of a long value's transformation without it.
 pub(crate) struct PrefixSearch {
@@ -40,7 +38,7 @@ pub(crate) struct PrefixSearch {
     /// The set, as a lazy DFA with anchored starts, and its caches (one per thread that
     /// searches at once, as the regex engine keeps its own).
     dfa: DFA,
-    caches: Pool<Cache, NewCache>,
+    caches: Pool<Cache, NewCache<Cache>>,
 }
 
 impl std::fmt::Debug for PrefixSearch {
@@ -89,8 +87,8 @@ impl PrefixSearch {
             .build_many(patterns)
             .ok()?;
         let for_caches = dfa.clone();
-        let caches: Pool<Cache, NewCache> =
-            Pool::new(Box::new(move || for_caches.create_cache()) as NewCache);
+        let caches: Pool<Cache, NewCache<Cache>> =
+            Pool::new(Box::new(move || for_caches.create_cache()) as NewCache<Cache>);
         Some(Self {
             transforms: transforms.to_vec(),
             margins,

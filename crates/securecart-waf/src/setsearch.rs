@@ -51,13 +51,15 @@ struct Lazy {
     gave_up: u32,
 }
 
-type NewLazy =
-    Box<dyn Fn() -> Lazy + Send + Sync + std::panic::UnwindSafe + std::panic::RefUnwindSafe>;
+/// What makes each thread's cache of a pool (`regex_automata::util::pool::Pool`), as the
+/// regex engine keeps its own.
+pub(crate) type NewCache<T> =
+    Box<dyn Fn() -> T + Send + Sync + std::panic::UnwindSafe + std::panic::RefUnwindSafe>;
 
 /// A merged set's search (see the module's documentation).
 pub(crate) struct SetSearch {
     whole: DFA,
-    caches: Pool<Lazy, NewLazy>,
+    caches: Pool<Lazy, NewCache<Lazy>>,
     /// The same expressions, [`PART`] at a time, each part with the number of its first
     /// expression in the whole.
     parts: Vec<(regex_automata::meta::Regex, usize)>,
@@ -117,10 +119,10 @@ impl SetSearch {
             })
             .collect::<Option<Vec<_>>>()?;
         let for_caches = whole.clone();
-        let caches: Pool<Lazy, NewLazy> = Pool::new(Box::new(move || Lazy {
+        let caches: Pool<Lazy, NewCache<Lazy>> = Pool::new(Box::new(move || Lazy {
             cache: for_caches.create_cache(),
             gave_up: 0,
-        }) as NewLazy);
+        }) as NewCache<Lazy>);
         Some(Self {
             whole,
             caches,
