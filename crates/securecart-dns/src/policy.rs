@@ -223,9 +223,13 @@ fn decide(
             reason: "no records".to_owned(),
         };
     };
+    // Each record's health, read once: a check may change its flag at any moment, and a
+    // choice must see one state (a flag that fell between two reads would leave the
+    // weighted draw an empty pool).
+    let flags: Vec<bool> = (0..group.len()).map(health).collect();
     // No healthy record: all count as healthy (Route 53's rule).
-    let fail_open = !(0..group.len()).any(health);
-    let healthy = |index: usize| fail_open || health(index);
+    let fail_open = !flags.contains(&true);
+    let healthy = |index: usize| fail_open || flags[index];
     let note = if fail_open {
         "; every record is unhealthy, so all count as healthy"
     } else {
@@ -653,6 +657,19 @@ mod tests {
             .filter(|seed| choose(&group, &anywhere, &environment, *seed).chosen == [1])
             .count();
         assert_eq!(b, 3000);
+
+        // A health check that changes its flag while a choice is made (here, every flag
+        // reads healthy once, then unhealthy): the choice sees one state of them.
+        let group = vec![weighted("a", 1, true), weighted("b", 3, true)];
+        for seed in 0..8 {
+            let reads = std::cell::Cell::new(0);
+            let flipping = |_: usize| {
+                reads.set(reads.get() + 1);
+                reads.get() <= group.len()
+            };
+            let chosen = super::choose_quietly(&group, &flipping, &anywhere, &environment, seed);
+            assert_eq!(chosen.len(), 1, "{seed}");
+        }
     }
 
     #[test]

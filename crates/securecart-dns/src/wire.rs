@@ -471,8 +471,22 @@ fn respond_to(
         response.metadata.response_code = ResponseCode::FormErr;
         return encode(&response);
     };
+    // The client's subnet is echoed in every answer to a question (scope 0 where nothing
+    // chose by it); a kept answer ends with its address, which the next such query's
+    // own overwrites (`PlainQuery::fill`).
+    let echo_subnet = |response: &mut Message, scope: u8| {
+        if let (Some(subnet), Some(edns)) = (&subnet, response.edns.as_mut()) {
+            edns.options_mut()
+                .insert(EdnsOption::Subnet(ClientSubnet::new(
+                    subnet.addr(),
+                    subnet.source_prefix(),
+                    scope,
+                )));
+        }
+    };
     if question.query_class() != DNSClass::IN {
         response.metadata.response_code = ResponseCode::Refused;
+        echo_subnet(&mut response, 0);
         return encode(&response);
     }
     let record_type = question.query_type();
@@ -488,17 +502,13 @@ fn respond_to(
         .direct_choice
         .clone()
         .map(|choice| (name, record_type, choice));
-    if let (Some(subnet), Some(edns)) = (&subnet, response.edns.as_mut()) {
-        // The answer holds for the client's whole network if a policy chose it, for
-        // everyone (scope 0) if not.
-        let scope = if dynamic { subnet.source_prefix() } else { 0 };
-        edns.options_mut()
-            .insert(EdnsOption::Subnet(ClientSubnet::new(
-                subnet.addr(),
-                subnet.source_prefix(),
-                scope,
-            )));
-    }
+    // The answer holds for the client's whole network if a policy chose it, for everyone
+    // (scope 0) if not.
+    let scope = match &subnet {
+        Some(subnet) if dynamic => subnet.source_prefix(),
+        _ => 0,
+    };
+    echo_subnet(&mut response, scope);
     response.metadata.response_code = answer.code;
     response.metadata.authoritative = answer.authoritative;
     if transport == Transport::Udp

@@ -400,6 +400,32 @@ async fn latency_records_answer_each_region_with_its_own_edge_and_follow_health(
             );
         }
     }
+    // A question of another class is refused, the client subnet echoed; the refusal, kept,
+    // answers the next such query whole, with that query's network.
+    for network in [[127, 1, 0, 0], [127, 2, 0, 0], [127, 1, 0, 0]] {
+        let mut chaos = app(Some(1232));
+        chaos.queries[0].set_query_class(hickory_proto::rr::DNSClass::CH);
+        if let Some(edns) = chaos.edns.as_mut() {
+            edns.options_mut()
+                .insert(hickory_proto::rr::rdata::opt::EdnsOption::Subnet(
+                    hickory_proto::rr::rdata::opt::ClientSubnet::new(network.into(), 16, 0),
+                ));
+        }
+        let answer = ask_from("127.1.9.9", address, &chaos).await;
+        assert_eq!(answer.metadata.response_code, ResponseCode::Refused);
+        let echoed = answer.edns.as_ref().and_then(|edns| {
+            match edns
+                .options()
+                .get(hickory_proto::rr::rdata::opt::EdnsCode::Subnet)
+            {
+                Some(hickory_proto::rr::rdata::opt::EdnsOption::Subnet(subnet)) => {
+                    Some((subnet.addr(), subnet.scope_prefix()))
+                }
+                _ => None,
+            }
+        });
+        assert_eq!(echoed, Some((std::net::IpAddr::from(network), 0)));
+    }
     // us-east-1's edge fails its health check: its clients go to eu-west-1.
     us_healthy.store(false, Ordering::Relaxed);
     assert_eq!(
