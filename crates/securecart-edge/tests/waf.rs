@@ -1,6 +1,7 @@
 //! The WAF stage with a real upstream that counts what reaches it: blocked requests get 403
-//! and never reach it, ordinary ones do, form bodies are inspected, oversize bodies follow
-//! the listener's choice, and matches are counted per rule.
+//! and never reach it, ordinary ones do, form bodies are inspected (chunked ones and those
+//! past 64 KiB as far as the limit), oversize bodies follow the listener's choice, and
+//! matches are counted per rule.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -181,6 +182,118 @@ async fn oversize_bodies_follow_the_listeners_choice() {
         200
     );
     assert_eq!(reached.load(Ordering::SeqCst), 2);
+    edge.shutdown().await;
+    upstream.stop().await;
+}
+
+/// Sends `head` and then `body` in chunks of `chunk` bytes (`Transfer-Encoding: chunked`)
+/// on a new connection, and reads the answer until the edge closes it.
+async fn chunked_post(address: &str, path: &str, body: &[u8], chunk: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: shop.example\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    for part in body.chunks(chunk) {
+        request.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+        request.extend_from_slice(part);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    stream.write_all(&request).await.expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the edge closes the connection")
+    .expect("read");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn bodies_without_a_length_or_past_64_kib_are_inspected_to_the_limit_and_sent_whole() {
+    // The target answers with the body it received.
+    let router = axum::Router::new().fallback(|body: axum::body::Bytes| async move { body });
+    let upstream = serve("127.0.0.1", router).await;
+    let edge = start_edge(upstream.address, WafConfig::managed()).await;
+    let address = edge.url.trim_start_matches("http://").to_owned();
+    let attack = b"q=1%27+OR+%271%27%3D%271&note=";
+
+    // Chunked: the start is read and inspected, as a body with a length is.
+    let answer = chunked_post(&address, "/api/cart/items", attack, 7).await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    // A long chunked body reaches the target whole, the bytes read for inspection first.
+    let long: Vec<u8> = b"note="
+        .iter()
+        .chain(b"warm+wool+coat+".iter().cycle().take(40_000))
+        .copied()
+        .collect();
+    let answer = chunked_post(&address, "/api/cart/items", &long, 1000).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "{}",
+        &answer[..200.min(answer.len())]
+    );
+    assert!(
+        answer.ends_with(std::str::from_utf8(&long).expect("text")),
+        "the body arrived whole"
+    );
+
+    // Past 64 KiB with a length: the start is inspected too.
+    let mut client = TestClient::http1();
+    let url = format!("{}/api/cart/items", edge.url);
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let mut big = attack.to_vec();
+    big.extend(std::iter::repeat_n(b'a', 70_000));
+    let blocked = client
+        .send(
+            http::Method::POST,
+            &url,
+            &form,
+            std::str::from_utf8(&big).expect("text"),
+        )
+        .await;
+    assert_eq!(blocked.status, 403);
+    let mut big = b"note=".to_vec();
+    big.extend(std::iter::repeat_n(b'a', 70_000));
+    let passed = client
+        .send(
+            http::Method::POST,
+            &url,
+            &form,
+            std::str::from_utf8(&big).expect("text"),
+        )
+        .await;
+    assert_eq!(passed.status, 200);
+    assert_eq!(passed.text().as_bytes(), big.as_slice());
+    edge.shutdown().await;
+
+    // Where an oversize body blocks, a chunked one past the limit does, and is listed.
+    let strict = WafConfig {
+        oversize_blocks: true,
+        ..WafConfig::managed()
+    };
+    let edge = start_edge(upstream.address, strict).await;
+    let address = edge.url.trim_start_matches("http://").to_owned();
+    let answer = chunked_post(&address, "/api/cart/items", &long, 1000).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 403"),
+        "{}",
+        &answer[..200.min(answer.len())]
+    );
+    let answer = chunked_post(&address, "/api/cart/items", b"note=short", 4).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let sampled = client
+        .get(&format!("http://{}/waf/sampled?rule=oversize", edge.admin))
+        .await
+        .json();
+    assert_eq!(sampled["samples"][0]["rule"], "oversize", "{sampled}");
+    assert_eq!(sampled["samples"][0]["blocked"], true, "{sampled}");
     edge.shutdown().await;
     upstream.stop().await;
 }
