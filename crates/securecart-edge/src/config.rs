@@ -224,6 +224,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// The largest request body (more: 413), unless a rule sets its own.
     pub max_body_bytes: Option<u64>,
+    /// How long a switched connection (a WebSocket) may carry no bytes either way before
+    /// the edge closes it (ALB's idle timeout, 60 s by default).
+    pub upgraded_idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -237,6 +240,7 @@ impl Default for Limits {
             max_header_bytes: 16 * 1024,
             max_connections: 10_000,
             max_body_bytes: None,
+            upgraded_idle_timeout: Duration::from_secs(60),
         }
     }
 }

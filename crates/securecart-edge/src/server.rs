@@ -38,7 +38,11 @@
 //!   the request's [`OnUpgrade`].
 //!
 //! A connection that opens with HTTP/2's preface (cleartext with prior knowledge), or that
-//! chose `h2` by ALPN, is served by hyper's HTTP/2 server.
+//! chose `h2` by ALPN, is served by hyper's HTTP/2 server, with the same limits: a header
+//! list of at most [`Settings::max_head_bytes`] (hyper refuses a larger one) and at most
+//! [`Settings::max_headers`] fields (more: 431), and a connection with no request in
+//! flight for the header read timeout is closed (`GOAWAY`), as an idle HTTP/1.1 one is:
+//! the preface alone, or a client that sends nothing more, does not hold a connection.
 //!
 //! A client that closes its plain connection while its request (without a body) is
 //! forwarded cancels it: the socket is watched for readability meanwhile, which costs no
@@ -92,6 +96,9 @@ pub struct Settings {
     pub max_headers: usize,
     /// The most bytes of a request's head (request line and headers).
     pub max_head_bytes: usize,
+    /// How long a switched connection (a WebSocket) may carry no bytes either way before
+    /// it is closed.
+    pub upgraded_idle_timeout: Duration,
 }
 
 /// A client connection: a plain socket or a TLS session on one.
@@ -176,6 +183,13 @@ pub struct Upgraded {
     pub stream: Box<dyn Stream>,
     /// Bytes already read from it.
     pub early: Bytes,
+    /// How long the switched connection may carry no bytes either way before it is closed
+    /// ([`Settings::upgraded_idle_timeout`]).
+    pub idle_timeout: Duration,
+    /// Held for as long as the switched connection lives: the connection's task waits for
+    /// its drop, and holds the listener's connection slot and the client's until then, so
+    /// that switched connections count against the connection limits.
+    pub slot: oneshot::Sender<()>,
 }
 
 impl std::fmt::Debug for Upgraded {
@@ -350,8 +364,10 @@ pub async fn serve<S, F>(
     // Boxed, here and below: a task is as large as its largest state, and hyper's HTTP/2
     // connection would make every HTTP/1.1 connection's task as large as its own.
     if http2 {
-        crate::boxed::box_future_in_place(|| serve_http2(stream, Bytes::new(), service, draining))
-            .await;
+        crate::boxed::box_future_in_place(|| {
+            serve_http2(stream, Bytes::new(), settings, service, draining)
+        })
+        .await;
         return;
     }
     // The connection's one timer for its request heads (see `crate::timer`), set to the
@@ -379,7 +395,13 @@ pub async fn serve<S, F>(
         Preface::Http2 => {
             let Wire { stream, buffer, .. } = connection.wire;
             crate::boxed::box_future_in_place(|| {
-                serve_http2(stream, buffer.freeze(), service, draining)
+                serve_http2(
+                    stream,
+                    buffer.freeze(),
+                    connection.settings,
+                    service,
+                    draining,
+                )
             })
             .await;
             return;
@@ -392,31 +414,143 @@ pub async fn serve<S, F>(
 async fn serve_http2<S, F>(
     stream: Box<dyn Stream>,
     early: Bytes,
+    settings: Settings,
     service: S,
     mut draining: Draining,
 ) where
     S: Fn(Request<ClientBody>) -> F + Send + Sync + Clone + 'static,
     F: Future<Output = Response<EdgeBody>> + Send + 'static,
 {
+    let in_flight = Arc::new(InFlight::default());
+    let requests = Arc::clone(&in_flight);
+    let max_headers = settings.max_headers;
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-        let answer = service(request.map(Either::Right));
-        async move { Ok::<_, std::convert::Infallible>(answer.await) }
+        let guard = InFlight::start(&requests);
+        let answer =
+            (request.headers().len() <= max_headers).then(|| service(request.map(Either::Right)));
+        async move {
+            let answer = match answer {
+                Some(answer) => answer.await,
+                None => {
+                    let mut refused = Response::new(crate::upstream::empty());
+                    *refused.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+                    refused
+                }
+            };
+            // The request is in flight until its answer's body is sent (or dropped).
+            Ok::<_, std::convert::Infallible>(answer.map(|body| Tracked {
+                body,
+                _guard: guard,
+            }))
+        }
     });
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    builder.timer(TokioTimer::new()).max_concurrent_streams(256);
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .max_header_list_size(u32::try_from(settings.max_head_bytes).unwrap_or(u32::MAX));
     let stream = Rewind { early, stream };
     let mut connection = pin!(builder.serve_connection(TokioIo::new(stream), service));
-    let finished = tokio::select! {
-        finished = connection.as_mut() => finished,
-        () = async {
-            let _ = draining.wait_for(|draining| *draining).await;
-        } => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
+    let idle = settings.header_read_timeout;
+    let mut check = pin!(tokio::time::sleep(idle));
+    let finished = loop {
+        tokio::select! {
+            finished = connection.as_mut() => break finished,
+            () = async {
+                let _ = draining.wait_for(|draining| *draining).await;
+            } => {
+                connection.as_mut().graceful_shutdown();
+                break connection.await;
+            }
+            () = check.as_mut() => {
+                let now = tokio::time::Instant::now();
+                match in_flight.idle_since() {
+                    Some(since) if now.duration_since(since) >= idle => {
+                        // Idle for the timeout: `GOAWAY`, and the close, which a client
+                        // that does not close is not waited for past the timeout.
+                        connection.as_mut().graceful_shutdown();
+                        match tokio::time::timeout(idle, connection.as_mut()).await {
+                            Ok(finished) => break finished,
+                            Err(_) => return,
+                        }
+                    }
+                    Some(since) => check.as_mut().reset(since + idle),
+                    None => check.as_mut().reset(now + idle),
+                }
+            }
         }
     };
     if let Err(error) = finished {
         tracing::debug!(%error, "HTTP/2 client connection ended with an error");
+    }
+}
+
+/// An HTTP/2 connection's requests in flight, and since when it has had none.
+#[derive(Debug)]
+struct InFlight {
+    /// The count, and the instant it last fell to 0 (or the connection began).
+    state: Mutex<(usize, tokio::time::Instant)>,
+}
+
+impl Default for InFlight {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new((0, tokio::time::Instant::now())),
+        }
+    }
+}
+
+impl InFlight {
+    /// Counts a request in, until the guard is dropped.
+    fn start(this: &Arc<Self>) -> InFlightGuard {
+        this.state.lock().0 += 1;
+        InFlightGuard(Arc::clone(this))
+    }
+
+    /// Since when no request has been in flight; `None` while one is.
+    fn idle_since(&self) -> Option<tokio::time::Instant> {
+        let state = self.state.lock();
+        (state.0 == 0).then_some(state.1)
+    }
+}
+
+/// A request in flight on an HTTP/2 connection (see [`InFlight`]).
+#[derive(Debug)]
+struct InFlightGuard(Arc<InFlight>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        let mut state = self.0.state.lock();
+        state.0 -= 1;
+        if state.0 == 0 {
+            state.1 = tokio::time::Instant::now();
+        }
+    }
+}
+
+/// An answer's body that keeps its request counted in flight until it ends or is dropped.
+struct Tracked {
+    body: EdgeBody,
+    _guard: InFlightGuard,
+}
+
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.body).poll_frame(context)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -645,10 +779,21 @@ impl Connection {
                 Ok(Next::Switched) => {
                     if let Some(upgrade) = exchange.upgrade {
                         let early = std::mem::take(&mut wire.buffer).freeze();
-                        let _ = upgrade.send(Upgraded {
+                        let (slot, released) = oneshot::channel();
+                        let sent = upgrade.send(Upgraded {
                             stream: wire.stream,
                             early,
+                            idle_timeout: self.settings.upgraded_idle_timeout,
+                            slot,
                         });
+                        // The switched connection keeps its slot until it ends, or until
+                        // the edge drains.
+                        if sent.is_ok() {
+                            tokio::select! {
+                                _ = released => {}
+                                _ = draining.wait_for(|draining| *draining) => {}
+                            }
+                        }
                     }
                     return;
                 }

@@ -127,12 +127,16 @@ where
 }
 
 /// Joins the client's and the target's connections once both have switched protocols (a
-/// WebSocket, say) and copies bytes both ways until either side closes.
+/// WebSocket, say) and copies bytes both ways until either side closes, or neither sends a
+/// byte for the client connection's idle timeout (as ALB's idle timeout closes them).
 fn tunnel(client: crate::server::OnUpgrade, target: crate::h1::Connection) {
     tokio::spawn(async move {
         let crate::server::Upgraded {
-            stream: mut client,
+            stream: client,
             early: client_early,
+            idle_timeout,
+            // Dropped when the tunnel ends, which frees the client connection's slot.
+            slot: _slot,
         } = match client.wait().await {
             Ok(client) => client,
             Err(error) => {
@@ -141,16 +145,91 @@ fn tunnel(client: crate::server::OnUpgrade, target: crate::h1::Connection) {
             }
         };
         // What either side sent right after the switch was read with its head.
-        let (mut target, target_early) = target.into_parts();
+        let (target, target_early) = target.into_parts();
+        let began = tokio::time::Instant::now();
+        let last = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut client = Active {
+            stream: client,
+            began,
+            last: std::sync::Arc::clone(&last),
+        };
+        let mut target = Active {
+            stream: target,
+            began,
+            last: std::sync::Arc::clone(&last),
+        };
         let copied = async {
             tokio::io::AsyncWriteExt::write_all(&mut target, &client_early).await?;
             tokio::io::AsyncWriteExt::write_all(&mut client, &target_early).await?;
             tokio::io::copy_bidirectional(&mut client, &mut target).await
         };
-        if let Err(error) = copied.await {
-            tracing::debug!(%error, "upgraded connection ended with an error");
+        let idle = async {
+            loop {
+                let since =
+                    began + Duration::from_millis(last.load(std::sync::atomic::Ordering::Relaxed));
+                if since.elapsed() >= idle_timeout {
+                    return;
+                }
+                tokio::time::sleep_until(since + idle_timeout).await;
+            }
+        };
+        tokio::select! {
+            copied = copied => {
+                if let Err(error) = copied {
+                    tracing::debug!(%error, "upgraded connection ended with an error");
+                }
+            }
+            () = idle => tracing::debug!("upgraded connection closed after its idle timeout"),
         }
     });
+}
+
+/// A switched connection's side, noting when it last read a byte (in milliseconds since
+/// the switch, shared with the other side).
+struct Active<S> {
+    stream: S,
+    began: tokio::time::Instant,
+    last: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Active<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+        buffer: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buffer.filled().len();
+        let polled = std::pin::Pin::new(&mut self.stream).poll_read(context, buffer);
+        if buffer.filled().len() > before {
+            let since = u64::try_from(self.began.elapsed().as_millis()).unwrap_or(u64::MAX);
+            self.last.store(since, std::sync::atomic::Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Active<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(context, data)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(context)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(context)
+    }
 }
 
 /// Whether a failed request failed because its body went over its limit.

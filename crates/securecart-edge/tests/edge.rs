@@ -939,14 +939,10 @@ async fn least_outstanding_requests_sends_new_requests_away_from_a_busy_target()
     drop((a, b));
 }
 
-#[tokio::test]
-async fn upgraded_connections_are_tunnelled_to_the_target() {
+/// Opens a connection to `address` and switches it to the target's byte-echo protocol.
+async fn switched_connection(address: &str) -> tokio::net::TcpStream {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (a, _) = start_upstream("a").await;
-    let edge = start_edge(vec![("/api/*", "api", vec![a.address])]).await;
-    edge.wait_for_healthy(1).await;
-    let address = edge.url.trim_start_matches("http://").to_owned();
-    let mut stream = tokio::net::TcpStream::connect(&address)
+    let mut stream = tokio::net::TcpStream::connect(address)
         .await
         .expect("connect");
     stream
@@ -968,6 +964,30 @@ async fn upgraded_connections_are_tunnelled_to_the_target() {
         head.contains("upgrade: echo") && head.contains("connection: upgrade"),
         "{head}"
     );
+    stream
+}
+
+/// The edge's count of open client connections, from its metrics.
+async fn connections_open(edge: &RunningEdge) -> f64 {
+    let metrics = TestClient::http1()
+        .get(&format!("http://{}/metrics", edge.admin))
+        .await
+        .text();
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("securecart_edge_connections_active "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no connections_active in {metrics}"))
+}
+
+#[tokio::test]
+async fn upgraded_connections_are_tunnelled_to_the_target() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (a, _) = start_upstream("a").await;
+    let edge = start_edge(vec![("/api/*", "api", vec![a.address])]).await;
+    edge.wait_for_healthy(1).await;
+    let address = edge.url.trim_start_matches("http://").to_owned();
+    let mut stream = switched_connection(&address).await;
     for message in ["hello", "through the edge"] {
         stream.write_all(message.as_bytes()).await.expect("write");
         let mut echoed = vec![0u8; message.len()];
@@ -977,7 +997,62 @@ async fn upgraded_connections_are_tunnelled_to_the_target() {
             .expect("read");
         assert_eq!(echoed, message.as_bytes());
     }
+    // The switched connection still counts as a client connection (against the
+    // listener's and the client's limits too) until it closes.
+    let open = connections_open(&edge).await;
+    assert!(open >= 1.0, "{open}");
     drop(stream);
+    let mut closed = false;
+    for _ in 0..100 {
+        if connections_open(&edge).await == open - 1.0 {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(closed, "the closed tunnel no longer counts");
+    edge.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_idle_upgraded_connection_is_closed_after_its_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (a, _) = start_upstream("a").await;
+    let edge = start_edge_with_limits(
+        vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
+        not_found(),
+        vec![TargetGroupConfig {
+            name: "api".to_owned(),
+            targets: vec![a.address],
+            health_check: health_check(),
+            algorithm: Default::default(),
+            protocol: Default::default(),
+            outlier_detection: None,
+            slow_start: None,
+            stickiness: None,
+            app_cookie: None,
+            deregistration_delay: Duration::from_secs(300),
+        }],
+        Limits {
+            drain_timeout: Duration::from_secs(5),
+            upgraded_idle_timeout: Duration::from_millis(500),
+            ..Limits::default()
+        },
+    )
+    .await;
+    edge.wait_for_healthy(1).await;
+    let address = edge.url.trim_start_matches("http://").to_owned();
+    let mut stream = switched_connection(&address).await;
+    stream.write_all(b"ping").await.expect("write");
+    let mut echoed = [0u8; 4];
+    stream.read_exact(&mut echoed).await.expect("echo");
+    assert_eq!(&echoed, b"ping");
+    // Then nothing either way: the edge closes the connection.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest))
+        .await
+        .expect("the edge closes an idle switched connection");
+    assert!(read.is_ok_and(|length| length == 0), "{rest:?}");
     edge.shutdown().await;
 }
 

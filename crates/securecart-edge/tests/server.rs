@@ -1,6 +1,7 @@
 //! The edge's HTTP/1.1 server as clients see it on the wire: pipelining, HTTP/1.0,
 //! chunked and `Expect: 100-continue` uploads, answers without bodies, answers of unknown
-//! length, heads it refuses, and bodies it does not read.
+//! length, heads it refuses, and bodies it does not read; HTTP/2 clients held to the same
+//! limits.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -669,4 +670,47 @@ async fn draining_closes_a_connection_that_waits_for_its_next_request() {
     let shutdown = tokio::spawn(edge.shutdown());
     assert_eq!(read_to_close(&mut stream).await, "");
     shutdown.await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn http2_clients_are_held_to_the_same_limits() {
+    let target = start_target().await;
+    let edge = start_edge(target.address, limits()).await;
+    // HTTP/2's preface and empty settings, then nothing: the connection is idle, and the
+    // edge sends `GOAWAY` (frame type 7) and closes it after the header read timeout.
+    let mut stream = TcpStream::connect(address(&edge)).await.expect("connect");
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .expect("write");
+    let mut received = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut received))
+        .await
+        .expect("the edge closes an idle HTTP/2 connection")
+        .expect("read");
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while at + 9 <= received.len() {
+        let length = usize::from(received[at]) << 16
+            | usize::from(received[at + 1]) << 8
+            | usize::from(received[at + 2]);
+        frames.push(received[at + 3]);
+        at += 9 + length;
+    }
+    assert!(frames.contains(&7), "frame types {frames:?}");
+
+    // More header fields than the limit: 431, as over HTTP/1.1.
+    let mut client = securecart_testkit::TestClient::http2();
+    let names: Vec<String> = (0..120).map(|index| format!("x-field-{index}")).collect();
+    let many: Vec<(&str, &str)> = names.iter().map(|name| (name.as_str(), "1")).collect();
+    let url = format!("{}/hello", edge.url);
+    let answer = client.send(http::Method::GET, &url, &many, "").await;
+    assert_eq!(answer.status, 431);
+    let answer = client.send(http::Method::GET, &url, &many[..10], "").await;
+    assert_eq!(
+        (answer.status.as_u16(), answer.text()),
+        (200, "hello".to_owned())
+    );
+    edge.shutdown().await;
+    target.stop().await;
 }
