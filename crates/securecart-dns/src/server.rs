@@ -251,8 +251,15 @@ fn serve_udp(
                 })
                 .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
             let answer = &mut written[slot];
-            let answered =
-                responder.respond_into(&buffer[..*length], Transport::Udp, address, answer);
+            // A query that made the responder panic (a bug) goes unanswered, and the worker
+            // serves on: the thread has no task runtime to catch it, as TCP's have.
+            let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                responder.respond_into(&buffer[..*length], Transport::Udp, address, answer)
+            }))
+            .unwrap_or_else(|_| {
+                tracing::error!(client = %address, "answering a query panicked; it is dropped");
+                false
+            });
             counts.record(Transport::Udp, answered.then_some(answer.as_slice()));
             if answered {
                 answers.push((slot, *client));
