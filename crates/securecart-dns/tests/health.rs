@@ -1,4 +1,5 @@
-//! Health checks against a real server going down and coming back.
+//! Health checks against a real server going down and coming back, and HTTPS checks
+//! against a server with a self-signed certificate.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +46,7 @@ async fn http_checks_follow_a_server_down_and_back_after_their_threshold() {
         name: "edge".to_owned(),
         probe: Probe::Http {
             address: server.address,
+            tls: false,
             host: "shop.test".to_owned(),
             path: "/healthz".to_owned(),
             search: search.map(str::to_owned),
@@ -159,4 +161,101 @@ async fn an_edge_alias_takes_its_health_from_the_edges_target_groups() {
     healthy_targets.store(1, Ordering::SeqCst);
     wait_for(&state, true).await;
     stop.send(true).expect("stop");
+}
+
+/// A TLS server with a self-signed certificate for `shop.test` that answers every
+/// request with `status` and `body`, and how many handshakes it completed.
+async fn https_server(
+    status: &'static str,
+    body: &'static str,
+) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let generated =
+        rcgen::generate_simple_self_signed(vec!["shop.test".to_owned()]).expect("certificate");
+    let certificate = generated.cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(generated.signing_key.serialize_der())
+        .expect("key");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![certificate], key)
+    .expect("config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let handshakes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&handshakes);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let counted = Arc::clone(&counted);
+            tokio::spawn(async move {
+                let Ok(mut stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                counted.fetch_add(1, Ordering::SeqCst);
+                let mut head = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !head.windows(4).any(|end| end == b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => head.extend_from_slice(&buffer[..read]),
+                    }
+                }
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (address, handshakes)
+}
+
+#[tokio::test]
+async fn https_checks_pass_on_an_answer_over_tls_whatever_the_certificate() {
+    let (ready, handshakes) = https_server("200 OK", "status: ready").await;
+    let (failing, _) = https_server("503 Service Unavailable", "status: draining").await;
+    let check = |address, tls, host: &str, search: Option<&str>| HealthCheck {
+        name: "edge".to_owned(),
+        probe: Probe::Http {
+            address,
+            tls,
+            host: host.to_owned(),
+            path: "/healthz".to_owned(),
+            search: search.map(str::to_owned),
+        },
+        interval: Duration::from_millis(40),
+        failure_threshold: 1,
+        inverted: false,
+        disabled: false,
+    };
+    // A self-signed certificate, with the server's name or its address: healthy.
+    assert!(check(ready, true, "shop.test", None).probe().await);
+    assert!(check(ready, true, "127.0.0.1", Some("ready")).probe().await);
+    assert!(
+        !check(ready, true, "shop.test", Some("absent"))
+            .probe()
+            .await
+    );
+    assert_eq!(handshakes.load(Ordering::SeqCst), 3);
+    // An error status over TLS, and plain HTTP to a TLS server: unhealthy.
+    assert!(!check(failing, true, "shop.test", None).probe().await);
+    assert!(!check(ready, false, "shop.test", None).probe().await);
+    // TLS to a server that speaks plain HTTP: unhealthy.
+    let plain = securecart_testkit::serve(
+        "127.0.0.1",
+        axum::Router::new().route("/healthz", get(|| async { "status: ready" })),
+    )
+    .await;
+    assert!(check(plain.address, false, "shop.test", None).probe().await);
+    assert!(!check(plain.address, true, "shop.test", None).probe().await);
+    plain.stop().await;
 }

@@ -49,10 +49,12 @@ pub struct DnsHealthCheck {
 /// What a health check checks.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DnsCheckKind {
-    /// An HTTP GET.
+    /// An HTTP GET, or an HTTPS one.
     Http {
         /// Where.
         address: SocketAddr,
+        /// Whether over TLS.
+        tls: bool,
         /// The path.
         path: String,
         /// A string the body's first 5,120 bytes must hold.
@@ -383,8 +385,9 @@ fn resolve_check(
         findings.problem(path.key("failure_threshold"), "must be from 1 to 10");
     }
     let kind = match raw.check_type.as_str() {
-        "http" => DnsCheckKind::Http {
+        "http" | "https" => DnsCheckKind::Http {
             address: check_target(raw, path, regions, admin_port, findings)?,
+            tls: raw.check_type == "https",
             path: raw.path.clone(),
             search: raw.search_string.clone(),
         },
@@ -414,7 +417,7 @@ fn resolve_check(
         other => {
             findings.problem(
                 path.key("type"),
-                format!("`{other}` is not a health check type; expected \"http\", \"tcp\" or \"calculated\""),
+                format!("`{other}` is not a health check type; expected \"http\", \"https\", \"tcp\" or \"calculated\""),
             );
             return None;
         }

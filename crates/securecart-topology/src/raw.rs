@@ -87,7 +87,8 @@ pub struct RawCidrLocation {
 pub struct RawDnsHealthCheck {
     /// Its name, which records name.
     pub name: String,
-    /// `"http"`, `"tcp"` or `"calculated"`.
+    /// `"http"`, `"https"` (the certificate not validated, as Route 53's checks do not),
+    /// `"tcp"` or `"calculated"`.
     #[serde(rename = "type", default = "default_dns_check_type")]
     pub check_type: String,
     /// Checks a region's edge (its `/healthz`); or give `address`.

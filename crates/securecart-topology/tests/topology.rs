@@ -786,3 +786,30 @@ fn a_missing_file_is_a_clear_error() {
         "{error}"
     );
 }
+
+#[test]
+fn a_dns_health_check_may_be_https() {
+    let text = with(
+        "edge = \"us-east-1\"\ninterval_ms",
+        "type = \"https\"\nedge = \"us-east-1\"\ninterval_ms",
+    );
+    let loaded = parse(&text, "t.toml").expect("an HTTPS check");
+    let dns = loaded.topology.dns.expect("the zone");
+    assert!(
+        matches!(
+            dns.health_checks[0].kind,
+            securecart_topology::dns::DnsCheckKind::Http { tls: true, .. }
+        ),
+        "{:?}",
+        dns.health_checks[0].kind
+    );
+    let error = parse(
+        &with(
+            "edge = \"us-east-1\"\ninterval_ms",
+            "type = \"ftp\"\nedge = \"us-east-1\"\ninterval_ms",
+        ),
+        "t.toml",
+    )
+    .expect_err("no such type");
+    assert!(error.to_string().contains("\"https\""), "{error}");
+}

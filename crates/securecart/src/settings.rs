@@ -682,10 +682,12 @@ pub fn dns_zone_config(
             probe: match &check.kind {
                 DnsCheckKind::Http {
                     address,
+                    tls,
                     path,
                     search,
                 } => Probe::Http {
                     address: *address,
+                    tls: *tls,
                     host: address.ip().to_string(),
                     path: path.clone(),
                     search: search.clone(),
