@@ -18,6 +18,7 @@ pub mod answer;
 pub mod config;
 pub mod geo;
 pub mod health;
+pub mod places;
 pub mod policy;
 pub mod server;
 pub mod wire;

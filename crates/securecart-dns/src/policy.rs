@@ -115,7 +115,8 @@ pub struct Environment {
 
 impl Environment {
     /// What is known of the client at `address`: its place, from the most specific network
-    /// of [`Environment::places`] that holds it, else from the city database; its country,
+    /// of [`Environment::places`] that holds it, else from the city database, else its
+    /// country's ([`crate::places`]); its country,
     /// continent and subdivision from the city database, else its country and continent
     /// from the registries' data ([`crate::geo`]).
     pub fn locate(&self, address: IpAddr) -> ClientLocation {
@@ -134,19 +135,22 @@ impl Environment {
                 .and_then(crate::geo::continent_of)
                 .map(str::to_owned)
         });
+        let place = self
+            .places
+            .iter()
+            .filter(|(network, _)| network.contains(&address))
+            .max_by_key(|(network, _)| network.prefix_len())
+            .map(|(_, place)| *place)
+            .or(city.coordinates)
+            // Else its country's place, roughly (one of its cities).
+            .or_else(|| country.as_deref().and_then(crate::places::of));
         ClientLocation {
             address: Some(address),
             country,
             continent,
             subdivision: city.subdivision,
             // A place the topology gives (a region's loopback block) before the database's.
-            place: self
-                .places
-                .iter()
-                .filter(|(network, _)| network.contains(&address))
-                .max_by_key(|(network, _)| network.prefix_len())
-                .map(|(_, place)| *place)
-                .or(city.coordinates),
+            place,
         }
     }
 }
@@ -721,6 +725,42 @@ mod tests {
         for (client, us, eu, expected) in cases {
             let group = vec![latency("us-east-1", us), latency("eu-west-1", eu)];
             let choice = choose(&group, client, &environment, 0);
+            assert_eq!(ids(&group, &choice.chosen), [expected], "{}", choice.reason);
+        }
+    }
+
+    #[test]
+    fn without_a_city_database_a_client_is_placed_at_its_countrys_place() {
+        // No topology block, no MaxMind database: the registries' country, and its place.
+        let environment = Environment {
+            regions: vec![
+                ("us-east-1".to_owned(), (38.9, -77.0)),
+                ("eu-west-1".to_owned(), (53.3, -6.3)),
+                ("ap-southeast-2".to_owned(), (-33.9, 151.2)),
+            ],
+            ..Environment::default()
+        };
+        let group: Vec<Candidate> = ["us-east-1", "eu-west-1", "ap-southeast-2"]
+            .into_iter()
+            .map(|region| {
+                candidate(
+                    region,
+                    Policy::Latency {
+                        region: region.to_owned(),
+                    },
+                    true,
+                )
+            })
+            .collect();
+        // 1.1.1.0/24 is registered in Australia, 8.8.8.0/24 in the United States.
+        for (address, country, expected) in [
+            ("1.1.1.1", "AU", "ap-southeast-2"),
+            ("8.8.8.8", "US", "us-east-1"),
+        ] {
+            let client = environment.locate(address.parse().expect("address"));
+            assert_eq!(client.country.as_deref(), Some(country));
+            assert_eq!(client.place, crate::places::of(country));
+            let choice = choose(&group, &client, &environment, 0);
             assert_eq!(ids(&group, &choice.chosen), [expected], "{}", choice.reason);
         }
     }
