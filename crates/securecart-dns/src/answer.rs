@@ -230,41 +230,8 @@ fn answer_in_zone(
             break;
         }
         if let Some(entry) = zone.policy_entry(&found_at, record_type) {
-            let (group, candidates) = (&entry.group, &entry.candidates);
-            let healthy = |member: &crate::zone::PolicyMember| {
-                if entry.has_aliases {
-                    zone.member_healthy(member, record_type)
-                } else {
-                    member.is_healthy()
-                }
-            };
-            let chosen = if asker.explain {
-                let candidates: Vec<Candidate> = group
-                    .members
-                    .iter()
-                    .zip(candidates)
-                    .map(|(member, candidate)| Candidate {
-                        healthy: healthy(member),
-                        ..candidate.clone()
-                    })
-                    .collect();
-                let choice =
-                    crate::policy::choose(&candidates, asker.client, asker.environment, asker.seed);
-                answer
-                    .reasons
-                    .push(format!("{owner} {record_type}: {}", choice.reason));
-                choice.chosen
-            } else if entry.has_aliases {
-                crate::policy::choose_quietly(
-                    candidates,
-                    &|index| healthy(&group.members[index]),
-                    asker.client,
-                    asker.environment,
-                    asker.seed,
-                )
-            } else {
-                entry.choose(asker.client, asker.environment, asker.seed)
-            };
+            let group = &entry.group;
+            let chosen = choose_members(zone, entry, record_type, asker, &owner, &mut answer);
             if found_at == *name && answer.answers.is_empty() && !entry.has_aliases {
                 // The question's own name and type chose: the answer is this choice's.
                 answer.direct_choice = Some(chosen.clone());
@@ -311,9 +278,27 @@ fn answer_in_zone(
             }
             break;
         }
-        if let Some(cname) = zone.rrset(&found_at, RecordType::CNAME) {
-            answer.answers.extend(synthesise(cname, &owner));
-            let Some(RData::CNAME(target)) = cname.first().map(|record| &record.data) else {
+        // A CNAME, static or chosen by a routing policy (a weighted or failover CNAME
+        // group answers other types' questions as a CNAME does).
+        let cname: Option<Vec<Record>> = match zone.rrset(&found_at, RecordType::CNAME) {
+            Some(cname) => Some(synthesise(cname, &owner)),
+            None => zone
+                .policy_entry(&found_at, RecordType::CNAME)
+                .map(|entry| {
+                    answer.dynamic = true;
+                    choose_members(zone, entry, RecordType::CNAME, asker, &owner, &mut answer)
+                        .into_iter()
+                        .flat_map(|index| &entry.group.members[index].data)
+                        .map(|data| {
+                            Record::from_rdata(owner.clone(), entry.group.ttl, data.clone())
+                        })
+                        .collect()
+                }),
+        };
+        if let Some(cname) = cname.filter(|cname| !cname.is_empty()) {
+            let first = cname.first().map(|record| record.data.clone());
+            answer.answers.extend(cname);
+            let Some(RData::CNAME(target)) = first else {
                 break;
             };
             let target = LowerName::new(&target.0);
@@ -338,6 +323,53 @@ fn answer_in_zone(
     }
     add_additionals(zone, &mut answer);
     answer
+}
+
+/// The members of `entry` (a policy group at a `record_type` name) that answer the asker,
+/// with the choice's reason added to `answer` when the asker wants them.
+fn choose_members(
+    zone: &Zone,
+    entry: &crate::zone::PolicyEntry,
+    record_type: RecordType,
+    asker: &Asker<'_>,
+    owner: &Name,
+    answer: &mut Answer,
+) -> Vec<usize> {
+    let (group, candidates) = (&entry.group, &entry.candidates);
+    let healthy = |member: &crate::zone::PolicyMember| {
+        if entry.has_aliases {
+            zone.member_healthy(member, record_type)
+        } else {
+            member.is_healthy()
+        }
+    };
+    if asker.explain {
+        let candidates: Vec<Candidate> = group
+            .members
+            .iter()
+            .zip(candidates)
+            .map(|(member, candidate)| Candidate {
+                healthy: healthy(member),
+                ..candidate.clone()
+            })
+            .collect();
+        let choice =
+            crate::policy::choose(&candidates, asker.client, asker.environment, asker.seed);
+        answer
+            .reasons
+            .push(format!("{owner} {record_type}: {}", choice.reason));
+        choice.chosen
+    } else if entry.has_aliases {
+        crate::policy::choose_quietly(
+            candidates,
+            &|index| healthy(&group.members[index]),
+            asker.client,
+            asker.environment,
+            asker.seed,
+        )
+    } else {
+        entry.choose(asker.client, asker.environment, asker.seed)
+    }
 }
 
 /// The name whose records answer for `name`: itself if it exists, else the wildcard

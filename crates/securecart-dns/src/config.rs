@@ -302,6 +302,26 @@ mod tests {
                         &["127.9.0.1"],
                     )
                 },
+                // A weighted CNAME group (weight 0 takes nothing while the other is
+                // healthy): it answers an A question as a CNAME does.
+                RecordConfig {
+                    record_type: "CNAME".to_owned(),
+                    set_identifier: "to-www".to_owned(),
+                    ..record(
+                        "cdn.shop.test.",
+                        Some(Policy::Weighted { weight: 1 }),
+                        &["www.shop.test."],
+                    )
+                },
+                RecordConfig {
+                    record_type: "CNAME".to_owned(),
+                    set_identifier: "to-pay".to_owned(),
+                    ..record(
+                        "cdn.shop.test.",
+                        Some(Policy::Weighted { weight: 0 }),
+                        &["pay.shop.test."],
+                    )
+                },
             ],
             health_checks: vec![disabled("us"), disabled("eu")],
             environment: Environment {
@@ -337,6 +357,10 @@ mod tests {
         assert_eq!(
             ask("pay.shop.test.", "127.2.9.9"),
             ["pay.shop.test. 127.2.0.1"]
+        );
+        assert_eq!(
+            ask("cdn.shop.test.", "127.1.9.9"),
+            ["cdn.shop.test. www.shop.test.", "www.shop.test. 127.1.0.1"]
         );
         // Every www record unhealthy: the alias evaluating its target fails over.
         for (name, flag) in &built.checks {
