@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use hickory_proto::rr::rdata::{CNAME, NS, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
@@ -68,6 +68,17 @@ pub struct Built {
 
 /// Builds the zone and starts its health checks, which stop when `stop` turns true.
 pub fn build(config: &ZoneConfig, stop: &watch::Receiver<bool>) -> Result<Built, String> {
+    rebuild(config, stop, &[])
+}
+
+/// [`build`], for a reload: a health check named as one of `previous` (the zone in force's
+/// [`Built::checks`]) starts in that check's state rather than healthy, so that a region
+/// whose edge is down does not come back into answers with each reload.
+pub fn rebuild(
+    config: &ZoneConfig,
+    stop: &watch::Receiver<bool>,
+    previous: &[(String, Arc<AtomicBool>)],
+) -> Result<Built, String> {
     let origin = Name::from_ascii(&config.origin)
         .map_err(|error| format!("`{}` is not a zone name: {error}", config.origin))?;
     let name = |text: &str| {
@@ -76,10 +87,19 @@ pub fn build(config: &ZoneConfig, stop: &watch::Receiver<bool>) -> Result<Built,
     let inside = |label: &str| name(&format!("{label}.{}", config.origin));
 
     // The health checks: every flag first, so that calculated checks find their children.
+    let was = |name: &str| {
+        previous
+            .iter()
+            .find(|(previous, _)| previous == name)
+            .map(|(_, state)| state.load(Ordering::Relaxed))
+    };
     let flags: HashMap<&str, Arc<AtomicBool>> = config
         .health_checks
         .iter()
-        .map(|check| (check.name.as_str(), Arc::new(AtomicBool::new(true))))
+        .map(|check| {
+            let state = was(&check.name).unwrap_or(true);
+            (check.name.as_str(), Arc::new(AtomicBool::new(state)))
+        })
         .collect();
     for check in &config.health_checks {
         let state = Arc::clone(&flags[check.name.as_str()]);
@@ -91,7 +111,7 @@ pub fn build(config: &ZoneConfig, stop: &watch::Receiver<bool>) -> Result<Built,
                     .cloned()
                     .ok_or_else(|| format!("health check `{child}` does not exist"))
             })?
-            .spawn(state, stop.clone());
+            .resume(state, stop.clone());
     }
 
     // SOA and NS records for the zone, with the name servers' addresses.
@@ -373,5 +393,47 @@ mod tests {
         );
         // The apex alias evaluates nothing: www answers as if all were healthy.
         assert_eq!(ask("shop.test.", "127.2.9.9"), ["shop.test. 127.2.0.1"]);
+    }
+
+    #[tokio::test]
+    async fn a_reload_keeps_the_health_checks_states() {
+        let check = |name: &str| HealthCheck {
+            name: name.to_owned(),
+            // Nothing listens there: every probe fails, after the threshold.
+            probe: Probe::Tcp {
+                address: "127.0.0.1:1".parse().expect("address"),
+            },
+            interval: Duration::from_secs(60),
+            failure_threshold: 3,
+            inverted: false,
+            disabled: false,
+        };
+        let config = ZoneConfig {
+            origin: "shop.test.".to_owned(),
+            name_servers: vec![("ns1".to_owned(), "127.0.0.53".parse().expect("address"))],
+            ttl: 300,
+            records: vec![record("www.shop.test.", None, &["127.1.0.1"])],
+            health_checks: vec![check("us"), check("eu")],
+            environment: Environment::default(),
+        };
+        let (_stop, stopped) = tokio::sync::watch::channel(false);
+        let state = |built: &super::Built, name: &str| {
+            built
+                .checks
+                .iter()
+                .find(|(check, _)| check == name)
+                .map(|(_, flag)| flag.load(Ordering::Relaxed))
+        };
+        let first = build(&config, &stopped).expect("zone builds");
+        assert_eq!(
+            state(&first, "us"),
+            Some(true),
+            "a new check starts healthy"
+        );
+        // us failed its checks; the zone is reloaded: us stays unhealthy, eu healthy.
+        first.checks[0].1.store(false, Ordering::Relaxed);
+        let reloaded = super::rebuild(&config, &stopped, &first.checks).expect("zone builds");
+        assert_eq!(state(&reloaded, "us"), Some(false));
+        assert_eq!(state(&reloaded, "eu"), Some(true));
     }
 }

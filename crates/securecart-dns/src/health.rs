@@ -6,7 +6,8 @@
 //! pass when a connection opens. A check changes state after `failure_threshold` results in a row
 //! that disagree with it; inverted checks report the opposite; disabled checks are
 //! always healthy; calculated checks are healthy while at least N of their children are.
-//! A new check starts healthy, as Route 53's do until their first failures.
+//! A new check starts healthy, as Route 53's do until their first failures; a check carried
+//! over a reload (`config::rebuild`) keeps its state.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -124,9 +125,17 @@ impl<C> HealthCheck<C> {
 
 impl HealthCheck {
     /// Starts the check; it keeps `state` up to date until `stop` turns true.
-    pub fn spawn(self, state: Arc<AtomicBool>, mut stop: watch::Receiver<bool>) {
+    pub fn spawn(self, state: Arc<AtomicBool>, stop: watch::Receiver<bool>) {
         state.store(true, Ordering::Relaxed);
+        self.resume(state, stop);
+    }
+
+    /// Runs the check as [`HealthCheck::spawn`] does, from the state `state` holds (a
+    /// check carried over a reload keeps its state until its probes disagree with it);
+    /// a disabled check is healthy.
+    pub fn resume(self, state: Arc<AtomicBool>, mut stop: watch::Receiver<bool>) {
         if self.disabled {
+            state.store(true, Ordering::Relaxed);
             return;
         }
         tokio::spawn(async move {

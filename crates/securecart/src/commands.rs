@@ -451,12 +451,13 @@ async fn dns_region(
         // The new zone's checks start now; the old ones stop once it is in force.
         let (next_stop, next_checks) = tokio::sync::watch::channel(false);
         let rebuilt = settings::load_topology(config.as_deref()).and_then(|loaded| {
-            securecart_dns::config::build(
+            securecart_dns::config::rebuild(
                 &settings::dns_zone_config(
                     &loaded.topology,
                     &settings::topology_base(config.as_deref()),
                 )?,
                 &next_checks,
+                &check_flags.load(),
             )
             .map_err(anyhow::Error::msg)
         });
