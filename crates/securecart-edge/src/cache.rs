@@ -673,15 +673,32 @@ fn revalidate_in_background<B>(
             return;
         };
         let (parts, body) = response.into_parts();
-        let Ok(collected) = tokio::time::timeout(timeout, body.collect()).await else {
-            return;
-        };
-        let Ok(body) = collected.map(http_body_util::Collected::to_bytes) else {
-            return;
-        };
-        if body.len() > cache.max_object_bytes {
+        // Read no further than the cache keeps: a body past the object limit (declared,
+        // or found so as it comes) is dropped unread rather than held whole in memory.
+        if body
+            .size_hint()
+            .exact()
+            .is_some_and(|length| length > cache.max_object_bytes as u64)
+        {
             return;
         }
+        let limit = cache.max_object_bytes;
+        let reading = async move {
+            let mut body = body;
+            let mut read = bytes::BytesMut::new();
+            while let Some(frame) = body.frame().await {
+                if let Ok(data) = frame.ok()?.into_data() {
+                    if read.len() + data.len() > limit {
+                        return None;
+                    }
+                    read.extend_from_slice(&data);
+                }
+            }
+            Some(read.freeze())
+        };
+        let Ok(Some(body)) = tokio::time::timeout(timeout, reading).await else {
+            return;
+        };
         let mut headers = parts.headers;
         validation::strip_unstored(&mut headers);
         let stored = Stored {

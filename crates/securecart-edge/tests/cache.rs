@@ -1,7 +1,7 @@
 //! The edge's cache with a real origin that counts what reaches it: hits, revalidation
 //! with 304, coalescing of concurrent misses, invalidation by unsafe methods, ranges, large
-//! objects streaming through, stale answers when the origin fails, behaviours by path, and
-//! the cache's metrics.
+//! objects streaming through, stale answers while refreshing and when the origin fails,
+//! behaviours by path, and the cache's metrics.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +26,8 @@ struct Origin {
     requests: Arc<AtomicUsize>,
     conditional: Arc<AtomicUsize>,
     failing: Arc<AtomicBool>,
+    /// `/static/swr` answers with a body past the cache's object limit.
+    oversized: Arc<AtomicBool>,
 }
 
 /// A line of a stylesheet, repeated to make a body worth compressing.
@@ -139,6 +141,24 @@ async fn start_origin() -> (TestServer, Origin) {
                     "still here",
                 )
                     .into_response()
+            }),
+        )
+        .route(
+            "/static/swr",
+            get(|State(origin): State<Origin>| async move {
+                let seen = count(&origin);
+                let body = if origin.oversized.load(Ordering::SeqCst) {
+                    "x".repeat(64 * 1024)
+                } else {
+                    format!("version {seen}")
+                };
+                (
+                    [(
+                        header::CACHE_CONTROL,
+                        "max-age=1, stale-while-revalidate=60",
+                    )],
+                    body,
+                )
             }),
         )
         .route(
@@ -375,6 +395,55 @@ async fn objects_over_the_size_limit_stream_through_unstored() {
         assert_eq!(reply.header("x-cache"), Some("Miss"));
     }
     assert_eq!(requests(&origin), 2);
+    edge.shutdown().await;
+    server.stop().await;
+}
+
+/// Waits until `count` requests reached the origin.
+async fn until_requests(origin: &Origin, count: usize) {
+    for _ in 0..200 {
+        if requests(origin) >= count {
+            // And a moment for the answer to be stored, or not.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the origin saw {} requests, not {count}", requests(origin));
+}
+
+#[tokio::test]
+async fn a_stale_copy_answers_within_stale_while_revalidate_and_is_refreshed_behind() {
+    let (server, origin) = start_origin().await;
+    let edge = start_edge(server.address).await;
+    let mut client = TestClient::http1();
+    let url = format!("{}/static/swr", edge.url);
+    assert_eq!(client.get(&url).await.text(), "version 1");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Stale: answered at once, refreshed behind. The refresh's answer is past the object
+    // limit, so it is not stored (nor read past the limit), and the stale copy stays.
+    origin.oversized.store(true, Ordering::SeqCst);
+    let stale = client.get(&url).await;
+    assert_eq!(
+        (stale.text(), stale.header("x-cache")),
+        ("version 1".to_owned(), Some("Stale"))
+    );
+    until_requests(&origin, 2).await;
+    let stale = client.get(&url).await;
+    assert_eq!(
+        (stale.text(), stale.header("x-cache")),
+        ("version 1".to_owned(), Some("Stale"))
+    );
+    until_requests(&origin, 3).await;
+    // A refresh the cache can keep replaces the stale copy.
+    origin.oversized.store(false, Ordering::SeqCst);
+    assert_eq!(client.get(&url).await.text(), "version 1");
+    until_requests(&origin, 4).await;
+    let fresh = client.get(&url).await;
+    assert_eq!(
+        (fresh.text(), fresh.header("x-cache")),
+        ("version 4".to_owned(), Some("Hit"))
+    );
     edge.shutdown().await;
     server.stop().await;
 }
