@@ -32,8 +32,13 @@ use crate::freshness::Freshness;
 use crate::key::Variant;
 use crate::store::Stored;
 
-/// The first bytes of every object file, with the format's version.
-const MAGIC: &[u8; 4] = b"SCC1";
+/// The first bytes of every object file, with the format's version (files of other
+/// versions are removed when the tier opens: a cache starts colder, nothing else).
+const MAGIC: &[u8; 4] = b"SCC2";
+
+/// The bytes before a file's header: the magic, the header's length (4 bytes) and the
+/// body's (8 bytes).
+const PREAMBLE: usize = 16;
 /// The suffix of object files.
 const SUFFIX: &str = ".obj";
 
@@ -176,7 +181,7 @@ impl Disk {
             }
             Err(error) => return Err(error),
         };
-        match decode(&bytes) {
+        match decode(Bytes::from(bytes)) {
             Some((stored_key, stored)) if stored_key == key => Ok(Some(stored)),
             _ => {
                 self.forget(key, &file);
@@ -424,8 +429,10 @@ fn read_variant(reader: &mut Reader<'_>) -> Option<Variant> {
     Some(Variant::from_parts(headers, cookies))
 }
 
-/// A stored response as file bytes: the magic, the header's length, the header (key,
-/// status, freshness, variant, host, path, tags, headers), then the body.
+/// A stored response as file bytes: the magic, the header's length and the body's, the
+/// header (key, status, freshness, variant, host, path, tags, headers), then the body. The
+/// body's length tells a file cut short (written, renamed, and then lost in part to a
+/// crash of the machine before its data reached the disk) from a whole one.
 fn encode(key: &str, stored: &Stored) -> Vec<u8> {
     let mut header = Writer::default();
     header.bytes(key.as_bytes());
@@ -456,9 +463,10 @@ fn encode(key: &str, stored: &Stored) -> Vec<u8> {
         header.bytes(name.as_str().as_bytes());
         header.bytes(value.as_bytes());
     }
-    let mut bytes = Vec::with_capacity(8 + header.0.len() + stored.body.len());
+    let mut bytes = Vec::with_capacity(PREAMBLE + header.0.len() + stored.body.len());
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&(header.0.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(&(stored.body.len() as u64).to_be_bytes());
     bytes.extend_from_slice(&header.0);
     bytes.extend_from_slice(&stored.body);
     bytes
@@ -523,15 +531,20 @@ fn decode_header(bytes: &[u8]) -> Option<Header> {
 }
 
 /// A whole file: its key and stored response.
-fn decode(bytes: &[u8]) -> Option<(String, Stored)> {
-    let mut reader = Reader(bytes);
+fn decode(bytes: Bytes) -> Option<(String, Stored)> {
+    let mut reader = Reader(&bytes);
     if reader.take(4)? != MAGIC {
         return None;
     }
     let length = reader.u32()? as usize;
+    let body_length = reader.u64()?;
     let header = decode_header(reader.take(length)?)?;
+    // A file cut short, or with more after its body, is not an object.
+    if reader.0.len() as u64 != body_length {
+        return None;
+    }
     let mut stored = header.stored;
-    stored.body = Bytes::copy_from_slice(reader.0);
+    stored.body = bytes.slice(PREAMBLE + length..);
     Some((header.key, stored))
 }
 
@@ -540,13 +553,21 @@ fn read_header(path: &Path) -> io::Result<(String, Entry)> {
     let invalid = || io::Error::new(io::ErrorKind::InvalidData, "not a cache object");
     let mut file = fs::File::open(path)?;
     let size = file.metadata()?.len();
-    let mut start = [0u8; 8];
+    let mut start = [0u8; PREAMBLE];
     file.read_exact(&mut start)?;
     if &start[..4] != MAGIC {
         return Err(invalid());
     }
     let length = u32::from_be_bytes([start[4], start[5], start[6], start[7]]) as usize;
-    if length as u64 > size {
+    let mut body_length = [0u8; 8];
+    body_length.copy_from_slice(&start[8..]);
+    let body_length = u64::from_be_bytes(body_length);
+    // A file cut short (or longer than it says) is not an object.
+    if (PREAMBLE as u64)
+        .checked_add(length as u64)
+        .and_then(|sum| sum.checked_add(body_length))
+        != Some(size)
+    {
         return Err(invalid());
     }
     let mut bytes = vec![0; length];
@@ -693,11 +714,37 @@ mod tests {
             .expect("a file")
             .expect("entry")
             .path();
-        fs::write(&file, b"SCC1\0\0\0\x09garbage").expect("damages");
+        fs::write(&file, b"SCC2\0\0\0\x09\0\0\0\0\0\0\0\0garbage").expect("damages");
         fs::write(directory.path().join("left.obj.tmp7"), b"half").expect("writes");
         let disk = Disk::open(directory.path(), 1 << 20).expect("reopens");
         assert_eq!(disk.usage(), (0, 0));
         assert_eq!(fs::read_dir(directory.path()).expect("lists").count(), 0);
+
+        // A file cut short (a machine's crash after the rename, before its data reached
+        // the disk) is no object: not when the tier opens, nor when it is read.
+        let cut = |disk: &Disk| {
+            disk.write("shop.test/cut", &stored("/cut", "a whole body", "en"))
+                .expect("writes");
+            let file = fs::read_dir(directory.path())
+                .expect("lists")
+                .next()
+                .expect("a file")
+                .expect("entry")
+                .path();
+            let bytes = fs::read(&file).expect("reads");
+            fs::write(&file, &bytes[..bytes.len() - 4]).expect("cuts");
+        };
+        cut(&disk);
+        assert_eq!(
+            disk.read("shop.test/cut", &asking("en"))
+                .expect("reads")
+                .map(|stored| stored.body),
+            None
+        );
+        assert!(!disk.has("shop.test/cut", &asking("en")));
+        cut(&disk);
+        let disk = Disk::open(directory.path(), 1 << 20).expect("reopens");
+        assert_eq!(disk.usage(), (0, 0));
 
         let body = "x".repeat(1000);
         let size = encode("shop.test/p0", &stored("/p0", &body, "en")).len() as u64;
