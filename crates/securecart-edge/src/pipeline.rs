@@ -322,10 +322,11 @@ impl Pipeline {
                     EdgeError::BadRequest("an HTTP/1.1 request needs a Host header"),
                 );
             };
+            let path = crate::rules::normalized_path(request.uri().path());
             let matched = self.rules.find(&RequestHead {
                 method: request.method(),
                 host,
-                path: request.uri().path(),
+                path: &path,
                 query: request.uri().query(),
                 headers: request.headers(),
                 client: context.client.ip(),

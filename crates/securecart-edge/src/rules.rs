@@ -8,6 +8,11 @@
 //! those are evaluated, lowest priority number first. Matching allocates nothing.
 //!
 //! A pure function of (rules, request head, client address): tested as tables.
+//!
+//! Path conditions see the path as a server resolves it ([`normalized_path`]: unreserved
+//! characters decoded, runs of `/` merged, `.` and `..` segments resolved, as nginx does
+//! before it matches locations), so that `/x/../admin` or `/%61dmin` matches `/admin*` as
+//! the target will read it; the request goes on with its path as sent.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -500,6 +505,61 @@ impl CompiledRule {
     }
 }
 
+/// `path` as servers resolve it, for path conditions: percent-encoded unreserved
+/// characters (letters, digits, `-`, `.`, `_`, `~`) decoded (RFC 3986 section 6.2.2.2),
+/// runs of `/` merged into one, and `.` and `..` segments removed (section 5.2.4; `..`
+/// stops at the root). A path with none of `%`, `//` or `/.` is returned as it is.
+pub fn normalized_path(path: &str) -> std::borrow::Cow<'_, str> {
+    if !path.contains('%') && !path.contains("//") && !path.contains("/.") {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let bytes = path.as_bytes();
+    let hex = |byte: u8| (byte as char).to_digit(16);
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes[at] == b'%'
+            && let (Some(high), Some(low)) = (
+                bytes.get(at + 1).copied().and_then(hex),
+                bytes.get(at + 2).copied().and_then(hex),
+            )
+        {
+            let byte = (high * 16 + low) as u8;
+            if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+                decoded.push(byte);
+                at += 3;
+                continue;
+            }
+        }
+        decoded.push(bytes[at]);
+        at += 1;
+    }
+    // Only ASCII was decoded, so the bytes are still UTF-8.
+    let decoded = String::from_utf8(decoded).unwrap_or_else(|_| path.to_owned());
+    let mut segments: Vec<&str> = Vec::new();
+    let mut last = "";
+    for segment in decoded.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            segment => segments.push(segment),
+        }
+        last = segment;
+    }
+    let mut normalized = String::with_capacity(decoded.len());
+    for segment in &segments {
+        normalized.push('/');
+        normalized.push_str(segment);
+    }
+    // A path that ends as a directory (`/`, `/.`, `/..`) still does.
+    if normalized.is_empty() || matches!(last, "" | "." | "..") {
+        normalized.push('/');
+    }
+    std::borrow::Cow::Owned(normalized)
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::IpAddr;
@@ -538,6 +598,32 @@ mod tests {
             !glob_match(b"/API/*", b"/api/x", false),
             "paths are case-sensitive"
         );
+    }
+
+    #[test]
+    fn paths_are_matched_as_servers_resolve_them() {
+        for (path, normalized) in [
+            ("/admin/panel", "/admin/panel"),
+            ("/", "/"),
+            ("/x/../admin/panel", "/admin/panel"),
+            ("/./admin/./panel", "/admin/panel"),
+            ("//admin///panel", "/admin/panel"),
+            ("/%61dmin/panel", "/admin/panel"),
+            ("/%2e%2e/admin", "/admin"),
+            ("/a/%2E%2E/admin/", "/admin/"),
+            ("/../../admin", "/admin"),
+            ("/a/b/..", "/a/"),
+            ("/a/b/.", "/a/b/"),
+            ("/..", "/"),
+            // Reserved characters stay encoded: `%2F` is not a separator.
+            ("/admin%2Fpanel", "/admin%2Fpanel"),
+            ("/a%2f..%2fadmin", "/a%2f..%2fadmin"),
+            ("/caf%C3%A9/..", "/"),
+            ("/100%", "/100%"),
+            ("/.well-known/x", "/.well-known/x"),
+        ] {
+            assert_eq!(super::normalized_path(path), normalized, "{path}");
+        }
     }
 
     fn rule(name: &str, priority: u32, conditions: Conditions) -> Rule<String> {

@@ -557,6 +557,17 @@ async fn rules_redirect_answer_fixed_responses_and_match_headers() {
         (503, "back soon".to_owned())
     );
     assert_eq!(fixed.header("content-type"), Some("text/plain"));
+    // Path conditions see the path as servers resolve it: dot segments, doubled slashes
+    // and encoded letters do not step around a rule.
+    for path in [
+        "/x/../maintenance",
+        "//maintenance",
+        "/%6daintenance",
+        "/./maintenance",
+    ] {
+        let fixed = client.get(&format!("{}{path}", edge.url)).await;
+        assert_eq!(fixed.status, 503, "{path}");
+    }
     assert_eq!(whoami(&mut client, &edge).await, "a");
     let beta = client
         .send(
