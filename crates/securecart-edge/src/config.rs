@@ -141,7 +141,8 @@ pub struct TargetGroupConfig {
 /// many times in a row leaves the rotation for a while, whatever its health check says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutlierDetection {
-    /// Consecutive 5xx answers (or refused connections) that eject a target.
+    /// Consecutive 5xx answers, refused or failed connections, or answers that did not
+    /// come within the upstream timeout, that eject a target.
     pub consecutive_errors: u32,
     /// How long an ejected target stays out before its health check may bring it back.
     pub ejection: Duration,

@@ -400,8 +400,20 @@ where
                     ));
                 }
             };
+            // Outlier detection counts what fails for the target's sake: a 5xx, no answer
+            // in time, a connection that failed (as Envoy's consecutive gateway errors);
+            // not a client's upload that broke off or went past its limit.
+            let observe_failure = || {
+                if group.observe_outcome(index, None) {
+                    tracing::warn!(group = %group.name, target = %target.address, "target ejected after consecutive errors");
+                    metrics.set_target_health(group);
+                }
+            };
             match answer {
-                Err(PoolError::Timeout) => return Err(EdgeError::Timeout),
+                Err(PoolError::Timeout) => {
+                    observe_failure();
+                    return Err(EdgeError::Timeout);
+                }
                 Ok(mut response) => {
                     let answered = std::time::Instant::now();
                     context.target = Some(target.address);
@@ -454,13 +466,17 @@ where
                     // An idempotent request whose connection failed before an answer may be sent
                     // again (nginx's `proxy_next_upstream error`): the target may have seen it,
                     // but seeing it twice changes nothing.
+                    let targets_fault =
+                        matches!(failure, EdgeError::Connect(_) | EdgeError::Upstream(_));
+                    if targets_fault {
+                        observe_failure();
+                    }
                     let retryable = failure.is_retryable()
                         || (parts.method.is_idempotent()
                             && matches!(failure, EdgeError::Upstream(_)));
                     if !retryable {
                         return Err(failure);
                     }
-                    group.observe_outcome(index, None);
                     // Passive health: a target that refuses connections leaves the rotation
                     // now; its active check brings it back.
                     if failure.is_retryable() && target.set_healthy(false) {

@@ -85,6 +85,15 @@ async fn start_upstream(name: &'static str) -> (TestServer, Arc<AtomicBool>) {
             }),
         )
         .route(
+            "/api/maybe-hang",
+            get(|State(upstream): State<Upstream>| async move {
+                if upstream.name == "a" {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+                upstream.name
+            }),
+        )
+        .route(
             "/api/echo-upgrade",
             get(|mut request: axum::extract::Request| async move {
                 // Switch to a byte-echo protocol, as a WebSocket server switches to frames.
@@ -1370,6 +1379,45 @@ async fn a_target_answering_server_errors_is_ejected_for_a_while() {
     for _ in 0..4 {
         assert_eq!(whoami(&mut client, &edge).await, "b");
     }
+    edge.shutdown().await;
+    drop((a, b));
+}
+
+#[tokio::test]
+async fn a_target_that_does_not_answer_in_time_is_ejected_too() {
+    let (a, _) = start_upstream("a").await;
+    let (b, _) = start_upstream("b").await;
+    let group = TargetGroupConfig {
+        outlier_detection: Some(securecart_edge::config::OutlierDetection {
+            consecutive_errors: 2,
+            ejection: Duration::from_secs(60),
+        }),
+        ..TargetGroupConfig::new("api", vec![a.address, b.address], health_check())
+    };
+    let edge = start_edge_with_limits(
+        vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
+        not_found(),
+        vec![group],
+        Limits {
+            drain_timeout: Duration::from_secs(1),
+            upstream_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        },
+    )
+    .await;
+    edge.wait_for_healthy(2).await;
+    let mut client = TestClient::http1();
+    let mut timeouts = 0;
+    for _ in 0..10 {
+        let answer = client.get(&format!("{}/api/maybe-hang", edge.url)).await;
+        match answer.status.as_u16() {
+            504 => timeouts += 1,
+            200 => assert_eq!(answer.text(), "b"),
+            other => panic!("{other}"),
+        }
+    }
+    // a did not answer in time twice, then left the rotation: the rest went to b.
+    assert_eq!(timeouts, 2);
     edge.shutdown().await;
     drop((a, b));
 }

@@ -970,7 +970,8 @@ pub struct RawTargetGroup {
     #[serde(default = "default_upstream_protocol")]
     pub protocol: String,
     /// Passive outlier ejection: a target that answers with server errors (or refuses
-    /// connections) too many times in a row leaves the rotation for a while.
+    /// connections, fails them, or does not answer in time) too many times in a row
+    /// leaves the rotation for a while.
     #[serde(default)]
     pub outlier_detection: RawOutlierDetection,
     /// Slow start, in seconds (30 to 900; 0 turns it off): a target that joins or recovers
@@ -1003,7 +1004,8 @@ pub struct RawOutlierDetection {
     /// Whether it is on.
     #[serde(default = "default_outlier_enabled")]
     pub enabled: bool,
-    /// Consecutive 5xx answers or refused connections that eject a target, 1 to 100.
+    /// Consecutive 5xx answers, refused or failed connections, or answers not in time,
+    /// that eject a target, 1 to 100.
     #[serde(default = "default_consecutive_errors")]
     pub consecutive_errors: u32,
     /// Seconds an ejected target stays out before its health check may bring it back,
