@@ -246,6 +246,31 @@ pub struct Edge {
     pub waf: Option<EdgeWaf>,
     /// The shield, if the edge has one.
     pub shield: Option<EdgeShield>,
+    /// Timeouts and sizes.
+    pub limits: EdgeLimits,
+}
+
+/// The edge's timeouts and sizes, checked (see `raw::RawLimits`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeLimits {
+    /// How long a request's head may take, and a keep-alive connection may wait.
+    pub header_read_timeout: Duration,
+    /// How long a target may take to answer with its head.
+    pub upstream_timeout: Duration,
+    /// How long connecting to a target may take.
+    pub connect_timeout: Duration,
+    /// How long a switched connection may carry nothing.
+    pub idle_timeout: Duration,
+    /// How long requests in flight may finish at a stop.
+    pub drain_timeout: Duration,
+    /// The most headers in a request.
+    pub max_headers: usize,
+    /// The most bytes of a request's line and headers.
+    pub max_header_bytes: usize,
+    /// The most client connections per listener.
+    pub max_connections: usize,
+    /// The largest request body, unless a rule sets its own.
+    pub max_body_bytes: Option<u64>,
 }
 
 /// The edge's shield: per-client limits and load shedding.
@@ -1055,6 +1080,63 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
             .shield
             .as_ref()
             .map(|shield| resolve_shield(shield, &edge_path.key("shield"), findings)),
+        limits: resolve_limits(&raw.edge.limits, &edge_path.key("limits"), findings),
+    }
+}
+
+fn resolve_limits(
+    raw: &crate::raw::RawLimits,
+    path: &FieldPath,
+    findings: &mut Findings,
+) -> EdgeLimits {
+    let mut within = |field: &str, value: u64, range: std::ops::RangeInclusive<u64>| {
+        if !range.contains(&value) {
+            findings.problem(
+                path.key(field),
+                format!("must be from {} to {}", range.start(), range.end()),
+            );
+        }
+    };
+    within(
+        "header_read_timeout_ms",
+        raw.header_read_timeout_ms,
+        100..=600_000,
+    );
+    within(
+        "upstream_timeout_ms",
+        raw.upstream_timeout_ms,
+        100..=3_600_000,
+    );
+    within("connect_timeout_ms", raw.connect_timeout_ms, 100..=60_000);
+    within("idle_timeout_seconds", raw.idle_timeout_seconds, 1..=4_000);
+    within(
+        "drain_timeout_seconds",
+        raw.drain_timeout_seconds,
+        0..=3_600,
+    );
+    within("max_headers", raw.max_headers as u64, 1..=1_000);
+    within("max_header_kib", raw.max_header_kib as u64, 8..=1_024);
+    within(
+        "max_connections",
+        raw.max_connections as u64,
+        1..=10_000_000,
+    );
+    if raw.max_body_bytes == Some(0) {
+        findings.problem(
+            path.key("max_body_bytes"),
+            "must be at least 1 (leave it out for no limit)",
+        );
+    }
+    EdgeLimits {
+        header_read_timeout: Duration::from_millis(raw.header_read_timeout_ms),
+        upstream_timeout: Duration::from_millis(raw.upstream_timeout_ms),
+        connect_timeout: Duration::from_millis(raw.connect_timeout_ms),
+        idle_timeout: Duration::from_secs(raw.idle_timeout_seconds),
+        drain_timeout: Duration::from_secs(raw.drain_timeout_seconds),
+        max_headers: raw.max_headers,
+        max_header_bytes: raw.max_header_kib.saturating_mul(1024),
+        max_connections: raw.max_connections,
+        max_body_bytes: raw.max_body_bytes,
     }
 }
 

@@ -360,6 +360,105 @@ pub struct RawEdge {
     /// Per-client limits and load shedding (AWS Shield's part); without it, none.
     #[serde(default)]
     pub shield: Option<RawShield>,
+    /// Timeouts and sizes against slow or abusive clients and targets; each has a default.
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+/// The edge's timeouts and sizes (ALB's idle timeout, nginx's `client_header_timeout`,
+/// `proxy_read_timeout` and `large_client_header_buffers`). The client side's (header read
+/// timeout, header limits, connections, idle timeout) take effect when the edge starts;
+/// the others also on a reload.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// How long a client may take to send a request's head, and how long a keep-alive
+    /// connection (HTTP/1.1 or HTTP/2) may wait for its next request; 100 to 600,000 ms.
+    #[serde(default = "default_header_read_timeout_ms")]
+    pub header_read_timeout_ms: u64,
+    /// How long a target may take to answer with its head; 100 to 3,600,000 ms.
+    #[serde(default = "default_upstream_timeout_ms")]
+    pub upstream_timeout_ms: u64,
+    /// How long connecting to a target may take; 100 to 60,000 ms.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// How long a switched connection (a WebSocket) may carry no bytes either way before
+    /// it is closed; 1 to 4,000 s (ALB's range).
+    #[serde(default = "default_idle_timeout_seconds")]
+    pub idle_timeout_seconds: u64,
+    /// How long requests in flight may finish once the edge is told to stop; 0 to 3,600 s.
+    #[serde(default = "default_drain_timeout_seconds")]
+    pub drain_timeout_seconds: u64,
+    /// The most headers in a request (more: 431); 1 to 1,000.
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
+    /// The most KiB of a request's line and headers (more: 431); 8 to 1,024.
+    #[serde(default = "default_max_header_kib")]
+    pub max_header_kib: usize,
+    /// The most client connections each listener holds at once (past it, new ones wait in
+    /// the kernel's queue); at least 1.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// The largest request body, unless a rule sets its own (more: 413); none by default.
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_ms: default_header_read_timeout_ms(),
+            upstream_timeout_ms: default_upstream_timeout_ms(),
+            connect_timeout_ms: default_connect_timeout_ms(),
+            idle_timeout_seconds: default_idle_timeout_seconds(),
+            drain_timeout_seconds: default_drain_timeout_seconds(),
+            max_headers: default_max_headers(),
+            max_header_kib: default_max_header_kib(),
+            max_connections: default_max_connections(),
+            max_body_bytes: None,
+        }
+    }
+}
+
+/// nginx's `client_header_timeout` is 60 s; 10 s cuts slow clients off sooner.
+pub fn default_header_read_timeout_ms() -> u64 {
+    10_000
+}
+
+/// ALB's and nginx's default wait for a target's answer is 60 s; a shop's services
+/// answer in far less.
+pub fn default_upstream_timeout_ms() -> u64 {
+    30_000
+}
+
+/// Targets are near: 2 s to connect.
+pub fn default_connect_timeout_ms() -> u64 {
+    2_000
+}
+
+/// ALB's default idle timeout.
+pub fn default_idle_timeout_seconds() -> u64 {
+    60
+}
+
+/// Ten seconds to finish what is in flight.
+pub fn default_drain_timeout_seconds() -> u64 {
+    10
+}
+
+/// 100 headers, as hyper and HAProxy allow by default.
+pub fn default_max_headers() -> usize {
+    100
+}
+
+/// 16 KiB of head (ALB allows 16 KiB of request line, 64 KiB of headers in all).
+pub fn default_max_header_kib() -> usize {
+    16
+}
+
+/// Ten thousand connections per listener.
+pub fn default_max_connections() -> usize {
+    10_000
 }
 
 /// The edge's shield: each client address gets a request rate (a burst, then a steady

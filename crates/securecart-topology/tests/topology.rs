@@ -813,3 +813,49 @@ fn a_dns_health_check_may_be_https() {
     .expect_err("no such type");
     assert!(error.to_string().contains("\"https\""), "{error}");
 }
+
+#[test]
+fn the_edges_limits_are_read_and_checked() {
+    let loaded = parse(
+        &with("upstream_timeout_ms = 30000", "upstream_timeout_ms = 2500"),
+        "t.toml",
+    )
+    .expect("limits");
+    let limits = &loaded.topology.edge.limits;
+    assert_eq!(
+        limits.upstream_timeout,
+        std::time::Duration::from_millis(2500)
+    );
+    assert_eq!(
+        limits.header_read_timeout,
+        std::time::Duration::from_secs(10)
+    );
+    assert_eq!(limits.max_header_bytes, 16 * 1024);
+    for (from, to, field) in [
+        (
+            "header_read_timeout_ms = 10000",
+            "header_read_timeout_ms = 5",
+            "edge.limits.header_read_timeout_ms",
+        ),
+        (
+            "max_headers = 100",
+            "max_headers = 0",
+            "edge.limits.max_headers",
+        ),
+        (
+            "max_connections = 10000",
+            "max_connections = 10000\nmax_body_bytes = 0",
+            "edge.limits.max_body_bytes",
+        ),
+    ] {
+        let text = with(from, to);
+        let error = parse(&text, "t.toml").expect_err(field);
+        let diagnostic = error
+            .diagnostics()
+            .iter()
+            .find(|diagnostic| diagnostic.field == field)
+            .cloned()
+            .unwrap_or_else(|| panic!("no diagnostic for {field}: {error}"));
+        assert!(diagnostic.line.is_some(), "{error}");
+    }
+}

@@ -164,7 +164,20 @@ pub fn edge_config(
             .collect(),
         admin: region.edge.admin_address,
         target_groups,
-        limits: Limits::default(),
+        limits: {
+            let limits = &topology.edge.limits;
+            Limits {
+                header_read_timeout: limits.header_read_timeout,
+                upstream_timeout: limits.upstream_timeout,
+                connect_timeout: limits.connect_timeout,
+                drain_timeout: limits.drain_timeout,
+                max_headers: limits.max_headers,
+                max_header_bytes: limits.max_header_bytes,
+                max_connections: limits.max_connections,
+                max_body_bytes: limits.max_body_bytes,
+                upgraded_idle_timeout: limits.idle_timeout,
+            }
+        },
         admin_token: admin_token(),
         cache: topology
             .edge
