@@ -30,7 +30,8 @@ pub struct ShieldConfig {
     /// Connections a client may hold open at once.
     pub connections_per_client: u32,
     /// Requests the whole edge works on at once (until their answer's head); past it, new
-    /// requests are shed with 503, except those on a priority path. `None`: no limit.
+    /// requests are shed with 503, except those on a priority path, up to twice the limit.
+    /// `None`: no limit.
     pub max_requests_in_flight: Option<usize>,
     /// Path patterns (`*` and `?` wildcards) never shed by the in-flight limit: health
     /// checks, and the checkouts of shoppers already buying.
@@ -201,18 +202,18 @@ impl Shield {
         }
         match limit {
             None => Ok(Admitted { in_flight: None }),
-            Some((_, true)) => {
-                self.in_flight.fetch_add(1, Ordering::Relaxed);
-                Ok(Admitted {
-                    in_flight: Some(&self.in_flight),
-                })
-            }
             // Counted only if there is room, so that requests about to be shed never
-            // crowd out the ones that fit.
-            Some((limit, false)) => self
+            // crowd out the ones that fit. A priority path's requests go on past the limit,
+            // up to twice it: a flood aimed at a priority path cannot grow without bound.
+            Some((limit, priority)) => self
                 .in_flight
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |count| {
-                    (count < limit).then_some(count + 1)
+                    let room = if priority {
+                        limit.saturating_mul(2)
+                    } else {
+                        limit
+                    };
+                    (count < room).then_some(count + 1)
                 })
                 .map(|_| Admitted {
                     in_flight: Some(&self.in_flight),
@@ -225,7 +226,10 @@ impl Shield {
         self.config.exempt.iter().any(|net| net.contains(&client))
     }
 
+    /// Whether `path`, as servers resolve it (`/api/cart/../admin` is `/admin`), has
+    /// priority.
     fn has_priority(&self, path: &str) -> bool {
+        let path = crate::rules::normalized_path(path);
         self.config
             .priority_paths
             .iter()
@@ -276,14 +280,25 @@ impl Shield {
                         rate,
                     } => {
                         metrics.shield_floods.inc();
-                        tracing::warn!(
-                            path,
-                            requests,
-                            baseline = baseline.round(),
-                            clients = ?clients,
-                            rate_per_second = rate,
-                            "shield: flood detected; its clients are held to the baseline's rate"
-                        );
+                        if clients.is_empty() {
+                            // Spread over many clients, none far past the busiest shopper:
+                            // each stays held by the per-client limits alone.
+                            tracing::warn!(
+                                path,
+                                requests,
+                                baseline = baseline.round(),
+                                "shield: flood detected; no client sends far more than a shopper, so none is held past the per-client limits"
+                            );
+                        } else {
+                            tracing::warn!(
+                                path,
+                                requests,
+                                baseline = baseline.round(),
+                                clients = ?clients,
+                                rate_per_second = rate,
+                                "shield: flood detected; its clients are held to the baseline's rate"
+                            );
+                        }
                     }
                     Event::FloodSpread { path, clients } => {
                         tracing::warn!(path, clients = ?clients, "shield: more clients join the flood");
@@ -401,6 +416,18 @@ mod tests {
         assert_eq!(shield.in_flight(), 2, "a shed request is not counted");
         let checkout = shield.admit(client(4), "/api/checkout").expect("priority");
         assert!(shield.admit(client(5), "/healthz").is_ok());
+        // A path that only looks like a priority one is shed.
+        assert_eq!(
+            shield.admit(client(7), "/api/checkout/../admin").err(),
+            Some(Refusal::Shed)
+        );
+        // Priority requests go on up to twice the limit, no further.
+        let another = shield.admit(client(8), "/api/checkout").expect("priority");
+        assert_eq!(
+            shield.admit(client(9), "/api/checkout").err(),
+            Some(Refusal::Shed)
+        );
+        drop(another);
         drop(checkout);
         drop(first);
         assert!(
