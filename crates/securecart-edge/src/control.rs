@@ -56,6 +56,8 @@ pub struct Control {
     /// The shield in force: kept across reloads that keep its limits (and so the clients'
     /// rates), made anew by one that changes them.
     shield: arc_swap::ArcSwapOption<crate::shield::Shield>,
+    /// Each TLS listener's certificates, which a reload that changes them swaps.
+    certificates: Vec<Option<crate::tls::Certificates>>,
 }
 
 /// A target that left its group and finishes its requests in flight.
@@ -80,7 +82,8 @@ pub enum ReloadError {
     /// The new configuration does not compile.
     #[error(transparent)]
     Invalid(#[from] StartError),
-    /// Listeners (their number, names, addresses or TLS) cannot change without a restart.
+    /// Listeners (their number, names, addresses, or whether they speak TLS) cannot change
+    /// without a restart; their certificates can.
     #[error("listeners cannot change on reload (restart the edge to change them)")]
     ListenersChanged,
     /// No configuration source was given to reload from.
@@ -124,6 +127,7 @@ impl Control {
         pools: Pools,
         metrics: EdgeMetrics,
         readiness: Readiness,
+        certificates: Vec<Option<crate::tls::Certificates>>,
     ) -> Result<Self, StartError> {
         let groups = build_groups(&config, &[], &pools, &metrics);
         let cache = std::sync::OnceLock::new();
@@ -157,6 +161,7 @@ impl Control {
             draining: Arc::default(),
             cache,
             shield,
+            certificates,
         })
     }
 
@@ -320,6 +325,21 @@ impl Control {
         if !same_listeners {
             return Err(ReloadError::ListenersChanged);
         }
+        // New certificates are read before anything changes: one that does not load
+        // refuses the reload, and the certificates in force stay.
+        let mut new_certificates = Vec::new();
+        for (index, (old, new)) in current.listeners.iter().zip(&config.listeners).enumerate() {
+            if let Some(tls) = &new.tls
+                && old.tls.as_ref() != Some(tls)
+                && !tls.is_self_signed()
+            {
+                let certified = crate::tls::certified(tls).map_err(|source| StartError::Tls {
+                    listener: new.name.clone(),
+                    source,
+                })?;
+                new_certificates.push((index, certified));
+            }
+        }
         let previous = self.groups();
         let groups = build_groups(&config, &previous, &self.pools, &self.metrics);
         let shield = match (self.shield.load_full(), &config.shield) {
@@ -339,6 +359,11 @@ impl Control {
         self.shield.store(shield);
         for (slot, pipeline) in self.slots.iter().zip(pipelines) {
             slot.store(pipeline);
+        }
+        for (index, certified) in new_certificates {
+            if let Some(Some(certificates)) = self.certificates.get(index) {
+                certificates.store(Arc::new(certified));
+            }
         }
         *current = config;
         Ok(previous)

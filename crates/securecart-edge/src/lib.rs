@@ -181,8 +181,9 @@ impl Edge {
         pools.start_reaper();
         let mut listeners = Vec::with_capacity(config.listeners.len());
         let mut ports = Vec::with_capacity(config.listeners.len());
+        let mut certificates = Vec::with_capacity(config.listeners.len());
         for listener_config in &config.listeners {
-            let acceptor = listener_config
+            let (acceptor, listener_certificates) = listener_config
                 .tls
                 .as_ref()
                 .map(tls::acceptor)
@@ -190,7 +191,9 @@ impl Edge {
                 .map_err(|source| StartError::Tls {
                     listener: listener_config.name.clone(),
                     source,
-                })?;
+                })?
+                .unzip();
+            certificates.push(listener_certificates);
             let listener = bind_listener(listener_config.listen)
                 .await
                 .map_err(|source| StartError::Listen {
@@ -213,6 +216,7 @@ impl Edge {
             pools,
             metrics,
             readiness.clone(),
+            certificates,
         )?);
         let admin = AdminServer::bind(
             admin_address,

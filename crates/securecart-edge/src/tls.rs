@@ -4,7 +4,9 @@
 //! For each handshake the resolver picks the first certificate (in configuration order)
 //! that is valid for the client's server name, checked with webpki against the
 //! certificate's subject alternative names, and the first certificate when the client sends
-//! no name or no certificate fits.
+//! no name or no certificate fits. A reload swaps a listener's certificates
+//! ([`Certificates`]): handshakes from then on use the new ones, sessions already open keep
+//! theirs.
 
 use std::sync::Arc;
 
@@ -69,13 +71,26 @@ pub enum TlsError {
     Generate(String),
 }
 
+/// The source of a [`self_signed`] certificate.
+const SELF_SIGNED: &str = "self-signed";
+
+impl TlsConfig {
+    /// Whether the listener has only certificates made up on the spot: each configuration
+    /// built makes new ones, so a reload keeps those in force rather than swap them.
+    pub fn is_self_signed(&self) -> bool {
+        self.certificates
+            .iter()
+            .all(|certificate| certificate.source == SELF_SIGNED)
+    }
+}
+
 /// A self-signed certificate for `names` (DNS names or IP addresses), for listeners that
 /// must work out of the box on a machine without certificates.
 pub fn self_signed(names: &[String]) -> Result<CertificatePem, TlsError> {
     let generated = rcgen::generate_simple_self_signed(names.to_vec())
         .map_err(|error| TlsError::Generate(error.to_string()))?;
     Ok(CertificatePem {
-        source: "self-signed".to_owned(),
+        source: SELF_SIGNED.to_owned(),
         chain: generated.cert.pem().into_bytes(),
         key: generated.signing_key.serialize_pem().into_bytes(),
     })
@@ -85,10 +100,13 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// A listener's certificates in force, which a reload swaps.
+pub type Certificates = Arc<arc_swap::ArcSwap<Vec<Arc<CertifiedKey>>>>;
+
 /// Picks a certificate by server name.
 #[derive(Debug)]
 struct SniResolver {
-    certificates: Vec<Arc<CertifiedKey>>,
+    certificates: Certificates,
 }
 
 impl ResolvesServerCert for SniResolver {
@@ -104,16 +122,36 @@ impl ResolvesServerCert for SniResolver {
                 .and_then(|leaf| webpki::EndEntityCert::try_from(leaf).ok())
                 .is_some_and(|leaf| leaf.verify_is_valid_for_subject_name(name).is_ok())
         };
-        self.certificates
+        let certificates = self.certificates.load();
+        certificates
             .iter()
             .find(fits)
-            .or_else(|| self.certificates.first())
+            .or_else(|| certificates.first())
             .cloned()
     }
 }
 
-/// The acceptor of a TLS listener.
-pub fn acceptor(config: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
+/// The acceptor of a TLS listener, and its certificates, which [`certified`] and a store
+/// into them replace.
+pub fn acceptor(config: &TlsConfig) -> Result<(TlsAcceptor, Certificates), TlsError> {
+    let provider = provider();
+    let certificates: Certificates = Arc::new(arc_swap::ArcSwap::from_pointee(certified(config)?));
+    let mut server = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| TlsError::Rustls {
+            source_name: "protocol versions".to_owned(),
+            error,
+        })?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(SniResolver {
+            certificates: Arc::clone(&certificates),
+        }));
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok((TlsAcceptor::from(Arc::new(server)), certificates))
+}
+
+/// A listener's certificates, each chain checked against its key.
+pub fn certified(config: &TlsConfig) -> Result<Vec<Arc<CertifiedKey>>, TlsError> {
     if config.certificates.is_empty() {
         return Err(TlsError::NoCertificate);
     }
@@ -135,16 +173,7 @@ pub fn acceptor(config: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
             })?;
         certificates.push(Arc::new(certified));
     }
-    let mut server = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|error| TlsError::Rustls {
-            source_name: "protocol versions".to_owned(),
-            error,
-        })?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SniResolver { certificates }));
-    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(server)))
+    Ok(certificates)
 }
 
 #[cfg(test)]

@@ -748,33 +748,28 @@ async fn https_listeners_pick_certificates_by_sni_and_speak_http2_by_alpn() {
     let shop = self_signed(&["shop.example".to_owned()]).expect("certificate");
     let api =
         self_signed(&["api.example".to_owned(), "*.api.example".to_owned()]).expect("certificate");
-    let running = RunningEdge::start(
-        EdgeConfig {
-            region: "test-1".to_owned(),
-            listeners: vec![ListenerConfig {
-                name: "https".to_owned(),
-                listen: "127.0.0.1:0".parse().expect("address"),
-                rules: Vec::new(),
-                default_action: ActionConfig::forward("api"),
-                tls: Some(TlsConfig {
-                    certificates: vec![shop.clone(), api.clone()],
-                }),
-                waf: None,
-            }],
-            admin: "127.0.0.1:0".parse().expect("address"),
-            target_groups: vec![TargetGroupConfig {
-                outlier_detection: None,
-                ..TargetGroupConfig::new("api", vec![a.address], health_check())
-            }],
-            limits: Limits::default(),
-            admin_token: None,
-            cache: None,
-            shield: None,
-            upstream_source: None,
-        },
-        "https",
-    )
-    .await;
+    let config = |certificates: Vec<securecart_edge::tls::CertificatePem>| EdgeConfig {
+        region: "test-1".to_owned(),
+        listeners: vec![ListenerConfig {
+            name: "https".to_owned(),
+            listen: "127.0.0.1:0".parse().expect("address"),
+            rules: Vec::new(),
+            default_action: ActionConfig::forward("api"),
+            tls: Some(TlsConfig { certificates }),
+            waf: None,
+        }],
+        admin: "127.0.0.1:0".parse().expect("address"),
+        target_groups: vec![TargetGroupConfig {
+            outlier_detection: None,
+            ..TargetGroupConfig::new("api", vec![a.address], health_check())
+        }],
+        limits: Limits::default(),
+        admin_token: None,
+        cache: None,
+        shield: None,
+        upstream_source: None,
+    };
+    let running = RunningEdge::start(config(vec![shop.clone(), api.clone()]), "https").await;
     let address: SocketAddr = running
         .url
         .trim_start_matches("https://")
@@ -829,7 +824,66 @@ async fn https_listeners_pick_certificates_by_sni_and_speak_http2_by_alpn() {
         unknown.is_err(),
         "the default certificate is not valid for another name"
     );
+
+    // A reload with a renewed certificate (from its files, as an operator's are; a
+    // self-signed one, made anew by each configuration, stays as it was): new handshakes
+    // get it, without a restart.
+    let renewed = securecart_edge::tls::CertificatePem {
+        source: "renewed.pem".to_owned(),
+        ..self_signed(&["shop.example".to_owned()]).expect("certificate")
+    };
+    let unchanged = self_signed(&["shop.example".to_owned()]).expect("certificate");
+    running
+        .control
+        .apply(config(vec![unchanged.clone(), api.clone()]))
+        .await
+        .expect("reload");
+    assert!(get_with(address, unchanged.chain.clone()).await.is_err());
+    assert_eq!(
+        get_with(address, shop.chain.clone())
+            .await
+            .expect("kept")
+            .reply
+            .status,
+        200
+    );
+    running
+        .control
+        .apply(config(vec![renewed.clone(), api.clone()]))
+        .await
+        .expect("reload");
+    let get = |trusted: Vec<u8>| get_with(address, trusted);
+    assert_eq!(
+        get(renewed.chain.clone())
+            .await
+            .expect("renewed")
+            .reply
+            .status,
+        200
+    );
+    assert!(
+        get(shop.chain.clone()).await.is_err(),
+        "the old one is gone"
+    );
+    // A certificate that does not load refuses the reload; the one in force stays.
+    let broken = securecart_edge::tls::CertificatePem {
+        chain: b"not a certificate".to_vec(),
+        ..renewed.clone()
+    };
+    assert!(running.control.apply(config(vec![broken])).await.is_err());
+    assert_eq!(
+        get(renewed.chain.clone()).await.expect("kept").reply.status,
+        200
+    );
     running.shutdown().await;
+}
+
+/// A GET of `/api/whoami` from `shop.example` over TLS at `address`, trusting `trusted`.
+async fn get_with(
+    address: SocketAddr,
+    trusted: Vec<u8>,
+) -> Result<securecart_testkit::TlsReply, String> {
+    securecart_testkit::tls_get(address, "shop.example", &trusted, "/api/whoami", &[], false).await
 }
 
 /// Sends raw bytes on a new connection, keeps the connection open without sending more, and
