@@ -150,6 +150,9 @@ pub struct Answer {
     /// Whether a routing policy chose the answer, so that it may differ by client and over
     /// time (it is not kept).
     pub dynamic: bool,
+    /// Whether the choice read where the client is or its address (latency, geolocation,
+    /// geoproximity, IP-based): the answer then holds for the client's network only.
+    pub by_client: bool,
     /// Why a routing policy chose what it chose.
     pub reasons: Vec<String>,
     /// When the question's own name and type are a policy group: the members chosen, which
@@ -167,6 +170,7 @@ impl Answer {
             authorities: Vec::new(),
             additionals: Vec::new(),
             dynamic: false,
+            by_client: false,
             reasons: Vec::new(),
             direct_choice: None,
         }
@@ -237,6 +241,7 @@ fn answer_in_zone(
                 answer.direct_choice = Some(chosen.clone());
             }
             answer.dynamic = true;
+            answer.by_client |= entry.reads_client();
             let before = answer.answers.len();
             for index in chosen {
                 let member = &group.members[index];
@@ -260,6 +265,7 @@ fn answer_in_zone(
                         },
                     );
                     answer.reasons.extend(aliased.reasons);
+                    answer.by_client |= aliased.by_client;
                     answer.answers.extend(
                         aliased
                             .answers
@@ -286,6 +292,7 @@ fn answer_in_zone(
                 .policy_entry(&found_at, RecordType::CNAME)
                 .map(|entry| {
                     answer.dynamic = true;
+                    answer.by_client |= entry.reads_client();
                     choose_members(zone, entry, RecordType::CNAME, asker, &owner, &mut answer)
                         .into_iter()
                         .flat_map(|index| &entry.group.members[index].data)

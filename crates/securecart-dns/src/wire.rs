@@ -316,7 +316,8 @@ impl<'q> PlainQuery<'q> {
                 if !options.is_empty() {
                     let (address, at) = read_subnet(options)?;
                     let start = question_end + 11 + at;
-                    subnet = Some(address);
+                    // A source prefix of 0 tells nothing: the resolver's address stands.
+                    subnet = (options[6] > 0).then_some(address);
                     subnet_bytes = start..query.len();
                     // The family and the source prefix length.
                     key.extend_from_slice(&options[4..7]);
@@ -403,6 +404,11 @@ fn read_subnet(options: &[u8]) -> Option<(IpAddr, usize)> {
         }
         _ => return None,
     };
+    // Bits past the source prefix: the full decoder answers FORMERR.
+    if ipnet::IpNet::new(address, source).map_or(true, |network| network.trunc().addr() != address)
+    {
+        return None;
+    }
     Some((address, 8))
 }
 
@@ -443,9 +449,10 @@ fn respond_to(
                 Some(EdnsOption::Subnet(subnet)) => Some(*subnet),
                 _ => None,
             });
+    // A source prefix of 0 tells nothing of the client: the resolver's address stands.
     let client = match &subnet {
-        Some(subnet) => subnet.addr(),
-        None => client,
+        Some(subnet) if subnet.source_prefix() > 0 => subnet.addr(),
+        _ => client,
     };
     if request.metadata.message_type != MessageType::Query {
         return None;
@@ -465,6 +472,16 @@ fn respond_to(
     }
     if request.metadata.op_code != OpCode::Query {
         response.metadata.response_code = ResponseCode::NotImp;
+        return encode(&response);
+    }
+    // RFC 7871 section 6: a query's scope is 0, and its address has no bit set past its
+    // source prefix.
+    if let Some(subnet) = &subnet
+        && (subnet.scope_prefix() != 0
+            || ipnet::IpNet::new(subnet.addr(), subnet.source_prefix())
+                .map_or(true, |network| network.trunc().addr() != subnet.addr()))
+    {
+        response.metadata.response_code = ResponseCode::FormErr;
         return encode(&response);
     }
     let [question] = request.queries.as_slice() else {
@@ -502,10 +519,11 @@ fn respond_to(
         .direct_choice
         .clone()
         .map(|choice| (name, record_type, choice));
-    // The answer holds for the client's whole network if a policy chose it, for everyone
-    // (scope 0) if not.
+    // The answer holds for the client's whole network if a policy chose it by where the
+    // client is or by its address, for everyone (scope 0) if not (a weighted choice, say,
+    // which a resolver may give any of its clients).
     let scope = match &subnet {
-        Some(subnet) if dynamic => subnet.source_prefix(),
+        Some(subnet) if answer.by_client => subnet.source_prefix(),
         _ => 0,
     };
     echo_subnet(&mut response, scope);

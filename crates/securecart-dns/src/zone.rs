@@ -69,6 +69,16 @@ pub struct PolicyEntry {
 }
 
 impl PolicyEntry {
+    /// Whether its choice reads the client's place or address (latency, geolocation,
+    /// geoproximity, IP-based), so that its answer holds for the client's network only.
+    pub fn reads_client(&self) -> bool {
+        self.locates
+            || self
+                .candidates
+                .iter()
+                .any(|candidate| matches!(candidate.policy, crate::policy::Policy::IpBased { .. }))
+    }
+
     /// The members a client gets (see [`crate::policy::choose_quietly`]), for a group
     /// without aliases (an alias's health needs its zone: [`Zone::member_healthy`]).
     pub fn choose(

@@ -286,6 +286,19 @@ fn latency_responder(us_healthy: Arc<std::sync::atomic::AtomicBool>) -> Responde
         },
     )
     .expect("policy group");
+    // A weighted group, whose choice reads nothing of the client.
+    zone.add_policy_group(
+        &Name::from_ascii("weighted.shop.test.").expect("name"),
+        RecordType::A,
+        PolicyGroup {
+            ttl: 30,
+            members: vec![PolicyMember {
+                policy: Policy::Weighted { weight: 1 },
+                ..member("only", [127, 3, 0, 1], None)
+            }],
+        },
+    )
+    .expect("policy group");
     let environment = Environment {
         regions: vec![
             ("us-east-1".to_owned(), (38.9, -77.0)),
@@ -399,6 +412,66 @@ async fn latency_records_answer_each_region_with_its_own_edge_and_follow_health(
                 "the client subnet comes back"
             );
         }
+    }
+    // The client subnet's details (RFC 7871): a weighted choice holds for every network
+    // (scope 0); a source prefix of 0 leaves the resolver's address to place the client; a
+    // scope in the query, or an address with bits past its prefix, is refused (FORMERR).
+    let with = |name: &str, subnet: hickory_proto::rr::rdata::opt::ClientSubnet| {
+        let mut query = query(name, RecordType::A, Some(1232));
+        if let Some(edns) = query.edns.as_mut() {
+            edns.options_mut()
+                .insert(hickory_proto::rr::rdata::opt::EdnsOption::Subnet(subnet));
+        }
+        query
+    };
+    let subnet = |network: [u8; 4], source: u8, scope: u8| {
+        hickory_proto::rr::rdata::opt::ClientSubnet::new(network.into(), source, scope)
+    };
+    let echoed_scope = |answer: &Message| {
+        answer.edns.as_ref().and_then(|edns| {
+            match edns
+                .options()
+                .get(hickory_proto::rr::rdata::opt::EdnsCode::Subnet)
+            {
+                Some(hickory_proto::rr::rdata::opt::EdnsOption::Subnet(subnet)) => {
+                    Some(subnet.scope_prefix())
+                }
+                _ => None,
+            }
+        })
+    };
+    for _ in 0..2 {
+        let weighted = ask_from(
+            "127.1.9.9",
+            address,
+            &with("weighted.shop.test.", subnet([127, 2, 0, 0], 16, 0)),
+        )
+        .await;
+        assert_eq!(first_address(&weighted), "127.3.0.1");
+        assert_eq!(echoed_scope(&weighted), Some(0));
+        let unplaced = ask_from(
+            "127.2.9.9",
+            address,
+            &with("app.shop.test.", subnet([0, 0, 0, 0], 0, 0)),
+        )
+        .await;
+        assert_eq!(
+            first_address(&unplaced),
+            "127.2.0.1",
+            "the resolver's region"
+        );
+        assert_eq!(echoed_scope(&unplaced), Some(0));
+    }
+    for bad in [
+        subnet([127, 2, 0, 0], 16, 8),
+        subnet([127, 47, 0, 0], 12, 0),
+    ] {
+        let refused = ask_from("127.1.9.9", address, &with("app.shop.test.", bad)).await;
+        assert_eq!(
+            refused.metadata.response_code,
+            ResponseCode::FormErr,
+            "{bad:?}"
+        );
     }
     // A question of another class is refused, the client subnet echoed; the refusal, kept,
     // answers the next such query whole, with that query's network.
