@@ -201,9 +201,9 @@ fn answer_in_zone(
     for _ in 0..=MAX_CNAME_CHAIN {
         let found = lookup(zone, &current);
         let Some((found_at, wildcard)) = found else {
-            if answer.answers.is_empty() {
-                answer.code = ResponseCode::NXDomain;
-            }
+            // The name, or the last of a CNAME chain within the zone, does not exist: the
+            // answer says so whatever the chain before it held (RFC 6604 section 3).
+            answer.code = ResponseCode::NXDomain;
             answer.authorities.push(zone.negative_soa());
             return answer;
         };
@@ -463,6 +463,7 @@ shop      IN CNAME www
 away      IN CNAME www.example.
 loop1     IN CNAME loop2
 loop2     IN CNAME loop1
+gone      IN CNAME nowhere
 *.img     IN A     127.1.0.9
 a.b.c     IN TXT   \"deep\"
 sub       IN NS    ns.sub
@@ -565,6 +566,16 @@ ns.sub    IN A     127.9.0.1
                 true,
                 &[RecordType::CNAME],
                 &[],
+                0,
+            ),
+            // A CNAME to a name the zone does not have: NXDOMAIN, with the CNAME.
+            (
+                "gone.shop.test.",
+                RecordType::A,
+                ResponseCode::NXDomain,
+                true,
+                &[RecordType::CNAME],
+                &[RecordType::SOA],
                 0,
             ),
             // A CNAME loop ends.

@@ -507,6 +507,13 @@ fn respond_to(
         return encode(&response);
     }
     let record_type = question.query_type();
+    // No zone transfers (Route 53 has none either): refused, as a server whose transfer
+    // ACL admits nobody refuses them.
+    if matches!(record_type, RecordType::AXFR | RecordType::IXFR) {
+        response.metadata.response_code = ResponseCode::Refused;
+        echo_subnet(&mut response, 0);
+        return encode(&response);
+    }
     let name = LowerName::new(question.name());
     let answer = catalog.answer(
         &name,

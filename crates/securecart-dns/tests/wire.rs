@@ -220,6 +220,24 @@ async fn bad_queries_get_error_codes_and_responses_get_nothing() {
             .response_code,
         ResponseCode::NotImp
     );
+    // Zone transfers: refused, over UDP and TCP.
+    for record_type in [RecordType::AXFR, RecordType::IXFR] {
+        let transfer = query("shop.test.", record_type, None);
+        assert_eq!(
+            ask_tcp(running.address, &transfer)
+                .await
+                .metadata
+                .response_code,
+            ResponseCode::Refused
+        );
+        assert_eq!(
+            ask_udp(running.address, &transfer)
+                .await
+                .metadata
+                .response_code,
+            ResponseCode::Refused
+        );
+    }
     // EDNS versions above 0, the highest too, each asked twice: BADVERS.
     for version in [1, 255, 1, 255] {
         let mut versioned = query("www.shop.test.", RecordType::A, Some(1232));
