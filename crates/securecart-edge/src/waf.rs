@@ -370,6 +370,10 @@ pub async fn inspect(
         record("oversize", "block", "body", "");
         return Err(EdgeError::Blocked("oversize".to_owned(), None));
     }
+    if verdict.blocked && verdict.terminating_rule.is_none() {
+        // The ACL's default action blocked: logged and listed as the rule `default`.
+        record("default", "block", "", "");
+    }
     if verdict.blocked {
         return Err(EdgeError::Blocked(
             verdict

@@ -404,3 +404,59 @@ async fn the_operators_rules_run_first_with_rate_limits_and_their_own_answers() 
     edge.shutdown().await;
     upstream.stop().await;
 }
+
+#[tokio::test]
+async fn a_web_acl_that_blocks_by_default_lets_through_only_what_its_rules_allow() {
+    use securecart_waf::statement::Position;
+    use securecart_waf::{Field, Rule, RuleAction, Statement};
+
+    let (upstream, reached) = start_upstream().await;
+    let catalog = Rule {
+        id: "catalog".to_owned(),
+        priority: 1,
+        statement: Statement::ByteMatch {
+            field: Field::UriPath,
+            position: Position::StartsWith,
+            search: b"/api/catalog/".to_vec(),
+            transforms: Vec::new(),
+        },
+        action: RuleAction::Allow,
+        labels: Vec::new(),
+        response: None,
+        score: 0,
+    };
+    let waf = WafConfig::with_acl(Arc::new(securecart_waf::managed::acl_with(
+        vec![catalog],
+        &securecart_waf::managed::Group::ALL,
+        securecart_waf::managed::Sensitivity::default(),
+        &securecart_waf::managed::Overrides {
+            default_block: true,
+            ..securecart_waf::managed::Overrides::default()
+        },
+    )));
+    let edge = start_edge(upstream.address, waf).await;
+    let mut client = TestClient::http1();
+    let allowed = client
+        .get(&format!("{}/api/catalog/products", edge.url))
+        .await;
+    assert_eq!(allowed.status, 200);
+    let refused = client.get(&format!("{}/admin", edge.url)).await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(reached.load(Ordering::SeqCst), 1);
+    // The default action's blocks are listed and counted as the rule `default`.
+    let sampled = client
+        .get(&format!("http://{}/waf/sampled?rule=default", edge.admin))
+        .await
+        .json();
+    assert_eq!(sampled["samples"][0]["path"], "/admin", "{sampled}");
+    let metrics = client
+        .get(&format!("http://{}/metrics", edge.admin))
+        .await
+        .text();
+    assert!(
+        metrics.contains("securecart_edge_waf_matches_total{rule=\"default\",action=\"block\"} 1"),
+        "{metrics}"
+    );
+    edge.shutdown().await;
+    upstream.stop().await;
+}

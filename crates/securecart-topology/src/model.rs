@@ -1279,6 +1279,19 @@ fn resolve_waf(raw: &crate::raw::RawWaf, path: &FieldPath, findings: &mut Findin
         overrides: securecart_waf::managed::Overrides {
             managed_priority: raw.managed_priority,
             count: raw.count_rules.clone(),
+            default_block: match raw.default_action.as_str() {
+                "allow" => false,
+                "block" => true,
+                other => {
+                    findings.problem(
+                        path.key("default_action"),
+                        format!(
+                            "`{other}` is not a default action; expected \"allow\" or \"block\""
+                        ),
+                    );
+                    false
+                }
+            },
         },
         managed_groups,
         body_limit: usize::try_from(raw.body_inspection_kib * 1024).unwrap_or(usize::MAX),

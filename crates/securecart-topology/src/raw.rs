@@ -570,6 +570,16 @@ pub struct RawWaf {
     /// reaches this (1 to 100; CRS's default is 5). Without it, each rule blocks by itself.
     #[serde(default)]
     pub anomaly_threshold: Option<u32>,
+    /// What a request no rule decided on gets (AWS WAF's default action): `allow`, or
+    /// `block` (then only what the operator's `allow` rules let through passes, as an
+    /// allow list).
+    #[serde(default = "default_waf_default_action")]
+    pub default_action: String,
+}
+
+/// AWS WAF's usual default action in front of a shop.
+pub fn default_waf_default_action() -> String {
+    "allow".to_owned()
 }
 
 /// CRS's default paranoia level.

@@ -859,3 +859,21 @@ fn the_edges_limits_are_read_and_checked() {
         assert!(diagnostic.line.is_some(), "{error}");
     }
 }
+
+#[test]
+fn a_web_acl_may_block_by_default() {
+    let text = with("[edge.waf]\n", "[edge.waf]\ndefault_action = \"block\"\n");
+    let loaded = parse(&text, "t.toml").expect("a default action");
+    let waf = loaded.topology.edge.waf.expect("a web ACL");
+    assert!(waf.overrides.default_block);
+    let text = with("[edge.waf]\n", "[edge.waf]\ndefault_action = \"deny\"\n");
+    let error = parse(&text, "t.toml").expect_err("no such action");
+    assert!(
+        error
+            .diagnostics()
+            .iter()
+            .any(|diagnostic| diagnostic.field == "edge.waf.default_action"
+                && diagnostic.line == Some(line_of(&text, "default_action = \"deny\""))),
+        "{error}"
+    );
+}

@@ -143,6 +143,9 @@ pub struct Overrides {
     /// blocks nor adds to an anomaly score (AWS WAF's `Count` override, for a rule that
     /// blocks something a shop needs; a later rule may act on its label).
     pub count: Vec<String>,
+    /// The web ACL's default action is to block (AWS WAF's `DefaultAction: Block`): a
+    /// request no rule allowed is refused. `false`: it is allowed.
+    pub default_block: bool,
 }
 
 /// The default web ACL: every managed group, blocking; what none blocks is allowed.
@@ -211,7 +214,7 @@ pub fn acl_with(
         rule.priority = after_from + u32::try_from(index).unwrap_or(999).min(999);
         rule
     }));
-    let acl = WebAcl::new(rules, false);
+    let acl = WebAcl::new(rules, overrides.default_block);
     match sensitivity.anomaly_threshold {
         Some(threshold) => acl.scoring(threshold),
         None => acl,
@@ -2010,6 +2013,7 @@ mod tests {
         let overrides = Overrides {
             managed_priority: Some(500),
             count: vec!["SC-SQLI-003".to_owned()],
+            default_block: false,
         };
         let acl = acl_with(
             vec![elsewhere, early],
@@ -2287,6 +2291,7 @@ mod tests {
                     &Overrides {
                         managed_priority: Some(5),
                         count: vec!["SC-SQLI-001".to_owned()],
+                        default_block: false,
                     },
                 )
             };
