@@ -474,7 +474,7 @@ fn read_body(headers: &HeaderMap, body: &[u8]) -> ReadBody {
         }
     } else if content_type.contains("json") {
         match serde_json::from_slice::<serde_json::Value>(body) {
-            Ok(value) => json_leaves(&value, &mut read.fields, 0),
+            Ok(value) => json_leaves(&value, &mut read.fields),
             Err(_) => read.fields.push(String::from_utf8_lossy(body).into_owned()),
         }
     } else if content_type.contains("xml") {
@@ -730,26 +730,32 @@ fn xml_decoded(text: &str) -> String {
     decoded
 }
 
-/// Every string, number and key of a JSON document (nesting bounded).
-fn json_leaves(value: &serde_json::Value, leaves: &mut Vec<String>, depth: usize) {
-    if depth > 32 {
-        return;
+/// Every string, number and key of a JSON document, at any depth, in the document's order
+/// (walked with a stack of its own; `serde_json` refuses documents nested past 128 levels,
+/// whose body is then read whole as one value).
+fn json_leaves(value: &serde_json::Value, leaves: &mut Vec<String>) {
+    enum Next<'v> {
+        Key(&'v str),
+        Value(&'v serde_json::Value),
     }
-    match value {
-        serde_json::Value::String(text) => leaves.push(text.clone()),
-        serde_json::Value::Number(number) => leaves.push(number.to_string()),
-        serde_json::Value::Array(items) => {
-            for item in items {
-                json_leaves(item, leaves, depth + 1);
+    let mut pending = vec![Next::Value(value)];
+    while let Some(next) = pending.pop() {
+        match next {
+            Next::Key(key) => leaves.push(key.to_owned()),
+            Next::Value(serde_json::Value::String(text)) => leaves.push(text.clone()),
+            Next::Value(serde_json::Value::Number(number)) => leaves.push(number.to_string()),
+            // Pushed in reverse, to come off the stack in order.
+            Next::Value(serde_json::Value::Array(items)) => {
+                pending.extend(items.iter().rev().map(Next::Value));
             }
-        }
-        serde_json::Value::Object(members) => {
-            for (key, item) in members {
-                leaves.push(key.clone());
-                json_leaves(item, leaves, depth + 1);
+            Next::Value(serde_json::Value::Object(members)) => {
+                for (key, item) in members.iter().rev() {
+                    pending.push(Next::Value(item));
+                    pending.push(Next::Key(key));
+                }
             }
+            Next::Value(serde_json::Value::Bool(_) | serde_json::Value::Null) => {}
         }
-        serde_json::Value::Bool(_) | serde_json::Value::Null => {}
     }
 }
 
@@ -940,6 +946,18 @@ mod tests {
             ]
         );
         assert_eq!(inspection.size(&Field::Body), body.len());
+        // A value nested a hundred levels deep is read too.
+        let deep = format!("{}\"1' OR '1'='1\"{}", "[".repeat(100), "]".repeat(100));
+        let inspection = Inspection::new(
+            "POST",
+            "/api/search",
+            None,
+            &headers,
+            deep.as_bytes(),
+            false,
+            "127.0.0.1".parse().expect("address"),
+        );
+        assert_eq!(values(&inspection, &Field::BodyFields), ["1' OR '1'='1"]);
 
         let mut form = HeaderMap::new();
         form.insert(
