@@ -1,6 +1,7 @@
-//! The transformations and the detectors on arbitrary bytes: every transformation, alone
-//! and chained, and the managed web ACL over the bytes as a query string, a form body, a
-//! JSON body, a multipart body, an XML body and a header, must return without panicking.
+//! The transformations and the detectors on arbitrary bytes: every transformation (each
+//! of `Transform::NAMED`), alone and chained in both orders, and the managed web ACL over
+//! the bytes as a path, a query string, a form body, a JSON body, a multipart body, an XML
+//! body, a header and a cookie, must return without panicking.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -9,33 +10,19 @@ use libfuzzer_sys::fuzz_target;
 use securecart_waf::transform::{self, Transform};
 use securecart_waf::{Inspection, WebAcl};
 
-const ALL: [Transform; 14] = [
-    Transform::UrlDecode,
-    Transform::UrlDecodeUni,
-    Transform::HtmlEntityDecode,
-    Transform::Lowercase,
-    Transform::CompressWhitespace,
-    Transform::NormalizePath,
-    Transform::NormalizePathWin,
-    Transform::Base64Decode,
-    Transform::JsDecode,
-    Transform::CmdLine,
-    Transform::RemoveNulls,
-    Transform::RemoveShellQuotes,
-    Transform::ReplaceComments,
-    Transform::HexDecode,
-];
-
 fn acl() -> &'static WebAcl {
     static ACL: OnceLock<WebAcl> = OnceLock::new();
     ACL.get_or_init(securecart_waf::managed::default_acl)
 }
 
 fuzz_target!(|data: &[u8]| {
-    for transform in ALL {
-        let _ = transform::apply(&[transform], data);
+    let all: Vec<Transform> = Transform::NAMED.iter().map(|(_, transform)| *transform).collect();
+    for transform in &all {
+        let _ = transform::apply(std::slice::from_ref(transform), data);
     }
-    let _ = transform::apply(&ALL, data);
+    let _ = transform::apply(&all, data);
+    let reversed: Vec<Transform> = all.iter().rev().copied().collect();
+    let _ = transform::apply(&reversed, data);
 
     let text = String::from_utf8_lossy(data);
     let client = std::net::IpAddr::from([192, 0, 2, 1]);
@@ -48,9 +35,12 @@ fuzz_target!(|data: &[u8]| {
         let mut headers = http::HeaderMap::new();
         headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
         if let Ok(value) = http::HeaderValue::from_bytes(data) {
-            headers.insert(http::header::USER_AGENT, value);
+            headers.insert(http::header::USER_AGENT, value.clone());
+            headers.insert(http::header::COOKIE, value);
         }
-        let inspection = Inspection::new("POST", "/", Some(&text), &headers, data, false, client);
+        let path = format!("/{text}");
+        let inspection =
+            Inspection::new("POST", &path, Some(&text), &headers, data, false, client);
         let _ = acl().evaluate(&inspection);
     }
 });
