@@ -414,14 +414,63 @@ where
             }
         }
     }
-    behavior.metrics.answered(&behavior.metrics.miss);
     let mut head = Head::of(request);
     let client_headers = head.headers.clone();
     let path = head.uri.path().to_owned();
     let parts_method = head.method.clone();
+    // A range the cache does not hold is fetched whole, as nginx and Varnish do: the
+    // origin's 206 could not be stored, and a client that only asks for ranges (a video, a
+    // PDF reader) would never fill the cache.
+    let ranged = parts_method == Method::GET && head.headers.contains_key(header::RANGE);
+    if ranged {
+        head.headers.remove(header::RANGE);
+        head.headers.remove(header::IF_RANGE);
+    }
     announce_capability(&mut head.headers);
     let request_time = SystemTime::now();
-    let response = origin.fetch_head(behavior, context, &head).await?;
+    let response = origin.fetch_head(behavior, context, &head).await;
+    // A miss is counted once: here, or when the range is cut from the stored object.
+    if !ranged || response.is_err() {
+        behavior.metrics.answered(&behavior.metrics.miss);
+    }
+    let response = response?;
+    if ranged {
+        let fetched = Fetched {
+            key: Arc::clone(&key),
+            host,
+            path: &path,
+            method: parts_method.clone(),
+            client_headers: &client_headers,
+            request_time,
+            guard: None,
+        };
+        let response =
+            match store_whole(&stage.cache, behavior, &fetched, response, origin.timeout).await {
+                Ok(stored) => {
+                    // The client's range, cut from the object now stored (counted a miss).
+                    drop(guard);
+                    let mut client = Request::new(());
+                    *client.method_mut() = parts_method;
+                    *client.headers_mut() = client_headers;
+                    return Ok(serve(
+                        &stored,
+                        &client,
+                        Served::Miss,
+                        behavior,
+                        SystemTime::now(),
+                    ));
+                }
+                Err(response) => response,
+            };
+        behavior.metrics.answered(&behavior.metrics.miss);
+        return Ok(store_on_the_way(
+            &stage.cache,
+            behavior,
+            Fetched { guard, ..fetched },
+            response,
+            Served::Miss,
+        ));
+    }
     Ok(store_on_the_way(
         &stage.cache,
         behavior,
@@ -833,6 +882,64 @@ fn store_on_the_way(
     }
     for_client(&mut parts.headers, served);
     Response::from_parts(parts, body)
+}
+
+/// Reads and stores a whole answer the cache may keep, when its length is known and within
+/// the object limit; else gives the answer back untouched (its body unread).
+async fn store_whole(
+    cache: &Arc<Cache>,
+    behavior: &Behavior,
+    fetched: &Fetched<'_>,
+    response: Response<EdgeBody>,
+    timeout: Duration,
+) -> Result<Arc<Stored>, Response<EdgeBody>> {
+    let exchange = Exchange {
+        method: &fetched.method,
+        request: fetched.client_headers,
+        status: response.status(),
+        response: response.headers(),
+        request_time: fetched.request_time,
+        response_time: SystemTime::now(),
+    };
+    let length = response.body().size_hint().exact();
+    let Some(freshness) = freshness::storable(&exchange, &behavior.policy.ttl)
+        .ok()
+        .filter(|_| response.status() == StatusCode::OK)
+        .filter(|_| length.is_some_and(|length| length <= cache.max_object_bytes as u64))
+    else {
+        return Err(response);
+    };
+    let (parts, body) = response.into_parts();
+    let body = match tokio::time::timeout(timeout, body.collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        // The origin failed mid-body: the client gets what a streamed answer would have
+        // given it, an answer cut short.
+        _ => {
+            let mut cut = Response::from_parts(parts, upstream::empty());
+            cut.headers_mut().remove(header::CONTENT_LENGTH);
+            *cut.status_mut() = StatusCode::BAD_GATEWAY;
+            return Err(cut);
+        }
+    };
+    let mut headers = parts.headers;
+    validation::strip_unstored(&mut headers);
+    let stored = Arc::new(Stored {
+        status: parts.status,
+        variant: Variant::capture(
+            fetched.client_headers,
+            &key::vary_fields(&headers),
+            &behavior.policy.key,
+        ),
+        tags: tags(&headers),
+        headers,
+        body,
+        freshness,
+        host: fetched.host.into(),
+        path: fetched.path.into(),
+        encoded: Box::new([]),
+    });
+    cache.insert(Arc::clone(&fetched.key), Arc::clone(&stored));
+    Ok(stored)
 }
 
 /// The headers the client sees: the cache's own fields out, what the cache did in.

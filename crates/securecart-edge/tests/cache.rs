@@ -383,6 +383,40 @@ async fn ranges_are_cut_from_stored_objects() {
 }
 
 #[tokio::test]
+async fn a_range_asked_on_a_miss_is_cut_from_the_whole_object_fetched_and_stored() {
+    let (server, origin) = start_origin().await;
+    let edge = start_edge(server.address).await;
+    let mut client = TestClient::http1();
+    let url = format!("{}/static/digits", edge.url);
+    let part = client
+        .send(http::Method::GET, &url, &[("range", "bytes=2-4")], "")
+        .await;
+    assert_eq!(
+        (part.status.as_u16(), part.text(), part.header("x-cache")),
+        (206, "234".to_owned(), Some("Miss"))
+    );
+    assert_eq!(part.header("content-range"), Some("bytes 2-4/10"));
+    let whole = client.get(&url).await;
+    assert_eq!(
+        (whole.text(), whole.header("x-cache")),
+        ("0123456789".to_owned(), Some("Hit"))
+    );
+    assert_eq!(requests(&origin), 1);
+    // An object too large to keep streams through whole, its range not cut.
+    let big = client
+        .send(
+            http::Method::GET,
+            &format!("{}/static/big", edge.url),
+            &[("range", "bytes=0-9")],
+            "",
+        )
+        .await;
+    assert_eq!((big.status.as_u16(), big.body.len()), (200, 64 * 1024));
+    edge.shutdown().await;
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn objects_over_the_size_limit_stream_through_unstored() {
     let (server, origin) = start_origin().await;
     let edge = start_edge(server.address).await;
