@@ -389,8 +389,25 @@ where
                     return Ok(gateway_timeout());
                 }
                 Reuse::Revalidate => {
-                    return revalidate(stage, behavior, origin, context, key, stored, request)
-                        .await;
+                    // One revalidation per object at a time: the others wait for it, then
+                    // find the object freshened (or revalidate themselves, once).
+                    let leader = if waited {
+                        None
+                    } else {
+                        match stage.cache.flights.join(&key) {
+                            Join::Leader(leader) => Some(leader),
+                            Join::Waiter(waiter) => {
+                                behavior.metrics.coalesced.inc();
+                                let _ = tokio::time::timeout(COALESCE_WAIT, waiter.wait()).await;
+                                waited = true;
+                                continue;
+                            }
+                        }
+                    };
+                    let answer =
+                        revalidate(stage, behavior, origin, context, key, stored, request).await;
+                    drop(leader);
+                    return answer;
                 }
             }
         }

@@ -144,6 +144,24 @@ async fn start_origin() -> (TestServer, Origin) {
             }),
         )
         .route(
+            "/static/slow-revalidation",
+            get(
+                |State(origin): State<Origin>, headers: HeaderMap| async move {
+                    count(&origin);
+                    let validators = [
+                        (header::CACHE_CONTROL, "max-age=1"),
+                        (header::ETAG, "\"s1\""),
+                    ];
+                    if headers.contains_key(header::IF_NONE_MATCH) {
+                        origin.conditional.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        return (StatusCode::NOT_MODIFIED, validators).into_response();
+                    }
+                    (validators, "slowly checked").into_response()
+                },
+            ),
+        )
+        .route(
             "/static/swr",
             get(|State(origin): State<Origin>| async move {
                 let seen = count(&origin);
@@ -329,6 +347,35 @@ async fn concurrent_misses_for_one_object_make_one_origin_request() {
             .lines()
             .any(|line| line == "securecart_edge_cache_hit_ratio{behavior=\"static\"} 0.95"),
         "{metrics}"
+    );
+    edge.shutdown().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_requests_for_a_stale_object_make_one_revalidation() {
+    let (server, origin) = start_origin().await;
+    let edge = start_edge(server.address).await;
+    let url = format!("{}/static/slow-revalidation", edge.url);
+    assert_eq!(TestClient::http1().get(&url).await.text(), "slowly checked");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let clients: Vec<_> = (0..10)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { TestClient::http1().get(&url).await })
+        })
+        .collect();
+    for client in clients {
+        let reply = client.await.expect("client");
+        assert_eq!(
+            (reply.status.as_u16(), reply.text()),
+            (200, "slowly checked".to_owned())
+        );
+    }
+    assert_eq!(
+        origin.conditional.load(Ordering::SeqCst),
+        1,
+        "nine requests waited for the first's revalidation"
     );
     edge.shutdown().await;
     server.stop().await;
