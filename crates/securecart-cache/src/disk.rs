@@ -596,11 +596,11 @@ fn read_header(path: &Path) -> io::Result<(String, Entry)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::key::KeyPolicy;
 
-    fn stored(path: &str, body: &str, language: &str) -> Stored {
+    pub(crate) fn stored(path: &str, body: &str, language: &str) -> Stored {
         let mut request = HeaderMap::new();
         request.insert(
             "accept-language",
@@ -639,7 +639,7 @@ mod tests {
         }
     }
 
-    fn asking(language: &str) -> HeaderMap {
+    pub(crate) fn asking(language: &str) -> HeaderMap {
         let mut request = HeaderMap::new();
         request.insert(
             "accept-language",

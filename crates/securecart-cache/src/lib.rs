@@ -20,6 +20,7 @@ pub mod store;
 pub mod validation;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::HeaderMap;
 
@@ -51,7 +52,51 @@ pub struct Cache {
     pub max_object_bytes: usize,
     /// The disk tier, if any.
     disk: Option<Arc<Disk>>,
+    /// Invalidations so far, for the stores under way (see [`Generation`]).
+    invalidations: Arc<Invalidations>,
 }
+
+/// How many stripes of keys count their invalidations apart.
+const STRIPES: usize = 1024;
+
+/// The invalidations of a cache: one count for the removals by pattern or tag, which may
+/// touch any key, and one per stripe of keys (by their hash) for the removals of one key,
+/// so that a key's invalidation does not cancel the stores of most others.
+#[derive(Debug)]
+struct Invalidations {
+    everything: AtomicU64,
+    stripes: Box<[AtomicU64]>,
+}
+
+impl Invalidations {
+    fn new() -> Self {
+        Self {
+            everything: AtomicU64::new(0),
+            stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn stripe(&self, key: &str) -> &AtomicU64 {
+        use std::hash::Hasher;
+        // Fixed keys: a key lands in the same stripe every time.
+        let mut hasher = std::hash::DefaultHasher::new();
+        hasher.write(key.as_bytes());
+        &self.stripes[(hasher.finish() % STRIPES as u64) as usize]
+    }
+
+    fn now(&self, key: &str) -> Generation {
+        Generation(
+            self.everything.load(Ordering::Acquire),
+            self.stripe(key).load(Ordering::Acquire),
+        )
+    }
+}
+
+/// Where a key's invalidations stood when a fetch for it began: a response fetched across
+/// an invalidation of its key (or of all keys) is not stored, so that what was
+/// invalidated does not come back when a fetch under way ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Generation(u64, u64);
 
 impl Cache {
     /// A cache holding about `capacity_bytes`, storing bodies up to `max_object_bytes`,
@@ -66,6 +111,7 @@ impl Cache {
             flights: Arc::new(Flights::default()),
             max_object_bytes,
             disk: None,
+            invalidations: Arc::new(Invalidations::new()),
         }
     }
 
@@ -82,38 +128,72 @@ impl Cache {
             return Some(stored);
         }
         let disk = self.disk.as_ref().filter(|disk| disk.has(key, request))?;
+        let since = self.generation(key);
         let (disk, read_key, headers) = (Arc::clone(disk), Arc::clone(key), request.clone());
         let read = tokio::task::spawn_blocking(move || disk.read(&read_key, &headers)).await;
         let stored = Arc::new(read.ok()?.ok()??);
+        // Invalidated while it was read: not brought back.
+        if self.generation(key) != since {
+            return None;
+        }
         self.store.insert(Arc::clone(key), Arc::clone(&stored));
         Some(stored)
     }
 
-    /// Stores a response, in memory and on disk (written on the blocking pool).
-    pub fn insert(&self, key: Arc<str>, stored: Arc<Stored>) {
+    /// Where `key`'s invalidations stand, before a fetch whose response may be stored.
+    pub fn generation(&self, key: &str) -> Generation {
+        self.invalidations.now(key)
+    }
+
+    /// Stores a response, in memory and on disk (written on the blocking pool), unless its
+    /// key was invalidated since `since` (the fetch then began before the invalidation);
+    /// whether it was stored.
+    pub fn insert(&self, key: Arc<str>, stored: Arc<Stored>, since: Generation) -> bool {
+        if self.generation(&key) != since {
+            return false;
+        }
         self.store.insert(Arc::clone(&key), Arc::clone(&stored));
-        self.persist(key, stored);
+        self.persist(key, stored, since);
+        true
     }
 
-    /// Replaces `old` with `new` (a response freshened by a 304), in memory and on disk.
-    pub fn replace(&self, key: Arc<str>, old: &Arc<Stored>, new: Arc<Stored>) {
+    /// Replaces `old` with `new` (a response freshened by a 304), in memory and on disk,
+    /// unless its key was invalidated since `since`.
+    pub fn replace(&self, key: Arc<str>, old: &Arc<Stored>, new: Arc<Stored>, since: Generation) {
+        if self.generation(&key) != since {
+            return;
+        }
         self.store.replace(Arc::clone(&key), old, Arc::clone(&new));
-        self.persist(key, new);
+        self.persist(key, new, since);
     }
 
-    fn persist(&self, key: Arc<str>, stored: Arc<Stored>) {
+    fn persist(&self, key: Arc<str>, stored: Arc<Stored>, since: Generation) {
         if let Some(disk) = &self.disk {
             let disk = Arc::clone(disk);
+            let invalidations = Arc::clone(&self.invalidations);
             tokio::task::spawn_blocking(move || {
+                // Invalidated while the write waited: not written.
+                if invalidations.now(&key) != since {
+                    return;
+                }
                 if let Err(error) = disk.write(&key, &stored) {
                     tracing::warn!(%error, key = %key, "cannot write a cached object to disk");
+                }
+                // Invalidated while it was written (the invalidation found no file yet):
+                // removed again.
+                if invalidations.now(&key) != since {
+                    Disk::delete(&disk.unindex(&key));
                 }
             });
         }
     }
 
     /// Drops every variant stored under `key`; the disk's files go on the blocking pool.
+    /// Stores of it under way are given up (see [`Generation`]).
     pub fn remove(&self, key: &str) {
+        self.invalidations
+            .stripe(key)
+            .fetch_add(1, Ordering::AcqRel);
         self.store.remove(key);
         if let Some(disk) = &self.disk {
             let files = disk.unindex(key);
@@ -126,6 +206,8 @@ impl Cache {
     /// Drops every key with a stored response `matches` selects (by host, path and tags),
     /// in memory and on disk, and says how many keys went.
     pub fn remove_where(&self, matches: impl Fn(&str, &str, &[Box<str>]) -> bool) -> usize {
+        // Any key may match: every store under way is given up.
+        self.invalidations.everything.fetch_add(1, Ordering::AcqRel);
         let mut keys: std::collections::HashSet<Arc<str>> = self
             .store
             .remove_where(|stored| matches(&stored.host, &stored.path, &stored.tags))
@@ -162,5 +244,41 @@ mod test_support {
             );
         }
         map
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::{Cache, Disk};
+    use crate::disk::tests::{asking, stored};
+
+    #[tokio::test]
+    async fn a_store_under_way_when_its_key_is_invalidated_is_given_up() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let cache = Cache::new(1 << 20, 1 << 20, || {})
+            .with_disk(Disk::open(directory.path(), 1 << 20).expect("disk"));
+        let key: Arc<str> = Arc::from("shop.test/a");
+        // A fetch begins; its key is invalidated before the answer is stored: the
+        // answer is not stored, in memory or on disk.
+        let since = cache.generation(&key);
+        cache.remove(&key);
+        assert!(!cache.insert(Arc::clone(&key), Arc::new(stored("/a", "old", "en")), since));
+        assert!(cache.lookup(&key, &asking("en")).await.is_none());
+        // A fetch begun after the invalidation stores.
+        let since = cache.generation(&key);
+        assert!(cache.insert(Arc::clone(&key), Arc::new(stored("/a", "new", "en")), since));
+        let found = cache.lookup(&key, &asking("en")).await.expect("stored");
+        assert_eq!(&found.body[..], b"new");
+        // A removal by pattern (or tag), which may touch any key, gives up every store.
+        let other: Arc<str> = Arc::from("shop.test/b");
+        let since = cache.generation(&other);
+        cache.remove_where(|_, _, _| false);
+        assert!(!cache.insert(
+            Arc::clone(&other),
+            Arc::new(stored("/b", "old", "en")),
+            since
+        ));
     }
 }

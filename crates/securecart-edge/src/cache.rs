@@ -32,7 +32,7 @@ use securecart_cache::compress::{self, Encoding};
 use securecart_cache::freshness::{self, Exchange};
 use securecart_cache::range::{self, Ranged};
 use securecart_cache::{
-    Cache, CachePolicy, FlightGuard, Join, Reuse, Stored, Variant, key, validation,
+    Cache, CachePolicy, FlightGuard, Generation, Join, Reuse, Stored, Variant, key, validation,
 };
 
 use crate::balancer::TargetGroup;
@@ -445,6 +445,7 @@ where
     }
     announce_capability(&mut head.headers);
     let request_time = SystemTime::now();
+    let since = stage.cache.generation(&key);
     let response = origin.fetch_head(behavior, context, &head).await;
     // A miss is counted once: here, or when the range is cut from the stored object.
     if !ranged || response.is_err() {
@@ -460,6 +461,7 @@ where
             client_headers: &client_headers,
             request_time,
             guard: None,
+            since,
         };
         let response =
             match store_whole(&stage.cache, behavior, &fetched, response, origin.timeout).await {
@@ -499,6 +501,7 @@ where
             client_headers: &client_headers,
             request_time,
             guard,
+            since,
         },
         response,
         Served::Miss,
@@ -565,6 +568,8 @@ struct Fetched<'a> {
     client_headers: &'a HeaderMap,
     request_time: SystemTime,
     guard: Option<FlightGuard>,
+    /// The key's invalidations before the fetch: an invalidation since cancels the store.
+    since: Generation,
 }
 
 /// Revalidates a stored response the request may not use as it is: conditionally when it
@@ -592,6 +597,7 @@ where
     make_conditional(&mut head.headers, &stored);
     announce_capability(&mut head.headers);
     let request_time = SystemTime::now();
+    let since = stage.cache.generation(&key);
     let answer = origin.fetch_head(behavior, context, &head).await;
     let now = SystemTime::now();
     let response = match answer {
@@ -621,7 +627,7 @@ where
         return Ok(match fresh {
             Some(fresh) => {
                 let fresh = Arc::new(fresh);
-                stage.cache.replace(key, &stored, Arc::clone(&fresh));
+                stage.cache.replace(key, &stored, Arc::clone(&fresh), since);
                 serve(&fresh, &client, Served::Revalidated, behavior, now)
             }
             None => {
@@ -653,6 +659,7 @@ where
             client_headers,
             request_time,
             guard: None,
+            since,
         },
         response,
         Served::Miss,
@@ -687,6 +694,7 @@ fn revalidate_in_background<B>(
     let mut headers = request.headers().clone();
     let uri = request.uri().clone();
     let mut background = RequestContext::new(context.client, context.trace.child());
+    let since = stage.cache.generation(&key);
     tokio::spawn(async move {
         let _guard = guard;
         let client_headers = headers.clone();
@@ -720,7 +728,7 @@ fn revalidate_in_background<B>(
                 now,
                 &policy,
             ) {
-                cache.replace(key, &stored, Arc::new(fresh));
+                cache.replace(key, &stored, Arc::new(fresh), since);
             }
             return;
         }
@@ -778,7 +786,7 @@ fn revalidate_in_background<B>(
             path: stored.path.clone(),
             encoded: Box::new([]),
         };
-        cache.insert(key, Arc::new(stored));
+        cache.insert(key, Arc::new(stored), since);
     });
 }
 
@@ -865,6 +873,7 @@ fn store_on_the_way(
             let pending = Pending {
                 cache: Arc::clone(cache),
                 key: Arc::clone(&fetched.key),
+                since: fetched.since,
                 stored: Stored {
                     status: parts.status,
                     variant: Variant::capture(
@@ -955,7 +964,7 @@ async fn store_whole(
         path: fetched.path.into(),
         encoded: Box::new([]),
     });
-    cache.insert(Arc::clone(&fetched.key), Arc::clone(&stored));
+    cache.insert(Arc::clone(&fetched.key), Arc::clone(&stored), fetched.since);
     Ok(stored)
 }
 
@@ -1123,6 +1132,8 @@ struct Pending {
     cache: Arc<Cache>,
     key: Arc<str>,
     stored: Stored,
+    /// The key's invalidations before the fetch (see [`Generation`]).
+    since: Generation,
     /// Ends the object's fetch for coalesced requests when the copy is stored or given up
     /// (when this is dropped).
     _guard: Option<FlightGuard>,
@@ -1167,7 +1178,9 @@ impl StoringBody {
                 return;
             }
             pending.stored.body = std::mem::take(&mut self.copy).freeze();
-            pending.cache.insert(pending.key, Arc::new(pending.stored));
+            pending
+                .cache
+                .insert(pending.key, Arc::new(pending.stored), pending.since);
         }
     }
 }
