@@ -54,6 +54,10 @@ pub struct Cache {
     disk: Option<Arc<Disk>>,
     /// Invalidations so far, for the stores under way (see [`Generation`]).
     invalidations: Arc<Invalidations>,
+    /// Bytes held by the copies of answers being stored as they stream (see
+    /// [`Cache::reserve_copy`]), and the most they may hold.
+    copies: AtomicU64,
+    copies_limit: u64,
 }
 
 /// How many stripes of keys count their invalidations apart.
@@ -112,7 +116,29 @@ impl Cache {
             max_object_bytes,
             disk: None,
             invalidations: Arc::new(Invalidations::new()),
+            copies: AtomicU64::new(0),
+            // A quarter of the memory tier, or one object at least.
+            copies_limit: (capacity_bytes / 4).max(max_object_bytes as u64),
         }
+    }
+
+    /// Takes `bytes` more for a copy of an answer being stored as it streams; `false` when
+    /// the copies in progress would hold more than a quarter of the memory tier (the copy
+    /// is then given up and the answer streams on unstored), so that many large misses at
+    /// once stay within the cache's memory.
+    pub fn reserve_copy(&self, bytes: usize) -> bool {
+        let bytes = bytes as u64;
+        self.copies
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(bytes)
+                    .filter(|total| *total <= self.copies_limit)
+            })
+            .is_ok()
+    }
+
+    /// Gives back what [`Cache::reserve_copy`] took.
+    pub fn release_copy(&self, bytes: usize) {
+        self.copies.fetch_sub(bytes as u64, Ordering::AcqRel);
     }
 
     /// The same cache with a disk tier behind the memory.
@@ -280,5 +306,18 @@ mod tests {
             Arc::new(stored("/b", "old", "en")),
             since
         ));
+    }
+
+    #[test]
+    fn copies_of_answers_being_stored_hold_at_most_a_quarter_of_the_memory() {
+        let cache = Cache::new(4096, 512, || {});
+        assert!(cache.reserve_copy(600));
+        assert!(cache.reserve_copy(424));
+        assert!(!cache.reserve_copy(1), "1,024 bytes held already");
+        cache.release_copy(600);
+        assert!(cache.reserve_copy(600));
+        // One object at least, however small the memory.
+        let small = Cache::new(100, 512, || {});
+        assert!(small.reserve_copy(512));
     }
 }

@@ -1146,6 +1146,14 @@ struct StoringBody {
     pending: Option<Pending>,
     copy: BytesMut,
     limit: usize,
+    /// What the copy took of the cache's budget for copies (`Cache::reserve_copy`).
+    reserved: usize,
+}
+
+impl Drop for StoringBody {
+    fn drop(&mut self) {
+        self.give_up();
+    }
 }
 
 impl StoringBody {
@@ -1153,11 +1161,14 @@ impl StoringBody {
         let expected = inner.size_hint().exact().map_or(0, |length| {
             usize::try_from(length).unwrap_or(limit).min(limit)
         });
+        // The copy's room is taken from the cache's budget for copies up front.
+        let reserved = pending.cache.reserve_copy(expected);
         let mut body = Self {
             inner,
-            pending: Some(pending),
-            copy: BytesMut::with_capacity(expected),
+            pending: reserved.then_some(pending),
+            copy: BytesMut::with_capacity(if reserved { expected } else { 0 }),
             limit,
+            reserved: if reserved { expected } else { 0 },
         };
         // An empty body (a 204, say) may never be polled: it is whole already.
         if body.inner.is_end_stream() {
@@ -1166,8 +1177,20 @@ impl StoringBody {
         body
     }
 
+    /// Gives the copy up: the answer streams on unstored.
+    fn give_up(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            pending.cache.release_copy(self.reserved);
+        }
+        self.reserved = 0;
+        self.copy = BytesMut::new();
+    }
+
     fn finish(&mut self) {
         if let Some(mut pending) = self.pending.take() {
+            pending
+                .cache
+                .release_copy(std::mem::take(&mut self.reserved));
             let declared = pending
                 .stored
                 .headers
@@ -1199,11 +1222,19 @@ impl Body for StoringBody {
             std::task::Poll::Ready(Some(Ok(frame))) => {
                 if this.pending.is_some() {
                     if let Some(data) = frame.data_ref() {
-                        if this.copy.len() + data.len() > this.limit {
-                            this.pending = None;
-                            this.copy = BytesMut::new();
-                        } else {
+                        let length = this.copy.len() + data.len();
+                        let beyond = length.saturating_sub(this.reserved);
+                        let fits = length <= this.limit
+                            && (beyond == 0
+                                || this
+                                    .pending
+                                    .as_ref()
+                                    .is_some_and(|pending| pending.cache.reserve_copy(beyond)));
+                        if fits {
+                            this.reserved += beyond;
                             this.copy.extend_from_slice(data);
+                        } else {
+                            this.give_up();
                         }
                     }
                     if this.inner.is_end_stream() {
@@ -1212,7 +1243,7 @@ impl Body for StoringBody {
                 }
             }
             std::task::Poll::Ready(None) => this.finish(),
-            std::task::Poll::Ready(Some(Err(_))) => this.pending = None,
+            std::task::Poll::Ready(Some(Err(_))) => this.give_up(),
             std::task::Poll::Pending => {}
         }
         frame
