@@ -321,11 +321,18 @@ fn single_date(headers: &HeaderMap, name: &HeaderName) -> Option<Result<SystemTi
     )
 }
 
+/// The longest heuristic freshness: a day, as Apache Traffic Server's default
+/// (`heuristic_max_lifetime`); a file unchanged for years is not kept for months unasked.
+pub const HEURISTIC_MAX: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Heuristic freshness (RFC 9111 section 4.2.2): a tenth of the time since
-/// `Last-Modified`, for statuses cacheable by default or responses marked `public`.
+/// `Last-Modified`, at most [`HEURISTIC_MAX`], for statuses cacheable by default or
+/// responses marked `public`.
 fn heuristic(headers: &HeaderMap, date_value: SystemTime) -> Duration {
     match single_date(headers, &header::LAST_MODIFIED) {
-        Some(Ok(modified)) => date_value.duration_since(modified).unwrap_or_default() / 10,
+        Some(Ok(modified)) => {
+            (date_value.duration_since(modified).unwrap_or_default() / 10).min(HEURISTIC_MAX)
+        }
         _ => Duration::ZERO,
     }
 }
@@ -530,6 +537,11 @@ mod tests {
             (
                 vec![("date", now.clone()), ("last-modified", date(-10_000))],
                 Some(1000),
+            ),
+            // At most a day, however old the file.
+            (
+                vec![("date", now.clone()), ("last-modified", date(-100_000_000))],
+                Some(86_400),
             ),
             (
                 vec![
