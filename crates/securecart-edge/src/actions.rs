@@ -262,6 +262,19 @@ impl Action {
                 if redirect.host.is_empty() || redirect.port.is_empty() {
                     return Err(ActionError::Redirect("the host and the port are not empty"));
                 }
+                // Every part kept: the client would be sent where it is, for ever (ALB
+                // refuses such a redirect too).
+                let keeps = RedirectConfig::default();
+                if redirect.protocol.eq_ignore_ascii_case(&keeps.protocol)
+                    && redirect.host == keeps.host
+                    && redirect.port == keeps.port
+                    && redirect.path == keeps.path
+                    && redirect.query == keeps.query
+                {
+                    return Err(ActionError::Redirect(
+                        "it changes at least one of protocol, host, port, path and query (else it loops)",
+                    ));
+                }
                 let mut redirect = redirect.clone();
                 redirect.protocol = redirect.protocol.to_ascii_lowercase();
                 Ok(Action::Redirect(redirect, status))
@@ -476,6 +489,12 @@ mod tests {
                     ..RedirectConfig::default()
                 }),
                 ActionError::Redirect("the protocol is http, https or #{protocol}"),
+            ),
+            (
+                ActionConfig::Redirect(RedirectConfig::default()),
+                ActionError::Redirect(
+                    "it changes at least one of protocol, host, port, path and query (else it loops)",
+                ),
             ),
             (
                 ActionConfig::FixedResponse(FixedResponseConfig {

@@ -24,7 +24,8 @@ pub enum Algorithm {
     RoundRobin,
     /// The target with the fewest requests in flight (ties in turn).
     LeastOutstandingRequests,
-    /// A random target, in proportion to the targets' weights.
+    /// A random target, in proportion to its weight (every target's is 1) times its slow
+    /// start ramp: a target joining or back from ill health takes a growing share.
     WeightedRandom,
     /// Two random targets; the one whose peak-sensitive latency average times its requests
     /// in flight is lower.
@@ -49,7 +50,8 @@ pub struct Target {
     pub address: SocketAddr,
     /// Its address as a URI authority, built once.
     pub authority: Authority,
-    /// Its weight for weighted random.
+    /// Its weight for weighted random: 1 for every target (neither the topology nor
+    /// registration sets another; ALB's targets have none either).
     pub weight: u32,
     /// Its opaque name in the target stickiness cookie (the address is not shown).
     pub cookie_id: String,

@@ -186,8 +186,14 @@ impl Pipeline {
             .into_iter()
             .flatten()
             {
+                // `Secure` on an https listener, so that the pin never goes out in clear.
+                let secure = if self.protocol == "https" {
+                    "; Secure"
+                } else {
+                    ""
+                };
                 if let Ok(cookie) = HeaderValue::from_str(&format!(
-                    "{name}={value}; Max-Age={}; Path=/; HttpOnly; SameSite=Lax",
+                    "{name}={value}; Max-Age={}; Path=/; HttpOnly; SameSite=Lax{secure}",
                     duration.as_secs()
                 )) {
                     response.headers_mut().append(header::SET_COOKIE, cookie);
@@ -357,6 +363,15 @@ impl Pipeline {
                     };
                 }
                 Action::Redirect(redirect, status) => {
+                    // An HTTP/1.0 request may come without a Host: a redirect that keeps the
+                    // host has none to send the client to.
+                    if host.is_empty() && redirect.host.contains("#{host}") {
+                        return Outcome::refused(
+                            rule,
+                            "redirect",
+                            EdgeError::BadRequest("a redirect to this host needs a Host header"),
+                        );
+                    }
                     let location = redirect_location(
                         redirect,
                         &RequestParts {

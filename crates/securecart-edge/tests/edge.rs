@@ -761,6 +761,7 @@ async fn https_listeners_pick_certificates_by_sni_and_speak_http2_by_alpn() {
         admin: "127.0.0.1:0".parse().expect("address"),
         target_groups: vec![TargetGroupConfig {
             outlier_detection: None,
+            stickiness: Some(Duration::from_secs(300)),
             ..TargetGroupConfig::new("api", vec![a.address], health_check())
         }],
         limits: Limits::default(),
@@ -790,6 +791,15 @@ async fn https_listeners_pick_certificates_by_sni_and_speak_http2_by_alpn() {
     .expect("shop.example over TLS");
     assert_eq!(http1.reply.status, 200);
     assert_eq!(http1.tls_version, Some(rustls::ProtocolVersion::TLSv1_3));
+    // The stickiness cookie of an https listener never goes out in clear.
+    let pin = http1
+        .reply
+        .header("set-cookie")
+        .expect("a stickiness cookie");
+    assert!(
+        pin.starts_with("SCALB=") && pin.ends_with("; Secure"),
+        "{pin}"
+    );
     let seen = http1.reply.json();
     assert_eq!(seen["x-forwarded-proto"], "https");
     assert_eq!(seen["host"], "shop.example");

@@ -1657,6 +1657,19 @@ fn resolve_action(
                 findings.problem(redirect_path.key(key), "must not be empty");
             }
         }
+        if redirect
+            .protocol
+            .eq_ignore_ascii_case(&crate::raw::default_redirect_protocol())
+            && redirect.host == crate::raw::default_redirect_host()
+            && redirect.port == crate::raw::default_redirect_port()
+            && redirect.path == crate::raw::default_redirect_path()
+            && redirect.query == crate::raw::default_redirect_query()
+        {
+            findings.problem(
+                redirect_path,
+                "must change at least one of protocol, host, port, path and query (else it sends clients where they are, for ever)",
+            );
+        }
         return RuleAction::Redirect {
             status: redirect.status,
             protocol: redirect.protocol.to_ascii_lowercase(),

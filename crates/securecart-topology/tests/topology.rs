@@ -877,3 +877,23 @@ fn a_web_acl_may_block_by_default() {
         "{error}"
     );
 }
+
+#[test]
+fn a_redirect_that_keeps_every_part_is_refused() {
+    let text = with(
+        "default_action = { forward = \"storefront\" }",
+        "default_action = { redirect = {} }",
+    );
+    let error = parse(&text, "t.toml").expect_err("a redirect to itself");
+    assert!(
+        error.diagnostics().iter().any(|diagnostic| diagnostic.field
+            == "edge.listeners[0].default_action.redirect"
+            && diagnostic.message.contains("at least one of")),
+        "{error}"
+    );
+    let moved = with(
+        "default_action = { forward = \"storefront\" }",
+        "default_action = { redirect = { protocol = \"https\", port = \"8443\" } }",
+    );
+    assert!(parse(&moved, "t.toml").is_ok());
+}
