@@ -12,9 +12,10 @@
 //! | `target_processing_time` | seconds from sending it to the target's response headers |
 //! | `response_processing_time` | seconds from the target's headers to the body's end |
 //! | `elb_status_code`, `target_status_code` | the edge's status and the target's |
-//! | `received_bytes`, `sent_bytes` | request body bytes received; response body bytes sent |
+//! | `received_bytes`, `sent_bytes` | request body bytes received (of a body streamed through unbuffered, its declared length; 0 for a chunked one); response body bytes sent |
 //! | `request` | `METHOD scheme://host:port/path?query HTTP/version` |
-//! | `user_agent`, `domain_name`, `ssl_protocol` | as sent by the client |
+//! | `user_agent`, `domain_name` | as sent by the client |
+//! | `ssl_protocol`, `ssl_cipher` | over TLS, the version and cipher suite agreed (IANA's names); `-` in clear |
 //! | `target_group`, `matched_rule`, `actions_executed`, `redirect_url`, `error_reason` | what the edge did |
 //! | `trace_id`, `attempts` | the W3C trace id; how many targets were tried |
 
@@ -43,6 +44,8 @@ pub struct AccessRecord {
     pub request: String,
     /// The client's `User-Agent`.
     pub user_agent: String,
+    /// Over TLS, the protocol version and cipher suite agreed.
+    pub tls: Option<(&'static str, &'static str)>,
     /// The host asked for.
     pub domain_name: String,
     /// The rule that matched.
@@ -170,6 +173,8 @@ fn write(record: &AccessRecord, sent_bytes: u64) {
         request = %record.request,
         user_agent = %record.user_agent,
         domain_name = %record.domain_name,
+        ssl_protocol = record.tls.map_or("-", |(version, _)| version),
+        ssl_cipher = record.tls.map_or("-", |(_, suite)| suite),
         target_group = %record.target_group,
         matched_rule = %record.matched_rule,
         actions_executed = record.action,

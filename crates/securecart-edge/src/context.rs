@@ -14,14 +14,18 @@ pub struct Peer {
     pub address: SocketAddr,
     /// Its IP address as an `X-Forwarded-For` value.
     pub forwarded_for: HeaderValue,
+    /// Over TLS: the protocol version and the cipher suite agreed (`TLSv1.3`,
+    /// `TLS13_AES_128_GCM_SHA256`), for the access log.
+    pub tls: Option<(&'static str, &'static str)>,
 }
 
 impl Peer {
-    /// The peer at `address`.
+    /// The peer at `address`, in clear.
     pub fn new(address: SocketAddr) -> Self {
         Self {
             address,
             forwarded_for: ip_text(address.ip()),
+            tls: None,
         }
     }
 }

@@ -421,7 +421,7 @@ async fn accept_loop(
                 // handshake when shutdown begins is drained too, and shutdown waits for it.
                 let draining = draining.clone();
                 match &acceptor {
-                    None => serve_connection(Box::new(stream), false, peer, slot, &control, settings, draining, permit),
+                    None => serve_connection(Box::new(stream), false, (peer, None), slot, &control, settings, draining, permit),
                     Some(acceptor) => {
                         let acceptor = acceptor.clone();
                         tokio::spawn(async move {
@@ -429,8 +429,10 @@ async fn accept_loop(
                             // that never finishes its headers.
                             match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                                 Ok(Ok(tls)) => {
-                                    let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                                    serve_connection(Box::new(tls), http2, peer, slot, &control, settings, draining, permit);
+                                    let session = tls.get_ref().1;
+                                    let http2 = session.alpn_protocol() == Some(b"h2");
+                                    let agreed = tls::agreed(session);
+                                    serve_connection(Box::new(tls), http2, (peer, agreed), slot, &control, settings, draining, permit);
                                 }
                                 Ok(Err(error)) => {
                                     tracing::debug!(%error, %peer, "TLS handshake failed");
@@ -460,7 +462,7 @@ async fn accept_loop(
 fn serve_connection(
     stream: Box<dyn server::Stream>,
     http2: bool,
-    peer: SocketAddr,
+    peer: (SocketAddr, Option<(&'static str, &'static str)>),
     slot: Arc<ArcSwap<Pipeline>>,
     control: &Control,
     settings: server::Settings,
@@ -469,7 +471,11 @@ fn serve_connection(
     permit: impl Send + 'static,
 ) {
     let active = control.metrics.connections_active.clone();
-    let client = Arc::new(context::Peer::new(peer));
+    let (peer, agreed) = peer;
+    let client = Arc::new(context::Peer {
+        tls: agreed,
+        ..context::Peer::new(peer)
+    });
     let service = move |request| slot.load_full().handle(request, Arc::clone(&client));
     // The connection's future is built in an allocation of its own on the task's first
     // poll: spawned whole, its several kilobytes would be copied at each step of the

@@ -217,6 +217,7 @@ impl Pipeline {
                     target: context.target,
                     request: summary.request,
                     user_agent: summary.user_agent,
+                    tls: peer.tls,
                     domain_name: summary.host,
                     matched_rule: outcome.rule.to_owned(),
                     target_group: outcome.group.unwrap_or("").to_owned(),

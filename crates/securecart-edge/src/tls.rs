@@ -100,6 +100,21 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The protocol version and cipher suite a session agreed, as names (`TLSv1.3`,
+/// `TLS13_AES_128_GCM_SHA256`).
+pub fn agreed(session: &rustls::ServerConnection) -> Option<(&'static str, &'static str)> {
+    let version = match session.protocol_version()? {
+        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
+        rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
+        _ => "TLS",
+    };
+    let suite = session
+        .negotiated_cipher_suite()
+        .and_then(|suite| suite.suite().as_str())
+        .unwrap_or("");
+    Some((version, suite))
+}
+
 /// A listener's certificates in force, which a reload swaps.
 pub type Certificates = Arc<arc_swap::ArcSwap<Vec<Arc<CertifiedKey>>>>;
 

@@ -709,7 +709,75 @@ async fn proxy_puts_the_edge_in_front_of_existing_servers() {
         "{access}"
     );
     assert_eq!(access["trace_id"].as_str().map(str::len), Some(32));
+    assert_eq!(access["ssl_protocol"], "-", "{access}");
     // Keep draining the log so the proxy never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+    stop_gracefully(&mut proxy, Duration::from_secs(20)).await;
+
+    // Over TLS, the line says the protocol version and cipher suite agreed.
+    let certificate =
+        securecart_edge::tls::self_signed(&["localhost".to_owned()]).expect("certificate");
+    let files = tempfile::tempdir().expect("temporary directory");
+    let (cert, key) = (files.path().join("cert.pem"), files.path().join("key.pem"));
+    std::fs::write(&cert, &certificate.chain).expect("write");
+    std::fs::write(&key, &certificate.key).expect("write");
+    let listen = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let mut proxy = Command::new(BINARY)
+        .args([
+            "proxy",
+            "--log-format",
+            "json",
+            "--listen",
+            &listen,
+            "--upstream",
+        ])
+        .arg(format!("http://{}", upstream.address))
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start proxy");
+    let mut log = BufReader::new(proxy.stderr.take().expect("stderr")).lines();
+    let address: std::net::SocketAddr = listen.parse().expect("address");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(reply) =
+            securecart_testkit::tls_get(address, "localhost", &certificate.chain, "/", &[], false)
+                .await
+        {
+            assert_eq!(reply.reply.status, 200);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the proxy never answered over TLS"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let access = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(line)) = log.next_line().await {
+            if let Ok(value) = serde_json::from_str::<Value>(&line)
+                && value["type"] == "https"
+            {
+                return value;
+            }
+        }
+        panic!("the proxy's log ended without the access line");
+    })
+    .await
+    .expect("an access log line");
+    assert_eq!(access["ssl_protocol"], "TLSv1.3", "{access}");
+    assert!(
+        access["ssl_cipher"]
+            .as_str()
+            .is_some_and(|suite| suite.starts_with("TLS13_")),
+        "{access}"
+    );
     tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
     stop_gracefully(&mut proxy, Duration::from_secs(20)).await;
 
