@@ -44,9 +44,13 @@ pub enum Command {
         /// The data directory `up` was started with.
         #[arg(long, value_name = "DIR", default_value = "data", global = true)]
         data_dir: PathBuf,
-        /// Only this region's edge (required to change targets).
-        #[arg(long, global = true)]
+        /// Only this region's edge (required to change targets, unless --admin names one).
+        #[arg(long, global = true, conflicts_with = "admin")]
         region: Option<String>,
+        /// One edge's admin address instead of a deployment's edges (`securecart edge` on
+        /// its own host, `securecart proxy`), with the token in SECURECART_ADMIN_TOKEN.
+        #[arg(long, value_name = "ADDR", global = true)]
+        admin: Option<std::net::SocketAddr>,
         /// What to change; without it, show.
         #[command(subcommand)]
         change: Option<TargetChange>,
@@ -63,8 +67,12 @@ pub enum Command {
         #[arg(long, value_name = "DIR", default_value = "data")]
         data_dir: PathBuf,
         /// Only this region's edge.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "admin")]
         region: Option<String>,
+        /// One edge's admin address instead of a deployment's edges, with the token in
+        /// SECURECART_ADMIN_TOKEN.
+        #[arg(long, value_name = "ADDR")]
+        admin: Option<std::net::SocketAddr>,
     },
     /// Validate a topology file and say what is wrong with it.
     Check {

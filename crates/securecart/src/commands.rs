@@ -67,9 +67,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Targets {
             data_dir,
             region,
+            admin,
             change,
-        } => targets(&data_dir, region.as_deref(), change).await,
-        Command::Reload { data_dir, region } => reload(&data_dir, region.as_deref()).await,
+        } => targets(&data_dir, region.as_deref(), admin, change).await,
+        Command::Reload {
+            data_dir,
+            region,
+            admin,
+        } => reload(&data_dir, region.as_deref(), admin).await,
         Command::Cache {
             action:
                 CacheAction::Invalidate {
@@ -1028,15 +1033,14 @@ fn edges<'s>(
 async fn targets(
     data_dir: &Path,
     region: Option<&str>,
+    admin: Option<std::net::SocketAddr>,
     change: Option<TargetChange>,
 ) -> anyhow::Result<ExitCode> {
-    let state = running_state(data_dir)?;
-    let token = state.admin_token.clone();
     let mut stdout = std::io::stdout().lock();
     if let Some(change) = change {
-        let Some(region) = region else {
-            anyhow::bail!("say which region's edge to change with --region");
-        };
+        if region.is_none() && admin.is_none() {
+            anyhow::bail!("say which edge to change with --region (or --admin ADDR)");
+        }
         let (path, target_group, address) = match &change {
             TargetChange::Register {
                 target_group,
@@ -1047,19 +1051,49 @@ async fn targets(
                 address,
             } => ("/targets/deregister", target_group, address),
         };
-        let edge = edges(&state, Some(region))?[0];
         let body =
             serde_json::json!({ "target_group": target_group, "address": address }).to_string();
-        let answer = admin_client::post(edge.admin_address, path, token.as_deref(), body).await?;
-        let _ = writeln!(stdout, "{}: {path} {target_group} {address}: done", edge.id);
-        print_targets(&mut stdout, &edge.id, &answer);
+        for (name, admin_address, token) in admin_addresses(data_dir, region, admin)? {
+            let answer =
+                admin_client::post(admin_address, path, token.as_deref(), body.clone()).await?;
+            let _ = writeln!(stdout, "{name}: {path} {target_group} {address}: done");
+            print_targets(&mut stdout, &name, &answer);
+        }
         return Ok(ExitCode::SUCCESS);
     }
-    for edge in edges(&state, region)? {
-        let answer = admin_client::get(edge.admin_address, "/targets").await?;
-        print_targets(&mut stdout, &edge.id, &answer);
+    for (name, address, _) in admin_addresses(data_dir, region, admin)? {
+        let answer = admin_client::get(address, "/targets").await?;
+        print_targets(&mut stdout, &name, &answer);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The edges an admin command speaks to: one by its admin address (the token from
+/// SECURECART_ADMIN_TOKEN), or a running `up` deployment's (or one region's), each with
+/// its name and the deployment's token.
+fn admin_addresses(
+    data_dir: &Path,
+    region: Option<&str>,
+    admin: Option<std::net::SocketAddr>,
+) -> anyhow::Result<Vec<(String, std::net::SocketAddr, Option<String>)>> {
+    if let Some(admin) = admin {
+        return Ok(vec![(
+            admin.to_string(),
+            admin,
+            std::env::var(settings::ADMIN_TOKEN_VARIABLE).ok(),
+        )]);
+    }
+    let state = running_state(data_dir)?;
+    Ok(edges(&state, region)?
+        .into_iter()
+        .map(|edge| {
+            (
+                edge.id.clone(),
+                edge.admin_address,
+                state.admin_token.clone(),
+            )
+        })
+        .collect())
 }
 
 fn print_targets(out: &mut impl Write, edge: &str, answer: &serde_json::Value) {
@@ -1095,28 +1129,8 @@ async fn invalidate(
         anyhow::bail!("--path `{path}` must start with `/`, such as /images/*");
     }
     let body = serde_json::json!({ "paths": paths, "tags": tags }).to_string();
-    let targets: Vec<(String, std::net::SocketAddr, Option<String>)> = match admin {
-        Some(admin) => vec![(
-            admin.to_string(),
-            admin,
-            std::env::var(settings::ADMIN_TOKEN_VARIABLE).ok(),
-        )],
-        None => {
-            let state = running_state(data_dir)?;
-            edges(&state, region)?
-                .into_iter()
-                .map(|edge| {
-                    (
-                        edge.id.clone(),
-                        edge.admin_address,
-                        state.admin_token.clone(),
-                    )
-                })
-                .collect()
-        }
-    };
     let mut stdout = std::io::stdout().lock();
-    for (name, address, token) in targets {
+    for (name, address, token) in admin_addresses(data_dir, region, admin)? {
         let answer =
             admin_client::post(address, "/cache/invalidate", token.as_deref(), body.clone())
                 .await?;
@@ -1129,18 +1143,15 @@ async fn invalidate(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn reload(data_dir: &Path, region: Option<&str>) -> anyhow::Result<ExitCode> {
-    let state = running_state(data_dir)?;
+async fn reload(
+    data_dir: &Path,
+    region: Option<&str>,
+    admin: Option<std::net::SocketAddr>,
+) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
-    for edge in edges(&state, region)? {
-        admin_client::post(
-            edge.admin_address,
-            "/reload",
-            state.admin_token.as_deref(),
-            String::new(),
-        )
-        .await?;
-        let _ = writeln!(stdout, "{}: reloaded", edge.id);
+    for (name, address, token) in admin_addresses(data_dir, region, admin)? {
+        admin_client::post(address, "/reload", token.as_deref(), String::new()).await?;
+        let _ = writeln!(stdout, "{name}: reloaded");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -639,6 +639,7 @@ async fn proxy_puts_the_edge_in_front_of_existing_servers() {
     )
     .await;
     let listen = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let admin = format!("127.0.0.1:{}", free_port("127.0.0.1"));
     let mut proxy = Command::new(BINARY)
         .args([
             "proxy",
@@ -646,9 +647,12 @@ async fn proxy_puts_the_edge_in_front_of_existing_servers() {
             "json",
             "--listen",
             &listen,
+            "--admin",
+            &admin,
             "--upstream",
             &format!("http://{}", upstream.address),
         ])
+        .env("SECURECART_ADMIN_TOKEN", "proxy-token")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -710,6 +714,42 @@ async fn proxy_puts_the_edge_in_front_of_existing_servers() {
     );
     assert_eq!(access["trace_id"].as_str().map(str::len), Some(32));
     assert_eq!(access["ssl_protocol"], "-", "{access}");
+    // `securecart targets --admin` speaks to one edge (here the proxy) by its admin
+    // address, with the token from the environment.
+    let admin_command = |args: &[&str], token: &str| {
+        let mut command = Command::new(BINARY);
+        command
+            .args(args)
+            .args(["--admin", &admin])
+            .env("SECURECART_ADMIN_TOKEN", token);
+        command
+    };
+    let listed = admin_command(&["targets"], "").output().await.expect("run");
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(
+        listed.contains("upstreams") && listed.contains(&upstream.address.to_string()),
+        "{listed}"
+    );
+    let registered = admin_command(
+        &["targets", "register", "upstreams", "127.0.0.1:9"],
+        "proxy-token",
+    )
+    .output()
+    .await
+    .expect("run");
+    assert!(registered.status.success(), "{registered:?}");
+    assert!(
+        String::from_utf8_lossy(&registered.stdout).contains("127.0.0.1:9"),
+        "{registered:?}"
+    );
+    let refused = admin_command(
+        &["targets", "deregister", "upstreams", "127.0.0.1:9"],
+        "wrong",
+    )
+    .output()
+    .await
+    .expect("run");
+    assert!(!refused.status.success(), "a wrong token is refused");
     // Keep draining the log so the proxy never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
     stop_gracefully(&mut proxy, Duration::from_secs(20)).await;
