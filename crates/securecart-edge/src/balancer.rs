@@ -838,6 +838,7 @@ mod tests {
         use crate::config::{HealthCheckConfig, TargetGroupConfig};
         let health_check = HealthCheckConfig {
             path: "/".to_owned(),
+            port: None,
             interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
             healthy_threshold: 1,

@@ -191,6 +191,8 @@ pub enum UpstreamProtocol {
 pub struct HealthCheckConfig {
     /// The path requested on the target.
     pub path: String,
+    /// The port checked (ALB's health check port); `None`: the target's traffic port.
+    pub port: Option<u16>,
     /// Time between checks.
     pub interval: Duration,
     /// Time after which a check fails.

@@ -94,19 +94,21 @@ pub fn spawn_checkers(
                     if state.healthy && !target.is_healthy() {
                         state = CheckState::default();
                     }
-                    let passed = probe(
-                        &client,
-                        target.authority.as_str(),
-                        &check.path,
-                        check.timeout,
-                    )
-                    .await
-                    .is_some_and(|status| {
-                        check
-                            .matcher
-                            .iter()
-                            .any(|codes| codes.contains(&status.as_u16()))
-                    });
+                    // The health check port if the group has one, else the traffic port.
+                    let authority: std::borrow::Cow<'_, str> = match check.port {
+                        Some(port) => std::net::SocketAddr::new(target.address.ip(), port)
+                            .to_string()
+                            .into(),
+                        None => target.authority.as_str().into(),
+                    };
+                    let passed = probe(&client, &authority, &check.path, check.timeout)
+                        .await
+                        .is_some_and(|status| {
+                            check
+                                .matcher
+                                .iter()
+                                .any(|codes| codes.contains(&status.as_u16()))
+                        });
                     state = next_state(
                         state,
                         passed,

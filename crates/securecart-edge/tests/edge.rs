@@ -172,6 +172,7 @@ impl RunningEdge {
 fn health_check() -> HealthCheckConfig {
     HealthCheckConfig {
         path: "/healthz".to_owned(),
+        port: None,
         interval: Duration::from_millis(100),
         timeout: Duration::from_millis(200),
         healthy_threshold: 1,
@@ -1200,6 +1201,7 @@ async fn grpc_over_http2_targets_passes_trailers_through() {
     let group = TargetGroupConfig {
         health_check: HealthCheckConfig {
             path: "/echo.Echo/Say".to_owned(),
+            port: None,
             ..health_check()
         },
         algorithm: Default::default(),
@@ -1969,4 +1971,38 @@ async fn an_idempotent_request_whose_target_dies_mid_request_goes_to_another_tar
     assert_eq!(statuses, [200, 502].into_iter().collect(), "{statuses:?}");
     edge.shutdown().await;
     drop(b);
+}
+
+#[tokio::test]
+async fn a_health_check_port_is_checked_instead_of_the_traffic_port() {
+    // a takes traffic, but its own health path fails; its health is served on b's port.
+    let (a, a_healthy) = start_upstream("a").await;
+    let (b, _) = start_upstream("b").await;
+    a_healthy.store(false, Ordering::SeqCst);
+    let group = TargetGroupConfig {
+        outlier_detection: None,
+        ..TargetGroupConfig::new(
+            "api",
+            vec![a.address],
+            HealthCheckConfig {
+                port: Some(b.address.port()),
+                ..health_check()
+            },
+        )
+    };
+    let edge = start_edge_with(
+        vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
+        not_found(),
+        vec![group],
+    )
+    .await;
+    edge.wait_for_healthy(1).await;
+    let mut client = TestClient::http1();
+    assert_eq!(
+        whoami(&mut client, &edge).await,
+        "a",
+        "traffic goes to a's own port"
+    );
+    edge.shutdown().await;
+    drop((a, b));
 }

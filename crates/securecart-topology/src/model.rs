@@ -497,6 +497,8 @@ pub enum Algorithm {
 pub struct HealthCheck {
     /// The path requested.
     pub path: String,
+    /// The port checked, if not the target's own.
+    pub port: Option<u16>,
     /// Time between checks.
     pub interval: Duration,
     /// Time after which a check fails.
@@ -1757,9 +1759,13 @@ fn resolve_health_check(
         findings.problem(path.key("matcher"), message);
         Vec::new()
     });
+    if raw.port == Some(0) {
+        findings.problem(path.key("port"), "must be from 1 to 65535");
+    }
     HealthCheck {
         matcher,
         path: raw.path.clone(),
+        port: raw.port,
         interval: Duration::from_millis(raw.interval_ms),
         timeout: Duration::from_millis(raw.timeout_ms),
         healthy_threshold: raw.healthy_threshold,

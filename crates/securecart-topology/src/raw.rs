@@ -1162,9 +1162,13 @@ pub fn default_algorithm() -> String {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHealthCheck {
-    /// The path requested on the target's traffic port; a 2xx answer is healthy.
+    /// The path requested; an answer whose status `matcher` lists is healthy.
     #[serde(default = "default_health_path")]
     pub path: String,
+    /// The port checked on each target (ALB's health check port); by default the port
+    /// the target takes traffic on.
+    #[serde(default)]
+    pub port: Option<u16>,
     /// Milliseconds between two checks of one target.
     #[serde(default = "default_health_interval_ms")]
     pub interval_ms: u64,
@@ -1187,6 +1191,7 @@ impl Default for RawHealthCheck {
     fn default() -> Self {
         Self {
             path: default_health_path(),
+            port: None,
             interval_ms: default_health_interval_ms(),
             timeout_ms: default_health_timeout_ms(),
             healthy_threshold: default_healthy_threshold(),

@@ -897,3 +897,35 @@ fn a_redirect_that_keeps_every_part_is_refused() {
     );
     assert!(parse(&moved, "t.toml").is_ok());
 }
+
+#[test]
+fn a_health_check_may_name_its_own_port() {
+    let from = "health_check = { path = \"/healthz\", interval_ms";
+    let loaded = parse(
+        &with(
+            from,
+            "health_check = { path = \"/healthz\", port = 9000, interval_ms",
+        ),
+        "t.toml",
+    )
+    .expect("a port");
+    assert_eq!(
+        loaded.topology.edge.target_groups[0].health_check.port,
+        Some(9000)
+    );
+    let error = parse(
+        &with(
+            from,
+            "health_check = { path = \"/healthz\", port = 0, interval_ms",
+        ),
+        "t.toml",
+    )
+    .expect_err("port 0");
+    assert!(
+        error
+            .diagnostics()
+            .iter()
+            .any(|diagnostic| diagnostic.field == "edge.target_groups[0].health_check.port"),
+        "{error}"
+    );
+}

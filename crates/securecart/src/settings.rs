@@ -243,6 +243,7 @@ fn target_group_config(
             .collect(),
         health_check: HealthCheckConfig {
             path: group.health_check.path.clone(),
+            port: group.health_check.port,
             interval: group.health_check.interval,
             timeout: group.health_check.timeout,
             healthy_threshold: group.health_check.healthy_threshold,
@@ -311,6 +312,7 @@ fn shield_groups(topology: &Topology, region: &Region) -> Vec<TargetGroupConfig>
                 HealthCheckConfig {
                     // Answered through the shield's edge by its storefront.
                     path: "/healthz".to_owned(),
+                    port: None,
                     interval: std::time::Duration::from_secs(5),
                     timeout: std::time::Duration::from_secs(2),
                     healthy_threshold: 2,
@@ -497,6 +499,7 @@ pub async fn proxy_config(
             targets,
             health_check: HealthCheckConfig {
                 path: health_path.to_owned(),
+                port: None,
                 interval: std::time::Duration::from_secs(5),
                 timeout: std::time::Duration::from_secs(2),
                 healthy_threshold: 2,

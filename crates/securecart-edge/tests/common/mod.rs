@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 pub fn quick_health_check() -> HealthCheckConfig {
     HealthCheckConfig {
         path: "/healthz".to_owned(),
+        port: None,
         interval: Duration::from_millis(200),
         timeout: Duration::from_millis(500),
         healthy_threshold: 1,
