@@ -471,6 +471,7 @@ fn serve_connection(
     permit: impl Send + 'static,
 ) {
     let active = control.metrics.connections_active.clone();
+    let http_metrics = control.metrics.http.clone();
     let (peer, agreed) = peer;
     let client = Arc::new(context::Peer {
         tls: agreed,
@@ -483,10 +484,16 @@ fn serve_connection(
     // allocation); this small future is copied instead, and the connection's is built
     // in its allocation (see `boxed.rs`).
     tokio::spawn(async move {
-        crate::boxed::box_future_in_place(|| {
+        let refused = crate::boxed::box_future_in_place(|| {
             server::serve(stream, http2, settings, service, draining)
         })
         .await;
+        // A head the server refused before any rule saw it (400, 408, 414, 431) is
+        // counted as the pipeline's refusals are, under the route `none`.
+        if let Some(status) = refused {
+            http_metrics.record("none", status.as_u16(), std::time::Duration::ZERO);
+            tracing::debug!(client = %peer, status = status.as_u16(), "request head refused");
+        }
         active.dec();
         drop(permit);
     });

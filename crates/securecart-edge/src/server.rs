@@ -357,7 +357,8 @@ pub async fn serve<S, F>(
     settings: Settings,
     service: S,
     mut draining: Draining,
-) where
+) -> Option<StatusCode>
+where
     S: Fn(Request<ClientBody>) -> F + Send + Sync + Clone + 'static,
     F: Future<Output = Response<EdgeBody>> + Send + 'static,
 {
@@ -368,7 +369,7 @@ pub async fn serve<S, F>(
             serve_http2(stream, Bytes::new(), settings, service, draining)
         })
         .await;
-        return;
+        return None;
     }
     // The connection's one timer for its request heads (see `crate::timer`), set to the
     // first request's deadline: its head is due within the timeout from the accept,
@@ -404,11 +405,11 @@ pub async fn serve<S, F>(
                 )
             })
             .await;
-            return;
+            return None;
         }
-        Preface::Closed => return,
+        Preface::Closed => return None,
     }
-    connection.serve(&service, &mut draining, head_timer).await;
+    connection.serve(&service, &mut draining, head_timer).await
 }
 
 async fn serve_http2<S, F>(
@@ -680,7 +681,8 @@ impl Connection {
         service: &S,
         draining: &mut Draining,
         mut head_timer: Pin<&mut tokio::time::Sleep>,
-    ) where
+    ) -> Option<StatusCode>
+    where
         S: Fn(Request<ClientBody>) -> F,
         F: Future<Output = Response<EdgeBody>>,
     {
@@ -713,10 +715,10 @@ impl Connection {
             };
             let (request, exchange) = match head {
                 Ok(head) => head,
-                Err(HeadError::Closed) => return,
+                Err(HeadError::Closed) => return None,
                 Err(HeadError::Refuse(status)) => {
                     self.refuse(status).await;
-                    return;
+                    return Some(status);
                 }
             };
             let has_body = self.wire.body.is_some();
@@ -749,16 +751,14 @@ impl Connection {
                 tokio::select! {
                     biased;
                     response = answered => response,
-                    () = closed => return,
+                    () = closed => return None,
                 }
             };
             let draining_now = *draining.borrow();
             let outcome = respond(&mut held, response, &exchange, draining_now).await;
             // The wire is back in this task's hands unless the body is still held (by
             // hyper's HTTP/2 client, say); then the connection just closes.
-            let Some(mut wire) = held.reclaim() else {
-                return;
-            };
+            let mut wire = held.reclaim()?;
             let body_read = discard_buffered_body(&mut wire);
             match outcome {
                 Ok(Next::KeepAlive) if body_read => {}
@@ -773,9 +773,9 @@ impl Connection {
                         )
                         .await;
                     }
-                    return;
+                    return None;
                 }
-                Err(_) => return,
+                Err(_) => return None,
                 Ok(Next::Switched) => {
                     if let Some(upgrade) = exchange.upgrade {
                         let early = std::mem::take(&mut wire.buffer).freeze();
@@ -795,7 +795,7 @@ impl Connection {
                             }
                         }
                     }
-                    return;
+                    return None;
                 }
             }
             self.wire = wire;

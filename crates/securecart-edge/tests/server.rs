@@ -474,6 +474,31 @@ async fn heads_that_cannot_be_read_are_refused() {
         .expect("write");
     let answer = read_to_close(&mut stream).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    // Each refusal is counted, under the route `none` (no rule saw it), once its
+    // connection has closed (the edge lingers on it while the client keeps it open).
+    drop(stream);
+    let mut counted = String::new();
+    for _ in 0..250 {
+        counted = securecart_testkit::TestClient::http1()
+            .get(&format!("http://{}/metrics", edge.admin))
+            .await
+            .text();
+        if counted.contains("securecart_edge_requests_total{route=\"none\",code=\"408\"} 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        counted.contains("securecart_edge_requests_total{route=\"none\",code=\"408\"} 1"),
+        "{counted}"
+    );
+    assert!(
+        counted
+            .lines()
+            .any(|line| line
+                .starts_with("securecart_edge_requests_total{route=\"none\",code=\"400\"}")),
+        "{counted}"
+    );
     edge.shutdown().await;
 }
 
