@@ -60,47 +60,78 @@ pub struct Cache {
     copies_limit: u64,
 }
 
-/// How many stripes of keys count their invalidations apart.
-const STRIPES: usize = 1024;
+/// How many keys' latest invalidations are remembered; past it, the oldest are forgotten
+/// and every store under way is given up (as after a removal by pattern).
+const REMEMBERED_INVALIDATIONS: usize = 100_000;
 
-/// The invalidations of a cache: one count for the removals by pattern or tag, which may
-/// touch any key, and one per stripe of keys (by their hash) for the removals of one key,
-/// so that a key's invalidation does not cancel the stores of most others.
+/// How long a key's invalidation is remembered: longer than a fetch lasts.
+const INVALIDATION_MEMORY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The invalidations of a cache, numbered in order: the latest removal by pattern or tag
+/// (which may touch any key, fetched or not) and each key's latest removal, so that a
+/// store under way is given up exactly when its own key (or possibly any) was invalidated
+/// after its fetch began.
 #[derive(Debug)]
 struct Invalidations {
+    /// The number of the latest invalidation.
+    latest: AtomicU64,
+    /// The number of the latest removal by pattern or tag.
     everything: AtomicU64,
-    stripes: Box<[AtomicU64]>,
+    /// Each key's latest invalidation: its number, and when.
+    keys: parking_lot::Mutex<std::collections::HashMap<Arc<str>, (u64, std::time::Instant)>>,
 }
 
 impl Invalidations {
     fn new() -> Self {
         Self {
+            latest: AtomicU64::new(0),
             everything: AtomicU64::new(0),
-            stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            keys: parking_lot::Mutex::default(),
         }
     }
 
-    fn stripe(&self, key: &str) -> &AtomicU64 {
-        use std::hash::Hasher;
-        // Fixed keys: a key lands in the same stripe every time.
-        let mut hasher = std::hash::DefaultHasher::new();
-        hasher.write(key.as_bytes());
-        &self.stripes[(hasher.finish() % STRIPES as u64) as usize]
+    fn now(&self) -> Generation {
+        Generation(self.latest.load(Ordering::Acquire))
     }
 
-    fn now(&self, key: &str) -> Generation {
-        Generation(
-            self.everything.load(Ordering::Acquire),
-            self.stripe(key).load(Ordering::Acquire),
-        )
+    /// Whether `key` was invalidated (or possibly was) since `since`.
+    fn since(&self, key: &str, since: Generation) -> bool {
+        if self.latest.load(Ordering::Acquire) == since.0 {
+            return false;
+        }
+        self.everything.load(Ordering::Acquire) > since.0
+            || self
+                .keys
+                .lock()
+                .get(key)
+                .is_some_and(|(number, _)| *number > since.0)
+    }
+
+    fn key(&self, key: &str) {
+        let mut keys = self.keys.lock();
+        let number = self.latest.fetch_add(1, Ordering::AcqRel) + 1;
+        if keys.len() >= REMEMBERED_INVALIDATIONS {
+            let now = std::time::Instant::now();
+            keys.retain(|_, (_, when)| now.duration_since(*when) < INVALIDATION_MEMORY);
+            if keys.len() >= REMEMBERED_INVALIDATIONS {
+                keys.clear();
+                self.everything.store(number, Ordering::Release);
+            }
+        }
+        keys.insert(Arc::from(key), (number, std::time::Instant::now()));
+    }
+
+    fn everything(&self) {
+        let number = self.latest.fetch_add(1, Ordering::AcqRel) + 1;
+        self.everything.store(number, Ordering::Release);
     }
 }
 
-/// Where a key's invalidations stood when a fetch for it began: a response fetched across
-/// an invalidation of its key (or of all keys) is not stored, so that what was
-/// invalidated does not come back when a fetch under way ends.
+/// Where the cache's invalidations stood when a fetch began: a response fetched across an
+/// invalidation of its key (or of all keys) is not stored, so that what was invalidated
+/// does not come back when a fetch under way ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Generation(u64, u64);
+pub struct Generation(u64);
 
 impl Cache {
     /// A cache holding about `capacity_bytes`, storing bodies up to `max_object_bytes`,
@@ -154,28 +185,29 @@ impl Cache {
             return Some(stored);
         }
         let disk = self.disk.as_ref().filter(|disk| disk.has(key, request))?;
-        let since = self.generation(key);
+        let since = self.generation();
         let (disk, read_key, headers) = (Arc::clone(disk), Arc::clone(key), request.clone());
         let read = tokio::task::spawn_blocking(move || disk.read(&read_key, &headers)).await;
         let stored = Arc::new(read.ok()?.ok()??);
         // Invalidated while it was read: not brought back.
-        if self.generation(key) != since {
+        if self.invalidations.since(key, since) {
             return None;
         }
         self.store.insert(Arc::clone(key), Arc::clone(&stored));
         Some(stored)
     }
 
-    /// Where `key`'s invalidations stand, before a fetch whose response may be stored.
-    pub fn generation(&self, key: &str) -> Generation {
-        self.invalidations.now(key)
+    /// Where the cache's invalidations stand, taken before a fetch whose response may be
+    /// stored (whether its key was invalidated since is asked when it is stored).
+    pub fn generation(&self) -> Generation {
+        self.invalidations.now()
     }
 
     /// Stores a response, in memory and on disk (written on the blocking pool), unless its
     /// key was invalidated since `since` (the fetch then began before the invalidation);
     /// whether it was stored.
     pub fn insert(&self, key: Arc<str>, stored: Arc<Stored>, since: Generation) -> bool {
-        if self.generation(&key) != since {
+        if self.invalidations.since(&key, since) {
             return false;
         }
         self.store.insert(Arc::clone(&key), Arc::clone(&stored));
@@ -186,7 +218,7 @@ impl Cache {
     /// Replaces `old` with `new` (a response freshened by a 304), in memory and on disk,
     /// unless its key was invalidated since `since`.
     pub fn replace(&self, key: Arc<str>, old: &Arc<Stored>, new: Arc<Stored>, since: Generation) {
-        if self.generation(&key) != since {
+        if self.invalidations.since(&key, since) {
             return;
         }
         self.store.replace(Arc::clone(&key), old, Arc::clone(&new));
@@ -199,7 +231,7 @@ impl Cache {
             let invalidations = Arc::clone(&self.invalidations);
             tokio::task::spawn_blocking(move || {
                 // Invalidated while the write waited: not written.
-                if invalidations.now(&key) != since {
+                if invalidations.since(&key, since) {
                     return;
                 }
                 if let Err(error) = disk.write(&key, &stored) {
@@ -207,7 +239,7 @@ impl Cache {
                 }
                 // Invalidated while it was written (the invalidation found no file yet):
                 // removed again.
-                if invalidations.now(&key) != since {
+                if invalidations.since(&key, since) {
                     Disk::delete(&disk.unindex(&key));
                 }
             });
@@ -217,9 +249,7 @@ impl Cache {
     /// Drops every variant stored under `key`; the disk's files go on the blocking pool.
     /// Stores of it under way are given up (see [`Generation`]).
     pub fn remove(&self, key: &str) {
-        self.invalidations
-            .stripe(key)
-            .fetch_add(1, Ordering::AcqRel);
+        self.invalidations.key(key);
         self.store.remove(key);
         if let Some(disk) = &self.disk {
             let files = disk.unindex(key);
@@ -233,7 +263,7 @@ impl Cache {
     /// in memory and on disk, and says how many keys went.
     pub fn remove_where(&self, matches: impl Fn(&str, &str, &[Box<str>]) -> bool) -> usize {
         // Any key may match: every store under way is given up.
-        self.invalidations.everything.fetch_add(1, Ordering::AcqRel);
+        self.invalidations.everything();
         let mut keys: std::collections::HashSet<Arc<str>> = self
             .store
             .remove_where(|stored| matches(&stored.host, &stored.path, &stored.tags))
@@ -288,18 +318,27 @@ mod tests {
         let key: Arc<str> = Arc::from("shop.test/a");
         // A fetch begins; its key is invalidated before the answer is stored: the
         // answer is not stored, in memory or on disk.
-        let since = cache.generation(&key);
+        let since = cache.generation();
         cache.remove(&key);
         assert!(!cache.insert(Arc::clone(&key), Arc::new(stored("/a", "old", "en")), since));
         assert!(cache.lookup(&key, &asking("en")).await.is_none());
         // A fetch begun after the invalidation stores.
-        let since = cache.generation(&key);
+        let since = cache.generation();
         assert!(cache.insert(Arc::clone(&key), Arc::new(stored("/a", "new", "en")), since));
         let found = cache.lookup(&key, &asking("en")).await.expect("stored");
         assert_eq!(&found.body[..], b"new");
+        // Another key's invalidation leaves this store alone.
+        let third: Arc<str> = Arc::from("shop.test/c");
+        let since = cache.generation();
+        cache.remove("shop.test/elsewhere");
+        assert!(cache.insert(
+            Arc::clone(&third),
+            Arc::new(stored("/c", "kept", "en")),
+            since
+        ));
         // A removal by pattern (or tag), which may touch any key, gives up every store.
         let other: Arc<str> = Arc::from("shop.test/b");
-        let since = cache.generation(&other);
+        let since = cache.generation();
         cache.remove_where(|_, _, _| false);
         assert!(!cache.insert(
             Arc::clone(&other),

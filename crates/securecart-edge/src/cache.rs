@@ -445,7 +445,7 @@ where
     }
     announce_capability(&mut head.headers);
     let request_time = SystemTime::now();
-    let since = stage.cache.generation(&key);
+    let since = stage.cache.generation();
     let response = origin.fetch_head(behavior, context, &head).await;
     // A miss is counted once: here, or when the range is cut from the stored object.
     if !ranged || response.is_err() {
@@ -597,7 +597,7 @@ where
     make_conditional(&mut head.headers, &stored);
     announce_capability(&mut head.headers);
     let request_time = SystemTime::now();
-    let since = stage.cache.generation(&key);
+    let since = stage.cache.generation();
     let answer = origin.fetch_head(behavior, context, &head).await;
     let now = SystemTime::now();
     let response = match answer {
@@ -694,7 +694,7 @@ fn revalidate_in_background<B>(
     let mut headers = request.headers().clone();
     let uri = request.uri().clone();
     let mut background = RequestContext::new(context.client, context.trace.child());
-    let since = stage.cache.generation(&key);
+    let since = stage.cache.generation();
     tokio::spawn(async move {
         let _guard = guard;
         let client_headers = headers.clone();
