@@ -465,7 +465,7 @@ where
         };
         let response =
             match store_whole(&stage.cache, behavior, &fetched, response, origin.timeout).await {
-                Ok(stored) => {
+                Whole::Stored(stored) => {
                     // The client's range, cut from the object now stored (counted a miss).
                     drop(guard);
                     let mut client = Request::new(());
@@ -479,9 +479,22 @@ where
                         SystemTime::now(),
                     ));
                 }
-                Err(response) => response,
+                Whole::BrokeOff => {
+                    behavior.metrics.answered(&behavior.metrics.miss);
+                    return Err(EdgeError::Upstream(
+                        "the origin's answer broke off".to_owned(),
+                    ));
+                }
+                Whole::Declined(response) => response,
             };
         behavior.metrics.answered(&behavior.metrics.miss);
+        // Not kept: the range is cut from the answer as it streams, where its length is
+        // known (else the whole answer goes, as a server may send it).
+        let (mut response, cut) = cut_range(response, &client_headers);
+        if cut {
+            for_client(response.headers_mut(), Served::Miss);
+            return Ok(response);
+        }
         return Ok(store_on_the_way(
             &stage.cache,
             behavior,
@@ -910,15 +923,26 @@ fn store_on_the_way(
     Response::from_parts(parts, body)
 }
 
+/// What [`store_whole`] did with an answer.
+enum Whole {
+    /// Read and stored.
+    Stored(Arc<Stored>),
+    /// Not to be kept (or no room for its copy now): the answer, its body unread.
+    Declined(Response<EdgeBody>),
+    /// The origin's body broke off or stalled: nothing to answer with.
+    BrokeOff,
+}
+
 /// Reads and stores a whole answer the cache may keep, when its length is known and within
-/// the object limit; else gives the answer back untouched (its body unread).
+/// the object limit (and the copies in progress have room for it); each of its frames must
+/// come within `timeout` of the one before.
 async fn store_whole(
     cache: &Arc<Cache>,
     behavior: &Behavior,
     fetched: &Fetched<'_>,
     response: Response<EdgeBody>,
     timeout: Duration,
-) -> Result<Arc<Stored>, Response<EdgeBody>> {
+) -> Whole {
     let exchange = Exchange {
         method: &fetched.method,
         request: fetched.client_headers,
@@ -927,26 +951,43 @@ async fn store_whole(
         request_time: fetched.request_time,
         response_time: SystemTime::now(),
     };
-    let length = response.body().size_hint().exact();
-    let Some(freshness) = freshness::storable(&exchange, &behavior.policy.ttl)
-        .ok()
-        .filter(|_| response.status() == StatusCode::OK)
-        .filter(|_| length.is_some_and(|length| length <= cache.max_object_bytes as u64))
-    else {
-        return Err(response);
+    let length = response
+        .body()
+        .size_hint()
+        .exact()
+        .filter(|length| *length <= cache.max_object_bytes as u64);
+    let (Some(freshness), Some(length)) = (
+        freshness::storable(&exchange, &behavior.policy.ttl)
+            .ok()
+            .filter(|_| response.status() == StatusCode::OK),
+        length,
+    ) else {
+        return Whole::Declined(response);
     };
-    let (parts, body) = response.into_parts();
-    let body = match tokio::time::timeout(timeout, body.collect()).await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        // The origin failed mid-body: the client gets what a streamed answer would have
-        // given it, an answer cut short.
-        _ => {
-            let mut cut = Response::from_parts(parts, upstream::empty());
-            cut.headers_mut().remove(header::CONTENT_LENGTH);
-            *cut.status_mut() = StatusCode::BAD_GATEWAY;
-            return Err(cut);
+    let length = usize::try_from(length).unwrap_or(usize::MAX);
+    if !cache.reserve_copy(length) {
+        return Whole::Declined(response);
+    }
+    let (parts, mut body) = response.into_parts();
+    let mut read = BytesMut::with_capacity(length);
+    let whole = loop {
+        match tokio::time::timeout(timeout, body.frame()).await {
+            Ok(None) => break read.len() == length,
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    if read.len() + data.len() > length {
+                        break false;
+                    }
+                    read.extend_from_slice(&data);
+                }
+            }
+            Ok(Some(Err(_))) | Err(_) => break false,
         }
     };
+    cache.release_copy(length);
+    if !whole {
+        return Whole::BrokeOff;
+    }
     let mut headers = parts.headers;
     validation::strip_unstored(&mut headers);
     let stored = Arc::new(Stored {
@@ -958,14 +999,116 @@ async fn store_whole(
         ),
         tags: tags(&headers),
         headers,
-        body,
+        body: read.freeze(),
         freshness,
         host: fetched.host.into(),
         path: fetched.path.into(),
         encoded: Box::new([]),
     });
     cache.insert(Arc::clone(&fetched.key), Arc::clone(&stored), fetched.since);
-    Ok(stored)
+    Whole::Stored(stored)
+}
+
+/// The client's range cut from a whole 200 answer of known length as it streams (206, or
+/// 416), and `true`; the answer as it is, and `false`, when there is nothing to cut (no
+/// range the client may have, another status, a length not known).
+fn cut_range(response: Response<EdgeBody>, client: &HeaderMap) -> (Response<EdgeBody>, bool) {
+    let Some(length) = response
+        .body()
+        .size_hint()
+        .exact()
+        .filter(|_| response.status() == StatusCode::OK)
+    else {
+        return (response, false);
+    };
+    let (mut parts, body) = response.into_parts();
+    match range::requested(client, &parts.headers, length) {
+        Ranged::Whole => (Response::from_parts(parts, body), false),
+        Ranged::Part(part) => {
+            parts.status = StatusCode::PARTIAL_CONTENT;
+            if let Ok(value) =
+                HeaderValue::try_from(format!("bytes {}-{}/{length}", part.start, part.end - 1))
+            {
+                parts.headers.insert(header::CONTENT_RANGE, value);
+            }
+            parts.headers.insert(
+                header::CONTENT_LENGTH,
+                HeaderValue::from(part.end - part.start),
+            );
+            let cut = RangeBody {
+                inner: body,
+                skip: part.start,
+                left: part.end - part.start,
+            };
+            (Response::from_parts(parts, cut.boxed_unsync()), true)
+        }
+        Ranged::Unsatisfiable => {
+            parts.status = StatusCode::RANGE_NOT_SATISFIABLE;
+            if let Ok(value) = HeaderValue::try_from(format!("bytes */{length}")) {
+                parts.headers.insert(header::CONTENT_RANGE, value);
+            }
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+            (Response::from_parts(parts, upstream::empty()), true)
+        }
+    }
+}
+
+/// A body's bytes from `skip` on, `left` of them; the rest is not read.
+struct RangeBody {
+    inner: EdgeBody,
+    skip: u64,
+    left: u64,
+}
+
+impl Body for RangeBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        loop {
+            if self.left == 0 {
+                return std::task::Poll::Ready(None);
+            }
+            let frame =
+                match std::task::ready!(std::pin::Pin::new(&mut self.inner).poll_frame(context)) {
+                    None => {
+                        return std::task::Poll::Ready(Some(Err(BoxError::from(
+                            "the origin's answer ended before the range",
+                        ))));
+                    }
+                    Some(Err(error)) => return std::task::Poll::Ready(Some(Err(error))),
+                    Some(Ok(frame)) => frame,
+                };
+            let Ok(mut data) = frame.into_data() else {
+                // Trailers of a whole answer: not the range's.
+                continue;
+            };
+            let length = data.len() as u64;
+            if self.skip >= length {
+                self.skip -= length;
+                continue;
+            }
+            let start = usize::try_from(self.skip).unwrap_or(usize::MAX);
+            self.skip = 0;
+            let take = (length - start as u64).min(self.left);
+            data = data.slice(start..start + take as usize);
+            self.left -= take;
+            return std::task::Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.left)
+    }
 }
 
 /// The headers the client sees: the cache's own fields out, what the cache did in.

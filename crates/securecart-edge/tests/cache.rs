@@ -162,6 +162,16 @@ async fn start_origin() -> (TestServer, Origin) {
             ),
         )
         .route(
+            "/static/broken",
+            get(|State(origin): State<Origin>| async move {
+                count(&origin);
+                axum::http::Response::builder()
+                    .header(header::CACHE_CONTROL, "max-age=60")
+                    .body(axum::body::Body::new(Breaking(false)))
+                    .expect("response")
+            }),
+        )
+        .route(
             "/static/swr",
             get(|State(origin): State<Origin>| async move {
                 let seen = count(&origin);
@@ -449,16 +459,31 @@ async fn a_range_asked_on_a_miss_is_cut_from_the_whole_object_fetched_and_stored
         ("0123456789".to_owned(), Some("Hit"))
     );
     assert_eq!(requests(&origin), 1);
-    // An object too large to keep streams through whole, its range not cut.
+    // An object too large to keep streams through, its range cut from it on the way.
     let big = client
         .send(
             http::Method::GET,
             &format!("{}/static/big", edge.url),
-            &[("range", "bytes=0-9")],
+            &[("range", "bytes=10-19")],
             "",
         )
         .await;
-    assert_eq!((big.status.as_u16(), big.body.len()), (200, 64 * 1024));
+    assert_eq!(
+        (big.status.as_u16(), big.text(), big.header("content-range")),
+        (206, "x".repeat(10), Some("bytes 10-19/65536"))
+    );
+    // An answer that breaks off mid-body is a 502, and nothing is kept of it: the next
+    // request asks the origin again.
+    let broken = format!("{}/static/broken", edge.url);
+    let before = requests(&origin);
+    for _ in 0..2 {
+        let reply = client
+            .send(http::Method::GET, &broken, &[("range", "bytes=0-4")], "")
+            .await;
+        assert_eq!(reply.status, 502);
+        assert_eq!(reply.header("x-cache"), None, "not from the cache");
+    }
+    assert_eq!(requests(&origin) - before, 2);
     edge.shutdown().await;
     server.stop().await;
 }
@@ -478,6 +503,31 @@ async fn objects_over_the_size_limit_stream_through_unstored() {
     assert_eq!(requests(&origin), 2);
     edge.shutdown().await;
     server.stop().await;
+}
+
+/// A body that says it has 100 bytes, sends 10, then fails (a disk error at the origin).
+struct Breaking(bool);
+
+impl http_body::Body for Breaking {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        if self.0 {
+            return std::task::Poll::Ready(Some(Err(std::io::Error::other("the disk failed"))));
+        }
+        self.0 = true;
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(bytes::Bytes::from_static(
+            b"0123456789",
+        )))))
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(100)
+    }
 }
 
 /// Waits until `count` requests reached the origin.
