@@ -94,7 +94,9 @@ impl Invalidations {
         Generation(self.latest.load(Ordering::Acquire))
     }
 
-    /// Whether `key` was invalidated (or possibly was) since `since`.
+    /// Whether `key` was invalidated (or possibly was) since `since`. An invalidation is
+    /// written (`everything`, or its key's entry) before `latest` moves, so a `latest` seen
+    /// moved shows what moved it.
     fn since(&self, key: &str, since: Generation) -> bool {
         if self.latest.load(Ordering::Acquire) == since.0 {
             return false;
@@ -109,21 +111,27 @@ impl Invalidations {
 
     fn key(&self, key: &str) {
         let mut keys = self.keys.lock();
-        let number = self.latest.fetch_add(1, Ordering::AcqRel) + 1;
+        let number = self.latest.load(Ordering::Acquire) + 1;
         if keys.len() >= REMEMBERED_INVALIDATIONS {
+            // Forget what is old; if that frees little, forget everything (and give up
+            // every store under way), so that the next ones are cheap again.
             let now = std::time::Instant::now();
             keys.retain(|_, (_, when)| now.duration_since(*when) < INVALIDATION_MEMORY);
-            if keys.len() >= REMEMBERED_INVALIDATIONS {
+            if keys.len() >= REMEMBERED_INVALIDATIONS / 2 {
                 keys.clear();
                 self.everything.store(number, Ordering::Release);
             }
         }
         keys.insert(Arc::from(key), (number, std::time::Instant::now()));
+        self.latest.store(number, Ordering::Release);
     }
 
     fn everything(&self) {
-        let number = self.latest.fetch_add(1, Ordering::AcqRel) + 1;
+        // (Under the lock, as `key`, so that the two never give one number twice.)
+        let _keys = self.keys.lock();
+        let number = self.latest.load(Ordering::Acquire) + 1;
         self.everything.store(number, Ordering::Release);
+        self.latest.store(number, Ordering::Release);
     }
 }
 
@@ -194,6 +202,10 @@ impl Cache {
             return None;
         }
         self.store.insert(Arc::clone(key), Arc::clone(&stored));
+        if self.invalidations.since(key, since) {
+            self.store.remove(key);
+            return None;
+        }
         Some(stored)
     }
 
@@ -211,6 +223,11 @@ impl Cache {
             return false;
         }
         self.store.insert(Arc::clone(&key), Arc::clone(&stored));
+        // An invalidation between the look and the store: undone.
+        if self.invalidations.since(&key, since) {
+            self.store.remove(&key);
+            return false;
+        }
         self.persist(key, stored, since);
         true
     }
@@ -222,6 +239,10 @@ impl Cache {
             return;
         }
         self.store.replace(Arc::clone(&key), old, Arc::clone(&new));
+        if self.invalidations.since(&key, since) {
+            self.store.remove(&key);
+            return;
+        }
         self.persist(key, new, since);
     }
 
