@@ -320,6 +320,7 @@ where
         }
         let (mut parts, body) = request.into_parts();
         let mut body = RequestBody::read(body, max_body_bytes, body_timeout).await?;
+        let body_streams = !body.is_replayable();
         context.received_bytes = match &body {
             RequestBody::Buffered(bytes) => bytes.len() as u64,
             _ => parts
@@ -402,7 +403,9 @@ where
             };
             // Outlier detection counts what fails for the target's sake: a 5xx, no answer
             // in time, a connection that failed (as Envoy's consecutive gateway errors);
-            // not a client's upload that broke off or went past its limit.
+            // not a client's upload that broke off or went past its limit. While a client's
+            // body streams through, a timeout or a broken exchange may be the client's
+            // (a slow upload, one cut off), so only a failed connection counts then.
             let observe_failure = || {
                 if group.observe_outcome(index, None) {
                     tracing::warn!(group = %group.name, target = %target.address, "target ejected after consecutive errors");
@@ -411,7 +414,9 @@ where
             };
             match answer {
                 Err(PoolError::Timeout) => {
-                    observe_failure();
+                    if !body_streams {
+                        observe_failure();
+                    }
                     return Err(EdgeError::Timeout);
                 }
                 Ok(mut response) => {
@@ -466,8 +471,8 @@ where
                     // An idempotent request whose connection failed before an answer may be sent
                     // again (nginx's `proxy_next_upstream error`): the target may have seen it,
                     // but seeing it twice changes nothing.
-                    let targets_fault =
-                        matches!(failure, EdgeError::Connect(_) | EdgeError::Upstream(_));
+                    let targets_fault = matches!(failure, EdgeError::Connect(_))
+                        || (matches!(failure, EdgeError::Upstream(_)) && !body_streams);
                     if targets_fault {
                         observe_failure();
                     }
