@@ -218,15 +218,30 @@ async fn read_start(
     enough: usize,
     timeout: Duration,
 ) -> Result<ReadBody, EdgeError> {
-    let mut read = BytesMut::new();
+    // The first frame as it came (a body read in one frame, as most small ones are, is not
+    // copied); the frames after it joined to it.
+    let mut first = Bytes::new();
+    let mut more = BytesMut::new();
     let mut trailers = None;
     let reading = async {
-        while read.len() < enough {
+        // (`more`, once begun, holds `first` too.)
+        while (if more.is_empty() {
+            first.len()
+        } else {
+            more.len()
+        }) < enough
+        {
             match body.frame().await {
                 None => return Ok(true),
                 Some(Err(_)) => return Err(EdgeError::BadRequest("the request body ended early")),
                 Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => read.extend_from_slice(&data),
+                    Ok(data) if first.is_empty() && more.is_empty() => first = data,
+                    Ok(data) => {
+                        if more.is_empty() {
+                            more.extend_from_slice(&first);
+                        }
+                        more.extend_from_slice(&data);
+                    }
                     Err(frame) => {
                         // Trailers end a body.
                         trailers = frame.into_trailers().ok();
@@ -243,7 +258,11 @@ async fn read_start(
         .await
         .map_err(|_| EdgeError::ClientTimeout)??;
     Ok(ReadBody {
-        read: read.freeze(),
+        read: if more.is_empty() {
+            first
+        } else {
+            more.freeze()
+        },
         rest: (!ended).then_some(body),
         trailers,
     })
@@ -299,7 +318,13 @@ pub async fn inspect(
             .size_hint()
             .exact()
             .is_some_and(|length| length <= MAX_BUFFERED_BODY);
-        let enough = if whole { usize::MAX } else { waf.body_limit };
+        // One byte past the limit tells a body of the limit's length (whose end may come
+        // in a frame of its own) from a longer one.
+        let enough = if whole {
+            usize::MAX
+        } else {
+            waf.body_limit.saturating_add(1)
+        };
         let body = read_start(body, enough, body_timeout).await?;
         let read = body.read.clone();
         let unread = body.rest.is_some();

@@ -288,6 +288,42 @@ async fn bodies_without_a_length_or_past_64_kib_are_inspected_to_the_limit_and_s
     );
     let answer = chunked_post(&address, "/api/cart/items", b"note=short", 4).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // A body of exactly the limit whose end comes in a later packet is not oversize.
+    let exact: Vec<u8> = b"note="
+        .iter()
+        .chain(std::iter::repeat_n(&b'a', 8 * 1024 - 5))
+        .copied()
+        .collect();
+    let answer = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(&address)
+            .await
+            .expect("connect");
+        let head = "POST /api/cart/items HTTP/1.1\r\nHost: shop.example\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+        stream.write_all(head.as_bytes()).await.expect("write");
+        stream
+            .write_all(format!("{:x}\r\n", exact.len()).as_bytes())
+            .await
+            .expect("write");
+        stream.write_all(&exact).await.expect("write");
+        stream.write_all(b"\r\n").await.expect("write");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        stream.write_all(b"0\r\n\r\n").await.expect("write");
+        let mut answer = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            stream.read_to_end(&mut answer),
+        )
+        .await
+        .expect("the edge closes the connection")
+        .expect("read");
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "{}",
+        &answer[..200.min(answer.len())]
+    );
     let sampled = client
         .get(&format!("http://{}/waf/sampled?rule=oversize", edge.admin))
         .await
