@@ -2,9 +2,10 @@
 //! client more closely (no MaxMind city database, no topology block): the coordinates of
 //! one city of the country, as the time zone database's `zone.tab` lists them (public
 //! domain): the city of the country's one zone, or, for a country of several zones, the
-//! zone of its largest city (`America/Chicago` for the United States, `Europe/Moscow` for
-//! Russia, `America/Toronto` for Canada, `America/Sao_Paulo` for Brazil,
-//! `Australia/Sydney` for Australia, and so on), to two decimals.
+//! city of a zone near most of its people (`America/Chicago` for the United States, near
+//! its centre of population, `Europe/Moscow` for Russia, `America/Toronto` for Canada,
+//! `America/Sao_Paulo` for Brazil, `Australia/Sydney` for Australia, and so on), to two
+//! decimals.
 
 /// Countries by ISO 3166-1 alpha-2 code, in code order, with a latitude and longitude.
 const PLACES: [(&str, f64, f64); 247] = [

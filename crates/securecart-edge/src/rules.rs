@@ -9,10 +9,10 @@
 //!
 //! A pure function of (rules, request head, client address): tested as tables.
 //!
-//! Path conditions see the path as a server resolves it ([`normalized_path`]: unreserved
-//! characters decoded, runs of `/` merged, `.` and `..` segments resolved, as nginx does
-//! before it matches locations), so that `/x/../admin` or `/%61dmin` matches `/admin*` as
-//! the target will read it; the request goes on with its path as sent.
+//! Path conditions see the path as a server resolves it ([`normalized_path`]: encodings
+//! decoded, runs of `/` merged, `.` and `..` segments resolved, as nginx does before it
+//! matches locations), so that `/x/../admin`, `/%61dmin` or `/x/..;/admin` matches
+//! `/admin*` as the target will read it; the request goes on with its path as sent.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -505,10 +505,11 @@ impl CompiledRule {
     }
 }
 
-/// `path` as servers resolve it, for path conditions: percent-encoded unreserved
-/// characters (letters, digits, `-`, `.`, `_`, `~`) decoded (RFC 3986 section 6.2.2.2),
-/// runs of `/` merged into one, and `.` and `..` segments removed (section 5.2.4; `..`
-/// stops at the root). A path with none of `%`, `//` or `/.` is returned as it is.
+/// `path` as servers resolve it, for path conditions: percent-encodings decoded (`%2F`
+/// too, as nginx decodes before matching locations), runs of `/` merged into one, and `.`
+/// and `..` segments removed (RFC 3986 section 5.2.4; `..` stops at the root), a
+/// segment's `;` parameters ignored in telling them (`..;`, which Java servers read as
+/// `..`). A path with none of `%`, `//` or `/.` is returned as it is.
 pub fn normalized_path(path: &str) -> std::borrow::Cow<'_, str> {
     if !path.contains('%') && !path.contains("//") && !path.contains("/.") {
         return std::borrow::Cow::Borrowed(path);
@@ -524,29 +525,27 @@ pub fn normalized_path(path: &str) -> std::borrow::Cow<'_, str> {
                 bytes.get(at + 2).copied().and_then(hex),
             )
         {
-            let byte = (high * 16 + low) as u8;
-            if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-                decoded.push(byte);
-                at += 3;
-                continue;
-            }
+            decoded.push((high * 16 + low) as u8);
+            at += 3;
+            continue;
         }
         decoded.push(bytes[at]);
         at += 1;
     }
-    // Only ASCII was decoded, so the bytes are still UTF-8.
-    let decoded = String::from_utf8(decoded).unwrap_or_else(|_| path.to_owned());
+    // (Decoded bytes that are not UTF-8 match as replacement characters.)
+    let decoded = String::from_utf8_lossy(&decoded);
     let mut segments: Vec<&str> = Vec::new();
     let mut last = "";
     for segment in decoded.split('/') {
-        match segment {
+        let bare = segment.split(';').next().unwrap_or(segment);
+        match bare {
             "" | "." => {}
             ".." => {
                 segments.pop();
             }
-            segment => segments.push(segment),
+            _ => segments.push(segment),
         }
-        last = segment;
+        last = bare;
     }
     let mut normalized = String::with_capacity(decoded.len());
     for segment in &segments {
@@ -615,10 +614,14 @@ mod tests {
             ("/a/b/..", "/a/"),
             ("/a/b/.", "/a/b/"),
             ("/..", "/"),
-            // Reserved characters stay encoded: `%2F` is not a separator.
-            ("/admin%2Fpanel", "/admin%2Fpanel"),
-            ("/a%2f..%2fadmin", "/a%2f..%2fadmin"),
+            // Every encoding is decoded, `%2F` too, as nginx does before matching.
+            ("/admin%2Fpanel", "/admin/panel"),
+            ("/a%2f..%2fadmin", "/admin"),
             ("/caf%C3%A9/..", "/"),
+            ("/caf%C3%A9", "/café"),
+            // `..;` is `..` to Java servers.
+            ("/x/..;/admin", "/admin"),
+            ("/x;v=1/y", "/x;v=1/y"),
             ("/100%", "/100%"),
             ("/.well-known/x", "/.well-known/x"),
         ] {
