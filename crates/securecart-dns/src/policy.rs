@@ -230,7 +230,18 @@ fn decide(
     // Each record's health, read once: a check may change its flag at any moment, and a
     // choice must see one state (a flag that fell between two reads would leave the
     // weighted draw an empty pool).
-    let flags: Vec<bool> = (0..group.len()).map(health).collect();
+    // (On the stack for groups of up to 64 records, as most are: a choice answers a query.)
+    let mut few = [false; 64];
+    let many: Vec<bool>;
+    let flags: &[bool] = if group.len() <= few.len() {
+        for (index, flag) in few.iter_mut().take(group.len()).enumerate() {
+            *flag = health(index);
+        }
+        &few[..group.len()]
+    } else {
+        many = (0..group.len()).map(health).collect();
+        &many
+    };
     // No healthy record: all count as healthy (Route 53's rule).
     let fail_open = !flags.contains(&true);
     let healthy = |index: usize| fail_open || flags[index];
