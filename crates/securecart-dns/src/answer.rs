@@ -243,9 +243,22 @@ fn answer_in_zone(
             answer.dynamic = true;
             answer.by_client |= entry.reads_client();
             let before = answer.answers.len();
+            // A multivalue answer holds at most eight values (Route 53's), however many a
+            // record has.
+            let most = if matches!(
+                entry.candidates.first().map(|candidate| &candidate.policy),
+                Some(crate::policy::Policy::Multivalue)
+            ) {
+                8
+            } else {
+                usize::MAX
+            };
             for index in chosen {
                 let member = &group.members[index];
                 for data in &member.data {
+                    if answer.answers.len() - before >= most {
+                        break;
+                    }
                     answer
                         .answers
                         .push(Record::from_rdata(owner.clone(), group.ttl, data.clone()));

@@ -436,4 +436,43 @@ mod tests {
         assert_eq!(state(&reloaded, "us"), Some(false));
         assert_eq!(state(&reloaded, "eu"), Some(true));
     }
+
+    #[tokio::test]
+    async fn a_multivalue_answer_holds_at_most_eight_values() {
+        let member = |id: &str, third: u8| RecordConfig {
+            set_identifier: id.to_owned(),
+            ..record(
+                "many.shop.test.",
+                Some(Policy::Multivalue),
+                &[
+                    &format!("127.9.{third}.1"),
+                    &format!("127.9.{third}.2"),
+                    &format!("127.9.{third}.3"),
+                    &format!("127.9.{third}.4"),
+                ],
+            )
+        };
+        let config = ZoneConfig {
+            origin: "shop.test.".to_owned(),
+            name_servers: vec![("ns1".to_owned(), "127.0.0.53".parse().expect("address"))],
+            ttl: 300,
+            records: vec![member("a", 1), member("b", 2), member("c", 3)],
+            health_checks: Vec::new(),
+            environment: Environment::default(),
+        };
+        let (_stop, stopped) = tokio::sync::watch::channel(false);
+        let built = build(&config, &stopped).expect("zone builds");
+        let catalog = built.responder.catalog();
+        for seed in 0..4 {
+            let answer = catalog.answer(
+                &LowerName::new(&Name::from_ascii("many.shop.test.").expect("name")),
+                RecordType::A,
+                &catalog
+                    .environment()
+                    .locate("127.1.9.9".parse().expect("address")),
+                seed,
+            );
+            assert_eq!(answer.answers.len(), 8, "{seed}");
+        }
+    }
 }

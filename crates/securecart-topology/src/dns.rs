@@ -269,6 +269,18 @@ pub(crate) fn resolve_dns(
             .iter()
             .find(|other| (other.name.clone(), other.record_type.clone()) == key)
         {
+            if other.routing.kind() == record.routing.kind()
+                && record.routing != DnsRouting::Simple
+                && other.ttl != record.ttl
+            {
+                findings.problem(
+                    record_path.key("ttl"),
+                    format!(
+                        "the records of {} {} answer as one group, with one TTL ({})",
+                        record.name, record.record_type, other.ttl
+                    ),
+                );
+            }
             if other.routing.kind() != record.routing.kind() {
                 findings.problem(
                     record_path.key("name"),

@@ -675,6 +675,12 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "dns.health_checks[0].edge",
             "not a region",
         ),
+        (
+            "latency = \"eu-west-1\"",
+            "latency = \"eu-west-1\"\nttl = 30",
+            "dns.records[1].ttl",
+            "one TTL",
+        ),
     ];
     for (from, to, field, message) in cases {
         let text = with(from, to);
