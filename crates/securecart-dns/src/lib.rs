@@ -9,10 +9,12 @@
 //! - [`policy`]: Route 53's routing policies, as a pure choice among a group's records.
 //! - [`config`]: a zone described in plain values (the topology's) built and its checks started.
 //! - [`geo`]: an address's country (offline registry data) and continent.
-//! - [`health`]: Route 53's health checks (HTTP, TCP, calculated), each keeping a flag.
+//! - [`places`]: a place for each country, where nothing places a client more closely.
+//! - [`health`]: Route 53's health checks (HTTP, HTTPS, TCP, calculated, an edge's target
+//!   groups), each keeping a flag.
 //!
-//! Serving policy records (from the topology), health checks and the client's location
-//! from EDNS Client Subnet come next (see the project's issues).
+//! Policy records come from the topology's `[dns]` (through [`config`]); the client is
+//! placed from EDNS Client Subnet or the resolver's address.
 
 pub mod answer;
 pub mod config;

@@ -23,6 +23,8 @@ pub struct Dns {
     pub health_checks: Vec<DnsHealthCheck>,
     /// The CIDR collection: location names and their networks.
     pub cidr_locations: Vec<(String, Vec<IpNet>)>,
+    /// Measured latencies: (region, clients' network, milliseconds).
+    pub latencies: Vec<(String, IpNet, f64)>,
     /// Record sets.
     pub records: Vec<DnsRecord>,
     /// A MaxMind city database, as written (relative to the topology file's directory).
@@ -218,6 +220,34 @@ pub(crate) fn resolve_dns(
         cidr_locations.push((location.name.clone(), networks));
     }
 
+    let mut latencies = Vec::new();
+    for (index, latency) in raw.latencies.iter().enumerate() {
+        let latency_path = path.key("latencies").index(index);
+        if region_named(regions, &latency.region).is_none() {
+            findings.problem(
+                latency_path.key("region"),
+                format!("`{}` is not a region of the topology", latency.region),
+            );
+        }
+        if !(0.0..=60_000.0).contains(&latency.milliseconds) {
+            findings.problem(latency_path.key("milliseconds"), "must be from 0 to 60000");
+        }
+        match latency.network.parse::<IpNet>() {
+            Ok(network) => latencies.push((
+                latency.region.clone(),
+                network.trunc(),
+                latency.milliseconds,
+            )),
+            Err(_) => findings.problem(
+                latency_path.key("network"),
+                format!(
+                    "`{}` is not a network such as `203.0.113.0/24`",
+                    latency.network
+                ),
+            ),
+        }
+    }
+
     let mut check_names = HashSet::new();
     let mut health_checks = Vec::new();
     for (index, raw_check) in raw.health_checks.iter().enumerate() {
@@ -378,6 +408,7 @@ pub(crate) fn resolve_dns(
         port: raw.port,
         health_checks,
         cidr_locations,
+        latencies,
         records,
         geoip_database: raw.geoip_database.clone(),
     })

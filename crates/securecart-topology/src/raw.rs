@@ -50,6 +50,10 @@ pub struct RawDns {
     /// Networks by location name, for IP-based routing (Route 53's CIDR collection).
     #[serde(default)]
     pub cidr_locations: Vec<RawCidrLocation>,
+    /// Measured latencies that latency records use instead of the distance to a region,
+    /// for the clients of a network (the most specific network that holds a client wins).
+    #[serde(default)]
+    pub latencies: Vec<RawDnsLatency>,
     /// The zone's records beside its SOA and NS records, which are made for it.
     #[serde(default)]
     pub records: Vec<RawDnsRecord>,
@@ -69,6 +73,18 @@ pub fn default_dns_port() -> u16 {
 /// The default record TTL.
 pub fn default_dns_ttl() -> u32 {
     60
+}
+
+/// A latency measured from a network's clients to a region.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDnsLatency {
+    /// The region.
+    pub region: String,
+    /// The clients' network, such as `203.0.113.0/24`.
+    pub network: String,
+    /// The latency, in milliseconds (0 to 60,000).
+    pub milliseconds: f64,
 }
 
 /// A location of the CIDR collection.

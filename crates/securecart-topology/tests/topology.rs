@@ -935,3 +935,39 @@ fn a_health_check_may_name_its_own_port() {
         "{error}"
     );
 }
+
+#[test]
+fn measured_latencies_are_read_and_checked() {
+    let text = with(
+        "[dns]\n",
+        "[dns]\nlatencies = [{ region = \"eu-west-1\", network = \"203.0.113.7/24\", milliseconds = 12.5 }]\n",
+    );
+    let loaded = parse(&text, "t.toml").expect("a latency table");
+    let dns = loaded.topology.dns.expect("the zone");
+    assert_eq!(
+        dns.latencies,
+        [(
+            "eu-west-1".to_owned(),
+            "203.0.113.0/24".parse().expect("network"),
+            12.5
+        )]
+    );
+    let text = with(
+        "[dns]\n",
+        "[dns]\nlatencies = [{ region = \"mars-1\", network = \"nowhere\", milliseconds = -1 }]\n",
+    );
+    let error = parse(&text, "t.toml").expect_err("a bad table");
+    for field in [
+        "dns.latencies[0].region",
+        "dns.latencies[0].network",
+        "dns.latencies[0].milliseconds",
+    ] {
+        assert!(
+            error
+                .diagnostics()
+                .iter()
+                .any(|diagnostic| diagnostic.field == field),
+            "{field}: {error}"
+        );
+    }
+}

@@ -623,7 +623,7 @@ pub fn dns_zone_config(
             .iter()
             .map(|region| (region.name.clone(), place(region)))
             .collect(),
-        latencies: Vec::new(),
+        latencies: dns.latencies.clone(),
         cidr_locations: dns
             .cidr_locations
             .iter()
