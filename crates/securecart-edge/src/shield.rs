@@ -29,6 +29,9 @@ pub struct ShieldConfig {
     pub burst: NonZeroU32,
     /// Connections a client may hold open at once.
     pub connections_per_client: u32,
+    /// Requests a client may have in flight at once (over HTTP/2, one connection carries
+    /// many); past it, 429. `None`: no limit.
+    pub requests_in_flight_per_client: Option<u32>,
     /// Requests the whole edge works on at once (until their answer's head); past it, new
     /// requests are shed with 503, except those on a priority path, up to twice the limit.
     /// `None`: no limit.
@@ -53,6 +56,8 @@ pub struct Shield {
     clock: DefaultClock,
     connections: Arc<Mutex<HashMap<IpAddr, u32>>>,
     in_flight: Arc<AtomicUsize>,
+    /// Each client's requests in flight (while it has some), for the per-client limit.
+    client_in_flight: Arc<Mutex<HashMap<IpAddr, u32>>>,
     mitigation: Option<Arc<Mitigation>>,
     last_forget: Mutex<std::time::Instant>,
 }
@@ -68,16 +73,27 @@ pub enum Refusal {
     Shed,
 }
 
-/// A request the shield let through, counted in flight until it is dropped.
+/// A request the shield let through, counted in flight (the edge's, and its client's)
+/// until it is dropped.
 #[derive(Debug)]
 pub struct Admitted<'s> {
     in_flight: Option<&'s AtomicUsize>,
+    client: Option<(&'s Mutex<HashMap<IpAddr, u32>>, IpAddr)>,
 }
 
 impl Drop for Admitted<'_> {
     fn drop(&mut self) {
         if let Some(in_flight) = self.in_flight {
             in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+        if let Some((counts, client)) = self.client {
+            let mut counts = counts.lock();
+            if let Some(count) = counts.get_mut(&client) {
+                *count -= 1;
+                if *count == 0 {
+                    counts.remove(&client);
+                }
+            }
         }
     }
 }
@@ -123,6 +139,7 @@ impl Shield {
             clock: DefaultClock::default(),
             connections: Arc::default(),
             in_flight: Arc::default(),
+            client_in_flight: Arc::default(),
             mitigation: config
                 .mitigation
                 .clone()
@@ -155,6 +172,7 @@ impl Shield {
             clock: DefaultClock::default(),
             connections: Arc::clone(&self.connections),
             in_flight: Arc::clone(&self.in_flight),
+            client_in_flight: Arc::clone(&self.client_in_flight),
             mitigation,
             last_forget: Mutex::new(*self.last_forget.lock()),
             config,
@@ -179,7 +197,10 @@ impl Shield {
     pub fn admit(&self, client: IpAddr, path: &str) -> Result<Admitted<'_>, Refusal> {
         let client = client.to_canonical();
         if self.is_exempt(client) {
-            return Ok(Admitted { in_flight: None });
+            return Ok(Admitted {
+                in_flight: None,
+                client: None,
+            });
         }
         let key = client_key(client);
         if let Some(mitigation) = &self.mitigation {
@@ -200,26 +221,43 @@ impl Shield {
         if let Some(mitigation) = &self.mitigation {
             mitigation.check(key, path).map_err(Refusal::Mitigated)?;
         }
-        match limit {
-            None => Ok(Admitted { in_flight: None }),
-            // Counted only if there is room, so that requests about to be shed never
-            // crowd out the ones that fit. A priority path's requests go on past the limit,
-            // up to twice it: a flood aimed at a priority path cannot grow without bound.
-            Some((limit, priority)) => self
-                .in_flight
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |count| {
-                    let room = if priority {
-                        limit.saturating_mul(2)
-                    } else {
-                        limit
-                    };
-                    (count < room).then_some(count + 1)
-                })
-                .map(|_| Admitted {
-                    in_flight: Some(&self.in_flight),
-                })
-                .map_err(|_| Refusal::Shed),
-        }
+        // The client's own requests in flight: a client may not take the edge's room alone
+        // (over HTTP/2 its connections carry many requests each).
+        let client = match self.config.requests_in_flight_per_client {
+            None => None,
+            Some(most) => {
+                let mut counts = self.client_in_flight.lock();
+                let count = counts.entry(key).or_insert(0);
+                if *count >= most {
+                    return Err(Refusal::RateLimited(Duration::from_secs(1)));
+                }
+                *count += 1;
+                Some((&*self.client_in_flight, key))
+            }
+        };
+        // Dropped unfinished (a shed request), it gives the client's count back.
+        let mut admitted = Admitted {
+            in_flight: None,
+            client,
+        };
+        let Some((limit, priority)) = limit else {
+            return Ok(admitted);
+        };
+        // Counted only if there is room, so that requests about to be shed never crowd out
+        // the ones that fit. A priority path's requests go on past the limit, up to twice
+        // it: a flood aimed at a priority path cannot grow without bound.
+        let room = if priority {
+            limit.saturating_mul(2)
+        } else {
+            limit
+        };
+        self.in_flight
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |count| {
+                (count < room).then_some(count + 1)
+            })
+            .map_err(|_| Refusal::Shed)?;
+        admitted.in_flight = Some(&self.in_flight);
+        Ok(admitted)
     }
 
     fn is_exempt(&self, client: IpAddr) -> bool {
@@ -346,6 +384,7 @@ mod tests {
             requests_per_second: NonZeroU32::new(1).expect("nonzero"),
             burst: NonZeroU32::new(3).expect("nonzero"),
             connections_per_client: 2,
+            requests_in_flight_per_client: None,
             max_requests_in_flight,
             priority_paths: vec!["/healthz".to_owned(), "/api/checkout*".to_owned()],
             exempt: vec!["127.0.30.0/24".parse().expect("network")],
@@ -434,6 +473,39 @@ mod tests {
             shield.admit(client(6), "/").is_ok(),
             "a finished request frees its place"
         );
+    }
+
+    #[test]
+    fn a_client_may_have_only_so_many_requests_in_flight() {
+        let shield = Shield::new(ShieldConfig {
+            requests_in_flight_per_client: Some(2),
+            burst: NonZeroU32::new(100).expect("nonzero"),
+            ..limits(Some(3))
+        });
+        let client = IpAddr::from([127, 0, 11, 1]);
+        let first = shield.admit(client, "/").expect("first");
+        let _second = shield.admit(client, "/").expect("second");
+        assert_eq!(
+            shield.admit(client, "/").err(),
+            Some(Refusal::RateLimited(Duration::from_secs(1)))
+        );
+        // Another client still has room.
+        let other = shield
+            .admit(IpAddr::from([127, 0, 11, 2]), "/")
+            .expect("other");
+        drop(first);
+        let third = shield.admit(client, "/").expect("room again");
+        // Shed by the edge's limit, a request gives its client's place back.
+        assert_eq!(
+            shield.admit(IpAddr::from([127, 0, 11, 3]), "/").err(),
+            Some(Refusal::Shed)
+        );
+        drop((other, third));
+        let fourth = IpAddr::from([127, 0, 11, 3]);
+        let _a = shield.admit(fourth, "/").expect("a");
+        let _b = shield
+            .admit(fourth, "/")
+            .expect("b: the shed one left no count");
     }
 
     #[test]

@@ -28,6 +28,7 @@ fn limits() -> ShieldConfig {
         requests_per_second: NonZeroU32::new(5).expect("nonzero"),
         burst: NonZeroU32::new(10).expect("nonzero"),
         connections_per_client: 2,
+        requests_in_flight_per_client: None,
         max_requests_in_flight: None,
         priority_paths: vec!["/healthz".to_owned(), "/api/checkout".to_owned()],
         exempt: vec!["127.0.30.0/24".parse().expect("network")],
@@ -329,6 +330,7 @@ async fn a_flood_departing_from_the_baseline_is_held_back_until_it_ends() {
             requests_per_second: NonZeroU32::new(100_000).expect("nonzero"),
             burst: NonZeroU32::new(100_000).expect("nonzero"),
             connections_per_client: 100,
+            requests_in_flight_per_client: None,
             mitigation: Some(MitigationConfig {
                 window,
                 learning_windows: 3,

@@ -282,6 +282,8 @@ pub struct EdgeShield {
     pub burst: u32,
     /// Connections a client may hold open at once.
     pub connections_per_client: u32,
+    /// Requests a client may have in flight at once.
+    pub requests_in_flight_per_client: u32,
     /// Requests in flight past which new ones are shed, if any.
     pub max_requests_in_flight: Option<usize>,
     /// Path patterns never shed.
@@ -1151,6 +1153,10 @@ fn resolve_shield(
         ("requests_per_second", raw.requests_per_second),
         ("burst", raw.burst),
         ("connections_per_client", raw.connections_per_client),
+        (
+            "requests_in_flight_per_client",
+            raw.requests_in_flight_per_client,
+        ),
     ] {
         if value == 0 {
             findings.problem(path.key(field), "must be at least 1");
@@ -1200,6 +1206,7 @@ fn resolve_shield(
         requests_per_second: raw.requests_per_second.max(1),
         burst: raw.burst.max(1),
         connections_per_client: raw.connections_per_client,
+        requests_in_flight_per_client: raw.requests_in_flight_per_client,
         max_requests_in_flight: raw
             .max_requests_in_flight
             .map(|limit| usize::try_from(limit).unwrap_or(usize::MAX)),

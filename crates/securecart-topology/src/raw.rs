@@ -493,6 +493,10 @@ pub struct RawShield {
     /// Connections a client address may hold open at once.
     #[serde(default = "default_shield_connections_per_client")]
     pub connections_per_client: u32,
+    /// Requests a client address may have in flight at once (past it, 429): over HTTP/2
+    /// one connection carries many, so the connections alone do not bound them.
+    #[serde(default = "default_shield_connections_per_client")]
+    pub requests_in_flight_per_client: u32,
     /// Requests the edge works on at once (until their answer's head) before it sheds new
     /// ones with 503; none sheds nothing.
     #[serde(default)]

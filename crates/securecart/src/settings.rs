@@ -208,6 +208,7 @@ fn shield_config(
         requests_per_second: at_least_one(shield.requests_per_second),
         burst: at_least_one(shield.burst),
         connections_per_client: shield.connections_per_client,
+        requests_in_flight_per_client: Some(shield.requests_in_flight_per_client),
         max_requests_in_flight: shield.max_requests_in_flight,
         priority_paths: shield.priority_paths.clone(),
         mitigation: shield.automatic_mitigation.map(|(window, factor)| {
