@@ -35,6 +35,10 @@ pub struct Ttl {
     /// Whether the origin's freshness directives count; when not, every storable response
     /// is fresh for `default`. `no-store` and `private` are respected either way.
     pub honour_origin: bool,
+    /// Whether the client's own directives count (`Cache-Control: no-cache`, `max-age=0`,
+    /// `no-store`, `Pragma: no-cache`): RFC 9111 lets a client ask past the cache;
+    /// CloudFront ignores it, so that no client can send every request to the origin.
+    pub honour_client: bool,
 }
 
 impl Default for Ttl {
@@ -45,6 +49,7 @@ impl Default for Ttl {
             default: Duration::ZERO,
             max: Duration::from_secs(365 * 24 * 3600),
             honour_origin: true,
+            honour_client: true,
         }
     }
 }
@@ -703,6 +708,7 @@ mod tests {
             default: Duration::from_secs(300),
             max: Duration::from_secs(3600),
             honour_origin: true,
+            honour_client: true,
         };
         let lifetime = |response: &[(&str, &str)], ttl: &Ttl| {
             stored_with(&[], 200, response, ttl)

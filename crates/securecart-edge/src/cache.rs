@@ -314,6 +314,13 @@ where
     let method = request.method().clone();
     if method == Method::GET || method == Method::HEAD {
         if request.body().is_end_stream() {
+            let mut request = request;
+            if !behavior.policy.ttl.honour_client {
+                // The cache answers as if the client had asked nothing of it (CloudFront's
+                // way); the origin does not see the client's directives either.
+                request.headers_mut().remove(header::CACHE_CONTROL);
+                request.headers_mut().remove(header::PRAGMA);
+            }
             return lookup(stage, behavior, origin, context, host, request).await;
         }
         behavior.metrics.bypass.inc();

@@ -257,6 +257,30 @@ async fn start_edge_shielded(origin: SocketAddr, shield: Option<SocketAddr>) -> 
     RunningEdge::start(config, "http").await
 }
 
+/// An edge whose `/static/*` behaviour ignores the client's own cache directives, as
+/// CloudFront's do.
+async fn start_edge_ignoring_clients(origin: SocketAddr) -> RunningEdge {
+    let mut config = common::one_listener("origin", vec![origin]);
+    config.cache = Some(CacheConfig {
+        capacity_bytes: 16 * 1024 * 1024,
+        max_object_bytes: 16 * 1024,
+        behaviors: vec![CacheBehavior {
+            name: "static".to_owned(),
+            path_pattern: "/static/*".to_owned(),
+            policy: CachePolicy {
+                ttl: Ttl {
+                    honour_client: false,
+                    ..Ttl::default()
+                },
+                ..CachePolicy::default()
+            },
+            origin_shield: None,
+        }],
+        disk: None,
+    });
+    RunningEdge::start(config, "http").await
+}
+
 fn requests(origin: &Origin) -> usize {
     origin.requests.load(Ordering::SeqCst)
 }
@@ -387,6 +411,38 @@ async fn concurrent_requests_for_a_stale_object_make_one_revalidation() {
         1,
         "nine requests waited for the first's revalidation"
     );
+    edge.shutdown().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_behaviour_may_ignore_what_clients_ask_of_the_cache() {
+    let (server, origin) = start_origin().await;
+    // RFC 9111's way: a client's `no-cache` goes to the origin.
+    let edge = start_edge(server.address).await;
+    let mut client = TestClient::http1();
+    let url = format!("{}/static/digits", edge.url);
+    assert_eq!(client.get(&url).await.header("x-cache"), Some("Miss"));
+    let asked = client
+        .send(
+            http::Method::GET,
+            &url,
+            &[("cache-control", "no-cache")],
+            "",
+        )
+        .await;
+    assert_ne!(asked.header("x-cache"), Some("Hit"));
+    assert_eq!(requests(&origin), 2);
+    edge.shutdown().await;
+    // CloudFront's way: it is a hit like any other.
+    let edge = start_edge_ignoring_clients(server.address).await;
+    let url = format!("{}/static/digits", edge.url);
+    assert_eq!(client.get(&url).await.header("x-cache"), Some("Miss"));
+    for directive in [("cache-control", "no-cache"), ("pragma", "no-cache")] {
+        let asked = client.send(http::Method::GET, &url, &[directive], "").await;
+        assert_eq!(asked.header("x-cache"), Some("Hit"), "{directive:?}");
+    }
+    assert_eq!(requests(&origin), 3);
     edge.shutdown().await;
     server.stop().await;
 }

@@ -351,6 +351,8 @@ pub struct CacheBehavior {
     pub max_ttl: Duration,
     /// Whether the origin's freshness directives count.
     pub honour_origin: bool,
+    /// Whether the client's own cache directives count.
+    pub honour_client: bool,
     /// Query parameters in the key: `None` for all, else only these (empty: none).
     pub query_strings: Option<Vec<String>>,
     /// Request headers in the key.
@@ -1410,6 +1412,7 @@ fn resolve_cache(
             default_ttl: Duration::from_secs(raw_behavior.default_ttl_seconds),
             max_ttl: Duration::from_secs(raw_behavior.max_ttl_seconds),
             honour_origin: raw_behavior.honour_origin,
+            honour_client: raw_behavior.honour_client,
             query_strings,
             headers: raw_behavior.headers.clone(),
             cookies: raw_behavior.cookies.clone(),

@@ -826,6 +826,11 @@ pub struct RawCacheBehavior {
     /// is fresh for `default_ttl_seconds` (`no-store` and `private` are still respected).
     #[serde(default = "default_true")]
     pub honour_origin: bool,
+    /// Whether a client's own `Cache-Control` and `Pragma` (`no-cache`, `max-age=0`, ...)
+    /// count: RFC 9111 lets a client ask past the cache; CloudFront ignores it, so that no
+    /// client can send every request to the origin (set `false` for that).
+    #[serde(default = "default_true")]
+    pub honour_client: bool,
     /// Which query parameters make the cache key: `"all"` (the default), `"none"`, or a
     /// list of parameter names.
     #[serde(default)]

@@ -371,6 +371,7 @@ fn cache_config(
                         default: behavior.default_ttl,
                         max: behavior.max_ttl,
                         honour_origin: behavior.honour_origin,
+                        honour_client: behavior.honour_client,
                     },
                     key: KeyPolicy {
                         query: match &behavior.query_strings {
