@@ -403,7 +403,7 @@ async fn accept_loop(
                     Some(shield) => match shield.connect(peer.ip()) {
                         Some(client_permit) => client_permit,
                         None => {
-                            control.metrics.edge_error("connection_limited");
+                            control.metrics.edge_error("connection_limited", "none", None);
                             drop(stream);
                             continue;
                         }

@@ -30,6 +30,11 @@ pub struct TargetResponseLabels {
 pub struct EdgeErrorLabels {
     /// The error's code, such as `target_unreachable`.
     pub code: &'static str,
+    /// The rule whose request it was (`none` before any rule, `shield` or `waf` for those
+    /// stages' refusals).
+    pub route: String,
+    /// The target group the request was for, if any (empty otherwise).
+    pub target_group: String,
 }
 
 /// Labels of a cache behaviour's answers: the behaviour and what the cache did.
@@ -197,7 +202,7 @@ impl EdgeMetrics {
         );
         registry.register(
             "errors",
-            "Answers the edge made itself because it could not forward, by reason",
+            "Answers the edge made itself because it could not forward, by reason, rule and target group",
             metrics.edge_errors.clone(),
         );
         registry.register(
@@ -326,10 +331,15 @@ impl EdgeMetrics {
         }
     }
 
-    /// Counts an answer the edge made itself.
-    pub fn edge_error(&self, code: &'static str) {
+    /// Counts an answer the edge made itself, for a request of `route` to `target_group`
+    /// (ALB's ELB 5xx counts, per rule and group beside the targets' own answers).
+    pub fn edge_error(&self, code: &'static str, route: &str, target_group: Option<&str>) {
         self.edge_errors
-            .get_or_create(&EdgeErrorLabels { code })
+            .get_or_create(&EdgeErrorLabels {
+                code,
+                route: route.to_owned(),
+                target_group: target_group.unwrap_or("").to_owned(),
+            })
             .inc();
     }
 

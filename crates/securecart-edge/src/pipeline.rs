@@ -152,7 +152,8 @@ impl Pipeline {
                 Ok(response) => response,
                 Err(error) => {
                     context.error_code = Some(error.code());
-                    self.metrics.edge_error(error.code());
+                    self.metrics
+                        .edge_error(error.code(), outcome.rule, outcome.group);
                     if error.status().is_server_error()
                         && let Some(suppressed) = self.error_log.allow()
                     {

@@ -449,11 +449,11 @@ async fn the_edge_answers_itself_when_it_cannot_forward() {
         .await
         .text();
     assert!(
-        metrics.contains("securecart_edge_errors_total{code=\"target_unreachable\"} 1"),
+        metrics.contains("securecart_edge_errors_total{code=\"target_unreachable\",route=\"rule-1\",target_group=\"dead\"} 1"),
         "{metrics}"
     );
     assert!(
-        metrics.contains("securecart_edge_errors_total{code=\"no_targets\"} 1"),
+        metrics.contains("securecart_edge_errors_total{code=\"no_targets\",route=\"rule-2\",target_group=\"empty\"} 1"),
         "{metrics}"
     );
     let health = TestClient::http1()

@@ -138,7 +138,7 @@ async fn a_client_past_its_rate_gets_429_and_others_are_served() {
     let metrics = metrics(&edge).await;
     assert!(
         metrics.contains(&format!(
-            "securecart_edge_errors_total{{code=\"rate_limited\"}} {}",
+            "securecart_edge_errors_total{{code=\"rate_limited\",route=\"shield\",target_group=\"\"}} {}",
             30 - served
         )),
         "{metrics}"
@@ -204,7 +204,7 @@ async fn a_client_past_its_connections_has_new_ones_closed() {
     assert!(
         metrics(&edge)
             .await
-            .contains("securecart_edge_errors_total{code=\"connection_limited\"} 1")
+            .contains("securecart_edge_errors_total{code=\"connection_limited\",route=\"none\",target_group=\"\"} 1")
     );
 
     // A closed connection frees its place (once the edge has seen it close).
@@ -279,11 +279,9 @@ async fn past_its_requests_in_flight_the_edge_sheds_all_but_priority_paths() {
         shopper.get(&format!("{}/products", edge.url)).await.status,
         200
     );
-    assert!(
-        metrics(&edge)
-            .await
-            .contains("securecart_edge_errors_total{code=\"shed\"} 1")
-    );
+    assert!(metrics(&edge).await.contains(
+        "securecart_edge_errors_total{code=\"shed\",route=\"shield\",target_group=\"\"} 1"
+    ));
     edge.shutdown().await;
 }
 
