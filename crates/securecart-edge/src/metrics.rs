@@ -207,7 +207,7 @@ impl EdgeMetrics {
         );
         registry.register(
             "upstream_retries",
-            "Requests sent again to another target after a connect failure",
+            "Requests sent again to another target: after a connect failure, or after an idempotent request's connection failed before an answer",
             metrics.retries.clone(),
         );
         registry.register(
