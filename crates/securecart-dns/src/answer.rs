@@ -224,6 +224,20 @@ fn answer_in_zone(
             for records in zone.rrsets_at(&found_at) {
                 answer.answers.extend(synthesise(records, &owner));
             }
+            // And what each routing group at the name answers this client.
+            let policy_types: Vec<RecordType> = zone.policy_types_at(&found_at).collect();
+            for policy_type in policy_types {
+                let chosen = answer_in_zone(zone, &current, policy_type, asker);
+                answer.dynamic = true;
+                answer.by_client |= chosen.by_client;
+                answer.reasons.extend(chosen.reasons);
+                answer.answers.extend(
+                    chosen
+                        .answers
+                        .into_iter()
+                        .filter(|record| record.record_type() == policy_type),
+                );
+            }
             if answer.answers.len() == before {
                 answer.authorities.push(zone.negative_soa());
             }

@@ -374,6 +374,23 @@ mod tests {
         };
         assert_eq!(ask("shop.test.", "127.1.9.9"), ["shop.test. 127.1.0.1"]);
         assert_eq!(ask("shop.test.", "127.2.9.9"), ["shop.test. 127.2.0.1"]);
+        // ANY (asked over TCP) holds what the routing group answers this client too.
+        let any = catalog.answer(
+            &LowerName::new(&Name::from_ascii("www.shop.test.").expect("name")),
+            RecordType::ANY,
+            &catalog
+                .environment()
+                .locate("127.2.9.9".parse().expect("address")),
+            0,
+        );
+        assert_eq!(
+            any.answers
+                .iter()
+                .map(|record| record.data.to_string())
+                .collect::<Vec<_>>(),
+            ["127.2.0.1"]
+        );
+        assert!(any.dynamic && any.by_client);
         assert_eq!(
             ask("pay.shop.test.", "127.2.9.9"),
             ["pay.shop.test. 127.2.0.1"]

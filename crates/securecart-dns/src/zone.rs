@@ -377,6 +377,18 @@ impl Zone {
             .filter_map(move |record_type| self.rrset(name, *record_type))
     }
 
+    /// The types of the routing groups at `name` (a scan of every group: for ANY, which
+    /// only TCP asks for).
+    pub fn policy_types_at<'z>(
+        &'z self,
+        name: &'z LowerName,
+    ) -> impl Iterator<Item = RecordType> + 'z {
+        self.policies
+            .keys()
+            .filter(move |(owner, _)| owner == name)
+            .map(|(_, record_type)| *record_type)
+    }
+
     /// Whether a name exists in the zone (with records, or with names below it).
     pub fn contains(&self, name: &LowerName) -> bool {
         self.names.contains(name)
