@@ -12,7 +12,7 @@
 //! | `target_processing_time` | seconds from sending it to the target's response headers |
 //! | `response_processing_time` | seconds from the target's headers to the body's end |
 //! | `elb_status_code`, `target_status_code` | the edge's status and the target's |
-//! | `received_bytes`, `sent_bytes` | request body bytes received (of a body streamed through unbuffered, its declared length; 0 for a chunked one); response body bytes sent |
+//! | `received_bytes`, `sent_bytes` | request body bytes received; response body bytes sent |
 //! | `request` | `METHOD scheme://host:port/path?query HTTP/version` |
 //! | `user_agent`, `domain_name` | as sent by the client |
 //! | `ssl_protocol`, `ssl_cipher` | over TLS, the version and cipher suite agreed (IANA's names); `-` in clear |
@@ -62,8 +62,9 @@ pub struct AccessRecord {
     pub elb_status_code: u16,
     /// The target's status.
     pub target_status_code: Option<u16>,
-    /// Request body bytes.
-    pub received_bytes: u64,
+    /// Request body bytes, counted as they were read (the count is read when the line is
+    /// written, by then whole).
+    pub received_bytes: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
     /// The trace id.
     pub trace_id: String,
     /// Targets tried.
@@ -168,7 +169,10 @@ fn write(record: &AccessRecord, sent_bytes: u64) {
         response_processing_time = seconds(record.target_answered.or(Some(record.arrived)), Some(now)),
         elb_status_code = record.elb_status_code,
         target_status_code = record.target_status_code.map_or(-1, i32::from),
-        received_bytes = record.received_bytes,
+        received_bytes = record
+            .received_bytes
+            .as_ref()
+            .map_or(0, |count| count.load(std::sync::atomic::Ordering::Relaxed)),
         sent_bytes,
         request = %record.request,
         user_agent = %record.user_agent,

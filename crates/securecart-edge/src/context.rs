@@ -80,8 +80,9 @@ pub struct RequestContext {
     pub target_answered: Option<Instant>,
     /// The target's status.
     pub target_status: Option<u16>,
-    /// The request body's length, when known.
-    pub received_bytes: u64,
+    /// The request body's bytes read so far (counted as they pass to the target), if it
+    /// had a body.
+    pub received_bytes: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
     /// How many targets were tried.
     pub attempts: u32,
     /// Why the edge answered itself, if it did.
@@ -105,7 +106,7 @@ impl RequestContext {
             sent_to_target: None,
             target_answered: None,
             target_status: None,
-            received_bytes: 0,
+            received_bytes: None,
             attempts: 0,
             error_code: None,
         }

@@ -227,7 +227,7 @@ impl Pipeline {
                     error_reason: context.error_code.unwrap_or(""),
                     elb_status_code: status,
                     target_status_code: context.target_status,
-                    received_bytes: context.received_bytes,
+                    received_bytes: context.received_bytes.clone(),
                     trace_id: context.trace.trace_id_hex(),
                     attempts: context.attempts,
                     arrived: context.started,

@@ -62,7 +62,14 @@ enum RequestBody {
 }
 
 impl RequestBody {
-    async fn read<B>(body: B, limit: Option<u64>, timeout: Duration) -> Result<Self, EdgeError>
+    /// The request's body, read whole if the edge buffers it, else ready to stream; its
+    /// bytes added to `count` as they are read.
+    async fn read<B>(
+        body: B,
+        limit: Option<u64>,
+        timeout: Duration,
+        count: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    ) -> Result<Self, EdgeError>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -70,6 +77,16 @@ impl RequestBody {
         if body.is_end_stream() {
             return Ok(RequestBody::Empty);
         }
+        let boxed = |body: B| -> EdgeBody {
+            match &count {
+                Some(count) => Counted {
+                    inner: boxed(body),
+                    count: std::sync::Arc::clone(count),
+                }
+                .boxed_unsync(),
+                None => boxed(body),
+            }
+        };
         if let Some(limit) = limit {
             match body.size_hint().exact() {
                 Some(length) if length > limit => return Err(EdgeError::BodyTooLarge(limit)),
@@ -92,6 +109,9 @@ impl RequestBody {
                     .map_err(|_| EdgeError::ClientTimeout)?
                     .map_err(|_| EdgeError::BadRequest("the request body ended early"))?
                     .to_bytes();
+                if let Some(count) = &count {
+                    count.store(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                }
                 Ok(RequestBody::Buffered(bytes))
             }
             _ => Ok(RequestBody::Streaming(boxed(body))),
@@ -232,6 +252,39 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Active<S> {
     }
 }
 
+/// A request body whose bytes are counted as they pass.
+struct Counted {
+    inner: EdgeBody,
+    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl http_body::Body for Counted {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(context);
+        if let std::task::Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.count
+                .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Whether a failed request failed because its body went over its limit.
 fn over_limit(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut source = Some(error);
@@ -319,17 +372,13 @@ where
             return Err(EdgeError::NoTargets(group.name.clone()));
         }
         let (mut parts, body) = request.into_parts();
-        let mut body = RequestBody::read(body, max_body_bytes, body_timeout).await?;
+        // The body's bytes are counted as they are read, buffered or streamed through, for
+        // the access log.
+        let count = (!body.is_end_stream())
+            .then(|| std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)));
+        context.received_bytes.clone_from(&count);
+        let mut body = RequestBody::read(body, max_body_bytes, body_timeout, count).await?;
         let body_streams = !body.is_replayable();
-        context.received_bytes = match &body {
-            RequestBody::Buffered(bytes) => bytes.len() as u64,
-            _ => parts
-                .headers
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.parse().ok())
-                .unwrap_or(0),
-        };
         // Shared bytes: cloning it per attempt copies nothing.
         let path_and_query = parts
             .uri

@@ -632,10 +632,15 @@ async fn status_without_a_deployment_says_so() {
 async fn proxy_puts_the_edge_in_front_of_existing_servers() {
     let upstream = securecart_testkit::serve(
         "127.0.0.1",
-        axum::Router::new().route(
-            "/",
-            axum::routing::get(|| async { "hello from the origin" }),
-        ),
+        axum::Router::new()
+            .route(
+                "/",
+                axum::routing::get(|| async { "hello from the origin" }),
+            )
+            .route(
+                "/echo",
+                axum::routing::post(|body: String| async move { body }),
+            ),
     )
     .await;
     let listen = format!("127.0.0.1:{}", free_port("127.0.0.1"));
@@ -714,6 +719,37 @@ async fn proxy_puts_the_edge_in_front_of_existing_servers() {
     );
     assert_eq!(access["trace_id"].as_str().map(str::len), Some(32));
     assert_eq!(access["ssl_protocol"], "-", "{access}");
+    // A chunked body's bytes are counted as they pass.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(&listen)
+            .await
+            .expect("connect");
+        stream
+            .write_all(b"POST /echo HTTP/1.1\r\nHost: shop.test\r\nUser-Agent: chunked-test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n4\r\n0123\r\n6\r\n456789\r\n0\r\n\r\n")
+            .await
+            .expect("write");
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+            .await
+            .expect("answered")
+            .expect("read");
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        assert!(answer.ends_with("0123456789"), "{answer}");
+    }
+    let chunked = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(line)) = log.next_line().await {
+            if let Ok(value) = serde_json::from_str::<Value>(&line)
+                && value["user_agent"] == "chunked-test"
+            {
+                return value;
+            }
+        }
+        panic!("the proxy's log ended without the access line");
+    })
+    .await
+    .expect("an access log line");
+    assert_eq!(chunked["received_bytes"], 10, "{chunked}");
     // `securecart targets --admin` speaks to one edge (here the proxy) by its admin
     // address, with the token from the environment.
     let admin_command = |args: &[&str], token: &str| {
