@@ -232,6 +232,22 @@ async fn start_edge(origin: SocketAddr) -> RunningEdge {
 
 /// The same edge, fetching its misses through the edge at `shield` first.
 async fn start_edge_shielded(origin: SocketAddr, shield: Option<SocketAddr>) -> RunningEdge {
+    start_edge_with(origin, shield, Ttl::default()).await
+}
+
+/// An edge whose `/static/*` behaviour ignores the client's own cache directives, as
+/// CloudFront's do.
+async fn start_edge_ignoring_clients(origin: SocketAddr) -> RunningEdge {
+    let ttl = Ttl {
+        honour_client: false,
+        ..Ttl::default()
+    };
+    start_edge_with(origin, None, ttl).await
+}
+
+/// An edge in front of `origin` that caches `/static/*` (objects up to 16 KiB) with `ttl`,
+/// through `shield` if given.
+async fn start_edge_with(origin: SocketAddr, shield: Option<SocketAddr>, ttl: Ttl) -> RunningEdge {
     let mut config = common::one_listener("origin", vec![origin]);
     if let Some(shield) = shield {
         config.target_groups.push(TargetGroupConfig::new(
@@ -247,34 +263,10 @@ async fn start_edge_shielded(origin: SocketAddr, shield: Option<SocketAddr>) -> 
             name: "static".to_owned(),
             path_pattern: "/static/*".to_owned(),
             policy: CachePolicy {
-                ttl: Ttl::default(),
+                ttl,
                 ..CachePolicy::default()
             },
             origin_shield: shield.map(|_| "shield".to_owned()),
-        }],
-        disk: None,
-    });
-    RunningEdge::start(config, "http").await
-}
-
-/// An edge whose `/static/*` behaviour ignores the client's own cache directives, as
-/// CloudFront's do.
-async fn start_edge_ignoring_clients(origin: SocketAddr) -> RunningEdge {
-    let mut config = common::one_listener("origin", vec![origin]);
-    config.cache = Some(CacheConfig {
-        capacity_bytes: 16 * 1024 * 1024,
-        max_object_bytes: 16 * 1024,
-        behaviors: vec![CacheBehavior {
-            name: "static".to_owned(),
-            path_pattern: "/static/*".to_owned(),
-            policy: CachePolicy {
-                ttl: Ttl {
-                    honour_client: false,
-                    ..Ttl::default()
-                },
-                ..CachePolicy::default()
-            },
-            origin_shield: None,
         }],
         disk: None,
     });

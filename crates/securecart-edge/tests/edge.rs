@@ -1407,17 +1407,23 @@ fn control_config(a: SocketAddr, b: SocketAddr) -> EdgeConfig {
     }
 }
 
+/// The group `api` of `a` and `b`, whose targets are ejected for a minute after `errors`
+/// errors in a row.
+fn ejecting_after(errors: u32, a: SocketAddr, b: SocketAddr) -> TargetGroupConfig {
+    TargetGroupConfig {
+        outlier_detection: Some(securecart_edge::config::OutlierDetection {
+            consecutive_errors: errors,
+            ejection: Duration::from_secs(60),
+        }),
+        ..TargetGroupConfig::new("api", vec![a, b], health_check())
+    }
+}
+
 #[tokio::test]
 async fn a_target_answering_server_errors_is_ejected_for_a_while() {
     let (a, _) = start_upstream("a").await;
     let (b, _) = start_upstream("b").await;
-    let group = TargetGroupConfig {
-        outlier_detection: Some(securecart_edge::config::OutlierDetection {
-            consecutive_errors: 3,
-            ejection: Duration::from_secs(60),
-        }),
-        ..TargetGroupConfig::new("api", vec![a.address, b.address], health_check())
-    };
+    let group = ejecting_after(3, a.address, b.address);
     let edge = start_edge_with(
         vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
         not_found(),
@@ -1453,13 +1459,7 @@ async fn a_target_answering_server_errors_is_ejected_for_a_while() {
 async fn a_target_that_does_not_answer_in_time_is_ejected_too() {
     let (a, _) = start_upstream("a").await;
     let (b, _) = start_upstream("b").await;
-    let group = TargetGroupConfig {
-        outlier_detection: Some(securecart_edge::config::OutlierDetection {
-            consecutive_errors: 2,
-            ejection: Duration::from_secs(60),
-        }),
-        ..TargetGroupConfig::new("api", vec![a.address, b.address], health_check())
-    };
+    let group = ejecting_after(2, a.address, b.address);
     let edge = start_edge_with_limits(
         vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
         not_found(),

@@ -687,18 +687,7 @@ async fn proxy_puts_the_edge_in_front_of_existing_servers() {
     );
 
     // The access log line, in JSON, with ALB's fields.
-    let access = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Ok(Some(line)) = log.next_line().await {
-            if let Ok(value) = serde_json::from_str::<Value>(&line)
-                && value["user_agent"] == "access-log-test"
-            {
-                return value;
-            }
-        }
-        panic!("the proxy's log ended without the access line");
-    })
-    .await
-    .expect("an access log line");
+    let access = access_line(&mut log, "user_agent", "access-log-test").await;
     assert_eq!(access["type"], "http");
     assert_eq!(access["elb_status_code"], 200);
     assert_eq!(access["target_status_code"], 200);
@@ -737,18 +726,7 @@ async fn proxy_puts_the_edge_in_front_of_existing_servers() {
         let answer = String::from_utf8_lossy(&answer).into_owned();
         assert!(answer.ends_with("0123456789"), "{answer}");
     }
-    let chunked = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Ok(Some(line)) = log.next_line().await {
-            if let Ok(value) = serde_json::from_str::<Value>(&line)
-                && value["user_agent"] == "chunked-test"
-            {
-                return value;
-            }
-        }
-        panic!("the proxy's log ended without the access line");
-    })
-    .await
-    .expect("an access log line");
+    let chunked = access_line(&mut log, "user_agent", "chunked-test").await;
     assert_eq!(chunked["received_bytes"], 10, "{chunked}");
     // `securecart targets --admin` speaks to one edge (here the proxy) by its admin
     // address, with the token from the environment.
@@ -835,18 +813,7 @@ async fn proxy_puts_the_edge_in_front_of_existing_servers() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let access = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Ok(Some(line)) = log.next_line().await {
-            if let Ok(value) = serde_json::from_str::<Value>(&line)
-                && value["type"] == "https"
-            {
-                return value;
-            }
-        }
-        panic!("the proxy's log ended without the access line");
-    })
-    .await
-    .expect("an access log line");
+    let access = access_line(&mut log, "type", "https").await;
     assert_eq!(access["ssl_protocol"], "TLSv1.3", "{access}");
     assert!(
         access["ssl_cipher"]
@@ -1152,6 +1119,26 @@ async fn flood(
         statuses.push(client.get(&format!("{url}/")).await.status.as_u16());
     }
     (statuses, started.elapsed())
+}
+
+/// The first JSON line of a proxy's log (its access log) whose `field` is `value`.
+async fn access_line(
+    log: &mut tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+    field: &str,
+    value: &str,
+) -> Value {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(line)) = log.next_line().await {
+            if let Ok(line) = serde_json::from_str::<Value>(&line)
+                && line[field] == value
+            {
+                return line;
+            }
+        }
+        panic!("the proxy's log ended without the access line");
+    })
+    .await
+    .expect("an access log line")
 }
 
 async fn stop_gracefully(child: &mut Child, within: Duration) {
