@@ -227,9 +227,10 @@ pub struct Limits {
     pub max_connections: usize,
     /// The largest request body (more: 413), unless a rule sets its own.
     pub max_body_bytes: Option<u64>,
-    /// How long a switched connection (a WebSocket) may carry no bytes either way before
-    /// the edge closes it (ALB's idle timeout, 60 s by default).
-    pub upgraded_idle_timeout: Duration,
+    /// ALB's idle timeout (60 s by default): how long an answer's body may bring nothing
+    /// from the target, or the client take nothing of it, and a switched connection (a
+    /// WebSocket) carry no bytes either way, before the edge closes the connection.
+    pub idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -243,7 +244,7 @@ impl Default for Limits {
             max_header_bytes: 16 * 1024,
             max_connections: 10_000,
             max_body_bytes: None,
-            upgraded_idle_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }

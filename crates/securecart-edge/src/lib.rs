@@ -306,7 +306,7 @@ impl Edge {
             header_read_timeout: limits.header_read_timeout,
             max_headers: limits.max_headers,
             max_head_bytes: limits.max_header_bytes.max(8192),
-            upgraded_idle_timeout: limits.upgraded_idle_timeout,
+            idle_timeout: limits.idle_timeout,
         };
         // Every connection holds a receiver until it closes: the sender learns when the
         // last one has.

@@ -96,9 +96,10 @@ pub struct Settings {
     pub max_headers: usize,
     /// The most bytes of a request's head (request line and headers).
     pub max_head_bytes: usize,
-    /// How long a switched connection (a WebSocket) may carry no bytes either way before
-    /// it is closed.
-    pub upgraded_idle_timeout: Duration,
+    /// ALB's idle timeout: how long an answer may wait for its body's next data or for the
+    /// client to take what was written, and a switched connection (a WebSocket) may carry
+    /// no bytes either way, before the connection is closed.
+    pub idle_timeout: Duration,
 }
 
 /// A client connection: a plain socket or a TLS session on one.
@@ -184,7 +185,7 @@ pub struct Upgraded {
     /// Bytes already read from it.
     pub early: Bytes,
     /// How long the switched connection may carry no bytes either way before it is closed
-    /// ([`Settings::upgraded_idle_timeout`]).
+    /// ([`Settings::idle_timeout`]).
     pub idle_timeout: Duration,
     /// Held for as long as the switched connection lives: the connection's task waits for
     /// its drop, and holds the listener's connection slot and the client's until then, so
@@ -425,6 +426,7 @@ async fn serve_http2<S, F>(
     let in_flight = Arc::new(InFlight::default());
     let requests = Arc::clone(&in_flight);
     let max_headers = settings.max_headers;
+    let idle_timeout = settings.idle_timeout;
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let guard = InFlight::start(&requests);
         let answer =
@@ -442,6 +444,8 @@ async fn serve_http2<S, F>(
             Ok::<_, std::convert::Infallible>(answer.map(|body| Tracked {
                 body,
                 _guard: guard,
+                idle: idle_timeout,
+                stall: None,
             }))
         }
     });
@@ -529,10 +533,16 @@ impl Drop for InFlightGuard {
     }
 }
 
-/// An answer's body that keeps its request counted in flight until it ends or is dropped.
+/// An answer's body that keeps its request counted in flight until it ends or is dropped,
+/// and ends it with an error (a reset stream) when its next data has not come for the
+/// idle timeout (a target that stalls mid-body), as `Idle` does for HTTP/1.1.
 struct Tracked {
     body: EdgeBody,
     _guard: InFlightGuard,
+    idle: Duration,
+    /// The timer of a wait for the body's next frame, made by the first wait, and whether
+    /// a wait is under way (it was set when it began).
+    stall: Option<(Pin<Box<tokio::time::Sleep>>, bool)>,
 }
 
 impl Body for Tracked {
@@ -540,10 +550,29 @@ impl Body for Tracked {
     type Error = BoxError;
 
     fn poll_frame(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         context: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.body).poll_frame(context)
+        let this = self.get_mut();
+        if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(context) {
+            if let Some((_, waiting)) = &mut this.stall {
+                *waiting = false;
+            }
+            return Poll::Ready(frame);
+        }
+        let (timer, waiting) = this
+            .stall
+            .get_or_insert_with(|| (Box::pin(tokio::time::sleep(this.idle)), true));
+        if !*waiting {
+            timer
+                .as_mut()
+                .reset(tokio::time::Instant::now() + this.idle);
+            *waiting = true;
+        }
+        ready!(timer.as_mut().poll(context));
+        Poll::Ready(Some(Err(
+            "the answer's body brought nothing for the idle timeout".into(),
+        )))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -717,7 +746,7 @@ impl Connection {
                 Ok(head) => head,
                 Err(HeadError::Closed) => return None,
                 Err(HeadError::Refuse(status)) => {
-                    self.refuse(status).await;
+                    self.refuse(status, head_timer.as_mut()).await;
                     return Some(status);
                 }
             };
@@ -755,7 +784,11 @@ impl Connection {
                 }
             };
             let draining_now = *draining.borrow();
-            let outcome = respond(&mut held, response, &exchange, draining_now).await;
+            let mut idle = Idle {
+                timer: head_timer.as_mut(),
+                timeout: self.settings.idle_timeout,
+            };
+            let outcome = respond(&mut held, &mut idle, response, &exchange, draining_now).await;
             // The wire is back in this task's hands unless the body is still held (by
             // hyper's HTTP/2 client, say); then the connection just closes.
             let mut wire = held.reclaim()?;
@@ -783,7 +816,7 @@ impl Connection {
                         let sent = upgrade.send(Upgraded {
                             stream: wire.stream,
                             early,
-                            idle_timeout: self.settings.upgraded_idle_timeout,
+                            idle_timeout: self.settings.idle_timeout,
                             slot,
                         });
                         // The switched connection keeps its slot until it ends, or until
@@ -958,7 +991,7 @@ impl Connection {
     }
 
     /// Answers a request the server itself refuses, and closes.
-    async fn refuse(self, status: StatusCode) {
+    async fn refuse(self, status: StatusCode, timer: Pin<&mut tokio::time::Sleep>) {
         let mut head = Vec::with_capacity(128);
         let _ = write!(
             head,
@@ -969,7 +1002,11 @@ impl Connection {
         date::with(|date| head.extend_from_slice(date));
         head.extend_from_slice(b"\r\n\r\n");
         let mut held = Held::Own(self.wire);
-        if write_all(&mut held, &mut [IoSlice::new(&head)])
+        let mut idle = Idle {
+            timer,
+            timeout: self.settings.idle_timeout,
+        };
+        if write_all(&mut held, &mut idle, &mut [IoSlice::new(&head)])
             .await
             .is_ok()
             && let Held::Own(wire) = held
@@ -1201,6 +1238,7 @@ fn answer_head(
 /// Writes an answer: its head, and its body as its framing says.
 async fn respond(
     held: &mut Held,
+    idle: &mut Idle<'_>,
     response: Response<EdgeBody>,
     exchange: &Exchange,
     draining: bool,
@@ -1224,6 +1262,7 @@ async fn respond(
     if let Some(left) = continuing.filter(|&left| left > 0) {
         write_all(
             held,
+            idle,
             &mut [IoSlice::new(&CONTINUE[CONTINUE.len() - left..])],
         )
         .await?;
@@ -1238,8 +1277,8 @@ async fn respond(
 
     if matches!(framing, Framing::None) {
         drop(body);
-        write_all(held, &mut [IoSlice::new(&head)]).await?;
-        flush(held).await?;
+        write_all(held, idle, &mut [IoSlice::new(&head)]).await?;
+        flush(held, idle).await?;
         return Ok(next);
     }
 
@@ -1252,13 +1291,15 @@ async fn respond(
                 Poll::Ready(frame) => frame,
                 Poll::Pending => {
                     let head = head.take().unwrap_or_default();
-                    write_all(held, &mut [IoSlice::new(&head)]).await?;
-                    flush(held).await?;
+                    write_all(held, idle, &mut [IoSlice::new(&head)]).await?;
+                    flush(held, idle).await?;
                     continue;
                 }
             }
         } else {
-            poll_fn(|context| Pin::new(&mut body).poll_frame(context)).await
+            // A target that sends nothing more ends the answer (cut short).
+            idle.bound(poll_fn(|context| Pin::new(&mut body).poll_frame(context)))
+                .await?
         };
         let head_bytes = head.take().unwrap_or_default();
         let frame = match frame {
@@ -1266,7 +1307,7 @@ async fn respond(
             Some(Ok(frame)) => Some(frame),
             Some(Err(error)) => {
                 // The answer cannot be finished: the client must see it cut short.
-                let _ = write_all(held, &mut [IoSlice::new(&head_bytes)]).await;
+                let _ = write_all(held, idle, &mut [IoSlice::new(&head_bytes)]).await;
                 return Err(io::Error::other(error));
             }
         };
@@ -1276,7 +1317,7 @@ async fn respond(
                     Framing::Chunked => b"0\r\n\r\n",
                     _ => b"",
                 };
-                end_body(held, &head_bytes, end, &framing, written).await?;
+                end_body(held, idle, &head_bytes, end, &framing, written).await?;
                 return Ok(next);
             }
             Some(frame) => match frame.into_data() {
@@ -1285,8 +1326,8 @@ async fn respond(
                     match framing {
                         Framing::Chunked => {
                             if data.is_empty() {
-                                write_all(held, &mut [IoSlice::new(&head_bytes)]).await?;
-                                flush(held).await?;
+                                write_all(held, idle, &mut [IoSlice::new(&head_bytes)]).await?;
+                                flush(held, idle).await?;
                                 continue;
                             }
                             // The chunk's size line, on the stack: at most 16 hex digits.
@@ -1304,6 +1345,7 @@ async fn respond(
                             };
                             write_all(
                                 held,
+                                idle,
                                 &mut [
                                     IoSlice::new(&head_bytes),
                                     IoSlice::new(size),
@@ -1313,30 +1355,39 @@ async fn respond(
                             )
                             .await?;
                             if body.is_end_stream() {
-                                flush(held).await?;
+                                flush(held, idle).await?;
                                 return Ok(next);
                             }
                         }
                         Framing::Length(length) => {
                             if written > length {
-                                let _ = write_all(held, &mut [IoSlice::new(&head_bytes)]).await;
+                                let _ =
+                                    write_all(held, idle, &mut [IoSlice::new(&head_bytes)]).await;
                                 return Err(io::Error::other(
                                     "the answer's body was longer than its length",
                                 ));
                             }
-                            write_all(held, &mut [IoSlice::new(&head_bytes), IoSlice::new(&data)])
-                                .await?;
+                            write_all(
+                                held,
+                                idle,
+                                &mut [IoSlice::new(&head_bytes), IoSlice::new(&data)],
+                            )
+                            .await?;
                             if written == length && body.is_end_stream() {
-                                flush(held).await?;
+                                flush(held, idle).await?;
                                 return Ok(next);
                             }
                         }
                         Framing::Close | Framing::None => {
-                            write_all(held, &mut [IoSlice::new(&head_bytes), IoSlice::new(&data)])
-                                .await?;
+                            write_all(
+                                held,
+                                idle,
+                                &mut [IoSlice::new(&head_bytes), IoSlice::new(&data)],
+                            )
+                            .await?;
                         }
                     }
-                    flush(held).await?;
+                    flush(held, idle).await?;
                 }
                 Err(frame) => {
                     // Trailers end the body; a chunked answer carries them to a client that
@@ -1360,7 +1411,7 @@ async fn respond(
                     } else {
                         b""
                     };
-                    end_body(held, &head_bytes, end, &framing, written).await?;
+                    end_body(held, idle, &head_bytes, end, &framing, written).await?;
                     return Ok(next);
                 }
             },
@@ -1392,13 +1443,14 @@ fn allowed_in_trailers(name: &HeaderName) -> bool {
 /// that a body of declared length was that long.
 async fn end_body(
     held: &mut Held,
+    idle: &mut Idle<'_>,
     head: &[u8],
     end: &[u8],
     framing: &Framing,
     written: u64,
 ) -> io::Result<()> {
-    write_all(held, &mut [IoSlice::new(head), IoSlice::new(end)]).await?;
-    flush(held).await?;
+    write_all(held, idle, &mut [IoSlice::new(head), IoSlice::new(end)]).await?;
+    flush(held, idle).await?;
     match *framing {
         Framing::Length(length) if written != length => Err(io::Error::other(
             "the answer's body was shorter than its length",
@@ -1408,12 +1460,19 @@ async fn end_body(
 }
 
 /// Writes every slice, skipping empty ones.
-async fn write_all(held: &mut Held, slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+async fn write_all(
+    held: &mut Held,
+    idle: &mut Idle<'_>,
+    slices: &mut [IoSlice<'_>],
+) -> io::Result<()> {
     let mut slices = slices;
     IoSlice::advance_slices(&mut slices, 0);
     while !slices.is_empty() {
-        let count =
-            poll_fn(|context| held.with(|wire| wire.poll_write_vectored(context, slices))).await?;
+        let count = idle
+            .bound(poll_fn(|context| {
+                held.with(|wire| wire.poll_write_vectored(context, slices))
+            }))
+            .await??;
         if count == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
@@ -1422,8 +1481,42 @@ async fn write_all(held: &mut Held, slices: &mut [IoSlice<'_>]) -> io::Result<()
     Ok(())
 }
 
-async fn flush(held: &mut Held) -> io::Result<()> {
-    poll_fn(|context| held.with(|wire| Pin::new(&mut wire.stream).poll_flush(context))).await
+async fn flush(held: &mut Held, idle: &mut Idle<'_>) -> io::Result<()> {
+    idle.bound(poll_fn(|context| {
+        held.with(|wire| Pin::new(&mut wire.stream).poll_flush(context))
+    }))
+    .await?
+}
+
+/// ALB's idle timeout on an answer's way out: a wait that gets nowhere for `timeout` (for
+/// the body's next data from the target, or for the client to take what was written: a
+/// target that stalls mid-body, a client that stops reading) ends the answer, and the
+/// connection with it. It waits on the connection's kept timer (`crate::timer`), and a
+/// wait that is ready at once, as most are, reads no clock and arms nothing.
+struct Idle<'a> {
+    timer: Pin<&'a mut tokio::time::Sleep>,
+    timeout: Duration,
+}
+
+impl Idle<'_> {
+    /// `future`'s output, or a `TimedOut` error once it has been pending for the timeout.
+    async fn bound<T>(&mut self, future: impl Future<Output = T>) -> io::Result<T> {
+        let mut future = pin!(future);
+        if let Poll::Ready(output) =
+            poll_fn(|context| Poll::Ready(future.as_mut().poll(context))).await
+        {
+            return Ok(output);
+        }
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        tokio::select! {
+            biased;
+            output = future => Ok(output),
+            () = crate::timer::until(self.timer.as_mut(), deadline) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the answer made no progress for the idle timeout",
+            )),
+        }
+    }
 }
 
 /// Read buffers, handed from connection to connection within a thread: a connection holds

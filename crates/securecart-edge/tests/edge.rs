@@ -1120,7 +1120,7 @@ async fn an_idle_upgraded_connection_is_closed_after_its_idle_timeout() {
         }],
         Limits {
             drain_timeout: Duration::from_secs(5),
-            upgraded_idle_timeout: Duration::from_millis(500),
+            idle_timeout: Duration::from_millis(500),
             ..Limits::default()
         },
     )
@@ -1138,6 +1138,120 @@ async fn an_idle_upgraded_connection_is_closed_after_its_idle_timeout() {
         .await
         .expect("the edge closes an idle switched connection");
     assert!(read.is_ok_and(|length| length == 0), "{rest:?}");
+    edge.shutdown().await;
+}
+
+/// An edge with one group of `target`, whose answers may make no progress for half a
+/// second (the idle timeout).
+async fn start_edge_idle_after_half_a_second(target: SocketAddr) -> RunningEdge {
+    let group = TargetGroupConfig {
+        outlier_detection: None,
+        ..TargetGroupConfig::new("api", vec![target], health_check())
+    };
+    let edge = start_edge_with_limits(
+        vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
+        not_found(),
+        vec![group],
+        Limits {
+            drain_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_millis(500),
+            ..Limits::default()
+        },
+    )
+    .await;
+    edge.wait_for_healthy(1).await;
+    edge
+}
+
+#[tokio::test]
+async fn an_answer_whose_target_stalls_mid_body_is_cut_off_after_the_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // The target promises 100 bytes, sends 10, and then nothing, its connection open.
+    let target = start_raw_target(|mut stream| async move {
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789")
+            .await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    })
+    .await;
+    let edge = start_edge_idle_after_half_a_second(target).await;
+    let address = edge.url.trim_start_matches("http://").to_owned();
+
+    // HTTP/1.1: the head and the 10 bytes, then the connection closes, short of its length.
+    let mut stream = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GET /api/stalls HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("the edge closes the connection of a stalled answer")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\n0123456789"), "{answer}");
+
+    // HTTP/2: the stream is reset.
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let response = client
+        .get(format!("{}/api/stalls", edge.url).parse().expect("uri"))
+        .await
+        .expect("the head comes");
+    assert_eq!(response.status(), 200);
+    let body = tokio::time::timeout(
+        Duration::from_secs(10),
+        http_body_util::BodyExt::collect(response.into_body()),
+    )
+    .await
+    .expect("the edge ends a stalled answer");
+    assert!(body.is_err(), "a stalled answer is not whole");
+    edge.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_after_the_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // The target sends a large answer for as long as it can, and says when it no longer
+    // can: the edge closed its connection.
+    let (cut, mut cut_off) = tokio::sync::mpsc::channel::<()>(1);
+    let target = start_raw_target(move |mut stream| {
+        let cut = cut.clone();
+        async move {
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1073741824\r\n\r\n")
+                .await;
+            let block = vec![b'x'; 64 * 1024];
+            for _ in 0..16 * 1024 {
+                if stream.write_all(&block).await.is_err() {
+                    let _ = cut.send(()).await;
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    let edge = start_edge_idle_after_half_a_second(target).await;
+    let address = edge.url.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GET /api/large HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+        .await
+        .expect("write");
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await.expect("the head");
+    assert_eq!(&head, b"HTTP/1.1 200");
+    // The client reads nothing more: the edge gives up on it, and on the target.
+    tokio::time::timeout(Duration::from_secs(20), cut_off.recv())
+        .await
+        .expect("the edge closes the target's connection of an answer nobody reads");
+    drop(stream);
     edge.shutdown().await;
 }
 
@@ -1913,6 +2027,17 @@ async fn application_cookie_stickiness_pins_a_client_once_its_target_sets_the_co
 /// A target that passes its health checks but closes the connection, unanswered, on any
 /// other request: as one killed mid-request.
 async fn start_crashing_target() -> SocketAddr {
+    // Anything else: closed without an answer.
+    start_raw_target(|_stream| async {}).await
+}
+
+/// A target that passes its health checks and hands the connection of any other request,
+/// its head read, to `answer`.
+async fn start_raw_target<F, A>(answer: F) -> SocketAddr
+where
+    F: Fn(tokio::net::TcpStream) -> A + Clone + Send + 'static,
+    A: Future<Output = ()> + Send + 'static,
+{
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -1920,6 +2045,7 @@ async fn start_crashing_target() -> SocketAddr {
     let address = listener.local_addr().expect("address");
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
+            let answer = answer.clone();
             tokio::spawn(async move {
                 let mut buffer = vec![0u8; 8192];
                 let mut read = 0;
@@ -1941,8 +2067,9 @@ async fn start_crashing_target() -> SocketAddr {
                             b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
                         )
                         .await;
+                    return;
                 }
-                // Anything else: closed without an answer.
+                answer(stream).await;
             });
         }
     });

@@ -259,7 +259,7 @@ pub struct EdgeLimits {
     pub upstream_timeout: Duration,
     /// How long connecting to a target may take.
     pub connect_timeout: Duration,
-    /// How long a switched connection may carry nothing.
+    /// How long an answer or a switched connection may make no progress (ALB's idle timeout).
     pub idle_timeout: Duration,
     /// How long requests in flight may finish at a stop.
     pub drain_timeout: Duration,

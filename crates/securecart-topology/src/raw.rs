@@ -398,8 +398,9 @@ pub struct RawLimits {
     /// How long connecting to a target may take; 100 to 60,000 ms.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
-    /// How long a switched connection (a WebSocket) may carry no bytes either way before
-    /// it is closed; 1 to 4,000 s (ALB's range).
+    /// ALB's idle timeout: how long an answer's body may bring nothing from the target, or
+    /// the client take nothing of it, and a switched connection (a WebSocket) carry no
+    /// bytes either way, before the edge closes the connection; 1 to 4,000 s (ALB's range).
     #[serde(default = "default_idle_timeout_seconds")]
     pub idle_timeout_seconds: u64,
     /// How long requests in flight may finish once the edge is told to stop; 0 to 3,600 s.

@@ -175,7 +175,7 @@ pub fn edge_config(
                 max_header_bytes: limits.max_header_bytes,
                 max_connections: limits.max_connections,
                 max_body_bytes: limits.max_body_bytes,
-                upgraded_idle_timeout: limits.idle_timeout,
+                idle_timeout: limits.idle_timeout,
             }
         },
         admin_token: admin_token(),
