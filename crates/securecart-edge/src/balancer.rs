@@ -71,6 +71,62 @@ pub struct Target {
     ejected_until: AtomicU64,
     /// Since when (milliseconds since [`clock_epoch`]) the target is healthy.
     healthy_since: AtomicU64,
+    /// What its last health check found ([`CheckReport::encode`]).
+    report: AtomicU32,
+}
+
+/// What a target's last health check found, and whether its checks have reached a verdict
+/// yet (healthy, or failed as often as the unhealthy threshold): ALB's DescribeTargetHealth
+/// says `initial` until they have, and then why a target is unhealthy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckReport {
+    /// The last check's outcome.
+    pub outcome: CheckOutcome,
+    /// Whether the checks have reached a verdict since the target was registered.
+    pub settled: bool,
+}
+
+/// How a health check ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckOutcome {
+    /// No check has ended yet.
+    Unchecked,
+    /// The target answered with a status the matcher accepts.
+    Passed,
+    /// The target answered with a status the matcher does not accept.
+    Mismatch(u16),
+    /// No whole answer within the check's timeout.
+    TimedOut,
+    /// The connection failed or the answer was not HTTP.
+    Failed,
+}
+
+impl CheckReport {
+    /// Packed into 32 bits: the verdict bit, the outcome's kind, and a mismatch's status.
+    fn encode(self) -> u32 {
+        let (kind, status) = match self.outcome {
+            CheckOutcome::Unchecked => (0, 0),
+            CheckOutcome::Passed => (1, 0),
+            CheckOutcome::Mismatch(status) => (2, u32::from(status)),
+            CheckOutcome::TimedOut => (3, 0),
+            CheckOutcome::Failed => (4, 0),
+        };
+        (u32::from(self.settled) << 31) | (kind << 16) | status
+    }
+
+    fn decode(bits: u32) -> Self {
+        let outcome = match (bits >> 16) & 0x7fff {
+            1 => CheckOutcome::Passed,
+            2 => CheckOutcome::Mismatch((bits & 0xffff) as u16),
+            3 => CheckOutcome::TimedOut,
+            4 => CheckOutcome::Failed,
+            _ => CheckOutcome::Unchecked,
+        };
+        Self {
+            outcome,
+            settled: bits >> 31 == 1,
+        }
+    }
 }
 
 /// A process-wide origin for the ejection deadlines, which outlive one configuration.
@@ -108,7 +164,18 @@ impl Target {
             consecutive_errors: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
             healthy_since: AtomicU64::new(0),
+            report: AtomicU32::new(0),
         }
+    }
+
+    /// What the target's last health check found.
+    pub fn check_report(&self) -> CheckReport {
+        CheckReport::decode(self.report.load(Ordering::Relaxed))
+    }
+
+    /// Records a health check's outcome (by the target's checker).
+    pub fn record_check(&self, report: CheckReport) {
+        self.report.store(report.encode(), Ordering::Relaxed);
     }
 
     /// Whether the target is ejected as an outlier now; its health check may not bring it
@@ -865,6 +932,24 @@ mod tests {
             group.observe_latency(0, Duration::from_millis(3));
             let cost = group.targets[0].cost();
             assert_eq!(cost == 3e6, kept, "{algorithm:?}: {cost}");
+        }
+    }
+
+    #[test]
+    fn a_check_report_is_read_back_as_it_was_recorded() {
+        use super::{CheckOutcome, CheckReport};
+        for outcome in [
+            CheckOutcome::Unchecked,
+            CheckOutcome::Passed,
+            CheckOutcome::Mismatch(100),
+            CheckOutcome::Mismatch(599),
+            CheckOutcome::TimedOut,
+            CheckOutcome::Failed,
+        ] {
+            for settled in [false, true] {
+                let report = CheckReport { outcome, settled };
+                assert_eq!(CheckReport::decode(report.encode()), report);
+            }
         }
     }
 

@@ -27,7 +27,7 @@ use securecart_telemetry::Readiness;
 use serde::Deserialize;
 use tokio::sync::{Mutex, watch};
 
-use crate::balancer::{Target, TargetGroup};
+use crate::balancer::{CheckOutcome, Target, TargetGroup};
 use crate::cache::CacheStage;
 use crate::config::{EdgeConfig, Limits};
 use crate::metrics::EdgeMetrics;
@@ -466,13 +466,17 @@ impl Control {
     }
 }
 
-/// The health of every target, like ALB's DescribeTargetHealth: `healthy`, `unhealthy`, or
-/// `draining` for one that left its group and still finishes requests.
+/// The health of every target, like ALB's DescribeTargetHealth: its state (`initial`,
+/// `healthy`, `unhealthy`, or `draining` for one that left its group and still finishes
+/// requests) and, but when healthy, ALB's reason code and a description.
 fn describe_target_health(groups: &[TargetGroup], draining: &[Draining]) -> serde_json::Value {
-    let target = |target: &Target, state: &str| {
+    let target = |target: &Target, leaving: bool| {
+        let (state, reason, description) = target_health(target, leaving);
         serde_json::json!({
             "address": target.address.to_string(),
             "state": state,
+            "reason": reason,
+            "description": description,
             "in_flight": target.outstanding(),
         })
     };
@@ -480,7 +484,7 @@ fn describe_target_health(groups: &[TargetGroup], draining: &[Draining]) -> serd
         draining
             .iter()
             .filter(|entry| entry.group == name)
-            .map(|entry| target(&entry.target, "draining"))
+            .map(|entry| target(&entry.target, true))
             .collect::<Vec<_>>()
     };
     let mut described: Vec<serde_json::Value> = groups
@@ -489,16 +493,7 @@ fn describe_target_health(groups: &[TargetGroup], draining: &[Draining]) -> serd
             let mut targets: Vec<_> = group
                 .targets
                 .iter()
-                .map(|each| {
-                    target(
-                        each,
-                        if each.is_healthy() {
-                            "healthy"
-                        } else {
-                            "unhealthy"
-                        },
-                    )
-                })
+                .map(|each| target(each, false))
                 .collect();
             targets.extend(draining_in(&group.name));
             serde_json::json!({
@@ -524,6 +519,55 @@ fn describe_target_health(groups: &[TargetGroup], draining: &[Draining]) -> serd
         }));
     }
     serde_json::json!({ "target_groups": described })
+}
+
+/// A target's state, reason code and description, as ALB's DescribeTargetHealth gives
+/// them (ALB's codes; an outlier ejection, which ALB does not do, has one of its own).
+fn target_health(
+    target: &Target,
+    leaving: bool,
+) -> (&'static str, Option<&'static str>, Option<String>) {
+    if leaving {
+        return (
+            "draining",
+            Some("Target.DeregistrationInProgress"),
+            Some("Target deregistration is in progress".to_owned()),
+        );
+    }
+    if target.is_healthy() {
+        return ("healthy", None, None);
+    }
+    if target.is_ejected() {
+        return (
+            "unhealthy",
+            Some("Target.OutlierEjected"),
+            Some("Ejected by outlier detection after errors in a row".to_owned()),
+        );
+    }
+    let report = target.check_report();
+    if !report.settled {
+        return (
+            "initial",
+            Some("Elb.InitialHealthChecking"),
+            Some("Initial health checks in progress".to_owned()),
+        );
+    }
+    let (reason, description) = match report.outcome {
+        CheckOutcome::Mismatch(status) => (
+            "Target.ResponseCodeMismatch",
+            format!("Health checks failed with these codes: [{status}]"),
+        ),
+        CheckOutcome::TimedOut => ("Target.Timeout", "Request timed out".to_owned()),
+        CheckOutcome::Failed | CheckOutcome::Unchecked => (
+            "Target.FailedHealthChecks",
+            "Health checks failed".to_owned(),
+        ),
+        CheckOutcome::Passed => (
+            "Target.FailedHealthChecks",
+            "Health checks passing, fewer in a row than the healthy threshold".to_owned(),
+        ),
+    };
+    ("unhealthy", Some(reason), Some(description))
 }
 
 /// The edge's own admin routes.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, StatusCode};
+use http::Request;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -13,7 +13,7 @@ use hyper_util::rt::TokioExecutor;
 use securecart_telemetry::Readiness;
 use tokio::sync::watch;
 
-use crate::balancer::TargetGroup;
+use crate::balancer::{CheckOutcome, CheckReport, TargetGroup};
 use crate::metrics::EdgeMetrics;
 
 /// What a checker remembers of one target.
@@ -85,6 +85,10 @@ pub fn spawn_checkers(
                     healthy: groups[group_index].targets[target_index].is_healthy(),
                     ..CheckState::default()
                 };
+                // And its checks' verdict: `initial` is for a target new to its group.
+                let mut settled = groups[group_index].targets[target_index]
+                    .check_report()
+                    .settled;
                 loop {
                     let group = &groups[group_index];
                     let target = &group.targets[target_index];
@@ -101,14 +105,18 @@ pub fn spawn_checkers(
                             .into(),
                         None => target.authority.as_str().into(),
                     };
-                    let passed = probe(&client, &authority, &check.path, check.timeout)
-                        .await
-                        .is_some_and(|status| {
-                            check
-                                .matcher
-                                .iter()
-                                .any(|codes| codes.contains(&status.as_u16()))
-                        });
+                    let outcome = match probe(&client, &authority, &check.path, check.timeout).await
+                    {
+                        Probe::Answered(status)
+                            if check.matcher.iter().any(|codes| codes.contains(&status)) =>
+                        {
+                            CheckOutcome::Passed
+                        }
+                        Probe::Answered(status) => CheckOutcome::Mismatch(status),
+                        Probe::TimedOut => CheckOutcome::TimedOut,
+                        Probe::Failed => CheckOutcome::Failed,
+                    };
+                    let passed = outcome == CheckOutcome::Passed;
                     state = next_state(
                         state,
                         passed,
@@ -120,6 +128,8 @@ pub fn spawn_checkers(
                     if state.healthy && target.is_ejected() {
                         state = CheckState::default();
                     }
+                    settled |= state.healthy || state.failures >= check.unhealthy_threshold;
+                    target.record_check(CheckReport { outcome, settled });
                     if target.set_healthy(state.healthy) {
                         if state.healthy {
                             tracing::info!(group = %group.name, target = %target.address, "target healthy");
@@ -139,24 +149,41 @@ pub fn spawn_checkers(
     }
 }
 
+/// How a probe ended.
+enum Probe {
+    /// A whole answer, with its status.
+    Answered(u16),
+    TimedOut,
+    /// No connection, or no HTTP answer.
+    Failed,
+}
+
 async fn probe(
     client: &Client<HttpConnector, Empty<Bytes>>,
     authority: &str,
     path: &str,
     timeout: Duration,
-) -> Option<StatusCode> {
-    let request = Request::get(format!("http://{authority}{path}"))
+) -> Probe {
+    let Ok(request) = Request::get(format!("http://{authority}{path}"))
         .header(http::header::USER_AGENT, "securecart-edge-health-check")
         .body(Empty::new())
-        .ok()?;
+    else {
+        return Probe::Failed;
+    };
     let check = async {
-        let response = client.request(request).await.ok()?;
+        let Ok(response) = client.request(request).await else {
+            return Probe::Failed;
+        };
         let status = response.status();
         // Read the body so the check measures a complete answer.
-        response.into_body().collect().await.ok()?;
-        Some(status)
+        match response.into_body().collect().await {
+            Ok(_) => Probe::Answered(status.as_u16()),
+            Err(_) => Probe::Failed,
+        }
     };
-    tokio::time::timeout(timeout, check).await.ok().flatten()
+    tokio::time::timeout(timeout, check)
+        .await
+        .unwrap_or(Probe::TimedOut)
 }
 
 #[cfg(test)]

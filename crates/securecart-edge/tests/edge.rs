@@ -1255,6 +1255,117 @@ async fn a_client_that_stops_reading_is_cut_off_after_the_idle_timeout() {
     edge.shutdown().await;
 }
 
+#[tokio::test]
+async fn target_health_says_why_a_target_is_not_healthy_as_alb_does() {
+    let (healthy, _) = start_upstream("healthy").await;
+    // Answers its health check 500.
+    let (failing, failing_health) = start_upstream("failing").await;
+    failing_health.store(false, Ordering::SeqCst);
+    // Nothing listens.
+    let closed: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1"))
+        .parse()
+        .expect("address");
+    // Accepts and never answers: its checks time out, after 1 s each.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let silent = listener.local_addr().expect("address");
+    let held = tokio::spawn(async move {
+        let mut connections = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            connections.push(stream);
+        }
+    });
+    let group = TargetGroupConfig {
+        outlier_detection: None,
+        ..TargetGroupConfig::new(
+            "api",
+            vec![healthy.address, failing.address, closed, silent],
+            HealthCheckConfig {
+                timeout: Duration::from_secs(1),
+                unhealthy_threshold: 2,
+                ..health_check()
+            },
+        )
+    };
+    let edge = start_edge_with(
+        vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
+        not_found(),
+        vec![group],
+    )
+    .await;
+    let health = |described: &serde_json::Value, address: SocketAddr| {
+        let target = described["target_groups"][0]["targets"]
+            .as_array()
+            .and_then(|targets| {
+                targets
+                    .iter()
+                    .find(|target| target["address"] == address.to_string())
+            })
+            .cloned()
+            .unwrap_or_default();
+        (
+            target["state"].as_str().unwrap_or("").to_owned(),
+            target["reason"].as_str().unwrap_or("").to_owned(),
+            target["description"].as_str().unwrap_or("").to_owned(),
+        )
+    };
+    // Until its first check ends (a second), the silent target is new: `initial`.
+    let described = edge.targets().await;
+    assert_eq!(
+        health(&described, silent),
+        (
+            "initial".to_owned(),
+            "Elb.InitialHealthChecking".to_owned(),
+            "Initial health checks in progress".to_owned()
+        ),
+        "{described}"
+    );
+    // After two failed checks each, every target has its verdict.
+    let mut described = serde_json::Value::Null;
+    for _ in 0..100 {
+        described = edge.targets().await;
+        if health(&described, silent).0 == "unhealthy" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        health(&described, healthy.address),
+        ("healthy".to_owned(), String::new(), String::new()),
+        "{described}"
+    );
+    assert_eq!(
+        health(&described, failing.address),
+        (
+            "unhealthy".to_owned(),
+            "Target.ResponseCodeMismatch".to_owned(),
+            "Health checks failed with these codes: [500]".to_owned()
+        ),
+        "{described}"
+    );
+    assert_eq!(
+        health(&described, closed),
+        (
+            "unhealthy".to_owned(),
+            "Target.FailedHealthChecks".to_owned(),
+            "Health checks failed".to_owned()
+        ),
+        "{described}"
+    );
+    assert_eq!(
+        health(&described, silent),
+        (
+            "unhealthy".to_owned(),
+            "Target.Timeout".to_owned(),
+            "Request timed out".to_owned()
+        ),
+        "{described}"
+    );
+    edge.shutdown().await;
+    held.abort();
+}
+
 /// A response body of one data frame and then trailers, as a gRPC server sends.
 struct TrailerBody {
     data: Option<bytes::Bytes>,

@@ -1106,13 +1106,20 @@ fn print_targets(out: &mut impl Write, edge: &str, answer: &serde_json::Value) {
             group["healthy"]
         );
         for target in group["targets"].as_array().into_iter().flatten() {
-            let _ = writeln!(
+            let _ = write!(
                 out,
                 "    {:<22} {:<10} in flight {}",
                 target["address"].as_str().unwrap_or(""),
                 target["state"].as_str().unwrap_or(""),
                 target["in_flight"]
             );
+            // Why it is not healthy, as ALB says it.
+            let _ = match (target["reason"].as_str(), target["description"].as_str()) {
+                (Some(reason), Some(description)) => {
+                    writeln!(out, "  {reason}: {description}")
+                }
+                _ => writeln!(out),
+            };
         }
     }
 }

@@ -752,9 +752,17 @@ async fn proxy_puts_the_edge_in_front_of_existing_servers() {
     .await
     .expect("run");
     assert!(registered.status.success(), "{registered:?}");
+    // Nothing listens there: the new target is in its first checks, or has failed them,
+    // and the line says which, with ALB's reason code.
+    let registered = String::from_utf8_lossy(&registered.stdout).into_owned();
+    let line = registered
+        .lines()
+        .find(|line| line.contains("127.0.0.1:9 "))
+        .unwrap_or_else(|| panic!("{registered}"));
     assert!(
-        String::from_utf8_lossy(&registered.stdout).contains("127.0.0.1:9"),
-        "{registered:?}"
+        line.contains("initial") && line.contains("Elb.InitialHealthChecking")
+            || line.contains("unhealthy") && line.contains("Target.FailedHealthChecks"),
+        "{registered}"
     );
     let refused = admin_command(
         &["targets", "deregister", "upstreams", "127.0.0.1:9"],
