@@ -413,9 +413,10 @@ impl Pipeline {
             let group_index = choose_group(forward, sticky);
             let group = &self.groups[group_index];
             let sticky_target = group.sticky_target(request.headers());
+            // Each answer renews the cookie (ALB's AWSALBTG), so that the duration runs from
+            // the client's last request.
             let stick_to = forward
                 .stickiness
-                .filter(|_| sticky != Some(group.name.as_str()))
                 .map(|duration| (group.name.as_str(), duration));
 
             // Stage 6: cache, for the paths a behaviour covers (never a protocol switch).
@@ -479,24 +480,16 @@ impl Pipeline {
                     .await
                 }
             };
-            // Target stickiness: pin the client to the target that answered, unless its cookie
-            // already named it; following an application cookie, whenever the target sets that
-            // cookie (and only then), as ALB's app_cookie does.
+            // Target stickiness: pin the client to the target that answered, with every
+            // answer, so that the duration runs from the client's last request (ALB's AWSALB);
+            // following an application cookie, whenever the target sets that cookie (and
+            // only then), as ALB's app_cookie does.
             let stick_to_target = group.stickiness.and_then(|duration| {
                 let answered = context.target?;
-                match &group.app_cookie {
-                    Some(app_cookie) => {
-                        let headers = response.as_ref().ok()?.headers();
-                        if !sets_cookie(headers, app_cookie) {
-                            return None;
-                        }
-                    }
-                    None => {
-                        if sticky_target
-                            .is_some_and(|index| group.targets[index].address == answered)
-                        {
-                            return None;
-                        }
+                if let Some(app_cookie) = &group.app_cookie {
+                    let headers = response.as_ref().ok()?.headers();
+                    if !sets_cookie(headers, app_cookie) {
+                        return None;
                     }
                 }
                 let target = group

@@ -990,8 +990,9 @@ pub enum RawForward {
 pub struct RawWeightedForward {
     /// The groups, 1 to 5.
     pub target_groups: Vec<RawWeightedGroup>,
-    /// How long (1 to 604800 seconds) a client stays on the group it was first sent to;
-    /// without it, every request is drawn by weight.
+    /// How long (1 to 604800 seconds) a client stays on the group it was first sent to,
+    /// from its last request (every answer renews the cookie); without it, every request
+    /// is drawn by weight.
     pub stickiness_seconds: Option<u64>,
 }
 
@@ -1114,7 +1115,8 @@ pub struct RawTargetGroup {
     #[serde(default)]
     pub slow_start_seconds: u64,
     /// Target stickiness, in seconds (1 to 604800; 0 turns it off): the edge's cookie keeps a
-    /// client on the target it was first sent to, as ALB's `lb_cookie` stickiness.
+    /// client on the target it was first sent to, as ALB's `lb_cookie` stickiness; every
+    /// answer renews it, so the time runs from the client's last request.
     #[serde(default)]
     pub stickiness_seconds: u64,
     /// With stickiness on: the name of a cookie the application sets (its session cookie,
