@@ -1636,10 +1636,21 @@ fn control_config(a: SocketAddr, b: SocketAddr) -> EdgeConfig {
 /// The group `api` of `a` and `b`, whose targets are ejected for a minute after `errors`
 /// errors in a row.
 fn ejecting_after(errors: u32, a: SocketAddr, b: SocketAddr) -> TargetGroupConfig {
+    ejecting_for(errors, Duration::from_secs(60), a, b)
+}
+
+/// A group of a and b from which a target is ejected for `ejection` after `errors` errors
+/// in a row.
+fn ejecting_for(
+    errors: u32,
+    ejection: Duration,
+    a: SocketAddr,
+    b: SocketAddr,
+) -> TargetGroupConfig {
     TargetGroupConfig {
         outlier_detection: Some(securecart_edge::config::OutlierDetection {
             consecutive_errors: errors,
-            ejection: Duration::from_secs(60),
+            ejection,
         }),
         ..TargetGroupConfig::new("api", vec![a, b], health_check())
     }
@@ -1677,6 +1688,98 @@ async fn a_target_answering_server_errors_is_ejected_for_a_while() {
     for _ in 0..4 {
         assert_eq!(whoami(&mut client, &edge).await, "b");
     }
+    edge.shutdown().await;
+    drop((a, b));
+}
+
+#[tokio::test]
+async fn an_ejected_target_comes_back_when_its_ejection_ends() {
+    let (a, _) = start_upstream("a").await;
+    let (b, _) = start_upstream("b").await;
+    let group = ejecting_for(2, Duration::from_secs(1), a.address, b.address);
+    let edge = start_edge_with(
+        vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
+        not_found(),
+        vec![group],
+    )
+    .await;
+    edge.wait_for_healthy(2).await;
+    let mut client = TestClient::http1();
+    for _ in 0..6 {
+        client.get(&format!("{}/api/maybe-fail", edge.url)).await;
+    }
+    // a is out, and /targets says why.
+    let described = edge.targets().await;
+    let a_health = described["target_groups"][0]["targets"]
+        .as_array()
+        .and_then(|targets| {
+            targets
+                .iter()
+                .find(|target| target["address"] == a.address.to_string())
+        })
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (&a_health["state"], &a_health["reason"]),
+        (
+            &serde_json::json!("unhealthy"),
+            &serde_json::json!("Target.OutlierEjected")
+        ),
+        "{described}"
+    );
+    assert_eq!(whoami(&mut client, &edge).await, "b");
+    // Once the ejection ends, its passing health check brings it back.
+    edge.wait_for_healthy(2).await;
+    let mut names = std::collections::HashSet::new();
+    for _ in 0..4 {
+        names.insert(whoami(&mut client, &edge).await);
+    }
+    assert!(names.contains("a"), "a is back in rotation: {names:?}");
+    edge.shutdown().await;
+    drop((a, b));
+}
+
+#[tokio::test]
+async fn a_target_in_slow_start_takes_a_small_share_at_first() {
+    let (a, _) = start_upstream("a").await;
+    let (b, b_healthy) = start_upstream("b").await;
+    b_healthy.store(false, Ordering::SeqCst);
+    let window = Duration::from_secs(4);
+    let group = TargetGroupConfig {
+        outlier_detection: None,
+        slow_start: Some(window),
+        ..TargetGroupConfig::new("api", vec![a.address, b.address], health_check())
+    };
+    let edge = start_edge_with(
+        vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
+        not_found(),
+        vec![group],
+    )
+    .await;
+    edge.wait_for_healthy(1).await;
+    // a's own slow start ends.
+    tokio::time::sleep(window + Duration::from_millis(500)).await;
+    // b recovers: its share starts at 5% of a full target's and grows to a full share over
+    // the window, a quarter a second: a tenth of the requests only after a second or so.
+    b_healthy.store(true, Ordering::SeqCst);
+    edge.wait_for_healthy(2).await;
+    let mut client = TestClient::http1();
+    let mut to_b = 0;
+    for _ in 0..100 {
+        if whoami(&mut client, &edge).await == "b" {
+            to_b += 1;
+        }
+    }
+    assert!(to_b < 25, "b took {to_b} of 100 requests in its slow start");
+    // Once its slow start is over, b takes its full turn.
+    tokio::time::sleep(window).await;
+    let mut to_b = 0;
+    for _ in 0..100 {
+        if whoami(&mut client, &edge).await == "b" {
+            to_b += 1;
+        }
+    }
+    assert_eq!(to_b, 50, "round robin, each its turn");
     edge.shutdown().await;
     drop((a, b));
 }
