@@ -45,14 +45,14 @@ impl std::ops::Deref for Transformed<'_> {
     }
 }
 
-/// A chain of transformations as one number: four bits per transformation, and the
+/// A chain of transformations as one number: five bits per transformation, and the
 /// length, so that equal chains make equal keys without an allocation. Unique for chains
-/// of up to 15 steps (longer ones are not remembered: see [`MAX_MEMO_CHAIN`]).
+/// of up to 12 steps (longer ones are not remembered: see [`MAX_MEMO_CHAIN`]).
 pub(crate) fn chain_key(transforms: &[Transform]) -> u64 {
     transforms
         .iter()
         .fold(transforms.len() as u64, |key, transform| {
-            key.rotate_left(4) ^ (transform.index() as u64 + 1)
+            key.rotate_left(5) ^ (transform.index() as u64 + 1)
         })
 }
 
@@ -73,7 +73,7 @@ const CREDENTIALS: [http::HeaderName; 4] = [
 const FEW_HEADERS: usize = 8;
 
 /// The longest chain [`chain_key`] tells apart; longer ones are computed each time.
-pub(crate) const MAX_MEMO_CHAIN: usize = 15;
+pub(crate) const MAX_MEMO_CHAIN: usize = 12;
 
 /// A value's address and length, and a chain of transformations or a detector.
 type ValueKey = (usize, usize, u64);
@@ -308,8 +308,8 @@ impl<'a> Inspection<'a> {
                 continue;
             }
             steps += 1;
-            key = key.rotate_left(4) ^ (u64::from(step.index()) + 1);
-            // Up to 15 steps of 4 bits, and their count above them: unique.
+            key = key.rotate_left(5) ^ (u64::from(step.index()) + 1);
+            // Up to 12 steps of 5 bits, and their count above them: unique.
             let memo_key = (value.as_ptr() as usize, value.len(), key | steps << 60);
             if let Some(known) = self.memo.borrow().transformed.get(&memo_key) {
                 result = known.clone();

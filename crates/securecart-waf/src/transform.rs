@@ -38,9 +38,23 @@ pub enum Transform {
     /// Hex digits decoded to bytes (the whole value, if it is hex).
     HexDecode,
     /// White space (and NUL, NBSP) removed: `wp-config. php` reads `wp-config.php`.
-    /// (The last a chain key's four bits per step can tell apart: see
-    /// `inspect::chain_key`.)
     RemoveWhitespace,
+    /// CSS 2 escapes decoded (ModSecurity's `cssDecode`): `\6a` and `\00006a ` are `j`
+    /// (the escape's last byte; full-width ASCII `\ff4a` too), `ja\vascript` is
+    /// `javascript`, and an escaped new line is dropped.
+    CssDecode,
+    /// ANSI C escapes decoded: `\a`, `\b`, `\f`, `\n`, `\r`, `\t`, `\v`, `\\`, `\?`,
+    /// `\'`, `\"`, `\xHH` and up to three octal digits; others are kept as they are.
+    EscapeSeqDecode,
+    /// SQL hex strings decoded: `0x414243` is `ABC` (pairs of digits after `0x`).
+    SqlHexDecode,
+    /// NUL bytes made spaces.
+    ReplaceNulls,
+    /// Base64 decoded forgivingly (ModSecurity's `base64DecodeExt`): bytes outside its
+    /// alphabet are skipped, so `cGF n.ZQ` is `page`. A value with fewer than two of the
+    /// alphabet's bytes is left as it is. (The last a chain key's five bits per step can
+    /// tell apart: see `inspect::chain_key`.)
+    Base64DecodeExt,
 }
 
 /// Applies `transforms` in order; borrows when none changes anything.
@@ -56,7 +70,7 @@ pub fn apply<'a>(transforms: &[Transform], input: &'a [u8]) -> Cow<'a, [u8]> {
 
 impl Transform {
     /// Every transformation, with its name in topology files.
-    pub const NAMED: [(&'static str, Transform); 15] = [
+    pub const NAMED: [(&'static str, Transform); 20] = [
         ("url_decode", Transform::UrlDecode),
         ("url_decode_uni", Transform::UrlDecodeUni),
         ("html_entity_decode", Transform::HtmlEntityDecode),
@@ -72,6 +86,11 @@ impl Transform {
         ("replace_comments", Transform::ReplaceComments),
         ("hex_decode", Transform::HexDecode),
         ("remove_whitespace", Transform::RemoveWhitespace),
+        ("css_decode", Transform::CssDecode),
+        ("escape_seq_decode", Transform::EscapeSeqDecode),
+        ("sql_hex_decode", Transform::SqlHexDecode),
+        ("replace_nulls", Transform::ReplaceNulls),
+        ("base64_decode_ext", Transform::Base64DecodeExt),
     ];
 
     /// The transformation of a name in [`Transform::NAMED`].
@@ -129,6 +148,16 @@ impl Transform {
             Transform::ReplaceComments => replace_comments(input),
             Transform::HexDecode => hex_decode(input),
             Transform::RemoveWhitespace => without(input, is_space),
+            Transform::CssDecode => css_decode(input),
+            Transform::EscapeSeqDecode => escape_seq_decode(input),
+            Transform::SqlHexDecode => sql_hex_decode(input),
+            Transform::ReplaceNulls => input.contains(&0).then(|| {
+                input
+                    .iter()
+                    .map(|&byte| if byte == 0 { b' ' } else { byte })
+                    .collect()
+            }),
+            Transform::Base64DecodeExt => base64_decode_ext(input),
         }
     }
 }
@@ -157,6 +186,8 @@ const _: () = assert!(
         | Traits::MAYBE_BASE64
         | Traits::MAYBE_HEX
         | Traits::SPACE
+        | Traits::HEX_PREFIX
+        | Traits::BASE64_BYTE
         == (1 << Traits::BITS) - 1
 );
 
@@ -186,6 +217,10 @@ impl Traits {
     const MAYBE_HEX: u32 = 1 << 13;
     /// White space of any kind (the space too), NUL or NBSP.
     const SPACE: u32 = 1 << 14;
+    /// `0x` or `0X`. (A pair's trait: below bit 16.)
+    const HEX_PREFIX: u32 = 1 << 15;
+    /// A byte of base64's alphabet.
+    const BASE64_BYTE: u32 = 1 << 16;
     /// A byte neither in base64's alphabet nor ASCII white space (during the pass).
     const NOT_BASE64: u32 = 1 << 29;
     /// A byte that is not a hex digit (during the pass).
@@ -236,12 +271,17 @@ impl Traits {
             if !b.is_ascii_hexdigit() {
                 traits |= Self::NOT_HEX;
             }
+            if b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/') {
+                traits |= Self::BASE64_BYTE;
+            }
             // The pairs: `//` and `/.` (PATH), `/*` (COMMENT), a space before `/` or
-            // `(` (SPACE_BEFORE), white space before a space (SPACE_RUN).
+            // `(` (SPACE_BEFORE), white space before a space (SPACE_RUN), `0x`
+            // (HEX_PREFIX).
             let first = match b {
                 b'/' => Self::PATH | Self::COMMENT,
                 b' ' => Self::SPACE_BEFORE | Self::SPACE_RUN,
                 _ if is_space(b) => Self::SPACE_RUN,
+                b'0' => Self::HEX_PREFIX,
                 _ => 0,
             };
             let second = match b {
@@ -250,6 +290,7 @@ impl Traits {
                 b'*' => Self::COMMENT,
                 b'(' => Self::SPACE_BEFORE,
                 b' ' => Self::SPACE_RUN,
+                b'x' | b'X' => Self::HEX_PREFIX,
                 _ => 0,
             };
             table[byte] = traits as u64 | (second as u64) << 32 | (first as u64) << 48;
@@ -297,7 +338,7 @@ impl Traits {
 
     /// How many traits there are: each is one of the low bits (a test at compile time
     /// checks that they are all of them).
-    pub(crate) const BITS: usize = 15;
+    pub(crate) const BITS: usize = 17;
 
     /// Each of its traits, as its bit's number (below [`Traits::BITS`]).
     pub(crate) fn bits(self) -> impl Iterator<Item = u32> {
@@ -338,6 +379,10 @@ impl Transform {
             Transform::ReplaceComments => Traits::COMMENT,
             Transform::HexDecode => Traits::MAYBE_HEX,
             Transform::RemoveWhitespace => Traits::SPACE,
+            Transform::CssDecode | Transform::EscapeSeqDecode => Traits::BACKSLASH,
+            Transform::SqlHexDecode => Traits::HEX_PREFIX,
+            Transform::ReplaceNulls => Traits::NUL,
+            Transform::Base64DecodeExt => Traits::BASE64_BYTE,
         })
     }
 
@@ -361,14 +406,19 @@ impl Transform {
             | Transform::CompressWhitespace
             | Transform::RemoveNulls
             | Transform::RemoveShellQuotes
-            | Transform::RemoveWhitespace => Some(0),
+            | Transform::RemoveWhitespace
+            | Transform::ReplaceNulls => Some(0),
             Transform::HtmlEntityDecode
             | Transform::NormalizePath
             | Transform::NormalizePathWin
             | Transform::Base64Decode
             | Transform::JsDecode
             | Transform::ReplaceComments
-            | Transform::HexDecode => None,
+            | Transform::HexDecode
+            | Transform::CssDecode
+            | Transform::EscapeSeqDecode
+            | Transform::SqlHexDecode
+            | Transform::Base64DecodeExt => None,
         }
     }
 
@@ -398,6 +448,7 @@ impl Transform {
                 Transform::CmdLine if byte == b' ' => {
                     b",; \t\n\r".iter().for_each(|&separator| add(separator));
                 }
+                Transform::ReplaceNulls if byte == b' ' => add(0),
                 Transform::CompressWhitespace if byte == b' ' => {
                     (0..=255u8)
                         .filter(|&space| is_space(space))
@@ -816,6 +867,163 @@ fn hex_decode(input: &[u8]) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// ModSecurity's `cssDecode` (CSS 2.1 section 4.1.3): an escape's hex digits (up to six)
+/// make one byte, the last two's, unless they name full-width ASCII (`ff01` to `ff5e`),
+/// made plain; one white space after them is part of the escape. A backslash before a
+/// new line drops both, before anything else drops itself, and ends nothing at the end.
+fn css_decode(input: &[u8]) -> Option<Vec<u8>> {
+    if !input.contains(&b'\\') {
+        return None;
+    }
+    let mut out = Vec::with_capacity(input.len());
+    let mut at = 0;
+    while at < input.len() {
+        if input[at] != b'\\' {
+            out.push(input[at]);
+            at += 1;
+            continue;
+        }
+        at += 1;
+        let Some(&next) = input.get(at) else {
+            break;
+        };
+        let digits = input[at..]
+            .iter()
+            .take(6)
+            .take_while(|byte| byte.is_ascii_hexdigit())
+            .count();
+        if digits == 0 {
+            if next != b'\n' {
+                out.push(next);
+            }
+            at += 1;
+            continue;
+        }
+        let escape = &input[at..at + digits];
+        let value = escape.iter().fold(0u32, |value, &digit| {
+            value << 4 | u32::from(hex_value(digit).unwrap_or(0))
+        });
+        let low = (value & 0xff) as u8;
+        // Full-width ASCII (U+FF01 to U+FF5E) is its ASCII letter or sign.
+        let byte = if (0xff01..=0xff5e).contains(&value) {
+            low + 0x20
+        } else {
+            low
+        };
+        out.push(byte);
+        at += digits;
+        if input
+            .get(at)
+            .is_some_and(|byte| matches!(byte, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r'))
+        {
+            at += 1;
+        }
+    }
+    (out != input).then_some(out)
+}
+
+/// ANSI C escapes, as AWS WAF's `ESCAPE_SEQ_DECODE`; an escape it does not know (or one
+/// cut short) is kept as it is.
+fn escape_seq_decode(input: &[u8]) -> Option<Vec<u8>> {
+    if !input.contains(&b'\\') {
+        return None;
+    }
+    let mut out = Vec::with_capacity(input.len());
+    let mut at = 0;
+    while at < input.len() {
+        let (byte, used) = match (input[at], input.get(at + 1)) {
+            (b'\\', Some(&next)) => match next {
+                b'a' => (0x07, 2),
+                b'b' => (0x08, 2),
+                b'f' => (0x0c, 2),
+                b'n' => (b'\n', 2),
+                b'r' => (b'\r', 2),
+                b't' => (b'\t', 2),
+                b'v' => (0x0b, 2),
+                b'\\' | b'?' | b'\'' | b'"' => (next, 2),
+                b'x' | b'X' => match input
+                    .get(at + 2..at + 4)
+                    .and_then(|digits| Some(hex_value(digits[0])? << 4 | hex_value(digits[1])?))
+                {
+                    Some(byte) => (byte, 4),
+                    None => (b'\\', 1),
+                },
+                b'0'..=b'7' => {
+                    let digits = input[at + 1..]
+                        .iter()
+                        .take(3)
+                        .take_while(|byte| (b'0'..=b'7').contains(*byte))
+                        .count();
+                    let code = input[at + 1..at + 1 + digits]
+                        .iter()
+                        .fold(0u32, |code, &digit| code * 8 + u32::from(digit - b'0'));
+                    ((code & 0xff) as u8, 1 + digits)
+                }
+                _ => (b'\\', 1),
+            },
+            (byte, _) => (byte, 1),
+        };
+        out.push(byte);
+        at += used;
+    }
+    (out != input).then_some(out)
+}
+
+/// `0x` and pairs of hex digits after it, as bytes (ModSecurity's `sqlHexDecode`); `0x`
+/// without two digits after it is kept.
+fn sql_hex_decode(input: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut at = 0;
+    let pair = |from: usize| {
+        input
+            .get(from..from + 2)
+            .and_then(|digits| Some(hex_value(digits[0])? << 4 | hex_value(digits[1])?))
+    };
+    while at < input.len() {
+        if input[at] == b'0'
+            && matches!(input.get(at + 1), Some(b'x' | b'X'))
+            && pair(at + 2).is_some()
+        {
+            at += 2;
+            while let Some(byte) = pair(at) {
+                out.push(byte);
+                at += 2;
+            }
+            continue;
+        }
+        out.push(input[at]);
+        at += 1;
+    }
+    (out != input).then_some(out)
+}
+
+/// Base64 with every byte outside its alphabet skipped (padding too), the last group of
+/// two or three characters decoded as far as it goes.
+fn base64_decode_ext(input: &[u8]) -> Option<Vec<u8>> {
+    let sextet = |byte: u8| -> Option<u32> {
+        Some(match byte {
+            b'A'..=b'Z' => byte - b'A',
+            b'a'..=b'z' => byte - b'a' + 26,
+            b'0'..=b'9' => byte - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let mut out = Vec::with_capacity(input.len() / 4 * 3 + 2);
+    let (mut bits, mut count) = (0u32, 0u32);
+    for value in input.iter().filter_map(|&byte| sextet(byte)) {
+        bits = bits << 6 | value;
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+            bits &= (1 << count) - 1;
+        }
+    }
+    (!out.is_empty() && out != input).then_some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -837,9 +1045,9 @@ mod tests {
             (0..Transform::NAMED.len() as u8).collect::<Vec<_>>()
         );
         assert_eq!(Transform::from_name("rot13"), None);
-        // A chain key gives each step four bits, its index plus one (see
+        // A chain key gives each step five bits, its index plus one (see
         // `inspect::chain_key`).
-        assert!(Transform::NAMED.len() < 16);
+        assert!(Transform::NAMED.len() < 32);
     }
 
     #[test]
@@ -878,7 +1086,7 @@ mod tests {
     /// `may_change` says a transformation leaves a value as it is, running it must agree.
     #[test]
     fn what_traits_say_is_left_as_is_is_left_as_is() {
-        const ALPHABET: &[u8] = b"%+&Aa0fx /.*\\\"'^,;(\t\n\r\x0b\x0c\0\xa0#u=-";
+        const ALPHABET: &[u8] = b"%+&Aa0fxX /.*\\\"'^,;(\t\n\r\x0b\x0c\0\xa0#u=-";
         let check_with = |value: &[u8], traits: Traits| {
             for (name, transform) in Transform::NAMED {
                 if !transform.may_change(traits) {
@@ -1086,6 +1294,30 @@ mod tests {
             (&[HexDecode], "3c73", "<s"),
             (&[HexDecode], "3c7", "3c7"),
             (&[RemoveWhitespace], "wp-config. php\t", "wp-config.php"),
+            // CSS: the last byte of up to six digits, a space after them eaten, full-width
+            // ASCII made plain, a backslash before anything else dropped, and one before a
+            // new line dropped with it.
+            (&[CssDecode], "\\6a a\\00076 \\61script", "javascript"),
+            (&[CssDecode], "ja\\vascript:\\ff41lert", "javascript:alert"),
+            (&[CssDecode], "ex\\\npression\\", "expression"),
+            (&[CssDecode], "\\3c\\2f\\73", "</s"),
+            // C: the known escapes, hex and octal; others kept.
+            (
+                &[EscapeSeqDecode],
+                "\\x3cscript\\076\\t\\\\\\q\\x4",
+                "<script>\t\\\\q\\x4",
+            ),
+            (&[EscapeSeqDecode], "\\101\\'\\\"\\?", "A'\"?"),
+            // SQL hex: pairs after 0x, an odd digit left.
+            (
+                &[SqlHexDecode],
+                "SELECT 0x414243, 0x4, 0x41424",
+                "SELECT ABC, 0x4, AB4",
+            ),
+            (&[ReplaceNulls], "a\0b\0", "a b "),
+            // Forgiving base64: what is not of its alphabet skipped.
+            (&[Base64DecodeExt], "PHNj.cml wdD4=", "<script>"),
+            (&[Base64DecodeExt], "P!", "P!"),
         ];
         for (transforms, input, expected) in cases {
             let output = apply(transforms, input.as_bytes());
