@@ -8,11 +8,12 @@
 //! before, weighted by how much of the earlier one the trailing window still covers: two
 //! counters per key, and within a few percent of an exact count when traffic is steady.
 //! Keys are hashed (SipHash with a random key, so clients cannot aim at collisions) and at
-//! most [`MAX_KEYS`] are tracked; past that, keys idle for two windows are forgotten first,
-//! and a new key is not counted until there is room (so that a flood of made-up keys
-//! cannot push the busy ones out: it lets new keys through uncounted instead, which the
-//! shield's per-client limits still hold). A reload that changes the rules starts the
-//! counts afresh.
+//! most [`MAX_KEYS`] are tracked. A new key in a full table takes the place of the least
+//! busy of [`EVICTION_SAMPLE`] tracked keys drawn at random (Redis's approximate LFU): a
+//! flood of made-up keys (addresses of an IPv6 block, header values) each counted once
+//! mostly replaces its own kind, while a key that sends much, the one a rule is after,
+//! keeps its place and its count. A reload that changes the rules starts the counts
+//! afresh.
 
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
@@ -30,6 +31,9 @@ pub const WINDOWS: [u64; 4] = [60, 120, 300, 600];
 
 /// The most keys one statement tracks.
 pub const MAX_KEYS: usize = 100_000;
+
+/// How many tracked keys a new key in a full table is weighed against.
+pub const EVICTION_SAMPLE: usize = 16;
 
 /// What requests are counted together by.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,12 +61,15 @@ pub struct RateLimit {
     counts: Mutex<Counts>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Counts {
-    keys: HashMap<u64, Counter>,
-    /// The fixed window in which idle keys were last forgotten: at most once per window,
-    /// so that a flood of new keys into a full table costs no scan per request.
-    pruned: Option<u64>,
+    /// Each tracked key's place in `counters`.
+    places: HashMap<u64, usize>,
+    /// The counters with their keys, in a vector so that a key is drawn at random in
+    /// constant time.
+    counters: Vec<(u64, Counter)>,
+    /// An xorshift state for the draws (seeded from the statement's hasher).
+    draw: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -73,17 +80,36 @@ struct Counter {
     previous: u64,
 }
 
+impl Counter {
+    /// The count over the trailing window that ends `into` (0 to 1) through the fixed
+    /// window `index`: the previous window's weighted by how much of it the trailing one
+    /// still covers.
+    fn estimate(&self, index: u64, into: f64) -> f64 {
+        match index.checked_sub(self.window) {
+            Some(0) => self.previous as f64 * (1.0 - into) + self.current as f64,
+            Some(1) => self.current as f64 * (1.0 - into),
+            _ => 0.0,
+        }
+    }
+}
+
 impl RateLimit {
     /// A statement's counts; `window` is one of [`WINDOWS`] (in seconds), `keys` is not
     /// empty (the caller checks both).
     pub fn new(limit: u64, window: Duration, keys: Vec<AggregateKey>) -> Self {
+        let hasher = RandomState::new();
         Self {
             limit,
             window: window.max(Duration::from_secs(1)),
             keys,
             started: Instant::now(),
-            hasher: RandomState::new(),
-            counts: Mutex::default(),
+            counts: Mutex::new(Counts {
+                places: HashMap::new(),
+                counters: Vec::new(),
+                // Never 0, which xorshift keeps.
+                draw: hasher.hash_one(0x5eed_u64) | 1,
+            }),
+            hasher,
         }
     }
 
@@ -95,18 +121,12 @@ impl RateLimit {
         for key in &self.keys {
             match key {
                 AggregateKey::ClientIp => {
-                    // An IPv6 client is its /64, which one host usually holds whole.
-                    let client = match inspection.client {
-                        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from_bits(
-                            v6.to_bits() & !u128::from(u64::MAX),
-                        )),
-                        v4 => v4,
-                    };
+                    let client = aggregated(inspection.client);
                     client.hash(&mut hasher);
                     shown.push(client.to_string());
                 }
                 AggregateKey::ForwardedIp(header) => {
-                    let address = forwarded_ip(inspection, header)?;
+                    let address = aggregated(forwarded_ip(inspection, header)?);
                     address.hash(&mut hasher);
                     shown.push(address.to_string());
                 }
@@ -142,21 +162,40 @@ impl RateLimit {
         let index = (at.as_nanos() / window) as u64;
         let into = (at.as_nanos() % window) as f64 / window as f64;
         let mut counts = self.counts.lock();
-        if counts.keys.len() >= MAX_KEYS && !counts.keys.contains_key(&key) {
-            if counts.pruned == Some(index) {
-                return false;
-            }
-            counts.pruned = Some(index);
-            counts.keys.retain(|_, counter| counter.window + 1 >= index);
-            if counts.keys.len() >= MAX_KEYS {
-                return false;
-            }
-        }
-        let counter = counts.keys.entry(key).or_insert(Counter {
+        let counts = &mut *counts;
+        let fresh = Counter {
             window: index,
             current: 0,
             previous: 0,
-        });
+        };
+        let place = match counts.places.get(&key) {
+            Some(&place) => place,
+            None if counts.counters.len() < MAX_KEYS => {
+                counts.counters.push((key, fresh));
+                counts.places.insert(key, counts.counters.len() - 1);
+                counts.counters.len() - 1
+            }
+            None => {
+                // Full: the least busy of a random sample gives its place up.
+                let mut victim = 0;
+                let mut least = f64::INFINITY;
+                for _ in 0..EVICTION_SAMPLE {
+                    counts.draw ^= counts.draw << 13;
+                    counts.draw ^= counts.draw >> 7;
+                    counts.draw ^= counts.draw << 17;
+                    let place = (counts.draw % counts.counters.len() as u64) as usize;
+                    let estimate = counts.counters[place].1.estimate(index, into);
+                    if estimate < least {
+                        (victim, least) = (place, estimate);
+                    }
+                }
+                counts.places.remove(&counts.counters[victim].0);
+                counts.counters[victim] = (key, fresh);
+                counts.places.insert(key, victim);
+                victim
+            }
+        };
+        let counter = &mut counts.counters[place].1;
         if counter.window != index {
             counter.previous = if counter.window + 1 == index {
                 counter.current
@@ -167,13 +206,22 @@ impl RateLimit {
             counter.window = index;
         }
         counter.current += 1;
-        let estimate = counter.previous as f64 * (1.0 - into) + counter.current as f64;
-        estimate > self.limit as f64
+        counter.estimate(index, into) > self.limit as f64
     }
 
     /// How many keys are tracked now.
     pub fn tracked(&self) -> usize {
-        self.counts.lock().keys.len()
+        self.counts.lock().counters.len()
+    }
+}
+
+/// An address as counted: an IPv6 client is its /64, which one host usually holds whole.
+fn aggregated(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from_bits(
+            v6.to_bits() & !u128::from(u64::MAX),
+        )),
+        v4 => v4,
     }
 }
 
@@ -226,18 +274,25 @@ mod tests {
     }
 
     #[test]
-    fn tracked_keys_are_bounded() {
-        let rate = RateLimit::new(1, Duration::from_secs(60), vec![AggregateKey::ClientIp]);
-        for key in 0..MAX_KEYS as u64 {
-            rate.count(key, seconds(1.0));
+    fn a_full_table_gives_the_place_of_a_quiet_key_never_a_busy_one() {
+        let rate = RateLimit::new(50, Duration::from_secs(60), vec![AggregateKey::ClientIp]);
+        // A busy key, over its limit...
+        for _ in 0..60 {
+            rate.count(u64::MAX, seconds(1.0));
         }
-        // Full: a new key is not counted while every tracked one is recent...
-        assert!(!rate.count(u64::MAX, seconds(2.0)));
-        assert!(!rate.count(u64::MAX, seconds(2.0)));
+        assert!(rate.count(u64::MAX, seconds(1.0)));
+        // ...then a flood of made-up keys, each sent once, fills the table and goes on
+        // past it: the table stays bounded, and each new key is counted.
+        for key in 0..MAX_KEYS as u64 * 2 {
+            assert!(!rate.count(key, seconds(2.0)));
+        }
         assert_eq!(rate.tracked(), MAX_KEYS);
-        // ...and once they have been idle for two windows, they make room.
-        assert!(!rate.count(u64::MAX, seconds(181.0)));
-        assert!(rate.count(u64::MAX, seconds(181.0)));
-        assert_eq!(rate.tracked(), 1);
+        // The busy key kept its place and its count, and still matches.
+        assert!(rate.count(u64::MAX, seconds(3.0)));
+        // A new key that sends much, in the full table, is counted to its limit.
+        for n in 1..=50 {
+            assert!(!rate.count(u64::MAX - 1, seconds(4.0)), "request {n}");
+        }
+        assert!(rate.count(u64::MAX - 1, seconds(4.0)));
     }
 }
