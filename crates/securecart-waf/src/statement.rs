@@ -1682,6 +1682,71 @@ mod tests {
     use crate::inspect::Inspection;
     use std::borrow::Cow;
 
+    /// Whether `statement` matches a GET of `/search?q=...` from `client`.
+    fn matches_search(statement: &Statement, query: &str, client: &str) -> bool {
+        let headers = http::HeaderMap::new();
+        let inspection = Inspection::new(
+            "GET",
+            "/search",
+            Some(query),
+            &headers,
+            b"",
+            false,
+            client.parse().expect("address"),
+        );
+        statement.evaluate(&inspection, &[]).is_some()
+    }
+
+    #[test]
+    fn ip_sets_geo_matches_and_whole_words_match_what_they_say() {
+        use super::{Field, Position};
+        // IP sets of both families: a network holds its addresses, and only those.
+        let set = Statement::IpSet(vec![
+            "2001:db8:40::/48".parse().expect("network"),
+            "127.0.40.0/24".parse().expect("network"),
+        ]);
+        for (client, inside) in [
+            ("2001:db8:40::1", true),
+            ("2001:db8:40:ffff:ffff:ffff:ffff:ffff", true),
+            ("2001:db8:41::1", false),
+            // (A dual-stack listener's IPv4 client, as an IPv4-mapped address: itself.)
+            ("::ffff:127.0.40.1", true),
+            ("127.0.40.255", true),
+            ("127.0.41.1", false),
+        ] {
+            assert_eq!(matches_search(&set, "q=a", client), inside, "{client}");
+        }
+        // Geo match by the client's country (1.1.1.0/24 is registered in Australia);
+        // loopback is in no country.
+        let geo = Statement::Geo(vec!["AU".to_owned(), "NZ".to_owned()]);
+        assert!(matches_search(&geo, "q=a", "1.1.1.1"));
+        assert!(!matches_search(&geo, "q=a", "127.0.0.1"));
+        assert!(!matches_search(
+            &Statement::Geo(vec!["US".to_owned()]),
+            "q=a",
+            "1.1.1.1"
+        ));
+        // A whole word: bounded by what is not a letter, digit or underscore.
+        let word = Statement::ByteMatch {
+            field: Field::AllQueryArguments,
+            position: Position::ContainsWord,
+            search: b"admin".to_vec(),
+            transforms: Vec::new(),
+        };
+        for (query, found) in [
+            ("q=admin", true),
+            // (Arguments are read decoded.)
+            ("q=the%20admin%20page", true),
+            ("q=the admin-page", true),
+            ("q=sysadmin", false),
+            ("q=admin_panel", false),
+            ("q=admins", false),
+            ("q=sysadmin,admin", true),
+        ] {
+            assert_eq!(matches_search(&word, query, "127.0.0.1"), found, "{query}");
+        }
+    }
+
     #[test]
     fn long_counts_are_merged_unbounded_and_match_at_least_what_they_did() {
         let select = r"(?i)\bselect\b[^;]{0,100}\bfrom\b";
