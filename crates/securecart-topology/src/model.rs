@@ -353,14 +353,27 @@ pub struct CacheBehavior {
     pub honour_origin: bool,
     /// Whether the client's own cache directives count.
     pub honour_client: bool,
-    /// Query parameters in the key: `None` for all, else only these (empty: none).
-    pub query_strings: Option<Vec<String>>,
+    /// Query parameters in the key.
+    pub query_strings: QueryStrings,
     /// Request headers in the key.
     pub headers: Vec<String>,
     /// Cookies in the key.
     pub cookies: Vec<String>,
     /// The region whose edge the other regions' edges fetch misses through.
     pub origin_shield: Option<String>,
+}
+
+/// The query parameters a cache key holds (CloudFront's cache policy settings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueryStrings {
+    /// Every parameter.
+    All,
+    /// No parameter: `/a?x=1` and `/a?x=2` are one object.
+    None,
+    /// Only these.
+    Only(Vec<String>),
+    /// Every parameter but these.
+    AllExcept(Vec<String>),
 }
 
 /// A listener.
@@ -1366,14 +1379,16 @@ fn resolve_cache(
             findings.problem(path.key("max_ttl_seconds"), "must be at most 100 years");
         }
         let query_strings = match &raw_behavior.query_strings {
-            crate::raw::RawQueryStrings::Keyword(keyword) if keyword == "all" => None,
-            crate::raw::RawQueryStrings::Keyword(keyword) if keyword == "none" => Some(Vec::new()),
+            crate::raw::RawQueryStrings::Keyword(keyword) if keyword == "all" => QueryStrings::All,
+            crate::raw::RawQueryStrings::Keyword(keyword) if keyword == "none" => {
+                QueryStrings::None
+            }
             crate::raw::RawQueryStrings::Keyword(keyword) => {
                 findings.problem(
                     path.key("query_strings"),
-                    format!("`{keyword}` is not \"all\", \"none\" or a list of parameter names"),
+                    format!("`{keyword}` is not \"all\", \"none\", a list of parameter names or {{ all_except = [...] }}"),
                 );
-                None
+                QueryStrings::All
             }
             crate::raw::RawQueryStrings::Only(names) => {
                 if names.is_empty() {
@@ -1382,7 +1397,16 @@ fn resolve_cache(
                         "an empty list keeps no parameter: write \"none\"",
                     );
                 }
-                Some(names.clone())
+                QueryStrings::Only(names.clone())
+            }
+            crate::raw::RawQueryStrings::AllExcept { all_except } => {
+                if all_except.is_empty() {
+                    findings.problem(
+                        path.key("query_strings").key("all_except"),
+                        "an empty list leaves out no parameter: write \"all\"",
+                    );
+                }
+                QueryStrings::AllExcept(all_except.clone())
             }
         };
         if let Some(shield) = &raw_behavior.origin_shield

@@ -832,8 +832,9 @@ pub struct RawCacheBehavior {
     /// client can send every request to the origin (set `false` for that).
     #[serde(default = "default_true")]
     pub honour_client: bool,
-    /// Which query parameters make the cache key: `"all"` (the default), `"none"`, or a
-    /// list of parameter names.
+    /// Which query parameters make the cache key: `"all"` (the default), `"none"`, a list
+    /// of parameter names, or all but some (`{ all_except = ["utm_source"] }`), as
+    /// CloudFront's cache policies choose.
     #[serde(default)]
     pub query_strings: RawQueryStrings,
     /// Request headers whose values make separate objects (beyond the origin's `Vary`).
@@ -868,6 +869,11 @@ pub enum RawQueryStrings {
     Keyword(String),
     /// Only these parameters.
     Only(Vec<String>),
+    /// Every parameter but these.
+    AllExcept {
+        /// The parameters left out of the key (tracking ones, say).
+        all_except: Vec<String>,
+    },
 }
 
 impl Default for RawQueryStrings {

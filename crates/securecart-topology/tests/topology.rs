@@ -105,6 +105,21 @@ fn the_default_topology_runs_two_regions_with_replicas_spread_across_zones() {
             .map(|component| component.role),
         Some(Role::Edge)
     );
+    // The catalog's cache key leaves campaign links' tracking parameters out.
+    let catalog = topology
+        .edge
+        .cache
+        .as_ref()
+        .and_then(|cache| cache.behaviors.iter().find(|each| each.name == "catalog"))
+        .expect("the catalog's behaviour");
+    assert_eq!(
+        catalog.query_strings,
+        securecart_topology::QueryStrings::AllExcept(vec![
+            "utm_source".to_owned(),
+            "utm_medium".to_owned(),
+            "utm_campaign".to_owned()
+        ])
+    );
     let waf = topology.edge.waf.as_ref().expect("a web ACL");
     assert_eq!(waf.overrides.managed_priority, Some(500));
     assert!(waf.overrides.count.is_empty());
@@ -550,10 +565,16 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "listed twice",
         ),
         (
-            "path_pattern = \"/api/catalog/*\"",
-            "path_pattern = \"/api/catalog/*\"\nquery_strings = \"some\"",
+            "query_strings = { all_except = [\"utm_source\", \"utm_medium\", \"utm_campaign\"] }",
+            "query_strings = \"some\"",
             "edge.cache.behaviors[2].query_strings",
             "not \"all\"",
+        ),
+        (
+            "query_strings = { all_except = [\"utm_source\", \"utm_medium\", \"utm_campaign\"] }",
+            "query_strings = { all_except = [] }",
+            "edge.cache.behaviors[2].query_strings.all_except",
+            "write \"all\"",
         ),
         (
             "path_pattern = \"/static/*\"",

@@ -20,7 +20,7 @@ use securecart_shop::{ShopConfig, ShopService};
 use securecart_telemetry::LogFormat;
 use securecart_topology::{
     Algorithm as TopologyAlgorithm, EMBEDDED_NAME, Listener, ListenerProtocol, Loaded,
-    LogFormat as TopologyLogFormat, Region, RuleAction, ServiceKind, Topology,
+    LogFormat as TopologyLogFormat, QueryStrings, Region, RuleAction, ServiceKind, Topology,
 };
 
 use crate::cli::{LogFormatArg, ServiceArg};
@@ -375,9 +375,10 @@ fn cache_config(
                     },
                     key: KeyPolicy {
                         query: match &behavior.query_strings {
-                            None => QueryKey::All,
-                            Some(names) if names.is_empty() => QueryKey::None,
-                            Some(names) => QueryKey::Only(names.clone()),
+                            QueryStrings::All => QueryKey::All,
+                            QueryStrings::None => QueryKey::None,
+                            QueryStrings::Only(names) => QueryKey::Only(names.clone()),
+                            QueryStrings::AllExcept(names) => QueryKey::AllExcept(names.clone()),
                         },
                         // Validated as header names by the topology.
                         headers: behavior
