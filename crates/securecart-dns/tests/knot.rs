@@ -1,13 +1,15 @@
 //! A differential test: the same zone file served by Knot DNS (`knotd`, Debian's `knot`,
 //! which `scripts/test` installs) and by SecureCart gives the same answers for plain
-//! records: the same code, authority flag, answer records and kinds of authority records.
+//! records: the same code, authority flag, answer records and kinds of authority records,
+//! with and without EDNS (the same truncation, an OPT record back only when one was sent,
+//! BADVERS for a version past 0).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use hickory_proto::op::{Message, MessageType, OpCode, Query};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
 use securecart_dns::{Catalog, DnsServer, Responder, Zone};
 use tokio::net::UdpSocket;
@@ -29,6 +31,16 @@ away      IN CNAME www.example.
 _https._tcp IN SRV 10 5 443 www
 *.img     IN A     127.1.0.9
 a.b.c     IN TXT   "deep"
+big       IN TXT   "one of ten long texts, which together are longer than 512 bytes: 01"
+big       IN TXT   "one of ten long texts, which together are longer than 512 bytes: 02"
+big       IN TXT   "one of ten long texts, which together are longer than 512 bytes: 03"
+big       IN TXT   "one of ten long texts, which together are longer than 512 bytes: 04"
+big       IN TXT   "one of ten long texts, which together are longer than 512 bytes: 05"
+big       IN TXT   "one of ten long texts, which together are longer than 512 bytes: 06"
+big       IN TXT   "one of ten long texts, which together are longer than 512 bytes: 07"
+big       IN TXT   "one of ten long texts, which together are longer than 512 bytes: 08"
+big       IN TXT   "one of ten long texts, which together are longer than 512 bytes: 09"
+big       IN TXT   "one of ten long texts, which together are longer than 512 bytes: 10"
 sub       IN NS    ns.sub
 ns.sub    IN A     127.9.0.1
 "#;
@@ -84,12 +96,23 @@ fn start_knot() -> Knot {
     }
 }
 
-async fn ask(address: SocketAddr, name: &str, record_type: RecordType) -> Option<Message> {
+/// Asks over UDP, with EDNS of this payload size and version if given.
+async fn ask(
+    address: SocketAddr,
+    name: &str,
+    record_type: RecordType,
+    edns: Option<(u16, u8)>,
+) -> Option<Message> {
     let mut query = Message::new(7, MessageType::Query, OpCode::Query);
     query.add_query(Query::query(
         Name::from_ascii(name).expect("name"),
         record_type,
     ));
+    if let Some((payload, version)) = edns {
+        let mut options = Edns::new();
+        options.set_max_payload(payload).set_version(version);
+        query.set_edns(options);
+    }
     let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
     socket
         .send_to(&query.to_vec().expect("encode"), address)
@@ -103,11 +126,23 @@ async fn ask(address: SocketAddr, name: &str, record_type: RecordType) -> Option
     Message::from_vec(&buffer[..received]).ok()
 }
 
-/// What must be the same: code, AA, the answer records as text, the authority's types.
-fn essence(message: &Message) -> (String, bool, BTreeSet<String>, BTreeSet<String>) {
+/// What must be the same: code (extended by EDNS), AA, TC, whether an OPT record came
+/// back and its version, the answer records as text, the authority's types.
+type Essence = (
+    String,
+    bool,
+    bool,
+    Option<u8>,
+    BTreeSet<String>,
+    BTreeSet<String>,
+);
+
+fn essence(message: &Message) -> Essence {
     (
         format!("{:?}", message.metadata.response_code),
         message.metadata.authoritative,
+        message.metadata.truncation,
+        message.edns.as_ref().map(Edns::version),
         message
             .answers
             .iter()
@@ -143,7 +178,7 @@ async fn start_ready_knot() -> Knot {
         let mut knot = start_knot();
         // Knot loads its zone in the background.
         for _ in 0..100 {
-            if ask(knot.address, "www.shop.test.", RecordType::A)
+            if ask(knot.address, "www.shop.test.", RecordType::A, None)
                 .await
                 .is_some_and(|answer| !answer.answers.is_empty())
             {
@@ -196,16 +231,30 @@ async fn knot_and_securecart_give_the_same_answers_for_plain_records() {
         ("x.sub.shop.test.", RecordType::A),
         ("sub.shop.test.", RecordType::NS),
         ("www.example.", RecordType::A),
+        ("big.shop.test.", RecordType::TXT),
     ];
+    // Without EDNS; with it, at the usual payload and at the least; and with a version
+    // neither server speaks.
+    let ways = [None, Some((1232, 0)), Some((512, 0)), Some((1232, 1))];
+    let mut truncated = 0;
     for (name, record_type) in questions {
-        let theirs = ask(knot.address, name, record_type)
-            .await
-            .expect("knot answers");
-        let mine = ask(ours, name, record_type)
-            .await
-            .expect("securecart answers");
-        assert_eq!(essence(&mine), essence(&theirs), "{name} {record_type}");
+        for edns in ways {
+            let theirs = ask(knot.address, name, record_type, edns)
+                .await
+                .expect("knot answers");
+            let mine = ask(ours, name, record_type, edns)
+                .await
+                .expect("securecart answers");
+            assert_eq!(
+                essence(&mine),
+                essence(&theirs),
+                "{name} {record_type} {edns:?}"
+            );
+            truncated += usize::from(theirs.metadata.truncation);
+        }
     }
+    // The long texts did not fit in 512 bytes, with or without EDNS.
+    assert_eq!(truncated, 2);
     stop.send(()).expect("stop");
     task.await.expect("server stops").expect("served");
 }
