@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The public HTTP cache test suite (npm `http-cache-tests`, pinned in package.json) against
-# `securecart proxy --cache`: starts the suite's origin server and the proxy in front of it
+# `securecart proxy --cache --cache-set-cookie`: starts the suite's origin server and the proxy in front of it
 # on free loopback ports, runs the suite's command-line client through the proxy, and
 # scores the run with summary.mjs, which fails if the share of required tests passed falls
 # below the committed baseline.json.
@@ -52,7 +52,9 @@ PROXY_PORT="$(free_port)"
   npm_config_pidfile="$WORK/origin.pid" node --import "$HERE/loopback.mjs" server/server.mjs) \
   >"$WORK/origin.log" 2>&1 &
 ORIGIN_PID=$!
-SECURECART_LOG=warn "$BIN" proxy --cache --listen "127.0.0.1:$PROXY_PORT" \
+# --cache-set-cookie: the suite asks that answers setting cookies be stored, as RFC 9111
+# allows; securecart does not store them unless told to, as nginx and Varnish do not.
+SECURECART_LOG=warn "$BIN" proxy --cache --cache-set-cookie --listen "127.0.0.1:$PROXY_PORT" \
   --upstream "http://127.0.0.1:$ORIGIN_PORT" --admin 127.0.0.1:0 >"$WORK/proxy.log" 2>&1 &
 PROXY_PID=$!
 

@@ -84,8 +84,10 @@ if (flag === '--update') {
   const lines = [
     '# HTTP cache conformance',
     '',
-    `\`securecart proxy --cache\` against the public HTTP cache test suite (npm \`http-cache-tests\` ${version}),`,
-    'as `tests/cache-conformance/run.sh` runs it in CI. A required test counts as passed only if it',
+    `\`securecart proxy --cache --cache-set-cookie\` against the public HTTP cache test suite (npm \`http-cache-tests\` ${version}),`,
+    'as `tests/cache-conformance/run.sh` runs it in CI (the suite asks that answers setting cookies',
+    'be stored: `--cache-set-cookie`, which securecart does not do unless told to, as nginx and',
+    'Varnish do not). A required test counts as passed only if it',
     'passed itself and every test it depends on passed; tests the command-line client does not',
     'run (those for browser caches) count as not passed.',
     '',

@@ -39,6 +39,11 @@ pub struct Ttl {
     /// `no-store`, `Pragma: no-cache`): RFC 9111 lets a client ask past the cache;
     /// CloudFront ignores it, so that no client can send every request to the origin.
     pub honour_client: bool,
+    /// Whether an answer that sets a cookie (`Set-Cookie`, `Set-Cookie2`) is stored, and
+    /// its cookie then handed to every client it answers. RFC 9111 allows it; nginx's
+    /// `proxy_cache` and Varnish's built-in rules do not store such answers, since a
+    /// cookie is one client's (a session), and neither does this cache unless asked.
+    pub store_set_cookie: bool,
 }
 
 impl Default for Ttl {
@@ -50,6 +55,7 @@ impl Default for Ttl {
             max: Duration::from_secs(365 * 24 * 3600),
             honour_origin: true,
             honour_client: true,
+            store_set_cookie: false,
         }
     }
 }
@@ -72,6 +78,8 @@ pub enum NotStorable {
     NoFreshness,
     /// `Vary: *`: no later request can be said to match.
     VaryStar,
+    /// It sets a cookie, and the policy does not store those ([`Ttl::store_set_cookie`]).
+    SetCookie,
 }
 
 impl NotStorable {
@@ -85,6 +93,7 @@ impl NotStorable {
             NotStorable::Authorization => "authorization",
             NotStorable::NoFreshness => "no-freshness",
             NotStorable::VaryStar => "vary-star",
+            NotStorable::SetCookie => "set-cookie",
         }
     }
 }
@@ -215,6 +224,12 @@ pub fn storable(exchange: &Exchange<'_>, ttl: &Ttl) -> Result<Freshness, NotStor
     }
     if crate::key::vary_is_star(exchange.response) {
         return Err(NotStorable::VaryStar);
+    }
+    if !ttl.store_set_cookie
+        && (exchange.response.contains_key(header::SET_COOKIE)
+            || exchange.response.contains_key("set-cookie2"))
+    {
+        return Err(NotStorable::SetCookie);
     }
     // RFC 9111 section 3: explicit freshness, or a status cacheable by default, or
     // `public`; without those there is nothing to store, validator or not.
@@ -635,6 +650,25 @@ mod tests {
                 vec![("last-modified", "Mon, 01 Jan 2001 00:00:00 GMT")],
                 NotStorable::NoFreshness,
             ),
+            // A cookie is one client's: not stored unless the policy says so.
+            (
+                &[],
+                200,
+                vec![
+                    ("cache-control", "max-age=3600"),
+                    ("set-cookie", "session=s1"),
+                ],
+                NotStorable::SetCookie,
+            ),
+            (
+                &[],
+                200,
+                vec![
+                    ("cache-control", "public, max-age=3600"),
+                    ("set-cookie2", "a=b"),
+                ],
+                NotStorable::SetCookie,
+            ),
         ];
         for (request, status, response, reason) in cases {
             assert_eq!(
@@ -643,6 +677,20 @@ mod tests {
                 "{request:?} {status} {response:?}"
             );
         }
+        // A policy that stores answers setting cookies stores them.
+        let sharing = Ttl {
+            store_set_cookie: true,
+            ..Ttl::default()
+        };
+        assert!(
+            stored_with(
+                &[],
+                200,
+                &[("cache-control", "max-age=3600"), ("set-cookie", "a=b")],
+                &sharing
+            )
+            .is_ok()
+        );
         // must-understand with a status this cache knows overrides no-store.
         assert!(stored(&[("cache-control", "max-age=3600, no-store, must-understand")]).is_ok());
         // Authorization with public, s-maxage or must-revalidate may be shared.
@@ -709,6 +757,7 @@ mod tests {
             max: Duration::from_secs(3600),
             honour_origin: true,
             honour_client: true,
+            store_set_cookie: false,
         };
         let lifetime = |response: &[(&str, &str)], ttl: &Ttl| {
             stored_with(&[], 200, response, ttl)

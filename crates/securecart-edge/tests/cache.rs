@@ -614,15 +614,23 @@ async fn a_stale_copy_answers_within_stale_while_revalidate_and_is_refreshed_beh
         ("version 1".to_owned(), Some("Stale"))
     );
     until_requests(&origin, 3).await;
-    // A refresh the cache can keep replaces the stale copy.
+    // A refresh the cache can keep replaces the stale copy (stored a moment after the
+    // origin answered it: asked until then, each stale answer may refresh once more).
     origin.oversized.store(false, Ordering::SeqCst);
     assert_eq!(client.get(&url).await.text(), "version 1");
     until_requests(&origin, 4).await;
-    let fresh = client.get(&url).await;
-    assert_eq!(
-        (fresh.text(), fresh.header("x-cache")),
-        ("version 4".to_owned(), Some("Hit"))
-    );
+    let mut fresh = None;
+    for _ in 0..200 {
+        let reply = client.get(&url).await;
+        if reply.header("x-cache") == Some("Hit") {
+            fresh = Some(reply);
+            break;
+        }
+        assert_eq!(reply.text(), "version 1");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let fresh = fresh.expect("the refreshed copy is stored");
+    assert_eq!(fresh.text(), format!("version {}", requests(&origin)));
     edge.shutdown().await;
     server.stop().await;
 }

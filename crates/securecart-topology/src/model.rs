@@ -353,6 +353,8 @@ pub struct CacheBehavior {
     pub honour_origin: bool,
     /// Whether the client's own cache directives count.
     pub honour_client: bool,
+    /// Whether answers that set cookies are stored.
+    pub store_set_cookie: bool,
     /// Query parameters in the key.
     pub query_strings: QueryStrings,
     /// Request headers in the key.
@@ -1437,6 +1439,7 @@ fn resolve_cache(
             max_ttl: Duration::from_secs(raw_behavior.max_ttl_seconds),
             honour_origin: raw_behavior.honour_origin,
             honour_client: raw_behavior.honour_client,
+            store_set_cookie: raw_behavior.store_set_cookie,
             query_strings,
             headers: raw_behavior.headers.clone(),
             cookies: raw_behavior.cookies.clone(),

@@ -832,6 +832,11 @@ pub struct RawCacheBehavior {
     /// client can send every request to the origin (set `false` for that).
     #[serde(default = "default_true")]
     pub honour_client: bool,
+    /// Whether an answer that sets a cookie is stored and handed, cookie and all, to every
+    /// client it answers (RFC 9111 allows it); by default it is not stored, as nginx and
+    /// Varnish do not, since a cookie is one client's.
+    #[serde(default)]
+    pub store_set_cookie: bool,
     /// Which query parameters make the cache key: `"all"` (the default), `"none"`, a list
     /// of parameter names, or all but some (`{ all_except = ["utm_source"] }`), as
     /// CloudFront's cache policies choose.

@@ -131,6 +131,11 @@ pub enum Command {
         /// that a restarted proxy starts warm.
         #[arg(long, value_name = "DIR", requires = "cache")]
         cache_disk: Option<PathBuf>,
+        /// Also store answers that set cookies, and hand their cookies to every client they
+        /// answer, as RFC 9111 allows (the conformance suite asks for it); by default they
+        /// are not stored, as nginx and Varnish do not store them.
+        #[arg(long, requires = "cache")]
+        cache_set_cookie: bool,
         /// Put the managed web ACL in front of the upstreams (SQL injection, XSS, command
         /// injection, path traversal, Log4Shell and the rest), blocking with 403.
         #[arg(long)]

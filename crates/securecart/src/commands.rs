@@ -143,6 +143,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             workers: _,
             cache,
             cache_memory,
+            cache_set_cookie,
             cache_disk,
             cache_disk_size,
             waf,
@@ -166,6 +167,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if cache {
                 let mut settings =
                     securecart_edge::CacheConfig::everything(cache_memory * 1024 * 1024);
+                for behavior in &mut settings.behaviors {
+                    behavior.policy.ttl.store_set_cookie = cache_set_cookie;
+                }
                 settings.disk = cache_disk.map(|directory| securecart_edge::CacheDisk {
                     directory,
                     capacity_bytes: cache_disk_size * 1024 * 1024,

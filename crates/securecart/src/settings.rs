@@ -372,6 +372,7 @@ fn cache_config(
                         max: behavior.max_ttl,
                         honour_origin: behavior.honour_origin,
                         honour_client: behavior.honour_client,
+                        store_set_cookie: behavior.store_set_cookie,
                     },
                     key: KeyPolicy {
                         query: match &behavior.query_strings {
