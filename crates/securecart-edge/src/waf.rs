@@ -85,30 +85,61 @@ const SECRET_HEADERS: [&str; 4] = [
     "x-api-key",
 ];
 
+/// What else the operator keeps out of the WAF's log lines and samples (AWS WAF's
+/// logging `RedactedFields`): headers whose values are as secret as credentials, the
+/// query string (and every argument read from it), the path, the method.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Redaction {
+    /// Header names, lowercase.
+    pub headers: Vec<String>,
+    /// The query string and its arguments.
+    pub query_string: bool,
+    /// The path.
+    pub uri_path: bool,
+    /// The method.
+    pub method: bool,
+}
+
+impl Redaction {
+    /// Whether a header's value is never shown: a credential's, or one the operator named.
+    fn hides_header(&self, name: &str) -> bool {
+        SECRET_HEADERS.contains(&name) || self.headers.iter().any(|hidden| hidden == name)
+    }
+}
+
+/// What a log line or a sample shows of a redacted part.
+const REDACTED: &str = "REDACTED";
+
 /// What a log line or a sample may show of data matched in `field` of a request with
-/// `headers`: nothing of credentials (cookies, `Authorization`), and card numbers masked
-/// but for their last four digits. A match in all the headers at once shows nothing when
-/// the request carries credentials, unless the data is the start of another header's
-/// value as sent (a rule may have read a credential, decoded, and its evidence would not
-/// tell which header it came from).
-pub fn redact(field: &str, data: &str, headers: &HeaderMap) -> String {
+/// `headers`: nothing of credentials (cookies, `Authorization`) nor of what the operator
+/// redacts, and card numbers masked but for their last four digits. A match in all the
+/// headers at once shows nothing when the request carries a hidden header, unless the
+/// data is the start of another header's value as sent (a rule may have read a
+/// credential, decoded, and its evidence would not tell which header it came from).
+pub fn redact(field: &str, data: &str, headers: &HeaderMap, redaction: &Redaction) -> String {
     let secret = match field {
         "cookies" => true,
         "headers" => {
             headers
                 .keys()
-                .any(|name| SECRET_HEADERS.contains(&name.as_str()))
+                .any(|name| redaction.hides_header(name.as_str()))
                 && !headers.iter().any(|(name, value)| {
-                    !SECRET_HEADERS.contains(&name.as_str())
+                    !redaction.hides_header(name.as_str())
                         && String::from_utf8_lossy(&value.as_bytes()[..value.len().min(64)]) == data
                 })
         }
-        _ => field
-            .strip_prefix("header:")
-            .is_some_and(|name| SECRET_HEADERS.contains(&name)),
+        "query_string" | "query_arguments" | "query_argument_names" => redaction.query_string,
+        "uri_path" => redaction.uri_path,
+        "method" => redaction.method,
+        _ => {
+            field
+                .strip_prefix("header:")
+                .is_some_and(|name| redaction.hides_header(name))
+                || field.starts_with("query_argument:") && redaction.query_string
+        }
     };
     if secret {
-        return "REDACTED".to_owned();
+        return REDACTED.to_owned();
     }
     // Runs of 13 to 19 digits, spaces and dashes allowed between them: payment cards.
     let bytes = data.as_bytes();
@@ -278,6 +309,8 @@ pub struct WafConfig {
     /// Whether a body past the limit blocks the request; if not, its start is inspected
     /// (AWS WAF's `CONTINUE`).
     pub oversize_blocks: bool,
+    /// What the log lines and samples leave out, besides credentials.
+    pub redaction: Redaction,
 }
 
 impl WafConfig {
@@ -295,6 +328,7 @@ impl WafConfig {
             acl,
             body_limit: 8 * 1024,
             oversize_blocks: false,
+            redaction: Redaction::default(),
         }
     }
 }
@@ -352,7 +386,18 @@ pub async fn inspect(
         if action == "allow" {
             return;
         }
-        let data = redact(field, data, &parts.headers);
+        let redaction = &waf.redaction;
+        let data = redact(field, data, &parts.headers, redaction);
+        let method = if redaction.method {
+            REDACTED
+        } else {
+            parts.method.as_str()
+        };
+        let path = if redaction.uri_path {
+            REDACTED
+        } else {
+            parts.uri.path()
+        };
         tracing::info!(
             target: "waf",
             rule = %rule,
@@ -360,11 +405,10 @@ pub async fn inspect(
             field = %field,
             data = %data.escape_debug(),
             client = %client,
-            method = %parts.method,
-            path = %parts.uri.path(),
+            method,
+            path,
             "web ACL match"
         );
-        let path = parts.uri.path();
         let mut end = path.len().min(256);
         while !path.is_char_boundary(end) {
             end -= 1;
@@ -374,7 +418,7 @@ pub async fn inspect(
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |since| since.as_secs()),
             client,
-            method: parts.method.to_string(),
+            method: method.to_owned(),
             path: path[..end].to_owned(),
             rule: rule.to_owned(),
             action,
@@ -412,7 +456,7 @@ pub async fn inspect(
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{Redaction, redact};
 
     #[test]
     fn credentials_and_card_numbers_are_redacted() {
@@ -435,7 +479,11 @@ mod tests {
             ),
             ("uri_path", "/a-1-2-3", "/a-1-2-3"),
         ] {
-            assert_eq!(redact(field, data, &none), shown, "{field}: {data}");
+            assert_eq!(
+                redact(field, data, &none, &Redaction::default()),
+                shown,
+                "{field}: {data}"
+            );
         }
         // A match in all the headers at once, of a request with a cookie: the cookie's
         // value (as read, or decoded) shows nothing; another header's value as sent shows.
@@ -450,8 +498,48 @@ mod tests {
             ("session=${jndi:ldap:%2f%2fx}", "REDACTED"),
             ("curl ${jndi:ldap://y}", "curl ${jndi:ldap://y}"),
         ] {
-            assert_eq!(redact("headers", data, &headers), shown, "{data}");
+            assert_eq!(
+                redact("headers", data, &headers, &Redaction::default()),
+                shown,
+                "{data}"
+            );
         }
-        assert_eq!(redact("headers", "a <script>", &none), "a <script>");
+        assert_eq!(
+            redact("headers", "a <script>", &none, &Redaction::default()),
+            "a <script>"
+        );
+    }
+
+    #[test]
+    fn the_operators_redacted_fields_show_nothing() {
+        let redaction = Redaction {
+            headers: vec!["x-session".to_owned()],
+            query_string: true,
+            uri_path: true,
+            method: false,
+        };
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-session", "s-1' OR 1=1".parse().expect("value"));
+        headers.insert("user-agent", "sqlmap/1.7".parse().expect("value"));
+        for (field, data, shown) in [
+            ("header:x-session", "s-1' OR 1=1", "REDACTED"),
+            ("header:user-agent", "sqlmap/1.7", "sqlmap/1.7"),
+            ("query_string", "q=1' OR '1'='1", "REDACTED"),
+            ("query_argument:q", "1' OR '1'='1", "REDACTED"),
+            ("query_arguments", "1' OR '1'='1", "REDACTED"),
+            ("uri_path", "/../etc/passwd", "REDACTED"),
+            ("method", "TRACE", "TRACE"),
+            ("body_fields", "<script>", "<script>"),
+            // All the headers of a request with a redacted one: only another header's
+            // value as sent shows.
+            ("headers", "s-1' OR 1=1", "REDACTED"),
+            ("headers", "sqlmap/1.7", "sqlmap/1.7"),
+        ] {
+            assert_eq!(
+                redact(field, data, &headers, &redaction),
+                shown,
+                "{field}: {data}"
+            );
+        }
     }
 }

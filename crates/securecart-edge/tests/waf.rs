@@ -138,6 +138,51 @@ async fn the_managed_web_acl_blocks_attacks_before_the_target_and_lets_shoppers_
 }
 
 #[tokio::test]
+async fn redacted_fields_are_left_out_of_the_samples() {
+    let (upstream, _) = start_upstream().await;
+    let waf = WafConfig {
+        redaction: securecart_edge::waf::Redaction {
+            headers: Vec::new(),
+            query_string: true,
+            uri_path: true,
+            method: false,
+        },
+        ..WafConfig::managed()
+    };
+    let edge = start_edge(upstream.address, waf).await;
+    let mut client = TestClient::http1();
+    let blocked = client
+        .get(&format!(
+            "{}/api/catalog/products?q=1%27%20OR%20%271%27%3D%271",
+            edge.url
+        ))
+        .await;
+    assert_eq!(blocked.status, 403);
+    let sampled = client
+        .get(&format!("http://{}/waf/sampled", edge.admin))
+        .await
+        .json();
+    let sample = &sampled["samples"][0];
+    assert_eq!(
+        (&sample["path"], &sample["data"], &sample["method"]),
+        (
+            &serde_json::json!("REDACTED"),
+            &serde_json::json!("REDACTED"),
+            &serde_json::json!("GET")
+        ),
+        "{sampled}"
+    );
+    assert!(
+        sample["field"]
+            .as_str()
+            .is_some_and(|field| field.starts_with("query_")),
+        "{sampled}"
+    );
+    edge.shutdown().await;
+    upstream.stop().await;
+}
+
+#[tokio::test]
 async fn oversize_bodies_follow_the_listeners_choice() {
     let (upstream, reached) = start_upstream().await;
     let strict = WafConfig {

@@ -310,6 +310,9 @@ pub struct EdgeWaf {
     /// The managed groups' place among the operator's rules, and the managed rules that
     /// only count.
     pub overrides: securecart_waf::managed::Overrides,
+    /// What log lines and samples leave out: `header:NAME` (lowercase), `query_string`,
+    /// `uri_path`, `method`, each once.
+    pub redacted_fields: Vec<String>,
 }
 
 /// The managed rule groups a web ACL may name.
@@ -1296,7 +1299,33 @@ fn resolve_waf(raw: &crate::raw::RawWaf, path: &FieldPath, findings: &mut Findin
             }
         }
     }
+    let mut redacted_fields: Vec<String> = Vec::new();
+    for (index, field) in raw.redacted_fields.iter().enumerate() {
+        let normal = match field.strip_prefix("header:") {
+            Some(name) => http::HeaderName::from_bytes(name.as_bytes())
+                .ok()
+                .map(|name| format!("header:{name}")),
+            None => ["query_string", "uri_path", "method"]
+                .contains(&field.as_str())
+                .then(|| field.clone()),
+        };
+        match normal {
+            None => findings.problem(
+                path.key("redacted_fields").index(index),
+                format!(
+                    "`{field}` is not a field the log can leave out; expected `header:NAME`, \
+                     `query_string`, `uri_path` or `method`"
+                ),
+            ),
+            Some(normal) if redacted_fields.contains(&normal) => findings.problem(
+                path.key("redacted_fields").index(index),
+                format!("`{field}` is listed twice"),
+            ),
+            Some(normal) => redacted_fields.push(normal),
+        }
+    }
     EdgeWaf {
+        redacted_fields,
         rules: crate::waf::resolve_rules(&raw.rules, &path.key("rules"), findings),
         sensitivity: securecart_waf::managed::Sensitivity {
             paranoia: raw.paranoia_level.clamp(1, 4),

@@ -596,6 +596,11 @@ pub struct RawWaf {
     /// allow list).
     #[serde(default = "default_waf_default_action")]
     pub default_action: String,
+    /// What the WAF's log lines and sampled requests leave out (AWS WAF's logging
+    /// `RedactedFields`), besides the credentials they never show: `header:NAME`,
+    /// `query_string` (and every argument read from it), `uri_path`, `method`.
+    #[serde(default)]
+    pub redacted_fields: Vec<String>,
 }
 
 /// AWS WAF's usual default action in front of a shop.

@@ -439,6 +439,18 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "at most 10 transformations",
         ),
         (
+            "paranoia_level = 1",
+            "paranoia_level = 1\nredacted_fields = [\"uri_path\", \"header:bad name\"]",
+            "edge.waf.redacted_fields[1]",
+            "not a field the log can leave out",
+        ),
+        (
+            "paranoia_level = 1",
+            "paranoia_level = 1\nredacted_fields = [\"header:X-Session\", \"header:x-session\"]",
+            "edge.waf.redacted_fields[1]",
+            "listed twice",
+        ),
+        (
             "limit = 100, window_seconds = 300",
             "limit = 100, window_seconds = 30",
             "edge.waf.rules[0].statement.rate_based.window_seconds",

@@ -346,6 +346,21 @@ fn waf_config(waf: &securecart_topology::EdgeWaf) -> securecart_edge::waf::WafCo
         )),
         body_limit: waf.body_limit,
         oversize_blocks: waf.oversize_blocks,
+        // The topology has checked the names.
+        redaction: securecart_edge::waf::Redaction {
+            headers: waf
+                .redacted_fields
+                .iter()
+                .filter_map(|field| field.strip_prefix("header:"))
+                .map(str::to_owned)
+                .collect(),
+            query_string: waf
+                .redacted_fields
+                .iter()
+                .any(|field| field == "query_string"),
+            uri_path: waf.redacted_fields.iter().any(|field| field == "uri_path"),
+            method: waf.redacted_fields.iter().any(|field| field == "method"),
+        },
     }
 }
 
