@@ -43,6 +43,9 @@
 //! [`Settings::max_headers`] fields (more: 431), and a connection with no request in
 //! flight for the header read timeout is closed (`GOAWAY`), as an idle HTTP/1.1 one is:
 //! the preface alone, or a client that sends nothing more, does not hold a connection.
+//! Answers are held to the idle timeout on both: a target that sends nothing more, or a
+//! client that takes nothing (on HTTP/2, a stream window it never opens again), ends the
+//! answer.
 //!
 //! A client that closes its plain connection while its request (without a body) is
 //! forwarded cancels it: the socket is watched for readability meanwhile, which costs no
@@ -429,6 +432,7 @@ async fn serve_http2<S, F>(
     let idle_timeout = settings.idle_timeout;
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let guard = InFlight::start(&requests);
+        let handed = InFlight::answer(&requests);
         let answer =
             (request.headers().len() <= max_headers).then(|| service(request.map(Either::Right)));
         async move {
@@ -446,6 +450,7 @@ async fn serve_http2<S, F>(
                 _guard: guard,
                 idle: idle_timeout,
                 stall: None,
+                handed,
             }))
         }
     });
@@ -457,6 +462,8 @@ async fn serve_http2<S, F>(
     let stream = Rewind { early, stream };
     let mut connection = pin!(builder.serve_connection(TokioIo::new(stream), service));
     let idle = settings.header_read_timeout;
+    // While requests are in flight, their answers are looked at this often.
+    let every = idle.min(settings.idle_timeout);
     let mut check = pin!(tokio::time::sleep(idle));
     let finished = loop {
         tokio::select! {
@@ -480,7 +487,17 @@ async fn serve_http2<S, F>(
                         }
                     }
                     Some(since) => check.as_mut().reset(since + idle),
-                    None => check.as_mut().reset(now + idle),
+                    // An answer whose data the client has not taken for the idle timeout
+                    // (its flow-control window stays shut: a slow reader holding the
+                    // target's connection) ends the connection, as an HTTP/1.1 one.
+                    None if in_flight.stalled(settings.idle_timeout) => {
+                        connection.as_mut().graceful_shutdown();
+                        match tokio::time::timeout(idle, connection.as_mut()).await {
+                            Ok(finished) => break finished,
+                            Err(_) => return,
+                        }
+                    }
+                    None => check.as_mut().reset(now + every),
                 }
             }
         }
@@ -490,17 +507,33 @@ async fn serve_http2<S, F>(
     }
 }
 
-/// An HTTP/2 connection's requests in flight, and since when it has had none.
+/// An HTTP/2 connection's requests in flight, since when it has had none, and since when
+/// each answer has waited for the client to take the data it handed over.
 #[derive(Debug)]
 struct InFlight {
     /// The count, and the instant it last fell to 0 (or the connection began).
     state: Mutex<(usize, tokio::time::Instant)>,
+    /// Each answer's [`Handed`], while it lives.
+    answers: Mutex<Vec<std::sync::Weak<Handed>>>,
+    /// When the connection began: [`Handed`] counts from it.
+    began: tokio::time::Instant,
 }
+
+/// When an answer last handed data to hyper's HTTP/2 server, in milliseconds since its
+/// connection began, while hyper has not asked for more since ([`NOT_HANDED`] otherwise):
+/// hyper asks for more once the stream's flow-control window lets it send, so an old
+/// hand-over is a client that reads nothing.
+#[derive(Debug)]
+struct Handed(std::sync::atomic::AtomicU64);
+
+const NOT_HANDED: u64 = u64::MAX;
 
 impl Default for InFlight {
     fn default() -> Self {
         Self {
             state: Mutex::new((0, tokio::time::Instant::now())),
+            answers: Mutex::default(),
+            began: tokio::time::Instant::now(),
         }
     }
 }
@@ -510,6 +543,30 @@ impl InFlight {
     fn start(this: &Arc<Self>) -> InFlightGuard {
         this.state.lock().0 += 1;
         InFlightGuard(Arc::clone(this))
+    }
+
+    /// A request's answer's hand-over record, watched while it lives.
+    fn answer(this: &Arc<Self>) -> (Arc<Handed>, tokio::time::Instant) {
+        let handed = Arc::new(Handed(std::sync::atomic::AtomicU64::new(NOT_HANDED)));
+        let mut answers = this.answers.lock();
+        answers.retain(|answer| answer.strong_count() > 0);
+        answers.push(Arc::downgrade(&handed));
+        (handed, this.began)
+    }
+
+    /// Whether an answer handed data over at least `timeout` ago that the client has not
+    /// let it send yet.
+    fn stalled(&self, timeout: Duration) -> bool {
+        let now = self.began.elapsed().as_millis() as u64;
+        let timeout = timeout.as_millis() as u64;
+        self.answers
+            .lock()
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .any(|handed| {
+                let at = handed.0.load(std::sync::atomic::Ordering::Relaxed);
+                at != NOT_HANDED && now.saturating_sub(at) >= timeout
+            })
     }
 
     /// Since when no request has been in flight; `None` while one is.
@@ -543,6 +600,8 @@ struct Tracked {
     /// The timer of a wait for the body's next frame, made by the first wait, and whether
     /// a wait is under way (it was set when it began).
     stall: Option<(Pin<Box<tokio::time::Sleep>>, bool)>,
+    /// When it last handed data over, and its connection's beginning (see [`Handed`]).
+    handed: (Arc<Handed>, tokio::time::Instant),
 }
 
 impl Body for Tracked {
@@ -554,12 +613,21 @@ impl Body for Tracked {
         context: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
+        let (handed, began) = &this.handed;
         if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(context) {
             if let Some((_, waiting)) = &mut this.stall {
                 *waiting = false;
             }
+            let at = match &frame {
+                Some(Ok(_)) => began.elapsed().as_millis() as u64,
+                _ => NOT_HANDED,
+            };
+            handed.0.store(at, std::sync::atomic::Ordering::Relaxed);
             return Poll::Ready(frame);
         }
+        handed
+            .0
+            .store(NOT_HANDED, std::sync::atomic::Ordering::Relaxed);
         let (timer, waiting) = this
             .stall
             .get_or_insert_with(|| (Box::pin(tokio::time::sleep(this.idle)), true));

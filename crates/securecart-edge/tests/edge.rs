@@ -1143,7 +1143,7 @@ async fn an_idle_upgraded_connection_is_closed_after_its_idle_timeout() {
 }
 
 /// An edge with one group of `target`, whose answers may make no progress for half a
-/// second (the idle timeout).
+/// second (the idle timeout), and whose idle HTTP/2 clients are closed after a second.
 async fn start_edge_idle_after_half_a_second(target: SocketAddr) -> RunningEdge {
     let group = TargetGroupConfig {
         outlier_detection: None,
@@ -1156,6 +1156,7 @@ async fn start_edge_idle_after_half_a_second(target: SocketAddr) -> RunningEdge 
         Limits {
             drain_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_millis(500),
+            header_read_timeout: Duration::from_secs(1),
             ..Limits::default()
         },
     )
@@ -1253,6 +1254,21 @@ async fn a_client_that_stops_reading_is_cut_off_after_the_idle_timeout() {
         .await
         .expect("the edge closes the target's connection of an answer nobody reads");
     drop(stream);
+
+    // Over HTTP/2, a client that takes nothing leaves its stream's window shut: the edge
+    // closes that connection too.
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let response = client
+        .get(format!("{}/api/large", edge.url).parse().expect("uri"))
+        .await
+        .expect("the head comes");
+    assert_eq!(response.status(), 200);
+    tokio::time::timeout(Duration::from_secs(20), cut_off.recv())
+        .await
+        .expect("the edge closes the target's connection of an answer nobody reads");
+    drop(response);
     edge.shutdown().await;
 }
 
