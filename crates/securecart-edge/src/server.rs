@@ -212,6 +212,8 @@ struct Wire {
     body: Option<Reading>,
     /// How much of `100 Continue` is still to be written before the body is read.
     continue_left: usize,
+    /// Reads that brought bytes: what the client sent moves an answer's idle timeout on.
+    reads: u64,
 }
 
 impl Wire {
@@ -220,7 +222,12 @@ impl Wire {
             self.buffer = spare::take();
         }
         self.buffer.reserve(size);
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), context, &mut self.buffer)
+        let read =
+            tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), context, &mut self.buffer);
+        if let Poll::Ready(Ok(1..)) = read {
+            self.reads += 1;
+        }
+        read
     }
 
     fn poll_write_vectored(
@@ -387,6 +394,7 @@ where
             buffer: BytesMut::new(),
             body: None,
             continue_left: 0,
+            reads: 0,
         },
         settings,
     };
@@ -430,9 +438,12 @@ async fn serve_http2<S, F>(
     let requests = Arc::clone(&in_flight);
     let max_headers = settings.max_headers;
     let idle_timeout = settings.idle_timeout;
+    let activity = Arc::new(Activity::default());
+    let moved = Arc::clone(&activity);
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let guard = InFlight::start(&requests);
         let handed = InFlight::answer(&requests);
+        let moved = Arc::clone(&moved);
         let answer =
             (request.headers().len() <= max_headers).then(|| service(request.map(Either::Right)));
         async move {
@@ -451,6 +462,7 @@ async fn serve_http2<S, F>(
                 idle: idle_timeout,
                 stall: None,
                 handed,
+                activity: moved,
             }))
         }
     });
@@ -459,12 +471,20 @@ async fn serve_http2<S, F>(
         .timer(TokioTimer::new())
         .max_concurrent_streams(256)
         .max_header_list_size(u32::try_from(settings.max_head_bytes).unwrap_or(u32::MAX));
-    let stream = Rewind { early, stream };
+    let stream = Rewind {
+        early,
+        stream,
+        activity: Arc::clone(&activity),
+    };
     let mut connection = pin!(builder.serve_connection(TokioIo::new(stream), service));
     let idle = settings.header_read_timeout;
     // While requests are in flight, their answers are looked at this often.
     let every = idle.min(settings.idle_timeout);
     let mut check = pin!(tokio::time::sleep(idle));
+    // When the connection last wrote, as the checks saw it: a connection still sending
+    // (an answer hyper holds after its body ended, to a slow reader) is not idle.
+    let mut writes = activity.writes();
+    let mut wrote_at = tokio::time::Instant::now();
     let finished = loop {
         tokio::select! {
             finished = connection.as_mut() => break finished,
@@ -476,8 +496,13 @@ async fn serve_http2<S, F>(
             }
             () = check.as_mut() => {
                 let now = tokio::time::Instant::now();
+                if activity.writes() != writes {
+                    writes = activity.writes();
+                    wrote_at = now;
+                }
+                let quiet = now.duration_since(wrote_at);
                 match in_flight.idle_since() {
-                    Some(since) if now.duration_since(since) >= idle => {
+                    Some(since) if now.duration_since(since) >= idle && quiet >= idle => {
                         // Idle for the timeout: `GOAWAY`, and the close, which a client
                         // that does not close is not waited for past the timeout.
                         connection.as_mut().graceful_shutdown();
@@ -486,11 +511,13 @@ async fn serve_http2<S, F>(
                             Err(_) => return,
                         }
                     }
-                    Some(since) => check.as_mut().reset(since + idle),
-                    // An answer whose data the client has not taken for the idle timeout
-                    // (its flow-control window stays shut: a slow reader holding the
-                    // target's connection) ends the connection, as an HTTP/1.1 one.
-                    None if in_flight.stalled(settings.idle_timeout) => {
+                    Some(since) => check.as_mut().reset(since.max(wrote_at) + idle),
+                    // An answer whose data the client has not taken for the idle timeout,
+                    // the connection writing nothing meanwhile (its flow-control windows
+                    // stay shut: a slow reader holding the target's connection), ends the
+                    // connection, as an HTTP/1.1 one.
+                    None if quiet >= settings.idle_timeout
+                        && in_flight.stalled(settings.idle_timeout) => {
                         connection.as_mut().graceful_shutdown();
                         match tokio::time::timeout(idle, connection.as_mut()).await {
                             Ok(finished) => break finished,
@@ -597,11 +624,14 @@ struct Tracked {
     body: EdgeBody,
     _guard: InFlightGuard,
     idle: Duration,
-    /// The timer of a wait for the body's next frame, made by the first wait, and whether
-    /// a wait is under way (it was set when it began).
-    stall: Option<(Pin<Box<tokio::time::Sleep>>, bool)>,
+    /// The timer of a wait for the body's next frame, made by the first wait, and the
+    /// connection's reads when the wait began (`None` between waits).
+    stall: Option<(Pin<Box<tokio::time::Sleep>>, Option<u64>)>,
     /// When it last handed data over, and its connection's beginning (see [`Handed`]).
     handed: (Arc<Handed>, tokio::time::Instant),
+    /// Its connection's reads: a client still sending (an upload, a gRPC stream) gives
+    /// the wait for the target another timeout.
+    activity: Arc<Activity>,
 }
 
 impl Body for Tracked {
@@ -616,7 +646,7 @@ impl Body for Tracked {
         let (handed, began) = &this.handed;
         if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(context) {
             if let Some((_, waiting)) = &mut this.stall {
-                *waiting = false;
+                *waiting = None;
             }
             let at = match &frame {
                 Some(Ok(_)) => began.elapsed().as_millis() as u64,
@@ -628,19 +658,32 @@ impl Body for Tracked {
         handed
             .0
             .store(NOT_HANDED, std::sync::atomic::Ordering::Relaxed);
-        let (timer, waiting) = this
-            .stall
-            .get_or_insert_with(|| (Box::pin(tokio::time::sleep(this.idle)), true));
-        if !*waiting {
+        let (timer, waiting) = this.stall.get_or_insert_with(|| {
+            (
+                Box::pin(tokio::time::sleep(this.idle)),
+                Some(this.activity.reads()),
+            )
+        });
+        if waiting.is_none() {
             timer
                 .as_mut()
                 .reset(tokio::time::Instant::now() + this.idle);
-            *waiting = true;
+            *waiting = Some(this.activity.reads());
         }
-        ready!(timer.as_mut().poll(context));
-        Poll::Ready(Some(Err(
-            "the answer's body brought nothing for the idle timeout".into(),
-        )))
+        loop {
+            ready!(timer.as_mut().poll(context));
+            let reads = this.activity.reads();
+            if *waiting == Some(reads) {
+                return Poll::Ready(Some(Err(
+                    "the answer's body brought nothing for the idle timeout".into(),
+                )));
+            }
+            // The client sent something meanwhile: another timeout.
+            timer
+                .as_mut()
+                .reset(tokio::time::Instant::now() + this.idle);
+            *waiting = Some(reads);
+        }
     }
 
     fn is_end_stream(&self) -> bool {
@@ -656,6 +699,31 @@ impl Body for Tracked {
 struct Rewind {
     early: Bytes,
     stream: Box<dyn Stream>,
+    /// What moved on it, for the idle timeouts.
+    activity: Arc<Activity>,
+}
+
+/// Reads and writes that moved bytes on an HTTP/2 client connection: an answer waits for
+/// its target, and a connection for its client, only while nothing moves (ALB's idle
+/// timeout counts data either way).
+#[derive(Debug, Default)]
+struct Activity {
+    reads: std::sync::atomic::AtomicU64,
+    writes: std::sync::atomic::AtomicU64,
+}
+
+impl Activity {
+    fn count(counter: &std::sync::atomic::AtomicU64) {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn reads(&self) -> u64 {
+        self.reads.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn writes(&self) -> u64 {
+        self.writes.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl AsyncRead for Rewind {
@@ -670,7 +738,12 @@ impl AsyncRead for Rewind {
             self.early.advance(count);
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.stream).poll_read(context, buffer)
+        let filled = buffer.filled().len();
+        let read = Pin::new(&mut self.stream).poll_read(context, buffer);
+        if matches!(read, Poll::Ready(Ok(()))) && buffer.filled().len() > filled {
+            Activity::count(&self.activity.reads);
+        }
+        read
     }
 }
 
@@ -680,7 +753,11 @@ impl AsyncWrite for Rewind {
         context: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(context, data)
+        let written = Pin::new(&mut self.stream).poll_write(context, data);
+        if let Poll::Ready(Ok(1..)) = written {
+            Activity::count(&self.activity.writes);
+        }
+        written
     }
 
     fn poll_write_vectored(
@@ -688,7 +765,11 @@ impl AsyncWrite for Rewind {
         context: &mut Context<'_>,
         slices: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(context, slices)
+        let written = Pin::new(&mut self.stream).poll_write_vectored(context, slices);
+        if let Poll::Ready(Ok(1..)) = written {
+            Activity::count(&self.activity.writes);
+        }
+        written
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -1366,8 +1447,12 @@ async fn respond(
             }
         } else {
             // A target that sends nothing more ends the answer (cut short).
-            idle.bound(poll_fn(|context| Pin::new(&mut body).poll_frame(context)))
-                .await?
+            // (An upload still under way, the client's reads, counts as progress.)
+            idle.bound(
+                poll_fn(|context| Pin::new(&mut body).poll_frame(context)),
+                || held.with(|wire| wire.reads),
+            )
+            .await?
         };
         let head_bytes = head.take().unwrap_or_default();
         let frame = match frame {
@@ -1537,9 +1622,10 @@ async fn write_all(
     IoSlice::advance_slices(&mut slices, 0);
     while !slices.is_empty() {
         let count = idle
-            .bound(poll_fn(|context| {
-                held.with(|wire| wire.poll_write_vectored(context, slices))
-            }))
+            .bound(
+                poll_fn(|context| held.with(|wire| wire.poll_write_vectored(context, slices))),
+                || 0,
+            )
             .await??;
         if count == 0 {
             return Err(io::ErrorKind::WriteZero.into());
@@ -1550,9 +1636,10 @@ async fn write_all(
 }
 
 async fn flush(held: &mut Held, idle: &mut Idle<'_>) -> io::Result<()> {
-    idle.bound(poll_fn(|context| {
-        held.with(|wire| Pin::new(&mut wire.stream).poll_flush(context))
-    }))
+    idle.bound(
+        poll_fn(|context| held.with(|wire| Pin::new(&mut wire.stream).poll_flush(context))),
+        || 0,
+    )
     .await?
 }
 
@@ -1567,23 +1654,48 @@ struct Idle<'a> {
 }
 
 impl Idle<'_> {
-    /// `future`'s output, or a `TimedOut` error once it has been pending for the timeout.
-    async fn bound<T>(&mut self, future: impl Future<Output = T>) -> io::Result<T> {
+    /// `future`'s output, or a `TimedOut` error once it has been pending for the timeout
+    /// with nothing moving the other way either: `activity` counts what came from the
+    /// client meanwhile (an upload still under way), and a count that changed gives the
+    /// wait another timeout. The future is polled once per wake-up, the timer only while
+    /// the future is pending.
+    async fn bound<T>(
+        &mut self,
+        future: impl Future<Output = T>,
+        mut activity: impl FnMut() -> u64,
+    ) -> io::Result<T> {
         let mut future = pin!(future);
-        if let Poll::Ready(output) =
-            poll_fn(|context| Poll::Ready(future.as_mut().poll(context))).await
-        {
-            return Ok(output);
-        }
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        tokio::select! {
-            biased;
-            output = future => Ok(output),
-            () = crate::timer::until(self.timer.as_mut(), deadline) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the answer made no progress for the idle timeout",
-            )),
-        }
+        // The wait's deadline, and the activity count when it was set.
+        let mut armed: Option<(tokio::time::Instant, u64)> = None;
+        poll_fn(|context| {
+            if let Poll::Ready(output) = future.as_mut().poll(context) {
+                return Poll::Ready(Ok(output));
+            }
+            loop {
+                let (deadline, seen) = *armed.get_or_insert_with(|| {
+                    (tokio::time::Instant::now() + self.timeout, activity())
+                });
+                // The kept timer is moved to an earlier deadline at once, to a later one
+                // only once it fires (as `crate::timer::until`).
+                if self.timer.deadline() > deadline {
+                    self.timer.as_mut().reset(deadline);
+                }
+                ready!(self.timer.as_mut().poll(context));
+                if self.timer.deadline() < deadline {
+                    self.timer.as_mut().reset(deadline);
+                    continue;
+                }
+                let now = activity();
+                if now == seen {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the answer made no progress for the idle timeout",
+                    )));
+                }
+                armed = Some((tokio::time::Instant::now() + self.timeout, now));
+            }
+        })
+        .await
     }
 }
 

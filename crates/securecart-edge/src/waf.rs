@@ -119,7 +119,9 @@ const REDACTED: &str = "REDACTED";
 pub fn redact(field: &str, data: &str, headers: &HeaderMap, redaction: &Redaction) -> String {
     let secret = match field {
         "cookies" => true,
-        "headers" => {
+        // (All but the credentials leaves out only the built-in ones: a header the operator
+        // hides is among them.)
+        "headers" | "headers_but_credentials" => {
             headers
                 .keys()
                 .any(|name| redaction.hides_header(name.as_str()))
@@ -534,6 +536,8 @@ mod tests {
             // value as sent shows.
             ("headers", "s-1' OR 1=1", "REDACTED"),
             ("headers", "sqlmap/1.7", "sqlmap/1.7"),
+            ("headers_but_credentials", "s-1' OR 1=1", "REDACTED"),
+            ("headers_but_credentials", "sqlmap/1.7", "sqlmap/1.7"),
         ] {
             assert_eq!(
                 redact(field, data, &headers, &redaction),

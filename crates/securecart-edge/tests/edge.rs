@@ -1215,6 +1215,123 @@ async fn an_answer_whose_target_stalls_mid_body_is_cut_off_after_the_idle_timeou
     edge.shutdown().await;
 }
 
+/// A body sent as its parts come down a channel.
+struct ChannelBody(tokio::sync::mpsc::Receiver<bytes::Bytes>);
+
+impl http_body::Body for ChannelBody {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(context)
+            .map(|part| part.map(|data| Ok(http_body::Frame::data(data))))
+    }
+}
+
+#[tokio::test]
+async fn an_upload_under_way_keeps_an_answer_that_waits_for_it() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An HTTP/2 target that streams both ways, as a gRPC server may: it answers at once
+    // with half its body, and sends the rest once the whole upload has come, which takes
+    // the client longer than the idle timeout.
+    let target = serve(
+        "127.0.0.1",
+        Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route(
+                "/api/upload",
+                post(|body: axum::body::Body| async move {
+                    let (sender, receiver) = tokio::sync::mpsc::channel(2);
+                    tokio::spawn(async move {
+                        let _ = sender.send(bytes::Bytes::from_static(b"0123456789")).await;
+                        let _ = http_body_util::BodyExt::collect(body).await;
+                        let _ = sender.send(bytes::Bytes::from_static(b"abcdefghij")).await;
+                    });
+                    axum::body::Body::new(ChannelBody(receiver))
+                }),
+            ),
+    )
+    .await;
+    let group = TargetGroupConfig {
+        outlier_detection: None,
+        protocol: securecart_edge::UpstreamProtocol::Http2,
+        ..TargetGroupConfig::new("api", vec![target.address], health_check())
+    };
+    let edge = start_edge_with_limits(
+        vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
+        not_found(),
+        vec![group],
+        Limits {
+            drain_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_millis(500),
+            ..Limits::default()
+        },
+    )
+    .await;
+    edge.wait_for_healthy(1).await;
+    let address = edge.url.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    stream
+        .write_all(
+            b"POST /api/upload HTTP/1.1\r\nHost: shop.example\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .expect("write");
+    // A piece every 200 ms for 1.4 s: the answer's body waits longer than the idle
+    // timeout, but the client is sending all the while.
+    for _ in 0..7 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stream.write_all(b"5\r\nhello\r\n").await.expect("write");
+    }
+    stream.write_all(b"0\r\n\r\n").await.expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("the answer ends")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // Chunked: both halves, and the end.
+    assert!(
+        answer.ends_with("\r\na\r\n0123456789\r\na\r\nabcdefghij\r\n0\r\n\r\n"),
+        "{answer}"
+    );
+
+    // The same over HTTP/2 from the client.
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<ChannelBody>();
+    let (upload, pieces) = tokio::sync::mpsc::channel(8);
+    let request = http::Request::post(format!("{}/api/upload", edge.url))
+        .body(ChannelBody(pieces))
+        .expect("request");
+    let sending = tokio::spawn(async move {
+        for _ in 0..7 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let _ = upload.send(bytes::Bytes::from_static(b"hello")).await;
+        }
+    });
+    let response = client.request(request).await.expect("the head comes");
+    let body = tokio::time::timeout(
+        Duration::from_secs(10),
+        http_body_util::BodyExt::collect(response.into_body()),
+    )
+    .await
+    .expect("the answer ends")
+    .expect("the answer is whole")
+    .to_bytes();
+    assert_eq!(&body[..], b"0123456789abcdefghij");
+    sending.await.expect("sent");
+    edge.shutdown().await;
+    target.stop().await;
+}
+
 #[tokio::test]
 async fn a_client_that_stops_reading_is_cut_off_after_the_idle_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -1282,7 +1399,7 @@ async fn target_health_says_why_a_target_is_not_healthy_as_alb_does() {
     let closed: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1"))
         .parse()
         .expect("address");
-    // Accepts and never answers: its checks time out, after 1 s each.
+    // Accepts and never answers: its checks time out, after 2 s each.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -1299,7 +1416,7 @@ async fn target_health_says_why_a_target_is_not_healthy_as_alb_does() {
             "api",
             vec![healthy.address, failing.address, closed, silent],
             HealthCheckConfig {
-                timeout: Duration::from_secs(1),
+                timeout: Duration::from_secs(2),
                 unhealthy_threshold: 2,
                 ..health_check()
             },
@@ -1327,7 +1444,7 @@ async fn target_health_says_why_a_target_is_not_healthy_as_alb_does() {
             target["description"].as_str().unwrap_or("").to_owned(),
         )
     };
-    // Until its first check ends (a second), the silent target is new: `initial`.
+    // Until its first check ends (two seconds), the silent target is new: `initial`.
     let described = edge.targets().await;
     assert_eq!(
         health(&described, silent),
@@ -1712,7 +1829,7 @@ async fn a_target_answering_server_errors_is_ejected_for_a_while() {
 async fn an_ejected_target_comes_back_when_its_ejection_ends() {
     let (a, _) = start_upstream("a").await;
     let (b, _) = start_upstream("b").await;
-    let group = ejecting_for(2, Duration::from_secs(1), a.address, b.address);
+    let group = ejecting_for(2, Duration::from_secs(3), a.address, b.address);
     let edge = start_edge_with(
         vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
         not_found(),

@@ -1430,7 +1430,7 @@ fn resolve_cache(
                 }
                 QueryStrings::Only(names.clone())
             }
-            crate::raw::RawQueryStrings::AllExcept { all_except } => {
+            crate::raw::RawQueryStrings::AllExcept(crate::raw::RawAllExcept { all_except }) => {
                 if all_except.is_empty() {
                     findings.problem(
                         path.key("query_strings").key("all_except"),

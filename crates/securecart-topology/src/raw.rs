@@ -880,10 +880,15 @@ pub enum RawQueryStrings {
     /// Only these parameters.
     Only(Vec<String>),
     /// Every parameter but these.
-    AllExcept {
-        /// The parameters left out of the key (tracking ones, say).
-        all_except: Vec<String>,
-    },
+    AllExcept(RawAllExcept),
+}
+
+/// `{ all_except = [...] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAllExcept {
+    /// The parameters left out of the key (tracking ones, say).
+    pub all_except: Vec<String>,
 }
 
 impl Default for RawQueryStrings {

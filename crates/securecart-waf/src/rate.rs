@@ -215,9 +215,10 @@ impl RateLimit {
     }
 }
 
-/// An address as counted: an IPv6 client is its /64, which one host usually holds whole.
+/// An address as counted: an IPv4-mapped one is its IPv4 address, and an IPv6 client is
+/// its /64, which one host usually holds whole.
 fn aggregated(address: IpAddr) -> IpAddr {
-    match address {
+    match address.to_canonical() {
         IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from_bits(
             v6.to_bits() & !u128::from(u64::MAX),
         )),
