@@ -408,12 +408,12 @@ async fn up_serves_a_purchase_survives_killed_replicas_and_stops_cleanly() {
         "stock was taken once"
     );
 
-    // A flood from many addresses of the region's block while another shopper buys: the
+    // A flood from 64 addresses of the region's block while another shopper buys: the
     // shield holds each flooder to its rate (50 a second after a burst of 100), and every
     // request of the shopper succeeds.
     let [a, b, _, _] = edge_ip(0);
     let (stop_flood, flooding) = tokio::sync::watch::channel(false);
-    let flooders: Vec<_> = (1..=16)
+    let flooders: Vec<_> = (1..=64)
         .map(|n| {
             let source: std::net::IpAddr = format!("{a}.{b}.60.{n}").parse().expect("address");
             tokio::spawn(flood(url.clone(), source, flooding.clone()))
