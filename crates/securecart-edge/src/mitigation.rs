@@ -17,7 +17,15 @@
 //!   go with it;
 //! - a calm window teaches the baseline, at most doubling what it adds, so that traffic
 //!   grown in steps just under the threshold cannot raise it fast; windows of a flood
-//!   teach nothing.
+//!   teach nothing;
+//! - a flood spread over many clients, none of whom stands out, is told by what its
+//!   requests look like (Shield Advanced's request signatures): each request's
+//!   [`Signature`] (its header names, as a set, and its `User-Agent`) is counted too, and
+//!   the baseline learns each signature's usual share. A signature that sends at least
+//!   half a flood's window and `factor` times its usual count gets a rule holding all its
+//!   requests on that path together to its usual rate (or the busiest shopper's, for a
+//!   signature never seen before), until the flood ends. Shoppers whose requests look
+//!   like the flood's are held with it, as behind Shield; the others are not.
 //!
 //! Memory is bounded whatever clients send: at most [`MAX_PATHS`] path keys (the learnt
 //! ones keep their place from window to window; past them, traffic is counted under `*`,
@@ -75,6 +83,48 @@ pub const MAX_CLIENT_ENTRIES: usize = 200_000;
 const MAX_KEY_BYTES: usize = 64;
 /// The key of traffic past [`MAX_PATHS`].
 const OVERFLOW: &str = "*";
+/// The most signatures one path's window counts, and its baseline remembers.
+pub const MAX_SIGNATURES: usize = 64;
+/// The longest `User-Agent` a signature shows in logs and the admin API.
+const MAX_LABEL_BYTES: usize = 64;
+
+/// What a request looks like, to tell a flood's requests from shoppers' when no client
+/// stands out: its header names (as a set, whatever their order) and its `User-Agent`.
+/// A browser sends a dozen headers a script does not; a script that copies a browser's
+/// `User-Agent` still sends its own set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Signature(u64);
+
+impl Signature {
+    /// The signature of a request with these headers (FNV-1a: a client gains nothing by
+    /// making its requests collide with another signature).
+    pub fn of(headers: &http::HeaderMap) -> Self {
+        let fnv = |bytes: &[u8]| {
+            bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |hash, &byte| {
+                (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+            })
+        };
+        let names = headers.keys().fold(0u64, |sum, name| {
+            sum.wrapping_add(fnv(name.as_str().as_bytes()))
+        });
+        let agent = headers
+            .get(http::header::USER_AGENT)
+            .map_or(0, |agent| fnv(agent.as_bytes()));
+        Self(names.rotate_left(17) ^ agent)
+    }
+
+    /// How a signature shows: its `User-Agent`, shortened, and its header count.
+    pub fn label(headers: &http::HeaderMap) -> String {
+        let agent = headers
+            .get(http::header::USER_AGENT)
+            .map_or("", |agent| agent.to_str().unwrap_or("(not text)"));
+        let mut end = agent.len().min(MAX_LABEL_BYTES);
+        while !agent.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{} ({} headers)", &agent[..end], headers.len())
+    }
+}
 /// How much of each calm window the baseline takes in (an exponential average).
 const LEARNING_RATE: f64 = 0.3;
 
@@ -96,6 +146,21 @@ pub struct Rule {
     /// The client (its shield key).
     pub client: IpAddr,
     /// Requests a second it may send there.
+    pub rate: u32,
+    limiter: DefaultDirectRateLimiter,
+}
+
+/// A temporary rule on a flood's signature: its requests on one path key, from every
+/// client together, held to a rate.
+#[derive(Debug)]
+pub struct SignatureRule {
+    /// The path key.
+    pub path: Box<str>,
+    /// The signature.
+    pub signature: Signature,
+    /// How it shows.
+    pub label: Box<str>,
+    /// Requests a second its requests may make together there.
     pub rate: u32,
     limiter: DefaultDirectRateLimiter,
 }
@@ -122,6 +187,17 @@ pub enum Event {
         path: String,
         /// The clients newly held to a rate.
         clients: Vec<IpAddr>,
+    },
+    /// A flood's signature (no client of it standing out) got a rule.
+    SignatureHeld {
+        /// The path key.
+        path: String,
+        /// How the signature shows.
+        label: String,
+        /// Its requests in the window.
+        requests: u64,
+        /// The rate its requests are held to together, per second.
+        rate: u32,
     },
     /// A path's flood ended and its rules were removed.
     FloodEnded {
@@ -154,12 +230,16 @@ pub struct FloodView {
     pub clients: Vec<IpAddr>,
     /// That rate, per second.
     pub rate_per_second: u32,
+    /// The signatures held, all their clients together: how each shows, and its rate.
+    pub signatures: Vec<(String, u32)>,
 }
 
 #[derive(Debug, Default)]
 struct PathCounts {
     total: u64,
     clients: HashMap<IpAddr, u32>,
+    /// Requests by signature, with how each shows (at most [`MAX_SIGNATURES`]).
+    signatures: HashMap<Signature, (u32, Box<str>)>,
 }
 
 #[derive(Debug, Default)]
@@ -171,6 +251,8 @@ struct Baseline {
     /// Windows it has learnt from.
     learnt: u32,
     flood: Option<Flood>,
+    /// Each signature's requests per window (at most [`MAX_SIGNATURES`], the busiest).
+    signatures: HashMap<Signature, f64>,
 }
 
 /// One window's counts.
@@ -200,6 +282,8 @@ pub struct Mitigation {
     state: Mutex<State>,
     /// The rules in force by client, read by every request while `active`.
     rules: ArcSwap<HashMap<IpAddr, Vec<Arc<Rule>>>>,
+    /// The rules in force on signatures (a few at most).
+    signature_rules: ArcSwap<Vec<Arc<SignatureRule>>>,
     active: AtomicBool,
     clock: DefaultClock,
 }
@@ -212,6 +296,7 @@ impl Mitigation {
             counts: Mutex::default(),
             state: Mutex::default(),
             rules: ArcSwap::default(),
+            signature_rules: ArcSwap::default(),
             active: AtomicBool::new(false),
             clock: DefaultClock::default(),
         }
@@ -222,8 +307,15 @@ impl Mitigation {
         &self.config
     }
 
-    /// Counts a request of `client` (its shield key) for `path`.
-    pub fn record(&self, client: IpAddr, path: &str) {
+    /// Counts a request of `client` (its shield key) for `path`, with its signature
+    /// (`label` is asked for only when the window has not seen the signature yet).
+    pub fn record(
+        &self,
+        client: IpAddr,
+        path: &str,
+        signature: Signature,
+        label: impl FnOnce() -> String,
+    ) {
         let key = path_key(path);
         let mut counts = self.counts.lock();
         let Counts {
@@ -250,22 +342,42 @@ impl Mitigation {
             }
             None => {}
         }
+        let room = entry.signatures.len() < MAX_SIGNATURES;
+        match entry.signatures.get_mut(&signature) {
+            Some((count, _)) => *count += 1,
+            None if room => {
+                entry
+                    .signatures
+                    .insert(signature, (1, label().into_boxed_str()));
+            }
+            None => {}
+        }
     }
 
-    /// Whether a rule holds `client` back on `path` now; if so, how long until it may send.
-    pub fn check(&self, client: IpAddr, path: &str) -> Result<(), Duration> {
+    /// Whether a rule holds `client`, or requests of this signature, back on `path` now;
+    /// if so, how long until it may send.
+    pub fn check(&self, client: IpAddr, path: &str, signature: Signature) -> Result<(), Duration> {
         if !self.active.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let rules = self.rules.load();
-        let Some(rules) = rules.get(&client) else {
-            return Ok(());
-        };
         let key = path_key(path);
-        for rule in rules.iter().filter(|rule| &*rule.path == key) {
-            rule.limiter
+        let wait = |limiter: &DefaultDirectRateLimiter| {
+            limiter
                 .check()
-                .map_err(|not_until| not_until.wait_time_from(self.clock.now()))?;
+                .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+        };
+        if let Some(rules) = self.rules.load().get(&client) {
+            for rule in rules.iter().filter(|rule| &*rule.path == key) {
+                wait(&rule.limiter)?;
+            }
+        }
+        for rule in self
+            .signature_rules
+            .load()
+            .iter()
+            .filter(|rule| rule.signature == signature && &*rule.path == key)
+        {
+            wait(&rule.limiter)?;
         }
         Ok(())
     }
@@ -285,11 +397,19 @@ impl Mitigation {
                     .map(|(client, _)| *client)
                     .collect();
                 clients.sort_unstable();
+                let signatures = self
+                    .signature_rules
+                    .load()
+                    .iter()
+                    .filter(|rule| rule.path == *path)
+                    .map(|rule| (rule.label.to_string(), rule.rate))
+                    .collect();
                 Some(FloodView {
                     path: path.to_string(),
                     seconds: flood.since.elapsed().as_secs(),
                     clients,
                     rate_per_second: flood.rate,
+                    signatures,
                 })
             })
             .collect();
@@ -297,9 +417,9 @@ impl Mitigation {
         floods
     }
 
-    /// The number of rules in force.
+    /// The number of rules in force, on clients and on signatures.
     pub fn rule_count(&self) -> usize {
-        self.rules.load().values().map(Vec::len).sum()
+        self.rules.load().values().map(Vec::len).sum::<usize>() + self.signature_rules.load().len()
     }
 
     /// Closes the window: compares each learnt path with its baseline, starts and ends
@@ -323,6 +443,7 @@ impl Mitigation {
         let seconds = self.config.window.as_secs_f64().max(0.001);
         let mut events = Vec::new();
         let mut rules = (**self.rules.load()).clone();
+        let mut signature_rules = (**self.signature_rules.load()).clone();
         let mut rules_changed = false;
 
         let mut paths: Vec<Box<str>> = state.baselines.keys().cloned().collect();
@@ -367,6 +488,58 @@ impl Mitigation {
                 }
                 added.sort_unstable();
                 rules_changed |= !added.is_empty();
+                // What the clients held on this path do not account for: if that is a
+                // flood still, and mostly of one signature that sends far more than it
+                // used to, all that signature's requests here together are held to its
+                // usual rate (or a shopper's, if it is new).
+                let held_requests: u64 = window
+                    .into_iter()
+                    .flat_map(|window| &window.clients)
+                    .filter(|(client, _)| {
+                        rules
+                            .get(*client)
+                            .is_some_and(|held| held.iter().any(|rule| rule.path == path))
+                    })
+                    .map(|(_, count)| u64::from(*count))
+                    .sum();
+                let remainder = requests.saturating_sub(held_requests);
+                let mut signature_held = None;
+                let busiest = window
+                    .filter(|_| remainder as f64 > threshold)
+                    .and_then(|window| {
+                        window
+                            .signatures
+                            .iter()
+                            .max_by_key(|(_, (count, _))| *count)
+                    });
+                if let Some((signature, (count, label))) = busiest {
+                    let usual = baseline.signatures.get(signature).copied().unwrap_or(0.0);
+                    let count = u64::from(*count);
+                    let held = signature_rules
+                        .iter()
+                        .any(|rule| rule.path == path && rule.signature == *signature);
+                    if !held && 2 * count >= remainder && count as f64 > factor * usual.max(1.0) {
+                        let rate =
+                            (usual.max(baseline.client_p99) / seconds).ceil().max(1.0) as u32;
+                        let per_second = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
+                        signature_rules.push(Arc::new(SignatureRule {
+                            path: path.clone(),
+                            signature: *signature,
+                            label: label.clone(),
+                            rate,
+                            limiter: DefaultDirectRateLimiter::direct(
+                                Quota::per_second(per_second).allow_burst(per_second),
+                            ),
+                        }));
+                        rules_changed = true;
+                        signature_held = Some(Event::SignatureHeld {
+                            path: path.to_string(),
+                            label: label.to_string(),
+                            requests: count,
+                            rate,
+                        });
+                    }
+                }
                 match &mut baseline.flood {
                     Some(flood) => {
                         flood.calm = 0;
@@ -392,6 +565,7 @@ impl Mitigation {
                         });
                     }
                 }
+                events.extend(signature_held);
                 continue;
             }
             if let Some(flood) = &mut baseline.flood {
@@ -405,6 +579,9 @@ impl Mitigation {
                         removed += before - held.len();
                         !held.is_empty()
                     });
+                    let before = signature_rules.len();
+                    signature_rules.retain(|rule| rule.path != path);
+                    removed += before - signature_rules.len();
                     rules_changed |= removed > 0;
                     events.push(Event::FloodEnded {
                         path: path.to_string(),
@@ -429,6 +606,7 @@ impl Mitigation {
                 baseline.requests += LEARNING_RATE * (requests - baseline.requests);
                 baseline.client_p99 += LEARNING_RATE * (p99 - baseline.client_p99);
             }
+            learn_signatures(&mut baseline.signatures, window, baseline.learnt == 0);
             baseline.learnt = baseline.learnt.saturating_add(1);
             // A path that has gone quiet gives its place back.
             if baseline.requests < 0.5 && requests == 0.0 {
@@ -436,8 +614,12 @@ impl Mitigation {
             }
         }
         if rules_changed {
-            self.active.store(!rules.is_empty(), Ordering::Relaxed);
+            self.active.store(
+                !rules.is_empty() || !signature_rules.is_empty(),
+                Ordering::Relaxed,
+            );
             self.rules.store(Arc::new(rules));
+            self.signature_rules.store(Arc::new(signature_rules));
         }
         events
     }
@@ -460,6 +642,30 @@ impl Mitigation {
     }
 }
 
+/// Teaches a path's signature counts from a calm window (an exponential average, seeded by
+/// the first window), keeping the busiest [`MAX_SIGNATURES`].
+fn learn_signatures(
+    learnt: &mut HashMap<Signature, f64>,
+    window: Option<&PathCounts>,
+    first: bool,
+) {
+    let rate = if first { 1.0 } else { LEARNING_RATE };
+    for usual in learnt.values_mut() {
+        *usual *= 1.0 - rate;
+    }
+    for (signature, (count, _)) in window.into_iter().flat_map(|window| &window.signatures) {
+        *learnt.entry(*signature).or_default() += rate * f64::from(*count);
+    }
+    if learnt.len() > MAX_SIGNATURES {
+        let mut usual: Vec<f64> = learnt.values().copied().collect();
+        let (_, cut, _) =
+            usual.select_nth_unstable_by(learnt.len() - MAX_SIGNATURES, f64::total_cmp);
+        let cut = *cut;
+        learnt.retain(|_, value| *value >= cut);
+    }
+    learnt.retain(|_, value| *value >= 0.05);
+}
+
 /// The 99th percentile of the clients' counts.
 fn percentile_99(clients: &HashMap<IpAddr, u32>) -> f64 {
     let mut counts: Vec<u32> = clients.values().copied().collect();
@@ -474,6 +680,13 @@ fn percentile_99(clients: &HashMap<IpAddr, u32>) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A shopper's browser.
+    const BROWSER: Signature = Signature(1);
+
+    fn browser() -> String {
+        "browser".to_owned()
+    }
 
     fn client(n: u8) -> IpAddr {
         IpAddr::from([127, 0, 10, n])
@@ -493,7 +706,7 @@ mod tests {
     fn shoppers(mitigation: &Mitigation, shoppers: u8, each: u32) {
         for n in 1..=shoppers {
             for _ in 0..each {
-                mitigation.record(client(n), "/api/catalog/products");
+                mitigation.record(client(n), "/api/catalog/products", BROWSER, browser);
             }
         }
     }
@@ -531,8 +744,8 @@ mod tests {
         // Two clients send 2,000 requests each on top of the shoppers.
         shoppers(&mitigation, 10, 20);
         for _ in 0..2000 {
-            mitigation.record(client(201), "/api/cart");
-            mitigation.record(client(202), "/api/checkout");
+            mitigation.record(client(201), "/api/cart", BROWSER, browser);
+            mitigation.record(client(202), "/api/checkout", BROWSER, browser);
         }
         let events = mitigation.close_window();
         let [
@@ -553,11 +766,15 @@ mod tests {
         assert_eq!(mitigation.rule_count(), 2);
 
         // The flooders are held to it on that path; shoppers and other paths are not.
-        assert!(mitigation.check(client(201), "/api/cart").is_ok());
-        assert!(mitigation.check(client(201), "/api/cart").is_ok());
-        assert!(mitigation.check(client(201), "/api/cart").is_err());
-        assert!(mitigation.check(client(201), "/static/app.js").is_ok());
-        assert!(mitigation.check(client(1), "/api/cart").is_ok());
+        assert!(mitigation.check(client(201), "/api/cart", BROWSER).is_ok());
+        assert!(mitigation.check(client(201), "/api/cart", BROWSER).is_ok());
+        assert!(mitigation.check(client(201), "/api/cart", BROWSER).is_err());
+        assert!(
+            mitigation
+                .check(client(201), "/static/app.js", BROWSER)
+                .is_ok()
+        );
+        assert!(mitigation.check(client(1), "/api/cart", BROWSER).is_ok());
         assert_eq!(
             mitigation.floods()[0].clients,
             vec![client(201), client(202)]
@@ -566,7 +783,7 @@ mod tests {
         // A third flooder joins while it lasts.
         shoppers(&mitigation, 10, 20);
         for _ in 0..2000 {
-            mitigation.record(client(203), "/api/cart");
+            mitigation.record(client(203), "/api/cart", BROWSER, browser);
         }
         assert_eq!(
             mitigation.close_window(),
@@ -590,8 +807,108 @@ mod tests {
         assert_eq!(mitigation.rule_count(), 0);
         assert!(mitigation.floods().is_empty());
         for _ in 0..10 {
-            assert!(mitigation.check(client(201), "/api/cart").is_ok());
+            assert!(mitigation.check(client(201), "/api/cart", BROWSER).is_ok());
         }
+    }
+
+    #[test]
+    fn a_flood_spread_over_many_clients_is_held_by_its_signature() {
+        let mitigation = Mitigation::new(settings());
+        const SCRIPT: Signature = Signature(2);
+        let script = || "flood-bot/1.0 (3 headers)".to_owned();
+        // Learning: ten shoppers with browsers, and now and then a client with the
+        // script's signature (a monitoring check, say).
+        for _ in 0..5 {
+            shoppers(&mitigation, 10, 20);
+            mitigation.record(client(99), "/api/catalog/products", SCRIPT, script);
+            assert_eq!(mitigation.close_window(), Vec::new());
+        }
+        // 250 clients send 20 requests each, as many as the busiest shopper: none stands
+        // out, but the window is 25 times the usual, nearly all of one signature.
+        shoppers(&mitigation, 10, 20);
+        for n in 0..250u32 {
+            let flooder = IpAddr::from([127, 1, (n / 200) as u8, (n % 200) as u8]);
+            for _ in 0..20 {
+                mitigation.record(flooder, "/api/search", SCRIPT, script);
+            }
+        }
+        let events = mitigation.close_window();
+        let [
+            Event::FloodStarted { path, clients, .. },
+            Event::SignatureHeld {
+                path: held_path,
+                label,
+                requests,
+                rate,
+            },
+        ] = events.as_slice()
+        else {
+            panic!("{events:?}");
+        };
+        assert_eq!((path.as_str(), clients.as_slice()), ("/api", &[][..]));
+        assert_eq!(
+            (held_path.as_str(), label.as_str(), *requests),
+            ("/api", "flood-bot/1.0 (3 headers)", 5000)
+        );
+        // The busiest shopper's rate (the signature's own was under one a window): every
+        // client of that signature shares it on that path; the browsers do not.
+        assert_eq!(*rate, 2);
+        let flooder = IpAddr::from([127, 1, 0, 7]);
+        let another = IpAddr::from([127, 1, 0, 8]);
+        assert!(mitigation.check(flooder, "/api/search", SCRIPT).is_ok());
+        assert!(mitigation.check(another, "/api/search", SCRIPT).is_ok());
+        assert!(mitigation.check(flooder, "/api/search", SCRIPT).is_err());
+        assert!(mitigation.check(client(1), "/api/search", BROWSER).is_ok());
+        assert!(mitigation.check(flooder, "/static/app.js", SCRIPT).is_ok());
+        assert_eq!(
+            mitigation.floods()[0].signatures,
+            vec![("flood-bot/1.0 (3 headers)".to_owned(), 2)]
+        );
+        // Calm windows end the flood and its rule.
+        for _ in 0..2 {
+            shoppers(&mitigation, 10, 20);
+            mitigation.close_window();
+        }
+        assert_eq!(mitigation.rule_count(), 0);
+        for _ in 0..5 {
+            assert!(mitigation.check(flooder, "/api/search", SCRIPT).is_ok());
+        }
+    }
+
+    #[test]
+    fn signatures_tell_header_sets_and_user_agents_apart() {
+        let headers = |pairs: &[(&str, &str)]| {
+            let mut map = http::HeaderMap::new();
+            for (name, value) in pairs {
+                map.append(
+                    http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                    value.parse().expect("value"),
+                );
+            }
+            map
+        };
+        let browser = headers(&[
+            ("host", "shop.test"),
+            ("user-agent", "Mozilla/5.0"),
+            ("accept-language", "en"),
+        ]);
+        // The same names in another order, with other values: the same signature.
+        let reordered = headers(&[
+            ("accept-language", "fr"),
+            ("user-agent", "Mozilla/5.0"),
+            ("host", "shop.example"),
+        ]);
+        assert_eq!(Signature::of(&browser), Signature::of(&reordered));
+        // A script copying the browser's agent, without its other headers: another one.
+        let script = headers(&[("host", "shop.test"), ("user-agent", "Mozilla/5.0")]);
+        assert_ne!(Signature::of(&browser), Signature::of(&script));
+        let other_agent = headers(&[
+            ("host", "shop.test"),
+            ("user-agent", "curl/8.0"),
+            ("accept-language", "en"),
+        ]);
+        assert_ne!(Signature::of(&browser), Signature::of(&other_agent));
+        assert_eq!(Signature::label(&script), "Mozilla/5.0 (2 headers)");
     }
 
     #[test]
@@ -603,17 +920,17 @@ mod tests {
         }
         // A path first seen now only teaches its baseline, however busy.
         for _ in 0..5000 {
-            mitigation.record(client(9), "/static/app.js");
+            mitigation.record(client(9), "/static/app.js", BROWSER, browser);
         }
         shoppers(&mitigation, 10, 20);
         assert_eq!(mitigation.close_window(), Vec::new());
         // Made-up paths take every free place in the window, but not the learnt one's.
         for n in 0..MAX_PATHS * 2 {
-            mitigation.record(client(9), &format!("/junk-{n}/x"));
+            mitigation.record(client(9), &format!("/junk-{n}/x"), BROWSER, browser);
         }
         shoppers(&mitigation, 10, 20);
         for _ in 0..2000 {
-            mitigation.record(client(201), "/api/cart");
+            mitigation.record(client(201), "/api/cart", BROWSER, browser);
         }
         let events = mitigation.close_window();
         assert!(
@@ -637,7 +954,7 @@ mod tests {
         });
         // The first windows only learn, whatever comes.
         for _ in 0..1000 {
-            mitigation.record(client(1), "/");
+            mitigation.record(client(1), "/", BROWSER, browser);
         }
         assert_eq!(mitigation.close_window(), Vec::new());
         for _ in 0..3 {
@@ -646,7 +963,7 @@ mod tests {
         }
         // 900 requests in 10 s is a hundred times the baseline but under 100 a second.
         for _ in 0..900 {
-            mitigation.record(client(2), "/api/x");
+            mitigation.record(client(2), "/api/x", BROWSER, browser);
         }
         assert_eq!(mitigation.close_window(), Vec::new());
         assert_eq!(mitigation.rule_count(), 0);

@@ -291,18 +291,23 @@ impl Pipeline {
             // The admission is held until the answer's head is ready.
             let _admitted = match &self.shield {
                 None => None,
-                Some(shield) => match shield.admit(context.client.ip(), request.uri().path()) {
-                    Ok(admitted) => Some(admitted),
-                    Err(Refusal::RateLimited(wait)) => {
-                        let error = EdgeError::RateLimited(retry_after(wait));
-                        return Outcome::refused("shield", "", error);
+                Some(shield) => {
+                    match shield.admit(context.client.ip(), request.uri().path(), request.headers())
+                    {
+                        Ok(admitted) => Some(admitted),
+                        Err(Refusal::RateLimited(wait)) => {
+                            let error = EdgeError::RateLimited(retry_after(wait));
+                            return Outcome::refused("shield", "", error);
+                        }
+                        Err(Refusal::Mitigated(wait)) => {
+                            let error = EdgeError::Mitigated(retry_after(wait));
+                            return Outcome::refused("shield", "", error);
+                        }
+                        Err(Refusal::Shed) => {
+                            return Outcome::refused("shield", "", EdgeError::Shed);
+                        }
                     }
-                    Err(Refusal::Mitigated(wait)) => {
-                        let error = EdgeError::Mitigated(retry_after(wait));
-                        return Outcome::refused("shield", "", error);
-                    }
-                    Err(Refusal::Shed) => return Outcome::refused("shield", "", EdgeError::Shed),
-                },
+                }
             };
 
             // Stage 3: the web ACL.

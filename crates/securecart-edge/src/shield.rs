@@ -17,7 +17,7 @@ use ipnet::IpNet;
 use parking_lot::Mutex;
 
 use crate::metrics::EdgeMetrics;
-use crate::mitigation::{BaselineView, Event, FloodView, Mitigation, MitigationConfig};
+use crate::mitigation::{BaselineView, Event, FloodView, Mitigation, MitigationConfig, Signature};
 use crate::rules::glob_match;
 
 /// The shield's limits.
@@ -194,7 +194,12 @@ impl Shield {
     /// mitigation rule aimed at it. Every request is counted for the mitigation's
     /// baseline, the refused ones too (so that a flood is seen for as long as it lasts); a
     /// shed request spends none of the client's rate.
-    pub fn admit(&self, client: IpAddr, path: &str) -> Result<Admitted<'_>, Refusal> {
+    pub fn admit(
+        &self,
+        client: IpAddr,
+        path: &str,
+        headers: &http::HeaderMap,
+    ) -> Result<Admitted<'_>, Refusal> {
         let client = client.to_canonical();
         if self.is_exempt(client) {
             return Ok(Admitted {
@@ -203,9 +208,11 @@ impl Shield {
             });
         }
         let key = client_key(client);
-        if let Some(mitigation) = &self.mitigation {
-            mitigation.record(key, path);
-        }
+        let signature = self.mitigation.as_ref().map(|mitigation| {
+            let signature = Signature::of(headers);
+            mitigation.record(key, path, signature, || Signature::label(headers));
+            signature
+        });
         let limit = self
             .config
             .max_requests_in_flight
@@ -218,8 +225,10 @@ impl Shield {
         self.rates.check_key(&key).map_err(|not_until| {
             Refusal::RateLimited(not_until.wait_time_from(self.clock.now()))
         })?;
-        if let Some(mitigation) = &self.mitigation {
-            mitigation.check(key, path).map_err(Refusal::Mitigated)?;
+        if let (Some(mitigation), Some(signature)) = (&self.mitigation, signature) {
+            mitigation
+                .check(key, path, signature)
+                .map_err(Refusal::Mitigated)?;
         }
         // The client's own requests in flight: a client may not take the edge's room alone
         // (over HTTP/2 its connections carry many requests each).
@@ -338,6 +347,20 @@ impl Shield {
                             );
                         }
                     }
+                    Event::SignatureHeld {
+                        path,
+                        label,
+                        requests,
+                        rate,
+                    } => {
+                        tracing::warn!(
+                            path,
+                            signature = %label,
+                            requests,
+                            rate_per_second = rate,
+                            "shield: the flood's requests look alike; all of that signature are held together to its usual rate"
+                        );
+                    }
                     Event::FloodSpread { path, clients } => {
                         tracing::warn!(path, clients = ?clients, "shield: more clients join the flood");
                     }
@@ -398,13 +421,17 @@ mod tests {
         let flooder: IpAddr = "127.0.10.1".parse().expect("address");
         let shopper: IpAddr = "127.0.20.1".parse().expect("address");
         for _ in 0..3 {
-            assert!(shield.admit(flooder, "/").is_ok());
+            assert!(shield.admit(flooder, "/", &http::HeaderMap::new()).is_ok());
         }
-        let Err(Refusal::RateLimited(wait)) = shield.admit(flooder, "/") else {
+        let Err(Refusal::RateLimited(wait)) = shield.admit(flooder, "/", &http::HeaderMap::new())
+        else {
             panic!("past the burst");
         };
         assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1));
-        assert!(shield.admit(shopper, "/").is_ok(), "limits are per client");
+        assert!(
+            shield.admit(shopper, "/", &http::HeaderMap::new()).is_ok(),
+            "limits are per client"
+        );
 
         let first = shield.connect(flooder).expect("first connection");
         let _second = shield.connect(flooder).expect("second connection");
@@ -422,8 +449,8 @@ mod tests {
         let edge: IpAddr = "127.0.30.1".parse().expect("address");
         let mapped: IpAddr = "::ffff:127.0.30.1".parse().expect("address");
         for _ in 0..10 {
-            assert!(shield.admit(edge, "/").is_ok());
-            assert!(shield.admit(mapped, "/").is_ok());
+            assert!(shield.admit(edge, "/", &http::HeaderMap::new()).is_ok());
+            assert!(shield.admit(mapped, "/", &http::HeaderMap::new()).is_ok());
             assert!(matches!(shield.connect(edge), Some(None)));
         }
 
@@ -434,7 +461,7 @@ mod tests {
         });
         assert!(reloaded.connect(flooder).is_none(), "still at its limit");
         assert!(matches!(
-            reloaded.admit(flooder, "/"),
+            reloaded.admit(flooder, "/", &http::HeaderMap::new()),
             Err(Refusal::RateLimited(_))
         ));
         // A new rate starts everyone afresh.
@@ -442,35 +469,56 @@ mod tests {
             requests_per_second: NonZeroU32::new(100).expect("nonzero"),
             ..limits(None)
         });
-        assert!(faster.admit(flooder, "/").is_ok());
+        assert!(faster.admit(flooder, "/", &http::HeaderMap::new()).is_ok());
     }
 
     #[test]
     fn past_the_in_flight_limit_only_priority_paths_go_on() {
         let shield = Shield::new(limits(Some(2)));
         let client = |n: u8| IpAddr::from([127, 0, 10, n]);
-        let first = shield.admit(client(1), "/").expect("first");
-        let _second = shield.admit(client(2), "/").expect("second");
-        assert_eq!(shield.admit(client(3), "/").err(), Some(Refusal::Shed));
+        let first = shield
+            .admit(client(1), "/", &http::HeaderMap::new())
+            .expect("first");
+        let _second = shield
+            .admit(client(2), "/", &http::HeaderMap::new())
+            .expect("second");
+        assert_eq!(
+            shield.admit(client(3), "/", &http::HeaderMap::new()).err(),
+            Some(Refusal::Shed)
+        );
         assert_eq!(shield.in_flight(), 2, "a shed request is not counted");
-        let checkout = shield.admit(client(4), "/api/checkout").expect("priority");
-        assert!(shield.admit(client(5), "/healthz").is_ok());
+        let checkout = shield
+            .admit(client(4), "/api/checkout", &http::HeaderMap::new())
+            .expect("priority");
+        assert!(
+            shield
+                .admit(client(5), "/healthz", &http::HeaderMap::new())
+                .is_ok()
+        );
         // A path that only looks like a priority one is shed.
         assert_eq!(
-            shield.admit(client(7), "/api/checkout/../admin").err(),
+            shield
+                .admit(client(7), "/api/checkout/../admin", &http::HeaderMap::new())
+                .err(),
             Some(Refusal::Shed)
         );
         // Priority requests go on up to twice the limit, no further.
-        let another = shield.admit(client(8), "/api/checkout").expect("priority");
+        let another = shield
+            .admit(client(8), "/api/checkout", &http::HeaderMap::new())
+            .expect("priority");
         assert_eq!(
-            shield.admit(client(9), "/api/checkout").err(),
+            shield
+                .admit(client(9), "/api/checkout", &http::HeaderMap::new())
+                .err(),
             Some(Refusal::Shed)
         );
         drop(another);
         drop(checkout);
         drop(first);
         assert!(
-            shield.admit(client(6), "/").is_ok(),
+            shield
+                .admit(client(6), "/", &http::HeaderMap::new())
+                .is_ok(),
             "a finished request frees its place"
         );
     }
@@ -483,28 +531,38 @@ mod tests {
             ..limits(Some(3))
         });
         let client = IpAddr::from([127, 0, 11, 1]);
-        let first = shield.admit(client, "/").expect("first");
-        let _second = shield.admit(client, "/").expect("second");
+        let first = shield
+            .admit(client, "/", &http::HeaderMap::new())
+            .expect("first");
+        let _second = shield
+            .admit(client, "/", &http::HeaderMap::new())
+            .expect("second");
         assert_eq!(
-            shield.admit(client, "/").err(),
+            shield.admit(client, "/", &http::HeaderMap::new()).err(),
             Some(Refusal::RateLimited(Duration::from_secs(1)))
         );
         // Another client still has room.
         let other = shield
-            .admit(IpAddr::from([127, 0, 11, 2]), "/")
+            .admit(IpAddr::from([127, 0, 11, 2]), "/", &http::HeaderMap::new())
             .expect("other");
         drop(first);
-        let third = shield.admit(client, "/").expect("room again");
+        let third = shield
+            .admit(client, "/", &http::HeaderMap::new())
+            .expect("room again");
         // Shed by the edge's limit, a request gives its client's place back.
         assert_eq!(
-            shield.admit(IpAddr::from([127, 0, 11, 3]), "/").err(),
+            shield
+                .admit(IpAddr::from([127, 0, 11, 3]), "/", &http::HeaderMap::new())
+                .err(),
             Some(Refusal::Shed)
         );
         drop((other, third));
         let fourth = IpAddr::from([127, 0, 11, 3]);
-        let _a = shield.admit(fourth, "/").expect("a");
+        let _a = shield
+            .admit(fourth, "/", &http::HeaderMap::new())
+            .expect("a");
         let _b = shield
-            .admit(fourth, "/")
+            .admit(fourth, "/", &http::HeaderMap::new())
             .expect("b: the shed one left no count");
     }
 
