@@ -25,7 +25,10 @@
 //!   half a flood's window and `factor` times its usual count gets a rule holding all its
 //!   requests on that path together to its usual rate (or the busiest shopper's, for a
 //!   signature never seen before), until the flood ends. Shoppers whose requests look
-//!   like the flood's are held with it, as behind Shield; the others are not.
+//!   like the flood's are held with it, as behind Shield (but on priority paths, and
+//!   never for a signature that made a quarter of the usual traffic); the others are
+//!   not. Clients already held do not count towards a signature, and a window counts
+//!   the busiest 64 signatures (Space-Saving), so made-up ones cannot crowd it out.
 //!
 //! Memory is bounded whatever clients send: at most [`MAX_PATHS`] path keys (the learnt
 //! ones keep their place from window to window; past them, traffic is counted under `*`,
@@ -83,8 +86,14 @@ pub const MAX_CLIENT_ENTRIES: usize = 200_000;
 const MAX_KEY_BYTES: usize = 64;
 /// The key of traffic past [`MAX_PATHS`].
 const OVERFLOW: &str = "*";
-/// The most signatures one path's window counts, and its baseline remembers.
+/// The most signatures one path's window counts (the busiest, by the Space-Saving
+/// algorithm), and its baseline remembers.
 pub const MAX_SIGNATURES: usize = 64;
+/// The most signature rules one path's flood makes.
+pub const MAX_SIGNATURE_RULES: usize = 4;
+/// A signature that made this share of a path's usual traffic or more is never held:
+/// that would hold the shoppers with the flood.
+const COMMON_SHARE: f64 = 0.25;
 /// The longest `User-Agent` a signature shows in logs and the admin API.
 const MAX_LABEL_BYTES: usize = 64;
 
@@ -203,6 +212,8 @@ pub enum Event {
     FloodEnded {
         /// The path key.
         path: String,
+        /// How many signature rules were removed.
+        signatures: usize,
         /// How many rules were removed.
         clients: usize,
     },
@@ -342,21 +353,44 @@ impl Mitigation {
             }
             None => {}
         }
-        let room = entry.signatures.len() < MAX_SIGNATURES;
-        match entry.signatures.get_mut(&signature) {
-            Some((count, _)) => *count += 1,
-            None if room => {
-                entry
-                    .signatures
-                    .insert(signature, (1, label().into_boxed_str()));
-            }
-            None => {}
+        // A client already held on this path is its own rule's; its requests do not make
+        // a signature look like a flood's.
+        if self.active.load(Ordering::Relaxed)
+            && self
+                .rules
+                .load()
+                .get(&client)
+                .is_some_and(|held| held.iter().any(|rule| &*rule.path == key))
+        {
+            return;
+        }
+        // Space-Saving: in a full map, a new signature takes the place of the least counted
+        // one, and its count plus one, so that a busy signature is always among them
+        // however many others come first.
+        let signatures = &mut entry.signatures;
+        if let Some((count, _)) = signatures.get_mut(&signature) {
+            *count += 1;
+        } else if signatures.len() < MAX_SIGNATURES {
+            signatures.insert(signature, (1, label().into_boxed_str()));
+        } else if let Some((&least, &(count, _))) =
+            signatures.iter().min_by_key(|(_, (count, _))| *count)
+        {
+            signatures.remove(&least);
+            signatures.insert(signature, (count + 1, label().into_boxed_str()));
         }
     }
 
     /// Whether a rule holds `client`, or requests of this signature, back on `path` now;
-    /// if so, how long until it may send.
-    pub fn check(&self, client: IpAddr, path: &str, signature: Signature) -> Result<(), Duration> {
+    /// if so, how long until it may send. Signature rules spare the paths `priority`
+    /// says have it (asked only while one is in force): a shopper already buying whose
+    /// requests look like the flood's may finish.
+    pub fn check(
+        &self,
+        client: IpAddr,
+        path: &str,
+        signature: Signature,
+        priority: impl FnOnce() -> bool,
+    ) -> Result<(), Duration> {
         if !self.active.load(Ordering::Relaxed) {
             return Ok(());
         }
@@ -371,13 +405,15 @@ impl Mitigation {
                 wait(&rule.limiter)?;
             }
         }
-        for rule in self
-            .signature_rules
-            .load()
+        let signature_rules = self.signature_rules.load();
+        let mut held = signature_rules
             .iter()
             .filter(|rule| rule.signature == signature && &*rule.path == key)
-        {
-            wait(&rule.limiter)?;
+            .peekable();
+        if held.peek().is_some() && !priority() {
+            for rule in held {
+                wait(&rule.limiter)?;
+            }
         }
         Ok(())
     }
@@ -417,9 +453,14 @@ impl Mitigation {
         floods
     }
 
-    /// The number of rules in force, on clients and on signatures.
+    /// The number of client rules in force.
     pub fn rule_count(&self) -> usize {
-        self.rules.load().values().map(Vec::len).sum::<usize>() + self.signature_rules.load().len()
+        self.rules.load().values().map(Vec::len).sum()
+    }
+
+    /// The number of signature rules in force.
+    pub fn signature_rule_count(&self) -> usize {
+        self.signature_rules.load().len()
     }
 
     /// Closes the window: compares each learnt path with its baseline, starts and ends
@@ -502,23 +543,41 @@ impl Mitigation {
                     })
                     .map(|(_, count)| u64::from(*count))
                     .sum();
-                let remainder = requests.saturating_sub(held_requests);
+                // (The signatures held already on this path are accounted for too.)
+                let is_held = |signature: &Signature| {
+                    signature_rules
+                        .iter()
+                        .any(|rule| rule.path == path && rule.signature == *signature)
+                };
+                let held_signatures: u64 = window
+                    .into_iter()
+                    .flat_map(|window| &window.signatures)
+                    .filter(|(signature, _)| is_held(signature))
+                    .map(|(_, (count, _))| u64::from(*count))
+                    .sum();
+                let remainder = requests.saturating_sub(held_requests + held_signatures);
+                let room = signature_rules
+                    .iter()
+                    .filter(|rule| rule.path == path)
+                    .count()
+                    < MAX_SIGNATURE_RULES;
                 let mut signature_held = None;
                 let busiest = window
-                    .filter(|_| remainder as f64 > threshold)
+                    .filter(|_| room && remainder as f64 > threshold)
                     .and_then(|window| {
                         window
                             .signatures
                             .iter()
+                            .filter(|(signature, _)| !is_held(signature))
                             .max_by_key(|(_, (count, _))| *count)
                     });
                 if let Some((signature, (count, label))) = busiest {
                     let usual = baseline.signatures.get(signature).copied().unwrap_or(0.0);
                     let count = u64::from(*count);
-                    let held = signature_rules
-                        .iter()
-                        .any(|rule| rule.path == path && rule.signature == *signature);
-                    if !held && 2 * count >= remainder && count as f64 > factor * usual.max(1.0) {
+                    // Not a signature that was a large part of the path's usual traffic:
+                    // holding it would hold the shoppers with the flood.
+                    let common = usual > COMMON_SHARE * baseline.requests;
+                    if !common && 2 * count >= remainder && count as f64 > factor * usual.max(1.0) {
                         let rate =
                             (usual.max(baseline.client_p99) / seconds).ceil().max(1.0) as u32;
                         let per_second = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
@@ -581,11 +640,12 @@ impl Mitigation {
                     });
                     let before = signature_rules.len();
                     signature_rules.retain(|rule| rule.path != path);
-                    removed += before - signature_rules.len();
-                    rules_changed |= removed > 0;
+                    let signatures = before - signature_rules.len();
+                    rules_changed |= removed + signatures > 0;
                     events.push(Event::FloodEnded {
                         path: path.to_string(),
                         clients: removed,
+                        signatures,
                     });
                 }
                 continue;
@@ -766,15 +826,31 @@ mod tests {
         assert_eq!(mitigation.rule_count(), 2);
 
         // The flooders are held to it on that path; shoppers and other paths are not.
-        assert!(mitigation.check(client(201), "/api/cart", BROWSER).is_ok());
-        assert!(mitigation.check(client(201), "/api/cart", BROWSER).is_ok());
-        assert!(mitigation.check(client(201), "/api/cart", BROWSER).is_err());
         assert!(
             mitigation
-                .check(client(201), "/static/app.js", BROWSER)
+                .check(client(201), "/api/cart", BROWSER, || false)
                 .is_ok()
         );
-        assert!(mitigation.check(client(1), "/api/cart", BROWSER).is_ok());
+        assert!(
+            mitigation
+                .check(client(201), "/api/cart", BROWSER, || false)
+                .is_ok()
+        );
+        assert!(
+            mitigation
+                .check(client(201), "/api/cart", BROWSER, || false)
+                .is_err()
+        );
+        assert!(
+            mitigation
+                .check(client(201), "/static/app.js", BROWSER, || false)
+                .is_ok()
+        );
+        assert!(
+            mitigation
+                .check(client(1), "/api/cart", BROWSER, || false)
+                .is_ok()
+        );
         assert_eq!(
             mitigation.floods()[0].clients,
             vec![client(201), client(202)]
@@ -801,13 +877,18 @@ mod tests {
             mitigation.close_window(),
             vec![Event::FloodEnded {
                 path: "/api".to_owned(),
-                clients: 3
+                clients: 3,
+                signatures: 0,
             }]
         );
         assert_eq!(mitigation.rule_count(), 0);
         assert!(mitigation.floods().is_empty());
         for _ in 0..10 {
-            assert!(mitigation.check(client(201), "/api/cart", BROWSER).is_ok());
+            assert!(
+                mitigation
+                    .check(client(201), "/api/cart", BROWSER, || false)
+                    .is_ok()
+            );
         }
     }
 
@@ -824,8 +905,15 @@ mod tests {
             assert_eq!(mitigation.close_window(), Vec::new());
         }
         // 250 clients send 20 requests each, as many as the busiest shopper: none stands
-        // out, but the window is 25 times the usual, nearly all of one signature.
+        // out, but the window is 25 times the usual, nearly all of one signature. Before
+        // them, as many made-up signatures as a window counts: the flood's is still
+        // counted.
         shoppers(&mitigation, 10, 20);
+        for n in 0..MAX_SIGNATURES as u64 {
+            mitigation.record(client(98), "/api/search", Signature(1000 + n), || {
+                format!("made-up {n}")
+            });
+        }
         for n in 0..250u32 {
             let flooder = IpAddr::from([127, 1, (n / 200) as u8, (n % 200) as u8]);
             for _ in 0..20 {
@@ -847,19 +935,50 @@ mod tests {
         };
         assert_eq!((path.as_str(), clients.as_slice()), ("/api", &[][..]));
         assert_eq!(
-            (held_path.as_str(), label.as_str(), *requests),
-            ("/api", "flood-bot/1.0 (3 headers)", 5000)
+            (held_path.as_str(), label.as_str()),
+            ("/api", "flood-bot/1.0 (3 headers)")
         );
+        // (Space-Saving counts a signature that took another's place from that one's
+        // count: at most a little over.)
+        assert!((5000..=5002).contains(requests), "{requests}");
         // The busiest shopper's rate (the signature's own was under one a window): every
         // client of that signature shares it on that path; the browsers do not.
         assert_eq!(*rate, 2);
         let flooder = IpAddr::from([127, 1, 0, 7]);
         let another = IpAddr::from([127, 1, 0, 8]);
-        assert!(mitigation.check(flooder, "/api/search", SCRIPT).is_ok());
-        assert!(mitigation.check(another, "/api/search", SCRIPT).is_ok());
-        assert!(mitigation.check(flooder, "/api/search", SCRIPT).is_err());
-        assert!(mitigation.check(client(1), "/api/search", BROWSER).is_ok());
-        assert!(mitigation.check(flooder, "/static/app.js", SCRIPT).is_ok());
+        assert!(
+            mitigation
+                .check(flooder, "/api/search", SCRIPT, || false)
+                .is_ok()
+        );
+        assert!(
+            mitigation
+                .check(another, "/api/search", SCRIPT, || false)
+                .is_ok()
+        );
+        assert!(
+            mitigation
+                .check(flooder, "/api/search", SCRIPT, || false)
+                .is_err()
+        );
+        assert!(
+            mitigation
+                .check(client(1), "/api/search", BROWSER, || false)
+                .is_ok()
+        );
+        // A path with priority (the checkout) is spared: its buyers may finish.
+        for _ in 0..5 {
+            assert!(
+                mitigation
+                    .check(flooder, "/api/checkout", SCRIPT, || true)
+                    .is_ok()
+            );
+        }
+        assert!(
+            mitigation
+                .check(flooder, "/static/app.js", SCRIPT, || false)
+                .is_ok()
+        );
         assert_eq!(
             mitigation.floods()[0].signatures,
             vec![("flood-bot/1.0 (3 headers)".to_owned(), 2)]
@@ -870,9 +989,38 @@ mod tests {
             mitigation.close_window();
         }
         assert_eq!(mitigation.rule_count(), 0);
+        assert_eq!(mitigation.signature_rule_count(), 0);
         for _ in 0..5 {
-            assert!(mitigation.check(flooder, "/api/search", SCRIPT).is_ok());
+            assert!(
+                mitigation
+                    .check(flooder, "/api/search", SCRIPT, || false)
+                    .is_ok()
+            );
         }
+    }
+
+    #[test]
+    fn a_flood_that_looks_like_the_shoppers_holds_no_signature() {
+        let mitigation = Mitigation::new(settings());
+        for _ in 0..5 {
+            shoppers(&mitigation, 10, 20);
+            assert_eq!(mitigation.close_window(), Vec::new());
+        }
+        // The flood copies the browsers' requests exactly: holding their signature would
+        // hold every shopper, so only the flood is reported.
+        shoppers(&mitigation, 10, 20);
+        for n in 0..250u32 {
+            let flooder = IpAddr::from([127, 1, (n / 200) as u8, (n % 200) as u8]);
+            for _ in 0..20 {
+                mitigation.record(flooder, "/api/search", BROWSER, browser);
+            }
+        }
+        let events = mitigation.close_window();
+        assert!(
+            matches!(events.as_slice(), [Event::FloodStarted { .. }]),
+            "{events:?}"
+        );
+        assert_eq!(mitigation.signature_rule_count(), 0);
     }
 
     #[test]

@@ -158,7 +158,43 @@ impl Stream for tokio_rustls::server::TlsStream<TcpStream> {
 
 /// A request's body as the pipeline reads it: from this module's HTTP/1.1 server (left),
 /// or from hyper's HTTP/2 server (right).
-pub type ClientBody = Either<RequestBody, Incoming>;
+pub type ClientBody = Either<RequestBody, Http2Body>;
+
+/// The body of a request over HTTP/2, hyper's, counting its data frames in its answer's
+/// [`Handed`]: an upload still under way keeps its answer's wait for the target alive.
+#[derive(Debug)]
+pub struct Http2Body {
+    inner: Incoming,
+    answer: Arc<Handed>,
+}
+
+impl Body for Http2Body {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let frame = Pin::new(&mut self.inner).poll_frame(context);
+        if let Poll::Ready(Some(Ok(frame))) = &frame
+            && frame.is_data()
+        {
+            self.answer
+                .received
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 /// The client's side of a protocol switch, found in the extensions of an HTTP/1.1 request
 /// that asks for one: resolves once the edge has sent its `101`. (Shared, as request
@@ -438,14 +474,13 @@ async fn serve_http2<S, F>(
     let requests = Arc::clone(&in_flight);
     let max_headers = settings.max_headers;
     let idle_timeout = settings.idle_timeout;
-    let activity = Arc::new(Activity::default());
-    let moved = Arc::clone(&activity);
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let guard = InFlight::start(&requests);
         let handed = InFlight::answer(&requests);
-        let moved = Arc::clone(&moved);
-        let answer =
-            (request.headers().len() <= max_headers).then(|| service(request.map(Either::Right)));
+        let answer = (request.headers().len() <= max_headers).then(|| {
+            let answer = Arc::clone(&handed.0);
+            service(request.map(|inner| Either::Right(Http2Body { inner, answer })))
+        });
         async move {
             let answer = match answer {
                 Some(answer) => answer.await,
@@ -462,7 +497,7 @@ async fn serve_http2<S, F>(
                 idle: idle_timeout,
                 stall: None,
                 handed,
-                activity: moved,
+                rest: Bytes::new(),
             }))
         }
     });
@@ -471,20 +506,12 @@ async fn serve_http2<S, F>(
         .timer(TokioTimer::new())
         .max_concurrent_streams(256)
         .max_header_list_size(u32::try_from(settings.max_head_bytes).unwrap_or(u32::MAX));
-    let stream = Rewind {
-        early,
-        stream,
-        activity: Arc::clone(&activity),
-    };
+    let stream = Rewind { early, stream };
     let mut connection = pin!(builder.serve_connection(TokioIo::new(stream), service));
     let idle = settings.header_read_timeout;
     // While requests are in flight, their answers are looked at this often.
     let every = idle.min(settings.idle_timeout);
     let mut check = pin!(tokio::time::sleep(idle));
-    // When the connection last wrote, as the checks saw it: a connection still sending
-    // (an answer hyper holds after its body ended, to a slow reader) is not idle.
-    let mut writes = activity.writes();
-    let mut wrote_at = tokio::time::Instant::now();
     let finished = loop {
         tokio::select! {
             finished = connection.as_mut() => break finished,
@@ -496,13 +523,8 @@ async fn serve_http2<S, F>(
             }
             () = check.as_mut() => {
                 let now = tokio::time::Instant::now();
-                if activity.writes() != writes {
-                    writes = activity.writes();
-                    wrote_at = now;
-                }
-                let quiet = now.duration_since(wrote_at);
                 match in_flight.idle_since() {
-                    Some(since) if now.duration_since(since) >= idle && quiet >= idle => {
+                    Some(since) if now.duration_since(since) >= idle => {
                         // Idle for the timeout: `GOAWAY`, and the close, which a client
                         // that does not close is not waited for past the timeout.
                         connection.as_mut().graceful_shutdown();
@@ -511,13 +533,13 @@ async fn serve_http2<S, F>(
                             Err(_) => return,
                         }
                     }
-                    Some(since) => check.as_mut().reset(since.max(wrote_at) + idle),
-                    // An answer whose data the client has not taken for the idle timeout,
-                    // the connection writing nothing meanwhile (its flow-control windows
-                    // stay shut: a slow reader holding the target's connection), ends the
-                    // connection, as an HTTP/1.1 one.
-                    None if quiet >= settings.idle_timeout
-                        && in_flight.stalled(settings.idle_timeout) => {
+                    Some(since) => check.as_mut().reset(since + idle),
+                    // An answer whose data the client has not taken for the idle timeout
+                    // (its stream's flow-control window stays shut: a slow reader holding
+                    // the target's connection) ends the connection, as an HTTP/1.1 one.
+                    // (Answers go to hyper in pieces of at most `PIECE` bytes, so a
+                    // reader that takes them, however slowly, keeps its answer moving.)
+                    None if in_flight.stalled(settings.idle_timeout) => {
                         connection.as_mut().graceful_shutdown();
                         match tokio::time::timeout(idle, connection.as_mut()).await {
                             Ok(finished) => break finished,
@@ -546,12 +568,21 @@ struct InFlight {
     began: tokio::time::Instant,
 }
 
-/// When an answer last handed data to hyper's HTTP/2 server, in milliseconds since its
-/// connection began, while hyper has not asked for more since ([`NOT_HANDED`] otherwise):
-/// hyper asks for more once the stream's flow-control window lets it send, so an old
-/// hand-over is a client that reads nothing.
+/// An HTTP/2 answer's progress. `at`: when it last handed data to hyper's server, in
+/// milliseconds since its connection began, while hyper has not asked for more since
+/// ([`NOT_HANDED`] otherwise): hyper asks for the next piece once the previous one is
+/// sent, as the stream's flow-control window lets it, so an old hand-over is a client
+/// that reads nothing. `received`: the request body's data frames, an upload still
+/// under way.
 #[derive(Debug)]
-struct Handed(std::sync::atomic::AtomicU64);
+pub struct Handed {
+    at: std::sync::atomic::AtomicU64,
+    received: std::sync::atomic::AtomicU64,
+}
+
+/// The most an HTTP/2 answer hands hyper at once: a larger frame is given in pieces, so
+/// that its stream's progress shows as each piece is sent.
+const PIECE: usize = 16 * 1024;
 
 const NOT_HANDED: u64 = u64::MAX;
 
@@ -574,7 +605,10 @@ impl InFlight {
 
     /// A request's answer's hand-over record, watched while it lives.
     fn answer(this: &Arc<Self>) -> (Arc<Handed>, tokio::time::Instant) {
-        let handed = Arc::new(Handed(std::sync::atomic::AtomicU64::new(NOT_HANDED)));
+        let handed = Arc::new(Handed {
+            at: std::sync::atomic::AtomicU64::new(NOT_HANDED),
+            received: std::sync::atomic::AtomicU64::new(0),
+        });
         let mut answers = this.answers.lock();
         answers.retain(|answer| answer.strong_count() > 0);
         answers.push(Arc::downgrade(&handed));
@@ -591,7 +625,7 @@ impl InFlight {
             .iter()
             .filter_map(std::sync::Weak::upgrade)
             .any(|handed| {
-                let at = handed.0.load(std::sync::atomic::Ordering::Relaxed);
+                let at = handed.at.load(std::sync::atomic::Ordering::Relaxed);
                 at != NOT_HANDED && now.saturating_sub(at) >= timeout
             })
     }
@@ -618,20 +652,37 @@ impl Drop for InFlightGuard {
 }
 
 /// An answer's body that keeps its request counted in flight until it ends or is dropped,
-/// and ends it with an error (a reset stream) when its next data has not come for the
-/// idle timeout (a target that stalls mid-body), as `Idle` does for HTTP/1.1.
+/// hands hyper its data in pieces of at most [`PIECE`] bytes, and ends it with an error (a
+/// reset stream) when its next data has not come for the idle timeout (a target that
+/// stalls mid-body) while nothing of the request came either, as `Idle` does for
+/// HTTP/1.1.
 struct Tracked {
     body: EdgeBody,
     _guard: InFlightGuard,
     idle: Duration,
     /// The timer of a wait for the body's next frame, made by the first wait, and the
-    /// connection's reads when the wait began (`None` between waits).
+    /// request's data frames received when the wait began (`None` between waits).
     stall: Option<(Pin<Box<tokio::time::Sleep>>, Option<u64>)>,
-    /// When it last handed data over, and its connection's beginning (see [`Handed`]).
+    /// Its progress, and its connection's beginning (see [`Handed`]).
     handed: (Arc<Handed>, tokio::time::Instant),
-    /// Its connection's reads: a client still sending (an upload, a gRPC stream) gives
-    /// the wait for the target another timeout.
-    activity: Arc<Activity>,
+    /// What is left of a data frame larger than a piece.
+    rest: Bytes,
+}
+
+impl Tracked {
+    /// Notes a hand-over to hyper (or its end) and passes the frame on.
+    fn hand(
+        &mut self,
+        frame: Option<Result<Frame<Bytes>, BoxError>>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let (handed, began) = &self.handed;
+        let at = match &frame {
+            Some(Ok(_)) => began.elapsed().as_millis() as u64,
+            _ => NOT_HANDED,
+        };
+        handed.at.store(at, std::sync::atomic::Ordering::Relaxed);
+        Poll::Ready(frame)
+    }
 }
 
 impl Body for Tracked {
@@ -643,55 +694,69 @@ impl Body for Tracked {
         context: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        let (handed, began) = &this.handed;
+        if !this.rest.is_empty() {
+            let piece = this.rest.split_to(this.rest.len().min(PIECE));
+            return this.hand(Some(Ok(Frame::data(piece))));
+        }
         if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(context) {
             if let Some((_, waiting)) = &mut this.stall {
                 *waiting = None;
             }
-            let at = match &frame {
-                Some(Ok(_)) => began.elapsed().as_millis() as u64,
-                _ => NOT_HANDED,
+            let frame = match frame {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(mut data) if data.len() > PIECE => {
+                        this.rest = data.split_off(PIECE);
+                        Some(Ok(Frame::data(data)))
+                    }
+                    Ok(data) => Some(Ok(Frame::data(data))),
+                    Err(frame) => Some(Ok(frame)),
+                },
+                other => other,
             };
-            handed.0.store(at, std::sync::atomic::Ordering::Relaxed);
-            return Poll::Ready(frame);
+            return this.hand(frame);
         }
+        let handed = &this.handed.0;
         handed
-            .0
+            .at
             .store(NOT_HANDED, std::sync::atomic::Ordering::Relaxed);
-        let (timer, waiting) = this.stall.get_or_insert_with(|| {
-            (
-                Box::pin(tokio::time::sleep(this.idle)),
-                Some(this.activity.reads()),
-            )
-        });
+        let received = || handed.received.load(std::sync::atomic::Ordering::Relaxed);
+        let (timer, waiting) = this
+            .stall
+            .get_or_insert_with(|| (Box::pin(tokio::time::sleep(this.idle)), Some(received())));
         if waiting.is_none() {
             timer
                 .as_mut()
                 .reset(tokio::time::Instant::now() + this.idle);
-            *waiting = Some(this.activity.reads());
+            *waiting = Some(received());
         }
         loop {
             ready!(timer.as_mut().poll(context));
-            let reads = this.activity.reads();
-            if *waiting == Some(reads) {
+            let now = received();
+            if *waiting == Some(now) {
                 return Poll::Ready(Some(Err(
                     "the answer's body brought nothing for the idle timeout".into(),
                 )));
             }
-            // The client sent something meanwhile: another timeout.
+            // The client sent more of its request meanwhile: another timeout.
             timer
                 .as_mut()
                 .reset(tokio::time::Instant::now() + this.idle);
-            *waiting = Some(reads);
+            *waiting = Some(now);
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.rest.is_empty() && self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        let mut hint = self.body.size_hint();
+        let rest = self.rest.len() as u64;
+        hint.set_lower(hint.lower() + rest);
+        if let Some(upper) = hint.upper() {
+            hint.set_upper(upper + rest);
+        }
+        hint
     }
 }
 
@@ -699,31 +764,6 @@ impl Body for Tracked {
 struct Rewind {
     early: Bytes,
     stream: Box<dyn Stream>,
-    /// What moved on it, for the idle timeouts.
-    activity: Arc<Activity>,
-}
-
-/// Reads and writes that moved bytes on an HTTP/2 client connection: an answer waits for
-/// its target, and a connection for its client, only while nothing moves (ALB's idle
-/// timeout counts data either way).
-#[derive(Debug, Default)]
-struct Activity {
-    reads: std::sync::atomic::AtomicU64,
-    writes: std::sync::atomic::AtomicU64,
-}
-
-impl Activity {
-    fn count(counter: &std::sync::atomic::AtomicU64) {
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    fn reads(&self) -> u64 {
-        self.reads.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    fn writes(&self) -> u64 {
-        self.writes.load(std::sync::atomic::Ordering::Relaxed)
-    }
 }
 
 impl AsyncRead for Rewind {
@@ -738,12 +778,7 @@ impl AsyncRead for Rewind {
             self.early.advance(count);
             return Poll::Ready(Ok(()));
         }
-        let filled = buffer.filled().len();
-        let read = Pin::new(&mut self.stream).poll_read(context, buffer);
-        if matches!(read, Poll::Ready(Ok(()))) && buffer.filled().len() > filled {
-            Activity::count(&self.activity.reads);
-        }
-        read
+        Pin::new(&mut self.stream).poll_read(context, buffer)
     }
 }
 
@@ -753,11 +788,7 @@ impl AsyncWrite for Rewind {
         context: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let written = Pin::new(&mut self.stream).poll_write(context, data);
-        if let Poll::Ready(Ok(1..)) = written {
-            Activity::count(&self.activity.writes);
-        }
-        written
+        Pin::new(&mut self.stream).poll_write(context, data)
     }
 
     fn poll_write_vectored(
@@ -765,11 +796,7 @@ impl AsyncWrite for Rewind {
         context: &mut Context<'_>,
         slices: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let written = Pin::new(&mut self.stream).poll_write_vectored(context, slices);
-        if let Poll::Ready(Ok(1..)) = written {
-            Activity::count(&self.activity.writes);
-        }
-        written
+        Pin::new(&mut self.stream).poll_write_vectored(context, slices)
     }
 
     fn is_write_vectored(&self) -> bool {

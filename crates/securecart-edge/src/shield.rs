@@ -227,7 +227,7 @@ impl Shield {
         })?;
         if let (Some(mitigation), Some(signature)) = (&self.mitigation, signature) {
             mitigation
-                .check(key, path, signature)
+                .check(key, path, signature, || self.has_priority(path))
                 .map_err(Refusal::Mitigated)?;
         }
         // The client's own requests in flight: a client may not take the edge's room alone
@@ -334,7 +334,7 @@ impl Shield {
                                 path,
                                 requests,
                                 baseline = baseline.round(),
-                                "shield: flood detected; no client sends far more than a shopper, so none is held past the per-client limits"
+                                "shield: flood detected; no client sends far more than a shopper"
                             );
                         } else {
                             tracing::warn!(
@@ -364,8 +364,17 @@ impl Shield {
                     Event::FloodSpread { path, clients } => {
                         tracing::warn!(path, clients = ?clients, "shield: more clients join the flood");
                     }
-                    Event::FloodEnded { path, clients } => {
-                        tracing::info!(path, clients, "shield: flood over; its rules are removed");
+                    Event::FloodEnded {
+                        path,
+                        clients,
+                        signatures,
+                    } => {
+                        tracing::info!(
+                            path,
+                            clients,
+                            signatures,
+                            "shield: flood over; its rules are removed"
+                        );
                     }
                 }
             }

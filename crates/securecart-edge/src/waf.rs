@@ -107,6 +107,16 @@ impl Redaction {
     }
 }
 
+/// Whether data matched in several headers at once may come from a hidden one: the
+/// request has one, and the data is not the start of another header's value as sent.
+fn hidden_among(headers: &HeaderMap, data: &str, hidden: impl Fn(&str) -> bool) -> bool {
+    headers.keys().any(|name| hidden(name.as_str()))
+        && !headers.iter().any(|(name, value)| {
+            !hidden(name.as_str())
+                && String::from_utf8_lossy(&value.as_bytes()[..value.len().min(64)]) == data
+        })
+}
+
 /// What a log line or a sample shows of a redacted part.
 const REDACTED: &str = "REDACTED";
 
@@ -119,17 +129,12 @@ const REDACTED: &str = "REDACTED";
 pub fn redact(field: &str, data: &str, headers: &HeaderMap, redaction: &Redaction) -> String {
     let secret = match field {
         "cookies" => true,
-        // (All but the credentials leaves out only the built-in ones: a header the operator
-        // hides is among them.)
-        "headers" | "headers_but_credentials" => {
-            headers
-                .keys()
-                .any(|name| redaction.hides_header(name.as_str()))
-                && !headers.iter().any(|(name, value)| {
-                    !redaction.hides_header(name.as_str())
-                        && String::from_utf8_lossy(&value.as_bytes()[..value.len().min(64)]) == data
-                })
-        }
+        "headers" => hidden_among(headers, data, |name| redaction.hides_header(name)),
+        // All but the credentials leaves out only the built-in ones: a header the operator
+        // hides is among them.
+        "headers_but_credentials" => hidden_among(headers, data, |name| {
+            redaction.headers.iter().any(|hidden| hidden == name)
+        }),
         "query_string" | "query_arguments" | "query_argument_names" => redaction.query_string,
         "uri_path" => redaction.uri_path,
         "method" => redaction.method,
@@ -523,6 +528,7 @@ mod tests {
         let mut headers = http::HeaderMap::new();
         headers.insert("x-session", "s-1' OR 1=1".parse().expect("value"));
         headers.insert("user-agent", "sqlmap/1.7".parse().expect("value"));
+        headers.insert("cookie", "a=b".parse().expect("value"));
         for (field, data, shown) in [
             ("header:x-session", "s-1' OR 1=1", "REDACTED"),
             ("header:user-agent", "sqlmap/1.7", "sqlmap/1.7"),
@@ -538,6 +544,7 @@ mod tests {
             ("headers", "sqlmap/1.7", "sqlmap/1.7"),
             ("headers_but_credentials", "s-1' OR 1=1", "REDACTED"),
             ("headers_but_credentials", "sqlmap/1.7", "sqlmap/1.7"),
+            ("headers_but_credentials", "sqlmap/1.7 decoded", "REDACTED"),
         ] {
             assert_eq!(
                 redact(field, data, &headers, &redaction),
@@ -545,5 +552,21 @@ mod tests {
                 "{field}: {data}"
             );
         }
+        // A cookie is not among all the headers but the credentials: data matched there,
+        // even decoded, shows when the request has no header the operator hides.
+        headers.remove("x-session");
+        assert_eq!(
+            redact(
+                "headers_but_credentials",
+                "sqlmap decoded",
+                &headers,
+                &redaction
+            ),
+            "sqlmap decoded"
+        );
+        assert_eq!(
+            redact("headers", "sqlmap decoded", &headers, &redaction),
+            "REDACTED"
+        );
     }
 }

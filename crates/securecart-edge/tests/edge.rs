@@ -1373,9 +1373,12 @@ async fn a_client_that_stops_reading_is_cut_off_after_the_idle_timeout() {
     drop(stream);
 
     // Over HTTP/2, a client that takes nothing leaves its stream's window shut: the edge
-    // closes that connection too.
+    // closes that connection too, though the client pings it all the while.
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .http2_only(true)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .http2_keep_alive_interval(Duration::from_millis(100))
+        .http2_keep_alive_while_idle(true)
         .build_http::<http_body_util::Empty<bytes::Bytes>>();
     let response = client
         .get(format!("{}/api/large", edge.url).parse().expect("uri"))
