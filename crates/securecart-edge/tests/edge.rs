@@ -1145,8 +1145,17 @@ async fn an_idle_upgraded_connection_is_closed_after_its_idle_timeout() {
 /// An edge with one group of `target`, whose answers may make no progress for half a
 /// second (the idle timeout), and whose idle HTTP/2 clients are closed after a second.
 async fn start_edge_idle_after_half_a_second(target: SocketAddr) -> RunningEdge {
+    start_edge_idle_after_half_a_second_with(target, securecart_edge::UpstreamProtocol::Http1).await
+}
+
+/// [`start_edge_idle_after_half_a_second`], speaking `protocol` to the target.
+async fn start_edge_idle_after_half_a_second_with(
+    target: SocketAddr,
+    protocol: securecart_edge::UpstreamProtocol,
+) -> RunningEdge {
     let group = TargetGroupConfig {
         outlier_detection: None,
+        protocol,
         ..TargetGroupConfig::new("api", vec![target], health_check())
     };
     let edge = start_edge_with_limits(
@@ -1256,23 +1265,11 @@ async fn an_upload_under_way_keeps_an_answer_that_waits_for_it() {
             ),
     )
     .await;
-    let group = TargetGroupConfig {
-        outlier_detection: None,
-        protocol: securecart_edge::UpstreamProtocol::Http2,
-        ..TargetGroupConfig::new("api", vec![target.address], health_check())
-    };
-    let edge = start_edge_with_limits(
-        vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
-        not_found(),
-        vec![group],
-        Limits {
-            drain_timeout: Duration::from_secs(1),
-            idle_timeout: Duration::from_millis(500),
-            ..Limits::default()
-        },
+    let edge = start_edge_idle_after_half_a_second_with(
+        target.address,
+        securecart_edge::UpstreamProtocol::Http2,
     )
     .await;
-    edge.wait_for_healthy(1).await;
     let address = edge.url.trim_start_matches("http://").to_owned();
     let mut stream = tokio::net::TcpStream::connect(&address)
         .await
