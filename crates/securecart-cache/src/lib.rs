@@ -58,6 +58,28 @@ pub struct Cache {
     /// [`Cache::reserve_copy`]), and the most they may hold.
     copies: AtomicU64,
     copies_limit: u64,
+    /// Disk writes and deletions queued or under way, for [`Cache::flush`].
+    disk_tasks: Arc<DiskTasks>,
+}
+
+/// The disk tier's tasks on the blocking pool: a stop waits for them, since the pool drops
+/// the queued ones at shutdown (a write lost leaves the restarted cache colder; a deletion
+/// lost would bring an invalidated object back).
+#[derive(Debug, Default)]
+struct DiskTasks {
+    count: std::sync::atomic::AtomicUsize,
+    done: tokio::sync::Notify,
+}
+
+/// Counts a disk task until it ends, run or dropped unrun.
+struct DiskTask(Arc<DiskTasks>);
+
+impl Drop for DiskTask {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.done.notify_waiters();
+        }
+    }
 }
 
 /// How many keys' latest invalidations are remembered; past it, the oldest are forgotten
@@ -158,7 +180,35 @@ impl Cache {
             copies: AtomicU64::new(0),
             // A quarter of the memory tier, or one object at least.
             copies_limit: (capacity_bytes / 4).max(max_object_bytes as u64),
+            disk_tasks: Arc::default(),
         }
+    }
+
+    /// Runs `task` (file I/O) on the blocking pool, counted until it ends.
+    fn on_disk(&self, task: impl FnOnce() + Send + 'static) {
+        self.disk_tasks.count.fetch_add(1, Ordering::AcqRel);
+        let counted = DiskTask(Arc::clone(&self.disk_tasks));
+        tokio::task::spawn_blocking(move || {
+            let _counted = counted;
+            task();
+        });
+    }
+
+    /// Waits, at most `within`, for the disk writes and deletions queued or under way;
+    /// `false` if some were still left (an edge's stop calls it after draining).
+    pub async fn flush(&self, within: std::time::Duration) -> bool {
+        let tasks = &self.disk_tasks;
+        tokio::time::timeout(within, async {
+            loop {
+                let done = tasks.done.notified();
+                if tasks.count.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                done.await;
+            }
+        })
+        .await
+        .is_ok()
     }
 
     /// Takes `bytes` more for a copy of an answer being stored as it streams; `false` when
@@ -250,7 +300,7 @@ impl Cache {
         if let Some(disk) = &self.disk {
             let disk = Arc::clone(disk);
             let invalidations = Arc::clone(&self.invalidations);
-            tokio::task::spawn_blocking(move || {
+            self.on_disk(move || {
                 // Invalidated while the write waited: not written.
                 if invalidations.since(&key, since) {
                     return;
@@ -275,7 +325,7 @@ impl Cache {
         if let Some(disk) = &self.disk {
             let files = disk.unindex(key);
             if !files.is_empty() {
-                tokio::task::spawn_blocking(move || Disk::delete(&files));
+                self.on_disk(move || Disk::delete(&files));
             }
         }
     }
@@ -366,6 +416,25 @@ mod tests {
             Arc::new(stored("/b", "old", "en")),
             since
         ));
+    }
+
+    #[tokio::test]
+    async fn a_flush_waits_for_the_disk_writes_and_deletions_queued() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let cache = Cache::new(1 << 20, 1 << 20, || {})
+            .with_disk(Disk::open(directory.path(), 1 << 20).expect("disk"));
+        for n in 0..50 {
+            let key: Arc<str> = Arc::from(format!("shop.test/{n}"));
+            let since = cache.generation();
+            assert!(cache.insert(key, Arc::new(stored(&format!("/{n}"), "x", "en")), since));
+        }
+        cache.remove("shop.test/7");
+        assert!(cache.flush(std::time::Duration::from_secs(30)).await);
+        // Every write and the deletion are on disk: a restarted tier finds 49 objects.
+        let reopened = Disk::open(directory.path(), 1 << 20).expect("disk");
+        assert_eq!(reopened.usage().0, 49);
+        // With nothing queued, a flush ends at once.
+        assert!(cache.flush(std::time::Duration::ZERO).await);
     }
 
     #[test]

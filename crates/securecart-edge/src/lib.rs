@@ -342,6 +342,12 @@ impl Edge {
             tracing::warn!("drain timeout: closing the connections still open");
         }
         control.stop_health_checks().await;
+        // The cache's disk writes and deletions still queued are done before the stop.
+        if let Some(cache) = control.cache()
+            && !cache.flush(limits.drain_timeout).await
+        {
+            tracing::warn!("cache: disk writes still queued at the stop are lost");
+        }
         let _ = admin_stop_sender.send(true);
         let _ = admin_task.await;
         shield_task.abort();
