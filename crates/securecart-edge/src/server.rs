@@ -669,6 +669,17 @@ struct Tracked {
     rest: Bytes,
 }
 
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        // Done with: its request's body may live on (held by an HTTP/2 target's client),
+        // and must not look like an answer waiting for its reader.
+        self.handed
+            .0
+            .at
+            .store(NOT_HANDED, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 impl Tracked {
     /// Notes a hand-over to hyper (or its end) and passes the frame on.
     fn hand(
