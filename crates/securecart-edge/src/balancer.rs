@@ -135,6 +135,13 @@ fn clock_epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
+/// FNV-1a: a stable, cheap hash (for names that must not change across restarts).
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 fn now_millis() -> u64 {
     clock_epoch().elapsed().as_millis() as u64
 }
@@ -147,15 +154,8 @@ impl Target {
             authority: Authority::try_from(address.to_string().as_str())
                 .unwrap_or_else(|_| Authority::from_static("invalid")),
             weight: 1,
-            cookie_id: {
-                // FNV-1a of the address: stable across restarts, reveals nothing.
-                let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-                for byte in address.to_string().bytes() {
-                    hash ^= u64::from(byte);
-                    hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-                }
-                format!("{hash:016x}")
-            },
+            // A hash of the address: stable across restarts, reveals nothing.
+            cookie_id: format!("{:016x}", fnv1a(address.to_string().as_bytes())),
             pool,
             healthy: AtomicBool::new(false),
             load: Arc::default(),

@@ -108,11 +108,7 @@ impl Signature {
     /// The signature of a request with these headers (FNV-1a: a client gains nothing by
     /// making its requests collide with another signature).
     pub fn of(headers: &http::HeaderMap) -> Self {
-        let fnv = |bytes: &[u8]| {
-            bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |hash, &byte| {
-                (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-            })
-        };
+        let fnv = crate::balancer::fnv1a;
         let names = headers.keys().fold(0u64, |sum, name| {
             sum.wrapping_add(fnv(name.as_str().as_bytes()))
         });

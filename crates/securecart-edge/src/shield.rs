@@ -5,7 +5,7 @@
 //! the others.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -117,15 +117,7 @@ impl Drop for ConnectionPermit {
     }
 }
 
-/// The key a client is limited by: its address (an IPv4 address mapped into IPv6, as a
-/// dual-stack listener sees it, is the IPv4 address), or for IPv6 its /64, which one host
-/// usually holds whole (limiting single IPv6 addresses would let it take 2^64 rates).
-pub fn client_key(address: IpAddr) -> IpAddr {
-    match address.to_canonical() {
-        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !u128::from(u64::MAX))),
-        v4 => v4,
-    }
-}
+pub use securecart_waf::rate::client_key;
 
 fn quota(config: &ShieldConfig) -> Quota {
     Quota::per_second(config.requests_per_second).allow_burst(config.burst)

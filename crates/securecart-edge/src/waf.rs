@@ -77,14 +77,6 @@ impl Samples {
     }
 }
 
-/// The headers that carry credentials, whose values a log line or a sample never shows.
-const SECRET_HEADERS: [&str; 4] = [
-    "cookie",
-    "authorization",
-    "proxy-authorization",
-    "x-api-key",
-];
-
 /// What else the operator keeps out of the WAF's log lines and samples (AWS WAF's
 /// logging `RedactedFields`): headers whose values are as secret as credentials, the
 /// query string (and every argument read from it), the path, the method.
@@ -103,7 +95,8 @@ pub struct Redaction {
 impl Redaction {
     /// Whether a header's value is never shown: a credential's, or one the operator named.
     fn hides_header(&self, name: &str) -> bool {
-        SECRET_HEADERS.contains(&name) || self.headers.iter().any(|hidden| hidden == name)
+        securecart_waf::inspect::is_credential(name)
+            || self.headers.iter().any(|hidden| hidden == name)
     }
 }
 

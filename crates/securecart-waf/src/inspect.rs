@@ -51,16 +51,24 @@ impl std::ops::Deref for Transformed<'_> {
 pub(crate) fn chain_key(transforms: &[Transform]) -> u64 {
     transforms
         .iter()
-        .fold(transforms.len() as u64, |key, transform| {
-            key.rotate_left(5) ^ (transform.index() as u64 + 1)
+        .fold(transforms.len() as u64, |key, &transform| {
+            chain_step(key, transform)
         })
+}
+
+/// The bits a chain key gives each step.
+const CHAIN_BITS: u32 = 5;
+
+/// A chain key with one more step.
+fn chain_step(key: u64, transform: Transform) -> u64 {
+    key.rotate_left(CHAIN_BITS) ^ (u64::from(transform.index()) + 1)
 }
 
 /// Values shorter than this are transformed and checked again by each rule that asks:
 /// cheaper than remembering them.
 pub(crate) const MEMO_FROM: usize = 256;
 
-/// The headers [`Field::HeadersButCredentials`] leaves out.
+/// The headers [`Field::HeadersButCredentials`] leaves out, whose values logs never show.
 const CREDENTIALS: [http::HeaderName; 4] = [
     http::header::COOKIE,
     http::header::AUTHORIZATION,
@@ -68,12 +76,20 @@ const CREDENTIALS: [http::HeaderName; 4] = [
     http::HeaderName::from_static("x-api-key"),
 ];
 
+/// Whether a header (by its lowercase name) carries credentials: its value is left out of
+/// [`Field::HeadersButCredentials`] and never shown in a log line or sample.
+pub fn is_credential(name: &str) -> bool {
+    CREDENTIALS
+        .iter()
+        .any(|credential| credential.as_str() == name)
+}
+
 /// Up to this many headers, a header is found by comparing names (see
 /// [`Inspection::any_value`]).
 const FEW_HEADERS: usize = 8;
 
 /// The longest chain [`chain_key`] tells apart; longer ones are computed each time.
-pub(crate) const MAX_MEMO_CHAIN: usize = 12;
+pub(crate) const MAX_MEMO_CHAIN: usize = (60 / CHAIN_BITS) as usize;
 
 /// A value's address and length, and a chain of transformations or a detector.
 type ValueKey = (usize, usize, u64);
@@ -308,8 +324,8 @@ impl<'a> Inspection<'a> {
                 continue;
             }
             steps += 1;
-            key = key.rotate_left(5) ^ (u64::from(step.index()) + 1);
-            // Up to 12 steps of 5 bits, and their count above them: unique.
+            key = chain_step(key, step);
+            // Up to `MAX_MEMO_CHAIN` steps, and their count above them: unique.
             let memo_key = (value.as_ptr() as usize, value.len(), key | steps << 60);
             if let Some(known) = self.memo.borrow().transformed.get(&memo_key) {
                 result = known.clone();

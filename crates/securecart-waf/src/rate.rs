@@ -121,12 +121,12 @@ impl RateLimit {
         for key in &self.keys {
             match key {
                 AggregateKey::ClientIp => {
-                    let client = aggregated(inspection.client);
+                    let client = client_key(inspection.client);
                     client.hash(&mut hasher);
                     shown.push(client.to_string());
                 }
                 AggregateKey::ForwardedIp(header) => {
-                    let address = aggregated(forwarded_ip(inspection, header)?);
+                    let address = client_key(forwarded_ip(inspection, header)?);
                     address.hash(&mut hasher);
                     shown.push(address.to_string());
                 }
@@ -134,12 +134,7 @@ impl RateLimit {
                     let value = inspection.headers().get(header)?;
                     value.as_bytes().hash(&mut hasher);
                     // Credentials are counted by, never shown.
-                    let secret = [
-                        http::header::AUTHORIZATION,
-                        http::header::COOKIE,
-                        http::header::PROXY_AUTHORIZATION,
-                    ]
-                    .contains(header);
+                    let secret = crate::inspect::is_credential(header.as_str());
                     shown.push(if secret {
                         format!("{header}:REDACTED")
                     } else {
@@ -215,9 +210,11 @@ impl RateLimit {
     }
 }
 
-/// An address as counted: an IPv4-mapped one is its IPv4 address, and an IPv6 client is
-/// its /64, which one host usually holds whole.
-fn aggregated(address: IpAddr) -> IpAddr {
+/// The key a client is counted and limited by (here and by the edge's shield): its
+/// address (an IPv4 address mapped into IPv6, as a dual-stack listener sees it, is the IPv4
+/// address), or for IPv6 its /64, which one host usually holds whole (limiting single
+/// IPv6 addresses would let it take 2^64 rates).
+pub fn client_key(address: IpAddr) -> IpAddr {
     match address.to_canonical() {
         IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from_bits(
             v6.to_bits() & !u128::from(u64::MAX),

@@ -477,6 +477,46 @@ fn hex_value(byte: u8) -> Option<u8> {
     }
 }
 
+/// Full-width ASCII (U+FF01 to U+FF5E) as its ASCII letter or sign, as IIS and CSS
+/// decoders read it; any other code point as it is.
+fn fullwidth_to_ascii(code: u32) -> u32 {
+    if (0xff01..=0xff5e).contains(&code) {
+        code - 0xfee0
+    } else {
+        code
+    }
+}
+
+/// The byte two hex digits at `from` make, if `input` has them there.
+fn hex_pair(input: &[u8], from: usize) -> Option<u8> {
+    let digits = input.get(from..from + 2)?;
+    Some(hex_value(digits[0])? << 4 | hex_value(digits[1])?)
+}
+
+/// The number `count` hex digits at `from` make, if `input` has them there.
+fn hex_number(input: &[u8], from: usize, count: usize) -> Option<u32> {
+    input
+        .get(from..from + count)?
+        .iter()
+        .try_fold(0u32, |code, &digit| {
+            Some(code << 4 | u32::from(hex_value(digit)?))
+        })
+}
+
+/// A C octal escape's byte from the (at least one) octal digits at `from`, at most three
+/// of them, and how many it read.
+fn octal_escape(input: &[u8], from: usize) -> (u8, usize) {
+    let digits = input[from..]
+        .iter()
+        .take(3)
+        .take_while(|byte| (b'0'..=b'7').contains(*byte))
+        .count();
+    let code = input[from..from + digits]
+        .iter()
+        .fold(0u32, |code, &digit| code * 8 + u32::from(digit - b'0'));
+    ((code & 0xff) as u8, digits)
+}
+
 /// `%41` and `+` decoded (and `%u0041`, when `unicode`), an invalid escape kept as it is;
 /// `None` when the input has neither `%` nor `+`. Run by run: the bytes up to the next
 /// `%` (found with memchr) are copied with each `+` made a space, in a loop the compiler
@@ -497,28 +537,16 @@ pub(crate) fn url_decode(input: &[u8], unicode: bool) -> Option<Vec<u8>> {
         };
         if unicode
             && matches!(after.first(), Some(b'u' | b'U'))
-            && let Some(digits) = after.get(1..5)
-            && let Some(code) = digits.iter().try_fold(0u32, |code, &digit| {
-                Some(code << 4 | u32::from(hex_value(digit)?))
-            })
+            && let Some(code) = hex_number(after, 1, 4)
         {
-            // Full-width ASCII (U+FF01..U+FF5E) maps to ASCII, as IIS does.
-            let code = if (0xff01..=0xff5e).contains(&code) {
-                code - 0xfee0
-            } else {
-                code
-            };
-            if let Some(character) = char::from_u32(code) {
+            if let Some(character) = char::from_u32(fullwidth_to_ascii(code)) {
                 let mut encoded = [0u8; 4];
                 out.extend_from_slice(character.encode_utf8(&mut encoded).as_bytes());
             }
             rest = &after[5..];
             continue;
         }
-        match after
-            .get(..2)
-            .and_then(|digits| Some(hex_value(digits[0])? << 4 | hex_value(digits[1])?))
-        {
+        match hex_pair(after, 0) {
             Some(byte) => {
                 out.push(byte);
                 rest = &after[2..];
@@ -711,13 +739,7 @@ fn js_decode(input: &[u8]) -> Option<Vec<u8>> {
     while at < input.len() {
         if input[at] == b'\\' && at + 1 < input.len() {
             let next = input[at + 1];
-            let hex = |from: usize, count: usize| {
-                input.get(from..from + count).and_then(|digits| {
-                    digits.iter().try_fold(0u32, |code, &digit| {
-                        Some(code << 4 | u32::from(hex_value(digit)?))
-                    })
-                })
-            };
+            let hex = |from: usize, count: usize| hex_number(input, from, count);
             match next {
                 b'x' => {
                     if let Some(code) = hex(at + 2, 2) {
@@ -735,15 +757,8 @@ fn js_decode(input: &[u8]) -> Option<Vec<u8>> {
                     }
                 }
                 b'0'..=b'7' => {
-                    let digits = input[at + 1..]
-                        .iter()
-                        .take(3)
-                        .take_while(|byte| (b'0'..=b'7').contains(*byte))
-                        .count();
-                    let code = input[at + 1..at + 1 + digits]
-                        .iter()
-                        .fold(0u32, |code, &digit| code * 8 + u32::from(digit - b'0'));
-                    out.push((code & 0xff) as u8);
+                    let (byte, digits) = octal_escape(input, at + 1);
+                    out.push(byte);
                     at += 1 + digits;
                     continue;
                 }
@@ -861,10 +876,7 @@ fn hex_decode(input: &[u8]) -> Option<Vec<u8>> {
     if input.len() < 2 || !input.len().is_multiple_of(2) {
         return None;
     }
-    input
-        .chunks(2)
-        .map(|pair| Some(hex_value(pair[0])? << 4 | hex_value(pair[1])?))
-        .collect()
+    input.chunks(2).map(|pair| hex_pair(pair, 0)).collect()
 }
 
 /// ModSecurity's `cssDecode` (CSS 2.1 section 4.1.3): an escape's hex digits (up to six)
@@ -899,18 +911,8 @@ fn css_decode(input: &[u8]) -> Option<Vec<u8>> {
             at += 1;
             continue;
         }
-        let escape = &input[at..at + digits];
-        let value = escape.iter().fold(0u32, |value, &digit| {
-            value << 4 | u32::from(hex_value(digit).unwrap_or(0))
-        });
-        let low = (value & 0xff) as u8;
-        // Full-width ASCII (U+FF01 to U+FF5E) is its ASCII letter or sign.
-        let byte = if (0xff01..=0xff5e).contains(&value) {
-            low + 0x20
-        } else {
-            low
-        };
-        out.push(byte);
+        let value = hex_number(input, at, digits).unwrap_or(0);
+        out.push((fullwidth_to_ascii(value) & 0xff) as u8);
         at += digits;
         if input
             .get(at)
@@ -941,23 +943,13 @@ fn escape_seq_decode(input: &[u8]) -> Option<Vec<u8>> {
                 b't' => (b'\t', 2),
                 b'v' => (0x0b, 2),
                 b'\\' | b'?' | b'\'' | b'"' => (next, 2),
-                b'x' | b'X' => match input
-                    .get(at + 2..at + 4)
-                    .and_then(|digits| Some(hex_value(digits[0])? << 4 | hex_value(digits[1])?))
-                {
+                b'x' | b'X' => match hex_pair(input, at + 2) {
                     Some(byte) => (byte, 4),
                     None => (b'\\', 1),
                 },
                 b'0'..=b'7' => {
-                    let digits = input[at + 1..]
-                        .iter()
-                        .take(3)
-                        .take_while(|byte| (b'0'..=b'7').contains(*byte))
-                        .count();
-                    let code = input[at + 1..at + 1 + digits]
-                        .iter()
-                        .fold(0u32, |code, &digit| code * 8 + u32::from(digit - b'0'));
-                    ((code & 0xff) as u8, 1 + digits)
+                    let (byte, digits) = octal_escape(input, at + 1);
+                    (byte, 1 + digits)
                 }
                 _ => (b'\\', 1),
             },
@@ -972,13 +964,14 @@ fn escape_seq_decode(input: &[u8]) -> Option<Vec<u8>> {
 /// `0x` and pairs of hex digits after it, as bytes (ModSecurity's `sqlHexDecode`); `0x`
 /// without two digits after it is kept.
 fn sql_hex_decode(input: &[u8]) -> Option<Vec<u8>> {
+    let pair = |from: usize| hex_pair(input, from);
+    // (Most values have no `0x` followed by a pair: left as they are, uncopied.)
+    let first = input.windows(4).position(|window| {
+        window[0] == b'0' && matches!(window[1], b'x' | b'X') && hex_pair(window, 2).is_some()
+    })?;
     let mut out = Vec::with_capacity(input.len());
-    let mut at = 0;
-    let pair = |from: usize| {
-        input
-            .get(from..from + 2)
-            .and_then(|digits| Some(hex_value(digits[0])? << 4 | hex_value(digits[1])?))
-    };
+    out.extend_from_slice(&input[..first]);
+    let mut at = first;
     while at < input.len() {
         if input[at] == b'0'
             && matches!(input.get(at + 1), Some(b'x' | b'X'))
@@ -994,7 +987,7 @@ fn sql_hex_decode(input: &[u8]) -> Option<Vec<u8>> {
         out.push(input[at]);
         at += 1;
     }
-    (out != input).then_some(out)
+    Some(out)
 }
 
 /// Base64 with every byte outside its alphabet skipped (padding too), the last group of
