@@ -263,7 +263,7 @@ fn answer_in_zone(
                 entry.candidates.first().map(|candidate| &candidate.policy),
                 Some(crate::policy::Policy::Multivalue)
             ) {
-                8
+                crate::policy::MAX_MULTIVALUE
             } else {
                 usize::MAX
             };

@@ -2,7 +2,6 @@
 //! it between healthy and unhealthy after the configured number of consecutive results.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::Request;
@@ -105,17 +104,7 @@ pub fn spawn_checkers(
                             .into(),
                         None => target.authority.as_str().into(),
                     };
-                    let outcome = match probe(&client, &authority, &check.path, check.timeout).await
-                    {
-                        Probe::Answered(status)
-                            if check.matcher.iter().any(|codes| codes.contains(&status)) =>
-                        {
-                            CheckOutcome::Passed
-                        }
-                        Probe::Answered(status) => CheckOutcome::Mismatch(status),
-                        Probe::TimedOut => CheckOutcome::TimedOut,
-                        Probe::Failed => CheckOutcome::Failed,
-                    };
+                    let outcome = probe(&client, &authority, check).await;
                     let passed = outcome == CheckOutcome::Passed;
                     state = next_state(
                         state,
@@ -149,41 +138,36 @@ pub fn spawn_checkers(
     }
 }
 
-/// How a probe ended.
-enum Probe {
-    /// A whole answer, with its status.
-    Answered(u16),
-    TimedOut,
-    /// No connection, or no HTTP answer.
-    Failed,
-}
-
+/// Asks the target's health path with the check's timeout: passed if its whole answer has
+/// a status the matcher accepts.
 async fn probe(
     client: &Client<HttpConnector, Empty<Bytes>>,
     authority: &str,
-    path: &str,
-    timeout: Duration,
-) -> Probe {
-    let Ok(request) = Request::get(format!("http://{authority}{path}"))
+    check: &crate::config::HealthCheckConfig,
+) -> CheckOutcome {
+    let Ok(request) = Request::get(format!("http://{authority}{}", check.path))
         .header(http::header::USER_AGENT, "securecart-edge-health-check")
         .body(Empty::new())
     else {
-        return Probe::Failed;
+        return CheckOutcome::Failed;
     };
-    let check = async {
+    let asked = async {
         let Ok(response) = client.request(request).await else {
-            return Probe::Failed;
+            return CheckOutcome::Failed;
         };
-        let status = response.status();
+        let status = response.status().as_u16();
         // Read the body so the check measures a complete answer.
         match response.into_body().collect().await {
-            Ok(_) => Probe::Answered(status.as_u16()),
-            Err(_) => Probe::Failed,
+            Ok(_) if check.matcher.iter().any(|codes| codes.contains(&status)) => {
+                CheckOutcome::Passed
+            }
+            Ok(_) => CheckOutcome::Mismatch(status),
+            Err(_) => CheckOutcome::Failed,
         }
     };
-    tokio::time::timeout(timeout, check)
+    tokio::time::timeout(check.timeout, asked)
         .await
-        .unwrap_or(Probe::TimedOut)
+        .unwrap_or(CheckOutcome::TimedOut)
 }
 
 #[cfg(test)]

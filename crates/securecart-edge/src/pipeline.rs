@@ -287,13 +287,20 @@ impl Pipeline {
                 return Outcome::refused("none", "", error);
             }
 
+            // The path as servers resolve it, once for the shield and the rules (kept only
+            // when it differs from the path as sent, which the request keeps).
+            let resolved = match crate::rules::normalized_path(request.uri().path()) {
+                std::borrow::Cow::Owned(path) => Some(path),
+                std::borrow::Cow::Borrowed(_) => None,
+            };
+
             // Stage 2: the shield (the client's request rate, the edge's requests in flight).
             // The admission is held until the answer's head is ready.
             let _admitted = match &self.shield {
                 None => None,
                 Some(shield) => {
-                    match shield.admit(context.client.ip(), request.uri().path(), request.headers())
-                    {
+                    let path = resolved.as_deref().unwrap_or(request.uri().path());
+                    match shield.admit(context.client.ip(), path, request.headers()) {
                         Ok(admitted) => Some(admitted),
                         Err(Refusal::RateLimited(wait)) => {
                             let error = EdgeError::RateLimited(retry_after(wait));
@@ -335,11 +342,11 @@ impl Pipeline {
                     EdgeError::BadRequest("an HTTP/1.1 request needs a Host header"),
                 );
             };
-            let path = crate::rules::normalized_path(request.uri().path());
+            let path = resolved.as_deref().unwrap_or(request.uri().path());
             let matched = self.rules.find(&RequestHead {
                 method: request.method(),
                 host,
-                path: &path,
+                path,
                 query: request.uri().query(),
                 headers: request.headers(),
                 client: context.client.ip(),

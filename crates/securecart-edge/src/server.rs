@@ -478,7 +478,7 @@ async fn serve_http2<S, F>(
         let guard = InFlight::start(&requests);
         let handed = InFlight::answer(&requests);
         let answer = (request.headers().len() <= max_headers).then(|| {
-            let answer = Arc::clone(&handed.0);
+            let answer = Arc::clone(&handed);
             service(request.map(|inner| Either::Right(Http2Body { inner, answer })))
         });
         async move {
@@ -493,7 +493,7 @@ async fn serve_http2<S, F>(
             // The request is in flight until its answer's body is sent (or dropped).
             Ok::<_, std::convert::Infallible>(answer.map(|body| Tracked {
                 body,
-                _guard: guard,
+                guard,
                 idle: idle_timeout,
                 stall: None,
                 handed,
@@ -523,30 +523,32 @@ async fn serve_http2<S, F>(
             }
             () = check.as_mut() => {
                 let now = tokio::time::Instant::now();
-                match in_flight.idle_since() {
-                    Some(since) if now.duration_since(since) >= idle => {
-                        // Idle for the timeout: `GOAWAY`, and the close, which a client
-                        // that does not close is not waited for past the timeout.
-                        connection.as_mut().graceful_shutdown();
-                        match tokio::time::timeout(idle, connection.as_mut()).await {
-                            Ok(finished) => break finished,
-                            Err(_) => return,
-                        }
+                let ended = match in_flight.idle_since() {
+                    // Idle for the timeout.
+                    Some(since) if now.duration_since(since) >= idle => true,
+                    Some(since) => {
+                        check.as_mut().reset(since + idle);
+                        false
                     }
-                    Some(since) => check.as_mut().reset(since + idle),
                     // An answer whose data the client has not taken for the idle timeout
                     // (its stream's flow-control window stays shut: a slow reader holding
                     // the target's connection) ends the connection, as an HTTP/1.1 one.
                     // (Answers go to hyper in pieces of at most `PIECE` bytes, so a
                     // reader that takes them, however slowly, keeps its answer moving.)
-                    None if in_flight.stalled(settings.idle_timeout) => {
-                        connection.as_mut().graceful_shutdown();
-                        match tokio::time::timeout(idle, connection.as_mut()).await {
-                            Ok(finished) => break finished,
-                            Err(_) => return,
-                        }
+                    None if in_flight.stalled(settings.idle_timeout) => true,
+                    None => {
+                        check.as_mut().reset(now + every);
+                        false
                     }
-                    None => check.as_mut().reset(now + every),
+                };
+                if ended {
+                    // `GOAWAY`, and the close, which a client that does not close is not
+                    // waited for past the timeout.
+                    connection.as_mut().graceful_shutdown();
+                    match tokio::time::timeout(idle, connection.as_mut()).await {
+                        Ok(finished) => break finished,
+                        Err(_) => return,
+                    }
                 }
             }
         }
@@ -604,7 +606,7 @@ impl InFlight {
     }
 
     /// A request's answer's hand-over record, watched while it lives.
-    fn answer(this: &Arc<Self>) -> (Arc<Handed>, tokio::time::Instant) {
+    fn answer(this: &Arc<Self>) -> Arc<Handed> {
         let handed = Arc::new(Handed {
             at: std::sync::atomic::AtomicU64::new(NOT_HANDED),
             received: std::sync::atomic::AtomicU64::new(0),
@@ -612,7 +614,7 @@ impl InFlight {
         let mut answers = this.answers.lock();
         answers.retain(|answer| answer.strong_count() > 0);
         answers.push(Arc::downgrade(&handed));
-        (handed, this.began)
+        handed
     }
 
     /// Whether an answer handed data over at least `timeout` ago that the client has not
@@ -658,13 +660,14 @@ impl Drop for InFlightGuard {
 /// HTTP/1.1.
 struct Tracked {
     body: EdgeBody,
-    _guard: InFlightGuard,
+    /// Keeps the request in flight; its connection's beginning is the clock of `handed`.
+    guard: InFlightGuard,
     idle: Duration,
     /// The timer of a wait for the body's next frame, made by the first wait, and the
     /// request's data frames received when the wait began (`None` between waits).
     stall: Option<(Pin<Box<tokio::time::Sleep>>, Option<u64>)>,
-    /// Its progress, and its connection's beginning (see [`Handed`]).
-    handed: (Arc<Handed>, tokio::time::Instant),
+    /// Its progress (see [`Handed`]).
+    handed: Arc<Handed>,
     /// What is left of a data frame larger than a piece.
     rest: Bytes,
 }
@@ -674,7 +677,6 @@ impl Drop for Tracked {
         // Done with: its request's body may live on (held by an HTTP/2 target's client),
         // and must not look like an answer waiting for its reader.
         self.handed
-            .0
             .at
             .store(NOT_HANDED, std::sync::atomic::Ordering::Relaxed);
     }
@@ -686,12 +688,13 @@ impl Tracked {
         &mut self,
         frame: Option<Result<Frame<Bytes>, BoxError>>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let (handed, began) = &self.handed;
         let at = match &frame {
-            Some(Ok(_)) => began.elapsed().as_millis() as u64,
+            Some(Ok(_)) => self.guard.0.began.elapsed().as_millis() as u64,
             _ => NOT_HANDED,
         };
-        handed.at.store(at, std::sync::atomic::Ordering::Relaxed);
+        self.handed
+            .at
+            .store(at, std::sync::atomic::Ordering::Relaxed);
         Poll::Ready(frame)
     }
 }
@@ -726,7 +729,7 @@ impl Body for Tracked {
             };
             return this.hand(frame);
         }
-        let handed = &this.handed.0;
+        let handed = &this.handed;
         handed
             .at
             .store(NOT_HANDED, std::sync::atomic::Ordering::Relaxed);

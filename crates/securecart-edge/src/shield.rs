@@ -181,7 +181,8 @@ impl Shield {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// Whether a request of `client` for `path` may go on now: within the edge's requests
+    /// Whether a request of `client` for `path` (as servers resolve it:
+    /// [`crate::rules::normalized_path`]) may go on now: within the edge's requests
     /// in flight unless the path has priority, within the client's rate and any
     /// mitigation rule aimed at it. Every request is counted for the mitigation's
     /// baseline, the refused ones too (so that a flood is seen for as long as it lasts); a
@@ -268,7 +269,6 @@ impl Shield {
     /// Whether `path`, as servers resolve it (`/api/cart/../admin` is `/admin`), has
     /// priority.
     fn has_priority(&self, path: &str) -> bool {
-        let path = crate::rules::normalized_path(path);
         self.config
             .priority_paths
             .iter()
@@ -496,10 +496,15 @@ mod tests {
                 .admit(client(5), "/healthz", &http::HeaderMap::new())
                 .is_ok()
         );
-        // A path that only looks like a priority one is shed.
+        // A path that only looks like a priority one is shed (resolved as the pipeline
+        // resolves it).
         assert_eq!(
             shield
-                .admit(client(7), "/api/checkout/../admin", &http::HeaderMap::new())
+                .admit(
+                    client(7),
+                    &crate::rules::normalized_path("/api/checkout/../admin"),
+                    &http::HeaderMap::new()
+                )
                 .err(),
             Some(Refusal::Shed)
         );

@@ -455,8 +455,8 @@ where
             // not a client's upload that broke off or went past its limit. While a client's
             // body streams through, a timeout or a broken exchange may be the client's
             // (a slow upload, one cut off), so only a failed connection counts then.
-            let observe_failure = || {
-                if group.observe_outcome(index, None) {
+            let observe = |status: Option<u16>| {
+                if group.observe_outcome(index, status) {
                     tracing::warn!(group = %group.name, target = %target.address, "target ejected after consecutive errors");
                     metrics.set_target_health(group);
                 }
@@ -464,7 +464,7 @@ where
             match answer {
                 Err(PoolError::Timeout) => {
                     if !body_streams {
-                        observe_failure();
+                        observe(None);
                     }
                     return Err(EdgeError::Timeout);
                 }
@@ -473,10 +473,7 @@ where
                     context.target = Some(target.address);
                     context.target_answered = Some(answered);
                     context.target_status = Some(response.status().as_u16());
-                    if group.observe_outcome(index, context.target_status) {
-                        tracing::warn!(group = %group.name, target = %target.address, "target ejected after consecutive server errors");
-                        metrics.set_target_health(group);
-                    }
+                    observe(context.target_status);
                     let elapsed = answered.duration_since(sent);
                     group.observe_latency(index, elapsed);
                     if let Some(metrics) = &group.metrics {
@@ -523,7 +520,7 @@ where
                     let targets_fault = matches!(failure, EdgeError::Connect(_))
                         || (matches!(failure, EdgeError::Upstream(_)) && !body_streams);
                     if targets_fault {
-                        observe_failure();
+                        observe(None);
                     }
                     let retryable = failure.is_retryable()
                         || (parts.method.is_idempotent()
