@@ -21,7 +21,8 @@ need pgrep procps
 need python3 python3
 
 # Installs what is missing, builds securecart (BIN), makes the work directory (WORK) and
-# stops every process started with `start` when the script exits.
+# stops every process started with `start` when the script exits. SECURECART_BIN=PATH
+# measures that binary instead (another commit's build, to compare two).
 PIDS=()
 prepare() {
   if ((${#MISSING[@]})); then
@@ -29,9 +30,14 @@ prepare() {
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${MISSING[@]}" >/dev/null
   fi
-  log "building securecart (release)"
-  cargo build --release -q -p securecart
-  BIN=$PWD/target/release/securecart
+  if [[ -n ${SECURECART_BIN:-} ]]; then
+    BIN=$(realpath "$SECURECART_BIN")
+    log "measuring $BIN"
+  else
+    log "building securecart (release)"
+    cargo build --release -q -p securecart
+    BIN=$PWD/target/release/securecart
+  fi
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
   WORK=$(mktemp -d "${TMPDIR:-/tmp}/securecart-$WORK_NAME.XXXXXX")
   chmod 755 "$WORK"

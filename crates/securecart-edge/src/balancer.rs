@@ -524,7 +524,7 @@ impl Drop for InFlight {
 impl TargetGroup {
     /// A group whose new targets start unhealthy, as ALB's do, until their health check
     /// passes; targets already in `previous` (a group of the same name in the configuration
-    /// being replaced) keep their state, unless the group's protocol changed.
+    /// being replaced) keep their state, unless the group's protocol or TLS settings changed.
     pub fn new(
         config: &TargetGroupConfig,
         previous: Option<&TargetGroup>,
@@ -541,13 +541,14 @@ impl TargetGroup {
                             group.targets.iter().find(|target| {
                                 target.address == *address
                                     && target.pool.protocol() == config.protocol
+                                    && target.pool.tls() == config.tls.as_ref()
                             })
                         })
                         .cloned()
                         .unwrap_or_else(|| {
                             Arc::new(Target::new(
                                 *address,
-                                pools.for_target(*address, config.protocol),
+                                pools.for_target(*address, config.protocol, config.tls.as_ref()),
                             ))
                         })
                 })
@@ -904,6 +905,7 @@ mod tests {
     fn group_config(algorithm: Algorithm) -> crate::config::TargetGroupConfig {
         use crate::config::{HealthCheckConfig, TargetGroupConfig};
         let health_check = HealthCheckConfig {
+            protocol: None,
             path: "/".to_owned(),
             port: None,
             interval: Duration::from_secs(1),
@@ -914,6 +916,7 @@ mod tests {
         };
         let targets = vec!["127.0.0.1:1".parse().expect("address")];
         TargetGroupConfig {
+            tls: None,
             algorithm,
             ..TargetGroupConfig::new("g", targets, health_check)
         }
@@ -958,6 +961,7 @@ mod tests {
         use crate::config::{OutlierDetection, TargetGroupConfig};
         let group = super::TargetGroup::new(
             &TargetGroupConfig {
+                tls: None,
                 outlier_detection: Some(OutlierDetection {
                     consecutive_errors: 2,
                     ejection: Duration::from_secs(60),

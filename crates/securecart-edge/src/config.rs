@@ -121,6 +121,8 @@ pub struct TargetGroupConfig {
     pub algorithm: crate::balancer::Algorithm,
     /// The protocol spoken to its targets.
     pub protocol: UpstreamProtocol,
+    /// TLS to its targets (ALB's HTTPS target groups); none: plain TCP.
+    pub tls: Option<crate::target_tls::TargetTls>,
     /// Passive outlier ejection; none turns it off.
     pub outlier_detection: Option<OutlierDetection>,
     /// Slow start: a target that joins or recovers takes a share of traffic that grows
@@ -167,6 +169,7 @@ impl TargetGroupConfig {
             health_check,
             algorithm: crate::balancer::Algorithm::default(),
             protocol: UpstreamProtocol::default(),
+            tls: None,
             outlier_detection: Some(OutlierDetection::default()),
             slow_start: None,
             stickiness: None,
@@ -189,6 +192,8 @@ pub enum UpstreamProtocol {
 /// An active HTTP health check.
 #[derive(Debug, Clone)]
 pub struct HealthCheckConfig {
+    /// Over TLS or not; none: as the group's traffic goes (ALB's default).
+    pub protocol: Option<CheckProtocol>,
     /// The path requested on the target.
     pub path: String,
     /// The port checked (ALB's health check port); `None`: the target's traffic port.
@@ -203,6 +208,16 @@ pub struct HealthCheckConfig {
     pub unhealthy_threshold: u32,
     /// The status codes that pass, as ranges (ALB's matcher).
     pub matcher: Vec<std::ops::RangeInclusive<u16>>,
+}
+
+/// The protocol of a health check (ALB's `HealthCheckProtocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckProtocol {
+    /// Plain HTTP.
+    Http,
+    /// HTTP over TLS: with the group's TLS settings if it has any, else accepting any
+    /// certificate (as ALB checks its targets).
+    Https,
 }
 
 /// Limits and timeouts.

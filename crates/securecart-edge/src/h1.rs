@@ -37,10 +37,10 @@ use http::{Method, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use securecart_cache::directives::line_members;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::forward::framing;
 use crate::pool::TargetPool;
+use crate::target_tls::Stream;
 use crate::upstream::{BoxError, EdgeBody};
 
 /// The largest head of an answer (status line and headers), and of its trailers.
@@ -60,7 +60,7 @@ const KEEP_BUFFER: usize = 32 * 1024;
 /// A connection to a target, with what was read from it and not yet used.
 #[derive(Debug)]
 pub struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     buffer: BytesMut,
     /// Whether it carried a request before (a pooled connection the target may have
     /// closed while it was idle).
@@ -114,7 +114,7 @@ impl Failure {
 
 impl Connection {
     /// A new connection.
-    pub fn new(stream: TcpStream) -> Self {
+    pub fn new(stream: Stream) -> Self {
         Self {
             stream,
             buffer: BytesMut::new(),
@@ -132,7 +132,9 @@ impl Connection {
             return false;
         }
         let mut probe = [0u8; 1];
-        matches!(self.stream.try_read(&mut probe), Err(error) if error.kind() == io::ErrorKind::WouldBlock)
+        // (Over TLS, a record the target sent unasked, its `close_notify` say, makes the
+        // socket readable too.)
+        matches!(self.stream.tcp().try_read(&mut probe), Err(error) if error.kind() == io::ErrorKind::WouldBlock)
     }
 
     /// Readies the connection to wait in its pool.
@@ -149,7 +151,7 @@ impl Connection {
     }
 
     /// The connection and the bytes the target sent past the head of its protocol switch.
-    pub fn into_parts(self) -> (TcpStream, Bytes) {
+    pub fn into_parts(self) -> (Stream, Bytes) {
         (self.stream, self.buffer.freeze())
     }
 }
@@ -182,7 +184,8 @@ async fn write_all(
         *written += count;
         IoSlice::advance_slices(&mut slices, count);
     }
-    Ok(())
+    // Over TLS, the last record may wait in the session (over TCP this does nothing).
+    writer.flush().await
 }
 
 /// How a request's body is framed on the wire.
@@ -343,7 +346,28 @@ impl Outgoing {
 
     async fn exchange(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut Stream,
+        buffer: &mut BytesMut,
+        reused: bool,
+    ) -> Result<(http::response::Parts, ResponseFraming), Failure> {
+        // Read and written at once: TCP's halves borrow the socket; a TLS session is one
+        // state, which tokio's split shares between its halves.
+        match stream {
+            Stream::Plain(stream) => {
+                let (reader, writer) = stream.split();
+                self.exchange_on(reader, writer, buffer, reused).await
+            }
+            Stream::Tls(session) => {
+                let (reader, writer) = tokio::io::split(session.as_mut());
+                self.exchange_on(reader, writer, buffer, reused).await
+            }
+        }
+    }
+
+    async fn exchange_on(
+        &mut self,
+        mut reader: impl AsyncRead + Unpin,
+        mut writer: impl AsyncWrite + Unpin,
         buffer: &mut BytesMut,
         reused: bool,
     ) -> Result<(http::response::Parts, ResponseFraming), Failure> {
@@ -365,7 +389,6 @@ impl Outgoing {
             IoSlice::new(first),
             IoSlice::new(chunk_end),
         ];
-        let (mut reader, mut writer) = stream.split();
         if let Err(error) = write_all(&mut writer, &mut slices, &mut written).await {
             if written == 0 && reused {
                 return Err(Failure {

@@ -1,19 +1,20 @@
 //! Active health checks: one task per target asks its health path every interval and moves
 //! it between healthy and unhealthy after the configured number of consecutive results.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use securecart_telemetry::Readiness;
 use tokio::sync::watch;
 
 use crate::balancer::{CheckOutcome, CheckReport, TargetGroup};
+use crate::config::{CheckProtocol, HealthCheckConfig, UpstreamProtocol};
 use crate::metrics::EdgeMetrics;
+use crate::target_tls::{Connector, Stream, TargetTls, TargetVerify};
 
 /// What a checker remembers of one target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -57,24 +58,32 @@ pub fn spawn_checkers(
     readiness: &Readiness,
     stop: &watch::Receiver<bool>,
 ) {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
     // Checks use fresh connections, so that a target that stops accepting is noticed, and
-    // the group's own protocol, so that an HTTP/2-only target (gRPC) can pass.
-    let build = |http2: bool| -> Client<HttpConnector, Empty<Bytes>> {
-        Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(0)
-            .http2_only(http2)
-            .build(connector.clone())
-    };
-    let (http1_client, http2_client) = (build(false), build(true));
+    // the group's own HTTP version, so that an HTTP/2-only target (gRPC) can pass.
     for group_index in 0..groups.len() {
         for target_index in 0..groups[group_index].targets.len() {
             let groups = Arc::clone(groups);
-            let client = match groups[group_index].protocol {
-                crate::config::UpstreamProtocol::Http1 => http1_client.clone(),
-                crate::config::UpstreamProtocol::Http2 => http2_client.clone(),
+            let group = &groups[group_index];
+            let target = &group.targets[target_index];
+            // The health check port if the group has one, else the traffic port.
+            let address = match group.health_check.port {
+                Some(port) => SocketAddr::new(target.address.ip(), port),
+                None => target.address,
             };
+            // HTTPS with the group's TLS settings (or any certificate, for a group that
+            // speaks plain HTTP), as the check asks or, by default, as the traffic goes.
+            let tls = match group.health_check.protocol {
+                None => target.pool.tls().cloned(),
+                Some(CheckProtocol::Http) => None,
+                Some(CheckProtocol::Https) => target
+                    .pool
+                    .tls()
+                    .cloned()
+                    .or_else(|| TargetTls::new(None, TargetVerify::Any).ok()),
+            };
+            let connector = tls
+                .as_ref()
+                .map(|tls| Connector::new(tls, address.ip(), group.protocol));
             let metrics = metrics.clone();
             let readiness = readiness.clone();
             let mut stop = stop.clone();
@@ -97,14 +106,7 @@ pub fn spawn_checkers(
                     if state.healthy && !target.is_healthy() {
                         state = CheckState::default();
                     }
-                    // The health check port if the group has one, else the traffic port.
-                    let authority: std::borrow::Cow<'_, str> = match check.port {
-                        Some(port) => std::net::SocketAddr::new(target.address.ip(), port)
-                            .to_string()
-                            .into(),
-                        None => target.authority.as_str().into(),
-                    };
-                    let outcome = probe(&client, &authority, check).await;
+                    let outcome = probe(address, connector.as_ref(), group.protocol, check).await;
                     let passed = outcome == CheckOutcome::Passed;
                     state = next_state(
                         state,
@@ -138,36 +140,91 @@ pub fn spawn_checkers(
     }
 }
 
-/// Asks the target's health path with the check's timeout: passed if its whole answer has
-/// a status the matcher accepts.
+/// Asks the health path of the target at `address` (over TLS with `connector`), on a
+/// connection of its own, with the check's timeout: passed if its whole answer has a status
+/// the matcher accepts.
 async fn probe(
-    client: &Client<HttpConnector, Empty<Bytes>>,
-    authority: &str,
-    check: &crate::config::HealthCheckConfig,
+    address: SocketAddr,
+    connector: Option<&Connector>,
+    protocol: UpstreamProtocol,
+    check: &HealthCheckConfig,
 ) -> CheckOutcome {
-    let Ok(request) = Request::get(format!("http://{authority}{}", check.path))
-        .header(http::header::USER_AGENT, "securecart-edge-health-check")
-        .body(Empty::new())
-    else {
-        return CheckOutcome::Failed;
-    };
     let asked = async {
-        let Ok(response) = client.request(request).await else {
+        let Ok(stream) = tokio::net::TcpStream::connect(address).await else {
             return CheckOutcome::Failed;
         };
-        let status = response.status().as_u16();
-        // Read the body so the check measures a complete answer.
-        match response.into_body().collect().await {
-            Ok(_) if check.matcher.iter().any(|codes| codes.contains(&status)) => {
+        let _ = stream.set_nodelay(true);
+        let stream = match connector {
+            None => Stream::Plain(stream),
+            Some(connector) => match connector.connect(stream).await {
+                Ok(stream) => stream,
+                Err(_) => return CheckOutcome::Failed,
+            },
+        };
+        let scheme = if connector.is_some() { "https" } else { "http" };
+        let request = Request::get(match protocol {
+            UpstreamProtocol::Http1 => check.path.clone(),
+            UpstreamProtocol::Http2 => format!("{scheme}://{address}{}", check.path),
+        })
+        .header(http::header::USER_AGENT, "securecart-edge-health-check");
+        let request = match protocol {
+            UpstreamProtocol::Http1 => request.header(http::header::HOST, address.to_string()),
+            UpstreamProtocol::Http2 => request,
+        };
+        let Ok(request) = request.body(Empty::<Bytes>::new()) else {
+            return CheckOutcome::Failed;
+        };
+        let io = TokioIo::new(stream);
+        let status = match protocol {
+            UpstreamProtocol::Http1 => {
+                let Ok((mut sender, connection)) = hyper::client::conn::http1::handshake(io).await
+                else {
+                    return CheckOutcome::Failed;
+                };
+                answered(sender.send_request(request), connection).await
+            }
+            UpstreamProtocol::Http2 => {
+                let Ok((mut sender, connection)) =
+                    hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await
+                else {
+                    return CheckOutcome::Failed;
+                };
+                answered(sender.send_request(request), connection).await
+            }
+        };
+        match status {
+            Some(status) if check.matcher.iter().any(|codes| codes.contains(&status)) => {
                 CheckOutcome::Passed
             }
-            Ok(_) => CheckOutcome::Mismatch(status),
-            Err(_) => CheckOutcome::Failed,
+            Some(status) => CheckOutcome::Mismatch(status),
+            None => CheckOutcome::Failed,
         }
     };
     tokio::time::timeout(check.timeout, asked)
         .await
         .unwrap_or(CheckOutcome::TimedOut)
+}
+
+/// The status of a whole answer (its body read, so that the check measures a complete
+/// answer); none if it failed. Its connection is driven beside the exchange (no task of
+/// its own), and dropped with it.
+async fn answered(
+    response: impl Future<Output = hyper::Result<http::Response<hyper::body::Incoming>>>,
+    connection: impl Future,
+) -> Option<u16> {
+    let exchange = async {
+        let response = response.await.ok()?;
+        let status = response.status().as_u16();
+        response.into_body().collect().await.ok()?;
+        Some(status)
+    };
+    tokio::pin!(exchange);
+    tokio::select! {
+        status = &mut exchange => status,
+        // A connection that ends (a target that closes after its answer) has handed its
+        // answer's bytes to the exchange.
+        _ = connection => exchange.await,
+    }
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ pub mod pool;
 pub mod rules;
 pub mod server;
 pub mod shield;
+pub mod target_tls;
 mod timer;
 pub mod tls;
 pub mod upstream;
@@ -43,8 +44,8 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 pub use config::{
-    CacheBehavior, CacheConfig, CacheDisk, EdgeConfig, HealthCheckConfig, Limits, ListenerConfig,
-    TargetGroupConfig, UpstreamProtocol,
+    CacheBehavior, CacheConfig, CacheDisk, CheckProtocol, EdgeConfig, HealthCheckConfig, Limits,
+    ListenerConfig, TargetGroupConfig, UpstreamProtocol,
 };
 pub use control::{Control, ReloadError};
 pub use error::EdgeError;

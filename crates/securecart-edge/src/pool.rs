@@ -1,5 +1,5 @@
 //! Keep-alive connections to targets, shared by every worker thread and keyed by the
-//! target's identity (its address and protocol), so that two groups naming one server, or a
+//! target's identity (its address, protocol and TLS settings), so that two groups naming one server, or a
 //! target kept across a reload, reuse the same connections.
 //!
 //! Rather than hyper-util's pooled client: each [`crate::balancer::Target`] holds its own
@@ -28,6 +28,7 @@ use tokio::net::TcpStream;
 
 use crate::config::UpstreamProtocol;
 use crate::h1;
+use crate::target_tls::{Connector, Stream, TargetTls};
 use crate::upstream::{BoxError, EdgeBody};
 
 /// How the pools connect and how long they keep idle connections.
@@ -90,7 +91,7 @@ pub fn take_switched(body: &mut TargetBody) -> Option<h1::Connection> {
     }
 }
 
-type Key = (SocketAddr, UpstreamProtocol);
+type Key = (SocketAddr, UpstreamProtocol, Option<TargetTls>);
 
 /// Every target's pool, found by identity.
 #[derive(Debug, Clone)]
@@ -140,21 +141,29 @@ impl Pools {
         });
     }
 
-    /// The pool of the target at `address` speaking `protocol`: the one already in use if
-    /// any target holds it, else a new one.
-    pub fn for_target(&self, address: SocketAddr, protocol: UpstreamProtocol) -> Arc<TargetPool> {
+    /// The pool of the target at `address` speaking `protocol`, over `tls` if given: the
+    /// one already in use if any target holds it, else a new one.
+    pub fn for_target(
+        &self,
+        address: SocketAddr,
+        protocol: UpstreamProtocol,
+        tls: Option<&TargetTls>,
+    ) -> Arc<TargetPool> {
+        let key = (address, protocol, tls.cloned());
         let mut pools = self.inner.pools.lock();
-        if let Some(pool) = pools.get(&(address, protocol)).and_then(Weak::upgrade) {
+        if let Some(pool) = pools.get(&key).and_then(Weak::upgrade) {
             return pool;
         }
         let pool = Arc::new(TargetPool {
             address,
             protocol,
+            connector: tls.map(|tls| Connector::new(tls, address.ip(), protocol)),
+            tls: tls.cloned(),
             settings: self.inner.settings,
             idle: Mutex::default(),
             shared: Mutex::default(),
         });
-        pools.insert((address, protocol), Arc::downgrade(&pool));
+        pools.insert(key, Arc::downgrade(&pool));
         pool
     }
 }
@@ -164,6 +173,9 @@ impl Pools {
 pub struct TargetPool {
     address: SocketAddr,
     protocol: UpstreamProtocol,
+    /// Its TLS settings, and the connector they make; none: plain TCP.
+    tls: Option<TargetTls>,
+    connector: Option<Connector>,
     settings: PoolSettings,
     /// HTTP/1.1: idle connections, the most recently used last.
     idle: Mutex<VecDeque<Idle>>,
@@ -181,6 +193,11 @@ impl TargetPool {
     /// The protocol its connections speak.
     pub fn protocol(&self) -> UpstreamProtocol {
         self.protocol
+    }
+
+    /// Its TLS settings; none: plain TCP.
+    pub fn tls(&self) -> Option<&TargetTls> {
+        self.tls.as_ref()
     }
 
     /// Sends a request on a pooled connection, or a new one, and returns the answer, whose
@@ -311,7 +328,28 @@ impl TargetPool {
         Ok(sender)
     }
 
-    async fn connect(&self) -> Result<TcpStream, PoolError> {
+    /// A new connection: TCP, and the TLS handshake of a target that speaks TLS, both
+    /// within the connect timeout.
+    async fn connect(&self) -> Result<Stream, PoolError> {
+        let started = tokio::time::Instant::now();
+        let stream = self.connect_tcp().await?;
+        let Some(connector) = &self.connector else {
+            return Ok(Stream::Plain(stream));
+        };
+        tokio::time::timeout_at(
+            started + self.settings.connect_timeout,
+            connector.connect(stream),
+        )
+        .await
+        .map_err(|_| {
+            PoolError::Connect(format!("the TLS handshake with {} timed out", self.address))
+        })?
+        .map_err(|error| {
+            PoolError::Connect(format!("the TLS handshake with {}: {error}", self.address))
+        })
+    }
+
+    async fn connect_tcp(&self) -> Result<TcpStream, PoolError> {
         let connecting = async {
             // The source address, if it is of the target's family. (Binding picks the
             // local port before the destination is known, so every target shares one

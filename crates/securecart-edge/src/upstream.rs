@@ -406,7 +406,11 @@ where
                 UpstreamProtocol::Http1 => Uri::from(path_and_query.clone()),
                 // HTTP/2 sends the scheme and authority as pseudo-headers.
                 UpstreamProtocol::Http2 => Uri::builder()
-                    .scheme("http")
+                    .scheme(if target.pool.tls().is_some() {
+                        "https"
+                    } else {
+                        "http"
+                    })
                     .authority(target.authority.clone())
                     .path_and_query(path_and_query.clone())
                     .build()

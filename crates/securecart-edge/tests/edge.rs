@@ -171,6 +171,7 @@ impl RunningEdge {
 
 fn health_check() -> HealthCheckConfig {
     HealthCheckConfig {
+        protocol: None,
         path: "/healthz".to_owned(),
         port: None,
         interval: Duration::from_millis(100),
@@ -213,6 +214,7 @@ async fn start_edge(groups: Vec<(&str, &str, Vec<SocketAddr>)>) -> RunningEdge {
             ActionConfig::forward(name),
         ));
         target_groups.push(TargetGroupConfig {
+            tls: None,
             name: name.to_owned(),
             targets,
             health_check: health_check(),
@@ -279,6 +281,7 @@ async fn start_edge_with_limits(
 /// once the target is healthy.
 async fn start_api_edge(target: SocketAddr, limits: Limits) -> RunningEdge {
     let group = TargetGroupConfig {
+        tls: None,
         outlier_detection: None,
         ..TargetGroupConfig::new("api", vec![target], health_check())
     };
@@ -513,6 +516,7 @@ async fn rules_redirect_answer_fixed_responses_and_match_headers() {
     let (a, _) = start_upstream("a").await;
     let (b, _) = start_upstream("b").await;
     let group = |name: &str, target: SocketAddr| TargetGroupConfig {
+        tls: None,
         outlier_detection: None,
         ..TargetGroupConfig::new(name, vec![target], health_check())
     };
@@ -618,6 +622,7 @@ async fn weighted_forwards_split_traffic_and_stickiness_keeps_a_client_on_its_gr
     let (blue, _) = start_upstream("blue").await;
     let (green, _) = start_upstream("green").await;
     let group = |name: &str, target: SocketAddr| TargetGroupConfig {
+        tls: None,
         outlier_detection: None,
         ..TargetGroupConfig::new(name, vec![target], health_check())
     };
@@ -762,6 +767,7 @@ async fn https_listeners_pick_certificates_by_sni_and_speak_http2_by_alpn() {
         }],
         admin: "127.0.0.1:0".parse().expect("address"),
         target_groups: vec![TargetGroupConfig {
+            tls: None,
             outlier_detection: None,
             stickiness: Some(Duration::from_secs(300)),
             ..TargetGroupConfig::new("api", vec![a.address], health_check())
@@ -992,6 +998,7 @@ async fn least_outstanding_requests_sends_new_requests_away_from_a_busy_target()
     let (a, _) = start_upstream("a").await;
     let (b, _) = start_upstream("b").await;
     let group = TargetGroupConfig {
+        tls: None,
         algorithm: securecart_edge::balancer::Algorithm::LeastOutstandingRequests,
         outlier_detection: None,
         ..TargetGroupConfig::new("api", vec![a.address, b.address], health_check())
@@ -1108,6 +1115,7 @@ async fn an_idle_upgraded_connection_is_closed_after_its_idle_timeout() {
         vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
         not_found(),
         vec![TargetGroupConfig {
+            tls: None,
             name: "api".to_owned(),
             targets: vec![a.address],
             health_check: health_check(),
@@ -1154,6 +1162,7 @@ async fn start_edge_idle_after_half_a_second_with(
     protocol: securecart_edge::UpstreamProtocol,
 ) -> RunningEdge {
     let group = TargetGroupConfig {
+        tls: None,
         outlier_detection: None,
         protocol,
         ..TargetGroupConfig::new("api", vec![target], health_check())
@@ -1411,11 +1420,13 @@ async fn target_health_says_why_a_target_is_not_healthy_as_alb_does() {
         }
     });
     let group = TargetGroupConfig {
+        tls: None,
         outlier_detection: None,
         ..TargetGroupConfig::new(
             "api",
             vec![healthy.address, failing.address, closed, silent],
             HealthCheckConfig {
+                protocol: None,
                 timeout: Duration::from_secs(2),
                 unhealthy_threshold: 2,
                 ..health_check()
@@ -1558,7 +1569,9 @@ async fn grpc_over_http2_targets_passes_trailers_through() {
     )
     .await;
     let group = TargetGroupConfig {
+        tls: None,
         health_check: HealthCheckConfig {
+            protocol: None,
             path: "/echo.Echo/Say".to_owned(),
             port: None,
             ..health_check()
@@ -1755,6 +1768,7 @@ fn control_config(a: SocketAddr, b: SocketAddr) -> EdgeConfig {
         }],
         admin: "127.0.0.1:0".parse().expect("address"),
         target_groups: vec![TargetGroupConfig {
+            tls: None,
             outlier_detection: None,
             ..TargetGroupConfig::new("api", vec![a, b], health_check())
         }],
@@ -1781,6 +1795,7 @@ fn ejecting_for(
     b: SocketAddr,
 ) -> TargetGroupConfig {
     TargetGroupConfig {
+        tls: None,
         outlier_detection: Some(securecart_edge::config::OutlierDetection {
             consecutive_errors: errors,
             ejection,
@@ -1879,6 +1894,7 @@ async fn a_target_in_slow_start_takes_a_small_share_at_first() {
     b_healthy.store(false, Ordering::SeqCst);
     let window = Duration::from_secs(4);
     let group = TargetGroupConfig {
+        tls: None,
         outlier_detection: None,
         slow_start: Some(window),
         ..TargetGroupConfig::new("api", vec![a.address, b.address], health_check())
@@ -1962,6 +1978,7 @@ async fn bodies_over_the_rules_limit_and_oversized_headers_are_refused() {
         max_body_bytes: Some(10),
     });
     let group = TargetGroupConfig {
+        tls: None,
         outlier_detection: None,
         ..TargetGroupConfig::new("api", vec![a.address], health_check())
     };
@@ -2069,6 +2086,7 @@ async fn target_stickiness_keeps_a_client_on_its_target() {
     let (a, _) = start_upstream("a").await;
     let (b, _) = start_upstream("b").await;
     let group = TargetGroupConfig {
+        tls: None,
         outlier_detection: None,
         stickiness: Some(Duration::from_secs(300)),
         ..TargetGroupConfig::new("api", vec![a.address, b.address], health_check())
@@ -2228,6 +2246,7 @@ async fn a_deregistered_target_drains_its_requests_in_flight_then_leaves() {
     let (a, _) = start_upstream("a").await;
     let (b, _) = start_upstream("b").await;
     let group = TargetGroupConfig {
+        tls: None,
         outlier_detection: None,
         deregistration_delay: Duration::from_secs(1),
         ..TargetGroupConfig::new("api", vec![a.address], health_check())
@@ -2332,6 +2351,7 @@ async fn application_cookie_stickiness_pins_a_client_once_its_target_sets_the_co
     let (a, _) = start_upstream("a").await;
     let (b, _) = start_upstream("b").await;
     let group = TargetGroupConfig {
+        tls: None,
         outlier_detection: None,
         stickiness: Some(Duration::from_secs(120)),
         app_cookie: Some("shop_session".to_owned()),
@@ -2456,11 +2476,13 @@ async fn a_health_check_port_is_checked_instead_of_the_traffic_port() {
     let (b, _) = start_upstream("b").await;
     a_healthy.store(false, Ordering::SeqCst);
     let group = TargetGroupConfig {
+        tls: None,
         outlier_detection: None,
         ..TargetGroupConfig::new(
             "api",
             vec![a.address],
             HealthCheckConfig {
+                protocol: None,
                 port: Some(b.address.port()),
                 ..health_check()
             },

@@ -197,7 +197,7 @@ async fn exchange(pool: &Arc<TargetPool>, request: Request<EdgeBody>) -> Result<
 fn pool_for(target: &RawTarget) -> Arc<TargetPool> {
     // Leaked: the registry holds its pools weakly, and each test keeps its pool.
     let pools = Box::leak(Box::new(Pools::new(PoolSettings::default())));
-    pools.for_target(target.address, UpstreamProtocol::Http1)
+    pools.for_target(target.address, UpstreamProtocol::Http1, None)
 }
 
 /// (answer, method, status, body, a trailer, whether the next request reuses the connection)
@@ -666,7 +666,7 @@ async fn answer_at_once(listener: &TcpListener) -> (TcpStream, Vec<u8>, usize) {
 /// PUTs 8 MiB of `byte` to the target at `address`, and fails if that takes 10 s.
 async fn upload_8_mib(address: SocketAddr, byte: u8) -> Answer {
     let pools = Box::leak(Box::new(Pools::new(PoolSettings::default())));
-    let pool = pools.for_target(address, UpstreamProtocol::Http1);
+    let pool = pools.for_target(address, UpstreamProtocol::Http1, None);
     let part = Bytes::from(vec![byte; 64 * 1024]);
     let body = MisstatedBody {
         frames: std::iter::repeat_n(part, 128).collect(),

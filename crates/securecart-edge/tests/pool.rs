@@ -77,7 +77,7 @@ async fn sequential_requests_reuse_one_connection_and_concurrent_ones_open_more(
     let (address, accepted) = start_target(Duration::ZERO, Duration::from_secs(30)).await;
     let pools = Pools::new(PoolSettings::default());
     // The pool lives as long as a target holds it, as a target group's targets do.
-    let pool = pools.for_target(address, UpstreamProtocol::Http1);
+    let pool = pools.for_target(address, UpstreamProtocol::Http1, None);
     for _ in 0..20 {
         assert_eq!(get(&pool).await.expect("answer"), "hello");
     }
@@ -85,7 +85,7 @@ async fn sequential_requests_reuse_one_connection_and_concurrent_ones_open_more(
 
     let (address, accepted) =
         start_target(Duration::from_millis(100), Duration::from_secs(30)).await;
-    let pool = pools.for_target(address, UpstreamProtocol::Http1);
+    let pool = pools.for_target(address, UpstreamProtocol::Http1, None);
     let answers = concurrently(&pool, 4).await;
     assert!(answers.iter().all(|answer| answer == "hello"));
     assert_eq!(accepted.load(Ordering::SeqCst), 4, "four at once need four");
@@ -96,11 +96,11 @@ async fn sequential_requests_reuse_one_connection_and_concurrent_ones_open_more(
     // Two groups naming one target share its pool; HTTP/2 to it is another pool.
     assert!(Arc::ptr_eq(
         &pool,
-        &pools.for_target(address, UpstreamProtocol::Http1)
+        &pools.for_target(address, UpstreamProtocol::Http1, None)
     ));
     assert!(!Arc::ptr_eq(
         &pool,
-        &pools.for_target(address, UpstreamProtocol::Http2)
+        &pools.for_target(address, UpstreamProtocol::Http2, None)
     ));
 }
 
@@ -121,7 +121,7 @@ async fn concurrently(pool: &Arc<TargetPool>, count: usize) -> Vec<String> {
 async fn a_request_never_fails_on_a_connection_the_target_closed_while_idle() {
     let (address, accepted) = start_target(Duration::ZERO, Duration::from_millis(100)).await;
     let pools = Pools::new(PoolSettings::default());
-    let pool = pools.for_target(address, UpstreamProtocol::Http1);
+    let pool = pools.for_target(address, UpstreamProtocol::Http1, None);
     for round in 1..=3 {
         assert_eq!(get(&pool).await.expect("answer"), "hello");
         // The target closes the idle connection; the next request opens another.
@@ -134,7 +134,7 @@ async fn a_request_never_fails_on_a_connection_the_target_closed_while_idle() {
 async fn a_body_abandoned_half_read_closes_its_connection() {
     let (address, accepted) = start_target(Duration::ZERO, Duration::from_secs(30)).await;
     let pools = Pools::new(PoolSettings::default());
-    let pool = pools.for_target(address, UpstreamProtocol::Http1);
+    let pool = pools.for_target(address, UpstreamProtocol::Http1, None);
     let request = Request::builder()
         .uri("/")
         .header("host", "target")
@@ -161,7 +161,7 @@ async fn a_target_that_refuses_connections_is_a_connect_error() {
         listener.local_addr().expect("address")
     };
     let pools = Pools::new(PoolSettings::default());
-    let pool = pools.for_target(closed, UpstreamProtocol::Http1);
+    let pool = pools.for_target(closed, UpstreamProtocol::Http1, None);
     assert!(matches!(get(&pool).await, Err(PoolError::Connect(_))));
 }
 
@@ -175,7 +175,7 @@ async fn each_request_on_a_pooled_connection_gets_its_whole_timeout() {
     let (address, accepted) =
         start_target(Duration::from_millis(400), Duration::from_secs(30)).await;
     let pools = Pools::new(PoolSettings::default());
-    let pool = pools.for_target(address, UpstreamProtocol::Http1);
+    let pool = pools.for_target(address, UpstreamProtocol::Http1, None);
     // Six answers 400 ms after their requests, each given 700 ms: 2.4 s in all on one
     // connection, whose timer, still at the deadline before, fires 300 ms into each wait
     // but the first.

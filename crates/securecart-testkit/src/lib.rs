@@ -362,3 +362,108 @@ pub async fn tls_get(
         tls_version,
     })
 }
+
+/// A server speaking TLS, started for a test; it stops when dropped.
+#[derive(Debug)]
+pub struct TlsTestServer {
+    /// Where it listens.
+    pub address: SocketAddr,
+    /// The TLS connections it accepted (their handshakes done).
+    pub connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for TlsTestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What a [`serve_tls`] server's handlers can read of a request's TLS session, as an
+/// extension of the request.
+#[derive(Debug, Clone)]
+pub struct TlsSession {
+    /// The server name the client sent (SNI), if any.
+    pub server_name: Option<String>,
+    /// The protocol agreed by ALPN, if any.
+    pub alpn: Option<String>,
+}
+
+/// Serves an axum router over TLS on an ephemeral port of `ip`, with the certificate chain
+/// and key of `chain_pem` and `key_pem`: HTTP/2 to clients that offer `h2` by ALPN,
+/// HTTP/1.1 to the others. Each request carries its session's [`TlsSession`].
+pub async fn serve_tls(
+    ip: &str,
+    router: axum::Router,
+    chain_pem: &[u8],
+    key_pem: &[u8],
+) -> TlsTestServer {
+    use rustls_pki_types::pem::PemObject;
+    let chain = rustls_pki_types::CertificateDer::pem_slice_iter(chain_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .expect("a PEM certificate chain");
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem).expect("a PEM key");
+    let mut config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .expect("a certificate and its key");
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = TcpListener::bind(format!("{ip}:0"))
+        .await
+        .expect("bind an ephemeral port");
+    let address = listener.local_addr().expect("local address");
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&connections);
+    let task = tokio::spawn(async move {
+        let mut served = tokio::task::JoinSet::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let router = router.clone();
+            let counted = std::sync::Arc::clone(&counted);
+            served.spawn(async move {
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let (_, session) = stream.get_ref();
+                let tls = TlsSession {
+                    server_name: session.server_name().map(str::to_owned),
+                    alpn: session
+                        .alpn_protocol()
+                        .map(|alpn| String::from_utf8_lossy(alpn).into_owned()),
+                };
+                let h2 = tls.alpn.as_deref() == Some("h2");
+                let service = hyper::service::service_fn(
+                    move |mut request: Request<hyper::body::Incoming>| {
+                        request.extensions_mut().insert(tls.clone());
+                        let mut router = router.clone();
+                        tower_service::Service::call(
+                            &mut router,
+                            request.map(axum::body::Body::new),
+                        )
+                    },
+                );
+                let io = hyper_util::rt::TokioIo::new(stream);
+                if h2 {
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(io, service)
+                        .await;
+                } else {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await;
+                }
+            });
+        }
+    });
+    TlsTestServer {
+        address,
+        connections,
+        task,
+    }
+}

@@ -100,9 +100,18 @@ pub enum Command {
         /// Where to accept clients.
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
-        /// An upstream server, such as http://127.0.0.1:3000; repeat for several.
+        /// An upstream server, such as http://127.0.0.1:3000 or https://shop.example;
+        /// repeat for several (all http://, or all https:// naming one host).
         #[arg(long = "upstream", value_name = "URL", required = true)]
         upstreams: Vec<String>,
+        /// Check https:// upstreams' certificates against the CA certificates of this PEM
+        /// file, rather than the system's.
+        #[arg(long, value_name = "FILE", conflicts_with = "upstream_insecure")]
+        upstream_ca: Option<PathBuf>,
+        /// Check no certificate of https:// upstreams (as ALB does with its targets): the
+        /// traffic is encrypted, but the upstream is not authenticated.
+        #[arg(long)]
+        upstream_insecure: bool,
         /// Where to serve /metrics, /healthz and /targets (port 0: any free port).
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
         admin: std::net::SocketAddr,

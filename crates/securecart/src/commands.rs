@@ -136,6 +136,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Proxy {
             listen,
             upstreams,
+            upstream_ca,
+            upstream_insecure,
             admin,
             health_path,
             tls_cert,
@@ -162,8 +164,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (Some(cert), Some(key)) => Some((cert, key)),
                 _ => None,
             };
+            let trust = settings::UpstreamTrust {
+                ca_file: upstream_ca,
+                insecure: upstream_insecure,
+            };
             let mut config =
-                settings::proxy_config(listen, admin, &upstreams, &health_path, tls).await?;
+                settings::proxy_config(listen, admin, &upstreams, &health_path, tls, &trust)
+                    .await?;
             if cache {
                 let mut settings =
                     securecart_edge::CacheConfig::everything(cache_memory * 1024 * 1024);

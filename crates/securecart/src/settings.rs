@@ -237,12 +237,14 @@ fn target_group_config(
     region: &Region,
 ) -> TargetGroupConfig {
     TargetGroupConfig {
+        tls: None,
         name: group.name.clone(),
         targets: region
             .replicas_of(group.service)
             .map(|replica| replica.address)
             .collect(),
         health_check: HealthCheckConfig {
+            protocol: None,
             path: group.health_check.path.clone(),
             port: group.health_check.port,
             interval: group.health_check.interval,
@@ -311,6 +313,7 @@ fn shield_groups(topology: &Topology, region: &Region) -> Vec<TargetGroupConfig>
                 &shield_group_name(&shield.name),
                 vec![SocketAddr::new(shield.edge.address.ip(), port)],
                 HealthCheckConfig {
+                    protocol: None,
                     // Answered through the shield's edge by its storefront.
                     path: "/healthz".to_owned(),
                     port: None,
@@ -474,6 +477,15 @@ fn action_config(action: &RuleAction) -> ActionConfig {
     }
 }
 
+/// How `securecart proxy` checks the certificates of `https://` upstreams.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamTrust {
+    /// Trust the CA certificates of this PEM file rather than the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Check no certificate (ALB's way with its targets): encrypted, not authenticated.
+    pub insecure: bool,
+}
+
 /// The edge of `securecart proxy`: one listener that forwards everything to one target
 /// group of the upstreams.
 pub async fn proxy_config(
@@ -482,6 +494,7 @@ pub async fn proxy_config(
     upstreams: &[String],
     health_path: &str,
     tls_files: Option<(PathBuf, PathBuf)>,
+    trust: &UpstreamTrust,
 ) -> anyhow::Result<EdgeConfig> {
     let tls = match tls_files {
         Some((cert, key)) => Some(TlsConfig {
@@ -499,9 +512,13 @@ pub async fn proxy_config(
         anyhow::bail!("--health-path `{health_path}` must start with `/`");
     }
     let mut targets = Vec::with_capacity(upstreams.len());
+    let mut parsed = Vec::with_capacity(upstreams.len());
     for upstream in upstreams {
-        targets.push(upstream_address(upstream).await?);
+        let upstream = Upstream::parse(upstream).await?;
+        targets.push(upstream.address);
+        parsed.push(upstream);
     }
+    let upstream_tls = upstream_tls(&parsed, trust)?;
     Ok(EdgeConfig {
         region: "proxy".to_owned(),
         listeners: vec![ListenerConfig {
@@ -514,9 +531,11 @@ pub async fn proxy_config(
         }],
         admin,
         target_groups: vec![TargetGroupConfig {
+            tls: upstream_tls,
             name: "upstreams".to_owned(),
             targets,
             health_check: HealthCheckConfig {
+                protocol: None,
                 path: health_path.to_owned(),
                 port: None,
                 interval: std::time::Duration::from_secs(5),
@@ -543,30 +562,114 @@ pub async fn proxy_config(
     })
 }
 
-/// The address of an upstream URL such as `http://127.0.0.1:3000`.
-async fn upstream_address(url: &str) -> anyhow::Result<SocketAddr> {
-    let Some(rest) = url.strip_prefix("http://") else {
-        anyhow::bail!(
-            "--upstream `{url}`: only http:// upstreams are supported, such as http://127.0.0.1:3000"
-        );
-    };
-    let authority = rest.trim_end_matches('/');
-    if authority.is_empty() || authority.contains('/') {
-        anyhow::bail!("--upstream `{url}`: give a scheme, a host and a port, without a path");
+/// An upstream of `securecart proxy`, from its URL.
+struct Upstream {
+    /// Given as `https://`.
+    tls: bool,
+    /// The host as the URL names it (a name, or an address).
+    host: String,
+    /// Where it is.
+    address: SocketAddr,
+}
+
+impl Upstream {
+    /// An upstream URL such as `http://127.0.0.1:3000` or `https://shop.example:8443`.
+    async fn parse(url: &str) -> anyhow::Result<Self> {
+        let (tls, rest) = if let Some(rest) = url.strip_prefix("http://") {
+            (false, rest)
+        } else if let Some(rest) = url.strip_prefix("https://") {
+            (true, rest)
+        } else {
+            anyhow::bail!(
+                "--upstream `{url}`: give an http:// or https:// URL, such as http://127.0.0.1:3000"
+            );
+        };
+        let authority = rest.trim_end_matches('/');
+        if authority.is_empty() || authority.contains('/') {
+            anyhow::bail!("--upstream `{url}`: give a scheme, a host and a port, without a path");
+        }
+        // A port after the host (after the brackets of an IPv6 address), or the scheme's.
+        let (host, with_port) = match authority.rsplit_once(':') {
+            Some((host, port))
+                if port.parse::<u16>().is_ok() && (!host.contains(':') || host.ends_with(']')) =>
+            {
+                (host, authority.to_owned())
+            }
+            _ => (
+                authority,
+                format!("{authority}:{}", if tls { 443 } else { 80 }),
+            ),
+        };
+        let address = tokio::net::lookup_host(&with_port)
+            .await
+            .with_context(|| format!("--upstream `{url}`: cannot resolve {with_port}"))?
+            .next()
+            .with_context(|| format!("--upstream `{url}`: {with_port} has no address"))?;
+        Ok(Self {
+            tls,
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            address,
+        })
     }
-    let with_port = if authority
-        .rsplit_once(':')
-        .is_some_and(|(_, port)| port.parse::<u16>().is_ok())
-    {
-        authority.to_owned()
-    } else {
-        format!("{authority}:80")
+}
+
+/// The TLS of `https://` upstreams: the name their URLs give sent as SNI (none for an
+/// address), their certificates checked as `trust` says.
+fn upstream_tls(
+    upstreams: &[Upstream],
+    trust: &UpstreamTrust,
+) -> anyhow::Result<Option<securecart_edge::target_tls::TargetTls>> {
+    use securecart_edge::target_tls::{TargetTls, TargetVerify, roots_from_pem};
+    let is_address = |host: &str| host.parse::<std::net::IpAddr>().is_ok();
+    let Some(first) = upstreams.first() else {
+        return Ok(None);
     };
-    tokio::net::lookup_host(&with_port)
-        .await
-        .with_context(|| format!("--upstream `{url}`: cannot resolve {with_port}"))?
-        .next()
-        .with_context(|| format!("--upstream `{url}`: {with_port} has no address"))
+    if upstreams.iter().any(|upstream| upstream.tls != first.tls) {
+        anyhow::bail!("--upstream: give all upstreams with http://, or all with https://");
+    }
+    if !first.tls {
+        if trust.ca_file.is_some() || trust.insecure {
+            anyhow::bail!("--upstream-ca and --upstream-insecure apply to https:// upstreams");
+        }
+        return Ok(None);
+    }
+    // One name for the group: every upstream's certificate is checked against it.
+    if let Some(other) = upstreams
+        .iter()
+        .find(|upstream| upstream.host != first.host)
+        .filter(|other| !is_address(&other.host) || !is_address(&first.host))
+    {
+        anyhow::bail!(
+            "--upstream: https:// upstreams named `{}` and `{}`: give one host name (one site at several addresses), or addresses only",
+            first.host,
+            other.host
+        );
+    }
+    let verify = if trust.insecure {
+        TargetVerify::Any
+    } else if let Some(file) = &trust.ca_file {
+        let pem = std::fs::read(file)
+            .with_context(|| format!("cannot read --upstream-ca {}", file.display()))?;
+        let roots = roots_from_pem(&format!("--upstream-ca {}", file.display()), &pem)
+            .map_err(|error| anyhow!(error))?;
+        TargetVerify::Roots(std::sync::Arc::new(roots))
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        if roots.is_empty() {
+            anyhow::bail!(
+                "--upstream: no CA certificate found on this system to check the https:// upstreams with (install ca-certificates, or give --upstream-ca FILE, or --upstream-insecure)"
+            );
+        }
+        TargetVerify::Roots(std::sync::Arc::new(roots))
+    };
+    let name = (!is_address(&first.host)).then_some(first.host.as_str());
+    TargetTls::new(name, verify)
+        .map(Some)
+        .map_err(|error| anyhow!("--upstream: {error}"))
 }
 
 /// The service kind in the topology and in the shop.

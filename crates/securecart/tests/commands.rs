@@ -832,21 +832,111 @@ async fn proxy_puts_the_edge_in_front_of_existing_servers() {
     tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
     stop_gracefully(&mut proxy, Duration::from_secs(20)).await;
 
-    for (upstream, message) in [
-        ("https://127.0.0.1:1", "only http:// upstreams"),
-        ("http://127.0.0.1:1/path", "without a path"),
+    for (arguments, message) in [
+        (
+            &["--upstream", "ftp://127.0.0.1:1"][..],
+            "give an http:// or https:// URL",
+        ),
+        (&["--upstream", "http://127.0.0.1:1/path"], "without a path"),
+        (
+            &[
+                "--upstream",
+                "http://127.0.0.1:1",
+                "--upstream",
+                "https://127.0.0.1:2",
+            ],
+            "or all with https://",
+        ),
+        (
+            &[
+                "--upstream",
+                "https://127.0.0.1:1",
+                "--upstream",
+                "https://localhost:2",
+            ],
+            "give one host name",
+        ),
+        (
+            &["--upstream", "http://127.0.0.1:1", "--upstream-insecure"],
+            "apply to https:// upstreams",
+        ),
+        (
+            &[
+                "--upstream",
+                "https://127.0.0.1:1",
+                "--upstream-ca",
+                "/nonexistent/ca.pem",
+            ],
+            "cannot read --upstream-ca /nonexistent/ca.pem",
+        ),
     ] {
         let output = Command::new(BINARY)
-            .args(["proxy", "--listen", "127.0.0.1:0", "--upstream", upstream])
+            .args(["proxy", "--listen", "127.0.0.1:0"])
+            .args(arguments)
             .output()
             .await
             .expect("run proxy");
-        assert!(!output.status.success(), "{upstream}");
+        assert!(!output.status.success(), "{arguments:?}");
         assert!(
             String::from_utf8_lossy(&output.stderr).contains(message),
-            "{upstream}: {}",
+            "{arguments:?}: {}",
             String::from_utf8_lossy(&output.stderr)
         );
+    }
+}
+
+#[tokio::test]
+async fn proxy_reaches_https_upstreams_and_checks_their_certificates() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let certificate =
+        securecart_edge::tls::self_signed(&["127.0.0.1".to_owned()]).expect("certificate");
+    let ca = directory.path().join("ca.pem");
+    std::fs::write(&ca, &certificate.chain).expect("write the CA file");
+    let upstream = securecart_testkit::serve_tls(
+        "127.0.0.1",
+        axum::Router::new().fallback(|| async { "from the https origin" }),
+        &certificate.chain,
+        &certificate.key,
+    )
+    .await;
+    let url = format!("https://{}", upstream.address);
+    // A CA file that does not hold the upstream's root.
+    let other = directory.path().join("other.pem");
+    let stranger =
+        securecart_edge::tls::self_signed(&["127.0.0.1".to_owned()]).expect("certificate");
+    std::fs::write(&other, &stranger.chain).expect("write the other CA file");
+    let handshakes = || {
+        upstream
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    // Trusting the upstream's certificate, trusting any (ALB's way), then trusting another
+    // root, whose handshakes fail (502).
+    for (trust, status) in [
+        (&["--upstream-ca", ca.to_str().expect("path")][..], 200),
+        (&["--upstream-insecure"], 200),
+        (&["--upstream-ca", other.to_str().expect("path")], 502),
+    ] {
+        let before = handshakes();
+        let listen = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+        let mut proxy = Command::new(BINARY)
+            .args(["proxy", "--listen", &listen, "--upstream", &url])
+            .args(trust)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start proxy");
+        wait_listening(&listen).await;
+        let reply = TestClient::http1().get(&format!("http://{listen}/")).await;
+        assert_eq!(reply.status.as_u16(), status, "{trust:?}");
+        if status == 200 {
+            assert_eq!(reply.text(), "from the https origin");
+        } else {
+            assert_eq!(handshakes(), before, "no handshake succeeded");
+        }
+        stop_gracefully(&mut proxy, Duration::from_secs(10)).await;
     }
 }
 

@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 /// A health check of `/healthz` every 200 ms, quick to decide either way.
 pub fn quick_health_check() -> HealthCheckConfig {
     HealthCheckConfig {
+        protocol: None,
         path: "/healthz".to_owned(),
         port: None,
         interval: Duration::from_millis(200),

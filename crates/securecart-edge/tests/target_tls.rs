@@ -1,0 +1,294 @@
+//! HTTPS target groups (ALB's): the edge speaks TLS to its targets, HTTP/1.1 or HTTP/2 as
+//! ALPN agrees, with their certificates checked against the group's roots or not at all,
+//! pooled connections reused, and health checks over TLS.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Extension;
+use axum::routing::get;
+use securecart_edge::config::CheckProtocol;
+use securecart_edge::target_tls::{TargetTls, TargetVerify, roots_from_pem};
+use securecart_edge::tls::{CertificatePem, self_signed};
+use securecart_edge::{HealthCheckConfig, UpstreamProtocol};
+use securecart_testkit::{TestClient, TlsSession, TlsTestServer, serve, serve_tls};
+
+mod common;
+use common::{RunningEdge, one_listener};
+
+/// A target over TLS that says what its session agreed.
+async fn tls_target(names: &[&str]) -> (TlsTestServer, CertificatePem) {
+    let certificate = self_signed(
+        &names
+            .iter()
+            .map(|name| (*name).to_owned())
+            .collect::<Vec<_>>(),
+    )
+    .expect("certificate");
+    let router = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/whoami",
+            get(
+                |Extension(tls): Extension<TlsSession>, request: axum::extract::Request| async move {
+                    format!(
+                        "sni={} alpn={} version={:?}",
+                        tls.server_name.as_deref().unwrap_or("-"),
+                        tls.alpn.as_deref().unwrap_or("-"),
+                        request.version()
+                    )
+                },
+            ),
+        );
+    let server = serve_tls("127.0.0.1", router, &certificate.chain, &certificate.key).await;
+    (server, certificate)
+}
+
+/// Checks every 30 s: once at the start, so that a test can count the connections.
+fn slow_health_check() -> HealthCheckConfig {
+    HealthCheckConfig {
+        interval: Duration::from_secs(30),
+        timeout: Duration::from_secs(2),
+        unhealthy_threshold: 1,
+        ..common::quick_health_check()
+    }
+}
+
+fn trusting(certificate: &CertificatePem) -> TargetVerify {
+    TargetVerify::Roots(Arc::new(
+        roots_from_pem("test", &certificate.chain).expect("roots"),
+    ))
+}
+
+async fn targets(edge: &RunningEdge) -> serde_json::Value {
+    TestClient::http1()
+        .get(&format!("http://{}/targets", edge.admin))
+        .await
+        .json()
+}
+
+/// Waits until the first group's first target is in `state`, and returns it.
+async fn wait_for_state(edge: &RunningEdge, state: &str) -> serde_json::Value {
+    for _ in 0..100 {
+        let target = targets(edge).await["target_groups"][0]["targets"][0].clone();
+        if target["state"] == state {
+            return target;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never saw the target {state}: {}", targets(edge).await);
+}
+
+async fn edge_of(
+    target: SocketAddr,
+    protocol: UpstreamProtocol,
+    tls: TargetTls,
+    health_check: HealthCheckConfig,
+) -> RunningEdge {
+    let mut config = one_listener("secure", vec![target]);
+    let group = &mut config.target_groups[0];
+    group.protocol = protocol;
+    group.tls = Some(tls);
+    group.health_check = health_check;
+    RunningEdge::start(config, "http").await
+}
+
+#[tokio::test]
+async fn an_https_group_checks_its_targets_certificates_and_reuses_its_connections() {
+    let (target, certificate) = tls_target(&["origin.example"]).await;
+    let tls = TargetTls::new(Some("origin.example"), trusting(&certificate)).expect("tls");
+    let edge = edge_of(
+        target.address,
+        UpstreamProtocol::Http1,
+        tls,
+        slow_health_check(),
+    )
+    .await;
+    // The health check went over TLS, and passed.
+    wait_for_state(&edge, "healthy").await;
+    assert_eq!(target.connections.load(Ordering::SeqCst), 1);
+
+    let mut client = TestClient::http1();
+    for _ in 0..5 {
+        let reply = client.get(&format!("{}/whoami", edge.url)).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(
+            reply.text(),
+            "sni=origin.example alpn=http/1.1 version=HTTP/1.1"
+        );
+    }
+    // Five requests, one pooled TLS connection.
+    assert_eq!(target.connections.load(Ordering::SeqCst), 2);
+    edge.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_certificate_the_group_does_not_trust_fails_its_checks_and_its_requests() {
+    let (target, _) = tls_target(&["origin.example"]).await;
+    let other = self_signed(&["origin.example".to_owned()]).expect("certificate");
+    // A certificate that chains to another root.
+    let tls = TargetTls::new(Some("origin.example"), trusting(&other)).expect("tls");
+    let edge = edge_of(
+        target.address,
+        UpstreamProtocol::Http1,
+        tls,
+        common::quick_health_check(),
+    )
+    .await;
+    let unhealthy = wait_for_state(&edge, "unhealthy").await;
+    assert_eq!(unhealthy["reason"], "Target.FailedHealthChecks");
+    // With every target unhealthy the group fails open, and the handshake fails: 502.
+    let reply = TestClient::http1()
+        .get(&format!("{}/whoami", edge.url))
+        .await;
+    assert_eq!(reply.status, 502);
+    assert_eq!(target.connections.load(Ordering::SeqCst), 0);
+    edge.shutdown().await;
+
+    // A trusted certificate for another name fails the same way.
+    let (target, certificate) = tls_target(&["origin.example"]).await;
+    let tls = TargetTls::new(Some("elsewhere.example"), trusting(&certificate)).expect("tls");
+    let edge = edge_of(
+        target.address,
+        UpstreamProtocol::Http1,
+        tls,
+        common::quick_health_check(),
+    )
+    .await;
+    wait_for_state(&edge, "unhealthy").await;
+    let reply = TestClient::http1()
+        .get(&format!("{}/whoami", edge.url))
+        .await;
+    assert_eq!(reply.status, 502);
+    edge.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_group_that_verifies_nothing_reaches_a_self_signed_target_by_address_over_http2() {
+    let (target, _) = tls_target(&["origin.example"]).await;
+    // No name: no SNI. Any certificate: ALB's way with its targets.
+    let tls = TargetTls::new(None, TargetVerify::Any).expect("tls");
+    let edge = edge_of(
+        target.address,
+        UpstreamProtocol::Http2,
+        tls,
+        common::quick_health_check(),
+    )
+    .await;
+    wait_for_state(&edge, "healthy").await;
+    let mut client = TestClient::http1();
+    for _ in 0..3 {
+        let reply = client.get(&format!("{}/whoami", edge.url)).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.text(), "sni=- alpn=h2 version=HTTP/2.0");
+    }
+    edge.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_checks_speak_the_protocol_they_are_given_on_their_port() {
+    // An HTTPS group whose checks ask a plain HTTP port.
+    let (target, _) = tls_target(&["origin.example"]).await;
+    let plain = serve(
+        "127.0.0.1",
+        Router::new().route("/healthz", get(|| async { "ok" })),
+    )
+    .await;
+    let tls = TargetTls::new(None, TargetVerify::Any).expect("tls");
+    let edge = edge_of(
+        target.address,
+        UpstreamProtocol::Http1,
+        tls.clone(),
+        HealthCheckConfig {
+            protocol: Some(CheckProtocol::Http),
+            port: Some(plain.address.port()),
+            ..slow_health_check()
+        },
+    )
+    .await;
+    wait_for_state(&edge, "healthy").await;
+    assert_eq!(target.connections.load(Ordering::SeqCst), 0);
+    edge.shutdown().await;
+
+    // Checked with HTTP on the TLS port, it fails.
+    let edge = edge_of(
+        target.address,
+        UpstreamProtocol::Http1,
+        tls,
+        HealthCheckConfig {
+            protocol: Some(CheckProtocol::Http),
+            ..common::quick_health_check()
+        },
+    )
+    .await;
+    wait_for_state(&edge, "unhealthy").await;
+    edge.shutdown().await;
+
+    // A plain HTTP group whose checks go over TLS (accepting any certificate) to another
+    // port.
+    let mut config = one_listener("plain", vec![plain.address]);
+    config.target_groups[0].health_check = HealthCheckConfig {
+        protocol: Some(CheckProtocol::Https),
+        port: Some(target.address.port()),
+        ..slow_health_check()
+    };
+    let edge = RunningEdge::start(config, "http").await;
+    wait_for_state(&edge, "healthy").await;
+    assert_eq!(target.connections.load(Ordering::SeqCst), 1);
+    edge.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reload_with_the_same_tls_settings_keeps_the_targets_and_their_health() {
+    let (target, certificate) = tls_target(&["origin.example"]).await;
+    let tls = TargetTls::new(Some("origin.example"), trusting(&certificate)).expect("tls");
+    let edge = edge_of(
+        target.address,
+        UpstreamProtocol::Http1,
+        tls,
+        slow_health_check(),
+    )
+    .await;
+    wait_for_state(&edge, "healthy").await;
+    let mut client = TestClient::http1();
+    assert_eq!(
+        client.get(&format!("{}/whoami", edge.url)).await.status,
+        200
+    );
+    // The same settings, read again (roots parsed anew): the target stays as it was, its
+    // pooled connection with it.
+    let mut config = one_listener("secure", vec![target.address]);
+    let group = &mut config.target_groups[0];
+    group.tls = Some(TargetTls::new(Some("origin.example"), trusting(&certificate)).expect("tls"));
+    group.health_check = slow_health_check();
+    edge.control.apply(config).await.expect("reload");
+    assert_eq!(
+        targets(&edge).await["target_groups"][0]["targets"][0]["state"],
+        "healthy"
+    );
+    // The reloaded group's checker asks at once, on a connection of its own.
+    for _ in 0..100 {
+        if target.connections.load(Ordering::SeqCst) == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(target.connections.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        client.get(&format!("{}/whoami", edge.url)).await.status,
+        200
+    );
+    assert_eq!(target.connections.load(Ordering::SeqCst), 3);
+    edge.shutdown().await;
+}
+
+#[test]
+fn bad_tls_settings_are_refused_with_a_reason() {
+    let error = TargetTls::new(Some("not a name"), TargetVerify::Any).expect_err("bad name");
+    assert!(error.contains("not a server name"), "{error}");
+    let error = roots_from_pem("ca.pem", b"nothing here").expect_err("no certificate");
+    assert!(error.contains("ca.pem: holds no certificate"), "{error}");
+}
