@@ -128,7 +128,7 @@ impl Connection {
     /// may be readable (the event loop saw it become so, or the last read filled the
     /// buffer).
     pub fn is_usable(&self) -> bool {
-        if !self.buffer.is_empty() {
+        if !self.buffer.is_empty() || self.stream.holds_unread() {
             return false;
         }
         let mut probe = [0u8; 1];
@@ -943,7 +943,9 @@ impl ResponseBody {
 
 fn give_back(mut connection: Connection, pool: &TargetPool, reusable: bool) {
     // Bytes past the answer's end are the target's mistake: the connection is not trusted.
-    if reusable && connection.buffer.is_empty() {
+    // (Over TLS they may wait decrypted in the session, out of the buffer's sight, as may
+    // the target's `close_notify`.)
+    if reusable && connection.buffer.is_empty() && !connection.stream.holds_unread() {
         connection.idle();
         pool.put(connection);
     }

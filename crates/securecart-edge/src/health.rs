@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use securecart_telemetry::Readiness;
 use tokio::sync::watch;
 
@@ -72,18 +72,19 @@ pub fn spawn_checkers(
             };
             // HTTPS with the group's TLS settings (or any certificate, for a group that
             // speaks plain HTTP), as the check asks or, by default, as the traffic goes.
-            let tls = match group.health_check.protocol {
-                None => target.pool.tls().cloned(),
-                Some(CheckProtocol::Http) => None,
-                Some(CheckProtocol::Https) => target
-                    .pool
-                    .tls()
-                    .cloned()
-                    .or_else(|| TargetTls::new(None, TargetVerify::Any).ok()),
+            let tls = match (group.health_check.protocol, target.pool.tls()) {
+                (Some(CheckProtocol::Http), _) | (None, None) => Ok(None),
+                (_, Some(tls)) => Ok(Some(tls.clone())),
+                (Some(CheckProtocol::Https), None) => {
+                    TargetTls::new(None, TargetVerify::Any).map(Some)
+                }
             };
+            // (A check whose TLS cannot be set up fails, and says why once.)
             let connector = tls
-                .as_ref()
-                .map(|tls| Connector::new(tls, address.ip(), group.protocol));
+                .map(|tls| tls.map(|tls| Connector::new(&tls, address.ip(), group.protocol)))
+                .inspect_err(|error| {
+                    tracing::error!(group = %group.name, target = %target.address, %error, "the health check's TLS cannot be set up");
+                });
             let metrics = metrics.clone();
             let readiness = readiness.clone();
             let mut stop = stop.clone();
@@ -106,7 +107,12 @@ pub fn spawn_checkers(
                     if state.healthy && !target.is_healthy() {
                         state = CheckState::default();
                     }
-                    let outcome = probe(address, connector.as_ref(), group.protocol, check).await;
+                    let outcome = match &connector {
+                        Ok(connector) => {
+                            probe(address, connector.as_ref(), group.protocol, check).await
+                        }
+                        Err(_) => CheckOutcome::Failed,
+                    };
                     let passed = outcome == CheckOutcome::Passed;
                     state = next_state(
                         state,
@@ -184,8 +190,12 @@ async fn probe(
                 answered(sender.send_request(request), connection).await
             }
             UpstreamProtocol::Http2 => {
+                // hyper's HTTP/2 client runs the connection, and a request's body, in
+                // tasks of their own: they end with the probe.
+                let tasks = ProbeTasks::default();
+                let _ended = AbortOnDrop(tasks.clone());
                 let Ok((mut sender, connection)) =
-                    hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await
+                    hyper::client::conn::http2::handshake(tasks, io).await
                 else {
                     return CheckOutcome::Failed;
                 };
@@ -205,9 +215,35 @@ async fn probe(
         .unwrap_or(CheckOutcome::TimedOut)
 }
 
+/// Spawns the tasks of an HTTP/2 probe's connection, and keeps a handle on each.
+#[derive(Clone, Default)]
+struct ProbeTasks(Arc<parking_lot::Mutex<Vec<tokio::task::AbortHandle>>>);
+
+impl<F> hyper::rt::Executor<F> for ProbeTasks
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, future: F) {
+        let task = tokio::spawn(future).abort_handle();
+        self.0.lock().push(task);
+    }
+}
+
+/// Aborts a probe's tasks when the probe ends (answered, failed, or timed out).
+struct AbortOnDrop(ProbeTasks);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in self.0.0.lock().drain(..) {
+            task.abort();
+        }
+    }
+}
+
 /// The status of a whole answer (its body read, so that the check measures a complete
-/// answer); none if it failed. Its connection is driven beside the exchange (no task of
-/// its own), and dropped with it.
+/// answer); none if it failed. Its connection is driven beside the exchange, and dropped
+/// with it.
 async fn answered(
     response: impl Future<Output = hyper::Result<http::Response<hyper::body::Incoming>>>,
     connection: impl Future,

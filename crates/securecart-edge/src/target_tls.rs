@@ -171,6 +171,7 @@ pub fn roots_from_pem(source: &str, pem: &[u8]) -> Result<RootCertStore, String>
 pub(crate) struct Connector {
     connector: tokio_rustls::TlsConnector,
     name: ServerName<'static>,
+    protocol: UpstreamProtocol,
 }
 
 impl std::fmt::Debug for Connector {
@@ -199,12 +200,23 @@ impl Connector {
                 .server_name
                 .clone()
                 .unwrap_or_else(|| ServerName::IpAddress(address.into())),
+            protocol,
         }
     }
 
-    /// A TLS session over `stream`, its handshake done.
+    /// A TLS session over `stream`, its handshake done. HTTP/2 needs the target to have
+    /// agreed to it by ALPN (RFC 9113 section 3.2); HTTP/1.1 is what a target that ignores
+    /// ALPN speaks.
     pub(crate) async fn connect(&self, stream: TcpStream) -> io::Result<Stream> {
         let session = self.connector.connect(self.name.clone(), stream).await?;
+        if self.protocol == UpstreamProtocol::Http2
+            && session.get_ref().1.alpn_protocol() != Some(b"h2")
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the target did not agree to HTTP/2 by ALPN",
+            ));
+        }
         Ok(Stream::Tls(Box::new(session)))
     }
 }
@@ -224,6 +236,17 @@ impl Stream {
         match self {
             Self::Plain(stream) => stream,
             Self::Tls(session) => session.get_ref().0,
+        }
+    }
+
+    /// Whether the TLS session holds what the target sent and no read took yet (data
+    /// decrypted with the record before it, or the target's `close_notify`), which a look
+    /// at the socket does not see.
+    pub fn holds_unread(&self) -> bool {
+        match self {
+            Self::Plain(_) => false,
+            // rustls wants to read only with no plaintext waiting and no close received.
+            Self::Tls(session) => !session.get_ref().1.wants_read(),
         }
     }
 }

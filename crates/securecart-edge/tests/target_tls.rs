@@ -285,6 +285,216 @@ async fn a_reload_with_the_same_tls_settings_keeps_the_targets_and_their_health(
     edge.shutdown().await;
 }
 
+/// A TLS target that offers no ALPN and answers every request with `ok`, followed, in a
+/// TLS record of its own sent with the answer, by `extra` (bytes no request asked for)
+/// and, with `close_notify`, by its `close_notify` (with the TCP connection left open).
+/// Counts its connections.
+async fn careless_tls_target(
+    certificate: &CertificatePem,
+    extra: &'static [u8],
+    close_notify: bool,
+) -> (
+    SocketAddr,
+    Arc<std::sync::atomic::AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let acceptor = tokio_rustls::TlsAcceptor::from(securecart_testkit::tls_server_config(
+        &certificate.chain,
+        &certificate.key,
+        &[],
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&connections);
+    let task = tokio::spawn(async move {
+        let mut served = tokio::task::JoinSet::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            counted.fetch_add(1, Ordering::SeqCst);
+            served.spawn(async move {
+                let Ok(mut stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                loop {
+                    let Ok(read) = stream.read(&mut buffer).await else {
+                        return;
+                    };
+                    if read == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buffer[..read]);
+                    while let Some(end) =
+                        request.windows(4).position(|window| window == b"\r\n\r\n")
+                    {
+                        request.drain(..end + 4);
+                        // Two records, sent with one flush: both reach the edge at once.
+                        {
+                            let (_, session) = stream.get_mut();
+                            let mut writer = session.writer();
+                            let _ = std::io::Write::write_all(
+                                &mut writer,
+                                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                            );
+                            if !extra.is_empty() {
+                                let _ = std::io::Write::write_all(&mut writer, extra);
+                            }
+                            if close_notify {
+                                session.send_close_notify();
+                            }
+                        }
+                        if stream.flush().await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (address, connections, task)
+}
+
+#[tokio::test]
+async fn a_tls_connection_with_bytes_past_its_answer_is_not_pooled() {
+    let certificate = self_signed(&["origin.example".to_owned()]).expect("certificate");
+    let (address, connections, server) = careless_tls_target(
+        &certificate,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale",
+        false,
+    )
+    .await;
+    let tls = TargetTls::new(None, TargetVerify::Any).expect("tls");
+    let edge = edge_of(address, UpstreamProtocol::Http1, tls, slow_health_check()).await;
+    wait_for_state(&edge, "healthy").await;
+    let mut client = TestClient::http1();
+    for _ in 0..3 {
+        // Each answer is the target's answer to this request, never the bytes the last
+        // one left in its TLS session.
+        let reply = client.get(&format!("{}/whoami", edge.url)).await;
+        assert_eq!(
+            (reply.status.as_u16(), reply.text()),
+            (200, "ok".to_owned())
+        );
+    }
+    // The health check's connection, and one per request.
+    assert_eq!(connections.load(Ordering::SeqCst), 1 + 3);
+    edge.shutdown().await;
+    server.abort();
+}
+
+#[tokio::test]
+async fn a_tls_connection_whose_target_said_close_notify_is_not_pooled() {
+    // The `close_notify` comes with the answer and the TCP connection stays open: only
+    // the TLS session knows the target is done with it. A POST sent on it would get no
+    // answer, and could not go again.
+    let certificate = self_signed(&["origin.example".to_owned()]).expect("certificate");
+    let (address, connections, server) = careless_tls_target(&certificate, b"", true).await;
+    let tls = TargetTls::new(None, TargetVerify::Any).expect("tls");
+    let edge = edge_of(address, UpstreamProtocol::Http1, tls, slow_health_check()).await;
+    wait_for_state(&edge, "healthy").await;
+    let mut client = TestClient::http1();
+    let reply = client.get(&format!("{}/whoami", edge.url)).await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.text()),
+        (200, "ok".to_owned())
+    );
+    let reply = client
+        .post(&format!("{}/order", edge.url), &[], "one coat")
+        .await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.text()),
+        (200, "ok".to_owned())
+    );
+    assert_eq!(connections.load(Ordering::SeqCst), 1 + 2);
+    edge.shutdown().await;
+    server.abort();
+}
+
+#[tokio::test]
+async fn http2_over_tls_needs_the_target_to_agree_by_alpn() {
+    let certificate = self_signed(&["origin.example".to_owned()]).expect("certificate");
+    let (address, _, server) = careless_tls_target(&certificate, b"", false).await;
+    let tls = TargetTls::new(None, TargetVerify::Any).expect("tls");
+    let edge = edge_of(
+        address,
+        UpstreamProtocol::Http2,
+        tls.clone(),
+        common::quick_health_check(),
+    )
+    .await;
+    wait_for_state(&edge, "unhealthy").await;
+    let reply = TestClient::http1()
+        .get(&format!("{}/whoami", edge.url))
+        .await;
+    assert_eq!(reply.status, 502);
+    edge.shutdown().await;
+    // HTTP/1.1 is what a target without ALPN speaks.
+    let edge = edge_of(
+        address,
+        UpstreamProtocol::Http1,
+        tls,
+        common::quick_health_check(),
+    )
+    .await;
+    wait_for_state(&edge, "healthy").await;
+    let reply = TestClient::http1()
+        .get(&format!("{}/whoami", edge.url))
+        .await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.text()),
+        (200, "ok".to_owned())
+    );
+    edge.shutdown().await;
+    server.abort();
+}
+
+#[tokio::test]
+async fn uploads_reach_a_tls_target_whole_with_a_length_or_in_chunks() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let certificate = self_signed(&["origin.example".to_owned()]).expect("certificate");
+    let router = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/echo",
+            axum::routing::post(|body: axum::body::Bytes| async move { body }),
+        );
+    let target = serve_tls("127.0.0.1", router, &certificate.chain, &certificate.key).await;
+    let tls = TargetTls::new(None, TargetVerify::Any).expect("tls");
+    let edge = edge_of(
+        target.address,
+        UpstreamProtocol::Http1,
+        tls,
+        slow_health_check(),
+    )
+    .await;
+    wait_for_state(&edge, "healthy").await;
+    // 200 KiB with a length: more than one TLS record, and more than a socket's buffer.
+    let body = "0123456789abcdef".repeat(200 * 64);
+    let reply = TestClient::http1()
+        .post(&format!("{}/echo", edge.url), &[], &body)
+        .await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.text() == body, "the upload came back changed");
+    // Chunked.
+    let mut stream = tokio::net::TcpStream::connect(edge.url.trim_start_matches("http://"))
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: shop.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n4\r\n0123\r\n6\r\n456789\r\n0\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.expect("read");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\n0123456789"), "{answer}");
+    edge.shutdown().await;
+}
+
 #[test]
 fn bad_tls_settings_are_refused_with_a_reason() {
     let error = TargetTls::new(Some("not a name"), TargetVerify::Any).expect_err("bad name");

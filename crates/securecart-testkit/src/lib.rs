@@ -389,15 +389,13 @@ pub struct TlsSession {
     pub alpn: Option<String>,
 }
 
-/// Serves an axum router over TLS on an ephemeral port of `ip`, with the certificate chain
-/// and key of `chain_pem` and `key_pem`: HTTP/2 to clients that offer `h2` by ALPN,
-/// HTTP/1.1 to the others. Each request carries its session's [`TlsSession`].
-pub async fn serve_tls(
-    ip: &str,
-    router: axum::Router,
+/// A TLS server's configuration: the certificate chain and key of `chain_pem` and
+/// `key_pem`, offering the protocols of `alpn` (none: no ALPN).
+pub fn tls_server_config(
     chain_pem: &[u8],
     key_pem: &[u8],
-) -> TlsTestServer {
+    alpn: &[&[u8]],
+) -> std::sync::Arc<rustls::ServerConfig> {
     use rustls_pki_types::pem::PemObject;
     let chain = rustls_pki_types::CertificateDer::pem_slice_iter(chain_pem)
         .collect::<Result<Vec<_>, _>>()
@@ -411,8 +409,24 @@ pub async fn serve_tls(
     .with_no_client_auth()
     .with_single_cert(chain, key)
     .expect("a certificate and its key");
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    config.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
+    std::sync::Arc::new(config)
+}
+
+/// Serves an axum router over TLS on an ephemeral port of `ip`, with the certificate chain
+/// and key of `chain_pem` and `key_pem`: HTTP/2 to clients that offer `h2` by ALPN,
+/// HTTP/1.1 to the others. Each request carries its session's [`TlsSession`].
+pub async fn serve_tls(
+    ip: &str,
+    router: axum::Router,
+    chain_pem: &[u8],
+    key_pem: &[u8],
+) -> TlsTestServer {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls_server_config(
+        chain_pem,
+        key_pem,
+        &[b"h2", b"http/1.1"],
+    ));
     let listener = TcpListener::bind(format!("{ip}:0"))
         .await
         .expect("bind an ephemeral port");

@@ -636,14 +636,15 @@ fn upstream_tls(
         }
         return Ok(None);
     }
-    // One name for the group: every upstream's certificate is checked against it.
-    if let Some(other) = upstreams
-        .iter()
-        .find(|upstream| upstream.host != first.host)
-        .filter(|other| !is_address(&other.host) || !is_address(&first.host))
-    {
+    // One name for the group, every upstream's certificate checked against it: the same
+    // host name in every URL, or addresses only (no SNI; each certificate names its own).
+    let agrees = |upstream: &Upstream| {
+        upstream.host.eq_ignore_ascii_case(&first.host)
+            || (is_address(&upstream.host) && is_address(&first.host))
+    };
+    if let Some(other) = upstreams.iter().find(|upstream| !agrees(upstream)) {
         anyhow::bail!(
-            "--upstream: https:// upstreams named `{}` and `{}`: give one host name (one site at several addresses), or addresses only",
+            "--upstream: https:// upstreams named `{}` and `{}`: name one host in every URL (with its port), or give addresses only",
             first.host,
             other.host
         );

@@ -852,9 +852,11 @@ async fn proxy_puts_the_edge_in_front_of_existing_servers() {
                 "--upstream",
                 "https://127.0.0.1:1",
                 "--upstream",
+                "https://127.0.0.2:1",
+                "--upstream",
                 "https://localhost:2",
             ],
-            "give one host name",
+            "name one host in every URL",
         ),
         (
             &["--upstream", "http://127.0.0.1:1", "--upstream-insecure"],
