@@ -541,3 +541,72 @@ async fn a_web_acl_that_blocks_by_default_lets_through_only_what_its_rules_allow
     edge.shutdown().await;
     upstream.stop().await;
 }
+
+#[tokio::test]
+async fn rules_match_a_value_by_its_md5_digest_and_non_ascii_text_as_unicode_escapes() {
+    use securecart_waf::{Field, Rule, RuleAction, Statement, Transform};
+
+    let (upstream, reached) = start_upstream().await;
+    let rule = |id: &str, statement: Statement| Rule {
+        id: id.to_owned(),
+        priority: 1,
+        statement,
+        action: RuleAction::Block,
+        labels: Vec::new(),
+        response: None,
+        score: 0,
+    };
+    let rules = vec![
+        // A leaked token, known only by its digest (md5 of `letmein`): the value is
+        // shorter than the digest it is matched by.
+        rule(
+            "leaked-token",
+            Statement::regex(
+                Field::Header(http::HeaderName::from_static("x-token")),
+                r"(?-u)^\x0d\x10\x7d\x09\xf5\xbb\xe4\x0c\xad\xe3\xde\x5c\x71\xe9\xe9\xb7$",
+                &[Transform::Md5],
+            )
+            .expect("rule"),
+        ),
+        // Cyrillic `с` (U+0441) in a search, as spoofed Latin `c` in `сasino` is.
+        rule(
+            "cyrillic-es",
+            Statement::regex(
+                Field::QueryArgument("q".to_owned()),
+                r"%u0441",
+                &[Transform::Utf8ToUnicode],
+            )
+            .expect("rule"),
+        ),
+    ];
+    let waf = WafConfig::with_acl(Arc::new(securecart_waf::managed::acl_with(
+        rules,
+        &securecart_waf::managed::Group::ALL,
+        securecart_waf::managed::Sensitivity::default(),
+        &securecart_waf::managed::Overrides::default(),
+    )));
+    let edge = start_edge(upstream.address, waf).await;
+    let mut client = TestClient::http1();
+    let products = format!("{}/products", edge.url);
+    let with_token = |token: &'static str| [("x-token", token)];
+    for (token, status) in [("letmein", 403), ("letmein2", 200), ("LETMEIN", 200)] {
+        let reply = client
+            .send(http::Method::GET, &products, &with_token(token), "")
+            .await;
+        assert_eq!(reply.status, status, "{token}");
+    }
+    for (query, status) in [
+        // `сasino` with a Cyrillic `с`.
+        ("q=%D1%81asino", 403),
+        ("q=casino", 200),
+        // Other non-ASCII text passes: `café`, `€`.
+        ("q=caf%C3%A9", 200),
+        ("q=%E2%82%AC5", 200),
+    ] {
+        let reply = client.get(&format!("{products}?{query}")).await;
+        assert_eq!(reply.status, status, "{query}");
+    }
+    assert_eq!(reached.load(Ordering::SeqCst), 2 + 3);
+    edge.shutdown().await;
+    upstream.stop().await;
+}

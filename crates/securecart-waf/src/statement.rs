@@ -636,7 +636,8 @@ static MERGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(
 /// of every expression, keeps an expression meant for one header (`^\s*0*[1-9]` for
 /// `Content-Length`) from matching other fields' values, which would make their scans
 /// look for every match. A value a chain changes is scanned by the chain's own set. No
-/// transformation makes a value longer, so a value shorter than a set's shortest match is
+/// transformation of a merged chain makes a value longer (chains with `utf8_to_unicode` or
+/// `md5`, which may, are not merged), so a value shorter than a set's shortest match is
 /// not scanned. An expression read after a last lowercasing is merged blind to case,
 /// without the lowercasing (see [`merged_as`]).
 ///
@@ -675,7 +676,7 @@ struct MergedChain {
     /// The traits of the values its transformations may change.
     triggers: Traits,
     /// The length of its expressions' shortest match: a shorter value cannot match after
-    /// the chain, since no transformation makes a value longer.
+    /// the chain, since its transformations never make a value longer.
     shortest: usize,
     /// Its fields' places in [`Merged::fields`].
     fields: Vec<usize>,
@@ -980,7 +981,9 @@ fn loosened(pattern: Cow<'_, str>) -> Cow<'_, str> {
 
 /// Whether a statement's expression joins a merge (see [`Merged`]).
 fn mergeable(regex: &regex::bytes::Regex, transforms: &[Transform]) -> bool {
-    transforms.len() <= MAX_MEMO_CHAIN && !regex.is_match(b"")
+    transforms.len() <= MAX_MEMO_CHAIN
+        && !transforms.iter().any(|transform| transform.lengthens())
+        && !regex.is_match(b"")
 }
 
 impl Merged {

@@ -52,9 +52,17 @@ pub enum Transform {
     ReplaceNulls,
     /// Base64 decoded forgivingly (ModSecurity's `base64DecodeExt`): bytes outside its
     /// alphabet are skipped, so `cGF n.ZQ` is `page`. A value with fewer than two of the
-    /// alphabet's bytes is left as it is. (The last a chain key's five bits per step can
-    /// tell apart: see `inspect::chain_key`.)
+    /// alphabet's bytes is left as it is.
     Base64DecodeExt,
+    /// Each UTF-8 character beyond ASCII written as `%u` and its code point in lowercase
+    /// hex, at least four digits (ModSecurity's `utf8toUnicode`): `é` is `%u00e9`, so that
+    /// a rule reads non-English text in one notation. Bytes that are not well-formed UTF-8
+    /// (overlong, surrogates, cut short) are kept as they are. Makes values longer.
+    Utf8ToUnicode,
+    /// The value's MD5 digest, 16 bytes (AWS WAF's `MD5`), for a rule that matches a
+    /// known value by its hash. Makes values of up to 15 bytes longer. (A chain key gives
+    /// each step five bits, so 31 transformations at most: see `inspect::chain_key`.)
+    Md5,
 }
 
 /// Applies `transforms` in order; borrows when none changes anything.
@@ -70,7 +78,7 @@ pub fn apply<'a>(transforms: &[Transform], input: &'a [u8]) -> Cow<'a, [u8]> {
 
 impl Transform {
     /// Every transformation, with its name in topology files.
-    pub const NAMED: [(&'static str, Transform); 20] = [
+    pub const NAMED: [(&'static str, Transform); 22] = [
         ("url_decode", Transform::UrlDecode),
         ("url_decode_uni", Transform::UrlDecodeUni),
         ("html_entity_decode", Transform::HtmlEntityDecode),
@@ -91,6 +99,8 @@ impl Transform {
         ("sql_hex_decode", Transform::SqlHexDecode),
         ("replace_nulls", Transform::ReplaceNulls),
         ("base64_decode_ext", Transform::Base64DecodeExt),
+        ("utf8_to_unicode", Transform::Utf8ToUnicode),
+        ("md5", Transform::Md5),
     ];
 
     /// The transformation of a name in [`Transform::NAMED`].
@@ -104,6 +114,12 @@ impl Transform {
     /// Its position among the transformations, for keys.
     pub fn index(self) -> u8 {
         self as u8
+    }
+
+    /// Whether it may make a value longer (the others never do, which the WAF's merged
+    /// sets rely on: see `statement::Merged`).
+    pub(crate) fn lengthens(self) -> bool {
+        matches!(self, Transform::Utf8ToUnicode | Transform::Md5)
     }
 
     /// The transformed value, or `None` when it would not change.
@@ -158,6 +174,11 @@ impl Transform {
                     .collect()
             }),
             Transform::Base64DecodeExt => base64_decode_ext(input),
+            Transform::Utf8ToUnicode => utf8_to_unicode(input),
+            Transform::Md5 => {
+                use md5::Digest;
+                Some(md5::Md5::digest(input).to_vec())
+            }
         }
     }
 }
@@ -188,6 +209,8 @@ const _: () = assert!(
         | Traits::SPACE
         | Traits::HEX_PREFIX
         | Traits::BASE64_BYTE
+        | Traits::NON_ASCII
+        | Traits::ALWAYS
         == (1 << Traits::BITS) - 1
 );
 
@@ -221,6 +244,10 @@ impl Traits {
     const HEX_PREFIX: u32 = 1 << 15;
     /// A byte of base64's alphabet.
     const BASE64_BYTE: u32 = 1 << 16;
+    /// A byte beyond ASCII.
+    const NON_ASCII: u32 = 1 << 17;
+    /// Every value has it: the trigger of a transformation that changes any value.
+    const ALWAYS: u32 = 1 << 18;
     /// A byte neither in base64's alphabet nor ASCII white space (during the pass).
     const NOT_BASE64: u32 = 1 << 29;
     /// A byte that is not a hex digit (during the pass).
@@ -274,6 +301,9 @@ impl Traits {
             if b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/') {
                 traits |= Self::BASE64_BYTE;
             }
+            if !b.is_ascii() {
+                traits |= Self::NON_ASCII;
+            }
             // The pairs: `//` and `/.` (PATH), `/*` (COMMENT), a space before `/` or
             // `(` (SPACE_BEFORE), white space before a space (SPACE_RUN), `0x`
             // (HEX_PREFIX).
@@ -302,9 +332,9 @@ impl Traits {
     /// The traits of `value`, in one pass.
     pub(crate) fn of(value: &[u8]) -> Self {
         let mut traits = if value.first() == Some(&b'.') {
-            Self::PATH
+            Self::PATH | Self::ALWAYS
         } else {
-            0
+            Self::ALWAYS
         };
         // What the byte before adds as a pair's first (a leading byte follows none).
         let mut first = 0;
@@ -338,7 +368,7 @@ impl Traits {
 
     /// How many traits there are: each is one of the low bits (a test at compile time
     /// checks that they are all of them).
-    pub(crate) const BITS: usize = 17;
+    pub(crate) const BITS: usize = 19;
 
     /// Each of its traits, as its bit's number (below [`Traits::BITS`]).
     pub(crate) fn bits(self) -> impl Iterator<Item = u32> {
@@ -383,6 +413,8 @@ impl Transform {
             Transform::SqlHexDecode => Traits::HEX_PREFIX,
             Transform::ReplaceNulls => Traits::NUL,
             Transform::Base64DecodeExt => Traits::BASE64_BYTE,
+            Transform::Utf8ToUnicode => Traits::NON_ASCII,
+            Transform::Md5 => Traits::ALWAYS,
         })
     }
 
@@ -418,7 +450,9 @@ impl Transform {
             | Transform::CssDecode
             | Transform::EscapeSeqDecode
             | Transform::SqlHexDecode
-            | Transform::Base64DecodeExt => None,
+            | Transform::Base64DecodeExt
+            | Transform::Utf8ToUnicode
+            | Transform::Md5 => None,
         }
     }
 
@@ -990,6 +1024,44 @@ fn sql_hex_decode(input: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Each well-formed UTF-8 character beyond ASCII as `%u` and at least four lowercase hex
+/// digits of its code point; every other byte as it is.
+fn utf8_to_unicode(input: &[u8]) -> Option<Vec<u8>> {
+    let first = input.iter().position(|byte| !byte.is_ascii())?;
+    let mut out = Vec::with_capacity(input.len() + input.len() / 2);
+    out.extend_from_slice(&input[..first]);
+    let mut at = first;
+    let mut changed = false;
+    while at < input.len() {
+        let byte = input[at];
+        let width = match byte {
+            0xc2..=0xdf => 2,
+            0xe0..=0xef => 3,
+            0xf0..=0xf4 => 4,
+            _ => 1,
+        };
+        // `from_utf8` rules out overlong forms, surrogates and code points past U+10FFFF.
+        let character = (width > 1)
+            .then(|| input.get(at..at + width))
+            .flatten()
+            .and_then(|bytes| std::str::from_utf8(bytes).ok())
+            .and_then(|text| text.chars().next());
+        match character {
+            Some(character) => {
+                use std::io::Write;
+                let _ = write!(out, "%u{:04x}", u32::from(character));
+                changed = true;
+                at += width;
+            }
+            None => {
+                out.push(byte);
+                at += 1;
+            }
+        }
+    }
+    changed.then_some(out)
+}
+
 /// Base64 with every byte outside its alphabet skipped (padding too), the last group of
 /// two or three characters decoded as far as it goes.
 fn base64_decode_ext(input: &[u8]) -> Option<Vec<u8>> {
@@ -1079,7 +1151,7 @@ mod tests {
     /// `may_change` says a transformation leaves a value as it is, running it must agree.
     #[test]
     fn what_traits_say_is_left_as_is_is_left_as_is() {
-        const ALPHABET: &[u8] = b"%+&Aa0fxX /.*\\\"'^,;(\t\n\r\x0b\x0c\0\xa0#u=-";
+        const ALPHABET: &[u8] = b"%+&Aa0fxX /.*\\\"'^,;(\t\n\r\x0b\x0c\0\xa0\xc3#u=-";
         let check_with = |value: &[u8], traits: Traits| {
             for (name, transform) in Transform::NAMED {
                 if !transform.may_change(traits) {
@@ -1091,11 +1163,15 @@ mod tests {
                 }
             }
         };
-        // And no transformation makes a value longer (a value shorter than every match of
-        // a chain's expressions cannot match after it: see `statement::Merged`).
+        // And no transformation but those that say so makes a value longer (a value
+        // shorter than every match of a chain's expressions cannot match after it: see
+        // `statement::Merged`).
         let check = |value: &[u8]| {
             check_with(value, Traits::of(value));
             for (name, transform) in Transform::NAMED {
+                if transform.lengthens() {
+                    continue;
+                }
                 if let Some(changed) = transform.run(value) {
                     assert!(
                         changed.len() <= value.len(),
@@ -1204,6 +1280,53 @@ mod tests {
             });
         }
         assert!(checked > 1_000_000, "{checked}");
+    }
+
+    #[test]
+    fn utf8_becomes_unicode_escapes_and_md5_a_digest() {
+        let unicode = |input: &[u8]| apply(&[Transform::Utf8ToUnicode], input).into_owned();
+        assert_eq!(unicode("café".as_bytes()), b"caf%u00e9");
+        assert_eq!(unicode("€ 5".as_bytes()), b"%u20ac 5");
+        assert_eq!(unicode("😀".as_bytes()), b"%u1f600");
+        assert_eq!(unicode("<ｓcript>".as_bytes()), b"<%uff53cript>");
+        // ASCII is left as it is, uncopied.
+        assert!(matches!(
+            apply(&[Transform::Utf8ToUnicode], b"plain"),
+            Cow::Borrowed(_)
+        ));
+        // What is not well-formed UTF-8 stays: a lone continuation byte, an overlong `/`,
+        // a surrogate, a character cut short, a code point past U+10FFFF.
+        for malformed in [
+            &b"a\x80b"[..],
+            b"\xc0\xaf",
+            b"\xed\xa0\x80",
+            b"\xe2\x82",
+            b"\xf4\x90\x80\x80",
+        ] {
+            assert!(
+                matches!(
+                    apply(&[Transform::Utf8ToUnicode], malformed),
+                    Cow::Borrowed(_)
+                ),
+                "{malformed:?}"
+            );
+        }
+        assert_eq!(unicode(b"\xc3\xa9\xc3"), b"%u00e9\xc3");
+
+        let md5 = |input: &[u8]| apply(&[Transform::Md5], input).into_owned();
+        let hex =
+            |bytes: Vec<u8>| -> String { bytes.iter().map(|byte| format!("{byte:02x}")).collect() };
+        // RFC 1321's test suite.
+        assert_eq!(hex(md5(b"")), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(hex(md5(b"abc")), "900150983cd24fb0d6963f7d28e17f72");
+        assert_eq!(
+            hex(md5(b"message digest")),
+            "f96b697d7cb7938d525a2f31aaf161d0"
+        );
+        // Every value's traits say it may change.
+        assert!(Transform::Md5.may_change(Traits::of(b"")));
+        assert!(Transform::Md5.may_change(Traits::of(b"-")));
+        assert!(!Transform::Utf8ToUnicode.may_change(Traits::of(b"plain ascii")));
     }
 
     /// The table-driven command-line normalisation agrees with its plain reading (each
