@@ -57,6 +57,19 @@ fn slow_health_check() -> HealthCheckConfig {
     }
 }
 
+/// TLS with no SNI that accepts any certificate.
+fn any_certificate() -> TargetTls {
+    TargetTls::new(None, TargetVerify::Any).expect("tls")
+}
+
+/// Asserts the careless target's own answer.
+fn assert_ok(reply: &securecart_testkit::Reply) {
+    assert_eq!(
+        (reply.status.as_u16(), reply.text()),
+        (200, "ok".to_owned())
+    );
+}
+
 fn trusting(certificate: &CertificatePem) -> TargetVerify {
     TargetVerify::Roots(Arc::new(
         roots_from_pem("test", &certificate.chain).expect("roots"),
@@ -170,7 +183,7 @@ async fn a_certificate_the_group_does_not_trust_fails_its_checks_and_its_request
 async fn a_group_that_verifies_nothing_reaches_a_self_signed_target_by_address_over_http2() {
     let (target, _) = tls_target(&["origin.example"]).await;
     // No name: no SNI. Any certificate: ALB's way with its targets.
-    let tls = TargetTls::new(None, TargetVerify::Any).expect("tls");
+    let tls = any_certificate();
     let edge = edge_of(
         target.address,
         UpstreamProtocol::Http2,
@@ -197,7 +210,7 @@ async fn health_checks_speak_the_protocol_they_are_given_on_their_port() {
         Router::new().route("/healthz", get(|| async { "ok" })),
     )
     .await;
-    let tls = TargetTls::new(None, TargetVerify::Any).expect("tls");
+    let tls = any_certificate();
     let edge = edge_of(
         target.address,
         UpstreamProtocol::Http1,
@@ -290,7 +303,6 @@ async fn a_reload_with_the_same_tls_settings_keeps_the_targets_and_their_health(
 /// and, with `close_notify`, by its `close_notify` (with the TCP connection left open).
 /// Counts its connections.
 async fn careless_tls_target(
-    certificate: &CertificatePem,
     extra: &'static [u8],
     close_notify: bool,
 ) -> (
@@ -299,6 +311,7 @@ async fn careless_tls_target(
     tokio::task::JoinHandle<()>,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let certificate = self_signed(&["origin.example".to_owned()]).expect("certificate");
     let acceptor = tokio_rustls::TlsAcceptor::from(securecart_testkit::tls_server_config(
         &certificate.chain,
         &certificate.key,
@@ -361,14 +374,9 @@ async fn careless_tls_target(
 
 #[tokio::test]
 async fn a_tls_connection_with_bytes_past_its_answer_is_not_pooled() {
-    let certificate = self_signed(&["origin.example".to_owned()]).expect("certificate");
-    let (address, connections, server) = careless_tls_target(
-        &certificate,
-        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale",
-        false,
-    )
-    .await;
-    let tls = TargetTls::new(None, TargetVerify::Any).expect("tls");
+    let (address, connections, server) =
+        careless_tls_target(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale", false).await;
+    let tls = any_certificate();
     let edge = edge_of(address, UpstreamProtocol::Http1, tls, slow_health_check()).await;
     wait_for_state(&edge, "healthy").await;
     let mut client = TestClient::http1();
@@ -376,10 +384,7 @@ async fn a_tls_connection_with_bytes_past_its_answer_is_not_pooled() {
         // Each answer is the target's answer to this request, never the bytes the last
         // one left in its TLS session.
         let reply = client.get(&format!("{}/whoami", edge.url)).await;
-        assert_eq!(
-            (reply.status.as_u16(), reply.text()),
-            (200, "ok".to_owned())
-        );
+        assert_ok(&reply);
     }
     // The health check's connection, and one per request.
     assert_eq!(connections.load(Ordering::SeqCst), 1 + 3);
@@ -392,24 +397,17 @@ async fn a_tls_connection_whose_target_said_close_notify_is_not_pooled() {
     // The `close_notify` comes with the answer and the TCP connection stays open: only
     // the TLS session knows the target is done with it. A POST sent on it would get no
     // answer, and could not go again.
-    let certificate = self_signed(&["origin.example".to_owned()]).expect("certificate");
-    let (address, connections, server) = careless_tls_target(&certificate, b"", true).await;
-    let tls = TargetTls::new(None, TargetVerify::Any).expect("tls");
+    let (address, connections, server) = careless_tls_target(b"", true).await;
+    let tls = any_certificate();
     let edge = edge_of(address, UpstreamProtocol::Http1, tls, slow_health_check()).await;
     wait_for_state(&edge, "healthy").await;
     let mut client = TestClient::http1();
     let reply = client.get(&format!("{}/whoami", edge.url)).await;
-    assert_eq!(
-        (reply.status.as_u16(), reply.text()),
-        (200, "ok".to_owned())
-    );
+    assert_ok(&reply);
     let reply = client
         .post(&format!("{}/order", edge.url), &[], "one coat")
         .await;
-    assert_eq!(
-        (reply.status.as_u16(), reply.text()),
-        (200, "ok".to_owned())
-    );
+    assert_ok(&reply);
     assert_eq!(connections.load(Ordering::SeqCst), 1 + 2);
     edge.shutdown().await;
     server.abort();
@@ -417,9 +415,8 @@ async fn a_tls_connection_whose_target_said_close_notify_is_not_pooled() {
 
 #[tokio::test]
 async fn http2_over_tls_needs_the_target_to_agree_by_alpn() {
-    let certificate = self_signed(&["origin.example".to_owned()]).expect("certificate");
-    let (address, _, server) = careless_tls_target(&certificate, b"", false).await;
-    let tls = TargetTls::new(None, TargetVerify::Any).expect("tls");
+    let (address, _, server) = careless_tls_target(b"", false).await;
+    let tls = any_certificate();
     let edge = edge_of(
         address,
         UpstreamProtocol::Http2,
@@ -445,10 +442,7 @@ async fn http2_over_tls_needs_the_target_to_agree_by_alpn() {
     let reply = TestClient::http1()
         .get(&format!("{}/whoami", edge.url))
         .await;
-    assert_eq!(
-        (reply.status.as_u16(), reply.text()),
-        (200, "ok".to_owned())
-    );
+    assert_ok(&reply);
     edge.shutdown().await;
     server.abort();
 }
@@ -464,7 +458,7 @@ async fn uploads_reach_a_tls_target_whole_with_a_length_or_in_chunks() {
             axum::routing::post(|body: axum::body::Bytes| async move { body }),
         );
     let target = serve_tls("127.0.0.1", router, &certificate.chain, &certificate.key).await;
-    let tls = TargetTls::new(None, TargetVerify::Any).expect("tls");
+    let tls = any_certificate();
     let edge = edge_of(
         target.address,
         UpstreamProtocol::Http1,
