@@ -4,7 +4,9 @@
 //!
 //!     cargo run --release -p securecart-waf --example evaluate [ROUNDS]
 //!
-//! Two more cases send a different 2 KiB form each time, whose review is words (a shop's,
+//! A case sends a different search each time (8,192 of them in turn), which the WAF's
+//! recent answers (see `statement::recalled`) cannot spare. Two more cases send a
+//! different 2 KiB form each time, whose review is words (a shop's,
 //! some of them SQL's too, at random) or random printable bytes: such text leads the regex
 //! engine's lazy DFAs to states they have not built yet, which the benchmark's review,
 //! one sentence said over and over, does not (see `src/setsearch.rs`). The last case is
@@ -20,12 +22,12 @@ use std::time::Instant;
 
 use securecart_waf::{Inspection, managed};
 
-/// A case: its name, the request's method, query and headers, and the bodies it sends in
-/// turn.
+/// A case: its name, the request's method, the queries it sends in turn, its headers, and
+/// the bodies it sends in turn.
 type Case<'a> = (
     &'a str,
     &'a str,
-    &'a str,
+    Vec<&'a str>,
     &'a http::HeaderMap,
     Vec<&'a [u8]>,
 );
@@ -93,40 +95,71 @@ fn main() {
     };
     let words = varied(false);
     let printable = varied(true);
-    let cases: [Case<'_>; 6] = [
-        ("GET with a query string", "GET", query, &get, vec![b""]),
+    // Searches whose values no two of 8,192 evaluations in turn share: two made-up words,
+    // a category and a page each (the WAF's recent answers are of no help; see
+    // `recalled`).
+    let mut made_up = |letters: usize| -> String {
+        (0..letters)
+            .map(|_| char::from(b'a' + random(26) as u8))
+            .collect()
+    };
+    let searches: Vec<String> = (0..8192)
+        .map(|round| {
+            format!(
+                "q={}+{}&category={}&page={round}",
+                made_up(7),
+                made_up(5),
+                made_up(6),
+            )
+        })
+        .collect();
+    let cases: [Case<'_>; 7] = [
+        (
+            "GET with a query string",
+            "GET",
+            vec![query],
+            &get,
+            vec![b""],
+        ),
         (
             "POST of a 2 KiB form",
             "POST",
-            query,
+            vec![query],
             &post,
             vec![form.as_bytes()],
         ),
         (
             "GET with an injection",
             "GET",
-            "q=1%27%20OR%20%271%27%3D%271",
+            vec!["q=1%27%20OR%20%271%27%3D%271"],
+            &get,
+            vec![b""],
+        ),
+        (
+            "GET with varied queries",
+            "GET",
+            searches.iter().map(String::as_str).collect(),
             &get,
             vec![b""],
         ),
         (
             "POST of 2 KiB forms of varied words",
             "POST",
-            "",
+            vec![""],
             &post,
             words.iter().map(Vec::as_slice).collect(),
         ),
         (
             "POST of 2 KiB forms of random printable bytes",
             "POST",
-            "",
+            vec![""],
             &post,
             printable.iter().map(Vec::as_slice).collect(),
         ),
         (
             "POST of a 2 KiB form, after those",
             "POST",
-            query,
+            vec![query],
             &post,
             vec![form.as_bytes()],
         ),
@@ -146,7 +179,7 @@ fn main() {
         .and_then(|kib| kib.parse().ok())
         .unwrap_or(0);
     let mut other = vec![0u8; evict * 1024];
-    for (name, method, query, headers, bodies) in cases {
+    for (name, method, queries, headers, bodies) in cases {
         if only.as_deref().is_some_and(|only| !name.starts_with(only)) {
             continue;
         }
@@ -154,7 +187,7 @@ fn main() {
             let inspection = Inspection::new(
                 method,
                 "/api/catalog/products",
-                Some(query),
+                Some(queries[round as usize % queries.len()]),
                 headers,
                 bodies[round as usize % bodies.len()],
                 false,
@@ -162,7 +195,8 @@ fn main() {
             );
             acl.evaluate(&inspection)
         };
-        let blocked = (0..bodies.len() as u32)
+        let variants = bodies.len().max(queries.len());
+        let blocked = (0..variants as u32)
             .filter(|&round| evaluate(round).blocked)
             .count();
         let mut spent = std::time::Duration::ZERO;
@@ -178,7 +212,7 @@ fn main() {
             spent += started.elapsed();
         }
         let each = spent.as_secs_f64() * 1e6 / f64::from(rounds);
-        let line = match bodies.len() {
+        let line = match variants {
             1 => format!(
                 "{name}: {each:.2} µs per evaluation (blocked: {})",
                 blocked == 1
