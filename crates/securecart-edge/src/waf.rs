@@ -141,7 +141,9 @@ pub fn redact(field: &str, data: &str, headers: &HeaderMap, redaction: &Redactio
     if secret {
         return REDACTED.to_owned();
     }
-    // Runs of 13 to 19 digits, spaces and dashes allowed between them: payment cards.
+    // Runs of 13 digits or more, spaces and dashes allowed between them: payment cards
+    // (13 to 19 digits), and a card with digits before it (`utf8_to_unicode` writes
+    // `а4111...` as `%u04304111...`).
     let bytes = data.as_bytes();
     let mut redacted = String::with_capacity(data.len());
     let mut at = 0;
@@ -158,7 +160,7 @@ pub fn redact(field: &str, data: &str, headers: &HeaderMap, redaction: &Redactio
                 end += 1;
             }
             let run = &data[at..end];
-            if (13..=19).contains(&digits) {
+            if digits >= 13 {
                 let mut seen = 0;
                 for character in run.chars() {
                     if character.is_ascii_digit() {
@@ -471,6 +473,11 @@ mod tests {
                 "card ****-****-****-1111 ok",
             ),
             ("body_fields", "4111 1111 1111 1111", "**** **** **** 1111"),
+            (
+                "body_fields",
+                "%u04304111111111111111",
+                "%u****************1111",
+            ),
             ("query_arguments", "1' OR '1'='1", "1' OR '1'='1"),
             (
                 "query_arguments",

@@ -222,11 +222,37 @@ pub struct Inspection<'a> {
     /// Whether the body was longer than the inspection limit (only its start is here).
     pub body_oversize: bool,
     memo: RefCell<Memo>,
+    /// The credential headers' values, found at the first question (see
+    /// [`Inspection::is_credential_value`]).
+    credentials: std::cell::OnceCell<Vec<&'a [u8]>>,
     /// The client's address.
     pub client: IpAddr,
 }
 
 impl<'a> Inspection<'a> {
+    /// Whether `value`, one of `field`'s, may be a session or a token: a cookie, or the
+    /// value of a credential header (alone, or among all the headers).
+    pub(crate) fn is_credential_value(&self, field: &Field, value: &[u8]) -> bool {
+        match field {
+            Field::Cookies => true,
+            Field::Header(name) => is_credential(name.as_str()),
+            // One of them, by its place: what the credential headers say is no help (a
+            // header may repeat another's value).
+            Field::AllHeaders => self
+                .credentials
+                .get_or_init(|| {
+                    CREDENTIALS
+                        .iter()
+                        .flat_map(|name| self.headers.get_all(name))
+                        .map(http::HeaderValue::as_bytes)
+                        .collect()
+                })
+                .iter()
+                .any(|credential| std::ptr::eq(*credential, value)),
+            _ => false,
+        }
+    }
+
     /// The inspection of a request: its head, the start of its body (up to the limit), and
     /// whether the body went past the limit.
     pub fn new(
@@ -277,6 +303,7 @@ impl<'a> Inspection<'a> {
             // countries and rate keys.
             client: client.to_canonical(),
             memo: RefCell::default(),
+            credentials: std::cell::OnceCell::new(),
         }
     }
 

@@ -1269,9 +1269,15 @@ struct Recent {
     found: Vec<u32>,
 }
 
+// What is recalled is never kept by the inspection's own memo (which would have been
+// filled on the search's way): see `Inspection`'s `MEMO_FROM`.
+const _: () = assert!(RECENT_LONGEST < crate::inspect::MEMO_FROM);
+
 thread_local! {
     static RECENT: std::cell::RefCell<Vec<Recent>> =
         const { std::cell::RefCell::new(Vec::new()) };
+    /// The slots' hash, seeded at random: which values share a slot is not known outside.
+    static RECENT_HASH: foldhash::fast::RandomState = foldhash::fast::RandomState::default();
 }
 
 /// Calls `each` with every expression (by its number) that search `what` finds in
@@ -1293,16 +1299,20 @@ fn recalled(
         search().into_iter().for_each(each);
         return;
     }
-    let hash = {
+    let Ok(hash) = RECENT_HASH.try_with(|state| {
         use std::hash::{BuildHasher, Hasher};
-        let mut hasher = foldhash::fast::FixedState::default().build_hasher();
+        let mut hasher = state.build_hasher();
         hasher.write_u64(what.0);
         hasher.write_u64(what.1);
         hasher.write(value);
         hasher.finish()
+    }) else {
+        // (The thread is ending.)
+        search().into_iter().for_each(each);
+        return;
     };
     let slot = (hash as usize) % RECENT_SLOTS;
-    let remembered = RECENT.with(|recent| {
+    let remembered = RECENT.try_with(|recent| {
         let recent = recent.borrow();
         match recent.get(slot) {
             Some(entry) if entry.hash == hash && entry.what == what && entry.value == value => {
@@ -1312,14 +1322,14 @@ fn recalled(
             _ => false,
         }
     });
-    if remembered {
+    if remembered == Ok(true) {
         return;
     }
     // (Searched outside the borrow: nothing in a search recalls, but the order is safe
     // whatever it does.)
     let found = search();
     found.iter().copied().for_each(&mut each);
-    RECENT.with(|recent| {
+    let _ = RECENT.try_with(|recent| {
         let mut recent = recent.borrow_mut();
         if recent.is_empty() {
             recent.resize_with(RECENT_SLOTS, Recent::default);
@@ -1451,8 +1461,8 @@ impl<'m> Scan<'m> {
 
     /// Which expressions of `group`'s set match `value` (`None`: none, or the group has
     /// no set). A short value is looked up among the thread's recent answers first (see
-    /// [`recalled`]).
-    fn scan_group(&self, group: usize, value: &[u8]) -> Option<Found> {
+    /// [`recalled`]), unless it may be a credential (`private`), which is not kept.
+    fn scan_group(&self, group: usize, value: &[u8], private: bool) -> Option<Found> {
         let FieldGroup {
             set: Some(_),
             shortest,
@@ -1465,25 +1475,27 @@ impl<'m> Scan<'m> {
             return None;
         }
         let mut matches: Option<Found> = None;
-        recalled(
-            (self.merged.id, group as u64),
-            value,
-            || {
-                self.search_group(group, value)
-                    .map(|found| found.iter().map(|pattern| pattern.as_u32()).collect())
-                    .unwrap_or_default()
-            },
-            |pattern| {
-                matches
-                    .get_or_insert_with(|| Found::new(self.merged.all))
-                    .insert(regex_automata::PatternID::new_unchecked(pattern as usize));
-            },
-        );
+        let each = |pattern: u32| {
+            matches
+                .get_or_insert_with(|| Found::new(self.merged.all))
+                .insert(regex_automata::PatternID::new_unchecked(pattern as usize));
+        };
+        if private {
+            self.search_group(group, value).into_iter().for_each(each);
+        } else {
+            recalled(
+                (self.merged.id, group as u64),
+                value,
+                || self.search_group(group, value),
+                each,
+            );
+        }
         matches
     }
 
-    /// [`Scan::scan_group`]'s search itself.
-    fn search_group(&self, group: usize, value: &[u8]) -> Option<Found> {
+    /// [`Scan::scan_group`]'s search itself: the group's own expressions that match, by
+    /// their number among all of the merge's.
+    fn search_group(&self, group: usize, value: &[u8]) -> Vec<u32> {
         let FieldGroup {
             set: Some(shared),
             needles,
@@ -1491,25 +1503,21 @@ impl<'m> Scan<'m> {
             ..
         } = &self.merged.groups[group]
         else {
-            return None;
+            return Vec::new();
         };
-        // Anchored by the group's own needles: a match of its own expressions that
-        // starts past the value's start needs one of them.
         let input = search_input(needles.as_ref(), value);
         let SharedSet { set, in_all } = &**shared;
         let mut scratch = self.scratch.borrow_mut();
         let local = Self::scratch_for(&mut scratch, set);
         if !set.search(&input, local) {
-            return None;
+            return Vec::new();
         }
-        let mut matches = Found::new(self.merged.all);
-        for pattern in local.iter() {
-            let pattern = regex_automata::PatternID::new_unchecked(in_all[pattern]);
-            if own.as_ref().is_none_or(|own| own.contains(pattern)) {
-                matches.insert(pattern);
-            }
-        }
-        (!matches.is_empty()).then_some(matches)
+        local
+            .iter()
+            .map(|pattern| regex_automata::PatternID::new_unchecked(in_all[pattern]))
+            .filter(|pattern| own.as_ref().is_none_or(|own| own.contains(*pattern)))
+            .map(|pattern| pattern.as_u32())
+            .collect()
     }
 
     /// The scan of the merge's field `index` by its group's set.
@@ -1528,7 +1536,8 @@ impl<'m> Scan<'m> {
                 let traits = inspection.traits(value);
                 value_traits.push(traits);
                 scan.traits = scan.traits.union(traits);
-                if let Some(matches) = self.scan_group(group, value) {
+                let private = inspection.is_credential_value(&self.merged.fields[index], value);
+                if let Some(matches) = self.scan_group(group, value, private) {
                     match &mut scan.matches {
                         None => scan.matches = Some(matches),
                         Some(union) => {
@@ -1690,28 +1699,35 @@ impl<'m> Scan<'m> {
                     }
                     // What the chain's set finds in the value's transformation: recalled,
                     // for a short value the thread saw lately (in this field: whether a
-                    // value left as it is was scanned depends on it).
-                    recalled(
-                        (
-                            self.merged.id,
-                            1 << 63 | (index as u64) << 32 | field as u64,
-                        ),
-                        value,
-                        || {
-                            let transformed =
-                                inspection.transformed_as(value, traits, &chain.transforms);
-                            if !matches!(transformed, Transformed::Same(_)) || scan.is_none() {
-                                self.search_ids(&chain.set, chain.needles.as_ref(), &transformed)
-                            } else {
-                                Vec::new()
-                            }
-                        },
-                        |pattern| {
-                            found
-                                .set(chain.set.pattern_len())
-                                .insert(regex_automata::PatternID::new_unchecked(pattern as usize));
-                        },
-                    );
+                    // value left as it is was scanned depends on it), unless the value
+                    // may be a credential, which is not kept.
+                    let search = || {
+                        let transformed =
+                            inspection.transformed_as(value, traits, &chain.transforms);
+                        if !matches!(transformed, Transformed::Same(_)) || scan.is_none() {
+                            self.search_ids(&chain.set, chain.needles.as_ref(), &transformed)
+                        } else {
+                            Vec::new()
+                        }
+                    };
+                    let each = |pattern: u32| {
+                        found
+                            .set(chain.set.pattern_len())
+                            .insert(regex_automata::PatternID::new_unchecked(pattern as usize));
+                    };
+                    if inspection.is_credential_value(&self.merged.fields[field], value) {
+                        search().into_iter().for_each(each);
+                    } else {
+                        recalled(
+                            (
+                                self.merged.id,
+                                1 << 63 | (index as u64) << 32 | field as u64,
+                            ),
+                            value,
+                            search,
+                            each,
+                        );
+                    }
                     found.is_full()
                 });
             }
@@ -1802,6 +1818,50 @@ fn matches_position(value: &[u8], search: &[u8], position: Position) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn credentials_are_not_kept_among_recent_searches() {
+        let acl = crate::managed::default_acl();
+        let mut headers = http::HeaderMap::new();
+        headers.insert("host", "shop.test".parse().expect("header"));
+        headers.insert(
+            "cookie",
+            "session=d41d8cd98f00b204e9800998ecf8427e"
+                .parse()
+                .expect("header"),
+        );
+        headers.insert(
+            "authorization",
+            "Bearer dG9rZW4tdGhhdC1pcy1zZWNyZXQ"
+                .parse()
+                .expect("header"),
+        );
+        let inspection = crate::Inspection::new(
+            "GET",
+            "/api/catalog/products",
+            Some("q=red+wool+coat"),
+            &headers,
+            b"",
+            false,
+            "127.0.0.1".parse().expect("address"),
+        );
+        assert!(!acl.evaluate(&inspection).blocked);
+        let kept = |needle: &[u8]| {
+            super::RECENT.with(|recent| {
+                recent.borrow().iter().any(|entry| {
+                    entry
+                        .value
+                        .windows(needle.len())
+                        .any(|window| window == needle)
+                })
+            })
+        };
+        // The search term and the host are kept; the session and the token are not.
+        assert!(kept(b"red wool coat"));
+        assert!(kept(b"shop.test"));
+        assert!(!kept(b"d41d8cd98f00b204e9800998ecf8427e"));
+        assert!(!kept(b"dG9rZW4tdGhhdC1pcy1zZWNyZXQ"));
+    }
 
     #[test]
     fn recent_searches_are_recalled_only_for_the_same_search_and_value() {
