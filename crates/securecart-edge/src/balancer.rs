@@ -480,6 +480,8 @@ pub struct TargetGroup {
     pub retry_budget: RetryBudget,
     /// The protocol spoken to its targets.
     pub protocol: crate::config::UpstreamProtocol,
+    /// The `Host` its targets are sent, if not the client's.
+    pub host_header: Option<http::HeaderValue>,
     cursor: AtomicUsize,
     epoch: Instant,
 }
@@ -563,6 +565,7 @@ impl TargetGroup {
             metrics: None,
             retry_budget: RetryBudget::default(),
             protocol: config.protocol,
+            host_header: config.host_header.clone(),
             cursor: AtomicUsize::new(0),
             epoch: Instant::now(),
         }
@@ -917,6 +920,7 @@ mod tests {
         let targets = vec!["127.0.0.1:1".parse().expect("address")];
         TargetGroupConfig {
             tls: None,
+            host_header: None,
             algorithm,
             ..TargetGroupConfig::new("g", targets, health_check)
         }
@@ -962,6 +966,7 @@ mod tests {
         let group = super::TargetGroup::new(
             &TargetGroupConfig {
                 tls: None,
+                host_header: None,
                 outlier_detection: Some(OutlierDetection {
                     consecutive_errors: 2,
                     ejection: Duration::from_secs(60),

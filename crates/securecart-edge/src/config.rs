@@ -123,6 +123,10 @@ pub struct TargetGroupConfig {
     pub protocol: UpstreamProtocol,
     /// TLS to its targets (ALB's HTTPS target groups); none: plain TCP.
     pub tls: Option<crate::target_tls::TargetTls>,
+    /// The `Host` its targets are sent (nginx's `proxy_set_header Host`, Caddy's
+    /// `--change-host-header`), the client's going in `X-Forwarded-Host`; none keeps the
+    /// client's, as ALB does.
+    pub host_header: Option<http::HeaderValue>,
     /// Passive outlier ejection; none turns it off.
     pub outlier_detection: Option<OutlierDetection>,
     /// Slow start: a target that joins or recovers takes a share of traffic that grows
@@ -170,6 +174,7 @@ impl TargetGroupConfig {
             algorithm: crate::balancer::Algorithm::default(),
             protocol: UpstreamProtocol::default(),
             tls: None,
+            host_header: None,
             outlier_detection: Some(OutlierDetection::default()),
             slow_start: None,
             stickiness: None,

@@ -146,6 +146,8 @@ where
     body.map_err(Into::into).boxed_unsync()
 }
 
+static X_FORWARDED_HOST: http::HeaderName = http::HeaderName::from_static("x-forwarded-host");
+
 /// Joins the client's and the target's connections once both have switched protocols (a
 /// WebSocket, say) and copies bytes both ways until either side closes, or neither sends a
 /// byte for the client connection's idle timeout (as ALB's idle timeout closes them).
@@ -411,7 +413,11 @@ where
                     } else {
                         "http"
                     })
-                    .authority(target.authority.clone())
+                    .authority(match &group.host_header {
+                        Some(host) => http::uri::Authority::try_from(host.as_bytes())
+                            .unwrap_or_else(|_| target.authority.clone()),
+                        None => target.authority.clone(),
+                    })
                     .path_and_query(path_and_query.clone())
                     .build()
                     .map_err(|_| EdgeError::BadRequest("the request target is not a valid URI"))?,
@@ -432,6 +438,14 @@ where
             } else {
                 std::mem::take(&mut parts.headers)
             };
+            // The group's own Host, the client's kept in `X-Forwarded-Host`.
+            if let Some(host) = &group.host_header {
+                let headers = request.headers_mut();
+                if let Some(client) = headers.remove(http::header::HOST) {
+                    headers.insert(X_FORWARDED_HOST.clone(), client);
+                }
+                headers.insert(http::header::HOST, host.clone());
+            }
             // An HTTP/1.0 client may have sent no Host; HTTP/1.1 needs one. (Not through
             // `entry`, which makes room for one more header first: a map sized for its headers
             // would grow, and rehash, though the Host is there.)

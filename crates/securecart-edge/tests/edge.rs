@@ -61,6 +61,7 @@ async fn start_upstream(name: &'static str) -> (TestServer, Arc<AtomicBool>) {
                         "x-forwarded-proto": header("x-forwarded-proto"),
                         "traceparent": header("traceparent"),
                         "host": header("host"),
+                        "x-forwarded-host": header("x-forwarded-host"),
                         "connection": header("connection"),
                     }))
                 },
@@ -215,6 +216,7 @@ async fn start_edge(groups: Vec<(&str, &str, Vec<SocketAddr>)>) -> RunningEdge {
         ));
         target_groups.push(TargetGroupConfig {
             tls: None,
+            host_header: None,
             name: name.to_owned(),
             targets,
             health_check: health_check(),
@@ -282,6 +284,7 @@ async fn start_edge_with_limits(
 async fn start_api_edge(target: SocketAddr, limits: Limits) -> RunningEdge {
     let group = TargetGroupConfig {
         tls: None,
+        host_header: None,
         outlier_detection: None,
         ..TargetGroupConfig::new("api", vec![target], health_check())
     };
@@ -517,6 +520,7 @@ async fn rules_redirect_answer_fixed_responses_and_match_headers() {
     let (b, _) = start_upstream("b").await;
     let group = |name: &str, target: SocketAddr| TargetGroupConfig {
         tls: None,
+        host_header: None,
         outlier_detection: None,
         ..TargetGroupConfig::new(name, vec![target], health_check())
     };
@@ -623,6 +627,7 @@ async fn weighted_forwards_split_traffic_and_stickiness_keeps_a_client_on_its_gr
     let (green, _) = start_upstream("green").await;
     let group = |name: &str, target: SocketAddr| TargetGroupConfig {
         tls: None,
+        host_header: None,
         outlier_detection: None,
         ..TargetGroupConfig::new(name, vec![target], health_check())
     };
@@ -768,6 +773,7 @@ async fn https_listeners_pick_certificates_by_sni_and_speak_http2_by_alpn() {
         admin: "127.0.0.1:0".parse().expect("address"),
         target_groups: vec![TargetGroupConfig {
             tls: None,
+            host_header: None,
             outlier_detection: None,
             stickiness: Some(Duration::from_secs(300)),
             ..TargetGroupConfig::new("api", vec![a.address], health_check())
@@ -999,6 +1005,7 @@ async fn least_outstanding_requests_sends_new_requests_away_from_a_busy_target()
     let (b, _) = start_upstream("b").await;
     let group = TargetGroupConfig {
         tls: None,
+        host_header: None,
         algorithm: securecart_edge::balancer::Algorithm::LeastOutstandingRequests,
         outlier_detection: None,
         ..TargetGroupConfig::new("api", vec![a.address, b.address], health_check())
@@ -1116,6 +1123,7 @@ async fn an_idle_upgraded_connection_is_closed_after_its_idle_timeout() {
         not_found(),
         vec![TargetGroupConfig {
             tls: None,
+            host_header: None,
             name: "api".to_owned(),
             targets: vec![a.address],
             health_check: health_check(),
@@ -1163,6 +1171,7 @@ async fn start_edge_idle_after_half_a_second_with(
 ) -> RunningEdge {
     let group = TargetGroupConfig {
         tls: None,
+        host_header: None,
         outlier_detection: None,
         protocol,
         ..TargetGroupConfig::new("api", vec![target], health_check())
@@ -1421,6 +1430,7 @@ async fn target_health_says_why_a_target_is_not_healthy_as_alb_does() {
     });
     let group = TargetGroupConfig {
         tls: None,
+        host_header: None,
         outlier_detection: None,
         ..TargetGroupConfig::new(
             "api",
@@ -1570,6 +1580,7 @@ async fn grpc_over_http2_targets_passes_trailers_through() {
     .await;
     let group = TargetGroupConfig {
         tls: None,
+        host_header: None,
         health_check: HealthCheckConfig {
             protocol: None,
             path: "/echo.Echo/Say".to_owned(),
@@ -1769,6 +1780,7 @@ fn control_config(a: SocketAddr, b: SocketAddr) -> EdgeConfig {
         admin: "127.0.0.1:0".parse().expect("address"),
         target_groups: vec![TargetGroupConfig {
             tls: None,
+            host_header: None,
             outlier_detection: None,
             ..TargetGroupConfig::new("api", vec![a, b], health_check())
         }],
@@ -1796,6 +1808,7 @@ fn ejecting_for(
 ) -> TargetGroupConfig {
     TargetGroupConfig {
         tls: None,
+        host_header: None,
         outlier_detection: Some(securecart_edge::config::OutlierDetection {
             consecutive_errors: errors,
             ejection,
@@ -1895,6 +1908,7 @@ async fn a_target_in_slow_start_takes_a_small_share_at_first() {
     let window = Duration::from_secs(4);
     let group = TargetGroupConfig {
         tls: None,
+        host_header: None,
         outlier_detection: None,
         slow_start: Some(window),
         ..TargetGroupConfig::new("api", vec![a.address, b.address], health_check())
@@ -1979,6 +1993,7 @@ async fn bodies_over_the_rules_limit_and_oversized_headers_are_refused() {
     });
     let group = TargetGroupConfig {
         tls: None,
+        host_header: None,
         outlier_detection: None,
         ..TargetGroupConfig::new("api", vec![a.address], health_check())
     };
@@ -2087,6 +2102,7 @@ async fn target_stickiness_keeps_a_client_on_its_target() {
     let (b, _) = start_upstream("b").await;
     let group = TargetGroupConfig {
         tls: None,
+        host_header: None,
         outlier_detection: None,
         stickiness: Some(Duration::from_secs(300)),
         ..TargetGroupConfig::new("api", vec![a.address, b.address], health_check())
@@ -2247,6 +2263,7 @@ async fn a_deregistered_target_drains_its_requests_in_flight_then_leaves() {
     let (b, _) = start_upstream("b").await;
     let group = TargetGroupConfig {
         tls: None,
+        host_header: None,
         outlier_detection: None,
         deregistration_delay: Duration::from_secs(1),
         ..TargetGroupConfig::new("api", vec![a.address], health_check())
@@ -2352,6 +2369,7 @@ async fn application_cookie_stickiness_pins_a_client_once_its_target_sets_the_co
     let (b, _) = start_upstream("b").await;
     let group = TargetGroupConfig {
         tls: None,
+        host_header: None,
         outlier_detection: None,
         stickiness: Some(Duration::from_secs(120)),
         app_cookie: Some("shop_session".to_owned()),
@@ -2477,6 +2495,7 @@ async fn a_health_check_port_is_checked_instead_of_the_traffic_port() {
     a_healthy.store(false, Ordering::SeqCst);
     let group = TargetGroupConfig {
         tls: None,
+        host_header: None,
         outlier_detection: None,
         ..TargetGroupConfig::new(
             "api",
@@ -2503,4 +2522,42 @@ async fn a_health_check_port_is_checked_instead_of_the_traffic_port() {
     );
     edge.shutdown().await;
     drop((a, b));
+}
+
+#[tokio::test]
+async fn a_group_may_send_its_own_host_keeping_the_clients_in_x_forwarded_host() {
+    let (a, _) = start_upstream("a").await;
+    for protocol in [
+        securecart_edge::UpstreamProtocol::Http1,
+        securecart_edge::UpstreamProtocol::Http2,
+    ] {
+        let group = TargetGroupConfig {
+            host_header: Some(http::HeaderValue::from_static("shop.example")),
+            protocol,
+            ..TargetGroupConfig::new("api", vec![a.address], health_check())
+        };
+        let edge = start_edge_with(Vec::new(), ActionConfig::forward("api"), vec![group]).await;
+        edge.wait_for_healthy(1).await;
+        let seen = TestClient::http1()
+            .get(&format!("{}/api/whoami", edge.url))
+            .await
+            .json();
+        assert_eq!(seen["host"], "shop.example", "{protocol:?}: {seen}");
+        assert_eq!(
+            seen["x-forwarded-host"],
+            edge.url.trim_start_matches("http://"),
+            "{protocol:?}: {seen}"
+        );
+        edge.shutdown().await;
+    }
+    // Without it, the client's Host goes to the target, as behind ALB.
+    let edge = start_edge(vec![("/api/*", "api", vec![a.address])]).await;
+    edge.wait_for_healthy(1).await;
+    let seen = TestClient::http1()
+        .get(&format!("{}/api/whoami", edge.url))
+        .await
+        .json();
+    assert_eq!(seen["host"], edge.url.trim_start_matches("http://"));
+    assert_eq!(seen["x-forwarded-host"], "");
+    edge.shutdown().await;
 }

@@ -112,6 +112,11 @@ pub enum Command {
         /// traffic is encrypted, but the upstream is not authenticated.
         #[arg(long)]
         upstream_insecure: bool,
+        /// Send the upstreams the Host their URLs name (Caddy's flag), the client's in
+        /// X-Forwarded-Host, rather than the client's Host (ALB's way), for a site that
+        /// answers only its own name.
+        #[arg(long)]
+        change_host_header: bool,
         /// Where to serve /metrics, /healthz and /targets (port 0: any free port).
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
         admin: std::net::SocketAddr,

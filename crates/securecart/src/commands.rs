@@ -138,6 +138,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             upstreams,
             upstream_ca,
             upstream_insecure,
+            change_host_header,
             admin,
             health_path,
             tls_cert,
@@ -168,9 +169,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ca_file: upstream_ca,
                 insecure: upstream_insecure,
             };
-            let mut config =
-                settings::proxy_config(listen, admin, &upstreams, &health_path, tls, &trust)
-                    .await?;
+            let mut config = settings::proxy_config(
+                listen,
+                admin,
+                &upstreams,
+                &health_path,
+                tls,
+                &trust,
+                change_host_header,
+            )
+            .await?;
             if cache {
                 let mut settings =
                     securecart_edge::CacheConfig::everything(cache_memory * 1024 * 1024);

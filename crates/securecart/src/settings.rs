@@ -238,6 +238,7 @@ fn target_group_config(
 ) -> TargetGroupConfig {
     TargetGroupConfig {
         tls: None,
+        host_header: None,
         name: group.name.clone(),
         targets: region
             .replicas_of(group.service)
@@ -495,6 +496,7 @@ pub async fn proxy_config(
     health_path: &str,
     tls_files: Option<(PathBuf, PathBuf)>,
     trust: &UpstreamTrust,
+    change_host_header: bool,
 ) -> anyhow::Result<EdgeConfig> {
     let tls = match tls_files {
         Some((cert, key)) => Some(TlsConfig {
@@ -519,6 +521,9 @@ pub async fn proxy_config(
         parsed.push(upstream);
     }
     let upstream_tls = upstream_tls(&parsed, trust)?;
+    let upstream_host = change_host_header
+        .then(|| upstream_host(&parsed))
+        .transpose()?;
     Ok(EdgeConfig {
         region: "proxy".to_owned(),
         listeners: vec![ListenerConfig {
@@ -532,6 +537,7 @@ pub async fn proxy_config(
         admin,
         target_groups: vec![TargetGroupConfig {
             tls: upstream_tls,
+            host_header: upstream_host,
             name: "upstreams".to_owned(),
             targets,
             health_check: HealthCheckConfig {
@@ -568,6 +574,8 @@ struct Upstream {
     tls: bool,
     /// The host as the URL names it (a name, or an address).
     host: String,
+    /// The host and port as the URL writes them (`shop.example`, `127.0.0.1:3000`).
+    authority: String,
     /// Where it is.
     address: SocketAddr,
 }
@@ -611,9 +619,30 @@ impl Upstream {
                 .trim_start_matches('[')
                 .trim_end_matches(']')
                 .to_owned(),
+            authority: authority.to_owned(),
             address,
         })
     }
+}
+
+/// The `Host` of `--change-host-header`: the host and port the upstreams' URLs write, the
+/// same in every one.
+fn upstream_host(upstreams: &[Upstream]) -> anyhow::Result<http::HeaderValue> {
+    let Some(first) = upstreams.first() else {
+        anyhow::bail!("--change-host-header needs an --upstream");
+    };
+    if let Some(other) = upstreams
+        .iter()
+        .find(|upstream| !upstream.authority.eq_ignore_ascii_case(&first.authority))
+    {
+        anyhow::bail!(
+            "--change-host-header: the upstreams name `{}` and `{}`; it sends one Host, so name one host (and port) in every URL",
+            first.authority,
+            other.authority
+        );
+    }
+    http::HeaderValue::from_str(&first.authority)
+        .with_context(|| format!("--change-host-header: `{}` is not a Host", first.authority))
 }
 
 /// The TLS of `https://` upstreams: the name their URLs give sent as SNI (none for an

@@ -865,6 +865,16 @@ async fn proxy_puts_the_edge_in_front_of_existing_servers() {
         (
             &[
                 "--upstream",
+                "http://127.0.0.1:1",
+                "--upstream",
+                "http://127.0.0.1:2",
+                "--change-host-header",
+            ],
+            "it sends one Host",
+        ),
+        (
+            &[
+                "--upstream",
                 "https://127.0.0.1:1",
                 "--upstream-ca",
                 "/nonexistent/ca.pem",
@@ -896,7 +906,21 @@ async fn proxy_reaches_https_upstreams_and_checks_their_certificates() {
     std::fs::write(&ca, &certificate.chain).expect("write the CA file");
     let upstream = securecart_testkit::serve_tls(
         "127.0.0.1",
-        axum::Router::new().fallback(|| async { "from the https origin" }),
+        axum::Router::new()
+            .route(
+                "/host",
+                axum::routing::get(|headers: axum::http::HeaderMap| async move {
+                    let header = |name: &str| {
+                        headers
+                            .get(name)
+                            .and_then(|value| value.to_str().ok())
+                            .unwrap_or("-")
+                            .to_owned()
+                    };
+                    format!("{} {}", header("host"), header("x-forwarded-host"))
+                }),
+            )
+            .fallback(|| async { "from the https origin" }),
         &certificate.chain,
         &certificate.key,
     )
@@ -938,6 +962,31 @@ async fn proxy_reaches_https_upstreams_and_checks_their_certificates() {
         } else {
             assert_eq!(handshakes(), before, "no handshake succeeded");
         }
+        stop_gracefully(&mut proxy, Duration::from_secs(10)).await;
+    }
+    // The client's Host, as behind ALB; or, with --change-host-header, the upstream's,
+    // the client's in X-Forwarded-Host.
+    for (changed, seen) in [
+        (false, "localhost:{port} -".to_owned()),
+        (true, format!("{} localhost:{{port}}", upstream.address)),
+    ] {
+        let port = free_port("127.0.0.1");
+        let listen = format!("127.0.0.1:{port}");
+        let mut proxy = Command::new(BINARY)
+            .args(["proxy", "--listen", &listen, "--upstream", &url])
+            .arg("--upstream-insecure")
+            .args(changed.then_some("--change-host-header"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start proxy");
+        wait_listening(&listen).await;
+        let reply = TestClient::http1()
+            .get(&format!("http://localhost:{port}/host"))
+            .await;
+        assert_eq!(reply.text(), seen.replace("{port}", &port.to_string()));
         stop_gracefully(&mut proxy, Duration::from_secs(10)).await;
     }
 }
