@@ -480,8 +480,9 @@ pub struct TargetGroup {
     pub retry_budget: RetryBudget,
     /// The protocol spoken to its targets.
     pub protocol: crate::config::UpstreamProtocol,
-    /// The `Host` its targets are sent, if not the client's.
-    pub host_header: Option<http::HeaderValue>,
+    /// The `Host` its targets are sent, if not the client's, and as HTTP/2's
+    /// `:authority` (parsed once; none if the value is not one, and the target's goes).
+    pub host_header: Option<(http::HeaderValue, Option<http::uri::Authority>)>,
     cursor: AtomicUsize,
     epoch: Instant,
 }
@@ -565,7 +566,10 @@ impl TargetGroup {
             metrics: None,
             retry_budget: RetryBudget::default(),
             protocol: config.protocol,
-            host_header: config.host_header.clone(),
+            host_header: config.host_header.clone().map(|host| {
+                let authority = http::uri::Authority::try_from(host.as_bytes()).ok();
+                (host, authority)
+            }),
             cursor: AtomicUsize::new(0),
             epoch: Instant::now(),
         }

@@ -414,9 +414,8 @@ where
                         "http"
                     })
                     .authority(match &group.host_header {
-                        Some(host) => http::uri::Authority::try_from(host.as_bytes())
-                            .unwrap_or_else(|_| target.authority.clone()),
-                        None => target.authority.clone(),
+                        Some((_, Some(authority))) => authority.clone(),
+                        _ => target.authority.clone(),
                     })
                     .path_and_query(path_and_query.clone())
                     .build()
@@ -439,7 +438,7 @@ where
                 std::mem::take(&mut parts.headers)
             };
             // The group's own Host, the client's kept in `X-Forwarded-Host`.
-            if let Some(host) = &group.host_header {
+            if let Some((host, _)) = &group.host_header {
                 let headers = request.headers_mut();
                 if let Some(client) = headers.remove(http::header::HOST) {
                     headers.insert(X_FORWARDED_HOST.clone(), client);

@@ -376,8 +376,13 @@ async fn careless_tls_target(
 async fn a_tls_connection_with_bytes_past_its_answer_is_not_pooled() {
     let (address, connections, server) =
         careless_tls_target(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale", false).await;
-    let tls = any_certificate();
-    let edge = edge_of(address, UpstreamProtocol::Http1, tls, slow_health_check()).await;
+    let edge = edge_of(
+        address,
+        UpstreamProtocol::Http1,
+        any_certificate(),
+        slow_health_check(),
+    )
+    .await;
     wait_for_state(&edge, "healthy").await;
     let mut client = TestClient::http1();
     for _ in 0..3 {
@@ -398,8 +403,13 @@ async fn a_tls_connection_whose_target_said_close_notify_is_not_pooled() {
     // the TLS session knows the target is done with it. A POST sent on it would get no
     // answer, and could not go again.
     let (address, connections, server) = careless_tls_target(b"", true).await;
-    let tls = any_certificate();
-    let edge = edge_of(address, UpstreamProtocol::Http1, tls, slow_health_check()).await;
+    let edge = edge_of(
+        address,
+        UpstreamProtocol::Http1,
+        any_certificate(),
+        slow_health_check(),
+    )
+    .await;
     wait_for_state(&edge, "healthy").await;
     let mut client = TestClient::http1();
     let reply = client.get(&format!("{}/whoami", edge.url)).await;

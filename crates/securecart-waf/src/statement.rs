@@ -1505,19 +1505,16 @@ impl<'m> Scan<'m> {
         else {
             return Vec::new();
         };
-        let input = search_input(needles.as_ref(), value);
         let SharedSet { set, in_all } = &**shared;
-        let mut scratch = self.scratch.borrow_mut();
-        let local = Self::scratch_for(&mut scratch, set);
-        if !set.search(&input, local) {
-            return Vec::new();
-        }
-        local
-            .iter()
-            .map(|pattern| regex_automata::PatternID::new_unchecked(in_all[pattern]))
-            .filter(|pattern| own.as_ref().is_none_or(|own| own.contains(*pattern)))
-            .map(|pattern| pattern.as_u32())
-            .collect()
+        let mut found = self.search_ids(set, needles.as_ref(), value);
+        // By their number among all of the merge's, the group's own only.
+        found.retain_mut(|pattern| {
+            *pattern = in_all[*pattern as usize] as u32;
+            own.as_ref().is_none_or(|own| {
+                own.contains(regex_automata::PatternID::new_unchecked(*pattern as usize))
+            })
+        });
+        found
     }
 
     /// The scan of the merge's field `index` by its group's set.

@@ -945,16 +945,7 @@ async fn proxy_reaches_https_upstreams_and_checks_their_certificates() {
     ] {
         let before = handshakes();
         let listen = format!("127.0.0.1:{}", free_port("127.0.0.1"));
-        let mut proxy = Command::new(BINARY)
-            .args(["proxy", "--listen", &listen, "--upstream", &url])
-            .args(trust)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start proxy");
-        wait_listening(&listen).await;
+        let mut proxy = start_proxy(&listen, &[&["--upstream", &url], trust].concat()).await;
         let reply = TestClient::http1().get(&format!("http://{listen}/")).await;
         assert_eq!(reply.status.as_u16(), status, "{trust:?}");
         if status == 200 {
@@ -972,17 +963,9 @@ async fn proxy_reaches_https_upstreams_and_checks_their_certificates() {
     ] {
         let port = free_port("127.0.0.1");
         let listen = format!("127.0.0.1:{port}");
-        let mut proxy = Command::new(BINARY)
-            .args(["proxy", "--listen", &listen, "--upstream", &url])
-            .arg("--upstream-insecure")
-            .args(changed.then_some("--change-host-header"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start proxy");
-        wait_listening(&listen).await;
+        let mut arguments = vec!["--upstream", &url, "--upstream-insecure"];
+        arguments.extend(changed.then_some("--change-host-header"));
+        let mut proxy = start_proxy(&listen, &arguments).await;
         let reply = TestClient::http1()
             .get(&format!("http://localhost:{port}/host"))
             .await;
@@ -1014,23 +997,20 @@ async fn proxy_waf_scores_anomalies_at_the_paranoia_level_given() {
     )
     .await;
     let listen = format!("127.0.0.1:{}", free_port("127.0.0.1"));
-    let mut proxy = Command::new(BINARY)
-        .args(["proxy", "--listen", &listen, "--upstream"])
-        .arg(format!("http://{}", upstream.address))
-        .args([
+    let upstream_url = format!("http://{}", upstream.address);
+    let mut proxy = start_proxy(
+        &listen,
+        &[
+            "--upstream",
+            &upstream_url,
             "--waf",
             "--waf-paranoia",
             "2",
             "--waf-anomaly-threshold",
             "5",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start proxy");
-    wait_listening(&listen).await;
+        ],
+    )
+    .await;
     async fn status(listen: &str, query: &str, accept: bool) -> u16 {
         let mut headers = vec![("user-agent", "Mozilla/5.0")];
         if accept {
@@ -1301,6 +1281,21 @@ async fn stop_gracefully(child: &mut Child, within: Duration) {
         .expect("stops in time")
         .expect("exit status");
     assert!(exit.success(), "{exit}");
+}
+
+/// `securecart proxy --listen LISTEN ARGUMENTS...`, its output dropped, once it listens.
+async fn start_proxy(listen: &str, arguments: &[&str]) -> Child {
+    let proxy = Command::new(BINARY)
+        .args(["proxy", "--listen", listen])
+        .args(arguments)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start proxy");
+    wait_listening(listen).await;
+    proxy
 }
 
 /// Waits until something accepts connections at `address`.
