@@ -68,7 +68,7 @@ use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Either;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -476,7 +476,9 @@ async fn serve_http2<S, F>(
     let idle_timeout = settings.idle_timeout;
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let guard = InFlight::start(&requests);
-        let handed = InFlight::answer(&requests);
+        let handed = Arc::new(Handed::default());
+        // For the stream's task, which hyper spawns next (see `StreamExecutor`).
+        SPAWNING.set(Some(Arc::clone(&handed)));
         let answer = (request.headers().len() <= max_headers).then(|| {
             let answer = Arc::clone(&handed);
             service(request.map(|inner| Either::Right(Http2Body { inner, answer })))
@@ -501,7 +503,10 @@ async fn serve_http2<S, F>(
             }))
         }
     });
-    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    let mut builder = hyper::server::conn::http2::Builder::new(StreamExecutor {
+        began: in_flight.began,
+        idle: settings.idle_timeout,
+    });
     builder
         .timer(TokioTimer::new())
         .max_concurrent_streams(256)
@@ -509,8 +514,6 @@ async fn serve_http2<S, F>(
     let stream = Rewind { early, stream };
     let mut connection = pin!(builder.serve_connection(TokioIo::new(stream), service));
     let idle = settings.header_read_timeout;
-    // While requests are in flight, their answers are looked at this often.
-    let every = idle.min(settings.idle_timeout);
     let mut check = pin!(tokio::time::sleep(idle));
     let finished = loop {
         tokio::select! {
@@ -530,14 +533,10 @@ async fn serve_http2<S, F>(
                         check.as_mut().reset(since + idle);
                         false
                     }
-                    // An answer whose data the client has not taken for the idle timeout
-                    // (its stream's flow-control window stays shut: a slow reader holding
-                    // the target's connection) ends the connection, as an HTTP/1.1 one.
-                    // (Answers go to hyper in pieces of at most `PIECE` bytes, so a
-                    // reader that takes them, however slowly, keeps its answer moving.)
-                    None if in_flight.stalled(settings.idle_timeout) => true,
+                    // Requests in flight, each held to the idle timeout by its own task
+                    // (`Watched`) and body (`Tracked`).
                     None => {
-                        check.as_mut().reset(now + every);
+                        check.as_mut().reset(now + idle);
                         false
                     }
                 };
@@ -558,14 +557,11 @@ async fn serve_http2<S, F>(
     }
 }
 
-/// An HTTP/2 connection's requests in flight, since when it has had none, and since when
-/// each answer has waited for the client to take the data it handed over.
+/// An HTTP/2 connection's requests in flight, and since when it has had none.
 #[derive(Debug)]
 struct InFlight {
     /// The count, and the instant it last fell to 0 (or the connection began).
     state: Mutex<(usize, tokio::time::Instant)>,
-    /// Each answer's [`Handed`], while it lives.
-    answers: Mutex<Vec<std::sync::Weak<Handed>>>,
     /// When the connection began: [`Handed`] counts from it.
     began: tokio::time::Instant,
 }
@@ -574,12 +570,21 @@ struct InFlight {
 /// milliseconds since its connection began, while hyper has not asked for more since
 /// ([`NOT_HANDED`] otherwise): hyper asks for the next piece once the previous one is
 /// sent, as the stream's flow-control window lets it, so an old hand-over is a client
-/// that reads nothing. `received`: the request body's data frames, an upload still
-/// under way.
+/// that reads nothing (see [`Watched`]). `received`: the request body's data frames, an
+/// upload still under way.
 #[derive(Debug)]
 pub struct Handed {
     at: std::sync::atomic::AtomicU64,
     received: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Handed {
+    fn default() -> Self {
+        Self {
+            at: std::sync::atomic::AtomicU64::new(NOT_HANDED),
+            received: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
 }
 
 /// The most an HTTP/2 answer hands hyper at once: a larger frame is given in pieces, so
@@ -592,7 +597,6 @@ impl Default for InFlight {
     fn default() -> Self {
         Self {
             state: Mutex::new((0, tokio::time::Instant::now())),
-            answers: Mutex::default(),
             began: tokio::time::Instant::now(),
         }
     }
@@ -605,37 +609,105 @@ impl InFlight {
         InFlightGuard(Arc::clone(this))
     }
 
-    /// A request's answer's hand-over record, watched while it lives.
-    fn answer(this: &Arc<Self>) -> Arc<Handed> {
-        let handed = Arc::new(Handed {
-            at: std::sync::atomic::AtomicU64::new(NOT_HANDED),
-            received: std::sync::atomic::AtomicU64::new(0),
-        });
-        let mut answers = this.answers.lock();
-        answers.retain(|answer| answer.strong_count() > 0);
-        answers.push(Arc::downgrade(&handed));
-        handed
-    }
-
-    /// Whether an answer handed data over at least `timeout` ago that the client has not
-    /// let it send yet.
-    fn stalled(&self, timeout: Duration) -> bool {
-        let now = self.began.elapsed().as_millis() as u64;
-        let timeout = timeout.as_millis() as u64;
-        self.answers
-            .lock()
-            .iter()
-            .filter_map(std::sync::Weak::upgrade)
-            .any(|handed| {
-                let at = handed.at.load(std::sync::atomic::Ordering::Relaxed);
-                at != NOT_HANDED && now.saturating_sub(at) >= timeout
-            })
-    }
-
     /// Since when no request has been in flight; `None` while one is.
     fn idle_since(&self) -> Option<tokio::time::Instant> {
         let state = self.state.lock();
         (state.0 == 0).then_some(state.1)
+    }
+}
+
+thread_local! {
+    /// The answer record of the HTTP/2 stream whose task hyper spawns next. Its server
+    /// calls the service for a stream and spawns the stream's task at once, on the same
+    /// thread, with nothing between (`proto::h2::server` in hyper 1): the service leaves
+    /// the record here, and [`StreamExecutor`] takes it. (A task spawned otherwise, such as
+    /// the copy of an upgraded stream, finds nothing here and is not watched.)
+    static SPAWNING: std::cell::Cell<Option<Arc<Handed>>> = const { std::cell::Cell::new(None) };
+}
+
+/// Spawns an HTTP/2 connection's streams, each [`Watched`] for a client that takes none
+/// of its answer.
+#[derive(Debug, Clone, Copy)]
+struct StreamExecutor {
+    /// When the connection began: [`Handed`] counts from it.
+    began: tokio::time::Instant,
+    idle: Duration,
+}
+
+impl<F> hyper::rt::Executor<F> for StreamExecutor
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    fn execute(&self, stream: F) {
+        tokio::spawn(Watched {
+            stream: Some(stream),
+            handed: SPAWNING.take(),
+            began: self.began,
+            idle: self.idle,
+            timer: tokio::time::sleep_until(self.began),
+            armed: false,
+        });
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An HTTP/2 stream's task, dropped when its answer has handed hyper data that the
+    /// client has not let it send for the idle timeout (the stream's flow-control window,
+    /// or the connection's, stays shut: a slow reader holding the target's connection, as
+    /// an HTTP/1.1 client that reads nothing). Dropping the task resets the stream
+    /// (`RST_STREAM` with `CANCEL`), and the connection's other streams go on, as nginx's
+    /// `send_timeout` ends one HTTP/2 request. (Answers go to hyper in pieces of at most
+    /// [`PIECE`] bytes, so a reader that takes them, however slowly, keeps its answer
+    /// moving.)
+    struct Watched<F> {
+        #[pin]
+        stream: Option<F>,
+        handed: Option<Arc<Handed>>,
+        began: tokio::time::Instant,
+        idle: Duration,
+        // Fires no later than the current hand-over's deadline while `armed`; moved on
+        // only when it fires, so that a stream that moves pays for one reset per timeout.
+        #[pin]
+        timer: tokio::time::Sleep,
+        armed: bool,
+    }
+}
+
+impl<F: Future<Output = ()>> Future for Watched<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        let Some(stream) = this.stream.as_mut().as_pin_mut() else {
+            return Poll::Ready(());
+        };
+        if stream.poll(context).is_ready() {
+            this.stream.set(None);
+            return Poll::Ready(());
+        }
+        let Some(handed) = this.handed.as_ref() else {
+            return Poll::Pending;
+        };
+        loop {
+            let at = handed.at.load(std::sync::atomic::Ordering::Relaxed);
+            if at == NOT_HANDED {
+                return Poll::Pending;
+            }
+            let deadline = *this.began + Duration::from_millis(at) + *this.idle;
+            if !*this.armed {
+                this.timer.as_mut().reset(deadline);
+                *this.armed = true;
+            }
+            ready!(this.timer.as_mut().poll(context));
+            *this.armed = false;
+            if tokio::time::Instant::now() >= deadline {
+                tracing::debug!(
+                    "HTTP/2 stream reset: its client took nothing for the idle timeout"
+                );
+                this.stream.set(None);
+                return Poll::Ready(());
+            }
+        }
     }
 }
 

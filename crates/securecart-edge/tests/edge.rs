@@ -1388,22 +1388,56 @@ async fn a_client_that_stops_reading_is_cut_off_after_the_idle_timeout() {
     drop(stream);
 
     // Over HTTP/2, a client that takes nothing leaves its stream's window shut: the edge
-    // closes that connection too, though the client pings it all the while.
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .http2_only(true)
-        .timer(hyper_util::rt::TokioTimer::new())
-        .http2_keep_alive_interval(Duration::from_millis(100))
-        .http2_keep_alive_while_idle(true)
-        .build_http::<http_body_util::Empty<bytes::Bytes>>();
-    let response = client
-        .get(format!("{}/api/large", edge.url).parse().expect("uri"))
+    // resets that stream, though the client pings it all the while, and the connection's
+    // other streams go on, before and after.
+    let stream = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    let (mut sender, connection) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .keep_alive_interval(Duration::from_millis(100))
+            .keep_alive_while_idle(true)
+            .handshake::<_, http_body_util::Empty<bytes::Bytes>>(hyper_util::rt::TokioIo::new(
+                stream,
+            ))
+            .await
+            .expect("HTTP/2 handshake");
+    let connection = tokio::spawn(connection);
+    let get = |path: &str| {
+        http::Request::get(format!("{}{path}", edge.url))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .expect("request")
+    };
+    let response = sender
+        .send_request(get("/api/large"))
         .await
         .expect("the head comes");
     assert_eq!(response.status(), 200);
+    let other = sender
+        .send_request(get("/elsewhere"))
+        .await
+        .expect("another stream is answered meanwhile");
+    assert_eq!(other.status(), 404);
     tokio::time::timeout(Duration::from_secs(20), cut_off.recv())
         .await
         .expect("the edge closes the target's connection of an answer nobody reads");
-    drop(response);
+    // The stalled stream was reset: what came before its window shut, then an error.
+    let body = tokio::time::timeout(
+        Duration::from_secs(10),
+        http_body_util::BodyExt::collect(response.into_body()),
+    )
+    .await
+    .expect("the reset stream ends");
+    assert!(body.is_err(), "a reset answer is not whole");
+    // The connection serves on.
+    let after = sender
+        .send_request(get("/elsewhere"))
+        .await
+        .expect("the connection serves on after the reset");
+    assert_eq!(after.status(), 404);
+    assert!(!connection.is_finished(), "the edge closed the connection");
+    drop(sender);
     edge.shutdown().await;
 }
 
