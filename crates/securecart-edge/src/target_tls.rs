@@ -251,6 +251,39 @@ impl Stream {
     }
 }
 
+impl Drop for Stream {
+    /// A TLS session ends with its `close_notify` (RFC 8446 §6.1), as nginx's and HAProxy's
+    /// connections to their targets do, when it can go at once: without it a target sees
+    /// its session cut off, and may log an error for each connection the edge lets go (an
+    /// idle one, or a health check's). Nothing is sent while records of a request broken
+    /// off are still waiting (they would carry on a request nobody wants), nor when the
+    /// socket would block.
+    fn drop(&mut self) {
+        let Self::Tls(session) = self else {
+            return;
+        };
+        let (tcp, connection) = session.get_mut();
+        if connection.wants_write() {
+            return;
+        }
+        connection.send_close_notify();
+        let _ = connection.write_tls(&mut WriteNow(tcp));
+    }
+}
+
+/// Writes to a socket what it takes at once, blocking never (see `Stream`'s `Drop`).
+struct WriteNow<'a>(&'a TcpStream);
+
+impl io::Write for WriteNow<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.0.try_write(data)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 impl AsyncRead for Stream {
     fn poll_read(
         self: Pin<&mut Self>,

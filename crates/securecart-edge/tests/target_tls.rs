@@ -298,16 +298,24 @@ async fn a_reload_with_the_same_tls_settings_keeps_the_targets_and_their_health(
     edge.shutdown().await;
 }
 
+/// How a target's TLS connections ended: with the edge's `close_notify`, or cut off.
+#[derive(Default)]
+struct Ends {
+    clean: std::sync::atomic::AtomicUsize,
+    cut: std::sync::atomic::AtomicUsize,
+}
+
 /// A TLS target that offers no ALPN and answers every request with `ok`, followed, in a
 /// TLS record of its own sent with the answer, by `extra` (bytes no request asked for)
 /// and, with `close_notify`, by its `close_notify` (with the TCP connection left open).
-/// Counts its connections.
+/// Counts its connections, and how they ended.
 async fn careless_tls_target(
     extra: &'static [u8],
     close_notify: bool,
 ) -> (
     SocketAddr,
     Arc<std::sync::atomic::AtomicUsize>,
+    Arc<Ends>,
     tokio::task::JoinHandle<()>,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -323,11 +331,14 @@ async fn careless_tls_target(
     let address = listener.local_addr().expect("address");
     let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = Arc::clone(&connections);
+    let ends = Arc::new(Ends::default());
+    let ended = Arc::clone(&ends);
     let task = tokio::spawn(async move {
         let mut served = tokio::task::JoinSet::new();
         while let Ok((stream, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
             counted.fetch_add(1, Ordering::SeqCst);
+            let ended = Arc::clone(&ended);
             served.spawn(async move {
                 let Ok(mut stream) = acceptor.accept(stream).await else {
                     return;
@@ -335,12 +346,19 @@ async fn careless_tls_target(
                 let mut request = Vec::new();
                 let mut buffer = [0u8; 4096];
                 loop {
-                    let Ok(read) = stream.read(&mut buffer).await else {
-                        return;
+                    // tokio-rustls reads the end of a session that sent `close_notify`
+                    // as 0 bytes, and a TCP close without it as an unexpected end.
+                    let read = match stream.read(&mut buffer).await {
+                        Ok(0) => {
+                            ended.clean.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                        Ok(read) => read,
+                        Err(_) => {
+                            ended.cut.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
                     };
-                    if read == 0 {
-                        return;
-                    }
                     request.extend_from_slice(&buffer[..read]);
                     while let Some(end) =
                         request.windows(4).position(|window| window == b"\r\n\r\n")
@@ -369,12 +387,12 @@ async fn careless_tls_target(
             });
         }
     });
-    (address, connections, task)
+    (address, connections, ends, task)
 }
 
 #[tokio::test]
 async fn a_tls_connection_with_bytes_past_its_answer_is_not_pooled() {
-    let (address, connections, server) =
+    let (address, connections, _, server) =
         careless_tls_target(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale", false).await;
     let edge = edge_of(
         address,
@@ -402,7 +420,7 @@ async fn a_tls_connection_whose_target_said_close_notify_is_not_pooled() {
     // The `close_notify` comes with the answer and the TCP connection stays open: only
     // the TLS session knows the target is done with it. A POST sent on it would get no
     // answer, and could not go again.
-    let (address, connections, server) = careless_tls_target(b"", true).await;
+    let (address, connections, _, server) = careless_tls_target(b"", true).await;
     let edge = edge_of(
         address,
         UpstreamProtocol::Http1,
@@ -424,8 +442,41 @@ async fn a_tls_connection_whose_target_said_close_notify_is_not_pooled() {
 }
 
 #[tokio::test]
+async fn connections_the_edge_lets_go_end_with_close_notify() {
+    let (address, connections, ends, server) = careless_tls_target(b"", false).await;
+    let edge = edge_of(
+        address,
+        UpstreamProtocol::Http1,
+        any_certificate(),
+        slow_health_check(),
+    )
+    .await;
+    // The health check's connection, let go after its answer.
+    wait_for_state(&edge, "healthy").await;
+    let reply = TestClient::http1()
+        .get(&format!("{}/whoami", edge.url))
+        .await;
+    assert_ok(&reply);
+    // The request's, kept in the pool until the edge stops.
+    edge.shutdown().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while ends.clean.load(Ordering::SeqCst) + ends.cut.load(Ordering::SeqCst)
+        < connections.load(Ordering::SeqCst)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the edge still holds a connection"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+    assert_eq!(ends.cut.load(Ordering::SeqCst), 0, "a session was cut off");
+    server.abort();
+}
+
+#[tokio::test]
 async fn http2_over_tls_needs_the_target_to_agree_by_alpn() {
-    let (address, _, server) = careless_tls_target(b"", false).await;
+    let (address, _, _, server) = careless_tls_target(b"", false).await;
     let tls = any_certificate();
     let edge = edge_of(
         address,
