@@ -495,11 +495,14 @@ fn serve_connection(
             server::serve(stream, http2, settings, service, draining)
         })
         .await;
-        // A head the server refused before any rule saw it (400, 408, 414, 431) is
-        // counted as the pipeline's refusals are, under the route `none`.
-        if let Some(status) = refused {
-            http_metrics.record("none", status.as_u16(), std::time::Duration::ZERO);
-            tracing::debug!(client = %peer, status = status.as_u16(), "request head refused");
+        // A head the server refused before any rule saw it (400, 408, 414, 431; over
+        // HTTP/2, 431 to each request with too many header fields) is counted as the
+        // pipeline's refusals are, under the route `none`.
+        if let Some(server::Refused { status, count }) = refused {
+            for _ in 0..count {
+                http_metrics.record("none", status.as_u16(), std::time::Duration::ZERO);
+            }
+            tracing::debug!(client = %peer, status = status.as_u16(), count, "request heads refused");
         }
         active.dec();
         drop(permit);

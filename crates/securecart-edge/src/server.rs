@@ -396,15 +396,26 @@ impl Body for RequestBody {
 /// knows when the last one has.
 pub type Draining = watch::Receiver<bool>;
 
+/// The requests a connection's server refused itself, before any rule saw them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    /// Their status (400, 408, 414 or 431).
+    pub status: StatusCode,
+    /// How many: an HTTP/1.1 connection refuses one head and closes, an HTTP/2 one
+    /// answers each request with too many header fields 431 and serves on.
+    pub count: u64,
+}
+
 /// Serves a client connection until it closes: HTTP/1.1 here, HTTP/2 by hyper when the
-/// connection starts with HTTP/2's preface or `http2` is set (ALPN chose it).
+/// connection starts with HTTP/2's preface or `http2` is set (ALPN chose it). Says what
+/// it refused itself, if anything.
 pub async fn serve<S, F>(
     stream: Box<dyn Stream>,
     http2: bool,
     settings: Settings,
     service: S,
     mut draining: Draining,
-) -> Option<StatusCode>
+) -> Option<Refused>
 where
     S: Fn(Request<ClientBody>) -> F + Send + Sync + Clone + 'static,
     F: Future<Output = Response<EdgeBody>> + Send + 'static,
@@ -412,11 +423,10 @@ where
     // Boxed, here and below: a task is as large as its largest state, and hyper's HTTP/2
     // connection would make every HTTP/1.1 connection's task as large as its own.
     if http2 {
-        crate::boxed::box_future_in_place(|| {
+        return crate::boxed::box_future_in_place(|| {
             serve_http2(stream, Bytes::new(), settings, service, draining)
         })
         .await;
-        return None;
     }
     // The connection's one timer for its request heads (see `crate::timer`), set to the
     // first request's deadline: its head is due within the timeout from the accept,
@@ -443,7 +453,7 @@ where
         Preface::Http1 => {}
         Preface::Http2 => {
             let Wire { stream, buffer, .. } = connection.wire;
-            crate::boxed::box_future_in_place(|| {
+            return crate::boxed::box_future_in_place(|| {
                 serve_http2(
                     stream,
                     buffer.freeze(),
@@ -453,11 +463,13 @@ where
                 )
             })
             .await;
-            return None;
         }
         Preface::Closed => return None,
     }
-    connection.serve(&service, &mut draining, head_timer).await
+    connection
+        .serve(&service, &mut draining, head_timer)
+        .await
+        .map(|status| Refused { status, count: 1 })
 }
 
 async fn serve_http2<S, F>(
@@ -466,12 +478,16 @@ async fn serve_http2<S, F>(
     settings: Settings,
     service: S,
     mut draining: Draining,
-) where
+) -> Option<Refused>
+where
     S: Fn(Request<ClientBody>) -> F + Send + Sync + Clone + 'static,
     F: Future<Output = Response<EdgeBody>> + Send + 'static,
 {
     let in_flight = Arc::new(InFlight::default());
     let requests = Arc::clone(&in_flight);
+    // Requests refused for their header count (431).
+    let refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = Arc::clone(&refused);
     let max_headers = settings.max_headers;
     let idle_timeout = settings.idle_timeout;
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
@@ -483,6 +499,9 @@ async fn serve_http2<S, F>(
             let answer = Arc::clone(&handed);
             service(request.map(|inner| Either::Right(Http2Body { inner, answer })))
         });
+        if answer.is_none() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         async move {
             let answer = match answer {
                 Some(answer) => answer.await,
@@ -546,7 +565,7 @@ async fn serve_http2<S, F>(
                     connection.as_mut().graceful_shutdown();
                     match tokio::time::timeout(idle, connection.as_mut()).await {
                         Ok(finished) => break finished,
-                        Err(_) => return,
+                        Err(_) => break Ok(()),
                     }
                 }
             }
@@ -555,6 +574,11 @@ async fn serve_http2<S, F>(
     if let Err(error) = finished {
         tracing::debug!(%error, "HTTP/2 client connection ended with an error");
     }
+    let count = refused.load(std::sync::atomic::Ordering::Relaxed);
+    (count > 0).then_some(Refused {
+        status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        count,
+    })
 }
 
 /// An HTTP/2 connection's requests in flight, and since when it has had none.

@@ -736,6 +736,22 @@ async fn http2_clients_are_held_to_the_same_limits() {
         (answer.status.as_u16(), answer.text()),
         (200, "hello".to_owned())
     );
+    // The refusal is counted as an HTTP/1.1 one is, under the route `none`, once its
+    // connection has closed.
+    drop(client);
+    let refused = "securecart_edge_requests_total{route=\"none\",code=\"431\"} 1\n";
+    let mut counted = String::new();
+    for _ in 0..250 {
+        counted = securecart_testkit::TestClient::http1()
+            .get(&format!("http://{}/metrics", edge.admin))
+            .await
+            .text();
+        if counted.contains(refused) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(counted.contains(refused), "{counted}");
     edge.shutdown().await;
     target.stop().await;
 }
