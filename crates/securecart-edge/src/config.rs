@@ -249,7 +249,8 @@ pub struct Limits {
     pub max_body_bytes: Option<u64>,
     /// ALB's idle timeout (60 s by default): how long an answer's body may bring nothing
     /// from the target, or the client take nothing of it, and a switched connection (a
-    /// WebSocket) carry no bytes either way, before the edge closes the connection.
+    /// WebSocket) carry no bytes either way, before the edge closes the connection (over
+    /// HTTP/2, resets the answer's stream).
     pub idle_timeout: Duration,
 }
 

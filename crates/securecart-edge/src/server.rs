@@ -493,12 +493,16 @@ where
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let guard = InFlight::start(&requests);
         let handed = Arc::new(Handed::default());
-        // For the stream's task, which hyper spawns next (see `StreamExecutor`).
-        SPAWNING.set(Some(Arc::clone(&handed)));
         let answer = (request.headers().len() <= max_headers).then(|| {
             let answer = Arc::clone(&handed);
             service(request.map(|inner| Either::Right(Http2Body { inner, answer })))
         });
+        // For the stream's task, which hyper spawns next (see `StreamExecutor`).
+        debug_assert!(
+            SPAWNING.take().is_none(),
+            "a stream's answer record was left for no task"
+        );
+        SPAWNING.set(Some(Arc::clone(&handed)));
         if answer.is_none() {
             counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
@@ -682,7 +686,9 @@ pin_project_lite::pin_project! {
     /// (`RST_STREAM` with `CANCEL`), and the connection's other streams go on, as nginx's
     /// `send_timeout` ends one HTTP/2 request. (Answers go to hyper in pieces of at most
     /// [`PIECE`] bytes, so a reader that takes them, however slowly, keeps its answer
-    /// moving.)
+    /// moving.) Not done: while an HTTP/2 target's client still copies the request's
+    /// upload (in a task of its own, holding its body), the stream stays open and is reset
+    /// once the upload ends.
     struct Watched<F> {
         #[pin]
         stream: Option<F>,
