@@ -19,12 +19,14 @@
 //!   grown in steps just under the threshold cannot raise it fast; windows of a flood
 //!   teach nothing;
 //! - a flood spread over many clients, none of whom stands out, is told by what its
-//!   requests look like (Shield Advanced's request signatures): each request's
-//!   [`Signature`] (its header names, as a set, and its `User-Agent`) is counted too, and
-//!   the baseline learns each signature's usual share. A signature that sends at least
-//!   half a flood's window and `factor` times its usual count gets a rule holding all its
-//!   requests on that path together to its usual rate (or the busiest shopper's, for a
-//!   signature never seen before), until the flood ends. Shoppers whose requests look
+//!   requests look like (Shield Advanced's request signatures): each request's two
+//!   [`Signatures`] (its header names, as a set, with its `User-Agent`, and its header
+//!   names alone, for a flood that makes up an agent for each request) are counted too,
+//!   and the baseline learns each signature's usual share. A signature that sends at
+//!   least half a flood's window and `factor` times its usual count gets a rule holding
+//!   all its requests on that path together to its usual rate (or the busiest shopper's,
+//!   for a signature never seen before), until the flood ends: the busiest such, the one
+//!   with the agent first where both count as many. Shoppers whose requests look
 //!   like the flood's are held with it, as behind Shield (but on priority paths, and
 //!   never for a signature that made a quarter of the usual traffic); the others are
 //!   not. Clients already held do not count towards a signature, and a window counts
@@ -97,15 +99,46 @@ const COMMON_SHARE: f64 = 0.25;
 /// The longest `User-Agent` a signature shows in logs and the admin API.
 const MAX_LABEL_BYTES: usize = 64;
 
-/// What a request looks like, to tell a flood's requests from shoppers' when no client
-/// stands out: its header names (as a set, whatever their order) and its `User-Agent`.
-/// A browser sends a dozen headers a script does not; a script that copies a browser's
-/// `User-Agent` still sends its own set.
+/// What a request looks like, at one [`Level`]: what a window counts, a baseline learns
+/// and a rule holds, to tell a flood's requests from shoppers' when no client stands out.
+/// (Its low bit says its level: 0 for [`Level::Exact`].)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Signature(u64);
 
+/// A [`Signature`]'s level: how much of a request it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// The header names (as a set, whatever their order) and the `User-Agent`. A browser
+    /// sends a dozen headers a script does not; a script that copies a browser's
+    /// `User-Agent` still sends its own set.
+    Exact,
+    /// The header names alone: a script that makes up a `User-Agent` for each request, so
+    /// that no one of them sends much, still sends one set.
+    Names,
+}
+
 impl Signature {
-    /// The signature of a request with these headers (FNV-1a: a client gains nothing by
+    /// The level it is of.
+    pub fn level(self) -> Level {
+        if self.0 & 1 == 0 {
+            Level::Exact
+        } else {
+            Level::Names
+        }
+    }
+}
+
+/// A request's signatures, one of each [`Level`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signatures {
+    /// Its [`Level::Exact`] one.
+    pub exact: Signature,
+    /// Its [`Level::Names`] one.
+    pub names: Signature,
+}
+
+impl Signatures {
+    /// The signatures of a request with these headers (FNV-1a: a client gains nothing by
     /// making its requests collide with another signature).
     pub fn of(headers: &http::HeaderMap) -> Self {
         let fnv = crate::balancer::fnv1a;
@@ -115,19 +148,46 @@ impl Signature {
         let agent = headers
             .get(http::header::USER_AGENT)
             .map_or(0, |agent| fnv(agent.as_bytes()));
-        Self(names.rotate_left(17) ^ agent)
+        Self {
+            exact: Signature((names.rotate_left(17) ^ agent) & !1),
+            names: Signature(names | 1),
+        }
     }
 
-    /// How a signature shows: its `User-Agent`, shortened, and its header count.
-    pub fn label(headers: &http::HeaderMap) -> String {
-        let agent = headers
-            .get(http::header::USER_AGENT)
-            .map_or("", |agent| agent.to_str().unwrap_or("(not text)"));
-        let mut end = agent.len().min(MAX_LABEL_BYTES);
-        while !agent.is_char_boundary(end) {
-            end -= 1;
+    /// Both.
+    fn each(self) -> [Signature; 2] {
+        [self.exact, self.names]
+    }
+
+    /// Whether `signature` is one of them.
+    fn has(self, signature: Signature) -> bool {
+        signature == self.exact || signature == self.names
+    }
+
+    /// How the signature of `level` of a request with these headers shows: its
+    /// `User-Agent`, shortened, and its header count; or, for its header names alone,
+    /// those names (sorted, shortened).
+    pub fn label(headers: &http::HeaderMap, level: Level) -> String {
+        let shortened = |text: &str| {
+            let mut end = text.len().min(MAX_LABEL_BYTES);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text[..end].to_owned()
+        };
+        match level {
+            Level::Exact => {
+                let agent = headers
+                    .get(http::header::USER_AGENT)
+                    .map_or("", |agent| agent.to_str().unwrap_or("(not text)"));
+                format!("{} ({} headers)", shortened(agent), headers.len())
+            }
+            Level::Names => {
+                let mut names: Vec<&str> = headers.keys().map(http::HeaderName::as_str).collect();
+                names.sort_unstable();
+                format!("any User-Agent, headers {}", shortened(&names.join(" ")))
+            }
         }
-        format!("{} ({} headers)", &agent[..end], headers.len())
     }
 }
 /// How much of each calm window the baseline takes in (an exponential average).
@@ -314,14 +374,15 @@ impl Mitigation {
         &self.config
     }
 
-    /// Counts a request of `client` (its shield key) for `path`, with its signature
-    /// (`label` is asked for only when the window has not seen the signature yet).
+    /// Counts a request of `client` (its shield key) for `path`, with its signatures
+    /// (`label` is asked how one of a level shows only when the window has not seen it
+    /// yet).
     pub fn record(
         &self,
         client: IpAddr,
         path: &str,
-        signature: Signature,
-        label: impl FnOnce() -> String,
+        signatures: Signatures,
+        label: impl Fn(Level) -> String,
     ) {
         let key = path_key(path);
         let mut counts = self.counts.lock();
@@ -363,28 +424,33 @@ impl Mitigation {
         // Space-Saving: in a full map, a new signature takes the place of the least counted
         // one, and its count plus one, so that a busy signature is always among them
         // however many others come first.
-        let signatures = &mut entry.signatures;
-        if let Some((count, _)) = signatures.get_mut(&signature) {
-            *count += 1;
-        } else if signatures.len() < MAX_SIGNATURES {
-            signatures.insert(signature, (1, label().into_boxed_str()));
-        } else if let Some((&least, &(count, _))) =
-            signatures.iter().min_by_key(|(_, (count, _))| *count)
-        {
-            signatures.remove(&least);
-            signatures.insert(signature, (count + 1, label().into_boxed_str()));
+        let counted = &mut entry.signatures;
+        for signature in signatures.each() {
+            if let Some((count, _)) = counted.get_mut(&signature) {
+                *count += 1;
+            } else if counted.len() < MAX_SIGNATURES {
+                counted.insert(signature, (1, label(signature.level()).into_boxed_str()));
+            } else if let Some((&least, &(count, _))) =
+                counted.iter().min_by_key(|(_, (count, _))| *count)
+            {
+                counted.remove(&least);
+                counted.insert(
+                    signature,
+                    (count + 1, label(signature.level()).into_boxed_str()),
+                );
+            }
         }
     }
 
-    /// Whether a rule holds `client`, or requests of this signature, back on `path` now;
-    /// if so, how long until it may send. Signature rules spare the paths `priority`
-    /// says have it (asked only while one is in force): a shopper already buying whose
-    /// requests look like the flood's may finish.
+    /// Whether a rule holds `client`, or requests of one of these signatures, back on
+    /// `path` now; if so, how long until it may send. Signature rules spare the paths
+    /// `priority` says have it (asked only while one is in force): a shopper already
+    /// buying whose requests look like the flood's may finish.
     pub fn check(
         &self,
         client: IpAddr,
         path: &str,
-        signature: Signature,
+        signatures: Signatures,
         priority: impl FnOnce() -> bool,
     ) -> Result<(), Duration> {
         if !self.active.load(Ordering::Relaxed) {
@@ -404,7 +470,7 @@ impl Mitigation {
         let signature_rules = self.signature_rules.load();
         let mut held = signature_rules
             .iter()
-            .filter(|rule| rule.signature == signature && &*rule.path == key)
+            .filter(|rule| signatures.has(rule.signature) && &*rule.path == key)
             .peekable();
         if held.peek().is_some() && !priority() {
             for rule in held {
@@ -558,42 +624,51 @@ impl Mitigation {
                     .count()
                     < MAX_SIGNATURE_RULES;
                 let mut signature_held = None;
-                let busiest = window
+                // The busiest signatures first, the exact level before the names alone
+                // where they count as many (a flood of one `User-Agent`): the first that
+                // makes half the rest, far more than it used to, and was no large part of
+                // the path's usual traffic (holding that would hold the shoppers with the
+                // flood: the names alone of a flood that copies the browsers' headers
+                // are, though its exact signature may not be).
+                let mut candidates: Vec<_> = window
                     .filter(|_| room && remainder as f64 > threshold)
-                    .and_then(|window| {
-                        window
-                            .signatures
-                            .iter()
-                            .filter(|(signature, _)| !is_held(signature))
-                            .max_by_key(|(_, (count, _))| *count)
+                    .into_iter()
+                    .flat_map(|window| &window.signatures)
+                    .filter(|(signature, _)| !is_held(signature))
+                    .collect();
+                candidates.sort_unstable_by_key(|(signature, (count, _))| {
+                    (std::cmp::Reverse(*count), signature.level() == Level::Names)
+                });
+                let chosen = candidates
+                    .into_iter()
+                    .find_map(|(signature, (count, label))| {
+                        let usual = baseline.signatures.get(signature).copied().unwrap_or(0.0);
+                        let count = u64::from(*count);
+                        let common = usual > COMMON_SHARE * baseline.requests;
+                        (!common
+                            && 2 * count >= remainder
+                            && count as f64 > factor * usual.max(1.0))
+                        .then_some((signature, count, label, usual))
                     });
-                if let Some((signature, (count, label))) = busiest {
-                    let usual = baseline.signatures.get(signature).copied().unwrap_or(0.0);
-                    let count = u64::from(*count);
-                    // Not a signature that was a large part of the path's usual traffic:
-                    // holding it would hold the shoppers with the flood.
-                    let common = usual > COMMON_SHARE * baseline.requests;
-                    if !common && 2 * count >= remainder && count as f64 > factor * usual.max(1.0) {
-                        let rate =
-                            (usual.max(baseline.client_p99) / seconds).ceil().max(1.0) as u32;
-                        let per_second = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
-                        signature_rules.push(Arc::new(SignatureRule {
-                            path: path.clone(),
-                            signature: *signature,
-                            label: label.clone(),
-                            rate,
-                            limiter: DefaultDirectRateLimiter::direct(
-                                Quota::per_second(per_second).allow_burst(per_second),
-                            ),
-                        }));
-                        rules_changed = true;
-                        signature_held = Some(Event::SignatureHeld {
-                            path: path.to_string(),
-                            label: label.to_string(),
-                            requests: count,
-                            rate,
-                        });
-                    }
+                if let Some((signature, count, label, usual)) = chosen {
+                    let rate = (usual.max(baseline.client_p99) / seconds).ceil().max(1.0) as u32;
+                    let per_second = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
+                    signature_rules.push(Arc::new(SignatureRule {
+                        path: path.clone(),
+                        signature: *signature,
+                        label: label.clone(),
+                        rate,
+                        limiter: DefaultDirectRateLimiter::direct(
+                            Quota::per_second(per_second).allow_burst(per_second),
+                        ),
+                    }));
+                    rules_changed = true;
+                    signature_held = Some(Event::SignatureHeld {
+                        path: path.to_string(),
+                        label: label.to_string(),
+                        requests: count,
+                        rate,
+                    });
                 }
                 match &mut baseline.flood {
                     Some(flood) => {
@@ -737,16 +812,26 @@ fn percentile_99(clients: &HashMap<IpAddr, u32>) -> f64 {
 mod tests {
     use super::*;
 
-    /// A shopper's browser.
-    const BROWSER: Signature = Signature(1);
+    /// A request's signatures, `exact` and `names` made of their levels.
+    const fn looks(exact: u64, names: u64) -> Signatures {
+        Signatures {
+            exact: Signature(exact << 1),
+            names: Signature(names << 1 | 1),
+        }
+    }
 
-    fn browser() -> String {
+    /// A shopper's browser.
+    const BROWSER: Signatures = looks(1, 1);
+
+    fn browser(_: Level) -> String {
         "browser".to_owned()
     }
 
     /// Whether a rule holds a request of `client` back on `path` now (not a priority path).
-    fn held(mitigation: &Mitigation, client: IpAddr, path: &str, signature: Signature) -> bool {
-        mitigation.check(client, path, signature, || false).is_err()
+    fn held(mitigation: &Mitigation, client: IpAddr, path: &str, signatures: Signatures) -> bool {
+        mitigation
+            .check(client, path, signatures, || false)
+            .is_err()
     }
 
     fn client(n: u8) -> IpAddr {
@@ -872,8 +957,11 @@ mod tests {
     #[test]
     fn a_flood_spread_over_many_clients_is_held_by_its_signature() {
         let mitigation = Mitigation::new(settings());
-        const SCRIPT: Signature = Signature(2);
-        let script = || "flood-bot/1.0 (3 headers)".to_owned();
+        const SCRIPT: Signatures = looks(2, 2);
+        let script = |level| match level {
+            Level::Exact => "flood-bot/1.0 (3 headers)".to_owned(),
+            Level::Names => "any User-Agent, headers accept host user-agent".to_owned(),
+        };
         // Learning: ten shoppers with browsers, and now and then a client with the
         // script's signature (a monitoring check, say).
         for _ in 0..5 {
@@ -887,7 +975,7 @@ mod tests {
         // counted.
         shoppers(&mitigation, 10, 20);
         for n in 0..MAX_SIGNATURES as u64 {
-            mitigation.record(client(98), "/api/search", Signature(1000 + n), || {
+            mitigation.record(client(98), "/api/search", looks(1000 + n, 1000 + n), |_| {
                 format!("made-up {n}")
             });
         }
@@ -977,6 +1065,88 @@ mod tests {
     }
 
     #[test]
+    fn a_flood_that_makes_up_a_user_agent_for_each_request_is_held_by_its_header_names() {
+        let mitigation = Mitigation::new(settings());
+        // Shoppers: browsers of two kinds, the same headers, other agents.
+        let other_browser = looks(3, 1);
+        for _ in 0..5 {
+            shoppers(&mitigation, 10, 20);
+            for n in 51..=60 {
+                for _ in 0..20 {
+                    mitigation.record(client(n), "/api/catalog/products", other_browser, browser);
+                }
+            }
+            assert_eq!(mitigation.close_window(), Vec::new());
+        }
+        // 250 clients, 20 requests each, every one with an agent of its own, and headers
+        // no shopper sends.
+        let flood = |n: u64| looks(10_000 + n, 7);
+        let label = |level| match level {
+            Level::Exact => "made-up agent".to_owned(),
+            Level::Names => "any User-Agent, headers host user-agent".to_owned(),
+        };
+        shoppers(&mitigation, 10, 20);
+        for n in 0..5000u64 {
+            let flooder = IpAddr::from([127, 1, (n / 20 / 200) as u8, (n / 20 % 200) as u8]);
+            mitigation.record(flooder, "/api/search", flood(n), label);
+        }
+        let events = mitigation.close_window();
+        let [
+            Event::FloodStarted { .. },
+            Event::SignatureHeld {
+                label, requests, ..
+            },
+        ] = events.as_slice()
+        else {
+            panic!("{events:?}");
+        };
+        assert_eq!(label, "any User-Agent, headers host user-agent");
+        assert!((5000..=5002).contains(requests), "{requests}");
+        // A new agent with those headers is held with the rest; the shoppers are not.
+        let flooder = IpAddr::from([127, 1, 0, 9]);
+        // (Two requests a second, in a burst of two, for all of them.)
+        assert!(!held(&mitigation, flooder, "/api/search", flood(99_999)));
+        assert!(!held(&mitigation, flooder, "/api/search", flood(99_998)));
+        assert!(held(&mitigation, flooder, "/api/search", flood(99_997)));
+        assert!(!held(&mitigation, client(1), "/api/search", BROWSER));
+        assert!(!held(&mitigation, client(51), "/api/search", other_browser));
+    }
+
+    #[test]
+    fn a_flood_of_one_agent_with_the_shoppers_headers_is_held_by_its_agent() {
+        let mitigation = Mitigation::new(settings());
+        for _ in 0..5 {
+            shoppers(&mitigation, 10, 20);
+            assert_eq!(mitigation.close_window(), Vec::new());
+        }
+        // The browsers' headers, another agent: the names alone are the shoppers' too,
+        // so only the agent's signature is held.
+        let copy = looks(5, 1);
+        shoppers(&mitigation, 10, 20);
+        for n in 0..250u32 {
+            let flooder = IpAddr::from([127, 1, (n / 200) as u8, (n % 200) as u8]);
+            for _ in 0..20 {
+                mitigation.record(flooder, "/api/search", copy, |_| "copy".to_owned());
+            }
+        }
+        let events = mitigation.close_window();
+        assert!(
+            matches!(
+                events.as_slice(),
+                [Event::FloodStarted { .. }, Event::SignatureHeld { .. }]
+            ),
+            "{events:?}"
+        );
+        let flooder = IpAddr::from([127, 1, 0, 9]);
+        assert!(!held(&mitigation, flooder, "/api/search", copy));
+        assert!(!held(&mitigation, flooder, "/api/search", copy));
+        assert!(held(&mitigation, flooder, "/api/search", copy));
+        for _ in 0..5 {
+            assert!(!held(&mitigation, client(1), "/api/search", BROWSER));
+        }
+    }
+
+    #[test]
     fn signatures_tell_header_sets_and_user_agents_apart() {
         let headers = |pairs: &[(&str, &str)]| {
             let mut map = http::HeaderMap::new();
@@ -999,17 +1169,33 @@ mod tests {
             ("user-agent", "Mozilla/5.0"),
             ("host", "shop.example"),
         ]);
-        assert_eq!(Signature::of(&browser), Signature::of(&reordered));
-        // A script copying the browser's agent, without its other headers: another one.
+        assert_eq!(Signatures::of(&browser), Signatures::of(&reordered));
+        // A script copying the browser's agent, without its other headers: others.
         let script = headers(&[("host", "shop.test"), ("user-agent", "Mozilla/5.0")]);
-        assert_ne!(Signature::of(&browser), Signature::of(&script));
+        let (of_browser, of_script) = (Signatures::of(&browser), Signatures::of(&script));
+        assert_ne!(of_browser.exact, of_script.exact);
+        assert_ne!(of_browser.names, of_script.names);
+        // Another agent with the same headers: the same names alone.
         let other_agent = headers(&[
             ("host", "shop.test"),
             ("user-agent", "curl/8.0"),
             ("accept-language", "en"),
         ]);
-        assert_ne!(Signature::of(&browser), Signature::of(&other_agent));
-        assert_eq!(Signature::label(&script), "Mozilla/5.0 (2 headers)");
+        let of_other = Signatures::of(&other_agent);
+        assert_ne!(of_browser.exact, of_other.exact);
+        assert_eq!(of_browser.names, of_other.names);
+        for signatures in [of_browser, of_script, of_other] {
+            assert_eq!(signatures.exact.level(), Level::Exact);
+            assert_eq!(signatures.names.level(), Level::Names);
+        }
+        assert_eq!(
+            Signatures::label(&script, Level::Exact),
+            "Mozilla/5.0 (2 headers)"
+        );
+        assert_eq!(
+            Signatures::label(&browser, Level::Names),
+            "any User-Agent, headers accept-language host user-agent"
+        );
     }
 
     #[test]

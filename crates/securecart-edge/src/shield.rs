@@ -17,7 +17,7 @@ use ipnet::IpNet;
 use parking_lot::Mutex;
 
 use crate::metrics::EdgeMetrics;
-use crate::mitigation::{BaselineView, Event, FloodView, Mitigation, MitigationConfig, Signature};
+use crate::mitigation::{BaselineView, Event, FloodView, Mitigation, MitigationConfig, Signatures};
 use crate::rules::glob_match;
 
 /// The shield's limits.
@@ -201,10 +201,12 @@ impl Shield {
             });
         }
         let key = client_key(client);
-        let signature = self.mitigation.as_ref().map(|mitigation| {
-            let signature = Signature::of(headers);
-            mitigation.record(key, path, signature, || Signature::label(headers));
-            signature
+        let signatures = self.mitigation.as_ref().map(|mitigation| {
+            let signatures = Signatures::of(headers);
+            mitigation.record(key, path, signatures, |level| {
+                Signatures::label(headers, level)
+            });
+            signatures
         });
         let limit = self
             .config
@@ -218,9 +220,9 @@ impl Shield {
         self.rates.check_key(&key).map_err(|not_until| {
             Refusal::RateLimited(not_until.wait_time_from(self.clock.now()))
         })?;
-        if let (Some(mitigation), Some(signature)) = (&self.mitigation, signature) {
+        if let (Some(mitigation), Some(signatures)) = (&self.mitigation, signatures) {
             mitigation
-                .check(key, path, signature, || self.has_priority(path))
+                .check(key, path, signatures, || self.has_priority(path))
                 .map_err(Refusal::Mitigated)?;
         }
         // The client's own requests in flight: a client may not take the edge's room alone
