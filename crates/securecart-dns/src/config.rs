@@ -39,7 +39,7 @@ pub struct ZoneConfig {
 pub struct RecordConfig {
     /// Its owner, fully qualified.
     pub name: String,
-    /// `A`, `AAAA`, `CNAME` or `TXT`.
+    /// `A`, `AAAA`, `CNAME`, `TXT`, `MX`, `SRV` or `CAA`.
     pub record_type: String,
     /// Its TTL.
     pub ttl: u32,
@@ -155,6 +155,9 @@ pub fn rebuild(
             "AAAA" => RecordType::AAAA,
             "CNAME" => RecordType::CNAME,
             "TXT" => RecordType::TXT,
+            "MX" => RecordType::MX,
+            "SRV" => RecordType::SRV,
+            "CAA" => RecordType::CAA,
             other => return Err(format!("{} {other}: not a record type served", record.name)),
         };
         let data = record
@@ -239,6 +242,12 @@ fn value_data(record_type: RecordType, value: &str) -> Result<RData, String> {
             .map(|name| RData::CNAME(CNAME(name)))
             .map_err(|error| format!("`{value}` is not a name: {error}")),
         RecordType::TXT => Ok(RData::TXT(TXT::new(vec![value.to_owned()]))),
+        // As a zone file writes them: `10 mail.example.com.`, `0 5 5060 sip.example.com.`,
+        // `0 issue "letsencrypt.org"` (hickory-proto's zone file reader).
+        RecordType::MX | RecordType::SRV | RecordType::CAA => {
+            RData::try_from_str(record_type, value)
+                .map_err(|error| format!("`{value}` is not {record_type} data: {error}"))
+        }
         other => Err(format!("{other} values are not served")),
     }
 }
@@ -410,6 +419,85 @@ mod tests {
         );
         // The apex alias evaluates nothing: www answers as if all were healthy.
         assert_eq!(ask("shop.test.", "127.2.9.9"), ["shop.test. 127.2.0.1"]);
+    }
+
+    #[tokio::test]
+    async fn mail_service_and_certificate_authority_records_are_served() {
+        let typed = |name: &str, record_type: &str, values: &[&str]| RecordConfig {
+            record_type: record_type.to_owned(),
+            ..record(name, None, values)
+        };
+        let config = ZoneConfig {
+            origin: "shop.test.".to_owned(),
+            name_servers: vec![("ns1".to_owned(), "127.0.0.53".parse().expect("address"))],
+            ttl: 300,
+            records: vec![
+                typed(
+                    "shop.test.",
+                    "MX",
+                    &["10 mail.shop.test.", "20 backup-mx.example.net."],
+                ),
+                typed("_sip._tcp.shop.test.", "SRV", &["0 5 5060 sip.shop.test."]),
+                typed(
+                    "shop.test.",
+                    "CAA",
+                    &[
+                        "0 issue \"letsencrypt.org\"",
+                        "128 iodef \"mailto:security@shop.test\"",
+                    ],
+                ),
+            ],
+            health_checks: Vec::new(),
+            environment: Environment::default(),
+        };
+        let (_stop, stopped) = tokio::sync::watch::channel(false);
+        let built = build(&config, &stopped).expect("zone builds");
+        let catalog = built.responder.catalog();
+        let ask = |name: &str, record_type: RecordType| {
+            let mut answers: Vec<String> = catalog
+                .answer(
+                    &LowerName::new(&Name::from_ascii(name).expect("name")),
+                    record_type,
+                    &catalog
+                        .environment()
+                        .locate("127.0.0.1".parse().expect("address")),
+                    0,
+                )
+                .answers
+                .iter()
+                .map(|record| record.data.to_string())
+                .collect();
+            answers.sort();
+            answers
+        };
+        assert_eq!(
+            ask("shop.test.", RecordType::MX),
+            ["10 mail.shop.test.", "20 backup-mx.example.net."]
+        );
+        assert_eq!(
+            ask("_sip._tcp.shop.test.", RecordType::SRV),
+            ["0 5 5060 sip.shop.test."]
+        );
+        let caa = ask("shop.test.", RecordType::CAA);
+        assert_eq!(caa.len(), 2, "{caa:?}");
+        assert!(
+            caa.iter().any(|data| data.contains("letsencrypt.org")),
+            "{caa:?}"
+        );
+        assert!(
+            caa.iter()
+                .any(|data| data.contains("mailto:security@shop.test")),
+            "{caa:?}"
+        );
+        // Data that is not of its type is refused, with the record named.
+        let bad = ZoneConfig {
+            records: vec![typed("shop.test.", "MX", &["mail.shop.test."])],
+            ..config
+        };
+        let Err(error) = build(&bad, &stopped) else {
+            panic!("an MX record without a preference was served");
+        };
+        assert!(error.contains("shop.test. MX"), "{error}");
     }
 
     #[tokio::test]

@@ -87,7 +87,7 @@ pub enum DnsCheckKind {
 pub struct DnsRecord {
     /// Its owner name, fully qualified.
     pub name: String,
-    /// `A`, `AAAA`, `CNAME` or `TXT`.
+    /// `A`, `AAAA`, `CNAME`, `TXT`, `MX`, `SRV` or `CAA`.
     pub record_type: String,
     /// Its TTL.
     pub ttl: u32,
@@ -167,6 +167,33 @@ fn is_dns_label(label: &str) -> bool {
 fn is_dns_name(name: &str) -> bool {
     let name = name.strip_suffix('.').unwrap_or(name);
     !name.is_empty() && name.len() <= 253 && name.split('.').all(is_dns_label)
+}
+
+/// Whether `value` is the data of an MX, SRV or CAA record as RFC 1035's zone files (and
+/// RFC 8659's, for CAA) write it; if not, the form it should have.
+fn record_data(record_type: &str, value: &str) -> Result<(), &'static str> {
+    let fields: Vec<&str> = value.split_ascii_whitespace().collect();
+    let number = |field: &str| field.parse::<u16>().is_ok();
+    let target = |field: &str| field == "." || is_dns_name(field);
+    match (record_type, fields.as_slice()) {
+        ("MX", [preference, exchange]) if number(preference) && target(exchange) => Ok(()),
+        ("MX", _) => Err("a preference and a mail server's name: `10 mail.example.com.`"),
+        ("SRV", [priority, weight, port, host])
+            if number(priority) && number(weight) && number(port) && target(host) =>
+        {
+            Ok(())
+        }
+        ("SRV", _) => Err("a priority, a weight, a port and a host: `0 5 5060 sip.example.com.`"),
+        ("CAA", [flags, tag, _, ..])
+            if flags.parse::<u8>().is_ok()
+                && !tag.is_empty()
+                && tag.bytes().all(|byte| byte.is_ascii_alphanumeric()) =>
+        {
+            Ok(())
+        }
+        ("CAA", _) => Err("flags, a tag and a value: `0 issue \"letsencrypt.org\"`"),
+        _ => Ok(()),
+    }
 }
 
 /// Resolves the `[dns]` section.
@@ -588,17 +615,22 @@ fn resolve_record(
             "AAAA" => value.parse::<Ipv6Addr>().is_ok(),
             "CNAME" => is_dns_name(value),
             "TXT" => value.len() <= 255,
+            "MX" | "SRV" | "CAA" => record_data(&record_type, value).is_ok(),
             _ => true,
         };
         if !valid && raw.edge.is_none() {
+            let form = match record_data(&record_type, value) {
+                Err(form) => format!(" ({form})"),
+                Ok(()) => String::new(),
+            };
             findings.problem(
                 path.key("values").index(index),
-                format!("`{value}` is not a value of a {record_type} record"),
+                format!("`{value}` is not a value of a {record_type} record{form}"),
             );
         }
     }
     match record_type.as_str() {
-        "A" | "AAAA" | "TXT" => {}
+        "A" | "AAAA" | "TXT" | "MX" | "SRV" | "CAA" => {}
         "CNAME" if values.len() > 1 => {
             findings.problem(path.key("values"), "a CNAME record has one value");
         }
@@ -606,7 +638,7 @@ fn resolve_record(
         other => {
             findings.problem(
                 path.key("type"),
-                format!("`{other}` is not a record type the topology takes: A, AAAA, CNAME or TXT (others go in a zone file)"),
+                format!("`{other}` is not a record type the topology takes: A, AAAA, CNAME, TXT, MX, SRV or CAA (the zone's SOA and NS are the DNS servers'; others go in a zone file)"),
             );
         }
     }

@@ -166,7 +166,8 @@ pub struct RawDnsRecord {
     /// The name inside the zone: `@` for the apex, `www`, or a full name ending in the
     /// zone's.
     pub name: String,
-    /// `"A"`, `"AAAA"`, `"CNAME"` or `"TXT"`.
+    /// `"A"`, `"AAAA"`, `"CNAME"`, `"TXT"`, `"MX"`, `"SRV"` or `"CAA"`. (The zone's SOA
+    /// and NS records are made from the DNS servers; other types go in a zone file.)
     #[serde(rename = "type")]
     pub record_type: String,
     /// Its TTL, in seconds; the zone's `ttl` if none.
@@ -175,7 +176,9 @@ pub struct RawDnsRecord {
     /// Tells apart the record sets of one name and type that have a routing policy.
     #[serde(default)]
     pub set_identifier: Option<String>,
-    /// Its values: addresses, a name, or texts.
+    /// Its values: addresses, a name, texts, or as zone files write them, `10
+    /// mail.example.com.` (MX), `0 5 5060 sip.example.com.` (SRV) or `0 issue
+    /// "letsencrypt.org"` (CAA).
     #[serde(default)]
     pub values: Vec<String>,
     /// An alias of a region's edge: the edge's address (A records).

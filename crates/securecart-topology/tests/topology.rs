@@ -826,6 +826,78 @@ fn a_missing_file_is_a_clear_error() {
     );
 }
 
+/// The default topology with `records` (TOML of `[[dns.records]]`) appended.
+fn with_records(records: &str) -> String {
+    format!("{}\n{records}", default_text())
+}
+
+#[test]
+fn mail_service_and_certificate_authority_records_are_taken_and_checked() {
+    let text = with_records(
+        r#"[[dns.records]]
+name = "@"
+type = "MX"
+values = ["10 mail.securecart.test.", "20 backup-mx.example.net."]
+
+[[dns.records]]
+name = "_sip._tcp"
+type = "SRV"
+values = ["0 5 5060 sip.securecart.test."]
+
+[[dns.records]]
+name = "@"
+type = "caa"
+values = ["0 issue \"letsencrypt.org\"", "128 iodef \"mailto:security@securecart.test\""]
+"#,
+    );
+    let loaded = parse(&text, "t.toml").expect("MX, SRV and CAA records");
+    let dns = loaded.topology.dns.expect("the zone");
+    let types: Vec<&str> = dns
+        .records
+        .iter()
+        .map(|record| record.record_type.as_str())
+        .collect();
+    for record_type in ["MX", "SRV", "CAA"] {
+        assert!(types.contains(&record_type), "{types:?}");
+    }
+    for (record, value, message) in [
+        ("MX", "mail.securecart.test.", "`10 mail.example.com.`"),
+        ("MX", "70000 mail.securecart.test.", "a preference"),
+        (
+            "SRV",
+            "0 5 sip.securecart.test.",
+            "a priority, a weight, a port",
+        ),
+        ("CAA", "0 issue", "flags, a tag and a value"),
+        (
+            "CAA",
+            "256 issue \"ca.example\"",
+            "flags, a tag and a value",
+        ),
+    ] {
+        let text = with_records(&format!(
+            "[[dns.records]]\nname = \"x\"\ntype = \"{record}\"\nvalues = [{value:?}]\n"
+        ));
+        let error = parse(&text, "bad.toml").expect_err(value);
+        let diagnostics = error.diagnostics();
+        let diagnostic = diagnostics
+            .iter()
+            .find(|diagnostic| diagnostic.field.ends_with("].values[0]"))
+            .unwrap_or_else(|| panic!("no diagnostic for {value}: {error}"));
+        assert!(
+            diagnostic.message.contains(message) && diagnostic.message.contains(record),
+            "{value}: {}",
+            diagnostic.message
+        );
+    }
+    let error = parse(
+        &with_records("[[dns.records]]\nname = \"x\"\ntype = \"NS\"\nvalues = [\"ns.example.\"]\n"),
+        "bad.toml",
+    )
+    .expect_err("an NS record");
+    assert!(error.to_string().contains("SOA and NS"), "{error}");
+}
+
 #[test]
 fn a_dns_health_check_may_be_https() {
     let text = with(
