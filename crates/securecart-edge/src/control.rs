@@ -602,20 +602,7 @@ fn refusal(control: &Control, headers: &HeaderMap) -> Option<Response> {
             "this edge has no admin token, so its configuration cannot be changed through the API",
         ));
     };
-    let given = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
-    // Compared in constant time, so the token cannot be guessed byte by byte.
-    let matches = given.is_some_and(|given| {
-        given.len() == token.len()
-            && given
-                .bytes()
-                .zip(token.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    });
-    (!matches).then(|| {
+    (!securecart_telemetry::admin::bears_token(headers, token)).then(|| {
         error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

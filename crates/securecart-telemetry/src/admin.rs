@@ -33,6 +33,24 @@ impl Readiness {
     }
 }
 
+/// Whether `headers` carry `Authorization: Bearer <token>` with this token, compared in
+/// constant time (so that it cannot be guessed byte by byte): what an admin route that
+/// changes something asks of its caller.
+pub fn bears_token(headers: &axum::http::HeaderMap, token: &str) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .is_some_and(|given| {
+            given.len() == token.len()
+                && given
+                    .bytes()
+                    .zip(token.bytes())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
+        })
+}
+
 #[derive(Clone)]
 struct AdminState {
     metrics: MetricsRegistry,

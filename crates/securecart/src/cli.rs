@@ -61,16 +61,17 @@ pub enum Command {
         #[command(subcommand)]
         action: CacheAction,
     },
-    /// Make a running deployment's edges read their topology again (as SIGHUP does).
+    /// Make a running deployment's edges and DNS servers read their topology again (as
+    /// SIGHUP does).
     Reload {
         /// The data directory `up` was started with.
         #[arg(long, value_name = "DIR", default_value = "data")]
         data_dir: PathBuf,
-        /// Only this region's edge.
+        /// Only this region's edge and DNS server.
         #[arg(long, conflicts_with = "admin")]
         region: Option<String>,
-        /// One edge's admin address instead of a deployment's edges, with the token in
-        /// SECURECART_ADMIN_TOKEN.
+        /// One edge's or DNS server's admin address instead of a deployment's, with the
+        /// token in SECURECART_ADMIN_TOKEN.
         #[arg(long, value_name = "ADDR")]
         admin: Option<std::net::SocketAddr>,
     },

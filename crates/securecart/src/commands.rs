@@ -308,13 +308,21 @@ async fn dns_zone_files(
     let server = securecart_dns::DnsServer::bind(listen, responder)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    let admin = dns_admin(admin, server.query_counts(), std::sync::Arc::default()).await?;
-    tracing::info!(listen = %server.local_addr()?, %admin, zones = zones.len(), records, "dns ready");
     let slot = server.responder();
+    let count = zones.len();
+    let reload: DnsReload = std::sync::Arc::new(move || {
+        load_zones(&zones).map(|responder| slot.store(std::sync::Arc::new(responder)))
+    });
+    let admin = dns_admin(
+        admin,
+        server.query_counts(),
+        std::sync::Arc::default(),
+        std::sync::Arc::clone(&reload),
+    )
+    .await?;
+    tracing::info!(listen = %server.local_addr()?, %admin, zones = count, records, "dns ready");
     tokio::spawn(on_each_hangup(move || {
-        let reloaded =
-            load_zones(&zones).map(|responder| slot.store(std::sync::Arc::new(responder)));
-        std::future::ready(reloaded)
+        run_reload(std::sync::Arc::clone(&reload))
     }));
     serve_dns(server, workers).await
 }
@@ -353,13 +361,26 @@ fn rcode_name(code: u8) -> String {
 type CheckFlags =
     std::sync::Arc<arc_swap::ArcSwap<Vec<(String, std::sync::Arc<std::sync::atomic::AtomicBool>)>>>;
 
-/// A DNS server's admin endpoint: `/healthz`, and `/metrics` with the queries answered by
-/// transport and response code, those given no answer, and each health check's state.
+/// Reads a DNS server's zones again and puts them in force (a failure leaves those in
+/// force), for SIGHUP and the admin API's `POST /reload`; it blocks (see [`run_reload`]).
+type DnsReload = std::sync::Arc<dyn Fn() -> anyhow::Result<()> + Send + Sync>;
+
+/// Runs a reload on a blocking thread: it reads files, and waits for another reload.
+async fn run_reload(reload: DnsReload) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(move || reload())
+        .await
+        .context("the reload stopped short")?
+}
+
+/// A DNS server's admin endpoint: `/healthz`, `/metrics` with the queries answered by
+/// transport and response code, those given no answer, and each health check's state, and
+/// `POST /reload` (with the admin token, as the edge's: `securecart reload` sends it).
 /// Returns the address it listens on.
 async fn dns_admin(
     address: std::net::SocketAddr,
     counts: std::sync::Arc<securecart_dns::server::QueryCounts>,
     checks: CheckFlags,
+    reload: DnsReload,
 ) -> anyhow::Result<std::net::SocketAddr> {
     use std::sync::atomic::Ordering;
 
@@ -388,11 +409,16 @@ async fn dns_admin(
     );
     let readiness = securecart_telemetry::Readiness::default();
     readiness.set(true);
+    let token = settings::admin_token();
+    let reload_route = axum::routing::post(move |headers: axum::http::HeaderMap| {
+        let (reload, token) = (std::sync::Arc::clone(&reload), token.clone());
+        async move { dns_reload(&headers, token.as_deref(), reload).await }
+    });
     let admin = securecart_telemetry::AdminServer::bind(
         address,
         securecart_telemetry::metrics::MetricsRegistry::new(registry),
         readiness,
-        axum::Router::new(),
+        axum::Router::new().route("/reload", reload_route),
     )
     .await
     .with_context(|| format!("cannot listen on {address}"))?;
@@ -428,9 +454,56 @@ async fn dns_admin(
     Ok(bound)
 }
 
+/// `POST /reload` on a DNS server's admin endpoint: 403 without an admin token in force,
+/// 401 without the right one, 422 with the reason when the zones do not load (those in
+/// force stay), else 200.
+async fn dns_reload(
+    headers: &axum::http::HeaderMap,
+    token: Option<&str>,
+    reload: DnsReload,
+) -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
+    use axum::http::StatusCode;
+    let error = |status: StatusCode, code: &str, message: String| {
+        let body = serde_json::json!({ "error": { "code": code, "message": message } });
+        (status, axum::Json(body))
+    };
+    let Some(token) = token else {
+        return error(
+            StatusCode::FORBIDDEN,
+            "admin_disabled",
+            "this server has no admin token, so it reloads on SIGHUP only".to_owned(),
+        );
+    };
+    if !securecart_telemetry::admin::bears_token(headers, token) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid admin token is required".to_owned(),
+        );
+    }
+    match run_reload(reload).await {
+        Ok(()) => {
+            tracing::info!("reloaded through the admin API");
+            (
+                StatusCode::OK,
+                axum::Json(serde_json::json!({ "reloaded": true })),
+            )
+        }
+        Err(reason) => {
+            tracing::error!("reload refused; the configuration in force stays: {reason:#}");
+            error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "rejected",
+                format!("{reason:#}"),
+            )
+        }
+    }
+}
+
 /// A region's DNS server of the topology's zone: its records, routing policies and health
 /// checks, an admin endpoint for the supervisor (`/healthz`, `/metrics` with each health
-/// check's state), and SIGHUP to read the topology again.
+/// check's state), and SIGHUP or the admin API's `POST /reload` to read the topology
+/// again.
 async fn dns_region(
     region_name: &str,
     config: Option<&Path>,
@@ -460,45 +533,50 @@ async fn dns_region(
         .await
         .with_context(|| format!("cannot listen on {}", component.address))?;
 
-    dns_admin(
-        component.admin_address,
-        server.query_counts(),
-        Arc::clone(&check_flags),
-    )
-    .await?;
-    tracing::info!(region = region_name, listen = %server.local_addr()?, zone = %loaded.topology.dns.as_ref().map_or("", |dns| dns.zone.as_str()), "dns ready");
-
     let slot = server.responder();
-    let config = config.map(Path::to_path_buf);
-    let mut stop_checks = stop_checks;
-    tokio::spawn(on_each_hangup(move || {
-        // The new zone's checks start now; the old ones stop once it is in force.
+    let path = config.map(Path::to_path_buf);
+    // The checks in force stop once a new zone's, started with it, are in force (one
+    // reload at a time: SIGHUP's or the admin API's, each on a blocking thread).
+    let stop_checks = tokio::sync::Mutex::new(stop_checks);
+    let flags = Arc::clone(&check_flags);
+    let reload: DnsReload = Arc::new(move || {
+        let mut stop_checks = stop_checks.blocking_lock();
         let (next_stop, next_checks) = tokio::sync::watch::channel(false);
-        let rebuilt = settings::load_topology(config.as_deref()).and_then(|loaded| {
+        let rebuilt = settings::load_topology(path.as_deref()).and_then(|loaded| {
             securecart_dns::config::rebuild(
                 &settings::dns_zone_config(
                     &loaded.topology,
-                    &settings::topology_base(config.as_deref()),
+                    &settings::topology_base(path.as_deref()),
                 )?,
                 &next_checks,
-                &check_flags.load(),
+                &flags.load(),
             )
             .map_err(anyhow::Error::msg)
         });
-        let reloaded = match rebuilt {
+        match rebuilt {
             Ok(built) => {
                 slot.store(Arc::new(built.responder));
-                check_flags.store(Arc::new(built.checks));
+                flags.store(Arc::new(built.checks));
                 let _ = stop_checks.send(true);
-                stop_checks = next_stop;
+                *stop_checks = next_stop;
                 Ok(())
             }
             Err(error) => {
                 let _ = next_stop.send(true);
                 Err(error)
             }
-        };
-        std::future::ready(reloaded)
+        }
+    });
+    dns_admin(
+        component.admin_address,
+        server.query_counts(),
+        check_flags,
+        Arc::clone(&reload),
+    )
+    .await?;
+    tracing::info!(region = region_name, listen = %server.local_addr()?, zone = %loaded.topology.dns.as_ref().map_or("", |dns| dns.zone.as_str()), "dns ready");
+    tokio::spawn(on_each_hangup(move || {
+        run_reload(std::sync::Arc::clone(&reload))
     }));
     serve_dns(server, workers).await
 }
@@ -1169,13 +1247,30 @@ async fn invalidate(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `securecart reload`: one edge or DNS server by its admin address, or a running
+/// deployment's edges and DNS servers (one region's, with `--region`), read the topology
+/// again.
 async fn reload(
     data_dir: &Path,
     region: Option<&str>,
     admin: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<ExitCode> {
+    let mut servers = admin_addresses(data_dir, region, admin)?;
+    if admin.is_none() {
+        let state = running_state(data_dir)?;
+        servers.extend(
+            state
+                .components
+                .iter()
+                .filter(|component| {
+                    component.role == "dns"
+                        && region.is_none_or(|region| component.region == region)
+                })
+                .map(|dns| (dns.id.clone(), dns.admin_address, state.admin_token.clone())),
+        );
+    }
     let mut stdout = std::io::stdout().lock();
-    for (name, address, token) in admin_addresses(data_dir, region, admin)? {
+    for (name, address, token) in servers {
         admin_client::post(address, "/reload", token.as_deref(), String::new()).await?;
         let _ = writeln!(stdout, "{name}: reloaded");
     }

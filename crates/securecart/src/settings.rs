@@ -425,10 +425,12 @@ fn cache_config(
     }
 }
 
-/// The environment variable holding the edge's admin token (`up` sets it for its edges).
+/// The environment variable holding the admin token of the edges and DNS servers (`up`
+/// sets it for its components).
 pub const ADMIN_TOKEN_VARIABLE: &str = "SECURECART_ADMIN_TOKEN";
 
-fn admin_token() -> Option<String> {
+/// The admin token in force, if any.
+pub fn admin_token() -> Option<String> {
     std::env::var(ADMIN_TOKEN_VARIABLE)
         .ok()
         .filter(|token| !token.is_empty())

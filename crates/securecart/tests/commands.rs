@@ -527,6 +527,28 @@ async fn up_serves_a_purchase_survives_killed_replicas_and_stops_cleanly() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // `securecart reload` reads the zone again too: one region's DNS server, then both.
+    let mut text = std::fs::read_to_string(&config).expect("topology");
+    text.push_str("\n[[dns.records]]\nname = \"new\"\ntype = \"A\"\nvalues = [\"192.0.2.7\"]\n");
+    std::fs::write(&config, text).expect("topology");
+    let new = "new.securecart.test";
+    assert_eq!(
+        ask_a(&dns(0), new).await,
+        Some((3, None)),
+        "NXDOMAIN before"
+    );
+    let reloaded = securecart_ok(&data_dir, &["reload", "--region", "us-east-1"]).await;
+    assert!(reloaded.contains("us-east-1/dns: reloaded"), "{reloaded}");
+    assert_eq!(ask_a(&dns(0), new).await, Some((0, Some([192, 0, 2, 7]))));
+    assert_eq!(
+        ask_a(&dns(1), new).await,
+        Some((3, None)),
+        "eu-west-1's stays"
+    );
+    let reloaded = securecart_ok(&data_dir, &["reload"]).await;
+    assert!(reloaded.contains("eu-west-1/dns: reloaded"), "{reloaded}");
+    assert_eq!(ask_a(&dns(1), new).await, Some((0, Some([192, 0, 2, 7]))));
+
     // Stop: every process ends, the state file goes.
     let all = pids(&report);
     stop_gracefully(&mut up, Duration::from_secs(30)).await;
@@ -1393,6 +1415,7 @@ async fn dns_serves_a_zone_file_and_reloads_it_on_sighup() {
             "--admin",
             &admin,
         ])
+        .env("SECURECART_ADMIN_TOKEN", "zone-token")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -1463,6 +1486,35 @@ async fn dns_serves_a_zone_file_and_reloads_it_on_sighup() {
         ask_a(&listen, "www.shop.test").await,
         Some((0, Some([127, 2, 0, 1])))
     );
+    // The admin API reloads too (`securecart reload --admin`), with the admin token only.
+    let reload = |token: &'static str| {
+        let url = format!("http://{admin}/reload");
+        async move {
+            let bearer = format!("Bearer {token}");
+            TestClient::http1()
+                .send(
+                    http::Method::POST,
+                    &url,
+                    &[("authorization", bearer.as_str())],
+                    "",
+                )
+                .await
+        }
+    };
+    assert_eq!(reload("guess").await.status, 401);
+    let refused = reload("zone-token").await;
+    assert_eq!(refused.status, 422);
+    assert!(
+        refused.text().contains("shop.test.zone:6"),
+        "{}",
+        refused.text()
+    );
+    std::fs::write(&zone, text.replace("127.1.0.1", "127.3.0.1")).expect("zone");
+    assert_eq!(reload("zone-token").await.status, 200);
+    assert_eq!(
+        ask_a(&listen, "www.shop.test").await,
+        Some((0, Some([127, 3, 0, 1])))
+    );
     kill(pid, Signal::SIGTERM).expect("SIGTERM");
     let status = tokio::time::timeout(Duration::from_secs(10), dns.wait())
         .await
@@ -1471,11 +1523,17 @@ async fn dns_serves_a_zone_file_and_reloads_it_on_sighup() {
     assert!(status.success(), "{status}");
 
     // A broken file at the start: no server, and the line named.
-    let output = Command::new(BINARY)
-        .args(["dns", "--zone", &zone_arg, "--listen", &listen])
-        .output()
-        .await
-        .expect("run");
+    std::fs::write(&zone, format!("{text}bad IN A 300.0.0.1\n")).expect("zone");
+    let output = tokio::time::timeout(
+        Duration::from_secs(20),
+        Command::new(BINARY)
+            .args(["dns", "--zone", &zone_arg, "--listen", &listen])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("a server with a broken zone stops at once")
+    .expect("run");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("shop.test.zone:6"), "{stderr}");
