@@ -19,9 +19,9 @@ use std::path::Path;
 
 pub use model::{
     Algorithm, CacheBehavior, Component, Edge, EdgeCache, EdgeShield, EdgeWaf, HealthCheck,
-    Listener, ListenerProtocol, ListenerRule, Location, LogFormat, QueryStrings, Region, Role,
-    RuleAction, RuleConditions, Service, ServiceKind, StoreKind, TargetGroup, Telemetry, Tiers,
-    Topology,
+    Listener, ListenerProtocol, ListenerRule, ListenerWebAcl, Location, LogFormat, QueryStrings,
+    Region, Role, RuleAction, RuleConditions, Service, ServiceKind, StoreKind, TargetGroup,
+    Telemetry, Tiers, Topology,
 };
 
 use locate::{FieldPath, Locator};

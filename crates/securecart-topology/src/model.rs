@@ -242,8 +242,10 @@ pub struct Edge {
     pub target_groups: Vec<TargetGroup>,
     /// The cache, if the edge has one.
     pub cache: Option<EdgeCache>,
-    /// The web ACL, if the edge has one.
+    /// The web ACL of the listeners that name no other, if the edge has one.
     pub waf: Option<EdgeWaf>,
+    /// Other web ACLs, by name, for the listeners that name one.
+    pub web_acls: Vec<(String, EdgeWaf)>,
     /// The shield, if the edge has one.
     pub shield: Option<EdgeShield>,
     /// Timeouts and sizes.
@@ -397,6 +399,34 @@ pub struct Listener {
     pub rules: Vec<ListenerRule>,
     /// What happens when no rule matches.
     pub default_action: RuleAction,
+    /// The web ACL in front of its rules.
+    pub web_acl: ListenerWebAcl,
+}
+
+/// Which web ACL is in front of a listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenerWebAcl {
+    /// The edge's `[edge.waf]`, if it has one.
+    Edge,
+    /// None.
+    None,
+    /// The one of `[edge.web_acls]` of this name.
+    Named(String),
+}
+
+impl Listener {
+    /// Its web ACL, if it has one.
+    pub fn web_acl<'e>(&self, edge: &'e Edge) -> Option<&'e EdgeWaf> {
+        match &self.web_acl {
+            ListenerWebAcl::Edge => edge.waf.as_ref(),
+            ListenerWebAcl::None => None,
+            ListenerWebAcl::Named(name) => edge
+                .web_acls
+                .iter()
+                .find(|(acl, _)| acl == name)
+                .map(|(_, waf)| waf),
+        }
+    }
 }
 
 /// A listener's protocol.
@@ -1070,7 +1100,22 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
                 }
             }
         }
+        let web_acl = match raw_listener.web_acl.as_deref() {
+            None => ListenerWebAcl::Edge,
+            Some("none") => ListenerWebAcl::None,
+            Some(name) if raw.edge.web_acls.contains_key(name) => {
+                ListenerWebAcl::Named(name.to_owned())
+            }
+            Some(name) => {
+                findings.problem(
+                    path.key("web_acl"),
+                    format!("`{name}` is not a web ACL of [edge.web_acls], nor \"none\""),
+                );
+                ListenerWebAcl::None
+            }
+        };
         listeners.push(Listener {
+            web_acl,
             name: raw_listener.name.clone(),
             port: raw_listener.port,
             protocol,
@@ -1099,6 +1144,21 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
             .waf
             .as_ref()
             .map(|waf| resolve_waf(waf, &edge_path.key("waf"), findings)),
+        web_acls: raw
+            .edge
+            .web_acls
+            .iter()
+            .map(|(name, waf)| {
+                let path = edge_path.key("web_acls").key(name);
+                if name == "none" {
+                    findings.problem(
+                        path.clone(),
+                        "`none` is what a listener names for no web ACL; give this one another name",
+                    );
+                }
+                (name.clone(), resolve_waf(waf, &path, findings))
+            })
+            .collect(),
         shield: raw
             .edge
             .shield

@@ -373,9 +373,14 @@ pub struct RawEdge {
     /// The edge's cache, as CloudFront in front of the shop; without it nothing is cached.
     #[serde(default)]
     pub cache: Option<RawCache>,
-    /// A web ACL in front of every listener (AWS WAF's); without it, none.
+    /// A web ACL in front of every listener that names no other (AWS WAF's); without it,
+    /// none.
     #[serde(default)]
     pub waf: Option<RawWaf>,
+    /// Other web ACLs, by name (`[edge.web_acls.api]`, each written as `[edge.waf]`), for
+    /// the listeners that name one in their `web_acl`.
+    #[serde(default)]
+    pub web_acls: std::collections::BTreeMap<String, RawWaf>,
     /// Per-client limits and load shedding (AWS Shield's part); without it, none.
     #[serde(default)]
     pub shield: Option<RawShield>,
@@ -922,6 +927,10 @@ pub struct RawListener {
     /// The rules; the one with the lowest priority number among those that match wins.
     #[serde(default)]
     pub rules: Vec<RawRule>,
+    /// The web ACL in front of its rules: the name of one of `[edge.web_acls]`, or
+    /// `"none"`; without it, `[edge.waf]` (if there is one).
+    #[serde(default)]
+    pub web_acl: Option<String>,
 }
 
 /// The default listener protocol.

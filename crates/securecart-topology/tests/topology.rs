@@ -826,6 +826,74 @@ fn a_missing_file_is_a_clear_error() {
     );
 }
 
+#[test]
+fn each_listener_may_have_its_own_web_acl_or_none() {
+    use securecart_topology::ListenerWebAcl;
+    let strict = "\n[edge.web_acls.strict]\nmanaged_groups = [\"core\", \"sql-injection\"]\nparanoia_level = 2\n";
+    let text = format!(
+        "{}{strict}",
+        with(
+            "name = \"https\"\nport = 8443",
+            "name = \"https\"\nport = 8443\nweb_acl = \"strict\"",
+        )
+        .replacen(
+            "name = \"http\"\nport = 8080",
+            "name = \"http\"\nport = 8080\nweb_acl = \"none\"",
+            1,
+        )
+    );
+    let loaded = parse(&text, "t.toml").expect("named web ACLs");
+    let edge = &loaded.topology.edge;
+    let by_name = |name: &str| {
+        edge.listeners
+            .iter()
+            .find(|listener| listener.name == name)
+            .expect("listener")
+    };
+    assert_eq!(by_name("http").web_acl, ListenerWebAcl::None);
+    assert!(by_name("http").web_acl(edge).is_none());
+    let https = by_name("https").web_acl(edge).expect("the strict ACL");
+    assert_eq!(https.sensitivity.paranoia, 2);
+    assert_eq!(https.managed_groups, ["core", "sql-injection"]);
+    // The edge-wide one stays for a listener that names none.
+    let default = parse(&default_text(), "t.toml").expect("default");
+    let edge = &default.topology.edge;
+    assert!(edge.listeners.iter().all(|listener| {
+        listener.web_acl == ListenerWebAcl::Edge && listener.web_acl(edge).is_some()
+    }));
+    // An ACL that does not exist, and one named `none`, are refused where they are written.
+    for (text, field, message) in [
+        (
+            with(
+                "name = \"https\"\nport = 8443",
+                "name = \"https\"\nport = 8443\nweb_acl = \"strcit\"",
+            ),
+            "edge.listeners[1].web_acl",
+            "`strcit` is not a web ACL",
+        ),
+        (
+            format!(
+                "{}\n[edge.web_acls.none]\nparanoia_level = 2\n",
+                default_text()
+            ),
+            "edge.web_acls.none",
+            "another name",
+        ),
+    ] {
+        let error = parse(&text, "bad.toml").expect_err(field);
+        let diagnostics = error.diagnostics();
+        let diagnostic = diagnostics
+            .iter()
+            .find(|diagnostic| diagnostic.field == field)
+            .unwrap_or_else(|| panic!("no diagnostic for {field}: {error}"));
+        assert!(
+            diagnostic.message.contains(message),
+            "{}",
+            diagnostic.message
+        );
+    }
+}
+
 /// The default topology with `records` (TOML of `[[dns.records]]`) appended.
 fn with_records(records: &str) -> String {
     format!("{}\n{records}", default_text())

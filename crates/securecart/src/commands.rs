@@ -803,7 +803,40 @@ fn check(file: Option<&Path>) -> anyhow::Result<ExitCode> {
             servers.join(", ")
         );
     }
-    if let Some(waf) = &topology.edge.waf {
+    // Each web ACL, with the listeners it is in front of.
+    let acls = std::iter::once(("", topology.edge.waf.as_ref()))
+        .chain(
+            topology
+                .edge
+                .web_acls
+                .iter()
+                .map(|(name, waf)| (name.as_str(), Some(waf))),
+        )
+        .filter_map(|(name, waf)| Some((name, waf?)));
+    for (name, waf) in acls {
+        let listeners: Vec<&str> = topology
+            .edge
+            .listeners
+            .iter()
+            .filter(|listener| {
+                listener
+                    .web_acl(&topology.edge)
+                    .is_some_and(|acl| std::ptr::eq(acl, waf))
+            })
+            .map(|listener| listener.name.as_str())
+            .collect();
+        let on = if listeners.len() == topology.edge.listeners.len() {
+            "every listener".to_owned()
+        } else if listeners.is_empty() {
+            "no listener".to_owned()
+        } else {
+            format!("listener(s) {}", listeners.join(", "))
+        };
+        let named = if name.is_empty() {
+            String::new()
+        } else {
+            format!(" {name}")
+        };
         let managed_priority = waf.overrides.managed_priority.unwrap_or(u32::MAX);
         let before = waf
             .rules
@@ -812,7 +845,7 @@ fn check(file: Option<&Path>) -> anyhow::Result<ExitCode> {
             .count();
         let _ = writeln!(
             stdout,
-            "  web ACL on every listener: {before} rule(s) of the shop's own, then {} at paranoia level {}{}{}{}",
+            "  web ACL{named} on {on}: {before} rule(s) of the shop's own, then {} at paranoia level {}{}{}{}",
             waf.managed_groups.join(", "),
             waf.sensitivity.paranoia,
             waf.sensitivity

@@ -124,8 +124,23 @@ pub fn edge_config(
     for listener in &topology.edge.listeners {
         listeners.push((listener, tls_config(listener, region, base)?));
     }
-    // One web ACL, compiled once, for every listener.
-    let waf = topology.edge.waf.as_ref().map(waf_config);
+    // Each web ACL compiled once, for every listener that has it.
+    let edge_waf = topology.edge.waf.as_ref().map(waf_config);
+    let named_wafs: Vec<(&str, securecart_edge::waf::WafConfig)> = topology
+        .edge
+        .web_acls
+        .iter()
+        .map(|(name, waf)| (name.as_str(), waf_config(waf)))
+        .collect();
+    let waf_of = |listener: &securecart_topology::Listener| match &listener.web_acl {
+        securecart_topology::ListenerWebAcl::Edge => edge_waf.clone(),
+        securecart_topology::ListenerWebAcl::None => None,
+        // The topology has checked the name.
+        securecart_topology::ListenerWebAcl::Named(name) => named_wafs
+            .iter()
+            .find(|(acl, _)| acl == name)
+            .map(|(_, waf)| waf.clone()),
+    };
     let mut target_groups: Vec<TargetGroupConfig> = topology
         .edge
         .target_groups
@@ -159,7 +174,7 @@ pub fn edge_config(
                     })
                     .collect(),
                 default_action: action_config(&listener.default_action),
-                waf: waf.clone(),
+                waf: waf_of(listener),
             })
             .collect(),
         admin: region.edge.admin_address,
@@ -332,7 +347,7 @@ fn shield_groups(topology: &Topology, region: &Region) -> Vec<TargetGroupConfig>
         .collect()
 }
 
-/// The edge's web ACL from the topology's `[edge.waf]`.
+/// A web ACL of the topology's (`[edge.waf]`, or one of `[edge.web_acls]`).
 fn waf_config(waf: &securecart_topology::EdgeWaf) -> securecart_edge::waf::WafConfig {
     use securecart_waf::managed::{Group, acl_with};
     // The topology has checked the names.

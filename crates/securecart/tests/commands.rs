@@ -605,6 +605,44 @@ async fn check_names_the_file_line_and_field_of_an_error() {
         ),
         "check describes the DNS zone"
     );
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("web ACL on every listener:"),
+        "check describes the web ACL"
+    );
+    // A listener with a web ACL of its own, another with none.
+    let own = std::fs::read_to_string(repository_root().join("securecart.toml"))
+        .expect("default topology")
+        .replacen(
+            "name = \"https\"\nport = 8443",
+            "name = \"https\"\nport = 8443\nweb_acl = \"strict\"",
+            1,
+        )
+        .replacen(
+            "name = \"http\"\nport = 8080",
+            "name = \"http\"\nport = 8080\nweb_acl = \"none\"",
+            1,
+        )
+        + "\n[edge.web_acls.strict]\nmanaged_groups = [\"sql-injection\"]\nparanoia_level = 2\n";
+    std::fs::write(&path, &own).expect("write");
+    let output = Command::new(BINARY)
+        .arg("check")
+        .arg(&path)
+        .output()
+        .await
+        .expect("run check");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("web ACL on no listener:")
+            && stdout.contains(
+                "web ACL strict on listener(s) https: 0 rule(s) of the shop's own, then sql-injection at paranoia level 2"
+            ),
+        "{stdout}"
+    );
     let missing = Command::new(BINARY)
         .args(["check", "/nonexistent.toml"])
         .output()
