@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Real-browser end-to-end test: starts a whole SecureCart deployment from
-# tests/browser/topology.toml (its own loopback blocks and ports, so it never collides with
-# a developer's default `securecart up`), drives headless Chromium through it with
+# Real-browser end-to-end test: starts a whole SecureCart deployment of the default topology
+# (securecart.toml, moved to loopback blocks and ports of its own, so that it never collides
+# with a developer's default `securecart up`, and with faster health checks and a smaller
+# cache: the browser shops through everything the default deploys, web ACL, card-testing
+# rule, shield, cache and DNS), drives headless Chromium through it with
 # tests/browser/shop.mjs, then stops the deployment and checks that nothing is left behind.
 #
 #   tests/browser/run.sh [path-to-securecart-binary]     (default target/debug/securecart)
@@ -34,10 +36,27 @@ if [[ ! -d "$HERE/node_modules/playwright-core" ]]; then
   (cd "$HERE" && timeout 300 npm ci --no-audit --no-fund)
 fi
 
-# A topology that does not validate fails here, with the file, line and field.
-"$BIN" check tests/browser/topology.toml >/dev/null
-
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/securecart-browser.XXXXXX")"
+TOPOLOGY="$WORK/topology.toml"
+# The edge's http listener is the `port = 8080` after `name = "http"`; the services' are
+# the others.
+sed -e 's/127\.1\./127.61./g' -e 's/127\.2\./127.62./g' \
+  -e 's/^name = "securecart-local"$/name = "securecart-browser-test"/' \
+  -e 's/^admin_port = 9090$/admin_port = 19090/' \
+  -e '/^name = "http"$/{n;s/^port = 8080$/port = 18080/}' \
+  -e 's/^port = 8080$/port = 18081/' -e 's/^port = 8443$/port = 18443/' \
+  -e 's/^port = 5353$/port = 15353/' \
+  -e 's/interval_ms = 1000, timeout_ms = 500/interval_ms = 500, timeout_ms = 400/' \
+  -e 's/^memory_mib = 256$/memory_mib = 64/' \
+  securecart.toml >"$TOPOLOGY"
+for moved in 'port = 18080' 'port = 18081' 'port = 18443' 'port = 15353' 'admin_port = 19090' '127.61.0.0/16'; do
+  grep -qF "$moved" "$TOPOLOGY" || { log "the default topology no longer has what this script moves ($moved)"; exit 1; }
+done
+if grep -qE '127\.(1|2)\.|port = (8080|8443|5353)$' "$TOPOLOGY"; then
+  log "the moved topology still has a default address or port"; exit 1
+fi
+# A topology that does not validate fails here, with the file, line and field.
+"$BIN" check "$TOPOLOGY" >/dev/null
 DATA="$WORK/data"
 UP_LOG="$WORK/up.log"
 UP_PID=""
@@ -152,7 +171,7 @@ trap 'exit 143' TERM
 
 log "starting securecart up (data dir $DATA, log $UP_LOG)"
 started=$SECONDS
-"$BIN" up --config tests/browser/topology.toml --data-dir "$DATA" >"$UP_LOG" 2>&1 </dev/null &
+"$BIN" up --config "$TOPOLOGY" --data-dir "$DATA" >"$UP_LOG" 2>&1 </dev/null &
 UP_PID=$!
 
 deadline=$((SECONDS + START_TIMEOUT_S))
