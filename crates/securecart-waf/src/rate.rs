@@ -271,6 +271,99 @@ mod tests {
         assert!(rate.count(7, seconds(66.0)));
     }
 
+    /// Whether `rate` counts a GET with `headers` from `client` past its limit, with the
+    /// key it shows (`None`: the request has no key, and is not counted).
+    fn hit(rate: &RateLimit, client: &str, headers: &[(&str, &str)]) -> Option<(bool, String)> {
+        let mut map = http::HeaderMap::new();
+        for (name, value) in headers {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                value.parse().expect("value"),
+            );
+        }
+        let client = client.parse().expect("address");
+        let inspection = Inspection::new("GET", "/api/search", None, &map, b"", false, client);
+        rate.hit(&inspection)
+    }
+
+    #[test]
+    fn keys_count_by_a_forwarded_address_a_header_or_a_combination() {
+        let minute = Duration::from_secs(60);
+        let forwarded = HeaderName::from_static("x-forwarded-for");
+        // The first address of X-Forwarded-For, whichever connection it comes on; an
+        // IPv6 one by its /64.
+        let rate = RateLimit::new(2, minute, vec![AggregateKey::ForwardedIp(forwarded)]);
+        let xff = [("x-forwarded-for", "203.0.113.9, 10.0.0.1")];
+        assert_eq!(
+            hit(&rate, "127.0.0.1", &xff),
+            Some((false, "203.0.113.9".to_owned()))
+        );
+        assert_eq!(hit(&rate, "127.0.0.2", &xff).map(|hit| hit.0), Some(false));
+        assert_eq!(hit(&rate, "127.0.0.3", &xff).map(|hit| hit.0), Some(true));
+        for (n, address) in ["2001:db8:1:2::1", "2001:db8:1:2::ffff", "2001:db8:1:2::1"]
+            .into_iter()
+            .enumerate()
+        {
+            let (over, shown) =
+                hit(&rate, "127.0.0.1", &[("x-forwarded-for", address)]).expect("counted");
+            assert_eq!(over, n == 2, "request {n}");
+            assert_eq!(shown, "2001:db8:1:2::");
+        }
+        // No header, or no address in it: not counted.
+        assert_eq!(hit(&rate, "127.0.0.1", &[]), None);
+        assert_eq!(
+            hit(&rate, "127.0.0.1", &[("x-forwarded-for", "unknown")]),
+            None
+        );
+
+        // A header's value: a credential is counted by, and shown redacted.
+        let rate = RateLimit::new(
+            1,
+            minute,
+            vec![AggregateKey::Header(HeaderName::from_static("x-api-key"))],
+        );
+        let key = [("x-api-key", "sk_live_1234")];
+        assert_eq!(
+            hit(&rate, "127.0.0.1", &key),
+            Some((false, "x-api-key:REDACTED".to_owned()))
+        );
+        assert_eq!(hit(&rate, "127.0.0.9", &key).map(|hit| hit.0), Some(true));
+        assert_eq!(
+            hit(&rate, "127.0.0.1", &[("x-api-key", "sk_live_5678")]).map(|hit| hit.0),
+            Some(false),
+            "another value has its own count"
+        );
+        assert_eq!(hit(&rate, "127.0.0.1", &[]), None);
+
+        // A combination: the client and a tenant header, counted together.
+        let rate = RateLimit::new(
+            1,
+            minute,
+            vec![
+                AggregateKey::ClientIp,
+                AggregateKey::Header(HeaderName::from_static("x-tenant")),
+            ],
+        );
+        let tenant = |name: &'static str| [("x-tenant", name)];
+        assert_eq!(
+            hit(&rate, "127.0.0.1", &tenant("acme")),
+            Some((false, "127.0.0.1,x-tenant:acme".to_owned()))
+        );
+        assert_eq!(
+            hit(&rate, "127.0.0.1", &tenant("globex")).map(|hit| hit.0),
+            Some(false)
+        );
+        assert_eq!(
+            hit(&rate, "127.0.0.2", &tenant("acme")).map(|hit| hit.0),
+            Some(false)
+        );
+        assert_eq!(
+            hit(&rate, "127.0.0.1", &tenant("acme")).map(|hit| hit.0),
+            Some(true)
+        );
+        assert_eq!(hit(&rate, "127.0.0.1", &[]), None, "no tenant: no key");
+    }
+
     #[test]
     fn a_full_table_gives_the_place_of_a_quiet_key_never_a_busy_one() {
         let rate = RateLimit::new(50, Duration::from_secs(60), vec![AggregateKey::ClientIp]);
