@@ -1410,7 +1410,35 @@ impl Body for StoringBody {
 
 #[cfg(test)]
 mod tests {
-    use super::same_host_target;
+    use super::{same_host_target, tags};
+
+    #[test]
+    fn tags_come_from_surrogate_key_and_cache_tag() {
+        let mut headers = http::HeaderMap::new();
+        headers.append(
+            "surrogate-key",
+            "product-42  images".parse().expect("value"),
+        );
+        headers.append("surrogate-key", "sale".parse().expect("value"));
+        headers.append(
+            "cache-tag",
+            "product-42,catalog, shoes".parse().expect("value"),
+        );
+        let found = tags(&headers);
+        let found: Vec<&str> = found.iter().map(|tag| &**tag).collect();
+        assert_eq!(
+            found,
+            [
+                "product-42",
+                "images",
+                "sale",
+                "product-42",
+                "catalog",
+                "shoes"
+            ]
+        );
+        assert!(tags(&http::HeaderMap::new()).is_empty());
+    }
 
     #[test]
     fn locations_on_the_same_host() {

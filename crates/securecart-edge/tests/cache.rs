@@ -287,8 +287,10 @@ async fn fresh_answers_come_from_the_cache_and_stale_ones_are_revalidated() {
     let first = client.get(&url).await;
     assert_eq!(first.status, 200);
     assert_eq!(first.header("x-cache"), Some("Miss"));
+    assert_eq!(first.header("server-timing"), Some("cache;desc=miss"));
     let second = client.get(&url).await;
     assert_eq!(second.header("x-cache"), Some("Hit"));
+    assert_eq!(second.header("server-timing"), Some("cache;desc=hit"));
     assert_eq!(second.text(), "console.log('hello')");
     assert_eq!(second.header("etag"), Some("\"v1\""));
     assert!(
@@ -309,6 +311,10 @@ async fn fresh_answers_come_from_the_cache_and_stale_ones_are_revalidated() {
     let revalidated = client.get(&url).await;
     assert_eq!(revalidated.status, 200);
     assert_eq!(revalidated.header("x-cache"), Some("Revalidated"));
+    assert_eq!(
+        revalidated.header("server-timing"),
+        Some("cache;desc=revalidated")
+    );
     assert_eq!(revalidated.text(), "console.log('hello')");
     assert_eq!(origin.conditional.load(Ordering::SeqCst), 1);
     assert_eq!(client.get(&url).await.header("x-cache"), Some("Hit"));
