@@ -25,8 +25,8 @@
 //!   and the baseline learns each signature's usual share. A signature that sends at
 //!   least half a flood's window and `factor` times its usual count gets a rule holding
 //!   all its requests on that path together to its usual rate (or the busiest shopper's,
-//!   for a signature never seen before), until the flood ends: the busiest such, the one
-//!   with the agent first where both count as many. Shoppers whose requests look
+//!   for a signature never seen before), until the flood ends: of the exact level first
+//!   (the busiest first), then of the header names alone. Shoppers whose requests look
 //!   like the flood's are held with it, as behind Shield (but on priority paths, and
 //!   never for a signature that made a quarter of the usual traffic); the others are
 //!   not. Clients already held do not count towards a signature, and a window counts
@@ -185,7 +185,11 @@ impl Signatures {
             Level::Names => {
                 let mut names: Vec<&str> = headers.keys().map(http::HeaderName::as_str).collect();
                 names.sort_unstable();
-                format!("any User-Agent, headers {}", shortened(&names.join(" ")))
+                format!(
+                    "any User-Agent, {} headers: {}",
+                    names.len(),
+                    shortened(&names.join(" "))
+                )
             }
         }
     }
@@ -307,6 +311,9 @@ struct PathCounts {
     clients: HashMap<IpAddr, u32>,
     /// Requests by signature, with how each shows (at most [`MAX_SIGNATURES`]).
     signatures: HashMap<Signature, (u32, Box<str>)>,
+    /// Requests of a signature held on this path (counted here once, whichever of their
+    /// signatures is held, and under no signature).
+    held_by_signature: u64,
 }
 
 #[derive(Debug, Default)]
@@ -410,16 +417,27 @@ impl Mitigation {
             }
             None => {}
         }
-        // A client already held on this path is its own rule's; its requests do not make
-        // a signature look like a flood's.
-        if self.active.load(Ordering::Relaxed)
-            && self
+        if self.active.load(Ordering::Relaxed) {
+            // A client already held on this path is its own rule's; its requests do not
+            // make a signature look like a flood's.
+            if self
                 .rules
                 .load()
                 .get(&client)
                 .is_some_and(|held| held.iter().any(|rule| &*rule.path == key))
-        {
-            return;
+            {
+                return;
+            }
+            // Nor do those of a signature held on this path: they are that rule's.
+            if self
+                .signature_rules
+                .load()
+                .iter()
+                .any(|rule| &*rule.path == key && signatures.has(rule.signature))
+            {
+                entry.held_by_signature += 1;
+                return;
+            }
         }
         // Space-Saving: in a full map, a new signature takes the place of the least counted
         // one, and its count plus one, so that a busy signature is always among them
@@ -611,12 +629,7 @@ impl Mitigation {
                         .iter()
                         .any(|rule| rule.path == path && rule.signature == *signature)
                 };
-                let held_signatures: u64 = window
-                    .into_iter()
-                    .flat_map(|window| &window.signatures)
-                    .filter(|(signature, _)| is_held(signature))
-                    .map(|(_, (count, _))| u64::from(*count))
-                    .sum();
+                let held_signatures = window.map_or(0, |window| window.held_by_signature);
                 let remainder = requests.saturating_sub(held_requests + held_signatures);
                 let room = signature_rules
                     .iter()
@@ -624,12 +637,13 @@ impl Mitigation {
                     .count()
                     < MAX_SIGNATURE_RULES;
                 let mut signature_held = None;
-                // The busiest signatures first, the exact level before the names alone
-                // where they count as many (a flood of one `User-Agent`): the first that
-                // makes half the rest, far more than it used to, and was no large part of
-                // the path's usual traffic (holding that would hold the shoppers with the
-                // flood: the names alone of a flood that copies the browsers' headers
-                // are, though its exact signature may not be).
+                // The first signature that makes half the rest, far more than it used to,
+                // and was no large part of the path's usual traffic (holding that would
+                // hold the shoppers with the flood): of the exact level first, the busiest
+                // first (a flood of one `User-Agent`, whatever headers it sends); then of
+                // the header names alone (a flood that makes up its agents), whose holding
+                // holds the shoppers who send the same header names, when those made less
+                // than a quarter of the path's usual traffic.
                 let mut candidates: Vec<_> = window
                     .filter(|_| room && remainder as f64 > threshold)
                     .into_iter()
@@ -637,7 +651,11 @@ impl Mitigation {
                     .filter(|(signature, _)| !is_held(signature))
                     .collect();
                 candidates.sort_unstable_by_key(|(signature, (count, _))| {
-                    (std::cmp::Reverse(*count), signature.level() == Level::Names)
+                    (
+                        signature.level() == Level::Names,
+                        std::cmp::Reverse(*count),
+                        signature.0,
+                    )
                 });
                 let chosen = candidates
                     .into_iter()
@@ -960,7 +978,7 @@ mod tests {
         const SCRIPT: Signatures = looks(2, 2);
         let script = |level| match level {
             Level::Exact => "flood-bot/1.0 (3 headers)".to_owned(),
-            Level::Names => "any User-Agent, headers accept host user-agent".to_owned(),
+            Level::Names => "any User-Agent, 3 headers: accept host user-agent".to_owned(),
         };
         // Learning: ten shoppers with browsers, and now and then a client with the
         // script's signature (a monitoring check, say).
@@ -1081,14 +1099,14 @@ mod tests {
         // 250 clients, 20 requests each, every one with an agent of its own, and headers
         // no shopper sends.
         let flood = |n: u64| looks(10_000 + n, 7);
-        let label = |level| match level {
+        let labels = |level| match level {
             Level::Exact => "made-up agent".to_owned(),
-            Level::Names => "any User-Agent, headers host user-agent".to_owned(),
+            Level::Names => "any User-Agent, 2 headers: host user-agent".to_owned(),
         };
         shoppers(&mitigation, 10, 20);
         for n in 0..5000u64 {
             let flooder = IpAddr::from([127, 1, (n / 20 / 200) as u8, (n / 20 % 200) as u8]);
-            mitigation.record(flooder, "/api/search", flood(n), label);
+            mitigation.record(flooder, "/api/search", flood(n), labels);
         }
         let events = mitigation.close_window();
         let [
@@ -1100,7 +1118,7 @@ mod tests {
         else {
             panic!("{events:?}");
         };
-        assert_eq!(label, "any User-Agent, headers host user-agent");
+        assert_eq!(label, "any User-Agent, 2 headers: host user-agent");
         assert!((5000..=5002).contains(requests), "{requests}");
         // A new agent with those headers is held with the rest; the shoppers are not.
         let flooder = IpAddr::from([127, 1, 0, 9]);
@@ -1110,6 +1128,65 @@ mod tests {
         assert!(held(&mitigation, flooder, "/api/search", flood(99_997)));
         assert!(!held(&mitigation, client(1), "/api/search", BROWSER));
         assert!(!held(&mitigation, client(51), "/api/search", other_browser));
+        // The flood goes on: its held requests count once, apart, and hold nothing more.
+        shoppers(&mitigation, 10, 20);
+        for n in 0..5000u64 {
+            let flooder = IpAddr::from([127, 1, (n / 20 / 200) as u8, (n / 20 % 200) as u8]);
+            mitigation.record(flooder, "/api/search", flood(20_000 + n), labels);
+        }
+        let events = mitigation.close_window();
+        assert!(events.is_empty(), "{events:?}");
+        assert_eq!(mitigation.signature_rule_count(), 1);
+    }
+
+    #[test]
+    fn shoppers_who_send_a_floods_header_names_are_not_held_for_its_agent() {
+        let mitigation = Mitigation::new(settings());
+        // Shoppers whose requests carry five sets of header names (a cookie or none, a
+        // referer or none...), a fifth of the traffic each, one agent.
+        let kind = |set: u64| looks(100 + set, 100 + set);
+        let learn = |mitigation: &Mitigation| {
+            for n in 1..=50u8 {
+                for _ in 0..20 {
+                    mitigation.record(
+                        client(n),
+                        "/api/catalog/products",
+                        kind(u64::from(n % 5)),
+                        browser,
+                    );
+                }
+            }
+        };
+        for _ in 0..5 {
+            learn(&mitigation);
+            assert_eq!(mitigation.close_window(), Vec::new());
+        }
+        // A flood with the first set's header names and an agent of its own: the agent's
+        // signature is held, not the names the shoppers of that set send too.
+        let flood = looks(999, 100);
+        learn(&mitigation);
+        for n in 0..500u32 {
+            let flooder = IpAddr::from([127, 1, (n / 200) as u8, (n % 200) as u8]);
+            for _ in 0..20 {
+                mitigation.record(flooder, "/api/search", flood, |_| "bot".to_owned());
+            }
+        }
+        let events = mitigation.close_window();
+        assert!(
+            matches!(
+                events.as_slice(),
+                [Event::FloodStarted { .. }, Event::SignatureHeld { .. }]
+            ),
+            "{events:?}"
+        );
+        assert_eq!(mitigation.signature_rule_count(), 1);
+        for _ in 0..10 {
+            assert!(!held(&mitigation, client(5), "/api/search", kind(0)));
+        }
+        let flooder = IpAddr::from([127, 1, 0, 9]);
+        assert!(!held(&mitigation, flooder, "/api/search", flood));
+        assert!(!held(&mitigation, flooder, "/api/search", flood));
+        assert!(held(&mitigation, flooder, "/api/search", flood));
     }
 
     #[test]
@@ -1194,7 +1271,7 @@ mod tests {
         );
         assert_eq!(
             Signatures::label(&browser, Level::Names),
-            "any User-Agent, headers accept-language host user-agent"
+            "any User-Agent, 3 headers: accept-language host user-agent"
         );
     }
 

@@ -625,18 +625,32 @@ async fn a_stale_copy_answers_within_stale_while_revalidate_and_is_refreshed_beh
     origin.oversized.store(false, Ordering::SeqCst);
     assert_eq!(client.get(&url).await.text(), "version 1");
     until_requests(&origin, 4).await;
-    let mut fresh = None;
+    let mut refreshed = None;
     for _ in 0..200 {
         let reply = client.get(&url).await;
-        if reply.header("x-cache") == Some("Hit") {
-            fresh = Some(reply);
+        if reply.text() != "version 1" {
+            refreshed = Some(reply);
             break;
         }
-        assert_eq!(reply.text(), "version 1");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let fresh = fresh.expect("the refreshed copy is stored");
-    assert_eq!(fresh.text(), format!("version {}", requests(&origin)));
+    let refreshed = refreshed.expect("the refreshed copy is stored");
+    // Answered from the store: a hit, or (on a machine slow enough that its second of
+    // freshness passed) stale again, but never the copy it replaced.
+    assert!(
+        matches!(refreshed.header("x-cache"), Some("Hit" | "Stale")),
+        "{:?}",
+        refreshed.header("x-cache")
+    );
+    let version: usize = refreshed
+        .text()
+        .strip_prefix("version ")
+        .and_then(|version| version.parse().ok())
+        .expect("a version");
+    assert!(
+        (4..=requests(&origin)).contains(&version),
+        "version {version}"
+    );
     edge.shutdown().await;
     server.stop().await;
 }

@@ -186,10 +186,16 @@ fn record_data(record_type: &str, value: &str) -> Result<(), &'static str> {
         ("SRV", _) => Err("a priority, a weight, a port and a host: `0 5 5060 sip.example.com.`"),
         ("CAA", [flags, tag, _, ..])
             if flags.parse::<u8>().is_ok()
-                && !tag.is_empty()
                 && tag.bytes().all(|byte| byte.is_ascii_alphanumeric()) =>
         {
-            Ok(())
+            // The value is one word, or quoted whole (spaces may be inside the quotes).
+            let rest = value.trim_start()[flags.len()..].trim_start()[tag.len()..].trim();
+            let quoted = rest.len() >= 2 && rest.starts_with('"') && rest.ends_with('"');
+            if quoted || !rest.contains(|byte: char| byte.is_ascii_whitespace()) {
+                Ok(())
+            } else {
+                Err("flags, a tag and a value: `0 issue \"letsencrypt.org\"`")
+            }
         }
         ("CAA", _) => Err("flags, a tag and a value: `0 issue \"letsencrypt.org\"`"),
         _ => Ok(()),
@@ -818,6 +824,26 @@ fn resolve_record(
             );
         }
     }
+    // A name in a value is within the zone unless it ends with a dot, as a record's own
+    // name is, and as zone files read them (`10 mail` is `10 mail.securecart.test.`).
+    let qualified = |target: &str| {
+        if target.ends_with('.') {
+            target.to_owned()
+        } else {
+            format!("{target}.{zone}")
+        }
+    };
+    let values = match record_type.as_str() {
+        "CNAME" => values.iter().map(|value| qualified(value)).collect(),
+        "MX" | "SRV" => values
+            .iter()
+            .map(|value| match value.rsplit_once(char::is_whitespace) {
+                Some((before, target)) => format!("{} {}", before.trim_end(), qualified(target)),
+                None => value.clone(),
+            })
+            .collect(),
+        _ => values,
+    };
     (findings.problems.len() == before).then(|| DnsRecord {
         name,
         record_type,

@@ -178,7 +178,8 @@ pub struct RawDnsRecord {
     pub set_identifier: Option<String>,
     /// Its values: addresses, a name, texts, or as zone files write them, `10
     /// mail.example.com.` (MX), `0 5 5060 sip.example.com.` (SRV) or `0 issue
-    /// "letsencrypt.org"` (CAA).
+    /// "letsencrypt.org"` (CAA). A name without a final dot is within the zone, as in a
+    /// zone file (`10 mail` is `10 mail.<zone>.`).
     #[serde(default)]
     pub values: Vec<String>,
     /// An alias of a region's edge: the edge's address (A records).

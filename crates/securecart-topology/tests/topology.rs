@@ -905,7 +905,7 @@ fn mail_service_and_certificate_authority_records_are_taken_and_checked() {
         r#"[[dns.records]]
 name = "@"
 type = "MX"
-values = ["10 mail.securecart.test.", "20 backup-mx.example.net."]
+values = ["10 mail", "20 backup-mx.example.net."]
 
 [[dns.records]]
 name = "_sip._tcp"
@@ -915,7 +915,7 @@ values = ["0 5 5060 sip.securecart.test."]
 [[dns.records]]
 name = "@"
 type = "caa"
-values = ["0 issue \"letsencrypt.org\"", "128 iodef \"mailto:security@securecart.test\""]
+values = ["0 issue \"letsencrypt.org\"", "0 issue \"ca.example; account=42\"", "128 iodef \"mailto:security@securecart.test\""]
 "#,
     );
     let loaded = parse(&text, "t.toml").expect("MX, SRV and CAA records");
@@ -928,6 +928,16 @@ values = ["0 issue \"letsencrypt.org\"", "128 iodef \"mailto:security@securecart
     for record_type in ["MX", "SRV", "CAA"] {
         assert!(types.contains(&record_type), "{types:?}");
     }
+    // A name without a final dot is within the zone, as a record's own name is.
+    let mx = dns
+        .records
+        .iter()
+        .find(|record| record.record_type == "MX")
+        .expect("MX");
+    assert_eq!(
+        mx.values,
+        ["10 mail.securecart.test.", "20 backup-mx.example.net."]
+    );
     for (record, value, message) in [
         ("MX", "mail.securecart.test.", "`10 mail.example.com.`"),
         ("MX", "70000 mail.securecart.test.", "a preference"),
@@ -940,6 +950,11 @@ values = ["0 issue \"letsencrypt.org\"", "128 iodef \"mailto:security@securecart
         (
             "CAA",
             "256 issue \"ca.example\"",
+            "flags, a tag and a value",
+        ),
+        (
+            "CAA",
+            "0 issue ca.example extra",
             "flags, a tag and a value",
         ),
     ] {

@@ -310,7 +310,11 @@ async fn dns_zone_files(
         .with_context(|| format!("cannot listen on {listen}"))?;
     let slot = server.responder();
     let count = zones.len();
+    // One reload at a time (SIGHUP's or the admin API's, each on a blocking thread), so
+    // that the files read last are those in force.
+    let one_at_a_time = tokio::sync::Mutex::new(());
     let reload: DnsReload = std::sync::Arc::new(move || {
+        let _one = one_at_a_time.blocking_lock();
         load_zones(&zones).map(|responder| slot.store(std::sync::Arc::new(responder)))
     });
     let admin = dns_admin(
@@ -1282,30 +1286,57 @@ async fn invalidate(
 
 /// `securecart reload`: one edge or DNS server by its admin address, or a running
 /// deployment's edges and DNS servers (one region's, with `--region`), read the topology
-/// again.
+/// again. Each is asked, whatever the others answer; a refusal (a topology one of them
+/// does not take: it keeps what is in force) is reported, and fails the command.
 async fn reload(
     data_dir: &Path,
     region: Option<&str>,
     admin: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<ExitCode> {
-    let mut servers = admin_addresses(data_dir, region, admin)?;
-    if admin.is_none() {
-        let state = running_state(data_dir)?;
-        servers.extend(
-            state
+    let servers = match admin {
+        Some(_) => admin_addresses(data_dir, region, admin)?,
+        None => {
+            let state = running_state(data_dir)?;
+            let mut servers: Vec<_> = state
                 .components
                 .iter()
                 .filter(|component| {
-                    component.role == "dns"
+                    matches!(component.role.as_str(), "edge" | "dns")
                         && region.is_none_or(|region| component.region == region)
                 })
-                .map(|dns| (dns.id.clone(), dns.admin_address, state.admin_token.clone())),
-        );
-    }
+                .map(|component| {
+                    (
+                        component.id.clone(),
+                        component.admin_address,
+                        state.admin_token.clone(),
+                    )
+                })
+                .collect();
+            if servers.is_empty() {
+                anyhow::bail!(
+                    "the deployment has no edge or DNS server in region `{}`",
+                    region.unwrap_or("any")
+                );
+            }
+            servers.sort_by(|a, b| a.0.cmp(&b.0));
+            servers
+        }
+    };
     let mut stdout = std::io::stdout().lock();
+    let mut refused = 0;
     for (name, address, token) in servers {
-        admin_client::post(address, "/reload", token.as_deref(), String::new()).await?;
-        let _ = writeln!(stdout, "{name}: reloaded");
+        match admin_client::post(address, "/reload", token.as_deref(), String::new()).await {
+            Ok(_) => {
+                let _ = writeln!(stdout, "{name}: reloaded");
+            }
+            Err(error) => {
+                refused += 1;
+                eprintln!("{name}: not reloaded, what is in force stays: {error:#}");
+            }
+        }
+    }
+    if refused > 0 {
+        anyhow::bail!("{refused} server(s) did not reload");
     }
     Ok(ExitCode::SUCCESS)
 }

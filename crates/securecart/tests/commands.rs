@@ -548,6 +548,32 @@ async fn up_serves_a_purchase_survives_killed_replicas_and_stops_cleanly() {
     let reloaded = securecart_ok(&data_dir, &["reload"]).await;
     assert!(reloaded.contains("eu-west-1/dns: reloaded"), "{reloaded}");
     assert_eq!(ask_a(&dns(1), new).await, Some((0, Some([192, 0, 2, 7]))));
+    // A topology they refuse: every server is asked, each says so, the command fails, and
+    // what is in force stays.
+    let good = std::fs::read_to_string(&config).expect("topology");
+    std::fs::write(
+        &config,
+        format!("{good}\n[[dns.records]]\nname = \"mx\"\ntype = \"MX\"\nvalues = [\"mail\"]\n"),
+    )
+    .expect("topology");
+    let refused = Command::new(BINARY)
+        .args(["reload", "--data-dir"])
+        .arg(&data_dir)
+        .output()
+        .await
+        .expect("run securecart");
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    for server in [
+        "us-east-1/edge",
+        "us-east-1/dns",
+        "eu-west-1/edge",
+        "eu-west-1/dns",
+    ] {
+        assert!(said.contains(&format!("{server}: not reloaded")), "{said}");
+    }
+    assert_eq!(ask_a(&dns(1), new).await, Some((0, Some([192, 0, 2, 7]))));
+    std::fs::write(&config, good).expect("topology");
 
     // Stop: every process ends, the state file goes.
     let all = pids(&report);
