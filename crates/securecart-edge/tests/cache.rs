@@ -656,6 +656,34 @@ async fn a_stale_copy_answers_within_stale_while_revalidate_and_is_refreshed_beh
 }
 
 #[tokio::test]
+async fn a_behaviour_that_does_not_honour_the_origin_keeps_objects_for_its_own_ttl() {
+    let (server, origin) = start_origin().await;
+    let ttl = Ttl {
+        honour_origin: false,
+        default: Duration::from_secs(60),
+        ..Ttl::default()
+    };
+    let edge = start_edge_with(server.address, None, ttl).await;
+    let mut client = TestClient::http1();
+    let url = format!("{}/static/app.js", edge.url);
+    assert_eq!(client.get(&url).await.header("x-cache"), Some("Miss"));
+    // Past the origin's `max-age=1`, within the behaviour's 60 s: still a hit, and not
+    // revalidated.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let later = client.get(&url).await;
+    assert_eq!(later.header("x-cache"), Some("Hit"));
+    assert_eq!(later.text(), "console.log('hello')");
+    assert_eq!(requests(&origin), 1);
+    assert_eq!(origin.conditional.load(Ordering::SeqCst), 0);
+    // `private` is still the origin's to say.
+    let private = format!("{}/static/private", edge.url);
+    client.get(&private).await;
+    assert_eq!(client.get(&private).await.header("x-cache"), Some("Miss"));
+    edge.shutdown().await;
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_stale_copy_answers_while_the_origin_fails_within_stale_if_error() {
     let (server, origin) = start_origin().await;
     let edge = start_edge(server.address).await;
