@@ -179,6 +179,23 @@ async fn read_answer(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
+/// The edge's metrics, once they hold `line` (asked for up to 5 s: a refusal is counted
+/// when its connection closes).
+async fn metrics_once_they_show(edge: &RunningEdge, line: &str) -> String {
+    let mut counted = String::new();
+    for _ in 0..250 {
+        counted = securecart_testkit::TestClient::http1()
+            .get(&format!("http://{}/metrics", edge.admin))
+            .await
+            .text();
+        if counted.contains(line) {
+            return counted;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the metrics never showed {line}: {counted}");
+}
+
 fn limits() -> securecart_edge::Limits {
     securecart_edge::Limits {
         drain_timeout: Duration::from_secs(2),
@@ -477,21 +494,11 @@ async fn heads_that_cannot_be_read_are_refused() {
     // Each refusal is counted, under the route `none` (no rule saw it), once its
     // connection has closed (the edge lingers on it while the client keeps it open).
     drop(stream);
-    let mut counted = String::new();
-    for _ in 0..250 {
-        counted = securecart_testkit::TestClient::http1()
-            .get(&format!("http://{}/metrics", edge.admin))
-            .await
-            .text();
-        if counted.contains("securecart_edge_requests_total{route=\"none\",code=\"408\"} 1") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(
-        counted.contains("securecart_edge_requests_total{route=\"none\",code=\"408\"} 1"),
-        "{counted}"
-    );
+    let counted = metrics_once_they_show(
+        &edge,
+        "securecart_edge_requests_total{route=\"none\",code=\"408\"} 1\n",
+    )
+    .await;
     assert!(
         counted
             .lines()
@@ -739,19 +746,11 @@ async fn http2_clients_are_held_to_the_same_limits() {
     // The refusal is counted as an HTTP/1.1 one is, under the route `none`, once its
     // connection has closed.
     drop(client);
-    let refused = "securecart_edge_requests_total{route=\"none\",code=\"431\"} 1\n";
-    let mut counted = String::new();
-    for _ in 0..250 {
-        counted = securecart_testkit::TestClient::http1()
-            .get(&format!("http://{}/metrics", edge.admin))
-            .await
-            .text();
-        if counted.contains(refused) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(counted.contains(refused), "{counted}");
+    metrics_once_they_show(
+        &edge,
+        "securecart_edge_requests_total{route=\"none\",code=\"431\"} 1\n",
+    )
+    .await;
     edge.shutdown().await;
     target.stop().await;
 }

@@ -139,6 +139,16 @@ fn with(from: &str, to: &str) -> String {
     text.replacen(from, to, 1)
 }
 
+/// The diagnostic that `text`, which must not load, gets at the field `at` names.
+fn diagnostic_where(text: &str, at: impl Fn(&str) -> bool) -> securecart_topology::Diagnostic {
+    let error = parse(text, "bad.toml").expect_err("a topology that does not load");
+    error
+        .diagnostics()
+        .into_iter()
+        .find(|diagnostic| at(&diagnostic.field))
+        .unwrap_or_else(|| panic!("no diagnostic there: {error}"))
+}
+
 fn line_of(text: &str, needle: &str) -> usize {
     text.lines()
         .position(|line| line.contains(needle))
@@ -717,12 +727,7 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
     ];
     for (from, to, field, message) in cases {
         let text = with(from, to);
-        let error = parse(&text, "bad.toml").expect_err(field);
-        let diagnostics = error.diagnostics();
-        let diagnostic = diagnostics
-            .iter()
-            .find(|diagnostic| diagnostic.field == field)
-            .unwrap_or_else(|| panic!("no diagnostic for {field}: {error}"));
+        let diagnostic = diagnostic_where(&text, |at| at == field);
         assert!(
             diagnostic.message.contains(message),
             "{field}: {}",
@@ -731,7 +736,7 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
         assert_eq!(diagnostic.file, "bad.toml");
         let line = diagnostic
             .line
-            .unwrap_or_else(|| panic!("{field} has no line: {error}"));
+            .unwrap_or_else(|| panic!("{field} has no line: {diagnostic:?}"));
         let written = text.lines().nth(line - 1).expect("line exists");
         let key = field
             .rsplit('.')
@@ -880,12 +885,7 @@ fn each_listener_may_have_its_own_web_acl_or_none() {
             "another name",
         ),
     ] {
-        let error = parse(&text, "bad.toml").expect_err(field);
-        let diagnostics = error.diagnostics();
-        let diagnostic = diagnostics
-            .iter()
-            .find(|diagnostic| diagnostic.field == field)
-            .unwrap_or_else(|| panic!("no diagnostic for {field}: {error}"));
+        let diagnostic = diagnostic_where(&text, |at| at == field);
         assert!(
             diagnostic.message.contains(message),
             "{}",
@@ -961,12 +961,7 @@ values = ["0 issue \"letsencrypt.org\"", "0 issue \"ca.example; account=42\"", "
         let text = with_records(&format!(
             "[[dns.records]]\nname = \"x\"\ntype = \"{record}\"\nvalues = [{value:?}]\n"
         ));
-        let error = parse(&text, "bad.toml").expect_err(value);
-        let diagnostics = error.diagnostics();
-        let diagnostic = diagnostics
-            .iter()
-            .find(|diagnostic| diagnostic.field.ends_with("].values[0]"))
-            .unwrap_or_else(|| panic!("no diagnostic for {value}: {error}"));
+        let diagnostic = diagnostic_where(&text, |at| at.ends_with("].values[0]"));
         assert!(
             diagnostic.message.contains(message) && diagnostic.message.contains(record),
             "{value}: {}",

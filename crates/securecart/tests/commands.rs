@@ -592,6 +592,16 @@ async fn up_serves_a_purchase_survives_killed_replicas_and_stops_cleanly() {
     wait_all_gone(&all).await;
 }
 
+/// `securecart check`, of `file` or of the embedded topology.
+async fn check(file: Option<&Path>) -> std::process::Output {
+    Command::new(BINARY)
+        .arg("check")
+        .args(file)
+        .output()
+        .await
+        .expect("run check")
+}
+
 #[tokio::test]
 async fn check_names_the_file_line_and_field_of_an_error() {
     let directory = tempfile::tempdir().expect("temporary directory");
@@ -600,12 +610,7 @@ async fn check_names_the_file_line_and_field_of_an_error() {
         .expect("default topology")
         .replacen("replicas = 2", "replicas = 0", 1);
     std::fs::write(&path, &text).expect("write");
-    let output = Command::new(BINARY)
-        .arg("check")
-        .arg(&path)
-        .output()
-        .await
-        .expect("run check");
+    let output = check(Some(&path)).await;
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     let line = text
@@ -619,11 +624,7 @@ async fn check_names_the_file_line_and_field_of_an_error() {
         "{stderr}"
     );
 
-    let output = Command::new(BINARY)
-        .arg("check")
-        .output()
-        .await
-        .expect("run check");
+    let output = check(None).await;
     assert!(output.status.success(), "the embedded topology is valid");
     assert!(
         String::from_utf8_lossy(&output.stdout).contains(
@@ -650,12 +651,7 @@ async fn check_names_the_file_line_and_field_of_an_error() {
         )
         + "\n[edge.web_acls.strict]\nmanaged_groups = [\"sql-injection\"]\nparanoia_level = 2\n";
     std::fs::write(&path, &own).expect("write");
-    let output = Command::new(BINARY)
-        .arg("check")
-        .arg(&path)
-        .output()
-        .await
-        .expect("run check");
+    let output = check(Some(&path)).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -687,12 +683,7 @@ async fn check_reads_the_city_database_the_dns_names() {
     let file = directory.path().join("topology.toml");
     std::fs::write(&file, text).expect("write topology");
     std::fs::write(directory.path().join("cities.mmdb"), b"not a database").expect("write");
-    let output = Command::new(BINARY)
-        .arg("check")
-        .arg(&file)
-        .output()
-        .await
-        .expect("run check");
+    let output = check(Some(&file)).await;
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
