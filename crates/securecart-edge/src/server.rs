@@ -162,6 +162,9 @@ pub type ClientBody = Either<RequestBody, Http2Body>;
 
 /// The body of a request over HTTP/2, hyper's, counting its data frames in its answer's
 /// [`Handed`]: an upload still under way keeps its answer's wait for the target alive.
+/// Once its stream has been given up ([`Watched`]), its next data is an error, so that a
+/// copy of it to a target (an HTTP/2 target's client copies it in a task of its own)
+/// ends, and lets the stream go.
 #[derive(Debug)]
 pub struct Http2Body {
     inner: Incoming,
@@ -170,21 +173,30 @@ pub struct Http2Body {
 
 impl Body for Http2Body {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         context: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let frame = Pin::new(&mut self.inner).poll_frame(context);
-        if let Poll::Ready(Some(Ok(frame))) = &frame
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self
+            .answer
+            .given_up
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Poll::Ready(Some(Err(
+                "the request's stream was reset: its client took nothing of the answer".into(),
+            )));
+        }
+        let frame = ready!(Pin::new(&mut self.inner).poll_frame(context));
+        if let Some(Ok(frame)) = &frame
             && frame.is_data()
         {
             self.answer
                 .received
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        frame
+        Poll::Ready(frame.map(|frame| frame.map_err(BoxError::from)))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -599,11 +611,13 @@ struct InFlight {
 /// ([`NOT_HANDED`] otherwise): hyper asks for the next piece once the previous one is
 /// sent, as the stream's flow-control window lets it, so an old hand-over is a client
 /// that reads nothing (see [`Watched`]). `received`: the request body's data frames, an
-/// upload still under way.
+/// upload still under way. `given_up`: see [`Http2Body`].
 #[derive(Debug)]
 pub struct Handed {
     at: std::sync::atomic::AtomicU64,
     received: std::sync::atomic::AtomicU64,
+    /// Whether its stream was given up ([`Watched`]): the request's body ends in an error.
+    given_up: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Handed {
@@ -611,6 +625,7 @@ impl Default for Handed {
         Self {
             at: std::sync::atomic::AtomicU64::new(NOT_HANDED),
             received: std::sync::atomic::AtomicU64::new(0),
+            given_up: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -686,9 +701,10 @@ pin_project_lite::pin_project! {
     /// (`RST_STREAM` with `CANCEL`), and the connection's other streams go on, as nginx's
     /// `send_timeout` ends one HTTP/2 request. (Answers go to hyper in pieces of at most
     /// [`PIECE`] bytes, so a reader that takes them, however slowly, keeps its answer
-    /// moving.) Not done: while an HTTP/2 target's client still copies the request's
-    /// upload (in a task of its own, holding its body), the stream stays open and is reset
-    /// once the upload ends.
+    /// moving.) A request body still copied to an HTTP/2 target (in a task of the target's
+    /// client, which holds the stream too) ends in an error at its next data, and the stream
+    /// is reset then; one that sends nothing more is held until the client's connection
+    /// goes.
     struct Watched<F> {
         #[pin]
         stream: Option<F>,
@@ -734,6 +750,9 @@ impl<F: Future<Output = ()>> Future for Watched<F> {
                 tracing::debug!(
                     "HTTP/2 stream reset: its client took nothing for the idle timeout"
                 );
+                handed
+                    .given_up
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 this.stream.set(None);
                 return Poll::Ready(());
             }

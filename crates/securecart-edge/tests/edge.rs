@@ -1348,6 +1348,103 @@ async fn an_upload_under_way_keeps_an_answer_that_waits_for_it() {
 }
 
 #[tokio::test]
+async fn a_stream_given_up_stops_copying_its_upload_to_an_http2_target() {
+    // An HTTP/2 target that answers an upload at once with a large body, sent for as
+    // long as it is taken, and says how the upload it reads ended.
+    let (ended, mut upload_ended) = tokio::sync::mpsc::channel::<bool>(1);
+    let target = serve(
+        "127.0.0.1",
+        Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route(
+                "/api/slow",
+                post(|| async {
+                    tokio::time::sleep(Duration::from_secs(8)).await;
+                    "slow"
+                }),
+            )
+            .route(
+                "/api/upload",
+                post(move |body: axum::body::Body| {
+                    let ended = ended.clone();
+                    async move {
+                        tokio::spawn(async move {
+                            let whole = http_body_util::BodyExt::collect(body).await.is_ok();
+                            let _ = ended.send(whole).await;
+                        });
+                        let (sender, receiver) = tokio::sync::mpsc::channel(1);
+                        tokio::spawn(async move {
+                            let block = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
+                            for _ in 0..1024 {
+                                if sender.send(block.clone()).await.is_err() {
+                                    return;
+                                }
+                            }
+                        });
+                        axum::body::Body::new(ChannelBody(receiver))
+                    }
+                }),
+            ),
+    )
+    .await;
+    let edge = start_edge_idle_after_half_a_second_with(
+        target.address,
+        securecart_edge::UpstreamProtocol::Http2,
+    )
+    .await;
+    // An HTTP/2 client that uploads a piece every 100 ms, for 10 s, and reads nothing of
+    // the answer: its stream's window shuts.
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<ChannelBody>();
+    let (upload, pieces) = tokio::sync::mpsc::channel(8);
+    let request = http::Request::post(format!("{}/api/upload", edge.url))
+        .body(ChannelBody(pieces))
+        .expect("request");
+    let sending = tokio::spawn(async move {
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if upload
+                .send(bytes::Bytes::from_static(b"piece"))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    // Another request in flight on the same connection, answered in 8 s: the connection
+    // is not idle, and stays.
+    let (_, nothing) = tokio::sync::mpsc::channel(1);
+    let slow = client.request(
+        http::Request::post(format!("{}/api/slow", edge.url))
+            .body(ChannelBody(nothing))
+            .expect("request"),
+    );
+    let slow = tokio::spawn(slow);
+    let response = client.request(request).await.expect("the head comes");
+    assert_eq!(response.status(), 200);
+    // The edge gives the stream up after the idle timeout, and ends the upload's copy at
+    // its next piece: the target's upload ends cut short, long before the client's would.
+    let whole = tokio::time::timeout(Duration::from_secs(5), upload_ended.recv())
+        .await
+        .expect("the upload's copy ends once its stream is given up")
+        .expect("said");
+    assert!(!whole, "the target read a whole upload");
+    let body = tokio::time::timeout(
+        Duration::from_secs(10),
+        http_body_util::BodyExt::collect(response.into_body()),
+    )
+    .await
+    .expect("the reset stream ends");
+    assert!(body.is_err(), "a reset answer is not whole");
+    sending.abort();
+    slow.abort();
+    edge.shutdown().await;
+    target.stop().await;
+}
+
+#[tokio::test]
 async fn a_client_that_stops_reading_is_cut_off_after_the_idle_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // The target sends a large answer for as long as it can, and says when it no longer
