@@ -503,8 +503,7 @@ where
     let max_headers = settings.max_headers;
     let idle_timeout = settings.idle_timeout;
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-        let guard = InFlight::start(&requests);
-        let handed = Arc::new(Handed::default());
+        let handed = Arc::new(Handed::new(InFlight::start(&requests)));
         let answer = (request.headers().len() <= max_headers).then(|| {
             let answer = Arc::clone(&handed);
             service(request.map(|inner| Either::Right(Http2Body { inner, answer })))
@@ -527,10 +526,8 @@ where
                     refused
                 }
             };
-            // The request is in flight until its answer's body is sent (or dropped).
             Ok::<_, std::convert::Infallible>(answer.map(|body| Tracked {
                 body,
-                guard,
                 idle: idle_timeout,
                 stall: None,
                 handed,
@@ -611,21 +608,26 @@ struct InFlight {
 /// ([`NOT_HANDED`] otherwise): hyper asks for the next piece once the previous one is
 /// sent, as the stream's flow-control window lets it, so an old hand-over is a client
 /// that reads nothing (see [`Watched`]). `received`: the request body's data frames, an
-/// upload still under way. `given_up`: see [`Http2Body`].
+/// upload still under way. `given_up`: see [`Http2Body`]. It keeps its request counted in
+/// flight while any of its stream's parts holds it: the answer's body, the request's
+/// (an upload may outlast the answer), and the stream's task.
 #[derive(Debug)]
 pub struct Handed {
     at: std::sync::atomic::AtomicU64,
     received: std::sync::atomic::AtomicU64,
     /// Whether its stream was given up ([`Watched`]): the request's body ends in an error.
     given_up: std::sync::atomic::AtomicBool,
+    /// Its request in flight; its connection's beginning is the clock of `at`.
+    in_flight: InFlightGuard,
 }
 
-impl Default for Handed {
-    fn default() -> Self {
+impl Handed {
+    fn new(in_flight: InFlightGuard) -> Self {
         Self {
             at: std::sync::atomic::AtomicU64::new(NOT_HANDED),
             received: std::sync::atomic::AtomicU64::new(0),
             given_up: std::sync::atomic::AtomicBool::new(false),
+            in_flight,
         }
     }
 }
@@ -774,15 +776,13 @@ impl Drop for InFlightGuard {
     }
 }
 
-/// An answer's body that keeps its request counted in flight until it ends or is dropped,
+/// An answer's body that keeps its request counted in flight (through its [`Handed`]),
 /// hands hyper its data in pieces of at most [`PIECE`] bytes, and ends it with an error (a
 /// reset stream) when its next data has not come for the idle timeout (a target that
 /// stalls mid-body) while nothing of the request came either, as `Idle` does for
 /// HTTP/1.1.
 struct Tracked {
     body: EdgeBody,
-    /// Keeps the request in flight; its connection's beginning is the clock of `handed`.
-    guard: InFlightGuard,
     idle: Duration,
     /// The timer of a wait for the body's next frame, made by the first wait, and the
     /// request's data frames received when the wait began (`None` between waits).
@@ -810,7 +810,7 @@ impl Tracked {
         frame: Option<Result<Frame<Bytes>, BoxError>>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let at = match &frame {
-            Some(Ok(_)) => self.guard.0.began.elapsed().as_millis() as u64,
+            Some(Ok(_)) => self.handed.in_flight.0.began.elapsed().as_millis() as u64,
             _ => NOT_HANDED,
         };
         self.handed

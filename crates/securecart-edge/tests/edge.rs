@@ -1348,6 +1348,76 @@ async fn an_upload_under_way_keeps_an_answer_that_waits_for_it() {
 }
 
 #[tokio::test]
+async fn an_upload_that_outlasts_its_answer_keeps_its_http2_connection() {
+    // An HTTP/2 target that answers at once and reads the upload after: it says how many
+    // bytes came, once the upload ends.
+    let (read, mut upload_read) = tokio::sync::mpsc::channel::<Option<usize>>(1);
+    let target = serve(
+        "127.0.0.1",
+        Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route(
+                "/api/upload",
+                post(move |body: axum::body::Body| {
+                    let read = read.clone();
+                    async move {
+                        tokio::spawn(async move {
+                            let whole = http_body_util::BodyExt::collect(body)
+                                .await
+                                .ok()
+                                .map(|body| body.to_bytes().len());
+                            let _ = read.send(whole).await;
+                        });
+                        "answered"
+                    }
+                }),
+            ),
+    )
+    .await;
+    let edge = start_edge_idle_after_half_a_second_with(
+        target.address,
+        securecart_edge::UpstreamProtocol::Http2,
+    )
+    .await;
+    // The upload goes on for 3 s after its answer came whole: longer than the edge keeps
+    // a connection with no request in flight (its header read timeout, 1 s, then as long
+    // again for the close).
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<ChannelBody>();
+    let (upload, pieces) = tokio::sync::mpsc::channel(8);
+    let request = http::Request::post(format!("{}/api/upload", edge.url))
+        .body(ChannelBody(pieces))
+        .expect("request");
+    let sending = tokio::spawn(async move {
+        for _ in 0..15 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if upload
+                .send(bytes::Bytes::from_static(b"piece"))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let response = client.request(request).await.expect("the head comes");
+    let answer = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .expect("the answer is whole")
+        .to_bytes();
+    assert_eq!(&answer[..], b"answered");
+    let read = tokio::time::timeout(Duration::from_secs(10), upload_read.recv())
+        .await
+        .expect("the upload ends")
+        .expect("said");
+    assert_eq!(read, Some(15 * 5), "the upload reached the target whole");
+    sending.await.expect("sent");
+    edge.shutdown().await;
+    target.stop().await;
+}
+
+#[tokio::test]
 async fn a_stream_given_up_stops_copying_its_upload_to_an_http2_target() {
     // An HTTP/2 target that answers an upload at once with a large body, sent for as
     // long as it is taken, and says how the upload it reads ended.
