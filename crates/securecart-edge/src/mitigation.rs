@@ -875,6 +875,22 @@ mod tests {
         }
     }
 
+    /// A window's flood of `/api/search`: `flooders` clients (127.1.x.y) sending 20
+    /// requests each with these signatures, as much as the busiest shopper.
+    fn flood_search(
+        mitigation: &Mitigation,
+        flooders: u32,
+        signatures: Signatures,
+        label: &dyn Fn(Level) -> String,
+    ) {
+        for n in 0..flooders {
+            let flooder = IpAddr::from([127, 1, (n / 200) as u8, (n % 200) as u8]);
+            for _ in 0..20 {
+                mitigation.record(flooder, "/api/search", signatures, label);
+            }
+        }
+    }
+
     #[test]
     fn path_keys_are_first_segments() {
         let long = format!("/{}/x", "a".repeat(100));
@@ -997,12 +1013,7 @@ mod tests {
                 format!("made-up {n}")
             });
         }
-        for n in 0..250u32 {
-            let flooder = IpAddr::from([127, 1, (n / 200) as u8, (n % 200) as u8]);
-            for _ in 0..20 {
-                mitigation.record(flooder, "/api/search", SCRIPT, script);
-            }
-        }
+        flood_search(&mitigation, 250, SCRIPT, &script);
         let events = mitigation.close_window();
         let [
             Event::FloodStarted { path, clients, .. },
@@ -1068,12 +1079,7 @@ mod tests {
         // The flood copies the browsers' requests exactly: holding their signature would
         // hold every shopper, so only the flood is reported.
         shoppers(&mitigation, 10, 20);
-        for n in 0..250u32 {
-            let flooder = IpAddr::from([127, 1, (n / 200) as u8, (n % 200) as u8]);
-            for _ in 0..20 {
-                mitigation.record(flooder, "/api/search", BROWSER, browser);
-            }
-        }
+        flood_search(&mitigation, 250, BROWSER, &browser);
         let events = mitigation.close_window();
         assert!(
             matches!(events.as_slice(), [Event::FloodStarted { .. }]),
@@ -1165,12 +1171,7 @@ mod tests {
         // signature is held, not the names the shoppers of that set send too.
         let flood = looks(999, 100);
         learn(&mitigation);
-        for n in 0..500u32 {
-            let flooder = IpAddr::from([127, 1, (n / 200) as u8, (n % 200) as u8]);
-            for _ in 0..20 {
-                mitigation.record(flooder, "/api/search", flood, |_| "bot".to_owned());
-            }
-        }
+        flood_search(&mitigation, 500, flood, &|_: Level| "bot".to_owned());
         let events = mitigation.close_window();
         assert!(
             matches!(
@@ -1200,12 +1201,7 @@ mod tests {
         // so only the agent's signature is held.
         let copy = looks(5, 1);
         shoppers(&mitigation, 10, 20);
-        for n in 0..250u32 {
-            let flooder = IpAddr::from([127, 1, (n / 200) as u8, (n % 200) as u8]);
-            for _ in 0..20 {
-                mitigation.record(flooder, "/api/search", copy, |_| "copy".to_owned());
-            }
-        }
+        flood_search(&mitigation, 250, copy, &|_: Level| "copy".to_owned());
         let events = mitigation.close_window();
         assert!(
             matches!(

@@ -1242,6 +1242,39 @@ async fn an_answer_whose_target_stalls_mid_body_is_cut_off_after_the_idle_timeou
     edge.shutdown().await;
 }
 
+/// An HTTP/2 client (cleartext, prior knowledge) whose request bodies come down channels.
+fn http2_client() -> hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    ChannelBody,
+> {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<ChannelBody>()
+}
+
+/// A `POST /api/upload` to `edge` whose body is `pieces` times `data`, one every `every`
+/// (sent by the task returned, which stops early if the body is dropped).
+fn paced_upload(
+    edge: &RunningEdge,
+    pieces: usize,
+    every: Duration,
+    data: &'static [u8],
+) -> (http::Request<ChannelBody>, tokio::task::JoinHandle<()>) {
+    let (upload, receiver) = tokio::sync::mpsc::channel(8);
+    let request = http::Request::post(format!("{}/api/upload", edge.url))
+        .body(ChannelBody(receiver))
+        .expect("request");
+    let sending = tokio::spawn(async move {
+        for _ in 0..pieces {
+            tokio::time::sleep(every).await;
+            if upload.send(bytes::Bytes::from_static(data)).await.is_err() {
+                return;
+            }
+        }
+    });
+    (request, sending)
+}
+
 /// A body sent as its parts come down a channel.
 struct ChannelBody(tokio::sync::mpsc::Receiver<bytes::Bytes>);
 
@@ -1319,19 +1352,8 @@ async fn an_upload_under_way_keeps_an_answer_that_waits_for_it() {
     );
 
     // The same over HTTP/2 from the client.
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .http2_only(true)
-        .build_http::<ChannelBody>();
-    let (upload, pieces) = tokio::sync::mpsc::channel(8);
-    let request = http::Request::post(format!("{}/api/upload", edge.url))
-        .body(ChannelBody(pieces))
-        .expect("request");
-    let sending = tokio::spawn(async move {
-        for _ in 0..7 {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let _ = upload.send(bytes::Bytes::from_static(b"hello")).await;
-        }
-    });
+    let client = http2_client();
+    let (request, sending) = paced_upload(&edge, 7, Duration::from_millis(200), b"hello");
     let response = client.request(request).await.expect("the head comes");
     let body = tokio::time::timeout(
         Duration::from_secs(10),
@@ -1382,25 +1404,8 @@ async fn an_upload_that_outlasts_its_answer_keeps_its_http2_connection() {
     // The upload goes on for 3 s after its answer came whole: longer than the edge keeps
     // a connection with no request in flight (its header read timeout, 1 s, then as long
     // again for the close).
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .http2_only(true)
-        .build_http::<ChannelBody>();
-    let (upload, pieces) = tokio::sync::mpsc::channel(8);
-    let request = http::Request::post(format!("{}/api/upload", edge.url))
-        .body(ChannelBody(pieces))
-        .expect("request");
-    let sending = tokio::spawn(async move {
-        for _ in 0..15 {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            if upload
-                .send(bytes::Bytes::from_static(b"piece"))
-                .await
-                .is_err()
-            {
-                return;
-            }
-        }
-    });
+    let client = http2_client();
+    let (request, sending) = paced_upload(&edge, 15, Duration::from_millis(200), b"piece");
     let response = client.request(request).await.expect("the head comes");
     let answer = http_body_util::BodyExt::collect(response.into_body())
         .await
@@ -1464,25 +1469,8 @@ async fn a_stream_given_up_stops_copying_its_upload_to_an_http2_target() {
     .await;
     // An HTTP/2 client that uploads a piece every 100 ms, for 10 s, and reads nothing of
     // the answer: its stream's window shuts.
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .http2_only(true)
-        .build_http::<ChannelBody>();
-    let (upload, pieces) = tokio::sync::mpsc::channel(8);
-    let request = http::Request::post(format!("{}/api/upload", edge.url))
-        .body(ChannelBody(pieces))
-        .expect("request");
-    let sending = tokio::spawn(async move {
-        for _ in 0..100 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            if upload
-                .send(bytes::Bytes::from_static(b"piece"))
-                .await
-                .is_err()
-            {
-                return;
-            }
-        }
-    });
+    let client = http2_client();
+    let (request, sending) = paced_upload(&edge, 100, Duration::from_millis(100), b"piece");
     // Another request in flight on the same connection, answered in 8 s: the connection
     // is not idle, and stays.
     let (_, nothing) = tokio::sync::mpsc::channel(1);

@@ -390,18 +390,25 @@ async fn careless_tls_target(
     (address, connections, ends, task)
 }
 
-#[tokio::test]
-async fn a_tls_connection_with_bytes_past_its_answer_is_not_pooled() {
-    let (address, connections, _, server) =
-        careless_tls_target(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale", false).await;
+/// An edge whose group speaks HTTP/1.1 over TLS to `target`, checking no certificate,
+/// once its first check (the only one for 30 s) has passed.
+async fn healthy_edge_of(target: SocketAddr) -> RunningEdge {
     let edge = edge_of(
-        address,
+        target,
         UpstreamProtocol::Http1,
         any_certificate(),
         slow_health_check(),
     )
     .await;
     wait_for_state(&edge, "healthy").await;
+    edge
+}
+
+#[tokio::test]
+async fn a_tls_connection_with_bytes_past_its_answer_is_not_pooled() {
+    let (address, connections, _, server) =
+        careless_tls_target(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale", false).await;
+    let edge = healthy_edge_of(address).await;
     let mut client = TestClient::http1();
     for _ in 0..3 {
         // Each answer is the target's answer to this request, never the bytes the last
@@ -421,14 +428,7 @@ async fn a_tls_connection_whose_target_said_close_notify_is_not_pooled() {
     // the TLS session knows the target is done with it. A POST sent on it would get no
     // answer, and could not go again.
     let (address, connections, _, server) = careless_tls_target(b"", true).await;
-    let edge = edge_of(
-        address,
-        UpstreamProtocol::Http1,
-        any_certificate(),
-        slow_health_check(),
-    )
-    .await;
-    wait_for_state(&edge, "healthy").await;
+    let edge = healthy_edge_of(address).await;
     let mut client = TestClient::http1();
     let reply = client.get(&format!("{}/whoami", edge.url)).await;
     assert_ok(&reply);
@@ -444,15 +444,8 @@ async fn a_tls_connection_whose_target_said_close_notify_is_not_pooled() {
 #[tokio::test]
 async fn connections_the_edge_lets_go_end_with_close_notify() {
     let (address, connections, ends, server) = careless_tls_target(b"", false).await;
-    let edge = edge_of(
-        address,
-        UpstreamProtocol::Http1,
-        any_certificate(),
-        slow_health_check(),
-    )
-    .await;
     // The health check's connection, let go after its answer.
-    wait_for_state(&edge, "healthy").await;
+    let edge = healthy_edge_of(address).await;
     let reply = TestClient::http1()
         .get(&format!("{}/whoami", edge.url))
         .await;
