@@ -1,0 +1,104 @@
+//! The WAF's log: each match of a blocked request is a JSON line (target `waf`) with its
+//! rule, action, field, path and data, a credential's data redacted.
+
+use std::sync::Arc;
+
+use securecart_edge::waf::WafConfig;
+use securecart_testkit::{TestClient, serve};
+
+mod common;
+use common::RunningEdge;
+
+/// Log lines written while it lives, as the edge writes them with `log_format = "json"`.
+#[derive(Clone, Default)]
+struct Captured(Arc<parking_lot::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn each_match_is_logged_as_a_json_line_with_its_rule_and_redacted_data() {
+    // The process's one subscriber (this file is a test binary of its own, with this one
+    // test: a subscriber set for one thread misses events whose interest tracing cached
+    // while other tests' threads had none).
+    let captured = Captured::default();
+    let writer = captured.clone();
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::fmt()
+            .json()
+            .with_writer(move || writer.clone())
+            .finish(),
+    )
+    .expect("the only subscriber");
+    let upstream = serve(
+        "127.0.0.1",
+        axum::Router::new().fallback(|| async { "reached" }),
+    )
+    .await;
+    let mut config = common::one_listener("app", vec![upstream.address]);
+    config.listeners[0].waf = Some(WafConfig::managed());
+    let edge = RunningEdge::start(config, "http").await;
+    let mut client = TestClient::http1();
+    let injected = client
+        .get(&format!(
+            "{}/api/catalog/products?q=1%27%20OR%20%271%27%3D%271",
+            edge.url
+        ))
+        .await;
+    assert_eq!(injected.status, 403);
+    let in_cookie = client
+        .send(
+            http::Method::GET,
+            &format!("{}/api/cart", edge.url),
+            &[("cookie", "session=1' OR '1'='1")],
+            "",
+        )
+        .await;
+    assert_eq!(in_cookie.status, 403);
+    edge.shutdown().await;
+    upstream.stop().await;
+    let text = String::from_utf8(captured.0.lock().clone()).expect("text");
+    let matches: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["target"] == "waf")
+        .map(|line| line["fields"].clone())
+        .collect();
+    let of = |field: &str| {
+        matches
+            .iter()
+            .find(|fields| {
+                fields["field"]
+                    .as_str()
+                    .is_some_and(|at| at.starts_with(field))
+            })
+            .unwrap_or_else(|| panic!("no match in {field}: {text}"))
+    };
+    let query = of("query");
+    assert_eq!(query["action"], "block", "{query}");
+    assert!(
+        query["rule"]
+            .as_str()
+            .is_some_and(|rule| rule.starts_with("SC-")),
+        "{query}"
+    );
+    assert!(
+        query["data"]
+            .as_str()
+            .is_some_and(|data| data.contains("OR")),
+        "{query}"
+    );
+    assert_eq!(query["path"], "/api/catalog/products", "{query}");
+    // A match in a cookie is a credential's: its data never reaches the log.
+    let cookie = of("cookie");
+    assert_eq!(cookie["data"], "REDACTED", "{cookie}");
+    assert!(!text.contains("session=1"), "{text}");
+}
