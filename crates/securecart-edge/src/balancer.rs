@@ -25,7 +25,8 @@ pub enum Algorithm {
     /// The target with the fewest requests in flight (ties in turn).
     LeastOutstandingRequests,
     /// A random target, in proportion to its weight (every target's is 1) times its slow
-    /// start ramp: a target joining or back from ill health takes a growing share.
+    /// start ramp: a target joining or back from ill health takes a growing share; with
+    /// anomaly mitigation, an anomalous target's weight is halved step by step.
     WeightedRandom,
     /// Two random targets; the one whose peak-sensitive latency average times its requests
     /// in flight is lower.
@@ -73,6 +74,100 @@ pub struct Target {
     healthy_since: AtomicU64,
     /// What its last health check found ([`CheckReport::encode`]).
     report: AtomicU32,
+    /// Answers, and of them errors, since the last anomaly assessment.
+    answers: AtomicU32,
+    errors: AtomicU32,
+    /// The answers and errors of earlier assessments, halved at each (f64 bits; written by
+    /// the assessment alone).
+    recent_answers: AtomicU64,
+    recent_errors: AtomicU64,
+    /// What the last assessment found ([`Anomaly::encode`]).
+    anomaly: AtomicU32,
+}
+
+/// What anomaly detection says of a target (ALB's `AnomalyDetection` in
+/// DescribeTargetHealth).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Anomaly {
+    /// Whether its recent error rate stands out from the other targets'.
+    pub anomalous: bool,
+    /// How far mitigation has cut its share: halved this many times (0: not mitigated).
+    pub level: u8,
+}
+
+impl Anomaly {
+    fn encode(self) -> u32 {
+        (u32::from(self.anomalous) << 8) | u32::from(self.level)
+    }
+
+    fn decode(bits: u32) -> Self {
+        Self {
+            anomalous: bits & 0x100 != 0,
+            level: (bits & 0xff) as u8,
+        }
+    }
+
+    /// Whether mitigation sends the target less than its share.
+    pub fn mitigated(self) -> bool {
+        self.level > 0
+    }
+}
+
+/// The most times mitigation halves an anomalous target's share: down to a sixteenth, so
+/// that it still answers some requests and its recovery shows.
+pub const MAX_MITIGATION: u8 = 4;
+/// Anomaly detection needs this many healthy targets, as ALB's.
+const MIN_HEALTHY_FOR_ANOMALIES: usize = 3;
+/// A target is anomalous only with at least this many recent errors...
+const MIN_ANOMALOUS_ERRORS: f64 = 5.0;
+/// ...and an error rate at least twice the other healthy targets' plus this much.
+const ANOMALOUS_EXCESS: f64 = 0.05;
+
+/// One target's recent answers, as an anomaly assessment weighs them.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ErrorSample {
+    /// Whether it passes its health checks (only healthy targets are assessed).
+    pub healthy: bool,
+    /// Its recent answers, failed connections and timeouts included.
+    pub answers: f64,
+    /// Of them, the server errors, failed connections and timeouts.
+    pub errors: f64,
+}
+
+/// Which targets are anomalous, as a bit per target (the first [`MAX_TARGETS`]): healthy
+/// targets, among at least three healthy ones, with at least [`MIN_ANOMALOUS_ERRORS`]
+/// recent errors and an error rate at least twice the other healthy targets' together plus
+/// five points. Errors common to most targets (a database behind all of them failing,
+/// say) raise the others' rate with the target's, so they mark none: a minority of
+/// targets can stand out, never a majority.
+pub fn anomalous(samples: &[ErrorSample]) -> u64 {
+    let samples = &samples[..samples.len().min(MAX_TARGETS)];
+    let healthy = samples.iter().filter(|sample| sample.healthy).count();
+    if healthy < MIN_HEALTHY_FOR_ANOMALIES {
+        return 0;
+    }
+    let (answers, errors) = samples
+        .iter()
+        .filter(|sample| sample.healthy)
+        .fold((0.0, 0.0), |(answers, errors), sample| {
+            (answers + sample.answers, errors + sample.errors)
+        });
+    let mut found = 0u64;
+    for (index, sample) in samples.iter().enumerate() {
+        if !sample.healthy || sample.errors < MIN_ANOMALOUS_ERRORS || sample.answers <= 0.0 {
+            continue;
+        }
+        let others_answers = answers - sample.answers;
+        let others_rate = if others_answers > 0.0 {
+            ((errors - sample.errors) / others_answers).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        if sample.errors / sample.answers >= 2.0 * others_rate + ANOMALOUS_EXCESS {
+            found |= 1 << index;
+        }
+    }
+    found
 }
 
 /// What a target's last health check found, and whether its checks have reached a verdict
@@ -165,7 +260,17 @@ impl Target {
             ejected_until: AtomicU64::new(0),
             healthy_since: AtomicU64::new(0),
             report: AtomicU32::new(0),
+            answers: AtomicU32::new(0),
+            errors: AtomicU32::new(0),
+            recent_answers: AtomicU64::new(0),
+            recent_errors: AtomicU64::new(0),
+            anomaly: AtomicU32::new(0),
         }
+    }
+
+    /// What the last anomaly assessment found.
+    pub fn anomaly(&self) -> Anomaly {
+        Anomaly::decode(self.anomaly.load(Ordering::Relaxed))
     }
 
     /// What the target's last health check found.
@@ -269,7 +374,8 @@ pub struct TargetState {
     pub outstanding: u32,
     /// Peak EWMA latency in nanoseconds (0: unknown).
     pub cost: f64,
-    /// Weight for weighted random.
+    /// Weight for weighted random (the target's own in sixteenths, fewer while anomaly
+    /// mitigation cuts its share).
     pub weight: u32,
     /// The share of a full target's traffic it may take now, from 0.05 to 1: below 1
     /// during slow start, after it was registered or became healthy.
@@ -483,8 +589,22 @@ pub struct TargetGroup {
     /// The `Host` its targets are sent, if not the client's, and as HTTP/2's
     /// `:authority` (parsed once; none if the value is not one, and the target's goes).
     pub host_header: Option<(http::HeaderValue, Option<http::uri::Authority>)>,
+    /// Its anomaly detection.
+    pub anomaly: crate::config::AnomalyDetection,
+    /// When (milliseconds since [`clock_epoch`]) the next anomaly assessment is due.
+    assess_at: AtomicU64,
     cursor: AtomicUsize,
     epoch: Instant,
+}
+
+/// What counting a target's answer did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Observed {
+    /// It ejected the target (outlier detection).
+    pub ejected: bool,
+    /// It was the one that ran an anomaly assessment, which may have changed targets'
+    /// anomaly results.
+    pub assessed: bool,
 }
 
 /// A target's requests in flight, and whether it is draining.
@@ -570,6 +690,8 @@ impl TargetGroup {
                 let authority = http::uri::Authority::try_from(host.as_bytes()).ok();
                 (host, authority)
             }),
+            anomaly: config.anomaly,
+            assess_at: AtomicU64::new(now_millis() + config.anomaly.interval.as_millis() as u64),
             cursor: AtomicUsize::new(0),
             epoch: Instant::now(),
         }
@@ -624,7 +746,14 @@ impl TargetGroup {
                 healthy: target.is_healthy(),
                 outstanding: target.outstanding(),
                 cost: target.cost(),
-                weight: target.weight,
+                // In sixteenths, so that mitigation can halve it four times.
+                weight: target.weight
+                    << (MAX_MITIGATION
+                        - if self.mitigates() {
+                            target.anomaly().level.min(MAX_MITIGATION)
+                        } else {
+                            0
+                        }),
                 // Without slow start, no clock read.
                 ramp: self
                     .slow_start
@@ -662,14 +791,32 @@ impl TargetGroup {
         }
     }
 
-    /// Counts a target's answer (or refused connection, as `None`) for outlier ejection;
-    /// returns true when this answer ejected the target.
-    pub fn observe_outcome(&self, index: usize, status: Option<u16>) -> bool {
+    /// Whether the group sends anomalous targets less.
+    fn mitigates(&self) -> bool {
+        self.anomaly.mitigation && self.algorithm == Algorithm::WeightedRandom
+    }
+
+    /// Counts a target's answer (or failed connection or timeout, as `None`), at `at`, for
+    /// outlier ejection and anomaly detection; runs the anomaly assessment when it is due.
+    pub fn observe_outcome(&self, index: usize, status: Option<u16>, at: Instant) -> Observed {
+        let target = &self.targets[index];
+        let error = status.is_none_or(|status| status >= 500);
+        target.answers.fetch_add(1, Ordering::Relaxed);
+        if error {
+            target.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        Observed {
+            ejected: self.eject_if_due(target, error),
+            assessed: self.assess_if_due(at),
+        }
+    }
+
+    /// Outlier ejection: whether this answer ejected the target.
+    fn eject_if_due(&self, target: &Target, error: bool) -> bool {
         let Some(detection) = self.outlier_detection else {
             return false;
         };
-        let target = &self.targets[index];
-        if status.is_some_and(|status| status < 500) {
+        if !error {
             target.consecutive_errors.store(0, Ordering::Relaxed);
             return false;
         }
@@ -684,6 +831,80 @@ impl TargetGroup {
         );
         target.set_healthy(false);
         true
+    }
+
+    /// Runs the anomaly assessment if its time came by `at` and no other thread took it.
+    fn assess_if_due(&self, at: Instant) -> bool {
+        let now = at.saturating_duration_since(clock_epoch()).as_millis() as u64;
+        let due = self.assess_at.load(Ordering::Relaxed);
+        if now < due
+            || self
+                .assess_at
+                .compare_exchange(
+                    due,
+                    now + self.anomaly.interval.as_millis() as u64,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+        {
+            return false;
+        }
+        self.assess();
+        true
+    }
+
+    /// Weighs each target's answers since the last assessment, and earlier ones by halves,
+    /// finds the anomalous targets, and moves each one's mitigation a step: one more
+    /// halving of its share if it is anomalous and the group mitigates, one less if not.
+    fn assess(&self) {
+        let mut samples = [ErrorSample::default(); MAX_TARGETS];
+        for (sample, target) in samples.iter_mut().zip(&self.targets) {
+            let decayed = |recent: &AtomicU64, new: &AtomicU32| {
+                let value = f64::from_bits(recent.load(Ordering::Relaxed)) / 2.0
+                    + f64::from(new.swap(0, Ordering::Relaxed));
+                recent.store(value.to_bits(), Ordering::Relaxed);
+                value
+            };
+            *sample = ErrorSample {
+                healthy: target.is_healthy(),
+                answers: decayed(&target.recent_answers, &target.answers),
+                errors: decayed(&target.recent_errors, &target.errors),
+            };
+        }
+        let count = self.targets.len().min(MAX_TARGETS);
+        let found = anomalous(&samples[..count]);
+        for (index, target) in self.targets.iter().take(count).enumerate() {
+            let before = target.anomaly();
+            let anomalous = found & (1 << index) != 0;
+            let level = match (self.mitigates(), anomalous) {
+                (true, true) => (before.level + 1).min(MAX_MITIGATION),
+                (true, false) => before.level.saturating_sub(1),
+                (false, _) => 0,
+            };
+            let after = Anomaly { anomalous, level };
+            target.anomaly.store(after.encode(), Ordering::Relaxed);
+            if after.anomalous != before.anomalous {
+                if anomalous {
+                    tracing::warn!(group = %self.name, target = %target.address, errors = samples[index].errors, answers = samples[index].answers, "target anomalous: its error rate stands out from the other targets'");
+                } else {
+                    tracing::info!(group = %self.name, target = %target.address, "target no longer anomalous");
+                }
+            }
+        }
+    }
+
+    /// How many targets are anomalous, and how many of them are mitigated.
+    pub fn anomaly_counts(&self) -> (usize, usize) {
+        self.targets
+            .iter()
+            .fold((0, 0), |(anomalous, mitigated), target| {
+                let anomaly = target.anomaly();
+                (
+                    anomalous + usize::from(anomaly.anomalous),
+                    mitigated + usize::from(anomaly.mitigated() && self.mitigates()),
+                )
+            })
     }
 
     /// Feeds a target's latency average with the time a request took to its response
@@ -990,10 +1211,235 @@ mod tests {
             (None, true),
         ];
         for (step, (status, ejected)) in steps.into_iter().enumerate() {
-            assert_eq!(group.observe_outcome(0, status), ejected, "step {step}");
+            assert_eq!(
+                group.observe_outcome(0, status, std::time::Instant::now()),
+                super::Observed {
+                    ejected,
+                    assessed: false
+                },
+                "step {step}"
+            );
         }
         assert!(group.targets[0].is_ejected());
         assert!(!group.targets[0].is_healthy());
+    }
+
+    #[test]
+    fn anomalous_targets_are_healthy_ones_whose_errors_stand_out() {
+        use super::{ErrorSample, anomalous};
+        let sample = |errors: f64, answers: f64| ErrorSample {
+            healthy: true,
+            answers,
+            errors,
+        };
+        let unhealthy = |errors: f64, answers: f64| ErrorSample {
+            healthy: false,
+            ..sample(errors, answers)
+        };
+        let cases: Vec<(Vec<ErrorSample>, u64)> = vec![
+            // One target in ten of its answers fails, the others none.
+            (
+                vec![sample(10.0, 100.0), sample(0.0, 100.0), sample(0.0, 100.0)],
+                0b001,
+            ),
+            // Any target may be the one.
+            (
+                vec![sample(0.0, 100.0), sample(0.0, 100.0), sample(10.0, 100.0)],
+                0b100,
+            ),
+            // Too few errors to tell: four of a hundred.
+            (
+                vec![sample(4.0, 100.0), sample(0.0, 100.0), sample(0.0, 100.0)],
+                0,
+            ),
+            // A few answers all failing is enough: a mitigated target's.
+            (
+                vec![sample(6.0, 6.0), sample(0.0, 100.0), sample(0.0, 100.0)],
+                0b001,
+            ),
+            // 10% against the others' 5%: not twice theirs plus five points (15%).
+            (
+                vec![sample(10.0, 100.0), sample(5.0, 100.0), sample(5.0, 100.0)],
+                0,
+            ),
+            // 30% against 5%.
+            (
+                vec![sample(30.0, 100.0), sample(5.0, 100.0), sample(5.0, 100.0)],
+                0b001,
+            ),
+            // Errors common to the group mark no one.
+            (
+                vec![
+                    sample(50.0, 100.0),
+                    sample(40.0, 100.0),
+                    sample(45.0, 100.0),
+                ],
+                0,
+            ),
+            // Two bad targets of five both stand out.
+            (
+                vec![
+                    sample(50.0, 100.0),
+                    sample(0.0, 100.0),
+                    sample(50.0, 100.0),
+                    sample(0.0, 100.0),
+                    sample(0.0, 100.0),
+                ],
+                0b00101,
+            ),
+            // Three of five do not: the others' rate is theirs too.
+            (
+                vec![
+                    sample(50.0, 100.0),
+                    sample(50.0, 100.0),
+                    sample(50.0, 100.0),
+                    sample(0.0, 100.0),
+                    sample(0.0, 100.0),
+                ],
+                0,
+            ),
+            // Two healthy targets are too few to compare.
+            (vec![sample(50.0, 50.0), sample(0.0, 100.0)], 0),
+            (
+                vec![sample(50.0, 50.0), sample(0.0, 100.0), unhealthy(0.0, 0.0)],
+                0,
+            ),
+            // An unhealthy target is neither assessed nor among the others.
+            (
+                vec![
+                    sample(10.0, 100.0),
+                    sample(0.0, 100.0),
+                    sample(0.0, 100.0),
+                    unhealthy(100.0, 100.0),
+                ],
+                0b0001,
+            ),
+            (
+                vec![
+                    sample(0.0, 100.0),
+                    sample(0.0, 100.0),
+                    sample(0.0, 100.0),
+                    unhealthy(100.0, 100.0),
+                ],
+                0,
+            ),
+            // No answers, no verdict.
+            (
+                vec![sample(0.0, 0.0), sample(0.0, 0.0), sample(0.0, 0.0)],
+                0,
+            ),
+        ];
+        for (samples, expected) in cases {
+            assert_eq!(anomalous(&samples), expected, "{samples:?}");
+        }
+    }
+
+    /// A weighted random group of four targets, the first of them anomalous while
+    /// `failing`: `rounds` assessments 10 s apart, each after 20 answers from each target.
+    fn assess_rounds(group: &super::TargetGroup, start: u32, rounds: u32, failing: bool) {
+        let base = std::time::Instant::now();
+        for round in start..start + rounds {
+            let at = base + Duration::from_secs(10) * (round + 1);
+            for index in 0..group.targets.len() {
+                for answer in 0..20 {
+                    let status = if failing && index == 0 && answer % 2 == 0 {
+                        503
+                    } else {
+                        200
+                    };
+                    group.observe_outcome(index, Some(status), base);
+                }
+            }
+            // The answer whose time makes the assessment due.
+            assert!(group.observe_outcome(1, Some(200), at).assessed);
+        }
+    }
+
+    /// The share of 16,000 picks that went to the first target.
+    fn first_share(group: &super::TargetGroup) -> f64 {
+        let picks = 16_000;
+        f64::from((0..picks).filter(|_| group.pick(&[]) == Some(0)).count() as u32)
+            / f64::from(picks)
+    }
+
+    #[test]
+    fn a_mitigating_group_halves_an_anomalous_targets_share_and_gives_it_back() {
+        use super::{Anomaly, MAX_MITIGATION};
+        use crate::config::{AnomalyDetection, TargetGroupConfig};
+        let targets: Vec<_> = (1..=4)
+            .map(|port| std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+            .collect();
+        let config = |mitigation: bool| TargetGroupConfig {
+            targets: targets.clone(),
+            anomaly: AnomalyDetection {
+                mitigation,
+                ..AnomalyDetection::default()
+            },
+            ..group_config(Algorithm::WeightedRandom)
+        };
+        let pools = crate::pool::Pools::new(Default::default());
+        let group = super::TargetGroup::new(&config(true), None, &pools);
+        for target in &group.targets {
+            target.set_healthy(true);
+        }
+        let share = first_share(&group);
+        assert!((0.2..0.3).contains(&share), "a quarter at first: {share}");
+        // Each assessment that finds it anomalous halves its share, down to a sixteenth.
+        for round in 0..6 {
+            assess_rounds(&group, round, 1, true);
+            let level = (round as u8 + 1).min(MAX_MITIGATION);
+            assert_eq!(
+                group.targets[0].anomaly(),
+                Anomaly {
+                    anomalous: true,
+                    level
+                },
+                "round {round}"
+            );
+            assert_eq!(group.anomaly_counts(), (1, 1));
+        }
+        // Weights of 1/16 against three of 1: about 2%.
+        let share = first_share(&group);
+        assert!(share < 0.05, "mitigated: {share}");
+        // It stops failing: its decaying errors keep it anomalous for one assessment more
+        // (half of the last ones, 10 of 40 answers), and then each gives back a halving.
+        let mut levels = Vec::new();
+        for round in 6..13 {
+            assess_rounds(&group, round, 1, false);
+            let anomaly = group.targets[0].anomaly();
+            levels.push((anomaly.anomalous, anomaly.level));
+        }
+        assert_eq!(
+            levels,
+            [
+                (true, 4),
+                (false, 3),
+                (false, 2),
+                (false, 1),
+                (false, 0),
+                (false, 0),
+                (false, 0)
+            ]
+        );
+        let share = first_share(&group);
+        assert!((0.2..0.3).contains(&share), "a quarter again: {share}");
+        assert_eq!(group.anomaly_counts(), (0, 0));
+        // Without mitigation (ALB's default), the anomaly is found and the share kept.
+        let group = super::TargetGroup::new(&config(false), None, &pools);
+        for target in &group.targets {
+            target.set_healthy(true);
+        }
+        assess_rounds(&group, 0, 3, true);
+        assert_eq!(
+            group.targets[0].anomaly(),
+            Anomaly {
+                anomalous: true,
+                level: 0
+            }
+        );
+        assert_eq!(group.anomaly_counts(), (1, 0));
+        let share = first_share(&group);
+        assert!((0.2..0.3).contains(&share), "not mitigated: {share}");
     }
 
     #[test]

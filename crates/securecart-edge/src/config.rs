@@ -141,6 +141,34 @@ pub struct TargetGroupConfig {
     /// configuration) may finish its requests in flight before they are cut off; it takes
     /// no new requests meanwhile. ALB's deregistration delay; 300 seconds by default.
     pub deregistration_delay: Duration,
+    /// Anomaly detection and mitigation (ALB's automatic target weights).
+    pub anomaly: AnomalyDetection,
+}
+
+/// ALB's automatic target weights: every group with at least three healthy targets
+/// compares each target's recent server errors (5xx answers, failed connections, answers
+/// not in time) with the others', and calls a target whose rate stands out anomalous: a
+/// gray failure its health check does not see. A weighted random group with mitigation on
+/// then sends it less, halving its share at each assessment that finds it anomalous down to
+/// a sixteenth, and doubling it back at each that does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnomalyDetection {
+    /// How often the targets' errors are assessed; 10 seconds by default. Each assessment
+    /// weighs the errors since the last one fully and earlier ones by halves.
+    pub interval: Duration,
+    /// Whether a weighted random group sends less to an anomalous target (ALB's
+    /// `load_balancing.algorithm.anomaly_mitigation`); off by default, as on ALB. Other
+    /// algorithms detect but do not mitigate.
+    pub mitigation: bool,
+}
+
+impl Default for AnomalyDetection {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(10),
+            mitigation: false,
+        }
+    }
 }
 
 /// Passive outlier ejection, as Envoy does: a target that answers with server errors too
@@ -180,6 +208,7 @@ impl TargetGroupConfig {
             stickiness: None,
             app_cookie: None,
             deregistration_delay: Duration::from_secs(300),
+            anomaly: AnomalyDetection::default(),
         }
     }
 }

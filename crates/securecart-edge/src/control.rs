@@ -468,16 +468,23 @@ impl Control {
 
 /// The health of every target, like ALB's DescribeTargetHealth: its state (`initial`,
 /// `healthy`, `unhealthy`, or `draining` for one that left its group and still finishes
-/// requests) and, but when healthy, ALB's reason code and a description.
+/// requests) and, but when healthy, ALB's reason code and a description; and what anomaly
+/// detection found (ALB's `AnomalyDetection`: `normal` or `anomalous`, and whether
+/// mitigation sends it less than its share).
 fn describe_target_health(groups: &[TargetGroup], draining: &[Draining]) -> serde_json::Value {
     let target = |target: &Target, leaving: bool| {
         let (state, reason, description) = target_health(target, leaving);
+        let anomaly = target.anomaly();
         serde_json::json!({
             "address": target.address.to_string(),
             "state": state,
             "reason": reason,
             "description": description,
             "in_flight": target.outstanding(),
+            "anomaly_detection": {
+                "result": if anomaly.anomalous { "anomalous" } else { "normal" },
+                "mitigation_in_effect": anomaly.mitigated(),
+            },
         })
     };
     let draining_in = |name: &str| {

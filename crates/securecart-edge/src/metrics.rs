@@ -129,6 +129,8 @@ pub struct EdgeMetrics {
     pub http: HttpMetrics,
     healthy_targets: Family<GroupLabels, Gauge>,
     unhealthy_targets: Family<GroupLabels, Gauge>,
+    anomalous_targets: Family<GroupLabels, Gauge>,
+    mitigated_targets: Family<GroupLabels, Gauge>,
     retries: Family<GroupLabels, Counter>,
     target_response_time: Family<GroupLabels, prometheus_client::metrics::histogram::Histogram>,
     target_responses: Family<TargetResponseLabels, Counter>,
@@ -159,6 +161,8 @@ impl EdgeMetrics {
             http: HttpMetrics::register(registry),
             healthy_targets: Family::default(),
             unhealthy_targets: Family::default(),
+            anomalous_targets: Family::default(),
+            mitigated_targets: Family::default(),
             retries: Family::default(),
             target_response_time: Family::new_with_constructor(|| {
                 prometheus_client::metrics::histogram::Histogram::new(
@@ -188,6 +192,16 @@ impl EdgeMetrics {
             "unhealthy_targets",
             "Targets failing their health check, by target group",
             metrics.unhealthy_targets.clone(),
+        );
+        registry.register(
+            "anomalous_targets",
+            "Healthy targets whose recent error rate stands out from the others', by target group (ALB's AnomalousHostCount)",
+            metrics.anomalous_targets.clone(),
+        );
+        registry.register(
+            "mitigated_targets",
+            "Targets sent less than their share for their errors, by target group (ALB's MitigatedHostCount)",
+            metrics.mitigated_targets.clone(),
         );
         registry.register_with_unit(
             "target_response_time",
@@ -263,7 +277,7 @@ impl EdgeMetrics {
         metrics
     }
 
-    /// Publishes a group's healthy and unhealthy target counts.
+    /// Publishes a group's healthy, unhealthy, anomalous and mitigated target counts.
     pub fn set_target_health(&self, group: &TargetGroup) {
         let labels = GroupLabels {
             target_group: group.name.clone(),
@@ -275,6 +289,13 @@ impl EdgeMetrics {
         self.unhealthy_targets
             .get_or_create(&labels)
             .set((group.targets.len() - healthy) as i64);
+        let (anomalous, mitigated) = group.anomaly_counts();
+        self.anomalous_targets
+            .get_or_create(&labels)
+            .set(anomalous as i64);
+        self.mitigated_targets
+            .get_or_create(&labels)
+            .set(mitigated as i64);
     }
 
     /// The metric handles of a group.

@@ -472,16 +472,19 @@ where
             // not a client's upload that broke off or went past its limit. While a client's
             // body streams through, a timeout or a broken exchange may be the client's
             // (a slow upload, one cut off), so only a failed connection counts then.
-            let observe = |status: Option<u16>| {
-                if group.observe_outcome(index, status) {
+            let observe = |status: Option<u16>, at: std::time::Instant| {
+                let observed = group.observe_outcome(index, status, at);
+                if observed.ejected {
                     tracing::warn!(group = %group.name, target = %target.address, "target ejected after consecutive errors");
+                }
+                if observed.ejected || observed.assessed {
                     metrics.set_target_health(group);
                 }
             };
             match answer {
                 Err(PoolError::Timeout) => {
                     if !body_streams {
-                        observe(None);
+                        observe(None, std::time::Instant::now());
                     }
                     return Err(EdgeError::Timeout);
                 }
@@ -490,7 +493,7 @@ where
                     context.target = Some(target.address);
                     context.target_answered = Some(answered);
                     context.target_status = Some(response.status().as_u16());
-                    observe(context.target_status);
+                    observe(context.target_status, answered);
                     let elapsed = answered.duration_since(sent);
                     group.observe_latency(index, elapsed);
                     if let Some(metrics) = &group.metrics {
@@ -537,7 +540,7 @@ where
                     let targets_fault = matches!(failure, EdgeError::Connect(_))
                         || (matches!(failure, EdgeError::Upstream(_)) && !body_streams);
                     if targets_fault {
-                        observe(None);
+                        observe(None, std::time::Instant::now());
                     }
                     let retryable = failure.is_retryable()
                         || (parts.method.is_idempotent()

@@ -227,6 +227,7 @@ async fn start_edge(groups: Vec<(&str, &str, Vec<SocketAddr>)>) -> RunningEdge {
             stickiness: None,
             app_cookie: None,
             deregistration_delay: Duration::from_secs(300),
+            anomaly: Default::default(),
         });
     }
     start_edge_with(rules, not_found(), target_groups).await
@@ -1134,6 +1135,7 @@ async fn an_idle_upgraded_connection_is_closed_after_its_idle_timeout() {
             stickiness: None,
             app_cookie: None,
             deregistration_delay: Duration::from_secs(300),
+            anomaly: Default::default(),
         }],
         Limits {
             drain_timeout: Duration::from_secs(5),
@@ -2134,6 +2136,124 @@ async fn a_target_in_slow_start_takes_a_small_share_at_first() {
     assert_eq!(to_b, 50, "round robin, each its turn");
     edge.shutdown().await;
     drop((a, b));
+}
+
+/// Of `count` requests to `/api/maybe-fail`, how many `a` answered (it answers 500).
+async fn answered_by_a(client: &mut TestClient, edge: &RunningEdge, count: usize) -> usize {
+    let mut by_a = 0;
+    for _ in 0..count {
+        let answer = client.get(&format!("{}/api/maybe-fail", edge.url)).await;
+        by_a += usize::from(answer.status == 500);
+    }
+    by_a
+}
+
+/// `a`'s anomaly detection result in `/targets`.
+async fn anomaly_of(edge: &RunningEdge, a: SocketAddr) -> serde_json::Value {
+    let described = edge.targets().await;
+    described["target_groups"][0]["targets"]
+        .as_array()
+        .and_then(|targets| {
+            targets
+                .iter()
+                .find(|target| target["address"] == a.to_string())
+        })
+        .map(|target| target["anomaly_detection"].clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_target_that_fails_requests_but_passes_its_checks_is_sent_less_and_then_its_share_again()
+{
+    // a answers /api/maybe-fail with 500 and its health check with 200: a gray failure.
+    let (a, _) = start_upstream("a").await;
+    let (b, _) = start_upstream("b").await;
+    let (c, _) = start_upstream("c").await;
+    let (d, _) = start_upstream("d").await;
+    let group = TargetGroupConfig {
+        tls: None,
+        host_header: None,
+        outlier_detection: None,
+        algorithm: securecart_edge::balancer::Algorithm::WeightedRandom,
+        anomaly: securecart_edge::config::AnomalyDetection {
+            interval: Duration::from_millis(200),
+            mitigation: true,
+        },
+        ..TargetGroupConfig::new(
+            "api",
+            vec![a.address, b.address, c.address, d.address],
+            health_check(),
+        )
+    };
+    let edge = start_edge_with(
+        vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
+        not_found(),
+        vec![group],
+    )
+    .await;
+    edge.wait_for_healthy(4).await;
+    let mut client = TestClient::http1();
+    // Until assessments find it (each 200 ms), a takes its quarter; then less and less,
+    // down to a sixteenth of a full share (1 in 49 requests).
+    let mut found = false;
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        answered_by_a(&mut client, &edge, 50).await;
+        let anomaly = anomaly_of(&edge, a.address).await;
+        if anomaly["result"] == "anomalous" && anomaly["mitigation_in_effect"] == true {
+            found = true;
+            break;
+        }
+    }
+    assert!(
+        found,
+        "a was never found anomalous: {}",
+        edge.targets().await
+    );
+    // Assessments come with answers: four more halve its share down to a sixteenth.
+    let mitigating = std::time::Instant::now();
+    while mitigating.elapsed() < Duration::from_millis(1500) {
+        answered_by_a(&mut client, &edge, 50).await;
+    }
+    let by_a = answered_by_a(&mut client, &edge, 400).await;
+    assert!(
+        by_a < 40,
+        "a answered {by_a} of 400 requests while mitigated"
+    );
+    let metrics = TestClient::http1()
+        .get(&format!("http://{}/metrics", edge.admin))
+        .await
+        .text();
+    for line in [
+        "securecart_edge_anomalous_targets{target_group=\"api\"} 1",
+        "securecart_edge_mitigated_targets{target_group=\"api\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+    // a recovers: its errors fade, and its share comes back a halving per assessment.
+    let mut recovered = false;
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        for _ in 0..50 {
+            whoami(&mut client, &edge).await;
+        }
+        let anomaly = anomaly_of(&edge, a.address).await;
+        if anomaly["result"] == "normal" && anomaly["mitigation_in_effect"] == false {
+            recovered = true;
+            break;
+        }
+    }
+    assert!(recovered, "a never recovered: {}", edge.targets().await);
+    let mut by_a = 0;
+    for _ in 0..400 {
+        by_a += usize::from(whoami(&mut client, &edge).await == "a");
+    }
+    assert!(
+        by_a > 60,
+        "a answered {by_a} of 400 requests once recovered"
+    );
+    edge.shutdown().await;
+    drop((a, b, c, d));
 }
 
 #[tokio::test]

@@ -517,6 +517,8 @@ pub struct TargetGroup {
     pub health_check: HealthCheck,
     /// Its balancing algorithm.
     pub algorithm: Algorithm,
+    /// Whether it sends anomalous targets less (weighted random only).
+    pub anomaly_mitigation: bool,
     /// Whether its targets speak HTTP/2 (else HTTP/1.1).
     pub http2: bool,
     /// Passive outlier ejection: (consecutive errors, ejection time), if on.
@@ -881,6 +883,12 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
                 Algorithm::RoundRobin
             }
         };
+        if raw_group.anomaly_mitigation && algorithm != Algorithm::WeightedRandom {
+            findings.problem(
+                path.key("anomaly_mitigation"),
+                "needs algorithm = \"weighted_random\" (as on ALB, only weighted random adjusts targets' weights)",
+            );
+        }
         let http2 = match raw_group.protocol.as_str() {
             "http1" => false,
             "http2" => true,
@@ -960,6 +968,7 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
             service,
             health_check,
             algorithm,
+            anomaly_mitigation: raw_group.anomaly_mitigation,
             http2,
             outlier_detection: outlier.enabled.then(|| {
                 (

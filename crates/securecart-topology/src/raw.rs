@@ -1136,6 +1136,11 @@ pub struct RawTargetGroup {
     /// latency average times requests in flight).
     #[serde(default = "default_algorithm")]
     pub algorithm: String,
+    /// With `weighted_random`: send less to a target whose server errors stand out from
+    /// the other targets' while its health check passes (ALB's automatic target weights'
+    /// anomaly mitigation). Anomaly detection itself is always on.
+    #[serde(default)]
+    pub anomaly_mitigation: bool,
     /// The protocol spoken to the targets: `http1`, or `http2` (cleartext, as gRPC needs).
     #[serde(default = "default_upstream_protocol")]
     pub protocol: String,

@@ -407,6 +407,12 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "from 0 to 3600",
         ),
         (
+            "algorithm = \"p2c_peak_ewma\"",
+            "algorithm = \"p2c_peak_ewma\"\nanomaly_mitigation = true",
+            "edge.target_groups[1].anomaly_mitigation",
+            "needs algorithm = \"weighted_random\"",
+        ),
+        (
             "origin_shield = \"us-east-1\"",
             "origin_shield = \"mars-1\"",
             "edge.cache.behaviors[1].origin_shield",

@@ -1247,6 +1247,20 @@ fn print_targets(out: &mut impl Write, edge: &str, answer: &serde_json::Value) {
                 target["state"].as_str().unwrap_or(""),
                 target["in_flight"]
             );
+            // A gray failure: healthy by its checks, erring more than the others.
+            let anomaly = &target["anomaly_detection"];
+            if anomaly["result"] == "anomalous" || anomaly["mitigation_in_effect"] == true {
+                let _ = write!(
+                    out,
+                    "  {}{}",
+                    anomaly["result"].as_str().unwrap_or(""),
+                    if anomaly["mitigation_in_effect"] == true {
+                        ", mitigated"
+                    } else {
+                        ""
+                    }
+                );
+            }
             // Why it is not healthy, as ALB says it.
             let _ = match (target["reason"].as_str(), target["description"].as_str()) {
                 (Some(reason), Some(description)) => {
@@ -1339,4 +1353,33 @@ async fn reload(
         anyhow::bail!("{refused} server(s) did not reload");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn targets_print_their_state_why_and_any_anomaly() {
+        let answer = serde_json::json!({"target_groups": [{
+            "name": "api",
+            "healthy": 2,
+            "targets": [
+                {"address": "127.0.0.1:9001", "state": "healthy", "in_flight": 0,
+                 "anomaly_detection": {"result": "normal", "mitigation_in_effect": false}},
+                {"address": "127.0.0.1:9002", "state": "healthy", "in_flight": 3,
+                 "anomaly_detection": {"result": "anomalous", "mitigation_in_effect": true}},
+                {"address": "127.0.0.1:9003", "state": "unhealthy", "in_flight": 0,
+                 "reason": "Target.Timeout", "description": "Request timed out",
+                 "anomaly_detection": {"result": "normal", "mitigation_in_effect": false}},
+            ],
+        }]});
+        let mut out = Vec::new();
+        super::print_targets(&mut out, "edge-us-east-1", &answer);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "edge-us-east-1\n  api (2 healthy)\n    \
+             127.0.0.1:9001         healthy    in flight 0\n    \
+             127.0.0.1:9002         healthy    in flight 3  anomalous, mitigated\n    \
+             127.0.0.1:9003         unhealthy  in flight 0  Target.Timeout: Request timed out\n"
+        );
+    }
 }

@@ -10,7 +10,7 @@ use securecart_edge::actions::{
     ActionConfig, FixedResponseConfig, ForwardConfig, RedirectConfig, WeightedGroup,
 };
 use securecart_edge::balancer::Algorithm;
-use securecart_edge::config::OutlierDetection;
+use securecart_edge::config::{AnomalyDetection, OutlierDetection};
 use securecart_edge::rules::{Conditions, Rule};
 use securecart_edge::tls::{CertificatePem, TlsConfig};
 use securecart_edge::{
@@ -284,6 +284,10 @@ fn target_group_config(
         stickiness: group.stickiness,
         app_cookie: group.stickiness_app_cookie.clone(),
         deregistration_delay: group.deregistration_delay,
+        anomaly: AnomalyDetection {
+            mitigation: group.anomaly_mitigation,
+            ..AnomalyDetection::default()
+        },
         outlier_detection: group
             .outlier_detection
             .map(|(consecutive_errors, ejection)| OutlierDetection {
@@ -576,6 +580,7 @@ pub async fn proxy_config(
             stickiness: None,
             app_cookie: None,
             deregistration_delay: std::time::Duration::from_secs(300),
+            anomaly: AnomalyDetection::default(),
         }],
         limits: Limits::default(),
         admin_token: admin_token(),
