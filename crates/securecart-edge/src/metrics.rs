@@ -46,9 +46,11 @@ pub struct CacheLabels {
     pub result: &'static str,
 }
 
-/// Labels of a web ACL match: the rule and what it did.
+/// Labels of a web ACL match: the ACL, the rule and what it did.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WafLabels {
+    /// The web ACL's name (`edge` for `[edge.waf]` and quick mode's).
+    pub web_acl: String,
     /// The rule's id (`oversize` for a body past the limit that blocks).
     pub rule: String,
     /// `block`, `count` or `allow`.
@@ -226,7 +228,7 @@ impl EdgeMetrics {
         );
         registry.register(
             "waf_matches",
-            "Web ACL rules that matched a request, by rule and action",
+            "Web ACL rules that matched a request, by web ACL, rule and action",
             metrics.waf_matches.clone(),
         );
         registry.register(
@@ -318,9 +320,10 @@ impl EdgeMetrics {
     }
 
     /// Counts a web ACL rule's match.
-    pub fn waf_match(&self, rule: &str, action: &'static str) {
+    pub fn waf_match(&self, web_acl: &str, rule: &str, action: &'static str) {
         self.waf_matches
             .get_or_create(&WafLabels {
+                web_acl: web_acl.to_owned(),
                 rule: rule.to_owned(),
                 action,
             })

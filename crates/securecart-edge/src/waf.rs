@@ -4,9 +4,10 @@
 //! the inspection limit; of any other body (chunked, without a length over HTTP/2, or
 //! longer) the edge reads as far as the limit, inspects that, and sends what it read ahead
 //! of the rest as it comes (AWS WAF's oversize handling says whether a body past the limit
-//! blocks). Every block and count is logged (target `waf`, with the rule id and the
-//! matched data, shortened and redacted), counted per rule, and kept among the latest
-//! [`MAX_SAMPLES`] samples that the admin API lists (AWS WAF's sampled requests).
+//! blocks). Every block and count is logged (target `waf`, with the web ACL, the rule id
+//! and the matched data, shortened and redacted), counted per web ACL and rule, and kept
+//! among the latest [`MAX_SAMPLES`] samples that the admin API lists (AWS WAF's sampled
+//! requests).
 
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -33,6 +34,8 @@ pub const MAX_SAMPLES: usize = 500;
 pub struct Sample {
     /// When, in seconds since the Unix epoch.
     pub time: u64,
+    /// The web ACL's name.
+    pub web_acl: String,
     /// The client's address.
     pub client: IpAddr,
     /// The method.
@@ -301,9 +304,15 @@ async fn read_start(
     })
 }
 
+/// The name of the edge's own web ACL (`[edge.waf]`, quick mode's).
+pub const EDGE_ACL: &str = "edge";
+
 /// A listener's web ACL and how it reads bodies.
 #[derive(Debug, Clone)]
 pub struct WafConfig {
+    /// Its name, in metrics, log lines and samples: `edge` for the edge's own
+    /// (`[edge.waf]`, quick mode's), else its name in `[edge.web_acls]`.
+    pub name: String,
     /// The web ACL.
     pub acl: Arc<WebAcl>,
     /// How many bytes of a body are inspected (AWS WAF's body inspection limit).
@@ -327,6 +336,7 @@ impl WafConfig {
     /// is given.
     pub fn with_acl(acl: Arc<WebAcl>) -> Self {
         Self {
+            name: EDGE_ACL.to_owned(),
             acl,
             body_limit: 8 * 1024,
             oversize_blocks: false,
@@ -384,7 +394,7 @@ pub async fn inspect(
         oversize && waf.oversize_blocks && !verdict.blocked && verdict.terminating_rule.is_none();
     let blocked = verdict.blocked || oversize_blocks;
     let record = |rule: &str, action: &'static str, field: &str, data: &str| {
-        metrics.waf_match(rule, action);
+        metrics.waf_match(&waf.name, rule, action);
         if action == "allow" {
             return;
         }
@@ -402,6 +412,7 @@ pub async fn inspect(
         };
         tracing::info!(
             target: "waf",
+            web_acl = %waf.name,
             rule = %rule,
             action,
             field = %field,
@@ -419,6 +430,7 @@ pub async fn inspect(
             time: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |since| since.as_secs()),
+            web_acl: waf.name.clone(),
             client,
             method: method.to_owned(),
             path: path[..end].to_owned(),

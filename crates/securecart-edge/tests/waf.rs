@@ -478,7 +478,7 @@ async fn the_operators_rules_run_first_with_rate_limits_and_their_own_answers() 
         .text();
     assert!(
         metrics.contains(
-            "securecart_edge_waf_matches_total{rule=\"card-testing\",action=\"block\"} 1"
+            "securecart_edge_waf_matches_total{web_acl=\"edge\",rule=\"card-testing\",action=\"block\"} 1"
         ),
         "{metrics}"
     );
@@ -535,9 +535,70 @@ async fn a_web_acl_that_blocks_by_default_lets_through_only_what_its_rules_allow
         .await
         .text();
     assert!(
-        metrics.contains("securecart_edge_waf_matches_total{rule=\"default\",action=\"block\"} 1"),
+        metrics.contains("securecart_edge_waf_matches_total{web_acl=\"edge\",rule=\"default\",action=\"block\"} 1"),
         "{metrics}"
     );
+    edge.shutdown().await;
+    upstream.stop().await;
+}
+
+#[tokio::test]
+async fn each_listeners_web_acl_counts_and_samples_its_matches_under_its_own_name() {
+    let (upstream, _reached) = start_upstream().await;
+    let mut config = common::one_listener("app", vec![upstream.address]);
+    config.listeners[0].waf = Some(WafConfig::managed());
+    let api_port = securecart_testkit::free_port("127.0.0.1");
+    let mut api = config.listeners[0].clone();
+    api.name = "api".to_owned();
+    api.listen = format!("127.0.0.1:{api_port}").parse().expect("address");
+    api.waf = Some(WafConfig {
+        name: "api-acl".to_owned(),
+        ..WafConfig::managed()
+    });
+    config.listeners.push(api);
+    let edge = RunningEdge::start(config, "http").await;
+    let mut client = TestClient::http1();
+    let injection = "/api/catalog/products?q=1%27%20OR%20%271%27%3D%271";
+    for _ in 0..2 {
+        let refused = client.get(&format!("{}{injection}", edge.url)).await;
+        assert_eq!(refused.status, 403);
+    }
+    let refused = client
+        .get(&format!("http://127.0.0.1:{api_port}{injection}"))
+        .await;
+    assert_eq!(refused.status, 403);
+    // The same managed rule, counted once per web ACL.
+    let metrics = client
+        .get(&format!("http://{}/metrics", edge.admin))
+        .await
+        .text();
+    let counts: Vec<&str> = metrics
+        .lines()
+        .filter(|line| line.starts_with("securecart_edge_waf_matches_total{"))
+        .collect();
+    let count_of = |acl: &str| {
+        counts
+            .iter()
+            .filter(|line| line.contains(&format!("web_acl=\"{acl}\"")))
+            .map(|line| {
+                line.rsplit(' ')
+                    .next()
+                    .and_then(|count| count.parse::<u64>().ok())
+                    .unwrap_or(0)
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        (count_of("edge"), count_of("api-acl")),
+        (2, 1),
+        "{counts:?}"
+    );
+    let sampled = client
+        .get(&format!("http://{}/waf/sampled?limit=1", edge.admin))
+        .await
+        .json();
+    assert_eq!(sampled["samples"][0]["web_acl"], "api-acl", "{sampled}");
     edge.shutdown().await;
     upstream.stop().await;
 }

@@ -84,6 +84,7 @@ async fn each_match_is_logged_as_a_json_line_with_its_rule_and_redacted_data() {
     };
     let query = of("query");
     assert_eq!(query["action"], "block", "{query}");
+    assert_eq!(query["web_acl"], "edge", "{query}");
     assert!(
         query["rule"]
             .as_str()

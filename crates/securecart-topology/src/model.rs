@@ -1164,6 +1164,11 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
                         path.clone(),
                         "`none` is what a listener names for no web ACL; give this one another name",
                     );
+                } else if name == "edge" {
+                    findings.problem(
+                        path.clone(),
+                        "`edge` names [edge.waf] in metrics and logs; give this one another name",
+                    );
                 }
                 (name.clone(), resolve_waf(waf, &path, findings))
             })

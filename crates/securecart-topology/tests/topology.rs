@@ -872,7 +872,8 @@ fn each_listener_may_have_its_own_web_acl_or_none() {
     assert!(edge.listeners.iter().all(|listener| {
         listener.web_acl == ListenerWebAcl::Edge && listener.web_acl(edge).is_some()
     }));
-    // An ACL that does not exist, and one named `none`, are refused where they are written.
+    // An ACL that does not exist, and one named `none` or `edge`, are refused where they
+    // are written.
     for (text, field, message) in [
         (
             with(
@@ -889,6 +890,14 @@ fn each_listener_may_have_its_own_web_acl_or_none() {
             ),
             "edge.web_acls.none",
             "another name",
+        ),
+        (
+            format!(
+                "{}\n[edge.web_acls.edge]\nparanoia_level = 2\n",
+                default_text()
+            ),
+            "edge.web_acls.edge",
+            "`edge` names [edge.waf]",
         ),
     ] {
         let diagnostic = diagnostic_where(&text, |at| at == field);

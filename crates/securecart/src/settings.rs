@@ -125,12 +125,16 @@ pub fn edge_config(
         listeners.push((listener, tls_config(listener, region, base)?));
     }
     // Each web ACL compiled once, for every listener that has it.
-    let edge_waf = topology.edge.waf.as_ref().map(waf_config);
+    let edge_waf = topology
+        .edge
+        .waf
+        .as_ref()
+        .map(|waf| waf_config(securecart_edge::waf::EDGE_ACL, waf));
     let named_wafs: Vec<(&str, securecart_edge::waf::WafConfig)> = topology
         .edge
         .web_acls
         .iter()
-        .map(|(name, waf)| (name.as_str(), waf_config(waf)))
+        .map(|(name, waf)| (name.as_str(), waf_config(name, waf)))
         .collect();
     let waf_of = |listener: &securecart_topology::Listener| match &listener.web_acl {
         securecart_topology::ListenerWebAcl::Edge => edge_waf.clone(),
@@ -352,7 +356,7 @@ fn shield_groups(topology: &Topology, region: &Region) -> Vec<TargetGroupConfig>
 }
 
 /// A web ACL of the topology's (`[edge.waf]`, or one of `[edge.web_acls]`).
-fn waf_config(waf: &securecart_topology::EdgeWaf) -> securecart_edge::waf::WafConfig {
+fn waf_config(name: &str, waf: &securecart_topology::EdgeWaf) -> securecart_edge::waf::WafConfig {
     use securecart_waf::managed::{Group, acl_with};
     // The topology has checked the names.
     let groups: Vec<Group> = waf
@@ -361,6 +365,7 @@ fn waf_config(waf: &securecart_topology::EdgeWaf) -> securecart_edge::waf::WafCo
         .filter_map(|name| Group::from_name(name))
         .collect();
     securecart_edge::waf::WafConfig {
+        name: name.to_owned(),
         acl: std::sync::Arc::new(acl_with(
             waf.rules.clone(),
             &groups,
