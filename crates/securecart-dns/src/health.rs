@@ -395,6 +395,19 @@ where
         }
         Err(_) => None,
     };
-    connection.abort();
+    // The answer read (or given up), the connection ends as `Connection: close` asks: hyper
+    // shuts its stream down, which over TLS sends `close_notify` first, unless the
+    // server holds it past a moment.
+    drop(sender);
+    let mut connection = connection;
+    if tokio::time::timeout(CLOSE_TIMEOUT, &mut connection)
+        .await
+        .is_err()
+    {
+        connection.abort();
+    }
     answer
 }
+
+/// How long a health check's connection may take to close once its answer is read.
+const CLOSE_TIMEOUT: Duration = Duration::from_millis(100);

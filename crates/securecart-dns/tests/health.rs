@@ -163,12 +163,20 @@ async fn an_edge_alias_takes_its_health_from_the_edges_target_groups() {
     stop.send(true).expect("stop");
 }
 
+/// Of a TLS server's sessions: how many completed their handshake, and how many the
+/// client ended with `close_notify`.
+#[derive(Default)]
+struct Sessions {
+    handshakes: std::sync::atomic::AtomicUsize,
+    closed_cleanly: std::sync::atomic::AtomicUsize,
+}
+
 /// A TLS server with a self-signed certificate for `shop.test` that answers every
-/// request with `status` and `body`, and how many handshakes it completed.
+/// request with `status` and `body`, and how its sessions went.
 async fn https_server(
     status: &'static str,
     body: &'static str,
-) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+) -> (std::net::SocketAddr, Arc<Sessions>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let generated =
         rcgen::generate_simple_self_signed(vec!["shop.test".to_owned()]).expect("certificate");
@@ -188,8 +196,8 @@ async fn https_server(
         .await
         .expect("bind");
     let address = listener.local_addr().expect("address");
-    let handshakes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counted = Arc::clone(&handshakes);
+    let sessions = Arc::new(Sessions::default());
+    let counted = Arc::clone(&sessions);
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
@@ -198,7 +206,7 @@ async fn https_server(
                 let Ok(mut stream) = acceptor.accept(stream).await else {
                     return;
                 };
-                counted.fetch_add(1, Ordering::SeqCst);
+                counted.handshakes.fetch_add(1, Ordering::SeqCst);
                 let mut head = Vec::new();
                 let mut buffer = [0u8; 1024];
                 while !head.windows(4).any(|end| end == b"\r\n\r\n") {
@@ -213,15 +221,19 @@ async fn https_server(
                 );
                 let _ = stream.write_all(answer.as_bytes()).await;
                 let _ = stream.shutdown().await;
+                // A read ends without an error only at the client's `close_notify`.
+                if matches!(stream.read(&mut buffer).await, Ok(0)) {
+                    counted.closed_cleanly.fetch_add(1, Ordering::SeqCst);
+                }
             });
         }
     });
-    (address, handshakes)
+    (address, sessions)
 }
 
 #[tokio::test]
 async fn https_checks_pass_on_an_answer_over_tls_whatever_the_certificate() {
-    let (ready, handshakes) = https_server("200 OK", "status: ready").await;
+    let (ready, sessions) = https_server("200 OK", "status: ready").await;
     let (failing, _) = https_server("503 Service Unavailable", "status: draining").await;
     let check = |address, tls, host: &str, search: Option<&str>| HealthCheck {
         name: "edge".to_owned(),
@@ -245,7 +257,26 @@ async fn https_checks_pass_on_an_answer_over_tls_whatever_the_certificate() {
             .probe()
             .await
     );
-    assert_eq!(handshakes.load(Ordering::SeqCst), 3);
+    assert_eq!(sessions.handshakes.load(Ordering::SeqCst), 3);
+    // Each check ended its session with `close_notify`, not a bare close.
+    for _ in 0..100 {
+        if sessions.closed_cleanly.load(Ordering::SeqCst) == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(sessions.closed_cleanly.load(Ordering::SeqCst), 3);
+    // Also when the check stops reading at its 5,120 bytes of a longer answer.
+    let long: &'static str = Box::leak(format!("status: ready{}", " ".repeat(65_536)).into());
+    let (long, sessions) = https_server("200 OK", long).await;
+    assert!(check(long, true, "shop.test", Some("ready")).probe().await);
+    for _ in 0..100 {
+        if sessions.closed_cleanly.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(sessions.closed_cleanly.load(Ordering::SeqCst), 1);
     // An error status over TLS, and plain HTTP to a TLS server: unhealthy.
     assert!(!check(failing, true, "shop.test", None).probe().await);
     assert!(!check(ready, false, "shop.test", None).probe().await);
