@@ -324,6 +324,7 @@ impl Pipeline {
                     waf,
                     request,
                     context.client.ip(),
+                    context.trace.trace_id,
                     self.limits.header_read_timeout,
                     &self.metrics,
                 )

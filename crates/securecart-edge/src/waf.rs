@@ -4,8 +4,8 @@
 //! the inspection limit; of any other body (chunked, without a length over HTTP/2, or
 //! longer) the edge reads as far as the limit, inspects that, and sends what it read ahead
 //! of the rest as it comes (AWS WAF's oversize handling says whether a body past the limit
-//! blocks). Every block and count is logged (target `waf`, with the web ACL, the rule id
-//! and the matched data, shortened and redacted), counted per web ACL and rule, and kept
+//! blocks). Every block and count is logged (target `waf`, with the web ACL, the rule id,
+//! the request's trace id and the matched data, shortened and redacted), counted per web ACL and rule, and kept
 //! among the latest [`MAX_SAMPLES`] samples that the admin API lists (AWS WAF's sampled
 //! requests).
 
@@ -38,6 +38,8 @@ pub struct Sample {
     pub web_acl: String,
     /// The client's address.
     pub client: IpAddr,
+    /// The request's W3C trace id, as in its access log line.
+    pub trace_id: String,
     /// The method.
     pub method: String,
     /// The path (at most 256 bytes of it).
@@ -345,11 +347,13 @@ impl WafConfig {
     }
 }
 
-/// Runs the web ACL on a request: the request to go on with, or why it is refused.
+/// Runs the web ACL on a request of `client` with the trace id `trace_id`: the request to
+/// go on with, or why it is refused.
 pub async fn inspect(
     waf: &WafConfig,
     request: Request<ClientBody>,
     client: IpAddr,
+    trace_id: u128,
     body_timeout: Duration,
     metrics: &EdgeMetrics,
 ) -> Result<Request<InspectedBody>, EdgeError> {
@@ -420,6 +424,7 @@ pub async fn inspect(
             client = %client,
             method,
             path,
+            trace_id = %format_args!("{trace_id:032x}"),
             "web ACL match"
         );
         let mut end = path.len().min(256);
@@ -432,6 +437,7 @@ pub async fn inspect(
                 .map_or(0, |since| since.as_secs()),
             web_acl: waf.name.clone(),
             client,
+            trace_id: format!("{trace_id:032x}"),
             method: method.to_owned(),
             path: path[..end].to_owned(),
             rule: rule.to_owned(),

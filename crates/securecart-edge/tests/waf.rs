@@ -599,6 +599,11 @@ async fn each_listeners_web_acl_counts_and_samples_its_matches_under_its_own_nam
         .await
         .json();
     assert_eq!(sampled["samples"][0]["web_acl"], "api-acl", "{sampled}");
+    assert_eq!(
+        sampled["samples"][0]["trace_id"].as_str().map(str::len),
+        Some(32),
+        "{sampled}"
+    );
     edge.shutdown().await;
     upstream.stop().await;
 }

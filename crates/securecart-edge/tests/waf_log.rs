@@ -1,5 +1,5 @@
 //! The WAF's log: each match of a blocked request is a JSON line (target `waf`) with its
-//! rule, action, field, path and data, a credential's data redacted.
+//! web ACL, rule, action, field, path, trace id and data, a credential's data redacted.
 
 use std::sync::Arc;
 
@@ -47,11 +47,17 @@ async fn each_match_is_logged_as_a_json_line_with_its_rule_and_redacted_data() {
     config.listeners[0].waf = Some(WafConfig::managed());
     let edge = RunningEdge::start(config, "http").await;
     let mut client = TestClient::http1();
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let injected = client
-        .get(&format!(
-            "{}/api/catalog/products?q=1%27%20OR%20%271%27%3D%271",
-            edge.url
-        ))
+        .send(
+            http::Method::GET,
+            &format!(
+                "{}/api/catalog/products?q=1%27%20OR%20%271%27%3D%271",
+                edge.url
+            ),
+            &[("traceparent", &format!("00-{trace_id}-00f067aa0ba902b7-01"))],
+            "",
+        )
         .await;
     assert_eq!(injected.status, 403);
     let in_cookie = client
@@ -85,6 +91,8 @@ async fn each_match_is_logged_as_a_json_line_with_its_rule_and_redacted_data() {
     let query = of("query");
     assert_eq!(query["action"], "block", "{query}");
     assert_eq!(query["web_acl"], "edge", "{query}");
+    // The request's trace id, as its access log line has it.
+    assert_eq!(query["trace_id"], trace_id, "{query}");
     assert!(
         query["rule"]
             .as_str()
