@@ -281,6 +281,11 @@ pub struct Limits {
     /// WebSocket) carry no bytes either way, before the edge closes the connection (over
     /// HTTP/2, resets the answer's stream).
     pub idle_timeout: Duration,
+    /// ALB's client keepalive duration (3,600 s by default): once a client connection has
+    /// lived this long, its next answer closes it (HTTP/1.1: `Connection: close`; HTTP/2:
+    /// `GOAWAY`, its streams under way finishing), so that long-lived clients come back
+    /// through DNS and are spread again, as a deployment moves or an edge leaves.
+    pub client_keep_alive: Duration,
 }
 
 impl Default for Limits {
@@ -295,6 +300,7 @@ impl Default for Limits {
             max_connections: 10_000,
             max_body_bytes: None,
             idle_timeout: Duration::from_secs(60),
+            client_keep_alive: Duration::from_secs(3600),
         }
     }
 }

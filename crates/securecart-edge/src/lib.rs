@@ -308,6 +308,7 @@ impl Edge {
             max_headers: limits.max_headers,
             max_head_bytes: limits.max_header_bytes.max(8192),
             idle_timeout: limits.idle_timeout,
+            client_keep_alive: limits.client_keep_alive,
         };
         // Every connection holds a receiver until it closes: the sender learns when the
         // last one has.

@@ -32,7 +32,9 @@
 //!   length after 1xx and 204. A `Date` is added when missing;
 //! - keep-alive: as HTTP/1.1 and HTTP/1.0 say (`close` wins), and not after an answer
 //!   whose request body was left unread (unless the buffer held all of it), after
-//!   `Connection: close` on either side, or once draining began; requests pipelined behind
+//!   `Connection: close` on either side, once draining began, or once the connection
+//!   lived [`Settings::client_keep_alive`] (ALB's client keepalive, an HTTP/2 connection
+//!   then sent `GOAWAY`); requests pipelined behind
 //!   each other are answered in order, and empty lines between them skipped;
 //! - a protocol switch (`101`) hands the connection, with any bytes read past the head, to
 //!   the request's [`OnUpgrade`].
@@ -103,6 +105,9 @@ pub struct Settings {
     /// client to take what was written, and a switched connection (a WebSocket) may carry
     /// no bytes either way, before the connection is closed.
     pub idle_timeout: Duration,
+    /// ALB's client keepalive duration: how long a connection lives before its next answer
+    /// closes it (HTTP/2: before `GOAWAY`).
+    pub client_keep_alive: Duration,
 }
 
 /// A client connection: a plain socket or a TLS session on one.
@@ -547,9 +552,19 @@ where
     let mut connection = pin!(builder.serve_connection(TokioIo::new(stream), service));
     let idle = settings.header_read_timeout;
     let mut check = pin!(tokio::time::sleep(idle));
+    // ALB's client keepalive: `GOAWAY` once the connection has lived this long, the
+    // streams under way finishing (and the idle watch still on).
+    let mut lived = pin!(tokio::time::sleep_until(
+        in_flight.began + settings.client_keep_alive
+    ));
+    let mut going_away = false;
     let finished = loop {
         tokio::select! {
             finished = connection.as_mut() => break finished,
+            () = lived.as_mut(), if !going_away => {
+                connection.as_mut().graceful_shutdown();
+                going_away = true;
+            }
             () = async {
                 let _ = draining.wait_for(|draining| *draining).await;
             } => {
@@ -1036,6 +1051,14 @@ impl Connection {
         // The first request's deadline is the one the timer was set to at the accept (the
         // preface's wait, which ended before it, left it there).
         let mut first_deadline = Some(head_timer.deadline());
+        // A request that comes past this is answered with the connection's close (ALB's
+        // client keepalive). The clock is read for it only when the request's deadline
+        // falls past it: a request comes before its deadline or not at all.
+        let expires = head_timer
+            .deadline()
+            .checked_sub(self.settings.header_read_timeout)
+            .unwrap_or_else(|| head_timer.deadline())
+            + self.settings.client_keep_alive;
         loop {
             skip_blank_lines(&mut self.wire.buffer);
             let deadline = first_deadline
@@ -1094,7 +1117,8 @@ impl Connection {
                     () = closed => return None,
                 }
             };
-            let draining_now = *draining.borrow();
+            let lived = deadline >= expires && tokio::time::Instant::now() >= expires;
+            let draining_now = lived || *draining.borrow();
             let mut idle = Idle {
                 timer: head_timer.as_mut(),
                 timeout: self.settings.idle_timeout,

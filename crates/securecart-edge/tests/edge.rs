@@ -2256,6 +2256,96 @@ async fn a_target_that_fails_requests_but_passes_its_checks_is_sent_less_and_the
     drop((a, b, c, d));
 }
 
+/// Reads one answer with a `Content-Length` from `stream`: its head and body.
+async fn read_answer(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut read = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        if let Some(end) = read.windows(4).position(|window| window == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&read[..end]).to_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length: "))
+                .and_then(|length| length.trim().parse().ok())
+                .expect("a content-length");
+            if read.len() >= end + 4 + length {
+                return String::from_utf8_lossy(&read).into_owned();
+            }
+        }
+        let count = stream.read(&mut buffer).await.expect("read");
+        assert!(count > 0, "the connection closed mid-answer");
+        read.extend_from_slice(&buffer[..count]);
+    }
+}
+
+#[tokio::test]
+async fn a_client_connection_that_lived_its_keepalive_duration_is_closed_at_its_next_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (a, _) = start_upstream("a").await;
+    let lifetime = Duration::from_secs(1);
+    let edge = start_api_edge(
+        a.address,
+        Limits {
+            client_keep_alive: lifetime,
+            ..Limits::default()
+        },
+    )
+    .await;
+    let address = edge.url.trim_start_matches("http://").to_owned();
+    // HTTP/1.1: the connection is kept until it has lived a second; the answer after that
+    // says `close`, and the connection ends.
+    let mut stream = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    let request = b"GET /api/whoami HTTP/1.1\r\nHost: shop\r\n\r\n";
+    for _ in 0..2 {
+        stream.write_all(request).await.expect("write");
+        let answer = read_answer(&mut stream).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(!answer.contains("connection: close"), "{answer}");
+    }
+    tokio::time::sleep(lifetime + Duration::from_millis(200)).await;
+    stream.write_all(request).await.expect("write");
+    let mut last = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut last))
+        .await
+        .expect("the connection ends after its answer")
+        .expect("read");
+    let last = String::from_utf8_lossy(&last);
+    assert!(last.starts_with("HTTP/1.1 200"), "{last}");
+    assert!(last.contains("connection: close"), "{last}");
+    // HTTP/2: the edge says `GOAWAY` once the connection has lived a second, and the
+    // connection ends (else it would wait for the header read timeout, 10 s, idle).
+    let stream = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("handshake");
+    let connection = tokio::spawn(connection);
+    let answer = sender
+        .send_request(
+            http::Request::get(format!("http://{address}/api/whoami"))
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .expect("request"),
+        )
+        .await
+        .expect("answer");
+    assert_eq!(answer.status(), 200);
+    drop(answer);
+    tokio::time::timeout(Duration::from_secs(5), connection)
+        .await
+        .expect("the edge ends the connection")
+        .expect("the connection's task")
+        .expect("a clean end");
+    edge.shutdown().await;
+    drop(a);
+}
+
 #[tokio::test]
 async fn a_target_that_does_not_answer_in_time_is_ejected_too() {
     let (a, _) = start_upstream("a").await;

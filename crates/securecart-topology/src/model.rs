@@ -263,6 +263,9 @@ pub struct EdgeLimits {
     pub connect_timeout: Duration,
     /// How long an answer or a switched connection may make no progress (ALB's idle timeout).
     pub idle_timeout: Duration,
+    /// How long a client connection lives before its next answer closes it (ALB's client
+    /// keepalive).
+    pub client_keep_alive: Duration,
     /// How long requests in flight may finish at a stop.
     pub drain_timeout: Duration,
     /// The most headers in a request.
@@ -1208,6 +1211,11 @@ fn resolve_limits(
     within("connect_timeout_ms", raw.connect_timeout_ms, 100..=60_000);
     within("idle_timeout_seconds", raw.idle_timeout_seconds, 1..=4_000);
     within(
+        "client_keep_alive_seconds",
+        raw.client_keep_alive_seconds,
+        60..=604_800,
+    );
+    within(
         "drain_timeout_seconds",
         raw.drain_timeout_seconds,
         0..=3_600,
@@ -1230,6 +1238,7 @@ fn resolve_limits(
         upstream_timeout: Duration::from_millis(raw.upstream_timeout_ms),
         connect_timeout: Duration::from_millis(raw.connect_timeout_ms),
         idle_timeout: Duration::from_secs(raw.idle_timeout_seconds),
+        client_keep_alive: Duration::from_secs(raw.client_keep_alive_seconds),
         drain_timeout: Duration::from_secs(raw.drain_timeout_seconds),
         max_headers: raw.max_headers,
         max_header_bytes: raw.max_header_kib.saturating_mul(1024),

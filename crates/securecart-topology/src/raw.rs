@@ -392,8 +392,8 @@ pub struct RawEdge {
 
 /// The edge's timeouts and sizes (ALB's idle timeout, nginx's `client_header_timeout`,
 /// `proxy_read_timeout` and `large_client_header_buffers`). The client side's (header read
-/// timeout, header limits, connections, idle timeout) take effect when the edge starts;
-/// the others also on a reload.
+/// timeout, header limits, connections, idle timeout, client keepalive) take effect when
+/// the edge starts; the others also on a reload.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
@@ -412,6 +412,11 @@ pub struct RawLimits {
     /// bytes either way, before the edge closes the connection; 1 to 4,000 s (ALB's range).
     #[serde(default = "default_idle_timeout_seconds")]
     pub idle_timeout_seconds: u64,
+    /// ALB's client keepalive duration: once a client connection has lived this long, its
+    /// next answer closes it (HTTP/2: `GOAWAY`), so that long-lived clients come back
+    /// through DNS; 60 to 604,800 s (ALB's range), 3,600 by default.
+    #[serde(default = "default_client_keep_alive_seconds")]
+    pub client_keep_alive_seconds: u64,
     /// How long requests in flight may finish once the edge is told to stop; 0 to 3,600 s.
     #[serde(default = "default_drain_timeout_seconds")]
     pub drain_timeout_seconds: u64,
@@ -437,6 +442,7 @@ impl Default for RawLimits {
             upstream_timeout_ms: default_upstream_timeout_ms(),
             connect_timeout_ms: default_connect_timeout_ms(),
             idle_timeout_seconds: default_idle_timeout_seconds(),
+            client_keep_alive_seconds: default_client_keep_alive_seconds(),
             drain_timeout_seconds: default_drain_timeout_seconds(),
             max_headers: default_max_headers(),
             max_header_kib: default_max_header_kib(),
@@ -465,6 +471,11 @@ pub fn default_connect_timeout_ms() -> u64 {
 /// ALB's default idle timeout.
 pub fn default_idle_timeout_seconds() -> u64 {
     60
+}
+
+/// ALB's default client keepalive duration: an hour.
+pub fn default_client_keep_alive_seconds() -> u64 {
+    3_600
 }
 
 /// Ten seconds to finish what is in flight.

@@ -1035,6 +1035,10 @@ fn the_edges_limits_are_read_and_checked() {
         std::time::Duration::from_secs(10)
     );
     assert_eq!(limits.max_header_bytes, 16 * 1024);
+    assert_eq!(
+        limits.client_keep_alive,
+        std::time::Duration::from_secs(3600)
+    );
     for (from, to, field) in [
         (
             "header_read_timeout_ms = 10000",
@@ -1050,6 +1054,11 @@ fn the_edges_limits_are_read_and_checked() {
             "max_connections = 10000",
             "max_connections = 10000\nmax_body_bytes = 0",
             "edge.limits.max_body_bytes",
+        ),
+        (
+            "client_keep_alive_seconds = 3600",
+            "client_keep_alive_seconds = 30",
+            "edge.limits.client_keep_alive_seconds",
         ),
     ] {
         let text = with(from, to);

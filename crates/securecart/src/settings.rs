@@ -195,6 +195,7 @@ pub fn edge_config(
                 max_connections: limits.max_connections,
                 max_body_bytes: limits.max_body_bytes,
                 idle_timeout: limits.idle_timeout,
+                client_keep_alive: limits.client_keep_alive,
             }
         },
         admin_token: admin_token(),
