@@ -653,29 +653,39 @@ impl TargetGroup {
         previous: Option<&TargetGroup>,
         pools: &crate::pool::Pools,
     ) -> Self {
+        let targets: Vec<Arc<Target>> = config
+            .targets
+            .iter()
+            .map(|address| {
+                previous
+                    .and_then(|group| {
+                        group.targets.iter().find(|target| {
+                            target.address == *address
+                                && target.pool.protocol() == config.protocol
+                                && target.pool.tls() == config.tls.as_ref()
+                        })
+                    })
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        Arc::new(Target::new(
+                            *address,
+                            pools.for_target(*address, config.protocol, config.tls.as_ref()),
+                        ))
+                    })
+            })
+            .collect();
+        // A group left with fewer targets than anomaly detection needs assesses none: what
+        // its targets were found before is forgotten, not kept for good.
+        if targets.len() < MIN_HEALTHY_FOR_ANOMALIES {
+            for target in &targets {
+                target
+                    .anomaly
+                    .store(Anomaly::default().encode(), Ordering::Relaxed);
+            }
+        }
         Self {
             name: config.name.clone(),
-            targets: config
-                .targets
-                .iter()
-                .map(|address| {
-                    previous
-                        .and_then(|group| {
-                            group.targets.iter().find(|target| {
-                                target.address == *address
-                                    && target.pool.protocol() == config.protocol
-                                    && target.pool.tls() == config.tls.as_ref()
-                            })
-                        })
-                        .cloned()
-                        .unwrap_or_else(|| {
-                            Arc::new(Target::new(
-                                *address,
-                                pools.for_target(*address, config.protocol, config.tls.as_ref()),
-                            ))
-                        })
-                })
-                .collect(),
+            targets,
             health_check: config.health_check.clone(),
             algorithm: config.algorithm,
             outlier_detection: config.outlier_detection,
@@ -801,13 +811,17 @@ impl TargetGroup {
     pub fn observe_outcome(&self, index: usize, status: Option<u16>, at: Instant) -> Observed {
         let target = &self.targets[index];
         let error = status.is_none_or(|status| status >= 500);
-        target.answers.fetch_add(1, Ordering::Relaxed);
-        if error {
-            target.errors.fetch_add(1, Ordering::Relaxed);
+        // A group of fewer targets than anomaly detection needs keeps no counts.
+        let detects = self.targets.len() >= MIN_HEALTHY_FOR_ANOMALIES;
+        if detects {
+            target.answers.fetch_add(1, Ordering::Relaxed);
+            if error {
+                target.errors.fetch_add(1, Ordering::Relaxed);
+            }
         }
         Observed {
             ejected: self.eject_if_due(target, error),
-            assessed: self.assess_if_due(at),
+            assessed: detects && self.assess_if_due(at),
         }
     }
 
@@ -928,6 +942,8 @@ impl TargetGroup {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
     use std::time::Duration;
 
     use super::{Algorithm, Draws, TargetState, choose, next_cost};
@@ -1401,6 +1417,23 @@ mod tests {
         // Weights of 1/16 against three of 1: about 2%.
         let share = first_share(&group);
         assert!(share < 0.05, "mitigated: {share}");
+        // A reload that leaves two targets, too few to compare, forgets what was found:
+        // the target would otherwise stay mitigated for good.
+        let smaller = TargetGroupConfig {
+            targets: targets[..2].to_vec(),
+            ..config(true)
+        };
+        let two = super::TargetGroup::new(&smaller, Some(&group), &pools);
+        assert!(Arc::ptr_eq(&two.targets[0], &group.targets[0]));
+        assert_eq!(two.targets[0].anomaly(), Anomaly::default());
+        group.targets[0].anomaly.store(
+            Anomaly {
+                anomalous: true,
+                level: MAX_MITIGATION,
+            }
+            .encode(),
+            Ordering::Relaxed,
+        );
         // It stops failing: its decaying errors keep it anomalous for one assessment more
         // (half of the last ones, 10 of 40 answers), and then each gives back a halving.
         let mut levels = Vec::new();
