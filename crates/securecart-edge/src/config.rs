@@ -106,6 +106,10 @@ pub struct ListenerConfig {
     pub tls: Option<crate::tls::TlsConfig>,
     /// The web ACL in front of its rules (AWS WAF's); none lets every request through.
     pub waf: Option<crate::waf::WafConfig>,
+    /// Headers set on every answer of the listener, the target's own of the same name
+    /// replaced (ALB's response header modification, nginx's `add_header ... always`):
+    /// `Strict-Transport-Security` on an HTTPS listener, say.
+    pub response_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 /// A target group.

@@ -244,6 +244,7 @@ impl Control {
                     error_log: Default::default(),
                     waf: listener.waf.clone(),
                     shield: shield.clone(),
+                    response_headers: listener.response_headers.clone().into(),
                     cache: cache
                         .zip(config.cache.as_ref())
                         .map(|(cache, settings)| {

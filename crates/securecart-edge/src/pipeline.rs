@@ -75,6 +75,8 @@ pub struct Pipeline {
     pub waf: Option<crate::waf::WafConfig>,
     /// The edge's per-client limits, if it has them.
     pub shield: Option<Arc<crate::shield::Shield>>,
+    /// Headers set on every answer (see [`crate::config::ListenerConfig`]).
+    pub response_headers: Arc<[(http::HeaderName, HeaderValue)]>,
 }
 
 /// What the request stages decided, for the respond stage.
@@ -167,6 +169,9 @@ impl Pipeline {
                 .then(|| response.headers().get(header::UPGRADE).cloned())
                 .flatten();
             forward::remove_hop_by_hop(response.headers_mut());
+            for (name, value) in self.response_headers.iter() {
+                response.headers_mut().insert(name.clone(), value.clone());
+            }
             if let Some(protocol) = switched {
                 forward::keep_upgrade(response.headers_mut(), protocol);
             }

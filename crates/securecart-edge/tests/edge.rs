@@ -266,6 +266,7 @@ async fn start_edge_with_limits(
                 default_action,
                 tls: None,
                 waf: None,
+                response_headers: Vec::new(),
             }],
             admin: "127.0.0.1:0".parse().expect("address"),
             target_groups,
@@ -770,6 +771,7 @@ async fn https_listeners_pick_certificates_by_sni_and_speak_http2_by_alpn() {
             default_action: ActionConfig::forward("api"),
             tls: Some(TlsConfig { certificates }),
             waf: None,
+            response_headers: Vec::new(),
         }],
         admin: "127.0.0.1:0".parse().expect("address"),
         target_groups: vec![TargetGroupConfig {
@@ -1967,6 +1969,7 @@ fn control_config(a: SocketAddr, b: SocketAddr) -> EdgeConfig {
             default_action: not_found(),
             tls: None,
             waf: None,
+            response_headers: Vec::new(),
         }],
         admin: "127.0.0.1:0".parse().expect("address"),
         target_groups: vec![TargetGroupConfig {
@@ -2958,5 +2961,67 @@ async fn a_group_may_send_its_own_host_keeping_the_clients_in_x_forwarded_host()
         .json();
     assert_eq!(seen["host"], edge.url.trim_start_matches("http://"));
     assert_eq!(seen["x-forwarded-host"], "");
+    edge.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_listener_sets_its_response_headers_on_every_answer() {
+    use tokio::io::AsyncWriteExt;
+    // A target that sets one of the listener's headers itself, and one of its own.
+    let target = start_raw_target(|mut stream| async move {
+        let _ = stream
+            .write_all(
+                b"HTTP/1.1 200 OK\r\nx-frame-options: ALLOWALL\r\nx-app: kept\r\ncontent-length: 2\r\n\r\nok",
+            )
+            .await;
+    })
+    .await;
+    let mut config = common::one_listener("api", vec![target]);
+    config.target_groups[0].health_check = health_check();
+    config.listeners[0].rules = vec![path_rule(
+        1,
+        "/fixed",
+        ActionConfig::FixedResponse(FixedResponseConfig {
+            status: 200,
+            content_type: "text/plain".to_owned(),
+            body: "fixed".to_owned(),
+        }),
+    )];
+    config.listeners[0].response_headers = vec![
+        (
+            http::HeaderName::from_static("strict-transport-security"),
+            http::HeaderValue::from_static("max-age=63072000"),
+        ),
+        (
+            http::HeaderName::from_static("x-frame-options"),
+            http::HeaderValue::from_static("DENY"),
+        ),
+    ];
+    let edge = RunningEdge::start(config, "http").await;
+    edge.wait_for_healthy(1).await;
+    let mut client = TestClient::http1();
+    // A target's answer: the listener's value replaces the target's, the rest is kept.
+    let forwarded = client.get(&format!("{}/anything", edge.url)).await;
+    assert_eq!(forwarded.status, 200);
+    assert_eq!(
+        forwarded.header("strict-transport-security"),
+        Some("max-age=63072000")
+    );
+    assert_eq!(forwarded.header("x-frame-options"), Some("DENY"));
+    assert_eq!(forwarded.header("x-app"), Some("kept"));
+    // The edge's own answers too: a fixed response, and a refusal.
+    let fixed = client.get(&format!("{}/fixed", edge.url)).await;
+    assert_eq!(fixed.text(), "fixed");
+    assert_eq!(fixed.header("x-frame-options"), Some("DENY"));
+    let refused = raw_exchange(
+        edge.url.trim_start_matches("http://"),
+        "GET /anything HTTP/1.1\r\n\r\n",
+    )
+    .await;
+    assert!(refused.starts_with("HTTP/1.1 400"), "{refused}");
+    assert!(
+        refused.contains("strict-transport-security: max-age=63072000\r\n"),
+        "{refused}"
+    );
     edge.shutdown().await;
 }

@@ -404,7 +404,24 @@ pub struct Listener {
     pub default_action: RuleAction,
     /// The web ACL in front of its rules.
     pub web_acl: ListenerWebAcl,
+    /// Headers set on every answer, by lowercase name (checked as HTTP names and values).
+    pub response_headers: Vec<(String, String)>,
 }
+
+/// Headers a listener may not set on its answers: those that frame an answer or its
+/// connection, which the edge writes itself (hop-by-hop ones, the length, the codings).
+const FRAMING_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "content-encoding",
+    "content-range",
+];
 
 /// Which web ACL is in front of a listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1126,8 +1143,27 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
                 ListenerWebAcl::None
             }
         };
+        let mut response_headers = Vec::new();
+        for (name, value) in &raw_listener.response_headers {
+            let at = path.key("response_headers").key(name);
+            match http::HeaderName::from_bytes(name.as_bytes()) {
+                Err(_) => findings.problem(at, format!("`{name}` is not a header name")),
+                Ok(header) if FRAMING_HEADERS.contains(&header.as_str()) => findings.problem(
+                    at,
+                    format!("`{name}` frames the answer or its connection: the edge sets it"),
+                ),
+                Ok(_) if !value.is_ascii() || http::HeaderValue::from_str(value).is_err() => {
+                    findings.problem(
+                        at,
+                        "is not a header value (visible ASCII and spaces, on one line)",
+                    )
+                }
+                Ok(header) => response_headers.push((header.as_str().to_owned(), value.clone())),
+            }
+        }
         listeners.push(Listener {
             web_acl,
+            response_headers,
             name: raw_listener.name.clone(),
             port: raw_listener.port,
             protocol,

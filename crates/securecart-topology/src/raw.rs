@@ -943,6 +943,11 @@ pub struct RawListener {
     /// `"none"`; without it, `[edge.waf]` (if there is one).
     #[serde(default)]
     pub web_acl: Option<String>,
+    /// Headers set on every answer of the listener, by name, the target's own of the same
+    /// name replaced (ALB's response header modification): `Strict-Transport-Security` on
+    /// an https listener, say. Not the headers that frame an answer or its connection.
+    #[serde(default)]
+    pub response_headers: std::collections::BTreeMap<String, String>,
 }
 
 /// The default listener protocol.

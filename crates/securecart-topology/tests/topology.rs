@@ -413,6 +413,24 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "needs algorithm = \"weighted_random\"",
         ),
         (
+            "name = \"http\"\nport = 8080",
+            "name = \"http\"\nport = 8080\nresponse_headers = { transfer-encoding = \"chunked\" }",
+            "edge.listeners[0].response_headers.transfer-encoding",
+            "frames the answer",
+        ),
+        (
+            "name = \"http\"\nport = 8080",
+            "name = \"http\"\nport = 8080\nresponse_headers = { \"x frame\" = \"DENY\" }",
+            "edge.listeners[0].response_headers.x frame",
+            "not a header name",
+        ),
+        (
+            "name = \"http\"\nport = 8080",
+            "name = \"http\"\nport = 8080\nresponse_headers = { x-note = \"café\" }",
+            "edge.listeners[0].response_headers.x-note",
+            "not a header value",
+        ),
+        (
             "origin_shield = \"us-east-1\"",
             "origin_shield = \"mars-1\"",
             "edge.cache.behaviors[1].origin_shield",
@@ -1177,4 +1195,29 @@ fn measured_latencies_are_read_and_checked() {
             "{field}: {error}"
         );
     }
+}
+
+#[test]
+fn a_listener_may_set_headers_on_its_answers() {
+    let text = with(
+        "name = \"https\"\nport = 8443",
+        "name = \"https\"\nport = 8443\nresponse_headers = { Strict-Transport-Security = \"max-age=63072000\", x-content-type-options = \"nosniff\" }",
+    );
+    let loaded = parse(&text, "t.toml").expect("response headers");
+    let https = &loaded.topology.edge.listeners[1];
+    assert_eq!(
+        https.response_headers,
+        [
+            (
+                "strict-transport-security".to_owned(),
+                "max-age=63072000".to_owned()
+            ),
+            ("x-content-type-options".to_owned(), "nosniff".to_owned()),
+        ]
+    );
+    assert!(
+        loaded.topology.edge.listeners[0]
+            .response_headers
+            .is_empty()
+    );
 }

@@ -179,6 +179,17 @@ pub fn edge_config(
                     .collect(),
                 default_action: action_config(&listener.default_action),
                 waf: waf_of(listener),
+                // The topology has checked the names and values.
+                response_headers: listener
+                    .response_headers
+                    .iter()
+                    .filter_map(|(name, value)| {
+                        Some((
+                            http::HeaderName::from_bytes(name.as_bytes()).ok()?,
+                            http::HeaderValue::from_str(value).ok()?,
+                        ))
+                    })
+                    .collect(),
             })
             .collect(),
         admin: region.edge.admin_address,
@@ -560,6 +571,7 @@ pub async fn proxy_config(
             default_action: ActionConfig::forward("upstreams"),
             tls,
             waf: None,
+            response_headers: Vec::new(),
         }],
         admin,
         target_groups: vec![TargetGroupConfig {

@@ -41,6 +41,7 @@ pub fn one_listener(group: &str, targets: Vec<SocketAddr>) -> EdgeConfig {
             default_action: ActionConfig::forward(group),
             tls: None,
             waf: None,
+            response_headers: Vec::new(),
         }],
         admin: "127.0.0.1:0".parse().expect("address"),
         target_groups: vec![TargetGroupConfig::new(group, targets, quick_health_check())],
