@@ -396,16 +396,18 @@ where
         Err(_) => None,
     };
     // The answer read (or given up), the connection ends as `Connection: close` asks: hyper
-    // shuts its stream down, which over TLS sends `close_notify` first, unless the
-    // server holds it past a moment.
+    // shuts its stream down, which over TLS sends `close_notify` first, unless the server
+    // holds it past a moment. Apart from the check, whose time it does not take.
     drop(sender);
     let mut connection = connection;
-    if tokio::time::timeout(CLOSE_TIMEOUT, &mut connection)
-        .await
-        .is_err()
-    {
-        connection.abort();
-    }
+    tokio::spawn(async move {
+        if tokio::time::timeout(CLOSE_TIMEOUT, &mut connection)
+            .await
+            .is_err()
+        {
+            connection.abort();
+        }
+    });
     answer
 }
 

@@ -591,8 +591,10 @@ pub struct TargetGroup {
     pub host_header: Option<(http::HeaderValue, Option<http::uri::Authority>)>,
     /// Its anomaly detection.
     pub anomaly: crate::config::AnomalyDetection,
-    /// When (milliseconds since [`clock_epoch`]) the next anomaly assessment is due.
-    assess_at: AtomicU64,
+    /// When (milliseconds since [`clock_epoch`]) the next anomaly assessment is due; shared
+    /// with the group of the same name that a reload replaces, whose requests still in
+    /// flight count on the same targets, so that one assessment runs per interval.
+    assess_at: Arc<AtomicU64>,
     cursor: AtomicUsize,
     epoch: Instant,
 }
@@ -701,7 +703,14 @@ impl TargetGroup {
                 (host, authority)
             }),
             anomaly: config.anomaly,
-            assess_at: AtomicU64::new(now_millis() + config.anomaly.interval.as_millis() as u64),
+            assess_at: previous.map_or_else(
+                || {
+                    Arc::new(AtomicU64::new(
+                        now_millis() + config.anomaly.interval.as_millis() as u64,
+                    ))
+                },
+                |group| Arc::clone(&group.assess_at),
+            ),
             cursor: AtomicUsize::new(0),
             epoch: Instant::now(),
         }
@@ -801,9 +810,12 @@ impl TargetGroup {
         }
     }
 
-    /// Whether the group sends anomalous targets less.
-    fn mitigates(&self) -> bool {
-        self.anomaly.mitigation && self.algorithm == Algorithm::WeightedRandom
+    /// Whether the group sends anomalous targets less: a weighted random one with
+    /// mitigation on, of targets enough to tell anomalies.
+    pub fn mitigates(&self) -> bool {
+        self.anomaly.mitigation
+            && self.algorithm == Algorithm::WeightedRandom
+            && self.targets.len() >= MIN_HEALTHY_FOR_ANOMALIES
     }
 
     /// Counts a target's answer (or failed connection or timeout, as `None`), at `at`, for
@@ -851,31 +863,32 @@ impl TargetGroup {
     fn assess_if_due(&self, at: Instant) -> bool {
         let now = at.saturating_duration_since(clock_epoch()).as_millis() as u64;
         let due = self.assess_at.load(Ordering::Relaxed);
+        let interval = (self.anomaly.interval.as_millis() as u64).max(1);
         if now < due
             || self
                 .assess_at
-                .compare_exchange(
-                    due,
-                    now + self.anomaly.interval.as_millis() as u64,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
+                .compare_exchange(due, now + interval, Ordering::Relaxed, Ordering::Relaxed)
                 .is_err()
         {
             return false;
         }
-        self.assess();
+        // The last assessment ran an interval before `due`; a quiet spell of several
+        // intervals fades what came before it as much as several assessments would.
+        let since = now.saturating_sub(due.saturating_sub(interval));
+        self.assess(since as f64 / interval as f64);
         true
     }
 
-    /// Weighs each target's answers since the last assessment, and earlier ones by halves,
-    /// finds the anomalous targets, and moves each one's mitigation a step: one more
-    /// halving of its share if it is anomalous and the group mitigates, one less if not.
-    fn assess(&self) {
+    /// Weighs each target's answers since the last assessment, `intervals` ago, and earlier
+    /// ones halved for each interval since, finds the anomalous targets, and moves each
+    /// one's mitigation a step: one more halving of its share if it is anomalous and the
+    /// group mitigates, one less if not.
+    fn assess(&self, intervals: f64) {
+        let fade = 0.5f64.powf(intervals.max(1.0));
         let mut samples = [ErrorSample::default(); MAX_TARGETS];
         for (sample, target) in samples.iter_mut().zip(&self.targets) {
             let decayed = |recent: &AtomicU64, new: &AtomicU32| {
-                let value = f64::from_bits(recent.load(Ordering::Relaxed)) / 2.0
+                let value = f64::from_bits(recent.load(Ordering::Relaxed)) * fade
                     + f64::from(new.swap(0, Ordering::Relaxed));
                 recent.store(value.to_bits(), Ordering::Relaxed);
                 value
@@ -1426,6 +1439,7 @@ mod tests {
         let two = super::TargetGroup::new(&smaller, Some(&group), &pools);
         assert!(Arc::ptr_eq(&two.targets[0], &group.targets[0]));
         assert_eq!(two.targets[0].anomaly(), Anomaly::default());
+        assert!(!two.mitigates());
         group.targets[0].anomaly.store(
             Anomaly {
                 anomalous: true,
@@ -1473,6 +1487,34 @@ mod tests {
         assert_eq!(group.anomaly_counts(), (1, 0));
         let share = first_share(&group);
         assert!((0.2..0.3).contains(&share), "not mitigated: {share}");
+    }
+
+    #[test]
+    fn a_quiet_spell_fades_errors_as_much_as_the_assessments_it_missed() {
+        use crate::config::{AnomalyDetection, TargetGroupConfig};
+        let config = TargetGroupConfig {
+            targets: (1..=4)
+                .map(|port| std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+                .collect(),
+            anomaly: AnomalyDetection {
+                mitigation: true,
+                ..AnomalyDetection::default()
+            },
+            ..group_config(Algorithm::WeightedRandom)
+        };
+        let group =
+            super::TargetGroup::new(&config, None, &crate::pool::Pools::new(Default::default()));
+        for target in &group.targets {
+            target.set_healthy(true);
+        }
+        assess_rounds(&group, 0, 3, true);
+        assert!(group.targets[0].anomaly().anomalous);
+        // An answer eleven intervals after the last assessment: what came before has faded
+        // by 2^11, not by the one halving of a single assessment (which would leave the
+        // target anomalous, with 8.75 errors in 17.5 answers).
+        let later = std::time::Instant::now() + Duration::from_secs(140);
+        assert!(group.observe_outcome(1, Some(200), later).assessed);
+        assert!(!group.targets[0].anomaly().anomalous);
     }
 
     #[test]

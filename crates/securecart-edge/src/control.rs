@@ -473,7 +473,9 @@ impl Control {
 /// detection found (ALB's `AnomalyDetection`: `normal` or `anomalous`, and whether
 /// mitigation sends it less than its share).
 fn describe_target_health(groups: &[TargetGroup], draining: &[Draining]) -> serde_json::Value {
-    let target = |target: &Target, leaving: bool| {
+    // `mitigates`: whether the target's group sends anomalous targets less (a draining
+    // target is sent nothing new).
+    let target = |target: &Target, leaving: bool, mitigates: bool| {
         let (state, reason, description) = target_health(target, leaving);
         let anomaly = target.anomaly();
         serde_json::json!({
@@ -484,7 +486,7 @@ fn describe_target_health(groups: &[TargetGroup], draining: &[Draining]) -> serd
             "in_flight": target.outstanding(),
             "anomaly_detection": {
                 "result": if anomaly.anomalous { "anomalous" } else { "normal" },
-                "mitigation_in_effect": anomaly.mitigated(),
+                "mitigation_in_effect": mitigates && anomaly.mitigated(),
             },
         })
     };
@@ -492,7 +494,7 @@ fn describe_target_health(groups: &[TargetGroup], draining: &[Draining]) -> serd
         draining
             .iter()
             .filter(|entry| entry.group == name)
-            .map(|entry| target(&entry.target, true))
+            .map(|entry| target(&entry.target, true, false))
             .collect::<Vec<_>>()
     };
     let mut described: Vec<serde_json::Value> = groups
@@ -501,7 +503,7 @@ fn describe_target_health(groups: &[TargetGroup], draining: &[Draining]) -> serd
             let mut targets: Vec<_> = group
                 .targets
                 .iter()
-                .map(|each| target(each, false))
+                .map(|each| target(each, false, group.mitigates()))
                 .collect();
             targets.extend(draining_in(&group.name));
             serde_json::json!({

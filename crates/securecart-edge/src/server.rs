@@ -80,6 +80,14 @@ use crate::forward::framing;
 use crate::h1::{Chunk, Decoded, Reading};
 use crate::upstream::{BoxError, EdgeBody};
 
+/// `instant` + `duration`, or a century on where that is past what an instant holds (a
+/// duration given as `Duration::MAX`, say).
+fn far_or(instant: tokio::time::Instant, duration: Duration) -> tokio::time::Instant {
+    instant
+        .checked_add(duration)
+        .unwrap_or_else(|| instant + Duration::from_secs(100 * 365 * 86_400))
+}
+
 /// HTTP/2's connection preface (RFC 9113 section 3.4).
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// How much a connection reads at once for a request's head.
@@ -554,9 +562,10 @@ where
     let mut check = pin!(tokio::time::sleep(idle));
     // ALB's client keepalive: `GOAWAY` once the connection has lived this long, the
     // streams under way finishing (and the idle watch still on).
-    let mut lived = pin!(tokio::time::sleep_until(
-        in_flight.began + settings.client_keep_alive
-    ));
+    let mut lived = pin!(tokio::time::sleep_until(far_or(
+        in_flight.began,
+        settings.client_keep_alive
+    )));
     let mut going_away = false;
     let finished = loop {
         tokio::select! {
@@ -1053,12 +1062,16 @@ impl Connection {
         let mut first_deadline = Some(head_timer.deadline());
         // A request that comes past this is answered with the connection's close (ALB's
         // client keepalive). The clock is read for it only when the request's deadline
-        // falls past it: a request comes before its deadline or not at all.
-        let expires = head_timer
-            .deadline()
-            .checked_sub(self.settings.header_read_timeout)
-            .unwrap_or_else(|| head_timer.deadline())
-            + self.settings.client_keep_alive;
+        // falls past it: a request comes before its deadline or not at all. (A request
+        // that came before it, with an answer that outlasted it, leaves the close to the
+        // next.)
+        let expires = far_or(
+            head_timer
+                .deadline()
+                .checked_sub(self.settings.header_read_timeout)
+                .unwrap_or_else(|| head_timer.deadline()),
+            self.settings.client_keep_alive,
+        );
         loop {
             skip_blank_lines(&mut self.wire.buffer);
             let deadline = first_deadline

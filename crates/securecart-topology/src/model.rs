@@ -423,6 +423,23 @@ const FRAMING_HEADERS: &[&str] = &[
     "content-range",
 ];
 
+/// Nor those that belong to each answer, whose one value for all would break them (every
+/// cookie a target sets, every redirect's location, every representation's type, date,
+/// validators and variants).
+const PER_ANSWER_HEADERS: &[&str] = &[
+    "set-cookie",
+    "date",
+    "content-type",
+    "content-location",
+    "location",
+    "etag",
+    "last-modified",
+    "vary",
+    "age",
+    "retry-after",
+    "www-authenticate",
+];
+
 /// Which web ACL is in front of a listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenerWebAcl {
@@ -1143,7 +1160,7 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
                 ListenerWebAcl::None
             }
         };
-        let mut response_headers = Vec::new();
+        let mut response_headers: Vec<(String, String)> = Vec::new();
         for (name, value) in &raw_listener.response_headers {
             let at = path.key("response_headers").key(name);
             match http::HeaderName::from_bytes(name.as_bytes()) {
@@ -1152,6 +1169,20 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
                     at,
                     format!("`{name}` frames the answer or its connection: the edge sets it"),
                 ),
+                Ok(header) if PER_ANSWER_HEADERS.contains(&header.as_str()) => findings.problem(
+                    at,
+                    format!("`{name}` belongs to each answer: one value for all would break them"),
+                ),
+                Ok(header)
+                    if response_headers
+                        .iter()
+                        .any(|(taken, _)| taken == header.as_str()) =>
+                {
+                    findings.problem(
+                        at,
+                        format!("`{name}` is set twice (header names are case-insensitive)"),
+                    );
+                }
                 Ok(_) if !value.is_ascii() || http::HeaderValue::from_str(value).is_err() => {
                     findings.problem(
                         at,

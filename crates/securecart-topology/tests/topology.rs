@@ -420,6 +420,18 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
         ),
         (
             "name = \"http\"\nport = 8080",
+            "name = \"http\"\nport = 8080\nresponse_headers = { Set-Cookie = \"a=b\" }",
+            "edge.listeners[0].response_headers.Set-Cookie",
+            "belongs to each answer",
+        ),
+        (
+            "name = \"http\"\nport = 8080",
+            "name = \"http\"\nport = 8080\nresponse_headers = { X-Note = \"a\", x-note = \"b\" }",
+            "edge.listeners[0].response_headers.x-note",
+            "set twice",
+        ),
+        (
+            "name = \"http\"\nport = 8080",
             "name = \"http\"\nport = 8080\nresponse_headers = { \"x frame\" = \"DENY\" }",
             "edge.listeners[0].response_headers.x frame",
             "not a header name",
