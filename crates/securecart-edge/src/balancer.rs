@@ -123,6 +123,13 @@ const MIN_ANOMALOUS_ERRORS: f64 = 5.0;
 /// ...and an error rate at least twice the other healthy targets' plus this much.
 const ANOMALOUS_EXCESS: f64 = 0.05;
 
+/// Whether a group of `targets` counts and assesses its targets' errors: it could have
+/// the healthy targets anomaly detection needs. (Its counts, its assessments, its
+/// mitigation and what a reload keeps of its targets' findings all follow this.)
+fn detects_anomalies(targets: usize) -> bool {
+    targets >= MIN_HEALTHY_FOR_ANOMALIES
+}
+
 /// One target's recent answers, as an anomaly assessment weighs them.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct ErrorSample {
@@ -678,7 +685,7 @@ impl TargetGroup {
             .collect();
         // A group left with fewer targets than anomaly detection needs assesses none: what
         // its targets were found before is forgotten, not kept for good.
-        if targets.len() < MIN_HEALTHY_FOR_ANOMALIES {
+        if !detects_anomalies(targets.len()) {
             for target in &targets {
                 target
                     .anomaly
@@ -815,7 +822,7 @@ impl TargetGroup {
     pub fn mitigates(&self) -> bool {
         self.anomaly.mitigation
             && self.algorithm == Algorithm::WeightedRandom
-            && self.targets.len() >= MIN_HEALTHY_FOR_ANOMALIES
+            && detects_anomalies(self.targets.len())
     }
 
     /// Counts a target's answer (or failed connection or timeout, as `None`), at `at`, for
@@ -824,7 +831,7 @@ impl TargetGroup {
         let target = &self.targets[index];
         let error = status.is_none_or(|status| status >= 500);
         // A group of fewer targets than anomaly detection needs keeps no counts.
-        let detects = self.targets.len() >= MIN_HEALTHY_FOR_ANOMALIES;
+        let detects = detects_anomalies(self.targets.len());
         if detects {
             target.answers.fetch_add(1, Ordering::Relaxed);
             if error {

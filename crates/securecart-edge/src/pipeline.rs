@@ -329,7 +329,7 @@ impl Pipeline {
                     waf,
                     request,
                     context.client.ip(),
-                    context.trace.trace_id,
+                    &context.trace,
                     self.limits.header_read_timeout,
                     &self.metrics,
                 )

@@ -347,13 +347,13 @@ impl WafConfig {
     }
 }
 
-/// Runs the web ACL on a request of `client` with the trace id `trace_id`: the request to
+/// Runs the web ACL on a request of `client` with the trace context `trace`: the request to
 /// go on with, or why it is refused.
 pub async fn inspect(
     waf: &WafConfig,
     request: Request<ClientBody>,
     client: IpAddr,
-    trace_id: u128,
+    trace: &securecart_telemetry::TraceContext,
     body_timeout: Duration,
     metrics: &EdgeMetrics,
 ) -> Result<Request<InspectedBody>, EdgeError> {
@@ -424,7 +424,7 @@ pub async fn inspect(
             client = %client,
             method,
             path,
-            trace_id = %format_args!("{trace_id:032x}"),
+            trace_id = %trace.trace_id_hex(),
             "web ACL match"
         );
         let mut end = path.len().min(256);
@@ -437,7 +437,7 @@ pub async fn inspect(
                 .map_or(0, |since| since.as_secs()),
             web_acl: waf.name.clone(),
             client,
-            trace_id: format!("{trace_id:032x}"),
+            trace_id: trace.trace_id_hex(),
             method: method.to_owned(),
             path: path[..end].to_owned(),
             rule: rule.to_owned(),
