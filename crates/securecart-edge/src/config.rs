@@ -110,6 +110,8 @@ pub struct ListenerConfig {
     /// replaced (ALB's response header modification, nginx's `add_header ... always`):
     /// `Strict-Transport-Security` on an HTTPS listener, say.
     pub response_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// What becomes of a request's `X-Forwarded-For` (appended to, by default).
+    pub forwarded_for: crate::forward::ForwardedFor,
 }
 
 /// A target group.

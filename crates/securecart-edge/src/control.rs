@@ -245,6 +245,7 @@ impl Control {
                     waf: listener.waf.clone(),
                     shield: shield.clone(),
                     response_headers: listener.response_headers.clone().into(),
+                    forwarded_for: listener.forwarded_for,
                     cache: cache
                         .zip(config.cache.as_ref())
                         .map(|(cache, settings)| {

@@ -151,6 +151,31 @@ pub fn keep_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
     headers.insert(header::UPGRADE, protocol);
 }
 
+/// What the edge does with a request's `X-Forwarded-For` before forwarding it (ALB's
+/// `routing.http.xff_header_processing.mode` and `routing.http.xff_client_port.enabled`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ForwardedFor {
+    /// Append, preserve or remove.
+    pub mode: XffMode,
+    /// Whether the entry the edge appends carries the client's port (`203.0.113.9:51234`,
+    /// `[2001:db8::1]:51234`).
+    pub client_port: bool,
+}
+
+/// How `X-Forwarded-For` is processed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum XffMode {
+    /// The client's address is appended to the header the request brought (its lines
+    /// joined into one), or is the header if it brought none: ALB's default.
+    #[default]
+    Append,
+    /// The header goes on as the client sent it, and none is added: for an edge behind
+    /// a proxy that already wrote it.
+    Preserve,
+    /// The header is removed: targets see no client addresses.
+    Remove,
+}
+
 /// How many headers [`prepare_request`] adds to a request (`X-Forwarded-For`,
 /// `X-Forwarded-Proto`, `X-Forwarded-Port`, `traceparent`): the server sizes a request's
 /// header map for them, so that adding them does not grow it (growing a small map
@@ -164,24 +189,27 @@ pub fn prepare_request(
     context: &RequestContext,
     protocol: &'static str,
     listener_port: &HeaderValue,
+    forwarded_for: ForwardedFor,
 ) {
     if parts.uri.authority().is_some() || has_hop_by_hop(&parts.headers) {
         rewrite_connection_headers(parts);
     }
-    let forwarded_for = match parts
-        .headers
-        .get(&X_FORWARDED_FOR)
-        .and_then(|value| value.to_str().ok())
-    {
-        Some(previous) => HeaderValue::from_maybe_shared(bytes::Bytes::from(format!(
-            "{previous}, {}",
-            context.client.ip()
-        )))
-        .ok(),
-        None => Some(context.forwarded_for.clone()),
-    };
-    if let Some(value) = forwarded_for {
-        parts.headers.insert(X_FORWARDED_FOR.clone(), value);
+    match forwarded_for.mode {
+        XffMode::Append => {
+            let client = if forwarded_for.client_port {
+                // `SocketAddr`'s text puts an IPv6 address in brackets before its port.
+                HeaderValue::from_maybe_shared(bytes::Bytes::from(context.client.to_string()))
+                    .unwrap_or_else(|_| context.forwarded_for.clone())
+            } else {
+                context.forwarded_for.clone()
+            };
+            let value = appended(&parts.headers, client);
+            parts.headers.insert(X_FORWARDED_FOR.clone(), value);
+        }
+        XffMode::Preserve => {}
+        XffMode::Remove => {
+            parts.headers.remove(&X_FORWARDED_FOR);
+        }
     }
     parts.headers.insert(
         X_FORWARDED_PROTO.clone(),
@@ -193,6 +221,25 @@ pub fn prepare_request(
     if let Ok(value) = HeaderValue::from_bytes(&context.trace.header_bytes()) {
         parts.headers.insert(TRACEPARENT.clone(), value);
     }
+}
+
+/// The request's `X-Forwarded-For` lines (those that hold more than spaces) joined, then
+/// `client`: every proxy's entry is kept, in order, whichever line it came on.
+fn appended(headers: &HeaderMap, client: HeaderValue) -> HeaderValue {
+    let mut joined: Vec<u8> = Vec::new();
+    for line in headers.get_all(&X_FORWARDED_FOR) {
+        let line = line.as_bytes().trim_ascii();
+        if !line.is_empty() {
+            joined.extend_from_slice(line);
+            joined.extend_from_slice(b", ");
+        }
+    }
+    if joined.is_empty() {
+        return client;
+    }
+    joined.extend_from_slice(client.as_bytes());
+    // Lines of valid values joined by a comma and a space make a valid value.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)).unwrap_or(client)
 }
 
 /// Whether a request's `TE` names `trailers`, on any of its lines.
@@ -284,7 +331,13 @@ mod tests {
                 request = request.header("connection", connection);
             }
             let (mut parts, ()) = request.body(()).expect("request").into_parts();
-            prepare_request(&mut parts, &context, "http", &8080.into());
+            prepare_request(
+                &mut parts,
+                &context,
+                "http",
+                &8080.into(),
+                Default::default(),
+            );
             assert_eq!(
                 parts
                     .headers
@@ -353,7 +406,13 @@ mod tests {
             headers.extend(parts.headers.drain());
             let capacity = headers.capacity();
             parts.headers = headers;
-            prepare_request(&mut parts, &context, "http", &8080.into());
+            prepare_request(
+                &mut parts,
+                &context,
+                "http",
+                &8080.into(),
+                Default::default(),
+            );
             let te: Vec<_> = parts.headers.get_all("te").iter().collect();
             if kept {
                 assert_eq!(te, ["trailers"], "{lines:?}");
@@ -394,6 +453,80 @@ mod tests {
         }
     }
 
+    /// ALB's three ways with `X-Forwarded-For`, with and without the client's port, over
+    /// requests that bring no line, one, or several.
+    #[test]
+    fn x_forwarded_for_is_appended_preserved_or_removed() {
+        use super::{ForwardedFor, XffMode};
+        let append = ForwardedFor::default();
+        let with_port = ForwardedFor {
+            mode: XffMode::Append,
+            client_port: true,
+        };
+        let preserve = ForwardedFor {
+            mode: XffMode::Preserve,
+            client_port: true,
+        };
+        let remove = ForwardedFor {
+            mode: XffMode::Remove,
+            client_port: false,
+        };
+        // (client, the lines it sent, processing, the lines the target sees)
+        let cases: [(&str, &[&str], ForwardedFor, &[&str]); 11] = [
+            ("127.9.0.7:5000", &[], append, &["127.9.0.7"]),
+            (
+                "127.9.0.7:5000",
+                &["203.0.113.9"],
+                append,
+                &["203.0.113.9, 127.9.0.7"],
+            ),
+            (
+                "127.9.0.7:5000",
+                &["203.0.113.9, 198.51.100.1", "192.0.2.4"],
+                append,
+                &["203.0.113.9, 198.51.100.1, 192.0.2.4, 127.9.0.7"],
+            ),
+            ("127.9.0.7:5000", &["", " "], append, &["127.9.0.7"]),
+            ("127.9.0.7:5000", &[], with_port, &["127.9.0.7:5000"]),
+            (
+                "[::1]:443",
+                &["203.0.113.9"],
+                with_port,
+                &["203.0.113.9, [::1]:443"],
+            ),
+            ("[::1]:443", &[], append, &["::1"]),
+            ("127.9.0.7:5000", &[], preserve, &[]),
+            (
+                "127.9.0.7:5000",
+                &["203.0.113.9", "192.0.2.4"],
+                preserve,
+                &["203.0.113.9", "192.0.2.4"],
+            ),
+            ("127.9.0.7:5000", &["203.0.113.9", "192.0.2.4"], remove, &[]),
+            ("127.9.0.7:5000", &[], remove, &[]),
+        ];
+        for (client, lines, processing, expected) in cases {
+            let mut request = Request::get("/x").header("host", "shop.example");
+            for line in lines {
+                request = request.header("x-forwarded-for", *line);
+            }
+            let (mut parts, ()) = request.body(()).expect("request").into_parts();
+            let context =
+                RequestContext::new(client.parse().expect("address"), TraceContext::new_root());
+            prepare_request(&mut parts, &context, "http", &8080.into(), processing);
+            let seen: Vec<&str> = parts
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .map(|value| value.to_str().expect("ascii"))
+                .collect();
+            assert_eq!(seen, expected, "{client} {lines:?} {processing:?}");
+            // The other forwarding headers do not depend on it.
+            assert_eq!(parts.headers["x-forwarded-proto"], "http");
+            assert_eq!(parts.headers["x-forwarded-port"], "8080");
+        }
+    }
+
     #[test]
     fn forwarded_requests_lose_hop_by_hop_headers_and_gain_forwarding_headers() {
         let (mut parts, ()) = Request::get("/x")
@@ -408,7 +541,13 @@ mod tests {
             .into_parts();
         let client: SocketAddr = "127.9.0.7:5000".parse().expect("address");
         let context = RequestContext::new(client, TraceContext::new_root());
-        prepare_request(&mut parts, &context, "http", &8080.into());
+        prepare_request(
+            &mut parts,
+            &context,
+            "http",
+            &8080.into(),
+            Default::default(),
+        );
         for gone in ["connection", "x-private", "keep-alive", "upgrade"] {
             assert!(
                 !parts.headers.contains_key(gone),

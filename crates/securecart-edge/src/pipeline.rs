@@ -77,6 +77,8 @@ pub struct Pipeline {
     pub shield: Option<Arc<crate::shield::Shield>>,
     /// Headers set on every answer (see [`crate::config::ListenerConfig`]).
     pub response_headers: Arc<[(http::HeaderName, HeaderValue)]>,
+    /// What becomes of `X-Forwarded-For`.
+    pub forwarded_for: forward::ForwardedFor,
 }
 
 /// What the request stages decided, for the respond stage.
@@ -457,7 +459,13 @@ impl Pipeline {
                     .remove::<crate::server::OnUpgrade>()
             });
             let (mut parts, body) = request.into_parts();
-            forward::prepare_request(&mut parts, context, self.protocol, &self.port_header);
+            forward::prepare_request(
+                &mut parts,
+                context,
+                self.protocol,
+                &self.port_header,
+                self.forwarded_for,
+            );
             let request = Request::from_parts(parts, body);
             let max_body_bytes = forward.max_body_bytes.or(self.limits.max_body_bytes);
 

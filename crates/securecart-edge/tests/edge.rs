@@ -58,6 +58,11 @@ async fn start_upstream(name: &'static str) -> (TestServer, Arc<AtomicBool>) {
                     axum::Json(serde_json::json!({
                         "name": upstream.name,
                         "x-forwarded-for": header("x-forwarded-for"),
+                        "x-forwarded-for-lines": headers
+                            .get_all("x-forwarded-for")
+                            .iter()
+                            .map(|value| String::from_utf8_lossy(value.as_bytes()))
+                            .collect::<Vec<_>>(),
                         "x-forwarded-proto": header("x-forwarded-proto"),
                         "traceparent": header("traceparent"),
                         "host": header("host"),
@@ -267,6 +272,7 @@ async fn start_edge_with_limits(
                 tls: None,
                 waf: None,
                 response_headers: Vec::new(),
+                forwarded_for: Default::default(),
             }],
             admin: "127.0.0.1:0".parse().expect("address"),
             target_groups,
@@ -772,6 +778,7 @@ async fn https_listeners_pick_certificates_by_sni_and_speak_http2_by_alpn() {
             tls: Some(TlsConfig { certificates }),
             waf: None,
             response_headers: Vec::new(),
+            forwarded_for: Default::default(),
         }],
         admin: "127.0.0.1:0".parse().expect("address"),
         target_groups: vec![TargetGroupConfig {
@@ -1970,6 +1977,7 @@ fn control_config(a: SocketAddr, b: SocketAddr) -> EdgeConfig {
             tls: None,
             waf: None,
             response_headers: Vec::new(),
+            forwarded_for: Default::default(),
         }],
         admin: "127.0.0.1:0".parse().expect("address"),
         target_groups: vec![TargetGroupConfig {
@@ -3023,5 +3031,67 @@ async fn a_listener_sets_its_response_headers_on_every_answer() {
         refused.contains("strict-transport-security: max-age=63072000\r\n"),
         "{refused}"
     );
+    edge.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_listener_appends_preserves_or_removes_x_forwarded_for() {
+    use securecart_edge::forward::{ForwardedFor, XffMode};
+    let (a, _) = start_upstream("a").await;
+    for (processing, expected) in [
+        (
+            ForwardedFor::default(),
+            serde_json::json!(["203.0.113.9, 198.51.100.1, 127.0.0.1"]),
+        ),
+        (
+            ForwardedFor {
+                mode: XffMode::Preserve,
+                client_port: false,
+            },
+            serde_json::json!(["203.0.113.9", "198.51.100.1"]),
+        ),
+        (
+            ForwardedFor {
+                mode: XffMode::Remove,
+                client_port: false,
+            },
+            serde_json::json!([]),
+        ),
+    ] {
+        let mut config = common::one_listener("api", vec![a.address]);
+        config.target_groups[0].health_check = health_check();
+        config.listeners[0].forwarded_for = processing;
+        let edge = RunningEdge::start(config, "http").await;
+        edge.wait_for_healthy(1).await;
+        // Two lines, as a chain of proxies may send them.
+        let answer = raw_exchange(
+            edge.url.trim_start_matches("http://"),
+            "GET /api/whoami HTTP/1.1\r\nHost: shop.example\r\nX-Forwarded-For: 203.0.113.9\r\n\
+             X-Forwarded-For: 198.51.100.1\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        let (_, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
+        let seen: serde_json::Value = serde_json::from_str(body).expect("json");
+        assert_eq!(seen["x-forwarded-for-lines"], expected, "{processing:?}");
+        assert_eq!(seen["x-forwarded-proto"], "http", "{processing:?}");
+        edge.shutdown().await;
+    }
+    // With the client's port, which differs from one connection to the next.
+    let mut config = common::one_listener("api", vec![a.address]);
+    config.target_groups[0].health_check = health_check();
+    config.listeners[0].forwarded_for = ForwardedFor {
+        mode: XffMode::Append,
+        client_port: true,
+    };
+    let edge = RunningEdge::start(config, "http").await;
+    edge.wait_for_healthy(1).await;
+    let seen = TestClient::http1()
+        .get(&format!("{}/api/whoami", edge.url))
+        .await
+        .json();
+    let entry = seen["x-forwarded-for"].as_str().expect("a line");
+    let (ip, port) = entry.split_once(':').expect("address and port");
+    assert_eq!(ip, "127.0.0.1", "{seen}");
+    assert!(port.parse::<u16>().is_ok_and(|port| port > 0), "{seen}");
     edge.shutdown().await;
 }

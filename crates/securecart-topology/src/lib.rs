@@ -21,7 +21,7 @@ pub use model::{
     Algorithm, CacheBehavior, Component, Edge, EdgeCache, EdgeShield, EdgeWaf, HealthCheck,
     Listener, ListenerProtocol, ListenerRule, ListenerWebAcl, Location, LogFormat, QueryStrings,
     Region, Role, RuleAction, RuleConditions, Service, ServiceKind, StoreKind, TargetGroup,
-    Telemetry, Tiers, Topology,
+    Telemetry, Tiers, Topology, XffHeaderProcessing,
 };
 
 use locate::{FieldPath, Locator};

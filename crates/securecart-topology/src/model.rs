@@ -406,6 +406,23 @@ pub struct Listener {
     pub web_acl: ListenerWebAcl,
     /// Headers set on every answer, by lowercase name (checked as HTTP names and values).
     pub response_headers: Vec<(String, String)>,
+    /// What becomes of a request's `X-Forwarded-For`.
+    pub xff_header_processing: XffHeaderProcessing,
+    /// Whether the appended entry carries the client's port.
+    pub xff_client_port: bool,
+}
+
+/// What a listener does with a request's `X-Forwarded-For` (ALB's
+/// `routing.http.xff_header_processing.mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum XffHeaderProcessing {
+    /// The client's address is appended.
+    #[default]
+    Append,
+    /// The header goes on unchanged.
+    Preserve,
+    /// The header is removed.
+    Remove,
 }
 
 /// Headers a listener may not set on its answers: those that frame an answer or its
@@ -1192,9 +1209,31 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
                 Ok(header) => response_headers.push((header.as_str().to_owned(), value.clone())),
             }
         }
+        let xff_header_processing = match raw_listener.xff_header_processing.as_deref() {
+            None | Some("append") => XffHeaderProcessing::Append,
+            Some("preserve") => XffHeaderProcessing::Preserve,
+            Some("remove") => XffHeaderProcessing::Remove,
+            Some(other) => {
+                findings.problem(
+                    path.key("xff_header_processing"),
+                    format!(
+                        "`{other}` is not a way with X-Forwarded-For; expected \"append\", \"preserve\" or \"remove\""
+                    ),
+                );
+                XffHeaderProcessing::Append
+            }
+        };
+        if raw_listener.xff_client_port && xff_header_processing != XffHeaderProcessing::Append {
+            findings.problem(
+                path.key("xff_client_port"),
+                "the client's port goes where its address is appended: only with xff_header_processing = \"append\"",
+            );
+        }
         listeners.push(Listener {
             web_acl,
             response_headers,
+            xff_header_processing,
+            xff_client_port: raw_listener.xff_client_port,
             name: raw_listener.name.clone(),
             port: raw_listener.port,
             protocol,

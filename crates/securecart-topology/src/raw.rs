@@ -948,6 +948,15 @@ pub struct RawListener {
     /// an https listener, say. Not the headers that frame an answer or its connection.
     #[serde(default)]
     pub response_headers: std::collections::BTreeMap<String, String>,
+    /// What becomes of a request's `X-Forwarded-For` (ALB's
+    /// `routing.http.xff_header_processing.mode`): `append` (the default), `preserve` or
+    /// `remove`.
+    #[serde(default)]
+    pub xff_header_processing: Option<String>,
+    /// Whether the client's port follows its address where the edge appends it
+    /// (`routing.http.xff_client_port.enabled`).
+    #[serde(default)]
+    pub xff_client_port: bool,
 }
 
 /// The default listener protocol.

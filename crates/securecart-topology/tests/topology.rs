@@ -443,6 +443,18 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "not a header value",
         ),
         (
+            "name = \"http\"\nport = 8080",
+            "name = \"http\"\nport = 8080\nxff_header_processing = \"strip\"",
+            "edge.listeners[0].xff_header_processing",
+            "not a way with X-Forwarded-For",
+        ),
+        (
+            "name = \"http\"\nport = 8080",
+            "name = \"http\"\nport = 8080\nxff_header_processing = \"remove\"\nxff_client_port = true",
+            "edge.listeners[0].xff_client_port",
+            "only with xff_header_processing = \"append\"",
+        ),
+        (
             "origin_shield = \"us-east-1\"",
             "origin_shield = \"mars-1\"",
             "edge.cache.behaviors[1].origin_shield",
@@ -1232,4 +1244,46 @@ fn a_listener_may_set_headers_on_its_answers() {
             .response_headers
             .is_empty()
     );
+}
+
+#[test]
+fn a_listener_says_what_becomes_of_x_forwarded_for() {
+    use securecart_topology::XffHeaderProcessing;
+    for (lines, processing, port) in [
+        ("", XffHeaderProcessing::Append, false),
+        (
+            "\nxff_client_port = true",
+            XffHeaderProcessing::Append,
+            true,
+        ),
+        (
+            "\nxff_header_processing = \"append\"\nxff_client_port = true",
+            XffHeaderProcessing::Append,
+            true,
+        ),
+        (
+            "\nxff_header_processing = \"preserve\"",
+            XffHeaderProcessing::Preserve,
+            false,
+        ),
+        (
+            "\nxff_header_processing = \"remove\"",
+            XffHeaderProcessing::Remove,
+            false,
+        ),
+    ] {
+        let text = with(
+            "name = \"https\"\nport = 8443",
+            &format!("name = \"https\"\nport = 8443{lines}"),
+        );
+        let loaded = parse(&text, "t.toml").expect(lines);
+        let https = &loaded.topology.edge.listeners[1];
+        assert_eq!(https.xff_header_processing, processing, "{lines}");
+        assert_eq!(https.xff_client_port, port, "{lines}");
+        // The other listener keeps the default.
+        assert_eq!(
+            loaded.topology.edge.listeners[0].xff_header_processing,
+            XffHeaderProcessing::Append
+        );
+    }
 }

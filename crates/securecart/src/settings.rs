@@ -11,6 +11,7 @@ use securecart_edge::actions::{
 };
 use securecart_edge::balancer::Algorithm;
 use securecart_edge::config::{AnomalyDetection, OutlierDetection};
+use securecart_edge::forward::{ForwardedFor, XffMode};
 use securecart_edge::rules::{Conditions, Rule};
 use securecart_edge::tls::{CertificatePem, TlsConfig};
 use securecart_edge::{
@@ -21,6 +22,7 @@ use securecart_telemetry::LogFormat;
 use securecart_topology::{
     Algorithm as TopologyAlgorithm, EMBEDDED_NAME, Listener, ListenerProtocol, Loaded,
     LogFormat as TopologyLogFormat, QueryStrings, Region, RuleAction, ServiceKind, Topology,
+    XffHeaderProcessing,
 };
 
 use crate::cli::{LogFormatArg, ServiceArg};
@@ -190,6 +192,14 @@ pub fn edge_config(
                         ))
                     })
                     .collect(),
+                forwarded_for: ForwardedFor {
+                    mode: match listener.xff_header_processing {
+                        XffHeaderProcessing::Append => XffMode::Append,
+                        XffHeaderProcessing::Preserve => XffMode::Preserve,
+                        XffHeaderProcessing::Remove => XffMode::Remove,
+                    },
+                    client_port: listener.xff_client_port,
+                },
             })
             .collect(),
         admin: region.edge.admin_address,
@@ -572,6 +582,7 @@ pub async fn proxy_config(
             tls,
             waf: None,
             response_headers: Vec::new(),
+            forwarded_for: Default::default(),
         }],
         admin,
         target_groups: vec![TargetGroupConfig {

@@ -42,6 +42,7 @@ pub fn one_listener(group: &str, targets: Vec<SocketAddr>) -> EdgeConfig {
             tls: None,
             waf: None,
             response_headers: Vec::new(),
+            forwarded_for: Default::default(),
         }],
         admin: "127.0.0.1:0".parse().expect("address"),
         target_groups: vec![TargetGroupConfig::new(group, targets, quick_health_check())],
