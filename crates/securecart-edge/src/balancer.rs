@@ -598,6 +598,8 @@ pub struct TargetGroup {
     pub host_header: Option<(http::HeaderValue, Option<http::uri::Authority>)>,
     /// Its anomaly detection.
     pub anomaly: crate::config::AnomalyDetection,
+    /// How few healthy targets make it fail open.
+    pub minimum_healthy: crate::config::MinimumHealthy,
     /// When (milliseconds since [`clock_epoch`]) the next anomaly assessment is due; shared
     /// with the group of the same name that a reload replaces, whose requests still in
     /// flight count on the same targets, so that one assessment runs per interval.
@@ -710,6 +712,7 @@ impl TargetGroup {
                 (host, authority)
             }),
             anomaly: config.anomaly,
+            minimum_healthy: config.minimum_healthy,
             assess_at: previous.map_or_else(
                 || {
                     Arc::new(AtomicU64::new(
@@ -786,7 +789,25 @@ impl TargetGroup {
                     .map_or(1.0, |_| ramp(target.healthy_for(), self.slow_start)),
             };
         }
-        choose(self.algorithm, &states[..count], tried, draws)
+        let states = &mut states[..count];
+        // Too few healthy targets: the group fails open, every target taken as healthy.
+        // (With the default minimum of one, `choose` does that itself when none is.)
+        if self.minimum_healthy != crate::config::MinimumHealthy::default()
+            && self
+                .minimum_healthy
+                .fails_open(states.iter().filter(|state| state.healthy).count(), count)
+        {
+            for state in states.iter_mut() {
+                state.healthy = true;
+            }
+        }
+        choose(self.algorithm, states, tried, draws)
+    }
+
+    /// Whether the group fails open now: fewer of its targets healthy than its minimum.
+    pub fn fails_open(&self) -> bool {
+        self.minimum_healthy
+            .fails_open(self.healthy_count(), self.targets.len())
     }
 
     /// The name of the edge's cookie that pins a client to one of the group's targets.

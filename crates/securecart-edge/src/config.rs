@@ -149,6 +149,41 @@ pub struct TargetGroupConfig {
     pub deregistration_delay: Duration,
     /// Anomaly detection and mitigation (ALB's automatic target weights).
     pub anomaly: AnomalyDetection,
+    /// How few healthy targets make the group fail open.
+    pub minimum_healthy: MinimumHealthy,
+}
+
+/// When a group fails open, sending requests to all its targets, healthy or not (ALB's
+/// `target_group_health.unhealthy_state_routing.minimum_healthy_targets`): when fewer of
+/// them are healthy than `count`, or than `percent` of them. By default, when none is: a
+/// request that might succeed beats a certain 503. A higher minimum spares the last healthy
+/// targets a load that would take them down too, when the health checks are what is wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinimumHealthy {
+    /// At least this many targets healthy (1 or more).
+    pub count: usize,
+    /// And, if set, at least this percentage of them (1 to 100).
+    pub percent: Option<u8>,
+}
+
+impl Default for MinimumHealthy {
+    fn default() -> Self {
+        Self {
+            count: 1,
+            percent: None,
+        }
+    }
+}
+
+impl MinimumHealthy {
+    /// Whether a group of `targets` targets, `healthy` of them healthy, fails open: as on
+    /// ALB, when either minimum is not met.
+    pub fn fails_open(&self, healthy: usize, targets: usize) -> bool {
+        healthy < self.count.max(1)
+            || self
+                .percent
+                .is_some_and(|percent| healthy * 100 < targets * usize::from(percent))
+    }
 }
 
 /// ALB's automatic target weights: every group with at least three healthy targets
@@ -215,6 +250,7 @@ impl TargetGroupConfig {
             app_cookie: None,
             deregistration_delay: Duration::from_secs(300),
             anomaly: AnomalyDetection::default(),
+            minimum_healthy: MinimumHealthy::default(),
         }
     }
 }
@@ -307,6 +343,48 @@ impl Default for Limits {
             max_body_bytes: None,
             idle_timeout: Duration::from_secs(60),
             client_keep_alive: Duration::from_secs(3600),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MinimumHealthy;
+
+    /// ALB's rule: a group fails open when either minimum is not met.
+    #[test]
+    fn a_group_fails_open_below_either_minimum() {
+        let count = |count| MinimumHealthy {
+            count,
+            percent: None,
+        };
+        let percent = |count, percent| MinimumHealthy {
+            count,
+            percent: Some(percent),
+        };
+        // (minimum, healthy, targets, fails open)
+        let cases = [
+            (MinimumHealthy::default(), 0, 4, true),
+            (MinimumHealthy::default(), 1, 4, false),
+            (MinimumHealthy::default(), 0, 0, true),
+            (count(0), 0, 4, true),
+            (count(2), 1, 4, true),
+            (count(2), 2, 4, false),
+            (count(5), 4, 4, true),
+            (percent(1, 50), 2, 4, false),
+            (percent(1, 50), 1, 4, true),
+            (percent(1, 50), 2, 5, true),
+            (percent(1, 50), 3, 5, false),
+            (percent(3, 50), 2, 4, true),
+            (percent(1, 100), 3, 4, true),
+            (percent(1, 100), 4, 4, false),
+        ];
+        for (minimum, healthy, targets, expected) in cases {
+            assert_eq!(
+                minimum.fails_open(healthy, targets),
+                expected,
+                "{minimum:?} {healthy} of {targets}"
+            );
         }
     }
 }

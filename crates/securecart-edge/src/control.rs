@@ -472,7 +472,8 @@ impl Control {
 /// `healthy`, `unhealthy`, or `draining` for one that left its group and still finishes
 /// requests) and, but when healthy, ALB's reason code and a description; and what anomaly
 /// detection found (ALB's `AnomalyDetection`: `normal` or `anomalous`, and whether
-/// mitigation sends it less than its share).
+/// mitigation sends it less than its share); and per group, whether it fails open (fewer
+/// healthy targets than its minimum, so that requests go to all of them).
 fn describe_target_health(groups: &[TargetGroup], draining: &[Draining]) -> serde_json::Value {
     // `mitigates`: whether the target's group sends anomalous targets less (a draining
     // target is sent nothing new).
@@ -510,6 +511,8 @@ fn describe_target_health(groups: &[TargetGroup], draining: &[Draining]) -> serd
             serde_json::json!({
                 "name": group.name,
                 "healthy": group.healthy_count(),
+                // Too few healthy targets: requests go to all of them.
+                "fails_open": group.fails_open(),
                 "targets": targets,
             })
         })

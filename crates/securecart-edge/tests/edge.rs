@@ -233,6 +233,7 @@ async fn start_edge(groups: Vec<(&str, &str, Vec<SocketAddr>)>) -> RunningEdge {
             app_cookie: None,
             deregistration_delay: Duration::from_secs(300),
             anomaly: Default::default(),
+            minimum_healthy: Default::default(),
         });
     }
     start_edge_with(rules, not_found(), target_groups).await
@@ -433,6 +434,56 @@ async fn health_checks_take_a_failing_target_out_and_bring_it_back() {
     assert_eq!(names.len(), 2, "a is back in rotation");
     edge.shutdown().await;
     drop((a, b));
+}
+
+/// With a minimum of two healthy targets (ALB's unhealthy state routing), a group left with
+/// one fails open to all three; once two are healthy again, the unhealthy one gets nothing.
+#[tokio::test]
+async fn a_group_with_too_few_healthy_targets_fails_open_to_all_of_them() {
+    let (a, a_healthy) = start_upstream("a").await;
+    let (b, b_healthy) = start_upstream("b").await;
+    let (c, _) = start_upstream("c").await;
+    let group = TargetGroupConfig {
+        outlier_detection: None,
+        minimum_healthy: securecart_edge::config::MinimumHealthy {
+            count: 2,
+            percent: None,
+        },
+        ..TargetGroupConfig::new("api", vec![a.address, b.address, c.address], health_check())
+    };
+    let edge = start_edge_with(
+        vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
+        not_found(),
+        vec![group],
+    )
+    .await;
+    edge.wait_for_healthy(3).await;
+    assert_eq!(
+        edge.targets().await["target_groups"][0]["fails_open"],
+        false
+    );
+    a_healthy.store(false, Ordering::SeqCst);
+    b_healthy.store(false, Ordering::SeqCst);
+    edge.wait_for_healthy(1).await;
+    assert_eq!(edge.targets().await["target_groups"][0]["fails_open"], true);
+    let mut client = TestClient::http1();
+    let mut served = std::collections::HashMap::new();
+    for _ in 0..30 {
+        *served.entry(whoami(&mut client, &edge).await).or_insert(0) += 1;
+    }
+    // Round robin over all three, the two unhealthy ones too.
+    assert_eq!(served.len(), 3, "{served:?}");
+    b_healthy.store(true, Ordering::SeqCst);
+    edge.wait_for_healthy(2).await;
+    assert_eq!(
+        edge.targets().await["target_groups"][0]["fails_open"],
+        false
+    );
+    for _ in 0..10 {
+        assert_ne!(whoami(&mut client, &edge).await, "a");
+    }
+    edge.shutdown().await;
+    drop((a, b, c));
 }
 
 #[tokio::test]
@@ -1145,6 +1196,7 @@ async fn an_idle_upgraded_connection_is_closed_after_its_idle_timeout() {
             app_cookie: None,
             deregistration_delay: Duration::from_secs(300),
             anomaly: Default::default(),
+            minimum_healthy: Default::default(),
         }],
         Limits {
             drain_timeout: Duration::from_secs(5),

@@ -585,6 +585,10 @@ pub struct TargetGroup {
     pub stickiness_app_cookie: Option<String>,
     /// How long a leaving target may finish its requests in flight.
     pub deregistration_delay: Duration,
+    /// It fails open below this many healthy targets.
+    pub minimum_healthy_targets: usize,
+    /// And below this percentage of its targets healthy, if set.
+    pub minimum_healthy_targets_percent: Option<u8>,
 }
 
 /// How a target group spreads requests.
@@ -1011,7 +1015,19 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
                 "must be from 0 to 3600",
             );
         }
+        if !(1..=64).contains(&raw_group.minimum_healthy_targets) {
+            findings.problem(path.key("minimum_healthy_targets"), "must be from 1 to 64");
+        }
+        let percent = raw_group.minimum_healthy_targets_percent;
+        if percent.is_some_and(|percent| !(1..=100).contains(&percent)) {
+            findings.problem(
+                path.key("minimum_healthy_targets_percent"),
+                "must be from 1 to 100",
+            );
+        }
         target_groups.push(TargetGroup {
+            minimum_healthy_targets: raw_group.minimum_healthy_targets.clamp(1, 64) as usize,
+            minimum_healthy_targets_percent: percent.map(|percent| percent.clamp(1, 100) as u8),
             slow_start: (raw_group.slow_start_seconds > 0)
                 .then(|| Duration::from_secs(raw_group.slow_start_seconds)),
             stickiness: (raw_group.stickiness_seconds > 0)

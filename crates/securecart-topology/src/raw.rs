@@ -1192,6 +1192,19 @@ pub struct RawTargetGroup {
     /// seconds (0 to 3600): ALB's deregistration delay. It takes no new requests meanwhile.
     #[serde(default = "default_deregistration_delay_seconds")]
     pub deregistration_delay_seconds: u64,
+    /// The group fails open, sending requests to every target, healthy or not, when fewer
+    /// than this many are healthy (1 to 64; 1 by default: when none is). ALB's
+    /// `target_group_health.unhealthy_state_routing.minimum_healthy_targets.count`.
+    #[serde(default = "default_minimum_healthy_targets")]
+    pub minimum_healthy_targets: u64,
+    /// It also fails open when fewer than this percentage of its targets are healthy (1
+    /// to 100; off by default): ALB's `...minimum_healthy_targets.percentage`.
+    #[serde(default)]
+    pub minimum_healthy_targets_percent: Option<u64>,
+}
+
+fn default_minimum_healthy_targets() -> u64 {
+    1
 }
 
 fn default_deregistration_delay_seconds() -> u64 {

@@ -443,6 +443,18 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "not a header value",
         ),
         (
+            "algorithm = \"p2c_peak_ewma\"",
+            "algorithm = \"p2c_peak_ewma\"\nminimum_healthy_targets = 0",
+            "edge.target_groups[1].minimum_healthy_targets",
+            "from 1 to 64",
+        ),
+        (
+            "algorithm = \"p2c_peak_ewma\"",
+            "algorithm = \"p2c_peak_ewma\"\nminimum_healthy_targets_percent = 101",
+            "edge.target_groups[1].minimum_healthy_targets_percent",
+            "from 1 to 100",
+        ),
+        (
             "name = \"http\"\nport = 8080",
             "name = \"http\"\nport = 8080\nxff_header_processing = \"strip\"",
             "edge.listeners[0].xff_header_processing",
@@ -1286,4 +1298,20 @@ fn a_listener_says_what_becomes_of_x_forwarded_for() {
             XffHeaderProcessing::Append
         );
     }
+}
+
+#[test]
+fn a_target_group_says_how_few_healthy_targets_make_it_fail_open() {
+    let loaded = parse(&default_text(), "t.toml").expect("default");
+    let group = &loaded.topology.edge.target_groups[1];
+    assert_eq!(group.minimum_healthy_targets, 1);
+    assert_eq!(group.minimum_healthy_targets_percent, None);
+    let text = with(
+        "algorithm = \"p2c_peak_ewma\"",
+        "algorithm = \"p2c_peak_ewma\"\nminimum_healthy_targets = 2\nminimum_healthy_targets_percent = 50",
+    );
+    let loaded = parse(&text, "t.toml").expect("minimums");
+    let group = &loaded.topology.edge.target_groups[1];
+    assert_eq!(group.minimum_healthy_targets, 2);
+    assert_eq!(group.minimum_healthy_targets_percent, Some(50));
 }

@@ -1235,9 +1235,14 @@ fn print_targets(out: &mut impl Write, edge: &str, answer: &serde_json::Value) {
     for group in answer["target_groups"].as_array().into_iter().flatten() {
         let _ = writeln!(
             out,
-            "  {} ({} healthy)",
+            "  {} ({} healthy{})",
             group["name"].as_str().unwrap_or(""),
-            group["healthy"]
+            group["healthy"],
+            if group["fails_open"] == true {
+                ", too few: failing open to every target"
+            } else {
+                ""
+            }
         );
         for target in group["targets"].as_array().into_iter().flatten() {
             let _ = write!(
@@ -1371,6 +1376,14 @@ mod tests {
                  "reason": "Target.Timeout", "description": "Request timed out",
                  "anomaly_detection": {"result": "normal", "mitigation_in_effect": false}},
             ],
+        }, {
+            "name": "cart",
+            "healthy": 1,
+            "fails_open": true,
+            "targets": [
+                {"address": "127.0.0.1:9004", "state": "healthy", "in_flight": 1,
+                 "anomaly_detection": {"result": "normal", "mitigation_in_effect": false}},
+            ],
         }]});
         let mut out = Vec::new();
         super::print_targets(&mut out, "edge-us-east-1", &answer);
@@ -1379,7 +1392,9 @@ mod tests {
             "edge-us-east-1\n  api (2 healthy)\n    \
              127.0.0.1:9001         healthy    in flight 0\n    \
              127.0.0.1:9002         healthy    in flight 3  anomalous, mitigated\n    \
-             127.0.0.1:9003         unhealthy  in flight 0  Target.Timeout: Request timed out\n"
+             127.0.0.1:9003         unhealthy  in flight 0  Target.Timeout: Request timed out\n  \
+             cart (1 healthy, too few: failing open to every target)\n    \
+             127.0.0.1:9004         healthy    in flight 1\n"
         );
     }
 }

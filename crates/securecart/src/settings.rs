@@ -10,7 +10,7 @@ use securecart_edge::actions::{
     ActionConfig, FixedResponseConfig, ForwardConfig, RedirectConfig, WeightedGroup,
 };
 use securecart_edge::balancer::Algorithm;
-use securecart_edge::config::{AnomalyDetection, OutlierDetection};
+use securecart_edge::config::{AnomalyDetection, MinimumHealthy, OutlierDetection};
 use securecart_edge::forward::{ForwardedFor, XffMode};
 use securecart_edge::rules::{Conditions, Rule};
 use securecart_edge::tls::{CertificatePem, TlsConfig};
@@ -314,6 +314,10 @@ fn target_group_config(
             mitigation: group.anomaly_mitigation,
             ..AnomalyDetection::default()
         },
+        minimum_healthy: MinimumHealthy {
+            count: group.minimum_healthy_targets,
+            percent: group.minimum_healthy_targets_percent,
+        },
         outlier_detection: group
             .outlier_detection
             .map(|(consecutive_errors, ejection)| OutlierDetection {
@@ -610,6 +614,7 @@ pub async fn proxy_config(
             app_cookie: None,
             deregistration_delay: std::time::Duration::from_secs(300),
             anomaly: AnomalyDetection::default(),
+            minimum_healthy: MinimumHealthy::default(),
         }],
         limits: Limits::default(),
         admin_token: admin_token(),
