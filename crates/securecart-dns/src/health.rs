@@ -46,9 +46,11 @@ pub enum Probe<C = Arc<AtomicBool>> {
         /// Where to connect.
         address: SocketAddr,
     },
-    /// An edge's target groups: healthy while one of them has a healthy target, as its
-    /// admin endpoint's `/targets` says (Route 53's "evaluate target health" of a load
-    /// balancer alias).
+    /// An edge's target groups: healthy while every one of them that counts has enough
+    /// healthy targets (its DNS failover minimum: one, by default), as its admin
+    /// endpoint's `/targets` says. Route 53's "evaluate target health" of an ALB alias,
+    /// which is healthy while all the ALB's target groups are, each by its
+    /// `dns_failover.minimum_healthy_targets`.
     EdgeTargets {
         /// The edge's admin address.
         address: SocketAddr,
@@ -337,16 +339,16 @@ where
     }
 }
 
-/// Whether an edge's `/targets` lists a group with a healthy target.
+/// Whether an edge's `/targets` says that each of its target groups meets its DNS
+/// failover minimum (`dns_healthy`). A group it does not mark so counts for nothing: one
+/// a reload removed, whose targets still drain.
 async fn targets_probe(stream: TcpStream, address: SocketAddr) -> bool {
     match http_get(stream, &address.to_string(), "/targets", 1 << 20).await {
         Some((status, body)) if status.is_success() => {
             serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|described| {
-                described["target_groups"].as_array().is_some_and(|groups| {
-                    groups
-                        .iter()
-                        .any(|group| group["healthy"].as_u64() > Some(0))
-                })
+                described["target_groups"]
+                    .as_array()
+                    .is_some_and(|groups| groups.iter().all(|group| group["dns_healthy"] != false))
             })
         }
         _ => false,

@@ -119,21 +119,25 @@ async fn http_checks_follow_a_server_down_and_back_after_their_threshold() {
     stop.send(true).expect("stop");
 }
 
+/// As Route 53 evaluates an ALB alias: healthy while every target group meets its DNS
+/// failover minimum, as the edge's `/targets` marks each (a group a reload removed, whose
+/// targets drain, is not marked, and counts for nothing).
 #[tokio::test]
 async fn an_edge_alias_takes_its_health_from_the_edges_target_groups() {
-    let healthy_targets = Arc::new(std::sync::atomic::AtomicU64::new(2));
-    let count = Arc::clone(&healthy_targets);
+    let checkout_healthy = Arc::new(AtomicBool::new(true));
+    let flag = Arc::clone(&checkout_healthy);
     let edge_admin = securecart_testkit::serve(
         "127.0.0.1",
         axum::Router::new().route(
             "/targets",
             get(move || {
-                let healthy = count.load(Ordering::SeqCst);
+                let healthy = flag.load(Ordering::SeqCst);
                 async move {
                     axum::Json(serde_json::json!({
                         "target_groups": [
-                            { "name": "catalog", "healthy": 0, "targets": [] },
-                            { "name": "storefront", "healthy": healthy, "targets": [] },
+                            { "name": "storefront", "healthy": 2, "dns_healthy": true, "targets": [] },
+                            { "name": "checkout", "healthy": u8::from(healthy), "dns_healthy": healthy, "targets": [] },
+                            { "name": "gone", "healthy": 0, "targets": [] },
                         ]
                     }))
                 }
@@ -155,10 +159,11 @@ async fn an_edge_alias_takes_its_health_from_the_edges_target_groups() {
     }
     .spawn(Arc::clone(&state), stopped);
     wait_for(&state, true).await;
-    // No group with a healthy target: the alias is unhealthy.
-    healthy_targets.store(0, Ordering::SeqCst);
+    // One group below its minimum, the storefront still healthy: the alias is unhealthy,
+    // and DNS sends the region's clients to a region that can take their orders.
+    checkout_healthy.store(false, Ordering::SeqCst);
     wait_for(&state, false).await;
-    healthy_targets.store(1, Ordering::SeqCst);
+    checkout_healthy.store(true, Ordering::SeqCst);
     wait_for(&state, true).await;
     stop.send(true).expect("stop");
 }

@@ -600,6 +600,8 @@ pub struct TargetGroup {
     pub anomaly: crate::config::AnomalyDetection,
     /// How few healthy targets make it fail open.
     pub minimum_healthy: crate::config::MinimumHealthy,
+    /// How few healthy targets make it ask DNS to send clients elsewhere, if it counts.
+    pub dns_failover: Option<crate::config::MinimumHealthy>,
     /// When (milliseconds since [`clock_epoch`]) the next anomaly assessment is due; shared
     /// with the group of the same name that a reload replaces, whose requests still in
     /// flight count on the same targets, so that one assessment runs per interval.
@@ -713,6 +715,7 @@ impl TargetGroup {
             }),
             anomaly: config.anomaly,
             minimum_healthy: config.minimum_healthy,
+            dns_failover: config.dns_failover,
             assess_at: previous.map_or_else(
                 || {
                     Arc::new(AtomicU64::new(
@@ -804,10 +807,19 @@ impl TargetGroup {
         choose(self.algorithm, states, tried, draws)
     }
 
-    /// Whether the group fails open now: fewer of its targets healthy than its minimum.
+    /// Whether the group fails open now: it has targets, and fewer of them healthy than its
+    /// minimum, or none.
     pub fn fails_open(&self) -> bool {
-        self.minimum_healthy
-            .fails_open(self.healthy_count(), self.targets.len())
+        let healthy = self.healthy_count();
+        !self.targets.is_empty()
+            && (healthy == 0 || self.minimum_healthy.fails_open(healthy, self.targets.len()))
+    }
+
+    /// Whether DNS may send clients to this edge as far as this group goes: it meets its
+    /// DNS failover minimum, or does not count.
+    pub fn dns_healthy(&self) -> bool {
+        self.dns_failover
+            .is_none_or(|minimum| !minimum.fails_open(self.healthy_count(), self.targets.len()))
     }
 
     /// The name of the edge's cookie that pins a client to one of the group's targets.

@@ -151,16 +151,25 @@ pub struct TargetGroupConfig {
     pub anomaly: AnomalyDetection,
     /// How few healthy targets make the group fail open.
     pub minimum_healthy: MinimumHealthy,
+    /// How few healthy targets make the group say, in `/targets`, that DNS should send
+    /// clients elsewhere (ALB's `target_group_health.dns_failover.minimum_healthy_targets`:
+    /// an alias that evaluates the edge's health is healthy while every group it counts
+    /// meets its minimum); none: the group does not count (an origin shield's group,
+    /// whose targets are another region's edge).
+    pub dns_failover: Option<MinimumHealthy>,
 }
 
-/// When a group fails open, sending requests to all its targets, healthy or not (ALB's
-/// `target_group_health.unhealthy_state_routing.minimum_healthy_targets`): when fewer of
-/// them are healthy than `count`, or than `percent` of them. By default, when none is: a
-/// request that might succeed beats a certain 503. A higher minimum spares the last healthy
-/// targets a load that would take them down too, when the health checks are what is wrong.
+/// A minimum of healthy targets (ALB's `target_group_health` attributes). Below it, a
+/// group fails open, sending requests to all its targets, healthy or not
+/// (`unhealthy_state_routing`), or asks DNS to send clients to another region
+/// (`dns_failover`). Below means fewer healthy targets than `count`, or than `percent` of
+/// them; by default, none. Failing open, a request that might succeed beats a certain 503,
+/// and a higher minimum spares the last healthy targets a load that would take them down
+/// too, when the health checks are what is wrong. (A group with no healthy target fails
+/// open whatever its minimum.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MinimumHealthy {
-    /// At least this many targets healthy (1 or more).
+    /// At least this many targets healthy (0: no minimum count).
     pub count: usize,
     /// And, if set, at least this percentage of them (1 to 100).
     pub percent: Option<u8>,
@@ -176,10 +185,10 @@ impl Default for MinimumHealthy {
 }
 
 impl MinimumHealthy {
-    /// Whether a group of `targets` targets, `healthy` of them healthy, fails open: as on
-    /// ALB, when either minimum is not met.
+    /// Whether a group of `targets` targets, `healthy` of them healthy, is below the
+    /// minimum: as on ALB, when either of its parts is not met.
     pub fn fails_open(&self, healthy: usize, targets: usize) -> bool {
-        healthy < self.count.max(1)
+        healthy < self.count
             || self
                 .percent
                 .is_some_and(|percent| healthy * 100 < targets * usize::from(percent))
@@ -251,6 +260,7 @@ impl TargetGroupConfig {
             deregistration_delay: Duration::from_secs(300),
             anomaly: AnomalyDetection::default(),
             minimum_healthy: MinimumHealthy::default(),
+            dns_failover: Some(MinimumHealthy::default()),
         }
     }
 }
@@ -367,7 +377,9 @@ mod tests {
             (MinimumHealthy::default(), 0, 4, true),
             (MinimumHealthy::default(), 1, 4, false),
             (MinimumHealthy::default(), 0, 0, true),
-            (count(0), 0, 4, true),
+            (count(0), 0, 4, false),
+            (percent(0, 50), 1, 4, true),
+            (percent(0, 50), 2, 4, false),
             (count(2), 1, 4, true),
             (count(2), 2, 4, false),
             (count(5), 4, 4, true),

@@ -473,7 +473,8 @@ impl Control {
 /// requests) and, but when healthy, ALB's reason code and a description; and what anomaly
 /// detection found (ALB's `AnomalyDetection`: `normal` or `anomalous`, and whether
 /// mitigation sends it less than its share); and per group, whether it fails open (fewer
-/// healthy targets than its minimum, so that requests go to all of them).
+/// healthy targets than its minimum, so that requests go to all of them) and whether it
+/// meets its DNS failover minimum.
 fn describe_target_health(groups: &[TargetGroup], draining: &[Draining]) -> serde_json::Value {
     // `mitigates`: whether the target's group sends anomalous targets less (a draining
     // target is sent nothing new).
@@ -513,6 +514,8 @@ fn describe_target_health(groups: &[TargetGroup], draining: &[Draining]) -> serd
                 "healthy": group.healthy_count(),
                 // Too few healthy targets: requests go to all of them.
                 "fails_open": group.fails_open(),
+                // Enough healthy targets for DNS to send clients here (ALB's DNS failover).
+                "dns_healthy": group.dns_healthy(),
                 "targets": targets,
             })
         })

@@ -234,6 +234,7 @@ async fn start_edge(groups: Vec<(&str, &str, Vec<SocketAddr>)>) -> RunningEdge {
             deregistration_delay: Duration::from_secs(300),
             anomaly: Default::default(),
             minimum_healthy: Default::default(),
+            dns_failover: Some(Default::default()),
         });
     }
     start_edge_with(rules, not_found(), target_groups).await
@@ -438,6 +439,7 @@ async fn health_checks_take_a_failing_target_out_and_bring_it_back() {
 
 /// With a minimum of two healthy targets (ALB's unhealthy state routing), a group left with
 /// one fails open to all three; once two are healthy again, the unhealthy one gets nothing.
+/// Its DNS failover minimum (two thirds of its targets) is met with two, not with one.
 #[tokio::test]
 async fn a_group_with_too_few_healthy_targets_fails_open_to_all_of_them() {
     let (a, a_healthy) = start_upstream("a").await;
@@ -449,6 +451,10 @@ async fn a_group_with_too_few_healthy_targets_fails_open_to_all_of_them() {
             count: 2,
             percent: None,
         },
+        dns_failover: Some(securecart_edge::config::MinimumHealthy {
+            count: 1,
+            percent: Some(66),
+        }),
         ..TargetGroupConfig::new("api", vec![a.address, b.address, c.address], health_check())
     };
     let edge = start_edge_with(
@@ -457,15 +463,17 @@ async fn a_group_with_too_few_healthy_targets_fails_open_to_all_of_them() {
         vec![group],
     )
     .await;
+    // (fails open, meets its DNS failover minimum)
+    let state = |targets: serde_json::Value| {
+        let group = &targets["target_groups"][0];
+        (group["fails_open"].clone(), group["dns_healthy"].clone())
+    };
     edge.wait_for_healthy(3).await;
-    assert_eq!(
-        edge.targets().await["target_groups"][0]["fails_open"],
-        false
-    );
+    assert_eq!(state(edge.targets().await), (false.into(), true.into()));
     a_healthy.store(false, Ordering::SeqCst);
     b_healthy.store(false, Ordering::SeqCst);
     edge.wait_for_healthy(1).await;
-    assert_eq!(edge.targets().await["target_groups"][0]["fails_open"], true);
+    assert_eq!(state(edge.targets().await), (true.into(), false.into()));
     let mut client = TestClient::http1();
     let mut served = std::collections::HashMap::new();
     for _ in 0..30 {
@@ -475,10 +483,7 @@ async fn a_group_with_too_few_healthy_targets_fails_open_to_all_of_them() {
     assert_eq!(served.len(), 3, "{served:?}");
     b_healthy.store(true, Ordering::SeqCst);
     edge.wait_for_healthy(2).await;
-    assert_eq!(
-        edge.targets().await["target_groups"][0]["fails_open"],
-        false
-    );
+    assert_eq!(state(edge.targets().await), (false.into(), true.into()));
     for _ in 0..10 {
         assert_ne!(whoami(&mut client, &edge).await, "a");
     }
@@ -1197,6 +1202,7 @@ async fn an_idle_upgraded_connection_is_closed_after_its_idle_timeout() {
             deregistration_delay: Duration::from_secs(300),
             anomaly: Default::default(),
             minimum_healthy: Default::default(),
+            dns_failover: Some(Default::default()),
         }],
         Limits {
             drain_timeout: Duration::from_secs(5),

@@ -585,10 +585,19 @@ pub struct TargetGroup {
     pub stickiness_app_cookie: Option<String>,
     /// How long a leaving target may finish its requests in flight.
     pub deregistration_delay: Duration,
-    /// It fails open below this many healthy targets.
-    pub minimum_healthy_targets: usize,
-    /// And below this percentage of its targets healthy, if set.
-    pub minimum_healthy_targets_percent: Option<u8>,
+    /// It fails open below this minimum of healthy targets.
+    pub minimum_healthy: MinimumHealthy,
+    /// Its DNS failover minimum, if it counts for the edge's health in DNS.
+    pub dns_failover: Option<MinimumHealthy>,
+}
+
+/// A minimum of healthy targets: at least `count`, and at least `percent` of them if set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinimumHealthy {
+    /// At least this many (0: no minimum count).
+    pub count: usize,
+    /// At least this percentage, if set.
+    pub percent: Option<u8>,
 }
 
 /// How a target group spreads requests.
@@ -1025,9 +1034,30 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
                 "must be from 1 to 100",
             );
         }
+        if raw_group.dns_failover_minimum_healthy_targets > 64 {
+            findings.problem(
+                path.key("dns_failover_minimum_healthy_targets"),
+                "must be from 0 to 64",
+            );
+        }
+        let dns_percent = raw_group.dns_failover_minimum_healthy_targets_percent;
+        if dns_percent.is_some_and(|percent| !(1..=100).contains(&percent)) {
+            findings.problem(
+                path.key("dns_failover_minimum_healthy_targets_percent"),
+                "must be from 1 to 100",
+            );
+        }
+        let dns_failover = MinimumHealthy {
+            count: raw_group.dns_failover_minimum_healthy_targets.min(64) as usize,
+            percent: dns_percent.map(|percent| percent.clamp(1, 100) as u8),
+        };
         target_groups.push(TargetGroup {
-            minimum_healthy_targets: raw_group.minimum_healthy_targets.clamp(1, 64) as usize,
-            minimum_healthy_targets_percent: percent.map(|percent| percent.clamp(1, 100) as u8),
+            dns_failover: (dns_failover.count > 0 || dns_failover.percent.is_some())
+                .then_some(dns_failover),
+            minimum_healthy: MinimumHealthy {
+                count: raw_group.minimum_healthy_targets.clamp(1, 64) as usize,
+                percent: percent.map(|percent| percent.clamp(1, 100) as u8),
+            },
             slow_start: (raw_group.slow_start_seconds > 0)
                 .then(|| Duration::from_secs(raw_group.slow_start_seconds)),
             stickiness: (raw_group.stickiness_seconds > 0)

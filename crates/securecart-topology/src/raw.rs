@@ -1201,6 +1201,15 @@ pub struct RawTargetGroup {
     /// to 100; off by default): ALB's `...minimum_healthy_targets.percentage`.
     #[serde(default)]
     pub minimum_healthy_targets_percent: Option<u64>,
+    /// An alias record that evaluates the edge's health (`[[dns.records]]` with
+    /// `alias_edge`) is healthy while every group meets its DNS failover minimum: this
+    /// many healthy targets (0 to 64; 1 by default; 0 with no percentage: the group does
+    /// not count). ALB's `target_group_health.dns_failover.minimum_healthy_targets.count`.
+    #[serde(default = "default_minimum_healthy_targets")]
+    pub dns_failover_minimum_healthy_targets: u64,
+    /// And this percentage of its targets healthy (1 to 100; off by default).
+    #[serde(default)]
+    pub dns_failover_minimum_healthy_targets_percent: Option<u64>,
 }
 
 fn default_minimum_healthy_targets() -> u64 {

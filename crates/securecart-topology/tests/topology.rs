@@ -450,6 +450,18 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
         ),
         (
             "algorithm = \"p2c_peak_ewma\"",
+            "algorithm = \"p2c_peak_ewma\"\ndns_failover_minimum_healthy_targets = 65",
+            "edge.target_groups[1].dns_failover_minimum_healthy_targets",
+            "from 0 to 64",
+        ),
+        (
+            "algorithm = \"p2c_peak_ewma\"",
+            "algorithm = \"p2c_peak_ewma\"\ndns_failover_minimum_healthy_targets_percent = 0",
+            "edge.target_groups[1].dns_failover_minimum_healthy_targets_percent",
+            "from 1 to 100",
+        ),
+        (
+            "algorithm = \"p2c_peak_ewma\"",
             "algorithm = \"p2c_peak_ewma\"\nminimum_healthy_targets_percent = 101",
             "edge.target_groups[1].minimum_healthy_targets_percent",
             "from 1 to 100",
@@ -1301,17 +1313,43 @@ fn a_listener_says_what_becomes_of_x_forwarded_for() {
 }
 
 #[test]
-fn a_target_group_says_how_few_healthy_targets_make_it_fail_open() {
+fn a_target_group_says_how_few_healthy_targets_make_it_fail_open_or_fail_away_in_dns() {
+    use securecart_topology::MinimumHealthy;
     let loaded = parse(&default_text(), "t.toml").expect("default");
     let group = &loaded.topology.edge.target_groups[1];
-    assert_eq!(group.minimum_healthy_targets, 1);
-    assert_eq!(group.minimum_healthy_targets_percent, None);
-    let text = with(
-        "algorithm = \"p2c_peak_ewma\"",
-        "algorithm = \"p2c_peak_ewma\"\nminimum_healthy_targets = 2\nminimum_healthy_targets_percent = 50",
-    );
-    let loaded = parse(&text, "t.toml").expect("minimums");
-    let group = &loaded.topology.edge.target_groups[1];
-    assert_eq!(group.minimum_healthy_targets, 2);
-    assert_eq!(group.minimum_healthy_targets_percent, Some(50));
+    let minimum = |count, percent| MinimumHealthy { count, percent };
+    assert_eq!(group.minimum_healthy, minimum(1, None));
+    assert_eq!(group.dns_failover, Some(minimum(1, None)));
+    // (lines, the routing minimum, the DNS failover minimum)
+    for (lines, routing, dns) in [
+        (
+            "\nminimum_healthy_targets = 2\nminimum_healthy_targets_percent = 50",
+            minimum(2, Some(50)),
+            Some(minimum(1, None)),
+        ),
+        (
+            "\ndns_failover_minimum_healthy_targets = 3\ndns_failover_minimum_healthy_targets_percent = 70",
+            minimum(1, None),
+            Some(minimum(3, Some(70))),
+        ),
+        (
+            "\ndns_failover_minimum_healthy_targets = 0",
+            minimum(1, None),
+            None,
+        ),
+        (
+            "\ndns_failover_minimum_healthy_targets = 0\ndns_failover_minimum_healthy_targets_percent = 50",
+            minimum(1, None),
+            Some(minimum(0, Some(50))),
+        ),
+    ] {
+        let text = with(
+            "algorithm = \"p2c_peak_ewma\"",
+            &format!("algorithm = \"p2c_peak_ewma\"{lines}"),
+        );
+        let loaded = parse(&text, "t.toml").expect(lines);
+        let group = &loaded.topology.edge.target_groups[1];
+        assert_eq!(group.minimum_healthy, routing, "{lines}");
+        assert_eq!(group.dns_failover, dns, "{lines}");
+    }
 }

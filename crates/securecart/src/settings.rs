@@ -314,16 +314,22 @@ fn target_group_config(
             mitigation: group.anomaly_mitigation,
             ..AnomalyDetection::default()
         },
-        minimum_healthy: MinimumHealthy {
-            count: group.minimum_healthy_targets,
-            percent: group.minimum_healthy_targets_percent,
-        },
+        minimum_healthy: minimum(group.minimum_healthy),
+        dns_failover: group.dns_failover.map(minimum),
         outlier_detection: group
             .outlier_detection
             .map(|(consecutive_errors, ejection)| OutlierDetection {
                 consecutive_errors,
                 ejection,
             }),
+    }
+}
+
+/// A topology's minimum of healthy targets, as the edge takes it.
+fn minimum(minimum: securecart_topology::MinimumHealthy) -> MinimumHealthy {
+    MinimumHealthy {
+        count: minimum.count,
+        percent: minimum.percent,
     }
 }
 
@@ -376,6 +382,9 @@ fn shield_groups(topology: &Topology, region: &Region) -> Vec<TargetGroupConfig>
             );
             // A shield that fails is left for the request's own group, not ejected.
             group.outlier_detection = None;
+            // Another region's edge: its health is not this region's, and DNS must not send
+            // clients away from here when it fails.
+            group.dns_failover = None;
             group
         })
         .collect()
@@ -615,6 +624,7 @@ pub async fn proxy_config(
             deregistration_delay: std::time::Duration::from_secs(300),
             anomaly: AnomalyDetection::default(),
             minimum_healthy: MinimumHealthy::default(),
+            dns_failover: Some(MinimumHealthy::default()),
         }],
         limits: Limits::default(),
         admin_token: admin_token(),
@@ -949,4 +959,33 @@ pub fn dns_zone_config(
         health_checks,
         environment,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// An origin shield's group reaches another region's edge: its health must not move
+    /// this region's clients away in DNS, where the shop's own groups do.
+    #[test]
+    fn only_the_shops_own_groups_count_for_the_edges_health_in_dns() {
+        let loaded = super::load_topology(None).expect("the embedded topology");
+        let topology = &loaded.topology;
+        let region = super::region(topology, "eu-west-1").expect("region");
+        let shields = super::shield_groups(topology, region);
+        assert_eq!(
+            shields
+                .iter()
+                .map(|group| (group.name.as_str(), group.dns_failover))
+                .collect::<Vec<_>>(),
+            [("origin-shield-us-east-1", None)]
+        );
+        for group in &topology.edge.target_groups {
+            let config = super::target_group_config(group, region);
+            assert_eq!(
+                config.dns_failover,
+                Some(securecart_edge::config::MinimumHealthy::default()),
+                "{}",
+                group.name
+            );
+        }
+    }
 }
