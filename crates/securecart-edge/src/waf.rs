@@ -4,10 +4,11 @@
 //! the inspection limit; of any other body (chunked, without a length over HTTP/2, or
 //! longer) the edge reads as far as the limit, inspects that, and sends what it read ahead
 //! of the rest as it comes (AWS WAF's oversize handling says whether a body past the limit
-//! blocks). Every block and count is logged (target `waf`, with the web ACL, the rule id,
-//! the request's trace id and the matched data, shortened and redacted), counted per web ACL and rule, and kept
-//! among the latest [`MAX_SAMPLES`] samples that the admin API lists (AWS WAF's sampled
-//! requests).
+//! blocks). Every request blocked or counted is logged once, as AWS WAF's log records
+//! (target `waf`: the web ACL, the request's action and terminating rule, its trace id, and
+//! every rule that matched with its field and data, shortened and redacted, as a JSON
+//! array); each match is counted per web ACL and rule, and kept among the latest
+//! [`MAX_SAMPLES`] samples that the admin API lists (AWS WAF's sampled requests, per rule).
 
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -397,36 +398,26 @@ pub async fn inspect(
     let oversize_blocks =
         oversize && waf.oversize_blocks && !verdict.blocked && verdict.terminating_rule.is_none();
     let blocked = verdict.blocked || oversize_blocks;
-    let record = |rule: &str, action: &'static str, field: &str, data: &str| {
+    let redaction = &waf.redaction;
+    let method = if redaction.method {
+        REDACTED
+    } else {
+        parts.method.as_str()
+    };
+    let path = if redaction.uri_path {
+        REDACTED
+    } else {
+        parts.uri.path()
+    };
+    // Every match counted and sampled (AWS WAF's sampled requests are kept per rule); the
+    // request logged once, with all of them.
+    let mut logged: Vec<Logged> = Vec::new();
+    let mut record = |rule: &str, action: &'static str, field: &str, data: &str| {
         metrics.waf_match(&waf.name, rule, action);
         if action == "allow" {
             return;
         }
-        let redaction = &waf.redaction;
         let data = redact(field, data, &parts.headers, redaction);
-        let method = if redaction.method {
-            REDACTED
-        } else {
-            parts.method.as_str()
-        };
-        let path = if redaction.uri_path {
-            REDACTED
-        } else {
-            parts.uri.path()
-        };
-        tracing::info!(
-            target: "waf",
-            web_acl = %waf.name,
-            rule = %rule,
-            action,
-            field = %field,
-            data = %data.escape_debug(),
-            client = %client,
-            method,
-            path,
-            trace_id = %trace.trace_id_hex(),
-            "web ACL match"
-        );
         let mut end = path.len().min(256);
         while !path.is_char_boundary(end) {
             end -= 1;
@@ -444,6 +435,12 @@ pub async fn inspect(
             action,
             blocked,
             field: field.to_owned(),
+            data: data.clone(),
+        });
+        logged.push(Logged {
+            rule: rule.to_owned(),
+            action,
+            field: field.to_owned(),
             data,
         });
     };
@@ -455,13 +452,31 @@ pub async fn inspect(
         };
         record(rule, action, &evidence.field, &evidence.data);
     }
-    if oversize_blocks {
+    let terminating = if oversize_blocks {
         record("oversize", "block", "body", "");
-        return Err(EdgeError::Blocked("oversize".to_owned(), None));
-    }
-    if verdict.blocked && verdict.terminating_rule.is_none() {
+        Some("oversize".to_owned())
+    } else if verdict.blocked && verdict.terminating_rule.is_none() {
         // The ACL's default action blocked: logged and listed as the rule `default`.
         record("default", "block", "", "");
+        Some("default".to_owned())
+    } else {
+        verdict.terminating_rule.clone()
+    };
+    if !logged.is_empty() {
+        log_request(
+            waf,
+            &logged,
+            blocked,
+            terminating.as_deref(),
+            &verdict,
+            client,
+            method,
+            path,
+            trace,
+        );
+    }
+    if oversize_blocks {
+        return Err(EdgeError::Blocked("oversize".to_owned(), None));
     }
     if verdict.blocked {
         return Err(EdgeError::Blocked(
@@ -472,6 +487,55 @@ pub async fn inspect(
         ));
     }
     Ok(Request::from_parts(parts, body))
+}
+
+/// One match of a logged request.
+#[derive(serde::Serialize)]
+struct Logged {
+    rule: String,
+    action: &'static str,
+    field: String,
+    /// Shortened and redacted.
+    data: String,
+}
+
+/// The log line of a request that a rule blocked or counted (AWS WAF's log record: one
+/// per request, with the terminating rule and every rule that matched).
+#[allow(clippy::too_many_arguments)]
+fn log_request(
+    waf: &WafConfig,
+    logged: &[Logged],
+    blocked: bool,
+    terminating: Option<&str>,
+    verdict: &securecart_waf::Verdict,
+    client: IpAddr,
+    method: &str,
+    path: &str,
+    trace: &securecart_telemetry::TraceContext,
+) {
+    // The match that decided, or the first one counted, read at a glance.
+    let shown = terminating
+        .and_then(|rule| logged.iter().find(|each| each.rule == rule))
+        .unwrap_or(&logged[0]);
+    // tracing's fields are flat: the list of matches is a JSON array in one field.
+    let matches = serde_json::to_string(logged).unwrap_or_default();
+    tracing::info!(
+        target: "waf",
+        web_acl = %waf.name,
+        action = if blocked { "block" } else { "allow" },
+        terminating_rule = terminating.unwrap_or("-"),
+        rule = %shown.rule,
+        field = %shown.field,
+        data = %shown.data.escape_debug(),
+        matches = %matches,
+        labels = %verdict.labels.join(","),
+        score = verdict.score,
+        client = %client,
+        method,
+        path,
+        trace_id = %trace.trace_id_hex(),
+        "web ACL match"
+    );
 }
 
 #[cfg(test)]

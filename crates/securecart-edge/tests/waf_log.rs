@@ -1,5 +1,6 @@
-//! The WAF's log: each match of a blocked request is a JSON line (target `waf`) with its
-//! web ACL, rule, action, field, path, trace id and data, a credential's data redacted.
+//! The WAF's log: each blocked or counted request is one JSON line (target `waf`) with its
+//! web ACL, action, terminating rule, path and trace id, and every rule that matched with
+//! its action, field and data, a credential's data redacted.
 
 use std::sync::Arc;
 
@@ -25,7 +26,7 @@ impl std::io::Write for Captured {
 }
 
 #[tokio::test]
-async fn each_match_is_logged_as_a_json_line_with_its_rule_and_redacted_data() {
+async fn each_request_is_logged_as_a_json_line_with_its_matches_and_redacted_data() {
     // The process's one subscriber (this file is a test binary of its own, with this one
     // test: a subscriber set for one thread misses events whose interest tracing cached
     // while other tests' threads had none).
@@ -72,42 +73,65 @@ async fn each_match_is_logged_as_a_json_line_with_its_rule_and_redacted_data() {
     edge.shutdown().await;
     upstream.stop().await;
     let text = String::from_utf8(captured.0.lock().clone()).expect("text");
-    let matches: Vec<serde_json::Value> = text
+    // One line per request, as AWS WAF's log records.
+    let requests: Vec<serde_json::Value> = text
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|line| line["target"] == "waf")
         .map(|line| line["fields"].clone())
         .collect();
-    let of = |field: &str| {
-        matches
-            .iter()
-            .find(|fields| {
-                fields["field"]
-                    .as_str()
-                    .is_some_and(|at| at.starts_with(field))
-            })
-            .unwrap_or_else(|| panic!("no match in {field}: {text}"))
+    assert_eq!(requests.len(), 2, "{text}");
+    // Each request's matches, from the JSON array its line carries.
+    let matches_of = |request: &serde_json::Value| -> Vec<serde_json::Value> {
+        serde_json::from_str(request["matches"].as_str().expect("matches")).expect("a JSON array")
     };
-    let query = of("query");
+    let query = &requests[0];
     assert_eq!(query["action"], "block", "{query}");
     assert_eq!(query["web_acl"], "edge", "{query}");
     // The request's trace id, as its access log line has it.
     assert_eq!(query["trace_id"], trace_id, "{query}");
+    let terminating = query["terminating_rule"].as_str().expect("a rule");
+    assert!(terminating.starts_with("SC-"), "{query}");
+    assert_eq!(query["rule"], terminating, "{query}");
+    assert_eq!(query["path"], "/api/catalog/products", "{query}");
+    let matched = matches_of(query);
     assert!(
-        query["rule"]
-            .as_str()
-            .is_some_and(|rule| rule.starts_with("SC-")),
+        matched
+            .iter()
+            .any(|each| each["rule"] == terminating && each["action"] == "block"),
         "{query}"
     );
+    let in_query = matched
+        .iter()
+        .find(|each| {
+            each["field"]
+                .as_str()
+                .is_some_and(|at| at.starts_with("query"))
+        })
+        .unwrap_or_else(|| panic!("no match in the query: {query}"));
     assert!(
-        query["data"]
+        in_query["data"]
             .as_str()
             .is_some_and(|data| data.contains("OR")),
         "{query}"
     );
-    assert_eq!(query["path"], "/api/catalog/products", "{query}");
     // A match in a cookie is a credential's: its data never reaches the log.
-    let cookie = of("cookie");
-    assert_eq!(cookie["data"], "REDACTED", "{cookie}");
+    let cookie = &requests[1];
+    assert_eq!(cookie["path"], "/api/cart", "{cookie}");
+    let matched = matches_of(cookie);
+    assert!(
+        matched.iter().any(|each| each["field"]
+            .as_str()
+            .is_some_and(|at| at.starts_with("cookie"))),
+        "{cookie}"
+    );
+    for each in &matched {
+        if each["field"]
+            .as_str()
+            .is_some_and(|at| at.starts_with("cookie"))
+        {
+            assert_eq!(each["data"], "REDACTED", "{cookie}");
+        }
+    }
     assert!(!text.contains("session=1"), "{text}");
 }
