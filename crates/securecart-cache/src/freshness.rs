@@ -32,6 +32,11 @@ pub struct Ttl {
     pub default: Duration,
     /// The longest freshness: an origin's longer lifetime is cut to it.
     pub max: Duration,
+    /// The freshness of an error (a 4xx or 5xx cacheable by default: 404, 405, 410, 414,
+    /// 501) that states none, where `default` would apply: CloudFront's error caching
+    /// minimum TTL, 10 seconds by default, so that a page missing for a moment (an image
+    /// not yet uploaded) is not kept missing for the default TTL.
+    pub error: Duration,
     /// Whether the origin's freshness directives count; when not, every storable response
     /// is fresh for `default`. `no-store` and `private` are respected either way.
     pub honour_origin: bool,
@@ -46,6 +51,9 @@ pub struct Ttl {
     pub store_set_cookie: bool,
 }
 
+/// CloudFront's default error caching minimum TTL.
+pub const ERROR_TTL: Duration = Duration::from_secs(10);
+
 impl Default for Ttl {
     /// What an RFC 9111 cache does: the origin decides, up to a year.
     fn default() -> Self {
@@ -53,6 +61,7 @@ impl Default for Ttl {
             min: Duration::ZERO,
             default: Duration::ZERO,
             max: Duration::from_secs(365 * 24 * 3600),
+            error: ERROR_TTL,
             honour_origin: true,
             honour_client: true,
             store_set_cookie: false,
@@ -279,7 +288,13 @@ pub fn freshness(
         // The policy's default, like heuristic freshness, is for responses cacheable by
         // default: an error page without freshness information is not kept for it.
         None if !by_default => Duration::ZERO,
-        None if !ttl.default.is_zero() || !ttl.honour_origin => ttl.default,
+        None if !ttl.default.is_zero() || !ttl.honour_origin => {
+            if exchange.status.is_client_error() || exchange.status.is_server_error() {
+                ttl.error
+            } else {
+                ttl.default
+            }
+        }
         None => heuristic(headers, date_value).min(ttl.max),
     };
     let seconds = |value: Option<Seconds>| Duration::from_secs(value.map_or(0, Seconds::or_zero));
@@ -755,6 +770,7 @@ mod tests {
             min: Duration::from_secs(60),
             default: Duration::from_secs(300),
             max: Duration::from_secs(3600),
+            error: Duration::from_secs(10),
             honour_origin: true,
             honour_client: true,
             store_set_cookie: false,
@@ -785,6 +801,62 @@ mod tests {
             ),
             Some(300)
         );
+    }
+
+    /// A 404 (or another error cacheable by default) that states no freshness is kept for
+    /// the error TTL where the policy's default would apply, as CloudFront's error caching
+    /// minimum TTL; one that states its own keeps it; an RFC 9111 policy (no default) keeps
+    /// only what the origin or the heuristic says.
+    #[test]
+    fn errors_without_freshness_are_kept_for_the_error_ttl() {
+        let cdn = Ttl {
+            default: Duration::from_secs(86_400),
+            error: Duration::from_secs(10),
+            ..Ttl::default()
+        };
+        let lifetime = |status: u16, response: &[(&str, &str)], ttl: &Ttl| {
+            stored_with(&[], status, response, ttl)
+                .ok()
+                .map(|freshness| freshness.lifetime.as_secs())
+        };
+        let text = [("content-type", "text/html")];
+        /// (status, response headers, policy, lifetime)
+        type Case<'a> = (u16, &'a [(&'a str, &'a str)], &'a Ttl, Option<u64>);
+        let cases: [Case; 9] = [
+            (200, &text, &cdn, Some(86_400)),
+            (404, &text, &cdn, Some(10)),
+            (410, &text, &cdn, Some(10)),
+            (501, &text, &cdn, Some(10)),
+            (404, &[("cache-control", "max-age=600")], &cdn, Some(600)),
+            // Not cacheable by default: never stored without freshness of its own.
+            (503, &text, &cdn, None),
+            (
+                404,
+                &text,
+                &Ttl {
+                    honour_origin: false,
+                    ..cdn
+                },
+                Some(10),
+            ),
+            (404, &text, &Ttl::default(), None),
+            (
+                404,
+                &text,
+                &Ttl {
+                    error: Duration::ZERO,
+                    ..cdn
+                },
+                None,
+            ),
+        ];
+        for (status, response, ttl, expected) in cases {
+            assert_eq!(
+                lifetime(status, response, ttl),
+                expected,
+                "{status} {response:?} {ttl:?}"
+            );
+        }
     }
 
     #[test]

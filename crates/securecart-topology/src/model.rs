@@ -357,6 +357,8 @@ pub struct CacheBehavior {
     pub default_ttl: Duration,
     /// The longest freshness.
     pub max_ttl: Duration,
+    /// The freshness of an error that states none.
+    pub error_caching_min_ttl: Duration,
     /// Whether the origin's freshness directives count.
     pub honour_origin: bool,
     /// Whether the client's own cache directives count.
@@ -1644,6 +1646,12 @@ fn resolve_cache(
         if raw_behavior.max_ttl_seconds > 3_153_600_000 {
             findings.problem(path.key("max_ttl_seconds"), "must be at most 100 years");
         }
+        if raw_behavior.error_caching_min_ttl_seconds > 31_536_000 {
+            findings.problem(
+                path.key("error_caching_min_ttl_seconds"),
+                "must be from 0 to 31536000 (a year)",
+            );
+        }
         let query_strings = match &raw_behavior.query_strings {
             crate::raw::RawQueryStrings::Keyword(keyword) if keyword == "all" => QueryStrings::All,
             crate::raw::RawQueryStrings::Keyword(keyword) if keyword == "none" => {
@@ -1701,6 +1709,7 @@ fn resolve_cache(
             min_ttl: Duration::from_secs(raw_behavior.min_ttl_seconds),
             default_ttl: Duration::from_secs(raw_behavior.default_ttl_seconds),
             max_ttl: Duration::from_secs(raw_behavior.max_ttl_seconds),
+            error_caching_min_ttl: Duration::from_secs(raw_behavior.error_caching_min_ttl_seconds),
             honour_origin: raw_behavior.honour_origin,
             honour_client: raw_behavior.honour_client,
             store_set_cookie: raw_behavior.store_set_cookie,

@@ -848,6 +848,12 @@ pub struct RawCacheBehavior {
     /// The longest freshness in seconds: an origin's longer `max-age` is cut to it.
     #[serde(default = "default_cache_max_ttl_seconds")]
     pub max_ttl_seconds: u64,
+    /// The freshness in seconds of an error cacheable by default (404, 405, 410, 414,
+    /// 501) whose origin states none, where `default_ttl_seconds` would apply (or the
+    /// origin is not honoured): CloudFront's error caching minimum TTL, 10 by default (0
+    /// to a year).
+    #[serde(default = "default_error_caching_min_ttl_seconds")]
+    pub error_caching_min_ttl_seconds: u64,
     /// Whether the origin's freshness directives count; when not, every storable response
     /// is fresh for `default_ttl_seconds` (`no-store` and `private` are still respected).
     #[serde(default = "default_true")]
@@ -915,6 +921,10 @@ impl Default for RawQueryStrings {
     fn default() -> Self {
         RawQueryStrings::Keyword("all".to_owned())
     }
+}
+
+fn default_error_caching_min_ttl_seconds() -> u64 {
+    10
 }
 
 /// A listener, like an ALB listener: a port, rules in priority order, a default action.

@@ -480,6 +480,12 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
         ),
         (
             "origin_shield = \"us-east-1\"",
+            "origin_shield = \"us-east-1\"\nerror_caching_min_ttl_seconds = 40000000",
+            "edge.cache.behaviors[1].error_caching_min_ttl_seconds",
+            "from 0 to 31536000",
+        ),
+        (
+            "origin_shield = \"us-east-1\"",
             "origin_shield = \"mars-1\"",
             "edge.cache.behaviors[1].origin_shield",
             "no region is named `mars-1`",

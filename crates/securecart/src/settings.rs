@@ -448,6 +448,7 @@ fn cache_config(
                         min: behavior.min_ttl,
                         default: behavior.default_ttl,
                         max: behavior.max_ttl,
+                        error: behavior.error_caching_min_ttl,
                         honour_origin: behavior.honour_origin,
                         honour_client: behavior.honour_client,
                         store_set_cookie: behavior.store_set_cookie,
