@@ -105,6 +105,70 @@ pub fn negotiate(request: &HeaderMap) -> Option<Encoding> {
     best.map(|(_, encoding)| encoding)
 }
 
+/// `Accept-Encoding` as the cache keys and forwards it (CloudFront's normalisation, with
+/// zstd): the codings the edge knows that the client accepts, in one order (`br, zstd,
+/// gzip` or part of it), or none. Browsers spell the same choice many ways (`gzip, deflate,
+/// br`, `gzip, deflate, br, zstd`, with or without spaces and qualities); an origin that
+/// compresses and says `Vary: Accept-Encoding` would otherwise have a stored copy, and a
+/// request to it, for each spelling.
+pub fn normalized_accept_encoding(request: &HeaderMap) -> Option<HeaderValue> {
+    const SPELLINGS: [&str; 8] = [
+        "",
+        "br",
+        "zstd",
+        "br, zstd",
+        "gzip",
+        "br, gzip",
+        "zstd, gzip",
+        "br, zstd, gzip",
+    ];
+    let accepted = accepted(request);
+    let bits = [Encoding::Brotli, Encoding::Zstd, Encoding::Gzip]
+        .into_iter()
+        .enumerate()
+        .filter(|(_, encoding)| accepted.contains(encoding))
+        .fold(0, |bits, (index, _)| bits | 1 << index);
+    (bits != 0).then(|| HeaderValue::from_static(SPELLINGS[bits]))
+}
+
+/// The codings the edge knows that `Accept-Encoding` accepts (a quality above zero, by
+/// name or by `*`).
+fn accepted(request: &HeaderMap) -> Vec<Encoding> {
+    let mut named: Vec<(Encoding, bool)> = Vec::new();
+    let mut wildcard = false;
+    for member in crate::directives::list_members(request, header::ACCEPT_ENCODING) {
+        let mut parts = member.split(';');
+        let coding = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let quality = parts
+            .find_map(|parameter| {
+                let (name, value) = parameter.split_once('=')?;
+                (name.trim().eq_ignore_ascii_case("q")).then(|| quality(value.trim()))
+            })
+            .unwrap_or(Some(1000));
+        let Some(quality) = quality else { continue };
+        let encoding = match coding.as_str() {
+            "br" => Encoding::Brotli,
+            "zstd" => Encoding::Zstd,
+            "gzip" | "x-gzip" => Encoding::Gzip,
+            "*" => {
+                wildcard = quality > 0;
+                continue;
+            }
+            _ => continue,
+        };
+        named.push((encoding, quality > 0));
+    }
+    [Encoding::Brotli, Encoding::Zstd, Encoding::Gzip]
+        .into_iter()
+        .filter(
+            |encoding| match named.iter().find(|(known, _)| known == encoding) {
+                Some(&(_, accepted)) => accepted,
+                None => wildcard,
+            },
+        )
+        .collect()
+}
+
 fn rank(encoding: Encoding) -> u8 {
     match encoding {
         Encoding::Brotli => 0,
@@ -199,6 +263,35 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(value));
         headers
+    }
+
+    #[test]
+    fn accept_encoding_is_normalised_to_the_codings_the_edge_knows() {
+        let cases = [
+            ("gzip, deflate, br", Some("br, gzip")),
+            ("gzip,deflate,br,zstd", Some("br, zstd, gzip")),
+            ("br;q=1.0, gzip;q=0.8, *;q=0.1", Some("br, zstd, gzip")),
+            ("GZIP", Some("gzip")),
+            ("x-gzip", Some("gzip")),
+            ("br;q=0, gzip", Some("gzip")),
+            ("*", Some("br, zstd, gzip")),
+            ("*, zstd;q=0", Some("br, gzip")),
+            ("deflate", None),
+            ("identity", None),
+            ("gzip;q=0", None),
+            ("gzip;q=2", None),
+            ("", None),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(
+                normalized_accept_encoding(&accept(value))
+                    .as_ref()
+                    .map(|value| value.to_str().expect("ascii")),
+                expected,
+                "{value}"
+            );
+        }
+        assert_eq!(normalized_accept_encoding(&HeaderMap::new()), None);
     }
 
     #[test]

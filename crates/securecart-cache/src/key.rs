@@ -159,8 +159,14 @@ impl Variant {
 }
 
 /// A field's value for comparison: its lines joined, list members trimmed (RFC 9111
-/// section 4.1 allows normalising whitespace where the field's syntax does).
+/// section 4.1 allows normalising whitespace where the field's syntax does);
+/// `Accept-Encoding` as the codings the edge knows that it accepts, the value the origin
+/// is sent ([`crate::compress::normalized_accept_encoding`]).
 fn normalized(request: &HeaderMap, name: &HeaderName) -> Option<String> {
+    if name == header::ACCEPT_ENCODING {
+        return crate::compress::normalized_accept_encoding(request)
+            .and_then(|value| value.to_str().ok().map(str::to_owned));
+    }
     let mut lines = request.get_all(name).iter().peekable();
     lines.peek()?;
     let mut value = String::new();

@@ -229,13 +229,20 @@ struct Head {
 }
 
 impl Head {
-    /// The head of a request the cache fetches (its body is empty).
+    /// The head of a request the cache fetches (its body is empty), its `Accept-Encoding`
+    /// normalised as the cache keys it, so that what the origin is asked is what the
+    /// stored copy is found by: `identity` for a client that accepts none of the codings
+    /// the edge knows, or sent none (where an origin might take any coding as acceptable).
     fn of<B>(request: Request<B>) -> Self {
         let (parts, _empty) = request.into_parts();
+        let mut headers = parts.headers;
+        let accepted = compress::normalized_accept_encoding(&headers)
+            .unwrap_or_else(|| HeaderValue::from_static("identity"));
+        headers.insert(header::ACCEPT_ENCODING, accepted);
         Self {
             method: parts.method,
             uri: parts.uri,
-            headers: parts.headers,
+            headers,
         }
     }
 }

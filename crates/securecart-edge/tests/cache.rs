@@ -845,3 +845,62 @@ async fn an_origin_shield_answers_the_misses_of_every_edge_behind_it() {
     second.shutdown().await;
     server.stop().await;
 }
+
+/// Browsers spell one choice of codings many ways: the cache keys `Accept-Encoding` by the
+/// codings the edge knows that it accepts, and asks the origin with that same value
+/// (`identity` for none), so that an origin that says `Vary: Accept-Encoding` is asked once
+/// per choice, not once per spelling.
+#[tokio::test]
+async fn accept_encoding_is_keyed_and_forwarded_as_the_codings_it_accepts() {
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&requests);
+    let server = serve(
+        "127.0.0.1",
+        Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route(
+                "/static/coded",
+                get(move |headers: HeaderMap| {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let asked = headers
+                        .get(header::ACCEPT_ENCODING)
+                        .map(|value| value.to_str().unwrap_or("?").to_owned())
+                        .unwrap_or_default();
+                    async move {
+                        (
+                            [
+                                (header::CACHE_CONTROL, "max-age=60"),
+                                (header::VARY, "Accept-Encoding"),
+                            ],
+                            asked,
+                        )
+                    }
+                }),
+            ),
+    )
+    .await;
+    let edge = start_edge(server.address).await;
+    let mut client = TestClient::http1();
+    let url = format!("{}/static/coded", edge.url);
+    // (the client's Accept-Encoding, what the origin was asked, whether it was a hit)
+    let cases: [(Option<&str>, &str, &str); 6] = [
+        (Some("gzip, deflate, br"), "br, gzip", "Miss"),
+        (Some("br,gzip"), "br, gzip", "Hit"),
+        (Some("gzip;q=0.5, br, identity"), "br, gzip", "Hit"),
+        (Some("gzip"), "gzip", "Miss"),
+        (None, "identity", "Miss"),
+        (Some("deflate"), "identity", "Hit"),
+    ];
+    for (accepts, asked, cache) in cases {
+        let headers: Vec<(&str, &str)> = accepts
+            .map(|value| ("accept-encoding", value))
+            .into_iter()
+            .collect();
+        let reply = client.send(http::Method::GET, &url, &headers, "").await;
+        assert_eq!(reply.text(), asked, "{accepts:?}");
+        assert_eq!(reply.header("x-cache"), Some(cache), "{accepts:?}");
+    }
+    assert_eq!(requests.load(Ordering::SeqCst), 3);
+    edge.shutdown().await;
+    server.stop().await;
+}
