@@ -691,7 +691,8 @@ pub enum RawStatement {
     IpSet(Vec<String>),
     /// The client's country (two-letter codes).
     GeoMatch(Vec<String>),
-    /// A label an earlier rule added.
+    /// A label an earlier rule added, or, ending with `:`, any label of that namespace
+    /// (`securecart:managed:sql-injection:`, every managed SQL injection rule's).
     LabelMatch(String),
     /// A key's requests past a limit over a window (a rule's own statement only).
     RateBased(Box<RawRateBased>),

@@ -119,10 +119,14 @@ pub(crate) fn resolve_rules(
             None => None,
         };
         for (label_index, label) in rule.labels.iter().enumerate() {
-            if label.is_empty() || label.len() > 128 || label.chars().any(char::is_whitespace) {
+            if label.is_empty()
+                || label.len() > 128
+                || label.chars().any(char::is_whitespace)
+                || label.ends_with(':')
+            {
                 findings.problem(
                     at.key("labels").index(label_index),
-                    "a label is 1 to 128 characters without spaces",
+                    "a label is 1 to 128 characters without spaces, not ending with `:` (a namespace)",
                 );
             }
         }

@@ -521,6 +521,12 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "choose another",
         ),
         (
+            "name = \"checkout-card-testing\"",
+            "name = \"checkout-card-testing\"\nlabels = [\"shop:card-testing:\"]",
+            "edge.waf.rules[0].labels[0]",
+            "not ending with `:`",
+        ),
+        (
             "search = \"POST\" }",
             "search = \"POST\", transforms = [\"lowercase\", \"lowercase\", \"lowercase\", \"lowercase\", \"lowercase\", \"lowercase\", \"lowercase\", \"lowercase\", \"lowercase\", \"lowercase\", \"lowercase\"] }",
             "edge.waf.rules[0].statement.rate_based.scope_down.and[0].byte_match.transforms",

@@ -98,7 +98,8 @@ pub enum Statement {
     IpSet(Vec<IpNet>),
     /// The client's country (offline registry data, from `iptocc`) in a list.
     Geo(Vec<String>),
-    /// A label an earlier rule added.
+    /// A label an earlier rule added; a key that ends with `:` is a namespace, matching
+    /// every label in it (AWS WAF's label match scopes `LABEL` and `NAMESPACE`).
     Label(String),
     /// The `Referer` names another site than the request's `Host`: its host does not end
     /// with the Host's name (a request without either never matches).
@@ -117,6 +118,17 @@ pub enum Statement {
     Or(Vec<Statement>),
     /// The statement does not match.
     Not(Box<Statement>),
+}
+
+/// Whether a label match's key matches a label: the label itself, or, for a key ending
+/// with `:`, any label in that namespace (`securecart:managed:sql-injection:` matches
+/// `securecart:managed:sql-injection:SC-SQLI-001`).
+pub fn label_matches(key: &str, label: &str) -> bool {
+    if key.ends_with(':') {
+        label.len() > key.len() && label.starts_with(key)
+    } else {
+        label == key
+    }
 }
 
 /// Where a statement matched: the field and a short excerpt of what matched there.
@@ -335,12 +347,17 @@ impl Statement {
                         })
                     })
             }
-            Statement::Label(label) => labels.iter().any(|added| added == label).then(|| {
-                Evidence::if_wanted(wanted, || Evidence {
-                    field: "label".to_owned(),
-                    data: label.clone(),
-                })
-            }),
+            Statement::Label(key) => {
+                labels
+                    .iter()
+                    .find(|added| label_matches(key, added))
+                    .map(|added| {
+                        Evidence::if_wanted(wanted, || Evidence {
+                            field: "label".to_owned(),
+                            data: added.clone(),
+                        })
+                    })
+            }
             Statement::ForeignReferer => {
                 let header = |name: http::header::HeaderName| {
                     inspection
@@ -1923,6 +1940,40 @@ mod tests {
             client.parse().expect("address"),
         );
         statement.evaluate(&inspection, &[]).is_some()
+    }
+
+    /// A label match's key is a label, or, ending with `:`, a namespace of them.
+    #[test]
+    fn a_label_match_names_a_label_or_a_namespace() {
+        let added = [
+            "securecart:managed:sql-injection:SC-SQLI-003".to_owned(),
+            "shop:trusted".to_owned(),
+        ];
+        // (key, whether it matches one of the labels added)
+        for (key, expected) in [
+            ("securecart:managed:sql-injection:SC-SQLI-003", true),
+            ("securecart:managed:sql-injection:", true),
+            ("securecart:managed:", true),
+            ("securecart:managed:sql-injection", false),
+            ("securecart:managed:xss:", false),
+            ("shop:trusted", true),
+            ("shop:", true),
+            ("shop:trusted:", false),
+            ("shop", false),
+        ] {
+            let headers = http::HeaderMap::new();
+            let inspection = Inspection::new(
+                "GET",
+                "/",
+                None,
+                &headers,
+                b"",
+                false,
+                "127.0.0.1".parse().expect("address"),
+            );
+            let found = Statement::Label(key.to_owned()).evaluate(&inspection, &added);
+            assert_eq!(found.is_some(), expected, "{key}");
+        }
     }
 
     #[test]
