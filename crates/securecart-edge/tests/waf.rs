@@ -405,7 +405,10 @@ async fn the_operators_rules_run_first_with_rate_limits_and_their_own_answers() 
         Rule {
             id: "office".to_owned(),
             priority: 1,
-            statement: Statement::IpSet(vec!["127.0.40.0/24".parse().expect("network")]),
+            statement: Statement::IpSet {
+                networks: vec!["127.0.40.0/24".parse().expect("network")],
+                forwarded: None,
+            },
             action: RuleAction::Allow,
             labels: Vec::new(),
             response: None,

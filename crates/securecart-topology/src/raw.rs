@@ -691,6 +691,11 @@ pub enum RawStatement {
     IpSet(Vec<String>),
     /// The client's country (two-letter codes).
     GeoMatch(Vec<String>),
+    /// An address from a header (`X-Forwarded-For`, for an edge behind another proxy) in
+    /// these networks (AWS WAF's IP set with a forwarded IP configuration).
+    ForwardedIpSet(RawForwardedIpSet),
+    /// The country of the first address in a header.
+    ForwardedGeoMatch(RawForwardedGeoMatch),
     /// A label an earlier rule added, or, ending with `:`, any label of that namespace
     /// (`securecart:managed:sql-injection:`, every managed SQL injection rule's).
     LabelMatch(String),
@@ -702,6 +707,39 @@ pub enum RawStatement {
     Or(Vec<RawStatement>),
     /// The statement does not match.
     Not(Box<RawStatement>),
+}
+
+/// An IP set read from a header.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForwardedIpSet {
+    /// The header, such as `X-Forwarded-For`.
+    pub header: String,
+    /// Which of its addresses: `first` (the default), `last` or `any` (of the first ten).
+    #[serde(default = "default_forwarded_position")]
+    pub position: String,
+    /// What a request without the header, or whose entry there is not an address, gets:
+    /// `match` or `no_match`.
+    pub fallback: String,
+    /// The networks (CIDR, or single addresses).
+    pub networks: Vec<String>,
+}
+
+fn default_forwarded_position() -> String {
+    "first".to_owned()
+}
+
+/// A geo match read from a header's first address.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForwardedGeoMatch {
+    /// The header, such as `X-Forwarded-For`.
+    pub header: String,
+    /// What a request without the header, or whose first entry there is not an address,
+    /// gets: `match` or `no_match`.
+    pub fallback: String,
+    /// Two-letter country codes.
+    pub countries: Vec<String>,
 }
 
 /// A string in a field.

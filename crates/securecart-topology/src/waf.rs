@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use securecart_waf::rate::{AggregateKey, RateLimit, WINDOWS};
 use securecart_waf::statement::{Comparison, Position};
-use securecart_waf::{BlockResponse, Field, Rule, RuleAction, Statement, Transform};
+use securecart_waf::{
+    BlockResponse, Field, ForwardedIp, IpPosition, Rule, RuleAction, Statement, Transform,
+};
 
 use crate::locate::FieldPath;
 use crate::model::Findings;
@@ -334,52 +336,54 @@ fn statement(
             })
         }
         RawStatement::IpSet(networks) => {
-            let at = path.key("ip_set");
-            if networks.is_empty() || networks.len() > 10_000 {
-                findings.problem(at.clone(), "lists from 1 to 10000 networks");
-            }
-            let mut parsed = Vec::with_capacity(networks.len());
-            for (index, network) in networks.iter().enumerate() {
-                match network.parse::<ipnet::IpNet>() {
-                    Ok(network) => parsed.push(network.trunc()),
-                    // A single address stands for itself.
-                    Err(_) => match network.parse::<std::net::IpAddr>() {
-                        Ok(address) => parsed.push(ipnet::IpNet::from(address)),
-                        Err(_) => findings.problem(
-                            at.index(index),
-                            format!("`{network}` is not a network (for example 203.0.113.0/24)"),
-                        ),
-                    },
-                }
-            }
-            (parsed.len() == networks.len()).then_some(Statement::IpSet(parsed))
+            let networks = ip_networks(networks, &path.key("ip_set"), findings)?;
+            Some(Statement::IpSet {
+                networks,
+                forwarded: None,
+            })
         }
         RawStatement::GeoMatch(countries) => {
-            let at = path.key("geo_match");
-            if countries.is_empty() {
-                findings.problem(at.clone(), "lists at least one country");
-            }
-            let mut valid = true;
-            for (index, country) in countries.iter().enumerate() {
-                if country == "UK" {
+            let countries = country_codes(countries, &path.key("geo_match"), findings)?;
+            Some(Statement::Geo {
+                countries,
+                forwarded: None,
+            })
+        }
+        RawStatement::ForwardedIpSet(raw) => {
+            let at = path.key("forwarded_ip_set");
+            let position = match raw.position.as_str() {
+                "first" => Some(IpPosition::First),
+                "last" => Some(IpPosition::Last),
+                "any" => Some(IpPosition::Any),
+                other => {
                     findings.problem(
-                        at.index(index),
-                        "the United Kingdom's code is `GB` (ISO 3166)",
+                        at.key("position"),
+                        format!("`{other}` is not `first`, `last` or `any`"),
                     );
-                    valid = false;
-                } else if country.len() != 2
-                    || !country.bytes().all(|byte| byte.is_ascii_uppercase())
-                {
-                    findings.problem(
-                        at.index(index),
-                        format!(
-                            "`{country}` is not a two-letter country code (ISO 3166, such as `FR`)"
-                        ),
-                    );
-                    valid = false;
+                    None
                 }
-            }
-            valid.then(|| Statement::Geo(countries.clone()))
+            };
+            let forwarded = forwarded_ip(&raw.header, position, &raw.fallback, &at, findings);
+            let networks = ip_networks(&raw.networks, &at.key("networks"), findings);
+            Some(Statement::IpSet {
+                networks: networks?,
+                forwarded: Some(forwarded?),
+            })
+        }
+        RawStatement::ForwardedGeoMatch(raw) => {
+            let at = path.key("forwarded_geo_match");
+            let forwarded = forwarded_ip(
+                &raw.header,
+                Some(IpPosition::First),
+                &raw.fallback,
+                &at,
+                findings,
+            );
+            let countries = country_codes(&raw.countries, &at.key("countries"), findings);
+            Some(Statement::Geo {
+                countries: countries?,
+                forwarded: Some(forwarded?),
+            })
         }
         RawStatement::LabelMatch(label) => {
             if label.is_empty() {
@@ -454,6 +458,90 @@ fn statement(
         RawStatement::Not(inner) => statement(inner, &path.key("not"), depth + 1, findings)
             .map(|inner| Statement::Not(Box::new(inner))),
     }
+}
+
+/// An IP set's networks (CIDR, or single addresses), checked.
+fn ip_networks(
+    networks: &[String],
+    at: &FieldPath,
+    findings: &mut Findings,
+) -> Option<Vec<ipnet::IpNet>> {
+    if networks.is_empty() || networks.len() > 10_000 {
+        findings.problem(at.clone(), "lists from 1 to 10000 networks");
+    }
+    let mut parsed = Vec::with_capacity(networks.len());
+    for (index, network) in networks.iter().enumerate() {
+        match network.parse::<ipnet::IpNet>() {
+            Ok(network) => parsed.push(network.trunc()),
+            // A single address stands for itself.
+            Err(_) => match network.parse::<std::net::IpAddr>() {
+                Ok(address) => parsed.push(ipnet::IpNet::from(address)),
+                Err(_) => findings.problem(
+                    at.index(index),
+                    format!("`{network}` is not a network (for example 203.0.113.0/24)"),
+                ),
+            },
+        }
+    }
+    (!networks.is_empty() && parsed.len() == networks.len()).then_some(parsed)
+}
+
+/// A geo match's country codes, checked.
+fn country_codes(
+    countries: &[String],
+    at: &FieldPath,
+    findings: &mut Findings,
+) -> Option<Vec<String>> {
+    if countries.is_empty() {
+        findings.problem(at.clone(), "lists at least one country");
+    }
+    let mut valid = !countries.is_empty();
+    for (index, country) in countries.iter().enumerate() {
+        if country == "UK" {
+            findings.problem(
+                at.index(index),
+                "the United Kingdom's code is `GB` (ISO 3166)",
+            );
+            valid = false;
+        } else if country.len() != 2 || !country.bytes().all(|byte| byte.is_ascii_uppercase()) {
+            findings.problem(
+                at.index(index),
+                format!("`{country}` is not a two-letter country code (ISO 3166, such as `FR`)"),
+            );
+            valid = false;
+        }
+    }
+    valid.then(|| countries.to_vec())
+}
+
+/// Where a forwarded IP statement reads its address, checked.
+fn forwarded_ip(
+    header: &str,
+    position: Option<IpPosition>,
+    fallback: &str,
+    at: &FieldPath,
+    findings: &mut Findings,
+) -> Option<ForwardedIp> {
+    let name = http::HeaderName::from_bytes(header.as_bytes()).ok();
+    if name.is_none() {
+        findings.problem(at.key("header"), format!("`{header}` is not a header name"));
+    }
+    let fallback_matches = match fallback {
+        "match" => Some(true),
+        "no_match" => Some(false),
+        other => {
+            findings.problem(
+                at.key("fallback"),
+                format!("`{other}` is not `match` or `no_match`"),
+            );
+            None
+        }
+    };
+    Some(ForwardedIp {
+        header: name?,
+        position: position?,
+        fallback_matches: fallback_matches?,
+    })
 }
 
 fn field(name: &str, path: &FieldPath, findings: &mut Findings) -> Option<Field> {

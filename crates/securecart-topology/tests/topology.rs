@@ -593,6 +593,30 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "not a network",
         ),
         (
+            "\n# The shield, as AWS Shield",
+            "\n[[edge.waf.rules]]\nname = \"ips\"\npriority = 11\naction = \"allow\"\nstatement = { forwarded_ip_set = { header = \"X-Forwarded-For\", position = \"middle\", fallback = \"no_match\", networks = [\"10.0.0.0/8\"] } }\n# The shield, as AWS Shield",
+            "edge.waf.rules[1].statement.forwarded_ip_set.position",
+            "not `first`, `last` or `any`",
+        ),
+        (
+            "\n# The shield, as AWS Shield",
+            "\n[[edge.waf.rules]]\nname = \"ips\"\npriority = 11\naction = \"allow\"\nstatement = { forwarded_ip_set = { header = \"X-Forwarded-For\", fallback = \"maybe\", networks = [\"10.0.0.0/8\"] } }\n# The shield, as AWS Shield",
+            "edge.waf.rules[1].statement.forwarded_ip_set.fallback",
+            "not `match` or `no_match`",
+        ),
+        (
+            "\n# The shield, as AWS Shield",
+            "\n[[edge.waf.rules]]\nname = \"geo\"\npriority = 11\naction = \"block\"\nstatement = { forwarded_geo_match = { header = \"X Forwarded\", fallback = \"match\", countries = [\"UK\"] } }\n# The shield, as AWS Shield",
+            "edge.waf.rules[1].statement.forwarded_geo_match.countries[0]",
+            "`GB`",
+        ),
+        (
+            "\n# The shield, as AWS Shield",
+            "\n[[edge.waf.rules]]\nname = \"geo\"\npriority = 11\naction = \"block\"\nstatement = { forwarded_geo_match = { header = \"X Forwarded\", fallback = \"match\", countries = [\"FR\"] } }\n# The shield, as AWS Shield",
+            "edge.waf.rules[1].statement.forwarded_geo_match.header",
+            "not a header name",
+        ),
+        (
             "paranoia_level = 1",
             "paranoia_level = 5",
             "edge.waf.paranoia_level",
@@ -1363,5 +1387,46 @@ fn a_target_group_says_how_few_healthy_targets_make_it_fail_open_or_fail_away_in
         let group = &loaded.topology.edge.target_groups[1];
         assert_eq!(group.minimum_healthy, routing, "{lines}");
         assert_eq!(group.dns_failover, dns, "{lines}");
+    }
+}
+
+#[test]
+fn waf_rules_may_read_the_client_address_from_a_forwarded_header() {
+    use securecart_waf::{IpPosition, Statement};
+    let text = with(
+        "\n# The shield, as AWS Shield",
+        "\n[[edge.waf.rules]]\nname = \"office\"\npriority = 11\naction = \"allow\"\nstatement = { forwarded_ip_set = { header = \"X-Forwarded-For\", position = \"last\", fallback = \"no_match\", networks = [\"10.0.0.0/8\"] } }\n\n[[edge.waf.rules]]\nname = \"embargo\"\npriority = 12\naction = \"block\"\nstatement = { forwarded_geo_match = { header = \"X-Client-IP\", fallback = \"match\", countries = [\"FR\"] } }\n# The shield, as AWS Shield",
+    );
+    let loaded = parse(&text, "t.toml").expect("forwarded statements");
+    let waf = loaded.topology.edge.waf.as_ref().expect("a web ACL");
+    let statement = |name: &str| {
+        &waf.rules
+            .iter()
+            .find(|rule| rule.id == name)
+            .unwrap_or_else(|| panic!("no rule {name}"))
+            .statement
+    };
+    match statement("office") {
+        Statement::IpSet {
+            networks,
+            forwarded: Some(forwarded),
+        } => {
+            assert_eq!(networks.len(), 1);
+            assert_eq!(forwarded.header, "x-forwarded-for");
+            assert_eq!(forwarded.position, IpPosition::Last);
+            assert!(!forwarded.fallback_matches);
+        }
+        other => panic!("not a forwarded IP set: {other:?}"),
+    }
+    match statement("embargo") {
+        Statement::Geo {
+            countries,
+            forwarded: Some(forwarded),
+        } => {
+            assert_eq!(countries, &["FR"]);
+            assert_eq!(forwarded.header, "x-client-ip");
+            assert!(forwarded.fallback_matches);
+        }
+        other => panic!("not a forwarded geo match: {other:?}"),
     }
 }

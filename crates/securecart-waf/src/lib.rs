@@ -73,5 +73,5 @@ pub(crate) fn every_string(
     }
 }
 pub use inspect::{Field, Inspection};
-pub use statement::{Evidence, Statement};
+pub use statement::{Evidence, ForwardedIp, IpPosition, Statement};
 pub use transform::Transform;

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use ipnet::IpNet;
@@ -95,9 +96,19 @@ pub enum Statement {
         transforms: Vec<Transform>,
     },
     /// The client's address in a set of networks.
-    IpSet(Vec<IpNet>),
+    IpSet {
+        /// The networks.
+        networks: Vec<IpNet>,
+        /// Where the address is read, if not from the connection.
+        forwarded: Option<ForwardedIp>,
+    },
     /// The client's country (offline registry data, from `iptocc`) in a list.
-    Geo(Vec<String>),
+    Geo {
+        /// Two-letter codes.
+        countries: Vec<String>,
+        /// Where the address is read, if not from the connection (its first address).
+        forwarded: Option<ForwardedIp>,
+    },
     /// A label an earlier rule added; a key that ends with `:` is a namespace, matching
     /// every label in it (AWS WAF's label match scopes `LABEL` and `NAMESPACE`).
     Label(String),
@@ -118,6 +129,81 @@ pub enum Statement {
     Or(Vec<Statement>),
     /// The statement does not match.
     Not(Box<Statement>),
+}
+
+/// Where an IP set or geo match reads the client's address when the edge is behind
+/// another proxy: a header such as `X-Forwarded-For` (AWS WAF's `ForwardedIPConfig`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardedIp {
+    /// The header.
+    pub header: http::HeaderName,
+    /// Which of its addresses an IP set reads (a geo match reads the first).
+    pub position: IpPosition,
+    /// Whether a request without the header, or with an entry that is not an address
+    /// where one is read, matches (AWS WAF's fallback behaviour `MATCH`) or not.
+    pub fallback_matches: bool,
+}
+
+/// Which addresses of a forwarded header an IP set reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpPosition {
+    /// The first (the client, as the first proxy saw it).
+    First,
+    /// The last (the address the proxy before the edge saw).
+    Last,
+    /// Any of the first ten.
+    Any,
+}
+
+/// How many of a forwarded header's addresses `IpPosition::Any` reads (AWS WAF's limit).
+const MAX_FORWARDED: usize = 10;
+
+impl ForwardedIp {
+    /// The address an IP set reads at its position, or with [`IpPosition::Any`] the
+    /// first of the header's first [`MAX_FORWARDED`] entries that `wanted` accepts (its
+    /// lines joined; an entry may carry a port). `Err`: nothing to read (no header, or no
+    /// address where one is read), for the fallback to decide.
+    fn address(
+        &self,
+        inspection: &Inspection<'_>,
+        position: IpPosition,
+        wanted: impl Fn(&IpAddr) -> bool,
+    ) -> Result<Option<IpAddr>, ()> {
+        let mut entries: Vec<Option<IpAddr>> = Vec::new();
+        for line in inspection.headers().get_all(&self.header) {
+            let text = String::from_utf8_lossy(line.as_bytes());
+            entries.extend(text.split(',').map(|entry| forwarded_address(entry.trim())));
+        }
+        let read = match position {
+            IpPosition::First => entries.first().copied().flatten(),
+            IpPosition::Last => entries.last().copied().flatten(),
+            IpPosition::Any => {
+                let mut valid = entries.into_iter().take(MAX_FORWARDED).flatten().peekable();
+                valid.peek().ok_or(())?;
+                return Ok(valid.find(|address| wanted(address)));
+            }
+        };
+        read.map(Some).ok_or(())
+    }
+
+    /// What a request whose address cannot be read gets.
+    fn fallback(&self, wanted: bool) -> Option<Evidence> {
+        self.fallback_matches.then(|| {
+            Evidence::if_wanted(wanted, || Evidence {
+                field: "forwarded_ip".to_owned(),
+                data: format!("no address in {}", self.header),
+            })
+        })
+    }
+}
+
+/// An address as a forwarded header gives it: `203.0.113.9`, `203.0.113.9:51234`,
+/// `2001:db8::1` or `[2001:db8::1]:51234`.
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|at| at.ip()))
 }
 
 /// Whether a label match's key matches a label: the label itself, or, for a key ending
@@ -326,17 +412,45 @@ impl Statement {
                     detects(inspection, value, XSS)
                 })
             }
-            Statement::IpSet(networks) => networks
-                .iter()
-                .any(|network| network.contains(&inspection.client))
-                .then(|| {
+            Statement::IpSet {
+                networks,
+                forwarded,
+            } => {
+                let inside =
+                    |address: &IpAddr| networks.iter().any(|network| network.contains(address));
+                let (field, found) = match forwarded {
+                    None => (
+                        "client",
+                        inside(&inspection.client).then_some(inspection.client),
+                    ),
+                    Some(forwarded) => {
+                        match forwarded.address(inspection, forwarded.position, inside) {
+                            Err(()) => return forwarded.fallback(wanted),
+                            Ok(address) => ("forwarded_ip", address.filter(inside)),
+                        }
+                    }
+                };
+                found.map(|address| {
                     Evidence::if_wanted(wanted, || Evidence {
-                        field: "client".to_owned(),
-                        data: inspection.client.to_string(),
+                        field: field.to_owned(),
+                        data: address.to_string(),
                     })
-                }),
-            Statement::Geo(countries) => {
-                let country = iptocc::country_code(inspection.client)?;
+                })
+            }
+            Statement::Geo {
+                countries,
+                forwarded,
+            } => {
+                let address = match forwarded {
+                    None => inspection.client,
+                    Some(forwarded) => {
+                        match forwarded.address(inspection, IpPosition::First, |_| true) {
+                            Ok(Some(address)) => address,
+                            _ => return forwarded.fallback(wanted),
+                        }
+                    }
+                };
+                let country = iptocc::country_code(address)?;
                 countries
                     .iter()
                     .any(|listed| listed.eq_ignore_ascii_case(country))
@@ -1942,6 +2056,82 @@ mod tests {
         statement.evaluate(&inspection, &[]).is_some()
     }
 
+    /// Behind another proxy, IP sets and geo matches read a header's addresses: the first,
+    /// the last or any, with a port or without, and the fallback when there is none to read.
+    #[test]
+    fn forwarded_ip_sets_and_geo_matches_read_the_header() {
+        use super::{ForwardedIp, IpPosition};
+        let forwarded = |position, fallback_matches| {
+            Some(ForwardedIp {
+                header: http::HeaderName::from_static("x-forwarded-for"),
+                position,
+                fallback_matches,
+            })
+        };
+        let set = |position, fallback| Statement::IpSet {
+            networks: vec!["203.0.113.0/24".parse().expect("network")],
+            forwarded: forwarded(position, fallback),
+        };
+        let matches = |statement: &Statement, lines: &[&str]| {
+            let mut headers = http::HeaderMap::new();
+            for line in lines {
+                headers.append("x-forwarded-for", line.parse().expect("value"));
+            }
+            // The connection's address is inside the set: it must not count.
+            let inspection = Inspection::new(
+                "GET",
+                "/",
+                None,
+                &headers,
+                b"",
+                false,
+                "203.0.113.1".parse().expect("address"),
+            );
+            statement.evaluate(&inspection, &[]).is_some()
+        };
+        use IpPosition::{Any, First, Last};
+        // (statement, header lines, matches)
+        let cases = [
+            (set(First, false), &["203.0.113.9, 10.0.0.1"][..], true),
+            (set(First, false), &["10.0.0.1, 203.0.113.9"], false),
+            (set(Last, false), &["10.0.0.1, 203.0.113.9"], true),
+            (set(Last, false), &["10.0.0.1", "203.0.113.9:51234"], true),
+            (set(Any, false), &["10.0.0.1, 10.0.0.2, 203.0.113.9"], true),
+            (set(Any, false), &["10.0.0.1, 10.0.0.2"], false),
+            (
+                set(First, false),
+                &["[2001:db8::1]:443, 203.0.113.9"],
+                false,
+            ),
+            // Nothing to read: the fallback decides.
+            (set(First, false), &[], false),
+            (set(First, true), &[], true),
+            (set(First, true), &["unknown, 203.0.113.9"], true),
+            (set(Last, true), &["203.0.113.9, unknown"], true),
+            // Only the entry read needs to be an address.
+            (set(First, false), &["203.0.113.9, unknown"], true),
+            (set(Any, false), &["unknown, 203.0.113.9"], true),
+            (set(Any, true), &["unknown, nobody"], true),
+            (set(Any, false), &["unknown, nobody"], false),
+        ];
+        for (statement, lines, expected) in cases {
+            assert_eq!(
+                matches(&statement, lines),
+                expected,
+                "{statement:?} {lines:?}"
+            );
+        }
+        // A geo match reads the first address (1.1.1.0/24 is registered in Australia).
+        let geo = |fallback| Statement::Geo {
+            countries: vec!["AU".to_owned()],
+            forwarded: forwarded(First, fallback),
+        };
+        assert!(matches(&geo(false), &["1.1.1.1, 10.0.0.1"]));
+        assert!(!matches(&geo(false), &["10.0.0.1, 1.1.1.1"]));
+        assert!(!matches(&geo(false), &[]));
+        assert!(matches(&geo(true), &[]));
+    }
+
     /// A label match's key is a label, or, ending with `:`, a namespace of them.
     #[test]
     fn a_label_match_names_a_label_or_a_namespace() {
@@ -1980,10 +2170,13 @@ mod tests {
     fn ip_sets_geo_matches_and_whole_words_match_what_they_say() {
         use super::{Field, Position};
         // IP sets of both families: a network holds its addresses, and only those.
-        let set = Statement::IpSet(vec![
-            "2001:db8:40::/48".parse().expect("network"),
-            "127.0.40.0/24".parse().expect("network"),
-        ]);
+        let set = Statement::IpSet {
+            networks: vec![
+                "2001:db8:40::/48".parse().expect("network"),
+                "127.0.40.0/24".parse().expect("network"),
+            ],
+            forwarded: None,
+        };
         for (client, inside) in [
             ("2001:db8:40::1", true),
             ("2001:db8:40:ffff:ffff:ffff:ffff:ffff", true),
@@ -1997,11 +2190,17 @@ mod tests {
         }
         // Geo match by the client's country (1.1.1.0/24 is registered in Australia);
         // loopback is in no country.
-        let geo = Statement::Geo(vec!["AU".to_owned(), "NZ".to_owned()]);
+        let geo = Statement::Geo {
+            countries: vec!["AU".to_owned(), "NZ".to_owned()],
+            forwarded: None,
+        };
         assert!(matches_search(&geo, "q=a", "1.1.1.1"));
         assert!(!matches_search(&geo, "q=a", "127.0.0.1"));
         assert!(!matches_search(
-            &Statement::Geo(vec!["US".to_owned()]),
+            &Statement::Geo {
+                countries: vec!["US".to_owned()],
+                forwarded: None,
+            },
             "q=a",
             "1.1.1.1"
         ));
