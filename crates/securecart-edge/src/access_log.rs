@@ -17,6 +17,7 @@
 //! | `user_agent`, `domain_name` | as sent by the client |
 //! | `ssl_protocol`, `ssl_cipher` | over TLS, the version and cipher suite agreed (IANA's names); `-` in clear |
 //! | `target_group`, `matched_rule`, `actions_executed`, `redirect_url`, `error_reason` | what the edge did |
+//! | `transformed_host`, `transformed_uri` | what a rule's rewrites made of the `Host` and the URL (empty: nothing) |
 //! | `trace_id`, `attempts` | the W3C trace id; how many targets were tried |
 
 use std::net::SocketAddr;
@@ -56,6 +57,10 @@ pub struct AccessRecord {
     pub action: &'static str,
     /// The redirect's location.
     pub redirect_url: String,
+    /// The URL a rule's rewrite made (empty: none).
+    pub transformed_uri: String,
+    /// The `Host` a rule's rewrite made (empty: none).
+    pub transformed_host: String,
     /// Why the edge answered itself.
     pub error_reason: &'static str,
     /// The edge's status.
@@ -183,6 +188,8 @@ fn write(record: &AccessRecord, sent_bytes: u64) {
         matched_rule = %record.matched_rule,
         actions_executed = record.action,
         redirect_url = %record.redirect_url,
+        transformed_host = %record.transformed_host,
+        transformed_uri = %record.transformed_uri,
         error_reason = record.error_reason,
         trace_id = %record.trace_id,
         attempts = record.attempts,

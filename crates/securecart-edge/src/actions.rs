@@ -53,6 +53,8 @@ impl ActionConfig {
             }],
             stickiness: None,
             max_body_bytes: None,
+            url_rewrite: None,
+            host_rewrite: None,
         })
     }
 }
@@ -66,6 +68,51 @@ pub struct ForwardConfig {
     pub stickiness: Option<Duration>,
     /// The largest request body this forward accepts (more: 413); none: the listener's.
     pub max_body_bytes: Option<u64>,
+    /// Rewrites the URL the target is sent (ALB's `url-rewrite` transform).
+    pub url_rewrite: Option<RewriteConfig>,
+    /// Rewrites the `Host` the target is sent (ALB's `host-header-rewrite` transform).
+    pub host_rewrite: Option<RewriteConfig>,
+}
+
+/// A rewrite of what a forwarded request's target is sent, after the rules chose it (ALB's
+/// rule transforms): the first match of `regex` replaced by `replace`, in which `$1` or
+/// `${name}` stand for the match's groups. A request it does not match goes on as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RewriteConfig {
+    /// The expression (the `regex` crate's syntax).
+    pub regex: String,
+    /// The replacement.
+    pub replace: String,
+}
+
+/// A compiled rewrite.
+#[derive(Debug, Clone)]
+pub struct Rewrite {
+    regex: regex::Regex,
+    replace: String,
+}
+
+impl Rewrite {
+    /// Compiles a rewrite.
+    pub fn new(config: &RewriteConfig) -> Result<Self, ActionError> {
+        let regex = regex::RegexBuilder::new(&config.regex)
+            // An operator's expression over a URL or a host: bounded, as ALB's are.
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|error| ActionError::Rewrite(error.to_string()))?;
+        Ok(Self {
+            regex,
+            replace: config.replace.clone(),
+        })
+    }
+
+    /// `text` rewritten, or `None` when the expression does not match it.
+    pub fn apply(&self, text: &str) -> Option<String> {
+        match self.regex.replace(text, self.replace.as_str()) {
+            std::borrow::Cow::Owned(rewritten) => Some(rewritten),
+            std::borrow::Cow::Borrowed(_) => None,
+        }
+    }
 }
 
 /// A target group and its weight.
@@ -141,6 +188,9 @@ pub enum ActionError {
     /// A fixed response is not valid.
     #[error("fixed response: {0}")]
     FixedResponse(&'static str),
+    /// A rewrite's expression is not valid.
+    #[error("rewrite: {0}")]
+    Rewrite(String),
 }
 
 /// A compiled action.
@@ -172,6 +222,10 @@ pub struct Forward {
     pub stickiness: Option<Duration>,
     /// The largest request body.
     pub max_body_bytes: Option<u64>,
+    /// The URL's rewrite.
+    pub url_rewrite: Option<Rewrite>,
+    /// The `Host`'s rewrite.
+    pub host_rewrite: Option<Rewrite>,
 }
 
 impl Forward {
@@ -240,6 +294,12 @@ impl Action {
                     groups,
                     stickiness: forward.stickiness,
                     max_body_bytes: forward.max_body_bytes,
+                    url_rewrite: forward.url_rewrite.as_ref().map(Rewrite::new).transpose()?,
+                    host_rewrite: forward
+                        .host_rewrite
+                        .as_ref()
+                        .map(Rewrite::new)
+                        .transpose()?,
                 }))
             }
             ActionConfig::Redirect(redirect) => {
@@ -425,6 +485,8 @@ mod tests {
             ],
             stickiness: Some(std::time::Duration::from_secs(60)),
             max_body_bytes: None,
+            url_rewrite: None,
+            host_rewrite: None,
         });
         let index = |name: &str| {
             ["blue", "green", "old"]
@@ -466,6 +528,8 @@ mod tests {
                     .collect(),
                 stickiness: None,
                 max_body_bytes: None,
+                url_rewrite: None,
+                host_rewrite: None,
             })
         };
         let cases = [

@@ -223,6 +223,65 @@ pub fn prepare_request(
     }
 }
 
+/// Applies a rule's rewrites to a request about to be forwarded (ALB's transforms): `url`
+/// to its path and query, the path as the rules matched it (`resolved`, its dot segments
+/// removed, when they were; a rewrite of the path as sent could carry `..` past the
+/// expression's prefix), and `host` to its `Host` (and to an HTTP/2 request's authority).
+/// Returns the URL and the host rewritten, for the access log; fails when a rewrite made
+/// what is not a path or a host.
+pub fn rewrite(
+    parts: &mut Parts,
+    resolved: Option<&str>,
+    url: Option<&crate::actions::Rewrite>,
+    host: Option<&crate::actions::Rewrite>,
+) -> Result<(Option<String>, Option<String>), crate::error::EdgeError> {
+    use crate::error::EdgeError;
+    let mut rewritten_url = None;
+    if let Some(rewrite) = url {
+        let path = resolved.unwrap_or(parts.uri.path());
+        let whole = match parts.uri.query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path.to_owned(),
+        };
+        if let Some(new) = rewrite.apply(&whole) {
+            let path_and_query = http::uri::PathAndQuery::try_from(new.as_str())
+                .ok()
+                .filter(|_| new.starts_with('/'))
+                .ok_or(EdgeError::BadRequest(
+                    "the rule's rewrite made a URL that is not one",
+                ))?;
+            let mut uri = std::mem::take(&mut parts.uri).into_parts();
+            uri.path_and_query = Some(path_and_query);
+            parts.uri = http::Uri::from_parts(uri).map_err(|_| {
+                EdgeError::BadRequest("the rule's rewrite made a URL that is not one")
+            })?;
+            rewritten_url = Some(new);
+        }
+    }
+    let mut rewritten_host = None;
+    if let Some(rewrite) = host {
+        let current = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("");
+        if let Some(new) = rewrite.apply(current) {
+            let refused =
+                || EdgeError::BadRequest("the rule's rewrite made a Host that is not one");
+            let authority = http::uri::Authority::try_from(new.as_str()).map_err(|_| refused())?;
+            let value = HeaderValue::from_str(&new).map_err(|_| refused())?;
+            parts.headers.insert(header::HOST, value);
+            if parts.uri.authority().is_some() {
+                let mut uri = std::mem::take(&mut parts.uri).into_parts();
+                uri.authority = Some(authority);
+                parts.uri = http::Uri::from_parts(uri).map_err(|_| refused())?;
+            }
+            rewritten_host = Some(new);
+        }
+    }
+    Ok((rewritten_url, rewritten_host))
+}
+
 /// The request's `X-Forwarded-For` lines (those that hold more than spaces) joined, then
 /// `client`: every proxy's entry is kept, in order, whichever line it came on.
 fn appended(headers: &HeaderMap, client: HeaderValue) -> HeaderValue {
@@ -451,6 +510,115 @@ mod tests {
             let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
             assert_eq!(left, ["x-kept"], "Connection: {connection:?}");
         }
+    }
+
+    /// A rule's rewrites: of the path the rules matched and its query, and of the Host
+    /// (and an HTTP/2 request's authority); what they make must be a path and a host.
+    #[test]
+    fn rewrites_make_the_url_and_host_the_target_is_sent() {
+        use crate::actions::{Rewrite, RewriteConfig};
+        let rewrite = |regex: &str, replace: &str| {
+            Rewrite::new(&RewriteConfig {
+                regex: regex.to_owned(),
+                replace: replace.to_owned(),
+            })
+            .expect("a valid expression")
+        };
+        let shop = rewrite("^/shop/(.*)$", "/$1");
+        let versioned = rewrite("^/api/v1/(?P<rest>[^?]*)", "/api/v2/${rest}");
+        let to_internal = rewrite(r"^shop\.example(:\d+)?$", "internal.example$1");
+        let broken_url = rewrite("^/shop/", "shop/");
+        let broken_host = rewrite("^shop", "a b");
+        /// (target, resolved path, URL rewrite, Host rewrite, URL and Host sent, or refused)
+        type Case<'a> = (
+            &'a str,
+            Option<&'a str>,
+            Option<&'a Rewrite>,
+            Option<&'a Rewrite>,
+            Option<(&'a str, &'a str)>,
+        );
+        let cases: [Case; 9] = [
+            (
+                "/shop/cart?id=1",
+                None,
+                Some(&shop),
+                None,
+                Some(("/cart?id=1", "shop.example:8080")),
+            ),
+            (
+                "/other",
+                None,
+                Some(&shop),
+                None,
+                Some(("/other", "shop.example:8080")),
+            ),
+            (
+                "/api/v1/items?page=2",
+                None,
+                Some(&versioned),
+                None,
+                Some(("/api/v2/items?page=2", "shop.example:8080")),
+            ),
+            // The path as the rules matched it: no `..` rides past the prefix into the
+            // rewritten path (one the expression does not match goes as it was sent).
+            (
+                "/shop/a/../../admin",
+                Some("/admin"),
+                Some(&shop),
+                None,
+                Some(("/shop/a/../../admin", "shop.example:8080")),
+            ),
+            (
+                "/shop/a/../cart",
+                Some("/shop/cart"),
+                Some(&shop),
+                None,
+                Some(("/cart", "shop.example:8080")),
+            ),
+            (
+                "/shop/x",
+                None,
+                None,
+                Some(&to_internal),
+                Some(("/shop/x", "internal.example:8080")),
+            ),
+            (
+                "/shop/x",
+                None,
+                Some(&shop),
+                Some(&to_internal),
+                Some(("/x", "internal.example:8080")),
+            ),
+            ("/shop/x", None, Some(&broken_url), None, None),
+            ("/x", None, None, Some(&broken_host), None),
+        ];
+        for (target, resolved, url, host, expected) in cases {
+            let (mut parts, ()) = Request::get(target)
+                .header("host", "shop.example:8080")
+                .body(())
+                .expect("request")
+                .into_parts();
+            let result = super::rewrite(&mut parts, resolved, url, host);
+            match expected {
+                Some((sent_url, sent_host)) => {
+                    result.expect("rewritten");
+                    assert_eq!(parts.uri.to_string(), sent_url, "{target}");
+                    assert_eq!(parts.headers["host"], sent_host, "{target}");
+                }
+                None => assert!(result.is_err(), "{target}"),
+            }
+        }
+        // An HTTP/2 request's authority follows the Host.
+        let (mut parts, ()) = Request::get("https://shop.example:8080/shop/x")
+            .header("host", "shop.example:8080")
+            .body(())
+            .expect("request")
+            .into_parts();
+        let (url, host) =
+            super::rewrite(&mut parts, None, Some(&shop), Some(&to_internal)).expect("rewritten");
+        assert_eq!(parts.uri.to_string(), "https://internal.example:8080/x");
+        assert_eq!(url.as_deref(), Some("/x"));
+        assert_eq!(host.as_deref(), Some("internal.example:8080"));
     }
 
     /// ALB's three ways with `X-Forwarded-For`, with and without the client's port, over

@@ -90,6 +90,8 @@ struct Outcome<'p> {
     action: &'static str,
     /// A redirect's location.
     redirect_url: Option<String>,
+    /// The URL and the `Host` a rule's rewrites made, if they did.
+    transformed: (Option<String>, Option<String>),
     response: Result<Response<EdgeBody>, EdgeError>,
     /// The group to pin the client to with a cookie, and for how long.
     stick_to: Option<(&'p str, std::time::Duration)>,
@@ -118,6 +120,7 @@ impl<'p> Outcome<'p> {
             group: None,
             action,
             redirect_url: None,
+            transformed: (None, None),
             response: Err(error),
             stick_to: None,
             stick_to_target: None,
@@ -231,6 +234,8 @@ impl Pipeline {
                     target_group: outcome.group.unwrap_or("").to_owned(),
                     action: outcome.action,
                     redirect_url: outcome.redirect_url.unwrap_or_default(),
+                    transformed_uri: outcome.transformed.0.unwrap_or_default(),
+                    transformed_host: outcome.transformed.1.unwrap_or_default(),
                     error_reason: context.error_code.unwrap_or(""),
                     elb_status_code: status,
                     target_status_code: context.target_status,
@@ -379,6 +384,7 @@ impl Pipeline {
                         group: None,
                         action: "fixed-response",
                         redirect_url: None,
+                        transformed: (None, None),
                         response: Ok(response),
                         stick_to: None,
                         stick_to_target: None,
@@ -423,6 +429,7 @@ impl Pipeline {
                         group: None,
                         action: "redirect",
                         redirect_url: Some(location),
+                        transformed: (None, None),
                         response: Ok(response),
                         stick_to: None,
                         stick_to_target: None,
@@ -466,6 +473,18 @@ impl Pipeline {
                 &self.port_header,
                 self.forwarded_for,
             );
+            let mut transformed = (None, None);
+            if forward.url_rewrite.is_some() || forward.host_rewrite.is_some() {
+                match forward::rewrite(
+                    &mut parts,
+                    resolved.as_deref(),
+                    forward.url_rewrite.as_ref(),
+                    forward.host_rewrite.as_ref(),
+                ) {
+                    Ok(rewritten) => transformed = rewritten,
+                    Err(error) => return Outcome::refused(rule, "forward", error),
+                }
+            }
             let request = Request::from_parts(parts, body);
             let max_body_bytes = forward.max_body_bytes.or(self.limits.max_body_bytes);
 
@@ -533,6 +552,7 @@ impl Pipeline {
                 group: Some(group.name.as_str()),
                 action: "forward",
                 redirect_url: None,
+                transformed,
                 response,
                 stick_to,
                 stick_to_target,

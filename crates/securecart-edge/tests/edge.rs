@@ -709,6 +709,8 @@ async fn weighted_forwards_split_traffic_and_stickiness_keeps_a_client_on_its_gr
             ],
             stickiness,
             max_body_bytes: None,
+            url_rewrite: None,
+            host_rewrite: None,
         })
     };
     let rules = vec![
@@ -2458,6 +2460,8 @@ async fn bodies_over_the_rules_limit_and_oversized_headers_are_refused() {
         }],
         stickiness: None,
         max_body_bytes: Some(10),
+        url_rewrite: None,
+        host_rewrite: None,
     });
     let group = TargetGroupConfig {
         tls: None,
@@ -3151,5 +3155,52 @@ async fn a_listener_appends_preserves_or_removes_x_forwarded_for() {
     let (ip, port) = entry.split_once(':').expect("address and port");
     assert_eq!(ip, "127.0.0.1", "{seen}");
     assert!(port.parse::<u16>().is_ok_and(|port| port > 0), "{seen}");
+    edge.shutdown().await;
+}
+
+/// A rule's rewrites (ALB's transforms): the target is sent the URL and the Host they make,
+/// after the rules chose it; a request they do not match goes on as it came.
+#[tokio::test]
+async fn a_rule_rewrites_the_url_and_host_its_target_is_sent() {
+    use securecart_edge::actions::{ForwardConfig, RewriteConfig};
+    let (a, _) = start_upstream("a").await;
+    let rewritten = ActionConfig::Forward(ForwardConfig {
+        url_rewrite: Some(RewriteConfig {
+            regex: "^/legacy/(.*)$".to_owned(),
+            replace: "/api/$1".to_owned(),
+        }),
+        host_rewrite: Some(RewriteConfig {
+            regex: r"^shop\.example$".to_owned(),
+            replace: "api.internal".to_owned(),
+        }),
+        ..match ActionConfig::forward("api") {
+            ActionConfig::Forward(forward) => forward,
+            _ => unreachable!("a forward"),
+        }
+    });
+    let group = TargetGroupConfig {
+        outlier_detection: None,
+        ..TargetGroupConfig::new("api", vec![a.address], health_check())
+    };
+    let edge = start_edge_with(
+        vec![path_rule(1, "/legacy/*", rewritten)],
+        not_found(),
+        vec![group],
+    )
+    .await;
+    edge.wait_for_healthy(1).await;
+    let mut client = TestClient::http1();
+    let url = format!("{}/legacy/whoami", edge.url);
+    let seen = client
+        .send(http::Method::GET, &url, &[("host", "shop.example")], "")
+        .await;
+    assert_eq!(seen.status, 200, "{}", seen.text());
+    assert_eq!(seen.json()["host"], "api.internal");
+    // Another host: the URL is rewritten, the Host kept.
+    let seen = client
+        .send(http::Method::GET, &url, &[("host", "www.example")], "")
+        .await
+        .json();
+    assert_eq!(seen["host"], "www.example");
     edge.shutdown().await;
 }

@@ -535,6 +535,10 @@ pub enum RuleAction {
         stickiness: Option<Duration>,
         /// The largest request body.
         max_body_bytes: Option<u64>,
+        /// The URL's rewrite: (expression, replacement).
+        url_rewrite: Option<(String, String)>,
+        /// The `Host`'s rewrite: (expression, replacement).
+        host_rewrite: Option<(String, String)>,
     },
     /// Redirect.
     Redirect {
@@ -1175,6 +1179,40 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
                     RuleAction::Forward { max_body_bytes, .. } => *max_body_bytes = Some(limit),
                     _ => findings
                         .problem(rule_path.key("max_body_bytes"), "only applies to a forward"),
+                }
+            }
+            for (key, raw_rewrite) in [
+                ("rewrite_url", &raw_rule.rewrite_url),
+                ("rewrite_host", &raw_rule.rewrite_host),
+            ] {
+                let Some(raw_rewrite) = raw_rewrite else {
+                    continue;
+                };
+                let at = rule_path.key(key);
+                if let Err(error) = regex::RegexBuilder::new(&raw_rewrite.regex)
+                    .size_limit(1 << 20)
+                    .build()
+                {
+                    findings.problem(
+                        at.key("regex"),
+                        format!("is not a regular expression: {error}"),
+                    );
+                    continue;
+                }
+                let rewrite = Some((raw_rewrite.regex.clone(), raw_rewrite.replace.clone()));
+                match &mut action {
+                    RuleAction::Forward {
+                        url_rewrite,
+                        host_rewrite,
+                        ..
+                    } => {
+                        if key == "rewrite_url" {
+                            *url_rewrite = rewrite;
+                        } else {
+                            *host_rewrite = rewrite;
+                        }
+                    }
+                    _ => findings.problem(at, "only applies to a forward"),
                 }
             }
             rules.push(ListenerRule {
@@ -1945,6 +1983,8 @@ fn resolve_action(
             target_groups,
             stickiness: stickiness.map(Duration::from_secs),
             max_body_bytes: None,
+            url_rewrite: None,
+            host_rewrite: None,
         };
     }
     if let Some(redirect) = redirect {

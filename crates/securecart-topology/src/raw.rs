@@ -1058,6 +1058,24 @@ pub struct RawRule {
     pub fixed_response: Option<RawFixedResponse>,
     /// For a forward: the largest request body, in bytes; a larger one gets 413.
     pub max_body_bytes: Option<u64>,
+    /// For a forward: rewrites the URL (path and query) the target is sent, as ALB's
+    /// `url-rewrite` transform: `{ regex = "^/shop/(.*)$", replace = "/$1" }`. The path is
+    /// the one the rules matched (dot segments removed).
+    pub rewrite_url: Option<RawRewrite>,
+    /// For a forward: rewrites the `Host` the target is sent, as ALB's
+    /// `host-header-rewrite` transform.
+    pub rewrite_host: Option<RawRewrite>,
+}
+
+/// A rewrite: the first match of `regex` replaced by `replace` (`$1`, `${name}` stand for
+/// its groups); a request it does not match goes on as it is.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRewrite {
+    /// The expression (the `regex` crate's syntax).
+    pub regex: String,
+    /// The replacement.
+    pub replace: String,
 }
 
 /// An action: exactly one of its keys.

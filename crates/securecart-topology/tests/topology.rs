@@ -731,6 +731,24 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "only applies to a forward",
         ),
         (
+            "priority = 40\n",
+            "priority = 40\nrewrite_url = { regex = \"^/api/(.*)$\", replace = \"/$1\" }\n",
+            "edge.listeners[0].rules[3].rewrite_url",
+            "only applies to a forward",
+        ),
+        (
+            "priority = 10\n",
+            "priority = 10\nrewrite_url = { regex = \"^/api/(.*$\", replace = \"/$1\" }\n",
+            "edge.listeners[0].rules[0].rewrite_url.regex",
+            "not a regular expression",
+        ),
+        (
+            "priority = 10\n",
+            "priority = 10\nrewrite_host = { regex = \"^shop\", with = \"x\" }\n",
+            "edge.listeners[0].rules[0].rewrite_host.with",
+            "unknown field",
+        ),
+        (
             "protocol = \"https\"",
             "protocol = \"spdy\"",
             "edge.listeners[1].protocol",
@@ -1428,5 +1446,36 @@ fn waf_rules_may_read_the_client_address_from_a_forwarded_header() {
             assert!(forwarded.fallback_matches);
         }
         other => panic!("not a forwarded geo match: {other:?}"),
+    }
+}
+
+#[test]
+fn a_forwarding_rule_may_rewrite_the_url_and_host_its_targets_are_sent() {
+    use securecart_topology::RuleAction;
+    let text = with(
+        "priority = 10\n",
+        "priority = 10\nrewrite_url = { regex = \"^/images/(.*)$\", replace = \"/api/catalog/images/$1\" }\nrewrite_host = { regex = \"^.*$\", replace = \"catalog.internal\" }\n",
+    );
+    let loaded = parse(&text, "t.toml").expect("rewrites");
+    let rule = &loaded.topology.edge.listeners[0].rules[0];
+    match &rule.action {
+        RuleAction::Forward {
+            url_rewrite,
+            host_rewrite,
+            ..
+        } => {
+            assert_eq!(
+                url_rewrite.as_ref(),
+                Some(&(
+                    "^/images/(.*)$".to_owned(),
+                    "/api/catalog/images/$1".to_owned()
+                ))
+            );
+            assert_eq!(
+                host_rewrite.as_ref(),
+                Some(&("^.*$".to_owned(), "catalog.internal".to_owned()))
+            );
+        }
+        other => panic!("not a forward: {other:?}"),
     }
 }

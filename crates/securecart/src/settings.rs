@@ -7,7 +7,7 @@ use anyhow::{Context, anyhow};
 use std::net::SocketAddr;
 
 use securecart_edge::actions::{
-    ActionConfig, FixedResponseConfig, ForwardConfig, RedirectConfig, WeightedGroup,
+    ActionConfig, FixedResponseConfig, ForwardConfig, RedirectConfig, RewriteConfig, WeightedGroup,
 };
 use securecart_edge::balancer::Algorithm;
 use securecart_edge::config::{AnomalyDetection, MinimumHealthy, OutlierDetection};
@@ -496,14 +496,25 @@ pub fn admin_token() -> Option<String> {
         .filter(|token| !token.is_empty())
 }
 
+fn rewrite_config((regex, replace): &(String, String)) -> RewriteConfig {
+    RewriteConfig {
+        regex: regex.clone(),
+        replace: replace.clone(),
+    }
+}
+
 fn action_config(action: &RuleAction) -> ActionConfig {
     match action {
         RuleAction::Forward {
             target_groups,
             stickiness,
             max_body_bytes,
+            url_rewrite,
+            host_rewrite,
         } => ActionConfig::Forward(ForwardConfig {
             max_body_bytes: *max_body_bytes,
+            url_rewrite: url_rewrite.as_ref().map(rewrite_config),
+            host_rewrite: host_rewrite.as_ref().map(rewrite_config),
             target_groups: target_groups
                 .iter()
                 .map(|(name, weight)| WeightedGroup {
