@@ -18,6 +18,10 @@
 //! | `ssl_protocol`, `ssl_cipher` | over TLS, the version and cipher suite agreed (IANA's names); `-` in clear |
 //! | `target_group`, `matched_rule`, `actions_executed`, `redirect_url`, `error_reason` | what the edge did |
 //! | `transformed_host`, `transformed_uri` | what a rule's rewrites made of the `Host` and the URL (empty: nothing) |
+//!
+//! A request whose client went away before its answer was ready (its connection closed,
+//! or its HTTP/2 stream reset) is logged with `elb_status_code` 460 and `error_reason`
+//! `client_closed`, as ALB's 460.
 //! | `trace_id`, `attempts` | the W3C trace id; how many targets were tried |
 
 use std::net::SocketAddr;
@@ -80,6 +84,12 @@ pub struct AccessRecord {
     pub sent_to_target: Option<Instant>,
     /// When the target's response headers came.
     pub target_answered: Option<Instant>,
+}
+
+/// Writes the line of a request that ends without a response body to wait for (one its
+/// client abandoned before its answer was ready).
+pub fn write_now(record: &AccessRecord) {
+    write(record, 0);
 }
 
 /// A response body that writes the access log line when it ends.

@@ -99,6 +99,70 @@ struct Outcome<'p> {
     stick_to_target: Option<(&'static str, &'p str, std::time::Duration)>,
 }
 
+/// A request on its way through the stages: if it is dropped before its answer was ready
+/// (its client closed the connection, or reset its HTTP/2 stream), it is counted and
+/// logged with status 460 (ALB's: the client closed the connection first), with the
+/// route `none`, since the stages' choices went with them.
+struct Unanswered<'p> {
+    pipeline: &'p Pipeline,
+    summary: Option<RequestSummary>,
+    client: std::net::SocketAddr,
+    trace_id: TraceContext,
+    tls: Option<(&'static str, &'static str)>,
+    started: std::time::Instant,
+    armed: bool,
+}
+
+/// ALB's status for a request its client abandoned.
+const CLIENT_CLOSED: u16 = 460;
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let pipeline = self.pipeline;
+        pipeline
+            .metrics
+            .http
+            .record("none", CLIENT_CLOSED, self.started.elapsed());
+        let Some(summary) = self.summary.take() else {
+            return;
+        };
+        let kind = match (pipeline.protocol, summary.version) {
+            ("https", Version::HTTP_2) => "h2",
+            ("https", _) => "https",
+            (_, Version::HTTP_2) => "h2c",
+            _ => "http",
+        };
+        crate::access_log::write_now(&AccessRecord {
+            kind,
+            listener: pipeline.listener.clone(),
+            client: self.client,
+            target: None,
+            request: summary.request,
+            user_agent: summary.user_agent,
+            tls: self.tls,
+            domain_name: summary.host,
+            matched_rule: String::new(),
+            target_group: String::new(),
+            action: "",
+            redirect_url: String::new(),
+            transformed_uri: String::new(),
+            transformed_host: String::new(),
+            error_reason: "client_closed",
+            elb_status_code: CLIENT_CLOSED,
+            target_status_code: None,
+            received_bytes: None,
+            trace_id: self.trace_id.trace_id_hex(),
+            attempts: 0,
+            arrived: self.started,
+            sent_to_target: None,
+            target_answered: None,
+        });
+    }
+}
+
 /// Whole seconds for `Retry-After`, at least one.
 fn retry_after(wait: std::time::Duration) -> u64 {
     wait.as_secs_f64().ceil().max(1.0) as u64
@@ -147,12 +211,25 @@ impl Pipeline {
             // The access log's fields are copied only when the access log is on.
             let logged = tracing::enabled!(target: "access", tracing::Level::INFO)
                 .then(|| self.request_summary(&request));
+            // Logs and counts the request if its client goes away before the answer is
+            // ready, which drops this future.
+            let mut unanswered = Unanswered {
+                pipeline: &self,
+                summary: logged,
+                client: context.client,
+                trace_id: context.trace,
+                tls: peer.tls,
+                started: context.started,
+                armed: true,
+            };
 
             // Boxed: a connection's task is as large as its largest state, kept for the
             // connection's life, so the stages' state is allocated only while a request runs,
             // and an idle connection holds only this function's small future.
             let outcome =
                 crate::boxed::box_future_in_place(|| self.route(&mut context, request)).await;
+            unanswered.armed = false;
+            let logged = unanswered.summary.take();
 
             // Stage 9: respond.
             let mut response = match outcome.response {

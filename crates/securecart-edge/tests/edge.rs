@@ -3204,3 +3204,59 @@ async fn a_rule_rewrites_the_url_and_host_its_target_is_sent() {
     assert_eq!(seen["host"], "www.example");
     edge.shutdown().await;
 }
+
+/// A client that goes away before its answer is ready (ALB's 460): counted, and the
+/// target's late answer sent nowhere; over HTTP/1.1 (the connection closed) and HTTP/2
+/// (the stream reset, the connection kept).
+#[tokio::test]
+async fn a_request_its_client_abandons_is_counted_as_460() {
+    use tokio::io::AsyncWriteExt;
+    let (a, _) = start_upstream("a").await;
+    let edge = start_edge(vec![("/api/*", "api", vec![a.address])]).await;
+    edge.wait_for_healthy(1).await;
+    let address = edge.url.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GET /api/slow HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(stream);
+    let counted = "securecart_edge_requests_total{route=\"none\",code=\"460\"} 1\n";
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = TestClient::http1()
+            .get(&format!("http://{}/metrics", edge.admin))
+            .await
+            .text();
+        if metrics.contains(counted) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(metrics.contains(counted), "{metrics}");
+    // Over HTTP/2: the client gives up on its request (hyper resets the stream).
+    let mut client = TestClient::http2();
+    let url = format!("{}/api/slow", edge.url);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), client.get(&url))
+            .await
+            .is_err(),
+        "the slow answer came before the client gave up"
+    );
+    let counted = "securecart_edge_requests_total{route=\"none\",code=\"460\"} 2\n";
+    for _ in 0..100 {
+        metrics = TestClient::http1()
+            .get(&format!("http://{}/metrics", edge.admin))
+            .await
+            .text();
+        if metrics.contains(counted) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(metrics.contains(counted), "{metrics}");
+    edge.shutdown().await;
+}

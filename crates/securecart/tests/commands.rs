@@ -717,6 +717,13 @@ async fn proxy_puts_the_edge_in_front_of_existing_servers() {
             .route(
                 "/echo",
                 axum::routing::post(|body: String| async move { body }),
+            )
+            .route(
+                "/slow",
+                axum::routing::get(|| async {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    "late"
+                }),
             ),
     )
     .await;
@@ -805,6 +812,23 @@ async fn proxy_puts_the_edge_in_front_of_existing_servers() {
     }
     let chunked = access_line(&mut log, "user_agent", "chunked-test").await;
     assert_eq!(chunked["received_bytes"], 10, "{chunked}");
+    // A client that goes away before its answer: ALB's 460.
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = tokio::net::TcpStream::connect(&listen)
+            .await
+            .expect("connect");
+        stream
+            .write_all(
+                b"GET /slow HTTP/1.1\r\nHost: shop.test\r\nUser-Agent: abandoned-test\r\n\r\n",
+            )
+            .await
+            .expect("write");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let abandoned = access_line(&mut log, "user_agent", "abandoned-test").await;
+    assert_eq!(abandoned["elb_status_code"], 460, "{abandoned}");
+    assert_eq!(abandoned["error_reason"], "client_closed", "{abandoned}");
     // `securecart targets --admin` speaks to one edge (here the proxy) by its admin
     // address, with the token from the environment.
     let admin_command = |args: &[&str], token: &str| {
