@@ -807,7 +807,8 @@ pub struct RawRateBased {
     pub window_seconds: u64,
     /// What requests are counted together by, combined: `ip` (the client's address),
     /// `forwarded_ip` (the first address in `X-Forwarded-For`, or `forwarded_ip:HEADER`),
-    /// `header:NAME`.
+    /// `header:NAME`, `cookie:NAME`, `query_argument:NAME`, `query_string`, `uri_path`,
+    /// `method`. A request without one of its keys' parts is not counted.
     #[serde(default = "default_rate_keys")]
     pub keys: Vec<String>,
     /// Only the requests it matches are counted.

@@ -412,14 +412,22 @@ fn statement(
             let mut keys = Vec::with_capacity(raw.keys.len());
             for (index, key) in raw.keys.iter().enumerate() {
                 let header = |name: &str| http::HeaderName::from_bytes(name.as_bytes()).ok();
+                let named = |name: &str| (!name.is_empty()).then(|| name.to_owned());
                 let parsed = match key.as_str() {
                     "ip" => Some(AggregateKey::ClientIp),
                     "forwarded_ip" => Some(AggregateKey::ForwardedIp(
                         http::HeaderName::from_static("x-forwarded-for"),
                     )),
+                    "query_string" => Some(AggregateKey::QueryString),
+                    "uri_path" => Some(AggregateKey::UriPath),
+                    "method" => Some(AggregateKey::Method),
                     other => match other.split_once(':') {
                         Some(("forwarded_ip", name)) => header(name).map(AggregateKey::ForwardedIp),
                         Some(("header", name)) => header(name).map(AggregateKey::Header),
+                        Some(("cookie", name)) => named(name).map(AggregateKey::Cookie),
+                        Some(("query_argument", name)) => {
+                            named(name).map(AggregateKey::QueryArgument)
+                        }
                         _ => None,
                     },
                 };
@@ -431,7 +439,7 @@ fn statement(
                     Some(parsed) => keys.push(parsed),
                     None => findings.problem(
                         at.key("keys").index(index),
-                        format!("`{key}` is not `ip`, `forwarded_ip`, `forwarded_ip:HEADER` or `header:NAME`"),
+                        format!("`{key}` is not `ip`, `forwarded_ip`, `forwarded_ip:HEADER`, `header:NAME`, `cookie:NAME`, `query_argument:NAME`, `query_string`, `uri_path` or `method`"),
                     ),
                 }
             }

@@ -551,6 +551,12 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "60, 120, 300 or 600",
         ),
         (
+            "keys = [\"ip\"]",
+            "keys = [\"ip\", \"cookie:\"]",
+            "edge.waf.rules[0].statement.rate_based.keys[1]",
+            "`cookie:NAME`",
+        ),
+        (
             "field = \"method\"",
             "field = \"verb\"",
             "edge.waf.rules[0].statement.rate_based.scope_down.and[0].byte_match.field",

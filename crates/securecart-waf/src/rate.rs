@@ -1,6 +1,7 @@
 //! Rate-based statements, as AWS WAF's: requests are counted per aggregation key (the client
-//! address, an IPv6 client by its /64; an address forwarded in a header; header values; or
-//! a combination) over a trailing window of 60, 120, 300 or 600 seconds; the statement
+//! address, an IPv6 client by its /64; an address forwarded in a header; a header's, a
+//! cookie's or a query argument's value; the query string, the path, the method; or a
+//! combination) over a trailing window of 60, 120, 300 or 600 seconds; the statement
 //! matches the requests of a key whose count is past the limit, until it falls back under
 //! it. A scope-down statement limits what is counted.
 //!
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 use http::HeaderName;
 use parking_lot::Mutex;
 
-use crate::inspect::Inspection;
+use crate::inspect::{Field, Inspection};
 
 /// The windows AWS WAF offers, in seconds.
 pub const WINDOWS: [u64; 4] = [60, 120, 300, 600];
@@ -45,6 +46,17 @@ pub enum AggregateKey {
     ForwardedIp(HeaderName),
     /// A header's value; a request without it is not counted.
     Header(HeaderName),
+    /// A cookie's value, by name (a session, say); a request without it is not counted.
+    Cookie(String),
+    /// A query argument's first value (decoded), by name; a request without it is not
+    /// counted.
+    QueryArgument(String),
+    /// The query string, as sent; a request without one is not counted.
+    QueryString,
+    /// The path, as sent.
+    UriPath,
+    /// The method.
+    Method,
 }
 
 /// A rate-based statement's limit, window, keys and counts.
@@ -144,6 +156,33 @@ impl RateLimit {
                         )
                     });
                 }
+                AggregateKey::Cookie(name) => {
+                    let value = cookie(inspection, name)?;
+                    value.hash(&mut hasher);
+                    // A cookie is a credential: counted by, never shown.
+                    shown.push(format!("cookie:{name}:REDACTED"));
+                }
+                AggregateKey::QueryArgument(name) => {
+                    let value = first_value(inspection, &Field::QueryArgument(name.clone()))?;
+                    value.hash(&mut hasher);
+                    shown.push(format!("query_argument:{name}:{}", excerpt(&value)));
+                }
+                AggregateKey::QueryString => {
+                    let value = first_value(inspection, &Field::QueryString)
+                        .filter(|query| !query.is_empty())?;
+                    value.hash(&mut hasher);
+                    shown.push(format!("query_string:{}", excerpt(&value)));
+                }
+                AggregateKey::UriPath => {
+                    let value = first_value(inspection, &Field::UriPath)?;
+                    value.hash(&mut hasher);
+                    shown.push(format!("uri_path:{}", excerpt(&value)));
+                }
+                AggregateKey::Method => {
+                    let value = first_value(inspection, &Field::Method)?;
+                    value.hash(&mut hasher);
+                    shown.push(format!("method:{}", excerpt(&value)));
+                }
             }
         }
         let over = self.count(hasher.finish(), self.started.elapsed());
@@ -223,6 +262,36 @@ pub fn client_key(address: IpAddr) -> IpAddr {
     }
 }
 
+/// The first value of a field, as the key counts it (hashed with its length, so that two
+/// keys' parts never run together).
+fn first_value(inspection: &Inspection<'_>, field: &Field) -> Option<Vec<u8>> {
+    let mut found = None;
+    inspection.any_value(field, |value| {
+        found = Some(value.to_vec());
+        true
+    });
+    found
+}
+
+/// A cookie's value, from the request's `Cookie` lines.
+fn cookie<'i>(inspection: &'i Inspection<'_>, name: &str) -> Option<&'i [u8]> {
+    inspection
+        .headers()
+        .get_all(http::header::COOKIE)
+        .iter()
+        .flat_map(|line| line.as_bytes().split(|&byte| byte == b';'))
+        .find_map(|pair| {
+            let pair = pair.trim_ascii();
+            let split = pair.iter().position(|&byte| byte == b'=')?;
+            (pair[..split].trim_ascii() == name.as_bytes()).then(|| pair[split + 1..].trim_ascii())
+        })
+}
+
+/// The start of a key's value, for the log.
+fn excerpt(value: &[u8]) -> String {
+    String::from_utf8_lossy(&value[..value.len().min(32)]).into_owned()
+}
+
 /// The first address in `header` (`X-Forwarded-For: client, proxy1, proxy2`).
 fn forwarded_ip(inspection: &Inspection<'_>, header: &HeaderName) -> Option<IpAddr> {
     let value = inspection.headers().get(header)?.to_str().ok()?;
@@ -284,6 +353,95 @@ mod tests {
         let client = client.parse().expect("address");
         let inspection = Inspection::new("GET", "/api/search", None, &map, b"", false, client);
         rate.hit(&inspection)
+    }
+
+    /// A cookie, a query argument, the query string, the path and the method as keys: each
+    /// value its own count, a request without the part not counted, a cookie never shown.
+    #[test]
+    fn keys_count_by_a_cookie_an_argument_the_query_the_path_or_the_method() {
+        let minute = Duration::from_secs(60);
+        let request = |rate: &RateLimit, method: &str, target: &str, cookie: Option<&str>| {
+            let mut headers = http::HeaderMap::new();
+            if let Some(cookie) = cookie {
+                headers.insert(http::header::COOKIE, cookie.parse().expect("value"));
+            }
+            let (path, query) = target
+                .split_once('?')
+                .map_or((target, None), |(path, query)| (path, Some(query)));
+            let inspection = Inspection::new(
+                method,
+                path,
+                query,
+                &headers,
+                b"",
+                false,
+                "127.0.0.1".parse().expect("address"),
+            );
+            rate.hit(&inspection)
+        };
+        // (key, request (method, target, cookie), the same key's second request, a
+        // request of another key, a request without the part)
+        type Request<'a> = (&'a str, &'a str, Option<&'a str>);
+        let cases: [(AggregateKey, Request, &str, Request, Option<Request>); 5] = [
+            (
+                AggregateKey::Cookie("session".to_owned()),
+                ("GET", "/", Some("theme=dark; session=abc")),
+                "cookie:session:REDACTED",
+                ("GET", "/", Some("session=xyz")),
+                Some(("GET", "/", Some("theme=dark"))),
+            ),
+            (
+                AggregateKey::QueryArgument("q".to_owned()),
+                ("GET", "/search?q=red%20wool&page=2", None),
+                "query_argument:q:red wool",
+                ("GET", "/search?q=blue", None),
+                Some(("GET", "/search?page=2", None)),
+            ),
+            (
+                AggregateKey::QueryString,
+                ("GET", "/search?q=red", None),
+                "query_string:q=red",
+                ("GET", "/search?q=blue", None),
+                Some(("GET", "/search", None)),
+            ),
+            (
+                AggregateKey::UriPath,
+                ("GET", "/api/login", None),
+                "uri_path:/api/login",
+                ("GET", "/api/cart", None),
+                None,
+            ),
+            (
+                AggregateKey::Method,
+                ("POST", "/api/login", None),
+                "method:POST",
+                ("GET", "/api/login", None),
+                None,
+            ),
+        ];
+        for (key, first, shown, other, without) in cases {
+            let rate = RateLimit::new(1, minute, vec![key.clone()]);
+            let (method, target, cookie) = first;
+            assert_eq!(
+                request(&rate, method, target, cookie),
+                Some((false, shown.to_owned())),
+                "{key:?}"
+            );
+            assert_eq!(
+                request(&rate, method, target, cookie).map(|hit| hit.0),
+                Some(true),
+                "{key:?}: the second request of one key passes the limit of 1"
+            );
+            let (method, target, cookie) = other;
+            assert_eq!(
+                request(&rate, method, target, cookie).map(|hit| hit.0),
+                Some(false),
+                "{key:?}: another value has its own count"
+            );
+            if let Some((method, target, cookie)) = without {
+                assert_eq!(request(&rate, method, target, cookie), None, "{key:?}");
+            }
+        }
     }
 
     #[test]
