@@ -515,6 +515,12 @@ async fn a_web_acl_that_blocks_by_default_lets_through_only_what_its_rules_allow
         securecart_waf::managed::Sensitivity::default(),
         &securecart_waf::managed::Overrides {
             default_block: true,
+            // Its own answer, as AWS WAF's default action's custom response.
+            default_response: Some(Arc::new(securecart_waf::BlockResponse {
+                status: 404,
+                headers: vec![("x-refused-by".to_owned(), "allow-list".to_owned())],
+                body: Some(("text/plain".to_owned(), "Not here.".to_owned())),
+            })),
             ..securecart_waf::managed::Overrides::default()
         },
     )));
@@ -525,7 +531,15 @@ async fn a_web_acl_that_blocks_by_default_lets_through_only_what_its_rules_allow
         .await;
     assert_eq!(allowed.status, 200);
     let refused = client.get(&format!("{}/admin", edge.url)).await;
-    assert_eq!(refused.status, 403);
+    assert_eq!(refused.status, 404);
+    assert_eq!(refused.header("x-refused-by"), Some("allow-list"));
+    assert_eq!(refused.text(), "Not here.");
+    // A managed rule's block (where no rule allowed first) is still the edge's 403, not
+    // the default's answer.
+    let injected = client
+        .get(&format!("{}/admin?q=1%27%20OR%20%271%27%3D%271", edge.url))
+        .await;
+    assert_eq!(injected.status, 403);
     assert_eq!(reached.load(Ordering::SeqCst), 1);
     // The default action's blocks are listed and counted as the rule `default`.
     let sampled = client

@@ -1599,6 +1599,17 @@ fn resolve_waf(raw: &crate::raw::RawWaf, path: &FieldPath, findings: &mut Findin
             Some(normal) => redacted_fields.push(normal),
         }
     }
+    let default_block = match raw.default_action.as_str() {
+        "allow" => false,
+        "block" => true,
+        other => {
+            findings.problem(
+                path.key("default_action"),
+                format!("`{other}` is not a default action; expected \"allow\" or \"block\""),
+            );
+            false
+        }
+    };
     EdgeWaf {
         redacted_fields,
         rules: crate::waf::resolve_rules(&raw.rules, &path.key("rules"), findings),
@@ -1609,19 +1620,17 @@ fn resolve_waf(raw: &crate::raw::RawWaf, path: &FieldPath, findings: &mut Findin
         overrides: securecart_waf::managed::Overrides {
             managed_priority: raw.managed_priority,
             count: raw.count_rules.clone(),
-            default_block: match raw.default_action.as_str() {
-                "allow" => false,
-                "block" => true,
-                other => {
+            default_block,
+            default_response: raw.default_block_response.as_ref().and_then(|response| {
+                if !default_block {
                     findings.problem(
-                        path.key("default_action"),
-                        format!(
-                            "`{other}` is not a default action; expected \"allow\" or \"block\""
-                        ),
+                        path.key("default_block_response"),
+                        "needs default_action = \"block\"",
                     );
-                    false
                 }
-            },
+                crate::waf::block_response(response, &path.key("default_block_response"), findings)
+                    .map(std::sync::Arc::new)
+            }),
         },
         managed_groups,
         body_limit: usize::try_from(raw.body_inspection_kib * 1024).unwrap_or(usize::MAX),

@@ -616,6 +616,10 @@ pub struct RawWaf {
     /// allow list).
     #[serde(default = "default_waf_default_action")]
     pub default_action: String,
+    /// With `default_action = "block"`: the answer it gives instead of the edge's 403 (as a
+    /// rule's `block_response`: status, headers, content type and body).
+    #[serde(default)]
+    pub default_block_response: Option<RawBlockResponse>,
     /// What the WAF's log lines and sampled requests leave out (AWS WAF's logging
     /// `RedactedFields`), besides the credentials they never show: `header:NAME`,
     /// `query_string` (and every argument read from it), `uri_path`, `method`.

@@ -152,7 +152,7 @@ pub(crate) fn resolve_rules(
     rules
 }
 
-fn block_response(
+pub(crate) fn block_response(
     raw: &RawBlockResponse,
     path: &FieldPath,
     findings: &mut Findings,

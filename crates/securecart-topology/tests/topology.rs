@@ -551,6 +551,18 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "60, 120, 300 or 600",
         ),
         (
+            "paranoia_level = 1",
+            "paranoia_level = 1\ndefault_block_response = { status = 404 }",
+            "edge.waf.default_block_response",
+            "needs default_action = \"block\"",
+        ),
+        (
+            "paranoia_level = 1",
+            "paranoia_level = 1\ndefault_action = \"block\"\ndefault_block_response = { status = 200 }",
+            "edge.waf.default_block_response.status",
+            "from 400 to 599",
+        ),
+        (
             "keys = [\"ip\"]",
             "keys = [\"ip\", \"cookie:\"]",
             "edge.waf.rules[0].statement.rate_based.keys[1]",
@@ -1484,4 +1496,25 @@ fn a_forwarding_rule_may_rewrite_the_url_and_host_its_targets_are_sent() {
         }
         other => panic!("not a forward: {other:?}"),
     }
+}
+
+#[test]
+fn a_web_acl_that_blocks_by_default_may_answer_in_its_own_way() {
+    let text = with(
+        "paranoia_level = 1",
+        "paranoia_level = 1\ndefault_action = \"block\"\ndefault_block_response = { status = 404, headers = { x-refused-by = \"allow-list\" }, content_type = \"text/plain\", body = \"Not here.\" }",
+    );
+    let loaded = parse(&text, "t.toml").expect("a default block response");
+    let waf = loaded.topology.edge.waf.as_ref().expect("a web ACL");
+    assert!(waf.overrides.default_block);
+    let response = waf.overrides.default_response.as_ref().expect("a response");
+    assert_eq!(response.status, 404);
+    assert_eq!(
+        response.headers,
+        [("x-refused-by".to_owned(), "allow-list".to_owned())]
+    );
+    assert_eq!(
+        response.body,
+        Some(("text/plain".to_owned(), "Not here.".to_owned()))
+    );
 }

@@ -81,6 +81,8 @@ pub const ANOMALY_RULE: &str = "SC-ANOMALY-001";
 pub struct WebAcl {
     rules: Vec<Rule>,
     default_block: bool,
+    /// The default action's own block answer, if it has one.
+    default_response: Option<Arc<BlockResponse>>,
     anomaly_threshold: Option<u32>,
     /// The rules' regular expressions merged by chain of transformations.
     merged: Arc<Merged>,
@@ -103,10 +105,18 @@ impl WebAcl {
         Self {
             rules,
             default_block,
+            default_response: None,
             anomaly_threshold: None,
             merged,
             gates,
         }
+    }
+
+    /// The same ACL with an answer of its own for the requests its default action blocks
+    /// (none: the edge's 403).
+    pub fn with_default_response(mut self, response: Option<Arc<BlockResponse>>) -> Self {
+        self.default_response = response;
+        self
     }
 
     /// The same ACL scoring anomalies: rules with a score add it instead of acting, and a
@@ -148,7 +158,8 @@ impl WebAcl {
             terminating_rule: None,
             matches: Vec::new(),
             labels: Vec::new(),
-            response: None,
+            // The default action's, until a rule decides.
+            response: self.default_response.clone().filter(|_| self.default_block),
             score: 0,
         };
         let scan = Scan::new(&self.merged);
@@ -182,9 +193,11 @@ impl WebAcl {
                 RuleAction::Allow | RuleAction::Block => {
                     verdict.blocked = rule.action == RuleAction::Block;
                     verdict.terminating_rule = Some(rule.id.clone());
-                    if verdict.blocked {
-                        verdict.response = rule.response.clone();
-                    }
+                    verdict.response = if verdict.blocked {
+                        rule.response.clone()
+                    } else {
+                        None
+                    };
                     return verdict;
                 }
             }
@@ -194,6 +207,7 @@ impl WebAcl {
         {
             verdict.blocked = true;
             verdict.terminating_rule = Some(ANOMALY_RULE.to_owned());
+            verdict.response = None;
             verdict.matches.push((
                 ANOMALY_RULE.to_owned(),
                 RuleAction::Block,

@@ -146,6 +146,9 @@ pub struct Overrides {
     /// The web ACL's default action is to block (AWS WAF's `DefaultAction: Block`): a
     /// request no rule allowed is refused. `false`: it is allowed.
     pub default_block: bool,
+    /// The answer the default action's block gives instead of the edge's 403 (AWS WAF's
+    /// `DefaultAction: Block` with a custom response).
+    pub default_response: Option<std::sync::Arc<crate::BlockResponse>>,
 }
 
 /// The default web ACL: every managed group, blocking; what none blocks is allowed.
@@ -214,7 +217,8 @@ pub fn acl_with(
         rule.priority = after_from + u32::try_from(index).unwrap_or(999).min(999);
         rule
     }));
-    let acl = WebAcl::new(rules, overrides.default_block);
+    let acl = WebAcl::new(rules, overrides.default_block)
+        .with_default_response(overrides.default_response.clone());
     match sensitivity.anomaly_threshold {
         Some(threshold) => acl.scoring(threshold),
         None => acl,
@@ -2014,6 +2018,7 @@ mod tests {
             managed_priority: Some(500),
             count: vec!["SC-SQLI-003".to_owned()],
             default_block: false,
+            default_response: None,
         };
         let acl = acl_with(
             vec![elsewhere, early],
@@ -2292,6 +2297,7 @@ mod tests {
                         managed_priority: Some(5),
                         count: vec!["SC-SQLI-001".to_owned()],
                         default_block: false,
+                        default_response: None,
                     },
                 )
             };
