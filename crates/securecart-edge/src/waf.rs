@@ -325,7 +325,23 @@ pub struct WafConfig {
     pub oversize_blocks: bool,
     /// What the log lines and samples leave out, besides credentials.
     pub redaction: Redaction,
+    /// Headers added to a request the ACL lets through, for its target (AWS WAF's custom
+    /// request handling): by the id of an `allow` or `count` rule that matched, and, with
+    /// no rule's `allow`, by the default action (under [`DEFAULT_ALLOW`]). Each name is
+    /// sent with [`INSERTED_PREFIX`] before it, and a client's own headers of that prefix
+    /// are removed first, so that none can pass for the WAF's.
+    pub insert_headers: Arc<[(String, InsertedHeaders)]>,
 }
+
+/// The headers one rule adds, full names and values.
+pub type InsertedHeaders = Vec<(http::HeaderName, http::HeaderValue)>;
+
+/// What the edge puts before the names of the headers its web ACL adds (AWS WAF's
+/// `x-amzn-waf-`).
+pub const INSERTED_PREFIX: &str = "x-securecart-waf-";
+
+/// The key of the headers the default action adds, in [`WafConfig::insert_headers`].
+pub const DEFAULT_ALLOW: &str = "default";
 
 impl WafConfig {
     /// The default ACL (every managed group), an 8 KiB body limit, oversize inspected as
@@ -344,6 +360,7 @@ impl WafConfig {
             body_limit: 8 * 1024,
             oversize_blocks: false,
             redaction: Redaction::default(),
+            insert_headers: Arc::new([]),
         }
     }
 }
@@ -486,7 +503,38 @@ pub async fn inspect(
             verdict.response,
         ));
     }
+    let mut parts = parts;
+    if !waf.insert_headers.is_empty() {
+        insert_headers(waf, &verdict, &mut parts.headers);
+    }
     Ok(Request::from_parts(parts, body))
+}
+
+/// Adds the headers of the `allow` and `count` rules that matched (and of the default
+/// action, if no rule allowed the request), after removing the client's own headers of
+/// [`INSERTED_PREFIX`].
+fn insert_headers(waf: &WafConfig, verdict: &securecart_waf::Verdict, headers: &mut HeaderMap) {
+    let spoofed: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with(INSERTED_PREFIX))
+        .cloned()
+        .collect();
+    for name in spoofed {
+        headers.remove(name);
+    }
+    let matched = verdict
+        .matches
+        .iter()
+        .filter(|(_, action, _)| *action != RuleAction::Block)
+        .map(|(rule, _, _)| rule.as_str());
+    let default = verdict.terminating_rule.is_none().then_some(DEFAULT_ALLOW);
+    for rule in matched.chain(default) {
+        if let Some((_, inserted)) = waf.insert_headers.iter().find(|(id, _)| id == rule) {
+            for (name, value) in inserted {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+    }
 }
 
 /// One match of a logged request.

@@ -693,3 +693,86 @@ async fn rules_match_a_value_by_its_md5_digest_and_non_ascii_text_as_unicode_esc
     edge.shutdown().await;
     upstream.stop().await;
 }
+
+/// Rules that let a request through may tell its target what they found (AWS WAF's custom
+/// request handling): a counting rule's header, the default action's; a client's own
+/// header of that prefix never reaches the target.
+#[tokio::test]
+async fn allowed_requests_carry_the_headers_their_rules_add() {
+    use securecart_waf::statement::Position;
+    use securecart_waf::{Field, Rule, RuleAction, Statement};
+    let upstream = serve(
+        "127.0.0.1",
+        axum::Router::new()
+            .route("/healthz", axum::routing::get(|| async { "ok" }))
+            .fallback(|headers: axum::http::HeaderMap| async move {
+                let mut seen: Vec<String> = headers
+                    .iter()
+                    .filter(|(name, _)| name.as_str().starts_with("x-securecart-waf-"))
+                    .map(|(name, value)| format!("{name}={}", value.to_str().unwrap_or("?")))
+                    .collect();
+                seen.sort();
+                seen.join(";")
+            }),
+    )
+    .await;
+    let admin_paths = Rule {
+        id: "admin-paths".to_owned(),
+        priority: 1,
+        statement: Statement::ByteMatch {
+            field: Field::UriPath,
+            position: Position::StartsWith,
+            search: b"/admin".to_vec(),
+            transforms: Vec::new(),
+        },
+        action: RuleAction::Count,
+        labels: Vec::new(),
+        response: None,
+        score: 0,
+    };
+    let header = |name: &'static str, value: &'static str| {
+        (
+            http::HeaderName::from_static(name),
+            http::HeaderValue::from_static(value),
+        )
+    };
+    let waf = WafConfig {
+        insert_headers: Arc::new([
+            (
+                "admin-paths".to_owned(),
+                vec![header("x-securecart-waf-flagged", "admin")],
+            ),
+            (
+                securecart_edge::waf::DEFAULT_ALLOW.to_owned(),
+                vec![header("x-securecart-waf-checked", "yes")],
+            ),
+        ]),
+        ..WafConfig::with_acl(Arc::new(securecart_waf::managed::acl_with(
+            vec![admin_paths],
+            &securecart_waf::managed::Group::ALL,
+            securecart_waf::managed::Sensitivity::default(),
+            &securecart_waf::managed::Overrides::default(),
+        )))
+    };
+    let edge = start_edge(upstream.address, waf).await;
+    let mut client = TestClient::http1();
+    let plain = client.get(&format!("{}/products", edge.url)).await;
+    assert_eq!(plain.text(), "x-securecart-waf-checked=yes");
+    let flagged = client
+        .send(
+            http::Method::GET,
+            &format!("{}/admin/users", edge.url),
+            &[
+                ("x-securecart-waf-flagged", "nothing"),
+                ("x-securecart-waf-other", "1"),
+            ],
+            "",
+        )
+        .await;
+    assert_eq!(
+        flagged.text(),
+        "x-securecart-waf-checked=yes;x-securecart-waf-flagged=admin"
+    );
+    edge.shutdown().await;
+    upstream.stop().await;
+}

@@ -318,6 +318,9 @@ pub struct EdgeWaf {
     /// What log lines and samples leave out: `header:NAME` (lowercase), `query_string`,
     /// `uri_path`, `method`, each once.
     pub redacted_fields: Vec<String>,
+    /// The headers `allow` and `count` rules add, by rule name (lowercase names, without
+    /// the edge's prefix), and the default action's under `default`.
+    pub insert_headers: Vec<(String, Vec<(String, String)>)>,
 }
 
 /// The managed rule groups a web ACL may name.
@@ -1610,7 +1613,20 @@ fn resolve_waf(raw: &crate::raw::RawWaf, path: &FieldPath, findings: &mut Findin
             false
         }
     };
+    let mut insert_headers =
+        crate::waf::resolve_insert_headers(&raw.rules, &path.key("rules"), findings);
+    if !raw.default_insert_headers.is_empty() {
+        let at = path.key("default_insert_headers");
+        if default_block {
+            findings.problem(at, "needs default_action = \"allow\"");
+        } else if let Some(headers) =
+            crate::waf::insert_headers(&raw.default_insert_headers, &at, findings)
+        {
+            insert_headers.push(("default".to_owned(), headers));
+        }
+    }
     EdgeWaf {
+        insert_headers,
         redacted_fields,
         rules: crate::waf::resolve_rules(&raw.rules, &path.key("rules"), findings),
         sensitivity: securecart_waf::managed::Sensitivity {

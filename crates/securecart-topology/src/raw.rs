@@ -620,6 +620,10 @@ pub struct RawWaf {
     /// rule's `block_response`: status, headers, content type and body).
     #[serde(default)]
     pub default_block_response: Option<RawBlockResponse>,
+    /// With `default_action = "allow"`: headers added to a request no rule allowed or
+    /// blocked (as a rule's `insert_headers`).
+    #[serde(default)]
+    pub default_insert_headers: std::collections::BTreeMap<String, String>,
     /// What the WAF's log lines and sampled requests leave out (AWS WAF's logging
     /// `RedactedFields`), besides the credentials they never show: `header:NAME`,
     /// `query_string` (and every argument read from it), `uri_path`, `method`.
@@ -654,6 +658,11 @@ pub struct RawWafRule {
     /// Labels it adds when it matches, which later rules' `label_match` sees.
     #[serde(default)]
     pub labels: Vec<String>,
+    /// With `allow` or `count`: headers added to the request for its target when the rule
+    /// matches and nothing blocks (AWS WAF's custom request handling), each name sent
+    /// with `x-securecart-waf-` before it: `{ flagged = "sqli-suspect" }`.
+    #[serde(default)]
+    pub insert_headers: std::collections::BTreeMap<String, String>,
     /// What it matches.
     pub statement: RawStatement,
 }

@@ -152,6 +152,64 @@ pub(crate) fn resolve_rules(
     rules
 }
 
+/// The headers each `allow` or `count` rule adds to the requests it lets through, by its
+/// name (only the rules that add some), checked.
+pub(crate) fn resolve_insert_headers(
+    raw: &[RawWafRule],
+    path: &FieldPath,
+    findings: &mut Findings,
+) -> Vec<(String, Vec<(String, String)>)> {
+    let mut inserted = Vec::new();
+    for (index, rule) in raw.iter().enumerate() {
+        if rule.insert_headers.is_empty() {
+            continue;
+        }
+        let at = path.index(index).key("insert_headers");
+        if rule.action == "block" {
+            findings.problem(
+                at,
+                "only a rule whose action is `allow` or `count` adds headers",
+            );
+            continue;
+        }
+        if let Some(headers) = insert_headers(&rule.insert_headers, &at, findings) {
+            inserted.push((rule.name.clone(), headers));
+        }
+    }
+    inserted
+}
+
+/// Headers a web ACL adds, checked: names the edge prefixes, values of one line.
+pub(crate) fn insert_headers(
+    raw: &std::collections::BTreeMap<String, String>,
+    at: &FieldPath,
+    findings: &mut Findings,
+) -> Option<Vec<(String, String)>> {
+    let mut headers = Vec::with_capacity(raw.len());
+    for (name, value) in raw {
+        let lower = name.to_ascii_lowercase();
+        if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
+            findings.problem(at.key(name), format!("`{name}` is not a header name"));
+        } else if headers
+            .iter()
+            .any(|(taken, _): &(String, String)| *taken == lower)
+        {
+            findings.problem(
+                at.key(name),
+                format!("`{name}` is set twice (header names are case-insensitive)"),
+            );
+        } else if !value.is_ascii() || http::HeaderValue::from_str(value).is_err() {
+            findings.problem(
+                at.key(name),
+                "is not a header value (visible ASCII and spaces, on one line)",
+            );
+        } else {
+            headers.push((lower, value.clone()));
+        }
+    }
+    (headers.len() == raw.len()).then_some(headers)
+}
+
 pub(crate) fn block_response(
     raw: &RawBlockResponse,
     path: &FieldPath,

@@ -563,6 +563,24 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "from 400 to 599",
         ),
         (
+            "name = \"checkout-card-testing\"",
+            "name = \"checkout-card-testing\"\ninsert_headers = { flagged = \"yes\" }",
+            "edge.waf.rules[0].insert_headers",
+            "`allow` or `count`",
+        ),
+        (
+            "paranoia_level = 1",
+            "paranoia_level = 1\ndefault_insert_headers = { \"bad name\" = \"x\" }",
+            "edge.waf.default_insert_headers.bad name",
+            "not a header name",
+        ),
+        (
+            "paranoia_level = 1",
+            "paranoia_level = 1\ndefault_action = \"block\"\ndefault_insert_headers = { checked = \"yes\" }",
+            "edge.waf.default_insert_headers",
+            "needs default_action = \"allow\"",
+        ),
+        (
             "keys = [\"ip\"]",
             "keys = [\"ip\", \"cookie:\"]",
             "edge.waf.rules[0].statement.rate_based.keys[1]",
@@ -1516,5 +1534,33 @@ fn a_web_acl_that_blocks_by_default_may_answer_in_its_own_way() {
     assert_eq!(
         response.body,
         Some(("text/plain".to_owned(), "Not here.".to_owned()))
+    );
+}
+
+#[test]
+fn web_acl_rules_that_let_requests_through_may_add_headers_for_the_target() {
+    let text = with(
+        "paranoia_level = 1",
+        "paranoia_level = 1\ndefault_insert_headers = { Checked = \"yes\" }",
+    )
+    .replacen(
+        "\n# The shield, as AWS Shield",
+        "\n[[edge.waf.rules]]\nname = \"admin-paths\"\npriority = 11\naction = \"count\"\ninsert_headers = { flagged = \"admin\" }\nstatement = { byte_match = { field = \"uri_path\", position = \"starts_with\", search = \"/admin\" } }\n# The shield, as AWS Shield",
+        1,
+    );
+    let loaded = parse(&text, "t.toml").expect("inserted headers");
+    let waf = loaded.topology.edge.waf.as_ref().expect("a web ACL");
+    assert_eq!(
+        waf.insert_headers,
+        [
+            (
+                "admin-paths".to_owned(),
+                vec![("flagged".to_owned(), "admin".to_owned())]
+            ),
+            (
+                "default".to_owned(),
+                vec![("checked".to_owned(), "yes".to_owned())]
+            ),
+        ]
     );
 }

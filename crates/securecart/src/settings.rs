@@ -424,6 +424,27 @@ fn waf_config(name: &str, waf: &securecart_topology::EdgeWaf) -> securecart_edge
             uri_path: waf.redacted_fields.iter().any(|field| field == "uri_path"),
             method: waf.redacted_fields.iter().any(|field| field == "method"),
         },
+        // The topology has checked the names and values.
+        insert_headers: waf
+            .insert_headers
+            .iter()
+            .map(|(rule, headers)| {
+                let headers = headers
+                    .iter()
+                    .filter_map(|(name, value)| {
+                        Some((
+                            http::HeaderName::from_bytes(
+                                format!("{}{name}", securecart_edge::waf::INSERTED_PREFIX)
+                                    .as_bytes(),
+                            )
+                            .ok()?,
+                            http::HeaderValue::from_str(value).ok()?,
+                        ))
+                    })
+                    .collect();
+                (rule.clone(), headers)
+            })
+            .collect(),
     }
 }
 
