@@ -340,19 +340,29 @@ where
 }
 
 /// Whether an edge's `/targets` says that each of its target groups meets its DNS
-/// failover minimum (`dns_healthy`). A group it does not mark so counts for nothing: one
-/// a reload removed, whose targets still drain.
+/// failover minimum (`dns_healthy`), with at least one group so marked. A group it does
+/// not mark counts for nothing: one a reload removed, whose targets still drain.
 async fn targets_probe(stream: TcpStream, address: SocketAddr) -> bool {
     match http_get(stream, &address.to_string(), "/targets", 1 << 20).await {
         Some((status, body)) if status.is_success() => {
-            serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|described| {
-                described["target_groups"]
-                    .as_array()
-                    .is_some_and(|groups| groups.iter().all(|group| group["dns_healthy"] != false))
-            })
+            serde_json::from_slice::<serde_json::Value>(&body)
+                .is_ok_and(|described| dns_healthy(&described))
         }
         _ => false,
     }
+}
+
+/// What [`targets_probe`] reads of `/targets`.
+fn dns_healthy(described: &serde_json::Value) -> bool {
+    let Some(groups) = described["target_groups"].as_array() else {
+        return false;
+    };
+    let marked: Vec<&serde_json::Value> = groups
+        .iter()
+        .map(|group| &group["dns_healthy"])
+        .filter(|mark| mark.is_boolean())
+        .collect();
+    !marked.is_empty() && marked.iter().all(|mark| **mark == true)
 }
 
 /// GET `path` on an open connection: the answer's status and its body's first `limit`
@@ -415,3 +425,31 @@ where
 
 /// How long a health check's connection may take to close once its answer is read.
 const CLOSE_TIMEOUT: Duration = Duration::from_millis(100);
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    /// An edge alias is healthy while each marked group meets its DNS failover minimum,
+    /// and at least one is marked; unmarked groups (removed by a reload, draining) do not
+    /// count.
+    #[test]
+    fn an_edge_is_healthy_in_dns_while_every_marked_group_is() {
+        let group = |mark: Option<bool>| match mark {
+            Some(mark) => json!({ "name": "g", "healthy": 1, "dns_healthy": mark }),
+            None => json!({ "name": "gone", "healthy": 0 }),
+        };
+        let cases = [
+            (vec![Some(true), Some(true)], true),
+            (vec![Some(true), Some(false)], false),
+            (vec![Some(true), None], true),
+            (vec![None], false),
+            (vec![], false),
+        ];
+        for (marks, expected) in cases {
+            let described = json!({ "target_groups": marks.iter().map(|mark| group(*mark)).collect::<Vec<_>>() });
+            assert_eq!(super::dns_healthy(&described), expected, "{marks:?}");
+        }
+        assert!(!super::dns_healthy(&json!({ "error": "unauthorized" })));
+    }
+}

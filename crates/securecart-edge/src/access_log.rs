@@ -18,11 +18,13 @@
 //! | `ssl_protocol`, `ssl_cipher` | over TLS, the version and cipher suite agreed (IANA's names); `-` in clear |
 //! | `target_group`, `matched_rule`, `actions_executed`, `redirect_url`, `error_reason` | what the edge did |
 //! | `transformed_host`, `transformed_uri` | what a rule's rewrites made of the `Host` and the URL (empty: nothing) |
-//!
-//! A request whose client went away before its answer was ready (its connection closed,
-//! or its HTTP/2 stream reset) is logged with `elb_status_code` 460 and `error_reason`
-//! `client_closed`, as ALB's 460.
 //! | `trace_id`, `attempts` | the W3C trace id; how many targets were tried |
+//!
+//! A request whose handling ended before its answer was ready is logged with
+//! `elb_status_code` 460 and `error_reason` `client_closed`, as ALB's 460: its client
+//! closed the connection or reset its HTTP/2 stream (or, rarely, the edge stopped past its
+//! drain timeout with the request still under way). A client that leaves while sending
+//! its body is answered by the edge itself (the body's error), not logged as 460.
 
 use std::net::SocketAddr;
 use std::pin::Pin;

@@ -339,8 +339,10 @@ where
     }
     // An unsafe method: a success changes the resource, so what is stored of it goes
     // (RFC 9111 section 4.4), and of the resources its answer names on this host.
-    let path = request.uri().path().to_owned();
-    let query = request.uri().query().map(str::to_owned);
+    let (path, query) = {
+        let (path, query) = key_target(&request);
+        (path.to_owned(), query.map(str::to_owned))
+    };
     let response = origin.fetch(context, request).await?;
     if response.status().is_success() || response.status().is_redirection() {
         stage.invalidate_uri(host, &path, query.as_deref());
@@ -358,6 +360,21 @@ where
     Ok(response)
 }
 
+/// The URL a rule's rewrite replaced, which the cache keys and invalidates by (as the
+/// client's host is): two URLs rewritten to one of the origin's (by rules that may send
+/// them to different groups) are two objects, and a client's URL is invalidated by the
+/// name the client uses.
+#[derive(Debug, Clone)]
+pub struct ViewerUri(pub http::uri::PathAndQuery);
+
+/// The path and query a request is keyed by: the client's, before any rewrite.
+fn key_target<B>(request: &Request<B>) -> (&str, Option<&str>) {
+    match request.extensions().get::<ViewerUri>() {
+        Some(ViewerUri(viewer)) => (viewer.path(), viewer.query()),
+        None => (request.uri().path(), request.uri().query()),
+    }
+}
+
 /// A GET or HEAD: from the store if it may, else from the origin.
 async fn lookup<B>(
     stage: &CacheStage,
@@ -372,11 +389,10 @@ where
     B::Error: Into<BoxError>,
 {
     let request_directives = freshness::request_directives(request.headers());
-    let key: Arc<str> = Arc::from(behavior.policy.key.primary(
-        host,
-        request.uri().path(),
-        request.uri().query(),
-    ));
+    let key: Arc<str> = {
+        let (path, query) = key_target(&request);
+        Arc::from(behavior.policy.key.primary(host, path, query))
+    };
     let mut waited = false;
     let mut guard = None;
     loop {

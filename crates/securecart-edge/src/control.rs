@@ -223,6 +223,13 @@ impl Control {
         {
             return Err(StartError::TooManyTargets(group.name.clone()));
         }
+        // Whether some web ACL adds headers for the targets.
+        let inserting = config.listeners.iter().any(|listener| {
+            listener
+                .waf
+                .as_ref()
+                .is_some_and(|waf| !waf.insert_headers.is_empty())
+        });
         config
             .listeners
             .iter()
@@ -246,6 +253,11 @@ impl Control {
                     shield: shield.clone(),
                     response_headers: listener.response_headers.clone().into(),
                     forwarded_for: listener.forwarded_for,
+                    remove_inserted: inserting
+                        && listener
+                            .waf
+                            .as_ref()
+                            .is_none_or(|waf| waf.insert_headers.is_empty()),
                     cache: cache
                         .zip(config.cache.as_ref())
                         .map(|(cache, settings)| {

@@ -224,11 +224,14 @@ pub fn prepare_request(
 }
 
 /// Applies a rule's rewrites to a request about to be forwarded (ALB's transforms): `url`
-/// to its path and query, the path as the rules matched it (`resolved`, its dot segments
-/// removed, when they were; a rewrite of the path as sent could carry `..` past the
-/// expression's prefix), and `host` to its `Host` (and to an HTTP/2 request's authority).
-/// Returns the URL and the host rewritten, for the access log; fails when a rewrite made
-/// what is not a path or a host.
+/// to its path and query, and `host` to its `Host` (and to an HTTP/2 request's authority).
+/// The URL rewrite reads the path the rules matched, `resolved` (decoded, its dot segments
+/// and repeated slashes removed; the path as sent when it had none to remove), written out
+/// again in one canonical form (`canonical_path`), and the query as sent: whatever the
+/// client escaped, the target is sent no dot segment, no `?` or `#` in the path that the
+/// edge did not see as such, and no escape decoded twice. Returns the URL and the host
+/// rewritten, for the access log; fails when a rewrite made what is not a path without dot
+/// segments, or not a host.
 pub fn rewrite(
     parts: &mut Parts,
     resolved: Option<&str>,
@@ -238,23 +241,22 @@ pub fn rewrite(
     use crate::error::EdgeError;
     let mut rewritten_url = None;
     if let Some(rewrite) = url {
-        let path = resolved.unwrap_or(parts.uri.path());
-        let whole = match parts.uri.query() {
-            Some(query) => format!("{path}?{query}"),
-            None => path.to_owned(),
-        };
+        let mut whole = canonical_path(resolved.unwrap_or(parts.uri.path()));
+        if let Some(query) = parts.uri.query() {
+            whole.push('?');
+            whole.push_str(query);
+        }
         if let Some(new) = rewrite.apply(&whole) {
-            let path_and_query = http::uri::PathAndQuery::try_from(new.as_str())
-                .ok()
-                .filter(|_| new.starts_with('/'))
-                .ok_or(EdgeError::BadRequest(
-                    "the rule's rewrite made a URL that is not one",
-                ))?;
+            let refused = || EdgeError::BadRequest("the rule's rewrite made a URL that is not one");
+            let path = new.split('?').next().unwrap_or("");
+            if !path.starts_with('/') || new.contains('#') || has_dot_segment(path) {
+                return Err(refused());
+            }
+            let path_and_query =
+                http::uri::PathAndQuery::try_from(new.as_str()).map_err(|_| refused())?;
             let mut uri = std::mem::take(&mut parts.uri).into_parts();
             uri.path_and_query = Some(path_and_query);
-            parts.uri = http::Uri::from_parts(uri).map_err(|_| {
-                EdgeError::BadRequest("the rule's rewrite made a URL that is not one")
-            })?;
+            parts.uri = http::Uri::from_parts(uri).map_err(|_| refused())?;
             rewritten_url = Some(new);
         }
     }
@@ -280,6 +282,30 @@ pub fn rewrite(
         }
     }
     Ok((rewritten_url, rewritten_host))
+}
+
+/// A decoded path written out again: every byte but the letters, digits and
+/// `-._~!$&'()*+,;=:@/` percent-encoded (a `%` as `%25`, a space as `%20`, UTF-8 byte by
+/// byte), so that what a URL rewrite reads and sends is one spelling of the path.
+fn canonical_path(decoded: &str) -> String {
+    let mut canonical = String::with_capacity(decoded.len());
+    for &byte in decoded.as_bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&byte) {
+            canonical.push(char::from(byte));
+        } else {
+            canonical.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    canonical
+}
+
+/// Whether a path holds a `.` or `..` segment, as sent or escaped (`%2e`), before any `;`.
+fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        let bare = segment.split(';').next().unwrap_or(segment);
+        let dots = bare.to_ascii_lowercase().replace("%2e", ".");
+        dots == "." || dots == ".."
+    })
 }
 
 /// The request's `X-Forwarded-For` lines (those that hold more than spaces) joined, then
@@ -529,76 +555,99 @@ mod tests {
         let to_internal = rewrite(r"^shop\.example(:\d+)?$", "internal.example$1");
         let broken_url = rewrite("^/shop/", "shop/");
         let broken_host = rewrite("^shop", "a b");
-        /// (target, resolved path, URL rewrite, Host rewrite, URL and Host sent, or refused)
+        let climbing = rewrite("^/shop/(.*)$", "/internal/../$1");
+        /// (target, URL rewrite, Host rewrite, URL and Host sent, or refused)
         type Case<'a> = (
             &'a str,
-            Option<&'a str>,
             Option<&'a Rewrite>,
             Option<&'a Rewrite>,
             Option<(&'a str, &'a str)>,
         );
-        let cases: [Case; 9] = [
+        let host = "shop.example:8080";
+        let cases: [Case; 16] = [
             (
                 "/shop/cart?id=1",
-                None,
                 Some(&shop),
                 None,
-                Some(("/cart?id=1", "shop.example:8080")),
+                Some(("/cart?id=1", host)),
             ),
-            (
-                "/other",
-                None,
-                Some(&shop),
-                None,
-                Some(("/other", "shop.example:8080")),
-            ),
+            ("/other", Some(&shop), None, Some(("/other", host))),
             (
                 "/api/v1/items?page=2",
-                None,
                 Some(&versioned),
                 None,
-                Some(("/api/v2/items?page=2", "shop.example:8080")),
+                Some(("/api/v2/items?page=2", host)),
             ),
             // The path as the rules matched it: no `..` rides past the prefix into the
             // rewritten path (one the expression does not match goes as it was sent).
             (
                 "/shop/a/../../admin",
-                Some("/admin"),
                 Some(&shop),
                 None,
-                Some(("/shop/a/../../admin", "shop.example:8080")),
+                Some(("/shop/a/../../admin", host)),
+            ),
+            ("/shop/a/../cart", Some(&shop), None, Some(("/cart", host))),
+            // Escapes are read once and written out again, never decoded twice: an escaped
+            // escape stays one, and `?`, `#` and spaces stay in the path.
+            (
+                "/shop/%252e%252e/admin",
+                Some(&shop),
+                None,
+                Some(("/%252e%252e/admin", host)),
             ),
             (
-                "/shop/a/../cart",
-                Some("/shop/cart"),
+                "/shop/x%3Fadmin%3Dtrue",
                 Some(&shop),
                 None,
-                Some(("/cart", "shop.example:8080")),
+                Some(("/x%3Fadmin=true", host)),
             ),
+            (
+                "/shop/a%23b?q=1",
+                Some(&shop),
+                None,
+                Some(("/a%23b?q=1", host)),
+            ),
+            (
+                "/shop/red%20wool",
+                Some(&shop),
+                None,
+                Some(("/red%20wool", host)),
+            ),
+            (
+                "/shop/caf%C3%A9",
+                Some(&shop),
+                None,
+                Some(("/caf%C3%A9", host)),
+            ),
+            ("/shop//x", Some(&shop), None, Some(("/x", host))),
             (
                 "/shop/x",
-                None,
                 None,
                 Some(&to_internal),
                 Some(("/shop/x", "internal.example:8080")),
             ),
             (
                 "/shop/x",
-                None,
                 Some(&shop),
                 Some(&to_internal),
                 Some(("/x", "internal.example:8080")),
             ),
-            ("/shop/x", None, Some(&broken_url), None, None),
-            ("/x", None, None, Some(&broken_host), None),
+            ("/shop/x", Some(&broken_url), None, None),
+            ("/shop/x", Some(&climbing), None, None),
+            ("/x", None, Some(&broken_host), None),
         ];
-        for (target, resolved, url, host, expected) in cases {
+        for (target, url, host, expected) in cases {
             let (mut parts, ()) = Request::get(target)
                 .header("host", "shop.example:8080")
                 .body(())
                 .expect("request")
                 .into_parts();
-            let result = super::rewrite(&mut parts, resolved, url, host);
+            // As the pipeline resolves it.
+            let resolved = match crate::rules::normalized_path(parts.uri.path()) {
+                std::borrow::Cow::Owned(path) => Some(path),
+                std::borrow::Cow::Borrowed(_) => None,
+            };
+            let result = super::rewrite(&mut parts, resolved.as_deref(), url, host);
             match expected {
                 Some((sent_url, sent_host)) => {
                     result.expect("rewritten");

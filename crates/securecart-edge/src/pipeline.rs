@@ -79,6 +79,9 @@ pub struct Pipeline {
     pub response_headers: Arc<[(http::HeaderName, HeaderValue)]>,
     /// What becomes of `X-Forwarded-For`.
     pub forwarded_for: forward::ForwardedFor,
+    /// Whether a client's headers of the web ACLs' prefix are removed here: some listener's
+    /// web ACL adds such headers, and this one's does not (which removes them itself).
+    pub remove_inserted: bool,
 }
 
 /// What the request stages decided, for the respond stage.
@@ -550,8 +553,12 @@ impl Pipeline {
                 &self.port_header,
                 self.forwarded_for,
             );
+            if self.remove_inserted {
+                crate::waf::remove_inserted(&mut parts.headers);
+            }
             let mut transformed = (None, None);
             if forward.url_rewrite.is_some() || forward.host_rewrite.is_some() {
+                let viewer = parts.uri.path_and_query().cloned();
                 match forward::rewrite(
                     &mut parts,
                     resolved.as_deref(),
@@ -560,6 +567,10 @@ impl Pipeline {
                 ) {
                     Ok(rewritten) => transformed = rewritten,
                     Err(error) => return Outcome::refused(rule, "forward", error),
+                }
+                // The cache keys the client's URL, not the one its target is sent.
+                if let (Some(_), Some(viewer)) = (&transformed.0, viewer) {
+                    parts.extensions.insert(cache::ViewerUri(viewer));
                 }
             }
             let request = Request::from_parts(parts, body);

@@ -137,6 +137,12 @@ pub fn redact(field: &str, data: &str, headers: &HeaderMap, redaction: &Redactio
         "query_string" | "query_arguments" | "query_argument_names" => redaction.query_string,
         "uri_path" => redaction.uri_path,
         "method" => redaction.method,
+        // A rate-based rule's keys (the WAF never shows a cookie's or a query's): the
+        // path and the method are shown unless the operator hides them.
+        "rate" => {
+            (redaction.uri_path && data.contains("uri_path:"))
+                || (redaction.method && data.contains("method:"))
+        }
         _ => {
             field
                 .strip_prefix("header:")
@@ -514,14 +520,7 @@ pub async fn inspect(
 /// action, if no rule allowed the request), after removing the client's own headers of
 /// [`INSERTED_PREFIX`].
 fn insert_headers(waf: &WafConfig, verdict: &securecart_waf::Verdict, headers: &mut HeaderMap) {
-    let spoofed: Vec<http::HeaderName> = headers
-        .keys()
-        .filter(|name| name.as_str().starts_with(INSERTED_PREFIX))
-        .cloned()
-        .collect();
-    for name in spoofed {
-        headers.remove(name);
-    }
+    remove_inserted(headers);
     let matched = verdict
         .matches
         .iter()
@@ -534,6 +533,20 @@ fn insert_headers(waf: &WafConfig, verdict: &securecart_waf::Verdict, headers: &
                 headers.insert(name.clone(), value.clone());
             }
         }
+    }
+}
+
+/// Removes a client's headers of [`INSERTED_PREFIX`], which only a web ACL may send (on
+/// every listener of an edge where one adds some: another listener may forward to the
+/// same targets).
+pub fn remove_inserted(headers: &mut HeaderMap) {
+    let spoofed: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with(INSERTED_PREFIX))
+        .cloned()
+        .collect();
+    for name in spoofed {
+        headers.remove(name);
     }
 }
 
@@ -667,6 +680,9 @@ mod tests {
             ("query_arguments", "1' OR '1'='1", "REDACTED"),
             ("uri_path", "/../etc/passwd", "REDACTED"),
             ("method", "TRACE", "TRACE"),
+            // A rate-based rule's keys: the path hidden, the method shown.
+            ("rate", "127.0.0.1,uri_path:/api/login", "REDACTED"),
+            ("rate", "127.0.0.1,method:POST", "127.0.0.1,method:POST"),
             ("body_fields", "<script>", "<script>"),
             // All the headers of a request with a redacted one: only another header's
             // value as sent shows.

@@ -904,3 +904,65 @@ async fn accept_encoding_is_keyed_and_forwarded_as_the_codings_it_accepts() {
     edge.shutdown().await;
     server.stop().await;
 }
+
+/// Rules that rewrite two of the client's URLs to one of the origin's keep two objects:
+/// the cache keys the URL the client asked for (as it does the client's host), so that the
+/// rules may send them to different groups, and each is invalidated by its own name.
+#[tokio::test]
+async fn rewritten_requests_are_cached_under_the_clients_url() {
+    use securecart_edge::actions::{ForwardConfig, RewriteConfig};
+    use securecart_edge::rules::{Conditions, Rule};
+    let (server, origin) = start_origin().await;
+    let mut config = common::one_listener("origin", vec![server.address]);
+    let rewritten = |prefix: &str, priority: u32| Rule {
+        name: format!("from-{prefix}"),
+        priority,
+        conditions: Conditions {
+            path: vec![format!("/{prefix}/*")],
+            ..Conditions::default()
+        },
+        action: securecart_edge::actions::ActionConfig::Forward(ForwardConfig {
+            url_rewrite: Some(RewriteConfig {
+                regex: format!("^/{prefix}/(.*)$"),
+                replace: "/static/$1".to_owned(),
+            }),
+            ..match securecart_edge::actions::ActionConfig::forward("origin") {
+                securecart_edge::actions::ActionConfig::Forward(forward) => forward,
+                _ => unreachable!("a forward"),
+            }
+        }),
+    };
+    config.listeners[0].rules = vec![rewritten("a", 1), rewritten("b", 2)];
+    config.cache = Some(CacheConfig {
+        capacity_bytes: 16 * 1024 * 1024,
+        max_object_bytes: 16 * 1024,
+        behaviors: vec![CacheBehavior {
+            name: "all".to_owned(),
+            path_pattern: "*".to_owned(),
+            policy: CachePolicy::default(),
+            origin_shield: None,
+        }],
+        disk: None,
+    });
+    let edge = RunningEdge::start(config, "http").await;
+    let mut client = TestClient::http1();
+    let first = client.get(&format!("{}/a/item", edge.url)).await;
+    assert_eq!(
+        (first.text(), first.header("x-cache")),
+        ("version 1".to_owned(), Some("Miss"))
+    );
+    let again = client.get(&format!("{}/a/item", edge.url)).await;
+    assert_eq!(
+        (again.text(), again.header("x-cache")),
+        ("version 1".to_owned(), Some("Hit"))
+    );
+    // Another client URL for the same origin URL: its own object.
+    let other = client.get(&format!("{}/b/item", edge.url)).await;
+    assert_eq!(
+        (other.text(), other.header("x-cache")),
+        ("version 2".to_owned(), Some("Miss"))
+    );
+    assert_eq!(requests(&origin), 2);
+    edge.shutdown().await;
+    server.stop().await;
+}

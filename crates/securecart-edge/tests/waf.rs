@@ -754,10 +754,30 @@ async fn allowed_requests_carry_the_headers_their_rules_add() {
             &securecart_waf::managed::Overrides::default(),
         )))
     };
-    let edge = start_edge(upstream.address, waf).await;
+    // A second listener without a web ACL, in front of the same target.
+    let mut config = common::one_listener("app", vec![upstream.address]);
+    config.listeners[0].waf = Some(waf);
+    let plain_port = securecart_testkit::free_port("127.0.0.1");
+    let mut plain_listener = config.listeners[0].clone();
+    plain_listener.name = "plain".to_owned();
+    plain_listener.listen = format!("127.0.0.1:{plain_port}").parse().expect("address");
+    plain_listener.waf = None;
+    config.listeners.push(plain_listener);
+    let edge = RunningEdge::start(config, "http").await;
     let mut client = TestClient::http1();
     let plain = client.get(&format!("{}/products", edge.url)).await;
     assert_eq!(plain.text(), "x-securecart-waf-checked=yes");
+    // Through the listener without a web ACL, no client passes for the WAF either.
+    let spoofed = client
+        .send(
+            http::Method::GET,
+            &format!("http://127.0.0.1:{plain_port}/admin/users"),
+            &[("x-securecart-waf-flagged", "nothing")],
+            "",
+        )
+        .await;
+    assert_eq!(spoofed.status, 200);
+    assert_eq!(spoofed.text(), "");
     let flagged = client
         .send(
             http::Method::GET,

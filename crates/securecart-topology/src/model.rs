@@ -1060,6 +1060,34 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
             count: raw_group.dns_failover_minimum_healthy_targets.min(64) as usize,
             percent: dns_percent.map(|percent| percent.clamp(1, 100) as u8),
         };
+        // A minimum above the group's targets (its service's replicas in each region)
+        // could never be met.
+        let replicas = services
+            .iter()
+            .find(|known| known.kind == service)
+            .map_or(0, |known| u64::from(known.replicas));
+        for (key, count, what) in [
+            (
+                "minimum_healthy_targets",
+                raw_group.minimum_healthy_targets,
+                "the group would always fail open",
+            ),
+            (
+                "dns_failover_minimum_healthy_targets",
+                raw_group.dns_failover_minimum_healthy_targets,
+                "DNS would always send clients to another region",
+            ),
+        ] {
+            if count > replicas && count <= 64 {
+                findings.problem(
+                    path.key(key),
+                    format!(
+                        "is more than the group's {replicas} targets (the replicas of `{}`): {what}",
+                        service.as_str()
+                    ),
+                );
+            }
+        }
         target_groups.push(TargetGroup {
             dns_failover: (dns_failover.count > 0 || dns_failover.percent.is_some())
                 .then_some(dns_failover),

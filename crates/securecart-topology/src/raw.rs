@@ -728,11 +728,11 @@ pub enum RawStatement {
 pub struct RawForwardedIpSet {
     /// The header, such as `X-Forwarded-For`.
     pub header: String,
-    /// Which of its addresses: `first` (the default), `last` or `any` (of the first ten).
+    /// Which of its addresses: `first` (the default), `last` or `any` (of the last ten).
     #[serde(default = "default_forwarded_position")]
     pub position: String,
-    /// What a request without the header, or whose entry there is not an address, gets:
-    /// `match` or `no_match`.
+    /// What a request whose entry there is not an address gets: `match` or `no_match`. A
+    /// request without the header never matches (AWS WAF does not apply the statement).
     pub fallback: String,
     /// The networks (CIDR, or single addresses).
     pub networks: Vec<String>,
@@ -748,8 +748,8 @@ fn default_forwarded_position() -> String {
 pub struct RawForwardedGeoMatch {
     /// The header, such as `X-Forwarded-For`.
     pub header: String,
-    /// What a request without the header, or whose first entry there is not an address,
-    /// gets: `match` or `no_match`.
+    /// What a request whose first entry there is not an address gets: `match` or
+    /// `no_match`. A request without the header never matches.
     pub fallback: String,
     /// Two-letter country codes.
     pub countries: Vec<String>,

@@ -462,6 +462,18 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
         ),
         (
             "algorithm = \"p2c_peak_ewma\"",
+            "algorithm = \"p2c_peak_ewma\"\nminimum_healthy_targets = 3",
+            "edge.target_groups[1].minimum_healthy_targets",
+            "more than the group's 2 targets",
+        ),
+        (
+            "algorithm = \"p2c_peak_ewma\"",
+            "algorithm = \"p2c_peak_ewma\"\ndns_failover_minimum_healthy_targets = 3",
+            "edge.target_groups[1].dns_failover_minimum_healthy_targets",
+            "would always send clients to another region",
+        ),
+        (
+            "algorithm = \"p2c_peak_ewma\"",
             "algorithm = \"p2c_peak_ewma\"\nminimum_healthy_targets_percent = 101",
             "edge.target_groups[1].minimum_healthy_targets_percent",
             "from 1 to 100",
@@ -1418,9 +1430,9 @@ fn a_target_group_says_how_few_healthy_targets_make_it_fail_open_or_fail_away_in
             Some(minimum(1, None)),
         ),
         (
-            "\ndns_failover_minimum_healthy_targets = 3\ndns_failover_minimum_healthy_targets_percent = 70",
+            "\ndns_failover_minimum_healthy_targets = 2\ndns_failover_minimum_healthy_targets_percent = 70",
             minimum(1, None),
-            Some(minimum(3, Some(70))),
+            Some(minimum(2, Some(70))),
         ),
         (
             "\ndns_failover_minimum_healthy_targets = 0",

@@ -162,19 +162,26 @@ impl RateLimit {
                     // A cookie is a credential: counted by, never shown.
                     shown.push(format!("cookie:{name}:REDACTED"));
                 }
+                // A query may carry a token (`?token=...`): counted by, never shown.
                 AggregateKey::QueryArgument(name) => {
                     let value = first_value(inspection, &Field::QueryArgument(name.clone()))?;
                     value.hash(&mut hasher);
-                    shown.push(format!("query_argument:{name}:{}", excerpt(&value)));
+                    shown.push(format!("query_argument:{name}:REDACTED"));
                 }
                 AggregateKey::QueryString => {
                     let value = first_value(inspection, &Field::QueryString)
                         .filter(|query| !query.is_empty())?;
                     value.hash(&mut hasher);
-                    shown.push(format!("query_string:{}", excerpt(&value)));
+                    shown.push("query_string:REDACTED".to_owned());
                 }
                 AggregateKey::UriPath => {
+                    // As servers resolve it: `/login`, `//login`, `/./login` and
+                    // `/%6Cogin` are one resource and one count.
                     let value = first_value(inspection, &Field::UriPath)?;
+                    let value = crate::transform::apply(
+                        &[crate::Transform::UrlDecode, crate::Transform::NormalizePath],
+                        &value,
+                    );
                     value.hash(&mut hasher);
                     shown.push(format!("uri_path:{}", excerpt(&value)));
                 }
@@ -356,7 +363,8 @@ mod tests {
     }
 
     /// A cookie, a query argument, the query string, the path and the method as keys: each
-    /// value its own count, a request without the part not counted, a cookie never shown.
+    /// value its own count, a request without the part not counted, a cookie's or a
+    /// query's value never shown.
     #[test]
     fn keys_count_by_a_cookie_an_argument_the_query_the_path_or_the_method() {
         let minute = Duration::from_secs(60);
@@ -382,7 +390,7 @@ mod tests {
         // (key, request (method, target, cookie), the same key's second request, a
         // request of another key, a request without the part)
         type Request<'a> = (&'a str, &'a str, Option<&'a str>);
-        let cases: [(AggregateKey, Request, &str, Request, Option<Request>); 5] = [
+        let cases: [(AggregateKey, Request, &str, Request, Option<Request>); 6] = [
             (
                 AggregateKey::Cookie("session".to_owned()),
                 ("GET", "/", Some("theme=dark; session=abc")),
@@ -393,20 +401,28 @@ mod tests {
             (
                 AggregateKey::QueryArgument("q".to_owned()),
                 ("GET", "/search?q=red%20wool&page=2", None),
-                "query_argument:q:red wool",
+                "query_argument:q:REDACTED",
                 ("GET", "/search?q=blue", None),
                 Some(("GET", "/search?page=2", None)),
             ),
             (
                 AggregateKey::QueryString,
                 ("GET", "/search?q=red", None),
-                "query_string:q=red",
+                "query_string:REDACTED",
                 ("GET", "/search?q=blue", None),
                 Some(("GET", "/search", None)),
             ),
             (
                 AggregateKey::UriPath,
                 ("GET", "/api/login", None),
+                "uri_path:/api/login",
+                ("GET", "/api/cart", None),
+                None,
+            ),
+            // Spellings of one path count as one.
+            (
+                AggregateKey::UriPath,
+                ("GET", "/api//./%6Cogin", None),
                 "uri_path:/api/login",
                 ("GET", "/api/cart", None),
                 None,
@@ -442,6 +458,16 @@ mod tests {
                 assert_eq!(request(&rate, method, target, cookie), None, "{key:?}");
             }
         }
+        // Two spellings of one path share one count.
+        let rate = RateLimit::new(1, minute, vec![AggregateKey::UriPath]);
+        assert_eq!(
+            request(&rate, "GET", "/api/login", None).map(|hit| hit.0),
+            Some(false)
+        );
+        assert_eq!(
+            request(&rate, "GET", "/api/./x/../%6Cogin", None).map(|hit| hit.0),
+            Some(true)
+        );
     }
 
     #[test]

@@ -139,8 +139,9 @@ pub struct ForwardedIp {
     pub header: http::HeaderName,
     /// Which of its addresses an IP set reads (a geo match reads the first).
     pub position: IpPosition,
-    /// Whether a request without the header, or with an entry that is not an address
-    /// where one is read, matches (AWS WAF's fallback behaviour `MATCH`) or not.
+    /// Whether a request whose header has no address where one is read matches (AWS
+    /// WAF's fallback behaviour `MATCH`) or not. A request without the header never
+    /// matches, as on AWS WAF, which then does not apply the statement.
     pub fallback_matches: bool,
 }
 
@@ -151,7 +152,7 @@ pub enum IpPosition {
     First,
     /// The last (the address the proxy before the edge saw).
     Last,
-    /// Any of the first ten.
+    /// Any of the last ten.
     Any,
 }
 
@@ -160,9 +161,11 @@ const MAX_FORWARDED: usize = 10;
 
 impl ForwardedIp {
     /// The address an IP set reads at its position, or with [`IpPosition::Any`] the
-    /// first of the header's first [`MAX_FORWARDED`] entries that `wanted` accepts (its
-    /// lines joined; an entry may carry a port). `Err`: nothing to read (no header, or no
-    /// address where one is read), for the fallback to decide.
+    /// first of the header's last [`MAX_FORWARDED`] entries that `wanted` accepts (its
+    /// lines joined; an entry may carry a port; the last ones, which the proxies nearest
+    /// the edge wrote, since a client may put anything before them). `Ok(None)` without
+    /// the header: as on AWS WAF, the statement is then not applied at all. `Err`: no
+    /// address where one is read, for the fallback to decide.
     fn address(
         &self,
         inspection: &Inspection<'_>,
@@ -174,11 +177,15 @@ impl ForwardedIp {
             let text = String::from_utf8_lossy(line.as_bytes());
             entries.extend(text.split(',').map(|entry| forwarded_address(entry.trim())));
         }
+        if entries.is_empty() {
+            return Ok(None);
+        }
         let read = match position {
             IpPosition::First => entries.first().copied().flatten(),
             IpPosition::Last => entries.last().copied().flatten(),
             IpPosition::Any => {
-                let mut valid = entries.into_iter().take(MAX_FORWARDED).flatten().peekable();
+                let last = &entries[entries.len().saturating_sub(MAX_FORWARDED)..];
+                let mut valid = last.iter().copied().flatten().peekable();
                 valid.peek().ok_or(())?;
                 return Ok(valid.find(|address| wanted(address)));
             }
@@ -446,7 +453,8 @@ impl Statement {
                     Some(forwarded) => {
                         match forwarded.address(inspection, IpPosition::First, |_| true) {
                             Ok(Some(address)) => address,
-                            _ => return forwarded.fallback(wanted),
+                            Ok(None) => return None,
+                            Err(()) => return forwarded.fallback(wanted),
                         }
                     }
                 };
@@ -2103,9 +2111,11 @@ mod tests {
                 &["[2001:db8::1]:443, 203.0.113.9"],
                 false,
             ),
-            // Nothing to read: the fallback decides.
+            // No header: never a match, whatever the fallback (AWS WAF does not apply
+            // the statement); no address where one is read: the fallback decides.
             (set(First, false), &[], false),
-            (set(First, true), &[], true),
+            (set(First, true), &[], false),
+            (set(Any, true), &[], false),
             (set(First, true), &["unknown, 203.0.113.9"], true),
             (set(Last, true), &["203.0.113.9, unknown"], true),
             // Only the entry read needs to be an address.
@@ -2113,6 +2123,21 @@ mod tests {
             (set(Any, false), &["unknown, 203.0.113.9"], true),
             (set(Any, true), &["unknown, nobody"], true),
             (set(Any, false), &["unknown, nobody"], false),
+            // Any of the last ten: entries a client put before them are not read.
+            (
+                set(Any, false),
+                &[
+                    "203.0.113.9, 10.0.0.1, 10.0.0.2, 10.0.0.3, 10.0.0.4, 10.0.0.5, 10.0.0.6, 10.0.0.7, 10.0.0.8, 10.0.0.9, 10.0.0.10",
+                ],
+                false,
+            ),
+            (
+                set(Any, false),
+                &[
+                    "10.0.0.1, 10.0.0.2, 10.0.0.3, 10.0.0.4, 10.0.0.5, 10.0.0.6, 10.0.0.7, 10.0.0.8, 10.0.0.9, 10.0.0.10, 203.0.113.9",
+                ],
+                true,
+            ),
         ];
         for (statement, lines, expected) in cases {
             assert_eq!(
@@ -2129,7 +2154,8 @@ mod tests {
         assert!(matches(&geo(false), &["1.1.1.1, 10.0.0.1"]));
         assert!(!matches(&geo(false), &["10.0.0.1, 1.1.1.1"]));
         assert!(!matches(&geo(false), &[]));
-        assert!(matches(&geo(true), &[]));
+        assert!(!matches(&geo(true), &[]));
+        assert!(matches(&geo(true), &["unknown"]));
     }
 
     /// A label match's key is a label, or, ending with `:`, a namespace of them.
