@@ -112,6 +112,10 @@ pub struct ListenerConfig {
     pub response_headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// What becomes of a request's `X-Forwarded-For` (appended to, by default).
     pub forwarded_for: crate::forward::ForwardedFor,
+    /// Whether headers whose names are not letters, digits and `-` are removed before a
+    /// request goes to a target (ALB's `routing.http.drop_invalid_header_fields.enabled`;
+    /// off by default, as on ALB).
+    pub drop_invalid_header_fields: bool,
 }
 
 /// A target group.

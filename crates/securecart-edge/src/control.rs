@@ -253,6 +253,7 @@ impl Control {
                     shield: shield.clone(),
                     response_headers: listener.response_headers.clone().into(),
                     forwarded_for: listener.forwarded_for,
+                    drop_invalid_header_fields: listener.drop_invalid_header_fields,
                     remove_inserted: inserting
                         && listener
                             .waf

@@ -162,6 +162,26 @@ pub struct ForwardedFor {
     pub client_port: bool,
 }
 
+/// Removes the headers whose names are not letters, digits and `-` (`X_Forwarded_For`,
+/// say, which a CGI or WSGI application reads as `X-Forwarded-For`), as ALB's
+/// `routing.http.drop_invalid_header_fields.enabled` and nginx's
+/// `ignore_invalid_headers` do.
+pub fn drop_invalid_header_fields(headers: &mut HeaderMap) {
+    let invalid: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            !name
+                .as_str()
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
+        })
+        .cloned()
+        .collect();
+    for name in invalid {
+        headers.remove(name);
+    }
+}
+
 /// How `X-Forwarded-For` is processed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum XffMode {
@@ -436,6 +456,27 @@ mod tests {
 
     /// The framing headers are told from their names as the wire spells them, and no
     /// other header is taken for one.
+    #[test]
+    fn headers_of_invalid_names_are_dropped_if_asked() {
+        let mut headers = HeaderMap::new();
+        for name in [
+            "x-forwarded-for",
+            "x_forwarded_for",
+            "x.custom",
+            "accept",
+            "x-a1",
+        ] {
+            headers.insert(
+                HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                HeaderValue::from_static("v"),
+            );
+        }
+        super::drop_invalid_header_fields(&mut headers);
+        let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["accept", "x-a1", "x-forwarded-for"]);
+    }
+
     #[test]
     fn framing_headers_are_told_by_name_in_any_case() {
         use super::{framing, framing_header};

@@ -79,6 +79,9 @@ pub struct Pipeline {
     pub response_headers: Arc<[(http::HeaderName, HeaderValue)]>,
     /// What becomes of `X-Forwarded-For`.
     pub forwarded_for: forward::ForwardedFor,
+    /// Whether headers whose names are not letters, digits and `-` are removed before a
+    /// request is forwarded (see [`crate::config::ListenerConfig`]).
+    pub drop_invalid_header_fields: bool,
     /// Whether a client's headers of the web ACLs' prefix are removed here: some listener's
     /// web ACL adds such headers, and this one's does not (which removes them itself).
     pub remove_inserted: bool,
@@ -555,6 +558,9 @@ impl Pipeline {
             );
             if self.remove_inserted {
                 crate::waf::remove_inserted(&mut parts.headers);
+            }
+            if self.drop_invalid_header_fields {
+                forward::drop_invalid_header_fields(&mut parts.headers);
             }
             let mut transformed = (None, None);
             if forward.url_rewrite.is_some() || forward.host_rewrite.is_some() {

@@ -64,6 +64,7 @@ async fn start_upstream(name: &'static str) -> (TestServer, Arc<AtomicBool>) {
                             .map(|value| String::from_utf8_lossy(value.as_bytes()))
                             .collect::<Vec<_>>(),
                         "x-forwarded-proto": header("x-forwarded-proto"),
+                        "x_forwarded_for": header("x_forwarded_for"),
                         "traceparent": header("traceparent"),
                         "host": header("host"),
                         "x-forwarded-host": header("x-forwarded-host"),
@@ -275,6 +276,7 @@ async fn start_edge_with_limits(
                 waf: None,
                 response_headers: Vec::new(),
                 forwarded_for: Default::default(),
+                drop_invalid_header_fields: false,
             }],
             admin: "127.0.0.1:0".parse().expect("address"),
             target_groups,
@@ -837,6 +839,7 @@ async fn https_listeners_pick_certificates_by_sni_and_speak_http2_by_alpn() {
             waf: None,
             response_headers: Vec::new(),
             forwarded_for: Default::default(),
+            drop_invalid_header_fields: false,
         }],
         admin: "127.0.0.1:0".parse().expect("address"),
         target_groups: vec![TargetGroupConfig {
@@ -2038,6 +2041,7 @@ fn control_config(a: SocketAddr, b: SocketAddr) -> EdgeConfig {
             waf: None,
             response_headers: Vec::new(),
             forwarded_for: Default::default(),
+            drop_invalid_header_fields: false,
         }],
         admin: "127.0.0.1:0".parse().expect("address"),
         target_groups: vec![TargetGroupConfig {
@@ -3097,7 +3101,7 @@ async fn a_listener_sets_its_response_headers_on_every_answer() {
 }
 
 #[tokio::test]
-async fn a_listener_appends_preserves_or_removes_x_forwarded_for() {
+async fn a_listener_appends_preserves_or_removes_x_forwarded_for_and_drops_invalid_names() {
     use securecart_edge::forward::{ForwardedFor, XffMode};
     let (a, _) = start_upstream("a").await;
     for (processing, expected) in [
@@ -3136,6 +3140,25 @@ async fn a_listener_appends_preserves_or_removes_x_forwarded_for() {
         let seen: serde_json::Value = serde_json::from_str(body).expect("json");
         assert_eq!(seen["x-forwarded-for-lines"], expected, "{processing:?}");
         assert_eq!(seen["x-forwarded-proto"], "http", "{processing:?}");
+        edge.shutdown().await;
+    }
+    // A header a CGI application would read as X-Forwarded-For goes through, unless the
+    // listener drops invalid header names.
+    for drop in [false, true] {
+        let mut config = common::one_listener("api", vec![a.address]);
+        config.target_groups[0].health_check = health_check();
+        config.listeners[0].drop_invalid_header_fields = drop;
+        let edge = RunningEdge::start(config, "http").await;
+        edge.wait_for_healthy(1).await;
+        let answer = raw_exchange(
+            edge.url.trim_start_matches("http://"),
+            "GET /api/whoami HTTP/1.1\r\nHost: shop.example\r\nX_Forwarded_For: 6.6.6.6\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        let (_, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
+        let seen: serde_json::Value = serde_json::from_str(body).expect("json");
+        let expected = if drop { "" } else { "6.6.6.6" };
+        assert_eq!(seen["x_forwarded_for"], expected, "drop: {drop}");
         edge.shutdown().await;
     }
     // With the client's port, which differs from one connection to the next.

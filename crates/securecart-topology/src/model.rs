@@ -415,6 +415,8 @@ pub struct Listener {
     pub xff_header_processing: XffHeaderProcessing,
     /// Whether the appended entry carries the client's port.
     pub xff_client_port: bool,
+    /// Whether headers of names that are not letters, digits and `-` are removed.
+    pub drop_invalid_header_fields: bool,
 }
 
 /// What a listener does with a request's `X-Forwarded-For` (ALB's
@@ -1351,6 +1353,7 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
             response_headers,
             xff_header_processing,
             xff_client_port: raw_listener.xff_client_port,
+            drop_invalid_header_fields: raw_listener.drop_invalid_header_fields,
             name: raw_listener.name.clone(),
             port: raw_listener.port,
             protocol,

@@ -1020,6 +1020,11 @@ pub struct RawListener {
     /// (`routing.http.xff_client_port.enabled`).
     #[serde(default)]
     pub xff_client_port: bool,
+    /// Whether headers whose names are not letters, digits and `-` (`X_Forwarded_For`,
+    /// which CGI and WSGI applications read as `X-Forwarded-For`) are removed before a
+    /// request goes to a target (ALB's `routing.http.drop_invalid_header_fields.enabled`).
+    #[serde(default)]
+    pub drop_invalid_header_fields: bool,
 }
 
 /// The default listener protocol.

@@ -1404,6 +1404,7 @@ fn a_listener_says_what_becomes_of_x_forwarded_for() {
         );
         let loaded = parse(&text, "t.toml").expect(lines);
         let https = &loaded.topology.edge.listeners[1];
+        assert!(!https.drop_invalid_header_fields);
         assert_eq!(https.xff_header_processing, processing, "{lines}");
         assert_eq!(https.xff_client_port, port, "{lines}");
         // The other listener keeps the default.
@@ -1575,4 +1576,15 @@ fn web_acl_rules_that_let_requests_through_may_add_headers_for_the_target() {
             ),
         ]
     );
+}
+
+#[test]
+fn a_listener_may_drop_headers_of_invalid_names() {
+    let text = with(
+        "name = \"https\"\nport = 8443",
+        "name = \"https\"\nport = 8443\ndrop_invalid_header_fields = true",
+    );
+    let loaded = parse(&text, "t.toml").expect("drop_invalid_header_fields");
+    assert!(loaded.topology.edge.listeners[1].drop_invalid_header_fields);
+    assert!(!loaded.topology.edge.listeners[0].drop_invalid_header_fields);
 }

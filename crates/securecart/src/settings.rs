@@ -200,6 +200,7 @@ pub fn edge_config(
                     },
                     client_port: listener.xff_client_port,
                 },
+                drop_invalid_header_fields: listener.drop_invalid_header_fields,
             })
             .collect(),
         admin: region.edge.admin_address,
@@ -629,6 +630,7 @@ pub async fn proxy_config(
             waf: None,
             response_headers: Vec::new(),
             forwarded_for: Default::default(),
+            drop_invalid_header_fields: false,
         }],
         admin,
         target_groups: vec![TargetGroupConfig {
