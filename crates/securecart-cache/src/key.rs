@@ -20,6 +20,114 @@ pub enum QueryKey {
     AllExcept(Vec<String>),
 }
 
+/// Which of a client's headers or cookies a cache miss sends the origin (CloudFront's
+/// origin request policy), by name (headers' lowercase).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Forwarded {
+    /// Every one (the default).
+    #[default]
+    All,
+    /// None.
+    None,
+    /// Only these.
+    Only(Vec<String>),
+    /// Every one but these.
+    AllExcept(Vec<String>),
+}
+
+impl Forwarded {
+    /// Whether `name` goes to the origin.
+    pub fn allows(&self, name: &str) -> bool {
+        match self {
+            Forwarded::All => true,
+            Forwarded::None => false,
+            Forwarded::Only(names) => names.iter().any(|kept| kept == name),
+            Forwarded::AllExcept(names) => !names.iter().any(|left| left == name),
+        }
+    }
+}
+
+/// What of a client's request a cache miss (or revalidation) sends the origin: the
+/// headers and cookies [`Forwarded`] allows, and always those the key holds (an origin
+/// must see what tells its answers apart) and those the request needs to reach the origin
+/// and be answered (`Host`, `Accept-Encoding`, the edge's `X-Forwarded-*` and trace
+/// context, the client's cache directives and conditions, a range). Headers the origin's
+/// `Vary` names must be allowed too, or each variant is fetched without its value.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OriginPolicy {
+    /// The client's headers.
+    pub headers: Forwarded,
+    /// The client's cookies.
+    pub cookies: Forwarded,
+}
+
+/// Headers a request to the origin keeps whatever the policy says.
+const NEEDED: [HeaderName; 17] = [
+    header::HOST,
+    header::ACCEPT_ENCODING,
+    header::CACHE_CONTROL,
+    header::PRAGMA,
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_MATCH,
+    header::IF_UNMODIFIED_SINCE,
+    header::IF_RANGE,
+    header::RANGE,
+    header::CONTENT_LENGTH,
+    header::TRANSFER_ENCODING,
+    HeaderName::from_static("x-forwarded-for"),
+    HeaderName::from_static("x-forwarded-proto"),
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("traceparent"),
+];
+
+impl OriginPolicy {
+    /// Removes from a request going to the origin what the policy keeps back; `key` is
+    /// the behaviour's key policy, whose headers and cookies always go.
+    pub fn apply(&self, headers: &mut HeaderMap, key: &KeyPolicy) {
+        if self.headers != Forwarded::All {
+            let dropped: Vec<HeaderName> = headers
+                .keys()
+                .filter(|name| {
+                    **name != header::COOKIE
+                        && !NEEDED.contains(name)
+                        && !key.headers.contains(name)
+                        // The web ACL's headers for the target (`x-securecart-waf-...`).
+                        && !name.as_str().starts_with("x-securecart-waf-")
+                        && !self.headers.allows(name.as_str())
+                })
+                .cloned()
+                .collect();
+            for name in dropped {
+                headers.remove(name);
+            }
+        }
+        if self.cookies == Forwarded::All || !headers.contains_key(header::COOKIE) {
+            return;
+        }
+        let kept: Vec<String> = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|line| line.to_str().ok())
+            .flat_map(|line| line.split(';'))
+            .map(str::trim)
+            .filter(|pair| {
+                let name = pair.split('=').next().unwrap_or("").trim();
+                !name.is_empty()
+                    && (self.cookies.allows(name) || key.cookies.iter().any(|kept| kept == name))
+            })
+            .map(str::to_owned)
+            .collect();
+        headers.remove(header::COOKIE);
+        if let Ok(value) = http::HeaderValue::from_str(&kept.join("; "))
+            && !kept.is_empty()
+        {
+            headers.insert(header::COOKIE, value);
+        }
+    }
+}
+
 /// What, besides host and path, tells objects apart.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct KeyPolicy {
@@ -197,6 +305,110 @@ pub fn cookie<'h>(request: &'h HeaderMap, wanted: &str) -> Option<&'h str> {
 mod tests {
     use super::*;
     use crate::test_support::headers;
+
+    /// What a miss sends the origin: the policy's selection of headers and cookies, plus
+    /// the key's and those the request needs.
+    #[test]
+    fn the_origin_sees_what_its_request_policy_lets_through() {
+        let request = || {
+            headers(&[
+                ("host", "shop.test"),
+                ("accept-encoding", "gzip"),
+                ("x-forwarded-for", "127.0.0.1"),
+                ("if-none-match", "\"v1\""),
+                ("authorization", "Bearer t"),
+                ("x-device", "mobile"),
+                ("user-agent", "browser"),
+                ("x-securecart-waf-flagged", "yes"),
+                ("cookie", "session=s1; lang=fr"),
+                ("cookie", "theme=dark"),
+            ])
+        };
+        let names = |list: &[&str]| list.iter().map(|name| (*name).to_owned()).collect();
+        let key = KeyPolicy {
+            headers: vec![HeaderName::from_static("x-device")],
+            cookies: vec!["theme".to_owned()],
+            ..KeyPolicy::default()
+        };
+        let always = [
+            "accept-encoding",
+            "host",
+            "if-none-match",
+            "x-device",
+            "x-forwarded-for",
+            "x-securecart-waf-flagged",
+        ];
+        // (policy, headers left but the cookie, the cookie line left)
+        let cases: [(OriginPolicy, Vec<&str>, Option<&str>); 5] = [
+            (
+                OriginPolicy::default(),
+                [&always[..], &["authorization", "user-agent"]].concat(),
+                Some("session=s1; lang=fr"),
+            ),
+            (
+                OriginPolicy {
+                    headers: Forwarded::None,
+                    cookies: Forwarded::None,
+                },
+                always.to_vec(),
+                Some("theme=dark"),
+            ),
+            (
+                OriginPolicy {
+                    headers: Forwarded::Only(names(&["user-agent"])),
+                    cookies: Forwarded::Only(names(&["lang"])),
+                },
+                [&always[..], &["user-agent"]].concat(),
+                Some("lang=fr; theme=dark"),
+            ),
+            (
+                OriginPolicy {
+                    headers: Forwarded::AllExcept(names(&["authorization"])),
+                    cookies: Forwarded::AllExcept(names(&["session"])),
+                },
+                [&always[..], &["user-agent"]].concat(),
+                Some("lang=fr; theme=dark"),
+            ),
+            (
+                OriginPolicy {
+                    headers: Forwarded::All,
+                    cookies: Forwarded::None,
+                },
+                [&always[..], &["authorization", "user-agent"]].concat(),
+                Some("theme=dark"),
+            ),
+        ];
+        let policy_key = KeyPolicy {
+            cookies: Vec::new(),
+            ..key.clone()
+        };
+        for (index, (policy, left, cookie)) in cases.into_iter().enumerate() {
+            let mut sent = request();
+            // The first case is the default: the key's cookie is not needed to show it.
+            let key = if index == 0 { &policy_key } else { &key };
+            policy.apply(&mut sent, key);
+            let mut names: Vec<&str> = sent
+                .keys()
+                .map(HeaderName::as_str)
+                .filter(|name| *name != "cookie")
+                .collect();
+            names.sort_unstable();
+            let mut expected = left.clone();
+            expected.sort_unstable();
+            assert_eq!(names, expected, "{policy:?}");
+            let cookies: Vec<&str> = sent
+                .get_all(header::COOKIE)
+                .iter()
+                .map(|value| value.to_str().expect("text"))
+                .collect();
+            match cookie {
+                // The default leaves the lines as they were.
+                Some(line) if index == 0 => assert_eq!(cookies, [line, "theme=dark"]),
+                Some(line) => assert_eq!(cookies, [line], "{policy:?}"),
+                None => assert!(cookies.is_empty(), "{policy:?}"),
+            }
+        }
+    }
 
     #[test]
     fn primary_keys_keep_what_the_policy_says() {

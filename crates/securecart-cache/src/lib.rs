@@ -28,16 +28,19 @@ pub use directives::{Directives, Seconds};
 pub use disk::Disk;
 pub use flights::{FlightGuard, Flights, Join};
 pub use freshness::{Freshness, NotStorable, Reuse, Ttl};
-pub use key::{KeyPolicy, QueryKey, Variant};
+pub use key::{Forwarded, KeyPolicy, OriginPolicy, QueryKey, Variant};
 pub use store::{Store, Stored};
 
-/// How one cache behaviour treats what it caches: TTLs and the key.
+/// How one cache behaviour treats what it caches: TTLs, the key, and what of a client's
+/// request the origin sees.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CachePolicy {
     /// Freshness bounds.
     pub ttl: Ttl,
     /// What makes the key.
     pub key: KeyPolicy,
+    /// Which of the client's headers and cookies go to the origin.
+    pub origin: OriginPolicy,
 }
 
 /// An edge's cache: the memory tier, an optional disk tier behind it, and the fetches

@@ -229,22 +229,29 @@ struct Head {
 }
 
 impl Head {
-    /// The head of a request the cache fetches (its body is empty), its `Accept-Encoding`
-    /// normalised as the cache keys it, so that what the origin is asked is what the
-    /// stored copy is found by: `identity` for a client that accepts none of the codings
-    /// the edge knows, or sent none (where an origin might take any coding as acceptable).
-    fn of<B>(request: Request<B>) -> Self {
+    /// The head of a request the cache fetches for `policy` (its body is empty), its
+    /// headers as the origin is to see them ([`for_origin`]).
+    fn of<B>(request: Request<B>, policy: &CachePolicy) -> Self {
         let (parts, _empty) = request.into_parts();
-        let mut headers = parts.headers;
-        let accepted = compress::normalized_accept_encoding(&headers)
-            .unwrap_or_else(|| HeaderValue::from_static("identity"));
-        headers.insert(header::ACCEPT_ENCODING, accepted);
         Self {
             method: parts.method,
             uri: parts.uri,
-            headers,
+            headers: for_origin(parts.headers, policy),
         }
     }
+}
+
+/// A client's headers as a behaviour's fetch sends them: only what its origin request
+/// policy lets through, and `Accept-Encoding` normalised as the cache keys it, so that
+/// what the origin is asked is what the stored copy is found by (`identity` for a client
+/// that accepts none of the codings the edge knows, or sent none, where an origin might
+/// take any coding as acceptable).
+fn for_origin(mut headers: HeaderMap, policy: &CachePolicy) -> HeaderMap {
+    policy.origin.apply(&mut headers, &policy.key);
+    let accepted = compress::normalized_accept_encoding(&headers)
+        .unwrap_or_else(|| HeaderValue::from_static("identity"));
+    headers.insert(header::ACCEPT_ENCODING, accepted);
+    headers
 }
 
 /// Where a cacheable request goes.
@@ -461,7 +468,7 @@ where
             }
         }
     }
-    let mut head = Head::of(request);
+    let mut head = Head::of(request, &behavior.policy);
     let client_headers = head.headers.clone();
     let path = head.uri.path().to_owned();
     let parts_method = head.method.clone();
@@ -631,7 +638,7 @@ where
     B::Error: Into<BoxError>,
 {
     let request_directives = freshness::request_directives(request.headers());
-    let mut head = Head::of(request);
+    let mut head = Head::of(request, &behavior.policy);
     // The client's request as it came, to answer its own conditions and to store under.
     let mut client = Request::new(());
     *client.method_mut() = head.method.clone();
@@ -734,7 +741,7 @@ fn revalidate_in_background<B>(
     let timeout = origin.timeout;
     let key = Arc::clone(key);
     let stored = Arc::clone(stored);
-    let mut headers = request.headers().clone();
+    let mut headers = for_origin(request.headers().clone(), &behavior.policy);
     let uri = request.uri().clone();
     let mut background = RequestContext::new(context.client, context.trace.child());
     let since = stage.cache.generation();

@@ -966,3 +966,77 @@ async fn rewritten_requests_are_cached_under_the_clients_url() {
     edge.shutdown().await;
     server.stop().await;
 }
+
+/// A behaviour's origin request policy: a miss sends the origin only the client's headers
+/// and cookies it lets through (and the key's), so that an answer that would depend on a
+/// shopper's session cannot be stored for everyone.
+#[tokio::test]
+async fn a_miss_sends_the_origin_what_the_behaviours_request_policy_lets_through() {
+    let server = serve(
+        "127.0.0.1",
+        Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route(
+                "/static/seen",
+                get(|headers: HeaderMap| async move {
+                    let seen = |name: &str| {
+                        headers
+                            .get(name)
+                            .map(|value| value.to_str().unwrap_or("?").to_owned())
+                            .unwrap_or_else(|| "-".to_owned())
+                    };
+                    (
+                        [(header::CACHE_CONTROL, "max-age=60")],
+                        format!(
+                            "cookie={} authorization={} user-agent={}",
+                            seen("cookie"),
+                            seen("authorization"),
+                            seen("user-agent")
+                        ),
+                    )
+                }),
+            ),
+    )
+    .await;
+    let mut config = common::one_listener("origin", vec![server.address]);
+    config.cache = Some(CacheConfig {
+        capacity_bytes: 16 * 1024 * 1024,
+        max_object_bytes: 16 * 1024,
+        behaviors: vec![CacheBehavior {
+            name: "static".to_owned(),
+            path_pattern: "/static/*".to_owned(),
+            policy: CachePolicy {
+                key: securecart_cache::KeyPolicy {
+                    cookies: vec!["lang".to_owned()],
+                    ..Default::default()
+                },
+                origin: securecart_cache::OriginPolicy {
+                    headers: securecart_cache::Forwarded::Only(vec!["user-agent".to_owned()]),
+                    cookies: securecart_cache::Forwarded::None,
+                },
+                ..CachePolicy::default()
+            },
+            origin_shield: None,
+        }],
+        disk: None,
+    });
+    let edge = RunningEdge::start(config, "http").await;
+    let reply = TestClient::http1()
+        .send(
+            http::Method::GET,
+            &format!("{}/static/seen", edge.url),
+            &[
+                ("cookie", "session=secret; lang=fr"),
+                ("authorization", "Bearer token"),
+                ("user-agent", "shop-test"),
+            ],
+            "",
+        )
+        .await;
+    assert_eq!(
+        reply.text(),
+        "cookie=lang=fr authorization=- user-agent=shop-test"
+    );
+    edge.shutdown().await;
+    server.stop().await;
+}

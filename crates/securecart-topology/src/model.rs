@@ -374,21 +374,86 @@ pub struct CacheBehavior {
     pub headers: Vec<String>,
     /// Cookies in the key.
     pub cookies: Vec<String>,
+    /// The client's headers a miss sends the origin (lowercase names).
+    pub origin_headers: QueryStrings,
+    /// The client's cookies a miss sends the origin.
+    pub origin_cookies: QueryStrings,
     /// The region whose edge the other regions' edges fetch misses through.
     pub origin_shield: Option<String>,
 }
 
-/// The query parameters a cache key holds (CloudFront's cache policy settings).
+/// The query parameters a cache key holds (CloudFront's cache policy settings), or the
+/// headers or cookies a miss sends the origin (its origin request policy).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueryStrings {
-    /// Every parameter.
+    /// Every one.
     All,
-    /// No parameter: `/a?x=1` and `/a?x=2` are one object.
+    /// None: for a key's parameters, `/a?x=1` and `/a?x=2` are one object.
     None,
     /// Only these.
     Only(Vec<String>),
-    /// Every parameter but these.
+    /// Every one but these.
     AllExcept(Vec<String>),
+}
+
+/// A behaviour's selection of the client's headers or cookies for the origin: `what`
+/// names them in messages; headers' names are checked and made lowercase.
+fn origin_selection(
+    raw: &crate::raw::RawQueryStrings,
+    headers: bool,
+    at: &FieldPath,
+    findings: &mut Findings,
+) -> QueryStrings {
+    use crate::raw::{RawAllExcept, RawQueryStrings};
+    let names = |names: &[String], findings: &mut Findings, at: &FieldPath| -> Vec<String> {
+        let mut checked = Vec::with_capacity(names.len());
+        for (index, name) in names.iter().enumerate() {
+            let valid = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte));
+            if !valid {
+                findings.problem(
+                    at.index(index),
+                    format!(
+                        "`{name}` is not a {} name",
+                        if headers { "header" } else { "cookie" }
+                    ),
+                );
+            } else if headers {
+                checked.push(name.to_ascii_lowercase());
+            } else {
+                checked.push(name.clone());
+            }
+        }
+        checked
+    };
+    match raw {
+        RawQueryStrings::Keyword(keyword) if keyword == "all" => QueryStrings::All,
+        RawQueryStrings::Keyword(keyword) if keyword == "none" => QueryStrings::None,
+        RawQueryStrings::Keyword(keyword) => {
+            findings.problem(
+                at.clone(),
+                format!("`{keyword}` is not \"all\", \"none\", a list of names or {{ all_except = [...] }}"),
+            );
+            QueryStrings::All
+        }
+        RawQueryStrings::Only(list) => {
+            if list.is_empty() {
+                findings.problem(at.clone(), "an empty list sends none: write \"none\"");
+            }
+            QueryStrings::Only(names(list, findings, at))
+        }
+        RawQueryStrings::AllExcept(RawAllExcept { all_except }) => {
+            if all_except.is_empty() {
+                findings.problem(
+                    at.key("all_except"),
+                    "an empty list leaves out none: write \"all\"",
+                );
+            }
+            QueryStrings::AllExcept(names(all_except, findings, &at.key("all_except")))
+        }
+    }
 }
 
 /// A listener.
@@ -1810,6 +1875,18 @@ fn resolve_cache(
             query_strings,
             headers: raw_behavior.headers.clone(),
             cookies: raw_behavior.cookies.clone(),
+            origin_headers: origin_selection(
+                &raw_behavior.origin_headers,
+                true,
+                &path.key("origin_headers"),
+                findings,
+            ),
+            origin_cookies: origin_selection(
+                &raw_behavior.origin_cookies,
+                false,
+                &path.key("origin_cookies"),
+                findings,
+            ),
             origin_shield: raw_behavior.origin_shield.clone(),
         });
     }

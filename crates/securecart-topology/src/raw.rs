@@ -932,6 +932,17 @@ pub struct RawCacheBehavior {
     /// Cookies whose values make separate objects.
     #[serde(default)]
     pub cookies: Vec<String>,
+    /// Which of the client's headers a miss sends the origin (CloudFront's origin request
+    /// policy): `"all"` (the default), `"none"`, a list of names, or all but some
+    /// (`{ all_except = ["authorization"] }`). The key's headers, `Host`, and what the edge
+    /// itself needs go whatever this says.
+    #[serde(default)]
+    pub origin_headers: RawQueryStrings,
+    /// Which of the client's cookies a miss sends the origin, as `origin_headers` (the
+    /// key's cookies always go): `"none"` keeps a shopper's session from an origin whose
+    /// answers are the same for everyone.
+    #[serde(default)]
+    pub origin_cookies: RawQueryStrings,
     /// A region whose edge every other region's edge fetches this behaviour's misses
     /// through, so that the origin sees one request per object for all regions
     /// (CloudFront's Origin Shield). Only for what is the same in every region (assets,

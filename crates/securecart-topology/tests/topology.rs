@@ -767,6 +767,24 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "not a header name",
         ),
         (
+            "path_pattern = \"/static/*\"",
+            "path_pattern = \"/static/*\"\norigin_headers = [\"user-agent\", \"bad header\"]",
+            "edge.cache.behaviors[0].origin_headers[1]",
+            "not a header name",
+        ),
+        (
+            "origin_cookies = \"none\"",
+            "origin_cookies = \"some\"",
+            "edge.cache.behaviors[0].origin_cookies",
+            "not \"all\", \"none\"",
+        ),
+        (
+            "origin_cookies = \"none\"",
+            "origin_cookies = { all_except = [] }",
+            "edge.cache.behaviors[0].origin_cookies.all_except",
+            "leaves out none",
+        ),
+        (
             "algorithm = \"p2c_peak_ewma\"",
             "algorithm = \"fastest\"",
             "edge.target_groups[1].algorithm",
@@ -1587,4 +1605,45 @@ fn a_listener_may_drop_headers_of_invalid_names() {
     let loaded = parse(&text, "t.toml").expect("drop_invalid_header_fields");
     assert!(loaded.topology.edge.listeners[1].drop_invalid_header_fields);
     assert!(!loaded.topology.edge.listeners[0].drop_invalid_header_fields);
+}
+
+#[test]
+fn a_cache_behaviour_says_what_its_misses_send_the_origin() {
+    use securecart_topology::QueryStrings;
+    let loaded = parse(&default_text(), "t.toml").expect("default");
+    let behavior = &loaded
+        .topology
+        .edge
+        .cache
+        .as_ref()
+        .expect("cache")
+        .behaviors[0];
+    assert_eq!(behavior.origin_headers, QueryStrings::All);
+    // The shop's assets need no shopper's cookie.
+    assert_eq!(behavior.origin_cookies, QueryStrings::None);
+    let text = with(
+        "path_pattern = \"/static/*\"",
+        "path_pattern = \"/static/*\"\norigin_headers = [\"User-Agent\"]",
+    )
+    .replacen(
+        "origin_cookies = \"none\"",
+        "origin_cookies = [\"lang\"]",
+        1,
+    );
+    let loaded = parse(&text, "t.toml").expect("origin request policy");
+    let behavior = &loaded
+        .topology
+        .edge
+        .cache
+        .as_ref()
+        .expect("cache")
+        .behaviors[0];
+    assert_eq!(
+        behavior.origin_headers,
+        QueryStrings::Only(vec!["user-agent".to_owned()])
+    );
+    assert_eq!(
+        behavior.origin_cookies,
+        QueryStrings::Only(vec!["lang".to_owned()])
+    );
 }

@@ -326,6 +326,17 @@ fn target_group_config(
     }
 }
 
+/// A behaviour's selection of headers or cookies for the origin, as the cache takes it.
+fn forwarded(selection: &QueryStrings) -> securecart_cache::Forwarded {
+    use securecart_cache::Forwarded;
+    match selection {
+        QueryStrings::All => Forwarded::All,
+        QueryStrings::None => Forwarded::None,
+        QueryStrings::Only(names) => Forwarded::Only(names.clone()),
+        QueryStrings::AllExcept(names) => Forwarded::AllExcept(names.clone()),
+    }
+}
+
 /// A topology's minimum of healthy targets, as the edge takes it.
 fn minimum(minimum: securecart_topology::MinimumHealthy) -> MinimumHealthy {
     MinimumHealthy {
@@ -455,7 +466,7 @@ fn cache_config(
     region: &Region,
     data_dir: &Path,
 ) -> securecart_edge::CacheConfig {
-    use securecart_cache::{CachePolicy, KeyPolicy, QueryKey, Ttl};
+    use securecart_cache::{CachePolicy, KeyPolicy, OriginPolicy, QueryKey, Ttl};
     securecart_edge::CacheConfig {
         capacity_bytes: cache.memory_bytes,
         max_object_bytes: usize::try_from(cache.max_object_bytes).unwrap_or(usize::MAX),
@@ -491,6 +502,10 @@ fn cache_config(
                             })
                             .collect(),
                         cookies: behavior.cookies.clone(),
+                    },
+                    origin: OriginPolicy {
+                        headers: forwarded(&behavior.origin_headers),
+                        cookies: forwarded(&behavior.origin_cookies),
                     },
                 },
                 origin_shield: behavior
