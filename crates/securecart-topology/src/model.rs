@@ -1608,6 +1608,69 @@ fn resolve_shield(
     }
 }
 
+/// `[edge.waf.group_overrides]`: each names a group the ACL runs, and rules of that group.
+fn resolve_group_overrides(
+    raw: &crate::raw::RawWaf,
+    managed_groups: &[String],
+    path: &FieldPath,
+    findings: &mut Findings,
+) -> Vec<(
+    securecart_waf::managed::Group,
+    securecart_waf::managed::GroupOverride,
+)> {
+    use securecart_waf::managed::{Group, GroupOverride};
+    let mut groups = Vec::new();
+    for (name, raw_override) in &raw.group_overrides {
+        let at = path.key("group_overrides").key(name);
+        let Some(group) = Group::from_name(name) else {
+            findings.problem(
+                at,
+                format!(
+                    "`{name}` is not a managed rule group: {}",
+                    WAF_GROUPS.join(", ")
+                ),
+            );
+            continue;
+        };
+        if !managed_groups.iter().any(|listed| listed == name) {
+            findings.problem(at.clone(), format!("`{name}` is not among managed_groups"));
+        }
+        let scope_down = raw_override.scope_down.as_ref().and_then(|statement| {
+            crate::waf::statement(statement, &at.key("scope_down"), 1, findings)
+        });
+        let ids: Vec<String> = group.rules(0, 4).into_iter().map(|rule| rule.id).collect();
+        let mut rule_actions = Vec::new();
+        for (id, action) in &raw_override.rule_actions {
+            let rule_at = at.key("rule_actions").key(id);
+            if !ids.contains(id) {
+                findings.problem(
+                    rule_at,
+                    format!("`{id}` is not a rule of the `{name}` group"),
+                );
+                continue;
+            }
+            match action.as_str() {
+                "allow" => rule_actions.push((id.clone(), securecart_waf::RuleAction::Allow)),
+                "block" => rule_actions.push((id.clone(), securecart_waf::RuleAction::Block)),
+                "count" => rule_actions.push((id.clone(), securecart_waf::RuleAction::Count)),
+                other => findings.problem(
+                    rule_at,
+                    format!("`{other}` is not `allow`, `block` or `count`"),
+                ),
+            }
+        }
+        groups.push((
+            group,
+            GroupOverride {
+                count_all: raw_override.count_all,
+                scope_down,
+                rule_actions,
+            },
+        ));
+    }
+    groups
+}
+
 fn resolve_waf(raw: &crate::raw::RawWaf, path: &FieldPath, findings: &mut Findings) -> EdgeWaf {
     let managed_groups = raw
         .managed_groups
@@ -1732,6 +1795,7 @@ fn resolve_waf(raw: &crate::raw::RawWaf, path: &FieldPath, findings: &mut Findin
         overrides: securecart_waf::managed::Overrides {
             managed_priority: raw.managed_priority,
             count: raw.count_rules.clone(),
+            groups: resolve_group_overrides(raw, &managed_groups, path, findings),
             default_block,
             default_response: raw.default_block_response.as_ref().and_then(|response| {
                 if !default_block {

@@ -602,6 +602,10 @@ pub struct RawWaf {
     /// labelled, and neither blocks nor scores (AWS WAF's rule action override).
     #[serde(default)]
     pub count_rules: Vec<String>,
+    /// How a managed group is tuned, by its name (`[edge.waf.group_overrides.sql-injection]`):
+    /// AWS WAF's managed rule group statement's settings.
+    #[serde(default)]
+    pub group_overrides: std::collections::BTreeMap<String, RawGroupOverride>,
     /// The managed groups' paranoia level, 1 to 4 (the OWASP Core Rule Set's): each level
     /// adds stricter rules, which stop more attacks and block more ordinary requests.
     #[serde(default = "default_waf_paranoia_level")]
@@ -629,6 +633,24 @@ pub struct RawWaf {
     /// `query_string` (and every argument read from it), `uri_path`, `method`.
     #[serde(default)]
     pub redacted_fields: Vec<String>,
+}
+
+/// How one managed rule group is tuned.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGroupOverride {
+    /// Every rule of the group only counts (AWS WAF's override action `Count`), to try the
+    /// group on real traffic before it blocks.
+    #[serde(default)]
+    pub count_all: bool,
+    /// Only the requests this statement matches are inspected by the group (AWS WAF's
+    /// scope-down statement), as a rule's `statement` is written.
+    #[serde(default)]
+    pub scope_down: Option<RawStatement>,
+    /// Rules of the group given another action, by id: `allow`, `block` or `count` (AWS
+    /// WAF's rule action overrides).
+    #[serde(default)]
+    pub rule_actions: std::collections::BTreeMap<String, String>,
 }
 
 /// AWS WAF's usual default action in front of a shop.

@@ -280,7 +280,7 @@ pub(crate) fn block_response(
 }
 
 /// One statement, or `None` with its problems in `findings`.
-fn statement(
+pub(crate) fn statement(
     raw: &RawStatement,
     path: &FieldPath,
     depth: usize,

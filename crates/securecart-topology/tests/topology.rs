@@ -689,6 +689,30 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "listed twice",
         ),
         (
+            "managed_priority = 500",
+            "managed_priority = 500\ngroup_overrides = { sqli = { count_all = true } }",
+            "edge.waf.group_overrides.sqli",
+            "not a managed rule group",
+        ),
+        (
+            "managed_priority = 500",
+            "managed_priority = 500\ngroup_overrides = { sql-injection = { rule_actions = { SC-XSS-001 = \"count\" } } }",
+            "edge.waf.group_overrides.sql-injection.rule_actions.SC-XSS-001",
+            "not a rule of the `sql-injection` group",
+        ),
+        (
+            "managed_priority = 500",
+            "managed_priority = 500\ngroup_overrides = { sql-injection = { rule_actions = { SC-SQLI-003 = \"ignore\" } } }",
+            "edge.waf.group_overrides.sql-injection.rule_actions.SC-SQLI-003",
+            "not `allow`, `block` or `count`",
+        ),
+        (
+            "managed_priority = 500",
+            "managed_priority = 500\ngroup_overrides = { sql-injection = { scope_down = { byte_match = { field = \"path\", position = \"exactly\", search = \"/\" } } } }",
+            "edge.waf.group_overrides.sql-injection.scope_down.byte_match.field",
+            "not a field",
+        ),
+        (
             "automatic_mitigation = true",
             "automatic_mitigation = true\nmitigation_factor = 1",
             "edge.shield.mitigation_factor",
@@ -1645,5 +1669,41 @@ fn a_cache_behaviour_says_what_its_misses_send_the_origin() {
     assert_eq!(
         behavior.origin_cookies,
         QueryStrings::Only(vec!["lang".to_owned()])
+    );
+}
+
+#[test]
+fn a_managed_group_may_be_scoped_down_counted_or_have_rules_overridden() {
+    use securecart_waf::managed::Group;
+    let text = with(
+        "managed_priority = 500",
+        "managed_priority = 500\ngroup_overrides = { sql-injection = { scope_down = { not = { byte_match = { field = \"uri_path\", position = \"starts_with\", search = \"/search\" } } }, rule_actions = { SC-SQLI-003 = \"count\" } }, xss = { count_all = true } }",
+    );
+    let loaded = parse(&text, "t.toml").expect("group overrides");
+    let waf = loaded.topology.edge.waf.as_ref().expect("a web ACL");
+    let groups = &waf.overrides.groups;
+    assert_eq!(groups.len(), 2);
+    let (group, sqli) = &groups[0];
+    assert_eq!(*group, Group::Sqli);
+    assert!(sqli.scope_down.is_some() && !sqli.count_all);
+    assert_eq!(
+        sqli.rule_actions,
+        [("SC-SQLI-003".to_owned(), securecart_waf::RuleAction::Count)]
+    );
+    let (group, xss) = &groups[1];
+    assert_eq!(*group, Group::Xss);
+    assert!(xss.count_all && xss.scope_down.is_none());
+    // A group the ACL does not run cannot be tuned.
+    let without = text.replacen(
+        "[\"core\", \"sql-injection\", \"xss\",",
+        "[\"core\", \"xss\",",
+        1,
+    );
+    let error = parse(&without, "t.toml").expect_err("a group not run");
+    assert!(
+        error.diagnostics().iter().any(|diagnostic| diagnostic.field
+            == "edge.waf.group_overrides.sql-injection"
+            && diagnostic.message.contains("not among managed_groups")),
+        "{error}"
     );
 }

@@ -133,7 +133,7 @@ impl Default for Sensitivity {
 /// How an operator places and tunes the managed groups, as AWS WAF's reference to a
 /// managed rule group does: its priority among the web ACL's own rules, and rule action
 /// overrides.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Overrides {
     /// The operator's rules with a lower priority run before the managed groups, the
     /// others after them (where a `label_match` sees the managed rules' labels). `None`:
@@ -149,6 +149,23 @@ pub struct Overrides {
     /// The answer the default action's block gives instead of the edge's 403 (AWS WAF's
     /// `DefaultAction: Block` with a custom response).
     pub default_response: Option<std::sync::Arc<crate::BlockResponse>>,
+    /// What each managed group is told, by group (AWS WAF's managed rule group statement's
+    /// scope-down statement, override action and rule action overrides).
+    pub groups: Vec<(Group, GroupOverride)>,
+}
+
+/// How one managed rule group is tuned.
+#[derive(Debug, Clone, Default)]
+pub struct GroupOverride {
+    /// Every rule of the group only counts (AWS WAF's `OverrideAction: Count`), to try a
+    /// group before it blocks.
+    pub count_all: bool,
+    /// Only the requests this statement matches are inspected by the group (AWS WAF's
+    /// scope-down statement): the group's rules run behind it.
+    pub scope_down: Option<Statement>,
+    /// Rules given another action, by id (AWS WAF's `RuleActionOverrides`): `count` to let
+    /// a rule only log, `block` for one that counts at a lower paranoia, `allow`.
+    pub rule_actions: Vec<(String, RuleAction)>,
 }
 
 /// The default web ACL: every managed group, blocking; what none blocks is allowed.
@@ -202,13 +219,34 @@ pub fn acl_with(
         })
         .collect();
     rules.extend(groups.iter().enumerate().flat_map(|(index, group)| {
+        let tuned = overrides
+            .groups
+            .iter()
+            .find(|(tuned, _)| tuned == group)
+            .map(|(_, tuned)| tuned);
         group
             .rules(1000 * (index as u32 + 1), sensitivity.paranoia)
             .into_iter()
-            .map(|mut rule| {
-                if overrides.count.contains(&rule.id) {
+            .map(move |mut rule| {
+                let overridden = tuned.and_then(|tuned| {
+                    tuned
+                        .rule_actions
+                        .iter()
+                        .find(|(id, _)| *id == rule.id)
+                        .map(|(_, action)| *action)
+                });
+                if let Some(action) = overridden {
+                    // An action of the operator's acts by itself, also where rules score.
+                    rule.action = action;
+                    rule.score = 0;
+                }
+                if overrides.count.contains(&rule.id) || tuned.is_some_and(|tuned| tuned.count_all)
+                {
                     rule.action = RuleAction::Count;
                     rule.score = 0;
+                }
+                if let Some(scope_down) = tuned.and_then(|tuned| tuned.scope_down.clone()) {
+                    rule.statement = Statement::And(vec![scope_down, rule.statement]);
                 }
                 rule
             })
@@ -1982,6 +2020,88 @@ mod tests {
         assert!(judge(&acl(1, None), inspection(injection, true)).0);
     }
 
+    /// A managed group's settings, as AWS WAF's managed rule group statement's: a scope-down
+    /// statement it runs behind, every rule counting, one rule's action changed.
+    #[test]
+    fn a_managed_group_may_be_scoped_down_counted_or_have_rules_overridden() {
+        use super::GroupOverride;
+        let injection = "q=1%27%20OR%20%271%27%3D%271";
+        let judge = |acl: &WebAcl, path: &str| {
+            let headers = HeaderMap::new();
+            acl.evaluate(&Inspection::new(
+                "GET",
+                path,
+                Some(injection),
+                &headers,
+                b"",
+                false,
+                "127.0.0.1".parse().expect("address"),
+            ))
+        };
+        let acl = |tuned: GroupOverride| {
+            acl_with(
+                Vec::new(),
+                &[Group::Sqli],
+                Sensitivity::default(),
+                &Overrides {
+                    groups: vec![(Group::Sqli, tuned)],
+                    ..Overrides::default()
+                },
+            )
+        };
+        let plain = judge(&acl(GroupOverride::default()), "/api/orders");
+        assert!(plain.blocked);
+        let blocking = plain.terminating_rule.clone().expect("a managed rule");
+        // Scoped down to everything but `/search`: the group reads no search at all.
+        let scoped = acl(GroupOverride {
+            scope_down: Some(Statement::Not(Box::new(Statement::ByteMatch {
+                field: Field::UriPath,
+                position: crate::statement::Position::StartsWith,
+                search: b"/search".to_vec(),
+                transforms: Vec::new(),
+            }))),
+            ..GroupOverride::default()
+        });
+        let search = judge(&scoped, "/search");
+        assert!(!search.blocked && search.matches.is_empty(), "{search:?}");
+        assert!(judge(&scoped, "/api/orders").blocked);
+        // Every rule counting: matched, logged, not blocking.
+        let counting = judge(
+            &acl(GroupOverride {
+                count_all: true,
+                ..GroupOverride::default()
+            }),
+            "/api/orders",
+        );
+        assert!(!counting.blocked);
+        assert!(
+            counting
+                .matches
+                .iter()
+                .all(|(_, action, _)| *action == RuleAction::Count)
+                && !counting.matches.is_empty()
+        );
+        // The blocking rule told to count, the others as they were.
+        let overridden = judge(
+            &acl(GroupOverride {
+                rule_actions: vec![(blocking.clone(), RuleAction::Count)],
+                ..GroupOverride::default()
+            }),
+            "/api/orders",
+        );
+        assert!(
+            overridden
+                .matches
+                .iter()
+                .any(|(id, action, _)| *id == blocking && *action == RuleAction::Count),
+            "{overridden:?}"
+        );
+        assert_ne!(
+            overridden.terminating_rule.as_deref(),
+            Some(blocking.as_str())
+        );
+    }
+
     #[test]
     fn a_counted_managed_rule_logs_and_labels_and_a_later_rule_acts_on_its_label() {
         // A shop whose search takes text that reads like SQL to SC-SQLI-003 (it sells
@@ -2019,6 +2139,7 @@ mod tests {
             count: vec!["SC-SQLI-003".to_owned()],
             default_block: false,
             default_response: None,
+            groups: Vec::new(),
         };
         let acl = acl_with(
             vec![elsewhere, early],
@@ -2298,6 +2419,7 @@ mod tests {
                         count: vec!["SC-SQLI-001".to_owned()],
                         default_block: false,
                         default_response: None,
+                        groups: Vec::new(),
                     },
                 )
             };
