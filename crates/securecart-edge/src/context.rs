@@ -17,6 +17,8 @@ pub struct Peer {
     /// Over TLS: the protocol version and the cipher suite agreed (`TLSv1.3`,
     /// `TLS13_AES_128_GCM_SHA256`), for the access log.
     pub tls: Option<(&'static str, &'static str)>,
+    /// Over mutual TLS, the client's certificate as its targets are sent it.
+    pub client_certificate: Option<HeaderValue>,
 }
 
 impl Peer {
@@ -26,6 +28,7 @@ impl Peer {
             address,
             forwarded_for: ip_text(address.ip()),
             tls: None,
+            client_certificate: None,
         }
     }
 }
@@ -67,6 +70,8 @@ pub struct RequestContext {
     pub client: SocketAddr,
     /// The client's IP address as an `X-Forwarded-For` value.
     pub forwarded_for: HeaderValue,
+    /// Over mutual TLS, the client's certificate as its targets are sent it.
+    pub client_certificate: Option<HeaderValue>,
     /// When the request's headers arrived.
     pub started: Instant,
     /// The trace this request belongs to (continued from the client's `traceparent`, or
@@ -100,6 +105,7 @@ impl RequestContext {
         Self {
             client: peer.address,
             forwarded_for: peer.forwarded_for.clone(),
+            client_certificate: peer.client_certificate.clone(),
             started: Instant::now(),
             trace,
             target: None,

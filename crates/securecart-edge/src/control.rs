@@ -82,8 +82,8 @@ pub enum ReloadError {
     /// The new configuration does not compile.
     #[error(transparent)]
     Invalid(#[from] StartError),
-    /// Listeners (their number, names, addresses, or whether they speak TLS) cannot change
-    /// without a restart; their certificates can.
+    /// Listeners (their number, names, addresses, whether they speak TLS, and their mutual
+    /// TLS) cannot change without a restart; their certificates can.
     #[error("listeners cannot change on reload (restart the edge to change them)")]
     ListenersChanged,
     /// No configuration source was given to reload from.
@@ -223,6 +223,13 @@ impl Control {
         {
             return Err(StartError::TooManyTargets(group.name.clone()));
         }
+        // Whether some listener asks for its clients' certificates.
+        let mutual_tls = config.listeners.iter().any(|listener| {
+            listener
+                .tls
+                .as_ref()
+                .is_some_and(|tls| tls.client_auth != crate::tls::ClientAuth::Off)
+        });
         // Whether some web ACL adds headers for the targets.
         let inserting = config.listeners.iter().any(|listener| {
             listener
@@ -254,6 +261,7 @@ impl Control {
                     response_headers: listener.response_headers.clone().into(),
                     forwarded_for: listener.forwarded_for,
                     drop_invalid_header_fields: listener.drop_invalid_header_fields,
+                    client_certificates: mutual_tls,
                     remove_inserted: inserting
                         && listener
                             .waf
@@ -333,9 +341,13 @@ impl Control {
                 .iter()
                 .zip(&config.listeners)
                 .all(|(old, new)| {
+                    // Mutual TLS is built into a listener's acceptor: it changes with a
+                    // restart, as the listener's protocol does.
                     old.name == new.name
                         && old.listen == new.listen
                         && old.tls.is_some() == new.tls.is_some()
+                        && old.tls.as_ref().map(|tls| &tls.client_auth)
+                            == new.tls.as_ref().map(|tls| &tls.client_auth)
                 });
         if !same_listeners {
             return Err(ReloadError::ListenersChanged);

@@ -429,7 +429,7 @@ async fn accept_loop(
                 // handshake when shutdown begins is drained too, and shutdown waits for it.
                 let draining = draining.clone();
                 match &acceptor {
-                    None => serve_connection(Box::new(stream), false, (peer, None), slot, &control, settings, draining, permit),
+                    None => serve_connection(Box::new(stream), false, (peer, None, None), slot, &control, settings, draining, permit),
                     Some(acceptor) => {
                         let acceptor = acceptor.clone();
                         tokio::spawn(async move {
@@ -440,7 +440,8 @@ async fn accept_loop(
                                     let session = tls.get_ref().1;
                                     let http2 = session.alpn_protocol() == Some(b"h2");
                                     let agreed = tls::agreed(session);
-                                    serve_connection(Box::new(tls), http2, (peer, agreed), slot, &control, settings, draining, permit);
+                                    let certificate = tls::client_certificate(session);
+                                    serve_connection(Box::new(tls), http2, (peer, agreed, certificate), slot, &control, settings, draining, permit);
                                 }
                                 Ok(Err(error)) => {
                                     tracing::debug!(%error, %peer, "TLS handshake failed");
@@ -470,7 +471,11 @@ async fn accept_loop(
 fn serve_connection(
     stream: Box<dyn server::Stream>,
     http2: bool,
-    peer: (SocketAddr, Option<(&'static str, &'static str)>),
+    peer: (
+        SocketAddr,
+        Option<(&'static str, &'static str)>,
+        Option<http::HeaderValue>,
+    ),
     slot: Arc<ArcSwap<Pipeline>>,
     control: &Control,
     settings: server::Settings,
@@ -480,9 +485,10 @@ fn serve_connection(
 ) {
     let active = control.metrics.connections_active.clone();
     let http_metrics = control.metrics.http.clone();
-    let (peer, agreed) = peer;
+    let (peer, agreed, certificate) = peer;
     let client = Arc::new(context::Peer {
         tls: agreed,
+        client_certificate: certificate,
         ..context::Peer::new(peer)
     });
     let service = move |request| slot.load_full().handle(request, Arc::clone(&client));

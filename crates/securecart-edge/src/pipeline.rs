@@ -82,6 +82,10 @@ pub struct Pipeline {
     /// Whether headers whose names are not letters, digits and `-` are removed before a
     /// request is forwarded (see [`crate::config::ListenerConfig`]).
     pub drop_invalid_header_fields: bool,
+    /// Whether some listener of the edge has mutual TLS: then a client's own
+    /// [`crate::tls::CLIENT_CERTIFICATE_HEADER`] is removed here, and a client
+    /// certificate's put in its place.
+    pub client_certificates: bool,
     /// Whether a client's headers of the web ACLs' prefix are removed here: some listener's
     /// web ACL adds such headers, and this one's does not (which removes them itself).
     pub remove_inserted: bool,
@@ -561,6 +565,17 @@ impl Pipeline {
             }
             if self.drop_invalid_header_fields {
                 forward::drop_invalid_header_fields(&mut parts.headers);
+            }
+            if self.client_certificates {
+                let name = http::HeaderName::from_static(crate::tls::CLIENT_CERTIFICATE_HEADER);
+                match &context.client_certificate {
+                    Some(certificate) => {
+                        parts.headers.insert(name, certificate.clone());
+                    }
+                    None => {
+                        parts.headers.remove(name);
+                    }
+                }
             }
             let mut transformed = (None, None);
             if forward.url_rewrite.is_some() || forward.host_rewrite.is_some() {

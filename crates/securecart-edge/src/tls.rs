@@ -11,19 +11,48 @@
 use std::sync::Arc;
 
 use rustls::ServerConfig;
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio_rustls::TlsAcceptor;
 
-/// A listener's certificates.
+/// A listener's certificates, and what it asks of its clients' own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsConfig {
     /// The certificates, the first being the default.
     pub certificates: Vec<CertificatePem>,
+    /// Mutual TLS (ALB's mutual authentication).
+    pub client_auth: ClientAuth,
 }
+
+/// What a listener asks of its clients' certificates (ALB's mutual authentication modes).
+/// A client's certificate goes to the targets in [`CLIENT_CERTIFICATE_HEADER`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ClientAuth {
+    /// None is asked for.
+    #[default]
+    Off,
+    /// One is asked for, and sent on to the targets unchecked (a client without one is
+    /// served too): the application verifies it (ALB's passthrough).
+    Passthrough,
+    /// One is required, chaining to a root of this trust store (PEM): a handshake without
+    /// one, or with another, fails (ALB's verify with a trust store).
+    Verify {
+        /// Where the trust store came from, for errors.
+        source: String,
+        /// Its CA certificates, in PEM.
+        trust_store: Vec<u8>,
+    },
+}
+
+/// The header that carries a client's certificate to the targets (ALB's
+/// `X-Amzn-Mtls-Clientcert`): its leaf, in PEM, percent-encoded. A client's own header of
+/// that name is removed on every listener of an edge with mutual TLS.
+pub const CLIENT_CERTIFICATE_HEADER: &str = "x-securecart-mtls-clientcert";
 
 /// A certificate chain and its private key, in PEM.
 #[derive(Clone, PartialEq, Eq)]
@@ -69,6 +98,9 @@ pub enum TlsError {
     /// A self-signed certificate could not be made.
     #[error("cannot generate a self-signed certificate: {0}")]
     Generate(String),
+    /// A trust store holds no CA certificate rustls takes.
+    #[error("{0}: {1}")]
+    TrustStore(String, String),
 }
 
 /// The source of a [`self_signed`] certificate.
@@ -151,18 +183,132 @@ impl ResolvesServerCert for SniResolver {
 pub fn acceptor(config: &TlsConfig) -> Result<(TlsAcceptor, Certificates), TlsError> {
     let provider = provider();
     let certificates: Certificates = Arc::new(arc_swap::ArcSwap::from_pointee(certified(config)?));
+    let verifier = client_verifier(&config.client_auth, &provider)?;
     let mut server = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|error| TlsError::Rustls {
             source_name: "protocol versions".to_owned(),
             error,
         })?
-        .with_no_client_auth()
+        .with_client_cert_verifier(verifier)
         .with_cert_resolver(Arc::new(SniResolver {
             certificates: Arc::clone(&certificates),
         }));
     server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok((TlsAcceptor::from(Arc::new(server)), certificates))
+}
+
+/// How a listener checks its clients' certificates.
+fn client_verifier(
+    client_auth: &ClientAuth,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    match client_auth {
+        ClientAuth::Off => Ok(Arc::new(rustls::server::NoClientAuth)),
+        ClientAuth::Passthrough => Ok(Arc::new(AnyClient(Arc::clone(provider)))),
+        ClientAuth::Verify {
+            source,
+            trust_store,
+        } => {
+            let mut roots = rustls::RootCertStore::empty();
+            for certificate in CertificateDer::pem_slice_iter(trust_store) {
+                let certificate = certificate.map_err(|_| {
+                    TlsError::TrustStore(source.clone(), "not PEM certificates".to_owned())
+                })?;
+                roots
+                    .add(certificate)
+                    .map_err(|error| TlsError::TrustStore(source.clone(), error.to_string()))?;
+            }
+            if roots.is_empty() {
+                return Err(TlsError::TrustStore(
+                    source.clone(),
+                    "no CA certificate found".to_owned(),
+                ));
+            }
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider))
+                .build()
+                .map_err(|error| TlsError::TrustStore(source.clone(), error.to_string()))
+        }
+    }
+}
+
+/// A client's certificate as [`CLIENT_CERTIFICATE_HEADER`] carries it: its leaf in PEM,
+/// percent-encoded (every byte but letters, digits and `-._~`), as ALB sends it.
+pub fn client_certificate(session: &rustls::ServerConnection) -> Option<http::HeaderValue> {
+    use base64::Engine;
+    let leaf = session.peer_certificates()?.first()?;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(leaf.as_ref());
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in encoded.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).unwrap_or(""));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    let mut escaped = String::with_capacity(pem.len() * 3 / 2);
+    for byte in pem.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            escaped.push(char::from(byte));
+        } else {
+            escaped.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    http::HeaderValue::from_str(&escaped).ok()
+}
+
+/// Any client certificate, or none (ALB's passthrough): the client proves it holds its
+/// certificate's key, and the targets judge the certificate.
+#[derive(Debug)]
+struct AnyClient(Arc<CryptoProvider>);
+
+impl ClientCertVerifier for AnyClient {
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        certificate: &CertificateDer<'_>,
+        signature: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            certificate,
+            signature,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        certificate: &CertificateDer<'_>,
+        signature: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            certificate,
+            signature,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// A listener's certificates, each chain checked against its key.
@@ -193,20 +339,22 @@ pub fn certified(config: &TlsConfig) -> Result<Vec<Arc<CertifiedKey>>, TlsError>
 
 #[cfg(test)]
 mod tests {
-    use super::{CertificatePem, TlsConfig, TlsError, acceptor, self_signed};
+    use super::{CertificatePem, ClientAuth, TlsConfig, TlsError, acceptor, self_signed};
 
     #[test]
     fn certificates_are_checked_when_the_listener_is_built() {
         let shop = self_signed(&["shop.example".to_owned()]).expect("generate");
         assert!(
             acceptor(&TlsConfig {
-                certificates: vec![shop.clone()]
+                certificates: vec![shop.clone()],
+                client_auth: ClientAuth::Off,
             })
             .is_ok()
         );
         assert!(matches!(
             acceptor(&TlsConfig {
-                certificates: vec![]
+                certificates: vec![],
+                client_auth: ClientAuth::Off,
             }),
             Err(TlsError::NoCertificate)
         ));
@@ -218,6 +366,7 @@ mod tests {
         };
         let error = acceptor(&TlsConfig {
             certificates: vec![mismatched],
+            client_auth: ClientAuth::Off,
         })
         .err()
         .expect("a key of another certificate");
@@ -229,7 +378,8 @@ mod tests {
         };
         assert!(matches!(
             acceptor(&TlsConfig {
-                certificates: vec![not_pem]
+                certificates: vec![not_pem],
+                client_auth: ClientAuth::Off,
             }),
             Err(TlsError::NoChain(_))
         ));
@@ -237,5 +387,17 @@ mod tests {
             !format!("{shop:?}").contains("PRIVATE KEY"),
             "keys are never printed"
         );
+        // A trust store for mutual TLS must hold CA certificates.
+        let error = acceptor(&TlsConfig {
+            certificates: vec![shop.clone()],
+            client_auth: ClientAuth::Verify {
+                source: "partners.pem".to_owned(),
+                trust_store: b"not a certificate".to_vec(),
+            },
+        })
+        .err()
+        .expect("an empty trust store");
+        assert!(matches!(error, TlsError::TrustStore(..)), "{error}");
+        assert!(error.to_string().starts_with("partners.pem:"), "{error}");
     }
 }

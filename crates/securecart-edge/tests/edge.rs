@@ -65,6 +65,7 @@ async fn start_upstream(name: &'static str) -> (TestServer, Arc<AtomicBool>) {
                             .collect::<Vec<_>>(),
                         "x-forwarded-proto": header("x-forwarded-proto"),
                         "x_forwarded_for": header("x_forwarded_for"),
+                        "mtls": header("x-securecart-mtls-clientcert"),
                         "traceparent": header("traceparent"),
                         "host": header("host"),
                         "x-forwarded-host": header("x-forwarded-host"),
@@ -835,7 +836,10 @@ async fn https_listeners_pick_certificates_by_sni_and_speak_http2_by_alpn() {
             listen: "127.0.0.1:0".parse().expect("address"),
             rules: Vec::new(),
             default_action: ActionConfig::forward("api"),
-            tls: Some(TlsConfig { certificates }),
+            tls: Some(TlsConfig {
+                certificates,
+                client_auth: Default::default(),
+            }),
             waf: None,
             response_headers: Vec::new(),
             forwarded_for: Default::default(),
@@ -3282,4 +3286,168 @@ async fn a_request_its_client_abandons_is_counted_as_460() {
     }
     assert!(metrics.contains(counted), "{metrics}");
     edge.shutdown().await;
+}
+
+/// GET `/api/whoami` over TLS from a client with `certificate` (and its key), if any,
+/// adding `extra` headers: the whoami answer, or why there was none.
+async fn whoami_over_mtls(
+    address: SocketAddr,
+    server_pem: &[u8],
+    certificate: Option<(Vec<u8>, Vec<u8>)>,
+    extra: &str,
+) -> Result<serde_json::Value, String> {
+    use rustls_pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in rustls_pki_types::CertificateDer::pem_slice_iter(server_pem) {
+        roots.add(certificate.expect("PEM")).expect("root");
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots);
+    let config = match certificate {
+        Some((der, key)) => builder
+            .with_client_auth_cert(
+                vec![rustls_pki_types::CertificateDer::from(der)],
+                rustls_pki_types::PrivateKeyDer::Pkcs8(key.into()),
+            )
+            .expect("client certificate"),
+        None => builder.with_no_client_auth(),
+    };
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(address)
+        .await
+        .map_err(|error| error.to_string())?;
+    let name = rustls_pki_types::ServerName::try_from("shop.example").expect("name");
+    let mut tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|error| error.to_string())?;
+    tls.write_all(
+        format!(
+            "GET /api/whoami HTTP/1.1\r\nHost: shop.example\r\n{extra}Connection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .map_err(|error| error.to_string())?;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut answer))
+        .await
+        .map_err(|_| "no answer".to_owned())?
+        .map_err(|error| error.to_string())?;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no answer: {answer}"))?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(head.to_owned());
+    }
+    serde_json::from_str(body).map_err(|error| error.to_string())
+}
+
+/// Mutual TLS, as ALB's: `verify` takes only clients whose certificate chains to its trust
+/// store, `passthrough` any client, and each sends the client's certificate on to the
+/// targets; a client's own header of that name never reaches them.
+#[tokio::test]
+async fn https_listeners_may_ask_for_client_certificates() {
+    use securecart_edge::tls::{ClientAuth, TlsConfig, self_signed};
+    let (a, _) = start_upstream("a").await;
+    let server = self_signed(&["shop.example".to_owned()]).expect("certificate");
+    // A partners' CA, a partner's certificate it signed, and a stranger's of its own.
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let client = |issuer: Option<&rcgen::Issuer<'_, rcgen::KeyPair>>| {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params =
+            rcgen::CertificateParams::new(vec!["partner.example".to_owned()]).expect("params");
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let certificate = match issuer {
+            Some(issuer) => params.signed_by(&key, issuer),
+            None => params.self_signed(&key),
+        }
+        .expect("certificate");
+        (certificate, key.serialize_der())
+    };
+    let (partner, partner_key) = client(Some(&issuer));
+    let (stranger, stranger_key) = client(None);
+    let start = |client_auth: ClientAuth| {
+        let mut config = common::one_listener("api", vec![a.address]);
+        config.target_groups[0].health_check = health_check();
+        config.listeners[0].tls = Some(TlsConfig {
+            certificates: vec![server.clone()],
+            client_auth,
+        });
+        RunningEdge::start(config, "https")
+    };
+    let address = |edge: &RunningEdge| -> SocketAddr {
+        edge.url
+            .trim_start_matches("https://")
+            .parse()
+            .expect("address")
+    };
+    let sent_pem = |seen: &serde_json::Value| {
+        let escaped = seen["mtls"].as_str().expect("a header").to_owned();
+        form_urlencoded::parse(format!("v={escaped}").as_bytes())
+            .next()
+            .map(|(_, value)| value.into_owned())
+            .expect("decoded")
+    };
+    let verify = start(ClientAuth::Verify {
+        source: "partners.pem".to_owned(),
+        trust_store: ca.pem().into_bytes(),
+    })
+    .await;
+    verify.wait_for_healthy(1).await;
+    let seen = whoami_over_mtls(
+        address(&verify),
+        &server.chain,
+        Some((partner.der().to_vec(), partner_key.clone())),
+        "",
+    )
+    .await
+    .expect("a partner is let in");
+    assert_eq!(
+        sent_pem(&seen).replace('\n', ""),
+        partner.pem().replace(['\n', '\r'], "")
+    );
+    for refused in [None, Some((stranger.der().to_vec(), stranger_key.clone()))] {
+        assert!(
+            whoami_over_mtls(address(&verify), &server.chain, refused, "")
+                .await
+                .is_err(),
+            "a client without a partner's certificate is refused"
+        );
+    }
+    verify.shutdown().await;
+    let passthrough = start(ClientAuth::Passthrough).await;
+    passthrough.wait_for_healthy(1).await;
+    let seen = whoami_over_mtls(
+        address(&passthrough),
+        &server.chain,
+        Some((stranger.der().to_vec(), stranger_key)),
+        "X-SecureCart-Mtls-Clientcert: forged\r\n",
+    )
+    .await
+    .expect("any client is let in");
+    assert_eq!(
+        sent_pem(&seen).replace('\n', ""),
+        stranger.pem().replace(['\n', '\r'], "")
+    );
+    let seen = whoami_over_mtls(
+        address(&passthrough),
+        &server.chain,
+        None,
+        "X-SecureCart-Mtls-Clientcert: forged\r\n",
+    )
+    .await
+    .expect("a client without a certificate too");
+    assert_eq!(seen["mtls"], "", "a forged header never reaches the target");
+    passthrough.shutdown().await;
 }

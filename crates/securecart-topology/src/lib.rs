@@ -19,9 +19,9 @@ use std::path::Path;
 
 pub use model::{
     Algorithm, CacheBehavior, Component, Edge, EdgeCache, EdgeShield, EdgeWaf, HealthCheck,
-    Listener, ListenerProtocol, ListenerRule, ListenerWebAcl, Location, LogFormat, MinimumHealthy,
-    QueryStrings, Region, Role, RuleAction, RuleConditions, Service, ServiceKind, StoreKind,
-    TargetGroup, Telemetry, Tiers, Topology, XffHeaderProcessing,
+    Listener, ListenerMtls, ListenerProtocol, ListenerRule, ListenerWebAcl, Location, LogFormat,
+    MinimumHealthy, QueryStrings, Region, Role, RuleAction, RuleConditions, Service, ServiceKind,
+    StoreKind, TargetGroup, Telemetry, Tiers, Topology, XffHeaderProcessing,
 };
 
 use locate::{FieldPath, Locator};

@@ -482,6 +482,21 @@ pub struct Listener {
     pub xff_client_port: bool,
     /// Whether headers of names that are not letters, digits and `-` are removed.
     pub drop_invalid_header_fields: bool,
+    /// Mutual TLS (https listeners).
+    pub mtls: ListenerMtls,
+}
+
+/// What an https listener asks of its clients' certificates.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ListenerMtls {
+    /// Nothing.
+    #[default]
+    Off,
+    /// Any certificate, sent on to the targets.
+    Passthrough,
+    /// One chaining to the CA certificates of this file (as written, relative to the
+    /// topology file).
+    Verify(String),
 }
 
 /// What a listener does with a request's `X-Forwarded-For` (ALB's
@@ -1413,7 +1428,44 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
                 "the client's port goes where its address is appended: only with xff_header_processing = \"append\"",
             );
         }
+        let mtls = match &raw_listener.mtls {
+            None => ListenerMtls::Off,
+            Some(raw_mtls) => {
+                let at = path.key("mtls");
+                if protocol != ListenerProtocol::Https {
+                    findings.problem(at.clone(), "only an https listener has mutual TLS");
+                }
+                match (raw_mtls.mode.as_str(), &raw_mtls.trust_store) {
+                    ("verify", Some(file)) if !file.is_empty() => {
+                        ListenerMtls::Verify(file.clone())
+                    }
+                    ("verify", _) => {
+                        findings.problem(
+                            at.clone(),
+                            "verify needs a trust_store: the CA certificates (PEM) clients' must chain to",
+                        );
+                        ListenerMtls::Off
+                    }
+                    ("passthrough", None) => ListenerMtls::Passthrough,
+                    ("passthrough", Some(_)) => {
+                        findings.problem(
+                            at.key("trust_store"),
+                            "passthrough checks no certificate: give mode = \"verify\" to check them",
+                        );
+                        ListenerMtls::Off
+                    }
+                    (other, _) => {
+                        findings.problem(
+                            at.key("mode"),
+                            format!("`{other}` is not `verify` or `passthrough`"),
+                        );
+                        ListenerMtls::Off
+                    }
+                }
+            }
+        };
         listeners.push(Listener {
+            mtls,
             web_acl,
             response_headers,
             xff_header_processing,

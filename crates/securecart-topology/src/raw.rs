@@ -1053,11 +1053,29 @@ pub struct RawListener {
     /// (`routing.http.xff_client_port.enabled`).
     #[serde(default)]
     pub xff_client_port: bool,
+    /// For `https`: mutual TLS, as ALB's mutual authentication: `{ mode = "verify",
+    /// trust_store = "partners-ca.pem" }` (a client certificate chaining to one of the
+    /// file's CA certificates is required; the file is relative to the topology file) or
+    /// `{ mode = "passthrough" }` (any client certificate is taken, and the targets judge
+    /// it). The client's certificate goes to the targets in `X-SecureCart-Mtls-Clientcert`.
+    #[serde(default)]
+    pub mtls: Option<RawMtls>,
     /// Whether headers whose names are not letters, digits and `-` (`X_Forwarded_For`,
     /// which CGI and WSGI applications read as `X-Forwarded-For`) are removed before a
     /// request goes to a target (ALB's `routing.http.drop_invalid_header_fields.enabled`).
     #[serde(default)]
     pub drop_invalid_header_fields: bool,
+}
+
+/// A listener's mutual TLS.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMtls {
+    /// `verify` or `passthrough`.
+    pub mode: String,
+    /// With `verify`: the CA certificates (PEM) a client's must chain to.
+    #[serde(default)]
+    pub trust_store: Option<String>,
 }
 
 /// The default listener protocol.

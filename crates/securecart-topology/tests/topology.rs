@@ -480,6 +480,30 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
         ),
         (
             "name = \"http\"\nport = 8080",
+            "name = \"http\"\nport = 8080\nmtls = { mode = \"passthrough\" }",
+            "edge.listeners[0].mtls",
+            "only an https listener",
+        ),
+        (
+            "name = \"https\"\nport = 8443",
+            "name = \"https\"\nport = 8443\nmtls = { mode = \"verify\" }",
+            "edge.listeners[1].mtls",
+            "verify needs a trust_store",
+        ),
+        (
+            "name = \"https\"\nport = 8443",
+            "name = \"https\"\nport = 8443\nmtls = { mode = \"passthrough\", trust_store = \"ca.pem\" }",
+            "edge.listeners[1].mtls.trust_store",
+            "passthrough checks no certificate",
+        ),
+        (
+            "name = \"https\"\nport = 8443",
+            "name = \"https\"\nport = 8443\nmtls = { mode = \"optional\" }",
+            "edge.listeners[1].mtls.mode",
+            "not `verify` or `passthrough`",
+        ),
+        (
+            "name = \"http\"\nport = 8080",
             "name = \"http\"\nport = 8080\nxff_header_processing = \"strip\"",
             "edge.listeners[0].xff_header_processing",
             "not a way with X-Forwarded-For",
@@ -1706,4 +1730,25 @@ fn a_managed_group_may_be_scoped_down_counted_or_have_rules_overridden() {
             && diagnostic.message.contains("not among managed_groups")),
         "{error}"
     );
+}
+
+#[test]
+fn an_https_listener_may_ask_for_client_certificates() {
+    use securecart_topology::ListenerMtls;
+    let loaded = parse(&default_text(), "t.toml").expect("default");
+    assert_eq!(loaded.topology.edge.listeners[1].mtls, ListenerMtls::Off);
+    for (mtls, expected) in [
+        (
+            "{ mode = \"verify\", trust_store = \"partners-ca.pem\" }",
+            ListenerMtls::Verify("partners-ca.pem".to_owned()),
+        ),
+        ("{ mode = \"passthrough\" }", ListenerMtls::Passthrough),
+    ] {
+        let text = with(
+            "name = \"https\"\nport = 8443",
+            &format!("name = \"https\"\nport = 8443\nmtls = {mtls}"),
+        );
+        let loaded = parse(&text, "t.toml").expect(mtls);
+        assert_eq!(loaded.topology.edge.listeners[1].mtls, expected);
+    }
 }

@@ -13,16 +13,16 @@ use securecart_edge::balancer::Algorithm;
 use securecart_edge::config::{AnomalyDetection, MinimumHealthy, OutlierDetection};
 use securecart_edge::forward::{ForwardedFor, XffMode};
 use securecart_edge::rules::{Conditions, Rule};
-use securecart_edge::tls::{CertificatePem, TlsConfig};
+use securecart_edge::tls::{CertificatePem, ClientAuth, TlsConfig};
 use securecart_edge::{
     EdgeConfig, HealthCheckConfig, Limits, ListenerConfig, TargetGroupConfig, UpstreamProtocol,
 };
 use securecart_shop::{ShopConfig, ShopService};
 use securecart_telemetry::LogFormat;
 use securecart_topology::{
-    Algorithm as TopologyAlgorithm, EMBEDDED_NAME, Listener, ListenerProtocol, Loaded,
-    LogFormat as TopologyLogFormat, QueryStrings, Region, RuleAction, ServiceKind, Topology,
-    XffHeaderProcessing,
+    Algorithm as TopologyAlgorithm, EMBEDDED_NAME, Listener, ListenerMtls, ListenerProtocol,
+    Loaded, LogFormat as TopologyLogFormat, QueryStrings, Region, RuleAction, ServiceKind,
+    Topology, XffHeaderProcessing,
 };
 
 use crate::cli::{LogFormatArg, ServiceArg};
@@ -76,10 +76,28 @@ fn tls_config(
     if listener.protocol != ListenerProtocol::Https {
         return Ok(None);
     }
+    let client_auth = match &listener.mtls {
+        ListenerMtls::Off => ClientAuth::Off,
+        ListenerMtls::Passthrough => ClientAuth::Passthrough,
+        ListenerMtls::Verify(file) => {
+            let path = base.join(file);
+            ClientAuth::Verify {
+                source: path.display().to_string(),
+                trust_store: std::fs::read(&path).with_context(|| {
+                    format!(
+                        "listener {}: cannot read the mutual TLS trust store {}",
+                        listener.name,
+                        path.display()
+                    )
+                })?,
+            }
+        }
+    };
     if listener.certificates.is_empty() {
         let names = vec!["localhost".to_owned(), region.edge.address.ip().to_string()];
         return Ok(Some(TlsConfig {
             certificates: vec![securecart_edge::tls::self_signed(&names)?],
+            client_auth,
         }));
     }
     let mut certificates = Vec::with_capacity(listener.certificates.len());
@@ -104,7 +122,10 @@ fn tls_config(
             })?,
         });
     }
-    Ok(Some(TlsConfig { certificates }))
+    Ok(Some(TlsConfig {
+        certificates,
+        client_auth,
+    }))
 }
 
 /// The directory that relative paths in a topology file are resolved against.
@@ -617,6 +638,7 @@ pub async fn proxy_config(
                 key: std::fs::read(&key)
                     .with_context(|| format!("cannot read --tls-key {}", key.display()))?,
             }],
+            client_auth: ClientAuth::Off,
         }),
         None => None,
     };
