@@ -1210,6 +1210,7 @@ mod tests {
             healthy_threshold: 1,
             unhealthy_threshold: 1,
             matcher: vec![200..=299],
+            grpc_codes: None,
         };
         let targets = vec!["127.0.0.1:1".parse().expect("address")];
         TargetGroupConfig {

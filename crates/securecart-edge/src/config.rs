@@ -298,6 +298,10 @@ pub struct HealthCheckConfig {
     pub unhealthy_threshold: u32,
     /// The status codes that pass, as ranges (ALB's matcher).
     pub matcher: Vec<std::ops::RangeInclusive<u16>>,
+    /// For an HTTP/2 group serving gRPC: the check is a gRPC call of `path` (an empty
+    /// message), and passes when its `grpc-status` is one of these codes (ALB's `GrpcCode`
+    /// matcher; 12, `UNIMPLEMENTED`, says a gRPC server answered, whatever it serves).
+    pub grpc_codes: Option<Vec<std::ops::RangeInclusive<u16>>>,
 }
 
 /// The protocol of a health check (ALB's `HealthCheckProtocol`).

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::Request;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use securecart_telemetry::Readiness;
 use tokio::sync::watch;
@@ -168,16 +168,36 @@ async fn probe(
             },
         };
         let scheme = if connector.is_some() { "https" } else { "http" };
-        let request = Request::get(match protocol {
-            UpstreamProtocol::Http1 => check.path.clone(),
-            UpstreamProtocol::Http2 => format!("{scheme}://{address}{}", check.path),
-        })
-        .header(http::header::USER_AGENT, "securecart-edge-health-check");
-        let request = match protocol {
-            UpstreamProtocol::Http1 => request.header(http::header::HOST, address.to_string()),
-            UpstreamProtocol::Http2 => request,
+        // A gRPC check calls `path` with an empty message (its five-byte frame: not
+        // compressed, no length), as gRPC's clients do.
+        let grpc = check
+            .grpc_codes
+            .as_ref()
+            .filter(|_| protocol == UpstreamProtocol::Http2);
+        let request = Request::builder()
+            .method(if grpc.is_some() {
+                http::Method::POST
+            } else {
+                http::Method::GET
+            })
+            .uri(match protocol {
+                UpstreamProtocol::Http1 => check.path.clone(),
+                UpstreamProtocol::Http2 => format!("{scheme}://{address}{}", check.path),
+            })
+            .header(http::header::USER_AGENT, "securecart-edge-health-check");
+        let request = match (protocol, grpc) {
+            (UpstreamProtocol::Http1, _) => request.header(http::header::HOST, address.to_string()),
+            (UpstreamProtocol::Http2, Some(_)) => request
+                .header(http::header::CONTENT_TYPE, "application/grpc")
+                .header(http::header::TE, "trailers"),
+            (UpstreamProtocol::Http2, None) => request,
         };
-        let Ok(request) = request.body(Empty::<Bytes>::new()) else {
+        let body = if grpc.is_some() {
+            Bytes::from_static(&[0; 5])
+        } else {
+            Bytes::new()
+        };
+        let Ok(request) = request.body(Full::new(body)) else {
             return CheckOutcome::Failed;
         };
         let io = TokioIo::new(stream);
@@ -202,12 +222,22 @@ async fn probe(
                 answered(sender.send_request(request), connection).await
             }
         };
-        match status {
-            Some(status) if check.matcher.iter().any(|codes| codes.contains(&status)) => {
+        match (status, grpc) {
+            // A gRPC answer: HTTP 200 and the call's status, which the codes judge.
+            (Some((200, Some(code))), Some(codes))
+                if codes.iter().any(|codes| codes.contains(&code)) =>
+            {
                 CheckOutcome::Passed
             }
-            Some(status) => CheckOutcome::Mismatch(status),
-            None => CheckOutcome::Failed,
+            (Some((200, Some(code))), Some(_)) => CheckOutcome::Mismatch(code),
+            (Some((status, _)), Some(_)) => CheckOutcome::Mismatch(status),
+            (Some((status, _)), None)
+                if check.matcher.iter().any(|codes| codes.contains(&status)) =>
+            {
+                CheckOutcome::Passed
+            }
+            (Some((status, _)), None) => CheckOutcome::Mismatch(status),
+            (None, _) => CheckOutcome::Failed,
         }
     };
     tokio::time::timeout(check.timeout, asked)
@@ -242,17 +272,26 @@ impl Drop for AbortOnDrop {
 }
 
 /// The status of a whole answer (its body read, so that the check measures a complete
-/// answer); none if it failed. Its connection is driven beside the exchange, and dropped
-/// with it.
+/// answer) and its `grpc-status` (from its trailers, or its head for a gRPC answer of
+/// trailers only), if any; none if it failed. Its connection is driven beside the
+/// exchange, and dropped with it.
 async fn answered(
     response: impl Future<Output = hyper::Result<http::Response<hyper::body::Incoming>>>,
     connection: impl Future,
-) -> Option<u16> {
+) -> Option<(u16, Option<u16>)> {
     let exchange = async {
         let response = response.await.ok()?;
         let status = response.status().as_u16();
-        response.into_body().collect().await.ok()?;
-        Some(status)
+        let grpc_status = |headers: &http::HeaderMap| {
+            headers
+                .get("grpc-status")
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.trim().parse::<u16>().ok())
+        };
+        let in_head = grpc_status(response.headers());
+        let collected = response.into_body().collect().await.ok()?;
+        let code = collected.trailers().and_then(grpc_status).or(in_head);
+        Some((status, code))
     };
     tokio::pin!(exchange);
     tokio::select! {

@@ -187,6 +187,7 @@ fn health_check() -> HealthCheckConfig {
         healthy_threshold: 1,
         unhealthy_threshold: 1,
         matcher: vec![200..=299],
+        grpc_codes: None,
     }
 }
 
@@ -3450,4 +3451,64 @@ async fn https_listeners_may_ask_for_client_certificates() {
     .expect("a client without a certificate too");
     assert_eq!(seen["mtls"], "", "a forged header never reaches the target");
     passthrough.shutdown().await;
+}
+
+/// A gRPC group's health check is a gRPC call (ALB's gRPC health checks, with a `GrpcCode`
+/// matcher): its `grpc-status` decides, and a server that starts answering UNAVAILABLE
+/// leaves the rotation.
+#[tokio::test]
+async fn a_grpc_groups_health_check_reads_the_calls_status() {
+    let code = Arc::new(std::sync::atomic::AtomicU16::new(0));
+    let answered = Arc::clone(&code);
+    let target = serve(
+        "127.0.0.1",
+        Router::new().route(
+            "/grpc.health.v1.Health/Check",
+            post(move |headers: HeaderMap, body: bytes::Bytes| {
+                let code = answered.load(Ordering::SeqCst);
+                async move {
+                    // A gRPC call, as gRPC servers insist: the content type, `te:
+                    // trailers`, an empty message's frame.
+                    let grpc_call = headers
+                        .get("content-type")
+                        .is_some_and(|value| value == "application/grpc")
+                        && headers.get("te").is_some_and(|value| value == "trailers")
+                        && body[..] == [0, 0, 0, 0, 0];
+                    let mut trailers = HeaderMap::new();
+                    let status = if grpc_call { code } else { 3 };
+                    trailers.insert("grpc-status", status.to_string().parse().expect("value"));
+                    axum::http::Response::builder()
+                        .header("content-type", "application/grpc")
+                        .body(axum::body::Body::new(TrailerBody {
+                            data: Some(bytes::Bytes::from_static(b"\0\0\0\0\x02\x08\x01")),
+                            trailers: Some(trailers),
+                        }))
+                        .expect("response")
+                }
+            }),
+        ),
+    )
+    .await;
+    let group = TargetGroupConfig {
+        health_check: HealthCheckConfig {
+            path: "/grpc.health.v1.Health/Check".to_owned(),
+            grpc_codes: Some(vec![0..=0]),
+            ..health_check()
+        },
+        protocol: securecart_edge::UpstreamProtocol::Http2,
+        outlier_detection: None,
+        ..TargetGroupConfig::new("grpc", vec![target.address], health_check())
+    };
+    let edge = start_edge_with(Vec::new(), ActionConfig::forward("grpc"), vec![group]).await;
+    edge.wait_for_healthy(1).await;
+    code.store(14, Ordering::SeqCst);
+    edge.wait_for_healthy(0).await;
+    let target_state = &edge.targets().await["target_groups"][0]["targets"][0];
+    assert_eq!(
+        target_state["reason"], "Target.ResponseCodeMismatch",
+        "{target_state}"
+    );
+    code.store(0, Ordering::SeqCst);
+    edge.wait_for_healthy(1).await;
+    edge.shutdown().await;
 }

@@ -721,17 +721,41 @@ pub struct HealthCheck {
     pub unhealthy_threshold: u32,
     /// The passing status codes.
     pub matcher: Vec<std::ops::RangeInclusive<u16>>,
+    /// For a gRPC check: the passing gRPC status codes.
+    pub grpc_codes: Option<Vec<std::ops::RangeInclusive<u16>>>,
 }
 
 /// Parses a health check matcher such as `200`, `200,204` or `200-299`: codes and ranges
 /// from 200 to 499, as ALB allows for HTTP checks.
 pub fn parse_matcher(text: &str) -> Result<Vec<std::ops::RangeInclusive<u16>>, String> {
+    parse_codes(text, 200..=499, "a status code")
+}
+
+/// Parses a gRPC health check matcher such as `0`, `0,12` or `0-99`: gRPC status codes
+/// from 0 to 99, as ALB's `GrpcCode`.
+pub fn parse_grpc_matcher(text: &str) -> Result<Vec<std::ops::RangeInclusive<u16>>, String> {
+    parse_codes(text, 0..=99, "a gRPC status code")
+}
+
+/// Codes and ranges within `bounds`.
+fn parse_codes(
+    text: &str,
+    bounds: std::ops::RangeInclusive<u16>,
+    what: &str,
+) -> Result<Vec<std::ops::RangeInclusive<u16>>, String> {
     let code = |part: &str| {
         part.trim()
             .parse::<u16>()
             .ok()
-            .filter(|code| (200..=499).contains(code))
-            .ok_or_else(|| format!("`{}` is not a status code from 200 to 499", part.trim()))
+            .filter(|code| bounds.contains(code))
+            .ok_or_else(|| {
+                format!(
+                    "`{}` is not {what} from {} to {}",
+                    part.trim(),
+                    bounds.start(),
+                    bounds.end()
+                )
+            })
     };
     text.split(',')
         .map(|part| match part.split_once('-') {
@@ -1058,6 +1082,12 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
                 false
             }
         };
+        if raw_group.health_check.grpc_codes.is_some() && !http2 {
+            findings.problem(
+                path.key("health_check").key("grpc_codes"),
+                "a gRPC check needs protocol = \"http2\" (gRPC runs over HTTP/2)",
+            );
+        }
         let outlier = &raw_group.outlier_detection;
         if !(1..=100).contains(&outlier.consecutive_errors) {
             findings.problem(
@@ -2361,8 +2391,15 @@ fn resolve_health_check(
     if raw.port == Some(0) {
         findings.problem(path.key("port"), "must be from 1 to 65535");
     }
+    let grpc_codes = raw.grpc_codes.as_ref().map(|text| {
+        parse_grpc_matcher(text).unwrap_or_else(|message| {
+            findings.problem(path.key("grpc_codes"), message);
+            Vec::new()
+        })
+    });
     HealthCheck {
         matcher,
+        grpc_codes,
         path: raw.path.clone(),
         port: raw.port,
         interval: Duration::from_millis(raw.interval_ms),

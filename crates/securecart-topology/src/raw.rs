@@ -1436,6 +1436,12 @@ pub struct RawHealthCheck {
     /// `"200,204"` or `"200-299"`.
     #[serde(default = "default_matcher")]
     pub matcher: String,
+    /// For a group of `protocol = "http2"` serving gRPC: the check calls `path` as a gRPC
+    /// method (`/grpc.health.v1.Health/Check`, say) and passes on these gRPC status codes
+    /// (0 to 99: `"0"`, or `"12"`, UNIMPLEMENTED, which any gRPC server answers to a method
+    /// it does not have), as ALB's gRPC health checks.
+    #[serde(default)]
+    pub grpc_codes: Option<String>,
 }
 
 impl Default for RawHealthCheck {
@@ -1448,6 +1454,7 @@ impl Default for RawHealthCheck {
             healthy_threshold: default_healthy_threshold(),
             unhealthy_threshold: default_unhealthy_threshold(),
             matcher: default_matcher(),
+            grpc_codes: None,
         }
     }
 }

@@ -443,6 +443,18 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "not a header value",
         ),
         (
+            "algorithm = \"p2c_peak_ewma\"\nhealth_check = { path = \"/healthz\"",
+            "algorithm = \"p2c_peak_ewma\"\nhealth_check = { grpc_codes = \"12\", path = \"/healthz\"",
+            "edge.target_groups[1].health_check.grpc_codes",
+            "needs protocol = \"http2\"",
+        ),
+        (
+            "algorithm = \"p2c_peak_ewma\"\nhealth_check = { path = \"/healthz\"",
+            "algorithm = \"p2c_peak_ewma\"\nprotocol = \"http2\"\nhealth_check = { grpc_codes = \"0,100\", path = \"/healthz\"",
+            "edge.target_groups[1].health_check.grpc_codes",
+            "not a gRPC status code from 0 to 99",
+        ),
+        (
             "algorithm = \"p2c_peak_ewma\"",
             "algorithm = \"p2c_peak_ewma\"\nminimum_healthy_targets = 0",
             "edge.target_groups[1].minimum_healthy_targets",
@@ -1751,4 +1763,23 @@ fn an_https_listener_may_ask_for_client_certificates() {
         let loaded = parse(&text, "t.toml").expect(mtls);
         assert_eq!(loaded.topology.edge.listeners[1].mtls, expected);
     }
+}
+
+#[test]
+fn an_http2_group_may_check_its_targets_with_a_grpc_call() {
+    let text = with(
+        "algorithm = \"p2c_peak_ewma\"\nhealth_check = { path = \"/healthz\"",
+        "algorithm = \"p2c_peak_ewma\"\nprotocol = \"http2\"\nhealth_check = { grpc_codes = \"0,12\", path = \"/grpc.health.v1.Health/Check\"",
+    );
+    let loaded = parse(&text, "t.toml").expect("a gRPC check");
+    let check = &loaded.topology.edge.target_groups[1].health_check;
+    assert_eq!(check.grpc_codes, Some(vec![0..=0, 12..=12]));
+    assert_eq!(check.path, "/grpc.health.v1.Health/Check");
+    let loaded = parse(&default_text(), "t.toml").expect("default");
+    assert_eq!(
+        loaded.topology.edge.target_groups[1]
+            .health_check
+            .grpc_codes,
+        None
+    );
 }

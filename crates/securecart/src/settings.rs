@@ -316,6 +316,7 @@ fn target_group_config(
             healthy_threshold: group.health_check.healthy_threshold,
             unhealthy_threshold: group.health_check.unhealthy_threshold,
             matcher: group.health_check.matcher.clone(),
+            grpc_codes: group.health_check.grpc_codes.clone(),
         },
         algorithm: match group.algorithm {
             TopologyAlgorithm::RoundRobin => Algorithm::RoundRobin,
@@ -411,6 +412,7 @@ fn shield_groups(topology: &Topology, region: &Region) -> Vec<TargetGroupConfig>
                     healthy_threshold: 2,
                     unhealthy_threshold: 2,
                     matcher: vec![200..=499],
+                    grpc_codes: None,
                 },
             );
             // A shield that fails is left for the request's own group, not ejected.
@@ -686,6 +688,7 @@ pub async fn proxy_config(
                 // An existing site may answer its health path with anything; only a server
                 // error (or no answer) counts against it.
                 matcher: vec![200..=499],
+                grpc_codes: None,
             },
             algorithm: Algorithm::RoundRobin,
             protocol: UpstreamProtocol::Http1,

@@ -25,6 +25,7 @@ pub fn quick_health_check() -> HealthCheckConfig {
         healthy_threshold: 1,
         unhealthy_threshold: 2,
         matcher: vec![200..=299],
+        grpc_codes: None,
     }
 }
 
