@@ -82,8 +82,8 @@ pub enum ReloadError {
     /// The new configuration does not compile.
     #[error(transparent)]
     Invalid(#[from] StartError),
-    /// Listeners (their number, names, addresses, whether they speak TLS, and their mutual
-    /// TLS) cannot change without a restart; their certificates can.
+    /// Listeners (their number, names, addresses, whether they speak TLS, their mutual
+    /// TLS and TLS policy) cannot change without a restart; their certificates can.
     #[error("listeners cannot change on reload (restart the edge to change them)")]
     ListenersChanged,
     /// No configuration source was given to reload from.
@@ -346,8 +346,8 @@ impl Control {
                     old.name == new.name
                         && old.listen == new.listen
                         && old.tls.is_some() == new.tls.is_some()
-                        && old.tls.as_ref().map(|tls| &tls.client_auth)
-                            == new.tls.as_ref().map(|tls| &tls.client_auth)
+                        && old.tls.as_ref().map(|tls| (&tls.client_auth, tls.policy))
+                            == new.tls.as_ref().map(|tls| (&tls.client_auth, tls.policy))
                 });
         if !same_listeners {
             return Err(ReloadError::ListenersChanged);

@@ -27,6 +27,28 @@ pub struct TlsConfig {
     pub certificates: Vec<CertificatePem>,
     /// Mutual TLS (ALB's mutual authentication).
     pub client_auth: ClientAuth,
+    /// The versions and protocols offered.
+    pub policy: TlsPolicy,
+}
+
+/// What a listener's handshakes offer (ALB's security policy and its HTTP/2 attribute).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlsPolicy {
+    /// Only TLS 1.3 (ALB's `ELBSecurityPolicy-TLS13-1-3-2021-06`); else TLS 1.2 and 1.3,
+    /// with rustls's safe cipher suites only.
+    pub tls13_only: bool,
+    /// Whether HTTP/2 is offered by ALPN (ALB's `routing.http2.enabled`); else only
+    /// HTTP/1.1.
+    pub http2: bool,
+}
+
+impl Default for TlsPolicy {
+    fn default() -> Self {
+        Self {
+            tls13_only: false,
+            http2: true,
+        }
+    }
 }
 
 /// What a listener asks of its clients' certificates (ALB's mutual authentication modes).
@@ -184,8 +206,13 @@ pub fn acceptor(config: &TlsConfig) -> Result<(TlsAcceptor, Certificates), TlsEr
     let provider = provider();
     let certificates: Certificates = Arc::new(arc_swap::ArcSwap::from_pointee(certified(config)?));
     let verifier = client_verifier(&config.client_auth, &provider)?;
+    let versions: &[&rustls::SupportedProtocolVersion] = if config.policy.tls13_only {
+        &[&rustls::version::TLS13]
+    } else {
+        rustls::DEFAULT_VERSIONS
+    };
     let mut server = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .map_err(|error| TlsError::Rustls {
             source_name: "protocol versions".to_owned(),
             error,
@@ -194,7 +221,11 @@ pub fn acceptor(config: &TlsConfig) -> Result<(TlsAcceptor, Certificates), TlsEr
         .with_cert_resolver(Arc::new(SniResolver {
             certificates: Arc::clone(&certificates),
         }));
-    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    server.alpn_protocols = if config.policy.http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     Ok((TlsAcceptor::from(Arc::new(server)), certificates))
 }
 
@@ -348,6 +379,7 @@ mod tests {
             acceptor(&TlsConfig {
                 certificates: vec![shop.clone()],
                 client_auth: ClientAuth::Off,
+                policy: Default::default(),
             })
             .is_ok()
         );
@@ -355,6 +387,7 @@ mod tests {
             acceptor(&TlsConfig {
                 certificates: vec![],
                 client_auth: ClientAuth::Off,
+                policy: Default::default(),
             }),
             Err(TlsError::NoCertificate)
         ));
@@ -367,6 +400,7 @@ mod tests {
         let error = acceptor(&TlsConfig {
             certificates: vec![mismatched],
             client_auth: ClientAuth::Off,
+            policy: Default::default(),
         })
         .err()
         .expect("a key of another certificate");
@@ -380,6 +414,7 @@ mod tests {
             acceptor(&TlsConfig {
                 certificates: vec![not_pem],
                 client_auth: ClientAuth::Off,
+                policy: Default::default(),
             }),
             Err(TlsError::NoChain(_))
         ));
@@ -394,6 +429,7 @@ mod tests {
                 source: "partners.pem".to_owned(),
                 trust_store: b"not a certificate".to_vec(),
             },
+            policy: Default::default(),
         })
         .err()
         .expect("an empty trust store");

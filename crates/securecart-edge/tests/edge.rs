@@ -840,6 +840,7 @@ async fn https_listeners_pick_certificates_by_sni_and_speak_http2_by_alpn() {
             tls: Some(TlsConfig {
                 certificates,
                 client_auth: Default::default(),
+                policy: Default::default(),
             }),
             waf: None,
             response_headers: Vec::new(),
@@ -3384,6 +3385,7 @@ async fn https_listeners_may_ask_for_client_certificates() {
         config.listeners[0].tls = Some(TlsConfig {
             certificates: vec![server.clone()],
             client_auth,
+            policy: Default::default(),
         });
         RunningEdge::start(config, "https")
     };
@@ -3511,4 +3513,69 @@ async fn a_grpc_groups_health_check_reads_the_calls_status() {
     code.store(0, Ordering::SeqCst);
     edge.wait_for_healthy(1).await;
     edge.shutdown().await;
+}
+
+/// A listener's TLS policy (ALB's security policy and HTTP/2 attribute): TLS 1.3 only
+/// refuses a TLS 1.2 client; without HTTP/2, ALPN agrees on HTTP/1.1.
+#[tokio::test]
+async fn an_https_listener_offers_the_versions_and_protocols_its_policy_says() {
+    use securecart_edge::tls::{TlsConfig, TlsPolicy, self_signed};
+    let (a, _) = start_upstream("a").await;
+    let server = self_signed(&["shop.example".to_owned()]).expect("certificate");
+    let start = |policy: TlsPolicy| {
+        let mut config = common::one_listener("api", vec![a.address]);
+        config.target_groups[0].health_check = health_check();
+        config.listeners[0].tls = Some(TlsConfig {
+            certificates: vec![server.clone()],
+            client_auth: Default::default(),
+            policy,
+        });
+        RunningEdge::start(config, "https")
+    };
+    let get = |edge: &RunningEdge, alpn: &'static [&'static [u8]], tls12_only: bool| {
+        let address: SocketAddr = edge
+            .url
+            .trim_start_matches("https://")
+            .parse()
+            .expect("address");
+        let chain = server.chain.clone();
+        async move {
+            securecart_testkit::tls_get(
+                address,
+                "shop.example",
+                &chain,
+                "/api/whoami",
+                alpn,
+                tls12_only,
+            )
+            .await
+        }
+    };
+    let strict = start(TlsPolicy {
+        tls13_only: true,
+        http2: false,
+    })
+    .await;
+    strict.wait_for_healthy(1).await;
+    assert!(
+        get(&strict, &[b"http/1.1"], true).await.is_err(),
+        "TLS 1.2 refused"
+    );
+    let answered = get(&strict, &[b"h2", b"http/1.1"], false)
+        .await
+        .expect("TLS 1.3");
+    assert_eq!(answered.reply.status, 200);
+    assert_eq!(
+        answered.alpn.as_deref(),
+        Some(&b"http/1.1"[..]),
+        "no HTTP/2"
+    );
+    strict.shutdown().await;
+    let default = start(TlsPolicy::default()).await;
+    default.wait_for_healthy(1).await;
+    let answered = get(&default, &[b"h2", b"http/1.1"], true)
+        .await
+        .expect("TLS 1.2 by default");
+    assert_eq!(answered.alpn.as_deref(), Some(&b"h2"[..]));
+    default.shutdown().await;
 }

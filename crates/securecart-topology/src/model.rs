@@ -484,6 +484,10 @@ pub struct Listener {
     pub drop_invalid_header_fields: bool,
     /// Mutual TLS (https listeners).
     pub mtls: ListenerMtls,
+    /// Whether only TLS 1.3 is offered (https listeners).
+    pub tls13_only: bool,
+    /// Whether HTTP/2 is offered by ALPN (https listeners).
+    pub http2: bool,
 }
 
 /// What an https listener asks of its clients' certificates.
@@ -1494,7 +1498,35 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
                 }
             }
         };
+        if protocol != ListenerProtocol::Https {
+            for (key, set) in [
+                ("tls_policy", raw_listener.tls_policy.is_some()),
+                ("http2", raw_listener.http2.is_some()),
+            ] {
+                if set {
+                    findings.problem(
+                        path.key(key),
+                        "only an https listener has it (HTTP/2 in clear is taken by its preface)",
+                    );
+                }
+            }
+        }
+        let tls13_only = match raw_listener.tls_policy.as_deref() {
+            None | Some("tls12") => false,
+            Some("tls13") => true,
+            Some(other) => {
+                findings.problem(
+                    path.key("tls_policy"),
+                    format!(
+                        "`{other}` is not \"tls12\" (TLS 1.2 and 1.3) or \"tls13\" (TLS 1.3 only)"
+                    ),
+                );
+                false
+            }
+        };
         listeners.push(Listener {
+            tls13_only,
+            http2: raw_listener.http2.unwrap_or(true),
             mtls,
             web_acl,
             response_headers,

@@ -1053,6 +1053,15 @@ pub struct RawListener {
     /// (`routing.http.xff_client_port.enabled`).
     #[serde(default)]
     pub xff_client_port: bool,
+    /// For `https`: the TLS versions offered, `"tls12"` (TLS 1.2 and 1.3, the default) or
+    /// `"tls13"` (TLS 1.3 only), as ALB's security policies choose; rustls offers only
+    /// its safe cipher suites either way.
+    #[serde(default)]
+    pub tls_policy: Option<String>,
+    /// For `https`: whether HTTP/2 is offered by ALPN (ALB's `routing.http2.enabled`;
+    /// `true` by default).
+    #[serde(default)]
+    pub http2: Option<bool>,
     /// For `https`: mutual TLS, as ALB's mutual authentication: `{ mode = "verify",
     /// trust_store = "partners-ca.pem" }` (a client certificate chaining to one of the
     /// file's CA certificates is required; the file is relative to the topology file) or

@@ -491,6 +491,18 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "from 1 to 100",
         ),
         (
+            "name = \"https\"\nport = 8443",
+            "name = \"https\"\nport = 8443\ntls_policy = \"tls10\"",
+            "edge.listeners[1].tls_policy",
+            "not \"tls12\"",
+        ),
+        (
+            "name = \"http\"\nport = 8080",
+            "name = \"http\"\nport = 8080\nhttp2 = false",
+            "edge.listeners[0].http2",
+            "only an https listener",
+        ),
+        (
             "name = \"http\"\nport = 8080",
             "name = \"http\"\nport = 8080\nmtls = { mode = \"passthrough\" }",
             "edge.listeners[0].mtls",
@@ -1782,4 +1794,18 @@ fn an_http2_group_may_check_its_targets_with_a_grpc_call() {
             .grpc_codes,
         None
     );
+}
+
+#[test]
+fn an_https_listener_has_a_tls_policy() {
+    let loaded = parse(&default_text(), "t.toml").expect("default");
+    let https = &loaded.topology.edge.listeners[1];
+    assert!(!https.tls13_only && https.http2);
+    let text = with(
+        "name = \"https\"\nport = 8443",
+        "name = \"https\"\nport = 8443\ntls_policy = \"tls13\"\nhttp2 = false",
+    );
+    let loaded = parse(&text, "t.toml").expect("a policy");
+    let https = &loaded.topology.edge.listeners[1];
+    assert!(https.tls13_only && !https.http2);
 }

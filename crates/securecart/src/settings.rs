@@ -13,7 +13,7 @@ use securecart_edge::balancer::Algorithm;
 use securecart_edge::config::{AnomalyDetection, MinimumHealthy, OutlierDetection};
 use securecart_edge::forward::{ForwardedFor, XffMode};
 use securecart_edge::rules::{Conditions, Rule};
-use securecart_edge::tls::{CertificatePem, ClientAuth, TlsConfig};
+use securecart_edge::tls::{CertificatePem, ClientAuth, TlsConfig, TlsPolicy};
 use securecart_edge::{
     EdgeConfig, HealthCheckConfig, Limits, ListenerConfig, TargetGroupConfig, UpstreamProtocol,
 };
@@ -93,11 +93,16 @@ fn tls_config(
             }
         }
     };
+    let policy = TlsPolicy {
+        tls13_only: listener.tls13_only,
+        http2: listener.http2,
+    };
     if listener.certificates.is_empty() {
         let names = vec!["localhost".to_owned(), region.edge.address.ip().to_string()];
         return Ok(Some(TlsConfig {
             certificates: vec![securecart_edge::tls::self_signed(&names)?],
             client_auth,
+            policy,
         }));
     }
     let mut certificates = Vec::with_capacity(listener.certificates.len());
@@ -125,6 +130,7 @@ fn tls_config(
     Ok(Some(TlsConfig {
         certificates,
         client_auth,
+        policy,
     }))
 }
 
@@ -641,6 +647,7 @@ pub async fn proxy_config(
                     .with_context(|| format!("cannot read --tls-key {}", key.display()))?,
             }],
             client_auth: ClientAuth::Off,
+            policy: Default::default(),
         }),
         None => None,
     };
