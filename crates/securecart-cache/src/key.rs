@@ -50,9 +50,12 @@ impl Forwarded {
 /// What of a client's request a cache miss (or revalidation) sends the origin: the
 /// headers and cookies [`Forwarded`] allows, and always those the key holds (an origin
 /// must see what tells its answers apart) and those the request needs to reach the origin
-/// and be answered (`Host`, `Accept-Encoding`, the edge's `X-Forwarded-*` and trace
-/// context, the client's cache directives and conditions, a range). Headers the origin's
-/// `Vary` names must be allowed too, or each variant is fetched without its value.
+/// and be answered (`Host`, `Accept-Encoding`, the edge's `X-Forwarded-For`, `-Proto` and
+/// `-Port` and trace context, the client's cache directives and conditions, a range, and
+/// the edge's own `x-securecart-...` headers). A client's `X-Forwarded-Host`, which no key
+/// holds, goes only where the policy allows it: an origin that builds links from it would
+/// otherwise store a client's choice for everyone. Headers the origin's `Vary` names should
+/// be allowed too, or each variant is fetched without its value.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OriginPolicy {
     /// The client's headers.
@@ -61,8 +64,9 @@ pub struct OriginPolicy {
     pub cookies: Forwarded,
 }
 
-/// Headers a request to the origin keeps whatever the policy says.
-const NEEDED: [HeaderName; 17] = [
+/// Headers a request to the origin keeps whatever the policy says (with those the edge
+/// itself sets for its targets, named `x-securecart-...`, such as its web ACL's findings).
+const NEEDED: [HeaderName; 16] = [
     header::HOST,
     header::ACCEPT_ENCODING,
     header::CACHE_CONTROL,
@@ -78,7 +82,6 @@ const NEEDED: [HeaderName; 17] = [
     HeaderName::from_static("x-forwarded-for"),
     HeaderName::from_static("x-forwarded-proto"),
     HeaderName::from_static("x-forwarded-port"),
-    HeaderName::from_static("x-forwarded-host"),
     HeaderName::from_static("traceparent"),
 ];
 
@@ -93,8 +96,8 @@ impl OriginPolicy {
                     **name != header::COOKIE
                         && !NEEDED.contains(name)
                         && !key.headers.contains(name)
-                        // The web ACL's headers for the target (`x-securecart-waf-...`).
-                        && !name.as_str().starts_with("x-securecart-waf-")
+                        // The edge's own for the target (a client's are removed before).
+                        && !name.as_str().starts_with("x-securecart-")
                         && !self.headers.allows(name.as_str())
                 })
                 .cloned()
@@ -320,6 +323,8 @@ mod tests {
                 ("x-device", "mobile"),
                 ("user-agent", "browser"),
                 ("x-securecart-waf-flagged", "yes"),
+                ("x-securecart-mtls-clientcert", "-----BEGIN"),
+                ("x-forwarded-host", "attacker.example"),
                 ("cookie", "session=s1; lang=fr"),
                 ("cookie", "theme=dark"),
             ])
@@ -336,13 +341,18 @@ mod tests {
             "if-none-match",
             "x-device",
             "x-forwarded-for",
+            "x-securecart-mtls-clientcert",
             "x-securecart-waf-flagged",
         ];
         // (policy, headers left but the cookie, the cookie line left)
         let cases: [(OriginPolicy, Vec<&str>, Option<&str>); 5] = [
             (
                 OriginPolicy::default(),
-                [&always[..], &["authorization", "user-agent"]].concat(),
+                [
+                    &always[..],
+                    &["authorization", "user-agent", "x-forwarded-host"],
+                ]
+                .concat(),
                 Some("session=s1; lang=fr"),
             ),
             (
@@ -366,7 +376,7 @@ mod tests {
                     headers: Forwarded::AllExcept(names(&["authorization"])),
                     cookies: Forwarded::AllExcept(names(&["session"])),
                 },
-                [&always[..], &["user-agent"]].concat(),
+                [&always[..], &["user-agent", "x-forwarded-host"]].concat(),
                 Some("lang=fr; theme=dark"),
             ),
             (
@@ -374,7 +384,11 @@ mod tests {
                     headers: Forwarded::All,
                     cookies: Forwarded::None,
                 },
-                [&always[..], &["authorization", "user-agent"]].concat(),
+                [
+                    &always[..],
+                    &["authorization", "user-agent", "x-forwarded-host"],
+                ]
+                .concat(),
                 Some("theme=dark"),
             ),
         ];

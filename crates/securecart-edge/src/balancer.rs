@@ -197,6 +197,8 @@ pub enum CheckOutcome {
     Passed,
     /// The target answered with a status the matcher does not accept.
     Mismatch(u16),
+    /// A gRPC check's call ended with a `grpc-status` the codes do not accept.
+    GrpcMismatch(u16),
     /// No whole answer within the check's timeout.
     TimedOut,
     /// The connection failed or the answer was not HTTP.
@@ -212,6 +214,7 @@ impl CheckReport {
             CheckOutcome::Mismatch(status) => (2, u32::from(status)),
             CheckOutcome::TimedOut => (3, 0),
             CheckOutcome::Failed => (4, 0),
+            CheckOutcome::GrpcMismatch(code) => (5, u32::from(code)),
         };
         (u32::from(self.settled) << 31) | (kind << 16) | status
     }
@@ -222,6 +225,7 @@ impl CheckReport {
             2 => CheckOutcome::Mismatch((bits & 0xffff) as u16),
             3 => CheckOutcome::TimedOut,
             4 => CheckOutcome::Failed,
+            5 => CheckOutcome::GrpcMismatch((bits & 0xffff) as u16),
             _ => CheckOutcome::Unchecked,
         };
         Self {
@@ -1245,6 +1249,7 @@ mod tests {
             CheckOutcome::Passed,
             CheckOutcome::Mismatch(100),
             CheckOutcome::Mismatch(599),
+            CheckOutcome::GrpcMismatch(14),
             CheckOutcome::TimedOut,
             CheckOutcome::Failed,
         ] {

@@ -230,27 +230,36 @@ struct Head {
 
 impl Head {
     /// The head of a request the cache fetches for `policy` (its body is empty), its
-    /// headers as the origin is to see them ([`for_origin`]).
-    fn of<B>(request: Request<B>, policy: &CachePolicy) -> Self {
+    /// headers as the origin is to see them ([`for_origin`]); and the client's headers, by
+    /// which the stored copy is told apart from others (its `Accept-Encoding` normalised).
+    fn of<B>(request: Request<B>, policy: &CachePolicy) -> (Self, HeaderMap) {
         let (parts, _empty) = request.into_parts();
-        Self {
+        let client = normalized(parts.headers);
+        let head = Self {
             method: parts.method,
             uri: parts.uri,
-            headers: for_origin(parts.headers, policy),
-        }
+            headers: for_origin(client.clone(), policy),
+        };
+        (head, client)
     }
 }
 
-/// A client's headers as a behaviour's fetch sends them: only what its origin request
-/// policy lets through, and `Accept-Encoding` normalised as the cache keys it, so that
-/// what the origin is asked is what the stored copy is found by (`identity` for a client
-/// that accepts none of the codings the edge knows, or sent none, where an origin might
-/// take any coding as acceptable).
-fn for_origin(mut headers: HeaderMap, policy: &CachePolicy) -> HeaderMap {
-    policy.origin.apply(&mut headers, &policy.key);
+/// A client's headers with `Accept-Encoding` normalised as the cache keys it, so that what
+/// the origin is asked is what the stored copy is found by (`identity` for a client that
+/// accepts none of the codings the edge knows, or sent none, where an origin might take
+/// any coding as acceptable).
+fn normalized(mut headers: HeaderMap) -> HeaderMap {
     let accepted = compress::normalized_accept_encoding(&headers)
         .unwrap_or_else(|| HeaderValue::from_static("identity"));
     headers.insert(header::ACCEPT_ENCODING, accepted);
+    headers
+}
+
+/// Normalised headers as a behaviour's fetch sends them: only what its origin request
+/// policy lets through. (The client's own stay what stored copies are told apart by: a
+/// header the origin varies on but is not sent is still a variant's.)
+fn for_origin(mut headers: HeaderMap, policy: &CachePolicy) -> HeaderMap {
+    policy.origin.apply(&mut headers, &policy.key);
     headers
 }
 
@@ -338,9 +347,10 @@ where
             return lookup(stage, behavior, origin, context, host, request).await;
         }
         behavior.metrics.bypass.inc();
-        return origin.fetch(context, request).await;
+        return origin.fetch(context, to_origin(request, behavior)).await;
     }
     behavior.metrics.bypass.inc();
+    let request = to_origin(request, behavior);
     if matches!(method, Method::OPTIONS | Method::TRACE | Method::CONNECT) {
         return origin.fetch(context, request).await;
     }
@@ -380,6 +390,14 @@ fn key_target<B>(request: &Request<B>) -> (&str, Option<&str>) {
         Some(ViewerUri(viewer)) => (viewer.path(), viewer.query()),
         None => (request.uri().path(), request.uri().query()),
     }
+}
+
+/// A request the cache passes to the origin (an unsafe method, a GET with a body): what
+/// the behaviour's origin request policy lets through, as for its misses.
+fn to_origin<B>(mut request: Request<B>, behavior: &Behavior) -> Request<B> {
+    let policy = &behavior.policy;
+    policy.origin.apply(request.headers_mut(), &policy.key);
+    request
 }
 
 /// A GET or HEAD: from the store if it may, else from the origin.
@@ -468,8 +486,7 @@ where
             }
         }
     }
-    let mut head = Head::of(request, &behavior.policy);
-    let client_headers = head.headers.clone();
+    let (mut head, client_headers) = Head::of(request, &behavior.policy);
     let path = head.uri.path().to_owned();
     let parts_method = head.method.clone();
     // A range the cache does not hold is fetched whole, as nginx and Varnish do: the
@@ -638,11 +655,11 @@ where
     B::Error: Into<BoxError>,
 {
     let request_directives = freshness::request_directives(request.headers());
-    let mut head = Head::of(request, &behavior.policy);
+    let (mut head, client_headers) = Head::of(request, &behavior.policy);
     // The client's request as it came, to answer its own conditions and to store under.
     let mut client = Request::new(());
     *client.method_mut() = head.method.clone();
-    *client.headers_mut() = head.headers.clone();
+    *client.headers_mut() = client_headers;
     let client_headers = client.headers();
     make_conditional(&mut head.headers, &stored);
     announce_capability(&mut head.headers);
@@ -741,13 +758,13 @@ fn revalidate_in_background<B>(
     let timeout = origin.timeout;
     let key = Arc::clone(key);
     let stored = Arc::clone(stored);
-    let mut headers = for_origin(request.headers().clone(), &behavior.policy);
+    let client_headers = normalized(request.headers().clone());
+    let mut headers = for_origin(client_headers.clone(), &behavior.policy);
     let uri = request.uri().clone();
     let mut background = RequestContext::new(context.client, context.trace.child());
     let since = stage.cache.generation();
     tokio::spawn(async move {
         let _guard = guard;
-        let client_headers = headers.clone();
         make_conditional(&mut headers, &stored);
         announce_capability(&mut headers);
         let head = Head {

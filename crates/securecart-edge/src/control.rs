@@ -82,10 +82,16 @@ pub enum ReloadError {
     /// The new configuration does not compile.
     #[error(transparent)]
     Invalid(#[from] StartError),
-    /// Listeners (their number, names, addresses, whether they speak TLS, their mutual
-    /// TLS and TLS policy) cannot change without a restart; their certificates can.
+    /// Listeners (their number, names, addresses, whether they speak TLS) cannot change
+    /// without a restart; their certificates can.
     #[error("listeners cannot change on reload (restart the edge to change them)")]
     ListenersChanged,
+    /// A listener's mutual TLS (its mode, or its trust store's certificates) or TLS policy
+    /// changed: they are built into its handshakes, and change with a restart.
+    #[error(
+        "listener {0}: its mutual TLS (mode or trust store) or TLS policy changed; restart the edge to apply it"
+    )]
+    TlsChanged(String),
     /// No configuration source was given to reload from.
     #[error("this edge has no configuration source to reload from")]
     NoSource,
@@ -262,11 +268,7 @@ impl Control {
                     forwarded_for: listener.forwarded_for,
                     drop_invalid_header_fields: listener.drop_invalid_header_fields,
                     client_certificates: mutual_tls,
-                    remove_inserted: inserting
-                        && listener
-                            .waf
-                            .as_ref()
-                            .is_none_or(|waf| waf.insert_headers.is_empty()),
+                    remove_inserted: inserting,
                     cache: cache
                         .zip(config.cache.as_ref())
                         .map(|(cache, settings)| {
@@ -341,16 +343,25 @@ impl Control {
                 .iter()
                 .zip(&config.listeners)
                 .all(|(old, new)| {
-                    // Mutual TLS is built into a listener's acceptor: it changes with a
-                    // restart, as the listener's protocol does.
                     old.name == new.name
                         && old.listen == new.listen
                         && old.tls.is_some() == new.tls.is_some()
-                        && old.tls.as_ref().map(|tls| (&tls.client_auth, tls.policy))
-                            == new.tls.as_ref().map(|tls| (&tls.client_auth, tls.policy))
                 });
         if !same_listeners {
             return Err(ReloadError::ListenersChanged);
+        }
+        // Mutual TLS and the TLS policy are built into a listener's acceptor: they change
+        // with a restart, as the listener's protocol does.
+        if let Some(changed) = current
+            .listeners
+            .iter()
+            .zip(&config.listeners)
+            .find(|(old, new)| {
+                old.tls.as_ref().map(|tls| (&tls.client_auth, tls.policy))
+                    != new.tls.as_ref().map(|tls| (&tls.client_auth, tls.policy))
+            })
+        {
+            return Err(ReloadError::TlsChanged(changed.1.name.clone()));
         }
         // New certificates are read before anything changes: one that does not load
         // refuses the reload, and the certificates in force stay.
@@ -598,6 +609,10 @@ fn target_health(
         CheckOutcome::Mismatch(status) => (
             "Target.ResponseCodeMismatch",
             format!("Health checks failed with these codes: [{status}]"),
+        ),
+        CheckOutcome::GrpcMismatch(code) => (
+            "Target.ResponseCodeMismatch",
+            format!("Health checks failed with these gRPC codes: [{code}]"),
         ),
         CheckOutcome::TimedOut => ("Target.Timeout", "Request timed out".to_owned()),
         CheckOutcome::Failed | CheckOutcome::Unchecked => (

@@ -229,7 +229,7 @@ async fn probe(
             {
                 CheckOutcome::Passed
             }
-            (Some((200, Some(code))), Some(_)) => CheckOutcome::Mismatch(code),
+            (Some((200, Some(code))), Some(_)) => CheckOutcome::GrpcMismatch(code),
             (Some((status, _)), Some(_)) => CheckOutcome::Mismatch(status),
             (Some((status, _)), None)
                 if check.matcher.iter().any(|codes| codes.contains(&status)) =>

@@ -86,8 +86,8 @@ pub struct Pipeline {
     /// [`crate::tls::CLIENT_CERTIFICATE_HEADER`] is removed here, and a client
     /// certificate's put in its place.
     pub client_certificates: bool,
-    /// Whether a client's headers of the web ACLs' prefix are removed here: some listener's
-    /// web ACL adds such headers, and this one's does not (which removes them itself).
+    /// Whether a client's headers of the web ACLs' prefix are removed as the request comes
+    /// in: some listener's web ACL adds such headers.
     pub remove_inserted: bool,
 }
 
@@ -381,6 +381,17 @@ impl Pipeline {
         // future, and they nest. `-Zprint-type-sizes` (2026-11-27): the route's future
         // went from 4,896 to 4,328 bytes, `handle`'s from 880 to 608.
         async move {
+            // Headers only the edge may send its targets: a client's own go before any
+            // stage reads them (the WAF and the rules, too, see none).
+            let mut request = request;
+            if self.remove_inserted {
+                crate::waf::remove_inserted(request.headers_mut());
+            }
+            if self.client_certificates {
+                request
+                    .headers_mut()
+                    .remove(crate::tls::CLIENT_CERTIFICATE_HEADER);
+            }
             // Stage 2: guard (framing the targets could read differently).
             if let Err(error) = guard::check(request.version(), request.headers()) {
                 return Outcome::refused("none", "", error);
@@ -535,10 +546,12 @@ impl Pipeline {
 
             // Stage 6: cache, for the paths a behaviour covers (never a protocol switch).
             let upgrade = forward::upgrade_requested(request.version(), request.headers());
+            // A client with a certificate is its targets' to judge: never answered from a
+            // copy another client's request stored, nor stored for another.
             let cached = self
                 .cache
                 .as_ref()
-                .filter(|_| upgrade.is_none())
+                .filter(|_| upgrade.is_none() && context.client_certificate.is_none())
                 .and_then(|stage| {
                     let behavior = stage.behavior(request.uri().path())?;
                     Some((stage, behavior, host.to_owned()))
@@ -560,22 +573,16 @@ impl Pipeline {
                 &self.port_header,
                 self.forwarded_for,
             );
-            if self.remove_inserted {
-                crate::waf::remove_inserted(&mut parts.headers);
-            }
             if self.drop_invalid_header_fields {
                 forward::drop_invalid_header_fields(&mut parts.headers);
             }
-            if self.client_certificates {
-                let name = http::HeaderName::from_static(crate::tls::CLIENT_CERTIFICATE_HEADER);
-                match &context.client_certificate {
-                    Some(certificate) => {
-                        parts.headers.insert(name, certificate.clone());
-                    }
-                    None => {
-                        parts.headers.remove(name);
-                    }
-                }
+            // The client's certificate, for its targets (a client's own header of that
+            // name went at the first stage).
+            if let Some(certificate) = &context.client_certificate {
+                parts.headers.insert(
+                    http::HeaderName::from_static(crate::tls::CLIENT_CERTIFICATE_HEADER),
+                    certificate.clone(),
+                );
             }
             let mut transformed = (None, None);
             if forward.url_rewrite.is_some() || forward.host_rewrite.is_some() {

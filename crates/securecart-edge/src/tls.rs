@@ -72,8 +72,9 @@ pub enum ClientAuth {
 }
 
 /// The header that carries a client's certificate to the targets (ALB's
-/// `X-Amzn-Mtls-Clientcert`): its leaf, in PEM, percent-encoded. A client's own header of
-/// that name is removed on every listener of an edge with mutual TLS.
+/// `X-Amzn-Mtls-Clientcert`): its chain, leaf first, in PEM, percent-encoded
+/// ([`client_certificate`]). A client's own header of that name is removed on every
+/// listener of an edge with mutual TLS, as the request comes in.
 pub const CLIENT_CERTIFICATE_HEADER: &str = "x-securecart-mtls-clientcert";
 
 /// A certificate chain and its private key, in PEM.
@@ -263,18 +264,40 @@ fn client_verifier(
     }
 }
 
-/// A client's certificate as [`CLIENT_CERTIFICATE_HEADER`] carries it: its leaf in PEM,
-/// percent-encoded (every byte but letters, digits and `-._~`), as ALB sends it.
+/// The most certificates of a client's chain its targets are sent.
+const MAX_CHAIN: usize = 4;
+
+/// The most bytes of PEM its targets are sent: a longer chain (a client chooses its own, up
+/// to rustls's handshake limit of 64 KiB) goes as its leaf alone.
+const MAX_CHAIN_PEM: usize = 16 * 1024;
+
+/// A client's certificate as [`CLIENT_CERTIFICATE_HEADER`] carries it: its chain as the
+/// client sent it, leaf first (at most [`MAX_CHAIN`] certificates and [`MAX_CHAIN_PEM`]
+/// bytes, else the leaf alone), in PEM, percent-encoded (every byte but letters, digits
+/// and `-._~`), as ALB sends a client's chain.
 pub fn client_certificate(session: &rustls::ServerConnection) -> Option<http::HeaderValue> {
     use base64::Engine;
-    let leaf = session.peer_certificates()?.first()?;
-    let encoded = base64::engine::general_purpose::STANDARD.encode(leaf.as_ref());
-    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in encoded.as_bytes().chunks(64) {
-        pem.push_str(std::str::from_utf8(line).unwrap_or(""));
-        pem.push('\n');
+    let chain = session.peer_certificates()?;
+    let to_pem = |certificates: &[CertificateDer<'_>]| {
+        let mut pem = String::new();
+        for certificate in certificates {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(certificate.as_ref());
+            pem.push_str("-----BEGIN CERTIFICATE-----\n");
+            for line in encoded.as_bytes().chunks(64) {
+                pem.push_str(std::str::from_utf8(line).unwrap_or(""));
+                pem.push('\n');
+            }
+            pem.push_str("-----END CERTIFICATE-----\n");
+        }
+        pem
+    };
+    let mut pem = to_pem(&chain[..chain.len().min(MAX_CHAIN)]);
+    if pem.is_empty() {
+        return None;
     }
-    pem.push_str("-----END CERTIFICATE-----\n");
+    if pem.len() > MAX_CHAIN_PEM {
+        pem = to_pem(&chain[..1]);
+    }
     let mut escaped = String::with_capacity(pem.len() * 3 / 2);
     for byte in pem.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {

@@ -1040,3 +1040,62 @@ async fn a_miss_sends_the_origin_what_the_behaviours_request_policy_lets_through
     edge.shutdown().await;
     server.stop().await;
 }
+
+/// A behaviour that sends the origin none of the client's headers but those it needs still
+/// tells stored copies apart by the client's own: an answer that says `Vary:
+/// Accept-Language` is found again by a second request in the same language.
+#[tokio::test]
+async fn a_varied_answer_is_found_again_when_its_header_is_kept_from_the_origin() {
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&requests);
+    let server = serve(
+        "127.0.0.1",
+        Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route(
+                "/static/varied",
+                get(move || {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    async {
+                        (
+                            [
+                                (header::CACHE_CONTROL, "max-age=60"),
+                                (header::VARY, "Accept-Language"),
+                            ],
+                            "the same in every language",
+                        )
+                    }
+                }),
+            ),
+    )
+    .await;
+    let mut config = common::one_listener("origin", vec![server.address]);
+    config.cache = Some(CacheConfig {
+        capacity_bytes: 16 * 1024 * 1024,
+        max_object_bytes: 16 * 1024,
+        behaviors: vec![CacheBehavior {
+            name: "static".to_owned(),
+            path_pattern: "/static/*".to_owned(),
+            policy: CachePolicy {
+                origin: securecart_cache::OriginPolicy {
+                    headers: securecart_cache::Forwarded::None,
+                    cookies: securecart_cache::Forwarded::None,
+                },
+                ..CachePolicy::default()
+            },
+            origin_shield: None,
+        }],
+        disk: None,
+    });
+    let edge = RunningEdge::start(config, "http").await;
+    let mut client = TestClient::http1();
+    let url = format!("{}/static/varied", edge.url);
+    let french = [("accept-language", "fr")];
+    for expected in ["Miss", "Hit"] {
+        let reply = client.send(http::Method::GET, &url, &french, "").await;
+        assert_eq!(reply.header("x-cache"), Some(expected));
+    }
+    assert_eq!(requests.load(Ordering::SeqCst), 1);
+    edge.shutdown().await;
+    server.stop().await;
+}

@@ -3387,6 +3387,24 @@ async fn https_listeners_may_ask_for_client_certificates() {
             client_auth,
             policy: Default::default(),
         });
+        // A rule that would let a forged certificate header choose its answer: the rules
+        // never see a client's own.
+        config.listeners[0].rules = vec![Rule {
+            name: "forged".to_owned(),
+            priority: 1,
+            conditions: Conditions {
+                headers: vec![(
+                    "x-securecart-mtls-clientcert".to_owned(),
+                    vec!["forged".to_owned()],
+                )],
+                ..Conditions::default()
+            },
+            action: ActionConfig::FixedResponse(FixedResponseConfig {
+                status: 403,
+                content_type: "text/plain".to_owned(),
+                body: "the rules saw a forged certificate".to_owned(),
+            }),
+        }];
         RunningEdge::start(config, "https")
     };
     let address = |edge: &RunningEdge| -> SocketAddr {
@@ -3510,6 +3528,10 @@ async fn a_grpc_groups_health_check_reads_the_calls_status() {
         target_state["reason"], "Target.ResponseCodeMismatch",
         "{target_state}"
     );
+    assert_eq!(
+        target_state["description"], "Health checks failed with these gRPC codes: [14]",
+        "{target_state}"
+    );
     code.store(0, Ordering::SeqCst);
     edge.wait_for_healthy(1).await;
     edge.shutdown().await;
@@ -3569,6 +3591,28 @@ async fn an_https_listener_offers_the_versions_and_protocols_its_policy_says() {
         answered.alpn.as_deref(),
         Some(&b"http/1.1"[..]),
         "no HTTP/2"
+    );
+    // The policy is built into the listener's handshakes: a reload that changes it is
+    // refused, naming the listener, and the edge goes on as it was.
+    let mut changed = common::one_listener("api", vec![a.address]);
+    changed.target_groups[0].health_check = health_check();
+    changed.listeners[0].tls = Some(TlsConfig {
+        certificates: vec![server.clone()],
+        client_auth: Default::default(),
+        policy: TlsPolicy::default(),
+    });
+    let refused = strict
+        .control
+        .apply(changed)
+        .await
+        .expect_err("a restart's change");
+    assert!(
+        refused.to_string().contains("listener http") && refused.to_string().contains("restart"),
+        "{refused}"
+    );
+    assert!(
+        get(&strict, &[b"http/1.1"], true).await.is_err(),
+        "still TLS 1.3 only"
     );
     strict.shutdown().await;
     let default = start(TlsPolicy::default()).await;

@@ -1722,6 +1722,9 @@ fn resolve_shield(
     }
 }
 
+/// The most statements a managed group's scope-down holds.
+const MAX_SCOPE_DOWN: usize = 10;
+
 /// `[edge.waf.group_overrides]`: each names a group the ACL runs, and rules of that group.
 fn resolve_group_overrides(
     raw: &crate::raw::RawWaf,
@@ -1748,6 +1751,17 @@ fn resolve_group_overrides(
         };
         if !managed_groups.iter().any(|listed| listed == name) {
             findings.problem(at.clone(), format!("`{name}` is not among managed_groups"));
+        }
+        // The scope-down runs before each of the group's rules (a few dozen): it is kept
+        // small, as AWS WAF's capacity units would.
+        if let Some(statement) = &raw_override.scope_down {
+            let statements = crate::waf::count(statement, 0);
+            if statements > MAX_SCOPE_DOWN {
+                findings.problem(
+                    at.key("scope_down"),
+                    format!("holds {statements} statements; at most {MAX_SCOPE_DOWN}"),
+                );
+            }
         }
         let scope_down = raw_override.scope_down.as_ref().and_then(|statement| {
             crate::waf::statement(statement, &at.key("scope_down"), 1, findings)
@@ -2422,6 +2436,12 @@ fn resolve_health_check(
     });
     if raw.port == Some(0) {
         findings.problem(path.key("port"), "must be from 1 to 65535");
+    }
+    if raw.grpc_codes.is_some() && raw.matcher != crate::raw::default_matcher() {
+        findings.problem(
+            path.key("matcher"),
+            "a gRPC check is judged by grpc_codes alone: leave matcher out",
+        );
     }
     let grpc_codes = raw.grpc_codes.as_ref().map(|text| {
         parse_grpc_matcher(text).unwrap_or_else(|message| {

@@ -644,7 +644,10 @@ pub struct RawGroupOverride {
     #[serde(default)]
     pub count_all: bool,
     /// Only the requests this statement matches are inspected by the group (AWS WAF's
-    /// scope-down statement), as a rule's `statement` is written.
+    /// scope-down statement), as a rule's `statement` is written, of at most 10
+    /// statements. It runs before each of the group's rules: a `label_match` in it also
+    /// sees the labels of the group's own rules that matched before (on AWS WAF, only
+    /// those of the rules before the group).
     #[serde(default)]
     pub scope_down: Option<RawStatement>,
     /// Rules of the group given another action, by id: `allow`, `block` or `count` (AWS

@@ -27,7 +27,7 @@ const MAX_STATEMENTS: usize = 500;
 
 /// How many statements `raw` holds (counting stops past the nesting limit, which is an
 /// error of its own).
-fn count(raw: &RawStatement, depth: usize) -> usize {
+pub(crate) fn count(raw: &RawStatement, depth: usize) -> usize {
     if depth > MAX_DEPTH {
         return 1;
     }
@@ -188,8 +188,17 @@ pub(crate) fn insert_headers(
     let mut headers = Vec::with_capacity(raw.len());
     for (name, value) in raw {
         let lower = name.to_ascii_lowercase();
-        if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
-            findings.problem(at.key(name), format!("`{name}` is not a header name"));
+        // Letters, digits and `-`, as every proxy and application takes (ALB's
+        // `drop_invalid_header_fields` would drop others).
+        let valid = !lower.is_empty()
+            && lower
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-');
+        if !valid {
+            findings.problem(
+                at.key(name),
+                format!("`{name}` is not a header name of letters, digits and `-`"),
+            );
         } else if headers
             .iter()
             .any(|(taken, _): &(String, String)| *taken == lower)

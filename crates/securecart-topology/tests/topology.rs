@@ -444,6 +444,24 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
         ),
         (
             "algorithm = \"p2c_peak_ewma\"\nhealth_check = { path = \"/healthz\"",
+            "algorithm = \"p2c_peak_ewma\"\nprotocol = \"http2\"\nhealth_check = { grpc_codes = \"12\", matcher = \"200-299\", path = \"/healthz\"",
+            "edge.target_groups[1].health_check.matcher",
+            "judged by grpc_codes alone",
+        ),
+        (
+            "\n# The shield, as AWS Shield",
+            "\n[[edge.waf.rules]]\nname = \"admin-paths\"\npriority = 11\naction = \"count\"\ninsert_headers = { risk_score = \"1\" }\nstatement = { byte_match = { field = \"uri_path\", position = \"starts_with\", search = \"/admin\" } }\n# The shield, as AWS Shield",
+            "edge.waf.rules[1].insert_headers.risk_score",
+            "letters, digits and `-`",
+        ),
+        (
+            "managed_priority = 500",
+            "managed_priority = 500\ngroup_overrides = { xss = { scope_down = { or = [{ label_match = \"a:b\" }, { label_match = \"a:c\" }, { label_match = \"a:d\" }, { label_match = \"a:e\" }, { label_match = \"a:f\" }, { label_match = \"a:g\" }, { label_match = \"a:h\" }, { label_match = \"a:i\" }, { label_match = \"a:j\" }, { label_match = \"a:k\" }] } } }",
+            "edge.waf.group_overrides.xss.scope_down",
+            "at most 10",
+        ),
+        (
+            "algorithm = \"p2c_peak_ewma\"\nhealth_check = { path = \"/healthz\"",
             "algorithm = \"p2c_peak_ewma\"\nhealth_check = { grpc_codes = \"12\", path = \"/healthz\"",
             "edge.target_groups[1].health_check.grpc_codes",
             "needs protocol = \"http2\"",
