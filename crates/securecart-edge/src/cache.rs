@@ -305,7 +305,11 @@ async fn send_head(
         )
         .await
         {
-            Err(error @ (EdgeError::Connect(_) | EdgeError::NoTargets(_))) => {
+            Err(
+                error @ (EdgeError::Connect(_)
+                | EdgeError::ConnectTimeout(_)
+                | EdgeError::NoTargets(_)),
+            ) => {
                 tracing::debug!(%error, shield = %route.groups[shield].name, "origin shield unreachable; fetching from the origin");
             }
             answer => return answer,

@@ -26,6 +26,11 @@ pub enum EdgeError {
     /// Connecting to the target failed; nothing was sent, so a retry is safe.
     #[error("cannot connect to target: {0}")]
     Connect(String),
+    /// No connection to the target was made within the connect timeout (ALB's 504 for a
+    /// target that does not accept its connection in time); nothing was sent, so a retry
+    /// is safe.
+    #[error("no connection to target in time: {0}")]
+    ConnectTimeout(String),
     /// The target failed after the request was sent.
     #[error("target failed: {0}")]
     Upstream(String),
@@ -68,25 +73,27 @@ impl EdgeError {
             | EdgeError::RateLimited(_)
             | EdgeError::Mitigated(_) => ErrorSource::Client,
             EdgeError::NoTargets(_) | EdgeError::Shed => ErrorSource::Internal,
-            EdgeError::Connect(_) | EdgeError::Upstream(_) | EdgeError::Timeout => {
-                ErrorSource::Upstream
-            }
+            EdgeError::Connect(_)
+            | EdgeError::ConnectTimeout(_)
+            | EdgeError::Upstream(_)
+            | EdgeError::Timeout => ErrorSource::Upstream,
         }
     }
 
     /// Whether sending the same request to another target is safe whatever its method:
     /// only when nothing reached the first one.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, EdgeError::Connect(_))
+        matches!(self, EdgeError::Connect(_) | EdgeError::ConnectTimeout(_))
     }
 
     /// The status the client gets, as ALB answers: 503 without targets,
-    /// 502 when a target fails, 504 when it is too slow.
+    /// 502 when a target fails (or refuses the connection), 504 when it is too slow (to
+    /// accept the connection, or to answer).
     pub fn status(&self) -> StatusCode {
         match self {
             EdgeError::NoTargets(_) => StatusCode::SERVICE_UNAVAILABLE,
             EdgeError::Connect(_) | EdgeError::Upstream(_) => StatusCode::BAD_GATEWAY,
-            EdgeError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            EdgeError::Timeout | EdgeError::ConnectTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             EdgeError::BadRequest(_) => StatusCode::BAD_REQUEST,
             EdgeError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             EdgeError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -104,6 +111,7 @@ impl EdgeError {
         match self {
             EdgeError::NoTargets(_) => "no_targets",
             EdgeError::Connect(_) => "target_unreachable",
+            EdgeError::ConnectTimeout(_) => "target_connect_timeout",
             EdgeError::Upstream(_) => "target_failed",
             EdgeError::Timeout => "target_timeout",
             EdgeError::BadRequest(_) => "bad_request",

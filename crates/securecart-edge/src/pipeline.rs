@@ -759,6 +759,7 @@ pub fn error_response(error: &EdgeError) -> Response<EdgeBody> {
     let message = match error {
         EdgeError::NoTargets(_) => "No target can serve this request.",
         EdgeError::Connect(_) => "No target could be reached.",
+        EdgeError::ConnectTimeout(_) => "No target accepted a connection in time.",
         EdgeError::Upstream(_) => "The target failed to answer.",
         EdgeError::Timeout => "The target did not answer in time.",
         EdgeError::BadRequest(reason) => reason,

@@ -60,6 +60,9 @@ impl Default for PoolSettings {
 pub enum PoolError {
     /// No connection could be made: nothing reached the target.
     Connect(String),
+    /// No connection (or TLS session) was made within the connect timeout: nothing reached
+    /// the target.
+    ConnectTimeout(String),
     /// The exchange failed on a connection.
     Request(BoxError),
     /// The request's own body failed (the client's upload broke off, or went past its
@@ -342,7 +345,7 @@ impl TargetPool {
         )
         .await
         .map_err(|_| {
-            PoolError::Connect(format!("the TLS handshake with {} timed out", self.address))
+            PoolError::ConnectTimeout(format!("the TLS handshake with {} timed out", self.address))
         })?
         .map_err(|error| {
             PoolError::Connect(format!("the TLS handshake with {}: {error}", self.address))
@@ -370,7 +373,9 @@ impl TargetPool {
         };
         let stream = tokio::time::timeout(self.settings.connect_timeout, connecting)
             .await
-            .map_err(|_| PoolError::Connect(format!("connecting to {} timed out", self.address)))?
+            .map_err(|_| {
+                PoolError::ConnectTimeout(format!("connecting to {} timed out", self.address))
+            })?
             .map_err(|error| {
                 PoolError::Connect(format!("connecting to {}: {error}", self.address))
             })?;

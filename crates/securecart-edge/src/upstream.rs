@@ -392,12 +392,17 @@ where
         // This send's attempts (the context counts every attempt of the request, which may
         // have been sent to another group before: the cache's origin shield).
         let mut attempt = 0;
+        // Whether the last target tried did not accept the connection in time.
+        let mut last_timed_out = false;
         loop {
             let sticky = sticky_target.filter(|_| attempt == 0);
             let Some(index) = sticky.or_else(|| group.pick(&tried[..attempt])) else {
-                return Err(EdgeError::Connect(
-                    "every target refused the connection".to_owned(),
-                ));
+                // Every target tried: the last one's failure says which status fits.
+                return Err(if last_timed_out {
+                    EdgeError::ConnectTimeout("no target accepted a connection in time".to_owned())
+                } else {
+                    EdgeError::Connect("every target refused the connection".to_owned())
+                });
             };
             tried[attempt] = index;
             attempt += 1;
@@ -521,11 +526,16 @@ where
                             max_body_bytes.filter(|_| over_limit(&**error))
                         }
                         // (A timeout returned above.)
-                        PoolError::Connect(_) | PoolError::Timeout => None,
+                        PoolError::Connect(_)
+                        | PoolError::ConnectTimeout(_)
+                        | PoolError::Timeout => None,
                     };
                     let failure = match (error, too_large) {
                         (_, Some(limit)) => EdgeError::BodyTooLarge(limit),
                         (PoolError::Connect(reason), None) => EdgeError::Connect(reason),
+                        (PoolError::ConnectTimeout(reason), None) => {
+                            EdgeError::ConnectTimeout(reason)
+                        }
                         // The client's upload broke off: not the target's doing, and not to be
                         // sent again.
                         (PoolError::Body(_), None) => {
@@ -537,7 +547,8 @@ where
                     // An idempotent request whose connection failed before an answer may be sent
                     // again (nginx's `proxy_next_upstream error`): the target may have seen it,
                     // but seeing it twice changes nothing.
-                    let targets_fault = matches!(failure, EdgeError::Connect(_))
+                    last_timed_out = matches!(failure, EdgeError::ConnectTimeout(_));
+                    let targets_fault = failure.is_retryable()
                         || (matches!(failure, EdgeError::Upstream(_)) && !body_streams);
                     if targets_fault {
                         observe(None, std::time::Instant::now());

@@ -3623,3 +3623,55 @@ async fn an_https_listener_offers_the_versions_and_protocols_its_policy_says() {
     assert_eq!(answered.alpn.as_deref(), Some(&b"h2"[..]));
     default.shutdown().await;
 }
+
+/// A target that does not accept its connection in time gets ALB's 504, where one that
+/// refuses it gets 502: a listener whose queue of connections to accept is full drops new
+/// ones, so that connecting to it waits past the connect timeout.
+#[tokio::test]
+async fn a_target_that_does_not_accept_in_time_gets_504() {
+    // A listener with room for one connection waiting to be accepted, never accepting.
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().expect("address").into())
+        .expect("bind");
+    socket.listen(0).expect("listen");
+    let full: SocketAddr = socket
+        .local_addr()
+        .expect("address")
+        .as_socket()
+        .expect("inet");
+    // Fill its queue: the next connection's SYN is dropped, and it waits.
+    let mut waiting = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(stream)) = tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(full),
+        )
+        .await
+        {
+            waiting.push(stream);
+        }
+    }
+    let group = TargetGroupConfig {
+        outlier_detection: None,
+        ..TargetGroupConfig::new("api", vec![full], health_check())
+    };
+    let edge = start_edge_with_limits(
+        vec![path_rule(1, "/api/*", ActionConfig::forward("api"))],
+        not_found(),
+        vec![group],
+        Limits {
+            connect_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        },
+    )
+    .await;
+    let reply = TestClient::http1()
+        .get(&format!("{}/api/whoami", edge.url))
+        .await;
+    assert_eq!(reply.status, 504, "{}", reply.text());
+    assert_eq!(reply.json()["error"]["code"], "target_connect_timeout");
+    edge.shutdown().await;
+    drop((waiting, socket));
+}

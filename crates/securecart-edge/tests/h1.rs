@@ -178,7 +178,7 @@ async fn exchange(pool: &Arc<TargetPool>, request: Request<EdgeBody>) -> Result<
         .send(request, deadline)
         .await
         .map_err(|error| match error {
-            PoolError::Connect(reason) => reason,
+            PoolError::Connect(reason) | PoolError::ConnectTimeout(reason) => reason,
             PoolError::Request(error) => error.to_string(),
             PoolError::Body(error) => format!("body: {error}"),
             PoolError::Timeout => "timed out".to_owned(),
