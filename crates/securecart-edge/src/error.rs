@@ -46,6 +46,10 @@ pub enum EdgeError {
     /// The request cannot be forwarded as it is.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// The request's `X-Forwarded-For` holds more addresses than the edge appends to
+    /// ([`crate::forward::MAX_FORWARDED_ADDRESSES`]; ALB's 463).
+    #[error("X-Forwarded-For holds more than {0} addresses")]
+    TooManyForwardedAddresses(usize),
     /// The listener's web ACL blocked the request, by this rule (or its default action),
     /// with the rule's own answer if it has one.
     #[error("blocked by the web ACL ({0})")]
@@ -67,6 +71,7 @@ impl EdgeError {
     pub fn source_kind(&self) -> ErrorSource {
         match self {
             EdgeError::BadRequest(_)
+            | EdgeError::TooManyForwardedAddresses(_)
             | EdgeError::BodyTooLarge(_)
             | EdgeError::ClientTimeout
             | EdgeError::Blocked(..)
@@ -95,6 +100,10 @@ impl EdgeError {
             EdgeError::Connect(_) | EdgeError::Upstream(_) => StatusCode::BAD_GATEWAY,
             EdgeError::Timeout | EdgeError::ConnectTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             EdgeError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            // ALB's own status for it.
+            EdgeError::TooManyForwardedAddresses(_) => {
+                StatusCode::from_u16(463).unwrap_or(StatusCode::BAD_REQUEST)
+            }
             EdgeError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             EdgeError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             EdgeError::Blocked(_, None) => StatusCode::FORBIDDEN,
@@ -115,6 +124,7 @@ impl EdgeError {
             EdgeError::Upstream(_) => "target_failed",
             EdgeError::Timeout => "target_timeout",
             EdgeError::BadRequest(_) => "bad_request",
+            EdgeError::TooManyForwardedAddresses(_) => "too_many_forwarded_addresses",
             EdgeError::BodyTooLarge(_) => "body_too_large",
             EdgeError::ClientTimeout => "client_timeout",
             EdgeError::Blocked(..) => "blocked",

@@ -328,6 +328,23 @@ fn has_dot_segment(path: &str) -> bool {
     })
 }
 
+/// The most addresses a request's `X-Forwarded-For` may hold for the edge to append to
+/// it (ALB's limit, past which it answers 463).
+pub const MAX_FORWARDED_ADDRESSES: usize = 30;
+
+/// Whether a request's `X-Forwarded-For` holds more than [`MAX_FORWARDED_ADDRESSES`]
+/// entries, over all its lines (most requests have none, and cost one look-up).
+pub fn too_many_forwarded(headers: &HeaderMap) -> bool {
+    let mut entries = 0;
+    for line in headers.get_all(&X_FORWARDED_FOR) {
+        entries += line.as_bytes().split(|&byte| byte == b',').count();
+        if entries > MAX_FORWARDED_ADDRESSES {
+            return true;
+        }
+    }
+    false
+}
+
 /// The request's `X-Forwarded-For` lines (those that hold more than spaces) joined, then
 /// `client`: every proxy's entry is kept, in order, whichever line it came on.
 fn appended(headers: &HeaderMap, client: HeaderValue) -> HeaderValue {
@@ -456,6 +473,33 @@ mod tests {
 
     /// The framing headers are told from their names as the wire spells them, and no
     /// other header is taken for one.
+    /// ALB's limit of 30 addresses in `X-Forwarded-For`, over all its lines.
+    #[test]
+    fn thirty_forwarded_addresses_are_the_most() {
+        let addresses = |count: usize| {
+            (0..count)
+                .map(|index| format!("10.0.0.{index}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for (lines, too_many) in [
+            (vec![], false),
+            (vec![addresses(30)], false),
+            (vec![addresses(31)], true),
+            (vec![addresses(15), addresses(15)], false),
+            (vec![addresses(15), addresses(16)], true),
+        ] {
+            let mut headers = HeaderMap::new();
+            for line in &lines {
+                headers.append(
+                    "x-forwarded-for",
+                    HeaderValue::from_str(line).expect("value"),
+                );
+            }
+            assert_eq!(super::too_many_forwarded(&headers), too_many, "{lines:?}");
+        }
+    }
+
     #[test]
     fn headers_of_invalid_names_are_dropped_if_asked() {
         let mut headers = HeaderMap::new();

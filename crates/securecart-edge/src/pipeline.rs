@@ -566,6 +566,13 @@ impl Pipeline {
                     .remove::<crate::server::OnUpgrade>()
             });
             let (mut parts, body) = request.into_parts();
+            // A chain of proxies longer than any a shop's traffic crosses (ALB's 463).
+            if self.forwarded_for.mode == forward::XffMode::Append
+                && forward::too_many_forwarded(&parts.headers)
+            {
+                let error = EdgeError::TooManyForwardedAddresses(forward::MAX_FORWARDED_ADDRESSES);
+                return Outcome::refused(rule, "forward", error);
+            }
             forward::prepare_request(
                 &mut parts,
                 context,
@@ -763,6 +770,9 @@ pub fn error_response(error: &EdgeError) -> Response<EdgeBody> {
         EdgeError::Upstream(_) => "The target failed to answer.",
         EdgeError::Timeout => "The target did not answer in time.",
         EdgeError::BadRequest(reason) => reason,
+        EdgeError::TooManyForwardedAddresses(_) => {
+            "X-Forwarded-For names more addresses than any chain of proxies would."
+        }
         EdgeError::BodyTooLarge(_) => "The request body is too large.",
         EdgeError::ClientTimeout => "The request body did not arrive in time.",
         EdgeError::Blocked(_, Some(custom)) => return custom_response(custom),

@@ -3148,6 +3148,25 @@ async fn a_listener_appends_preserves_or_removes_x_forwarded_for_and_drops_inval
         assert_eq!(seen["x-forwarded-proto"], "http", "{processing:?}");
         edge.shutdown().await;
     }
+    // More than 30 addresses to append to: ALB's 463, and the target is not asked.
+    let mut config = common::one_listener("api", vec![a.address]);
+    config.target_groups[0].health_check = health_check();
+    let edge = RunningEdge::start(config, "http").await;
+    edge.wait_for_healthy(1).await;
+    let chain = (0..31)
+        .map(|index| format!("10.0.0.{index}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let answer = raw_exchange(
+        edge.url.trim_start_matches("http://"),
+        &format!(
+            "GET /api/whoami HTTP/1.1\r\nHost: shop.example\r\nX-Forwarded-For: {chain}\r\nConnection: close\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 463"), "{answer}");
+    assert!(answer.contains("too_many_forwarded_addresses"), "{answer}");
+    edge.shutdown().await;
     // A header a CGI application would read as X-Forwarded-For goes through, unless the
     // listener drops invalid header names.
     for drop in [false, true] {
