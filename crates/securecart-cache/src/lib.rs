@@ -31,9 +31,9 @@ pub use freshness::{Freshness, NotStorable, Reuse, Ttl};
 pub use key::{Forwarded, KeyPolicy, OriginPolicy, QueryKey, Variant};
 pub use store::{Store, Stored};
 
-/// How one cache behaviour treats what it caches: TTLs, the key, and what of a client's
-/// request the origin sees.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// How one cache behaviour treats what it caches: TTLs, the key, what of a client's request
+/// the origin sees, and whether text is answered compressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachePolicy {
     /// Freshness bounds.
     pub ttl: Ttl,
@@ -41,6 +41,20 @@ pub struct CachePolicy {
     pub key: KeyPolicy,
     /// Which of the client's headers and cookies go to the origin.
     pub origin: OriginPolicy,
+    /// Whether stored text is answered compressed where the client accepts it
+    /// (CloudFront's "compress objects automatically", on by default).
+    pub compress: bool,
+}
+
+impl Default for CachePolicy {
+    fn default() -> Self {
+        Self {
+            ttl: Ttl::default(),
+            key: KeyPolicy::default(),
+            origin: OriginPolicy::default(),
+            compress: true,
+        }
+    }
 }
 
 /// An edge's cache: the memory tier, an optional disk tier behind it, and the fetches

@@ -434,14 +434,14 @@ where
                     } else {
                         Served::Stale
                     };
-                    let stored = encoded(stage, &key, stored, &request).await;
+                    let stored = encoded(stage, behavior, &key, stored, &request).await;
                     return Ok(serve(&stored, &request, served, behavior, now));
                 }
                 Reuse::StaleWhileRevalidate => {
                     revalidate_in_background(
                         stage, behavior, &origin, context, &key, &stored, &request,
                     );
-                    let stored = encoded(stage, &key, stored, &request).await;
+                    let stored = encoded(stage, behavior, &key, stored, &request).await;
                     return Ok(serve(&stored, &request, Served::Stale, behavior, now));
                 }
                 Reuse::Revalidate if request_directives.only_if_cached => {
@@ -587,11 +587,12 @@ const INLINE_COMPRESSION_BYTES: usize = 64 * 1024;
 /// in if it is made now (once per object and encoding: the copy is stored in its place).
 async fn encoded<B>(
     stage: &CacheStage,
+    behavior: &Behavior,
     key: &Arc<str>,
     stored: Arc<Stored>,
     request: &Request<B>,
 ) -> Arc<Stored> {
-    let Some(encoding) = answer_encoding(&stored, request) else {
+    let Some(encoding) = answer_encoding(&stored, request, behavior) else {
         return stored;
     };
     if stored.encoded(encoding).is_some() {
@@ -618,9 +619,15 @@ async fn encoded<B>(
 }
 
 /// The encoding a stored response is answered in for this request: a whole 200 of a
-/// compressible type to a GET that accepts one (ranges are cut from the identity).
-fn answer_encoding<B>(stored: &Stored, request: &Request<B>) -> Option<Encoding> {
-    if request.method() != Method::GET
+/// compressible type to a GET that accepts one (ranges are cut from the identity), where
+/// the behaviour compresses.
+fn answer_encoding<B>(
+    stored: &Stored,
+    request: &Request<B>,
+    behavior: &Behavior,
+) -> Option<Encoding> {
+    if !behavior.policy.compress
+        || request.method() != Method::GET
         || stored.status != StatusCode::OK
         || request.headers().contains_key(header::RANGE)
         || !compress::compressible(&stored.headers, stored.body.len())
@@ -972,7 +979,8 @@ fn store_on_the_way(
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<usize>().ok());
-    if parts.status == StatusCode::OK
+    if behavior.policy.compress
+        && parts.status == StatusCode::OK
         && length.is_some_and(|length| compress::compressible(&parts.headers, length))
     {
         compress::vary_on_accept_encoding(&mut parts.headers);
@@ -1213,8 +1221,8 @@ fn serve<B>(
         } else {
             Ranged::Whole
         };
-        let encoding =
-            answer_encoding(stored, request).filter(|encoding| stored.encoded(*encoding).is_some());
+        let encoding = answer_encoding(stored, request, behavior)
+            .filter(|encoding| stored.encoded(*encoding).is_some());
         let (status, body, content_range) = match ranged {
             Ranged::Whole => (
                 stored.status,
@@ -1247,7 +1255,8 @@ fn serve<B>(
         });
         *response.status_mut() = status;
         *response.headers_mut() = stored.headers.clone();
-        if stored.status == StatusCode::OK
+        if behavior.policy.compress
+            && stored.status == StatusCode::OK
             && compress::compressible(&stored.headers, stored.body.len())
         {
             compress::vary_on_accept_encoding(response.headers_mut());

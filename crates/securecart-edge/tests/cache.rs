@@ -1099,3 +1099,44 @@ async fn a_varied_answer_is_found_again_when_its_header_is_kept_from_the_origin(
     edge.shutdown().await;
     server.stop().await;
 }
+
+/// A behaviour that does not compress answers text as the origin gave it, and says no
+/// `Vary: Accept-Encoding` of its own.
+#[tokio::test]
+async fn a_behaviour_may_leave_text_uncompressed() {
+    let (server, origin) = start_origin().await;
+    let mut config = common::one_listener("origin", vec![server.address]);
+    config.cache = Some(CacheConfig {
+        capacity_bytes: 16 * 1024 * 1024,
+        max_object_bytes: 16 * 1024,
+        behaviors: vec![CacheBehavior {
+            name: "static".to_owned(),
+            path_pattern: "/static/*".to_owned(),
+            policy: CachePolicy {
+                compress: false,
+                ..CachePolicy::default()
+            },
+            origin_shield: None,
+        }],
+        disk: None,
+    });
+    let edge = RunningEdge::start(config, "http").await;
+    let url = format!("{}/static/page.css", edge.url);
+    for expected in ["Miss", "Hit"] {
+        let reply = TestClient::http1()
+            .send(
+                http::Method::GET,
+                &url,
+                &[("accept-encoding", "br, gzip")],
+                "",
+            )
+            .await;
+        assert_eq!(reply.header("x-cache"), Some(expected));
+        assert_eq!(reply.header("content-encoding"), None);
+        assert_eq!(reply.header("vary"), None);
+        assert_eq!(reply.text(), PAGE_CSS.repeat(100));
+    }
+    assert_eq!(requests(&origin), 1);
+    edge.shutdown().await;
+    server.stop().await;
+}

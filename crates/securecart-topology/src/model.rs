@@ -374,6 +374,8 @@ pub struct CacheBehavior {
     pub headers: Vec<String>,
     /// Cookies in the key.
     pub cookies: Vec<String>,
+    /// Whether stored text is answered compressed.
+    pub compress: bool,
     /// The client's headers a miss sends the origin (lowercase names).
     pub origin_headers: QueryStrings,
     /// The client's cookies a miss sends the origin.
@@ -2067,6 +2069,7 @@ fn resolve_cache(
             query_strings,
             headers: raw_behavior.headers.clone(),
             cookies: raw_behavior.cookies.clone(),
+            compress: raw_behavior.compress,
             origin_headers: origin_selection(
                 &raw_behavior.origin_headers,
                 true,

@@ -957,6 +957,11 @@ pub struct RawCacheBehavior {
     /// Cookies whose values make separate objects.
     #[serde(default)]
     pub cookies: Vec<String>,
+    /// Whether stored text (CSS, JavaScript, JSON, HTML, SVG...) is answered compressed
+    /// where the client accepts it (CloudFront's "compress objects automatically"; on by
+    /// default).
+    #[serde(default = "default_true")]
+    pub compress: bool,
     /// Which of the client's headers a miss sends the origin (CloudFront's origin request
     /// policy): `"all"` (the default), `"none"`, a list of names, or all but some
     /// (`{ all_except = ["authorization"] }`). The key's headers, `Host`, and what the edge

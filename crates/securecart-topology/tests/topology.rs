@@ -1709,11 +1709,12 @@ fn a_cache_behaviour_says_what_its_misses_send_the_origin() {
         .expect("cache")
         .behaviors[0];
     assert_eq!(behavior.origin_headers, QueryStrings::All);
+    assert!(behavior.compress, "compressed by default");
     // The shop's assets need no shopper's cookie.
     assert_eq!(behavior.origin_cookies, QueryStrings::None);
     let text = with(
         "path_pattern = \"/static/*\"",
-        "path_pattern = \"/static/*\"\norigin_headers = [\"User-Agent\"]",
+        "path_pattern = \"/static/*\"\norigin_headers = [\"User-Agent\"]\ncompress = false",
     )
     .replacen(
         "origin_cookies = \"none\"",
@@ -1736,6 +1737,7 @@ fn a_cache_behaviour_says_what_its_misses_send_the_origin() {
         behavior.origin_cookies,
         QueryStrings::Only(vec!["lang".to_owned()])
     );
+    assert!(!behavior.compress);
 }
 
 #[test]

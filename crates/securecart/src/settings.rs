@@ -536,6 +536,7 @@ fn cache_config(
                         headers: forwarded(&behavior.origin_headers),
                         cookies: forwarded(&behavior.origin_cookies),
                     },
+                    compress: behavior.compress,
                 },
                 origin_shield: behavior
                     .origin_shield
