@@ -110,6 +110,10 @@ pub struct ListenerConfig {
     /// replaced (ALB's response header modification, nginx's `add_header ... always`):
     /// `Strict-Transport-Security` on an HTTPS listener, say.
     pub response_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Headers removed from every answer of the listener (a target's `Server` or
+    /// `X-Powered-By`, say), as CloudFront's response headers policy's removals and
+    /// nginx's `proxy_hide_header`.
+    pub remove_response_headers: Vec<http::HeaderName>,
     /// What becomes of a request's `X-Forwarded-For` (appended to, by default).
     pub forwarded_for: crate::forward::ForwardedFor,
     /// Whether headers whose names are not letters, digits and `-` are removed before a

@@ -265,6 +265,7 @@ impl Control {
                     waf: listener.waf.clone(),
                     shield: shield.clone(),
                     response_headers: listener.response_headers.clone().into(),
+                    remove_response_headers: listener.remove_response_headers.clone().into(),
                     forwarded_for: listener.forwarded_for,
                     drop_invalid_header_fields: listener.drop_invalid_header_fields,
                     client_certificates: mutual_tls,

@@ -77,6 +77,8 @@ pub struct Pipeline {
     pub shield: Option<Arc<crate::shield::Shield>>,
     /// Headers set on every answer (see [`crate::config::ListenerConfig`]).
     pub response_headers: Arc<[(http::HeaderName, HeaderValue)]>,
+    /// Headers removed from every answer (see [`crate::config::ListenerConfig`]).
+    pub remove_response_headers: Arc<[http::HeaderName]>,
     /// What becomes of `X-Forwarded-For`.
     pub forwarded_for: forward::ForwardedFor,
     /// Whether headers whose names are not letters, digits and `-` are removed before a
@@ -261,6 +263,9 @@ impl Pipeline {
                 .then(|| response.headers().get(header::UPGRADE).cloned())
                 .flatten();
             forward::remove_hop_by_hop(response.headers_mut());
+            for name in self.remove_response_headers.iter() {
+                response.headers_mut().remove(name);
+            }
             for (name, value) in self.response_headers.iter() {
                 response.headers_mut().insert(name.clone(), value.clone());
             }

@@ -277,6 +277,7 @@ async fn start_edge_with_limits(
                 tls: None,
                 waf: None,
                 response_headers: Vec::new(),
+                remove_response_headers: Vec::new(),
                 forwarded_for: Default::default(),
                 drop_invalid_header_fields: false,
             }],
@@ -844,6 +845,7 @@ async fn https_listeners_pick_certificates_by_sni_and_speak_http2_by_alpn() {
             }),
             waf: None,
             response_headers: Vec::new(),
+            remove_response_headers: Vec::new(),
             forwarded_for: Default::default(),
             drop_invalid_header_fields: false,
         }],
@@ -2046,6 +2048,7 @@ fn control_config(a: SocketAddr, b: SocketAddr) -> EdgeConfig {
             tls: None,
             waf: None,
             response_headers: Vec::new(),
+            remove_response_headers: Vec::new(),
             forwarded_for: Default::default(),
             drop_invalid_header_fields: false,
         }],
@@ -3051,7 +3054,7 @@ async fn a_listener_sets_its_response_headers_on_every_answer() {
     let target = start_raw_target(|mut stream| async move {
         let _ = stream
             .write_all(
-                b"HTTP/1.1 200 OK\r\nx-frame-options: ALLOWALL\r\nx-app: kept\r\ncontent-length: 2\r\n\r\nok",
+                b"HTTP/1.1 200 OK\r\nx-frame-options: ALLOWALL\r\nx-app: kept\r\nx-powered-by: PHP/5.6\r\ncontent-length: 2\r\n\r\nok",
             )
             .await;
     })
@@ -3077,10 +3080,13 @@ async fn a_listener_sets_its_response_headers_on_every_answer() {
             http::HeaderValue::from_static("DENY"),
         ),
     ];
+    config.listeners[0].remove_response_headers =
+        vec![http::HeaderName::from_static("x-powered-by")];
     let edge = RunningEdge::start(config, "http").await;
     edge.wait_for_healthy(1).await;
     let mut client = TestClient::http1();
-    // A target's answer: the listener's value replaces the target's, the rest is kept.
+    // A target's answer: the listener's value replaces the target's, the header it removes
+    // goes, the rest is kept.
     let forwarded = client.get(&format!("{}/anything", edge.url)).await;
     assert_eq!(forwarded.status, 200);
     assert_eq!(
@@ -3089,6 +3095,7 @@ async fn a_listener_sets_its_response_headers_on_every_answer() {
     );
     assert_eq!(forwarded.header("x-frame-options"), Some("DENY"));
     assert_eq!(forwarded.header("x-app"), Some("kept"));
+    assert_eq!(forwarded.header("x-powered-by"), None);
     // The edge's own answers too: a fixed response, and a refusal.
     let fixed = client.get(&format!("{}/fixed", edge.url)).await;
     assert_eq!(fixed.text(), "fixed");

@@ -478,6 +478,8 @@ pub struct Listener {
     pub web_acl: ListenerWebAcl,
     /// Headers set on every answer, by lowercase name (checked as HTTP names and values).
     pub response_headers: Vec<(String, String)>,
+    /// Headers removed from every answer, by lowercase name.
+    pub remove_response_headers: Vec<String>,
     /// What becomes of a request's `X-Forwarded-For`.
     pub xff_header_processing: XffHeaderProcessing,
     /// Whether the appended entry carries the client's port.
@@ -1444,6 +1446,31 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
                 Ok(header) => response_headers.push((header.as_str().to_owned(), value.clone())),
             }
         }
+        let mut remove_response_headers: Vec<String> = Vec::new();
+        for (index, name) in raw_listener.remove_response_headers.iter().enumerate() {
+            let at = path.key("remove_response_headers").index(index);
+            match http::HeaderName::from_bytes(name.as_bytes()) {
+                Err(_) => findings.problem(at, format!("`{name}` is not a header name")),
+                Ok(header) if FRAMING_HEADERS.contains(&header.as_str()) => findings.problem(
+                    at,
+                    format!("`{name}` frames the answer or its connection: the edge sets it"),
+                ),
+                Ok(header)
+                    if response_headers
+                        .iter()
+                        .any(|(set, _)| set == header.as_str()) =>
+                {
+                    findings.problem(
+                        at,
+                        format!("`{name}` is also in response_headers, which sets it"),
+                    );
+                }
+                Ok(header) if remove_response_headers.contains(&header.as_str().to_owned()) => {
+                    findings.problem(at, format!("`{name}` is listed twice"));
+                }
+                Ok(header) => remove_response_headers.push(header.as_str().to_owned()),
+            }
+        }
         let xff_header_processing = match raw_listener.xff_header_processing.as_deref() {
             None | Some("append") => XffHeaderProcessing::Append,
             Some("preserve") => XffHeaderProcessing::Preserve,
@@ -1527,6 +1554,7 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
             }
         };
         listeners.push(Listener {
+            remove_response_headers,
             tls13_only,
             http2: raw_listener.http2.unwrap_or(true),
             mtls,

@@ -1052,6 +1052,11 @@ pub struct RawListener {
     /// an https listener, say. Not the headers that frame an answer or its connection.
     #[serde(default)]
     pub response_headers: std::collections::BTreeMap<String, String>,
+    /// Headers removed from every answer of the listener (a target's `Server` or
+    /// `X-Powered-By`, say), as CloudFront's response headers policy removes them. Not the
+    /// headers that frame an answer or its connection.
+    #[serde(default)]
+    pub remove_response_headers: Vec<String>,
     /// What becomes of a request's `X-Forwarded-For` (ALB's
     /// `routing.http.xff_header_processing.mode`): `append` (the default), `preserve` or
     /// `remove`.

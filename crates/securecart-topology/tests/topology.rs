@@ -414,6 +414,18 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
         ),
         (
             "name = \"http\"\nport = 8080",
+            "name = \"http\"\nport = 8080\nremove_response_headers = [\"Server\", \"content-length\"]",
+            "edge.listeners[0].remove_response_headers[1]",
+            "frames the answer",
+        ),
+        (
+            "name = \"http\"\nport = 8080",
+            "name = \"http\"\nport = 8080\nresponse_headers = { x-note = \"a\" }\nremove_response_headers = [\"X-Note\"]",
+            "edge.listeners[0].remove_response_headers[0]",
+            "also in response_headers",
+        ),
+        (
+            "name = \"http\"\nport = 8080",
             "name = \"http\"\nport = 8080\nresponse_headers = { transfer-encoding = \"chunked\" }",
             "edge.listeners[0].response_headers.transfer-encoding",
             "frames the answer",
@@ -1477,6 +1489,15 @@ fn a_listener_may_set_headers_on_its_answers() {
         loaded.topology.edge.listeners[0]
             .response_headers
             .is_empty()
+    );
+    let text = with(
+        "name = \"https\"\nport = 8443",
+        "name = \"https\"\nport = 8443\nremove_response_headers = [\"Server\", \"X-Powered-By\"]",
+    );
+    let loaded = parse(&text, "t.toml").expect("removed headers");
+    assert_eq!(
+        loaded.topology.edge.listeners[1].remove_response_headers,
+        ["server", "x-powered-by"]
     );
 }
 

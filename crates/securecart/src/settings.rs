@@ -208,6 +208,12 @@ pub fn edge_config(
                     .collect(),
                 default_action: action_config(&listener.default_action),
                 waf: waf_of(listener),
+                // The topology has checked the names.
+                remove_response_headers: listener
+                    .remove_response_headers
+                    .iter()
+                    .filter_map(|name| http::HeaderName::from_bytes(name.as_bytes()).ok())
+                    .collect(),
                 // The topology has checked the names and values.
                 response_headers: listener
                     .response_headers
@@ -676,6 +682,7 @@ pub async fn proxy_config(
             tls,
             waf: None,
             response_headers: Vec::new(),
+            remove_response_headers: Vec::new(),
             forwarded_for: Default::default(),
             drop_invalid_header_fields: false,
         }],

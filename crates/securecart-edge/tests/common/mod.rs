@@ -43,6 +43,7 @@ pub fn one_listener(group: &str, targets: Vec<SocketAddr>) -> EdgeConfig {
             tls: None,
             waf: None,
             response_headers: Vec::new(),
+            remove_response_headers: Vec::new(),
             forwarded_for: Default::default(),
             drop_invalid_header_fields: false,
         }],
