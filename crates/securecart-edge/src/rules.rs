@@ -34,6 +34,10 @@ pub struct Conditions {
     pub host: Vec<String>,
     /// Path patterns (`*` and `?`; case-sensitive; the query is not part of the path).
     pub path: Vec<String>,
+    /// Path regular expressions (ALB's `RegexValues` for a path condition; the `regex`
+    /// crate's syntax, matched anywhere in the path unless anchored with `^` and `$`): with
+    /// the patterns, one condition, which any of them may satisfy.
+    pub path_regex: Vec<String>,
     /// Methods (exact, case-sensitive).
     pub method: Vec<String>,
     /// Client address blocks.
@@ -50,7 +54,7 @@ impl Conditions {
     pub fn count(&self) -> usize {
         [
             !self.host.is_empty(),
-            !self.path.is_empty(),
+            !self.path.is_empty() || !self.path_regex.is_empty(),
             !self.method.is_empty(),
             !self.source_ip.is_empty(),
             !self.query.is_empty(),
@@ -100,6 +104,16 @@ pub enum RuleError {
         pattern: String,
         /// Why.
         reason: &'static str,
+    },
+    /// A path regular expression does not compile.
+    #[error("rule {rule}: `{pattern}` is not a regular expression: {reason}")]
+    Regex {
+        /// The rule.
+        rule: String,
+        /// The expression.
+        pattern: String,
+        /// Why.
+        reason: String,
     },
     /// A header name or method is not valid HTTP.
     #[error("rule {rule}: `{value}` is not a valid {what}")]
@@ -182,6 +196,7 @@ pub fn glob_match(pattern: &[u8], text: &[u8], case_insensitive: bool) -> bool {
 struct CompiledRule {
     host: Vec<Pattern>,
     path: Vec<Pattern>,
+    path_regex: Vec<regex::Regex>,
     method: Vec<Method>,
     source_ip: Vec<IpNet>,
     headers: Vec<(HeaderName, Vec<Pattern>)>,
@@ -305,7 +320,7 @@ impl<A> RuleSet<A> {
             }
             for count in [
                 conditions.host.len(),
-                conditions.path.len(),
+                conditions.path.len() + conditions.path_regex.len(),
                 conditions.method.len(),
                 conditions.source_ip.len(),
                 conditions.query.len(),
@@ -321,6 +336,20 @@ impl<A> RuleSet<A> {
                 .path
                 .iter()
                 .map(|text| pattern(name, text, false, true))
+                .collect::<Result<Vec<_>, _>>()?;
+            let path_regex = conditions
+                .path_regex
+                .iter()
+                .map(|text| {
+                    regex::RegexBuilder::new(text)
+                        .size_limit(1 << 20)
+                        .build()
+                        .map_err(|error| RuleError::Regex {
+                            rule: name.to_owned(),
+                            pattern: text.clone(),
+                            reason: error.to_string(),
+                        })
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             let method = conditions
                 .method
@@ -363,7 +392,8 @@ impl<A> RuleSet<A> {
                 })
                 .collect::<Result<Vec<_>, RuleError>>()?;
 
-            if path.is_empty() {
+            // An expression has no prefix to index: its rule is a candidate for any path.
+            if path.is_empty() || !path_regex.is_empty() {
                 set.any_path |= bit;
             } else {
                 for pattern in &path {
@@ -382,6 +412,7 @@ impl<A> RuleSet<A> {
             set.rules.push(CompiledRule {
                 host,
                 path,
+                path_regex,
                 method,
                 source_ip: conditions.source_ip.clone(),
                 headers,
@@ -476,8 +507,15 @@ impl CompiledRule {
         let any = |patterns: &[Pattern], text: &[u8]| {
             patterns.is_empty() || patterns.iter().any(|p| p.matches(text))
         };
+        // The path's patterns and expressions are one condition: any of them may hold.
+        let path = (self.path.is_empty() && self.path_regex.is_empty())
+            || self.path.iter().any(|p| p.matches(request.path.as_bytes()))
+            || self
+                .path_regex
+                .iter()
+                .any(|regex| regex.is_match(request.path));
         any(&self.host, request.host.as_bytes())
-            && any(&self.path, request.path.as_bytes())
+            && path
             && (self.method.is_empty() || self.method.contains(request.method))
             && (self.source_ip.is_empty() || {
                 let client = request.client.to_canonical();
@@ -870,6 +908,73 @@ mod tests {
             );
             assert_eq!(matched.action, expected);
         }
+    }
+
+    /// Path regular expressions (ALB's regex values): one condition with the patterns,
+    /// matched on the path as resolved, indexed nowhere (their rules are candidates for any
+    /// path) but still in priority order.
+    #[test]
+    fn path_expressions_match_like_patterns() {
+        let get = Method::GET;
+        let none = HeaderMap::new();
+        let set = RuleSet::new(
+            vec![
+                rule(
+                    "versioned",
+                    10,
+                    Conditions {
+                        path_regex: vec![r"^/api/v[0-9]+/orders/[0-9]+$".to_owned()],
+                        ..Conditions::default()
+                    },
+                ),
+                rule(
+                    "images",
+                    20,
+                    Conditions {
+                        path: vec!["/images/*".to_owned()],
+                        path_regex: vec![r"\.(png|jpe?g|webp)$".to_owned()],
+                        ..Conditions::default()
+                    },
+                ),
+                rule(
+                    "api",
+                    30,
+                    Conditions {
+                        path: vec!["/api/*".to_owned()],
+                        ..Conditions::default()
+                    },
+                ),
+            ],
+            "default".to_owned(),
+        )
+        .expect("rules");
+        for (target, expected) in [
+            ("/api/v2/orders/42", "versioned"),
+            ("/api/v2/orders/42/items", "api"),
+            ("/api/vx/orders/42", "api"),
+            ("/images/a.txt", "images"),
+            ("/static/logo.png", "images"),
+            ("/static/logo.png.txt", "default"),
+            ("/other", "default"),
+        ] {
+            let matched = set.find(&request(&get, "shop.example", target, &none, "127.0.0.1"));
+            assert_eq!(matched.rule, expected, "{target}");
+        }
+        let broken = RuleSet::new(
+            vec![rule(
+                "broken",
+                1,
+                Conditions {
+                    path_regex: vec!["(".to_owned()],
+                    ..Conditions::default()
+                },
+            )],
+            String::new(),
+        );
+        assert!(
+            matches!(broken.err(), Some(RuleError::Regex { ref pattern, .. }) if pattern == "("),
+            "an expression that does not compile"
+        );
     }
 
     #[test]

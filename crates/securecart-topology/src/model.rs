@@ -607,6 +607,8 @@ pub struct RuleConditions {
     pub host: Vec<String>,
     /// Path patterns.
     pub path: Vec<String>,
+    /// Path regular expressions (one condition with the patterns).
+    pub path_regex: Vec<String>,
     /// Methods.
     pub method: Vec<String>,
     /// Client address blocks.
@@ -2236,9 +2238,27 @@ fn resolve_conditions(
             (condition.key.clone(), condition.value.clone())
         })
         .collect();
+    if raw.path.len() + raw.path_regex.len() > 5 {
+        findings.problem(
+            path.key("path_regex"),
+            "with the path patterns, lists at most 5 values",
+        );
+    }
+    for (index, expression) in raw.path_regex.iter().enumerate() {
+        if let Err(error) = regex::RegexBuilder::new(expression)
+            .size_limit(1 << 20)
+            .build()
+        {
+            findings.problem(
+                path.key("path_regex").index(index),
+                format!("is not a regular expression: {error}"),
+            );
+        }
+    }
     let conditions = RuleConditions {
         host: raw.host.clone(),
         path: raw.path.clone(),
+        path_regex: raw.path_regex.clone(),
         method: raw.method.clone(),
         source_ip,
         headers,
@@ -2246,7 +2266,7 @@ fn resolve_conditions(
     };
     let count = [
         !conditions.host.is_empty(),
-        !conditions.path.is_empty(),
+        !conditions.path.is_empty() || !conditions.path_regex.is_empty(),
         !conditions.method.is_empty(),
         !raw.source_ip.is_empty(),
         !conditions.query.is_empty(),

@@ -1129,6 +1129,11 @@ pub struct RawRule {
     /// Path patterns (`*` and `?` wildcards, case-sensitive); any may match.
     #[serde(default)]
     pub path: Vec<String>,
+    /// Path regular expressions (ALB's regex values; the `regex` crate's syntax, matched
+    /// anywhere in the path unless anchored with `^` and `$`), such as
+    /// `"^/api/v[0-9]+/orders/[0-9]+$"`: with `path`, one condition that any may satisfy.
+    #[serde(default)]
+    pub path_regex: Vec<String>,
     /// HTTP methods, such as `GET`; any may match.
     #[serde(default)]
     pub method: Vec<String>,

@@ -906,6 +906,12 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
         ),
         (
             "priority = 10\n",
+            "priority = 10\npath_regex = [\"^/api/v[0-9+/catalog\"]\n",
+            "edge.listeners[0].rules[0].path_regex[0]",
+            "not a regular expression",
+        ),
+        (
+            "priority = 10\n",
             "priority = 10\nrewrite_url = { regex = \"^/api/(.*$\", replace = \"/$1\" }\n",
             "edge.listeners[0].rules[0].rewrite_url.regex",
             "not a regular expression",
@@ -1849,4 +1855,16 @@ fn an_https_listener_has_a_tls_policy() {
     let loaded = parse(&text, "t.toml").expect("a policy");
     let https = &loaded.topology.edge.listeners[1];
     assert!(https.tls13_only && !https.http2);
+}
+
+#[test]
+fn a_rule_may_match_paths_by_regular_expression() {
+    let text = with(
+        "priority = 10\n",
+        "priority = 10\npath_regex = [\"^/api/v[0-9]+/catalog$\"]\n",
+    );
+    let loaded = parse(&text, "t.toml").expect("a path expression");
+    let rule = &loaded.topology.edge.listeners[0].rules[0];
+    assert_eq!(rule.conditions.path_regex, ["^/api/v[0-9]+/catalog$"]);
+    assert_eq!(rule.conditions.path, ["/api/catalog/*", "/images/*"]);
 }

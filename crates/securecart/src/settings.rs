@@ -198,6 +198,7 @@ pub fn edge_config(
                         conditions: Conditions {
                             host: rule.conditions.host.clone(),
                             path: rule.conditions.path.clone(),
+                            path_regex: rule.conditions.path_regex.clone(),
                             method: rule.conditions.method.clone(),
                             source_ip: rule.conditions.source_ip.clone(),
                             headers: rule.conditions.headers.clone(),
