@@ -72,6 +72,8 @@ pub struct RequestContext {
     pub forwarded_for: HeaderValue,
     /// Over mutual TLS, the client's certificate as its targets are sent it.
     pub client_certificate: Option<HeaderValue>,
+    /// Over TLS: the protocol version and the cipher suite agreed.
+    pub tls: Option<(&'static str, &'static str)>,
     /// When the request's headers arrived.
     pub started: Instant,
     /// The trace this request belongs to (continued from the client's `traceparent`, or
@@ -106,6 +108,7 @@ impl RequestContext {
             client: peer.address,
             forwarded_for: peer.forwarded_for.clone(),
             client_certificate: peer.client_certificate.clone(),
+            tls: peer.tls,
             started: Instant::now(),
             trace,
             target: None,

@@ -229,6 +229,8 @@ impl Control {
         {
             return Err(StartError::TooManyTargets(group.name.clone()));
         }
+        // Whether some listener tells its targets its clients' TLS sessions.
+        let tls_headers = config.listeners.iter().any(|listener| listener.tls_headers);
         // Whether some listener asks for its clients' certificates.
         let mutual_tls = config.listeners.iter().any(|listener| {
             listener
@@ -269,6 +271,8 @@ impl Control {
                     forwarded_for: listener.forwarded_for,
                     drop_invalid_header_fields: listener.drop_invalid_header_fields,
                     client_certificates: mutual_tls,
+                    tls_headers: listener.tls_headers,
+                    remove_tls_headers: tls_headers,
                     remove_inserted: inserting,
                     cache: cache
                         .zip(config.cache.as_ref())

@@ -328,6 +328,14 @@ fn has_dot_segment(path: &str) -> bool {
     })
 }
 
+/// The header that tells a target the TLS version its client's session agreed (ALB's
+/// `X-Amzn-Tls-Version`), where the listener says so: `TLSv1.3`.
+pub const TLS_VERSION_HEADER: &str = "x-securecart-tls-version";
+
+/// The header that tells a target the cipher suite its client's session agreed (ALB's
+/// `X-Amzn-Tls-Cipher-Suite`), by its IANA name: `TLS13_AES_128_GCM_SHA256`.
+pub const TLS_CIPHER_HEADER: &str = "x-securecart-tls-cipher-suite";
+
 /// The most addresses a request's `X-Forwarded-For` may hold for the edge to append to
 /// it (ALB's limit, past which it answers 463).
 pub const MAX_FORWARDED_ADDRESSES: usize = 30;

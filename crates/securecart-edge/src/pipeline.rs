@@ -88,6 +88,11 @@ pub struct Pipeline {
     /// [`crate::tls::CLIENT_CERTIFICATE_HEADER`] is removed here, and a client
     /// certificate's put in its place.
     pub client_certificates: bool,
+    /// Whether this listener tells its targets the client's TLS version and cipher suite.
+    pub tls_headers: bool,
+    /// Whether some listener of the edge does: then a client's own headers of those names
+    /// go as the request comes in.
+    pub remove_tls_headers: bool,
     /// Whether a client's headers of the web ACLs' prefix are removed as the request comes
     /// in: some listener's web ACL adds such headers.
     pub remove_inserted: bool,
@@ -397,6 +402,10 @@ impl Pipeline {
                     .headers_mut()
                     .remove(crate::tls::CLIENT_CERTIFICATE_HEADER);
             }
+            if self.remove_tls_headers {
+                request.headers_mut().remove(forward::TLS_VERSION_HEADER);
+                request.headers_mut().remove(forward::TLS_CIPHER_HEADER);
+            }
             // Stage 2: guard (framing the targets could read differently).
             if let Err(error) = guard::check(request.version(), request.headers()) {
                 return Outcome::refused("none", "", error);
@@ -587,6 +596,17 @@ impl Pipeline {
             );
             if self.drop_invalid_header_fields {
                 forward::drop_invalid_header_fields(&mut parts.headers);
+            }
+            // The session's TLS version and cipher suite, where the listener tells them.
+            if let Some((version, suite)) = context.tls.filter(|_| self.tls_headers) {
+                parts.headers.insert(
+                    http::HeaderName::from_static(forward::TLS_VERSION_HEADER),
+                    HeaderValue::from_static(version),
+                );
+                parts.headers.insert(
+                    http::HeaderName::from_static(forward::TLS_CIPHER_HEADER),
+                    HeaderValue::from_static(suite),
+                );
             }
             // The client's certificate, for its targets (a client's own header of that
             // name went at the first stage).

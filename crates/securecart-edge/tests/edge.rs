@@ -66,6 +66,8 @@ async fn start_upstream(name: &'static str) -> (TestServer, Arc<AtomicBool>) {
                         "x-forwarded-proto": header("x-forwarded-proto"),
                         "x_forwarded_for": header("x_forwarded_for"),
                         "mtls": header("x-securecart-mtls-clientcert"),
+                        "tls_version": header("x-securecart-tls-version"),
+                        "tls_cipher_suite": header("x-securecart-tls-cipher-suite"),
                         "traceparent": header("traceparent"),
                         "host": header("host"),
                         "x-forwarded-host": header("x-forwarded-host"),
@@ -280,6 +282,7 @@ async fn start_edge_with_limits(
                 remove_response_headers: Vec::new(),
                 forwarded_for: Default::default(),
                 drop_invalid_header_fields: false,
+                tls_headers: false,
             }],
             admin: "127.0.0.1:0".parse().expect("address"),
             target_groups,
@@ -848,6 +851,7 @@ async fn https_listeners_pick_certificates_by_sni_and_speak_http2_by_alpn() {
             remove_response_headers: Vec::new(),
             forwarded_for: Default::default(),
             drop_invalid_header_fields: false,
+            tls_headers: false,
         }],
         admin: "127.0.0.1:0".parse().expect("address"),
         target_groups: vec![TargetGroupConfig {
@@ -2051,6 +2055,7 @@ fn control_config(a: SocketAddr, b: SocketAddr) -> EdgeConfig {
             remove_response_headers: Vec::new(),
             forwarded_for: Default::default(),
             drop_invalid_header_fields: false,
+            tls_headers: false,
         }],
         admin: "127.0.0.1:0".parse().expect("address"),
         target_groups: vec![TargetGroupConfig {
@@ -3578,6 +3583,9 @@ async fn an_https_listener_offers_the_versions_and_protocols_its_policy_says() {
             client_auth: Default::default(),
             policy,
         });
+        // The targets are told each session's version and cipher suite (ALB's
+        // x_amzn_tls_version_and_cipher_suite).
+        config.listeners[0].tls_headers = true;
         RunningEdge::start(config, "https")
     };
     let get = |edge: &RunningEdge, alpn: &'static [&'static [u8]], tls12_only: bool| {
@@ -3647,6 +3655,14 @@ async fn an_https_listener_offers_the_versions_and_protocols_its_policy_says() {
         .await
         .expect("TLS 1.2 by default");
     assert_eq!(answered.alpn.as_deref(), Some(&b"h2"[..]));
+    let seen = answered.reply.json();
+    assert_eq!(seen["tls_version"], "TLSv1.2", "{seen}");
+    assert!(
+        seen["tls_cipher_suite"]
+            .as_str()
+            .is_some_and(|suite| suite.starts_with("TLS_ECDHE_")),
+        "{seen}"
+    );
     default.shutdown().await;
 }
 

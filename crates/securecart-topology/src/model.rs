@@ -492,6 +492,8 @@ pub struct Listener {
     pub tls13_only: bool,
     /// Whether HTTP/2 is offered by ALPN (https listeners).
     pub http2: bool,
+    /// Whether the targets are told each client's TLS version and cipher suite.
+    pub tls_headers: bool,
 }
 
 /// What an https listener asks of its clients' certificates.
@@ -1533,12 +1535,10 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
             for (key, set) in [
                 ("tls_policy", raw_listener.tls_policy.is_some()),
                 ("http2", raw_listener.http2.is_some()),
+                ("tls_headers", raw_listener.tls_headers),
             ] {
                 if set {
-                    findings.problem(
-                        path.key(key),
-                        "only an https listener has it (HTTP/2 in clear is taken by its preface)",
-                    );
+                    findings.problem(path.key(key), "only an https listener has it");
                 }
             }
         }
@@ -1559,6 +1559,7 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
             remove_response_headers,
             tls13_only,
             http2: raw_listener.http2.unwrap_or(true),
+            tls_headers: raw_listener.tls_headers,
             mtls,
             web_acl,
             response_headers,

@@ -1075,6 +1075,11 @@ pub struct RawListener {
     /// `true` by default).
     #[serde(default)]
     pub http2: Option<bool>,
+    /// For `https`: whether the targets are told the TLS version and cipher suite of each
+    /// client's session, in `X-SecureCart-Tls-Version` and `X-SecureCart-Tls-Cipher-Suite`
+    /// (ALB's `routing.http.x_amzn_tls_version_and_cipher_suite.enabled`).
+    #[serde(default)]
+    pub tls_headers: bool,
     /// For `https`: mutual TLS, as ALB's mutual authentication: `{ mode = "verify",
     /// trust_store = "partners-ca.pem" }` (a client certificate chaining to one of the
     /// file's CA certificates is required; the file is relative to the topology file) or

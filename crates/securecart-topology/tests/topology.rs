@@ -528,6 +528,12 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
         ),
         (
             "name = \"http\"\nport = 8080",
+            "name = \"http\"\nport = 8080\ntls_headers = true",
+            "edge.listeners[0].tls_headers",
+            "only an https listener",
+        ),
+        (
+            "name = \"http\"\nport = 8080",
             "name = \"http\"\nport = 8080\nhttp2 = false",
             "edge.listeners[0].http2",
             "only an https listener",
@@ -1850,11 +1856,11 @@ fn an_https_listener_has_a_tls_policy() {
     assert!(!https.tls13_only && https.http2);
     let text = with(
         "name = \"https\"\nport = 8443",
-        "name = \"https\"\nport = 8443\ntls_policy = \"tls13\"\nhttp2 = false",
+        "name = \"https\"\nport = 8443\ntls_policy = \"tls13\"\nhttp2 = false\ntls_headers = true",
     );
     let loaded = parse(&text, "t.toml").expect("a policy");
     let https = &loaded.topology.edge.listeners[1];
-    assert!(https.tls13_only && !https.http2);
+    assert!(https.tls13_only && !https.http2 && https.tls_headers);
 }
 
 #[test]

@@ -235,6 +235,7 @@ pub fn edge_config(
                     client_port: listener.xff_client_port,
                 },
                 drop_invalid_header_fields: listener.drop_invalid_header_fields,
+                tls_headers: listener.tls_headers,
             })
             .collect(),
         admin: region.edge.admin_address,
@@ -686,6 +687,7 @@ pub async fn proxy_config(
             remove_response_headers: Vec::new(),
             forwarded_for: Default::default(),
             drop_invalid_header_fields: false,
+            tls_headers: false,
         }],
         admin,
         target_groups: vec![TargetGroupConfig {
