@@ -26,8 +26,8 @@ pub enum EdgeError {
     /// Connecting to the target failed; nothing was sent, so a retry is safe.
     #[error("cannot connect to target: {0}")]
     Connect(String),
-    /// No connection to the target was made within the connect timeout (ALB's 504 for a
-    /// target that does not accept its connection in time); nothing was sent, so a retry
+    /// No TCP connection to the target was made within the connect timeout (ALB's 504 for
+    /// a target that does not accept its connection in time); nothing was sent, so a retry
     /// is safe.
     #[error("no connection to target in time: {0}")]
     ConnectTimeout(String),

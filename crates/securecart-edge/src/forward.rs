@@ -345,7 +345,12 @@ pub const MAX_FORWARDED_ADDRESSES: usize = 30;
 pub fn too_many_forwarded(headers: &HeaderMap) -> bool {
     let mut entries = 0;
     for line in headers.get_all(&X_FORWARDED_FOR) {
-        entries += line.as_bytes().split(|&byte| byte == b',').count();
+        // Entries as [`appended`] keeps them: empty ones count for nothing.
+        entries += line
+            .as_bytes()
+            .split(|&byte| byte == b',')
+            .filter(|entry| !entry.trim_ascii().is_empty())
+            .count();
         if entries > MAX_FORWARDED_ADDRESSES {
             return true;
         }
@@ -496,6 +501,9 @@ mod tests {
             (vec![addresses(31)], true),
             (vec![addresses(15), addresses(15)], false),
             (vec![addresses(15), addresses(16)], true),
+            // Empty lines and entries hold no address.
+            (vec![String::new(); 31], false),
+            (vec![format!("{}, ,", addresses(30))], false),
         ] {
             let mut headers = HeaderMap::new();
             for line in &lines {

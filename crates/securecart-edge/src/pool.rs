@@ -60,8 +60,7 @@ impl Default for PoolSettings {
 pub enum PoolError {
     /// No connection could be made: nothing reached the target.
     Connect(String),
-    /// No connection (or TLS session) was made within the connect timeout: nothing reached
-    /// the target.
+    /// No TCP connection was made within the connect timeout: nothing reached the target.
     ConnectTimeout(String),
     /// The exchange failed on a connection.
     Request(BoxError),
@@ -344,8 +343,10 @@ impl TargetPool {
             connector.connect(stream),
         )
         .await
+        // A handshake not finished in time is ALB's 502 (a failed handshake), not the 504
+        // of a connection not accepted.
         .map_err(|_| {
-            PoolError::ConnectTimeout(format!("the TLS handshake with {} timed out", self.address))
+            PoolError::Connect(format!("the TLS handshake with {} timed out", self.address))
         })?
         .map_err(|error| {
             PoolError::Connect(format!("the TLS handshake with {}: {error}", self.address))

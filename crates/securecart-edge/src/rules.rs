@@ -167,6 +167,32 @@ impl Pattern {
     }
 }
 
+/// The longest path regular expression (ALB's limit for a condition's values).
+pub const MAX_EXPRESSION_LENGTH: usize = 128;
+
+/// A rule's path regular expression, compiled: 1 to [`MAX_EXPRESSION_LENGTH`] bytes, small
+/// enough to run on every request's path, and with `.` matching any character, a decoded
+/// newline too (`%0A`), as `*` does in a pattern: else `^/internal/.*$` would let
+/// `/internal/x%0A` by.
+pub fn path_expression(rule: &str, text: &str) -> Result<regex::Regex, RuleError> {
+    let refused = |reason: String| RuleError::Regex {
+        rule: rule.to_owned(),
+        pattern: text.to_owned(),
+        reason,
+    };
+    if text.is_empty() || text.len() > MAX_EXPRESSION_LENGTH {
+        return Err(refused(format!(
+            "an expression is 1 to {MAX_EXPRESSION_LENGTH} bytes"
+        )));
+    }
+    regex::RegexBuilder::new(text)
+        .dot_matches_new_line(true)
+        .size_limit(64 * 1024)
+        .dfa_size_limit(256 * 1024)
+        .build()
+        .map_err(|error| refused(error.to_string()))
+}
+
 /// Matches `text` against a pattern where `*` is any run of bytes (also none) and `?` is
 /// one byte. Linear in practice: on a mismatch it backtracks only to the last `*`.
 pub fn glob_match(pattern: &[u8], text: &[u8], case_insensitive: bool) -> bool {
@@ -340,16 +366,7 @@ impl<A> RuleSet<A> {
             let path_regex = conditions
                 .path_regex
                 .iter()
-                .map(|text| {
-                    regex::RegexBuilder::new(text)
-                        .size_limit(1 << 20)
-                        .build()
-                        .map_err(|error| RuleError::Regex {
-                            rule: name.to_owned(),
-                            pattern: text.clone(),
-                            reason: error.to_string(),
-                        })
-                })
+                .map(|text| path_expression(name, text))
                 .collect::<Result<Vec<_>, _>>()?;
             let method = conditions
                 .method
@@ -507,15 +524,18 @@ impl CompiledRule {
         let any = |patterns: &[Pattern], text: &[u8]| {
             patterns.is_empty() || patterns.iter().any(|p| p.matches(text))
         };
-        // The path's patterns and expressions are one condition: any of them may hold.
-        let path = (self.path.is_empty() && self.path_regex.is_empty())
-            || self.path.iter().any(|p| p.matches(request.path.as_bytes()))
-            || self
-                .path_regex
-                .iter()
-                .any(|regex| regex.is_match(request.path));
+        // The path's patterns and expressions are one condition: any of them may hold
+        // (read only once the host holds; the expressions cost most).
+        let path = || {
+            (self.path.is_empty() && self.path_regex.is_empty())
+                || self.path.iter().any(|p| p.matches(request.path.as_bytes()))
+                || self
+                    .path_regex
+                    .iter()
+                    .any(|regex| regex.is_match(request.path))
+        };
         any(&self.host, request.host.as_bytes())
-            && path
+            && path()
             && (self.method.is_empty() || self.method.contains(request.method))
             && (self.source_ip.is_empty() || {
                 let client = request.client.to_canonical();
@@ -944,6 +964,14 @@ mod tests {
                         ..Conditions::default()
                     },
                 ),
+                rule(
+                    "internal",
+                    40,
+                    Conditions {
+                        path_regex: vec!["^/internal/.*$".to_owned()],
+                        ..Conditions::default()
+                    },
+                ),
             ],
             "default".to_owned(),
         )
@@ -956,6 +984,9 @@ mod tests {
             ("/static/logo.png", "images"),
             ("/static/logo.png.txt", "default"),
             ("/other", "default"),
+            // A decoded `%0A` at the end is part of the path, and `.` reads it.
+            ("/api/v2/orders/42\n", "api"),
+            ("/internal/x\n", "internal"),
         ] {
             let matched = set.find(&request(&get, "shop.example", target, &none, "127.0.0.1"));
             assert_eq!(matched.rule, expected, "{target}");
@@ -975,6 +1006,9 @@ mod tests {
             matches!(broken.err(), Some(RuleError::Regex { ref pattern, .. }) if pattern == "("),
             "an expression that does not compile"
         );
+        for refused in ["", &"a".repeat(129), "x{1000}{1000}"] {
+            assert!(super::path_expression("r", refused).is_err(), "{refused}");
+        }
     }
 
     #[test]

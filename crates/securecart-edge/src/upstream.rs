@@ -392,17 +392,12 @@ where
         // This send's attempts (the context counts every attempt of the request, which may
         // have been sent to another group before: the cache's origin shield).
         let mut attempt = 0;
-        // Whether the last target tried did not accept the connection in time.
-        let mut last_timed_out = false;
         loop {
             let sticky = sticky_target.filter(|_| attempt == 0);
             let Some(index) = sticky.or_else(|| group.pick(&tried[..attempt])) else {
-                // Every target tried: the last one's failure says which status fits.
-                return Err(if last_timed_out {
-                    EdgeError::ConnectTimeout("no target accepted a connection in time".to_owned())
-                } else {
-                    EdgeError::Connect("every target refused the connection".to_owned())
-                });
+                return Err(EdgeError::Connect(
+                    "every target refused the connection".to_owned(),
+                ));
             };
             tried[attempt] = index;
             attempt += 1;
@@ -547,7 +542,6 @@ where
                     // An idempotent request whose connection failed before an answer may be sent
                     // again (nginx's `proxy_next_upstream error`): the target may have seen it,
                     // but seeing it twice changes nothing.
-                    last_timed_out = matches!(failure, EdgeError::ConnectTimeout(_));
                     let targets_fault = failure.is_retryable()
                         || (matches!(failure, EdgeError::Upstream(_)) && !body_streams);
                     if targets_fault {
@@ -559,8 +553,8 @@ where
                     if !retryable {
                         return Err(failure);
                     }
-                    // Passive health: a target that refuses connections leaves the rotation
-                    // now; its active check brings it back.
+                    // Passive health: a target that refuses connections, or does not accept
+                    // them in time, leaves the rotation now; its active check brings it back.
                     if failure.is_retryable() && target.set_healthy(false) {
                         tracing::warn!(group = %group.name, target = %target.address, "target unreachable; taken out of rotation");
                         metrics.set_target_health(group);

@@ -1455,10 +1455,15 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
             let at = path.key("remove_response_headers").index(index);
             match http::HeaderName::from_bytes(name.as_bytes()) {
                 Err(_) => findings.problem(at, format!("`{name}` is not a header name")),
-                Ok(header) if FRAMING_HEADERS.contains(&header.as_str()) => findings.problem(
-                    at,
-                    format!("`{name}` frames the answer or its connection: the edge sets it"),
-                ),
+                Ok(header)
+                    if FRAMING_HEADERS.contains(&header.as_str())
+                        || header == http::header::DATE =>
+                {
+                    findings.problem(
+                        at,
+                        format!("`{name}` frames the answer or its connection, or dates it: the edge sets it"),
+                    );
+                }
                 Ok(header)
                     if response_headers
                         .iter()
@@ -2239,21 +2244,24 @@ fn resolve_conditions(
             (condition.key.clone(), condition.value.clone())
         })
         .collect();
-    if raw.path.len() + raw.path_regex.len() > 5 {
+    if !raw.path_regex.is_empty() && raw.path.len() + raw.path_regex.len() > 5 {
         findings.problem(
             path.key("path_regex"),
             "with the path patterns, lists at most 5 values",
         );
     }
+    // As the edge compiles them (`rules::path_expression`).
     for (index, expression) in raw.path_regex.iter().enumerate() {
-        if let Err(error) = regex::RegexBuilder::new(expression)
-            .size_limit(1 << 20)
+        let at = path.key("path_regex").index(index);
+        if expression.is_empty() || expression.len() > 128 {
+            findings.problem(at, "an expression is 1 to 128 bytes");
+        } else if let Err(error) = regex::RegexBuilder::new(expression)
+            .dot_matches_new_line(true)
+            .size_limit(64 * 1024)
+            .dfa_size_limit(256 * 1024)
             .build()
         {
-            findings.problem(
-                path.key("path_regex").index(index),
-                format!("is not a regular expression: {error}"),
-            );
+            findings.problem(at, format!("is not a regular expression: {error}"));
         }
     }
     let conditions = RuleConditions {

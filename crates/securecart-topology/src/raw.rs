@@ -1054,7 +1054,8 @@ pub struct RawListener {
     pub response_headers: std::collections::BTreeMap<String, String>,
     /// Headers removed from every answer of the listener (a target's `Server` or
     /// `X-Powered-By`, say), as CloudFront's response headers policy removes them. Not the
-    /// headers that frame an answer or its connection.
+    /// headers that frame an answer or its connection, nor `Date`. (`Set-Cookie` removes
+    /// the target's cookies: the edge's own stickiness cookies are added after.)
     #[serde(default)]
     pub remove_response_headers: Vec<String>,
     /// What becomes of a request's `X-Forwarded-For` (ALB's
@@ -1134,9 +1135,11 @@ pub struct RawRule {
     /// Path patterns (`*` and `?` wildcards, case-sensitive); any may match.
     #[serde(default)]
     pub path: Vec<String>,
-    /// Path regular expressions (ALB's regex values; the `regex` crate's syntax, matched
-    /// anywhere in the path unless anchored with `^` and `$`), such as
-    /// `"^/api/v[0-9]+/orders/[0-9]+$"`: with `path`, one condition that any may satisfy.
+    /// Path regular expressions (ALB's regex values; the `regex` crate's syntax, 1 to 128
+    /// bytes, matched anywhere in the path as resolved unless anchored with `^` and `$`,
+    /// `.` matching a decoded newline too), such as `"^/api/v[0-9]+/orders/[0-9]+$"`: with
+    /// `path` (beyond ALB, which takes one or the other), one condition that any may
+    /// satisfy.
     #[serde(default)]
     pub path_regex: Vec<String>,
     /// HTTP methods, such as `GET`; any may match.

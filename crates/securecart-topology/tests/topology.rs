@@ -912,6 +912,18 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
         ),
         (
             "priority = 10\n",
+            "priority = 10\npath_regex = [\"\"]\n",
+            "edge.listeners[0].rules[0].path_regex[0]",
+            "1 to 128 bytes",
+        ),
+        (
+            "name = \"http\"\nport = 8080",
+            "name = \"http\"\nport = 8080\nremove_response_headers = [\"Date\"]",
+            "edge.listeners[0].remove_response_headers[0]",
+            "dates it",
+        ),
+        (
+            "priority = 10\n",
             "priority = 10\npath_regex = [\"^/api/v[0-9+/catalog\"]\n",
             "edge.listeners[0].rules[0].path_regex[0]",
             "not a regular expression",
