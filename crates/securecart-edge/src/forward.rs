@@ -203,14 +203,15 @@ pub enum XffMode {
 pub const ADDED_HEADERS: usize = 4;
 
 /// Rewrites a request's headers for its target; `listener_port` is the listener's port as
-/// a header value.
+/// a header value. Fails (ALB's 463) when the `X-Forwarded-For` to append to already holds
+/// more than [`MAX_FORWARDED_ADDRESSES`] addresses.
 pub fn prepare_request(
     parts: &mut Parts,
     context: &RequestContext,
     protocol: &'static str,
     listener_port: &HeaderValue,
     forwarded_for: ForwardedFor,
-) {
+) -> Result<(), crate::error::EdgeError> {
     if parts.uri.authority().is_some() || has_hop_by_hop(&parts.headers) {
         rewrite_connection_headers(parts);
     }
@@ -223,7 +224,9 @@ pub fn prepare_request(
             } else {
                 context.forwarded_for.clone()
             };
-            let value = appended(&parts.headers, client);
+            let value = appended(&parts.headers, client).ok_or(
+                crate::error::EdgeError::TooManyForwardedAddresses(MAX_FORWARDED_ADDRESSES),
+            )?;
             parts.headers.insert(X_FORWARDED_FOR.clone(), value);
         }
         XffMode::Preserve => {}
@@ -241,6 +244,7 @@ pub fn prepare_request(
     if let Ok(value) = HeaderValue::from_bytes(&context.trace.header_bytes()) {
         parts.headers.insert(TRACEPARENT.clone(), value);
     }
+    Ok(())
 }
 
 /// Applies a rule's rewrites to a request about to be forwarded (ALB's transforms): `url`
@@ -340,41 +344,32 @@ pub const TLS_CIPHER_HEADER: &str = "x-securecart-tls-cipher-suite";
 /// it (ALB's limit, past which it answers 463).
 pub const MAX_FORWARDED_ADDRESSES: usize = 30;
 
-/// Whether a request's `X-Forwarded-For` holds more than [`MAX_FORWARDED_ADDRESSES`]
-/// entries, over all its lines (most requests have none, and cost one look-up).
-pub fn too_many_forwarded(headers: &HeaderMap) -> bool {
-    let mut entries = 0;
-    for line in headers.get_all(&X_FORWARDED_FOR) {
-        // Entries as [`appended`] keeps them: empty ones count for nothing.
-        entries += line
-            .as_bytes()
-            .split(|&byte| byte == b',')
-            .filter(|entry| !entry.trim_ascii().is_empty())
-            .count();
-        if entries > MAX_FORWARDED_ADDRESSES {
-            return true;
-        }
-    }
-    false
-}
-
 /// The request's `X-Forwarded-For` lines (those that hold more than spaces) joined, then
-/// `client`: every proxy's entry is kept, in order, whichever line it came on.
-fn appended(headers: &HeaderMap, client: HeaderValue) -> HeaderValue {
+/// `client`: every proxy's entry is kept, in order, whichever line it came on. `None` when
+/// they hold more than [`MAX_FORWARDED_ADDRESSES`] entries (empty ones count for nothing).
+fn appended(headers: &HeaderMap, client: HeaderValue) -> Option<HeaderValue> {
     let mut joined: Vec<u8> = Vec::new();
+    let mut entries = 0;
     for line in headers.get_all(&X_FORWARDED_FOR) {
         let line = line.as_bytes().trim_ascii();
         if !line.is_empty() {
+            entries += line
+                .split(|&byte| byte == b',')
+                .filter(|entry| !entry.trim_ascii().is_empty())
+                .count();
+            if entries > MAX_FORWARDED_ADDRESSES {
+                return None;
+            }
             joined.extend_from_slice(line);
             joined.extend_from_slice(b", ");
         }
     }
     if joined.is_empty() {
-        return client;
+        return Some(client);
     }
     joined.extend_from_slice(client.as_bytes());
     // Lines of valid values joined by a comma and a space make a valid value.
-    HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)).unwrap_or(client)
+    Some(HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)).unwrap_or(client))
 }
 
 /// Whether a request's `TE` names `trailers`, on any of its lines.
@@ -472,7 +467,8 @@ mod tests {
                 "http",
                 &8080.into(),
                 Default::default(),
-            );
+            )
+            .expect("prepared");
             assert_eq!(
                 parts
                     .headers
@@ -512,7 +508,12 @@ mod tests {
                     HeaderValue::from_str(line).expect("value"),
                 );
             }
-            assert_eq!(super::too_many_forwarded(&headers), too_many, "{lines:?}");
+            let client = HeaderValue::from_static("127.0.0.1");
+            assert_eq!(
+                super::appended(&headers, client).is_none(),
+                too_many,
+                "{lines:?}"
+            );
         }
     }
 
@@ -598,7 +599,8 @@ mod tests {
                 "http",
                 &8080.into(),
                 Default::default(),
-            );
+            )
+            .expect("prepared");
             let te: Vec<_> = parts.headers.get_all("te").iter().collect();
             if kept {
                 assert_eq!(te, ["trailers"], "{lines:?}");
@@ -831,7 +833,8 @@ mod tests {
             let (mut parts, ()) = request.body(()).expect("request").into_parts();
             let context =
                 RequestContext::new(client.parse().expect("address"), TraceContext::new_root());
-            prepare_request(&mut parts, &context, "http", &8080.into(), processing);
+            prepare_request(&mut parts, &context, "http", &8080.into(), processing)
+                .expect("prepared");
             let seen: Vec<&str> = parts
                 .headers
                 .get_all("x-forwarded-for")
@@ -865,7 +868,8 @@ mod tests {
             "http",
             &8080.into(),
             Default::default(),
-        );
+        )
+        .expect("prepared");
         for gone in ["connection", "x-private", "keep-alive", "upgrade"] {
             assert!(
                 !parts.headers.contains_key(gone),

@@ -580,20 +580,17 @@ impl Pipeline {
                     .remove::<crate::server::OnUpgrade>()
             });
             let (mut parts, body) = request.into_parts();
-            // A chain of proxies longer than any a shop's traffic crosses (ALB's 463).
-            if self.forwarded_for.mode == forward::XffMode::Append
-                && forward::too_many_forwarded(&parts.headers)
-            {
-                let error = EdgeError::TooManyForwardedAddresses(forward::MAX_FORWARDED_ADDRESSES);
-                return Outcome::refused(rule, "forward", error);
-            }
-            forward::prepare_request(
+            // (Refused with ALB's 463 if a chain of proxies longer than any a shop's
+            // traffic crosses wrote its X-Forwarded-For.)
+            if let Err(error) = forward::prepare_request(
                 &mut parts,
                 context,
                 self.protocol,
                 &self.port_header,
                 self.forwarded_for,
-            );
+            ) {
+                return Outcome::refused(rule, "forward", error);
+            }
             if self.drop_invalid_header_fields {
                 forward::drop_invalid_header_fields(&mut parts.headers);
             }
