@@ -64,25 +64,13 @@ pub fn negotiate(request: &HeaderMap) -> Option<Encoding> {
     let mut best: Option<(u16, Encoding)> = None;
     let mut wildcard: Option<u16> = None;
     let mut refused: Vec<Encoding> = Vec::new();
-    for member in crate::directives::list_members(request, header::ACCEPT_ENCODING) {
-        let mut parts = member.split(';');
-        let coding = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-        let quality = parts
-            .find_map(|parameter| {
-                let (name, value) = parameter.split_once('=')?;
-                (name.trim().eq_ignore_ascii_case("q")).then(|| quality(value.trim()))
-            })
-            .unwrap_or(Some(1000));
-        let Some(quality) = quality else { continue };
-        let encoding = match coding.as_str() {
-            "br" => Encoding::Brotli,
-            "zstd" => Encoding::Zstd,
-            "gzip" | "x-gzip" => Encoding::Gzip,
-            "*" => {
+    for (coding, quality) in offered(request) {
+        let encoding = match coding {
+            Some(encoding) => encoding,
+            None => {
                 wildcard = Some(quality);
                 continue;
             }
-            _ => continue,
         };
         if quality == 0 {
             refused.push(encoding);
@@ -136,27 +124,11 @@ pub fn normalized_accept_encoding(request: &HeaderMap) -> Option<HeaderValue> {
 fn accepted(request: &HeaderMap) -> Vec<Encoding> {
     let mut named: Vec<(Encoding, bool)> = Vec::new();
     let mut wildcard = false;
-    for member in crate::directives::list_members(request, header::ACCEPT_ENCODING) {
-        let mut parts = member.split(';');
-        let coding = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-        let quality = parts
-            .find_map(|parameter| {
-                let (name, value) = parameter.split_once('=')?;
-                (name.trim().eq_ignore_ascii_case("q")).then(|| quality(value.trim()))
-            })
-            .unwrap_or(Some(1000));
-        let Some(quality) = quality else { continue };
-        let encoding = match coding.as_str() {
-            "br" => Encoding::Brotli,
-            "zstd" => Encoding::Zstd,
-            "gzip" | "x-gzip" => Encoding::Gzip,
-            "*" => {
-                wildcard = quality > 0;
-                continue;
-            }
-            _ => continue,
-        };
-        named.push((encoding, quality > 0));
+    for (coding, quality) in offered(request) {
+        match coding {
+            Some(encoding) => named.push((encoding, quality > 0)),
+            None => wildcard = quality > 0,
+        }
     }
     [Encoding::Brotli, Encoding::Zstd, Encoding::Gzip]
         .into_iter()
@@ -167,6 +139,30 @@ fn accepted(request: &HeaderMap) -> Vec<Encoding> {
             },
         )
         .collect()
+}
+
+/// The codings `Accept-Encoding` names that the edge makes (`None` for `*`), each with its
+/// quality in thousandths; members of other codings, or with a quality that is not one,
+/// are left out.
+fn offered(request: &HeaderMap) -> impl Iterator<Item = (Option<Encoding>, u16)> + '_ {
+    crate::directives::list_members(request, header::ACCEPT_ENCODING).filter_map(|member| {
+        let mut parts = member.split(';');
+        let coding = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let quality = parts
+            .find_map(|parameter| {
+                let (name, value) = parameter.split_once('=')?;
+                (name.trim().eq_ignore_ascii_case("q")).then(|| quality(value.trim()))
+            })
+            .unwrap_or(Some(1000))?;
+        let encoding = match coding.as_str() {
+            "br" => Some(Encoding::Brotli),
+            "zstd" => Some(Encoding::Zstd),
+            "gzip" | "x-gzip" => Some(Encoding::Gzip),
+            "*" => None,
+            _ => return None,
+        };
+        Some((encoding, quality))
+    })
 }
 
 fn rank(encoding: Encoding) -> u8 {
