@@ -14,6 +14,9 @@
 //!   and when the origin cannot be reached (or fails within `stale-if-error`) the stale
 //!   copy answers, where the origin allowed it; within `stale-while-revalidate` it answers
 //!   at once and is revalidated in the background;
+//! - a fetch (a miss, a revalidation) goes through the behaviour's origin shield first if
+//!   it has one, and once more, to its secondary group, when the origin fails it and the
+//!   behaviour has an origin failover (CloudFront's origin groups);
 //! - a successful unsafe request (POST, PUT, DELETE, ...) invalidates its URI and the
 //!   same-host URIs its `Location` and `Content-Location` name.
 //!
@@ -85,6 +88,38 @@ pub struct Behavior {
     metrics: CacheMetrics,
     /// The group of the origin shield its misses go through, if any.
     shield: Option<usize>,
+    /// Where its failing fetches go next, if anywhere.
+    failover: Option<Failover>,
+}
+
+impl Behavior {
+    /// Where a fetch of the request's group `group` goes when the origin fails it.
+    fn secondary(&self, group: usize) -> Option<Secondary> {
+        let failover = self.failover.as_ref()?;
+        Some(Secondary {
+            group: (*failover.secondary.get(group)?)?,
+            statuses: Arc::clone(&failover.statuses),
+            count: self.metrics.failovers.clone(),
+        })
+    }
+}
+
+/// A behaviour's origin failover, compiled.
+#[derive(Debug)]
+struct Failover {
+    /// By the index of a request's group, the index of its secondary group.
+    secondary: Box<[Option<usize>]>,
+    /// The origin's answers that fail over.
+    statuses: Arc<[StatusCode]>,
+}
+
+/// Where one fetch goes when its origin fails it: another group, once.
+#[derive(Debug, Clone)]
+struct Secondary {
+    group: usize,
+    statuses: Arc<[StatusCode]>,
+    /// The behaviour's count of fetches that failed over.
+    count: prometheus_client::metrics::counter::Counter,
 }
 
 /// A listener's cache stage: the edge's cache and the behaviours in force.
@@ -95,26 +130,41 @@ pub struct CacheStage {
 }
 
 impl CacheStage {
-    /// The stage over `cache` with the configuration's behaviours; `Err` names a shield
-    /// group that `groups` does not have.
+    /// The stage over `cache` with the configuration's behaviours; `Err` names a behaviour,
+    /// a group that `groups` does not have, and what the behaviour named it as.
     pub fn new(
         cache: Arc<Cache>,
         config: &CacheConfig,
         metrics: &EdgeMetrics,
         groups: &[TargetGroup],
-    ) -> Result<Self, (String, String)> {
+    ) -> Result<Self, (String, String, &'static str)> {
         let behaviors = config
             .behaviors
             .iter()
             .map(|behavior| {
+                let index = |name: &String, role| {
+                    groups
+                        .iter()
+                        .position(|group| &group.name == name)
+                        .ok_or_else(|| (behavior.name.clone(), name.clone(), role))
+                };
                 let shield = match &behavior.origin_shield {
                     None => None,
-                    Some(name) => Some(
-                        groups
-                            .iter()
-                            .position(|group| &group.name == name)
-                            .ok_or_else(|| (behavior.name.clone(), name.clone()))?,
-                    ),
+                    Some(name) => Some(index(name, "origin shield")?),
+                };
+                let failover = match &behavior.origin_failover {
+                    None => None,
+                    Some(failover) => {
+                        let mut secondary = vec![None; groups.len()];
+                        for (primary, other) in &failover.groups {
+                            secondary[index(primary, "origin failover")?] =
+                                Some(index(other, "origin failover")?);
+                        }
+                        Some(Failover {
+                            secondary: secondary.into(),
+                            statuses: failover.status_codes.clone().into(),
+                        })
+                    }
                 };
                 Ok(Behavior {
                     name: behavior.name.clone(),
@@ -122,9 +172,10 @@ impl CacheStage {
                     policy: behavior.policy.clone(),
                     metrics: metrics.cache_behavior(&behavior.name),
                     shield,
+                    failover,
                 })
             })
-            .collect::<Result<_, (String, String)>>()?;
+            .collect::<Result<_, (String, String, &'static str)>>()?;
         Ok(Self { cache, behaviors })
     }
 
@@ -197,7 +248,7 @@ impl Origin<'_> {
     }
 
     /// Fetches what the cache may keep, through the behaviour's origin shield if it has
-    /// one.
+    /// one, and from its secondary group when the origin fails it.
     async fn fetch_head(
         &self,
         behavior: &Behavior,
@@ -209,6 +260,7 @@ impl Origin<'_> {
                 groups: self.groups,
                 group: self.group_index,
                 shield: behavior.shield,
+                secondary: behavior.secondary(self.group_index),
                 metrics: self.metrics,
                 timeout: self.timeout,
                 sticky_target: self.sticky_target,
@@ -268,6 +320,7 @@ struct Route<'a> {
     groups: &'a [TargetGroup],
     group: usize,
     shield: Option<usize>,
+    secondary: Option<Secondary>,
     metrics: &'a EdgeMetrics,
     timeout: Duration,
     sticky_target: Option<usize>,
@@ -275,33 +328,93 @@ struct Route<'a> {
 
 /// Sends a cacheable request: to the origin shield (another region's edge, whose cache
 /// answers for every region) when the behaviour has one, and to the request's own group
-/// when it has none or when the shield cannot be reached.
+/// when it has none or when the shield cannot be reached. When that origin cannot be
+/// reached, does not answer in time, or answers with a failover status, the request goes
+/// once more, to the behaviour's secondary group, whose answer (or failure) is the
+/// request's, as CloudFront's origin groups do.
 async fn send_head(
     route: &Route<'_>,
     context: &mut RequestContext,
     head: &Head,
 ) -> Result<Response<EdgeBody>, EdgeError> {
-    let request = || {
+    let answer = send_to_origin(route, context, head).await;
+    let Some(secondary) = &route.secondary else {
+        return answer;
+    };
+    let failed = match &answer {
+        Ok(response) => secondary.statuses.contains(&response.status()),
+        Err(error) => matches!(
+            error,
+            EdgeError::NoTargets(_)
+                | EdgeError::Connect(_)
+                | EdgeError::ConnectTimeout(_)
+                | EdgeError::Upstream(_)
+                | EdgeError::Timeout
+        ),
+    };
+    if !failed {
+        return answer;
+    }
+    let group = &route.groups[secondary.group];
+    match &answer {
+        Ok(response) => {
+            tracing::debug!(status = %response.status(), secondary = %group.name, "the origin failed a fetch; failing over");
+        }
+        Err(error) => {
+            tracing::debug!(%error, secondary = %group.name, "the origin failed a fetch; failing over");
+        }
+    }
+    // The primary's answer, and its connection, go before the secondary is asked.
+    drop(answer);
+    secondary.count.inc();
+    upstream::send(
+        group,
+        route.metrics,
+        context,
+        head.request(),
+        route.options(None),
+    )
+    .await
+}
+
+impl Route<'_> {
+    /// How a cacheable request is sent, to the target `sticky_target` first if any.
+    fn options(&self, sticky_target: Option<usize>) -> SendOptions {
+        SendOptions {
+            sticky_target,
+            timeout: self.timeout,
+            body_timeout: self.timeout,
+            client_upgrade: None,
+            max_body_bytes: None,
+        }
+    }
+}
+
+impl Head {
+    /// The request, with an empty body, for one attempt.
+    fn request(&self) -> Request<EdgeBody> {
         let mut request = Request::new(upstream::empty());
-        *request.method_mut() = head.method.clone();
-        *request.uri_mut() = head.uri.clone();
-        *request.headers_mut() = head.headers.clone();
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.headers_mut() = self.headers.clone();
         request
-    };
-    let options = |sticky_target| SendOptions {
-        sticky_target,
-        timeout: route.timeout,
-        body_timeout: route.timeout,
-        client_upgrade: None,
-        max_body_bytes: None,
-    };
+    }
+}
+
+/// Sends a cacheable request to the origin: through the behaviour's origin shield, if it
+/// has one that can be reached, else to the request's own group.
+async fn send_to_origin(
+    route: &Route<'_>,
+    context: &mut RequestContext,
+    head: &Head,
+) -> Result<Response<EdgeBody>, EdgeError> {
     if let Some(shield) = route.shield {
         match upstream::send(
             &route.groups[shield],
             route.metrics,
             context,
-            request(),
-            options(None),
+            head.request(),
+            route.options(None),
         )
         .await
         {
@@ -319,8 +432,8 @@ async fn send_head(
         &route.groups[route.group],
         route.metrics,
         context,
-        request(),
-        options(route.sticky_target),
+        head.request(),
+        route.options(route.sticky_target),
     )
     .await
 }
@@ -765,6 +878,7 @@ fn revalidate_in_background<B>(
     let groups = Arc::clone(origin.groups);
     let group_index = origin.group_index;
     let shield = behavior.shield;
+    let secondary = behavior.secondary(group_index);
     let metrics = origin.metrics.clone();
     let timeout = origin.timeout;
     let key = Arc::clone(key);
@@ -788,6 +902,7 @@ fn revalidate_in_background<B>(
             groups: &groups,
             group: group_index,
             shield,
+            secondary,
             metrics: &metrics,
             timeout,
             sticky_target: None,

@@ -69,6 +69,7 @@ impl CacheConfig {
                 path_pattern: "*".to_owned(),
                 policy: securecart_cache::CachePolicy::default(),
                 origin_shield: None,
+                origin_failover: None,
             }],
             disk: None,
         }
@@ -89,6 +90,23 @@ pub struct CacheBehavior {
     /// edge whose cache answers for every edge (CloudFront's Origin Shield). The
     /// request's own group answers when the shield cannot be reached.
     pub origin_shield: Option<String>,
+    /// Where its fetches go when the origin fails them (CloudFront's origin groups); none
+    /// answers with what the origin gave.
+    pub origin_failover: Option<OriginFailover>,
+}
+
+/// A cache behaviour's origin failover, as CloudFront's origin group: a GET or HEAD the
+/// behaviour fetches (a miss, a revalidation) whose origin cannot be reached, does not
+/// answer in time, or answers with one of `status_codes`, is sent once more, to the
+/// request's group's secondary.
+#[derive(Debug, Clone)]
+pub struct OriginFailover {
+    /// Pairs of a target group and its secondary: another region's replicas of the same
+    /// service, say. A group without one keeps its first answer.
+    pub groups: Vec<(String, String)>,
+    /// The origin's answers that fail over (CloudFront's failover criteria: 500, 502, 503
+    /// and 504 are the usual choice).
+    pub status_codes: Vec<http::StatusCode>,
 }
 
 /// A listener: an address, rules in priority order and a default action.

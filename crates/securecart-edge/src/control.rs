@@ -280,9 +280,10 @@ impl Control {
                             CacheStage::new(Arc::clone(cache), settings, metrics, groups)
                         })
                         .transpose()
-                        .map_err(|(behavior, group)| StartError::UnknownShield {
+                        .map_err(|(behavior, group, role)| StartError::UnknownCacheGroup {
                             behavior,
                             group,
+                            role,
                         })?,
                 }))
             })

@@ -45,7 +45,7 @@ use tokio_rustls::TlsAcceptor;
 
 pub use config::{
     CacheBehavior, CacheConfig, CacheDisk, CheckProtocol, EdgeConfig, HealthCheckConfig, Limits,
-    ListenerConfig, TargetGroupConfig, UpstreamProtocol,
+    ListenerConfig, OriginFailover, TargetGroupConfig, UpstreamProtocol,
 };
 pub use control::{Control, ReloadError};
 pub use error::EdgeError;
@@ -86,13 +86,15 @@ pub enum StartError {
         /// The operating system's error.
         source: std::io::Error,
     },
-    /// A cache behaviour's origin shield names no target group.
-    #[error("cache behaviour {behavior}: no target group is named `{group}` (its origin shield)")]
-    UnknownShield {
+    /// A cache behaviour's origin shield or origin failover names no target group.
+    #[error("cache behaviour {behavior}: no target group is named `{group}` (its {role})")]
+    UnknownCacheGroup {
         /// The behaviour.
         behavior: String,
         /// The group it names.
         group: String,
+        /// What the group is to the behaviour: `origin shield`, `origin failover`.
+        role: &'static str,
     },
     /// The edge has no listener.
     #[error("an edge needs at least one listener")]

@@ -81,6 +81,9 @@ pub struct CacheMetrics {
     pub bypass: Counter,
     /// Requests that waited for another's fetch of the same object.
     pub coalesced: Counter,
+    /// Fetches that the origin failed and that went to the behaviour's secondary group
+    /// (origin failover).
+    pub failovers: Counter,
     /// Body bytes answered from stored responses.
     pub bytes_served: Counter,
     /// Hits over every answer the cache gave (hits, misses, stale and revalidated
@@ -140,6 +143,7 @@ pub struct EdgeMetrics {
     waf_matches: Family<WafLabels, Counter>,
     cache_requests: Family<CacheLabels, Counter>,
     cache_coalesced: Family<BehaviorLabels, Counter>,
+    cache_failovers: Family<BehaviorLabels, Counter>,
     cache_bytes_served: Family<BehaviorLabels, Counter>,
     cache_hit_ratio: Family<BehaviorLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// Stored objects evicted for room.
@@ -176,6 +180,7 @@ impl EdgeMetrics {
             waf_matches: Family::default(),
             cache_requests: Family::default(),
             cache_coalesced: Family::default(),
+            cache_failovers: Family::default(),
             cache_bytes_served: Family::default(),
             cache_hit_ratio: Family::default(),
             cache_evictions: Counter::default(),
@@ -240,6 +245,11 @@ impl EdgeMetrics {
             "cache_coalesced",
             "Requests that waited for another request's fetch of the same object",
             metrics.cache_coalesced.clone(),
+        );
+        registry.register(
+            "cache_failovers",
+            "Fetches that the origin failed and that went to the behaviour's secondary target group (origin failover)",
+            metrics.cache_failovers.clone(),
         );
         registry.register(
             "cache_served_bytes",
@@ -350,6 +360,7 @@ impl EdgeMetrics {
             revalidated: result("revalidated"),
             bypass: result("bypass"),
             coalesced: self.cache_coalesced.get_or_create(&labels).clone(),
+            failovers: self.cache_failovers.get_or_create(&labels).clone(),
             bytes_served: self.cache_bytes_served.get_or_create(&labels).clone(),
             hit_ratio: self.cache_hit_ratio.get_or_create(&labels).clone(),
         }

@@ -267,6 +267,7 @@ async fn start_edge_with(origin: SocketAddr, shield: Option<SocketAddr>, ttl: Tt
                 ..CachePolicy::default()
             },
             origin_shield: shield.map(|_| "shield".to_owned()),
+            origin_failover: None,
         }],
         disk: None,
     });
@@ -846,6 +847,144 @@ async fn an_origin_shield_answers_the_misses_of_every_edge_behind_it() {
     server.stop().await;
 }
 
+/// A behaviour with an origin failover (CloudFront's origin group) sends a fetch its
+/// origin fails (a failover status, or no answer at all) once more, to the request's
+/// group's secondary, and stores what that answers; an answer of another status, and a
+/// request the cache does not fetch (a POST), stay the origin's.
+#[tokio::test]
+async fn a_fetch_the_origin_fails_goes_to_the_secondary_group() {
+    let primary = serve(
+        "127.0.0.1",
+        Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route(
+                "/static/fine",
+                get(|| async { ([(header::CACHE_CONTROL, "max-age=60")], "primary") }),
+            )
+            .route(
+                "/static/down",
+                get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "primary is down") })
+                    .post(|| async { (StatusCode::SERVICE_UNAVAILABLE, "primary is down") }),
+            )
+            .route(
+                "/static/missing",
+                get(|| async { (StatusCode::NOT_FOUND, "primary has none") }),
+            ),
+    )
+    .await;
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&asked);
+    let secondary = serve(
+        "127.0.0.1",
+        Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .fallback(move |method: http::Method, uri: http::Uri| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    (
+                        [(header::CACHE_CONTROL, "max-age=60")],
+                        format!("secondary: {method} {uri}"),
+                    )
+                }
+            }),
+    )
+    .await;
+    let mut config = common::one_listener("origin", vec![primary.address]);
+    config.target_groups.push(TargetGroupConfig::new(
+        "secondary",
+        vec![secondary.address],
+        common::quick_health_check(),
+    ));
+    config.cache = Some(CacheConfig {
+        capacity_bytes: 16 * 1024 * 1024,
+        max_object_bytes: 16 * 1024,
+        behaviors: vec![CacheBehavior {
+            name: "static".to_owned(),
+            path_pattern: "/static/*".to_owned(),
+            policy: CachePolicy::default(),
+            origin_shield: None,
+            origin_failover: Some(securecart_edge::OriginFailover {
+                groups: vec![("origin".to_owned(), "secondary".to_owned())],
+                status_codes: [500, 502, 503, 504]
+                    .map(|code| StatusCode::from_u16(code).expect("status"))
+                    .to_vec(),
+            }),
+        }],
+        disk: None,
+    });
+    let edge = RunningEdge::start(config, "http").await;
+    let mut client = TestClient::http1();
+    let get = async |client: &mut TestClient, path: &str| {
+        let reply = client.get(&format!("{}{path}", edge.url)).await;
+        (
+            reply.status.as_u16(),
+            reply.text(),
+            reply.header("x-cache").map(str::to_owned),
+        )
+    };
+
+    assert_eq!(
+        get(&mut client, "/static/fine").await,
+        (200, "primary".to_owned(), Some("Miss".to_owned()))
+    );
+    assert_eq!(asked.load(Ordering::SeqCst), 0);
+    // A 503 fails over; the secondary's answer is stored, and answers again from the cache.
+    assert_eq!(
+        get(&mut client, "/static/down?v=1").await,
+        (
+            200,
+            "secondary: GET /static/down?v=1".to_owned(),
+            Some("Miss".to_owned())
+        )
+    );
+    assert_eq!(
+        get(&mut client, "/static/down?v=1").await,
+        (
+            200,
+            "secondary: GET /static/down?v=1".to_owned(),
+            Some("Hit".to_owned())
+        )
+    );
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+    // A 404 is not among the failover statuses.
+    assert_eq!(
+        get(&mut client, "/static/missing").await.1,
+        "primary has none"
+    );
+    // A POST is not the cache's fetch: it stays the origin's.
+    let post = client
+        .send(
+            http::Method::POST,
+            &format!("{}/static/down", edge.url),
+            &[],
+            "form",
+        )
+        .await;
+    assert_eq!(post.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+
+    // An origin that cannot be reached at all fails over too.
+    primary.stop().await;
+    assert_eq!(
+        get(&mut client, "/static/fine?after").await,
+        (
+            200,
+            "secondary: GET /static/fine?after".to_owned(),
+            Some("Miss".to_owned())
+        )
+    );
+    let metrics = client
+        .get(&format!("http://{}/metrics", edge.admin))
+        .await
+        .text();
+    assert!(
+        metrics.contains("securecart_edge_cache_failovers_total{behavior=\"static\"} 2"),
+        "{metrics}"
+    );
+    edge.shutdown().await;
+    secondary.stop().await;
+}
+
 /// Browsers spell one choice of codings many ways: the cache keys `Accept-Encoding` by the
 /// codings the edge knows that it accepts, and asks the origin with that same value
 /// (`identity` for none), so that an origin that says `Vary: Accept-Encoding` is asked once
@@ -941,6 +1080,7 @@ async fn rewritten_requests_are_cached_under_the_clients_url() {
             path_pattern: "*".to_owned(),
             policy: CachePolicy::default(),
             origin_shield: None,
+            origin_failover: None,
         }],
         disk: None,
     });
@@ -1017,6 +1157,7 @@ async fn a_miss_sends_the_origin_what_the_behaviours_request_policy_lets_through
                 ..CachePolicy::default()
             },
             origin_shield: None,
+            origin_failover: None,
         }],
         disk: None,
     });
@@ -1084,6 +1225,7 @@ async fn a_varied_answer_is_found_again_when_its_header_is_kept_from_the_origin(
                 ..CachePolicy::default()
             },
             origin_shield: None,
+            origin_failover: None,
         }],
         disk: None,
     });
@@ -1117,6 +1259,7 @@ async fn a_behaviour_may_leave_text_uncompressed() {
                 ..CachePolicy::default()
             },
             origin_shield: None,
+            origin_failover: None,
         }],
         disk: None,
     });

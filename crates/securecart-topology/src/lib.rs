@@ -20,8 +20,8 @@ use std::path::Path;
 pub use model::{
     Algorithm, CacheBehavior, Component, Edge, EdgeCache, EdgeShield, EdgeWaf, HealthCheck,
     Listener, ListenerMtls, ListenerProtocol, ListenerRule, ListenerWebAcl, Location, LogFormat,
-    MinimumHealthy, QueryStrings, Region, Role, RuleAction, RuleConditions, Service, ServiceKind,
-    StoreKind, TargetGroup, Telemetry, Tiers, Topology, XffHeaderProcessing,
+    MinimumHealthy, OriginFailover, QueryStrings, Region, Role, RuleAction, RuleConditions,
+    Service, ServiceKind, StoreKind, TargetGroup, Telemetry, Tiers, Topology, XffHeaderProcessing,
 };
 
 use locate::{FieldPath, Locator};

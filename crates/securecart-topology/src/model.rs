@@ -382,7 +382,32 @@ pub struct CacheBehavior {
     pub origin_cookies: QueryStrings,
     /// The region whose edge the other regions' edges fetch misses through.
     pub origin_shield: Option<String>,
+    /// Where a region's failing fetches go.
+    pub origin_failover: Option<OriginFailover>,
 }
+
+/// A cache behaviour's origin failover (CloudFront's origin groups): the regions in order,
+/// each failing over to the first that is not its own, and the origin's statuses that do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginFailover {
+    /// At least two regions, each named once.
+    pub regions: Vec<String>,
+    /// Statuses of CloudFront's failover criteria.
+    pub status_codes: Vec<u16>,
+}
+
+impl OriginFailover {
+    /// The region `region`'s failing fetches go to: the first listed that is not `region`.
+    pub fn secondary_of(&self, region: &str) -> Option<&str> {
+        self.regions
+            .iter()
+            .map(String::as_str)
+            .find(|other| *other != region)
+    }
+}
+
+/// The statuses an origin failover may be set to fail over on: CloudFront's.
+pub const FAILOVER_STATUS_CODES: [u16; 8] = [400, 403, 404, 416, 500, 502, 503, 504];
 
 /// The query parameters a cache key holds (CloudFront's cache policy settings), or the
 /// headers or cookies a miss sends the origin (its origin request policy).
@@ -396,6 +421,53 @@ pub enum QueryStrings {
     Only(Vec<String>),
     /// Every one but these.
     AllExcept(Vec<String>),
+}
+
+/// A behaviour's origin failover, checked: known regions, each once, at least two of them
+/// (else no region has another to go to), and statuses of CloudFront's failover criteria.
+fn origin_failover(
+    raw: &crate::raw::RawOriginFailover,
+    regions: &[&str],
+    at: &FieldPath,
+    findings: &mut Findings,
+) -> OriginFailover {
+    for (index, region) in raw.regions.iter().enumerate() {
+        if !regions.contains(&region.as_str()) {
+            findings.problem(
+                at.key("regions").index(index),
+                format!("no region is named `{region}`"),
+            );
+        } else if raw.regions[..index].contains(region) {
+            findings.problem(
+                at.key("regions").index(index),
+                format!("`{region}` is listed twice"),
+            );
+        }
+    }
+    if raw.regions.len() < 2 {
+        findings.problem(
+            at.key("regions"),
+            "must list at least two regions: each fails over to the first that is not its own",
+        );
+    }
+    if raw.status_codes.is_empty() {
+        findings.problem(
+            at.key("status_codes"),
+            "must list at least one status (500, 502, 503 and 504 by default)",
+        );
+    }
+    for (index, code) in raw.status_codes.iter().enumerate() {
+        if !FAILOVER_STATUS_CODES.contains(code) {
+            findings.problem(
+                at.key("status_codes").index(index),
+                format!("{code} is not one of 400, 403, 404, 416, 500, 502, 503 and 504"),
+            );
+        }
+    }
+    OriginFailover {
+        regions: raw.regions.clone(),
+        status_codes: raw.status_codes.clone(),
+    }
 }
 
 /// A behaviour's selection of the client's headers or cookies for the origin: `what`
@@ -2080,6 +2152,10 @@ fn resolve_cache(
                 format!("no region is named `{shield}`"),
             );
         }
+        let origin_failover = raw_behavior
+            .origin_failover
+            .as_ref()
+            .map(|raw| origin_failover(raw, regions, &path.key("origin_failover"), findings));
         for (index, header) in raw_behavior.headers.iter().enumerate() {
             let valid = !header.is_empty()
                 && header
@@ -2119,6 +2195,7 @@ fn resolve_cache(
                 findings,
             ),
             origin_shield: raw_behavior.origin_shield.clone(),
+            origin_failover,
         });
     }
     if raw.disk_mib > 16 * 1_048_576 {

@@ -980,6 +980,29 @@ pub struct RawCacheBehavior {
     /// when the shield cannot be reached.
     #[serde(default)]
     pub origin_shield: Option<String>,
+    /// Where a fetch goes when this region's origin fails it (CloudFront's origin groups):
+    /// `{ regions = ["us-east-1", "eu-west-1"] }` sends each region's failing misses and
+    /// revalidations to the same service's replicas in the first region listed that is not
+    /// its own. Only for what is the same in every region, as `origin_shield`.
+    #[serde(default)]
+    pub origin_failover: Option<RawOriginFailover>,
+}
+
+/// A cache behaviour's origin failover.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOriginFailover {
+    /// The regions, in order: each region fails over to the first that is not its own.
+    pub regions: Vec<String>,
+    /// The origin's statuses that fail over, of CloudFront's failover criteria (400, 403,
+    /// 404, 416, 500, 502, 503, 504); 500, 502, 503 and 504 by default. An origin that
+    /// cannot be reached, or does not answer in time, always fails over.
+    #[serde(default = "default_failover_status_codes")]
+    pub status_codes: Vec<u16>,
+}
+
+fn default_failover_status_codes() -> Vec<u16> {
+    vec![500, 502, 503, 504]
 }
 
 /// The default longest freshness: a year.

@@ -587,6 +587,30 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "no region is named `mars-1`",
         ),
         (
+            "origin_failover = { regions = [\"us-east-1\", \"eu-west-1\"] }",
+            "origin_failover = { regions = [\"us-east-1\", \"mars-1\"] }",
+            "edge.cache.behaviors[0].origin_failover.regions[1]",
+            "no region is named `mars-1`",
+        ),
+        (
+            "origin_failover = { regions = [\"us-east-1\", \"eu-west-1\"] }",
+            "origin_failover = { regions = [\"eu-west-1\"] }",
+            "edge.cache.behaviors[0].origin_failover.regions",
+            "at least two regions",
+        ),
+        (
+            "origin_failover = { regions = [\"us-east-1\", \"eu-west-1\"] }",
+            "origin_failover = { regions = [\"eu-west-1\", \"eu-west-1\"] }",
+            "edge.cache.behaviors[0].origin_failover.regions[1]",
+            "`eu-west-1` is listed twice",
+        ),
+        (
+            "origin_failover = { regions = [\"us-east-1\", \"eu-west-1\"] }",
+            "origin_failover = { regions = [\"us-east-1\", \"eu-west-1\"], status_codes = [503, 501] }",
+            "edge.cache.behaviors[0].origin_failover.status_codes[1]",
+            "501 is not one of 400, 403, 404, 416, 500, 502, 503 and 504",
+        ),
+        (
             "oversize = \"continue\"",
             "oversize = \"maybe\"",
             "edge.waf.oversize",

@@ -181,6 +181,7 @@ pub fn edge_config(
         .map(|group| target_group_config(group, region))
         .collect();
     target_groups.extend(shield_groups(topology, region));
+    target_groups.extend(failover_groups(topology, region));
     Ok(EdgeConfig {
         region: region.name.clone(),
         listeners: listeners
@@ -260,7 +261,7 @@ pub fn edge_config(
             .edge
             .cache
             .as_ref()
-            .map(|cache| cache_config(cache, region, data_dir)),
+            .map(|cache| cache_config(topology, cache, region, data_dir)),
         shield: topology
             .edge
             .shield
@@ -439,6 +440,51 @@ fn shield_groups(topology: &Topology, region: &Region) -> Vec<TargetGroupConfig>
         .collect()
 }
 
+/// The name of the target group of `group`'s replicas in `region`: an origin failover's
+/// secondary.
+fn failover_group_name(group: &str, region: &str) -> String {
+    format!("{group}@{region}")
+}
+
+/// The target groups `region`'s cache behaviours fail over to: for each region a behaviour's
+/// origin failover sends this region's failing fetches to, each of the edge's target groups
+/// of that region's replicas. They answer only what fails over, and their health is another
+/// region's: it does not move this region's clients in DNS.
+fn failover_groups(topology: &Topology, region: &Region) -> Vec<TargetGroupConfig> {
+    let Some(cache) = &topology.edge.cache else {
+        return Vec::new();
+    };
+    let mut secondaries: Vec<&str> = cache
+        .behaviors
+        .iter()
+        .filter_map(|behavior| {
+            behavior
+                .origin_failover
+                .as_ref()?
+                .secondary_of(&region.name)
+        })
+        .collect();
+    secondaries.sort_unstable();
+    secondaries.dedup();
+    secondaries
+        .into_iter()
+        .filter_map(|secondary| {
+            topology
+                .regions
+                .iter()
+                .find(|other| other.name == secondary)
+        })
+        .flat_map(|secondary| {
+            topology.edge.target_groups.iter().map(|group| {
+                let mut config = target_group_config(group, secondary);
+                config.name = failover_group_name(&group.name, &secondary.name);
+                config.dns_failover = None;
+                config
+            })
+        })
+        .collect()
+}
+
 /// A web ACL of the topology's (`[edge.waf]`, or one of `[edge.web_acls]`).
 fn waf_config(name: &str, waf: &securecart_topology::EdgeWaf) -> securecart_edge::waf::WafConfig {
     use securecart_waf::managed::{Group, acl_with};
@@ -499,6 +545,7 @@ fn waf_config(name: &str, waf: &securecart_topology::EdgeWaf) -> securecart_edge
 
 /// The edge's cache from the topology's `[edge.cache]`, for `region`'s edge.
 fn cache_config(
+    topology: &Topology,
     cache: &securecart_topology::EdgeCache,
     region: &Region,
     data_dir: &Path,
@@ -551,6 +598,28 @@ fn cache_config(
                     .as_deref()
                     .filter(|shield| *shield != region.name)
                     .map(shield_group_name),
+                origin_failover: behavior.origin_failover.as_ref().and_then(|failover| {
+                    let secondary = failover.secondary_of(&region.name)?;
+                    Some(securecart_edge::OriginFailover {
+                        groups: topology
+                            .edge
+                            .target_groups
+                            .iter()
+                            .map(|group| {
+                                (
+                                    group.name.clone(),
+                                    failover_group_name(&group.name, secondary),
+                                )
+                            })
+                            .collect(),
+                        // Checked by the topology.
+                        status_codes: failover
+                            .status_codes
+                            .iter()
+                            .filter_map(|code| http::StatusCode::from_u16(*code).ok())
+                            .collect(),
+                    })
+                }),
             })
             .collect(),
         disk: (cache.disk_bytes > 0).then(|| securecart_edge::CacheDisk {
@@ -1056,6 +1125,51 @@ pub fn dns_zone_config(
 
 #[cfg(test)]
 mod tests {
+    /// The default topology's assets and images fail over to the other region's replicas
+    /// of the request's group: each region's edge has a group of them per target group,
+    /// and its behaviours pair each group with its own.
+    #[test]
+    fn each_region_fails_over_to_the_other_regions_replicas() {
+        let loaded = super::load_topology(None).expect("the embedded topology");
+        let topology = &loaded.topology;
+        for (region, other) in [("us-east-1", "eu-west-1"), ("eu-west-1", "us-east-1")] {
+            let region = super::region(topology, region).expect("region");
+            let other = super::region(topology, other).expect("region");
+            let groups = super::failover_groups(topology, region);
+            assert_eq!(groups.len(), topology.edge.target_groups.len());
+            for (group, failover) in topology.edge.target_groups.iter().zip(&groups) {
+                assert_eq!(failover.name, format!("{}@{}", group.name, other.name));
+                let replicas: Vec<_> = other
+                    .replicas_of(group.service)
+                    .map(|replica| replica.address)
+                    .collect();
+                assert!(!replicas.is_empty(), "{}", group.name);
+                assert_eq!(failover.targets, replicas, "{}", group.name);
+            }
+            let cache = topology.edge.cache.as_ref().expect("a cache");
+            let config = super::cache_config(topology, cache, region, std::path::Path::new("."));
+            let failing_over: Vec<&str> = config
+                .behaviors
+                .iter()
+                .filter(|behavior| behavior.origin_failover.is_some())
+                .map(|behavior| behavior.name.as_str())
+                .collect();
+            assert_eq!(failing_over, ["assets", "images"]);
+            let failover = config.behaviors[0]
+                .origin_failover
+                .as_ref()
+                .expect("a failover");
+            assert!(failover.groups.contains(&(
+                "storefront".to_owned(),
+                format!("storefront@{}", other.name)
+            )));
+            assert_eq!(
+                failover.status_codes,
+                [500, 502, 503, 504].map(|code| http::StatusCode::from_u16(code).expect("status"))
+            );
+        }
+    }
+
     /// An origin shield's group reaches another region's edge: its health must not move
     /// this region's clients away in DNS, where the shop's own groups do.
     #[test]
@@ -1071,6 +1185,9 @@ mod tests {
                 .collect::<Vec<_>>(),
             [("origin-shield-us-east-1", None)]
         );
+        for group in super::failover_groups(topology, region) {
+            assert_eq!(group.dns_failover, None, "{}", group.name);
+        }
         for group in &topology.edge.target_groups {
             let config = super::target_group_config(group, region);
             assert_eq!(

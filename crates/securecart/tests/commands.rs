@@ -505,6 +505,42 @@ async fn up_serves_a_purchase_survives_killed_replicas_and_stops_cleanly() {
         200,
         "the other replica serves"
     );
+    // With no storefront replica left in us-east-1, its assets come from eu-west-1's
+    // (the behaviour's origin failover), where the page itself has no target.
+    let other = component(&report, "us-east-1/storefront-1")["address"]
+        .as_str()
+        .expect("address")
+        .to_owned();
+    securecart_ok(
+        &data_dir,
+        &[
+            "targets",
+            "--region",
+            "us-east-1",
+            "deregister",
+            "storefront",
+            &other,
+        ],
+    )
+    .await;
+    assert_eq!(shopper.get(&format!("{url}/")).await.status, 503);
+    let asset = shopper
+        .get(&format!("{url}/static/app.js?after-failover"))
+        .await;
+    assert_eq!(asset.status, 200, "{}", asset.text());
+    let us_metrics = shopper
+        .get(&format!("http://{us_admin}/metrics"))
+        .await
+        .text();
+    for line in [
+        "securecart_edge_cache_failovers_total{behavior=\"assets\"} 1",
+        "securecart_edge_target_responses_total{target_group=\"storefront@eu-west-1\",class=\"2xx\"} 1",
+    ] {
+        assert!(
+            us_metrics.lines().any(|metric| metric == line),
+            "{line}: {us_metrics}"
+        );
+    }
     securecart_ok(&data_dir, &["reload", "--region", "us-east-1"]).await;
     let listed = securecart_ok(&data_dir, &["targets", "--region", "us-east-1"]).await;
     assert!(
