@@ -127,6 +127,18 @@ struct Secondary {
 pub struct CacheStage {
     cache: Arc<Cache>,
     behaviors: Vec<Behavior>,
+    error_pages: Box<[ErrorPage]>,
+}
+
+/// A custom error response (see [`crate::config::ErrorResponse`]), compiled.
+#[derive(Debug)]
+pub struct ErrorPage {
+    status: StatusCode,
+    patterns: Box<[Vec<u8>]>,
+    /// The page's path.
+    pub page: http::uri::PathAndQuery,
+    /// The status it answers with.
+    pub response_code: StatusCode,
 }
 
 impl CacheStage {
@@ -176,7 +188,44 @@ impl CacheStage {
                 })
             })
             .collect::<Result<_, (String, String, &'static str)>>()?;
-        Ok(Self { cache, behaviors })
+        let error_pages = config
+            .error_responses
+            .iter()
+            .map(|response| ErrorPage {
+                status: response.error_code,
+                patterns: response
+                    .paths
+                    .iter()
+                    .map(|pattern| pattern.as_bytes().to_vec())
+                    .collect(),
+                page: response.response_page_path.clone(),
+                response_code: response.response_code.unwrap_or(response.error_code),
+            })
+            .collect();
+        Ok(Self {
+            cache,
+            behaviors,
+            error_pages,
+        })
+    }
+
+    /// Whether any custom error response is configured.
+    pub fn has_error_pages(&self) -> bool {
+        !self.error_pages.is_empty()
+    }
+
+    /// The custom error response for an answer of `status` to a request for `path`: the
+    /// first whose status it is and whose patterns match the path, unless the page is the
+    /// path itself (whose own error is answered as it is).
+    pub fn error_page(&self, status: StatusCode, path: &str) -> Option<&ErrorPage> {
+        self.error_pages.iter().find(|page| {
+            page.status == status
+                && page.page.path() != path
+                && page
+                    .patterns
+                    .iter()
+                    .any(|pattern| glob_match(pattern, path.as_bytes(), false))
+        })
     }
 
     /// The behaviour for a path: the first whose pattern matches.

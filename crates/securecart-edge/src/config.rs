@@ -46,6 +46,28 @@ pub struct CacheConfig {
     pub behaviors: Vec<CacheBehavior>,
     /// A disk tier behind the memory, kept across restarts; none keeps memory only.
     pub disk: Option<CacheDisk>,
+    /// Pages answered in place of errors (CloudFront's custom error responses), the first
+    /// that applies.
+    pub error_responses: Vec<ErrorResponse>,
+}
+
+/// A custom error response, as CloudFront's: a GET or HEAD answered with `error_code`,
+/// by its target or by the edge when it cannot reach one, is answered instead with the
+/// page at `response_page_path` (fetched as a GET of the same host through the listener's
+/// rules, and through the cache where a behaviour covers it), with `response_code`. When
+/// the page cannot be had, the error answers as it was.
+#[derive(Debug, Clone)]
+pub struct ErrorResponse {
+    /// The status it replaces.
+    pub error_code: http::StatusCode,
+    /// The paths whose answers it replaces (patterns with `*` and `?`, as rules'): the
+    /// shop's pages, say, and not its API, whose clients read JSON. (CloudFront's apply to
+    /// every path.)
+    pub paths: Vec<String>,
+    /// The page's path, such as `/static/unavailable.html`.
+    pub response_page_path: http::uri::PathAndQuery,
+    /// The status answered with the page; none keeps `error_code`.
+    pub response_code: Option<http::StatusCode>,
 }
 
 /// The cache's disk tier.
@@ -72,6 +94,7 @@ impl CacheConfig {
                 origin_failover: None,
             }],
             disk: None,
+            error_responses: Vec::new(),
         }
     }
 }

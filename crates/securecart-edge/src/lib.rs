@@ -44,8 +44,8 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 pub use config::{
-    CacheBehavior, CacheConfig, CacheDisk, CheckProtocol, EdgeConfig, HealthCheckConfig, Limits,
-    ListenerConfig, OriginFailover, TargetGroupConfig, UpstreamProtocol,
+    CacheBehavior, CacheConfig, CacheDisk, CheckProtocol, EdgeConfig, ErrorResponse,
+    HealthCheckConfig, Limits, ListenerConfig, OriginFailover, TargetGroupConfig, UpstreamProtocol,
 };
 pub use control::{Control, ReloadError};
 pub use error::EdgeError;

@@ -18,7 +18,9 @@
 //! 7. **forward** ([`crate::forward`]): hop-by-hop headers out, `X-Forwarded-*` and
 //!    `traceparent` in.
 //! 8. **upstream** ([`crate::upstream`]): a target chosen by the balancer, pooled
-//!    connections, retry on another target when nothing reached the first.
+//!    connections, retry on another target when nothing reached the first; a GET's or
+//!    HEAD's error that a custom error response covers is then answered with its page
+//!    (fetched through stages 4 to 8 as the edge's own request).
 //! 9. **respond**: hop-by-hop headers out of the response, the stickiness cookie, metrics,
 //!    access log.
 //!
@@ -36,7 +38,7 @@ use securecart_telemetry::TraceContext;
 use crate::access_log::{AccessRecord, LoggedBody};
 use crate::actions::{Action, Forward, GROUP_STICKINESS_COOKIE, RequestParts, redirect_location};
 use crate::balancer::TargetGroup;
-use crate::cache::{self, CacheStage};
+use crate::cache::{self, CacheStage, ErrorPage};
 use crate::config::Limits;
 use crate::context::{Peer, RequestContext};
 use crate::error::EdgeError;
@@ -252,14 +254,7 @@ impl Pipeline {
             let mut response = match outcome.response {
                 Ok(response) => response,
                 Err(error) => {
-                    context.error_code = Some(error.code());
-                    self.metrics
-                        .edge_error(error.code(), outcome.rule, outcome.group);
-                    if error.status().is_server_error()
-                        && let Some(suppressed) = self.error_log.allow()
-                    {
-                        tracing::warn!(%error, source = ?error.source_kind(), rule = outcome.rule, suppressed, trace_id = %context.trace.trace_id_hex(), "edge answered with an error");
-                    }
+                    self.record_error(&mut context, &error, outcome.rule, outcome.group);
                     error_response(&error)
                 }
             };
@@ -346,6 +341,24 @@ impl Pipeline {
                 response = response.map(|body| LoggedBody::new(body, record).boxed_unsync());
             }
             response
+        }
+    }
+
+    /// Counts and logs an error the edge answers for (with its own answer, or a custom
+    /// error response's page).
+    fn record_error(
+        &self,
+        context: &mut RequestContext,
+        error: &EdgeError,
+        rule: &str,
+        group: Option<&str>,
+    ) {
+        context.error_code = Some(error.code());
+        self.metrics.edge_error(error.code(), rule, group);
+        if error.status().is_server_error()
+            && let Some(suppressed) = self.error_log.allow()
+        {
+            tracing::warn!(%error, source = ?error.source_kind(), rule, suppressed, trace_id = %context.trace.trace_id_hex(), "edge answered with an error");
         }
     }
 
@@ -571,6 +584,23 @@ impl Pipeline {
                     Some((stage, behavior, host.to_owned()))
                 });
 
+            // Where a custom error response may replace a GET's or HEAD's answer, what its
+            // page is asked with: the client's method, path, host and codings.
+            let error_pages = self
+                .cache
+                .as_ref()
+                .filter(|stage| {
+                    stage.has_error_pages()
+                        && matches!(*request.method(), http::Method::GET | http::Method::HEAD)
+                })
+                .map(|stage| PageRequest {
+                    stage,
+                    method: request.method().clone(),
+                    uri: request.uri().clone(),
+                    host: host.to_owned(),
+                    codings: request.headers().get(header::ACCEPT_ENCODING).cloned(),
+                });
+
             // Stage 7: forward. A protocol switch (WebSocket) keeps the client's side of the
             // upgrade to join it to the target's.
             let mut request = request;
@@ -670,6 +700,33 @@ impl Pipeline {
                     .await
                 }
             };
+            // A custom error response's page in place of an error.
+            let response = match error_pages {
+                Some(asked) => {
+                    let status = match &response {
+                        Ok(response) => response.status(),
+                        Err(error) => error.status(),
+                    };
+                    match asked.stage.error_page(status, asked.uri.path()) {
+                        None => response,
+                        // Boxed, as the cache stage above: only errors pay for its size.
+                        Some(page) => {
+                            crate::boxed::box_future_in_place(|| {
+                                self.answer_with_page(
+                                    context,
+                                    &asked,
+                                    page,
+                                    rule,
+                                    &group.name,
+                                    response,
+                                )
+                            })
+                            .await
+                        }
+                    }
+                }
+                None => response,
+            };
             // Target stickiness: pin the client to the target that answered, with every
             // answer, so that the duration runs from the client's last request (ALB's AWSALB);
             // following an application cookie, whenever the target sets that cookie (and
@@ -703,6 +760,141 @@ impl Pipeline {
                 stick_to_target,
             }
         }
+    }
+}
+
+/// What a custom error response's page is asked with, kept from the client's request.
+struct PageRequest<'p> {
+    stage: &'p CacheStage,
+    method: http::Method,
+    uri: http::Uri,
+    host: String,
+    codings: Option<HeaderValue>,
+}
+
+impl Pipeline {
+    /// Answers with a custom error response's page in place of `response`, the error the
+    /// request of `rule` got from `group`, with the page's status, and with its headers but
+    /// those that would let a client or a cache keep an error as the page (an answer of
+    /// 400 or more is marked `no-store`); keeps `response` when the page cannot be had (no
+    /// rule forwards its path, or its answer is not a success).
+    async fn answer_with_page(
+        &self,
+        context: &mut RequestContext,
+        asked: &PageRequest<'_>,
+        page: &ErrorPage,
+        rule: &str,
+        group: &str,
+        response: Result<Response<EdgeBody>, EdgeError>,
+    ) -> Result<Response<EdgeBody>, EdgeError> {
+        // The page's fetch is the edge's own: its target, attempts and bytes are not the
+        // request's, in the access log.
+        let mut fetch = RequestContext::new(context.client, context.trace.child());
+        let answer = match self.fetch_page(&mut fetch, asked, &page.page).await {
+            Some(answer) if answer.status().is_success() => answer,
+            _ => return response,
+        };
+        if let Err(error) = &response {
+            self.record_error(context, error, rule, Some(group));
+        }
+        let (mut parts, body) = answer.into_parts();
+        parts.status = page.response_code;
+        if page.response_code.as_u16() >= 400 {
+            for name in [header::ETAG, header::LAST_MODIFIED, header::EXPIRES] {
+                parts.headers.remove(name);
+            }
+            parts
+                .headers
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        Ok(Response::from_parts(parts, body))
+    }
+
+    /// Fetches a custom error response's page: a request of the client's method (GET or
+    /// HEAD) for `page` on the client's host, through the listener's rules (its rule's
+    /// rewrites too), and through the cache where a behaviour covers it. Not through the
+    /// web ACL or the shield, which passed the client's request.
+    async fn fetch_page(
+        &self,
+        context: &mut RequestContext,
+        asked: &PageRequest<'_>,
+        page: &http::uri::PathAndQuery,
+    ) -> Option<Response<EdgeBody>> {
+        let body: crate::waf::InspectedBody =
+            http_body_util::Either::Right(crate::waf::ReadBody::empty());
+        let mut request = Request::new(body);
+        *request.method_mut() = asked.method.clone();
+        *request.uri_mut() = http::Uri::from(page.clone());
+        let headers = request.headers_mut();
+        headers.insert(header::HOST, HeaderValue::from_str(&asked.host).ok()?);
+        if let Some(codings) = &asked.codings {
+            headers.insert(header::ACCEPT_ENCODING, codings.clone());
+        }
+        let matched = self.rules.find(&RequestHead {
+            method: request.method(),
+            host: &asked.host,
+            path: page.path(),
+            query: page.query(),
+            headers: request.headers(),
+            client: context.client.ip(),
+        });
+        let Action::Forward(forward) = matched.action else {
+            return None;
+        };
+        let group_index = choose_group(forward, None);
+        let (mut parts, body) = request.into_parts();
+        forward::prepare_request(
+            &mut parts,
+            context,
+            self.protocol,
+            &self.port_header,
+            self.forwarded_for,
+        )
+        .ok()?;
+        if forward.url_rewrite.is_some() || forward.host_rewrite.is_some() {
+            let (url, _) = forward::rewrite(
+                &mut parts,
+                None,
+                forward.url_rewrite.as_ref(),
+                forward.host_rewrite.as_ref(),
+            )
+            .ok()?;
+            if url.is_some() {
+                parts.extensions.insert(cache::ViewerUri(page.clone()));
+            }
+        }
+        let request = Request::from_parts(parts, body);
+        let answer = match asked.stage.behavior(page.path()) {
+            Some(behavior) => {
+                let origin = cache::Origin {
+                    groups: &self.groups,
+                    group_index,
+                    metrics: &self.metrics,
+                    sticky_target: None,
+                    timeout: self.limits.upstream_timeout,
+                    body_timeout: self.limits.header_read_timeout,
+                    max_body_bytes: None,
+                };
+                cache::handle(asked.stage, behavior, origin, context, &asked.host, request).await
+            }
+            None => {
+                upstream::send(
+                    &self.groups[group_index],
+                    &self.metrics,
+                    context,
+                    request,
+                    upstream::SendOptions {
+                        sticky_target: None,
+                        timeout: self.limits.upstream_timeout,
+                        body_timeout: self.limits.header_read_timeout,
+                        client_upgrade: None,
+                        max_body_bytes: None,
+                    },
+                )
+                .await
+            }
+        };
+        answer.ok()
     }
 }
 

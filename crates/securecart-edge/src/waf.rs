@@ -209,6 +209,18 @@ pub struct ReadBody {
     trailers: Option<HeaderMap>,
 }
 
+impl ReadBody {
+    /// No body: that of a request the edge makes itself (a custom error response's page),
+    /// of the type the stages after the WAF take.
+    pub(crate) fn empty() -> Self {
+        Self {
+            read: Bytes::new(),
+            rest: None,
+            trailers: None,
+        }
+    }
+}
+
 impl Body for ReadBody {
     type Data = Bytes;
     type Error = <ClientBody as Body>::Error;

@@ -270,6 +270,7 @@ async fn start_edge_with(origin: SocketAddr, shield: Option<SocketAddr>, ttl: Tt
             origin_failover: None,
         }],
         disk: None,
+        error_responses: Vec::new(),
     });
     RunningEdge::start(config, "http").await
 }
@@ -911,6 +912,7 @@ async fn a_fetch_the_origin_fails_goes_to_the_secondary_group() {
             }),
         }],
         disk: None,
+        error_responses: Vec::new(),
     });
     let edge = RunningEdge::start(config, "http").await;
     let mut client = TestClient::http1();
@@ -983,6 +985,157 @@ async fn a_fetch_the_origin_fails_goes_to_the_secondary_group() {
     );
     edge.shutdown().await;
     secondary.stop().await;
+}
+
+/// Custom error responses (CloudFront's): a GET's or HEAD's error on the paths they cover,
+/// the target's or the edge's own, is answered with a page the edge fetches through its
+/// cache, under the error's status (marked `no-store`) or the one configured; a POST, a
+/// path they do not cover, and an error whose page cannot be had keep their answer.
+#[tokio::test]
+async fn errors_are_answered_with_the_custom_error_pages() {
+    use securecart_edge::ErrorResponse;
+    let pages = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&pages);
+    let server = serve(
+        "127.0.0.1",
+        Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route(
+                "/static/sorry.html",
+                get(move || {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    async {
+                        (
+                            [
+                                (header::CACHE_CONTROL, "max-age=60"),
+                                (header::CONTENT_TYPE, "text/html"),
+                                (header::ETAG, "\"sorry\""),
+                            ],
+                            "<p>We will be right back.</p>",
+                        )
+                    }
+                }),
+            )
+            .route(
+                "/app",
+                get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "app is down") })
+                    .post(|| async { (StatusCode::SERVICE_UNAVAILABLE, "app is down") }),
+            )
+            .route(
+                "/api/down",
+                get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "{\"error\":\"down\"}") }),
+            )
+            .route(
+                "/bad",
+                get(|| async { (StatusCode::BAD_GATEWAY, "bad gateway") }),
+            )
+            .route(
+                "/boom",
+                get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
+            ),
+    )
+    .await;
+    use securecart_edge::rules::{Conditions, Rule};
+    let mut config = common::one_listener("origin", vec![server.address]);
+    config.target_groups.push(TargetGroupConfig::new(
+        "empty",
+        Vec::new(),
+        common::quick_health_check(),
+    ));
+    config.listeners[0].rules = vec![Rule {
+        name: "gone".to_owned(),
+        priority: 1,
+        conditions: Conditions {
+            path: vec!["/gone".to_owned()],
+            ..Conditions::default()
+        },
+        action: securecart_edge::actions::ActionConfig::forward("empty"),
+    }];
+    let page = |code: u16, paths: &[&str], page: &str, answer: Option<u16>| ErrorResponse {
+        error_code: StatusCode::from_u16(code).expect("status"),
+        paths: paths.iter().map(|path| (*path).to_owned()).collect(),
+        response_page_path: page.parse().expect("path"),
+        response_code: answer.map(|code| StatusCode::from_u16(code).expect("status")),
+    };
+    config.cache = Some(CacheConfig {
+        capacity_bytes: 16 * 1024 * 1024,
+        max_object_bytes: 16 * 1024,
+        behaviors: vec![CacheBehavior {
+            name: "static".to_owned(),
+            path_pattern: "/static/*".to_owned(),
+            policy: CachePolicy::default(),
+            origin_shield: None,
+            origin_failover: None,
+        }],
+        disk: None,
+        error_responses: vec![
+            page(503, &["/app", "/gone"], "/static/sorry.html", None),
+            page(502, &["*"], "/static/sorry.html", Some(200)),
+            page(500, &["*"], "/static/none.html", None),
+        ],
+    });
+    let edge = RunningEdge::start(config, "http").await;
+    let mut client = TestClient::http1();
+    let url = |path: &str| format!("{}{path}", edge.url);
+
+    for round in 0..3 {
+        let reply = client.get(&url("/app")).await;
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{round}");
+        assert_eq!(reply.text(), "<p>We will be right back.</p>", "{round}");
+        assert_eq!(reply.header("content-type"), Some("text/html"));
+        assert_eq!(reply.header("cache-control"), Some("no-store"));
+        assert_eq!(reply.header("etag"), None);
+    }
+    // The page came from the cache after the first fetch.
+    assert_eq!(pages.load(Ordering::SeqCst), 1);
+    // The edge's own 503 (a group without targets) is replaced too, and still counted.
+    let gone = client.get(&url("/gone")).await;
+    assert_eq!(
+        (gone.status, gone.text()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "<p>We will be right back.</p>".to_owned()
+        )
+    );
+    // A HEAD gets the page's head.
+    let head = client.send(http::Method::HEAD, &url("/app"), &[], "").await;
+    assert_eq!(head.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(head.header("content-type"), Some("text/html"));
+    assert!(head.body.is_empty());
+    // A page answered as a success keeps the page's own headers.
+    let bad = client.get(&url("/bad")).await;
+    assert_eq!(
+        (bad.status, bad.header("cache-control")),
+        (StatusCode::OK, Some("max-age=60"))
+    );
+    // Not on a path the response does not cover, not for a POST, and not when the page
+    // itself cannot be had (a 404).
+    let api = client.get(&url("/api/down")).await;
+    assert_eq!(api.text(), "{\"error\":\"down\"}");
+    let post = client
+        .send(http::Method::POST, &url("/app"), &[], "x")
+        .await;
+    assert_eq!(
+        (post.status, post.text()),
+        (StatusCode::SERVICE_UNAVAILABLE, "app is down".to_owned())
+    );
+    let boom = client.get(&url("/boom")).await;
+    assert_eq!(
+        (boom.status, boom.text()),
+        (StatusCode::INTERNAL_SERVER_ERROR, "boom".to_owned())
+    );
+    let metrics = client
+        .get(&format!("http://{}/metrics", edge.admin))
+        .await
+        .text();
+    assert!(
+        metrics.contains(
+            "securecart_edge_errors_total{code=\"no_targets\",route=\"gone\",target_group=\"empty\"} 1"
+        ),
+        "{metrics}"
+    );
+    edge.shutdown().await;
+    server.stop().await;
 }
 
 /// Browsers spell one choice of codings many ways: the cache keys `Accept-Encoding` by the
@@ -1083,6 +1236,7 @@ async fn rewritten_requests_are_cached_under_the_clients_url() {
             origin_failover: None,
         }],
         disk: None,
+        error_responses: Vec::new(),
     });
     let edge = RunningEdge::start(config, "http").await;
     let mut client = TestClient::http1();
@@ -1160,6 +1314,7 @@ async fn a_miss_sends_the_origin_what_the_behaviours_request_policy_lets_through
             origin_failover: None,
         }],
         disk: None,
+        error_responses: Vec::new(),
     });
     let edge = RunningEdge::start(config, "http").await;
     let reply = TestClient::http1()
@@ -1228,6 +1383,7 @@ async fn a_varied_answer_is_found_again_when_its_header_is_kept_from_the_origin(
             origin_failover: None,
         }],
         disk: None,
+        error_responses: Vec::new(),
     });
     let edge = RunningEdge::start(config, "http").await;
     let mut client = TestClient::http1();
@@ -1262,6 +1418,7 @@ async fn a_behaviour_may_leave_text_uncompressed() {
             origin_failover: None,
         }],
         disk: None,
+        error_responses: Vec::new(),
     });
     let edge = RunningEdge::start(config, "http").await;
     let url = format!("{}/static/page.css", edge.url);

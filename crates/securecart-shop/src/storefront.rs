@@ -16,6 +16,9 @@ const PAGE_TEMPLATE: &str = include_str!("../assets/storefront/page.html");
 const APP_JS: &str = include_str!("../assets/storefront/app.js");
 const STYLE_CSS: &str = include_str!("../assets/storefront/style.css");
 const LOGO_SVG: &str = include_str!("../assets/storefront/logo.svg");
+/// The page the edge answers with when the shop's pages cannot be served (its custom error
+/// response in the default topology): it stands alone, read from the edge's cache.
+const UNAVAILABLE_HTML: &str = include_str!("../assets/storefront/unavailable.html");
 
 /// Static assets may be cached for a day; their URLs change with their content.
 const ASSET_CACHE_CONTROL: &str = "public, max-age=86400";
@@ -38,7 +41,7 @@ pub fn routes() -> Router<ShopState> {
 /// assets gets new URLs.
 pub fn asset_version() -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in [APP_JS, STYLE_CSS, LOGO_SVG, PAGE_TEMPLATE]
+    for byte in [APP_JS, STYLE_CSS, LOGO_SVG, UNAVAILABLE_HTML, PAGE_TEMPLATE]
         .iter()
         .flat_map(|text| text.bytes())
     {
@@ -103,6 +106,7 @@ async fn asset(
         "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
         "style.css" => (STYLE_CSS, "text/css; charset=utf-8"),
         "logo.svg" => (LOGO_SVG, "image/svg+xml"),
+        "unavailable.html" => (UNAVAILABLE_HTML, "text/html; charset=utf-8"),
         _ => return (StatusCode::NOT_FOUND, "no such asset\n").into_response(),
     };
     let etag = format!("\"{}-{file}\"", state.asset_version);

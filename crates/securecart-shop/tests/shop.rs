@@ -662,6 +662,7 @@ async fn the_storefront_serves_pages_and_versioned_assets() {
         ("app.js", "javascript"),
         ("style.css", "css"),
         ("logo.svg", "svg"),
+        ("unavailable.html", "html"),
     ] {
         let reply = client
             .get(&Shop::url(&shop.storefront, &format!("/static/{asset}")))

@@ -345,7 +345,25 @@ pub struct EdgeCache {
     pub disk_bytes: u64,
     /// Behaviours, in order.
     pub behaviors: Vec<CacheBehavior>,
+    /// Custom error responses, in order.
+    pub error_responses: Vec<ErrorResponse>,
 }
+
+/// A custom error response (CloudFront's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorResponse {
+    /// The status replaced.
+    pub error_code: u16,
+    /// The paths it covers (patterns).
+    pub paths: Vec<String>,
+    /// The page's path (and query), which starts with `/`.
+    pub response_page_path: String,
+    /// The status answered with the page, if not `error_code`.
+    pub response_code: Option<u16>,
+}
+
+/// The statuses a custom error response may replace: CloudFront's.
+pub const CUSTOM_ERROR_CODES: [u16; 11] = [400, 403, 404, 405, 414, 416, 500, 501, 502, 503, 504];
 
 /// A cache behaviour.
 #[derive(Debug, Clone)]
@@ -2201,11 +2219,82 @@ fn resolve_cache(
     if raw.disk_mib > 16 * 1_048_576 {
         findings.problem(path.key("disk_mib"), "must be at most 16777216 (16 TiB)");
     }
+    let error_responses = raw
+        .error_responses
+        .iter()
+        .enumerate()
+        .map(|(index, raw)| {
+            error_response(raw, &path.key("error_responses").index(index), findings)
+        })
+        .collect();
     EdgeCache {
         disk_bytes: raw.disk_mib * 1024 * 1024,
         memory_bytes: raw.memory_mib * 1024 * 1024,
         max_object_bytes: raw.max_object_kib * 1024,
         behaviors,
+        error_responses,
+    }
+}
+
+/// A custom error response, checked: CloudFront's codes, path patterns as a behaviour's,
+/// and a page path a request could ask for.
+fn error_response(
+    raw: &crate::raw::RawErrorResponse,
+    at: &FieldPath,
+    findings: &mut Findings,
+) -> ErrorResponse {
+    if !CUSTOM_ERROR_CODES.contains(&raw.error_code) {
+        findings.problem(
+            at.key("error_code"),
+            format!(
+                "{} is not one of 400, 403, 404, 405, 414, 416, 500, 501, 502, 503 and 504",
+                raw.error_code
+            ),
+        );
+    }
+    if let Some(code) = raw.response_code
+        && code != 200
+        && !CUSTOM_ERROR_CODES.contains(&code)
+    {
+        findings.problem(
+            at.key("response_code"),
+            format!("{code} is not 200 nor one of the error codes"),
+        );
+    }
+    if raw.paths.is_empty() {
+        findings.problem(
+            at.key("paths"),
+            "must list at least one path pattern (\"*\" for every path)",
+        );
+    }
+    for (index, pattern) in raw.paths.iter().enumerate() {
+        if pattern.is_empty() || pattern.len() > 255 {
+            findings.problem(
+                at.key("paths").index(index),
+                "must be from 1 to 255 characters",
+            );
+        } else if !pattern.starts_with('/') && pattern != "*" {
+            findings.problem(
+                at.key("paths").index(index),
+                format!("`{pattern}` must start with `/` (or be `*`, every path)"),
+            );
+        }
+    }
+    let page = &raw.response_page_path;
+    if !page.starts_with('/')
+        || page.len() > 1024
+        || page.parse::<http::uri::PathAndQuery>().is_err()
+    {
+        findings.problem(
+            at.key("response_page_path"),
+            format!("`{page}` is not a path of at most 1024 characters that starts with `/`"),
+        );
+    }
+    ErrorResponse {
+        error_code: raw.error_code,
+        paths: raw.paths.clone(),
+        response_page_path: page.clone(),
+        response_code: raw.response_code,
     }
 }
 

@@ -896,6 +896,38 @@ pub struct RawCache {
     /// Behaviours, in order: the first whose `path_pattern` matches a request's path
     /// applies; a path none matches is not cached.
     pub behaviors: Vec<RawCacheBehavior>,
+    /// Pages answered in place of errors (CloudFront's custom error responses), the first
+    /// that applies.
+    #[serde(default)]
+    pub error_responses: Vec<RawErrorResponse>,
+}
+
+/// A custom error response: a GET's or HEAD's answer of `error_code` (the target's, or the
+/// edge's own when it cannot reach one) on one of `paths` is replaced by the page at
+/// `response_page_path`, which the edge fetches as a GET of the same host through the
+/// listener's rules and its cache, and answered with `response_code`. Where the page cannot
+/// be had, the error answers as it was.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawErrorResponse {
+    /// The status replaced: 400, 403, 404, 405, 414, 416, 500, 501, 502, 503 or 504, as
+    /// CloudFront's.
+    pub error_code: u16,
+    /// The paths whose answers it replaces, as patterns with `*` and `?` (`["*"]`, every
+    /// path, by default, as on CloudFront): the shop's pages, say, and not its API.
+    #[serde(default = "every_path")]
+    pub paths: Vec<String>,
+    /// The page's path (such as `/static/unavailable.html`), under a cache behaviour so
+    /// that it is at hand when the origin is not.
+    pub response_page_path: String,
+    /// The status answered with the page (`error_code` by default): 200, or one of the
+    /// error codes. An answer of 400 or more says `Cache-Control: no-store`.
+    #[serde(default)]
+    pub response_code: Option<u16>,
+}
+
+fn every_path() -> Vec<String> {
+    vec!["*".to_owned()]
 }
 
 /// The default cache memory, in MiB.

@@ -611,6 +611,30 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "501 is not one of 400, 403, 404, 416, 500, 502, 503 and 504",
         ),
         (
+            "error_code = 504",
+            "error_code = 418",
+            "edge.cache.error_responses[2].error_code",
+            "418 is not one of 400, 403, 404, 405, 414, 416, 500, 501, 502, 503 and 504",
+        ),
+        (
+            "error_code = 502",
+            "error_code = 502\nresponse_code = 302",
+            "edge.cache.error_responses[0].response_code",
+            "302 is not 200 nor one of the error codes",
+        ),
+        (
+            "response_page_path = \"/static/unavailable.html\"",
+            "response_page_path = \"static/unavailable.html\"",
+            "edge.cache.error_responses[0].response_page_path",
+            "is not a path of at most 1024 characters that starts with `/`",
+        ),
+        (
+            "paths = [\"/\", \"/products\",",
+            "paths = [\"products\", \"/products\",",
+            "edge.cache.error_responses[0].paths[0]",
+            "`products` must start with `/`",
+        ),
+        (
             "oversize = \"continue\"",
             "oversize = \"maybe\"",
             "edge.waf.oversize",

@@ -622,6 +622,21 @@ fn cache_config(
                 }),
             })
             .collect(),
+        // Checked by the topology.
+        error_responses: cache
+            .error_responses
+            .iter()
+            .filter_map(|response| {
+                Some(securecart_edge::ErrorResponse {
+                    error_code: http::StatusCode::from_u16(response.error_code).ok()?,
+                    paths: response.paths.clone(),
+                    response_page_path: response.response_page_path.parse().ok()?,
+                    response_code: response
+                        .response_code
+                        .and_then(|code| http::StatusCode::from_u16(code).ok()),
+                })
+            })
+            .collect(),
         disk: (cache.disk_bytes > 0).then(|| securecart_edge::CacheDisk {
             directory: data_dir.join(&region.name).join("edge-cache"),
             capacity_bytes: cache.disk_bytes,
@@ -1155,6 +1170,17 @@ mod tests {
                 .map(|behavior| behavior.name.as_str())
                 .collect();
             assert_eq!(failing_over, ["assets", "images"]);
+            assert_eq!(
+                config
+                    .error_responses
+                    .iter()
+                    .map(|response| (
+                        response.error_code.as_u16(),
+                        response.response_page_path.as_str()
+                    ))
+                    .collect::<Vec<_>>(),
+                [502, 503, 504].map(|code| (code, "/static/unavailable.html"))
+            );
             let failover = config.behaviors[0]
                 .origin_failover
                 .as_ref()

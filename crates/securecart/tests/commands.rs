@@ -523,7 +523,15 @@ async fn up_serves_a_purchase_survives_killed_replicas_and_stops_cleanly() {
         ],
     )
     .await;
-    assert_eq!(shopper.get(&format!("{url}/")).await.status, 503);
+    // The page itself is answered with the shop's "we will be right back" page (the
+    // custom error response), fetched the same way.
+    let page = shopper.get(&format!("{url}/")).await;
+    assert_eq!(page.status, 503);
+    assert!(
+        page.text().contains("We will be right back"),
+        "{}",
+        page.text()
+    );
     let asset = shopper
         .get(&format!("{url}/static/app.js?after-failover"))
         .await;
@@ -533,8 +541,8 @@ async fn up_serves_a_purchase_survives_killed_replicas_and_stops_cleanly() {
         .await
         .text();
     for line in [
-        "securecart_edge_cache_failovers_total{behavior=\"assets\"} 1",
-        "securecart_edge_target_responses_total{target_group=\"storefront@eu-west-1\",class=\"2xx\"} 1",
+        "securecart_edge_cache_failovers_total{behavior=\"assets\"} 2",
+        "securecart_edge_target_responses_total{target_group=\"storefront@eu-west-1\",class=\"2xx\"} 2",
     ] {
         assert!(
             us_metrics.lines().any(|metric| metric == line),
