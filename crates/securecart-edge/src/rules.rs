@@ -32,6 +32,9 @@ pub const MAX_PATTERN_LENGTH: usize = 128;
 pub struct Conditions {
     /// Host header patterns (`*` and `?`; case-insensitive); any may match.
     pub host: Vec<String>,
+    /// Host regular expressions (ALB's `RegexValues` for a host condition; case-insensitive,
+    /// on the host without its port): with the patterns, one condition.
+    pub host_regex: Vec<String>,
     /// Path patterns (`*` and `?`; case-sensitive; the query is not part of the path).
     pub path: Vec<String>,
     /// Path regular expressions (ALB's `RegexValues` for a path condition; the `regex`
@@ -44,6 +47,10 @@ pub struct Conditions {
     pub source_ip: Vec<IpNet>,
     /// For each header name, value patterns (case-insensitive); every header must match.
     pub headers: Vec<(String, Vec<String>)>,
+    /// For each header name, value regular expressions (ALB's `RegexValues` for an HTTP
+    /// header condition; case-sensitive unless `(?i)`, read as bytes): each header one
+    /// condition that one of its values must satisfy.
+    pub header_regex: Vec<(String, Vec<String>)>,
     /// Query parameters as (key pattern, value pattern); any pair may match. A missing
     /// key matches any key.
     pub query: Vec<(Option<String>, String)>,
@@ -53,7 +60,7 @@ impl Conditions {
     /// How many conditions are set.
     pub fn count(&self) -> usize {
         [
-            !self.host.is_empty(),
+            !self.host.is_empty() || !self.host_regex.is_empty(),
             !self.path.is_empty() || !self.path_regex.is_empty(),
             !self.method.is_empty(),
             !self.source_ip.is_empty(),
@@ -63,6 +70,7 @@ impl Conditions {
         .filter(|set| *set)
         .count()
             + self.headers.len()
+            + self.header_regex.len()
     }
 }
 
@@ -167,7 +175,7 @@ impl Pattern {
     }
 }
 
-/// The longest path regular expression (ALB's limit for a condition's values).
+/// The longest regular expression of a condition (ALB's limit for a condition's values).
 pub const MAX_EXPRESSION_LENGTH: usize = 128;
 
 /// A rule's path regular expression, compiled: 1 to [`MAX_EXPRESSION_LENGTH`] bytes, small
@@ -175,22 +183,62 @@ pub const MAX_EXPRESSION_LENGTH: usize = 128;
 /// newline too (`%0A`), as `*` does in a pattern: else `^/internal/.*$` would let
 /// `/internal/x%0A` by.
 pub fn path_expression(rule: &str, text: &str) -> Result<regex::Regex, RuleError> {
-    let refused = |reason: String| RuleError::Regex {
+    checked_expression(rule, text)?;
+    regex::RegexBuilder::new(text)
+        .dot_matches_new_line(true)
+        .size_limit(EXPRESSION_SIZE_LIMIT)
+        .dfa_size_limit(EXPRESSION_DFA_LIMIT)
+        .build()
+        .map_err(|error| expression_refused(rule, text, error.to_string()))
+}
+
+/// A rule's host regular expression, compiled as a path's, and case-insensitive, as host
+/// names are.
+pub fn host_expression(rule: &str, text: &str) -> Result<regex::Regex, RuleError> {
+    checked_expression(rule, text)?;
+    regex::RegexBuilder::new(text)
+        .case_insensitive(true)
+        .size_limit(EXPRESSION_SIZE_LIMIT)
+        .dfa_size_limit(EXPRESSION_DFA_LIMIT)
+        .build()
+        .map_err(|error| expression_refused(rule, text, error.to_string()))
+}
+
+/// A rule's header value regular expression, compiled as a path's, over a value's bytes
+/// (which need not be UTF-8).
+pub fn header_expression(rule: &str, text: &str) -> Result<regex::bytes::Regex, RuleError> {
+    checked_expression(rule, text)?;
+    regex::bytes::RegexBuilder::new(text)
+        .dot_matches_new_line(true)
+        .size_limit(EXPRESSION_SIZE_LIMIT)
+        .dfa_size_limit(EXPRESSION_DFA_LIMIT)
+        .build()
+        .map_err(|error| expression_refused(rule, text, error.to_string()))
+}
+
+/// The compiled size a condition's expression may reach: small, as it may run on every
+/// request.
+const EXPRESSION_SIZE_LIMIT: usize = 64 * 1024;
+/// The lazy DFA's cache of one condition's expression.
+const EXPRESSION_DFA_LIMIT: usize = 256 * 1024;
+
+fn checked_expression(rule: &str, text: &str) -> Result<(), RuleError> {
+    if text.is_empty() || text.len() > MAX_EXPRESSION_LENGTH {
+        return Err(expression_refused(
+            rule,
+            text,
+            format!("an expression is 1 to {MAX_EXPRESSION_LENGTH} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+fn expression_refused(rule: &str, text: &str, reason: String) -> RuleError {
+    RuleError::Regex {
         rule: rule.to_owned(),
         pattern: text.to_owned(),
         reason,
-    };
-    if text.is_empty() || text.len() > MAX_EXPRESSION_LENGTH {
-        return Err(refused(format!(
-            "an expression is 1 to {MAX_EXPRESSION_LENGTH} bytes"
-        )));
     }
-    regex::RegexBuilder::new(text)
-        .dot_matches_new_line(true)
-        .size_limit(64 * 1024)
-        .dfa_size_limit(256 * 1024)
-        .build()
-        .map_err(|error| refused(error.to_string()))
 }
 
 /// Matches `text` against a pattern where `*` is any run of bytes (also none) and `?` is
@@ -221,11 +269,13 @@ pub fn glob_match(pattern: &[u8], text: &[u8], case_insensitive: bool) -> bool {
 #[derive(Debug, Clone)]
 struct CompiledRule {
     host: Vec<Pattern>,
+    host_regex: Vec<regex::Regex>,
     path: Vec<Pattern>,
     path_regex: Vec<regex::Regex>,
     method: Vec<Method>,
     source_ip: Vec<IpNet>,
     headers: Vec<(HeaderName, Vec<Pattern>)>,
+    header_regex: Vec<(HeaderName, Vec<regex::bytes::Regex>)>,
     query: Vec<(Option<Pattern>, Pattern)>,
 }
 
@@ -345,7 +395,7 @@ impl<A> RuleSet<A> {
                 return Err(RuleError::ConditionCount(rule.name));
             }
             for count in [
-                conditions.host.len(),
+                conditions.host.len() + conditions.host_regex.len(),
                 conditions.path.len() + conditions.path_regex.len(),
                 conditions.method.len(),
                 conditions.source_ip.len(),
@@ -357,6 +407,11 @@ impl<A> RuleSet<A> {
                 .host
                 .iter()
                 .map(|text| pattern(name, text, true, false))
+                .collect::<Result<Vec<_>, _>>()?;
+            let host_regex = conditions
+                .host_regex
+                .iter()
+                .map(|text| host_expression(name, text))
                 .collect::<Result<Vec<_>, _>>()?;
             let path = conditions
                 .path
@@ -379,23 +434,34 @@ impl<A> RuleSet<A> {
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let mut headers = Vec::with_capacity(conditions.headers.len());
-            for (header, values) in &conditions.headers {
+            let header_name = |header: &String, values: &[String]| {
                 if values.is_empty() {
                     return Err(RuleError::ValueCount(name.to_owned()));
                 }
                 check_values(name, values.len())?;
-                let header_name =
-                    HeaderName::from_bytes(header.as_bytes()).map_err(|_| RuleError::Token {
-                        rule: name.to_owned(),
-                        value: header.clone(),
-                        what: "header name",
-                    })?;
+                HeaderName::from_bytes(header.as_bytes()).map_err(|_| RuleError::Token {
+                    rule: name.to_owned(),
+                    value: header.clone(),
+                    what: "header name",
+                })
+            };
+            let mut headers = Vec::with_capacity(conditions.headers.len());
+            for (header, values) in &conditions.headers {
+                let header_name = header_name(header, values)?;
                 let patterns = values
                     .iter()
                     .map(|text| pattern(name, text, true, false))
                     .collect::<Result<Vec<_>, _>>()?;
                 headers.push((header_name, patterns));
+            }
+            let mut header_regex = Vec::with_capacity(conditions.header_regex.len());
+            for (header, values) in &conditions.header_regex {
+                let header_name = header_name(header, values)?;
+                let expressions = values
+                    .iter()
+                    .map(|text| header_expression(name, text))
+                    .collect::<Result<Vec<_>, _>>()?;
+                header_regex.push((header_name, expressions));
             }
             let query = conditions
                 .query
@@ -417,7 +483,10 @@ impl<A> RuleSet<A> {
                     set.insert_prefix(pattern.literal_prefix(), bit);
                 }
             }
-            if host.is_empty() || host.iter().any(|pattern| !pattern.is_literal()) {
+            if host.is_empty()
+                || !host_regex.is_empty()
+                || host.iter().any(|pattern| !pattern.is_literal())
+            {
                 set.any_host |= bit;
             }
             for pattern in host.iter().filter(|pattern| pattern.is_literal()) {
@@ -428,11 +497,13 @@ impl<A> RuleSet<A> {
             }
             set.rules.push(CompiledRule {
                 host,
+                host_regex,
                 path,
                 path_regex,
                 method,
                 source_ip: conditions.source_ip.clone(),
                 headers,
+                header_regex,
                 query,
             });
             set.names.push(rule.name);
@@ -521,9 +592,6 @@ impl<A> RuleSet<A> {
 
 impl CompiledRule {
     fn matches(&self, request: &RequestHead<'_>) -> bool {
-        let any = |patterns: &[Pattern], text: &[u8]| {
-            patterns.is_empty() || patterns.iter().any(|p| p.matches(text))
-        };
         // The path's patterns and expressions are one condition: any of them may hold
         // (read only once the host holds; the expressions cost most).
         let path = || {
@@ -534,8 +602,14 @@ impl CompiledRule {
                     .iter()
                     .any(|regex| regex.is_match(request.path))
         };
-        any(&self.host, request.host.as_bytes())
-            && path()
+        // The host's patterns and expressions, too, are one condition.
+        let host = (self.host.is_empty() && self.host_regex.is_empty())
+            || self.host.iter().any(|p| p.matches(request.host.as_bytes()))
+            || self
+                .host_regex
+                .iter()
+                .any(|regex| regex.is_match(request.host));
+        host && path()
             && (self.method.is_empty() || self.method.contains(request.method))
             && (self.source_ip.is_empty() || {
                 let client = request.client.to_canonical();
@@ -546,6 +620,13 @@ impl CompiledRule {
                     patterns
                         .iter()
                         .any(|pattern| pattern.matches(value.as_bytes()))
+                })
+            })
+            && self.header_regex.iter().all(|(name, expressions)| {
+                request.headers.get_all(name).iter().any(|value| {
+                    expressions
+                        .iter()
+                        .any(|regex| regex.is_match(value.as_bytes()))
                 })
             })
             && (self.query.is_empty() || self.query_matches(request.query.unwrap_or("")))
@@ -1008,6 +1089,96 @@ mod tests {
         );
         for refused in ["", &"a".repeat(129), "x{1000}{1000}"] {
             assert!(super::path_expression("r", refused).is_err(), "{refused}");
+            assert!(super::host_expression("r", refused).is_err(), "{refused}");
+            assert!(super::header_expression("r", refused).is_err(), "{refused}");
+        }
+    }
+
+    /// Host and header regular expressions (ALB's regex values): a host's, one condition
+    /// with its patterns and case-insensitive, whose rules the exact-host index cannot
+    /// rule out; a header's, a condition of its own per header, read as bytes and
+    /// case-sensitive unless `(?i)`.
+    #[test]
+    fn host_and_header_expressions_match_like_patterns() {
+        let get = Method::GET;
+        let set = RuleSet::new(
+            vec![
+                rule(
+                    "tenant",
+                    10,
+                    Conditions {
+                        host: vec!["shop.example".to_owned()],
+                        host_regex: vec![r"^[a-z]+\.shop\.example$".to_owned()],
+                        ..Conditions::default()
+                    },
+                ),
+                rule(
+                    "scripted",
+                    20,
+                    Conditions {
+                        header_regex: vec![(
+                            "user-agent".to_owned(),
+                            vec!["(?i)^curl/".to_owned(), r"^python-requests/\d".to_owned()],
+                        )],
+                        ..Conditions::default()
+                    },
+                ),
+                rule(
+                    "both",
+                    30,
+                    Conditions {
+                        headers: vec![("x-canary".to_owned(), vec!["yes".to_owned()])],
+                        header_regex: vec![("x-canary".to_owned(), vec!["^[a-z]+$".to_owned()])],
+                        ..Conditions::default()
+                    },
+                ),
+            ],
+            "default".to_owned(),
+        )
+        .expect("rules");
+        let headers = |pairs: &[(&str, &[u8])]| {
+            let mut headers = HeaderMap::new();
+            for (name, value) in pairs {
+                headers.append(
+                    http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                    http::HeaderValue::from_bytes(value).expect("value"),
+                );
+            }
+            headers
+        };
+        for (host, pairs, expected) in [
+            ("shop.example", &[][..], "tenant"),
+            ("EU.Shop.Example", &[], "tenant"),
+            ("eu.shop.example.evil", &[], "default"),
+            ("eu1.shop.example", &[], "default"),
+            (
+                "other.example",
+                &[("user-agent", &b"CURL/8.5"[..])],
+                "scripted",
+            ),
+            (
+                "other.example",
+                &[("user-agent", b"python-requests/2.31")],
+                "scripted",
+            ),
+            (
+                "other.example",
+                &[("user-agent", b"Python-requests/2.31")],
+                "default",
+            ),
+            // Any value of a header repeated may match; bytes that are not UTF-8 are read.
+            (
+                "other.example",
+                &[("user-agent", b"Mozilla\xff"), ("user-agent", b"curl/8")],
+                "scripted",
+            ),
+            // Both of the header's conditions must hold, the pattern's and the expression's.
+            ("other.example", &[("x-canary", b"yes")], "both"),
+            ("other.example", &[("x-canary", b"YES")], "default"),
+        ] {
+            let headers = headers(pairs);
+            let matched = set.find(&request(&get, host, "/", &headers, "127.0.0.1"));
+            assert_eq!(matched.rule, expected, "{host} {pairs:?}");
         }
     }
 

@@ -697,6 +697,8 @@ pub struct ListenerRule {
 pub struct RuleConditions {
     /// Host patterns.
     pub host: Vec<String>,
+    /// Host regular expressions (one condition with the patterns).
+    pub host_regex: Vec<String>,
     /// Path patterns.
     pub path: Vec<String>,
     /// Path regular expressions (one condition with the patterns).
@@ -707,6 +709,8 @@ pub struct RuleConditions {
     pub source_ip: Vec<ipnet::IpNet>,
     /// Header name and value patterns.
     pub headers: Vec<(String, Vec<String>)>,
+    /// Header name and value regular expressions (each header a condition of its own).
+    pub header_regex: Vec<(String, Vec<String>)>,
     /// Query (key pattern, value pattern) pairs.
     pub query: Vec<(Option<String>, String)>,
 }
@@ -2337,6 +2341,40 @@ fn check_patterns(findings: &mut Findings, path: &FieldPath, patterns: &[String]
     }
 }
 
+/// A condition's regular expressions, checked as the edge compiles them
+/// (`rules::path_expression` and its kin): 1 to 128 bytes each, within small compiled limits
+/// (a host's case-insensitive; a header's over bytes, which compiles what a path's does).
+fn check_expressions(
+    findings: &mut Findings,
+    at: &FieldPath,
+    expressions: &[String],
+    case_insensitive: bool,
+) {
+    for (index, expression) in expressions.iter().enumerate() {
+        let at = at.index(index);
+        if expression.is_empty() || expression.len() > 128 {
+            findings.problem(at, "an expression is 1 to 128 bytes");
+        } else if let Err(error) = regex::RegexBuilder::new(expression)
+            .case_insensitive(case_insensitive)
+            .dot_matches_new_line(true)
+            .size_limit(64 * 1024)
+            .dfa_size_limit(256 * 1024)
+            .build()
+        {
+            findings.problem(at, format!("is not a regular expression: {error}"));
+        }
+    }
+}
+
+/// Whether `name` is an HTTP header name a rule may name (at most 40 bytes).
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 40
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte))
+}
+
 fn resolve_conditions(
     raw: &crate::raw::RawRule,
     path: &FieldPath,
@@ -2376,12 +2414,7 @@ fn resolve_conditions(
     let mut headers = Vec::new();
     for (name, values) in &raw.header {
         let header_path = path.key("header").key(name);
-        let valid_name = !name.is_empty()
-            && name.len() <= 40
-            && name
-                .bytes()
-                .all(|byte| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte));
-        if !valid_name {
+        if !is_header_name(name) {
             findings.problem(
                 header_path.clone(),
                 format!("`{name}` is not an HTTP header name"),
@@ -2410,37 +2443,45 @@ fn resolve_conditions(
             (condition.key.clone(), condition.value.clone())
         })
         .collect();
-    if !raw.path_regex.is_empty() && raw.path.len() + raw.path_regex.len() > 5 {
-        findings.problem(
-            path.key("path_regex"),
-            "with the path patterns, lists at most 5 values",
-        );
-    }
-    // As the edge compiles them (`rules::path_expression`).
-    for (index, expression) in raw.path_regex.iter().enumerate() {
-        let at = path.key("path_regex").index(index);
-        if expression.is_empty() || expression.len() > 128 {
-            findings.problem(at, "an expression is 1 to 128 bytes");
-        } else if let Err(error) = regex::RegexBuilder::new(expression)
-            .dot_matches_new_line(true)
-            .size_limit(64 * 1024)
-            .dfa_size_limit(256 * 1024)
-            .build()
-        {
-            findings.problem(at, format!("is not a regular expression: {error}"));
+    for (expressions, patterns, key, what) in [
+        (&raw.path_regex, &raw.path, "path_regex", "path"),
+        (&raw.host_regex, &raw.host, "host_regex", "host"),
+    ] {
+        if !expressions.is_empty() && patterns.len() + expressions.len() > 5 {
+            findings.problem(
+                path.key(key),
+                format!("with the {what} patterns, lists at most 5 values"),
+            );
         }
+        check_expressions(findings, &path.key(key), expressions, key == "host_regex");
+    }
+    let mut header_regex = Vec::new();
+    for (name, expressions) in &raw.header_regex {
+        let at = path.key("header_regex").key(name);
+        if !is_header_name(name) {
+            findings.problem(at.clone(), format!("`{name}` is not an HTTP header name"));
+        }
+        if expressions.is_empty() {
+            findings.problem(at.clone(), "lists at least one expression");
+        } else if expressions.len() > 5 {
+            findings.problem(at.clone(), "lists at most 5 values");
+        }
+        check_expressions(findings, &at, expressions, false);
+        header_regex.push((name.to_ascii_lowercase(), expressions.clone()));
     }
     let conditions = RuleConditions {
         host: raw.host.clone(),
+        host_regex: raw.host_regex.clone(),
         path: raw.path.clone(),
         path_regex: raw.path_regex.clone(),
         method: raw.method.clone(),
         source_ip,
         headers,
+        header_regex,
         query,
     };
     let count = [
-        !conditions.host.is_empty(),
+        !conditions.host.is_empty() || !conditions.host_regex.is_empty(),
         !conditions.path.is_empty() || !conditions.path_regex.is_empty(),
         !conditions.method.is_empty(),
         !raw.source_ip.is_empty(),
@@ -2449,7 +2490,8 @@ fn resolve_conditions(
     .into_iter()
     .filter(|set| *set)
     .count()
-        + conditions.headers.len();
+        + conditions.headers.len()
+        + conditions.header_regex.len();
     if !(1..=5).contains(&count) {
         findings.problem(
             path.clone(),

@@ -1187,6 +1187,10 @@ pub struct RawRule {
     /// Host header patterns (`*` and `?` wildcards, case-insensitive); any may match.
     #[serde(default)]
     pub host: Vec<String>,
+    /// Host regular expressions (ALB's regex values, as `path_regex`, case-insensitive),
+    /// such as `"^[a-z]+\\.shop\\.example$"`: with `host`, one condition.
+    #[serde(default)]
+    pub host_regex: Vec<String>,
     /// Path patterns (`*` and `?` wildcards, case-sensitive); any may match.
     #[serde(default)]
     pub path: Vec<String>,
@@ -1207,6 +1211,12 @@ pub struct RawRule {
     /// have a value matching one of its patterns.
     #[serde(default)]
     pub header: std::collections::BTreeMap<String, Vec<String>>,
+    /// Header name to value regular expressions (ALB's regex values; case-sensitive unless
+    /// `(?i)`): every header listed must have a value one of its expressions matches, such
+    /// as `{ user-agent = ["(?i)^curl/"] }`. Each header is one condition, apart from
+    /// `header`'s.
+    #[serde(default)]
+    pub header_regex: std::collections::BTreeMap<String, Vec<String>>,
     /// Query parameters; any may match.
     #[serde(default)]
     pub query: Vec<RawQueryCondition>,

@@ -978,6 +978,36 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
         ),
         (
             "priority = 10\n",
+            "priority = 10\nhost_regex = [\"(shop\"]\n",
+            "edge.listeners[0].rules[0].host_regex[0]",
+            "not a regular expression",
+        ),
+        (
+            "priority = 10\n",
+            "priority = 10\nhost = [\"shop.test\"]\nhost_regex = [\"a\", \"b\", \"c\", \"d\", \"e\"]\n",
+            "edge.listeners[0].rules[0].host_regex",
+            "with the host patterns, lists at most 5 values",
+        ),
+        (
+            "priority = 10\n",
+            "priority = 10\nheader_regex = { \"user agent\" = [\"curl\"] }\n",
+            "edge.listeners[0].rules[0].header_regex.user agent",
+            "not an HTTP header name",
+        ),
+        (
+            "priority = 10\n",
+            "priority = 10\nheader_regex = { user-agent = [] }\n",
+            "edge.listeners[0].rules[0].header_regex.user-agent",
+            "at least one expression",
+        ),
+        (
+            "priority = 10\n",
+            "priority = 10\nheader_regex = { user-agent = [\"[\"] }\n",
+            "edge.listeners[0].rules[0].header_regex.user-agent[0]",
+            "not a regular expression",
+        ),
+        (
+            "priority = 10\n",
             "priority = 10\nrewrite_url = { regex = \"^/api/(.*$\", replace = \"/$1\" }\n",
             "edge.listeners[0].rules[0].rewrite_url.regex",
             "not a regular expression",
@@ -1933,4 +1963,19 @@ fn a_rule_may_match_paths_by_regular_expression() {
     let rule = &loaded.topology.edge.listeners[0].rules[0];
     assert_eq!(rule.conditions.path_regex, ["^/api/v[0-9]+/catalog$"]);
     assert_eq!(rule.conditions.path, ["/api/catalog/*", "/images/*"]);
+}
+
+#[test]
+fn a_rule_may_match_hosts_and_headers_by_regular_expression() {
+    let text = with(
+        "priority = 10\n",
+        "priority = 10\nhost_regex = [\"^[a-z]+\\\\.securecart\\\\.test$\"]\nheader_regex = { User-Agent = [\"(?i)^curl/\"] }\n",
+    );
+    let loaded = parse(&text, "t.toml").expect("host and header expressions");
+    let rule = &loaded.topology.edge.listeners[0].rules[0];
+    assert_eq!(rule.conditions.host_regex, [r"^[a-z]+\.securecart\.test$"]);
+    assert_eq!(
+        rule.conditions.header_regex,
+        [("user-agent".to_owned(), vec!["(?i)^curl/".to_owned()])]
+    );
 }

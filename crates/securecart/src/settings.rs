@@ -198,11 +198,13 @@ pub fn edge_config(
                         priority: rule.priority,
                         conditions: Conditions {
                             host: rule.conditions.host.clone(),
+                            host_regex: rule.conditions.host_regex.clone(),
                             path: rule.conditions.path.clone(),
                             path_regex: rule.conditions.path_regex.clone(),
                             method: rule.conditions.method.clone(),
                             source_ip: rule.conditions.source_ip.clone(),
                             headers: rule.conditions.headers.clone(),
+                            header_regex: rule.conditions.header_regex.clone(),
                             query: rule.conditions.query.clone(),
                         },
                         action: action_config(&rule.action),
