@@ -127,7 +127,9 @@ const REDACTED: &str = "REDACTED";
 /// credential, decoded, and its evidence would not tell which header it came from).
 pub fn redact(field: &str, data: &str, headers: &HeaderMap, redaction: &Redaction) -> String {
     let secret = match field {
+        // A cookie is a credential, the one a rule names (`cookie:session`) too.
         "cookies" => true,
+        _ if field.starts_with("cookie:") => true,
         "headers" => hidden_among(headers, data, |name| redaction.hides_header(name)),
         // All but the credentials leaves out only the built-in ones: a header the operator
         // hides is among them.
@@ -620,6 +622,7 @@ mod tests {
         let none = http::HeaderMap::new();
         for (field, data, shown) in [
             ("cookies", "session=abc' OR 1=1", "REDACTED"),
+            ("cookie:session", "abc' OR 1=1", "REDACTED"),
             ("header:authorization", "Bearer <script>", "REDACTED"),
             ("body_fields", "4111111111111111", "************1111"),
             (

@@ -132,6 +132,9 @@ pub enum Field {
     HeadersButCredentials,
     /// Every cookie's name and value.
     Cookies,
+    /// One cookie's values, by name (AWS WAF's cookies with included cookies and the
+    /// value match scope), as sent.
+    Cookie(String),
     /// The method.
     Method,
     /// The body, as sent (up to the inspection limit).
@@ -162,6 +165,7 @@ impl Field {
             Field::AllHeaders => "headers".to_owned(),
             Field::HeadersButCredentials => "headers_but_credentials".to_owned(),
             Field::Cookies => "cookies".to_owned(),
+            Field::Cookie(name) => format!("cookie:{name}"),
             Field::Method => "method".to_owned(),
             Field::Body => "body".to_owned(),
             Field::BodyFields => "body_fields".to_owned(),
@@ -181,6 +185,13 @@ impl Field {
         }
         if let Some(argument) = name.strip_prefix("query_argument:") {
             return (!argument.is_empty()).then(|| Field::QueryArgument(argument.to_owned()));
+        }
+        if let Some(cookie) = name.strip_prefix("cookie:") {
+            let valid = !cookie.is_empty()
+                && cookie
+                    .bytes()
+                    .all(|byte| byte.is_ascii_graphic() && !b"=;,\"\\".contains(&byte));
+            return valid.then(|| Field::Cookie(cookie.to_owned()));
         }
         if let Some(field) = name.strip_prefix("body_field:") {
             return (!field.is_empty()).then(|| Field::BodyField(field.to_owned()));
@@ -203,7 +214,7 @@ impl Field {
     }
 
     /// The names [`Field::parse`] reads, for messages.
-    pub const NAMES: &'static str = "uri_path, query_string, query_argument:NAME, query_arguments, query_argument_names, header:NAME, headers, headers_but_credentials, cookies, method, body, body_fields, body_field:NAME, multipart_names, multipart_headers";
+    pub const NAMES: &'static str = "uri_path, query_string, query_argument:NAME, query_arguments, query_argument_names, header:NAME, headers, headers_but_credentials, cookies, cookie:NAME, method, body, body_fields, body_field:NAME, multipart_names, multipart_headers";
 }
 
 /// A request as the WAF sees it.
@@ -234,7 +245,7 @@ impl<'a> Inspection<'a> {
     /// value of a credential header (alone, or among all the headers).
     pub(crate) fn is_credential_value(&self, field: &Field, value: &[u8]) -> bool {
         match field {
-            Field::Cookies => true,
+            Field::Cookies | Field::Cookie(_) => true,
             Field::Header(name) => is_credential(name.as_str()),
             // One of them, by its place: what the credential headers say is no help (a
             // header may repeat another's value).
@@ -412,6 +423,23 @@ impl<'a> Inspection<'a> {
         self.headers
     }
 
+    /// The values of the cookies named `name`, as sent (trimmed), from every `Cookie` line.
+    pub(crate) fn cookie_values<'n>(&self, name: &'n str) -> impl Iterator<Item = &'a [u8]> + 'n
+    where
+        'a: 'n,
+    {
+        self.headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .flat_map(|line| line.as_bytes().split(|&byte| byte == b';'))
+            .filter_map(move |pair| {
+                let pair = pair.trim_ascii();
+                let split = pair.iter().position(|&byte| byte == b'=')?;
+                (pair[..split].trim_ascii() == name.as_bytes())
+                    .then(|| pair[split + 1..].trim_ascii())
+            })
+    }
+
     /// Calls `each` with every value of `field` until it returns `true`; whether it did.
     pub fn any_value(&self, field: &Field, mut each: impl FnMut(&[u8]) -> bool) -> bool {
         match field {
@@ -446,6 +474,7 @@ impl<'a> Inspection<'a> {
                 .iter()
                 .any(|(name, value)| !CREDENTIALS.contains(name) && each(value.as_bytes())),
             Field::Cookies => self.cookies.iter().any(|value| each(value.as_bytes())),
+            Field::Cookie(name) => self.cookie_values(name).any(each),
             Field::Method => each(self.method.as_bytes()),
             Field::Body => !self.body.is_empty() && each(self.body),
             Field::BodyFields => self.read.fields.iter().any(|value| each(value.as_bytes())),
@@ -951,6 +980,7 @@ mod tests {
             "cookie",
             "session=abc; theme=dark%20mode".parse().expect("value"),
         );
+        headers.append("cookie", "theme = light ;x".parse().expect("value"));
         headers.insert("content-type", "application/json".parse().expect("value"));
         let body = br#"{"name": "O'Brien", "tags": ["<b>new</b>", 3], "nested": {"deep": "x"}}"#;
         let inspection = Inspection::new(
@@ -972,8 +1002,26 @@ mod tests {
         );
         assert_eq!(
             values(&inspection, &Field::Cookies),
-            ["session", "abc", "theme", "dark%20mode"]
+            [
+                "session",
+                "abc",
+                "theme",
+                "dark%20mode",
+                "theme",
+                "light",
+                "x"
+            ]
         );
+        // One cookie's values, from every line, as sent; a cookie's value is a credential.
+        let theme = Field::Cookie("theme".to_owned());
+        assert_eq!(values(&inspection, &theme), ["dark%20mode", "light"]);
+        assert!(values(&inspection, &Field::Cookie("x".to_owned())).is_empty());
+        assert!(inspection.is_credential_value(&theme, b"light"));
+        assert_eq!(Field::parse("cookie:theme"), Some(theme.clone()));
+        assert_eq!(Field::parse(&theme.name()), Some(theme));
+        for refused in ["cookie:", "cookie:a=b", "cookie:a b", "cookie:a;b"] {
+            assert_eq!(Field::parse(refused), None, "{refused}");
+        }
         assert_eq!(
             values(&inspection, &Field::BodyFields),
             // serde_json's maps are ordered by key.

@@ -157,7 +157,7 @@ impl RateLimit {
                     });
                 }
                 AggregateKey::Cookie(name) => {
-                    let value = cookie(inspection, name)?;
+                    let value = inspection.cookie_values(name).next()?;
                     value.hash(&mut hasher);
                     // A cookie is a credential: counted by, never shown.
                     shown.push(format!("cookie:{name}:REDACTED"));
@@ -278,20 +278,6 @@ fn first_value(inspection: &Inspection<'_>, field: &Field) -> Option<Vec<u8>> {
         true
     });
     found
-}
-
-/// A cookie's value, from the request's `Cookie` lines.
-fn cookie<'i>(inspection: &'i Inspection<'_>, name: &str) -> Option<&'i [u8]> {
-    inspection
-        .headers()
-        .get_all(http::header::COOKIE)
-        .iter()
-        .flat_map(|line| line.as_bytes().split(|&byte| byte == b';'))
-        .find_map(|pair| {
-            let pair = pair.trim_ascii();
-            let split = pair.iter().position(|&byte| byte == b'=')?;
-            (pair[..split].trim_ascii() == name.as_bytes()).then(|| pair[split + 1..].trim_ascii())
-        })
 }
 
 /// The start of a key's value, for the log.
