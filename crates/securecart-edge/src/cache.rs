@@ -379,8 +379,10 @@ struct Route<'a> {
 /// answers for every region) when the behaviour has one, and to the request's own group
 /// when it has none or when the shield cannot be reached. When that origin cannot be
 /// reached, does not answer in time, or answers with a failover status, the request goes
-/// once more, to the behaviour's secondary group, whose answer (or failure) is the
-/// request's, as CloudFront's origin groups do.
+/// once more, to the behaviour's secondary group, as CloudFront's origin groups do: its
+/// answer is the request's, but when the origin could not be reached and the secondary
+/// fails too, the origin's failure is (so that a stale copy may answer, as it may for an
+/// origin out of reach).
 async fn send_head(
     route: &Route<'_>,
     context: &mut RequestContext,
@@ -390,18 +392,7 @@ async fn send_head(
     let Some(secondary) = &route.secondary else {
         return answer;
     };
-    let failed = match &answer {
-        Ok(response) => secondary.statuses.contains(&response.status()),
-        Err(error) => matches!(
-            error,
-            EdgeError::NoTargets(_)
-                | EdgeError::Connect(_)
-                | EdgeError::ConnectTimeout(_)
-                | EdgeError::Upstream(_)
-                | EdgeError::Timeout
-        ),
-    };
-    if !failed {
+    if !secondary.fails(&answer) {
         return answer;
     }
     let group = &route.groups[secondary.group];
@@ -413,17 +404,42 @@ async fn send_head(
             tracing::debug!(%error, secondary = %group.name, "the origin failed a fetch; failing over");
         }
     }
-    // The primary's answer, and its connection, go before the secondary is asked.
-    drop(answer);
     secondary.count.inc();
-    upstream::send(
+    // The primary's answer, and its connection, go before the secondary is asked; what it
+    // said of its target is not the secondary's.
+    let unreachable = answer.err();
+    context.target = None;
+    context.target_status = None;
+    let second = upstream::send(
         group,
         route.metrics,
         context,
         head.request(),
         route.options(None),
     )
-    .await
+    .await;
+    match unreachable {
+        Some(error) if secondary.fails(&second) => Err(error),
+        _ => second,
+    }
+}
+
+impl Secondary {
+    /// Whether an answer fails over: an origin out of reach or too slow, or a failover
+    /// status.
+    fn fails(&self, answer: &Result<Response<EdgeBody>, EdgeError>) -> bool {
+        match answer {
+            Ok(response) => self.statuses.contains(&response.status()),
+            Err(error) => matches!(
+                error,
+                EdgeError::NoTargets(_)
+                    | EdgeError::Connect(_)
+                    | EdgeError::ConnectTimeout(_)
+                    | EdgeError::Upstream(_)
+                    | EdgeError::Timeout
+            ),
+        }
+    }
 }
 
 impl Route<'_> {
@@ -451,22 +467,25 @@ impl Head {
 }
 
 /// Sends a cacheable request to the origin: through the behaviour's origin shield, if it
-/// has one that can be reached, else to the request's own group.
+/// has one, else (or when the shield cannot be reached) to the request's own group. Where
+/// the behaviour fails over, a shield's failing answer (one that would fail over) goes to
+/// the request's own group too, before any secondary: the shield's region has failed over
+/// already, to the secondary that region's own would be.
 async fn send_to_origin(
     route: &Route<'_>,
     context: &mut RequestContext,
     head: &Head,
 ) -> Result<Response<EdgeBody>, EdgeError> {
     if let Some(shield) = route.shield {
-        match upstream::send(
+        let answer = upstream::send(
             &route.groups[shield],
             route.metrics,
             context,
             head.request(),
             route.options(None),
         )
-        .await
-        {
+        .await;
+        match &answer {
             Err(
                 error @ (EdgeError::Connect(_)
                 | EdgeError::ConnectTimeout(_)
@@ -474,7 +493,17 @@ async fn send_to_origin(
             ) => {
                 tracing::debug!(%error, shield = %route.groups[shield].name, "origin shield unreachable; fetching from the origin");
             }
-            answer => return answer,
+            failed
+                if route
+                    .secondary
+                    .as_ref()
+                    .is_some_and(|secondary| secondary.fails(failed)) =>
+            {
+                tracing::debug!(shield = %route.groups[shield].name, "origin shield failed; fetching from the origin");
+                context.target = None;
+                context.target_status = None;
+            }
+            _ => return answer,
         }
     }
     upstream::send(

@@ -54,8 +54,10 @@ pub struct CacheConfig {
 /// A custom error response, as CloudFront's: a GET or HEAD answered with `error_code`,
 /// by its target or by the edge when it cannot reach one, is answered instead with the
 /// page at `response_page_path` (fetched as a GET of the same host through the listener's
-/// rules, and through the cache where a behaviour covers it), with `response_code`. When
-/// the page cannot be had, the error answers as it was.
+/// rules, and through the cache where a behaviour covers it), with `response_code` and
+/// `Cache-Control: no-store`. When the page cannot be had within 5 s, the error answers as
+/// it was. Only the answers of the cache and upstream stages are replaced: the edge's own
+/// refusals before them (the web ACL's, the shield's, a fixed response) are not.
 #[derive(Debug, Clone)]
 pub struct ErrorResponse {
     /// The status it replaces.

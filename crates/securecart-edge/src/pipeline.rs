@@ -585,7 +585,8 @@ impl Pipeline {
                 });
 
             // Where a custom error response may replace a GET's or HEAD's answer, what its
-            // page is asked with: the client's method, path, host and codings.
+            // page is asked with: the client's host and codings; and the path as the rules
+            // read it, which the responses' patterns read too.
             let error_pages = self
                 .cache
                 .as_ref()
@@ -595,8 +596,8 @@ impl Pipeline {
                 })
                 .map(|stage| PageRequest {
                     stage,
-                    method: request.method().clone(),
-                    uri: request.uri().clone(),
+                    head: request.method() == http::Method::HEAD,
+                    path: path.to_owned(),
                     host: host.to_owned(),
                     codings: request.headers().get(header::ACCEPT_ENCODING).cloned(),
                 });
@@ -707,7 +708,7 @@ impl Pipeline {
                         Ok(response) => response.status(),
                         Err(error) => error.status(),
                     };
-                    match asked.stage.error_page(status, asked.uri.path()) {
+                    match asked.stage.error_page(status, &asked.path) {
                         None => response,
                         // Boxed, as the cache stage above: only errors pay for its size.
                         Some(page) => {
@@ -766,18 +767,26 @@ impl Pipeline {
 /// What a custom error response's page is asked with, kept from the client's request.
 struct PageRequest<'p> {
     stage: &'p CacheStage,
-    method: http::Method,
-    uri: http::Uri,
+    /// Whether the client's request is a HEAD (answered with the page's head).
+    head: bool,
+    /// The path as the rules read it.
+    path: String,
     host: String,
     codings: Option<HeaderValue>,
 }
 
+/// How long a custom error response's page may take to come (from the cache it comes at
+/// once): past it, the error answers as it was, rather than keep a client whose request
+/// already failed waiting on the origin that failed it.
+const PAGE_FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Pipeline {
     /// Answers with a custom error response's page in place of `response`, the error the
-    /// request of `rule` got from `group`, with the page's status, and with its headers but
-    /// those that would let a client or a cache keep an error as the page (an answer of
-    /// 400 or more is marked `no-store`); keeps `response` when the page cannot be had (no
-    /// rule forwards its path, or its answer is not a success).
+    /// request of `rule` got from `group`, with the response's status, and with the page's
+    /// headers but those that would let a client or a cache keep the page as the request's
+    /// URL (validators and freshness go, and `Cache-Control: no-store` comes, whatever the
+    /// status); keeps `response` when the page cannot be had in time (no rule forwards its
+    /// path, or its answer is not a success).
     async fn answer_with_page(
         &self,
         context: &mut RequestContext,
@@ -790,8 +799,13 @@ impl Pipeline {
         // The page's fetch is the edge's own: its target, attempts and bytes are not the
         // request's, in the access log.
         let mut fetch = RequestContext::new(context.client, context.trace.child());
-        let answer = match self.fetch_page(&mut fetch, asked, &page.page).await {
-            Some(answer) if answer.status().is_success() => answer,
+        let fetched = tokio::time::timeout(
+            PAGE_FETCH_TIMEOUT,
+            self.fetch_page(&mut fetch, asked, &page.page),
+        )
+        .await;
+        let answer = match fetched {
+            Ok(Some(answer)) if answer.status().is_success() => answer,
             _ => return response,
         };
         if let Err(error) = &response {
@@ -799,21 +813,27 @@ impl Pipeline {
         }
         let (mut parts, body) = answer.into_parts();
         parts.status = page.response_code;
-        if page.response_code.as_u16() >= 400 {
-            for name in [header::ETAG, header::LAST_MODIFIED, header::EXPIRES] {
-                parts.headers.remove(name);
-            }
-            parts
-                .headers
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        for name in [
+            header::ETAG,
+            header::LAST_MODIFIED,
+            header::EXPIRES,
+            header::AGE,
+        ] {
+            parts.headers.remove(name);
         }
+        parts
+            .headers
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        // The page was fetched with GET, so that it is stored for the next error; a HEAD
+        // gets its head (its length too).
+        let body = if asked.head { upstream::empty() } else { body };
         Ok(Response::from_parts(parts, body))
     }
 
-    /// Fetches a custom error response's page: a request of the client's method (GET or
-    /// HEAD) for `page` on the client's host, through the listener's rules (its rule's
-    /// rewrites too), and through the cache where a behaviour covers it. Not through the
-    /// web ACL or the shield, which passed the client's request.
+    /// Fetches a custom error response's page: a GET of `page` on the client's host,
+    /// through the listener's rules (its rule's rewrites too), and through the cache where
+    /// a behaviour covers it. Not through the web ACL or the shield, which passed the
+    /// client's request.
     async fn fetch_page(
         &self,
         context: &mut RequestContext,
@@ -823,7 +843,6 @@ impl Pipeline {
         let body: crate::waf::InspectedBody =
             http_body_util::Either::Right(crate::waf::ReadBody::empty());
         let mut request = Request::new(body);
-        *request.method_mut() = asked.method.clone();
         *request.uri_mut() = http::Uri::from(page.clone());
         let headers = request.headers_mut();
         headers.insert(header::HOST, HeaderValue::from_str(&asked.host).ok()?);

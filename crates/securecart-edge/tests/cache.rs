@@ -987,6 +987,114 @@ async fn a_fetch_the_origin_fails_goes_to_the_secondary_group() {
     secondary.stop().await;
 }
 
+/// A server that answers every path with `status`, `text` and a minute of freshness
+/// (and `/healthz` with 200).
+async fn answering(status: StatusCode, text: &'static str) -> TestServer {
+    serve(
+        "127.0.0.1",
+        Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .fallback(
+                move || async move { (status, [(header::CACHE_CONTROL, "max-age=60")], text) },
+            ),
+    )
+    .await
+}
+
+/// An edge caching `/static/*` in front of the group `origin`, failing over to the group
+/// `secondary`, and fetching through the group `shield` first if given.
+async fn start_failing_over(
+    origin: SocketAddr,
+    secondary: SocketAddr,
+    shield: Option<SocketAddr>,
+) -> RunningEdge {
+    let mut config = common::one_listener("origin", vec![origin]);
+    for (name, address) in [("secondary", Some(secondary)), ("shield", shield)] {
+        if let Some(address) = address {
+            config.target_groups.push(TargetGroupConfig::new(
+                name,
+                vec![address],
+                common::quick_health_check(),
+            ));
+        }
+    }
+    config.cache = Some(CacheConfig {
+        capacity_bytes: 16 * 1024 * 1024,
+        max_object_bytes: 16 * 1024,
+        behaviors: vec![CacheBehavior {
+            name: "static".to_owned(),
+            path_pattern: "/static/*".to_owned(),
+            policy: CachePolicy::default(),
+            origin_shield: shield.map(|_| "shield".to_owned()),
+            origin_failover: Some(securecart_edge::OriginFailover {
+                groups: vec![("origin".to_owned(), "secondary".to_owned())],
+                status_codes: vec![StatusCode::SERVICE_UNAVAILABLE],
+            }),
+        }],
+        disk: None,
+        error_responses: Vec::new(),
+    });
+    RunningEdge::start(config, "http").await
+}
+
+/// A shield that fails a fetch (its region failed over already) sends it to the request's
+/// own group, and only that group's failure to the secondary; an origin out of reach whose
+/// secondary fails too leaves a stale copy to answer, as an origin out of reach does.
+#[tokio::test]
+async fn a_failing_shield_passes_to_the_own_group_and_a_stale_copy_outlasts_both() {
+    let shield = answering(StatusCode::SERVICE_UNAVAILABLE, "shield failed").await;
+    let own = answering(StatusCode::OK, "own").await;
+    let secondary = answering(StatusCode::OK, "secondary").await;
+    let edge = start_failing_over(own.address, secondary.address, Some(shield.address)).await;
+    let mut client = TestClient::http1();
+    let reply = client.get(&format!("{}/static/a", edge.url)).await;
+    assert_eq!(
+        (reply.status, reply.text()),
+        (StatusCode::OK, "own".to_owned())
+    );
+    edge.shutdown().await;
+    let failing = answering(StatusCode::SERVICE_UNAVAILABLE, "own failed").await;
+    let edge = start_failing_over(failing.address, secondary.address, Some(shield.address)).await;
+    let reply = client.get(&format!("{}/static/a", edge.url)).await;
+    assert_eq!(
+        (reply.status, reply.text()),
+        (StatusCode::OK, "secondary".to_owned())
+    );
+    edge.shutdown().await;
+    shield.stop().await;
+    own.stop().await;
+    failing.stop().await;
+    secondary.stop().await;
+
+    // A stale copy, its origin gone and its secondary failing.
+    let origin = serve(
+        "127.0.0.1",
+        Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route(
+                "/static/item",
+                get(|| async { ([(header::CACHE_CONTROL, "max-age=1")], "stored") }),
+            ),
+    )
+    .await;
+    let secondary = answering(StatusCode::SERVICE_UNAVAILABLE, "secondary failed").await;
+    let edge = start_failing_over(origin.address, secondary.address, None).await;
+    let url = format!("{}/static/item", edge.url);
+    assert_eq!(client.get(&url).await.text(), "stored");
+    origin.stop().await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let stale = client.get(&url).await;
+    assert_eq!(
+        (stale.status, stale.text(), stale.header("x-cache")),
+        (StatusCode::OK, "stored".to_owned(), Some("Stale"))
+    );
+    // With nothing stored, the origin's failure answers (its 502), not the secondary's.
+    let missing = client.get(&format!("{}/static/other", edge.url)).await;
+    assert_eq!(missing.status, StatusCode::BAD_GATEWAY);
+    edge.shutdown().await;
+    secondary.stop().await;
+}
+
 /// Custom error responses (CloudFront's): a GET's or HEAD's error on the paths they cover,
 /// the target's or the edge's own, is answered with a page the edge fetches through its
 /// cache, under the error's status (marked `no-store`) or the one configured; a POST, a
@@ -1097,16 +1205,21 @@ async fn errors_are_answered_with_the_custom_error_pages() {
             "<p>We will be right back.</p>".to_owned()
         )
     );
-    // A HEAD gets the page's head.
+    // A HEAD gets the page's head (the page stored by a GET).
     let head = client.send(http::Method::HEAD, &url("/app"), &[], "").await;
     assert_eq!(head.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(head.header("content-type"), Some("text/html"));
     assert!(head.body.is_empty());
-    // A page answered as a success keeps the page's own headers.
+    assert_eq!(pages.load(Ordering::SeqCst), 1);
+    // A page answered as a success is not kept for the URL either.
     let bad = client.get(&url("/bad")).await;
     assert_eq!(
-        (bad.status, bad.header("cache-control")),
-        (StatusCode::OK, Some("max-age=60"))
+        (bad.status, bad.text(), bad.header("cache-control")),
+        (
+            StatusCode::OK,
+            "<p>We will be right back.</p>".to_owned(),
+            Some("no-store")
+        )
     );
     // Not on a path the response does not cover, not for a POST, and not when the page
     // itself cannot be had (a 404).

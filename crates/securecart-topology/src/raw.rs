@@ -905,8 +905,10 @@ pub struct RawCache {
 /// A custom error response: a GET's or HEAD's answer of `error_code` (the target's, or the
 /// edge's own when it cannot reach one) on one of `paths` is replaced by the page at
 /// `response_page_path`, which the edge fetches as a GET of the same host through the
-/// listener's rules and its cache, and answered with `response_code`. Where the page cannot
-/// be had, the error answers as it was.
+/// listener's rules and its cache, and answered with `response_code` and `Cache-Control:
+/// no-store` (never kept as the request's URL). Where the page cannot be had within 5 s,
+/// the error answers as it was. The edge's own refusals before any target is asked (the
+/// web ACL's 403, the shield's 429 and 503, a rule's fixed response) are not replaced.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawErrorResponse {
@@ -921,7 +923,7 @@ pub struct RawErrorResponse {
     /// that it is at hand when the origin is not.
     pub response_page_path: String,
     /// The status answered with the page (`error_code` by default): 200, or one of the
-    /// error codes. An answer of 400 or more says `Cache-Control: no-store`.
+    /// error codes.
     #[serde(default)]
     pub response_code: Option<u16>,
 }

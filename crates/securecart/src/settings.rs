@@ -1183,18 +1183,21 @@ mod tests {
                     .collect::<Vec<_>>(),
                 [502, 503, 504].map(|code| (code, "/static/unavailable.html"))
             );
-            let failover = config.behaviors[0]
-                .origin_failover
-                .as_ref()
-                .expect("a failover");
-            assert!(failover.groups.contains(&(
-                "storefront".to_owned(),
-                format!("storefront@{}", other.name)
-            )));
-            assert_eq!(
-                failover.status_codes,
-                [500, 502, 503, 504].map(|code| http::StatusCode::from_u16(code).expect("status"))
-            );
+            for behavior in &config.behaviors[..2] {
+                let failover = behavior.origin_failover.as_ref().expect("a failover");
+                let pairs: Vec<(String, String)> = topology
+                    .edge
+                    .target_groups
+                    .iter()
+                    .map(|group| (group.name.clone(), format!("{}@{}", group.name, other.name)))
+                    .collect();
+                assert_eq!(failover.groups, pairs, "{}", behavior.name);
+                assert_eq!(
+                    failover.status_codes,
+                    [500, 502, 503, 504]
+                        .map(|code| http::StatusCode::from_u16(code).expect("status"))
+                );
+            }
         }
     }
 
