@@ -90,9 +90,24 @@ pub struct Behavior {
     shield: Option<usize>,
     /// Where its failing fetches go next, if anywhere.
     failover: Option<Failover>,
+    /// Headers set on its answers.
+    response_headers: Box<[(HeaderName, HeaderValue)]>,
+    /// Headers removed from its answers.
+    remove_response_headers: Box<[HeaderName]>,
 }
 
 impl Behavior {
+    /// Edits the headers of one of its answers to a client (CloudFront's response headers
+    /// policy): removals, then the headers it sets.
+    pub fn edit_response(&self, headers: &mut HeaderMap) {
+        for name in &self.remove_response_headers {
+            headers.remove(name);
+        }
+        for (name, value) in &self.response_headers {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+
     /// Where a fetch of the request's group `group` goes when the origin fails it.
     fn secondary(&self, group: usize) -> Option<Secondary> {
         let failover = self.failover.as_ref()?;
@@ -185,6 +200,8 @@ impl CacheStage {
                     metrics: metrics.cache_behavior(&behavior.name),
                     shield,
                     failover,
+                    response_headers: behavior.response_headers.clone().into(),
+                    remove_response_headers: behavior.remove_response_headers.clone().into(),
                 })
             })
             .collect::<Result<_, (String, String, &'static str)>>()?;

@@ -94,6 +94,8 @@ impl CacheConfig {
                 policy: securecart_cache::CachePolicy::default(),
                 origin_shield: None,
                 origin_failover: None,
+                response_headers: Vec::new(),
+                remove_response_headers: Vec::new(),
             }],
             disk: None,
             error_responses: Vec::new(),
@@ -118,6 +120,12 @@ pub struct CacheBehavior {
     /// Where its fetches go when the origin fails them (CloudFront's origin groups); none
     /// answers with what the origin gave.
     pub origin_failover: Option<OriginFailover>,
+    /// Headers set on its answers to clients, the origin's own of the same name replaced
+    /// (CloudFront's response headers policy); not on what is stored. A listener's own
+    /// come after.
+    pub response_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Headers removed from its answers to clients.
+    pub remove_response_headers: Vec<http::HeaderName>,
 }
 
 /// A cache behaviour's origin failover, as CloudFront's origin group: a GET or HEAD the

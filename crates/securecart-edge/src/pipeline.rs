@@ -679,10 +679,14 @@ impl Pipeline {
                     // Boxed: the cache stage's future is the largest of the stages' (about 7 KB),
                     // and the route future, allocated for every request, would otherwise be as
                     // large for requests that never reach it.
-                    crate::boxed::box_future_in_place(|| {
+                    let mut answer = crate::boxed::box_future_in_place(|| {
                         cache::handle(stage, behavior, origin, context, &host, request)
                     })
-                    .await
+                    .await;
+                    if let Ok(response) = &mut answer {
+                        behavior.edit_response(response.headers_mut());
+                    }
+                    answer
                 }
                 None => {
                     upstream::send(

@@ -268,6 +268,8 @@ async fn start_edge_with(origin: SocketAddr, shield: Option<SocketAddr>, ttl: Tt
             },
             origin_shield: shield.map(|_| "shield".to_owned()),
             origin_failover: None,
+            response_headers: Vec::new(),
+            remove_response_headers: Vec::new(),
         }],
         disk: None,
         error_responses: Vec::new(),
@@ -910,6 +912,8 @@ async fn a_fetch_the_origin_fails_goes_to_the_secondary_group() {
                     .map(|code| StatusCode::from_u16(code).expect("status"))
                     .to_vec(),
             }),
+            response_headers: Vec::new(),
+            remove_response_headers: Vec::new(),
         }],
         disk: None,
         error_responses: Vec::new(),
@@ -987,6 +991,82 @@ async fn a_fetch_the_origin_fails_goes_to_the_secondary_group() {
     secondary.stop().await;
 }
 
+/// A behaviour's response headers (CloudFront's response headers policy) edit what its
+/// clients get, on a miss and on a hit, and not what the edge stores: the origin's
+/// freshness still decides when the edge asks again.
+#[tokio::test]
+async fn a_behaviours_response_headers_edit_its_answers_and_not_what_is_stored() {
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&asked);
+    let server = serve(
+        "127.0.0.1",
+        Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route(
+                "/static/font.woff2",
+                get(move || {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    async {
+                        (
+                            [
+                                (header::CACHE_CONTROL, "max-age=1"),
+                                (header::HeaderName::from_static("x-powered-by"), "php"),
+                            ],
+                            "font",
+                        )
+                    }
+                }),
+            ),
+    )
+    .await;
+    let mut config = common::one_listener("origin", vec![server.address]);
+    config.cache = Some(CacheConfig {
+        capacity_bytes: 16 * 1024 * 1024,
+        max_object_bytes: 16 * 1024,
+        behaviors: vec![CacheBehavior {
+            name: "static".to_owned(),
+            path_pattern: "/static/*".to_owned(),
+            policy: CachePolicy::default(),
+            origin_shield: None,
+            origin_failover: None,
+            response_headers: vec![
+                (
+                    header::CACHE_CONTROL,
+                    header::HeaderValue::from_static("public, max-age=86400"),
+                ),
+                (
+                    header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                    header::HeaderValue::from_static("*"),
+                ),
+            ],
+            remove_response_headers: vec![header::HeaderName::from_static("x-powered-by")],
+        }],
+        disk: None,
+        error_responses: Vec::new(),
+    });
+    let edge = RunningEdge::start(config, "http").await;
+    let mut client = TestClient::http1();
+    let url = format!("{}/static/font.woff2", edge.url);
+    for expected in ["Miss", "Hit"] {
+        let reply = client.get(&url).await;
+        assert_eq!(reply.header("x-cache"), Some(expected));
+        assert_eq!(reply.header("cache-control"), Some("public, max-age=86400"));
+        assert_eq!(reply.header("access-control-allow-origin"), Some("*"));
+        assert_eq!(reply.header("x-powered-by"), None);
+    }
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let again = client.get(&url).await;
+    assert_ne!(
+        again.header("x-cache"),
+        Some("Hit"),
+        "the origin's second is over"
+    );
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
+    edge.shutdown().await;
+    server.stop().await;
+}
+
 /// A server that answers every path with `status`, `text` and a minute of freshness
 /// (and `/healthz` with 200).
 async fn answering(status: StatusCode, text: &'static str) -> TestServer {
@@ -1030,6 +1110,8 @@ async fn start_failing_over(
                 groups: vec![("origin".to_owned(), "secondary".to_owned())],
                 status_codes: vec![StatusCode::SERVICE_UNAVAILABLE],
             }),
+            response_headers: Vec::new(),
+            remove_response_headers: Vec::new(),
         }],
         disk: None,
         error_responses: Vec::new(),
@@ -1174,6 +1256,8 @@ async fn errors_are_answered_with_the_custom_error_pages() {
             policy: CachePolicy::default(),
             origin_shield: None,
             origin_failover: None,
+            response_headers: Vec::new(),
+            remove_response_headers: Vec::new(),
         }],
         disk: None,
         error_responses: vec![
@@ -1347,6 +1431,8 @@ async fn rewritten_requests_are_cached_under_the_clients_url() {
             policy: CachePolicy::default(),
             origin_shield: None,
             origin_failover: None,
+            response_headers: Vec::new(),
+            remove_response_headers: Vec::new(),
         }],
         disk: None,
         error_responses: Vec::new(),
@@ -1425,6 +1511,8 @@ async fn a_miss_sends_the_origin_what_the_behaviours_request_policy_lets_through
             },
             origin_shield: None,
             origin_failover: None,
+            response_headers: Vec::new(),
+            remove_response_headers: Vec::new(),
         }],
         disk: None,
         error_responses: Vec::new(),
@@ -1494,6 +1582,8 @@ async fn a_varied_answer_is_found_again_when_its_header_is_kept_from_the_origin(
             },
             origin_shield: None,
             origin_failover: None,
+            response_headers: Vec::new(),
+            remove_response_headers: Vec::new(),
         }],
         disk: None,
         error_responses: Vec::new(),
@@ -1529,6 +1619,8 @@ async fn a_behaviour_may_leave_text_uncompressed() {
             },
             origin_shield: None,
             origin_failover: None,
+            response_headers: Vec::new(),
+            remove_response_headers: Vec::new(),
         }],
         disk: None,
         error_responses: Vec::new(),

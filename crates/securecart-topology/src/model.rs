@@ -402,6 +402,10 @@ pub struct CacheBehavior {
     pub origin_shield: Option<String>,
     /// Where a region's failing fetches go.
     pub origin_failover: Option<OriginFailover>,
+    /// Headers set on its answers to clients (lowercase names).
+    pub response_headers: Vec<(String, String)>,
+    /// Headers removed from its answers to clients (lowercase names).
+    pub remove_response_headers: Vec<String>,
 }
 
 /// A cache behaviour's origin failover (CloudFront's origin groups): the regions in order,
@@ -439,6 +443,78 @@ pub enum QueryStrings {
     Only(Vec<String>),
     /// Every one but these.
     AllExcept(Vec<String>),
+}
+
+/// A listener's or a cache behaviour's edits of its answers' headers, checked: headers set
+/// (neither those that frame an answer nor those that belong to each one) and headers
+/// removed (not those that frame an answer, nor `Date`), none twice nor both.
+fn response_header_edits(
+    set: &std::collections::BTreeMap<String, String>,
+    remove: &[String],
+    path: &FieldPath,
+    findings: &mut Findings,
+) -> (Vec<(String, String)>, Vec<String>) {
+    let mut response_headers: Vec<(String, String)> = Vec::new();
+    for (name, value) in set {
+        let at = path.key("response_headers").key(name);
+        match http::HeaderName::from_bytes(name.as_bytes()) {
+            Err(_) => findings.problem(at, format!("`{name}` is not a header name")),
+            Ok(header) if FRAMING_HEADERS.contains(&header.as_str()) => findings.problem(
+                at,
+                format!("`{name}` frames the answer or its connection: the edge sets it"),
+            ),
+            Ok(header) if PER_ANSWER_HEADERS.contains(&header.as_str()) => findings.problem(
+                at,
+                format!("`{name}` belongs to each answer: one value for all would break them"),
+            ),
+            Ok(header)
+                if response_headers
+                    .iter()
+                    .any(|(taken, _)| taken == header.as_str()) =>
+            {
+                findings.problem(
+                    at,
+                    format!("`{name}` is set twice (header names are case-insensitive)"),
+                );
+            }
+            Ok(_) if !value.is_ascii() || http::HeaderValue::from_str(value).is_err() => findings
+                .problem(
+                    at,
+                    "is not a header value (visible ASCII and spaces, on one line)",
+                ),
+            Ok(header) => response_headers.push((header.as_str().to_owned(), value.clone())),
+        }
+    }
+    let mut remove_response_headers: Vec<String> = Vec::new();
+    for (index, name) in remove.iter().enumerate() {
+        let at = path.key("remove_response_headers").index(index);
+        match http::HeaderName::from_bytes(name.as_bytes()) {
+            Err(_) => findings.problem(at, format!("`{name}` is not a header name")),
+            Ok(header)
+                if FRAMING_HEADERS.contains(&header.as_str()) || header == http::header::DATE =>
+            {
+                findings.problem(
+                    at,
+                    format!("`{name}` frames the answer or its connection, or dates it: the edge sets it"),
+                );
+            }
+            Ok(header)
+                if response_headers
+                    .iter()
+                    .any(|(set, _)| set == header.as_str()) =>
+            {
+                findings.problem(
+                    at,
+                    format!("`{name}` is also in response_headers, which sets it"),
+                );
+            }
+            Ok(header) if remove_response_headers.contains(&header.as_str().to_owned()) => {
+                findings.problem(at, format!("`{name}` is listed twice"));
+            }
+            Ok(header) => remove_response_headers.push(header.as_str().to_owned()),
+        }
+    }
+    (response_headers, remove_response_headers)
 }
 
 /// A behaviour's origin failover, checked: known regions, each once, at least two of them
@@ -1512,68 +1588,12 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
                 ListenerWebAcl::None
             }
         };
-        let mut response_headers: Vec<(String, String)> = Vec::new();
-        for (name, value) in &raw_listener.response_headers {
-            let at = path.key("response_headers").key(name);
-            match http::HeaderName::from_bytes(name.as_bytes()) {
-                Err(_) => findings.problem(at, format!("`{name}` is not a header name")),
-                Ok(header) if FRAMING_HEADERS.contains(&header.as_str()) => findings.problem(
-                    at,
-                    format!("`{name}` frames the answer or its connection: the edge sets it"),
-                ),
-                Ok(header) if PER_ANSWER_HEADERS.contains(&header.as_str()) => findings.problem(
-                    at,
-                    format!("`{name}` belongs to each answer: one value for all would break them"),
-                ),
-                Ok(header)
-                    if response_headers
-                        .iter()
-                        .any(|(taken, _)| taken == header.as_str()) =>
-                {
-                    findings.problem(
-                        at,
-                        format!("`{name}` is set twice (header names are case-insensitive)"),
-                    );
-                }
-                Ok(_) if !value.is_ascii() || http::HeaderValue::from_str(value).is_err() => {
-                    findings.problem(
-                        at,
-                        "is not a header value (visible ASCII and spaces, on one line)",
-                    )
-                }
-                Ok(header) => response_headers.push((header.as_str().to_owned(), value.clone())),
-            }
-        }
-        let mut remove_response_headers: Vec<String> = Vec::new();
-        for (index, name) in raw_listener.remove_response_headers.iter().enumerate() {
-            let at = path.key("remove_response_headers").index(index);
-            match http::HeaderName::from_bytes(name.as_bytes()) {
-                Err(_) => findings.problem(at, format!("`{name}` is not a header name")),
-                Ok(header)
-                    if FRAMING_HEADERS.contains(&header.as_str())
-                        || header == http::header::DATE =>
-                {
-                    findings.problem(
-                        at,
-                        format!("`{name}` frames the answer or its connection, or dates it: the edge sets it"),
-                    );
-                }
-                Ok(header)
-                    if response_headers
-                        .iter()
-                        .any(|(set, _)| set == header.as_str()) =>
-                {
-                    findings.problem(
-                        at,
-                        format!("`{name}` is also in response_headers, which sets it"),
-                    );
-                }
-                Ok(header) if remove_response_headers.contains(&header.as_str().to_owned()) => {
-                    findings.problem(at, format!("`{name}` is listed twice"));
-                }
-                Ok(header) => remove_response_headers.push(header.as_str().to_owned()),
-            }
-        }
+        let (response_headers, remove_response_headers) = response_header_edits(
+            &raw_listener.response_headers,
+            &raw_listener.remove_response_headers,
+            &path,
+            findings,
+        );
         let xff_header_processing = match raw_listener.xff_header_processing.as_deref() {
             None | Some("append") => XffHeaderProcessing::Append,
             Some("preserve") => XffHeaderProcessing::Preserve,
@@ -2178,6 +2198,12 @@ fn resolve_cache(
             .origin_failover
             .as_ref()
             .map(|raw| origin_failover(raw, regions, &path.key("origin_failover"), findings));
+        let (response_headers, remove_response_headers) = response_header_edits(
+            &raw_behavior.response_headers,
+            &raw_behavior.remove_response_headers,
+            &path,
+            findings,
+        );
         for (index, header) in raw_behavior.headers.iter().enumerate() {
             let valid = !header.is_empty()
                 && header
@@ -2218,6 +2244,8 @@ fn resolve_cache(
             ),
             origin_shield: raw_behavior.origin_shield.clone(),
             origin_failover,
+            response_headers,
+            remove_response_headers,
         });
     }
     if raw.disk_mib > 16 * 1_048_576 {

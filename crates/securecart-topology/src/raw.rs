@@ -1020,6 +1020,17 @@ pub struct RawCacheBehavior {
     /// its own. Only for what is the same in every region, as `origin_shield`.
     #[serde(default)]
     pub origin_failover: Option<RawOriginFailover>,
+    /// Headers set on the behaviour's answers to clients, by name, the origin's own of the
+    /// same name replaced (CloudFront's response headers policy): a browser's
+    /// `Cache-Control` apart from the edge's, `Access-Control-Allow-Origin` for fonts, say.
+    /// Not the headers that frame an answer or belong to each one. A listener's own
+    /// `response_headers` come after, and win.
+    #[serde(default)]
+    pub response_headers: std::collections::BTreeMap<String, String>,
+    /// Headers removed from the behaviour's answers to clients (the origin's
+    /// `X-Powered-By`, say), as the response headers policy's removals.
+    #[serde(default)]
+    pub remove_response_headers: Vec<String>,
 }
 
 /// A cache behaviour's origin failover.

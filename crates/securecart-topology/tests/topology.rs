@@ -611,6 +611,18 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "501 is not one of 400, 403, 404, 416, 500, 502, 503 and 504",
         ),
         (
+            "response_headers = { X-Content-Type-Options = \"nosniff\" }",
+            "response_headers = { Content-Length = \"1\" }",
+            "edge.cache.behaviors[0].response_headers.Content-Length",
+            "frames the answer or its connection",
+        ),
+        (
+            "response_headers = { X-Content-Type-Options = \"nosniff\" }",
+            "response_headers = { X-Content-Type-Options = \"nosniff\" }\nremove_response_headers = [\"x-content-type-options\"]",
+            "edge.cache.behaviors[0].remove_response_headers[0]",
+            "is also in response_headers",
+        ),
+        (
             "error_code = 504",
             "error_code = 418",
             "edge.cache.error_responses[2].error_code",

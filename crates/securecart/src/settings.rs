@@ -212,23 +212,8 @@ pub fn edge_config(
                     .collect(),
                 default_action: action_config(&listener.default_action),
                 waf: waf_of(listener),
-                // The topology has checked the names.
-                remove_response_headers: listener
-                    .remove_response_headers
-                    .iter()
-                    .filter_map(|name| http::HeaderName::from_bytes(name.as_bytes()).ok())
-                    .collect(),
-                // The topology has checked the names and values.
-                response_headers: listener
-                    .response_headers
-                    .iter()
-                    .filter_map(|(name, value)| {
-                        Some((
-                            http::HeaderName::from_bytes(name.as_bytes()).ok()?,
-                            http::HeaderValue::from_str(value).ok()?,
-                        ))
-                    })
-                    .collect(),
+                remove_response_headers: header_names(&listener.remove_response_headers),
+                response_headers: header_values(&listener.response_headers),
                 forwarded_for: ForwardedFor {
                     mode: match listener.xff_header_processing {
                         XffHeaderProcessing::Append => XffMode::Append,
@@ -442,6 +427,27 @@ fn shield_groups(topology: &Topology, region: &Region) -> Vec<TargetGroupConfig>
         .collect()
 }
 
+/// Header names as the edge takes them (the topology has checked them).
+fn header_names(names: &[String]) -> Vec<http::HeaderName> {
+    names
+        .iter()
+        .filter_map(|name| http::HeaderName::from_bytes(name.as_bytes()).ok())
+        .collect()
+}
+
+/// Headers as the edge takes them (the topology has checked their names and values).
+fn header_values(headers: &[(String, String)]) -> Vec<(http::HeaderName, http::HeaderValue)> {
+    headers
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((
+                http::HeaderName::from_bytes(name.as_bytes()).ok()?,
+                http::HeaderValue::from_str(value).ok()?,
+            ))
+        })
+        .collect()
+}
+
 /// The name of the target group of `group`'s replicas in `region`: an origin failover's
 /// secondary.
 fn failover_group_name(group: &str, region: &str) -> String {
@@ -600,6 +606,8 @@ fn cache_config(
                     .as_deref()
                     .filter(|shield| *shield != region.name)
                     .map(shield_group_name),
+                response_headers: header_values(&behavior.response_headers),
+                remove_response_headers: header_names(&behavior.remove_response_headers),
                 origin_failover: behavior.origin_failover.as_ref().and_then(|failover| {
                     let secondary = failover.secondary_of(&region.name)?;
                     Some(securecart_edge::OriginFailover {

@@ -536,6 +536,7 @@ async fn up_serves_a_purchase_survives_killed_replicas_and_stops_cleanly() {
         .get(&format!("{url}/static/app.js?after-failover"))
         .await;
     assert_eq!(asset.status, 200, "{}", asset.text());
+    assert_eq!(asset.header("x-content-type-options"), Some("nosniff"));
     let us_metrics = shopper
         .get(&format!("http://{us_admin}/metrics"))
         .await
