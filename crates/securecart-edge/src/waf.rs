@@ -351,6 +351,79 @@ pub struct WafConfig {
     /// sent with [`INSERTED_PREFIX`] before it, and a client's own headers of that prefix
     /// are removed first, so that none can pass for the WAF's.
     pub insert_headers: Arc<[(String, InsertedHeaders)]>,
+    /// Which requests its log keeps (AWS WAF's logging filter).
+    pub logging: LogFilters,
+}
+
+/// Which requests a web ACL's log keeps (AWS WAF's logging filter): the first filter whose
+/// conditions a request meets says whether its line is kept; one that meets none is kept
+/// as `keep_by_default` says. The default keeps the requests a rule blocked or counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFilters {
+    /// The filters, in order.
+    pub filters: Vec<LogFilter>,
+    /// Whether a request no filter speaks for is logged.
+    pub keep_by_default: bool,
+}
+
+/// One logging filter: whether the requests it speaks for are logged, and what they meet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFilter {
+    /// Whether their lines are kept (else dropped).
+    pub keep: bool,
+    /// Whether a request meets the filter by meeting every condition (else any).
+    pub meets_all: bool,
+    /// Its conditions (at least one).
+    pub conditions: Vec<LogCondition>,
+}
+
+/// A logging filter's condition, as AWS WAF's action and label name conditions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogCondition {
+    /// The request was let through (by a rule, or the default action).
+    Allowed,
+    /// The request was blocked.
+    Blocked,
+    /// A rule counted the request.
+    Counted,
+    /// A matching rule gave the request this label (its full name).
+    Label(String),
+}
+
+impl Default for LogFilters {
+    fn default() -> Self {
+        Self {
+            filters: vec![LogFilter {
+                keep: true,
+                meets_all: false,
+                conditions: vec![LogCondition::Blocked, LogCondition::Counted],
+            }],
+            keep_by_default: false,
+        }
+    }
+}
+
+impl LogFilters {
+    /// Whether a request is logged: whether it was `blocked`, whether a rule `counted` it,
+    /// and the labels its rules gave it.
+    pub fn keeps(&self, blocked: bool, counted: bool, labels: &[String]) -> bool {
+        let meets = |condition: &LogCondition| match condition {
+            LogCondition::Allowed => !blocked,
+            LogCondition::Blocked => blocked,
+            LogCondition::Counted => counted,
+            LogCondition::Label(label) => labels.iter().any(|given| given == label),
+        };
+        self.filters
+            .iter()
+            .find(|filter| {
+                if filter.meets_all {
+                    filter.conditions.iter().all(meets)
+                } else {
+                    filter.conditions.iter().any(meets)
+                }
+            })
+            .map_or(self.keep_by_default, |filter| filter.keep)
+    }
 }
 
 /// The headers one rule adds, full names and values.
@@ -381,6 +454,7 @@ impl WafConfig {
             oversize_blocks: false,
             redaction: Redaction::default(),
             insert_headers: Arc::new([]),
+            logging: LogFilters::default(),
         }
     }
 }
@@ -499,7 +573,11 @@ pub async fn inspect(
     } else {
         verdict.terminating_rule.clone()
     };
-    if !logged.is_empty() {
+    let counted = verdict
+        .matches
+        .iter()
+        .any(|(_, action, _)| *action == RuleAction::Count);
+    if waf.logging.keeps(blocked, counted, &verdict.labels) {
         log_request(
             waf,
             &logged,
@@ -574,8 +652,8 @@ struct Logged {
     data: String,
 }
 
-/// The log line of a request that a rule blocked or counted (AWS WAF's log record: one
-/// per request, with the terminating rule and every rule that matched).
+/// The log line of a request (AWS WAF's log record: one per request, with the terminating
+/// rule and every rule that matched, none for a request let through by the default action).
 #[allow(clippy::too_many_arguments)]
 fn log_request(
     waf: &WafConfig,
@@ -589,9 +667,16 @@ fn log_request(
     trace: &securecart_telemetry::TraceContext,
 ) {
     // The match that decided, or the first one counted, read at a glance.
+    let none = Logged {
+        rule: "-".to_owned(),
+        action: "allow",
+        field: String::new(),
+        data: String::new(),
+    };
     let shown = terminating
         .and_then(|rule| logged.iter().find(|each| each.rule == rule))
-        .unwrap_or(&logged[0]);
+        .or(logged.first())
+        .unwrap_or(&none);
     // tracing's fields are flat: the list of matches is a JSON array in one field.
     let matches = serde_json::to_string(logged).unwrap_or_default();
     tracing::info!(
@@ -615,7 +700,66 @@ fn log_request(
 
 #[cfg(test)]
 mod tests {
-    use super::{Redaction, redact};
+    use super::{LogCondition, LogFilter, LogFilters, Redaction, redact};
+
+    /// AWS WAF's logging filters: the first filter a request meets decides, else the
+    /// default; by default, what was blocked or counted.
+    #[test]
+    fn logging_filters_keep_what_the_first_filter_met_says() {
+        let labels = |names: &[&str]| names.iter().map(|name| (*name).to_owned()).collect();
+        let default = LogFilters::default();
+        // (blocked, counted, labels) to kept, by default and by the filters below.
+        let filters = LogFilters {
+            filters: vec![
+                // A noisy rule's counts are dropped...
+                LogFilter {
+                    keep: false,
+                    meets_all: true,
+                    conditions: vec![
+                        LogCondition::Counted,
+                        LogCondition::Label("shop:noisy".to_owned()),
+                    ],
+                },
+                // ...and the rest of what was counted or blocked, and the partners', kept.
+                LogFilter {
+                    keep: true,
+                    meets_all: false,
+                    conditions: vec![
+                        LogCondition::Blocked,
+                        LogCondition::Counted,
+                        LogCondition::Label("shop:partner".to_owned()),
+                    ],
+                },
+            ],
+            keep_by_default: false,
+        };
+        let everything = LogFilters {
+            filters: Vec::new(),
+            keep_by_default: true,
+        };
+        for (blocked, counted, given, by_default, filtered) in [
+            (false, false, labels(&[]), false, false),
+            (true, false, labels(&[]), true, true),
+            (false, true, labels(&[]), true, true),
+            (false, true, labels(&["shop:noisy"]), true, false),
+            (true, true, labels(&["shop:noisy"]), true, false),
+            (false, false, labels(&["shop:noisy"]), false, false),
+            (false, false, labels(&["shop:partner"]), false, true),
+        ] {
+            let given: Vec<String> = given;
+            assert_eq!(
+                default.keeps(blocked, counted, &given),
+                by_default,
+                "{blocked} {counted} {given:?}"
+            );
+            assert_eq!(
+                filters.keeps(blocked, counted, &given),
+                filtered,
+                "{blocked} {counted} {given:?}"
+            );
+            assert!(everything.keeps(blocked, counted, &given));
+        }
+    }
 
     #[test]
     fn credentials_and_card_numbers_are_redacted() {

@@ -70,6 +70,39 @@ async fn each_request_is_logged_as_a_json_line_with_its_matches_and_redacted_dat
         )
         .await;
     assert_eq!(in_cookie.status, 403);
+    // By default a request let through by no rule is not logged.
+    let benign = client
+        .get(&format!("{}/api/catalog/products?q=wool", edge.url))
+        .await;
+    assert_eq!(benign.status, 200);
+    edge.shutdown().await;
+
+    // Logging filters (AWS WAF's): every request kept but the blocked ones.
+    let mut config = common::one_listener("app", vec![upstream.address]);
+    config.listeners[0].waf = Some(WafConfig {
+        name: "filtered".to_owned(),
+        logging: securecart_edge::waf::LogFilters {
+            filters: vec![securecart_edge::waf::LogFilter {
+                keep: false,
+                meets_all: false,
+                conditions: vec![securecart_edge::waf::LogCondition::Blocked],
+            }],
+            keep_by_default: true,
+        },
+        ..WafConfig::managed()
+    });
+    let edge = RunningEdge::start(config, "http").await;
+    let benign = client
+        .get(&format!("{}/api/catalog/products?q=wool", edge.url))
+        .await;
+    assert_eq!(benign.status, 200);
+    let blocked = client
+        .get(&format!(
+            "{}/api/catalog/products?q=1%27%20OR%20%271%27%3D%271",
+            edge.url
+        ))
+        .await;
+    assert_eq!(blocked.status, 403);
     edge.shutdown().await;
     upstream.stop().await;
     let text = String::from_utf8(captured.0.lock().clone()).expect("text");
@@ -80,7 +113,16 @@ async fn each_request_is_logged_as_a_json_line_with_its_matches_and_redacted_dat
         .filter(|line| line["target"] == "waf")
         .map(|line| line["fields"].clone())
         .collect();
+    let (requests, filtered): (Vec<_>, Vec<_>) = requests
+        .into_iter()
+        .partition(|request| request["web_acl"] == "edge");
     assert_eq!(requests.len(), 2, "{text}");
+    // The filtered ACL logged the request it let through, with no rule, and not the one
+    // it blocked.
+    assert_eq!(filtered.len(), 1, "{text}");
+    assert_eq!(filtered[0]["action"], "allow", "{text}");
+    assert_eq!(filtered[0]["terminating_rule"], "-", "{text}");
+    assert_eq!(filtered[0]["matches"], "[]", "{text}");
     // Each request's matches, from the JSON array its line carries.
     let matches_of = |request: &serde_json::Value| -> Vec<serde_json::Value> {
         serde_json::from_str(request["matches"].as_str().expect("matches")).expect("a JSON array")

@@ -22,7 +22,7 @@ pub use model::{
     HealthCheck, Listener, ListenerMtls, ListenerProtocol, ListenerRule, ListenerWebAcl, Location,
     LogFormat, MinimumHealthy, OriginFailover, QueryStrings, Region, Role, RuleAction,
     RuleConditions, Service, ServiceKind, StoreKind, TargetGroup, Telemetry, Tiers, Topology,
-    XffHeaderProcessing,
+    WafLogCondition, WafLogFilter, WafLogging, XffHeaderProcessing,
 };
 
 use locate::{FieldPath, Locator};

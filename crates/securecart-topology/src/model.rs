@@ -321,6 +321,43 @@ pub struct EdgeWaf {
     /// The headers `allow` and `count` rules add, by rule name (lowercase names, without
     /// the edge's prefix), and the default action's under `default`.
     pub insert_headers: Vec<(String, Vec<(String, String)>)>,
+    /// Which requests the WAF's log keeps; none for the edge's default (what a rule
+    /// blocked or counted).
+    pub logging: Option<WafLogging>,
+}
+
+/// A web ACL's logging filter (AWS WAF's): the first filter a request meets decides,
+/// else `keep_by_default`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WafLogging {
+    /// Whether a request no filter speaks for is logged.
+    pub keep_by_default: bool,
+    /// The filters, in order.
+    pub filters: Vec<WafLogFilter>,
+}
+
+/// One logging filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WafLogFilter {
+    /// Whether the requests it speaks for are logged.
+    pub keep: bool,
+    /// Whether they must meet every condition (else any).
+    pub meets_all: bool,
+    /// Its conditions.
+    pub conditions: Vec<WafLogCondition>,
+}
+
+/// A logging filter's condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WafLogCondition {
+    /// The request was let through.
+    Allowed,
+    /// The request was blocked.
+    Blocked,
+    /// A rule counted the request.
+    Counted,
+    /// A matching rule gave the request this label.
+    Label(String),
 }
 
 /// The managed rule groups a web ACL may name.
@@ -2064,7 +2101,12 @@ fn resolve_waf(raw: &crate::raw::RawWaf, path: &FieldPath, findings: &mut Findin
             insert_headers.push(("default".to_owned(), headers));
         }
     }
+    let logging = raw
+        .logging
+        .as_ref()
+        .map(|raw| crate::waf::resolve_logging(raw, &path.key("logging"), findings));
     EdgeWaf {
+        logging,
         insert_headers,
         redacted_fields,
         rules: crate::waf::resolve_rules(&raw.rules, &path.key("rules"), findings),

@@ -633,6 +633,56 @@ pub struct RawWaf {
     /// `query_string` (and every argument read from it), `uri_path`, `method`.
     #[serde(default)]
     pub redacted_fields: Vec<String>,
+    /// Which requests the WAF's log keeps (AWS WAF's logging filter); without it, those a
+    /// rule blocked or counted. `[edge.waf.logging]` alone keeps every request.
+    #[serde(default)]
+    pub logging: Option<RawWafLogging>,
+}
+
+/// A web ACL's logging filter: the first filter whose conditions a request meets says
+/// whether its line is kept; a request that meets none is kept as `default_behavior` says.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWafLogging {
+    /// `keep` (the default) or `drop`.
+    #[serde(default = "default_keep")]
+    pub default_behavior: String,
+    /// The filters, in order.
+    #[serde(default)]
+    pub filters: Vec<RawWafLogFilter>,
+}
+
+/// One logging filter.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWafLogFilter {
+    /// `keep` or `drop`.
+    pub behavior: String,
+    /// `meets_any` (the default) or `meets_all` of the conditions.
+    #[serde(default = "default_meets_any")]
+    pub requirement: String,
+    /// Its conditions: `{ action = "allow" }` (let through), `"block"` or `"count"` (a
+    /// rule counted the request), or `{ label = "securecart:managed:core:scanner" }` (a
+    /// label a matching rule gave the request).
+    pub conditions: Vec<RawWafLogCondition>,
+}
+
+/// One condition of a logging filter: an action or a label, one of the two.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWafLogCondition {
+    /// `allow`, `block` or `count`.
+    pub action: Option<String>,
+    /// A label's full name.
+    pub label: Option<String>,
+}
+
+fn default_keep() -> String {
+    "keep".to_owned()
+}
+
+fn default_meets_any() -> String {
+    "meets_any".to_owned()
 }
 
 /// How one managed rule group is tuned.

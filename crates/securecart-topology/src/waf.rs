@@ -657,3 +657,70 @@ fn transforms(
     }
     (transforms.len() == names.len()).then_some(transforms)
 }
+
+/// A web ACL's logging filter, checked: `keep` or `drop`, `meets_any` or `meets_all`, and
+/// conditions of one action or one label each.
+pub(crate) fn resolve_logging(
+    raw: &crate::raw::RawWafLogging,
+    path: &FieldPath,
+    findings: &mut Findings,
+) -> crate::model::WafLogging {
+    use crate::model::{WafLogCondition, WafLogFilter, WafLogging};
+    let keep = |word: &str, at: FieldPath, findings: &mut Findings| match word {
+        "keep" => true,
+        "drop" => false,
+        other => {
+            findings.problem(at, format!("`{other}` is not \"keep\" or \"drop\""));
+            true
+        }
+    };
+    let keep_by_default = keep(
+        &raw.default_behavior,
+        path.key("default_behavior"),
+        findings,
+    );
+    let mut filters = Vec::with_capacity(raw.filters.len());
+    for (index, filter) in raw.filters.iter().enumerate() {
+        let at = path.key("filters").index(index);
+        let meets_all = match filter.requirement.as_str() {
+            "meets_any" => false,
+            "meets_all" => true,
+            other => {
+                findings.problem(
+                    at.key("requirement"),
+                    format!("`{other}` is not \"meets_any\" or \"meets_all\""),
+                );
+                false
+            }
+        };
+        if filter.conditions.is_empty() {
+            findings.problem(at.key("conditions"), "lists at least one condition");
+        }
+        let mut conditions = Vec::with_capacity(filter.conditions.len());
+        for (number, condition) in filter.conditions.iter().enumerate() {
+            let at = at.key("conditions").index(number);
+            match (condition.action.as_deref(), &condition.label) {
+                (Some("allow"), None) => conditions.push(WafLogCondition::Allowed),
+                (Some("block"), None) => conditions.push(WafLogCondition::Blocked),
+                (Some("count"), None) => conditions.push(WafLogCondition::Counted),
+                (Some(other), None) => findings.problem(
+                    at.key("action"),
+                    format!("`{other}` is not \"allow\", \"block\" or \"count\""),
+                ),
+                (None, Some(label)) if !label.is_empty() => {
+                    conditions.push(WafLogCondition::Label(label.clone()));
+                }
+                _ => findings.problem(at, "needs one of action or label (not empty)"),
+            }
+        }
+        filters.push(WafLogFilter {
+            keep: keep(&filter.behavior, at.key("behavior"), findings),
+            meets_all,
+            conditions,
+        });
+    }
+    WafLogging {
+        keep_by_default,
+        filters,
+    }
+}

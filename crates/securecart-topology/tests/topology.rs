@@ -647,6 +647,24 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "`products` must start with `/`",
         ),
         (
+            "paranoia_level = 1\n",
+            "paranoia_level = 1\nlogging = { default_behavior = \"maybe\" }\n",
+            "edge.waf.logging.default_behavior",
+            "`maybe` is not \"keep\" or \"drop\"",
+        ),
+        (
+            "paranoia_level = 1\n",
+            "paranoia_level = 1\nlogging = { filters = [{ behavior = \"drop\", conditions = [{ action = \"block\", label = \"x\" }] }] }\n",
+            "edge.waf.logging.filters[0].conditions[0]",
+            "needs one of action or label",
+        ),
+        (
+            "paranoia_level = 1\n",
+            "paranoia_level = 1\nlogging = { filters = [{ behavior = \"drop\", requirement = \"meets_some\", conditions = [{ action = \"captcha\" }] }] }\n",
+            "edge.waf.logging.filters[0].conditions[0].action",
+            "`captcha` is not \"allow\", \"block\" or \"count\"",
+        ),
+        (
             "oversize = \"continue\"",
             "oversize = \"maybe\"",
             "edge.waf.oversize",
@@ -1989,5 +2007,30 @@ fn a_rule_may_match_hosts_and_headers_by_regular_expression() {
     assert_eq!(
         rule.conditions.header_regex,
         [("user-agent".to_owned(), vec!["(?i)^curl/".to_owned()])]
+    );
+}
+
+#[test]
+fn a_web_acls_log_may_be_filtered() {
+    use securecart_topology::{WafLogCondition, WafLogFilter, WafLogging};
+    let text = with(
+        "paranoia_level = 1\n",
+        "paranoia_level = 1\nlogging = { default_behavior = \"drop\", filters = [{ behavior = \"keep\", requirement = \"meets_all\", conditions = [{ action = \"count\" }, { label = \"shop:partner\" }] }] }\n",
+    );
+    let loaded = parse(&text, "t.toml").expect("a logging filter");
+    let waf = loaded.topology.edge.waf.as_ref().expect("a web ACL");
+    assert_eq!(
+        waf.logging,
+        Some(WafLogging {
+            keep_by_default: false,
+            filters: vec![WafLogFilter {
+                keep: true,
+                meets_all: true,
+                conditions: vec![
+                    WafLogCondition::Counted,
+                    WafLogCondition::Label("shop:partner".to_owned())
+                ],
+            }],
+        })
     );
 }

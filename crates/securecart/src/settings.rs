@@ -548,6 +548,37 @@ fn waf_config(name: &str, waf: &securecart_topology::EdgeWaf) -> securecart_edge
                 (rule.clone(), headers)
             })
             .collect(),
+        logging: waf
+            .logging
+            .as_ref()
+            .map_or_else(Default::default, log_filters),
+    }
+}
+
+/// A web ACL's logging filter, as the edge takes it.
+fn log_filters(logging: &securecart_topology::WafLogging) -> securecart_edge::waf::LogFilters {
+    use securecart_edge::waf::{LogCondition, LogFilter, LogFilters};
+    use securecart_topology::WafLogCondition;
+    LogFilters {
+        keep_by_default: logging.keep_by_default,
+        filters: logging
+            .filters
+            .iter()
+            .map(|filter| LogFilter {
+                keep: filter.keep,
+                meets_all: filter.meets_all,
+                conditions: filter
+                    .conditions
+                    .iter()
+                    .map(|condition| match condition {
+                        WafLogCondition::Allowed => LogCondition::Allowed,
+                        WafLogCondition::Blocked => LogCondition::Blocked,
+                        WafLogCondition::Counted => LogCondition::Counted,
+                        WafLogCondition::Label(label) => LogCondition::Label(label.clone()),
+                    })
+                    .collect(),
+            })
+            .collect(),
     }
 }
 
