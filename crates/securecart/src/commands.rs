@@ -1193,6 +1193,36 @@ async fn targets(
             let _ = writeln!(stdout, "{name}: {path} {target_group} {address}: done");
             print_targets(&mut stdout, &name, &answer);
         }
+        // The other regions' edges know the region's replicas too, as the secondary of
+        // their cache behaviours' origin failover (`storefront@us-east-1`): the same
+        // change there.
+        if let (Some(region), None) = (region, admin) {
+            let state = running_state(data_dir)?;
+            let copy = settings::failover_group_name(target_group, region);
+            let body = serde_json::json!({ "target_group": copy, "address": address }).to_string();
+            for edge in state
+                .components
+                .iter()
+                .filter(|component| component.role == "edge" && component.region != region)
+            {
+                let listed = admin_client::get(edge.admin_address, "/targets").await?;
+                let known = listed["target_groups"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|group| group["name"] == copy.as_str());
+                if known {
+                    admin_client::post(
+                        edge.admin_address,
+                        path,
+                        state.admin_token.as_deref(),
+                        body.clone(),
+                    )
+                    .await?;
+                    let _ = writeln!(stdout, "{}: {path} {copy} {address}: done", edge.id);
+                }
+            }
+        }
         return Ok(ExitCode::SUCCESS);
     }
     for (name, address, _) in admin_addresses(data_dir, region, admin)? {

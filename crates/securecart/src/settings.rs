@@ -450,7 +450,7 @@ fn header_values(headers: &[(String, String)]) -> Vec<(http::HeaderName, http::H
 
 /// The name of the target group of `group`'s replicas in `region`: an origin failover's
 /// secondary.
-fn failover_group_name(group: &str, region: &str) -> String {
+pub fn failover_group_name(group: &str, region: &str) -> String {
     format!("{group}@{region}")
 }
 

@@ -497,8 +497,17 @@ async fn up_serves_a_purchase_survives_killed_replicas_and_stops_cleanly() {
         "storefront",
         &storefront,
     ];
-    securecart_ok(&data_dir, &deregister).await;
+    let changed = securecart_ok(&data_dir, &deregister).await;
     let listed = securecart_ok(&data_dir, &["targets", "--region", "us-east-1"]).await;
+    assert!(!listed.contains(&storefront), "{listed}");
+    // eu-west-1's edge knows the replica as a failover target: deregistered there too.
+    assert!(
+        changed.contains(&format!(
+            "eu-west-1/edge: /targets/deregister storefront@us-east-1 {storefront}: done"
+        )),
+        "{changed}"
+    );
+    let listed = securecart_ok(&data_dir, &["targets", "--region", "eu-west-1"]).await;
     assert!(!listed.contains(&storefront), "{listed}");
     assert_eq!(
         shopper.get(&format!("{url}/")).await.status,
