@@ -143,6 +143,7 @@ pub struct CacheStage {
     cache: Arc<Cache>,
     behaviors: Vec<Behavior>,
     error_pages: Box<[ErrorPage]>,
+    peers: Box<[std::net::IpAddr]>,
 }
 
 /// A custom error response (see [`crate::config::ErrorResponse`]), compiled.
@@ -223,7 +224,13 @@ impl CacheStage {
             cache,
             behaviors,
             error_pages,
+            peers: config.peers.clone().into(),
         })
+    }
+
+    /// Whether `client` is another edge fetching through this one as its origin shield.
+    pub fn is_peer(&self, client: std::net::IpAddr) -> bool {
+        self.peers.contains(&client.to_canonical())
     }
 
     /// Whether any custom error response is configured.

@@ -49,6 +49,10 @@ pub struct CacheConfig {
     /// Pages answered in place of errors (CloudFront's custom error responses), the first
     /// that applies.
     pub error_responses: Vec<ErrorResponse>,
+    /// The addresses of the edges that may fetch through this one as their origin shield:
+    /// they are answered as the origin answered, without the behaviours' response header
+    /// edits, so that what they store is the origin's.
+    pub peers: Vec<std::net::IpAddr>,
 }
 
 /// A custom error response, as CloudFront's: a GET or HEAD answered with `error_code`,
@@ -99,6 +103,7 @@ impl CacheConfig {
             }],
             disk: None,
             error_responses: Vec::new(),
+            peers: Vec::new(),
         }
     }
 }

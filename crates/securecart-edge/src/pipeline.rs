@@ -597,8 +597,10 @@ impl Pipeline {
                 .map(|stage| PageRequest {
                     stage,
                     head: request.method() == http::Method::HEAD,
-                    path: path.to_owned(),
-                    host: host.to_owned(),
+                    uri: request.uri().clone(),
+                    resolved: resolved.clone(),
+                    host: request.headers().get(header::HOST).cloned(),
+                    version: request.version(),
                     codings: request.headers().get(header::ACCEPT_ENCODING).cloned(),
                 });
 
@@ -683,7 +685,10 @@ impl Pipeline {
                         cache::handle(stage, behavior, origin, context, &host, request)
                     })
                     .await;
-                    if let Ok(response) = &mut answer {
+                    // (Not for another edge fetching through this one: it stores the answer.)
+                    if let Ok(response) = &mut answer
+                        && !stage.is_peer(context.client.ip())
+                    {
                         behavior.edit_response(response.headers_mut());
                     }
                     answer
@@ -712,7 +717,7 @@ impl Pipeline {
                         Ok(response) => response.status(),
                         Err(error) => error.status(),
                     };
-                    match asked.stage.error_page(status, &asked.path) {
+                    match asked.stage.error_page(status, asked.path()) {
                         None => response,
                         // Boxed, as the cache stage above: only errors pay for its size.
                         Some(page) => {
@@ -768,15 +773,30 @@ impl Pipeline {
     }
 }
 
-/// What a custom error response's page is asked with, kept from the client's request.
+/// What a custom error response's page is asked with, kept from the client's request
+/// (shared bytes: nothing is copied for a request that does not fail).
 struct PageRequest<'p> {
     stage: &'p CacheStage,
     /// Whether the client's request is a HEAD (answered with the page's head).
     head: bool,
-    /// The path as the rules read it.
-    path: String,
-    host: String,
+    uri: http::Uri,
+    /// The path as the rules read it, where it is not the URI's.
+    resolved: Option<String>,
+    host: Option<HeaderValue>,
+    version: Version,
     codings: Option<HeaderValue>,
+}
+
+impl PageRequest<'_> {
+    /// The path as the rules read it, which the responses' patterns read too.
+    fn path(&self) -> &str {
+        self.resolved.as_deref().unwrap_or(self.uri.path())
+    }
+
+    /// The client's host, as the rules read it.
+    fn host(&self) -> Option<&str> {
+        host_of(&self.uri, self.host.as_ref(), self.version)
+    }
 }
 
 /// How long a custom error response's page may take to come (from the cache it comes at
@@ -829,8 +849,18 @@ impl Pipeline {
             .headers
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         // The page was fetched with GET, so that it is stored for the next error; a HEAD
-        // gets its head (its length too).
-        let body = if asked.head { upstream::empty() } else { body };
+        // gets its head (its length too), and the body is read to its end apart, for the
+        // copy the cache keeps of it.
+        let body = if asked.head {
+            tokio::spawn(async move {
+                let mut body = body;
+                let read = async { while let Some(Ok(_)) = body.frame().await {} };
+                let _ = tokio::time::timeout(PAGE_FETCH_TIMEOUT, read).await;
+            });
+            upstream::empty()
+        } else {
+            body
+        };
         Ok(Response::from_parts(parts, body))
     }
 
@@ -848,14 +878,15 @@ impl Pipeline {
             http_body_util::Either::Right(crate::waf::ReadBody::empty());
         let mut request = Request::new(body);
         *request.uri_mut() = http::Uri::from(page.clone());
+        let host = asked.host()?;
         let headers = request.headers_mut();
-        headers.insert(header::HOST, HeaderValue::from_str(&asked.host).ok()?);
+        headers.insert(header::HOST, HeaderValue::from_str(host).ok()?);
         if let Some(codings) = &asked.codings {
             headers.insert(header::ACCEPT_ENCODING, codings.clone());
         }
         let matched = self.rules.find(&RequestHead {
             method: request.method(),
-            host: &asked.host,
+            host,
             path: page.path(),
             query: page.query(),
             headers: request.headers(),
@@ -898,7 +929,13 @@ impl Pipeline {
                     body_timeout: self.limits.header_read_timeout,
                     max_body_bytes: None,
                 };
-                cache::handle(asked.stage, behavior, origin, context, &asked.host, request).await
+                let mut answer =
+                    cache::handle(asked.stage, behavior, origin, context, host, request).await;
+                // As the page's own URL is answered.
+                if let Ok(response) = &mut answer {
+                    behavior.edit_response(response.headers_mut());
+                }
+                answer
             }
             None => {
                 upstream::send(
@@ -944,16 +981,26 @@ fn sets_cookie(headers: &HeaderMap, wanted: &str) -> bool {
 /// the Host header. `None` when an HTTP/1.1 request has neither, which RFC 9112 answers
 /// with 400.
 fn request_host<B>(request: &Request<B>) -> Option<&str> {
-    if let Some(authority) = request.uri().authority() {
+    host_of(
+        request.uri(),
+        request.headers().get(header::HOST),
+        request.version(),
+    )
+}
+
+/// A request's host, without its port: its URI's authority's (an HTTP/2 request's), else
+/// its `Host`'s; none for an HTTP/1.1 request without one, empty for an HTTP/1.0 request.
+fn host_of<'r>(
+    uri: &'r http::Uri,
+    host: Option<&'r HeaderValue>,
+    version: Version,
+) -> Option<&'r str> {
+    if let Some(authority) = uri.authority() {
         return Some(authority.host());
     }
-    match request
-        .headers()
-        .get(header::HOST)
-        .and_then(|value| value.to_str().ok())
-    {
+    match host.and_then(|value| value.to_str().ok()) {
         Some(host) => Some(strip_port(host)),
-        None if request.version() == Version::HTTP_11 => None,
+        None if version == Version::HTTP_11 => None,
         None => Some(""),
     }
 }

@@ -204,11 +204,14 @@ pub fn host_expression(rule: &str, text: &str) -> Result<regex::Regex, RuleError
         .map_err(|error| expression_refused(rule, text, error.to_string()))
 }
 
-/// A rule's header value regular expression, compiled as a path's, over a value's bytes
-/// (which need not be UTF-8).
+/// A rule's header value regular expression, compiled as a path's, over a value's bytes,
+/// which need not be UTF-8: without Unicode, so that `.` and `[^...]` match any byte
+/// (else one byte that is not UTF-8 would hide `sqlmap` from `^.*sqlmap`), `(?i)`
+/// folding ASCII letters.
 pub fn header_expression(rule: &str, text: &str) -> Result<regex::bytes::Regex, RuleError> {
     checked_expression(rule, text)?;
     regex::bytes::RegexBuilder::new(text)
+        .unicode(false)
         .dot_matches_new_line(true)
         .size_limit(EXPRESSION_SIZE_LIMIT)
         .dfa_size_limit(EXPRESSION_DFA_LIMIT)
@@ -1124,6 +1127,14 @@ mod tests {
                     },
                 ),
                 rule(
+                    "scanner",
+                    25,
+                    Conditions {
+                        header_regex: vec![("x-scan".to_owned(), vec!["^.*sqlmap".to_owned()])],
+                        ..Conditions::default()
+                    },
+                ),
+                rule(
                     "both",
                     30,
                     Conditions {
@@ -1172,6 +1183,8 @@ mod tests {
                 &[("user-agent", b"Mozilla\xff"), ("user-agent", b"curl/8")],
                 "scripted",
             ),
+            ("other.example", &[("x-scan", b"\xffsqlmap")], "scanner"),
+            ("other.example", &[("x-scan", b"sql map")], "default"),
             // Both of the header's conditions must hold, the pattern's and the expression's.
             ("other.example", &[("x-canary", b"yes")], "both"),
             ("other.example", &[("x-canary", b"YES")], "default"),

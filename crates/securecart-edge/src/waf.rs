@@ -386,7 +386,8 @@ pub enum LogCondition {
     Blocked,
     /// A rule counted the request.
     Counted,
-    /// A matching rule gave the request this label (its full name).
+    /// A matching rule gave the request this label (its full name), or one in this
+    /// namespace (a name ending with `:`), as `label_match` reads them.
     Label(String),
 }
 
@@ -411,7 +412,9 @@ impl LogFilters {
             LogCondition::Allowed => !blocked,
             LogCondition::Blocked => blocked,
             LogCondition::Counted => counted,
-            LogCondition::Label(label) => labels.iter().any(|given| given == label),
+            LogCondition::Label(key) => labels
+                .iter()
+                .any(|given| securecart_waf::statement::label_matches(key, given)),
         };
         self.filters
             .iter()
@@ -525,10 +528,18 @@ pub async fn inspect(
     let mut logged: Vec<Logged> = Vec::new();
     let mut record = |rule: &str, action: &'static str, field: &str, data: &str| {
         metrics.waf_match(&waf.name, rule, action);
+        let data = redact(field, data, &parts.headers, redaction);
+        // A rule that let the request through is in its log line (when the logging
+        // filters keep one), not among the samples of what was blocked or counted.
         if action == "allow" {
+            logged.push(Logged {
+                rule: rule.to_owned(),
+                action,
+                field: field.to_owned(),
+                data,
+            });
             return;
         }
-        let data = redact(field, data, &parts.headers, redaction);
         let mut end = path.len().min(256);
         while !path.is_char_boundary(end) {
             end -= 1;
@@ -728,6 +739,7 @@ mod tests {
                         LogCondition::Blocked,
                         LogCondition::Counted,
                         LogCondition::Label("shop:partner".to_owned()),
+                        LogCondition::Label("shop:partner:".to_owned()),
                     ],
                 },
             ],
@@ -745,6 +757,8 @@ mod tests {
             (true, true, labels(&["shop:noisy"]), true, false),
             (false, false, labels(&["shop:noisy"]), false, false),
             (false, false, labels(&["shop:partner"]), false, true),
+            // A namespace, as `label_match` reads it.
+            (false, false, labels(&["shop:partner:eu"]), false, true),
         ] {
             let given: Vec<String> = given;
             assert_eq!(

@@ -2411,26 +2411,46 @@ fn check_patterns(findings: &mut Findings, path: &FieldPath, patterns: &[String]
     }
 }
 
-/// A condition's regular expressions, checked as the edge compiles them
-/// (`rules::path_expression` and its kin): 1 to 128 bytes each, within small compiled limits
-/// (a host's case-insensitive; a header's over bytes, which compiles what a path's does).
+/// What a condition's regular expressions read, as the edge compiles them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expressions {
+    /// The path (`rules::path_expression`).
+    Path,
+    /// The host, case-insensitive (`rules::host_expression`).
+    Host,
+    /// A header's bytes, without Unicode (`rules::header_expression`).
+    Header,
+}
+
+/// A condition's regular expressions, checked as the edge compiles them: 1 to 128 bytes
+/// each, within small compiled limits.
 fn check_expressions(
     findings: &mut Findings,
     at: &FieldPath,
     expressions: &[String],
-    case_insensitive: bool,
+    kind: Expressions,
 ) {
     for (index, expression) in expressions.iter().enumerate() {
         let at = at.index(index);
+        let compiled = match kind {
+            Expressions::Header => regex::bytes::RegexBuilder::new(expression)
+                .unicode(false)
+                .dot_matches_new_line(true)
+                .size_limit(64 * 1024)
+                .dfa_size_limit(256 * 1024)
+                .build()
+                .err(),
+            Expressions::Path | Expressions::Host => regex::RegexBuilder::new(expression)
+                .case_insensitive(kind == Expressions::Host)
+                .dot_matches_new_line(kind == Expressions::Path)
+                .size_limit(64 * 1024)
+                .dfa_size_limit(256 * 1024)
+                .build()
+                .err(),
+        };
         if expression.is_empty() || expression.len() > 128 {
             findings.problem(at, "an expression is 1 to 128 bytes");
-        } else if let Err(error) = regex::RegexBuilder::new(expression)
-            .case_insensitive(case_insensitive)
-            .dot_matches_new_line(true)
-            .size_limit(64 * 1024)
-            .dfa_size_limit(256 * 1024)
-            .build()
-        {
+        } else if let Some(error) = compiled {
             findings.problem(at, format!("is not a regular expression: {error}"));
         }
     }
@@ -2523,7 +2543,12 @@ fn resolve_conditions(
                 format!("with the {what} patterns, lists at most 5 values"),
             );
         }
-        check_expressions(findings, &path.key(key), expressions, key == "host_regex");
+        let kind = if key == "host_regex" {
+            Expressions::Host
+        } else {
+            Expressions::Path
+        };
+        check_expressions(findings, &path.key(key), expressions, kind);
     }
     let mut header_regex = Vec::new();
     for (name, expressions) in &raw.header_regex {
@@ -2536,7 +2561,7 @@ fn resolve_conditions(
         } else if expressions.len() > 5 {
             findings.problem(at.clone(), "lists at most 5 values");
         }
-        check_expressions(findings, &at, expressions, false);
+        check_expressions(findings, &at, expressions, Expressions::Header);
         header_regex.push((name.to_ascii_lowercase(), expressions.clone()));
     }
     let conditions = RuleConditions {

@@ -644,9 +644,10 @@ pub struct RawWaf {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawWafLogging {
-    /// `keep` (the default) or `drop`.
-    #[serde(default = "default_keep")]
-    pub default_behavior: String,
+    /// `keep` or `drop`: said whenever there are filters (as AWS WAF asks); without
+    /// filters, `keep` (every request logged).
+    #[serde(default)]
+    pub default_behavior: Option<String>,
     /// The filters, in order.
     #[serde(default)]
     pub filters: Vec<RawWafLogFilter>,
@@ -663,7 +664,8 @@ pub struct RawWafLogFilter {
     pub requirement: String,
     /// Its conditions: `{ action = "allow" }` (let through), `"block"` or `"count"` (a
     /// rule counted the request), or `{ label = "securecart:managed:core:scanner" }` (a
-    /// label a matching rule gave the request).
+    /// label a matching rule gave the request; a name ending with `:`, any label of that
+    /// namespace, as `label_match` reads it).
     pub conditions: Vec<RawWafLogCondition>,
 }
 
@@ -675,10 +677,6 @@ pub struct RawWafLogCondition {
     pub action: Option<String>,
     /// A label's full name.
     pub label: Option<String>,
-}
-
-fn default_keep() -> String {
-    "keep".to_owned()
 }
 
 fn default_meets_any() -> String {

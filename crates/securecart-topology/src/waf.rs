@@ -674,11 +674,17 @@ pub(crate) fn resolve_logging(
             true
         }
     };
-    let keep_by_default = keep(
-        &raw.default_behavior,
-        path.key("default_behavior"),
-        findings,
-    );
+    let keep_by_default = match &raw.default_behavior {
+        Some(behavior) => keep(behavior, path.key("default_behavior"), findings),
+        None if raw.filters.is_empty() => true,
+        None => {
+            findings.problem(
+                path.clone(),
+                "with filters, needs default_behavior: \"keep\" or \"drop\" for the requests no filter speaks for",
+            );
+            true
+        }
+    };
     let mut filters = Vec::with_capacity(raw.filters.len());
     for (index, filter) in raw.filters.iter().enumerate() {
         let at = path.key("filters").index(index);

@@ -654,13 +654,19 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
         ),
         (
             "paranoia_level = 1\n",
-            "paranoia_level = 1\nlogging = { filters = [{ behavior = \"drop\", conditions = [{ action = \"block\", label = \"x\" }] }] }\n",
+            "paranoia_level = 1\nlogging = { filters = [{ behavior = \"drop\", conditions = [{ label = \"x\" }] }] }\n",
+            "edge.waf.logging",
+            "needs default_behavior",
+        ),
+        (
+            "paranoia_level = 1\n",
+            "paranoia_level = 1\nlogging = { default_behavior = \"keep\", filters = [{ behavior = \"drop\", conditions = [{ action = \"block\", label = \"x\" }] }] }\n",
             "edge.waf.logging.filters[0].conditions[0]",
             "needs one of action or label",
         ),
         (
             "paranoia_level = 1\n",
-            "paranoia_level = 1\nlogging = { filters = [{ behavior = \"drop\", requirement = \"meets_some\", conditions = [{ action = \"captcha\" }] }] }\n",
+            "paranoia_level = 1\nlogging = { default_behavior = \"keep\", filters = [{ behavior = \"drop\", requirement = \"meets_some\", conditions = [{ action = \"captcha\" }] }] }\n",
             "edge.waf.logging.filters[0].conditions[0].action",
             "`captcha` is not \"allow\", \"block\" or \"count\"",
         ),

@@ -663,6 +663,12 @@ fn cache_config(
                 }),
             })
             .collect(),
+        // Every region's edge may fetch through this one as its origin shield.
+        peers: topology
+            .regions
+            .iter()
+            .map(|region| region.edge.address.ip())
+            .collect(),
         // Checked by the topology.
         error_responses: cache
             .error_responses
