@@ -835,7 +835,11 @@ pub struct RawByteMatch {
     /// The field: `uri_path`, `query_string`, `query_argument:NAME`, `query_arguments`,
     /// `query_argument_names`, `header:NAME`, `headers`, `headers_but_credentials`,
     /// `cookies`, `method`, `body`, `body_fields`, `body_field:NAME` (one form or multipart
-    /// field by name), `multipart_names`, `multipart_headers`.
+    /// field by name), `multipart_names`, `multipart_headers`, `json_values` and
+    /// `json_keys` (the body read as JSON whatever its type, AWS WAF's JSON body with a
+    /// match scope of values or keys; a body that is not JSON is read whole), and
+    /// `json_values:/POINTER` and `json_keys:/POINTER` (only those at or under a JSON
+    /// pointer, `/items/0/name`, as AWS WAF's included paths).
     pub field: String,
     /// `exactly`, `starts_with`, `ends_with`, `contains` or `contains_word`.
     pub position: String,

@@ -622,10 +622,16 @@ fn forwarded_ip(
 fn field(name: &str, path: &FieldPath, findings: &mut Findings) -> Option<Field> {
     let field = Field::parse(name);
     if field.is_none() {
-        findings.problem(
-            path.clone(),
-            format!("`{name}` is not a field: {}", Field::NAMES),
-        );
+        let pointer = ["json_values:", "json_keys:"]
+            .iter()
+            .find_map(|prefix| name.strip_prefix(prefix));
+        let problem = match pointer {
+            Some(pointer) => format!(
+                "`{pointer}` is not a JSON pointer (RFC 6901): each step after a `/`, such as `/items/0/name`, with `~0` for a `~` and `~1` for a `/` in a key"
+            ),
+            None => format!("`{name}` is not a field: {}", Field::NAMES),
+        };
+        findings.problem(path.clone(), problem);
     }
     field
 }

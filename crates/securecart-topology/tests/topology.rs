@@ -773,6 +773,12 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "not a field",
         ),
         (
+            "field = \"method\"",
+            "field = \"json_values:items/0\"",
+            "edge.waf.rules[0].statement.rate_based.scope_down.and[0].byte_match.field",
+            "`items/0` is not a JSON pointer",
+        ),
+        (
             "search = \"/api/checkout\" }",
             "search = \"/api/checkout\", transforms = [\"rot13\"] }",
             "edge.waf.rules[0].statement.rate_based.scope_down.and[1].byte_match.transforms[0]",

@@ -150,6 +150,15 @@ pub enum Field {
     /// Each header line of each part of a multipart body but its `Content-Disposition`
     /// (`Content-Type: text/plain; charset=utf-7`), as sent.
     MultipartHeaders,
+    /// The body read as JSON whatever its content type, as AWS WAF's JSON body: every
+    /// string and number (a match scope of values), or only those at or under a JSON
+    /// pointer (RFC 6901: `/items/0/name`; AWS WAF's included paths). A body that is not
+    /// JSON is one value, the body as sent (AWS WAF's `EVALUATE_AS_STRING`), so that
+    /// breaking the document does not hide what it holds.
+    JsonValues(Option<String>),
+    /// The keys of a JSON body's objects (a match scope of keys), or only those at or
+    /// under a JSON pointer; a body that is not JSON is one key, the body as sent.
+    JsonKeys(Option<String>),
 }
 
 impl Field {
@@ -172,6 +181,10 @@ impl Field {
             Field::BodyField(name) => format!("body_field:{name}"),
             Field::MultipartNames => "multipart_names".to_owned(),
             Field::MultipartHeaders => "multipart_headers".to_owned(),
+            Field::JsonValues(None) => "json_values".to_owned(),
+            Field::JsonValues(Some(pointer)) => format!("json_values:{pointer}"),
+            Field::JsonKeys(None) => "json_keys".to_owned(),
+            Field::JsonKeys(Some(pointer)) => format!("json_keys:{pointer}"),
         }
     }
 
@@ -196,6 +209,12 @@ impl Field {
         if let Some(field) = name.strip_prefix("body_field:") {
             return (!field.is_empty()).then(|| Field::BodyField(field.to_owned()));
         }
+        if let Some(pointer) = name.strip_prefix("json_values:") {
+            return is_json_pointer(pointer).then(|| Field::JsonValues(Some(pointer.to_owned())));
+        }
+        if let Some(pointer) = name.strip_prefix("json_keys:") {
+            return is_json_pointer(pointer).then(|| Field::JsonKeys(Some(pointer.to_owned())));
+        }
         Some(match name {
             "uri_path" => Field::UriPath,
             "query_string" => Field::QueryString,
@@ -209,12 +228,14 @@ impl Field {
             "body_fields" => Field::BodyFields,
             "multipart_names" => Field::MultipartNames,
             "multipart_headers" => Field::MultipartHeaders,
+            "json_values" => Field::JsonValues(None),
+            "json_keys" => Field::JsonKeys(None),
             _ => return None,
         })
     }
 
     /// The names [`Field::parse`] reads, for messages.
-    pub const NAMES: &'static str = "uri_path, query_string, query_argument:NAME, query_arguments, query_argument_names, header:NAME, headers, headers_but_credentials, cookies, cookie:NAME, method, body, body_fields, body_field:NAME, multipart_names, multipart_headers";
+    pub const NAMES: &'static str = "uri_path, query_string, query_argument:NAME, query_arguments, query_argument_names, header:NAME, headers, headers_but_credentials, cookies, cookie:NAME, method, body, body_fields, body_field:NAME, multipart_names, multipart_headers, json_values, json_values:/POINTER, json_keys, json_keys:/POINTER";
 }
 
 /// A request as the WAF sees it.
@@ -230,6 +251,9 @@ pub struct Inspection<'a> {
     body: &'a [u8],
     /// The body read once into what the fields name.
     read: ReadBody,
+    /// The body read as JSON, at the first question of a JSON field, where its content
+    /// type did not say JSON (none: it is not JSON).
+    json: std::cell::OnceCell<Option<JsonBody>>,
     /// Whether the body was longer than the inspection limit (only its start is here).
     pub body_oversize: bool,
     memo: RefCell<Memo>,
@@ -315,6 +339,7 @@ impl<'a> Inspection<'a> {
             client: client.to_canonical(),
             memo: RefCell::default(),
             credentials: std::cell::OnceCell::new(),
+            json: std::cell::OnceCell::new(),
         }
     }
 
@@ -477,7 +502,12 @@ impl<'a> Inspection<'a> {
             Field::Cookie(name) => self.cookie_values(name).any(each),
             Field::Method => each(self.method.as_bytes()),
             Field::Body => !self.body.is_empty() && each(self.body),
-            Field::BodyFields => self.read.fields.iter().any(|value| each(value.as_bytes())),
+            Field::BodyFields => {
+                self.read.fields.iter().any(|value| each(value.as_bytes()))
+                    || self.read.json.as_ref().is_some_and(|json| {
+                        json.entries.iter().any(|entry| each(entry.text.as_bytes()))
+                    })
+            }
             Field::BodyField(name) => {
                 // A multipart body's names are its parts', a form's among its fields.
                 let names = if self.read.multipart {
@@ -491,7 +521,36 @@ impl<'a> Inspection<'a> {
             }
             Field::MultipartNames => self.read.names.iter().any(|value| each(value.as_bytes())),
             Field::MultipartHeaders => self.read.headers.iter().any(|value| each(value.as_bytes())),
+            Field::JsonValues(pointer) => self.json_entries(false, pointer.as_deref(), each),
+            Field::JsonKeys(pointer) => self.json_entries(true, pointer.as_deref(), each),
         }
+    }
+
+    /// Calls `each` with the keys (`keys`) or the values of the JSON body, those at or
+    /// under `pointer` if any, until it returns `true`; whether it did.
+    fn json_entries(
+        &self,
+        keys: bool,
+        pointer: Option<&str>,
+        mut each: impl FnMut(&[u8]) -> bool,
+    ) -> bool {
+        if self.body.is_empty() {
+            return false;
+        }
+        // Read once: when its content type said JSON, with the body, else at the first
+        // question of a JSON field.
+        let json = match &self.read.json {
+            Some(json) => Some(json),
+            None => self.json.get_or_init(|| JsonBody::read(self.body)).as_ref(),
+        };
+        let Some(json) = json else {
+            return each(self.body);
+        };
+        json.entries
+            .iter()
+            .filter(|entry| entry.key == keys)
+            .filter(|entry| pointer.is_none_or(|pointer| json.under(entry, pointer)))
+            .any(|entry| each(entry.text.as_bytes()))
     }
 
     /// The length of a field (for size constraints): the longest of its values.
@@ -511,9 +570,13 @@ impl<'a> Inspection<'a> {
 /// A body as the fields read it.
 #[derive(Debug, Default)]
 struct ReadBody {
-    /// The values of a form, JSON, XML or multipart body, a form's field names and a
-    /// multipart body's file names ([`Field::BodyFields`]).
+    /// The values of a form, XML or multipart body (or of a body whose type says JSON but
+    /// which is not), a form's field names and a multipart body's file names
+    /// ([`Field::BodyFields`]).
     fields: Vec<String>,
+    /// A JSON body's keys and values ([`Field::BodyFields`] too), where its content type
+    /// says JSON.
+    json: Option<JsonBody>,
     /// Each named field whose value is in `fields`: the place of its name (in `names`
     /// for a multipart body, else in `fields`) and of its value ([`Field::BodyField`]).
     named: Vec<(usize, usize)>,
@@ -545,9 +608,9 @@ fn read_body(headers: &HeaderMap, body: &[u8]) -> ReadBody {
             None => read.fields.push(String::from_utf8_lossy(body).into_owned()),
         }
     } else if content_type.contains("json") {
-        match serde_json::from_slice::<serde_json::Value>(body) {
-            Ok(value) => json_leaves(&value, &mut read.fields),
-            Err(_) => read.fields.push(String::from_utf8_lossy(body).into_owned()),
+        match JsonBody::read(body) {
+            Some(json) => read.json = Some(json),
+            None => read.fields.push(String::from_utf8_lossy(body).into_owned()),
         }
     } else if content_type.contains("xml") {
         read.fields = xml_fields(body);
@@ -802,32 +865,105 @@ fn xml_decoded(text: &str) -> String {
     decoded
 }
 
-/// Every string, number and key of a JSON document, at any depth, in the document's order
-/// (walked with a stack of its own; `serde_json` refuses documents nested past 128 levels,
-/// whose body is then read whole as one value).
-fn json_leaves(value: &serde_json::Value, leaves: &mut Vec<String>) {
-    enum Next<'v> {
-        Key(&'v str),
-        Value(&'v serde_json::Value),
-    }
-    let mut pending = vec![Next::Value(value)];
-    while let Some(next) = pending.pop() {
-        match next {
-            Next::Key(key) => leaves.push(key.to_owned()),
-            Next::Value(serde_json::Value::String(text)) => leaves.push(text.clone()),
-            Next::Value(serde_json::Value::Number(number)) => leaves.push(number.to_string()),
-            // Pushed in reverse, to come off the stack in order.
-            Next::Value(serde_json::Value::Array(items)) => {
-                pending.extend(items.iter().rev().map(Next::Value));
-            }
-            Next::Value(serde_json::Value::Object(members)) => {
-                for (key, item) in members.iter().rev() {
-                    pending.push(Next::Value(item));
-                    pending.push(Next::Key(key));
+/// Whether `pointer` is a JSON pointer (RFC 6901): empty (the whole document), or each
+/// step after a `/`, with `~` only as `~0` (a `~`) or `~1` (a `/`).
+fn is_json_pointer(pointer: &str) -> bool {
+    (pointer.is_empty() || pointer.starts_with('/'))
+        && pointer
+            .split('~')
+            .skip(1)
+            .all(|after| after.starts_with(['0', '1']))
+}
+
+/// A JSON body as the fields read it: each key and each string and number, in the
+/// document's order (an object's keys before its members' values), with the JSON pointer
+/// of its place (a key's, its member's).
+#[derive(Debug)]
+struct JsonBody {
+    entries: Vec<JsonEntry>,
+    /// Every entry's pointer, one after another, escaped as RFC 6901 says (`~0`, `~1`):
+    /// one allocation for them all.
+    places: Vec<u8>,
+}
+
+/// A key or a value of a JSON body.
+#[derive(Debug)]
+struct JsonEntry {
+    /// Where its pointer lies in [`JsonBody::places`].
+    place: std::ops::Range<usize>,
+    /// Whether it is a key (else a string's or a number's text).
+    key: bool,
+    /// The key, or the value (a string's without its quotes and escapes).
+    text: String,
+}
+
+impl JsonBody {
+    /// The body read as JSON, if it is a JSON document (walked with a stack of its own;
+    /// `serde_json` refuses documents nested past 128 levels).
+    fn read(body: &[u8]) -> Option<Self> {
+        let document = serde_json::from_slice::<serde_json::Value>(body).ok()?;
+        let mut json = JsonBody {
+            entries: Vec::new(),
+            places: Vec::new(),
+        };
+        let mut pending = vec![(0..0, &document)];
+        while let Some((place, value)) = pending.pop() {
+            let text = match value {
+                serde_json::Value::String(text) => text.clone(),
+                serde_json::Value::Number(number) => number.to_string(),
+                // Pushed in reverse, to come off the stack in order.
+                serde_json::Value::Array(items) => {
+                    for (index, item) in items.iter().enumerate().rev() {
+                        let segment = index.to_string();
+                        pending.push((json.place(&place, &segment), item));
+                    }
+                    continue;
                 }
-            }
-            Next::Value(serde_json::Value::Bool(_) | serde_json::Value::Null) => {}
+                serde_json::Value::Object(members) => {
+                    let first = pending.len();
+                    for (key, item) in members {
+                        let member = json.place(&place, key);
+                        json.entries.push(JsonEntry {
+                            place: member.clone(),
+                            key: true,
+                            text: key.clone(),
+                        });
+                        pending.push((member, item));
+                    }
+                    pending[first..].reverse();
+                    continue;
+                }
+                serde_json::Value::Bool(_) | serde_json::Value::Null => continue,
+            };
+            json.entries.push(JsonEntry {
+                place,
+                key: false,
+                text,
+            });
         }
+        Some(json)
+    }
+
+    /// The pointer of the member `segment` (a key, or an index) of the value at `parent`.
+    fn place(&mut self, parent: &std::ops::Range<usize>, segment: &str) -> std::ops::Range<usize> {
+        let start = self.places.len();
+        self.places.extend_from_within(parent.clone());
+        self.places.push(b'/');
+        for byte in segment.bytes() {
+            match byte {
+                b'~' => self.places.extend_from_slice(b"~0"),
+                b'/' => self.places.extend_from_slice(b"~1"),
+                byte => self.places.push(byte),
+            }
+        }
+        start..self.places.len()
+    }
+
+    /// Whether `entry` lies at or under `pointer` (every entry lies under the empty one).
+    fn under(&self, entry: &JsonEntry, pointer: &str) -> bool {
+        self.places[entry.place.clone()]
+            .strip_prefix(pointer.as_bytes())
+            .is_some_and(|rest| rest.is_empty() || rest[0] == b'/')
     }
 }
 
@@ -964,6 +1100,76 @@ mod tests {
         }
     }
 
+    #[test]
+    fn json_fields_read_keys_or_values_at_or_under_a_pointer_whatever_the_type() {
+        let body = br#"{"items": [{"sku": "W-1", "qty": 2}, {"sku": "W-2", "note": "x"}],
+            "a/b": {"c~d": "escaped"}, "item": "not under /items", "paid": true}"#;
+        let client = "127.0.0.1".parse().expect("address");
+        let field = |name: &str| Field::parse(name).expect(name);
+        for content_type in ["application/json", "text/plain", ""] {
+            let mut headers = HeaderMap::new();
+            if !content_type.is_empty() {
+                headers.insert("content-type", content_type.parse().expect("value"));
+            }
+            let inspection = Inspection::new("POST", "/", None, &headers, body, false, client);
+            let values = |name: &str| values(&inspection, &field(name));
+            assert_eq!(
+                values("json_values"),
+                // serde_json's maps are ordered by key.
+                ["escaped", "not under /items", "2", "W-1", "x", "W-2"],
+                "{content_type}"
+            );
+            assert_eq!(values("json_values:"), values("json_values"));
+            assert_eq!(values("json_values:/items"), ["2", "W-1", "x", "W-2"]);
+            assert_eq!(values("json_values:/items/1"), ["x", "W-2"]);
+            assert_eq!(values("json_values:/items/0/sku"), ["W-1"]);
+            // A pointer names whole steps: `/item` is not `/items`'s start.
+            assert_eq!(values("json_values:/item"), ["not under /items"]);
+            assert_eq!(values("json_values:/a~1b/c~0d"), ["escaped"]);
+            assert!(values("json_values:/paid").is_empty());
+            assert!(values("json_values:/missing").is_empty());
+            assert_eq!(
+                values("json_keys"),
+                [
+                    "a/b", "item", "items", "paid", "c~d", "qty", "sku", "note", "sku"
+                ]
+            );
+            assert_eq!(
+                values("json_keys:/items"),
+                ["items", "qty", "sku", "note", "sku"]
+            );
+            assert_eq!(values("json_keys:/a~1b"), ["a/b", "c~d"]);
+            assert_eq!(inspection.size(&field("json_values:/items")), 3);
+        }
+        // A body that is not JSON is one value and one key, as sent: breaking the
+        // document does not hide it.
+        let broken = br#"{"q": "1' OR '1'='1""#;
+        let headers = HeaderMap::new();
+        let inspection = Inspection::new("POST", "/", None, &headers, broken, false, client);
+        let text = String::from_utf8_lossy(broken);
+        assert_eq!(values(&inspection, &field("json_values:/q")), [&*text]);
+        assert_eq!(values(&inspection, &field("json_keys")), [&*text]);
+        // An empty body has none.
+        let inspection = Inspection::new("POST", "/", None, &headers, b"", false, client);
+        assert!(values(&inspection, &field("json_values")).is_empty());
+        // A document of one value is its own value, at the empty pointer.
+        let inspection = Inspection::new("POST", "/", None, &headers, b"\"hi\"", false, client);
+        assert_eq!(values(&inspection, &field("json_values")), ["hi"]);
+        assert_eq!(values(&inspection, &field("json_values:")), ["hi"]);
+        assert!(values(&inspection, &field("json_values:/0")).is_empty());
+        for name in ["json_values", "json_keys:/a~1b/0", "json_values:"] {
+            assert_eq!(field(name).name(), name);
+        }
+        for refused in [
+            "json_values:items",
+            "json_keys:/a~2",
+            "json_values:/~",
+            "json_key",
+        ] {
+            assert_eq!(Field::parse(refused), None, "{refused}");
+        }
+    }
+
     fn values(inspection: &Inspection<'_>, field: &Field) -> Vec<String> {
         let mut seen = Vec::new();
         inspection.any_value(field, |value| {
@@ -1024,14 +1230,15 @@ mod tests {
         }
         assert_eq!(
             values(&inspection, &Field::BodyFields),
-            // serde_json's maps are ordered by key.
+            // serde_json's maps are ordered by key; an object's keys come before its
+            // members' values.
             [
                 "name",
-                "O'Brien",
                 "nested",
+                "tags",
+                "O'Brien",
                 "deep",
                 "x",
-                "tags",
                 "<b>new</b>",
                 "3"
             ]

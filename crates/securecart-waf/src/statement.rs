@@ -2192,6 +2192,75 @@ mod tests {
         }
     }
 
+    /// JSON fields scope a detector to a part of the document, read as JSON whatever the
+    /// body's type; a broken document is read whole.
+    #[test]
+    fn json_fields_scope_statements_to_keys_values_and_pointers() {
+        use super::Field;
+        let field = |name: &str| Field::parse(name).expect(name);
+        let sqli = Statement::Sqli {
+            field: field("json_values:/query"),
+            transforms: Vec::new(),
+        };
+        let operator_key =
+            Statement::regex(field("json_keys"), r"^\$(?:where|ne|gt)$", &[]).expect("pattern");
+        let matches = |statement: &Statement, content_type: &str, body: &str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("content-type", content_type.parse().expect("value"));
+            let inspection = Inspection::new(
+                "POST",
+                "/api/search",
+                None,
+                &headers,
+                body.as_bytes(),
+                false,
+                "127.0.0.1".parse().expect("address"),
+            );
+            statement.evaluate(&inspection, &[]).is_some()
+        };
+        for (statement, content_type, body, found) in [
+            (
+                &sqli,
+                "application/json",
+                r#"{"query": "1' OR '1'='1"}"#,
+                true,
+            ),
+            (&sqli, "text/plain", r#"{"query": "1' OR '1'='1"}"#, true),
+            (
+                &sqli,
+                "application/json",
+                r#"{"note": "1' OR '1'='1"}"#,
+                false,
+            ),
+            (
+                &sqli,
+                "application/json",
+                r#"{"query": "O'Brien's wool coat"}"#,
+                false,
+            ),
+            (
+                &sqli,
+                "application/json",
+                r#"{"query": "1' OR '1'='1""#,
+                true,
+            ),
+            (
+                &operator_key,
+                "application/json",
+                r#"{"user": {"$ne": null}}"#,
+                true,
+            ),
+            (
+                &operator_key,
+                "application/json",
+                r#"{"user": "$ne"}"#,
+                false,
+            ),
+        ] {
+            assert_eq!(matches(statement, content_type, body), found, "{body}");
+        }
+    }
+
     #[test]
     fn ip_sets_geo_matches_and_whole_words_match_what_they_say() {
         use super::{Field, Position};
