@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Real-browser end-to-end test: starts a whole SecureCart deployment of the default topology
 # (securecart.toml, moved to loopback blocks and ports of its own, so that it never collides
-# with a developer's default `securecart up`, and with faster health checks and a smaller
-# cache: the browser shops through everything the default deploys, web ACL, card-testing
-# rule, shield, cache and DNS), drives headless Chromium through it with
+# with a developer's default `securecart up`, and with faster health checks, a smaller
+# cache, and a page-load limit of 10 past which the web ACL challenges: the browser shops
+# through everything the default deploys, web ACL, card-testing rule, challenge, shield,
+# cache and DNS), drives headless Chromium through it with
 # tests/browser/shop.mjs, then stops the deployment and checks that nothing is left behind.
 #
 #   tests/browser/run.sh [path-to-securecart-binary]     (default target/debug/securecart)
@@ -48,8 +49,9 @@ sed -e 's/127\.1\./127.61./g' -e 's/127\.2\./127.62./g' \
   -e 's/^port = 5353$/port = 15353/' \
   -e 's/interval_ms = 1000, timeout_ms = 500/interval_ms = 500, timeout_ms = 400/' \
   -e 's/^memory_mib = 256$/memory_mib = 64/' \
+  -e 's/limit = 300, window_seconds = 300, keys = \["ip"\]/limit = 10, window_seconds = 300, keys = ["ip"]/' \
   securecart.toml >"$TOPOLOGY"
-for moved in 'port = 18080' 'port = 18081' 'port = 18443' 'port = 15353' 'admin_port = 19090' '127.61.0.0/16'; do
+for moved in 'port = 18080' 'port = 18081' 'port = 18443' 'port = 15353' 'admin_port = 19090' '127.61.0.0/16' 'limit = 10, window_seconds = 300'; do
   grep -qF "$moved" "$TOPOLOGY" || { log "the default topology no longer has what this script moves ($moved)"; exit 1; }
 done
 # Every address in the test's blocks, no default port left (a line the substitutions did

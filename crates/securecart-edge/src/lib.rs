@@ -11,6 +11,7 @@ pub mod actions;
 pub mod balancer;
 mod boxed;
 pub mod cache;
+pub mod challenge;
 pub mod config;
 pub mod context;
 pub mod control;

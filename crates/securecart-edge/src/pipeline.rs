@@ -197,6 +197,20 @@ struct RequestSummary {
 
 impl<'p> Outcome<'p> {
     /// The edge refuses the request.
+    /// The edge's own answer to a request, by a stage before the rules.
+    fn answered(rule: &'p str, action: &'static str, response: Response<EdgeBody>) -> Self {
+        Self {
+            rule,
+            group: None,
+            action,
+            redirect_url: None,
+            transformed: (None, None),
+            response: Ok(response),
+            stick_to: None,
+            stick_to_target: None,
+        }
+    }
+
     fn refused(rule: &'p str, action: &'static str, error: EdgeError) -> Self {
         Self {
             rule,
@@ -461,13 +475,17 @@ impl Pipeline {
                     waf,
                     request,
                     context.client.ip(),
+                    context.tls.is_some(),
                     &context.trace,
                     self.limits.header_read_timeout,
                     &self.metrics,
                 )
                 .await
                 {
-                    Ok(request) => request,
+                    Ok(crate::waf::Inspected::Request(request)) => request,
+                    Ok(crate::waf::Inspected::Answer(response)) => {
+                        return Outcome::answered("waf", "challenge", response);
+                    }
                     Err(error) => return Outcome::refused("waf", "", error),
                 },
             };
@@ -980,7 +998,7 @@ fn sets_cookie(headers: &HeaderMap, wanted: &str) -> bool {
 /// The request's host without a port: from the URI's authority (HTTP/2, absolute form) or
 /// the Host header. `None` when an HTTP/1.1 request has neither, which RFC 9112 answers
 /// with 400.
-fn request_host<B>(request: &Request<B>) -> Option<&str> {
+pub(crate) fn request_host<B>(request: &Request<B>) -> Option<&str> {
     host_of(
         request.uri(),
         request.headers().get(header::HOST),
@@ -990,7 +1008,7 @@ fn request_host<B>(request: &Request<B>) -> Option<&str> {
 
 /// A request's host, without its port: its URI's authority's (an HTTP/2 request's), else
 /// its `Host`'s; none for an HTTP/1.1 request without one, empty for an HTTP/1.0 request.
-fn host_of<'r>(
+pub(crate) fn host_of<'r>(
     uri: &'r http::Uri,
     host: Option<&'r HeaderValue>,
     version: Version,

@@ -4,10 +4,10 @@
 //! the inspection limit; of any other body (chunked, without a length over HTTP/2, or
 //! longer) the edge reads as far as the limit, inspects that, and sends what it read ahead
 //! of the rest as it comes (AWS WAF's oversize handling says whether a body past the limit
-//! blocks). Every request blocked or counted is logged once, as AWS WAF's log records
-//! (target `waf`: the web ACL, the request's action and terminating rule, its trace id, and
-//! every rule that matched with its field and data, shortened and redacted, as a JSON
-//! array); each match is counted per web ACL and rule, and kept among the latest
+//! blocks). Every request blocked, counted or challenged is logged once, as AWS WAF's log
+//! records (target `waf`: the web ACL, the request's action and terminating rule, its trace
+//! id, and every rule that matched with its field and data, shortened and redacted, as a
+//! JSON array); each match is counted per web ACL and rule, and kept among the latest
 //! [`MAX_SAMPLES`] samples that the admin API lists (AWS WAF's sampled requests, per rule).
 
 use std::net::IpAddr;
@@ -17,7 +17,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, Request};
+use http::{HeaderMap, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Either};
 use securecart_waf::{Inspection, RuleAction, WebAcl};
@@ -25,7 +25,7 @@ use securecart_waf::{Inspection, RuleAction, WebAcl};
 use crate::error::EdgeError;
 use crate::metrics::EdgeMetrics;
 use crate::server::ClientBody;
-use crate::upstream::MAX_BUFFERED_BODY;
+use crate::upstream::{EdgeBody, MAX_BUFFERED_BODY};
 
 /// How many of the latest blocked or counted requests are kept for the admin API.
 pub const MAX_SAMPLES: usize = 500;
@@ -353,11 +353,14 @@ pub struct WafConfig {
     pub insert_headers: Arc<[(String, InsertedHeaders)]>,
     /// Which requests its log keeps (AWS WAF's logging filter).
     pub logging: LogFilters,
+    /// The key its challenge rules' puzzles and tokens are signed with.
+    pub token_key: Arc<securecart_waf::challenge::TokenKey>,
 }
 
 /// Which requests a web ACL's log keeps (AWS WAF's logging filter): the first filter whose
 /// conditions a request meets says whether its line is kept; one that meets none is kept
-/// as `keep_by_default` says. The default keeps the requests a rule blocked or counted.
+/// as `keep_by_default` says. The default keeps the requests a rule blocked, counted or
+/// challenged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogFilters {
     /// The filters, in order.
@@ -386,6 +389,8 @@ pub enum LogCondition {
     Blocked,
     /// A rule counted the request.
     Counted,
+    /// A challenge rule answered the request with a challenge.
+    Challenged,
     /// A matching rule gave the request this label (its full name), or one in this
     /// namespace (a name ending with `:`), as `label_match` reads them.
     Label(String),
@@ -397,7 +402,11 @@ impl Default for LogFilters {
             filters: vec![LogFilter {
                 keep: true,
                 meets_all: false,
-                conditions: vec![LogCondition::Blocked, LogCondition::Counted],
+                conditions: vec![
+                    LogCondition::Blocked,
+                    LogCondition::Counted,
+                    LogCondition::Challenged,
+                ],
             }],
             keep_by_default: false,
         }
@@ -405,13 +414,14 @@ impl Default for LogFilters {
 }
 
 impl LogFilters {
-    /// Whether a request is logged: whether it was `blocked`, whether a rule `counted` it,
-    /// and the labels its rules gave it.
-    pub fn keeps(&self, blocked: bool, counted: bool, labels: &[String]) -> bool {
+    /// Whether a request is logged: whether it was `blocked` (or `challenged`, which
+    /// stops it too), whether a rule `counted` it, and the labels its rules gave it.
+    pub fn keeps(&self, blocked: bool, counted: bool, challenged: bool, labels: &[String]) -> bool {
         let meets = |condition: &LogCondition| match condition {
             LogCondition::Allowed => !blocked,
-            LogCondition::Blocked => blocked,
+            LogCondition::Blocked => blocked && !challenged,
             LogCondition::Counted => counted,
+            LogCondition::Challenged => challenged,
             LogCondition::Label(key) => labels
                 .iter()
                 .any(|given| securecart_waf::statement::label_matches(key, given)),
@@ -458,20 +468,54 @@ impl WafConfig {
             redaction: Redaction::default(),
             insert_headers: Arc::new([]),
             logging: LogFilters::default(),
+            token_key: crate::challenge::process_key(),
         }
     }
 }
 
-/// Runs the web ACL on a request of `client` with the trace context `trace`: the request to
-/// go on with, or why it is refused.
+/// What the WAF stage makes of a request it does not refuse.
+#[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "the request is what nearly every call returns: boxing it would allocate for each"
+)]
+pub enum Inspected {
+    /// The request, to go on with.
+    Request(Request<InspectedBody>),
+    /// The edge's own answer: a challenge rule's, or the answer to a challenge's solution.
+    Answer(Response<EdgeBody>),
+}
+
+/// Runs the web ACL on a request of `client` (over TLS if `secure`) with the trace context
+/// `trace`: the request to go on with, the edge's own answer, or why it is refused.
 pub async fn inspect(
     waf: &WafConfig,
     request: Request<ClientBody>,
     client: IpAddr,
+    secure: bool,
     trace: &securecart_telemetry::TraceContext,
     body_timeout: Duration,
     metrics: &EdgeMetrics,
-) -> Result<Request<InspectedBody>, EdgeError> {
+) -> Result<Inspected, EdgeError> {
+    let challenge_immunity = waf.acl.challenge_immunity();
+    if let Some(immunity) = challenge_immunity
+        && request.uri().path() == securecart_waf::challenge::SOLUTION_PATH
+    {
+        let host = crate::pipeline::request_host(&request)
+            .unwrap_or_default()
+            .to_owned();
+        let answer = crate::challenge::redeem(
+            &waf.token_key,
+            request,
+            client,
+            &host,
+            secure,
+            immunity,
+            body_timeout,
+        )
+        .await;
+        return Ok(Inspected::Answer(answer));
+    }
     let (parts, body) = request.into_parts();
     let (body, read, unread) = if body.is_end_stream() {
         (Either::Left(body), Bytes::new(), false)
@@ -497,7 +541,7 @@ pub async fn inspect(
     };
     let oversize = unread || read.len() > waf.body_limit;
     let inspected = &read[..read.len().min(waf.body_limit)];
-    let inspection = Inspection::new(
+    let mut inspection = Inspection::new(
         parts.method.as_str(),
         parts.uri.path(),
         parts.uri.query(),
@@ -506,6 +550,18 @@ pub async fn inspect(
         oversize,
         client,
     );
+    // A token is for the host it was earned on, whatever the port. (Only a web ACL that
+    // challenges asks.)
+    let mut host = "";
+    if challenge_immunity.is_some() {
+        host = crate::pipeline::host_of(
+            &parts.uri,
+            parts.headers.get(http::header::HOST),
+            parts.version,
+        )
+        .unwrap_or_default();
+        inspection = inspection.with_challenge(&waf.token_key, crate::challenge::now(), host);
+    }
     let verdict = waf.acl.evaluate(&inspection);
     // A body past the limit blocks where the listener says so, unless a rule allowed the
     // request (an operator's rule for a trusted client, say) or another blocked it.
@@ -571,6 +627,7 @@ pub async fn inspect(
             RuleAction::Allow => "allow",
             RuleAction::Block => "block",
             RuleAction::Count => "count",
+            RuleAction::Challenge(_) => "challenge",
         };
         record(rule, action, &evidence.field, &evidence.data);
     }
@@ -588,11 +645,21 @@ pub async fn inspect(
         .matches
         .iter()
         .any(|(_, action, _)| *action == RuleAction::Count);
-    if waf.logging.keeps(blocked, counted, &verdict.labels) {
+    let action = if verdict.challenge {
+        "challenge"
+    } else if blocked {
+        "block"
+    } else {
+        "allow"
+    };
+    if waf
+        .logging
+        .keeps(blocked, counted, verdict.challenge, &verdict.labels)
+    {
         log_request(
             waf,
             &logged,
-            blocked,
+            action,
             terminating.as_deref(),
             &verdict,
             client,
@@ -603,6 +670,11 @@ pub async fn inspect(
     }
     if oversize_blocks {
         return Err(EdgeError::Blocked("oversize".to_owned(), None));
+    }
+    if verdict.challenge {
+        let answer =
+            crate::challenge::answer(&waf.token_key, &parts.method, &parts.headers, client, host);
+        return Ok(Inspected::Answer(answer));
     }
     if verdict.blocked {
         return Err(EdgeError::Blocked(
@@ -616,7 +688,7 @@ pub async fn inspect(
     if !waf.insert_headers.is_empty() {
         insert_headers(waf, &verdict, &mut parts.headers);
     }
-    Ok(Request::from_parts(parts, body))
+    Ok(Inspected::Request(Request::from_parts(parts, body)))
 }
 
 /// Adds the headers of the `allow` and `count` rules that matched (and of the default
@@ -669,7 +741,7 @@ struct Logged {
 fn log_request(
     waf: &WafConfig,
     logged: &[Logged],
-    blocked: bool,
+    action: &str,
     terminating: Option<&str>,
     verdict: &securecart_waf::Verdict,
     client: IpAddr,
@@ -693,7 +765,7 @@ fn log_request(
     tracing::info!(
         target: "waf",
         web_acl = %waf.name,
-        action = if blocked { "block" } else { "allow" },
+        action,
         terminating_rule = terminating.unwrap_or("-"),
         rule = %shown.rule,
         field = %shown.field,
@@ -762,17 +834,32 @@ mod tests {
         ] {
             let given: Vec<String> = given;
             assert_eq!(
-                default.keeps(blocked, counted, &given),
+                default.keeps(blocked, counted, false, &given),
                 by_default,
                 "{blocked} {counted} {given:?}"
             );
             assert_eq!(
-                filters.keeps(blocked, counted, &given),
+                filters.keeps(blocked, counted, false, &given),
                 filtered,
                 "{blocked} {counted} {given:?}"
             );
-            assert!(everything.keeps(blocked, counted, &given));
+            assert!(everything.keeps(blocked, counted, false, &given));
         }
+        // A challenge answered is kept by default, and is no block to a filter (AWS WAF's
+        // CHALLENGE action, apart from BLOCK).
+        let none: Vec<String> = Vec::new();
+        assert!(default.keeps(true, false, true, &none));
+        assert!(!filters.keeps(true, false, true, &none));
+        let challenges = LogFilters {
+            filters: vec![LogFilter {
+                keep: true,
+                meets_all: false,
+                conditions: vec![LogCondition::Challenged],
+            }],
+            keep_by_default: false,
+        };
+        assert!(challenges.keeps(true, false, true, &none));
+        assert!(!challenges.keeps(true, false, false, &none));
     }
 
     #[test]

@@ -796,3 +796,142 @@ async fn allowed_requests_carry_the_headers_their_rules_add() {
     edge.shutdown().await;
     upstream.stop().await;
 }
+
+/// AWS WAF's challenge action: a page load without a token gets 202 and a page whose
+/// puzzle, solved and sent back, earns a cookie that lets the next loads through; what is
+/// not a page load gets 202 alone; a wrong or foreign solution earns nothing.
+#[tokio::test]
+async fn a_challenge_rule_lets_through_the_clients_that_solved_its_puzzle() {
+    use securecart_waf::challenge::{SOLUTION_PATH, TOKEN_COOKIE, solve};
+    use securecart_waf::statement::Position;
+    use securecart_waf::{Field, Rule, RuleAction, Statement, WebAcl};
+
+    let (upstream, reached) = start_upstream().await;
+    let rules = vec![Rule {
+        id: "account-pages".to_owned(),
+        priority: 1,
+        statement: Statement::ByteMatch {
+            field: Field::UriPath,
+            position: Position::StartsWith,
+            search: b"/account".to_vec(),
+            transforms: Vec::new(),
+        },
+        action: RuleAction::Challenge(300),
+        labels: Vec::new(),
+        response: None,
+        score: 0,
+    }];
+    let edge = start_edge(
+        upstream.address,
+        WafConfig::with_acl(Arc::new(WebAcl::new(rules, false))),
+    )
+    .await;
+    let mut client = TestClient::http1();
+    let page = format!("{}/account/orders", edge.url);
+    let html = [("accept", "text/html,application/xhtml+xml,*/*;q=0.8")];
+
+    // Elsewhere, nothing is asked.
+    let home = client.get(&format!("{}/", edge.url)).await;
+    assert_eq!(home.status, 200);
+    // A page load: 202 and the page, never stored.
+    let challenged = client.send(http::Method::GET, &page, &html, "").await;
+    assert_eq!(challenged.status, 202);
+    assert_eq!(
+        challenged.header("x-securecart-waf-action"),
+        Some("challenge")
+    );
+    assert_eq!(challenged.header("cache-control"), Some("no-store"));
+    let text = challenged.text();
+    let puzzle = text
+        .split("var puzzle = \"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page's puzzle")
+        .to_owned();
+    assert!(text.contains(SOLUTION_PATH), "{text}");
+    // A request that is no page load (an API call, a POST): 202 alone.
+    let api = client.get(&page).await;
+    assert_eq!((api.status.as_u16(), api.body.len()), (202, 0));
+    let posted = client.send(http::Method::POST, &page, &html, "a=1").await;
+    assert_eq!((posted.status.as_u16(), posted.body.len()), (202, 0));
+    assert_eq!(
+        reached.load(Ordering::SeqCst),
+        1,
+        "only the home page reached the target"
+    );
+
+    // Solutions: only a right one, by POST, for this client's puzzle earns a token.
+    let solution_url = format!("{}{SOLUTION_PATH}", edge.url);
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let solution = solve(&puzzle);
+    let wrong = (solution.parse::<u64>().expect("number") + 1).to_string();
+    for (sent, status) in [
+        (format!("puzzle={puzzle}&solution={wrong}"), 403),
+        (format!("puzzle={puzzle}x&solution={solution}"), 403),
+        (format!("solution={solution}"), 400),
+        ("x".repeat(2048), 413),
+    ] {
+        let refused = client
+            .send(http::Method::POST, &solution_url, &form, &sent)
+            .await;
+        assert_eq!(refused.status, status, "{sent}: {}", refused.text());
+        assert_eq!(refused.header("set-cookie"), None);
+    }
+    assert_eq!(client.get(&solution_url).await.status, 405);
+    let redeemed = client
+        .send(
+            http::Method::POST,
+            &solution_url,
+            &form,
+            &format!("puzzle={puzzle}&solution={solution}"),
+        )
+        .await;
+    assert_eq!(redeemed.status, 204, "{}", redeemed.text());
+    let cookie = redeemed.header("set-cookie").expect("the token").to_owned();
+    assert!(
+        cookie.starts_with(&format!("{TOKEN_COOKIE}="))
+            && cookie.contains("Max-Age=300")
+            && cookie.contains("HttpOnly")
+            && !cookie.contains("Secure"),
+        "{cookie}"
+    );
+    let token = cookie
+        .split(';')
+        .next()
+        .expect("the cookie's pair")
+        .to_owned();
+
+    // With the token, page loads and API calls go through; a forged token does not.
+    let passed = client
+        .send(http::Method::GET, &page, &[html[0], ("cookie", &token)], "")
+        .await;
+    assert_eq!(
+        (passed.status.as_u16(), passed.text()),
+        (200, "reached".to_owned())
+    );
+    let passed = client
+        .send(http::Method::POST, &page, &[("cookie", &token)], "a=1")
+        .await;
+    assert_eq!(passed.status, 200);
+    let forged = format!("{}0", token);
+    let refused = client
+        .send(http::Method::GET, &page, &[("cookie", &forged)], "")
+        .await;
+    assert_eq!(refused.status, 202);
+    assert_eq!(reached.load(Ordering::SeqCst), 3);
+
+    // Each challenge answered is counted and sampled as the rule's.
+    let metrics = client
+        .get(&format!("http://{}/metrics", edge.admin))
+        .await
+        .text();
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.contains("rule=\"account-pages\"")
+                && line.contains("action=\"challenge\"")),
+        "{metrics}"
+    );
+    edge.shutdown().await;
+    upstream.stop().await;
+}

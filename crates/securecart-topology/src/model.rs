@@ -356,6 +356,8 @@ pub enum WafLogCondition {
     Blocked,
     /// A rule counted the request.
     Counted,
+    /// A challenge rule answered the request with a challenge.
+    Challenged,
     /// A matching rule gave the request this label.
     Label(String),
 }
@@ -1970,9 +1972,15 @@ fn resolve_group_overrides(
                 "allow" => rule_actions.push((id.clone(), securecart_waf::RuleAction::Allow)),
                 "block" => rule_actions.push((id.clone(), securecart_waf::RuleAction::Block)),
                 "count" => rule_actions.push((id.clone(), securecart_waf::RuleAction::Count)),
+                "challenge" => rule_actions.push((
+                    id.clone(),
+                    securecart_waf::RuleAction::Challenge(
+                        securecart_waf::challenge::DEFAULT_IMMUNITY,
+                    ),
+                )),
                 other => findings.problem(
                     rule_at,
-                    format!("`{other}` is not `allow`, `block` or `count`"),
+                    format!("`{other}` is not `allow`, `block`, `count` or `challenge`"),
                 ),
             }
         }

@@ -662,8 +662,8 @@ pub struct RawWafLogFilter {
     /// `meets_any` (the default) or `meets_all` of the conditions.
     #[serde(default = "default_meets_any")]
     pub requirement: String,
-    /// Its conditions: `{ action = "allow" }` (let through), `"block"` or `"count"` (a
-    /// rule counted the request), or `{ label = "securecart:managed:core:scanner" }` (a
+    /// Its conditions: `{ action = "allow" }` (let through), `"block"`, `"count"` (a rule
+    /// counted the request) or `"challenge"` (a challenge rule answered it), or `{ label = "securecart:managed:core:scanner" }` (a
     /// label a matching rule gave the request; a name ending with `:`, any label of that
     /// namespace, as `label_match` reads it).
     pub conditions: Vec<RawWafLogCondition>,
@@ -698,8 +698,8 @@ pub struct RawGroupOverride {
     /// those of the rules before the group).
     #[serde(default)]
     pub scope_down: Option<RawStatement>,
-    /// Rules of the group given another action, by id: `allow`, `block` or `count` (AWS
-    /// WAF's rule action overrides).
+    /// Rules of the group given another action, by id: `allow`, `block`, `count` or
+    /// `challenge` (with the default immunity time; AWS WAF's rule action overrides).
     #[serde(default)]
     pub rule_actions: std::collections::BTreeMap<String, String>,
 }
@@ -722,9 +722,16 @@ pub struct RawWafRule {
     pub name: String,
     /// Its place among the operator's rules: lower runs first (0 to 999).
     pub priority: u32,
-    /// `allow` (let the request through, skipping later rules), `block`, or `count`
-    /// (log and go on).
+    /// `allow` (let the request through, skipping later rules), `block`, `count` (log and
+    /// go on), or `challenge` (AWS WAF's: a request with a token its client earned by
+    /// solving the edge's challenge within the immunity time goes on, as with `count`;
+    /// any other is answered with 202 and, if it accepts HTML, a page whose script solves
+    /// the challenge and loads the page again).
     pub action: String,
+    /// With `challenge`: how long a solved challenge's token is accepted, in seconds (60 to
+    /// 259200; 300 by default, as on AWS WAF).
+    #[serde(default)]
+    pub immunity_seconds: Option<u32>,
     /// What a block answers instead of the edge's 403.
     #[serde(default)]
     pub block_response: Option<RawBlockResponse>,

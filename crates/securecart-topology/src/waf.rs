@@ -101,14 +101,21 @@ pub(crate) fn resolve_rules(
             "allow" => RuleAction::Allow,
             "block" => RuleAction::Block,
             "count" => RuleAction::Count,
+            "challenge" => RuleAction::Challenge(immunity(rule, &at, findings)),
             other => {
                 findings.problem(
                     at.key("action"),
-                    format!("`{other}` is not `allow`, `block` or `count`"),
+                    format!("`{other}` is not `allow`, `block`, `count` or `challenge`"),
                 );
                 RuleAction::Count
             }
         };
+        if rule.immunity_seconds.is_some() && rule.action != "challenge" {
+            findings.problem(
+                at.key("immunity_seconds"),
+                "only a rule whose action is `challenge` has an immunity time",
+            );
+        }
         let response = match &rule.block_response {
             Some(_) if action != RuleAction::Block => {
                 findings.problem(
@@ -150,6 +157,20 @@ pub(crate) fn resolve_rules(
         }
     }
     rules
+}
+
+/// A challenge rule's immunity time, checked: AWS WAF's bounds, 60 s to three days.
+fn immunity(rule: &RawWafRule, at: &FieldPath, findings: &mut Findings) -> u32 {
+    let Some(seconds) = rule.immunity_seconds else {
+        return securecart_waf::challenge::DEFAULT_IMMUNITY;
+    };
+    if !(60..=259_200).contains(&seconds) {
+        findings.problem(
+            at.key("immunity_seconds"),
+            "must be from 60 to 259200 (three days)",
+        );
+    }
+    seconds
 }
 
 /// The headers each `allow` or `count` rule adds to the requests it lets through, by its
@@ -715,9 +736,10 @@ pub(crate) fn resolve_logging(
                 (Some("allow"), None) => conditions.push(WafLogCondition::Allowed),
                 (Some("block"), None) => conditions.push(WafLogCondition::Blocked),
                 (Some("count"), None) => conditions.push(WafLogCondition::Counted),
+                (Some("challenge"), None) => conditions.push(WafLogCondition::Challenged),
                 (Some(other), None) => findings.problem(
                     at.key("action"),
-                    format!("`{other}` is not \"allow\", \"block\" or \"count\""),
+                    format!("`{other}` is not \"allow\", \"block\", \"count\" or \"challenge\""),
                 ),
                 (None, Some(label)) if !label.is_empty() => {
                     conditions.push(WafLogCondition::Label(label.clone()));

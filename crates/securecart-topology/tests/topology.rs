@@ -463,7 +463,7 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
         (
             "\n# The shield, as AWS Shield",
             "\n[[edge.waf.rules]]\nname = \"admin-paths\"\npriority = 11\naction = \"count\"\ninsert_headers = { risk_score = \"1\" }\nstatement = { byte_match = { field = \"uri_path\", position = \"starts_with\", search = \"/admin\" } }\n# The shield, as AWS Shield",
-            "edge.waf.rules[1].insert_headers.risk_score",
+            "edge.waf.rules[2].insert_headers.risk_score",
             "letters, digits and `-`",
         ),
         (
@@ -668,7 +668,7 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "paranoia_level = 1\n",
             "paranoia_level = 1\nlogging = { default_behavior = \"keep\", filters = [{ behavior = \"drop\", requirement = \"meets_some\", conditions = [{ action = \"captcha\" }] }] }\n",
             "edge.waf.logging.filters[0].conditions[0].action",
-            "`captcha` is not \"allow\", \"block\" or \"count\"",
+            "`captcha` is not \"allow\", \"block\", \"count\" or \"challenge\"",
         ),
         (
             "oversize = \"continue\"",
@@ -797,6 +797,24 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "only a rule whose action is `block`",
         ),
         (
+            "action = \"block\"\nblock_response",
+            "action = \"block\"\nimmunity_seconds = 600\nblock_response",
+            "edge.waf.rules[0].immunity_seconds",
+            "only a rule whose action is `challenge`",
+        ),
+        (
+            "immunity_seconds = 300",
+            "immunity_seconds = 30",
+            "edge.waf.rules[1].immunity_seconds",
+            "must be from 60 to 259200",
+        ),
+        (
+            "action = \"challenge\"",
+            "action = \"captcha\"",
+            "edge.waf.rules[1].action",
+            "`count` or `challenge`",
+        ),
+        (
             "block_response = { status = 429,",
             "block_response = { status = 302,",
             "edge.waf.rules[0].block_response.status",
@@ -811,31 +829,31 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
         (
             "\n# The shield, as AWS Shield",
             "\n[[edge.waf.rules]]\nname = \"ips\"\npriority = 11\naction = \"allow\"\nstatement = { ip_set = [\"10.0.0.0/8\", \"10.0.0/8\"] }\n# The shield, as AWS Shield",
-            "edge.waf.rules[1].statement.ip_set[1]",
+            "edge.waf.rules[2].statement.ip_set[1]",
             "not a network",
         ),
         (
             "\n# The shield, as AWS Shield",
             "\n[[edge.waf.rules]]\nname = \"ips\"\npriority = 11\naction = \"allow\"\nstatement = { forwarded_ip_set = { header = \"X-Forwarded-For\", position = \"middle\", fallback = \"no_match\", networks = [\"10.0.0.0/8\"] } }\n# The shield, as AWS Shield",
-            "edge.waf.rules[1].statement.forwarded_ip_set.position",
+            "edge.waf.rules[2].statement.forwarded_ip_set.position",
             "not `first`, `last` or `any`",
         ),
         (
             "\n# The shield, as AWS Shield",
             "\n[[edge.waf.rules]]\nname = \"ips\"\npriority = 11\naction = \"allow\"\nstatement = { forwarded_ip_set = { header = \"X-Forwarded-For\", fallback = \"maybe\", networks = [\"10.0.0.0/8\"] } }\n# The shield, as AWS Shield",
-            "edge.waf.rules[1].statement.forwarded_ip_set.fallback",
+            "edge.waf.rules[2].statement.forwarded_ip_set.fallback",
             "not `match` or `no_match`",
         ),
         (
             "\n# The shield, as AWS Shield",
             "\n[[edge.waf.rules]]\nname = \"geo\"\npriority = 11\naction = \"block\"\nstatement = { forwarded_geo_match = { header = \"X Forwarded\", fallback = \"match\", countries = [\"UK\"] } }\n# The shield, as AWS Shield",
-            "edge.waf.rules[1].statement.forwarded_geo_match.countries[0]",
+            "edge.waf.rules[2].statement.forwarded_geo_match.countries[0]",
             "`GB`",
         ),
         (
             "\n# The shield, as AWS Shield",
             "\n[[edge.waf.rules]]\nname = \"geo\"\npriority = 11\naction = \"block\"\nstatement = { forwarded_geo_match = { header = \"X Forwarded\", fallback = \"match\", countries = [\"FR\"] } }\n# The shield, as AWS Shield",
-            "edge.waf.rules[1].statement.forwarded_geo_match.header",
+            "edge.waf.rules[2].statement.forwarded_geo_match.header",
             "not a header name",
         ),
         (
@@ -878,7 +896,7 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "managed_priority = 500",
             "managed_priority = 500\ngroup_overrides = { sql-injection = { rule_actions = { SC-SQLI-003 = \"ignore\" } } }",
             "edge.waf.group_overrides.sql-injection.rule_actions.SC-SQLI-003",
-            "not `allow`, `block` or `count`",
+            "not `allow`, `block`, `count` or `challenge`",
         ),
         (
             "managed_priority = 500",
@@ -2044,5 +2062,28 @@ fn a_web_acls_log_may_be_filtered() {
                 ],
             }],
         })
+    );
+}
+
+#[test]
+fn a_challenge_rule_takes_its_immunity_time_or_aws_wafs_default() {
+    use securecart_waf::RuleAction;
+    let action = |text: &str| {
+        let loaded = parse(text, "t.toml").expect("a challenge rule");
+        let waf = loaded.topology.edge.waf.as_ref().expect("a web ACL");
+        waf.rules
+            .iter()
+            .find(|rule| rule.id == "page-scrapers")
+            .expect("the default topology's challenge rule")
+            .action
+    };
+    assert_eq!(action(&default_text()), RuleAction::Challenge(300));
+    assert_eq!(
+        action(&with("immunity_seconds = 300", "immunity_seconds = 3600")),
+        RuleAction::Challenge(3600)
+    );
+    assert_eq!(
+        action(&with("immunity_seconds = 300\n", "")),
+        RuleAction::Challenge(securecart_waf::challenge::DEFAULT_IMMUNITY)
     );
 }

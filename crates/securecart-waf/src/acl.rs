@@ -1,5 +1,5 @@
 //! Web ACLs, as AWS WAF has them: rules in priority order, each a statement with an action
-//! (allow, block, count) and labels it adds for later rules; a default action for what no
+//! (allow, block, count, challenge) and labels it adds for later rules; a default action for what no
 //! terminating rule decided.
 //!
 //! An ACL may also score anomalies, as the OWASP Core Rule Set does: a rule with a score
@@ -22,6 +22,10 @@ pub enum RuleAction {
     Block,
     /// Record the match, and go on.
     Count,
+    /// With a token whose puzzle was solved within this many seconds (the rule's immunity
+    /// time), go on as `Count` does; without one, stop, and answer with a challenge (see
+    /// [`crate::challenge`]).
+    Challenge(u32),
 }
 
 /// The answer a blocking rule gives instead of the edge's 403 (AWS WAF's custom response).
@@ -70,6 +74,9 @@ pub struct Verdict {
     pub response: Option<std::sync::Arc<BlockResponse>>,
     /// The anomaly score the matching rules added (in an ACL that scores).
     pub score: u32,
+    /// Whether the request is answered with a challenge (its terminating rule's, which
+    /// found no valid token); `blocked` then too, since it goes no further.
+    pub challenge: bool,
 }
 
 /// The id of the verdict of an ACL that scores, when the score reached the threshold
@@ -88,6 +95,8 @@ pub struct WebAcl {
     merged: Arc<Merged>,
     /// Each rule's gate (see [`Statement::gate`]), by the rule's place.
     gates: Arc<[Option<Gate>]>,
+    /// The longest immunity time of its challenge rules, if it has any.
+    challenge_immunity: Option<u32>,
 }
 
 impl WebAcl {
@@ -102,7 +111,15 @@ impl WebAcl {
             .iter()
             .map(|rule| rule.statement.gate(&merged).map(Gate::new))
             .collect();
+        let challenge_immunity = rules
+            .iter()
+            .filter_map(|rule| match rule.action {
+                RuleAction::Challenge(immunity) => Some(immunity),
+                _ => None,
+            })
+            .max();
         Self {
+            challenge_immunity,
             rules,
             default_block,
             default_response: None,
@@ -129,6 +146,12 @@ impl WebAcl {
     /// The anomaly threshold, if the ACL scores.
     pub fn anomaly_threshold(&self) -> Option<u32> {
         self.anomaly_threshold
+    }
+
+    /// The longest immunity time of its challenge rules, if it has any: how long a token
+    /// is worth keeping.
+    pub fn challenge_immunity(&self) -> Option<u32> {
+        self.challenge_immunity
     }
 
     /// The rules, in the order they run.
@@ -161,6 +184,7 @@ impl WebAcl {
             // The default action's, until a rule decides.
             response: self.default_response.clone().filter(|_| self.default_block),
             score: 0,
+            challenge: false,
         };
         let scan = Scan::new(&self.merged);
         for (rule, gate) in self.rules.iter().zip(self.gates.iter()) {
@@ -190,6 +214,17 @@ impl WebAcl {
                 .push((rule.id.clone(), rule.action, evidence));
             match rule.action {
                 RuleAction::Count => {}
+                RuleAction::Challenge(immunity) => {
+                    let token = inspection.token();
+                    verdict.labels.push(token.label(immunity).to_owned());
+                    if !token.accepted(immunity) {
+                        verdict.blocked = true;
+                        verdict.challenge = true;
+                        verdict.terminating_rule = Some(rule.id.clone());
+                        verdict.response = None;
+                        return verdict;
+                    }
+                }
                 RuleAction::Allow | RuleAction::Block => {
                     verdict.blocked = rule.action == RuleAction::Block;
                     verdict.terminating_rule = Some(rule.id.clone());

@@ -262,6 +262,11 @@ pub struct Inspection<'a> {
     credentials: std::cell::OnceCell<Vec<&'a [u8]>>,
     /// The client's address.
     pub client: IpAddr,
+    /// What a challenge rule reads the request's token with: the key, the time (seconds
+    /// since the epoch) and the request's host.
+    challenge: Option<(&'a crate::challenge::TokenKey, u64, &'a str)>,
+    /// The token's state, read at the first challenge rule that matches.
+    token: std::cell::Cell<Option<crate::challenge::TokenState>>,
 }
 
 impl<'a> Inspection<'a> {
@@ -340,7 +345,39 @@ impl<'a> Inspection<'a> {
             memo: RefCell::default(),
             credentials: std::cell::OnceCell::new(),
             json: std::cell::OnceCell::new(),
+            challenge: None,
+            token: std::cell::Cell::new(None),
         }
+    }
+
+    /// The inspection, with what a `challenge` rule reads the request's token with: the
+    /// key tokens are signed with, the time (seconds since the epoch) and the request's
+    /// host (without its port). Without it, no request has a token.
+    pub fn with_challenge(
+        mut self,
+        key: &'a crate::challenge::TokenKey,
+        now: u64,
+        host: &'a str,
+    ) -> Self {
+        self.challenge = Some((key, now, host));
+        self
+    }
+
+    /// What the request's token (its first [`crate::challenge::TOKEN_COOKIE`]) says.
+    pub fn token(&self) -> crate::challenge::TokenState {
+        if let Some(state) = self.token.get() {
+            return state;
+        }
+        let state = match self.challenge {
+            None => crate::challenge::TokenState::Absent,
+            Some((key, now, host)) => key.read(
+                self.cookie_values(crate::challenge::TOKEN_COOKIE).next(),
+                now,
+                host,
+            ),
+        };
+        self.token.set(Some(state));
+        state
     }
 
     /// `value` (one of this request's values) after `transforms`, computed once per

@@ -5,7 +5,8 @@
 //! managed rule groups.
 //!
 //! It decides; the edge's pipeline asks it (with the request's head and the start of its
-//! body) and answers for it.
+//! body) and answers for it. A `challenge` rule's puzzles and tokens are signed here
+//! ([`challenge`]); the edge serves the page and takes the solutions.
 //!
 //! `libinjectionrs` was checked against the C libinjection it ports (commit 85e252a, built
 //! with gcc) on libinjection's own test inputs and corpora, 19,381 inputs: the SQL
@@ -37,9 +38,10 @@
 //! network.
 //!
 //! **API boundary:** [`WebAcl`] and its [`Rule`]s, [`Inspection`], [`Verdict`], the
-//! [`managed`] groups, and [`sqli::is_sqli`] (for its fuzz target).
+//! [`managed`] groups, [`challenge`]'s keys, and [`sqli::is_sqli`] (for its fuzz target).
 
 pub mod acl;
+pub mod challenge;
 pub mod inspect;
 pub mod managed;
 mod needles;

@@ -1022,6 +1022,16 @@ async fn up(
     let token = format!("{:032x}", rand::random::<u128>());
     plan.env
         .push((settings::ADMIN_TOKEN_VARIABLE.to_owned(), token.clone()));
+    // One key for every region's edge, so that a shopper's challenge token is good at
+    // whichever region DNS sends them to.
+    plan.env.push((
+        settings::TOKEN_KEY_VARIABLE.to_owned(),
+        format!(
+            "{:032x}{:032x}",
+            rand::random::<u128>(),
+            rand::random::<u128>()
+        ),
+    ));
     plan.admin_token = Some(token);
     tracing::info!(components = plan.children.len(), data_dir = %data_dir.display(), "starting SecureCart");
     securecart_supervisor::run(plan, shutdown_signal()).await?;

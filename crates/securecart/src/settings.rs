@@ -552,7 +552,29 @@ fn waf_config(name: &str, waf: &securecart_topology::EdgeWaf) -> securecart_edge
             .logging
             .as_ref()
             .map_or_else(Default::default, log_filters),
+        token_key: token_key(),
     }
+}
+
+/// The environment variable holding the secret the edges' challenge tokens are signed
+/// with: edges given the same accept each other's tokens (`up` sets one for its edges).
+pub const TOKEN_KEY_VARIABLE: &str = "SECURECART_WAF_TOKEN_KEY";
+
+/// The key challenge tokens are signed with: from [`TOKEN_KEY_VARIABLE`] if it is set,
+/// else this process's own random key.
+fn token_key() -> std::sync::Arc<securecart_waf::challenge::TokenKey> {
+    static KEY: std::sync::OnceLock<Option<std::sync::Arc<securecart_waf::challenge::TokenKey>>> =
+        std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        std::env::var(TOKEN_KEY_VARIABLE)
+            .ok()
+            .filter(|secret| !secret.is_empty())
+            .map(|secret| {
+                std::sync::Arc::new(securecart_waf::challenge::TokenKey::new(secret.as_bytes()))
+            })
+    })
+    .clone()
+    .unwrap_or_else(securecart_edge::challenge::process_key)
 }
 
 /// A web ACL's logging filter, as the edge takes it.
@@ -574,6 +596,7 @@ fn log_filters(logging: &securecart_topology::WafLogging) -> securecart_edge::wa
                         WafLogCondition::Allowed => LogCondition::Allowed,
                         WafLogCondition::Blocked => LogCondition::Blocked,
                         WafLogCondition::Counted => LogCondition::Counted,
+                        WafLogCondition::Challenged => LogCondition::Challenged,
                         WafLogCondition::Label(label) => LogCondition::Label(label.clone()),
                     })
                     .collect(),
