@@ -65,6 +65,9 @@ pub(crate) fn answer(
                 HeaderValue::from_static("text/html; charset=utf-8"),
             );
             response
+                .headers_mut()
+                .insert(header::CONTENT_SECURITY_POLICY, PAGE_POLICY.clone());
+            response
         }
         None => Response::new(upstream::empty()),
     };
@@ -172,33 +175,61 @@ fn refusal(status: StatusCode, message: &str) -> Response<EdgeBody> {
     response
 }
 
-/// The challenge page for `puzzle` (base64url and dots: nothing HTML or JavaScript would
-/// read as markup or code).
+/// The challenge page for `puzzle` (base64url and dots: nothing HTML would read as markup).
 fn page(puzzle: &str) -> String {
     PAGE.replace("{PUZZLE}", puzzle)
-        .replace("{DIFFICULTY}", &DIFFICULTY.to_string())
-        .replace("{SOLUTION_PATH}", SOLUTION_PATH)
+        .replace("{SCRIPT}", &SCRIPT)
 }
 
-/// The challenge page. Its script counts `n` up from 0 until SHA-256 of `PUZZLE:n` starts
-/// with `DIFFICULTY` zero bits, in slices that leave the page responsive, posts the
-/// solution, and loads the page again with the token the answer set.
+/// The page's script: the same for every puzzle (the page's `<meta>` holds the puzzle), so
+/// that the page's Content-Security-Policy allows it by its hash and nothing else.
+static SCRIPT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    SCRIPT_TEMPLATE
+        .replace("{DIFFICULTY}", &DIFFICULTY.to_string())
+        .replace("{SOLUTION_PATH}", SOLUTION_PATH)
+});
+
+/// The challenge page's Content-Security-Policy: its own script (by its SHA-256) and
+/// style, and requests to its own origin (the solution), nothing else.
+pub(crate) static PAGE_POLICY: std::sync::LazyLock<HeaderValue> = std::sync::LazyLock::new(|| {
+    use base64::Engine as _;
+    let hash = ring::digest::digest(&ring::digest::SHA256, SCRIPT.as_bytes());
+    let hash = base64::engine::general_purpose::STANDARD.encode(hash.as_ref());
+    HeaderValue::from_str(&format!(
+        "default-src 'none'; script-src 'sha256-{hash}'; style-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; form-action 'none'"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"))
+});
+
+/// The challenge page (`{SCRIPT}` is [`SCRIPT`]).
 const PAGE: &str = r#"<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="robots" content="noindex">
+<meta name="securecart-puzzle" content="{PUZZLE}">
 <title>One moment</title>
 <style>body{font-family:system-ui,sans-serif;margin:20vh auto;max-width:32rem;padding:0 1rem;color:#333;text-align:center}</style>
 </head>
 <body>
 <p id="status">Checking your browser before the shop opens&hellip;</p>
 <noscript><p>This shop checks that a browser is visiting: turn JavaScript on and load the page again.</p></noscript>
-<script>
+<script>{SCRIPT}</script>
+</body>
+</html>
+"#;
+
+/// The page's script. It counts `n` up from 0 until SHA-256 of `PUZZLE:n` starts with
+/// `DIFFICULTY` zero bits, in slices that leave the page responsive, posts the solution,
+/// and loads the page again with the token the answer set. A browser that keeps no
+/// cookie would be challenged again at every load: the script stops after three tries in a
+/// minute (counted in `sessionStorage`) and says why.
+const SCRIPT_TEMPLATE: &str = r#"
 (function () {
   "use strict";
-  var puzzle = "{PUZZLE}", difficulty = {DIFFICULTY}, path = "{SOLUTION_PATH}";
+  var puzzle = document.querySelector('meta[name="securecart-puzzle"]').content;
+  var difficulty = {DIFFICULTY}, path = "{SOLUTION_PATH}";
   // SHA-256 (FIPS 180-4): its constants are the fractional parts of the square roots (H)
   // and cube roots (K) of the first primes.
   var H = [], K = [];
@@ -240,9 +271,23 @@ const PAGE: &str = r#"<!doctype html>
     return difficulty <= 32 ? (hash[0] >>> (32 - difficulty)) === 0
       : hash[0] === 0 && (hash[1] >>> (64 - difficulty)) === 0;
   }
+  function say(text) {
+    document.getElementById("status").textContent = text;
+  }
   function failed() {
-    document.getElementById("status").textContent =
-      "The browser check did not finish: load the page again.";
+    say("The browser check did not finish: load the page again.");
+  }
+  // How many times this tab met the challenge in the last minute, this one included.
+  function tries() {
+    try {
+      var now = Date.now(), seen = JSON.parse(sessionStorage.getItem("securecart-challenge") || "[]");
+      seen = seen.filter(function (at) { return now - at < 60000; });
+      seen.push(now);
+      sessionStorage.setItem("securecart-challenge", JSON.stringify(seen));
+      return seen.length;
+    } catch (e) {
+      return 1;
+    }
   }
   var tried = 0;
   function work() {
@@ -261,17 +306,63 @@ const PAGE: &str = r#"<!doctype html>
       if (answer.ok) location.reload(); else failed();
     }, failed);
   }
-  work();
+  if (!navigator.cookieEnabled) {
+    say("This shop needs a cookie to check that a browser is visiting: allow cookies and load the page again.");
+  } else if (tries() > 3) {
+    say("The browser did not keep the shop's cookie, so the check cannot finish: allow cookies for this site and load the page again.");
+  } else {
+    work();
+  }
 })();
-</script>
-</body>
-</html>
 "#;
 
 #[cfg(test)]
 mod tests {
-    /// The page's SHA-256 is SHA-256: node (where it is installed) runs the page's script
-    /// on known texts and on a puzzle, and its digests and solution are ring's.
+    /// The puzzle the made-up page holds.
+    const PUZZLE: &str = "1000.bm9uY2U.bWFj";
+
+    /// Runs the page's script under node, in a made-up browser: a tab that met the
+    /// challenge `tries_before` times in the last minute, with cookies or not; `edit`
+    /// changes the script first, `after` runs after it. What it printed (`solution N` for
+    /// the solution it would send, `said TEXT` for what it shows).
+    fn run(
+        edit: impl Fn(String) -> String,
+        after: &str,
+        tries_before: usize,
+        cookies: bool,
+    ) -> String {
+        let script = edit(super::SCRIPT.replace(
+            "return send(tried);",
+            "{ console.log('solution ' + tried); return; }",
+        ))
+        .replace("setTimeout(work, 0);", "work();");
+        let program = format!(
+            "(function (document, sessionStorage, navigator) {{\n{script}\n}})(\
+             {{ querySelector: function () {{ return {{ content: '{PUZZLE}' }}; }},\
+             getElementById: function () {{ return {{ set textContent(text) {{ console.log('said ' + text); }} }}; }} }},\
+             {{ getItem: function () {{ return JSON.stringify(Array({tries_before}).fill(Date.now())); }},\
+             setItem: function () {{}} }},\
+             {{ cookieEnabled: {cookies} }});\n{after}"
+        );
+        let output = std::process::Command::new("node")
+            .arg("-e")
+            .arg(program)
+            .output()
+            .expect("node runs");
+        let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{printed}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        printed
+    }
+
+    /// The page's SHA-256 is SHA-256 and its solution the edge's: node (where it is
+    /// installed; the test command installs it) runs the page's script, its digests of
+    /// texts of every length around the block boundaries are ring's, and it finds the
+    /// solution the edge checks. A tab that met the challenge three times in the last
+    /// minute (its cookie is not kept), or a browser without cookies, stops and says why.
     #[test]
     fn the_pages_script_solves_as_the_edge_checks() {
         if std::process::Command::new("node")
@@ -282,34 +373,29 @@ mod tests {
             eprintln!("node is not installed: the page's script is tested by the browser test");
             return;
         }
-        let script = super::page("1000.bm9uY2U.bWFj");
-        let start = script.find("<script>").expect("script") + "<script>".len();
-        let end = script.find("</script>").expect("script");
-        // The page's own code, with its sending replaced by printing, and its SHA-256
-        // printed for texts of every length around the block boundaries.
-        let body = script[start..end]
-            .replace("return send(tried);", "{ console.log('solution ' + tried); return; }")
-            .replace("setTimeout(work, 0);", "work();")
-            .replace(
-                "  work();\n})();",
-                "  for (var length of [0, 1, 3, 55, 56, 63, 64, 65, 119, 120, 200]) console.log('digest ' + length + ' ' + sha256('a'.repeat(length)).map(function (word) { return (word >>> 0).toString(16).padStart(8, '0'); }).join(''));\n  work();\n})();",
-            );
-        let output = std::process::Command::new("node")
-            .arg("-e")
-            .arg(format!("var document = {{}};\n{body}"))
-            .output()
-            .expect("node runs");
-        let printed = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "{printed}{}",
-            String::from_utf8_lossy(&output.stderr)
+        let lengths = [0, 1, 3, 55, 56, 63, 64, 65, 119, 120, 200];
+        let printed = run(
+            |script| {
+                script.replace(
+                    "  function solves(hash) {",
+                    "  globalThis.probe = sha256;\n  function solves(hash) {",
+                )
+            },
+            &format!(
+                "[{}].forEach(function (length) {{ console.log('digest ' + length + ' ' + \
+                 probe('a'.repeat(length)).map(function (word) {{ \
+                 return (word >>> 0).toString(16).padStart(8, '0'); }}).join('')); }});",
+                lengths.map(|length| length.to_string()).join(",")
+            ),
+            0,
+            true,
         );
         let mut digests = 0;
+        let mut solutions = 0;
         for line in printed.lines() {
             if let Some(rest) = line.strip_prefix("digest ") {
-                let (length, hex) = rest.split_once(' ').expect("digest line");
-                let text = "a".repeat(length.parse().expect("length"));
+                let (length, hex) = rest.split_once(' ').expect("a digest line");
+                let text = "a".repeat(length.parse().expect("a length"));
                 let expected = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
                 let expected: String = expected
                     .as_ref()
@@ -319,17 +405,42 @@ mod tests {
                 assert_eq!(hex, expected, "the digest of {length} bytes");
                 digests += 1;
             } else if let Some(solution) = line.strip_prefix("solution ") {
-                assert_eq!(
-                    solution,
-                    securecart_waf::challenge::solve("1000.bm9uY2U.bWFj")
-                );
-                assert!(securecart_waf::challenge::solves(
-                    "1000.bm9uY2U.bWFj",
-                    solution
-                ));
+                assert_eq!(solution, securecart_waf::challenge::solve(PUZZLE));
+                solutions += 1;
             }
         }
-        assert_eq!(digests, 11, "{printed}");
-        assert!(printed.contains("solution "), "{printed}");
+        assert_eq!((digests, solutions), (lengths.len(), 1), "{printed}");
+        // Three tries in the last minute already: it stops, and says why.
+        let stopped = run(|script| script, "", 3, true);
+        assert!(!stopped.contains("solution "), "{stopped}");
+        assert!(
+            stopped.contains("said The browser did not keep the shop's cookie"),
+            "{stopped}"
+        );
+        assert!(run(|script| script, "", 2, true).contains("solution "));
+        let no_cookies = run(|script| script, "", 0, false);
+        assert!(!no_cookies.contains("solution "), "{no_cookies}");
+        assert!(
+            no_cookies.contains("said This shop needs a cookie"),
+            "{no_cookies}"
+        );
+    }
+
+    /// The page allows its own script by its hash, and the page holds that script.
+    #[test]
+    fn the_pages_policy_allows_its_script_and_nothing_else() {
+        use base64::Engine as _;
+        let page = super::page(PUZZLE);
+        let start = page.find("<script>").expect("a script") + "<script>".len();
+        let end = page.find("</script>").expect("a script");
+        let hash = ring::digest::digest(&ring::digest::SHA256, &page.as_bytes()[start..end]);
+        let hash = base64::engine::general_purpose::STANDARD.encode(hash.as_ref());
+        let policy = super::PAGE_POLICY.to_str().expect("a policy");
+        assert!(
+            policy.contains(&format!("script-src 'sha256-{hash}'")),
+            "{policy}"
+        );
+        assert!(policy.starts_with("default-src 'none'"), "{policy}");
+        assert!(page.contains(&format!("content=\"{PUZZLE}\"")), "{page}");
     }
 }

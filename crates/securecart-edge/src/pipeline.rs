@@ -196,7 +196,6 @@ struct RequestSummary {
 }
 
 impl<'p> Outcome<'p> {
-    /// The edge refuses the request.
     /// The edge's own answer to a request, by a stage before the rules.
     fn answered(rule: &'p str, action: &'static str, response: Response<EdgeBody>) -> Self {
         Self {
@@ -211,6 +210,7 @@ impl<'p> Outcome<'p> {
         }
     }
 
+    /// The edge refuses the request.
     fn refused(rule: &'p str, action: &'static str, error: EdgeError) -> Self {
         Self {
             rule,
@@ -277,11 +277,25 @@ impl Pipeline {
                 .then(|| response.headers().get(header::UPGRADE).cloned())
                 .flatten();
             forward::remove_hop_by_hop(response.headers_mut());
+            // The web ACL's own answers (a puzzle bound to one client, its page's policy)
+            // keep their caching and policy whatever the listener's headers say.
+            let own = (outcome.rule == "waf").then(|| {
+                [header::CACHE_CONTROL, header::CONTENT_SECURITY_POLICY].map(|name| {
+                    response
+                        .headers()
+                        .get(&name)
+                        .cloned()
+                        .map(|value| (name, value))
+                })
+            });
             for name in self.remove_response_headers.iter() {
                 response.headers_mut().remove(name);
             }
             for (name, value) in self.response_headers.iter() {
                 response.headers_mut().insert(name.clone(), value.clone());
+            }
+            for (name, value) in own.into_iter().flatten().flatten() {
+                response.headers_mut().insert(name, value);
             }
             if let Some(protocol) = switched {
                 forward::keep_upgrade(response.headers_mut(), protocol);
@@ -483,8 +497,8 @@ impl Pipeline {
                 .await
                 {
                     Ok(crate::waf::Inspected::Request(request)) => request,
-                    Ok(crate::waf::Inspected::Answer(response)) => {
-                        return Outcome::answered("waf", "challenge", response);
+                    Ok(crate::waf::Inspected::Answer(action, response)) => {
+                        return Outcome::answered("waf", action, response);
                     }
                     Err(error) => return Outcome::refused("waf", "", error),
                 },

@@ -482,8 +482,9 @@ impl WafConfig {
 pub enum Inspected {
     /// The request, to go on with.
     Request(Request<InspectedBody>),
-    /// The edge's own answer: a challenge rule's, or the answer to a challenge's solution.
-    Answer(Response<EdgeBody>),
+    /// The edge's own answer, with its action for the access log: a challenge rule's
+    /// (`challenge`), or the answer to a challenge's solution (`challenge-solution`).
+    Answer(&'static str, Response<EdgeBody>),
 }
 
 /// Runs the web ACL on a request of `client` (over TLS if `secure`) with the trace context
@@ -514,7 +515,7 @@ pub async fn inspect(
             body_timeout,
         )
         .await;
-        return Ok(Inspected::Answer(answer));
+        return Ok(Inspected::Answer("challenge-solution", answer));
     }
     let (parts, body) = request.into_parts();
     let (body, read, unread) = if body.is_end_stream() {
@@ -627,7 +628,14 @@ pub async fn inspect(
             RuleAction::Allow => "allow",
             RuleAction::Block => "block",
             RuleAction::Count => "count",
-            RuleAction::Challenge(_) => "challenge",
+            // The challenge that stopped the request, or one its token passed.
+            RuleAction::Challenge(_)
+                if verdict.challenge
+                    && verdict.terminating_rule.as_deref() == Some(rule.as_str()) =>
+            {
+                "challenge"
+            }
+            RuleAction::Challenge(_) => "challenge_passed",
         };
         record(rule, action, &evidence.field, &evidence.data);
     }
@@ -674,7 +682,7 @@ pub async fn inspect(
     if verdict.challenge {
         let answer =
             crate::challenge::answer(&waf.token_key, &parts.method, &parts.headers, client, host);
-        return Ok(Inspected::Answer(answer));
+        return Ok(Inspected::Answer("challenge", answer));
     }
     if verdict.blocked {
         return Err(EdgeError::Blocked(

@@ -843,12 +843,19 @@ async fn a_challenge_rule_lets_through_the_clients_that_solved_its_puzzle() {
     assert_eq!(challenged.header("cache-control"), Some("no-store"));
     let text = challenged.text();
     let puzzle = text
-        .split("var puzzle = \"")
+        .split("<meta name=\"securecart-puzzle\" content=\"")
         .nth(1)
         .and_then(|rest| rest.split('"').next())
         .expect("the page's puzzle")
         .to_owned();
-    assert!(text.contains(SOLUTION_PATH), "{text}");
+    // Its script is allowed by its hash alone.
+    assert!(
+        challenged
+            .header("content-security-policy")
+            .is_some_and(|policy| policy.contains("script-src 'sha256-")),
+        "{:?}",
+        challenged.headers
+    );
     // A request that is no page load (an API call, a POST): 202 alone.
     let api = client.get(&page).await;
     assert_eq!((api.status.as_u16(), api.body.len()), (202, 0));
@@ -878,6 +885,18 @@ async fn a_challenge_rule_lets_through_the_clients_that_solved_its_puzzle() {
         assert_eq!(refused.header("set-cookie"), None);
     }
     assert_eq!(client.get(&solution_url).await.status, 405);
+    // The puzzle was given to this client's address: another's right solution of it
+    // earns nothing.
+    let mut other = TestClient::http1_from("127.0.0.2".parse().expect("address"));
+    let foreign = other
+        .send(
+            http::Method::POST,
+            &solution_url,
+            &form,
+            &format!("puzzle={puzzle}&solution={solution}"),
+        )
+        .await;
+    assert_eq!(foreign.status, 403, "{}", foreign.text());
     let redeemed = client
         .send(
             http::Method::POST,
@@ -920,17 +939,92 @@ async fn a_challenge_rule_lets_through_the_clients_that_solved_its_puzzle() {
     assert_eq!(refused.status, 202);
     assert_eq!(reached.load(Ordering::SeqCst), 3);
 
-    // Each challenge answered is counted and sampled as the rule's.
+    // The rule's matches are counted: the challenges answered, and those a token passed.
     let metrics = client
         .get(&format!("http://{}/metrics", edge.admin))
         .await
         .text();
+    for action in ["challenge", "challenge_passed"] {
+        assert!(
+            metrics
+                .lines()
+                .any(|line| line.contains("rule=\"account-pages\"")
+                    && line.contains(&format!("action=\"{action}\""))),
+            "{action}: {metrics}"
+        );
+    }
+    edge.shutdown().await;
+    upstream.stop().await;
+}
+
+/// Over TLS, the token's cookie is `Secure`: a browser never sends it over plain http.
+#[tokio::test]
+async fn a_token_earned_over_tls_is_a_secure_cookie() {
+    use securecart_edge::tls::{TlsConfig, self_signed};
+    use securecart_waf::challenge::{SOLUTION_PATH, TOKEN_COOKIE, solve};
+    use securecart_waf::{Rule, RuleAction, Statement, WebAcl};
+
+    let (upstream, _) = start_upstream().await;
+    let certificate = self_signed(&["shop.example".to_owned()]).expect("a certificate");
+    let mut config = common::one_listener("app", vec![upstream.address]);
+    config.listeners[0].tls = Some(TlsConfig {
+        certificates: vec![certificate.clone()],
+        client_auth: Default::default(),
+        policy: Default::default(),
+    });
+    let everything = Rule {
+        id: "everything".to_owned(),
+        priority: 1,
+        statement: Statement::Not(Box::new(Statement::IpSet {
+            networks: Vec::new(),
+            forwarded: None,
+        })),
+        action: RuleAction::Challenge(300),
+        labels: Vec::new(),
+        response: None,
+        score: 0,
+    };
+    config.listeners[0].waf = Some(WafConfig::with_acl(Arc::new(WebAcl::new(
+        vec![everything],
+        false,
+    ))));
+    let edge = RunningEdge::start(config, "https").await;
+    let address: SocketAddr = edge
+        .url
+        .trim_start_matches("https://")
+        .parse()
+        .expect("address");
+    // The edge under test signs with this process's key: a puzzle made here is its own.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs();
+    let puzzle = securecart_edge::challenge::process_key().puzzle(
+        now,
+        "127.0.0.1".parse().expect("address"),
+        "shop.example",
+    );
+    let body = format!("puzzle={puzzle}&solution={}", solve(&puzzle));
+    let answer = securecart_testkit::tls_send(
+        address,
+        "shop.example",
+        &certificate.chain,
+        securecart_testkit::TlsRequest {
+            method: http::Method::POST,
+            path: SOLUTION_PATH,
+            headers: &[("content-type", "application/x-www-form-urlencoded")],
+            body: &body,
+        },
+        &[b"http/1.1"],
+        false,
+    )
+    .await
+    .expect("an answer over TLS");
+    assert_eq!(answer.reply.status, 204, "{}", answer.reply.text());
+    let cookie = answer.reply.header("set-cookie").expect("the token");
     assert!(
-        metrics
-            .lines()
-            .any(|line| line.contains("rule=\"account-pages\"")
-                && line.contains("action=\"challenge\"")),
-        "{metrics}"
+        cookie.starts_with(&format!("{TOKEN_COOKIE}=")) && cookie.ends_with("; Secure"),
+        "{cookie}"
     );
     edge.shutdown().await;
     upstream.stop().await;

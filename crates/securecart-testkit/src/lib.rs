@@ -280,6 +280,37 @@ pub async fn tls_get(
     alpn: &[&[u8]],
     tls12_only: bool,
 ) -> Result<TlsReply, String> {
+    let request = TlsRequest {
+        method: Method::GET,
+        path,
+        headers: &[],
+        body: "",
+    };
+    tls_send(address, server_name, trusted_pem, request, alpn, tls12_only).await
+}
+
+/// A request [`tls_send`] sends.
+#[derive(Debug, Clone)]
+pub struct TlsRequest<'a> {
+    /// Its method.
+    pub method: Method,
+    /// Its path (and query).
+    pub path: &'a str,
+    /// Headers besides `Host`.
+    pub headers: &'a [(&'a str, &'a str)],
+    /// Its body.
+    pub body: &'a str,
+}
+
+/// One request over TLS, as [`tls_get`] sends a GET.
+pub async fn tls_send(
+    address: SocketAddr,
+    server_name: &str,
+    trusted_pem: &[u8],
+    sent: TlsRequest<'_>,
+    alpn: &[&[u8]],
+    tls12_only: bool,
+) -> Result<TlsReply, String> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for certificate in rustls_pki_types::CertificateDer::pem_slice_iter(trusted_pem) {
@@ -313,15 +344,19 @@ pub async fn tls_get(
     let agreed = session.alpn_protocol().map(<[u8]>::to_vec);
     let tls_version = session.protocol_version();
     let io = hyper_util::rt::TokioIo::new(tls);
-    let uri = format!("https://{server_name}{path}");
+    let uri = format!("https://{server_name}{}", sent.path);
     let response = if agreed.as_deref() == Some(b"h2") {
         let (mut sender, connection) =
             hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
                 .await
                 .map_err(|error| error.to_string())?;
         tokio::spawn(connection);
-        let request = Request::get(uri)
-            .body(Full::new(Bytes::new()))
+        let mut request = Request::builder().method(sent.method.clone()).uri(uri);
+        for (name, value) in sent.headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(sent.body.to_owned())))
             .map_err(|error| error.to_string())?;
         sender
             .send_request(request)
@@ -332,9 +367,15 @@ pub async fn tls_get(
             .await
             .map_err(|error| error.to_string())?;
         tokio::spawn(connection);
-        let request = Request::get(path)
-            .header("host", server_name)
-            .body(Full::new(Bytes::new()))
+        let mut request = Request::builder()
+            .method(sent.method.clone())
+            .uri(sent.path)
+            .header("host", server_name);
+        for (name, value) in sent.headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(sent.body.to_owned())))
             .map_err(|error| error.to_string())?;
         sender
             .send_request(request)

@@ -2086,4 +2086,16 @@ fn a_challenge_rule_takes_its_immunity_time_or_aws_wafs_default() {
         action(&with("immunity_seconds = 300\n", "")),
         RuleAction::Challenge(securecart_waf::challenge::DEFAULT_IMMUNITY)
     );
+    // A managed rule may be set to challenge, with the default immunity time.
+    let text = with(
+        "managed_priority = 500",
+        "managed_priority = 500\ngroup_overrides = { sql-injection = { rule_actions = { SC-SQLI-003 = \"challenge\" } } }",
+    );
+    let loaded = parse(&text, "t.toml").expect("a challenge override");
+    let waf = loaded.topology.edge.waf.as_ref().expect("a web ACL");
+    let (_, tuned) = waf.overrides.groups.first().expect("the group's override");
+    assert_eq!(
+        tuned.rule_actions,
+        [("SC-SQLI-003".to_owned(), RuleAction::Challenge(300))]
+    );
 }

@@ -2,7 +2,7 @@
 //! token gets a page whose script solves a small proof of work and comes back with it for
 //! a token (a cookie), which the rule then accepts for its immunity time. A browser does
 //! this unseen, in a fraction of a second; a script that does not run JavaScript never
-//! gets past, and one that does pays for each address it sends from.
+//! gets past, and one that does pays in work for each token.
 //!
 //! Everything is signed with one key (HMAC-SHA256), so the edge keeps no state per
 //! client:
@@ -12,9 +12,12 @@
 //!   [`PUZZLE_LIFETIME`], from the address it was given to.
 //! - its **solution** is a number `n` such that SHA-256 of `PUZZLE:n` starts with
 //!   [`DIFFICULTY`] zero bits: about 65,000 hashes to find, one to check.
-//! - a **token** says when its puzzle was solved, bound to the host (not to the address,
-//!   so that a shopper whose address changes keeps it): `SOLVED.MAC`. A rule accepts it
-//!   for as long as its immunity time says.
+//! - a **token** says when its puzzle was issued, bound to the host (not to the address,
+//!   so that a shopper whose address changes keeps it, as AWS WAF's tokens are):
+//!   `ISSUED.MAC`. A rule accepts it for as long as its immunity time says, counted from
+//!   the puzzle's issue, so that redeeming a solution again earns no later token. A token
+//!   is good from any address while it lasts: the proof of work is paid per puzzle, and
+//!   each puzzle is given to one address.
 //!
 //! Edges that share a key accept each other's tokens (`securecart up` gives its regions'
 //! edges one).
@@ -37,6 +40,10 @@ pub const DIFFICULTY: u32 = 16;
 /// How long a puzzle may be solved for after it was issued, in seconds.
 pub const PUZZLE_LIFETIME: u64 = 300;
 
+/// How far ahead of this edge's clock a token may be dated (another edge's clock), in
+/// seconds.
+const FUTURE_TOLERANCE: u64 = 60;
+
 /// How long a challenge rule accepts a token by default (AWS WAF's default immunity time),
 /// in seconds.
 pub const DEFAULT_IMMUNITY: u32 = 300;
@@ -48,7 +55,7 @@ pub enum TokenState {
     Absent,
     /// A token not signed by this key or not for this host, or malformed.
     Invalid,
-    /// A token whose puzzle was solved this many seconds ago.
+    /// A token whose puzzle was issued this many seconds ago.
     Solved(u64),
 }
 
@@ -193,14 +200,16 @@ impl TokenKey {
         if !solves(puzzle, solution) {
             return Err(Refusal::Wrong);
         }
-        Ok(self.token(now, host))
+        // Dated when the puzzle was issued: solving one again (or redeeming its solution
+        // again) earns no later token.
+        Ok(self.token(issued, host))
     }
 
-    /// A token for a puzzle solved at `solved` on `host`.
-    pub fn token(&self, solved: u64, host: &str) -> String {
-        let solved = solved.to_string();
-        let mac = self.sign("token", &[solved.as_bytes(), host.as_bytes()]);
-        format!("{solved}.{}", BASE64.encode(mac.as_ref()))
+    /// A token for a puzzle issued at `issued` on `host`.
+    pub fn token(&self, issued: u64, host: &str) -> String {
+        let issued = issued.to_string();
+        let mac = self.sign("token", &[issued.as_bytes(), host.as_bytes()]);
+        format!("{issued}.{}", BASE64.encode(mac.as_ref()))
     }
 
     /// What `token` (none: the request has none) says on `host` at `now`.
@@ -208,19 +217,22 @@ impl TokenKey {
         let Some(token) = token else {
             return TokenState::Absent;
         };
-        let Some((solved, mac)) = std::str::from_utf8(token)
+        let Some((issued, mac)) = std::str::from_utf8(token)
             .ok()
             .and_then(|token| token.split_once('.'))
         else {
             return TokenState::Invalid;
         };
-        if !self.verify(mac, "token", &[solved.as_bytes(), host.as_bytes()]) {
+        if !self.verify(mac, "token", &[issued.as_bytes(), host.as_bytes()]) {
             return TokenState::Invalid;
         }
-        match solved.parse::<u64>() {
-            // A token from a clock a little ahead is as good as new.
-            Ok(solved) => TokenState::Solved(now.saturating_sub(solved)),
-            Err(_) => TokenState::Invalid,
+        match issued.parse::<u64>() {
+            // A token from a clock a little ahead (another edge's) is as good as new; one
+            // from further ahead is not taken, lest it last that much longer.
+            Ok(issued) if issued <= now.saturating_add(FUTURE_TOLERANCE) => {
+                TokenState::Solved(now.saturating_sub(issued))
+            }
+            _ => TokenState::Invalid,
         }
     }
 }
@@ -331,7 +343,29 @@ mod tests {
         }
         // The token: its age, on its host and key only, from any address.
         let read = |token: &str, host: &str| key.read(Some(token.as_bytes()), 1_100, host);
-        assert_eq!(read(&token, "shop.example"), TokenState::Solved(90));
+        // Its age counts from the puzzle's issue: solving it again earns no later token.
+        assert_eq!(read(&token, "shop.example"), TokenState::Solved(100));
+        assert_eq!(
+            key.redeem(&puzzle, &solution, 1_200, client, "shop.example"),
+            Ok(token.clone())
+        );
+        // A token dated more than a minute ahead of the clock is not taken.
+        assert_eq!(
+            key.read(
+                Some(key.token(1_161, "shop.example").as_bytes()),
+                1_100,
+                "shop.example"
+            ),
+            TokenState::Invalid
+        );
+        assert_eq!(
+            key.read(
+                Some(key.token(1_160, "shop.example").as_bytes()),
+                1_100,
+                "shop.example"
+            ),
+            TokenState::Solved(0)
+        );
         assert_eq!(read(&token, "evil.example"), TokenState::Invalid);
         assert_eq!(
             TokenKey::new(b"other").read(Some(token.as_bytes()), 1_100, "shop.example"),

@@ -541,9 +541,19 @@ impl<'a> Inspection<'a> {
             Field::Body => !self.body.is_empty() && each(self.body),
             Field::BodyFields => {
                 self.read.fields.iter().any(|value| each(value.as_bytes()))
-                    || self.read.json.as_ref().is_some_and(|json| {
-                        json.entries.iter().any(|entry| each(entry.text.as_bytes()))
-                    })
+                    || self
+                        .read
+                        .json
+                        .as_ref()
+                        .and_then(Option::as_ref)
+                        .is_some_and(|json| {
+                            json.nodes.iter().any(|node| {
+                                [&node.key, &node.text]
+                                    .into_iter()
+                                    .flatten()
+                                    .any(|text| each(text.as_bytes()))
+                            })
+                        })
             }
             Field::BodyField(name) => {
                 // A multipart body's names are its parts', a form's among its fields.
@@ -577,17 +587,21 @@ impl<'a> Inspection<'a> {
         // Read once: when its content type said JSON, with the body, else at the first
         // question of a JSON field.
         let json = match &self.read.json {
-            Some(json) => Some(json),
+            Some(read) => read.as_ref(),
             None => self.json.get_or_init(|| JsonBody::read(self.body)).as_ref(),
         };
         let Some(json) = json else {
             return each(self.body);
         };
-        json.entries
-            .iter()
-            .filter(|entry| entry.key == keys)
-            .filter(|entry| pointer.is_none_or(|pointer| json.under(entry, pointer)))
-            .any(|entry| each(entry.text.as_bytes()))
+        let subtrees = match pointer {
+            None => vec![&json.nodes[..]],
+            Some(pointer) => json.under(pointer),
+        };
+        subtrees
+            .into_iter()
+            .flatten()
+            .filter_map(|node| if keys { &node.key } else { &node.text }.as_ref())
+            .any(|text| each(text.as_bytes()))
     }
 
     /// The length of a field (for size constraints): the longest of its values.
@@ -611,9 +625,9 @@ struct ReadBody {
     /// which is not), a form's field names and a multipart body's file names
     /// ([`Field::BodyFields`]).
     fields: Vec<String>,
-    /// A JSON body's keys and values ([`Field::BodyFields`] too), where its content type
-    /// says JSON.
-    json: Option<JsonBody>,
+    /// Where its content type says JSON: the body read as JSON (its keys and values are
+    /// [`Field::BodyFields`]'s too), or none if it is not JSON (then it is in `fields`).
+    json: Option<Option<JsonBody>>,
     /// Each named field whose value is in `fields`: the place of its name (in `names`
     /// for a multipart body, else in `fields`) and of its value ([`Field::BodyField`]).
     named: Vec<(usize, usize)>,
@@ -645,10 +659,11 @@ fn read_body(headers: &HeaderMap, body: &[u8]) -> ReadBody {
             None => read.fields.push(String::from_utf8_lossy(body).into_owned()),
         }
     } else if content_type.contains("json") {
-        match JsonBody::read(body) {
-            Some(json) => read.json = Some(json),
-            None => read.fields.push(String::from_utf8_lossy(body).into_owned()),
+        let json = JsonBody::read(body);
+        if json.is_none() {
+            read.fields.push(String::from_utf8_lossy(body).into_owned());
         }
+        read.json = Some(json);
     } else if content_type.contains("xml") {
         read.fields = xml_fields(body);
     } else {
@@ -912,95 +927,185 @@ fn is_json_pointer(pointer: &str) -> bool {
             .all(|after| after.starts_with(['0', '1']))
 }
 
-/// A JSON body as the fields read it: each key and each string and number, in the
-/// document's order (an object's keys before its members' values), with the JSON pointer
-/// of its place (a key's, its member's).
+/// A JSON body as the fields read it: its values in the document's order (each key, and
+/// each string and number; duplicate keys are kept, as the document has them), each a
+/// node whose subtree follows it, so that the nodes at or under what a JSON pointer names
+/// are one slice. Its memory is linear in the body's length: a node holds its own key, not
+/// its path.
 #[derive(Debug)]
 struct JsonBody {
-    entries: Vec<JsonEntry>,
-    /// Every entry's pointer, one after another, escaped as RFC 6901 says (`~0`, `~1`):
-    /// one allocation for them all.
-    places: Vec<u8>,
+    nodes: Vec<JsonNode>,
 }
 
-/// A key or a value of a JSON body.
+/// A value of a JSON body.
 #[derive(Debug)]
-struct JsonEntry {
-    /// Where its pointer lies in [`JsonBody::places`].
-    place: std::ops::Range<usize>,
-    /// Whether it is a key (else a string's or a number's text).
-    key: bool,
-    /// The key, or the value (a string's without its quotes and escapes).
-    text: String,
+struct JsonNode {
+    /// Its key, as a member of an object.
+    key: Option<String>,
+    /// Its place as an item of an array.
+    index: usize,
+    /// A string's text (without its quotes and escapes) or a number's.
+    text: Option<String>,
+    /// The place after its subtree's last node.
+    end: usize,
 }
 
 impl JsonBody {
-    /// The body read as JSON, if it is a JSON document (walked with a stack of its own;
-    /// `serde_json` refuses documents nested past 128 levels).
+    /// The body read as JSON, if it is a JSON document (`serde_json` refuses documents
+    /// nested past 128 levels).
     fn read(body: &[u8]) -> Option<Self> {
-        let document = serde_json::from_slice::<serde_json::Value>(body).ok()?;
-        let mut json = JsonBody {
-            entries: Vec::new(),
-            places: Vec::new(),
-        };
-        let mut pending = vec![(0..0, &document)];
-        while let Some((place, value)) = pending.pop() {
-            let text = match value {
-                serde_json::Value::String(text) => text.clone(),
-                serde_json::Value::Number(number) => number.to_string(),
-                // Pushed in reverse, to come off the stack in order.
-                serde_json::Value::Array(items) => {
-                    for (index, item) in items.iter().enumerate().rev() {
-                        let segment = index.to_string();
-                        pending.push((json.place(&place, &segment), item));
-                    }
-                    continue;
-                }
-                serde_json::Value::Object(members) => {
-                    let first = pending.len();
-                    for (key, item) in members {
-                        let member = json.place(&place, key);
-                        json.entries.push(JsonEntry {
-                            place: member.clone(),
-                            key: true,
-                            text: key.clone(),
-                        });
-                        pending.push((member, item));
-                    }
-                    pending[first..].reverse();
-                    continue;
-                }
-                serde_json::Value::Bool(_) | serde_json::Value::Null => continue,
-            };
-            json.entries.push(JsonEntry {
-                place,
-                key: false,
-                text,
-            });
+        use serde::de::DeserializeSeed as _;
+        let mut nodes = Vec::new();
+        let mut document = serde_json::Deserializer::from_slice(body);
+        JsonVisit {
+            nodes: &mut nodes,
+            key: None,
+            index: 0,
         }
-        Some(json)
+        .deserialize(&mut document)
+        .ok()?;
+        document.end().ok()?;
+        Some(Self { nodes })
     }
 
-    /// The pointer of the member `segment` (a key, or an index) of the value at `parent`.
-    fn place(&mut self, parent: &std::ops::Range<usize>, segment: &str) -> std::ops::Range<usize> {
-        let start = self.places.len();
-        self.places.extend_from_within(parent.clone());
-        self.places.push(b'/');
-        for byte in segment.bytes() {
-            match byte {
-                b'~' => self.places.extend_from_slice(b"~0"),
-                b'/' => self.places.extend_from_slice(b"~1"),
-                byte => self.places.push(byte),
+    /// The nodes at or under `pointer` (a JSON pointer, RFC 6901), walked down to from
+    /// the root, member by member: each node it names, with its subtree (an object may
+    /// hold a key twice, and a pointer through it names both).
+    fn under(&self, pointer: &str) -> Vec<&[JsonNode]> {
+        let mut named = vec![0];
+        for step in pointer.split('/').skip(1) {
+            let step = step.replace("~1", "/").replace("~0", "~");
+            // An item's place is written in decimal, without leading zeros.
+            let place = (step == "0" || !step.starts_with('0'))
+                .then(|| step.parse::<usize>().ok())
+                .flatten();
+            let mut next = Vec::new();
+            for &parent in &named {
+                let Some(node) = self.nodes.get(parent) else {
+                    continue;
+                };
+                let mut child = parent + 1;
+                while child < node.end {
+                    let candidate = &self.nodes[child];
+                    let matches = match &candidate.key {
+                        Some(key) => *key == step,
+                        None => Some(candidate.index) == place,
+                    };
+                    if matches {
+                        next.push(child);
+                    }
+                    child = candidate.end;
+                }
             }
+            named = next;
         }
-        start..self.places.len()
+        named
+            .into_iter()
+            .filter_map(|at| Some(&self.nodes[at..self.nodes.get(at)?.end]))
+            .collect()
+    }
+}
+
+/// Reads one value of a JSON document into nodes (serde's visitor: the parser calls it as
+/// it reads, and its own depth limit bounds the recursion).
+struct JsonVisit<'n> {
+    nodes: &'n mut Vec<JsonNode>,
+    key: Option<String>,
+    index: usize,
+}
+
+impl JsonVisit<'_> {
+    /// A node of its own, whose subtree the caller reads after it; its place.
+    fn node(&mut self, text: Option<String>) -> usize {
+        self.nodes.push(JsonNode {
+            key: self.key.take(),
+            index: self.index,
+            text,
+            end: self.nodes.len() + 1,
+        });
+        self.nodes.len() - 1
     }
 
-    /// Whether `entry` lies at or under `pointer` (every entry lies under the empty one).
-    fn under(&self, entry: &JsonEntry, pointer: &str) -> bool {
-        self.places[entry.place.clone()]
-            .strip_prefix(pointer.as_bytes())
-            .is_some_and(|rest| rest.is_empty() || rest[0] == b'/')
+    /// A leaf: a string, a number, `true`, `false` or `null`.
+    fn leaf<E>(mut self, text: Option<String>) -> Result<(), E> {
+        self.node(text);
+        Ok(())
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for JsonVisit<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, document: D) -> Result<(), D::Error> {
+        document.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for JsonVisit<'_> {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        self.leaf(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.leaf(None)
+    }
+
+    fn visit_i64<E>(self, number: i64) -> Result<(), E> {
+        self.leaf(Some(number.to_string()))
+    }
+
+    fn visit_u64<E>(self, number: u64) -> Result<(), E> {
+        self.leaf(Some(number.to_string()))
+    }
+
+    fn visit_f64<E>(self, number: f64) -> Result<(), E> {
+        // As `serde_json` writes it (`1e300`, not three hundred digits).
+        let text = serde_json::Number::from_f64(number).map(|number| number.to_string());
+        self.leaf(text)
+    }
+
+    fn visit_str<E>(self, text: &str) -> Result<(), E> {
+        self.leaf(Some(text.to_owned()))
+    }
+
+    fn visit_string<E>(self, text: String) -> Result<(), E> {
+        self.leaf(Some(text))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(mut self, mut items: A) -> Result<(), A::Error> {
+        let at = self.node(None);
+        let mut index = 0;
+        while items
+            .next_element_seed(JsonVisit {
+                nodes: &mut *self.nodes,
+                key: None,
+                index,
+            })?
+            .is_some()
+        {
+            index += 1;
+        }
+        self.nodes[at].end = self.nodes.len();
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(mut self, mut members: A) -> Result<(), A::Error> {
+        let at = self.node(None);
+        while let Some(key) = members.next_key::<String>()? {
+            members.next_value_seed(JsonVisit {
+                nodes: &mut *self.nodes,
+                key: Some(key),
+                index: 0,
+            })?;
+        }
+        self.nodes[at].end = self.nodes.len();
+        Ok(())
     }
 }
 
@@ -1152,13 +1257,19 @@ mod tests {
             let values = |name: &str| values(&inspection, &field(name));
             assert_eq!(
                 values("json_values"),
-                // serde_json's maps are ordered by key.
-                ["escaped", "not under /items", "2", "W-1", "x", "W-2"],
+                ["W-1", "2", "W-2", "x", "escaped", "not under /items"],
                 "{content_type}"
             );
             assert_eq!(values("json_values:"), values("json_values"));
-            assert_eq!(values("json_values:/items"), ["2", "W-1", "x", "W-2"]);
-            assert_eq!(values("json_values:/items/1"), ["x", "W-2"]);
+            assert_eq!(values("json_values:/items"), ["W-1", "2", "W-2", "x"]);
+            assert_eq!(values("json_values:/items/1"), ["W-2", "x"]);
+            // An item's place is a decimal number without leading zeros.
+            for missing in ["/items/01", "/items/2", "/items/-", "/items/sku", "/paid/0"] {
+                assert!(
+                    values(&format!("json_values:{missing}")).is_empty(),
+                    "{missing}"
+                );
+            }
             assert_eq!(values("json_values:/items/0/sku"), ["W-1"]);
             // A pointer names whole steps: `/item` is not `/items`'s start.
             assert_eq!(values("json_values:/item"), ["not under /items"]);
@@ -1168,12 +1279,12 @@ mod tests {
             assert_eq!(
                 values("json_keys"),
                 [
-                    "a/b", "item", "items", "paid", "c~d", "qty", "sku", "note", "sku"
+                    "items", "sku", "qty", "sku", "note", "a/b", "c~d", "item", "paid"
                 ]
             );
             assert_eq!(
                 values("json_keys:/items"),
-                ["items", "qty", "sku", "note", "sku"]
+                ["items", "sku", "qty", "sku", "note"]
             );
             assert_eq!(values("json_keys:/a~1b"), ["a/b", "c~d"]);
             assert_eq!(inspection.size(&field("json_values:/items")), 3);
@@ -1186,6 +1297,29 @@ mod tests {
         let text = String::from_utf8_lossy(broken);
         assert_eq!(values(&inspection, &field("json_values:/q")), [&*text]);
         assert_eq!(values(&inspection, &field("json_keys")), [&*text]);
+        // Duplicate keys are all read, as the document has them.
+        let twice = br#"{"q": "1' OR '1'='1", "q": "x"}"#;
+        let inspection = Inspection::new("POST", "/", None, &headers, twice, false, client);
+        assert_eq!(
+            values(&inspection, &field("json_values:/q")),
+            ["1' OR '1'='1", "x"]
+        );
+        assert_eq!(values(&inspection, &field("json_keys")), ["q", "q"]);
+        // What is kept is linear in the body: a node holds its key, not its path (a key
+        // of 4,000 `~`, each two bytes in a pointer, over 2,000 items would take 16 MB as
+        // paths).
+        let deep = format!("{{\"{}\": [{}0]}}", "~".repeat(4000), "0,".repeat(2000));
+        let json = JsonBody::read(deep.as_bytes()).expect("JSON");
+        let kept: usize = json
+            .nodes
+            .iter()
+            .map(|node| {
+                node.key.as_ref().map_or(0, String::len) + node.text.as_ref().map_or(0, String::len)
+            })
+            .sum();
+        assert!(kept <= deep.len(), "{kept} bytes kept of {}", deep.len());
+        let last = json.under(&format!("/{}/2000", "~0".repeat(4000)));
+        assert_eq!(last.iter().map(|nodes| nodes.len()).sum::<usize>(), 1);
         // An empty body has none.
         let inspection = Inspection::new("POST", "/", None, &headers, b"", false, client);
         assert!(values(&inspection, &field("json_values")).is_empty());
@@ -1267,17 +1401,16 @@ mod tests {
         }
         assert_eq!(
             values(&inspection, &Field::BodyFields),
-            // serde_json's maps are ordered by key; an object's keys come before its
-            // members' values.
+            // In the document's order.
             [
                 "name",
-                "nested",
-                "tags",
                 "O'Brien",
-                "deep",
-                "x",
+                "tags",
                 "<b>new</b>",
-                "3"
+                "3",
+                "nested",
+                "deep",
+                "x"
             ]
         );
         assert_eq!(inspection.size(&Field::Body), body.len());
