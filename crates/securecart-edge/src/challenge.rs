@@ -223,8 +223,8 @@ const PAGE: &str = r#"<!doctype html>
 /// The page's script. It counts `n` up from 0 until SHA-256 of `PUZZLE:n` starts with
 /// `DIFFICULTY` zero bits, in slices that leave the page responsive, posts the solution,
 /// and loads the page again with the token the answer set. A browser that keeps no
-/// cookie would be challenged again at every load: the script stops after three tries in a
-/// minute (counted in `sessionStorage`) and says why.
+/// cookie would be challenged again at every load: after three tries within a minute
+/// (counted in `sessionStorage`), the script stops and says why, until the minute is over.
 const SCRIPT_TEMPLATE: &str = r#"
 (function () {
   "use strict";
@@ -280,17 +280,19 @@ const SCRIPT_TEMPLATE: &str = r#"
   function failed() {
     say("The browser check did not finish: load the page again.");
   }
-  // How many times this tab met the challenge in the last minute, this one included.
-  function tries() {
+  // Whether this tab may try again: it met the challenge fewer than three times in the
+  // last minute. A try is counted when it starts, a refusal is not.
+  function mayTry() {
     try {
       var now = Date.now(), seen = JSON.parse(sessionStorage.getItem("securecart-challenge") || "[]");
       seen = seen.filter(function (at) { return now - at < 60000; });
+      if (seen.length >= 3) return false;
       seen.push(now);
       sessionStorage.setItem("securecart-challenge", JSON.stringify(seen));
-      return seen.length;
     } catch (e) {
-      return 1;
+      // Without storage, nothing is counted.
     }
+    return true;
   }
   var tried = 0;
   function work() {
@@ -311,8 +313,8 @@ const SCRIPT_TEMPLATE: &str = r#"
   }
   if (!navigator.cookieEnabled) {
     say("This shop needs a cookie to check that a browser is visiting: allow cookies and load the page again.");
-  } else if (tries() > 3) {
-    say("The browser did not keep the shop's cookie, so the check cannot finish: allow cookies for this site and load the page again.");
+  } else if (!mayTry()) {
+    say("The browser did not keep the shop's cookie, so the check cannot finish: allow cookies for this site, wait a minute and load the page again.");
   } else {
     work();
   }

@@ -277,25 +277,27 @@ impl Pipeline {
                 .then(|| response.headers().get(header::UPGRADE).cloned())
                 .flatten();
             forward::remove_hop_by_hop(response.headers_mut());
-            // The web ACL's own answers (a puzzle bound to one client, its page's policy)
-            // keep their caching and policy whatever the listener's headers say.
-            let own = (outcome.rule == "waf").then(|| {
-                [header::CACHE_CONTROL, header::CONTENT_SECURITY_POLICY].map(|name| {
-                    response
-                        .headers()
-                        .get(&name)
-                        .cloned()
-                        .map(|value| (name, value))
-                })
-            });
+            // The web ACL's challenge answers (a puzzle bound to one client, its page's
+            // policy) keep their caching and policy whatever the listener's headers say.
+            let own =
+                (outcome.rule == "waf" && outcome.action.starts_with("challenge")).then(|| {
+                    [header::CACHE_CONTROL, header::CONTENT_SECURITY_POLICY].map(|name| {
+                        let values: Vec<HeaderValue> =
+                            response.headers().get_all(&name).iter().cloned().collect();
+                        (name, values)
+                    })
+                });
             for name in self.remove_response_headers.iter() {
                 response.headers_mut().remove(name);
             }
             for (name, value) in self.response_headers.iter() {
                 response.headers_mut().insert(name.clone(), value.clone());
             }
-            for (name, value) in own.into_iter().flatten().flatten() {
-                response.headers_mut().insert(name, value);
+            for (name, values) in own.into_iter().flatten() {
+                response.headers_mut().remove(&name);
+                for value in values {
+                    response.headers_mut().append(name.clone(), value);
+                }
             }
             if let Some(protocol) = switched {
                 forward::keep_upgrade(response.headers_mut(), protocol);

@@ -586,9 +586,10 @@ pub async fn inspect(
     let mut record = |rule: &str, action: &'static str, field: &str, data: &str| {
         metrics.waf_match(&waf.name, rule, action);
         let data = redact(field, data, &parts.headers, redaction);
-        // A rule that let the request through is in its log line (when the logging
-        // filters keep one), not among the samples of what was blocked or counted.
-        if action == "allow" {
+        // A rule that let the request through (an allow, or a challenge its token passed)
+        // is in its log line (when the logging filters keep one), not among the samples
+        // of what was blocked or counted.
+        if action == "allow" || action == "challenge_passed" {
             logged.push(Logged {
                 rule: rule.to_owned(),
                 action,

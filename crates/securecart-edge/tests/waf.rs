@@ -821,11 +821,21 @@ async fn a_challenge_rule_lets_through_the_clients_that_solved_its_puzzle() {
         response: None,
         score: 0,
     }];
-    let edge = start_edge(
-        upstream.address,
-        WafConfig::with_acl(Arc::new(WebAcl::new(rules, false))),
-    )
-    .await;
+    // The listener's own headers would let its answers be stored and limit scripts: not
+    // the challenge's.
+    let mut config = common::one_listener("app", vec![upstream.address]);
+    config.listeners[0].waf = Some(WafConfig::with_acl(Arc::new(WebAcl::new(rules, false))));
+    config.listeners[0].response_headers = vec![
+        (
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("public, max-age=600"),
+        ),
+        (
+            http::header::CONTENT_SECURITY_POLICY,
+            http::HeaderValue::from_static("script-src 'self'"),
+        ),
+    ];
+    let edge = RunningEdge::start(config, "http").await;
     let mut client = TestClient::http1();
     let page = format!("{}/account/orders", edge.url);
     let html = [("accept", "text/html,application/xhtml+xml,*/*;q=0.8")];
@@ -833,6 +843,7 @@ async fn a_challenge_rule_lets_through_the_clients_that_solved_its_puzzle() {
     // Elsewhere, nothing is asked.
     let home = client.get(&format!("{}/", edge.url)).await;
     assert_eq!(home.status, 200);
+    assert_eq!(home.header("cache-control"), Some("public, max-age=600"));
     // A page load: 202 and the page, never stored.
     let challenged = client.send(http::Method::GET, &page, &html, "").await;
     assert_eq!(challenged.status, 202);

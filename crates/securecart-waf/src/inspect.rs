@@ -976,9 +976,10 @@ impl JsonBody {
         for step in pointer.split('/').skip(1) {
             let step = step.replace("~1", "/").replace("~0", "~");
             // An item's place is written in decimal, without leading zeros.
-            let place = (step == "0" || !step.starts_with('0'))
-                .then(|| step.parse::<usize>().ok())
-                .flatten();
+            let place = (step == "0"
+                || !step.starts_with('0') && step.bytes().all(|byte| byte.is_ascii_digit()))
+            .then(|| step.parse::<usize>().ok())
+            .flatten();
             let mut next = Vec::new();
             for &parent in &named {
                 let Some(node) = self.nodes.get(parent) else {
@@ -1264,7 +1265,14 @@ mod tests {
             assert_eq!(values("json_values:/items"), ["W-1", "2", "W-2", "x"]);
             assert_eq!(values("json_values:/items/1"), ["W-2", "x"]);
             // An item's place is a decimal number without leading zeros.
-            for missing in ["/items/01", "/items/2", "/items/-", "/items/sku", "/paid/0"] {
+            for missing in [
+                "/items/01",
+                "/items/+1",
+                "/items/2",
+                "/items/-",
+                "/items/sku",
+                "/paid/0",
+            ] {
                 assert!(
                     values(&format!("json_values:{missing}")).is_empty(),
                     "{missing}"
