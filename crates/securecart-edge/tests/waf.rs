@@ -824,7 +824,11 @@ async fn a_challenge_rule_lets_through_the_clients_that_solved_its_puzzle() {
     // The listener's own headers would let its answers be stored and limit scripts: not
     // the challenge's.
     let mut config = common::one_listener("app", vec![upstream.address]);
-    config.listeners[0].waf = Some(WafConfig::with_acl(Arc::new(WebAcl::new(rules, false))));
+    // 127.0.0.3 is another region's edge, fetching through this one as its shield.
+    config.listeners[0].waf = Some(WafConfig {
+        peers: Arc::new(["127.0.0.3".parse().expect("address")]),
+        ..WafConfig::with_acl(Arc::new(WebAcl::new(rules, false)))
+    });
     config.listeners[0].response_headers = vec![
         (
             http::header::CACHE_CONTROL,
@@ -949,6 +953,14 @@ async fn a_challenge_rule_lets_through_the_clients_that_solved_its_puzzle() {
         .await;
     assert_eq!(refused.status, 202);
     assert_eq!(reached.load(Ordering::SeqCst), 3);
+    // Another region's edge needs no token.
+    let mut peer = TestClient::http1_from("127.0.0.3".parse().expect("address"));
+    let fetched = peer.send(http::Method::GET, &page, &html, "").await;
+    assert_eq!(
+        (fetched.status.as_u16(), fetched.text()),
+        (200, "reached".to_owned())
+    );
+    assert_eq!(reached.load(Ordering::SeqCst), 4);
 
     // The rule's matches are counted: the challenges answered, and those a token passed.
     let metrics = client

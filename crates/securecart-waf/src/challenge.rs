@@ -57,6 +57,10 @@ pub enum TokenState {
     Invalid,
     /// A token whose puzzle was issued this many seconds ago.
     Solved(u64),
+    /// No token, from a client the edge trusts to need none (another region's edge,
+    /// fetching through this one as its origin shield on behalf of clients its own web
+    /// ACL saw).
+    Trusted,
 }
 
 impl TokenState {
@@ -70,12 +74,17 @@ impl TokenState {
                 "securecart:token:rejected:expired"
             }
             TokenState::Solved(_) => "securecart:token:accepted",
+            TokenState::Trusted => "securecart:token:trusted",
         }
     }
 
     /// Whether a rule whose immunity time is `immunity` seconds accepts it.
     pub fn accepted(self, immunity: u32) -> bool {
-        matches!(self, TokenState::Solved(age) if age <= u64::from(immunity))
+        match self {
+            TokenState::Solved(age) => age <= u64::from(immunity),
+            TokenState::Trusted => true,
+            TokenState::Absent | TokenState::Invalid => false,
+        }
     }
 }
 
@@ -399,6 +408,8 @@ mod tests {
             "securecart:token:rejected:expired"
         );
         assert!(!TokenState::Absent.accepted(300));
+        assert!(TokenState::Trusted.accepted(60));
+        assert_eq!(TokenState::Trusted.label(60), "securecart:token:trusted");
         // A solution is a short decimal number.
         for refused in ["", "-1", "1e3", "00000000000000001"] {
             assert!(!solves(&puzzle, refused), "{refused}");

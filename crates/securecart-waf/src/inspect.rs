@@ -363,6 +363,13 @@ impl<'a> Inspection<'a> {
         self
     }
 
+    /// The inspection of a request from a client trusted to need no token (another
+    /// region's edge): challenge rules let it through.
+    pub fn trusted(self) -> Self {
+        self.token.set(Some(crate::challenge::TokenState::Trusted));
+        self
+    }
+
     /// What the request's token (its first [`crate::challenge::TOKEN_COOKIE`]) says.
     pub fn token(&self) -> crate::challenge::TokenState {
         if let Some(state) = self.token.get() {

@@ -153,17 +153,23 @@ pub fn edge_config(
     for listener in &topology.edge.listeners {
         listeners.push((listener, tls_config(listener, region, base)?));
     }
-    // Each web ACL compiled once, for every listener that has it.
+    // Each web ACL compiled once, for every listener that has it. Every region's edge may
+    // fetch through this one as its origin shield.
+    let peers: Vec<std::net::IpAddr> = topology
+        .regions
+        .iter()
+        .map(|region| region.edge.address.ip())
+        .collect();
     let edge_waf = topology
         .edge
         .waf
         .as_ref()
-        .map(|waf| waf_config(securecart_edge::waf::EDGE_ACL, waf));
+        .map(|waf| waf_config(securecart_edge::waf::EDGE_ACL, waf, peers.clone()));
     let named_wafs: Vec<(&str, securecart_edge::waf::WafConfig)> = topology
         .edge
         .web_acls
         .iter()
-        .map(|(name, waf)| (name.as_str(), waf_config(name, waf)))
+        .map(|(name, waf)| (name.as_str(), waf_config(name, waf, peers.clone())))
         .collect();
     let waf_of = |listener: &securecart_topology::Listener| match &listener.web_acl {
         securecart_topology::ListenerWebAcl::Edge => edge_waf.clone(),
@@ -494,7 +500,11 @@ fn failover_groups(topology: &Topology, region: &Region) -> Vec<TargetGroupConfi
 }
 
 /// A web ACL of the topology's (`[edge.waf]`, or one of `[edge.web_acls]`).
-fn waf_config(name: &str, waf: &securecart_topology::EdgeWaf) -> securecart_edge::waf::WafConfig {
+fn waf_config(
+    name: &str,
+    waf: &securecart_topology::EdgeWaf,
+    peers: Vec<std::net::IpAddr>,
+) -> securecart_edge::waf::WafConfig {
     use securecart_waf::managed::{Group, acl_with};
     // The topology has checked the names.
     let groups: Vec<Group> = waf
@@ -553,6 +563,7 @@ fn waf_config(name: &str, waf: &securecart_topology::EdgeWaf) -> securecart_edge
             .as_ref()
             .map_or_else(Default::default, log_filters),
         token_key: token_key(),
+        peers: peers.into(),
     }
 }
 

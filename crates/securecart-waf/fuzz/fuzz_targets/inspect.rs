@@ -1,14 +1,17 @@
 //! The transformations and the detectors on arbitrary bytes: every transformation (each
 //! of `Transform::NAMED`), alone and chained in both orders, and the managed web ACL over
 //! the bytes as a path, a query string, a form body, a JSON body, a multipart body, an XML
-//! body, a header and a cookie, must return without panicking.
+//! body, a header and a cookie, must return without panicking; so must the JSON fields at
+//! a pointer the bytes' first line names, over the rest, and the challenge's reading of
+//! the bytes as a token and as a puzzle and its solution.
 #![no_main]
 
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use securecart_waf::transform::{self, Transform};
-use securecart_waf::{Inspection, WebAcl};
+use securecart_waf::challenge::TokenKey;
+use securecart_waf::{Field, Inspection, WebAcl};
 
 fn acl() -> &'static WebAcl {
     static ACL: OnceLock<WebAcl> = OnceLock::new();
@@ -42,5 +45,23 @@ fuzz_target!(|data: &[u8]| {
         let inspection =
             Inspection::new("POST", &path, Some(&text), &headers, data, false, client);
         let _ = acl().evaluate(&inspection);
+    }
+
+    let headers = http::HeaderMap::new();
+    if let Some((pointer, body)) = text.split_once('\n') {
+        let inspection =
+            Inspection::new("POST", "/", None, &headers, body.as_bytes(), false, client);
+        for name in [format!("json_values:{pointer}"), format!("json_keys:{pointer}")] {
+            if let Some(field) = Field::parse(&name) {
+                let _ = inspection.any_value(&field, |value| value.is_empty());
+                let _ = inspection.size(&field);
+            }
+        }
+    }
+
+    let key = TokenKey::new(b"fuzz");
+    let _ = key.read(Some(data), 1_000_000, "shop.example");
+    if let Some((puzzle, solution)) = text.split_once('&') {
+        let _ = key.redeem(puzzle, solution, 1_000_000, client, "shop.example");
     }
 });
