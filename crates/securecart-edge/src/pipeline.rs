@@ -198,27 +198,27 @@ struct RequestSummary {
 impl<'p> Outcome<'p> {
     /// The edge's own answer to a request, by a stage before the rules.
     fn answered(rule: &'p str, action: &'static str, response: Response<EdgeBody>) -> Self {
-        Self {
-            rule,
-            group: None,
-            action,
-            redirect_url: None,
-            transformed: (None, None),
-            response: Ok(response),
-            stick_to: None,
-            stick_to_target: None,
-        }
+        Self::ended(rule, action, Ok(response))
     }
 
     /// The edge refuses the request.
     fn refused(rule: &'p str, action: &'static str, error: EdgeError) -> Self {
+        Self::ended(rule, action, Err(error))
+    }
+
+    /// A request that went to no target group.
+    fn ended(
+        rule: &'p str,
+        action: &'static str,
+        response: Result<Response<EdgeBody>, EdgeError>,
+    ) -> Self {
         Self {
             rule,
             group: None,
             action,
             redirect_url: None,
             transformed: (None, None),
-            response: Err(error),
+            response,
             stick_to: None,
             stick_to_target: None,
         }

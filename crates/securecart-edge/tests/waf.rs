@@ -902,23 +902,14 @@ async fn a_challenge_rule_lets_through_the_clients_that_solved_its_puzzle() {
     assert_eq!(client.get(&solution_url).await.status, 405);
     // The puzzle was given to this client's address: another's right solution of it
     // earns nothing.
+    let solved = format!("puzzle={puzzle}&solution={solution}");
     let mut other = TestClient::http1_from("127.0.0.2".parse().expect("address"));
     let foreign = other
-        .send(
-            http::Method::POST,
-            &solution_url,
-            &form,
-            &format!("puzzle={puzzle}&solution={solution}"),
-        )
+        .send(http::Method::POST, &solution_url, &form, &solved)
         .await;
     assert_eq!(foreign.status, 403, "{}", foreign.text());
     let redeemed = client
-        .send(
-            http::Method::POST,
-            &solution_url,
-            &form,
-            &format!("puzzle={puzzle}&solution={solution}"),
-        )
+        .send(http::Method::POST, &solution_url, &form, &solved)
         .await;
     assert_eq!(redeemed.status, 204, "{}", redeemed.text());
     let cookie = redeemed.header("set-cookie").expect("the token").to_owned();
