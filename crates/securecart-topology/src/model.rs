@@ -1920,6 +1920,7 @@ const MAX_SCOPE_DOWN: usize = 10;
 fn resolve_group_overrides(
     raw: &crate::raw::RawWaf,
     managed_groups: &[String],
+    challenge_immunity: u32,
     path: &FieldPath,
     findings: &mut Findings,
 ) -> Vec<(
@@ -1974,9 +1975,7 @@ fn resolve_group_overrides(
                 "count" => rule_actions.push((id.clone(), securecart_waf::RuleAction::Count)),
                 "challenge" => rule_actions.push((
                     id.clone(),
-                    securecart_waf::RuleAction::Challenge(
-                        securecart_waf::challenge::DEFAULT_IMMUNITY,
-                    ),
+                    securecart_waf::RuleAction::Challenge(challenge_immunity),
                 )),
                 other => findings.problem(
                     rule_at,
@@ -1997,6 +1996,14 @@ fn resolve_group_overrides(
 }
 
 fn resolve_waf(raw: &crate::raw::RawWaf, path: &FieldPath, findings: &mut Findings) -> EdgeWaf {
+    // The challenge rules' immunity time where they do not give one (AWS WAF's web ACL
+    // challenge config).
+    let challenge_immunity = crate::waf::immunity(
+        raw.challenge_immunity_seconds,
+        securecart_waf::challenge::DEFAULT_IMMUNITY,
+        &path.key("challenge_immunity_seconds"),
+        findings,
+    );
     let managed_groups = raw
         .managed_groups
         .clone()
@@ -2117,7 +2124,12 @@ fn resolve_waf(raw: &crate::raw::RawWaf, path: &FieldPath, findings: &mut Findin
         logging,
         insert_headers,
         redacted_fields,
-        rules: crate::waf::resolve_rules(&raw.rules, &path.key("rules"), findings),
+        rules: crate::waf::resolve_rules(
+            &raw.rules,
+            challenge_immunity,
+            &path.key("rules"),
+            findings,
+        ),
         sensitivity: securecart_waf::managed::Sensitivity {
             paranoia: raw.paranoia_level.clamp(1, 4),
             anomaly_threshold: raw.anomaly_threshold,
@@ -2125,7 +2137,13 @@ fn resolve_waf(raw: &crate::raw::RawWaf, path: &FieldPath, findings: &mut Findin
         overrides: securecart_waf::managed::Overrides {
             managed_priority: raw.managed_priority,
             count: raw.count_rules.clone(),
-            groups: resolve_group_overrides(raw, &managed_groups, path, findings),
+            groups: resolve_group_overrides(
+                raw,
+                &managed_groups,
+                challenge_immunity,
+                path,
+                findings,
+            ),
             default_block,
             default_response: raw.default_block_response.as_ref().and_then(|response| {
                 if !default_block {

@@ -633,6 +633,11 @@ pub struct RawWaf {
     /// `query_string` (and every argument read from it), `uri_path`, `method`.
     #[serde(default)]
     pub redacted_fields: Vec<String>,
+    /// How long a solved challenge's token is accepted by the challenge rules that do not
+    /// say (and managed rules set to challenge), in seconds: 60 to 259200, 300 by default
+    /// (AWS WAF's web ACL challenge config).
+    #[serde(default)]
+    pub challenge_immunity_seconds: Option<u32>,
     /// Which requests the WAF's log keeps (AWS WAF's logging filter); without it, those a
     /// rule blocked or counted. `[edge.waf.logging]` alone keeps every request.
     #[serde(default)]
@@ -699,7 +704,8 @@ pub struct RawGroupOverride {
     #[serde(default)]
     pub scope_down: Option<RawStatement>,
     /// Rules of the group given another action, by id: `allow`, `block`, `count` or
-    /// `challenge` (with the default immunity time; AWS WAF's rule action overrides).
+    /// `challenge` (with the web ACL's `challenge_immunity_seconds`; AWS WAF's rule action
+    /// overrides).
     #[serde(default)]
     pub rule_actions: std::collections::BTreeMap<String, String>,
 }
@@ -729,7 +735,7 @@ pub struct RawWafRule {
     /// the challenge and loads the page again).
     pub action: String,
     /// With `challenge`: how long a solved challenge's token is accepted, in seconds (60 to
-    /// 259200; 300 by default, as on AWS WAF).
+    /// 259200); without it, the web ACL's `challenge_immunity_seconds`.
     #[serde(default)]
     pub immunity_seconds: Option<u32>,
     /// What a block answers instead of the edge's 403.

@@ -47,10 +47,12 @@ pub(crate) fn count(raw: &RawStatement, depth: usize) -> usize {
 /// The most transformations one statement applies (AWS WAF's limit).
 const MAX_TRANSFORMS: usize = 10;
 
-/// Checks and compiles the operator's rules; problems go to `findings`, and a rule with one
-/// is left out.
+/// Checks and compiles the operator's rules, a challenge rule without an immunity time of
+/// its own taking `acl_immunity`; problems go to `findings`, and a rule with one is left
+/// out.
 pub(crate) fn resolve_rules(
     raw: &[RawWafRule],
+    acl_immunity: u32,
     path: &FieldPath,
     findings: &mut Findings,
 ) -> Vec<Rule> {
@@ -101,7 +103,12 @@ pub(crate) fn resolve_rules(
             "allow" => RuleAction::Allow,
             "block" => RuleAction::Block,
             "count" => RuleAction::Count,
-            "challenge" => RuleAction::Challenge(immunity(rule, &at, findings)),
+            "challenge" => RuleAction::Challenge(immunity(
+                rule.immunity_seconds,
+                acl_immunity,
+                &at.key("immunity_seconds"),
+                findings,
+            )),
             other => {
                 findings.problem(
                     at.key("action"),
@@ -159,16 +166,19 @@ pub(crate) fn resolve_rules(
     rules
 }
 
-/// A challenge rule's immunity time, checked: AWS WAF's bounds, 60 s to three days.
-fn immunity(rule: &RawWafRule, at: &FieldPath, findings: &mut Findings) -> u32 {
-    let Some(seconds) = rule.immunity_seconds else {
-        return securecart_waf::challenge::DEFAULT_IMMUNITY;
+/// An immunity time (`at`), checked: AWS WAF's bounds, 60 s to three days; `otherwise`
+/// where none is given.
+pub(crate) fn immunity(
+    seconds: Option<u32>,
+    otherwise: u32,
+    at: &FieldPath,
+    findings: &mut Findings,
+) -> u32 {
+    let Some(seconds) = seconds else {
+        return otherwise;
     };
     if !(60..=259_200).contains(&seconds) {
-        findings.problem(
-            at.key("immunity_seconds"),
-            "must be from 60 to 259200 (three days)",
-        );
+        findings.problem(at.clone(), "must be from 60 to 259200 (three days)");
     }
     seconds
 }

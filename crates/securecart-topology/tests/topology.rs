@@ -809,6 +809,12 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "must be from 60 to 259200",
         ),
         (
+            "managed_priority = 500",
+            "managed_priority = 500\nchallenge_immunity_seconds = 259201",
+            "edge.waf.challenge_immunity_seconds",
+            "must be from 60 to 259200",
+        ),
+        (
             "action = \"challenge\"",
             "action = \"captcha\"",
             "edge.waf.rules[1].action",
@@ -2097,5 +2103,18 @@ fn a_challenge_rule_takes_its_immunity_time_or_aws_wafs_default() {
     assert_eq!(
         tuned.rule_actions,
         [("SC-SQLI-003".to_owned(), RuleAction::Challenge(300))]
+    );
+    // The web ACL's own immunity time, for the rules that give none.
+    let text = text.replace("immunity_seconds = 300\n", "").replacen(
+        "managed_priority = 500",
+        "managed_priority = 500\nchallenge_immunity_seconds = 900",
+        1,
+    );
+    assert_eq!(action(&text), RuleAction::Challenge(900));
+    let loaded = parse(&text, "t.toml").expect("a web ACL's immunity time");
+    let waf = loaded.topology.edge.waf.as_ref().expect("a web ACL");
+    assert_eq!(
+        waf.overrides.groups[0].1.rule_actions,
+        [("SC-SQLI-003".to_owned(), RuleAction::Challenge(900))]
     );
 }
