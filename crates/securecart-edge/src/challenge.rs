@@ -27,6 +27,28 @@ pub const ACTION_HEADER: &str = "x-securecart-waf-action";
 /// The longest solution form the edge reads.
 const MAX_SOLUTION_BYTES: usize = 1024;
 
+/// The name a request's puzzle and token are bound to, for a request to `host` (without
+/// its port): the longest of `domains` that is the host or a domain above it (AWS WAF's
+/// token domains, which let one token serve several sites), else the host itself; in
+/// lowercase, as names compare. Whether it came from `domains` (then the cookie names it,
+/// so that the browser sends it to every host under it).
+pub(crate) fn token_domain(host: &str, domains: &[String]) -> (String, bool) {
+    let host = host.to_ascii_lowercase();
+    let listed = domains
+        .iter()
+        .filter(|domain| {
+            host == **domain
+                || host
+                    .strip_suffix(domain.as_str())
+                    .is_some_and(|above| above.ends_with('.'))
+        })
+        .max_by_key(|domain| domain.len());
+    match listed {
+        Some(domain) => (domain.clone(), true),
+        None => (host, false),
+    }
+}
+
 /// The key of this process's tokens, drawn at random when first asked for (a reload keeps
 /// it): what an edge uses unless it is given one (`securecart up` gives its edges one, so
 /// that they accept each other's tokens).
@@ -80,12 +102,13 @@ pub(crate) fn answer(
 }
 
 /// The answer to a solution sent to [`SOLUTION_PATH`]: 204 with the token's cookie (kept
-/// for `immunity` seconds, and only over TLS where the request came over TLS), or why not.
+/// for `immunity` seconds, only over TLS where the request came over TLS, and for every
+/// host under its domain when `host` is a listed token domain), or why not.
 pub(crate) async fn redeem(
     key: &TokenKey,
     request: Request<ClientBody>,
     client: IpAddr,
-    host: &str,
+    (host, listed): (&str, bool),
     secure: bool,
     immunity: u32,
     body_timeout: Duration,
@@ -122,8 +145,13 @@ pub(crate) async fn redeem(
     };
     match key.redeem(&puzzle, &solution, now(), client, host) {
         Ok(token) => {
+            let domain = if listed {
+                format!("; Domain={host}")
+            } else {
+                String::new()
+            };
             let cookie = format!(
-                "{TOKEN_COOKIE}={token}; Path=/; Max-Age={immunity}; HttpOnly; SameSite=Lax{}",
+                "{TOKEN_COOKIE}={token}; Path=/; Max-Age={immunity}{domain}; HttpOnly; SameSite=Lax{}",
                 if secure { "; Secure" } else { "" }
             );
             let mut response = Response::new(upstream::empty());
@@ -428,6 +456,32 @@ mod tests {
         assert!(
             no_cookies.contains("said This shop needs a cookie"),
             "{no_cookies}"
+        );
+    }
+
+    /// A token is bound to the longest listed domain above its host, else to the host, in
+    /// lowercase.
+    #[test]
+    fn tokens_are_bound_to_the_listed_domain_above_their_host() {
+        let domains = ["shop.example".to_owned(), "eu.shop.example".to_owned()];
+        for (host, bound, listed) in [
+            ("www.shop.example", "shop.example", true),
+            ("Shop.Example", "shop.example", true),
+            ("www.eu.shop.example", "eu.shop.example", true),
+            ("eu.shop.example", "eu.shop.example", true),
+            ("badshop.example", "badshop.example", false),
+            ("shop.example.evil", "shop.example.evil", false),
+            ("Other.Example", "other.example", false),
+        ] {
+            assert_eq!(
+                super::token_domain(host, &domains),
+                (bound.to_owned(), listed),
+                "{host}"
+            );
+        }
+        assert_eq!(
+            super::token_domain("www.shop.example", &[]),
+            ("www.shop.example".to_owned(), false)
         );
     }
 

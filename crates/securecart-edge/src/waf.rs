@@ -359,6 +359,10 @@ pub struct WafConfig {
     /// of clients its own web ACL saw, and runs no JavaScript, so challenge rules let it
     /// through (as the shield exempts it).
     pub peers: Arc<[IpAddr]>,
+    /// Domains whose hosts share challenge tokens (AWS WAF's token domains), lowercase:
+    /// a token earned on `www.shop.example` is good on `api.shop.example` with
+    /// `shop.example` listed. Without them, a token is good on its own host only.
+    pub token_domains: Arc<[String]>,
 }
 
 /// Which requests a web ACL's log keeps (AWS WAF's logging filter): the first filter whose
@@ -474,6 +478,7 @@ impl WafConfig {
             logging: LogFilters::default(),
             token_key: crate::challenge::process_key(),
             peers: Arc::new([]),
+            token_domains: Arc::new([]),
         }
     }
 }
@@ -507,14 +512,15 @@ pub async fn inspect(
     if let Some(immunity) = challenge_immunity
         && request.uri().path() == securecart_waf::challenge::SOLUTION_PATH
     {
-        let host = crate::pipeline::request_host(&request)
-            .unwrap_or_default()
-            .to_owned();
+        let (domain, listed) = crate::challenge::token_domain(
+            crate::pipeline::request_host(&request).unwrap_or_default(),
+            &waf.token_domains,
+        );
         let answer = crate::challenge::redeem(
             &waf.token_key,
             request,
             client,
-            &host,
+            (&domain, listed),
             secure,
             immunity,
             body_timeout,
@@ -556,17 +562,18 @@ pub async fn inspect(
         oversize,
         client,
     );
-    // A token is for the host it was earned on, whatever the port. (Only a web ACL that
-    // challenges asks.)
-    let mut host = "";
+    // A token is for the host it was earned on, whatever the port, or for the token domain
+    // above it. (Only a web ACL that challenges asks.)
+    let mut domain = String::new();
     if challenge_immunity.is_some() {
-        host = crate::pipeline::host_of(
+        let host = crate::pipeline::host_of(
             &parts.uri,
             parts.headers.get(http::header::HOST),
             parts.version,
         )
         .unwrap_or_default();
-        inspection = inspection.with_challenge(&waf.token_key, crate::challenge::now(), host);
+        domain = crate::challenge::token_domain(host, &waf.token_domains).0;
+        inspection = inspection.with_challenge(&waf.token_key, crate::challenge::now(), &domain);
         if waf.peers.contains(&client.to_canonical()) {
             inspection = inspection.trusted();
         }
@@ -689,8 +696,13 @@ pub async fn inspect(
         return Err(EdgeError::Blocked("oversize".to_owned(), None));
     }
     if verdict.challenge {
-        let answer =
-            crate::challenge::answer(&waf.token_key, &parts.method, &parts.headers, client, host);
+        let answer = crate::challenge::answer(
+            &waf.token_key,
+            &parts.method,
+            &parts.headers,
+            client,
+            &domain,
+        );
         return Ok(Inspected::Answer("challenge", answer));
     }
     if verdict.blocked {

@@ -1043,3 +1043,86 @@ async fn a_token_earned_over_tls_is_a_secure_cookie() {
     edge.shutdown().await;
     upstream.stop().await;
 }
+
+/// AWS WAF's token domains: a token earned on one host under a listed domain is good on
+/// the others (its cookie names the domain), and on no other host.
+#[tokio::test]
+async fn a_token_is_good_on_every_host_under_its_token_domain() {
+    use securecart_waf::challenge::{SOLUTION_PATH, solve};
+    use securecart_waf::{Rule, RuleAction, Statement, WebAcl};
+
+    let (upstream, _) = start_upstream().await;
+    let everything = Rule {
+        id: "everything".to_owned(),
+        priority: 1,
+        statement: Statement::Not(Box::new(Statement::IpSet {
+            networks: Vec::new(),
+            forwarded: None,
+        })),
+        action: RuleAction::Challenge(300),
+        labels: Vec::new(),
+        response: None,
+        score: 0,
+    };
+    let waf = WafConfig {
+        token_domains: Arc::new(["shop.example".to_owned()]),
+        ..WafConfig::with_acl(Arc::new(WebAcl::new(vec![everything], false)))
+    };
+    let edge = start_edge(upstream.address, waf).await;
+    let mut client = TestClient::http1();
+    let page = format!("{}/", edge.url);
+    let html = ("accept", "text/html");
+    let challenged = client
+        .send(
+            http::Method::GET,
+            &page,
+            &[html, ("host", "www.shop.example")],
+            "",
+        )
+        .await;
+    assert_eq!(challenged.status, 202);
+    let text = challenged.text();
+    let puzzle = text
+        .split("<meta name=\"securecart-puzzle\" content=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page's puzzle")
+        .to_owned();
+    let redeemed = client
+        .send(
+            http::Method::POST,
+            &format!("{}{SOLUTION_PATH}", edge.url),
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("host", "www.shop.example"),
+            ],
+            &format!("puzzle={puzzle}&solution={}", solve(&puzzle)),
+        )
+        .await;
+    assert_eq!(redeemed.status, 204, "{}", redeemed.text());
+    let cookie = redeemed.header("set-cookie").expect("the token");
+    assert!(cookie.contains("; Domain=shop.example;"), "{cookie}");
+    let token = cookie
+        .split(';')
+        .next()
+        .expect("the cookie's pair")
+        .to_owned();
+    for (host, status) in [
+        ("api.shop.example", 200),
+        ("SHOP.example:8080", 200),
+        ("shop.example.evil", 202),
+        ("elsewhere.example", 202),
+    ] {
+        let answer = client
+            .send(
+                http::Method::GET,
+                &page,
+                &[html, ("host", host), ("cookie", &token)],
+                "",
+            )
+            .await;
+        assert_eq!(answer.status, status, "{host}");
+    }
+    edge.shutdown().await;
+    upstream.stop().await;
+}

@@ -324,6 +324,8 @@ pub struct EdgeWaf {
     /// Which requests the WAF's log keeps; none for the edge's default (what a rule
     /// blocked or counted).
     pub logging: Option<WafLogging>,
+    /// Domains whose hosts share challenge tokens (AWS WAF's token domains), lowercase.
+    pub token_domains: Vec<String>,
 }
 
 /// A web ACL's logging filter (AWS WAF's): the first filter a request meets decides,
@@ -2120,7 +2122,38 @@ fn resolve_waf(raw: &crate::raw::RawWaf, path: &FieldPath, findings: &mut Findin
         .logging
         .as_ref()
         .map(|raw| crate::waf::resolve_logging(raw, &path.key("logging"), findings));
+    let mut token_domains = Vec::with_capacity(raw.token_domains.len());
+    for (index, domain) in raw.token_domains.iter().enumerate() {
+        let lower = domain.to_ascii_lowercase();
+        // A DNS name of labels of letters, digits and `-`, not an address: the cookie's
+        // `Domain`, which browsers take only for a name.
+        let labels_valid = lower.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
+        });
+        if !labels_valid || lower.len() > 253 || lower.parse::<std::net::IpAddr>().is_ok() {
+            findings.problem(
+                path.key("token_domains").index(index),
+                format!(
+                    "`{domain}` is not a domain name (labels of letters, digits and `-`, such as shop.example)"
+                ),
+            );
+        } else if token_domains.contains(&lower) {
+            findings.problem(
+                path.key("token_domains").index(index),
+                format!("`{domain}` is listed twice"),
+            );
+        } else {
+            token_domains.push(lower);
+        }
+    }
     EdgeWaf {
+        token_domains,
         logging,
         insert_headers,
         redacted_fields,

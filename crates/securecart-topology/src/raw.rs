@@ -633,6 +633,12 @@ pub struct RawWaf {
     /// `query_string` (and every argument read from it), `uri_path`, `method`.
     #[serde(default)]
     pub redacted_fields: Vec<String>,
+    /// Domains whose hosts share challenge tokens (AWS WAF's token domains): with
+    /// `["shop.example"]`, a token earned on `www.shop.example` is good on
+    /// `api.shop.example` too (its cookie names the domain). Without them, a token is good
+    /// on the host that earned it.
+    #[serde(default)]
+    pub token_domains: Vec<String>,
     /// How long a solved challenge's token is accepted by the challenge rules that do not
     /// say (and managed rules set to challenge), in seconds: 60 to 259200, 300 by default
     /// (AWS WAF's web ACL challenge config).

@@ -815,6 +815,18 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "must be from 60 to 259200",
         ),
         (
+            "managed_priority = 500",
+            "managed_priority = 500\ntoken_domains = [\"shop.example\", \"127.0.0.1\"]",
+            "edge.waf.token_domains[1]",
+            "not a domain name",
+        ),
+        (
+            "managed_priority = 500",
+            "managed_priority = 500\ntoken_domains = [\"shop.example\", \"Shop.Example\"]",
+            "edge.waf.token_domains[1]",
+            "listed twice",
+        ),
+        (
             "action = \"challenge\"",
             "action = \"captcha\"",
             "edge.waf.rules[1].action",
@@ -2117,4 +2129,12 @@ fn a_challenge_rule_takes_its_immunity_time_or_aws_wafs_default() {
         waf.overrides.groups[0].1.rule_actions,
         [("SC-SQLI-003".to_owned(), RuleAction::Challenge(900))]
     );
+    // Token domains, as names compare: in lowercase.
+    let text = with(
+        "managed_priority = 500",
+        "managed_priority = 500\ntoken_domains = [\"Shop.Example\", \"shop.test\"]",
+    );
+    let loaded = parse(&text, "t.toml").expect("token domains");
+    let waf = loaded.topology.edge.waf.as_ref().expect("a web ACL");
+    assert_eq!(waf.token_domains, ["shop.example", "shop.test"]);
 }

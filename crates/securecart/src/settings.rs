@@ -564,6 +564,7 @@ fn waf_config(
             .map_or_else(Default::default, log_filters),
         token_key: token_key(),
         peers: peers.into(),
+        token_domains: waf.token_domains.clone().into(),
     }
 }
 
