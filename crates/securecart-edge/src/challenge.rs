@@ -32,19 +32,28 @@ const MAX_SOLUTION_BYTES: usize = 1024;
 /// token domains, which let one token serve several sites), else the host itself; in
 /// lowercase, as names compare. Whether it came from `domains` (then the cookie names it,
 /// so that the browser sends it to every host under it).
-pub(crate) fn token_domain(host: &str, domains: &[String]) -> (String, bool) {
-    let host = host.to_ascii_lowercase();
+pub(crate) fn token_domain<'h>(
+    host: &'h str,
+    domains: &'h [String],
+) -> (std::borrow::Cow<'h, str>, bool) {
+    use std::borrow::Cow;
+    // (A host is nearly always sent in lowercase: no copy then.)
+    let host = if host.bytes().any(|byte| byte.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    };
     let listed = domains
         .iter()
         .filter(|domain| {
-            host == **domain
+            *host == **domain
                 || host
                     .strip_suffix(domain.as_str())
                     .is_some_and(|above| above.ends_with('.'))
         })
         .max_by_key(|domain| domain.len());
     match listed {
-        Some(domain) => (domain.clone(), true),
+        Some(domain) => (Cow::Borrowed(domain.as_str()), true),
         None => (host, false),
     }
 }
@@ -190,17 +199,7 @@ async fn read_form(body: ClientBody, timeout: Duration) -> Result<String, Status
 
 /// The edge's JSON answer to a solution it takes no token for.
 fn refusal(status: StatusCode, message: &str) -> Response<EdgeBody> {
-    let body = serde_json::json!({ "error": { "code": "challenge_failed", "message": message } })
-        .to_string();
-    let mut response = Response::new(upstream::full(Bytes::from(body)));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    crate::pipeline::json_error(status, "challenge_failed", message)
 }
 
 /// The challenge page for `puzzle` (base64url and dots: nothing HTML would read as markup).
@@ -475,13 +474,13 @@ mod tests {
         ] {
             assert_eq!(
                 super::token_domain(host, &domains),
-                (bound.to_owned(), listed),
+                (bound.into(), listed),
                 "{host}"
             );
         }
         assert_eq!(
             super::token_domain("www.shop.example", &[]),
-            ("www.shop.example".to_owned(), false)
+            ("www.shop.example".into(), false)
         );
     }
 

@@ -1079,6 +1079,26 @@ fn custom_response(custom: &securecart_waf::BlockResponse) -> Response<EdgeBody>
     response
 }
 
+/// An answer of the edge's own: `{"error": {"code", "message"}}` with `status`, never
+/// stored.
+pub(crate) fn json_error(
+    status: http::StatusCode,
+    code: &str,
+    message: &str,
+) -> Response<EdgeBody> {
+    let body = serde_json::json!({ "error": { "code": code, "message": message } }).to_string();
+    let mut response = Response::new(upstream::full(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 /// The edge's own answer to a failure: JSON, like the shop's errors.
 pub fn error_response(error: &EdgeError) -> Response<EdgeBody> {
     let message = match error {
@@ -1101,17 +1121,7 @@ pub fn error_response(error: &EdgeError) -> Response<EdgeBody> {
             "This address sends far more than shoppers do and is held back: slow down."
         }
     };
-    let body =
-        serde_json::json!({ "error": { "code": error.code(), "message": message } }).to_string();
-    let mut response = Response::new(upstream::full(Bytes::from(body)));
-    *response.status_mut() = error.status();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let mut response = json_error(error.status(), error.code(), message);
     let retry_after = match error {
         EdgeError::RateLimited(seconds) | EdgeError::Mitigated(seconds) => Some(*seconds),
         EdgeError::Shed => Some(1),

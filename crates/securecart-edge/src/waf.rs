@@ -516,6 +516,8 @@ pub async fn inspect(
             crate::pipeline::request_host(&request).unwrap_or_default(),
             &waf.token_domains,
         );
+        // (The solution's answer takes the request: the name is kept apart.)
+        let domain = domain.into_owned();
         let answer = crate::challenge::redeem(
             &waf.token_key,
             request,
@@ -564,7 +566,7 @@ pub async fn inspect(
     );
     // A token is for the host it was earned on, whatever the port, or for the token domain
     // above it. (Only a web ACL that challenges asks.)
-    let mut domain = String::new();
+    let mut domain = std::borrow::Cow::Borrowed("");
     if challenge_immunity.is_some() {
         let host = crate::pipeline::host_of(
             &parts.uri,

@@ -857,12 +857,7 @@ async fn a_challenge_rule_lets_through_the_clients_that_solved_its_puzzle() {
     );
     assert_eq!(challenged.header("cache-control"), Some("no-store"));
     let text = challenged.text();
-    let puzzle = text
-        .split("<meta name=\"securecart-puzzle\" content=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("the page's puzzle")
-        .to_owned();
+    let puzzle = puzzle_of(&text);
     // Its script is allowed by its hash alone.
     assert!(
         challenged
@@ -971,22 +966,19 @@ async fn a_challenge_rule_lets_through_the_clients_that_solved_its_puzzle() {
     upstream.stop().await;
 }
 
-/// Over TLS, the token's cookie is `Secure`: a browser never sends it over plain http.
-#[tokio::test]
-async fn a_token_earned_over_tls_is_a_secure_cookie() {
-    use securecart_edge::tls::{TlsConfig, self_signed};
-    use securecart_waf::challenge::{SOLUTION_PATH, TOKEN_COOKIE, solve};
-    use securecart_waf::{Rule, RuleAction, Statement, WebAcl};
+/// The puzzle a challenge page holds.
+fn puzzle_of(page: &str) -> String {
+    page.split("<meta name=\"securecart-puzzle\" content=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page's puzzle")
+        .to_owned()
+}
 
-    let (upstream, _) = start_upstream().await;
-    let certificate = self_signed(&["shop.example".to_owned()]).expect("a certificate");
-    let mut config = common::one_listener("app", vec![upstream.address]);
-    config.listeners[0].tls = Some(TlsConfig {
-        certificates: vec![certificate.clone()],
-        client_auth: Default::default(),
-        policy: Default::default(),
-    });
-    let everything = Rule {
+/// A web ACL rule that challenges every request.
+fn challenge_everything() -> securecart_waf::Rule {
+    use securecart_waf::{Rule, RuleAction, Statement};
+    Rule {
         id: "everything".to_owned(),
         priority: 1,
         statement: Statement::Not(Box::new(Statement::IpSet {
@@ -997,9 +989,26 @@ async fn a_token_earned_over_tls_is_a_secure_cookie() {
         labels: Vec::new(),
         response: None,
         score: 0,
-    };
+    }
+}
+
+/// Over TLS, the token's cookie is `Secure`: a browser never sends it over plain http.
+#[tokio::test]
+async fn a_token_earned_over_tls_is_a_secure_cookie() {
+    use securecart_edge::tls::{TlsConfig, self_signed};
+    use securecart_waf::WebAcl;
+    use securecart_waf::challenge::{SOLUTION_PATH, TOKEN_COOKIE, solve};
+
+    let (upstream, _) = start_upstream().await;
+    let certificate = self_signed(&["shop.example".to_owned()]).expect("a certificate");
+    let mut config = common::one_listener("app", vec![upstream.address]);
+    config.listeners[0].tls = Some(TlsConfig {
+        certificates: vec![certificate.clone()],
+        client_auth: Default::default(),
+        policy: Default::default(),
+    });
     config.listeners[0].waf = Some(WafConfig::with_acl(Arc::new(WebAcl::new(
-        vec![everything],
+        vec![challenge_everything()],
         false,
     ))));
     let edge = RunningEdge::start(config, "https").await;
@@ -1048,25 +1057,13 @@ async fn a_token_earned_over_tls_is_a_secure_cookie() {
 /// the others (its cookie names the domain), and on no other host.
 #[tokio::test]
 async fn a_token_is_good_on_every_host_under_its_token_domain() {
+    use securecart_waf::WebAcl;
     use securecart_waf::challenge::{SOLUTION_PATH, solve};
-    use securecart_waf::{Rule, RuleAction, Statement, WebAcl};
 
     let (upstream, _) = start_upstream().await;
-    let everything = Rule {
-        id: "everything".to_owned(),
-        priority: 1,
-        statement: Statement::Not(Box::new(Statement::IpSet {
-            networks: Vec::new(),
-            forwarded: None,
-        })),
-        action: RuleAction::Challenge(300),
-        labels: Vec::new(),
-        response: None,
-        score: 0,
-    };
     let waf = WafConfig {
         token_domains: Arc::new(["shop.example".to_owned()]),
-        ..WafConfig::with_acl(Arc::new(WebAcl::new(vec![everything], false)))
+        ..WafConfig::with_acl(Arc::new(WebAcl::new(vec![challenge_everything()], false)))
     };
     let edge = start_edge(upstream.address, waf).await;
     let mut client = TestClient::http1();
@@ -1082,12 +1079,7 @@ async fn a_token_is_good_on_every_host_under_its_token_domain() {
         .await;
     assert_eq!(challenged.status, 202);
     let text = challenged.text();
-    let puzzle = text
-        .split("<meta name=\"securecart-puzzle\" content=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("the page's puzzle")
-        .to_owned();
+    let puzzle = puzzle_of(&text);
     let redeemed = client
         .send(
             http::Method::POST,
