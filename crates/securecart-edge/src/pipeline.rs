@@ -116,6 +116,9 @@ struct Outcome<'p> {
     stick_to: Option<(&'p str, std::time::Duration)>,
     /// The target to pin the client to: (cookie name, target, how long).
     stick_to_target: Option<(&'static str, &'p str, std::time::Duration)>,
+    /// Whether its answer keeps its own `Cache-Control` and `Content-Security-Policy`
+    /// over the listener's response headers (a stage's own answer).
+    keeps_policy: bool,
 }
 
 /// A request on its way through the stages: if it is dropped before its answer was ready
@@ -198,7 +201,10 @@ struct RequestSummary {
 impl<'p> Outcome<'p> {
     /// The edge's own answer to a request, by a stage before the rules.
     fn answered(rule: &'p str, action: &'static str, response: Response<EdgeBody>) -> Self {
-        Self::ended(rule, action, Ok(response))
+        Self {
+            keeps_policy: true,
+            ..Self::ended(rule, action, Ok(response))
+        }
     }
 
     /// The edge refuses the request.
@@ -221,6 +227,7 @@ impl<'p> Outcome<'p> {
             response,
             stick_to: None,
             stick_to_target: None,
+            keeps_policy: false,
         }
     }
 }
@@ -277,27 +284,26 @@ impl Pipeline {
                 .then(|| response.headers().get(header::UPGRADE).cloned())
                 .flatten();
             forward::remove_hop_by_hop(response.headers_mut());
-            // The web ACL's challenge answers (a puzzle bound to one client, its page's
-            // policy) keep their caching and policy whatever the listener's headers say.
-            let own =
-                (outcome.rule == "waf" && outcome.action.starts_with("challenge")).then(|| {
-                    [header::CACHE_CONTROL, header::CONTENT_SECURITY_POLICY].map(|name| {
-                        let values: Vec<HeaderValue> =
-                            response.headers().get_all(&name).iter().cloned().collect();
-                        (name, values)
-                    })
-                });
-            for name in self.remove_response_headers.iter() {
+            // A stage's own answer (the web ACL's challenge: a puzzle bound to one client,
+            // its page's policy) keeps its caching and policy whatever the listener's
+            // headers say.
+            let edited = |name: &header::HeaderName| {
+                !(outcome.keeps_policy
+                    && (name == header::CACHE_CONTROL || name == header::CONTENT_SECURITY_POLICY))
+            };
+            for name in self
+                .remove_response_headers
+                .iter()
+                .filter(|name| edited(name))
+            {
                 response.headers_mut().remove(name);
             }
-            for (name, value) in self.response_headers.iter() {
+            for (name, value) in self
+                .response_headers
+                .iter()
+                .filter(|(name, _)| edited(name))
+            {
                 response.headers_mut().insert(name.clone(), value.clone());
-            }
-            for (name, values) in own.into_iter().flatten() {
-                response.headers_mut().remove(&name);
-                for value in values {
-                    response.headers_mut().append(name.clone(), value);
-                }
             }
             if let Some(protocol) = switched {
                 forward::keep_upgrade(response.headers_mut(), protocol);
@@ -538,16 +544,7 @@ impl Pipeline {
                     response
                         .headers_mut()
                         .insert(header::CONTENT_TYPE, content_type.clone());
-                    return Outcome {
-                        rule,
-                        group: None,
-                        action: "fixed-response",
-                        redirect_url: None,
-                        transformed: (None, None),
-                        response: Ok(response),
-                        stick_to: None,
-                        stick_to_target: None,
-                    };
+                    return Outcome::ended(rule, "fixed-response", Ok(response));
                 }
                 Action::Redirect(redirect, status) => {
                     // An HTTP/1.0 request may come without a Host: a redirect that keeps the
@@ -584,14 +581,8 @@ impl Pipeline {
                         }
                     }
                     return Outcome {
-                        rule,
-                        group: None,
-                        action: "redirect",
                         redirect_url: Some(location),
-                        transformed: (None, None),
-                        response: Ok(response),
-                        stick_to: None,
-                        stick_to_target: None,
+                        ..Outcome::ended(rule, "redirect", Ok(response))
                     };
                 }
             };
@@ -802,6 +793,7 @@ impl Pipeline {
                 response,
                 stick_to,
                 stick_to_target,
+                keeps_policy: false,
             }
         }
     }

@@ -597,16 +597,29 @@ pub async fn inspect(
     } else {
         parts.uri.path()
     };
+    // Whether the logging filters keep the request's line: known before any match is
+    // written out for it.
+    let counted = verdict
+        .matches
+        .iter()
+        .any(|(_, action, _)| *action == RuleAction::Count);
+    let logs = waf
+        .logging
+        .keeps(blocked, counted, verdict.challenge, &verdict.labels);
     // Every match counted and sampled (AWS WAF's sampled requests are kept per rule); the
-    // request logged once, with all of them.
+    // request logged once, with all of them, if the filters keep it.
     let mut logged: Vec<Logged> = Vec::new();
     let mut record = |rule: &str, action: &'static str, field: &str, data: &str| {
         metrics.waf_match(&waf.name, rule, action);
-        let data = redact(field, data, &parts.headers, redaction);
         // A rule that let the request through (an allow, or a challenge its token passed)
         // is in its log line (when the logging filters keep one), not among the samples
         // of what was blocked or counted.
-        if action == "allow" || action == "challenge_passed" {
+        let sampled = action != "allow" && action != "challenge_passed";
+        if !sampled && !logs {
+            return;
+        }
+        let data = redact(field, data, &parts.headers, redaction);
+        if !sampled {
             logged.push(Logged {
                 rule: rule.to_owned(),
                 action,
@@ -634,12 +647,14 @@ pub async fn inspect(
             field: field.to_owned(),
             data: data.clone(),
         });
-        logged.push(Logged {
-            rule: rule.to_owned(),
-            action,
-            field: field.to_owned(),
-            data,
-        });
+        if logs {
+            logged.push(Logged {
+                rule: rule.to_owned(),
+                action,
+                field: field.to_owned(),
+                data,
+            });
+        }
     };
     for (rule, action, evidence) in &verdict.matches {
         let action = match action {
@@ -667,10 +682,6 @@ pub async fn inspect(
     } else {
         verdict.terminating_rule.clone()
     };
-    let counted = verdict
-        .matches
-        .iter()
-        .any(|(_, action, _)| *action == RuleAction::Count);
     let action = if verdict.challenge {
         "challenge"
     } else if blocked {
@@ -678,10 +689,7 @@ pub async fn inspect(
     } else {
         "allow"
     };
-    if waf
-        .logging
-        .keeps(blocked, counted, verdict.challenge, &verdict.labels)
-    {
+    if logs {
         log_request(
             waf,
             &logged,
@@ -726,7 +734,8 @@ pub async fn inspect(
 /// action, if no rule allowed the request), after removing the client's own headers of
 /// [`INSERTED_PREFIX`].
 fn insert_headers(waf: &WafConfig, verdict: &securecart_waf::Verdict, headers: &mut HeaderMap) {
-    remove_inserted(headers);
+    // (A client's own headers of the prefix went before the WAF stage: the pipeline
+    // removes them on every listener of an edge where a web ACL adds some.)
     let matched = verdict
         .matches
         .iter()
