@@ -63,7 +63,9 @@ pub(crate) fn token_domain<'h>(
 /// that they accept each other's tokens).
 pub fn process_key() -> Arc<TokenKey> {
     static KEY: OnceLock<Arc<TokenKey>> = OnceLock::new();
-    Arc::clone(KEY.get_or_init(|| Arc::new(TokenKey::random())))
+    // 32 bytes of the thread's generator (ChaCha, seeded by the system's), as the admin
+    // token is drawn.
+    Arc::clone(KEY.get_or_init(|| Arc::new(TokenKey::new(&rand::random::<[u8; 32]>()))))
 }
 
 /// Seconds since the epoch.

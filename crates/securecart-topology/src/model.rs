@@ -2127,16 +2127,10 @@ fn resolve_waf(raw: &crate::raw::RawWaf, path: &FieldPath, findings: &mut Findin
         let lower = domain.to_ascii_lowercase();
         // A DNS name of labels of letters, digits and `-`, not an address: the cookie's
         // `Domain`, which browsers take only for a name.
-        let labels_valid = lower.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
-        });
-        if !labels_valid || lower.len() > 253 || lower.parse::<std::net::IpAddr>().is_ok() {
+        if !lower.split('.').all(is_name)
+            || lower.len() > 253
+            || lower.parse::<std::net::IpAddr>().is_ok()
+        {
             findings.problem(
                 path.key("token_domains").index(index),
                 format!(

@@ -128,23 +128,6 @@ impl TokenKey {
         Self(hmac::Key::new(hmac::HMAC_SHA256, secret))
     }
 
-    /// A key of 32 random bytes: its tokens are good at this process only.
-    pub fn random() -> Self {
-        let secret: [u8; 32] = ring::rand::generate(&ring::rand::SystemRandom::new())
-            .map(|random| random.expose())
-            // The system's generator does not fail where the edge runs at all; a key made
-            // of the clock would still be unknown to clients, if weaker.
-            .unwrap_or_else(|_| {
-                let nanos = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |since| since.as_nanos());
-                let mut secret = [0u8; 32];
-                secret[..16].copy_from_slice(&nanos.to_le_bytes());
-                secret
-            });
-        Self::new(&secret)
-    }
-
     /// The MAC of `kind` and `parts`.
     fn sign(&self, kind: &str, parts: &[&[u8]]) -> hmac::Tag {
         hmac::sign(&self.0, &signed(kind, parts))

@@ -155,10 +155,10 @@ pub enum Field {
     /// pointer (RFC 6901: `/items/0/name`; AWS WAF's included paths). A body that is not
     /// JSON is one value, the body as sent (AWS WAF's `EVALUATE_AS_STRING`), so that
     /// breaking the document does not hide what it holds.
-    JsonValues(Option<String>),
+    JsonValues(Option<JsonPointer>),
     /// The keys of a JSON body's objects (a match scope of keys), or only those at or
     /// under a JSON pointer; a body that is not JSON is one key, the body as sent.
-    JsonKeys(Option<String>),
+    JsonKeys(Option<JsonPointer>),
 }
 
 impl Field {
@@ -182,9 +182,9 @@ impl Field {
             Field::MultipartNames => "multipart_names".to_owned(),
             Field::MultipartHeaders => "multipart_headers".to_owned(),
             Field::JsonValues(None) => "json_values".to_owned(),
-            Field::JsonValues(Some(pointer)) => format!("json_values:{pointer}"),
+            Field::JsonValues(Some(pointer)) => format!("json_values:{}", pointer.text),
             Field::JsonKeys(None) => "json_keys".to_owned(),
-            Field::JsonKeys(Some(pointer)) => format!("json_keys:{pointer}"),
+            Field::JsonKeys(Some(pointer)) => format!("json_keys:{}", pointer.text),
         }
     }
 
@@ -210,10 +210,10 @@ impl Field {
             return (!field.is_empty()).then(|| Field::BodyField(field.to_owned()));
         }
         if let Some(pointer) = name.strip_prefix("json_values:") {
-            return is_json_pointer(pointer).then(|| Field::JsonValues(Some(pointer.to_owned())));
+            return JsonPointer::parse(pointer).map(|pointer| Field::JsonValues(Some(pointer)));
         }
         if let Some(pointer) = name.strip_prefix("json_keys:") {
-            return is_json_pointer(pointer).then(|| Field::JsonKeys(Some(pointer.to_owned())));
+            return JsonPointer::parse(pointer).map(|pointer| Field::JsonKeys(Some(pointer)));
         }
         Some(match name {
             "uri_path" => Field::UriPath,
@@ -575,8 +575,8 @@ impl<'a> Inspection<'a> {
             }
             Field::MultipartNames => self.read.names.iter().any(|value| each(value.as_bytes())),
             Field::MultipartHeaders => self.read.headers.iter().any(|value| each(value.as_bytes())),
-            Field::JsonValues(pointer) => self.json_entries(false, pointer.as_deref(), each),
-            Field::JsonKeys(pointer) => self.json_entries(true, pointer.as_deref(), each),
+            Field::JsonValues(pointer) => self.json_entries(false, pointer.as_ref(), each),
+            Field::JsonKeys(pointer) => self.json_entries(true, pointer.as_ref(), each),
         }
     }
 
@@ -585,7 +585,7 @@ impl<'a> Inspection<'a> {
     fn json_entries(
         &self,
         keys: bool,
-        pointer: Option<&str>,
+        pointer: Option<&JsonPointer>,
         mut each: impl FnMut(&[u8]) -> bool,
     ) -> bool {
         if self.body.is_empty() {
@@ -600,15 +600,16 @@ impl<'a> Inspection<'a> {
         let Some(json) = json else {
             return each(self.body);
         };
-        let subtrees = match pointer {
-            None => vec![&json.nodes[..]],
-            Some(pointer) => json.under(pointer),
+        let mut each_node = |nodes: &[JsonNode]| {
+            nodes
+                .iter()
+                .filter_map(|node| if keys { &node.key } else { &node.text }.as_ref())
+                .any(|text| each(text.as_bytes()))
         };
-        subtrees
-            .into_iter()
-            .flatten()
-            .filter_map(|node| if keys { &node.key } else { &node.text }.as_ref())
-            .any(|text| each(text.as_bytes()))
+        match pointer {
+            None => each_node(&json.nodes),
+            Some(pointer) => json.under(pointer).into_iter().any(each_node),
+        }
     }
 
     /// The length of a field (for size constraints): the longest of its values.
@@ -924,14 +925,51 @@ fn xml_decoded(text: &str) -> String {
     decoded
 }
 
-/// Whether `pointer` is a JSON pointer (RFC 6901): empty (the whole document), or each
-/// step after a `/`, with `~` only as `~0` (a `~`) or `~1` (a `/`).
-fn is_json_pointer(pointer: &str) -> bool {
-    (pointer.is_empty() || pointer.starts_with('/'))
-        && pointer
-            .split('~')
+/// A JSON pointer (RFC 6901), read once when its field is: its text, and its steps
+/// unescaped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonPointer {
+    text: String,
+    steps: Box<[JsonStep]>,
+}
+
+/// A step of a JSON pointer: a member's key, and an item's place where the step is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct JsonStep {
+    key: String,
+    place: Option<usize>,
+}
+
+impl JsonPointer {
+    /// The pointer `text` (empty: the whole document; else each step after a `/`, with `~`
+    /// only as `~0`, a `~`, or `~1`, a `/`), if it is one.
+    fn parse(text: &str) -> Option<Self> {
+        let well_formed = (text.is_empty() || text.starts_with('/'))
+            && text
+                .split('~')
+                .skip(1)
+                .all(|after| after.starts_with(['0', '1']));
+        if !well_formed {
+            return None;
+        }
+        let steps = text
+            .split('/')
             .skip(1)
-            .all(|after| after.starts_with(['0', '1']))
+            .map(|step| {
+                let key = step.replace("~1", "/").replace("~0", "~");
+                // An item's place is written in decimal, without leading zeros.
+                let place = (key == "0"
+                    || !key.starts_with('0') && key.bytes().all(|byte| byte.is_ascii_digit()))
+                .then(|| key.parse::<usize>().ok())
+                .flatten();
+                JsonStep { key, place }
+            })
+            .collect();
+        Some(Self {
+            text: text.to_owned(),
+            steps,
+        })
+    }
 }
 
 /// A JSON body as the fields read it: its values in the document's order (each key, and
@@ -978,15 +1016,9 @@ impl JsonBody {
     /// The nodes at or under `pointer` (a JSON pointer, RFC 6901), walked down to from
     /// the root, member by member: each node it names, with its subtree (an object may
     /// hold a key twice, and a pointer through it names both).
-    fn under(&self, pointer: &str) -> Vec<&[JsonNode]> {
+    fn under(&self, pointer: &JsonPointer) -> Vec<&[JsonNode]> {
         let mut named = vec![0];
-        for step in pointer.split('/').skip(1) {
-            let step = step.replace("~1", "/").replace("~0", "~");
-            // An item's place is written in decimal, without leading zeros.
-            let place = (step == "0"
-                || !step.starts_with('0') && step.bytes().all(|byte| byte.is_ascii_digit()))
-            .then(|| step.parse::<usize>().ok())
-            .flatten();
+        for step in &pointer.steps {
             let mut next = Vec::new();
             for &parent in &named {
                 let Some(node) = self.nodes.get(parent) else {
@@ -996,8 +1028,8 @@ impl JsonBody {
                 while child < node.end {
                     let candidate = &self.nodes[child];
                     let matches = match &candidate.key {
-                        Some(key) => *key == step,
-                        None => Some(candidate.index) == place,
+                        Some(key) => *key == step.key,
+                        None => Some(candidate.index) == step.place,
                     };
                     if matches {
                         next.push(child);
@@ -1333,7 +1365,9 @@ mod tests {
             })
             .sum();
         assert!(kept <= deep.len(), "{kept} bytes kept of {}", deep.len());
-        let last = json.under(&format!("/{}/2000", "~0".repeat(4000)));
+        let pointer =
+            JsonPointer::parse(&format!("/{}/2000", "~0".repeat(4000))).expect("a pointer");
+        let last = json.under(&pointer);
         assert_eq!(last.iter().map(|nodes| nodes.len()).sum::<usize>(), 1);
         // An empty body has none.
         let inspection = Inspection::new("POST", "/", None, &headers, b"", false, client);

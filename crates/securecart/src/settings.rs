@@ -155,21 +155,28 @@ pub fn edge_config(
     }
     // Each web ACL compiled once, for every listener that has it. Every region's edge may
     // fetch through this one as its origin shield.
-    let peers: Vec<std::net::IpAddr> = topology
+    let peers: std::sync::Arc<[std::net::IpAddr]> = topology
         .regions
         .iter()
         .map(|region| region.edge.address.ip())
         .collect();
-    let edge_waf = topology
-        .edge
-        .waf
-        .as_ref()
-        .map(|waf| waf_config(securecart_edge::waf::EDGE_ACL, waf, peers.clone()));
+    let edge_waf = topology.edge.waf.as_ref().map(|waf| {
+        waf_config(
+            securecart_edge::waf::EDGE_ACL,
+            waf,
+            std::sync::Arc::clone(&peers),
+        )
+    });
     let named_wafs: Vec<(&str, securecart_edge::waf::WafConfig)> = topology
         .edge
         .web_acls
         .iter()
-        .map(|(name, waf)| (name.as_str(), waf_config(name, waf, peers.clone())))
+        .map(|(name, waf)| {
+            (
+                name.as_str(),
+                waf_config(name, waf, std::sync::Arc::clone(&peers)),
+            )
+        })
         .collect();
     let waf_of = |listener: &securecart_topology::Listener| match &listener.web_acl {
         securecart_topology::ListenerWebAcl::Edge => edge_waf.clone(),
@@ -254,7 +261,7 @@ pub fn edge_config(
             .edge
             .cache
             .as_ref()
-            .map(|cache| cache_config(topology, cache, region, data_dir)),
+            .map(|cache| cache_config(topology, cache, region, data_dir, &peers)),
         shield: topology
             .edge
             .shield
@@ -503,7 +510,7 @@ fn failover_groups(topology: &Topology, region: &Region) -> Vec<TargetGroupConfi
 fn waf_config(
     name: &str,
     waf: &securecart_topology::EdgeWaf,
-    peers: Vec<std::net::IpAddr>,
+    peers: std::sync::Arc<[std::net::IpAddr]>,
 ) -> securecart_edge::waf::WafConfig {
     use securecart_waf::managed::{Group, acl_with};
     // The topology has checked the names.
@@ -563,7 +570,7 @@ fn waf_config(
             .as_ref()
             .map_or_else(Default::default, log_filters),
         token_key: token_key(),
-        peers: peers.into(),
+        peers,
         token_domains: waf.token_domains.clone().into(),
     }
 }
@@ -572,21 +579,16 @@ fn waf_config(
 /// with: edges given the same accept each other's tokens (`up` sets one for its edges).
 pub const TOKEN_KEY_VARIABLE: &str = "SECURECART_WAF_TOKEN_KEY";
 
-/// The key challenge tokens are signed with: from [`TOKEN_KEY_VARIABLE`] if it is set,
-/// else this process's own random key.
+/// The key challenge tokens are signed with: from [`TOKEN_KEY_VARIABLE`]'s secret if it is
+/// set (the same secret makes the same key, at every reload), else this process's own
+/// random key.
 fn token_key() -> std::sync::Arc<securecart_waf::challenge::TokenKey> {
-    static KEY: std::sync::OnceLock<Option<std::sync::Arc<securecart_waf::challenge::TokenKey>>> =
-        std::sync::OnceLock::new();
-    KEY.get_or_init(|| {
-        std::env::var(TOKEN_KEY_VARIABLE)
-            .ok()
-            .filter(|secret| !secret.is_empty())
-            .map(|secret| {
-                std::sync::Arc::new(securecart_waf::challenge::TokenKey::new(secret.as_bytes()))
-            })
-    })
-    .clone()
-    .unwrap_or_else(securecart_edge::challenge::process_key)
+    match std::env::var(TOKEN_KEY_VARIABLE) {
+        Ok(secret) if !secret.is_empty() => {
+            std::sync::Arc::new(securecart_waf::challenge::TokenKey::new(secret.as_bytes()))
+        }
+        _ => securecart_edge::challenge::process_key(),
+    }
 }
 
 /// A web ACL's logging filter, as the edge takes it.
@@ -618,11 +620,13 @@ fn log_filters(logging: &securecart_topology::WafLogging) -> securecart_edge::wa
 }
 
 /// The edge's cache from the topology's `[edge.cache]`, for `region`'s edge.
+/// `peers` are every region's edge, which may fetch through this one as its origin shield.
 fn cache_config(
     topology: &Topology,
     cache: &securecart_topology::EdgeCache,
     region: &Region,
     data_dir: &Path,
+    peers: &[std::net::IpAddr],
 ) -> securecart_edge::CacheConfig {
     use securecart_cache::{CachePolicy, KeyPolicy, OriginPolicy, QueryKey, Ttl};
     securecart_edge::CacheConfig {
@@ -698,12 +702,7 @@ fn cache_config(
                 }),
             })
             .collect(),
-        // Every region's edge may fetch through this one as its origin shield.
-        peers: topology
-            .regions
-            .iter()
-            .map(|region| region.edge.address.ip())
-            .collect(),
+        peers: peers.to_vec(),
         // Checked by the topology.
         error_responses: cache
             .error_responses
@@ -1244,7 +1243,8 @@ mod tests {
                 assert_eq!(failover.targets, replicas, "{}", group.name);
             }
             let cache = topology.edge.cache.as_ref().expect("a cache");
-            let config = super::cache_config(topology, cache, region, std::path::Path::new("."));
+            let config =
+                super::cache_config(topology, cache, region, std::path::Path::new("."), &[]);
             let failing_over: Vec<&str> = config
                 .behaviors
                 .iter()
