@@ -313,22 +313,42 @@ pub fn rewrite(
 /// byte), so that what a URL rewrite reads and sends is one spelling of the path.
 fn canonical_path(decoded: &str) -> String {
     let mut canonical = String::with_capacity(decoded.len());
-    for &byte in decoded.as_bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&byte) {
-            canonical.push(char::from(byte));
+    percent_encode(decoded, b"-._~!$&'()*+,;=:@/", &mut canonical);
+    canonical
+}
+
+/// Writes `text` to `into` with every byte but the letters, digits and those of `keep`
+/// percent-encoded (`%2F`).
+pub(crate) fn percent_encode(text: &str, keep: &[u8], into: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &byte in text.as_bytes() {
+        if byte.is_ascii_alphanumeric() || keep.contains(&byte) {
+            into.push(char::from(byte));
         } else {
-            canonical.push_str(&format!("%{byte:02X}"));
+            into.push('%');
+            into.push(char::from(HEX[usize::from(byte >> 4)]));
+            into.push(char::from(HEX[usize::from(byte & 0xf)]));
         }
     }
-    canonical
 }
 
 /// Whether a path holds a `.` or `..` segment, as sent or escaped (`%2e`), before any `;`.
 fn has_dot_segment(path: &str) -> bool {
     path.split('/').any(|segment| {
-        let bare = segment.split(';').next().unwrap_or(segment);
-        let dots = bare.to_ascii_lowercase().replace("%2e", ".");
-        dots == "." || dots == ".."
+        let mut bare = segment.split(';').next().unwrap_or(segment).as_bytes();
+        // Its dots, each `.` or `%2e` in either case; anything else makes it no dot segment.
+        let mut dots = 0;
+        while !bare.is_empty() {
+            if bare[0] == b'.' {
+                bare = &bare[1..];
+            } else if bare.len() >= 3 && bare[..3].eq_ignore_ascii_case(b"%2e") {
+                bare = &bare[3..];
+            } else {
+                return false;
+            }
+            dots += 1;
+        }
+        dots == 1 || dots == 2
     })
 }
 
@@ -415,6 +435,28 @@ pub fn incoming_trace(headers: &HeaderMap) -> Option<securecart_telemetry::Trace
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn dot_segments_are_found_as_sent_or_escaped() {
+        for (path, dotted) in [
+            ("/a/./b", true),
+            ("/a/../b", true),
+            ("/a/%2E%2e/b", true),
+            ("/a/.%2E", true),
+            ("/a/..;x/b", true),
+            ("/a/%2e", true),
+            ("/a/.x", false),
+            ("/a/...", false),
+            ("/a/%2", false),
+            ("/a//b", false),
+            ("", false),
+        ] {
+            assert_eq!(super::has_dot_segment(path), dotted, "{path}");
+        }
+        let mut encoded = String::new();
+        super::percent_encode("a b/é%", b"/", &mut encoded);
+        assert_eq!(encoded, "a%20b/%C3%A9%25");
+    }
+
     use std::net::SocketAddr;
 
     use http::Request;

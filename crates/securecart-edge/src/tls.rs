@@ -299,13 +299,7 @@ pub fn client_certificate(session: &rustls::ServerConnection) -> Option<http::He
         pem = to_pem(&chain[..1]);
     }
     let mut escaped = String::with_capacity(pem.len() * 3 / 2);
-    for byte in pem.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            escaped.push(char::from(byte));
-        } else {
-            escaped.push_str(&format!("%{byte:02X}"));
-        }
-    }
+    crate::forward::percent_encode(&pem, b"-._~", &mut escaped);
     http::HeaderValue::from_str(&escaped).ok()
 }
 
