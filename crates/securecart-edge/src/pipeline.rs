@@ -800,7 +800,8 @@ impl Pipeline {
 }
 
 /// What a custom error response's page is asked with, kept from the client's request
-/// (shared bytes: nothing is copied for a request that does not fail).
+/// (shared bytes, but for the resolved path of a request whose path the rules normalised,
+/// which is copied).
 struct PageRequest<'p> {
     stage: &'p CacheStage,
     /// Whether the client's request is a HEAD (answered with the page's head).
