@@ -19,6 +19,7 @@
 //! | `target_group`, `matched_rule`, `actions_executed`, `redirect_url`, `error_reason` | what the edge did |
 //! | `transformed_host`, `transformed_uri` | what a rule's rewrites made of the `Host` and the URL (empty: nothing) |
 //! | `trace_id`, `attempts` | the W3C trace id; how many targets were tried |
+//! | `classification`, `classification_reason` | desync mitigation's: `Acceptable`, `Ambiguous` or `Severe` and ALB's reason code (`BothTeClPresent`...) for a request that does not comply with RFC 9112; `-` for one that does (see `guard.rs`) |
 //!
 //! A request whose handling ended before its answer was ready is logged with
 //! `elb_status_code` 460 and `error_reason` `client_closed`, as ALB's 460: its client
@@ -69,6 +70,8 @@ pub struct AccessRecord {
     pub transformed_host: String,
     /// Why the edge answered itself.
     pub error_reason: &'static str,
+    /// Why the request does not comply with RFC 9112 (desync mitigation), if it does not.
+    pub classification: Option<crate::guard::Reason>,
     /// The edge's status.
     pub elb_status_code: u16,
     /// The target's status.
@@ -203,6 +206,10 @@ fn write(record: &AccessRecord, sent_bytes: u64) {
         transformed_host = %record.transformed_host,
         transformed_uri = %record.transformed_uri,
         error_reason = record.error_reason,
+        classification = record
+            .classification
+            .map_or("-", |reason| reason.classification().as_str()),
+        classification_reason = record.classification.map_or("-", crate::guard::Reason::as_str),
         trace_id = %record.trace_id,
         attempts = record.attempts,
         "access"

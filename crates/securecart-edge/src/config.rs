@@ -176,6 +176,10 @@ pub struct ListenerConfig {
     /// request goes to a target (ALB's `routing.http.drop_invalid_header_fields.enabled`;
     /// off by default, as on ALB).
     pub drop_invalid_header_fields: bool,
+    /// What becomes of requests that do not comply with RFC 9112 (ALB's
+    /// `routing.http.desync_mitigation_mode`; `defensive` by default, as on ALB): see
+    /// [`crate::guard`].
+    pub desync_mitigation_mode: crate::guard::DesyncMode,
     /// Whether an https listener tells its targets the TLS version and cipher suite a
     /// client's session agreed (ALB's `routing.http.x_amzn_tls_version_and_cipher_suite`),
     /// in [`crate::forward::TLS_VERSION_HEADER`] and [`crate::forward::TLS_CIPHER_HEADER`].

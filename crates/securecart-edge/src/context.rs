@@ -94,6 +94,12 @@ pub struct RequestContext {
     pub attempts: u32,
     /// Why the edge answered itself, if it did.
     pub error_code: Option<&'static str>,
+    /// Why the request does not comply with RFC 9112, if it does not (desync mitigation's
+    /// classification reason).
+    pub desync: Option<crate::guard::Reason>,
+    /// Whether the client's connection is closed after the answer, and the target's not
+    /// used again (an ambiguous request in `defensive` desync mitigation).
+    pub close_connections: bool,
 }
 
 impl RequestContext {
@@ -118,6 +124,8 @@ impl RequestContext {
             received_bytes: None,
             attempts: 0,
             error_code: None,
+            desync: None,
+            close_connections: false,
         }
     }
 }

@@ -270,6 +270,7 @@ impl Control {
                     remove_response_headers: listener.remove_response_headers.clone().into(),
                     forwarded_for: listener.forwarded_for,
                     drop_invalid_header_fields: listener.drop_invalid_header_fields,
+                    desync_mode: listener.desync_mitigation_mode,
                     client_certificates: mutual_tls,
                     tls_headers: listener.tls_headers,
                     remove_tls_headers: tls_headers,

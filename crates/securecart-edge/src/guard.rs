@@ -1,71 +1,384 @@
-//! The request guard: what the edge refuses before any rule sees a request, because a
-//! target could read it differently from the edge (request smuggling, RFC 9112 section
-//! 6.1 and 6.3) or because it breaks HTTP/1.1's framing rules.
+//! The request guard: ALB's desync mitigation. Each HTTP/1.x request is classified by how
+//! far it strays from RFC 9112 in ways that let two servers in a chain read it differently
+//! (request smuggling, "HTTP desync"), and the listener's mode says what becomes of it.
 //!
-//! The edge's HTTP/1 server (`server.rs`) already refuses differing `Content-Length`
-//! values, a transfer coding from an HTTP/1.0 client and codings that do not end in
-//! `chunked`. It frames a request with both `Content-Length` and `Transfer-Encoding` by the
-//! latter and leaves both headers for the checks below, which refuse it (as nginx does)
-//! and what else is ambiguous: repeated or non-`chunked` codings, and repeated `Host` or
-//! `Content-Length` headers. A refused request's connection is closed.
+//! The classifications and their reasons are those of ALB's access log (`classification`,
+//! `classification_reason`), from the `http_desync_guardian` library ALB uses:
 //!
-//! A pure function of the request head, tested as a table.
+//! | reason | classification |
+//! |---|---|
+//! | `NonCrLfLineTermination`: a line of the head ends with a bare LF | acceptable |
+//! | `GetHeadZeroContentLength`: a GET or HEAD with `Content-Length: 0` | acceptable |
+//! | `BothTeClPresent`: both `Transfer-Encoding` and `Content-Length` | ambiguous |
+//! | `DuplicateContentLength`: the same length said more than once | ambiguous |
+//! | `UndefinedTransferEncodingSemantics`: a GET or HEAD with `Transfer-Encoding` | ambiguous |
+//! | `UndefinedContentLengthSemantics`: a GET or HEAD with a length above 0 | ambiguous |
+//! | `SuspiciousHeader`: a name whose letters are those of `Transfer-Encoding` or `Content-Length` (`Transfer_Encoding`) | ambiguous |
+//! | `MultipleTransferEncodingChunked`: `chunked` more than once | severe |
+//! | `BadTransferEncoding`: a coding other than `chunked` | severe |
+//!
+//! What each mode does (`desync_mitigation_mode`, as ALB's):
+//!
+//! | classification | `monitor` | `defensive` (the default) | `strictest` |
+//! |---|---|---|---|
+//! | compliant | routed | routed | routed |
+//! | acceptable | routed | routed | 400 |
+//! | ambiguous | routed | routed, then the client's and the target's connections closed; 400 for `BothTeClPresent` and `DuplicateContentLength` | 400 |
+//! | severe | 400 | 400 | 400 |
+//!
+//! Two differences from ALB, both toward refusing. In `defensive` mode a request framed
+//! two ways (both headers, or one length said twice) is refused, as nginx refuses it,
+//! where ALB routes it and closes both connections. And a severe request is refused in
+//! every mode, `monitor` too: the edge forwards a body as it read it, in its own framing,
+//! and a body whose framing it cannot read (a coding other than `chunked`, which it does
+//! not decode) it cannot forward. A request routed in `monitor` mode with both headers
+//! goes by its `Transfer-Encoding`, its `Content-Length` removed (RFC 9112 section 6.3),
+//! and one whose length was said twice goes with one.
+//!
+//! Whatever the mode, the edge's HTTP/1 server (`server.rs`) refuses what it cannot parse
+//! or frame at all, before any classification: ALB's other severe reasons (a bad method,
+//! URI, version or header character: `httparse` reads none of them) and differing or
+//! malformed lengths (`MultipleContentLength`, `BadContentLength`), a transfer coding
+//! from an HTTP/1.0 client and codings that do not end in `chunked`. So do ALB's
+//! acceptable `SpaceInUri`, `NonCompliantHeader` and `NonCompliantVersion`, and its
+//! ambiguous `EmptyHeader`, `AmbiguousUri` and `MultilineHeader`. A repeated `Host` is
+//! refused here in every mode (RFC 9112 section 3.2 says a server must).
+//!
+//! HTTP/2 requests are not classified (as ALB's are not): their framing is the
+//! protocol's own. A pure function of the request head, tested as a table.
 
-use http::{HeaderMap, Version, header};
+use http::{HeaderMap, HeaderValue, Method, Version, header};
 
 use crate::error::EdgeError;
 
-/// Checks a request head; `Err` is answered with 400 and the connection is not reused.
-pub fn check(version: Version, headers: &HeaderMap) -> Result<(), EdgeError> {
-    // Most requests have no transfer coding and no header twice (a map with as many
-    // values as names): one look-up tells, where a count of each header's values would
-    // take three.
-    let transfer_encoding = headers.contains_key(header::TRANSFER_ENCODING);
-    if !transfer_encoding && headers.len() == headers.keys_len() {
-        return Ok(());
-    }
-    let transfer_encodings = headers.get_all(header::TRANSFER_ENCODING).iter().count();
-    if transfer_encodings > 0 {
-        // Both framings at once is the classic smuggling vector: refuse, as RFC 9112
-        // allows, rather than guess which one the target will believe.
-        if headers.contains_key(header::CONTENT_LENGTH) {
-            return Err(EdgeError::BadRequest(
-                "a request may not have both Content-Length and Transfer-Encoding",
-            ));
-        }
-        if version == Version::HTTP_10 {
-            return Err(EdgeError::BadRequest(
-                "an HTTP/1.0 request may not use Transfer-Encoding",
-            ));
-        }
-        let chunked_only = transfer_encodings == 1
-            && headers
-                .get(header::TRANSFER_ENCODING)
-                .and_then(|value| value.to_str().ok())
-                .is_some_and(|value| value.trim().eq_ignore_ascii_case("chunked"));
-        if !chunked_only {
-            return Err(EdgeError::BadRequest(
-                "the only Transfer-Encoding accepted is chunked",
-            ));
+/// What a listener does with requests that do not comply with RFC 9112 (ALB's
+/// `routing.http.desync_mitigation_mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DesyncMode {
+    /// Route every request the edge can frame; classify and count them.
+    Monitor,
+    /// Route acceptable requests; route ambiguous ones and then close the connections
+    /// (but refuse those framed two ways); refuse severe ones.
+    #[default]
+    Defensive,
+    /// Route compliant requests only.
+    Strictest,
+}
+
+impl DesyncMode {
+    /// The mode's name, as the topology file writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DesyncMode::Monitor => "monitor",
+            DesyncMode::Defensive => "defensive",
+            DesyncMode::Strictest => "strictest",
         }
     }
-    let lengths = headers.get_all(header::CONTENT_LENGTH).iter().count();
-    if lengths > 1 {
-        return Err(EdgeError::BadRequest(
-            "a request may have one Content-Length",
-        ));
+}
+
+/// How far a request strays from RFC 9112, in increasing order of risk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Classification {
+    /// Not compliant, but no server reads it two ways.
+    Acceptable,
+    /// Servers may read it differently.
+    Ambiguous,
+    /// Malformed, or crafted to desynchronize.
+    Severe,
+}
+
+impl Classification {
+    /// ALB's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Classification::Acceptable => "Acceptable",
+            Classification::Ambiguous => "Ambiguous",
+            Classification::Severe => "Severe",
+        }
     }
-    if headers.get_all(header::HOST).iter().count() > 1 {
-        return Err(EdgeError::BadRequest("a request may have one Host"));
+}
+
+/// Why a request is not compliant (ALB's `classification_reason` codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// A line of the head ends with LF alone.
+    NonCrLfLineTermination,
+    /// A GET or HEAD says `Content-Length: 0`.
+    GetHeadZeroContentLength,
+    /// Both `Transfer-Encoding` and `Content-Length`.
+    BothTeClPresent,
+    /// The same `Content-Length` said more than once.
+    DuplicateContentLength,
+    /// A GET or HEAD with `Transfer-Encoding`.
+    UndefinedTransferEncodingSemantics,
+    /// A GET or HEAD with a `Content-Length` above 0.
+    UndefinedContentLengthSemantics,
+    /// A header whose name has the letters of `Transfer-Encoding` or `Content-Length`.
+    SuspiciousHeader,
+    /// `chunked` applied more than once.
+    MultipleTransferEncodingChunked,
+    /// A transfer coding other than `chunked`.
+    BadTransferEncoding,
+}
+
+impl Reason {
+    /// The reason's classification.
+    pub fn classification(self) -> Classification {
+        match self {
+            Reason::NonCrLfLineTermination | Reason::GetHeadZeroContentLength => {
+                Classification::Acceptable
+            }
+            Reason::BothTeClPresent
+            | Reason::DuplicateContentLength
+            | Reason::UndefinedTransferEncodingSemantics
+            | Reason::UndefinedContentLengthSemantics
+            | Reason::SuspiciousHeader => Classification::Ambiguous,
+            Reason::MultipleTransferEncodingChunked | Reason::BadTransferEncoding => {
+                Classification::Severe
+            }
+        }
     }
-    Ok(())
+
+    /// ALB's code for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::NonCrLfLineTermination => "NonCrLfLineTermination",
+            Reason::GetHeadZeroContentLength => "GetHeadZeroContentLength",
+            Reason::BothTeClPresent => "BothTeClPresent",
+            Reason::DuplicateContentLength => "DuplicateContentLength",
+            Reason::UndefinedTransferEncodingSemantics => "UndefinedTransferEncodingSemantics",
+            Reason::UndefinedContentLengthSemantics => "UndefinedContentLengthSemantics",
+            Reason::SuspiciousHeader => "SuspiciousHeader",
+            Reason::MultipleTransferEncodingChunked => "MultipleTransferEncodingChunked",
+            Reason::BadTransferEncoding => "BadTransferEncoding",
+        }
+    }
+
+    /// What the edge's 400 says of it.
+    fn refusal(self) -> &'static str {
+        match self {
+            Reason::NonCrLfLineTermination => "a line of the request ends without CR",
+            Reason::GetHeadZeroContentLength => "a GET or HEAD request may not say Content-Length",
+            Reason::BothTeClPresent => {
+                "a request may not have both Content-Length and Transfer-Encoding"
+            }
+            Reason::DuplicateContentLength => "a request may have one Content-Length",
+            Reason::UndefinedTransferEncodingSemantics => {
+                "a GET or HEAD request may not have Transfer-Encoding"
+            }
+            Reason::UndefinedContentLengthSemantics => "a GET or HEAD request may not have a body",
+            Reason::SuspiciousHeader => {
+                "a header's name may not pass for Transfer-Encoding or Content-Length"
+            }
+            Reason::MultipleTransferEncodingChunked => "a body may be chunked once",
+            Reason::BadTransferEncoding => "the only Transfer-Encoding accepted is chunked",
+        }
+    }
+
+    /// Whether the request's body is framed two ways (refused in `defensive` mode too).
+    fn framed_twice(self) -> bool {
+        matches!(
+            self,
+            Reason::BothTeClPresent | Reason::DuplicateContentLength
+        )
+    }
+}
+
+/// What the guard decided of a request that goes on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// Why the request does not comply (`None`: it does).
+    pub reason: Option<Reason>,
+    /// Whether the client's connection is closed after the answer and the target's is not
+    /// used again (`defensive` mode's way with ambiguous requests).
+    pub close: bool,
+}
+
+/// A refused request: why it does not comply, if it was classified, and the 400's error.
+#[derive(Debug)]
+pub struct Refused {
+    /// Its classification reason (`None`: refused whatever the mode, as a repeated `Host`).
+    pub reason: Option<Reason>,
+    /// The answer.
+    pub error: EdgeError,
+}
+
+/// Classifies a request head and applies `mode`. `bare_line_feeds` says whether a line
+/// of the head ended with LF alone (which the server saw; the header map cannot tell). A
+/// request that is routed in `monitor` mode with its body framed two ways leaves with one
+/// framing (see the module's documentation).
+pub fn check(
+    mode: DesyncMode,
+    method: &Method,
+    version: Version,
+    headers: &mut HeaderMap,
+    bare_line_feeds: bool,
+) -> Result<Verdict, Refused> {
+    let (hosts, reason) = scan(method, version, headers, bare_line_feeds);
+    if hosts > 1 {
+        return Err(Refused {
+            reason: None,
+            error: EdgeError::BadRequest("a request may have one Host"),
+        });
+    }
+    let Some(reason) = reason else {
+        return Ok(Verdict::default());
+    };
+    let refuse = match reason.classification() {
+        Classification::Severe => true,
+        _ if mode == DesyncMode::Strictest => true,
+        Classification::Ambiguous => mode == DesyncMode::Defensive && reason.framed_twice(),
+        Classification::Acceptable => false,
+    };
+    if refuse {
+        return Err(Refused {
+            reason: Some(reason),
+            error: EdgeError::BadRequest(reason.refusal()),
+        });
+    }
+    match reason {
+        Reason::BothTeClPresent => {
+            headers.remove(header::CONTENT_LENGTH);
+        }
+        Reason::DuplicateContentLength => {
+            if let Some(length) = content_length(headers) {
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+            }
+        }
+        _ => {}
+    }
+    Ok(Verdict {
+        reason: Some(reason),
+        close: mode == DesyncMode::Defensive
+            && reason.classification() == Classification::Ambiguous,
+    })
+}
+
+/// Why a request head does not comply, the most severe reason first (of two alike, the
+/// one listed first below: framing two ways before the others, so that `defensive` mode
+/// refuses it whatever else the head has).
+pub fn classify(
+    method: &Method,
+    version: Version,
+    headers: &HeaderMap,
+    bare_line_feeds: bool,
+) -> Option<Reason> {
+    scan(method, version, headers, bare_line_feeds).1
+}
+
+/// How many `Host` lines a head has, and why it does not comply. One walk over its
+/// headers, comparing names (a standard name is a number): cheaper than looking up each
+/// of the three in the map, which hashes each name.
+fn scan(
+    method: &Method,
+    version: Version,
+    headers: &HeaderMap,
+    bare_line_feeds: bool,
+) -> (usize, Option<Reason>) {
+    let mut hosts = 0;
+    // Transfer codings: whether any, `chunked` twice, another coding.
+    let (mut transfer_encoding, mut chunked_twice, mut other_coding, mut chunked) =
+        (false, false, false, false);
+    // The length said, and how many times.
+    let (mut length, mut lengths) = (None, 0);
+    let mut suspicious = false;
+    for (name, value) in headers {
+        if name == header::HOST {
+            hosts += 1;
+        } else if name == header::TRANSFER_ENCODING {
+            transfer_encoding = true;
+            for member in value.as_bytes().split(|&byte| byte == b',') {
+                let coding = member
+                    .split(|&byte| byte == b';')
+                    .next()
+                    .unwrap_or_default();
+                if coding.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                    chunked_twice |= chunked;
+                    chunked = true;
+                } else {
+                    other_coding = true;
+                }
+            }
+        } else if name == header::CONTENT_LENGTH {
+            // (The server refused differing and malformed lengths.)
+            for member in value.as_bytes().split(|&byte| byte == b',') {
+                lengths += 1;
+                length = std::str::from_utf8(member.trim_ascii())
+                    .ok()
+                    .and_then(|digits| digits.parse::<u64>().ok())
+                    .or(length);
+            }
+        } else {
+            suspicious |= passes_for_framing(name);
+        }
+    }
+    if version != Version::HTTP_11 && version != Version::HTTP_10 {
+        return (hosts, None);
+    }
+    let body_less = *method == Method::GET || *method == Method::HEAD;
+    // In order: the first of the most severe is the reason.
+    let reasons = [
+        (chunked_twice, Reason::MultipleTransferEncodingChunked),
+        (other_coding, Reason::BadTransferEncoding),
+        (transfer_encoding && lengths > 0, Reason::BothTeClPresent),
+        (lengths > 1, Reason::DuplicateContentLength),
+        (
+            body_less && transfer_encoding,
+            Reason::UndefinedTransferEncodingSemantics,
+        ),
+        (
+            body_less && length.is_some_and(|length| length > 0),
+            Reason::UndefinedContentLengthSemantics,
+        ),
+        (suspicious, Reason::SuspiciousHeader),
+        (
+            body_less && length == Some(0),
+            Reason::GetHeadZeroContentLength,
+        ),
+        (bare_line_feeds, Reason::NonCrLfLineTermination),
+    ];
+    let mut worst: Option<Reason> = None;
+    for (found, reason) in reasons {
+        if found && worst.is_none_or(|worst| reason.classification() > worst.classification()) {
+            worst = Some(reason);
+        }
+    }
+    (hosts, worst)
+}
+
+/// The one length a head says (which may be said more than once).
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    let value = headers.get(header::CONTENT_LENGTH)?.as_bytes();
+    let first = value.split(|&byte| byte == b',').next()?;
+    std::str::from_utf8(first.trim_ascii()).ok()?.parse().ok()
+}
+
+/// Whether a header's name has the letters and digits of `Transfer-Encoding` or
+/// `Content-Length`, in order, without being either (`Transfer_Encoding`,
+/// `Content-Length.`, `-content-length`): a server that reads names loosely (CGI and WSGI
+/// turn `_` into `-`) would take it for one. Names are lowercase in a header map, and
+/// `httparse` lets through only the characters of a token.
+fn passes_for_framing(name: &header::HeaderName) -> bool {
+    const FRAMING: [&[u8]; 2] = [b"transferencoding", b"contentlength"];
+    let name = name.as_str().as_bytes();
+    // Shorter than the shorter one's letters, or one of the two itself: most names.
+    if name.len() < FRAMING[1].len() || name == b"transfer-encoding" || name == b"content-length" {
+        return false;
+    }
+    FRAMING.iter().any(|letters| {
+        let mut letters = letters.iter();
+        name.iter()
+            .filter(|byte| byte.is_ascii_alphanumeric())
+            .all(|byte| letters.next() == Some(byte))
+            && letters.next().is_none()
+    })
 }
 
 #[cfg(test)]
 mod tests {
-    use http::{HeaderMap, HeaderName, HeaderValue, Version};
+    use http::{HeaderMap, HeaderName, HeaderValue, Method, Version};
 
-    use super::check;
+    use super::{DesyncMode, Reason, Verdict, check, classify};
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -79,73 +392,311 @@ mod tests {
     }
 
     #[test]
-    fn ambiguous_framing_is_refused() {
-        type Case<'a> = (Version, &'a [(&'a str, &'a str)], bool);
+    fn requests_are_classified_as_alb_classifies_them() {
+        use Reason::*;
+        type Case<'a> = (
+            &'a str,
+            Version,
+            &'a [(&'a str, &'a str)],
+            bool,
+            Option<Reason>,
+        );
         let cases: &[Case<'_>] = &[
-            (Version::HTTP_11, &[("content-length", "5")], true),
-            (Version::HTTP_11, &[("transfer-encoding", "chunked")], true),
+            ("GET", Version::HTTP_11, &[("host", "a")], false, None),
             (
+                "POST",
                 Version::HTTP_11,
-                &[("transfer-encoding", " Chunked ")],
-                true,
+                &[("content-length", "5")],
+                false,
+                None,
             ),
             (
+                "POST",
+                Version::HTTP_11,
+                &[("transfer-encoding", "chunked")],
+                false,
+                None,
+            ),
+            (
+                "POST",
+                Version::HTTP_11,
+                &[("transfer-encoding", " Chunked ")],
+                false,
+                None,
+            ),
+            (
+                "POST",
+                Version::HTTP_10,
+                &[("content-length", "0")],
+                false,
+                None,
+            ),
+            // Headers said twice that do not frame: compliant.
+            (
+                "GET",
+                Version::HTTP_11,
+                &[("accept", "a/b"), ("accept", "c/d")],
+                false,
+                None,
+            ),
+            // Names that only look alike.
+            (
+                "GET",
+                Version::HTTP_11,
+                &[("content-type", "a/b")],
+                false,
+                None,
+            ),
+            (
+                "GET",
+                Version::HTTP_11,
+                &[("content-length-x", "1")],
+                false,
+                None,
+            ),
+            (
+                "GET",
+                Version::HTTP_11,
+                &[("x-transfer-encodings", "1")],
+                false,
+                None,
+            ),
+            (
+                "GET",
+                Version::HTTP_11,
+                &[],
+                true,
+                Some(NonCrLfLineTermination),
+            ),
+            (
+                "GET",
+                Version::HTTP_11,
+                &[("content-length", "0")],
+                false,
+                Some(GetHeadZeroContentLength),
+            ),
+            (
+                "HEAD",
+                Version::HTTP_11,
+                &[("content-length", "0")],
+                false,
+                Some(GetHeadZeroContentLength),
+            ),
+            (
+                "GET",
+                Version::HTTP_11,
+                &[("content-length", "5")],
+                false,
+                Some(UndefinedContentLengthSemantics),
+            ),
+            (
+                "GET",
+                Version::HTTP_11,
+                &[("transfer-encoding", "chunked")],
+                false,
+                Some(UndefinedTransferEncodingSemantics),
+            ),
+            (
+                "POST",
                 Version::HTTP_11,
                 &[("content-length", "5"), ("transfer-encoding", "chunked")],
                 false,
+                Some(BothTeClPresent),
             ),
+            // Framing two ways is named before what else is ambiguous.
             (
-                Version::HTTP_11,
-                &[("transfer-encoding", "gzip, chunked")],
-                false,
-            ),
-            (
+                "GET",
                 Version::HTTP_11,
                 &[
                     ("transfer-encoding", "chunked"),
-                    ("transfer-encoding", "chunked"),
+                    ("content-length", "5"),
+                    ("transfer_encoding", "x"),
                 ],
-                false,
+                true,
+                Some(BothTeClPresent),
             ),
             (
-                Version::HTTP_11,
-                &[("transfer-encoding", "identity")],
-                false,
-            ),
-            (Version::HTTP_10, &[("transfer-encoding", "chunked")], false),
-            (
+                "POST",
                 Version::HTTP_11,
                 &[("content-length", "5"), ("content-length", "5")],
                 false,
+                Some(DuplicateContentLength),
             ),
             (
+                "POST",
                 Version::HTTP_11,
-                &[("host", "a.example"), ("host", "b.example")],
+                &[("content-length", "5, 5")],
                 false,
+                Some(DuplicateContentLength),
             ),
-            (Version::HTTP_11, &[], true),
             (
+                "GET",
                 Version::HTTP_11,
-                &[("host", "a.example"), ("accept", "a/b"), ("accept", "c/d")],
-                true,
+                &[("transfer_encoding", "chunked")],
+                false,
+                Some(SuspiciousHeader),
             ),
             (
+                "GET",
+                Version::HTTP_11,
+                &[("content_length", "5")],
+                false,
+                Some(SuspiciousHeader),
+            ),
+            (
+                "GET",
+                Version::HTTP_11,
+                &[("contentlength", "5")],
+                false,
+                Some(SuspiciousHeader),
+            ),
+            (
+                "GET",
+                Version::HTTP_11,
+                &[("-transfer-encoding-", "chunked")],
+                false,
+                Some(SuspiciousHeader),
+            ),
+            (
+                "POST",
                 Version::HTTP_11,
                 &[
-                    ("accept", "a/b"),
-                    ("accept", "c/d"),
-                    ("content-length", "5"),
-                    ("content-length", "5"),
+                    ("transfer-encoding", "chunked"),
+                    ("transfer-encoding", "chunked"),
                 ],
                 false,
+                Some(MultipleTransferEncodingChunked),
+            ),
+            (
+                "POST",
+                Version::HTTP_11,
+                &[("transfer-encoding", "chunked, chunked")],
+                false,
+                Some(MultipleTransferEncodingChunked),
+            ),
+            (
+                "POST",
+                Version::HTTP_11,
+                &[("transfer-encoding", "gzip, chunked")],
+                false,
+                Some(BadTransferEncoding),
+            ),
+            // Severe wins over ambiguous and acceptable.
+            (
+                "GET",
+                Version::HTTP_11,
+                &[
+                    ("content-length", "0"),
+                    ("transfer-encoding", "identity, chunked"),
+                ],
+                true,
+                Some(BadTransferEncoding),
+            ),
+            // HTTP/2 frames its own way.
+            (
+                "GET",
+                Version::HTTP_2,
+                &[("content-length", "5")],
+                false,
+                None,
             ),
         ];
-        for (version, pairs, accepted) in cases {
+        for (method, version, pairs, bare_line_feeds, expected) in cases {
+            let method = Method::from_bytes(method.as_bytes()).expect("method");
             assert_eq!(
-                check(*version, &headers(pairs)).is_ok(),
-                *accepted,
-                "{version:?} {pairs:?}"
+                classify(&method, *version, &headers(pairs), *bare_line_feeds),
+                *expected,
+                "{method} {version:?} {pairs:?} bare LF {bare_line_feeds}"
             );
         }
+    }
+
+    #[test]
+    fn each_mode_routes_closes_or_refuses() {
+        use DesyncMode::*;
+        // (method, headers, bare LF, mode, Some(close) if routed, None if refused)
+        type Case<'a> = (
+            &'a str,
+            &'a [(&'a str, &'a str)],
+            bool,
+            DesyncMode,
+            Option<bool>,
+        );
+        let both: &[(&str, &str)] = &[("content-length", "5"), ("transfer-encoding", "chunked")];
+        let twice: &[(&str, &str)] = &[("content-length", "5"), ("content-length", "5")];
+        let get_body: &[(&str, &str)] = &[("content-length", "5")];
+        let suspicious: &[(&str, &str)] = &[("transfer_encoding", "chunked")];
+        let severe: &[(&str, &str)] = &[("transfer-encoding", "chunked, chunked")];
+        let two_hosts: &[(&str, &str)] = &[("host", "a.example"), ("host", "b.example")];
+        let cases: &[Case<'_>] = &[
+            ("GET", &[], false, Strictest, Some(false)),
+            // Acceptable.
+            ("GET", &[], true, Monitor, Some(false)),
+            ("GET", &[], true, Defensive, Some(false)),
+            ("GET", &[], true, Strictest, None),
+            // Ambiguous, framed one way.
+            ("GET", get_body, false, Monitor, Some(false)),
+            ("GET", get_body, false, Defensive, Some(true)),
+            ("GET", get_body, false, Strictest, None),
+            ("GET", suspicious, false, Monitor, Some(false)),
+            ("GET", suspicious, false, Defensive, Some(true)),
+            ("GET", suspicious, false, Strictest, None),
+            // Ambiguous, framed two ways.
+            ("POST", both, false, Monitor, Some(false)),
+            ("POST", both, false, Defensive, None),
+            ("POST", both, false, Strictest, None),
+            ("POST", twice, false, Monitor, Some(false)),
+            ("POST", twice, false, Defensive, None),
+            // Severe, and a second Host: refused in every mode.
+            ("POST", severe, false, Monitor, None),
+            ("POST", severe, false, Defensive, None),
+            ("GET", two_hosts, false, Monitor, None),
+            ("GET", two_hosts, false, Defensive, None),
+        ];
+        for (method, pairs, bare_line_feeds, mode, expected) in cases {
+            let method = Method::from_bytes(method.as_bytes()).expect("method");
+            let mut map = headers(pairs);
+            let verdict = check(*mode, &method, Version::HTTP_11, &mut map, *bare_line_feeds);
+            assert_eq!(
+                verdict.as_ref().ok().map(|verdict| verdict.close),
+                *expected,
+                "{method} {pairs:?} bare LF {bare_line_feeds} in {mode:?}: {verdict:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn monitor_mode_forwards_one_framing() {
+        let mut map = headers(&[("content-length", "5"), ("transfer-encoding", "chunked")]);
+        let verdict = check(
+            DesyncMode::Monitor,
+            &Method::POST,
+            Version::HTTP_11,
+            &mut map,
+            false,
+        );
+        assert_eq!(
+            verdict.expect("routed"),
+            Verdict {
+                reason: Some(Reason::BothTeClPresent),
+                close: false
+            }
+        );
+        assert!(!map.contains_key("content-length"), "{map:?}");
+        assert_eq!(map["transfer-encoding"], "chunked");
+
+        let mut map = headers(&[("content-length", "7, 7"), ("content-length", "7")]);
+        check(
+            DesyncMode::Monitor,
+            &Method::POST,
+            Version::HTTP_11,
+            &mut map,
+            false,
+        )
+        .expect("routed");
+        assert_eq!(
+            map.get_all("content-length").iter().collect::<Vec<_>>(),
+            ["7"]
+        );
     }
 }

@@ -199,6 +199,12 @@ enum RequestFraming {
     Chunked,
 }
 
+/// Marks a request whose connection is not to be used again after its answer (an
+/// ambiguous request that desync mitigation let through, `guard.rs`): it says
+/// `Connection: close`, and the connection goes when its answer ends.
+#[derive(Debug, Clone, Copy)]
+pub struct CloseConnection;
+
 /// A request ready to go: its head in wire form, and its body.
 #[derive(Debug)]
 pub struct Outgoing {
@@ -214,6 +220,8 @@ pub struct Outgoing {
     /// Whether the request may be sent again after a pooled connection failed it without
     /// an answer: its method is idempotent and its body is all in hand.
     replayable: bool,
+    /// Whether its connection goes after its answer ([`CloseConnection`]).
+    close: bool,
 }
 
 impl Outgoing {
@@ -260,6 +268,10 @@ impl Outgoing {
             head.extend_from_slice(value.as_bytes());
             head.extend_from_slice(b"\r\n");
         }
+        let close = parts.extensions.get::<CloseConnection>().is_some();
+        if close {
+            head.extend_from_slice(b"connection: close\r\n");
+        }
         match framing {
             RequestFraming::None => {}
             RequestFraming::Length(length) => {
@@ -304,6 +316,7 @@ impl Outgoing {
             first,
             body: rest,
             head_request: parts.method == Method::HEAD,
+            close,
         })
     }
 
@@ -334,14 +347,20 @@ impl Outgoing {
             reused,
             timer,
         } = connection;
-        tokio::select! {
+        let mut answer = tokio::select! {
             biased;
             sent = self.exchange(stream, buffer, *reused) => sent,
             () = crate::timer::until(timer.as_mut(), deadline) => Err(Failure {
                 error: "no answer by the target's timeout".into(),
                 kind: FailureKind::TimedOut,
             }),
+        };
+        if self.close
+            && let Ok((_, framing)) = &mut answer
+        {
+            framing.reusable = false;
         }
+        answer
     }
 
     async fn exchange(

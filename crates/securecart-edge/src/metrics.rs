@@ -57,6 +57,17 @@ pub struct WafLabels {
     pub action: &'static str,
 }
 
+/// Labels of a request that does not comply with RFC 9112 (desync mitigation).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DesyncLabels {
+    /// The listener.
+    pub listener: String,
+    /// `Acceptable`, `Ambiguous` or `Severe`.
+    pub classification: &'static str,
+    /// ALB's reason code, such as `BothTeClPresent`.
+    pub reason: &'static str,
+}
+
 /// Labels naming a cache behaviour.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BehaviorLabels {
@@ -141,6 +152,7 @@ pub struct EdgeMetrics {
     target_responses: Family<TargetResponseLabels, Counter>,
     edge_errors: Family<EdgeErrorLabels, Counter>,
     waf_matches: Family<WafLabels, Counter>,
+    non_compliant: Family<DesyncLabels, Counter>,
     cache_requests: Family<CacheLabels, Counter>,
     cache_coalesced: Family<BehaviorLabels, Counter>,
     cache_failovers: Family<BehaviorLabels, Counter>,
@@ -178,6 +190,7 @@ impl EdgeMetrics {
             target_responses: Family::default(),
             edge_errors: Family::default(),
             waf_matches: Family::default(),
+            non_compliant: Family::default(),
             cache_requests: Family::default(),
             cache_coalesced: Family::default(),
             cache_failovers: Family::default(),
@@ -235,6 +248,11 @@ impl EdgeMetrics {
             "waf_matches",
             "Web ACL rules that matched a request, by web ACL, rule and action",
             metrics.waf_matches.clone(),
+        );
+        registry.register(
+            "non_compliant_requests",
+            "Requests that do not comply with RFC 9112, routed or refused by desync mitigation, by listener, classification and reason (ALB's DesyncMitigationMode_NonCompliant_Request_Count)",
+            metrics.non_compliant.clone(),
         );
         registry.register(
             "cache_requests",
@@ -374,6 +392,17 @@ impl EdgeMetrics {
                 code,
                 route: route.to_owned(),
                 target_group: target_group.unwrap_or("").to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a request that does not comply with RFC 9112.
+    pub fn non_compliant(&self, listener: &str, reason: crate::guard::Reason) {
+        self.non_compliant
+            .get_or_create(&DesyncLabels {
+                listener: listener.to_owned(),
+                classification: reason.classification().as_str(),
+                reason: reason.as_str(),
             })
             .inc();
     }

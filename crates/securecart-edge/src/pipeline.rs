@@ -3,9 +3,9 @@
 //!
 //! 1. **context** ([`crate::context`]): the request's trace (continued or new), client
 //!    address and start time.
-//! 2. **guard** ([`crate::guard`]): ambiguous framing (both `Content-Length` and
-//!    `Transfer-Encoding`, and the like) is refused with 400 and the connection closed;
-//!    then the **shield** ([`crate::shield`]): a client past its request rate gets 429, and
+//! 2. **guard** ([`crate::guard`]): desync mitigation: a request that does not comply
+//!    with RFC 9112 is classified, and routed, routed with its connections closed after
+//!    it, or refused with 400 and the connection closed, by the listener's mode; then the **shield** ([`crate::shield`]): a client past its request rate gets 429, and
 //!    past the edge's requests in flight a request that is not on a priority path gets 503.
 //! 3. **waf** ([`crate::waf`]): the listener's web ACL, on the head and the start of the
 //!    body; a block is answered 403.
@@ -86,6 +86,8 @@ pub struct Pipeline {
     /// Whether headers whose names are not letters, digits and `-` are removed before a
     /// request is forwarded (see [`crate::config::ListenerConfig`]).
     pub drop_invalid_header_fields: bool,
+    /// What becomes of requests that do not comply with RFC 9112 (see [`crate::guard`]).
+    pub desync_mode: guard::DesyncMode,
     /// Whether some listener of the edge has mutual TLS: then a client's own
     /// [`crate::tls::CLIENT_CERTIFICATE_HEADER`] is removed here, and a client
     /// certificate's put in its place.
@@ -173,6 +175,7 @@ impl Drop for Unanswered<'_> {
             transformed_uri: String::new(),
             transformed_host: String::new(),
             error_reason: "client_closed",
+            classification: None,
             elb_status_code: CLIENT_CLOSED,
             target_status_code: None,
             received_bytes: None,
@@ -308,10 +311,12 @@ impl Pipeline {
             if let Some(protocol) = switched {
                 forward::keep_upgrade(response.headers_mut(), protocol);
             }
-            if matches!(context.error_code, Some(code) if code == EdgeError::BadRequest("").code() || code == EdgeError::ClientTimeout.code())
+            if context.close_connections
+                || matches!(context.error_code, Some(code) if code == EdgeError::BadRequest("").code() || code == EdgeError::ClientTimeout.code())
             {
-                // After a request the edge could not frame, the connection is not trusted for
-                // another one.
+                // After a request the edge could not frame, or an ambiguous one that
+                // `defensive` desync mitigation let through, the connection is not trusted
+                // for another one.
                 response
                     .headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -365,6 +370,7 @@ impl Pipeline {
                     transformed_uri: outcome.transformed.0.unwrap_or_default(),
                     transformed_host: outcome.transformed.1.unwrap_or_default(),
                     error_reason: context.error_code.unwrap_or(""),
+                    classification: context.desync,
                     elb_status_code: status,
                     target_status_code: context.target_status,
                     received_bytes: context.received_bytes.clone(),
@@ -455,9 +461,34 @@ impl Pipeline {
                 request.headers_mut().remove(forward::TLS_VERSION_HEADER);
                 request.headers_mut().remove(forward::TLS_CIPHER_HEADER);
             }
-            // Stage 2: guard (framing the targets could read differently).
-            if let Err(error) = guard::check(request.version(), request.headers()) {
-                return Outcome::refused("none", "", error);
+            // Stage 2: guard (requests the targets could read differently: desync
+            // mitigation).
+            let bare_line_feeds = request
+                .extensions()
+                .get::<crate::server::BareLineFeeds>()
+                .is_some();
+            let (method, version) = (request.method().clone(), request.version());
+            match guard::check(
+                self.desync_mode,
+                &method,
+                version,
+                request.headers_mut(),
+                bare_line_feeds,
+            ) {
+                Ok(verdict) => {
+                    if let Some(reason) = verdict.reason {
+                        self.metrics.non_compliant(&self.listener, reason);
+                    }
+                    context.desync = verdict.reason;
+                    context.close_connections = verdict.close;
+                }
+                Err(refused) => {
+                    if let Some(reason) = refused.reason {
+                        self.metrics.non_compliant(&self.listener, reason);
+                    }
+                    context.desync = refused.reason;
+                    return Outcome::refused("none", "", refused.error);
+                }
             }
 
             // The path as servers resolve it, once for the shield and the rules (kept only

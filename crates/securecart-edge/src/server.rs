@@ -24,7 +24,8 @@
 //! - the body: framed by `Transfer-Encoding: chunked` (when it is the last coding; chunk
 //!   lines end with CRLF and nothing else) or by `Content-Length` (differing values: 400);
 //!   no framing, no body. `Expect: 100-continue` is answered when the body is first read,
-//!   unless the answer has begun. The guard stage refuses what is ambiguous;
+//!   unless the answer has begun. The guard stage classifies the rest for desync
+//!   mitigation (`guard.rs`), told of lines ending in LF alone ([`BareLineFeeds`]);
 //! - the answer: one `Content-Length`, the pipeline's (a body that says otherwise ends the
 //!   connection) or the body's exact size, else chunked (HTTP/1.1) or up to the close
 //!   (HTTP/1.0, and a TLS connection then says `close_notify`). Trailers go to clients
@@ -1279,7 +1280,13 @@ impl Connection {
             HeaderMap::with_capacity(parsed.headers.len() + crate::forward::ADDED_HEADERS);
         // Which of the headers that frame the request it has (see `forward::framing`).
         let mut present = 0;
+        // Whether a line ends with LF alone, which `httparse` takes (as nginx does) and
+        // desync mitigation classifies (`guard.rs`). CR comes only before LF in a head it
+        // parsed, so each line's end is the two bytes before the next line's start.
+        let mut bare_line_feeds = !buffer[..length].ends_with(b"\r\n\r\n");
         for field in parsed.headers.iter() {
+            let start = field.name.as_ptr() as usize - base;
+            bare_line_feeds |= buffer[start - 2] != b'\r';
             let name = HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| bad())?;
             present |= crate::forward::framing_header(&name);
             let value = HeaderValue::from_maybe_shared(slice(field.value)).map_err(|_| bad())?;
@@ -1321,6 +1328,9 @@ impl Connection {
         *request.uri_mut() = uri;
         *request.version_mut() = version;
         *request.headers_mut() = map;
+        if bare_line_feeds {
+            request.extensions_mut().insert(BareLineFeeds);
+        }
         let upgrade = (upgrade && present & framing::UPGRADE != 0).then(|| {
             let (sender, receiver) = oneshot::channel();
             request
@@ -1363,6 +1373,11 @@ impl Connection {
         }
     }
 }
+
+/// Marks a request a line of whose head ended with LF alone (for desync mitigation's
+/// `NonCrLfLineTermination`; the header map cannot tell).
+#[derive(Debug, Clone, Copy)]
+pub struct BareLineFeeds;
 
 /// Drops the empty lines a client may send between requests (RFC 9112 section 2.2).
 fn skip_blank_lines(buffer: &mut BytesMut) {

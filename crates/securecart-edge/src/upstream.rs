@@ -455,6 +455,11 @@ where
                     .unwrap_or_else(|_| http::HeaderValue::from_static("localhost"));
                 request.headers_mut().insert(http::header::HOST, host);
             }
+            // An ambiguous request that `defensive` desync mitigation let through ends its
+            // target's connection too.
+            if context.close_connections {
+                request.extensions_mut().insert(crate::h1::CloseConnection);
+            }
             let in_flight = group.start_request(index);
             let sent = std::time::Instant::now();
             context.sent_to_target = Some(sent);

@@ -282,6 +282,7 @@ async fn start_edge_with_limits(
                 remove_response_headers: Vec::new(),
                 forwarded_for: Default::default(),
                 drop_invalid_header_fields: false,
+                desync_mitigation_mode: Default::default(),
                 tls_headers: false,
             }],
             admin: "127.0.0.1:0".parse().expect("address"),
@@ -851,6 +852,7 @@ async fn https_listeners_pick_certificates_by_sni_and_speak_http2_by_alpn() {
             remove_response_headers: Vec::new(),
             forwarded_for: Default::default(),
             drop_invalid_header_fields: false,
+            desync_mitigation_mode: Default::default(),
             tls_headers: false,
         }],
         admin: "127.0.0.1:0".parse().expect("address"),
@@ -1080,6 +1082,122 @@ async fn ambiguous_framing_cannot_smuggle_a_request_past_the_edge() {
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(!answer.contains("\"name\""), "{answer}");
     edge.shutdown().await;
+}
+
+/// Desync mitigation (ALB's `desync_mitigation_mode`): requests that do not comply with
+/// RFC 9112 are routed, routed and their connections closed, or refused, by mode; each is
+/// counted by its classification and reason.
+#[tokio::test]
+async fn desync_mitigation_routes_closes_or_refuses_by_mode() {
+    use securecart_edge::guard::DesyncMode;
+    let (a, _) = start_upstream("a").await;
+    let next = "GET /api/whoami HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\n\r\n";
+    // (request, pipelined with `next` on one connection)
+    let acceptable = format!(
+        "GET /api/whoami HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 0\r\n\r\n{next}"
+    );
+    let bare_line_feeds = format!("GET /api/whoami HTTP/1.1\nHost: shop.example\n\n{next}");
+    let suspicious = format!(
+        "GET /api/whoami HTTP/1.1\r\nHost: shop.example\r\nTransfer_Encoding: chunked\r\n\r\n{next}"
+    );
+    let both = format!(
+        "POST /api/echo HTTP/1.1\r\nHost: shop.example\r\nContent-Type: text/plain\r\nContent-Length: 30\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwool\r\n0\r\n\r\n{next}"
+    );
+    // What each mode answers: how many answers, the first one's status, and whether its
+    // connection closed after it ("close" said).
+    type Expected = (usize, &'static str, bool);
+    let cases: [(&str, &String, [Expected; 3]); 4] = [
+        // (name, request, [monitor, defensive, strictest])
+        (
+            "acceptable",
+            &acceptable,
+            [(2, "200", false), (2, "200", false), (1, "400", true)],
+        ),
+        (
+            "bare line feeds",
+            &bare_line_feeds,
+            [(2, "200", false), (2, "200", false), (1, "400", true)],
+        ),
+        (
+            "suspicious",
+            &suspicious,
+            [(2, "200", false), (1, "200", true), (1, "400", true)],
+        ),
+        (
+            "both framings",
+            &both,
+            [(2, "200", false), (1, "400", true), (1, "400", true)],
+        ),
+    ];
+    for (index, mode) in [
+        DesyncMode::Monitor,
+        DesyncMode::Defensive,
+        DesyncMode::Strictest,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut config = common::one_listener("api", vec![a.address]);
+        config.target_groups[0].health_check = health_check();
+        config.listeners[0].desync_mitigation_mode = mode;
+        let edge = RunningEdge::start(config, "http").await;
+        edge.wait_for_healthy(1).await;
+        let address = edge.url.trim_start_matches("http://");
+        for (name, request, expected) in &cases {
+            let (answers, status, closed) = expected[index];
+            let answer = raw_exchange(address, request).await;
+            assert_eq!(
+                answer.matches("HTTP/1.1 ").count(),
+                answers,
+                "{name} in {mode:?}: {answer}"
+            );
+            assert!(
+                answer.starts_with(&format!("HTTP/1.1 {status}")),
+                "{name} in {mode:?}: {answer}"
+            );
+            let first = answer.split("HTTP/1.1 ").nth(1).expect("an answer");
+            assert_eq!(
+                first.to_ascii_lowercase().contains("connection: close"),
+                closed,
+                "{name} in {mode:?}: {answer}"
+            );
+            if *name == "suspicious" && status == "200" {
+                // The target's connection goes too after an ambiguous request in
+                // defensive mode: the edge told it so.
+                let (_, body) = first.split_once("\r\n\r\n").expect("a head and a body");
+                let seen: serde_json::Value =
+                    serde_json::from_str(body.split("HTTP/1.1").next().unwrap_or(body))
+                        .expect("json");
+                let told = if mode == DesyncMode::Defensive {
+                    "close"
+                } else {
+                    ""
+                };
+                assert_eq!(seen["connection"], told, "{mode:?}: {seen}");
+            }
+            if *name == "both framings" && status == "200" {
+                // Read by its Transfer-Encoding, as the edge forwards it: the body is
+                // `wool`, and what follows it is the next request, not more body.
+                assert!(first.ends_with("a:wool"), "{answer}");
+            }
+        }
+        let metrics = TestClient::http1()
+            .get(&format!("http://{}/metrics", edge.admin))
+            .await
+            .text();
+        for (classification, reason) in [
+            ("Acceptable", "GetHeadZeroContentLength"),
+            ("Acceptable", "NonCrLfLineTermination"),
+            ("Ambiguous", "SuspiciousHeader"),
+            ("Ambiguous", "BothTeClPresent"),
+        ] {
+            let line = format!(
+                "securecart_edge_non_compliant_requests_total{{listener=\"http\",classification=\"{classification}\",reason=\"{reason}\"}} 1"
+            );
+            assert!(metrics.contains(&line), "{mode:?}: {line} in {metrics}");
+        }
+        edge.shutdown().await;
+    }
 }
 
 #[tokio::test]
@@ -2055,6 +2173,7 @@ fn control_config(a: SocketAddr, b: SocketAddr) -> EdgeConfig {
             remove_response_headers: Vec::new(),
             forwarded_for: Default::default(),
             drop_invalid_header_fields: false,
+            desync_mitigation_mode: Default::default(),
             tls_headers: false,
         }],
         admin: "127.0.0.1:0".parse().expect("address"),

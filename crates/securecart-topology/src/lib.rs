@@ -18,11 +18,11 @@ use std::fmt;
 use std::path::Path;
 
 pub use model::{
-    Algorithm, CacheBehavior, Component, Edge, EdgeCache, EdgeShield, EdgeWaf, ErrorResponse,
-    HealthCheck, Listener, ListenerMtls, ListenerProtocol, ListenerRule, ListenerWebAcl, Location,
-    LogFormat, MinimumHealthy, OriginFailover, QueryStrings, Region, Role, RuleAction,
-    RuleConditions, Service, ServiceKind, StoreKind, TargetGroup, Telemetry, Tiers, Topology,
-    WafLogCondition, WafLogFilter, WafLogging, XffHeaderProcessing,
+    Algorithm, CacheBehavior, Component, DesyncMitigationMode, Edge, EdgeCache, EdgeShield,
+    EdgeWaf, ErrorResponse, HealthCheck, Listener, ListenerMtls, ListenerProtocol, ListenerRule,
+    ListenerWebAcl, Location, LogFormat, MinimumHealthy, OriginFailover, QueryStrings, Region,
+    Role, RuleAction, RuleConditions, Service, ServiceKind, StoreKind, TargetGroup, Telemetry,
+    Tiers, Topology, WafLogCondition, WafLogFilter, WafLogging, XffHeaderProcessing,
 };
 
 use locate::{FieldPath, Locator};

@@ -693,6 +693,8 @@ pub struct Listener {
     pub xff_client_port: bool,
     /// Whether headers of names that are not letters, digits and `-` are removed.
     pub drop_invalid_header_fields: bool,
+    /// What becomes of requests that do not comply with RFC 9112.
+    pub desync_mitigation_mode: DesyncMitigationMode,
     /// Mutual TLS (https listeners).
     pub mtls: ListenerMtls,
     /// Whether only TLS 1.3 is offered (https listeners).
@@ -727,6 +729,19 @@ pub enum XffHeaderProcessing {
     Preserve,
     /// The header is removed.
     Remove,
+}
+
+/// What a listener does with requests that do not comply with RFC 9112 (ALB's
+/// `routing.http.desync_mitigation_mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DesyncMitigationMode {
+    /// Every request the edge can frame is routed.
+    Monitor,
+    /// Ambiguous requests are routed and their connections closed.
+    #[default]
+    Defensive,
+    /// Only compliant requests are routed.
+    Strictest,
 }
 
 /// Headers a listener may not set on its answers: those that frame an answer or its
@@ -1649,6 +1664,20 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
                 XffHeaderProcessing::Append
             }
         };
+        let desync_mitigation_mode = match raw_listener.desync_mitigation_mode.as_deref() {
+            None | Some("defensive") => DesyncMitigationMode::Defensive,
+            Some("monitor") => DesyncMitigationMode::Monitor,
+            Some("strictest") => DesyncMitigationMode::Strictest,
+            Some(other) => {
+                findings.problem(
+                    path.key("desync_mitigation_mode"),
+                    format!(
+                        "`{other}` is not a desync mitigation mode; expected \"monitor\", \"defensive\" or \"strictest\""
+                    ),
+                );
+                DesyncMitigationMode::Defensive
+            }
+        };
         if raw_listener.xff_client_port && xff_header_processing != XffHeaderProcessing::Append {
             findings.problem(
                 path.key("xff_client_port"),
@@ -1726,6 +1755,7 @@ fn resolve_edge(raw: &RawTopology, services: &[Service], findings: &mut Findings
             xff_header_processing,
             xff_client_port: raw_listener.xff_client_port,
             drop_invalid_header_fields: raw_listener.drop_invalid_header_fields,
+            desync_mitigation_mode,
             name: raw_listener.name.clone(),
             port: raw_listener.port,
             protocol,

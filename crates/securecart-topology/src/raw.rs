@@ -1232,6 +1232,15 @@ pub struct RawListener {
     /// request goes to a target (ALB's `routing.http.drop_invalid_header_fields.enabled`).
     #[serde(default)]
     pub drop_invalid_header_fields: bool,
+    /// What becomes of requests that do not comply with RFC 9112 and that servers may read
+    /// differently (request smuggling), as ALB's `routing.http.desync_mitigation_mode`:
+    /// `"defensive"` (the default: ambiguous requests are routed and their connections
+    /// closed, but those framed two ways are refused), `"strictest"` (only compliant
+    /// requests are routed) or `"monitor"` (every request the edge can frame is routed,
+    /// and counted). Severe ones are refused in every mode. The access log's
+    /// `classification` and `classification_reason` say why a request did not comply.
+    #[serde(default)]
+    pub desync_mitigation_mode: Option<String>,
 }
 
 /// A listener's mutual TLS.

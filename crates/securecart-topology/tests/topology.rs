@@ -570,6 +570,12 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
         ),
         (
             "name = \"http\"\nport = 8080",
+            "name = \"http\"\nport = 8080\ndesync_mitigation_mode = \"lenient\"",
+            "edge.listeners[0].desync_mitigation_mode",
+            "not a desync mitigation mode",
+        ),
+        (
+            "name = \"http\"\nport = 8080",
             "name = \"http\"\nport = 8080\nxff_header_processing = \"remove\"\nxff_client_port = true",
             "edge.listeners[0].xff_client_port",
             "only with xff_header_processing = \"append\"",
@@ -1720,6 +1726,40 @@ fn a_listener_says_what_becomes_of_x_forwarded_for() {
         assert_eq!(
             loaded.topology.edge.listeners[0].xff_header_processing,
             XffHeaderProcessing::Append
+        );
+    }
+}
+
+#[test]
+fn a_listener_says_its_desync_mitigation_mode() {
+    use securecart_topology::DesyncMitigationMode;
+    for (lines, mode) in [
+        ("", DesyncMitigationMode::Defensive),
+        (
+            "\ndesync_mitigation_mode = \"defensive\"",
+            DesyncMitigationMode::Defensive,
+        ),
+        (
+            "\ndesync_mitigation_mode = \"monitor\"",
+            DesyncMitigationMode::Monitor,
+        ),
+        (
+            "\ndesync_mitigation_mode = \"strictest\"",
+            DesyncMitigationMode::Strictest,
+        ),
+    ] {
+        let text = with(
+            "name = \"https\"\nport = 8443",
+            &format!("name = \"https\"\nport = 8443{lines}"),
+        );
+        let loaded = parse(&text, "t.toml").expect(lines);
+        assert_eq!(
+            loaded.topology.edge.listeners[1].desync_mitigation_mode, mode,
+            "{lines}"
+        );
+        assert_eq!(
+            loaded.topology.edge.listeners[0].desync_mitigation_mode,
+            DesyncMitigationMode::Defensive
         );
     }
 }

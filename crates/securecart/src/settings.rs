@@ -12,6 +12,7 @@ use securecart_edge::actions::{
 use securecart_edge::balancer::Algorithm;
 use securecart_edge::config::{AnomalyDetection, MinimumHealthy, OutlierDetection};
 use securecart_edge::forward::{ForwardedFor, XffMode};
+use securecart_edge::guard::DesyncMode;
 use securecart_edge::rules::{Conditions, Rule};
 use securecart_edge::tls::{CertificatePem, ClientAuth, TlsConfig, TlsPolicy};
 use securecart_edge::{
@@ -20,9 +21,9 @@ use securecart_edge::{
 use securecart_shop::{ShopConfig, ShopService};
 use securecart_telemetry::LogFormat;
 use securecart_topology::{
-    Algorithm as TopologyAlgorithm, EMBEDDED_NAME, Listener, ListenerMtls, ListenerProtocol,
-    Loaded, LogFormat as TopologyLogFormat, QueryStrings, Region, RuleAction, ServiceKind,
-    Topology, XffHeaderProcessing,
+    Algorithm as TopologyAlgorithm, DesyncMitigationMode, EMBEDDED_NAME, Listener, ListenerMtls,
+    ListenerProtocol, Loaded, LogFormat as TopologyLogFormat, QueryStrings, Region, RuleAction,
+    ServiceKind, Topology, XffHeaderProcessing,
 };
 
 use crate::cli::{LogFormatArg, ServiceArg};
@@ -236,6 +237,11 @@ pub fn edge_config(
                     client_port: listener.xff_client_port,
                 },
                 drop_invalid_header_fields: listener.drop_invalid_header_fields,
+                desync_mitigation_mode: match listener.desync_mitigation_mode {
+                    DesyncMitigationMode::Monitor => DesyncMode::Monitor,
+                    DesyncMitigationMode::Defensive => DesyncMode::Defensive,
+                    DesyncMitigationMode::Strictest => DesyncMode::Strictest,
+                },
                 tls_headers: listener.tls_headers,
             })
             .collect(),
@@ -852,6 +858,7 @@ pub async fn proxy_config(
             remove_response_headers: Vec::new(),
             forwarded_for: Default::default(),
             drop_invalid_header_fields: false,
+            desync_mitigation_mode: Default::default(),
             tls_headers: false,
         }],
         admin,

@@ -855,6 +855,34 @@ async fn proxy_puts_the_edge_in_front_of_existing_servers() {
     );
     assert_eq!(access["trace_id"].as_str().map(str::len), Some(32));
     assert_eq!(access["ssl_protocol"], "-", "{access}");
+    assert_eq!(access["classification"], "-", "{access}");
+    assert_eq!(access["classification_reason"], "-", "{access}");
+    // A GET with a body is ambiguous (desync mitigation): routed in the default mode,
+    // `defensive`, and its connection closed; the access log says why.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(&listen)
+            .await
+            .expect("connect");
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: shop.test\r\nUser-Agent: desync-test\r\nContent-Length: 5\r\n\r\nhello")
+            .await
+            .expect("write");
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+            .await
+            .expect("answered, then closed")
+            .expect("read");
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("hello from the origin"), "{answer}");
+    }
+    let ambiguous = access_line(&mut log, "user_agent", "desync-test").await;
+    assert_eq!(ambiguous["classification"], "Ambiguous", "{ambiguous}");
+    assert_eq!(
+        ambiguous["classification_reason"], "UndefinedContentLengthSemantics",
+        "{ambiguous}"
+    );
     // A chunked body's bytes are counted as they pass.
     {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};

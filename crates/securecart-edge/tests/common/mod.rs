@@ -46,6 +46,7 @@ pub fn one_listener(group: &str, targets: Vec<SocketAddr>) -> EdgeConfig {
             remove_response_headers: Vec::new(),
             forwarded_for: Default::default(),
             drop_invalid_header_fields: false,
+            desync_mitigation_mode: Default::default(),
             tls_headers: false,
         }],
         admin: "127.0.0.1:0".parse().expect("address"),
