@@ -97,9 +97,12 @@ pub struct RequestContext {
     /// Why the request does not comply with RFC 9112, if it does not (desync mitigation's
     /// classification reason).
     pub desync: Option<crate::guard::Reason>,
-    /// Whether the client's connection is closed after the answer, and the target's not
-    /// used again (an ambiguous request in `defensive` desync mitigation).
-    pub close_connections: bool,
+    /// Whether the client's connection is closed after the answer (an ambiguous request
+    /// in `defensive` desync mitigation).
+    pub close_client: bool,
+    /// Whether the target's connection is not used again after the answer (an ambiguous
+    /// request, routed by desync mitigation).
+    pub close_target: bool,
 }
 
 impl RequestContext {
@@ -125,7 +128,8 @@ impl RequestContext {
             attempts: 0,
             error_code: None,
             desync: None,
-            close_connections: false,
+            close_client: false,
+            close_target: false,
         }
     }
 }

@@ -271,6 +271,7 @@ impl Control {
                     forwarded_for: listener.forwarded_for,
                     drop_invalid_header_fields: listener.drop_invalid_header_fields,
                     desync_mode: listener.desync_mitigation_mode,
+                    non_compliant: metrics.desync_counters(&listener.name),
                     client_certificates: mutual_tls,
                     tls_headers: listener.tls_headers,
                     remove_tls_headers: tls_headers,

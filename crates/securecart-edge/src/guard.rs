@@ -23,10 +23,17 @@
 //! |---|---|---|---|
 //! | compliant | routed | routed | routed |
 //! | acceptable | routed | routed | 400 |
-//! | ambiguous | routed | routed, then the client's and the target's connections closed; 400 for `BothTeClPresent` and `DuplicateContentLength` | 400 |
+//! | ambiguous | routed, then the target's connection closed | routed, then the client's and the target's connections closed; 400 for `BothTeClPresent` and `DuplicateContentLength` | 400 |
 //! | severe | 400 | 400 | 400 |
 //!
-//! Two differences from ALB, both toward refusing. In `defensive` mode a request framed
+//! The target's connection is closed after an ambiguous request in `monitor` mode too (it
+//! is sent `Connection: close` and never pooled again): what a target may read past the
+//! request's end, where it reads the request differently from the edge, goes with the
+//! connection instead of being read as another client's request. That holds for target
+//! groups spoken to over HTTP/1.1; HTTP/2's streams are framed by the protocol, and a
+//! protocol switch's connection becomes a tunnel, never pooled.
+//!
+//! Three differences from ALB, all toward refusing or closing: that one; in `defensive` mode a request framed
 //! two ways (both headers, or one length said twice) is refused, as nginx refuses it,
 //! where ALB routes it and closes both connections. And a severe request is refused in
 //! every mode, `monitor` too: the edge forwards a body as it read it, in its own framing,
@@ -45,7 +52,8 @@
 //! refused here in every mode (RFC 9112 section 3.2 says a server must).
 //!
 //! HTTP/2 requests are not classified (as ALB's are not): their framing is the
-//! protocol's own. A pure function of the request head, tested as a table.
+//! protocol's own; a repeated `Host` or `Content-Length` is refused there too. A pure
+//! function of the request head, tested as tables.
 
 use http::{HeaderMap, HeaderValue, Method, Version, header};
 
@@ -122,6 +130,19 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in the order of their discriminants (`reason as usize` indexes it).
+    pub const ALL: [Reason; 9] = [
+        Reason::NonCrLfLineTermination,
+        Reason::GetHeadZeroContentLength,
+        Reason::BothTeClPresent,
+        Reason::DuplicateContentLength,
+        Reason::UndefinedTransferEncodingSemantics,
+        Reason::UndefinedContentLengthSemantics,
+        Reason::SuspiciousHeader,
+        Reason::MultipleTransferEncodingChunked,
+        Reason::BadTransferEncoding,
+    ];
+
     /// The reason's classification.
     pub fn classification(self) -> Classification {
         match self {
@@ -189,9 +210,16 @@ impl Reason {
 pub struct Verdict {
     /// Why the request does not comply (`None`: it does).
     pub reason: Option<Reason>,
-    /// Whether the client's connection is closed after the answer and the target's is not
-    /// used again (`defensive` mode's way with ambiguous requests).
-    pub close: bool,
+    /// Whether the client's connection is closed after the answer (`defensive` mode's way
+    /// with ambiguous requests).
+    pub close_client: bool,
+    /// Whether the target's connection is not used again after the answer: after every
+    /// ambiguous request that is routed, in `monitor` mode too, so that what a target may
+    /// read past the request's end (a `Transfer_Encoding` it takes for
+    /// `Transfer-Encoding`) is dropped with the connection, never read as the next
+    /// client's request. (Targets spoken to over HTTP/1.1; an HTTP/2 target's streams
+    /// are framed by the protocol.)
+    pub close_target: bool,
 }
 
 /// A refused request: why it does not comply, if it was classified, and the 400's error.
@@ -214,11 +242,19 @@ pub fn check(
     headers: &mut HeaderMap,
     bare_line_feeds: bool,
 ) -> Result<Verdict, Refused> {
-    let (hosts, reason) = scan(method, version, headers, bare_line_feeds);
-    if hosts > 1 {
+    let (lines, reason) = scan(method, version, headers, bare_line_feeds);
+    if lines.hosts > 1 {
         return Err(Refused {
             reason: None,
             error: EdgeError::BadRequest("a request may have one Host"),
+        });
+    }
+    if lines.lengths > 1 && !matches!(version, Version::HTTP_10 | Version::HTTP_11) {
+        // HTTP/2 and later are not classified, but a length said twice is refused there
+        // as ever: an HTTP/2 target would be sent both.
+        return Err(Refused {
+            reason: None,
+            error: EdgeError::BadRequest("a request may have one Content-Length"),
         });
     }
     let Some(reason) = reason else {
@@ -247,10 +283,11 @@ pub fn check(
         }
         _ => {}
     }
+    let ambiguous = reason.classification() == Classification::Ambiguous;
     Ok(Verdict {
         reason: Some(reason),
-        close: mode == DesyncMode::Defensive
-            && reason.classification() == Classification::Ambiguous,
+        close_client: ambiguous && mode == DesyncMode::Defensive,
+        close_target: ambiguous,
     })
 }
 
@@ -266,15 +303,35 @@ pub fn classify(
     scan(method, version, headers, bare_line_feeds).1
 }
 
-/// How many `Host` lines a head has, and why it does not comply. One walk over its
-/// headers, comparing names (a standard name is a number): cheaper than looking up each
-/// of the three in the map, which hashes each name.
+/// How many `Host` and `Content-Length` lines a head has.
+#[derive(Debug, Clone, Copy, Default)]
+struct Lines {
+    hosts: usize,
+    lengths: usize,
+}
+
+/// How many `Host` and length lines a head has, and why it does not comply. One walk
+/// over its headers, comparing names (a standard name is a number): cheaper than looking
+/// up each of the three in the map, which hashes each name.
 fn scan(
     method: &Method,
     version: Version,
     headers: &HeaderMap,
     bare_line_feeds: bool,
-) -> (usize, Option<Reason>) {
+) -> (Lines, Option<Reason>) {
+    let classified = matches!(version, Version::HTTP_10 | Version::HTTP_11);
+    let mut lines = Lines::default();
+    if !classified {
+        for name in headers.keys() {
+            let count = || headers.get_all(name).iter().count();
+            if name == header::HOST {
+                lines.hosts = count();
+            } else if name == header::CONTENT_LENGTH {
+                lines.lengths = count();
+            }
+        }
+        return (lines, None);
+    }
     let mut hosts = 0;
     // Transfer codings: whether any, `chunked` twice, another coding.
     let (mut transfer_encoding, mut chunked_twice, mut other_coding, mut chunked) =
@@ -300,6 +357,7 @@ fn scan(
                 }
             }
         } else if name == header::CONTENT_LENGTH {
+            lines.lengths += 1;
             // (The server refused differing and malformed lengths.)
             for member in value.as_bytes().split(|&byte| byte == b',') {
                 lengths += 1;
@@ -312,8 +370,10 @@ fn scan(
             suspicious |= passes_for_framing(name);
         }
     }
-    if version != Version::HTTP_11 && version != Version::HTTP_10 {
-        return (hosts, None);
+    lines.hosts = hosts;
+    // Most requests: no framing header, nothing suspicious.
+    if !(transfer_encoding || lines.lengths > 0 || suspicious || bare_line_feeds) {
+        return (lines, None);
     }
     let body_less = *method == Method::GET || *method == Method::HEAD;
     // In order: the first of the most severe is the reason.
@@ -343,7 +403,7 @@ fn scan(
             worst = Some(reason);
         }
     }
-    (hosts, worst)
+    (lines, worst)
 }
 
 /// The one length a head says (which may be said more than once).
@@ -614,7 +674,8 @@ mod tests {
     #[test]
     fn each_mode_routes_closes_or_refuses() {
         use DesyncMode::*;
-        // (method, headers, bare LF, mode, Some(close) if routed, None if refused)
+        // (method, headers, bare LF, mode, Some(client's connection closed) if routed,
+        // None if refused)
         type Case<'a> = (
             &'a str,
             &'a [(&'a str, &'a str)],
@@ -658,10 +719,44 @@ mod tests {
             let mut map = headers(pairs);
             let verdict = check(*mode, &method, Version::HTTP_11, &mut map, *bare_line_feeds);
             assert_eq!(
-                verdict.as_ref().ok().map(|verdict| verdict.close),
+                verdict.as_ref().ok().map(|verdict| verdict.close_client),
                 *expected,
                 "{method} {pairs:?} bare LF {bare_line_feeds} in {mode:?}: {verdict:?}"
             );
+        }
+    }
+
+    #[test]
+    fn reasons_are_listed_in_the_order_of_their_discriminants() {
+        for (index, reason) in Reason::ALL.into_iter().enumerate() {
+            assert_eq!(reason as usize, index, "{reason:?}");
+        }
+    }
+
+    #[test]
+    fn http2_requests_are_not_classified_but_one_host_and_one_length_hold() {
+        let mut map = headers(&[("content-length", "5")]);
+        let verdict = check(
+            DesyncMode::Strictest,
+            &Method::GET,
+            Version::HTTP_2,
+            &mut map,
+            false,
+        );
+        assert_eq!(verdict.expect("routed"), Verdict::default());
+        for pairs in [
+            &[("host", "a"), ("host", "b")][..],
+            &[("content-length", "5"), ("content-length", "5")][..],
+        ] {
+            let mut map = headers(pairs);
+            let verdict = check(
+                DesyncMode::Monitor,
+                &Method::POST,
+                Version::HTTP_2,
+                &mut map,
+                false,
+            );
+            assert!(verdict.is_err(), "{pairs:?}");
         }
     }
 
@@ -679,7 +774,8 @@ mod tests {
             verdict.expect("routed"),
             Verdict {
                 reason: Some(Reason::BothTeClPresent),
-                close: false
+                close_client: false,
+                close_target: true,
             }
         );
         assert!(!map.contains_key("content-length"), "{map:?}");

@@ -68,6 +68,19 @@ pub struct DesyncLabels {
     pub reason: &'static str,
 }
 
+/// A listener's counters of requests that do not comply with RFC 9112, by reason.
+#[derive(Debug, Clone, Default)]
+pub struct DesyncCounters(std::sync::Arc<[Counter]>);
+
+impl DesyncCounters {
+    /// Counts a request that does not comply.
+    pub fn count(&self, reason: crate::guard::Reason) {
+        if let Some(counter) = self.0.get(reason as usize) {
+            counter.inc();
+        }
+    }
+}
+
 /// Labels naming a cache behaviour.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BehaviorLabels {
@@ -396,15 +409,23 @@ impl EdgeMetrics {
             .inc();
     }
 
-    /// Counts a request that does not comply with RFC 9112.
-    pub fn non_compliant(&self, listener: &str, reason: crate::guard::Reason) {
-        self.non_compliant
-            .get_or_create(&DesyncLabels {
-                listener: listener.to_owned(),
-                classification: reason.classification().as_str(),
-                reason: reason.as_str(),
-            })
-            .inc();
+    /// A listener's counters of requests that do not comply with RFC 9112, one per reason,
+    /// taken once when its pipeline is built (each series is published from then on, at 0
+    /// until a request counts).
+    pub fn desync_counters(&self, listener: &str) -> DesyncCounters {
+        DesyncCounters(
+            crate::guard::Reason::ALL
+                .map(|reason| {
+                    self.non_compliant
+                        .get_or_create(&DesyncLabels {
+                            listener: listener.to_owned(),
+                            classification: reason.classification().as_str(),
+                            reason: reason.as_str(),
+                        })
+                        .clone()
+                })
+                .into(),
+        )
     }
 
     /// Counts a retry.

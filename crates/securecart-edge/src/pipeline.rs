@@ -88,6 +88,8 @@ pub struct Pipeline {
     pub drop_invalid_header_fields: bool,
     /// What becomes of requests that do not comply with RFC 9112 (see [`crate::guard`]).
     pub desync_mode: guard::DesyncMode,
+    /// The listener's counts of requests that do not comply, by reason.
+    pub non_compliant: crate::metrics::DesyncCounters,
     /// Whether some listener of the edge has mutual TLS: then a client's own
     /// [`crate::tls::CLIENT_CERTIFICATE_HEADER`] is removed here, and a client
     /// certificate's put in its place.
@@ -311,7 +313,7 @@ impl Pipeline {
             if let Some(protocol) = switched {
                 forward::keep_upgrade(response.headers_mut(), protocol);
             }
-            if context.close_connections
+            if (context.close_client && !switched_protocol)
                 || matches!(context.error_code, Some(code) if code == EdgeError::BadRequest("").code() || code == EdgeError::ClientTimeout.code())
             {
                 // After a request the edge could not frame, or an ambiguous one that
@@ -477,14 +479,15 @@ impl Pipeline {
             ) {
                 Ok(verdict) => {
                     if let Some(reason) = verdict.reason {
-                        self.metrics.non_compliant(&self.listener, reason);
+                        self.non_compliant.count(reason);
                     }
                     context.desync = verdict.reason;
-                    context.close_connections = verdict.close;
+                    context.close_client = verdict.close_client;
+                    context.close_target = verdict.close_target;
                 }
                 Err(refused) => {
                     if let Some(reason) = refused.reason {
-                        self.metrics.non_compliant(&self.listener, reason);
+                        self.non_compliant.count(reason);
                     }
                     context.desync = refused.reason;
                     return Outcome::refused("none", "", refused.error);

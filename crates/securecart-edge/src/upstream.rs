@@ -455,9 +455,9 @@ where
                     .unwrap_or_else(|_| http::HeaderValue::from_static("localhost"));
                 request.headers_mut().insert(http::header::HOST, host);
             }
-            // An ambiguous request that `defensive` desync mitigation let through ends its
-            // target's connection too.
-            if context.close_connections {
+            // An ambiguous request that desync mitigation let through ends its target's
+            // connection (a protocol switch's becomes a tunnel and is never pooled).
+            if context.close_target && client_upgrade.is_none() {
                 request.extensions_mut().insert(crate::h1::CloseConnection);
             }
             let in_flight = group.start_request(index);

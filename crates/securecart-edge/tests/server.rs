@@ -754,3 +754,143 @@ async fn http2_clients_are_held_to_the_same_limits() {
     edge.shutdown().await;
     target.stop().await;
 }
+
+/// A target that answers every request `ok` on the connection it came on, whatever the
+/// request says of the connection (a `Connection: close` too), and notes which connection
+/// each request for `/probe...` came on.
+async fn start_probe_target() -> (
+    std::net::SocketAddr,
+    Arc<parking_lot::Mutex<Vec<(usize, String)>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let noted = Arc::clone(&seen);
+    let task = tokio::spawn(async move {
+        let mut connections = 0;
+        while let Ok((mut stream, _)) = listener.accept().await {
+            connections += 1;
+            let connection = connections;
+            let noted = Arc::clone(&noted);
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                while let Ok(read) = stream.read(&mut buffer).await {
+                    if read == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buffer[..read]);
+                    while let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head: Vec<u8> = request.drain(..end + 4).collect();
+                        let line = String::from_utf8_lossy(&head)
+                            .lines()
+                            .next()
+                            .unwrap_or_default()
+                            .to_owned();
+                        if line.starts_with("GET /probe") {
+                            noted.lock().push((connection, line));
+                        }
+                        let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if stream.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (address, seen, task)
+}
+
+/// After an ambiguous request that desync mitigation routes, the edge does not send
+/// another request on its target's connection, even where the target would keep it: what
+/// the target read past the request's end goes with the connection.
+#[tokio::test]
+async fn an_ambiguous_request_is_the_last_on_its_target_connection() {
+    let (target, seen, task) = start_probe_target().await;
+    let edge = start_edge(target, limits()).await;
+    let get = |path: &str, extra: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: t\r\n{extra}Connection: close\r\n\r\n")
+    };
+    // Compliant requests share the pooled connection...
+    for path in ["/probe-1", "/probe-2"] {
+        let answer = raw(&edge, &get(path, "")).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    // ...an ambiguous one goes on it, and is its last...
+    let answer = raw(&edge, &get("/probe-3", "Transfer_Encoding: chunked\r\n")).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // ...and the next request opens another.
+    let answer = raw(&edge, &get("/probe-4", "")).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let seen = seen.lock().clone();
+    let on = |path: &str| {
+        seen.iter()
+            .find(|(_, line)| line.starts_with(&format!("GET {path} ")))
+            .map(|(connection, _)| *connection)
+            .unwrap_or_else(|| panic!("{path} never reached the target: {seen:?}"))
+    };
+    assert_eq!(on("/probe-1"), on("/probe-2"), "{seen:?}");
+    assert_eq!(on("/probe-2"), on("/probe-3"), "{seen:?}");
+    assert_ne!(on("/probe-3"), on("/probe-4"), "{seen:?}");
+    edge.shutdown().await;
+    task.abort();
+}
+
+/// A head with a line that ends in LF alone, wherever the line is, is read (as nginx
+/// reads it) and counted as desync mitigation's `NonCrLfLineTermination`; a head of CRLF
+/// lines is not.
+#[tokio::test]
+async fn lines_ending_in_lf_alone_are_noticed_wherever_they_are() {
+    let target = start_target().await;
+    let edge = start_edge(target.address, limits()).await;
+    let counter = "reason=\"NonCrLfLineTermination\"}";
+    let count = |metrics: &str| {
+        metrics
+            .lines()
+            .find(|line| line.contains(counter))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|count| count.parse::<u64>().ok())
+            .expect("the counter")
+    };
+    let mut counted = count(&metrics_once_they_show(&edge, counter).await);
+    for (head, bare) in [
+        (
+            "GET /hello HTTP/1.1\r\nHost: t\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+            false,
+        ),
+        (
+            "GET /hello HTTP/1.1\nHost: t\r\nConnection: close\r\n\r\n",
+            true,
+        ),
+        (
+            "GET /hello HTTP/1.1\r\nHost: t\nConnection: close\r\n\r\n",
+            true,
+        ),
+        (
+            "GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\n\r\n",
+            true,
+        ),
+        (
+            "GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\n",
+            true,
+        ),
+        ("GET /hello HTTP/1.0\n\r\n", true),
+        ("GET /hello HTTP/1.0\r\n\r\n", false),
+    ] {
+        let answer = raw(&edge, head).await;
+        assert!(answer.contains(" 200 OK\r\n"), "{head:?}: {answer}");
+        let metrics = securecart_testkit::TestClient::http1()
+            .get(&format!("http://{}/metrics", edge.admin))
+            .await
+            .text();
+        let now = count(&metrics);
+        assert_eq!(now - counted, u64::from(bare), "{head:?}");
+        counted = now;
+    }
+    edge.shutdown().await;
+    target.stop().await;
+}

@@ -1237,7 +1237,8 @@ pub struct RawListener {
     /// `"defensive"` (the default: ambiguous requests are routed and their connections
     /// closed, but those framed two ways are refused), `"strictest"` (only compliant
     /// requests are routed) or `"monitor"` (every request the edge can frame is routed,
-    /// and counted). Severe ones are refused in every mode. The access log's
+    /// and counted; only the target's connection is closed after an ambiguous one).
+    /// Severe ones are refused in every mode. The access log's
     /// `classification` and `classification_reason` say why a request did not comply.
     #[serde(default)]
     pub desync_mitigation_mode: Option<String>,
