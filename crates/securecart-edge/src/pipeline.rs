@@ -5,8 +5,9 @@
 //!    address and start time.
 //! 2. **guard** ([`crate::guard`]): desync mitigation: a request that does not comply
 //!    with RFC 9112 is classified, and routed, routed with its connections closed after
-//!    it, or refused with 400 and the connection closed, by the listener's mode; then the **shield** ([`crate::shield`]): a client past its request rate gets 429, and
-//!    past the edge's requests in flight a request that is not on a priority path gets 503.
+//!    it, or refused with 400 and the connection closed, by the listener's mode; then the
+//!    **shield** ([`crate::shield`]): a client past its request rate gets 429, and past
+//!    the edge's requests in flight a request that is not on a priority path gets 503.
 //! 3. **waf** ([`crate::waf`]): the listener's web ACL, on the head and the start of the
 //!    body; a block is answered 403.
 //! 4. **rules** ([`crate::rules`]): the listener's first matching rule, or its default
