@@ -277,7 +277,7 @@ pub fn check(
             headers.remove(header::CONTENT_LENGTH);
         }
         Reason::DuplicateContentLength => {
-            if let Some(length) = content_length(headers) {
+            if let Some(length) = lines.length {
                 headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
             }
         }
@@ -291,26 +291,18 @@ pub fn check(
     })
 }
 
-/// Why a request head does not comply, the most severe reason first (of two alike, the
-/// one listed first below: framing two ways before the others, so that `defensive` mode
-/// refuses it whatever else the head has).
-pub fn classify(
-    method: &Method,
-    version: Version,
-    headers: &HeaderMap,
-    bare_line_feeds: bool,
-) -> Option<Reason> {
-    scan(method, version, headers, bare_line_feeds).1
-}
-
-/// How many `Host` and `Content-Length` lines a head has.
+/// How many `Host` and `Content-Length` lines a head has, and the length it says.
 #[derive(Debug, Clone, Copy, Default)]
 struct Lines {
     hosts: usize,
     lengths: usize,
+    /// (HTTP/1.x heads only.)
+    length: Option<u64>,
 }
 
-/// How many `Host` and length lines a head has, and why it does not comply. One walk
+/// How many `Host` and length lines a head has, and why it does not comply: the most
+/// severe reason, and of two alike the one listed first below (framing two ways before
+/// the others, so that `defensive` mode refuses it whatever else the head has). One walk
 /// over its headers, comparing names (a standard name is a number): cheaper than looking
 /// up each of the three in the map, which hashes each name.
 fn scan(
@@ -332,16 +324,15 @@ fn scan(
         }
         return (lines, None);
     }
-    let mut hosts = 0;
     // Transfer codings: whether any, `chunked` twice, another coding.
     let (mut transfer_encoding, mut chunked_twice, mut other_coding, mut chunked) =
         (false, false, false, false);
-    // The length said, and how many times.
-    let (mut length, mut lengths) = (None, 0);
+    // How many times a length is said (`5, 5` says it twice in one line).
+    let mut said = 0;
     let mut suspicious = false;
     for (name, value) in headers {
         if name == header::HOST {
-            hosts += 1;
+            lines.hosts += 1;
         } else if name == header::TRANSFER_ENCODING {
             transfer_encoding = true;
             for member in value.as_bytes().split(|&byte| byte == b',') {
@@ -360,17 +351,16 @@ fn scan(
             lines.lengths += 1;
             // (The server refused differing and malformed lengths.)
             for member in value.as_bytes().split(|&byte| byte == b',') {
-                lengths += 1;
-                length = std::str::from_utf8(member.trim_ascii())
+                said += 1;
+                lines.length = std::str::from_utf8(member.trim_ascii())
                     .ok()
                     .and_then(|digits| digits.parse::<u64>().ok())
-                    .or(length);
+                    .or(lines.length);
             }
         } else {
             suspicious |= passes_for_framing(name);
         }
     }
-    lines.hosts = hosts;
     // Most requests: no framing header, nothing suspicious.
     if !(transfer_encoding || lines.lengths > 0 || suspicious || bare_line_feeds) {
         return (lines, None);
@@ -380,19 +370,19 @@ fn scan(
     let reasons = [
         (chunked_twice, Reason::MultipleTransferEncodingChunked),
         (other_coding, Reason::BadTransferEncoding),
-        (transfer_encoding && lengths > 0, Reason::BothTeClPresent),
-        (lengths > 1, Reason::DuplicateContentLength),
+        (transfer_encoding && said > 0, Reason::BothTeClPresent),
+        (said > 1, Reason::DuplicateContentLength),
         (
             body_less && transfer_encoding,
             Reason::UndefinedTransferEncodingSemantics,
         ),
         (
-            body_less && length.is_some_and(|length| length > 0),
+            body_less && lines.length.is_some_and(|length| length > 0),
             Reason::UndefinedContentLengthSemantics,
         ),
         (suspicious, Reason::SuspiciousHeader),
         (
-            body_less && length == Some(0),
+            body_less && lines.length == Some(0),
             Reason::GetHeadZeroContentLength,
         ),
         (bare_line_feeds, Reason::NonCrLfLineTermination),
@@ -404,13 +394,6 @@ fn scan(
         }
     }
     (lines, worst)
-}
-
-/// The one length a head says (which may be said more than once).
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    let value = headers.get(header::CONTENT_LENGTH)?.as_bytes();
-    let first = value.split(|&byte| byte == b',').next()?;
-    std::str::from_utf8(first.trim_ascii()).ok()?.parse().ok()
 }
 
 /// Whether a header's name has the letters and digits of `Transfer-Encoding` or
@@ -438,7 +421,7 @@ fn passes_for_framing(name: &header::HeaderName) -> bool {
 mod tests {
     use http::{HeaderMap, HeaderName, HeaderValue, Method, Version};
 
-    use super::{DesyncMode, Reason, Verdict, check, classify};
+    use super::{DesyncMode, Reason, Verdict, check, scan};
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -664,7 +647,7 @@ mod tests {
         for (method, version, pairs, bare_line_feeds, expected) in cases {
             let method = Method::from_bytes(method.as_bytes()).expect("method");
             assert_eq!(
-                classify(&method, *version, &headers(pairs), *bare_line_feeds),
+                scan(&method, *version, &headers(pairs), *bare_line_feeds).1,
                 *expected,
                 "{method} {version:?} {pairs:?} bare LF {bare_line_feeds}"
             );

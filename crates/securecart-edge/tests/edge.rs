@@ -1010,17 +1010,7 @@ async fn raw_exchange_stalling(address: &str, bytes: &str) -> String {
 
 /// Sends raw bytes on a new connection and reads until the edge closes it.
 async fn raw_exchange(address: &str, bytes: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(address)
-        .await
-        .expect("connect");
-    stream.write_all(bytes.as_bytes()).await.expect("write");
-    let mut answer = String::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut answer))
-        .await
-        .expect("the edge closes the connection")
-        .expect("read");
-    answer
+    securecart_testkit::raw_exchange(address, bytes.as_bytes()).await
 }
 
 #[tokio::test]

@@ -136,9 +136,7 @@ fn address(edge: &RunningEdge) -> String {
 
 /// Sends `bytes` on a new connection and reads until the edge closes it (at most 10 s).
 async fn raw(edge: &RunningEdge, bytes: &str) -> String {
-    let mut stream = TcpStream::connect(address(edge)).await.expect("connect");
-    stream.write_all(bytes.as_bytes()).await.expect("write");
-    read_to_close(&mut stream).await
+    securecart_testkit::raw_exchange(&address(edge), bytes.as_bytes()).await
 }
 
 async fn read_to_close(stream: &mut TcpStream) -> String {

@@ -64,6 +64,22 @@ pub async fn serve(ip: &str, router: axum::Router) -> TestServer {
     }
 }
 
+/// Sends raw bytes on a new connection to `address` and reads until the server closes it
+/// (at most 10 s): for heads a client library would not write, and answers read as sent.
+pub async fn raw_exchange(address: &str, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    stream.write_all(bytes).await.expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection")
+        .expect("read");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 /// A port that was free a moment ago on `ip`: for configurations that need a fixed port
 /// before the server that uses it starts.
 ///

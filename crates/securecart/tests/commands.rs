@@ -860,20 +860,7 @@ async fn proxy_puts_the_edge_in_front_of_existing_servers() {
     // A GET with a body is ambiguous (desync mitigation): routed in the default mode,
     // `defensive`, and its connection closed; the access log says why.
     {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(&listen)
-            .await
-            .expect("connect");
-        stream
-            .write_all(b"GET / HTTP/1.1\r\nHost: shop.test\r\nUser-Agent: desync-test\r\nContent-Length: 5\r\n\r\nhello")
-            .await
-            .expect("write");
-        let mut answer = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
-            .await
-            .expect("answered, then closed")
-            .expect("read");
-        let answer = String::from_utf8_lossy(&answer).into_owned();
+        let answer = securecart_testkit::raw_exchange(&listen, b"GET / HTTP/1.1\r\nHost: shop.test\r\nUser-Agent: desync-test\r\nContent-Length: 5\r\n\r\nhello").await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert!(answer.ends_with("hello from the origin"), "{answer}");
     }
@@ -885,20 +872,7 @@ async fn proxy_puts_the_edge_in_front_of_existing_servers() {
     );
     // A chunked body's bytes are counted as they pass.
     {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(&listen)
-            .await
-            .expect("connect");
-        stream
-            .write_all(b"POST /echo HTTP/1.1\r\nHost: shop.test\r\nUser-Agent: chunked-test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n4\r\n0123\r\n6\r\n456789\r\n0\r\n\r\n")
-            .await
-            .expect("write");
-        let mut answer = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
-            .await
-            .expect("answered")
-            .expect("read");
-        let answer = String::from_utf8_lossy(&answer).into_owned();
+        let answer = securecart_testkit::raw_exchange(&listen, b"POST /echo HTTP/1.1\r\nHost: shop.test\r\nUser-Agent: chunked-test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n4\r\n0123\r\n6\r\n456789\r\n0\r\n\r\n").await;
         assert!(answer.ends_with("0123456789"), "{answer}");
     }
     let chunked = access_line(&mut log, "user_agent", "chunked-test").await;
