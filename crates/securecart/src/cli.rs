@@ -165,6 +165,13 @@ pub enum Command {
         #[arg(long, value_name = "SCORE", requires = "waf",
               value_parser = clap::value_parser!(u32).range(1..=100))]
         waf_anomaly_threshold: Option<u32>,
+        /// What to do with requests that do not comply with RFC 9112 (ALB's desync
+        /// mitigation mode): route them all, classified and counted (monitor); route
+        /// ambiguous ones and close the connections after them, refusing those framed two
+        /// ways (defensive); or route compliant requests only (strictest). Severe ones are
+        /// refused in every mode.
+        #[arg(long, value_enum, default_value = "defensive")]
+        desync_mitigation_mode: DesyncModeArg,
         /// The disk tier's size, in MiB.
         #[arg(long, value_name = "MIB", default_value_t = 1024, requires = "cache_disk",
               value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
@@ -311,6 +318,19 @@ pub enum LogFormatArg {
     Text,
     /// JSON lines.
     Json,
+}
+
+/// A desync mitigation mode on the command line (the topology's
+/// `desync_mitigation_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DesyncModeArg {
+    /// Route every request the edge can frame; classify and count them.
+    Monitor,
+    /// Route ambiguous requests, then close both connections; refuse severe ones and
+    /// those framed two ways.
+    Defensive,
+    /// Route compliant requests only.
+    Strictest,
 }
 
 /// A shop service on the command line.

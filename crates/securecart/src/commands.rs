@@ -11,7 +11,7 @@ use securecart_telemetry::LogFormat;
 use securecart_topology::{Role, Topology};
 
 use crate::admin_client;
-use crate::cli::{CacheAction, Cli, Command, LogFormatArg, TargetChange};
+use crate::cli::{CacheAction, Cli, Command, DesyncModeArg, LogFormatArg, TargetChange};
 use crate::settings;
 
 /// The state file of a deployment, inside its data directory.
@@ -152,6 +152,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             waf,
             waf_paranoia,
             waf_anomaly_threshold,
+            desync_mitigation_mode,
             log_format,
         } => {
             securecart_telemetry::logging::init(
@@ -179,6 +180,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 change_host_header,
             )
             .await?;
+            for listener in &mut config.listeners {
+                listener.desync_mitigation_mode = match desync_mitigation_mode {
+                    DesyncModeArg::Monitor => securecart_edge::guard::DesyncMode::Monitor,
+                    DesyncModeArg::Defensive => securecart_edge::guard::DesyncMode::Defensive,
+                    DesyncModeArg::Strictest => securecart_edge::guard::DesyncMode::Strictest,
+                };
+            }
             if cache {
                 let mut settings =
                     securecart_edge::CacheConfig::everything(cache_memory * 1024 * 1024);

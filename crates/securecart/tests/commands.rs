@@ -1206,6 +1206,65 @@ async fn proxy_waf_scores_anomalies_at_the_paranoia_level_given() {
     upstream.stop().await;
 }
 
+/// `--desync-mitigation-mode` sets quick mode's listener's mode: a GET with a body (an
+/// ambiguous request) is routed by `monitor` and `defensive` (the default) and refused by
+/// `strictest`; a request framed by both its length and its chunks is routed by `monitor`
+/// alone; a compliant request passes all three.
+#[tokio::test]
+async fn proxy_desync_mitigation_mode_is_the_flags() {
+    let upstream = securecart_testkit::serve(
+        "127.0.0.1",
+        axum::Router::new().fallback(|| async { "from the origin" }),
+    )
+    .await;
+    let upstream_url = format!("http://{}", upstream.address);
+    const GET_WITH_BODY: &[u8] =
+        b"GET / HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+    const FRAMED_TWICE: &[u8] = b"POST / HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n4\r\nabcd\r\n0\r\n\r\n";
+    const COMPLIANT: &[u8] = b"GET / HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n";
+    for (mode, get_with_body, framed_twice) in [
+        (Some("monitor"), 200, 200),
+        (None, 200, 400),
+        (Some("strictest"), 400, 400),
+    ] {
+        let listen = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+        let mut arguments = vec!["--upstream", upstream_url.as_str()];
+        arguments.extend(
+            mode.map(|mode| ["--desync-mitigation-mode", mode])
+                .iter()
+                .flatten(),
+        );
+        let mut proxy = start_proxy(&listen, &arguments).await;
+        for (request, status) in [
+            (GET_WITH_BODY, get_with_body),
+            (FRAMED_TWICE, framed_twice),
+            (COMPLIANT, 200),
+        ] {
+            let answer = securecart_testkit::raw_exchange(&listen, request).await;
+            assert!(
+                answer.starts_with(&format!("HTTP/1.1 {status}")),
+                "{mode:?}: {answer}"
+            );
+            // A refusal is the edge's own answer, not the origin's.
+            assert_eq!(
+                answer.ends_with("from the origin"),
+                status == 200,
+                "{mode:?}: {answer}"
+            );
+        }
+        stop_gracefully(&mut proxy, Duration::from_secs(10)).await;
+    }
+    let bad = Command::new(BINARY)
+        .args(["proxy", "--upstream", "http://127.0.0.1:2"])
+        .args(["--desync-mitigation-mode", "lenient"])
+        .output()
+        .await
+        .expect("run proxy");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--desync-mitigation-mode"));
+    upstream.stop().await;
+}
+
 #[tokio::test]
 async fn proxy_cache_answers_hits_and_is_invalidated_from_the_command_line() {
     use std::sync::Arc;
