@@ -7,6 +7,12 @@
 //! one) and answers by the path: with a length, in chunks (no length known), or with no
 //! body.
 //!
+//! Each request also goes through desync mitigation (`guard::check`) in every mode, as the
+//! pipeline's guard stage does: what any mode routes is framed one way (one `Host`, at most
+//! one length said once, never both a length and chunks, chunks named once); `strictest`
+//! routes compliant requests only; what a stricter mode routes, a laxer one routes; a
+//! severe request is routed by none.
+//!
 //! The first byte chooses how the client behaves: bit 0, whether it closes its side once
 //! its bytes are sent (else it waits for the server to close); bit 1, whether the
 //! connection is HTTP/2 by ALPN.
@@ -86,7 +92,89 @@ fn chunks_of(length: usize) -> EdgeBody {
     .boxed_unsync()
 }
 
+/// Checks desync mitigation's claims on `request`'s head (see the module's documentation);
+/// whether `defensive` mode, the default, routes it.
+fn guarded(request: &http::Request<ClientBody>) -> bool {
+    use securecart_edge::guard::{self, Classification, DesyncMode};
+    let bare_line_feeds = request
+        .extensions()
+        .get::<server::BareLineFeeds>()
+        .is_some();
+    let routed = [
+        DesyncMode::Strictest,
+        DesyncMode::Defensive,
+        DesyncMode::Monitor,
+    ]
+    .map(|mode| {
+        let mut headers = request.headers().clone();
+        let verdict = guard::check(
+            mode,
+            request.method(),
+            request.version(),
+            &mut headers,
+            bare_line_feeds,
+        );
+        match &verdict {
+            Ok(verdict) => {
+                assert!(headers.get_all(http::header::HOST).iter().count() <= 1);
+                let lengths: Vec<_> = headers
+                    .get_all(http::header::CONTENT_LENGTH)
+                    .iter()
+                    .collect();
+                assert!(lengths.len() <= 1, "{mode:?}: lengths {lengths:?}");
+                assert!(
+                    lengths
+                        .iter()
+                        .all(|length| !length.as_bytes().contains(&b',')),
+                    "{mode:?}: {lengths:?}"
+                );
+                let codings: Vec<String> = headers
+                    .get_all(http::header::TRANSFER_ENCODING)
+                    .iter()
+                    .flat_map(|value| value.as_bytes().split(|&byte| byte == b','))
+                    .map(|coding| String::from_utf8_lossy(coding.trim_ascii()).to_ascii_lowercase())
+                    .filter(|coding| !coding.is_empty())
+                    .collect();
+                if !codings.is_empty() {
+                    assert!(lengths.is_empty(), "{mode:?}: both framings");
+                    if matches!(
+                        request.version(),
+                        http::Version::HTTP_10 | http::Version::HTTP_11
+                    ) {
+                        assert_eq!(codings, ["chunked"], "{mode:?}");
+                    }
+                }
+                if mode == DesyncMode::Strictest {
+                    assert_eq!(verdict.reason, None);
+                }
+                if let Some(reason) = verdict.reason {
+                    assert_ne!(reason.classification(), Classification::Severe);
+                }
+            }
+            Err(refused) => {
+                assert_eq!(refused.error.status(), http::StatusCode::BAD_REQUEST);
+            }
+        }
+        verdict.is_ok()
+    });
+    let [strictest, defensive, monitor] = routed;
+    assert!(
+        !strictest || defensive,
+        "strictest routes what defensive refuses"
+    );
+    assert!(
+        !defensive || monitor,
+        "defensive routes what monitor refuses"
+    );
+    defensive
+}
+
 async fn answer(request: http::Request<ClientBody>) -> http::Response<EdgeBody> {
+    if !guarded(&request) {
+        let mut response = http::Response::new(empty());
+        *response.status_mut() = http::StatusCode::BAD_REQUEST;
+        return response;
+    }
     let path = request.uri().path().to_owned();
     // Within the header read timeout, as the pipeline reads a body it buffers.
     let read = tokio::time::timeout(
