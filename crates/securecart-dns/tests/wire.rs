@@ -102,6 +102,57 @@ async fn ask_tcp(address: SocketAddr, message: &Message) -> Message {
     Message::from_vec(&answer).expect("decodes")
 }
 
+/// A burst of queries from one client, faster than the worker wakes: the worker answers
+/// them in batches, waiting after each batch for more to gather (`--udp-batch-wait`,
+/// here longer than the default so that every batch after the first waits), and every
+/// query gets its one answer.
+#[tokio::test]
+async fn a_burst_of_udp_queries_is_answered_in_batches_each_once() {
+    let server = DnsServer::bind("127.0.0.1:0".parse().expect("address"), responder(ZONE))
+        .await
+        .expect("binds")
+        .with_udp_batch_wait(Duration::from_millis(2));
+    let address = server.local_addr().expect("address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.serve(1, async move {
+        let _ = stopped.await;
+    }));
+    let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
+    // Thirty bursts of ten, a millisecond apart: batches of several, each followed by a
+    // wait while the next bursts come.
+    const QUERIES: u16 = 300;
+    let sender = Arc::clone(&socket);
+    let sending = tokio::spawn(async move {
+        for id in 0..QUERIES {
+            let mut message = query("www.shop.test.", RecordType::A, None);
+            message.metadata.id = id;
+            sender
+                .send_to(&message.to_vec().expect("encode"), address)
+                .await
+                .expect("send");
+            if id % 10 == 9 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    });
+    let mut answered = vec![0u32; usize::from(QUERIES)];
+    let mut buffer = vec![0u8; 65_535];
+    for _ in 0..QUERIES {
+        let received = tokio::time::timeout(Duration::from_secs(5), socket.recv(&mut buffer))
+            .await
+            .expect("every query is answered")
+            .expect("receive");
+        let answer = Message::from_vec(&buffer[..received]).expect("decodes");
+        assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(answer.answers.len(), 1);
+        answered[usize::from(answer.metadata.id)] += 1;
+    }
+    assert!(answered.iter().all(|&count| count == 1), "{answered:?}");
+    sending.await.expect("sent");
+    let _ = stop.send(());
+    task.await.expect("joins").expect("serves");
+}
+
 #[tokio::test]
 async fn udp_and_tcp_questions_get_authoritative_answers() {
     let running = start().await;

@@ -209,6 +209,13 @@ pub enum Command {
         /// Worker threads (default: one per core); 1 runs everything on one thread.
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         workers: Option<u16>,
+        /// How long, in microseconds, a UDP worker lets queries gather after answering
+        /// several at once, so that under load they are answered in larger batches (less
+        /// CPU per query, that much more latency at most); 0 answers each as soon as it
+        /// comes.
+        #[arg(long, value_name = "MICROSECONDS", default_value_t = 100,
+              value_parser = clap::value_parser!(u64).range(0..=10_000))]
+        udp_batch_wait: u64,
         /// The log format; overrides the topology's.
         #[arg(long, value_enum)]
         log_format: Option<LogFormatArg>,

@@ -256,17 +256,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             region: Some(region),
             config,
             workers,
+            udp_batch_wait,
             log_format,
             ..
-        } => dns_region(&region, config.as_deref(), workers, log_format).await,
+        } => {
+            let workers = DnsWorkers::new(workers, udp_batch_wait);
+            dns_region(&region, config.as_deref(), workers, log_format).await
+        }
         Command::Dns {
             zones,
             listen,
             admin,
             workers,
+            udp_batch_wait,
             log_format,
             ..
-        } => dns_zone_files(zones, listen, admin, workers, log_format).await,
+        } => {
+            let workers = DnsWorkers::new(workers, udp_batch_wait);
+            dns_zone_files(zones, listen, admin, workers, log_format).await
+        }
         Command::Shop {
             service,
             region,
@@ -296,7 +304,7 @@ async fn dns_zone_files(
     zones: Vec<PathBuf>,
     listen: std::net::SocketAddr,
     admin: std::net::SocketAddr,
-    workers: Option<u16>,
+    workers: DnsWorkers,
     log_format: Option<LogFormatArg>,
 ) -> anyhow::Result<ExitCode> {
     securecart_telemetry::logging::init(
@@ -339,16 +347,33 @@ async fn dns_zone_files(
     serve_dns(server, workers).await
 }
 
-/// Serves DNS until SIGTERM or Ctrl-C, with `workers` UDP threads (one per core by default).
+/// How a DNS server's UDP workers run: how many (one per core by default), and how long
+/// each lets queries gather after a batch (`--udp-batch-wait`).
+struct DnsWorkers {
+    count: Option<u16>,
+    batch_wait: std::time::Duration,
+}
+
+impl DnsWorkers {
+    fn new(count: Option<u16>, batch_wait_micros: u64) -> Self {
+        Self {
+            count,
+            batch_wait: std::time::Duration::from_micros(batch_wait_micros),
+        }
+    }
+}
+
+/// Serves DNS until SIGTERM or Ctrl-C, with `workers`' UDP threads.
 async fn serve_dns(
     server: securecart_dns::DnsServer,
-    workers: Option<u16>,
+    workers: DnsWorkers,
 ) -> anyhow::Result<ExitCode> {
-    let udp_workers = workers.map_or_else(
+    let udp_workers = workers.count.map_or_else(
         || std::thread::available_parallelism().map_or(1, usize::from),
         usize::from,
     );
     server
+        .with_udp_batch_wait(workers.batch_wait)
         .serve(udp_workers, shutdown_signal())
         .await
         .context("the DNS server failed")?;
@@ -519,7 +544,7 @@ async fn dns_reload(
 async fn dns_region(
     region_name: &str,
     config: Option<&Path>,
-    workers: Option<u16>,
+    workers: DnsWorkers,
     log_format: Option<LogFormatArg>,
 ) -> anyhow::Result<ExitCode> {
     use std::sync::Arc;

@@ -1606,11 +1606,21 @@ async fn dns_serves_a_zone_file_and_reloads_it_on_sighup() {
     let listen = format!("127.0.0.1:{}", free_port("127.0.0.1"));
     let zone_arg = zone.to_str().expect("path").to_owned();
     let admin = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    // The UDP batch wait is bounded (10 ms); 0 answers each query as it comes.
+    let bad = Command::new(BINARY)
+        .args(["dns", "--zone", &zone_arg, "--udp-batch-wait", "20000"])
+        .output()
+        .await
+        .expect("run dns");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--udp-batch-wait"));
     let mut dns = Command::new(BINARY)
         .args([
             "dns",
             "--workers",
             "1",
+            "--udp-batch-wait",
+            "0",
             "--zone",
             &zone_arg,
             "--listen",
