@@ -250,10 +250,11 @@ fn decide(
     } else {
         ""
     };
-    let all: Vec<usize> = (0..group.len()).collect();
+    // Every record's index (a range: the answering path allocates only what it returns).
+    let all = 0..group.len();
     match &first.policy {
         Policy::Simple => Choice {
-            chosen: all,
+            chosen: all.collect(),
             reason: "simple routing: every value".to_owned(),
         },
         Policy::Weighted { .. } => {
@@ -261,39 +262,28 @@ fn decide(
                 Policy::Weighted { weight } => u64::from(weight),
                 _ => 0,
             };
-            let nonzero: Vec<usize> = all
-                .iter()
-                .copied()
-                .filter(|&index| healthy(index) && weight(index) > 0)
-                .collect();
-            let (pool, zero) = if nonzero.is_empty() {
-                (
-                    all.iter()
-                        .copied()
-                        .filter(|&index| healthy(index))
-                        .collect::<Vec<_>>(),
-                    true,
-                )
-            } else {
-                (nonzero, false)
-            };
-            let total: u64 = pool.iter().map(|&index| weight(index)).sum();
-            let chosen = if total == 0 {
-                // Only weight-0 records: each as likely as the others.
-                pool[(seed % pool.len() as u64) as usize]
+            // The draw is over the healthy records of weight above 0; without any, over
+            // the healthy ones (all of weight 0), each as likely as the others.
+            let drawn = |index: usize| healthy(index) && weight(index) > 0;
+            let total: u64 = all.clone().filter(|&index| drawn(index)).map(weight).sum();
+            let zero = total == 0;
+            let chosen = if zero {
+                let pool = all.clone().filter(|&index| healthy(index));
+                let nth = seed % pool.clone().count().max(1) as u64;
+                pool.clone().nth(nth as usize).unwrap_or(0)
             } else {
                 let mut draw = seed % total;
-                *pool
-                    .iter()
-                    .find(|&&index| {
-                        if draw < weight(index) {
-                            true
-                        } else {
-                            draw -= weight(index);
-                            false
-                        }
-                    })
-                    .unwrap_or(&pool[0])
+                let mut pool = all.clone().filter(|&index| drawn(index));
+                let first = pool.clone().next().unwrap_or(0);
+                pool.find(|&index| {
+                    if draw < weight(index) {
+                        true
+                    } else {
+                        draw -= weight(index);
+                        false
+                    }
+                })
+                .unwrap_or(first)
             };
             Choice {
                 chosen: vec![chosen],
@@ -317,8 +307,7 @@ fn decide(
                 _ => f64::INFINITY,
             };
             let chosen = all
-                .iter()
-                .copied()
+                .clone()
                 .filter(|&index| healthy(index))
                 .min_by(|&a, &b| latency(a).total_cmp(&latency(b)))
                 .unwrap_or(0);
@@ -356,8 +345,7 @@ fn decide(
                 }
             };
             let best = all
-                .iter()
-                .copied()
+                .clone()
                 .filter_map(|index| rank(index).map(|rank| (rank, index)))
                 .filter(|&(_, index)| healthy(index))
                 .max_by_key(|&(rank, _)| rank);
@@ -388,8 +376,7 @@ fn decide(
                 _ => f64::INFINITY,
             };
             let chosen = all
-                .iter()
-                .copied()
+                .clone()
                 .filter(|&index| healthy(index))
                 .min_by(|&a, &b| biased(a).total_cmp(&biased(b)))
                 .unwrap_or(0);
@@ -406,12 +393,10 @@ fn decide(
         }
         Policy::Failover { .. } => {
             let primary = all
-                .iter()
-                .copied()
+                .clone()
                 .find(|&index| matches!(group[index].policy, Policy::Failover { primary: true }));
             let secondary = all
-                .iter()
-                .copied()
+                .clone()
                 .find(|&index| matches!(group[index].policy, Policy::Failover { primary: false }));
             let (chosen, reason) = match (primary, secondary) {
                 (Some(primary), _) if healthy(primary) => (primary, "the primary is healthy"),
@@ -428,11 +413,7 @@ fn decide(
             }
         }
         Policy::Multivalue => {
-            let mut pool: Vec<usize> = all
-                .iter()
-                .copied()
-                .filter(|&index| healthy(index))
-                .collect();
+            let mut pool: Vec<usize> = all.clone().filter(|&index| healthy(index)).collect();
             shuffle(&mut pool, seed);
             pool.truncate(MAX_MULTIVALUE);
             Choice {
@@ -455,7 +436,7 @@ fn decide(
                     .map(|(_, location)| location.as_str())
             });
             let of = |wanted: &str| {
-                all.iter().copied().find(|&index| {
+                all.clone().find(|&index| {
                     matches!(&group[index].policy, Policy::IpBased { location } if location == wanted)
                 })
             };
