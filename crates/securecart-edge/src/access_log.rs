@@ -24,7 +24,8 @@
 //! A request whose handling ended before its answer was ready is logged with
 //! `elb_status_code` 460 and `error_reason` `client_closed`, as ALB's 460: its client
 //! closed the connection or reset its HTTP/2 stream (or, rarely, the edge stopped past its
-//! drain timeout with the request still under way). A client that leaves while sending
+//! drain timeout with the request still under way); the line keeps the request's desync
+//! classification, made before any other stage. A client that leaves while sending
 //! its body is answered by the edge itself (the body's error), not logged as 460.
 
 use std::net::SocketAddr;

@@ -137,6 +137,8 @@ struct Unanswered<'p> {
     trace_id: TraceContext,
     tls: Option<(&'static str, &'static str)>,
     started: std::time::Instant,
+    /// Desync mitigation's classification of the request (see `guard.rs`).
+    classification: Option<guard::Reason>,
     armed: bool,
 }
 
@@ -178,7 +180,7 @@ impl Drop for Unanswered<'_> {
             transformed_uri: String::new(),
             transformed_host: String::new(),
             error_reason: "client_closed",
-            classification: None,
+            classification: self.classification,
             elb_status_code: CLIENT_CLOSED,
             target_status_code: None,
             received_bytes: None,
@@ -250,6 +252,7 @@ impl Pipeline {
         peer: Arc<Peer>,
     ) -> impl Future<Output = Response<EdgeBody>> {
         async move {
+            let mut request = request;
             // Stage 1: context.
             let trace = forward::incoming_trace(request.headers())
                 .map_or_else(TraceContext::new_root, |parent| parent.child());
@@ -257,6 +260,9 @@ impl Pipeline {
             // The access log's fields are copied only when the access log is on.
             let logged = tracing::enabled!(target: "access", tracing::Level::INFO)
                 .then(|| self.request_summary(&request));
+            // Stage 2: guard (before the request can be abandoned, so that a 460's log
+            // line has its classification too).
+            let refused = self.guard(&mut context, &mut request);
             // Logs and counts the request if its client goes away before the answer is
             // ready, which drops this future.
             let mut unanswered = Unanswered {
@@ -266,14 +272,19 @@ impl Pipeline {
                 trace_id: context.trace,
                 tls: peer.tls,
                 started: context.started,
+                classification: context.desync,
                 armed: true,
             };
 
             // Boxed: a connection's task is as large as its largest state, kept for the
             // connection's life, so the stages' state is allocated only while a request runs,
             // and an idle connection holds only this function's small future.
-            let outcome =
-                crate::boxed::box_future_in_place(|| self.route(&mut context, request)).await;
+            let outcome = match refused {
+                Some(refused) => refused,
+                None => {
+                    crate::boxed::box_future_in_place(|| self.route(&mut context, request)).await
+                }
+            };
             unanswered.armed = false;
             let logged = unanswered.summary.take();
 
@@ -435,6 +446,45 @@ impl Pipeline {
         }
     }
 
+    /// Stage 2: desync mitigation (requests the targets could read differently): the
+    /// request's classification in `context`; for a request it refuses, the outcome that
+    /// answers it (`None`: the request goes on).
+    fn guard<'p>(
+        &'p self,
+        context: &mut RequestContext,
+        request: &mut Request<ClientBody>,
+    ) -> Option<Outcome<'p>> {
+        let bare_line_feeds = request
+            .extensions()
+            .get::<crate::server::BareLineFeeds>()
+            .is_some();
+        let (method, version) = (request.method().clone(), request.version());
+        match guard::check(
+            self.desync_mode,
+            &method,
+            version,
+            request.headers_mut(),
+            bare_line_feeds,
+        ) {
+            Ok(verdict) => {
+                if let Some(reason) = verdict.reason {
+                    self.non_compliant.count(reason);
+                }
+                context.desync = verdict.reason;
+                context.close_client = verdict.close_client;
+                context.close_target = verdict.close_target;
+            }
+            Err(refused) => {
+                if let Some(reason) = refused.reason {
+                    self.non_compliant.count(reason);
+                }
+                context.desync = refused.reason;
+                return Some(Outcome::refused("none", "", refused.error));
+            }
+        }
+        None
+    }
+
     #[allow(
         clippy::manual_async_fn,
         reason = "an async fn keeps a second copy of each argument it moves (rust-lang/rust#62958)"
@@ -464,37 +514,6 @@ impl Pipeline {
                 request.headers_mut().remove(forward::TLS_VERSION_HEADER);
                 request.headers_mut().remove(forward::TLS_CIPHER_HEADER);
             }
-            // Stage 2: guard (requests the targets could read differently: desync
-            // mitigation).
-            let bare_line_feeds = request
-                .extensions()
-                .get::<crate::server::BareLineFeeds>()
-                .is_some();
-            let (method, version) = (request.method().clone(), request.version());
-            match guard::check(
-                self.desync_mode,
-                &method,
-                version,
-                request.headers_mut(),
-                bare_line_feeds,
-            ) {
-                Ok(verdict) => {
-                    if let Some(reason) = verdict.reason {
-                        self.non_compliant.count(reason);
-                    }
-                    context.desync = verdict.reason;
-                    context.close_client = verdict.close_client;
-                    context.close_target = verdict.close_target;
-                }
-                Err(refused) => {
-                    if let Some(reason) = refused.reason {
-                        self.non_compliant.count(reason);
-                    }
-                    context.desync = refused.reason;
-                    return Outcome::refused("none", "", refused.error);
-                }
-            }
-
             // The path as servers resolve it, once for the shield and the rules (kept only
             // when it differs from the path as sent, which the request keeps).
             let resolved = match crate::rules::normalized_path(request.uri().path()) {

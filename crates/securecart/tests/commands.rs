@@ -894,6 +894,26 @@ async fn proxy_puts_the_edge_in_front_of_existing_servers() {
     let abandoned = access_line(&mut log, "user_agent", "abandoned-test").await;
     assert_eq!(abandoned["elb_status_code"], 460, "{abandoned}");
     assert_eq!(abandoned["error_reason"], "client_closed", "{abandoned}");
+    assert_eq!(abandoned["classification"], "-", "{abandoned}");
+    // An abandoned request's line keeps its desync classification.
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = tokio::net::TcpStream::connect(&listen)
+            .await
+            .expect("connect");
+        stream
+            .write_all(b"GET /slow HTTP/1.1\r\nHost: shop.test\r\nUser-Agent: abandoned-classified\r\nContent-Length: 0\r\n\r\n")
+            .await
+            .expect("write");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let abandoned = access_line(&mut log, "user_agent", "abandoned-classified").await;
+    assert_eq!(abandoned["elb_status_code"], 460, "{abandoned}");
+    assert_eq!(abandoned["classification"], "Acceptable", "{abandoned}");
+    assert_eq!(
+        abandoned["classification_reason"], "GetHeadZeroContentLength",
+        "{abandoned}"
+    );
     // `securecart targets --admin` speaks to one edge (here the proxy) by its admin
     // address, with the token from the environment.
     let admin_command = |args: &[&str], token: &str| {
