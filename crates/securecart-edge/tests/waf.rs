@@ -231,6 +231,49 @@ async fn oversize_bodies_follow_the_listeners_choice() {
     upstream.stop().await;
 }
 
+/// A rule over the body with AWS WAF's oversize handling `MATCH` blocks a body past the
+/// inspection limit, though the listener lets such bodies through, and reads a shorter
+/// body as any rule does.
+#[tokio::test]
+async fn a_rules_oversize_handling_answers_for_a_body_past_the_limit() {
+    let (upstream, reached) = start_upstream().await;
+    let body = securecart_waf::Field::parse("body_fields").expect("field");
+    let rule = securecart_waf::Rule {
+        id: "notes-oversize".to_owned(),
+        priority: 0,
+        statement: securecart_waf::Statement::OnOversize {
+            matches: true,
+            statement: Box::new(
+                securecart_waf::Statement::regex(body, r"(?i)<script", &[]).expect("pattern"),
+            ),
+        },
+        action: securecart_waf::RuleAction::Block,
+        labels: Vec::new(),
+        response: None,
+        score: 0,
+    };
+    let waf = WafConfig {
+        body_limit: 16,
+        oversize_blocks: false,
+        ..WafConfig::with_acl(Arc::new(securecart_waf::WebAcl::new(vec![rule], false)))
+    };
+    let edge = start_edge(upstream.address, waf).await;
+    let mut client = TestClient::http1();
+    let url = format!("{}/api/notes", edge.url);
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    for (body, status) in [
+        ("note=hello", 200),
+        ("note=<script>", 403),
+        ("note=a+rather+long+note", 403),
+    ] {
+        let answer = client.send(http::Method::POST, &url, &form, body).await;
+        assert_eq!(answer.status, status, "{body}");
+    }
+    assert_eq!(reached.load(Ordering::SeqCst), 1);
+    edge.shutdown().await;
+    upstream.stop().await;
+}
+
 /// Sends `head` and then `body` in chunks of `chunk` bytes (`Transfer-Encoding: chunked`)
 /// on a new connection, and reads the answer until the edge closes it.
 async fn chunked_post(address: &str, path: &str, body: &[u8], chunk: usize) -> String {

@@ -867,6 +867,11 @@ pub struct RawByteMatch {
     /// Transformations applied to the field first, in order.
     #[serde(default)]
     pub transforms: Vec<String>,
+    /// With a body field: what a request whose body is past the web ACL's inspection
+    /// limit gets (AWS WAF's oversize handling): `continue` (the default: the body's start
+    /// is inspected), `match` or `no_match`.
+    #[serde(default)]
+    pub oversize: Option<String>,
 }
 
 /// A regular expression over a field.
@@ -880,6 +885,11 @@ pub struct RawRegexMatch {
     /// Transformations applied to the field first, in order.
     #[serde(default)]
     pub transforms: Vec<String>,
+    /// With a body field: what a request whose body is past the web ACL's inspection
+    /// limit gets (AWS WAF's oversize handling): `continue` (the default: the body's start
+    /// is inspected), `match` or `no_match`.
+    #[serde(default)]
+    pub oversize: Option<String>,
 }
 
 /// A field's size.
@@ -892,6 +902,11 @@ pub struct RawSizeMatch {
     pub comparison: String,
     /// The size, in bytes.
     pub size: u64,
+    /// With a body field: what a request whose body is past the web ACL's inspection
+    /// limit gets (AWS WAF's oversize handling): `continue` (the default: the body's start
+    /// is inspected), `match` or `no_match`.
+    #[serde(default)]
+    pub oversize: Option<String>,
 }
 
 /// A detector over a field.
@@ -903,6 +918,11 @@ pub struct RawFieldMatch {
     /// Transformations applied to the field first, in order.
     #[serde(default)]
     pub transforms: Vec<String>,
+    /// With a body field: what a request whose body is past the web ACL's inspection
+    /// limit gets (AWS WAF's oversize handling): `continue` (the default: the body's start
+    /// is inspected), `match` or `no_match`.
+    #[serde(default)]
+    pub oversize: Option<String>,
 }
 
 /// A rate-based statement.

@@ -368,20 +368,23 @@ pub(crate) fn statement(
             if raw.search.is_empty() || raw.search.len() > 200 {
                 findings.problem(at.key("search"), "must be from 1 to 200 bytes");
             }
-            Some(Statement::ByteMatch {
+            let oversize = oversize(raw.oversize.as_deref(), &raw.field, &at, findings);
+            let statement = Statement::ByteMatch {
                 field: field?,
                 position: position?,
                 search: raw.search.as_bytes().to_vec(),
                 transforms: transforms?,
-            })
+            };
+            Some(on_oversize(oversize?, statement))
         }
         RawStatement::Regex(raw) => {
             let at = path.key("regex");
             let field = field(&raw.field, &at.key("field"), findings);
             let transforms = transforms(&raw.transforms, &at.key("transforms"), findings);
-            let (field, transforms) = (field?, transforms?);
+            let oversize = oversize(raw.oversize.as_deref(), &raw.field, &at, findings);
+            let (field, transforms, oversize) = (field?, transforms?, oversize?);
             match Statement::regex(field, &raw.pattern, &transforms) {
-                Ok(statement) => Some(statement),
+                Ok(statement) => Some(on_oversize(oversize, statement)),
                 Err(error) => {
                     findings.problem(
                         at.key("pattern"),
@@ -409,29 +412,35 @@ pub(crate) fn statement(
                     None
                 }
             };
-            Some(Statement::Size {
+            let oversize = oversize(raw.oversize.as_deref(), &raw.field, &at, findings);
+            let statement = Statement::Size {
                 field: field?,
                 comparison: comparison?,
                 size: usize::try_from(raw.size).unwrap_or(usize::MAX),
-            })
+            };
+            Some(on_oversize(oversize?, statement))
         }
         RawStatement::Sqli(raw) => {
             let at = path.key("sqli");
             let field = field(&raw.field, &at.key("field"), findings);
             let transforms = transforms(&raw.transforms, &at.key("transforms"), findings);
-            Some(Statement::Sqli {
+            let oversize = oversize(raw.oversize.as_deref(), &raw.field, &at, findings);
+            let statement = Statement::Sqli {
                 field: field?,
                 transforms: transforms?,
-            })
+            };
+            Some(on_oversize(oversize?, statement))
         }
         RawStatement::Xss(raw) => {
             let at = path.key("xss");
             let field = field(&raw.field, &at.key("field"), findings);
             let transforms = transforms(&raw.transforms, &at.key("transforms"), findings);
-            Some(Statement::Xss {
+            let oversize = oversize(raw.oversize.as_deref(), &raw.field, &at, findings);
+            let statement = Statement::Xss {
                 field: field?,
                 transforms: transforms?,
-            })
+            };
+            Some(on_oversize(oversize?, statement))
         }
         RawStatement::IpSet(networks) => {
             let networks = ip_networks(networks, &path.key("ip_set"), findings)?;
@@ -648,6 +657,49 @@ fn forwarded_ip(
         position: position?,
         fallback_matches: fallback_matches?,
     })
+}
+
+/// A statement's `oversize` (AWS WAF's oversize handling), at `at`: `None` for
+/// `continue` (the default), `Some(matches)` for `match` and `no_match`; only a body field
+/// takes one. The outer `None`: a problem, in `findings`.
+fn oversize(
+    raw: Option<&str>,
+    field_name: &str,
+    at: &FieldPath,
+    findings: &mut Findings,
+) -> Option<Option<bool>> {
+    let handling = match raw {
+        None | Some("continue") => None,
+        Some("match") => Some(true),
+        Some("no_match") => Some(false),
+        Some(other) => {
+            findings.problem(
+                at.key("oversize"),
+                format!("`{other}` is not `continue`, `match` or `no_match`"),
+            );
+            return None;
+        }
+    };
+    // (A field that is no field at all is the field's own problem.)
+    if raw.is_some() && Field::parse(field_name).is_some_and(|field| !field.reads_body()) {
+        findings.problem(
+            at.key("oversize"),
+            format!("applies to the body's fields only, not `{field_name}`"),
+        );
+        return None;
+    }
+    Some(handling)
+}
+
+/// `statement` with its oversize handling (see [`oversize`]).
+fn on_oversize(handling: Option<bool>, statement: Statement) -> Statement {
+    match handling {
+        None => statement,
+        Some(matches) => Statement::OnOversize {
+            matches,
+            statement: Box::new(statement),
+        },
+    }
 }
 
 fn field(name: &str, path: &FieldPath, findings: &mut Findings) -> Option<Field> {

@@ -683,6 +683,18 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "not `continue` or `block`",
         ),
         (
+            "{ byte_match = { field = \"method\", position = \"exactly\", search = \"POST\" } }",
+            "{ byte_match = { field = \"method\", position = \"exactly\", search = \"POST\", oversize = \"match\" } }",
+            "edge.waf.rules[0].statement.rate_based.scope_down.and[0].byte_match.oversize",
+            "applies to the body's fields only, not `method`",
+        ),
+        (
+            "{ byte_match = { field = \"method\", position = \"exactly\", search = \"POST\" } }",
+            "{ sqli = { field = \"json_values\", oversize = \"sometimes\" } }",
+            "edge.waf.rules[0].statement.rate_based.scope_down.and[0].sqli.oversize",
+            "`sometimes` is not `continue`, `match` or `no_match`",
+        ),
+        (
             "managed_groups = [\"core\",",
             "managed_groups = [\"core\", \"ai\",",
             "edge.waf.managed_groups[1]",

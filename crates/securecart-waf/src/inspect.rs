@@ -162,6 +162,20 @@ pub enum Field {
 }
 
 impl Field {
+    /// Whether it reads the body, whose inspection stops at the web ACL's limit.
+    pub fn reads_body(&self) -> bool {
+        matches!(
+            self,
+            Field::Body
+                | Field::BodyFields
+                | Field::BodyField(_)
+                | Field::MultipartNames
+                | Field::MultipartHeaders
+                | Field::JsonValues(_)
+                | Field::JsonKeys(_)
+        )
+    }
+
     /// Its name in logs.
     pub fn name(&self) -> String {
         match self {

@@ -129,6 +129,16 @@ pub enum Statement {
     Or(Vec<Statement>),
     /// The statement does not match.
     Not(Box<Statement>),
+    /// A statement over the body that answers by itself for a body past the inspection
+    /// limit (AWS WAF's oversize handling `MATCH` or `NO_MATCH`; `CONTINUE`, the statement
+    /// alone, inspects the body's start as any statement does).
+    OnOversize {
+        /// Whether a request whose body is past the limit matches (`MATCH`) or not
+        /// (`NO_MATCH`).
+        matches: bool,
+        /// The statement, over one of the body's fields ([`Field::reads_body`]).
+        statement: Box<Statement>,
+    },
 }
 
 /// Where an IP set or geo match reads the client's address when the edge is behind
@@ -325,6 +335,12 @@ impl Statement {
                 .iter()
                 .filter_map(|statement| statement.gate(merged))
                 .min_by_key(Vec::len),
+            // One that does not match an oversize body matches only where its statement
+            // does; one that does has no gate (an oversize body opens none).
+            Statement::OnOversize {
+                matches: false,
+                statement,
+            } => statement.gate(merged),
             _ => None,
         }
     }
@@ -334,7 +350,9 @@ impl Statement {
     fn counts(&self) -> bool {
         match self {
             Statement::RateBased { .. } => true,
-            Statement::Not(statement) => statement.counts(),
+            Statement::Not(statement) | Statement::OnOversize { statement, .. } => {
+                statement.counts()
+            }
             Statement::And(statements) | Statement::Or(statements) => {
                 statements.iter().any(Statement::counts)
             }
@@ -544,6 +562,17 @@ impl Statement {
                     data: String::new(),
                 })),
             },
+            Statement::OnOversize { matches, statement } => {
+                if !inspection.body_oversize {
+                    return statement.matches(inspection, labels, merged, wanted);
+                }
+                matches.then(|| {
+                    Evidence::if_wanted(wanted, || Evidence {
+                        field: "body".to_owned(),
+                        data: "oversize".to_owned(),
+                    })
+                })
+            }
         }
     }
 }
@@ -1904,7 +1933,9 @@ fn each_regex(
             scope_down: Some(scope_down),
             ..
         } => each_regex(scope_down, each),
-        Statement::Not(statement) => each_regex(statement, each),
+        Statement::Not(statement) | Statement::OnOversize { statement, .. } => {
+            each_regex(statement, each)
+        }
         Statement::And(statements) | Statement::Or(statements) => {
             for statement in statements {
                 each_regex(statement, each);
@@ -1923,7 +1954,11 @@ fn each_detector(statement: &Statement, each: &mut impl FnMut(&Field)) {
             scope_down: Some(scope_down),
             ..
         }
-        | Statement::Not(scope_down) => each_detector(scope_down, each),
+        | Statement::Not(scope_down)
+        | Statement::OnOversize {
+            statement: scope_down,
+            ..
+        } => each_detector(scope_down, each),
         Statement::And(statements) | Statement::Or(statements) => {
             for statement in statements {
                 each_detector(statement, each);
@@ -2258,6 +2293,66 @@ mod tests {
             ),
         ] {
             assert_eq!(matches(statement, content_type, body), found, "{body}");
+        }
+    }
+
+    /// AWS WAF's oversize handling: a statement over the body answers `match` or
+    /// `no_match` for a body past the inspection limit, and inspects the body as any
+    /// statement does otherwise; in a web ACL, whose merged expressions shut the gates of
+    /// rules none of whose expressions were found, too.
+    #[test]
+    fn oversize_handling_answers_for_a_body_past_the_limit() {
+        use super::Field;
+        let body = Field::parse("body").expect("field");
+        let attack =
+            || Statement::regex(body.clone(), r"(?i)union\s+select", &[]).expect("pattern");
+        let on = |matches| Statement::OnOversize {
+            matches,
+            statement: Box::new(attack()),
+        };
+        let inspect = |text: &'static [u8], oversize: bool| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("content-type", "text/plain".parse().expect("value"));
+            (headers, text, oversize)
+        };
+        // (statement, body, oversize, matches)
+        let cases = [
+            (attack(), &b"1 union select 2"[..], true, true),
+            (attack(), b"a plain note", true, false),
+            (on(true), b"a plain note", true, true),
+            (on(true), b"a plain note", false, false),
+            (on(true), b"1 union select 2", false, true),
+            (on(false), b"1 union select 2", true, false),
+            (on(false), b"1 union select 2", false, true),
+        ];
+        for (index, (statement, text, oversize, expected)) in cases.into_iter().enumerate() {
+            let (headers, text, oversize) = inspect(text, oversize);
+            let client = "127.0.0.1".parse().expect("address");
+            let inspection =
+                Inspection::new("POST", "/notes", None, &headers, text, oversize, client);
+            assert_eq!(
+                statement.evaluate(&inspection, &[]).is_some(),
+                expected,
+                "case {index}"
+            );
+            // The same through a web ACL (merged, gated), blocking on a match.
+            let acl = crate::WebAcl::new(
+                vec![crate::Rule {
+                    id: "oversize".to_owned(),
+                    priority: 0,
+                    statement,
+                    action: crate::RuleAction::Block,
+                    labels: Vec::new(),
+                    response: None,
+                    score: 0,
+                }],
+                false,
+            );
+            assert_eq!(
+                acl.evaluate(&inspection).blocked,
+                expected,
+                "case {index} in an ACL"
+            );
         }
     }
 
