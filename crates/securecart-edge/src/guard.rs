@@ -63,7 +63,7 @@ use crate::error::EdgeError;
 /// `routing.http.desync_mitigation_mode`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum DesyncMode {
-    /// Route every request the edge can frame; classify and count them.
+    /// Route every request the edge can frame but severe ones; classify and count them.
     Monitor,
     /// Route acceptable requests; route ambiguous ones and then close the connections
     /// (but refuse those framed two ways); refuse severe ones.

@@ -296,7 +296,9 @@ impl Statement {
     /// at all. A rule whose gate stays shut need not be walked. An OR needs one of its
     /// statements' gates (so all must have one), an AND any one of its statements' (but
     /// none when it holds a rate-based statement, which must count every request it
-    /// sees); a NOT, a rate-based statement and the other statements have none.
+    /// sees); an oversize handling that does not match an oversize body its statement's
+    /// (one that does has none: an oversize body opens no gate); a NOT, a rate-based
+    /// statement and the other statements have none.
     pub(crate) fn gate(&self, merged: &Merged) -> Option<Vec<Opening>> {
         let detectable = |field: &Field, transforms: &[Transform], detector| {
             let field = merged.fields.iter().position(|known| known == field)?;
@@ -1917,7 +1919,8 @@ fn search_input<'v>(needles: Option<&Needles>, value: &'v [u8]) -> regex_automat
 }
 
 /// Calls `each` with every regular expression statement in `statement` (through NOT,
-/// AND, OR and rate-based scope-downs): its field, expression, transformations and place.
+/// AND, OR, oversize handling and rate-based scope-downs): its field, expression,
+/// transformations and place.
 fn each_regex(
     statement: &mut Statement,
     each: &mut impl FnMut(&Field, &regex::bytes::Regex, &[Transform], &mut MergedPlace),
@@ -1946,7 +1949,7 @@ fn each_regex(
 }
 
 /// Calls `each` with the field of every detector statement (SQL injection, XSS) in
-/// `statement`, through NOT, AND, OR and rate-based scope-downs.
+/// `statement`, through NOT, AND, OR, oversize handling and rate-based scope-downs.
 fn each_detector(statement: &Statement, each: &mut impl FnMut(&Field)) {
     match statement {
         Statement::Sqli { field, .. } | Statement::Xss { field, .. } => each(field),

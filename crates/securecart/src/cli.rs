@@ -211,8 +211,9 @@ pub enum Command {
         workers: Option<u16>,
         /// How long, in microseconds, a UDP worker lets queries gather after answering
         /// several at once, so that under load they are answered in larger batches (less
-        /// CPU per query, that much more latency at most); 0 answers each as soon as it
-        /// comes.
+        /// CPU per query, that much more latency at most; a long wait at a high rate can
+        /// fill the socket's receive buffer, whose overflow the kernel drops); 0 answers
+        /// each as soon as it comes.
         #[arg(long, value_name = "MICROSECONDS", default_value_t = 100,
               value_parser = clap::value_parser!(u64).range(0..=10_000))]
         udp_batch_wait: u64,
@@ -331,7 +332,7 @@ pub enum LogFormatArg {
 /// `desync_mitigation_mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DesyncModeArg {
-    /// Route every request the edge can frame; classify and count them.
+    /// Route every request the edge can frame but severe ones; classify and count them.
     Monitor,
     /// Route ambiguous requests, then close both connections; refuse severe ones and
     /// those framed two ways.
