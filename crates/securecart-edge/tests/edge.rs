@@ -1383,7 +1383,7 @@ async fn start_edge_idle_after_half_a_second_with(
 
 #[tokio::test]
 async fn an_answer_whose_target_stalls_mid_body_is_cut_off_after_the_idle_timeout() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     // The target promises 100 bytes, sends 10, and then nothing, its connection open.
     let target = start_raw_target(|mut stream| async move {
         let _ = stream
@@ -1403,12 +1403,7 @@ async fn an_answer_whose_target_stalls_mid_body_is_cut_off_after_the_idle_timeou
         .write_all(b"GET /api/stalls HTTP/1.1\r\nHost: shop.example\r\n\r\n")
         .await
         .expect("write");
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
-        .await
-        .expect("the edge closes the connection of a stalled answer")
-        .expect("read");
-    let answer = String::from_utf8_lossy(&answer);
+    let answer = securecart_testkit::read_to_close(&mut stream).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.ends_with("\r\n\r\n0123456789"), "{answer}");
 
@@ -1483,7 +1478,7 @@ impl http_body::Body for ChannelBody {
 
 #[tokio::test]
 async fn an_upload_under_way_keeps_an_answer_that_waits_for_it() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     // An HTTP/2 target that streams both ways, as a gRPC server may: it answers at once
     // with half its body, and sends the rest once the whole upload has come, which takes
     // the client longer than the idle timeout.
@@ -1527,12 +1522,7 @@ async fn an_upload_under_way_keeps_an_answer_that_waits_for_it() {
         stream.write_all(b"5\r\nhello\r\n").await.expect("write");
     }
     stream.write_all(b"0\r\n\r\n").await.expect("write");
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
-        .await
-        .expect("the answer ends")
-        .expect("read");
-    let answer = String::from_utf8_lossy(&answer);
+    let answer = securecart_testkit::read_to_close(&mut stream).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     // Chunked: both halves, and the end.
     assert!(
@@ -2474,7 +2464,7 @@ async fn read_answer(stream: &mut tokio::net::TcpStream) -> String {
 
 #[tokio::test]
 async fn a_client_connection_that_lived_its_keepalive_duration_is_closed_at_its_next_answer() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let (a, _) = start_upstream("a").await;
     let lifetime = Duration::from_secs(1);
     let edge = start_api_edge(
@@ -2500,12 +2490,7 @@ async fn a_client_connection_that_lived_its_keepalive_duration_is_closed_at_its_
     }
     tokio::time::sleep(lifetime + Duration::from_millis(200)).await;
     stream.write_all(request).await.expect("write");
-    let mut last = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut last))
-        .await
-        .expect("the connection ends after its answer")
-        .expect("read");
-    let last = String::from_utf8_lossy(&last);
+    let last = securecart_testkit::read_to_close(&mut stream).await;
     assert!(last.starts_with("HTTP/1.1 200"), "{last}");
     assert!(last.contains("connection: close"), "{last}");
     // HTTP/2: the edge says `GOAWAY` once the connection has lived a second, and the

@@ -139,15 +139,6 @@ async fn raw(edge: &RunningEdge, bytes: &str) -> String {
     securecart_testkit::raw_exchange(&address(edge), bytes.as_bytes()).await
 }
 
-async fn read_to_close(stream: &mut TcpStream) -> String {
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
-        .await
-        .expect("the edge closes the connection")
-        .expect("read");
-    String::from_utf8_lossy(&answer).into_owned()
-}
-
 /// Reads one answer whose body has a `Content-Length` (or none), leaving the connection
 /// open.
 async fn read_answer(stream: &mut TcpStream) -> String {
@@ -259,7 +250,7 @@ async fn pipelined_requests_are_answered_in_order() {
         .await
         .expect("write");
     stream.shutdown().await.expect("half-close");
-    let answer = read_to_close(&mut stream).await;
+    let answer = securecart_testkit::read_to_close(&mut stream).await;
     assert_eq!(answer.matches("HTTP/1.1 200").count(), 1, "{answer}");
     edge.shutdown().await;
 }
@@ -319,7 +310,7 @@ async fn http10_clients_keep_connections_only_when_they_ask_and_get_no_chunks() 
         .write_all(b"GET /hello HTTP/1.0\r\nHost: t\r\n\r\n")
         .await
         .expect("write");
-    let second = read_to_close(&mut stream).await;
+    let second = securecart_testkit::read_to_close(&mut stream).await;
     assert!(
         second.starts_with("HTTP/1.1 200") && second.ends_with("hello"),
         "{second}"
@@ -487,7 +478,7 @@ async fn heads_that_cannot_be_read_are_refused() {
         .write_all(b"GET /hello HTTP/1.1\r\nHo")
         .await
         .expect("write");
-    let answer = read_to_close(&mut stream).await;
+    let answer = securecart_testkit::read_to_close(&mut stream).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     // Each refusal is counted, under the route `none` (no rule saw it), once its
     // connection has closed (the edge lingers on it while the client keeps it open).
@@ -528,7 +519,7 @@ async fn a_refused_upload_still_gets_its_answer() {
         }
     }
     let _ = stream.shutdown().await;
-    let answer = read_to_close(&mut stream).await;
+    let answer = securecart_testkit::read_to_close(&mut stream).await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     edge.shutdown().await;
 }
@@ -669,7 +660,7 @@ async fn each_request_on_a_connection_gets_the_whole_header_timeout() {
         );
     }
     // Idle now: closed once its timeout passes.
-    assert_eq!(read_to_close(&mut stream).await, "");
+    assert_eq!(securecart_testkit::read_to_close(&mut stream).await, "");
     edge.shutdown().await;
 }
 
@@ -698,7 +689,7 @@ async fn draining_closes_a_connection_that_waits_for_its_next_request() {
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     }
     let shutdown = tokio::spawn(edge.shutdown());
-    assert_eq!(read_to_close(&mut stream).await, "");
+    assert_eq!(securecart_testkit::read_to_close(&mut stream).await, "");
     shutdown.await.expect("shutdown");
 }
 

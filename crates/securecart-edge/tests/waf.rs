@@ -277,7 +277,7 @@ async fn a_rules_oversize_handling_answers_for_a_body_past_the_limit() {
 /// Sends `head` and then `body` in chunks of `chunk` bytes (`Transfer-Encoding: chunked`)
 /// on a new connection, and reads the answer until the edge closes it.
 async fn chunked_post(address: &str, path: &str, body: &[u8], chunk: usize) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let mut stream = tokio::net::TcpStream::connect(address)
         .await
         .expect("connect");
@@ -292,15 +292,7 @@ async fn chunked_post(address: &str, path: &str, body: &[u8], chunk: usize) -> S
     }
     request.extend_from_slice(b"0\r\n\r\n");
     stream.write_all(&request).await.expect("write");
-    let mut answer = Vec::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        stream.read_to_end(&mut answer),
-    )
-    .await
-    .expect("the edge closes the connection")
-    .expect("read");
-    String::from_utf8_lossy(&answer).into_owned()
+    securecart_testkit::read_to_close(&mut stream).await
 }
 
 #[tokio::test]
@@ -383,7 +375,7 @@ async fn bodies_without_a_length_or_past_64_kib_are_inspected_to_the_limit_and_s
         .copied()
         .collect();
     let answer = {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         let mut stream = tokio::net::TcpStream::connect(&address)
             .await
             .expect("connect");
@@ -397,15 +389,7 @@ async fn bodies_without_a_length_or_past_64_kib_are_inspected_to_the_limit_and_s
         stream.write_all(b"\r\n").await.expect("write");
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         stream.write_all(b"0\r\n\r\n").await.expect("write");
-        let mut answer = Vec::new();
-        tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            stream.read_to_end(&mut answer),
-        )
-        .await
-        .expect("the edge closes the connection")
-        .expect("read");
-        String::from_utf8_lossy(&answer).into_owned()
+        securecart_testkit::read_to_close(&mut stream).await
     };
     assert!(
         answer.starts_with("HTTP/1.1 200"),

@@ -67,11 +67,18 @@ pub async fn serve(ip: &str, router: axum::Router) -> TestServer {
 /// Sends raw bytes on a new connection to `address` and reads until the server closes it
 /// (at most 10 s): for heads a client library would not write, and answers read as sent.
 pub async fn raw_exchange(address: &str, bytes: &[u8]) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let mut stream = tokio::net::TcpStream::connect(address)
         .await
         .expect("connect");
     stream.write_all(bytes).await.expect("write");
+    read_to_close(&mut stream).await
+}
+
+/// What the server sends on `stream` until it closes the connection (at most 10 s), as
+/// text.
+pub async fn read_to_close(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> String {
+    use tokio::io::AsyncReadExt;
     let mut answer = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
         .await
