@@ -114,6 +114,7 @@ for object in 1k 16k 1m; do
 done
 
 CPU_origin=$PID_origin
+keep_pinned
 RESULTS=$WORK/results.tsv
 TARGETS=("origin:$ORIGIN_PORT" "securecart:$SECURECART_PORT" "nginx:$NGINX_PORT" "varnish:$VARNISH_PORT")
 for round in $(seq "$ROUNDS"); do

@@ -110,7 +110,31 @@ start() {
   shift 2
   taskset -c "$cpu" "$@" >"$WORK/$name.log" 2>&1 &
   PIDS+=($!)
+  STARTED+=("$name:$cpu")
   eval "PID_$name=$!"
+}
+STARTED=()
+
+# keep_pinned: puts back on its core every thread of a process started with `start` (and
+# of its children) that left it, and says which. Call it once the servers answer: a
+# server may pin its own threads as it starts, whatever taskset said. Knot DNS does: it
+# puts UDP worker i on core i mod the number of cores, so its one worker ran on core 0,
+# beside dnsperf, until 2026-11-28.
+keep_pinned() {
+  local entry name cpu pid task allowed
+  for entry in "${STARTED[@]}"; do
+    name=${entry%:*} cpu=${entry##*:}
+    pid=PID_$name
+    for pid in ${!pid} $(pgrep -P "${!pid}" || true); do
+      for task in /proc/"$pid"/task/*; do
+        allowed=$(awk '/^Cpus_allowed_list:/ { print $2 }' "$task/status" 2>/dev/null) || continue
+        if [[ -n $allowed && $allowed != "$cpu" ]]; then
+          log "$name: thread ${task##*/} ($(cat "$task/comm" 2>/dev/null)) had moved to core $allowed; back to core $cpu"
+          taskset -cp "$cpu" "${task##*/}" >/dev/null
+        fi
+      done
+    done
+  done
 }
 
 # cpu_ticks PID: the CPU time of a process and all its descendants (nginx and NSD serve

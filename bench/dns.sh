@@ -14,9 +14,12 @@
 #
 # Fairness on a 2-core machine: every server runs one worker (Knot udp-workers 1, NSD
 # server-count 1, PowerDNS one receiver and one distributor thread, securecart --workers 1)
-# pinned to core $SERVER_CPU; dnsperf runs on the other core. One dnsperf thread saturates near 270k queries/s before Knot or NSD do, so
-# servers are compared by their own CPU time per answered query (from /proc, the server
-# process and its children), with queries per second beside it. NSD rate-limits answers by
+# pinned to core $SERVER_CPU (and put back there once the servers answer: Knot pins its UDP
+# workers itself, its first to core 0, which was dnsperf's until 2026-11-28; see
+# keep_pinned); dnsperf runs on the other core. One dnsperf thread saturates near 270k
+# queries/s before Knot or NSD do, so servers are compared by their own CPU time per
+# answered query (from /proc, the server process and its children), with queries per
+# second beside it. NSD rate-limits answers by
 # default: RRL is off here, as for the others. Rounds are interleaved and medians reported.
 # Every run is bounded by DURATION; every process started here is stopped by its pid.
 #
@@ -273,6 +276,7 @@ for target in "securecart 127.0.0.1 $SECURECART_PORT host1" "knot 127.0.0.1 $KNO
     exit 1
   }
 done
+keep_pinned
 # EDNS Client Subnet 127.202.0.0/24 (family 1, source 24, scope 0): the eu answer.
 ECS=8:000118007fca00
 printf 's.bench.test A\n' >"$WORK/subnet-queries"

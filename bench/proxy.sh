@@ -109,6 +109,7 @@ CPU_haproxy=$PID_haproxy
 CPU_securecart=$PID_securecart
 CPU_securecart_tls=$PID_securecart_tls
 
+keep_pinned
 RESULTS=$WORK/results.tsv
 run() { # case target port path [extra wrk args]
   local case=$1 target=$2 port=$3 path=$4 scheme=http

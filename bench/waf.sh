@@ -132,6 +132,7 @@ for port in $WAF_PORT $MODSEC_PORT; do
   fi
 done
 
+keep_pinned
 RESULTS=$WORK/results.tsv
 TARGETS=("securecart:$WAF_PORT" "securecart_off:$PLAIN_PORT" "nginx_modsecurity:$MODSEC_PORT")
 pid_of() { case $1 in securecart) echo "$PID_waf" ;; securecart_off) echo "$PID_plain" ;; nginx_modsecurity) echo "$PID_modsec" ;; esac; }
