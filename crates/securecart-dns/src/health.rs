@@ -4,8 +4,11 @@
 //! handshake must succeed, but its certificate is not validated (as Route 53's is not: an
 //! endpoint's expired or self-signed certificate does not fail its check). TCP checks
 //! pass when a connection opens. A check changes state after `failure_threshold` results in a row
-//! that disagree with it; inverted checks report the opposite; disabled checks are
-//! always healthy; calculated checks are healthy while at least N of their children are.
+//! that disagree with it (a probe unanswered when the next is due has failed, so an
+//! endpoint that hangs is found as soon as one that refuses); inverted checks report the
+//! opposite; disabled checks are always healthy; calculated checks are healthy while at
+//! least N of their children are, following them as they change (every 50 ms, with no
+//! interval or threshold of their own, as Route 53's).
 //! A new check starts healthy, as Route 53's do until their first failures; a check carried
 //! over a reload (`config::rebuild`) keeps its state.
 
@@ -71,9 +74,9 @@ pub struct HealthCheck<C = Arc<AtomicBool>> {
     pub name: String,
     /// What it probes.
     pub probe: Probe<C>,
-    /// How often.
+    /// How often (a calculated check reads its children every 50 ms, whatever this says).
     pub interval: Duration,
-    /// Results in a row that change its state.
+    /// Results in a row that change its state (a calculated check takes each at once).
     pub failure_threshold: u32,
     /// Reports the opposite of what it sees.
     pub inverted: bool,
@@ -141,7 +144,15 @@ impl HealthCheck {
             return;
         }
         tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(self.interval);
+            // A calculated check follows its children as they change, as Route 53's do:
+            // it reads them often and takes what it reads at once.
+            let calculated = matches!(self.probe, Probe::Calculated { .. });
+            let (period, threshold) = if calculated {
+                (CALCULATED_PERIOD, 1)
+            } else {
+                (self.interval, self.failure_threshold.max(1))
+            };
+            let mut ticks = tokio::time::interval(period);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut disagreeing = 0;
             loop {
@@ -149,14 +160,19 @@ impl HealthCheck {
                     _ = ticks.tick() => {}
                     _ = stop.wait_for(|stop| *stop) => return,
                 }
-                let seen = self.probe().await != self.inverted;
+                // A probe that outlasts the interval fails when the next is due, so that a
+                // hung endpoint fails one probe per interval, as one that refuses does.
+                let passed = tokio::time::timeout(period, self.probe())
+                    .await
+                    .unwrap_or(false);
+                let seen = passed != self.inverted;
                 let healthy = state.load(Ordering::Relaxed);
                 if seen == healthy {
                     disagreeing = 0;
                     continue;
                 }
                 disagreeing += 1;
-                if disagreeing >= self.failure_threshold.max(1) {
+                if disagreeing >= threshold {
                     disagreeing = 0;
                     state.store(seen, Ordering::Relaxed);
                     if seen {
@@ -170,8 +186,9 @@ impl HealthCheck {
     }
 
     /// One probe: whether the endpoint looks healthy (before inversion). As Route 53's, a
-    /// connection must open within 4 s and an HTTP answer come within 2 s after it, whatever
-    /// the interval; a slow probe delays the next.
+    /// connection must open within 4 s and an HTTP answer come within 2 s after it; a
+    /// running check also fails a probe still unanswered when the next is due (Route 53's
+    /// intervals, 10 and 30 s, are longer than its limits; ours may be as short as 0.1 s).
     pub async fn probe(&self) -> bool {
         match &self.probe {
             Probe::Tcp { address } => connect(*address).await.is_some(),
@@ -226,6 +243,9 @@ impl HealthCheck {
         }
     }
 }
+
+/// How often a calculated check reads its children's states.
+const CALCULATED_PERIOD: Duration = Duration::from_millis(50);
 
 /// How long a health check's connection may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);

@@ -87,7 +87,8 @@ impl QueryCounts {
             .collect()
     }
 
-    /// Queries given no answer (responses, and messages too short to carry an id).
+    /// Queries given no answer (responses, messages too short to carry an id, and UDP
+    /// datagrams longer than a query may be).
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
@@ -212,6 +213,9 @@ impl DnsServer {
 /// How many datagrams one system call receives or sends.
 const BATCH: usize = 32;
 
+/// The longest UDP query read, in bytes.
+const UDP_QUERY_BUFFER: usize = 4_096;
+
 /// How often a UDP worker blocked in a receive looks whether it should stop.
 const UDP_STOP_CHECK: Duration = Duration::from_millis(200);
 
@@ -236,7 +240,9 @@ fn serve_udp(
     };
 
     let fd = socket.as_raw_fd();
-    let mut buffers = vec![[0u8; 4096]; BATCH];
+    // A query longer than its buffer arrives cut short (`MSG_TRUNC`) and is dropped, not
+    // read as the shorter message it would look like; queries are far shorter.
+    let mut buffers = vec![[0u8; UDP_QUERY_BUFFER]; BATCH];
     let mut receiving = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
     let mut sending = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
     let mut queries: Vec<(usize, SockaddrStorage)> = Vec::with_capacity(BATCH);
@@ -268,8 +274,16 @@ fn serve_udp(
                 MsgFlags::MSG_WAITFORONE,
                 None,
             ) {
-                Ok(results) => queries
-                    .extend(results.filter_map(|message| Some((message.bytes, message.address?)))),
+                Ok(results) => {
+                    for message in results {
+                        match message.address {
+                            Some(address) if !message.flags.contains(MsgFlags::MSG_TRUNC) => {
+                                queries.push((message.bytes, address));
+                            }
+                            _ => counts.record(Transport::Udp, None),
+                        }
+                    }
+                }
                 // The receive timeout: time to look at the stop flag.
                 Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
                 Err(error) => {

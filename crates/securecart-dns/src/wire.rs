@@ -187,6 +187,7 @@ impl Responder {
             };
             if let Some((_, _, made)) = &responded.direct
                 && *made == choice
+                && plain.may_keep(&responded.bytes)
             {
                 let mut by_choice = entry.by_choice.write();
                 if by_choice.len() < MAX_KEPT_CHOICES {
@@ -199,12 +200,14 @@ impl Responder {
         let Some(responded) = respond_to(&self.catalog, query, transport, client, seed) else {
             return false;
         };
-        if !responded.dynamic {
+        let keep = plain.may_keep(&responded.bytes);
+        if keep && !responded.dynamic {
             let mut kept = self.kept.write();
             if kept.len() < MAX_KEPT_ANSWERS {
                 kept.insert(Kept::new(plain.key(), &responded.bytes));
             }
-        } else if let Some((name, record_type, choice)) = responded.direct
+        } else if keep
+            && let Some((name, record_type, choice)) = responded.direct
             && let Some(policy) = self.catalog.policy_entry(&name, record_type)
         {
             let mut chosen = self.chosen.write();
@@ -339,6 +342,13 @@ impl<'q> PlainQuery<'q> {
 
     fn key(&self) -> &[u8] {
         &self.key.bytes[..self.key.length]
+    }
+
+    /// Whether `answer` may be kept for this query's key: it carries the one question,
+    /// where [`PlainQuery::fill`] writes the query's. (An answer without it, such as a
+    /// FORMERR from a decoder that refused what this reader took, is never kept.)
+    fn may_keep(&self, answer: &[u8]) -> bool {
+        answer.len() >= self.question_end && answer[4..6] == [0, 1]
     }
 
     /// A kept answer with this query's id, RD and CD flags and question (its letter case),
@@ -575,13 +585,13 @@ fn encode(message: &Message) -> Option<Responded> {
 mod tests {
     use std::net::IpAddr;
 
-    use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+    use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
     use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
     use hickory_proto::rr::{Name, RecordType};
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
-    use super::{PlainQuery, Responder, Transport, respond_to};
+    use super::{PlainQuery, Responder, Transport, encode, respond_to};
     use crate::answer::Catalog;
     use crate::answer::tests::ZONE;
     use crate::zone::Zone;
@@ -795,5 +805,36 @@ mod tests {
                 .any(|entry| entry.by_choice.read().len() == 2),
             "both regions' answers kept"
         );
+    }
+
+    /// Only an answer that carries the question is kept: a FORMERR without one (were the
+    /// decoder ever to refuse a query this reader takes) would not fit the next query's
+    /// question.
+    #[test]
+    fn an_answer_without_the_question_is_not_kept() {
+        let responder = responder();
+        let mut rng = StdRng::seed_from_u64(7);
+        let query = query(&mut rng, "www.shop.test.", RecordType::A);
+        let plain = PlainQuery::read(&query, Transport::Udp).expect("a plain query");
+        let answer = respond_to(
+            responder.catalog(),
+            &query,
+            Transport::Udp,
+            [127, 0, 0, 1].into(),
+            0,
+        )
+        .expect("an answer")
+        .bytes;
+        assert!(plain.may_keep(&answer));
+        let id = u16::from_be_bytes([query[0], query[1]]);
+        let error = encode(&Message::error_msg(
+            id,
+            OpCode::Query,
+            ResponseCode::FormErr,
+        ))
+        .expect("a FORMERR")
+        .bytes;
+        assert!(!plain.may_keep(&error));
+        assert!(!plain.may_keep(&answer[..plain.question_end - 1]));
     }
 }

@@ -1,4 +1,5 @@
-//! Health checks against a real server going down and coming back, and HTTPS checks
+//! Health checks against a real server going down and coming back, one that hangs, a port
+//! that listens again, the search window, calculated and disabled checks, and HTTPS checks
 //! against a server with a self-signed certificate.
 
 use std::sync::Arc;
@@ -117,6 +118,164 @@ async fn http_checks_follow_a_server_down_and_back_after_their_threshold() {
     wait_for(&tcp, false).await;
     wait_for(&plain, false).await;
     stop.send(true).expect("stop");
+}
+
+/// A check of `probe` every 40 ms that changes its state after two results in a row.
+fn every_40_ms(name: &str, probe: Probe) -> HealthCheck {
+    HealthCheck {
+        name: name.to_owned(),
+        probe,
+        interval: Duration::from_millis(40),
+        failure_threshold: 2,
+        inverted: false,
+        disabled: false,
+    }
+}
+
+/// An HTTP check of `/` at `address` for `search`.
+fn searching(address: std::net::SocketAddr, search: &str) -> Probe {
+    Probe::Http {
+        address,
+        tls: false,
+        host: "shop.test".to_owned(),
+        path: "/".to_owned(),
+        search: Some(search.to_owned()),
+    }
+}
+
+#[tokio::test]
+async fn a_search_string_counts_only_within_the_first_5120_bytes() {
+    // "needle" ends at byte 5,120 of one body and starts at byte 5,116 of the other, so
+    // that only its first four bytes are inside the window.
+    let body = |at: usize| format!("{}needle{}", "x".repeat(at), "y".repeat(100));
+    let server = securecart_testkit::serve(
+        "127.0.0.1",
+        axum::Router::new()
+            .route("/", get(move || async move { body(5_114) }))
+            .route("/late", get(move || async move { body(5_116) })),
+    )
+    .await;
+    let (stop, stopped) = watch::channel(false);
+    let inside = Arc::new(AtomicBool::new(false));
+    every_40_ms("inside", searching(server.address, "needle"))
+        .resume(Arc::clone(&inside), stopped.clone());
+    let past = Arc::new(AtomicBool::new(true));
+    let mut late = searching(server.address, "needle");
+    if let Probe::Http { path, .. } = &mut late {
+        "/late".clone_into(path);
+    }
+    every_40_ms("past", late).resume(Arc::clone(&past), stopped.clone());
+    wait_for(&inside, true).await;
+    wait_for(&past, false).await;
+    stop.send(true).expect("stop");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_endpoint_that_hangs_fails_its_probes_as_they_fall_due() {
+    // It accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let held = tokio::spawn(async move {
+        let mut connections = Vec::new();
+        while let Ok((connection, _)) = listener.accept().await {
+            connections.push(connection);
+        }
+    });
+    let (stop, stopped) = watch::channel(false);
+    // Each probe would wait 2 s for the answer; the check fails each when the next is
+    // due, 40 ms later, and is unhealthy after two of them rather than after 4 s.
+    let state = Arc::new(AtomicBool::new(true));
+    every_40_ms("hung", searching(address, "ready")).resume(Arc::clone(&state), stopped);
+    wait_for(&state, false).await;
+    stop.send(true).expect("stop");
+    held.abort();
+}
+
+#[tokio::test]
+async fn calculated_checks_follow_all_or_any_of_their_children_at_once() {
+    let children: Vec<_> = (0..3).map(|_| Arc::new(AtomicBool::new(true))).collect();
+    let (stop, stopped) = watch::channel(false);
+    let calculated = |threshold: usize| {
+        // An hour between probes, and ten in a row to change: a calculated check has
+        // neither, and follows its children.
+        let check = HealthCheck {
+            name: format!("{threshold} of 3"),
+            probe: Probe::Calculated {
+                children: children.clone(),
+                threshold,
+            },
+            interval: Duration::from_secs(3_600),
+            failure_threshold: 10,
+            inverted: false,
+            disabled: false,
+        };
+        let state = Arc::new(AtomicBool::new(true));
+        check.resume(Arc::clone(&state), stopped.clone());
+        state
+    };
+    let all = calculated(3);
+    let any = calculated(1);
+    children[0].store(false, Ordering::Relaxed);
+    wait_for(&all, false).await;
+    assert!(any.load(Ordering::Relaxed));
+    children[1].store(false, Ordering::Relaxed);
+    children[2].store(false, Ordering::Relaxed);
+    wait_for(&any, false).await;
+    children[2].store(true, Ordering::Relaxed);
+    wait_for(&any, true).await;
+    assert!(!all.load(Ordering::Relaxed));
+    for child in &children {
+        child.store(true, Ordering::Relaxed);
+    }
+    wait_for(&all, true).await;
+    stop.send(true).expect("stop");
+}
+
+#[tokio::test]
+async fn a_disabled_check_is_healthy_without_probing() {
+    // Nothing listens there.
+    let address = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("address")
+    };
+    let (stop, stopped) = watch::channel(false);
+    let state = Arc::new(AtomicBool::new(false));
+    let mut check = every_40_ms("disabled", Probe::Tcp { address });
+    check.disabled = true;
+    check.clone().resume(Arc::clone(&state), stopped.clone());
+    assert!(state.load(Ordering::Relaxed));
+    // The same check enabled fails there, in the time the disabled one has stayed healthy.
+    check.disabled = false;
+    let enabled = Arc::new(AtomicBool::new(true));
+    check.resume(Arc::clone(&enabled), stopped);
+    wait_for(&enabled, false).await;
+    assert!(state.load(Ordering::Relaxed));
+    stop.send(true).expect("stop");
+}
+
+#[tokio::test]
+async fn tcp_checks_pass_again_when_the_port_listens_again() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("address");
+    drop(listener);
+    let (stop, stopped) = watch::channel(false);
+    let state = Arc::new(AtomicBool::new(true));
+    every_40_ms("tcp", Probe::Tcp { address }).resume(Arc::clone(&state), stopped);
+    wait_for(&state, false).await;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .expect("bind the same port again");
+    let accepting = tokio::spawn(async move {
+        while let Ok((connection, _)) = listener.accept().await {
+            drop(connection);
+        }
+    });
+    wait_for(&state, true).await;
+    stop.send(true).expect("stop");
+    accepting.abort();
 }
 
 /// As Route 53 evaluates an ALB alias: healthy while every target group meets its DNS

@@ -327,6 +327,106 @@ async fn a_reload_changes_answers_without_a_restart() {
     running.task.await.expect("server stops").expect("served");
 }
 
+/// A UDP datagram longer than the server reads (4,096 bytes) is dropped, not read as the
+/// message its first 4,096 bytes would make (here, one whose OPT record runs past its end,
+/// which would get FORMERR); the server answers the next query.
+#[tokio::test]
+async fn a_udp_query_longer_than_the_buffer_is_dropped() {
+    let running = start().await;
+    let mut long = vec![0x55, 0x55, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1];
+    long.extend_from_slice(b"\x03www\x04shop\x04test\x00\x00\x01\x00\x01");
+    // The OPT record: the root name, type 41, a 1,232-byte payload, no flags, and one
+    // padding option (RFC 7830) of 4,500 bytes.
+    long.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
+    long.extend_from_slice(&(4_504u16).to_be_bytes());
+    long.extend_from_slice(&[0, 12]);
+    long.extend_from_slice(&(4_500u16).to_be_bytes());
+    long.resize(long.len() + 4_500, 0);
+    assert!(long.len() > 4_096);
+    assert_eq!(udp(running.address, &long).await, None);
+    let answer = ask_udp(
+        running.address,
+        &query("www.shop.test.", RecordType::A, None),
+    )
+    .await;
+    assert_eq!(answer.answers[0].data.to_string(), "127.1.0.1");
+    running.stop.send(()).expect("stop");
+    running.task.await.expect("server stops").expect("served");
+}
+
+/// Reloads while queries flow, over UDP and over one TCP connection: every query gets an
+/// answer, from the zone before or after, and the answers change as the zones do.
+#[tokio::test]
+async fn reloads_drop_no_query() {
+    let running = start().await;
+    let zones = [
+        Arc::new(responder(ZONE)),
+        Arc::new(responder(&ZONE.replace("127.1.0.1", "127.2.0.1"))),
+    ];
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reloads = {
+        let (server, done) = (Arc::clone(&running.server), Arc::clone(&done));
+        tokio::spawn(async move {
+            let mut count = 0usize;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                server.store(Arc::clone(&zones[count % 2]));
+                count += 1;
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+            count
+        })
+    };
+    let question = query("www.shop.test.", RecordType::A, None)
+        .to_vec()
+        .expect("encode");
+    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let mut stream = TcpStream::connect(running.address).await.expect("connect");
+    let mut seen = std::collections::BTreeMap::new();
+    let mut buffer = vec![0u8; 4_096];
+    for _ in 0..1_000 {
+        socket
+            .send_to(&question, running.address)
+            .await
+            .expect("send");
+        let received = tokio::time::timeout(Duration::from_secs(2), socket.recv(&mut buffer))
+            .await
+            .expect("every UDP query is answered")
+            .expect("receive");
+        let answer = Message::from_vec(&buffer[..received]).expect("decodes");
+        *seen
+            .entry(("udp", answer.answers[0].data.to_string()))
+            .or_insert(0) += 1;
+        let mut framed = (question.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&question);
+        stream.write_all(&framed).await.expect("write");
+        let mut length = [0u8; 2];
+        tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut length))
+            .await
+            .expect("every TCP query is answered")
+            .expect("length");
+        let mut answer = vec![0u8; usize::from(u16::from_be_bytes(length))];
+        stream.read_exact(&mut answer).await.expect("answer");
+        let answer = Message::from_vec(&answer).expect("decodes");
+        *seen
+            .entry(("tcp", answer.answers[0].data.to_string()))
+            .or_insert(0) += 1;
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reloaded = reloads.await.expect("reloads");
+    assert!(reloaded > 10, "{reloaded} reloads");
+    for transport in ["udp", "tcp"] {
+        for address in ["127.1.0.1", "127.2.0.1"] {
+            assert!(
+                seen.contains_key(&(transport, address.to_owned())),
+                "{transport} never answered {address} across {reloaded} reloads: {seen:?}"
+            );
+        }
+    }
+    assert_eq!(seen.values().sum::<usize>(), 2_000);
+    running.stop.send(()).expect("stop");
+    running.task.await.expect("server stops").expect("served");
+}
+
 /// A zone whose `www` A records are latency records for two regions, with health flags.
 fn latency_responder(us_healthy: Arc<std::sync::atomic::AtomicBool>) -> Responder {
     use securecart_dns::policy::{Environment, Policy};

@@ -57,6 +57,8 @@ pub enum DnsCheckKind {
         address: SocketAddr,
         /// Whether over TLS.
         tls: bool,
+        /// The host name sent, if not the address.
+        host: Option<String>,
         /// The path.
         path: String,
         /// A string the body's first 5,120 bytes must hold.
@@ -454,16 +456,49 @@ fn resolve_check(
     admin_port: u16,
     findings: &mut Findings,
 ) -> Option<DnsHealthCheck> {
-    if !(100..=60_000).contains(&raw.interval_ms) {
+    let interval_ms = raw
+        .interval_ms
+        .unwrap_or_else(crate::raw::default_dns_check_interval_ms);
+    let failure_threshold = raw
+        .failure_threshold
+        .unwrap_or_else(crate::raw::default_dns_check_failure_threshold);
+    if !(100..=60_000).contains(&interval_ms) {
         findings.problem(path.key("interval_ms"), "must be from 100 to 60000");
     }
-    if !(1..=10).contains(&raw.failure_threshold) {
+    if !(1..=10).contains(&failure_threshold) {
         findings.problem(path.key("failure_threshold"), "must be from 1 to 10");
+    }
+    if let Some(host) = &raw.host {
+        if !matches!(raw.check_type.as_str(), "http" | "https") {
+            findings.problem(
+                path.key("host"),
+                "only an http or https check sends a host name",
+            );
+        } else if !is_dns_name(host) || host.parse::<std::net::IpAddr>().is_ok() {
+            findings.problem(
+                path.key("host"),
+                format!("`{host}` is not a domain name such as `shop.example`"),
+            );
+        }
+    }
+    if raw.check_type == "calculated" {
+        for (key, given) in [
+            ("interval_ms", raw.interval_ms.is_some()),
+            ("failure_threshold", raw.failure_threshold.is_some()),
+        ] {
+            if given {
+                findings.problem(
+                    path.key(key),
+                    "a calculated check has none: it follows its children as they change",
+                );
+            }
+        }
     }
     let kind = match raw.check_type.as_str() {
         "http" | "https" => DnsCheckKind::Http {
             address: check_target(raw, path, regions, admin_port, findings)?,
             tls: raw.check_type == "https",
+            host: raw.host.as_ref().map(|host| host.to_ascii_lowercase()),
             path: raw.path.clone(),
             search: raw.search_string.clone(),
         },
@@ -504,8 +539,8 @@ fn resolve_check(
     Some(DnsHealthCheck {
         name: raw.name.clone(),
         kind,
-        interval: Duration::from_millis(raw.interval_ms),
-        failure_threshold: raw.failure_threshold,
+        interval: Duration::from_millis(interval_ms),
+        failure_threshold,
         inverted: raw.inverted,
         disabled: raw.disabled,
     })

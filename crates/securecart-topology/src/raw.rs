@@ -113,18 +113,26 @@ pub struct RawDnsHealthCheck {
     /// The `host:port` to check.
     #[serde(default)]
     pub address: Option<String>,
+    /// The host name an HTTP or HTTPS check sends in `Host` (and, over TLS, as the
+    /// server name), as Route 53's "host name" (`FullyQualifiedDomainName`); by default
+    /// the address checked.
+    #[serde(default)]
+    pub host: Option<String>,
     /// The path an HTTP check requests.
     #[serde(default = "default_dns_check_path")]
     pub path: String,
     /// A string the first 5,120 bytes of an HTTP answer's body must hold.
     #[serde(default)]
     pub search_string: Option<String>,
-    /// Milliseconds between checks (100 to 60000).
-    #[serde(default = "default_dns_check_interval_ms")]
-    pub interval_ms: u64,
-    /// Results in a row that change the check's state (1 to 10).
-    #[serde(default = "default_dns_check_failure_threshold")]
-    pub failure_threshold: u32,
+    /// Milliseconds between checks (100 to 60000; 1000 by default). A probe still
+    /// unanswered when the next is due has failed. Not for a calculated check, which
+    /// follows its children as they change.
+    #[serde(default)]
+    pub interval_ms: Option<u64>,
+    /// Results in a row that change the check's state (1 to 10; 3 by default, as Route
+    /// 53's). Not for a calculated check.
+    #[serde(default)]
+    pub failure_threshold: Option<u32>,
     /// Report the opposite of what the check sees.
     #[serde(default)]
     pub inverted: bool,

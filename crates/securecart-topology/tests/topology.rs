@@ -1193,6 +1193,24 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "from 100 to 60000",
         ),
         (
+            "edge = \"us-east-1\"\ninterval_ms = 1000",
+            "host = \"not a name\"\nedge = \"us-east-1\"\ninterval_ms = 1000",
+            "dns.health_checks[0].host",
+            "not a domain name",
+        ),
+        (
+            "edge = \"us-east-1\"\ninterval_ms = 1000",
+            "type = \"tcp\"\nhost = \"shop.example\"\nedge = \"us-east-1\"\ninterval_ms = 1000",
+            "dns.health_checks[0].host",
+            "only an http or https check",
+        ),
+        (
+            "edge = \"us-east-1\"\ninterval_ms = 1000",
+            "type = \"calculated\"\nchildren = [\"edge-eu-west-1\"]\ninterval_ms = 1000",
+            "dns.health_checks[0].interval_ms",
+            "a calculated check has none",
+        ),
+        (
             "alias = \"www\"",
             "alias = \"nowhere\"",
             "dns.records[4].alias",
@@ -1478,21 +1496,27 @@ values = ["0 issue \"letsencrypt.org\"", "0 issue \"ca.example; account=42\"", "
 }
 
 #[test]
-fn a_dns_health_check_may_be_https() {
+fn a_dns_health_check_may_be_https_with_a_host_name() {
     let text = with(
         "edge = \"us-east-1\"\ninterval_ms",
-        "type = \"https\"\nedge = \"us-east-1\"\ninterval_ms",
+        "type = \"https\"\nhost = \"Shop.Example\"\nedge = \"us-east-1\"\ninterval_ms",
     );
     let loaded = parse(&text, "t.toml").expect("an HTTPS check");
     let dns = loaded.topology.dns.expect("the zone");
     assert!(
         matches!(
-            dns.health_checks[0].kind,
-            securecart_topology::dns::DnsCheckKind::Http { tls: true, .. }
+            &dns.health_checks[0].kind,
+            securecart_topology::dns::DnsCheckKind::Http { tls: true, host: Some(host), .. }
+                if host == "shop.example"
         ),
         "{:?}",
         dns.health_checks[0].kind
     );
+    // Without one, the check sends the address it checks.
+    assert!(matches!(
+        &dns.health_checks[1].kind,
+        securecart_topology::dns::DnsCheckKind::Http { host: None, .. }
+    ));
     let error = parse(
         &with(
             "edge = \"us-east-1\"\ninterval_ms",

@@ -1182,12 +1182,13 @@ pub fn dns_zone_config(
                 DnsCheckKind::Http {
                     address,
                     tls,
+                    host,
                     path,
                     search,
                 } => Probe::Http {
                     address: *address,
                     tls: *tls,
-                    host: address.ip().to_string(),
+                    host: host.clone().unwrap_or_else(|| address.ip().to_string()),
                     path: path.clone(),
                     search: search.clone(),
                 },

@@ -275,8 +275,21 @@ async fn up_serves_a_purchase_survives_killed_replicas_and_stops_cleanly() {
         ask_a_from(&client_in(1), &dns(0), "securecart.test").await,
         Some((0, Some(edge_ip(1))))
     );
+    // checkout is active-passive: every client is sent to us-east-1, the primary, while its
+    // edge's target groups are healthy.
+    for region in [0, 1] {
+        until_answer(
+            &client_in(region),
+            &dns(region),
+            "checkout.securecart.test",
+            edge_ip(0),
+            &format!("checkout from region {region}'s block"),
+        )
+        .await;
+    }
     // us-east-1's edge stops answering: within the health check's interval × threshold,
-    // its clients are sent to eu-west-1, and back once it answers again.
+    // its clients are sent to eu-west-1, and every client's checkout to the secondary;
+    // back once it answers again.
     let us_edge = component(&report, "us-east-1/edge")["pid"]
         .as_i64()
         .expect("edge pid") as i32;
@@ -287,6 +300,14 @@ async fn up_serves_a_purchase_survives_killed_replicas_and_stops_cleanly() {
         "www.securecart.test",
         edge_ip(1),
         "the stopped edge stayed in the answers",
+    )
+    .await;
+    until_answer(
+        &client_in(0),
+        &dns(1),
+        "checkout.securecart.test",
+        edge_ip(1),
+        "checkout stayed on the stopped primary",
     )
     .await;
     // Route 53's test DNS answer says the same, and why, with the live health.
@@ -314,6 +335,14 @@ async fn up_serves_a_purchase_survives_killed_replicas_and_stops_cleanly() {
         "www.securecart.test",
         edge_ip(0),
         "the edge never came back into the answers",
+    )
+    .await;
+    until_answer(
+        &client_in(1),
+        &dns(0),
+        "checkout.securecart.test",
+        edge_ip(0),
+        "checkout never came back to the primary",
     )
     .await;
     let url = report["entry_points"][0]["url"]
