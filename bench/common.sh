@@ -130,7 +130,7 @@ keep_pinned() {
         allowed=$(awk '/^Cpus_allowed_list:/ { print $2 }' "$task/status" 2>/dev/null) || continue
         if [[ -n $allowed && $allowed != "$cpu" ]]; then
           log "$name: thread ${task##*/} ($(cat "$task/comm" 2>/dev/null)) had moved to core $allowed; back to core $cpu"
-          taskset -cp "$cpu" "${task##*/}" >/dev/null
+          taskset -cp "$cpu" "${task##*/}" >/dev/null || log "$name: thread ${task##*/} is gone"
         fi
       done
     done

@@ -25,7 +25,7 @@
 #
 # At full load securecart's CPU per query moves between two levels from one dnsperf run to
 # the next (about 4.7 and 5.6 µs on plain records here, the rate about 175,000 and 152,000
-# a second), each lasting a few runs, while Knot's stays within 4.6 to 4.9: its core is
+# a second, on 2026-11-27), each lasting a few runs, while Knot's moved less: its core is
 # about 87% busy at both, so the rate dnsperf sets decides the figure. The table gives each
 # server's range over the rounds beside the median; more rounds (ROUNDS=7) steady it.
 #

@@ -3,12 +3,13 @@
 //! search string, when it appears in the first 5,120 bytes of the body); an HTTPS check's
 //! handshake must succeed, but its certificate is not validated (as Route 53's is not: an
 //! endpoint's expired or self-signed certificate does not fail its check). TCP checks
-//! pass when a connection opens. A check changes state after `failure_threshold` results in a row
-//! that disagree with it (a probe unanswered when the next is due has failed, so an
-//! endpoint that hangs is found as soon as one that refuses); inverted checks report the
-//! opposite; disabled checks are always healthy; calculated checks are healthy while at
-//! least N of their children are, following them as they change (every 50 ms, with no
-//! interval or threshold of their own, as Route 53's).
+//! pass when a connection opens. A check changes state after `failure_threshold` results
+//! in a row that disagree with it; a probe unanswered when the next is due (and at least
+//! 1 s on) has failed, so that an endpoint that hangs fails a probe per interval of 1 s or
+//! more, as one that refuses does. Inverted checks report the opposite; disabled checks
+//! are always healthy; calculated checks are healthy while at least N of their children
+//! are, following them as they change (every 50 ms, with no interval or threshold of
+//! their own, as Route 53's).
 //! A new check starts healthy, as Route 53's do until their first failures; a check carried
 //! over a reload (`config::rebuild`) keeps its state.
 
@@ -37,7 +38,8 @@ pub enum Probe<C = Arc<AtomicBool>> {
         address: SocketAddr,
         /// Whether over TLS.
         tls: bool,
-        /// The Host header (and, over TLS, the server name sent, when it is a domain name).
+        /// The host name in the Host header (with the port, unless 80 or 443) and, over
+        /// TLS, the server name sent, when it is a domain name.
         host: String,
         /// The path.
         path: String,
@@ -160,9 +162,9 @@ impl HealthCheck {
                     _ = ticks.tick() => {}
                     _ = stop.wait_for(|stop| *stop) => return,
                 }
-                // A probe that outlasts the interval fails when the next is due, so that a
-                // hung endpoint fails one probe per interval, as one that refuses does.
-                let passed = tokio::time::timeout(period, self.probe())
+                // A probe that outlasts the interval fails when the next is due (given 1 s
+                // at least), so that a hung endpoint fails a probe per interval.
+                let passed = tokio::time::timeout(period.max(LEAST_PROBE_TIME), self.probe())
                     .await
                     .unwrap_or(false);
                 let seen = passed != self.inverted;
@@ -187,8 +189,9 @@ impl HealthCheck {
 
     /// One probe: whether the endpoint looks healthy (before inversion). As Route 53's, a
     /// connection must open within 4 s and an HTTP answer come within 2 s after it; a
-    /// running check also fails a probe still unanswered when the next is due (Route 53's
-    /// intervals, 10 and 30 s, are longer than its limits; ours may be as short as 0.1 s).
+    /// running check also fails a probe still unanswered when the next is due, or after
+    /// 1 s for an interval shorter than that (Route 53's intervals, 10 and 30 s, are
+    /// longer than its limits; ours may be as short as 0.1 s).
     pub async fn probe(&self) -> bool {
         match &self.probe {
             Probe::Tcp { address } => connect(*address).await.is_some(),
@@ -201,7 +204,12 @@ impl HealthCheck {
             } => match connect(*address).await {
                 Some(stream) => tokio::time::timeout(
                     HTTP_ANSWER_TIMEOUT,
-                    http_probe(stream, host, path, search.as_deref()),
+                    http_probe(
+                        stream,
+                        &host_header(host, *address),
+                        path,
+                        search.as_deref(),
+                    ),
                 )
                 .await
                 .unwrap_or(false),
@@ -216,7 +224,12 @@ impl HealthCheck {
             } => match connect_tls(*address, host).await {
                 Some(stream) => tokio::time::timeout(
                     HTTP_ANSWER_TIMEOUT,
-                    http_probe(stream, host, path, search.as_deref()),
+                    http_probe(
+                        stream,
+                        &host_header(host, *address),
+                        path,
+                        search.as_deref(),
+                    ),
                 )
                 .await
                 .unwrap_or(false),
@@ -243,6 +256,10 @@ impl HealthCheck {
         }
     }
 }
+
+/// The least time a running check gives a probe, however short its interval: an endpoint
+/// a few round trips away may need it.
+const LEAST_PROBE_TIME: Duration = Duration::from_secs(1);
 
 /// How often a calculated check reads its children's states.
 const CALCULATED_PERIOD: Duration = Duration::from_millis(50);
@@ -339,6 +356,19 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The `Host` an HTTP check sends, as Route 53's: its host name (or the address checked),
+/// with the port when it is neither 80 nor 443.
+fn host_header(host: &str, address: SocketAddr) -> String {
+    let host = match host.parse::<std::net::Ipv6Addr>() {
+        Ok(_) => format!("[{host}]"),
+        Err(_) => host.to_owned(),
+    };
+    match address.port() {
+        80 | 443 => host,
+        port => format!("{host}:{port}"),
     }
 }
 

@@ -245,7 +245,8 @@ fn serve_udp(
     let mut buffers = vec![[0u8; UDP_QUERY_BUFFER]; BATCH];
     let mut receiving = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
     let mut sending = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
-    let mut queries: Vec<(usize, SockaddrStorage)> = Vec::with_capacity(BATCH);
+    // The batch's queries: each one's place (its buffer), length and client.
+    let mut queries: Vec<(usize, usize, SockaddrStorage)> = Vec::with_capacity(BATCH);
     // Each query's answer is written into the buffer of its place in the batch, kept
     // from one batch to the next; `answers` lists those to send, and to whom.
     let mut written: Vec<Vec<u8>> = vec![Vec::new(); BATCH];
@@ -275,10 +276,11 @@ fn serve_udp(
                 None,
             ) {
                 Ok(results) => {
-                    for message in results {
+                    // Each query keeps its place in the batch: its buffer's index.
+                    for (slot, message) in results.enumerate() {
                         match message.address {
                             Some(address) if !message.flags.contains(MsgFlags::MSG_TRUNC) => {
-                                queries.push((message.bytes, address));
+                                queries.push((slot, message.bytes, address));
                             }
                             _ => counts.record(Transport::Udp, None),
                         }
@@ -296,7 +298,8 @@ fn serve_udp(
         last = queries.len();
         let responder = responder.load();
         answers.clear();
-        for (slot, (buffer, (length, client))) in buffers.iter().zip(&queries).enumerate() {
+        for &(slot, length, client) in &queries {
+            let buffer = &buffers[slot];
             let address = client
                 .as_sockaddr_in()
                 .map(|address| IpAddr::V4(address.ip()))
@@ -310,7 +313,7 @@ fn serve_udp(
             // A query that made the responder panic (a bug) goes unanswered, and the worker
             // serves on: the thread has no task runtime to catch it, as TCP's have.
             let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                responder.respond_into(&buffer[..*length], Transport::Udp, address, answer)
+                responder.respond_into(&buffer[..length], Transport::Udp, address, answer)
             }))
             .unwrap_or_else(|_| {
                 tracing::error!(client = %address, "answering a query panicked; it is dropped");
@@ -318,7 +321,7 @@ fn serve_udp(
             });
             counts.record(Transport::Udp, answered.then_some(answer.as_slice()));
             if answered {
-                answers.push((slot, *client));
+                answers.push((slot, client));
             }
         }
         let mut sent = 0;

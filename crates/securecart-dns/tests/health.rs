@@ -171,7 +171,9 @@ async fn a_search_string_counts_only_within_the_first_5120_bytes() {
     server.stop().await;
 }
 
-#[tokio::test]
+/// On the runtime's paused clock, which moves only when every task waits: what it reads
+/// is the time the check's timers saw, not how fast the machine ran.
+#[tokio::test(start_paused = true)]
 async fn an_endpoint_that_hangs_fails_its_probes_as_they_fall_due() {
     // It accepts connections and never answers.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -185,11 +187,20 @@ async fn an_endpoint_that_hangs_fails_its_probes_as_they_fall_due() {
         }
     });
     let (stop, stopped) = watch::channel(false);
-    // Each probe would wait 2 s for the answer; the check fails each when the next is
-    // due, 40 ms later, and is unhealthy after two of them rather than after 4 s.
+    // Each probe would wait 2 s for the answer; the check gives it until the next is due,
+    // and at least 1 s, so two failures in a row take 2 s rather than 4.
+    let started = tokio::time::Instant::now();
     let state = Arc::new(AtomicBool::new(true));
     every_40_ms("hung", searching(address, "ready")).resume(Arc::clone(&state), stopped);
-    wait_for(&state, false).await;
+    while state.load(Ordering::Relaxed) {
+        assert!(started.elapsed() < Duration::from_secs(60), "never failed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let failed_after = started.elapsed();
+    assert!(
+        failed_after < Duration::from_secs(3),
+        "failed after {failed_after:?}"
+    );
     stop.send(true).expect("stop");
     held.abort();
 }
@@ -252,6 +263,8 @@ async fn a_disabled_check_is_healthy_without_probing() {
     let enabled = Arc::new(AtomicBool::new(true));
     check.resume(Arc::clone(&enabled), stopped);
     wait_for(&enabled, false).await;
+    // Had the disabled one probed too, it would have failed as soon, or a few probes on.
+    tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(state.load(Ordering::Relaxed));
     stop.send(true).expect("stop");
 }

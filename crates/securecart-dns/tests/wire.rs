@@ -354,6 +354,61 @@ async fn a_udp_query_longer_than_the_buffer_is_dropped() {
     running.task.await.expect("server stops").expect("served");
 }
 
+/// The same in a batch of queries from other clients: the long datagram drops out, and
+/// each other query is answered to its own client with its own id (the worker takes the
+/// datagrams that gather while it waits after a batch in one receive).
+#[tokio::test]
+async fn a_long_datagram_in_a_batch_leaves_the_other_answers_to_their_clients() {
+    let server = DnsServer::bind("127.0.0.1:0".parse().expect("address"), responder(ZONE))
+        .await
+        .expect("binds")
+        .with_udp_batch_wait(Duration::from_millis(50));
+    let address = server.local_addr().expect("address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.serve(1, async move {
+        let _ = stopped.await;
+    }));
+    let mut clients = Vec::new();
+    for _ in 0..6 {
+        clients.push(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
+    }
+    let mut long = vec![0x55, 0x55, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1];
+    long.extend_from_slice(b"\x03www\x04shop\x04test\x00\x00\x01\x00\x01");
+    long.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
+    long.extend_from_slice(&(4_504u16).to_be_bytes());
+    long.extend_from_slice(&[0, 12]);
+    long.extend_from_slice(&(4_500u16).to_be_bytes());
+    long.resize(long.len() + 4_500, 0);
+    for round in 0..3u16 {
+        // Two queries make a batch, after which the worker waits 50 ms; the long datagram
+        // and the other clients' queries come meanwhile.
+        for (index, client) in clients.iter().enumerate() {
+            if index == 2 {
+                client.send_to(&long, address).await.expect("send");
+            }
+            let mut message = query("www.shop.test.", RecordType::A, None);
+            message.metadata.id = round * 100 + index as u16;
+            client
+                .send_to(&message.to_vec().expect("encode"), address)
+                .await
+                .expect("send");
+        }
+        for (index, client) in clients.iter().enumerate() {
+            let mut buffer = vec![0u8; 65_535];
+            let received = tokio::time::timeout(Duration::from_secs(5), client.recv(&mut buffer))
+                .await
+                .expect("every query is answered")
+                .expect("receive");
+            let answer = Message::from_vec(&buffer[..received]).expect("decodes");
+            assert_eq!(answer.metadata.id, round * 100 + index as u16);
+            assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+            assert_eq!(answer.answers[0].data.to_string(), "127.1.0.1");
+        }
+    }
+    let _ = stop.send(());
+    task.await.expect("joins").expect("serves");
+}
+
 /// Reloads while queries flow, over UDP and over one TCP connection: every query gets an
 /// answer, from the zone before or after, and the answers change as the zones do.
 #[tokio::test]

@@ -69,8 +69,8 @@ pub enum DnsCheckKind {
         /// Where.
         address: SocketAddr,
     },
-    /// Healthy while the edge whose admin endpoint is at `address` has a healthy target
-    /// in some target group (its `/targets`).
+    /// Healthy while every target group of the edge whose admin endpoint is at `address`
+    /// meets its DNS failover minimum, as its `/targets` marks each.
     EdgeTargets {
         /// The edge's admin address.
         address: SocketAddr,
@@ -166,6 +166,24 @@ fn is_dns_label(label: &str) -> bool {
 }
 
 /// A name written as a sequence of labels, fully qualified.
+/// Whether `name` is a host name a check may send in `Host` and as TLS's server name:
+/// labels of letters, digits and `-` (not `*` or `_`, which a zone's names may hold), not an
+/// address, with or without the root's dot.
+fn is_host_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.parse::<std::net::IpAddr>().is_err()
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
+        })
+}
+
 fn is_dns_name(name: &str) -> bool {
     let name = name.strip_suffix('.').unwrap_or(name);
     !name.is_empty() && name.len() <= 253 && name.split('.').all(is_dns_label)
@@ -462,10 +480,10 @@ fn resolve_check(
     let failure_threshold = raw
         .failure_threshold
         .unwrap_or_else(crate::raw::default_dns_check_failure_threshold);
-    if !(100..=60_000).contains(&interval_ms) {
+    if raw.check_type != "calculated" && !(100..=60_000).contains(&interval_ms) {
         findings.problem(path.key("interval_ms"), "must be from 100 to 60000");
     }
-    if !(1..=10).contains(&failure_threshold) {
+    if raw.check_type != "calculated" && !(1..=10).contains(&failure_threshold) {
         findings.problem(path.key("failure_threshold"), "must be from 1 to 10");
     }
     if let Some(host) = &raw.host {
@@ -474,10 +492,12 @@ fn resolve_check(
                 path.key("host"),
                 "only an http or https check sends a host name",
             );
-        } else if !is_dns_name(host) || host.parse::<std::net::IpAddr>().is_ok() {
+        } else if !is_host_name(host) {
             findings.problem(
                 path.key("host"),
-                format!("`{host}` is not a domain name such as `shop.example`"),
+                format!(
+                    "`{host}` is not a host name (labels of letters, digits and `-`, such as shop.example)"
+                ),
             );
         }
     }
@@ -498,7 +518,10 @@ fn resolve_check(
         "http" | "https" => DnsCheckKind::Http {
             address: check_target(raw, path, regions, admin_port, findings)?,
             tls: raw.check_type == "https",
-            host: raw.host.as_ref().map(|host| host.to_ascii_lowercase()),
+            host: raw
+                .host
+                .as_ref()
+                .map(|host| host.trim_end_matches('.').to_ascii_lowercase()),
             path: raw.path.clone(),
             search: raw.search_string.clone(),
         },

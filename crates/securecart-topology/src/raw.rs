@@ -113,9 +113,9 @@ pub struct RawDnsHealthCheck {
     /// The `host:port` to check.
     #[serde(default)]
     pub address: Option<String>,
-    /// The host name an HTTP or HTTPS check sends in `Host` (and, over TLS, as the
-    /// server name), as Route 53's "host name" (`FullyQualifiedDomainName`); by default
-    /// the address checked.
+    /// The host name an HTTP or HTTPS check sends in `Host` (with the port, unless 80 or
+    /// 443) and, over TLS, as the server name, as Route 53's "host name"
+    /// (`FullyQualifiedDomainName`) does; by default the address checked.
     #[serde(default)]
     pub host: Option<String>,
     /// The path an HTTP check requests.
@@ -125,8 +125,8 @@ pub struct RawDnsHealthCheck {
     #[serde(default)]
     pub search_string: Option<String>,
     /// Milliseconds between checks (100 to 60000; 1000 by default). A probe still
-    /// unanswered when the next is due has failed. Not for a calculated check, which
-    /// follows its children as they change.
+    /// unanswered when the next is due (and at least 1 s on) has failed. Not for a
+    /// calculated check, which follows its children as they change.
     #[serde(default)]
     pub interval_ms: Option<u64>,
     /// Results in a row that change the check's state (1 to 10; 3 by default, as Route

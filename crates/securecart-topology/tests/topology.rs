@@ -1194,9 +1194,9 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
         ),
         (
             "edge = \"us-east-1\"\ninterval_ms = 1000",
-            "host = \"not a name\"\nedge = \"us-east-1\"\ninterval_ms = 1000",
+            "host = \"*.shop.example\"\nedge = \"us-east-1\"\ninterval_ms = 1000",
             "dns.health_checks[0].host",
-            "not a domain name",
+            "not a host name",
         ),
         (
             "edge = \"us-east-1\"\ninterval_ms = 1000",
@@ -1499,7 +1499,7 @@ values = ["0 issue \"letsencrypt.org\"", "0 issue \"ca.example; account=42\"", "
 fn a_dns_health_check_may_be_https_with_a_host_name() {
     let text = with(
         "edge = \"us-east-1\"\ninterval_ms",
-        "type = \"https\"\nhost = \"Shop.Example\"\nedge = \"us-east-1\"\ninterval_ms",
+        "type = \"https\"\nhost = \"Shop.Example.\"\nedge = \"us-east-1\"\ninterval_ms",
     );
     let loaded = parse(&text, "t.toml").expect("an HTTPS check");
     let dns = loaded.topology.dns.expect("the zone");
