@@ -327,22 +327,28 @@ async fn a_reload_changes_answers_without_a_restart() {
     running.task.await.expect("server stops").expect("served");
 }
 
+/// A query for www.shop.test A of 4,546 bytes, longer than the server reads over UDP: its
+/// OPT record (the root name, type 41, a 1,232-byte payload, no flags) holds one padding
+/// option (RFC 7830) of 4,500 bytes.
+fn long_query() -> Vec<u8> {
+    let mut long = vec![0x55, 0x55, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1];
+    long.extend_from_slice(b"\x03www\x04shop\x04test\x00\x00\x01\x00\x01");
+    long.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
+    long.extend_from_slice(&(4_504u16).to_be_bytes());
+    long.extend_from_slice(&[0, 12]);
+    long.extend_from_slice(&(4_500u16).to_be_bytes());
+    long.resize(long.len() + 4_500, 0);
+    long
+}
+
 /// A UDP datagram longer than the server reads (4,096 bytes) is dropped, not read as the
 /// message its first 4,096 bytes would make (here, one whose OPT record runs past its end,
 /// which would get FORMERR); the server answers the next query.
 #[tokio::test]
 async fn a_udp_query_longer_than_the_buffer_is_dropped() {
     let running = start().await;
-    let mut long = vec![0x55, 0x55, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1];
-    long.extend_from_slice(b"\x03www\x04shop\x04test\x00\x00\x01\x00\x01");
-    // The OPT record: the root name, type 41, a 1,232-byte payload, no flags, and one
-    // padding option (RFC 7830) of 4,500 bytes.
-    long.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
-    long.extend_from_slice(&(4_504u16).to_be_bytes());
-    long.extend_from_slice(&[0, 12]);
-    long.extend_from_slice(&(4_500u16).to_be_bytes());
-    long.resize(long.len() + 4_500, 0);
-    assert!(long.len() > 4_096);
+    let long = long_query();
+    assert_eq!(long.len(), 4_546);
     assert_eq!(udp(running.address, &long).await, None);
     let answer = ask_udp(
         running.address,
@@ -372,13 +378,7 @@ async fn a_long_datagram_in_a_batch_leaves_the_other_answers_to_their_clients() 
     for _ in 0..6 {
         clients.push(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
     }
-    let mut long = vec![0x55, 0x55, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1];
-    long.extend_from_slice(b"\x03www\x04shop\x04test\x00\x00\x01\x00\x01");
-    long.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
-    long.extend_from_slice(&(4_504u16).to_be_bytes());
-    long.extend_from_slice(&[0, 12]);
-    long.extend_from_slice(&(4_500u16).to_be_bytes());
-    long.resize(long.len() + 4_500, 0);
+    let long = long_query();
     for round in 0..3u16 {
         // Two queries make a batch, after which the worker waits 50 ms; the long datagram
         // and the other clients' queries come meanwhile.
