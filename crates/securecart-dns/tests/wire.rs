@@ -37,13 +37,21 @@ struct Running {
 }
 
 async fn start() -> Running {
-    let server = DnsServer::bind("127.0.0.1:0".parse().expect("address"), responder(ZONE))
+    start_with(2, None).await
+}
+
+/// A server of `workers` UDP workers, with this batch wait rather than the default.
+async fn start_with(workers: usize, batch_wait: Option<Duration>) -> Running {
+    let mut server = DnsServer::bind("127.0.0.1:0".parse().expect("address"), responder(ZONE))
         .await
         .expect("binds");
+    if let Some(wait) = batch_wait {
+        server = server.with_udp_batch_wait(wait);
+    }
     let address = server.local_addr().expect("address");
     let slot = server.responder();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server.serve(2, async move {
+    let task = tokio::spawn(server.serve(workers, async move {
         let _ = stopped.await;
     }));
     Running {
@@ -109,15 +117,8 @@ async fn ask_tcp(address: SocketAddr, message: &Message) -> Message {
 /// not assert).
 #[tokio::test]
 async fn bursts_of_udp_queries_are_answered_each_once_across_batch_waits() {
-    let server = DnsServer::bind("127.0.0.1:0".parse().expect("address"), responder(ZONE))
-        .await
-        .expect("binds")
-        .with_udp_batch_wait(Duration::from_millis(2));
-    let address = server.local_addr().expect("address");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server.serve(1, async move {
-        let _ = stopped.await;
-    }));
+    let running = start_with(1, Some(Duration::from_millis(2))).await;
+    let address = running.address;
     let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
     // Thirty bursts of ten, a millisecond apart: batches of several, each followed by a
     // wait while the next bursts come.
@@ -150,8 +151,8 @@ async fn bursts_of_udp_queries_are_answered_each_once_across_batch_waits() {
     }
     assert!(answered.iter().all(|&count| count == 1), "{answered:?}");
     sending.await.expect("sent");
-    let _ = stop.send(());
-    task.await.expect("joins").expect("serves");
+    running.stop.send(()).expect("stop");
+    running.task.await.expect("server stops").expect("served");
 }
 
 #[tokio::test]
@@ -365,15 +366,8 @@ async fn a_udp_query_longer_than_the_buffer_is_dropped() {
 /// datagrams that gather while it waits after a batch in one receive).
 #[tokio::test]
 async fn a_long_datagram_in_a_batch_leaves_the_other_answers_to_their_clients() {
-    let server = DnsServer::bind("127.0.0.1:0".parse().expect("address"), responder(ZONE))
-        .await
-        .expect("binds")
-        .with_udp_batch_wait(Duration::from_millis(50));
-    let address = server.local_addr().expect("address");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server.serve(1, async move {
-        let _ = stopped.await;
-    }));
+    let running = start_with(1, Some(Duration::from_millis(50))).await;
+    let address = running.address;
     let mut clients = Vec::new();
     for _ in 0..6 {
         clients.push(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
@@ -405,8 +399,8 @@ async fn a_long_datagram_in_a_batch_leaves_the_other_answers_to_their_clients() 
             assert_eq!(answer.answers[0].data.to_string(), "127.1.0.1");
         }
     }
-    let _ = stop.send(());
-    task.await.expect("joins").expect("serves");
+    running.stop.send(()).expect("stop");
+    running.task.await.expect("server stops").expect("served");
 }
 
 /// Reloads while queries flow, over UDP and over one TCP connection: every query gets an
