@@ -165,7 +165,6 @@ fn is_dns_label(label: &str) -> bool {
         })
 }
 
-/// A name written as a sequence of labels, fully qualified.
 /// Whether `name` is a host name a check may send in `Host` and as TLS's server name:
 /// labels of letters, digits and `-` (not `*` or `_`, which a zone's names may hold), not an
 /// address, with or without the root's dot.
@@ -184,6 +183,7 @@ fn is_host_name(name: &str) -> bool {
         })
 }
 
+/// A name written as a sequence of labels, fully qualified.
 fn is_dns_name(name: &str) -> bool {
     let name = name.strip_suffix('.').unwrap_or(name);
     !name.is_empty() && name.len() <= 253 && name.split('.').all(is_dns_label)
