@@ -171,7 +171,7 @@ impl DnsServer {
     }
 
     /// Answers until `shutdown` completes: `udp_workers` threads read the UDP socket, the
-    /// runtime serves TCP.
+    /// runtime serves TCP. Then the TCP connections still open are closed.
     pub async fn serve(
         self,
         udp_workers: usize,
@@ -363,7 +363,11 @@ async fn serve_tcp(
     counts: Arc<QueryCounts>,
 ) {
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_TCP_CONNECTIONS));
+    // The connections' tasks: when the server stops (this future is dropped), so do they,
+    // and their connections close.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
             return;
         };
@@ -377,7 +381,7 @@ async fn serve_tcp(
         };
         let responder = Arc::clone(&responder);
         let counts = Arc::clone(&counts);
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(error) = serve_tcp_connection(stream, client.ip(), &responder, &counts).await
             {
                 tracing::debug!(%error, %client, "TCP connection ended");

@@ -476,6 +476,31 @@ async fn reloads_drop_no_query() {
     running.task.await.expect("server stops").expect("served");
 }
 
+/// A TCP connection still open when the server stops is closed, not left to its idle
+/// timeout (10 s).
+#[tokio::test]
+async fn stopping_closes_open_tcp_connections() {
+    let running = start().await;
+    let mut stream = TcpStream::connect(running.address).await.expect("connect");
+    let question = query("www.shop.test.", RecordType::A, None)
+        .to_vec()
+        .expect("encode");
+    let mut framed = (question.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&question);
+    stream.write_all(&framed).await.expect("write");
+    let mut length = [0u8; 2];
+    stream.read_exact(&mut length).await.expect("an answer");
+    let mut answer = vec![0u8; usize::from(u16::from_be_bytes(length))];
+    stream.read_exact(&mut answer).await.expect("the answer");
+    running.stop.send(()).expect("stop");
+    running.task.await.expect("server stops").expect("served");
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest))
+        .await
+        .expect("the connection closes when the server stops");
+    assert!(read.is_ok_and(|bytes| bytes == 0) || rest.is_empty());
+}
+
 /// A zone whose `www` A records are latency records for two regions, with health flags.
 fn latency_responder(us_healthy: Arc<std::sync::atomic::AtomicBool>) -> Responder {
     use securecart_dns::policy::{Environment, Policy};
