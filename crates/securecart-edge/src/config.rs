@@ -397,7 +397,9 @@ pub struct Limits {
     pub drain_timeout: Duration,
     /// The most request headers a client may send (more: 431).
     pub max_headers: usize,
-    /// The most bytes of request line and headers (more: 431); at least 8192.
+    /// The most bytes of request line and headers (more: 431); at least 8192. Whatever it
+    /// is, the request line and each header line are at most 16 KiB (more: 414 and 431),
+    /// as ALB's.
     pub max_header_bytes: usize,
     /// The most client connections each listener holds at once; past it, new connections
     /// wait in the kernel's accept queue until one closes.
@@ -424,7 +426,7 @@ impl Default for Limits {
             connect_timeout: Duration::from_secs(2),
             drain_timeout: Duration::from_secs(10),
             max_headers: 100,
-            max_header_bytes: 16 * 1024,
+            max_header_bytes: 64 * 1024,
             max_connections: 10_000,
             max_body_bytes: None,
             idle_timeout: Duration::from_secs(60),

@@ -17,7 +17,8 @@
 //! What it holds to (RFC 9112, and what hyper did before it):
 //!
 //! - the head: at most [`Settings::max_headers`] headers (more: 431) and
-//!   [`Settings::max_head_bytes`] bytes (more: 431), read within the header read timeout,
+//!   [`Settings::max_head_bytes`] bytes (more: 431), a request line and each header line
+//!   of at most 16 KiB, as ALB's (more: 414 and 431), read within the header read timeout,
 //!   which starts when the connection waits for a request (so it also closes idle
 //!   keep-alive connections). A timeout in the middle of a head is answered with 408; an
 //!   idle connection is closed without a word. A head that is not HTTP/1.x is answered 400;
@@ -93,6 +94,9 @@ fn far_or(instant: tokio::time::Instant, duration: Duration) -> tokio::time::Ins
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// How much a connection reads at once for a request's head.
 const HEAD_READ: usize = 8 * 1024;
+/// The longest request line, and the longest header line, as ALB's (16 KiB each; the head
+/// in all is bounded by [`Settings::max_head_bytes`], 64 KiB by default, as ALB's).
+const MAX_LINE_BYTES: usize = 16 * 1024;
 /// How much it reads at once for a request's body, at most.
 const BODY_READ: usize = 64 * 1024;
 /// The most headers parsed on the stack; a larger limit takes an allocation per request.
@@ -1265,6 +1269,9 @@ impl Connection {
         let method =
             Method::from_bytes(parsed.method.unwrap_or_default().as_bytes()).map_err(|_| bad())?;
         let path = parsed.path.unwrap_or_default();
+        if path.len() > MAX_LINE_BYTES {
+            return Err(HeadError::Refuse(StatusCode::URI_TOO_LONG));
+        }
         let uri = Uri::from_maybe_shared(slice(path.as_bytes())).map_err(|_| {
             if path.len() > usize::from(u16::MAX) - 1 {
                 HeadError::Refuse(StatusCode::URI_TOO_LONG)
@@ -1285,6 +1292,11 @@ impl Connection {
         // parsed, so each line's end is the two bytes before the next line's start.
         let mut bare_line_feeds = !buffer[..length].ends_with(b"\r\n\r\n");
         for field in parsed.headers.iter() {
+            if field.name.len() + field.value.len() > MAX_LINE_BYTES {
+                return Err(HeadError::Refuse(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                ));
+            }
             let start = field.name.as_ptr() as usize - base;
             bare_line_feeds |= buffer[start - 2] != b'\r';
             let name = HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| bad())?;

@@ -2608,18 +2608,43 @@ async fn bodies_over_the_rules_limit_and_oversized_headers_are_refused() {
     let answer = raw_exchange(&address, chunked).await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 
-    // Headers past 16 KiB get 431.
-    let huge = "x".repeat(20 * 1024);
-    let answer = raw_exchange(
-        &address,
-        &format!("GET /api/whoami HTTP/1.1\r\nHost: shop.example\r\nX-Huge: {huge}\r\n\r\n"),
-    )
-    .await;
-    assert!(
-        answer.starts_with("HTTP/1.1 431"),
-        "{}",
-        &answer[..answer.len().min(200)]
-    );
+    // As ALB's: a head of up to 64 KiB, each line of up to 16 KiB. Three cookies of 15 KiB
+    // pass; one header line past 16 KiB, or a head past 64 KiB, gets 431, and a request
+    // line past 16 KiB 414.
+    let cookie = |index: usize| format!("Cookie: c{index}={}\r\n", "x".repeat(15 * 1024));
+    let head = |path: &str, lines: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\n{lines}\r\n")
+    };
+    let cases = [
+        (
+            head("/elsewhere", &(0..3).map(cookie).collect::<String>()),
+            "HTTP/1.1 404",
+        ),
+        (
+            head("/elsewhere", &(0..5).map(cookie).collect::<String>()),
+            "HTTP/1.1 431",
+        ),
+        (
+            head(
+                "/elsewhere",
+                &format!("X-Huge: {}\r\n", "x".repeat(16 * 1024)),
+            ),
+            "HTTP/1.1 431",
+        ),
+        (
+            head(&format!("/{}", "p".repeat(16 * 1024)), ""),
+            "HTTP/1.1 414",
+        ),
+    ];
+    for (request, status) in cases {
+        let answer = raw_exchange(&address, &request).await;
+        assert!(
+            answer.starts_with(status),
+            "{} bytes: {}",
+            request.len(),
+            &answer[..answer.len().min(200)]
+        );
+    }
     // So do more than 100 headers (the default limit); 100 pass (to the default action,
     // a fixed 404: a target adds the edge's forwarding headers to its own count).
     for (count, status) in [(100, "HTTP/1.1 404"), (101, "HTTP/1.1 431")] {

@@ -431,7 +431,8 @@ pub struct RawLimits {
     /// The most headers in a request (more: 431); 1 to 1,000.
     #[serde(default = "default_max_headers")]
     pub max_headers: usize,
-    /// The most KiB of a request's line and headers (more: 431); 8 to 1,024.
+    /// The most KiB of a request's line and headers (more: 431); 8 to 1,024. Whatever it
+    /// is, the request line and each header line are at most 16 KiB (more: 414 and 431).
     #[serde(default = "default_max_header_kib")]
     pub max_header_kib: usize,
     /// The most client connections each listener holds at once (past it, new ones wait in
@@ -496,9 +497,10 @@ pub fn default_max_headers() -> usize {
     100
 }
 
-/// 16 KiB of head (ALB allows 16 KiB of request line, 64 KiB of headers in all).
+/// 64 KiB of head, as ALB allows (with 16 KiB per line, which the edge holds to whatever
+/// this says).
 pub fn default_max_header_kib() -> usize {
-    16
+    64
 }
 
 /// Ten thousand connections per listener.
