@@ -1269,8 +1269,20 @@ impl Connection {
         let method =
             Method::from_bytes(parsed.method.unwrap_or_default().as_bytes()).map_err(|_| bad())?;
         let path = parsed.path.unwrap_or_default();
-        if path.len() > MAX_LINE_BYTES {
-            return Err(HeadError::Refuse(StatusCode::URI_TOO_LONG));
+        // Only a head longer than a line may be can hold a line too long.
+        if length > MAX_LINE_BYTES {
+            if path.len() > MAX_LINE_BYTES {
+                return Err(HeadError::Refuse(StatusCode::URI_TOO_LONG));
+            }
+            if parsed
+                .headers
+                .iter()
+                .any(|field| field.name.len() + field.value.len() > MAX_LINE_BYTES)
+            {
+                return Err(HeadError::Refuse(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                ));
+            }
         }
         let uri = Uri::from_maybe_shared(slice(path.as_bytes())).map_err(|_| {
             if path.len() > usize::from(u16::MAX) - 1 {
@@ -1292,11 +1304,6 @@ impl Connection {
         // parsed, so each line's end is the two bytes before the next line's start.
         let mut bare_line_feeds = !buffer[..length].ends_with(b"\r\n\r\n");
         for field in parsed.headers.iter() {
-            if field.name.len() + field.value.len() > MAX_LINE_BYTES {
-                return Err(HeadError::Refuse(
-                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                ));
-            }
             let start = field.name.as_ptr() as usize - base;
             bare_line_feeds |= buffer[start - 2] != b'\r';
             let name = HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| bad())?;
