@@ -199,6 +199,8 @@ impl DnsServer {
         ));
         shutdown.await;
         tcp.abort();
+        // Its connections' tasks go with it, before `serve` returns.
+        let _ = tcp.await;
         stop.store(true, Ordering::Relaxed);
         tokio::task::spawn_blocking(move || {
             for worker in workers {

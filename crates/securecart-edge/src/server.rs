@@ -17,8 +17,9 @@
 //! What it holds to (RFC 9112, and what hyper did before it):
 //!
 //! - the head: at most [`Settings::max_headers`] headers (more: 431) and
-//!   [`Settings::max_head_bytes`] bytes (more: 431), a request line and each header line
-//!   of at most 16 KiB, as ALB's (more: 414 and 431), read within the header read timeout,
+//!   [`Settings::max_head_bytes`] bytes (more: 431), a request target and each header (its
+//!   name and value) of at most 16 KiB, as ALB's lines (more: 414 and 431), read within
+//!   the header read timeout,
 //!   which starts when the connection waits for a request (so it also closes idle
 //!   keep-alive connections). A timeout in the middle of a head is answered with 408; an
 //!   idle connection is closed without a word. A head that is not HTTP/1.x is answered 400;
@@ -94,8 +95,9 @@ fn far_or(instant: tokio::time::Instant, duration: Duration) -> tokio::time::Ins
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// How much a connection reads at once for a request's head.
 const HEAD_READ: usize = 8 * 1024;
-/// The longest request line, and the longest header line, as ALB's (16 KiB each; the head
-/// in all is bounded by [`Settings::max_head_bytes`], 64 KiB by default, as ALB's).
+/// The longest request target, and the longest header (its name and value), over HTTP/1.1,
+/// as ALB's lines (16 KiB each; the head in all is bounded by
+/// [`Settings::max_head_bytes`], 64 KiB by default, as ALB's).
 const MAX_LINE_BYTES: usize = 16 * 1024;
 /// How much it reads at once for a request's body, at most.
 const BODY_READ: usize = 64 * 1024;
@@ -1202,6 +1204,11 @@ impl Connection {
                     StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 ));
             }
+            // A request line already past the target's limit, unfinished: 414 now, rather
+            // than 431 once the head's limit is read.
+            if self.wire.buffer.len() > MAX_LINE_BYTES && !self.wire.buffer.contains(&b'\n') {
+                return Err(HeadError::Refuse(StatusCode::URI_TOO_LONG));
+            }
             if self.wire.buffer.is_empty() {
                 // Idle: no buffer is held while the connection waits, where the socket
                 // can say it is readable without one.
@@ -1269,7 +1276,7 @@ impl Connection {
         let method =
             Method::from_bytes(parsed.method.unwrap_or_default().as_bytes()).map_err(|_| bad())?;
         let path = parsed.path.unwrap_or_default();
-        // Only a head longer than a line may be can hold a line too long.
+        // Only a head longer than a line's limit can hold a line past it.
         if length > MAX_LINE_BYTES {
             if path.len() > MAX_LINE_BYTES {
                 return Err(HeadError::Refuse(StatusCode::URI_TOO_LONG));
@@ -1284,13 +1291,8 @@ impl Connection {
                 ));
             }
         }
-        let uri = Uri::from_maybe_shared(slice(path.as_bytes())).map_err(|_| {
-            if path.len() > usize::from(u16::MAX) - 1 {
-                HeadError::Refuse(StatusCode::URI_TOO_LONG)
-            } else {
-                bad()
-            }
-        })?;
+        // (A target too long for a `Uri` is past the 16 KiB refused above.)
+        let uri = Uri::from_maybe_shared(slice(path.as_bytes())).map_err(|_| bad())?;
         let version = match parsed.version {
             Some(0) => Version::HTTP_10,
             _ => Version::HTTP_11,

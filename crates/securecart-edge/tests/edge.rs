@@ -2608,9 +2608,10 @@ async fn bodies_over_the_rules_limit_and_oversized_headers_are_refused() {
     let answer = raw_exchange(&address, chunked).await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 
-    // As ALB's: a head of up to 64 KiB, each line of up to 16 KiB. Three cookies of 15 KiB
-    // pass; one header line past 16 KiB, or a head past 64 KiB, gets 431, and a request
-    // line past 16 KiB 414.
+    // As ALB's: a head of up to 64 KiB, each header (name and value) and the request's
+    // target of up to 16 KiB. Three cookies of 15 KiB pass, and so does a header of
+    // 16 KiB exactly; one past 16 KiB, or a head past 64 KiB, gets 431, and a target past
+    // 16 KiB 414 (also before its line ends).
     let cookie = |index: usize| format!("Cookie: c{index}={}\r\n", "x".repeat(15 * 1024));
     let head = |path: &str, lines: &str| {
         format!("GET {path} HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\n{lines}\r\n")
@@ -2627,6 +2628,13 @@ async fn bodies_over_the_rules_limit_and_oversized_headers_are_refused() {
         (
             head(
                 "/elsewhere",
+                &format!("X-Huge: {}\r\n", "x".repeat(16 * 1024 - 6)),
+            ),
+            "HTTP/1.1 404",
+        ),
+        (
+            head(
+                "/elsewhere",
                 &format!("X-Huge: {}\r\n", "x".repeat(16 * 1024)),
             ),
             "HTTP/1.1 431",
@@ -2635,6 +2643,7 @@ async fn bodies_over_the_rules_limit_and_oversized_headers_are_refused() {
             head(&format!("/{}", "p".repeat(16 * 1024)), ""),
             "HTTP/1.1 414",
         ),
+        (format!("GET /{}", "p".repeat(20 * 1024)), "HTTP/1.1 414"),
     ];
     for (request, status) in cases {
         let answer = raw_exchange(&address, &request).await;

@@ -1544,7 +1544,7 @@ fn the_edges_limits_are_read_and_checked() {
         limits.header_read_timeout,
         std::time::Duration::from_secs(10)
     );
-    assert_eq!(limits.max_header_bytes, 16 * 1024);
+    assert_eq!(limits.max_header_bytes, 64 * 1024);
     assert_eq!(
         limits.client_keep_alive,
         std::time::Duration::from_secs(3600)

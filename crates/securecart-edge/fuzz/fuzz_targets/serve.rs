@@ -209,7 +209,7 @@ fuzz_target!(|data: &[u8]| {
         let settings = Settings {
             header_read_timeout: Duration::from_secs(10),
             max_headers: 100,
-            max_head_bytes: 16 * 1024,
+            max_head_bytes: 64 * 1024,
             idle_timeout: Duration::from_secs(60),
             client_keep_alive: Duration::from_secs(3600),
         };
