@@ -398,8 +398,8 @@ pub struct Limits {
     /// The most request headers a client may send (more: 431).
     pub max_headers: usize,
     /// The most bytes of request line and headers (more: 431); at least 8192. Whatever it
-    /// is, over HTTP/1.1 the request target and each header (its name and value) are at
-    /// most 16 KiB (more: 414 and 431), as ALB's lines.
+    /// is, the request target and each header (its name and value) are at most 16 KiB
+    /// (more: 414 and 431; over HTTP/2, 431 for both), as ALB's lines.
     pub max_header_bytes: usize,
     /// The most client connections each listener holds at once; past it, new connections
     /// wait in the kernel's accept queue until one closes.

@@ -18,8 +18,8 @@
 //!
 //! - the head: at most [`Settings::max_headers`] headers (more: 431) and
 //!   [`Settings::max_head_bytes`] bytes (more: 431), a request target and each header (its
-//!   name and value) of at most 16 KiB, as ALB's lines (more: 414 and 431), read within
-//!   the header read timeout,
+//!   name and value) of at most 16 KiB, as ALB's lines (more: 414 and 431; over HTTP/2,
+//!   431 for both), read within the header read timeout,
 //!   which starts when the connection waits for a request (so it also closes idle
 //!   keep-alive connections). A timeout in the middle of a head is answered with 408; an
 //!   idle connection is closed without a word. A head that is not HTTP/1.x is answered 400;
@@ -44,8 +44,9 @@
 //!
 //! A connection that opens with HTTP/2's preface (cleartext with prior knowledge), or that
 //! chose `h2` by ALPN, is served by hyper's HTTP/2 server, with the same limits: a header
-//! list of at most [`Settings::max_head_bytes`] (hyper refuses a larger one) and at most
-//! [`Settings::max_headers`] fields (more: 431), and a connection with no request in
+//! list of at most [`Settings::max_head_bytes`] (hyper refuses a larger one), at most
+//! [`Settings::max_headers`] fields and none past 16 KiB, `:path` included (more: 431),
+//! and a connection with no request in
 //! flight for the header read timeout is closed (`GOAWAY`), as an idle HTTP/1.1 one is:
 //! the preface alone, or a client that sends nothing more, does not hold a connection.
 //! Answers are held to the idle timeout on both: a target that sends nothing more, or a
@@ -428,13 +429,29 @@ impl Body for RequestBody {
 /// knows when the last one has.
 pub type Draining = watch::Receiver<bool>;
 
+/// Whether an HTTP/2 request's header fields are within the limits an HTTP/1.1 head's are:
+/// at most `max_headers` of them, and none (its name and value; the target, which HTTP/2
+/// sends as the `:path` field) past 16 KiB. A request past them is answered 431.
+fn within_head_limits<B>(request: &Request<B>, max_headers: usize) -> bool {
+    let headers = request.headers();
+    headers.len() <= max_headers
+        && request
+            .uri()
+            .path_and_query()
+            .is_none_or(|target| target.as_str().len() <= MAX_LINE_BYTES)
+        && headers
+            .iter()
+            .all(|(name, value)| name.as_str().len() + value.len() <= MAX_LINE_BYTES)
+}
+
 /// The requests a connection's server refused itself, before any rule saw them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refused {
     /// Their status (400, 408, 414 or 431).
     pub status: StatusCode,
     /// How many: an HTTP/1.1 connection refuses one head and closes, an HTTP/2 one
-    /// answers each request with too many header fields 431 and serves on.
+    /// answers each request with too many header fields, or one past 16 KiB, 431 and
+    /// serves on.
     pub count: u64,
 }
 
@@ -517,14 +534,14 @@ where
 {
     let in_flight = Arc::new(InFlight::default());
     let requests = Arc::clone(&in_flight);
-    // Requests refused for their header count (431).
+    // Requests refused for their header count or a field's size (431).
     let refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counted = Arc::clone(&refused);
     let max_headers = settings.max_headers;
     let idle_timeout = settings.idle_timeout;
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let handed = Arc::new(Handed::new(InFlight::start(&requests)));
-        let answer = (request.headers().len() <= max_headers).then(|| {
+        let answer = within_head_limits(&request, max_headers).then(|| {
             let answer = Arc::clone(&handed);
             service(request.map(|inner| Either::Right(Http2Body { inner, answer })))
         });

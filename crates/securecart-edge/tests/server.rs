@@ -732,12 +732,22 @@ async fn http2_clients_are_held_to_the_same_limits() {
         (answer.status.as_u16(), answer.text()),
         (200, "hello".to_owned())
     );
+    // A field past 16 KiB (its name and value), or a target: 431 too, as ALB's lines.
+    let long = "x".repeat(16 * 1024);
+    let answer = client
+        .send(http::Method::GET, &url, &[("x-long", long.as_str())], "")
+        .await;
+    assert_eq!(answer.status, 431);
+    let answer = client
+        .send(http::Method::GET, &format!("{url}?{long}"), &[], "")
+        .await;
+    assert_eq!(answer.status, 431);
     // The refusal is counted as an HTTP/1.1 one is, under the route `none`, once its
     // connection has closed.
     drop(client);
     metrics_once_they_show(
         &edge,
-        "securecart_edge_requests_total{route=\"none\",code=\"431\"} 1\n",
+        "securecart_edge_requests_total{route=\"none\",code=\"431\"} 3\n",
     )
     .await;
     edge.shutdown().await;

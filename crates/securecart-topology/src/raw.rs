@@ -432,8 +432,8 @@ pub struct RawLimits {
     #[serde(default = "default_max_headers")]
     pub max_headers: usize,
     /// The most KiB of a request's line and headers (more: 431); 8 to 1,024. Whatever it
-    /// is, over HTTP/1.1 the request target and each header (its name and value) are at
-    /// most 16 KiB (more: 414 and 431).
+    /// is, the request target and each header (its name and value) are at most 16 KiB
+    /// (more: 414 and 431; over HTTP/2, 431 for both).
     #[serde(default = "default_max_header_kib")]
     pub max_header_kib: usize,
     /// The most client connections each listener holds at once (past it, new ones wait in
