@@ -176,16 +176,7 @@ async fn a_search_string_counts_only_within_the_first_5120_bytes() {
 #[tokio::test(start_paused = true)]
 async fn an_endpoint_that_hangs_fails_its_probes_as_they_fall_due() {
     // It accepts connections and never answers.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let address = listener.local_addr().expect("address");
-    let held = tokio::spawn(async move {
-        let mut connections = Vec::new();
-        while let Ok((connection, _)) = listener.accept().await {
-            connections.push(connection);
-        }
-    });
+    let (address, held) = securecart_testkit::silent("127.0.0.1").await;
     let (stop, stopped) = watch::channel(false);
     // Each probe would wait 2 s for the answer; the check gives it until the next is due,
     // and at least 1 s, so two failures in a row take 2 s rather than 4.

@@ -36,6 +36,14 @@ struct Running {
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
+impl Running {
+    /// Stops the server, and waits until it has.
+    async fn stop(self) {
+        self.stop.send(()).expect("stop");
+        self.task.await.expect("server stops").expect("served");
+    }
+}
+
 async fn start() -> Running {
     start_with(2, None).await
 }
@@ -151,8 +159,7 @@ async fn bursts_of_udp_queries_are_answered_each_once_across_batch_waits() {
     }
     assert!(answered.iter().all(|&count| count == 1), "{answered:?}");
     sending.await.expect("sent");
-    running.stop.send(()).expect("stop");
-    running.task.await.expect("server stops").expect("served");
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -203,8 +210,7 @@ async fn udp_and_tcp_questions_get_authoritative_answers() {
         assert_eq!(answer.queries[0].name().to_ascii(), "WwW.sHoP.tEsT.");
         assert_eq!(answer.answers.len(), 1);
     }
-    running.stop.send(()).expect("stop");
-    running.task.await.expect("server stops").expect("served");
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -240,8 +246,7 @@ async fn long_answers_are_truncated_over_udp_and_whole_over_tcp() {
     assert!(any.metadata.truncation && any.answers.is_empty());
     let any = ask_tcp(running.address, &query("shop.test.", RecordType::ANY, None)).await;
     assert!(any.answers.len() >= 2, "SOA and NS");
-    running.stop.send(()).expect("stop");
-    running.task.await.expect("server stops").expect("served");
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -302,8 +307,7 @@ async fn bad_queries_get_error_codes_and_responses_get_nothing() {
         assert_eq!(u16::from(answer.metadata.response_code), 16, "{version}");
         assert!(answer.answers.is_empty());
     }
-    running.stop.send(()).expect("stop");
-    running.task.await.expect("server stops").expect("served");
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -324,8 +328,7 @@ async fn a_reload_changes_answers_without_a_restart() {
     )
     .await;
     assert_eq!(after.answers[0].data.to_string(), "127.2.0.1");
-    running.stop.send(()).expect("stop");
-    running.task.await.expect("server stops").expect("served");
+    running.stop().await;
 }
 
 /// A query for www.shop.test A of 4,546 bytes, longer than the server reads over UDP: its
@@ -357,8 +360,7 @@ async fn a_udp_query_longer_than_the_buffer_is_dropped() {
     )
     .await;
     assert_eq!(answer.answers[0].data.to_string(), "127.1.0.1");
-    running.stop.send(()).expect("stop");
-    running.task.await.expect("server stops").expect("served");
+    running.stop().await;
 }
 
 /// The same in a batch of queries from other clients: the long datagram drops out, and
@@ -399,8 +401,7 @@ async fn a_long_datagram_in_a_batch_leaves_the_other_answers_to_their_clients() 
             assert_eq!(answer.answers[0].data.to_string(), "127.1.0.1");
         }
     }
-    running.stop.send(()).expect("stop");
-    running.task.await.expect("server stops").expect("served");
+    running.stop().await;
 }
 
 /// Reloads while queries flow, over UDP and over one TCP connection: every query gets an
@@ -472,8 +473,7 @@ async fn reloads_drop_no_query() {
         }
     }
     assert_eq!(seen.values().sum::<usize>(), 2_000);
-    running.stop.send(()).expect("stop");
-    running.task.await.expect("server stops").expect("served");
+    running.stop().await;
 }
 
 /// A TCP connection still open when the server stops is closed, not left to its idle
@@ -492,8 +492,7 @@ async fn stopping_closes_open_tcp_connections() {
     stream.read_exact(&mut length).await.expect("an answer");
     let mut answer = vec![0u8; usize::from(u16::from_be_bytes(length))];
     stream.read_exact(&mut answer).await.expect("the answer");
-    running.stop.send(()).expect("stop");
-    running.task.await.expect("server stops").expect("served");
+    running.stop().await;
     let mut rest = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest))
         .await

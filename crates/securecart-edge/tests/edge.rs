@@ -1786,16 +1786,7 @@ async fn target_health_says_why_a_target_is_not_healthy_as_alb_does() {
         .parse()
         .expect("address");
     // Accepts and never answers: its checks time out, after 2 s each.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let silent = listener.local_addr().expect("address");
-    let held = tokio::spawn(async move {
-        let mut connections = Vec::new();
-        while let Ok((stream, _)) = listener.accept().await {
-            connections.push(stream);
-        }
-    });
+    let (silent, held) = securecart_testkit::silent("127.0.0.1").await;
     let group = TargetGroupConfig {
         tls: None,
         host_header: None,

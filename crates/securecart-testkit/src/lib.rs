@@ -87,6 +87,22 @@ pub async fn read_to_close(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> 
     String::from_utf8_lossy(&answer).into_owned()
 }
 
+/// A server on `ip` that accepts connections and never answers, holding them open: its
+/// address, and its task (abort it to close them).
+pub async fn silent(ip: &str) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind(format!("{ip}:0"))
+        .await
+        .expect("bind an ephemeral port");
+    let address = listener.local_addr().expect("local address");
+    let held = tokio::spawn(async move {
+        let mut connections = Vec::new();
+        while let Ok((connection, _)) = listener.accept().await {
+            connections.push(connection);
+        }
+    });
+    (address, held)
+}
+
 /// A port that was free a moment ago on `ip`: for configurations that need a fixed port
 /// before the server that uses it starts.
 ///

@@ -165,24 +165,6 @@ fn is_dns_label(label: &str) -> bool {
         })
 }
 
-/// Whether `name` is a host name a check may send in `Host` and as TLS's server name:
-/// labels of letters, digits and `-` (not `*` or `_`, which a zone's names may hold), not an
-/// address, with or without the root's dot.
-fn is_host_name(name: &str) -> bool {
-    let name = name.strip_suffix('.').unwrap_or(name);
-    !name.is_empty()
-        && name.len() <= 253
-        && name.parse::<std::net::IpAddr>().is_err()
-        && name.split('.').all(|label| {
-            (1..=63).contains(&label.len())
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
-        })
-}
-
 /// A name written as a sequence of labels, fully qualified.
 fn is_dns_name(name: &str) -> bool {
     let name = name.strip_suffix('.').unwrap_or(name);
@@ -486,17 +468,22 @@ fn resolve_check(
     if raw.check_type != "calculated" && !(1..=10).contains(&failure_threshold) {
         findings.problem(path.key("failure_threshold"), "must be from 1 to 10");
     }
-    if let Some(host) = &raw.host {
+    // The host name as sent: in lower case, without the root's dot.
+    let host = raw
+        .host
+        .as_deref()
+        .map(|host| host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase());
+    if let (Some(given), Some(sent)) = (&raw.host, &host) {
         if !matches!(raw.check_type.as_str(), "http" | "https") {
             findings.problem(
                 path.key("host"),
                 "only an http or https check sends a host name",
             );
-        } else if !is_host_name(host) {
+        } else if !crate::model::is_host_name(sent) {
             findings.problem(
                 path.key("host"),
                 format!(
-                    "`{host}` is not a host name (labels of letters, digits and `-`, such as shop.example)"
+                    "`{given}` is not a host name (labels of letters, digits and `-`, such as shop.example)"
                 ),
             );
         }
@@ -518,10 +505,7 @@ fn resolve_check(
         "http" | "https" => DnsCheckKind::Http {
             address: check_target(raw, path, regions, admin_port, findings)?,
             tls: raw.check_type == "https",
-            host: raw
-                .host
-                .as_ref()
-                .map(|host| host.trim_end_matches('.').to_ascii_lowercase()),
+            host,
             path: raw.path.clone(),
             search: raw.search_string.clone(),
         },

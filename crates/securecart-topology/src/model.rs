@@ -1051,6 +1051,13 @@ impl Findings {
     }
 }
 
+/// Whether `name` (in lower case) is a host name: labels of letters, digits and `-` (not
+/// `*` or `_`, which a zone's names may hold), at most 253 bytes, not an address. A cookie's
+/// `Domain`, which browsers take only for a name, and a health check's `Host`.
+pub(crate) fn is_host_name(name: &str) -> bool {
+    name.len() <= 253 && name.parse::<IpAddr>().is_err() && name.split('.').all(is_name)
+}
+
 fn is_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
@@ -2155,12 +2162,7 @@ fn resolve_waf(raw: &crate::raw::RawWaf, path: &FieldPath, findings: &mut Findin
     let mut token_domains = Vec::with_capacity(raw.token_domains.len());
     for (index, domain) in raw.token_domains.iter().enumerate() {
         let lower = domain.to_ascii_lowercase();
-        // A DNS name of labels of letters, digits and `-`, not an address: the cookie's
-        // `Domain`, which browsers take only for a name.
-        if !lower.split('.').all(is_name)
-            || lower.len() > 253
-            || lower.parse::<std::net::IpAddr>().is_ok()
-        {
+        if !is_host_name(&lower) {
             findings.problem(
                 path.key("token_domains").index(index),
                 format!(

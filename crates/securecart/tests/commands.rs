@@ -162,6 +162,17 @@ async fn securecart_ok(data_dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// Runs `securecart ARGS`, asserts that it fails, and returns its standard error.
+async fn securecart_refuses(args: &[&str]) -> String {
+    let output = Command::new(BINARY)
+        .args(args)
+        .output()
+        .await
+        .expect("run securecart");
+    assert!(!output.status.success(), "securecart {args:?} succeeded");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 fn start_up(config: &Path, data_dir: &Path) -> Child {
     let mut child = Command::new(BINARY)
         .arg("up")
@@ -757,13 +768,8 @@ async fn check_names_the_file_line_and_field_of_an_error() {
             ),
         "{stdout}"
     );
-    let missing = Command::new(BINARY)
-        .args(["check", "/nonexistent.toml"])
-        .output()
-        .await
-        .expect("run check");
-    assert!(!missing.status.success());
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent.toml"));
+    let missing = securecart_refuses(&["check", "/nonexistent.toml"]).await;
+    assert!(missing.contains("/nonexistent.toml"));
 }
 
 #[tokio::test]
@@ -787,14 +793,9 @@ async fn check_reads_the_city_database_the_dns_names() {
 #[tokio::test]
 async fn status_without_a_deployment_says_so() {
     let directory = tempfile::tempdir().expect("temporary directory");
-    let output = Command::new(BINARY)
-        .args(["status", "--data-dir"])
-        .arg(directory.path())
-        .output()
-        .await
-        .expect("run status");
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("no deployment is running"));
+    let data_dir = directory.path().to_str().expect("path");
+    let stderr = securecart_refuses(&["status", "--data-dir", data_dir]).await;
+    assert!(stderr.contains("no deployment is running"));
 }
 
 #[tokio::test]
@@ -1182,20 +1183,18 @@ async fn proxy_reaches_https_upstreams_and_checks_their_certificates() {
 
 #[tokio::test]
 async fn proxy_waf_scores_anomalies_at_the_paranoia_level_given() {
-    let bad = Command::new(BINARY)
-        .args([
-            "proxy",
-            "--listen",
-            "127.0.0.1:1",
-            "--upstream",
-            "http://127.0.0.1:2",
-        ])
-        .args(["--waf", "--waf-paranoia", "5"])
-        .output()
-        .await
-        .expect("run proxy");
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("--waf-paranoia"));
+    let bad = securecart_refuses(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:1",
+        "--upstream",
+        "http://127.0.0.1:2",
+        "--waf",
+        "--waf-paranoia",
+        "5",
+    ])
+    .await;
+    assert!(bad.contains("--waf-paranoia"));
 
     let upstream = securecart_testkit::serve(
         "127.0.0.1",
@@ -1294,14 +1293,15 @@ async fn proxy_desync_mitigation_mode_is_the_flags() {
         }
         stop_gracefully(&mut proxy, Duration::from_secs(10)).await;
     }
-    let bad = Command::new(BINARY)
-        .args(["proxy", "--upstream", "http://127.0.0.1:2"])
-        .args(["--desync-mitigation-mode", "lenient"])
-        .output()
-        .await
-        .expect("run proxy");
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("--desync-mitigation-mode"));
+    let bad = securecart_refuses(&[
+        "proxy",
+        "--upstream",
+        "http://127.0.0.1:2",
+        "--desync-mitigation-mode",
+        "lenient",
+    ])
+    .await;
+    assert!(bad.contains("--desync-mitigation-mode"));
     upstream.stop().await;
 }
 
@@ -1647,13 +1647,8 @@ async fn dns_serves_a_zone_file_and_reloads_it_on_sighup() {
     let zone_arg = zone.to_str().expect("path").to_owned();
     let admin = format!("127.0.0.1:{}", free_port("127.0.0.1"));
     // The UDP batch wait is bounded (10 ms); 0 answers each query as it comes.
-    let bad = Command::new(BINARY)
-        .args(["dns", "--zone", &zone_arg, "--udp-batch-wait", "20000"])
-        .output()
-        .await
-        .expect("run dns");
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("--udp-batch-wait"));
+    let bad = securecart_refuses(&["dns", "--zone", &zone_arg, "--udp-batch-wait", "20000"]).await;
+    assert!(bad.contains("--udp-batch-wait"));
     let mut dns = Command::new(BINARY)
         .args([
             "dns",
