@@ -243,6 +243,7 @@ async fn a_rules_oversize_handling_answers_for_a_body_past_the_limit() {
         priority: 0,
         statement: securecart_waf::Statement::OnOversize {
             matches: true,
+            limited: securecart_waf::Limited::Body,
             statement: Box::new(
                 securecart_waf::Statement::regex(body, r"(?i)<script", &[]).expect("pattern"),
             ),
@@ -270,6 +271,54 @@ async fn a_rules_oversize_handling_answers_for_a_body_past_the_limit() {
         assert_eq!(answer.status, status, "{body}");
     }
     assert_eq!(reached.load(Ordering::SeqCst), 1);
+    edge.shutdown().await;
+    upstream.stop().await;
+}
+
+/// AWS WAF's oversize handling on the cookies: a rule that matches past the first 200
+/// cookies blocks a request with more, though none of them is an attack, and reads the
+/// cookies of any other request.
+#[tokio::test]
+async fn a_rules_oversize_handling_answers_for_cookies_past_the_limit() {
+    let (upstream, reached) = start_upstream().await;
+    let cookies = securecart_waf::Field::parse("cookies").expect("field");
+    let rule = securecart_waf::Rule {
+        id: "cookies-oversize".to_owned(),
+        priority: 0,
+        statement: securecart_waf::Statement::OnOversize {
+            matches: true,
+            limited: securecart_waf::Limited::Cookies,
+            statement: Box::new(
+                securecart_waf::Statement::regex(cookies, r"(?i)<script", &[]).expect("pattern"),
+            ),
+        },
+        action: securecart_waf::RuleAction::Block,
+        labels: Vec::new(),
+        response: None,
+        score: 0,
+    };
+    let waf = WafConfig::with_acl(Arc::new(securecart_waf::WebAcl::new(vec![rule], false)));
+    let edge = start_edge(upstream.address, waf).await;
+    let mut client = TestClient::http1();
+    let url = format!("{}/", edge.url);
+    let many = |count: usize| {
+        (0..count)
+            .map(|at| format!("c{at}=1"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    for (cookie, status) in [
+        ("theme=dark; cart=3".to_owned(), 200),
+        ("theme=<script>".to_owned(), 403),
+        (many(securecart_waf::inspect::MOST_INSPECTED), 200),
+        (many(securecart_waf::inspect::MOST_INSPECTED + 1), 403),
+    ] {
+        let answer = client
+            .send(http::Method::GET, &url, &[("cookie", cookie.as_str())], "")
+            .await;
+        assert_eq!(answer.status, status, "{} bytes of cookies", cookie.len());
+    }
+    assert_eq!(reached.load(Ordering::SeqCst), 2);
     edge.shutdown().await;
     upstream.stop().await;
 }

@@ -878,9 +878,11 @@ pub struct RawByteMatch {
     /// Transformations applied to the field first, in order.
     #[serde(default)]
     pub transforms: Vec<String>,
-    /// With a body field: what a request whose body is past the web ACL's inspection
-    /// limit gets (AWS WAF's oversize handling): `continue` (the default: the body's start
-    /// is inspected), `match` or `no_match`.
+    /// With a body field, `headers`, `headers_but_credentials`, `cookies` or
+    /// `cookie:NAME`: what a request gets whose body is past the web ACL's inspection
+    /// limit, or whose headers or cookies are past the first 200 or 8 KiB (AWS WAF's
+    /// oversize handling): `continue` (the default: what is within the limit is
+    /// inspected), `match` or `no_match`.
     #[serde(default)]
     pub oversize: Option<String>,
 }
@@ -896,9 +898,11 @@ pub struct RawRegexMatch {
     /// Transformations applied to the field first, in order.
     #[serde(default)]
     pub transforms: Vec<String>,
-    /// With a body field: what a request whose body is past the web ACL's inspection
-    /// limit gets (AWS WAF's oversize handling): `continue` (the default: the body's start
-    /// is inspected), `match` or `no_match`.
+    /// With a body field, `headers`, `headers_but_credentials`, `cookies` or
+    /// `cookie:NAME`: what a request gets whose body is past the web ACL's inspection
+    /// limit, or whose headers or cookies are past the first 200 or 8 KiB (AWS WAF's
+    /// oversize handling): `continue` (the default: what is within the limit is
+    /// inspected), `match` or `no_match`.
     #[serde(default)]
     pub oversize: Option<String>,
 }
@@ -913,9 +917,11 @@ pub struct RawSizeMatch {
     pub comparison: String,
     /// The size, in bytes.
     pub size: u64,
-    /// With a body field: what a request whose body is past the web ACL's inspection
-    /// limit gets (AWS WAF's oversize handling): `continue` (the default: the body's start
-    /// is inspected), `match` or `no_match`.
+    /// With a body field, `headers`, `headers_but_credentials`, `cookies` or
+    /// `cookie:NAME`: what a request gets whose body is past the web ACL's inspection
+    /// limit, or whose headers or cookies are past the first 200 or 8 KiB (AWS WAF's
+    /// oversize handling): `continue` (the default: what is within the limit is
+    /// inspected), `match` or `no_match`.
     #[serde(default)]
     pub oversize: Option<String>,
 }
@@ -929,9 +935,11 @@ pub struct RawFieldMatch {
     /// Transformations applied to the field first, in order.
     #[serde(default)]
     pub transforms: Vec<String>,
-    /// With a body field: what a request whose body is past the web ACL's inspection
-    /// limit gets (AWS WAF's oversize handling): `continue` (the default: the body's start
-    /// is inspected), `match` or `no_match`.
+    /// With a body field, `headers`, `headers_but_credentials`, `cookies` or
+    /// `cookie:NAME`: what a request gets whose body is past the web ACL's inspection
+    /// limit, or whose headers or cookies are past the first 200 or 8 KiB (AWS WAF's
+    /// oversize handling): `continue` (the default: what is within the limit is
+    /// inspected), `match` or `no_match`.
     #[serde(default)]
     pub oversize: Option<String>,
 }

@@ -660,14 +660,15 @@ fn forwarded_ip(
 }
 
 /// A statement's `oversize` (AWS WAF's oversize handling), at `at`: `None` for
-/// `continue` (the default), `Some(matches)` for `match` and `no_match`; only a body field
-/// takes one. The outer `None`: a problem, in `findings`.
+/// `continue` (the default), `Some((matches, limited))` for `match` and `no_match`; only
+/// a field with an inspection limit (the body's, all the headers, the cookies) takes one.
+/// The outer `None`: a problem, in `findings`.
 fn oversize(
     raw: Option<&str>,
     field_name: &str,
     at: &FieldPath,
     findings: &mut Findings,
-) -> Option<Option<bool>> {
+) -> Option<Option<(bool, securecart_waf::Limited)>> {
     let handling = match raw {
         None | Some("continue") => None,
         Some("match") => Some(true),
@@ -680,23 +681,34 @@ fn oversize(
             return None;
         }
     };
+    let Some(matches) = handling else {
+        return Some(None);
+    };
     // (A field that is no field at all is the field's own problem.)
-    if raw.is_some() && Field::parse(field_name).is_some_and(|field| !field.reads_body()) {
+    let field = Field::parse(field_name)?;
+    let Some(limited) = field.limited() else {
         findings.problem(
             at.key("oversize"),
-            format!("applies to the body's fields only, not `{field_name}`"),
+            format!(
+                "applies to the body's fields, `headers`, `headers_but_credentials`, \
+                 `cookies` and `cookie:NAME` only, not `{field_name}`"
+            ),
         );
         return None;
-    }
-    Some(handling)
+    };
+    Some(Some((matches, limited)))
 }
 
 /// `statement` with its oversize handling (see [`oversize`]).
-fn on_oversize(handling: Option<bool>, statement: Statement) -> Statement {
+fn on_oversize(
+    handling: Option<(bool, securecart_waf::Limited)>,
+    statement: Statement,
+) -> Statement {
     match handling {
         None => statement,
-        Some(matches) => Statement::OnOversize {
+        Some((matches, limited)) => Statement::OnOversize {
             matches,
+            limited,
             statement: Box::new(statement),
         },
     }

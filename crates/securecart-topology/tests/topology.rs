@@ -686,7 +686,7 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "{ byte_match = { field = \"method\", position = \"exactly\", search = \"POST\" } }",
             "{ byte_match = { field = \"method\", position = \"exactly\", search = \"POST\", oversize = \"match\" } }",
             "edge.waf.rules[0].statement.rate_based.scope_down.and[0].byte_match.oversize",
-            "applies to the body's fields only, not `method`",
+            "`cookie:NAME` only, not `method`",
         ),
         (
             "{ byte_match = { field = \"method\", position = \"exactly\", search = \"POST\" } }",
@@ -1599,6 +1599,53 @@ fn a_web_acl_may_block_by_default() {
                 && diagnostic.line == Some(line_of(&text, "default_action = \"deny\""))),
         "{error}"
     );
+}
+
+/// AWS WAF's oversize handling on the headers and the cookies: a statement over them
+/// answers by itself for a request past their limits.
+#[test]
+fn a_rule_may_answer_for_headers_and_cookies_past_their_limits() {
+    let post = "{ byte_match = { field = \"method\", position = \"exactly\", search = \"POST\" } }";
+    for (field, handling, limited) in [
+        ("cookies", "match", securecart_waf::Limited::Cookies),
+        (
+            "cookie:session",
+            "no_match",
+            securecart_waf::Limited::Cookies,
+        ),
+        (
+            "headers_but_credentials",
+            "match",
+            securecart_waf::Limited::Headers,
+        ),
+        ("body_fields", "no_match", securecart_waf::Limited::Body),
+    ] {
+        let statement = format!(
+            "{{ regex = {{ field = \"{field}\", pattern = \"x\", oversize = \"{handling}\" }} }}"
+        );
+        let text = with(post, &statement);
+        let loaded = parse(&text, "t.toml").expect("an oversize handling");
+        let rules = loaded.topology.edge.waf.expect("a web ACL").rules;
+        let securecart_waf::Statement::RateBased {
+            scope_down: Some(scope_down),
+            ..
+        } = &rules[0].statement
+        else {
+            panic!("{:?}", rules[0].statement);
+        };
+        let securecart_waf::Statement::And(statements) = &**scope_down else {
+            panic!("{scope_down:?}");
+        };
+        assert!(
+            matches!(
+                statements[0],
+                securecart_waf::Statement::OnOversize { matches, limited: read, .. }
+                    if matches == (handling == "match") && read == limited
+            ),
+            "{field}: {:?}",
+            statements[0]
+        );
+    }
 }
 
 #[test]

@@ -9,8 +9,9 @@
 //! different 2 KiB form each time, whose review is words (a shop's,
 //! some of them SQL's too, at random) or random printable bytes: such text leads the regex
 //! engine's lazy DFAs to states they have not built yet, which the benchmark's review,
-//! one sentence said over and over, does not (see `src/setsearch.rs`). The last case is
-//! the benchmark's form again, after them.
+//! one sentence said over and over, does not (see `src/setsearch.rs`). A GET carries
+//! 60 KiB of cookies, of which the WAF reads the first 200 (see `inspect::Limited`). The
+//! last case is the benchmark's form again, after them.
 //!
 //! `CASE=GET` (or `POST`) runs only the cases whose name starts so, for `perf record`.
 //! `EVICT=KIB` writes that many KiB of other memory between evaluations (outside the
@@ -113,7 +114,19 @@ fn main() {
             )
         })
         .collect();
-    let cases: [Case<'_>; 7] = [
+    // A head as large as the edge takes (64 KiB) of cookies: about 4,400 of them, of
+    // which the WAF reads the first 200 (see `inspect::Limited`).
+    let mut cookies = get.clone();
+    let line = (0..)
+        .map(|at| format!("c{at}=v{at}"))
+        .scan(0, |length, cookie| {
+            *length += cookie.len() + 2;
+            (*length < 60 * 1024).then_some(cookie)
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    cookies.insert("cookie", line.parse().expect("header"));
+    let cases: [Case<'_>; 8] = [
         (
             "GET with a query string",
             "GET",
@@ -155,6 +168,13 @@ fn main() {
             vec![""],
             &post,
             printable.iter().map(Vec::as_slice).collect(),
+        ),
+        (
+            "GET with 60 KiB of cookies",
+            "GET",
+            vec![query],
+            &cookies,
+            vec![b""],
         ),
         (
             "POST of a 2 KiB form, after those",

@@ -74,6 +74,6 @@ pub(crate) fn every_string(
         }
     }
 }
-pub use inspect::{Field, Inspection};
+pub use inspect::{Field, Inspection, Limited};
 pub use statement::{Evidence, ForwardedIp, IpPosition, Statement};
 pub use transform::Transform;

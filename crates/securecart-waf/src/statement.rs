@@ -129,14 +129,17 @@ pub enum Statement {
     Or(Vec<Statement>),
     /// The statement does not match.
     Not(Box<Statement>),
-    /// A statement over the body that answers by itself for a body past the inspection
-    /// limit (AWS WAF's oversize handling `MATCH` or `NO_MATCH`; `CONTINUE`, the statement
-    /// alone, inspects the body's start as any statement does).
+    /// A statement over the body, the headers or the cookies that answers by itself for
+    /// a request with more of them than the inspection reads (AWS WAF's oversize handling
+    /// `MATCH` or `NO_MATCH`; `CONTINUE`, the statement alone, inspects what is read, as
+    /// any statement does: see [`crate::inspect::Limited`]).
     OnOversize {
-        /// Whether a request whose body is past the limit matches (`MATCH`) or not
-        /// (`NO_MATCH`).
+        /// Whether a request past the limit matches (`MATCH`) or not (`NO_MATCH`).
         matches: bool,
-        /// The statement, over one of the body's fields ([`Field::reads_body`]).
+        /// The part whose limit it answers for: its statement's field's
+        /// ([`Field::limited`]).
+        limited: crate::inspect::Limited,
+        /// The statement.
         statement: Box<Statement>,
     },
 }
@@ -342,6 +345,7 @@ impl Statement {
             Statement::OnOversize {
                 matches: false,
                 statement,
+                ..
             } => statement.gate(merged),
             _ => None,
         }
@@ -564,13 +568,17 @@ impl Statement {
                     data: String::new(),
                 })),
             },
-            Statement::OnOversize { matches, statement } => {
-                if !inspection.body_oversize {
+            Statement::OnOversize {
+                matches,
+                limited,
+                statement,
+            } => {
+                if !inspection.oversize(*limited) {
                     return statement.matches(inspection, labels, merged, wanted);
                 }
                 matches.then(|| {
                     Evidence::if_wanted(wanted, || Evidence {
-                        field: "body".to_owned(),
+                        field: limited.name().to_owned(),
                         data: "oversize".to_owned(),
                     })
                 })
@@ -2299,6 +2307,140 @@ mod tests {
         }
     }
 
+    /// The same for the cookies and the headers past their limits (the first 200, and
+    /// 8 KiB of their names and values): `continue` reads the first ones, and so misses
+    /// an injection past them, which `match` blocks; a request within the limits is read
+    /// whole. Alone and through a web ACL (merged, gated).
+    #[test]
+    fn oversize_handling_answers_for_cookies_and_headers_past_their_limits() {
+        use crate::inspect::{Field, Limited, MOST_INSPECTED};
+        let statement = |field: &str, limited, handling: Option<bool>| {
+            let field = Field::parse(field).expect("field");
+            let attack = Statement::regex(field, r"(?i)union\s+select", &[]).expect("pattern");
+            match handling {
+                None => attack,
+                Some(matches) => Statement::OnOversize {
+                    matches,
+                    limited,
+                    statement: Box::new(attack),
+                },
+            }
+        };
+        // Many plain cookies, then the injection: the 201st cookie.
+        let many = (0..MOST_INSPECTED)
+            .map(|at| format!("c{at}=plain"))
+            .chain(["last=1 union select 2".to_owned()])
+            .collect::<Vec<_>>()
+            .join("; ");
+        let few = "c0=plain; last=1 union select 2";
+        let plain_many = (0..=MOST_INSPECTED)
+            .map(|at| format!("c{at}=plain"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        // A long header, then the injection in a header past 8 KiB.
+        let long = "z".repeat(9_000);
+        // (field, limited, handling, header, its value, matches)
+        let (many, plain_many, long) = (many.as_str(), plain_many.as_str(), long.as_str());
+        let cases = [
+            ("cookies", Limited::Cookies, None, "cookie", few, true),
+            ("cookies", Limited::Cookies, None, "cookie", many, false),
+            (
+                "cookies",
+                Limited::Cookies,
+                Some(true),
+                "cookie",
+                many,
+                true,
+            ),
+            (
+                "cookies",
+                Limited::Cookies,
+                Some(true),
+                "cookie",
+                plain_many,
+                true,
+            ),
+            (
+                "cookies",
+                Limited::Cookies,
+                Some(false),
+                "cookie",
+                many,
+                false,
+            ),
+            (
+                "cookies",
+                Limited::Cookies,
+                Some(false),
+                "cookie",
+                few,
+                true,
+            ),
+            (
+                "cookie:last",
+                Limited::Cookies,
+                Some(true),
+                "cookie",
+                many,
+                true,
+            ),
+            ("cookie:last", Limited::Cookies, None, "cookie", few, true),
+            ("headers", Limited::Headers, None, "x-long", long, false),
+            (
+                "headers",
+                Limited::Headers,
+                Some(true),
+                "x-long",
+                long,
+                true,
+            ),
+            (
+                "headers",
+                Limited::Headers,
+                Some(false),
+                "x-short",
+                "a",
+                true,
+            ),
+        ];
+        let client = "127.0.0.1".parse().expect("address");
+        for (index, (field, limited, handling, name, value, expected)) in
+            cases.into_iter().enumerate()
+        {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(
+                http::HeaderName::from_static(name),
+                value.parse().expect("value"),
+            );
+            headers.insert("x-after", "1 union select 2".parse().expect("value"));
+            let inspection = Inspection::new("GET", "/", None, &headers, b"", false, client);
+            assert_eq!(
+                statement(field, limited, handling)
+                    .evaluate(&inspection, &[])
+                    .is_some(),
+                expected,
+                "case {index}"
+            );
+            let acl = crate::WebAcl::new(
+                vec![crate::Rule {
+                    id: "oversize".to_owned(),
+                    priority: 0,
+                    statement: statement(field, limited, handling),
+                    action: crate::RuleAction::Block,
+                    labels: Vec::new(),
+                    response: None,
+                    score: 0,
+                }],
+                false,
+            );
+            assert_eq!(
+                acl.evaluate(&inspection).blocked,
+                expected,
+                "case {index} in an ACL"
+            );
+        }
+    }
+
     /// AWS WAF's oversize handling: a statement over the body answers `match` or
     /// `no_match` for a body past the inspection limit, and inspects the body as any
     /// statement does otherwise; in a web ACL, whose merged expressions shut the gates of
@@ -2311,6 +2453,7 @@ mod tests {
             || Statement::regex(body.clone(), r"(?i)union\s+select", &[]).expect("pattern");
         let on = |matches| Statement::OnOversize {
             matches,
+            limited: crate::inspect::Limited::Body,
             statement: Box::new(attack()),
         };
         let inspect = |text: &'static [u8], oversize: bool| {
