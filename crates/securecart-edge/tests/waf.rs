@@ -319,6 +319,16 @@ async fn a_rules_oversize_handling_answers_for_cookies_past_the_limit() {
         assert_eq!(answer.status, status, "{} bytes of cookies", cookie.len());
     }
     assert_eq!(reached.load(Ordering::SeqCst), 2);
+    // Listed as what it is (a match in the cookies themselves would be redacted).
+    let sampled = client
+        .get(&format!(
+            "http://{}/waf/sampled?rule=cookies-oversize",
+            edge.admin
+        ))
+        .await
+        .json();
+    assert_eq!(sampled["samples"][0]["field"], "oversize", "{sampled}");
+    assert_eq!(sampled["samples"][0]["data"], "cookies", "{sampled}");
     edge.shutdown().await;
     upstream.stop().await;
 }

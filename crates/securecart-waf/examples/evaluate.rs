@@ -10,8 +10,8 @@
 //! some of them SQL's too, at random) or random printable bytes: such text leads the regex
 //! engine's lazy DFAs to states they have not built yet, which the benchmark's review,
 //! one sentence said over and over, does not (see `src/setsearch.rs`). A GET carries
-//! 60 KiB of cookies, of which the WAF reads the first 200 (see `inspect::Limited`). The
-//! last case is the benchmark's form again, after them.
+//! 60 KiB of cookies, past what the WAF reads (see `inspect::Limited`), which the managed
+//! core group refuses. The last case is the benchmark's form again, after them.
 //!
 //! `CASE=GET` (or `POST`) runs only the cases whose name starts so, for `perf record`.
 //! `EVICT=KIB` writes that many KiB of other memory between evaluations (outside the
@@ -115,7 +115,7 @@ fn main() {
         })
         .collect();
     // A head as large as the edge takes (64 KiB) of cookies: about 4,400 of them, of
-    // which the WAF reads the first 200 (see `inspect::Limited`).
+    // which the WAF would read the first 200 (see `inspect::Limited`).
     let mut cookies = get.clone();
     let line = (0..)
         .map(|at| format!("c{at}=v{at}"))

@@ -114,21 +114,26 @@ struct Memo {
 /// [`Limited`]).
 pub const MOST_INSPECTED: usize = 200;
 
-/// The most bytes of the headers' names and values (all of them, in the order sent), and
-/// of the cookies' names and values, that those fields read: AWS WAF's 8 KB.
+/// The most bytes of the headers but `Cookie` (their names and values), and of the
+/// `Cookie` lines (as sent), that those fields read: AWS WAF's 8 KB.
 pub const MOST_INSPECTED_BYTES: usize = 8 * 1024;
 
 /// A part of the request that is inspected only as far as a limit, past which a
 /// statement may answer by itself (AWS WAF's oversize handling).
 ///
-/// The body is read as far as the web ACL's inspection limit. The headers, for the
-/// fields that read them all, are read as far as the first [`MOST_INSPECTED`] of them
-/// and the first [`MOST_INSPECTED_BYTES`] of their names and values, and the cookies the
-/// same: the header or cookie that crosses the byte limit is read as far as it. A single
-/// header (`header:NAME`) is read whole. Without the limits, a request of 60 KiB of
+/// The body is read as far as the web ACL's inspection limit. The fields that read all
+/// the headers read the first [`MOST_INSPECTED`] of them (in the order the header map
+/// holds them: a name's repeats follow its first line), and of those the first
+/// [`MOST_INSPECTED_BYTES`] of the names and values of all but `Cookie`, and the first
+/// [`MOST_INSPECTED_BYTES`] of the `Cookie` lines; the cookie fields read the cookies of
+/// those first bytes of the `Cookie` lines, at most [`MOST_INSPECTED`] of them. What
+/// crosses a byte limit is read as far as it. The cookies have a limit of their own, as
+/// on AWS WAF, so that a long `Cookie` line leaves the other headers read whole. A
+/// single header (`header:NAME`) is read whole. Without the limits, a request of 60 KiB of
 /// cookies (about 4,400 of them, as the edge's 64 KiB heads allow) cost the default web
-/// ACL 0.9 ms to evaluate, against 0.12 ms with them and 2.3 µs for an ordinary GET
-/// (`examples/evaluate.rs`, 2026-11-28): a flood's easy lever.
+/// ACL 0.9 ms to evaluate, against 0.12 ms with them, 2.6 µs once the managed core group
+/// came to refuse such a request before it scans a field (SC-CORE-025), and 2.3 µs for an
+/// ordinary GET (`examples/evaluate.rs`, 2026-11-28): a flood's easy lever.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limited {
     Body,
@@ -162,13 +167,13 @@ pub enum Field {
     QueryArgumentNames,
     /// One header's values, by name.
     Header(http::HeaderName),
-    /// Every header's value.
+    /// Every header's value (as far as the limits: see [`Limited`]).
     AllHeaders,
     /// Every header's value but the credentials' (`Cookie`, `Authorization`,
     /// `Proxy-Authorization`, `X-Api-Key`): AWS WAF's headers with excluded headers, for
     /// rules that must not read (nor log) a session or a token.
     HeadersButCredentials,
-    /// Every cookie's name and value.
+    /// Every cookie's name and value (as far as the limits: see [`Limited`]).
     Cookies,
     /// One cookie's values, by name (AWS WAF's cookies with included cookies and the
     /// value match scope), as sent.
@@ -310,11 +315,7 @@ pub struct Inspection<'a> {
     /// Decoded: borrowed from the query where nothing needed decoding.
     arguments: Vec<(Cow<'a, str>, Cow<'a, str>)>,
     headers: &'a HeaderMap,
-    /// How many of the headers (in [`HeaderMap::iter`]'s order) the fields that read
-    /// them all read whole, and how much of the next one's value, if any (see
-    /// [`Limited`]).
-    headers_read: (usize, Option<usize>),
-    /// Whether some header is past the limits.
+    /// Whether some header is past the limits (see [`Limited`]).
     headers_oversize: bool,
     /// The cookies read (see [`Limited`]), in the order sent.
     cookies: Vec<Cookie<'a>>,
@@ -387,7 +388,15 @@ impl<'a> Inspection<'a> {
             arguments.reserve_exact(pairs.min(64));
             arguments.extend(form_pairs(query.as_bytes()));
         }
-        let (headers_read, headers_oversize) = headers_read(headers);
+        // More headers than are read, or one but `Cookie` not read whole (the `Cookie`
+        // lines past their limit make the cookies oversize).
+        let headers_oversize = headers.len() > MOST_INSPECTED || {
+            let mut limits = HeaderLimits::default();
+            headers.iter().any(|(name, value)| {
+                let read = limits.read(name, value.as_bytes());
+                name != http::header::COOKIE && read.is_none_or(|read| read.len() < value.len())
+            })
+        };
         let (cookies, cookies_oversize) = cookies_read(headers);
         let read = read_body(headers, body);
         Self {
@@ -396,7 +405,6 @@ impl<'a> Inspection<'a> {
             query,
             arguments,
             headers,
-            headers_read,
             headers_oversize,
             cookies,
             cookies_oversize,
@@ -559,19 +567,11 @@ impl<'a> Inspection<'a> {
     /// The headers the fields that read them all read (see [`Limited`]), in order: the
     /// last one's value may be cut short.
     fn headers_inspected(&self) -> impl Iterator<Item = (&'a http::HeaderName, &'a [u8])> {
-        let (whole, cut) = self.headers_read;
         let headers: &'a HeaderMap = self.headers;
+        let mut limits = HeaderLimits::default();
         headers
             .iter()
-            .take(whole + usize::from(cut.is_some()))
-            .enumerate()
-            .map(move |(at, (name, value))| {
-                let value = value.as_bytes();
-                match cut {
-                    Some(cut) if at == whole => (name, &value[..cut]),
-                    _ => (name, value),
-                }
-            })
+            .filter_map(move |(name, value)| Some((name, limits.read(name, value.as_bytes())?)))
     }
 
     /// Whether some of the request is past the inspection limit of `limited`.
@@ -721,7 +721,14 @@ impl<'a> Inspection<'a> {
             longest = longest.max(value.len());
             false
         });
-        if matches!(field, Field::Body) && self.body_oversize {
+        // A whole part past its limit is too large, whatever was read of it.
+        let whole = match field {
+            Field::Body => Some(Limited::Body),
+            Field::AllHeaders | Field::HeadersButCredentials => Some(Limited::Headers),
+            Field::Cookies => Some(Limited::Cookies),
+            _ => None,
+        };
+        if whole.is_some_and(|limited| self.oversize(limited)) {
             return usize::MAX;
         }
         longest
@@ -735,58 +742,76 @@ struct Cookie<'a> {
     value: Option<&'a [u8]>,
 }
 
-/// How many of `headers` (in [`HeaderMap::iter`]'s order) are read whole, how much of the
-/// next one's value, and whether any is past the limits (see [`Limited`]).
-fn headers_read(headers: &HeaderMap) -> ((usize, Option<usize>), bool) {
-    let mut left = MOST_INSPECTED_BYTES;
-    for (at, (name, value)) in headers.iter().enumerate() {
-        if at == MOST_INSPECTED {
-            return ((at, None), true);
-        }
-        let size = name.as_str().len() + value.len();
-        if size > left {
-            let cut = left.saturating_sub(name.as_str().len());
-            return ((at, (cut > 0).then_some(cut)), true);
-        }
-        left -= size;
-    }
-    ((headers.len(), None), false)
+/// What is left of the limits on the headers (see [`Limited`]) as they are read in turn.
+#[derive(Debug, Clone, Copy)]
+struct HeaderLimits {
+    headers: usize,
+    bytes: usize,
+    cookie_bytes: usize,
 }
 
-/// The cookies of every `Cookie` line that are read, and whether any is past the limits
-/// (see [`Limited`]): each one's name and value as sent, trimmed, whatever their bytes.
+impl Default for HeaderLimits {
+    fn default() -> Self {
+        Self {
+            headers: MOST_INSPECTED,
+            bytes: MOST_INSPECTED_BYTES,
+            cookie_bytes: MOST_INSPECTED_BYTES,
+        }
+    }
+}
+
+impl HeaderLimits {
+    /// What is read of the next header's value: all of it, its start (the header that
+    /// crosses a byte limit), or nothing.
+    fn read<'v>(&mut self, name: &http::HeaderName, value: &'v [u8]) -> Option<&'v [u8]> {
+        self.headers = self.headers.checked_sub(1)?;
+        if name == http::header::COOKIE {
+            let read = value.len().min(self.cookie_bytes);
+            self.cookie_bytes -= read;
+            return (read > 0 || value.is_empty()).then(|| &value[..read]);
+        }
+        let size = name.as_str().len() + value.len();
+        if size <= self.bytes {
+            self.bytes -= size;
+            return Some(value);
+        }
+        let read = self.bytes.saturating_sub(name.as_str().len());
+        self.bytes = 0;
+        (read > 0).then(|| &value[..read])
+    }
+}
+
+/// The cookies of the first [`MOST_INSPECTED_BYTES`] of the `Cookie` lines (as sent,
+/// whatever their bytes), at most [`MOST_INSPECTED`] of them, and whether any is past
+/// those limits (see [`Limited`]): each one's name and value, trimmed.
 fn cookies_read(headers: &HeaderMap) -> (Vec<Cookie<'_>>, bool) {
     let mut cookies = Vec::new();
     let mut left = MOST_INSPECTED_BYTES;
-    let pairs = headers
-        .get_all(http::header::COOKIE)
-        .into_iter()
-        .flat_map(|line| line.as_bytes().split(|&byte| byte == b';'))
-        .map(<[u8]>::trim_ascii)
-        .filter(|pair| !pair.is_empty());
-    for pair in pairs {
-        if cookies.len() == MOST_INSPECTED || left == 0 {
-            return (cookies, true);
-        }
-        let (name, value) = match pair.iter().position(|&byte| byte == b'=') {
-            Some(split) => (
-                pair[..split].trim_ascii(),
-                Some(pair[split + 1..].trim_ascii()),
-            ),
-            None => (pair, None),
-        };
-        let size = name.len() + value.map_or(0, <[u8]>::len);
-        if size > left {
-            // The cookie that crosses the limit, read as far as it.
-            let name = &name[..name.len().min(left)];
-            let value = value.map(|value| &value[..value.len().min(left - name.len())]);
+    let mut oversize = false;
+    for line in headers.get_all(http::header::COOKIE) {
+        let line = line.as_bytes();
+        let read = &line[..line.len().min(left)];
+        left -= read.len();
+        oversize |= read.len() < line.len();
+        let pairs = read
+            .split(|&byte| byte == b';')
+            .map(<[u8]>::trim_ascii)
+            .filter(|pair| !pair.is_empty());
+        for pair in pairs {
+            if cookies.len() == MOST_INSPECTED {
+                return (cookies, true);
+            }
+            let (name, value) = match pair.iter().position(|&byte| byte == b'=') {
+                Some(split) => (
+                    pair[..split].trim_ascii(),
+                    Some(pair[split + 1..].trim_ascii()),
+                ),
+                None => (pair, None),
+            };
             cookies.push(Cookie { name, value });
-            return (cookies, true);
         }
-        left -= size;
-        cookies.push(Cookie { name, value });
     }
-    (cookies, false)
+    (cookies, oversize)
 }
 
 /// A body as the fields read it.
@@ -1563,8 +1588,9 @@ mod tests {
     }
 
     /// AWS WAF's limits: the fields that read every header or cookie read the first 200
-    /// of them and the first 8 KiB of their names and values, the one that crosses that
-    /// as far as it; a single header is read whole, and the rest is oversize.
+    /// of them, and the first 8 KiB of the `Cookie` lines and of the other headers' names
+    /// and values, what crosses those as far as it; a single header is read whole, and
+    /// the rest is oversize.
     #[test]
     fn headers_and_cookies_are_read_as_far_as_the_limits() {
         let client = "127.0.0.1".parse().expect("address");
@@ -1591,23 +1617,25 @@ mod tests {
                 ["v199"]
             );
             assert!(values(inspection, &Field::Cookie("c200".to_owned())).is_empty());
+            assert_eq!(inspection.size(&Field::Cookies), usize::MAX);
         });
-        // 8 KiB of names and values, over two lines: the cookie that crosses the limit
-        // is read as far as it, and a line that is not UTF-8 is read as sent.
+        // 8 KiB of `Cookie` lines, two of them: the cookie that crosses the limit is read
+        // as far as it, and a line that is not UTF-8 is read as sent.
         let mut headers = HeaderMap::new();
+        let first = b"caf\xe9=1 union select 2";
         headers.insert(
             "cookie",
-            http::HeaderValue::from_bytes(b"caf\xe9=1 union select 2").expect("value"),
+            http::HeaderValue::from_bytes(first).expect("value"),
         );
         let big = "x".repeat(MOST_INSPECTED_BYTES);
         headers.append(
             "cookie",
             format!("big={big}; after=1").parse().expect("value"),
         );
+        headers.insert("x-after", "1 union select 2".parse().expect("value"));
         inspect(&headers, &|inspection| {
             let cookies = values(inspection, &Field::Cookies);
-            let read =
-                MOST_INSPECTED_BYTES - b"caf\xe9".len() - "1 union select 2".len() - "big".len();
+            let read = MOST_INSPECTED_BYTES - first.len() - "big=".len();
             assert_eq!(cookies.len(), 4, "{cookies:?}");
             assert_eq!(cookies[1], "1 union select 2");
             assert_eq!(cookies[3].len(), read);
@@ -1616,31 +1644,62 @@ mod tests {
             // What a challenge token or a rate key reads is not an inspection: every
             // cookie.
             assert_eq!(inspection.cookie_values("after").count(), 1);
+            // All the headers: the `Cookie` lines as far as their limit, and the others
+            // whole, as the `Cookie` lines do not count against the others' limit.
+            let all = values(inspection, &Field::AllHeaders);
+            assert_eq!(all.len(), 3, "{all:?}");
+            assert_eq!(all[1].len(), MOST_INSPECTED_BYTES - first.len());
+            assert_eq!(all[2], "1 union select 2");
+            assert!(!inspection.oversize(Limited::Headers));
+            // A `Cookie` line read in part is still a credential's value (not kept in
+            // the thread's recent answers).
+            inspection.any_value(&Field::AllHeaders, |value| {
+                assert_eq!(
+                    inspection.is_credential_value(&Field::AllHeaders, value),
+                    value != b"1 union select 2",
+                    "{} bytes",
+                    value.len()
+                );
+                false
+            });
         });
         // Exactly 8 KiB: every cookie, and nothing oversize.
         let mut headers = HeaderMap::new();
-        let exact = "y".repeat(MOST_INSPECTED_BYTES - 1);
+        let exact = "y".repeat(MOST_INSPECTED_BYTES - "a=".len());
         headers.insert("cookie", format!("a={exact}").parse().expect("value"));
         inspect(&headers, &|inspection| {
             assert_eq!(values(inspection, &Field::Cookies).len(), 2);
             assert!(!inspection.oversize(Limited::Cookies));
+            assert_eq!(inspection.size(&Field::Cookies), exact.len());
         });
-        // Headers: 8 KiB of names and values, the Cookie line among them; a single
-        // header is read whole.
+        // The other headers: 8 KiB of names and values; a single header is read whole.
         let mut headers = HeaderMap::new();
-        headers.insert("cookie", "session=abc".parse().expect("value"));
+        headers.insert("authorization", "Bearer abc".parse().expect("value"));
         headers.insert("x-long", "z".repeat(9_000).parse().expect("value"));
         headers.insert("x-after", "1 union select 2".parse().expect("value"));
         inspect(&headers, &|inspection| {
             let all = values(inspection, &Field::AllHeaders);
-            let read = MOST_INSPECTED_BYTES - "cookie".len() - "session=abc".len() - "x-long".len();
+            let read =
+                MOST_INSPECTED_BYTES - "authorization".len() - "Bearer abc".len() - "x-long".len();
             assert_eq!(all.len(), 2);
             assert_eq!(all[1].len(), read);
-            assert_eq!(values(inspection, &Field::HeadersButCredentials).len(), 1);
+            let but = values(inspection, &Field::HeadersButCredentials);
+            assert_eq!(but.len(), 1);
+            assert_eq!(but[0].len(), read);
             assert!(inspection.oversize(Limited::Headers));
             assert!(!inspection.oversize(Limited::Cookies));
+            assert_eq!(inspection.size(&Field::AllHeaders), usize::MAX);
             let single = Field::Header(http::HeaderName::from_static("x-after"));
             assert_eq!(values(inspection, &single), ["1 union select 2"]);
+            assert_eq!(inspection.size(&single), "1 union select 2".len());
+        });
+        // Exactly 8 KiB of them: all read, nothing oversize.
+        let mut headers = HeaderMap::new();
+        let exact = "z".repeat(MOST_INSPECTED_BYTES - "x-exact".len());
+        headers.insert("x-exact", exact.parse().expect("value"));
+        inspect(&headers, &|inspection| {
+            assert_eq!(values(inspection, &Field::AllHeaders), [exact.as_str()]);
+            assert!(!inspection.oversize(Limited::Headers));
         });
         // 200 headers are read; the 201st is not (each one short).
         let mut headers = HeaderMap::new();

