@@ -19,6 +19,7 @@
 //! | `target_group`, `matched_rule`, `actions_executed`, `redirect_url`, `error_reason` | what the edge did |
 //! | `transformed_host`, `transformed_uri` | what a rule's rewrites made of the `Host` and the URL (empty: nothing) |
 //! | `trace_id`, `attempts` | the W3C trace id; how many targets were tried |
+//! | `target_list`, `target_status_code_list` | the targets tried, in turn, and each one's status (`-`: no answer), space-delimited (ALB's `target:port_list` and `target_status_code_list`; the edge tries another target when one refuses the connection, so the lists may hold up to four) |
 //! | `classification`, `classification_reason` | desync mitigation's: `Acceptable`, `Ambiguous` or `Severe` and ALB's reason code (`BothTeClPresent`...) for a request that does not comply with RFC 9112; `-` for one that does (see `guard.rs`) |
 //!
 //! A request whose handling ended before its answer was ready is logged with
@@ -84,6 +85,8 @@ pub struct AccessRecord {
     pub trace_id: String,
     /// Targets tried.
     pub attempts: u32,
+    /// The first of them, with their statuses.
+    pub tried: crate::context::Tried,
     /// When the request arrived.
     pub arrived: Instant,
     /// When it was sent to the target.
@@ -213,6 +216,8 @@ fn write(record: &AccessRecord, sent_bytes: u64) {
         classification_reason = record.classification.map_or("-", crate::guard::Reason::as_str),
         trace_id = %record.trace_id,
         attempts = record.attempts,
+        target_list = %record.tried.targets(),
+        target_status_code_list = %record.tried.statuses(),
         "access"
     );
 }

@@ -92,6 +92,9 @@ pub struct RequestContext {
     pub received_bytes: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
     /// How many targets were tried.
     pub attempts: u32,
+    /// The first targets tried, in turn, each with its status if it answered (ALB's
+    /// `target:port_list` and `target_status_code_list`).
+    pub tried: Tried,
     /// Why the edge answered itself, if it did.
     pub error_code: Option<&'static str>,
     /// Why the request does not comply with RFC 9112, if it does not (desync mitigation's
@@ -103,6 +106,62 @@ pub struct RequestContext {
     /// Whether the target's connection is not used again after the answer (an ambiguous
     /// request, routed by desync mitigation).
     pub close_target: bool,
+}
+
+/// The most attempts [`Tried`] keeps: a send's (`upstream::MAX_ATTEMPTS`), and one
+/// more, for a request sent to a second group (the cache's origin failover or shield).
+pub const TRIED_KEPT: usize = crate::upstream::MAX_ATTEMPTS + 1;
+
+/// The first targets a request was sent to, in turn, each with its status if it answered
+/// (none: it did not, in time or at all). Kept in place: a request's context allocates
+/// nothing for it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tried {
+    attempts: [Option<(SocketAddr, Option<u16>)>; TRIED_KEPT],
+    /// How many attempts were made (kept or not).
+    made: usize,
+}
+
+impl Tried {
+    /// A new attempt at `target` (past [`TRIED_KEPT`], not kept).
+    pub fn push(&mut self, target: SocketAddr) {
+        if let Some(free) = self.attempts.get_mut(self.made) {
+            *free = Some((target, None));
+        }
+        self.made += 1;
+    }
+
+    /// The last attempt's target answered with `status` (kept if the attempt is).
+    pub fn answered(&mut self, status: u16) {
+        if let Some(Some((_, answer))) = self
+            .made
+            .checked_sub(1)
+            .and_then(|last| self.attempts.get_mut(last))
+        {
+            *answer = Some(status);
+        }
+    }
+
+    /// The attempts, in turn.
+    pub fn iter(&self) -> impl Iterator<Item = (SocketAddr, Option<u16>)> + '_ {
+        self.attempts.iter().map_while(|attempt| *attempt)
+    }
+
+    /// The targets, space-delimited (ALB's `target:port_list`).
+    pub fn targets(&self) -> String {
+        let targets: Vec<String> = self.iter().map(|(target, _)| target.to_string()).collect();
+        targets.join(" ")
+    }
+
+    /// Their statuses, `-` for one that did not answer, space-delimited (ALB's
+    /// `target_status_code_list`).
+    pub fn statuses(&self) -> String {
+        let statuses: Vec<String> = self
+            .iter()
+            .map(|(_, status)| status.map_or_else(|| "-".to_owned(), |status| status.to_string()))
+            .collect();
+        statuses.join(" ")
+    }
 }
 
 impl RequestContext {
@@ -126,6 +185,7 @@ impl RequestContext {
             target_status: None,
             received_bytes: None,
             attempts: 0,
+            tried: Tried::default(),
             error_code: None,
             desync: None,
             close_client: false,
@@ -158,5 +218,32 @@ mod tests {
             let ip = IpAddr::from([octet, 255 - octet, octet / 2, 7]);
             assert_eq!(ip_text(ip), ip.to_string().as_str(), "{ip}");
         }
+    }
+
+    /// Each attempt in turn with its status, `-` for one that did not answer; past
+    /// [`TRIED_KEPT`] attempts, the first are kept.
+    #[test]
+    fn the_targets_tried_are_listed_in_turn() {
+        let mut tried = Tried::default();
+        assert_eq!(
+            (tried.targets(), tried.statuses()),
+            (String::new(), String::new())
+        );
+        let address = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        tried.push(address(1));
+        tried.push(address(2));
+        tried.answered(503);
+        assert_eq!(tried.targets(), "127.0.0.1:1 127.0.0.1:2");
+        assert_eq!(tried.statuses(), "- 503");
+        for port in 3..10 {
+            tried.push(address(port));
+        }
+        // The answer of an attempt not kept is not put on another.
+        tried.answered(200);
+        assert_eq!(tried.iter().count(), TRIED_KEPT);
+        assert_eq!(
+            tried.statuses(),
+            format!("- 503{}", " -".repeat(TRIED_KEPT - 2))
+        );
     }
 }

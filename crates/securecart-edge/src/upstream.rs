@@ -403,6 +403,7 @@ where
             attempt += 1;
             context.attempts += 1;
             let target = &group.targets[index];
+            context.tried.push(target.address);
             let uri = match group.protocol {
                 // HTTP/1.1 sends the origin form (`/path?query`).
                 UpstreamProtocol::Http1 => Uri::from(path_and_query.clone()),
@@ -498,6 +499,7 @@ where
                     context.target = Some(target.address);
                     context.target_answered = Some(answered);
                     context.target_status = Some(response.status().as_u16());
+                    context.tried.answered(response.status().as_u16());
                     observe(context.target_status, answered);
                     let elapsed = answered.duration_since(sent);
                     group.observe_latency(index, elapsed);

@@ -1,7 +1,9 @@
 //! The transformations and the detectors on arbitrary bytes: every transformation (each
 //! of `Transform::NAMED`), alone and chained in both orders, and the managed web ACL over
 //! the bytes as a path, a query string, a form body, a JSON body, a multipart body, an XML
-//! body, a header and a cookie, must return without panicking; so must the JSON fields at
+//! body, a header and a cookie, and as several `Cookie` lines and headers that cross the
+//! inspection's limits (8 KiB of each, at a place the bytes choose), must return without
+//! panicking; so must the JSON fields at
 //! a pointer the bytes' first line names, over the rest, and the challenge's reading of
 //! the bytes as a token and as a puzzle and its solution.
 #![no_main]
@@ -45,6 +47,32 @@ fuzz_target!(|data: &[u8]| {
         let inspection =
             Inspection::new("POST", &path, Some(&text), &headers, data, false, client);
         let _ = acl().evaluate(&inspection);
+    }
+
+    // The bytes as `Cookie` lines and headers, repeated past the inspection's limits
+    // (`inspect::Limited`): a padding line of the first byte's choosing first, so that
+    // the limits fall anywhere in them; then the fields that read them all, as they cut
+    // them.
+    if let Ok(value) = http::HeaderValue::from_bytes(data) {
+        let mut headers = http::HeaderMap::new();
+        let padding = "p".repeat(usize::from(data.first().copied().unwrap_or(0)) * 32);
+        let padding = http::HeaderValue::from_str(&padding).expect("letters");
+        headers.append(http::header::COOKIE, padding.clone());
+        headers.append("x-padding", padding);
+        for at in 0..4 {
+            headers.append(http::header::COOKIE, value.clone());
+            headers.append(
+                http::HeaderName::from_bytes(format!("x-fuzz-{at}").as_bytes()).expect("name"),
+                value.clone(),
+            );
+        }
+        let inspection = Inspection::new("GET", "/", None, &headers, b"", false, client);
+        let _ = acl().evaluate(&inspection);
+        for name in ["headers", "headers_but_credentials", "cookies", "cookie:p"] {
+            let field = Field::parse(name).expect("a field");
+            let _ = inspection.any_value(&field, |value| value.is_empty());
+            let _ = inspection.size(&field);
+        }
     }
 
     let headers = http::HeaderMap::new();
