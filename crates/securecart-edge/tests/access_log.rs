@@ -3,41 +3,15 @@
 //! with the statuses they answered (ALB's `target:port_list` and
 //! `target_status_code_list`).
 
-use std::sync::Arc;
-
 use securecart_testkit::{TestClient, serve};
 
 mod common;
 use common::RunningEdge;
 
-/// Log lines written while it lives, as the edge writes them with `log_format = "json"`.
-#[derive(Clone, Default)]
-struct Captured(Arc<parking_lot::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().extend_from_slice(data);
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn a_request_retried_on_another_target_lists_each_attempt() {
-    // The process's one subscriber (this file is a test binary of its own, with this one
-    // test).
-    let captured = Captured::default();
-    let writer = captured.clone();
-    tracing::subscriber::set_global_default(
-        tracing_subscriber::fmt()
-            .json()
-            .with_writer(move || writer.clone())
-            .finish(),
-    )
-    .expect("the only subscriber");
+    // (This file is a test binary of its own, with this one test.)
+    let captured = common::Captured::install();
     let upstream = serve(
         "127.0.0.1",
         axum::Router::new().fallback(|| async { "reached" }),
@@ -61,13 +35,8 @@ async fn a_request_retried_on_another_target_lists_each_attempt() {
     edge.shutdown().await;
     let live = upstream.address.to_string();
     upstream.stop().await;
-    let text = String::from_utf8(captured.0.lock().clone()).expect("text");
-    let lines: Vec<serde_json::Value> = text
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|line| line["target"] == "access")
-        .map(|line| line["fields"].clone())
-        .collect();
+    let text = captured.text();
+    let lines = captured.lines("access");
     assert_eq!(lines.len(), 2, "{text}");
     for line in &lines {
         assert_eq!(line["target"], live, "{line}");

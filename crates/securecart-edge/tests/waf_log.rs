@@ -2,43 +2,16 @@
 //! web ACL, action, terminating rule, path and trace id, and every rule that matched with
 //! its action, field and data, a credential's data redacted.
 
-use std::sync::Arc;
-
 use securecart_edge::waf::WafConfig;
 use securecart_testkit::{TestClient, serve};
 
 mod common;
 use common::RunningEdge;
 
-/// Log lines written while it lives, as the edge writes them with `log_format = "json"`.
-#[derive(Clone, Default)]
-struct Captured(Arc<parking_lot::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().extend_from_slice(data);
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn each_request_is_logged_as_a_json_line_with_its_matches_and_redacted_data() {
-    // The process's one subscriber (this file is a test binary of its own, with this one
-    // test: a subscriber set for one thread misses events whose interest tracing cached
-    // while other tests' threads had none).
-    let captured = Captured::default();
-    let writer = captured.clone();
-    tracing::subscriber::set_global_default(
-        tracing_subscriber::fmt()
-            .json()
-            .with_writer(move || writer.clone())
-            .finish(),
-    )
-    .expect("the only subscriber");
+    // (This file is a test binary of its own, with this one test.)
+    let captured = common::Captured::install();
     let upstream = serve(
         "127.0.0.1",
         axum::Router::new().fallback(|| async { "reached" }),
@@ -105,14 +78,9 @@ async fn each_request_is_logged_as_a_json_line_with_its_matches_and_redacted_dat
     assert_eq!(blocked.status, 403);
     edge.shutdown().await;
     upstream.stop().await;
-    let text = String::from_utf8(captured.0.lock().clone()).expect("text");
+    let text = captured.text();
     // One line per request, as AWS WAF's log records.
-    let requests: Vec<serde_json::Value> = text
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|line| line["target"] == "waf")
-        .map(|line| line["fields"].clone())
-        .collect();
+    let requests = captured.lines("waf");
     let (requests, filtered): (Vec<_>, Vec<_>) = requests
         .into_iter()
         .partition(|request| request["web_acl"] == "edge");

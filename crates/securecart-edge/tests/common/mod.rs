@@ -121,3 +121,51 @@ pub fn mangle(bytes: &mut Vec<u8>, random: &mut impl rand::Rng, noise: &[u8]) {
         }
     }
 }
+
+/// Log lines written while it lives, as the edge writes them with `log_format = "json"`.
+#[derive(Clone, Default)]
+pub struct Captured(pub Arc<parking_lot::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// The process's one subscriber, writing JSON lines here. (Set once per test binary,
+    /// whose one test it serves: a subscriber set for one thread misses events whose
+    /// interest tracing cached while other tests' threads had none.)
+    pub fn install() -> Self {
+        let captured = Self::default();
+        let writer = captured.clone();
+        tracing::subscriber::set_global_default(
+            tracing_subscriber::fmt()
+                .json()
+                .with_writer(move || writer.clone())
+                .finish(),
+        )
+        .expect("the only subscriber");
+        captured
+    }
+
+    /// The lines of `target` written so far, as JSON: each one's fields.
+    pub fn lines(&self, target: &str) -> Vec<serde_json::Value> {
+        let text = String::from_utf8(self.0.lock().clone()).expect("text");
+        text.lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|line| line["target"] == target)
+            .map(|line| line["fields"].clone())
+            .collect()
+    }
+
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().clone()).expect("text")
+    }
+}
