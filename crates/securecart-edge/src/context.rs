@@ -108,35 +108,38 @@ pub struct RequestContext {
     pub close_target: bool,
 }
 
-/// The most attempts [`Tried`] keeps: a send's (`upstream::MAX_ATTEMPTS`), and one
-/// more, for a request sent to a second group (the cache's origin failover or shield).
-pub const TRIED_KEPT: usize = crate::upstream::MAX_ATTEMPTS + 1;
+/// The most attempts [`Tried`] lists: the first three and the last. (A request may be
+/// sent to three groups in turn, the cache's origin shield, origin and failover, each
+/// with up to `upstream::MAX_ATTEMPTS` attempts.)
+pub const TRIED_KEPT: usize = 4;
 
-/// The first targets a request was sent to, in turn, each with its status if it answered
-/// (none: it did not, in time or at all). Kept in place: a request's context allocates
-/// nothing for it.
+/// The targets a request was sent to, in turn, each with its status if it answered (none:
+/// it did not, in time or at all): the first [`TRIED_KEPT`] less one, and the last, so
+/// that the list ends with the target that answered, as ALB's does. Kept in place: a
+/// request's context allocates nothing for it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tried {
     attempts: [Option<(SocketAddr, Option<u16>)>; TRIED_KEPT],
-    /// How many attempts were made (kept or not).
-    made: usize,
 }
 
 impl Tried {
-    /// A new attempt at `target` (past [`TRIED_KEPT`], not kept).
+    /// A new attempt at `target` (past [`TRIED_KEPT`], in the last place).
     pub fn push(&mut self, target: SocketAddr) {
-        if let Some(free) = self.attempts.get_mut(self.made) {
-            *free = Some((target, None));
-        }
-        self.made += 1;
+        let place = self
+            .attempts
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or(TRIED_KEPT - 1);
+        self.attempts[place] = Some((target, None));
     }
 
-    /// The last attempt's target answered with `status` (kept if the attempt is).
+    /// The last attempt's target answered with `status`.
     pub fn answered(&mut self, status: u16) {
         if let Some(Some((_, answer))) = self
-            .made
-            .checked_sub(1)
-            .and_then(|last| self.attempts.get_mut(last))
+            .attempts
+            .iter_mut()
+            .rev()
+            .find(|attempt| attempt.is_some())
         {
             *answer = Some(status);
         }
@@ -148,19 +151,34 @@ impl Tried {
     }
 
     /// The targets, space-delimited (ALB's `target:port_list`).
-    pub fn targets(&self) -> String {
-        let targets: Vec<String> = self.iter().map(|(target, _)| target.to_string()).collect();
-        targets.join(" ")
+    pub fn targets(&self) -> impl std::fmt::Display + '_ {
+        Listed(self, false)
     }
 
     /// Their statuses, `-` for one that did not answer, space-delimited (ALB's
     /// `target_status_code_list`).
-    pub fn statuses(&self) -> String {
-        let statuses: Vec<String> = self
-            .iter()
-            .map(|(_, status)| status.map_or_else(|| "-".to_owned(), |status| status.to_string()))
-            .collect();
-        statuses.join(" ")
+    pub fn statuses(&self) -> impl std::fmt::Display + '_ {
+        Listed(self, true)
+    }
+}
+
+/// The attempts of a [`Tried`], space-delimited: their targets, or their statuses.
+struct Listed<'t>(&'t Tried, bool);
+
+impl std::fmt::Display for Listed<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Listed(tried, statuses) = *self;
+        for (at, (target, status)) in tried.iter().enumerate() {
+            if at > 0 {
+                formatter.write_str(" ")?;
+            }
+            match (statuses, status) {
+                (false, _) => write!(formatter, "{target}")?,
+                (true, Some(status)) => write!(formatter, "{status}")?,
+                (true, None) => formatter.write_str("-")?,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -221,29 +239,28 @@ mod tests {
     }
 
     /// Each attempt in turn with its status, `-` for one that did not answer; past
-    /// [`TRIED_KEPT`] attempts, the first are kept.
+    /// [`TRIED_KEPT`] attempts, the first three and the last.
     #[test]
     fn the_targets_tried_are_listed_in_turn() {
         let mut tried = Tried::default();
         assert_eq!(
-            (tried.targets(), tried.statuses()),
+            (tried.targets().to_string(), tried.statuses().to_string()),
             (String::new(), String::new())
         );
         let address = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
         tried.push(address(1));
         tried.push(address(2));
         tried.answered(503);
-        assert_eq!(tried.targets(), "127.0.0.1:1 127.0.0.1:2");
-        assert_eq!(tried.statuses(), "- 503");
+        assert_eq!(tried.targets().to_string(), "127.0.0.1:1 127.0.0.1:2");
+        assert_eq!(tried.statuses().to_string(), "- 503");
         for port in 3..10 {
             tried.push(address(port));
         }
-        // The answer of an attempt not kept is not put on another.
         tried.answered(200);
-        assert_eq!(tried.iter().count(), TRIED_KEPT);
         assert_eq!(
-            tried.statuses(),
-            format!("- 503{}", " -".repeat(TRIED_KEPT - 2))
+            tried.targets().to_string(),
+            "127.0.0.1:1 127.0.0.1:2 127.0.0.1:3 127.0.0.1:9"
         );
+        assert_eq!(tried.statuses().to_string(), "- 503 - 200");
     }
 }

@@ -403,7 +403,6 @@ where
             attempt += 1;
             context.attempts += 1;
             let target = &group.targets[index];
-            context.tried.push(target.address);
             let uri = match group.protocol {
                 // HTTP/1.1 sends the origin form (`/path?query`).
                 UpstreamProtocol::Http1 => Uri::from(path_and_query.clone()),
@@ -422,6 +421,7 @@ where
                     .build()
                     .map_err(|_| EdgeError::BadRequest("the request target is not a valid URI"))?,
             };
+            context.tried.push(target.address);
             let may_retry = client_upgrade.is_none()
                 && body.is_replayable()
                 && attempt < MAX_ATTEMPTS

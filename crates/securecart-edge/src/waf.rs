@@ -673,7 +673,7 @@ pub async fn inspect(
         record(rule, action, &evidence.field, &evidence.data);
     }
     let terminating = if oversize_blocks {
-        record("oversize", "block", "body", "");
+        record("oversize", "block", "oversize", "body");
         Some("oversize".to_owned())
     } else if verdict.blocked && verdict.terminating_rule.is_none() {
         // The ACL's default action blocked: logged and listed as the rule `default`.

@@ -18,10 +18,8 @@ async fn a_request_retried_on_another_target_lists_each_attempt() {
     )
     .await;
     // A port nothing listens on: its connections are refused.
-    let dead = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().expect("address")
-    };
+    let dead =
+        std::net::SocketAddr::from(([127, 0, 0, 1], securecart_testkit::free_port("127.0.0.1")));
     let mut config = common::one_listener("app", vec![dead, upstream.address]);
     // No target ever passes its health check, so the group fails open and round robin
     // keeps both in turn: a request that starts at the dead target is retried.

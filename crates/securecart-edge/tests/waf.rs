@@ -461,6 +461,9 @@ async fn bodies_without_a_length_or_past_64_kib_are_inspected_to_the_limit_and_s
         .json();
     assert_eq!(sampled["samples"][0]["rule"], "oversize", "{sampled}");
     assert_eq!(sampled["samples"][0]["blocked"], true, "{sampled}");
+    // As a statement's oversize handling is listed.
+    assert_eq!(sampled["samples"][0]["field"], "oversize", "{sampled}");
+    assert_eq!(sampled["samples"][0]["data"], "body", "{sampled}");
     edge.shutdown().await;
     upstream.stop().await;
 }

@@ -96,7 +96,9 @@ impl Group {
                 },
                 labels: vec![format!("securecart:managed:{}:{id}", self.name())],
                 response: None,
-                score,
+                // A request past the inspection's limits is refused by itself, in an ACL
+                // that scores too: what hides past them would never add its own score.
+                score: if id == PAST_THE_LIMITS { 0 } else { score },
             })
             .collect()
     }
@@ -475,7 +477,7 @@ fn core() -> Vec<(&'static str, Statement)> {
         // 8 KiB of `Cookie` lines (past nginx's default for one header line), or of the
         // other headers. Without it, an attack would pass behind 200 harmless cookies.
         // First, so that such a request is refused before any field is scanned.
-        ("SC-CORE-025", past_the_limits()),
+        (PAST_THE_LIMITS, past_the_limits()),
         (
             "SC-CORE-001",
             Statement::Not(Box::new(Statement::Or(
@@ -796,6 +798,9 @@ fn core() -> Vec<(&'static str, Statement)> {
         ("SC-CORE-024", regex(header("host"), r"^\s*$", &[])),
     ]
 }
+
+/// The managed rule that refuses a request past the inspection's limits.
+const PAST_THE_LIMITS: &str = "SC-CORE-025";
 
 /// A request whose headers or cookies are past the inspection's limits (whatever they
 /// hold: the statements inside match nothing).
@@ -2873,6 +2878,29 @@ mod tests {
             .join("; ");
         let shop = with(&[("cookie", long), ("x-client-state", "s".repeat(2048))]);
         assert!(!shop.blocked, "{:?}", shop.matches);
+        // In an ACL that scores, too, whatever its threshold: what hides past the limits
+        // would never add its own score.
+        let scoring = acl_with(
+            Vec::new(),
+            &Group::ALL,
+            Sensitivity {
+                paranoia: 1,
+                anomaly_threshold: Some(25),
+            },
+            &Overrides::default(),
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert("user-agent", browser.parse().expect("value"));
+        headers.insert(
+            "cookie",
+            cookies(MOST_INSPECTED, attack).parse().expect("value"),
+        );
+        let client = "127.0.0.1".parse().expect("address");
+        let verdict = scoring.evaluate(&Inspection::new(
+            "GET", "/", None, &headers, b"", false, client,
+        ));
+        assert!(verdict.blocked, "{:?}", verdict.matches);
+        assert_eq!(verdict.terminating_rule.as_deref(), Some("SC-CORE-025"));
     }
 
     #[test]
