@@ -2308,6 +2308,23 @@ mod tests {
         }
     }
 
+    /// A web ACL of one rule, `statement`, that blocks (its expressions merged, its
+    /// gate in force, as any ACL's).
+    fn blocking(statement: Statement) -> crate::WebAcl {
+        crate::WebAcl::new(
+            vec![crate::Rule {
+                id: "oversize".to_owned(),
+                priority: 0,
+                statement,
+                action: crate::RuleAction::Block,
+                labels: Vec::new(),
+                response: None,
+                score: 0,
+            }],
+            false,
+        )
+    }
+
     /// The same for the cookies and the headers past their limits (the first 200, and
     /// 8 KiB of their names and values): `continue` reads the first ones, and so misses
     /// an injection past them, which `match` blocks; a request within the limits is read
@@ -2422,20 +2439,10 @@ mod tests {
                 expected,
                 "case {index}"
             );
-            let acl = crate::WebAcl::new(
-                vec![crate::Rule {
-                    id: "oversize".to_owned(),
-                    priority: 0,
-                    statement: statement(field, limited, handling),
-                    action: crate::RuleAction::Block,
-                    labels: Vec::new(),
-                    response: None,
-                    score: 0,
-                }],
-                false,
-            );
             assert_eq!(
-                acl.evaluate(&inspection).blocked,
+                blocking(statement(field, limited, handling))
+                    .evaluate(&inspection)
+                    .blocked,
                 expected,
                 "case {index} in an ACL"
             );
@@ -2483,20 +2490,8 @@ mod tests {
                 "case {index}"
             );
             // The same through a web ACL (merged, gated), blocking on a match.
-            let acl = crate::WebAcl::new(
-                vec![crate::Rule {
-                    id: "oversize".to_owned(),
-                    priority: 0,
-                    statement,
-                    action: crate::RuleAction::Block,
-                    labels: Vec::new(),
-                    response: None,
-                    score: 0,
-                }],
-                false,
-            );
             assert_eq!(
-                acl.evaluate(&inspection).blocked,
+                blocking(statement).evaluate(&inspection).blocked,
                 expected,
                 "case {index} in an ACL"
             );
