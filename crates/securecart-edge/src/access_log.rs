@@ -85,7 +85,7 @@ pub struct AccessRecord {
     pub trace_id: String,
     /// Targets tried.
     pub attempts: u32,
-    /// The first of them, with their statuses.
+    /// Those targets, with their statuses (see [`crate::context::Tried`]).
     pub tried: crate::context::Tried,
     /// When the request arrived.
     pub arrived: Instant,

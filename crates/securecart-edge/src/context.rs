@@ -92,8 +92,8 @@ pub struct RequestContext {
     pub received_bytes: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
     /// How many targets were tried.
     pub attempts: u32,
-    /// The first targets tried, in turn, each with its status if it answered (ALB's
-    /// `target:port_list` and `target_status_code_list`).
+    /// The targets tried, in turn, each with its status if it answered (ALB's
+    /// `target:port_list` and `target_status_code_list`; see [`Tried`]).
     pub tried: Tried,
     /// Why the edge answered itself, if it did.
     pub error_code: Option<&'static str>,
