@@ -261,6 +261,9 @@ impl Pipeline {
             // The access log's fields are copied only when the access log is on.
             let logged = tracing::enabled!(target: "access", tracing::Level::INFO)
                 .then(|| self.request_summary(&request));
+            if logged.is_some() {
+                context.tried = crate::context::Tried::recording();
+            }
             // Stage 2: guard (before the request can be abandoned, so that a 460's log
             // line has its classification too).
             let refused = self.guard(&mut context, &mut request);
@@ -391,7 +394,7 @@ impl Pipeline {
                     received_bytes: context.received_bytes.clone(),
                     trace_id: context.trace.trace_id_hex(),
                     attempts: context.attempts,
-                    tried: context.tried,
+                    tried: std::mem::take(&mut context.tried),
                     arrived: context.started,
                     sent_to_target: context.sent_to_target,
                     target_answered: context.target_answered,
