@@ -231,28 +231,34 @@ async fn oversize_bodies_follow_the_listeners_choice() {
     upstream.stop().await;
 }
 
-/// A rule over the body with AWS WAF's oversize handling `MATCH` blocks a body past the
-/// inspection limit, though the listener lets such bodies through, and reads a shorter
-/// body as any rule does.
-#[tokio::test]
-async fn a_rules_oversize_handling_answers_for_a_body_past_the_limit() {
-    let (upstream, reached) = start_upstream().await;
-    let body = securecart_waf::Field::parse("body_fields").expect("field");
-    let rule = securecart_waf::Rule {
-        id: "notes-oversize".to_owned(),
+/// A rule `id` that blocks `<script` in `field`, and, with AWS WAF's oversize handling
+/// `MATCH`, any request past the limit of `field`'s part.
+fn script_or_oversize(id: &str, field: &str) -> securecart_waf::Rule {
+    let field = securecart_waf::Field::parse(field).expect("field");
+    securecart_waf::Rule {
+        id: id.to_owned(),
         priority: 0,
         statement: securecart_waf::Statement::OnOversize {
             matches: true,
-            limited: securecart_waf::Limited::Body,
+            limited: field.limited().expect("a field with a limit"),
             statement: Box::new(
-                securecart_waf::Statement::regex(body, r"(?i)<script", &[]).expect("pattern"),
+                securecart_waf::Statement::regex(field, r"(?i)<script", &[]).expect("pattern"),
             ),
         },
         action: securecart_waf::RuleAction::Block,
         labels: Vec::new(),
         response: None,
         score: 0,
-    };
+    }
+}
+
+/// A rule over the body with AWS WAF's oversize handling `MATCH` blocks a body past the
+/// inspection limit, though the listener lets such bodies through, and reads a shorter
+/// body as any rule does.
+#[tokio::test]
+async fn a_rules_oversize_handling_answers_for_a_body_past_the_limit() {
+    let (upstream, reached) = start_upstream().await;
+    let rule = script_or_oversize("notes-oversize", "body_fields");
     let waf = WafConfig {
         body_limit: 16,
         oversize_blocks: false,
@@ -281,22 +287,7 @@ async fn a_rules_oversize_handling_answers_for_a_body_past_the_limit() {
 #[tokio::test]
 async fn a_rules_oversize_handling_answers_for_cookies_past_the_limit() {
     let (upstream, reached) = start_upstream().await;
-    let cookies = securecart_waf::Field::parse("cookies").expect("field");
-    let rule = securecart_waf::Rule {
-        id: "cookies-oversize".to_owned(),
-        priority: 0,
-        statement: securecart_waf::Statement::OnOversize {
-            matches: true,
-            limited: securecart_waf::Limited::Cookies,
-            statement: Box::new(
-                securecart_waf::Statement::regex(cookies, r"(?i)<script", &[]).expect("pattern"),
-            ),
-        },
-        action: securecart_waf::RuleAction::Block,
-        labels: Vec::new(),
-        response: None,
-        score: 0,
-    };
+    let rule = script_or_oversize("cookies-oversize", "cookies");
     let waf = WafConfig::with_acl(Arc::new(securecart_waf::WebAcl::new(vec![rule], false)));
     let edge = start_edge(upstream.address, waf).await;
     let mut client = TestClient::http1();

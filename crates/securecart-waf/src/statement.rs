@@ -2326,14 +2326,16 @@ mod tests {
     }
 
     /// The same for the cookies and the headers past their limits (the first 200, and
-    /// 8 KiB of their names and values): `continue` reads the first ones, and so misses
-    /// an injection past them, which `match` blocks; a request within the limits is read
-    /// whole. Alone and through a web ACL (merged, gated).
+    /// 8 KiB of the `Cookie` lines or of the other headers): `continue` reads the first
+    /// ones, and so misses an injection past them, which `match` blocks; a request within
+    /// the limits is read whole. Alone and through a web ACL (merged, gated).
     #[test]
     fn oversize_handling_answers_for_cookies_and_headers_past_their_limits() {
-        use crate::inspect::{Field, Limited, MOST_INSPECTED};
-        let statement = |field: &str, limited, handling: Option<bool>| {
+        use crate::inspect::{Field, MOST_INSPECTED};
+        // Over `field`, with its part's oversize handling, if any.
+        let statement = |field: &str, handling: Option<bool>| {
             let field = Field::parse(field).expect("field");
+            let limited = field.limited().expect("a field with a limit");
             let attack = Statement::regex(field, r"(?i)union\s+select", &[]).expect("pattern");
             match handling {
                 None => attack,
@@ -2357,74 +2359,23 @@ mod tests {
             .join("; ");
         // A long header, then the injection in a header past 8 KiB.
         let long = "z".repeat(9_000);
-        // (field, limited, handling, header, its value, matches)
+        // (field, handling, header, its value, matches)
         let (many, plain_many, long) = (many.as_str(), plain_many.as_str(), long.as_str());
         let cases = [
-            ("cookies", Limited::Cookies, None, "cookie", few, true),
-            ("cookies", Limited::Cookies, None, "cookie", many, false),
-            (
-                "cookies",
-                Limited::Cookies,
-                Some(true),
-                "cookie",
-                many,
-                true,
-            ),
-            (
-                "cookies",
-                Limited::Cookies,
-                Some(true),
-                "cookie",
-                plain_many,
-                true,
-            ),
-            (
-                "cookies",
-                Limited::Cookies,
-                Some(false),
-                "cookie",
-                many,
-                false,
-            ),
-            (
-                "cookies",
-                Limited::Cookies,
-                Some(false),
-                "cookie",
-                few,
-                true,
-            ),
-            (
-                "cookie:last",
-                Limited::Cookies,
-                Some(true),
-                "cookie",
-                many,
-                true,
-            ),
-            ("cookie:last", Limited::Cookies, None, "cookie", few, true),
-            ("headers", Limited::Headers, None, "x-long", long, false),
-            (
-                "headers",
-                Limited::Headers,
-                Some(true),
-                "x-long",
-                long,
-                true,
-            ),
-            (
-                "headers",
-                Limited::Headers,
-                Some(false),
-                "x-short",
-                "a",
-                true,
-            ),
+            ("cookies", None, "cookie", few, true),
+            ("cookies", None, "cookie", many, false),
+            ("cookies", Some(true), "cookie", many, true),
+            ("cookies", Some(true), "cookie", plain_many, true),
+            ("cookies", Some(false), "cookie", many, false),
+            ("cookies", Some(false), "cookie", few, true),
+            ("cookie:last", Some(true), "cookie", many, true),
+            ("cookie:last", None, "cookie", few, true),
+            ("headers", None, "x-long", long, false),
+            ("headers", Some(true), "x-long", long, true),
+            ("headers", Some(false), "x-short", "a", true),
         ];
         let client = "127.0.0.1".parse().expect("address");
-        for (index, (field, limited, handling, name, value, expected)) in
-            cases.into_iter().enumerate()
-        {
+        for (index, (field, handling, name, value, expected)) in cases.into_iter().enumerate() {
             let mut headers = http::HeaderMap::new();
             headers.insert(
                 http::HeaderName::from_static(name),
@@ -2433,14 +2384,14 @@ mod tests {
             headers.insert("x-after", "1 union select 2".parse().expect("value"));
             let inspection = Inspection::new("GET", "/", None, &headers, b"", false, client);
             assert_eq!(
-                statement(field, limited, handling)
+                statement(field, handling)
                     .evaluate(&inspection, &[])
                     .is_some(),
                 expected,
                 "case {index}"
             );
             assert_eq!(
-                blocking(statement(field, limited, handling))
+                blocking(statement(field, handling))
                     .evaluate(&inspection)
                     .blocked,
                 expected,
