@@ -432,8 +432,8 @@ async fn send_head(
     // The primary's answer, and its connection, go before the secondary is asked; what it
     // said of its target is not the secondary's.
     let unreachable = answer.err();
-    context.target = None;
-    context.target_status = None;
+    let primary = (context.target.take(), context.target_answered.take());
+    let primary_status = context.target_status.take();
     let second = upstream::send(
         group,
         route.metrics,
@@ -443,7 +443,13 @@ async fn send_head(
     )
     .await;
     match unreachable {
-        Some(error) if secondary.fails(&second) => Err(error),
+        Some(error) if secondary.fails(&second) => {
+            // The origin's failure answers: the request's target is the origin's, which did
+            // not answer, not the secondary's (the access log's lists show both).
+            (context.target, context.target_answered) = primary;
+            context.target_status = primary_status;
+            Err(error)
+        }
         _ => second,
     }
 }

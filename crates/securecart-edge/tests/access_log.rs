@@ -1,17 +1,38 @@
 //! The access log's line for a request the edge sent to more than one target: a target
 //! that refuses the connection is left for the next, and the line lists both, in turn,
 //! with the statuses they answered (ALB's `target:port_list` and
-//! `target_status_code_list`).
+//! `target_status_code_list`); and for a cacheable request that failed over.
+
+use std::sync::OnceLock;
 
 use securecart_testkit::{TestClient, serve};
 
 mod common;
-use common::RunningEdge;
+use common::{Captured, RunningEdge};
+
+/// The log lines of this test binary, whose tests tell theirs apart by path.
+fn captured() -> &'static Captured {
+    static CAPTURED: OnceLock<Captured> = OnceLock::new();
+    CAPTURED.get_or_init(Captured::install)
+}
+
+/// The access log's lines of requests for `path`.
+fn request_lines(captured: &Captured, path: &str) -> Vec<serde_json::Value> {
+    let request = format!("{path} HTTP/");
+    captured
+        .lines("access")
+        .into_iter()
+        .filter(|line| {
+            line["request"]
+                .as_str()
+                .is_some_and(|sent| sent.contains(&request))
+        })
+        .collect()
+}
 
 #[tokio::test]
 async fn a_request_retried_on_another_target_lists_each_attempt() {
-    // (This file is a test binary of its own, with this one test.)
-    let captured = common::Captured::install();
+    let captured = captured();
     let upstream = serve(
         "127.0.0.1",
         axum::Router::new().fallback(|| async { "reached" }),
@@ -27,14 +48,14 @@ async fn a_request_retried_on_another_target_lists_each_attempt() {
     let edge = RunningEdge::start(config, "http").await;
     let mut client = TestClient::http1();
     for _ in 0..2 {
-        let answer = client.get(&format!("{}/", edge.url)).await;
+        let answer = client.get(&format!("{}/retried", edge.url)).await;
         assert_eq!(answer.status, 200);
     }
     edge.shutdown().await;
     let live = upstream.address.to_string();
     upstream.stop().await;
     let text = captured.text();
-    let lines = captured.lines("access");
+    let lines = request_lines(captured, "/retried");
     assert_eq!(lines.len(), 2, "{text}");
     for line in &lines {
         assert_eq!(line["target"], live, "{line}");
@@ -54,4 +75,35 @@ async fn a_request_retried_on_another_target_lists_each_attempt() {
         lines.iter().any(|line| line["attempts"] == 2),
         "no request was retried: {text}"
     );
+}
+
+/// A cacheable request whose origin refuses the connection and whose secondary group
+/// answers with a failover status gets the origin's failure (502), and its line names no
+/// target that answered, while the lists show both attempts.
+#[tokio::test]
+async fn a_failed_failover_names_the_origin_that_did_not_answer() {
+    let captured = captured();
+    let dead =
+        std::net::SocketAddr::from(([127, 0, 0, 1], securecart_testkit::free_port("127.0.0.1")));
+    let secondary = common::answering(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "secondary failed",
+    )
+    .await;
+    let edge = common::start_failing_over(dead, secondary.address, None).await;
+    let mut client = TestClient::http1();
+    let answer = client.get(&format!("{}/static/failover", edge.url)).await;
+    assert_eq!(answer.status, 502);
+    edge.shutdown().await;
+    let second = secondary.address;
+    secondary.stop().await;
+    let text = captured.text();
+    let lines = request_lines(captured, "/static/failover");
+    assert_eq!(lines.len(), 1, "{text}");
+    let line = &lines[0];
+    assert_eq!(line["elb_status_code"], 502, "{line}");
+    assert_eq!(line["target"], "", "{line}");
+    assert_eq!(line["target_status_code"], -1, "{line}");
+    assert_eq!(line["target_list"], format!("{dead} {second}"), "{line}");
+    assert_eq!(line["target_status_code_list"], "- 503", "{line}");
 }

@@ -1083,68 +1083,16 @@ async fn a_behaviours_response_headers_edit_its_answers_and_not_what_is_stored()
     server.stop().await;
 }
 
-/// A server that answers every path with `status`, `text` and a minute of freshness
-/// (and `/healthz` with 200).
-async fn answering(status: StatusCode, text: &'static str) -> TestServer {
-    serve(
-        "127.0.0.1",
-        Router::new()
-            .route("/healthz", get(|| async { "ok" }))
-            .fallback(
-                move || async move { (status, [(header::CACHE_CONTROL, "max-age=60")], text) },
-            ),
-    )
-    .await
-}
-
-/// An edge caching `/static/*` in front of the group `origin`, failing over to the group
-/// `secondary`, and fetching through the group `shield` first if given.
-async fn start_failing_over(
-    origin: SocketAddr,
-    secondary: SocketAddr,
-    shield: Option<SocketAddr>,
-) -> RunningEdge {
-    let mut config = common::one_listener("origin", vec![origin]);
-    for (name, address) in [("secondary", Some(secondary)), ("shield", shield)] {
-        if let Some(address) = address {
-            config.target_groups.push(TargetGroupConfig::new(
-                name,
-                vec![address],
-                common::quick_health_check(),
-            ));
-        }
-    }
-    config.cache = Some(CacheConfig {
-        capacity_bytes: 16 * 1024 * 1024,
-        max_object_bytes: 16 * 1024,
-        behaviors: vec![CacheBehavior {
-            name: "static".to_owned(),
-            path_pattern: "/static/*".to_owned(),
-            policy: CachePolicy::default(),
-            origin_shield: shield.map(|_| "shield".to_owned()),
-            origin_failover: Some(securecart_edge::OriginFailover {
-                groups: vec![("origin".to_owned(), "secondary".to_owned())],
-                status_codes: vec![StatusCode::SERVICE_UNAVAILABLE],
-            }),
-            response_headers: Vec::new(),
-            remove_response_headers: Vec::new(),
-        }],
-        disk: None,
-        error_responses: Vec::new(),
-        peers: Vec::new(),
-    });
-    RunningEdge::start(config, "http").await
-}
-
 /// A shield that fails a fetch (its region failed over already) sends it to the request's
 /// own group, and only that group's failure to the secondary; an origin out of reach whose
 /// secondary fails too leaves a stale copy to answer, as an origin out of reach does.
 #[tokio::test]
 async fn a_failing_shield_passes_to_the_own_group_and_a_stale_copy_outlasts_both() {
-    let shield = answering(StatusCode::SERVICE_UNAVAILABLE, "shield failed").await;
-    let own = answering(StatusCode::OK, "own").await;
-    let secondary = answering(StatusCode::OK, "secondary").await;
-    let edge = start_failing_over(own.address, secondary.address, Some(shield.address)).await;
+    let shield = common::answering(StatusCode::SERVICE_UNAVAILABLE, "shield failed").await;
+    let own = common::answering(StatusCode::OK, "own").await;
+    let secondary = common::answering(StatusCode::OK, "secondary").await;
+    let edge =
+        common::start_failing_over(own.address, secondary.address, Some(shield.address)).await;
     let mut client = TestClient::http1();
     let reply = client.get(&format!("{}/static/a", edge.url)).await;
     assert_eq!(
@@ -1152,8 +1100,9 @@ async fn a_failing_shield_passes_to_the_own_group_and_a_stale_copy_outlasts_both
         (StatusCode::OK, "own".to_owned())
     );
     edge.shutdown().await;
-    let failing = answering(StatusCode::SERVICE_UNAVAILABLE, "own failed").await;
-    let edge = start_failing_over(failing.address, secondary.address, Some(shield.address)).await;
+    let failing = common::answering(StatusCode::SERVICE_UNAVAILABLE, "own failed").await;
+    let edge =
+        common::start_failing_over(failing.address, secondary.address, Some(shield.address)).await;
     let reply = client.get(&format!("{}/static/a", edge.url)).await;
     assert_eq!(
         (reply.status, reply.text()),
@@ -1176,8 +1125,8 @@ async fn a_failing_shield_passes_to_the_own_group_and_a_stale_copy_outlasts_both
             ),
     )
     .await;
-    let secondary = answering(StatusCode::SERVICE_UNAVAILABLE, "secondary failed").await;
-    let edge = start_failing_over(origin.address, secondary.address, None).await;
+    let secondary = common::answering(StatusCode::SERVICE_UNAVAILABLE, "secondary failed").await;
+    let edge = common::start_failing_over(origin.address, secondary.address, None).await;
     let url = format!("{}/static/item", edge.url);
     assert_eq!(client.get(&url).await.text(), "stored");
     origin.stop().await;

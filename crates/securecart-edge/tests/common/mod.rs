@@ -8,10 +8,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::routing::get;
+use securecart_cache::CachePolicy;
 use securecart_edge::actions::ActionConfig;
 use securecart_edge::{
-    Control, Edge, EdgeConfig, HealthCheckConfig, Limits, ListenerConfig, TargetGroupConfig,
+    CacheBehavior, CacheConfig, Control, Edge, EdgeConfig, HealthCheckConfig, Limits,
+    ListenerConfig, OriginFailover, TargetGroupConfig,
 };
+use securecart_testkit::{TestServer, serve};
 use tokio::sync::oneshot;
 
 /// A health check of `/healthz` every 200 ms, quick to decide either way.
@@ -101,6 +107,59 @@ impl RunningEdge {
         }
         let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
     }
+}
+
+/// A server that answers every path with `status`, `text` and a minute of freshness
+/// (and `/healthz` with 200).
+pub async fn answering(status: StatusCode, text: &'static str) -> TestServer {
+    serve(
+        "127.0.0.1",
+        Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .fallback(
+                move || async move { (status, [(header::CACHE_CONTROL, "max-age=60")], text) },
+            ),
+    )
+    .await
+}
+
+/// An edge caching `/static/*` in front of the group `origin`, failing over to the group
+/// `secondary`, and fetching through the group `shield` first if given.
+pub async fn start_failing_over(
+    origin: SocketAddr,
+    secondary: SocketAddr,
+    shield: Option<SocketAddr>,
+) -> RunningEdge {
+    let mut config = one_listener("origin", vec![origin]);
+    for (name, address) in [("secondary", Some(secondary)), ("shield", shield)] {
+        if let Some(address) = address {
+            config.target_groups.push(TargetGroupConfig::new(
+                name,
+                vec![address],
+                quick_health_check(),
+            ));
+        }
+    }
+    config.cache = Some(CacheConfig {
+        capacity_bytes: 16 * 1024 * 1024,
+        max_object_bytes: 16 * 1024,
+        behaviors: vec![CacheBehavior {
+            name: "static".to_owned(),
+            path_pattern: "/static/*".to_owned(),
+            policy: CachePolicy::default(),
+            origin_shield: shield.map(|_| "shield".to_owned()),
+            origin_failover: Some(OriginFailover {
+                groups: vec![("origin".to_owned(), "secondary".to_owned())],
+                status_codes: vec![StatusCode::SERVICE_UNAVAILABLE],
+            }),
+            response_headers: Vec::new(),
+            remove_response_headers: Vec::new(),
+        }],
+        disk: None,
+        error_responses: Vec::new(),
+        peers: Vec::new(),
+    });
+    RunningEdge::start(config, "http").await
 }
 
 /// Mangles `bytes` for robustness tests: one to three changes, each a byte replaced by
