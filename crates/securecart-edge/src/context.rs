@@ -106,6 +106,9 @@ pub struct RequestContext {
     /// Whether the target's connection is not used again after the answer (an ambiguous
     /// request, routed by desync mitigation).
     pub close_target: bool,
+    /// Whether the client sent an `X-Amzn-Trace-Id` with a valid `Root`, which goes on
+    /// with the edge's `Self` field (see `forward::prepare_request`).
+    pub amzn_trace_sent: bool,
 }
 
 /// The most attempts [`Tried`] lists: the first three and the last. (A request may be
@@ -222,6 +225,7 @@ impl RequestContext {
             desync: None,
             close_client: false,
             close_target: false,
+            amzn_trace_sent: false,
         }
     }
 }

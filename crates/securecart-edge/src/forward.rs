@@ -1,9 +1,10 @@
 //! The headers of a forwarded request and of the response sent back: hop-by-hop headers are
 //! dropped (RFC 9110 section 7.6.1), `X-Forwarded-*` says who the client was, and the trace
-//! context is passed on.
+//! context is passed on (as `traceparent` and as ALB's `X-Amzn-Trace-Id`).
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
+use securecart_telemetry::TraceContext;
 
 use crate::context::RequestContext;
 
@@ -23,6 +24,7 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+static X_AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
 /// The field the `close` connection option names (a reserved name, RFC 9110 section 18.4).
 static CLOSE: HeaderName = HeaderName::from_static("close");
 
@@ -197,10 +199,10 @@ pub enum XffMode {
 }
 
 /// How many headers [`prepare_request`] adds to a request (`X-Forwarded-For`,
-/// `X-Forwarded-Proto`, `X-Forwarded-Port`, `traceparent`): the server sizes a request's
-/// header map for them, so that adding them does not grow it (growing a small map
-/// rehashes it, up to three times from one header to five).
-pub const ADDED_HEADERS: usize = 4;
+/// `X-Forwarded-Proto`, `X-Forwarded-Port`, `traceparent`, `X-Amzn-Trace-Id`): the server
+/// sizes a request's header map for them, so that adding them does not grow it (growing
+/// a small map rehashes it, up to three times from one header to five).
+pub const ADDED_HEADERS: usize = 5;
 
 /// Rewrites a request's headers for its target; `listener_port` is the listener's port as
 /// a header value. Fails (ALB's 463) when the `X-Forwarded-For` to append to already holds
@@ -241,10 +243,48 @@ pub fn prepare_request(
     parts
         .headers
         .insert(X_FORWARDED_PORT.clone(), listener_port.clone());
-    if let Ok(value) = HeaderValue::from_bytes(&context.trace.header_bytes()) {
+    let traceparent = context.trace.header_bytes();
+    if let Ok(value) = HeaderValue::from_bytes(&traceparent) {
         parts.headers.insert(TRACEPARENT.clone(), value);
     }
+    // ALB's request tracing: the client's `X-Amzn-Trace-Id` goes on with the edge's `Self`
+    // field, or the header names the request's trace.
+    let amzn = context
+        .amzn_trace_sent
+        .then(|| amzn_trace_id(&parts.headers, &context.trace))
+        .flatten()
+        .or_else(|| HeaderValue::from_bytes(&TraceContext::amzn_root_of(&traceparent)).ok());
+    if let Some(value) = amzn {
+        parts.headers.insert(X_AMZN_TRACE_ID.clone(), value);
+    }
     Ok(())
+}
+
+/// The `X-Amzn-Trace-Id` a request whose client sent one with a valid `Root` is forwarded
+/// with, as ALB forwards it: its fields kept, `Root` and any of the client's own, with a
+/// `Self` field first that names this hop (`Self=1-` then the time in Unix seconds and the
+/// edge's span id, in X-Ray's form; a `Self` sent is replaced). `None` when the request
+/// holds no such header. (Without one, the header is `Root=` the request's trace, the
+/// trace its `traceparent` names: see `securecart_telemetry::trace_context`.)
+fn amzn_trace_id(headers: &HeaderMap, trace: &TraceContext) -> Option<HeaderValue> {
+    let sent = headers
+        .get(&X_AMZN_TRACE_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| TraceContext::parse_amzn(value).is_some())?;
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs() as u32);
+    let mut value = format!("Self=1-{seconds:08x}-{:024x}", trace.span_id);
+    for field in sent.split(';').map(str::trim) {
+        let is_self = field
+            .split_once('=')
+            .is_some_and(|(key, _)| key.trim() == "Self");
+        if !field.is_empty() && !is_self {
+            value.push(';');
+            value.push_str(field);
+        }
+    }
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(value)).ok()
 }
 
 /// Applies a rule's rewrites to a request about to be forwarded (ALB's transforms): `url`
@@ -425,12 +465,29 @@ fn rewrite_connection_headers(parts: &mut Parts) {
     }
 }
 
-/// The trace context the client sent, if valid.
-pub fn incoming_trace(headers: &HeaderMap) -> Option<securecart_telemetry::TraceContext> {
-    headers
-        .get(&TRACEPARENT)
+/// The trace context the client sent, if valid: its `traceparent`, else the `Root` (and
+/// `Parent`) of its `X-Amzn-Trace-Id`; and whether it sent an `X-Amzn-Trace-Id` with a
+/// valid `Root` (which [`prepare_request`] passes on, with the edge's `Self` field:
+/// `RequestContext::amzn_trace_sent`).
+pub fn incoming_trace(headers: &HeaderMap) -> (Option<TraceContext>, bool) {
+    // One pass over the names (each comparison fails at their lengths, mostly) costs less
+    // than two look-ups, each of which hashes the name it looks for byte by byte.
+    let (mut traceparent, mut amzn) = (None, None);
+    for (name, value) in headers {
+        if *name == TRACEPARENT {
+            traceparent.get_or_insert(value);
+        } else if *name == X_AMZN_TRACE_ID {
+            amzn.get_or_insert(value);
+        }
+    }
+    let amzn = amzn
         .and_then(|value| value.to_str().ok())
-        .and_then(securecart_telemetry::TraceContext::parse)
+        .and_then(TraceContext::parse_amzn);
+    let parent = traceparent
+        .and_then(|value| value.to_str().ok())
+        .and_then(TraceContext::parse)
+        .or(amzn);
+    (parent, amzn.is_some())
 }
 
 #[cfg(test)]
@@ -925,5 +982,92 @@ mod tests {
         let sent = TraceContext::parse(parts.headers["traceparent"].to_str().expect("ascii"))
             .expect("valid");
         assert_eq!(sent, context.trace);
+        // ALB's header names the same trace.
+        let amzn = parts.headers["x-amzn-trace-id"].to_str().expect("ascii");
+        assert_eq!(
+            TraceContext::parse_amzn(amzn).map(|sent| sent.trace_id),
+            Some(context.trace.trace_id)
+        );
+        let id = context.trace.trace_id_hex();
+        assert_eq!(amzn, format!("Root=1-{}-{}", &id[..8], &id[8..]));
+    }
+
+    /// ALB's request tracing: a client's `X-Amzn-Trace-Id` continues its trace when no
+    /// `traceparent` came, and goes on with its fields kept and a `Self` field of the
+    /// edge's; one without a valid `Root` is replaced by the request's trace.
+    #[test]
+    fn an_amzn_trace_id_sent_is_continued_and_kept_with_a_self_field() {
+        let root = "Root=1-67891233-abcdef012345678912345678";
+        let cases = [
+            (
+                format!("{root};Parent=53995c3f42cd8ad8;Sampled=1"),
+                Some(format!("{root};Parent=53995c3f42cd8ad8;Sampled=1")),
+            ),
+            (
+                format!("Self=1-67891234-12456789abcdef012345678; {root} ;CalledFrom=app"),
+                Some(format!("{root};CalledFrom=app")),
+            ),
+            ("Root=1-67891233-abcdef0123456789123456".to_owned(), None),
+            ("CalledFrom=app".to_owned(), None),
+        ];
+        for (sent, kept) in cases {
+            let (mut parts, ()) = Request::get("/x")
+                .header("host", "shop.example")
+                .header("x-amzn-trace-id", &sent)
+                .body(())
+                .expect("request")
+                .into_parts();
+            let (parent, amzn_trace_sent) = super::incoming_trace(&parts.headers);
+            assert_eq!(parent.is_some(), kept.is_some(), "{sent}");
+            assert_eq!(amzn_trace_sent, kept.is_some(), "{sent}");
+            let trace = parent.map_or_else(TraceContext::new_root, |parent| parent.child());
+            if kept.is_some() {
+                assert_eq!(trace.trace_id, 0x67891233abcdef012345678912345678, "{sent}");
+            }
+            let client: SocketAddr = "127.9.0.7:5000".parse().expect("address");
+            let mut context = RequestContext::new(client, trace);
+            context.amzn_trace_sent = amzn_trace_sent;
+            prepare_request(
+                &mut parts,
+                &context,
+                "http",
+                &8080.into(),
+                Default::default(),
+            )
+            .expect("prepared");
+            let forwarded = parts.headers["x-amzn-trace-id"].to_str().expect("ascii");
+            match kept {
+                Some(kept) => {
+                    let (own, rest) = forwarded.split_once(';').expect("fields");
+                    assert_eq!(rest, kept, "{sent}");
+                    let span = format!("{:024x}", trace.span_id);
+                    assert!(
+                        own.starts_with("Self=1-") && own.len() == 40 && own.ends_with(&span),
+                        "{forwarded}"
+                    );
+                }
+                None => {
+                    let id = trace.trace_id_hex();
+                    assert_eq!(forwarded, format!("Root=1-{}-{}", &id[..8], &id[8..]));
+                }
+            }
+        }
+        // A valid `traceparent` names the trace, whatever `X-Amzn-Trace-Id` says.
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-amzn-trace-id",
+            HeaderValue::from_static("Root=1-67891233-abcdef012345678912345678"),
+        );
+        headers.insert(
+            "traceparent",
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        );
+        assert_eq!(
+            super::incoming_trace(&headers),
+            (
+                TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+                true
+            )
+        );
     }
 }

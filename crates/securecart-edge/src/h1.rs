@@ -243,16 +243,22 @@ impl Outgoing {
                 None => RequestFraming::Chunked,
             }
         };
-        let mut head = Vec::with_capacity(256);
+        let target = parts
+            .uri
+            .path_and_query()
+            .map_or("/", http::uri::PathAndQuery::as_str);
+        // Room for the whole head at once: the request line (12 bytes besides its method
+        // and target), each header's line, a `connection: close` line (19), the framing
+        // (at most 36: `content-length` of 20 digits) and the end (2).
+        let lines: usize = parts
+            .headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum();
+        let mut head = Vec::with_capacity(parts.method.as_str().len() + target.len() + lines + 69);
         head.extend_from_slice(parts.method.as_str().as_bytes());
         head.push(b' ');
-        head.extend_from_slice(
-            parts
-                .uri
-                .path_and_query()
-                .map_or("/", http::uri::PathAndQuery::as_str)
-                .as_bytes(),
-        );
+        head.extend_from_slice(target.as_bytes());
         head.extend_from_slice(b" HTTP/1.1\r\n");
         for (name, value) in &parts.headers {
             // The framing is this module's to say; and the body goes at once, so a target

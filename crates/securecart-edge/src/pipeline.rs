@@ -255,9 +255,10 @@ impl Pipeline {
         async move {
             let mut request = request;
             // Stage 1: context.
-            let trace = forward::incoming_trace(request.headers())
-                .map_or_else(TraceContext::new_root, |parent| parent.child());
+            let (parent, amzn_trace_sent) = forward::incoming_trace(request.headers());
+            let trace = parent.map_or_else(TraceContext::new_root, |parent| parent.child());
             let mut context = RequestContext::for_peer(&peer, trace);
+            context.amzn_trace_sent = amzn_trace_sent;
             // The access log's fields are copied only when the access log is on.
             let logged = tracing::enabled!(target: "access", tracing::Level::INFO)
                 .then(|| self.request_summary(&request));

@@ -69,6 +69,7 @@ async fn start_upstream(name: &'static str) -> (TestServer, Arc<AtomicBool>) {
                         "tls_version": header("x-securecart-tls-version"),
                         "tls_cipher_suite": header("x-securecart-tls-cipher-suite"),
                         "traceparent": header("traceparent"),
+                        "x-amzn-trace-id": header("x-amzn-trace-id"),
                         "host": header("host"),
                         "x-forwarded-host": header("x-forwarded-host"),
                         "connection": header("connection"),
@@ -376,10 +377,48 @@ async fn the_edge_tells_targets_who_the_client_was_and_continues_the_trace() {
         !traceparent.contains("00f067aa0ba902b7"),
         "the edge sends its own span id"
     );
+    // And ALB's header names the same trace.
+    assert_eq!(
+        seen["x-amzn-trace-id"],
+        "Root=1-4bf92f35-77b34da6a3ce929d0e0e4736"
+    );
 
-    // Without a traceparent, the edge starts a trace.
+    // Without a traceparent, the edge starts a trace, and sends it both ways.
     let started = client.get(&format!("{}/api/whoami", edge.url)).await.json();
-    assert_eq!(started["traceparent"].as_str().map(str::len), Some(55));
+    let traceparent = started["traceparent"].as_str().expect("traceparent");
+    assert_eq!(traceparent.len(), 55);
+    assert_eq!(
+        started["x-amzn-trace-id"],
+        format!("Root=1-{}-{}", &traceparent[3..11], &traceparent[11..35])
+    );
+
+    // A client's X-Amzn-Trace-Id continues its trace, kept with the edge's Self field.
+    let reply = client
+        .send(
+            hyper::Method::GET,
+            &format!("{}/api/whoami", edge.url),
+            &[(
+                "x-amzn-trace-id",
+                "Root=1-67891233-abcdef012345678912345678;CalledFrom=app",
+            )],
+            "",
+        )
+        .await;
+    let seen = reply.json();
+    let traceparent = seen["traceparent"].as_str().expect("traceparent");
+    assert!(
+        traceparent.starts_with("00-67891233abcdef012345678912345678-"),
+        "{traceparent}"
+    );
+    let amzn = seen["x-amzn-trace-id"].as_str().expect("x-amzn-trace-id");
+    assert!(amzn.starts_with("Self=1-"), "{amzn}");
+    assert!(
+        amzn.ends_with(&format!(
+            "{};Root=1-67891233-abcdef012345678912345678;CalledFrom=app",
+            &traceparent[36..52]
+        )),
+        "{amzn}"
+    );
     edge.shutdown().await;
 }
 
