@@ -66,7 +66,7 @@ pub struct OriginPolicy {
 
 /// Headers a request to the origin keeps whatever the policy says (with those the edge
 /// itself sets for its targets, named `x-securecart-...`, such as its web ACL's findings).
-const NEEDED: [HeaderName; 16] = [
+const NEEDED: [HeaderName; 17] = [
     header::HOST,
     header::ACCEPT_ENCODING,
     header::CACHE_CONTROL,
@@ -83,6 +83,7 @@ const NEEDED: [HeaderName; 16] = [
     HeaderName::from_static("x-forwarded-proto"),
     HeaderName::from_static("x-forwarded-port"),
     HeaderName::from_static("traceparent"),
+    HeaderName::from_static("x-amzn-trace-id"),
 ];
 
 impl OriginPolicy {
@@ -318,6 +319,14 @@ mod tests {
                 ("host", "shop.test"),
                 ("accept-encoding", "gzip"),
                 ("x-forwarded-for", "127.0.0.1"),
+                (
+                    "traceparent",
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                ),
+                (
+                    "x-amzn-trace-id",
+                    "Root=1-4bf92f35-77b34da6a3ce929d0e0e4736",
+                ),
                 ("if-none-match", "\"v1\""),
                 ("authorization", "Bearer t"),
                 ("x-device", "mobile"),
@@ -339,6 +348,8 @@ mod tests {
             "accept-encoding",
             "host",
             "if-none-match",
+            "traceparent",
+            "x-amzn-trace-id",
             "x-device",
             "x-forwarded-for",
             "x-securecart-mtls-clientcert",

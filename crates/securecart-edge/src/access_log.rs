@@ -18,7 +18,7 @@
 //! | `ssl_protocol`, `ssl_cipher` | over TLS, the version and cipher suite agreed (IANA's names); `-` in clear |
 //! | `target_group`, `matched_rule`, `actions_executed`, `redirect_url`, `error_reason` | what the edge did |
 //! | `transformed_host`, `transformed_uri` | what a rule's rewrites made of the `Host` and the URL (empty: nothing) |
-//! | `trace_id`, `attempts` | the W3C trace id (the digits of the `Root` of the `X-Amzn-Trace-Id` targets are sent, without its dashes); how many targets were tried |
+//! | `trace_id`, `attempts` | the W3C trace id (that of the `traceparent` targets are sent; the `Root` of their `X-Amzn-Trace-Id` holds the same digits, unless the client sent one naming another trace); how many targets were tried |
 //! | `target_list`, `target_status_code_list` | the targets the request was sent to, in turn, and each one's status (`-`: no answer), space-delimited (ALB's `target:port_list` and `target_status_code_list`). More than one when the edge tried another target (one refused the connection or did not accept it in time, or an idempotent request's exchange broke) or another group (the cache's origin shield, origin and failover); past four, the first three and the last |
 //! | `classification`, `classification_reason` | desync mitigation's: `Acceptable`, `Ambiguous` or `Severe` and ALB's reason code (`BothTeClPresent`...) for a request that does not comply with RFC 9112; `-` for one that does (see `guard.rs`) |
 //!

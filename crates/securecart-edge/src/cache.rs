@@ -432,8 +432,9 @@ async fn send_head(
     // The primary's answer, and its connection, go before the secondary is asked; what it
     // said of its target is not the secondary's.
     let unreachable = answer.err();
-    let primary = (context.target.take(), context.target_answered.take());
-    let primary_status = context.target_status.take();
+    context.target = None;
+    context.target_answered = None;
+    context.target_status = None;
     let second = upstream::send(
         group,
         route.metrics,
@@ -444,10 +445,11 @@ async fn send_head(
     .await;
     match unreachable {
         Some(error) if secondary.fails(&second) => {
-            // The origin's failure answers: the request's target is the origin's, which did
-            // not answer, not the secondary's (the access log's lists show both).
-            (context.target, context.target_answered) = primary;
-            context.target_status = primary_status;
+            // The origin's failure answers: no target answered the request, not the
+            // secondary (the access log's lists show both attempts).
+            context.target = None;
+            context.target_answered = None;
+            context.target_status = None;
             Err(error)
         }
         _ => second,
@@ -531,6 +533,7 @@ async fn send_to_origin(
             {
                 tracing::debug!(shield = %route.groups[shield].name, "origin shield failed; fetching from the origin");
                 context.target = None;
+                context.target_answered = None;
                 context.target_status = None;
             }
             _ => return answer,

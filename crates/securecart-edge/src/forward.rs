@@ -260,21 +260,19 @@ pub fn prepare_request(
     Ok(())
 }
 
-/// The `X-Amzn-Trace-Id` a request whose client sent one with a valid `Root` is forwarded
-/// with, as ALB forwards it: its fields kept, `Root` and any of the client's own, with a
-/// `Self` field first that names this hop (`Self=1-` then the time in Unix seconds and the
-/// edge's span id, in X-Ray's form; a `Self` sent is replaced). `None` when the request
-/// holds no such header. (Without one, the header is `Root=` the request's trace, the
+/// The `X-Amzn-Trace-Id` a request whose client sent one with a valid `Root`
+/// ([`incoming_trace`] said so) is forwarded with, as ALB forwards it: its fields kept,
+/// `Root` and any of the client's own, with a `Self` field first that names this hop
+/// (`Self=1-` then the time in Unix seconds and the edge's span id, in X-Ray's form; a
+/// `Self` sent is replaced). (Without one, the header is `Root=` the request's trace, the
 /// trace its `traceparent` names: see `securecart_telemetry::trace_context`.)
 fn amzn_trace_id(headers: &HeaderMap, trace: &TraceContext) -> Option<HeaderValue> {
-    let sent = headers
-        .get(&X_AMZN_TRACE_ID)
-        .and_then(|value| value.to_str().ok())
-        .filter(|value| TraceContext::parse_amzn(value).is_some())?;
-    let seconds = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs() as u32);
-    let mut value = format!("Self=1-{seconds:08x}-{:024x}", trace.span_id);
+    let sent = headers.get(&X_AMZN_TRACE_ID)?.to_str().ok()?;
+    let mut value = format!(
+        "Self=1-{:08x}-{:024x}",
+        securecart_telemetry::trace_context::unix_seconds(),
+        trace.span_id
+    );
     for field in sent.split(';').map(str::trim) {
         let is_self = field
             .split_once('=')

@@ -16,8 +16,8 @@
 //!    forward picks its target group (by weight, or by the group stickiness cookie).
 //! 6. **cache** ([`crate::cache`]): where a cache behaviour matches the path, an answer
 //!    from the edge's cache, or a fetch whose response is stored on its way back.
-//! 7. **forward** ([`crate::forward`]): hop-by-hop headers out, `X-Forwarded-*` and
-//!    `traceparent` in.
+//! 7. **forward** ([`crate::forward`]): hop-by-hop headers out, `X-Forwarded-*`,
+//!    `traceparent` and `X-Amzn-Trace-Id` in.
 //! 8. **upstream** ([`crate::upstream`]): a target chosen by the balancer, pooled
 //!    connections, retry on another target when nothing reached the first; a GET's or
 //!    HEAD's error that a custom error response covers is then answered with its page

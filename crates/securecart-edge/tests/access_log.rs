@@ -79,31 +79,43 @@ async fn a_request_retried_on_another_target_lists_each_attempt() {
 
 /// A cacheable request whose origin refuses the connection and whose secondary group
 /// answers with a failover status gets the origin's failure (502), and its line names no
-/// target that answered, while the lists show both attempts.
+/// target that answered, while the lists show every attempt: with an origin shield that
+/// failed first too, whose answer is not the request's either.
 #[tokio::test]
 async fn a_failed_failover_names_the_origin_that_did_not_answer() {
     let captured = captured();
     let dead =
         std::net::SocketAddr::from(([127, 0, 0, 1], securecart_testkit::free_port("127.0.0.1")));
-    let secondary = common::answering(
-        axum::http::StatusCode::SERVICE_UNAVAILABLE,
-        "secondary failed",
-    )
-    .await;
-    let edge = common::start_failing_over(dead, secondary.address, None).await;
+    let failing = |text| common::answering(axum::http::StatusCode::SERVICE_UNAVAILABLE, text);
+    let secondary = failing("secondary failed").await;
+    let shield = failing("shield failed").await;
     let mut client = TestClient::http1();
-    let answer = client.get(&format!("{}/static/failover", edge.url)).await;
-    assert_eq!(answer.status, 502);
-    edge.shutdown().await;
-    let second = secondary.address;
+    for (path, shield) in [
+        ("/static/failover", None),
+        ("/static/shielded", Some(shield.address)),
+    ] {
+        let edge = common::start_failing_over(dead, secondary.address, shield).await;
+        let answer = client.get(&format!("{}{path}", edge.url)).await;
+        assert_eq!(answer.status, 502, "{path}");
+        edge.shutdown().await;
+        let text = captured.text();
+        let lines = request_lines(captured, path);
+        assert_eq!(lines.len(), 1, "{text}");
+        let line = &lines[0];
+        assert_eq!(line["elb_status_code"], 502, "{line}");
+        assert_eq!(line["target"], "", "{line}");
+        assert_eq!(line["target_status_code"], -1, "{line}");
+        assert_eq!(line["target_processing_time"], -1.0, "{line}");
+        let (targets, statuses) = match shield {
+            None => (format!("{dead} {}", secondary.address), "- 503"),
+            Some(shield) => (
+                format!("{shield} {dead} {}", secondary.address),
+                "503 - 503",
+            ),
+        };
+        assert_eq!(line["target_list"], targets, "{line}");
+        assert_eq!(line["target_status_code_list"], statuses, "{line}");
+    }
     secondary.stop().await;
-    let text = captured.text();
-    let lines = request_lines(captured, "/static/failover");
-    assert_eq!(lines.len(), 1, "{text}");
-    let line = &lines[0];
-    assert_eq!(line["elb_status_code"], 502, "{line}");
-    assert_eq!(line["target"], "", "{line}");
-    assert_eq!(line["target_status_code"], -1, "{line}");
-    assert_eq!(line["target_list"], format!("{dead} {second}"), "{line}");
-    assert_eq!(line["target_status_code_list"], "- 503", "{line}");
+    shield.stop().await;
 }

@@ -35,11 +35,8 @@ impl TraceContext {
     /// random bytes (see the module's documentation).
     pub fn new_root() -> Self {
         let mut rng = rand::rng();
-        let seconds = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| since.as_secs() as u32);
         Self {
-            trace_id: (u128::from(seconds) << 96) | rng.random_range(1..1u128 << 96),
+            trace_id: (u128::from(unix_seconds()) << 96) | rng.random_range(1..1u128 << 96),
             span_id: rng.random_range(1..=u64::MAX),
             flags: 1,
         }
@@ -51,6 +48,9 @@ impl TraceContext {
     /// flag (`1`, `?` or none leaves it set). Without a `Parent` the span id is 1: the
     /// context stands for the client's side, whose own span is not known.
     pub fn parse_amzn(header: &str) -> Option<Self> {
+        let hex = |digits: &str, len: usize| {
+            digits.len() == len && digits.bytes().all(|byte| byte.is_ascii_hexdigit())
+        };
         let mut trace_id = None;
         let mut span_id = 1;
         let mut flags = 1;
@@ -60,19 +60,17 @@ impl TraceContext {
             };
             let value = value.trim();
             match key.trim() {
-                "Root" => {
-                    let id = value.strip_prefix("1-")?;
-                    let (time, random) = id.split_once('-')?;
-                    let hex = |digits: &str, len: usize| {
-                        digits.len() == len && digits.bytes().all(|byte| byte.is_ascii_hexdigit())
-                    };
+                // The first `Root` names the trace.
+                "Root" if trace_id.is_none() => {
+                    let (time, random) = value.strip_prefix("1-")?.split_once('-')?;
                     if !hex(time, 8) || !hex(random, 24) {
                         return None;
                     }
-                    let id = u128::from_str_radix(&format!("{time}{random}"), 16).ok()?;
-                    trace_id = Some(id).filter(|&id| id != 0);
+                    let time = u128::from_str_radix(time, 16).ok()?;
+                    let random = u128::from_str_radix(random, 16).ok()?;
+                    trace_id = Some(time << 96 | random).filter(|&id| id != 0);
                 }
-                "Parent" if value.len() == 16 && value.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                "Parent" if hex(value, 16) => {
                     span_id = u64::from_str_radix(value, 16)
                         .ok()
                         .filter(|&id| id != 0)
@@ -163,6 +161,13 @@ impl TraceContext {
     pub fn trace_id_hex(&self) -> String {
         format!("{:032x}", self.trace_id)
     }
+}
+
+/// The time now in Unix seconds, as X-Ray's ids hold it (4 bytes, until 2106).
+pub fn unix_seconds() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs() as u32)
 }
 
 /// Writes `bytes` as lowercase hex digits into `out`, twice as long.
@@ -295,6 +300,14 @@ mod tests {
             TraceContext::parse_amzn("Root=1-67891233-abcdef012345678912345678;Sampled=0")
                 .map(|context| context.flags),
             Some(0)
+        );
+        // The first Root names the trace; a second one is another field.
+        assert_eq!(
+            TraceContext::parse_amzn(
+                "Root=1-67891233-abcdef012345678912345678;Root=1-5759e988-bd862e3fe1be46a994272793"
+            )
+            .map(|context| context.trace_id),
+            Some(0x67891233abcdef012345678912345678)
         );
         for invalid in [
             "",
