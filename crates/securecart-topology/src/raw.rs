@@ -959,6 +959,12 @@ pub struct RawRateBased {
     /// `method`. A request without one of its keys' parts is not counted.
     #[serde(default = "default_rate_keys")]
     pub keys: Vec<String>,
+    /// With a `forwarded_ip` key: what a request whose header's first entry is not an
+    /// address gets, `no_match` (the default: not counted) or `match` (the rule's action,
+    /// uncounted), as AWS WAF's forwarded IP fallback. A request without the header is
+    /// not counted either way.
+    #[serde(default)]
+    pub fallback: Option<String>,
     /// Only the requests it matches are counted.
     #[serde(default)]
     pub scope_down: Option<RawStatement>,

@@ -550,6 +550,28 @@ pub(crate) fn statement(
                     ),
                 }
             }
+            let forwarded = keys
+                .iter()
+                .any(|key| matches!(key, AggregateKey::ForwardedIp(_)));
+            let fallback_matches = match raw.fallback.as_deref() {
+                None => false,
+                Some(_) if !forwarded => {
+                    findings.problem(
+                        at.key("fallback"),
+                        "applies to a `forwarded_ip` key, and none is listed",
+                    );
+                    false
+                }
+                Some("match") => true,
+                Some("no_match") => false,
+                Some(other) => {
+                    findings.problem(
+                        at.key("fallback"),
+                        format!("`{other}` is not `match` or `no_match`"),
+                    );
+                    false
+                }
+            };
             let scope_down = match &raw.scope_down {
                 Some(scope_down) => Some(Box::new(statement(
                     scope_down,
@@ -560,11 +582,10 @@ pub(crate) fn statement(
                 None => None,
             };
             Some(Statement::RateBased {
-                rate: Arc::new(RateLimit::new(
-                    raw.limit,
-                    Duration::from_secs(raw.window_seconds),
-                    keys,
-                )),
+                rate: Arc::new(
+                    RateLimit::new(raw.limit, Duration::from_secs(raw.window_seconds), keys)
+                        .with_forwarded_fallback(fallback_matches),
+                ),
                 scope_down,
             })
         }

@@ -785,6 +785,18 @@ fn invalid_values_are_reported_with_field_line_and_reason() {
             "`cookie:NAME`",
         ),
         (
+            "keys = [\"ip\"]",
+            "keys = [\"ip\"], fallback = \"match\"",
+            "edge.waf.rules[0].statement.rate_based.fallback",
+            "applies to a `forwarded_ip` key",
+        ),
+        (
+            "keys = [\"ip\"]",
+            "keys = [\"forwarded_ip\"], fallback = \"yes\"",
+            "edge.waf.rules[0].statement.rate_based.fallback",
+            "`yes` is not `match` or `no_match`",
+        ),
+        (
             "field = \"method\"",
             "field = \"verb\"",
             "edge.waf.rules[0].statement.rate_based.scope_down.and[0].byte_match.field",
@@ -1644,6 +1656,34 @@ fn a_rule_may_answer_for_headers_and_cookies_past_their_limits() {
             ),
             "{field}: {:?}",
             statements[0]
+        );
+    }
+}
+
+/// A rate-based rule keyed by a forwarded address may match the requests whose header
+/// holds none (AWS WAF's fallback `MATCH`); by default they are not counted.
+#[test]
+fn a_rate_rule_keyed_by_a_forwarded_address_takes_a_fallback() {
+    for (fallback, matches) in [
+        ("", false),
+        (", fallback = \"no_match\"", false),
+        (", fallback = \"match\"", true),
+    ] {
+        let text = with(
+            "keys = [\"ip\"]",
+            &format!("keys = [\"forwarded_ip:x-real-ip\"]{fallback}"),
+        );
+        let loaded = parse(&text, "t.toml").expect("a fallback");
+        let rules = loaded.topology.edge.waf.expect("a web ACL").rules;
+        let securecart_waf::Statement::RateBased { rate, .. } = &rules[0].statement else {
+            panic!("{:?}", rules[0].statement);
+        };
+        assert_eq!(rate.forwarded_fallback_matches, matches, "{fallback}");
+        assert_eq!(
+            rate.keys,
+            [securecart_waf::rate::AggregateKey::ForwardedIp(
+                http::HeaderName::from_static("x-real-ip")
+            )]
         );
     }
 }

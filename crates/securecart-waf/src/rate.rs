@@ -41,8 +41,10 @@ pub const EVICTION_SAMPLE: usize = 16;
 pub enum AggregateKey {
     /// The client's address (the connection's).
     ClientIp,
-    /// The first address in a header (`X-Forwarded-For`, as a proxy in front sets it); a
-    /// request without a valid one is not counted.
+    /// The first address in a header (`X-Forwarded-For`, as a proxy in front sets it; with
+    /// or without a port); a request without the header is not counted, and one whose
+    /// header holds no valid first address is not counted either, or matches where the
+    /// statement's fallback says so ([`RateLimit::forwarded_fallback_matches`]).
     ForwardedIp(HeaderName),
     /// A header's value; a request without it is not counted.
     Header(HeaderName),
@@ -59,6 +61,24 @@ pub enum AggregateKey {
     Method,
 }
 
+/// What a request's count says ([`RateLimit::hit`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hit {
+    /// Counted under `key` (as the log shows it); whether the key is past the limit.
+    Counted {
+        /// Past the limit.
+        over: bool,
+        /// The key, as the log shows it.
+        key: String,
+    },
+    /// Not counted, and matched: `header` holds no valid first address where a key reads
+    /// one, and the statement's fallback is to match.
+    Fallback {
+        /// The forwarded header.
+        header: HeaderName,
+    },
+}
+
 /// A rate-based statement's limit, window, keys and counts.
 #[derive(Debug)]
 pub struct RateLimit {
@@ -68,6 +88,11 @@ pub struct RateLimit {
     pub window: Duration,
     /// What requests are counted together by (together: a combination).
     pub keys: Vec<AggregateKey>,
+    /// Whether a request whose forwarded header holds no valid first address, where a
+    /// [`AggregateKey::ForwardedIp`] key reads one, matches, uncounted (AWS WAF's fallback
+    /// behaviour `MATCH`: a client cannot step out of the limit by writing something else
+    /// there) or is left alone (`NO_MATCH`, the default).
+    pub forwarded_fallback_matches: bool,
     started: Instant,
     hasher: RandomState,
     counts: Mutex<Counts>,
@@ -114,6 +139,7 @@ impl RateLimit {
             limit,
             window: window.max(Duration::from_secs(1)),
             keys,
+            forwarded_fallback_matches: false,
             started: Instant::now(),
             counts: Mutex::new(Counts {
                 places: HashMap::new(),
@@ -125,9 +151,16 @@ impl RateLimit {
         }
     }
 
+    /// With [`RateLimit::forwarded_fallback_matches`] set as `matches` says.
+    pub fn with_forwarded_fallback(mut self, matches: bool) -> Self {
+        self.forwarded_fallback_matches = matches;
+        self
+    }
+
     /// Counts the request under its key and says whether the key is past the limit, with
-    /// the key for the log; a request with no key is neither counted nor matched.
-    pub fn hit(&self, inspection: &Inspection<'_>) -> Option<(bool, String)> {
+    /// the key for the log; a request with no key is neither counted nor matched (but for
+    /// the forwarded address's fallback: [`Hit::Fallback`]).
+    pub fn hit(&self, inspection: &Inspection<'_>) -> Option<Hit> {
         let mut hasher = self.hasher.build_hasher();
         let mut shown = Vec::with_capacity(self.keys.len());
         for key in &self.keys {
@@ -138,7 +171,12 @@ impl RateLimit {
                     shown.push(client.to_string());
                 }
                 AggregateKey::ForwardedIp(header) => {
-                    let address = client_key(forwarded_ip(inspection, header)?);
+                    let Some(address) = forwarded_ip(inspection, header)? else {
+                        return self.forwarded_fallback_matches.then(|| Hit::Fallback {
+                            header: header.clone(),
+                        });
+                    };
+                    let address = client_key(address);
                     address.hash(&mut hasher);
                     shown.push(address.to_string());
                 }
@@ -193,7 +231,10 @@ impl RateLimit {
             }
         }
         let over = self.count(hasher.finish(), self.started.elapsed());
-        Some((over, shown.join(",")))
+        Some(Hit::Counted {
+            over,
+            key: shown.join(","),
+        })
     }
 
     /// Counts one request of `key` at `at` (since the statement was made); whether the
@@ -285,10 +326,17 @@ fn excerpt(value: &[u8]) -> String {
     String::from_utf8_lossy(&value[..value.len().min(32)]).into_owned()
 }
 
-/// The first address in `header` (`X-Forwarded-For: client, proxy1, proxy2`).
-fn forwarded_ip(inspection: &Inspection<'_>, header: &HeaderName) -> Option<IpAddr> {
-    let value = inspection.headers().get(header)?.to_str().ok()?;
-    value.split(',').next()?.trim().parse().ok()
+/// The first address in `header` (`X-Forwarded-For: client, proxy1, proxy2`, its lines
+/// joined), with or without a port, as IP sets read it: `None` without the header,
+/// `Some(None)` when its first entry is no address.
+fn forwarded_ip(inspection: &Inspection<'_>, header: &HeaderName) -> Option<Option<IpAddr>> {
+    let first = inspection.headers().get(header)?;
+    Some(
+        std::str::from_utf8(first.as_bytes())
+            .ok()
+            .and_then(|line| line.split(',').next())
+            .and_then(|entry| crate::statement::forwarded_address(entry.trim())),
+    )
 }
 
 #[cfg(test)]
@@ -345,7 +393,15 @@ mod tests {
         }
         let client = client.parse().expect("address");
         let inspection = Inspection::new("GET", "/api/search", None, &map, b"", false, client);
-        rate.hit(&inspection)
+        rate.hit(&inspection).map(shown)
+    }
+
+    /// A hit as (matched, what the log shows).
+    fn shown(hit: Hit) -> (bool, String) {
+        match hit {
+            Hit::Counted { over, key } => (over, key),
+            Hit::Fallback { header } => (true, format!("fallback:{header}")),
+        }
     }
 
     /// A cookie, a query argument, the query string, the path and the method as keys: each
@@ -371,7 +427,7 @@ mod tests {
                 false,
                 "127.0.0.1".parse().expect("address"),
             );
-            rate.hit(&inspection)
+            rate.hit(&inspection).map(shown)
         };
         // (key, request (method, target, cookie), the same key's second request, a
         // request of another key, a request without the part)
@@ -479,11 +535,50 @@ mod tests {
             assert_eq!(over, n == 2, "request {n}");
             assert_eq!(shown, "2001:db8:1:2::");
         }
+        // An address with a port, as some proxies write it, is the address.
+        for (n, entry) in ["198.51.100.7:51234", "198.51.100.7", "198.51.100.7:443"]
+            .into_iter()
+            .enumerate()
+        {
+            let line = format!("{entry}, 10.0.0.1");
+            let (over, shown) =
+                hit(&rate, "127.0.0.1", &[("x-forwarded-for", &line)]).expect("counted");
+            assert_eq!((over, shown.as_str()), (n == 2, "198.51.100.7"), "{entry}");
+        }
+        assert_eq!(
+            hit(
+                &rate,
+                "127.0.0.1",
+                &[("x-forwarded-for", "[2001:db8:9::1]:443")]
+            ),
+            Some((false, "2001:db8:9::".to_owned()))
+        );
         // No header, or no address in it: not counted.
         assert_eq!(hit(&rate, "127.0.0.1", &[]), None);
+        for junk in ["unknown", "", ", 203.0.113.9"] {
+            assert_eq!(hit(&rate, "127.0.0.1", &[("x-forwarded-for", junk)]), None);
+        }
+        // Unless the fallback matches: then a request without an address matches, uncounted,
+        // and one without the header is still left alone (AWS WAF's MATCH).
+        let rate = RateLimit::new(
+            100,
+            minute,
+            vec![AggregateKey::ForwardedIp(HeaderName::from_static(
+                "x-forwarded-for",
+            ))],
+        )
+        .with_forwarded_fallback(true);
+        for junk in ["unknown", "", ", 203.0.113.9"] {
+            assert_eq!(
+                hit(&rate, "127.0.0.1", &[("x-forwarded-for", junk)]),
+                Some((true, "fallback:x-forwarded-for".to_owned())),
+                "{junk:?}"
+            );
+        }
+        assert_eq!(hit(&rate, "127.0.0.1", &[]), None);
         assert_eq!(
-            hit(&rate, "127.0.0.1", &[("x-forwarded-for", "unknown")]),
-            None
+            hit(&rate, "127.0.0.1", &[("x-forwarded-for", "203.0.113.9")]),
+            Some((false, "203.0.113.9".to_owned()))
         );
 
         // A header's value: a credential is counted by, and shown redacted.

@@ -219,7 +219,7 @@ impl ForwardedIp {
 
 /// An address as a forwarded header gives it: `203.0.113.9`, `203.0.113.9:51234`,
 /// `2001:db8::1` or `[2001:db8::1]:51234`.
-fn forwarded_address(entry: &str) -> Option<IpAddr> {
+pub(crate) fn forwarded_address(entry: &str) -> Option<IpAddr> {
     entry
         .parse::<IpAddr>()
         .ok()
@@ -541,13 +541,24 @@ impl Statement {
                 if let Some(scope_down) = scope_down {
                     scope_down.matches(inspection, labels, merged, false)?;
                 }
-                let (over, key) = rate.hit(inspection)?;
-                over.then(|| {
-                    Evidence::if_wanted(wanted, || Evidence {
-                        field: "rate".to_owned(),
-                        data: format!("{key} past {} in {} s", rate.limit, rate.window.as_secs()),
-                    })
-                })
+                match rate.hit(inspection)? {
+                    crate::rate::Hit::Counted { over, key } => over.then(|| {
+                        Evidence::if_wanted(wanted, || Evidence {
+                            field: "rate".to_owned(),
+                            data: format!(
+                                "{key} past {} in {} s",
+                                rate.limit,
+                                rate.window.as_secs()
+                            ),
+                        })
+                    }),
+                    crate::rate::Hit::Fallback { header } => {
+                        Some(Evidence::if_wanted(wanted, || Evidence {
+                            field: "forwarded_ip".to_owned(),
+                            data: format!("no address in {header}"),
+                        }))
+                    }
+                }
             }
             // The last statement's evidence is the AND's.
             Statement::And(statements) => {
