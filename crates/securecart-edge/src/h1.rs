@@ -215,13 +215,22 @@ pub struct Outgoing {
     first: Option<Bytes>,
     /// The rest of a body that streams.
     body: Option<EdgeBody>,
-    /// Whether the request is `HEAD`, whose answer has no body.
-    head_request: bool,
+    /// What the request's answer may be.
+    asked: Asked,
     /// Whether the request may be sent again after a pooled connection failed it without
     /// an answer: its method is idempotent and its body is all in hand.
     replayable: bool,
     /// Whether its connection goes after its answer ([`CloseConnection`]).
     close: bool,
+}
+
+/// What a request lets its answer be.
+#[derive(Debug, Clone, Copy)]
+struct Asked {
+    /// The request is `HEAD`: its answer has no body.
+    head: bool,
+    /// It has an `Upgrade` header: its answer may switch protocols (`101`).
+    upgrade: bool,
 }
 
 impl Outgoing {
@@ -249,18 +258,20 @@ impl Outgoing {
             .map_or("/", http::uri::PathAndQuery::as_str);
         // Room for the whole head at once: the request line (12 bytes besides its method
         // and target), each header's line, a `connection: close` line (19), the framing
-        // (at most 36: `content-length` of 20 digits) and the end (2).
+        // (at most 38: `content-length` of 20 digits) and the end (2).
         let lines: usize = parts
             .headers
             .iter()
             .map(|(name, value)| name.as_str().len() + value.len() + 4)
             .sum();
-        let mut head = Vec::with_capacity(parts.method.as_str().len() + target.len() + lines + 69);
+        let mut head = Vec::with_capacity(parts.method.as_str().len() + target.len() + lines + 71);
         head.extend_from_slice(parts.method.as_str().as_bytes());
         head.push(b' ');
         head.extend_from_slice(target.as_bytes());
         head.extend_from_slice(b" HTTP/1.1\r\n");
+        let mut upgrade = false;
         for (name, value) in &parts.headers {
+            upgrade |= name == header::UPGRADE;
             // The framing is this module's to say; and the body goes at once, so a target
             // is not to wait for it (nor to take an unread body for the next request).
             if name == header::CONTENT_LENGTH
@@ -321,7 +332,10 @@ impl Outgoing {
             replayable: parts.method.is_idempotent() && rest.is_none(),
             first,
             body: rest,
-            head_request: parts.method == Method::HEAD,
+            asked: Asked {
+                head: parts.method == Method::HEAD,
+                upgrade,
+            },
             close,
         })
     }
@@ -422,7 +436,7 @@ impl Outgoing {
                 });
             }
             // The target stopped reading: it may have answered first (a 413), and closed.
-            return match read_head(&mut reader, buffer, self.head_request, reused).await {
+            return match read_head(&mut reader, buffer, self.asked, reused).await {
                 Ok((parts, mut framing)) => {
                     framing.reusable = false;
                     Ok((parts, framing))
@@ -432,7 +446,7 @@ impl Outgoing {
             };
         }
         let Some(body) = self.body.take() else {
-            return read_head(&mut reader, buffer, self.head_request, reused).await;
+            return read_head(&mut reader, buffer, self.asked, reused).await;
         };
         let left = match self.framing {
             RequestFraming::Length(length) => Some(length - first.len() as u64),
@@ -455,7 +469,7 @@ impl Outgoing {
             let want_head = head.is_none();
             let reading = async {
                 if want_head {
-                    read_head(&mut reader, buffer, self.head_request, false)
+                    read_head(&mut reader, buffer, self.asked, false)
                         .await
                         .map(Read::Head)
                 } else {
@@ -621,7 +635,7 @@ fn invalid(message: &'static str) -> Failure {
 async fn read_head(
     reader: &mut (impl AsyncRead + Unpin),
     buffer: &mut BytesMut,
-    head_request: bool,
+    asked: Asked,
     reused: bool,
 ) -> Result<(http::response::Parts, ResponseFraming), Failure> {
     let mut interim = 0;
@@ -712,7 +726,7 @@ async fn read_head(
         } else {
             Version::HTTP_11
         };
-        let framing = response_framing(&mut headers, &seen, status, parts.version, head_request)?;
+        let framing = response_framing(&mut headers, &seen, status, parts.version, asked)?;
         parts.headers = headers;
         return Ok((parts, framing));
     }
@@ -797,12 +811,19 @@ fn response_framing(
     seen: &FramingHeaders,
     status: StatusCode,
     version: Version,
-    head_request: bool,
+    asked: Asked,
 ) -> Result<ResponseFraming, Failure> {
     let (close, keep_alive) = (seen.close, seen.keep_alive);
     // `close` wins over `keep-alive` (RFC 9112 section 9.3).
     let mut reusable = !close && (version != Version::HTTP_10 || keep_alive);
     if status == StatusCode::SWITCHING_PROTOCOLS {
+        // A switch the request did not ask for (RFC 9110 section 15.2.2): refused, as
+        // nginx refuses it.
+        if !asked.upgrade {
+            return Err(invalid(
+                "the target switched protocols for a request without Upgrade",
+            ));
+        }
         return Ok(ResponseFraming {
             body: BodyFraming::Switched,
             reusable: false,
@@ -817,12 +838,19 @@ fn response_framing(
         })?;
     }
     let body =
-        if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        if asked.head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
             BodyFraming::Empty
         } else if codings > 0 && version == Version::HTTP_10 {
             // HTTP/1.0 has no transfer codings: the framing is faulty (RFC 9112 section 6.1).
             return Err(invalid(
                 "the target sent an HTTP/1.0 answer with a transfer coding",
+            ));
+        } else if codings > 0 && (codings > 1 || !chunked) {
+            // Another coding than `chunked` would reach the client undone and unnamed
+            // (`Transfer-Encoding` goes no further than the edge): refused, as nginx
+            // refuses it (RFC 9112 section 6.3 would read such a body to the close).
+            return Err(invalid(
+                "the target sent a transfer coding other than chunked alone",
             ));
         } else if codings > 0 {
             // A length beside a transfer coding is not to be trusted (RFC 9112 section 6.3),
@@ -830,12 +858,7 @@ fn response_framing(
             if headers.remove(header::CONTENT_LENGTH).is_some() {
                 reusable = false;
             }
-            if chunked {
-                BodyFraming::Chunked
-            } else {
-                reusable = false;
-                BodyFraming::Close
-            }
+            BodyFraming::Chunked
         } else if seen.present & framing::CONTENT_LENGTH != 0 {
             match seen.length.map_err(invalid)? {
                 Some(0) => BodyFraming::Empty,

@@ -933,14 +933,19 @@ impl Body for Tracked {
     }
 
     fn size_hint(&self) -> SizeHint {
-        let mut hint = self.body.size_hint();
-        let rest = self.rest.len() as u64;
-        hint.set_lower(hint.lower() + rest);
-        if let Some(upper) = hint.upper() {
-            hint.set_upper(upper + rest);
-        }
-        hint
+        with_more(&self.body.size_hint(), self.rest.len() as u64)
     }
+}
+
+/// `hint` with `more` bytes in front. (The upper bound is set first: `set_lower` refuses,
+/// with a panic, a lower bound past the upper one, as `hint`'s would be if exact.)
+fn with_more(hint: &SizeHint, more: u64) -> SizeHint {
+    let mut sum = SizeHint::new();
+    if let Some(upper) = hint.upper() {
+        sum.set_upper(upper.saturating_add(more));
+    }
+    sum.set_lower(hint.lower().saturating_add(more));
+    sum
 }
 
 /// A stream with bytes already read from it put back in front.
@@ -2015,5 +2020,22 @@ mod date {
             }
             action(&cached.1)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body::SizeHint;
+
+    #[test]
+    fn a_size_hint_grows_by_what_is_in_front_exact_or_not() {
+        let grown = super::with_more(&SizeHint::with_exact(3), 2);
+        assert_eq!((grown.lower(), grown.upper()), (5, Some(5)));
+        let mut open = SizeHint::new();
+        open.set_lower(1);
+        let grown = super::with_more(&open, 2);
+        assert_eq!((grown.lower(), grown.upper()), (3, None));
+        let grown = super::with_more(&SizeHint::with_exact(u64::MAX), 1);
+        assert_eq!(grown.upper(), Some(u64::MAX));
     }
 }

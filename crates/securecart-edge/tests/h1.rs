@@ -503,6 +503,28 @@ async fn answers_that_cannot_be_framed_are_errors_and_their_connections_go() {
             "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
             "HTTP/1.0 answer with a transfer coding",
         ),
+        // A coding the edge would pass on undone and unnamed.
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+            "other than chunked alone",
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+            "other than chunked alone",
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\nabc",
+            "other than chunked alone",
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\nContent-Length: 3\r\n\r\nabc",
+            "other than chunked alone",
+        ),
+        // A switch of protocols that the request (without `Upgrade`) did not ask for.
+        (
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            "switched protocols for a request without Upgrade",
+        ),
         (
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n 5\r\nhello\r\n0\r\n\r\n",
             "invalid chunk size",
@@ -918,9 +940,16 @@ async fn a_protocol_switch_hands_over_its_connection_with_what_followed_the_head
     )])
     .await;
     let pool = pool_for(&target);
+    let mut asking = request(Method::GET, upstream::empty());
+    asking
+        .headers_mut()
+        .insert("upgrade", "websocket".parse().expect("value"));
+    asking
+        .headers_mut()
+        .insert("connection", "upgrade".parse().expect("value"));
     let mut response = pool
         .send(
-            request(Method::GET, upstream::empty()),
+            asking,
             tokio::time::Instant::now() + std::time::Duration::from_secs(30),
         )
         .await
