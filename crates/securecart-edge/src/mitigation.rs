@@ -32,11 +32,14 @@
 //!   not. Clients already held do not count towards a signature, and a window counts
 //!   the busiest 64 signatures (Space-Saving), so made-up ones cannot crowd it out.
 //!
-//! Memory is bounded whatever clients send: at most [`MAX_PATHS`] path keys (the learnt
-//! ones keep their place from window to window; past them, traffic is counted under `*`,
-//! which gets no rules: the fixed per-client limits still hold it) and at most
-//! [`MAX_CLIENT_ENTRIES`] client counts per window (past them, requests count in their
-//! path's total only).
+//! Memory is bounded whatever clients send: at most [`MAX_PATHS`] learnt path keys, which
+//! keep their place from window to window, and [`MAX_NEWCOMERS`] more counted in a window
+//! (past them, traffic is counted under `*`, which gets no rules: the fixed per-client
+//! limits still hold it). When the learnt keys are all taken, a newcomer busier in its
+//! window than the least busy learnt key (one not flooded) is on average takes its place,
+//! so that keys an attacker makes up and keeps alive with a request now and then cannot
+//! keep a shop's busier paths from being learnt; and at most [`MAX_CLIENT_ENTRIES`] client
+//! counts per window (past them, requests count in their path's total only).
 //!
 //! This module decides; [`crate::shield`] counts each request, consults the rules and closes
 //! the windows.
@@ -80,8 +83,11 @@ impl Default for MitigationConfig {
     }
 }
 
-/// The most path keys one window counts.
+/// The most path keys learnt.
 pub const MAX_PATHS: usize = 256;
+/// The most path keys one window counts beyond the learnt ones: newcomers, which take
+/// the place of the least busy learnt keys when all are taken and they are busier.
+pub const MAX_NEWCOMERS: usize = 64;
 /// The most client counts one window keeps, over every path (about 10 MB at most).
 pub const MAX_CLIENT_ENTRIES: usize = 200_000;
 /// The longest first segment that is a key of its own; longer ones count under `/`.
@@ -400,7 +406,7 @@ impl Mitigation {
         let entry = match paths.get_mut(key) {
             Some(entry) => entry,
             None => {
-                let key = if paths.len() < MAX_PATHS {
+                let key = if paths.len() < MAX_PATHS + MAX_NEWCOMERS {
                     key
                 } else {
                     OVERFLOW
@@ -567,16 +573,37 @@ impl Mitigation {
         let mut signature_rules = (**self.signature_rules.load()).clone();
         let mut rules_changed = false;
 
+        let mut newcomers: Vec<(&Box<str>, u64)> = counts
+            .paths
+            .iter()
+            .filter(|(path, window)| {
+                window.total > 0 && &***path != OVERFLOW && !state.baselines.contains_key(*path)
+            })
+            .map(|(path, window)| (path, window.total))
+            .collect();
+        // The busiest first: while places are free, each takes one; then each takes the
+        // place of the least busy learnt key not flooded, if it was busier in this window
+        // than that key is on average.
+        newcomers.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        let mut admitted = Vec::with_capacity(newcomers.len());
+        for (path, requests) in newcomers {
+            if state.baselines.len() + admitted.len() >= MAX_PATHS {
+                let weakest = state
+                    .baselines
+                    .iter()
+                    .filter(|(_, baseline)| baseline.flood.is_none())
+                    .min_by(|a, b| a.1.requests.total_cmp(&b.1.requests))
+                    .filter(|(_, baseline)| (requests as f64) > baseline.requests)
+                    .map(|(weakest, _)| weakest.clone());
+                let Some(weakest) = weakest else {
+                    break;
+                };
+                state.baselines.remove(&weakest);
+            }
+            admitted.push(path.clone());
+        }
         let mut paths: Vec<Box<str>> = state.baselines.keys().cloned().collect();
-        paths.extend(
-            counts
-                .paths
-                .iter()
-                .filter(|(path, window)| {
-                    window.total > 0 && &***path != OVERFLOW && !state.baselines.contains_key(*path)
-                })
-                .map(|(path, _)| path.clone()),
-        );
+        paths.extend(admitted);
         for path in paths {
             let window = counts.paths.get(&path);
             let requests = window.map_or(0, |window| window.total);
@@ -1304,6 +1331,76 @@ mod tests {
                 .iter()
                 .all(|baseline| baseline.path != "*")
         );
+    }
+
+    /// Made-up keys that fill every learnt place and are kept alive with a request now
+    /// and then give their places to a path busier than they are, which is learnt and
+    /// then watched; a flooded key keeps its place whatever comes.
+    #[test]
+    fn made_up_keys_in_every_place_give_way_to_a_busier_path() {
+        let mitigation = Mitigation::new(settings());
+        for _ in 0..4 {
+            for n in 0..MAX_PATHS {
+                mitigation.record(client(9), &format!("/junk-{n}/x"), BROWSER, browser);
+            }
+            mitigation.close_window();
+        }
+        assert_eq!(mitigation.baselines().len(), MAX_PATHS);
+        // The shop's API comes: busier than any made-up key, it takes a place at once.
+        for _ in 0..4 {
+            for n in 0..MAX_PATHS {
+                mitigation.record(client(9), &format!("/junk-{n}/x"), BROWSER, browser);
+            }
+            shoppers(&mitigation, 10, 20);
+            assert_eq!(mitigation.close_window(), Vec::new());
+        }
+        let baselines = mitigation.baselines();
+        assert_eq!(baselines.len(), MAX_PATHS);
+        assert!(
+            baselines
+                .iter()
+                .any(|baseline| baseline.path == "/api" && baseline.learnt),
+            "{baselines:?}"
+        );
+        let junk = |mitigation: &Mitigation| {
+            for n in 0..MAX_PATHS {
+                mitigation.record(client(9), &format!("/junk-{n}/x"), BROWSER, browser);
+            }
+        };
+        // Watched: a flood of it is held.
+        junk(&mitigation);
+        shoppers(&mitigation, 10, 20);
+        for _ in 0..2000 {
+            mitigation.record(client(201), "/api/cart", BROWSER, browser);
+        }
+        let events = mitigation.close_window();
+        assert!(
+            matches!(events.as_slice(), [Event::FloodStarted { path, clients, .. }] if path == "/api" && clients == &[client(201)]),
+            "{events:?}"
+        );
+        // A flooded key keeps its place: newcomers busier than every other key take the
+        // made-up keys' places, not its own (and past the newcomers a window counts,
+        // traffic counts under `*`).
+        junk(&mitigation);
+        for n in 0..=MAX_NEWCOMERS {
+            for _ in 0..5000 {
+                mitigation.record(client(9), &format!("/other-{n}/x"), BROWSER, browser);
+            }
+        }
+        for _ in 0..2000 {
+            mitigation.record(client(201), "/api/cart", BROWSER, browser);
+        }
+        mitigation.close_window();
+        let baselines = mitigation.baselines();
+        assert_eq!(baselines.len(), MAX_PATHS);
+        assert!(baselines.iter().any(|baseline| baseline.path == "/api"));
+        let others = baselines
+            .iter()
+            .filter(|baseline| baseline.path.starts_with("/other-"))
+            .count();
+        // (The made-up key that gave its place to `/api`, sent again, is a newcomer too,
+        // which takes one of the window's places for them.)
+        assert_eq!(others, MAX_NEWCOMERS - 1);
     }
 
     #[test]
