@@ -549,8 +549,35 @@ async fn send_to_origin(
     .await
 }
 
-/// Runs a request through the cache behaviour `behavior` for `host`.
+/// Runs a request through the cache behaviour `behavior` for `host`. The answer keeps
+/// its `Surrogate-Control`, `Surrogate-Key` and `Cache-Tag` for another edge fetching
+/// through this one (which stores it by them, and must find its copies when a tag is
+/// invalidated), and loses them for any other client (Edge Architecture's surrogates).
 pub async fn handle<B>(
+    stage: &CacheStage,
+    behavior: &Behavior,
+    origin: Origin<'_>,
+    context: &mut RequestContext,
+    host: &str,
+    request: Request<B>,
+) -> Result<Response<EdgeBody>, EdgeError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let peer = stage.is_peer(context.client.ip());
+    let mut answer = answer(stage, behavior, origin, context, host, request).await;
+    if !peer && let Ok(response) = &mut answer {
+        let headers = response.headers_mut();
+        headers.remove(&freshness::SURROGATE_CONTROL);
+        headers.remove(&SURROGATE_KEY);
+        headers.remove(&CACHE_TAG);
+    }
+    answer
+}
+
+/// [`handle`]'s answer, with the surrogates' fields as the origin or the store gave them.
+async fn answer<B>(
     stage: &CacheStage,
     behavior: &Behavior,
     origin: Origin<'_>,
@@ -687,10 +714,12 @@ where
                             }
                         }
                     };
-                    let answer =
-                        revalidate(stage, behavior, origin, context, key, stored, request).await;
-                    drop(leader);
-                    return answer;
+                    let stale = Stale {
+                        key,
+                        stored,
+                        leader,
+                    };
+                    return revalidate(stage, behavior, origin, context, stale, request).await;
                 }
             }
         }
@@ -714,8 +743,10 @@ where
             }
         }
     }
+    // Stored under the client's path, as its key is, which an invalidation by path
+    // matches (not the one a rule's rewrite sends the origin).
+    let path = key_target(&request).0.to_owned();
     let (mut head, client_headers) = Head::of(request, &behavior.policy);
-    let path = head.uri.path().to_owned();
     let parts_method = head.method.clone();
     // A range the cache does not hold is fetched whole, as nginx and Varnish do: the
     // origin's 206 could not be stored, and a client that only asks for ranges (a video, a
@@ -742,48 +773,10 @@ where
             method: parts_method.clone(),
             client_headers: &client_headers,
             request_time,
-            guard: None,
+            guard,
             since,
         };
-        let response =
-            match store_whole(&stage.cache, behavior, &fetched, response, origin.timeout).await {
-                Whole::Stored(stored) => {
-                    // The client's range, cut from the object now stored (counted a miss).
-                    drop(guard);
-                    let mut client = Request::new(());
-                    *client.method_mut() = parts_method;
-                    *client.headers_mut() = client_headers;
-                    return Ok(serve(
-                        &stored,
-                        &client,
-                        Served::Miss,
-                        behavior,
-                        SystemTime::now(),
-                    ));
-                }
-                Whole::BrokeOff => {
-                    behavior.metrics.answered(&behavior.metrics.miss);
-                    return Err(EdgeError::Upstream(
-                        "the origin's answer broke off".to_owned(),
-                    ));
-                }
-                Whole::Declined(response) => response,
-            };
-        behavior.metrics.answered(&behavior.metrics.miss);
-        // Not kept: the range is cut from the answer as it streams, where its length is
-        // known (else the whole answer goes, as a server may send it).
-        let (mut response, cut) = cut_range(response, &client_headers);
-        if cut {
-            for_client(response.headers_mut(), Served::Miss);
-            return Ok(response);
-        }
-        return Ok(store_on_the_way(
-            &stage.cache,
-            behavior,
-            Fetched { guard, ..fetched },
-            response,
-            Served::Miss,
-        ));
+        return answer_range(&stage.cache, behavior, fetched, response, origin.timeout).await;
     }
     Ok(store_on_the_way(
         &stage.cache,
@@ -874,23 +867,94 @@ struct Fetched<'a> {
     since: Generation,
 }
 
+/// A stored response that a request may not use as it is, under its key, and the flight
+/// guard of the requests waiting for its revalidation, if this request leads it.
+struct Stale {
+    key: Arc<str>,
+    stored: Arc<Stored>,
+    leader: Option<FlightGuard>,
+}
+
+/// Answers a ranged GET whose object was fetched whole (without the client's `Range` and
+/// `If-Range`), counted a miss: stored whole where it may be, and the client's range cut
+/// from the object stored (`fetched`'s flight guard let go once it is); else cut from
+/// the answer as it streams, where its length is known; else the whole answer, as a
+/// server may send it, stored on its way where it may be.
+async fn answer_range(
+    cache: &Arc<Cache>,
+    behavior: &Behavior,
+    fetched: Fetched<'_>,
+    response: Response<EdgeBody>,
+    timeout: Duration,
+) -> Result<Response<EdgeBody>, EdgeError> {
+    let Fetched { guard, .. } = fetched;
+    let fetched = Fetched {
+        guard: None,
+        ..fetched
+    };
+    let response = match store_whole(cache, behavior, &fetched, response, timeout).await {
+        Whole::Stored(stored) => {
+            drop(guard);
+            let mut client = Request::new(());
+            *client.method_mut() = fetched.method.clone();
+            *client.headers_mut() = fetched.client_headers.clone();
+            return Ok(serve(
+                &stored,
+                &client,
+                Served::Miss,
+                behavior,
+                SystemTime::now(),
+            ));
+        }
+        Whole::BrokeOff => {
+            behavior.metrics.answered(&behavior.metrics.miss);
+            return Err(EdgeError::Upstream(
+                "the origin's answer broke off".to_owned(),
+            ));
+        }
+        Whole::Declined(response) => response,
+    };
+    behavior.metrics.answered(&behavior.metrics.miss);
+    let (mut response, cut) = cut_range(response, fetched.client_headers);
+    if cut {
+        for_client(response.headers_mut(), Served::Miss);
+        return Ok(response);
+    }
+    Ok(store_on_the_way(
+        cache,
+        behavior,
+        Fetched { guard, ..fetched },
+        response,
+        Served::Miss,
+    ))
+}
+
 /// Revalidates a stored response the request may not use as it is: conditionally when it
-/// has validators, and falls back on it when the origin fails and that is allowed.
+/// has validators, and falls back on it when the origin fails and that is allowed. A
+/// ranged request's object is revalidated whole (its `Range` and `If-Range` are the
+/// client's to ask of the object, not of the origin), and `leader`, the flight guard of
+/// the requests waiting for this revalidation, goes with a new answer until it is stored.
 async fn revalidate<B>(
     stage: &CacheStage,
     behavior: &Behavior,
     origin: Origin<'_>,
     context: &mut RequestContext,
-    key: Arc<str>,
-    stored: Arc<Stored>,
+    stale: Stale,
     request: Request<B>,
 ) -> Result<Response<EdgeBody>, EdgeError>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    let Stale {
+        key,
+        stored,
+        leader,
+    } = stale;
     let request_directives = freshness::request_directives(request.headers());
     let (mut head, client_headers) = Head::of(request, &behavior.policy);
+    let ranged = head.method == Method::GET && head.headers.contains_key(header::RANGE);
+    head.headers.remove(header::RANGE);
     // The client's request as it came, to answer its own conditions and to store under.
     let mut client = Request::new(());
     *client.method_mut() = head.method.clone();
@@ -949,20 +1013,24 @@ where
     {
         return Ok(serve(&stored, &client, Served::Stale, behavior, now));
     }
+    let fetched = Fetched {
+        key,
+        host: &stored.host,
+        path: &stored.path,
+        method: client.method().clone(),
+        client_headers,
+        request_time,
+        guard: leader,
+        since,
+    };
+    if ranged {
+        return answer_range(&stage.cache, behavior, fetched, response, origin.timeout).await;
+    }
     behavior.metrics.answered(&behavior.metrics.miss);
     Ok(store_on_the_way(
         &stage.cache,
         behavior,
-        Fetched {
-            key,
-            host: &stored.host,
-            path: &stored.path,
-            method: client.method().clone(),
-            client_headers,
-            request_time,
-            guard: None,
-            since,
-        },
+        fetched,
         response,
         Served::Miss,
     ))
@@ -1001,6 +1069,8 @@ fn revalidate_in_background<B>(
     let since = stage.cache.generation();
     tokio::spawn(async move {
         let _guard = guard;
+        // The object is refreshed whole: a client's range is not the origin's to cut.
+        headers.remove(header::RANGE);
         make_conditional(&mut headers, &stored);
         announce_capability(&mut headers);
         let head = Head {
@@ -1403,11 +1473,9 @@ impl Body for RangeBody {
     }
 }
 
-/// The headers the client sees: the cache's own fields out, what the cache did in.
+/// The headers the client sees: what the cache did in (the surrogates' fields go in
+/// [`handle`], for clients that are not another edge).
 fn for_client(headers: &mut HeaderMap, served: Served) {
-    headers.remove(&freshness::SURROGATE_CONTROL);
-    headers.remove(&SURROGATE_KEY);
-    headers.remove(&CACHE_TAG);
     let (x_cache, timing) = served.header();
     headers.insert(X_CACHE.clone(), x_cache);
     headers.append(SERVER_TIMING.clone(), timing);

@@ -28,6 +28,8 @@ struct Origin {
     failing: Arc<AtomicBool>,
     /// `/static/swr` answers with a body past the cache's object limit.
     oversized: Arc<AtomicBool>,
+    /// A request for `/static/changing` came with a `Range`.
+    ranged: Arc<AtomicBool>,
 }
 
 /// A line of a stylesheet, repeated to make a body worth compressing.
@@ -158,6 +160,45 @@ async fn start_origin() -> (TestServer, Origin) {
                         return (StatusCode::NOT_MODIFIED, validators).into_response();
                     }
                     (validators, "slowly checked").into_response()
+                },
+            ),
+        )
+        .route(
+            "/static/changing",
+            get(
+                |State(origin): State<Origin>, headers: HeaderMap| async move {
+                    // A new version each time, its second half 300 ms after its first; a
+                    // range if one is asked.
+                    let seen = count(&origin);
+                    let tag = format!("\"c{seen}\"");
+                    let text = format!("changed {seen}");
+                    if headers.contains_key(header::RANGE) {
+                        origin.ranged.store(true, Ordering::SeqCst);
+                        return (
+                            StatusCode::PARTIAL_CONTENT,
+                            [
+                                (header::CONTENT_RANGE, format!("bytes 0-3/{}", text.len())),
+                                (header::ETAG, tag),
+                            ],
+                            text[..4].to_owned(),
+                        )
+                            .into_response();
+                    }
+                    let (first, second) = text.split_at(4);
+                    axum::http::Response::builder()
+                        // Two seconds: `Date` has whole seconds, so that a copy may be
+                        // a second old as it arrives.
+                        .header(header::CACHE_CONTROL, "max-age=2")
+                        .header(header::ETAG, tag)
+                        .body(axum::body::Body::new(Slow {
+                            first: Some(bytes::Bytes::from(first.to_owned())),
+                            later: Some((
+                                Box::pin(tokio::time::sleep(Duration::from_millis(300))),
+                                bytes::Bytes::from(second.to_owned()),
+                            )),
+                            length: text.len() as u64,
+                        }))
+                        .expect("response")
                 },
             ),
         )
@@ -418,6 +459,91 @@ async fn concurrent_requests_for_a_stale_object_make_one_revalidation() {
     server.stop().await;
 }
 
+/// A stale object that changed is fetched once for every request that came for it
+/// meanwhile: they wait until the new version is stored, not only until its head came.
+#[tokio::test]
+async fn concurrent_requests_for_a_changed_object_make_one_fetch() {
+    let (server, origin) = start_origin().await;
+    let edge = start_edge(server.address).await;
+    let url = format!("{}/static/changing", edge.url);
+    assert_eq!(TestClient::http1().get(&url).await.text(), "changed 1");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let clients: Vec<_> = (0..10)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { TestClient::http1().get(&url).await })
+        })
+        .collect();
+    for client in clients {
+        let reply = client.await.expect("client");
+        assert_eq!(
+            (reply.status.as_u16(), reply.text()),
+            (200, "changed 2".to_owned())
+        );
+    }
+    assert_eq!(
+        requests(&origin),
+        2,
+        "nine requests waited for the first's fetch"
+    );
+    edge.shutdown().await;
+    server.stop().await;
+}
+
+/// A ranged request for a stale object revalidates the object whole, and its own
+/// `If-Range` is answered from what comes back: a new version gets it whole.
+#[tokio::test]
+async fn a_ranged_request_revalidates_the_whole_object() {
+    let (server, origin) = start_origin().await;
+    let edge = start_edge(server.address).await;
+    let url = format!("{}/static/changing", edge.url);
+    let mut client = TestClient::http1();
+    let first = client.get(&url).await;
+    assert_eq!(first.header("etag"), Some("\"c1\""));
+    // The stored version answers a range of it.
+    let part = client
+        .send(
+            http::Method::GET,
+            &url,
+            &[("range", "bytes=0-3"), ("if-range", "\"c1\"")],
+            "",
+        )
+        .await;
+    assert_eq!(
+        (part.status.as_u16(), part.text()),
+        (206, "chan".to_owned())
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // Stale now: the origin has a new version, so the client's If-Range fails.
+    let whole = client
+        .send(
+            http::Method::GET,
+            &url,
+            &[("range", "bytes=0-3"), ("if-range", "\"c1\"")],
+            "",
+        )
+        .await;
+    assert_eq!(
+        (whole.status.as_u16(), whole.text()),
+        (200, "changed 2".to_owned())
+    );
+    assert!(
+        !origin.ranged.load(Ordering::SeqCst),
+        "the origin was asked a range"
+    );
+    // Stored whole: the next range is cut from it.
+    let part = client
+        .send(http::Method::GET, &url, &[("range", "bytes=0-3")], "")
+        .await;
+    assert_eq!(
+        (part.status.as_u16(), part.text()),
+        (206, "chan".to_owned())
+    );
+    assert_eq!(requests(&origin), 2);
+    edge.shutdown().await;
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_behaviour_may_ignore_what_clients_ask_of_the_cache() {
     let (server, origin) = start_origin().await;
@@ -586,6 +712,39 @@ impl http_body::Body for Breaking {
 
     fn size_hint(&self) -> http_body::SizeHint {
         http_body::SizeHint::with_exact(100)
+    }
+}
+
+/// A body of two parts, the second a while after the first (an origin slow to send).
+struct Slow {
+    first: Option<bytes::Bytes>,
+    later: Option<(std::pin::Pin<Box<tokio::time::Sleep>>, bytes::Bytes)>,
+    length: u64,
+}
+
+impl http_body::Body for Slow {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        if let Some(first) = self.first.take() {
+            return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(first))));
+        }
+        let Some((sleep, _)) = &mut self.later else {
+            return std::task::Poll::Ready(None);
+        };
+        if sleep.as_mut().poll(context).is_pending() {
+            return std::task::Poll::Pending;
+        }
+        let (_, data) = self.later.take().expect("the second part");
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(data))))
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.length)
     }
 }
 
@@ -1013,6 +1172,7 @@ async fn a_behaviours_response_headers_edit_its_answers_and_not_what_is_stored()
                             [
                                 (header::CACHE_CONTROL, "max-age=1"),
                                 (header::HeaderName::from_static("x-powered-by"), "php"),
+                                (header::HeaderName::from_static("surrogate-key"), "fonts"),
                             ],
                             "font",
                         )
@@ -1059,6 +1219,7 @@ async fn a_behaviours_response_headers_edit_its_answers_and_not_what_is_stored()
         assert_eq!(reply.header("cache-control"), Some("public, max-age=86400"));
         assert_eq!(reply.header("access-control-allow-origin"), Some("*"));
         assert_eq!(reply.header("x-powered-by"), None);
+        assert_eq!(reply.header("surrogate-key"), None, "{expected}");
     }
     assert_eq!(asked.load(Ordering::SeqCst), 1);
     tokio::time::sleep(Duration::from_millis(1_100)).await;
@@ -1071,14 +1232,19 @@ async fn a_behaviours_response_headers_edit_its_answers_and_not_what_is_stored()
     assert_eq!(asked.load(Ordering::SeqCst), 2);
     edge.shutdown().await;
     // Another edge, fetching through this one as its origin shield, gets the origin's
-    // headers, to store them as they are.
+    // headers, to store them as they are: its tags too, by which an invalidation finds
+    // its copy, on a miss and on a hit.
     let peer = vec!["127.0.0.1".parse().expect("address")];
     let shield = RunningEdge::start(edited(peer), "http").await;
-    let fetched = client
-        .get(&format!("{}/static/font.woff2", shield.url))
-        .await;
-    assert_eq!(fetched.header("cache-control"), Some("max-age=1"));
-    assert_eq!(fetched.header("x-powered-by"), Some("php"));
+    for expected in ["Miss", "Hit"] {
+        let fetched = client
+            .get(&format!("{}/static/font.woff2", shield.url))
+            .await;
+        assert_eq!(fetched.header("x-cache"), Some(expected));
+        assert_eq!(fetched.header("cache-control"), Some("max-age=1"));
+        assert_eq!(fetched.header("x-powered-by"), Some("php"));
+        assert_eq!(fetched.header("surrogate-key"), Some("fonts"), "{expected}");
+    }
     shield.shutdown().await;
     server.stop().await;
 }
@@ -1390,6 +1556,7 @@ async fn rewritten_requests_are_cached_under_the_clients_url() {
         }),
     };
     config.listeners[0].rules = vec![rewritten("a", 1), rewritten("b", 2)];
+    config.admin_token = Some("admin-token".to_owned());
     config.cache = Some(CacheConfig {
         capacity_bytes: 16 * 1024 * 1024,
         max_object_bytes: 16 * 1024,
@@ -1425,6 +1592,28 @@ async fn rewritten_requests_are_cached_under_the_clients_url() {
         ("version 2".to_owned(), Some("Miss"))
     );
     assert_eq!(requests(&origin), 2);
+    // An invalidation by path matches the client's URL, as the key does.
+    let invalidated = client
+        .send(
+            axum::http::Method::POST,
+            &format!("http://{}/cache/invalidate", edge.admin),
+            &[
+                ("content-type", "application/json"),
+                ("authorization", "Bearer admin-token"),
+            ],
+            r#"{"paths": ["/a/*"]}"#,
+        )
+        .await;
+    assert_eq!(
+        invalidated.json()["invalidated"],
+        1,
+        "{}",
+        invalidated.text()
+    );
+    let fetched = client.get(&format!("{}/a/item", edge.url)).await;
+    assert_eq!(fetched.header("x-cache"), Some("Miss"));
+    let kept = client.get(&format!("{}/b/item", edge.url)).await;
+    assert_eq!(kept.header("x-cache"), Some("Hit"));
     edge.shutdown().await;
     server.stop().await;
 }
