@@ -210,6 +210,7 @@ pub fn rebuild(
     for (owner, record_type, group) in groups {
         zone.add_policy_group(&owner, record_type, group)?;
     }
+    zone.check_aliases()?;
     let catalog = Catalog::new(vec![zone])?.with_environment(config.environment.clone());
     Ok(Built {
         responder: Responder::new(catalog),

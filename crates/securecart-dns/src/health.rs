@@ -82,7 +82,8 @@ pub struct HealthCheck<C = Arc<AtomicBool>> {
     pub failure_threshold: u32,
     /// Reports the opposite of what it sees.
     pub inverted: bool,
-    /// Always healthy, without probing.
+    /// Always healthy, without probing; or, inverted as well, always unhealthy (Route 53's
+    /// way to take a record out of its answers by hand).
     pub disabled: bool,
 }
 
@@ -139,10 +140,10 @@ impl HealthCheck {
 
     /// Runs the check as [`HealthCheck::spawn`] does, from the state `state` holds (a
     /// check carried over a reload keeps its state until its probes disagree with it);
-    /// a disabled check is healthy.
+    /// a disabled check is healthy (unhealthy if inverted too, as Route 53's).
     pub fn resume(self, state: Arc<AtomicBool>, mut stop: watch::Receiver<bool>) {
         if self.disabled {
-            state.store(true, Ordering::Relaxed);
+            state.store(!self.inverted, Ordering::Relaxed);
             return;
         }
         tokio::spawn(async move {

@@ -12,6 +12,10 @@ pub use hickory_proto::rr::{LowerName, Name, RecordType};
 use hickory_proto::rr::{RData, Record};
 use hickory_proto::serialize::txt::Parser;
 
+/// The most members the aliases of one routing group may reach, through the groups they
+/// name ([`Zone::check_aliases`]).
+pub const MAX_ALIAS_REACH: usize = 1024;
+
 /// A zone that cannot be served, with where the problem is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{source_name}{}: {message}", line.map(|line| format!(":{line}")).unwrap_or_default())]
@@ -232,7 +236,9 @@ impl Zone {
     }
 
     /// Adds a group of records answered by a routing policy at `name` (inside the zone);
-    /// refused where static records of that type, or a CNAME, already answer.
+    /// refused where static records of that type, or a CNAME, already answer, and a group
+    /// of CNAMEs where any other record or group is (the zone's apex has its SOA and NS):
+    /// a CNAME is alone at its name (RFC 1034 section 3.6.2, RFC 2181 section 10.1).
     pub fn add_policy_group(
         &mut self,
         name: &Name,
@@ -251,8 +257,19 @@ impl Zone {
         if self
             .rrsets
             .contains_key(&(owner.clone(), RecordType::CNAME))
+            || self
+                .policies
+                .contains_key(&(owner.clone(), RecordType::CNAME))
         {
             return Err(format!("{name} has a CNAME record, which must be alone"));
+        }
+        if record_type == RecordType::CNAME
+            && (self.rrsets.keys().any(|(at, _)| *at == owner)
+                || self.policies.keys().any(|(at, _)| *at == owner))
+        {
+            return Err(format!(
+                "{name} has other records, and a CNAME record must be alone"
+            ));
         }
         if group
             .members
@@ -261,6 +278,13 @@ impl Zone {
             .any(|data| data.record_type() != record_type)
         {
             return Err(format!("{name} {record_type}: a value of another type"));
+        }
+        if group.members.iter().any(|member| {
+            member.alias.is_some() && matches!(member.policy, crate::policy::Policy::Multivalue)
+        }) {
+            return Err(format!(
+                "{name} {record_type}: a multivalue answer is records, not an alias"
+            ));
         }
         if let Some(target) = group
             .members
@@ -303,6 +327,54 @@ impl Zone {
                 locates,
             }),
         );
+        Ok(())
+    }
+
+    /// Checks the aliases of the zone's routing groups once they are all added: none may
+    /// lead back to its own group (an answer would follow it round until its depth ran
+    /// out, at each query), and the aliases followed from one group, through the groups
+    /// they name, may reach at most [`MAX_ALIAS_REACH`] members (each query's choice and
+    /// each target health evaluation follows every one of them).
+    pub fn check_aliases(&self) -> Result<(), String> {
+        /// How many members a group's aliases reach, or `None` while it is being counted
+        /// (met again: a cycle).
+        fn reach(
+            zone: &Zone,
+            at: &(LowerName, RecordType),
+            counted: &mut HashMap<(LowerName, RecordType), Option<usize>>,
+        ) -> Result<usize, String> {
+            match counted.get(at) {
+                Some(Some(reach)) => return Ok(*reach),
+                Some(None) => {
+                    return Err(format!("{} {}: its aliases lead back to it", at.0, at.1));
+                }
+                None => {}
+            }
+            let Some(entry) = zone.policies.get(at) else {
+                return Ok(0);
+            };
+            counted.insert(at.clone(), None);
+            let mut total = 0usize;
+            for member in &entry.group.members {
+                total += 1;
+                if let Some(target) = &member.alias {
+                    let target = (LowerName::new(target), at.1);
+                    total = total.saturating_add(reach(zone, &target, counted)?);
+                }
+                if total > MAX_ALIAS_REACH {
+                    return Err(format!(
+                        "{} {}: its aliases reach more than {MAX_ALIAS_REACH} records through the groups they name",
+                        at.0, at.1
+                    ));
+                }
+            }
+            counted.insert(at.clone(), Some(total));
+            Ok(total)
+        }
+        let mut counted = HashMap::new();
+        for at in self.policies.keys() {
+            reach(self, at, &mut counted)?;
+        }
         Ok(())
     }
 
@@ -483,6 +555,113 @@ ns.sub  IN A   127.9.0.1
         assert_eq!(zone.delegation_of(&name("www.shop.test.")), None);
         // A negative answer's SOA lives no longer than the zone's MINIMUM.
         assert_eq!(zone.negative_soa().ttl, 60);
+    }
+
+    /// A CNAME is alone at its name, whether a routing policy answers it or the others:
+    /// never at the apex (its SOA and NS), nor where a group of another type is.
+    #[test]
+    fn a_group_of_cnames_is_alone_at_its_name() {
+        use super::{PolicyGroup, PolicyMember};
+        use crate::policy::Policy;
+        use hickory_proto::rr::{Name, RData, RecordType, rdata::CNAME};
+        let group = |data: RData| PolicyGroup {
+            ttl: 30,
+            members: vec![PolicyMember {
+                id: "one".to_owned(),
+                policy: Policy::Weighted { weight: 1 },
+                data: vec![data],
+                health: None,
+                alias: None,
+                evaluate_target_health: false,
+            }],
+        };
+        let cname = || {
+            group(RData::CNAME(CNAME(
+                Name::from_ascii("www.shop.test.").expect("name"),
+            )))
+        };
+        let address = || group(RData::A(std::net::Ipv4Addr::new(127, 1, 0, 9).into()));
+        let name = |text: &str| Name::from_ascii(text).expect("name");
+        let mut zone = Zone::parse(ZONE, "shop.test.zone", None, None).expect("zone");
+        let at_apex = zone
+            .add_policy_group(&name("shop.test."), RecordType::CNAME, cname())
+            .expect_err("a CNAME beside the SOA");
+        assert!(at_apex.contains("must be alone"), "{at_apex}");
+        zone.add_policy_group(&name("app.shop.test."), RecordType::A, address())
+            .expect("an address group");
+        let beside = zone
+            .add_policy_group(&name("app.shop.test."), RecordType::CNAME, cname())
+            .expect_err("a CNAME beside a group");
+        assert!(beside.contains("must be alone"), "{beside}");
+        zone.add_policy_group(&name("alias.shop.test."), RecordType::CNAME, cname())
+            .expect("a CNAME alone");
+        let after = zone
+            .add_policy_group(&name("alias.shop.test."), RecordType::A, address())
+            .expect_err("a group beside a CNAME group");
+        assert!(after.contains("must be alone"), "{after}");
+    }
+
+    /// Aliases that lead back to their group, or that reach too many members through the
+    /// groups they name, are refused once the zone's groups are all in.
+    #[test]
+    fn aliases_may_not_loop_nor_fan_out_without_end() {
+        use super::{MAX_ALIAS_REACH, PolicyGroup, PolicyMember};
+        use crate::policy::Policy;
+        use hickory_proto::rr::{Name, RecordType};
+        let name = |text: &str| Name::from_ascii(text).expect("name");
+        let aliases = |count: usize, target: &str| PolicyGroup {
+            ttl: 30,
+            members: (0..count)
+                .map(|n| PolicyMember {
+                    id: format!("m{n}"),
+                    policy: Policy::Weighted { weight: 1 },
+                    data: Vec::new(),
+                    health: None,
+                    alias: Some(name(target)),
+                    evaluate_target_health: true,
+                })
+                .collect(),
+        };
+        let mut zone = Zone::parse(ZONE, "shop.test.zone", None, None).expect("zone");
+        zone.add_policy_group(
+            &name("a.shop.test."),
+            RecordType::A,
+            aliases(2, "b.shop.test."),
+        )
+        .expect("a");
+        zone.check_aliases()
+            .expect("an alias to a name without records yet");
+        zone.add_policy_group(
+            &name("b.shop.test."),
+            RecordType::A,
+            aliases(2, "a.shop.test."),
+        )
+        .expect("b");
+        let looped = zone.check_aliases().expect_err("a loop");
+        assert!(looped.contains("lead back"), "{looped}");
+
+        let mut zone = Zone::parse(ZONE, "shop.test.zone", None, None).expect("zone");
+        zone.add_policy_group(
+            &name("x.shop.test."),
+            RecordType::A,
+            aliases(40, "y.shop.test."),
+        )
+        .expect("x");
+        zone.add_policy_group(
+            &name("y.shop.test."),
+            RecordType::A,
+            aliases(40, "www.shop.test."),
+        )
+        .expect("y");
+        let wide = zone.check_aliases().expect_err("40 times 40 members");
+        assert!(wide.contains(&MAX_ALIAS_REACH.to_string()), "{wide}");
+        // A multivalue answer takes no alias.
+        let mut multivalue = aliases(1, "www.shop.test.");
+        multivalue.members[0].policy = Policy::Multivalue;
+        let refused = zone
+            .add_policy_group(&name("m.shop.test."), RecordType::A, multivalue)
+            .expect_err("a multivalue alias");
+        assert!(refused.contains("multivalue"), "{refused}");
     }
 
     #[test]

@@ -257,6 +257,13 @@ async fn a_disabled_check_is_healthy_without_probing() {
     // Had the disabled one probed too, it would have failed as soon, or a few probes on.
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(state.load(Ordering::Relaxed));
+    // Disabled and inverted: unhealthy, Route 53's way to take a record out by hand.
+    let mut forced = every_40_ms("forced", Probe::Tcp { address });
+    forced.disabled = true;
+    forced.inverted = true;
+    let out = Arc::new(AtomicBool::new(true));
+    forced.resume(Arc::clone(&out), stop.subscribe());
+    assert!(!out.load(Ordering::Relaxed));
     stop.send(true).expect("stop");
 }
 

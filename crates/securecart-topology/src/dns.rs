@@ -396,6 +396,34 @@ pub(crate) fn resolve_dns(
                 ),
             );
         }
+        // An alias that leads back to its own name and type, through the aliases of the
+        // records it names, would be followed round at each query.
+        if let Some(target) = &record.alias {
+            let mut seen = vec![target.as_str()];
+            let mut at = 0;
+            while at < seen.len() {
+                let name = seen[at];
+                at += 1;
+                for next in records
+                    .iter()
+                    .filter(|other| other.name == name && other.record_type == record.record_type)
+                    .filter_map(|other| other.alias.as_deref())
+                {
+                    if !seen.contains(&next) {
+                        seen.push(next);
+                    }
+                }
+            }
+            if seen.contains(&record.name.as_str()) {
+                findings.problem(
+                    path.key("records").index(index).key("alias"),
+                    format!(
+                        "{} {}: its alias leads back to it, through the aliases of {target}",
+                        record.name, record.record_type
+                    ),
+                );
+            }
+        }
     }
     // The edges whose targets' health an alias evaluates get a check each.
     for region in regions {
@@ -427,6 +455,13 @@ pub(crate) fn resolve_dns(
             findings.problem(
                 path.key("records").index(index).key("name"),
                 format!("{} has a CNAME record, which must be alone", record.name),
+            );
+        }
+        // The apex has the zone's SOA and NS records.
+        if record.record_type == "CNAME" && record.name == zone {
+            findings.problem(
+                path.key("records").index(index).key("name"),
+                "the zone's apex (`@`) has its SOA and NS records, and a CNAME record must be alone",
             );
         }
     }
@@ -818,6 +853,12 @@ fn resolve_record(
             DnsRouting::Simple
         }
     };
+    if routing == DnsRouting::Multivalue && alias.is_some() {
+        findings.problem(
+            path.key("alias"),
+            "a multivalue answer is records, not an alias (as Route 53's)",
+        );
+    }
     let set_identifier = raw.set_identifier.clone().unwrap_or_default();
     match (&routing, set_identifier.is_empty()) {
         (DnsRouting::Simple, false) => findings.problem(

@@ -136,7 +136,8 @@ pub struct RawDnsHealthCheck {
     /// Report the opposite of what the check sees.
     #[serde(default)]
     pub inverted: bool,
-    /// Always healthy, without checking.
+    /// Always healthy, without checking (always unhealthy with `inverted`: Route 53's way
+    /// to take a record out of answers by hand).
     #[serde(default)]
     pub disabled: bool,
     /// A calculated check's children, by name.

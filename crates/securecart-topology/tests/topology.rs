@@ -1430,6 +1430,66 @@ fn with_records(records: &str) -> String {
     format!("{}\n{records}", default_text())
 }
 
+/// An alias that leads back to its own record set, and a multivalue alias, are refused.
+#[test]
+fn aliases_that_loop_and_multivalue_aliases_are_refused() {
+    let text = with_records(
+        r#"[[dns.records]]
+name = "loop-a"
+type = "A"
+alias = "loop-b"
+
+[[dns.records]]
+name = "loop-b"
+type = "A"
+alias = "loop-a"
+"#,
+    );
+    let diagnostic = diagnostic_where(&text, |field| field.ends_with(".alias"));
+    assert!(
+        diagnostic.message.contains("leads back to it"),
+        "{}",
+        diagnostic.message
+    );
+    let text = with_records(
+        r#"[[dns.records]]
+name = "many"
+type = "A"
+set_identifier = "one"
+multivalue = true
+alias = "www"
+"#,
+    );
+    let diagnostic = diagnostic_where(&text, |field| field.ends_with(".alias"));
+    assert!(
+        diagnostic.message.contains("multivalue answer is records"),
+        "{}",
+        diagnostic.message
+    );
+}
+
+/// The apex has the zone's SOA and NS records: a CNAME there would not be alone.
+#[test]
+fn a_cname_at_the_apex_is_refused() {
+    let text = with_records(
+        r#"[[dns.records]]
+name = "@"
+type = "CNAME"
+set_identifier = "one"
+weight = 1
+values = ["www"]
+"#,
+    );
+    let error = parse(&text, "t.toml").expect_err("a CNAME at the apex");
+    assert!(
+        error
+            .diagnostics()
+            .iter()
+            .any(|diagnostic| diagnostic.message.contains("apex (`@`) has its SOA and NS")),
+        "{error}"
+    );
+}
+
 #[test]
 fn mail_service_and_certificate_authority_records_are_taken_and_checked() {
     let text = with_records(
