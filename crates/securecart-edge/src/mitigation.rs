@@ -34,12 +34,15 @@
 //!
 //! Memory is bounded whatever clients send: at most [`MAX_PATHS`] learnt path keys, which
 //! keep their place from window to window, and [`MAX_NEWCOMERS`] more counted in a window
-//! (past them, traffic is counted under `*`, which gets no rules: the fixed per-client
-//! limits still hold it). When the learnt keys are all taken, a newcomer busier in its
-//! window than the least busy learnt key (one not flooded) is on average takes its place,
-//! so that keys an attacker makes up and keeps alive with a request now and then cannot
-//! keep a shop's busier paths from being learnt; and at most [`MAX_CLIENT_ENTRIES`] client
-//! counts per window (past them, requests count in their path's total only).
+//! by Space-Saving (a key that finds no place takes the least counted newcomer's, and its
+//! count, as an over-estimate; a newcomer is weighed by what it surely sent), so that
+//! made-up keys sent first, or in turn, cannot keep a busier newcomer out. When the
+//! learnt keys are all taken, a newcomer that surely sent more than the least busy learnt
+//! key not flooded did, on average and in the window, takes its place, so that keys an
+//! attacker makes up and keeps alive with a request now and then cannot keep a shop's
+//! busier paths from being learnt, nor push out a key they flood. At most
+//! [`MAX_CLIENT_ENTRIES`] client counts are kept per window (past them, requests count in
+//! their path's total only).
 //!
 //! This module decides; [`crate::shield`] counts each request, consults the rules and closes
 //! the windows.
@@ -92,8 +95,6 @@ pub const MAX_NEWCOMERS: usize = 64;
 pub const MAX_CLIENT_ENTRIES: usize = 200_000;
 /// The longest first segment that is a key of its own; longer ones count under `/`.
 const MAX_KEY_BYTES: usize = 64;
-/// The key of traffic past [`MAX_PATHS`].
-const OVERFLOW: &str = "*";
 /// The most signatures one path's window counts (the busiest, by the Space-Saving
 /// algorithm), and its baseline remembers.
 pub const MAX_SIGNATURES: usize = 64;
@@ -314,6 +315,9 @@ pub struct FloodView {
 #[derive(Debug, Default)]
 struct PathCounts {
     total: u64,
+    /// Of `total`, what a newcomer took over from the one whose place it took (Space-
+    /// Saving's over-estimate): at least `total - inherited` requests were its own.
+    inherited: u64,
     clients: HashMap<IpAddr, u32>,
     /// Requests by signature, with how each shows (at most [`MAX_SIGNATURES`]).
     signatures: HashMap<Signature, (u32, Box<str>)>,
@@ -339,6 +343,8 @@ struct Baseline {
 #[derive(Debug, Default)]
 struct Counts {
     paths: HashMap<Box<str>, PathCounts>,
+    /// The keys of `paths` that are not learnt (at most [`MAX_NEWCOMERS`]).
+    newcomers: Vec<Box<str>>,
     client_entries: usize,
 }
 
@@ -401,18 +407,41 @@ impl Mitigation {
         let mut counts = self.counts.lock();
         let Counts {
             paths,
+            newcomers,
             client_entries,
         } = &mut *counts;
-        let entry = match paths.get_mut(key) {
-            Some(entry) => entry,
-            None => {
-                let key = if paths.len() < MAX_PATHS + MAX_NEWCOMERS {
-                    key
-                } else {
-                    OVERFLOW
-                };
-                paths.entry(key.into()).or_default()
+        if !paths.contains_key(key) {
+            if newcomers.len() < MAX_NEWCOMERS {
+                newcomers.push(key.into());
+                paths.insert(key.into(), PathCounts::default());
+            } else if let Some((place, least)) = newcomers
+                .iter()
+                .enumerate()
+                .map(|(place, newcomer)| {
+                    (place, paths.get(newcomer).map_or(0, |counts| counts.total))
+                })
+                .min_by_key(|&(_, total)| total)
+            {
+                // Space-Saving: the key takes the place of the least counted newcomer, and
+                // its count (an over-estimate), so that keys made up one request each in
+                // turn cannot keep a busier newcomer out.
+                let gone = std::mem::replace(&mut newcomers[place], key.into());
+                if let Some(counts) = paths.remove(&gone) {
+                    *client_entries = client_entries.saturating_sub(counts.clients.len());
+                }
+                paths.insert(
+                    key.into(),
+                    PathCounts {
+                        total: least,
+                        inherited: least,
+                        ..PathCounts::default()
+                    },
+                );
             }
+        }
+        // (Always there: learnt, or a newcomer now.)
+        let Some(entry) = paths.get_mut(key) else {
+            return;
         };
         entry.total += 1;
         match entry.clients.get_mut(&client) {
@@ -556,13 +585,35 @@ impl Mitigation {
             let mut counts = self.counts.lock();
             let closed = std::mem::take(&mut *counts);
             // The learnt paths keep their place in the next window, so that keys an
-            // attacker makes up cannot push them out.
+            // attacker makes up cannot push them out (those this close admits get theirs
+            // at its end).
             let state = self.state.lock();
             for path in state.baselines.keys() {
                 counts.paths.insert(path.clone(), PathCounts::default());
             }
             closed
         };
+        let events = self.close(&counts);
+        // The keys this close admitted: learnt, with a place of their own from now on.
+        let admitted: Vec<Box<str>> = {
+            let state = self.state.lock();
+            counts
+                .newcomers
+                .iter()
+                .filter(|path| state.baselines.contains_key(*path))
+                .cloned()
+                .collect()
+        };
+        let mut now = self.counts.lock();
+        for path in admitted {
+            now.newcomers.retain(|newcomer| *newcomer != path);
+            now.paths.entry(path).or_default();
+        }
+        events
+    }
+
+    /// [`Mitigation::close_window`] on the counts of the window closed.
+    fn close(&self, counts: &Counts) -> Vec<Event> {
         let mut state = self.state.lock();
         let factor = f64::from(self.config.factor);
         let floor =
@@ -576,15 +627,20 @@ impl Mitigation {
         let mut newcomers: Vec<(&Box<str>, u64)> = counts
             .paths
             .iter()
-            .filter(|(path, window)| {
-                window.total > 0 && &***path != OVERFLOW && !state.baselines.contains_key(*path)
-            })
-            .map(|(path, window)| (path, window.total))
+            .filter(|(path, window)| window.total > 0 && !state.baselines.contains_key(*path))
+            // What it surely sent: made-up keys that took one another's places do not
+            // add up to a busy newcomer.
+            .map(|(path, window)| (path, window.total - window.inherited))
             .collect();
         // The busiest first: while places are free, each takes one; then each takes the
         // place of the least busy learnt key not flooded, if it was busier in this window
-        // than that key is on average.
+        // than that key is on average and in this window (a key flooded in this window,
+        // not yet found so, keeps its place).
         newcomers.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        let weight = |path: &str, baseline: &Baseline| {
+            let window = counts.paths.get(path).map_or(0, |window| window.total);
+            baseline.requests.max(window as f64)
+        };
         let mut admitted = Vec::with_capacity(newcomers.len());
         for (path, requests) in newcomers {
             if state.baselines.len() + admitted.len() >= MAX_PATHS {
@@ -592,8 +648,9 @@ impl Mitigation {
                     .baselines
                     .iter()
                     .filter(|(_, baseline)| baseline.flood.is_none())
-                    .min_by(|a, b| a.1.requests.total_cmp(&b.1.requests))
-                    .filter(|(_, baseline)| (requests as f64) > baseline.requests)
+                    .map(|(path, baseline)| (path, weight(path, baseline)))
+                    .min_by(|a, b| a.1.total_cmp(&b.1))
+                    .filter(|&(_, weight)| (requests as f64) > weight)
                     .map(|(weakest, _)| weakest.clone());
                 let Some(weakest) = weakest else {
                     break;
@@ -606,7 +663,7 @@ impl Mitigation {
         paths.extend(admitted);
         for path in paths {
             let window = counts.paths.get(&path);
-            let requests = window.map_or(0, |window| window.total);
+            let requests = window.map_or(0, |window| window.total - window.inherited);
             let p99 = window.map_or(0.0, |window| percentile_99(&window.clients));
             let baseline = state.baselines.entry(path.clone()).or_default();
             let threshold = (factor * baseline.requests).max(floor);
@@ -1324,13 +1381,11 @@ mod tests {
             matches!(events.as_slice(), [Event::FloodStarted { path, clients, .. }] if path == "/api" && clients == &[client(201)]),
             "{events:?}"
         );
-        // The overflow gets no rules.
-        assert!(
-            mitigation
-                .baselines()
-                .iter()
-                .all(|baseline| baseline.path != "*")
-        );
+        // Made-up keys sent once each are not learnt in its place, nor past the
+        // learnt keys' limit.
+        let baselines = mitigation.baselines();
+        assert!(baselines.len() <= MAX_PATHS, "{}", baselines.len());
+        assert!(baselines.iter().any(|baseline| baseline.path == "/static"));
     }
 
     /// Made-up keys that fill every learnt place and are kept alive with a request now
@@ -1398,9 +1453,53 @@ mod tests {
             .iter()
             .filter(|baseline| baseline.path.starts_with("/other-"))
             .count();
-        // (The made-up key that gave its place to `/api`, sent again, is a newcomer too,
-        // which takes one of the window's places for them.)
-        assert_eq!(others, MAX_NEWCOMERS - 1);
+        // (The made-up key that gave its place to `/api`, sent again, took a newcomer's
+        // place first, and gave it to a busier one.)
+        assert_eq!(others, MAX_NEWCOMERS);
+    }
+
+    /// Made-up keys sent first in a window take the newcomers' places, but a busier
+    /// newcomer takes one of theirs; and a learnt key flooded in the window a newcomer
+    /// comes keeps its place, and its flood is found.
+    #[test]
+    fn a_busier_newcomer_gets_in_and_a_flooded_key_stays() {
+        let mitigation = Mitigation::new(settings());
+        let junk = |mitigation: &Mitigation, each: u32| {
+            for n in 0..MAX_PATHS - 1 {
+                for _ in 0..each {
+                    mitigation.record(client(9), &format!("/junk-{n}/x"), BROWSER, browser);
+                }
+            }
+        };
+        for _ in 0..4 {
+            junk(&mitigation, 2);
+            mitigation.record(client(1), "/quiet/x", BROWSER, browser);
+            mitigation.close_window();
+        }
+        assert_eq!(mitigation.baselines().len(), MAX_PATHS);
+        // `/quiet` is the least busy learnt key on average, and flooded now.
+        junk(&mitigation, 2);
+        for n in 0..MAX_NEWCOMERS * 2 {
+            mitigation.record(client(9), &format!("/fresh-{n}/x"), BROWSER, browser);
+        }
+        for _ in 0..10 {
+            mitigation.record(client(2), "/new/x", BROWSER, browser);
+        }
+        for _ in 0..1000 {
+            mitigation.record(client(200), "/quiet/x", BROWSER, browser);
+        }
+        let events = mitigation.close_window();
+        assert!(
+            matches!(events.as_slice(), [Event::FloodStarted { path, .. }] if path == "/quiet"),
+            "{events:?}"
+        );
+        let baselines = mitigation.baselines();
+        assert!(baselines.iter().any(|baseline| baseline.path == "/quiet"));
+        assert!(
+            baselines.iter().any(|baseline| baseline.path == "/new"),
+            "{baselines:?}"
+        );
+        assert_eq!(baselines.len(), MAX_PATHS);
     }
 
     #[test]
