@@ -163,6 +163,9 @@ impl RateLimit {
     pub fn hit(&self, inspection: &Inspection<'_>) -> Option<Hit> {
         let mut hasher = self.hasher.build_hasher();
         let mut shown = Vec::with_capacity(self.keys.len());
+        // A forwarded address missing where the fallback matches: the request matches,
+        // once every other key is found (whatever their order).
+        let mut fell_back = None;
         for key in &self.keys {
             match key {
                 AggregateKey::ClientIp => {
@@ -172,9 +175,11 @@ impl RateLimit {
                 }
                 AggregateKey::ForwardedIp(header) => {
                     let Some(address) = forwarded_ip(inspection, header)? else {
-                        return self.forwarded_fallback_matches.then(|| Hit::Fallback {
-                            header: header.clone(),
-                        });
+                        if !self.forwarded_fallback_matches {
+                            return None;
+                        }
+                        fell_back = Some(header.clone());
+                        continue;
                     };
                     let address = client_key(address);
                     address.hash(&mut hasher);
@@ -229,6 +234,9 @@ impl RateLimit {
                     shown.push(format!("method:{}", excerpt(&value)));
                 }
             }
+        }
+        if let Some(header) = fell_back {
+            return Some(Hit::Fallback { header });
         }
         let over = self.count(hasher.finish(), self.started.elapsed());
         Some(Hit::Counted {
@@ -330,13 +338,9 @@ fn excerpt(value: &[u8]) -> String {
 /// joined), with or without a port, as IP sets read it: `None` without the header,
 /// `Some(None)` when its first entry is no address.
 fn forwarded_ip(inspection: &Inspection<'_>, header: &HeaderName) -> Option<Option<IpAddr>> {
-    let first = inspection.headers().get(header)?;
-    Some(
-        std::str::from_utf8(first.as_bytes())
-            .ok()
-            .and_then(|line| line.split(',').next())
-            .and_then(|entry| crate::statement::forwarded_address(entry.trim())),
-    )
+    crate::statement::forwarded_entries(inspection, header)
+        .first()
+        .copied()
 }
 
 #[cfg(test)]
@@ -580,6 +584,22 @@ mod tests {
             hit(&rate, "127.0.0.1", &[("x-forwarded-for", "203.0.113.9")]),
             Some((false, "203.0.113.9".to_owned()))
         );
+        // Combined with another key, whatever the order: the fallback matches a request
+        // that has the other key, and nothing matches one without it.
+        let forwarded = AggregateKey::ForwardedIp(HeaderName::from_static("x-forwarded-for"));
+        let api_key = AggregateKey::Header(HeaderName::from_static("x-api-key"));
+        for keys in [
+            vec![forwarded.clone(), api_key.clone()],
+            vec![api_key.clone(), forwarded.clone()],
+        ] {
+            let rate = RateLimit::new(100, minute, keys).with_forwarded_fallback(true);
+            let junk = ("x-forwarded-for", "unknown");
+            assert_eq!(hit(&rate, "127.0.0.1", &[junk]), None);
+            assert_eq!(
+                hit(&rate, "127.0.0.1", &[junk, ("x-api-key", "k")]),
+                Some((true, "fallback:x-forwarded-for".to_owned()))
+            );
+        }
 
         // A header's value: a credential is counted by, and shown redacted.
         let rate = RateLimit::new(

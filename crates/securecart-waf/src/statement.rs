@@ -185,11 +185,7 @@ impl ForwardedIp {
         position: IpPosition,
         wanted: impl Fn(&IpAddr) -> bool,
     ) -> Result<Option<IpAddr>, ()> {
-        let mut entries: Vec<Option<IpAddr>> = Vec::new();
-        for line in inspection.headers().get_all(&self.header) {
-            let text = String::from_utf8_lossy(line.as_bytes());
-            entries.extend(text.split(',').map(|entry| forwarded_address(entry.trim())));
-        }
+        let entries = forwarded_entries(inspection, &self.header);
         if entries.is_empty() {
             return Ok(None);
         }
@@ -217,9 +213,24 @@ impl ForwardedIp {
     }
 }
 
+/// The entries of a forwarded header (`X-Forwarded-For: client, proxy1, proxy2`), its
+/// lines joined, each an address ([`forwarded_address`]) or not (`None`); none without
+/// the header.
+pub(crate) fn forwarded_entries(
+    inspection: &Inspection<'_>,
+    header: &http::HeaderName,
+) -> Vec<Option<IpAddr>> {
+    let mut entries = Vec::new();
+    for line in inspection.headers().get_all(header) {
+        let text = String::from_utf8_lossy(line.as_bytes());
+        entries.extend(text.split(',').map(|entry| forwarded_address(entry.trim())));
+    }
+    entries
+}
+
 /// An address as a forwarded header gives it: `203.0.113.9`, `203.0.113.9:51234`,
 /// `2001:db8::1` or `[2001:db8::1]:51234`.
-pub(crate) fn forwarded_address(entry: &str) -> Option<IpAddr> {
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
     entry
         .parse::<IpAddr>()
         .ok()
