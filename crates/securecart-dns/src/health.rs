@@ -7,7 +7,7 @@
 //! in a row that disagree with it; a probe unanswered when the next is due (and at least
 //! 1 s on) has failed, so that an endpoint that hangs fails a probe per interval of 1 s or
 //! more, as one that refuses does. Inverted checks report the opposite; disabled checks
-//! are always healthy; calculated checks are healthy while at least N of their children
+//! are always healthy (unhealthy if inverted too, Route 53's way to take a record out); calculated checks are healthy while at least N of their children
 //! are, following them as they change (every 50 ms, with no interval or threshold of
 //! their own, as Route 53's).
 //! A new check starts healthy, as Route 53's do until their first failures; a check carried

@@ -264,7 +264,10 @@ impl Zone {
             return Err(format!("{name} has a CNAME record, which must be alone"));
         }
         if record_type == RecordType::CNAME
-            && (self.rrsets.keys().any(|(at, _)| *at == owner)
+            && (self
+                .types
+                .get(&owner)
+                .is_some_and(|types| !types.is_empty())
                 || self.policies.keys().any(|(at, _)| *at == owner))
         {
             return Err(format!(

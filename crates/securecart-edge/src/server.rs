@@ -939,7 +939,7 @@ impl Body for Tracked {
 
 /// `hint` with `more` bytes in front. (The upper bound is set first: `set_lower` refuses,
 /// with a panic, a lower bound past the upper one, as `hint`'s would be if exact.)
-fn with_more(hint: &SizeHint, more: u64) -> SizeHint {
+pub(crate) fn with_more(hint: &SizeHint, more: u64) -> SizeHint {
     let mut sum = SizeHint::new();
     if let Some(upper) = hint.upper() {
         sum.set_upper(upper.saturating_add(more));

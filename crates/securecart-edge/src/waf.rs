@@ -258,15 +258,7 @@ impl Body for ReadBody {
         let read = self.read.len() as u64;
         match &self.rest {
             None => SizeHint::with_exact(read),
-            Some(rest) => {
-                let rest = rest.size_hint();
-                let mut hint = SizeHint::new();
-                hint.set_lower(rest.lower().saturating_add(read));
-                if let Some(upper) = rest.upper() {
-                    hint.set_upper(upper.saturating_add(read));
-                }
-                hint
-            }
+            Some(rest) => crate::server::with_more(&rest.size_hint(), read),
         }
     }
 }

@@ -382,6 +382,27 @@ pub(crate) fn resolve_dns(
         }
         records.push(record);
     }
+    // Where each name and type's aliases lead, and which of them lead back to it.
+    let mut targets: HashMap<(&str, &str), Vec<&str>> = HashMap::new();
+    for record in &records {
+        if let Some(target) = &record.alias {
+            targets
+                .entry((record.name.as_str(), record.record_type.as_str()))
+                .or_default()
+                .push(target.as_str());
+        }
+    }
+    let mut looping: HashMap<(&str, &str), bool> = HashMap::new();
+    for &(name, record_type) in targets.keys() {
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut next: Vec<&str> = targets[&(name, record_type)].clone();
+        while let Some(at) = next.pop() {
+            if seen.insert(at) {
+                next.extend(targets.get(&(at, record_type)).into_iter().flatten());
+            }
+        }
+        looping.insert((name, record_type), seen.contains(name));
+    }
     for (index, record) in records.iter().enumerate() {
         if let Some(target) = &record.alias
             && !records
@@ -398,31 +419,19 @@ pub(crate) fn resolve_dns(
         }
         // An alias that leads back to its own name and type, through the aliases of the
         // records it names, would be followed round at each query.
-        if let Some(target) = &record.alias {
-            let mut seen = vec![target.as_str()];
-            let mut at = 0;
-            while at < seen.len() {
-                let name = seen[at];
-                at += 1;
-                for next in records
-                    .iter()
-                    .filter(|other| other.name == name && other.record_type == record.record_type)
-                    .filter_map(|other| other.alias.as_deref())
-                {
-                    if !seen.contains(&next) {
-                        seen.push(next);
-                    }
-                }
-            }
-            if seen.contains(&record.name.as_str()) {
-                findings.problem(
-                    path.key("records").index(index).key("alias"),
-                    format!(
-                        "{} {}: its alias leads back to it, through the aliases of {target}",
-                        record.name, record.record_type
-                    ),
-                );
-            }
+        if record.alias.is_some()
+            && looping
+                .get(&(record.name.as_str(), record.record_type.as_str()))
+                .copied()
+                .unwrap_or(false)
+        {
+            findings.problem(
+                path.key("records").index(index).key("alias"),
+                format!(
+                    "{} {}: its aliases lead back to it, through the aliases of the records they name",
+                    record.name, record.record_type
+                ),
+            );
         }
     }
     // The edges whose targets' health an alias evaluates get a check each.

@@ -1447,7 +1447,7 @@ alias = "loop-a"
     );
     let diagnostic = diagnostic_where(&text, |field| field.ends_with(".alias"));
     assert!(
-        diagnostic.message.contains("leads back to it"),
+        diagnostic.message.contains("lead back to it"),
         "{}",
         diagnostic.message
     );
