@@ -79,6 +79,22 @@ pub fn rebuild(
     stop: &watch::Receiver<bool>,
     previous: &[(String, Arc<AtomicBool>)],
 ) -> Result<Built, String> {
+    assemble(config, Some(stop), previous)
+}
+
+/// Whether the zone builds, as [`build`] would build it, without starting its health
+/// checks (`securecart check`): its records, its routing groups and their aliases, and
+/// the health checks they name.
+pub fn check(config: &ZoneConfig) -> Result<(), String> {
+    assemble(config, None, &[]).map(|_| ())
+}
+
+/// [`rebuild`], starting the health checks only given `stop`.
+fn assemble(
+    config: &ZoneConfig,
+    stop: Option<&watch::Receiver<bool>>,
+    previous: &[(String, Arc<AtomicBool>)],
+) -> Result<Built, String> {
     let origin = Name::from_ascii(&config.origin)
         .map_err(|error| format!("`{}` is not a zone name: {error}", config.origin))?;
     let name = |text: &str| {
@@ -103,15 +119,15 @@ pub fn rebuild(
         .collect();
     for check in &config.health_checks {
         let state = Arc::clone(&flags[check.name.as_str()]);
-        check
-            .clone()
-            .with_children(|child| {
-                flags
-                    .get(child.as_str())
-                    .cloned()
-                    .ok_or_else(|| format!("health check `{child}` does not exist"))
-            })?
-            .resume(state, stop.clone());
+        let check = check.clone().with_children(|child| {
+            flags
+                .get(child.as_str())
+                .cloned()
+                .ok_or_else(|| format!("health check `{child}` does not exist"))
+        })?;
+        if let Some(stop) = stop {
+            check.resume(state, stop.clone());
+        }
     }
 
     // SOA and NS records for the zone, with the name servers' addresses.

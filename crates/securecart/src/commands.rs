@@ -785,11 +785,17 @@ fn check(file: Option<&Path>) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     }
-    if loaded.topology.dns.is_some()
-        && let Err(error) = settings::dns_zone_config(&loaded.topology, &base)
-    {
-        let _ = writeln!(std::io::stderr(), "error: {name}: {error:#}");
-        return Ok(ExitCode::FAILURE);
+    // The zone is built as the DNS servers will build it (its routing groups' aliases
+    // too), without starting its health checks.
+    if loaded.topology.dns.is_some() {
+        let built = settings::dns_zone_config(&loaded.topology, &base).and_then(|config| {
+            securecart_dns::config::check(&config)
+                .map_err(|error| anyhow::anyhow!("[dns]: {error}"))
+        });
+        if let Err(error) = built {
+            let _ = writeln!(std::io::stderr(), "error: {name}: {error:#}");
+            return Ok(ExitCode::FAILURE);
+        }
     }
     let mut stdout = std::io::stdout().lock();
     for advice in &loaded.advice {

@@ -790,6 +790,31 @@ async fn check_reads_the_city_database_the_dns_names() {
     );
 }
 
+/// `check` builds the DNS zone as its servers will, without starting its health checks:
+/// aliases that reach more members than a query may follow are refused there.
+#[tokio::test]
+async fn check_builds_the_dns_zone_as_its_servers_will() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let mut text = std::fs::read_to_string(repository_root().join("securecart.toml"))
+        .expect("default topology");
+    for (group, target) in [("fan-x", "fan-y"), ("fan-y", "www")] {
+        for n in 0..40 {
+            text.push_str(&format!(
+                "\n[[dns.records]]\nname = \"{group}\"\ntype = \"A\"\nset_identifier = \"m{n}\"\nweight = 1\nalias = \"{target}\"\n"
+            ));
+        }
+    }
+    let file = directory.path().join("topology.toml");
+    std::fs::write(&file, text).expect("write topology");
+    let output = check(Some(&file)).await;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("[dns]") && stderr.contains("fan-x") && stderr.contains("1024"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test]
 async fn status_without_a_deployment_says_so() {
     let directory = tempfile::tempdir().expect("temporary directory");
