@@ -48,6 +48,9 @@ struct Entry {
     file: String,
     size: u64,
     variant: Variant,
+    /// When its response was received: of two variants a request selects, the newer
+    /// answers (RFC 9111 section 4.1), as in the memory tier.
+    received: SystemTime,
     host: Box<str>,
     path: Box<str>,
     tags: Box<[Box<str>]>,
@@ -131,6 +134,7 @@ impl Disk {
             file,
             size: bytes.len() as u64,
             variant: stored.variant.clone(),
+            received: stored.freshness.response_time,
             host: stored.host.clone(),
             path: stored.path.clone(),
             tags: stored.tags.clone(),
@@ -165,7 +169,8 @@ impl Disk {
             let Some(entry) = index.by_key.get_mut(key).and_then(|entries| {
                 entries
                     .iter_mut()
-                    .find(|entry| entry.variant.matches(request))
+                    .filter(|entry| entry.variant.matches(request))
+                    .max_by_key(|entry| entry.received)
             }) else {
                 return Ok(None);
             };
@@ -586,6 +591,7 @@ fn read_header(path: &Path) -> io::Result<(String, Entry)> {
         Entry {
             file: name,
             size,
+            received: header.stored.freshness.response_time,
             variant: header.stored.variant,
             host: header.stored.host,
             path: header.stored.path,
@@ -700,6 +706,36 @@ pub(crate) mod tests {
                 .usage(),
             (0, 0)
         );
+    }
+
+    /// Of two variants a request selects (one stored without `Vary`, one with), the
+    /// newer answers, before a reopen and after it, whatever the files' order.
+    #[test]
+    fn the_newest_variant_a_request_selects_answers() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let disk = Disk::open(directory.path(), 1 << 20).expect("opens");
+        let older = stored("/a", "older", "en");
+        let mut newer = stored("/a", "newer, without Vary", "en");
+        newer.variant = Variant::capture(&asking("en"), &[], &KeyPolicy::default());
+        newer.freshness.response_time += Duration::from_secs(10);
+        for (first, second) in [(&older, &newer), (&newer, &older)] {
+            disk.write("shop.test/a", first).expect("writes");
+            disk.write("shop.test/a", second).expect("writes");
+            let read = |disk: &Disk| {
+                disk.read("shop.test/a", &asking("en"))
+                    .expect("reads")
+                    .map(|stored| stored.body)
+            };
+            assert_eq!(
+                read(&disk),
+                Some(Bytes::from_static(b"newer, without Vary"))
+            );
+            let reopened = Disk::open(directory.path(), 1 << 20).expect("reopens");
+            assert_eq!(
+                read(&reopened),
+                Some(Bytes::from_static(b"newer, without Vary"))
+            );
+        }
     }
 
     #[test]
