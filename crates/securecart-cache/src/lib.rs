@@ -75,6 +75,8 @@ pub struct Cache {
     /// [`Cache::reserve_copy`]), and the most they may hold.
     copies: AtomicU64,
     copies_limit: u64,
+    /// Background refreshes under way (see [`Cache::begin_refresh`]).
+    refreshes: Arc<std::sync::atomic::AtomicUsize>,
     /// Disk writes and deletions queued or under way, for [`Cache::flush`].
     disk_tasks: Arc<DiskTasks>,
 }
@@ -96,6 +98,19 @@ impl Drop for DiskTask {
         if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.done.notify_waiters();
         }
+    }
+}
+
+/// The most background refreshes under way at once ([`Cache::begin_refresh`]).
+pub const MAX_REFRESHES: usize = 64;
+
+/// A background refresh's place ([`Cache::begin_refresh`]), given back when it goes.
+#[derive(Debug)]
+pub struct Refresh(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Refresh {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -197,6 +212,7 @@ impl Cache {
             copies: AtomicU64::new(0),
             // A quarter of the memory tier, or one object at least.
             copies_limit: (capacity_bytes / 4).max(max_object_bytes as u64),
+            refreshes: Arc::default(),
             disk_tasks: Arc::default(),
         }
     }
@@ -245,6 +261,20 @@ impl Cache {
     /// Gives back what [`Cache::reserve_copy`] took.
     pub fn release_copy(&self, bytes: usize) {
         self.copies.fetch_sub(bytes as u64, Ordering::AcqRel);
+    }
+
+    /// A place for one more background refresh (`stale-while-revalidate`), or `None` when
+    /// [`MAX_REFRESHES`] are under way: the stale copy answers all the same, and a later
+    /// request starts the refresh, so that a spray of requests for many stale objects
+    /// sends the origin a bounded number of fetches at once. The place is given back when
+    /// the [`Refresh`] goes.
+    pub fn begin_refresh(&self) -> Option<Refresh> {
+        self.refreshes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |under_way| {
+                (under_way < MAX_REFRESHES).then_some(under_way + 1)
+            })
+            .ok()
+            .map(|_| Refresh(Arc::clone(&self.refreshes)))
     }
 
     /// The same cache with a disk tier behind the memory.
@@ -465,5 +495,16 @@ mod tests {
         // One object at least, however small the memory.
         let small = Cache::new(100, 512, || {});
         assert!(small.reserve_copy(512));
+    }
+
+    #[test]
+    fn background_refreshes_are_bounded_and_give_their_places_back() {
+        let cache = Cache::new(4096, 512, || {});
+        let places: Vec<_> = (0..super::MAX_REFRESHES)
+            .map(|_| cache.begin_refresh().expect("a place"))
+            .collect();
+        assert!(cache.begin_refresh().is_none(), "every place is taken");
+        drop(places);
+        assert!(cache.begin_refresh().is_some());
     }
 }

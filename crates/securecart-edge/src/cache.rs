@@ -867,6 +867,19 @@ struct Fetched<'a> {
     since: Generation,
 }
 
+/// Bytes of the copies' budget (`Cache::reserve_copy`) held by a copy being read, given
+/// back when it goes.
+struct Held<'c> {
+    cache: &'c Cache,
+    bytes: usize,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.cache.release_copy(self.bytes);
+    }
+}
+
 /// A stored response that a request may not use as it is, under its key, and the flight
 /// guard of the requests waiting for its revalidation, if this request leads it.
 struct Stale {
@@ -1052,6 +1065,9 @@ fn revalidate_in_background<B>(
     let Join::Leader(guard) = stage.cache.flights.join(key) else {
         return;
     };
+    let Some(refresh) = stage.cache.begin_refresh() else {
+        return;
+    };
     let cache = Arc::clone(&stage.cache);
     let policy = behavior.policy.clone();
     let groups = Arc::clone(origin.groups);
@@ -1068,7 +1084,7 @@ fn revalidate_in_background<B>(
     let mut background = RequestContext::new(context.client, context.trace.child());
     let since = stage.cache.generation();
     tokio::spawn(async move {
-        let _guard = guard;
+        let (_guard, _refresh) = (guard, refresh);
         // The object is refreshed whole: a client's range is not the origin's to cut.
         headers.remove(header::RANGE);
         make_conditional(&mut headers, &stored);
@@ -1131,14 +1147,22 @@ fn revalidate_in_background<B>(
             return;
         }
         let limit = cache.max_object_bytes;
+        let copies = Arc::clone(&cache);
         let reading = async move {
             let mut body = body;
             let mut read = bytes::BytesMut::new();
+            // Its copy is held within the copies' budget, as a miss's is, and given back
+            // however the reading ends (the stored object then counts in the store).
+            let mut held = Held {
+                cache: &copies,
+                bytes: 0,
+            };
             while let Some(frame) = body.frame().await {
                 if let Ok(data) = frame.ok()?.into_data() {
-                    if read.len() + data.len() > limit {
+                    if read.len() + data.len() > limit || !copies.reserve_copy(data.len()) {
                         return None;
                     }
+                    held.bytes += data.len();
                     read.extend_from_slice(&data);
                 }
             }
