@@ -656,8 +656,17 @@ impl Store for SqliteStore {
                         "UPDATE orders SET status = ?2, charge_id = ?3 WHERE id = ?1",
                         params![order_id, OrderStatus::Paid.as_str(), charge_id],
                     )?;
+                    // The cart loses what the order took: a line raised since the order was
+                    // made (a retry of a pending checkout) keeps the rest.
+                    // (Lines it took whole go first: a line's quantity is at least 1.)
+                    let ordered = "(SELECT quantity FROM order_items WHERE order_id = ?2 AND order_items.product_id = cart_items.product_id)";
                     transaction.execute(
-                        "DELETE FROM cart_items WHERE session = ?1 AND product_id IN (SELECT product_id FROM order_items WHERE order_id = ?2)",
+                        &format!("DELETE FROM cart_items WHERE session = ?1 AND quantity <= {ordered}"),
+                        params![order.session, order_id],
+                    )?;
+                    transaction.execute(
+                        &format!("UPDATE cart_items SET quantity = quantity - {ordered}
+                         WHERE session = ?1 AND product_id IN (SELECT product_id FROM order_items WHERE order_id = ?2)"),
                         params![order.session, order_id],
                     )?;
                 }

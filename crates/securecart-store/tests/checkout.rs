@@ -132,3 +132,41 @@ async fn an_order_that_may_have_been_charged_is_never_undone() {
     assert_eq!(declined.status, OrderStatus::PaymentDeclined);
     assert_eq!(stock(&store).await, 10, "a decline releases the stock");
 }
+
+/// A paid order takes from the cart what it ordered: a line raised while its checkout
+/// was pending keeps the rest, and a line it took whole goes.
+#[tokio::test]
+async fn a_paid_order_takes_from_the_cart_only_what_it_ordered() {
+    let (_directory, store) = store_with_a_cart().await;
+    let (order, _) = begin(&store, "ord_1").await;
+    store.suspend_checkout(&order).await.expect("suspend");
+    // Two spoons ordered; the shopper raises the line to five meanwhile.
+    store.set_cart_quantity("s1", 1, 5).await.expect("raised");
+    assert_eq!(begin(&store, "ord_x").await, (order.clone(), false));
+    let approved = || PaymentOutcome::Approved {
+        charge_id: "ch_1".to_owned(),
+    };
+    let paid = store
+        .complete_checkout(&order, approved())
+        .await
+        .expect("complete");
+    assert_eq!(paid.status, OrderStatus::Paid);
+    let cart = store.cart("s1").await.expect("cart");
+    assert_eq!(
+        cart.iter()
+            .map(|line| (line.product_id, line.quantity))
+            .collect::<Vec<_>>(),
+        [(1, 3)]
+    );
+    // An order of the whole line empties it.
+    let mut whole = request("ord_2");
+    whole.idempotency_key = "key-0002".to_owned();
+    let CheckoutStart::Created(second) = store.begin_checkout(whole).await.expect("begin") else {
+        panic!("a new order");
+    };
+    store
+        .complete_checkout(&second.id, approved())
+        .await
+        .expect("complete");
+    assert!(store.cart("s1").await.expect("cart").is_empty());
+}
