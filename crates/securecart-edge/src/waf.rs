@@ -139,11 +139,17 @@ pub fn redact(field: &str, data: &str, headers: &HeaderMap, redaction: &Redactio
         "query_string" | "query_arguments" | "query_argument_names" => redaction.query_string,
         "uri_path" => redaction.uri_path,
         "method" => redaction.method,
-        // A rate-based rule's keys (the WAF never shows a cookie's or a query's): the
-        // path and the method are shown unless the operator hides them.
+        // A rate-based rule's keys (the WAF never shows a cookie's, a query's or a
+        // credential header's): the path, the method and a header's value are shown
+        // unless the operator hides them.
         "rate" => {
             (redaction.uri_path && data.contains("uri_path:"))
                 || (redaction.method && data.contains("method:"))
+                || data.split(',').any(|key| {
+                    key.split_once(':').is_some_and(|(name, _)| {
+                        redaction.headers.iter().any(|hidden| hidden == name)
+                    })
+                })
         }
         _ => {
             field
@@ -975,6 +981,17 @@ mod tests {
             // A rate-based rule's keys: the path hidden, the method shown.
             ("rate", "127.0.0.1,uri_path:/api/login", "REDACTED"),
             ("rate", "127.0.0.1,method:POST", "127.0.0.1,method:POST"),
+            // A header the operator hides, as a rate key: not shown either.
+            (
+                "rate",
+                "127.0.0.1,x-session:s-1 past 100 in 300 s",
+                "REDACTED",
+            ),
+            (
+                "rate",
+                "user-agent:sqlmap/1.7 past 100 in 300 s",
+                "user-agent:sqlmap/1.7 past 100 in 300 s",
+            ),
             ("body_fields", "<script>", "<script>"),
             // All the headers of a request with a redacted one: only another header's
             // value as sent shows.
