@@ -142,14 +142,18 @@ impl Control {
             .clone()
             .map(|limits| Arc::new(crate::shield::Shield::new(limits)));
         let shield = arc_swap::ArcSwapOption::new(shield);
+        let made = Self::cache_for(&cache, &config, &metrics)?;
         let pipelines = Self::compile(
             &config,
             &groups,
             &listener_ports,
             &metrics,
-            Self::cache_for(&cache, &config, &metrics)?,
+            made.as_ref(),
             shield.load_full(),
         )?;
+        if let Some(made) = made {
+            cache.get_or_init(|| made);
+        }
         let (stop, _) = watch::channel(false);
         Ok(Self {
             slots: pipelines
@@ -171,17 +175,19 @@ impl Control {
         })
     }
 
-    /// The edge's cache, made now if `config` is the first to ask for one.
-    fn cache_for<'c>(
-        cache: &'c std::sync::OnceLock<Arc<securecart_cache::Cache>>,
+    /// The edge's cache, made now if `config` is the first to ask for one; a cache made
+    /// now is kept (in `cache`) only once its configuration compiled, so that a reload
+    /// that fails leaves none behind.
+    fn cache_for(
+        cache: &std::sync::OnceLock<Arc<securecart_cache::Cache>>,
         config: &EdgeConfig,
         metrics: &EdgeMetrics,
-    ) -> Result<Option<&'c Arc<securecart_cache::Cache>>, StartError> {
+    ) -> Result<Option<Arc<securecart_cache::Cache>>, StartError> {
         let Some(settings) = config.cache.as_ref() else {
             return Ok(None);
         };
         if let Some(made) = cache.get() {
-            return Ok(Some(made));
+            return Ok(Some(Arc::clone(made)));
         }
         let evictions = metrics.cache_evictions.clone();
         let mut made = securecart_cache::Cache::new(
@@ -201,7 +207,7 @@ impl Control {
             tracing::info!(directory = %disk.directory.display(), objects, bytes, "cache disk tier opened");
             made = made.with_disk(opened);
         }
-        Ok(Some(cache.get_or_init(|| Arc::new(made))))
+        Ok(Some(Arc::new(made)))
     }
 
     /// The edge's shield, if its configuration has one.
@@ -394,14 +400,18 @@ impl Control {
             (None, Some(limits)) => Some(Arc::new(crate::shield::Shield::new(limits.clone()))),
             (_, None) => None,
         };
+        let made = Self::cache_for(&self.cache, &config, &self.metrics)?;
         let pipelines = Self::compile(
             &config,
             &groups,
             &self.listener_ports,
             &self.metrics,
-            Self::cache_for(&self.cache, &config, &self.metrics)?,
+            made.as_ref(),
             shield.clone(),
         )?;
+        if let Some(made) = made {
+            self.cache.get_or_init(|| made);
+        }
         self.shield.store(shield);
         for (slot, pipeline) in self.slots.iter().zip(pipelines) {
             slot.store(pipeline);

@@ -2091,10 +2091,21 @@ async fn targets_are_registered_and_deregistered_and_rules_reloaded_under_load_w
     edge.wait_for_healthy(2).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    // A reload that fails to compile changes nothing; a good one applies.
+    // A reload that fails to compile changes nothing (it makes no cache either); a good
+    // one applies.
     let mut bad = control_config(a.address, b.address);
     bad.target_groups.clear();
+    bad.cache = Some(securecart_edge::CacheConfig {
+        capacity_bytes: 1 << 20,
+        max_object_bytes: 1 << 10,
+        behaviors: Vec::new(),
+        disk: None,
+        error_responses: Vec::new(),
+        peers: Vec::new(),
+    });
+    assert!(control.cache().is_none());
     assert!(control.apply(bad).await.is_err());
+    assert!(control.cache().is_none(), "a refused reload left a cache");
     assert_eq!(api.get(&format!("{}/new-rule", edge.url)).await.status, 404);
     control
         .apply(control_config(a.address, b.address))
