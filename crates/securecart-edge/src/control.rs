@@ -334,8 +334,17 @@ impl Control {
     /// Replaces the configuration: listeners keep their sockets; rules, actions and target
     /// groups are replaced. Nothing changes if the new configuration does not compile.
     pub async fn apply(&self, config: EdgeConfig) -> Result<(), ReloadError> {
+        self.swap(|| Ok(config)).await
+    }
+
+    /// Applies the configuration `read` gives, read while the configuration's lock is held:
+    /// of two reloads at once, the one that read the source last is the one in force.
+    async fn swap(
+        &self,
+        read: impl FnOnce() -> Result<EdgeConfig, ReloadError>,
+    ) -> Result<(), ReloadError> {
         let mut current = self.config.lock().await;
-        let previous = self.apply_locked(&mut current, config)?;
+        let previous = self.apply_locked(&mut current, read()?)?;
         drop(current);
         self.drain_leavers(&previous).await;
         self.restart_health_checks().await;
@@ -479,8 +488,7 @@ impl Control {
     /// Reads the configuration again from its source and applies it.
     pub async fn reload(&self) -> Result<(), ReloadError> {
         let source = self.reload_source.get().ok_or(ReloadError::NoSource)?;
-        let config = source().map_err(ReloadError::Source)?;
-        self.apply(config).await
+        self.swap(|| source().map_err(ReloadError::Source)).await
     }
 
     /// Adds a target to a group (nothing if it is already there).
