@@ -855,8 +855,18 @@ struct SampledQuery {
 /// requests): `?rule=ID` for one rule's, `?limit=N` for at most N (100 by default).
 async fn waf_sampled(
     State(control): State<Arc<Control>>,
-    axum::extract::Query(query): axum::extract::Query<SampledQuery>,
+    query: Result<axum::extract::Query<SampledQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    let axum::extract::Query(query) = match query {
+        Ok(query) => query,
+        Err(rejection) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                rejection.body_text(),
+            );
+        }
+    };
     let limit = query.limit.unwrap_or(100).min(crate::waf::MAX_SAMPLES);
     Json(serde_json::json!({
         "samples": control.metrics.waf_samples.latest(query.rule.as_deref(), limit),

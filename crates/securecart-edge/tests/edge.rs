@@ -2084,6 +2084,24 @@ async fn targets_are_registered_and_deregistered_and_rules_reloaded_under_load_w
         )
         .await;
     assert_eq!(unknown.status, 404);
+    // Every admin error is JSON: an unknown route, a method a route does not take, a
+    // query that does not read.
+    for (reply, status, code) in [
+        (api.get(&admin("/nope")).await, 404, "not_found"),
+        (
+            api.post(&admin("/targets"), &[auth], "").await,
+            405,
+            "method_not_allowed",
+        ),
+        (
+            api.get(&admin("/waf/sampled?limit=many")).await,
+            400,
+            "bad_request",
+        ),
+    ] {
+        assert_eq!(reply.status, status, "{}", reply.text());
+        assert_eq!(reply.json()["error"]["code"], code, "{}", reply.text());
+    }
 
     // RegisterTargets: b joins, and takes traffic once its health check passes.
     let registered = api.post(&admin("/targets/register"), &[auth], &body).await;

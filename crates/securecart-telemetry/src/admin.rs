@@ -77,7 +77,18 @@ impl AdminServer {
             .route("/metrics", get(metrics_handler))
             .route("/healthz", get(health_handler))
             .with_state(AdminState { metrics, readiness })
-            .merge(extra);
+            .merge(extra)
+            // JSON errors, as the components' own routes give them.
+            .fallback(|| async {
+                admin_error(StatusCode::NOT_FOUND, "not_found", "no such admin route")
+            })
+            .method_not_allowed_fallback(|| async {
+                admin_error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "this admin route does not take that method",
+                )
+            });
         Ok(Self { listener, router })
     }
 
@@ -95,6 +106,21 @@ impl AdminServer {
             .with_graceful_shutdown(shutdown)
             .await
     }
+}
+
+/// An admin error, as the components' routes write theirs: `{"error": {"code", "message"}}`
+/// (`code` and `message` are this module's own, without quotes or backslashes).
+fn admin_error(
+    status: StatusCode,
+    code: &'static str,
+    message: &'static str,
+) -> axum::response::Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        format!(r#"{{"error":{{"code":"{code}","message":"{message}"}}}}"#),
+    )
+        .into_response()
 }
 
 async fn metrics_handler(State(state): State<AdminState>) -> impl IntoResponse {
