@@ -97,9 +97,14 @@ pub struct Behavior {
 }
 
 impl Behavior {
-    /// Edits the headers of one of its answers to a client (CloudFront's response headers
-    /// policy): removals, then the headers it sets.
+    /// Edits the headers of one of its answers to a client (not to another edge fetching
+    /// through this one, which stores the answer by them): the surrogates' fields out
+    /// (`Surrogate-Control`, `Surrogate-Key`, `Cache-Tag`: Edge Architecture's), then
+    /// CloudFront's response headers policy, its removals and the headers it sets.
     pub fn edit_response(&self, headers: &mut HeaderMap) {
+        headers.remove(&freshness::SURROGATE_CONTROL);
+        headers.remove(&SURROGATE_KEY);
+        headers.remove(&CACHE_TAG);
         for name in &self.remove_response_headers {
             headers.remove(name);
         }
@@ -549,35 +554,10 @@ async fn send_to_origin(
     .await
 }
 
-/// Runs a request through the cache behaviour `behavior` for `host`. The answer keeps
-/// its `Surrogate-Control`, `Surrogate-Key` and `Cache-Tag` for another edge fetching
-/// through this one (which stores it by them, and must find its copies when a tag is
-/// invalidated), and loses them for any other client (Edge Architecture's surrogates).
+/// Runs a request through the cache behaviour `behavior` for `host`. The answer keeps the
+/// surrogates' fields, for another edge fetching through this one; what a client sees is
+/// [`Behavior::edit_response`]'s.
 pub async fn handle<B>(
-    stage: &CacheStage,
-    behavior: &Behavior,
-    origin: Origin<'_>,
-    context: &mut RequestContext,
-    host: &str,
-    request: Request<B>,
-) -> Result<Response<EdgeBody>, EdgeError>
-where
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    let peer = stage.is_peer(context.client.ip());
-    let mut answer = answer(stage, behavior, origin, context, host, request).await;
-    if !peer && let Ok(response) = &mut answer {
-        let headers = response.headers_mut();
-        headers.remove(&freshness::SURROGATE_CONTROL);
-        headers.remove(&SURROGATE_KEY);
-        headers.remove(&CACHE_TAG);
-    }
-    answer
-}
-
-/// [`handle`]'s answer, with the surrogates' fields as the origin or the store gave them.
-async fn answer<B>(
     stage: &CacheStage,
     behavior: &Behavior,
     origin: Origin<'_>,
@@ -1498,7 +1478,7 @@ impl Body for RangeBody {
 }
 
 /// The headers the client sees: what the cache did in (the surrogates' fields go in
-/// [`handle`], for clients that are not another edge).
+/// [`Behavior::edit_response`], for clients that are not another edge).
 fn for_client(headers: &mut HeaderMap, served: Served) {
     let (x_cache, timing) = served.header();
     headers.insert(X_CACHE.clone(), x_cache);

@@ -410,38 +410,38 @@ impl Mitigation {
             newcomers,
             client_entries,
         } = &mut *counts;
-        if !paths.contains_key(key) {
-            if newcomers.len() < MAX_NEWCOMERS {
-                newcomers.push(key.into());
-                paths.insert(key.into(), PathCounts::default());
-            } else if let Some((place, least)) = newcomers
-                .iter()
-                .enumerate()
-                .map(|(place, newcomer)| {
-                    (place, paths.get(newcomer).map_or(0, |counts| counts.total))
+        // One look-up for a key already counted (most requests).
+        let entry = match paths.get_mut(key) {
+            Some(entry) => entry,
+            None => {
+                // A newcomer: a place of its own while there are some; else, as
+                // Space-Saving, the least counted newcomer's place and its count (an
+                // over-estimate), so that keys made up one request each in turn cannot
+                // keep a busier newcomer out.
+                let inherited = if newcomers.len() < MAX_NEWCOMERS {
+                    newcomers.push(key.into());
+                    0
+                } else {
+                    let (place, least) = newcomers
+                        .iter()
+                        .enumerate()
+                        .map(|(place, newcomer)| {
+                            (place, paths.get(newcomer).map_or(0, |counts| counts.total))
+                        })
+                        .min_by_key(|&(_, total)| total)
+                        .unwrap_or((0, 0));
+                    let gone = std::mem::replace(&mut newcomers[place], key.into());
+                    if let Some(counts) = paths.remove(&gone) {
+                        *client_entries = client_entries.saturating_sub(counts.clients.len());
+                    }
+                    least
+                };
+                paths.entry(key.into()).or_insert(PathCounts {
+                    total: inherited,
+                    inherited,
+                    ..PathCounts::default()
                 })
-                .min_by_key(|&(_, total)| total)
-            {
-                // Space-Saving: the key takes the place of the least counted newcomer, and
-                // its count (an over-estimate), so that keys made up one request each in
-                // turn cannot keep a busier newcomer out.
-                let gone = std::mem::replace(&mut newcomers[place], key.into());
-                if let Some(counts) = paths.remove(&gone) {
-                    *client_entries = client_entries.saturating_sub(counts.clients.len());
-                }
-                paths.insert(
-                    key.into(),
-                    PathCounts {
-                        total: least,
-                        inherited: least,
-                        ..PathCounts::default()
-                    },
-                );
             }
-        }
-        // (Always there: learnt, or a newcomer now.)
-        let Some(entry) = paths.get_mut(key) else {
-            return;
         };
         entry.total += 1;
         match entry.clients.get_mut(&client) {
